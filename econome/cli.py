@@ -1,0 +1,270 @@
+"""The ``econome`` command.
+
+::
+
+    econome check examples/commune.yaml      # validate and summarise an inventory
+    econome run examples/commune.yaml        # collect and write to InfluxDB until stopped
+    econome demo --duration 60               # simulated commune + pipeline on local servers
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import tempfile
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from econome.settings import EconomeSettings
+from econome.wiring import build_collectors, close_buses, with_endpoints
+from inventory import Inventory, InventoryError, load_inventory
+from streams.clock import Clock, ScaledClock, SystemClock
+from streams.deadletter import DeadLetterStore
+from streams.errors import TelemetryError
+from streams.influx import RAW_MEASUREMENT, InfluxConfig, InfluxQLClient, InfluxV1Writer, make_writer
+from streams.pipeline import Pipeline
+
+__all__ = ["app", "main"]
+
+logger = logging.getLogger("econome")
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Energy and water telemetry for municipal buildings.")
+
+DEFAULT_CONFIG = Path("examples/commune.yaml")
+
+
+def _load(path: Path) -> Inventory:
+    try:
+        return load_inventory(path)
+    except InventoryError as exc:
+        for line in exc.lines():
+            typer.echo(line, err=True)
+        raise typer.Exit(code=2) from exc
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # pymodbus logs every failed request at ERROR; our collector logs state changes instead.
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+
+
+@app.command()
+def check(config: Annotated[Path, typer.Argument(help="Inventory YAML file.")]) -> None:
+    """Validate an inventory file and print a summary of the portfolio."""
+    inv = _load(config)
+    buildings = [b for _, b in inv.buildings()]
+    protocols = Counter(point.protocol for _, point in inv.points())
+    quantities = Counter(point.quantity.value for _, point in inv.points())
+    typer.echo(f"{config}: OK")
+    typer.echo(f"organisation   {inv.organisation.name} ({inv.organisation.population} inhabitants, "
+               f"{inv.organisation.timezone}, school zone {inv.organisation.school_holiday_zone})")
+    typer.echo(f"sites          {len(inv.sites)}")
+    typer.echo(f"buildings      {len(buildings)}")
+    typer.echo(f"floor area     {sum(b.floor_area_m2 for b in buildings):,.0f} m2 "
+               f"(heated {sum(b.heated_area_m2 for b in buildings):,.0f} m2)")
+    typer.echo(f"points         {sum(protocols.values())}: " + ", ".join(f"{n} {p}" for p, n in sorted(protocols.items())))
+    typer.echo(f"gateways       {len(inv.modbus_gateways)} Modbus, {len(inv.mqtt_brokers)} MQTT broker(s)")
+    typer.echo("quantities     " + ", ".join(f"{q} {n}" for q, n in sorted(quantities.items())))
+    renovated = [b.id for b in buildings if b.renovations]
+    if renovated:
+        typer.echo(f"renovated      {', '.join(renovated)}")
+
+
+class _Runtime:
+    """A pipeline with its collectors, writer and buses, ready to run."""
+
+    def __init__(self, inv: Inventory, settings: EconomeSettings, clock: Clock, mqtt_suffix: str = "") -> None:
+        self.dead_letters = DeadLetterStore(settings.data_dir / "dead-letters.jsonl")
+        self.writer = make_writer(settings.influx())
+        self.polled, self.pushed, self.buses = build_collectors(
+            inv, clock, self.dead_letters, mqtt_client_suffix=mqtt_suffix
+        )
+        self.pipeline = Pipeline(inv, self.writer, clock, self.dead_letters, batch_size=settings.batch_size,
+                                 flush_interval=settings.flush_interval)
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set, then flush and release everything."""
+        if isinstance(self.writer, InfluxV1Writer):
+            await self.writer.ensure_database()
+        task = asyncio.create_task(self.pipeline.run(self.polled, self.pushed), name="pipeline")
+        stopper = asyncio.create_task(stop.wait(), name="stop-signal")
+        try:
+            await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+            if not task.done():
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            close_buses(self.buses)
+            await self.writer.close()
+
+
+def _install_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+@app.command()
+def run(
+    config: Annotated[Path, typer.Argument(help="Inventory YAML file.")],
+    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
+) -> None:
+    """Collect every point of the inventory and write to InfluxDB until stopped.
+
+    InfluxDB is set with ECONOME_INFLUX_* variables (see ``econome.settings``).
+    """
+    settings = EconomeSettings()
+    _setup_logging(settings.log_level)
+    inv = _load(config)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        _install_signals(stop)
+        if duration is not None:
+            asyncio.get_running_loop().call_later(duration, stop.set)
+        runtime = _Runtime(inv, settings, SystemClock())
+        await runtime.serve(stop)
+        stats = runtime.pipeline.stats
+        typer.echo(f"stopped: {stats.written} points written, {stats.rejected} dead letters")
+
+    try:
+        asyncio.run(main())
+    except TelemetryError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=1) from exc
+
+
+async def count_per_point(config: InfluxConfig, inv: Inventory) -> dict[str, int]:
+    """InfluxQL ``count(value)`` of raw readings, per point."""
+    client = InfluxQLClient(config)
+    try:
+        series = await client.query(f'SELECT count("value") FROM "{RAW_MEASUREMENT}" GROUP BY "point"')
+    finally:
+        await client.close()
+    counts = {point.id: 0 for _, point in inv.points()}
+    for s in series:
+        point = s.get("tags", {}).get("point")
+        if point in counts:
+            counts[point] = int(s["values"][0][1])
+    return counts
+
+
+@app.command()
+def demo(
+    config: Annotated[Path, typer.Option(help="Inventory of the simulated commune.")] = DEFAULT_CONFIG,
+    duration: Annotated[float, typer.Option(help="Seconds to run before stopping and counting.")] = 60.0,
+    speed: Annotated[float, typer.Option(help="Simulated seconds per real second.")] = 60.0,
+    start: Annotated[str | None, typer.Option(help="Simulated start, ISO 8601 (default: today 06:00 UTC).")] = None,
+    influx_url: Annotated[str | None, typer.Option(help="Use this InfluxDB 1.x instead of starting one.")] = None,
+    workdir: Annotated[Path | None, typer.Option(help="Where local servers keep their data.")] = None,
+) -> None:
+    """Run the simulated commune and the pipeline against local Mosquitto and InfluxDB.
+
+    Prints what flows every few seconds, stops after --duration or on Ctrl-C,
+    then prints the number of readings InfluxDB holds for every point.
+    """
+    from econome.localservers import free_port, start_influxdb, start_mosquitto
+
+    _setup_logging("WARNING")
+    inv = _load(config)
+    base = workdir or Path(tempfile.mkdtemp(prefix="econome-demo-"))
+    base.mkdir(parents=True, exist_ok=True)
+    sim_start = (
+        datetime.fromisoformat(start) if start else datetime.now(UTC).replace(hour=6, minute=0, second=0, microsecond=0)
+    )
+    if sim_start.tzinfo is None:
+        sim_start = sim_start.replace(tzinfo=UTC)
+    servers = []
+    try:
+        broker = start_mosquitto(base / "mosquitto")
+        servers.append(broker)
+        typer.echo(f"mosquitto      {broker.url} (pid {broker.pid})")
+        if influx_url is None:
+            influx = start_influxdb(base / "influxdb")
+            servers.append(influx)
+            influx_url = influx.url
+            typer.echo(f"influxdb 1.x   {influx.url} (pid {influx.pid})")
+        ports = {gw.id: free_port() for gw in inv.modbus_gateways}
+        local = with_endpoints(inv, ports, (broker.host, broker.port))
+        settings = EconomeSettings(influx_api="v1", influx_url=influx_url, influx_database="econome_demo",
+                                   data_dir=base, flush_interval_s=0.5)
+        typer.echo(f"modbus         {', '.join(f'{g}:{p}' for g, p in ports.items())}")
+        typer.echo(f"simulated time starts {sim_start.isoformat()} at x{speed:g}; running {duration:g} s")
+        asyncio.run(_demo(local, settings, sim_start, speed, duration, ports, (broker.host, broker.port)))
+        counts = asyncio.run(count_per_point(settings.influx(), local))
+    except TelemetryError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=1) from exc
+    finally:
+        for server in reversed(servers):
+            server.stop()
+    _print_counts(local, counts)
+    if any(n == 0 for n in counts.values()):
+        raise typer.Exit(code=1)
+
+
+async def _demo(
+    inv: Inventory,
+    settings: EconomeSettings,
+    sim_start: datetime,
+    speed: float,
+    duration: float,
+    ports: dict[str, int],
+    mqtt: tuple[str, int],
+) -> None:
+    from simulator import Simulator
+
+    clock = ScaledClock(sim_start, speed)
+    simulator = Simulator(inv, clock, modbus_ports=ports, mqtt=mqtt)
+    await simulator.start()
+    stop = asyncio.Event()
+    _install_signals(stop)
+    asyncio.get_running_loop().call_later(duration, stop.set)
+    runtime = _Runtime(inv, settings, clock, mqtt_suffix="-demo")
+    serving = asyncio.create_task(runtime.serve(stop), name="serve")
+    stats = runtime.pipeline.stats
+    total_points = sum(1 for _ in inv.points())
+    started = time.monotonic()
+    try:
+        while not serving.done():
+            await asyncio.wait({serving}, timeout=5)
+            typer.echo(
+                f"  t+{time.monotonic() - started:5.1f}s  simulated "
+                f"{clock.now().astimezone(inv.organisation.tz):%a %d %b %H:%M}  "
+                f"readings {stats.received:>6}  written {stats.written:>6}  "
+                f"points seen {len(stats.per_point):>3}/{total_points}  "
+                f"dead letters {stats.rejected}"
+            )
+        serving.result()
+    finally:
+        await simulator.stop()
+    typer.echo(f"flowed: {stats.received} readings, {stats.written} written, {stats.rejected} dead letters, "
+               f"{stats.dropped} dropped")
+
+
+def _print_counts(inv: Inventory, counts: dict[str, int]) -> None:
+    typer.echo("")
+    typer.echo(f"{'point':<44} {'building':<24} {'readings in InfluxDB':>20}")
+    for building, point in inv.points():
+        typer.echo(f"{point.id:<44} {building.id:<24} {counts[point.id]:>20}")
+    empty = [p for p, n in counts.items() if n == 0]
+    typer.echo(f"{len(counts)} points, {sum(counts.values())} readings; points with no reading: {len(empty)}")
+
+
+def main() -> None:
+    """Entry point of the ``econome`` console script."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

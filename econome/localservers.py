@@ -1,0 +1,214 @@
+"""Start and stop real servers on loopback for the demo and the tests.
+
+Each server runs as a child process on a free 127.0.0.1 port with a temporary
+data directory, and is stopped by PID. Nothing here is used in production,
+where the servers are managed by the deployment (see ``deploy/``).
+
+>>> with start_mosquitto(Path(tempfile.mkdtemp())) as broker:   # doctest: +SKIP
+...     print(broker.port)
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+__all__ = [
+    "LocalServer",
+    "ServerUnavailable",
+    "free_port",
+    "restart",
+    "start_influxdb",
+    "start_mosquitto",
+    "start_victoriametrics",
+]
+
+_HOST = "127.0.0.1"
+
+
+class ServerUnavailable(RuntimeError):
+    """A server binary is missing or the server did not come up."""
+
+
+@dataclass
+class LocalServer:
+    """A server process on loopback."""
+
+    name: str
+    host: str
+    port: int
+    process: subprocess.Popen[bytes]
+    data_dir: Path
+    log_path: Path
+    extra: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def pid(self) -> int:
+        """Process id."""
+        return self.process.pid
+
+    @property
+    def url(self) -> str:
+        """Base URL (``http://`` for HTTP servers, ``mqtt://`` for the broker)."""
+        scheme = "mqtt" if self.name == "mosquitto" else "http"
+        return f"{scheme}://{self.host}:{self.port}"
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the process by PID: SIGTERM, then SIGKILL after ``timeout``."""
+        if self.process.poll() is None:
+            os.kill(self.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(self.pid, signal.SIGKILL)
+                self.process.wait(timeout)
+
+    def kill(self) -> None:
+        """Kill the process at once (SIGKILL), as a crash would."""
+        if self.process.poll() is None:
+            os.kill(self.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def __enter__(self) -> LocalServer:
+        """Use as a context manager that stops the server on exit."""
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        """Stop the server."""
+        self.stop()
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 at the time of the call."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((_HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def _binary(name: str, *candidates: str) -> str:
+    for candidate in (name, *candidates):
+        found = shutil.which(candidate)
+        if found:
+            return found
+    msg = f"{name} is not installed: run scripts/install (apt-get install {name})"
+    raise ServerUnavailable(msg)
+
+
+def _spawn(name: str, argv: list[str], data_dir: Path, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], Path]:
+    log_path = data_dir / f"{name}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(  # noqa: S603 - argv is built here from a resolved binary
+            argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, start_new_session=True
+        )
+    return process, log_path
+
+
+def _wait_tcp(server: LocalServer, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            break
+        try:
+            with socket.create_connection((server.host, server.port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    _fail(server)
+
+
+def _wait_http(server: LocalServer, path: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            break
+        try:
+            if httpx.get(f"{server.url}{path}", timeout=1.0).status_code < 300:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    _fail(server)
+
+
+def _fail(server: LocalServer) -> None:
+    server.stop(2)
+    log = server.log_path.read_text(errors="replace")[-2000:]
+    msg = f"{server.name} did not start on {server.host}:{server.port}; log:\n{log}"
+    raise ServerUnavailable(msg)
+
+
+def _data_dir(data_dir: Path | None, name: str) -> Path:
+    path = Path(tempfile.mkdtemp(prefix=f"econome-{name}-")) if data_dir is None else data_dir
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def start_mosquitto(data_dir: Path | None = None, port: int | None = None, timeout: float = 15.0) -> LocalServer:
+    """Start Mosquitto with anonymous access and no persistence."""
+    binary = _binary("mosquitto", "/usr/sbin/mosquitto")
+    data_dir = _data_dir(data_dir, "mosquitto")
+    port = port or free_port()
+    conf = data_dir / "mosquitto.conf"
+    conf.write_text(f"listener {port} {_HOST}\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\n")
+    process, log_path = _spawn("mosquitto", [binary, "-c", str(conf)], data_dir)
+    server = LocalServer("mosquitto", _HOST, port, process, data_dir, log_path)
+    _wait_tcp(server, timeout)
+    return server
+
+
+def start_influxdb(data_dir: Path | None = None, port: int | None = None, timeout: float = 30.0) -> LocalServer:
+    """Start InfluxDB 1.x (Debian's ``influxd``) with no config file."""
+    binary = _binary("influxd")
+    data_dir = _data_dir(data_dir, "influxdb")
+    port = port or free_port()
+    rpc_port = free_port()
+    env = {
+        "INFLUXDB_REPORTING_DISABLED": "true",
+        "INFLUXDB_BIND_ADDRESS": f"{_HOST}:{rpc_port}",
+        "INFLUXDB_META_DIR": str(data_dir / "meta"),
+        "INFLUXDB_DATA_DIR": str(data_dir / "data"),
+        "INFLUXDB_DATA_WAL_DIR": str(data_dir / "wal"),
+        "INFLUXDB_MONITOR_STORE_ENABLED": "false",
+        "INFLUXDB_HTTP_BIND_ADDRESS": f"{_HOST}:{port}",
+        "INFLUXDB_HTTP_LOG_ENABLED": "false",
+        "INFLUXDB_LOGGING_LEVEL": "warn",
+    }
+    process, log_path = _spawn("influxdb", [binary, "run", "-config", "/dev/null"], data_dir, env)
+    server = LocalServer("influxdb", _HOST, port, process, data_dir, log_path, {"rpc_port": rpc_port})
+    _wait_http(server, "/ping", timeout)
+    return server
+
+
+def restart(server: LocalServer, timeout: float = 30.0) -> LocalServer:
+    """Start a stopped server again on the same port and data directory."""
+    starters = {"influxdb": start_influxdb, "mosquitto": start_mosquitto, "victoriametrics": start_victoriametrics}
+    return starters[server.name](server.data_dir, server.port, timeout)
+
+
+def start_victoriametrics(data_dir: Path | None = None, port: int | None = None, timeout: float = 30.0) -> LocalServer:
+    """Start VictoriaMetrics, which accepts the InfluxDB v2 write API."""
+    binary = _binary("victoria-metrics")
+    data_dir = _data_dir(data_dir, "victoriametrics")
+    port = port or free_port()
+    argv = [
+        binary,
+        f"-httpListenAddr={_HOST}:{port}",
+        f"-storageDataPath={data_dir / 'storage'}",
+        "-retentionPeriod=100y",
+        "-search.latencyOffset=0s",
+        "-search.disableCache",
+        "-loggerLevel=WARN",
+    ]
+    process, log_path = _spawn("victoriametrics", argv, data_dir)
+    server = LocalServer("victoriametrics", _HOST, port, process, data_dir, log_path)
+    _wait_http(server, "/health", timeout)
+    return server

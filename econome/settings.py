@@ -1,0 +1,70 @@
+"""Process settings, read from ``ECONOME_*`` environment variables (or a ``.env`` file).
+
+>>> EconomeSettings().influx_api
+'v1'
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from streams.influx import InfluxConfig
+
+__all__ = ["EconomeSettings"]
+
+
+class EconomeSettings(BaseSettings):
+    """Where Econome writes, and how it runs."""
+
+    model_config = SettingsConfigDict(env_prefix="ECONOME_", env_file=".env", extra="ignore", frozen=True)
+
+    influx_api: Literal["v1", "v2"] = "v1"
+    """``v1`` for InfluxDB 1.x (``/write``), ``v2`` for 2.x/3.x through influxdb-client."""
+    influx_url: str = "http://127.0.0.1:8086"
+    """Base URL of InfluxDB."""
+    influx_database: str = "econome"
+    """v1 database (and the InfluxQL database/DBRP name on 2.x/3.x)."""
+    influx_retention_policy: str | None = None
+    """v1 retention policy for raw points; the database default when unset."""
+    influx_username: str | None = None
+    """v1 user, if authentication is on."""
+    influx_password: str | None = None
+    """v1 password."""
+    influx_token: str | None = None
+    """v2/v3 API token."""
+    influx_org: str | None = None
+    """v2 organisation."""
+    influx_bucket: str | None = None
+    """v2 bucket."""
+    batch_size: int = 5000
+    """Most points per write."""
+    flush_interval_s: float = 1.0
+    """Longest wait, in seconds, before queued points are written."""
+    data_dir: Path = Path("var")
+    """Where dead letters (and later the delivery buffer) are kept."""
+    log_level: str = "INFO"
+    """Logging level of the ``econome`` command."""
+
+    def influx(self) -> InfluxConfig:
+        """The InfluxDB settings as the sink's config."""
+        return InfluxConfig(
+            api=self.influx_api,
+            url=self.influx_url,
+            database=self.influx_database,
+            retention_policy=self.influx_retention_policy,
+            username=self.influx_username,
+            password=self.influx_password,
+            token=self.influx_token,
+            org=self.influx_org,
+            bucket=self.influx_bucket,
+            batch_size=self.batch_size,
+        )
+
+    @property
+    def flush_interval(self) -> timedelta:
+        """Flush interval as a duration."""
+        return timedelta(seconds=self.flush_interval_s)

@@ -1,0 +1,63 @@
+"""Build the collectors and the pipeline from an inventory and settings."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import timedelta
+
+from collectors.modbus import ModbusBus, ModbusCollector, ModbusCollectorConfig
+from collectors.mqtt import MqttCollector
+from inventory import Inventory, Point
+from streams.clock import Clock
+from streams.deadletter import DeadLetterStore
+
+__all__ = ["build_collectors", "close_buses", "with_endpoints"]
+
+
+def build_collectors(
+    inventory: Inventory,
+    clock: Clock,
+    dead_letters: DeadLetterStore,
+    modbus_config: ModbusCollectorConfig | None = None,
+    mqtt_client_suffix: str = "",
+) -> tuple[list[ModbusCollector], list[MqttCollector], list[ModbusBus]]:
+    """One Modbus collector per gateway and poll interval, one MQTT collector per broker.
+
+    Returns:
+        The polled collectors, the push collectors and the Modbus buses (to close).
+    """
+    config = modbus_config or ModbusCollectorConfig()
+    groups: dict[tuple[str, timedelta], list[Point]] = defaultdict(list)
+    for _, point in inventory.points():
+        if point.modbus is not None:
+            groups[(point.modbus.gateway, point.modbus.poll_interval)].append(point)
+    buses = {gw.id: ModbusBus(gw, frames_kept=config.frames_kept) for gw in inventory.modbus_gateways}
+    polled = [
+        ModbusCollector(inventory, buses[gateway], points, interval, clock, config)
+        for (gateway, interval), points in sorted(groups.items())
+    ]
+    pushed = [
+        MqttCollector(inventory, broker, clock, dead_letters, client_id=broker.client_id + mqtt_client_suffix)
+        for broker in inventory.mqtt_brokers
+    ]
+    return polled, pushed, list(buses.values())
+
+
+def close_buses(buses: list[ModbusBus]) -> None:
+    """Close every Modbus connection."""
+    for bus in buses:
+        bus.close()
+
+
+def with_endpoints(
+    inventory: Inventory, modbus_ports: dict[str, int], mqtt: tuple[str, int] | None, host: str = "127.0.0.1"
+) -> Inventory:
+    """A copy of the inventory with gateways and brokers moved to local ports (demo, tests)."""
+    gateways = [
+        gw.model_copy(update={"host": host, "port": modbus_ports[gw.id]}) if gw.id in modbus_ports else gw
+        for gw in inventory.modbus_gateways
+    ]
+    brokers = inventory.mqtt_brokers
+    if mqtt is not None:
+        brokers = [b.model_copy(update={"host": mqtt[0], "port": mqtt[1]}) for b in brokers]
+    return inventory.model_copy(update={"modbus_gateways": gateways, "mqtt_brokers": brokers})

@@ -1,0 +1,667 @@
+"""The portfolio model: organisation, sites, buildings, zones, points, schedules.
+
+Every model is a frozen pydantic v2 model that forbids unknown keys, so a typo in
+the YAML is an error rather than a silently ignored setting.  Cross-references
+(duplicate ids, unknown gateway, zone or profile) are checked on the whole
+:class:`Inventory` and reported with the path of the offending field.
+
+Sample (one point, see ``examples/commune.yaml`` for a whole commune)::
+
+    organisation: {name: Commune de Valmont, population: 8400, school_holiday_zone: B}
+    modbus_gateways: [{id: gw-mairie, host: 192.0.2.10, port: 502}]
+    sites:
+      - id: centre
+        name: Centre-bourg
+        buildings:
+          - id: mairie
+            name: Hôtel de ville
+            usage: town_hall
+            floor_area_m2: 900
+            heated_area_m2: 850
+            points:
+              - id: mairie-elec
+                quantity: active_energy
+                unit: kWh
+                usage: general
+                cumulative: true
+                energy: electricity
+                modbus: {gateway: gw-mairie, unit: 1, profile: eastron-sdm630,
+                         field: import_active_energy}
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import date, time, timedelta
+from enum import Enum
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
+
+from inventory.defaults import DEFAULT_TARIFFS_BY_NAME, EnergyTariff
+from inventory.profiles import DeviceProfile, RegisterSpec, RegisterType, load_profiles
+
+ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
+"""Ids are lowercase slugs: they become InfluxDB tags and Grafana variables."""
+
+Loc = tuple[str | int, ...]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False)
+
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min|h|d)\s*$")
+_DURATION_UNITS = {
+    "ms": timedelta(milliseconds=1),
+    "s": timedelta(seconds=1),
+    "min": timedelta(minutes=1),
+    "h": timedelta(hours=1),
+    "d": timedelta(days=1),
+}
+
+
+def parse_duration(value: object) -> object:
+    """Parse ``"90s"``, ``"15min"``, ``"1h"`` or ``"500ms"`` into a timedelta.
+
+    Bare numbers are refused: a duration must say its unit.
+
+    >>> parse_duration("15min")
+    datetime.timedelta(seconds=900)
+    """
+    if isinstance(value, str):
+        match = _DURATION_RE.match(value)
+        if match is None:
+            msg = f"invalid duration {value!r}: use e.g. '500ms', '30s', '15min', '1h', '2d'"
+            raise ValueError(msg)
+        return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        msg = f"duration {value!r} has no unit: write e.g. '{value}s'"
+        raise ValueError(msg)
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+class Quantity(str, Enum):
+    """What a point measures."""
+
+    ACTIVE_ENERGY = "active_energy"
+    ACTIVE_POWER = "active_power"
+    HEAT_ENERGY = "heat_energy"
+    HEAT_POWER = "heat_power"
+    GAS_VOLUME = "gas_volume"
+    WATER_VOLUME = "water_volume"
+    WATER_FLOW = "water_flow"
+    VOLTAGE = "voltage"
+    CURRENT = "current"
+    TEMPERATURE = "temperature"
+    SETPOINT = "setpoint"
+    HUMIDITY = "humidity"
+    OCCUPANCY = "occupancy"
+    ILLUMINANCE = "illuminance"
+    CO2 = "co2"
+    STATE = "state"
+
+
+UNITS: dict[Quantity, frozenset[str]] = {
+    Quantity.ACTIVE_ENERGY: frozenset({"Wh", "kWh", "MWh"}),
+    Quantity.ACTIVE_POWER: frozenset({"W", "kW"}),
+    Quantity.HEAT_ENERGY: frozenset({"Wh", "kWh", "MWh"}),
+    Quantity.HEAT_POWER: frozenset({"W", "kW"}),
+    Quantity.GAS_VOLUME: frozenset({"m3", "L"}),
+    Quantity.WATER_VOLUME: frozenset({"m3", "L"}),
+    Quantity.WATER_FLOW: frozenset({"m3/h", "L/h", "L/min"}),
+    Quantity.VOLTAGE: frozenset({"V"}),
+    Quantity.CURRENT: frozenset({"A"}),
+    Quantity.TEMPERATURE: frozenset({"degC"}),
+    Quantity.SETPOINT: frozenset({"degC"}),
+    Quantity.HUMIDITY: frozenset({"%"}),
+    Quantity.OCCUPANCY: frozenset({"1"}),
+    Quantity.ILLUMINANCE: frozenset({"lx"}),
+    Quantity.CO2: frozenset({"ppm"}),
+    Quantity.STATE: frozenset({"1"}),
+}
+"""Units accepted per quantity; ``"1"`` is dimensionless (0/1 or a ratio)."""
+
+COUNTER_QUANTITIES = frozenset(
+    {Quantity.ACTIVE_ENERGY, Quantity.HEAT_ENERGY, Quantity.GAS_VOLUME, Quantity.WATER_VOLUME}
+)
+
+
+class Usage(str, Enum):
+    """The end use a point serves, as an advisor splits a bill."""
+
+    HEATING = "heating"
+    LIGHTING = "lighting"
+    DHW = "dhw"
+    VENTILATION = "ventilation"
+    COOLING = "cooling"
+    GENERAL = "general"
+    WATER = "water"
+    COMFORT = "comfort"
+    WEATHER = "weather"
+    OTHER = "other"
+
+
+class BuildingUsage(str, Enum):
+    """Building types of a French municipal portfolio."""
+
+    SCHOOL = "school"
+    NURSERY = "nursery"
+    GYMNASIUM = "gymnasium"
+    SWIMMING_POOL = "swimming_pool"
+    TOWN_HALL = "town_hall"
+    LIBRARY = "library"
+    OFFICES = "offices"
+    CULTURAL_CENTRE = "cultural_centre"
+    WORKSHOP = "workshop"
+    RESTAURANT = "restaurant"
+    CHURCH = "church"
+    OTHER = "other"
+
+
+class Energy(str, Enum):
+    """Energies (and water) that carry a tariff and an emission factor."""
+
+    ELECTRICITY = "electricity"
+    NATURAL_GAS = "natural_gas"
+    HEATING_NETWORK = "heating_network"
+    FUEL_OIL = "fuel_oil"
+    WOOD_PELLETS = "wood_pellets"
+    WATER = "water"
+
+
+class Weekday(str, Enum):
+    """Days of the weekly schedule, Monday first as in ``date.weekday()``."""
+
+    MON = "mon"
+    TUE = "tue"
+    WED = "wed"
+    THU = "thu"
+    FRI = "fri"
+    SAT = "sat"
+    SUN = "sun"
+
+
+WEEKDAYS = list(Weekday)
+
+DEFAULT_TARIFFS: dict[Energy, EnergyTariff] = {Energy(k): v for k, v in DEFAULT_TARIFFS_BY_NAME.items()}
+
+
+class TimeRange(_Frozen):
+    """An opening interval within one day, start included, end excluded."""
+
+    start: time
+    end: time
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parse(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            parts = data.split("-")
+            if len(parts) != 2:
+                msg = f"opening hours {data!r} must look like '08:00-18:00'"
+                raise ValueError(msg)
+            return {"start": parts[0].strip(), "end": parts[1].strip()}
+        return data
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TimeRange:
+        if self.end <= self.start and self.end != time(0):
+            msg = f"opening hours end {self.end} is not after start {self.start}"
+            raise ValueError(msg)
+        return self
+
+    def contains(self, moment: time) -> bool:
+        """Tell whether a local wall-clock time falls in this range."""
+        if self.end == time(0):
+            return moment >= self.start
+        return self.start <= moment < self.end
+
+
+class Closure(_Frozen):
+    """An exceptional closure, both dates included (works, bridge day, strike)."""
+
+    start: date
+    end: date
+    reason: str = ""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Closure:
+        if self.end < self.start:
+            msg = f"closure ends {self.end} before it starts {self.start}"
+            raise ValueError(msg)
+        return self
+
+
+class Schedule(_Frozen):
+    """Weekly opening hours, exceptional closures and the holiday policy.
+
+    A day left out of ``weekly`` is closed all day.
+    """
+
+    weekly: dict[Weekday, list[TimeRange]] = Field(default_factory=dict)
+    closures: list[Closure] = Field(default_factory=list)
+    closed_on_public_holidays: bool = True
+    closed_on_school_holidays: bool = False
+
+    def opening_hours(self, day: Weekday) -> list[TimeRange]:
+        """Opening ranges of a weekday (empty when closed)."""
+        return self.weekly.get(day, [])
+
+    def weekly_open_hours(self) -> float:
+        """Hours open in a normal week, for a summary."""
+        total = timedelta()
+        for ranges in self.weekly.values():
+            for rng in ranges:
+                end = timedelta(hours=24) if rng.end == time(0) else _as_delta(rng.end)
+                total += end - _as_delta(rng.start)
+        return total.total_seconds() / 3600
+
+
+def _as_delta(moment: time) -> timedelta:
+    return timedelta(hours=moment.hour, minutes=moment.minute, seconds=moment.second)
+
+
+class Renovation(_Frozen):
+    """Works on a building, with the savings promised by the design office."""
+
+    date: date
+    description: str
+    promised_savings_pct: float = Field(ge=0, le=100)
+    usages: list[Usage] = Field(default_factory=list)
+
+
+class Zone(_Frozen):
+    """A part of a building: a classroom wing, a hall, a pool hall."""
+
+    id: str = Field(pattern=ID_PATTERN)
+    name: str
+    heated_area_m2: float | None = Field(default=None, gt=0)
+
+
+class ModbusBinding(_Frozen):
+    """Where a point is read on Modbus TCP.
+
+    Either ``profile`` and ``field`` (a register of a shipped device profile) or
+    ``register`` (a raw register spec) is given, never both.
+    """
+
+    gateway: str
+    unit: int = Field(ge=0, le=247)
+    profile: str | None = None
+    field: str | None = None
+    raw_register: RegisterSpec | None = Field(default=None, alias="register")
+    poll_interval: Duration = timedelta(seconds=60)
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModbusBinding:
+        if self.raw_register is not None and (self.profile or self.field):
+            msg = "give either 'register' or 'profile' + 'field', not both"
+            raise ValueError(msg)
+        if self.raw_register is None and not (self.profile and self.field):
+            msg = "give 'register', or both 'profile' and 'field'"
+            raise ValueError(msg)
+        if self.poll_interval < timedelta(milliseconds=100):
+            msg = "poll_interval must be at least 100ms"
+            raise ValueError(msg)
+        return self
+
+
+class PayloadFormat(str, Enum):
+    """How an MQTT payload is decoded."""
+
+    PLAIN = "plain"
+    JSON = "json"
+
+
+class MqttBinding(_Frozen):
+    """Which MQTT topic carries a point, and how to decode it."""
+
+    broker: str = "default"
+    topic: str = Field(min_length=1)
+    format: PayloadFormat = PayloadFormat.PLAIN
+    field: str | None = None
+    timestamp_field: str | None = None
+
+    @model_validator(mode="after")
+    def _field_for_json(self) -> MqttBinding:
+        if self.format is PayloadFormat.JSON and not self.field:
+            msg = "format 'json' needs 'field', the path of the value (e.g. 'temperature')"
+            raise ValueError(msg)
+        if "+" in self.topic or "#" in self.topic:
+            msg = f"topic {self.topic!r} must be a concrete topic, not a wildcard"
+            raise ValueError(msg)
+        return self
+
+
+class Point(_Frozen):
+    """A measured point: a meter register or a sensor value."""
+
+    id: str = Field(pattern=ID_PATTERN)
+    name: str = ""
+    zone: str | None = None
+    quantity: Quantity
+    unit: str
+    usage: Usage
+    cumulative: bool = False
+    energy: Energy | None = None
+    conversion_kwh_per_unit: float | None = Field(default=None, gt=0)
+    modbus: ModbusBinding | None = None
+    mqtt: MqttBinding | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Point:
+        allowed = UNITS[self.quantity]
+        if self.unit not in allowed:
+            msg = f"unit {self.unit!r} does not fit {self.quantity.value}: use one of {sorted(allowed)}"
+            raise ValueError(msg)
+        if self.cumulative and self.quantity not in COUNTER_QUANTITIES:
+            msg = f"{self.quantity.value} cannot be a cumulative counter"
+            raise ValueError(msg)
+        if (self.modbus is None) == (self.mqtt is None):
+            msg = "give exactly one binding: 'modbus' or 'mqtt'"
+            raise ValueError(msg)
+        if self.quantity is Quantity.GAS_VOLUME and self.conversion_kwh_per_unit is None:
+            msg = "a gas volume needs 'conversion_kwh_per_unit' (e.g. 11.2 kWh PCS per m3)"
+            raise ValueError(msg)
+        return self
+
+    @property
+    def protocol(self) -> Literal["modbus", "mqtt"]:
+        """The protocol of the binding."""
+        return "modbus" if self.modbus is not None else "mqtt"
+
+
+class Building(_Frozen):
+    """A building with its schedule, renovations, zones and points."""
+
+    id: str = Field(pattern=ID_PATTERN)
+    name: str
+    usage: BuildingUsage
+    floor_area_m2: float = Field(gt=0)
+    heated_area_m2: float = Field(gt=0)
+    year_built: int | None = Field(default=None, ge=1000, le=2100)
+    advisors: list[str] = Field(default_factory=list)
+    heating_setpoint_occupied_c: float = Field(default=19.0, ge=5, le=30)
+    heating_setpoint_unoccupied_c: float = Field(default=16.0, ge=5, le=30)
+    schedule: Schedule = Field(default_factory=Schedule)
+    renovations: list[Renovation] = Field(default_factory=list)
+    zones: list[Zone] = Field(default_factory=list)
+    points: list[Point] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _areas(self) -> Building:
+        if self.heated_area_m2 > self.floor_area_m2:
+            msg = f"heated_area_m2 {self.heated_area_m2} exceeds floor_area_m2 {self.floor_area_m2}"
+            raise ValueError(msg)
+        return self
+
+
+class Site(_Frozen):
+    """A group of buildings at one address."""
+
+    id: str = Field(pattern=ID_PATTERN)
+    name: str
+    address: str = ""
+    buildings: list[Building] = Field(default_factory=list)
+
+
+class Organisation(_Frozen):
+    """The commune or intercommunality that owns the portfolio."""
+
+    name: str
+    population: int = Field(gt=0)
+    timezone: str = "Europe/Paris"
+    school_holiday_zone: Literal["A", "B", "C"]
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            msg = f"unknown timezone {value!r}"
+            raise ValueError(msg) from exc
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        """The organisation's timezone."""
+        return ZoneInfo(self.timezone)
+
+
+class ModbusGateway(_Frozen):
+    """A Modbus TCP endpoint (a meter or an RS-485 gateway)."""
+
+    id: str = Field(pattern=ID_PATTERN)
+    host: str
+    port: int = Field(default=502, ge=1, le=65535)
+    timeout: Duration = timedelta(seconds=1)
+    reconnect_min: Duration = timedelta(seconds=1)
+    reconnect_max: Duration = timedelta(seconds=60)
+
+    @model_validator(mode="after")
+    def _backoff(self) -> ModbusGateway:
+        if self.reconnect_max < self.reconnect_min:
+            msg = "reconnect_max must not be below reconnect_min"
+            raise ValueError(msg)
+        return self
+
+
+class MqttBroker(_Frozen):
+    """An MQTT broker the sensors publish to."""
+
+    id: str = Field(default="default", pattern=ID_PATTERN)
+    host: str
+    port: int = Field(default=1883, ge=1, le=65535)
+    username: str | None = None
+    password_env: str | None = None
+    tls: bool = False
+    client_id: str = "econome"
+    keepalive: Duration = timedelta(seconds=30)
+
+
+class CrossReferenceError(ValueError):
+    """Inventory-wide problems, each with the path of the offending field."""
+
+    def __init__(self, problems: list[tuple[Loc, str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{_fmt(loc)}: {msg}" for loc, msg in problems))
+
+
+def _fmt(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+class Inventory(_Frozen):
+    """The whole portfolio, as loaded from one YAML file."""
+
+    organisation: Organisation
+    energies: dict[Energy, EnergyTariff] = Field(default_factory=lambda: dict(DEFAULT_TARIFFS))
+    modbus_gateways: list[ModbusGateway] = Field(default_factory=list)
+    mqtt_brokers: list[MqttBroker] = Field(default_factory=list)
+    sites: list[Site]
+    _index: dict[str, tuple[Building, Point]] | None = PrivateAttr(default=None)
+
+    @field_validator("energies")
+    @classmethod
+    def _complete_energies(cls, value: dict[Energy, EnergyTariff]) -> dict[Energy, EnergyTariff]:
+        return {**DEFAULT_TARIFFS, **value}
+
+    @model_validator(mode="after")
+    def _cross_check(self) -> Inventory:
+        problems = _cross_references(self)
+        if problems:
+            raise CrossReferenceError(problems)
+        return self
+
+    def buildings(self) -> Iterator[tuple[Site, Building]]:
+        """Every building with its site."""
+        for site in self.sites:
+            for building in site.buildings:
+                yield site, building
+
+    def points(self) -> Iterator[tuple[Building, Point]]:
+        """Every point with its building."""
+        for site in self.sites:
+            for building in site.buildings:
+                for point in building.points:
+                    yield building, point
+
+    def point(self, point_id: str) -> Point:
+        """The point with this id; KeyError if none."""
+        return self._point_index()[point_id][1]
+
+    def building_of(self, point_id: str) -> Building:
+        """The building that holds a point; KeyError if none."""
+        return self._point_index()[point_id][0]
+
+    def building(self, building_id: str) -> Building:
+        """The building with this id; KeyError if none."""
+        for _, building in self.buildings():
+            if building.id == building_id:
+                return building
+        raise KeyError(building_id)
+
+    def gateway(self, gateway_id: str) -> ModbusGateway:
+        """The Modbus gateway with this id; KeyError if none."""
+        for gateway in self.modbus_gateways:
+            if gateway.id == gateway_id:
+                return gateway
+        raise KeyError(gateway_id)
+
+    def broker(self, broker_id: str) -> MqttBroker:
+        """The MQTT broker with this id; KeyError if none."""
+        for broker in self.mqtt_brokers:
+            if broker.id == broker_id:
+                return broker
+        raise KeyError(broker_id)
+
+    def register_of(self, point: Point) -> RegisterSpec:
+        """The register spec of a Modbus point, resolved through its profile."""
+        if point.modbus is None:
+            msg = f"point {point.id} has no Modbus binding"
+            raise ValueError(msg)
+        if point.modbus.raw_register is not None:
+            return point.modbus.raw_register
+        profile = load_profiles()[point.modbus.profile or ""]
+        return profile.registers[point.modbus.field or ""]
+
+    def tariff(self, energy: Energy) -> EnergyTariff:
+        """Price and emission factor of an energy."""
+        return self.energies[energy]
+
+    def _point_index(self) -> dict[str, tuple[Building, Point]]:
+        if self._index is None:
+            self._index = {point.id: (building, point) for building, point in self.points()}
+        return self._index
+
+
+def _cross_references(inv: Inventory) -> list[tuple[Loc, str]]:
+    problems: list[tuple[Loc, str]] = []
+    gateways = _unique(inv.modbus_gateways, ("modbus_gateways",), problems, "gateway")
+    brokers = _unique(inv.mqtt_brokers, ("mqtt_brokers",), problems, "broker")
+    endpoints: dict[tuple[str, int], str] = {}
+    for i, gw in enumerate(inv.modbus_gateways):
+        if (gw.host, gw.port) in endpoints:
+            problems.append(
+                (("modbus_gateways", i, "port"),
+                 f"gateway {gw.id} uses {gw.host}:{gw.port}, already used by {endpoints[(gw.host, gw.port)]}")
+            )
+        endpoints.setdefault((gw.host, gw.port), gw.id)
+    _unique(inv.sites, ("sites",), problems, "site")
+    building_ids: set[str] = set()
+    point_ids: set[str] = set()
+    topics: dict[tuple[str, str], str] = {}
+    registers: dict[tuple[str, int, int, RegisterType], str] = {}
+    profiles = load_profiles()
+    for s, site in enumerate(inv.sites):
+        for b, building in enumerate(site.buildings):
+            bloc: Loc = ("sites", s, "buildings", b)
+            if building.id in building_ids:
+                problems.append(((*bloc, "id"), f"duplicate building id {building.id!r}"))
+            building_ids.add(building.id)
+            zones = _unique(building.zones, (*bloc, "zones"), problems, "zone")
+            for p, point in enumerate(building.points):
+                ploc: Loc = (*bloc, "points", p)
+                if point.id in point_ids:
+                    problems.append(((*ploc, "id"), f"duplicate point id {point.id!r}"))
+                point_ids.add(point.id)
+                if point.zone is not None and point.zone not in zones:
+                    problems.append(((*ploc, "zone"), f"unknown zone {point.zone!r} in building {building.id}"))
+                if point.modbus is not None:
+                    problems.extend(_check_modbus(point, ploc, gateways, profiles, registers))
+                if point.mqtt is not None:
+                    if point.mqtt.broker not in brokers:
+                        problems.append(((*ploc, "mqtt", "broker"), f"unknown MQTT broker {point.mqtt.broker!r}"))
+                    key = (point.mqtt.broker, point.mqtt.topic)
+                    if key in topics and point.mqtt.field is None:
+                        problems.append(((*ploc, "mqtt", "topic"), f"topic already bound to point {topics[key]}"))
+                    topics.setdefault(key, point.id)
+    return problems
+
+
+def _check_modbus(
+    point: Point,
+    ploc: Loc,
+    gateways: set[str],
+    profiles: dict[str, DeviceProfile],
+    registers: dict[tuple[str, int, int, RegisterType], str],
+) -> list[tuple[Loc, str]]:
+    assert point.modbus is not None  # noqa: S101 - caller checked
+    binding = point.modbus
+    problems: list[tuple[Loc, str]] = []
+    if binding.gateway not in gateways:
+        problems.append(((*ploc, "modbus", "gateway"), f"unknown Modbus gateway {binding.gateway!r}"))
+    spec = binding.raw_register
+    if binding.profile is not None:
+        profile = profiles.get(binding.profile)
+        if profile is None:
+            problems.append(
+                ((*ploc, "modbus", "profile"), f"unknown device profile {binding.profile!r}: known {sorted(profiles)}")
+            )
+            return problems
+        spec = profile.registers.get(binding.field or "")
+        if spec is None:
+            problems.append(
+                ((*ploc, "modbus", "field"),
+                 f"profile {profile.name} has no field {binding.field!r}: known {sorted(profile.registers)}")
+            )
+            return problems
+        if spec.unit is not None and spec.unit != point.unit:
+            problems.append(
+                ((*ploc, "unit"), f"profile field {binding.field} gives {spec.unit}, point says {point.unit}")
+            )
+    assert spec is not None  # noqa: S101 - the binding validator guarantees one source
+    key = (binding.gateway, binding.unit, spec.address, spec.register_type)
+    if key in registers:
+        problems.append(((*ploc, "modbus"), f"same register as point {registers[key]}"))
+    registers.setdefault(key, point.id)
+    return problems
+
+
+def _unique(items: list[Any], loc: Loc, problems: list[tuple[Loc, str]], what: str) -> set[str]:
+    seen: set[str] = set()
+    for i, item in enumerate(items):
+        if item.id in seen:
+            problems.append(((*loc, i, "id"), f"duplicate {what} id {item.id!r}"))
+        seen.add(item.id)
+    return seen

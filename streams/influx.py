@@ -1,0 +1,320 @@
+"""InfluxDB: line protocol, writers for the v1 and v2 APIs, and InfluxQL queries.
+
+Econome writes with the v1 API (``/write``, database + retention policy) to
+InfluxDB 1.x, and with ``influxdb-client`` (token, org, bucket) to 2.x/3.x. It
+reads with InfluxQL, which all three versions answer (``/query``; on 2.x and
+3.x through the DBRP mapping), so detectors and dashboards work everywhere.
+
+Schema of raw readings (see the README for the full schema)::
+
+    reading,building=<id>,point=<id>,quantity=<q>,usage=<u>,unit=<u>[,zone=<z>] value=<float>,quality="good" <ms>
+
+Sample settings::
+
+    ECONOME_INFLUX_API=v1 ECONOME_INFLUX_URL=http://127.0.0.1:8086 ECONOME_INFLUX_DATABASE=econome
+
+>>> escape_tag("Salle du conseil")
+'Salle\\\\ du\\\\ conseil'
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import logging
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, Protocol
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from inventory import Inventory
+from streams.errors import ConfigError, SinkError
+from streams.record import Reading
+
+__all__ = [
+    "RAW_MEASUREMENT",
+    "InfluxConfig",
+    "InfluxQLClient",
+    "InfluxV1Writer",
+    "InfluxV2Writer",
+    "InfluxWriter",
+    "LineEncoder",
+    "RetryableSinkError",
+    "escape_tag",
+    "make_writer",
+    "to_ms",
+]
+
+logger = logging.getLogger(__name__)
+
+RAW_MEASUREMENT = "reading"
+
+
+class InfluxConfig(BaseModel):
+    """Where and how to write.
+
+    ``api: v1`` talks to InfluxDB 1.x (and to 2.x/3.x v1-compatibility
+    endpoints); ``api: v2`` uses influxdb-client with token, org and bucket.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    api: Literal["v1", "v2"] = "v1"
+    url: str = "http://127.0.0.1:8086"
+    database: str = "econome"
+    retention_policy: str | None = None
+    username: str | None = None
+    password: str | None = None
+    token: str | None = None
+    org: str | None = None
+    bucket: str | None = None
+    timeout: timedelta = timedelta(seconds=10)
+    gzip: bool = True
+    batch_size: int = Field(default=5000, ge=1, le=100_000)
+
+    @model_validator(mode="after")
+    def _v2_needs(self) -> InfluxConfig:
+        if self.api == "v2" and not (self.token and self.org and self.bucket):
+            msg = "InfluxDB api v2 needs token, org and bucket"
+            raise ConfigError(msg)
+        return self
+
+
+def escape_tag(value: str) -> str:
+    """Escape a tag key or value for line protocol (commas, equals, spaces)."""
+    return value.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
+
+
+def _escape_field_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def to_ms(ts: datetime) -> int:
+    """Milliseconds since the epoch of an aware datetime."""
+    delta = ts - datetime(1970, 1, 1, tzinfo=UTC)
+    return delta // timedelta(milliseconds=1)
+
+
+class LineEncoder:
+    """Encode readings as line protocol, with tags taken from the inventory.
+
+    The tag set of each point is built once; encoding a reading is then one
+    f-string.
+    """
+
+    def __init__(self, inventory: Inventory, measurement: str = RAW_MEASUREMENT) -> None:
+        self.measurement = escape_tag(measurement)
+        self._prefix: dict[str, str] = {}
+        for building, point in inventory.points():
+            tags = {
+                "building": building.id,
+                "point": point.id,
+                "quantity": point.quantity.value,
+                "unit": point.unit,
+                "usage": point.usage.value,
+            }
+            if point.zone:
+                tags["zone"] = point.zone
+            tagstr = ",".join(f"{k}={escape_tag(v)}" for k, v in sorted(tags.items()))
+            self._prefix[point.id] = f"{self.measurement},{tagstr} "
+
+    def knows(self, point_id: str) -> bool:
+        """Tell whether the point is in the inventory."""
+        return point_id in self._prefix
+
+    def encode(self, reading: Reading) -> str:
+        """One line for one reading.
+
+        Raises:
+            KeyError: the point is not in the inventory.
+            ValueError: the value is not finite.
+        """
+        if not math.isfinite(reading.value):
+            msg = f"point {reading.point_id}: value {reading.value} is not finite"
+            raise ValueError(msg)
+        return (
+            f"{self._prefix[reading.point_id]}value={float(reading.value)!r},"
+            f"quality={_escape_field_string(reading.quality.value)} {to_ms(reading.ts)}"
+        )
+
+
+class InfluxWriter(Protocol):
+    """Writes line-protocol batches; raises :class:`SinkError` on failure."""
+
+    async def write(self, lines: list[str]) -> None:
+        """Write one batch (millisecond precision)."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+class RetryableSinkError(SinkError):
+    """The write may succeed later (server down, overloaded, 5xx)."""
+
+
+class InfluxV1Writer:
+    """Writer for the v1 HTTP API (``POST /write``)."""
+
+    def __init__(self, config: InfluxConfig) -> None:
+        self.config = config
+        self._client = httpx.AsyncClient(base_url=config.url, timeout=config.timeout.total_seconds())
+        params: dict[str, str] = {"db": config.database, "precision": "ms"}
+        if config.retention_policy:
+            params["rp"] = config.retention_policy
+        if config.username:
+            params["u"] = config.username
+            params["p"] = config.password or ""
+        self._params = params
+
+    async def ensure_database(self) -> None:
+        """Create the database if it does not exist (idempotent on 1.x)."""
+        await _influxql_post(self._client, f'CREATE DATABASE "{self.config.database}"', self._params)
+
+    async def write(self, lines: list[str]) -> None:
+        """Write one batch; gzip-compressed when configured."""
+        if not lines:
+            return
+        body = ("\n".join(lines) + "\n").encode()
+        headers = {"Content-Type": "text/plain; charset=utf-8"}
+        if self.config.gzip:
+            body = gzip.compress(body, compresslevel=1)
+            headers["Content-Encoding"] = "gzip"
+        try:
+            response = await self._client.post("/write", params=self._params, content=body, headers=headers)
+        except httpx.TimeoutException as exc:
+            msg = f"InfluxDB {self.config.url} timed out writing {len(lines)} points"
+            raise RetryableSinkError(msg) from exc
+        except httpx.HTTPError as exc:
+            msg = f"InfluxDB {self.config.url} unreachable: {exc}"
+            raise RetryableSinkError(msg) from exc
+        _check_status(response, self.config.url, len(lines))
+
+    async def close(self) -> None:
+        """Close the HTTP client."""
+        await self._client.aclose()
+
+
+def _check_status(response: httpx.Response, url: str, count: int) -> None:
+    if response.status_code in (200, 204):
+        return
+    detail = response.text[:300]
+    msg = f"InfluxDB {url} answered {response.status_code} to a write of {count} points: {detail}"
+    if response.status_code == 429 or response.status_code >= 500:
+        raise RetryableSinkError(msg)
+    raise SinkError(msg)
+
+
+async def _influxql_post(client: httpx.AsyncClient, statement: str, params: dict[str, str]) -> None:
+    query_params = {k: v for k, v in params.items() if k in ("u", "p")}
+    try:
+        response = await client.post("/query", params={**query_params, "q": statement})
+    except httpx.HTTPError as exc:
+        msg = f"InfluxDB unreachable running {statement!r}: {exc}"
+        raise RetryableSinkError(msg) from exc
+    if response.status_code != 200 or "error" in response.text[:200]:
+        msg = f"InfluxDB refused {statement!r}: {response.status_code} {response.text[:200]}"
+        raise SinkError(msg)
+
+
+class InfluxV2Writer:
+    """Writer for InfluxDB 2.x/3.x through ``influxdb-client`` (token, org, bucket).
+
+    The client is synchronous; each batch is written in a worker thread so the
+    event loop never blocks.
+    """
+
+    def __init__(self, config: InfluxConfig) -> None:
+        from influxdb_client import InfluxDBClient
+        from influxdb_client.client.write_api import SYNCHRONOUS
+
+        self.config = config
+        self._client = InfluxDBClient(
+            url=config.url,
+            token=config.token,
+            org=config.org,
+            timeout=int(config.timeout.total_seconds() * 1000),
+            enable_gzip=config.gzip,
+        )
+        self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
+
+    async def write(self, lines: list[str]) -> None:
+        """Write one batch in a worker thread."""
+        if lines:
+            await asyncio.to_thread(self._write_sync, lines)
+
+    def _write_sync(self, lines: list[str]) -> None:
+        from influxdb_client.client.write_api import WritePrecision
+        from influxdb_client.rest import ApiException
+        from urllib3.exceptions import HTTPError as Urllib3Error
+
+        try:
+            self._write_api.write(
+                bucket=self.config.bucket or "", org=self.config.org, record=lines, write_precision=WritePrecision.MS
+            )
+        except ApiException as exc:
+            msg = f"InfluxDB {self.config.url} answered {exc.status} to a write of {len(lines)} points: {exc.reason}"
+            if exc.status is None or exc.status == 429 or exc.status >= 500:
+                raise RetryableSinkError(msg) from exc
+            raise SinkError(msg) from exc
+        except (Urllib3Error, OSError) as exc:
+            msg = f"InfluxDB {self.config.url} unreachable: {exc}"
+            raise RetryableSinkError(msg) from exc
+
+    async def close(self) -> None:
+        """Close the client."""
+        await asyncio.to_thread(self._client.close)
+
+
+def make_writer(config: InfluxConfig) -> InfluxV1Writer | InfluxV2Writer:
+    """The writer for the configured API."""
+    return InfluxV1Writer(config) if config.api == "v1" else InfluxV2Writer(config)
+
+
+class InfluxQLClient:
+    """Runs InfluxQL queries (``GET /query``) on InfluxDB 1.x, 2.x or 3.x."""
+
+    def __init__(self, config: InfluxConfig) -> None:
+        self.config = config
+        headers = {"Authorization": f"Token {config.token}"} if config.token else {}
+        self._client = httpx.AsyncClient(
+            base_url=config.url, timeout=config.timeout.total_seconds(), headers=headers
+        )
+
+    async def query(self, statement: str) -> list[dict[str, Any]]:
+        """Run one statement and return its series.
+
+        Each series is a dict with ``name``, ``tags`` (may be absent),
+        ``columns`` and ``values``; times are epoch milliseconds.
+
+        Raises:
+            SinkError: the server is unreachable or refused the query.
+        """
+        params = {"db": self.config.bucket if self.config.api == "v2" else self.config.database,
+                  "q": statement, "epoch": "ms"}
+        if self.config.username:
+            params["u"] = self.config.username
+            params["p"] = self.config.password or ""
+        try:
+            response = await self._client.get("/query", params=params)
+        except httpx.HTTPError as exc:
+            msg = f"InfluxDB {self.config.url} unreachable: {exc}"
+            raise RetryableSinkError(msg) from exc
+        if response.status_code != 200:
+            msg = f"InfluxDB refused {statement!r}: {response.status_code} {response.text[:300]}"
+            raise SinkError(msg)
+        payload = response.json()
+        series: list[dict[str, Any]] = []
+        for result in payload.get("results", []):
+            if "error" in result:
+                msg = f"InfluxQL error in {statement!r}: {result['error']}"
+                raise SinkError(msg)
+            series.extend(result.get("series", []))
+        return series
+
+    async def close(self) -> None:
+        """Close the HTTP client."""
+        await self._client.aclose()

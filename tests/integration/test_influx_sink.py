@@ -1,0 +1,107 @@
+"""The InfluxDB writers against real servers: InfluxDB 1.6 (v1 API) and VictoriaMetrics (v2 write API)."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from inventory import load_inventory
+from streams.errors import SinkError
+from streams.influx import InfluxConfig, InfluxQLClient, InfluxV1Writer, InfluxV2Writer, LineEncoder, RetryableSinkError
+from streams.record import Quality, Reading
+
+ROOT = Path(__file__).resolve().parents[2]
+T0 = datetime(2026, 1, 5, 7, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def encoder() -> LineEncoder:
+    return LineEncoder(load_inventory(ROOT / "examples" / "commune.yaml"))
+
+
+def _readings(n: int) -> list[Reading]:
+    return [Reading("mairie-elec-energy", T0 + timedelta(minutes=i), 1000.0 + i, "kWh") for i in range(n)] + [
+        Reading("mairie-bureaux-temperature", T0 + timedelta(minutes=i), 19.0 + i / 100, "degC", Quality.STALE)
+        for i in range(n)
+    ]
+
+
+async def test_v1_write_then_influxql(influxdb_server, unique_name: str, encoder: LineEncoder) -> None:
+    config = InfluxConfig(url=influxdb_server.url, database=unique_name)
+    writer = InfluxV1Writer(config)
+    client = InfluxQLClient(config)
+    try:
+        await writer.ensure_database()
+        lines = [encoder.encode(r) for r in _readings(50)]
+        await writer.write(lines)
+        await writer.write(lines)  # same points again: idempotent
+        series = await client.query('SELECT count("value"), sum("value") FROM "reading" GROUP BY "point"')
+        by_point = {s["tags"]["point"]: s["values"][0] for s in series}
+        assert by_point["mairie-elec-energy"][1] == 50
+        assert by_point["mairie-elec-energy"][2] == pytest.approx(sum(1000.0 + i for i in range(50)))
+        assert by_point["mairie-bureaux-temperature"][1] == 50
+        tags = await client.query('SHOW TAG VALUES FROM "reading" WITH KEY = "zone"')
+        assert tags[0]["values"] == [["zone", "bureaux"]]
+        quality = await client.query('SELECT last("quality") FROM "reading" WHERE "point" = \'mairie-bureaux-temperature\'')
+        assert quality[0]["values"][0][1] == "stale"
+    finally:
+        await writer.close()
+        await client.close()
+
+
+async def test_v1_refused_write_is_not_retryable(influxdb_server, unique_name: str) -> None:
+    writer = InfluxV1Writer(InfluxConfig(url=influxdb_server.url, database=unique_name))
+    try:
+        await writer.ensure_database()
+        with pytest.raises(SinkError) as info:
+            await writer.write(["reading,point=x value=notanumber 1"])
+        assert not isinstance(info.value, RetryableSinkError)
+        assert "400" in str(info.value)
+    finally:
+        await writer.close()
+
+
+async def test_v1_unreachable_is_retryable() -> None:
+    from econome.localservers import free_port
+
+    writer = InfluxV1Writer(InfluxConfig(url=f"http://127.0.0.1:{free_port()}", database="x"))
+    try:
+        with pytest.raises(RetryableSinkError, match="unreachable"):
+            await writer.write(["reading,point=x value=1 1"])
+    finally:
+        await writer.close()
+
+
+def _vm_export(url: str, series: str) -> list[dict]:
+    httpx.get(f"{url}/internal/force_flush", timeout=10)
+    deadline = time.monotonic() + 15
+    while True:
+        response = httpx.post(f"{url}/api/v1/export", data={"match[]": series}, timeout=10)
+        rows = [__import__("json").loads(line) for line in response.text.splitlines() if line]
+        if rows or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.3)
+
+
+async def test_v2_write_path_against_victoriametrics(victoriametrics_server, unique_name: str, encoder: LineEncoder) -> None:
+    config = InfluxConfig(api="v2", url=victoriametrics_server.url, token="t0ken", org="valmont", bucket=unique_name)
+    writer = InfluxV2Writer(config)
+    try:
+        lines = [encoder.encode(r).replace("reading,", f"{unique_name},", 1) for r in _readings(20)]
+        await writer.write(lines)
+    finally:
+        await writer.close()
+    rows = _vm_export(victoriametrics_server.url, f'{unique_name}_value{{point="mairie-elec-energy"}}')
+    assert len(rows) == 1
+    assert rows[0]["metric"]["building"] == "mairie"
+    assert rows[0]["values"] == [1000.0 + i for i in range(20)]
+    assert rows[0]["timestamps"][0] == int(T0.timestamp() * 1000)
+
+
+def test_v2_config_needs_token_org_bucket() -> None:
+    with pytest.raises(ValueError, match="token, org and bucket"):
+        InfluxConfig(api="v2", url="http://127.0.0.1:1")
