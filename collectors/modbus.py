@@ -208,19 +208,24 @@ class ModbusBus:
                     call = client.read_input_registers(address, count=count, device_id=unit)
                 response = await asyncio.wait_for(call, timeout * 1.5)
             except TimeoutError as exc:
-                raise DeviceTimeout(f"{where}: no answer in {timeout}s") from exc
+                msg = f"{where}: no answer in {timeout}s"
+                raise DeviceTimeout(msg) from exc
             except ModbusException as exc:
                 if "No response" in str(exc) or "timeout" in str(exc).lower():
-                    raise DeviceTimeout(f"{where}: no answer in {timeout}s") from exc
+                    msg = f"{where}: no answer in {timeout}s"
+                    raise DeviceTimeout(msg) from exc
                 if not client.connected:
                     self._schedule_reconnect()
-                raise DeviceError(f"{where}: {exc}") from exc
+                msg = f"{where}: {exc}"
+                raise DeviceError(msg) from exc
+            # pymodbus's second failure mode: an exception response returned, not raised.
             if response.isError():
-                code = getattr(response, "exception_code", "?")
-                raise DeviceError(f"{where}: exception response code {code}")
+                msg = f"{where}: exception response code {getattr(response, 'exception_code', '?')}"
+                raise DeviceError(msg)
             registers = list(response.registers)
             if len(registers) < count:
-                raise DeviceError(f"{where}: short answer of {len(registers)} registers")
+                msg = f"{where}: short answer of {len(registers)} registers"
+                raise DeviceError(msg)
             return registers[:count]
 
     def close(self) -> None:
@@ -296,7 +301,11 @@ class ModbusCollector:
             self._up(block.unit)
             logger.debug(
                 "gateway %s unit %s %s %s+%s read in %.1f ms",
-                self.bus.name, block.unit, block.register_type.value, block.address, block.count,
+                self.bus.name,
+                block.unit,
+                block.register_type.value,
+                block.address,
+                block.count,
                 (time.perf_counter() - started) * 1000,
             )
             readings.extend(self._decode_block(block, words, ts))
@@ -312,7 +321,11 @@ class ModbusCollector:
                 self.decode_errors += 1
                 logger.warning(
                     "meter %s gateway %s unit %s register %s: %s; last frames %s",
-                    item.point.id, self.bus.name, block.unit, item.spec.address, exc,
+                    item.point.id,
+                    self.bus.name,
+                    block.unit,
+                    item.spec.address,
+                    exc,
                     [f"{d}:{f.hex()}" for d, f in list(self.bus.frames)[-4:]],
                 )
                 continue

@@ -196,9 +196,7 @@ class MqttCollector:
         """
         self._loop = asyncio.get_running_loop()
         self._emit = emit
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=False, protocol=mqtt.MQTTv311
-        )
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=False, protocol=mqtt.MQTTv311)
         if self.broker.username:
             password = os.environ.get(self.broker.password_env) if self.broker.password_env else None
             if self.broker.password_env and password is None:
@@ -230,8 +228,9 @@ class MqttCollector:
             logger.error("MQTT broker %s:%s refused connection: %s", self.broker.host, self.broker.port, reason)
             return
         self._connected = True
-        logger.info("MQTT broker %s:%s connected, subscribing to %s topics",
-                    self.broker.host, self.broker.port, len(self.bindings))
+        logger.info(
+            "MQTT broker %s:%s connected, subscribing to %s topics", self.broker.host, self.broker.port, len(self.bindings)
+        )
         if self.bindings:
             client.subscribe([(topic, 1) for topic in self.bindings])
         elif self._loop is not None:

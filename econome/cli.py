@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -64,12 +63,16 @@ def check(config: Annotated[Path, typer.Argument(help="Inventory YAML file.")]) 
     protocols = Counter(point.protocol for _, point in inv.points())
     quantities = Counter(point.quantity.value for _, point in inv.points())
     typer.echo(f"{config}: OK")
-    typer.echo(f"organisation   {inv.organisation.name} ({inv.organisation.population} inhabitants, "
-               f"{inv.organisation.timezone}, school zone {inv.organisation.school_holiday_zone})")
+    typer.echo(
+        f"organisation   {inv.organisation.name} ({inv.organisation.population} inhabitants, "
+        f"{inv.organisation.timezone}, school zone {inv.organisation.school_holiday_zone})"
+    )
     typer.echo(f"sites          {len(inv.sites)}")
     typer.echo(f"buildings      {len(buildings)}")
-    typer.echo(f"floor area     {sum(b.floor_area_m2 for b in buildings):,.0f} m2 "
-               f"(heated {sum(b.heated_area_m2 for b in buildings):,.0f} m2)")
+    typer.echo(
+        f"floor area     {sum(b.floor_area_m2 for b in buildings):,.0f} m2 "
+        f"(heated {sum(b.heated_area_m2 for b in buildings):,.0f} m2)"
+    )
     typer.echo(f"points         {sum(protocols.values())}: " + ", ".join(f"{n} {p}" for p, n in sorted(protocols.items())))
     typer.echo(f"gateways       {len(inv.modbus_gateways)} Modbus, {len(inv.mqtt_brokers)} MQTT broker(s)")
     typer.echo("quantities     " + ", ".join(f"{q} {n}" for q, n in sorted(quantities.items())))
@@ -84,11 +87,10 @@ class _Runtime:
     def __init__(self, inv: Inventory, settings: EconomeSettings, clock: Clock, mqtt_suffix: str = "") -> None:
         self.dead_letters = DeadLetterStore(settings.data_dir / "dead-letters.jsonl")
         self.writer = make_writer(settings.influx())
-        self.polled, self.pushed, self.buses = build_collectors(
-            inv, clock, self.dead_letters, mqtt_client_suffix=mqtt_suffix
+        self.polled, self.pushed, self.buses = build_collectors(inv, clock, self.dead_letters, mqtt_client_suffix=mqtt_suffix)
+        self.pipeline = Pipeline(
+            inv, self.writer, clock, self.dead_letters, batch_size=settings.batch_size, flush_interval=settings.flush_interval
         )
-        self.pipeline = Pipeline(inv, self.writer, clock, self.dead_letters, batch_size=settings.batch_size,
-                                 flush_interval=settings.flush_interval)
 
     async def serve(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then flush and release everything."""
@@ -148,7 +150,7 @@ async def count_per_point(config: InfluxConfig, inv: Inventory) -> dict[str, int
     """InfluxQL ``count(value)`` of raw readings, per point."""
     client = InfluxQLClient(config)
     try:
-        series = await client.query(f'SELECT count("value") FROM "{RAW_MEASUREMENT}" GROUP BY "point"')
+        series = await client.query(f'SELECT count("value") FROM "{RAW_MEASUREMENT}" GROUP BY "point"')  # noqa: S608 - InfluxQL, constant
     finally:
         await client.close()
     counts = {point.id: 0 for _, point in inv.points()}
@@ -179,9 +181,7 @@ def demo(
     inv = _load(config)
     base = workdir or Path(tempfile.mkdtemp(prefix="econome-demo-"))
     base.mkdir(parents=True, exist_ok=True)
-    sim_start = (
-        datetime.fromisoformat(start) if start else datetime.now(UTC).replace(hour=6, minute=0, second=0, microsecond=0)
-    )
+    sim_start = datetime.fromisoformat(start) if start else datetime.now(UTC).replace(hour=6, minute=0, second=0, microsecond=0)
     if sim_start.tzinfo is None:
         sim_start = sim_start.replace(tzinfo=UTC)
     servers = []
@@ -196,8 +196,9 @@ def demo(
             typer.echo(f"influxdb 1.x   {influx.url} (pid {influx.pid})")
         ports = {gw.id: free_port() for gw in inv.modbus_gateways}
         local = with_endpoints(inv, ports, (broker.host, broker.port))
-        settings = EconomeSettings(influx_api="v1", influx_url=influx_url, influx_database="econome_demo",
-                                   data_dir=base, flush_interval_s=0.5)
+        settings = EconomeSettings(
+            influx_api="v1", influx_url=influx_url, influx_database="econome_demo", data_dir=base, flush_interval_s=0.5
+        )
         typer.echo(f"modbus         {', '.join(f'{g}:{p}' for g, p in ports.items())}")
         typer.echo(f"simulated time starts {sim_start.isoformat()} at x{speed:g}; running {duration:g} s")
         asyncio.run(_demo(local, settings, sim_start, speed, duration, ports, (broker.host, broker.port)))
@@ -248,8 +249,9 @@ async def _demo(
         serving.result()
     finally:
         await simulator.stop()
-    typer.echo(f"flowed: {stats.received} readings, {stats.written} written, {stats.rejected} dead letters, "
-               f"{stats.dropped} dropped")
+    typer.echo(
+        f"flowed: {stats.received} readings, {stats.written} written, {stats.rejected} dead letters, {stats.dropped} dropped"
+    )
 
 
 def _print_counts(inv: Inventory, counts: dict[str, int]) -> None:
@@ -267,4 +269,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

@@ -77,4 +77,5 @@ __all__ = [
     "load_inventory",
     "load_profiles",
     "parse_duration",
+    "parse_inventory",
 ]

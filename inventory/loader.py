@@ -100,9 +100,7 @@ def _index(node: yaml.Node, loc: Loc, lines: dict[Loc, int], problems: list[Prob
             key = key_node.value
             here = key_node.start_mark.line + 1
             if key in seen:
-                problems.append(
-                    Problem(here, _path((*loc, key)), f"duplicate key (first at line {seen[key]})")
-                )
+                problems.append(Problem(here, _path((*loc, key)), f"duplicate key (first at line {seen[key]})"))
             seen[key] = here
             lines[(*loc, key)] = here
             _index(value_node, (*loc, key), lines, problems)

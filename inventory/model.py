@@ -135,9 +135,7 @@ UNITS: dict[Quantity, frozenset[str]] = {
 }
 """Units accepted per quantity; ``"1"`` is dimensionless (0/1 or a ratio)."""
 
-COUNTER_QUANTITIES = frozenset(
-    {Quantity.ACTIVE_ENERGY, Quantity.HEAT_ENERGY, Quantity.GAS_VOLUME, Quantity.WATER_VOLUME}
-)
+COUNTER_QUANTITIES = frozenset({Quantity.ACTIVE_ENERGY, Quantity.HEAT_ENERGY, Quantity.GAS_VOLUME, Quantity.WATER_VOLUME})
 
 
 class Usage(str, Enum):
@@ -583,8 +581,10 @@ def _cross_references(inv: Inventory) -> list[tuple[Loc, str]]:
     for i, gw in enumerate(inv.modbus_gateways):
         if (gw.host, gw.port) in endpoints:
             problems.append(
-                (("modbus_gateways", i, "port"),
-                 f"gateway {gw.id} uses {gw.host}:{gw.port}, already used by {endpoints[(gw.host, gw.port)]}")
+                (
+                    ("modbus_gateways", i, "port"),
+                    f"gateway {gw.id} uses {gw.host}:{gw.port}, already used by {endpoints[(gw.host, gw.port)]}",
+                )
             )
         endpoints.setdefault((gw.host, gw.port), gw.id)
     _unique(inv.sites, ("sites",), problems, "site")
@@ -642,14 +642,14 @@ def _check_modbus(
         spec = profile.registers.get(binding.field or "")
         if spec is None:
             problems.append(
-                ((*ploc, "modbus", "field"),
-                 f"profile {profile.name} has no field {binding.field!r}: known {sorted(profile.registers)}")
+                (
+                    (*ploc, "modbus", "field"),
+                    f"profile {profile.name} has no field {binding.field!r}: known {sorted(profile.registers)}",
+                )
             )
             return problems
         if spec.unit is not None and spec.unit != point.unit:
-            problems.append(
-                ((*ploc, "unit"), f"profile field {binding.field} gives {spec.unit}, point says {point.unit}")
-            )
+            problems.append(((*ploc, "unit"), f"profile field {binding.field} gives {spec.unit}, point says {point.unit}"))
     assert spec is not None  # noqa: S101 - the binding validator guarantees one source
     key = (binding.gateway, binding.unit, spec.address, spec.register_type)
     if key in registers:

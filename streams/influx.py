@@ -1,4 +1,4 @@
-"""InfluxDB: line protocol, writers for the v1 and v2 APIs, and InfluxQL queries.
+r"""InfluxDB: line protocol, writers for the v1 and v2 APIs, and InfluxQL queries.
 
 Econome writes with the v1 API (``/write``, database + retention policy) to
 InfluxDB 1.x, and with ``influxdb-client`` (token, org, bucket) to 2.x/3.x. It
@@ -9,12 +9,12 @@ Schema of raw readings (see the README for the full schema)::
 
     reading,building=<id>,point=<id>,quantity=<q>,usage=<u>,unit=<u>[,zone=<z>] value=<float>,quality="good" <ms>
 
-Sample settings::
+Sample settings (see ``econome.settings``)::
 
     ECONOME_INFLUX_API=v1 ECONOME_INFLUX_URL=http://127.0.0.1:8086 ECONOME_INFLUX_DATABASE=econome
 
->>> escape_tag("Salle du conseil")
-'Salle\\\\ du\\\\ conseil'
+>>> print(escape_tag("Salle du conseil"))
+Salle\\ du\\ conseil
 """
 
 from __future__ import annotations
@@ -27,7 +27,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
 import httpx
+from influxdb_client.client.influxdb_client import InfluxDBClient
+from influxdb_client.client.write_api import SYNCHRONOUS
+from influxdb_client.domain.write_precision import WritePrecision
+from influxdb_client.rest import ApiException
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from urllib3.exceptions import HTTPError as Urllib3Error
 
 from inventory import Inventory
 from streams.errors import ConfigError, SinkError
@@ -228,14 +233,11 @@ class InfluxV2Writer:
     """
 
     def __init__(self, config: InfluxConfig) -> None:
-        from influxdb_client import InfluxDBClient
-        from influxdb_client.client.write_api import SYNCHRONOUS
-
         self.config = config
         self._client = InfluxDBClient(
             url=config.url,
-            token=config.token,
-            org=config.org,
+            token=config.token or "",
+            org=config.org or "",
             timeout=int(config.timeout.total_seconds() * 1000),
             enable_gzip=config.gzip,
         )
@@ -247,13 +249,12 @@ class InfluxV2Writer:
             await asyncio.to_thread(self._write_sync, lines)
 
     def _write_sync(self, lines: list[str]) -> None:
-        from influxdb_client.client.write_api import WritePrecision
-        from influxdb_client.rest import ApiException
-        from urllib3.exceptions import HTTPError as Urllib3Error
-
         try:
             self._write_api.write(
-                bucket=self.config.bucket or "", org=self.config.org, record=lines, write_precision=WritePrecision.MS
+                bucket=self.config.bucket or "",
+                org=self.config.org or "",
+                record=lines,
+                write_precision=WritePrecision.MS,  # type: ignore[arg-type]  # the constant is typed as a plain str
             )
         except ApiException as exc:
             msg = f"InfluxDB {self.config.url} answered {exc.status} to a write of {len(lines)} points: {exc.reason}"
@@ -280,9 +281,7 @@ class InfluxQLClient:
     def __init__(self, config: InfluxConfig) -> None:
         self.config = config
         headers = {"Authorization": f"Token {config.token}"} if config.token else {}
-        self._client = httpx.AsyncClient(
-            base_url=config.url, timeout=config.timeout.total_seconds(), headers=headers
-        )
+        self._client = httpx.AsyncClient(base_url=config.url, timeout=config.timeout.total_seconds(), headers=headers)
 
     async def query(self, statement: str) -> list[dict[str, Any]]:
         """Run one statement and return its series.
@@ -293,8 +292,7 @@ class InfluxQLClient:
         Raises:
             SinkError: the server is unreachable or refused the query.
         """
-        params = {"db": self.config.bucket if self.config.api == "v2" else self.config.database,
-                  "q": statement, "epoch": "ms"}
+        params = {"db": self.config.bucket if self.config.api == "v2" else self.config.database, "q": statement, "epoch": "ms"}
         if self.config.username:
             params["u"] = self.config.username
             params["p"] = self.config.password or ""

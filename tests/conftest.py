@@ -7,6 +7,7 @@ out of it: integration tests never skip.
 
 from __future__ import annotations
 
+import os
 import threading
 import uuid
 from collections.abc import Iterator
@@ -14,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-import os
 import pytest
 
 from econome.localservers import LocalServer, start_influxdb, start_mosquitto, start_victoriametrics
@@ -94,7 +94,8 @@ def _no_leftover_threads() -> Iterator[None]:
     end = time.monotonic() + deadline
     while time.monotonic() < end:
         leftover = [
-            t for t in threading.enumerate()
+            t
+            for t in threading.enumerate()
             if t.ident not in before and t.is_alive() and not t.daemon and not t.name.startswith("asyncio_")
         ]
         if not leftover:

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
-from inventory import DataType, Point, Quantity, RegisterSpec, RegisterType, Usage
 from collectors.modbus import plan_blocks
+from inventory import DataType, Point, Quantity, RegisterSpec, RegisterType, Usage
 
 
 def _point(i: int) -> Point:
     return Point(
-        id=f"p{i}", quantity=Quantity.ACTIVE_POWER, unit="W", usage=Usage.GENERAL,
+        id=f"p{i}",
+        quantity=Quantity.ACTIVE_POWER,
+        unit="W",
+        usage=Usage.GENERAL,
         modbus={"gateway": "gw", "unit": 1, "register": {"address": 0}},  # type: ignore[arg-type]
     )
 
@@ -42,5 +45,7 @@ def test_units_and_tables_are_separate() -> None:
     ]
     blocks = plan_blocks(items, max_registers=125, max_gap=8)
     assert [(b.unit, b.register_type) for b in blocks] == [
-        (1, RegisterType.HOLDING), (1, RegisterType.INPUT), (2, RegisterType.INPUT)
+        (1, RegisterType.HOLDING),
+        (1, RegisterType.INPUT),
+        (2, RegisterType.INPUT),
     ]

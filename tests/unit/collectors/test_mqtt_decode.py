@@ -29,7 +29,7 @@ def test_json_with_time_in_payload() -> None:
 
 
 def test_json_epoch_milliseconds_and_missing_time() -> None:
-    value, ts = decode_payload(JSON, b'{"sensor": {"temperature": 3}, "time": 1767600000000}', NOW)
+    _, ts = decode_payload(JSON, b'{"sensor": {"temperature": 3}, "time": 1767600000000}', NOW)
     assert ts == datetime.fromtimestamp(1767600000, UTC)
     assert decode_payload(JSON, b'{"sensor": {"temperature": 3}}', NOW) == (3.0, NOW)
 

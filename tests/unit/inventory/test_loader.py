@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from inventory import InventoryError, load_inventory, parse_inventory
+
 ROOT = Path(__file__).resolve().parents[3]
 
 EXAMPLE = ROOT / "examples" / "commune.yaml"
