@@ -35,6 +35,7 @@ from collectors.codec import decode
 from inventory import Inventory, ModbusGateway, Point, RegisterSpec, RegisterType
 from streams.clock import Clock
 from streams.errors import CollectorError, DecodeError, DeviceError, DeviceTimeout
+from streams.metrics import Sensor
 from streams.record import Reading
 
 __all__ = ["Block", "ModbusBus", "ModbusCollector", "ModbusCollectorConfig", "plan_blocks"]
@@ -48,8 +49,13 @@ class ModbusCollectorConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     max_registers: int = Field(default=125, ge=1, le=125)
+    """Most registers per request (125 is the protocol's limit for function 3/4)."""
     max_gap: int = Field(default=8, ge=0, le=124)
+    """Most unused registers read between two values to save a request."""
+    block_reads: bool = True
+    """False reads every point on its own: for gateways that refuse reads spanning unmapped registers."""
     frames_kept: int = Field(default=32, ge=0, le=10_000)
+    """Raw frames kept per gateway for diagnosing decode errors."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,8 +258,10 @@ class ModbusCollector:
         interval: timedelta,
         clock: Clock,
         config: ModbusCollectorConfig | None = None,
+        sensor: Sensor | None = None,
     ) -> None:
         self.bus = bus
+        self.sensor = sensor or Sensor()
         self.interval = interval
         self.clock = clock
         self.config = config or ModbusCollectorConfig()
@@ -263,7 +271,13 @@ class ModbusCollector:
                 msg = f"point {point.id} is not on gateway {bus.gateway.id}"
                 raise ValueError(msg)
             triples.append((point.modbus.unit, point, inventory.register_of(point)))
-        self.blocks = plan_blocks(triples, self.config.max_registers, self.config.max_gap)
+        if self.config.block_reads:
+            self.blocks = plan_blocks(triples, self.config.max_registers, self.config.max_gap)
+        else:
+            self.blocks = [
+                Block(unit, spec.register_type, spec.address, spec.count, (BlockItem(point, spec),))
+                for unit, point, spec in sorted(triples, key=lambda t: (t[0], t[2].register_type.value, t[2].address))
+            ]
         self.units: dict[int, UnitStatus] = {block.unit: UnitStatus() for block in self.blocks}
         self.errors = 0
         self.decode_errors = 0
@@ -287,6 +301,8 @@ class ModbusCollector:
         """
         readings: list[Reading] = []
         failed_units: set[int] = set()
+        poll_started = time.perf_counter()
+        requests_before = self.bus.requests
         for block in self.blocks:
             if block.unit in failed_units:
                 continue
@@ -309,6 +325,9 @@ class ModbusCollector:
                 (time.perf_counter() - started) * 1000,
             )
             readings.extend(self._decode_block(block, words, ts))
+        elapsed = time.perf_counter() - poll_started
+        self.sensor.on_poll(self.name, elapsed, self.bus.requests - requests_before)
+        logger.debug("%s polled %s blocks in %.1f ms", self.name, len(self.blocks), elapsed * 1000)
         return readings
 
     def _decode_block(self, block: Block, words: list[int], ts: datetime) -> list[Reading]:
@@ -337,17 +356,23 @@ class ModbusCollector:
         status.errors += 1
         self.errors += 1
         status.last_error = str(exc)
+        self.sensor.on_device_error(self.bus.gateway.id, unit)
         if status.up:
             status.up = False
+            self.sensor.on_device_state(self.bus.gateway.id, unit, up=False)
             logger.error("gateway %s unit %s down: %s", self.bus.name, unit, exc)
         else:
             logger.debug("gateway %s unit %s still down: %s", self.bus.name, unit, exc)
 
     def _up(self, unit: int) -> None:
         status = self.units[unit]
+        first = status.last_success_monotonic is None
         status.last_success_monotonic = time.monotonic()
+        if first:
+            self.sensor.on_device_state(self.bus.gateway.id, unit, up=True)
         if not status.up:
             status.up = True
+            self.sensor.on_device_state(self.bus.gateway.id, unit, up=True)
             logger.info("gateway %s unit %s recovered", self.bus.name, unit)
 
     def close(self) -> None:

@@ -23,6 +23,7 @@ import json
 import logging
 import math
 import os
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -41,6 +42,20 @@ __all__ = ["MqttCollector", "decode_payload"]
 logger = logging.getLogger(__name__)
 
 Emit = Callable[[list[Reading]], None]
+
+# Where each structured format keeps the decoded values, and the event time.
+_VALUE_ROOT = {
+    PayloadFormat.JSON: "",
+    PayloadFormat.ZIGBEE2MQTT: "",
+    PayloadFormat.CHIRPSTACK_V4: "object",
+    PayloadFormat.TTN_V3: "uplink_message.decoded_payload",
+}
+_TIME_FIELD = {
+    PayloadFormat.ZIGBEE2MQTT: "last_seen",
+    PayloadFormat.CHIRPSTACK_V4: "time",
+    PayloadFormat.TTN_V3: "received_at",
+}
+_FRACTION = re.compile(r"(\.\d{6})\d+")
 
 _BOOLEAN = {"true": 1.0, "on": 1.0, "occupied": 1.0, "false": 0.0, "off": 0.0, "unoccupied": 0.0}
 _MAX_FUTURE = timedelta(hours=1)
@@ -88,7 +103,8 @@ def _timestamp(value: Any) -> datetime:
         return datetime.fromtimestamp(seconds, UTC)
     if isinstance(value, str):
         try:
-            ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            # LoRaWAN servers send nanoseconds; datetime keeps microseconds.
+            ts = datetime.fromisoformat(_FRACTION.sub(r"\1", value.replace("Z", "+00:00")))
         except ValueError as exc:
             msg = f"timestamp {value[:40]!r} is not ISO 8601"
             raise DecodeError(msg) from exc
@@ -131,11 +147,14 @@ def decode_payload(binding: MqttBinding, payload: bytes, received: datetime) -> 
     except json.JSONDecodeError as exc:
         msg = f"payload is not JSON: {exc.msg}"
         raise DecodeError(msg) from exc
-    value = _number(_path(document, binding.field or ""), f"field {binding.field!r}")
+    root = _VALUE_ROOT[binding.format]
+    path = f"{root}.{binding.field}" if root else binding.field or ""
+    value = _number(_path(document, path), f"field {path!r}")
     ts = received
-    if binding.timestamp_field:
+    time_field = binding.timestamp_field or _TIME_FIELD.get(binding.format)
+    if time_field:
         try:
-            raw_ts = _path(document, binding.timestamp_field)
+            raw_ts = _path(document, time_field)
         except DecodeError:
             raw_ts = None
         if raw_ts is not None:
@@ -167,9 +186,11 @@ class MqttCollector:
         self.dead_letters = dead_letters
         self.client_id = client_id or broker.client_id
         self.bindings: dict[str, list[Point]] = {}
+        self.patterns: dict[str, list[Point]] = {}
         for _, point in inventory.points():
             if point.mqtt is not None and point.mqtt.broker == broker.id:
-                self.bindings.setdefault(point.mqtt.topic, []).append(point)
+                table = self.patterns if point.mqtt.is_pattern else self.bindings
+                table.setdefault(point.mqtt.topic, []).append(point)
         self.received = 0
         self.decoded = 0
         self.rejected = 0
@@ -228,11 +249,10 @@ class MqttCollector:
             logger.error("MQTT broker %s:%s refused connection: %s", self.broker.host, self.broker.port, reason)
             return
         self._connected = True
-        logger.info(
-            "MQTT broker %s:%s connected, subscribing to %s topics", self.broker.host, self.broker.port, len(self.bindings)
-        )
-        if self.bindings:
-            client.subscribe([(topic, 1) for topic in self.bindings])
+        topics = [*self.bindings, *self.patterns]
+        logger.info("MQTT broker %s:%s connected, subscribing to %s topics", self.broker.host, self.broker.port, len(topics))
+        if topics:
+            client.subscribe([(topic, 1) for topic in topics])
         elif self._loop is not None:
             self._loop.call_soon_threadsafe(self.subscribed.set)
 
@@ -254,7 +274,10 @@ class MqttCollector:
     def handle(self, topic: str, payload: bytes, received: datetime) -> list[Reading]:
         """Decode one message and emit its readings; bad parts go to dead letters."""
         self.received += 1
-        points = self.bindings.get(topic)
+        points = list(self.bindings.get(topic, ()))
+        for pattern, matched in self.patterns.items():
+            if mqtt.topic_matches_sub(pattern, topic):
+                points.extend(matched)
         if not points:
             self._reject(topic, payload, "no point is bound to this topic")
             return []

@@ -30,6 +30,7 @@ from streams.deadletter import DeadLetterStore
 from streams.errors import TelemetryError
 from streams.influx import RAW_MEASUREMENT, InfluxConfig, InfluxQLClient, InfluxV1Writer, make_writer
 from streams.pipeline import Pipeline
+from streams.quality import QualityTracker
 
 __all__ = ["app", "main"]
 
@@ -89,7 +90,13 @@ class _Runtime:
         self.writer = make_writer(settings.influx())
         self.polled, self.pushed, self.buses = build_collectors(inv, clock, self.dead_letters, mqtt_client_suffix=mqtt_suffix)
         self.pipeline = Pipeline(
-            inv, self.writer, clock, self.dead_letters, batch_size=settings.batch_size, flush_interval=settings.flush_interval
+            inv,
+            self.writer,
+            clock,
+            self.dead_letters,
+            batch_size=settings.batch_size,
+            flush_interval=settings.flush_interval,
+            quality=QualityTracker(inv, clock.now()),
         )
 
     async def serve(self, stop: asyncio.Event) -> None:

@@ -10,6 +10,7 @@ from collectors.mqtt import MqttCollector
 from inventory import Inventory, Point
 from streams.clock import Clock
 from streams.deadletter import DeadLetterStore
+from streams.metrics import Sensor
 
 __all__ = ["build_collectors", "close_buses", "with_endpoints"]
 
@@ -20,6 +21,7 @@ def build_collectors(
     dead_letters: DeadLetterStore,
     modbus_config: ModbusCollectorConfig | None = None,
     mqtt_client_suffix: str = "",
+    sensor: Sensor | None = None,
 ) -> tuple[list[ModbusCollector], list[MqttCollector], list[ModbusBus]]:
     """One Modbus collector per gateway and poll interval, one MQTT collector per broker.
 
@@ -33,7 +35,7 @@ def build_collectors(
             groups[(point.modbus.gateway, point.modbus.poll_interval)].append(point)
     buses = {gw.id: ModbusBus(gw, frames_kept=config.frames_kept) for gw in inventory.modbus_gateways}
     polled = [
-        ModbusCollector(inventory, buses[gateway], points, interval, clock, config)
+        ModbusCollector(inventory, buses[gateway], points, interval, clock, config, sensor)
         for (gateway, interval), points in sorted(groups.items())
     ]
     pushed = [

@@ -104,6 +104,11 @@ class Quantity(str, Enum):
     GAS_VOLUME = "gas_volume"
     WATER_VOLUME = "water_volume"
     WATER_FLOW = "water_flow"
+    REACTIVE_ENERGY = "reactive_energy"
+    APPARENT_POWER = "apparent_power"
+    REACTIVE_POWER = "reactive_power"
+    POWER_FACTOR = "power_factor"
+    FREQUENCY = "frequency"
     VOLTAGE = "voltage"
     CURRENT = "current"
     TEMPERATURE = "temperature"
@@ -123,6 +128,11 @@ UNITS: dict[Quantity, frozenset[str]] = {
     Quantity.GAS_VOLUME: frozenset({"m3", "L"}),
     Quantity.WATER_VOLUME: frozenset({"m3", "L"}),
     Quantity.WATER_FLOW: frozenset({"m3/h", "L/h", "L/min"}),
+    Quantity.REACTIVE_ENERGY: frozenset({"varh", "kvarh"}),
+    Quantity.APPARENT_POWER: frozenset({"VA", "kVA"}),
+    Quantity.REACTIVE_POWER: frozenset({"var", "kvar"}),
+    Quantity.POWER_FACTOR: frozenset({"1"}),
+    Quantity.FREQUENCY: frozenset({"Hz"}),
     Quantity.VOLTAGE: frozenset({"V"}),
     Quantity.CURRENT: frozenset({"A"}),
     Quantity.TEMPERATURE: frozenset({"degC"}),
@@ -302,6 +312,8 @@ class ModbusBinding(_Frozen):
     profile: str | None = None
     field: str | None = None
     raw_register: RegisterSpec | None = Field(default=None, alias="register")
+    scale: float | None = None
+    """Multiplies the profile's scale: the pulse weight of a pulse counter, a CT ratio."""
     poll_interval: Duration = timedelta(seconds=60)
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
@@ -314,6 +326,9 @@ class ModbusBinding(_Frozen):
         if self.raw_register is None and not (self.profile and self.field):
             msg = "give 'register', or both 'profile' and 'field'"
             raise ValueError(msg)
+        if self.scale is not None and (self.scale == 0 or self.raw_register is not None):
+            msg = "'scale' multiplies a profile field's scale and must not be 0; a raw 'register' has its own scale"
+            raise ValueError(msg)
         if self.poll_interval < timedelta(milliseconds=100):
             msg = "poll_interval must be at least 100ms"
             raise ValueError(msg)
@@ -321,10 +336,22 @@ class ModbusBinding(_Frozen):
 
 
 class PayloadFormat(str, Enum):
-    """How an MQTT payload is decoded."""
+    """How an MQTT payload is decoded.
+
+    ``plain`` is a bare number (or true/false, ON/OFF); ``json`` takes ``field``
+    (a dot path) from a JSON object; ``zigbee2mqtt`` is a Zigbee2MQTT device
+    state (``{"temperature": 19.2, "occupancy": true, "illuminance_lux": 310}``);
+    ``chirpstack_v4`` and ``ttn_v3`` are LoRaWAN uplink events, where ``field``
+    is read in the decoded object (``object`` for ChirpStack v4,
+    ``uplink_message.decoded_payload`` for The Things Stack v3) and the time in
+    the event (``time``, ``received_at``).
+    """
 
     PLAIN = "plain"
     JSON = "json"
+    ZIGBEE2MQTT = "zigbee2mqtt"
+    CHIRPSTACK_V4 = "chirpstack_v4"
+    TTN_V3 = "ttn_v3"
 
 
 class MqttBinding(_Frozen):
@@ -338,13 +365,22 @@ class MqttBinding(_Frozen):
 
     @model_validator(mode="after")
     def _field_for_json(self) -> MqttBinding:
-        if self.format is PayloadFormat.JSON and not self.field:
-            msg = "format 'json' needs 'field', the path of the value (e.g. 'temperature')"
+        if self.format is not PayloadFormat.PLAIN and not self.field:
+            msg = f"format '{self.format.value}' needs 'field', the path of the value (e.g. 'temperature')"
             raise ValueError(msg)
-        if "+" in self.topic or "#" in self.topic:
-            msg = f"topic {self.topic!r} must be a concrete topic, not a wildcard"
+        levels = self.topic.split("/")
+        if "#" in self.topic and (levels[-1] != "#" or self.topic.count("#") > 1):
+            msg = f"topic {self.topic!r}: '#' may only be the last level"
+            raise ValueError(msg)
+        if any("+" in level and level != "+" for level in levels):
+            msg = f"topic {self.topic!r}: '+' must fill a whole level"
             raise ValueError(msg)
         return self
+
+    @property
+    def is_pattern(self) -> bool:
+        """Tell whether the topic has wildcards."""
+        return "+" in self.topic or "#" in self.topic
 
 
 class Point(_Frozen):
@@ -560,8 +596,10 @@ class Inventory(_Frozen):
             raise ValueError(msg)
         if point.modbus.raw_register is not None:
             return point.modbus.raw_register
-        profile = load_profiles()[point.modbus.profile or ""]
-        return profile.registers[point.modbus.field or ""]
+        spec = load_profiles()[point.modbus.profile or ""].registers[point.modbus.field or ""]
+        if point.modbus.scale is not None:
+            spec = spec.model_copy(update={"scale": spec.scale * point.modbus.scale})
+        return spec
 
     def tariff(self, energy: Energy) -> EnergyTariff:
         """Price and emission factor of an energy."""

@@ -33,12 +33,16 @@ from inventory import Inventory
 from streams.clock import Clock
 from streams.deadletter import DeadLetter, DeadLetterStore
 from streams.errors import SinkError
-from streams.influx import InfluxWriter, LineEncoder, RetryableSinkError
+from streams.influx import InfluxWriter, LineEncoder, RetryableSinkError, escape_tag, to_ms
+from streams.metrics import Sensor
+from streams.quality import QualityTracker
 from streams.record import Reading
 
-__all__ = ["Pipeline", "PipelineSensor", "PipelineStats", "PolledSource", "PushSource"]
+__all__ = ["Pipeline", "PipelineStats", "PolledSource", "PushSource"]
 
 logger = logging.getLogger(__name__)
+
+_STATUS = "\x00status"  # marks point-status lines in the pending buffer; not a point id
 
 
 class PolledSource(Protocol):
@@ -71,25 +75,6 @@ class PushSource(Protocol):
     async def stop(self) -> None:
         """Stop delivering and release resources."""
         ...
-
-
-class PipelineSensor:
-    """Metrics hooks; every method does nothing unless overridden."""
-
-    def on_readings(self, count: int) -> None:
-        """Readings entered the queue."""
-
-    def on_drop(self, count: int) -> None:
-        """Readings were dropped because the queue was full."""
-
-    def on_write(self, count: int, seconds: float) -> None:
-        """Points were accepted by InfluxDB."""
-
-    def on_dead_letter(self, count: int) -> None:
-        """Inputs went to the dead-letter store."""
-
-    def on_sink_error(self, error: SinkError) -> None:
-        """A write failed (it will be retried if it can be)."""
 
 
 @dataclass
@@ -130,9 +115,14 @@ class Pipeline:
         flush_interval: timedelta = timedelta(seconds=1),
         retry_min: timedelta = timedelta(milliseconds=500),
         retry_max: timedelta = timedelta(seconds=30),
-        sensor: PipelineSensor | None = None,
+        sensor: Sensor | None = None,
+        quality: QualityTracker | None = None,
+        status_every: timedelta = timedelta(minutes=5),
     ) -> None:
+        self.inventory = inventory
         self.encoder = LineEncoder(inventory)
+        self.quality = quality
+        self.status_every = status_every
         self.writer = writer
         self.clock = clock
         self.dead_letters = dead_letters
@@ -140,7 +130,7 @@ class Pipeline:
         self.flush_interval = flush_interval
         self.retry_min = retry_min
         self.retry_max = retry_max
-        self.sensor = sensor or PipelineSensor()
+        self.sensor = sensor or Sensor()
         self.stats = PipelineStats()
         self.queue: asyncio.Queue[list[Reading]] = asyncio.Queue(maxsize=queue_size)
         self._pending: list[str] = []
@@ -150,6 +140,8 @@ class Pipeline:
         """Queue readings without waiting (for push sources); counts a drop when full."""
         if not readings:
             return
+        if self.quality is not None:
+            readings = self.quality.observe_all(readings)
         try:
             self.queue.put_nowait(readings)
         except asyncio.QueueFull:
@@ -163,6 +155,8 @@ class Pipeline:
     async def put(self, readings: list[Reading]) -> None:
         """Queue readings, waiting while the queue is full (for polled sources)."""
         if readings:
+            if self.quality is not None:
+                readings = self.quality.observe_all(readings)
             await self.queue.put(readings)
             self.stats.received += len(readings)
             self.sensor.on_readings(len(readings))
@@ -181,6 +175,8 @@ class Pipeline:
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._sink_loop(), name="sink:influxdb")
+                if self.quality is not None:
+                    group.create_task(self._status_loop(self.quality), name="status:points")
                 for source in pushed:
                     await source.start(self.emit)
                 for polled_source in polled:
@@ -204,6 +200,25 @@ class Pipeline:
                 missed = (now - due) // source.interval + 1
                 due += source.interval * missed
             await self.clock.sleep(due - now)
+
+    async def _status_loop(self, quality: QualityTracker) -> None:
+        """Every ``status_every``, report missing points and write one status point per point."""
+        while True:
+            await self.clock.sleep(self.status_every)
+            now = self.clock.now()
+            missing = set(quality.check_missing(now))
+            lines = []
+            for building, point in self.inventory.points():
+                state = quality.states[point.id]
+                self.sensor.on_point_state(point.id, stale=state.stale, missing=point.id in missing)
+                age = (now - state.last_ts).total_seconds() if state.last_ts else -1.0
+                lines.append(
+                    f"point_status,building={escape_tag(building.id)},point={escape_tag(point.id)} "
+                    f"missing={int(point.id in missing)}i,stale={int(state.stale)}i,age_s={age} {to_ms(now)}"
+                )
+            # The sink flushes pending lines within one flush interval.
+            self._pending.extend(lines)
+            self._pending_points.extend([_STATUS] * len(lines))
 
     async def _sink_loop(self) -> None:
         try:
@@ -260,7 +275,7 @@ class Pipeline:
                     self._dead("sink", point, line, str(exc))
             else:
                 self.stats.written += len(chunk)
-                self.stats.per_point.update(points)
+                self.stats.per_point.update(p for p in points if p != _STATUS)
                 self.sensor.on_write(len(chunk), time.perf_counter() - started)
                 delay = self.retry_min.total_seconds()
             del self._pending[: len(chunk)]

@@ -49,3 +49,36 @@ def test_json_epoch_milliseconds_and_missing_time() -> None:
 def test_bad_payloads(binding: MqttBinding, payload: bytes, reason: str) -> None:
     with pytest.raises(DecodeError, match=reason.replace("[", r"\[").replace("(", r"\(")):
         decode_payload(binding, payload, NOW)
+
+
+# Payloads as the servers document them (trimmed to the fields that matter).
+ZIGBEE = b'{"battery": 97, "humidity": 41.5, "illuminance_lux": 312, "linkquality": 120, "occupancy": true, "temperature": 19.3}'
+CHIRPSTACK = b"""{"deduplicationId": "3ac7e3c4", "time": "2026-01-05T07:55:12.123456789+00:00",
+ "deviceInfo": {"applicationName": "batiments", "devEui": "0018b20000000abc"},
+ "fPort": 1, "data": "AQDmAg==", "object": {"temperature": 21.4, "co2": 812}}"""
+TTN = b"""{"end_device_ids": {"device_id": "eui-a840", "application_ids": {"application_id": "valmont"}},
+ "received_at": "2026-01-05T07:56:00.987654321Z",
+ "uplink_message": {"f_port": 2, "decoded_payload": {"water": {"index_l": 123456}}, "received_at": "2026-01-05T07:55:59Z"}}"""
+
+
+def test_zigbee2mqtt_without_time_uses_receive_time() -> None:
+    binding = MqttBinding(topic="zigbee2mqtt/salle", format="zigbee2mqtt", field="occupancy")  # type: ignore[arg-type]
+    assert decode_payload(binding, ZIGBEE, NOW) == (1.0, NOW)
+    lux = MqttBinding(topic="zigbee2mqtt/salle", format="zigbee2mqtt", field="illuminance_lux")  # type: ignore[arg-type]
+    assert decode_payload(lux, ZIGBEE, NOW)[0] == 312.0
+
+
+def test_chirpstack_v4_uplink() -> None:
+    binding = MqttBinding(topic="application/+/device/+/event/up", format="chirpstack_v4", field="co2")  # type: ignore[arg-type]
+    value, ts = decode_payload(binding, CHIRPSTACK, NOW)
+    assert value == 812.0
+    assert ts == datetime(2026, 1, 5, 7, 55, 12, 123456, tzinfo=UTC)
+
+
+def test_ttn_v3_uplink_nested_field() -> None:
+    binding = MqttBinding(topic="v3/valmont@ttn/devices/eui-a840/up", format="ttn_v3", field="water.index_l")  # type: ignore[arg-type]
+    value, ts = decode_payload(binding, TTN, NOW)
+    assert value == 123456.0
+    assert ts == datetime(2026, 1, 5, 7, 56, 0, 987654, tzinfo=UTC)
+    with pytest.raises(DecodeError, match="uplink_message.decoded_payload.gas"):
+        decode_payload(binding.model_copy(update={"field": "gas"}), TTN, NOW)

@@ -108,7 +108,9 @@ def test_unknown_gateway_and_profile_field() -> None:
         ("heated_area_m2: 450", "heated_area_m2: 4500", "heated_area_m2 4500.0 exceeds floor_area_m2 500.0"),
         ("school_holiday_zone: A", "school_holiday_zone: D", "Input should be 'A', 'B' or 'C'"),
         ("population: 1200", "population: 1200, timezone: Mars/Olympus", "unknown timezone 'Mars/Olympus'"),
-        ("mqtt: {topic: t/b1/temp}", "mqtt: {topic: t/+/temp}", "must be a concrete topic"),
+        ("mqtt: {topic: t/b1/temp}", "mqtt: {topic: t/#/temp}", "may only be the last level"),
+        ("mqtt: {topic: t/b1/temp}", "mqtt: {topic: t/b+/temp}", "must fill a whole level"),
+        ("mqtt: {topic: t/b1/temp}", "mqtt: {topic: t/b1/temp, format: ttn_v3}", "needs 'field'"),
         ("port: 1502}", "port: 1502, timeout: 3}", "duration 3 has no unit"),
     ],
 )
