@@ -199,6 +199,7 @@ class MqttCollector:
         self._emit: Emit | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connected = False
+        self._stopping = False
 
     @property
     def name(self) -> str:
@@ -238,6 +239,7 @@ class MqttCollector:
     async def stop(self) -> None:
         """Disconnect and stop paho's thread."""
         client, self._client = self._client, None
+        self._stopping = True
         if client is not None:
             client.disconnect()
             await asyncio.to_thread(client.loop_stop)
@@ -263,6 +265,9 @@ class MqttCollector:
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if self._connected:
             self._connected = False
+            if self._stopping:
+                logger.info("MQTT broker %s:%s disconnected on stop", self.broker.host, self.broker.port)
+                return
             logger.error("MQTT broker %s:%s disconnected: %s", self.broker.host, self.broker.port, reason)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:

@@ -16,7 +16,7 @@ import signal
 import tempfile
 import time
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -173,7 +173,7 @@ def demo(
     config: Annotated[Path, typer.Option(help="Inventory of the simulated commune.")] = DEFAULT_CONFIG,
     duration: Annotated[float, typer.Option(help="Seconds to run before stopping and counting.")] = 60.0,
     speed: Annotated[float, typer.Option(help="Simulated seconds per real second.")] = 60.0,
-    start: Annotated[str | None, typer.Option(help="Simulated start, ISO 8601 (default: today 06:00 UTC).")] = None,
+    start: Annotated[str | None, typer.Option(help="Simulated start, ISO 8601 (default: last weekday, 06:30 local).")] = None,
     influx_url: Annotated[str | None, typer.Option(help="Use this InfluxDB 1.x instead of starting one.")] = None,
     workdir: Annotated[Path | None, typer.Option(help="Where local servers keep their data.")] = None,
 ) -> None:
@@ -188,9 +188,9 @@ def demo(
     inv = _load(config)
     base = workdir or Path(tempfile.mkdtemp(prefix="econome-demo-"))
     base.mkdir(parents=True, exist_ok=True)
-    sim_start = datetime.fromisoformat(start) if start else datetime.now(UTC).replace(hour=6, minute=0, second=0, microsecond=0)
+    sim_start = datetime.fromisoformat(start) if start else _last_weekday_morning(inv)
     if sim_start.tzinfo is None:
-        sim_start = sim_start.replace(tzinfo=UTC)
+        sim_start = sim_start.replace(tzinfo=inv.organisation.tz)
     servers = []
     try:
         broker = start_mosquitto(base / "mosquitto")
@@ -221,6 +221,15 @@ def demo(
         raise typer.Exit(code=1)
 
 
+def _last_weekday_morning(inv: Inventory) -> datetime:
+    """06:30 local on the most recent Monday to Friday: buildings open, heating on."""
+    local = datetime.now(inv.organisation.tz)
+    day = local.date() - timedelta(days=1)
+    while day.weekday() >= 5:
+        day -= timedelta(days=1)
+    return datetime(day.year, day.month, day.day, 6, 30, tzinfo=inv.organisation.tz)
+
+
 async def _demo(
     inv: Inventory,
     settings: EconomeSettings,
@@ -249,7 +258,7 @@ async def _demo(
             typer.echo(
                 f"  t+{time.monotonic() - started:5.1f}s  simulated "
                 f"{clock.now().astimezone(inv.organisation.tz):%a %d %b %H:%M}  "
-                f"readings {stats.received:>6}  written {stats.written:>6}  "
+                f"readings {stats.received:>6}  written {sum(stats.per_point.values()):>6}  "
                 f"points seen {len(stats.per_point):>3}/{total_points}  "
                 f"dead letters {stats.rejected}"
             )
@@ -257,7 +266,8 @@ async def _demo(
     finally:
         await simulator.stop()
     typer.echo(
-        f"flowed: {stats.received} readings, {stats.written} written, {stats.rejected} dead letters, {stats.dropped} dropped"
+        f"flowed: {stats.received} readings, {sum(stats.per_point.values())} written, "
+        f"{stats.rejected} dead letters, {stats.dropped} dropped"
     )
 
 

@@ -4,8 +4,10 @@ Each server runs as a child process on a free 127.0.0.1 port with a temporary
 data directory, and is stopped by PID. Nothing here is used in production,
 where the servers are managed by the deployment (see ``deploy/``).
 
->>> with start_mosquitto(Path(tempfile.mkdtemp())) as broker:   # doctest: +SKIP
-...     print(broker.port)
+Example::
+
+    with start_mosquitto() as broker:
+        print(broker.url)   # mqtt://127.0.0.1:<free port>
 """
 
 from __future__ import annotations

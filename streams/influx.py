@@ -14,7 +14,7 @@ Sample settings (see ``econome.settings``)::
     ECONOME_INFLUX_API=v1 ECONOME_INFLUX_URL=http://127.0.0.1:8086 ECONOME_INFLUX_DATABASE=econome
 
 >>> print(escape_tag("Salle du conseil"))
-Salle\\ du\\ conseil
+Salle\ du\ conseil
 """
 
 from __future__ import annotations

@@ -1,0 +1,112 @@
+"""``econome run`` and ``econome demo`` end to end, as a user runs them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import yaml
+
+from econome.cli import count_per_point
+from econome.localservers import free_port
+from econome.wiring import with_endpoints
+from inventory import load_inventory
+from simulator import Simulator
+from streams.clock import ScaledClock
+from streams.influx import InfluxConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "commune.yaml"
+
+
+def test_demo_fills_influxdb_for_every_point(influxdb_server, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "econome.cli",
+            "demo",
+            "--duration",
+            "8",
+            "--speed",
+            "120",
+            "--influx-url",
+            influxdb_server.url,
+            "--workdir",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "points with no reading: 0" in result.stdout
+    rows = [line.split() for line in result.stdout.splitlines() if line.startswith(("mairie-", "piscine-", "ecole-"))]
+    assert len(rows) > 40
+    assert all(int(row[-1]) > 0 for row in rows)
+
+
+async def test_run_collects_from_real_devices_into_influxdb(
+    mqtt_server, influxdb_server, unique_name: str, tmp_path: Path
+) -> None:
+    inv = load_inventory(EXAMPLE)
+    ports = {gw.id: free_port() for gw in inv.modbus_gateways}
+    local = with_endpoints(inv, ports, (mqtt_server.host, mqtt_server.port))
+    # The config a user would write: the example with the simulator's ports.
+    data = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    for gw in data["modbus_gateways"]:
+        gw["port"] = ports[gw["id"]]
+    data["mqtt_brokers"][0].update(port=mqtt_server.port, client_id=f"{unique_name}-run")
+    for site in data["sites"]:
+        for building in site["buildings"]:
+            for point in building["points"]:
+                if "modbus" in point:
+                    point["modbus"]["poll_interval"] = "1s"
+    config = tmp_path / "commune.yaml"
+    config.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+
+    simulator = Simulator(
+        local,
+        ScaledClock(datetime(2026, 1, 13, 7, tzinfo=UTC), 60.0),
+        modbus_ports=ports,
+        mqtt=(mqtt_server.host, mqtt_server.port),
+        mqtt_topic_prefix="",
+        mqtt_client_id=f"{unique_name}-sim",
+    )
+    await simulator.start()
+    env = {
+        **os.environ,
+        "ECONOME_INFLUX_URL": influxdb_server.url,
+        "ECONOME_INFLUX_DATABASE": unique_name,
+        "ECONOME_DATA_DIR": str(tmp_path),
+        "ECONOME_LOG_LEVEL": "WARNING",
+    }
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "econome.cli",
+            "run",
+            str(config),
+            "--duration",
+            "8",
+            cwd=ROOT,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        output, _ = await asyncio.wait_for(process.communicate(), 60)
+    finally:
+        await simulator.stop()
+    assert process.returncode == 0, output.decode()
+    counts = await count_per_point(InfluxConfig(url=influxdb_server.url, database=unique_name), local)
+    assert [p for p, n in counts.items() if n == 0] == []
+    modbus = [p.id for _, p in inv.points() if p.protocol == "modbus"]
+    assert min(counts[p] for p in modbus) >= 4  # polled every second for 8 s
+    assert "stopped:" in output.decode()

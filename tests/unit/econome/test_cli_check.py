@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from econome.cli import app
+
+ROOT = Path(__file__).resolve().parents[3]
+EXAMPLE = ROOT / "examples" / "commune.yaml"
+
+
+def test_check_example_summarises() -> None:
+    result = CliRunner().invoke(app, ["check", str(EXAMPLE)])
+    assert result.exit_code == 0, result.output
+    assert "buildings      12" in result.output
+    assert "points         105: 52 modbus, 53 mqtt" in result.output
+    assert "floor area     17,550 m2" in result.output
+
+
+def test_check_wrong_field_names_file_line_and_path(tmp_path: Path) -> None:
+    bad = tmp_path / "commune.yaml"
+    text = EXAMPLE.read_text(encoding="utf-8").replace("floor_area_m2: 650", "floor_area_m2: -650", 1)
+    bad.write_text(text, encoding="utf-8")
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if "floor_area_m2: -650" in t)
+    result = CliRunner().invoke(app, ["check", str(bad)])
+    assert result.exit_code == 2
+    assert f"{bad}:{line} sites[0].buildings[1].floor_area_m2: Input should be greater than 0" in result.output
+
+
+def test_check_missing_file(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["check", str(tmp_path / "nope.yaml")])
+    assert result.exit_code == 2
+    assert "cannot read" in result.output
