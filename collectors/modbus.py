@@ -32,7 +32,7 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
 from collectors.codec import decode
-from inventory import Inventory, ModbusGateway, Point, RegisterSpec, RegisterType
+from inventory import Inventory, ModbusGateway, ModbusWorkarounds, Point, RegisterSpec, RegisterType
 from streams.clock import Clock
 from streams.errors import CollectorError, DecodeError, DeviceError, DeviceTimeout
 from streams.metrics import Sensor
@@ -56,6 +56,13 @@ class ModbusCollectorConfig(BaseModel):
     """False reads every point on its own: for gateways that refuse reads spanning unmapped registers."""
     frames_kept: int = Field(default=32, ge=0, le=10_000)
     """Raw frames kept per gateway for diagnosing decode errors."""
+
+    @classmethod
+    def from_workarounds(cls, workarounds: ModbusWorkarounds) -> ModbusCollectorConfig:
+        """The collector config for a gateway's ``workarounds:`` block."""
+        return cls(
+            max_registers=workarounds.max_registers, max_gap=workarounds.max_gap, block_reads=workarounds.block_reads
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +145,7 @@ class ModbusBus:
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
     _backoff: float = field(default=0.0, init=False)
     _next_connect: float = field(default=0.0, init=False)
+    _last_answer: float = field(default=0.0, init=False)
 
     def __post_init__(self) -> None:
         """Prepare the frame buffer."""
@@ -205,6 +213,10 @@ class ModbusBus:
         where = f"gateway {self.name} unit {unit} {register_type.value} {address}+{count}"
         async with self._lock:
             client = await self._connected()
+            delay = self.gateway.workarounds.request_delay.total_seconds()
+            if delay:
+                # RS-485 gateways need a silent interval between two requests.
+                await asyncio.sleep(max(0.0, self._last_answer + delay - time.monotonic()))
             self.requests += 1
             timeout = self.gateway.timeout.total_seconds()
             try:
@@ -228,6 +240,7 @@ class ModbusBus:
             if response.isError():
                 msg = f"{where}: exception response code {getattr(response, 'exception_code', '?')}"
                 raise DeviceError(msg)
+            self._last_answer = time.monotonic()
             registers = list(response.registers)
             if len(registers) < count:
                 msg = f"{where}: short answer of {len(registers)} registers"

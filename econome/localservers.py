@@ -154,13 +154,29 @@ def _data_dir(data_dir: Path | None, name: str) -> Path:
     return path
 
 
-def start_mosquitto(data_dir: Path | None = None, port: int | None = None, timeout: float = 15.0) -> LocalServer:
-    """Start Mosquitto with anonymous access and no persistence."""
+def start_mosquitto(
+    data_dir: Path | None = None,
+    port: int | None = None,
+    timeout: float = 15.0,
+    users: dict[str, str] | None = None,
+) -> LocalServer:
+    """Start Mosquitto with no persistence; anonymous unless ``users`` (name → password) is given."""
     binary = _binary("mosquitto", "/usr/sbin/mosquitto")
     data_dir = _data_dir(data_dir, "mosquitto")
     port = port or free_port()
     conf = data_dir / "mosquitto.conf"
-    conf.write_text(f"listener {port} {_HOST}\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\n")
+    auth = "allow_anonymous true\n"
+    if users:
+        passwd = data_dir / "passwd"
+        passwd.touch(mode=0o600)
+        tool = _binary("mosquitto_passwd", "/usr/bin/mosquitto_passwd")
+        for name, password in users.items():
+            subprocess.run([tool, "-b", str(passwd), name, password], check=True, capture_output=True)  # noqa: S603
+        auth = f"allow_anonymous false\npassword_file {passwd}\n"
+    if os.getuid() == 0:
+        # Started as root, mosquitto drops to the 'mosquitto' user, which cannot read our temp dir.
+        auth += "user root\n"
+    conf.write_text(f"listener {port} {_HOST}\n{auth}persistence false\nmax_queued_messages 100000\n")
     process, log_path = _spawn("mosquitto", [binary, "-c", str(conf)], data_dir)
     server = LocalServer("mosquitto", _HOST, port, process, data_dir, log_path)
     _wait_tcp(server, timeout)

@@ -28,14 +28,16 @@ def build_collectors(
     Returns:
         The polled collectors, the push collectors and the Modbus buses (to close).
     """
-    config = modbus_config or ModbusCollectorConfig()
     groups: dict[tuple[str, timedelta], list[Point]] = defaultdict(list)
     for _, point in inventory.points():
         if point.modbus is not None:
             groups[(point.modbus.gateway, point.modbus.poll_interval)].append(point)
-    buses = {gw.id: ModbusBus(gw, frames_kept=config.frames_kept) for gw in inventory.modbus_gateways}
+    configs = {
+        gw.id: modbus_config or ModbusCollectorConfig.from_workarounds(gw.workarounds) for gw in inventory.modbus_gateways
+    }
+    buses = {gw.id: ModbusBus(gw, frames_kept=configs[gw.id].frames_kept) for gw in inventory.modbus_gateways}
     polled = [
-        ModbusCollector(inventory, buses[gateway], points, interval, clock, config, sensor)
+        ModbusCollector(inventory, buses[gateway], points, interval, clock, configs[gateway], sensor)
         for (gateway, interval), points in sorted(groups.items())
     ]
     pushed = [

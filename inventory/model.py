@@ -109,6 +109,7 @@ class Quantity(str, Enum):
     REACTIVE_POWER = "reactive_power"
     POWER_FACTOR = "power_factor"
     FREQUENCY = "frequency"
+    HARMONIC_DISTORTION = "harmonic_distortion"
     VOLTAGE = "voltage"
     CURRENT = "current"
     TEMPERATURE = "temperature"
@@ -133,6 +134,7 @@ UNITS: dict[Quantity, frozenset[str]] = {
     Quantity.REACTIVE_POWER: frozenset({"var", "kvar"}),
     Quantity.POWER_FACTOR: frozenset({"1"}),
     Quantity.FREQUENCY: frozenset({"Hz"}),
+    Quantity.HARMONIC_DISTORTION: frozenset({"%"}),
     Quantity.VOLTAGE: frozenset({"V"}),
     Quantity.CURRENT: frozenset({"A"}),
     Quantity.TEMPERATURE: frozenset({"degC"}),
@@ -145,7 +147,9 @@ UNITS: dict[Quantity, frozenset[str]] = {
 }
 """Units accepted per quantity; ``"1"`` is dimensionless (0/1 or a ratio)."""
 
-COUNTER_QUANTITIES = frozenset({Quantity.ACTIVE_ENERGY, Quantity.HEAT_ENERGY, Quantity.GAS_VOLUME, Quantity.WATER_VOLUME})
+COUNTER_QUANTITIES = frozenset(
+    {Quantity.ACTIVE_ENERGY, Quantity.REACTIVE_ENERGY, Quantity.HEAT_ENERGY, Quantity.GAS_VOLUME, Quantity.WATER_VOLUME}
+)
 
 
 class Usage(str, Enum):
@@ -479,6 +483,20 @@ class Organisation(_Frozen):
         return ZoneInfo(self.timezone)
 
 
+class ModbusWorkarounds(_Frozen):
+    """Quirks of a gateway and the meters behind it, in one explicit place.
+
+    The defaults suit a well-behaved Modbus TCP meter. An RS-485 gateway often
+    needs a pause between requests; some gateways refuse a read that spans an
+    unmapped register, which ``max_gap: 0`` or ``block_reads: false`` avoids.
+    """
+
+    max_registers: int = Field(default=125, ge=1, le=125)
+    max_gap: int = Field(default=8, ge=0, le=124)
+    block_reads: bool = True
+    request_delay: Duration = timedelta(0)
+
+
 class ModbusGateway(_Frozen):
     """A Modbus TCP endpoint (a meter or an RS-485 gateway)."""
 
@@ -488,6 +506,7 @@ class ModbusGateway(_Frozen):
     timeout: Duration = timedelta(seconds=1)
     reconnect_min: Duration = timedelta(seconds=1)
     reconnect_max: Duration = timedelta(seconds=60)
+    workarounds: ModbusWorkarounds = Field(default_factory=ModbusWorkarounds)
 
     @model_validator(mode="after")
     def _backoff(self) -> ModbusGateway:
@@ -614,6 +633,7 @@ class Inventory(_Frozen):
 def _cross_references(inv: Inventory) -> list[tuple[Loc, str]]:
     problems: list[tuple[Loc, str]] = []
     gateways = _unique(inv.modbus_gateways, ("modbus_gateways",), problems, "gateway")
+    timeouts = {gw.id: gw.timeout for gw in inv.modbus_gateways}
     brokers = _unique(inv.mqtt_brokers, ("mqtt_brokers",), problems, "broker")
     endpoints: dict[tuple[str, int], str] = {}
     for i, gw in enumerate(inv.modbus_gateways):
@@ -646,7 +666,7 @@ def _cross_references(inv: Inventory) -> list[tuple[Loc, str]]:
                 if point.zone is not None and point.zone not in zones:
                     problems.append(((*ploc, "zone"), f"unknown zone {point.zone!r} in building {building.id}"))
                 if point.modbus is not None:
-                    problems.extend(_check_modbus(point, ploc, gateways, profiles, registers))
+                    problems.extend(_check_modbus(point, ploc, gateways, timeouts, profiles, registers))
                 if point.mqtt is not None:
                     if point.mqtt.broker not in brokers:
                         problems.append(((*ploc, "mqtt", "broker"), f"unknown MQTT broker {point.mqtt.broker!r}"))
@@ -661,6 +681,7 @@ def _check_modbus(
     point: Point,
     ploc: Loc,
     gateways: set[str],
+    timeouts: dict[str, timedelta],
     profiles: dict[str, DeviceProfile],
     registers: dict[tuple[str, int, int, RegisterType], str],
 ) -> list[tuple[Loc, str]]:
@@ -669,6 +690,13 @@ def _check_modbus(
     problems: list[tuple[Loc, str]] = []
     if binding.gateway not in gateways:
         problems.append(((*ploc, "modbus", "gateway"), f"unknown Modbus gateway {binding.gateway!r}"))
+    elif binding.poll_interval <= timeouts[binding.gateway]:
+        problems.append(
+            (
+                (*ploc, "modbus", "poll_interval"),
+                f"poll_interval {binding.poll_interval} is not longer than the timeout of gateway {binding.gateway}",
+            )
+        )
     spec = binding.raw_register
     if binding.profile is not None:
         profile = profiles.get(binding.profile)

@@ -190,6 +190,10 @@ class InfluxV1Writer:
             headers["Content-Encoding"] = "gzip"
         try:
             response = await self._client.post("/write", params=self._params, content=body, headers=headers)
+            if response.status_code == 404 and "database not found" in response.text:
+                # InfluxDB was down when we started, or the database was dropped: create it once.
+                await self.ensure_database()
+                response = await self._client.post("/write", params=self._params, content=body, headers=headers)
         except httpx.TimeoutException as exc:
             msg = f"InfluxDB {self.config.url} timed out writing {len(lines)} points"
             raise RetryableSinkError(msg) from exc

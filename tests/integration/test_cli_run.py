@@ -9,6 +9,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import yaml
 
 from econome.cli import count_per_point
@@ -61,7 +62,7 @@ async def test_run_collects_from_real_devices_into_influxdb(
     # The config a user would write: the example with the simulator's ports.
     data = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
     for gw in data["modbus_gateways"]:
-        gw["port"] = ports[gw["id"]]
+        gw.update(port=ports[gw["id"]], timeout="500ms")
     data["mqtt_brokers"][0].update(port=mqtt_server.port, client_id=f"{unique_name}-run")
     for site in data["sites"]:
         for building in site["buildings"]:
@@ -71,6 +72,7 @@ async def test_run_collects_from_real_devices_into_influxdb(
     config = tmp_path / "commune.yaml"
     config.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
 
+    metrics_port = free_port()
     simulator = Simulator(
         local,
         ScaledClock(datetime(2026, 1, 13, 7, tzinfo=UTC), 60.0),
@@ -96,11 +98,24 @@ async def test_run_collects_from_real_devices_into_influxdb(
             str(config),
             "--duration",
             "8",
+            "--metrics-port",
+            str(metrics_port),
             cwd=ROOT,
             env=env,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )
+        metrics = last = ""
+        for _ in range(100):
+            await asyncio.sleep(0.1)
+            try:
+                response = await asyncio.to_thread(httpx.get, f"http://127.0.0.1:{metrics_port}/metrics", timeout=1)
+            except httpx.HTTPError:
+                continue
+            last = response.text
+            if 'econome_device_up{device="gw-centre/1"} 1.0' in response.text:
+                metrics = response.text
+                break
         output, _ = await asyncio.wait_for(process.communicate(), 60)
     finally:
         await simulator.stop()
@@ -110,3 +125,4 @@ async def test_run_collects_from_real_devices_into_influxdb(
     modbus = [p.id for _, p in inv.points() if p.protocol == "modbus"]
     assert min(counts[p] for p in modbus) >= 4  # polled every second for 8 s
     assert "stopped:" in output.decode()
+    assert 'econome_device_up{device="gw-centre/1"} 1.0' in metrics, last[-3000:]

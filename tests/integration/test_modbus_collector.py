@@ -17,6 +17,7 @@ from collectors.modbus import ModbusBus, ModbusCollector, ModbusCollectorConfig
 from econome.localservers import free_port
 from inventory import Inventory, RegisterSpec, parse_inventory
 from streams.clock import SystemClock
+from streams.metrics import PrometheusSensor
 
 GOOD_UNITS = (1, 2)
 EXCEPTION_UNIT = 7
@@ -185,6 +186,7 @@ async def test_failing_units_do_not_hold_up_the_others(gateway: tuple[FakeGatewa
     assert collector.units[1].up
     assert "exception response code 11" in collector.units[EXCEPTION_UNIT].last_error
     assert "no answer" in collector.units[SLOW_UNIT].last_error
+    assert {fc for _, fc, _, _ in fake.requests} <= {3, 4}, "the collector only reads"
     slow_requests = [r for r in fake.requests if r[0] == SLOW_UNIT]
     assert len(slow_requests) == 2  # one per poll, the rest of its blocks skipped
 
@@ -199,3 +201,21 @@ async def test_unreachable_gateway_backs_off() -> None:
         bus.close()
     assert not collector.units[1].up
     assert "cannot connect" in collector.units[1].last_error or "next attempt" in collector.units[1].last_error
+
+
+async def test_device_state_is_exposed_as_metrics(gateway: tuple[FakeGateway, int]) -> None:
+    _, port = gateway
+    inv = _inventory(port, (1, EXCEPTION_UNIT))
+    sensor = PrometheusSensor()
+    bus = ModbusBus(inv.gateway("gw"))
+    collector = ModbusCollector(inv, bus, [p for _, p in inv.points()], timedelta(seconds=10), SystemClock(), sensor=sensor)
+    try:
+        await collector.poll()
+        await collector.poll()
+    finally:
+        bus.close()
+    text = sensor.exposition().decode()
+    assert 'econome_device_up{device="gw/1"} 1.0' in text
+    assert f'econome_device_up{{device="gw/{EXCEPTION_UNIT}"}} 0.0' in text
+    assert f'econome_device_errors_total{{device="gw/{EXCEPTION_UNIT}"}} 2.0' in text
+    assert 'econome_modbus_requests_total{collector="modbus:gw:10s"} 10.0' in text

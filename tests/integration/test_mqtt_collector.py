@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from collectors.mqtt import MqttCollector
@@ -94,3 +95,52 @@ async def test_unbound_topic_payload_is_kept(mqtt_server, unique_name: str) -> N
     assert readings == []
     assert dead.recent[0].reason == "no point is bound to this topic"
     assert dead.recent[0].payload == "12"
+
+
+async def test_persistent_session_delivers_what_was_published_while_away(mqtt_server, unique_name: str) -> None:
+    inv = _inventory(mqtt_server.host, mqtt_server.port, unique_name)
+    got: list[Reading] = []
+    first = MqttCollector(inv, inv.broker("default"), SystemClock(), DeadLetterStore())
+    await first.start(got.extend)
+    await asyncio.wait_for(first.subscribed.wait(), 10)
+    await first.stop()
+    # Econome is down (restarting); the sensors go on publishing.
+    away = [(f"{unique_name}/b/occupancy", str(i % 2).encode()) for i in range(5)]
+    await asyncio.to_thread(_publish, mqtt_server.host, mqtt_server.port, away)
+    second = MqttCollector(inv, inv.broker("default"), SystemClock(), DeadLetterStore())
+    await second.start(got.extend)
+    try:
+        await _wait(lambda: len(got) == 5)
+    finally:
+        await second.stop()
+    assert [r.value for r in got] == [0.0, 1.0, 0.0, 1.0, 0.0]
+
+
+async def test_username_and_password_from_the_environment(
+    tmp_path, unique_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from econome.localservers import start_mosquitto
+    from streams.errors import ConfigError
+
+    server = start_mosquitto(tmp_path / "mq", users={"econome": "s3cret-valmont"})
+    try:
+        base = _inventory(server.host, server.port, unique_name)
+        broker = base.broker("default").model_copy(update={"username": "econome", "password_env": "TEST_MQTT_PASSWORD"})
+        collector = MqttCollector(base, broker, SystemClock(), DeadLetterStore())
+        with pytest.raises(ConfigError, match="TEST_MQTT_PASSWORD is not set"):
+            await collector.start(lambda _: None)
+        monkeypatch.setenv("TEST_MQTT_PASSWORD", "wrong")
+        refused = MqttCollector(base, broker, SystemClock(), DeadLetterStore())
+        await refused.start(lambda _: None)
+        await asyncio.sleep(1.0)
+        assert not refused.subscribed.is_set()
+        await refused.stop()
+        monkeypatch.setenv("TEST_MQTT_PASSWORD", "s3cret-valmont")
+        accepted = MqttCollector(base, broker, SystemClock(), DeadLetterStore())
+        await accepted.start(lambda _: None)
+        try:
+            await asyncio.wait_for(accepted.subscribed.wait(), 10)
+        finally:
+            await accepted.stop()
+    finally:
+        server.stop()

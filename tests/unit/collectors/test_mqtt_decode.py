@@ -80,5 +80,5 @@ def test_ttn_v3_uplink_nested_field() -> None:
     value, ts = decode_payload(binding, TTN, NOW)
     assert value == 123456.0
     assert ts == datetime(2026, 1, 5, 7, 56, 0, 987654, tzinfo=UTC)
-    with pytest.raises(DecodeError, match="uplink_message.decoded_payload.gas"):
+    with pytest.raises(DecodeError, match=r"uplink_message\.decoded_payload\.gas"):
         decode_payload(binding.model_copy(update={"field": "gas"}), TTN, NOW)

@@ -31,7 +31,8 @@ def test_frozen_temperature_goes_stale_after_six_hours(caplog: pytest.LogCapture
     with caplog.at_level(logging.INFO, logger="streams.quality"):
         back = tracker.observe(_r(point, 7 * 60, 19.6, "degC"))
     assert back.quality is Quality.GOOD
-    assert "moving again" in caplog.text and "topic valmont/mairie/bureaux/climate" in caplog.text
+    assert "moving again" in caplog.text
+    assert "topic valmont/mairie/bureaux/climate" in caplog.text
 
 
 def test_occupancy_may_hold_its_value() -> None:
