@@ -22,13 +22,15 @@ from typing import Annotated
 
 import typer
 
+from econome.cli_mv import register as register_mv
 from econome.settings import EconomeSettings
 from econome.wiring import build_collectors, close_buses, with_endpoints
 from inventory import Inventory, InventoryError, load_inventory
 from streams.clock import Clock, ScaledClock, SystemClock
 from streams.deadletter import DeadLetterStore
 from streams.errors import TelemetryError
-from streams.influx import RAW_MEASUREMENT, InfluxConfig, InfluxQLClient, InfluxV1Writer, make_writer
+from streams.influx import RAW_MEASUREMENT, InfluxConfig, InfluxQLClient, InfluxV1Writer, RetryableSinkError, make_writer
+from streams.metrics import PrometheusSensor, Sensor
 from streams.pipeline import Pipeline
 from streams.quality import QualityTracker
 
@@ -39,6 +41,8 @@ logger = logging.getLogger("econome")
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Energy and water telemetry for municipal buildings.")
 
 DEFAULT_CONFIG = Path("examples/commune.yaml")
+
+register_mv(app)
 
 
 def _load(path: Path) -> Inventory:
@@ -85,10 +89,14 @@ def check(config: Annotated[Path, typer.Argument(help="Inventory YAML file.")]) 
 class _Runtime:
     """A pipeline with its collectors, writer and buses, ready to run."""
 
-    def __init__(self, inv: Inventory, settings: EconomeSettings, clock: Clock, mqtt_suffix: str = "") -> None:
+    def __init__(
+        self, inv: Inventory, settings: EconomeSettings, clock: Clock, mqtt_suffix: str = "", sensor: Sensor | None = None
+    ) -> None:
         self.dead_letters = DeadLetterStore(settings.data_dir / "dead-letters.jsonl")
         self.writer = make_writer(settings.influx())
-        self.polled, self.pushed, self.buses = build_collectors(inv, clock, self.dead_letters, mqtt_client_suffix=mqtt_suffix)
+        self.polled, self.pushed, self.buses = build_collectors(
+            inv, clock, self.dead_letters, mqtt_client_suffix=mqtt_suffix, sensor=sensor
+        )
         self.pipeline = Pipeline(
             inv,
             self.writer,
@@ -97,12 +105,17 @@ class _Runtime:
             batch_size=settings.batch_size,
             flush_interval=settings.flush_interval,
             quality=QualityTracker(inv, clock.now()),
+            sensor=sensor,
         )
 
     async def serve(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then flush and release everything."""
         if isinstance(self.writer, InfluxV1Writer):
-            await self.writer.ensure_database()
+            try:
+                await self.writer.ensure_database()
+            except RetryableSinkError as exc:
+                # Collect anyway: the writer creates the database when InfluxDB comes up.
+                logger.error("%s; collecting anyway, writes will be retried", exc)
         task = asyncio.create_task(self.pipeline.run(self.polled, self.pushed), name="pipeline")
         stopper = asyncio.create_task(stop.wait(), name="stop-signal")
         try:
@@ -127,6 +140,7 @@ def _install_signals(stop: asyncio.Event) -> None:
 def run(
     config: Annotated[Path, typer.Argument(help="Inventory YAML file.")],
     duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
+    metrics_port: Annotated[int | None, typer.Option(help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics.")] = None,
 ) -> None:
     """Collect every point of the inventory and write to InfluxDB until stopped.
 
@@ -141,7 +155,10 @@ def run(
         _install_signals(stop)
         if duration is not None:
             asyncio.get_running_loop().call_later(duration, stop.set)
-        runtime = _Runtime(inv, settings, SystemClock())
+        sensor = PrometheusSensor() if metrics_port else None
+        if sensor is not None and metrics_port:
+            sensor.serve(metrics_port)
+        runtime = _Runtime(inv, settings, SystemClock(), sensor=sensor)
         await runtime.serve(stop)
         stats = runtime.pipeline.stats
         typer.echo(f"stopped: {stats.written} points written, {stats.rejected} dead letters")
@@ -278,6 +295,29 @@ def _print_counts(inv: Inventory, counts: dict[str, int]) -> None:
         typer.echo(f"{point.id:<44} {building.id:<24} {counts[point.id]:>20}")
     empty = [p for p, n in counts.items() if n == 0]
     typer.echo(f"{len(counts)} points, {sum(counts.values())} readings; points with no reading: {len(empty)}")
+
+
+@app.command()
+def simulate(
+    out: Annotated[Path, typer.Option(help="Folder for the CSV files (one per point).")],
+    config: Annotated[Path, typer.Option(help="Inventory of the simulated commune.")] = DEFAULT_CONFIG,
+    start: Annotated[str, typer.Option(help="First day, ISO 8601.")] = "2023-09-01",
+    end: Annotated[str, typer.Option(help="End day (excluded), ISO 8601.")] = "2026-01-01",
+    seed: Annotated[int, typer.Option(help="Simulator seed.")] = 3,
+    without_renovations: Annotated[bool, typer.Option(help="Simulate as if no works were done (null case).")] = False,
+    all_points: Annotated[bool, typer.Option(help="Write every point, not only counters and weather.")] = False,
+) -> None:
+    """Write the simulated commune's history as CSV files, for ``econome mv`` and ``econome report``."""
+    from simulator.export import without_renovations as _no_works
+    from simulator.export import write_history_csvs
+
+    inv = _load(config)
+    tz = inv.organisation.tz
+    first = datetime.fromisoformat(start).replace(tzinfo=tz)
+    last = datetime.fromisoformat(end).replace(tzinfo=tz)
+    physics = _no_works(inv) if without_renovations else None
+    written = write_history_csvs(inv, out, first, last, seed=seed, physics=physics, energy_only=not all_points)
+    typer.echo(f"wrote {len(written)} files to {out}")
 
 
 def main() -> None:

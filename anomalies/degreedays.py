@@ -1,0 +1,308 @@
+"""Degree days (DJU) from an outdoor temperature series, the Météo-France way.
+
+The French *degré-jour unifié* (DJU) of heating for a day is
+``max(0, 18 - (Tn + Tx) / 2)`` where Tn and Tx are the minimum and maximum
+temperatures of the day, base 18 °C. Météo-France takes Tn over the 24 hours
+from 18:00 UTC the day before to 18:00 UTC, and Tx over the 24 hours from
+06:00 UTC to 06:00 UTC the next day; :func:`daily_temperatures` uses the same
+windows. Cooling degree days are ``max(0, (Tn + Tx) / 2 - base)``.
+
+A day whose windows hold fewer than ``min_coverage`` of their 24 hours of
+samples is a *gap*: its temperatures are NaN and ``gap`` is true, so a report
+can say which days are missing instead of silently counting zero degree days.
+
+The daily *mean* of the samples over the local calendar day is also kept
+(``mean_c``): the baseline models of :mod:`anomalies.baseline` regress energy
+on it, since energy is aggregated over the same local day.
+
+Sample CSVs read by :func:`read_temperature_csv`::
+
+    timestamp,value                      date,tmin,tmax
+    2025-01-01T00:00:00+00:00,3.2        2025-01-01,-1.5,6.0
+    2025-01-01T01:00:00+00:00,2.9        2025-01-02,0.5,8.0
+
+>>> from datetime import UTC, datetime, timedelta
+>>> ts = [datetime(2025, 1, 1, tzinfo=UTC) + timedelta(hours=h) for h in range(-6, 54)]
+>>> days = daily_temperatures(ts, [5.0 + (h % 24) / 4 for h in range(-6, 54)])
+>>> dd = degree_days(days)
+>>> [(d.day.isoformat(), d.gap) for d in dd]
+[('2024-12-31', True), ('2025-01-01', False), ('2025-01-02', False), ('2025-01-03', True)]
+>>> dd[1].hdd  # 18 - (Tn 5.0 + Tx 10.75) / 2
+10.125
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from pathlib import Path
+
+import numpy as np
+
+from streams.errors import DecodeError
+
+__all__ = [
+    "DJU_BASE_C",
+    "DailyTemperature",
+    "DegreeDay",
+    "daily_temperatures",
+    "degree_days",
+    "monthly_degree_days",
+    "parse_timestamp",
+    "read_series_csv",
+    "read_temperature_csv",
+]
+
+DJU_BASE_C = 18.0
+"""Base temperature of the French unified degree days (DJU)."""
+
+_TN_START = timedelta(hours=-6)  # 18:00 UTC the day before
+_TX_START = timedelta(hours=6)  # 06:00 UTC
+_WINDOW = timedelta(hours=24)
+
+
+@dataclass(frozen=True, slots=True)
+class DailyTemperature:
+    """Outdoor temperatures of one day.
+
+    Attributes:
+        day: the day (Météo-France UTC windows for Tn/Tx, local day for the mean).
+        tmin_c: minimum temperature (NaN on a gap).
+        tmax_c: maximum temperature (NaN on a gap).
+        mean_c: mean of the samples over the local calendar day (NaN on a gap).
+        coverage: fraction of the hours with at least one sample, worst of the windows.
+        gap: true when coverage is below the threshold.
+    """
+
+    day: date
+    tmin_c: float
+    tmax_c: float
+    mean_c: float
+    coverage: float
+    gap: bool
+
+    @property
+    def tmean_c(self) -> float:
+        """The Météo-France daily mean, (Tn + Tx) / 2."""
+        return (self.tmin_c + self.tmax_c) / 2
+
+
+@dataclass(frozen=True, slots=True)
+class DegreeDay:
+    """Heating and cooling degree days of one day (NaN on a gap)."""
+
+    day: date
+    tmean_c: float
+    hdd: float
+    cdd: float
+    gap: bool
+
+
+def parse_timestamp(text: str) -> datetime:
+    """Parse an ISO 8601 timestamp or date into a UTC datetime.
+
+    A naive timestamp is taken as UTC; a bare date is its midnight UTC.
+
+    >>> parse_timestamp("2025-01-01T01:00:00+01:00")
+    datetime.datetime(2025, 1, 1, 0, 0, tzinfo=datetime.timezone.utc)
+    """
+    text = text.strip().replace("Z", "+00:00")
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as exc:
+        msg = f"invalid timestamp {text!r}"
+        raise DecodeError(msg) from exc
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def read_series_csv(path: Path) -> tuple[list[datetime], list[float]]:
+    """Read a ``timestamp,value`` CSV (header required), skipping empty values.
+
+    Args:
+        path: the CSV file.
+
+    Returns:
+        Timestamps (UTC) and values, in file order.
+
+    Raises:
+        DecodeError: on a missing column or a value that is not a number.
+    """
+    stamps: list[datetime] = []
+    values: list[float] = []
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        if reader.fieldnames is None or not {"timestamp", "value"} <= set(reader.fieldnames):
+            msg = f"{path}: expected columns 'timestamp,value', got {reader.fieldnames}"
+            raise DecodeError(msg)
+        for line, row in enumerate(reader, start=2):
+            raw = (row["value"] or "").strip()
+            if not raw:
+                continue
+            try:
+                value = float(raw)
+            except ValueError as exc:
+                msg = f"{path}:{line}: value {raw!r} is not a number"
+                raise DecodeError(msg) from exc
+            stamps.append(parse_timestamp(row["timestamp"]))
+            values.append(value)
+    return stamps, values
+
+
+def read_temperature_csv(path: Path, tz: tzinfo = UTC, min_coverage: float = 0.75) -> list[DailyTemperature]:
+    """Read outdoor temperatures: sub-daily ``timestamp,value`` or daily ``date,tmin,tmax``.
+
+    The daily form is what Météo-France's climatological exports give; its mean
+    is (Tn + Tx) / 2 and a row with an empty Tn or Tx is a gap.
+
+    Args:
+        path: the CSV file, in °C.
+        tz: timezone of the local calendar day (sub-daily form only).
+        min_coverage: see :func:`daily_temperatures`.
+
+    Returns:
+        One record per day from the first to the last, gaps included.
+
+    Raises:
+        DecodeError: when the columns are not one of the two forms.
+    """
+    with path.open(newline="", encoding="utf-8") as handle:
+        header = next(csv.reader(handle), [])
+    if {"date", "tmin", "tmax"} <= set(header):
+        return _read_daily_csv(path)
+    stamps, values = read_series_csv(path)
+    return daily_temperatures(stamps, values, tz=tz, min_coverage=min_coverage)
+
+
+def _read_daily_csv(path: Path) -> list[DailyTemperature]:
+    rows: dict[date, tuple[float, float]] = {}
+    with path.open(newline="", encoding="utf-8") as handle:
+        for line, row in enumerate(csv.DictReader(handle), start=2):
+            try:
+                day = date.fromisoformat(row["date"].strip())
+                tmin = float(row["tmin"]) if row["tmin"].strip() else math.nan
+                tmax = float(row["tmax"]) if row["tmax"].strip() else math.nan
+            except ValueError as exc:
+                msg = f"{path}:{line}: cannot read {row}"
+                raise DecodeError(msg) from exc
+            rows[day] = (tmin, tmax)
+    if not rows:
+        return []
+    out: list[DailyTemperature] = []
+    day, last = min(rows), max(rows)
+    while day <= last:
+        tmin, tmax = rows.get(day, (math.nan, math.nan))
+        gap = math.isnan(tmin) or math.isnan(tmax)
+        out.append(DailyTemperature(day, tmin, tmax, (tmin + tmax) / 2, 0.0 if gap else 1.0, gap))
+        day += timedelta(days=1)
+    return out
+
+
+def daily_temperatures(
+    timestamps: Sequence[datetime],
+    values_c: Sequence[float],
+    tz: tzinfo = UTC,
+    min_coverage: float = 0.75,
+) -> list[DailyTemperature]:
+    """Daily Tn, Tx and mean from a sub-daily outdoor temperature series.
+
+    Args:
+        timestamps: tz-aware sample times, in any order.
+        values_c: temperatures in °C; NaN samples are ignored.
+        tz: timezone of the local calendar day used for ``mean_c``.
+        min_coverage: a day is a gap when any of its windows has fewer than
+            this fraction of its 24 hours with a sample.
+
+    Returns:
+        One record per day, from the day of the first sample to the day of the last.
+    """
+    if len(timestamps) != len(values_c):
+        msg = f"{len(timestamps)} timestamps for {len(values_c)} values"
+        raise ValueError(msg)
+    secs = np.array([t.timestamp() for t in timestamps], dtype=np.float64)
+    vals = np.asarray(values_c, dtype=np.float64)
+    keep = ~np.isnan(vals)
+    secs, vals = secs[keep], vals[keep]
+    if secs.size == 0:
+        return []
+    order = np.argsort(secs)
+    secs, vals = secs[order], vals[order]
+    first = datetime.fromtimestamp(secs[0], UTC).astimezone(tz).date()
+    last = datetime.fromtimestamp(secs[-1], UTC).astimezone(tz).date()
+    out: list[DailyTemperature] = []
+    day = first
+    while day <= last:
+        utc_midnight = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        local_midnight = datetime(day.year, day.month, day.day, tzinfo=tz)
+        tn, cov_n = _window(secs, vals, utc_midnight + _TN_START, np.min)
+        tx, cov_x = _window(secs, vals, utc_midnight + _TX_START, np.max)
+        mean, cov_m = _window(secs, vals, local_midnight, np.mean)
+        coverage = min(cov_n, cov_x, cov_m)
+        gap = coverage < min_coverage
+        if gap:
+            tn = tx = mean = math.nan
+        out.append(DailyTemperature(day, tn, tx, mean, coverage, gap))
+        day += timedelta(days=1)
+    return out
+
+
+def _window(secs: np.ndarray, vals: np.ndarray, start: datetime, reduce: object) -> tuple[float, float]:
+    lo = np.searchsorted(secs, start.timestamp(), side="left")
+    hi = np.searchsorted(secs, (start + _WINDOW).timestamp(), side="left")
+    if hi <= lo:
+        return math.nan, 0.0
+    hours = np.unique(((secs[lo:hi] - start.timestamp()) // 3600).astype(np.int64))
+    value = float(reduce(vals[lo:hi]))  # type: ignore[operator]  # numpy reducers are untyped callables here
+    return value, min(1.0, hours.size / 24)
+
+
+def degree_days(
+    days: Sequence[DailyTemperature], base_c: float = DJU_BASE_C, cooling_base_c: float | None = None
+) -> list[DegreeDay]:
+    """Heating (DJU) and cooling degree days of each day.
+
+    Args:
+        days: daily temperatures, e.g. from :func:`daily_temperatures`.
+        base_c: heating base, 18 °C for the French DJU.
+        cooling_base_c: cooling base; the heating base when not given.
+
+    Returns:
+        One record per input day; a gap gives NaN degree days.
+
+    >>> d = DailyTemperature(date(2025, 1, 6), -2.0, 6.0, 1.5, 1.0, False)
+    >>> degree_days([d])[0].hdd
+    16.0
+    """
+    cbase = base_c if cooling_base_c is None else cooling_base_c
+    out: list[DegreeDay] = []
+    for d in days:
+        tmean = d.tmean_c
+        if d.gap or math.isnan(tmean):
+            out.append(DegreeDay(d.day, math.nan, math.nan, math.nan, True))
+            continue
+        out.append(DegreeDay(d.day, tmean, max(0.0, base_c - tmean), max(0.0, tmean - cbase), False))
+    return out
+
+
+def monthly_degree_days(days: Sequence[DegreeDay]) -> dict[tuple[int, int], tuple[float, float, int]]:
+    """Monthly sums of heating and cooling degree days, and the number of gap days.
+
+    Gap days add nothing to the sums; the count lets a report flag the month.
+
+    >>> dd = [DegreeDay(date(2025, 1, i), 5.0, 13.0, 0.0, False) for i in (1, 2)]
+    >>> monthly_degree_days(dd)
+    {(2025, 1): (26.0, 0.0, 0)}
+    """
+    out: dict[tuple[int, int], tuple[float, float, int]] = {}
+    for d in days:
+        key = (d.day.year, d.day.month)
+        hdd, cdd, gaps = out.get(key, (0.0, 0.0, 0))
+        if d.gap:
+            out[key] = (hdd, cdd, gaps + 1)
+        else:
+            out[key] = (hdd + d.hdd, cdd + d.cdd, gaps)
+    return out

@@ -1,0 +1,181 @@
+"""Savings benchmark: our daily baseline against eemeter's CalTRACK daily model.
+
+Data: the ``il-electricity-cdd-hdd-daily`` sample shipped inside the eemeter
+PyPI package, a simulated meter whose loads drop by exactly 10 % after a
+blackout (2016-12-26 to 2017-01-04). Baseline: the 365 days before the
+blackout; reporting: the 400 days after it (see shared EEMETER.md).
+
+eemeter 4.1.1 needs pytz and pandas < 3, so it runs in its own virtualenv,
+created on first use under ``$ECONOME_CACHE`` (default ``~/.cache/econome``),
+as a subprocess. Ours reads the same CSV files from that package, converts
+°F to °C and runs :mod:`anomalies.baseline` and :mod:`anomalies.savings`.
+
+    .venv/bin/python bench/mv.py
+
+The last line printed is one JSON object with ``true_fraction``,
+``ours_fraction``, ``eemeter_fraction``, ``ours_cvrmse`` and ``ours_nmbe``.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from anomalies.baseline import (  # noqa: E402 - after the path fix, so the bench runs from a checkout
+    DailyChangePointBaseline,
+    DailyObservations,
+    hourly_temperature_matrix,
+    weekday_day_types,
+)
+from anomalies.savings import avoided_consumption  # noqa: E402
+
+SAMPLE = "il-electricity-cdd-hdd-daily"
+EEMETER_SPEC = ["eemeter==4.1.1", "pytz", "pandas<3"]
+BASELINE_DAYS = 365
+REPORTING_DAYS = 400
+
+EEMETER_SCRIPT = r"""
+import json, logging, sys, warnings
+warnings.simplefilter("ignore")
+logging.disable(logging.CRITICAL)
+from pathlib import Path
+import pandas as pd
+import eemeter.eemeter.samples as samples
+from eemeter.eemeter import DailyBaselineData, DailyModel, DailyReportingData
+from eemeter.eemeter.samples import load_sample
+
+baseline_days, reporting_days = int(sys.argv[1]), int(sys.argv[2])
+meter, temperature, meta = load_sample("il-electricity-cdd-hdd-daily")
+start, end = meta["blackout_start_date"], meta["blackout_end_date"]
+base = meter[(meter.index >= start - pd.Timedelta(days=baseline_days)) & (meter.index < start)]
+rep = meter[(meter.index >= end) & (meter.index < end + pd.Timedelta(days=reporting_days))]
+model = DailyModel().fit(DailyBaselineData.from_series(base, temperature, is_electricity_data=True))
+result = model.predict(DailyReportingData.from_series(rep, temperature, is_electricity_data=True))
+ok = result[["observed", "predicted"]].dropna()
+print(json.dumps({
+    "fraction": 1 - float(ok["observed"].sum()) / float(ok["predicted"].sum()),
+    "days": len(ok),
+    "samples_dir": str(Path(samples.__file__).parent),
+    "blackout_start": start.date().isoformat(),
+    "blackout_end": end.date().isoformat(),
+    "annual_baseline_total_load": meta["annual_baseline_total_load"],
+    "annual_reporting_total_load": meta["annual_reporting_total_load"],
+}))
+"""
+
+
+def eemeter_python() -> Path:
+    """The Python of eemeter's virtualenv, created on first use."""
+    cache = Path(os.environ.get("ECONOME_CACHE", Path.home() / ".cache" / "econome"))
+    venv = cache / "eemeter-4.1.1"
+    python = venv / "bin" / "python"
+    if not python.exists():
+        print(f"creating eemeter virtualenv in {venv} (once)", flush=True)
+        cache.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *EEMETER_SPEC], check=True)
+    return python
+
+
+def run_eemeter() -> dict[str, object]:
+    out = subprocess.run(
+        [str(eemeter_python()), "-c", EEMETER_SCRIPT, str(BASELINE_DAYS), str(REPORTING_DAYS)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    result: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def read_gz(path: Path) -> list[tuple[datetime, float]]:
+    with gzip.open(path, "rt", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        next(reader)
+        return [(datetime.fromisoformat(ts), float(v)) for ts, v in reader if v]
+
+
+def run_ours(samples_dir: Path, blackout_start: date, blackout_end: date) -> dict[str, float | str]:
+    meter = read_gz(samples_dir / f"{SAMPLE}.csv.gz")
+    temps_f = read_gz(samples_dir / "il-tempF.csv.gz")
+    # The files carry the local offset (-06:00): a meter day is a local day,
+    # so temperatures are grouped by the same local day.
+    tz = meter[0][0].tzinfo
+    if tz is None:
+        msg = "sample timestamps carry no UTC offset"
+        raise SystemExit(msg)
+    days = [ts.date() for ts, _ in meter]
+    energy = [v for _, v in meter]
+    stamps = [ts for ts, _ in temps_f]
+    temps_c = [(v - 32) * 5 / 9 for _, v in temps_f]
+    matrix = hourly_temperature_matrix(stamps, temps_c, days, tz=tz)
+    obs = DailyObservations.build(days, energy, matrix, weekday_day_types(days))
+    baseline = obs.select(blackout_start - timedelta(days=BASELINE_DAYS), blackout_start)
+    reporting = obs.select(blackout_end, blackout_end + timedelta(days=REPORTING_DAYS))
+    model = DailyChangePointBaseline().fit(baseline)
+    report = avoided_consumption(model, reporting)
+    return {
+        "fraction": report.total.savings_fraction,
+        "uncertainty_fraction": report.total.savings_uncertainty_fraction,
+        "cvrmse": report.stats.cvrmse,
+        "nmbe": report.stats.nmbe,
+        "model": report.model,
+        "baseline_days": report.stats.n,
+        "reporting_days": report.total.points,
+    }
+
+
+def main() -> None:
+    t0 = time.perf_counter()
+    theirs = run_eemeter()
+    t1 = time.perf_counter()
+    start = date.fromisoformat(str(theirs["blackout_start"]))
+    end = date.fromisoformat(str(theirs["blackout_end"]))
+    ours = run_ours(Path(str(theirs["samples_dir"])), start, end)
+    t2 = time.perf_counter()
+    true_fraction = 1 - float(str(theirs["annual_reporting_total_load"])) / float(str(theirs["annual_baseline_total_load"]))
+    ours_fraction = float(ours["fraction"])
+    eemeter_fraction = float(str(theirs["fraction"]))
+    print(f"sample            {SAMPLE}: baseline {BASELINE_DAYS} days before {start}, reporting {REPORTING_DAYS} days from {end}")
+    print(f"true saving       {true_fraction:.2%}")
+    print(
+        f"ours              {ours_fraction:.2%} ± {float(ours['uncertainty_fraction']):.2%} (90 %), "
+        f"error {ours_fraction - true_fraction:+.2%}  [{ours['model']}]  {t2 - t1:.1f}s"
+    )
+    print(
+        f"eemeter 4.1.1     {eemeter_fraction:.2%}, error {eemeter_fraction - true_fraction:+.2%}"
+        f"  [CalTRACK daily]  {t1 - t0:.1f}s"
+    )
+    print(
+        f"ours CV(RMSE)     {float(ours['cvrmse']):.1%}   NMBE {float(ours['nmbe']):+.2%}"
+        f"   ({ours['baseline_days']} baseline days)"
+    )
+    goal = abs(ours_fraction - true_fraction) <= 0.015 and abs(ours_fraction - true_fraction) <= abs(
+        eemeter_fraction - true_fraction
+    )
+    print(f"goal (within 1.5 points and no further than eemeter): {'met' if goal else 'NOT met'}")
+    print(
+        json.dumps(
+            {
+                "true_fraction": round(true_fraction, 6),
+                "ours_fraction": round(ours_fraction, 6),
+                "eemeter_fraction": round(eemeter_fraction, 6),
+                "ours_cvrmse": round(float(ours["cvrmse"]), 6),
+                "ours_nmbe": round(float(ours["nmbe"]), 6),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import math
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from anomalies.degreedays import (
+    DailyTemperature,
+    daily_temperatures,
+    degree_days,
+    monthly_degree_days,
+    read_temperature_csv,
+)
+from streams.errors import DecodeError
+
+
+def _hourly(start: datetime, hours: int, value: float) -> tuple[list[datetime], list[float]]:
+    stamps = [start + timedelta(hours=h) for h in range(hours)]
+    return stamps, [value] * hours
+
+
+def test_dju_base_18_from_tn_tx() -> None:
+    days = [DailyTemperature(date(2025, 1, 6), -2.0, 6.0, 1.0, 1.0, False)]
+    dd = degree_days(days)[0]
+    assert dd.hdd == pytest.approx(16.0)  # 18 - (-2 + 6) / 2
+    assert dd.cdd == 0.0
+
+
+def test_cooling_degree_days_and_zero_heating_when_warm() -> None:
+    dd = degree_days([DailyTemperature(date(2025, 7, 1), 20.0, 30.0, 25.0, 1.0, False)])[0]
+    assert dd.hdd == 0.0
+    assert dd.cdd == pytest.approx(7.0)
+
+
+def test_meteo_france_windows() -> None:
+    # Tn is taken from 18:00 UTC the day before: a cold evening on 31 Dec counts for 1 Jan.
+    stamps, values = _hourly(datetime(2024, 12, 31, 0, tzinfo=UTC), 24 * 3, 10.0)
+    values = [(-5.0 if stamps[i] == datetime(2024, 12, 31, 20, tzinfo=UTC) else v) for i, v in enumerate(values)]
+    days = {d.day: d for d in daily_temperatures(stamps, values)}
+    assert days[date(2025, 1, 1)].tmin_c == -5.0
+    assert days[date(2024, 12, 31)].tmin_c == 10.0  # 20:00 UTC on 31 Dec is after its Tn window
+    assert days[date(2024, 12, 31)].mean_c < 10.0  # but inside its calendar-day mean
+
+
+def test_gap_is_flagged_not_counted_as_zero() -> None:
+    stamps, values = _hourly(datetime(2025, 1, 1, tzinfo=UTC), 24 * 5, 5.0)
+    keep = [(t, v) for t, v in zip(stamps, values, strict=True) if t.date() != date(2025, 1, 3)]
+    days = daily_temperatures([t for t, _ in keep], [v for _, v in keep])
+    by_day = {d.day: d for d in days}
+    assert by_day[date(2025, 1, 3)].gap
+    assert not by_day[date(2025, 1, 2)].gap or by_day[date(2025, 1, 2)].coverage < 1
+    dd = {d.day: d for d in degree_days(days)}
+    assert math.isnan(dd[date(2025, 1, 3)].hdd)
+    monthly = monthly_degree_days(list(dd.values()))
+    assert monthly[(2025, 1)][2] >= 1
+
+
+def test_read_hourly_and_daily_csv(tmp_path: Path) -> None:
+    hourly = tmp_path / "t.csv"
+    rows = [f"{(datetime(2025, 1, 1, tzinfo=UTC) + timedelta(hours=h)).isoformat()},{h % 24 / 2}" for h in range(24 * 3)]
+    hourly.write_text("timestamp,value\n" + "\n".join(rows) + "\n")
+    days = read_temperature_csv(hourly)
+    assert [d.day for d in days] == [date(2025, 1, 1), date(2025, 1, 2), date(2025, 1, 3)]
+    assert not days[1].gap
+    assert days[1].tmax_c == pytest.approx(11.5)
+
+    daily = tmp_path / "d.csv"
+    daily.write_text("date,tmin,tmax\n2025-01-01,-1,5\n2025-01-03,,4\n")
+    got = read_temperature_csv(daily)
+    assert [d.gap for d in got] == [False, True, True]
+    assert degree_days(got)[0].hdd == pytest.approx(16.0)
+
+
+def test_bad_csv_is_a_decode_error(tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text("timestamp,value\n2025-01-01T00:00:00Z,warm\n")
+    with pytest.raises(DecodeError, match="not a number"):
+        read_temperature_csv(path)

@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from econome.cli_mv import register
+
+ROOT = Path(__file__).resolve().parents[3]
+CONFIG = ROOT / "examples" / "commune.yaml"
+START = datetime(2023, 9, 1, tzinfo=UTC)
+DAYS = 730
+
+
+@pytest.fixture
+def app() -> typer.Typer:
+    app = typer.Typer()
+    register(app)
+    return app
+
+
+def _write(path: Path, stamps: list[datetime], values: np.ndarray) -> Path:
+    path.write_text("timestamp,value\n" + "".join(f"{t.isoformat()},{v:.4f}\n" for t, v in zip(stamps, values, strict=True)))
+    return path
+
+
+def _data(tmp_path: Path, saving: float) -> Path:
+    """Daily files for ecole-curie and the weather station, with a saving from 2024-09-01."""
+    rng = np.random.default_rng(0)
+    stamps = [START + timedelta(days=i, hours=11) for i in range(DAYS)]
+    temp = 11 - 9 * np.cos(2 * np.pi * (np.arange(DAYS) - 140) / 365) + rng.normal(0, 2.5, DAYS)
+    heat_kwh = 100 + 60 * np.maximum(0, 15 - temp) + rng.normal(0, 20, DAYS)
+    heat_kwh[366:] *= 1 - saving
+    data = tmp_path / "data"
+    data.mkdir()
+    _write(data / "station-meteo-temperature.csv", stamps, temp)
+    _write(data / "ecole-curie-gas-volume.csv", stamps, heat_kwh / 11.2)  # m3
+    _write(data / "ecole-curie-elec-energy.csv", stamps, 120 + rng.normal(0, 5, DAYS))
+    _write(data / "ecole-curie-water-volume.csv", stamps, 2 + rng.normal(0, 0.1, DAYS))
+    return data
+
+
+def test_mv_prints_savings_json(app: typer.Typer, tmp_path: Path) -> None:
+    data = _data(tmp_path, 0.3)
+    result = CliRunner().invoke(
+        app,
+        [
+            "mv",
+            "--consumption", str(data / "ecole-curie-gas-volume.csv"),
+            "--temperature", str(data / "station-meteo-temperature.csv"),
+            "--baseline", "2023-09-01/2024-09-01",
+            "--reporting", "2024-09-01/2025-08-31",
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    for key in ("savings_kwh", "savings_fraction", "savings_uncertainty_fraction", "cvrmse", "nmbe", "model"):
+        assert key in out
+    assert out["savings_fraction"] == pytest.approx(0.3, abs=0.03)
+    assert out["model"].startswith("daily-changepoint")
+
+
+def test_mv_reports_insufficient_data(app: typer.Typer, tmp_path: Path) -> None:
+    data = _data(tmp_path, 0.0)
+    result = CliRunner().invoke(
+        app,
+        [
+            "mv",
+            "--consumption", str(data / "ecole-curie-gas-volume.csv"),
+            "--temperature", str(data / "station-meteo-temperature.csv"),
+            "--baseline", "2023-09-01/2023-11-01",
+            "--reporting", "2024-09-01/2025-08-31",
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 3
+    assert "insufficient data" in result.output
+
+
+def test_mv_bad_period(app: typer.Typer, tmp_path: Path) -> None:
+    data = _data(tmp_path, 0.0)
+    csv = str(data / "station-meteo-temperature.csv")
+    result = CliRunner().invoke(
+        app, ["mv", "--consumption", csv, "--temperature", csv, "--baseline", "2024", "--reporting", "x/y"]
+    )
+    assert result.exit_code == 2
+
+
+def test_reports_and_operat_are_written(app: typer.Typer, tmp_path: Path) -> None:
+    data = _data(tmp_path, 0.3)
+    runner = CliRunner()
+    common = ["--config", str(CONFIG), "--data", str(data)]
+    month = tmp_path / "month.html"
+    result = runner.invoke(
+        app, ["report", "building", *common, "--building", "ecole-curie", "--month", "2025-01", "--out", str(month)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "janvier 2025" in month.read_text()
+
+    reno = tmp_path / "reno.html"
+    result = runner.invoke(app, ["report", "renovation", *common, "--building", "ecole-curie", "--out", str(reno)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output.splitlines()[-1])
+    assert summary["savings_fraction"] == pytest.approx(0.3, abs=0.03)
+    assert summary["performance_gap"] is not None  # 30 % measured, 40 % promised
+    assert "suivi de rénovation" in reno.read_text()
+
+    portfolio = tmp_path / "portfolio.html"
+    result = runner.invoke(app, ["report", "portfolio", *common, "--year", "2024", "--out", str(portfolio)])
+    assert result.exit_code == 0, result.output
+    assert "€/hab." in portfolio.read_text()
+
+    operat = tmp_path / "operat.csv"
+    result = runner.invoke(app, ["report", "operat", *common, "--year", "2025", "--reference-year", "2024", "--out", str(operat)])
+    assert result.exit_code == 0, result.output
+    lines = operat.read_text(encoding="utf-8-sig").splitlines()
+    assert lines[0].startswith("Identifiant EFA OPERAT;")
+    assert any(";ecole-curie;" in line for line in lines[1:])
+
+
+def test_renovation_report_unknown_building(app: typer.Typer, tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app, ["report", "renovation", "--config", str(CONFIG), "--data", str(tmp_path), "--building", "nope", "--out", "x.html"]
+    )
+    assert result.exit_code == 2
