@@ -39,6 +39,7 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -258,6 +259,21 @@ class Closure(_Frozen):
         return self
 
 
+class MuteWindow(_Frozen):
+    """A period when a building's anomaly alerts are muted (works, a known event), both dates included."""
+
+    start: date
+    end: date
+    reason: str = ""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> MuteWindow:
+        if self.end < self.start:
+            msg = f"mute window ends {self.end} before it starts {self.start}"
+            raise ValueError(msg)
+        return self
+
+
 class Schedule(_Frozen):
     """Weekly opening hours, exceptional closures and the holiday policy.
 
@@ -387,6 +403,32 @@ class MqttBinding(_Frozen):
         return "+" in self.topic or "#" in self.topic
 
 
+class MeterReplacement(_Frozen):
+    """A counter swapped for a new one, or reset by a technician.
+
+    The consumption across the swap is ``(old_final - last index) + (index - new_initial)``.
+    """
+
+    at: AwareDatetime
+    old_final: float = Field(ge=0)
+    new_initial: float = Field(default=0.0, ge=0)
+    reason: str = ""
+
+
+class VirtualMeter(_Frozen):
+    """A meter computed from others: sums and differences of counters of the building.
+
+    Example: heating = boiler gas - domestic hot water.
+    """
+
+    id: str = Field(pattern=ID_PATTERN)
+    name: str = ""
+    usage: Usage
+    energy: Energy | None = None
+    add: list[str] = Field(min_length=1)
+    subtract: list[str] = Field(default_factory=list)
+
+
 class Point(_Frozen):
     """A measured point: a meter register or a sensor value."""
 
@@ -401,6 +443,9 @@ class Point(_Frozen):
     conversion_kwh_per_unit: float | None = Field(default=None, gt=0)
     modbus: ModbusBinding | None = None
     mqtt: MqttBinding | None = None
+    replacements: tuple[MeterReplacement, ...] = ()
+    submeter_of: str | None = None
+    """The counter this one is part of (a lighting sub-meter of the general meter)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> Point:
@@ -413,6 +458,9 @@ class Point(_Frozen):
             raise ValueError(msg)
         if (self.modbus is None) == (self.mqtt is None):
             msg = "give exactly one binding: 'modbus' or 'mqtt'"
+            raise ValueError(msg)
+        if self.replacements and not self.cumulative:
+            msg = "only a cumulative counter can have replacements"
             raise ValueError(msg)
         if self.quantity is Quantity.GAS_VOLUME and self.conversion_kwh_per_unit is None:
             msg = "a gas volume needs 'conversion_kwh_per_unit' (e.g. 11.2 kWh PCS per m3)"
@@ -438,9 +486,11 @@ class Building(_Frozen):
     heating_setpoint_occupied_c: float = Field(default=19.0, ge=5, le=30)
     heating_setpoint_unoccupied_c: float = Field(default=16.0, ge=5, le=30)
     schedule: Schedule = Field(default_factory=Schedule)
+    mute: list[MuteWindow] = Field(default_factory=list)
     renovations: list[Renovation] = Field(default_factory=list)
     zones: list[Zone] = Field(default_factory=list)
     points: list[Point] = Field(default_factory=list)
+    virtual_meters: list[VirtualMeter] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _areas(self) -> Building:
@@ -658,6 +708,20 @@ def _cross_references(inv: Inventory) -> list[tuple[Loc, str]]:
                 problems.append(((*bloc, "id"), f"duplicate building id {building.id!r}"))
             building_ids.add(building.id)
             zones = _unique(building.zones, (*bloc, "zones"), problems, "zone")
+            counters = {p.id for p in building.points if p.cumulative}
+            for p, point in enumerate(building.points):
+                if point.submeter_of is not None and (point.submeter_of not in counters or not point.cumulative):
+                    problems.append(
+                        ((*bloc, "points", p, "submeter_of"), f"{point.submeter_of!r} is not a counter of building {building.id}")
+                    )
+            for v, virtual in enumerate(building.virtual_meters):
+                vloc: Loc = (*bloc, "virtual_meters", v)
+                if virtual.id in point_ids or virtual.id in counters:
+                    problems.append(((*vloc, "id"), f"virtual meter id {virtual.id!r} is already a point id"))
+                for side in ("add", "subtract"):
+                    for i, ref in enumerate(getattr(virtual, side)):
+                        if ref not in counters:
+                            problems.append(((*vloc, side, i), f"{ref!r} is not a counter of building {building.id}"))
             for p, point in enumerate(building.points):
                 ploc: Loc = (*bloc, "points", p)
                 if point.id in point_ids:

@@ -1,0 +1,157 @@
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from inventory import load_inventory
+from streams.aggregate import AggregateRecord, StreamProcessor, StreamSettings
+from streams.record import Quality, Reading
+
+ROOT = Path(__file__).resolve().parents[3]
+INV = load_inventory(ROOT / "examples" / "commune.yaml")
+
+
+def _series(point: str, unit: str, start: datetime, step: timedelta, values: list[float]) -> list[Reading]:
+    return [Reading(point, start + i * step, v, unit) for i, v in enumerate(values)]
+
+
+def _by(records: list[AggregateRecord], measurement: str, window: str, **tags: str) -> list[AggregateRecord]:
+    return [
+        r for r in records
+        if r.measurement == measurement and dict(r.tags)["window"] == window
+        and all(dict(r.tags).get(k) == v for k, v in tags.items())
+    ]  # fmt: skip
+
+
+def test_energy_is_conserved_across_window_sizes() -> None:
+    proc = StreamProcessor(INV)
+    start = datetime(2026, 1, 5, 5, 3, tzinfo=UTC)
+    indexes = [1000.0 + 0.37 * i + (i % 7) * 0.01 for i in range(600)]
+    proc.process(_series("mairie-elec-energy", "kWh", start, timedelta(minutes=1, seconds=7), indexes))
+    records = proc.flush()
+    total = indexes[-1] - indexes[0]
+    for window in ("10m", "1h", "1d"):
+        sums = [r.fields["sum"] for r in _by(records, "agg_point", window, point="mairie-elec-energy")]
+        assert math.isclose(sum(sums), total, rel_tol=1e-9), window
+        eur = sum(r.fields["eur"] for r in _by(records, "agg_point", window, point="mairie-elec-energy"))
+        assert math.isclose(eur, total * 0.2516, rel_tol=1e-9)  # the commune's own electricity tariff
+
+
+def test_gas_in_m3_becomes_kwh_and_wh_becomes_kwh() -> None:
+    proc = StreamProcessor(INV)
+    t = datetime(2026, 1, 5, 7, tzinfo=UTC)
+    proc.process(_series("mairie-gas-volume", "m3", t, timedelta(minutes=5), [500.0, 500.5, 501.0]))
+    proc.process(_series("ecole-pasteur-elec-energy", "Wh", t, timedelta(minutes=5), [1e6, 1e6 + 2500, 1e6 + 5000]))
+    records = proc.flush()
+    gas = _by(records, "agg_point", "1h", point="mairie-gas-volume")[0].fields
+    assert gas["sum"] == pytest.approx(1.0)
+    assert gas["kwh"] == pytest.approx(11.2)
+    assert gas["kgco2e"] == pytest.approx(11.2 * 0.227)
+    elec = _by(records, "agg_point", "1h", point="ecole-pasteur-elec-energy")[0].fields
+    assert elec["kwh"] == pytest.approx(5.0)
+
+
+def test_gap_is_spread_and_flagged() -> None:
+    proc = StreamProcessor(INV)
+    t = datetime(2026, 1, 5, 6, tzinfo=UTC)
+    # Readings every minute, then the meter is silent for 3 hours.
+    proc.process(_series("mairie-elec-energy", "kWh", t, timedelta(minutes=1), [100.0, 101.0]))
+    proc.process([Reading("mairie-elec-energy", t + timedelta(hours=3, minutes=1), 131.0, "kWh")])
+    hours = _by(proc.flush(), "agg_point", "1h", point="mairie-elec-energy")
+    assert [h.fields["sum"] for h in hours] == pytest.approx([11.0 - 1 / 6, 10.0, 10.0, 1 / 6])
+    assert all(h.fields["estimated"] > 0 for h in hours)
+
+
+def test_usages_add_up_to_the_building_with_submeters_and_virtual_meters() -> None:
+    proc = StreamProcessor(INV)
+    t = datetime(2026, 1, 5, 8, tzinfo=UTC)
+    step = timedelta(minutes=10)
+    for building in ("gymnase-batum", "centre-culturel"):
+        proc.process(_series(f"{building}-elec-energy", "kWh", t, step, [100.0, 130.0, 160.0]))
+        proc.process(_series(f"{building}-light-energy", "kWh", t, step, [10.0, 20.0, 30.0]))
+        proc.process(_series(f"{building}-gas-volume", "m3", t, step, [7.0, 8.0, 9.0]))
+    records = proc.flush()
+    for building in ("gymnase-batum", "centre-culturel"):
+        total = _by(records, "agg_building", "1h", building=building)[0].fields["kwh"]
+        assert total == pytest.approx(60.0 + 2 * 11.2)  # the lighting sub-meter is inside the general meter
+        usages = {dict(r.tags)["usage"]: r.fields["kwh"] for r in _by(records, "agg_usage", "1h", building=building)}
+        assert usages == pytest.approx({"general": 40.0, "lighting": 20.0, "heating": 22.4})
+        assert sum(usages.values()) == pytest.approx(total)
+    virtual = _by(records, "agg_point", "1h", point="centre-culturel-elec-hors-eclairage")[0]
+    assert virtual.fields["kwh"] == pytest.approx(40.0)
+
+
+def test_instantaneous_and_occupancy() -> None:
+    proc = StreamProcessor(INV)
+    t = datetime(2026, 1, 5, 8, tzinfo=UTC)
+    proc.process(_series("mairie-bureaux-temperature", "degC", t, timedelta(minutes=15), [18.0, 19.0, 20.0, 21.0]))
+    proc.process(_series("mairie-bureaux-occupancy", "1", t, timedelta(minutes=15), [0.0, 1.0, 1.0, 1.0]))
+    records = proc.flush()
+    temp = _by(records, "agg_point", "1h", point="mairie-bureaux-temperature")[0].fields
+    assert (temp["mean"], temp["min"], temp["max"], temp["count"]) == (19.5, 18.0, 21.0, 4.0)
+    assert _by(records, "agg_point", "1h", point="mairie-bureaux-occupancy")[0].fields["ratio"] == 0.75
+
+
+def test_rejects_bad_readings_with_reasons() -> None:
+    proc = StreamProcessor(INV)
+    t = datetime(2026, 1, 5, 8, tzinfo=UTC)
+    result = proc.process([
+        Reading("nobody", t, 1.0, "kWh"),
+        Reading("mairie-bureaux-temperature", t, float("nan"), "degC"),
+        Reading("mairie-bureaux-occupancy", t, 3.0, "1"),
+        Reading("mairie-bureaux-temperature", t, 19.0, "K"),
+        Reading("mairie-bureaux-co2", t, 9000.0, "ppm") if False else Reading("mairie-bureaux-temperature", t, 58.0, "degC"),
+    ])  # fmt: skip
+    reasons = [reason for _, reason in result.rejected]
+    assert reasons[0] == "point nobody is not in the inventory"
+    assert "is not a number" in reasons[1]
+    assert "outside the physical range of occupancy" in reasons[2]
+    assert "unit 'K', the inventory says 'degC'" in reasons[3]
+    assert [r.quality for r in result.accepted] == [Quality.SUSPECT]
+
+
+def test_windows_close_on_the_watermark_and_late_readings_correct_them() -> None:
+    proc = StreamProcessor(INV, StreamSettings(allowed_lateness=timedelta(minutes=5)))
+    t = datetime(2026, 1, 5, 8, tzinfo=UTC)
+    point = "mairie-bureaux-temperature"
+    proc.process(_series(point, "degC", t, timedelta(minutes=2), [20.0] * 5))  # 08:00 .. 08:08
+    assert proc.advance() == []  # nothing closed yet
+    proc.process([Reading(point, t + timedelta(minutes=16), 20.0, "degC")])  # watermark 08:11
+    first = _by(proc.advance(), "agg_point", "10m", point=point)
+    assert [(r.start.minute, r.fields["count"]) for r in first] == [(0, 5.0)]
+    result = proc.process([Reading(point, t + timedelta(minutes=9), 25.0, "degC")])  # late for 08:00-08:10
+    assert result.late and proc.late_count == 1
+    corrected = _by(proc.advance(), "agg_point", "10m", point=point)
+    assert [(r.start.minute, r.fields["count"], r.fields["max"]) for r in corrected] == [(0, 6.0, 25.0)]
+
+
+def test_dst_day_has_23_hourly_windows_and_one_day() -> None:
+    proc = StreamProcessor(INV)
+    paris_midnight = datetime(2026, 3, 28, 23, tzinfo=UTC)  # 29 March 00:00 in Paris
+    n = 23 * 6 + 1
+    indexes = [float(i) for i in range(n)]
+    proc.process(_series("mairie-elec-energy", "kWh", paris_midnight, timedelta(minutes=10), indexes))
+    records = proc.flush()
+    hours = _by(records, "agg_point", "1h", point="mairie-elec-energy")
+    days = _by(records, "agg_point", "1d", point="mairie-elec-energy")
+    assert len(hours) == 23
+    assert [d.start for d in days] == [paris_midnight]
+    assert days[0].fields["sum"] == pytest.approx(23 * 6)
+
+
+def test_state_round_trip_gives_the_same_aggregates() -> None:
+    t = datetime(2026, 1, 5, 8, tzinfo=UTC)
+    readings = _series("mairie-elec-energy", "kWh", t, timedelta(minutes=3), [float(i) for i in range(100)])
+    whole = StreamProcessor(INV)
+    whole.process(readings)
+    halves = StreamProcessor(INV)
+    halves.process(readings[:50])
+    state = json.loads(json.dumps(halves.to_dict()))
+    resumed = StreamProcessor(INV)
+    resumed.load(state)
+    resumed.process(readings[50:])
+    assert [r.line() for r in resumed.flush()] == [r.line() for r in whole.flush()]
