@@ -124,7 +124,8 @@ def test_windows_close_on_the_watermark_and_late_readings_correct_them() -> None
     first = _by(proc.advance(), "agg_point", "10m", point=point)
     assert [(r.start.minute, r.fields["count"]) for r in first] == [(0, 5.0)]
     result = proc.process([Reading(point, t + timedelta(minutes=9), 25.0, "degC")])  # late for 08:00-08:10
-    assert result.late and proc.late_count == 1
+    assert result.late
+    assert proc.late_count == 1
     corrected = _by(proc.advance(), "agg_point", "10m", point=point)
     assert [(r.start.minute, r.fields["count"], r.fields["max"]) for r in corrected] == [(0, 6.0, 25.0)]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -64,7 +65,7 @@ def test_interval_consumption_adds_up_to_true_consumption(
     assert abs(total - true_total) <= 1e-6 * max(1.0, true_total)
     # Intervals tile time from the first reading to the last, in order.
     spans = [(i.start, i.end) for i in intervals if i is not None]
-    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:], strict=False))
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(spans))
     assert all(i.estimated for i in intervals if i is not None and i.end - i.start > timedelta(hours=1))
 
 
@@ -101,7 +102,7 @@ def test_windows_partition_time(start: datetime, minutes: int, size: WindowSize)
     pieces = list(split_interval(start, end, size, PARIS))
     assert abs(sum(share for _, _, share in pieces) - 1.0) < 1e-9
     # Consecutive, non-overlapping windows, each holding its own start.
-    for (s1, e1, _), (s2, _, _) in zip(pieces, pieces[1:], strict=False):
+    for (s1, e1, _), (s2, _, _) in itertools.pairwise(pieces):
         assert e1 == s2
         assert s1 < e1
     for w_start, w_end, _ in pieces:
