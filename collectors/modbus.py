@@ -60,9 +60,7 @@ class ModbusCollectorConfig(BaseModel):
     @classmethod
     def from_workarounds(cls, workarounds: ModbusWorkarounds) -> ModbusCollectorConfig:
         """The collector config for a gateway's ``workarounds:`` block."""
-        return cls(
-            max_registers=workarounds.max_registers, max_gap=workarounds.max_gap, block_reads=workarounds.block_reads
-        )
+        return cls(max_registers=workarounds.max_registers, max_gap=workarounds.max_gap, block_reads=workarounds.block_reads)
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,7 +41,8 @@ __all__ = ["MqttCollector", "decode_payload"]
 
 logger = logging.getLogger(__name__)
 
-Emit = Callable[[list[Reading]], None]
+Ack = Callable[[], None]
+Emit = Callable[[list[Reading], Ack | None], None]
 
 # Where each structured format keeps the decoded values, and the event time.
 _VALUE_ROOT = {
@@ -272,12 +273,24 @@ class MqttCollector:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         if self._loop is not None:
-            self._loop.call_soon_threadsafe(self.handle, message.topic, bytes(message.payload), self.clock.now())
+            ack = self._acker(client, message.mid, message.qos)
+            self._loop.call_soon_threadsafe(self.handle, message.topic, bytes(message.payload), self.clock.now(), ack)
 
     # -- event loop ----------------------------------------------------------------
 
-    def handle(self, topic: str, payload: bytes, received: datetime) -> list[Reading]:
-        """Decode one message and emit its readings; bad parts go to dead letters."""
+    def _acker(self, client: mqtt.Client, mid: int, qos: int) -> Ack:
+        def ack() -> None:
+            if self._client is client and qos > 0:
+                client.ack(mid, qos)
+
+        return ack
+
+    def handle(self, topic: str, payload: bytes, received: datetime, ack: Ack | None = None) -> list[Reading]:
+        """Decode one message and emit its readings; bad parts go to dead letters.
+
+        ``ack`` is passed on with the readings, or called at once when the
+        message gave none (it is then safe in the dead-letter store).
+        """
         self.received += 1
         points = list(self.bindings.get(topic, ()))
         for pattern, matched in self.patterns.items():
@@ -285,6 +298,8 @@ class MqttCollector:
                 points.extend(matched)
         if not points:
             self._reject(topic, payload, "no point is bound to this topic")
+            if ack is not None:
+                ack()
             return []
         readings = []
         for point in points:
@@ -298,10 +313,11 @@ class MqttCollector:
                 self._reject(topic, payload, f"point {point.id}: timestamp {ts.isoformat()} is in the future")
                 continue
             readings.append(Reading(point.id, ts, value, point.unit))
-        if readings:
+        if readings and self._emit is not None:
             self.decoded += len(readings)
-            if self._emit is not None:
-                self._emit(readings)
+            self._emit(readings, ack)
+        elif ack is not None:
+            ack()
         return readings
 
     def _reject(self, topic: str, payload: bytes, reason: str) -> None:

@@ -26,6 +26,8 @@ from econome.cli_mv import register as register_mv
 from econome.settings import EconomeSettings
 from econome.wiring import build_collectors, close_buses, with_endpoints
 from inventory import Inventory, InventoryError, load_inventory
+from streams.aggregate import StreamProcessor, StreamSettings
+from streams.buffer import DeliveryLog
 from streams.clock import Clock, ScaledClock, SystemClock
 from streams.deadletter import DeadLetterStore
 from streams.errors import TelemetryError
@@ -97,11 +99,14 @@ class _Runtime:
         self.polled, self.pushed, self.buses = build_collectors(
             inv, clock, self.dead_letters, mqtt_client_suffix=mqtt_suffix, sensor=sensor
         )
+        self.log = DeliveryLog(settings.data_dir / "delivery.sqlite", max_rows=settings.buffer_max_rows)
         self.pipeline = Pipeline(
             inv,
             self.writer,
             clock,
             self.dead_letters,
+            self.log,
+            processor=StreamProcessor(inv, StreamSettings(allowed_lateness=settings.allowed_lateness)),
             batch_size=settings.batch_size,
             flush_interval=settings.flush_interval,
             quality=QualityTracker(inv, clock.now()),
@@ -128,6 +133,7 @@ class _Runtime:
                 await task
             close_buses(self.buses)
             await self.writer.close()
+            self.log.close()
 
 
 def _install_signals(stop: asyncio.Event) -> None:
@@ -284,7 +290,7 @@ async def _demo(
         await simulator.stop()
     typer.echo(
         f"flowed: {stats.received} readings, {sum(stats.per_point.values())} written, "
-        f"{stats.rejected} dead letters, {stats.dropped} dropped"
+        f"{stats.aggregates} aggregates, {stats.rejected} dead letters, {stats.dropped} dropped"
     )
 
 

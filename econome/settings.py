@@ -45,7 +45,11 @@ class EconomeSettings(BaseSettings):
     flush_interval_s: float = 1.0
     """Longest wait, in seconds, before queued points are written."""
     data_dir: Path = Path("var")
-    """Where dead letters (and later the delivery buffer) are kept."""
+    """Where the delivery log (``delivery.sqlite``) and dead letters are kept."""
+    buffer_max_rows: int = 2_000_000
+    """Most rows the delivery log holds while InfluxDB is unreachable (a warning at 80 %)."""
+    lateness_s: float = 600.0
+    """Allowed lateness of readings, in seconds of event time, before a window closes."""
     log_level: str = "INFO"
     """Logging level of the ``econome`` command."""
 
@@ -63,6 +67,11 @@ class EconomeSettings(BaseSettings):
             bucket=self.influx_bucket,
             batch_size=self.batch_size,
         )
+
+    @property
+    def allowed_lateness(self) -> timedelta:
+        """Allowed lateness as a duration."""
+        return timedelta(seconds=self.lateness_s)
 
     @property
     def flush_interval(self) -> timedelta:

@@ -1,19 +1,26 @@
-"""The in-process runner: collectors → bounded queue → InfluxDB sink.
+"""The in-process runner: collectors → delivery log → processor → InfluxDB.
 
 Sources come in two shapes, kept apart on purpose:
 
 * a :class:`PolledSource` (Modbus) exposes ``interval`` and ``async poll()``;
-  the pipeline owns the schedule, with jitter on the first poll;
-* a :class:`PushSource` (MQTT) exposes ``async start(emit)`` and ``async stop()``.
+  the pipeline owns the schedule, with a random first delay (jitter);
+* a :class:`PushSource` (MQTT) exposes ``async start(emit)`` and ``async stop()``;
+  ``emit(readings, ack)`` takes an acknowledgement called once the readings
+  are on disk.
 
-Every source runs as one named task under a ``TaskGroup``. Batches of readings
-go through one bounded queue to the sink task, which encodes them as line
-protocol and writes batches of up to ``batch_size`` points, retrying with
-exponential backoff while InfluxDB is unreachable. Readings of points unknown to
-the inventory and batches InfluxDB refuses for good go to the dead-letter store.
+Every source runs as one named task under a ``TaskGroup``, with three more:
 
->>> PipelineStats().received
-0
+1. ``persist``: validates each batch (rejects go to the dead-letter store with
+   their reason), flags stale values, appends the batch to the
+   :class:`~streams.buffer.DeliveryLog` and only then acknowledges it;
+2. ``process``: feeds new readings of the log to the
+   :class:`~streams.aggregate.StreamProcessor` and stores the aggregates it
+   closes in the log's outbox, with a snapshot of its state from time to time;
+3. ``sink``: writes raw readings and aggregates from the log to InfluxDB in
+   batches, retrying with exponential backoff while InfluxDB is unreachable,
+   and acknowledges them in the log once accepted.
+
+After a crash the log holds everything: see :mod:`streams.buffer`.
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ from datetime import timedelta
 from typing import Protocol
 
 from inventory import Inventory
+from streams.aggregate import StreamProcessor
+from streams.buffer import BufferFull, DeliveryLog, SinkBatch
 from streams.clock import Clock
 from streams.deadletter import DeadLetter, DeadLetterStore
 from streams.errors import SinkError
@@ -37,12 +46,13 @@ from streams.influx import InfluxWriter, LineEncoder, RetryableSinkError, escape
 from streams.metrics import Sensor
 from streams.quality import QualityTracker
 from streams.record import Reading
+from streams.validate import Validator
 
-__all__ = ["Pipeline", "PipelineStats", "PolledSource", "PushSource"]
+__all__ = ["Ack", "Pipeline", "PipelineStats", "PolledSource", "PushSource"]
 
 logger = logging.getLogger(__name__)
 
-_STATUS = "\x00status"  # marks point-status lines in the pending buffer; not a point id
+Ack = Callable[[], None]
 
 
 class PolledSource(Protocol):
@@ -68,7 +78,7 @@ class PushSource(Protocol):
         """Unique task name."""
         ...
 
-    async def start(self, emit: Callable[[list[Reading]], None]) -> None:
+    async def start(self, emit: Callable[[list[Reading], Ack | None], None]) -> None:
         """Begin delivering readings to ``emit`` (on the event loop)."""
         ...
 
@@ -83,24 +93,31 @@ class PipelineStats:
 
     received: int = 0
     dropped: int = 0
-    written: int = 0
     rejected: int = 0
+    written: int = 0
+    aggregates: int = 0
+    late: int = 0
     write_errors: int = 0
     per_point: Counter[str] = field(default_factory=Counter)
 
 
 class Pipeline:
-    """Runs sources and the InfluxDB sink until cancelled.
+    """Runs sources, the delivery log, the processor and the InfluxDB sink until cancelled.
 
     Args:
-        inventory: the portfolio; its points give the line-protocol tags.
+        inventory: the portfolio.
         writer: an InfluxDB writer (v1 or v2).
-        clock: time source for polling schedules.
+        clock: time source for polling schedules and point status.
         dead_letters: where rejected input goes.
-        queue_size: the most batches waiting for the sink.
+        log: the delivery log.
+        processor: the aggregator; None writes raw readings only.
+        queue_size: the most batches waiting to be persisted.
         batch_size: the most points per write.
-        flush_interval: the longest a point waits before being written
-            (wall-clock time: it is about I/O, not about the data's time).
+        flush_interval: the longest a point waits before being written (wall clock).
+        snapshot_every: how often the processor's state is saved (wall clock).
+        sensor: metrics hooks.
+        quality: stale and missing point tracking.
+        status_every: how often point status is written (clock time).
     """
 
     def __init__(
@@ -109,60 +126,72 @@ class Pipeline:
         writer: InfluxWriter,
         clock: Clock,
         dead_letters: DeadLetterStore,
+        log: DeliveryLog,
         *,
+        processor: StreamProcessor | None = None,
         queue_size: int = 10_000,
         batch_size: int = 5000,
         flush_interval: timedelta = timedelta(seconds=1),
         retry_min: timedelta = timedelta(milliseconds=500),
         retry_max: timedelta = timedelta(seconds=30),
+        snapshot_every: timedelta = timedelta(seconds=30),
         sensor: Sensor | None = None,
         quality: QualityTracker | None = None,
         status_every: timedelta = timedelta(minutes=5),
     ) -> None:
         self.inventory = inventory
         self.encoder = LineEncoder(inventory)
-        self.quality = quality
-        self.status_every = status_every
+        self.validator = Validator()
         self.writer = writer
         self.clock = clock
         self.dead_letters = dead_letters
+        self.log = log
+        self.processor = processor
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self.retry_min = retry_min
         self.retry_max = retry_max
+        self.snapshot_every = snapshot_every
         self.sensor = sensor or Sensor()
+        self.quality = quality
+        self.status_every = status_every
         self.stats = PipelineStats()
-        self.queue: asyncio.Queue[list[Reading]] = asyncio.Queue(maxsize=queue_size)
-        self._pending: list[str] = []
-        self._pending_points: list[str] = []
+        self.queue: asyncio.Queue[tuple[list[Reading], Ack | None]] = asyncio.Queue(maxsize=queue_size)
+        self._logged = asyncio.Event()
+        self._outboxed = asyncio.Event()
+        self._points = {point.id: point for _, point in inventory.points()}
+        self._processed_seq = 0
+        self._last_snapshot = 0.0
 
-    def emit(self, readings: list[Reading]) -> None:
-        """Queue readings without waiting (for push sources); counts a drop when full."""
+    # -- entry points for sources -------------------------------------------------------
+
+    def emit(self, readings: list[Reading], ack: Ack | None = None) -> None:
+        """Queue readings without waiting (push sources); counts a drop when full (nothing is acked)."""
         if not readings:
+            if ack is not None:
+                ack()
             return
-        if self.quality is not None:
-            readings = self.quality.observe_all(readings)
         try:
-            self.queue.put_nowait(readings)
+            self.queue.put_nowait((readings, ack))
         except asyncio.QueueFull:
             self.stats.dropped += len(readings)
             self.sensor.on_drop(len(readings))
-            logger.warning("queue full: dropped %s readings of %s", len(readings), readings[0].point_id)
+            logger.warning("queue full: %s readings of %s not acknowledged", len(readings), readings[0].point_id)
             return
         self.stats.received += len(readings)
         self.sensor.on_readings(len(readings))
 
     async def put(self, readings: list[Reading]) -> None:
-        """Queue readings, waiting while the queue is full (for polled sources)."""
+        """Queue readings, waiting while the queue is full (polled sources)."""
         if readings:
-            if self.quality is not None:
-                readings = self.quality.observe_all(readings)
-            await self.queue.put(readings)
+            await self.queue.put((readings, None))
             self.stats.received += len(readings)
             self.sensor.on_readings(len(readings))
 
+    # -- running ----------------------------------------------------------------------
+
     async def run(self, polled: Sequence[PolledSource], pushed: Sequence[PushSource]) -> None:
-        """Run every source and the sink until cancelled; then flush and stop.
+        """Run everything until cancelled; then persist, process and flush what is queued.
 
         Raises:
             ValueError: two sources share a name.
@@ -172,9 +201,13 @@ class Pipeline:
         if duplicates:
             msg = f"duplicate source names: {duplicates}"
             raise ValueError(msg)
+        self._restore()
         try:
             async with asyncio.TaskGroup() as group:
+                group.create_task(self._persist_loop(), name="persist")
                 group.create_task(self._sink_loop(), name="sink:influxdb")
+                if self.processor is not None:
+                    group.create_task(self._process_loop(self.processor), name="process")
                 if self.quality is not None:
                     group.create_task(self._status_loop(self.quality), name="status:points")
                 for source in pushed:
@@ -185,6 +218,16 @@ class Pipeline:
             for source in pushed:
                 with contextlib.suppress(Exception):
                     await source.stop()
+
+    def _restore(self) -> None:
+        if self.processor is None:
+            return
+        saved = self.log.snapshot()
+        if saved is not None:
+            seq, state = saved
+            self.processor.load(state)
+            self._processed_seq = seq
+            logger.info("processor state restored at log sequence %s", seq)
 
     async def _poll_loop(self, source: PolledSource) -> None:
         # A random first delay spreads meters over the interval (HA's stagger).
@@ -201,6 +244,91 @@ class Pipeline:
                 due += source.interval * missed
             await self.clock.sleep(due - now)
 
+    # -- persist ----------------------------------------------------------------------
+
+    async def _persist_loop(self) -> None:
+        try:
+            while True:
+                batch, ack = await self.queue.get()
+                await self._persist(batch, ack)
+        except asyncio.CancelledError:
+            while not self.queue.empty():
+                batch, ack = self.queue.get_nowait()
+                with contextlib.suppress(BufferFull):
+                    await self._persist(batch, ack)
+            raise
+
+    async def _persist(self, batch: list[Reading], ack: Ack | None) -> None:
+        good = []
+        for reading in batch:
+            point = self._points.get(reading.point_id)
+            if point is None:
+                self._dead("pipeline", reading.point_id, repr(reading), "point not in the inventory")
+                continue
+            checked, reason = self.validator.check(reading, point.quantity, point.unit)
+            if reason is not None:
+                self._dead("pipeline", reading.point_id, repr(reading), reason)
+                continue
+            good.append(checked)
+        if self.quality is not None:
+            good = self.quality.observe_all(good)
+        while True:
+            try:
+                self.log.append(good)
+                break
+            except BufferFull as exc:
+                # Back-pressure: wait for InfluxDB to drain the log; MQTT stays unacked meanwhile.
+                logger.warning("%s; waiting", exc)
+                await asyncio.sleep(1.0)
+        if ack is not None:
+            ack()
+        self._logged.set()
+
+    # -- process ----------------------------------------------------------------------
+
+    async def _process_loop(self, processor: StreamProcessor) -> None:
+        try:
+            while True:
+                await self._logged.wait()
+                self._logged.clear()
+                while self._process_some(processor):
+                    await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            while self._process_some(processor):
+                pass
+            self._snapshot(processor, force=True)
+            raise
+
+    def _process_some(self, processor: StreamProcessor) -> bool:
+        rows = self.log.readings_after(self._processed_seq, self.batch_size)
+        if not rows:
+            return False
+        result = processor.process(reading for _, reading in rows)
+        for reading, reason in result.rejected:
+            self._dead("processor", reading.point_id, repr(reading), reason)
+        self.stats.late += len(result.late)
+        records = processor.advance()
+        self._processed_seq = rows[-1][0]
+        state = self._snapshot_state(processor)
+        self.log.add_outbox([r.line() for r in records], self._processed_seq, state)
+        self.stats.aggregates += len(records)
+        if records:
+            self._outboxed.set()
+        return len(rows) == self.batch_size
+
+    def _snapshot_state(self, processor: StreamProcessor) -> dict[str, object] | None:
+        now = time.monotonic()
+        if now - self._last_snapshot < self.snapshot_every.total_seconds():
+            return None
+        self._last_snapshot = now
+        return processor.to_dict()
+
+    def _snapshot(self, processor: StreamProcessor, *, force: bool) -> None:
+        if force:
+            self.log.add_outbox([], self._processed_seq, processor.to_dict())
+
+    # -- point status -----------------------------------------------------------------
+
     async def _status_loop(self, quality: QualityTracker) -> None:
         """Every ``status_every``, report missing points and write one status point per point."""
         while True:
@@ -216,50 +344,57 @@ class Pipeline:
                     f"point_status,building={escape_tag(building.id)},point={escape_tag(point.id)} "
                     f"missing={int(point.id in missing)}i,stale={int(state.stale)}i,age_s={age} {to_ms(now)}"
                 )
-            # The sink flushes pending lines within one flush interval.
-            self._pending.extend(lines)
-            self._pending_points.extend([_STATUS] * len(lines))
+            self.log.add_outbox(lines, self._processed_seq)
+            self._outboxed.set()
+
+    # -- sink -------------------------------------------------------------------------
 
     async def _sink_loop(self) -> None:
         try:
             while True:
-                deadline = time.monotonic() + self.flush_interval.total_seconds()
-                while len(self._pending) < self.batch_size:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    try:
-                        batch = await asyncio.wait_for(self.queue.get(), remaining)
-                    except TimeoutError:
-                        break
-                    self._encode(batch)
-                if self._pending:
-                    await self._flush_with_retry()
+                batch = self.log.next_batch(self.batch_size)
+                if len(batch) == 0:
+                    await self._wait_for_rows()
+                    continue
+                if len(batch) < self.batch_size:
+                    # Give a partial batch up to flush_interval to fill.
+                    await self._wait_for_rows()
+                    batch = self.log.next_batch(self.batch_size)
+                await self._write_with_retry(batch)
         except asyncio.CancelledError:
             await self._drain()
             raise
 
-    def _encode(self, batch: list[Reading]) -> None:
-        for reading in batch:
-            try:
-                line = self.encoder.encode(reading)
-            except KeyError:
-                self._dead("pipeline", reading.point_id, repr(reading), "point not in the inventory")
-                continue
-            except ValueError as exc:
-                self._dead("pipeline", reading.point_id, repr(reading), str(exc))
-                continue
-            self._pending.append(line)
-            self._pending_points.append(reading.point_id)
+    async def _wait_for_rows(self) -> None:
+        self._logged.clear()
+        self._outboxed.clear()
+        waiters = [asyncio.ensure_future(self._logged.wait()), asyncio.ensure_future(self._outboxed.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=self.flush_interval.total_seconds(), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.sleep(min(0.05, self.flush_interval.total_seconds()))
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        # The processor waits on _logged too: keep it woken.
+        self._logged.set()
 
-    async def _flush_with_retry(self) -> None:
+    def _lines(self, batch: SinkBatch) -> list[str]:
+        lines = []
+        for _, reading in batch.readings:
+            try:
+                lines.append(self.encoder.encode(reading))
+            except (KeyError, ValueError) as exc:
+                self._dead("sink", reading.point_id, repr(reading), str(exc))
+        lines.extend(line for _, line in batch.lines)
+        return lines
+
+    async def _write_with_retry(self, batch: SinkBatch) -> None:
+        lines = self._lines(batch)
         delay = self.retry_min.total_seconds()
-        while self._pending:
-            chunk = self._pending[: self.batch_size]
-            points = self._pending_points[: self.batch_size]
+        while True:
             started = time.perf_counter()
             try:
-                await self.writer.write(chunk)
+                await self.writer.write(lines)
             except RetryableSinkError as exc:
                 self.stats.write_errors += 1
                 self.sensor.on_sink_error(exc)
@@ -270,26 +405,32 @@ class Pipeline:
             except SinkError as exc:
                 self.stats.write_errors += 1
                 self.sensor.on_sink_error(exc)
-                logger.error("InfluxDB refused %s points: %s", len(chunk), exc)
-                for line, point in zip(chunk, points, strict=True):
-                    self._dead("sink", point, line, str(exc))
+                logger.error("InfluxDB refused %s points: %s", len(lines), exc)
+                for line in lines:
+                    self._dead("sink", line.split(" ", 1)[0], line, str(exc))
             else:
-                self.stats.written += len(chunk)
-                self.stats.per_point.update(p for p in points if p != _STATUS)
-                self.sensor.on_write(len(chunk), time.perf_counter() - started)
-                delay = self.retry_min.total_seconds()
-            del self._pending[: len(chunk)]
-            del self._pending_points[: len(chunk)]
+                self.stats.written += len(lines)
+                self.stats.per_point.update(r.point_id for _, r in batch.readings)
+                self.sensor.on_write(len(lines), time.perf_counter() - started)
+            self.log.ack(batch)
+            return
 
     async def _drain(self, timeout: float = 10.0) -> None:
-        """On shutdown, write what is queued, for at most ``timeout`` seconds."""
-        while not self.queue.empty():
-            self._encode(self.queue.get_nowait())
-        if self._pending:
-            try:
-                await asyncio.wait_for(self._flush_with_retry(), timeout)
-            except TimeoutError:
-                logger.error("shutdown: %s points could not be written to InfluxDB", len(self._pending))
+        """On shutdown, write what the log holds, for at most ``timeout`` seconds."""
+
+        async def flush_all() -> None:
+            while True:
+                batch = self.log.next_batch(self.batch_size)
+                if len(batch) == 0:
+                    return
+                await self._write_with_retry(batch)
+
+        # Let the persist and process steps finish their own shutdown first.
+        await asyncio.sleep(0)
+        try:
+            await asyncio.wait_for(flush_all(), timeout)
+        except TimeoutError:
+            logger.error("shutdown: %s rows stay in the delivery log for the next start", self.log.depth())
 
     def _dead(self, source: str, key: str, payload: str, reason: str) -> None:
         self.stats.rejected += 1

@@ -65,7 +65,7 @@ def factor(unit: str) -> float:
 
 
 def energy_kwh_factor(point: Point) -> float | None:
-    """kWh per unit of a counter's value, or None when it is not an energy (water).
+    """KWh per unit of a counter's value, or None when it is not an energy (water).
 
     Gas volumes use the point's ``conversion_kwh_per_unit`` (per m3), after
     bringing litres to m3.

@@ -18,13 +18,13 @@ from econome.wiring import with_endpoints
 from inventory import load_inventory
 from simulator import Simulator
 from streams.clock import ScaledClock
-from streams.influx import InfluxConfig
+from streams.influx import InfluxConfig, InfluxQLClient
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "commune.yaml"
 
 
-def test_demo_fills_influxdb_for_every_point(influxdb_server, tmp_path: Path) -> None:
+async def test_demo_fills_influxdb_for_every_point(influxdb_server, tmp_path: Path) -> None:
     result = subprocess.run(
         [
             sys.executable,
@@ -32,9 +32,9 @@ def test_demo_fills_influxdb_for_every_point(influxdb_server, tmp_path: Path) ->
             "econome.cli",
             "demo",
             "--duration",
-            "8",
+            "10",
             "--speed",
-            "120",
+            "180",
             "--influx-url",
             influxdb_server.url,
             "--workdir",
@@ -51,6 +51,17 @@ def test_demo_fills_influxdb_for_every_point(influxdb_server, tmp_path: Path) ->
     rows = [line.split() for line in result.stdout.splitlines() if line.startswith(("mairie-", "piscine-", "ecole-"))]
     assert len(rows) > 40
     assert all(int(row[-1]) > 0 for row in rows)
+    # The aggregates of the closed windows are there too, per point, usage and building.
+    client = InfluxQLClient(InfluxConfig(url=influxdb_server.url, database="econome_demo"))
+    try:
+        for measurement in ("agg_point", "agg_usage", "agg_building"):
+            series = await client.query(f'SELECT count("kwh") FROM "{measurement}" WHERE "window" = \'10m\'')
+            assert series, measurement
+            assert series[0]["values"][0][1] > 0
+        buildings = await client.query('SHOW TAG VALUES FROM "agg_building" WITH KEY = "building"')
+        assert len(buildings[0]["values"]) == 12
+    finally:
+        await client.close()
 
 
 async def test_run_collects_from_real_devices_into_influxdb(

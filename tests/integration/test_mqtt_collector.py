@@ -62,7 +62,7 @@ async def test_decodes_and_dead_letters_bad_payloads(mqtt_server, unique_name: s
     dead = DeadLetterStore()
     collector = MqttCollector(inv, inv.broker("default"), SystemClock(), dead)
     got: list[Reading] = []
-    await collector.start(got.extend)
+    await collector.start(lambda readings, ack: (got.extend(readings), ack and ack()))
     try:
         await asyncio.wait_for(collector.subscribed.wait(), 10)
         messages = [
@@ -101,14 +101,14 @@ async def test_persistent_session_delivers_what_was_published_while_away(mqtt_se
     inv = _inventory(mqtt_server.host, mqtt_server.port, unique_name)
     got: list[Reading] = []
     first = MqttCollector(inv, inv.broker("default"), SystemClock(), DeadLetterStore())
-    await first.start(got.extend)
+    await first.start(lambda readings, ack: (got.extend(readings), ack and ack()))
     await asyncio.wait_for(first.subscribed.wait(), 10)
     await first.stop()
     # Econome is down (restarting); the sensors go on publishing.
     away = [(f"{unique_name}/b/occupancy", str(i % 2).encode()) for i in range(5)]
     await asyncio.to_thread(_publish, mqtt_server.host, mqtt_server.port, away)
     second = MqttCollector(inv, inv.broker("default"), SystemClock(), DeadLetterStore())
-    await second.start(got.extend)
+    await second.start(lambda readings, ack: (got.extend(readings), ack and ack()))
     try:
         await _wait(lambda: len(got) == 5)
     finally:
@@ -116,9 +116,7 @@ async def test_persistent_session_delivers_what_was_published_while_away(mqtt_se
     assert [r.value for r in got] == [0.0, 1.0, 0.0, 1.0, 0.0]
 
 
-async def test_username_and_password_from_the_environment(
-    tmp_path, unique_name: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_username_and_password_from_the_environment(tmp_path, unique_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from econome.localservers import start_mosquitto
     from streams.errors import ConfigError
 
@@ -128,16 +126,16 @@ async def test_username_and_password_from_the_environment(
         broker = base.broker("default").model_copy(update={"username": "econome", "password_env": "TEST_MQTT_PASSWORD"})
         collector = MqttCollector(base, broker, SystemClock(), DeadLetterStore())
         with pytest.raises(ConfigError, match="TEST_MQTT_PASSWORD is not set"):
-            await collector.start(lambda _: None)
+            await collector.start(lambda readings, ack: None)
         monkeypatch.setenv("TEST_MQTT_PASSWORD", "wrong")
         refused = MqttCollector(base, broker, SystemClock(), DeadLetterStore())
-        await refused.start(lambda _: None)
+        await refused.start(lambda readings, ack: None)
         await asyncio.sleep(1.0)
         assert not refused.subscribed.is_set()
         await refused.stop()
         monkeypatch.setenv("TEST_MQTT_PASSWORD", "s3cret-valmont")
         accepted = MqttCollector(base, broker, SystemClock(), DeadLetterStore())
-        await accepted.start(lambda _: None)
+        await accepted.start(lambda readings, ack: None)
         try:
             await asyncio.wait_for(accepted.subscribed.wait(), 10)
         finally:

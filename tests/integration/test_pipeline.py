@@ -9,6 +9,7 @@ from pathlib import Path
 
 from econome.localservers import restart
 from inventory import load_inventory
+from streams.buffer import DeliveryLog
 from streams.clock import SystemClock
 from streams.deadletter import DeadLetterStore
 from streams.influx import InfluxConfig, InfluxQLClient, InfluxV1Writer
@@ -56,12 +57,15 @@ async def _run_until(pipeline: Pipeline, sources: list[CountingSource], done) ->
         await task
 
 
-async def test_readings_reach_influxdb_and_unknown_points_are_dead_lettered(influxdb_server, unique_name: str) -> None:
+async def test_readings_reach_influxdb_and_unknown_points_are_dead_lettered(
+    influxdb_server, unique_name: str, tmp_path: Path
+) -> None:
     config = InfluxConfig(url=influxdb_server.url, database=unique_name)
     writer = InfluxV1Writer(config)
     await writer.ensure_database()
     dead = DeadLetterStore()
-    pipeline = Pipeline(INV, writer, SystemClock(), dead, flush_interval=timedelta(milliseconds=100))
+    log = DeliveryLog(tmp_path / "log.sqlite")
+    pipeline = Pipeline(INV, writer, SystemClock(), dead, log, flush_interval=timedelta(milliseconds=100))
     sources = [CountingSource("a", "mairie-elec-energy", 30), CountingSource("b", "no-such-point", 5)]
     await _run_until(pipeline, sources, lambda: pipeline.stats.written >= 30 and pipeline.stats.rejected >= 5)
     await writer.close()
@@ -84,6 +88,7 @@ async def test_influxdb_down_then_back_loses_nothing(influxdb_server, unique_nam
         writer,
         SystemClock(),
         DeadLetterStore(),
+        DeliveryLog(tmp_path / "log.sqlite"),
         flush_interval=timedelta(milliseconds=50),
         retry_min=timedelta(milliseconds=100),
         retry_max=timedelta(milliseconds=400),

@@ -1,0 +1,221 @@
+"""The delivery log: a disk-backed buffer between the collectors and InfluxDB.
+
+A reading is appended to an SQLite database (WAL mode) before it is
+acknowledged (an MQTT message is acked to the broker only then), and leaves it
+only once InfluxDB has accepted it. The processor's aggregates wait in an
+outbox in the same database, and the processor's state is snapshotted there with
+the sequence number of the last reading it had applied. After a crash, even a
+SIGKILL, a restart resumes exactly where the database says:
+
+* readings not yet written are written (again, maybe: writes are idempotent);
+* the processor restores its snapshot and replays the readings that came after
+  it, so its windows are complete; the aggregates it emits again overwrite the
+  same points.
+
+The log is bounded: past ``max_rows`` waiting rows, :meth:`append` raises
+:class:`BufferFull` (polled collectors then wait; MQTT messages stay unacked at
+the broker). A warning is logged when it passes 80 %.
+
+Durability: ``synchronous=NORMAL`` in WAL mode survives a process crash; a
+power cut may lose the last transactions (set ``synchronous="FULL"`` for that).
+
+>>> import tempfile
+>>> from pathlib import Path
+>>> from datetime import UTC, datetime
+>>> log = DeliveryLog(Path(tempfile.mkdtemp()) / "log.sqlite")
+>>> log.append([Reading("p", datetime(2026, 1, 5, tzinfo=UTC), 1.5, "kWh")])
+>>> log.depth()
+1
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from streams.errors import SinkError
+from streams.record import Quality, Reading
+
+__all__ = ["BufferFull", "DeliveryLog", "SinkBatch"]
+
+logger = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS readings (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    point TEXT NOT NULL, ts_ms INTEGER NOT NULL, value REAL NOT NULL, unit TEXT NOT NULL, quality TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, line TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS snapshots (name TEXT PRIMARY KEY, seq INTEGER NOT NULL, state TEXT NOT NULL);
+"""
+
+
+class BufferFull(SinkError):
+    """The delivery log holds ``max_rows`` rows waiting for InfluxDB."""
+
+
+@dataclass(frozen=True)
+class SinkBatch:
+    """Rows to write; :meth:`DeliveryLog.ack` them once InfluxDB accepted them."""
+
+    readings: list[tuple[int, Reading]]
+    lines: list[tuple[int, str]]
+
+    def __len__(self) -> int:
+        return len(self.readings) + len(self.lines)
+
+
+def _reading(row: tuple[Any, ...]) -> tuple[int, Reading]:
+    seq, point, ts_ms, value, unit, quality = row
+    return int(seq), Reading(point, datetime.fromtimestamp(ts_ms / 1000, UTC), float(value), unit, Quality(quality))
+
+
+class DeliveryLog:
+    """Disk-backed readings, outbox, cursors and processor snapshots.
+
+    Args:
+        path: the SQLite file (created with its folder).
+        max_rows: the most rows (readings + aggregate lines) waiting for InfluxDB.
+        synchronous: SQLite's ``synchronous`` setting.
+    """
+
+    def __init__(self, path: Path, max_rows: int = 2_000_000, synchronous: str = "NORMAL") -> None:
+        if synchronous not in ("OFF", "NORMAL", "FULL"):
+            msg = f"synchronous must be OFF, NORMAL or FULL, not {synchronous!r}"
+            raise ValueError(msg)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.max_rows = max_rows
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"PRAGMA synchronous={synchronous}")
+        self._db.executescript(_SCHEMA)
+        self._warned = False
+        self._depth = self._count()
+
+    def _count(self) -> int:
+        sent = self.cursor("sink")
+        with self._lock:
+            readings = self._db.execute("SELECT count(*) FROM readings WHERE seq > ?", (sent,)).fetchone()[0]
+            lines = self._db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+        return int(readings) + int(lines)
+
+    def depth(self) -> int:
+        """Rows waiting for InfluxDB."""
+        return self._depth
+
+    def _grow(self, added: int) -> None:
+        self._depth += added
+        if self._depth >= 0.8 * self.max_rows and not self._warned:
+            self._warned = True
+            logger.warning("delivery log %s is %d%% full (%d rows)", self.path, 100 * self._depth // self.max_rows, self._depth)
+        elif self._depth < 0.7 * self.max_rows and self._warned:
+            self._warned = False
+            logger.info("delivery log %s back under 70%% (%d rows)", self.path, self._depth)
+
+    def append(self, readings: list[Reading]) -> None:
+        """Store readings durably (one transaction).
+
+        Raises:
+            BufferFull: the log already holds ``max_rows`` waiting rows.
+        """
+        if not readings:
+            return
+        if self._depth + len(readings) > self.max_rows:
+            msg = f"delivery log full: {self._depth} rows wait for InfluxDB"
+            raise BufferFull(msg)
+        rows = [(r.point_id, int(r.ts.timestamp() * 1000), r.value, r.unit, r.quality.value) for r in readings]
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT INTO readings (point, ts_ms, value, unit, quality) VALUES (?, ?, ?, ?, ?)", rows)
+            self._db.execute("COMMIT")
+        self._grow(len(rows))
+
+    def cursor(self, name: str) -> int:
+        """The last sequence number a consumer has finished with (0 if none)."""
+        with self._lock:
+            row = self._db.execute("SELECT seq FROM cursors WHERE name = ?", (name,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def readings_after(self, seq: int, limit: int) -> list[tuple[int, Reading]]:
+        """Readings with a sequence number above ``seq``, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT seq, point, ts_ms, value, unit, quality FROM readings WHERE seq > ? ORDER BY seq LIMIT ?",
+                (seq, limit),
+            ).fetchall()
+        return [_reading(row) for row in rows]
+
+    def add_outbox(self, lines: list[str], processed_seq: int, state: dict[str, Any] | None = None) -> None:
+        """Store aggregate lines, move the processor cursor and maybe snapshot its state, atomically."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT INTO outbox (line) VALUES (?)", [(line,) for line in lines])
+            self._db.execute(
+                "INSERT INTO cursors (name, seq) VALUES ('processor', ?) ON CONFLICT(name) DO UPDATE SET seq = excluded.seq",
+                (processed_seq,),
+            )
+            if state is not None:
+                self._db.execute(
+                    "INSERT INTO snapshots (name, seq, state) VALUES ('processor', ?, ?) "
+                    "ON CONFLICT(name) DO UPDATE SET seq = excluded.seq, state = excluded.state",
+                    (processed_seq, json.dumps(state)),
+                )
+            self._db.execute("COMMIT")
+        self._grow(len(lines))
+
+    def snapshot(self) -> tuple[int, dict[str, Any]] | None:
+        """The processor's last snapshot and the sequence number it covers."""
+        with self._lock:
+            row = self._db.execute("SELECT seq, state FROM snapshots WHERE name = 'processor'").fetchone()
+        return (int(row[0]), json.loads(row[1])) if row else None
+
+    def next_batch(self, limit: int) -> SinkBatch:
+        """Up to ``limit`` rows not yet written: raw readings first, then aggregate lines."""
+        sent = self.cursor("sink")
+        readings = self.readings_after(sent, limit)
+        room = limit - len(readings)
+        lines: list[tuple[int, str]] = []
+        if room > 0:
+            with self._lock:
+                lines = [
+                    (int(seq), str(line))
+                    for seq, line in self._db.execute("SELECT seq, line FROM outbox ORDER BY seq LIMIT ?", (room,))
+                ]
+        return SinkBatch(readings, lines)
+
+    def ack(self, batch: SinkBatch) -> None:
+        """InfluxDB accepted the batch: move the sink cursor, drop the lines, trim readings."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            if batch.readings:
+                self._db.execute(
+                    "INSERT INTO cursors (name, seq) VALUES ('sink', ?) ON CONFLICT(name) DO UPDATE SET seq = excluded.seq",
+                    (batch.readings[-1][0],),
+                )
+            if batch.lines:
+                self._db.execute("DELETE FROM outbox WHERE seq <= ?", (batch.lines[-1][0],))
+            self._db.execute("COMMIT")
+        self._depth -= len(batch)
+        self._trim()
+
+    def _trim(self) -> None:
+        """Delete readings both written and covered by the processor's snapshot."""
+        with self._lock:
+            row = self._db.execute("SELECT seq FROM snapshots WHERE name = 'processor'").fetchone()
+            keep_after = min(self.cursor("sink"), int(row[0]) if row else 0)
+            if keep_after > 0:
+                self._db.execute("DELETE FROM readings WHERE seq <= ?", (keep_after,))
+
+    def close(self) -> None:
+        """Close the database."""
+        with self._lock:
+            self._db.close()
