@@ -31,7 +31,16 @@ from streams.buffer import DeliveryLog
 from streams.clock import Clock, ScaledClock, SystemClock
 from streams.deadletter import DeadLetterStore
 from streams.errors import TelemetryError
-from streams.influx import RAW_MEASUREMENT, InfluxConfig, InfluxQLClient, InfluxV1Writer, RetryableSinkError, make_writer
+from streams.influx import (
+    RAW_MEASUREMENT,
+    RAW_RP,
+    InfluxConfig,
+    InfluxQLClient,
+    InfluxV1Writer,
+    RetryableSinkError,
+    make_writer,
+    setup_v1,
+)
 from streams.metrics import PrometheusSensor, Sensor
 from streams.pipeline import Pipeline
 from streams.quality import QualityTracker
@@ -301,6 +310,40 @@ def _print_counts(inv: Inventory, counts: dict[str, int]) -> None:
         typer.echo(f"{point.id:<44} {building.id:<24} {counts[point.id]:>20}")
     empty = [p for p, n in counts.items() if n == 0]
     typer.echo(f"{len(counts)} points, {sum(counts.values())} readings; points with no reading: {len(empty)}")
+
+
+influx_app = typer.Typer(no_args_is_help=True, help="InfluxDB administration.")
+app.add_typer(influx_app, name="influx")
+
+
+@influx_app.command("setup")
+def influx_setup(
+    raw_days: Annotated[int, typer.Option(min=1, help="Days raw readings are kept.")] = 90,
+    long_days: Annotated[int, typer.Option(min=1826, help="Days aggregates are kept (5 years at least).")] = 1830,
+) -> None:
+    """Set up retention and downsampling: raw readings N days, aggregates at least 5 years.
+
+    InfluxDB 1.x: retention policies ``raw`` and ``long`` (default) and a
+    continuous query keeping hourly raw means in ``long.reading_1h``. Settings
+    come from the ECONOME_INFLUX_* variables.
+    """
+    settings = EconomeSettings()
+    config = settings.influx()
+    if config.api != "v1":
+        typer.echo(
+            "InfluxDB 2.x/3.x: give the bucket its retention (e.g. `influx bucket update --retention 1830d`), "
+            "create a raw bucket with `--retention {raw}d`, set ECONOME_INFLUX_RAW_BUCKET, and map both for InfluxQL "
+            "with `influx v1 dbrp create` (see deploy/)".format(raw=raw_days)
+        )
+        raise typer.Exit(code=2)
+    try:
+        statements = asyncio.run(setup_v1(config, raw_days, long_days))
+    except TelemetryError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=1) from exc
+    for statement in statements:
+        typer.echo(statement)
+    typer.echo(f"raw readings go to retention policy '{RAW_RP}' from the next start of `econome run`")
 
 
 @app.command()

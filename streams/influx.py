@@ -39,7 +39,10 @@ from streams.errors import ConfigError, SinkError
 from streams.record import Reading
 
 __all__ = [
+    "DOWNSAMPLE_MEASUREMENT",
+    "LONG_RP",
     "RAW_MEASUREMENT",
+    "RAW_RP",
     "InfluxConfig",
     "InfluxQLClient",
     "InfluxV1Writer",
@@ -49,12 +52,17 @@ __all__ = [
     "RetryableSinkError",
     "escape_tag",
     "make_writer",
+    "retention_policies",
+    "setup_v1",
     "to_ms",
 ]
 
 logger = logging.getLogger(__name__)
 
 RAW_MEASUREMENT = "reading"
+RAW_RP = "raw"
+LONG_RP = "long"
+DOWNSAMPLE_MEASUREMENT = "reading_1h"
 
 
 class InfluxConfig(BaseModel):
@@ -70,11 +78,13 @@ class InfluxConfig(BaseModel):
     url: str = "http://127.0.0.1:8086"
     database: str = "econome"
     retention_policy: str | None = None
+    raw_retention_policy: str | None = None
     username: str | None = None
     password: str | None = None
     token: str | None = None
     org: str | None = None
     bucket: str | None = None
+    raw_bucket: str | None = None
     timeout: timedelta = timedelta(seconds=10)
     gzip: bool = True
     batch_size: int = Field(default=5000, ge=1, le=100_000)
@@ -148,8 +158,8 @@ class LineEncoder:
 class InfluxWriter(Protocol):
     """Writes line-protocol batches; raises :class:`SinkError` on failure."""
 
-    async def write(self, lines: list[str]) -> None:
-        """Write one batch (millisecond precision)."""
+    async def write(self, lines: list[str], *, raw: bool = False) -> None:
+        """Write one batch (millisecond precision); ``raw`` marks raw readings."""
         ...
 
     async def close(self) -> None:
@@ -174,26 +184,41 @@ class InfluxV1Writer:
             params["u"] = config.username
             params["p"] = config.password or ""
         self._params = params
+        self._raw_params = {**params, "rp": config.raw_retention_policy} if config.raw_retention_policy else None
 
     async def ensure_database(self) -> None:
-        """Create the database if it does not exist (idempotent on 1.x)."""
-        await _influxql_post(self._client, f'CREATE DATABASE "{self.config.database}"', self._params)
+        """Create the database if it does not exist, and find the ``raw`` retention policy.
 
-    async def write(self, lines: list[str]) -> None:
-        """Write one batch; gzip-compressed when configured."""
+        When ``econome influx setup`` has created a ``raw`` retention policy and
+        none is configured, raw readings go there.
+        """
+        await _influxql_post(self._client, f'CREATE DATABASE "{self.config.database}"', self._params)
+        if self._raw_params is None:
+            policies = await retention_policies(self._client, self.config.database, self._params)
+            if RAW_RP in policies:
+                self._raw_params = {**self._params, "rp": RAW_RP}
+
+    async def write(self, lines: list[str], *, raw: bool = False) -> None:
+        """Write one batch; gzip-compressed when configured.
+
+        Args:
+            lines: line protocol, millisecond precision.
+            raw: raw readings, for the short retention policy when there is one.
+        """
         if not lines:
             return
+        params = self._raw_params if raw and self._raw_params is not None else self._params
         body = ("\n".join(lines) + "\n").encode()
         headers = {"Content-Type": "text/plain; charset=utf-8"}
         if self.config.gzip:
             body = gzip.compress(body, compresslevel=1)
             headers["Content-Encoding"] = "gzip"
         try:
-            response = await self._client.post("/write", params=self._params, content=body, headers=headers)
+            response = await self._client.post("/write", params=params, content=body, headers=headers)
             if response.status_code == 404 and "database not found" in response.text:
                 # InfluxDB was down when we started, or the database was dropped: create it once.
                 await self.ensure_database()
-                response = await self._client.post("/write", params=self._params, content=body, headers=headers)
+                response = await self._client.post("/write", params=params, content=body, headers=headers)
         except httpx.TimeoutException as exc:
             msg = f"InfluxDB {self.config.url} timed out writing {len(lines)} points"
             raise RetryableSinkError(msg) from exc
@@ -247,15 +272,16 @@ class InfluxV2Writer:
         )
         self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
 
-    async def write(self, lines: list[str]) -> None:
-        """Write one batch in a worker thread."""
+    async def write(self, lines: list[str], *, raw: bool = False) -> None:
+        """Write one batch in a worker thread; raw readings to ``raw_bucket`` when set."""
         if lines:
-            await asyncio.to_thread(self._write_sync, lines)
+            bucket = (self.config.raw_bucket if raw else None) or self.config.bucket or ""
+            await asyncio.to_thread(self._write_sync, lines, bucket)
 
-    def _write_sync(self, lines: list[str]) -> None:
+    def _write_sync(self, lines: list[str], bucket: str) -> None:
         try:
             self._write_api.write(
-                bucket=self.config.bucket or "",
+                bucket=bucket,
                 org=self.config.org or "",
                 record=lines,
                 write_precision=WritePrecision.MS,  # type: ignore[arg-type]  # the constant is typed as a plain str
@@ -272,6 +298,69 @@ class InfluxV2Writer:
     async def close(self) -> None:
         """Close the client."""
         await asyncio.to_thread(self._client.close)
+
+
+async def retention_policies(client: httpx.AsyncClient, database: str, params: dict[str, str]) -> dict[str, str]:
+    """Retention policies of a v1 database: name → duration."""
+    query = {k: v for k, v in params.items() if k in ("u", "p")}
+    try:
+        response = await client.get("/query", params={**query, "q": f'SHOW RETENTION POLICIES ON "{database}"'})
+    except httpx.HTTPError as exc:
+        msg = f"InfluxDB unreachable listing retention policies: {exc}"
+        raise RetryableSinkError(msg) from exc
+    out: dict[str, str] = {}
+    for result in response.json().get("results", []):
+        for series in result.get("series", []):
+            for row in series.get("values", []):
+                out[str(row[0])] = str(row[1])
+    return out
+
+
+async def setup_v1(config: InfluxConfig, raw_days: int, long_days: int) -> list[str]:
+    """Retention and downsampling on InfluxDB 1.x; returns the statements run.
+
+    * ``long`` (default policy, ``long_days``): aggregates, anomalies and the
+      hourly downsampling of raw readings — at least 5 years (Décret BACS);
+    * ``raw`` (``raw_days``): raw readings and point status;
+    * a continuous query keeps the hourly mean, min and max of every raw point
+      in ``long.reading_1h``.
+
+    Running it again alters the durations; it creates nothing twice.
+    """
+    if long_days < 1826:
+        msg = f"aggregates must be kept at least 5 years (1826 days), not {long_days}"
+        raise ValueError(msg)
+    if raw_days < 1:
+        msg = "raw readings must be kept at least one day"
+        raise ValueError(msg)
+    db = config.database
+    params: dict[str, str] = {}
+    if config.username:
+        params = {"u": config.username, "p": config.password or ""}
+    async with httpx.AsyncClient(base_url=config.url, timeout=config.timeout.total_seconds()) as client:
+        await _influxql_post(client, f'CREATE DATABASE "{db}"', params)
+        existing = await retention_policies(client, db, params)
+        statements = []
+        for name, days, default in ((LONG_RP, long_days, True), (RAW_RP, raw_days, False)):
+            verb = "ALTER" if name in existing else "CREATE"
+            statement = f'{verb} RETENTION POLICY "{name}" ON "{db}" DURATION {days}d REPLICATION 1'
+            statements.append(statement + (" DEFAULT" if default else ""))
+        statements.append(f'DROP CONTINUOUS QUERY "cq_reading_1h" ON "{db}"')
+        statements.append(
+            f'CREATE CONTINUOUS QUERY "cq_reading_1h" ON "{db}" BEGIN '
+            f'SELECT mean("value") AS "mean", min("value") AS "min", max("value") AS "max" '
+            f'INTO "{db}"."{LONG_RP}"."{DOWNSAMPLE_MEASUREMENT}" FROM "{db}"."{RAW_RP}"."{RAW_MEASUREMENT}" '
+            f"GROUP BY time(1h), * END"
+        )
+        for statement in statements:
+            if statement.startswith("DROP CONTINUOUS QUERY"):
+                try:
+                    await _influxql_post(client, statement, params)
+                except SinkError:
+                    continue  # it did not exist yet
+                continue
+            await _influxql_post(client, statement, params)
+    return statements
 
 
 def make_writer(config: InfluxConfig) -> InfluxV1Writer | InfluxV2Writer:

@@ -294,9 +294,15 @@ class Pipeline:
                 while self._process_some(processor):
                     await asyncio.sleep(0)
         except asyncio.CancelledError:
+            # Give persist a turn to log what was queued, then process it all.
+            await asyncio.sleep(0)
             while self._process_some(processor):
                 pass
-            self._snapshot(processor, force=True)
+            # Open windows are written as they stand; after a restart the restored
+            # state completes them and they are written again, whole.
+            records = processor.flush()
+            self.log.add_outbox([r.line() for r in records], self._processed_seq, processor.to_dict())
+            self.stats.aggregates += len(records)
             raise
 
     def _process_some(self, processor: StreamProcessor) -> bool:
@@ -322,10 +328,6 @@ class Pipeline:
             return None
         self._last_snapshot = now
         return processor.to_dict()
-
-    def _snapshot(self, processor: StreamProcessor, *, force: bool) -> None:
-        if force:
-            self.log.add_outbox([], self._processed_seq, processor.to_dict())
 
     # -- point status -----------------------------------------------------------------
 
@@ -378,23 +380,29 @@ class Pipeline:
         # The processor waits on _logged too: keep it woken.
         self._logged.set()
 
-    def _lines(self, batch: SinkBatch) -> list[str]:
-        lines = []
+    def _lines(self, batch: SinkBatch) -> tuple[list[str], list[str]]:
+        """Raw lines (readings, point status) and long-term lines (aggregates)."""
+        raw = []
         for _, reading in batch.readings:
             try:
-                lines.append(self.encoder.encode(reading))
+                raw.append(self.encoder.encode(reading))
             except (KeyError, ValueError) as exc:
                 self._dead("sink", reading.point_id, repr(reading), str(exc))
-        lines.extend(line for _, line in batch.lines)
-        return lines
+        long_term: list[str] = []
+        for _, line in batch.lines:
+            (raw if line.startswith("point_status,") else long_term).append(line)
+        return raw, long_term
 
     async def _write_with_retry(self, batch: SinkBatch) -> None:
-        lines = self._lines(batch)
+        raw, long_term = self._lines(batch)
+        lines = raw + long_term
         delay = self.retry_min.total_seconds()
         while True:
             started = time.perf_counter()
             try:
-                await self.writer.write(lines)
+                # Both writes are idempotent: after a failure of the second, both are retried.
+                await self.writer.write(raw, raw=True)
+                await self.writer.write(long_term)
             except RetryableSinkError as exc:
                 self.stats.write_errors += 1
                 self.sensor.on_sink_error(exc)
