@@ -162,6 +162,9 @@ class Pipeline:
         self._points = {point.id: point for _, point in inventory.points()}
         self._processed_seq = 0
         self._last_snapshot = 0.0
+        # Shutdown runs in order: persist what is queued, process it, then flush to InfluxDB.
+        self._persisted_final = asyncio.Event()
+        self._processed_final = asyncio.Event()
 
     # -- entry points for sources -------------------------------------------------------
 
@@ -256,6 +259,7 @@ class Pipeline:
                 batch, ack = self.queue.get_nowait()
                 with contextlib.suppress(BufferFull):
                     await self._persist(batch, ack)
+            self._persisted_final.set()
             raise
 
     async def _persist(self, batch: list[Reading], ack: Ack | None) -> None:
@@ -294,8 +298,7 @@ class Pipeline:
                 while self._process_some(processor):
                     await asyncio.sleep(0)
         except asyncio.CancelledError:
-            # Give persist a turn to log what was queued, then process it all.
-            await asyncio.sleep(0)
+            await self._wait_final(self._persisted_final)
             while self._process_some(processor):
                 pass
             # Open windows are written as they stand; after a restart the restored
@@ -303,6 +306,7 @@ class Pipeline:
             records = processor.flush()
             self.log.add_outbox([r.line() for r in records], self._processed_seq, processor.to_dict())
             self.stats.aggregates += len(records)
+            self._processed_final.set()
             raise
 
     def _process_some(self, processor: StreamProcessor) -> bool:
@@ -433,12 +437,17 @@ class Pipeline:
                     return
                 await self._write_with_retry(batch)
 
-        # Let the persist and process steps finish their own shutdown first.
-        await asyncio.sleep(0)
+        await self._wait_final(self._processed_final if self.processor is not None else self._persisted_final)
         try:
             await asyncio.wait_for(flush_all(), timeout)
         except TimeoutError:
             logger.error("shutdown: %s rows stay in the delivery log for the next start", self.log.depth())
+
+    @staticmethod
+    async def _wait_final(event: asyncio.Event, timeout: float = 5.0) -> None:
+        """Wait for an earlier step's shutdown (bounded: a stuck step must not hang the exit)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout)
 
     def _dead(self, source: str, key: str, payload: str, reason: str) -> None:
         self.stats.rejected += 1

@@ -1,0 +1,212 @@
+"""Zero loss under faults, against real servers: InfluxDB down for 60 s, and the pipeline SIGKILLed.
+
+A test publisher sends QoS 1 MQTT messages with known values and times; ``econome run``
+(a real process) collects them. Afterwards InfluxDB must hold every reading exactly once:
+counts and sums per point equal the source's, and the windowed consumption of the
+counter adds up to the true consumption.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from econome.localservers import LocalServer, restart, start_influxdb
+
+ROOT = Path(__file__).resolve().parents[2]
+T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(days=2)
+STEP = timedelta(seconds=10)
+
+
+def _config(tmp: Path, mqtt_port: int, prefix: str) -> Path:
+    path = tmp / "commune.yaml"
+    path.write_text(
+        f"""
+organisation: {{name: Test, population: 100, school_holiday_zone: C}}
+mqtt_brokers: [{{host: 127.0.0.1, port: {mqtt_port}, client_id: {prefix}-econome}}]
+sites:
+  - id: s
+    name: S
+    buildings:
+      - id: b
+        name: B
+        usage: offices
+        floor_area_m2: 100
+        heated_area_m2: 100
+        points:
+          - {{id: energy, quantity: active_energy, unit: kWh, usage: general, cumulative: true, energy: electricity,
+              mqtt: {{topic: {prefix}/meter, format: json, field: energy, timestamp_field: time}}}}
+          - {{id: temp, quantity: temperature, unit: degC, usage: comfort,
+              mqtt: {{topic: {prefix}/meter, format: json, field: temp, timestamp_field: time}}}}
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+@dataclass
+class Publisher:
+    """Publishes message i with energy 1000 + 0.5 i kWh and temperature 20 + (i % 10) / 10 °C at T0 + i·STEP."""
+
+    port: int
+    topic: str
+    count: int
+    rate: float
+    sent: int = 0
+    done: threading.Event = field(default_factory=threading.Event)
+
+    @staticmethod
+    def energy(i: int) -> float:
+        return 1000.0 + 0.5 * i
+
+    @staticmethod
+    def temp(i: int) -> float:
+        return 20.0 + (i % 10) / 10
+
+    def run(self) -> None:
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="")
+        client.max_queued_messages_set(0)
+        client.connect("127.0.0.1", self.port)
+        client.loop_start()
+        try:
+            start = time.monotonic()
+            for i in range(self.count):
+                ts = (T0 + i * STEP).isoformat()
+                payload = json.dumps({"energy": self.energy(i), "temp": self.temp(i), "time": ts})
+                client.publish(self.topic, payload, qos=1).wait_for_publish(10)
+                self.sent = i + 1
+                delay = start + (i + 1) / self.rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+        finally:
+            client.disconnect()
+            client.loop_stop()
+            self.done.set()
+
+
+def _run(config: Path, influx_url: str, database: str, data_dir: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "ECONOME_INFLUX_URL": influx_url,
+        "ECONOME_INFLUX_DATABASE": database,
+        "ECONOME_DATA_DIR": str(data_dir),
+        "ECONOME_FLUSH_INTERVAL_S": "0.2",
+        "ECONOME_LATENESS_S": "60",
+        "ECONOME_LOG_LEVEL": "WARNING",
+    }
+    log = data_dir.parent / f"run-{time.monotonic_ns()}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "econome.cli", "run", str(config)],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    process.log_path = log  # type: ignore[attr-defined]  # where to read its output
+    return process
+
+
+def _query(url: str, database: str, q: str) -> list[dict]:
+    body = httpx.get(f"{url}/query", params={"db": database, "q": q}, timeout=10).json()
+    return body["results"][0].get("series", [])
+
+
+def _counts(url: str, database: str) -> dict[str, tuple[int, float]]:
+    series = _query(url, database, 'SELECT count("value"), sum("value") FROM "reading" GROUP BY "point"')
+    return {s["tags"]["point"]: (int(s["values"][0][1]), float(s["values"][0][2])) for s in series}
+
+
+def _wait_complete(url: str, database: str, n: int, timeout: float) -> dict[str, tuple[int, float]]:
+    deadline = time.monotonic() + timeout
+    counts: dict[str, tuple[int, float]] = {}
+    while time.monotonic() < deadline:
+        try:
+            counts = _counts(url, database)
+        except httpx.HTTPError:
+            counts = {}
+        if counts.get("energy", (0, 0))[0] >= n and counts.get("temp", (0, 0))[0] >= n:
+            return counts
+        time.sleep(0.5)
+    return counts
+
+
+def _stop(process: subprocess.Popen[bytes]) -> str:
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=60)
+    return process.log_path.read_text(errors="replace")  # type: ignore[attr-defined, no-any-return]
+
+
+def _check(url: str, database: str, n: int, counts: dict[str, tuple[int, float]]) -> None:
+    assert counts["energy"][0] == n
+    assert counts["temp"][0] == n
+    assert counts["energy"][1] == pytest.approx(sum(Publisher.energy(i) for i in range(n)))
+    assert counts["temp"][1] == pytest.approx(sum(Publisher.temp(i) for i in range(n)))
+    # The consumption in the 1 h windows adds up to the counter's true consumption.
+    windows = _query(url, database, 'SELECT sum("sum") FROM "agg_point" WHERE "point" = \'energy\' AND "window" = \'1h\'')
+    assert windows[0]["values"][0][1] == pytest.approx(Publisher.energy(n - 1) - Publisher.energy(0))
+
+
+@pytest.mark.timeout(240)
+def test_influxdb_down_for_60_seconds_loses_nothing(mqtt_server, unique_name: str, tmp_path: Path) -> None:
+    influx: LocalServer = start_influxdb(tmp_path / "influx")
+    config = _config(tmp_path, mqtt_server.port, unique_name)
+    run = _run(config, influx.url, unique_name, tmp_path / "var")
+    n = 1400
+    publisher = Publisher(mqtt_server.port, f"{unique_name}/meter", n, rate=20.0)
+    try:
+        time.sleep(3)  # subscribed
+        threading.Thread(target=publisher.run, daemon=True).start()
+        time.sleep(5)
+        influx.stop()
+        down_at = publisher.sent
+        time.sleep(60)
+        influx = restart(influx)
+        assert publisher.sent > down_at + 500, "messages kept flowing while InfluxDB was down"
+        assert publisher.done.wait(60)
+        counts = _wait_complete(influx.url, unique_name, n, timeout=60)
+        output = _stop(run)
+        _check(influx.url, unique_name, n, counts)
+        assert "points written" in output
+    finally:
+        if run.poll() is None:
+            run.kill()
+        influx.stop()
+
+
+@pytest.mark.timeout(180)
+def test_sigkill_mid_run_then_restart_loses_nothing(mqtt_server, influxdb_server, unique_name: str, tmp_path: Path) -> None:
+    config = _config(tmp_path, mqtt_server.port, unique_name)
+    data_dir = tmp_path / "var"
+    run = _run(config, influxdb_server.url, unique_name, data_dir)
+    n = 1500
+    publisher = Publisher(mqtt_server.port, f"{unique_name}/meter", n, rate=150.0)
+    second = None
+    try:
+        time.sleep(3)  # subscribed
+        threading.Thread(target=publisher.run, daemon=True).start()
+        while publisher.sent < n // 3:
+            time.sleep(0.05)
+        run.kill()  # SIGKILL: no flush, no goodbye
+        run.wait(10)
+        killed_at = publisher.sent
+        second = _run(config, influxdb_server.url, unique_name, data_dir)
+        assert publisher.done.wait(60)
+        assert killed_at < n
+        counts = _wait_complete(influxdb_server.url, unique_name, n, timeout=60)
+        _stop(second)
+        _check(influxdb_server.url, unique_name, n, counts)
+    finally:
+        for process in (run, second):
+            if process is not None and process.poll() is None:
+                process.kill()
