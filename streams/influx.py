@@ -76,7 +76,7 @@ class InfluxConfig(BaseModel):
 
     api: Literal["v1", "v2"] = "v1"
     url: str = "http://127.0.0.1:8086"
-    database: str = "econome"
+    database: str = Field(default="econome", pattern=r"^[A-Za-z0-9_.-]+$")
     retention_policy: str | None = None
     raw_retention_policy: str | None = None
     username: str | None = None
@@ -347,7 +347,7 @@ async def setup_v1(config: InfluxConfig, raw_days: int, long_days: int) -> list[
             statements.append(statement + (" DEFAULT" if default else ""))
         statements.append(f'DROP CONTINUOUS QUERY "cq_reading_1h" ON "{db}"')
         statements.append(
-            f'CREATE CONTINUOUS QUERY "cq_reading_1h" ON "{db}" BEGIN '
+            f'CREATE CONTINUOUS QUERY "cq_reading_1h" ON "{db}" BEGIN '  # noqa: S608 - db matches a safe pattern
             f'SELECT mean("value") AS "mean", min("value") AS "min", max("value") AS "max" '
             f'INTO "{db}"."{LONG_RP}"."{DOWNSAMPLE_MEASUREMENT}" FROM "{db}"."{RAW_RP}"."{RAW_MEASUREMENT}" '
             f"GROUP BY time(1h), * END"
