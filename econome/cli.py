@@ -22,6 +22,7 @@ from typing import Annotated
 
 import typer
 
+from econome.cli_dashboards import register as register_dashboards
 from econome.cli_mv import register as register_mv
 from econome.settings import EconomeSettings
 from econome.wiring import build_collectors, close_buses, with_endpoints
@@ -54,6 +55,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="Energy and w
 DEFAULT_CONFIG = Path("examples/commune.yaml")
 
 register_mv(app)
+register_dashboards(app)
 
 
 def _load(path: Path) -> Inventory:
@@ -332,8 +334,8 @@ def influx_setup(
     if config.api != "v1":
         typer.echo(
             "InfluxDB 2.x/3.x: give the bucket its retention (e.g. `influx bucket update --retention 1830d`), "
-            "create a raw bucket with `--retention {raw}d`, set ECONOME_INFLUX_RAW_BUCKET, and map both for InfluxQL "
-            "with `influx v1 dbrp create` (see deploy/)".format(raw=raw_days)
+            f"make a raw bucket with `--retention {raw_days}d`, set ECONOME_INFLUX_RAW_BUCKET, and map both "
+            "for InfluxQL with `influx v1 dbrp create` (see deploy/OPERATIONS.md)"
         )
         raise typer.Exit(code=2)
     try:

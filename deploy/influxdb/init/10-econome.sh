@@ -1,0 +1,41 @@
+#!/bin/bash
+# Runs once, after the InfluxDB 2.x image's own setup (DOCKER_INFLUXDB_INIT_MODE=setup),
+# with the influx CLI already logged in as the operator.
+#  - maps the InfluxQL database "econome" to the bucket (DBRP), so Grafana's InfluxQL
+#    queries and Econome's InfluxQL reads work on 2.x as on 1.x;
+#  - creates two least-privilege tokens in the shared volume /run/influx-tokens:
+#    econome.token (read + write the bucket) and grafana.token (read only).
+set -euo pipefail
+
+org="${DOCKER_INFLUXDB_INIT_ORG}"
+bucket="${DOCKER_INFLUXDB_INIT_BUCKET}"
+database="${ECONOME_INFLUX_DATABASE:-econome}"
+tokens=/run/influx-tokens
+
+bucket_id="$(influx bucket list --org "$org" --name "$bucket" --hide-headers | awk '{print $1}')"
+if [ -z "$bucket_id" ]; then
+    echo "econome init: bucket $bucket not found in org $org" >&2
+    exit 1
+fi
+
+if ! influx v1 dbrp list --org "$org" --db "$database" --hide-headers | grep -q "$bucket_id"; then
+    influx v1 dbrp create --org "$org" --db "$database" --rp autogen --bucket-id "$bucket_id" --default
+fi
+
+token_of() {
+    sed -n 's/.*"token": *"\([^"]*\)".*/\1/p'
+}
+
+umask 077
+mkdir -p "$tokens"
+if [ ! -s "$tokens/econome.token" ]; then
+    influx auth create --org "$org" --description "econome writer" \
+        --read-bucket "$bucket_id" --write-bucket "$bucket_id" --json | token_of > "$tokens/econome.token"
+fi
+if [ ! -s "$tokens/grafana.token" ]; then
+    influx auth create --org "$org" --description "grafana reader" \
+        --read-bucket "$bucket_id" --json | token_of > "$tokens/grafana.token"
+fi
+# Grafana and Econome run as other users: they read, nobody else writes.
+chmod 0444 "$tokens"/*.token
+echo "econome init: DBRP $database -> $bucket ($bucket_id), tokens in $tokens"
