@@ -333,7 +333,7 @@ def influx_setup(
     config = settings.influx()
     if config.api != "v1":
         typer.echo(
-            "InfluxDB 2.x/3.x: give the bucket its retention (e.g. `influx bucket update --retention 1830d`), "
+            "InfluxDB 2.x/3.x: give the bucket its retention (e.g. `influx bucket update --retention 1830d`), "  # noqa: S608 - a message, not a query
             f"make a raw bucket with `--retention {raw_days}d`, set ECONOME_INFLUX_RAW_BUCKET, and map both "
             "for InfluxQL with `influx v1 dbrp create` (see deploy/OPERATIONS.md)"
         )
