@@ -17,9 +17,14 @@ from streams.record import Reading
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _show(url: str, query: str) -> list[list[object]]:
+def _show(url: str, query: str, series_name: str | None = None) -> list[list[object]]:
     body = httpx.get(f"{url}/query", params={"q": query}, timeout=10).json()
-    return [row for series in body["results"][0].get("series", []) for row in series["values"]]
+    return [
+        row
+        for series in body["results"][0].get("series", [])
+        if series_name is None or series.get("name") == series_name
+        for row in series.get("values", [])  # a database without continuous queries has none
+    ]
 
 
 def test_setup_creates_policies_and_downsampling_then_raw_goes_to_raw(
@@ -35,7 +40,7 @@ def test_setup_creates_policies_and_downsampling_then_raw_goes_to_raw(
     policies = {row[0]: (row[1], row[4]) for row in _show(influxdb_server.url, f'SHOW RETENTION POLICIES ON "{unique_name}"')}
     assert policies["long"] == ("43920h0m0s", True)  # 1830 days, the default policy
     assert policies["raw"] == ("1080h0m0s", False)  # 45 days
-    queries = [row[0] for row in _show(influxdb_server.url, "SHOW CONTINUOUS QUERIES") if row]
+    queries = [row[0] for row in _show(influxdb_server.url, "SHOW CONTINUOUS QUERIES", unique_name)]
     assert "cq_reading_1h" in queries
     assert runner.invoke(app, ["influx", "setup", "--long-days", "365"]).exit_code != 0  # BACS: 5 years at least
 
