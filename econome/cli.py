@@ -23,6 +23,7 @@ from typing import Annotated
 import typer
 
 from econome.cli_dashboards import register as register_dashboards
+from econome.cli_detect import register as register_detect
 from econome.cli_mv import register as register_mv
 from econome.settings import EconomeSettings
 from econome.wiring import build_collectors, close_buses, with_endpoints
@@ -56,6 +57,7 @@ DEFAULT_CONFIG = Path("examples/commune.yaml")
 
 register_mv(app)
 register_dashboards(app)
+register_detect(app)
 
 
 def _load(path: Path) -> Inventory:

@@ -28,7 +28,7 @@ from inventory import Inventory, Quantity, Usage
 from simulator.faults import Fault
 from simulator.physics import generate_history
 
-__all__ = ["without_renovations", "write_history_csvs"]
+__all__ = ["without_renovations", "write_history_csvs", "write_readings_csv"]
 
 
 def without_renovations(inv: Inventory) -> Inventory:
@@ -87,3 +87,56 @@ def write_history_csvs(
             handle.writelines(f"{ts},{'' if np.isnan(v) else round(v, 4)}\n" for ts, v in rows)
         written.append(path)
     return written
+
+
+def write_readings_csv(
+    inv: Inventory,
+    path: Path,
+    start: datetime,
+    end: datetime,
+    *,
+    step: timedelta = timedelta(minutes=15),
+    seed: int = 3,
+    faults: Sequence[Fault] = (),
+) -> int:
+    """Simulate ``[start, end)`` and write every reading to one long CSV, as meters give them.
+
+    The columns are ``timestamp`` (ISO 8601 with offset), ``point`` and ``value``:
+    counters are cumulative indexes, sensors instantaneous values; a sensor that
+    did not publish (a silent dead sensor) has no row. This is the file
+    ``econome detect`` reads.
+
+    Args:
+        inv: the portfolio.
+        path: the file to write (overwritten).
+        start: first timestamp (aware).
+        end: end, excluded.
+        step: time between readings.
+        seed: simulator seed.
+        faults: faults to inject.
+
+    Returns:
+        The number of rows written.
+
+    >>> import tempfile
+    >>> from datetime import UTC
+    >>> from inventory import load_inventory
+    >>> inv = load_inventory(Path("examples/commune.yaml"))
+    >>> out = Path(tempfile.mkdtemp()) / "readings.csv"
+    >>> write_readings_csv(inv, out, datetime(2026, 1, 5, tzinfo=UTC), datetime(2026, 1, 5, 1, tzinfo=UTC)) > 0
+    True
+    >>> out.read_text().splitlines()[1].split(",")[:2]
+    ['2026-01-05T00:00:00+00:00', 'mairie-elec-energy']
+    """
+    history = generate_history(inv, start, end, step, seed=seed, faults=faults)
+    stamps = [t.isoformat() for t in history.datetimes()]
+    ids = history.point_ids
+    count = 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as handle:
+        handle.write("timestamp,point,value\n")
+        for stamp, row in zip(stamps, history.values.tolist(), strict=True):
+            lines = [f"{stamp},{pid},{round(v, 5)}\n" for pid, v in zip(ids, row, strict=True) if v == v]
+            handle.writelines(lines)
+            count += len(lines)
+    return count

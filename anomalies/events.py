@@ -1,0 +1,373 @@
+"""Anomaly events: what an advisor reads, with the excess in kWh, € and kgCO2e.
+
+An :class:`AnomalyEvent` is one episode of one kind of anomaly in one building
+and usage, from ``start`` to ``end``: what was expected against what was
+observed, the excess priced with the inventory's tariffs and emission factors
+(:func:`excess_cost`), the rule or model that found it, and the facts that
+explain it. The explanation is written in French or English
+(:func:`explain`), from the same facts, so one event can be sent to
+recipients of both languages. :meth:`AnomalyEvent.alert` turns it into the
+generic :class:`Alert` record (``qualified_name``, description, JSON-safe
+``data``) that e-mail, InfluxDB and the JSON-lines output render.
+
+>>> from datetime import UTC, datetime
+>>> from inventory import Energy, load_inventory
+>>> from pathlib import Path
+>>> inv = load_inventory(Path("examples/commune.yaml"))
+>>> cost = excess_cost(inv, Energy.NATURAL_GAS, "kWh", 412.0)
+>>> round(cost.eur), round(cost.kgco2e)
+(45, 94)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from enum import Enum
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from inventory import Energy, Inventory
+
+__all__ = [
+    "Alert",
+    "AlertState",
+    "AnomalyEvent",
+    "ChartSeries",
+    "Cost",
+    "EventKind",
+    "Language",
+    "excess_cost",
+    "explain",
+]
+
+Language = Literal["fr", "en"]
+
+
+class AlertState(str, Enum):
+    """Where an alert is in its life."""
+
+    OPEN = "open"
+    ONGOING = "ongoing"
+    RESOLVED = "resolved"
+
+
+class EventKind(str, Enum):
+    """What an event says went wrong."""
+
+    HEATING_UNOCCUPIED = "heating_unoccupied"
+    OVERHEATING = "overheating"
+    LIGHTING_UNOCCUPIED = "lighting_unoccupied"
+    LIGHTING_DAYLIGHT = "lighting_daylight"
+    BASELOAD_CREEP = "baseload_creep"
+    WATER_LEAK = "water_leak"
+    STALE_COUNTER = "stale_counter"
+    FROZEN_SENSOR = "frozen_sensor"
+    MISSING_DATA = "missing_data"
+    UNUSUAL_CONSUMPTION = "unusual_consumption"
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """An excess in energy (kWh) or water (m3), priced."""
+
+    kwh: float
+    m3: float
+    eur: float
+    kgco2e: float
+
+
+def excess_cost(inventory: Inventory, energy: Energy | None, unit: str, amount: float) -> Cost:
+    """Price an excess with the inventory's tariff and emission factor.
+
+    Args:
+        inventory: gives the tariffs (``Inventory.tariff``).
+        energy: the energy of the meter (water for a water meter); ``None`` prices nothing.
+        unit: ``kWh`` or ``m3``.
+        amount: the excess in that unit (negative values count as zero).
+
+    Returns:
+        The excess in kWh or m3, €, and kgCO2e.
+    """
+    amount = max(0.0, amount) if math.isfinite(amount) else 0.0
+    kwh = amount if unit == "kWh" else 0.0
+    m3 = amount if unit == "m3" else 0.0
+    if energy is None or amount == 0.0:
+        return Cost(kwh=kwh, m3=m3, eur=0.0, kgco2e=0.0)
+    tariff = inventory.tariff(energy)
+    return Cost(kwh=kwh, m3=m3, eur=amount * tariff.price_eur_per_unit, kgco2e=amount * tariff.emission_kgco2e_per_unit)
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """The generic alert record; e-mail, InfluxDB and JSON lines are renderings of it.
+
+    Attributes:
+        qualified_name: what raised it, e.g. ``anomalies.rules.water_leak``.
+        description: one human sentence.
+        data: JSON-safe details (numbers, strings, lists, dicts).
+    """
+
+    qualified_name: str
+    description: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ChartSeries:
+    """Hourly observed and expected values around an event, for its chart.
+
+    Attributes:
+        times: start of each hour (UTC).
+        observed: what the meter measured.
+        expected: what was expected (equal to observed outside the anomaly).
+        unit: unit of both.
+    """
+
+    times: list[datetime]
+    observed: list[float]
+    expected: list[float]
+    unit: str
+
+
+@dataclass(frozen=True, slots=True)
+class AnomalyEvent:
+    """One anomaly episode in one building and usage.
+
+    Attributes:
+        building: building id.
+        building_name: its name, for people.
+        usage: the usage concerned (``heating``, ``general``, ``lighting``, ``water``, ``comfort``...).
+        kind: what went wrong (:class:`EventKind` value).
+        qualified_name: the rule or model, e.g. ``anomalies.rules.heating_unoccupied``.
+        source: ``rule`` or ``model``.
+        start: first anomalous hour (UTC).
+        end: end of the last anomalous hour (UTC); for an ongoing event, the last hour seen.
+        detected_at: when the detector had enough evidence to open the alert.
+        state: open, ongoing or resolved.
+        score: how anomalous, 0 to 1, higher is worse.
+        observed: what the meter measured over the event, in ``unit``.
+        expected: what was expected over the event, in ``unit``.
+        unit: unit of ``observed`` and ``expected`` (kWh, m3, degC, lx, h).
+        excess_kwh: excess energy.
+        excess_m3: excess water.
+        excess_eur: excess cost.
+        excess_kgco2e: excess emissions.
+        point: the point concerned, for data-quality events.
+        facts: JSON-safe numbers the explanation is made of.
+        timezone: the organisation's timezone, for local times in explanations.
+    """
+
+    building: str
+    building_name: str
+    usage: str
+    kind: str
+    qualified_name: str
+    source: Literal["rule", "model"]
+    start: datetime
+    end: datetime
+    detected_at: datetime
+    state: AlertState
+    score: float
+    observed: float
+    expected: float
+    unit: str
+    excess_kwh: float = 0.0
+    excess_m3: float = 0.0
+    excess_eur: float = 0.0
+    excess_kgco2e: float = 0.0
+    point: str | None = None
+    facts: dict[str, Any] = field(default_factory=dict)
+    timezone: str = "Europe/Paris"
+    series: ChartSeries | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        """What makes two detections the same alert: building, usage, kind, point."""
+        return (self.building, self.usage, self.kind, self.point or "")
+
+    @property
+    def duration(self) -> timedelta:
+        """How long the event lasted (so far)."""
+        return self.end - self.start
+
+    def with_state(self, state: AlertState) -> AnomalyEvent:
+        """A copy in another state."""
+        return replace(self, state=state)
+
+    def explanation(self, language: Language = "fr") -> str:
+        """The explanation in French or English."""
+        return explain(self, language)
+
+    def to_json(self, language: Language = "fr") -> dict[str, Any]:
+        """The JSON-lines record of ``econome detect`` (times in ISO 8601 UTC).
+
+        >>> event = _sample_event()
+        >>> sorted(event.to_json())[:6]
+        ['building', 'building_name', 'detected_at', 'end', 'excess_eur', 'excess_kgco2e']
+        """
+        return {
+            "building": self.building,
+            "building_name": self.building_name,
+            "usage": self.usage,
+            "kind": self.kind,
+            "qualified_name": self.qualified_name,
+            "source": self.source,
+            "state": self.state.value,
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "detected_at": self.detected_at.isoformat(),
+            "score": round(self.score, 4),
+            "observed": round(self.observed, 3),
+            "expected": round(self.expected, 3),
+            "unit": self.unit,
+            "excess_kwh": round(self.excess_kwh, 2),
+            "excess_m3": round(self.excess_m3, 3),
+            "excess_eur": round(self.excess_eur, 2),
+            "excess_kgco2e": round(self.excess_kgco2e, 2),
+            "point": self.point,
+            "facts": self.facts,
+            "explanation": self.explanation(language),
+            "language": language,
+        }
+
+    def alert(self, language: Language = "fr") -> Alert:
+        """The generic alert record of this event."""
+        return Alert(qualified_name=self.qualified_name, description=self.explanation(language), data=self.to_json(language))
+
+
+# --- explanations -----------------------------------------------------------------------------
+
+_DAYS = {
+    "fr": ["lun.", "mar.", "mer.", "jeu.", "ven.", "sam.", "dim."],
+    "en": ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"],
+}
+
+_USAGE_NAMES: dict[str, dict[str, str]] = {
+    "fr": {"heating": "chauffage", "general": "électricité", "lighting": "éclairage", "water": "eau", "comfort": "confort"},
+    "en": {"heating": "heating", "general": "electricity", "lighting": "lighting", "water": "water", "comfort": "comfort"},
+}
+
+
+def _when(moment: datetime, tz: ZoneInfo, language: Language) -> str:
+    local = moment.astimezone(tz)
+    day = _DAYS[language][local.weekday()]
+    return f"{day} {local:%d/%m %H:%M}"
+
+
+def _span(event: AnomalyEvent, language: Language) -> str:
+    tz = ZoneInfo(event.timezone)
+    return f"{_when(event.start, tz, language)} → {_when(event.end, tz, language)}"
+
+
+def _money(event: AnomalyEvent, language: Language) -> str:
+    if event.excess_eur <= 0 and event.excess_kwh <= 0 and event.excess_m3 <= 0:
+        return ""
+    amount = f"+{event.excess_kwh:,.0f} kWh" if event.excess_kwh > 0 else f"+{event.excess_m3:,.1f} m3"
+    if event.usage == "heating" and event.excess_kwh > 0:
+        amount += " " + ("de chaleur" if language == "fr" else "of heat")
+    text = f"{amount} ≈ {event.excess_eur:,.0f} € ≈ {event.excess_kgco2e:,.0f} kgCO2e"
+    if language == "fr":
+        text = text.replace(",", "\u202f")
+    return ": " + text
+
+
+_TEMPLATES: dict[str, dict[Language, str]] = {
+    "heating_unoccupied": {
+        "fr": "le chauffage a maintenu le confort ({indoor_c:.1f} °C en moyenne) alors que le bâtiment était fermé ({closed})",
+        "en": "heating kept comfort ({indoor_c:.1f} °C on average) while the building was closed ({closed})",
+    },
+    "overheating": {
+        "fr": "température intérieure de {indoor_c:.1f} °C en chauffage, au-dessus de la limite de {limit_c:.0f} °C "
+        "(Code de l'énergie R241-26, {occupancy_fr})",
+        "en": "indoor temperature of {indoor_c:.1f} °C while heating, above the {limit_c:.0f} °C limit "
+        "(French Code de l'énergie R241-26, {occupancy_en})",
+    },
+    "lighting_unoccupied": {
+        "fr": "éclairage allumé dans le bâtiment fermé",
+        "en": "lights on in the closed building",
+    },
+    "lighting_daylight": {
+        "fr": "éclairage à pleine puissance en plein jour ({lux:.0f} lx mesurés)",
+        "en": "lights at full power in full daylight ({lux:.0f} lx measured)",
+    },
+    "baseload_creep": {
+        "fr": "la consommation talon de nuit a augmenté de {increase_pct:.0f} % par rapport aux semaines précédentes",
+        "en": "the night base load rose by {increase_pct:.0f} % compared with the previous weeks",
+    },
+    "water_leak": {
+        "fr": "débit d'eau continu la nuit ({flow_m3_h:.2f} m3/h au-dessus de l'habitude): fuite probable",
+        "en": "continuous night water flow ({flow_m3_h:.2f} m3/h above usual): probable leak",
+    },
+    "stale_counter": {
+        "fr": "le compteur {point} ne bouge plus alors qu'il devrait avancer (compteur bloqué ou mal relevé)",
+        "en": "meter {point} stands still while it should move (stuck or badly read counter)",
+    },
+    "frozen_sensor": {
+        "fr": "le capteur {point} répète la même valeur ({value}) depuis {hours:.0f} h",
+        "en": "sensor {point} repeats the same value ({value}) for {hours:.0f} h",
+    },
+    "missing_data": {
+        "fr": "aucune donnée du point {point} pendant {hours:.0f} h",
+        "en": "no data from point {point} for {hours:.0f} h",
+    },
+    "unusual_consumption": {
+        "fr": "consommation de {usage_name} inhabituelle pour l'heure, le jour et la météo (forêt d'isolement)",
+        "en": "{usage_name} consumption unusual for the hour, day and weather (isolation forest)",
+    },
+}
+
+
+def explain(event: AnomalyEvent, language: Language = "fr") -> str:
+    """One sentence an advisor can act on, in French or English.
+
+    >>> text = explain(_sample_event(), "en")
+    >>> text.split(": +")[0]
+    'Gymnase Batum: heating kept comfort (19.2 °C on average) while the building was closed (Sat 10/01 18:00 → Mon 12/01 06:00)'
+    >>> text.split(": +")[1]
+    '412 kWh of heat ≈ 45 € ≈ 94 kgCO2e'
+    """
+    template = _TEMPLATES.get(event.kind, {"fr": event.kind, "en": event.kind})[language]
+    facts: dict[str, Any] = {
+        "closed": _span(event, language),
+        "point": event.point or "",
+        "usage_name": _USAGE_NAMES[language].get(event.usage, event.usage),
+        **event.facts,
+    }
+    occupied = bool(facts.get("occupied", True))
+    facts.setdefault("occupancy_fr", "bâtiment occupé" if occupied else "bâtiment inoccupé")
+    facts.setdefault("occupancy_en", "occupied" if occupied else "unoccupied")
+    try:
+        body = template.format(**facts)
+    except (KeyError, ValueError):
+        body = template
+    if event.kind != "heating_unoccupied":
+        body += f" ({_span(event, language)})"
+    return f"{event.building_name}: {body}{_money(event, language)}"
+
+
+def _sample_event() -> AnomalyEvent:
+    """A weekend of heating in a closed gymnasium, for examples and tests."""
+    start = datetime(2026, 1, 10, 17, tzinfo=UTC)
+    return AnomalyEvent(
+        building="gymnase-batum", building_name="Gymnase Batum", usage="heating", kind="heating_unoccupied",
+        qualified_name="anomalies.rules.heating_unoccupied", source="rule", start=start,
+        end=start + timedelta(hours=36), detected_at=start + timedelta(hours=3), state=AlertState.OPEN, score=0.9,
+        observed=1100.0, expected=688.0, unit="kWh", excess_kwh=412.0, excess_eur=45.32, excess_kgco2e=93.5,
+        facts={"indoor_c": 19.2},
+        series=_sample_series(start),
+    )
+
+
+def _sample_series(start: datetime) -> ChartSeries:
+    """Observed vs expected heat over the sample weekend, with a day either side."""
+    times = [start + timedelta(hours=h) for h in range(-24, 60)]
+    observed, expected = [], []
+    for moment in times:
+        hour = moment.hour
+        base = 28.0 + 10.0 * math.cos((hour - 6) / 24 * 2 * math.pi)
+        inside = start <= moment < start + timedelta(hours=36)
+        observed.append(round(base + (11.0 if inside else 0.0), 2))
+        expected.append(round(base if inside else observed[-1], 2))
+    return ChartSeries(times=times, observed=observed, expected=expected, unit="kWh")

@@ -1,0 +1,270 @@
+"""Isolation forest per building × usage, fitted on a reference period, persisted as plain data.
+
+:class:`IsolationForestDetector` follows the detector contract: ``fit(rows)``
+then ``score(row)``, where **a higher score means more anomalous** (the
+score is ``2 ** (-mean path length / c(max_samples))``, in 0..1, i.e. the
+negation of scikit-learn's ``score_samples``). Rows are the hourly features of
+:func:`anomalies.features.build_features`; rows with a missing value are
+skipped when fitting and score ``nan``.
+
+``fit`` checks data sufficiency first and raises
+:class:`~streams.errors.InsufficientData` with the reasons (span too short,
+too few complete rows, coverage too low). Deciding is a thresholder's job
+(:mod:`anomalies.thresholds`); hours it flags are left out of the next refit
+by the caller (:mod:`anomalies.detect`).
+
+The fitted trees are exported to plain arrays (``to_dict``, with
+``format_version``), and scoring walks those arrays, so a model loaded from
+JSON scores exactly like the one fitted, with no pickle.
+
+Sample config::
+
+    iforest:
+      n_estimators: 100
+      max_samples: 256
+      min_span: 14d
+      min_coverage: 0.7
+
+>>> import numpy as np
+>>> rng = np.random.default_rng(0)
+>>> rows = rng.normal(size=(24 * 30, 3))
+>>> det = IsolationForestDetector(IsolationForestConfig(), random_state=0).fit(rows)
+>>> det.score(np.array([0.0, 0.0, 0.0])) < det.score(np.array([6.0, -6.0, 6.0]))
+True
+>>> IsolationForestDetector.from_dict(det.to_dict()).score(np.array([6.0, -6.0, 6.0])) == det.score(np.array([6.0, -6.0, 6.0]))
+True
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Self
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, Field
+from sklearn.ensemble import IsolationForest  # type: ignore[import-untyped]  # scikit-learn ships no type stubs
+
+from inventory import Duration
+from streams.errors import InsufficientData, ModelError, NotFitted
+
+__all__ = ["FORMAT_VERSION", "IsolationForestConfig", "IsolationForestDetector"]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+FORMAT_VERSION = 1
+
+
+class IsolationForestConfig(BaseModel):
+    """Size of the forest and the data-sufficiency rules of its reference period."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    n_estimators: int = Field(default=100, ge=10, le=1000)
+    max_samples: int = Field(default=256, ge=16)
+    min_span: Duration = timedelta(days=14)
+    """Shortest reference period (one row per hour)."""
+    min_coverage: float = Field(default=0.7, gt=0, le=1)
+    """Smallest share of reference rows with every feature known."""
+    min_rows: int = Field(default=240, ge=16)
+    """Fewest complete rows."""
+    step: Duration = timedelta(hours=1)
+    """Time one row stands for."""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Tree:
+    left: IntArray
+    right: IntArray
+    feature: IntArray
+    threshold: FloatArray
+    path: FloatArray  # at leaves: depth + c(samples in the leaf), as scikit-learn counts it
+    features: IntArray  # columns the tree was grown on
+
+    def depths(self, rows: FloatArray) -> FloatArray:
+        x = rows[:, self.features]
+        node = np.zeros(x.shape[0], dtype=np.int64)
+        todo = self.left[node] >= 0
+        while todo.any():
+            idx = np.flatnonzero(todo)
+            n = node[idx]
+            go_left = x[idx, self.feature[n]] <= self.threshold[n]
+            node[idx] = np.where(go_left, self.left[n], self.right[n])
+            todo[idx] = self.left[node[idx]] >= 0
+        result: FloatArray = self.path[node]
+        return result
+
+
+def _average_path_length(n: FloatArray) -> FloatArray:
+    """c(n) of Liu et al., the average path length of an unsuccessful BST search."""
+    n = np.asarray(n, dtype=np.float64)
+    out = np.zeros_like(n)
+    out[n == 2] = 1.0
+    big = n > 2
+    out[big] = 2.0 * (np.log(n[big] - 1.0) + np.euler_gamma) - 2.0 * (n[big] - 1.0) / n[big]
+    return out
+
+
+class IsolationForestDetector:
+    """An isolation forest over hourly feature rows; higher score = more anomalous.
+
+    Args:
+        config: forest size and sufficiency rules.
+        random_state: seed of the forest.
+    """
+
+    def __init__(self, config: IsolationForestConfig | None = None, random_state: int | None = 0) -> None:
+        self.config = config or IsolationForestConfig()
+        self.random_state = random_state
+        self._trees: list[_Tree] | None = None
+        self._denominator = 1.0
+        self._n_features = 0
+
+    def check_sufficiency(self, rows: FloatArray) -> list[str]:
+        """Reasons the rows cannot make a reference period (empty when they can)."""
+        cfg = self.config
+        complete = int(np.isfinite(rows).all(axis=1).sum()) if rows.size else 0
+        span = rows.shape[0] * cfg.step
+        reasons = []
+        if span < cfg.min_span:
+            reasons.append(f"reference spans {span}, need {cfg.min_span}")
+        if complete < cfg.min_rows:
+            reasons.append(f"{complete} complete rows, need {cfg.min_rows}")
+        coverage = complete / rows.shape[0] if rows.shape[0] else 0.0
+        if coverage < cfg.min_coverage:
+            reasons.append(f"coverage {coverage:.0%} of the reference period, need {cfg.min_coverage:.0%}")
+        return reasons
+
+    def fit(self, rows: FloatArray) -> Self:
+        """Fit on reference rows (one per hour; rows with ``nan`` are skipped).
+
+        Raises:
+            InsufficientData: with the reasons, when the rows are too few, too short or too patchy.
+        """
+        reasons = self.check_sufficiency(rows)
+        if reasons:
+            raise InsufficientData(reasons)
+        data = rows[np.isfinite(rows).all(axis=1)]
+        forest = IsolationForest(
+            n_estimators=self.config.n_estimators,
+            max_samples=min(self.config.max_samples, data.shape[0]),
+            random_state=self.random_state,
+        ).fit(data)
+        trees = []
+        for estimator, features, lengths, averages in zip(
+            forest.estimators_,
+            forest.estimators_features_,
+            forest._decision_path_lengths,
+            forest._average_path_length_per_tree,
+            strict=True,
+        ):
+            tree = estimator.tree_
+            trees.append(
+                _Tree(
+                    left=np.asarray(tree.children_left, dtype=np.int64),
+                    right=np.asarray(tree.children_right, dtype=np.int64),
+                    feature=np.maximum(np.asarray(tree.feature, dtype=np.int64), 0),
+                    threshold=np.asarray(tree.threshold, dtype=np.float64),
+                    path=np.asarray(lengths, dtype=np.float64) + np.asarray(averages, dtype=np.float64) - 1.0,
+                    features=np.asarray(features, dtype=np.int64),
+                )
+            )
+        self._trees = trees
+        self._n_features = data.shape[1]
+        self._denominator = len(trees) * float(_average_path_length(np.array([float(forest.max_samples_)]))[0])
+        return self
+
+    @property
+    def fitted(self) -> bool:
+        """Tell whether the detector has been fitted (or loaded)."""
+        return self._trees is not None
+
+    def score_many(self, rows: FloatArray) -> FloatArray:
+        """Scores of many rows; ``nan`` for rows with a missing value.
+
+        Raises:
+            NotFitted: before :meth:`fit`.
+        """
+        if self._trees is None:
+            msg = "IsolationForestDetector used before fit()"
+            raise NotFitted(msg)
+        rows = np.atleast_2d(np.asarray(rows, dtype=np.float64))
+        if rows.shape[1] != self._n_features:
+            msg = f"rows have {rows.shape[1]} features, the model {self._n_features}"
+            raise ModelError(msg)
+        out = np.full(rows.shape[0], np.nan)
+        ok = np.isfinite(rows).all(axis=1)
+        if ok.any():
+            depths = np.zeros(int(ok.sum()))
+            for tree in self._trees:
+                depths += tree.depths(rows[ok])
+            out[ok] = 2.0 ** (-depths / self._denominator) if self._denominator > 0 else 1.0
+        return out
+
+    def score(self, row: FloatArray) -> float:
+        """Score of one row, 0 to 1, higher is more anomalous (``nan`` if a feature is missing)."""
+        return float(self.score_many(np.asarray(row, dtype=np.float64)[None, :])[0])
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe model, with ``format_version``.
+
+        Raises:
+            NotFitted: before :meth:`fit`.
+        """
+        if self._trees is None:
+            msg = "cannot save an unfitted IsolationForestDetector"
+            raise NotFitted(msg)
+        return {
+            "format_version": FORMAT_VERSION,
+            "config": {
+                k: f"{v.total_seconds()}s" if isinstance(v, timedelta) else v for k, v in self.config.model_dump().items()
+            },
+            "random_state": self.random_state,
+            "n_features": self._n_features,
+            "denominator": self._denominator,
+            "trees": [
+                {
+                    "left": t.left.tolist(),
+                    "right": t.right.tolist(),
+                    "feature": t.feature.tolist(),
+                    "threshold": [x if math.isfinite(x) else 0.0 for x in t.threshold.tolist()],
+                    "path": t.path.tolist(),
+                    "features": t.features.tolist(),
+                }
+                for t in self._trees
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> IsolationForestDetector:
+        """Load :meth:`to_dict` output, whatever format version this code reads.
+
+        Raises:
+            ModelError: an unknown format version.
+        """
+        version = data.get("format_version")
+        if version == 1:
+            return cls._load_v1(data)
+        msg = f"unknown IsolationForestDetector format_version {version!r} (this version reads {FORMAT_VERSION})"
+        raise ModelError(msg)
+
+    @classmethod
+    def _load_v1(cls, data: dict[str, Any]) -> IsolationForestDetector:
+        det = cls(IsolationForestConfig.model_validate(data["config"]), random_state=data["random_state"])
+        det._n_features = int(data["n_features"])
+        det._denominator = float(data["denominator"])
+        det._trees = [
+            _Tree(
+                left=np.asarray(t["left"], dtype=np.int64),
+                right=np.asarray(t["right"], dtype=np.int64),
+                feature=np.asarray(t["feature"], dtype=np.int64),
+                threshold=np.asarray(t["threshold"], dtype=np.float64),
+                path=np.asarray(t["path"], dtype=np.float64),
+                features=np.asarray(t["features"], dtype=np.int64),
+            )
+            for t in data["trees"]
+        ]
+        return det

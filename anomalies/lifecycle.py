@@ -1,0 +1,217 @@
+"""The alert state machine: open → ongoing → resolved, with dedup, minimum duration and flap suppression.
+
+Detectors and rules say, hour after hour, whether an anomaly is active for a
+key (building, usage, kind, point). :class:`AlertLifecycle` turns those
+observations into few transitions:
+
+* **dedup**: one key has at most one alert at a time; repeated detections
+  only extend it;
+* **minimum duration**: an alert opens once the anomaly has been active for
+  ``min_duration`` (counted over active hours, short gaps included);
+* **flap suppression**: an open alert resolves only after ``clear_after``
+  without any active observation, so an anomaly that comes and goes stays one
+  alert; a pending one is forgotten after the same quiet time;
+* **muting**: observations inside a building's mute windows (works, known
+  events, from ``mute:`` in the inventory) are ignored.
+
+Observations may be unknown (``None``): no data says nothing either way.
+
+Sample config::
+
+    lifecycle:
+      min_duration: 3h
+      clear_after: 24h
+
+>>> from datetime import UTC, datetime, timedelta
+>>> life = AlertLifecycle(LifecycleConfig(min_duration=timedelta(hours=2), clear_after=timedelta(hours=3)))
+>>> t0 = datetime(2026, 1, 1, tzinfo=UTC)
+>>> states = [life.observe(("b", "water", "leak", ""), t0 + timedelta(hours=h), h % 2 == 0) for h in range(8)]
+>>> [(t.state.value, t.at.hour) for t in states if t is not None]
+[('open', 2), ('ongoing', 4)]
+>>> [t.state.value for t in life.close(t0 + timedelta(hours=20))]
+['resolved']
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict
+
+from anomalies.events import AlertState
+from inventory import Duration, MuteWindow
+
+__all__ = ["AlertKey", "AlertLifecycle", "LifecycleConfig", "Transition"]
+
+logger = logging.getLogger(__name__)
+
+AlertKey = tuple[str, str, str, str]
+"""(building, usage, kind, point or "")."""
+
+_STEP = timedelta(hours=1)
+
+
+class LifecycleConfig(BaseModel):
+    """Debouncing of one kind of alert."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    min_duration: Duration = timedelta(hours=3)
+    """Active time before an alert opens."""
+    clear_after: Duration = timedelta(hours=24)
+    """Quiet time before an open alert resolves (and a pending one is forgotten)."""
+    step: Duration = _STEP
+    """Time one observation stands for (the hourly grid)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A change of state of one alert.
+
+    Attributes:
+        key: the alert.
+        state: the new state.
+        at: when it changed (the observation that made it change).
+        start: first active observation of the episode.
+        last_active: end of the last active observation (the event's end).
+    """
+
+    key: AlertKey
+    state: AlertState
+    at: datetime
+    start: datetime
+    last_active: datetime
+
+
+@dataclass(slots=True)
+class _Track:
+    first: datetime
+    last_active: datetime
+    active: timedelta
+    state: AlertState | None = None  # None while pending
+
+
+class AlertLifecycle:
+    """Debounces observations of many keys into open / ongoing / resolved transitions.
+
+    Args:
+        config: the default debouncing.
+        per_kind: debouncing per kind (the key's third part), overriding the default.
+        mutes: per building id, its mute windows.
+        timezone: the organisation's timezone, in which mute dates are read.
+    """
+
+    def __init__(
+        self,
+        config: LifecycleConfig | None = None,
+        per_kind: Mapping[str, LifecycleConfig] | None = None,
+        mutes: Mapping[str, Sequence[MuteWindow]] | None = None,
+        timezone: ZoneInfo | None = None,
+    ) -> None:
+        self.config = config or LifecycleConfig()
+        self.per_kind = dict(per_kind or {})
+        self.mutes = {k: list(v) for k, v in (mutes or {}).items()}
+        self.timezone = timezone or ZoneInfo("Europe/Paris")
+        self._tracks: dict[AlertKey, _Track] = {}
+
+    def _config(self, key: AlertKey) -> LifecycleConfig:
+        return self.per_kind.get(key[2], self.config)
+
+    def muted(self, building: str, at: datetime) -> bool:
+        """Tell whether a building's alerts are muted at a moment."""
+        windows = self.mutes.get(building)
+        if not windows:
+            return False
+        day = at.astimezone(self.timezone).date()
+        return any(w.start <= day <= w.end for w in windows)
+
+    def tracking(self, key: AlertKey) -> bool:
+        """Tell whether a key has an alert open or pending."""
+        return key in self._tracks
+
+    def state(self, key: AlertKey) -> AlertState | None:
+        """The state of an alert (``None``: no alert, or still pending)."""
+        track = self._tracks.get(key)
+        return None if track is None else track.state
+
+    def observe(self, key: AlertKey, at: datetime, active: bool | None) -> Transition | None:
+        """Feed one observation, in time order for a key.
+
+        Args:
+            key: the alert key.
+            at: start of the observed step.
+            active: whether the anomaly is present, ``None`` when unknown.
+
+        Returns:
+            The transition it caused, if any.
+        """
+        if active and self.muted(key[0], at):
+            active = None
+        config = self._config(key)
+        track = self._tracks.get(key)
+        if not active:
+            if track is None or active is None:
+                return None
+            if at - track.last_active < config.clear_after:
+                return None
+            del self._tracks[key]
+            if track.state is None:
+                return None
+            logger.info("alert %s resolved at %s", key, at)
+            return Transition(key, AlertState.RESOLVED, at, track.first, track.last_active)
+        end = at + config.step
+        if track is None:
+            track = _Track(first=at, last_active=end, active=timedelta())
+            self._tracks[key] = track
+        elif at - track.last_active >= config.clear_after:
+            # Quiet for long enough: the previous episode is over and a new one starts.
+            previous = track
+            self._tracks[key] = _Track(first=at, last_active=end, active=config.step)
+            if previous.state is not None:
+                return Transition(key, AlertState.RESOLVED, at, previous.first, previous.last_active)
+            track = self._tracks[key]
+            return self._maybe_open(key, track, at, config)
+        track.active += config.step
+        track.last_active = end
+        if track.state is None:
+            return self._maybe_open(key, track, at, config)
+        if track.state is AlertState.OPEN:
+            track.state = AlertState.ONGOING
+            return Transition(key, AlertState.ONGOING, at, track.first, track.last_active)
+        return None
+
+    def _maybe_open(self, key: AlertKey, track: _Track, at: datetime, config: LifecycleConfig) -> Transition | None:
+        if track.active < config.min_duration:
+            return None
+        track.state = AlertState.OPEN
+        logger.info("alert %s opened at %s", key, at)
+        return Transition(key, AlertState.OPEN, at, track.first, track.last_active)
+
+    def open_alerts(self) -> list[Transition]:
+        """The alerts open or ongoing now, as their latest state."""
+        return [
+            Transition(key, t.state, t.last_active, t.first, t.last_active)
+            for key, t in self._tracks.items()
+            if t.state is not None
+        ]
+
+    def close(self, at: datetime) -> list[Transition]:
+        """Resolve the alerts quiet since ``clear_after`` at ``at``; forget quiet pending ones.
+
+        Args:
+            at: the current time.
+
+        Returns:
+            The resolved transitions.
+        """
+        out: list[Transition] = []
+        for key, track in list(self._tracks.items()):
+            if at - track.last_active >= self._config(key).clear_after:
+                del self._tracks[key]
+                if track.state is not None:
+                    out.append(Transition(key, AlertState.RESOLVED, at, track.first, track.last_active))
+        return out

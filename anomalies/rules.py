@@ -1,0 +1,761 @@
+"""Explicit, explained energy rules, one class per rule, listed in :data:`BUILDING_RULES` and :data:`QUALITY_RULES`.
+
+Each rule reads a building's hours (:class:`~anomalies.features.BuildingHours`)
+and says, for every hour, whether its anomaly is present (1), absent (0) or
+unknown (``nan``), with what was observed, what was expected and the excess.
+Rules only look back in time, so the hour at which an alert opens is the hour
+at which a live pipeline would have known. The alert lifecycle
+(:mod:`anomalies.lifecycle`) debounces these states into events.
+
+Energy rules (:data:`BUILDING_RULES`, run in this order):
+
+* :class:`OverheatingRule`: heating above 19 °C in an occupied building or above
+  16 °C in an unoccupied one (Code de l'énergie R241-26; limits configurable);
+* :class:`HeatingUnoccupiedRule`: heating keeping comfort temperature at
+  night, on weekends, public and school holidays, while the building is closed;
+* :class:`LightingRule`: lights on in a closed building, or at full power in full daylight;
+* :class:`NightBaseloadRule`: night base load creeping up compared with previous weeks;
+* :class:`WaterLeakRule`: continuous night flow on a water meter.
+
+Data-quality rules (:data:`QUALITY_RULES`, run first; the hours they flag are
+blanked before the energy rules run): :class:`MissingDataRule`,
+:class:`FrozenSensorRule`, :class:`StaleCounterRule`.
+
+Sample config::
+
+    rules:
+      occupied_limit_c: 19.0
+      unoccupied_limit_c: 16.0
+      tolerance_c: 0.7
+      leak_min_flow_m3_h: 0.02
+      baseload_increase: 0.12
+
+>>> RulesConfig().occupied_limit_c
+19.0
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, Field
+
+from anomalies.events import EventKind
+from anomalies.features import BuildingHours, HourlyFrame, PointSeries, UsageSeries
+from inventory import Building, Duration, Energy, Point, Quantity, Usage
+from streams.quality import StalenessLimits
+
+__all__ = [
+    "BUILDING_RULES",
+    "QUALITY_RULES",
+    "BuildingRule",
+    "Finding",
+    "FrozenSensorRule",
+    "HeatingUnoccupiedRule",
+    "LightingRule",
+    "MissingDataRule",
+    "NightBaseloadRule",
+    "OverheatingRule",
+    "QualityRule",
+    "RulesConfig",
+    "StaleCounterRule",
+    "WaterLeakRule",
+    "heater_active",
+]
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+IntArray = npt.NDArray[np.int64]
+
+_PREFIX = "anomalies.rules."
+
+
+class RulesConfig(BaseModel):
+    """Thresholds of the rules; the defaults follow French regulation and common practice."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    occupied_limit_c: float = 19.0
+    """Highest heating temperature in an occupied building (R241-26)."""
+    unoccupied_limit_c: float = 16.0
+    """Highest heating temperature in an unoccupied building (R241-26)."""
+    tolerance_c: float = Field(default=0.7, ge=0)
+    """Margin over a limit before an hour counts (sensor error, zone spread)."""
+    comfort_margin_c: float = Field(default=1.0, ge=0)
+    """A closed building within this margin of its occupied setpoint is kept at comfort."""
+    overheating_memory: Duration = timedelta(hours=72)
+    """A closed hour after an overheated occupied hour within this time is overheating, not heating left on."""
+    night_hours: tuple[int, ...] = (1, 2, 3, 4)
+    """Local hours (start of the hour) of the night base load and night flow."""
+    lit_lux: float = Field(default=100.0, gt=0)
+    """Indoor illuminance that means lights are on, at night."""
+    lit_power_ratio: float = Field(default=1.3, gt=1)
+    """Without a lighting meter, lux alone is not enough: electricity must exceed its closed level by this ratio."""
+    dark_sun_deg: float = -3.0
+    """Below this solar elevation it is dark outside."""
+    daylight_sun_deg: float = 20.0
+    """Above this solar elevation it is full daylight."""
+    daylight_lux: float = Field(default=1000.0, gt=0)
+    """Indoor illuminance that means enough daylight without lamps."""
+    baseload_increase: float = Field(default=0.12, gt=0)
+    """Relative rise of the night base load that is reported."""
+    baseload_reference: tuple[int, int] = (35, 7)
+    """Reference nights: from this many nights back to this many nights back."""
+    leak_min_flow_m3_h: float = Field(default=0.02, gt=0)
+    """Smallest night flow above usual that is a leak."""
+    leak_reference_nights: int = Field(default=14, ge=3)
+    """Nights whose usual night flow is the reference."""
+    missing_after: Duration = timedelta(hours=2)
+    """A point silent for longer is missing."""
+    stale_counter_surprise: float = Field(default=1e-4, gt=0, lt=1)
+    """A run of still hours of a counter less likely than this (from its own history) is stuck."""
+    frozen_after: dict[str, Duration] = Field(default_factory=lambda: dict(StalenessLimits().stale_after))
+    """Per quantity, how long a sensor may repeat the exact same value."""
+    frozen_transitions: int = Field(default=2, ge=1)
+    """A 0/1 sensor (occupancy) repeating its value across this many schedule changes is frozen."""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Finding:
+    """What a rule says of every hour, for one alert key.
+
+    Attributes:
+        qualified_name: the rule, e.g. ``anomalies.rules.water_leak``.
+        kind: the event kind.
+        building: building id.
+        usage: the usage concerned.
+        point: the point, for data-quality findings.
+        state: per hour, 1 present, 0 absent, ``nan`` unknown.
+        observed: per hour, what was measured (``unit``), ``nan`` where not applicable.
+        expected: per hour, what was expected.
+        excess: per hour, the excess consumption (kWh or m3) attributed to the anomaly.
+        unit: unit of observed and expected.
+        excess_unit: ``kWh`` or ``m3``.
+        energy: the energy that prices the excess.
+        origin: per hour, the hour index the anomaly began at (a stuck run, a gap), -1 if not known.
+        facts: per-hour numbers for the explanation (averaged over the event's active hours).
+        constant_facts: numbers that hold for the whole finding.
+        min_duration: active time before an alert opens.
+        clear_after: quiet time before it resolves.
+    """
+
+    qualified_name: str
+    kind: EventKind
+    building: str
+    usage: Usage
+    state: FloatArray
+    observed: FloatArray
+    expected: FloatArray
+    excess: FloatArray
+    unit: str
+    excess_unit: str = "kWh"
+    energy: Energy | None = None
+    point: str | None = None
+    origin: IntArray | None = None
+    facts: dict[str, FloatArray] = field(default_factory=dict)
+    constant_facts: dict[str, Any] = field(default_factory=dict)
+    min_duration: timedelta = timedelta(hours=3)
+    clear_after: timedelta = timedelta(hours=24)
+
+    @property
+    def active(self) -> BoolArray:
+        """Hours where the anomaly is present."""
+        result: BoolArray = self.state == 1.0
+        return result
+
+
+class BuildingRule(Protocol):
+    """An energy rule on a building's hours."""
+
+    name: str
+
+    def evaluate(self, hours: BuildingHours, config: RulesConfig, earlier: Sequence[Finding]) -> list[Finding]:
+        """Findings of the rule; ``earlier`` holds the findings of the rules run before it."""
+        ...
+
+
+class QualityRule(Protocol):
+    """A data-quality rule on one point."""
+
+    name: str
+
+    def evaluate(
+        self,
+        building: Building,
+        point: Point,
+        series: PointSeries,
+        frame: HourlyFrame,
+        open_frac: FloatArray,
+        config: RulesConfig,
+    ) -> Finding | None:
+        """The finding for the point, if the rule applies to it."""
+        ...
+
+
+def _nan(n: int) -> FloatArray:
+    return np.full(n, np.nan)
+
+
+def _state(known: BoolArray, condition: BoolArray) -> FloatArray:
+    result: FloatArray = np.where(known, condition.astype(np.float64), np.nan)
+    return result
+
+
+def _pct(values: FloatArray, mask: BoolArray, q: float) -> float:
+    chosen = values[mask & np.isfinite(values)]
+    return float(np.percentile(chosen, q)) if chosen.size else math.nan
+
+
+def heater_active(hours: BuildingHours) -> tuple[BoolArray, FloatArray]:
+    """Hours where the heating generator runs, beyond hot water and process heat.
+
+    The floor is the 10th percentile of the heating meter in occupied and in
+    unoccupied hours (hot water, standby, pool process heat); the heater runs
+    when the meter is above the floor by 5 % of its 99th percentile.
+
+    Returns:
+        The active hours and the floor (kWh/h) of each hour.
+    """
+    heat = hours.usages[Usage.HEATING].values
+    occ = hours.occupied
+    floor = np.where(occ, _pct(heat, occ, 10), _pct(heat, ~occ, 10))
+    scale = _pct(heat, np.ones(heat.shape, dtype=np.bool_), 99)
+    active: BoolArray = np.isfinite(heat) & (heat > floor + 0.05 * scale)
+    return active, np.nan_to_num(floor)
+
+
+def _heat_at(observed: FloatArray, floor: FloatArray, indoor: FloatArray, outdoor: FloatArray, target: float) -> FloatArray:
+    """Heat needed to hold ``target`` instead of ``indoor``: heat loss scales with indoor minus outdoor."""
+    heater = np.maximum(0.0, observed - floor)
+    ratio = np.clip((target - outdoor) / np.maximum(indoor - outdoor, 1.0), 0.0, 1.0)
+    result: FloatArray = floor + heater * np.nan_to_num(ratio, nan=1.0)
+    return result
+
+
+def _recent(mask: BoolArray, window: int) -> BoolArray:
+    """Hours that have ``mask`` true within the last ``window`` hours (included)."""
+    counts = np.convolve(mask.astype(np.float64), np.ones(window))[: mask.size]
+    result: BoolArray = counts > 0
+    return result
+
+
+def _occupied_overheating(hours: BuildingHours, config: RulesConfig, heater: BoolArray) -> BoolArray:
+    result: BoolArray = hours.occupied & heater & (hours.indoor_c > config.occupied_limit_c + config.tolerance_c)
+    return result
+
+
+class OverheatingRule:
+    """Heating above the R241-26 limits: 19 °C occupied, 16 °C unoccupied.
+
+    Only hours where the heater runs count (a sunny afternoon is not heating).
+    In a closed building an hour counts when the occupied hours of the last
+    days were overheated too (the setpoint is too high day and night) or when
+    the temperature stays below comfort (a setback set too high); a closed
+    building held at comfort is :class:`HeatingUnoccupiedRule`'s.
+    """
+
+    name = "overheating"
+
+    def evaluate(self, hours: BuildingHours, config: RulesConfig, earlier: Sequence[Finding]) -> list[Finding]:
+        """Hours of heating above the limits."""
+        if Usage.HEATING not in hours.usages or not np.isfinite(hours.indoor_c).any():
+            return []
+        heat = hours.usages[Usage.HEATING]
+        heater, floor = heater_active(hours)
+        indoor, outdoor = hours.indoor_c, hours.outdoor_c
+        occ_over = _occupied_overheating(hours, config, heater)
+        memory = _recent(occ_over, int(config.overheating_memory / timedelta(hours=1)))
+        comfort = hours.building.heating_setpoint_occupied_c - config.comfort_margin_c
+        closed = hours.closed
+        unocc_over = closed & heater & (indoor > config.unoccupied_limit_c + config.tolerance_c) & (memory | (indoor < comfort))
+        known = (hours.occupied | closed) & np.isfinite(indoor) & np.isfinite(heat.values)
+        condition = occ_over | unocc_over
+        limit = np.where(hours.occupied, config.occupied_limit_c, config.unoccupied_limit_c)
+        expected = np.where(condition, floor + np.maximum(0.0, heat.values - floor) * np.clip(
+            (limit - outdoor) / np.maximum(indoor - outdoor, 1.0), 0.0, 1.0), np.nan)
+        excess = np.where(condition, np.maximum(0.0, heat.values - expected), 0.0)
+        return [
+            Finding(
+                qualified_name=_PREFIX + "overheating", kind=EventKind.OVERHEATING, building=hours.building.id,
+                usage=Usage.HEATING, state=_state(known, condition), observed=heat.values, expected=expected,
+                excess=np.nan_to_num(excess), unit=heat.unit, energy=heat.energy,
+                facts={"indoor_c": indoor, "limit_c": limit, "occupied": hours.occupied.astype(np.float64)},
+                min_duration=timedelta(hours=4), clear_after=timedelta(hours=48),
+            )
+        ]
+
+
+class HeatingUnoccupiedRule:
+    """Heating keeping comfort in a closed building: nights, weekends, public and school holidays.
+
+    An hour counts when the building is closed (outside the pre-heating
+    allowance before an opening), the heater runs, and the indoor temperature
+    stays within ``comfort_margin_c`` of the occupied setpoint, unless the
+    occupied hours of the last days were overheated (then it is a setpoint
+    problem, reported by :class:`OverheatingRule`). The expected heat is the
+    heat needed to hold the unoccupied setpoint instead.
+    """
+
+    name = "heating_unoccupied"
+
+    def evaluate(self, hours: BuildingHours, config: RulesConfig, earlier: Sequence[Finding]) -> list[Finding]:
+        """Closed hours heated to comfort."""
+        if Usage.HEATING not in hours.usages or not np.isfinite(hours.indoor_c).any():
+            return []
+        heat = hours.usages[Usage.HEATING]
+        heater, floor = heater_active(hours)
+        indoor, outdoor = hours.indoor_c, hours.outdoor_c
+        building = hours.building
+        memory = _recent(_occupied_overheating(hours, config, heater), int(config.overheating_memory / timedelta(hours=1)))
+        closed = hours.closed
+        condition = closed & heater & (indoor >= building.heating_setpoint_occupied_c - config.comfort_margin_c) & ~memory
+        known = closed & np.isfinite(indoor) & np.isfinite(heat.values)
+        expected = np.where(
+            condition, _heat_at(heat.values, floor, indoor, outdoor, building.heating_setpoint_unoccupied_c), np.nan
+        )
+        excess = np.where(condition, np.maximum(0.0, heat.values - expected), 0.0)
+        return [
+            Finding(
+                qualified_name=_PREFIX + "heating_unoccupied", kind=EventKind.HEATING_UNOCCUPIED, building=building.id,
+                usage=Usage.HEATING, state=_state(known, condition), observed=heat.values, expected=expected,
+                excess=np.nan_to_num(excess), unit=heat.unit, energy=heat.energy, facts={"indoor_c": indoor},
+                min_duration=timedelta(hours=4), clear_after=timedelta(hours=12),
+            )
+        ]
+
+
+class LightingRule:
+    """Lights on in a closed building, or at full power in full daylight.
+
+    A closed hour is lit when the lighting meter is above its closed-hours
+    level by 30 % of the way to its occupied level, or, in the dark, when an
+    indoor illuminance sensor reads at least ``lit_lux``. Full daylight: the
+    lighting meter at 90 % of its highest level while the sun is high and the
+    illuminance sensors read ``daylight_lux``.
+    """
+
+    name = "lighting"
+
+    def evaluate(self, hours: BuildingHours, config: RulesConfig, earlier: Sequence[Finding]) -> list[Finding]:
+        """Closed hours lit, and occupied hours lit in full daylight."""
+        n = hours.frame.hours
+        closed = hours.open_frac == 0.0
+        light = hours.usages.get(Usage.LIGHTING)
+        general = hours.usages.get(Usage.GENERAL)
+        lux = hours.illuminance_lx
+        dark = hours.sun_deg < config.dark_sun_deg
+        lit_sensor = dark & (lux >= config.lit_lux)
+        known_sensor = dark & np.isfinite(lux)
+        general_closed = _nan(n)
+        if general is not None:
+            # Typical closed-hour electricity at the same local hour stands for "lights off".
+            for h in range(24):
+                general_closed[hours.local_hour == h] = _pct(general.values, closed & (hours.local_hour == h), 30)
+            # A lux sensor alone may be frozen on a daytime value: the meter must agree that lamps draw power.
+            lit_sensor &= general.values > config.lit_power_ratio * general_closed
+        findings: list[Finding] = []
+        meter: UsageSeries | None
+        if light is not None:
+            base = _pct(light.values, closed, 10)
+            level = _pct(light.values, hours.occupied, 90)
+            lit_meter = np.isfinite(light.values) & (light.values > base + 0.3 * (level - base))
+            known = closed & (np.isfinite(light.values) | known_sensor)
+            meter = light
+            expected = np.full(n, base)
+        else:
+            lit_meter = np.zeros(n, dtype=np.bool_)
+            known = closed & known_sensor
+            meter = general
+            expected = general_closed
+        condition = closed & (lit_meter | lit_sensor)
+        if meter is not None:
+            observed = meter.values
+            excess = np.where(condition, np.maximum(0.0, observed - expected), 0.0)
+            unit, energy = meter.unit, meter.energy
+            usage = meter.usage
+        else:
+            observed, excess, unit, energy, usage = _nan(n), np.zeros(n), "lx", None, Usage.LIGHTING
+        findings.append(
+            Finding(
+                qualified_name=_PREFIX + "lighting_unoccupied", kind=EventKind.LIGHTING_UNOCCUPIED,
+                building=hours.building.id, usage=usage if light is not None else Usage.LIGHTING,
+                state=_state(known, condition), observed=observed, expected=expected, excess=np.nan_to_num(excess),
+                unit=unit, energy=energy, min_duration=timedelta(hours=2), clear_after=timedelta(hours=12),
+            )
+        )
+        if light is not None:
+            top = _pct(light.values, hours.occupied, 99)
+            sunny = hours.occupied & (hours.sun_deg > config.daylight_sun_deg) & np.isfinite(lux)
+            full = sunny & (light.values >= 0.9 * top) & (lux >= config.daylight_lux)
+            half = np.where(full, 0.5 * light.values, np.nan)
+            findings.append(
+                Finding(
+                    qualified_name=_PREFIX + "lighting_daylight", kind=EventKind.LIGHTING_DAYLIGHT,
+                    building=hours.building.id, usage=Usage.LIGHTING, state=_state(sunny, full),
+                    observed=light.values, expected=half, excess=np.nan_to_num(np.where(full, light.values - half, 0.0)),
+                    unit=light.unit, energy=light.energy, facts={"lux": lux}, min_duration=timedelta(hours=3),
+                    clear_after=timedelta(hours=24),
+                )
+            )
+        return findings
+
+
+class NightBaseloadRule:
+    """Night base load creeping up compared with previous weeks.
+
+    Each night's median electricity over the night hours is compared with
+    the base load predicted from the reference nights (by default from 35 to
+    7 nights back, flagged nights left out) plus the heating pumps: night
+    electricity is regressed on the night's heating over every earlier night,
+    so that pumps in a cold spell or at the start of the heating season are
+    not taken for a creep. A night counts
+    when the median ratio of the last three nights exceeds ``1 +
+    baseload_increase``. Nights with lights left on are left out.
+    """
+
+    name = "baseload_creep"
+
+    def evaluate(self, hours: BuildingHours, config: RulesConfig, earlier: Sequence[Finding]) -> list[Finding]:
+        """Nights whose base load is above the previous weeks'."""
+        elec = hours.usages.get(Usage.GENERAL)
+        if elec is None:
+            return []
+        n = hours.frame.hours
+        heat = hours.usages.get(Usage.HEATING)
+        heat_v = heat.values if heat is not None else np.zeros(n)
+        lit = np.zeros(n, dtype=np.bool_)
+        for finding in earlier:
+            if finding.kind is EventKind.LIGHTING_UNOCCUPIED:
+                lit |= finding.active
+        night = np.isin(hours.local_hour, config.night_hours) & (hours.open_frac == 0.0)
+        days = np.unique(hours.local_day[night])
+        night_e = np.full(days.size, np.nan)
+        night_h = np.full(days.size, np.nan)
+        excluded = np.zeros(days.size, dtype=np.bool_)
+        for i, day in enumerate(days.tolist()):
+            sel = night & (hours.local_day == day)
+            e, h = elec.values[sel], heat_v[sel]
+            if np.isfinite(e).sum() >= 2 and np.isfinite(h).sum() >= 2:
+                night_e[i] = float(np.nanmedian(e))
+                night_h[i] = float(np.nanmedian(h))
+            excluded[i] = bool(lit[sel].any())
+        far, near = config.baseload_reference
+        ratio = np.full(days.size, np.nan)
+        predicted = np.full(days.size, np.nan)
+        flagged = np.zeros(days.size, dtype=np.bool_)
+        for i, day in enumerate(days.tolist()):
+            if not np.isfinite(night_e[i]) or excluded[i]:
+                continue
+            ref = (days >= day - far) & (days <= day - near) & np.isfinite(night_e) & ~flagged & ~excluded
+            if ref.sum() < 10:
+                continue
+            # The pumps' share of heat is stable: its slope is fitted on every earlier night (a
+            # reference month without heating cannot give it); the base is the reference's.
+            history = (days < day - near) & np.isfinite(night_e) & ~flagged & ~excluded
+            slope = _slope(night_h[history], night_e[history])
+            predicted[i] = float(np.median(night_e[ref] - slope * night_h[ref])) + slope * night_h[i]
+            ratio[i] = night_e[i] / predicted[i] if predicted[i] > 0 else np.nan
+            recent = ratio[max(0, i - 2): i + 1]
+            recent = recent[np.isfinite(recent)]
+            flagged[i] = recent.size >= 2 and float(np.median(recent)) > 1.0 + config.baseload_increase
+        state = _nan(n)
+        expected = _nan(n)
+        increase = _nan(n)
+        excess = np.zeros(n)
+        index = {d: i for i, d in enumerate(days.tolist())}
+        for h in np.flatnonzero(night).tolist():
+            i = index[int(hours.local_day[h])]
+            if np.isfinite(ratio[i]):
+                state[h] = float(flagged[i])
+                expected[h] = predicted[i]
+                increase[h] = 100.0 * (ratio[i] - 1.0)
+        for i, day in enumerate(days.tolist()):
+            if flagged[i]:
+                same_day = hours.local_day == day
+                excess[same_day] = max(0.0, night_e[i] - predicted[i])
+        return [
+            Finding(
+                qualified_name=_PREFIX + "baseload_creep", kind=EventKind.BASELOAD_CREEP, building=hours.building.id,
+                usage=Usage.GENERAL, state=state, observed=np.where(night, elec.values, np.nan), expected=expected,
+                excess=excess, unit=elec.unit, energy=elec.energy, facts={"increase_pct": increase},
+                min_duration=timedelta(hours=3), clear_after=timedelta(hours=48),
+            )
+        ]
+
+
+def _slope(x: FloatArray, y: FloatArray) -> float:
+    """Least-squares slope of ``y`` on ``x``, not below zero (0 without spread in ``x``)."""
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if x.size < 5 or float(np.ptp(x)) <= 1e-9:
+        return 0.0
+    b = float(np.polyfit(x, y, 1)[0])
+    return max(0.0, b)
+
+
+class WaterLeakRule:
+    """Continuous night flow on a water meter: a leak.
+
+    Each night hour (building closed) is compared with the usual night flow,
+    the median of the same hours over the previous nights (leak nights left
+    out): a flow above it by ``leak_min_flow_m3_h`` (or 10 % for a pool's
+    make-up water) counts. The excess is the leak flow, counted day and night.
+    """
+
+    name = "water_leak"
+
+    def evaluate(self, hours: BuildingHours, config: RulesConfig, earlier: Sequence[Finding]) -> list[Finding]:
+        """Night hours with a flow above the usual night flow."""
+        water = hours.usages.get(Usage.WATER)
+        if water is None:
+            return []
+        n = hours.frame.hours
+        night = np.isin(hours.local_hour, config.night_hours) & (hours.open_frac == 0.0)
+        days = np.unique(hours.local_day[night])
+        usual = np.full(days.size, np.nan)
+        level = np.full(days.size, np.nan)
+        flagged = np.zeros(days.size, dtype=np.bool_)
+        state = _nan(n)
+        expected = _nan(n)
+        flow = _nan(n)
+        for i, day in enumerate(days.tolist()):
+            sel = night & (hours.local_day == day)
+            values = water.values[sel]
+            if np.isfinite(values).sum():
+                level[i] = float(np.nanmedian(values))
+            ref = (days >= day - config.leak_reference_nights) & (days < day) & np.isfinite(level) & ~flagged
+            if ref.sum() < 3:
+                continue
+            usual[i] = float(np.median(level[ref]))
+            threshold = usual[i] + max(config.leak_min_flow_m3_h, 0.1 * usual[i])
+            idx = np.flatnonzero(sel)
+            finite = np.isfinite(values)
+            state[idx[finite]] = (values[finite] > threshold).astype(np.float64)
+            expected[idx] = usual[i]
+            flow[idx] = values - usual[i]
+            flagged[i] = bool(np.isfinite(level[i]) and level[i] > threshold)
+        # The leak runs day and night: carry the last night's excess flow forward over the next day.
+        carried = np.zeros(n)
+        last = 0.0
+        for h in range(n):
+            if night[h] and np.isfinite(flow[h]):
+                last = max(0.0, float(flow[h])) if state[h] == 1.0 else 0.0
+            carried[h] = last
+        return [
+            Finding(
+                qualified_name=_PREFIX + "water_leak", kind=EventKind.WATER_LEAK, building=hours.building.id,
+                usage=Usage.WATER, state=state, observed=np.where(night, water.values, np.nan), expected=expected,
+                excess=carried, unit="m3", excess_unit="m3", energy=water.energy or Energy.WATER,
+                facts={"flow_m3_h": flow}, min_duration=timedelta(hours=3), clear_after=timedelta(hours=30),
+            )
+        ]
+
+
+# --- data quality --------------------------------------------------------------------------------
+
+
+def _quality(
+    name: str, kind: EventKind, building: Building, point: Point, state: FloatArray, origin: IntArray, **kw: Any
+) -> Finding:
+    n = state.size
+    return Finding(
+        qualified_name=_PREFIX + name, kind=kind, building=building.id, usage=point.usage, point=point.id, state=state,
+        observed=_nan(n), expected=_nan(n), excess=np.zeros(n), unit="h", origin=origin,
+        min_duration=timedelta(hours=1), clear_after=timedelta(hours=6), **kw,
+    )
+
+
+class MissingDataRule:
+    """A point silent for longer than ``missing_after``: the hours of the gap past that delay."""
+
+    name = "missing_data"
+
+    def evaluate(
+        self,
+        building: Building,
+        point: Point,
+        series: PointSeries,
+        frame: HourlyFrame,
+        open_frac: FloatArray,
+        config: RulesConfig,
+    ) -> Finding | None:
+        """Gaps of the point's readings."""
+        n = frame.hours
+        after = config.missing_after.total_seconds()
+        times = frame.times_s
+        state = np.zeros(n)
+        origin = np.full(n, -1, dtype=np.int64)
+        t = series.times_s
+        edges = np.concatenate([[frame.start_s - 1.0], t, [frame.start_s + 3600.0 * n + after]])
+        gaps = np.flatnonzero(np.diff(edges) > after)
+        for g in gaps.tolist():
+            last, nxt = edges[g], edges[g + 1]
+            # An hour is missing once the silence has lasted `after` by its end.
+            sel = (times + 3600.0 >= last + after) & (times < nxt)
+            state[sel] = 1.0
+            origin[sel] = max(0, int((last - frame.start_s) // 3600.0) + 1)
+        if not (state == 1.0).any():
+            return _quality(self.name, EventKind.MISSING_DATA, building, point, state, origin)
+        hours = np.where(state == 1.0, (times + 3600.0 - (frame.start_s + 3600.0 * origin)) / 3600.0, np.nan)
+        return _quality(self.name, EventKind.MISSING_DATA, building, point, state, origin, facts={"hours": hours})
+
+
+class FrozenSensorRule:
+    """A sensor repeating the exact same value too long (a gateway serving its last value).
+
+    Analog quantities are frozen after their limit in ``frozen_after``; a 0/1
+    sensor (occupancy) when it keeps its value across ``frozen_transitions``
+    changes of the building's schedule. Counters are :class:`StaleCounterRule`'s.
+    """
+
+    name = "frozen_sensor"
+
+    def evaluate(
+        self,
+        building: Building,
+        point: Point,
+        series: PointSeries,
+        frame: HourlyFrame,
+        open_frac: FloatArray,
+        config: RulesConfig,
+    ) -> Finding | None:
+        """Runs of identical readings."""
+        if point.cumulative:
+            return None
+        limit = config.frozen_after.get(point.quantity.value)
+        binary = point.quantity in {Quantity.OCCUPANCY, Quantity.STATE}
+        if limit is None and not binary:
+            return None
+        n = frame.hours
+        times = frame.times_s
+        state = np.where(np.isfinite(frame.mean.get(point.id, _nan(n))), 0.0, np.nan)
+        origin = np.full(n, -1, dtype=np.int64)
+        value_at = _nan(n)
+        t, v = series.times_s, series.values
+        if t.size < 2:
+            return None
+        change = np.concatenate([[True], v[1:] != v[:-1]])
+        starts = np.flatnonzero(change)
+        ends = np.concatenate([starts[1:], [t.size]]) - 1
+        # Count changes between hours fully open and fully closed; a half-open hour says nothing.
+        definite = np.flatnonzero((open_frac == 0.0) | (open_frac == 1.0))
+        change_at = np.zeros(n)
+        if definite.size > 1:
+            moved = open_frac[definite][1:] != open_frac[definite][:-1]
+            change_at[definite[1:][moved]] = 1.0
+        flips = np.cumsum(change_at)
+        for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
+            if e == s:
+                continue
+            t0, t1 = float(t[s]), float(t[e])
+            h0 = int((t0 - frame.start_s) // 3600.0)
+            h1 = min(n - 1, int((t1 - frame.start_s) // 3600.0))
+            if h1 < 0 or h0 >= n:
+                continue
+            if binary:
+                # Changes strictly inside the run: the sensor rightly changes in the hour the schedule does.
+                lo, hi = max(h0, 0) + 1, h1 - 1
+                if hi <= lo:
+                    continue
+                seen = flips[lo: hi + 1] - flips[lo]
+                frozen = np.flatnonzero(seen >= config.frozen_transitions)
+                if frozen.size == 0:
+                    continue
+                first = lo + int(frozen[0])
+            else:
+                assert limit is not None  # noqa: S101 - checked above
+                if t1 - t0 < limit.total_seconds():
+                    continue
+                first = max(0, int((t0 + limit.total_seconds() - frame.start_s) // 3600.0))
+            sel = (np.arange(n) >= first) & (np.arange(n) <= h1)
+            state[sel] = 1.0
+            origin[sel] = max(h0, 0)
+            value_at[sel] = float(v[s])
+        hours = np.where(state == 1.0, (times + 3600.0 - (frame.start_s + 3600.0 * origin)) / 3600.0, np.nan)
+        return _quality(
+            self.name, EventKind.FROZEN_SENSOR, building, point, state, origin, facts={"hours": hours, "value": value_at}
+        )
+
+
+class StaleCounterRule:
+    """A counter standing still while its own history says it should move.
+
+    For each hour of the week, the counter's history gives the chance of a
+    still hour (smoothed). A run of still hours is stuck once it is less
+    likely than ``stale_counter_surprise``: an electricity meter that never
+    stops is stuck after two or three hours, a water meter still every night
+    only when it stands still through hours it always moves in. The hour
+    after the run (the catch-up jump) is flagged too, so other rules skip it.
+    """
+
+    name = "stale_counter"
+
+    def evaluate(
+        self,
+        building: Building,
+        point: Point,
+        series: PointSeries,
+        frame: HourlyFrame,
+        open_frac: FloatArray,
+        config: RulesConfig,
+    ) -> Finding | None:
+        """Runs of still hours of a counter, with the catch-up hour."""
+        if not point.cumulative or point.id not in frame.consumption:
+            return None
+        cons = frame.consumption[point.id]
+        n = cons.size
+        times = frame.times_s
+        # Open hours are compared hour of the week by hour of the week; closed hours (nights,
+        # weekends, holidays) form one class, where a still water meter is the rule.
+        how = np.where(open_frac > 0.0, (np.floor(times / 3600.0).astype(np.int64) + 72) % 168, 168)
+        known = np.isfinite(cons)
+        still = known & (cons == 0.0)
+        zeros = np.bincount(how[still], minlength=169).astype(np.float64)
+        total = np.bincount(how[known], minlength=169).astype(np.float64)
+        p_still = (zeros + 1.0) / (total + 2.0)
+        # Only hours in which the counter usually moves add to the surprise: weeks of still
+        # hours where stillness is common (a school in summer) must not add up to an alert.
+        cost = np.where(p_still[how] < 0.5, -np.log(p_still[how]), 0.0)
+        limit = -math.log(config.stale_counter_surprise)
+        state = np.where(known, 0.0, np.nan)
+        origin = np.full(n, -1, dtype=np.int64)
+        h = 0
+        while h < n:
+            if not still[h]:
+                h += 1
+                continue
+            start = h
+            surprise = 0.0
+            stuck_from = -1
+            while h < n and (still[h] or not known[h]):
+                if still[h]:
+                    surprise += float(cost[h])
+                if stuck_from < 0 and surprise >= limit:
+                    stuck_from = h
+                h += 1
+            if stuck_from >= 0:
+                state[stuck_from:h] = 1.0
+                origin[start:h] = start
+                if h < n:
+                    state[h] = 1.0  # the catch-up jump
+                    origin[h] = start
+        return _quality(self.name, EventKind.STALE_COUNTER, building, point, state, origin)
+
+
+BUILDING_RULES: tuple[BuildingRule, ...] = (
+    OverheatingRule(),
+    HeatingUnoccupiedRule(),
+    LightingRule(),
+    NightBaseloadRule(),
+    WaterLeakRule(),
+)
+"""The energy rules, in the order they run."""
+
+QUALITY_RULES: tuple[QualityRule, ...] = (MissingDataRule(), FrozenSensorRule(), StaleCounterRule())
+"""The data-quality rules, run before the energy rules."""

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.ensemble import IsolationForest
+
+from anomalies.iforest import IsolationForestConfig, IsolationForestDetector
+from streams.errors import InsufficientData, ModelError, NotFitted
+
+
+def _rows(n: int = 24 * 30, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(n, 4))
+
+
+def test_scores_are_negated_sklearn_score_samples() -> None:
+    rows = _rows()
+    det = IsolationForestDetector(random_state=5).fit(rows)
+    forest = IsolationForest(n_estimators=100, max_samples=256, random_state=5).fit(rows)
+    probe = np.random.default_rng(9).normal(scale=2.0, size=(300, 4))
+    assert np.allclose(det.score_many(probe), -forest.score_samples(probe))
+
+
+def test_higher_score_is_more_anomalous_and_nan_rows_score_nan() -> None:
+    det = IsolationForestDetector(random_state=0).fit(_rows())
+    assert det.score(np.zeros(4)) < det.score(np.full(4, 8.0))
+    assert np.isnan(det.score(np.array([0.0, np.nan, 0.0, 0.0])))
+
+
+def test_refuses_short_or_patchy_reference_with_reasons() -> None:
+    with pytest.raises(InsufficientData) as short:
+        IsolationForestDetector().fit(_rows(24 * 5))
+    assert any("spans" in r for r in short.value.reasons)
+    patchy = _rows()
+    patchy[::2, 1] = np.nan
+    with pytest.raises(InsufficientData) as holes:
+        IsolationForestDetector().fit(patchy)
+    assert any("coverage" in r for r in holes.value.reasons)
+
+
+def test_round_trip_through_json_scores_the_same() -> None:
+    det = IsolationForestDetector(IsolationForestConfig(n_estimators=20), random_state=1).fit(_rows())
+    data = json.loads(json.dumps(det.to_dict()))
+    assert data["format_version"] == 1
+    loaded = IsolationForestDetector.from_dict(data)
+    probe = _rows(50, seed=3)
+    assert np.array_equal(loaded.score_many(probe), det.score_many(probe))
+    with pytest.raises(ModelError):
+        IsolationForestDetector.from_dict({**data, "format_version": 99})
+
+
+def test_init_does_no_work_and_unfitted_use_raises() -> None:
+    det = IsolationForestDetector(random_state=3)
+    assert not det.fitted
+    with pytest.raises(NotFitted):
+        det.score(np.zeros(4))

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+from anomalies.events import AlertState
+from anomalies.lifecycle import AlertLifecycle, LifecycleConfig
+from inventory import MuteWindow
+
+KEY = ("mairie", "water", "water_leak", "")
+T0 = datetime(2026, 3, 2, tzinfo=UTC)
+
+
+def _run(life: AlertLifecycle, states: list[bool | None]) -> list[tuple[AlertState, int]]:
+    out = []
+    for h, active in enumerate(states):
+        t = life.observe(KEY, T0 + timedelta(hours=h), active)
+        if t is not None:
+            out.append((t.state, h))
+    return out
+
+
+def test_short_blip_never_opens() -> None:
+    life = AlertLifecycle(LifecycleConfig(min_duration=timedelta(hours=3), clear_after=timedelta(hours=2)))
+    assert _run(life, [True, True, False, False, False, False]) == []
+
+
+def test_flapping_is_one_alert_resolved_once() -> None:
+    life = AlertLifecycle(LifecycleConfig(min_duration=timedelta(hours=3), clear_after=timedelta(hours=4)))
+    states: list[bool | None] = [h % 3 != 2 for h in range(30)] + [False] * 6
+    assert _run(life, states) == [(AlertState.OPEN, 3), (AlertState.ONGOING, 4), (AlertState.RESOLVED, 33)]
+
+
+def test_unknown_hours_neither_extend_nor_resolve() -> None:
+    life = AlertLifecycle(LifecycleConfig(min_duration=timedelta(hours=1), clear_after=timedelta(hours=2)))
+    assert _run(life, [True, None, None, None, None, True]) == [(AlertState.OPEN, 0), (AlertState.RESOLVED, 5)]
+
+
+def test_mute_window_silences_a_building() -> None:
+    mutes = {"mairie": [MuteWindow(start=date(2026, 3, 2), end=date(2026, 3, 2), reason="travaux chaufferie")]}
+    life = AlertLifecycle(LifecycleConfig(min_duration=timedelta(hours=2)), mutes=mutes)
+    assert _run(life, [True] * 10) == []
+    assert life.muted("mairie", T0)
+    assert not life.muted("mairie", T0 + timedelta(days=1))
+
+
+def test_close_resolves_quiet_alerts() -> None:
+    life = AlertLifecycle(LifecycleConfig(min_duration=timedelta(hours=1), clear_after=timedelta(hours=2)))
+    _run(life, [True, True])
+    assert [t.state for t in life.open_alerts()] == [AlertState.ONGOING]
+    assert [t.state for t in life.close(T0 + timedelta(hours=10))] == [AlertState.RESOLVED]
