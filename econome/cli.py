@@ -22,12 +22,13 @@ from typing import Annotated
 
 import typer
 
+from econome._common import load_or_exit as _load
 from econome.cli_dashboards import register as register_dashboards
 from econome.cli_detect import register as register_detect
 from econome.cli_mv import register as register_mv
 from econome.settings import EconomeSettings
 from econome.wiring import build_collectors, close_buses, with_endpoints
-from inventory import Inventory, InventoryError, load_inventory
+from inventory import Inventory
 from streams.aggregate import StreamProcessor, StreamSettings
 from streams.buffer import DeliveryLog
 from streams.clock import Clock, ScaledClock, SystemClock
@@ -60,13 +61,6 @@ register_dashboards(app)
 register_detect(app)
 
 
-def _load(path: Path) -> Inventory:
-    try:
-        return load_inventory(path)
-    except InventoryError as exc:
-        for line in exc.lines():
-            typer.echo(line, err=True)
-        raise typer.Exit(code=2) from exc
 
 
 def _setup_logging(level: str) -> None:

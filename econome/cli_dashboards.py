@@ -23,7 +23,7 @@ from pydantic import SecretStr, ValidationError
 
 from dashboards.grafana import DashboardConfig, generate_dashboards
 from dashboards.provisioning import ProvisioningConfig, write_provisioning
-from inventory import Inventory, InventoryError, load_inventory
+from econome._common import load_or_exit as _load
 from streams.errors import TelemetryError
 
 __all__ = ["register"]
@@ -53,13 +53,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(group, name="dashboards")
 
 
-def _load(path: Path) -> Inventory:
-    try:
-        return load_inventory(path)
-    except InventoryError as exc:
-        for line in exc.lines():
-            typer.echo(line, err=True)
-        raise typer.Exit(code=_EXIT_CONFIG) from exc
 
 
 def _provisioning(

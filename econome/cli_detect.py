@@ -27,7 +27,7 @@ import typer
 
 from anomalies.detect import DetectConfig, detect, read_readings_csv, write_events_jsonl
 from anomalies.events import Language
-from inventory import Inventory, InventoryError, load_inventory
+from econome._common import load_or_exit as _load
 from streams.errors import TelemetryError
 
 __all__ = ["register"]
@@ -46,13 +46,6 @@ def register(app: typer.Typer) -> None:
     app.command("detect")(detect_command)
 
 
-def _load(path: Path) -> Inventory:
-    try:
-        return load_inventory(path)
-    except InventoryError as exc:
-        for line in exc.lines():
-            typer.echo(line, err=True)
-        raise typer.Exit(code=2) from exc
 
 
 def _day(text: str | None, tz: object) -> datetime | None:

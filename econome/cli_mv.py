@@ -46,7 +46,8 @@ from anomalies.degreedays import DailyTemperature, degree_days, read_series_csv,
 from anomalies.savings import SavingsReport, avoided_consumption, performance_gap
 from dashboards.operat import operat_rows, write_operat_csv
 from dashboards.reports import BuildingYear, EnergySeries, building_month_report, portfolio_report, renovation_report
-from inventory import Building, Energy, FrenchCalendar, Inventory, InventoryError, Point, Quantity, Usage, load_inventory
+from econome._common import load_or_exit as _load
+from inventory import Building, Energy, FrenchCalendar, Inventory, Point, Quantity, Usage
 from streams.errors import InsufficientData, TelemetryError
 
 __all__ = ["register"]
@@ -88,13 +89,6 @@ def _period(text: str) -> tuple[date, date]:
     return start, end
 
 
-def _load(path: Path) -> Inventory:
-    try:
-        return load_inventory(path)
-    except InventoryError as exc:
-        for line in exc.lines():
-            typer.echo(line, err=True)
-        raise typer.Exit(code=2) from exc
 
 
 def _series(path: Path) -> tuple[list[datetime], list[float]]:
