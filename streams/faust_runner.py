@@ -30,7 +30,13 @@ B4). The table entry records the source offset of the last batch applied, in
 the same changelog record as the state, so a batch delivered again after a
 restart is skipped instead of being counted twice. The sink is written before
 the state is saved, and an aggregate written again overwrites the same point,
-so a crash between the two repeats a write and loses nothing.
+so a crash between the two repeats a write and loses nothing. If the sink
+raises, the building's processor is dropped from memory before the error
+propagates (faust's supervisor then restarts the agent), so the next message
+starts again from the saved state and nothing is counted twice. The failed
+batch may not be read again in that worker: its counter consumption is kept
+(the next interval spans it), its instantaneous readings are not. So the sink
+retries, as :class:`InfluxAggregateSink` does.
 
 Windows close on the processor's own event-time watermark, never on faust's
 ``on_window_close`` (defect F1 in ``shared/KAFKA-TANSU.md``).
@@ -444,25 +450,33 @@ class FaustRunner:
             self.stats.redelivered += 1
             return
         payload = event.value
-        if payload == FLUSH_MESSAGE:
-            records = processor.flush()
-        else:
-            readings = decode_batch(payload)
-            result = processor.process(readings)
-            self.stats.batches += 1
-            self.stats.readings += len(readings)
-            self.stats.rejected += len(result.rejected)
-            self.stats.late += len(result.late)
-            records = processor.advance()
-        if records:
-            # Sink first, then state: a crash in between repeats an (idempotent) write instead of losing it.
-            await self.sink.write(records)
-            self.stats.records += len(records)
+        try:
+            records = self._apply(processor, payload)
+            if records:
+                # Sink first, then state: a crash in between repeats an (idempotent) write instead of losing it.
+                await self.sink.write(records)
+                self.stats.records += len(records)
+        except BaseException:
+            # The processor in memory is ahead of the table now: forget it, so the next message
+            # restores the saved state. Cancellation included; it is re-raised.
+            self._cache.pop(building_id, None)
+            raise
         self._save(building_id, processor, offset)
         async with self._progress:
             if payload == FLUSH_MESSAGE:
                 self.stats.flushed.add(building_id)
             self._progress.notify_all()
+
+    def _apply(self, processor: StreamProcessor, payload: bytes) -> list[AggregateRecord]:
+        if payload == FLUSH_MESSAGE:
+            return processor.flush()
+        readings = decode_batch(payload)
+        result = processor.process(readings)
+        self.stats.batches += 1
+        self.stats.readings += len(readings)
+        self.stats.rejected += len(result.rejected)
+        self.stats.late += len(result.late)
+        return processor.advance()
 
     def _restore(self, building_id: str) -> tuple[StreamProcessor, int]:
         saved: bytes | None = self.table.get(building_id.encode())
@@ -560,7 +574,9 @@ def make_app(
     table: TableT[bytes, bytes] = app.Table(
         STATE_TABLE,
         partitions=partitions,
-        schema=faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"),
+        # bytes in and out: faust picks the "raw" codec for the table, its store and its changelog from these types.
+        key_type=bytes,
+        value_type=bytes,
     )
     runner = FaustRunner(inventory, app, source, table, settings, sink, fix_end_offsets)
     app.agent(source, name="econome-aggregate")(runner.consume)

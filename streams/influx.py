@@ -87,6 +87,7 @@ class InfluxConfig(BaseModel):
     raw_bucket: str | None = None
     timeout: timedelta = timedelta(seconds=10)
     gzip: bool = True
+    """Compress writes (gzip level 1)."""
     batch_size: int = Field(default=5000, ge=1, le=100_000)
 
     @model_validator(mode="after")

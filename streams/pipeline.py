@@ -30,7 +30,7 @@ import contextlib
 import logging
 import random
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -115,6 +115,7 @@ class Pipeline:
         batch_size: the most points per write.
         flush_interval: the longest a point waits before being written (wall clock).
         snapshot_every: how often the processor's state is saved (wall clock).
+        max_inflight: writes to InfluxDB in flight at once (acknowledged in order).
         sensor: metrics hooks.
         quality: stale and missing point tracking.
         status_every: how often point status is written (clock time).
@@ -135,6 +136,7 @@ class Pipeline:
         retry_min: timedelta = timedelta(milliseconds=500),
         retry_max: timedelta = timedelta(seconds=30),
         snapshot_every: timedelta = timedelta(seconds=30),
+        max_inflight: int = 2,
         sensor: Sensor | None = None,
         quality: QualityTracker | None = None,
         status_every: timedelta = timedelta(minutes=5),
@@ -152,6 +154,7 @@ class Pipeline:
         self.retry_min = retry_min
         self.retry_max = retry_max
         self.snapshot_every = snapshot_every
+        self.max_inflight = max_inflight
         self.sensor = sensor or Sensor()
         self.quality = quality
         self.status_every = status_every
@@ -276,9 +279,10 @@ class Pipeline:
             good.append(checked)
         if self.quality is not None:
             good = self.quality.observe_all(good)
+        lines = [self.encoder.encode(reading) for reading in good]
         while True:
             try:
-                self.log.append(good)
+                self.log.append(good, lines)
                 break
             except BufferFull as exc:
                 # Back-pressure: wait for InfluxDB to drain the log; MQTT stays unacked meanwhile.
@@ -316,6 +320,9 @@ class Pipeline:
         result = processor.process(reading for _, reading in rows)
         for reading, reason in result.rejected:
             self._dead("processor", reading.point_id, repr(reading), reason)
+        for reading in result.too_late:
+            # Written raw, but its window was closed and dropped: say so rather than lose it quietly.
+            self._dead("aggregation", reading.point_id, repr(reading), "too late to aggregate: window past its retention")
         self.stats.late += len(result.late)
         records = processor.advance()
         self._processed_seq = rows[-1][0]
@@ -356,20 +363,38 @@ class Pipeline:
     # -- sink -------------------------------------------------------------------------
 
     async def _sink_loop(self) -> None:
+        # Up to ``max_inflight`` writes in flight while the next batch is read: InfluxDB
+        # parses on one core while we prepare on the other. Batches are acknowledged in
+        # log order, each once its own write and every earlier one have succeeded.
+        inflight: deque[tuple[asyncio.Task[None], SinkBatch]] = deque()
         try:
             while True:
-                batch = self.log.next_batch(self.batch_size)
-                if len(batch) == 0:
-                    await self._wait_for_rows()
-                    continue
-                if len(batch) < self.batch_size:
+                batch = self.log.next_batch(self.batch_size, after=inflight[-1][1] if inflight else None)
+                if len(batch) < self.batch_size and not inflight:
                     # Give a partial batch up to flush_interval to fill.
                     await self._wait_for_rows()
                     batch = self.log.next_batch(self.batch_size)
-                await self._write_with_retry(batch)
+                if len(batch) == 0:
+                    while inflight:
+                        await self._settle(inflight.popleft())
+                    continue
+                raw, long_term = self._lines(batch)
+                if len(inflight) >= self.max_inflight:
+                    await self._settle(inflight.popleft())
+                inflight.append(
+                    (asyncio.create_task(self._write_with_retry(batch, raw, long_term), name="sink:write"), batch)
+                )
         except asyncio.CancelledError:
+            while inflight:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._settle(inflight.popleft())
             await self._drain()
             raise
+
+    async def _settle(self, item: tuple[asyncio.Task[None], SinkBatch]) -> None:
+        task, batch = item
+        await task
+        self.log.ack(batch)
 
     async def _wait_for_rows(self) -> None:
         self._logged.clear()
@@ -384,22 +409,17 @@ class Pipeline:
         # The processor waits on _logged too: keep it woken.
         self._logged.set()
 
-    def _lines(self, batch: SinkBatch) -> tuple[list[str], list[str]]:
+    @staticmethod
+    def _lines(batch: SinkBatch) -> tuple[list[str], list[str]]:
         """Raw lines (readings, point status) and long-term lines (aggregates)."""
-        raw = []
-        for _, reading in batch.readings:
-            try:
-                raw.append(self.encoder.encode(reading))
-            except (KeyError, ValueError) as exc:
-                self._dead("sink", reading.point_id, repr(reading), str(exc))
+        raw = [line for _, _, line in batch.readings]
         long_term: list[str] = []
         for _, line in batch.lines:
             (raw if line.startswith("point_status,") else long_term).append(line)
         return raw, long_term
 
-    async def _write_with_retry(self, batch: SinkBatch) -> None:
-        raw, long_term = self._lines(batch)
-        lines = raw + long_term
+    async def _write_with_retry(self, batch: SinkBatch, raw: list[str], long_term: list[str]) -> None:
+        count = len(raw) + len(long_term)
         delay = self.retry_min.total_seconds()
         while True:
             started = time.perf_counter()
@@ -417,14 +437,13 @@ class Pipeline:
             except SinkError as exc:
                 self.stats.write_errors += 1
                 self.sensor.on_sink_error(exc)
-                logger.error("InfluxDB refused %s points: %s", len(lines), exc)
-                for line in lines:
+                logger.error("InfluxDB refused %s points: %s", count, exc)
+                for line in raw + long_term:
                     self._dead("sink", line.split(" ", 1)[0], line, str(exc))
             else:
-                self.stats.written += len(lines)
-                self.stats.per_point.update(r.point_id for _, r in batch.readings)
-                self.sensor.on_write(len(lines), time.perf_counter() - started)
-            self.log.ack(batch)
+                self.stats.written += count
+                self.stats.per_point.update(point for _, point, _ in batch.readings)
+                self.sensor.on_write(count, time.perf_counter() - started)
             return
 
     async def _drain(self, timeout: float = 10.0) -> None:
@@ -435,7 +454,8 @@ class Pipeline:
                 batch = self.log.next_batch(self.batch_size)
                 if len(batch) == 0:
                     return
-                await self._write_with_retry(batch)
+                await self._write_with_retry(batch, *self._lines(batch))
+                self.log.ack(batch)
 
         await self._wait_final(self._processed_final if self.processor is not None else self._persisted_final)
         try:

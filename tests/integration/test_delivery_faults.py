@@ -51,6 +51,8 @@ sites:
               mqtt: {{topic: {prefix}/meter, format: json, field: energy, timestamp_field: time}}}}
           - {{id: temp, quantity: temperature, unit: degC, usage: comfort,
               mqtt: {{topic: {prefix}/meter, format: json, field: temp, timestamp_field: time}}}}
+          - {{id: probe, quantity: temperature, unit: degC, usage: comfort,
+              mqtt: {{topic: {prefix}/probe, format: json, field: t, timestamp_field: time}}}}
 """,
         encoding="utf-8",
     )
@@ -122,6 +124,36 @@ def _query(url: str, database: str, q: str) -> list[dict]:
     return body["results"][0].get("series", [])
 
 
+def _wait_ready(mqtt_port: int, prefix: str, url: str, database: str, timeout: float = 60.0) -> None:
+    """Publish probes until one reaches InfluxDB: the pipeline is subscribed and writing.
+
+    Messages published before the first subscription would reach nobody: that
+    is MQTT, not a loss of ours, so the test waits for it.
+    """
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="")
+    client.connect("127.0.0.1", mqtt_port)
+    client.loop_start()
+    try:
+        deadline = time.monotonic() + timeout
+        i = 0
+        while time.monotonic() < deadline:
+            # Probes are dated before the data, so they do not move the event-time watermark past it.
+            ts = (T0 - timedelta(hours=1) + i * timedelta(seconds=1)).isoformat()
+            client.publish(f"{prefix}/probe", json.dumps({"t": 19.0, "time": ts}), qos=1).wait_for_publish(10)
+            i += 1
+            try:
+                if _counts(url, database).get("probe", (0, 0.0))[0] > 0:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        msg = "econome run never wrote a probe reading"
+        raise AssertionError(msg)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
 def _counts(url: str, database: str) -> dict[str, tuple[int, float]]:
     series = _query(url, database, 'SELECT count("value"), sum("value") FROM "reading" GROUP BY "point"')
     return {s["tags"]["point"]: (int(s["values"][0][1]), float(s["values"][0][2])) for s in series}
@@ -165,7 +197,7 @@ def test_influxdb_down_for_60_seconds_loses_nothing(mqtt_server, unique_name: st
     n = 1400
     publisher = Publisher(mqtt_server.port, f"{unique_name}/meter", n, rate=20.0)
     try:
-        time.sleep(3)  # subscribed
+        _wait_ready(mqtt_server.port, unique_name, influx.url, unique_name)
         threading.Thread(target=publisher.run, daemon=True).start()
         time.sleep(5)
         influx.stop()
@@ -193,7 +225,7 @@ def test_sigkill_mid_run_then_restart_loses_nothing(mqtt_server, influxdb_server
     publisher = Publisher(mqtt_server.port, f"{unique_name}/meter", n, rate=150.0)
     second = None
     try:
-        time.sleep(3)  # subscribed
+        _wait_ready(mqtt_server.port, unique_name, influxdb_server.url, unique_name)
         threading.Thread(target=publisher.run, daemon=True).start()
         while publisher.sent < n // 3:
             time.sleep(0.05)

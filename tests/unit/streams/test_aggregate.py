@@ -156,3 +156,15 @@ def test_state_round_trip_gives_the_same_aggregates() -> None:
     resumed.load(state)
     resumed.process(readings[50:])
     assert [r.line() for r in resumed.flush()] == [r.line() for r in whole.flush()]
+
+
+def test_readings_past_the_retention_are_reported_too_late() -> None:
+    proc = StreamProcessor(INV, StreamSettings(allowed_lateness=timedelta(minutes=5), retention=timedelta(hours=1)))
+    t = datetime(2026, 1, 5, 8, tzinfo=UTC)
+    point = "mairie-bureaux-temperature"
+    proc.process([Reading(point, t, 20.0, "degC")])
+    proc.process([Reading(point, t + timedelta(hours=5), 20.0, "degC")])
+    proc.advance()  # closes and, past the retention, drops the 08:00 windows
+    result = proc.process([Reading(point, t + timedelta(minutes=1), 21.0, "degC")])
+    assert [r.ts for r in result.too_late] == [t + timedelta(minutes=1)]
+    assert result.late  # late too, and still accepted for the raw measurement
