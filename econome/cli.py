@@ -18,7 +18,7 @@ import time
 from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -31,6 +31,9 @@ from econome.wiring import build_collectors, close_buses, with_endpoints
 from inventory import Inventory
 from streams.aggregate import StreamProcessor, StreamSettings
 from streams.buffer import DeliveryLog
+
+if TYPE_CHECKING:
+    from streams.faust_runner import FaustRunner, KafkaForwarder
 from streams.clock import Clock, ScaledClock, SystemClock
 from streams.deadletter import DeadLetterStore
 from streams.errors import TelemetryError
@@ -59,8 +62,6 @@ DEFAULT_CONFIG = Path("examples/commune.yaml")
 register_mv(app)
 register_dashboards(app)
 register_detect(app)
-
-
 
 
 def _setup_logging(level: str) -> None:
@@ -107,13 +108,32 @@ class _Runtime:
             inv, clock, self.dead_letters, mqtt_client_suffix=mqtt_suffix, sensor=sensor
         )
         self.log = DeliveryLog(settings.data_dir / "delivery.sqlite", max_rows=settings.buffer_max_rows)
+        stream_settings = StreamSettings(allowed_lateness=settings.allowed_lateness)
+        self.forwarder: KafkaForwarder | None = None
+        self.faust: FaustRunner | None = None
+        if settings.runner == "faust":
+            from streams.faust_runner import InfluxAggregateSink, KafkaForwarder, make_app
+
+            # Readings go to Kafka; the faust runner aggregates them and writes the aggregates.
+            self.forwarder = KafkaForwarder(inv, settings.kafka_url, partitions=settings.kafka_partitions)
+            self.faust = make_app(
+                inv,
+                settings.kafka_url,
+                app_id="econome",
+                partitions=settings.kafka_partitions,
+                sink=InfluxAggregateSink(settings.influx()),
+                settings=stream_settings,
+                data_dir=settings.data_dir / "faust",
+                session_timeout=timedelta(seconds=settings.kafka_session_timeout_s),
+            )
         self.pipeline = Pipeline(
             inv,
             self.writer,
             clock,
             self.dead_letters,
             self.log,
-            processor=StreamProcessor(inv, StreamSettings(allowed_lateness=settings.allowed_lateness)),
+            processor=StreamProcessor(inv, stream_settings) if settings.runner == "inprocess" else None,
+            forwarder=self.forwarder,
             batch_size=settings.batch_size,
             flush_interval=settings.flush_interval,
             quality=QualityTracker(inv, clock.now()),
@@ -128,6 +148,9 @@ class _Runtime:
             except RetryableSinkError as exc:
                 # Collect anyway: the writer creates the database when InfluxDB comes up.
                 logger.error("%s; collecting anyway, writes will be retried", exc)
+        if self.forwarder is not None and self.faust is not None:
+            await self.forwarder.start()
+            await self.faust.start()
         task = asyncio.create_task(self.pipeline.run(self.polled, self.pushed), name="pipeline")
         stopper = asyncio.create_task(stop.wait(), name="stop-signal")
         try:
@@ -139,6 +162,10 @@ class _Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             close_buses(self.buses)
+            if self.faust is not None:
+                await self.faust.stop()
+            if self.forwarder is not None:
+                await self.forwarder.stop()
             await self.writer.close()
             self.log.close()
 

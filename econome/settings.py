@@ -52,6 +52,14 @@ class EconomeSettings(BaseSettings):
     """Most rows the delivery log holds while InfluxDB is unreachable (a warning at 80 %)."""
     lateness_s: float = 600.0
     """Allowed lateness of readings, in seconds of event time, before a window closes."""
+    runner: Literal["inprocess", "faust"] = "inprocess"
+    """Where aggregates are computed: in this process, or by the faust runner over Kafka."""
+    kafka_url: str = "kafka://127.0.0.1:9092"
+    """Kafka bootstrap server, for the faust runner."""
+    kafka_partitions: int = 12
+    """Partitions of the readings topic (readings are keyed by building)."""
+    kafka_session_timeout_s: float = 10.0
+    """Consumer-group session timeout of the faust worker, in seconds."""
     log_level: str = "INFO"
     """Logging level of the ``econome`` command."""
 

@@ -116,6 +116,9 @@ class DeliveryLog:
         self._db.executescript(_SCHEMA)
         self._warned = False
         self._depth = self._count()
+        # Who must have read a reading before it is deleted: the sink always; the
+        # processor (through its snapshot) and a Kafka forwarder when they run.
+        self.readers: set[str] = {"sink"}
 
     def _count(self) -> int:
         sent = self.cursor("sink")
@@ -248,11 +251,26 @@ class DeliveryLog:
         self._depth -= len(batch)
         self._trim()
 
-    def _trim(self) -> None:
-        """Delete readings both written and covered by the processor's snapshot."""
+    def set_cursor(self, name: str, seq: int) -> None:
+        """Record that reader ``name`` is done with every reading up to ``seq``; trim."""
         with self._lock:
-            row = self._db.execute("SELECT seq FROM snapshots WHERE name = 'processor'").fetchone()
-            keep_after = min(self.cursor("sink"), int(row[0]) if row else 0)
+            self._db.execute(
+                "INSERT INTO cursors (name, seq) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET seq = excluded.seq",
+                (name, seq),
+            )
+        self._trim()
+
+    def _trim(self) -> None:
+        """Delete readings every reader is done with (the processor: up to its snapshot)."""
+        with self._lock:
+            positions = []
+            for reader in self.readers:
+                if reader == "processor":
+                    row = self._db.execute("SELECT seq FROM snapshots WHERE name = 'processor'").fetchone()
+                    positions.append(int(row[0]) if row else 0)
+                else:
+                    positions.append(self.cursor(reader))
+            keep_after = min(positions)
             if keep_after > 0:
                 self._db.execute("DELETE FROM readings WHERE seq <= ?", (keep_after,))
 

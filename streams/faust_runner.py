@@ -699,3 +699,86 @@ async def true_end_offsets(servers: str, reported: Mapping[TP, int], timeout: ti
     finally:
         await consumer.stop()
     return result
+
+
+# -- forwarding from the in-process pipeline ---------------------------------------------
+
+
+class KafkaForwarder:
+    """Publishes the pipeline's readings to the runner's source topic, batched per building.
+
+    It is the pipeline's :class:`~streams.pipeline.Forwarder` when ``econome run``
+    uses the faust runner: the delivery log's ``forward`` cursor moves only once
+    Kafka has acknowledged a batch, so a crash re-sends rather than loses; the
+    runner's offset in its table makes a re-sent batch count once.
+
+    Example::
+
+        forwarder = KafkaForwarder(inventory, "127.0.0.1:9092", partitions=12)
+        await forwarder.start()
+    """
+
+    def __init__(
+        self,
+        inventory: Inventory,
+        bootstrap: str,
+        *,
+        topic: str = SOURCE_TOPIC,
+        partitions: int = 12,
+        timeout: timedelta = timedelta(seconds=10),
+    ) -> None:
+        self.inventory = inventory
+        self.bootstrap = bootstrap.removeprefix("kafka://")
+        self.topic = topic
+        self.partitions = partitions
+        self.timeout = timeout
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        """Create the source topic if it is missing, and start the producer.
+
+        Raises:
+            SinkError: the broker cannot be reached.
+        """
+        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+        from aiokafka.errors import TopicAlreadyExistsError
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=int(self.timeout.total_seconds() * 1000))
+        try:
+            await admin.start()
+            try:
+                await admin.create_topics([NewTopic(self.topic, num_partitions=self.partitions, replication_factor=1)])
+            except TopicAlreadyExistsError:
+                pass
+            producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, max_request_size=8 * 1024 * 1024)
+            await producer.start()
+        except KafkaError as exc:
+            msg = f"Kafka {self.bootstrap} unreachable: {exc}"
+            raise SinkError(msg) from exc
+        finally:
+            await admin.close()
+        self._producer = producer
+
+    async def send(self, readings: list[Reading]) -> None:
+        """Publish readings; returns once the broker acknowledged them.
+
+        Raises:
+            SinkError: the broker refused or could not be reached.
+        """
+        if self._producer is None:
+            msg = "KafkaForwarder.send before start"
+            raise SinkError(msg)
+        try:
+            await asyncio.wait_for(
+                publish(readings, self._producer, self.inventory, topic=self.topic, end=False),
+                self.timeout.total_seconds(),
+            )
+        except (KafkaError, TimeoutError) as exc:
+            msg = f"Kafka {self.bootstrap}: publishing {len(readings)} readings failed: {exc!r}"
+            raise SinkError(msg) from exc
+
+    async def stop(self) -> None:
+        """Stop the producer, flushing what it holds."""
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None

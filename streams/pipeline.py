@@ -48,11 +48,19 @@ from streams.quality import QualityTracker
 from streams.record import Reading
 from streams.validate import Validator
 
-__all__ = ["Ack", "Pipeline", "PipelineStats", "PolledSource", "PushSource"]
+__all__ = ["Ack", "Forwarder", "Pipeline", "PipelineStats", "PolledSource", "PushSource"]
 
 logger = logging.getLogger(__name__)
 
 Ack = Callable[[], None]
+
+
+class Forwarder(Protocol):
+    """Sends readings on, durably: :meth:`send` returns once the receiver has them."""
+
+    async def send(self, readings: list[Reading]) -> None:
+        """Send a batch (raises on failure; it is sent again)."""
+        ...
 
 
 class PolledSource(Protocol):
@@ -111,6 +119,7 @@ class Pipeline:
         dead_letters: where rejected input goes.
         log: the delivery log.
         processor: the aggregator; None writes raw readings only.
+        forwarder: sends every reading on (to Kafka, where the faust runner aggregates).
         queue_size: the most batches waiting to be persisted.
         batch_size: the most points per write.
         flush_interval: the longest a point waits before being written (wall clock).
@@ -130,6 +139,7 @@ class Pipeline:
         log: DeliveryLog,
         *,
         processor: StreamProcessor | None = None,
+        forwarder: Forwarder | None = None,
         queue_size: int = 10_000,
         batch_size: int = 5000,
         flush_interval: timedelta = timedelta(seconds=1),
@@ -149,6 +159,11 @@ class Pipeline:
         self.dead_letters = dead_letters
         self.log = log
         self.processor = processor
+        self.forwarder = forwarder
+        if processor is not None:
+            log.readers.add("processor")
+        if forwarder is not None:
+            log.readers.add("forward")
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self.retry_min = retry_min
@@ -214,6 +229,8 @@ class Pipeline:
                 group.create_task(self._sink_loop(), name="sink:influxdb")
                 if self.processor is not None:
                     group.create_task(self._process_loop(self.processor), name="process")
+                if self.forwarder is not None:
+                    group.create_task(self._forward_loop(self.forwarder), name="forward")
                 if self.quality is not None:
                     group.create_task(self._status_loop(self.quality), name="status:points")
                 for source in pushed:
@@ -340,6 +357,27 @@ class Pipeline:
         self._last_snapshot = now
         return processor.to_dict()
 
+    # -- forward ----------------------------------------------------------------------
+
+    async def _forward_loop(self, forwarder: Forwarder) -> None:
+        seq = self.log.cursor("forward")
+        delay = self.retry_min.total_seconds()
+        while True:
+            rows = self.log.readings_after(seq, self.batch_size)
+            if not rows:
+                await asyncio.sleep(self.flush_interval.total_seconds())
+                continue
+            try:
+                await forwarder.send([reading for _, reading in rows])
+            except SinkError as exc:
+                logger.warning("forwarding %s readings failed, retrying in %.1fs: %s", len(rows), delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry_max.total_seconds())
+                continue
+            delay = self.retry_min.total_seconds()
+            seq = rows[-1][0]
+            self.log.set_cursor("forward", seq)
+
     # -- point status -----------------------------------------------------------------
 
     async def _status_loop(self, quality: QualityTracker) -> None:
@@ -381,9 +419,7 @@ class Pipeline:
                 raw, long_term = self._lines(batch)
                 if len(inflight) >= self.max_inflight:
                     await self._settle(inflight.popleft())
-                inflight.append(
-                    (asyncio.create_task(self._write_with_retry(batch, raw, long_term), name="sink:write"), batch)
-                )
+                inflight.append((asyncio.create_task(self._write_with_retry(batch, raw, long_term), name="sink:write"), batch))
         except asyncio.CancelledError:
             while inflight:
                 with contextlib.suppress(asyncio.CancelledError):

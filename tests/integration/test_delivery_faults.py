@@ -99,8 +99,11 @@ class Publisher:
             self.done.set()
 
 
-def _run(config: Path, influx_url: str, database: str, data_dir: Path) -> subprocess.Popen[bytes]:
+def _run(
+    config: Path, influx_url: str, database: str, data_dir: Path, extra: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     env = {
+        **(extra or {}),
         **os.environ,
         "ECONOME_INFLUX_URL": influx_url,
         "ECONOME_INFLUX_DATABASE": database,
@@ -242,3 +245,53 @@ def test_sigkill_mid_run_then_restart_loses_nothing(mqtt_server, influxdb_server
         for process in (run, second):
             if process is not None and process.poll() is None:
                 process.kill()
+
+
+@pytest.mark.timeout(180)
+def test_faust_runner_aggregates_what_econome_run_forwards(
+    mqtt_server, influxdb_server, kafka_server, unique_name: str, tmp_path: Path
+) -> None:
+    """``econome run`` with ECONOME_RUNNER=faust: readings → delivery log → Kafka → faust → InfluxDB."""
+    config = _config(tmp_path, mqtt_server.port, unique_name)
+    kafka = {
+        "ECONOME_RUNNER": "faust",
+        "ECONOME_KAFKA_URL": f"kafka://{kafka_server.host}:{kafka_server.port}",
+        "ECONOME_KAFKA_PARTITIONS": "4",
+        "ECONOME_KAFKA_SESSION_TIMEOUT_S": "3",
+    }
+    run = _run(config, influxdb_server.url, unique_name, tmp_path / "var", kafka)
+    n = 1400
+    publisher = Publisher(mqtt_server.port, f"{unique_name}/meter", n, rate=200.0)
+    try:
+        _wait_ready(mqtt_server.port, unique_name, influxdb_server.url, unique_name)
+        publisher.run()
+        counts = _wait_complete(influxdb_server.url, unique_name, n, timeout=60)
+        assert counts["energy"][0] == n
+        # Every 1 h window the watermark has closed (last reading - 60 s lateness) holds the true consumption.
+        expected: dict[int, float] = {}
+        for i in range(1, n):
+            start, end = T0 + (i - 1) * STEP, T0 + i * STEP
+            cursor = start
+            while cursor < end:
+                hour = int(cursor.timestamp()) // 3600 * 3600
+                piece_end = min(end, datetime.fromtimestamp(hour + 3600, UTC))
+                expected[hour] = expected.get(hour, 0.0) + 0.5 * (piece_end - cursor) / STEP
+                cursor = piece_end
+        last = T0 + (n - 1) * STEP - timedelta(seconds=60)
+        closed = {h: v for h, v in expected.items() if datetime.fromtimestamp(h + 3600, UTC) <= last}
+        assert len(closed) >= 3
+        query = 'SELECT "sum" FROM "agg_point" WHERE "point" = \'energy\' AND "window" = \'1h\''
+        got: dict[int, float] = {}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            rows = _query(influxdb_server.url, unique_name, query)
+            values = rows[0]["values"] if rows else []
+            got = {int(datetime.fromisoformat(t.replace("Z", "+00:00")).timestamp()): v for t, v in values}
+            if all(h in got for h in closed):
+                break
+            time.sleep(0.5)
+        assert {h: got.get(h) for h in closed} == pytest.approx(closed)
+        _stop(run)
+    finally:
+        if run.poll() is None:
+            run.kill()
