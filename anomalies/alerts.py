@@ -33,7 +33,7 @@ Sample config::
 >>> from anomalies.events import _sample_event
 >>> line = anomaly_line(_sample_event(), "en")
 >>> line.split(" ")[0]
-'anomaly,building=gymnase-batum,kind=heating_unoccupied,state=open,usage=heating'
+'anomaly,building=gymnase-batum,kind=heating_unoccupied,usage=heating'
 """
 
 from __future__ import annotations
@@ -412,13 +412,19 @@ class EmailAlerter:
 
 
 def anomaly_line(event: AnomalyEvent, language: Language = "fr") -> str:
-    """The InfluxDB line of an event: measurement ``anomaly``, time = start (ms)."""
-    tags = {"building": event.building, "kind": event.kind, "state": event.state.value, "usage": event.usage}
+    """The InfluxDB line of an event: measurement ``anomaly``, time = start (ms).
+
+    The state is a field, not a tag: writing the event again as it goes from
+    open to ongoing to resolved overwrites the same point instead of adding a
+    series per state.
+    """
+    tags = {"building": event.building, "kind": event.kind, "usage": event.usage}
     tagstr = ",".join(f"{k}={escape_tag(v)}" for k, v in sorted(tags.items()))
     explanation = event.explanation(language).replace("\\", "\\\\").replace('"', '\\"')
     fields = (
         f"score={float(event.score)!r},excess_kwh={float(event.excess_kwh)!r},excess_eur={float(event.excess_eur)!r},"
-        f'excess_kgco2e={float(event.excess_kgco2e)!r},explanation="{explanation}",end_ms={to_ms(event.end)}i'
+        f'excess_kgco2e={float(event.excess_kgco2e)!r},explanation="{explanation}",end_ms={to_ms(event.end)}i,'
+        f'state="{event.state.value}"'
     )
     return f"{ANOMALY_MEASUREMENT},{tagstr} {fields} {to_ms(event.start)}"
 

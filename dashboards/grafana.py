@@ -548,12 +548,12 @@ def portfolio_dashboard(inventory: Inventory, config: DashboardConfig | None = N
     b.row("Anomalies et qualité des données")
     b.table(
         "Anomalies ouvertes",
-        "Anomalies non résolues (état open ou ongoing) sur la période, avec leur coût.",
+        "Anomalies non résolues (état open ou ongoing) commencées avant la fin de la période, avec leur coût.",
         b.target(
             "A",
             'SELECT last("score") AS "Score", last("excess_kwh") AS "Surconsommation kWh", '
             'last("excess_eur") AS "Surcoût €", last("explanation") AS "Explication" '
-            f"""FROM "anomaly" WHERE {sel} AND "state" != 'resolved' AND $timeFilter """
+            f"""FROM "anomaly" WHERE {sel} AND "state" != 'resolved' AND time <= ${{__to}}ms """
             'GROUP BY "building", "usage", "kind"',
             table=True,
         ),
@@ -846,12 +846,13 @@ def building_dashboard(inventory: Inventory, building: Building, config: Dashboa
 
     b.table(
         "Anomalies du bâtiment",
-        "Toutes les anomalies de la période, avec leur état (open, ongoing, resolved).",
+        "Les anomalies de la période et celles qui restent ouvertes, avec leur état (open, ongoing, resolved).",
         b.target(
             "A",
-            'SELECT last("score") AS "Score", last("excess_kwh") AS "Surconsommation kWh", '
+            'SELECT last("state") AS "État", last("score") AS "Score", last("excess_kwh") AS "Surconsommation kWh", '
             'last("excess_eur") AS "Surcoût €", last("explanation") AS "Explication" '
-            f'FROM "anomaly" WHERE {sel} AND $timeFilter GROUP BY "usage", "kind", "state"',
+            f'FROM "anomaly" WHERE {sel} AND time <= ${{__to}}ms '
+            """AND ("end_ms" >= ${__from} OR "state" != 'resolved') GROUP BY "usage", "kind\"""",
             table=True,
         ),
         sort_by="Surcoût €",
@@ -1195,6 +1196,8 @@ def interpolate(
     end_ms = (end - epoch) // timedelta(milliseconds=1)
     builtins = {
         "timeFilter": f"time >= {start_ms}ms and time <= {end_ms}ms",
+        "__from": str(start_ms),
+        "__to": str(end_ms),
         "__interval": _duration(interval),
         "__interval_ms": str(interval // timedelta(milliseconds=1)),
     }

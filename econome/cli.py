@@ -33,6 +33,9 @@ from streams.aggregate import StreamProcessor, StreamSettings
 from streams.buffer import DeliveryLog
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from simulator.faults import Fault
     from streams.faust_runner import FaustRunner, KafkaForwarder
 from streams.clock import Clock, ScaledClock, SystemClock
 from streams.deadletter import DeadLetterStore
@@ -233,11 +236,15 @@ def demo(
     start: Annotated[str | None, typer.Option(help="Simulated start, ISO 8601 (default: last weekday, 06:30 local).")] = None,
     influx_url: Annotated[str | None, typer.Option(help="Use this InfluxDB 1.x instead of starting one.")] = None,
     workdir: Annotated[Path | None, typer.Option(help="Where local servers keep their data.")] = None,
+    faults: Annotated[bool, typer.Option(help="Inject a night water leak in every building and detect it.")] = True,
 ) -> None:
     """Run the simulated commune and the pipeline against local Mosquitto and InfluxDB.
 
     Prints what flows every few seconds, stops after --duration or on Ctrl-C,
-    then prints the number of readings InfluxDB holds for every point.
+    then prints the number of readings InfluxDB holds for every point. With
+    --faults (the default), every building has a water leak since the evening
+    before: the meters show it live, and the anomaly rules, run on the simulated
+    week before and the demo hour, report it; the events go to InfluxDB for Grafana.
     """
     from econome.localservers import free_port, start_influxdb, start_mosquitto
 
@@ -265,8 +272,11 @@ def demo(
         )
         typer.echo(f"modbus         {', '.join(f'{g}:{p}' for g, p in ports.items())}")
         typer.echo(f"simulated time starts {sim_start.isoformat()} at x{speed:g}; running {duration:g} s")
-        asyncio.run(_demo(local, settings, sim_start, speed, duration, ports, (broker.host, broker.port)))
+        injected = _demo_faults(local, sim_start, duration * speed) if faults else []
+        asyncio.run(_demo(local, settings, sim_start, speed, duration, ports, (broker.host, broker.port), injected))
         counts = asyncio.run(count_per_point(settings.influx(), local))
+        if injected:
+            asyncio.run(_demo_detect(local, settings, sim_start, duration * speed, injected))
     except TelemetryError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=1) from exc
@@ -276,6 +286,42 @@ def demo(
     _print_counts(local, counts)
     if any(n == 0 for n in counts.values()):
         raise typer.Exit(code=1)
+
+
+def _demo_faults(inv: Inventory, sim_start: datetime, sim_seconds: float) -> list[Fault]:
+    """A water leak in every building with a water meter, from 16 h before the demo to after it."""
+    from simulator.faults import Fault, FaultKind
+
+    end = sim_start + timedelta(seconds=sim_seconds) + timedelta(hours=2)
+    return [
+        Fault(kind=FaultKind.WATER_LEAK, building=b.id, start=sim_start - timedelta(hours=16), end=end)
+        for _, b in inv.buildings()
+        if any(p.quantity.value == "water_volume" for p in b.points)
+    ]
+
+
+async def _demo_detect(
+    inv: Inventory, settings: EconomeSettings, sim_start: datetime, sim_seconds: float, faults: Sequence[Fault]
+) -> None:
+    """Run the anomaly rules on the simulated week before the demo and the demo hour; write the events."""
+    from anomalies.alerts import write_events
+    from anomalies.detect import DetectConfig, detect, read_readings_csv
+    from simulator.export import write_readings_csv
+
+    end = sim_start + timedelta(seconds=sim_seconds)
+    history = settings.data_dir / "demo-history.csv"
+    write_readings_csv(inv, history, sim_start - timedelta(days=8), end, faults=faults)
+    events = await asyncio.to_thread(
+        detect, inv, read_readings_csv(history), DetectConfig(models=False), start=sim_start - timedelta(days=1)
+    )
+    writer = InfluxV1Writer(settings.influx())
+    try:
+        await write_events(writer, events)
+    finally:
+        await writer.close()
+    typer.echo(f"anomalies: {len(events)} events detected and written to InfluxDB (measurement anomaly)")
+    for event in events[:3]:
+        typer.echo(f"  {event.explanation('fr')}")
 
 
 def _last_weekday_morning(inv: Inventory) -> datetime:
@@ -295,11 +341,12 @@ async def _demo(
     duration: float,
     ports: dict[str, int],
     mqtt: tuple[str, int],
+    faults: Sequence[Fault] = (),
 ) -> None:
     from simulator import Simulator
 
     clock = ScaledClock(sim_start, speed)
-    simulator = Simulator(inv, clock, modbus_ports=ports, mqtt=mqtt)
+    simulator = Simulator(inv, clock, modbus_ports=ports, mqtt=mqtt, faults=faults)
     await simulator.start()
     stop = asyncio.Event()
     _install_signals(stop)

@@ -166,17 +166,21 @@ async def test_events_are_written_to_influxdb_for_grafana(
     try:
         assert isinstance(writer, InfluxV1Writer)
         await writer.ensure_database()
+        assert await write_events(writer, [weekend_event.with_state(AlertState.OPEN)], "en") == 1
+        # The same event written again as it resolves overwrites its point: one series, one row.
         assert await write_events(writer, [weekend_event], "en") == 1
         series = await client.query(
-            'SELECT "score", "excess_kwh", "excess_eur", "explanation", "end_ms" FROM "anomaly" GROUP BY *'
+            'SELECT "score", "excess_kwh", "excess_eur", "explanation", "end_ms", "state" FROM "anomaly" GROUP BY *'
         )
     finally:
         await writer.close()
         await client.close()
     assert len(series) == 1
-    tags = {"building": "gymnase-batum", "kind": "heating_unoccupied", "state": "resolved", "usage": "heating"}
+    tags = {"building": "gymnase-batum", "kind": "heating_unoccupied", "usage": "heating"}
     assert series[0]["tags"] == tags
+    assert len(series[0]["values"]) == 1
     row = dict(zip(series[0]["columns"], series[0]["values"][0], strict=True))
+    assert row["state"] == "resolved"
     assert row["time"] == int(weekend_event.start.timestamp() * 1000)
     assert row["end_ms"] == int(weekend_event.end.timestamp() * 1000)
     assert row["excess_kwh"] == pytest.approx(weekend_event.excess_kwh)
