@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -38,7 +38,7 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
 from inventory import Building, Duration, Energy, FrenchCalendar, Inventory, Point, Quantity, Usage
-from inventory.model import WEEKDAYS
+from inventory.calendar import day_intervals, in_intervals
 
 __all__ = [
     "FEATURE_NAMES",
@@ -431,7 +431,7 @@ def schedule_masks(
     ends: list[float] = []
     day = first
     while day <= last:
-        for s, e in _day_intervals(building, calendar, tz, day):
+        for s, e in day_intervals(building.schedule, day, calendar, tz):
             starts.append(s)
             ends.append(e)
         day += timedelta(days=1)
@@ -440,36 +440,10 @@ def schedule_masks(
     e_arr = np.asarray(ends, dtype=np.float64)[order]
     offsets = (np.arange(_SAMPLES_PER_HOUR) + 0.5) * _HOUR_S / _SAMPLES_PER_HOUR
     samples = times[:, None] + offsets[None, :]
-    open_frac = _inside(samples, s_arr, e_arr).mean(axis=1)
+    open_frac = in_intervals(samples, s_arr, e_arr).mean(axis=1)
     lead = preheat.total_seconds()
-    warming = _inside(samples, s_arr - lead, s_arr).any(axis=1)
+    warming = in_intervals(samples, s_arr - lead, s_arr).any(axis=1)
     return open_frac, warming & (open_frac < 1.0)
-
-
-def _inside(samples: FloatArray, starts: FloatArray, ends: FloatArray) -> BoolArray:
-    if starts.size == 0:
-        return np.zeros(samples.shape, dtype=np.bool_)
-    idx = np.searchsorted(starts, samples, side="right") - 1
-    safe = np.clip(idx, 0, None)
-    result: BoolArray = (idx >= 0) & (samples < ends[safe])
-    return result
-
-
-def _day_intervals(building: Building, calendar: FrenchCalendar, tz: ZoneInfo, day: date) -> list[tuple[float, float]]:
-    """Opening intervals of a local day, with the rules of :func:`inventory.calendar.is_open`."""
-    schedule = building.schedule
-    if any(c.start <= day <= c.end for c in schedule.closures):
-        return []
-    if schedule.closed_on_public_holidays and calendar.is_public_holiday(day):
-        return []
-    if schedule.closed_on_school_holidays and calendar.is_school_holiday(day):
-        return []
-    out = []
-    for rng in schedule.opening_hours(WEEKDAYS[day.weekday()]):
-        start = datetime.combine(day, rng.start, tzinfo=tz)
-        end_day = day + timedelta(days=1) if rng.end == time(0) else day
-        out.append((start.timestamp(), datetime.combine(end_day, rng.end, tzinfo=tz).timestamp()))
-    return out
 
 
 FEATURE_NAMES = (

@@ -40,7 +40,7 @@ import numpy as np
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
 from inventory import COUNTER_QUANTITIES, Building, FrenchCalendar, Inventory, Point, Quantity, Usage
-from simulator._calendar import OpeningHours
+from inventory.calendar import OpeningHours
 
 __all__ = [
     "Fault",

@@ -54,7 +54,7 @@ from inventory import (
     Quantity,
     Usage,
 )
-from simulator._calendar import OpeningHours
+from inventory.calendar import OpeningHours
 from simulator.faults import Fault, FaultKind, validate_faults
 from simulator.weather import Weather
 
