@@ -9,13 +9,39 @@ usage), ``rules.py`` (explained energy and data-quality rules),
 
 from __future__ import annotations
 
-from anomalies.alerts import EmailAlerter, EmailConfig
-from anomalies.detect import DetectConfig, detect, read_readings_csv
-from anomalies.events import Alert, AlertState, AnomalyEvent, EventKind
-from anomalies.iforest import IsolationForestConfig, IsolationForestDetector
-from anomalies.lifecycle import AlertLifecycle, LifecycleConfig
-from anomalies.rules import RulesConfig
-from anomalies.thresholds import FixedThreshold, QuantileThreshold
+import importlib
+from typing import Any
+
+# Names are imported on first use: ``anomalies.baseline`` (savings) should not
+# pay for scikit-learn, which only the detectors need.
+_WHERE = {
+    "Alert": "anomalies.events",
+    "AlertLifecycle": "anomalies.lifecycle",
+    "AlertState": "anomalies.events",
+    "AnomalyEvent": "anomalies.events",
+    "DetectConfig": "anomalies.detect",
+    "EmailAlerter": "anomalies.alerts",
+    "EmailConfig": "anomalies.alerts",
+    "EventKind": "anomalies.events",
+    "FixedThreshold": "anomalies.thresholds",
+    "IsolationForestConfig": "anomalies.iforest",
+    "IsolationForestDetector": "anomalies.iforest",
+    "LifecycleConfig": "anomalies.lifecycle",
+    "QuantileThreshold": "anomalies.thresholds",
+    "RulesConfig": "anomalies.rules",
+    "detect": "anomalies.detect",
+    "read_readings_csv": "anomalies.detect",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import an exported name from its module on first use (PEP 562)."""
+    module = _WHERE.get(name)
+    if module is None:
+        msg = f"module 'anomalies' has no attribute {name!r}"
+        raise AttributeError(msg)
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "Alert",

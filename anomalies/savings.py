@@ -46,7 +46,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats as scipy_stats  # type: ignore[import-untyped]  # scipy ships no stubs; scipy-stubs is not a dependency
 
 from anomalies.baseline import DailyChangePointBaseline, DailyObservations, FitStats, HourlyObservations, TowtBaseline
 from inventory import EnergyTariff, Renovation
@@ -94,6 +93,9 @@ def savings_uncertainty(stats: FitStats, adjusted_baseline_kwh: float, m: int, c
         return math.nan
     n = stats.n
     n_eff = max(stats.n_effective, stats.p + 1.0)
+    # scipy.stats takes half a second to import: only here, not when the CLI starts.
+    from scipy import stats as scipy_stats  # type: ignore[import-untyped]
+
     t = float(scipy_stats.t.ppf(0.5 + confidence / 2, max(n_eff - stats.p, 1.0)))
     return t * _REDDY_CLARIDGE * stats.cvrmse * abs(adjusted_baseline_kwh) * math.sqrt((n / n_eff) * (1 + 2 / n) / m)
 

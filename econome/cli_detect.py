@@ -21,14 +21,15 @@ import json
 from collections import Counter
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from anomalies.detect import DetectConfig, detect, read_readings_csv, write_events_jsonl
-from anomalies.events import Language
 from econome._common import load_or_exit as _load
 from streams.errors import TelemetryError
+
+if TYPE_CHECKING:
+    from anomalies.events import Language
 
 __all__ = ["register"]
 
@@ -70,6 +71,9 @@ def detect_command(
     model_events: Annotated[bool, typer.Option("--model-events", help="Also raise events from the forests alone.")] = False,
 ) -> None:
     """Detect anomalies in a history of readings and write them as JSON lines."""
+    # Imported here: scikit-learn costs a second at start-up, and only this command needs it.
+    from anomalies.detect import DetectConfig, detect, read_readings_csv, write_events_jsonl
+
     if language not in ("fr", "en"):
         msg = "--language must be fr or en"
         raise typer.BadParameter(msg)
