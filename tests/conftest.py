@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -87,16 +88,13 @@ def _no_leftover_threads() -> Iterator[None]:
     """Fail a test that leaves threads running (paho loops, executors)."""
     before = {t.ident for t in threading.enumerate()}
     yield
-    deadline = 5.0
-    leftover = []
-    import time
-
-    end = time.monotonic() + deadline
+    end = time.monotonic() + 5.0
+    leftover: list[threading.Thread] = []
     while time.monotonic() < end:
+        # Daemon threads count too (paho's network loop is one); the event loop's default
+        # executor threads ("asyncio_N") end with their loop.
         leftover = [
-            t
-            for t in threading.enumerate()
-            if t.ident not in before and t.is_alive() and not t.daemon and not t.name.startswith("asyncio_")
+            t for t in threading.enumerate() if t.ident not in before and t.is_alive() and not t.name.startswith("asyncio_")
         ]
         if not leftover:
             break

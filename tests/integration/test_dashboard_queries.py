@@ -123,7 +123,7 @@ def _variables(dashboard: Dashboard, demo: DemoData) -> dict[str, str | list[str
 
 
 def test_demo_holds_raw_readings_and_status(demo: DemoData) -> None:
-    assert {"reading", "point_status"} <= demo.measurements
+    assert {"reading", "point_status", "agg_point", "agg_usage", "agg_building", "anomaly"} <= demo.measurements
     assert demo.end - demo.start >= timedelta(minutes=50)
     assert len(demo.buildings) == 12
 
