@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -389,7 +388,3 @@ class ModbusCollector:
     def close(self) -> None:
         """Nothing to release: the bus is shared and closed by its owner."""
 
-
-def jitter(interval: timedelta, fraction: float = 0.1) -> timedelta:
-    """A random delay up to ``fraction`` of the interval, to stagger first polls."""
-    return interval * random.uniform(0, fraction)  # noqa: S311 - scheduling jitter, not security
