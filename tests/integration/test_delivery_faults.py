@@ -270,7 +270,7 @@ def test_full_log_during_a_60_second_outage_loses_nothing_and_sigterm_is_honoure
         assert run.returncode == 0, first_output[-3000:]
         assert "Traceback" not in first_output
         assert "left unacknowledged at the broker" in first_output
-        print(f"SIGTERM honoured in {stop_seconds:.1f} s with the log full and InfluxDB down")  # noqa: T201 - figure for the report
+        print(f"SIGTERM honoured in {stop_seconds:.1f} s with the log full and InfluxDB down")
         second = _run(config, influx.url, unique_name, data_dir, bound)
         time.sleep(max(0.0, 60 - (time.monotonic() - down_at)))  # the outage lasts at least 60 s
         influx = restart(influx)

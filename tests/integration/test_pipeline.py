@@ -12,8 +12,7 @@ from inventory import load_inventory
 from streams.buffer import DeliveryLog
 from streams.clock import SystemClock
 from streams.deadletter import DeadLetterStore
-from streams.influx import InfluxConfig, InfluxQLClient, InfluxV1Writer
-from streams.influx import LineEncoder
+from streams.influx import InfluxConfig, InfluxQLClient, InfluxV1Writer, LineEncoder
 from streams.pipeline import Pipeline
 from streams.record import Reading
 

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[3]
 INV = load_inventory(ROOT / "examples" / "commune.yaml")
 T0 = datetime(2026, 1, 5, 7, 0, tzinfo=UTC)
 POINT = "mairie-bureaux-temperature"
-SECRET_URL = "http://econome:s3cr3t-pw@127.0.0.1:8086"
+SECRET_URL = "http://econome:s3cr3t-pw@127.0.0.1:8086"  # noqa: S105 - a fake credential that must not be logged
 
 
 class FakeInflux:
@@ -84,7 +84,8 @@ async def _until(condition: Callable[[], bool], step: Callable[[], None] = lambd
             return
         step()
         await asyncio.sleep(0.001)
-    raise AssertionError("condition never became true")
+    msg = "condition never became true"
+    raise AssertionError(msg)
 
 
 def _pipeline(tmp_path: Path, writer: FakeInflux, max_rows: int, clock: ManualClock | None = None, **kw: object) -> Pipeline:
