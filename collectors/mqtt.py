@@ -219,7 +219,9 @@ class MqttCollector:
         """
         self._loop = asyncio.get_running_loop()
         self._emit = emit
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=False, protocol=mqtt.MQTTv311)
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=False, protocol=mqtt.MQTTv311, manual_ack=True
+        )
         if self.broker.username:
             password = os.environ.get(self.broker.password_env) if self.broker.password_env else None
             if self.broker.password_env and password is None:

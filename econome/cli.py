@@ -105,7 +105,13 @@ class _Runtime:
     def __init__(
         self, inv: Inventory, settings: EconomeSettings, clock: Clock, mqtt_suffix: str = "", sensor: Sensor | None = None
     ) -> None:
-        self.dead_letters = DeadLetterStore(settings.data_dir / "dead-letters.jsonl")
+        self.dead_letters = DeadLetterStore(
+            settings.data_dir / "dead-letters.jsonl",
+            max_file_bytes=settings.dead_letter_max_file_bytes,
+            keep_files=settings.dead_letter_keep_files,
+            max_payload_bytes=settings.dead_letter_max_payload_bytes,
+            sensor=sensor,
+        )
         self.writer = make_writer(settings.influx())
         self.polled, self.pushed, self.buses = build_collectors(
             inv, clock, self.dead_letters, mqtt_client_suffix=mqtt_suffix, sensor=sensor
@@ -141,6 +147,7 @@ class _Runtime:
             flush_interval=settings.flush_interval,
             quality=QualityTracker(inv, clock.now()),
             sensor=sensor,
+            stop_timeout=timedelta(seconds=settings.stop_timeout_s),
         )
 
     async def serve(self, stop: asyncio.Event) -> None:
@@ -371,7 +378,7 @@ async def _demo(
         await simulator.stop()
     typer.echo(
         f"flowed: {stats.received} readings, {sum(stats.per_point.values())} written, "
-        f"{stats.aggregates} aggregates, {stats.rejected} dead letters, {stats.dropped} dropped"
+        f"{stats.aggregates} aggregates, {stats.rejected} dead letters, {stats.polls_skipped} polls skipped (delivery log full)"
     )
 
 

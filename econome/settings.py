@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streams.influx import InfluxConfig
@@ -50,6 +51,14 @@ class EconomeSettings(BaseSettings):
     """Where the delivery log (``delivery.sqlite``) and dead letters are kept."""
     buffer_max_rows: int = 2_000_000
     """Most rows the delivery log holds while InfluxDB is unreachable (a warning at 80 %)."""
+    stop_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    """Longest a stop (SIGTERM) takes, in seconds, even with InfluxDB down and the delivery log full."""
+    dead_letter_max_file_bytes: int = Field(default=10_000_000, ge=1024)
+    """The dead-letter file is rotated before it grows past this many bytes."""
+    dead_letter_keep_files: int = Field(default=5, ge=0)
+    """Rotated dead-letter files kept (their counts are kept whatever happens to them)."""
+    dead_letter_max_payload_bytes: int = Field(default=4096, ge=16)
+    """Longest payload prefix kept in a dead letter (its full size and SHA-256 are kept too)."""
     lateness_s: float = 600.0
     """Allowed lateness of readings, in seconds of event time, before a window closes."""
     runner: Literal["inprocess", "faust"] = "inprocess"

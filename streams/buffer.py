@@ -13,8 +13,10 @@ SIGKILL, a restart resumes exactly where the database says:
   same points.
 
 The log is bounded: past ``max_rows`` waiting rows, :meth:`append` raises
-:class:`BufferFull` (polled collectors then wait; MQTT messages stay unacked at
-the broker). A warning is logged when it passes 80 %.
+:class:`BufferFull`; the pipeline then holds its input (MQTT messages stay
+unacknowledged at the broker, polls are skipped: see :mod:`streams.pipeline`).
+A warning is logged when it passes 80 %. An empty log takes any batch, so
+that one batch larger than the bound cannot wedge it.
 
 Durability: ``synchronous=NORMAL`` in WAL mode survives a process crash; a
 power cut may lose the last transactions (set ``synchronous="FULL"`` for that).
@@ -140,11 +142,17 @@ class DeliveryLog:
             self._warned = False
             logger.info("delivery log %s back under 70%% (%d rows)", self.path, self._depth)
 
-    def append(self, readings: list[Reading], lines: list[str] | None = None) -> None:
+    def append(self, readings: list[Reading], lines: list[str] | None = None, *, force: bool = False) -> None:
         """Store readings durably (one transaction), with their line protocol if given.
 
         The sink writes the stored lines as they are, so encoding is paid once,
         when a reading comes in, not again on every retry.
+
+        Args:
+            readings: the readings.
+            lines: their line protocol.
+            force: store even past ``max_rows`` (a stop persisting the poll in
+                progress, which has no broker to wait at).
 
         Raises:
             BufferFull: the log already holds ``max_rows`` waiting rows.
@@ -155,7 +163,7 @@ class DeliveryLog:
         if lines is not None and len(lines) != len(readings):
             msg = f"{len(lines)} lines for {len(readings)} readings"
             raise ValueError(msg)
-        if self._depth + len(readings) > self.max_rows:
+        if not force and self._depth > 0 and self._depth + len(readings) > self.max_rows:
             msg = f"delivery log full: {self._depth} rows wait for InfluxDB"
             raise BufferFull(msg)
         encoded = lines if lines is not None else [""] * len(readings)

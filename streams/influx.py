@@ -49,12 +49,14 @@ __all__ = [
     "InfluxV2Writer",
     "InfluxWriter",
     "LineEncoder",
+    "RefusedWriteError",
     "RetryableSinkError",
     "escape_tag",
     "make_writer",
     "retention_policies",
     "setup_v1",
     "to_ms",
+    "write_splitting",
 ]
 
 logger = logging.getLogger(__name__)
@@ -172,6 +174,58 @@ class RetryableSinkError(SinkError):
     """The write may succeed later (server down, overloaded, 5xx)."""
 
 
+class RefusedWriteError(SinkError):
+    """InfluxDB refused what a batch holds, not the request itself (400, 413).
+
+    400: a line it cannot parse, a field-type conflict, a time out of range; 413:
+    a batch too large. Other lines of the batch may have been stored: InfluxDB answers a partial write
+    with 400 too. Writes are idempotent, so :func:`write_splitting` writes the halves
+    again until the refused lines are isolated.
+    """
+
+    status: int
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# Statuses that say "something in this batch", so that a smaller batch may pass.
+_SPLITTABLE = frozenset({400, 413})
+
+
+async def write_splitting(writer: InfluxWriter, lines: list[str], *, raw: bool = False) -> list[tuple[str, str]]:
+    """Write ``lines``; where InfluxDB refuses the batch, bisect it to find the lines it refuses.
+
+    Works with any writer (v1 or v2): a refused batch is split in halves, each
+    written again, down to single lines. ``k`` bad lines among ``n`` cost about
+    ``2 k log2(n)`` requests; lines written twice overwrite themselves.
+
+    Args:
+        writer: the InfluxDB writer.
+        lines: line protocol.
+        raw: raw readings (see :meth:`InfluxWriter.write`).
+
+    Returns:
+        The refused lines, each with InfluxDB's reason; every other line is written.
+
+    Raises:
+        RetryableSinkError: InfluxDB is unreachable (write the whole batch again later).
+        SinkError: InfluxDB refused the request itself (authentication, unknown database).
+    """
+    if not lines:
+        return []
+    try:
+        await writer.write(lines, raw=raw)
+    except RefusedWriteError as exc:
+        if len(lines) == 1:
+            return [(lines[0], str(exc))]
+        middle = len(lines) // 2
+        first = await write_splitting(writer, lines[:middle], raw=raw)
+        return first + await write_splitting(writer, lines[middle:], raw=raw)
+    return []
+
+
 class InfluxV1Writer:
     """Writer for the v1 HTTP API (``POST /write``)."""
 
@@ -240,6 +294,8 @@ def _check_status(response: httpx.Response, url: str, count: int) -> None:
     msg = f"InfluxDB {url} answered {response.status_code} to a write of {count} points: {detail}"
     if response.status_code == 429 or response.status_code >= 500:
         raise RetryableSinkError(msg)
+    if response.status_code in _SPLITTABLE:
+        raise RefusedWriteError(msg, response.status_code)
     raise SinkError(msg)
 
 
@@ -291,6 +347,9 @@ class InfluxV2Writer:
             msg = f"InfluxDB {self.config.url} answered {exc.status} to a write of {len(lines)} points: {exc.reason}"
             if exc.status is None or exc.status == 429 or exc.status >= 500:
                 raise RetryableSinkError(msg) from exc
+            if exc.status in _SPLITTABLE:
+                body = str(exc.body or "")[:300]
+                raise RefusedWriteError(f"{msg} {body}".rstrip(), exc.status) from exc
             raise SinkError(msg) from exc
         except (Urllib3Error, OSError) as exc:
             msg = f"InfluxDB {self.config.url} unreachable: {exc}"

@@ -26,7 +26,7 @@ class Sensor:
         """Readings entered the queue."""
 
     def on_drop(self, count: int) -> None:
-        """Readings were dropped because the queue was full."""
+        """Readings were dropped (the in-process runner never drops: it holds them, see :meth:`on_readings_held`)."""
 
     def on_write(self, count: int, seconds: float) -> None:
         """Points were accepted by InfluxDB."""
@@ -49,6 +49,21 @@ class Sensor:
     def on_point_state(self, point_id: str, *, stale: bool, missing: bool) -> None:
         """A point's staleness or presence was checked."""
 
+    def on_log_state(self, state: str, rows: int) -> None:
+        """The delivery log changed state: ``normal``, ``full`` (input held) or ``draining``."""
+
+    def on_readings_held(self, count: int) -> None:
+        """``count`` readings wait, unacknowledged, for room in the delivery log."""
+
+    def on_poll_skipped(self, collector: str) -> None:
+        """A poll was skipped because the delivery log was full."""
+
+    def on_sink_state(self, *, up: bool) -> None:
+        """InfluxDB became reachable (up) or unreachable (down)."""
+
+    def on_dead_letter_stored(self, source: str, total: int) -> None:
+        """The dead-letter store holds ``total`` letters from ``source`` since it was created (across rotations)."""
+
 
 class PrometheusSensor(Sensor):
     """Exposes the hooks as Prometheus metrics (prefix ``econome_``)."""
@@ -68,6 +83,19 @@ class PrometheusSensor(Sensor):
         self.device_errors = Counter("econome_device_errors", "Failed requests per Modbus unit", ["device"], registry=r)
         self.point_stale = Gauge("econome_point_stale", "1 when the point's value is frozen", ["point"], registry=r)
         self.point_missing = Gauge("econome_point_missing", "1 when the point stopped reporting", ["point"], registry=r)
+        self.log_state = Gauge(
+            "econome_delivery_log_state", "1 for the delivery log's current state (normal, draining, full)", ["state"], registry=r
+        )
+        self.log_rows = Gauge("econome_delivery_log_rows", "Rows waiting in the delivery log for InfluxDB", registry=r)
+        self.log_full = Counter("econome_delivery_log_full", "Times the delivery log became full", registry=r)
+        self.held = Gauge("econome_readings_held", "Readings held unacknowledged while the delivery log is full", registry=r)
+        self.polls_skipped = Counter(
+            "econome_polls_skipped", "Polls skipped while the delivery log was full", ["collector"], registry=r
+        )
+        self.influxdb_up = Gauge("econome_influxdb_up", "1 when the last write reached InfluxDB", registry=r)
+        self.dead_letters_stored = Gauge(
+            "econome_dead_letters_stored", "Dead letters stored since the store was created, per source", ["source"], registry=r
+        )
 
     def on_readings(self, count: int) -> None:
         """Count queued readings."""
@@ -107,6 +135,30 @@ class PrometheusSensor(Sensor):
         """Set the point's gauges."""
         self.point_stale.labels(point_id).set(int(stale))
         self.point_missing.labels(point_id).set(int(missing))
+
+    def on_log_state(self, state: str, rows: int) -> None:
+        """Set the state gauges; count entries into ``full``."""
+        for name in ("normal", "draining", "full"):
+            self.log_state.labels(name).set(int(name == state))
+        self.log_rows.set(rows)
+        if state == "full":
+            self.log_full.inc()
+
+    def on_readings_held(self, count: int) -> None:
+        """Set the held readings gauge."""
+        self.held.set(count)
+
+    def on_poll_skipped(self, collector: str) -> None:
+        """Count a skipped poll."""
+        self.polls_skipped.labels(collector).inc()
+
+    def on_sink_state(self, *, up: bool) -> None:
+        """Set the InfluxDB up gauge."""
+        self.influxdb_up.set(int(up))
+
+    def on_dead_letter_stored(self, source: str, total: int) -> None:
+        """Set the stored dead letters of a source."""
+        self.dead_letters_stored.labels(source).set(total)
 
     def exposition(self) -> bytes:
         """The metrics in Prometheus text format."""

@@ -13,14 +13,34 @@ Every source runs as one named task under a ``TaskGroup``, with three more:
 1. ``persist``: validates each batch (rejects go to the dead-letter store with
    their reason), flags stale values, appends the batch to the
    :class:`~streams.buffer.DeliveryLog` and only then acknowledges it;
+   when the log is full it *holds* the batch, unacknowledged, until there is
+   room (see "Backpressure" below);
 2. ``process``: feeds new readings of the log to the
    :class:`~streams.aggregate.StreamProcessor` and stores the aggregates it
    closes in the log's outbox, with a snapshot of its state from time to time;
 3. ``sink``: writes raw readings and aggregates from the log to InfluxDB in
    batches, retrying with exponential backoff while InfluxDB is unreachable,
-   and acknowledges them in the log once accepted.
+   and acknowledges them in the log once accepted. When InfluxDB refuses a
+   batch (400, a partial write), the batch is bisected: only the lines InfluxDB
+   refuses are dead-lettered, with its reason; the rest are written.
+   InfluxDB going down is logged once (ERROR), its return once (INFO).
 
 After a crash the log holds everything: see :mod:`streams.buffer`.
+
+Backpressure (issue 10): nothing emitted is ever dropped. When the delivery
+log is full (``max_rows``), the batch being persisted and those behind it wait,
+unacknowledged: an MQTT broker keeps the messages (it sends a client only a
+bounded number of unacknowledged messages, Mosquitto's
+``max_inflight_messages``), and polled sources skip their polls, counted. The
+log's state (``normal`` → ``full`` → ``draining`` → ``normal``) is logged once
+per transition and exposed through :meth:`Sensor.on_log_state`. It leaves
+``full`` once the log is below 90 % of its bound, and ``draining`` below 50 %.
+
+Stopping (cancellation, e.g. SIGTERM) always ends within ``stop_timeout``
+(10 s by default), even while the log is full and InfluxDB is down: a poll in
+progress completes and its readings are persisted, held MQTT messages that
+still find no room stay unacknowledged at the broker, and what the log holds
+stays there for the next start.
 """
 
 from __future__ import annotations
@@ -34,7 +54,9 @@ from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from enum import Enum
 from typing import Protocol
+from urllib.parse import urlsplit
 
 from inventory import Inventory
 from streams.aggregate import StreamProcessor
@@ -42,17 +64,31 @@ from streams.buffer import BufferFull, DeliveryLog, SinkBatch
 from streams.clock import Clock
 from streams.deadletter import DeadLetter, DeadLetterStore
 from streams.errors import SinkError
-from streams.influx import InfluxWriter, LineEncoder, RetryableSinkError, escape_tag, to_ms
+from streams.influx import InfluxWriter, LineEncoder, RetryableSinkError, escape_tag, to_ms, write_splitting
 from streams.metrics import Sensor
 from streams.quality import QualityTracker
 from streams.record import Reading
 from streams.validate import Validator
 
-__all__ = ["Ack", "Forwarder", "Pipeline", "PipelineStats", "PolledSource", "PushSource"]
+__all__ = ["Ack", "Forwarder", "LogState", "Pipeline", "PipelineStats", "PolledSource", "PushSource"]
 
 logger = logging.getLogger(__name__)
 
 Ack = Callable[[], None]
+
+# Hysteresis of the backpressure states, as fractions of the log's bound.
+_RESUME = 0.9
+_NORMAL = 0.5
+
+
+class LogState(str, Enum):
+    """The delivery log's state, as backpressure sees it."""
+
+    NORMAL = "normal"
+    FULL = "full"
+    """Input is held: MQTT acknowledgements withheld, polls skipped."""
+    DRAINING = "draining"
+    """Input is accepted again; the log is still above half its bound."""
 
 
 class Forwarder(Protocol):
@@ -97,10 +133,16 @@ class PushSource(Protocol):
 
 @dataclass
 class PipelineStats:
-    """Counters of what flowed."""
+    """Counters of what flowed.
+
+    ``dropped`` stays 0: a full log holds input instead (``held``, ``polls_skipped``).
+    """
 
     received: int = 0
     dropped: int = 0
+    held: int = 0
+    polls_skipped: int = 0
+    refused: int = 0
     rejected: int = 0
     written: int = 0
     aggregates: int = 0
@@ -120,7 +162,8 @@ class Pipeline:
         log: the delivery log.
         processor: the aggregator; None writes raw readings only.
         forwarder: sends every reading on (to Kafka, where the faust runner aggregates).
-        queue_size: the most batches waiting to be persisted.
+        queue_size: the most batches waiting to be persisted before :meth:`put` waits
+            (:meth:`emit` never waits nor drops: push sources are bounded by their broker).
         batch_size: the most points per write.
         flush_interval: the longest a point waits before being written (wall clock).
         snapshot_every: how often the processor's state is saved (wall clock).
@@ -128,6 +171,7 @@ class Pipeline:
         sensor: metrics hooks.
         quality: stale and missing point tracking.
         status_every: how often point status is written (clock time).
+        stop_timeout: the longest a stop takes (wall clock), InfluxDB down or not.
     """
 
     def __init__(
@@ -150,6 +194,7 @@ class Pipeline:
         sensor: Sensor | None = None,
         quality: QualityTracker | None = None,
         status_every: timedelta = timedelta(minutes=5),
+        stop_timeout: timedelta = timedelta(seconds=10),
     ) -> None:
         self.inventory = inventory
         self.encoder = LineEncoder(inventory)
@@ -174,7 +219,20 @@ class Pipeline:
         self.quality = quality
         self.status_every = status_every
         self.stats = PipelineStats()
-        self.queue: asyncio.Queue[tuple[list[Reading], Ack | None]] = asyncio.Queue(maxsize=queue_size)
+        self.queue_size = queue_size
+        self.stop_timeout = stop_timeout
+        self.state = LogState.NORMAL
+        # Batches waiting to be persisted, oldest first; never dropped.
+        self._pending: deque[tuple[list[Reading], Ack | None]] = deque()
+        self._wakeup = asyncio.Event()
+        self._space = asyncio.Event()
+        self._acked = asyncio.Event()
+        # The prepared batch the persist step holds while the log is full.
+        self._holding: tuple[list[Reading], list[str], Ack | None] | None = None
+        self._polls: set[asyncio.Task[list[Reading]]] = set()
+        self._stop_at: float | None = None
+        self._influx_up: bool | None = None
+        self._influx_failures = 0
         self._logged = asyncio.Event()
         self._outboxed = asyncio.Event()
         self._points = {point.id: point for _, point in inventory.points()}
@@ -187,27 +245,30 @@ class Pipeline:
     # -- entry points for sources -------------------------------------------------------
 
     def emit(self, readings: list[Reading], ack: Ack | None = None) -> None:
-        """Queue readings without waiting (push sources); counts a drop when full (nothing is acked)."""
+        """Queue readings without waiting (push sources); ``ack`` is called once they are on disk.
+
+        Nothing is dropped: while the delivery log is full the readings wait,
+        unacknowledged, and the broker holds back what follows.
+        """
         if not readings:
             if ack is not None:
                 ack()
             return
-        try:
-            self.queue.put_nowait((readings, ack))
-        except asyncio.QueueFull:
-            self.stats.dropped += len(readings)
-            self.sensor.on_drop(len(readings))
-            logger.warning("queue full: %s readings of %s not acknowledged", len(readings), readings[0].point_id)
-            return
-        self.stats.received += len(readings)
-        self.sensor.on_readings(len(readings))
+        self._enqueue(readings, ack)
 
     async def put(self, readings: list[Reading]) -> None:
-        """Queue readings, waiting while the queue is full (polled sources)."""
+        """Queue readings, waiting while ``queue_size`` batches are waiting already."""
         if readings:
-            await self.queue.put((readings, None))
-            self.stats.received += len(readings)
-            self.sensor.on_readings(len(readings))
+            self._enqueue(readings, None)
+            while len(self._pending) > self.queue_size:
+                self._space.clear()
+                await self._space.wait()
+
+    def _enqueue(self, readings: list[Reading], ack: Ack | None) -> None:
+        self._pending.append((readings, ack))
+        self._wakeup.set()
+        self.stats.received += len(readings)
+        self.sensor.on_readings(len(readings))
 
     # -- running ----------------------------------------------------------------------
 
@@ -257,8 +318,13 @@ class Pipeline:
         await self.clock.sleep(source.interval * random.uniform(0, 1))  # noqa: S311 - jitter
         due = self.clock.now()
         while True:
-            readings = await source.poll()
-            await self.put(readings)
+            if self.state is LogState.FULL:
+                # Backpressure: a reading not taken is better than one taken and lost.
+                self.stats.polls_skipped += 1
+                self.sensor.on_poll_skipped(source.name)
+                logger.debug("%s: poll skipped, the delivery log is full", source.name)
+            else:
+                await self._poll_once(source)
             due += source.interval
             now = self.clock.now()
             if due < now:
@@ -267,22 +333,43 @@ class Pipeline:
                 due += source.interval * missed
             await self.clock.sleep(due - now)
 
+    async def _poll_once(self, source: PolledSource) -> None:
+        """Poll in a task of its own, so that a stop lets it finish and persists its readings."""
+        task = asyncio.create_task(source.poll(), name=f"{source.name}:poll")
+        self._polls.add(task)
+        # Registered first, so the readings are queued before anyone waiting on the task wakes.
+        task.add_done_callback(self._poll_done)
+        await asyncio.shield(task)
+
+    def _poll_done(self, task: asyncio.Task[list[Reading]]) -> None:
+        self._polls.discard(task)
+        if task.cancelled():
+            return
+        if task.exception() is None:
+            readings = task.result()
+            if readings:
+                self._enqueue(readings, None)
+
     # -- persist ----------------------------------------------------------------------
 
     async def _persist_loop(self) -> None:
         try:
             while True:
-                batch, ack = await self.queue.get()
-                await self._persist(batch, ack)
+                while not self._pending:
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+                batch, ack = self._pending.popleft()
+                self._space.set()
+                good, lines = self._prepare(batch)
+                self._holding = (good, lines, ack)
+                await self._store(good, lines, ack)
+                self._holding = None
         except asyncio.CancelledError:
-            while not self.queue.empty():
-                batch, ack = self.queue.get_nowait()
-                with contextlib.suppress(BufferFull):
-                    await self._persist(batch, ack)
-            self._persisted_final.set()
+            await self._persist_final()
             raise
 
-    async def _persist(self, batch: list[Reading], ack: Ack | None) -> None:
+    def _prepare(self, batch: list[Reading]) -> tuple[list[Reading], list[str]]:
+        """Validate (rejects are dead-lettered), flag quality and encode a batch."""
         good = []
         for reading in batch:
             point = self._points.get(reading.point_id)
@@ -296,18 +383,106 @@ class Pipeline:
             good.append(checked)
         if self.quality is not None:
             good = self.quality.observe_all(good)
-        lines = [self.encoder.encode(reading) for reading in good]
+        return good, [self.encoder.encode(reading) for reading in good]
+
+    async def _store(self, good: list[Reading], lines: list[str], ack: Ack | None) -> None:
+        """Append to the log, holding the batch (unacknowledged) while the log is full."""
         while True:
             try:
                 self.log.append(good, lines)
                 break
-            except BufferFull as exc:
-                # Back-pressure: wait for InfluxDB to drain the log; MQTT stays unacked meanwhile.
-                logger.warning("%s; waiting", exc)
-                await asyncio.sleep(1.0)
+            except BufferFull:
+                self._set_state(LogState.FULL)
+                self.stats.held = len(good) + sum(len(batch) for batch, _ in self._pending)
+                self.sensor.on_readings_held(self.stats.held)
+                await self._wait_for_room(len(good))
+        if self.state is LogState.FULL:
+            self.stats.held = 0
+            self.sensor.on_readings_held(0)
+            self._set_state(LogState.DRAINING)
+        self._check_drained()
         if ack is not None:
             ack()
         self._logged.set()
+
+    def _has_room(self, count: int) -> bool:
+        depth = self.log.depth()
+        return depth == 0 or (depth + count <= self.log.max_rows and depth <= _RESUME * self.log.max_rows)
+
+    async def _wait_for_room(self, count: int) -> None:
+        """Wait for the sink to acknowledge rows until ``count`` more fit (and the log is under 90 %)."""
+        while True:
+            self._acked.clear()
+            if self._has_room(count):
+                return
+            # Woken by every acknowledgement; the timeout is only a safety net.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._acked.wait(), 1.0)
+
+    def _set_state(self, state: LogState) -> None:
+        if state is self.state:
+            return
+        previous, self.state = self.state, state
+        depth = self.log.depth()
+        self.sensor.on_log_state(state.value, depth)
+        if state is LogState.FULL:
+            logger.warning(
+                "delivery log %s full: %d rows wait for InfluxDB (bound %d); input is held unacknowledged "
+                "(MQTT messages stay at the broker) and polls are skipped until it drains",
+                self.log.path,
+                depth,
+                self.log.max_rows,
+            )
+        elif state is LogState.DRAINING:
+            logger.info("delivery log %s accepting input again (%d rows wait): draining", self.log.path, depth)
+        else:
+            logger.info("delivery log %s back to normal (%d rows wait, was %s)", self.log.path, depth, previous.value)
+
+    def _check_drained(self) -> None:
+        if self.state is LogState.DRAINING and self.log.depth() < _NORMAL * self.log.max_rows:
+            self._set_state(LogState.NORMAL)
+
+    async def _persist_final(self) -> None:
+        """On stop: let polls in progress finish, then persist what waits, within the stop budget."""
+        if self._polls:
+            _, late = await asyncio.wait(set(self._polls), timeout=self._remaining())
+            for task in late:
+                logger.error("shutdown: %s did not finish within the stop timeout; its readings are not taken", task.get_name())
+                task.cancel()
+            await asyncio.sleep(0)  # let the done callbacks queue their readings
+        items: list[tuple[list[Reading], list[str], Ack | None]] = []
+        if self._holding is not None:
+            items.append(self._holding)
+            self._holding = None
+        while self._pending:
+            batch, ack = self._pending.popleft()
+            items.append((*self._prepare(batch), ack))
+        unacked = 0
+        for good, lines, ack in items:
+            try:
+                self.log.append(good, lines)
+            except BufferFull:
+                if ack is not None:
+                    # The broker keeps the message and delivers it again at the next start.
+                    unacked += len(good)
+                    continue
+                # A poll's readings have no broker to wait at: the bound gives way by one poll.
+                self.log.append(good, lines, force=True)
+            if ack is not None:
+                ack()
+        if unacked:
+            logger.warning(
+                "shutdown: delivery log full, %d readings left unacknowledged at the broker for the next start", unacked
+            )
+        self._logged.set()
+        self._persisted_final.set()
+
+    def _remaining(self) -> float:
+        """Seconds left of the stop budget (the budget starts at the first call)."""
+        now = asyncio.get_running_loop().time()
+        if self._stop_at is None:
+            self._stop_at = now + self.stop_timeout.total_seconds()
+        return max(0.0, self._stop_at - now)
 
     # -- process ----------------------------------------------------------------------
 
@@ -319,7 +494,7 @@ class Pipeline:
                 while self._process_some(processor):
                     await asyncio.sleep(0)
         except asyncio.CancelledError:
-            await self._wait_final(self._persisted_final)
+            await self._wait_final(self._persisted_final, self._remaining())
             while self._process_some(processor):
                 pass
             # Open windows are written as they stand; after a restart the restored
@@ -421,16 +596,31 @@ class Pipeline:
                     await self._settle(inflight.popleft())
                 inflight.append((asyncio.create_task(self._write_with_retry(batch, raw, long_term), name="sink:write"), batch))
         except asyncio.CancelledError:
-            while inflight:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._settle(inflight.popleft())
+            await self._settle_on_stop(inflight)
             await self._drain()
             raise
 
     async def _settle(self, item: tuple[asyncio.Task[None], SinkBatch]) -> None:
         task, batch = item
         await task
+        self._ack(batch)
+
+    def _ack(self, batch: SinkBatch) -> None:
         self.log.ack(batch)
+        self._acked.set()
+        self._check_drained()
+
+    async def _settle_on_stop(self, inflight: deque[tuple[asyncio.Task[None], SinkBatch]]) -> None:
+        """Give writes in flight the stop budget; acknowledge those done in order; cancel the rest."""
+        if not inflight:
+            return
+        await asyncio.wait([task for task, _ in inflight], timeout=self._remaining())
+        while inflight and inflight[0][0].done() and not inflight[0][0].cancelled() and inflight[0][0].exception() is None:
+            self._ack(inflight.popleft()[1])
+        for task, _ in inflight:
+            task.cancel()
+        # Written or not, what was not acknowledged stays in the log for the next start.
+        await asyncio.gather(*(task for task, _ in inflight), return_exceptions=True)
 
     async def _wait_for_rows(self) -> None:
         self._logged.clear()
@@ -461,29 +651,81 @@ class Pipeline:
             started = time.perf_counter()
             try:
                 # Both writes are idempotent: after a failure of the second, both are retried.
-                await self.writer.write(raw, raw=True)
-                await self.writer.write(long_term)
+                # A refused batch is bisected: only the lines InfluxDB refuses are left out,
+                # and the aggregates are written whatever the raw readings held.
+                refused = await write_splitting(self.writer, raw, raw=True)
+                refused += await write_splitting(self.writer, long_term)
             except RetryableSinkError as exc:
                 self.stats.write_errors += 1
                 self.sensor.on_sink_error(exc)
-                logger.warning("InfluxDB write failed, retrying in %.1fs: %s", delay, exc)
+                self._sink_down(exc, delay)
                 await asyncio.sleep(delay + random.uniform(0, delay / 4))  # noqa: S311 - backoff jitter
                 delay = min(delay * 2, self.retry_max.total_seconds())
                 continue
             except SinkError as exc:
                 self.stats.write_errors += 1
                 self.sensor.on_sink_error(exc)
-                logger.error("InfluxDB refused %s points: %s", count, exc)
+                logger.error("InfluxDB refused %s points: %s", count, self._redact(str(exc)))
                 for line in raw + long_term:
-                    self._dead("sink", line.split(" ", 1)[0], line, str(exc))
+                    self._dead("sink", line.split(" ", 1)[0], line, self._redact(str(exc)))
             else:
-                self.stats.written += count
+                self._sink_up()
+                if refused:
+                    self.stats.refused += len(refused)
+                    logger.error(
+                        "InfluxDB refused %s of %s lines; they go to the dead-letter store, the rest is written",
+                        len(refused),
+                        count,
+                    )
+                    for line, reason in refused:
+                        self._dead("sink", line.split(" ", 1)[0], line, self._redact(reason))
+                written = count - len(refused)
+                self.stats.written += written
                 self.stats.per_point.update(point for _, point, _ in batch.readings)
-                self.sensor.on_write(count, time.perf_counter() - started)
+                self.sensor.on_write(written, time.perf_counter() - started)
             return
 
-    async def _drain(self, timeout: float = 10.0) -> None:
-        """On shutdown, write what the log holds, for at most ``timeout`` seconds."""
+    # -- InfluxDB state ---------------------------------------------------------------
+
+    def _writer_url(self) -> str | None:
+        config = getattr(self.writer, "config", None)
+        url = getattr(config, "url", None)
+        return url if isinstance(url, str) else None
+
+    def _redact(self, text: str) -> str:
+        """``text`` with the writer's URL shown without credentials, query or fragment."""
+        url = self._writer_url()
+        return text.replace(url, _safe_url(url)) if url else text
+
+    def _sink_down(self, exc: RetryableSinkError, delay: float) -> None:
+        self._influx_failures += 1
+        message = self._redact(str(exc))
+        if self._influx_up is False:
+            logger.debug("InfluxDB write failed again, retrying in %.1fs: %s", delay, message)
+            return
+        self._influx_up = False
+        self.sensor.on_sink_state(up=False)
+        url = self._writer_url()
+        logger.error(
+            "InfluxDB %s down: %s; writes are retried, readings wait in the delivery log",
+            _safe_url(url) if url else "",
+            message,
+        )
+
+    def _sink_up(self) -> None:
+        if self._influx_up is True:
+            return
+        if self._influx_up is False:
+            url = self._writer_url()
+            logger.info(
+                "InfluxDB %s reachable again after %d failed writes", _safe_url(url) if url else "", self._influx_failures
+            )
+        self._influx_up = True
+        self._influx_failures = 0
+        self.sensor.on_sink_state(up=True)
+
+    async def _drain(self) -> None:
+        """On stop, write what the log holds, within what is left of the stop budget."""
 
         async def flush_all() -> None:
             while True:
@@ -491,16 +733,18 @@ class Pipeline:
                 if len(batch) == 0:
                     return
                 await self._write_with_retry(batch, *self._lines(batch))
-                self.log.ack(batch)
+                self._ack(batch)
 
-        await self._wait_final(self._processed_final if self.processor is not None else self._persisted_final)
+        await self._wait_final(
+            self._processed_final if self.processor is not None else self._persisted_final, self._remaining()
+        )
         try:
-            await asyncio.wait_for(flush_all(), timeout)
+            await asyncio.wait_for(flush_all(), self._remaining())
         except TimeoutError:
             logger.error("shutdown: %s rows stay in the delivery log for the next start", self.log.depth())
 
     @staticmethod
-    async def _wait_final(event: asyncio.Event, timeout: float = 5.0) -> None:
+    async def _wait_final(event: asyncio.Event, timeout: float) -> None:
         """Wait for an earlier step's shutdown (bounded: a stuck step must not hang the exit)."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), timeout)
@@ -509,3 +753,13 @@ class Pipeline:
         self.stats.rejected += 1
         self.sensor.on_dead_letter(1)
         self.dead_letters.add(DeadLetter.now(source, key, payload, reason))
+
+
+def _safe_url(url: str) -> str:
+    """``scheme://host:port/path`` of a URL: no user, password, query or fragment."""
+    try:
+        parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "<unparsable URL>"
+    return f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}"

@@ -1,4 +1,5 @@
-"""Zero loss under faults, against real servers: InfluxDB down for 60 s, and the pipeline SIGKILLed.
+"""Zero loss under faults, against real servers: InfluxDB down for 60 s, the pipeline SIGKILLed,
+and the delivery log full during an outage (backpressure, issue 10).
 
 A test publisher sends QoS 1 MQTT messages with known values and times; ``econome run``
 (a real process) collects them. Afterwards InfluxDB must hold every reading exactly once:
@@ -216,6 +217,71 @@ def test_influxdb_down_for_60_seconds_loses_nothing(mqtt_server, unique_name: st
     finally:
         if run.poll() is None:
             run.kill()
+        influx.stop()
+
+
+STOP_BOUND_S = 15.0
+"""The longest ``econome run`` may take to honour SIGTERM (ECONOME_STOP_TIMEOUT_S is 10 s by default)."""
+
+
+def _wait_output(process: subprocess.Popen[bytes], text: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in process.log_path.read_text(errors="replace"):  # type: ignore[attr-defined]
+            return
+        assert process.poll() is None, "econome run exited"
+        time.sleep(0.2)
+    msg = f"econome run never logged {text!r}"
+    raise AssertionError(msg)
+
+
+@pytest.mark.timeout(400)
+def test_full_log_during_a_60_second_outage_loses_nothing_and_sigterm_is_honoured(
+    mqtt_server, unique_name: str, tmp_path: Path
+) -> None:
+    """15,000 QoS 1 messages (30,000 readings) meet a log bound of 3,000 rows while InfluxDB is down for 60 s.
+
+    The pipeline holds its MQTT acknowledgements (the broker keeps the messages), a
+    SIGTERM while the log is full and InfluxDB down is honoured within the bound, and a
+    restart delivers the rest: every broker-acknowledged message is in InfluxDB once.
+    """
+    influx: LocalServer = start_influxdb(tmp_path / "influx")
+    config = _config(tmp_path, mqtt_server.port, unique_name)
+    data_dir = tmp_path / "var"
+    bound = {"ECONOME_BUFFER_MAX_ROWS": "3000"}
+    run = _run(config, influx.url, unique_name, data_dir, bound)
+    n = 15_000
+    publisher = Publisher(mqtt_server.port, f"{unique_name}/meter", n, rate=1500.0)
+    second = None
+    try:
+        _wait_ready(mqtt_server.port, unique_name, influx.url, unique_name)
+        influx.stop()
+        down_at = time.monotonic()
+        threading.Thread(target=publisher.run, daemon=True).start()
+        _wait_output(run, "full:", timeout=60)
+        assert publisher.done.wait(60)
+        assert publisher.sent == n, "the broker acknowledged every message"
+        # SIGTERM while the log is full and InfluxDB is down.
+        signalled = time.monotonic()
+        run.send_signal(signal.SIGTERM)
+        run.wait(timeout=STOP_BOUND_S)
+        stop_seconds = time.monotonic() - signalled
+        first_output = run.log_path.read_text(errors="replace")  # type: ignore[attr-defined]
+        assert run.returncode == 0, first_output[-3000:]
+        assert "Traceback" not in first_output
+        assert "left unacknowledged at the broker" in first_output
+        print(f"SIGTERM honoured in {stop_seconds:.1f} s with the log full and InfluxDB down")
+        second = _run(config, influx.url, unique_name, data_dir, bound)
+        time.sleep(max(0.0, 60 - (time.monotonic() - down_at)))  # the outage lasts at least 60 s
+        influx = restart(influx)
+        counts = _wait_complete(influx.url, unique_name, n, timeout=180)
+        output = _stop(second)
+        assert "Traceback" not in output
+        _check(influx.url, unique_name, n, counts)
+    finally:
+        for process in (run, second):
+            if process is not None and process.poll() is None:
+                process.kill()
         influx.stop()
 
 

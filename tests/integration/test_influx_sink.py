@@ -105,3 +105,42 @@ async def test_v2_write_path_against_victoriametrics(victoriametrics_server, uni
 def test_v2_config_needs_token_org_bucket() -> None:
     with pytest.raises(ValueError, match="token, org and bucket"):
         InfluxConfig(api="v2", url="http://127.0.0.1:1")
+
+
+def _poisoned(encoder: LineEncoder, n: int) -> tuple[list[str], dict[int, str]]:
+    """``n`` good lines with three InfluxDB 1.6 refuses: unparsable, time out of range, field-type conflict."""
+    lines = [encoder.encode(r) for r in _readings(n // 2)]
+    poison = {
+        n // 7: "reading,point=poison-a value=notanumber 1736060400000",
+        n // 2: "reading,point=poison-b value=1 99999999999999999",
+        n - 3: f'reading,point=mairie-elec-energy value="text" {int(T0.timestamp() * 1000) + 123}',
+    }
+    for i, line in sorted(poison.items()):
+        lines.insert(i, line)
+    return lines, poison
+
+
+async def test_v1_partial_write_is_split_to_the_refused_lines(influxdb_server, unique_name: str, encoder: LineEncoder) -> None:
+    from streams.influx import write_splitting
+
+    config = InfluxConfig(url=influxdb_server.url, database=unique_name)
+    writer = InfluxV1Writer(config)
+    client = InfluxQLClient(config)
+    try:
+        await writer.ensure_database()
+        lines, poison = _poisoned(encoder, 400)
+        refused = await write_splitting(writer, lines)
+        assert [line for line, _ in refused] == [poison[i] for i in sorted(poison)]
+        reasons = [reason for _, reason in refused]
+        assert "invalid number" in reasons[0]
+        assert "time outside range" in reasons[1]
+        assert "field type conflict" in reasons[2]
+        series = await client.query('SELECT count("value"), sum("value") FROM "reading" GROUP BY "point"')
+        by_point = {s["tags"]["point"]: s["values"][0] for s in series}
+        assert set(by_point) == {"mairie-elec-energy", "mairie-bureaux-temperature"}
+        assert by_point["mairie-elec-energy"][1] == 200
+        assert by_point["mairie-elec-energy"][2] == pytest.approx(sum(1000.0 + i for i in range(200)))
+        assert by_point["mairie-bureaux-temperature"][1] == 200
+    finally:
+        await writer.close()
+        await client.close()

@@ -12,7 +12,7 @@ from inventory import load_inventory
 from streams.buffer import DeliveryLog
 from streams.clock import SystemClock
 from streams.deadletter import DeadLetterStore
-from streams.influx import InfluxConfig, InfluxQLClient, InfluxV1Writer
+from streams.influx import InfluxConfig, InfluxQLClient, InfluxV1Writer, LineEncoder
 from streams.pipeline import Pipeline
 from streams.record import Reading
 
@@ -114,3 +114,40 @@ async def test_influxdb_down_then_back_loses_nothing(influxdb_server, unique_nam
         assert pipeline.stats.write_errors >= 1
     finally:
         server.stop()
+
+
+async def test_a_partial_write_dead_letters_only_the_refused_lines(influxdb_server, unique_name: str, tmp_path: Path) -> None:
+    """InfluxDB 1.6 answers 400 to a batch with three bad lines: the rest and the aggregates are written."""
+    config = InfluxConfig(url=influxdb_server.url, database=unique_name)
+    writer = InfluxV1Writer(config)
+    await writer.ensure_database()
+    dead = DeadLetterStore()
+    log = DeliveryLog(tmp_path / "log.sqlite")
+    encoder = LineEncoder(INV)
+    readings = [Reading("mairie-elec-energy", T0 + timedelta(minutes=i), 1000.0 + i, "kWh") for i in range(300)]
+    lines = [encoder.encode(r) for r in readings]
+    bad = {
+        10: "reading,point=mairie-elec-energy value=notanumber 1736060400000",
+        150: "reading,point=mairie-elec-energy value=1 99999999999999999",
+        290: f'reading,point=mairie-elec-energy value="text" {int(T0.timestamp() * 1000) + 123}',
+    }
+    for i, line in bad.items():
+        lines[i] = line
+    log.append(readings, lines)
+    aggregate = f"agg_point,point=mairie-elec-energy,window=1h sum=42.0 {int(T0.timestamp() * 1000)}"
+    log.add_outbox([aggregate], 0)
+    pipeline = Pipeline(INV, writer, SystemClock(), dead, log, flush_interval=timedelta(milliseconds=50))
+    await _run_until(pipeline, [], lambda: log.depth() == 0)
+    await writer.close()
+    assert await _count(config, "mairie-elec-energy") == 297
+    client = InfluxQLClient(config)
+    try:
+        series = await client.query('SELECT sum("value") FROM "reading"')
+        assert series[0]["values"][0][1] == sum(1000.0 + i for i in range(300) if i not in bad)
+        agg = await client.query('SELECT "sum" FROM "agg_point"')
+        assert agg[0]["values"][0][1] == 42.0
+    finally:
+        await client.close()
+    assert sorted(letter.payload for letter in dead.recent) == sorted(bad.values())
+    assert all(letter.source == "sink" and "400" in letter.reason for letter in dead.recent)
+    assert pipeline.stats.refused == 3
