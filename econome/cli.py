@@ -141,6 +141,7 @@ class _Runtime:
             flush_interval=settings.flush_interval,
             quality=QualityTracker(inv, clock.now()),
             sensor=sensor,
+            event_time=settings.event_time(),
         )
 
     async def serve(self, stop: asyncio.Event) -> None:

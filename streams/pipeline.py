@@ -46,7 +46,7 @@ from streams.influx import InfluxWriter, LineEncoder, RetryableSinkError, escape
 from streams.metrics import Sensor
 from streams.quality import QualityTracker
 from streams.record import Reading
-from streams.validate import Validator
+from streams.validate import EventTimeConfig, Validator
 
 __all__ = ["Ack", "Forwarder", "Pipeline", "PipelineStats", "PolledSource", "PushSource"]
 
@@ -128,6 +128,7 @@ class Pipeline:
         sensor: metrics hooks.
         quality: stale and missing point tracking.
         status_every: how often point status is written (clock time).
+        event_time: the window of event times accepted from sources (by ``clock``).
     """
 
     def __init__(
@@ -150,10 +151,11 @@ class Pipeline:
         sensor: Sensor | None = None,
         quality: QualityTracker | None = None,
         status_every: timedelta = timedelta(minutes=5),
+        event_time: EventTimeConfig | None = None,
     ) -> None:
         self.inventory = inventory
         self.encoder = LineEncoder(inventory)
-        self.validator = Validator()
+        self.validator = Validator.for_inventory(inventory, clock, event_time)
         self.writer = writer
         self.clock = clock
         self.dead_letters = dead_letters
