@@ -148,6 +148,7 @@ class _Runtime:
             quality=QualityTracker(inv, clock.now()),
             sensor=sensor,
             stop_timeout=timedelta(seconds=settings.stop_timeout_s),
+            event_time=settings.event_time(),
         )
 
     async def serve(self, stop: asyncio.Event) -> None:

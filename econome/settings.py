@@ -14,6 +14,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streams.influx import InfluxConfig
+from streams.validate import EventTimeConfig
 
 __all__ = ["EconomeSettings"]
 
@@ -61,6 +62,13 @@ class EconomeSettings(BaseSettings):
     """Longest payload prefix kept in a dead letter (its full size and SHA-256 are kept too)."""
     lateness_s: float = 600.0
     """Allowed lateness of readings, in seconds of event time, before a window closes."""
+    max_age_s: float = Field(default=7 * 86_400.0, gt=0, le=36_500 * 86_400.0)
+    """How old, in seconds, a reading of a live point may be when it arrives; older ones are
+    dead-lettered. Seven days covers a gateway replaying a long week-end outage of its link;
+    a point declared ``backfill: true`` in the inventory is exempt (issue 10)."""
+    max_future_s: float = Field(default=300.0, ge=0, le=86_400.0)
+    """How far, in seconds, a reading's time may be ahead of this machine's clock (device
+    clock skew); later ones are dead-lettered. Times before 2000 or from 2100 on always are."""
     runner: Literal["inprocess", "faust"] = "inprocess"
     """Where aggregates are computed: in this process, or by the faust runner over Kafka."""
     kafka_url: str = "kafka://127.0.0.1:9092"
@@ -87,6 +95,10 @@ class EconomeSettings(BaseSettings):
             batch_size=self.batch_size,
             gzip=self.influx_gzip,
         )
+
+    def event_time(self) -> EventTimeConfig:
+        """The event-time window readings are checked against at the edge."""
+        return EventTimeConfig(max_age=timedelta(seconds=self.max_age_s), max_future=timedelta(seconds=self.max_future_s))
 
     @property
     def allowed_lateness(self) -> timedelta:

@@ -446,6 +446,10 @@ class Point(_Frozen):
     replacements: tuple[MeterReplacement, ...] = ()
     submeter_of: str | None = None
     """The counter this one is part of (a lighting sub-meter of the general meter)."""
+    backfill: bool = False
+    """The point's source replays history (a gateway emptying its buffer, an import of past
+    readings): its old event times are accepted, instead of being dead-lettered as older
+    than ``ECONOME_MAX_AGE_S``. Times before 2000 or from 2100 on are refused all the same."""
 
     @model_validator(mode="after")
     def _consistent(self) -> Point:

@@ -16,6 +16,17 @@ Pure logic with no I/O: both runners (in-process and faust) drive the same
   allowed lateness. A reading for a window already closed goes to the ``late``
   output and is still applied: the window is emitted again, corrected, as long
   as it is retained. Emitting a window again overwrites it in InfluxDB.
+  A reading whose windows are older than what the processor remembers as
+  closed is ``too_late``: it is not aggregated, since writing such a window
+  again would overwrite its aggregates with this reading alone.
+* Poison pills are quarantined (issue 10): each reading is applied in two
+  steps, a plan that may fail (windows out of range, a sum that would
+  overflow...) and a commit that cannot, so a reading that makes the processor
+  raise leaves the state untouched and goes to ``rejected`` with the exception
+  type and message; processing goes on with the next one. A counter gap
+  longer than ``max_spread`` (31 days) is not cut into windows: the reading is
+  ``rejected`` as an unexplained gap, with the consumption that was not spread.
+  One reading thus opens at most ``max_spread`` worth of windows.
 
 >>> from pathlib import Path
 >>> from datetime import UTC, datetime, timedelta
@@ -30,6 +41,7 @@ Pure logic with no I/O: both runners (in-process and faust) drive the same
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -38,17 +50,20 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from inventory import Building, DataType, Energy, Inventory, Point, Quantity
-from streams.counters import CounterTracker, Interval, Rejection
+from streams.counters import MAX_SPREAD, CounterTracker, Interval, Rejection
 from streams.influx import escape_tag
 from streams.record import Quality, Reading
 from streams.units import canonical_unit, energy_kwh_factor, factor
-from streams.validate import Validator
-from streams.windows import WindowCalendar, WindowSize
+from streams.validate import EventTimeConfig, Validator
+from streams.windows import MAX_SPLIT, WindowCalendar, WindowSize
 
 __all__ = ["AggregateRecord", "ProcessResult", "StreamProcessor", "StreamSettings"]
 
+logger = logging.getLogger(__name__)
+
 ALL_SIZES = (WindowSize.TEN_MINUTES, WindowSize.HOUR, WindowSize.DAY)
 STATE_FORMAT_VERSION = 1
+_DAY_MS = 86_400_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,12 +92,29 @@ class StreamSettings:
             before its window is closed (and it counts as late).
         retention: how long a closed window is kept to apply late corrections.
         max_gap: counter intervals longer than this are flagged estimated.
+        max_spread: counter intervals longer than this are unexplained gaps:
+            rejected, not spread over windows. At most 90 days, so that one
+            reading opens a bounded number of windows.
+        event_time: the absolute bounds of event time (the processor has no
+            clock: age and skew are checked at the edge, before the delivery log).
+
+    Raises:
+        ValueError: ``max_spread`` is not positive or longer than 90 days.
     """
 
     sizes: tuple[WindowSize, ...] = ALL_SIZES
     allowed_lateness: timedelta = timedelta(minutes=10)
     retention: timedelta = timedelta(days=2)
     max_gap: timedelta = timedelta(minutes=15)
+    max_spread: timedelta = MAX_SPREAD
+    event_time: EventTimeConfig = field(default_factory=EventTimeConfig)
+
+    def __post_init__(self) -> None:
+        """Refuse a spread that could cut one interval into more than ``MAX_SPLIT`` windows."""
+        if not timedelta(0) < self.max_spread <= timedelta(days=90):
+            msg = f"max_spread {self.max_spread} must be positive and at most 90 days"
+            raise ValueError(msg)
+        assert self.max_spread / timedelta(minutes=10) < MAX_SPLIT  # noqa: S101 - 90 days fit
 
 
 @dataclass
@@ -95,6 +127,10 @@ class ProcessResult:
     ignored: list[tuple[Reading, str]] = field(default_factory=list)
     too_late: list[Reading] = field(default_factory=list)
     """Kept raw, but older than the retention of closed windows: not aggregated."""
+
+
+# (window, amount added to the sum, amount added to the estimated part, value for min/max or None)
+_Plan = list[tuple[tuple[WindowSize, int], float, float, float | None]]
 
 
 class _Acc:
@@ -144,7 +180,7 @@ class StreamProcessor:
         self.inventory = inventory
         self.settings = settings or StreamSettings()
         self.calendar = WindowCalendar(inventory.organisation.tz)
-        self.validator = Validator()
+        self.validator = Validator(event_time=self.settings.event_time)
         self.info: dict[str, _PointInfo] = {}
         self.counters: dict[str, CounterTracker] = {}
         for building, point in inventory.points():
@@ -156,6 +192,7 @@ class StreamProcessor:
                     wrap=self._wrap(inventory, point),
                     max_gap=self._max_gap(point),
                     replacements=list(point.replacements),
+                    max_spread=self.settings.max_spread,
                 )
         # (size, window start ms) -> point id -> accumulator
         self.windows: dict[tuple[WindowSize, int], dict[str, _Acc]] = {}
@@ -204,44 +241,67 @@ class StreamProcessor:
         return self.max_event_ms - int(self.settings.allowed_lateness.total_seconds() * 1000)
 
     def process(self, readings: Iterable[Reading]) -> ProcessResult:
-        """Validate and apply readings; returns what was rejected, late or ignored."""
+        """Validate and apply readings; returns what was rejected, late or ignored.
+
+        Never raises for a reading: one that makes the processor raise is
+        ``rejected`` with the exception, and the state is left as it was.
+        """
         result = ProcessResult()
         for reading in readings:
-            info = self.info.get(reading.point_id)
-            if info is None:
-                result.rejected.append((reading, f"point {reading.point_id} is not in the inventory"))
-                continue
-            checked, reason = self.validator.check(reading, info.point.quantity, info.point.unit)
-            if reason is not None:
+            try:
+                self._process_one(reading, result)
+            except Exception as exc:  # a poison pill is quarantined, whatever it raises
+                reason = f"processor raised {type(exc).__name__}: {exc}"
+                logger.warning("reading of point %s at %r quarantined: %s", reading.point_id, reading.ts, reason)
                 result.rejected.append((reading, reason))
-                continue
-            ts_ms = int(checked.ts.timestamp() * 1000)
-            watermark = self.watermark_ms
-            too_late_before = self.too_late_count
-            if info.point.cumulative:
-                interval = self.counters[checked.point_id].update(checked.ts, checked.value)
-                if interval is None:
-                    rejection = self.counters[checked.point_id].last_rejection
-                    if rejection is not Rejection.FIRST:
-                        result.ignored.append((checked, f"counter reading {rejection.value if rejection else ''}"))
-                    else:
-                        result.accepted.append(checked)
-                    self._see(ts_ms)
-                    continue
-                if watermark is not None and self._to_ms(interval.start) < watermark:
-                    result.late.append(checked)
-                    self.late_count += 1
-                self._apply_interval(info, interval)
-            else:
-                if watermark is not None and ts_ms < watermark:
-                    result.late.append(checked)
-                    self.late_count += 1
-                self._apply_value(info, checked, ts_ms)
-            result.accepted.append(checked)
-            if self.too_late_count > too_late_before:
-                result.too_late.append(checked)
-            self._see(ts_ms)
         return result
+
+    def _process_one(self, reading: Reading, result: ProcessResult) -> None:
+        # Everything that may raise runs before the first change of state (plan, then commit).
+        info = self.info.get(reading.point_id)
+        if info is None:
+            result.rejected.append((reading, f"point {reading.point_id} is not in the inventory"))
+            return
+        checked, reason = self.validator.check(reading, info.point.quantity, info.point.unit)
+        if reason is not None:
+            result.rejected.append((reading, reason))
+            return
+        ts_ms = self._to_ms(checked.ts)
+        watermark = self.watermark_ms
+        if info.point.cumulative:
+            tracker = self.counters[checked.point_id]
+            step = tracker.plan(checked.ts, checked.value)
+            interval = step.interval
+            if interval is None:
+                tracker.commit(step)
+                if step.rejection is Rejection.FIRST:
+                    result.accepted.append(checked)
+                elif step.rejection is Rejection.GAP:
+                    result.rejected.append((checked, self._gap_reason(info, checked, step.unspread)))
+                else:
+                    result.ignored.append((checked, f"counter reading {step.rejection.value if step.rejection else ''}"))
+                self._see(ts_ms)
+                return
+            plan = self._plan_interval(interval)
+            late = watermark is not None and self._to_ms(interval.start) < watermark
+            tracker.commit(step)
+        else:
+            plan = self._plan_value(info, checked, ts_ms)
+            late = watermark is not None and ts_ms < watermark
+        if late:
+            result.late.append(checked)
+            self.late_count += 1
+        if self._commit(plan, checked.point_id):
+            result.too_late.append(checked)
+        result.accepted.append(checked)
+        self._see(ts_ms)
+
+    def _gap_reason(self, info: _PointInfo, reading: Reading, unspread: float) -> str:
+        return (
+            f"point {reading.point_id}: counter gap up to {reading.ts.isoformat()} longer than "
+            f"{self.settings.max_spread}: {unspread} {info.canonical} not spread over windows "
+            "(unexplained gap; the reading is the new base of the counter)"
+        )
 
     @staticmethod
     def _to_ms(ts: datetime) -> int:
@@ -251,46 +311,70 @@ class StreamProcessor:
         if self.max_event_ms is None or ts_ms > self.max_event_ms:
             self.max_event_ms = ts_ms
 
-    def _acc(self, size: WindowSize, start_ms: int, point_id: str) -> _Acc | None:
-        key = (size, start_ms)
-        if key in self.closed and key not in self.windows:
-            self.too_late_count += 1
-            return None
-        points = self.windows.get(key)
-        if points is None:
-            points = self.windows[key] = {}
-        acc = points.get(point_id)
-        if acc is None:
-            acc = points[point_id] = _Acc()
-        self.dirty.add(key)
-        return acc
+    def _refused(self, key: tuple[WindowSize, int]) -> bool:
+        """Whether a window is past what the processor may still correct (too late)."""
+        if key in self.windows:
+            return False
+        if key in self.closed:
+            return True
+        # Closed windows are remembered down to this horizon; below it, a window may have been
+        # written and forgotten, and writing it again from this reading alone would overwrite it.
+        watermark = self.watermark_ms
+        if watermark is None:
+            return False
+        return key[1] < watermark - int(self.settings.retention.total_seconds() * 1000) - _DAY_MS
 
-    def _apply_interval(self, info: _PointInfo, interval: Interval) -> None:
+    def _plan_interval(self, interval: Interval) -> _Plan:
+        """(window, amount, estimated, value) of a counter interval; raises if it cannot be applied."""
         start_ms, end_ms = self._to_ms(interval.start), self._to_ms(interval.end)
+        plan: _Plan = []
         for size in self.settings.sizes:
             for w_start, share in self.calendar.split_ms(start_ms, end_ms, size):
-                acc = self._acc(size, w_start, interval.point_id)
-                if acc is None:
-                    continue
                 amount = interval.amount * share
-                acc.sum += amount
-                acc.count += 1
-                if interval.estimated:
-                    acc.estimated += amount
+                plan.append(((size, w_start), amount, amount if interval.estimated else 0.0, None))
+        self._check_finite(plan, interval.point_id)
+        return plan
 
-    def _apply_value(self, info: _PointInfo, reading: Reading, ts_ms: int) -> None:
+    def _plan_value(self, info: _PointInfo, reading: Reading, ts_ms: int) -> _Plan:
+        """(window, value, estimated, value) of an instantaneous reading; raises if it cannot be applied."""
         value = reading.value * info.to_canonical
-        for size in self.settings.sizes:
-            w_start, _ = self.calendar.bounds_ms(ts_ms, size)
-            acc = self._acc(size, w_start, reading.point_id)
-            if acc is None:
+        estimated = 0.0 if reading.quality is Quality.GOOD else 1.0
+        plan: _Plan = [((size, self.calendar.bounds_ms(ts_ms, size)[0]), value, estimated, value) for size in self.settings.sizes]
+        self._check_finite(plan, reading.point_id)
+        return plan
+
+    def _check_finite(self, plan: _Plan, point_id: str) -> None:
+        for key, amount, estimated, _ in plan:
+            points = self.windows.get(key)
+            acc = points.get(point_id) if points is not None else None
+            total = amount + (acc.sum if acc is not None else 0.0)
+            part = estimated + (acc.estimated if acc is not None else 0.0)
+            if not (math.isfinite(total) and math.isfinite(part)):
+                msg = f"the {key[0].value} sum of point {point_id} would not be finite ({total})"
+                raise ArithmeticError(msg)
+
+    def _commit(self, plan: _Plan, point_id: str) -> bool:
+        """Apply a plan (plain dict and float updates, nothing that raises); whether a window was too late."""
+        too_late = False
+        for key, amount, estimated, value in plan:
+            if self._refused(key):
+                self.too_late_count += 1
+                too_late = True
                 continue
-            acc.sum += value
+            points = self.windows.get(key)
+            if points is None:
+                points = self.windows[key] = {}
+            acc = points.get(point_id)
+            if acc is None:
+                acc = points[point_id] = _Acc()
+            self.dirty.add(key)
+            acc.sum += amount
             acc.count += 1
-            acc.min = min(acc.min, value)
-            acc.max = max(acc.max, value)
-            if reading.quality is not Quality.GOOD:
-                acc.estimated += 1
+            acc.estimated += estimated
+            if value is not None:
+                acc.min = min(acc.min, value)
+                acc.max = max(acc.max, value)
+        return too_late
 
     # -- emission --------------------------------------------------------------------
 

@@ -14,12 +14,21 @@ energies, gas included; m3 for water). On the way:
 * **gaps**: an interval longer than ``max_gap`` is flagged estimated; the
   windows spread its consumption over its whole span instead of dumping it
   into the window where the meter came back;
+* **unexplained gaps**: an interval longer than ``max_spread`` (31 days by
+  default) is not spread at all: a device whose clock was never set (1970)
+  then fixed, or a meter silent for months, would otherwise cut years into
+  10-minute windows (issue 10). The reading becomes the new base and the
+  tracker reports :attr:`Rejection.GAP` with the consumption it did not spread;
 * **out-of-order and duplicates**: a reading at or before the last one is not
   used (it is reported, not silently dropped): the consumption between indexes
   already seen is already accounted for.
 
 The sum of the intervals is thus the true consumption, whatever the rollovers,
-resets and gaps (see the property tests).
+resets and gaps up to ``max_spread`` (see the property tests).
+
+:meth:`CounterTracker.plan` computes what a reading does without changing the
+tracker, and :meth:`CounterTracker.commit` applies it, so a caller that fails
+between the two leaves the tracker as it was.
 
 >>> from datetime import UTC, datetime, timedelta
 >>> t = datetime(2026, 1, 5, tzinfo=UTC)
@@ -39,7 +48,10 @@ from typing import Any
 
 from inventory import MeterReplacement
 
-__all__ = ["CounterTracker", "Interval", "Rejection"]
+__all__ = ["MAX_SPREAD", "CounterStep", "CounterTracker", "Interval", "Rejection"]
+
+MAX_SPREAD = timedelta(days=31)
+"""Default longest counter interval spread over windows; a longer one is an unexplained gap."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +71,36 @@ class Rejection(str, Enum):
     FIRST = "first"
     DUPLICATE = "duplicate"
     OUT_OF_ORDER = "out_of_order"
+    GAP = "gap"
+    """Longer than ``max_spread``: the reading is the new base, the consumption across is not spread."""
+
+
+@dataclass(frozen=True, slots=True)
+class CounterStep:
+    """What one reading does to a tracker, computed by :meth:`CounterTracker.plan`.
+
+    Attributes:
+        ts: time of the reading.
+        value: index of the reading.
+        interval: the consumption since the previous reading, if any.
+        rejection: why there is no interval (``None`` when there is one).
+        unspread: for :attr:`Rejection.GAP`, the consumption across the gap, canonical unit.
+        rollover: the step unwraps a register rollover.
+        reset: the step is an undeclared reset.
+    """
+
+    ts: datetime
+    value: float
+    interval: Interval | None
+    rejection: Rejection | None
+    unspread: float = 0.0
+    rollover: bool = False
+    reset: bool = False
+
+    @property
+    def moves(self) -> bool:
+        """Whether committing the step moves the tracker to this reading."""
+        return self.rejection not in (Rejection.DUPLICATE, Rejection.OUT_OF_ORDER)
 
 
 class CounterTracker:
@@ -72,6 +114,7 @@ class CounterTracker:
             or None for a float register that never wraps.
         max_gap: intervals longer than this are flagged estimated.
         replacements: declared swaps and resets.
+        max_spread: intervals longer than this are unexplained gaps, not spread.
     """
 
     def __init__(
@@ -81,12 +124,14 @@ class CounterTracker:
         wrap: float | None = None,
         max_gap: timedelta = timedelta(minutes=15),
         replacements: list[MeterReplacement] | None = None,
+        max_spread: timedelta = MAX_SPREAD,
     ) -> None:
         self.point_id = point_id
         self.unit_factor = unit_factor
         self.wrap = wrap
         self.max_gap = max_gap
         self.replacements = sorted(replacements or [], key=lambda r: r.at)
+        self.max_spread = max_spread
         self.last_ts: datetime | None = None
         self.last_value: float | None = None
         self.resets = 0
@@ -98,41 +143,47 @@ class CounterTracker:
 
         When it returns None, :attr:`last_rejection` says why.
         """
-        if self.last_ts is None or self.last_value is None:
-            self.last_ts, self.last_value = ts, value
-            self.last_rejection = Rejection.FIRST
-            return None
-        if ts <= self.last_ts:
-            self.last_rejection = Rejection.DUPLICATE if ts == self.last_ts else Rejection.OUT_OF_ORDER
-            return None
-        delta, estimated = self._delta(self.last_ts, self.last_value, ts, value)
-        interval = Interval(
-            self.point_id,
-            self.last_ts,
-            ts,
-            delta * self.unit_factor,
-            estimated or ts - self.last_ts > self.max_gap,
-        )
-        self.last_ts, self.last_value = ts, value
-        self.last_rejection = None
-        return interval
+        step = self.plan(ts, value)
+        self.commit(step)
+        return step.interval
 
-    def _delta(self, t0: datetime, v0: float, t1: datetime, v1: float) -> tuple[float, bool]:
+    def plan(self, ts: datetime, value: float) -> CounterStep:
+        """What feeding ``(ts, value)`` would do, without changing the tracker."""
+        if self.last_ts is None or self.last_value is None:
+            return CounterStep(ts, value, None, Rejection.FIRST)
+        if ts <= self.last_ts:
+            return CounterStep(ts, value, None, Rejection.DUPLICATE if ts == self.last_ts else Rejection.OUT_OF_ORDER)
+        delta, estimated, rollover, reset = self._delta(self.last_ts, self.last_value, ts, value)
+        span = ts - self.last_ts
+        if span > self.max_spread:
+            return CounterStep(ts, value, None, Rejection.GAP, delta * self.unit_factor, rollover, reset)
+        interval = Interval(self.point_id, self.last_ts, ts, delta * self.unit_factor, estimated or span > self.max_gap)
+        return CounterStep(ts, value, interval, None, 0.0, rollover, reset)
+
+    def commit(self, step: CounterStep) -> None:
+        """Apply a step made by :meth:`plan` on the tracker's current state."""
+        self.last_rejection = step.rejection
+        if not step.moves:
+            return
+        self.last_ts, self.last_value = step.ts, step.value
+        self.rollovers += step.rollover
+        self.resets += step.reset
+
+    def _delta(self, t0: datetime, v0: float, t1: datetime, v1: float) -> tuple[float, bool, bool, bool]:
+        """(delta, estimated, rollover, reset) between two indexes."""
         for swap in self.replacements:
             if t0 < swap.at <= t1:
-                return (swap.old_final - v0) + (v1 - swap.new_initial), False
+                return (swap.old_final - v0) + (v1 - swap.new_initial), False, False, False
         delta = v1 - v0
         if delta >= 0:
-            return delta, False
+            return delta, False, False, False
         if self.wrap is not None:
             half = self.wrap / 2
             wrapped = delta + self.wrap
             if v0 >= half and v1 < half and wrapped <= half:
-                self.rollovers += 1
-                return wrapped, False
+                return wrapped, False, True, False
         # An undeclared drop: the meter restarted from zero.
-        self.resets += 1
-        return v1, True
+        return v1, True, False, True
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe state, to resume after a restart."""

@@ -8,6 +8,7 @@
     │   ├── DeviceTimeout (also TimeoutError)
     │   └── DeviceError                    exception response, refused connection
     ├── DecodeError (also ValueError)      a payload or register block that does not decode
+    ├── EventTimeError (also ValueError)   a reading time windows or counters cannot hold
     ├── SinkError                          InfluxDB refused or could not be reached
     └── ModelError
         ├── InsufficientData               too little data to fit, with the reasons
@@ -27,6 +28,7 @@ __all__ = [
     "DecodeError",
     "DeviceError",
     "DeviceTimeout",
+    "EventTimeError",
     "InsufficientData",
     "ModelError",
     "NotFitted",
@@ -57,6 +59,10 @@ class DeviceError(CollectorError):
 
 class DecodeError(TelemetryError, ValueError):
     """A payload or a register block does not decode."""
+
+
+class EventTimeError(TelemetryError, ValueError):
+    """A reading time that windows or counters cannot hold (out of range, or a span too long to cut)."""
 
 
 class SinkError(TelemetryError):

@@ -475,6 +475,10 @@ class FaustRunner:
         self.stats.batches += 1
         self.stats.readings += len(readings)
         self.stats.rejected += len(result.rejected)
+        # The processor quarantines what it cannot use (a poison pill included) and goes on; there is no
+        # dead-letter store on this side of Kafka, so say what was set aside.
+        for reading, reason in result.rejected:
+            logger.warning("reading of %s at %s set aside: %s", reading.point_id, reading.ts.isoformat(), reason)
         self.stats.late += len(result.late)
         return processor.advance()
 

@@ -68,7 +68,7 @@ from streams.influx import InfluxWriter, LineEncoder, RetryableSinkError, escape
 from streams.metrics import Sensor
 from streams.quality import QualityTracker
 from streams.record import Reading
-from streams.validate import Validator
+from streams.validate import EventTimeConfig, Validator
 
 __all__ = ["Ack", "Forwarder", "LogState", "Pipeline", "PipelineStats", "PolledSource", "PushSource"]
 
@@ -172,6 +172,7 @@ class Pipeline:
         quality: stale and missing point tracking.
         status_every: how often point status is written (clock time).
         stop_timeout: the longest a stop takes (wall clock), InfluxDB down or not.
+        event_time: the window of event times accepted from sources (by ``clock``).
     """
 
     def __init__(
@@ -195,10 +196,11 @@ class Pipeline:
         quality: QualityTracker | None = None,
         status_every: timedelta = timedelta(minutes=5),
         stop_timeout: timedelta = timedelta(seconds=10),
+        event_time: EventTimeConfig | None = None,
     ) -> None:
         self.inventory = inventory
         self.encoder = LineEncoder(inventory)
-        self.validator = Validator()
+        self.validator = Validator.for_inventory(inventory, clock, event_time)
         self.writer = writer
         self.clock = clock
         self.dead_letters = dead_letters

@@ -1,4 +1,4 @@
-"""Validate readings: physical range, NaN, unit; flag or reject.
+"""Validate readings: physical range, NaN, unit, event time, duplicates; flag or reject.
 
 A value outside what the quantity can physically be (a negative counter index,
 an occupancy of 3, a temperature of 400 °C) is rejected to the dead-letter
@@ -6,22 +6,49 @@ output with its reason. A value that is possible but implausible for a
 building (35 °C in a classroom... is possible; 55 °C is suspect) is kept and
 flagged ``Quality.SUSPECT``. Ranges are in the point's canonical unit.
 
+Event time is checked too (issue 10), against :class:`EventTimeConfig`:
+
+* always, the absolute bounds: a time before 2000 (a device clock never set
+  gives 1970) or from 2100 on is rejected;
+* with a clock (at the edge, before the delivery log): a time more than
+  ``max_future`` ahead of now, or more than ``max_age`` behind it for a live
+  point, is rejected. A point declared ``backfill: true`` in the inventory
+  replays history (a gateway emptying its buffer after an outage): its old
+  times are accepted, within the absolute bounds;
+* with duplicate tracking (at the edge): a reading at the same time as the
+  last accepted reading of its point is rejected: with the same value it is a
+  duplicate that is already stored (counted in :attr:`Validator.duplicates`),
+  with another value it would silently overwrite the first point in InfluxDB.
+  Only the last time of each point is kept, so memory stays bounded.
+
+The processor runs the checks without a clock: a reading replayed from the
+delivery log after an outage was accepted at the edge and stays accepted.
+
 >>> from datetime import UTC, datetime
 >>> v = Validator()
->>> v.check(Reading("t", datetime(2026, 1, 1, tzinfo=UTC), 21.0, "degC"), Quantity.TEMPERATURE, "degC")[0].quality
+>>> v.check(Reading("t", datetime(2026, 1, 5, tzinfo=UTC), 21.0, "degC"), Quantity.TEMPERATURE, "degC")[0].quality
 <Quality.GOOD: 'good'>
+>>> v.check(Reading("t", datetime(1970, 1, 1, tzinfo=UTC), 21.0, "degC"), Quantity.TEMPERATURE, "degC")[1]
+'point t: time 1970-01-01T00:00:00+00:00 is outside 2000-01-01T00:00:00+00:00 .. 2100-01-01T00:00:00+00:00'
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 
-from inventory import Quantity
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from inventory import Inventory, Quantity
+from streams.clock import Clock
 from streams.record import Quality, Reading
 from streams.units import factor
 
-__all__ = ["RANGES", "Range", "Validator"]
+__all__ = ["RANGES", "EventTimeConfig", "Range", "Validator"]
+
+_MAX_TRACKED = 1_000_000  # points remembered for duplicates when no inventory bounds them
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,11 +88,94 @@ RANGES: dict[Quantity, Range] = {
 }
 
 
-class Validator:
-    """Checks readings against their point's quantity and unit."""
+class EventTimeConfig(BaseModel):
+    """The window of event times a reading may carry.
 
-    def __init__(self, ranges: dict[Quantity, Range] | None = None) -> None:
+    Attributes:
+        max_age: how far behind now a live reading may be (``ECONOME_MAX_AGE_S``).
+            Seven days covers a gateway that replays a week-end outage of its
+            Modbus or MQTT link; a point with ``backfill: true`` is exempt.
+        max_future: how far ahead of now a reading may be: clock skew
+            (``ECONOME_MAX_FUTURE_S``).
+        earliest: no reading before this, backfill or not (a clock never set gives 1970).
+        latest: no reading from this on.
+
+    >>> EventTimeConfig().max_age
+    datetime.timedelta(days=7)
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_age: timedelta = Field(default=timedelta(days=7), gt=timedelta(0))
+    max_future: timedelta = Field(default=timedelta(minutes=5), ge=timedelta(0))
+    earliest: AwareDatetime = datetime(2000, 1, 1, tzinfo=UTC)
+    latest: AwareDatetime = datetime(2100, 1, 1, tzinfo=UTC)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> EventTimeConfig:
+        if self.earliest >= self.latest:
+            msg = f"earliest {self.earliest.isoformat()} must be before latest {self.latest.isoformat()}"
+            raise ValueError(msg)
+        return self
+
+
+class Validator:
+    """Checks readings against their point's quantity, unit and event-time window.
+
+    Args:
+        ranges: physical ranges that replace the defaults, per quantity.
+        clock: "now" for the age and future checks; without one, only the
+            absolute bounds of event time are checked.
+        event_time: the event-time window.
+        backfill: points whose source replays history: no age check.
+        track_duplicates: reject a reading at the same time as the last accepted
+            one of its point.
+        points: the points to track duplicates of (others are not tracked);
+            ``None`` tracks any, up to a million.
+    """
+
+    def __init__(
+        self,
+        ranges: dict[Quantity, Range] | None = None,
+        *,
+        clock: Clock | None = None,
+        event_time: EventTimeConfig | None = None,
+        backfill: Iterable[str] = (),
+        track_duplicates: bool = False,
+        points: Iterable[str] | None = None,
+    ) -> None:
         self.ranges = {**RANGES, **(ranges or {})}
+        self.clock = clock
+        self.event_time = event_time or EventTimeConfig()
+        self.backfill = frozenset(backfill)
+        self.track_duplicates = track_duplicates
+        self._tracked = frozenset(points) if points is not None else None
+        self._last: dict[str, tuple[datetime, float]] = {}
+        self.duplicates = 0
+        """Readings rejected because the same reading (time and value) was already accepted."""
+
+    @classmethod
+    def for_inventory(cls, inventory: Inventory, clock: Clock, event_time: EventTimeConfig | None = None) -> Validator:
+        """The edge validator of a portfolio: event time against ``clock``, backfill points, duplicates.
+
+        Example:
+            >>> from pathlib import Path
+            >>> from inventory import load_inventory
+            >>> from streams.clock import ManualClock
+            >>> now = datetime(2026, 1, 5, 8, tzinfo=UTC)
+            >>> v = Validator.for_inventory(load_inventory(Path("examples/commune.yaml")), ManualClock(now))
+            >>> v.check(Reading("mairie-bureaux-temperature", now + timedelta(hours=1), 20.0, "degC"),
+            ...         Quantity.TEMPERATURE, "degC")[1]  # doctest: +ELLIPSIS
+            'point mairie-bureaux-temperature: time 2026-01-05T09:00:00+00:00 is 1:00:00 ahead of now ...'
+        """
+        points = [point for _, point in inventory.points()]
+        return cls(
+            clock=clock,
+            event_time=event_time,
+            backfill=[p.id for p in points if p.backfill],
+            track_duplicates=True,
+            points=[p.id for p in points],
+        )
 
     def check(self, reading: Reading, quantity: Quantity, unit: str) -> tuple[Reading, str | None]:
         """Return the reading (flagged if suspect) and ``None``, or the reason to reject it."""
@@ -79,6 +189,51 @@ class Validator:
             return reading, (
                 f"point {reading.point_id}: {reading.value} {unit} is outside the physical range of {quantity.value}"
             )
+        reason = self._check_time(reading)
+        if reason is None and self.track_duplicates:
+            reason = self._check_duplicate(reading)
+        if reason is not None:
+            return reading, reason
         if not limits.plausible_low <= value <= limits.plausible_high and reading.quality is Quality.GOOD:
             return replace(reading, quality=Quality.SUSPECT), None
         return reading, None
+
+    def _check_time(self, reading: Reading) -> str | None:
+        ts, config = reading.ts, self.event_time
+        if not config.earliest <= ts < config.latest:
+            return (
+                f"point {reading.point_id}: time {ts.isoformat()} is outside "
+                f"{config.earliest.isoformat()} .. {config.latest.isoformat()}"
+            )
+        if self.clock is None:
+            return None
+        now = self.clock.now()
+        if ts - now > config.max_future:
+            return (
+                f"point {reading.point_id}: time {ts.isoformat()} is {ts - now} ahead of now "
+                f"({now.isoformat()}), more than the allowed skew of {config.max_future} (ECONOME_MAX_FUTURE_S)"
+            )
+        if now - ts > config.max_age and reading.point_id not in self.backfill:
+            return (
+                f"point {reading.point_id}: time {ts.isoformat()} is {now - ts} old, more than {config.max_age} "
+                "for live input (ECONOME_MAX_AGE_S; declare the point 'backfill: true' if its source replays history)"
+            )
+        return None
+
+    def _check_duplicate(self, reading: Reading) -> str | None:
+        point_id = reading.point_id
+        if self._tracked is not None and point_id not in self._tracked:
+            return None
+        last = self._last.get(point_id)
+        if last is not None and last[0] == reading.ts:
+            if last[1] == reading.value:
+                self.duplicates += 1
+                return f"point {point_id}: duplicate of the reading at {reading.ts.isoformat()} (same value, stored once)"
+            return (
+                f"point {point_id}: duplicate timestamp {reading.ts.isoformat()} with a different value "
+                f"({reading.value}, {last[1]} already stored)"
+            )
+        if self._tracked is None and point_id not in self._last and len(self._last) >= _MAX_TRACKED:
+            self._last.clear()
+        self._last[point_id] = (reading.ts, reading.value)
+        return None

@@ -4,6 +4,13 @@ Windows of 10 minutes and 1 hour are aligned to the local wall clock; a day
 runs from local midnight to the next local midnight, so it lasts 23 h or 25 h
 when the clocks change. Every window includes its start and excludes its end.
 
+The arithmetic is bounded (issue 10): a time outside years 2 to 9998 (where
+the local-time shifts of ``datetime`` would overflow), or an interval that
+would be cut into more than :data:`MAX_SPLIT` windows, raises
+:class:`~streams.errors.EventTimeError` instead of overflowing or looping for
+minutes: a reading stamped ``0001-01-01`` or a gap of 56 years is an error
+the caller quarantines, never a crash or millions of windows.
+
 >>> from datetime import datetime
 >>> from zoneinfo import ZoneInfo
 >>> paris = ZoneInfo("Europe/Paris")
@@ -19,7 +26,35 @@ from datetime import UTC, datetime, time, timedelta
 from enum import Enum
 from zoneinfo import ZoneInfo
 
-__all__ = ["WindowCalendar", "WindowSize", "split_interval", "window_bounds"]
+from streams.errors import EventTimeError
+
+__all__ = ["MAX_SPLIT", "WindowCalendar", "WindowSize", "split_interval", "window_bounds"]
+
+MAX_SPLIT = 20_000
+"""The most windows one interval may be cut into (31 days of 10-minute windows are 4,464)."""
+
+# Times the windows can hold: one day inside datetime's range, so no timezone shift overflows.
+_EARLIEST = datetime(2, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9998, 12, 31, tzinfo=UTC)
+_EARLIEST_MS = int(_EARLIEST.timestamp() * 1000)
+_LATEST_MS = int(_LATEST.timestamp() * 1000)
+
+
+def _check_ms(ts_ms: int) -> None:
+    if not _EARLIEST_MS <= ts_ms <= _LATEST_MS:
+        msg = f"time {ts_ms} ms since 1970 is outside what windows can hold (years 2 to 9998)"
+        raise EventTimeError(msg)
+
+
+def _check_split(total_s: float, size: WindowSize) -> None:
+    # A day may last 23 h: count with the shortest length a window of this size can have.
+    shortest = timedelta(hours=23) if size is WindowSize.DAY else size.nominal
+    if total_s / shortest.total_seconds() > MAX_SPLIT - 2:
+        msg = (
+            f"an interval of {timedelta(seconds=total_s)} would be cut into more than {MAX_SPLIT} "
+            f"windows of {size.value}: a gap that long is not spread"
+        )
+        raise EventTimeError(msg)
 
 
 class WindowSize(str, Enum):
@@ -36,10 +71,18 @@ class WindowSize(str, Enum):
 
 
 def window_bounds(ts: datetime, size: WindowSize, tz: ZoneInfo) -> tuple[datetime, datetime]:
-    """The window holding ``ts``: (start, end) in UTC, start included, end excluded."""
+    """The window holding ``ts``: (start, end) in UTC, start included, end excluded.
+
+    Raises:
+        ValueError: ``ts`` is naive.
+        EventTimeError: ``ts`` lies outside years 2 to 9998.
+    """
     if ts.tzinfo is None:
         msg = "window_bounds needs an aware datetime"
         raise ValueError(msg)
+    if not _EARLIEST <= ts <= _LATEST:
+        msg = f"time {ts.isoformat()} is outside what windows can hold (years 2 to 9998)"
+        raise EventTimeError(msg)
     local = ts.astimezone(tz)
     if size is WindowSize.DAY:
         day = local.date()
@@ -61,8 +104,13 @@ def split_interval(start: datetime, end: datetime, size: WindowSize, tz: ZoneInf
 
     The shares add up to 1; a zero-length interval belongs wholly to the window
     holding ``end``.
+
+    Raises:
+        EventTimeError: a bound is out of range, or the interval spans more
+            than :data:`MAX_SPLIT` windows.
     """
     total = (end - start).total_seconds()
+    _check_split(total, size)
     if total <= 0:
         w_start, w_end = window_bounds(end, size, tz)
         yield w_start, w_end, 1.0
@@ -112,7 +160,12 @@ class WindowCalendar:
         return cached
 
     def bounds_ms(self, ts_ms: int, size: WindowSize) -> tuple[int, int]:
-        """(start, end) of the window holding ``ts_ms``."""
+        """(start, end) of the window holding ``ts_ms``.
+
+        Raises:
+            EventTimeError: ``ts_ms`` lies outside years 2 to 9998.
+        """
+        _check_ms(ts_ms)
         offset, day_start, day_end = self._hour(ts_ms)
         if size is WindowSize.DAY:
             return day_start, day_end
@@ -121,8 +174,16 @@ class WindowCalendar:
         return start, start + length
 
     def split_ms(self, start_ms: int, end_ms: int, size: WindowSize) -> list[tuple[int, float]]:
-        """Cut ``[start, end)`` by windows: (window start, share); shares add up to 1."""
+        """Cut ``[start, end)`` by windows: (window start, share); shares add up to 1.
+
+        Raises:
+            EventTimeError: a bound is out of range, or the interval spans more
+                than :data:`MAX_SPLIT` windows.
+        """
         total = end_ms - start_ms
+        _check_ms(start_ms)
+        _check_ms(end_ms)
+        _check_split(total / 1000, size)
         if total <= 0:
             return [(self.bounds_ms(end_ms, size)[0], 1.0)]
         out = []

@@ -85,9 +85,10 @@ async def test_run_collects_from_real_devices_into_influxdb(
     config.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
 
     metrics_port = free_port()
+    sim_start = datetime(2026, 1, 13, 7, tzinfo=UTC)
     simulator = Simulator(
         local,
-        ScaledClock(datetime(2026, 1, 13, 7, tzinfo=UTC), 60.0),
+        ScaledClock(sim_start, 60.0),
         modbus_ports=ports,
         mqtt=(mqtt_server.host, mqtt_server.port),
         mqtt_topic_prefix="",
@@ -100,6 +101,8 @@ async def test_run_collects_from_real_devices_into_influxdb(
         "ECONOME_INFLUX_DATABASE": unique_name,
         "ECONOME_DATA_DIR": str(tmp_path),
         "ECONOME_LOG_LEVEL": "WARNING",
+        # The simulated devices replay a January day: accept their times as a live gateway's.
+        "ECONOME_MAX_AGE_S": str((datetime.now(UTC) - sim_start).total_seconds() + 86_400),
     }
     try:
         process = await asyncio.create_subprocess_exec(

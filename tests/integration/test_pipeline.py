@@ -18,7 +18,7 @@ from streams.record import Reading
 
 ROOT = Path(__file__).resolve().parents[2]
 INV = load_inventory(ROOT / "examples" / "commune.yaml")
-T0 = datetime(2026, 1, 5, 7, 0, tzinfo=UTC)
+T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)  # live input: within ECONOME_MAX_AGE_S
 
 
 class CountingSource:
