@@ -256,8 +256,10 @@ def restart(server: LocalServer, timeout: float = 30.0) -> LocalServer:
     return starters[server.name](server.data_dir, server.port, timeout, **server.options)
 
 
-def start_victoriametrics(data_dir: Path | None = None, port: int | None = None, timeout: float = 30.0) -> LocalServer:
-    """Start VictoriaMetrics, which accepts the InfluxDB v2 write API."""
+def start_victoriametrics(
+    data_dir: Path | None = None, port: int | None = None, timeout: float = 30.0, tls: tuple[Path, Path] | None = None
+) -> LocalServer:
+    """Start VictoriaMetrics, which accepts the InfluxDB v2 write API; HTTPS only with ``tls`` (certificate, key)."""
     binary = _binary("victoria-metrics")
     data_dir = _data_dir(data_dir, "victoriametrics")
     port = port or free_port()
@@ -270,8 +272,11 @@ def start_victoriametrics(data_dir: Path | None = None, port: int | None = None,
         "-search.disableCache",
         "-loggerLevel=WARN",
     ]
+    if tls is not None:
+        argv += ["-tls", f"-tlsCertFile={tls[0]}", f"-tlsKeyFile={tls[1]}"]
     process, log_path = _spawn("victoriametrics", argv, data_dir)
-    server = LocalServer("victoriametrics", _HOST, port, process, data_dir, log_path)
+    options: dict[str, Any] = {"tls": tls} if tls is not None else {}
+    server = LocalServer("victoriametrics", _HOST, port, process, data_dir, log_path, options=options)
     _wait_http(server, "/health", timeout)
     return server
 

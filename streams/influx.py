@@ -343,8 +343,14 @@ def _check_status(response: httpx.Response, url: str, count: int) -> None:
     raise SinkError(msg)
 
 
+def _warn_insecure(config: InfluxConfig) -> None:
+    if config.tls_insecure and config.url.startswith("https:"):
+        logger.warning("InfluxDB %s: TLS verification is off (tls_insecure); credentials can be intercepted", config.safe_url)
+
+
 def _http_client(config: InfluxConfig) -> httpx.AsyncClient:
     """An HTTP client with the config's credentials in headers and its TLS settings."""
+    _warn_insecure(config)
     headers = {"Authorization": f"Token {config.token.get_secret_value()}"} if config.token is not None else {}
     return httpx.AsyncClient(
         base_url=config.url,
@@ -375,6 +381,7 @@ class InfluxV2Writer:
 
     def __init__(self, config: InfluxConfig) -> None:
         self.config = config
+        _warn_insecure(config)
         self._client = InfluxDBClient(
             url=config.url,
             token=config.token.get_secret_value() if config.token else "",
@@ -401,6 +408,9 @@ class InfluxV2Writer:
                 write_precision=WritePrecision.MS,  # type: ignore[arg-type]  # the constant is typed as a plain str
             )
         except ApiException as exc:
+            if not exc.status:
+                # influxdb-client turns a TLS failure into status 0: nothing was answered, retry later.
+                raise RetryableSinkError(_unreachable(self.config.safe_url, exc)) from exc
             msg = f"InfluxDB {self.config.safe_url} answered {exc.status} to a write of {len(lines)} points: {exc.reason}"
             if exc.status is None or exc.status == 429 or exc.status >= 500:
                 raise RetryableSinkError(msg) from exc
