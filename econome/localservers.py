@@ -19,6 +19,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -251,8 +252,12 @@ def _create_admin(server: LocalServer, user: str, password: str) -> None:
 
 
 def restart(server: LocalServer, timeout: float = 30.0) -> LocalServer:
-    """Start a stopped server again on the same port and data directory."""
-    starters = {"influxdb": start_influxdb, "mosquitto": start_mosquitto, "victoriametrics": start_victoriametrics}
+    """Start a stopped server again on the same port and data directory, with the same options."""
+    starters: dict[str, Callable[..., LocalServer]] = {
+        "influxdb": start_influxdb,
+        "mosquitto": start_mosquitto,
+        "victoriametrics": start_victoriametrics,
+    }
     return starters[server.name](server.data_dir, server.port, timeout, **server.options)
 
 

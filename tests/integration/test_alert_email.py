@@ -196,7 +196,7 @@ async def test_events_are_written_to_influxdb_for_grafana(
 # --- TLS and authentication (issue 10: secrets and TLS) -----------------------------------------
 
 SMTP_USER = "econome"
-SMTP_PASSWORD = "smtp-Pa55-" + "9f3b2c71"  # noqa: S105 - the test's own secret, searched for in every output
+SMTP_PASSWORD = "smtp-Pa55-" + "9f3b2c71"
 SMTP_PASSWORD_ENV = "ECONOME_TEST_SMTP_PASSWORD"  # noqa: S105 - a variable name
 
 
@@ -267,7 +267,7 @@ async def test_smtp_tls_with_private_ca_and_auth(
     event = replace(weekend_event, state=AlertState.OPEN)
     with _tls_smtp(ca, security) as (controller, inbox):
         base = EmailConfig(
-            host="127.0.0.1", port=controller.port, security=security,  # type: ignore[arg-type]  # parametrized literal
+            host="127.0.0.1", port=controller.port, security=security,
             username=SMTP_USER, password_env=SMTP_PASSWORD_ENV,
         )  # fmt: skip
 
