@@ -65,6 +65,7 @@ __all__ = [
     "retention_policies",
     "safe_url",
     "setup_v1",
+    "tls_context",
     "to_ms",
 ]
 
