@@ -26,6 +26,7 @@ Sample config::
       security: starttls
       username: econome
       password_env: ECONOME_SMTP_PASSWORD
+      ca_file: /etc/econome/smtp-ca.pem     # a private CA; the system CAs when absent
       sender: econome@valmont.example
       language: fr
       digest: false
@@ -50,18 +51,19 @@ from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import make_msgid
+from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
 
 import numpy as np
 from matplotlib.dates import DateFormatter
 from matplotlib.figure import Figure
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from anomalies.events import _USAGE_NAMES, AlertState, AnomalyEvent, ChartSeries, Language
 from inventory import Inventory
 from streams.errors import ConfigError, SinkError
-from streams.influx import InfluxWriter, escape_tag, to_ms
+from streams.influx import InfluxWriter, escape_tag, tls_context, to_ms
 
 __all__ = [
     "ANOMALY_MEASUREMENT",
@@ -89,6 +91,15 @@ class EmailConfig(BaseModel):
     username: str | None = None
     password_env: str | None = None
     """Name of the environment variable holding the SMTP password (never the password itself)."""
+    ca_file: Path | None = None
+    """PEM CA bundle that signed the server's certificate (a private CA); the system CAs when unset."""
+    cert_file: Path | None = None
+    """PEM client certificate, for relays that authenticate clients by certificate."""
+    key_file: Path | None = None
+    """PEM private key of ``cert_file``, when not in the same file."""
+    tls_insecure: bool = False
+    """Do not verify the server's certificate or host name (``starttls``/``ssl``). For tests only:
+    anyone on the path could read the password and the mails."""
     sender: str = "econome@localhost"
     language: Language = "fr"
     """Language of the mails, unless ``languages`` names the recipient."""
@@ -101,6 +112,21 @@ class EmailConfig(BaseModel):
     send_resolved: bool = False
     """Also send a short mail when an alert resolves."""
     timeout: timedelta = timedelta(seconds=10)
+
+    @model_validator(mode="after")
+    def _key_needs_cert(self) -> EmailConfig:
+        if self.key_file is not None and self.cert_file is None:
+            msg = "SMTP key_file needs cert_file"
+            raise ConfigError(msg)
+        return self
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """The TLS context of ``starttls`` and ``ssl``: CA, client certificate, verification.
+
+        Raises:
+            ConfigError: a CA, certificate or key file cannot be read.
+        """
+        return tls_context(self.ca_file, self.cert_file, self.key_file, insecure=self.tls_insecure, what="SMTP")
 
     def password(self) -> str | None:
         """The SMTP password, read from ``password_env``.
@@ -392,23 +418,46 @@ class EmailAlerter:
     def _send(self, messages: Iterable[EmailMessage]) -> None:
         cfg = self.config
         timeout = cfg.timeout.total_seconds()
+        password = cfg.password() if cfg.username else None
+        context = cfg.ssl_context() if cfg.security != "none" else None
         try:
             smtp: smtplib.SMTP
             if cfg.security == "ssl":
-                smtp = smtplib.SMTP_SSL(cfg.host, cfg.port, timeout=timeout, context=ssl.create_default_context())
+                smtp = smtplib.SMTP_SSL(cfg.host, cfg.port, timeout=timeout, context=context)
             else:
                 smtp = smtplib.SMTP(cfg.host, cfg.port, timeout=timeout)
             with smtp:
                 if cfg.security == "starttls":
-                    smtp.starttls(context=ssl.create_default_context())
+                    smtp.starttls(context=context)
                 if cfg.username:
-                    smtp.login(cfg.username, cfg.password() or "")
+                    smtp.login(cfg.username, password or "")
                 for message in messages:
                     smtp.send_message(message)
                     self.sent += 1
+        except ssl.SSLCertVerificationError as exc:
+            msg = (
+                f"SMTP {cfg.host}:{cfg.port} TLS certificate not trusted: {exc.verify_message or exc}; "
+                "set ca_file to the CA that signed it"
+            )
+            logger.error("%s", msg)
+            raise SinkError(msg) from None
+        except smtplib.SMTPAuthenticationError as exc:
+            # The server's answer only; never the credentials, nor the exception chain that holds them.
+            msg = f"SMTP {cfg.host}:{cfg.port} refused the login of {cfg.username}: {exc.smtp_code} {_text_of(exc.smtp_error)}"
+            raise SinkError(_redact(msg, password)) from None
         except (smtplib.SMTPException, OSError) as exc:
             msg = f"SMTP {cfg.host}:{cfg.port} could not send the alert mail: {exc}"
-            raise SinkError(msg) from exc
+            if isinstance(exc, ssl.SSLError):
+                logger.error("%s", msg)
+            raise SinkError(_redact(msg, password)) from exc
+
+
+def _text_of(answer: bytes | str) -> str:
+    return answer.decode(errors="replace") if isinstance(answer, bytes) else answer
+
+
+def _redact(text: str, secret: str | None) -> str:
+    return text.replace(secret, "***") if secret else text
 
 
 def anomaly_line(event: AnomalyEvent, language: Language = "fr") -> str:

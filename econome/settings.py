@@ -1,7 +1,14 @@
 """Process settings, read from ``ECONOME_*`` environment variables (or a ``.env`` file).
 
+Secrets (``ECONOME_INFLUX_PASSWORD``, ``ECONOME_INFLUX_TOKEN``) are
+:class:`~pydantic.SecretStr`: no repr, dump or log of the settings shows them,
+and :meth:`EconomeSettings.secrets` lists them for the log redaction of the
+``econome`` command.
+
 >>> EconomeSettings().influx_api
 'v1'
+>>> EconomeSettings(influx_password="s3cret").influx_password
+SecretStr('**********')
 """
 
 from __future__ import annotations
@@ -9,8 +16,9 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal
+from urllib.parse import unquote, urlsplit
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streams.influx import InfluxConfig
@@ -33,17 +41,27 @@ class EconomeSettings(BaseSettings):
     influx_retention_policy: str | None = None
     """v1 retention policy for raw points; the database default when unset."""
     influx_username: str | None = None
-    """v1 user, if authentication is on."""
-    influx_password: str | None = None
-    """v1 password."""
-    influx_token: str | None = None
-    """v2/v3 API token."""
+    """v1 user, if authentication is on; sent in an ``Authorization: Basic`` header, never in the URL."""
+    influx_password: SecretStr | None = None
+    """v1 password (give ``ECONOME_INFLUX_PASSWORD_FILE`` to the deploy entrypoint instead)."""
+    influx_token: SecretStr | None = None
+    """v2/v3 API token, sent in an ``Authorization: Token`` header."""
     influx_org: str | None = None
     """v2 organisation."""
     influx_bucket: str | None = None
     """v2 bucket."""
     influx_gzip: bool = True
     """Compress writes with gzip."""
+    influx_ca_file: Path | None = None
+    """PEM CA bundle that signed InfluxDB's HTTPS certificate (e.g. the private CA of ``deploy/init-secrets.sh``);
+    the system CAs when unset."""
+    influx_cert_file: Path | None = None
+    """PEM client certificate for InfluxDB, when its proxy requires mutual TLS."""
+    influx_key_file: Path | None = None
+    """PEM private key of ``influx_cert_file``, when not in the same file."""
+    influx_tls_insecure: bool = False
+    """``ECONOME_INFLUX_TLS_INSECURE=true`` skips the verification of InfluxDB's certificate and host name.
+    For tests only: anyone on the path could read the credentials."""
     batch_size: int = 5000
     """Most points per write."""
     flush_interval_s: float = 1.0
@@ -94,11 +112,23 @@ class EconomeSettings(BaseSettings):
             bucket=self.influx_bucket,
             batch_size=self.batch_size,
             gzip=self.influx_gzip,
+            ca_file=self.influx_ca_file,
+            cert_file=self.influx_cert_file,
+            key_file=self.influx_key_file,
+            tls_insecure=self.influx_tls_insecure,
         )
 
     def event_time(self) -> EventTimeConfig:
         """The event-time window readings are checked against at the edge."""
         return EventTimeConfig(max_age=timedelta(seconds=self.max_age_s), max_future=timedelta(seconds=self.max_future_s))
+
+    def secrets(self) -> list[str]:
+        """The secret values of these settings (InfluxDB password and token, a password in the URL)."""
+        values = [s.get_secret_value() for s in (self.influx_password, self.influx_token) if s is not None]
+        url_password = urlsplit(self.influx_url).password
+        if url_password:
+            values.append(unquote(url_password))
+        return [v for v in values if v]
 
     @property
     def allowed_lateness(self) -> timedelta:

@@ -13,6 +13,13 @@ Sample settings (see ``econome.settings``)::
 
     ECONOME_INFLUX_API=v1 ECONOME_INFLUX_URL=http://127.0.0.1:8086 ECONOME_INFLUX_DATABASE=econome
 
+Credentials never travel in a URL: the v1 user and password go in an
+``Authorization: Basic`` header (InfluxDB 1.x accepts it), the v2 token in an
+``Authorization: Token`` header, so no URL that an HTTP library logs carries
+them. Over HTTPS the server is verified against the system CAs, or ``ca_file``
+(a private CA); ``cert_file``/``key_file`` give a client certificate;
+``tls_insecure`` turns verification off and says so in its name.
+
 >>> print(escape_tag("Salle du conseil"))
 Salle\ du\ conseil
 """
@@ -23,15 +30,18 @@ import asyncio
 import gzip
 import logging
 import math
+import ssl
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Literal, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from influxdb_client.client.influxdb_client import InfluxDBClient
 from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.domain.write_precision import WritePrecision
 from influxdb_client.rest import ApiException
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from inventory import Inventory
@@ -54,7 +64,9 @@ __all__ = [
     "escape_tag",
     "make_writer",
     "retention_policies",
+    "safe_url",
     "setup_v1",
+    "tls_context",
     "to_ms",
     "write_splitting",
 ]
@@ -72,6 +84,7 @@ class InfluxConfig(BaseModel):
 
     ``api: v1`` talks to InfluxDB 1.x (and to 2.x/3.x v1-compatibility
     endpoints); ``api: v2`` uses influxdb-client with token, org and bucket.
+    Secrets are :class:`~pydantic.SecretStr`, so no repr or dump shows them.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -82,11 +95,21 @@ class InfluxConfig(BaseModel):
     retention_policy: str | None = None
     raw_retention_policy: str | None = None
     username: str | None = None
-    password: str | None = None
-    token: str | None = None
+    """v1 user; sent with ``password`` in an ``Authorization: Basic`` header, never in the URL."""
+    password: SecretStr | None = None
+    token: SecretStr | None = None
+    """v2/v3 API token (``Authorization: Token``); also used for InfluxQL queries when set."""
     org: str | None = None
     bucket: str | None = None
     raw_bucket: str | None = None
+    ca_file: Path | None = None
+    """PEM file of the CA(s) that signed the server's certificate (a private CA); the system CAs when unset."""
+    cert_file: Path | None = None
+    """PEM client certificate, for servers that require one (mutual TLS)."""
+    key_file: Path | None = None
+    """PEM private key of ``cert_file`` (when it is not in ``cert_file`` itself)."""
+    tls_insecure: bool = False
+    """Do not verify the server's certificate or host name. For tests only: anyone on the path can read the secrets."""
     timeout: timedelta = timedelta(seconds=10)
     gzip: bool = True
     """Compress writes (gzip level 1)."""
@@ -94,10 +117,92 @@ class InfluxConfig(BaseModel):
 
     @model_validator(mode="after")
     def _v2_needs(self) -> InfluxConfig:
-        if self.api == "v2" and not (self.token and self.org and self.bucket):
+        if self.api == "v2" and not (self.token is not None and self.token.get_secret_value() and self.org and self.bucket):
             msg = "InfluxDB api v2 needs token, org and bucket"
             raise ConfigError(msg)
+        if self.key_file is not None and self.cert_file is None:
+            msg = "InfluxDB key_file needs cert_file"
+            raise ConfigError(msg)
         return self
+
+    @property
+    def safe_url(self) -> str:
+        """The URL without any user or password it may carry, for messages."""
+        return safe_url(self.url)
+
+    def basic_auth(self) -> httpx.BasicAuth | None:
+        """The v1 credentials as an ``Authorization: Basic`` header, or None."""
+        if not self.username:
+            return None
+        return httpx.BasicAuth(self.username, self.password.get_secret_value() if self.password else "")
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """The TLS context of HTTPS connections: CA, client certificate, verification.
+
+        Raises:
+            ConfigError: a CA, certificate or key file cannot be read.
+        """
+        return tls_context(self.ca_file, self.cert_file, self.key_file, insecure=self.tls_insecure, what="InfluxDB")
+
+
+def tls_context(
+    ca_file: Path | None, cert_file: Path | None, key_file: Path | None, *, insecure: bool, what: str
+) -> ssl.SSLContext:
+    """A client TLS context trusting ``ca_file`` (or the system CAs), with an optional client certificate.
+
+    Args:
+        ca_file: PEM CA bundle; the system CAs when None.
+        cert_file: PEM client certificate.
+        key_file: its private key, when not in ``cert_file``.
+        insecure: verify neither the certificate nor the host name.
+        what: the service, named in error messages.
+
+    Raises:
+        ConfigError: a file cannot be read or is not PEM.
+    """
+    try:
+        context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+        if cert_file is not None:
+            context.load_cert_chain(str(cert_file), str(key_file) if key_file else None)
+    except (OSError, ssl.SSLError) as exc:
+        files = ", ".join(str(f) for f in (ca_file, cert_file, key_file) if f is not None)
+        msg = f"{what} TLS files ({files}) cannot be loaded: {exc}"
+        raise ConfigError(msg) from exc
+    if insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def safe_url(url: str) -> str:
+    """``url`` without the ``user:password@`` it may carry.
+
+    >>> safe_url("https://econome:s3cret@influx.example:8086/")
+    'https://influx.example:8086/'
+    """
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def _unreachable(url: str, exc: BaseException) -> str:
+    """Why a connection failed, naming the server; a TLS failure says so and how to fix it."""
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, ssl.SSLError):
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        return (
+            f"InfluxDB {url} TLS certificate not trusted: {cause.verify_message or cause}; "
+            "set ECONOME_INFLUX_CA_FILE to the CA that signed it"
+        )
+    if isinstance(cause, ssl.SSLError):
+        return f"InfluxDB {url} TLS handshake failed: {cause}"
+    return f"InfluxDB {url} unreachable: {exc}"
 
 
 def escape_tag(value: str) -> str:
@@ -231,13 +336,10 @@ class InfluxV1Writer:
 
     def __init__(self, config: InfluxConfig) -> None:
         self.config = config
-        self._client = httpx.AsyncClient(base_url=config.url, timeout=config.timeout.total_seconds())
+        self._client = _http_client(config)
         params: dict[str, str] = {"db": config.database, "precision": "ms"}
         if config.retention_policy:
             params["rp"] = config.retention_policy
-        if config.username:
-            params["u"] = config.username
-            params["p"] = config.password or ""
         self._params = params
         self._raw_params = {**params, "rp": config.raw_retention_policy} if config.raw_retention_policy else None
 
@@ -247,9 +349,9 @@ class InfluxV1Writer:
         When ``econome influx setup`` has created a ``raw`` retention policy and
         none is configured, raw readings go there.
         """
-        await _influxql_post(self._client, f'CREATE DATABASE "{self.config.database}"', self._params)
+        await _influxql_post(self._client, f'CREATE DATABASE "{self.config.database}"')
         if self._raw_params is None:
-            policies = await retention_policies(self._client, self.config.database, self._params)
+            policies = await retention_policies(self._client, self.config.database)
             if RAW_RP in policies:
                 self._raw_params = {**self._params, "rp": RAW_RP}
 
@@ -275,12 +377,11 @@ class InfluxV1Writer:
                 await self.ensure_database()
                 response = await self._client.post("/write", params=params, content=body, headers=headers)
         except httpx.TimeoutException as exc:
-            msg = f"InfluxDB {self.config.url} timed out writing {len(lines)} points"
+            msg = f"InfluxDB {self.config.safe_url} timed out writing {len(lines)} points"
             raise RetryableSinkError(msg) from exc
         except httpx.HTTPError as exc:
-            msg = f"InfluxDB {self.config.url} unreachable: {exc}"
-            raise RetryableSinkError(msg) from exc
-        _check_status(response, self.config.url, len(lines))
+            raise RetryableSinkError(_unreachable(self.config.safe_url, exc)) from exc
+        _check_status(response, self.config.safe_url, len(lines))
 
     async def close(self) -> None:
         """Close the HTTP client."""
@@ -299,12 +400,29 @@ def _check_status(response: httpx.Response, url: str, count: int) -> None:
     raise SinkError(msg)
 
 
-async def _influxql_post(client: httpx.AsyncClient, statement: str, params: dict[str, str]) -> None:
-    query_params = {k: v for k, v in params.items() if k in ("u", "p")}
+def _warn_insecure(config: InfluxConfig) -> None:
+    if config.tls_insecure and config.url.startswith("https:"):
+        logger.warning("InfluxDB %s: TLS verification is off (tls_insecure); credentials can be intercepted", config.safe_url)
+
+
+def _http_client(config: InfluxConfig) -> httpx.AsyncClient:
+    """An HTTP client with the config's credentials in headers and its TLS settings."""
+    _warn_insecure(config)
+    headers = {"Authorization": f"Token {config.token.get_secret_value()}"} if config.token is not None else {}
+    return httpx.AsyncClient(
+        base_url=config.url,
+        timeout=config.timeout.total_seconds(),
+        auth=config.basic_auth(),
+        headers=headers,
+        verify=config.ssl_context(),
+    )
+
+
+async def _influxql_post(client: httpx.AsyncClient, statement: str) -> None:
     try:
-        response = await client.post("/query", params={**query_params, "q": statement})
+        response = await client.post("/query", params={"q": statement})
     except httpx.HTTPError as exc:
-        msg = f"InfluxDB unreachable running {statement!r}: {exc}"
+        msg = f"{_unreachable(safe_url(str(client.base_url)), exc)} (running {statement!r})"
         raise RetryableSinkError(msg) from exc
     if response.status_code != 200 or "error" in response.text[:200]:
         msg = f"InfluxDB refused {statement!r}: {response.status_code} {response.text[:200]}"
@@ -320,12 +438,15 @@ class InfluxV2Writer:
 
     def __init__(self, config: InfluxConfig) -> None:
         self.config = config
+        _warn_insecure(config)
         self._client = InfluxDBClient(
             url=config.url,
-            token=config.token or "",
+            token=config.token.get_secret_value() if config.token else "",
             org=config.org or "",
             timeout=int(config.timeout.total_seconds() * 1000),
             enable_gzip=config.gzip,
+            verify_ssl=not config.tls_insecure,
+            ssl_context=config.ssl_context(),
         )
         self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
 
@@ -344,7 +465,10 @@ class InfluxV2Writer:
                 write_precision=WritePrecision.MS,  # type: ignore[arg-type]  # the constant is typed as a plain str
             )
         except ApiException as exc:
-            msg = f"InfluxDB {self.config.url} answered {exc.status} to a write of {len(lines)} points: {exc.reason}"
+            if not exc.status:
+                # influxdb-client turns a TLS failure into status 0: nothing was answered, retry later.
+                raise RetryableSinkError(_unreachable(self.config.safe_url, exc)) from exc
+            msg = f"InfluxDB {self.config.safe_url} answered {exc.status} to a write of {len(lines)} points: {exc.reason}"
             if exc.status is None or exc.status == 429 or exc.status >= 500:
                 raise RetryableSinkError(msg) from exc
             if exc.status in _SPLITTABLE:
@@ -352,21 +476,19 @@ class InfluxV2Writer:
                 raise RefusedWriteError(f"{msg} {body}".rstrip(), exc.status) from exc
             raise SinkError(msg) from exc
         except (Urllib3Error, OSError) as exc:
-            msg = f"InfluxDB {self.config.url} unreachable: {exc}"
-            raise RetryableSinkError(msg) from exc
+            raise RetryableSinkError(_unreachable(self.config.safe_url, exc)) from exc
 
     async def close(self) -> None:
         """Close the client."""
         await asyncio.to_thread(self._client.close)
 
 
-async def retention_policies(client: httpx.AsyncClient, database: str, params: dict[str, str]) -> dict[str, str]:
-    """Retention policies of a v1 database: name → duration."""
-    query = {k: v for k, v in params.items() if k in ("u", "p")}
+async def retention_policies(client: httpx.AsyncClient, database: str) -> dict[str, str]:
+    """Retention policies of a v1 database: name → duration (``client`` carries the credentials)."""
     try:
-        response = await client.get("/query", params={**query, "q": f'SHOW RETENTION POLICIES ON "{database}"'})
+        response = await client.get("/query", params={"q": f'SHOW RETENTION POLICIES ON "{database}"'})
     except httpx.HTTPError as exc:
-        msg = f"InfluxDB unreachable listing retention policies: {exc}"
+        msg = f"{_unreachable(safe_url(str(client.base_url)), exc)} (listing retention policies)"
         raise RetryableSinkError(msg) from exc
     out: dict[str, str] = {}
     for result in response.json().get("results", []):
@@ -394,12 +516,9 @@ async def setup_v1(config: InfluxConfig, raw_days: int, long_days: int) -> list[
         msg = "raw readings must be kept at least one day"
         raise ValueError(msg)
     db = config.database
-    params: dict[str, str] = {}
-    if config.username:
-        params = {"u": config.username, "p": config.password or ""}
-    async with httpx.AsyncClient(base_url=config.url, timeout=config.timeout.total_seconds()) as client:
-        await _influxql_post(client, f'CREATE DATABASE "{db}"', params)
-        existing = await retention_policies(client, db, params)
+    async with _http_client(config) as client:
+        await _influxql_post(client, f'CREATE DATABASE "{db}"')
+        existing = await retention_policies(client, db)
         statements = []
         for name, days, default in ((LONG_RP, long_days, True), (RAW_RP, raw_days, False)):
             verb = "ALTER" if name in existing else "CREATE"
@@ -415,11 +534,11 @@ async def setup_v1(config: InfluxConfig, raw_days: int, long_days: int) -> list[
         for statement in statements:
             if statement.startswith("DROP CONTINUOUS QUERY"):
                 try:
-                    await _influxql_post(client, statement, params)
+                    await _influxql_post(client, statement)
                 except SinkError:
                     continue  # it did not exist yet
                 continue
-            await _influxql_post(client, statement, params)
+            await _influxql_post(client, statement)
     return statements
 
 
@@ -433,8 +552,7 @@ class InfluxQLClient:
 
     def __init__(self, config: InfluxConfig) -> None:
         self.config = config
-        headers = {"Authorization": f"Token {config.token}"} if config.token else {}
-        self._client = httpx.AsyncClient(base_url=config.url, timeout=config.timeout.total_seconds(), headers=headers)
+        self._client = _http_client(config)
 
     async def query(self, statement: str) -> list[dict[str, Any]]:
         """Run one statement and return its series.
@@ -446,14 +564,10 @@ class InfluxQLClient:
             SinkError: the server is unreachable or refused the query.
         """
         params = {"db": self.config.bucket if self.config.api == "v2" else self.config.database, "q": statement, "epoch": "ms"}
-        if self.config.username:
-            params["u"] = self.config.username
-            params["p"] = self.config.password or ""
         try:
             response = await self._client.get("/query", params=params)
         except httpx.HTTPError as exc:
-            msg = f"InfluxDB {self.config.url} unreachable: {exc}"
-            raise RetryableSinkError(msg) from exc
+            raise RetryableSinkError(_unreachable(self.config.safe_url, exc)) from exc
         if response.status_code != 200:
             msg = f"InfluxDB refused {statement!r}: {response.status_code} {response.text[:300]}"
             raise SinkError(msg)

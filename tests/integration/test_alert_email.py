@@ -7,11 +7,15 @@ flapping anomaly yields one mail, not one per flap.
 
 from __future__ import annotations
 
+import base64
 import email
 import email.policy
+import logging
 import re
 import socket
+import ssl
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -20,8 +24,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+import trustme
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from anomalies.alerts import EmailAlerter, EmailConfig, write_events
 from anomalies.detect import DetectConfig, detect
@@ -31,6 +36,7 @@ from anomalies.lifecycle import AlertLifecycle, LifecycleConfig
 from inventory import Energy, Inventory, load_inventory
 from simulator.faults import Fault, FaultKind
 from simulator.physics import generate_history
+from streams.errors import SinkError
 from streams.influx import InfluxConfig, InfluxQLClient, InfluxV1Writer, make_writer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -185,3 +191,127 @@ async def test_events_are_written_to_influxdb_for_grafana(
     assert row["end_ms"] == int(weekend_event.end.timestamp() * 1000)
     assert row["excess_kwh"] == pytest.approx(weekend_event.excess_kwh)
     assert row["explanation"].startswith("Gymnase Batum: heating kept comfort")
+
+
+# --- TLS and authentication (issue 10: secrets and TLS) -----------------------------------------
+
+SMTP_USER = "econome"
+SMTP_PASSWORD = "smtp-Pa55-" + "9f3b2c71"
+SMTP_PASSWORD_ENV = "ECONOME_TEST_SMTP_PASSWORD"  # noqa: S105 - a variable name
+
+
+def _authenticator(server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any) -> AuthResult:
+    ok = isinstance(auth_data, LoginPassword) and auth_data == (SMTP_USER.encode(), SMTP_PASSWORD.encode())
+    return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535 itself
+
+
+@pytest.fixture(scope="module")
+def smtp_ca(tmp_path_factory: pytest.TempPathFactory) -> tuple[trustme.CA, Path]:
+    ca = trustme.CA()
+    path = tmp_path_factory.mktemp("smtp-ca") / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return ca, path
+
+
+@contextmanager
+def _tls_smtp(ca: trustme.CA, security: str) -> Iterator[tuple[Controller, _Inbox]]:
+    """aiosmtpd with a certificate of the test's private CA: STARTTLS required, or implicit TLS; AUTH required."""
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(server_ctx)
+    inbox = _Inbox()
+    common: dict[str, Any] = {"authenticator": _authenticator, "auth_required": True}
+    if security == "starttls":
+        controller = Controller(
+            inbox, hostname="127.0.0.1", port=_free_port(), tls_context=server_ctx, require_starttls=True, **common
+        )
+    else:
+        controller = Controller(
+            inbox, hostname="127.0.0.1", port=_free_port(), ssl_context=server_ctx, auth_require_tls=False, **common
+        )
+    controller.start()
+    try:
+        yield controller, inbox
+    finally:
+        controller.stop()
+
+
+def _our_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    # aiosmtpd's own logger ("mail.log") is the server's, not Econome's output.
+    return [r for r in caplog.records if not r.name.startswith("mail.log")]
+
+
+def _assert_no_password(text: str) -> None:
+    for form in (SMTP_PASSWORD, base64.b64encode(SMTP_PASSWORD.encode()).decode()):
+        assert form not in text
+
+
+# aiosmtpd counts only STARTTLS as TLS for AUTH; over implicit TLS, AUTH must be allowed "without TLS".
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
+@pytest.mark.parametrize("security", ["starttls", "ssl"])
+async def test_smtp_tls_with_private_ca_and_auth(
+    security: str,
+    smtp_ca: tuple[trustme.CA, Path],
+    inventory: Inventory,
+    weekend_event: AnomalyEvent,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Sent with ca_file; refused with a clear error naming the host without it; sent with tls_insecure.
+
+    Logging is captured at DEBUG, and stdout/stderr too: the password never shows.
+    """
+    ca, ca_path = smtp_ca
+    monkeypatch.setenv(SMTP_PASSWORD_ENV, SMTP_PASSWORD)
+    caplog.set_level(logging.DEBUG)
+    event = replace(weekend_event, state=AlertState.OPEN)
+    with _tls_smtp(ca, security) as (controller, inbox):
+        base = EmailConfig(
+            host="127.0.0.1", port=controller.port, security=security,
+            username=SMTP_USER, password_env=SMTP_PASSWORD_ENV,
+        )  # fmt: skip
+
+        assert await EmailAlerter(base.model_copy(update={"ca_file": ca_path}), inventory).notify(event) == 1
+        assert len(inbox.messages) == 1
+
+        with pytest.raises(SinkError) as info:
+            await EmailAlerter(base, inventory).notify(event)
+        assert f"SMTP 127.0.0.1:{controller.port} TLS certificate not trusted" in str(info.value)
+        assert "ca_file" in str(info.value)
+        assert any("TLS certificate not trusted" in r.getMessage() and r.levelno == logging.ERROR for r in caplog.records)
+        assert len(inbox.messages) == 1
+
+        assert await EmailAlerter(base.model_copy(update={"tls_insecure": True}), inventory).notify(event) == 1
+        assert len(inbox.messages) == 2
+
+    out, err = capfd.readouterr()
+    _assert_no_password(out + err)
+    _assert_no_password("\n".join(r.getMessage() for r in _our_records(caplog)))
+
+
+async def test_smtp_wrong_password_error_carries_no_secret(
+    smtp_ca: tuple[trustme.CA, Path],
+    inventory: Inventory,
+    weekend_event: AnomalyEvent,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A refused login gives the server's answer and the user, never the password tried."""
+    ca, ca_path = smtp_ca
+    wrong = "wrong-" + SMTP_PASSWORD
+    monkeypatch.setenv(SMTP_PASSWORD_ENV, wrong)
+    caplog.set_level(logging.DEBUG)
+    with _tls_smtp(ca, "starttls") as (controller, inbox):
+        config = EmailConfig(
+            host="127.0.0.1", port=controller.port, security="starttls", ca_file=ca_path,
+            username=SMTP_USER, password_env=SMTP_PASSWORD_ENV,
+        )  # fmt: skip
+        with pytest.raises(SinkError) as info:
+            await EmailAlerter(config, inventory).notify(replace(weekend_event, state=AlertState.OPEN))
+    text = str(info.value)
+    assert f"SMTP 127.0.0.1:{controller.port} refused the login of {SMTP_USER}: 535" in text
+    assert info.value.__cause__ is None  # smtplib's exception holds the credentials; it is not chained
+    assert not inbox.messages
+    for secret in (wrong, SMTP_PASSWORD):
+        assert secret not in text
+        assert secret not in "\n".join(r.getMessage() for r in _our_records(caplog))
