@@ -11,7 +11,7 @@ the resources a hostile or broken file could exhaust, before they are spent:
 - nesting deeper than :data:`MAX_DEPTH` levels, a recursive alias (an anchor
   that contains itself) and alias expansion beyond :data:`MAX_NODES` nodes
   ("billion laughs") are refused before anything is built from the nodes;
-- an integer of more than :data:`MAX_INT_DIGITS` digits, an impossible date
+- an integer of more than :data:`MAX_INT_DIGITS` digits or 64 bits, an impossible date
   (2026-02-30) and a mapping or sequence used as a key are errors at their line.
 
 >>> from pathlib import Path
@@ -50,12 +50,7 @@ MAX_NODES = 2_000_000
 MAX_DEPTH = 64
 """Deepest nesting of mappings and sequences; a real inventory nests about 10 levels."""
 MAX_INT_DIGITS = 20
-"""Longest integer accepted (a 64-bit integer has at most 20 digits)."""
-
-# libyaml is much faster and refuses runaway nesting on its own; the pure-Python
-# parser is the fallback, with our own depth guard in the composer.
-_BaseLoader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
+"""Longest decimal integer accepted; any integer must also fit in 64 bits."""
 
 @dataclass(frozen=True, slots=True)
 class Problem:
@@ -111,6 +106,8 @@ class _GuardedConstructor(yaml.constructor.SafeConstructor):
             # Python refuses int() of more than 4,300 digits with a bare ValueError.
             raise _NodeError(node, f"an integer of {digits} digits is too large (at most {MAX_INT_DIGITS})")
         value: int = super().construct_yaml_int(node)
+        if not -(1 << 63) <= value < 1 << 64:
+            raise _NodeError(node, "the integer is too large: it does not fit in 64 bits")
         return value
 
 
@@ -118,25 +115,36 @@ class _GuardedConstructor(yaml.constructor.SafeConstructor):
 _GuardedConstructor.add_constructor("tag:yaml.org,2002:int", _GuardedConstructor.construct_yaml_int)  # type: ignore[type-var]
 
 
-class _Loader(_BaseLoader, _GuardedConstructor):  # type: ignore[misc]  # _BaseLoader is chosen at run time
-    """The safe YAML loader (libyaml when present) with guarded construction."""
+class _Guards(_GuardedConstructor):
+    """Guards shared by both loaders: construction errors at their node, a depth limit."""
 
     _depth = 0
 
-    def __init__(self, stream: str) -> None:
-        _BaseLoader.__init__(self, stream)
-
     def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
-        # Only the pure-Python composer comes through here: it recurses per level.
+        # Only the pure-Python composer comes through here, recursing once per
+        # level; libyaml composes in C and refuses runaway nesting itself.
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
-                mark = self.peek_event().start_mark
+                mark = self.peek_event().start_mark  # type: ignore[attr-defined]  # from the Parser half
                 raise yaml.composer.ComposerError(None, None, f"nesting deeper than {MAX_DEPTH} levels", mark)
-            node: yaml.Node = super().compose_node(parent, index)
+            node: yaml.Node = super().compose_node(parent, index)  # type: ignore[misc]  # from the Composer half
             return node
         finally:
             self._depth -= 1
+
+
+class _PyLoader(_Guards, yaml.SafeLoader):
+    """yaml.SafeLoader with the guards: the fallback when libyaml is missing."""
+
+
+_Loader: type[yaml.SafeLoader] | type[yaml.CSafeLoader] = _PyLoader
+if getattr(yaml, "__with_libyaml__", False):
+
+    class _CLoader(_Guards, yaml.CSafeLoader):
+        """yaml.CSafeLoader (libyaml, much faster) with the guards."""
+
+    _Loader = _CLoader
 
 
 def load_inventory(path: Path) -> Inventory:
