@@ -121,10 +121,12 @@ def test_any_value_anywhere_gives_an_inventory_error_or_an_inventory(line: int, 
     lines = BASE.splitlines()
     key, sep, _ = lines[line].partition(": ")
     lines[line] = f"{key}{sep}{value}" if sep else lines[line] + value
+    problems: list[str] = []
     try:
         parse_inventory("\n".join(lines) + "\n", source="fuzz.yaml")
     except InventoryError as exc:
-        assert all(text.startswith("fuzz.yaml") for text in exc.lines())
+        problems = exc.lines()
+    assert all(text.startswith("fuzz.yaml") for text in problems)
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
