@@ -52,6 +52,7 @@ MAX_DEPTH = 64
 MAX_INT_DIGITS = 20
 """Longest decimal integer accepted; any integer must also fit in 64 bits."""
 
+
 @dataclass(frozen=True, slots=True)
 class Problem:
     """One thing wrong with the inventory file."""
