@@ -10,6 +10,15 @@ big-endian, as the protocol sends them.
 12.125
 >>> decode([0x0001, 0x0000], RegisterSpec(address=0, data_type=DataType.UINT32, word_order=WordOrder.LITTLE))
 1.0
+
+A "no value" code declared on the spec, a NaN or an infinite result is never a
+value: :func:`decode` raises :class:`DecodeError`, whose message starts with
+``no value`` or ``not finite``.
+
+>>> decode([0xFFFF], RegisterSpec(address=0, data_type=DataType.UINT16, no_value=(0xFFFF,)))
+Traceback (most recent call last):
+...
+streams.errors.DecodeError: no value: 0xffff is a no-value code of this uint16 register
 """
 
 from __future__ import annotations
@@ -52,13 +61,20 @@ def decode(words: list[int] | tuple[int, ...], spec: RegisterSpec) -> float:
         raise DecodeError(msg)
     ordered = list(words) if spec.word_order is WordOrder.BIG else list(reversed(words))
     try:
-        raw = struct.unpack(_STRUCT[spec.data_type], struct.pack(f">{len(ordered)}H", *ordered))[0]
+        packed = struct.pack(f">{len(ordered)}H", *ordered)
     except struct.error as exc:
         msg = f"registers {list(words)} are not 16-bit words"
         raise DecodeError(msg) from exc
-    value = float(raw) * spec.scale + spec.offset
+    if spec.no_value and int.from_bytes(packed, "big") in spec.no_value:
+        msg = f"no value: {int.from_bytes(packed, 'big'):#x} is a no-value code of this {spec.data_type.value} register"
+        raise DecodeError(msg)
+    raw = struct.unpack(_STRUCT[spec.data_type], packed)[0]
+    try:
+        value = float(raw) * spec.scale + spec.offset
+    except OverflowError:
+        value = math.inf
     if not math.isfinite(value):
-        msg = f"{spec.data_type.value} registers {list(words)} decode to {value}"
+        msg = f"not finite: {spec.data_type.value} registers {[f'{w:#06x}' for w in words]} decode to {value}"
         raise DecodeError(msg)
     return value
 

@@ -10,6 +10,12 @@ The collector only ever sends read function codes (3 and 4).
 When a unit times out, the rest of that unit's blocks are skipped for this poll,
 so a dead meter costs the other units of the gateway at most one timeout.
 
+A register that holds a "no value" code of its profile or binding, a NaN or an
+infinity is never emitted as a reading: it goes to the dead-letter store with
+a reason naming gateway, unit, point and register, and is counted by the
+sensor's ``on_dead_letter``. The log says so once when a point turns invalid
+and once when it recovers.
+
 Sample settings (``ECONOME_MODBUS_*``)::
 
     max_registers: 125   # per request, the protocol's limit
@@ -33,6 +39,7 @@ from pymodbus.exceptions import ModbusException
 from collectors.codec import decode
 from inventory import Inventory, ModbusGateway, ModbusWorkarounds, Point, RegisterSpec, RegisterType
 from streams.clock import Clock
+from streams.deadletter import DeadLetter, DeadLetterStore
 from streams.errors import CollectorError, DecodeError, DeviceError, DeviceTimeout
 from streams.metrics import Sensor
 from streams.record import Reading
@@ -269,8 +276,11 @@ class ModbusCollector:
         clock: Clock,
         config: ModbusCollectorConfig | None = None,
         sensor: Sensor | None = None,
+        dead_letters: DeadLetterStore | None = None,
     ) -> None:
         self.bus = bus
+        # Without a store given, invalid values are still kept (in memory) and counted.
+        self.dead_letters = dead_letters if dead_letters is not None else DeadLetterStore()
         self.sensor = sensor or Sensor()
         self.interval = interval
         self.clock = clock
@@ -291,6 +301,7 @@ class ModbusCollector:
         self.units: dict[int, UnitStatus] = {block.unit: UnitStatus() for block in self.blocks}
         self.errors = 0
         self.decode_errors = 0
+        self._invalid: set[str] = set()
 
     @property
     def name(self) -> str:
@@ -344,22 +355,49 @@ class ModbusCollector:
         out = []
         for item in block.items:
             offset = item.spec.address - block.address
+            item_words = words[offset : offset + item.spec.count]
             try:
-                value = decode(words[offset : offset + item.spec.count], item.spec)
+                value = decode(item_words, item.spec)
             except DecodeError as exc:
-                self.decode_errors += 1
-                logger.warning(
-                    "meter %s gateway %s unit %s register %s: %s; last frames %s",
+                self._reject(block, item, item_words, exc)
+                continue
+            if item.point.id in self._invalid:
+                self._invalid.discard(item.point.id)
+                logger.info(
+                    "meter %s gateway %s unit %s register %s: valid again",
                     item.point.id,
                     self.bus.name,
                     block.unit,
                     item.spec.address,
-                    exc,
-                    [f"{d}:{f.hex()}" for d, f in list(self.bus.frames)[-4:]],
                 )
-                continue
             out.append(Reading(item.point.id, ts, value, item.point.unit))
         return out
+
+    def _reject(self, block: Block, item: BlockItem, words: list[int], exc: DecodeError) -> None:
+        """Dead-letter a value that is no value (a no-value code, NaN, Inf); never emit it."""
+        self.decode_errors += 1
+        where = (
+            f"gateway {self.bus.name} unit {block.unit} point {item.point.id} "
+            f"{item.spec.register_type.value} register {item.spec.address}"
+        )
+        payload = " ".join(f"{w:04x}" for w in words)
+        self.dead_letters.add(
+            DeadLetter.now("modbus", f"{self.bus.gateway.id}/{block.unit}/{item.point.id}", payload, f"{exc}; {where}")
+        )
+        self.sensor.on_dead_letter(1)
+        # Log once when the point turns invalid; repeats at DEBUG (a meter can stay so for days).
+        level = logging.DEBUG if item.point.id in self._invalid else logging.WARNING
+        self._invalid.add(item.point.id)
+        logger.log(
+            level,
+            "meter %s gateway %s unit %s register %s: %s; dead-lettered; last frames %s",
+            item.point.id,
+            self.bus.name,
+            block.unit,
+            item.spec.address,
+            exc,
+            [f"{d}:{f.hex()}" for d, f in list(self.bus.frames)[-4:]],
+        )
 
     def _down(self, unit: int, exc: CollectorError) -> None:
         status = self.units[unit]
@@ -387,4 +425,3 @@ class ModbusCollector:
 
     def close(self) -> None:
         """Nothing to release: the bus is shared and closed by its owner."""
-

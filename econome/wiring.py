@@ -37,7 +37,7 @@ def build_collectors(
     }
     buses = {gw.id: ModbusBus(gw, frames_kept=configs[gw.id].frames_kept) for gw in inventory.modbus_gateways}
     polled = [
-        ModbusCollector(inventory, buses[gateway], points, interval, clock, configs[gateway], sensor)
+        ModbusCollector(inventory, buses[gateway], points, interval, clock, configs[gateway], sensor, dead_letters)
         for (gateway, interval), points in sorted(groups.items())
     ]
     pushed = [

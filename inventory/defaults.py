@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class EnergyTariff(BaseModel):
     """Price and emission factor of one energy, per unit (kWh, or m3 of water)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     price_eur_per_unit: float = Field(ge=0)
     emission_kgco2e_per_unit: float = Field(ge=0)

@@ -39,6 +39,7 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -59,7 +60,8 @@ Loc = tuple[str | int, ...]
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False)
+    # ``allow_inf_nan=False``: YAML's .nan and .inf are refused in every float field.
+    model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False, allow_inf_nan=False)
 
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min|h|d)\s*$")
@@ -85,7 +87,13 @@ def parse_duration(value: object) -> object:
         if match is None:
             msg = f"invalid duration {value!r}: use e.g. '500ms', '30s', '15min', '1h', '2d'"
             raise ValueError(msg)
-        return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        try:
+            return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        except OverflowError as exc:
+            # timedelta refuses more than 999,999,999 days with OverflowError, which
+            # pydantic would not turn into a validation error.
+            msg = f"duration {value!r} is too long"
+            raise ValueError(msg) from exc
     if isinstance(value, int | float) and not isinstance(value, bool):
         msg = f"duration {value!r} has no unit: write e.g. '{value}s'"
         raise ValueError(msg)
@@ -93,6 +101,45 @@ def parse_duration(value: object) -> object:
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+def format_duration(value: timedelta) -> str:
+    """Write a timedelta the way the inventory does: ``"100ms"``, ``"30s"``, ``"1d"``.
+
+    >>> format_duration(timedelta(days=1))
+    '1d'
+    """
+    for unit in ("d", "h", "min", "s", "ms"):
+        count = value / _DURATION_UNITS[unit]
+        if count >= 1 and count == int(count):
+            return f"{int(count)}{unit}"
+    return f"{value.total_seconds():g}s"
+
+
+def bounded(low: timedelta, high: timedelta) -> AfterValidator:
+    """A validator refusing durations outside ``[low, high]``, with a message in inventory units."""
+
+    def check(value: timedelta) -> timedelta:
+        if not low <= value <= high:
+            msg = f"{format_duration(value)} is outside {format_duration(low)}..{format_duration(high)}"
+            raise ValueError(msg)
+        return value
+
+    return AfterValidator(check)
+
+
+# Bounds of the durations of the inventory. A timeout of 0 would fail every
+# request; an interval of years is a typo (issue 10), not a schedule.
+PollInterval = Annotated[Duration, bounded(timedelta(milliseconds=100), timedelta(days=1))]
+"""A point's poll interval: 100 ms to 1 day."""
+Timeout = Annotated[Duration, bounded(timedelta(milliseconds=10), timedelta(seconds=60))]
+"""A request timeout: 10 ms to 60 s (and shorter than the poll interval of its points)."""
+Backoff = Annotated[Duration, bounded(timedelta(milliseconds=10), timedelta(hours=1))]
+"""A reconnection delay: 10 ms to 1 h."""
+RequestDelay = Annotated[Duration, bounded(timedelta(0), timedelta(seconds=10))]
+"""A pause between two requests on RS-485: 0 to 10 s."""
+Keepalive = Annotated[Duration, bounded(timedelta(seconds=1), timedelta(seconds=65535))]
+"""An MQTT keepalive: 1 s to 65,535 s, the protocol's 16-bit limit."""
 
 
 class Quantity(str, Enum):
@@ -334,9 +381,9 @@ class ModbusBinding(_Frozen):
     raw_register: RegisterSpec | None = Field(default=None, alias="register")
     scale: float | None = None
     """Multiplies the profile's scale: the pulse weight of a pulse counter, a CT ratio."""
-    poll_interval: Duration = timedelta(seconds=60)
+    poll_interval: PollInterval = timedelta(seconds=60)
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _one_source(self) -> ModbusBinding:
@@ -348,9 +395,6 @@ class ModbusBinding(_Frozen):
             raise ValueError(msg)
         if self.scale is not None and (self.scale == 0 or self.raw_register is not None):
             msg = "'scale' multiplies a profile field's scale and must not be 0; a raw 'register' has its own scale"
-            raise ValueError(msg)
-        if self.poll_interval < timedelta(milliseconds=100):
-            msg = "poll_interval must be at least 100ms"
             raise ValueError(msg)
         return self
 
@@ -548,7 +592,7 @@ class ModbusWorkarounds(_Frozen):
     max_registers: int = Field(default=125, ge=1, le=125)
     max_gap: int = Field(default=8, ge=0, le=124)
     block_reads: bool = True
-    request_delay: Duration = timedelta(0)
+    request_delay: RequestDelay = timedelta(0)
 
 
 class ModbusGateway(_Frozen):
@@ -557,9 +601,9 @@ class ModbusGateway(_Frozen):
     id: str = Field(pattern=ID_PATTERN)
     host: str
     port: int = Field(default=502, ge=1, le=65535)
-    timeout: Duration = timedelta(seconds=1)
-    reconnect_min: Duration = timedelta(seconds=1)
-    reconnect_max: Duration = timedelta(seconds=60)
+    timeout: Timeout = timedelta(seconds=1)
+    reconnect_min: Backoff = timedelta(seconds=1)
+    reconnect_max: Backoff = timedelta(seconds=60)
     workarounds: ModbusWorkarounds = Field(default_factory=ModbusWorkarounds)
 
     @model_validator(mode="after")
@@ -580,7 +624,7 @@ class MqttBroker(_Frozen):
     password_env: str | None = None
     tls: bool = False
     client_id: str = "econome"
-    keepalive: Duration = timedelta(seconds=30)
+    keepalive: Keepalive = timedelta(seconds=30)
 
 
 class CrossReferenceError(ValueError):
@@ -669,7 +713,7 @@ class Inventory(_Frozen):
             raise ValueError(msg)
         if point.modbus.raw_register is not None:
             return point.modbus.raw_register
-        spec = load_profiles()[point.modbus.profile or ""].registers[point.modbus.field or ""]
+        spec = load_profiles()[point.modbus.profile or ""].resolve(point.modbus.field or "")
         if point.modbus.scale is not None:
             spec = spec.model_copy(update={"scale": spec.scale * point.modbus.scale})
         return spec

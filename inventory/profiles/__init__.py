@@ -13,6 +13,20 @@ register table it was taken from, and maps field names to register specs::
 
 Addresses are the 0-based offsets sent on the wire (register 30073 in the
 maker's 1-based table is offset 0x0048).
+
+Meters answer a value they do not have (a phase not wired, a sensor absent,
+a measurement not ready) with a "no value" code rather than an exception. A
+profile declares the codes its maker's table documents, per data type, and a
+register (or a custom ``register:`` binding) may declare its own::
+
+    no_value: {int16: [0x8000], uint32: [0xFFFFFFFF]}    # profile level
+    flow_temperature: {address: 6, data_type: int16, no_value: [0x7FFF]}
+
+A code is the raw register content read as an unsigned number of the type's
+width, after word order: ``0x8000`` for an int16 of -32768, ``0x7FC00000`` for
+a float32 quiet NaN. A register's own ``no_value`` replaces the profile's
+codes for its type (``no_value: []`` declares none). A reading equal to a code
+is never a value: the collector sends it to the dead-letter store.
 """
 
 from __future__ import annotations
@@ -68,7 +82,7 @@ class RegisterSpec(BaseModel):
     The decoded value is ``raw * scale + offset``.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     address: int = Field(ge=0, le=65535)
     register_type: RegisterType = RegisterType.HOLDING
@@ -77,6 +91,8 @@ class RegisterSpec(BaseModel):
     scale: float = 1.0
     offset: float = 0.0
     unit: str | None = None
+    no_value: tuple[int, ...] | None = None
+    """Raw codes meaning "no value" (unsigned, after word order); None defers to the profile."""
 
     @model_validator(mode="after")
     def _fits(self) -> RegisterSpec:
@@ -86,6 +102,7 @@ class RegisterSpec(BaseModel):
         if self.scale == 0:
             msg = "scale must not be 0"
             raise ValueError(msg)
+        _check_codes(self.data_type, self.no_value or ())
         return self
 
     @property
@@ -104,6 +121,33 @@ class DeviceProfile(BaseModel):
     model: str
     source: str
     registers: dict[str, RegisterSpec]
+    no_value: dict[DataType, tuple[int, ...]] = Field(default_factory=dict)
+    """The maker's "no value" codes per data type, for every register that declares none."""
+
+    @model_validator(mode="after")
+    def _codes_fit(self) -> DeviceProfile:
+        for data_type, codes in self.no_value.items():
+            _check_codes(data_type, codes)
+        return self
+
+    def resolve(self, field: str) -> RegisterSpec:
+        """A register of the profile with the profile's "no value" codes filled in.
+
+        Raises:
+            KeyError: no such field.
+        """
+        spec = self.registers[field]
+        if spec.no_value is None and spec.data_type in self.no_value:
+            spec = spec.model_copy(update={"no_value": self.no_value[spec.data_type]})
+        return spec
+
+
+def _check_codes(data_type: DataType, codes: tuple[int, ...]) -> None:
+    top = (1 << data_type.bits) - 1
+    for code in codes:
+        if not 0 <= code <= top:
+            msg = f"no_value code {code:#x} does not fit a {data_type.value} (0..{top:#x})"
+            raise ValueError(msg)
 
 
 PROFILE_DIR = Path(__file__).parent

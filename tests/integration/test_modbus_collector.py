@@ -17,6 +17,7 @@ from collectors.modbus import ModbusBus, ModbusCollector, ModbusCollectorConfig
 from econome.localservers import free_port
 from inventory import Inventory, RegisterSpec, parse_inventory
 from streams.clock import SystemClock
+from streams.deadletter import DeadLetterStore
 from streams.metrics import PrometheusSensor
 
 GOOD_UNITS = (1, 2)
@@ -219,3 +220,93 @@ async def test_device_state_is_exposed_as_metrics(gateway: tuple[FakeGateway, in
     assert f'econome_device_up{{device="gw/{EXCEPTION_UNIT}"}} 0.0' in text
     assert f'econome_device_errors_total{{device="gw/{EXCEPTION_UNIT}"}} 2.0' in text
     assert 'econome_modbus_requests_total{collector="modbus:gw:10s"} 10.0' in text
+
+
+# Issue 10: "no value" codes, NaN and Inf read from a meter are never emitted as good readings.
+SENTINEL_UNIT = 5
+NAN = [0x7FC0, 0x0000]
+PLUS_INF = [0x7F80, 0x0000]
+
+
+def _sentinel_inventory(port: int) -> Inventory:
+    def point(pid: str, quantity: str, unit: str, binding: str) -> str:
+        return f"""
+          - id: {pid}
+            quantity: {quantity}
+            unit: {unit}
+            usage: general
+            modbus: {{gateway: gw, unit: {SENTINEL_UNIT}, {binding}}}"""
+
+    points = "".join(
+        [
+            point("m-voltage", "voltage", "V", "profile: eastron-sdm630, field: voltage_l1"),  # NaN
+            point("m-current", "current", "A", "profile: eastron-sdm630, field: current_l1"),  # +Inf
+            point("m-power", "active_power", "W", "profile: eastron-sdm630, field: total_active_power"),  # good
+            point("m-flow", "water_flow", "L/h", "register: {address: 1000, data_type: uint16, no_value: [0xFFFF]}"),
+            point("m-temp", "temperature", "degC", "register: {address: 1001, data_type: int16, scale: 0.1}"),  # good
+            point("m-energy", "active_energy", "Wh", "profile: schneider-iem3255, field: import_active_energy"),
+        ]
+    )
+    return parse_inventory(f"""
+organisation: {{name: Test, population: 100, school_holiday_zone: C}}
+modbus_gateways: [{{id: gw, host: 127.0.0.1, port: {port}, timeout: 400ms}}]
+sites:
+  - id: s
+    name: S
+    buildings:
+      - id: b
+        name: B
+        usage: offices
+        floor_area_m2: 100
+        heated_area_m2: 100
+        points:{points}
+""")
+
+
+def _sentinel_registers() -> list[int]:
+    regs = [0] * 3300
+    regs[0x0000:0x0002] = NAN
+    regs[0x0006:0x0008] = PLUS_INF
+    regs[0x0034:0x0036] = encode(1500.0, RegisterSpec(address=0, data_type="float32"))  # type: ignore[arg-type]
+    regs[1000] = 0xFFFF
+    regs[1001] = encode(19.5, RegisterSpec(address=0, data_type="int16", scale=0.1))[0]  # type: ignore[arg-type]
+    # The profile's INT64 no-value code, 0x8000000000000000 (iEM3255 energy).
+    regs[3203:3207] = [0x8000, 0x0000, 0x0000, 0x0000]
+    return regs
+
+
+async def test_no_value_codes_nan_and_inf_are_dead_lettered_not_emitted() -> None:
+    port = free_port()
+    device = SimDevice(id=SENTINEL_UNIT, simdata=[SimData(0, values=_sentinel_registers(), datatype=SimType.REGISTERS)])
+    server = ModbusTcpServer([device], address=("127.0.0.1", port))
+    task = asyncio.create_task(server.serve_forever())
+    await asyncio.sleep(0.1)
+    inv = _sentinel_inventory(port)
+    sensor = PrometheusSensor()
+    store = DeadLetterStore()
+    bus = ModbusBus(inv.gateway("gw"))
+    points = [p for _, p in inv.points()]
+    collector = ModbusCollector(inv, bus, points, timedelta(seconds=10), SystemClock(), sensor=sensor, dead_letters=store)
+    try:
+        first = await collector.poll()
+        second = await collector.poll()
+    finally:
+        bus.close()
+        await server.shutdown()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    for readings in (first, second):
+        assert {r.point_id: r.value for r in readings} == {"m-power": 1500.0, "m-temp": pytest.approx(19.5)}
+    assert store.count == 8  # four invalid points, two polls
+    reasons = {letter.key: letter.reason for letter in store.recent}
+    assert set(reasons) == {f"gw/{SENTINEL_UNIT}/m-{name}" for name in ("voltage", "current", "flow", "energy")}
+    where = f"gateway gw@127.0.0.1:{port} unit {SENTINEL_UNIT} point"
+    assert reasons[f"gw/{SENTINEL_UNIT}/m-voltage"].startswith("not finite: float32 registers ['0x7fc0', '0x0000'] decode to nan")
+    assert f"{where} m-voltage input register 0" in reasons[f"gw/{SENTINEL_UNIT}/m-voltage"]
+    assert "decode to inf" in reasons[f"gw/{SENTINEL_UNIT}/m-current"]
+    assert reasons[f"gw/{SENTINEL_UNIT}/m-flow"] == (
+        f"no value: 0xffff is a no-value code of this uint16 register; {where} m-flow holding register 1000"
+    )
+    assert reasons[f"gw/{SENTINEL_UNIT}/m-energy"].startswith("no value: 0x8000000000000000 is a no-value code of this int64")
+    assert {letter.payload for letter in store.recent if letter.key.endswith("m-flow")} == {"ffff"}
+    assert "econome_dead_letters_total 8.0" in sensor.exposition().decode()

@@ -79,3 +79,41 @@ def test_float32_round_trip(order: WordOrder, value: float) -> None:
     spec = RegisterSpec(address=0, data_type=DataType.FLOAT32, word_order=order)
     out = decode(encode(value, spec), spec)
     assert out == value or (math.isclose(out, value) and value != 0)
+
+
+# Issue 10: (words, data type, word order, no-value codes) -> refused, whatever the scale.
+NO_VALUE_TABLE = [
+    ([0xFFFF], DataType.UINT16, WordOrder.BIG, (0xFFFF,)),
+    ([0x8000], DataType.INT16, WordOrder.BIG, (0x8000,)),
+    ([0xFFFF, 0xFFFF], DataType.UINT32, WordOrder.BIG, (0xFFFFFFFF,)),
+    ([0x7FFF, 0xFFFF], DataType.INT32, WordOrder.BIG, (0x7FFFFFFF,)),
+    ([0xFFFF, 0x7FFF], DataType.INT32, WordOrder.LITTLE, (0x7FFFFFFF,)),
+    ([0x8000, 0, 0, 0], DataType.INT64, WordOrder.BIG, (0x8000000000000000,)),
+    ([0x7FC0, 0x0000], DataType.FLOAT32, WordOrder.BIG, (0x7FC00000,)),
+]
+
+
+@pytest.mark.parametrize(("words", "data_type", "order", "codes"), NO_VALUE_TABLE)
+def test_no_value_codes_are_refused(words: list[int], data_type: DataType, order: WordOrder, codes: tuple[int, ...]) -> None:
+    spec = RegisterSpec(address=0, data_type=data_type, word_order=order, scale=0.1, no_value=codes)
+    with pytest.raises(DecodeError, match=rf"^no value: {codes[0]:#x} is a no-value code of this {data_type.value}"):
+        decode(words, spec)
+    # The same words without the declaration decode (or, for the NaN, are refused as not finite).
+    plain = spec.model_copy(update={"no_value": None})
+    if data_type is DataType.FLOAT32:
+        with pytest.raises(DecodeError, match=r"^not finite"):
+            decode(words, plain)
+    else:
+        assert math.isfinite(decode(words, plain))
+
+
+@pytest.mark.parametrize("words", [[0x7F80, 0x0000], [0xFF80, 0x0000], [0xFFC0, 0x0000]])
+def test_inf_and_nan_floats_are_refused(words: list[int]) -> None:
+    with pytest.raises(DecodeError, match=r"^not finite"):
+        decode(words, RegisterSpec(address=0, data_type=DataType.FLOAT32))
+
+
+def test_a_large_float64_times_scale_is_refused() -> None:
+    spec = RegisterSpec(address=0, data_type=DataType.FLOAT64, scale=1e10)
+    with pytest.raises(DecodeError, match="decode to inf"):
+        decode(encode(1e300, RegisterSpec(address=0, data_type=DataType.FLOAT64)), spec)
