@@ -259,6 +259,37 @@ def decode_payload(
     return value, received if ts is None else ts
 
 
+class _TlsContext(ssl.SSLContext):
+    """An SSL context that remembers the socket it wrapped last.
+
+    paho leaves the socket of a failed TLS handshake open (a ResourceWarning,
+    and a file descriptor per attempt until the garbage collector runs);
+    :class:`_Client` closes it.
+    """
+
+    last_socket: ssl.SSLSocket | None = None
+
+    def wrap_socket(self, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
+        sock = super().wrap_socket(*args, **kwargs)
+        self.last_socket = sock
+        return sock
+
+
+def _tls_context(broker: MqttBroker) -> _TlsContext:
+    """The TLS settings of a broker: system CAs, or ``ca_file``; a client certificate; or no check at all."""
+    context = _TlsContext(ssl.PROTOCOL_TLS_CLIENT)  # TLS 1.2 at least, CERT_REQUIRED, host name checked
+    if broker.tls_insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    elif broker.ca_file is not None:
+        context.load_verify_locations(cafile=broker.ca_file)
+    else:
+        context.load_default_certs()
+    if broker.cert_file is not None:
+        context.load_cert_chain(broker.cert_file, broker.key_file)
+    return context
+
+
 class _Client(mqtt.Client):
     """paho's client, keeping the error of the last failed connection attempt.
 
@@ -269,10 +300,15 @@ class _Client(mqtt.Client):
     last_error: OSError | None = None
 
     def reconnect(self) -> MQTTErrorCode:
+        context = self._ssl_context if isinstance(self._ssl_context, _TlsContext) else None
+        if context is not None:
+            context.last_socket = None
         try:
             return super().reconnect()
         except OSError as exc:
             self.last_error = exc
+            if context is not None and context.last_socket is not None:
+                context.last_socket.close()
             raise
 
 
@@ -318,6 +354,7 @@ class MqttCollector:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._up: bool | None = None  # None until the first attempt ends
         self._stopping = False
+        self._refused = False
         # Acks of one connection must not reach the next: its message ids are reused.
         self._session = 0
         self._ack_lock = threading.Lock()
@@ -381,17 +418,15 @@ class MqttCollector:
     def _set_tls(self, client: mqtt.Client) -> None:
         broker = self.broker
         try:
-            if broker.tls_insecure:
-                logger.warning("MQTT broker %s: tls_insecure, the broker's certificate is not checked", self.where)
-                client.tls_set(certfile=_str(broker.cert_file), keyfile=_str(broker.key_file), cert_reqs=ssl.CERT_NONE)
-                client.tls_insecure_set(True)
-            else:
-                client.tls_set(ca_certs=_str(broker.ca_file), certfile=_str(broker.cert_file), keyfile=_str(broker.key_file))
+            context = _tls_context(broker)
         except (OSError, ValueError) as exc:
             # ssl.SSLError is an OSError: a file that is not PEM, a key that does not match its certificate.
             files = ", ".join(f"{name} {path}" for name, path in _tls_files(broker))
             msg = f"MQTT broker {broker.id}: cannot load TLS files ({files or 'system CAs'}): {exc}"
             raise ConfigError(msg) from exc
+        if broker.tls_insecure:
+            logger.warning("MQTT broker %s: tls_insecure, the broker's certificate is not checked", self.where)
+        client.tls_set_context(context)
 
     async def stop(self) -> None:
         """Disconnect and stop paho's thread; messages not yet acknowledged stay with the broker."""
@@ -417,7 +452,9 @@ class MqttCollector:
         if getattr(reason, "is_failure", False):
             # A bad password or an unknown client: the broker answered, and refused.
             self._went_down(f"connection refused by the broker: {reason}")
+            self._refused = True
             return
+        self._refused = False
         with self._ack_lock:
             self._session += 1
         topics = [*self.bindings, *self.patterns]
@@ -447,6 +484,15 @@ class MqttCollector:
             return
         if self._up:
             self._went_down(f"connection lost: {reason}")
+        elif self._refused:
+            self._refused = False  # already told by _on_connect
+        else:
+            # Closed before the CONNACK: with TLS 1.3 a broker that wants a client
+            # certificate says so only after the handshake.
+            hint = (
+                " (does it require a client certificate? see cert_file)" if self.broker.tls and not self.broker.cert_file else ""
+            )
+            self._went_down(f"connection closed before the broker accepted it: {reason}{hint}")
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         # Runs on paho's thread: an exception here would end it, and the collector with it.
@@ -559,10 +605,6 @@ class MqttCollector:
         self.rejected += 1
         logger.debug("MQTT topic %s rejected: %s", topic, reason)
         self.dead_letters.add(DeadLetter.now("mqtt", topic, payload, reason))
-
-
-def _str(path: object | None) -> str | None:
-    return None if path is None else str(path)
 
 
 def _tls_files(broker: MqttBroker) -> list[tuple[str, object]]:
