@@ -10,7 +10,9 @@ import asyncio
 import logging
 import os
 import shutil
+import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,9 +87,6 @@ def _start(tmp_path: Path, pki: Pki, require_certificate: bool = False) -> TlsBr
     with log.open("wb") as out:
         process = subprocess.Popen([binary, "-c", str(conf)], stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     server = LocalServer("mosquitto", "127.0.0.1", plain_port, process, data, log)
-    import socket
-    import time
-
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline and process.poll() is None:
         try:
