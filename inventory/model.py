@@ -35,6 +35,7 @@ import re
 from collections.abc import Iterator
 from datetime import date, time, timedelta
 from enum import Enum
+from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -615,7 +616,17 @@ class ModbusGateway(_Frozen):
 
 
 class MqttBroker(_Frozen):
-    """An MQTT broker the sensors publish to."""
+    """An MQTT broker the sensors publish to.
+
+    With ``tls: true`` the broker's certificate is checked against the system's
+    CAs, or against ``ca_file`` (PEM) when given, such as the private CA that
+    ``deploy/init-secrets.sh`` creates. ``cert_file`` (and ``key_file`` when the
+    key is not in the same PEM) authenticate Econome to a broker that requires a
+    client certificate. ``tls_insecure: true`` turns every check of the broker's
+    certificate off (chain and host name): the link is encrypted but not
+    authenticated, for tests only. Relative paths are taken from the working
+    directory.
+    """
 
     id: str = Field(default="default", pattern=ID_PATTERN)
     host: str
@@ -623,8 +634,28 @@ class MqttBroker(_Frozen):
     username: str | None = None
     password_env: str | None = None
     tls: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    tls_insecure: bool = False
     client_id: str = "econome"
     keepalive: Keepalive = timedelta(seconds=30)
+
+    @model_validator(mode="after")
+    def _tls_options(self) -> MqttBroker:
+        given = [name for name in ("ca_file", "cert_file", "key_file") if getattr(self, name) is not None]
+        if self.tls_insecure:
+            given.append("tls_insecure")
+        if given and not self.tls:
+            msg = f"{', '.join(given)} need tls: true"
+            raise ValueError(msg)
+        if self.key_file is not None and self.cert_file is None:
+            msg = "key_file needs cert_file"
+            raise ValueError(msg)
+        if self.tls_insecure and self.ca_file is not None:
+            msg = "tls_insecure skips the certificate check, so ca_file would be ignored: give one or the other"
+            raise ValueError(msg)
+        return self
 
 
 class CrossReferenceError(ValueError):

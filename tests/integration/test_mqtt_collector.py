@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -116,7 +117,9 @@ async def test_persistent_session_delivers_what_was_published_while_away(mqtt_se
     assert [r.value for r in got] == [0.0, 1.0, 0.0, 1.0, 0.0]
 
 
-async def test_username_and_password_from_the_environment(tmp_path, unique_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_username_and_password_from_the_environment(
+    tmp_path, unique_name: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     from econome.localservers import start_mosquitto
     from streams.errors import ConfigError
 
@@ -129,10 +132,18 @@ async def test_username_and_password_from_the_environment(tmp_path, unique_name:
             await collector.start(lambda readings, ack: None)
         monkeypatch.setenv("TEST_MQTT_PASSWORD", "wrong")
         refused = MqttCollector(base, broker, SystemClock(), DeadLetterStore())
-        await refused.start(lambda readings, ack: None)
-        await asyncio.sleep(1.0)
+        with caplog.at_level(logging.DEBUG, logger="collectors.mqtt"):
+            await refused.start(lambda readings, ack: None)
+            try:
+                await _wait(lambda: refused.connect_failures >= 2)  # paho retries after 1 s
+            finally:
+                await refused.stop()
         assert not refused.subscribed.is_set()
-        await refused.stop()
+        errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+        assert len(errors) == 1, errors  # once per change of state, not once per attempt
+        assert f"{server.host}:{server.port}" in errors[0]
+        assert "refused" in errors[0]
+        assert "wrong" not in caplog.text
         monkeypatch.setenv("TEST_MQTT_PASSWORD", "s3cret-valmont")
         accepted = MqttCollector(base, broker, SystemClock(), DeadLetterStore())
         await accepted.start(lambda readings, ack: None)
@@ -142,3 +153,92 @@ async def test_username_and_password_from_the_environment(tmp_path, unique_name:
             await accepted.stop()
     finally:
         server.stop()
+
+
+async def test_message_is_acknowledged_only_by_the_pipeline(mqtt_server, unique_name: str) -> None:
+    """manual_ack: a message whose readings never reached the log is delivered again (issue 10).
+
+    With paho acknowledging on receipt, the broker would forget the messages the
+    first collector received, and the second would get only the marker.
+    """
+    inv = _inventory(mqtt_server.host, mqtt_server.port, unique_name)
+    topic = f"{unique_name}/b/occupancy"
+    held: list[Reading] = []
+    first = MqttCollector(inv, inv.broker("default"), SystemClock(), DeadLetterStore())
+    await first.start(lambda readings, ack: held.extend(readings))  # crashes before the log: never acks
+    try:
+        await asyncio.wait_for(first.subscribed.wait(), 10)
+        await asyncio.to_thread(_publish, mqtt_server.host, mqtt_server.port, [(topic, b"1"), (topic, b"0"), (topic, b"1")])
+        await _wait(lambda: len(held) == 3)
+    finally:
+        await first.stop()
+    got: list[float] = []
+    second = MqttCollector(inv, inv.broker("default"), SystemClock(), DeadLetterStore())
+    await second.start(lambda readings, ack: (got.extend(r.value for r in readings), ack and ack()))
+    try:
+        await asyncio.wait_for(second.subscribed.wait(), 10)
+        await _wait(lambda: len(got) >= 3)
+        # The second acked them: a third session gets only what is published next.
+    finally:
+        await second.stop()
+    assert got == [1.0, 0.0, 1.0]
+    third_got: list[float] = []
+    third = MqttCollector(inv, inv.broker("default"), SystemClock(), DeadLetterStore())
+    await third.start(lambda readings, ack: (third_got.extend(r.value for r in readings), ack and ack()))
+    try:
+        await asyncio.wait_for(third.subscribed.wait(), 10)
+        await asyncio.to_thread(_publish, mqtt_server.host, mqtt_server.port, [(topic, b"0")])  # the marker
+        await _wait(lambda: len(third_got) >= 1)
+    finally:
+        await third.stop()
+    assert third_got == [0.0]
+
+
+async def test_dead_lettered_message_is_acknowledged(mqtt_server, unique_name: str) -> None:
+    inv = _inventory(mqtt_server.host, mqtt_server.port, unique_name)
+    topic = f"{unique_name}/b/occupancy"
+    dead = DeadLetterStore()
+    first = MqttCollector(inv, inv.broker("default"), SystemClock(), dead)
+    await first.start(lambda readings, ack: None)  # readings are never acked; dead letters are
+    try:
+        await asyncio.wait_for(first.subscribed.wait(), 10)
+        await asyncio.to_thread(_publish, mqtt_server.host, mqtt_server.port, [(topic, b"maybe"), (topic, b"1")])
+        await _wait(lambda: first.received == 2)
+    finally:
+        await first.stop()
+    assert dead.count == 1
+    got: list[float] = []
+    second = MqttCollector(inv, inv.broker("default"), SystemClock(), dead)
+    await second.start(lambda readings, ack: (got.extend(r.value for r in readings), ack and ack()))
+    try:
+        await _wait(lambda: second.received >= 1)
+    finally:
+        await second.stop()
+    # Only the reading comes back; 'maybe' was acked once written as a dead letter.
+    assert got == [1.0]
+    assert second.received == 1
+    assert dead.count == 1
+
+
+async def test_closed_port_is_logged_once_and_recovery_once(tmp_path, unique_name: str, caplog: pytest.LogCaptureFixture) -> None:
+    from econome.localservers import free_port, start_mosquitto
+
+    port = free_port()
+    inv = _inventory("127.0.0.1", port, unique_name)
+    collector = MqttCollector(inv, inv.broker("default"), SystemClock(), DeadLetterStore())
+    server = None
+    with caplog.at_level(logging.DEBUG, logger="collectors.mqtt"):
+        await collector.start(lambda readings, ack: None)
+        try:
+            await _wait(lambda: collector.connect_failures >= 2)
+            assert collector.up is False
+            server = start_mosquitto(tmp_path / "mq", port=port)
+            await asyncio.wait_for(collector.subscribed.wait(), 30)
+        finally:
+            await collector.stop()
+            if server is not None:
+                server.stop()
+    records = [r for r in caplog.records if r.name == "collectors.mqtt" and r.levelno >= logging.INFO]
+    errors = [r.getMessage() for r in records if r.levelno == logging.ERROR]
+    assert errors == [f"MQTT broker default (127.0.0.1:{port}) down: cannot connect: [Errno 111] Connection refused"]
+    assert sum("up again" in r.getMessage() for r in records if r.levelno == logging.INFO) == 1

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 import pytest
 
 from collectors.mqtt import decode_payload
-from inventory import MqttBinding
+from inventory import MqttBinding, Quantity
 from streams.errors import DecodeError
 
 NOW = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
@@ -18,7 +18,7 @@ JSON = MqttBinding(topic="t", format="json", field="sensor.temperature", timesta
     [(b"19.5", 19.5), (b" 1 ", 1.0), (b"true", 1.0), (b"OFF", 0.0), (b"-3e2", -300.0)],
 )
 def test_plain(payload: bytes, expected: float) -> None:
-    assert decode_payload(PLAIN, payload, NOW) == (expected, NOW)
+    assert decode_payload(PLAIN, payload, NOW, Quantity.OCCUPANCY) == (expected, NOW)
 
 
 def test_json_with_time_in_payload() -> None:
@@ -63,7 +63,7 @@ TTN = b"""{"end_device_ids": {"device_id": "eui-a840", "application_ids": {"appl
 
 def test_zigbee2mqtt_without_time_uses_receive_time() -> None:
     binding = MqttBinding(topic="zigbee2mqtt/salle", format="zigbee2mqtt", field="occupancy")  # type: ignore[arg-type]
-    assert decode_payload(binding, ZIGBEE, NOW) == (1.0, NOW)
+    assert decode_payload(binding, ZIGBEE, NOW, Quantity.OCCUPANCY) == (1.0, NOW)
     lux = MqttBinding(topic="zigbee2mqtt/salle", format="zigbee2mqtt", field="illuminance_lux")  # type: ignore[arg-type]
     assert decode_payload(lux, ZIGBEE, NOW)[0] == 312.0
 
