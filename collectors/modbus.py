@@ -384,7 +384,6 @@ class ModbusCollector:
         self.dead_letters.add(
             DeadLetter.now("modbus", f"{self.bus.gateway.id}/{block.unit}/{item.point.id}", payload, f"{exc}; {where}")
         )
-        self.sensor.on_dead_letter(1)
         # Log once when the point turns invalid; repeats at DEBUG (a meter can stay so for days).
         level = logging.DEBUG if item.point.id in self._invalid else logging.WARNING
         self._invalid.add(item.point.id)

@@ -24,6 +24,7 @@ import typer
 
 from econome._common import load_or_exit as _load
 from econome._logging import RedactingFilter, env_secrets, setup_logging
+from econome._memory import tune_malloc
 from econome.cli_dashboards import register as register_dashboards
 from econome.cli_detect import register as register_detect
 from econome.cli_mv import register as register_mv
@@ -215,6 +216,7 @@ def run(
     """
     settings = EconomeSettings()
     redactor = _setup_logging(settings.log_level, settings)
+    tune_malloc()
     inv = _load(config)
     redactor.add(_inventory_secrets(inv))
 

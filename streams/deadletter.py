@@ -245,6 +245,7 @@ class DeadLetterStore:
                     fh.write(line)
                 self._size += len(line)
             total = self.by_source[letter.source]
+        self.sensor.on_dead_letter(1)
         self.sensor.on_dead_letter_stored(letter.source, total)
 
     def totals(self) -> dict[str, Any]:

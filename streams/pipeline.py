@@ -753,7 +753,6 @@ class Pipeline:
 
     def _dead(self, source: str, key: str, payload: str, reason: str) -> None:
         self.stats.rejected += 1
-        self.sensor.on_dead_letter(1)
         self.dead_letters.add(DeadLetter.now(source, key, payload, reason))
 
 

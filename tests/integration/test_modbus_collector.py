@@ -283,7 +283,7 @@ async def test_no_value_codes_nan_and_inf_are_dead_lettered_not_emitted() -> Non
     await asyncio.sleep(0.1)
     inv = _sentinel_inventory(port)
     sensor = PrometheusSensor()
-    store = DeadLetterStore()
+    store = DeadLetterStore(sensor=sensor)
     bus = ModbusBus(inv.gateway("gw"))
     points = [p for _, p in inv.points()]
     collector = ModbusCollector(inv, bus, points, timedelta(seconds=10), SystemClock(), sensor=sensor, dead_letters=store)
