@@ -397,7 +397,10 @@ def _check_status(response: httpx.Response, url: str, count: int) -> None:
         raise RetryableSinkError(msg)
     if response.status_code in _SPLITTABLE:
         raise RefusedWriteError(msg, response.status_code)
-    raise SinkError(msg)
+    # 401, 403, 404...: the request was refused, not its lines (a rotated password, a
+    # missing database or permission). The readings stay in the delivery log, with
+    # back-pressure, until an operator fixes it; dead-lettering them would lose them.
+    raise RetryableSinkError(msg)
 
 
 def _warn_insecure(config: InfluxConfig) -> None:
@@ -474,7 +477,7 @@ class InfluxV2Writer:
             if exc.status in _SPLITTABLE:
                 body = str(exc.body or "")[:300]
                 raise RefusedWriteError(f"{msg} {body}".rstrip(), exc.status) from exc
-            raise SinkError(msg) from exc
+            raise RetryableSinkError(msg) from exc  # refused request (401, 403, 404): keep the readings
         except (Urllib3Error, OSError) as exc:
             raise RetryableSinkError(_unreachable(self.config.safe_url, exc)) from exc
 

@@ -6,7 +6,8 @@ and a metrics port, reading from a Mosquitto that requires a password:
 * v1: InfluxDB 1.6 with authentication on (user and password in a Basic
   header); InfluxDB is down at first (unreachable), then up (writes accepted,
   which proves the header is accepted), then the password is changed behind
-  Econome's back (401, refused writes dead-lettered);
+  Econome's back (401: the readings wait in the delivery log), and back again
+  (they are written);
 * v2: VictoriaMetrics with a token; down at first, then up.
 
 Then no form of any secret (as is, base64, Basic ``user:password``) may appear
@@ -246,12 +247,19 @@ def test_v1_password_and_mqtt_password_never_printed(
         publisher.temps(5)
         run.wait_output("answered 401")
         metrics = run.metrics()
+        # The password is put back: the readings refused meanwhile were kept, not dead-lettered.
+        response = httpx.post(
+            f"{influx.url}/query", data={"q": f"SET PASSWORD FOR \"{INFLUX_USER}\" = '{influx_password}'"},
+            auth=(INFLUX_USER, new_password), timeout=5,
+        )  # fmt: skip
+        assert response.status_code == 200, response.text
+        _wait(lambda: _v1_count(influx, unique_name, influx_password) == 25, "25 readings in InfluxDB", run)
     finally:
         publisher.close()
         output = run.stop()
         influx.stop()
     assert "econome_dead_letters_total" in metrics
-    assert f"MQTT broker 127.0.0.1:{mosquitto.port} connected" in output
+    assert f"(127.0.0.1:{mosquitto.port}) connected" in output
     assert "DEBUG" in output
     secrets = [
         *_forms(influx_password, INFLUX_USER),

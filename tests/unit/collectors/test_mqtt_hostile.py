@@ -169,8 +169,10 @@ def test_payload_time_is_kept_even_when_repeated(inventory: Inventory) -> None:
 
 
 def test_unwritable_dead_letter_leaves_the_message_unacknowledged(inventory: Inventory, tmp_path: Path) -> None:
-    # The store's path is a directory: the write fails as a full or read-only disk would.
-    dead = DeadLetterStore(tmp_path)
+    # The store's file becomes a directory: the write fails as a full or read-only disk would.
+    path = tmp_path / "dead-letters.jsonl"
+    dead = DeadLetterStore(path)
+    path.mkdir()
     ack = Acks()
     assert _collector(inventory, dead).handle("b/occupancy", b"maybe", NOW, ack) == []
     assert ack.count == 0  # the broker keeps it and delivers it again
