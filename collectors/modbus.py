@@ -334,6 +334,10 @@ class ModbusCollector:
                 failed_units.add(block.unit)
                 self._down(block.unit, exc)
                 continue
+            except Exception as exc:  # one unit's bug must not stop the others (issue 10)
+                failed_units.add(block.unit)
+                self._down(block.unit, self._unexpected(block, exc))
+                continue
             ts = self.clock.now()
             self._up(block.unit)
             logger.debug(
@@ -345,7 +349,11 @@ class ModbusCollector:
                 block.count,
                 (time.perf_counter() - started) * 1000,
             )
-            readings.extend(self._decode_block(block, words, ts))
+            try:
+                readings.extend(self._decode_block(block, words, ts))
+            except Exception as exc:  # e.g. an OSError of the dead-letter store: this block only
+                failed_units.add(block.unit)
+                self._down(block.unit, self._unexpected(block, exc))
         elapsed = time.perf_counter() - poll_started
         self.sensor.on_poll(self.name, elapsed, self.bus.requests - requests_before)
         logger.debug("%s polled %s blocks in %.1f ms", self.name, len(self.blocks), elapsed * 1000)
@@ -397,6 +405,15 @@ class ModbusCollector:
             exc,
             [f"{d}:{f.hex()}" for d, f in list(self.bus.frames)[-4:]],
         )
+
+    def _unexpected(self, block: Block, exc: Exception) -> DeviceError:
+        """An unexpected exception of one block, as a device error naming the gateway, unit and registers."""
+        error = DeviceError(
+            f"gateway {self.bus.name} unit {block.unit} {block.register_type.value} {block.address}+{block.count}: "
+            f"unexpected {exc!r}"
+        )
+        error.__cause__ = exc
+        return error
 
     def _down(self, unit: int, exc: CollectorError) -> None:
         status = self.units[unit]

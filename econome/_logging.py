@@ -8,11 +8,17 @@ Two defences keep credentials out of the logs:
 * a :class:`RedactingFilter` on the handler replaces every configured secret
   value (InfluxDB password and token, MQTT and SMTP passwords, and the
   base64 form of ``user:password`` that Basic authentication sends) with
-  ``***`` in the message, its arguments and any traceback.
+  ``***`` in the message, its arguments and any traceback. A secret of
+  ``MIN_SECRET_LENGTH`` (4) characters or more is replaced wherever it appears;
+  a shorter one (1 to 3 characters) wherever it stands as a whole token, not
+  between letters or digits: replacing every "a" of the logs would hide them and
+  protect nothing, while ``p=ab&`` or ``password ab`` is still redacted.
 
->>> f = RedactingFilter(["s3cret-pw"])
+>>> f = RedactingFilter(["s3cret-pw", "ab"])
 >>> f.redact("login with s3cret-pw failed")
 'login with *** failed'
+>>> f.redact("u=admin&p=ab, a cab")
+'u=admin&p=***, a cab'
 """
 
 from __future__ import annotations
@@ -20,12 +26,13 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import re
 from collections.abc import Iterable
 
 __all__ = ["MIN_SECRET_LENGTH", "THIRD_PARTY_LOGGERS", "RedactingFilter", "env_secrets", "setup_logging"]
 
 MIN_SECRET_LENGTH = 4
-"""Shorter values are not redacted: replacing every "a" of the logs would hide everything and protect nothing."""
+"""Shorter values are redacted only as whole tokens: replacing every "a" of the logs would hide everything."""
 
 THIRD_PARTY_LOGGERS = ("httpx", "httpcore", "urllib3", "influxdb_client", "paho", "mail.log", "asyncio.sslproto")
 """Libraries that log URLs, headers or protocol traffic at DEBUG/INFO: capped at WARNING."""
@@ -47,26 +54,32 @@ class RedactingFilter(logging.Filter):
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
         self._secrets: list[str] = []
+        self._short: re.Pattern[str] | None = None
         self.add(secrets)
 
     def add(self, secrets: Iterable[str]) -> None:
         """Redact these values too (with their base64 forms as Basic authentication sends them)."""
         for value in secrets:
             for form in (value, base64.b64encode(value.encode()).decode()):
-                if len(form) >= MIN_SECRET_LENGTH and form not in self._secrets:
+                if form and form not in self._secrets:
                     self._secrets.append(form)
         # Longest first, so that a secret containing another one is replaced whole.
         self._secrets.sort(key=len, reverse=True)
+        short = [re.escape(s) for s in self._secrets if len(s) < MIN_SECRET_LENGTH]
+        # A short secret counts only where no letter or digit touches it (a whole token).
+        self._short = re.compile(rf"(?<![^\W_])(?:{'|'.join(short)})(?![^\W_])") if short else None
 
     def add_basic_auth(self, username: str, password: str) -> None:
         """Redact the ``Authorization: Basic`` value of this user and password."""
         self.add([base64.b64encode(f"{username}:{password}".encode()).decode()])
 
     def redact(self, text: str) -> str:
-        """``text`` with every secret replaced by ``***``."""
+        """``text`` with every secret replaced by ``***`` (one shorter than 4 characters as a whole token)."""
         for secret in self._secrets:
-            if secret in text:
+            if len(secret) >= MIN_SECRET_LENGTH and secret in text:
                 text = text.replace(secret, "***")
+        if self._short is not None:
+            text = self._short.sub("***", text)
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:

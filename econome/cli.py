@@ -28,7 +28,7 @@ from econome._memory import tune_malloc
 from econome.cli_dashboards import register as register_dashboards
 from econome.cli_detect import register as register_detect
 from econome.cli_mv import register as register_mv
-from econome.settings import EconomeSettings
+from econome.settings import EconomeSettings, load_settings
 from econome.wiring import build_collectors, close_buses, with_endpoints
 from inventory import Inventory
 from streams.aggregate import StreamProcessor, StreamSettings
@@ -41,14 +41,13 @@ if TYPE_CHECKING:
     from streams.faust_runner import FaustRunner, KafkaForwarder
 from streams.clock import Clock, ScaledClock, SystemClock
 from streams.deadletter import DeadLetterStore
-from streams.errors import TelemetryError
+from streams.errors import SinkError, TelemetryError
 from streams.influx import (
     RAW_MEASUREMENT,
     RAW_RP,
     InfluxConfig,
     InfluxQLClient,
     InfluxV1Writer,
-    RetryableSinkError,
     make_writer,
     setup_v1,
 )
@@ -173,9 +172,12 @@ class _Runtime:
         if isinstance(self.writer, InfluxV1Writer):
             try:
                 await self.writer.ensure_database()
-            except RetryableSinkError as exc:
-                # Collect anyway: the writer creates the database when InfluxDB comes up.
-                logger.error("%s; collecting anyway, writes will be retried", exc)
+            except SinkError as exc:
+                # Collect anyway, whether InfluxDB is down, failing (5xx) or refuses CREATE DATABASE
+                # (a user without admin rights, whose database exists or is made by an admin):
+                # readings wait in the delivery log; the writer tries to create the database again
+                # when a write finds it missing (review finding 5).
+                logger.error("%s; collecting anyway: readings wait in the delivery log, writes are retried", exc)
         if self.forwarder is not None and self.faust is not None:
             await self.forwarder.start()
             await self.faust.start()
@@ -204,6 +206,15 @@ def _install_signals(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, stop.set)
 
 
+def _settings_or_exit() -> EconomeSettings:
+    """The checked settings; an invalid one is a one-line error naming its ECONOME_* variable, exit 2."""
+    try:
+        return load_settings()
+    except TelemetryError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from None
+
+
 @app.command()
 def run(
     config: Annotated[Path, typer.Argument(help="Inventory YAML file.")],
@@ -214,7 +225,7 @@ def run(
 
     InfluxDB is set with ECONOME_INFLUX_* variables (see ``econome.settings``).
     """
-    settings = EconomeSettings()
+    settings = _settings_or_exit()
     redactor = _setup_logging(settings.log_level, settings)
     tune_malloc()
     inv = _load(config)
@@ -426,7 +437,7 @@ def influx_setup(
     continuous query keeping hourly raw means in ``long.reading_1h``. Settings
     come from the ECONOME_INFLUX_* variables.
     """
-    settings = EconomeSettings()
+    settings = _settings_or_exit()
     config = settings.influx()
     if config.api != "v1":
         typer.echo(

@@ -18,25 +18,28 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from streams.errors import ConfigError
 from streams.influx import InfluxConfig
 from streams.validate import EventTimeConfig
 
-__all__ = ["EconomeSettings"]
+__all__ = ["EconomeSettings", "load_settings"]
+
+ENV_PREFIX = "ECONOME_"
 
 
 class EconomeSettings(BaseSettings):
     """Where Econome writes, and how it runs."""
 
-    model_config = SettingsConfigDict(env_prefix="ECONOME_", env_file=".env", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", frozen=True)
 
     influx_api: Literal["v1", "v2"] = "v1"
     """``v1`` for InfluxDB 1.x (``/write``), ``v2`` for 2.x/3.x through influxdb-client."""
     influx_url: str = "http://127.0.0.1:8086"
     """Base URL of InfluxDB."""
-    influx_database: str = "econome"
+    influx_database: str = Field(default="econome", pattern=r"^[A-Za-z0-9_.-]+$")
     """v1 database (and the InfluxQL database/DBRP name on 2.x/3.x)."""
     influx_retention_policy: str | None = None
     """v1 retention policy for raw points; the database default when unset."""
@@ -62,24 +65,25 @@ class EconomeSettings(BaseSettings):
     influx_tls_insecure: bool = False
     """``ECONOME_INFLUX_TLS_INSECURE=true`` skips the verification of InfluxDB's certificate and host name.
     For tests only: anyone on the path could read the credentials."""
-    batch_size: int = 5000
+    batch_size: int = Field(default=5000, ge=1, le=100_000)
     """Most points per write."""
-    flush_interval_s: float = 1.0
+    flush_interval_s: float = Field(default=1.0, gt=0, le=3600)
     """Longest wait, in seconds, before queued points are written."""
     data_dir: Path = Path("var")
     """Where the delivery log (``delivery.sqlite``) and dead letters are kept."""
-    buffer_max_rows: int = 2_000_000
+    buffer_max_rows: int = Field(default=2_000_000, ge=1, le=1_000_000_000)
     """Most rows the delivery log holds while InfluxDB is unreachable (a warning at 80 %)."""
     stop_timeout_s: float = Field(default=10.0, gt=0, le=300)
     """Longest a stop (SIGTERM) takes, in seconds, even with InfluxDB down and the delivery log full."""
     dead_letter_max_file_bytes: int = Field(default=10_000_000, ge=1024)
     """The dead-letter file is rotated before it grows past this many bytes."""
-    dead_letter_keep_files: int = Field(default=5, ge=0)
+    dead_letter_keep_files: int = Field(default=5, ge=0, le=10_000)
     """Rotated dead-letter files kept (their counts are kept whatever happens to them)."""
-    dead_letter_max_payload_bytes: int = Field(default=4096, ge=16)
+    dead_letter_max_payload_bytes: int = Field(default=4096, ge=16, le=10_000_000)
     """Longest payload prefix kept in a dead letter (its full size and SHA-256 are kept too)."""
-    lateness_s: float = 600.0
-    """Allowed lateness of readings, in seconds of event time, before a window closes."""
+    lateness_s: float = Field(default=600.0, ge=0, le=86_400)
+    """Allowed lateness of readings, in seconds of event time, before a window closes (at most a day:
+    closed windows are kept two days for late corrections)."""
     max_age_s: float = Field(default=7 * 86_400.0, gt=0, le=36_500 * 86_400.0)
     """How old, in seconds, a reading of a live point may be when it arrives; older ones are
     dead-lettered. Seven days covers a gateway replaying a long week-end outage of its link;
@@ -91,12 +95,54 @@ class EconomeSettings(BaseSettings):
     """Where aggregates are computed: in this process, or by the faust runner over Kafka."""
     kafka_url: str = "kafka://127.0.0.1:9092"
     """Kafka bootstrap server, for the faust runner."""
-    kafka_partitions: int = 12
+    kafka_partitions: int = Field(default=12, ge=1, le=10_000)
     """Partitions of the readings topic (readings are keyed by building)."""
-    kafka_session_timeout_s: float = 10.0
+    kafka_session_timeout_s: float = Field(default=10.0, gt=0, le=3600)
     """Consumer-group session timeout of the faust worker, in seconds."""
     log_level: str = "INFO"
-    """Logging level of the ``econome`` command."""
+    """Logging level of the ``econome`` command: DEBUG, INFO, WARNING, ERROR or CRITICAL."""
+
+    @field_validator("influx_url")
+    @classmethod
+    def _url(cls, url: str) -> str:
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises ValueError on a port that is not a number in 0-65535
+        except ValueError as exc:
+            msg = f"not a valid URL ({exc}); e.g. http://127.0.0.1:8086"
+            raise ValueError(msg) from exc
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            msg = "must be an http:// or https:// URL with a host, e.g. http://127.0.0.1:8086"
+            raise ValueError(msg)
+        return url
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, level: str) -> str:
+        if level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            msg = "must be DEBUG, INFO, WARNING, ERROR or CRITICAL"
+            raise ValueError(msg)
+        return level.upper()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EconomeSettings:
+        if self.influx_api == "v2":
+            missing = [
+                f"{ENV_PREFIX}INFLUX_{name.upper()}"
+                for name, value in (
+                    ("token", self.influx_token.get_secret_value() if self.influx_token else None),
+                    ("org", self.influx_org),
+                    ("bucket", self.influx_bucket),
+                )
+                if not value
+            ]
+            if missing:
+                msg = f"{ENV_PREFIX}INFLUX_API=v2 needs {', '.join(missing)}"
+                raise ValueError(msg)
+        if self.influx_key_file is not None and self.influx_cert_file is None:
+            msg = f"{ENV_PREFIX}INFLUX_KEY_FILE needs {ENV_PREFIX}INFLUX_CERT_FILE"
+            raise ValueError(msg)
+        return self
 
     def influx(self) -> InfluxConfig:
         """The InfluxDB settings as the sink's config."""
@@ -139,3 +185,38 @@ class EconomeSettings(BaseSettings):
     def flush_interval(self) -> timedelta:
         """Flush interval as a duration."""
         return timedelta(seconds=self.flush_interval_s)
+
+
+def _describe(exc: ValidationError, prefix: str = ENV_PREFIX) -> str:
+    """One line naming each faulty ``ECONOME_*`` variable; never the value (it may be a secret)."""
+    problems = []
+    for error in exc.errors():
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if error["loc"]:
+            problems.append(f"{prefix}{str(error['loc'][0]).upper()}: {message}")
+        else:
+            problems.append(message)
+    return "invalid settings: " + "; ".join(problems)
+
+
+def load_settings() -> EconomeSettings:
+    """The settings of the environment (and ``.env``), checked.
+
+    Raises:
+        ConfigError: a setting is invalid; the one-line message names each
+            faulty ``ECONOME_*`` variable and why, never its value.
+    """
+    try:
+        settings = EconomeSettings()
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+    try:
+        # Built once here so that every cross-field rule fails now, not in the middle of a run.
+        settings.influx()
+        settings.event_time()
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, f"{ENV_PREFIX}INFLUX_")) from None
+    except ValueError as exc:
+        msg = f"invalid settings: {exc}"
+        raise ConfigError(msg) from None
+    return settings

@@ -12,6 +12,9 @@ The store is bounded (issue 10: 1 MB payloads made a 25 MB file in one run):
 * the file is rotated before it passes ``max_file_bytes`` (10 MB):
   ``dead-letters.jsonl`` becomes ``dead-letters.<n>.jsonl`` (``n`` counts
   rotations) and only the last ``keep_files`` rotated files are kept;
+* a letter is counted once it is on disk: a disk error (``OSError``, e.g. a
+  full disk) is raised to the caller with the counts untouched and no half
+  line left in the file;
 * counts survive rotation and restarts: ``dead-letters.counts.json`` holds the
   counts of every rotated file (rewritten atomically at each rotation), and the
   live file is counted when the store opens. A crash between the rename and the
@@ -25,6 +28,7 @@ The store is bounded (issue 10: 1 MB payloads made a 25 MB file in one run):
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -228,25 +232,40 @@ class DeadLetterStore:
     # -- adding ---------------------------------------------------------------------------
 
     def add(self, letter: DeadLetter) -> None:
-        """Record one dead letter (thread-safe); its payload is cut to ``max_payload_bytes``."""
+        """Record one dead letter (thread-safe); its payload is cut to ``max_payload_bytes``.
+
+        Raises:
+            OSError: the file cannot be written (the letter is then not counted).
+        """
         letter = letter.bounded(self.max_payload_bytes)
         with self._lock:
+            if self.path is not None:
+                # On disk first: a disk error (OSError) leaves the counts untouched, so the
+                # caller can hold its input and add the letter again later, counted once.
+                line = (letter.to_json() + "\n").encode("utf-8")
+                if self._size and self._size + len(line) > self.max_file_bytes:
+                    self._rotate()
+                self._append(line)
             self.count += 1
             self.by_source[letter.source] += 1
             self.recent.append(letter)
             self.by_reason[f"{letter.source}: {letter.reason.split(':')[0]}"] += 1
-            if self.path is not None:
-                line = (letter.to_json() + "\n").encode("utf-8")
-                if self._size and self._size + len(line) > self.max_file_bytes:
-                    self.by_source[letter.source] -= 1  # not in the file being rotated
-                    self._rotate()
-                    self.by_source[letter.source] += 1
-                with self.path.open("ab") as fh:
-                    fh.write(line)
-                self._size += len(line)
             total = self.by_source[letter.source]
         self.sensor.on_dead_letter(1)
         self.sensor.on_dead_letter_stored(letter.source, total)
+
+    def _append(self, line: bytes) -> None:
+        """Append one line; on a disk error, cut what was written of it, so no half line stays."""
+        assert self.path is not None  # noqa: S101 - only called with a path
+        with self.path.open("ab") as fh:
+            try:
+                fh.write(line)
+                fh.flush()
+            except OSError:
+                with contextlib.suppress(OSError):
+                    fh.truncate(self._size)
+                raise
+        self._size += len(line)
 
     def totals(self) -> dict[str, Any]:
         """Counts since the store was created: ``{"total": n, "by_source": {...}, "rotations": r}``."""

@@ -348,6 +348,10 @@ class InfluxV1Writer:
 
         When ``econome influx setup`` has created a ``raw`` retention policy and
         none is configured, raw readings go there.
+
+        Raises:
+            RetryableSinkError: InfluxDB is unreachable or answers 429/5xx.
+            SinkError: InfluxDB refused the statement (e.g. 403: the user is not an admin).
         """
         await _influxql_post(self._client, f'CREATE DATABASE "{self.config.database}"')
         if self._raw_params is None:
@@ -374,7 +378,13 @@ class InfluxV1Writer:
             response = await self._client.post("/write", params=params, content=body, headers=headers)
             if response.status_code == 404 and "database not found" in response.text:
                 # InfluxDB was down when we started, or the database was dropped: create it once.
-                await self.ensure_database()
+                try:
+                    await self.ensure_database()
+                except SinkError as exc:
+                    # A user without admin rights (403), or InfluxDB failing (5xx): the request is
+                    # refused, not the lines; they stay in the delivery log (review finding 4).
+                    msg = f"InfluxDB {self.config.safe_url}: database {self.config.database!r} not found and not created: {exc}"
+                    raise RetryableSinkError(msg) from exc
                 response = await self._client.post("/write", params=params, content=body, headers=headers)
         except httpx.TimeoutException as exc:
             msg = f"InfluxDB {self.config.safe_url} timed out writing {len(lines)} points"
@@ -427,8 +437,11 @@ async def _influxql_post(client: httpx.AsyncClient, statement: str) -> None:
     except httpx.HTTPError as exc:
         msg = f"{_unreachable(safe_url(str(client.base_url)), exc)} (running {statement!r})"
         raise RetryableSinkError(msg) from exc
+    if response.status_code == 429 or response.status_code >= 500:
+        msg = f"InfluxDB {safe_url(str(client.base_url))} failed {statement!r}: {response.status_code} {response.text[:200]}"
+        raise RetryableSinkError(msg)
     if response.status_code != 200 or "error" in response.text[:200]:
-        msg = f"InfluxDB refused {statement!r}: {response.status_code} {response.text[:200]}"
+        msg = f"InfluxDB {safe_url(str(client.base_url))} refused {statement!r}: {response.status_code} {response.text[:200]}"
         raise SinkError(msg)
 
 
@@ -493,8 +506,16 @@ async def retention_policies(client: httpx.AsyncClient, database: str) -> dict[s
     except httpx.HTTPError as exc:
         msg = f"{_unreachable(safe_url(str(client.base_url)), exc)} (listing retention policies)"
         raise RetryableSinkError(msg) from exc
+    if response.status_code != 200:
+        msg = f"InfluxDB {safe_url(str(client.base_url))} answered {response.status_code} listing retention policies"
+        raise (RetryableSinkError if response.status_code == 429 or response.status_code >= 500 else SinkError)(msg)
+    try:
+        payload = response.json()
+    except ValueError as exc:
+        msg = f"InfluxDB {safe_url(str(client.base_url))} answered no JSON listing retention policies"
+        raise RetryableSinkError(msg) from exc
     out: dict[str, str] = {}
-    for result in response.json().get("results", []):
+    for result in payload.get("results", []):
         for series in result.get("series", []):
             for row in series.get("values", []):
                 out[str(row[0])] = str(row[1])

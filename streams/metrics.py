@@ -64,6 +64,12 @@ class Sensor:
     def on_dead_letter_stored(self, source: str, total: int) -> None:
         """The dead-letter store holds ``total`` letters from ``source`` since it was created (across rotations)."""
 
+    def on_disk_state(self, *, ok: bool) -> None:
+        """Writing to the delivery log or the dead-letter store failed (a full disk...) or works again."""
+
+    def on_poll_error(self, collector: str) -> None:
+        """A poll raised an unexpected exception (it is logged; the schedule goes on)."""
+
 
 class PrometheusSensor(Sensor):
     """Exposes the hooks as Prometheus metrics (prefix ``econome_``)."""
@@ -96,6 +102,9 @@ class PrometheusSensor(Sensor):
         self.dead_letters_stored = Gauge(
             "econome_dead_letters_stored", "Dead letters stored since the store was created, per source", ["source"], registry=r
         )
+        self.disk_ok = Gauge("econome_disk_ok", "0 while the delivery log or dead-letter store cannot be written", registry=r)
+        self.disk_ok.set(1)
+        self.poll_errors = Counter("econome_poll_errors", "Polls that raised an unexpected exception", ["collector"], registry=r)
 
     def on_readings(self, count: int) -> None:
         """Count queued readings."""
@@ -159,6 +168,14 @@ class PrometheusSensor(Sensor):
     def on_dead_letter_stored(self, source: str, total: int) -> None:
         """Set the stored dead letters of a source."""
         self.dead_letters_stored.labels(source).set(total)
+
+    def on_disk_state(self, *, ok: bool) -> None:
+        """Set the disk gauge."""
+        self.disk_ok.set(int(ok))
+
+    def on_poll_error(self, collector: str) -> None:
+        """Count a failed poll."""
+        self.poll_errors.labels(collector).inc()
 
     def exposition(self) -> bytes:
         """The metrics in Prometheus text format."""

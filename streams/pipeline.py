@@ -49,6 +49,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import sqlite3
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
@@ -64,7 +65,7 @@ from streams.buffer import BufferFull, DeliveryLog, SinkBatch
 from streams.clock import Clock
 from streams.deadletter import DeadLetter, DeadLetterStore
 from streams.errors import SinkError
-from streams.influx import InfluxWriter, LineEncoder, RetryableSinkError, escape_tag, to_ms, write_splitting
+from streams.influx import InfluxWriter, LineEncoder, escape_tag, to_ms, write_splitting
 from streams.metrics import Sensor
 from streams.quality import QualityTracker
 from streams.record import Reading
@@ -75,6 +76,9 @@ __all__ = ["Ack", "Forwarder", "LogState", "Pipeline", "PipelineStats", "PolledS
 logger = logging.getLogger(__name__)
 
 Ack = Callable[[], None]
+
+# What a full disk, a read-only volume or a broken SQLite file raise: retried, never fatal.
+_DISK_ERRORS = (OSError, sqlite3.Error)
 
 # Hysteresis of the backpressure states, as fractions of the log's bound.
 _RESUME = 0.9
@@ -136,6 +140,8 @@ class PipelineStats:
     """Counters of what flowed.
 
     ``dropped`` stays 0: a full log holds input instead (``held``, ``polls_skipped``).
+    ``poll_errors`` counts polls that raised; ``disk_errors`` failed writes to the
+    delivery log or the dead-letter store (retried); ``lost`` what could be kept nowhere.
     """
 
     received: int = 0
@@ -148,6 +154,10 @@ class PipelineStats:
     aggregates: int = 0
     late: int = 0
     write_errors: int = 0
+    poll_errors: int = 0
+    disk_errors: int = 0
+    lost: int = 0
+    """Readings or dead letters that could not be kept anywhere (disk errors at a stop, processor rejects)."""
     per_point: Counter[str] = field(default_factory=Counter)
 
 
@@ -230,7 +240,7 @@ class Pipeline:
         self._space = asyncio.Event()
         self._acked = asyncio.Event()
         # The prepared batch the persist step holds while the log is full.
-        self._holding: tuple[list[Reading], list[str], Ack | None] | None = None
+        self._holding: tuple[list[Reading], list[str], list[DeadLetter], Ack | None] | None = None
         self._polls: set[asyncio.Task[list[Reading]]] = set()
         self._stop_at: float | None = None
         self._influx_up: bool | None = None
@@ -240,6 +250,11 @@ class Pipeline:
         self._points = {point.id: point for _, point in inventory.points()}
         self._processed_seq = 0
         self._last_snapshot = 0.0
+        # Aggregates, cursor and snapshot the processor could not store yet (a disk error).
+        self._unsaved: tuple[list[str], int, dict[str, object] | None] | None = None
+        self._failing_polls: set[str] = set()
+        # Per step (persist, process, sink...), whether its last disk write failed.
+        self._disk_failing: dict[str, int] = {}
         # Shutdown runs in order: persist what is queued, process it, then flush to InfluxDB.
         self._persisted_final = asyncio.Event()
         self._processed_final = asyncio.Event()
@@ -341,16 +356,32 @@ class Pipeline:
         self._polls.add(task)
         # Registered first, so the readings are queued before anyone waiting on the task wakes.
         task.add_done_callback(self._poll_done)
-        await asyncio.shield(task)
+        # A poll that raises is logged and counted by _poll_done; the schedule goes on
+        # (issue 10, review finding 1: it used to reach the TaskGroup and stop everything).
+        with contextlib.suppress(Exception):
+            await asyncio.shield(task)
 
     def _poll_done(self, task: asyncio.Task[list[Reading]]) -> None:
         self._polls.discard(task)
         if task.cancelled():
             return
-        if task.exception() is None:
-            readings = task.result()
-            if readings:
-                self._enqueue(readings, None)
+        name = task.get_name().removesuffix(":poll")
+        exc = task.exception()
+        if exc is not None:
+            self.stats.poll_errors += 1
+            self.sensor.on_poll_error(name)
+            if name in self._failing_polls:
+                logger.debug("%s: poll failed again: %r", name, exc)
+            else:
+                self._failing_polls.add(name)
+                logger.error("%s: poll failed: %r; polling goes on", name, exc, exc_info=exc)
+            return
+        if name in self._failing_polls:
+            self._failing_polls.discard(name)
+            logger.info("%s: polls work again", name)
+        readings = task.result()
+        if readings:
+            self._enqueue(readings, None)
 
     # -- persist ----------------------------------------------------------------------
 
@@ -362,35 +393,45 @@ class Pipeline:
                     await self._wakeup.wait()
                 batch, ack = self._pending.popleft()
                 self._space.set()
-                good, lines = self._prepare(batch)
-                self._holding = (good, lines, ack)
-                await self._store(good, lines, ack)
+                good, lines, rejects = self._prepare(batch)
+                self._holding = (good, lines, rejects, ack)
+                await self._store(good, lines, rejects, ack)
                 self._holding = None
         except asyncio.CancelledError:
             await self._persist_final()
             raise
 
-    def _prepare(self, batch: list[Reading]) -> tuple[list[Reading], list[str]]:
-        """Validate (rejects are dead-lettered), flag quality and encode a batch."""
+    def _prepare(self, batch: list[Reading]) -> tuple[list[Reading], list[str], list[DeadLetter]]:
+        """Validate, flag quality and encode a batch; the rejects are returned as dead letters to store."""
         good = []
+        rejects = []
         for reading in batch:
             point = self._points.get(reading.point_id)
             if point is None:
-                self._dead("pipeline", reading.point_id, repr(reading), "point not in the inventory")
+                rejects.append(DeadLetter.now("pipeline", reading.point_id, repr(reading), "point not in the inventory"))
                 continue
             checked, reason = self.validator.check(reading, point.quantity, point.unit)
             if reason is not None:
-                self._dead("pipeline", reading.point_id, repr(reading), reason)
+                rejects.append(DeadLetter.now("pipeline", reading.point_id, repr(reading), reason))
                 continue
             good.append(checked)
         if self.quality is not None:
             good = self.quality.observe_all(good)
-        return good, [self.encoder.encode(reading) for reading in good]
+        return good, [self.encoder.encode(reading) for reading in good], rejects
 
-    async def _store(self, good: list[Reading], lines: list[str], ack: Ack | None) -> None:
-        """Append to the log, holding the batch (unacknowledged) while the log is full."""
+    async def _store(self, good: list[Reading], lines: list[str], rejects: list[DeadLetter], ack: Ack | None) -> None:
+        """Store the rejects and append to the log, holding the batch (unacknowledged) while either fails.
+
+        The log full: the batch waits for room. A disk error (full disk, read-only
+        volume, SQLite I/O error) on the dead-letter store or the log: the batch is
+        retried with backoff, unacknowledged; MQTT keeps it at the broker.
+        """
+        delay = self.retry_min.total_seconds()
         while True:
             try:
+                while rejects:
+                    self._store_letter(rejects[0])
+                    rejects.pop(0)  # stored: a retry must not store it twice
                 self.log.append(good, lines)
                 break
             except BufferFull:
@@ -398,6 +439,11 @@ class Pipeline:
                 self.stats.held = len(good) + sum(len(batch) for batch, _ in self._pending)
                 self.sensor.on_readings_held(self.stats.held)
                 await self._wait_for_room(len(good))
+            except _DISK_ERRORS as exc:
+                self._disk_failed("persist", f"cannot store {len(good)} readings and {len(rejects)} dead letters", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry_max.total_seconds())
+        self._disk_ok("persist")
         if self.state is LogState.FULL:
             self.stats.held = 0
             self.sensor.on_readings_held(0)
@@ -452,7 +498,7 @@ class Pipeline:
                 logger.error("shutdown: %s did not finish within the stop timeout; its readings are not taken", task.get_name())
                 task.cancel()
             await asyncio.sleep(0)  # let the done callbacks queue their readings
-        items: list[tuple[list[Reading], list[str], Ack | None]] = []
+        items: list[tuple[list[Reading], list[str], list[DeadLetter], Ack | None]] = []
         if self._holding is not None:
             items.append(self._holding)
             self._holding = None
@@ -460,21 +506,41 @@ class Pipeline:
             batch, ack = self._pending.popleft()
             items.append((*self._prepare(batch), ack))
         unacked = 0
-        for good, lines, ack in items:
+        for good, lines, rejects, ack in items:
             try:
-                self.log.append(good, lines)
-            except BufferFull:
+                while rejects:
+                    self._store_letter(rejects[0])
+                    rejects.pop(0)
+                try:
+                    self.log.append(good, lines)
+                except BufferFull:
+                    if ack is not None:
+                        # The broker keeps the message and delivers it again at the next start.
+                        unacked += len(good)
+                        continue
+                    # A poll's readings have no broker to wait at: the bound gives way by one poll.
+                    self.log.append(good, lines, force=True)
+            except _DISK_ERRORS as exc:
+                self.stats.disk_errors += 1
                 if ack is not None:
-                    # The broker keeps the message and delivers it again at the next start.
                     unacked += len(good)
+                    logger.error("shutdown: cannot store a message's readings (%s); it stays unacknowledged at the broker", exc)
                     continue
-                # A poll's readings have no broker to wait at: the bound gives way by one poll.
-                self.log.append(good, lines, force=True)
+                self.stats.lost += len(good) + len(rejects)
+                logger.error(
+                    "shutdown: cannot store %d polled readings and %d dead letters (%s); they are lost: %s",
+                    len(good),
+                    len(rejects),
+                    exc,
+                    ", ".join(sorted({r.point_id for r in good} | {d.key for d in rejects})),
+                )
+                continue
             if ack is not None:
                 ack()
         if unacked:
             logger.warning(
-                "shutdown: delivery log full, %d readings left unacknowledged at the broker for the next start", unacked
+                "shutdown: %d readings left unacknowledged at the broker for the next start (delivery log full or disk error)",
+                unacked,
             )
         self._logged.set()
         self._persisted_final.set()
@@ -489,25 +555,68 @@ class Pipeline:
     # -- process ----------------------------------------------------------------------
 
     async def _process_loop(self, processor: StreamProcessor) -> None:
+        delay = self.retry_min.total_seconds()
         try:
             while True:
                 await self._logged.wait()
                 self._logged.clear()
-                while self._process_some(processor):
+                while True:
+                    try:
+                        more = self._process_some(processor)
+                    except _DISK_ERRORS as exc:
+                        self._disk_failed("process", "cannot store the processor's aggregates", exc, delay)
+                        await asyncio.sleep(delay)
+                        delay = min(delay * 2, self.retry_max.total_seconds())
+                        continue
+                    self._disk_ok("process")
+                    delay = self.retry_min.total_seconds()
+                    if not more:
+                        break
                     await asyncio.sleep(0)
         except asyncio.CancelledError:
             await self._wait_final(self._persisted_final, self._remaining())
-            while self._process_some(processor):
-                pass
-            # Open windows are written as they stand; after a restart the restored
-            # state completes them and they are written again, whole.
-            records = processor.flush()
-            self.log.add_outbox([r.line() for r in records], self._processed_seq, processor.to_dict())
-            self.stats.aggregates += len(records)
+            self._process_on_stop(processor)
             self._processed_final.set()
             raise
 
+    def _process_on_stop(self, processor: StreamProcessor) -> None:
+        """Process what fits in half of what is left of the stop budget; save the state where it stopped.
+
+        The other half is the sink's. What is not processed stays in the log: the
+        snapshot saved here covers exactly the readings processed, so a restart
+        replays the rest (issue 10, review finding 3: a backlog made the stop unbounded).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._remaining() / 2
+        try:
+            while loop.time() < deadline and self._process_some(processor):
+                pass
+            self._flush_unsaved()
+        except _DISK_ERRORS as exc:
+            self.stats.disk_errors += 1
+            logger.error("shutdown: cannot store the processor's aggregates (%s); the next start replays them", exc)
+            return
+        behind = self.log.readings_after(self._processed_seq, 1)
+        if behind:
+            logger.warning(
+                "shutdown: the processor stopped at log sequence %s within the stop timeout; "
+                "the readings after it stay in the delivery log and are processed at the next start",
+                self._processed_seq,
+            )
+        # Open windows are written as they stand; after a restart the restored
+        # state completes them and they are written again, whole.
+        records = processor.flush()
+        try:
+            self.log.add_outbox([r.line() for r in records], self._processed_seq, processor.to_dict())
+        except _DISK_ERRORS as exc:
+            self.stats.disk_errors += 1
+            logger.error("shutdown: cannot store the processor's state (%s); the next start replays from its last snapshot", exc)
+            return
+        self.stats.aggregates += len(records)
+
     def _process_some(self, processor: StreamProcessor) -> bool:
+        # What a disk error kept from being stored comes first: the cursor must not pass it.
+        self._flush_unsaved()
         rows = self.log.readings_after(self._processed_seq, self.batch_size)
         if not rows:
             return False
@@ -520,12 +629,20 @@ class Pipeline:
         self.stats.late += len(result.late)
         records = processor.advance()
         self._processed_seq = rows[-1][0]
-        state = self._snapshot_state(processor)
-        self.log.add_outbox([r.line() for r in records], self._processed_seq, state)
-        self.stats.aggregates += len(records)
-        if records:
-            self._outboxed.set()
+        self._unsaved = ([r.line() for r in records], self._processed_seq, self._snapshot_state(processor))
+        self._flush_unsaved()
         return len(rows) == self.batch_size
+
+    def _flush_unsaved(self) -> None:
+        """Store the aggregates, cursor and snapshot of the last processed rows (raises a disk error)."""
+        if self._unsaved is None:
+            return
+        lines, seq, state = self._unsaved
+        self.log.add_outbox(lines, seq, state)
+        self._unsaved = None
+        self.stats.aggregates += len(lines)
+        if lines:
+            self._outboxed.set()
 
     def _snapshot_state(self, processor: StreamProcessor) -> dict[str, object] | None:
         now = time.monotonic()
@@ -540,20 +657,27 @@ class Pipeline:
         seq = self.log.cursor("forward")
         delay = self.retry_min.total_seconds()
         while True:
-            rows = self.log.readings_after(seq, self.batch_size)
+            try:
+                rows = self.log.readings_after(seq, self.batch_size)
+            except _DISK_ERRORS as exc:
+                self._disk_failed("forward", "cannot read the delivery log", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry_max.total_seconds())
+                continue
             if not rows:
                 await asyncio.sleep(self.flush_interval.total_seconds())
                 continue
             try:
                 await forwarder.send([reading for _, reading in rows])
-            except SinkError as exc:
+                self.log.set_cursor("forward", rows[-1][0])
+            except (SinkError, *_DISK_ERRORS) as exc:
                 logger.warning("forwarding %s readings failed, retrying in %.1fs: %s", len(rows), delay, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.retry_max.total_seconds())
                 continue
+            self._disk_ok("forward")
             delay = self.retry_min.total_seconds()
             seq = rows[-1][0]
-            self.log.set_cursor("forward", seq)
 
     # -- point status -----------------------------------------------------------------
 
@@ -572,7 +696,13 @@ class Pipeline:
                     f"point_status,building={escape_tag(building.id)},point={escape_tag(point.id)} "
                     f"missing={int(point.id in missing)}i,stale={int(state.stale)}i,age_s={age} {to_ms(now)}"
                 )
-            self.log.add_outbox(lines, self._processed_seq)
+            try:
+                self.log.add_outbox(lines, self._processed_seq)
+            except _DISK_ERRORS as exc:
+                # The next round writes a fresh status: this one is not worth holding anything for.
+                self._disk_failed("status", "cannot store the point status", exc, self.status_every.total_seconds())
+                continue
+            self._disk_ok("status")
             self._outboxed.set()
 
     # -- sink -------------------------------------------------------------------------
@@ -582,25 +712,43 @@ class Pipeline:
         # parses on one core while we prepare on the other. Batches are acknowledged in
         # log order, each once its own write and every earlier one have succeeded.
         inflight: deque[tuple[asyncio.Task[None], SinkBatch]] = deque()
+        delay = self.retry_min.total_seconds()
         try:
             while True:
-                batch = self.log.next_batch(self.batch_size, after=inflight[-1][1] if inflight else None)
-                if len(batch) < self.batch_size and not inflight:
-                    # Give a partial batch up to flush_interval to fill.
-                    await self._wait_for_rows()
-                    batch = self.log.next_batch(self.batch_size)
-                if len(batch) == 0:
-                    while inflight:
-                        await self._settle(inflight.popleft())
+                try:
+                    await self._sink_step(inflight)
+                except _DISK_ERRORS as exc:
+                    # Reading or acknowledging the log failed: writes in flight are let go
+                    # unacknowledged, and read again from the sink's cursor (writes are idempotent).
+                    for task, _ in inflight:
+                        task.cancel()
+                    await asyncio.gather(*(task for task, _ in inflight), return_exceptions=True)
+                    inflight.clear()
+                    self._disk_failed("sink", "cannot read or acknowledge the delivery log", exc, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, self.retry_max.total_seconds())
                     continue
-                raw, long_term = self._lines(batch)
-                if len(inflight) >= self.max_inflight:
-                    await self._settle(inflight.popleft())
-                inflight.append((asyncio.create_task(self._write_with_retry(batch, raw, long_term), name="sink:write"), batch))
+                self._disk_ok("sink")
+                delay = self.retry_min.total_seconds()
         except asyncio.CancelledError:
             await self._settle_on_stop(inflight)
             await self._drain()
             raise
+
+    async def _sink_step(self, inflight: deque[tuple[asyncio.Task[None], SinkBatch]]) -> None:
+        batch = self.log.next_batch(self.batch_size, after=inflight[-1][1] if inflight else None)
+        if len(batch) < self.batch_size and not inflight:
+            # Give a partial batch up to flush_interval to fill.
+            await self._wait_for_rows()
+            batch = self.log.next_batch(self.batch_size)
+        if len(batch) == 0:
+            while inflight:
+                await self._settle(inflight.popleft())
+            return
+        raw, long_term = self._lines(batch)
+        if len(inflight) >= self.max_inflight:
+            await self._settle(inflight.popleft())
+        inflight.append((asyncio.create_task(self._write_with_retry(batch, raw, long_term), name="sink:write"), batch))
 
     async def _settle(self, item: tuple[asyncio.Task[None], SinkBatch]) -> None:
         task, batch = item
@@ -649,6 +797,7 @@ class Pipeline:
     async def _write_with_retry(self, batch: SinkBatch, raw: list[str], long_term: list[str]) -> None:
         count = len(raw) + len(long_term)
         delay = self.retry_min.total_seconds()
+        stored: set[str] = set()  # refused lines already dead-lettered, across retries
         while True:
             started = time.perf_counter()
             try:
@@ -657,34 +806,40 @@ class Pipeline:
                 # and the aggregates are written whatever the raw readings held.
                 refused = await write_splitting(self.writer, raw, raw=True)
                 refused += await write_splitting(self.writer, long_term)
-            except RetryableSinkError as exc:
+            except SinkError as exc:
+                # Unreachable, 5xx, or the request itself refused (401, 403, 404, a database
+                # that cannot be created): nothing is wrong with the lines. They stay in the
+                # log and are retried; dead-lettering them would lose them (review finding 4).
                 self.stats.write_errors += 1
                 self.sensor.on_sink_error(exc)
                 self._sink_down(exc, delay)
                 await asyncio.sleep(delay + random.uniform(0, delay / 4))  # noqa: S311 - backoff jitter
                 delay = min(delay * 2, self.retry_max.total_seconds())
                 continue
-            except SinkError as exc:
-                self.stats.write_errors += 1
-                self.sensor.on_sink_error(exc)
-                logger.error("InfluxDB refused %s points: %s", count, self._redact(str(exc)))
-                for line in raw + long_term:
-                    self._dead("sink", line.split(" ", 1)[0], line, self._redact(str(exc)))
-            else:
-                self._sink_up()
-                if refused:
-                    self.stats.refused += len(refused)
-                    logger.error(
-                        "InfluxDB refused %s of %s lines; they go to the dead-letter store, the rest is written",
-                        len(refused),
-                        count,
-                    )
+            self._sink_up()
+            if refused:
+                try:
                     for line, reason in refused:
-                        self._dead("sink", line.split(" ", 1)[0], line, self._redact(reason))
-                written = count - len(refused)
-                self.stats.written += written
-                self.stats.per_point.update(point for _, point, _ in batch.readings)
-                self.sensor.on_write(written, time.perf_counter() - started)
+                        if line not in stored:
+                            self._store_letter(DeadLetter.now("sink", line.split(" ", 1)[0], line, self._redact(reason)))
+                            stored.add(line)
+                except _DISK_ERRORS as exc:
+                    # Not acknowledged: the batch is written again, and its refused lines kept, once the disk is back.
+                    self._disk_failed("sink", f"cannot dead-letter {len(refused)} lines InfluxDB refused", exc, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, self.retry_max.total_seconds())
+                    continue
+                self._disk_ok("sink")
+                self.stats.refused += len(refused)
+                logger.error(
+                    "InfluxDB refused %s of %s lines; they go to the dead-letter store, the rest is written",
+                    len(refused),
+                    count,
+                )
+            written = count - len(refused)
+            self.stats.written += written
+            self.stats.per_point.update(point for _, point, _ in batch.readings)
+            self.sensor.on_write(written, time.perf_counter() - started)
             return
 
     # -- InfluxDB state ---------------------------------------------------------------
@@ -699,7 +854,7 @@ class Pipeline:
         url = self._writer_url()
         return text.replace(url, _safe_url(url)) if url else text
 
-    def _sink_down(self, exc: RetryableSinkError, delay: float) -> None:
+    def _sink_down(self, exc: SinkError, delay: float) -> None:
         self._influx_failures += 1
         message = self._redact(str(exc))
         if self._influx_up is False:
@@ -751,9 +906,46 @@ class Pipeline:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), timeout)
 
-    def _dead(self, source: str, key: str, payload: str, reason: str) -> None:
+    def _store_letter(self, letter: DeadLetter) -> None:
+        """Store one dead letter; a disk error is raised for the caller to hold its input."""
+        self.dead_letters.add(letter)
         self.stats.rejected += 1
-        self.dead_letters.add(DeadLetter.now(source, key, payload, reason))
+
+    def _dead(self, source: str, key: str, payload: str, reason: str) -> None:
+        """Store a dead letter whose input cannot be held back (the processor's): a disk error loses it, loudly."""
+        try:
+            self._store_letter(DeadLetter.now(source, key, payload, reason))
+        except _DISK_ERRORS as exc:
+            self.stats.disk_errors += 1
+            self.stats.lost += 1
+            self.sensor.on_disk_state(ok=False)
+            logger.error("dead letter lost, the disk refused it (%s): %s %s: %s", exc, source, key, reason)
+
+    # -- disk state -------------------------------------------------------------------
+
+    def _disk_failed(self, step: str, what: str, exc: BaseException, delay: float) -> None:
+        """A step's disk write failed: ERROR once per change of state, DEBUG while it lasts; counted."""
+        self.stats.disk_errors += 1
+        failures = self._disk_failing.get(step, 0)
+        self._disk_failing[step] = failures + 1
+        self.sensor.on_disk_state(ok=False)
+        if failures:
+            logger.debug("%s: disk error again, retrying in %.1fs: %s", step, delay, exc)
+            return
+        logger.error(
+            "%s: %s: %s; input is held unacknowledged (MQTT keeps it at the broker) and retried with backoff",
+            step,
+            what,
+            exc,
+        )
+
+    def _disk_ok(self, step: str) -> None:
+        failures = self._disk_failing.pop(step, 0)
+        if not failures:
+            return
+        logger.info("%s: disk writes work again after %d failures", step, failures)
+        if not self._disk_failing:
+            self.sensor.on_disk_state(ok=True)
 
 
 def _safe_url(url: str) -> str:
