@@ -71,10 +71,14 @@ class SinkBatch:
     Attributes:
         readings: (sequence number, point id, line) of raw readings.
         lines: (outbox sequence number, line) of aggregates and point status.
+        readings_after: the reading sequence number this batch starts after.
+        lines_after: the outbox sequence number this batch starts after.
     """
 
     readings: list[tuple[int, str, str]]
     lines: list[tuple[int, str]]
+    readings_after: int = 0
+    lines_after: int = 0
 
     def __len__(self) -> int:
         return len(self.readings) + len(self.lines)
@@ -229,8 +233,10 @@ class DeliveryLog:
         sent = self.cursor("sink")
         line_after = 0
         if after is not None:
-            sent = after.last_reading or sent
-            line_after = after.last_line or 0
+            # A batch without readings (or lines) still starts after its predecessor's: reading
+            # from the sink's cursor again would put rows of a batch in flight in this one too.
+            sent = after.last_reading if after.last_reading is not None else max(sent, after.readings_after)
+            line_after = after.last_line if after.last_line is not None else after.lines_after
         with self._lock:
             # sqlite3 already gives (int, str, str) rows: no per-row conversion on this hot path.
             readings: list[tuple[int, str, str]] = self._db.execute(
@@ -242,7 +248,7 @@ class DeliveryLog:
                 lines = self._db.execute(
                     "SELECT seq, line FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?", (line_after, room)
                 ).fetchall()
-        return SinkBatch(readings, lines)
+        return SinkBatch(readings, lines, sent, line_after)
 
     def ack(self, batch: SinkBatch) -> None:
         """InfluxDB accepted the batch: move the sink cursor, drop the lines, trim readings."""

@@ -301,6 +301,8 @@ class Pipeline:
             msg = f"duplicate source names: {duplicates}"
             raise ValueError(msg)
         self._restore()
+        # The processor looks at the log at once: after a restart it may hold a backlog.
+        self._logged.set()
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._persist_loop(), name="persist")
