@@ -41,8 +41,15 @@ def test_secrets_in_messages_arguments_and_tracebacks_are_replaced() -> None:
     assert "ValueError: login *** refused" in text
 
 
-def test_short_values_are_not_redacted() -> None:
-    assert RedactingFilter(["ab"]).redact("a cab") == "a cab"
+def test_short_secrets_are_redacted_as_whole_tokens_only() -> None:
+    redactor = RedactingFilter(["ab", "7"])
+    # Where it stands alone (a query value, a quoted or spaced word) it is replaced...
+    assert redactor.redact("POST /write?u=admin&p=ab") == "POST /write?u=admin&p=***"
+    assert redactor.redact("password 'ab' refused, pin 7") == "password '***' refused, pin ***"
+    # ...but not inside words or numbers, which it would otherwise shred.
+    assert redactor.redact("a cab at 17:07") == "a cab at 17:07"
+    # Its base64 form (4 characters) is replaced anywhere.
+    assert base64.b64encode(b"ab").decode() not in redactor.redact("Basic " + base64.b64encode(b"ab").decode())
 
 
 def test_env_secrets_take_named_and_secret_looking_variables(monkeypatch: pytest.MonkeyPatch) -> None:

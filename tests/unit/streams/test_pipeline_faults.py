@@ -243,9 +243,8 @@ async def test_stop_with_a_processor_backlog_is_bounded_and_a_restart_completes_
     last_seq = log.readings_after(0, len(readings))[-1][0]
     influx = FakeInflux()
     influx.down = True
-    pipeline = Pipeline(
-        INV, influx, ManualClock(T0), DeadLetterStore(), log, processor=StreamProcessor(INV), stop_timeout=timedelta(milliseconds=20)
-    )
+    stop = timedelta(milliseconds=20)
+    pipeline = Pipeline(INV, influx, ManualClock(T0), DeadLetterStore(), log, processor=StreamProcessor(INV), stop_timeout=stop)
     task = asyncio.create_task(pipeline.run([], []))
     await asyncio.sleep(0)
     # Before the fix the processor applied the whole backlog on cancel, whatever the stop timeout.
