@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import threading
 import time
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -144,3 +147,38 @@ async def test_v1_partial_write_is_split_to_the_refused_lines(influxdb_server, u
     finally:
         await writer.close()
         await client.close()
+
+
+async def test_v1_missing_database_that_cannot_be_created_is_retryable_not_refused(tmp_path: Path) -> None:
+    """Review finding 4: 404 "database not found", then 403 on CREATE DATABASE (a user without admin rights).
+
+    InfluxDB 1.6 runs here without authentication, so the locked-down server is a
+    small HTTP server answering as InfluxDB does.
+    """
+    class Locked(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            write = self.path.startswith("/write")
+            code, error = (404, 'database not found: "econome"') if write else (403, "requires admin privilege")
+            body = json.dumps({"error": error}).encode()
+            self.send_response(code)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Locked)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    writer = InfluxV1Writer(InfluxConfig(url=f"http://127.0.0.1:{server.server_port}"))
+    try:
+        # Retryable: the pipeline keeps the readings in its log instead of dead-lettering them.
+        with pytest.raises(RetryableSinkError, match="not found and not created"):
+            await writer.write(["m v=1 1"])
+    finally:
+        await writer.close()
+        server.shutdown()
+        server.server_close()
+        thread.join()
