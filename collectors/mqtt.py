@@ -13,6 +13,20 @@ pipeline calls once the readings are in the delivery log, or once the message
 is in the dead-letter store. A crash before that leaves the message with the
 broker, which delivers it again.
 
+A reconnect must not store a message twice (#10 review, finding 7). A PUBACK
+due when the connection dropped is lost, and the broker sends the message
+again on the new connection, flagged DUP under the same packet id. The
+collector remembers each message it emitted and not yet acknowledged, and the
+last :data:`_RECENT_ACKS` it acknowledged (their PUBACK may not have left),
+by packet id, topic and a BLAKE2 digest of the payload. A DUP message that
+matches one of them is not emitted again: it is acknowledged at once if the
+first copy is already on disk, or as soon as the first copy's ``ack`` runs
+(the persist still in flight during the reconnect). It is counted in
+``MqttCollector.redelivered``. The memory is per process, by packet id
+(at most 65,535 entries): after a restart of Econome a redelivered message is
+stored again (a receive-time payload twice, one with its own time as a
+duplicate dead letter).
+
 No payload can stop the collector. A payload that does not decode, arrives on
 a topic no point is bound to, is larger than :data:`MAX_PAYLOAD_BYTES` (64 KiB;
 only its first :data:`DEAD_LETTER_PREFIX_BYTES` are kept) or nests JSON deeper
@@ -41,6 +55,7 @@ Sample binding and broker (in the inventory)::
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import math
@@ -49,6 +64,7 @@ import re
 import ssl
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -95,6 +111,24 @@ _BOOLEAN = {"true": 1.0, "on": 1.0, "occupied": 1.0, "false": 0.0, "off": 0.0, "
 _BINARY = frozenset({Quantity.OCCUPANCY, Quantity.STATE})
 _MAX_FUTURE = timedelta(hours=1)
 _MS = timedelta(milliseconds=1)
+_RECENT_ACKS = 1024
+"""Acknowledged messages remembered in case their PUBACK was lost with the connection."""
+
+
+@dataclass(slots=True)
+class _Delivery:
+    """A QoS 1 message emitted, whose acknowledgement the broker may still be waiting for."""
+
+    mid: int
+    qos: int
+    topic: str
+    digest: bytes
+    session: int  # the connection on which its PUBACK is due
+    stored: bool = False  # its ack ran: on disk, or in the dead-letter store
+
+
+def _digest(payload: bytes) -> bytes:
+    return hashlib.blake2b(payload, digest_size=16).digest()
 
 
 def _boolean(flag: float, where: str, quantity: Quantity | None) -> float:
@@ -321,6 +355,8 @@ class MqttCollector:
         rejected: dead letters written (one per message and point that failed).
         nudged: receive-time stamps moved 1 ms later so as not to repeat one of the same point.
         connect_failures: failed connection attempts and lost connections.
+        redelivered: messages the broker sent again after a reconnect, already
+            emitted: acknowledged without emitting them twice.
     """
 
     kind = "mqtt"
@@ -348,6 +384,7 @@ class MqttCollector:
         self.rejected = 0
         self.nudged = 0
         self.connect_failures = 0
+        self.redelivered = 0
         self.subscribed = asyncio.Event()
         self._client: _Client | None = None
         self._emit: Emit | None = None
@@ -358,6 +395,11 @@ class MqttCollector:
         # Acks of one connection must not reach the next: its message ids are reused.
         self._session = 0
         self._ack_lock = threading.Lock()
+        # By packet id, under _ack_lock: emitted on this connection and not yet
+        # acknowledged; acknowledged lately; and both of earlier connections.
+        self._inflight: dict[int, _Delivery] = {}
+        self._recent: dict[int, _Delivery] = {}
+        self._orphans: dict[int, _Delivery] = {}
         self._last_stamp: dict[str, datetime] = {}
 
     @property
@@ -457,6 +499,12 @@ class MqttCollector:
         self._refused = False
         with self._ack_lock:
             self._session += 1
+            # What the last connection left unacknowledged, or acknowledged just
+            # before it dropped, may come back flagged DUP.
+            self._orphans.update(self._recent)
+            self._orphans.update(self._inflight)
+            self._recent.clear()
+            self._inflight.clear()
         topics = [*self.bindings, *self.patterns]
         if self._up is False:
             logger.info("MQTT broker %s up again, subscribing to %s topics", self.where, len(topics))
@@ -505,25 +553,63 @@ class MqttCollector:
             # A broker should refuse such a topic (MQTT 3.1.1 §1.5.3); keep the message anyway.
             topic = "invalid UTF-8 topic " + repr(getattr(message, "_topic", b""))[:200]
         try:
-            ack = self._acker(client, message.mid, message.qos)
-            loop.call_soon_threadsafe(self.handle, topic, bytes(message.payload), self.clock.now(), ack)
+            payload = bytes(message.payload)
+            ack = self._track(client, message, topic, payload)
+            if ack is None:
+                return  # a redelivery of a message already emitted
+            loop.call_soon_threadsafe(self.handle, topic, payload, self.clock.now(), ack)
         except RuntimeError:
             logger.debug("MQTT broker %s: message on %s after the event loop closed, left unacknowledged", self.where, topic)
 
-    # -- event loop ----------------------------------------------------------------
+    # -- acknowledgements (paho thread and event loop) -----------------------------
 
-    def _acker(self, client: mqtt.Client, mid: int, qos: int) -> Ack:
-        session = self._session
+    def _track(self, client: mqtt.Client, message: mqtt.MQTTMessage, topic: str, payload: bytes) -> Ack | None:
+        """The ack of a new message; None for a redelivery of one already emitted (then acked or linked)."""
+        if message.qos == 0:
+            return lambda: None
+        mid = message.mid
+        digest = _digest(payload)
+        with self._ack_lock:
+            # Once a packet id comes back, what was remembered under it is settled either way:
+            # the same message again, or the broker reusing an id it considers acknowledged.
+            earlier = self._orphans.pop(mid, None) or self._recent.pop(mid, None)
+            if earlier is not None and message.dup and earlier.topic == topic and earlier.digest == digest:
+                self.redelivered += 1
+                earlier.session = self._session
+                if earlier.stored:
+                    self._send_ack(client, earlier)
+                else:
+                    self._inflight[mid] = earlier  # acked when the first copy's persist ends
+                logger.debug("MQTT broker %s: message %s on %s delivered again, not emitted twice", self.where, mid, topic)
+                return None
+            delivery = _Delivery(mid, message.qos, topic, digest, self._session)
+            self._inflight[mid] = delivery
+        return self._acker(client, delivery)
 
+    def _acker(self, client: mqtt.Client, delivery: _Delivery) -> Ack:
         def ack() -> None:
             with self._ack_lock:
+                if delivery.stored:
+                    return
+                delivery.stored = True
                 # After a reconnect the broker sends unacked messages again under their
                 # ids, and those ids are reused once acked: an ack from the old session
-                # could acknowledge someone else's message.
-                if self._client is client and self._session == session and qos > 0:
-                    client.ack(mid, qos)
+                # could acknowledge someone else's message. Such a delivery waits in
+                # _orphans for its redelivery, which is then acked at once.
+                if delivery.session == self._session and self._inflight.get(delivery.mid) is delivery:
+                    del self._inflight[delivery.mid]
+                    self._send_ack(client, delivery)
 
         return ack
+
+    def _send_ack(self, client: mqtt.Client, delivery: _Delivery) -> None:
+        """PUBACK on the current connection (under ``_ack_lock``), remembered in case it is lost."""
+        if self._client is not client:
+            return  # stopped
+        client.ack(delivery.mid, delivery.qos)
+        self._recent[delivery.mid] = delivery
+        if len(self._recent) > _RECENT_ACKS:
+            del self._recent[next(iter(self._recent))]
 
     def handle(self, topic: str, payload: bytes, received: datetime, ack: Ack | None = None) -> list[Reading]:
         """Decode one message and emit its readings; bad parts go to dead letters.

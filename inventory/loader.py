@@ -12,7 +12,10 @@ the resources a hostile or broken file could exhaust, before they are spent:
   that contains itself) and alias expansion beyond :data:`MAX_NODES` nodes
   ("billion laughs") are refused before anything is built from the nodes;
 - an integer of more than :data:`MAX_INT_DIGITS` digits or 64 bits, an impossible date
-  (2026-02-30) and a mapping or sequence used as a key are errors at their line.
+  (2026-02-30) and a mapping or sequence used as a key are errors at their line;
+  so is any other scalar a constructor cannot build (``!!timestamp foo``,
+  ``!!int ''``, ``!!bool maybe``) and a YAML 1.1 base-60 number (``190:20:30``,
+  which YAML 1.1 reads as 685230): write the number, or quote the text.
 
 >>> from pathlib import Path
 >>> inv = load_inventory(Path("examples/commune.yaml"))
@@ -97,11 +100,19 @@ class _GuardedConstructor(yaml.constructor.SafeConstructor):
             return super().construct_object(node, deep=deep)
         except yaml.YAMLError:
             raise
-        # An impossible date raises ValueError from datetime; keep it at its node.
-        except (ValueError, OverflowError, TypeError) as exc:
-            raise _NodeError(node, f"{node.value!r} is not a valid {node.tag.rsplit(':', 1)[-1]}: {exc}") from exc
+        # Any failure of a constructor stays at its node (#10 review, finding 8): an
+        # impossible date (ValueError), ``!!timestamp foo`` (AttributeError),
+        # ``!!int ''`` (IndexError), ``!!bool maybe`` (KeyError)...
+        except Exception as exc:
+            what = node.tag.rsplit(":", 1)[-1]
+            shown = repr(node.value)[:60] if isinstance(node, yaml.ScalarNode) else "this value"
+            # A ValueError says why (day is out of range for month); the others only
+            # tell how PyYAML's constructor broke, which is no help to the reader.
+            why = f": {str(exc)[:80]}" if isinstance(exc, ValueError | OverflowError) else ""
+            raise _NodeError(node, f"{shown} is not a valid {what}{why}") from exc
 
     def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        _refuse_sexagesimal(node)
         digits = sum(c.isdigit() for c in str(node.value))
         if digits > MAX_INT_DIGITS:
             # Python refuses int() of more than 4,300 digits with a bare ValueError.
@@ -111,9 +122,23 @@ class _GuardedConstructor(yaml.constructor.SafeConstructor):
             raise _NodeError(node, "the integer is too large: it does not fit in 64 bits")
         return value
 
+    def construct_yaml_float(self, node: yaml.ScalarNode) -> float:
+        _refuse_sexagesimal(node)
+        value: float = super().construct_yaml_float(node)
+        return value
+
+
+def _refuse_sexagesimal(node: yaml.ScalarNode) -> None:
+    """Refuse YAML 1.1 base-60 numbers: ``190:20:30`` would silently be 685230."""
+    if ":" in str(node.value):
+        text = str(node.value)[:40]
+        msg = f"{text!r} is a YAML 1.1 base-60 number (like a time of day); write the number itself, or quote it as text"
+        raise _NodeError(node, msg)
+
 
 # The stub bounds add_constructor to SafeConstructor itself, not its subclasses.
 _GuardedConstructor.add_constructor("tag:yaml.org,2002:int", _GuardedConstructor.construct_yaml_int)  # type: ignore[type-var]
+_GuardedConstructor.add_constructor("tag:yaml.org,2002:float", _GuardedConstructor.construct_yaml_float)  # type: ignore[type-var]
 
 
 class _Guards(_GuardedConstructor):

@@ -143,6 +143,26 @@ Keepalive = Annotated[Duration, bounded(timedelta(seconds=1), timedelta(seconds=
 """An MQTT keepalive: 1 s to 65,535 s, the protocol's 16-bit limit."""
 
 
+def _dated(low: date, high: date) -> AfterValidator:
+    """A validator refusing dates outside ``[low, high]``: year 1 or 9999 is a typo, not a plan."""
+
+    def check(value: date) -> date:
+        if not low <= value <= high:
+            msg = f"date {value.isoformat()} is outside {low.isoformat()}..{high.isoformat()}"
+            raise ValueError(msg)
+        return value
+
+    return AfterValidator(check)
+
+
+# Closures and mute windows are the operating calendar, inside the event-time
+# window readings may carry (2000 to 2100); a renovation may be older.
+CalendarDate = Annotated[date, _dated(date(2000, 1, 1), date(2099, 12, 31))]
+"""A date of the operating calendar (closure, mute window): 2000-01-01 to 2099-12-31."""
+HistoryDate = Annotated[date, _dated(date(1900, 1, 1), date(2099, 12, 31))]
+"""A date of a building's history (renovation): 1900-01-01 to 2099-12-31."""
+
+
 class Quantity(str, Enum):
     """What a point measures."""
 
@@ -295,8 +315,8 @@ class TimeRange(_Frozen):
 class Closure(_Frozen):
     """An exceptional closure, both dates included (works, bridge day, strike)."""
 
-    start: date
-    end: date
+    start: CalendarDate
+    end: CalendarDate
     reason: str = ""
 
     @model_validator(mode="after")
@@ -310,8 +330,8 @@ class Closure(_Frozen):
 class MuteWindow(_Frozen):
     """A period when a building's anomaly alerts are muted (works, a known event), both dates included."""
 
-    start: date
-    end: date
+    start: CalendarDate
+    end: CalendarDate
     reason: str = ""
 
     @model_validator(mode="after")
@@ -354,7 +374,7 @@ def _as_delta(moment: time) -> timedelta:
 class Renovation(_Frozen):
     """Works on a building, with the savings promised by the design office."""
 
-    date: date
+    date: HistoryDate
     description: str
     promised_savings_pct: float = Field(ge=0, le=100)
     usages: list[Usage] = Field(default_factory=list)

@@ -9,7 +9,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from collectors.mqtt import MqttCollector
+from collectors.mqtt import Ack, MqttCollector
 from inventory import Inventory, parse_inventory
 from streams.clock import SystemClock
 from streams.deadletter import DeadLetterStore
@@ -35,6 +35,7 @@ sites:
           - {{id: co2, quantity: co2, unit: ppm, usage: comfort,
               mqtt: {{topic: {prefix}/b/climate, format: json, field: co2, timestamp_field: time}}}}
           - {{id: occ, quantity: occupancy, unit: "1", usage: comfort, mqtt: {{topic: {prefix}/b/occupancy}}}}
+          - {{id: level, quantity: temperature, unit: degC, usage: comfort, mqtt: {{topic: {prefix}/b/level, format: plain}}}}
 """)
 
 
@@ -242,3 +243,112 @@ async def test_closed_port_is_logged_once_and_recovery_once(tmp_path, unique_nam
     errors = [r.getMessage() for r in records if r.levelno == logging.ERROR]
     assert errors == [f"MQTT broker default (127.0.0.1:{port}) down: cannot connect: [Errno 111] Connection refused"]
     assert sum("up again" in r.getMessage() for r in records if r.levelno == logging.INFO) == 1
+
+
+class _Proxy:
+    """A TCP relay between the collector and the broker, whose connections the test can cut."""
+
+    def __init__(self, upstream_host: str, upstream_port: int) -> None:
+        self.upstream = (upstream_host, upstream_port)
+        self.connections = 0
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+        self.connections += 1
+        self._writers += [writer, up_writer]
+        for source, sink in ((reader, up_writer), (up_reader, writer)):
+            task = asyncio.create_task(self._pump(source, sink))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        try:
+            while data := await source.read(65536):
+                sink.write(data)
+                await sink.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            sink.close()
+
+    def cut(self) -> None:
+        """Drop every connection, as a NAT timeout or a flaky link would."""
+        for writer in self._writers:
+            writer.transport.abort()
+        self._writers.clear()
+
+    async def close(self) -> None:
+        self.cut()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+async def test_reconnect_does_not_store_a_message_twice(mqtt_server, unique_name: str) -> None:
+    """#10 review, finding 7: PUBACKs lost with the connection must not duplicate receive-time readings.
+
+    Of 20 plain payloads (stamped on receipt, so a second copy would be a second
+    reading): 5 are acked before the connection drops, 8 while it is down (their
+    PUBACK is lost), 7 only after the reconnect (persist still in flight). The
+    broker redelivers the 15 unacknowledged ones (DUP); none is emitted again,
+    and every one ends acknowledged: a later session gets only what is new.
+    """
+    proxy = _Proxy(mqtt_server.host, mqtt_server.port)
+    port = await proxy.start()
+    inv = _inventory("127.0.0.1", port, unique_name)
+    topic = f"{unique_name}/b/level"
+    held: list[tuple[list[Reading], Ack | None]] = []
+    collector = MqttCollector(inv, inv.broker("default"), SystemClock(), DeadLetterStore())
+    await collector.start(lambda readings, ack: held.append((readings, ack)))
+    try:
+        await asyncio.wait_for(collector.subscribed.wait(), 10)
+        first = [(topic, str(float(i)).encode()) for i in range(20)]  # Mosquitto sends 20 unacked at most
+        await asyncio.to_thread(_publish, mqtt_server.host, mqtt_server.port, first)
+        await _wait(lambda: len(held) == 20)
+        for _, ack in held[:5]:
+            assert ack is not None
+            ack()
+        proxy.cut()
+        await _wait(lambda: collector.up is False)
+        for _, ack in held[5:13]:
+            assert ack is not None
+            ack()  # on disk, but the PUBACK has no connection to go on
+        await _wait(lambda: collector.up is True and proxy.connections == 2, timeout=30)
+        for _, ack in held[13:20]:
+            assert ack is not None
+            ack()  # the persist in flight during the reconnect ends
+        # The broker sends the redeliveries first, then what is published now, in order.
+        second = [(topic, str(float(i)).encode()) for i in range(20, 30)]
+        await asyncio.to_thread(_publish, mqtt_server.host, mqtt_server.port, second)
+        await _wait(lambda: any(r.value == 29.0 for readings, _ in held for r in readings))
+        for _, ack in held[20:]:
+            assert ack is not None
+            ack()
+    finally:
+        await collector.stop()
+        await proxy.close()
+    values = sorted(r.value for readings, _ in held for r in readings)
+    assert values == [float(i) for i in range(30)]  # each once
+    assert collector.redelivered in (15, 20)  # 20 if the 5 PUBACKs sent before the cut were lost too
+    # Every message is acknowledged: a new session gets only the marker.
+    got: list[float] = []
+    direct = inv.broker("default").model_copy(update={"port": mqtt_server.port})
+    after = MqttCollector(inv, direct, SystemClock(), DeadLetterStore())
+    await after.start(lambda readings, ack: (got.extend(r.value for r in readings), ack and ack()))
+    try:
+        await asyncio.wait_for(after.subscribed.wait(), 10)
+        await asyncio.to_thread(_publish, mqtt_server.host, mqtt_server.port, [(topic, b"99")])
+        await _wait(lambda: len(got) >= 1)
+    finally:
+        await after.stop()
+    assert got == [99.0]
+    assert after.received == 1

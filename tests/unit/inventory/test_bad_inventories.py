@@ -129,6 +129,71 @@ def test_any_value_anywhere_gives_an_inventory_error_or_an_inventory(line: int, 
     assert all(text.startswith("fuzz.yaml") for text in problems)
 
 
+# Explicit tags make PyYAML's constructors run on text they never expect (#10 review, finding 8).
+TAGS = st.sampled_from(
+    ["!!int", "!!float", "!!bool", "!!timestamp", "!!null", "!!str", "!!binary", "!!python/object:os.system",
+     "!!python/name:os.system", "!!python/tuple", "!!set", "!!omap", "!!pairs", "!!merge", "!!value", "!!yaml",
+     "!unknown", "!<tag:example.com,2026:x>", "!!seq", "!!map"]
+)  # fmt: skip
+SCALARS = st.one_of(
+    st.sampled_from(["", "_", "-", "+", ".", "0x", "0b", "0o", "1:2", "190:20:30", "1_", "maybe", "2026-02-30", "2026-13",
+                     "1e", "-.inf", ".nan", "AAA", "====", "2026-01-05T25:00:00Z", "9" * 30, "~"]),
+    st.text(alphabet=st.characters(codec="utf-8"), max_size=12),
+)  # fmt: skip
+
+
+def _quoted(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    line=st.integers(min_value=0, max_value=BASE.count("\n") - 1),
+    tag=TAGS,
+    scalar=SCALARS,
+    quote=st.booleans(),
+)
+def test_any_explicit_tag_on_any_scalar_gives_an_inventory_error_or_an_inventory(
+    line: int, tag: str, scalar: str, quote: bool
+) -> None:
+    lines = BASE.splitlines()
+    key, sep, _ = lines[line].partition(": ")
+    value = f"{tag} {_quoted(scalar) if quote else scalar}"
+    lines[line] = f"{key}{sep}{value}" if sep else lines[line] + value
+    problems: list[str] = []
+    try:
+        parse_inventory("\n".join(lines) + "\n", source="fuzz.yaml")
+    except InventoryError as exc:  # anything else escapes and fails the test
+        problems = exc.lines()
+    assert all(text.startswith("fuzz.yaml") for text in problems), problems
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ("!!timestamp foo", "'foo' is not a valid timestamp"),
+        ("!!int ''", "'' is not a valid int"),
+        ("!!int '_'", "'_' is not a valid int"),
+        ("!!float ''", "'' is not a valid float"),
+        ("!!bool maybe", "'maybe' is not a valid bool"),
+        ("190:20:30", "'190:20:30' is a YAML 1.1 base-60 number"),
+        ("-1:30", "'-1:30' is a YAML 1.1 base-60 number"),
+        ("1:30.5", "'1:30.5' is a YAML 1.1 base-60 number"),
+    ],
+)
+def test_constructor_failures_name_line_and_path(value: str, fragment: str) -> None:
+    text = BASE.replace("population: 1200", f"population: {value}")
+    with pytest.raises(InventoryError) as info:
+        parse_inventory(text, source="inv.yaml")
+    [line] = info.value.lines()
+    assert line.startswith(f"inv.yaml:3 organisation.population: {fragment}"), line
+
+
+def test_a_quoted_base_60_looking_text_is_text() -> None:
+    inventory = parse_inventory(BASE.replace("name: Commune test", "name: '190:20:30'"))
+    assert inventory.organisation.name == "190:20:30"
+
+
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "econome.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False

@@ -22,7 +22,7 @@ from streams.clock import ManualClock
 from streams.counters import CounterTracker, Rejection
 from streams.errors import EventTimeError
 from streams.record import Reading
-from streams.validate import EventTimeConfig, Validator
+from streams.validate import HISTORY, EventTimeConfig, Validator
 from streams.windows import WindowCalendar, WindowSize, split_interval, window_bounds
 
 NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
@@ -138,23 +138,82 @@ def test_same_timestamp_different_value_is_dead_lettered_not_overwritten() -> No
     reason = _check(validator, Reading("temp", NOW, 21.0, "degC"))
     assert reason == (f"point temp: duplicate timestamp {NOW.isoformat()} with a different value (21.0, 20.5 already stored)")
     assert validator.duplicates == 0
-    # The next time is accepted: only the last time of each point is remembered.
     assert _check(validator, Reading("temp", NOW + timedelta(seconds=1), 21.0, "degC")) is None
 
 
-def test_duplicate_memory_is_bounded_by_the_points() -> None:
+def test_an_earlier_time_again_with_another_value_is_dead_lettered() -> None:
+    # #10 review, finding 6: t1, t2, then t1 again must not overwrite t1 in InfluxDB.
+    validator = _edge()
+    t1, t2 = NOW - timedelta(minutes=2), NOW - timedelta(minutes=1)
+    assert _check(validator, Reading("temp", t1, 20.0, "degC")) is None
+    assert _check(validator, Reading("temp", t2, 21.0, "degC")) is None
+    reason = _check(validator, Reading("temp", t1, 99.0, "degC"))
+    assert reason == f"point temp: duplicate timestamp {t1.isoformat()} with a different value (99.0, 20.0 already stored)"
+    assert "same value, stored once" in (_check(validator, Reading("temp", t1, 20.0, "degC")) or "")
+    assert validator.duplicates == 1
+    # A time between the two, not seen before, is a reading of its own.
+    assert _check(validator, Reading("temp", t1 + timedelta(seconds=30), 22.0, "degC")) is None
+    assert validator.unchecked == 0
+
+
+def test_times_in_the_same_millisecond_are_one_influxdb_point() -> None:
+    validator = _edge()
+    assert _check(validator, Reading("temp", NOW + timedelta(microseconds=100), 20.0, "degC")) is None
+    reason = _check(validator, Reading("temp", NOW + timedelta(microseconds=900), 21.0, "degC"))
+    assert reason is not None
+    assert "different value" in reason
+    assert _check(validator, Reading("temp", NOW + timedelta(microseconds=1000), 21.0, "degC")) is None
+
+
+def test_duplicate_memory_is_bounded_by_the_points_and_the_history() -> None:
     validator = _edge()
     for i in range(5000):
         for point, unit in (("temp", "degC"), ("elec", "kWh")):
             assert _check(validator, Reading(point, NOW - timedelta(seconds=i), float(i % 100), unit)) is None
-    assert len(validator._last) == 2
+    assert set(validator._seen) == {"temp", "elec"}
+    assert all(len(seen.times) == len(seen.values) == HISTORY for seen in validator._seen.values())
+
+
+def test_a_reading_older_than_the_history_is_accepted_and_counted(caplog: pytest.LogCaptureFixture) -> None:
+    validator = _edge()
+    start = NOW - timedelta(hours=1)
+    for i in range(HISTORY + 10):
+        assert _check(validator, Reading("temp", start + timedelta(seconds=i), 20.0, "degC")) is None
+    # The oldest remembered time is start + 10 s: one at start + 10 s is still checked...
+    assert _check(validator, Reading("temp", start + timedelta(seconds=10), 30.0, "degC")) is not None
+    assert validator.unchecked == 0
+    # ...one before it is not: it is accepted, counted and logged once at WARNING.
+    for _ in range(3):
+        assert _check(validator, Reading("temp", start + timedelta(seconds=5), 30.0, "degC")) is None
+    assert validator.unchecked == 3
+    warnings = [r for r in caplog.records if r.levelname == "WARNING" and "not checked for an overwrite" in r.message]
+    assert len(warnings) == 1
+    assert "point temp" in warnings[0].message
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, HISTORY - 1), st.integers(0, 3)), max_size=200))
+def test_within_the_history_no_two_accepted_readings_share_a_millisecond(steps: list[tuple[int, int]]) -> None:
+    # At most HISTORY distinct times, in any order: every check is exact.
+    validator = _edge()
+    stored: dict[datetime, float] = {}
+    for second, value in steps:
+        ts = NOW - timedelta(seconds=second)
+        reason = _check(validator, Reading("temp", ts, float(value), "degC"))
+        if ts in stored:
+            assert reason is not None
+            assert ("same value" in reason) == (stored[ts] == value)
+        else:
+            assert reason is None
+            stored[ts] = float(value)
+    assert validator.unchecked == 0
 
 
 def test_unknown_points_are_not_remembered() -> None:
     validator = _edge()
     for i in range(100):
         validator.check(Reading(f"nope-{i}", NOW, 1.0, "degC"), Quantity.TEMPERATURE, "degC")
-    assert validator._last == {}
+    assert validator._seen == {}
 
 
 # -- bounded windows and counters ---------------------------------------------------------------
