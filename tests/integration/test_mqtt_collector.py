@@ -286,10 +286,14 @@ class _Proxy:
         self._writers.clear()
 
     async def close(self) -> None:
-        self.cut()
+        """Let the relays pass on what the peers already sent (the last PUBACKs, DISCONNECT), then drop the rest."""
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+        if self._tasks:
+            # Aborting at once lost PUBACKs still in the relay: the broker then rightly sent those messages again.
+            await asyncio.wait(set(self._tasks), timeout=5)
+        self.cut()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
