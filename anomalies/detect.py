@@ -69,6 +69,7 @@ from anomalies.features import (
     HourlyFrame,
     PointSeries,
     build_features,
+    outdoor_temperature,
     schedule_masks,
 )
 from anomalies.iforest import IsolationForestConfig, IsolationForestDetector
@@ -409,9 +410,16 @@ def detect(
         open_frac, _ = _open_fraction(inventory, building, frame, calendar, config)
         quality: list[Finding] = []
         blank: dict[str, BoolArray] = {}
-        for point in [*building.points, *[w for w in weather_points if w not in building.points]]:
+        # Weather first: the counters' rules need the outdoor temperature, without its frozen hours.
+        ordered = [*weather_points, *[p for p in building.points if p not in weather_points]]
+        outdoor: FloatArray | None = None
+        for point in ordered:
+            if outdoor is None and point.usage is not Usage.WEATHER:
+                outdoor = outdoor_temperature(inventory, frame, blank)
             for quality_rule in QUALITY_RULES:
-                found = quality_rule.evaluate(building, point, readings.get(point.id, empty), frame, open_frac, config.rules)
+                found = quality_rule.evaluate(
+                    building, point, readings.get(point.id, empty), frame, open_frac, config.rules, outdoor_c=outdoor
+                )
                 if found is None:
                     continue
                 if point in building.points:

@@ -48,6 +48,7 @@ __all__ = [
     "PointSeries",
     "UsageSeries",
     "build_features",
+    "outdoor_temperature",
     "schedule_masks",
     "sun_elevation_deg",
 ]
@@ -340,7 +341,6 @@ class BuildingHours:
                 values[blank[pid]] = np.nan
             return values
 
-        weather = [p.id for _, p in inventory.points() if p.usage is Usage.WEATHER and p.quantity is Quantity.TEMPERATURE]
         indoor = [p.id for p in building.points if p.quantity is Quantity.TEMPERATURE and p.usage is not Usage.WEATHER]
         lux = [p.id for p in building.points if p.quantity is Quantity.ILLUMINANCE]
         hours = cls(
@@ -353,7 +353,7 @@ class BuildingHours:
             local_hour=local_hour,
             hour_of_week=weekday * 24 + local_hour,
             local_day=np.array([d.toordinal() for d in days], dtype=np.int64),
-            outdoor_c=_nanmean([sensor(p) for p in weather], frame.hours),
+            outdoor_c=outdoor_temperature(inventory, frame, blank),
             indoor_c=_nanmean([sensor(p) for p in indoor], frame.hours),
             illuminance_lx=_nanmax([sensor(p) for p in lux], frame.hours),
             sun_deg=sun_elevation_deg(times + _HOUR_S / 2, config.latitude_deg, config.longitude_deg),
@@ -363,6 +363,28 @@ class BuildingHours:
             if series is not None:
                 hours.usages[usage] = series
         return hours
+
+
+def outdoor_temperature(inventory: Inventory, frame: HourlyFrame, blank: Mapping[str, BoolArray] | None = None) -> FloatArray:
+    """Outdoor temperature per hour: the mean of the portfolio's weather temperature points.
+
+    Args:
+        inventory: gives the weather points.
+        frame: the hourly data.
+        blank: per point, hours whose data must be ignored (a frozen sensor).
+
+    Returns:
+        Degrees Celsius per hour, ``nan`` where no weather point is known.
+    """
+    blank = blank or {}
+    columns = []
+    for _, point in inventory.points():
+        if point.usage is Usage.WEATHER and point.quantity is Quantity.TEMPERATURE:
+            values = frame.mean.get(point.id, np.full(frame.hours, np.nan)).copy()
+            if point.id in blank:
+                values[blank[point.id]] = np.nan
+            columns.append(values)
+    return _nanmean(columns, frame.hours)
 
 
 def _nanmean(columns: list[FloatArray], n: int) -> FloatArray:

@@ -115,6 +115,10 @@ class RulesConfig(BaseModel):
     """A point silent for longer is missing."""
     stale_counter_surprise: float = Field(default=1e-4, gt=0, lt=1)
     """A run of still hours of a counter less likely than this (from its own history) is stuck."""
+    heating_off_above_c: float = 15.0
+    """Mean outdoor temperature of the last 24 h (°C) from which heating is not expected: a heating meter may
+    stand still. Below the 18 °C base of the degree days (:data:`anomalies.degreedays.DJU_BASE_C`), since
+    internal and solar gains heat a building the last degrees; 15 °C is the usual heating cut-off."""
     frozen_after: dict[str, Duration] = Field(default_factory=lambda: dict(StalenessLimits().stale_after))
     """Per quantity, how long a sensor may repeat the exact same value."""
     frozen_transitions: int = Field(default=2, ge=1)
@@ -193,8 +197,10 @@ class QualityRule(Protocol):
         frame: HourlyFrame,
         open_frac: FloatArray,
         config: RulesConfig,
+        *,
+        outdoor_c: FloatArray | None = None,
     ) -> Finding | None:
-        """The finding for the point, if the rule applies to it."""
+        """The finding for the point, if the rule applies to it; ``outdoor_c`` is the outdoor temperature per hour."""
         ...
 
 
@@ -503,9 +509,12 @@ class WaterLeakRule:
     """Continuous night flow on a water meter: a leak.
 
     Each night hour (building closed) is compared with the usual night flow,
-    the median of the same hours over the previous nights (leak nights left
-    out): a flow above it by ``leak_min_flow_m3_h`` (or 10 % for a pool's
-    make-up water) counts. The excess is the leak flow, counted day and night.
+    the median of the night levels over the previous ``leak_reference_nights``
+    nights (leak nights left out): a flow above it by ``leak_min_flow_m3_h``
+    (or 10 % for a pool's make-up water) counts. While a leak is open the
+    usual flow is frozen at its pre-leak value, so a leak nobody repairs stays
+    one open alert for as long as the night flow stays above it. The excess is
+    the leak flow, counted day and night.
     """
 
     name = "water_leak"
@@ -524,15 +533,23 @@ class WaterLeakRule:
         state = _nan(n)
         expected = _nan(n)
         flow = _nan(n)
+        # The pre-leak reference, frozen while a leak is open: an unrepaired leak never becomes
+        # the usual flow (issue 11: it was silently resolved after about 11 nights).
+        reference = math.nan
+        leak_open = False
         for i, day in enumerate(days.tolist()):
             sel = night & (hours.local_day == day)
             values = water.values[sel]
             if np.isfinite(values).sum():
                 level[i] = float(np.nanmedian(values))
             ref = (days >= day - config.leak_reference_nights) & (days < day) & np.isfinite(level) & ~flagged
-            if ref.sum() < 3:
+            if not leak_open and ref.sum() >= 3:
+                reference = float(np.median(level[ref]))
+            if not math.isfinite(reference):
                 continue
-            usual[i] = float(np.median(level[ref]))
+            # After a long leak the window holds only leak nights: the reference before it serves until
+            # three ordinary nights are known again.
+            usual[i] = reference
             threshold = usual[i] + max(config.leak_min_flow_m3_h, 0.1 * usual[i])
             idx = np.flatnonzero(sel)
             finite = np.isfinite(values)
@@ -540,6 +557,8 @@ class WaterLeakRule:
             expected[idx] = usual[i]
             flow[idx] = values - usual[i]
             flagged[i] = bool(np.isfinite(level[i]) and level[i] > threshold)
+            if np.isfinite(level[i]):
+                leak_open = flagged[i]  # a night without data neither opens nor closes the leak
         # The leak runs day and night: carry the last night's excess flow forward over the next day.
         carried = np.zeros(n)
         last = 0.0
@@ -584,8 +603,10 @@ class MissingDataRule:
         frame: HourlyFrame,
         open_frac: FloatArray,
         config: RulesConfig,
+        *,
+        outdoor_c: FloatArray | None = None,
     ) -> Finding | None:
-        """Gaps of the point's readings."""
+        """Gaps of the point's readings (``outdoor_c`` is not used)."""
         n = frame.hours
         after = config.missing_after.total_seconds()
         times = frame.times_s
@@ -624,8 +645,10 @@ class FrozenSensorRule:
         frame: HourlyFrame,
         open_frac: FloatArray,
         config: RulesConfig,
+        *,
+        outdoor_c: FloatArray | None = None,
     ) -> Finding | None:
-        """Runs of identical readings."""
+        """Runs of identical readings (``outdoor_c`` is not used)."""
         if point.cumulative:
             return None
         limit = config.frozen_after.get(point.quantity.value)
@@ -683,15 +706,52 @@ class FrozenSensorRule:
         )
 
 
+def _serves_heating(point: Point) -> bool:
+    """A counter whose consumption stops when heating is off: a heating meter, or a main gas or heat meter."""
+    return point.usage is Usage.HEATING or (
+        point.usage is Usage.GENERAL and point.quantity in {Quantity.GAS_VOLUME, Quantity.HEAT_ENERGY}
+    )
+
+
+def _trailing_mean(values: FloatArray, window: int) -> FloatArray:
+    """Mean of the known values over the last ``window`` hours (included), ``nan`` with fewer than half known."""
+    known = np.isfinite(values)
+    sums = np.convolve(np.where(known, values, 0.0), np.ones(window))[: values.size]
+    counts = np.convolve(known.astype(np.float64), np.ones(window))[: values.size]
+    result: FloatArray = np.where(counts >= window / 2, sums / np.maximum(counts, 1.0), np.nan)
+    return result
+
+
+def _earlier_counts(classes: IntArray, mask: BoolArray) -> FloatArray:
+    """Per hour, how many earlier hours of the same class have ``mask`` true (the hour itself excluded)."""
+    order = np.argsort(classes, kind="stable")
+    sorted_mask = mask[order].astype(np.float64)
+    running = np.cumsum(sorted_mask) - sorted_mask
+    sorted_classes = classes[order]
+    # Restart the running count at the first hour of each class.
+    first = np.concatenate([[True], sorted_classes[1:] != sorted_classes[:-1]])
+    running -= np.maximum.accumulate(np.where(first, running, 0.0))
+    result: FloatArray = np.empty(classes.size)
+    result[order] = running
+    return result
+
+
 class StaleCounterRule:
     """A counter standing still while its own history says it should move.
 
-    For each hour of the week, the counter's history gives the chance of a
-    still hour (smoothed). A run of still hours is stuck once it is less
+    For each hour of the week, the counter's history *before* the hour gives
+    the chance of a still hour (smoothed, running counts: the rule never
+    learns from later hours). A run of still hours is stuck once it is less
     likely than ``stale_counter_surprise``: an electricity meter that never
     stops is stuck after two or three hours, a water meter still every night
     only when it stands still through hours it always moves in. The hour
     after the run (the catch-up jump) is flagged too, so other rules skip it.
+
+    A counter serving heating (:func:`_serves_heating`) is expected to stand
+    still when heating is not expected: while the mean outdoor temperature of
+    the last 24 h is at or above ``heating_off_above_c``, or while the
+    building is closed. Such hours add no surprise and are left out of its
+    history.
     """
 
     name = "stale_counter"
@@ -704,8 +764,23 @@ class StaleCounterRule:
         frame: HourlyFrame,
         open_frac: FloatArray,
         config: RulesConfig,
+        *,
+        outdoor_c: FloatArray | None = None,
     ) -> Finding | None:
-        """Runs of still hours of a counter, with the catch-up hour."""
+        """Runs of still hours of a counter, with the catch-up hour.
+
+        Args:
+            building: the building.
+            point: the counter.
+            series: its readings.
+            frame: the hourly frame.
+            open_frac: fraction of each hour the building is open.
+            config: thresholds.
+            outdoor_c: outdoor temperature per hour (``nan`` unknown); without it heating is always expected.
+
+        Returns:
+            The finding, or ``None`` for a point that is not a counter.
+        """
         if not point.cumulative or point.id not in frame.consumption:
             return None
         cons = frame.consumption[point.id]
@@ -716,12 +791,20 @@ class StaleCounterRule:
         how = np.where(open_frac > 0.0, (np.floor(times / 3600.0).astype(np.int64) + 72) % 168, 168)
         known = np.isfinite(cons)
         still = known & (cons == 0.0)
-        zeros = np.bincount(how[still], minlength=169).astype(np.float64)
-        total = np.bincount(how[known], minlength=169).astype(np.float64)
+        expected = np.ones(n, dtype=np.bool_)
+        if _serves_heating(point):
+            # Issue 11: heat meters standing still in warm weather were most false alerts.
+            expected = open_frac > 0.0
+            if outdoor_c is not None:
+                warm = _trailing_mean(outdoor_c, 24) >= config.heating_off_above_c
+                expected &= ~warm
+        counted = known & expected
+        zeros = _earlier_counts(how, still & counted)
+        total = _earlier_counts(how, counted)
         p_still = (zeros + 1.0) / (total + 2.0)
         # Only hours in which the counter usually moves add to the surprise: weeks of still
         # hours where stillness is common (a school in summer) must not add up to an alert.
-        cost = np.where(p_still[how] < 0.5, -np.log(p_still[how]), 0.0)
+        cost = np.where(expected & (p_still < 0.5), -np.log(p_still), 0.0)
         limit = -math.log(config.stale_counter_surprise)
         state = np.where(known, 0.0, np.nan)
         origin = np.full(n, -1, dtype=np.int64)

@@ -1,0 +1,186 @@
+"""Issue 11, rules that respect physics: stale counters look back only and know when heating is off; a leak stays open.
+
+Pure tests on synthetic series through a one-building inventory: no simulator, no servers.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from anomalies.detect import DetectConfig, detect
+from anomalies.events import AlertState, AnomalyEvent
+from anomalies.features import HourlyFrame, PointSeries, schedule_masks
+from anomalies.rules import RulesConfig, StaleCounterRule
+from inventory import FrenchCalendar, Inventory, parse_inventory
+
+INVENTORY = """
+organisation: {name: Commune test, population: 1200, school_holiday_zone: A}
+mqtt_brokers:
+  - {host: 127.0.0.1}
+sites:
+  - id: s1
+    name: Site
+    buildings:
+      - id: b1
+        name: Mairie
+        usage: town_hall
+        floor_area_m2: 500
+        heated_area_m2: 450
+        schedule:
+          weekly:
+            mon: ['08:00-18:00']
+            tue: ['08:00-18:00']
+            wed: ['08:00-18:00']
+            thu: ['08:00-18:00']
+            fri: ['08:00-18:00']
+        points:
+          - {id: b1-elec, quantity: active_energy, unit: kWh, usage: general, cumulative: true, mqtt: {topic: t/b1/elec}}
+          - {id: b1-gas, quantity: gas_volume, unit: m3, usage: heating, cumulative: true,
+             conversion_kwh_per_unit: 10.0, mqtt: {topic: t/b1/gas}}
+          - {id: b1-water, quantity: water_volume, unit: m3, usage: water, cumulative: true, mqtt: {topic: t/b1/water}}
+          - {id: b1-outdoor, quantity: temperature, unit: degC, usage: weather, mqtt: {topic: t/b1/outdoor}}
+"""
+
+START = datetime(2025, 9, 1, tzinfo=UTC)
+HOUR_S = 3600.0
+
+
+@pytest.fixture(scope="module")
+def inventory() -> Inventory:
+    return parse_inventory(INVENTORY)
+
+
+def _times(days: int) -> np.ndarray:
+    return START.timestamp() + HOUR_S * np.arange(24 * days + 1, dtype=np.float64)
+
+
+def _outdoor(times: np.ndarray) -> np.ndarray:
+    """A French year: 3 °C daily mean late January, 21 °C late July, ±4 K between night and afternoon."""
+    day = (times - datetime(2025, 7, 25, tzinfo=UTC).timestamp()) / 86_400.0
+    hour = (times / HOUR_S) % 24
+    return 12.0 + 9.0 * np.cos(2.0 * np.pi * day / 365.25) + 4.0 * np.cos(2.0 * np.pi * (hour - 15.0) / 24.0)
+
+
+def _counter(hourly: np.ndarray) -> np.ndarray:
+    """The index of a counter whose consumption in hour i is ``hourly[i]``, read at each hour boundary."""
+    return np.concatenate([[1000.0], 1000.0 + np.cumsum(hourly)])
+
+
+def _electricity(hours: int, rng: np.random.Generator) -> np.ndarray:
+    return 2.0 + rng.random(hours)  # never still
+
+
+def _readings(times: np.ndarray, **hourly: np.ndarray) -> dict[str, PointSeries]:
+    series = {pid.replace("_", "-"): PointSeries(times, _counter(h)) for pid, h in hourly.items()}
+    series["b1-outdoor"] = PointSeries(times, _outdoor(times))
+    return series
+
+
+def _events(inventory: Inventory, readings: dict[str, PointSeries], kind: str) -> list[AnomalyEvent]:
+    return [e for e in detect(inventory, readings, DetectConfig(models=False)) if e.kind == kind]
+
+
+# --- stale counters look back only ---------------------------------------------------------------
+
+
+def test_stale_counter_state_does_not_depend_on_later_hours(inventory: Inventory) -> None:
+    """No look-ahead: the rule on the series cut at hour h says the same of every hour before h.
+
+    A counter that stood still for a day in its first month and then moves at every hour: seen
+    from the whole year the still day is very unlikely, seen from its own past it is not yet.
+    """
+    building = next(b for _, b in inventory.buildings())
+    point = next(p for p in building.points if p.id == "b1-elec")
+    days = 120
+    times = _times(days)
+    hourly = _electricity(times.size - 1, np.random.default_rng(1))
+    hourly[24 * 10 + 8: 24 * 11 + 8] = 0.0  # a still day after ten days of history
+    hourly[24 * 90: 24 * 90 + 30] = 0.0  # and stuck for 30 h later on
+    series = PointSeries(times, _counter(hourly))
+    calendar = FrenchCalendar(inventory.organisation.school_holiday_zone)
+    rule = StaleCounterRule()
+    config = RulesConfig()
+
+    def state_up_to(cut: int) -> np.ndarray:
+        frame = HourlyFrame.build({point.id: series}, counters={point.id}, start_s=float(times[0]), hours=cut)
+        open_frac, _ = schedule_masks(building, calendar, inventory.organisation.tz, frame.times_s, timedelta(hours=4))
+        finding = rule.evaluate(building, point, series, frame, open_frac, config)
+        assert finding is not None
+        return finding.state
+
+    whole = state_up_to(24 * days)
+    assert (whole == 1.0).any()  # the late stuck run is found
+    for cut in (24 * 11 + 12, 24 * 40, 24 * 90 + 20, 24 * 100):
+        np.testing.assert_array_equal(state_up_to(cut), whole[:cut], err_msg=f"cut at hour {cut}")
+
+
+# --- ... and know when heating is off -------------------------------------------------------------
+
+
+def _gas(times: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Heating cut off on days of 16 °C and more (daily mean); else it burns with the cold, day and night."""
+    hours = times[:-1]
+    outdoor = _outdoor(hours)
+    day = np.floor(hours / 86_400.0).astype(np.int64)
+    daily = np.bincount(day - day[0], weights=outdoor) / np.bincount(day - day[0])
+    heating = daily[day - day[0]] < 16.0
+    return np.where(heating, 0.5 + 0.2 * np.maximum(0.0, 18.0 - outdoor) + 0.1 * rng.random(hours.size), 0.0)
+
+
+def test_heat_meter_still_all_summer_is_no_stale_counter(inventory: Inventory) -> None:
+    times = _times(365)
+    gas = _gas(times, np.random.default_rng(2))
+    assert (gas == 0.0).sum() > 24 * 90  # the summer shutdown is long
+    readings = _readings(times, b1_elec=_electricity(gas.size, np.random.default_rng(3)), b1_gas=gas,
+                         b1_water=np.full(gas.size, 0.05))
+    events = _events(inventory, readings, "stale_counter")
+    assert events == [], [(e.point, e.start, e.end) for e in events]
+
+
+def test_heat_meter_stuck_in_a_cold_week_is_a_stale_counter(inventory: Inventory) -> None:
+    times = _times(365)
+    gas = _gas(times, np.random.default_rng(2))
+    stuck_from = int((datetime(2026, 1, 14, 10, tzinfo=UTC) - START) / timedelta(hours=1))
+    stuck_to = stuck_from + 24 * 6
+    gas[stuck_to] = gas[stuck_from:stuck_to + 1].sum()  # the catch-up when it moves again
+    gas[stuck_from:stuck_to] = 0.0
+    readings = _readings(times, b1_elec=_electricity(gas.size, np.random.default_rng(3)), b1_gas=gas,
+                         b1_water=np.full(gas.size, 0.05))
+    events = _events(inventory, readings, "stale_counter")
+    assert [e.point for e in events] == ["b1-gas"], [(e.point, e.start, e.end) for e in events]
+    event = events[0]
+    assert START + timedelta(hours=stuck_from) <= event.start
+    assert event.detected_at < START + timedelta(hours=stuck_from + 48)  # found within two days, not in summer
+
+
+# --- a leak stays open ----------------------------------------------------------------------------
+
+
+def test_unrepaired_leak_of_six_months_is_one_open_event(inventory: Inventory) -> None:
+    days = 240
+    times = _times(days)
+    hours = times[:-1]
+    rng = np.random.default_rng(4)
+    local_hour = ((hours / HOUR_S) + 1) % 24
+    # Night flow: toilets' cisterns, 0.01-0.02 m3/h; day use up to 0.3 m3/h.
+    water = np.where((local_hour >= 7) & (local_hour < 20), 0.1 + 0.2 * rng.random(hours.size),
+                     0.01 + 0.01 * rng.random(hours.size))
+    leak_from = int((datetime(2025, 10, 20, 14, tzinfo=UTC) - START) / timedelta(hours=1))
+    water[leak_from:] += 0.12  # nobody repairs it
+    readings = _readings(times, b1_elec=_electricity(hours.size, np.random.default_rng(5)),
+                         b1_gas=_gas(times, np.random.default_rng(6)), b1_water=water)
+    events = _events(inventory, readings, "water_leak")
+    assert len(events) == 1, [(e.start, e.end, e.state) for e in events]
+    event = events[0]
+    assert event.start >= START + timedelta(hours=leak_from)
+    assert event.detected_at < START + timedelta(hours=leak_from, days=2)
+    assert event.state is not AlertState.RESOLVED
+    last_night = datetime.fromtimestamp(float(hours[-1]), UTC) - timedelta(days=1)
+    assert event.end >= last_night
+    # The whole leak is counted, day and night: 0.12 m3/h over the months it ran (±15 %).
+    leaked = 0.12 * (hours.size - leak_from)
+    assert math.isclose(event.excess_m3, leaked, rel_tol=0.15), (event.excess_m3, leaked)
