@@ -168,6 +168,10 @@ class _PointInfo:
     kgco2e_per_unit: float
 
 
+_SAFE = 1e200
+"""Amounts below this cannot overflow a window's sum (see ``StreamProcessor._check_finite``)."""
+
+
 class StreamProcessor:
     """Validated, windowed aggregation of one portfolio's readings.
 
@@ -198,6 +202,7 @@ class StreamProcessor:
         self.windows: dict[tuple[WindowSize, int], dict[str, _Acc]] = {}
         self.dirty: set[tuple[WindowSize, int]] = set()
         self.closed: set[tuple[WindowSize, int]] = set()
+        self._large = False  # some amount reached _SAFE: check every sum (see _check_finite)
         self.max_event_ms: int | None = None
         self.late_count = 0
         self.too_late_count = 0
@@ -344,6 +349,16 @@ class StreamProcessor:
         return plan
 
     def _check_finite(self, plan: _Plan, point_id: str) -> None:
+        # Fast path: while every amount so far was under _SAFE, no sum can reach infinity
+        # (it would take 1e108 additions). One larger amount (a STATE point may carry 1e308)
+        # switches to checking every sum for good.
+        if not self._large:
+            for _, amount, _, _ in plan:
+                if not -_SAFE < amount < _SAFE:
+                    self._large = True
+                    break
+            else:
+                return
         for key, amount, estimated, _ in plan:
             points = self.windows.get(key)
             acc = points.get(point_id) if points is not None else None
@@ -539,6 +554,7 @@ class StreamProcessor:
         }
         self.dirty = {(WindowSize(size), int(start)) for size, start in state["dirty"]}
         self.closed = {(WindowSize(size), int(start)) for size, start in state["closed"]}
+        self._large = any(not -_SAFE < acc.sum < _SAFE for points in self.windows.values() for acc in points.values())
 
 
 def _fields(values: list[float]) -> dict[str, float]:
