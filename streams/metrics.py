@@ -25,9 +25,6 @@ class Sensor:
     def on_readings(self, count: int) -> None:
         """Readings entered the queue."""
 
-    def on_drop(self, count: int) -> None:
-        """Readings were dropped (the in-process runner never drops: it holds them, see :meth:`on_readings_held`)."""
-
     def on_write(self, count: int, seconds: float) -> None:
         """Points were accepted by InfluxDB."""
 
@@ -78,7 +75,6 @@ class PrometheusSensor(Sensor):
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.readings = Counter("econome_readings", "Readings queued", registry=r)
-        self.dropped = Counter("econome_readings_dropped", "Readings dropped on a full queue", registry=r)
         self.written = Counter("econome_points_written", "Points accepted by InfluxDB", registry=r)
         self.write_seconds = Histogram("econome_write_seconds", "Duration of InfluxDB writes", registry=r)
         self.dead_letters = Counter("econome_dead_letters", "Inputs sent to the dead-letter store", registry=r)
@@ -109,10 +105,6 @@ class PrometheusSensor(Sensor):
     def on_readings(self, count: int) -> None:
         """Count queued readings."""
         self.readings.inc(count)
-
-    def on_drop(self, count: int) -> None:
-        """Count dropped readings."""
-        self.dropped.inc(count)
 
     def on_write(self, count: int, seconds: float) -> None:
         """Count written points and time the write."""

@@ -139,13 +139,12 @@ class PushSource(Protocol):
 class PipelineStats:
     """Counters of what flowed.
 
-    ``dropped`` stays 0: a full log holds input instead (``held``, ``polls_skipped``).
+    Nothing is dropped: a full log holds input instead (``held``, ``polls_skipped``).
     ``poll_errors`` counts polls that raised; ``disk_errors`` failed writes to the
     delivery log or the dead-letter store (retried); ``lost`` what could be kept nowhere.
     """
 
     received: int = 0
-    dropped: int = 0
     held: int = 0
     polls_skipped: int = 0
     refused: int = 0
