@@ -1,4 +1,4 @@
-"""Anomalies: baselines and savings, and the detection an advisor acts on.
+"""Anomalies: the detection an advisor acts on (baselines and savings live in :mod:`mv`).
 
 Reading order for detection: ``features.py`` (hourly data per building ×
 usage), ``rules.py`` (explained energy and data-quality rules),
@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-# Names are imported on first use: ``anomalies.baseline`` (savings) should not
+# Names are imported on first use: ``mv.baseline`` (savings) should not
 # pay for scikit-learn, which only the detectors need.
 _WHERE = {
     "Alert": "anomalies.events",

@@ -117,7 +117,7 @@ class RulesConfig(BaseModel):
     """A run of still hours of a counter less likely than this (from its own history) is stuck."""
     heating_off_above_c: float = 15.0
     """Mean outdoor temperature of the last 24 h (°C) from which heating is not expected: a heating meter may
-    stand still. Below the 18 °C base of the degree days (:data:`anomalies.degreedays.DJU_BASE_C`), since
+    stand still. Below the 18 °C base of the degree days (:data:`mv.degreedays.DJU_BASE_C`), since
     internal and solar gains heat a building the last degrees; 15 °C is the usual heating cut-off."""
     frozen_after: dict[str, Duration] = Field(default_factory=lambda: dict(StalenessLimits().stale_after))
     """Per quantity, how long a sensor may repeat the exact same value."""

@@ -8,7 +8,7 @@ blackout; reporting: the 400 days after it (see shared EEMETER.md).
 eemeter 4.1.1 needs pytz and pandas < 3, so it runs in its own virtualenv,
 created on first use under ``$ECONOME_CACHE`` (default ``~/.cache/econome``),
 as a subprocess. Ours reads the same CSV files from that package, converts
-°F to °C and runs :mod:`anomalies.baseline` and :mod:`anomalies.savings`.
+°F to °C and runs :mod:`mv.baseline` and :mod:`mv.savings`.
 
     .venv/bin/python bench/mv.py
 
@@ -31,13 +31,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from anomalies.baseline import (  # noqa: E402 - after the path fix, so the bench runs from a checkout
+from mv.baseline import (  # noqa: E402 - after the path fix, so the bench runs from a checkout
     DailyChangePointBaseline,
     DailyObservations,
     hourly_temperature_matrix,
     weekday_day_types,
 )
-from anomalies.savings import avoided_consumption  # noqa: E402
+from mv.savings import avoided_consumption  # noqa: E402
 
 SAMPLE = "il-electricity-cdd-hdd-daily"
 EEMETER_SPEC = ["eemeter==4.1.1", "pytz", "pandas<3"]

@@ -37,10 +37,10 @@ import numpy.typing as npt
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from anomalies.baseline import G14_LIMITS
-from anomalies.degreedays import DegreeDay, monthly_degree_days
-from anomalies.savings import PerformanceGapAlert, SavingsReport, cost_of_inaction
 from inventory import Building, Energy, Inventory, Renovation
+from mv.baseline import G14_LIMITS
+from mv.degreedays import DegreeDay, monthly_degree_days
+from mv.savings import PerformanceGapAlert, SavingsReport, cost_of_inaction
 
 __all__ = [
     "ENERGY_LABELS",
@@ -334,7 +334,7 @@ def renovation_report(
         building: the renovated building.
         renovation: the works and their promise.
         energy: the energy of the analysed meter.
-        report: savings since the works (from :func:`anomalies.savings.avoided_consumption`).
+        report: savings since the works (from :func:`mv.savings.avoided_consumption`).
         alert: the performance-gap alert, if any.
         baseline_points: (daily mean temperature, daily energy) of the reference
             period, for the signature chart.

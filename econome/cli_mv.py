@@ -32,7 +32,11 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import typer
 
-from anomalies.baseline import (
+from dashboards.operat import operat_rows, write_operat_csv
+from dashboards.reports import BuildingYear, EnergySeries, building_month_report, portfolio_report, renovation_report
+from econome._common import load_or_exit as _load
+from inventory import Building, Energy, FrenchCalendar, Inventory, Point, Quantity, Usage
+from mv.baseline import (
     DailyChangePointBaseline,
     DailyObservations,
     HourlyObservations,
@@ -42,12 +46,8 @@ from anomalies.baseline import (
     hourly_temperature_matrix,
     weekday_day_types,
 )
-from anomalies.degreedays import DailyTemperature, degree_days, read_series_csv, read_temperature_csv
-from anomalies.savings import SavingsReport, avoided_consumption, performance_gap
-from dashboards.operat import operat_rows, write_operat_csv
-from dashboards.reports import BuildingYear, EnergySeries, building_month_report, portfolio_report, renovation_report
-from econome._common import load_or_exit as _load
-from inventory import Building, Energy, FrenchCalendar, Inventory, Point, Quantity, Usage
+from mv.degreedays import DailyTemperature, degree_days, read_series_csv, read_temperature_csv
+from mv.savings import SavingsReport, avoided_consumption, performance_gap
 from streams.errors import InsufficientData, TelemetryError
 
 __all__ = ["register"]

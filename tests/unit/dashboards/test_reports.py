@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from anomalies.baseline import DailyChangePointBaseline, DailyObservations
-from anomalies.degreedays import DailyTemperature, degree_days
-from anomalies.savings import avoided_consumption, performance_gap
 from dashboards.reports import BuildingYear, EnergySeries, building_month_report, portfolio_report, renovation_report
 from inventory import Energy, Inventory, load_inventory
+from mv.baseline import DailyChangePointBaseline, DailyObservations
+from mv.degreedays import DailyTemperature, degree_days
+from mv.savings import avoided_consumption, performance_gap
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from anomalies.baseline import (
+from inventory import FrenchCalendar, Inventory, Renovation, load_inventory
+from mv.baseline import (
     DailyChangePointBaseline,
     DailyObservations,
     FitStats,
@@ -17,8 +18,7 @@ from anomalies.baseline import (
     daily_energy,
     hourly_temperature_matrix,
 )
-from anomalies.savings import avoided_consumption, cost_of_inaction, performance_gap, savings_uncertainty
-from inventory import FrenchCalendar, Inventory, Renovation, load_inventory
+from mv.savings import avoided_consumption, cost_of_inaction, performance_gap, savings_uncertainty
 from simulator.physics import generate_history
 from streams.errors import ModelError
 
@@ -78,7 +78,7 @@ def test_performance_gap_alert() -> None:
     promise = Renovation(date=WORKS, description="isolation", promised_savings_pct=40)
     alert = performance_gap(report, promise, building_id="ecole", months=3)
     assert alert is not None
-    assert alert.qualified_name == "anomalies.savings.performance_gap"
+    assert alert.qualified_name == "mv.savings.performance_gap"
     assert alert.data["promised_fraction"] == 0.4
     assert 0.0 < alert.data["measured_fraction"] < 0.25
     kept = Renovation(date=WORKS, description="isolation", promised_savings_pct=10)

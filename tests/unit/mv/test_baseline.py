@@ -5,7 +5,8 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 import pytest
 
-from anomalies.baseline import (
+from inventory import Building, FrenchCalendar
+from mv.baseline import (
     BaselineConfig,
     DailyChangePointBaseline,
     DailyObservations,
@@ -18,7 +19,6 @@ from anomalies.baseline import (
     daily_energy,
     fit_stats,
 )
-from inventory import Building, FrenchCalendar
 from streams.errors import InsufficientData, NotFitted
 
 START = date(2024, 1, 1)

@@ -16,7 +16,7 @@ Two models of a meter's consumption on a reference (baseline) period:
 Both refuse a reference period that is too short or too sparse
 (:class:`~streams.errors.InsufficientData` with the reasons), and report
 CV(RMSE) and NMBE (:class:`FitStats`), checked against the Guideline 14
-limits of :data:`G14_LIMITS`. Savings are computed in :mod:`anomalies.savings`.
+limits of :data:`G14_LIMITS`. Savings are computed in :mod:`mv.savings`.
 
 Sample config::
 
@@ -384,7 +384,7 @@ def hourly_temperature_matrix(
 
 
 class Baseline(Protocol):
-    """What :mod:`anomalies.savings` needs of a fitted baseline."""
+    """What :mod:`mv.savings` needs of a fitted baseline."""
 
     @property
     def stats(self) -> FitStats:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from anomalies.degreedays import (
+from mv.degreedays import (
     DailyTemperature,
     daily_temperatures,
     degree_days,

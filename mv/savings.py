@@ -1,6 +1,6 @@
 """Avoided consumption: adjusted baseline minus actual, with its uncertainty.
 
-The baseline fitted on the reference period (:mod:`anomalies.baseline`) is run
+The baseline fitted on the reference period (:mod:`mv.baseline`) is run
 on the weather of the reporting period: that is "what we would have consumed"
 without the works (the *adjusted baseline*). The avoided consumption is the
 adjusted baseline minus the metered consumption, over the periods where both
@@ -24,7 +24,7 @@ No savings are claimed from a baseline that fails the Guideline 14 limits
 
 >>> import numpy as np
 >>> from datetime import date, timedelta
->>> from anomalies.baseline import DailyChangePointBaseline, DailyObservations
+>>> from mv.baseline import DailyChangePointBaseline, DailyObservations
 >>> days = [date(2024, 1, 1) + timedelta(days=i) for i in range(730)]
 >>> temp = 11 - 9 * np.cos(2 * np.pi * (np.arange(730) - 20) / 365)
 >>> energy = 40 + 6 * np.maximum(0, 15 - temp) + np.random.default_rng(1).normal(0, 3, 730)
@@ -47,8 +47,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from anomalies.baseline import DailyChangePointBaseline, DailyObservations, FitStats, HourlyObservations, TowtBaseline
 from inventory import EnergyTariff, Renovation
+from mv.baseline import DailyChangePointBaseline, DailyObservations, FitStats, HourlyObservations, TowtBaseline
 from streams.errors import ModelError
 
 __all__ = [
@@ -84,7 +84,7 @@ def savings_uncertainty(stats: FitStats, adjusted_baseline_kwh: float, m: int, c
     Returns:
         Half-width of the confidence interval, in the unit of the baseline.
 
-    >>> from anomalies.baseline import FitStats, Resolution
+    >>> from mv.baseline import FitStats, Resolution
     >>> s = FitStats(365, 3, 100.0, 0.1, 0.0, 0.9, 0.0, Resolution.DAILY)
     >>> round(savings_uncertainty(s, 36_500.0, 365, 0.68))
     240
@@ -340,7 +340,7 @@ class PerformanceGapAlert:
     """An alert record: the savings of a renovation stay below what was promised.
 
     Attributes:
-        qualified_name: ``anomalies.savings.performance_gap``.
+        qualified_name: ``mv.savings.performance_gap``.
         description: one sentence for the advisor.
         data: JSON-safe details (building, promised and measured fractions, months).
     """
@@ -388,7 +388,7 @@ def performance_gap(
     measured = sum(m.savings_kwh for m in last) / sum(m.adjusted_baseline_kwh for m in last)
     who = f"building {building_id}: " if building_id else ""
     return PerformanceGapAlert(
-        qualified_name="anomalies.savings.performance_gap",
+        qualified_name="mv.savings.performance_gap",
         description=(
             f"{who}savings of {measured:.0%} over the last {months} judged months, "
             f"below the {promised:.0%} promised for '{renovation.description}'"

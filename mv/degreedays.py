@@ -12,7 +12,7 @@ samples is a *gap*: its temperatures are NaN and ``gap`` is true, so a report
 can say which days are missing instead of silently counting zero degree days.
 
 The daily *mean* of the samples over the local calendar day is also kept
-(``mean_c``): the baseline models of :mod:`anomalies.baseline` regress energy
+(``mean_c``): the baseline models of :mod:`mv.baseline` regress energy
 on it, since energy is aggregated over the same local day.
 
 Sample CSVs read by :func:`read_temperature_csv`::
