@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date, time, timedelta
 from enum import Enum
 from pathlib import Path
@@ -342,16 +343,29 @@ class MuteWindow(_Frozen):
         return self
 
 
+class Bookings(_Frozen):
+    """The booking calendar of a hall or a gymnasium: each booked event is open time.
+
+    Communes manage their rooms in a booking calendar; its iCalendar export (a
+    ``.ics`` file, or the calendar's URL) says when the building is used, on top
+    of its weekly hours.
+    """
+
+    ical: str = Field(min_length=1)
+    """A ``.ics`` file (relative to the inventory file) or an ``http(s)://`` URL."""
+
+
 class Schedule(_Frozen):
     """Weekly opening hours, exceptional closures and the holiday policy.
 
-    A day left out of ``weekly`` is closed all day.
+    A day left out of ``weekly`` is closed all day, unless a booking opens it.
     """
 
     weekly: dict[Weekday, list[TimeRange]] = Field(default_factory=dict)
     closures: list[Closure] = Field(default_factory=list)
     closed_on_public_holidays: bool = True
     closed_on_school_holidays: bool = False
+    bookings: Bookings | None = None
 
     def opening_hours(self, day: Weekday) -> list[TimeRange]:
         """Opening ranges of a weekday (empty when closed)."""
@@ -380,12 +394,96 @@ class Renovation(_Frozen):
     usages: list[Usage] = Field(default_factory=list)
 
 
+_MONTH_DAY_RE = re.compile(r"^(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$")
+
+
+def _month_day(value: object) -> object:
+    if isinstance(value, str):
+        match = _MONTH_DAY_RE.match(value.strip())
+        if match is None:
+            msg = f"{value!r} is not a month and day: write e.g. '10-15' for 15 October"
+            raise ValueError(msg)
+        month, day = int(match.group(1)), int(match.group(2))
+        try:
+            date(2000, month, day)  # a leap year: 02-29 is a day
+        except ValueError as exc:
+            msg = f"{value!r} is not a day of the year"
+            raise ValueError(msg) from exc
+        return (month, day)
+    return value
+
+
+MonthDay = Annotated[tuple[int, int], BeforeValidator(_month_day)]
+"""A day of the year, written ``"MM-DD"``."""
+
+
+class HeatingSeason(_Frozen):
+    """The months heating runs, both days included (``start: "10-15"``, ``end: "05-15"``).
+
+    Outside the season heating is off whatever the weather: a heating meter
+    standing still then is expected, and consumption is a fault.
+    """
+
+    start: MonthDay
+    end: MonthDay
+
+    def contains(self, day: date) -> bool:
+        """Tell whether heating is in season on a day."""
+        key = (day.month, day.day)
+        if self.start <= self.end:
+            return self.start <= key <= self.end
+        return key >= self.start or key <= self.end
+
+
+R241_26_OCCUPIED_C = 19.0
+"""Code de l'énergie, art. R241-26: the upper limit of the mean heating temperature while occupied."""
+R241_26_UNOCCUPIED_C = 16.0
+"""Art. R241-26: the limit when unoccupied for 24 to 48 hours."""
+R241_26_LONG_UNOCCUPIED_C = 8.0
+"""Art. R241-26: the limit when unoccupied for more than 48 hours."""
+
+EXEMPT_FROM_R241_26 = frozenset({BuildingUsage.SWIMMING_POOL, BuildingUsage.NURSERY})
+"""Building types the R241-26 limits do not fit by default (pools are heated far above 19 °C;
+crèches for young children are held warmer): set ``heating_limits_regulated`` to override."""
+
+
 class Zone(_Frozen):
-    """A part of a building: a classroom wing, a hall, a pool hall."""
+    """A part of a building: a classroom wing, a hall, a pool hall.
+
+    A zone may differ from its building: a pool hall in a sports centre, a
+    crèche wing in a school. Its fields left out take the building's.
+    """
 
     id: str = Field(pattern=ID_PATTERN)
     name: str
     heated_area_m2: float | None = Field(default=None, gt=0)
+    usage: BuildingUsage | None = None
+    heating_setpoint_occupied_c: float | None = Field(default=None, ge=5, le=35)
+    overheating_limit_c: float | None = Field(default=None, ge=5, le=40)
+    heating_limits_regulated: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ComfortTargets:
+    """The indoor temperatures expected of a building or one of its zones, resolved.
+
+    Attributes:
+        setpoint_c: heating setpoint while occupied.
+        setback_c: setpoint at night on open days.
+        weekend_c: setpoint on closed days (weekends).
+        frost_c: frost-protection setpoint of long closures (holidays).
+        limit_c: the indoor temperature above which heating while occupied is overheating.
+        regulated: whether the R241-26 limits apply (19 °C occupied, 16 °C and 8 °C unoccupied).
+        usage: the building type of the zone (or the building).
+    """
+
+    setpoint_c: float
+    setback_c: float
+    weekend_c: float
+    frost_c: float
+    limit_c: float
+    regulated: bool
+    usage: BuildingUsage
 
 
 class ModbusBinding(_Frozen):
@@ -509,6 +607,13 @@ class Point(_Frozen):
     modbus: ModbusBinding | None = None
     mqtt: MqttBinding | None = None
     replacements: tuple[MeterReplacement, ...] = ()
+    serves: list[Usage] = Field(default_factory=list)
+    """Other usages this meter also serves: one gas meter for heating and hot water is
+    ``usage: heating, serves: [dhw]``."""
+    split: dict[Usage, float] | None = None
+    """Declared yearly shares of ``usage`` and ``serves`` (summing to 1). Left out for a meter
+    that serves several usages, the split is learnt: the part that follows the weather is
+    heating, the rest the other usages."""
     submeter_of: str | None = None
     """The counter this one is part of (a lighting sub-meter of the general meter)."""
     backfill: bool = False
@@ -534,6 +639,17 @@ class Point(_Frozen):
         if self.quantity is Quantity.GAS_VOLUME and self.conversion_kwh_per_unit is None:
             msg = "a gas volume needs 'conversion_kwh_per_unit' (e.g. 11.2 kWh PCS per m3)"
             raise ValueError(msg)
+        if self.usage in self.serves or len(set(self.serves)) != len(self.serves):
+            msg = f"'serves' {[u.value for u in self.serves]} repeats a usage (the point's usage is {self.usage.value})"
+            raise ValueError(msg)
+        if self.split is not None:
+            served = {self.usage, *self.serves}
+            if set(self.split) != served:
+                msg = f"'split' must give a share for each of {sorted(u.value for u in served)}"
+                raise ValueError(msg)
+            if any(not 0 <= share <= 1 for share in self.split.values()) or abs(sum(self.split.values()) - 1) > 1e-6:
+                msg = f"the shares of 'split' must be between 0 and 1 and sum to 1, got {sum(self.split.values()):g}"
+                raise ValueError(msg)
         return self
 
     @property
@@ -552,8 +668,21 @@ class Building(_Frozen):
     heated_area_m2: float = Field(gt=0)
     year_built: int | None = Field(default=None, ge=1000, le=2100)
     advisors: list[str] = Field(default_factory=list)
-    heating_setpoint_occupied_c: float = Field(default=19.0, ge=5, le=30)
-    heating_setpoint_unoccupied_c: float = Field(default=16.0, ge=5, le=30)
+    heating_setpoint_occupied_c: float = Field(default=19.0, ge=5, le=35)
+    heating_setpoint_unoccupied_c: float = Field(default=16.0, ge=5, le=35)
+    """Setpoint at night on open days (the setback)."""
+    heating_setpoint_weekend_c: float | None = Field(default=None, ge=5, le=35)
+    """Setpoint on closed days; left out, the night setpoint."""
+    heating_frost_protection_c: float = Field(default=R241_26_LONG_UNOCCUPIED_C, ge=3, le=16)
+    """Setpoint of closures and holidays longer than 48 hours."""
+    heating_season: HeatingSeason | None = None
+    """When heating runs at all; left out, whenever the weather calls for it."""
+    overheating_limit_c: float | None = Field(default=None, ge=5, le=40)
+    """Indoor temperature above which heating while occupied is overheating; left out, the
+    R241-26 limit of 19 °C where it applies, else the setpoint plus 2 °C."""
+    heating_limits_regulated: bool | None = None
+    """Whether the R241-26 limits apply; left out, decided by the building type
+    (:data:`EXEMPT_FROM_R241_26`)."""
     schedule: Schedule = Field(default_factory=Schedule)
     mute: list[MuteWindow] = Field(default_factory=list)
     renovations: list[Renovation] = Field(default_factory=list)
@@ -566,7 +695,49 @@ class Building(_Frozen):
         if self.heated_area_m2 > self.floor_area_m2:
             msg = f"heated_area_m2 {self.heated_area_m2} exceeds floor_area_m2 {self.floor_area_m2}"
             raise ValueError(msg)
+        zones = {zone.id for zone in self.zones}
+        for target in (None, *zones):
+            comfort = self.comfort(target)
+            if comfort.regulated and comfort.limit_c > R241_26_OCCUPIED_C:
+                where = f"zone {target!r}" if target else "the building"
+                msg = (
+                    f"the overheating limit of {where}, {comfort.limit_c:g} °C, is above the R241-26 limit of "
+                    f"{R241_26_OCCUPIED_C:g} °C: set 'heating_limits_regulated: false' if the law does not apply"
+                )
+                raise ValueError(msg)
         return self
+
+    def comfort(self, zone: str | None = None) -> ComfortTargets:
+        """The setpoints and overheating limit of the building, or of one of its zones.
+
+        >>> b = Building(id="piscine", name="Piscine", usage="swimming_pool", floor_area_m2=900,
+        ...              heated_area_m2=900, heating_setpoint_occupied_c=27)
+        >>> b.comfort().regulated, b.comfort().limit_c
+        (False, 29.0)
+        """
+        found = next((z for z in self.zones if z.id == zone), None) if zone is not None else None
+        usage = (found.usage if found is not None else None) or self.usage
+        setpoint = (found.heating_setpoint_occupied_c if found is not None else None) or self.heating_setpoint_occupied_c
+        regulated = found.heating_limits_regulated if found is not None else None
+        if regulated is None:
+            regulated = self.heating_limits_regulated
+        if regulated is None or (found is not None and found.usage is not None and found.heating_limits_regulated is None):
+            regulated = usage not in EXEMPT_FROM_R241_26
+        limit = found.overheating_limit_c if found is not None else None
+        if limit is None:
+            limit = self.overheating_limit_c
+        if limit is None:
+            limit = R241_26_OCCUPIED_C if regulated else setpoint + 2.0
+        return ComfortTargets(
+            setpoint_c=setpoint,
+            setback_c=self.heating_setpoint_unoccupied_c,
+            weekend_c=self.heating_setpoint_weekend_c if self.heating_setpoint_weekend_c is not None
+            else self.heating_setpoint_unoccupied_c,
+            frost_c=self.heating_frost_protection_c,
+            limit_c=limit,
+            regulated=regulated,
+            usage=usage,
+        )
 
 
 class Site(_Frozen):
