@@ -28,9 +28,9 @@ Sample config (``FeatureConfig``)::
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -38,7 +38,10 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
 from inventory import Building, Duration, Energy, FrenchCalendar, Inventory, Point, Quantity, Usage
+from inventory.bookings import booked_intervals
 from inventory.calendar import day_intervals, in_intervals
+from mv.baseline import BaselineConfig, DailyChangePointBaseline, DailyObservations, DailyParams, classify_days
+from streams.errors import InsufficientData, ModelError
 
 __all__ = [
     "FEATURE_NAMES",
@@ -48,9 +51,12 @@ __all__ = [
     "PointSeries",
     "UsageSeries",
     "build_features",
+    "building_bookings",
+    "expected_setpoints",
     "outdoor_temperature",
     "schedule_masks",
     "sun_elevation_deg",
+    "usage_shares",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -89,6 +95,11 @@ class FeatureConfig(BaseModel):
     """Latitude of the portfolio, for daylight (the inventory has no coordinates)."""
     longitude_deg: float = Field(default=2.5, ge=-180, le=180)
     """Longitude of the portfolio, for daylight."""
+    split_min_days: int = Field(default=14, ge=7, le=365)
+    """A meter serving heating and another usage with no declared ``split`` gives all its
+    consumption to its own usage until this many complete days with weather are seen."""
+    split_refit: Duration = timedelta(days=7)
+    """How often the learnt split of such a meter is fitted again (on the days before)."""
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -248,7 +259,7 @@ class BuildingHours:
     Attributes:
         building: the building.
         frame: the hourly frame of the whole portfolio.
-        open_frac: fraction of each hour the building is open.
+        open_frac: fraction of each hour the building is open (weekly hours and bookings).
         preheat: the hour lies in the pre-heating allowance before an opening.
         public_holiday: the local day is a public holiday.
         school_holiday: the local day is in the school holidays of the zone.
@@ -259,8 +270,14 @@ class BuildingHours:
         indoor_c: mean of the building's indoor temperature sensors.
         illuminance_lx: the highest indoor illuminance.
         sun_deg: solar elevation at mid-hour.
-        usages: consumption per usage.
-        setpoint_c: the setpoint of each hour (occupied or unoccupied, per the schedule).
+        setpoint_c: the heating setpoint expected in each hour (:func:`expected_setpoints`):
+            occupied setpoint when open or pre-heating, setback at night on open days,
+            weekend setpoint on closed days, frost protection in closures longer than
+            48 hours, ``nan`` outside the heating season (no heating expected).
+        heating_in_season: the local day is in the building's heating season
+            (every day when it declares none).
+        usages: consumption per usage; a meter that serves several usages is shared
+            between them (:func:`usage_shares`).
     """
 
     building: Building
@@ -276,6 +293,8 @@ class BuildingHours:
     indoor_c: FloatArray
     illuminance_lx: FloatArray
     sun_deg: FloatArray
+    setpoint_c: FloatArray
+    heating_in_season: BoolArray
     usages: dict[Usage, UsageSeries] = field(default_factory=dict)
 
     @property
@@ -290,15 +309,6 @@ class BuildingHours:
         result: BoolArray = (self.open_frac == 0.0) & ~self.preheat
         return result
 
-    @property
-    def setpoint_c(self) -> FloatArray:
-        """The setpoint the schedule asks for in each hour."""
-        b = self.building
-        result: FloatArray = np.where(
-            self.occupied | self.preheat, b.heating_setpoint_occupied_c, b.heating_setpoint_unoccupied_c
-        )
-        return result
-
     @classmethod
     def build(
         cls,
@@ -309,24 +319,32 @@ class BuildingHours:
         config: FeatureConfig | None = None,
         *,
         blank: Mapping[str, BoolArray] | None = None,
+        booked: Sequence[tuple[datetime, datetime]] | None = None,
     ) -> BuildingHours:
         """Describe the hours of one building.
 
         Args:
-            inventory: the portfolio (weather points, tariffs).
+            inventory: the portfolio (weather points, tariffs, the folder booking calendars are relative to).
             building: the building.
             frame: the hourly data.
             calendar: holidays of the organisation's zone.
             config: feature settings.
             blank: per point, hours whose data must be ignored (a stuck counter, a frozen sensor).
+            booked: the building's booked intervals (UTC); by default read from its booking
+                calendar (:func:`inventory.bookings.booked_intervals`) when it has one.
 
         Returns:
             The building's hours.
+
+        Raises:
+            inventory.bookings.BookingsError: the booking calendar cannot be used.
         """
         config = config or FeatureConfig()
         tz = inventory.organisation.tz
         times = frame.times_s
-        open_frac, preheat = schedule_masks(building, calendar, tz, times, config.preheat)
+        if booked is None:
+            booked = building_bookings(inventory, building, frame)
+        open_frac, preheat = schedule_masks(building, calendar, tz, times, config.preheat, booked=booked)
         local = [datetime.fromtimestamp(float(s), tz) for s in times]
         local_hour = np.array([m.hour for m in local], dtype=np.int64)
         weekday = np.array([m.weekday() for m in local], dtype=np.int64)
@@ -343,6 +361,7 @@ class BuildingHours:
 
         indoor = [p.id for p in building.points if p.quantity is Quantity.TEMPERATURE and p.usage is not Usage.WEATHER]
         lux = [p.id for p in building.points if p.quantity is Quantity.ILLUMINANCE]
+        setpoint, in_season = expected_setpoints(building, calendar, tz, times, open_frac, preheat, booked=booked)
         hours = cls(
             building=building,
             frame=frame,
@@ -357,12 +376,38 @@ class BuildingHours:
             indoor_c=_nanmean([sensor(p) for p in indoor], frame.hours),
             illuminance_lx=_nanmax([sensor(p) for p in lux], frame.hours),
             sun_deg=sun_elevation_deg(times + _HOUR_S / 2, config.latitude_deg, config.longitude_deg),
+            setpoint_c=setpoint,
+            heating_in_season=in_season,
         )
-        for usage in CONSUMPTION_USAGES:
-            series = _usage_series(building, usage, frame, blank)
+        shares = usage_shares(building, frame, hours.outdoor_c, hours.local_day, calendar, config, blank)
+        # A served usage outside CONSUMPTION_USAGES (hot water) gets a series of its own.
+        served = {u for p in building.points if p.cumulative and p.serves for u in (p.usage, *p.serves)}
+        for usage in (*CONSUMPTION_USAGES, *sorted(served - set(CONSUMPTION_USAGES), key=lambda u: u.value)):
+            series = _usage_series(building, usage, frame, blank, shares)
             if series is not None:
                 hours.usages[usage] = series
         return hours
+
+
+def building_bookings(inventory: Inventory, building: Building, frame: HourlyFrame) -> list[tuple[datetime, datetime]]:
+    """The booked intervals of a building over a frame (with a day either side, for pre-heating).
+
+    Args:
+        inventory: gives the timezone and the folder booking calendars are relative to.
+        building: the building.
+        frame: the hours of interest.
+
+    Returns:
+        Sorted, disjoint UTC intervals; empty when the building has no booking calendar.
+
+    Raises:
+        inventory.bookings.BookingsError: the booking calendar cannot be used.
+    """
+    if building.schedule.bookings is None:
+        return []
+    start = frame.time(0) - timedelta(days=1)
+    end = frame.time(0) + timedelta(hours=frame.hours) + timedelta(days=1)
+    return booked_intervals(building, inventory.source_dir, start, end, inventory.organisation.tz)
 
 
 def outdoor_temperature(inventory: Inventory, frame: HourlyFrame, blank: Mapping[str, BoolArray] | None = None) -> FloatArray:
@@ -409,13 +454,20 @@ def _nanmax(columns: list[FloatArray], n: int) -> FloatArray:
 _ENERGY_COUNTERS = frozenset({Quantity.ACTIVE_ENERGY, Quantity.HEAT_ENERGY, Quantity.GAS_VOLUME})
 
 
-def _usage_series(building: Building, usage: Usage, frame: HourlyFrame, blank: Mapping[str, BoolArray]) -> UsageSeries | None:
+def _usage_series(
+    building: Building,
+    usage: Usage,
+    frame: HourlyFrame,
+    blank: Mapping[str, BoolArray],
+    shares: Mapping[str, Mapping[Usage, FloatArray]] | None = None,
+) -> UsageSeries | None:
+    shares = shares or {}
     if usage is Usage.WATER:
         points = [p for p in building.points if p.cumulative and p.quantity is Quantity.WATER_VOLUME]
     else:
         points = [
             p for p in building.points
-            if p.cumulative and p.usage is usage and p.quantity in _ENERGY_COUNTERS
+            if p.cumulative and p.quantity in _ENERGY_COUNTERS and (p.usage is usage or usage in p.serves)
         ]
     points = [p for p in points if p.id in frame.consumption]
     if not points:
@@ -425,15 +477,166 @@ def _usage_series(building: Building, usage: Usage, frame: HourlyFrame, blank: M
         values = frame.consumption[point.id] * _to_kwh(point)
         if point.id in blank:
             values = np.where(blank[point.id], np.nan, values)
+        if usage is not Usage.WATER and point.id in shares:
+            values = values * shares[point.id][usage]
         total = total + values
     unit = "m3" if usage is Usage.WATER else "kWh"
     return UsageSeries(usage=usage, unit=unit, energy=points[0].energy, points=tuple(p.id for p in points), values=total)
 
 
+def usage_shares(
+    building: Building,
+    frame: HourlyFrame,
+    outdoor_c: FloatArray,
+    local_day: IntArray,
+    calendar: FrenchCalendar,
+    config: FeatureConfig | None = None,
+    blank: Mapping[str, BoolArray] | None = None,
+) -> dict[str, dict[Usage, FloatArray]]:
+    """Hour-by-hour share of each usage of the meters that serve several (``serves``).
+
+    A declared ``split`` is used as is, every hour. Left out, a meter serving
+    heating and another usage is split the way an energy advisor reads a
+    gas bill: the part of its daily consumption that follows the heating
+    degree days is heating, the weather-independent base is the other usage.
+    That is the daily change-point baseline of :mod:`mv.baseline`, fitted on
+    the meter's days *before* the current one (refitted every
+    ``config.split_refit`` on the last year), so a share never depends on
+    later data. In hour ``h`` of a day, the heating share is
+    ``H / (H + B)`` with ``H = slope · HDD`` (the degree hours of that day up
+    to ``h``) and ``B`` the intercept of the day's type. Until
+    ``config.split_min_days`` complete days are seen, or when no fit can be
+    made, everything goes to the meter's own usage. A meter whose usages do
+    not include heating cannot be split from the weather: everything goes to
+    its own usage unless a split is declared.
+
+    Args:
+        building: the building.
+        frame: the hourly data.
+        outdoor_c: outdoor temperature per hour.
+        local_day: local date ordinal of each hour.
+        calendar: holidays, for the day types of the baseline.
+        config: gives the minimum days and the refit period.
+        blank: per point, hours whose data must be ignored.
+
+    Returns:
+        Per meter that serves several usages, per usage, the share of each hour (summing to 1).
+    """
+    config = config or FeatureConfig()
+    blank = blank or {}
+    out: dict[str, dict[Usage, FloatArray]] = {}
+    for point in building.points:
+        if not point.serves or not point.cumulative or point.id not in frame.consumption:
+            continue
+        usages = (point.usage, *point.serves)
+        if point.split is not None:
+            out[point.id] = {u: np.full(frame.hours, point.split[u]) for u in usages}
+            continue
+        shares = {u: np.full(frame.hours, 1.0 if u is point.usage else 0.0) for u in usages}
+        if Usage.HEATING in usages:
+            values = frame.consumption[point.id].copy()
+            if point.id in blank:
+                values[blank[point.id]] = np.nan
+            heating = _learnt_heating_share(building, values, outdoor_c, local_day, calendar, config)
+            other = next(u for u in usages if u is not Usage.HEATING)
+            learnt = np.isfinite(heating)
+            shares[Usage.HEATING] = np.where(learnt, heating, shares[Usage.HEATING])
+            shares[other] = np.where(learnt, 1.0 - heating, shares[other])
+            for u in usages:
+                if u not in (Usage.HEATING, other):
+                    shares[u] = np.where(learnt, 0.0, shares[u])
+        out[point.id] = shares
+    return out
+
+
+_SPLIT_MIN_SPREAD_K = 6.0
+"""The daily mean outdoor temperatures of the days a split is learnt from must span this much."""
+
+
+def _learnt_heating_share(
+    building: Building,
+    values: FloatArray,
+    outdoor_c: FloatArray,
+    local_day: IntArray,
+    calendar: FrenchCalendar,
+    config: FeatureConfig,
+) -> FloatArray:
+    """Heating share per hour from a daily change-point baseline fitted on earlier days; ``nan`` before any fit."""
+    n = values.size
+    share = np.full(n, np.nan)
+    if n == 0:
+        return share
+    ordinals, day_of_hour = np.unique(local_day, return_inverse=True)
+    ndays = ordinals.size
+    days = [date.fromordinal(int(o)) for o in ordinals]
+    energy = np.full(ndays, np.nan)
+    temps = np.full((ndays, 25), np.nan)  # 25: the day the clocks go back
+    for d in range(ndays):
+        idx = np.flatnonzero(day_of_hour == d)
+        temps[d, : idx.size] = outdoor_c[idx]
+        # A day counts only when all its hours are known: 23 to 25 of them.
+        if idx.size >= 23 and np.isfinite(values[idx]).all():
+            energy[d] = float(values[idx].sum())
+    types = classify_days(days, building, calendar)
+    # Only the heating term matters to the split: a cooling balance point out of reach (no
+    # cooling degree days) and a 1 K grid keep each weekly fit to a few milliseconds.
+    fit_config = BaselineConfig(
+        min_span=timedelta(days=config.split_min_days),
+        min_coverage=0.5,
+        min_days_per_type=config.split_min_days,
+        cooling_balance_c=(60.0, 60.0),
+        balance_step_c=1.0,
+    )
+    refit_days = max(1, round(config.split_refit / timedelta(days=1)))
+    params: DailyParams | None = None
+    last_fit = -refit_days
+    for d in range(ndays):
+        if d - last_fit >= refit_days:
+            lo = max(0, d - 365)
+            obs = DailyObservations.build(days[lo:d], energy[lo:d], temps[lo:d], types[lo:d])
+            usable = obs.usable()
+            # Base load and heating slope can only be told apart across different weather: on
+            # days all equally cold the fit would take any split (issue 11).
+            spread = float(np.ptp(obs.daily_mean_c[usable])) if usable.any() else 0.0
+            if int(usable.sum()) >= config.split_min_days and spread >= _SPLIT_MIN_SPREAD_K:
+                try:
+                    params = DailyChangePointBaseline(fit_config).fit(obs).params
+                    last_fit = d
+                except (InsufficientData, ModelError):
+                    pass  # keep the previous fit; try again tomorrow
+        if params is None:
+            continue
+        idx = np.flatnonzero(day_of_hour == d)
+        kind = params.type_map.get(types[d], types[d])
+        base = max(0.0, params.intercept.get(kind, 0.0))
+        if params.heating_balance_c is None:
+            share[idx] = 0.0
+            continue
+        slope = params.heating_slope.get(kind, 0.0)
+        dh = np.maximum(0.0, params.heating_balance_c - outdoor_c[idx])
+        known = np.isfinite(dh)
+        # Degree hours of the day so far, hour by hour: the share of hour h never looks past h.
+        sofar = np.cumsum(np.where(known, dh, 0.0)) / np.maximum(np.cumsum(known), 1)
+        heat = slope * sofar
+        total = heat + base
+        share[idx] = np.where(np.cumsum(known) > 0, np.where(total > 0, heat / np.where(total > 0, total, 1.0), 0.0), np.nan)
+    return share
+
+
 def schedule_masks(
-    building: Building, calendar: FrenchCalendar, tz: ZoneInfo, times: FloatArray, preheat: timedelta
+    building: Building,
+    calendar: FrenchCalendar,
+    tz: ZoneInfo,
+    times: FloatArray,
+    preheat: timedelta,
+    *,
+    booked: Sequence[tuple[datetime, datetime]] = (),
 ) -> tuple[FloatArray, BoolArray]:
     """Open fraction of each hour and the pre-heating allowance, from opening intervals per local day.
+
+    A booked interval is open time, on top of the weekly hours (a hall booked on
+    a Saturday night, a gymnasium on a public holiday); the days of an
+    exceptional closure stay closed, bookings or not.
 
     Args:
         building: gives the schedule.
@@ -441,31 +644,138 @@ def schedule_masks(
         tz: the organisation's timezone.
         times: start of each hour, UTC epoch seconds.
         preheat: length of the pre-heating allowance before each opening.
+        booked: booked intervals (aware datetimes), e.g. from :func:`building_bookings`.
 
     Returns:
         The open fraction of each hour (sampled every 15 min) and the pre-heating hours.
     """
     if times.size == 0:
         return np.zeros(0), np.zeros(0, dtype=np.bool_)
-    first = datetime.fromtimestamp(float(times[0]), tz).date() - timedelta(days=1)
-    last = datetime.fromtimestamp(float(times[-1]), tz).date() + timedelta(days=2)
-    starts: list[float] = []
-    ends: list[float] = []
-    day = first
-    while day <= last:
-        for s, e in day_intervals(building.schedule, day, calendar, tz):
-            starts.append(s)
-            ends.append(e)
-        day += timedelta(days=1)
-    order = np.argsort(starts)
-    s_arr = np.asarray(starts, dtype=np.float64)[order]
-    e_arr = np.asarray(ends, dtype=np.float64)[order]
+    s_arr, e_arr = _open_intervals(building, calendar, tz, float(times[0]), float(times[-1]) + _HOUR_S, booked)
     offsets = (np.arange(_SAMPLES_PER_HOUR) + 0.5) * _HOUR_S / _SAMPLES_PER_HOUR
     samples = times[:, None] + offsets[None, :]
     open_frac = in_intervals(samples, s_arr, e_arr).mean(axis=1)
     lead = preheat.total_seconds()
     warming = in_intervals(samples, s_arr - lead, s_arr).any(axis=1)
     return open_frac, warming & (open_frac < 1.0)
+
+
+def _open_intervals(
+    building: Building,
+    calendar: FrenchCalendar,
+    tz: ZoneInfo,
+    start_s: float,
+    end_s: float,
+    booked: Sequence[tuple[datetime, datetime]],
+) -> tuple[FloatArray, FloatArray]:
+    """Merged opening intervals (weekly hours and bookings, minus closures) around ``[start_s, end_s)``."""
+    first = datetime.fromtimestamp(start_s, tz).date() - timedelta(days=1)
+    last = datetime.fromtimestamp(end_s, tz).date() + timedelta(days=1)
+    spans: list[tuple[float, float]] = []
+    day = first
+    while day <= last:
+        spans.extend(day_intervals(building.schedule, day, calendar, tz))
+        day += timedelta(days=1)
+    closures = [
+        (
+            datetime.combine(c.start, datetime.min.time(), tzinfo=tz).timestamp(),
+            datetime.combine(c.end + timedelta(days=1), datetime.min.time(), tzinfo=tz).timestamp(),
+        )
+        for c in building.schedule.closures
+    ]
+    for b_start, b_end in booked:
+        pieces = [(b_start.timestamp(), b_end.timestamp())]
+        for c_start, c_end in closures:
+            pieces = [p for s, e in pieces for p in ((s, min(e, c_start)), (max(s, c_end), e)) if p[1] > p[0]]
+        spans.extend(pieces)
+    merged: list[list[float]] = []
+    for s, e in sorted(spans):
+        if merged and s <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], e)
+        else:
+            merged.append([s, e])
+    if not merged:
+        return np.empty(0), np.empty(0)
+    arr = np.asarray(merged, dtype=np.float64)
+    return arr[:, 0], arr[:, 1]
+
+
+_LONG_CLOSURE_DAYS = 3
+"""A run of this many closed days is unoccupied for more than 48 hours (R241-26: frost protection)."""
+
+
+def expected_setpoints(
+    building: Building,
+    calendar: FrenchCalendar,
+    tz: ZoneInfo,
+    times: FloatArray,
+    open_frac: FloatArray,
+    preheat: BoolArray,
+    *,
+    booked: Sequence[tuple[datetime, datetime]] = (),
+) -> tuple[FloatArray, BoolArray]:
+    """The heating setpoint expected in each hour, from the building's comfort targets.
+
+    - outside the heating season (``heating_season``): ``nan``, no heating expected;
+    - open (at least half the hour) or pre-heating: the occupied setpoint;
+    - other hours of a day the building opens: the night setback;
+    - a closed day: the weekend setpoint, or frost protection when the closed
+      days around it last more than 48 hours (holidays, long closures), as
+      art. R241-26 allows 8 °C then.
+
+    Whether a day is open comes from the schedule and the bookings, never from
+    data, so the value of an hour is the same whatever the data after it.
+
+    Args:
+        building: gives the schedule, the season and the setpoints (:meth:`~inventory.Building.comfort`).
+        calendar: public and school holidays.
+        tz: the organisation's timezone.
+        times: start of each hour, UTC epoch seconds.
+        open_frac: open fraction of each hour (:func:`schedule_masks`).
+        preheat: the pre-heating hours (:func:`schedule_masks`).
+        booked: booked intervals, the same as given to :func:`schedule_masks`.
+
+    Returns:
+        The setpoint of each hour (°C, ``nan`` out of season) and whether the hour is in the heating season.
+    """
+    n = times.size
+    if n == 0:
+        return np.zeros(0), np.zeros(0, dtype=np.bool_)
+    comfort = building.comfort()
+    local_days = [datetime.fromtimestamp(float(s), tz).date() for s in times]
+    first, last = min(local_days), max(local_days)
+    # Look a few days past both ends: a long closure is long whatever part of it the frame holds.
+    margin = timedelta(days=_LONG_CLOSURE_DAYS)
+    lo = datetime.combine(first - margin, datetime.min.time(), tzinfo=tz).timestamp()
+    hi = datetime.combine(last + margin + timedelta(days=1), datetime.min.time(), tzinfo=tz).timestamp()
+    starts, ends = _open_intervals(building, calendar, tz, lo, hi, booked)
+    span_days = [first - margin + timedelta(days=i) for i in range((last - first).days + 2 * margin.days + 1)]
+    is_open_day = []
+    for day in span_days:
+        d0 = datetime.combine(day, datetime.min.time(), tzinfo=tz).timestamp()
+        d1 = datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=tz).timestamp()
+        is_open_day.append(bool(np.any((starts < d1) & (ends > d0))))
+    run_length = [0] * len(span_days)
+    i = 0
+    while i < len(span_days):
+        if is_open_day[i]:
+            i += 1
+            continue
+        j = i
+        while j < len(span_days) and not is_open_day[j]:
+            j += 1
+        for k in range(i, j):
+            run_length[k] = j - i
+        i = j
+    index = {day: k for k, day in enumerate(span_days)}
+    season = building.heating_season
+    in_season = np.array([season is None or season.contains(d) for d in local_days], dtype=np.bool_)
+    open_day = np.array([is_open_day[index[d]] for d in local_days], dtype=np.bool_)
+    long_closed = np.array([run_length[index[d]] >= _LONG_CLOSURE_DAYS for d in local_days], dtype=np.bool_)
+    closed_day_c = np.where(long_closed, comfort.frost_c, comfort.weekend_c)
+    setpoint = np.where((open_frac >= 0.5) | preheat, comfort.setpoint_c, np.where(open_day, comfort.setback_c, closed_day_c))
+    result: FloatArray = np.where(in_season, setpoint, np.nan)
+    return result, in_season
 
 
 FEATURE_NAMES = (

@@ -202,7 +202,7 @@ def load_inventory(path: Path) -> Inventory:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InventoryError(source, [_not_utf8(data, exc)]) from exc
-    return parse_inventory(text, source=source)
+    return parse_inventory(text, source=source).located_at(path)
 
 
 def _too_large(size: int) -> str:

@@ -873,6 +873,7 @@ class Inventory(_Frozen):
     mqtt_brokers: list[MqttBroker] = Field(default_factory=list)
     sites: list[Site]
     _index: dict[str, tuple[Building, Point]] | None = PrivateAttr(default=None)
+    _source_dir: Path | None = PrivateAttr(default=None)
 
     @field_validator("energies")
     @classmethod
@@ -884,6 +885,19 @@ class Inventory(_Frozen):
         problems = _cross_references(self)
         if problems:
             raise CrossReferenceError(problems)
+        return self
+
+    @property
+    def source_dir(self) -> Path:
+        """The folder of the inventory file, where relative paths (booking calendars) start.
+
+        The working directory for an inventory parsed from text.
+        """
+        return self._source_dir if self._source_dir is not None else Path.cwd()
+
+    def located_at(self, path: Path) -> Inventory:
+        """Record the file this inventory was read from (relative paths start at its folder)."""
+        self._source_dir = path.resolve().parent
         return self
 
     def buildings(self) -> Iterator[tuple[Site, Building]]:
