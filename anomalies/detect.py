@@ -225,8 +225,9 @@ def run_models(hours: BuildingHours, excluded: BoolArray, config: DetectConfig) 
         fits = 0
         last: IsolationForestDetector | None = None
         last_th: QuantileThreshold | None = None
-        rng = np.random.default_rng([config.random_state, n])
         for at in range(first, n, step):
+            # Seeded by the refit hour, not the series length: chunked runs hold out the same hours.
+            rng = np.random.default_rng([config.random_state, at])
             usable = ~excluded[:at] & ~model_flag[:at]
             reference = np.where(usable[:, None], rows[:at], np.nan)
             detector = IsolationForestDetector(config.iforest, random_state=config.random_state)
