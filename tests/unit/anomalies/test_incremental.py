@@ -173,7 +173,7 @@ def test_saved_state_resumes_without_re_alerting_and_reports_resolution_once(tmp
 def test_corrupt_or_foreign_state_is_named(tmp_path: Path) -> None:
     path = tmp_path / "state.npz"
     path.write_bytes(b"not a zip")
-    with pytest.raises(DecodeError, match="state.npz"):
+    with pytest.raises(DecodeError, match=r"state\.npz"):
         DetectorState.load(path)
     DetectorState.fresh(RULES).save(path)
     assert DetectorState.load(path).last_hour is None
@@ -205,7 +205,8 @@ def test_detect_command_with_state_reports_only_new_transitions(tmp_path: Path, 
     assert ("bibliotheque", "stale_counter") in {(b, k) for b, k, _ in first_keys}
     # The stuck counter opened in the first run: the second run only reports its resolution.
     again = [e for e in lines[1] if (e["building"], e["kind"], e["start"]) in first_keys]
-    assert again and all(e["state"] != "open" for e in again)
+    assert again
+    assert all(e["state"] != "open" for e in again)
     assert any(e["building"] == "gymnase-batum" and e["kind"] == "heating_unoccupied" for e in lines[1])
     state.write_bytes(b"\x00garbage")
     bad = CliRunner().invoke(app, ["--inventory", str(ROOT / "examples" / "commune.yaml"), "--readings", str(csv),
