@@ -73,15 +73,20 @@ from anomalies.features import (
     schedule_masks,
 )
 from anomalies.iforest import IsolationForestConfig, IsolationForestDetector
-from anomalies.lifecycle import AlertKey, AlertLifecycle, LifecycleConfig
+from anomalies.lifecycle import AlertKey, AlertLifecycle, LifecycleConfig, Transition
 from anomalies.rules import BUILDING_RULES, QUALITY_RULES, Finding, RulesConfig
 from anomalies.thresholds import QuantileThreshold
 from inventory import Building, FrenchCalendar, Inventory, Usage
 from streams.errors import DecodeError, InsufficientData
 
 __all__ = [
+    "AlertMemory",
+    "BuildingFindings",
     "DetectConfig",
     "ModelRun",
+    "RuleSpan",
+    "building_findings",
+    "debounce",
     "detect",
     "events_from_findings",
     "read_readings_csv",
@@ -220,8 +225,9 @@ def run_models(hours: BuildingHours, excluded: BoolArray, config: DetectConfig) 
         fits = 0
         last: IsolationForestDetector | None = None
         last_th: QuantileThreshold | None = None
-        rng = np.random.default_rng([config.random_state, n])
         for at in range(first, n, step):
+            # Seeded by the refit hour, not the series length: chunked runs hold out the same hours.
+            rng = np.random.default_rng([config.random_state, at])
             usable = ~excluded[:at] & ~model_flag[:at]
             reference = np.where(usable[:, None], rows[:at], np.nan)
             detector = IsolationForestDetector(config.iforest, random_state=config.random_state)
@@ -274,6 +280,165 @@ def _model_findings(runs: Sequence[ModelRun], hours: BuildingHours, config: Dete
     return findings
 
 
+@dataclass(slots=True)
+class AlertMemory:
+    """What detection remembers of one alert key beyond its lifecycle track, between runs.
+
+    Attributes:
+        opened: when its current alert opened (the hour of the transition), ``None`` while pending.
+        suppressed: a model alert that a rule alert of its building already explains: never reported.
+    """
+
+    opened: datetime | None = None
+    suppressed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSpan:
+    """A rule alert of a building, as model alerts need it to be suppressed (see :func:`debounce`).
+
+    Attributes:
+        building: building id.
+        start: its first active hour.
+        last_active: end of its last active hour.
+        opened: when it opened.
+        resolved: when it resolved, ``None`` while open.
+    """
+
+    building: str
+    start: datetime
+    last_active: datetime
+    opened: datetime
+    resolved: datetime | None = None
+
+
+def _key(finding: Finding) -> AlertKey:
+    return (finding.building, finding.usage.value, finding.kind.value, finding.point or "")
+
+
+def debounce(
+    inventory: Inventory,
+    building: Building,
+    frame: HourlyFrame,
+    findings: Sequence[Finding],
+    *,
+    first_hour: int,
+    life: AlertLifecycle,
+    memory: dict[AlertKey, AlertMemory],
+    spans: list[RuleSpan],
+    scores: dict[Usage, FloatArray] | None = None,
+) -> list[AnomalyEvent]:
+    """Feed hours ``first_hour`` … of a building's findings to the alert lifecycle; return what changed.
+
+    This is the one place findings become events: :func:`events_from_findings`
+    (a single pass) and :func:`anomalies.incremental.advance` (run after run,
+    ``life``, ``memory`` and ``spans`` persisted) both call it. Only the hours
+    from ``first_hour`` on are observed; earlier hours of the findings serve
+    the events' figures (observed, expected, excess, chart).
+
+    Model findings (``unusual_consumption``) must come after the rule
+    findings: a model alert that opens while a rule alert of the building,
+    reported by then, is open or overlaps it is suppressed for its whole life
+    (the rule explains it better), which depends on earlier hours only.
+
+    Args:
+        inventory: tariffs and timezone.
+        building: the building (its mute windows apply).
+        frame: the hourly grid of the findings.
+        findings: the building's findings, rules first.
+        first_hour: index of the first hour to observe.
+        life: the lifecycle, with the tracks of earlier runs.
+        memory: per key, the opening time and suppression of its alert (updated).
+        spans: the building's rule alerts, for suppression (updated).
+        scores: per usage, model scores used as the events' score (1.0 without).
+
+    Returns:
+        One event per alert that opened, was extended or resolved in these hours,
+        in its latest state; an alert still open reports ``open`` or ``ongoing``.
+    """
+    events: list[AnomalyEvent] = []
+    for finding in findings:
+        key = _key(finding)
+        life.per_kind[key[2]] = LifecycleConfig(min_duration=finding.min_duration, clear_after=finding.clear_after)
+        is_model = finding.kind is EventKind.UNUSUAL_CONSUMPTION
+        known = np.flatnonzero(np.isfinite(finding.state[first_hour:])) + first_hour
+        if known.size == 0:
+            continue
+        active_mask = finding.active[known]
+        actives = known[active_mask]
+        if actives.size == 0 and not life.tracking(key):
+            continue
+        before = life.track(key)
+        mem = memory.setdefault(key, AlertMemory())
+        clear_h = max(1, math.ceil(finding.clear_after / _HOUR))
+        changed = False
+        i = 0
+        while i < known.size:
+            h = int(known[i])
+            if not active_mask[i]:
+                if not life.tracking(key):
+                    # Nothing tracked: the next active hour is the next that can change anything.
+                    j = int(np.searchsorted(actives, h))
+                    if j >= actives.size:
+                        break
+                    i = int(np.searchsorted(known, actives[j]))
+                    continue
+                # Tracked and quiet: only an active hour or the end of the quiet time changes anything.
+                track = life.track(key)
+                assert track is not None  # noqa: S101 - tracking() said so
+                quiet_end = int((track.last_active.timestamp() - frame.start_s) // 3600) + clear_h - 1
+                j = int(np.searchsorted(actives, h))
+                nxt_active = int(np.searchsorted(known, actives[j])) if j < actives.size else known.size
+                nxt_quiet = int(np.searchsorted(known, max(h, quiet_end)))
+                target = min(nxt_active, nxt_quiet)
+                if target > i:
+                    i = target
+                    continue
+            transition = life.observe(key, frame.time(h), bool(active_mask[i]))
+            i += 1
+            if transition is None:
+                continue
+            if transition.state is AlertState.OPEN:
+                mem.opened = transition.at
+                mem.suppressed = is_model and _explained(spans, building.id, transition)
+                changed = True
+            elif transition.state is AlertState.RESOLVED and mem.opened is not None:
+                if not is_model:
+                    _record_span(spans, building.id, transition, mem.opened)
+                if not mem.suppressed:
+                    events.append(_event(inventory, building, frame, finding, transition.start, transition.last_active,
+                                         mem.opened, AlertState.RESOLVED, scores, transition.at))
+                mem.opened, mem.suppressed, changed = None, False, False
+        track = life.track(key)
+        if track is None or track.state is None or mem.opened is None:
+            if track is None and mem.opened is None:
+                memory.pop(key, None)
+            continue
+        if not is_model:
+            _record_span(spans, building.id, Transition(key, track.state, track.last_active, track.first,
+                                                        track.last_active), mem.opened, open_=True)
+        extended = before is None or before.last_active != track.last_active or before.state is None
+        if (changed or extended) and not mem.suppressed:
+            events.append(_event(inventory, building, frame, finding, track.first, track.last_active, mem.opened,
+                                 track.state, scores, None))
+    return events
+
+
+def _explained(spans: Sequence[RuleSpan], building: str, opening: Transition) -> bool:
+    """A rule alert of the building, reported by the time a model alert opens, is open or overlaps it."""
+    for span in spans:
+        if span.building != building or span.opened > opening.at:
+            continue
+        if span.resolved is None or span.resolved > opening.at or span.last_active > opening.start:
+            return True
+    return False
+
+
+def _record_span(spans: list[RuleSpan], building: str, t: Transition, opened: datetime, *, open_: bool = False) -> None:
+    spans[:] = [s for s in spans if not (s.building == building and s.start == t.start and s.opened == opened)]
+    spans.append(RuleSpan(building, t.start, t.last_active, opened, None if open_ else t.at))
+
+
 def events_from_findings(
     inventory: Inventory,
     building: Building,
@@ -281,45 +446,20 @@ def events_from_findings(
     findings: Sequence[Finding],
     scores: dict[Usage, FloatArray] | None = None,
 ) -> list[AnomalyEvent]:
-    """Debounce findings through the alert lifecycle into events.
+    """Debounce findings through the alert lifecycle into events, in one pass over every hour.
 
     Args:
         inventory: tariffs and timezone.
         building: the building of the findings (its mute windows apply).
         frame: the hourly grid.
-        findings: the findings of the building.
+        findings: the findings of the building (rules before models).
         scores: per usage, model scores used as the events' score (1.0 without).
 
     Returns:
-        The events, open, ongoing or resolved.
+        The events, resolved, open or ongoing.
     """
-    per_kind = {f.kind.value: LifecycleConfig(min_duration=f.min_duration, clear_after=f.clear_after) for f in findings}
-    tz = inventory.organisation.tz
-    events: list[AnomalyEvent] = []
-    for finding in findings:
-        life = AlertLifecycle(per_kind=per_kind, mutes={building.id: building.mute}, timezone=tz)
-        key: AlertKey = (finding.building, finding.usage.value, finding.kind.value, finding.point or "")
-        active = finding.active
-        if not active.any():
-            continue
-        opened: int | None = None
-        for h in np.flatnonzero(np.isfinite(finding.state)).tolist():
-            if not active[h] and not life.tracking(key):
-                continue  # an absent anomaly with no alert changes nothing
-            transition = life.observe(key, frame.time(h), bool(active[h]))
-            if transition is None:
-                continue
-            if transition.state is AlertState.OPEN:
-                opened = h
-            elif transition.state is AlertState.RESOLVED and opened is not None:
-                events.append(_event(inventory, building, frame, finding, transition.start, transition.last_active,
-                                     opened, AlertState.RESOLVED, scores))
-                opened = None
-        for transition in life.open_alerts():
-            if opened is not None:
-                events.append(_event(inventory, building, frame, finding, transition.start, transition.last_active,
-                                     opened, AlertState.ONGOING, scores))
-    return events
+    life = AlertLifecycle(mutes={building.id: building.mute}, timezone=inventory.organisation.tz)
+    return debounce(inventory, building, frame, findings, first_hour=0, life=life, memory={}, spans=[], scores=scores)
 
 
 def _event(
@@ -329,16 +469,18 @@ def _event(
     finding: Finding,
     start: datetime,
     end: datetime,
-    opened: int,
+    opened: datetime,
     state: AlertState,
     scores: dict[Usage, FloatArray] | None,
+    reported: datetime | None,
 ) -> AnomalyEvent:
-    a = int((start.timestamp() - frame.start_s) // 3600)
-    b = round((end.timestamp() - frame.start_s) / 3600)
+    # Indexes into this run's frame; an alert older than the kept history is clipped to it.
+    a = max(0, int((start.timestamp() - frame.start_s) // 3600))
+    b = max(a, round((end.timestamp() - frame.start_s) / 3600))
     active = finding.active[a:b]
-    if finding.origin is not None and finding.origin[a] >= 0:
+    if finding.origin is not None and a < frame.hours and finding.origin[a] >= 0:
         a0 = min(a, int(finding.origin[a]))
-        start = frame.time(a0)
+        start = min(start, frame.time(a0))
     observed = float(np.nansum(finding.observed[a:b][active]))
     expected = float(np.nansum(finding.expected[a:b][active]))
     amount = float(np.nansum(finding.excess[a:b]))
@@ -353,7 +495,10 @@ def _event(
         facts["occupied"] = facts["occupied"] >= 0.5
     series = None
     if np.isfinite(finding.observed[a:b]).any():
-        lo, hi = max(0, a - 24), min(frame.hours, b + 24)
+        # The chart shows a day either side, but only what was known when the event was reported,
+        # so that a replay and a live run draw the same chart.
+        known_to = frame.hours if reported is None else int((reported.timestamp() - frame.start_s) // 3600) + 1
+        lo, hi = max(0, a - 24), min(frame.hours, b + 24, known_to)
         obs = finding.observed[lo:hi]
         exp = np.where(np.isfinite(finding.expected[lo:hi]) & finding.active[lo:hi], finding.expected[lo:hi], obs)
         series = ChartSeries(
@@ -370,11 +515,87 @@ def _event(
     return AnomalyEvent(
         building=building.id, building_name=building.name, usage=finding.usage.value, kind=finding.kind.value,
         qualified_name=finding.qualified_name, source="model" if finding.kind is EventKind.UNUSUAL_CONSUMPTION else "rule",
-        start=start, end=end, detected_at=frame.time(opened) + _HOUR, state=state, score=score,
+        start=start, end=end, detected_at=opened + _HOUR, state=state, score=score,
         observed=observed, expected=expected, unit=finding.unit, excess_kwh=cost.kwh, excess_m3=cost.m3,
         excess_eur=cost.eur, excess_kgco2e=cost.kgco2e, point=finding.point, facts=facts,
         timezone=inventory.organisation.timezone, series=series,
     )
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class BuildingFindings:
+    """What the rules and models say of one building's hours.
+
+    Attributes:
+        building: the building.
+        rules: data-quality then energy rule findings.
+        models: model findings (``unusual_consumption``).
+        scores: per usage, the model scores.
+    """
+
+    building: Building
+    rules: list[Finding]
+    models: list[Finding]
+    scores: dict[Usage, FloatArray]
+
+
+def building_findings(
+    inventory: Inventory,
+    building: Building,
+    readings: dict[str, PointSeries],
+    frame: HourlyFrame,
+    calendar: FrenchCalendar,
+    config: DetectConfig,
+) -> BuildingFindings:
+    """Run the data-quality rules, the energy rules and the models on one building's hours.
+
+    Args:
+        inventory: the portfolio (weather points).
+        building: the building.
+        readings: per point, its readings (those of the frame's period).
+        frame: the hourly data.
+        calendar: holidays.
+        config: detection settings.
+
+    Returns:
+        The findings and scores; each hour's depends only on the readings up to its end.
+    """
+    empty = PointSeries(np.empty(0), np.empty(0))
+    known = {p.id: p for _, p in inventory.points()}
+    weather_points = [p for p in known.values() if p.usage is Usage.WEATHER]
+    open_frac, _ = _open_fraction(inventory, building, frame, calendar, config)
+    quality: list[Finding] = []
+    blank: dict[str, BoolArray] = {}
+    # Weather first: the counters' rules need the outdoor temperature, without its frozen hours.
+    ordered = [*weather_points, *[p for p in building.points if p not in weather_points]]
+    outdoor: FloatArray | None = None
+    for point in ordered:
+        if outdoor is None and point.usage is not Usage.WEATHER:
+            outdoor = outdoor_temperature(inventory, frame, blank)
+        for quality_rule in QUALITY_RULES:
+            found = quality_rule.evaluate(
+                building, point, readings.get(point.id, empty), frame, open_frac, config.rules, outdoor_c=outdoor
+            )
+            if found is None:
+                continue
+            if point in building.points:
+                quality.append(found)
+            blank[point.id] = blank.get(point.id, np.zeros(frame.hours, dtype=np.bool_)) | found.active
+    hours = BuildingHours.build(inventory, building, frame, calendar, config.features, blank=blank)
+    findings: list[Finding] = []
+    for rule in BUILDING_RULES:
+        findings.extend(rule.evaluate(hours, config.rules, findings))
+    scores: dict[Usage, FloatArray] = {}
+    model_findings: list[Finding] = []
+    if config.models:
+        excluded = np.zeros(frame.hours, dtype=np.bool_)
+        for finding in findings:
+            excluded |= finding.active
+        runs = run_models(hours, excluded, config)
+        scores = {run.usage: run.scores for run in runs}
+        if config.model_events:
+            model_findings = _model_findings(runs, hours, config)
+    return BuildingFindings(building, [*quality, *findings], model_findings, scores)
 
 
 def detect(
@@ -385,7 +606,11 @@ def detect(
     start: datetime | None = None,
     end: datetime | None = None,
 ) -> list[AnomalyEvent]:
-    """Run the rules and models on a history of readings.
+    """Run the rules and models on a history of readings: a replay of :func:`anomalies.incremental.advance`.
+
+    The history is processed as a live pipeline would have (one advance from a
+    fresh state up to the hour of the last reading), so the events are those
+    an hour-by-hour run would have raised.
 
     Args:
         inventory: the portfolio; readings of unknown points are ignored.
@@ -395,54 +620,13 @@ def detect(
         end: keep events that start before this time.
 
     Returns:
-        The events, by start time.
+        The events, by start time, each in its last state.
     """
+    # Imported here: anomalies.incremental builds on this module.
+    from anomalies.incremental import DetectorState, advance
+
     config = config or DetectConfig()
-    known = {p.id: p for _, p in inventory.points()}
-    readings = {pid: s for pid, s in readings.items() if pid in known}
-    frame = HourlyFrame.build(readings, counters={pid for pid, p in known.items() if p.cumulative},
-                              max_gap=config.features.max_gap)
-    calendar = FrenchCalendar(inventory.organisation.school_holiday_zone)
-    empty = PointSeries(np.empty(0), np.empty(0))
-    events: list[AnomalyEvent] = []
-    weather_points = [p for p in known.values() if p.usage is Usage.WEATHER]
-    for _, building in inventory.buildings():
-        open_frac, _ = _open_fraction(inventory, building, frame, calendar, config)
-        quality: list[Finding] = []
-        blank: dict[str, BoolArray] = {}
-        # Weather first: the counters' rules need the outdoor temperature, without its frozen hours.
-        ordered = [*weather_points, *[p for p in building.points if p not in weather_points]]
-        outdoor: FloatArray | None = None
-        for point in ordered:
-            if outdoor is None and point.usage is not Usage.WEATHER:
-                outdoor = outdoor_temperature(inventory, frame, blank)
-            for quality_rule in QUALITY_RULES:
-                found = quality_rule.evaluate(
-                    building, point, readings.get(point.id, empty), frame, open_frac, config.rules, outdoor_c=outdoor
-                )
-                if found is None:
-                    continue
-                if point in building.points:
-                    quality.append(found)
-                blank[point.id] = blank.get(point.id, np.zeros(frame.hours, dtype=np.bool_)) | found.active
-        hours = BuildingHours.build(inventory, building, frame, calendar, config.features, blank=blank)
-        findings: list[Finding] = []
-        for rule in BUILDING_RULES:
-            findings.extend(rule.evaluate(hours, config.rules, findings))
-        scores: dict[Usage, FloatArray] = {}
-        model_findings: list[Finding] = []
-        if config.models:
-            excluded = np.zeros(frame.hours, dtype=np.bool_)
-            for finding in findings:
-                excluded |= finding.active
-            runs = run_models(hours, excluded, config)
-            scores = {run.usage: run.scores for run in runs}
-            model_findings = _model_findings(runs, hours, config)
-        rule_events = events_from_findings(inventory, building, frame, [*quality, *findings], scores)
-        model_events = events_from_findings(inventory, building, frame, model_findings, scores) if config.model_events else []
-        events.extend(rule_events)
-        if config.model_events:
-            events.extend(e for e in model_events if not _overlaps_any(e, rule_events))
+    events = advance(inventory, readings, DetectorState.fresh(config), config=config).events
     if start is not None:
         events = [e for e in events if e.end > start]
     if end is not None:
@@ -454,10 +638,6 @@ def _open_fraction(
     inventory: Inventory, building: Building, frame: HourlyFrame, calendar: FrenchCalendar, config: DetectConfig
 ) -> tuple[FloatArray, BoolArray]:
     return schedule_masks(building, calendar, inventory.organisation.tz, frame.times_s, config.features.preheat)
-
-
-def _overlaps_any(event: AnomalyEvent, others: Iterable[AnomalyEvent]) -> bool:
-    return any(o.building == event.building and o.start < event.end and event.start < o.end for o in others)
 
 
 def write_events_jsonl(events: Iterable[AnomalyEvent], path: Path, language: Language = "fr") -> int:

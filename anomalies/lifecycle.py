@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -45,7 +45,7 @@ from pydantic import BaseModel, ConfigDict
 from anomalies.events import AlertState
 from inventory import Duration, MuteWindow
 
-__all__ = ["AlertKey", "AlertLifecycle", "LifecycleConfig", "Transition"]
+__all__ = ["AlertKey", "AlertLifecycle", "LifecycleConfig", "Track", "Transition"]
 
 logger = logging.getLogger(__name__)
 
@@ -88,11 +88,20 @@ class Transition:
 
 
 @dataclass(slots=True)
-class _Track:
+class Track:
+    """Where one key's alert stands: what :meth:`AlertLifecycle.tracks` exports and :meth:`~AlertLifecycle.restore` loads.
+
+    Attributes:
+        first: first active observation of the episode.
+        last_active: end of the last active observation.
+        active: active time so far.
+        state: ``None`` while pending, else open or ongoing.
+    """
+
     first: datetime
     last_active: datetime
     active: timedelta
-    state: AlertState | None = None  # None while pending
+    state: AlertState | None = None
 
 
 class AlertLifecycle:
@@ -116,7 +125,7 @@ class AlertLifecycle:
         self.per_kind = dict(per_kind or {})
         self.mutes = {k: list(v) for k, v in (mutes or {}).items()}
         self.timezone = timezone or ZoneInfo("Europe/Paris")
-        self._tracks: dict[AlertKey, _Track] = {}
+        self._tracks: dict[AlertKey, Track] = {}
 
     def _config(self, key: AlertKey) -> LifecycleConfig:
         return self.per_kind.get(key[2], self.config)
@@ -165,12 +174,12 @@ class AlertLifecycle:
             return Transition(key, AlertState.RESOLVED, at, track.first, track.last_active)
         end = at + config.step
         if track is None:
-            track = _Track(first=at, last_active=end, active=timedelta())
+            track = Track(first=at, last_active=end, active=timedelta())
             self._tracks[key] = track
         elif at - track.last_active >= config.clear_after:
             # Quiet for long enough: the previous episode is over and a new one starts.
             previous = track
-            self._tracks[key] = _Track(first=at, last_active=end, active=config.step)
+            self._tracks[key] = Track(first=at, last_active=end, active=config.step)
             if previous.state is not None:
                 return Transition(key, AlertState.RESOLVED, at, previous.first, previous.last_active)
             track = self._tracks[key]
@@ -184,12 +193,25 @@ class AlertLifecycle:
             return Transition(key, AlertState.ONGOING, at, track.first, track.last_active)
         return None
 
-    def _maybe_open(self, key: AlertKey, track: _Track, at: datetime, config: LifecycleConfig) -> Transition | None:
+    def _maybe_open(self, key: AlertKey, track: Track, at: datetime, config: LifecycleConfig) -> Transition | None:
         if track.active < config.min_duration:
             return None
         track.state = AlertState.OPEN
         logger.info("alert %s opened at %s", key, at)
         return Transition(key, AlertState.OPEN, at, track.first, track.last_active)
+
+    def track(self, key: AlertKey) -> Track | None:
+        """A copy of a key's pending or open alert, if any."""
+        track = self._tracks.get(key)
+        return None if track is None else replace(track)
+
+    def tracks(self) -> dict[AlertKey, Track]:
+        """A copy of every pending or open alert, to persist (see :mod:`anomalies.incremental`)."""
+        return {key: replace(track) for key, track in self._tracks.items()}
+
+    def restore(self, key: AlertKey, track: Track) -> None:
+        """Resume a key from a :meth:`tracks` entry (a copy is kept)."""
+        self._tracks[key] = replace(track)
 
     def open_alerts(self) -> list[Transition]:
         """The alerts open or ongoing now, as their latest state."""

@@ -1,0 +1,367 @@
+"""Incremental detection: advance hour by hour with a persisted state; ``econome detect`` is a replay.
+
+Detection is a causal function of the history: what is said of hour *t*
+depends only on readings up to the end of *t*. :func:`advance` processes the
+hours after ``state.last_hour`` up to ``until`` and returns what changed
+(alerts opened, extended or resolved, as :class:`~anomalies.events.AnomalyEvent`
+records in their latest state) while updating the :class:`DetectorState`:
+
+* the readings of the trailing history the rules and models are recomputed
+  on (at most ``history`` + ``roll_every``, 428 days by default);
+* the alert lifecycle of every key (pending or open alerts, their start,
+  active time, last active hour, the hour they opened);
+* the rule alerts that suppress model alerts of the same building.
+
+Each hour *h* is computed over the readings since a start ``S(h)`` that only
+depends on *h* and on the state's origin: the origin itself while the
+history is shorter than ``history``, then a start that moves forward by
+``roll_every`` steps (so at most ``history + roll_every`` of readings is
+kept). The hours of one advance are grouped by their start and computed in
+one pass per group; since the rules and models are causal, the result does
+not depend on how the hours were chunked (tested by
+``tests/unit/anomalies/test_incremental.py``). The models are refitted
+within each pass on their fixed grid of hours from ``S``, so they need no
+storage of their own.
+
+An hour is processed once a reading at or after its end exists: ``until``
+defaults to the hour of the latest reading, rounded down.
+
+The state saves to one ``.npz`` file (:meth:`DetectorState.save`, versioned
+JSON metadata plus one array per point, no pickle) written atomically;
+:meth:`DetectorState.load` refuses a corrupt or foreign file with a
+:class:`~streams.errors.DecodeError` naming it.
+
+Sample config (``IncrementalConfig``)::
+
+    incremental:
+      history: 400d
+      roll_every: 28d
+
+>>> import tempfile
+>>> from datetime import UTC, datetime, timedelta
+>>> from pathlib import Path
+>>> from anomalies.detect import read_readings_csv
+>>> from inventory import load_inventory
+>>> from simulator.export import write_readings_csv
+>>> inv = load_inventory(Path("examples/commune.yaml"))
+>>> start = datetime(2026, 1, 5, tzinfo=UTC)
+>>> csv = Path(tempfile.mkdtemp()) / "readings.csv"
+>>> _ = write_readings_csv(inv, csv, start, start + timedelta(days=3))
+>>> readings = read_readings_csv(csv)
+>>> config = DetectConfig(models=False)
+>>> state = DetectorState.fresh(config)
+>>> first = advance(inv, readings, state, until=start + timedelta(days=2), config=config)
+>>> state.last_hour == start + timedelta(days=2)
+True
+>>> _ = advance(inv, readings, state, config=config)  # up to the hour of the last reading (23:45)
+>>> state.last_hour.isoformat()
+'2026-01-07T23:00:00+00:00'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import zipfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from anomalies.detect import AlertMemory, DetectConfig, RuleSpan, building_findings, debounce
+from anomalies.events import AlertState, AnomalyEvent
+from anomalies.features import HourlyFrame, PointSeries
+from anomalies.lifecycle import AlertKey, AlertLifecycle, Track
+from inventory import Duration, FrenchCalendar, Inventory
+from streams.errors import ConfigError, DecodeError
+
+__all__ = [
+    "FORMAT_VERSION",
+    "AdvanceResult",
+    "DetectorState",
+    "IncrementalConfig",
+    "advance",
+]
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+"""Version of the state file; each older version gets its own named loader."""
+
+_HOUR_S = 3600.0
+_SPAN_MEMORY_S = 60 * 86_400.0  # resolved rule alerts older than this suppress no new model alert
+
+
+class IncrementalConfig(BaseModel):
+    """How much history incremental detection keeps and recomputes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    history: Duration = timedelta(days=400)
+    """History every hour is computed on, at least (a year and a season: the models meet each season once)."""
+    roll_every: Duration = Field(default=timedelta(days=28))
+    """Step by which the start of that history moves forward once it is longer."""
+
+
+@dataclass(eq=False)
+class DetectorState:
+    """Where incremental detection stands (see the module docstring).
+
+    Attributes:
+        config_digest: digest of the detection settings the state was built with.
+        origin: first hour of the history, ``None`` before any reading.
+        last_hour: end of the hours processed (exclusive), ``None`` before any.
+        readings: per point, the kept readings.
+        tracks: per key, its pending or open alert.
+        memory: per key, when its alert opened and whether it is suppressed.
+        spans: recent rule alerts, for model suppression.
+    """
+
+    config_digest: str
+    origin: datetime | None = None
+    last_hour: datetime | None = None
+    readings: dict[str, PointSeries] = field(default_factory=dict)
+    tracks: dict[AlertKey, Track] = field(default_factory=dict)
+    memory: dict[AlertKey, AlertMemory] = field(default_factory=dict)
+    spans: list[RuleSpan] = field(default_factory=list)
+
+    @classmethod
+    def fresh(cls, config: DetectConfig | None = None, incremental: IncrementalConfig | None = None) -> DetectorState:
+        """An empty state for these settings."""
+        return cls(config_digest=_digest(config or DetectConfig(), incremental or IncrementalConfig()))
+
+    def save(self, path: Path) -> None:
+        """Write the state to ``path`` (``.npz``), atomically: a crash leaves the previous file whole."""
+        points = sorted(self.readings)
+        meta: dict[str, Any] = {
+            "format_version": FORMAT_VERSION,
+            "config_digest": self.config_digest,
+            "origin": _ts(self.origin),
+            "last_hour": _ts(self.last_hour),
+            "points": points,
+            "tracks": [
+                {"key": list(k), "first": t.first.timestamp(), "last_active": t.last_active.timestamp(),
+                 "active_s": t.active.total_seconds(), "state": None if t.state is None else t.state.value}
+                for k, t in sorted(self.tracks.items())
+            ],
+            "memory": [
+                {"key": list(k), "opened": _ts(m.opened), "suppressed": m.suppressed}
+                for k, m in sorted(self.memory.items())
+            ],
+            "spans": [
+                {"building": s.building, "start": s.start.timestamp(), "last_active": s.last_active.timestamp(),
+                 "opened": s.opened.timestamp(), "resolved": _ts(s.resolved)}
+                for s in self.spans
+            ],
+        }
+        arrays: dict[str, Any] = {"meta": np.array(json.dumps(meta))}
+        for i, pid in enumerate(points):
+            arrays[f"t{i}"] = self.readings[pid].times_s
+            arrays[f"v{i}"] = self.readings[pid].values
+        tmp = path.with_name(path.name + ".tmp")
+        with tmp.open("wb") as handle:
+            np.savez_compressed(handle, **arrays)
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> DetectorState:
+        """Read a state written by :meth:`save`, whatever format version this code reads.
+
+        Raises:
+            DecodeError: the file is not a state file, is corrupt, or has an unknown format version.
+        """
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                meta = json.loads(str(data["meta"]))
+                version = meta.get("format_version")
+                if version != FORMAT_VERSION:
+                    msg = f"{path}: unknown detection state format_version {version!r} (this version reads {FORMAT_VERSION})"
+                    raise DecodeError(msg)
+                return cls._load_v1(meta, data)
+        except DecodeError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, zipfile.BadZipFile) as exc:
+            msg = (f"{path}: not a readable detection state ({type(exc).__name__}: {exc}); "
+                   "remove it (or use --reset-state) to start afresh")
+            raise DecodeError(msg) from exc
+
+    @classmethod
+    def _load_v1(cls, meta: dict[str, Any], data: Any) -> DetectorState:
+        readings = {
+            pid: PointSeries(np.asarray(data[f"t{i}"], dtype=np.float64), np.asarray(data[f"v{i}"], dtype=np.float64))
+            for i, pid in enumerate(meta["points"])
+        }
+        tracks = {
+            _akey(t["key"]): Track(
+                first=_dt(t["first"]), last_active=_dt(t["last_active"]), active=timedelta(seconds=t["active_s"]),
+                state=None if t["state"] is None else AlertState(t["state"]),
+            )
+            for t in meta["tracks"]
+        }
+        memory = {
+            _akey(m["key"]): AlertMemory(opened=None if m["opened"] is None else _dt(m["opened"]),
+                                         suppressed=bool(m["suppressed"]))
+            for m in meta["memory"]
+        }
+        spans = [
+            RuleSpan(str(s["building"]), _dt(s["start"]), _dt(s["last_active"]), _dt(s["opened"]),
+                     None if s["resolved"] is None else _dt(s["resolved"]))
+            for s in meta["spans"]
+        ]
+        origin, last = meta["origin"], meta["last_hour"]
+        return cls(
+            config_digest=str(meta["config_digest"]),
+            origin=None if origin is None else _dt(origin),
+            last_hour=None if last is None else _dt(last),
+            readings=readings, tracks=tracks, memory=memory, spans=spans,
+        )
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class AdvanceResult:
+    """What one :func:`advance` changed.
+
+    Attributes:
+        events: per alert opened, extended or resolved in the new hours, its event in its latest state.
+        state: the state, updated in place.
+        hours: how many hours were processed.
+    """
+
+    events: list[AnomalyEvent]
+    state: DetectorState
+    hours: int
+
+
+def _ts(moment: datetime | None) -> float | None:
+    return None if moment is None else moment.timestamp()
+
+
+def _dt(seconds: float) -> datetime:
+    return datetime.fromtimestamp(float(seconds), UTC)
+
+
+def _akey(parts: list[str]) -> AlertKey:
+    b, u, k, p = (str(x) for x in parts)
+    return (b, u, k, p)
+
+
+def _digest(config: DetectConfig, incremental: IncrementalConfig) -> str:
+    text = config.model_dump_json() + incremental.model_dump_json()
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _merge(old: PointSeries | None, new: PointSeries) -> PointSeries:
+    """Readings of both, by time; a time already held keeps its first value."""
+    if old is None or old.times_s.size == 0:
+        return new
+    if new.times_s.size == 0:
+        return old
+    times = np.concatenate([old.times_s, new.times_s])
+    values = np.concatenate([old.values, new.values])
+    order = np.argsort(times, kind="stable")
+    times, values = times[order], values[order]
+    keep = np.concatenate([[True], times[1:] != times[:-1]])
+    return PointSeries(times[keep], values[keep])
+
+
+def _window_start(origin_s: float, hour_s: float, inc: IncrementalConfig) -> float:
+    """Start of the history hour ``hour_s`` is computed on: fixed by the hour, never by the chunking."""
+    history_s, roll_s = inc.history.total_seconds(), inc.roll_every.total_seconds()
+    epoch = max(0, math.ceil((hour_s - origin_s - history_s) / roll_s))
+    return origin_s + epoch * roll_s
+
+
+def advance(
+    inventory: Inventory,
+    readings: dict[str, PointSeries],
+    state: DetectorState,
+    until: datetime | None = None,
+    *,
+    config: DetectConfig | None = None,
+    incremental: IncrementalConfig | None = None,
+) -> AdvanceResult:
+    """Process the hours after ``state.last_hour`` up to ``until``.
+
+    Args:
+        inventory: the portfolio; readings of unknown points are ignored.
+        readings: new readings (readings the state already holds, by time, are ignored).
+        state: the state; updated in place.
+        until: end of the hours to process (a whole hour); default: the hour of the latest reading, rounded down.
+        config: detection settings (those the state was built with).
+        incremental: history settings.
+
+    Returns:
+        The events that changed, and the state.
+
+    Raises:
+        ConfigError: the state was built with other settings.
+    """
+    config = config or DetectConfig()
+    inc = incremental or IncrementalConfig()
+    if state.config_digest != _digest(config, inc):
+        msg = "the detection state was built with other detection settings; start afresh (--reset-state)"
+        raise ConfigError(msg)
+    points = {p.id: p for _, p in inventory.points()}
+    for pid, series in readings.items():
+        if pid in points and series.times_s.size:
+            state.readings[pid] = _merge(state.readings.get(pid), series)
+    held = [s for s in state.readings.values() if s.times_s.size]
+    if not held:
+        return AdvanceResult([], state, 0)
+    if state.origin is None:
+        state.origin = _dt(math.floor(min(float(s.times_s[0]) for s in held) / _HOUR_S) * _HOUR_S)
+    origin_s = state.origin.timestamp()
+    end_s = math.floor(max(float(s.times_s[-1]) for s in held) / _HOUR_S) * _HOUR_S
+    if until is not None:
+        end_s = min(end_s, math.floor(until.timestamp() / _HOUR_S) * _HOUR_S)
+    first_s = origin_s if state.last_hour is None else state.last_hour.timestamp()
+    if end_s <= first_s:
+        return AdvanceResult([], state, 0)
+    calendar = FrenchCalendar(inventory.organisation.school_holiday_zone)
+    life = AlertLifecycle(mutes={b.id: b.mute for _, b in inventory.buildings()}, timezone=inventory.organisation.tz)
+    for key, track in state.tracks.items():
+        life.restore(key, track)
+    latest: dict[tuple[AlertKey, datetime], AnomalyEvent] = {}
+    counters = {pid for pid, p in points.items() if p.cumulative}
+    margin_s = config.features.max_gap.total_seconds() + _HOUR_S
+    group_s = first_s
+    while group_s < end_s:
+        window_s = _window_start(origin_s, group_s, inc)
+        # The hours sharing this window start, computed in one pass.
+        next_roll = window_s + inc.roll_every.total_seconds() + inc.history.total_seconds()
+        stop_s = min(end_s, max(next_roll, group_s + _HOUR_S))
+        cut = {
+            pid: PointSeries(s.times_s[lo:hi], s.values[lo:hi])
+            for pid, s in state.readings.items()
+            for lo, hi in [(int(np.searchsorted(s.times_s, window_s - margin_s)),
+                            int(np.searchsorted(s.times_s, stop_s, side="right")))]
+        }
+        n = round((stop_s - window_s) / _HOUR_S)
+        frame = HourlyFrame.build(cut, counters=counters & set(cut), start_s=window_s, hours=n,
+                                  max_gap=config.features.max_gap)
+        first_hour = round((group_s - window_s) / _HOUR_S)
+        logger.debug("detection over %s hours, hours %d to %d observed", n, first_hour, n)
+        for _, building in inventory.buildings():
+            found = building_findings(inventory, building, cut, frame, calendar, config)
+            for event in debounce(inventory, building, frame, [*found.rules, *found.models], first_hour=first_hour,
+                                  life=life, memory=state.memory, spans=state.spans, scores=found.scores):
+                latest[((event.building, event.usage, event.kind, event.point or ""), event.start)] = event
+        group_s = stop_s
+    state.last_hour = _dt(end_s)
+    state.tracks = life.tracks()
+    state.spans = [s for s in state.spans if s.resolved is None or s.resolved.timestamp() > end_s - _SPAN_MEMORY_S]
+    keep_s = _window_start(origin_s, end_s, inc) - margin_s
+    for pid, s in list(state.readings.items()):
+        lo = int(np.searchsorted(s.times_s, keep_s))
+        if lo:
+            state.readings[pid] = PointSeries(s.times_s[lo:], s.values[lo:])
+    events = sorted(latest.values(), key=lambda e: (e.start, e.building, e.kind))
+    return AdvanceResult(events, state, round((end_s - first_s) / _HOUR_S))

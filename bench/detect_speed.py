@@ -1,0 +1,112 @@
+"""Speed bench: ``econome detect`` on one building-year, against reading and hourly aggregation alone.
+
+The simulator generates a year of 15-minute readings (plus eight weeks of
+history) for one building of the demo commune with its points and the
+weather, written as the CSV ``econome detect`` reads. Each measure runs in a
+child process, so wall time and peak RSS (``resource.getrusage`` of the
+children) are its own:
+
+* ``baseline``: read the CSV and aggregate it to hours (``HourlyFrame``), the floor any detection pays;
+* ``detect``: ``python -m econome.cli detect`` on the same CSV (rules and forests, defaults).
+
+The goal is under 5 s and 300 MB for ``detect``::
+
+    .venv/bin/python bench/detect_speed.py [--building gymnase-batum]
+
+The last line printed is one JSON object with both measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+_HERE = str(Path(__file__).resolve().parent)
+# bench/streams.py would shadow the streams package.
+sys.path[:] = [str(ROOT), *(p for p in sys.path if str(Path(p or ".").resolve()) != _HERE)]
+
+_BASELINE = """
+import sys
+from pathlib import Path
+from anomalies.detect import read_readings_csv
+from anomalies.features import HourlyFrame
+from inventory import load_inventory
+inv = load_inventory(Path(sys.argv[1]))
+data = read_readings_csv(Path(sys.argv[2]))
+counters = {p.id for _, p in inv.points() if p.cumulative}
+frame = HourlyFrame.build(data, counters=counters & set(data))
+print(frame.hours)
+"""
+
+
+def _one_building(building: str, out: Path) -> Path:
+    """The commune's YAML reduced to one building, given the weather points if it has none."""
+    import yaml
+
+    raw = yaml.safe_load((ROOT / "examples" / "commune.yaml").read_text(encoding="utf-8"))
+    buildings = [b for site in raw["sites"] for b in site["buildings"]]
+    weather = [p for b in buildings for p in b.get("points", []) if p.get("usage") == "weather"]
+    kept = []
+    for site in raw["sites"]:
+        site["buildings"] = [b for b in site["buildings"] if b["id"] == building]
+        for b in site["buildings"]:
+            b["points"] = [*b["points"], *(p for p in weather if p not in b["points"])]
+        if site["buildings"]:
+            kept.append(site)
+    raw["sites"] = kept
+    path = out / "one.yaml"
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def _measure(argv: list[str]) -> dict[str, float]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        sys.stderr.write(done.stdout + done.stderr)
+        msg = f"{argv[2:4]} exited with {done.returncode}"
+        raise SystemExit(msg)
+    # ru_maxrss of the children is the largest of them so far, in KiB on Linux: run the smaller one first.
+    return {"wall_s": round(wall, 2), "peak_rss_mb": round(max(after.ru_maxrss, before.ru_maxrss) / 1024, 1),
+            "cpu_s": round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 2)}
+
+
+def main() -> None:
+    """Generate the building-year, measure, print."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--building", default="gymnase-batum")
+    parser.add_argument("--year", type=int, default=2026)
+    args = parser.parse_args()
+    from inventory import load_inventory
+    from simulator.export import write_readings_csv
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        inventory = _one_building(args.building, out)
+        inv = load_inventory(inventory)
+        csv = out / "readings.csv"
+        start = datetime(args.year, 1, 1, tzinfo=UTC) - timedelta(weeks=8)
+        rows = write_readings_csv(inv, csv, start, datetime(args.year + 1, 1, 1, tzinfo=UTC))
+        points = sum(1 for _ in inv.points())
+        print(f"{args.building}: {points} points, {rows} readings", flush=True)
+        baseline = _measure([sys.executable, "-c", _BASELINE, str(inventory), str(csv)])
+        print(f"baseline (read + hourly aggregation): {baseline}", flush=True)
+        detect = _measure([sys.executable, "-m", "econome.cli", "detect", "--inventory", str(inventory),
+                           "--readings", str(csv), "--out", str(out / "events.jsonl")])
+        print(f"econome detect: {detect} (goal: 5 s, 300 MB)", flush=True)
+    print(json.dumps({"building": args.building, "readings": rows, "baseline": baseline, "detect": detect}))
+
+
+if __name__ == "__main__":
+    main()
