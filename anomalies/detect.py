@@ -69,6 +69,7 @@ from anomalies.features import (
     HourlyFrame,
     PointSeries,
     build_features,
+    building_bookings,
     outdoor_temperature,
     schedule_masks,
 )
@@ -563,7 +564,10 @@ def building_findings(
     empty = PointSeries(np.empty(0), np.empty(0))
     known = {p.id: p for _, p in inventory.points()}
     weather_points = [p for p in known.values() if p.usage is Usage.WEATHER]
-    open_frac, _ = _open_fraction(inventory, building, frame, calendar, config)
+    booked = building_bookings(inventory, building, frame)
+    open_frac, _ = schedule_masks(
+        building, calendar, inventory.organisation.tz, frame.times_s, config.features.preheat, booked=booked
+    )
     quality: list[Finding] = []
     blank: dict[str, BoolArray] = {}
     # Weather first: the counters' rules need the outdoor temperature, without its frozen hours.
@@ -581,7 +585,7 @@ def building_findings(
             if point in building.points:
                 quality.append(found)
             blank[point.id] = blank.get(point.id, np.zeros(frame.hours, dtype=np.bool_)) | found.active
-    hours = BuildingHours.build(inventory, building, frame, calendar, config.features, blank=blank)
+    hours = BuildingHours.build(inventory, building, frame, calendar, config.features, blank=blank, booked=booked)
     findings: list[Finding] = []
     for rule in BUILDING_RULES:
         findings.extend(rule.evaluate(hours, config.rules, findings))
@@ -632,12 +636,6 @@ def detect(
     if end is not None:
         events = [e for e in events if e.start < end]
     return sorted(events, key=lambda e: (e.start, e.building, e.kind))
-
-
-def _open_fraction(
-    inventory: Inventory, building: Building, frame: HourlyFrame, calendar: FrenchCalendar, config: DetectConfig
-) -> tuple[FloatArray, BoolArray]:
-    return schedule_masks(building, calendar, inventory.organisation.tz, frame.times_s, config.features.preheat)
 
 
 def write_events_jsonl(events: Iterable[AnomalyEvent], path: Path, language: Language = "fr") -> int:
