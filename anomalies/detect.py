@@ -51,7 +51,7 @@ import json
 import logging
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -81,6 +81,7 @@ from streams.errors import DecodeError, InsufficientData
 
 __all__ = [
     "DetectConfig",
+    "ExpectedSeries",
     "ModelRun",
     "detect",
     "events_from_findings",
@@ -169,6 +170,48 @@ def read_readings_csv(path: Path) -> dict[str, PointSeries]:
         order = np.argsort(t, kind="stable")
         out[point] = PointSeries(times_s=t[order], values=v[order])
     return out
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ExpectedSeries:
+    """What one building × usage consumed, hour by hour, against what it was expected to.
+
+    What :func:`detect` hands its ``on_expected`` hook, so that a caller can
+    write expected against observed (:mod:`anomalies.expected_sink`).
+
+    Attributes:
+        building: building id.
+        usage: the usage.
+        unit: ``kWh`` or ``m3`` (water).
+        times_s: start of each hour, UTC seconds since the epoch.
+        observed: per hour, the consumption (``nan`` unknown or blanked by a quality rule).
+        expected: per hour, the expected consumption (``nan`` where there is no model yet).
+    """
+
+    building: str
+    usage: Usage
+    unit: str
+    times_s: FloatArray
+    observed: FloatArray
+    expected: FloatArray
+
+    def between(self, start: datetime | None, end: datetime | None) -> ExpectedSeries:
+        """The hours starting in ``[start, end)``; either bound may be None (open).
+
+        >>> from datetime import UTC
+        >>> from inventory import Usage
+        >>> s = ExpectedSeries("mairie", Usage.HEATING, "kWh", np.array([0.0, 3600.0, 7200.0]),
+        ...                    np.array([1.0, 2.0, 3.0]), np.array([1.0, np.nan, 2.0]))
+        >>> s.between(datetime.fromtimestamp(3600, UTC), None).times_s.tolist()
+        [3600.0, 7200.0]
+        """
+        keep = np.ones(self.times_s.size, dtype=np.bool_)
+        if start is not None:
+            keep &= self.times_s >= start.timestamp()
+        if end is not None:
+            keep &= self.times_s < end.timestamp()
+        return ExpectedSeries(self.building, self.usage, self.unit, self.times_s[keep], self.observed[keep],
+                              self.expected[keep])
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -384,6 +427,7 @@ def detect(
     *,
     start: datetime | None = None,
     end: datetime | None = None,
+    on_expected: Callable[[ExpectedSeries], None] | None = None,
 ) -> list[AnomalyEvent]:
     """Run the rules and models on a history of readings.
 
@@ -393,6 +437,8 @@ def detect(
         config: detection settings.
         start: keep events that end after this time (the history before it still serves as reference).
         end: keep events that start before this time.
+        on_expected: called once per building × usage with a model (``config.models``) with its
+            hourly observed and expected consumption, cut to ``[start, end)``.
 
     Returns:
         The events, by start time.
@@ -437,6 +483,11 @@ def detect(
                 excluded |= finding.active
             runs = run_models(hours, excluded, config)
             scores = {run.usage: run.scores for run in runs}
+            for run in runs:
+                if on_expected is not None:  # expected against observed, for Grafana (anomalies.expected_sink)
+                    used = hours.usages[run.usage]
+                    on_expected(ExpectedSeries(run.building, run.usage, used.unit, frame.times_s, used.values,
+                                               run.expected).between(start, end))
             model_findings = _model_findings(runs, hours, config)
         rule_events = events_from_findings(inventory, building, frame, [*quality, *findings], scores)
         model_events = events_from_findings(inventory, building, frame, model_findings, scores) if config.model_events else []

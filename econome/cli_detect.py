@@ -5,6 +5,8 @@ r"""The ``econome detect`` command: anomaly events from a history of readings.
     econome detect --inventory examples/commune.yaml --readings readings.csv --out events.jsonl
     econome detect --inventory examples/commune.yaml --readings readings.csv --out events.jsonl \\
         --from 2026-01-01 --language en --model-events
+    ECONOME_INFLUX_URL=http://influx:8086 econome detect ... --influx      # also write to InfluxDB
+    econome detect ... --influx-url http://127.0.0.1:8086 --influx-db econome
 
 The CSV has the columns ``timestamp`` (ISO 8601 with offset), ``point`` and
 ``value``, with points as in the inventory: counters as cumulative indexes,
@@ -12,11 +14,23 @@ sensors as instantaneous values. Each line of the output is one event (see
 :meth:`anomalies.events.AnomalyEvent.to_json`). Advisors use it to backtest:
 "how often would this have fired last year?".
 
+With ``--influx`` (or ``--influx-url``/``--influx-db``, which imply it) the
+events also go to InfluxDB (measurement ``anomaly``), with the expected
+against observed consumption of every building × usage with a model
+(measurement ``expected``, :mod:`anomalies.expected_sink`), for Grafana.
+InfluxDB is the one of ``econome run``: the ``ECONOME_INFLUX_*`` settings
+(API v1 or v2, credentials, TLS; see :mod:`econome.settings`);
+``--influx-url`` replaces ``ECONOME_INFLUX_URL`` and ``--influx-db``
+replaces ``ECONOME_INFLUX_DATABASE`` (v1) or ``ECONOME_INFLUX_BUCKET`` (v2).
+Rewriting the same hours overwrites their points. Exit codes: 2 a bad
+inventory or setting, 3 unreadable readings, 4 InfluxDB refused or unreachable.
+
 :func:`register` adds the command to the main app.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import Counter
 from datetime import UTC, date, datetime
@@ -24,16 +38,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from pydantic import ValidationError
 
+from econome._common import EXIT_CONFIG
 from econome._common import load_or_exit as _load
-from streams.errors import TelemetryError
+from econome.settings import EconomeSettings, load_settings
+from streams.errors import SinkError, TelemetryError
 
 if TYPE_CHECKING:
-    from anomalies.events import Language
+    from anomalies.detect import ExpectedSeries
+    from anomalies.events import AnomalyEvent, Language
+    from streams.influx import InfluxConfig
 
 __all__ = ["register"]
 
 _EXIT_DATA = 3
+_EXIT_SINK = 4
 
 
 def register(app: typer.Typer) -> None:
@@ -69,6 +89,13 @@ def detect_command(
     until: Annotated[str | None, typer.Option("--to", help="Keep events starting before this local date.")] = None,
     models: Annotated[bool, typer.Option("--models/--no-models", help="Fit isolation forests for the scores.")] = True,
     model_events: Annotated[bool, typer.Option("--model-events", help="Also raise events from the forests alone.")] = False,
+    influx: Annotated[
+        bool, typer.Option("--influx", help="Also write the events and expected values to InfluxDB (ECONOME_INFLUX_*).")
+    ] = False,
+    influx_url: Annotated[str | None, typer.Option("--influx-url", help="InfluxDB URL (implies --influx).")] = None,
+    influx_db: Annotated[
+        str | None, typer.Option("--influx-db", help="InfluxDB database, or v2 bucket (implies --influx).")
+    ] = None,
 ) -> None:
     """Detect anomalies in a history of readings and write them as JSON lines."""
     # Imported here: scikit-learn costs a second at start-up, and only this command needs it.
@@ -87,10 +114,60 @@ def detect_command(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=_EXIT_DATA) from exc
     tz = inv.organisation.tz
+    sink = _influx_config(influx_url, influx_db) if influx or influx_url or influx_db else None
     config = DetectConfig(models=models, model_events=model_events)
-    events = detect(inv, data, config, start=_day(since, tz), end=_day(until, tz))
+    expected: list[ExpectedSeries] = []
+    events = detect(inv, data, config, start=_day(since, tz), end=_day(until, tz),
+                    on_expected=expected.append if sink is not None else None)
     lang: Language = "en" if language == "en" else "fr"
     count = write_events_jsonl(events, out, lang)
     kinds = Counter(e.kind for e in events)
     typer.echo(f"{count} events written to {out}")
+    if sink is not None:
+        try:
+            points = asyncio.run(_write_influx(sink, events, expected, lang))
+        except SinkError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(code=_EXIT_SINK) from exc
+        where = sink.bucket if sink.api == "v2" else sink.database
+        typer.echo(f"{count} events and {points} expected points written to InfluxDB {sink.safe_url} ({where})")
     typer.echo(json.dumps(dict(sorted(kinds.items()))))
+
+
+def _influx_config(url: str | None, database: str | None) -> InfluxConfig:
+    """The InfluxDB of ``ECONOME_INFLUX_*``, with the command line's URL and database; exit 2 when invalid."""
+    try:
+        settings = load_settings()
+        overrides: dict[str, str] = {}
+        if url is not None:
+            overrides["influx_url"] = url
+        if database is not None:
+            overrides["influx_bucket" if settings.influx_api == "v2" else "influx_database"] = database
+        if overrides:
+            settings = EconomeSettings(**overrides)  # type: ignore[arg-type]  # checked by pydantic at run time
+        return settings.influx()
+    except (TelemetryError, ValidationError, ValueError) as exc:
+        typer.echo(f"error: {_one_line(exc)}", err=True)
+        raise typer.Exit(code=EXIT_CONFIG) from None
+
+
+def _one_line(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())
+    return str(exc)
+
+
+async def _write_influx(
+    config: InfluxConfig, events: list[AnomalyEvent], expected: list[ExpectedSeries], language: Language
+) -> int:
+    """Write the events and the expected series; return the expected points written."""
+    from anomalies.alerts import write_events
+    from anomalies.expected_sink import write_expected
+    from streams.influx import make_writer
+
+    writer = make_writer(config)
+    try:
+        await write_events(writer, events, language)
+        return await write_expected(writer, expected, batch_size=config.batch_size)
+    finally:
+        await writer.close()
