@@ -163,10 +163,13 @@ async def _write_influx(
     """Write the events and the expected series; return the expected points written."""
     from anomalies.alerts import write_events
     from anomalies.expected_sink import write_expected
-    from streams.influx import make_writer
+    from streams.influx import InfluxV1Writer, make_writer
 
     writer = make_writer(config)
     try:
+        if isinstance(writer, InfluxV1Writer):
+            # Asked to write: an unreachable or refusing InfluxDB is an error even with nothing to write.
+            await writer.ensure_database()
         await write_events(writer, events, language)
         return await write_expected(writer, expected, batch_size=config.batch_size)
     finally:
