@@ -4,7 +4,8 @@ Reading order for detection: ``features.py`` (hourly data per building ×
 usage), ``rules.py`` (explained energy and data-quality rules),
 ``iforest.py`` and ``thresholds.py`` (the model and its decision),
 ``lifecycle.py`` (debouncing), ``events.py`` (the events and their cost),
-``detect.py`` (the offline run), ``alerts.py`` (e-mail and InfluxDB).
+``detect.py`` (the offline run), ``alerts.py`` (e-mail and InfluxDB),
+``expected_sink.py`` (expected against observed consumption in InfluxDB).
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ import json
 import logging
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -84,6 +84,7 @@ __all__ = [
     "AlertMemory",
     "BuildingFindings",
     "DetectConfig",
+    "ExpectedSeries",
     "ModelRun",
     "RuleSpan",
     "building_findings",
@@ -175,6 +176,48 @@ def read_readings_csv(path: Path) -> dict[str, PointSeries]:
         order = np.argsort(t, kind="stable")
         out[point] = PointSeries(times_s=t[order], values=v[order])
     return out
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ExpectedSeries:
+    """What one building × usage consumed, hour by hour, against what it was expected to.
+
+    What :func:`detect` hands its ``on_expected`` hook, so that a caller can
+    write expected against observed (:mod:`anomalies.expected_sink`).
+
+    Attributes:
+        building: building id.
+        usage: the usage.
+        unit: ``kWh`` or ``m3`` (water).
+        times_s: start of each hour, UTC seconds since the epoch.
+        observed: per hour, the consumption (``nan`` unknown or blanked by a quality rule).
+        expected: per hour, the expected consumption (``nan`` where there is no model yet).
+    """
+
+    building: str
+    usage: Usage
+    unit: str
+    times_s: FloatArray
+    observed: FloatArray
+    expected: FloatArray
+
+    def between(self, start: datetime | None, end: datetime | None) -> ExpectedSeries:
+        """The hours starting in ``[start, end)``; either bound may be None (open).
+
+        >>> from datetime import UTC
+        >>> from inventory import Usage
+        >>> s = ExpectedSeries("mairie", Usage.HEATING, "kWh", np.array([0.0, 3600.0, 7200.0]),
+        ...                    np.array([1.0, 2.0, 3.0]), np.array([1.0, np.nan, 2.0]))
+        >>> s.between(datetime.fromtimestamp(3600, UTC), None).times_s.tolist()
+        [3600.0, 7200.0]
+        """
+        keep = np.ones(self.times_s.size, dtype=np.bool_)
+        if start is not None:
+            keep &= self.times_s >= start.timestamp()
+        if end is not None:
+            keep &= self.times_s < end.timestamp()
+        return ExpectedSeries(self.building, self.usage, self.unit, self.times_s[keep], self.observed[keep],
+                              self.expected[keep])
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -532,12 +575,14 @@ class BuildingFindings:
         rules: data-quality then energy rule findings.
         models: model findings (``unusual_consumption``).
         scores: per usage, the model scores.
+        expected: per usage with a model, observed against expected over the frame.
     """
 
     building: Building
     rules: list[Finding]
     models: list[Finding]
     scores: dict[Usage, FloatArray]
+    expected: list[ExpectedSeries]
 
 
 def building_findings(
@@ -591,15 +636,19 @@ def building_findings(
         findings.extend(rule.evaluate(hours, config.rules, findings))
     scores: dict[Usage, FloatArray] = {}
     model_findings: list[Finding] = []
+    expected: list[ExpectedSeries] = []
     if config.models:
         excluded = np.zeros(frame.hours, dtype=np.bool_)
         for finding in findings:
             excluded |= finding.active
         runs = run_models(hours, excluded, config)
         scores = {run.usage: run.scores for run in runs}
+        for run in runs:  # expected against observed, for Grafana (anomalies.expected_sink)
+            used = hours.usages[run.usage]
+            expected.append(ExpectedSeries(run.building, run.usage, used.unit, frame.times_s, used.values, run.expected))
         if config.model_events:
             model_findings = _model_findings(runs, hours, config)
-    return BuildingFindings(building, [*quality, *findings], model_findings, scores)
+    return BuildingFindings(building, [*quality, *findings], model_findings, scores, expected)
 
 
 def detect(
@@ -609,6 +658,7 @@ def detect(
     *,
     start: datetime | None = None,
     end: datetime | None = None,
+    on_expected: Callable[[ExpectedSeries], None] | None = None,
 ) -> list[AnomalyEvent]:
     """Run the rules and models on a history of readings: a replay of :func:`anomalies.incremental.advance`.
 
@@ -622,6 +672,8 @@ def detect(
         config: detection settings.
         start: keep events that end after this time (the history before it still serves as reference).
         end: keep events that start before this time.
+        on_expected: called once per building × usage with a model (``config.models``) with its
+            hourly observed and expected consumption, cut to ``[start, end)``.
 
     Returns:
         The events, by start time, each in its last state.
@@ -630,7 +682,12 @@ def detect(
     from anomalies.incremental import DetectorState, advance
 
     config = config or DetectConfig()
-    events = advance(inventory, readings, DetectorState.fresh(config), config=config).events
+    def expected_between(series: ExpectedSeries) -> None:
+        if on_expected is not None:
+            on_expected(series.between(start, end))
+
+    hook = expected_between if on_expected is not None else None
+    events = advance(inventory, readings, DetectorState.fresh(config), config=config, on_expected=hook).events
     if start is not None:
         events = [e for e in events if e.end > start]
     if end is not None:

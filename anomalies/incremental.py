@@ -66,6 +66,7 @@ import logging
 import math
 import os
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -74,7 +75,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from anomalies.detect import AlertMemory, DetectConfig, RuleSpan, building_findings, debounce
+from anomalies.detect import AlertMemory, DetectConfig, ExpectedSeries, RuleSpan, building_findings, debounce
 from anomalies.events import AlertState, AnomalyEvent
 from anomalies.features import HourlyFrame, PointSeries
 from anomalies.lifecycle import AlertKey, AlertLifecycle, Track
@@ -287,6 +288,7 @@ def advance(
     *,
     config: DetectConfig | None = None,
     incremental: IncrementalConfig | None = None,
+    on_expected: Callable[[ExpectedSeries], None] | None = None,
 ) -> AdvanceResult:
     """Process the hours after ``state.last_hour`` up to ``until``.
 
@@ -297,6 +299,8 @@ def advance(
         until: end of the hours to process (a whole hour); default: the hour of the latest reading, rounded down.
         config: detection settings (those the state was built with).
         incremental: history settings.
+        on_expected: called per building × usage with a model with its observed and expected
+            consumption over the hours processed (for :mod:`anomalies.expected_sink`).
 
     Returns:
         The events that changed, and the state.
@@ -351,6 +355,9 @@ def advance(
         logger.debug("detection over %s hours, hours %d to %d observed", n, first_hour, n)
         for _, building in inventory.buildings():
             found = building_findings(inventory, building, cut, frame, calendar, config)
+            if on_expected is not None:
+                for expected_series in found.expected:
+                    on_expected(expected_series.between(_dt(group_s), _dt(stop_s)))
             for event in debounce(inventory, building, frame, [*found.rules, *found.models], first_hour=first_hour,
                                   life=life, memory=state.memory, spans=state.spans, scores=found.scores):
                 latest[((event.building, event.usage, event.kind, event.point or ""), event.start)] = event

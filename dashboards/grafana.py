@@ -6,6 +6,7 @@ Three kinds of dashboard come out of one :class:`~inventory.Inventory`:
   over the period, a ranking, the open anomalies and the data completeness
   of every meter and sensor;
 - **one per building**: consumption by usage with the opening hours shaded,
+  expected against observed consumption per metered usage (with the residual),
   indoor temperatures against the setpoints, heating energy against the
   outdoor temperature, water night flow, electric power, anomaly annotations;
 - **Réception des travaux** (one per renovated building): before and after
@@ -15,7 +16,8 @@ Every query is InfluxQL, so the dashboards work on InfluxDB 1.x, on 2.x
 through a DBRP mapping and on 3.x. They read the schema of ``streams``:
 ``reading`` (raw values), ``point_status`` (completeness), ``agg_point``,
 ``agg_usage``, ``agg_building`` (window aggregates tagged ``window`` = 10m,
-1h or 1d) and ``anomaly``. Every dashboard has a ``building`` variable and a
+1h or 1d), ``anomaly`` and ``expected`` (hourly expected against observed
+consumption, written by ``econome detect --influx``). Every dashboard has a ``building`` variable and a
 ``period`` variable (the aggregation window); uids are derived from the
 inventory ids, so they are stable across runs and installations. Labels are
 French and say their unit.
@@ -52,6 +54,7 @@ from inventory import Building, Inventory, Point, Quantity, Usage
 from inventory.model import WEEKDAYS
 
 __all__ = [
+    "EXPECTED_TITLE",
     "FOLDERS",
     "Dashboard",
     "DashboardConfig",
@@ -643,6 +646,68 @@ def _refs() -> Iterator[str]:
         yield chr(ord("A") + i)
 
 
+_COUNTER_QUANTITIES = (Quantity.ACTIVE_ENERGY, Quantity.HEAT_ENERGY, Quantity.GAS_VOLUME)
+EXPECTED_TITLE = "Consommation attendue / observée"
+"""Title of the panels of expected against observed consumption, followed by the usage and unit."""
+
+
+def _metered_usages(building: Building) -> list[Usage]:
+    """The usages a counter of the building measures (with those a shared meter also serves), water last."""
+    found: set[Usage] = set()
+    for point in building.points:
+        if not point.cumulative:
+            continue
+        if point.quantity is Quantity.WATER_VOLUME:
+            found.add(Usage.WATER)
+        elif point.quantity in _COUNTER_QUANTITIES:
+            found.update(u for u in (point.usage, *point.serves) if u in _ENERGY_USAGES)
+    return [u for u in (*_ENERGY_USAGES, Usage.WATER) if u in found]
+
+
+def _expected_panel(b: _Builder, sel: str, usage: Usage) -> None:
+    """Expected against observed consumption of one usage, with the residual, from the ``expected`` measurement.
+
+    ``econome detect --influx`` writes one point per hour (anomalies.expected_sink); the sums
+    per ``$period`` make hours, days or (at 10 minutes) the hours themselves.
+    """
+    water = usage is Usage.WATER
+    unit, label = ("m3", "m³") if water else ("kwatth", "kWh")
+    p = b.timeseries(
+        f"{EXPECTED_TITLE} — {_USAGE_FR[usage]} ({label})",
+        "Ce que le bâtiment aurait dû consommer (modèle de détection : météo, horaires, calendrier) "
+        "face à ce qu'il a consommé ; l'écart observé − attendu en barres. Vide tant que le modèle "
+        "n'a pas assez d'historique, et les heures sans relevé n'ont ni observé ni écart.",
+        [
+            b.target(
+                "A",
+                'SELECT sum("expected") AS "Attendu", sum("observed") AS "Observé", sum("residual") AS "Écart" '
+                f"""FROM "expected" WHERE {sel} AND "usage" = '{usage.value}' AND $timeFilter """
+                f"GROUP BY time($period) fill(none) {b.tzc()}",
+                alias="$col",
+            )
+        ],
+        unit,
+    )
+    overrides = p["fieldConfig"]["overrides"]
+    for name, color in (("Attendu", "blue"), ("Observé", "red")):
+        overrides.append(
+            {
+                "matcher": {"id": "byName", "options": name},
+                "properties": [{"id": "color", "value": {"fixedColor": color, "mode": "fixed"}}],
+            }
+        )
+    overrides.append(
+        {
+            "matcher": {"id": "byName", "options": "Écart"},
+            "properties": [
+                {"id": "custom.drawStyle", "value": "bars"},
+                {"id": "custom.fillOpacity", "value": 60},
+                {"id": "color", "value": {"fixedColor": "orange", "mode": "fixed"}},
+            ],
+        }
+    )
+
+
 _TO_LITRES = {"m3": 1000.0, "L": 1.0}
 _TO_KW = {"W": 0.001, "kW": 1.0}
 
@@ -699,6 +764,9 @@ def building_dashboard(inventory: Inventory, building: Building, config: Dashboa
             w=24,
         )
         _rename(p, {u.value: _USAGE_FR[u] for u in usages})
+
+    for usage in _metered_usages(building):
+        _expected_panel(b, sel, usage)
 
     temps = _points(building, Quantity.TEMPERATURE, Usage.COMFORT)
     if temps:

@@ -5,6 +5,8 @@ r"""The ``econome detect`` command: anomaly events from a history of readings.
     econome detect --inventory examples/commune.yaml --readings readings.csv --out events.jsonl
     econome detect --inventory examples/commune.yaml --readings readings.csv --out events.jsonl \\
         --from 2026-01-01 --language en --model-events
+    ECONOME_INFLUX_URL=http://influx:8086 econome detect ... --influx      # also write to InfluxDB
+    econome detect ... --influx-url http://127.0.0.1:8086 --influx-db econome
     econome detect --inventory examples/commune.yaml --readings today.csv --out new.jsonl --state detect.state.npz
 
 With ``--state FILE`` the run resumes from FILE (when it exists) and saves
@@ -18,11 +20,23 @@ sensors as instantaneous values. Each line of the output is one event (see
 :meth:`anomalies.events.AnomalyEvent.to_json`). Advisors use it to backtest:
 "how often would this have fired last year?".
 
+With ``--influx`` (or ``--influx-url``/``--influx-db``, which imply it) the
+events also go to InfluxDB (measurement ``anomaly``), with the expected
+against observed consumption of every building × usage with a model
+(measurement ``expected``, :mod:`anomalies.expected_sink`), for Grafana.
+InfluxDB is the one of ``econome run``: the ``ECONOME_INFLUX_*`` settings
+(API v1 or v2, credentials, TLS; see :mod:`econome.settings`);
+``--influx-url`` replaces ``ECONOME_INFLUX_URL`` and ``--influx-db``
+replaces ``ECONOME_INFLUX_DATABASE`` (v1) or ``ECONOME_INFLUX_BUCKET`` (v2).
+Rewriting the same hours overwrites their points. Exit codes: 2 a bad
+inventory or setting, 3 unreadable readings, 4 InfluxDB refused or unreachable.
+
 :func:`register` adds the command to the main app.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import Counter
 from datetime import UTC, date, datetime
@@ -30,19 +44,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from pydantic import ValidationError
 
+from econome._common import EXIT_CONFIG
 from econome._common import load_or_exit as _load
-from streams.errors import TelemetryError
+from econome.settings import EconomeSettings, load_settings
+from streams.errors import SinkError, TelemetryError
 
 if TYPE_CHECKING:
-    from anomalies.detect import DetectConfig
+    from collections.abc import Callable
+
+    from anomalies.detect import DetectConfig, ExpectedSeries
     from anomalies.events import AnomalyEvent, Language
     from anomalies.features import PointSeries
     from inventory import Inventory
+    from streams.influx import InfluxConfig
 
 __all__ = ["register"]
 
 _EXIT_DATA = 3
+_EXIT_SINK = 4
 
 
 def register(app: typer.Typer) -> None:
@@ -71,14 +92,14 @@ def _day(text: str | None, tz: object) -> datetime | None:
 
 def _advance_state(
     inv: Inventory, data: dict[str, PointSeries], config: DetectConfig, path: Path, *, reset: bool,
-    since: datetime | None, until: datetime | None,
+    since: datetime | None, until: datetime | None, on_expected: Callable[[ExpectedSeries], None] | None = None,
 ) -> list[AnomalyEvent]:
     """Resume from ``path`` (or start afresh), advance over the readings, save; the transitions."""
     from anomalies.incremental import DetectorState, advance
 
     try:
         state = DetectorState.fresh(config) if reset or not path.exists() else DetectorState.load(path)
-        result = advance(inv, data, state, until, config=config)
+        result = advance(inv, data, state, until, config=config, on_expected=on_expected)
     except TelemetryError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=_EXIT_DATA) from exc
@@ -98,6 +119,13 @@ def detect_command(
     state: Annotated[Path | None, typer.Option(
         "--state", help="Resume from and save to this state file: only new transitions are written.")] = None,
     reset_state: Annotated[bool, typer.Option("--reset-state", help="Ignore an existing --state file.")] = False,
+    influx: Annotated[
+        bool, typer.Option("--influx", help="Also write the events and expected values to InfluxDB (ECONOME_INFLUX_*).")
+    ] = False,
+    influx_url: Annotated[str | None, typer.Option("--influx-url", help="InfluxDB URL (implies --influx).")] = None,
+    influx_db: Annotated[
+        str | None, typer.Option("--influx-db", help="InfluxDB database, or v2 bucket (implies --influx).")
+    ] = None,
 ) -> None:
     """Detect anomalies in a history of readings and write them as JSON lines."""
     # Imported here: scikit-learn costs a second at start-up, and only this command needs it.
@@ -116,13 +144,67 @@ def detect_command(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=_EXIT_DATA) from exc
     tz = inv.organisation.tz
+    sink = _influx_config(influx_url, influx_db) if influx or influx_url or influx_db else None
     config = DetectConfig(models=models, model_events=model_events)
+    expected: list[ExpectedSeries] = []
+    hook = expected.append if sink is not None else None
     if state is None:
-        events = detect(inv, data, config, start=_day(since, tz), end=_day(until, tz))
+        events = detect(inv, data, config, start=_day(since, tz), end=_day(until, tz), on_expected=hook)
     else:
-        events = _advance_state(inv, data, config, state, reset=reset_state, since=_day(since, tz), until=_day(until, tz))
+        events = _advance_state(inv, data, config, state, reset=reset_state, since=_day(since, tz), until=_day(until, tz),
+                                on_expected=hook)
     lang: Language = "en" if language == "en" else "fr"
     count = write_events_jsonl(events, out, lang)
     kinds = Counter(e.kind for e in events)
     typer.echo(f"{count} events written to {out}")
+    if sink is not None:
+        try:
+            points = asyncio.run(_write_influx(sink, events, expected, lang))
+        except SinkError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(code=_EXIT_SINK) from exc
+        where = sink.bucket if sink.api == "v2" else sink.database
+        typer.echo(f"{count} events and {points} expected points written to InfluxDB {sink.safe_url} ({where})")
     typer.echo(json.dumps(dict(sorted(kinds.items()))))
+
+
+def _influx_config(url: str | None, database: str | None) -> InfluxConfig:
+    """The InfluxDB of ``ECONOME_INFLUX_*``, with the command line's URL and database; exit 2 when invalid."""
+    try:
+        settings = load_settings()
+        overrides: dict[str, str] = {}
+        if url is not None:
+            overrides["influx_url"] = url
+        if database is not None:
+            overrides["influx_bucket" if settings.influx_api == "v2" else "influx_database"] = database
+        if overrides:
+            settings = EconomeSettings(**overrides)  # type: ignore[arg-type]  # checked by pydantic at run time
+        return settings.influx()
+    except (TelemetryError, ValidationError, ValueError) as exc:
+        typer.echo(f"error: {_one_line(exc)}", err=True)
+        raise typer.Exit(code=EXIT_CONFIG) from None
+
+
+def _one_line(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())
+    return str(exc)
+
+
+async def _write_influx(
+    config: InfluxConfig, events: list[AnomalyEvent], expected: list[ExpectedSeries], language: Language
+) -> int:
+    """Write the events and the expected series; return the expected points written."""
+    from anomalies.alerts import write_events
+    from anomalies.expected_sink import write_expected
+    from streams.influx import InfluxV1Writer, make_writer
+
+    writer = make_writer(config)
+    try:
+        if isinstance(writer, InfluxV1Writer):
+            # Asked to write: an unreachable or refusing InfluxDB is an error even with nothing to write.
+            await writer.ensure_database()
+        await write_events(writer, events, language)
+        return await write_expected(writer, expected, batch_size=config.batch_size)
+    finally:
+        await writer.close()

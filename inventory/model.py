@@ -607,7 +607,7 @@ class Point(_Frozen):
     modbus: ModbusBinding | None = None
     mqtt: MqttBinding | None = None
     replacements: tuple[MeterReplacement, ...] = ()
-    serves: list[Usage] = Field(default_factory=list)
+    serves: tuple[Usage, ...] = ()
     """Other usages this meter also serves: one gas meter for heating and hot water is
     ``usage: heating, serves: [dhw]``."""
     split: dict[Usage, float] | None = None
@@ -651,6 +651,11 @@ class Point(_Frozen):
                 msg = f"the shares of 'split' must be between 0 and 1 and sum to 1, got {sum(self.split.values()):g}"
                 raise ValueError(msg)
         return self
+
+    def __hash__(self) -> int:
+        # Points key sets and dicts; ``split`` is a dict, so the default hash of a frozen model
+        # (over every field) would fail. Ids are unique in an inventory, and equal points have equal ids.
+        return hash(self.id)
 
     @property
     def protocol(self) -> Literal["modbus", "mqtt"]:
