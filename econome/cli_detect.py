@@ -4,7 +4,7 @@ r"""The ``econome detect`` command: anomaly events from a history of readings.
 
     econome detect --inventory examples/commune.yaml --readings readings.csv --out events.jsonl
     econome detect --inventory examples/commune.yaml --readings readings.csv --out events.jsonl \\
-        --from 2026-01-01 --language en --model-events
+        --from 2026-01-01 --language en --no-rule-events   # the forests alone
 
 The CSV has the columns ``timestamp`` (ISO 8601 with offset), ``point`` and
 ``value``, with points as in the inventory: counters as cumulative indexes,
@@ -67,8 +67,15 @@ def detect_command(
     language: Annotated[str, typer.Option("--language", help="Language of the explanations: fr or en.")] = "fr",
     since: Annotated[str | None, typer.Option("--from", help="Keep events ending after this local date.")] = None,
     until: Annotated[str | None, typer.Option("--to", help="Keep events starting before this local date.")] = None,
-    models: Annotated[bool, typer.Option("--models/--no-models", help="Fit isolation forests for the scores.")] = True,
-    model_events: Annotated[bool, typer.Option("--model-events", help="Also raise events from the forests alone.")] = False,
+    models: Annotated[
+        bool, typer.Option("--models/--no-models", help="Fit the expected-consumption models and isolation forests.")
+    ] = True,
+    rule_events: Annotated[
+        bool, typer.Option("--rule-events/--no-rule-events", help="Raise events from the rules.")
+    ] = True,
+    model_events: Annotated[
+        bool, typer.Option("--model-events/--no-model-events", help="Raise events from the forests (consumption above expected).")
+    ] = True,
 ) -> None:
     """Detect anomalies in a history of readings and write them as JSON lines."""
     # Imported here: scikit-learn costs a second at start-up, and only this command needs it.
@@ -87,7 +94,7 @@ def detect_command(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=_EXIT_DATA) from exc
     tz = inv.organisation.tz
-    config = DetectConfig(models=models, model_events=model_events)
+    config = DetectConfig(models=models, rule_events=rule_events, model_events=model_events)
     events = detect(inv, data, config, start=_day(since, tz), end=_day(until, tz))
     lang: Language = "en" if language == "en" else "fr"
     count = write_events_jsonl(events, out, lang)
