@@ -134,8 +134,9 @@ class DetectConfig(BaseModel):
     this share (of the expected value plus a quarter of the usual level)."""
     model_min_duration: timedelta = timedelta(hours=6)
     """Flagged time before a model event opens: a model event needs persistence."""
-    model_clear_after: timedelta = timedelta(hours=12)
-    """Quiet time before a model event resolves."""
+    model_clear_after: timedelta = timedelta(hours=24)
+    """Quiet time before a model event resolves: a fault that shows by day only (heating through the
+    opening hours of a holiday) stays one episode across its nights."""
     random_state: int = 0
 
 

@@ -126,6 +126,7 @@ def test_heating_kept_on_through_a_school_holiday_is_detected(events: list[Anoma
     hits = [e for e in events if _overlaps(e, HOLIDAY_FAULT)]
     assert hits, [(e.kind, e.start) for e in events]
     assert any(e.kind == "unusual_consumption" and e.excess_kwh > 0 for e in hits)
+    assert len([e for e in hits if e.kind == "unusual_consumption"]) == 1  # one fault, one episode across its nights
 
 
 def test_a_week_of_30_percent_more_is_detected(events: list[AnomalyEvent]) -> None:
