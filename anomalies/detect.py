@@ -9,24 +9,31 @@ The steps, for the whole portfolio:
    counter, a frozen or silent sensor) are blanked for what follows;
 3. describe each building's hours (schedule, holidays, weather, indoor
    temperature, consumption per usage) and run the energy rules;
-4. fit an isolation forest per building × usage, walking forward: every
-   ``refit_every`` it is refitted on all earlier hours except those any rule or
-   the model itself flagged, its threshold calibrated on held-out reference
-   hours (:class:`~anomalies.thresholds.QuantileThreshold`); it scores the
-   following hours;
+4. per building × usage, walking forward: every week the expected
+   consumption (:mod:`anomalies.expected`, the M&V daily change-point model
+   times an hourly profile per day type) is refitted on the earlier hours,
+   and every ``refit_every`` an isolation forest on the residual features
+   (:func:`~anomalies.features.build_features`), both leaving out the hours a
+   rule or the forest flagged; the forest's threshold is calibrated on
+   held-out reference hours (:class:`~anomalies.thresholds.QuantileThreshold`);
+   they score and flag the following hours;
 5. debounce every rule's and model's hourly states through the alert
    lifecycle (:class:`~anomalies.lifecycle.AlertLifecycle`: minimum duration,
    flap suppression, the buildings' mute windows) into
    :class:`~anomalies.events.AnomalyEvent` records, priced with the inventory's tariffs.
 
-A model event that overlaps a rule event of the same building is dropped:
-the rule explains it better.
+A forest's flagged hour counts for an event only when the consumption is
+above the expected one (by ``model_min_ratio``); a model event needs
+``model_min_duration`` of such hours. A model event that overlaps a rule
+event of the same building is dropped: the rule explains it better.
 
 Sample config (``DetectConfig``)::
 
     detect:
-      refit_every: 56d
-      model_events: false
+      refit_every: 28d
+      expected: {min_history: 14d, refit_every: 7d}
+      rule_events: true
+      model_events: true
       model_min_duration: 6h
       threshold_q: 0.999
       rules: {occupied_limit_c: 19.0}
@@ -62,6 +69,7 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
 from anomalies.events import AlertState, AnomalyEvent, ChartSeries, EventKind, Language, excess_cost
+from anomalies.expected import ExpectedConfig, ExpectedConsumption, refit_hours
 from anomalies.features import (
     FEATURE_NAMES,
     BuildingHours,
@@ -102,7 +110,8 @@ FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
 _HOUR = timedelta(hours=1)
-_CONSUMPTION_COLUMN = FEATURE_NAMES.index("consumption")
+_RATIO_COLUMN = FEATURE_NAMES.index("residual_ratio")
+_MIN_CALIBRATION = 48  # held-out scores at the first fit: a quarter of 14 days, minus unknown rows
 
 
 class DetectConfig(BaseModel):
@@ -114,18 +123,27 @@ class DetectConfig(BaseModel):
     rules: RulesConfig = Field(default_factory=RulesConfig)
     iforest: IsolationForestConfig = Field(default_factory=IsolationForestConfig)
     models: bool = True
-    """Run the isolation forests (rules always run); their scores become the events' score."""
-    model_events: bool = False
-    """Also raise events from the forests alone. Off by default: walking forward through a
-    first year, a forest meets each season for the first time and flags it (see docs/anomalies.md)."""
-    refit_every: timedelta = timedelta(days=56)
-    """How often each forest is refitted on the hours before."""
-    threshold_q: float = Field(default=0.999, gt=0.5, lt=1)
+    """Run the expected-consumption models and the isolation forests (rules always run)."""
+    expected: ExpectedConfig = Field(default_factory=ExpectedConfig)
+    """The expected consumption: start, refit cadence (:mod:`anomalies.expected`)."""
+    rule_events: bool = True
+    """Raise events from the rules (off: the forests alone, for a benchmark)."""
+    model_events: bool = True
+    """Raise events from the forests: consumption persistently above the expected one."""
+    refit_every: timedelta = timedelta(days=28)
+    """How often each forest is refitted on the hours before (the expected model every ``expected.refit_every``)."""
+    threshold_q: float = Field(default=0.995, gt=0.5, lt=1)
     """Quantile of held-out reference scores above which an hour is flagged."""
+    calibration_share: float = Field(default=0.25, gt=0, lt=1)
+    """Share of the reference hours held back to calibrate the threshold (not fitted on)."""
+    model_min_ratio: float = Field(default=0.2, ge=0)
+    """A flagged hour counts for an event only when the consumption exceeds the expected one by
+    this share (of the expected value plus a quarter of the usual level)."""
     model_min_duration: timedelta = timedelta(hours=6)
-    """Flagged time before a model event opens."""
-    model_clear_after: timedelta = timedelta(hours=12)
-    """Quiet time before a model event resolves."""
+    """Flagged time before a model event opens: a model event needs persistence."""
+    model_clear_after: timedelta = timedelta(hours=24)
+    """Quiet time before a model event resolves: a fault that shows by day only (heating through the
+    opening hours of a holiday) stays one episode across its nights."""
     random_state: int = 0
 
 
@@ -222,17 +240,20 @@ class ExpectedSeries:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class ModelRun:
-    """The walk-forward scores of one building × usage forest.
+    """The walk-forward expected consumption and forest scores of one building × usage.
 
     Attributes:
         building: building id.
         usage: the usage.
-        scores: per hour, the score (``nan`` before the first fit or where a feature is missing).
+        scores: per hour, the forest's score (``nan`` before the first fit or where a feature is missing).
         flagged: per hour, 1 flagged, 0 not, ``nan`` not scored.
-        expected: per hour, the median consumption of the same hour of the week in the reference.
+        expected: per hour, the expected consumption (:mod:`anomalies.expected`), ``nan`` before its first fit.
         fits: how many times the forest was fitted.
         last: the last fitted detector, if any.
         last_threshold: its thresholder.
+        residual: per hour, observed − expected.
+        ratio: per hour, the residual ratio (the ``residual_ratio`` feature).
+        expected_fits: how many times the expected-consumption model was fitted.
     """
 
     building: str
@@ -243,10 +264,20 @@ class ModelRun:
     fits: int
     last: IsolationForestDetector | None
     last_threshold: QuantileThreshold | None
+    residual: FloatArray
+    ratio: FloatArray
+    expected_fits: int
 
 
 def run_models(hours: BuildingHours, excluded: BoolArray, config: DetectConfig) -> list[ModelRun]:
-    """Walk-forward isolation forests for every usage of a building.
+    """Walk-forward expected consumption and isolation forest for every usage of a building.
+
+    Every ``config.expected.refit_every`` (from ``config.expected.min_history``
+    on) the expected model is refitted on the earlier hours, and every
+    ``config.refit_every`` the forest, both leaving out the hours a rule or the
+    forest flagged (only those: the rest of an open alert's period still
+    counts). The forest's threshold is calibrated on a share of the reference
+    hours held back from its fit; they count as covered.
 
     Args:
         hours: the building's hours.
@@ -258,66 +289,76 @@ def run_models(hours: BuildingHours, excluded: BoolArray, config: DetectConfig) 
     """
     runs: list[ModelRun] = []
     n = hours.frame.hours
-    step = max(1, int(config.refit_every / _HOUR))
-    first = max(1, int(config.iforest.min_span / _HOUR))
-    for usage in hours.usages:
-        rows = build_features(hours, usage, config.features)
+    forest_every = max(1, int(config.refit_every / _HOUR))
+    at_hours = refit_hours(n, config.expected)
+    for usage, series in hours.usages.items():
+        y = series.values
+        model = ExpectedConsumption(y, hours.outdoor_c, hours.open_frac, hours.school_holiday, hours.local_hour,
+                                    hours.local_day, config.expected)
+        expected = np.full(n, np.nan)
         scores = np.full(n, np.nan)
         flagged = np.full(n, np.nan)
-        expected = np.full(n, np.nan)
         model_flag = np.zeros(n, dtype=np.bool_)
+        rows = np.full((n, len(FEATURE_NAMES)), np.nan)
         fits = 0
         last: IsolationForestDetector | None = None
         last_th: QuantileThreshold | None = None
-        for at in range(first, n, step):
-            # Seeded by the refit hour, not the series length: chunked runs hold out the same hours.
-            rng = np.random.default_rng([config.random_state, at])
-            usable = ~excluded[:at] & ~model_flag[:at]
-            reference = np.where(usable[:, None], rows[:at], np.nan)
-            detector = IsolationForestDetector(config.iforest, random_state=config.random_state)
-            held_out = rng.random(at) < 0.25
-            try:
-                detector.fit(np.where(held_out[:, None], np.nan, reference))
-                threshold = QuantileThreshold(q=config.threshold_q).calibrate(detector.score_many(reference[held_out]))
-            except InsufficientData as exc:
-                logger.debug("no forest for %s %s at hour %d: %s", hours.building.id, usage.value, at, exc.reasons)
+        last_fit_at = -forest_every
+        for k, at in enumerate(at_hours):
+            stop = at_hours[k + 1] if k + 1 < len(at_hours) else n
+            skip = excluded[:at] | model_flag[:at]
+            first = not model.fitted
+            if model.refit(at, skip) and first:
+                expected[:at] = model.predict(0, at)
+            if not model.fitted:
                 continue
-            fits += 1
-            last, last_th = detector, threshold
-            stop = min(n, at + step)
-            block = detector.score_many(rows[at:stop])
+            expected[at:stop] = model.predict(at, stop)
+            # Every feature looks back only: the rows up to ``stop`` are final once the expected values are.
+            rows[:stop] = build_features(hours, usage, expected, config.features)[:stop]
+            if last is None or at - last_fit_at >= forest_every:
+                # Seeded by the refit hour, not the series length: chunked runs hold out the same hours.
+                held_out = np.random.default_rng([config.random_state, at]).random(at) < config.calibration_share
+                detector = IsolationForestDetector(config.iforest, random_state=config.random_state)
+                try:
+                    detector.fit(rows[:at], exclude=skip | held_out)
+                    calibration = detector.score_many(rows[:at][held_out & ~skip])
+                    threshold = QuantileThreshold(q=config.threshold_q, min_scores=_MIN_CALIBRATION).calibrate(calibration)
+                except InsufficientData as exc:
+                    logger.debug("no forest for %s %s at hour %d: %s", hours.building.id, usage.value, at, exc.reasons)
+                else:
+                    fits += 1
+                    last, last_th, last_fit_at = detector, threshold, at
+            if last is None or last_th is None:
+                continue
+            block = last.score_many(rows[at:stop])
             scores[at:stop] = block
             for i, score in enumerate(block.tolist()):
                 if math.isfinite(score):
-                    hit = threshold.flag(score)
+                    hit = last_th.flag(score)
                     flagged[at + i] = float(hit)
                     model_flag[at + i] = hit
-            expected[at:stop] = _hour_of_week_median(hours, rows[:at, _CONSUMPTION_COLUMN], usable, at, stop)
-        runs.append(ModelRun(hours.building.id, usage, scores, flagged, expected, fits, last, last_th))
+        residual = y - expected
+        ratio = rows[:, _RATIO_COLUMN]
+        runs.append(ModelRun(hours.building.id, usage, scores, flagged, expected, fits, last, last_th,
+                             residual, ratio, model.fits))
     return runs
 
 
-def _hour_of_week_median(hours: BuildingHours, y: FloatArray, usable: BoolArray, at: int, stop: int) -> FloatArray:
-    how = hours.hour_of_week
-    out = np.full(stop - at, np.nan)
-    ok = usable & np.isfinite(y)
-    for h in range(168):
-        sel = ok & (how[:at] == h)
-        if sel.any():
-            out[how[at:stop] == h] = float(np.median(y[sel]))
-    return out
-
-
 def _model_findings(runs: Sequence[ModelRun], hours: BuildingHours, config: DetectConfig) -> list[Finding]:
+    """A forest's hours become an event's hours when flagged with consumption above the expected one."""
     findings = []
+    closed = (hours.open_frac == 0.0).astype(np.float64)
     for run in runs:
         series = hours.usages[run.usage]
-        excess = np.where(run.flagged == 1.0, np.maximum(0.0, series.values - run.expected), 0.0)
+        above = (run.residual > 0) & (run.ratio >= config.model_min_ratio)
+        state = np.where(np.isfinite(run.flagged), ((run.flagged == 1.0) & above).astype(np.float64), np.nan)
+        excess = np.where(state == 1.0, np.maximum(0.0, run.residual), 0.0)
         findings.append(
             Finding(
                 qualified_name=f"anomalies.iforest.{run.usage.value}", kind=EventKind.UNUSUAL_CONSUMPTION,
-                building=run.building, usage=run.usage, state=run.flagged, observed=series.values, expected=run.expected,
+                building=run.building, usage=run.usage, state=state, observed=series.values, expected=run.expected,
                 excess=np.nan_to_num(excess), unit=series.unit, excess_unit=series.unit, energy=series.energy,
+                facts={"closed_share": closed, "outdoor_c": hours.outdoor_c},
                 min_duration=config.model_min_duration, clear_after=config.model_clear_after,
             )
         )

@@ -312,10 +312,6 @@ _TEMPLATES: dict[str, dict[Language, str]] = {
         "fr": "aucune donnée du point {point} pendant {hours:.0f} h",
         "en": "no data from point {point} for {hours:.0f} h",
     },
-    "unusual_consumption": {
-        "fr": "consommation de {usage_name} inhabituelle pour l'heure, le jour et la météo (forêt d'isolement)",
-        "en": "{usage_name} consumption unusual for the hour, day and weather (isolation forest)",
-    },
 }
 
 
@@ -328,6 +324,8 @@ def explain(event: AnomalyEvent, language: Language = "fr") -> str:
     >>> text.split(": +")[1]
     '412 kWh of heat ≈ 45 € ≈ 94 kgCO2e'
     """
+    if event.kind == EventKind.UNUSUAL_CONSUMPTION.value:
+        return f"{event.building_name}: {_explain_model(event, language)}{_money(event, language)}"
     template = _TEMPLATES.get(event.kind, {"fr": event.kind, "en": event.kind})[language]
     facts: dict[str, Any] = {
         "closed": _span(event, language),
@@ -345,6 +343,52 @@ def explain(event: AnomalyEvent, language: Language = "fr") -> str:
     if event.kind != "heating_unoccupied":
         body += f" ({_span(event, language)})"
     return f"{event.building_name}: {body}{_money(event, language)}"
+
+
+def _explain_model(event: AnomalyEvent, language: Language) -> str:
+    """Which residual, how large and since when, in an advisor's words (a model event).
+
+    The facts are the share of the event's hours the building was closed
+    (``closed_share``) and the mean outdoor temperature (``outdoor_c``); the
+    size is the observed against the expected consumption over its hours.
+
+    >>> event = replace(_sample_event(), kind="unusual_consumption", source="model",
+    ...                 facts={"closed_share": 0.9, "outdoor_c": 4.2})
+    >>> _explain_model(event, "en")
+    'heating consumption 60 % above expected for the weather (4 °C outside) and the opening hours, \
+mostly while the building was closed (nights, weekends, holidays), since Sat 10/01 18:00 (until Mon 12/01 06:00)'
+    """
+    usage = _USAGE_NAMES[language].get(event.usage, event.usage)
+    pct = 100.0 * (event.observed - event.expected) / event.expected if event.expected > 0 else math.nan
+    closed = event.facts.get("closed_share")
+    outdoor = event.facts.get("outdoor_c")
+    weather = isinstance(outdoor, (int, float)) and math.isfinite(outdoor) and event.usage == "heating"
+    tz = ZoneInfo(event.timezone)
+    since, until = _when(event.start, tz, language), _when(event.end, tz, language)
+    if language == "fr":
+        size = f"supérieure de {pct:.0f} % à l'attendu" if math.isfinite(pct) else "au-dessus de l'attendu"
+        basis = f"pour la météo ({outdoor:.0f} °C dehors) et l'horaire" if weather else "pour l'horaire et le calendrier"
+        where = _where(closed, ("surtout bâtiment fermé (nuits, week-ends, vacances)", "pendant les heures d'ouverture",
+                                "de jour comme de nuit"))
+        return f"consommation de {usage} {size} {basis}, {where}, depuis {since} (jusqu'à {until})"
+    size = f"{pct:.0f} % above expected" if math.isfinite(pct) else "above expected"
+    basis = (
+        f"for the weather ({outdoor:.0f} °C outside) and the opening hours" if weather else "for the opening hours and calendar"
+    )
+    where = _where(closed, ("mostly while the building was closed (nights, weekends, holidays)", "during opening hours",
+                            "day and night"))
+    return f"{usage} consumption {size} {basis}, {where}, since {since} (until {until})"
+
+
+def _where(closed_share: object, phrases: tuple[str, str, str]) -> str:
+    """Closed hours, opening hours, or both, from the share of the event's hours the building was closed."""
+    if not isinstance(closed_share, (int, float)) or not math.isfinite(closed_share):
+        return phrases[2]
+    if closed_share >= 0.7:
+        return phrases[0]
+    if closed_share <= 0.3:
+        return phrases[1]
+    return phrases[2]
 
 
 def _sample_event() -> AnomalyEvent:

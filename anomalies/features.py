@@ -10,7 +10,7 @@ French calendar say of each hour (open, pre-heating, public and school
 holidays), the weather, the indoor temperature against the setpoint, and the
 consumption per usage in kWh (gas m3 converted with the point's
 ``conversion_kwh_per_unit``) or m3 of water. :func:`build_features` gives the
-feature matrix of one building × usage for the isolation forest.
+residual features of one building × usage for the isolation forest.
 
 Sample config (``FeatureConfig``)::
 
@@ -779,61 +779,100 @@ def expected_setpoints(
 
 
 FEATURE_NAMES = (
-    "hour_of_week",
+    "residual",
+    "residual_ratio",
+    "residual_ratio_24h",
+    "same_sign_hours",
+    "hour_of_week_sin",
+    "hour_of_week_cos",
     "open_frac",
-    "public_holiday",
-    "school_holiday",
     "outdoor_c",
-    "heating_degree_hours",
-    "indoor_minus_setpoint_c",
-    "consumption",
-    "previous_hour",
-    "mean_previous_24h",
-    "same_hour_last_week",
 )
 """Columns of :func:`build_features`, in order."""
 
+_SAME_SIGN_CAP = 168  # a week of one sign is as persistent as it gets
+_LEVEL_SHARE = 0.25  # share of the usual level added to the expected value below a ratio
 
-def build_features(hours: BuildingHours, usage: Usage, config: FeatureConfig | None = None) -> FloatArray:
-    """Feature matrix of one building × usage, one row per hour (columns: :data:`FEATURE_NAMES`).
 
-    Rows with a missing value keep ``nan``; detectors skip them.
+def build_features(
+    hours: BuildingHours, usage: Usage, expected: FloatArray, config: FeatureConfig | None = None
+) -> FloatArray:
+    """Residual features of one building × usage, one row per hour (columns: :data:`FEATURE_NAMES`).
+
+    The residual is observed − expected (:mod:`anomalies.expected`). Its ratio
+    divides it by the expected value plus a quarter of the usual level (the
+    mean expected value of the last 168 hours), so that an hour expected near
+    zero (a night, a summer day of heating) does not give an infinite ratio.
+    Persistence is the mean ratio of the last 24 hours (18 known at least)
+    and the number of consecutive hours the residual has kept its sign
+    (positive above, negative below, capped at 168). The hour of the week is
+    encoded on a circle (Sunday night next to Monday morning).
+    Every column looks back only. Rows with a missing value keep ``nan``;
+    detectors skip them. A building without any outdoor temperature gets a
+    constant in its place, so that it still has rows.
 
     Args:
         hours: the building's hours.
         usage: a usage with a consumption series.
-        config: gives the degree-hour base.
+        expected: the expected consumption of each hour (``nan`` unknown).
+        config: feature settings (unused by the residual features, kept for the signature of callers).
 
     Returns:
         An ``(hours, len(FEATURE_NAMES))`` array.
 
     Raises:
         KeyError: when the building has no counter for the usage.
+
+    >>> import numpy as np
+    >>> _same_sign_run(np.array([0.5, 1.0, 2.0, -1.0, -3.0])).tolist()
+    [0.0, 1.0, 2.0, -0.0, -1.0]
     """
-    config = config or FeatureConfig()
+    del config
     y = hours.usages[usage].values
     n = y.size
-    previous = np.concatenate([[np.nan], y[:-1]])
-    week = np.concatenate([np.full(min(168, n), np.nan), y[:-168]]) if n > 168 else np.full(n, np.nan)
-    kernel = np.ones(24)
-    filled = np.where(np.isfinite(y), y, 0.0)
-    counts = np.convolve(np.isfinite(y).astype(np.float64), kernel)[:n]
-    sums = np.convolve(filled, kernel)[:n]
-    mean24 = np.where(counts >= 18, sums / np.maximum(counts, 1), np.nan)
-    mean24 = np.concatenate([[np.nan], mean24[:-1]])
-    hdh = np.maximum(0.0, config.heating_base_c - hours.outdoor_c)
+    residual = y - expected
+    level = _trailing_mean(np.maximum(expected, 0.0), 168, 24)
+    ratio = residual / (np.maximum(expected, 0.0) + _LEVEL_SHARE * level + 1e-9)
+    ratio = np.where(np.isfinite(level) & (level > 0), ratio, np.nan)
+    ratio24 = _trailing_mean(ratio, 24, 18)
+    how = hours.hour_of_week.astype(np.float64)
+    outdoor = hours.outdoor_c if np.isfinite(hours.outdoor_c).any() else np.zeros(n)
     columns = [
-        hours.hour_of_week.astype(np.float64),
+        residual,
+        ratio,
+        ratio24,
+        _same_sign_run(residual),
+        np.sin(2 * np.pi * how / 168.0),
+        np.cos(2 * np.pi * how / 168.0),
         hours.open_frac,
-        hours.public_holiday.astype(np.float64),
-        hours.school_holiday.astype(np.float64),
-        hours.outdoor_c,
-        hdh,
-        hours.indoor_c - hours.setpoint_c if np.isfinite(hours.indoor_c).any() else np.zeros(n),
-        y,
-        previous,
-        mean24,
-        week,
+        outdoor,
     ]
     result: FloatArray = np.column_stack(columns)
+    return result
+
+
+def _trailing_mean(x: FloatArray, width: int, min_known: int) -> FloatArray:
+    """Mean of the last ``width`` values up to and including each one (``nan`` with fewer known)."""
+    n = x.size
+    known = np.isfinite(x)
+    kernel = np.ones(width)
+    counts = np.convolve(known.astype(np.float64), kernel)[:n]
+    sums = np.convolve(np.where(known, x, 0.0), kernel)[:n]
+    result: FloatArray = np.where(counts >= min_known, sums / np.maximum(counts, 1), np.nan)
+    return result
+
+
+def _same_sign_run(residual: FloatArray) -> FloatArray:
+    """Signed count of the consecutive earlier hours with the residual's sign (``nan`` where unknown)."""
+    n = residual.size
+    if n == 0:
+        return np.zeros(0)
+    known = np.isfinite(residual)
+    sign = np.sign(np.where(known, residual, 0.0))
+    # A run breaks on a change of sign, an unknown hour or a zero residual.
+    breaks = np.ones(n, dtype=np.bool_)
+    breaks[1:] = (sign[1:] != sign[:-1]) | ~known[1:] | ~known[:-1] | (sign[1:] == 0)
+    index = np.arange(n)
+    run_start = np.maximum.accumulate(np.where(breaks, index, 0))
+    result: FloatArray = np.where(known, sign * np.minimum(index - run_start, _SAME_SIGN_CAP), np.nan)
     return result

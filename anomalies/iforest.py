@@ -9,7 +9,9 @@ skipped when fitting and score ``nan``.
 
 ``fit`` checks data sufficiency first and raises
 :class:`~streams.errors.InsufficientData` with the reasons (span too short,
-too few complete rows, coverage too low). Deciding is a thresholder's job
+too few complete rows, coverage too low; rows held back for calibration or
+flagged by a rule are passed as ``exclude``: not fitted on, but not gaps
+either). Deciding is a thresholder's job
 (:mod:`anomalies.thresholds`); hours it flags are left out of the next refit
 by the caller (:mod:`anomalies.detect`).
 
@@ -53,6 +55,7 @@ from streams.errors import InsufficientData, ModelError, NotFitted
 __all__ = ["FORMAT_VERSION", "IsolationForestConfig", "IsolationForestDetector"]
 
 FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.int64]
 
 FORMAT_VERSION = 1
@@ -69,8 +72,8 @@ class IsolationForestConfig(BaseModel):
     """Shortest reference period (one row per hour)."""
     min_coverage: float = Field(default=0.7, gt=0, le=1)
     """Smallest share of reference rows with every feature known."""
-    min_rows: int = Field(default=240, ge=16)
-    """Fewest complete rows."""
+    min_rows: int = Field(default=120, ge=16)
+    """Fewest complete rows fitted on (five days of hours)."""
     step: Duration = timedelta(hours=1)
     """Time one row stands for."""
 
@@ -123,31 +126,48 @@ class IsolationForestDetector:
         self._denominator = 1.0
         self._n_features = 0
 
-    def check_sufficiency(self, rows: FloatArray) -> list[str]:
-        """Reasons the rows cannot make a reference period (empty when they can)."""
+    def check_sufficiency(self, rows: FloatArray, exclude: BoolArray | None = None) -> list[str]:
+        """Reasons the rows cannot make a reference period (empty when they can).
+
+        Coverage is the share of the period's rows whose features are all
+        known: rows left out of the fit on purpose (``exclude``: held back for
+        calibration, flagged by a rule) are data, not gaps, and count as
+        covered. The fewest-rows rule counts the rows actually fitted on.
+        """
         cfg = self.config
-        complete = int(np.isfinite(rows).all(axis=1).sum()) if rows.size else 0
+        complete = np.isfinite(rows).all(axis=1) if rows.size else np.zeros(rows.shape[0], dtype=np.bool_)
+        fitted = complete if exclude is None else complete & ~exclude
         span = rows.shape[0] * cfg.step
         reasons = []
         if span < cfg.min_span:
             reasons.append(f"reference spans {span}, need {cfg.min_span}")
-        if complete < cfg.min_rows:
-            reasons.append(f"{complete} complete rows, need {cfg.min_rows}")
-        coverage = complete / rows.shape[0] if rows.shape[0] else 0.0
+        if int(fitted.sum()) < cfg.min_rows:
+            reasons.append(f"{int(fitted.sum())} complete rows to fit on, need {cfg.min_rows}")
+        coverage = float(complete.mean()) if rows.shape[0] else 0.0
         if coverage < cfg.min_coverage:
             reasons.append(f"coverage {coverage:.0%} of the reference period, need {cfg.min_coverage:.0%}")
         return reasons
 
-    def fit(self, rows: FloatArray) -> Self:
-        """Fit on reference rows (one per hour; rows with ``nan`` are skipped).
+    def fit(self, rows: FloatArray, exclude: BoolArray | None = None) -> Self:
+        """Fit on reference rows (one per hour; rows with ``nan`` and ``exclude`` rows are skipped).
+
+        Args:
+            rows: the reference period, one row per hour.
+            exclude: rows not to fit on (held back for calibration, flagged); they still count as covered.
+
+        Returns:
+            self, fitted.
 
         Raises:
             InsufficientData: with the reasons, when the rows are too few, too short or too patchy.
         """
-        reasons = self.check_sufficiency(rows)
+        reasons = self.check_sufficiency(rows, exclude)
         if reasons:
             raise InsufficientData(reasons)
-        data = rows[np.isfinite(rows).all(axis=1)]
+        keep = np.isfinite(rows).all(axis=1)
+        if exclude is not None:
+            keep &= ~exclude
+        data = rows[keep]
         forest = IsolationForest(
             n_estimators=self.config.n_estimators,
             max_samples=min(self.config.max_samples, data.shape[0]),

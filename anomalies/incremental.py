@@ -358,7 +358,8 @@ def advance(
             if on_expected is not None:
                 for expected_series in found.expected:
                     on_expected(expected_series.between(_dt(group_s), _dt(stop_s)))
-            for event in debounce(inventory, building, frame, [*found.rules, *found.models], first_hour=first_hour,
+            rules = found.rules if config.rule_events else []
+            for event in debounce(inventory, building, frame, [*rules, *found.models], first_hour=first_hour,
                                   life=life, memory=state.memory, spans=state.spans, scores=found.scores):
                 latest[((event.building, event.usage, event.kind, event.point or ""), event.start)] = event
         group_s = stop_s

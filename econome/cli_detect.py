@@ -4,7 +4,7 @@ r"""The ``econome detect`` command: anomaly events from a history of readings.
 
     econome detect --inventory examples/commune.yaml --readings readings.csv --out events.jsonl
     econome detect --inventory examples/commune.yaml --readings readings.csv --out events.jsonl \\
-        --from 2026-01-01 --language en --model-events
+        --from 2026-01-01 --language en --no-rule-events   # the forests alone
     ECONOME_INFLUX_URL=http://influx:8086 econome detect ... --influx      # also write to InfluxDB
     econome detect ... --influx-url http://127.0.0.1:8086 --influx-db econome
     econome detect --inventory examples/commune.yaml --readings today.csv --out new.jsonl --state detect.state.npz
@@ -114,8 +114,15 @@ def detect_command(
     language: Annotated[str, typer.Option("--language", help="Language of the explanations: fr or en.")] = "fr",
     since: Annotated[str | None, typer.Option("--from", help="Keep events ending after this local date.")] = None,
     until: Annotated[str | None, typer.Option("--to", help="Keep events starting before this local date.")] = None,
-    models: Annotated[bool, typer.Option("--models/--no-models", help="Fit isolation forests for the scores.")] = True,
-    model_events: Annotated[bool, typer.Option("--model-events", help="Also raise events from the forests alone.")] = False,
+    models: Annotated[
+        bool, typer.Option("--models/--no-models", help="Fit the expected-consumption models and isolation forests.")
+    ] = True,
+    rule_events: Annotated[
+        bool, typer.Option("--rule-events/--no-rule-events", help="Raise events from the rules.")
+    ] = True,
+    model_events: Annotated[
+        bool, typer.Option("--model-events/--no-model-events", help="Raise events from the forests (consumption above expected).")
+    ] = True,
     state: Annotated[Path | None, typer.Option(
         "--state", help="Resume from and save to this state file: only new transitions are written.")] = None,
     reset_state: Annotated[bool, typer.Option("--reset-state", help="Ignore an existing --state file.")] = False,
@@ -145,7 +152,7 @@ def detect_command(
         raise typer.Exit(code=_EXIT_DATA) from exc
     tz = inv.organisation.tz
     sink = _influx_config(influx_url, influx_db) if influx or influx_url or influx_db else None
-    config = DetectConfig(models=models, model_events=model_events)
+    config = DetectConfig(models=models, rule_events=rule_events, model_events=model_events)
     expected: list[ExpectedSeries] = []
     hook = expected.append if sink is not None else None
     if state is None:

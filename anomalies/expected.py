@@ -1,0 +1,387 @@
+"""Expected consumption, hour by hour: what the building would have consumed, fitted walk-forward.
+
+The expected consumption of one building × usage reuses the M&V baseline of
+:mod:`mv.baseline`, not a second family of models: a
+:class:`~mv.baseline.DailyChangePointBaseline` (daily energy on degree days,
+with balance point, occupied / unoccupied / school-holiday split) times the
+share of a day's energy each local hour takes, per day type (the hourly
+profile). Day types come from the building's hours as the inventory and the
+calendar describe them (:class:`~anomalies.features.BuildingHours`): a day
+without any opening hour is unoccupied (weekends, closures, public holidays,
+the school holidays of a school, days outside bookings), an open day in the
+school holidays is a school-holiday day.
+
+The hourly profile is why TOWT (:class:`~mv.baseline.TowtBaseline`) is not
+used here: its hour-of-week term cannot tell a Monday of the school holidays
+from an ordinary Monday, so it would expect a school heated through the
+holidays, and miss exactly the heating kept on through a holiday.
+
+Everything is causal, so that a live pipeline gets the same numbers:
+
+* at each refit (every ``refit_every``, from ``min_history`` on) the model is
+  fitted on the earlier hours only (at most ``window`` of them), leaving out
+  the hours flagged by a rule or an open alert (``excluded``): a day with
+  such an hour is left out, the other days still count, so refits go on
+  while an alert is open and the reference is the consumption before it;
+* an hour is predicted from the degree days of the 24 hours up to it
+  (the building's inertia follows the last day's weather), never from later
+  temperatures;
+* until the first fit no hour is expected; at the first fit the hours before
+  it get the model's in-sample values (the reference the isolation forest is
+  first fitted on).
+
+With no outdoor temperature at all, a constant stands in for it and the
+model has no weather term: the expected value is the usual level of each
+day type and hour.
+
+Sample config (``ExpectedConfig``)::
+
+    expected:
+      min_history: 14d
+      refit_every: 7d
+      window: 365d
+
+>>> import numpy as np
+>>> from datetime import UTC, date, datetime, timedelta
+>>> hours = 24 * 28
+>>> day_of = np.repeat(np.arange(28), 24)
+>>> outdoor = 8.0 + 4.0 * np.sin(day_of / 3.0)
+>>> local_hour = np.tile(np.arange(24), 28)
+>>> open_day = (day_of % 7) < 5
+>>> heat = np.maximum(0.0, 16.0 - outdoor) * np.where((local_hour >= 7) & (local_hour < 18), 2.0, 0.5)
+>>> y = heat * np.where(open_day, 1.0, 0.4) + 1.0
+>>> open_frac = np.where(open_day & (local_hour >= 8) & (local_hour < 17), 1.0, 0.0)
+>>> run = expected_consumption(y, outdoor, open_frac, np.zeros(hours, dtype=bool), local_hour,
+...                            day_of, np.zeros(hours, dtype=bool), ExpectedConfig())
+>>> run.fits, bool(np.isnan(run.expected[:24 * 14]).any())
+(2, False)
+>>> error = np.abs(run.expected[24 * 14:] - y[24 * 14:]) / y[24 * 14:]
+>>> bool(np.mean(error) < 0.1)
+True
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, Field
+
+from inventory import Duration
+from mv.baseline import BaselineConfig, DailyChangePointBaseline, DailyObservations, DayType
+from streams.errors import InsufficientData, ModelError
+
+__all__ = [
+    "ExpectedConfig",
+    "ExpectedConsumption",
+    "ExpectedRun",
+    "day_types_of_hours",
+    "expected_consumption",
+    "refit_hours",
+    "trailing_temperatures",
+]
+
+logger = logging.getLogger(__name__)
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+IntArray = npt.NDArray[np.int64]
+
+_HOUR = timedelta(hours=1)
+_TYPES = (DayType.OCCUPIED, DayType.UNOCCUPIED, DayType.SCHOOL_HOLIDAY)
+_NO_WEATHER_C = 10.0  # stands in for a missing outdoor temperature: a constant gives no weather term
+
+
+class ExpectedConfig(BaseModel):
+    """When the expected-consumption model starts, how often it is refitted, and its search ranges."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    min_history: Duration = timedelta(days=14)
+    """History before the first fit; no hour is expected before it."""
+    refit_every: Duration = timedelta(days=7)
+    """How often the model is refitted on the hours before."""
+    window: Duration = timedelta(days=365)
+    """Longest history a fit uses (a year holds every season)."""
+    min_days: int = Field(default=10, ge=3)
+    """Fewest usable days (energy and temperature known, no flagged hour) a fit needs."""
+    min_days_per_type: int = Field(default=3, ge=1)
+    """A day type with fewer reference days borrows another's coefficients and profile."""
+    heating_balance_c: tuple[float, float] = (8.0, 20.0)
+    """Range searched for the heating balance point."""
+    cooling_balance_c: tuple[float, float] = (22.0, 26.0)
+    """Range searched for the cooling balance point."""
+    balance_step_c: float = Field(default=1.0, gt=0)
+    """Step of the balance-point grids."""
+
+    def baseline_config(self) -> BaselineConfig:
+        """The :class:`~mv.baseline.BaselineConfig` of the daily model (sufficiency is checked here)."""
+        return BaselineConfig(
+            min_span=self.min_history,
+            min_coverage=0.05,
+            min_days_per_type=self.min_days_per_type,
+            heating_balance_c=self.heating_balance_c,
+            cooling_balance_c=self.cooling_balance_c,
+            balance_step_c=self.balance_step_c,
+        )
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ExpectedRun:
+    """The walk-forward expected consumption of one building × usage.
+
+    Attributes:
+        expected: per hour, what would have been consumed (``nan`` before the first fit or without temperature).
+        fits: how many times the model was fitted.
+        last: the last fitted daily model, if any.
+        fitted_at: per hour, the hour index of the fit that predicted it (-1 none).
+    """
+
+    expected: FloatArray
+    fits: int
+    last: DailyChangePointBaseline | None
+    fitted_at: IntArray
+
+
+def day_types_of_hours(open_frac: FloatArray, school_holiday: BoolArray, day: IntArray) -> list[DayType]:
+    """Day type of each hour's local day: unoccupied without any opening, school holiday, else occupied.
+
+    Args:
+        open_frac: open share of each hour.
+        school_holiday: the hour's local day is in the school holidays.
+        day: local day number of each hour (any integer that changes at local midnight).
+
+    Returns:
+        One day type per hour.
+
+    >>> day_types_of_hours(np.array([0.0, 1.0, 0.0, 0.0]), np.array([False, False, True, True]), np.array([1, 1, 2, 2]))[1:3]
+    [<DayType.OCCUPIED: 'occupied'>, <DayType.UNOCCUPIED: 'unoccupied'>]
+    """
+    days, inverse = np.unique(day, return_inverse=True)
+    opened = np.zeros(days.size)
+    np.add.at(opened, inverse, open_frac)
+    holiday = np.zeros(days.size, dtype=np.bool_)
+    np.logical_or.at(holiday, inverse, school_holiday)
+    per_day = [DayType.UNOCCUPIED if o <= 0 else DayType.OCCUPIED for o in opened.tolist()]
+    return [per_day[i] for i in inverse.tolist()]
+
+
+def trailing_temperatures(outdoor_c: FloatArray) -> FloatArray:
+    """The 24 hourly temperatures up to and including each hour, as rows (``nan`` before the first).
+
+    >>> trailing_temperatures(np.arange(30.0))[25, [0, -1]].tolist()
+    [2.0, 25.0]
+    """
+    padded = np.concatenate([np.full(23, np.nan), outdoor_c])
+    result: FloatArray = np.lib.stride_tricks.sliding_window_view(padded, 24).copy()
+    return result
+
+
+class ExpectedConsumption:
+    """The expected-consumption model of one series, refitted step by step as hours go by.
+
+    The per-hour inputs (weather, day types, hours) are given once; :meth:`refit`
+    fits on the hours before ``at`` that are not excluded, and :meth:`predict`
+    gives the expected value of any hours from the last fit.
+
+    Args:
+        y: observed consumption per hour (``nan`` unknown).
+        outdoor_c: outdoor temperature per hour (``nan`` unknown; all ``nan``: no weather term).
+        open_frac: open share of each hour.
+        school_holiday: the hour's local day is in the school holidays.
+        local_hour: local wall-clock hour, 0-23.
+        day: local day number of each hour.
+        config: start, refit cadence, search ranges.
+    """
+
+    def __init__(
+        self,
+        y: FloatArray,
+        outdoor_c: FloatArray,
+        open_frac: FloatArray,
+        school_holiday: BoolArray,
+        local_hour: IntArray,
+        day: IntArray,
+        config: ExpectedConfig,
+    ) -> None:
+        self.y = y
+        self.outdoor_c = outdoor_c if np.isfinite(outdoor_c).any() else np.full(y.size, _NO_WEATHER_C)
+        self.types = day_types_of_hours(open_frac, school_holiday, day)
+        self.type_idx = np.array([_TYPES.index(t) for t in self.types], dtype=np.int64)
+        self.local_hour = local_hour
+        self.day = day
+        self.config = config
+        self.rows = trailing_temperatures(self.outdoor_c)
+        self.fits = 0
+        self.last: DailyChangePointBaseline | None = None
+        self._profile: FloatArray | None = None
+
+    @property
+    def fitted(self) -> bool:
+        """Tell whether a fit has succeeded yet."""
+        return self.last is not None
+
+    def refit(self, at: int, excluded: BoolArray) -> bool:
+        """Refit on the hours before ``at`` (at most ``config.window``), leaving out ``excluded`` ones.
+
+        Args:
+            at: first hour not yet seen.
+            excluded: per hour before ``at``, hours not to fit on (flagged by a rule or an alert).
+
+        Returns:
+            Whether the fit succeeded (when not, the previous fit stays in use).
+        """
+        lo = max(0, at - int(self.config.window / _HOUR))
+        fitted = _fit(self.y[lo:at], self.outdoor_c[lo:at], self.types[lo:at], self.local_hour[lo:at],
+                      self.day[lo:at], excluded[lo:at], self.config)
+        if fitted is None:
+            return False
+        self.last, self._profile = fitted
+        self.fits += 1
+        return True
+
+    def predict(self, start: int, stop: int) -> FloatArray:
+        """Expected consumption of hours ``start`` to ``stop`` by the last fit (``nan`` before any fit)."""
+        if self.last is None or self._profile is None:
+            return np.full(max(0, stop - start), np.nan)
+        return _predict(self.last, self._profile, self.rows[start:stop], self.types[start:stop],
+                        self.type_idx[start:stop], self.local_hour[start:stop])
+
+
+def expected_consumption(
+    y: FloatArray,
+    outdoor_c: FloatArray,
+    open_frac: FloatArray,
+    school_holiday: BoolArray,
+    local_hour: IntArray,
+    day: IntArray,
+    excluded: BoolArray,
+    config: ExpectedConfig,
+) -> ExpectedRun:
+    """Walk-forward expected consumption of one series, refitted every ``config.refit_every``.
+
+    Args:
+        y: observed consumption per hour (``nan`` unknown).
+        outdoor_c: outdoor temperature per hour (``nan`` unknown; all ``nan``: no weather term).
+        open_frac: open share of each hour.
+        school_holiday: the hour's local day is in the school holidays.
+        local_hour: local wall-clock hour, 0-23.
+        day: local day number of each hour.
+        excluded: hours never used to fit (flagged by a rule or an open alert).
+        config: start, refit cadence, search ranges.
+
+    Returns:
+        The expected consumption and the fits.
+    """
+    n = y.size
+    model = ExpectedConsumption(y, outdoor_c, open_frac, school_holiday, local_hour, day, config)
+    expected = np.full(n, np.nan)
+    fitted_at = np.full(n, -1, dtype=np.int64)
+    at_hours = refit_hours(n, config)
+    for k, at in enumerate(at_hours):
+        stop = at_hours[k + 1] if k + 1 < len(at_hours) else n
+        first = not model.fitted
+        if model.refit(at, excluded[:at]) and first:
+            # The reference the forest first fits on: in-sample values of the hours before.
+            expected[:at] = model.predict(0, at)
+            fitted_at[:at] = at
+        if model.fitted:
+            expected[at:stop] = model.predict(at, stop)
+            fitted_at[at:stop] = at
+    return ExpectedRun(expected=expected, fits=model.fits, last=model.last, fitted_at=fitted_at)
+
+
+def refit_hours(n: int, config: ExpectedConfig) -> list[int]:
+    """The hours at which the model is refitted: from ``min_history`` on, every ``refit_every``.
+
+    >>> refit_hours(24 * 30, ExpectedConfig())
+    [336, 504, 672]
+    """
+    first = max(1, int(config.min_history / _HOUR))
+    return list(range(first, n, max(1, int(config.refit_every / _HOUR))))
+
+
+def _fit(
+    y: FloatArray,
+    outdoor_c: FloatArray,
+    types: list[DayType],
+    local_hour: IntArray,
+    day: IntArray,
+    excluded: BoolArray,
+    config: ExpectedConfig,
+) -> tuple[DailyChangePointBaseline, FloatArray] | None:
+    """Fit the daily model and the hourly profile on complete, unflagged local days."""
+    if y.size == 0:
+        return None
+    days, start, counts = np.unique(day, return_index=True, return_counts=True)
+    good = np.isfinite(y) & ~excluded & np.isfinite(outdoor_c)
+    energy, temps, kept_types, kept_rows = [], [], [], []
+    for d0, s, c in zip(days.tolist(), start.tolist(), counts.tolist(), strict=True):
+        # DST days have 23 or 25 hours; a day cut by the history's edge is left out.
+        if c < 23 or not good[s : s + c].all():
+            continue
+        energy.append(float(y[s : s + c].sum()))
+        t = np.full(24, np.nan)
+        t[local_hour[s : s + c]] = outdoor_c[s : s + c]
+        temps.append(t)
+        kept_types.append(types[s])
+        kept_rows.append((d0, s, c))
+    if len(energy) < config.min_days:
+        logger.debug("expected model: %d usable days, need %d", len(energy), config.min_days)
+        return None
+    first = date.fromordinal(1)
+    obs = DailyObservations.build(
+        [first + timedelta(days=d - kept_rows[0][0]) for d, _, _ in kept_rows], energy, np.vstack(temps), kept_types
+    )
+    try:
+        model = DailyChangePointBaseline(config.baseline_config()).fit(obs)
+    except (InsufficientData, ModelError) as exc:
+        logger.debug("expected model not fitted: %s", exc)
+        return None
+    return model, _profile(y, local_hour, kept_rows, kept_types, model)
+
+
+def _profile(
+    y: FloatArray, local_hour: IntArray, kept: list[tuple[int, int, int]], types: list[DayType],
+    model: DailyChangePointBaseline,
+) -> FloatArray:
+    """Share of the day's energy each local hour takes, per day type (rows: :data:`_TYPES`)."""
+    sums = np.zeros((len(_TYPES), 24))
+    counts = np.zeros(len(_TYPES))
+    for (_, s, c), day_type in zip(kept, types, strict=True):
+        i = _TYPES.index(day_type)
+        np.add.at(sums[i], local_hour[s : s + c], y[s : s + c])
+        counts[i] += 1
+    out = np.full((len(_TYPES), 24), 1.0 / 24.0)
+    total = sums.sum(axis=1)
+    merged = model.params.type_map
+    for i, day_type in enumerate(_TYPES):
+        source = i
+        if counts[i] < model.config.min_days_per_type or total[i] <= 0:
+            # Too few days of this type: the profile of the type its coefficients come from.
+            target = merged.get(day_type, DayType.UNOCCUPIED if day_type is DayType.SCHOOL_HOLIDAY else DayType.OCCUPIED)
+            source = _TYPES.index(target)
+            if counts[source] < model.config.min_days_per_type or total[source] <= 0:
+                source = int(np.argmax(counts))
+        if total[source] > 0:
+            out[i] = sums[source] / total[source]
+    return out
+
+
+def _predict(
+    model: DailyChangePointBaseline,
+    profile: FloatArray,
+    rows: FloatArray,
+    types: list[DayType],
+    type_idx: IntArray,
+    local_hour: IntArray,
+) -> FloatArray:
+    if rows.shape[0] == 0:
+        return np.zeros(0)
+    obs = DailyObservations.build([date.fromordinal(1)] * rows.shape[0], np.full(rows.shape[0], np.nan), rows, types)
+    daily = model.predict(obs)
+    result: FloatArray = daily * profile[type_idx, local_hour]
+    return result

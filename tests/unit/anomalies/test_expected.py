@@ -1,0 +1,73 @@
+"""The expected consumption: causal, fitted from 14 days, refitted around flagged hours, with day types."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from anomalies.expected import ExpectedConfig, day_types_of_hours, expected_consumption
+from mv.baseline import DayType
+
+DAYS = 60
+
+
+def _series(seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    n = DAYS * 24
+    day = np.repeat(np.arange(DAYS), 24)
+    hour = np.tile(np.arange(24), DAYS)
+    outdoor = 6.0 + 5.0 * np.sin(day / 5.0) + 3.0 * np.sin(2 * np.pi * (hour - 9) / 24) + rng.normal(0, 0.5, n)
+    is_open = (day % 7) < 5
+    comfort = is_open & (hour >= 6) & (hour < 17)
+    need = np.maximum(0.0, 16.0 - outdoor)
+    y = np.where(comfort, 3.0 * need, 0.8 * need) + 1.0
+    y = y * (1 + rng.normal(0, 0.05, n))
+    open_frac = (is_open & (hour >= 8) & (hour < 17)).astype(float)
+    return {"y": y, "outdoor": outdoor, "open_frac": open_frac, "hour": hour, "day": day}
+
+
+def _run(s: dict[str, np.ndarray], excluded: np.ndarray) -> np.ndarray:
+    n = s["y"].size
+    return expected_consumption(s["y"], s["outdoor"], s["open_frac"], np.zeros(n, dtype=bool), s["hour"], s["day"],
+                                excluded, ExpectedConfig()).expected
+
+
+def test_starts_at_day_14_and_follows_weather_and_schedule() -> None:
+    s = _series()
+    expected = _run(s, np.zeros(s["y"].size, dtype=bool))
+    assert np.isfinite(expected[: 14 * 24]).all()  # in-sample reference for the first forest
+    out = slice(14 * 24, None)
+    mape = np.mean(np.abs(expected[out] - s["y"][out]) / s["y"][out])
+    assert mape < 0.15
+    # A closed day is expected lower than an open day of the same weather.
+    assert np.mean(expected[out][s["open_frac"][out] > 0]) > 2 * np.mean(expected[out][(s["day"][out] % 7) >= 5])
+
+
+def test_is_causal_later_hours_change_nothing_before() -> None:
+    s = _series()
+    n = s["y"].size
+    full = _run(s, np.zeros(n, dtype=bool))
+    cut = 40 * 24 + 7
+    doctored = {k: v.copy() for k, v in s.items()}
+    doctored["y"][cut:] *= 5.0
+    doctored["outdoor"][cut:] -= 20.0
+    again = _run(doctored, np.zeros(n, dtype=bool))
+    np.testing.assert_array_equal(full[:cut], again[:cut])
+
+
+def test_flagged_hours_are_left_out_but_refits_go_on() -> None:
+    s = _series()
+    n = s["y"].size
+    faulty = {k: v.copy() for k, v in s.items()}
+    faulty["y"][20 * 24 : 50 * 24] *= 1.5  # an open alert for 30 days
+    excluded = np.zeros(n, dtype=bool)
+    excluded[20 * 24 : 50 * 24] = True
+    clean = _run(s, np.zeros(n, dtype=bool))
+    kept = _run(faulty, excluded)
+    # The reference stays the consumption before the alert: the fault shows as a residual all along.
+    window = slice(45 * 24, 50 * 24)
+    assert np.mean(faulty["y"][window] - kept[window]) > 0.3 * np.mean(clean[window])
+
+
+def test_day_types_from_opening_hours() -> None:
+    types = day_types_of_hours(np.array([0.0, 0.5, 0.0, 0.0]), np.array([True, True, True, True]), np.array([1, 1, 2, 2]))
+    assert types == [DayType.OCCUPIED, DayType.OCCUPIED, DayType.UNOCCUPIED, DayType.UNOCCUPIED]
