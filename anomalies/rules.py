@@ -9,8 +9,8 @@ at which a live pipeline would have known. The alert lifecycle
 
 Energy rules (:data:`BUILDING_RULES`, run in this order):
 
-* :class:`OverheatingRule`: heating above 19 °C in an occupied building or above
-  16 °C in an unoccupied one (Code de l'énergie R241-26; limits configurable);
+* :class:`OverheatingRule`: heating above the building's or zone's limits from the
+  inventory (Code de l'énergie R241-26 where it applies: 19 °C occupied, 16 °C closed);
 * :class:`HeatingUnoccupiedRule`: heating keeping comfort temperature at
   night, on weekends, public and school holidays, while the building is closed;
 * :class:`LightingRule`: lights on in a closed building, or at full power in full daylight;
@@ -24,14 +24,13 @@ blanked before the energy rules run): :class:`MissingDataRule`,
 Sample config::
 
     rules:
-      occupied_limit_c: 19.0
-      unoccupied_limit_c: 16.0
       tolerance_c: 0.7
+      max_overrun: 4h
       leak_min_flow_m3_h: 0.02
       baseload_increase: 0.12
 
->>> RulesConfig().occupied_limit_c
-19.0
+>>> RulesConfig().tolerance_c
+0.7
 """
 
 from __future__ import annotations
@@ -39,7 +38,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any, Protocol
 
 import numpy as np
@@ -48,7 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from anomalies.events import EventKind
 from anomalies.features import BuildingHours, HourlyFrame, PointSeries, UsageSeries
-from inventory import Building, Duration, Energy, Point, Quantity, Usage
+from inventory import R241_26_UNOCCUPIED_C, Building, ComfortTargets, Duration, Energy, Point, Quantity, Usage
 from streams.quality import StalenessLimits
 
 __all__ = [
@@ -81,14 +80,20 @@ class RulesConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    occupied_limit_c: float = 19.0
-    """Highest heating temperature in an occupied building (R241-26)."""
-    unoccupied_limit_c: float = 16.0
-    """Highest heating temperature in an unoccupied building (R241-26)."""
     tolerance_c: float = Field(default=0.7, ge=0)
     """Margin over a limit before an hour counts (sensor error, zone spread)."""
     comfort_margin_c: float = Field(default=1.0, ge=0)
     """A closed building within this margin of its occupied setpoint is kept at comfort."""
+    max_overrun: Duration = timedelta(hours=4)
+    """Longest heating overrun after closing (pumps, optimiser) the rules learn as ordinary cool-down."""
+    max_recovery: Duration = timedelta(hours=8)
+    """Longest morning recovery before opening the rules learn as ordinary."""
+    cooldown_closings: int = Field(default=21, ge=3)
+    """Closings (and openings) of the building's past whose median overrun (recovery) is learnt."""
+    long_closure: Duration = timedelta(hours=96)
+    """A closure this long (holidays) is held at the declared frost-protection setpoint."""
+    daily_clear_after: Duration = timedelta(hours=36)
+    """Quiet time before a rule whose physics is daily (nights, closed days) resolves: one fault, one episode."""
     overheating_memory: Duration = timedelta(hours=72)
     """A closed hour after an overheated occupied hour within this time is overheating, not heating left on."""
     night_hours: tuple[int, ...] = (1, 2, 3, 4)
@@ -119,6 +124,9 @@ class RulesConfig(BaseModel):
     """Mean outdoor temperature of the last 24 h (°C) from which heating is not expected: a heating meter may
     stand still. Below the 18 °C base of the degree days (:data:`mv.degreedays.DJU_BASE_C`), since
     internal and solar gains heat a building the last degrees; 15 °C is the usual heating cut-off."""
+    heating_restart_margin_c: float = Field(default=3.0, ge=0)
+    """A heating counter still since heating was switched off (warm weather, out of season) is stuck only
+    once the mean outdoor temperature of the last 72 h is this far below ``heating_off_above_c``."""
     frozen_after: dict[str, Duration] = Field(default_factory=lambda: dict(StalenessLimits().stale_after))
     """Per quantity, how long a sensor may repeat the exact same value."""
     frozen_transitions: int = Field(default=2, ge=1)
@@ -218,30 +226,166 @@ def _pct(values: FloatArray, mask: BoolArray, q: float) -> float:
     return float(np.percentile(chosen, q)) if chosen.size else math.nan
 
 
-def heater_active(hours: BuildingHours) -> tuple[BoolArray, FloatArray]:
-    """Hours where the heating generator runs, beyond hot water and process heat.
-
-    The floor is the 10th percentile of the heating meter in occupied and in
-    unoccupied hours (hot water, standby, pool process heat); the heater runs
-    when the meter is above the floor by 5 % of its 99th percentile.
-
-    Returns:
-        The active hours and the floor (kWh/h) of each hour.
-    """
-    heat = hours.usages[Usage.HEATING].values
-    occ = hours.occupied
-    floor = np.where(occ, _pct(heat, occ, 10), _pct(heat, ~occ, 10))
-    scale = _pct(heat, np.ones(heat.shape, dtype=np.bool_), 99)
-    active: BoolArray = np.isfinite(heat) & (heat > floor + 0.05 * scale)
-    return active, np.nan_to_num(floor)
-
-
-def _heat_at(observed: FloatArray, floor: FloatArray, indoor: FloatArray, outdoor: FloatArray, target: float) -> FloatArray:
+def _heat_at(
+    observed: FloatArray, floor: FloatArray, indoor: FloatArray, outdoor: FloatArray, target: float | FloatArray
+) -> FloatArray:
     """Heat needed to hold ``target`` instead of ``indoor``: heat loss scales with indoor minus outdoor."""
     heater = np.maximum(0.0, observed - floor)
     ratio = np.clip((target - outdoor) / np.maximum(indoor - outdoor, 1.0), 0.0, 1.0)
     result: FloatArray = floor + heater * np.nan_to_num(ratio, nan=1.0)
     return result
+
+
+# --- causal references ---------------------------------------------------------------------------
+
+
+def _day_bounds(local_day: IntArray, first_day: int, last_day: int) -> tuple[int, int]:
+    """Hour indices of the days ``first_day`` (included) to ``last_day`` (excluded): local days never go back."""
+    return int(np.searchsorted(local_day, first_day)), int(np.searchsorted(local_day, last_day))
+
+
+def _causal_pct(values: FloatArray, mask: BoolArray, local_day: IntArray, q: float, lookback_days: int) -> FloatArray:
+    """Per hour, the ``q`` percentile of ``values[mask]`` over the ``lookback_days`` local days before its day.
+
+    The hour's own day is left out, so the reference of an hour never holds it or any later hour.
+    """
+    out = _nan(values.size)
+    ok = mask & np.isfinite(values)
+    for day in np.unique(local_day).tolist():
+        lo, hi = _day_bounds(local_day, day - lookback_days, day)
+        chosen = values[lo:hi][ok[lo:hi]]
+        if chosen.size:
+            a, b = _day_bounds(local_day, day, day + 1)
+            out[a:b] = float(np.percentile(chosen, q))
+    return out
+
+
+def heater_active(hours: BuildingHours, lookback_days: int = 28) -> tuple[BoolArray, FloatArray]:
+    """Hours where the heating generator runs, beyond hot water and process heat, from earlier days only.
+
+    The floor is the 10th percentile of the heating meter over the occupied,
+    resp. unoccupied, hours of the ``lookback_days`` days before (hot water,
+    standby, pool process heat); the heater runs when the meter is above the
+    floor by 5 % of the meter's 99th percentile over the year before. Lookback:
+    a year (28 days for the floor); an hour never depends on later hours.
+
+    Returns:
+        The active hours (``False`` where unknown) and the floor (kWh/h) of each hour (``nan`` unknown).
+    """
+    heat = hours.usages[Usage.HEATING].values
+    occ = hours.occupied
+    day = hours.local_day
+    floor = np.where(occ, _causal_pct(heat, occ, day, 10, lookback_days), _causal_pct(heat, ~occ, day, 10, lookback_days))
+    scale = _causal_pct(heat, np.ones(heat.shape, dtype=np.bool_), day, 99, 365)
+    active: BoolArray = np.isfinite(heat) & np.isfinite(floor) & (heat > floor + 0.05 * scale)
+    return active, floor
+
+
+def _runs(mask: BoolArray) -> tuple[IntArray, IntArray]:
+    """Per hour in a run of ``mask``: hours since the run began, and the run's length (0 outside runs)."""
+    n = mask.size
+    since = np.zeros(n, dtype=np.int64)
+    length = np.zeros(n, dtype=np.int64)
+    h = 0
+    while h < n:
+        if not mask[h]:
+            h += 1
+            continue
+        start = h
+        while h < n and mask[h]:
+            h += 1
+        since[start:h] = np.arange(h - start)
+        length[start:h] = h - start
+    return since, length
+
+
+def _learnt_margins(hours: BuildingHours, heater: BoolArray, config: RulesConfig) -> tuple[IntArray, IntArray]:
+    """Per hour, how long heating typically runs on after closing, and starts before opening, in hours.
+
+    From the building's own past (:attr:`RulesConfig.cooldown_closings` closings
+    and openings before the hour): after each closing, the hours the heater
+    still runs (pump or optimiser overrun, the ordinary cool-down); before each
+    opening, the hours it already runs (the morning recovery). The median is
+    taken, so nights with heating left on do not teach it; capped by
+    ``max_overrun`` and ``max_recovery``. Lookback: the last closings, about three weeks.
+    """
+    n = heater.size
+    closed = hours.open_frac == 0.0
+    overrun_cap = int(config.max_overrun / timedelta(hours=1))
+    recovery_cap = int(config.max_recovery / timedelta(hours=1))
+    closings: list[tuple[int, int]] = []  # (hour its count is known, count)
+    openings: list[tuple[int, int]] = []
+    for h in range(1, n):
+        if closed[h] and not closed[h - 1]:
+            k = 0
+            while h + k < n and k < overrun_cap and closed[h + k] and heater[h + k]:
+                k += 1
+            closings.append((h + overrun_cap, k))
+        if not closed[h] and closed[h - 1]:
+            k = 0
+            while h - 1 - k >= 0 and k < recovery_cap and closed[h - 1 - k] and heater[h - 1 - k]:
+                k += 1
+            openings.append((h, k))
+    overrun = np.zeros(n, dtype=np.int64)
+    recovery = np.zeros(n, dtype=np.int64)
+    for events, out in ((closings, overrun), (openings, recovery)):
+        for j, (known_at, _) in enumerate(events):
+            window = [c for _, c in events[max(0, j + 1 - config.cooldown_closings): j + 1]]
+            until = events[j + 1][0] if j + 1 < len(events) else n
+            if len(window) >= 3 and known_at < n:
+                out[known_at:until] = int(np.median(window))
+    return overrun, recovery
+
+
+def _cooling_down(hours: BuildingHours, heater: BoolArray, config: RulesConfig) -> BoolArray:
+    """Closed hours of the ordinary cool-down after closing and of the recovery before opening (learnt)."""
+    closed = hours.open_frac == 0.0
+    since, length = _runs(closed)
+    overrun, recovery = _learnt_margins(hours, heater, config)
+    until = length - since
+    result: BoolArray = closed & ((since < overrun) | (until <= recovery))
+    return result
+
+
+def _held(indoor: FloatArray, window: int = 3, max_fall_k_h: float = 0.1) -> BoolArray:
+    """Hours where the indoor temperature is held (it fell by less than ``max_fall_k_h`` per hour over ``window`` hours).
+
+    A building cooling down after closing loses temperature hour after hour;
+    one held at a setpoint does not.
+    """
+    before = np.concatenate([np.full(window, np.nan), indoor[:-window]]) if indoor.size > window else _nan(indoor.size)
+    result: BoolArray = np.isfinite(before) & (indoor - before > -max_fall_k_h * window)
+    return result
+
+
+def _closure_setpoint(hours: BuildingHours, comfort: ComfortTargets, config: RulesConfig) -> tuple[FloatArray, FloatArray]:
+    """Per closed hour, the setpoint the building should hold and its limit (``nan`` when open).
+
+    The setpoint is the declared one for the kind of closure, known from the
+    schedule: the setback at night (closures under 24 h), the weekend setpoint
+    for closed days, the frost-protection setpoint for closures longer than
+    ``long_closure`` where the inventory declares it. Where the R241-26 limits
+    apply (``comfort.regulated``) the limit is at most 16 °C from 24 h of
+    closure on; elsewhere it is the declared setpoint. The tolerance is added.
+    """
+    closed = hours.open_frac == 0.0
+    _, length = _runs(closed)
+    long_h = int(config.long_closure / timedelta(hours=1))
+    frost_declared = "heating_frost_protection_c" in hours.building.model_fields_set
+    long_setpoint = comfort.frost_c if frost_declared else comfort.weekend_c
+    setpoint = np.where(length < 24, comfort.setback_c, np.where(length < long_h, comfort.weekend_c, long_setpoint))
+    limit = setpoint.astype(np.float64)
+    if comfort.regulated:
+        limit = np.where(length >= 24, np.minimum(limit, R241_26_UNOCCUPIED_C), limit)
+    setpoint = np.where(closed, setpoint, np.nan)
+    limit = np.where(closed, limit + config.tolerance_c, np.nan)
+    return setpoint, limit
+
+
+def _comfort(hours: BuildingHours) -> ComfortTargets:
+    """The building's comfort targets, or its zone's when all its indoor sensors are in one zone."""
+    zones = {p.zone for p in hours.building.points if p.quantity is Quantity.TEMPERATURE and p.usage is not Usage.WEATHER}
+    return hours.building.comfort(zones.pop() if len(zones) == 1 else None)
 
 
 def _recent(mask: BoolArray, window: int) -> BoolArray:
@@ -251,19 +395,31 @@ def _recent(mask: BoolArray, window: int) -> BoolArray:
     return result
 
 
-def _occupied_overheating(hours: BuildingHours, config: RulesConfig, heater: BoolArray) -> BoolArray:
-    result: BoolArray = hours.occupied & heater & (hours.indoor_c > config.occupied_limit_c + config.tolerance_c)
+def _occupied_overheating(hours: BuildingHours, comfort: ComfortTargets, config: RulesConfig, heater: BoolArray) -> BoolArray:
+    result: BoolArray = hours.occupied & heater & (hours.indoor_c > comfort.limit_c + config.tolerance_c)
     return result
 
 
 class OverheatingRule:
-    """Heating above the R241-26 limits: 19 °C occupied, 16 °C unoccupied.
+    """Heating above the building's (or zone's) limits, from the inventory (:meth:`inventory.Building.comfort`).
 
-    Only hours where the heater runs count (a sunny afternoon is not heating).
-    In a closed building an hour counts when the occupied hours of the last
-    days were overheated too (the setpoint is too high day and night) or when
-    the temperature stays below comfort (a setback set too high); a closed
-    building held at comfort is :class:`HeatingUnoccupiedRule`'s.
+    Occupied, the limit is ``limit_c``: 19 °C where the R241-26 limits apply
+    (``regulated``), the declared limit or the setpoint plus 2 °C elsewhere (a
+    pool held at 27 °C is not overheating). Closed, it is the setpoint of the
+    closure (:func:`_closure_setpoint`: setback at night, weekend setpoint,
+    declared frost protection in long closures; at most 16 °C from 24 h of
+    closure where regulated). Only hours where the heater runs count (a sunny
+    afternoon is not heating). A closed hour counts when the indoor
+    temperature is held there (not the ordinary cool-down: the heating
+    overrun after closing and the recovery before opening are learnt from the
+    building's own past) and either the occupied hours of the last days were
+    overheated too or the temperature sits below comfort (a setback set too
+    high); a closed building held at comfort is :class:`HeatingUnoccupiedRule`'s.
+    Hours where the heater is idle above the limit say nothing (sun, people):
+    they neither extend nor end an episode.
+
+    Lookback: a year for the heater's scale, 28 days for its floor, three
+    weeks of closings for the cool-down, 72 h of memory.
     """
 
     name = "overheating"
@@ -273,18 +429,22 @@ class OverheatingRule:
         if Usage.HEATING not in hours.usages or not np.isfinite(hours.indoor_c).any():
             return []
         heat = hours.usages[Usage.HEATING]
+        comfort = _comfort(hours)
         heater, floor = heater_active(hours)
         indoor, outdoor = hours.indoor_c, hours.outdoor_c
-        occ_over = _occupied_overheating(hours, config, heater)
+        occ_over = _occupied_overheating(hours, comfort, config, heater)
         memory = _recent(occ_over, int(config.overheating_memory / timedelta(hours=1)))
-        comfort = hours.building.heating_setpoint_occupied_c - config.comfort_margin_c
-        closed = hours.closed
-        unocc_over = closed & heater & (indoor > config.unoccupied_limit_c + config.tolerance_c) & (memory | (indoor < comfort))
-        known = (hours.occupied | closed) & np.isfinite(indoor) & np.isfinite(heat.values)
+        _, closed_limit = _closure_setpoint(hours, comfort, config)
+        closed = hours.closed & ~_cooling_down(hours, heater, config)
+        below_comfort = indoor < comfort.setpoint_c - config.comfort_margin_c
+        unocc_over = closed & heater & _held(indoor) & (indoor > closed_limit) & (memory | below_comfort)
+        limit = np.where(hours.occupied, comfort.limit_c, closed_limit - config.tolerance_c)
+        over = indoor > limit + config.tolerance_c
+        # An idle heater above the limit cannot tell (gains); a running one below it can.
+        known = (hours.occupied | closed) & np.isfinite(indoor) & np.isfinite(heat.values) & np.isfinite(floor)
+        known &= heater | ~over
         condition = occ_over | unocc_over
-        limit = np.where(hours.occupied, config.occupied_limit_c, config.unoccupied_limit_c)
-        expected = np.where(condition, floor + np.maximum(0.0, heat.values - floor) * np.clip(
-            (limit - outdoor) / np.maximum(indoor - outdoor, 1.0), 0.0, 1.0), np.nan)
+        expected = np.where(condition, _heat_at(heat.values, np.nan_to_num(floor), indoor, outdoor, limit), np.nan)
         excess = np.where(condition, np.maximum(0.0, heat.values - expected), 0.0)
         return [
             Finding(
@@ -292,6 +452,7 @@ class OverheatingRule:
                 usage=Usage.HEATING, state=_state(known, condition), observed=heat.values, expected=expected,
                 excess=np.nan_to_num(excess), unit=heat.unit, energy=heat.energy,
                 facts={"indoor_c": indoor, "limit_c": limit, "occupied": hours.occupied.astype(np.float64)},
+                constant_facts={"regulated": comfort.regulated},
                 min_duration=timedelta(hours=4), clear_after=timedelta(hours=48),
             )
         ]
@@ -301,11 +462,18 @@ class HeatingUnoccupiedRule:
     """Heating keeping comfort in a closed building: nights, weekends, public and school holidays.
 
     An hour counts when the building is closed (outside the pre-heating
-    allowance before an opening), the heater runs, and the indoor temperature
-    stays within ``comfort_margin_c`` of the occupied setpoint, unless the
-    occupied hours of the last days were overheated (then it is a setpoint
-    problem, reported by :class:`OverheatingRule`). The expected heat is the
-    heat needed to hold the unoccupied setpoint instead.
+    allowance, the learnt heating overrun after closing and the learnt
+    recovery before opening), the heater runs, the indoor temperature is held
+    within ``comfort_margin_c`` of the occupied setpoint and above the
+    closure's setpoint (:func:`_closure_setpoint`), unless the occupied hours
+    of the last days were overheated (a setpoint problem, reported by
+    :class:`OverheatingRule`). A closed hour at comfort with the heater idle
+    (sun, thermal mass) says nothing, so heating kept on through a two-week
+    holiday is one episode, not one per night. The expected heat is the heat
+    needed to hold the closure's setpoint instead.
+
+    Lookback: a year for the heater's scale, 28 days for its floor, three
+    weeks of closings for the cool-down, 72 h of memory.
     """
 
     name = "heating_unoccupied"
@@ -315,23 +483,26 @@ class HeatingUnoccupiedRule:
         if Usage.HEATING not in hours.usages or not np.isfinite(hours.indoor_c).any():
             return []
         heat = hours.usages[Usage.HEATING]
+        comfort = _comfort(hours)
         heater, floor = heater_active(hours)
         indoor, outdoor = hours.indoor_c, hours.outdoor_c
-        building = hours.building
-        memory = _recent(_occupied_overheating(hours, config, heater), int(config.overheating_memory / timedelta(hours=1)))
-        closed = hours.closed
-        condition = closed & heater & (indoor >= building.heating_setpoint_occupied_c - config.comfort_margin_c) & ~memory
-        known = closed & np.isfinite(indoor) & np.isfinite(heat.values)
-        expected = np.where(
-            condition, _heat_at(heat.values, floor, indoor, outdoor, building.heating_setpoint_unoccupied_c), np.nan
+        memory = _recent(
+            _occupied_overheating(hours, comfort, config, heater), int(config.overheating_memory / timedelta(hours=1))
         )
+        setpoint, limit = _closure_setpoint(hours, comfort, config)
+        closed = hours.closed & ~_cooling_down(hours, heater, config)
+        at_comfort = (indoor >= comfort.setpoint_c - config.comfort_margin_c) & (indoor > limit)
+        condition = closed & heater & at_comfort & _held(indoor) & ~memory
+        known = closed & np.isfinite(indoor) & np.isfinite(heat.values) & np.isfinite(floor) & (heater | ~at_comfort)
+        target = np.where(np.isfinite(setpoint), setpoint, comfort.setback_c)
+        expected = np.where(condition, _heat_at(heat.values, np.nan_to_num(floor), indoor, outdoor, target), np.nan)
         excess = np.where(condition, np.maximum(0.0, heat.values - expected), 0.0)
         return [
             Finding(
-                qualified_name=_PREFIX + "heating_unoccupied", kind=EventKind.HEATING_UNOCCUPIED, building=building.id,
+                qualified_name=_PREFIX + "heating_unoccupied", kind=EventKind.HEATING_UNOCCUPIED, building=hours.building.id,
                 usage=Usage.HEATING, state=_state(known, condition), observed=heat.values, expected=expected,
                 excess=np.nan_to_num(excess), unit=heat.unit, energy=heat.energy, facts={"indoor_c": indoor},
-                min_duration=timedelta(hours=4), clear_after=timedelta(hours=12),
+                min_duration=timedelta(hours=4), clear_after=config.daily_clear_after,
             )
         ]
 
@@ -708,9 +879,24 @@ class FrozenSensorRule:
 
 def _serves_heating(point: Point) -> bool:
     """A counter whose consumption stops when heating is off: a heating meter, or a main gas or heat meter."""
-    return point.usage is Usage.HEATING or (
+    return point.usage is Usage.HEATING or Usage.HEATING in point.serves or (
         point.usage is Usage.GENERAL and point.quantity in {Quantity.GAS_VOLUME, Quantity.HEAT_ENERGY}
     )
+
+
+def _in_season(building: Building, times_s: FloatArray) -> BoolArray:
+    """Hours inside the building's declared heating season (all hours without one); days are UTC days."""
+    season = building.heating_season
+    if season is None:
+        return np.ones(times_s.size, dtype=np.bool_)
+    days = np.floor(times_s / 86_400.0).astype(np.int64)
+    inside = {int(d): season.contains(date.fromordinal(int(d) + _EPOCH_ORDINAL)) for d in np.unique(days).tolist()}
+    return np.array([inside[int(d)] for d in days.tolist()], dtype=np.bool_)
+
+
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_TEMPERATURE_BANDS = (3.0, 6.0, 9.0, 12.0)
+"""Edges (°C, mean of the last 24 h) of the weather classes in which a heating counter learns how often it stands still."""
 
 
 def _trailing_mean(values: FloatArray, window: int) -> FloatArray:
@@ -749,9 +935,17 @@ class StaleCounterRule:
 
     A counter serving heating (:func:`_serves_heating`) is expected to stand
     still when heating is not expected: while the mean outdoor temperature of
-    the last 24 h is at or above ``heating_off_above_c``, or while the
-    building is closed. Such hours add no surprise and are left out of its
-    history.
+    the last 24 h is at or above ``heating_off_above_c``, outside the
+    building's declared ``heating_season``, or while the building is closed.
+    Such hours add no surprise and are left out of its history, which it
+    learns per weather band (mean of the last 24 h) rather than per hour of
+    the week. A run that began while heating was switched off (warm weather,
+    out of season) adds surprise only once the last 72 h are clearly cold
+    (``heating_restart_margin_c`` below the cut-off): until then heating not
+    yet switched back on is the likelier story.
+
+    Lookback: the counter's whole past (running counts, kept as state), and
+    the current still run.
     """
 
     name = "stale_counter"
@@ -792,12 +986,24 @@ class StaleCounterRule:
         known = np.isfinite(cons)
         still = known & (cons == 0.0)
         expected = np.ones(n, dtype=np.bool_)
+        switched_off = np.zeros(n, dtype=np.bool_)
+        cold = np.ones(n, dtype=np.bool_)
         if _serves_heating(point):
             # Issue 11: heat meters standing still in warm weather were most false alerts.
-            expected = open_frac > 0.0
+            season = _in_season(building, times)
+            expected = (open_frac > 0.0) & season
+            switched_off = ~season
             if outdoor_c is not None:
-                warm = _trailing_mean(outdoor_c, 24) >= config.heating_off_above_c
+                mean24 = _trailing_mean(outdoor_c, 24)
+                warm = mean24 >= config.heating_off_above_c
                 expected &= ~warm
+                switched_off |= warm
+                # Heating switched off for warm weather is switched on again by someone, some day: until
+                # it is clearly cold, a still meter is heating not yet back on, not a stuck counter.
+                cold = _trailing_mean(outdoor_c, 72) < config.heating_off_above_c - config.heating_restart_margin_c
+                # A heating counter's stillness follows the weather more than the hour of the week.
+                band = np.digitize(np.nan_to_num(mean24, nan=99.0), _TEMPERATURE_BANDS)
+                how = np.where(open_frac > 0.0, 1, 0) * 10 + band
         counted = known & expected
         zeros = _earlier_counts(how, still & counted)
         total = _earlier_counts(how, counted)
@@ -816,8 +1022,10 @@ class StaleCounterRule:
             start = h
             surprise = 0.0
             stuck_from = -1
+            # The last hour the counter moved tells whether heating was off then (warm, out of season).
+            off_at_start = bool(switched_off[start - 1]) if start > 0 else bool(switched_off[start])
             while h < n and (still[h] or not known[h]):
-                if still[h]:
+                if still[h] and (not off_at_start or cold[h]):
                     surprise += float(cost[h])
                 if stuck_from < 0 and surprise >= limit:
                     stuck_from = h
