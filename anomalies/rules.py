@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import Any, Protocol
 
@@ -58,12 +58,15 @@ __all__ = [
     "FrozenSensorRule",
     "HeatingUnoccupiedRule",
     "LightingRule",
+    "LostDailyCycleRule",
     "MissingDataRule",
     "NightBaseloadRule",
     "OverheatingRule",
     "QualityRule",
     "RulesConfig",
+    "SensorDriftRule",
     "StaleCounterRule",
+    "UnoccupiedConsumptionRule",
     "WaterLeakRule",
     "heater_active",
 ]
@@ -127,6 +130,19 @@ class RulesConfig(BaseModel):
     heating_restart_margin_c: float = Field(default=3.0, ge=0)
     """A heating counter still since heating was switched off (warm weather, out of season) is stuck only
     once the mean outdoor temperature of the last 72 h is this far below ``heating_off_above_c``."""
+    consumption_reference_days: int = Field(default=28, ge=7)
+    """Days before an hour whose closed and occupied levels a main meter is compared with."""
+    consumption_min_gap: float = Field(default=0.2, gt=0, lt=1)
+    """Smallest gap between a main meter's occupied and closed levels, as a share of the occupied level,
+    for closed hours to say anything."""
+    sensor_reference_days: int = Field(default=28, ge=7)
+    """Days before an hour an indoor temperature sensor is compared with (its own past)."""
+    drift_min_k: float = Field(default=4.0, gt=0)
+    """Smallest deviation (K) of an indoor sensor's daily mean from its past that is a drift."""
+    cycle_collapse: float = Field(default=0.2, gt=0, lt=0.5)
+    """An indoor sensor's range over 24 h below this share of its usual daily range has lost its cycle."""
+    cycle_min_range_k: float = Field(default=1.0, gt=0)
+    """A sensor whose usual daily range is below this (K) has no cycle to lose."""
     frozen_after: dict[str, Duration] = Field(default_factory=lambda: dict(StalenessLimits().stale_after))
     """Per quantity, how long a sensor may repeat the exact same value."""
     frozen_transitions: int = Field(default=2, ge=1)
@@ -514,7 +530,10 @@ class LightingRule:
     level by 30 % of the way to its occupied level, or, in the dark, when an
     indoor illuminance sensor reads at least ``lit_lux``. Full daylight: the
     lighting meter at 90 % of its highest level while the sun is high and the
-    illuminance sensors read ``daylight_lux``.
+    illuminance sensors read ``daylight_lux``. The levels are learnt from
+    the 28 days before each day.
+
+    Lookback: 28 days.
     """
 
     name = "lighting"
@@ -526,6 +545,7 @@ class LightingRule:
         light = hours.usages.get(Usage.LIGHTING)
         general = hours.usages.get(Usage.GENERAL)
         lux = hours.illuminance_lx
+        day, lookback = hours.local_day, 28
         dark = hours.sun_deg < config.dark_sun_deg
         lit_sensor = dark & (lux >= config.lit_lux)
         known_sensor = dark & np.isfinite(lux)
@@ -533,18 +553,19 @@ class LightingRule:
         if general is not None:
             # Typical closed-hour electricity at the same local hour stands for "lights off".
             for h in range(24):
-                general_closed[hours.local_hour == h] = _pct(general.values, closed & (hours.local_hour == h), 30)
+                at_h = hours.local_hour == h
+                general_closed[at_h] = _causal_pct(general.values, closed & at_h, day, 30, lookback)[at_h]
             # A lux sensor alone may be frozen on a daytime value: the meter must agree that lamps draw power.
             lit_sensor &= general.values > config.lit_power_ratio * general_closed
         findings: list[Finding] = []
         meter: UsageSeries | None
         if light is not None:
-            base = _pct(light.values, closed, 10)
-            level = _pct(light.values, hours.occupied, 90)
+            base = _causal_pct(light.values, closed, day, 10, lookback)
+            level = _causal_pct(light.values, hours.occupied, day, 90, lookback)
             lit_meter = np.isfinite(light.values) & (light.values > base + 0.3 * (level - base))
             known = closed & (np.isfinite(light.values) | known_sensor)
             meter = light
-            expected = np.full(n, base)
+            expected = base
         else:
             lit_meter = np.zeros(n, dtype=np.bool_)
             known = closed & known_sensor
@@ -567,7 +588,7 @@ class LightingRule:
             )
         )
         if light is not None:
-            top = _pct(light.values, hours.occupied, 99)
+            top = _causal_pct(light.values, hours.occupied, day, 99, lookback)
             sunny = hours.occupied & (hours.sun_deg > config.daylight_sun_deg) & np.isfinite(lux)
             full = sunny & (light.values >= 0.9 * top) & (lux >= config.daylight_lux)
             half = np.where(full, 0.5 * light.values, np.nan)
@@ -591,9 +612,12 @@ class NightBaseloadRule:
     7 nights back, flagged nights left out) plus the heating pumps: night
     electricity is regressed on the night's heating over every earlier night,
     so that pumps in a cold spell or at the start of the heating season are
-    not taken for a creep. A night counts
+    not taken for a creep (without a heating meter, on the night's heating
+    degree-hours: a main meter carries the heating too). A night counts
     when the median ratio of the last three nights exceeds ``1 +
     baseload_increase``. Nights with lights left on are left out.
+
+    Lookback: every earlier night for the pumps' slope (kept as a running fit), 35 nights for the base.
     """
 
     name = "baseload_creep"
@@ -605,7 +629,9 @@ class NightBaseloadRule:
             return []
         n = hours.frame.hours
         heat = hours.usages.get(Usage.HEATING)
-        heat_v = heat.values if heat is not None else np.zeros(n)
+        # Without a heating meter (a main meter alone), the night's heating degree-hours stand for the pumps
+        # or the heating the main meter also carries.
+        heat_v = heat.values if heat is not None else np.maximum(0.0, _HDH_BASE_C - hours.outdoor_c)
         lit = np.zeros(n, dtype=np.bool_)
         for finding in earlier:
             if finding.kind is EventKind.LIGHTING_UNOCCUPIED:
@@ -686,6 +712,8 @@ class WaterLeakRule:
     usual flow is frozen at its pre-leak value, so a leak nobody repairs stays
     one open alert for as long as the night flow stays above it. The excess is
     the leak flow, counted day and night.
+
+    Lookback: ``leak_reference_nights`` nights, and the open leak's frozen reference.
     """
 
     name = "water_leak"
@@ -762,7 +790,10 @@ def _quality(
 
 
 class MissingDataRule:
-    """A point silent for longer than ``missing_after``: the hours of the gap past that delay."""
+    """A point silent for longer than ``missing_after``: the hours of the gap past that delay.
+
+    Lookback: the current gap.
+    """
 
     name = "missing_data"
 
@@ -804,6 +835,8 @@ class FrozenSensorRule:
     Analog quantities are frozen after their limit in ``frozen_after``; a 0/1
     sensor (occupancy) when it keeps its value across ``frozen_transitions``
     changes of the building's schedule. Counters are :class:`StaleCounterRule`'s.
+
+    Lookback: the current run of identical readings.
     """
 
     name = "frozen_sensor"
@@ -1039,14 +1072,266 @@ class StaleCounterRule:
         return _quality(self.name, EventKind.STALE_COUNTER, building, point, state, origin)
 
 
+def _fit_on_weather(y: FloatArray, x: FloatArray) -> tuple[float, float]:
+    """Level and non-negative slope of ``y`` against ``x`` (robust level: the median residual)."""
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.sum() < 5:
+        return math.nan, 0.0
+    slope = _slope(x[ok], y[ok])
+    return float(np.median(y[ok] - slope * x[ok])), slope
+
+
+class UnoccupiedConsumptionRule:
+    """Consumption out of hours on a main meter, for buildings without the sensors of the other rules.
+
+    Runs on the heating meter of a building without indoor temperature, and
+    on the general meter (electricity, or a main gas meter) of a building
+    with neither a heating nor a lighting sub-meter. For each closed hour
+    (outside the pre-heating allowance and the overrun and recovery learnt
+    from the building's past, as for heating), the usual closed-hour and
+    occupied-hour levels at the hour's weather are fitted on the
+    ``consumption_reference_days`` days before (consumption against heating
+    degree-hours, flagged hours left out). An hour counts when it is more than
+    half-way from the closed level to the occupied level: heating or lights
+    kept on as if the building were open. Where the two levels do not differ
+    by ``consumption_min_gap`` the rule cannot tell and says nothing.
+
+    Lookback: ``consumption_reference_days`` days (28), three weeks of closings.
+    """
+
+    name = "consumption_unoccupied"
+
+    def evaluate(self, hours: BuildingHours, config: RulesConfig, earlier: Sequence[Finding]) -> list[Finding]:
+        """Closed hours consuming like open ones."""
+        series: list[UsageSeries] = []
+        if Usage.HEATING in hours.usages and not np.isfinite(hours.indoor_c).any():
+            series.append(hours.usages[Usage.HEATING])
+        if Usage.GENERAL in hours.usages and Usage.HEATING not in hours.usages and Usage.LIGHTING not in hours.usages:
+            series.append(hours.usages[Usage.GENERAL])
+        return [self._one(hours, s, config) for s in series]
+
+    def _one(self, hours: BuildingHours, series: UsageSeries, config: RulesConfig) -> Finding:
+        y = series.values
+        n = y.size
+        day = hours.local_day
+        hdh = np.maximum(0.0, _HDH_BASE_C - hours.outdoor_c)
+        closed_all = hours.open_frac == 0.0
+        floor = _causal_pct(y, closed_all, day, 10, config.consumption_reference_days)
+        scale = _causal_pct(y, np.ones(n, dtype=np.bool_), day, 99, 365)
+        running = np.isfinite(y) & np.isfinite(floor) & (y > floor + 0.05 * scale)
+        closed = hours.closed & ~_cooling_down(hours, running, config)
+        occupied = hours.occupied
+        state = _nan(n)
+        expected = _nan(n)
+        flagged = np.zeros(n, dtype=np.bool_)
+        for d in np.unique(day).tolist():
+            lo, hi = _day_bounds(day, d - config.consumption_reference_days, d)
+            a, b = _day_bounds(day, d, d + 1)
+            if hi - lo < 24 * 7:
+                continue
+            ref = ~flagged[lo:hi]
+            c_level, c_slope = _fit_on_weather(y[lo:hi][ref & closed[lo:hi]], hdh[lo:hi][ref & closed[lo:hi]])
+            o_level, o_slope = _fit_on_weather(y[lo:hi][ref & occupied[lo:hi]], hdh[lo:hi][ref & occupied[lo:hi]])
+            if not (math.isfinite(c_level) and math.isfinite(o_level)):
+                continue
+            x = hdh[a:b]
+            usual_closed = c_level + c_slope * x
+            usual_open = o_level + o_slope * x
+            gap = usual_open - usual_closed
+            can_tell = closed[a:b] & np.isfinite(y[a:b]) & np.isfinite(x) & (gap > config.consumption_min_gap * usual_open)
+            hit = can_tell & (y[a:b] > usual_closed + 0.5 * gap)
+            state[a:b] = _state(can_tell, hit)
+            expected[a:b] = np.where(can_tell, np.maximum(usual_closed, 0.0), np.nan)
+            flagged[a:b] = hit
+        excess = np.where(state == 1.0, np.maximum(0.0, y - expected), 0.0)
+        return Finding(
+            qualified_name=_PREFIX + "consumption_unoccupied", kind=EventKind.CONSUMPTION_UNOCCUPIED,
+            building=hours.building.id, usage=series.usage, state=state, observed=y, expected=expected,
+            excess=np.nan_to_num(excess), unit=series.unit, excess_unit=series.unit, energy=series.energy,
+            min_duration=timedelta(hours=4), clear_after=config.daily_clear_after,
+        )
+
+
+_HDH_BASE_C = 16.0
+"""Base of the heating degree-hours the main-meter rules regress consumption on."""
+
+
+# --- a lone indoor temperature sensor ------------------------------------------------------------
+
+
+def _indoor_sensor(point: Point) -> bool:
+    return point.quantity is Quantity.TEMPERATURE and point.usage is not Usage.WEATHER and not point.cumulative
+
+
+def _rolling(values: FloatArray, window: int, how: str) -> FloatArray:
+    """Max minus min (``how="range"``) or mean (``"mean"``) of the last ``window`` hours, ``nan`` with under 3/4 known."""
+    n = values.size
+    out = _nan(n)
+    if n < window:
+        return out
+    view = np.lib.stride_tricks.sliding_window_view(values, window)
+    counts = np.isfinite(view).sum(axis=1)
+    ok = counts >= 0.75 * window
+    with np.errstate(all="ignore"):
+        rows = view[ok]
+        if how == "range":
+            stat = np.nanmax(rows, axis=1) - np.nanmin(rows, axis=1) if rows.size else np.empty(0)
+        else:
+            stat = np.nanmean(rows, axis=1) if rows.size else np.empty(0)
+    tail = out[window - 1:]
+    tail[ok] = stat
+    return out
+
+
+def _heating_expected(building: Building, frame: HourlyFrame, outdoor_c: FloatArray | None, config: RulesConfig) -> BoolArray:
+    heated = _in_season(building, frame.times_s)
+    if outdoor_c is not None:
+        mean24 = _trailing_mean(outdoor_c, 24)
+        heated &= np.isfinite(mean24) & (mean24 < config.heating_off_above_c)
+    return heated
+
+
+class LostDailyCycleRule:
+    """An indoor temperature sensor whose daily cycle collapses: stuck with noise, or unplugged from the room.
+
+    A heated building in use swings every day (setback at night, people,
+    sun). At each hour the range of the sensor over the last 24 h is compared
+    with its usual daily range, the median over the ``sensor_reference_days``
+    days before (days in use and heated, flagged days left out): below
+    ``cycle_collapse`` of it the cycle is lost, above twice that it is there,
+    in between the rule cannot tell. Only while the building is in use (open
+    in the last 24 h) and heated (heating season, mean outdoor temperature of
+    the last 24 h below ``heating_off_above_c``). Exact repeats are
+    :class:`FrozenSensorRule`'s.
+
+    Lookback: ``sensor_reference_days`` days (28).
+    """
+
+    name = "lost_daily_cycle"
+
+    def evaluate(
+        self,
+        building: Building,
+        point: Point,
+        series: PointSeries,
+        frame: HourlyFrame,
+        open_frac: FloatArray,
+        config: RulesConfig,
+        *,
+        outdoor_c: FloatArray | None = None,
+    ) -> Finding | None:
+        """Hours where the sensor's last 24 h are flat against its usual daily range."""
+        if not _indoor_sensor(point) or point.id not in frame.mean:
+            return None
+        x = frame.mean[point.id]
+        n = x.size
+        amp = _rolling(x, 24, "range")
+        in_use = _trailing_mean(np.where(open_frac > 0.0, 1.0, 0.0), 24) > 0.0
+        usable = in_use & _heating_expected(building, frame, outdoor_c, config) & np.isfinite(amp)
+        # One reference value per day: the range at the day's last hour.
+        day_end = (np.arange(n) % 24) == 23
+        state = _nan(n)
+        usual = _nan(n)
+        flagged = np.zeros(n, dtype=np.bool_)
+        ref_h = int(config.sensor_reference_days) * 24
+        for a in range(0, n, 24):
+            b = min(n, a + 24)
+            lo = max(0, a - ref_h)
+            sel = day_end[lo:a] & usable[lo:a] & ~flagged[lo:a]
+            if sel.sum() < 7:
+                continue
+            ref = float(np.median(amp[lo:a][sel]))
+            if ref < config.cycle_min_range_k:
+                continue
+            lost = amp[a:b] < config.cycle_collapse * ref
+            there = amp[a:b] >= 2 * config.cycle_collapse * ref
+            can_tell = usable[a:b] & (lost | there)
+            state[a:b] = _state(can_tell, lost)
+            usual[a:b] = ref
+            flagged[a:b] = can_tell & lost
+        finding = _quality(
+            self.name, EventKind.LOST_DAILY_CYCLE, building, point, state, np.full(n, -1, dtype=np.int64),
+            facts={"range_k": amp, "usual_range_k": usual},
+        )
+        return replace(finding, min_duration=timedelta(hours=48), clear_after=timedelta(hours=24))
+
+
+class SensorDriftRule:
+    """An indoor temperature sensor drifting out of its usual range (compared with its own past).
+
+    At each hour the mean of the last 24 h is compared with what the
+    ``sensor_reference_days`` days before predict: the daily means of the
+    sensor against the outdoor daily means (a linear fit, slope 0 to 0.5,
+    robust level; flagged days left out). A deviation beyond ``drift_min_k``
+    and five times the usual scatter of the daily means counts; below half of
+    that it does not; in between the rule cannot tell.
+
+    Lookback: ``sensor_reference_days`` days (28).
+    """
+
+    name = "sensor_drift"
+
+    def evaluate(
+        self,
+        building: Building,
+        point: Point,
+        series: PointSeries,
+        frame: HourlyFrame,
+        open_frac: FloatArray,
+        config: RulesConfig,
+        *,
+        outdoor_c: FloatArray | None = None,
+    ) -> Finding | None:
+        """Hours where the sensor's last 24 h are far from what its past predicts."""
+        if not _indoor_sensor(point) or point.id not in frame.mean:
+            return None
+        x = frame.mean[point.id]
+        n = x.size
+        mean24 = _rolling(x, 24, "mean")
+        out24 = _rolling(outdoor_c, 24, "mean") if outdoor_c is not None else np.zeros(n)
+        out24 = np.where(np.isfinite(out24), out24, 0.0) if outdoor_c is None else out24
+        day_end = (np.arange(n) % 24) == 23
+        state = _nan(n)
+        deviation = _nan(n)
+        flagged = np.zeros(n, dtype=np.bool_)
+        ref_h = int(config.sensor_reference_days) * 24
+        for a in range(0, n, 24):
+            b = min(n, a + 24)
+            lo = max(0, a - ref_h)
+            sel = day_end[lo:a] & np.isfinite(mean24[lo:a]) & np.isfinite(out24[lo:a]) & ~flagged[lo:a]
+            if sel.sum() < 7:
+                continue
+            yi, xo = mean24[lo:a][sel], out24[lo:a][sel]
+            slope = min(0.5, _slope(xo, yi))
+            level = float(np.median(yi - slope * xo))
+            resid = yi - level - slope * xo
+            scatter = 1.4826 * float(np.median(np.abs(resid - np.median(resid))))
+            limit = max(config.drift_min_k, 5.0 * scatter)
+            dev = mean24[a:b] - level - slope * out24[a:b]
+            far = np.abs(dev) > limit
+            near = np.abs(dev) < 0.5 * limit
+            can_tell = np.isfinite(dev) & (far | near)
+            state[a:b] = _state(can_tell, far)
+            deviation[a:b] = dev
+            flagged[a:b] = can_tell & far
+        finding = _quality(
+            self.name, EventKind.SENSOR_DRIFT, building, point, state, np.full(n, -1, dtype=np.int64),
+            facts={"deviation_k": deviation},
+        )
+        return replace(finding, min_duration=timedelta(hours=24), clear_after=timedelta(hours=24))
+
+
 BUILDING_RULES: tuple[BuildingRule, ...] = (
     OverheatingRule(),
     HeatingUnoccupiedRule(),
     LightingRule(),
     NightBaseloadRule(),
     WaterLeakRule(),
+    UnoccupiedConsumptionRule(),
 )
 """The energy rules, in the order they run."""
 
-QUALITY_RULES: tuple[QualityRule, ...] = (MissingDataRule(), FrozenSensorRule(), StaleCounterRule())
+QUALITY_RULES: tuple[QualityRule, ...] = (
+    MissingDataRule(), FrozenSensorRule(), StaleCounterRule(), SensorDriftRule(), LostDailyCycleRule()
+)
 """The data-quality rules, run before the energy rules."""
