@@ -260,20 +260,48 @@ def _day_bounds(local_day: IntArray, first_day: int, last_day: int) -> tuple[int
     return int(np.searchsorted(local_day, first_day)), int(np.searchsorted(local_day, last_day))
 
 
+def _day_matrix(values: FloatArray, local_day: IntArray) -> tuple[FloatArray, IntArray]:
+    """The hours laid out one row per local day (23 to 25 hours, ``nan``-padded), and each hour's row."""
+    row = local_day - local_day[0]
+    starts = np.searchsorted(local_day, local_day[0] + np.arange(int(row[-1]) + 1))
+    slot = np.arange(values.size) - starts[row]
+    matrix = np.full((int(row[-1]) + 1, int(slot.max()) + 1), np.nan)
+    matrix[row, slot] = values
+    return matrix, row
+
+
+def _row_percentile(rows: FloatArray, q: float) -> FloatArray:
+    """Per row, the ``q`` percentile of its finite values (``nan`` if none), exactly as :func:`numpy.percentile`."""
+    ordered = np.sort(rows, axis=1)  # nan last
+    count = np.isfinite(ordered).sum(axis=1)
+    virtual = (count - 1) * (q / 100.0)
+    below = np.floor(virtual)
+    gamma = virtual - below
+    lo = np.clip(below.astype(np.int64), 0, None)
+    hi = np.clip(lo + 1, None, np.maximum(count - 1, 0))
+    a = np.take_along_axis(ordered, lo[:, None], axis=1)[:, 0]
+    b = np.take_along_axis(ordered, hi[:, None], axis=1)[:, 0]
+    diff = b - a
+    result: FloatArray = np.where(gamma >= 0.5, b - diff * (1 - gamma), a + diff * gamma)
+    result[count == 0] = np.nan
+    return result
+
+
 def _causal_pct(values: FloatArray, mask: BoolArray, local_day: IntArray, q: float, lookback_days: int) -> FloatArray:
     """Per hour, the ``q`` percentile of ``values[mask]`` over the ``lookback_days`` local days before its day.
 
-    The hour's own day is left out, so the reference of an hour never holds it or any later hour.
+    The hour's own day is left out, so the reference of an hour never holds it
+    or any later hour. Computed once per day, for all days at once.
     """
-    out = _nan(values.size)
-    ok = mask & np.isfinite(values)
-    for day in np.unique(local_day).tolist():
-        lo, hi = _day_bounds(local_day, day - lookback_days, day)
-        chosen = values[lo:hi][ok[lo:hi]]
-        if chosen.size:
-            a, b = _day_bounds(local_day, day, day + 1)
-            out[a:b] = float(np.percentile(chosen, q))
-    return out
+    if values.size == 0:
+        return _nan(0)
+    matrix, row = _day_matrix(np.where(mask & np.isfinite(values), values, np.nan), local_day)
+    days, width = matrix.shape
+    padded = np.concatenate([np.full((lookback_days, width), np.nan), matrix])
+    windows = np.lib.stride_tricks.sliding_window_view(padded, lookback_days, axis=0)[:days]
+    per_day = _row_percentile(windows.reshape(days, width * lookback_days), q)
+    result: FloatArray = per_day[row]
+    return result
 
 
 def heater_active(hours: BuildingHours, lookback_days: int = 28) -> tuple[BoolArray, FloatArray]:
@@ -329,27 +357,28 @@ def _learnt_margins(hours: BuildingHours, heater: BoolArray, config: RulesConfig
     closed = hours.open_frac == 0.0
     overrun_cap = int(config.max_overrun / timedelta(hours=1))
     recovery_cap = int(config.max_recovery / timedelta(hours=1))
-    closings: list[tuple[int, int]] = []  # (hour its count is known, count)
-    openings: list[tuple[int, int]] = []
-    for h in range(1, n):
-        if closed[h] and not closed[h - 1]:
-            k = 0
-            while h + k < n and k < overrun_cap and closed[h + k] and heater[h + k]:
-                k += 1
-            closings.append((h + overrun_cap, k))
-        if not closed[h] and closed[h - 1]:
-            k = 0
-            while h - 1 - k >= 0 and k < recovery_cap and closed[h - 1 - k] and heater[h - 1 - k]:
-                k += 1
-            openings.append((h, k))
+    heated_closed = closed & heater
+    since, length = _runs(heated_closed)
+    # After a closing at h, the heated closed run starting at h; before an opening at h, the one ending at h - 1.
+    closing = np.flatnonzero(closed[1:] & ~closed[:-1]) + 1
+    opening = np.flatnonzero(~closed[1:] & closed[:-1]) + 1
+    overrun_k = np.where(heated_closed[closing], np.minimum(length[closing], overrun_cap), 0)
+    recovery_k = np.where(heated_closed[opening - 1], np.minimum(since[opening - 1] + 1, recovery_cap), 0)
     overrun = np.zeros(n, dtype=np.int64)
     recovery = np.zeros(n, dtype=np.int64)
-    for events, out in ((closings, overrun), (openings, recovery)):
-        for j, (known_at, _) in enumerate(events):
-            window = [c for _, c in events[max(0, j + 1 - config.cooldown_closings): j + 1]]
-            until = events[j + 1][0] if j + 1 < len(events) else n
-            if len(window) >= 3 and known_at < n:
-                out[known_at:until] = int(np.median(window))
+    for known_at, counts, out in ((closing + overrun_cap, overrun_k, overrun), (opening, recovery_k, recovery)):
+        if counts.size < 3:
+            continue
+        window = config.cooldown_closings
+        padded = np.concatenate([np.full(window - 1, np.nan), counts.astype(np.float64)])
+        views = np.lib.stride_tricks.sliding_window_view(padded, window)
+        enough = np.isfinite(views).sum(axis=1) >= 3
+        medians = np.full(counts.size, np.nan)
+        medians[enough] = np.nanmedian(views[enough], axis=1)
+        until = np.append(known_at[1:], n)
+        for start, stop, median in zip(known_at.tolist(), until.tolist(), medians.tolist(), strict=True):
+            if math.isfinite(median) and start < n:
+                out[start:stop] = int(median)
     return overrun, recovery
 
 
@@ -637,17 +666,22 @@ class NightBaseloadRule:
             if finding.kind is EventKind.LIGHTING_UNOCCUPIED:
                 lit |= finding.active
         night = np.isin(hours.local_hour, config.night_hours) & (hours.open_frac == 0.0)
+        if not night.any():
+            return []
         days = np.unique(hours.local_day[night])
+        # One row per night: its night hours' electricity and heating, computed for all nights at once.
+        nights = hours.local_day[night]
+        e_rows, _ = _day_matrix(elec.values[night], nights)
+        h_rows, _ = _day_matrix(heat_v[night], nights)
+        present = np.isin(nights[0] + np.arange(e_rows.shape[0]), days)
+        e_rows, h_rows = e_rows[present], h_rows[present]
+        enough = (np.isfinite(e_rows).sum(axis=1) >= 2) & (np.isfinite(h_rows).sum(axis=1) >= 2)
         night_e = np.full(days.size, np.nan)
         night_h = np.full(days.size, np.nan)
+        night_e[enough] = np.nanmedian(e_rows[enough], axis=1)
+        night_h[enough] = np.nanmedian(h_rows[enough], axis=1)
         excluded = np.zeros(days.size, dtype=np.bool_)
-        for i, day in enumerate(days.tolist()):
-            sel = night & (hours.local_day == day)
-            e, h = elec.values[sel], heat_v[sel]
-            if np.isfinite(e).sum() >= 2 and np.isfinite(h).sum() >= 2:
-                night_e[i] = float(np.nanmedian(e))
-                night_h[i] = float(np.nanmedian(h))
-            excluded[i] = bool(lit[sel].any())
+        np.logical_or.at(excluded, np.searchsorted(days, nights), lit[night])
         far, near = config.baseload_reference
         ratio = np.full(days.size, np.nan)
         predicted = np.full(days.size, np.nan)
@@ -671,17 +705,17 @@ class NightBaseloadRule:
         expected = _nan(n)
         increase = _nan(n)
         excess = np.zeros(n)
-        index = {d: i for i, d in enumerate(days.tolist())}
-        for h in np.flatnonzero(night).tolist():
-            i = index[int(hours.local_day[h])]
-            if np.isfinite(ratio[i]):
-                state[h] = float(flagged[i])
-                expected[h] = predicted[i]
-                increase[h] = 100.0 * (ratio[i] - 1.0)
-        for i, day in enumerate(days.tolist()):
-            if flagged[i]:
-                same_day = hours.local_day == day
-                excess[same_day] = max(0.0, night_e[i] - predicted[i])
+        night_idx = np.flatnonzero(night)
+        of_night = np.searchsorted(days, hours.local_day[night_idx])
+        known = np.isfinite(ratio[of_night])
+        h_known, i_known = night_idx[known], of_night[known]
+        state[h_known] = flagged[i_known].astype(np.float64)
+        expected[h_known] = predicted[i_known]
+        increase[h_known] = 100.0 * (ratio[i_known] - 1.0)
+        in_days = np.isin(hours.local_day, days)
+        of_day = np.clip(np.searchsorted(days, hours.local_day), 0, days.size - 1)
+        hit = in_days & flagged[of_day]
+        excess[hit] = np.maximum(0.0, night_e[of_day[hit]] - predicted[of_day[hit]])
         return [
             Finding(
                 qualified_name=_PREFIX + "baseload_creep", kind=EventKind.BASELOAD_CREEP, building=hours.building.id,
@@ -698,7 +732,8 @@ def _slope(x: FloatArray, y: FloatArray) -> float:
     x, y = x[ok], y[ok]
     if x.size < 5 or float(np.ptp(x)) <= 1e-9:
         return 0.0
-    b = float(np.polyfit(x, y, 1)[0])
+    dx = x - x.mean()
+    b = float(np.dot(dx, y - y.mean()) / np.dot(dx, dx))
     return max(0.0, b)
 
 
@@ -1260,11 +1295,15 @@ class SensorDriftRule:
     """An indoor temperature sensor drifting out of its usual range (compared with its own past).
 
     At each hour the mean of the last 24 h is compared with what the
-    ``sensor_reference_days`` days before predict: the daily means of the
-    sensor against the outdoor daily means (a linear fit, slope 0 to 0.5,
-    robust level; flagged days left out). A deviation beyond ``drift_min_k``
-    and five times the usual scatter of the daily means counts; below half of
-    that it does not; in between the rule cannot tell.
+    ``sensor_reference_days`` days before predict from what the heating and
+    the weather explain: the sensor's daily means regressed on the outdoor
+    daily means (slope 0 to 0.5: a building is colder in a cold week) and on
+    the share of the last 24 h the building was in use (heated to comfort
+    rather than set back: weekends and holidays are colder), with a robust
+    level (flagged days left out). Weather colder or warmer than any
+    reference day may explain up to 0.5 K per K beyond it. A deviation beyond ``drift_min_k`` and five
+    times the usual scatter of the daily means counts; below half of that it
+    does not; in between the rule cannot tell.
 
     Lookback: ``sensor_reference_days`` days (28).
     """
@@ -1282,43 +1321,65 @@ class SensorDriftRule:
         *,
         outdoor_c: FloatArray | None = None,
     ) -> Finding | None:
-        """Hours where the sensor's last 24 h are far from what its past predicts."""
+        """Hours where the sensor's last 24 h are far from what its past, the weather and the schedule predict."""
         if not _indoor_sensor(point) or point.id not in frame.mean:
             return None
         x = frame.mean[point.id]
         n = x.size
         mean24 = _rolling(x, 24, "mean")
         out24 = _rolling(outdoor_c, 24, "mean") if outdoor_c is not None else np.zeros(n)
-        out24 = np.where(np.isfinite(out24), out24, 0.0) if outdoor_c is None else out24
-        day_end = (np.arange(n) % 24) == 23
+        use24 = _trailing_mean(np.where(open_frac > 0.0, 1.0, 0.0), 24)
+        # One reference value per day: the last 24 h at the day's last hour, computed once per day.
+        ends = np.arange(23, n, 24)
+        y_d, o_d, u_d = mean24[ends], out24[ends], use24[ends]
+        usable_d = np.isfinite(y_d) & np.isfinite(o_d) & np.isfinite(u_d)
+        flagged_d = np.zeros(ends.size, dtype=np.bool_)
         state = _nan(n)
         deviation = _nan(n)
-        flagged = np.zeros(n, dtype=np.bool_)
-        ref_h = int(config.sensor_reference_days) * 24
-        for a in range(0, n, 24):
+        ref_days = int(config.sensor_reference_days)
+        for j, a in enumerate(range(0, n, 24)):
             b = min(n, a + 24)
-            lo = max(0, a - ref_h)
-            sel = day_end[lo:a] & np.isfinite(mean24[lo:a]) & np.isfinite(out24[lo:a]) & ~flagged[lo:a]
+            lo = max(0, j - ref_days)
+            sel = usable_d[lo:j] & ~flagged_d[lo:j]
             if sel.sum() < 7:
                 continue
-            yi, xo = mean24[lo:a][sel], out24[lo:a][sel]
-            slope = min(0.5, _slope(xo, yi))
-            level = float(np.median(yi - slope * xo))
-            resid = yi - level - slope * xo
-            scatter = 1.4826 * float(np.median(np.abs(resid - np.median(resid))))
+            level, slope, use_k, scatter = _explain_indoor(y_d[lo:j][sel], o_d[lo:j][sel], u_d[lo:j][sel])
             limit = max(config.drift_min_k, 5.0 * scatter)
-            dev = mean24[a:b] - level - slope * out24[a:b]
+            dev = mean24[a:b] - level - slope * out24[a:b] - use_k * use24[a:b]
+            # Weather colder (warmer) than any of the reference days may explain up to the steepest
+            # plausible response, 0.5 K per K: a building is colder in a cold snap than its past shows.
+            ref_out = o_d[lo:j][sel]
+            colder = np.maximum(0.0, float(ref_out.min()) - out24[a:b]) * (_MAX_INDOOR_SLOPE - slope)
+            warmer = np.maximum(0.0, out24[a:b] - float(ref_out.max())) * (_MAX_INDOOR_SLOPE - slope)
+            dev = np.where(dev < 0, np.minimum(0.0, dev + colder), np.maximum(0.0, dev - warmer))
             far = np.abs(dev) > limit
             near = np.abs(dev) < 0.5 * limit
             can_tell = np.isfinite(dev) & (far | near)
             state[a:b] = _state(can_tell, far)
             deviation[a:b] = dev
-            flagged[a:b] = can_tell & far
+            if j < ends.size and ends[j] < b:
+                flagged_d[j] = bool(far[ends[j] - a]) and bool(can_tell[ends[j] - a])
         finding = _quality(
             self.name, EventKind.SENSOR_DRIFT, building, point, state, np.full(n, -1, dtype=np.int64),
             facts={"deviation_k": deviation},
         )
         return replace(finding, min_duration=timedelta(hours=24), clear_after=timedelta(hours=24))
+
+
+_MAX_INDOOR_SLOPE = 0.5
+"""Steepest plausible response (K per K) of a heated building's indoor daily mean to the outdoor one."""
+
+
+def _explain_indoor(indoor: FloatArray, outdoor: FloatArray, use: FloatArray) -> tuple[float, float, float, float]:
+    """Level, outdoor slope (0 to 0.5), in-use effect (K, not below 0) and robust scatter of daily indoor means."""
+    design = np.column_stack([outdoor - outdoor.mean(), use - use.mean()])
+    coef = np.linalg.lstsq(design, indoor - indoor.mean(), rcond=None)[0]
+    slope = min(_MAX_INDOOR_SLOPE, max(0.0, float(coef[0])))
+    use_k = max(0.0, float(coef[1]))
+    resid = indoor - slope * outdoor - use_k * use
+    level = float(np.median(resid))
+    scatter = 1.4826 * float(np.median(np.abs(resid - level)))
+    return level, slope, use_k, scatter
 
 
 BUILDING_RULES: tuple[BuildingRule, ...] = (

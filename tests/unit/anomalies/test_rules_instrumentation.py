@@ -54,7 +54,8 @@ def _times(days: int) -> np.ndarray:
 def _outdoor(times: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     hour = (times / HOUR_S) % 24
     days = (times - times[0]) / 86_400.0
-    return 5.0 + 3.0 * np.sin(days / 5.0) + 4.0 * np.cos(2.0 * np.pi * (hour - 15.0) / 24.0) + rng.normal(0, 0.5, times.size)
+    result: np.ndarray = 5.0 + 3.0 * np.sin(days / 5.0) + 4.0 * np.cos(2.0 * np.pi * (hour - 15.0) / 24.0)
+    return result + rng.normal(0, 0.5, times.size)
 
 
 def _open(inventory: Inventory, times: np.ndarray) -> np.ndarray:
@@ -117,7 +118,7 @@ def _indoor(times: np.ndarray, use: np.ndarray, rng: np.random.Generator) -> np.
 
 def test_lone_indoor_sensor_losing_its_daily_cycle_and_drifting_is_found() -> None:
     inventory = parse_inventory(HEAD + INDOOR)
-    days = 63
+    days = 84
     times = _times(days)
     rng = np.random.default_rng(8)
     use = _open(inventory, times)
@@ -133,3 +134,24 @@ def test_lone_indoor_sensor_losing_its_daily_cycle_and_drifting_is_found() -> No
     assert datetime(2025, 12, 1, tzinfo=UTC) <= lost[0].start <= datetime(2025, 12, 4, tzinfo=UTC)
     # Nothing else of that kind: the ordinary weeks, weekends and holidays raise nothing.
     assert {e.kind for e in events} <= {"lost_daily_cycle", "sensor_drift"}, [(e.kind, e.start) for e in events]
+    # The drift is one event, found within days of leaving the usual range; the Christmas holidays,
+    # colder than school weeks, are not a drift.
+    drifted = [e for e in events if e.kind == "sensor_drift"]
+    assert len(drifted) == 1, [(e.start, e.end) for e in drifted]
+    assert datetime(2026, 1, 12, tzinfo=UTC) <= drifted[0].start <= datetime(2026, 1, 16, tzinfo=UTC)
+
+
+def test_lone_indoor_sensor_colder_in_a_cold_week_is_not_a_drift() -> None:
+    """A cold snap 12 K below the usual weather that cools the building by 4 K (heating short of power) is no drift."""
+    inventory = parse_inventory(HEAD + INDOOR)
+    days = 56
+    times = _times(days)
+    rng = np.random.default_rng(9)
+    use = _open(inventory, times)
+    outdoor = _outdoor(times, rng)
+    cold = (times >= datetime(2025, 12, 8, tzinfo=UTC).timestamp()) & (times < datetime(2025, 12, 15, tzinfo=UTC).timestamp())
+    outdoor[cold] -= 12.0
+    indoor = _indoor(times, use, rng) - np.where(cold, 4.0, 0.0)
+    readings = {"b1-indoor": PointSeries(times, indoor), "b1-outdoor": PointSeries(times, outdoor)}
+    events = detect(inventory, readings, DetectConfig(models=False))
+    assert [e for e in events if e.kind == "sensor_drift"] == [], [(e.kind, e.start) for e in events]
