@@ -560,9 +560,9 @@ class LightingRule:
     indoor illuminance sensor reads at least ``lit_lux``. Full daylight: the
     lighting meter at 90 % of its highest level while the sun is high and the
     illuminance sensors read ``daylight_lux``. The levels are learnt from
-    the 28 days before each day.
+    the 28 days before each day, the highest level from the year before.
 
-    Lookback: 28 days.
+    Lookback: 28 days (a year for the highest level).
     """
 
     name = "lighting"
@@ -617,7 +617,8 @@ class LightingRule:
             )
         )
         if light is not None:
-            top = _causal_pct(light.values, hours.occupied, day, 99, lookback)
+            # Full power is the lamps' installed power: a year's top, not the last weeks' (short winter days).
+            top = _causal_pct(light.values, hours.occupied, day, 99, 365)
             sunny = hours.occupied & (hours.sun_deg > config.daylight_sun_deg) & np.isfinite(lux)
             full = sunny & (light.values >= 0.9 * top) & (lux >= config.daylight_lux)
             half = np.where(full, 0.5 * light.values, np.nan)
@@ -1059,7 +1060,8 @@ class StaleCounterRule:
         if _serves_heating(point):
             # Issue 11: heat meters standing still in warm weather were most false alerts.
             season = _in_season(building, times)
-            expected = (open_frac > 0.0) & season
+            # Closed hours count too: their own class (below) says whether a closed building keeps its meter moving.
+            expected = season.copy()
             switched_off = ~season
             if outdoor_c is not None:
                 mean24 = _trailing_mean(outdoor_c, 24)
@@ -1237,7 +1239,8 @@ class LostDailyCycleRule:
     in between the rule cannot tell. Only while the building is in use (open
     in the last 24 h) and heated (heating season, mean outdoor temperature of
     the last 24 h below ``heating_off_above_c``). Exact repeats are
-    :class:`FrozenSensorRule`'s.
+    :class:`FrozenSensorRule`'s. Not where the heating is metered: a flat
+    day there is heating kept on, for the heating rules to judge.
 
     Lookback: ``sensor_reference_days`` days (28).
     """
@@ -1257,6 +1260,10 @@ class LostDailyCycleRule:
     ) -> Finding | None:
         """Hours where the sensor's last 24 h are flat against its usual daily range."""
         if not _indoor_sensor(point) or point.id not in frame.mean:
+            return None
+        if any(_serves_heating(p) for p in building.points):
+            # With a heating meter a flat day is what heating kept on looks like (a holiday heated at
+            # comfort): the heating rules need the sensor's hours, they must not be blanked.
             return None
         x = frame.mean[point.id]
         n = x.size

@@ -73,8 +73,8 @@ def _events(inventory: Inventory, readings: dict[str, PointSeries], kind: str) -
     return [e for e in detect(inventory, readings, DetectConfig(models=False)) if e.kind == kind]
 
 
-def test_main_gas_meter_alone_finds_heating_kept_on_through_a_holiday_week_as_one_event() -> None:
-    """A building with only a main gas meter and outdoor temperature: a holiday week heated as if open is one event."""
+def test_main_gas_meter_alone_finds_a_closed_week_heated_as_if_open_as_one_event() -> None:
+    """Only a main gas meter and outdoor temperature: a closed week (nights, weekend, Christmas) heated as if open: one event."""
     inventory = parse_inventory(HEAD + GAS)
     days = 70
     times = _times(days)
