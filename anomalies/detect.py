@@ -36,7 +36,7 @@ Sample config (``DetectConfig``)::
       model_events: true
       model_min_duration: 6h
       threshold_q: 0.999
-      rules: {occupied_limit_c: 19.0}
+      rules: {tolerance_c: 0.7}
 
 >>> from pathlib import Path
 >>> import tempfile

@@ -65,6 +65,9 @@ class EventKind(str, Enum):
     STALE_COUNTER = "stale_counter"
     FROZEN_SENSOR = "frozen_sensor"
     MISSING_DATA = "missing_data"
+    CONSUMPTION_UNOCCUPIED = "consumption_unoccupied"
+    SENSOR_DRIFT = "sensor_drift"
+    LOST_DAILY_CYCLE = "lost_daily_cycle"
     UNUSUAL_CONSUMPTION = "unusual_consumption"
 
 
@@ -280,9 +283,9 @@ _TEMPLATES: dict[str, dict[Language, str]] = {
     },
     "overheating": {
         "fr": "température intérieure de {indoor_c:.1f} °C en chauffage, au-dessus de la limite de {limit_c:.0f} °C "
-        "(Code de l'énergie R241-26, {occupancy_fr})",
+        "({basis_fr}, {occupancy_fr})",
         "en": "indoor temperature of {indoor_c:.1f} °C while heating, above the {limit_c:.0f} °C limit "
-        "(French Code de l'énergie R241-26, {occupancy_en})",
+        "({basis_en}, {occupancy_en})",
     },
     "lighting_unoccupied": {
         "fr": "éclairage allumé dans le bâtiment fermé",
@@ -312,6 +315,23 @@ _TEMPLATES: dict[str, dict[Language, str]] = {
         "fr": "aucune donnée du point {point} pendant {hours:.0f} h",
         "en": "no data from point {point} for {hours:.0f} h",
     },
+    "consumption_unoccupied": {
+        "fr": "consommation de {usage_name} bâtiment fermé proche de celle d'un jour d'occupation "
+        "(chauffage ou équipements laissés en marche ?)",
+        "en": "{usage_name} consumption in the closed building close to that of an occupied day "
+        "(heating or equipment left on?)",
+    },
+    "sensor_drift": {
+        "fr": "le capteur {point} s'écarte de {deviation_k:+.1f} °C de ses valeurs habituelles "
+        "(capteur déréglé, déplacé ou en panne ?)",
+        "en": "sensor {point} is {deviation_k:+.1f} °C away from its usual values (drifting, moved or failing sensor?)",
+    },
+    "lost_daily_cycle": {
+        "fr": "le capteur {point} ne varie plus que de {range_k:.1f} °C par jour au lieu de {usual_range_k:.1f} °C "
+        "en temps normal (capteur bloqué ou hors de la pièce ?)",
+        "en": "sensor {point} varies by only {range_k:.1f} °C a day instead of the usual {usual_range_k:.1f} °C "
+        "(stuck sensor, or not in the room?)",
+    },
 }
 
 
@@ -336,6 +356,9 @@ def explain(event: AnomalyEvent, language: Language = "fr") -> str:
     occupied = bool(facts.get("occupied", True))
     facts.setdefault("occupancy_fr", "bâtiment occupé" if occupied else "bâtiment inoccupé")
     facts.setdefault("occupancy_en", "occupied" if occupied else "unoccupied")
+    regulated = bool(facts.get("regulated", True))
+    facts.setdefault("basis_fr", "Code de l'énergie R241-26" if regulated else "consigne déclarée à l'inventaire")
+    facts.setdefault("basis_en", "French Code de l'énergie R241-26" if regulated else "setpoint declared in the inventory")
     try:
         body = template.format(**facts)
     except (KeyError, ValueError):

@@ -9,8 +9,8 @@ at which a live pipeline would have known. The alert lifecycle
 
 Energy rules (:data:`BUILDING_RULES`, run in this order):
 
-* :class:`OverheatingRule`: heating above 19 °C in an occupied building or above
-  16 °C in an unoccupied one (Code de l'énergie R241-26; limits configurable);
+* :class:`OverheatingRule`: heating above the building's or zone's limits from the
+  inventory (Code de l'énergie R241-26 where it applies: 19 °C occupied, 16 °C closed);
 * :class:`HeatingUnoccupiedRule`: heating keeping comfort temperature at
   night, on weekends, public and school holidays, while the building is closed;
 * :class:`LightingRule`: lights on in a closed building, or at full power in full daylight;
@@ -24,22 +24,21 @@ blanked before the energy rules run): :class:`MissingDataRule`,
 Sample config::
 
     rules:
-      occupied_limit_c: 19.0
-      unoccupied_limit_c: 16.0
       tolerance_c: 0.7
+      max_overrun: 4h
       leak_min_flow_m3_h: 0.02
       baseload_increase: 0.12
 
->>> RulesConfig().occupied_limit_c
-19.0
+>>> RulesConfig().tolerance_c
+0.7
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import timedelta
+from dataclasses import dataclass, field, replace
+from datetime import date, timedelta
 from typing import Any, Protocol
 
 import numpy as np
@@ -48,7 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from anomalies.events import EventKind
 from anomalies.features import BuildingHours, HourlyFrame, PointSeries, UsageSeries
-from inventory import Building, Duration, Energy, Point, Quantity, Usage
+from inventory import R241_26_UNOCCUPIED_C, Building, ComfortTargets, Duration, Energy, Point, Quantity, Usage
 from streams.quality import StalenessLimits
 
 __all__ = [
@@ -59,12 +58,15 @@ __all__ = [
     "FrozenSensorRule",
     "HeatingUnoccupiedRule",
     "LightingRule",
+    "LostDailyCycleRule",
     "MissingDataRule",
     "NightBaseloadRule",
     "OverheatingRule",
     "QualityRule",
     "RulesConfig",
+    "SensorDriftRule",
     "StaleCounterRule",
+    "UnoccupiedConsumptionRule",
     "WaterLeakRule",
     "heater_active",
 ]
@@ -81,14 +83,20 @@ class RulesConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    occupied_limit_c: float = 19.0
-    """Highest heating temperature in an occupied building (R241-26)."""
-    unoccupied_limit_c: float = 16.0
-    """Highest heating temperature in an unoccupied building (R241-26)."""
     tolerance_c: float = Field(default=0.7, ge=0)
     """Margin over a limit before an hour counts (sensor error, zone spread)."""
     comfort_margin_c: float = Field(default=1.0, ge=0)
     """A closed building within this margin of its occupied setpoint is kept at comfort."""
+    max_overrun: Duration = timedelta(hours=4)
+    """Longest heating overrun after closing (pumps, optimiser) the rules learn as ordinary cool-down."""
+    max_recovery: Duration = timedelta(hours=8)
+    """Longest morning recovery before opening the rules learn as ordinary."""
+    cooldown_closings: int = Field(default=21, ge=3)
+    """Closings (and openings) of the building's past whose median overrun (recovery) is learnt."""
+    long_closure: Duration = timedelta(hours=96)
+    """A closure this long (holidays) is held at the declared frost-protection setpoint."""
+    daily_clear_after: Duration = timedelta(hours=36)
+    """Quiet time before a rule whose physics is daily (nights, closed days) resolves: one fault, one episode."""
     overheating_memory: Duration = timedelta(hours=72)
     """A closed hour after an overheated occupied hour within this time is overheating, not heating left on."""
     night_hours: tuple[int, ...] = (1, 2, 3, 4)
@@ -119,6 +127,22 @@ class RulesConfig(BaseModel):
     """Mean outdoor temperature of the last 24 h (°C) from which heating is not expected: a heating meter may
     stand still. Below the 18 °C base of the degree days (:data:`mv.degreedays.DJU_BASE_C`), since
     internal and solar gains heat a building the last degrees; 15 °C is the usual heating cut-off."""
+    heating_restart_margin_c: float = Field(default=3.0, ge=0)
+    """A heating counter still since heating was switched off (warm weather, out of season) is stuck only
+    once the mean outdoor temperature of the last 72 h is this far below ``heating_off_above_c``."""
+    consumption_reference_days: int = Field(default=28, ge=7)
+    """Days before an hour whose closed and occupied levels a main meter is compared with."""
+    consumption_min_gap: float = Field(default=0.2, gt=0, lt=1)
+    """Smallest gap between a main meter's occupied and closed levels, as a share of the occupied level,
+    for closed hours to say anything."""
+    sensor_reference_days: int = Field(default=28, ge=7)
+    """Days before an hour an indoor temperature sensor is compared with (its own past)."""
+    drift_min_k: float = Field(default=4.0, gt=0)
+    """Smallest deviation (K) of an indoor sensor's daily mean from its past that is a drift."""
+    cycle_collapse: float = Field(default=0.2, gt=0, lt=0.5)
+    """An indoor sensor's range over 24 h below this share of its usual daily range has lost its cycle."""
+    cycle_min_range_k: float = Field(default=1.0, gt=0)
+    """A sensor whose usual daily range is below this (K) has no cycle to lose."""
     frozen_after: dict[str, Duration] = Field(default_factory=lambda: dict(StalenessLimits().stale_after))
     """Per quantity, how long a sensor may repeat the exact same value."""
     frozen_transitions: int = Field(default=2, ge=1)
@@ -218,30 +242,195 @@ def _pct(values: FloatArray, mask: BoolArray, q: float) -> float:
     return float(np.percentile(chosen, q)) if chosen.size else math.nan
 
 
-def heater_active(hours: BuildingHours) -> tuple[BoolArray, FloatArray]:
-    """Hours where the heating generator runs, beyond hot water and process heat.
-
-    The floor is the 10th percentile of the heating meter in occupied and in
-    unoccupied hours (hot water, standby, pool process heat); the heater runs
-    when the meter is above the floor by 5 % of its 99th percentile.
-
-    Returns:
-        The active hours and the floor (kWh/h) of each hour.
-    """
-    heat = hours.usages[Usage.HEATING].values
-    occ = hours.occupied
-    floor = np.where(occ, _pct(heat, occ, 10), _pct(heat, ~occ, 10))
-    scale = _pct(heat, np.ones(heat.shape, dtype=np.bool_), 99)
-    active: BoolArray = np.isfinite(heat) & (heat > floor + 0.05 * scale)
-    return active, np.nan_to_num(floor)
-
-
-def _heat_at(observed: FloatArray, floor: FloatArray, indoor: FloatArray, outdoor: FloatArray, target: float) -> FloatArray:
+def _heat_at(
+    observed: FloatArray, floor: FloatArray, indoor: FloatArray, outdoor: FloatArray, target: float | FloatArray
+) -> FloatArray:
     """Heat needed to hold ``target`` instead of ``indoor``: heat loss scales with indoor minus outdoor."""
     heater = np.maximum(0.0, observed - floor)
     ratio = np.clip((target - outdoor) / np.maximum(indoor - outdoor, 1.0), 0.0, 1.0)
     result: FloatArray = floor + heater * np.nan_to_num(ratio, nan=1.0)
     return result
+
+
+# --- causal references ---------------------------------------------------------------------------
+
+
+def _day_bounds(local_day: IntArray, first_day: int, last_day: int) -> tuple[int, int]:
+    """Hour indices of the days ``first_day`` (included) to ``last_day`` (excluded): local days never go back."""
+    return int(np.searchsorted(local_day, first_day)), int(np.searchsorted(local_day, last_day))
+
+
+def _day_matrix(values: FloatArray, local_day: IntArray) -> tuple[FloatArray, IntArray]:
+    """The hours laid out one row per local day (23 to 25 hours, ``nan``-padded), and each hour's row."""
+    row = local_day - local_day[0]
+    starts = np.searchsorted(local_day, local_day[0] + np.arange(int(row[-1]) + 1))
+    slot = np.arange(values.size) - starts[row]
+    matrix = np.full((int(row[-1]) + 1, int(slot.max()) + 1), np.nan)
+    matrix[row, slot] = values
+    return matrix, row
+
+
+def _row_percentile(rows: FloatArray, q: float) -> FloatArray:
+    """Per row, the ``q`` percentile of its finite values (``nan`` if none), exactly as :func:`numpy.percentile`."""
+    ordered = np.sort(rows, axis=1)  # nan last
+    count = np.isfinite(ordered).sum(axis=1)
+    virtual = (count - 1) * (q / 100.0)
+    below = np.floor(virtual)
+    gamma = virtual - below
+    lo = np.clip(below.astype(np.int64), 0, None)
+    hi = np.clip(lo + 1, None, np.maximum(count - 1, 0))
+    a = np.take_along_axis(ordered, lo[:, None], axis=1)[:, 0]
+    b = np.take_along_axis(ordered, hi[:, None], axis=1)[:, 0]
+    diff = b - a
+    result: FloatArray = np.where(gamma >= 0.5, b - diff * (1 - gamma), a + diff * gamma)
+    result[count == 0] = np.nan
+    return result
+
+
+def _causal_pct(values: FloatArray, mask: BoolArray, local_day: IntArray, q: float, lookback_days: int) -> FloatArray:
+    """Per hour, the ``q`` percentile of ``values[mask]`` over the ``lookback_days`` local days before its day.
+
+    The hour's own day is left out, so the reference of an hour never holds it
+    or any later hour. Computed once per day, for all days at once.
+    """
+    if values.size == 0:
+        return _nan(0)
+    matrix, row = _day_matrix(np.where(mask & np.isfinite(values), values, np.nan), local_day)
+    days, width = matrix.shape
+    padded = np.concatenate([np.full((lookback_days, width), np.nan), matrix])
+    windows = np.lib.stride_tricks.sliding_window_view(padded, lookback_days, axis=0)[:days]
+    per_day = _row_percentile(windows.reshape(days, width * lookback_days), q)
+    result: FloatArray = per_day[row]
+    return result
+
+
+def heater_active(hours: BuildingHours, lookback_days: int = 28) -> tuple[BoolArray, FloatArray]:
+    """Hours where the heating generator runs, beyond hot water and process heat, from earlier days only.
+
+    The floor is the 10th percentile of the heating meter over the occupied,
+    resp. unoccupied, hours of the ``lookback_days`` days before (hot water,
+    standby, pool process heat); the heater runs when the meter is above the
+    floor by 5 % of the meter's 99th percentile over the year before. Lookback:
+    a year (28 days for the floor); an hour never depends on later hours.
+
+    Returns:
+        The active hours (``False`` where unknown) and the floor (kWh/h) of each hour (``nan`` unknown).
+    """
+    heat = hours.usages[Usage.HEATING].values
+    occ = hours.occupied
+    day = hours.local_day
+    floor = np.where(occ, _causal_pct(heat, occ, day, 10, lookback_days), _causal_pct(heat, ~occ, day, 10, lookback_days))
+    scale = _causal_pct(heat, np.ones(heat.shape, dtype=np.bool_), day, 99, 365)
+    active: BoolArray = np.isfinite(heat) & np.isfinite(floor) & (heat > floor + 0.05 * scale)
+    return active, floor
+
+
+def _runs(mask: BoolArray) -> tuple[IntArray, IntArray]:
+    """Per hour in a run of ``mask``: hours since the run began, and the run's length (0 outside runs)."""
+    n = mask.size
+    since = np.zeros(n, dtype=np.int64)
+    length = np.zeros(n, dtype=np.int64)
+    h = 0
+    while h < n:
+        if not mask[h]:
+            h += 1
+            continue
+        start = h
+        while h < n and mask[h]:
+            h += 1
+        since[start:h] = np.arange(h - start)
+        length[start:h] = h - start
+    return since, length
+
+
+def _learnt_margins(hours: BuildingHours, heater: BoolArray, config: RulesConfig) -> tuple[IntArray, IntArray]:
+    """Per hour, how long heating typically runs on after closing, and starts before opening, in hours.
+
+    From the building's own past (:attr:`RulesConfig.cooldown_closings` closings
+    and openings before the hour): after each closing, the hours the heater
+    still runs (pump or optimiser overrun, the ordinary cool-down); before each
+    opening, the hours it already runs (the morning recovery). The median is
+    taken, so nights with heating left on do not teach it; capped by
+    ``max_overrun`` and ``max_recovery``. Lookback: the last closings, about three weeks.
+    """
+    n = heater.size
+    closed = hours.open_frac == 0.0
+    overrun_cap = int(config.max_overrun / timedelta(hours=1))
+    recovery_cap = int(config.max_recovery / timedelta(hours=1))
+    heated_closed = closed & heater
+    since, length = _runs(heated_closed)
+    # After a closing at h, the heated closed run starting at h; before an opening at h, the one ending at h - 1.
+    closing = np.flatnonzero(closed[1:] & ~closed[:-1]) + 1
+    opening = np.flatnonzero(~closed[1:] & closed[:-1]) + 1
+    overrun_k = np.where(heated_closed[closing], np.minimum(length[closing], overrun_cap), 0)
+    recovery_k = np.where(heated_closed[opening - 1], np.minimum(since[opening - 1] + 1, recovery_cap), 0)
+    overrun = np.zeros(n, dtype=np.int64)
+    recovery = np.zeros(n, dtype=np.int64)
+    for known_at, counts, out in ((closing + overrun_cap, overrun_k, overrun), (opening, recovery_k, recovery)):
+        if counts.size < 3:
+            continue
+        window = config.cooldown_closings
+        padded = np.concatenate([np.full(window - 1, np.nan), counts.astype(np.float64)])
+        views = np.lib.stride_tricks.sliding_window_view(padded, window)
+        enough = np.isfinite(views).sum(axis=1) >= 3
+        medians = np.full(counts.size, np.nan)
+        medians[enough] = np.nanmedian(views[enough], axis=1)
+        until = np.append(known_at[1:], n)
+        for start, stop, median in zip(known_at.tolist(), until.tolist(), medians.tolist(), strict=True):
+            if math.isfinite(median) and start < n:
+                out[start:stop] = int(median)
+    return overrun, recovery
+
+
+def _cooling_down(hours: BuildingHours, heater: BoolArray, config: RulesConfig) -> BoolArray:
+    """Closed hours of the ordinary cool-down after closing and of the recovery before opening (learnt)."""
+    closed = hours.open_frac == 0.0
+    since, length = _runs(closed)
+    overrun, recovery = _learnt_margins(hours, heater, config)
+    until = length - since
+    result: BoolArray = closed & ((since < overrun) | (until <= recovery))
+    return result
+
+
+def _held(indoor: FloatArray, window: int = 3, max_fall_k_h: float = 0.1) -> BoolArray:
+    """Hours where the indoor temperature is held (it fell by less than ``max_fall_k_h`` per hour over ``window`` hours).
+
+    A building cooling down after closing loses temperature hour after hour;
+    one held at a setpoint does not.
+    """
+    before = np.concatenate([np.full(window, np.nan), indoor[:-window]]) if indoor.size > window else _nan(indoor.size)
+    result: BoolArray = np.isfinite(before) & (indoor - before > -max_fall_k_h * window)
+    return result
+
+
+def _closure_setpoint(hours: BuildingHours, comfort: ComfortTargets, config: RulesConfig) -> tuple[FloatArray, FloatArray]:
+    """Per closed hour, the setpoint the building should hold and its limit (``nan`` when open).
+
+    The setpoint is the declared one for the kind of closure, known from the
+    schedule: the setback at night (closures under 24 h), the weekend setpoint
+    for closed days, the frost-protection setpoint for closures longer than
+    ``long_closure`` where the inventory declares it. Where the R241-26 limits
+    apply (``comfort.regulated``) the limit is at most 16 °C from 24 h of
+    closure on; elsewhere it is the declared setpoint. The tolerance is added.
+    """
+    closed = hours.open_frac == 0.0
+    _, length = _runs(closed)
+    long_h = int(config.long_closure / timedelta(hours=1))
+    frost_declared = "heating_frost_protection_c" in hours.building.model_fields_set
+    long_setpoint = comfort.frost_c if frost_declared else comfort.weekend_c
+    setpoint = np.where(length < 24, comfort.setback_c, np.where(length < long_h, comfort.weekend_c, long_setpoint))
+    limit = setpoint.astype(np.float64)
+    if comfort.regulated:
+        limit = np.where(length >= 24, np.minimum(limit, R241_26_UNOCCUPIED_C), limit)
+    setpoint = np.where(closed, setpoint, np.nan)
+    limit = np.where(closed, limit + config.tolerance_c, np.nan)
+    return setpoint, limit
+
+
+def _comfort(hours: BuildingHours) -> ComfortTargets:
+    """The building's comfort targets, or its zone's when all its indoor sensors are in one zone."""
+    zones = {p.zone for p in hours.building.points if p.quantity is Quantity.TEMPERATURE and p.usage is not Usage.WEATHER}
+    return hours.building.comfort(zones.pop() if len(zones) == 1 else None)
 
 
 def _recent(mask: BoolArray, window: int) -> BoolArray:
@@ -251,19 +440,31 @@ def _recent(mask: BoolArray, window: int) -> BoolArray:
     return result
 
 
-def _occupied_overheating(hours: BuildingHours, config: RulesConfig, heater: BoolArray) -> BoolArray:
-    result: BoolArray = hours.occupied & heater & (hours.indoor_c > config.occupied_limit_c + config.tolerance_c)
+def _occupied_overheating(hours: BuildingHours, comfort: ComfortTargets, config: RulesConfig, heater: BoolArray) -> BoolArray:
+    result: BoolArray = hours.occupied & heater & (hours.indoor_c > comfort.limit_c + config.tolerance_c)
     return result
 
 
 class OverheatingRule:
-    """Heating above the R241-26 limits: 19 °C occupied, 16 °C unoccupied.
+    """Heating above the building's (or zone's) limits, from the inventory (:meth:`inventory.Building.comfort`).
 
-    Only hours where the heater runs count (a sunny afternoon is not heating).
-    In a closed building an hour counts when the occupied hours of the last
-    days were overheated too (the setpoint is too high day and night) or when
-    the temperature stays below comfort (a setback set too high); a closed
-    building held at comfort is :class:`HeatingUnoccupiedRule`'s.
+    Occupied, the limit is ``limit_c``: 19 °C where the R241-26 limits apply
+    (``regulated``), the declared limit or the setpoint plus 2 °C elsewhere (a
+    pool held at 27 °C is not overheating). Closed, it is the setpoint of the
+    closure (:func:`_closure_setpoint`: setback at night, weekend setpoint,
+    declared frost protection in long closures; at most 16 °C from 24 h of
+    closure where regulated). Only hours where the heater runs count (a sunny
+    afternoon is not heating). A closed hour counts when the indoor
+    temperature is held there (not the ordinary cool-down: the heating
+    overrun after closing and the recovery before opening are learnt from the
+    building's own past) and either the occupied hours of the last days were
+    overheated too or the temperature sits below comfort (a setback set too
+    high); a closed building held at comfort is :class:`HeatingUnoccupiedRule`'s.
+    Hours where the heater is idle above the limit say nothing (sun, people):
+    they neither extend nor end an episode.
+
+    Lookback: a year for the heater's scale, 28 days for its floor, three
+    weeks of closings for the cool-down, 72 h of memory.
     """
 
     name = "overheating"
@@ -273,18 +474,22 @@ class OverheatingRule:
         if Usage.HEATING not in hours.usages or not np.isfinite(hours.indoor_c).any():
             return []
         heat = hours.usages[Usage.HEATING]
+        comfort = _comfort(hours)
         heater, floor = heater_active(hours)
         indoor, outdoor = hours.indoor_c, hours.outdoor_c
-        occ_over = _occupied_overheating(hours, config, heater)
+        occ_over = _occupied_overheating(hours, comfort, config, heater)
         memory = _recent(occ_over, int(config.overheating_memory / timedelta(hours=1)))
-        comfort = hours.building.heating_setpoint_occupied_c - config.comfort_margin_c
-        closed = hours.closed
-        unocc_over = closed & heater & (indoor > config.unoccupied_limit_c + config.tolerance_c) & (memory | (indoor < comfort))
-        known = (hours.occupied | closed) & np.isfinite(indoor) & np.isfinite(heat.values)
+        _, closed_limit = _closure_setpoint(hours, comfort, config)
+        closed = hours.closed & ~_cooling_down(hours, heater, config)
+        below_comfort = indoor < comfort.setpoint_c - config.comfort_margin_c
+        unocc_over = closed & heater & _held(indoor) & (indoor > closed_limit) & (memory | below_comfort)
+        limit = np.where(hours.occupied, comfort.limit_c, closed_limit - config.tolerance_c)
+        over = indoor > limit + config.tolerance_c
+        # An idle heater above the limit cannot tell (gains); a running one below it can.
+        known = (hours.occupied | closed) & np.isfinite(indoor) & np.isfinite(heat.values) & np.isfinite(floor)
+        known &= heater | ~over
         condition = occ_over | unocc_over
-        limit = np.where(hours.occupied, config.occupied_limit_c, config.unoccupied_limit_c)
-        expected = np.where(condition, floor + np.maximum(0.0, heat.values - floor) * np.clip(
-            (limit - outdoor) / np.maximum(indoor - outdoor, 1.0), 0.0, 1.0), np.nan)
+        expected = np.where(condition, _heat_at(heat.values, np.nan_to_num(floor), indoor, outdoor, limit), np.nan)
         excess = np.where(condition, np.maximum(0.0, heat.values - expected), 0.0)
         return [
             Finding(
@@ -292,6 +497,7 @@ class OverheatingRule:
                 usage=Usage.HEATING, state=_state(known, condition), observed=heat.values, expected=expected,
                 excess=np.nan_to_num(excess), unit=heat.unit, energy=heat.energy,
                 facts={"indoor_c": indoor, "limit_c": limit, "occupied": hours.occupied.astype(np.float64)},
+                constant_facts={"regulated": comfort.regulated},
                 min_duration=timedelta(hours=4), clear_after=timedelta(hours=48),
             )
         ]
@@ -301,11 +507,18 @@ class HeatingUnoccupiedRule:
     """Heating keeping comfort in a closed building: nights, weekends, public and school holidays.
 
     An hour counts when the building is closed (outside the pre-heating
-    allowance before an opening), the heater runs, and the indoor temperature
-    stays within ``comfort_margin_c`` of the occupied setpoint, unless the
-    occupied hours of the last days were overheated (then it is a setpoint
-    problem, reported by :class:`OverheatingRule`). The expected heat is the
-    heat needed to hold the unoccupied setpoint instead.
+    allowance, the learnt heating overrun after closing and the learnt
+    recovery before opening), the heater runs, the indoor temperature is held
+    within ``comfort_margin_c`` of the occupied setpoint and above the
+    closure's setpoint (:func:`_closure_setpoint`), unless the occupied hours
+    of the last days were overheated (a setpoint problem, reported by
+    :class:`OverheatingRule`). A closed hour at comfort with the heater idle
+    (sun, thermal mass) says nothing, so heating kept on through a two-week
+    holiday is one episode, not one per night. The expected heat is the heat
+    needed to hold the closure's setpoint instead.
+
+    Lookback: a year for the heater's scale, 28 days for its floor, three
+    weeks of closings for the cool-down, 72 h of memory.
     """
 
     name = "heating_unoccupied"
@@ -315,23 +528,26 @@ class HeatingUnoccupiedRule:
         if Usage.HEATING not in hours.usages or not np.isfinite(hours.indoor_c).any():
             return []
         heat = hours.usages[Usage.HEATING]
+        comfort = _comfort(hours)
         heater, floor = heater_active(hours)
         indoor, outdoor = hours.indoor_c, hours.outdoor_c
-        building = hours.building
-        memory = _recent(_occupied_overheating(hours, config, heater), int(config.overheating_memory / timedelta(hours=1)))
-        closed = hours.closed
-        condition = closed & heater & (indoor >= building.heating_setpoint_occupied_c - config.comfort_margin_c) & ~memory
-        known = closed & np.isfinite(indoor) & np.isfinite(heat.values)
-        expected = np.where(
-            condition, _heat_at(heat.values, floor, indoor, outdoor, building.heating_setpoint_unoccupied_c), np.nan
+        memory = _recent(
+            _occupied_overheating(hours, comfort, config, heater), int(config.overheating_memory / timedelta(hours=1))
         )
+        setpoint, limit = _closure_setpoint(hours, comfort, config)
+        closed = hours.closed & ~_cooling_down(hours, heater, config)
+        at_comfort = (indoor >= comfort.setpoint_c - config.comfort_margin_c) & (indoor > limit)
+        condition = closed & heater & at_comfort & _held(indoor) & ~memory
+        known = closed & np.isfinite(indoor) & np.isfinite(heat.values) & np.isfinite(floor) & (heater | ~at_comfort)
+        target = np.where(np.isfinite(setpoint), setpoint, comfort.setback_c)
+        expected = np.where(condition, _heat_at(heat.values, np.nan_to_num(floor), indoor, outdoor, target), np.nan)
         excess = np.where(condition, np.maximum(0.0, heat.values - expected), 0.0)
         return [
             Finding(
-                qualified_name=_PREFIX + "heating_unoccupied", kind=EventKind.HEATING_UNOCCUPIED, building=building.id,
+                qualified_name=_PREFIX + "heating_unoccupied", kind=EventKind.HEATING_UNOCCUPIED, building=hours.building.id,
                 usage=Usage.HEATING, state=_state(known, condition), observed=heat.values, expected=expected,
                 excess=np.nan_to_num(excess), unit=heat.unit, energy=heat.energy, facts={"indoor_c": indoor},
-                min_duration=timedelta(hours=4), clear_after=timedelta(hours=12),
+                min_duration=timedelta(hours=4), clear_after=config.daily_clear_after,
             )
         ]
 
@@ -343,7 +559,10 @@ class LightingRule:
     level by 30 % of the way to its occupied level, or, in the dark, when an
     indoor illuminance sensor reads at least ``lit_lux``. Full daylight: the
     lighting meter at 90 % of its highest level while the sun is high and the
-    illuminance sensors read ``daylight_lux``.
+    illuminance sensors read ``daylight_lux``. The levels are learnt from
+    the 28 days before each day, the highest level from the year before.
+
+    Lookback: 28 days (a year for the highest level).
     """
 
     name = "lighting"
@@ -355,6 +574,7 @@ class LightingRule:
         light = hours.usages.get(Usage.LIGHTING)
         general = hours.usages.get(Usage.GENERAL)
         lux = hours.illuminance_lx
+        day, lookback = hours.local_day, 28
         dark = hours.sun_deg < config.dark_sun_deg
         lit_sensor = dark & (lux >= config.lit_lux)
         known_sensor = dark & np.isfinite(lux)
@@ -362,18 +582,19 @@ class LightingRule:
         if general is not None:
             # Typical closed-hour electricity at the same local hour stands for "lights off".
             for h in range(24):
-                general_closed[hours.local_hour == h] = _pct(general.values, closed & (hours.local_hour == h), 30)
+                at_h = hours.local_hour == h
+                general_closed[at_h] = _causal_pct(general.values, closed & at_h, day, 30, lookback)[at_h]
             # A lux sensor alone may be frozen on a daytime value: the meter must agree that lamps draw power.
             lit_sensor &= general.values > config.lit_power_ratio * general_closed
         findings: list[Finding] = []
         meter: UsageSeries | None
         if light is not None:
-            base = _pct(light.values, closed, 10)
-            level = _pct(light.values, hours.occupied, 90)
+            base = _causal_pct(light.values, closed, day, 10, lookback)
+            level = _causal_pct(light.values, hours.occupied, day, 90, lookback)
             lit_meter = np.isfinite(light.values) & (light.values > base + 0.3 * (level - base))
             known = closed & (np.isfinite(light.values) | known_sensor)
             meter = light
-            expected = np.full(n, base)
+            expected = base
         else:
             lit_meter = np.zeros(n, dtype=np.bool_)
             known = closed & known_sensor
@@ -396,7 +617,8 @@ class LightingRule:
             )
         )
         if light is not None:
-            top = _pct(light.values, hours.occupied, 99)
+            # Full power is the lamps' installed power: a year's top, not the last weeks' (short winter days).
+            top = _causal_pct(light.values, hours.occupied, day, 99, 365)
             sunny = hours.occupied & (hours.sun_deg > config.daylight_sun_deg) & np.isfinite(lux)
             full = sunny & (light.values >= 0.9 * top) & (lux >= config.daylight_lux)
             half = np.where(full, 0.5 * light.values, np.nan)
@@ -420,9 +642,12 @@ class NightBaseloadRule:
     7 nights back, flagged nights left out) plus the heating pumps: night
     electricity is regressed on the night's heating over every earlier night,
     so that pumps in a cold spell or at the start of the heating season are
-    not taken for a creep. A night counts
+    not taken for a creep (without a heating meter, on the night's heating
+    degree-hours: a main meter carries the heating too). A night counts
     when the median ratio of the last three nights exceeds ``1 +
     baseload_increase``. Nights with lights left on are left out.
+
+    Lookback: every earlier night for the pumps' slope (kept as a running fit), 35 nights for the base.
     """
 
     name = "baseload_creep"
@@ -434,23 +659,30 @@ class NightBaseloadRule:
             return []
         n = hours.frame.hours
         heat = hours.usages.get(Usage.HEATING)
-        heat_v = heat.values if heat is not None else np.zeros(n)
+        # Without a heating meter (a main meter alone), the night's heating degree-hours stand for the pumps
+        # or the heating the main meter also carries.
+        heat_v = heat.values if heat is not None else np.maximum(0.0, _HDH_BASE_C - hours.outdoor_c)
         lit = np.zeros(n, dtype=np.bool_)
         for finding in earlier:
             if finding.kind is EventKind.LIGHTING_UNOCCUPIED:
                 lit |= finding.active
         night = np.isin(hours.local_hour, config.night_hours) & (hours.open_frac == 0.0)
+        if not night.any():
+            return []
         days = np.unique(hours.local_day[night])
+        # One row per night: its night hours' electricity and heating, computed for all nights at once.
+        nights = hours.local_day[night]
+        e_rows, _ = _day_matrix(elec.values[night], nights)
+        h_rows, _ = _day_matrix(heat_v[night], nights)
+        present = np.isin(nights[0] + np.arange(e_rows.shape[0]), days)
+        e_rows, h_rows = e_rows[present], h_rows[present]
+        enough = (np.isfinite(e_rows).sum(axis=1) >= 2) & (np.isfinite(h_rows).sum(axis=1) >= 2)
         night_e = np.full(days.size, np.nan)
         night_h = np.full(days.size, np.nan)
+        night_e[enough] = np.nanmedian(e_rows[enough], axis=1)
+        night_h[enough] = np.nanmedian(h_rows[enough], axis=1)
         excluded = np.zeros(days.size, dtype=np.bool_)
-        for i, day in enumerate(days.tolist()):
-            sel = night & (hours.local_day == day)
-            e, h = elec.values[sel], heat_v[sel]
-            if np.isfinite(e).sum() >= 2 and np.isfinite(h).sum() >= 2:
-                night_e[i] = float(np.nanmedian(e))
-                night_h[i] = float(np.nanmedian(h))
-            excluded[i] = bool(lit[sel].any())
+        np.logical_or.at(excluded, np.searchsorted(days, nights), lit[night])
         far, near = config.baseload_reference
         ratio = np.full(days.size, np.nan)
         predicted = np.full(days.size, np.nan)
@@ -474,17 +706,17 @@ class NightBaseloadRule:
         expected = _nan(n)
         increase = _nan(n)
         excess = np.zeros(n)
-        index = {d: i for i, d in enumerate(days.tolist())}
-        for h in np.flatnonzero(night).tolist():
-            i = index[int(hours.local_day[h])]
-            if np.isfinite(ratio[i]):
-                state[h] = float(flagged[i])
-                expected[h] = predicted[i]
-                increase[h] = 100.0 * (ratio[i] - 1.0)
-        for i, day in enumerate(days.tolist()):
-            if flagged[i]:
-                same_day = hours.local_day == day
-                excess[same_day] = max(0.0, night_e[i] - predicted[i])
+        night_idx = np.flatnonzero(night)
+        of_night = np.searchsorted(days, hours.local_day[night_idx])
+        known = np.isfinite(ratio[of_night])
+        h_known, i_known = night_idx[known], of_night[known]
+        state[h_known] = flagged[i_known].astype(np.float64)
+        expected[h_known] = predicted[i_known]
+        increase[h_known] = 100.0 * (ratio[i_known] - 1.0)
+        in_days = np.isin(hours.local_day, days)
+        of_day = np.clip(np.searchsorted(days, hours.local_day), 0, days.size - 1)
+        hit = in_days & flagged[of_day]
+        excess[hit] = np.maximum(0.0, night_e[of_day[hit]] - predicted[of_day[hit]])
         return [
             Finding(
                 qualified_name=_PREFIX + "baseload_creep", kind=EventKind.BASELOAD_CREEP, building=hours.building.id,
@@ -501,7 +733,8 @@ def _slope(x: FloatArray, y: FloatArray) -> float:
     x, y = x[ok], y[ok]
     if x.size < 5 or float(np.ptp(x)) <= 1e-9:
         return 0.0
-    b = float(np.polyfit(x, y, 1)[0])
+    dx = x - x.mean()
+    b = float(np.dot(dx, y - y.mean()) / np.dot(dx, dx))
     return max(0.0, b)
 
 
@@ -515,6 +748,8 @@ class WaterLeakRule:
     usual flow is frozen at its pre-leak value, so a leak nobody repairs stays
     one open alert for as long as the night flow stays above it. The excess is
     the leak flow, counted day and night.
+
+    Lookback: ``leak_reference_nights`` nights, and the open leak's frozen reference.
     """
 
     name = "water_leak"
@@ -591,7 +826,10 @@ def _quality(
 
 
 class MissingDataRule:
-    """A point silent for longer than ``missing_after``: the hours of the gap past that delay."""
+    """A point silent for longer than ``missing_after``: the hours of the gap past that delay.
+
+    Lookback: the current gap.
+    """
 
     name = "missing_data"
 
@@ -633,6 +871,8 @@ class FrozenSensorRule:
     Analog quantities are frozen after their limit in ``frozen_after``; a 0/1
     sensor (occupancy) when it keeps its value across ``frozen_transitions``
     changes of the building's schedule. Counters are :class:`StaleCounterRule`'s.
+
+    Lookback: the current run of identical readings.
     """
 
     name = "frozen_sensor"
@@ -708,9 +948,24 @@ class FrozenSensorRule:
 
 def _serves_heating(point: Point) -> bool:
     """A counter whose consumption stops when heating is off: a heating meter, or a main gas or heat meter."""
-    return point.usage is Usage.HEATING or (
+    return point.usage is Usage.HEATING or Usage.HEATING in point.serves or (
         point.usage is Usage.GENERAL and point.quantity in {Quantity.GAS_VOLUME, Quantity.HEAT_ENERGY}
     )
+
+
+def _in_season(building: Building, times_s: FloatArray) -> BoolArray:
+    """Hours inside the building's declared heating season (all hours without one); days are UTC days."""
+    season = building.heating_season
+    if season is None:
+        return np.ones(times_s.size, dtype=np.bool_)
+    days = np.floor(times_s / 86_400.0).astype(np.int64)
+    inside = {int(d): season.contains(date.fromordinal(int(d) + _EPOCH_ORDINAL)) for d in np.unique(days).tolist()}
+    return np.array([inside[int(d)] for d in days.tolist()], dtype=np.bool_)
+
+
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_TEMPERATURE_BANDS = (3.0, 6.0, 9.0, 12.0)
+"""Edges (°C, mean of the last 24 h) of the weather classes in which a heating counter learns how often it stands still."""
 
 
 def _trailing_mean(values: FloatArray, window: int) -> FloatArray:
@@ -749,9 +1004,17 @@ class StaleCounterRule:
 
     A counter serving heating (:func:`_serves_heating`) is expected to stand
     still when heating is not expected: while the mean outdoor temperature of
-    the last 24 h is at or above ``heating_off_above_c``, or while the
-    building is closed. Such hours add no surprise and are left out of its
-    history.
+    the last 24 h is at or above ``heating_off_above_c``, outside the
+    building's declared ``heating_season``, or while the building is closed.
+    Such hours add no surprise and are left out of its history, which it
+    learns per weather band (mean of the last 24 h) rather than per hour of
+    the week. A run that began while heating was switched off (warm weather,
+    out of season) adds surprise only once the last 72 h are clearly cold
+    (``heating_restart_margin_c`` below the cut-off): until then heating not
+    yet switched back on is the likelier story.
+
+    Lookback: the counter's whole past (running counts, kept as state), and
+    the current still run.
     """
 
     name = "stale_counter"
@@ -792,12 +1055,25 @@ class StaleCounterRule:
         known = np.isfinite(cons)
         still = known & (cons == 0.0)
         expected = np.ones(n, dtype=np.bool_)
+        switched_off = np.zeros(n, dtype=np.bool_)
+        cold = np.ones(n, dtype=np.bool_)
         if _serves_heating(point):
             # Issue 11: heat meters standing still in warm weather were most false alerts.
-            expected = open_frac > 0.0
+            season = _in_season(building, times)
+            # Closed hours count too: their own class (below) says whether a closed building keeps its meter moving.
+            expected = season.copy()
+            switched_off = ~season
             if outdoor_c is not None:
-                warm = _trailing_mean(outdoor_c, 24) >= config.heating_off_above_c
+                mean24 = _trailing_mean(outdoor_c, 24)
+                warm = mean24 >= config.heating_off_above_c
                 expected &= ~warm
+                switched_off |= warm
+                # Heating switched off for warm weather is switched on again by someone, some day: until
+                # it is clearly cold, a still meter is heating not yet back on, not a stuck counter.
+                cold = _trailing_mean(outdoor_c, 72) < config.heating_off_above_c - config.heating_restart_margin_c
+                # A heating counter's stillness follows the weather more than the hour of the week.
+                band = np.digitize(np.nan_to_num(mean24, nan=99.0), _TEMPERATURE_BANDS)
+                how = np.where(open_frac > 0.0, 1, 0) * 10 + band
         counted = known & expected
         zeros = _earlier_counts(how, still & counted)
         total = _earlier_counts(how, counted)
@@ -816,8 +1092,10 @@ class StaleCounterRule:
             start = h
             surprise = 0.0
             stuck_from = -1
+            # The last hour the counter moved tells whether heating was off then (warm, out of season).
+            off_at_start = bool(switched_off[start - 1]) if start > 0 else bool(switched_off[start])
             while h < n and (still[h] or not known[h]):
-                if still[h]:
+                if still[h] and (not off_at_start or cold[h]):
                     surprise += float(cost[h])
                 if stuck_from < 0 and surprise >= limit:
                     stuck_from = h
@@ -831,14 +1109,297 @@ class StaleCounterRule:
         return _quality(self.name, EventKind.STALE_COUNTER, building, point, state, origin)
 
 
+def _fit_on_weather(y: FloatArray, x: FloatArray) -> tuple[float, float]:
+    """Level and non-negative slope of ``y`` against ``x`` (robust level: the median residual)."""
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.sum() < 5:
+        return math.nan, 0.0
+    slope = _slope(x[ok], y[ok])
+    return float(np.median(y[ok] - slope * x[ok])), slope
+
+
+class UnoccupiedConsumptionRule:
+    """Consumption out of hours on a main meter, for buildings without the sensors of the other rules.
+
+    Runs on the heating meter of a building without indoor temperature, and
+    on the general meter (electricity, or a main gas meter) of a building
+    with neither a heating nor a lighting sub-meter. For each closed hour
+    (outside the pre-heating allowance and the overrun and recovery learnt
+    from the building's past, as for heating), the usual closed-hour and
+    occupied-hour levels at the hour's weather are fitted on the
+    ``consumption_reference_days`` days before (consumption against heating
+    degree-hours, flagged hours left out). An hour counts when it is more than
+    half-way from the closed level to the occupied level: heating or lights
+    kept on as if the building were open. Where the two levels do not differ
+    by ``consumption_min_gap`` the rule cannot tell and says nothing.
+
+    Lookback: ``consumption_reference_days`` days (28), three weeks of closings.
+    """
+
+    name = "consumption_unoccupied"
+
+    def evaluate(self, hours: BuildingHours, config: RulesConfig, earlier: Sequence[Finding]) -> list[Finding]:
+        """Closed hours consuming like open ones."""
+        series: list[UsageSeries] = []
+        if Usage.HEATING in hours.usages and not np.isfinite(hours.indoor_c).any():
+            series.append(hours.usages[Usage.HEATING])
+        if Usage.GENERAL in hours.usages and Usage.HEATING not in hours.usages and Usage.LIGHTING not in hours.usages:
+            series.append(hours.usages[Usage.GENERAL])
+        return [self._one(hours, s, config) for s in series]
+
+    def _one(self, hours: BuildingHours, series: UsageSeries, config: RulesConfig) -> Finding:
+        y = series.values
+        n = y.size
+        day = hours.local_day
+        hdh = np.maximum(0.0, _HDH_BASE_C - hours.outdoor_c)
+        closed_all = hours.open_frac == 0.0
+        floor = _causal_pct(y, closed_all, day, 10, config.consumption_reference_days)
+        scale = _causal_pct(y, np.ones(n, dtype=np.bool_), day, 99, 365)
+        running = np.isfinite(y) & np.isfinite(floor) & (y > floor + 0.05 * scale)
+        closed = hours.closed & ~_cooling_down(hours, running, config)
+        occupied = hours.occupied
+        state = _nan(n)
+        expected = _nan(n)
+        flagged = np.zeros(n, dtype=np.bool_)
+        for d in np.unique(day).tolist():
+            lo, hi = _day_bounds(day, d - config.consumption_reference_days, d)
+            a, b = _day_bounds(day, d, d + 1)
+            if hi - lo < 24 * 7:
+                continue
+            ref = ~flagged[lo:hi]
+            c_level, c_slope = _fit_on_weather(y[lo:hi][ref & closed[lo:hi]], hdh[lo:hi][ref & closed[lo:hi]])
+            o_level, o_slope = _fit_on_weather(y[lo:hi][ref & occupied[lo:hi]], hdh[lo:hi][ref & occupied[lo:hi]])
+            if not (math.isfinite(c_level) and math.isfinite(o_level)):
+                continue
+            x = hdh[a:b]
+            usual_closed = c_level + c_slope * x
+            usual_open = o_level + o_slope * x
+            gap = usual_open - usual_closed
+            can_tell = closed[a:b] & np.isfinite(y[a:b]) & np.isfinite(x) & (gap > config.consumption_min_gap * usual_open)
+            hit = can_tell & (y[a:b] > usual_closed + 0.5 * gap)
+            state[a:b] = _state(can_tell, hit)
+            expected[a:b] = np.where(can_tell, np.maximum(usual_closed, 0.0), np.nan)
+            flagged[a:b] = hit
+        excess = np.where(state == 1.0, np.maximum(0.0, y - expected), 0.0)
+        return Finding(
+            qualified_name=_PREFIX + "consumption_unoccupied", kind=EventKind.CONSUMPTION_UNOCCUPIED,
+            building=hours.building.id, usage=series.usage, state=state, observed=y, expected=expected,
+            excess=np.nan_to_num(excess), unit=series.unit, excess_unit=series.unit, energy=series.energy,
+            min_duration=timedelta(hours=4), clear_after=config.daily_clear_after,
+        )
+
+
+_HDH_BASE_C = 16.0
+"""Base of the heating degree-hours the main-meter rules regress consumption on."""
+
+
+# --- a lone indoor temperature sensor ------------------------------------------------------------
+
+
+def _indoor_sensor(point: Point) -> bool:
+    return point.quantity is Quantity.TEMPERATURE and point.usage is not Usage.WEATHER and not point.cumulative
+
+
+def _rolling(values: FloatArray, window: int, how: str) -> FloatArray:
+    """Max minus min (``how="range"``) or mean (``"mean"``) of the last ``window`` hours, ``nan`` with under 3/4 known."""
+    n = values.size
+    out = _nan(n)
+    if n < window:
+        return out
+    view = np.lib.stride_tricks.sliding_window_view(values, window)
+    counts = np.isfinite(view).sum(axis=1)
+    ok = counts >= 0.75 * window
+    with np.errstate(all="ignore"):
+        rows = view[ok]
+        if how == "range":
+            stat = np.nanmax(rows, axis=1) - np.nanmin(rows, axis=1) if rows.size else np.empty(0)
+        else:
+            stat = np.nanmean(rows, axis=1) if rows.size else np.empty(0)
+    tail = out[window - 1:]
+    tail[ok] = stat
+    return out
+
+
+def _heating_expected(building: Building, frame: HourlyFrame, outdoor_c: FloatArray | None, config: RulesConfig) -> BoolArray:
+    heated = _in_season(building, frame.times_s)
+    if outdoor_c is not None:
+        mean24 = _trailing_mean(outdoor_c, 24)
+        heated &= np.isfinite(mean24) & (mean24 < config.heating_off_above_c)
+    return heated
+
+
+class LostDailyCycleRule:
+    """An indoor temperature sensor whose daily cycle collapses: stuck with noise, or unplugged from the room.
+
+    A heated building in use swings every day (setback at night, people,
+    sun). At each hour the range of the sensor over the last 24 h is compared
+    with its usual daily range, the median over the ``sensor_reference_days``
+    days before (days in use and heated, flagged days left out): below
+    ``cycle_collapse`` of it the cycle is lost, above twice that it is there,
+    in between the rule cannot tell. Only while the building is in use (open
+    in the last 24 h) and heated (heating season, mean outdoor temperature of
+    the last 24 h below ``heating_off_above_c``). Exact repeats are
+    :class:`FrozenSensorRule`'s. Not where the heating is metered: a flat
+    day there is heating kept on, for the heating rules to judge.
+
+    Lookback: ``sensor_reference_days`` days (28).
+    """
+
+    name = "lost_daily_cycle"
+
+    def evaluate(
+        self,
+        building: Building,
+        point: Point,
+        series: PointSeries,
+        frame: HourlyFrame,
+        open_frac: FloatArray,
+        config: RulesConfig,
+        *,
+        outdoor_c: FloatArray | None = None,
+    ) -> Finding | None:
+        """Hours where the sensor's last 24 h are flat against its usual daily range."""
+        if not _indoor_sensor(point) or point.id not in frame.mean:
+            return None
+        if any(_serves_heating(p) for p in building.points):
+            # With a heating meter a flat day is what heating kept on looks like (a holiday heated at
+            # comfort): the heating rules need the sensor's hours, they must not be blanked.
+            return None
+        x = frame.mean[point.id]
+        n = x.size
+        amp = _rolling(x, 24, "range")
+        in_use = _trailing_mean(np.where(open_frac > 0.0, 1.0, 0.0), 24) > 0.0
+        usable = in_use & _heating_expected(building, frame, outdoor_c, config) & np.isfinite(amp)
+        # One reference value per day: the range at the day's last hour.
+        day_end = (np.arange(n) % 24) == 23
+        state = _nan(n)
+        usual = _nan(n)
+        flagged = np.zeros(n, dtype=np.bool_)
+        ref_h = int(config.sensor_reference_days) * 24
+        for a in range(0, n, 24):
+            b = min(n, a + 24)
+            lo = max(0, a - ref_h)
+            sel = day_end[lo:a] & usable[lo:a] & ~flagged[lo:a]
+            if sel.sum() < 7:
+                continue
+            ref = float(np.median(amp[lo:a][sel]))
+            if ref < config.cycle_min_range_k:
+                continue
+            lost = amp[a:b] < config.cycle_collapse * ref
+            there = amp[a:b] >= 2 * config.cycle_collapse * ref
+            can_tell = usable[a:b] & (lost | there)
+            state[a:b] = _state(can_tell, lost)
+            usual[a:b] = ref
+            flagged[a:b] = can_tell & lost
+        finding = _quality(
+            self.name, EventKind.LOST_DAILY_CYCLE, building, point, state, np.full(n, -1, dtype=np.int64),
+            facts={"range_k": amp, "usual_range_k": usual},
+        )
+        return replace(finding, min_duration=timedelta(hours=48), clear_after=timedelta(hours=24))
+
+
+class SensorDriftRule:
+    """An indoor temperature sensor drifting out of its usual range (compared with its own past).
+
+    At each hour the mean of the last 24 h is compared with what the
+    ``sensor_reference_days`` days before predict from what the heating and
+    the weather explain: the sensor's daily means regressed on the outdoor
+    daily means (slope 0 to 0.5: a building is colder in a cold week) and on
+    the share of the last 24 h the building was in use (heated to comfort
+    rather than set back: weekends and holidays are colder), with a robust
+    level (flagged days left out). Weather colder or warmer than any
+    reference day may explain up to 0.5 K per K beyond it. A deviation beyond ``drift_min_k`` and five
+    times the usual scatter of the daily means counts; below half of that it
+    does not; in between the rule cannot tell.
+
+    Lookback: ``sensor_reference_days`` days (28).
+    """
+
+    name = "sensor_drift"
+
+    def evaluate(
+        self,
+        building: Building,
+        point: Point,
+        series: PointSeries,
+        frame: HourlyFrame,
+        open_frac: FloatArray,
+        config: RulesConfig,
+        *,
+        outdoor_c: FloatArray | None = None,
+    ) -> Finding | None:
+        """Hours where the sensor's last 24 h are far from what its past, the weather and the schedule predict."""
+        if not _indoor_sensor(point) or point.id not in frame.mean:
+            return None
+        x = frame.mean[point.id]
+        n = x.size
+        mean24 = _rolling(x, 24, "mean")
+        out24 = _rolling(outdoor_c, 24, "mean") if outdoor_c is not None else np.zeros(n)
+        use24 = _trailing_mean(np.where(open_frac > 0.0, 1.0, 0.0), 24)
+        # One reference value per day: the last 24 h at the day's last hour, computed once per day.
+        ends = np.arange(23, n, 24)
+        y_d, o_d, u_d = mean24[ends], out24[ends], use24[ends]
+        usable_d = np.isfinite(y_d) & np.isfinite(o_d) & np.isfinite(u_d)
+        flagged_d = np.zeros(ends.size, dtype=np.bool_)
+        state = _nan(n)
+        deviation = _nan(n)
+        ref_days = int(config.sensor_reference_days)
+        for j, a in enumerate(range(0, n, 24)):
+            b = min(n, a + 24)
+            lo = max(0, j - ref_days)
+            sel = usable_d[lo:j] & ~flagged_d[lo:j]
+            if sel.sum() < 7:
+                continue
+            level, slope, use_k, scatter = _explain_indoor(y_d[lo:j][sel], o_d[lo:j][sel], u_d[lo:j][sel])
+            limit = max(config.drift_min_k, 5.0 * scatter)
+            dev = mean24[a:b] - level - slope * out24[a:b] - use_k * use24[a:b]
+            # Weather colder (warmer) than any of the reference days may explain up to the steepest
+            # plausible response, 0.5 K per K: a building is colder in a cold snap than its past shows.
+            ref_out = o_d[lo:j][sel]
+            colder = np.maximum(0.0, float(ref_out.min()) - out24[a:b]) * (_MAX_INDOOR_SLOPE - slope)
+            warmer = np.maximum(0.0, out24[a:b] - float(ref_out.max())) * (_MAX_INDOOR_SLOPE - slope)
+            dev = np.where(dev < 0, np.minimum(0.0, dev + colder), np.maximum(0.0, dev - warmer))
+            far = np.abs(dev) > limit
+            near = np.abs(dev) < 0.5 * limit
+            can_tell = np.isfinite(dev) & (far | near)
+            state[a:b] = _state(can_tell, far)
+            deviation[a:b] = dev
+            if j < ends.size and ends[j] < b:
+                flagged_d[j] = bool(far[ends[j] - a]) and bool(can_tell[ends[j] - a])
+        finding = _quality(
+            self.name, EventKind.SENSOR_DRIFT, building, point, state, np.full(n, -1, dtype=np.int64),
+            facts={"deviation_k": deviation},
+        )
+        return replace(finding, min_duration=timedelta(hours=24), clear_after=timedelta(hours=24))
+
+
+_MAX_INDOOR_SLOPE = 0.5
+"""Steepest plausible response (K per K) of a heated building's indoor daily mean to the outdoor one."""
+
+
+def _explain_indoor(indoor: FloatArray, outdoor: FloatArray, use: FloatArray) -> tuple[float, float, float, float]:
+    """Level, outdoor slope (0 to 0.5), in-use effect (K, not below 0) and robust scatter of daily indoor means."""
+    design = np.column_stack([outdoor - outdoor.mean(), use - use.mean()])
+    coef = np.linalg.lstsq(design, indoor - indoor.mean(), rcond=None)[0]
+    slope = min(_MAX_INDOOR_SLOPE, max(0.0, float(coef[0])))
+    use_k = max(0.0, float(coef[1]))
+    resid = indoor - slope * outdoor - use_k * use
+    level = float(np.median(resid))
+    scatter = 1.4826 * float(np.median(np.abs(resid - level)))
+    return level, slope, use_k, scatter
+
+
 BUILDING_RULES: tuple[BuildingRule, ...] = (
     OverheatingRule(),
     HeatingUnoccupiedRule(),
     LightingRule(),
     NightBaseloadRule(),
     WaterLeakRule(),
+    UnoccupiedConsumptionRule(),
 )
 """The energy rules, in the order they run."""
 
-QUALITY_RULES: tuple[QualityRule, ...] = (MissingDataRule(), FrozenSensorRule(), StaleCounterRule())
+QUALITY_RULES: tuple[QualityRule, ...] = (
+    MissingDataRule(), FrozenSensorRule(), StaleCounterRule(), SensorDriftRule(), LostDailyCycleRule()
+)
 """The data-quality rules, run before the energy rules."""

@@ -160,7 +160,7 @@ def test_heat_meter_stuck_in_a_cold_week_is_a_stale_counter(inventory: Inventory
 # --- a leak stays open ----------------------------------------------------------------------------
 
 
-def test_unrepaired_leak_of_six_months_is_one_open_event(inventory: Inventory) -> None:
+def test_unrepaired_leak_is_one_alert_open_all_along(inventory: Inventory) -> None:
     days = 240
     times = _times(days)
     hours = times[:-1]
@@ -184,3 +184,11 @@ def test_unrepaired_leak_of_six_months_is_one_open_event(inventory: Inventory) -
     # The whole leak is counted, day and night: 0.12 m3/h over the months it ran (±15 %).
     leaked = 0.12 * (hours.size - leak_from)
     assert math.isclose(event.excess_m3, leaked, rel_tol=0.15), (event.excess_m3, leaked)
+    # Open all along: cut at any month of the six, detection (the lifecycle included) has the same one
+    # alert, still open, from the same start.
+    for month in (2, 4):
+        cut = datetime.fromtimestamp(float(hours[leak_from]), UTC) + timedelta(days=30 * month)
+        part = {pid: PointSeries(s.times_s[s.times_s <= cut.timestamp()], s.values[s.times_s <= cut.timestamp()])
+                for pid, s in readings.items()}
+        seen = _events(inventory, part, "water_leak")
+        assert [(e.start, e.state) for e in seen] == [(event.start, AlertState.ONGOING)], (month, seen)

@@ -1,0 +1,209 @@
+"""Issue 11, heating rules that respect physics: one fault is one episode across days; limits per building usage.
+
+Synthetic buildings through one-building inventories and :func:`anomalies.detect.detect`: a
+first-order thermal model (a thermostat heats towards the setpoint of the hour; with the heater
+off the building cools towards the outdoor temperature), no simulator, no servers.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import numpy as np
+
+from anomalies.detect import DetectConfig, detect
+from anomalies.events import AnomalyEvent
+from anomalies.features import PointSeries, schedule_masks
+from inventory import FrenchCalendar, Inventory, parse_inventory
+
+HOUR_S = 3600.0
+WEEKDAYS = """          closed_on_school_holidays: true
+          weekly:
+            mon: ['08:00-18:00']
+            tue: ['08:00-18:00']
+            wed: ['08:00-18:00']
+            thu: ['08:00-18:00']
+            fri: ['08:00-18:00']
+"""
+EVERY_DAY = WEEKDAYS.replace("holidays: true", "holidays: false") + """            sat: ['08:00-18:00']
+            sun: ['08:00-18:00']
+"""
+
+
+def _inventory(usage: str, schedule: str, extra: str = "", *, indoor: bool = True, meter: str = "heating") -> Inventory:
+    points = "          - {id: b1-outdoor, quantity: temperature, unit: degC, usage: weather, mqtt: {topic: t/o}}\n"
+    points += (f"          - {{id: b1-gas, quantity: gas_volume, unit: m3, usage: {meter}, cumulative: true,\n"
+               "             conversion_kwh_per_unit: 10.0, mqtt: {topic: t/g}}\n")
+    if indoor:
+        points += "          - {id: b1-indoor, quantity: temperature, unit: degC, usage: comfort, mqtt: {topic: t/i}}\n"
+    text = f"""
+organisation: {{name: Commune test, population: 1200, school_holiday_zone: A}}
+mqtt_brokers:
+  - {{host: 127.0.0.1}}
+sites:
+  - id: s1
+    name: Site
+    buildings:
+      - id: b1
+        name: Batiment
+        usage: {usage}
+        floor_area_m2: 800
+        heated_area_m2: 800
+{extra}        schedule:
+{schedule}        points:
+{points}"""
+    return parse_inventory(text)
+
+
+def _times(start: datetime, days: int) -> np.ndarray:
+    return start.timestamp() + HOUR_S * np.arange(24 * days + 1, dtype=np.float64)
+
+
+def _outdoor(times: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Winter weather: a 4 °C daily mean wandering by ±3 K over days, ±4 K between night and afternoon."""
+    hour = (times / HOUR_S) % 24
+    days = (times - times[0]) / 86_400.0
+    result: np.ndarray = 4.0 + 3.0 * np.sin(days / 5.0) + 4.0 * np.cos(2.0 * np.pi * (hour - 15.0) / 24.0)
+    return result + rng.normal(0, 0.3, times.size)
+
+
+def _open(inventory: Inventory, times: np.ndarray) -> np.ndarray:
+    """Per hour, True where the building is open or pre-heating, from the detection's own schedule masks."""
+    building = next(b for _, b in inventory.buildings())
+    calendar = FrenchCalendar(inventory.organisation.school_holiday_zone)
+    open_frac, preheat = schedule_masks(building, calendar, inventory.organisation.tz, times, timedelta(hours=4))
+    result: np.ndarray = (open_frac > 0.0) | preheat
+    return result
+
+
+def _thermal(target: np.ndarray, outdoor: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Indoor temperature (°C) and heating (kWh per hour) of a thermostat-heated building.
+
+    Below its setpoint the heater brings the building towards it (loss plus the heat stored); above
+    it the heater is off and the building cools freely (the ordinary cool-down after closing).
+    """
+    ua, capacity, tau = 2.0, 20.0, 0.08
+    indoor = np.empty(target.size)
+    heat = np.empty(target.size)
+    value = float(target[0])
+    for i in range(target.size):
+        free = value + tau * (outdoor[i] - value)
+        if free >= target[i]:
+            nxt, power = free, 0.0
+        else:
+            nxt = value + 0.4 * (target[i] - value) if target[i] > value else float(target[i])
+            power = ua * (nxt - outdoor[i]) + capacity * max(0.0, nxt - value)
+        indoor[i], heat[i] = nxt, power
+        value = nxt
+    return indoor + rng.normal(0, 0.05, target.size), heat + 1.0 + 0.2 * rng.random(target.size)  # hot water
+
+
+def _readings(times: np.ndarray, outdoor: np.ndarray, indoor: np.ndarray | None, heat: np.ndarray) -> dict[str, PointSeries]:
+    series = {
+        "b1-outdoor": PointSeries(times, outdoor),
+        "b1-gas": PointSeries(times, np.concatenate([[500.0], 500.0 + np.cumsum(heat[:-1] / 10.0)])),
+    }
+    if indoor is not None:
+        series["b1-indoor"] = PointSeries(times, indoor)
+    return series
+
+
+def _events(inventory: Inventory, readings: dict[str, PointSeries]) -> list[AnomalyEvent]:
+    return detect(inventory, readings, DetectConfig(models=False))
+
+
+def _local(day: date) -> float:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() - HOUR_S  # Paris midnight in winter
+
+
+FEBRUARY_HOLIDAYS = (date(2026, 2, 7), date(2026, 2, 23))
+"""Zone A's winter school holidays of 2026 (Saturday 7 to Sunday 22 February included)."""
+
+
+def _school_heated_through_the_february_holidays(*, indoor: bool) -> tuple[Inventory, dict[str, PointSeries]]:
+    inventory = _inventory("school", WEEKDAYS, indoor=indoor, meter="heating" if indoor else "general")
+    calendar = FrenchCalendar("A")
+    first, end = FEBRUARY_HOLIDAYS
+    assert all(calendar.is_school_holiday(first + timedelta(days=d)) for d in range((end - first).days))
+    times = _times(datetime(2025, 11, 24, tzinfo=UTC), 100)
+    rng = np.random.default_rng(11)
+    outdoor = _outdoor(times, rng)
+    target = np.where(_open(inventory, times), 19.0, 16.0)
+    kept_on = (times >= _local(first)) & (times < _local(end))
+    target[kept_on] = 19.0  # nobody set the holiday programme: comfort day and night for two weeks
+    indoor_c, heat = _thermal(target, outdoor, rng)
+    return inventory, _readings(times, outdoor, indoor_c if indoor else None, heat)
+
+
+def _one_episode(events: list[AnomalyEvent], kind: str) -> AnomalyEvent:
+    found = [e for e in events if e.kind == kind]
+    assert len(found) == 1, [(e.start, e.end) for e in found]
+    first, end = FEBRUARY_HOLIDAYS
+    event = found[0]
+    assert _local(first) <= event.start.timestamp() <= _local(first + timedelta(days=2))
+    assert _local(end - timedelta(days=1)) <= event.end.timestamp() <= _local(end + timedelta(days=2))
+    assert event.excess_kwh > 0
+    return event
+
+
+def test_heating_kept_on_through_two_weeks_of_school_holidays_is_one_event() -> None:
+    """Indoor sensor and heating meter: two weeks at comfort, nights and days of the holidays, is ONE episode."""
+    inventory, readings = _school_heated_through_the_february_holidays(indoor=True)
+    events = _events(inventory, readings)
+    _one_episode(events, "heating_unoccupied")
+    # The ordinary nights, weekends and Christmas holidays (set back, cooling down after closing) raise nothing.
+    first, end = FEBRUARY_HOLIDAYS
+    others = [e for e in events if e.end.timestamp() < _local(first) or e.start.timestamp() > _local(end)]
+    assert others == [], [(e.kind, e.start) for e in others]
+
+
+def test_main_meter_alone_heated_through_two_weeks_of_school_holidays_is_one_event() -> None:
+    """A main gas meter and outdoor temperature only: the same fault is one consumption_unoccupied episode."""
+    inventory, readings = _school_heated_through_the_february_holidays(indoor=False)
+    events = _events(inventory, readings)
+    _one_episode(events, "consumption_unoccupied")
+
+
+POOL = "        heating_setpoint_occupied_c: 27\n        heating_setpoint_unoccupied_c: 27\n"
+
+
+def _pool(days: int, hot: tuple[datetime, datetime] | None) -> list[AnomalyEvent]:
+    inventory = _inventory("swimming_pool", EVERY_DAY, POOL)
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    times = _times(start, days)
+    rng = np.random.default_rng(12)
+    outdoor = _outdoor(times, rng) + 8.0 * np.sin(2.0 * np.pi * ((times - start.timestamp()) / 86_400.0 - 110) / 365.25)
+    target = np.where(_open(inventory, times), 28.0, 27.0)  # 28 °C open, 27 °C at night
+    if hot is not None:
+        target[(times >= hot[0].timestamp()) & (times < hot[1].timestamp())] = 31.0
+    indoor_c, heat = _thermal(target, np.minimum(outdoor, 24.0), rng)
+    return [e for e in _events(inventory, _readings(times, outdoor, indoor_c, heat)) if e.kind == "overheating"]
+
+
+def test_pool_held_at_27_to_28_c_for_a_year_is_not_overheating() -> None:
+    """A pool (exempt from R241-26, setpoint 27 °C) held at its setpoint all year raises no overheating."""
+    assert _pool(365, None) == []
+
+
+def test_pool_heated_to_31_c_for_a_week_is_overheating() -> None:
+    hot = (datetime(2025, 3, 3, tzinfo=UTC), datetime(2025, 3, 10, tzinfo=UTC))
+    events = _pool(90, hot)
+    assert len(events) == 1, [(e.start, e.end) for e in events]
+    assert hot[0] <= events[0].start <= hot[0] + timedelta(days=1)
+
+
+def test_gymnasium_with_a_declared_17_c_limit_heated_to_20_c_while_occupied_is_overheating() -> None:
+    """A gymnasium declared at 15 °C with a 17 °C limit: 20 °C in use is overheating, though under R241-26's 19 + margin."""
+    inventory = _inventory("gymnasium", WEEKDAYS, "        heating_setpoint_occupied_c: 15\n        overheating_limit_c: 17\n")
+    start = datetime(2025, 11, 24, tzinfo=UTC)
+    times = _times(start, 56)
+    rng = np.random.default_rng(13)
+    outdoor = _outdoor(times, rng)
+    use = _open(inventory, times)
+    hot_from = datetime(2026, 1, 5, tzinfo=UTC).timestamp()
+    target = np.where(use, np.where(times >= hot_from, 20.0, 15.0), 12.0)
+    indoor_c, heat = _thermal(target, outdoor, rng)
+    events = [e for e in _events(inventory, _readings(times, outdoor, indoor_c, heat)) if e.kind == "overheating"]
+    assert events, "no overheating"
+    assert all(e.start.timestamp() >= hot_from for e in events), [(e.start, e.end) for e in events]
+    assert events[0].start.timestamp() <= hot_from + 2 * 86_400

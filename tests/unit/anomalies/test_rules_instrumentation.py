@@ -1,0 +1,157 @@
+"""Issue 11, minimal instrumentation: a main meter alone, a lone indoor temperature sensor.
+
+Synthetic series through one-building inventories and :func:`anomalies.detect.detect`: no simulator, no servers.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+
+from anomalies.detect import DetectConfig, detect
+from anomalies.events import AnomalyEvent
+from anomalies.features import PointSeries
+from inventory import Inventory, parse_inventory
+
+HEAD = """
+organisation: {name: Commune test, population: 1200, school_holiday_zone: A}
+mqtt_brokers:
+  - {host: 127.0.0.1}
+sites:
+  - id: s1
+    name: Site
+    buildings:
+      - id: b1
+        name: Ecole
+        usage: school
+        floor_area_m2: 500
+        heated_area_m2: 450
+        schedule:
+          weekly:
+            mon: ['08:00-18:00']
+            tue: ['08:00-18:00']
+            wed: ['08:00-18:00']
+            thu: ['08:00-18:00']
+            fri: ['08:00-18:00']
+        points:
+          - {id: b1-outdoor, quantity: temperature, unit: degC, usage: weather, mqtt: {topic: t/b1/outdoor}}
+"""
+GAS = """          - {id: b1-gas, quantity: gas_volume, unit: m3, usage: general, cumulative: true,
+             conversion_kwh_per_unit: 10.0, mqtt: {topic: t/b1/gas}}
+"""
+INDOOR = """          - {id: b1-indoor, quantity: temperature, unit: degC, usage: comfort, mqtt: {topic: t/b1/indoor}}
+"""
+
+START = datetime(2025, 11, 3, tzinfo=UTC)
+HOUR_S = 3600.0
+
+
+def _times(days: int) -> np.ndarray:
+    return START.timestamp() + HOUR_S * np.arange(24 * days + 1, dtype=np.float64)
+
+
+def _outdoor(times: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    hour = (times / HOUR_S) % 24
+    days = (times - times[0]) / 86_400.0
+    result: np.ndarray = 5.0 + 3.0 * np.sin(days / 5.0) + 4.0 * np.cos(2.0 * np.pi * (hour - 15.0) / 24.0)
+    return result + rng.normal(0, 0.5, times.size)
+
+
+def _open(inventory: Inventory, times: np.ndarray) -> np.ndarray:
+    """1 where the school is open (its weekly schedule and the calendar), from the detection's own masks."""
+    from anomalies.features import schedule_masks
+    from inventory import FrenchCalendar
+
+    building = next(b for _, b in inventory.buildings())
+    calendar = FrenchCalendar(inventory.organisation.school_holiday_zone)
+    open_frac, preheat = schedule_masks(building, calendar, inventory.organisation.tz, times, timedelta(hours=4))
+    return np.where(open_frac > 0.0, 1.0, np.where(preheat, 0.5, 0.0))
+
+
+def _events(inventory: Inventory, readings: dict[str, PointSeries], kind: str) -> list[AnomalyEvent]:
+    return [e for e in detect(inventory, readings, DetectConfig(models=False)) if e.kind == kind]
+
+
+def test_main_gas_meter_alone_finds_a_closed_week_heated_as_if_open_as_one_event() -> None:
+    """Only a main gas meter and outdoor temperature: a closed week (nights, weekend, Christmas) heated as if open: one event."""
+    inventory = parse_inventory(HEAD + GAS)
+    days = 70
+    times = _times(days)
+    hours = times[:-1]
+    rng = np.random.default_rng(7)
+    outdoor = _outdoor(times, rng)
+    use = _open(inventory, hours)  # 1 open, 0.5 pre-heat, 0 closed
+    # Comfort heating when open or warming up, a setback otherwise, plus a little hot water.
+    hdh = np.maximum(0.0, 16.0 - outdoor[:-1])
+    gas = np.where(use > 0, 0.6 * hdh + 1.0, 0.15 * hdh) + 0.1 * rng.random(hours.size)
+    # Heating kept at comfort every night and through the weekend of one week: one fault across days.
+    kept_on = (use == 0) & (hours >= datetime(2025, 12, 22, tzinfo=UTC).timestamp()) & (
+        hours < datetime(2025, 12, 29, tzinfo=UTC).timestamp())
+    gas = np.where(kept_on, 0.6 * hdh + 1.0 + 0.1 * rng.random(hours.size), gas)
+    readings = {
+        "b1-gas": PointSeries(times, np.concatenate([[100.0], 100.0 + np.cumsum(gas / 10.0)])),
+        "b1-outdoor": PointSeries(times, outdoor),
+    }
+    events = _events(inventory, readings, "consumption_unoccupied")
+    assert len(events) == 1, [(e.start, e.end) for e in events]
+    event = events[0]
+    assert datetime(2025, 12, 22, tzinfo=UTC) <= event.start < datetime(2025, 12, 23, tzinfo=UTC)
+    assert datetime(2025, 12, 28, tzinfo=UTC) <= event.end <= datetime(2025, 12, 30, tzinfo=UTC)
+    assert event.excess_kwh > 0
+    # Nothing outside the fault over ten weeks of ordinary nights and weekends (base-load creep may see its nights).
+    others = [e for e in detect(inventory, readings, DetectConfig(models=False))
+              if not (e.start < datetime(2025, 12, 31, tzinfo=UTC) and e.end > datetime(2025, 12, 22, tzinfo=UTC))]
+    assert others == [], [(e.kind, e.start) for e in others]
+
+
+def _indoor(times: np.ndarray, use: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Heated to 20 °C when open, set back to 16 °C otherwise, with a lagging first-order response."""
+    target = np.where(use > 0, 20.0, 16.0)
+    out = np.empty(times.size)
+    value = 17.0
+    for i, t in enumerate(target.tolist()):
+        value += 0.35 * (t - value)
+        out[i] = value
+    return out + rng.normal(0, 0.1, times.size)
+
+
+def test_lone_indoor_sensor_losing_its_daily_cycle_and_drifting_is_found() -> None:
+    inventory = parse_inventory(HEAD + INDOOR)
+    days = 84
+    times = _times(days)
+    rng = np.random.default_rng(8)
+    use = _open(inventory, times)
+    indoor = _indoor(times, use, rng)
+    flat = (times >= datetime(2025, 12, 1, 10, tzinfo=UTC).timestamp()) & (times < datetime(2025, 12, 6, tzinfo=UTC).timestamp())
+    indoor[flat] = 18.3 + rng.normal(0, 0.05, int(flat.sum()))  # stuck, with a little noise: not frozen
+    drift = times >= datetime(2026, 1, 12, tzinfo=UTC).timestamp()
+    indoor[drift] += np.minimum(8.0, 0.1 * np.arange(int(drift.sum())))  # walks away, then stays 8 K off
+    readings = {"b1-indoor": PointSeries(times, indoor), "b1-outdoor": PointSeries(times, _outdoor(times, rng))}
+    events = detect(inventory, readings, DetectConfig(models=False))
+    lost = [e for e in events if e.kind == "lost_daily_cycle"]
+    assert len(lost) == 1, [(e.kind, e.start, e.end) for e in events]
+    assert datetime(2025, 12, 1, tzinfo=UTC) <= lost[0].start <= datetime(2025, 12, 4, tzinfo=UTC)
+    # Nothing else of that kind: the ordinary weeks, weekends and holidays raise nothing.
+    assert {e.kind for e in events} <= {"lost_daily_cycle", "sensor_drift"}, [(e.kind, e.start) for e in events]
+    # The drift is one event, found within days of leaving the usual range; the Christmas holidays,
+    # colder than school weeks, are not a drift.
+    drifted = [e for e in events if e.kind == "sensor_drift"]
+    assert len(drifted) == 1, [(e.start, e.end) for e in drifted]
+    assert datetime(2026, 1, 12, tzinfo=UTC) <= drifted[0].start <= datetime(2026, 1, 16, tzinfo=UTC)
+
+
+def test_lone_indoor_sensor_colder_in_a_cold_week_is_not_a_drift() -> None:
+    """A cold snap 12 K below the usual weather that cools the building by 4 K (heating short of power) is no drift."""
+    inventory = parse_inventory(HEAD + INDOOR)
+    days = 56
+    times = _times(days)
+    rng = np.random.default_rng(9)
+    use = _open(inventory, times)
+    outdoor = _outdoor(times, rng)
+    cold = (times >= datetime(2025, 12, 8, tzinfo=UTC).timestamp()) & (times < datetime(2025, 12, 15, tzinfo=UTC).timestamp())
+    outdoor[cold] -= 12.0
+    indoor = _indoor(times, use, rng) - np.where(cold, 4.0, 0.0)
+    readings = {"b1-indoor": PointSeries(times, indoor), "b1-outdoor": PointSeries(times, outdoor)}
+    events = detect(inventory, readings, DetectConfig(models=False))
+    assert [e for e in events if e.kind == "sensor_drift"] == [], [(e.kind, e.start) for e in events]
