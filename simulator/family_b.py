@@ -58,6 +58,7 @@ __all__ = [
     "simulate_family_b",
     "write_bookings_ics",
     "write_family_b",
+    "write_readings",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -289,7 +290,9 @@ class FamilyBHistory:
     duplicates: list[tuple[str, int]] = field(default_factory=list)
 
 
-def _windows(t: FloatArray, faults: Sequence[Fault], kind: FaultKind, building: str, point: str | None = None) -> list[tuple[Fault, BoolArray]]:
+def _windows(
+    t: FloatArray, faults: Sequence[Fault], kind: FaultKind, building: str, point: str | None = None,
+) -> list[tuple[Fault, BoolArray]]:
     out = []
     for f in faults:
         if f.kind is kind and f.building == building and (point is None or f.point == point):
@@ -297,7 +300,9 @@ def _windows(t: FloatArray, faults: Sequence[Fault], kind: FaultKind, building: 
     return out
 
 
-def _schedule(building: Building, t: FloatArray, tz: ZoneInfo, calendar: FrenchCalendar, base: Path) -> tuple[BoolArray, FloatArray, npt.NDArray[np.int64]]:
+def _schedule(
+    building: Building, t: FloatArray, tz: ZoneInfo, calendar: FrenchCalendar, base: Path,
+) -> tuple[BoolArray, FloatArray, npt.NDArray[np.int64]]:
     """Occupied mask, seconds until the next opening, and the day kind (0 open day, 1 short closure, 2 long closure)."""
     first = datetime.fromtimestamp(float(t[0]), tz).date() - timedelta(days=1)
     last = datetime.fromtimestamp(float(t[-1]), tz).date() + timedelta(days=8)
@@ -369,7 +374,8 @@ def _thermal(
     ta = tm = t0
     a11, a22 = ca + h_am + h_ao, cm + h_am + h_mo
     det0 = a11 * a22 - h_am * h_am
-    for i, (to, sp, ga, gm) in enumerate(zip(outdoor.tolist(), setpoint.tolist(), gains_air.tolist(), gains_mass.tolist(), strict=True)):
+    inputs = zip(outdoor.tolist(), setpoint.tolist(), gains_air.tolist(), gains_mass.tolist(), strict=True)
+    for i, (to, sp, ga, gm) in enumerate(inputs):
         b1 = ca * ta + h_ao * to + ga
         b2 = cm * tm + h_mo * to + gm
         p = 0.0
@@ -550,16 +556,16 @@ def _add_quirks(inv: Inventory, history: FamilyBHistory, seed: int) -> None:
     # Gateway outages hit every meter of the gateway at once.
     outages: dict[str, list[tuple[int, int]]] = {}
     for gw in inv.modbus_gateways:
-        spans = []
+        down: list[tuple[int, int]] = []
         for _ in range(rng.poisson(4.0 * years)):
             length = int(min(rng.lognormal(math.log(10.0), 0.9), 120.0) * 4)
             at = int(rng.integers(0, max(n - length, 1)))
-            spans.append((at, at + length))
+            down.append((at, at + length))
         if rng.random() < 0.6 * min(years * 2, 1.0):  # a long one: days before someone resets the gateway
             length = int(rng.uniform(2.0, 5.0) * 96)
             at = int(rng.integers(0, max(n - length, 1)))
-            spans.append((at, at + length))
-        outages[gw.id] = spans
+            down.append((at, at + length))
+        outages[gw.id] = down
     counters = [p for _, p in inv.points() if p.cumulative]
     reset_point = counters[int(rng.integers(0, len(counters)))].id if counters else None
     for _, point in inv.points():
@@ -696,10 +702,12 @@ def family_b_fault_plan(inv: Inventory, year: int, seed: int) -> list[Fault]:
     autumn = next((h for h in holidays if h[0].month in (10, 11)), None)
     if winter and "maternelle-bourg" in ids:
         faults.append(Fault(kind=FaultKind.HEATING_LEFT_ON, building="maternelle-bourg", start=local(winter[0]),
-                            end=local(winter[1] + timedelta(days=1)), description="heating kept at comfort through the winter holiday"))
+                            end=local(winter[1] + timedelta(days=1)),
+                            description="heating kept at comfort through the winter holiday"))
     if autumn and "groupe-scolaire" in ids:
         faults.append(Fault(kind=FaultKind.HEATING_LEFT_ON, building="groupe-scolaire", start=local(autumn[0]),
-                            end=local(autumn[1] + timedelta(days=1)), description="heating kept at comfort through the autumn holiday"))
+                            end=local(autumn[1] + timedelta(days=1)),
+                            description="heating kept at comfort through the autumn holiday"))
 
     def span(kind: FaultKind, building: str, start: datetime, days: float, point: str | None = None,
              params: dict[str, float | str] | None = None, description: str = "") -> None:
@@ -718,8 +726,10 @@ def family_b_fault_plan(inv: Inventory, year: int, seed: int) -> list[Fault]:
     span(FaultKind.CONSUMPTION_EXCESS, "centre-technique", at(3, 2, 0, 5), 10.0, params={"increase_pct": 35.0},
          description="a workshop door held open: +35 % heating")
     leak_start = at(5, 18, int(rng.integers(0, 24)), 10)
-    span(FaultKind.WATER_LEAK, "gymnase-sioule", leak_start, (datetime(year + 1, 1, 1, tzinfo=tz) - leak_start).total_seconds() / _DAY_S,
-         params={"flow_m3_per_h": round(float(rng.uniform(0.06, 0.15)), 3)}, description="leak on the shower supply, never repaired")
+    to_year_end = (datetime(year + 1, 1, 1, tzinfo=tz) - leak_start).total_seconds() / _DAY_S
+    span(FaultKind.WATER_LEAK, "gymnase-sioule", leak_start, to_year_end,
+         params={"flow_m3_per_h": round(float(rng.uniform(0.06, 0.15)), 3)},
+         description="leak on the shower supply, never repaired")
     span(FaultKind.WATER_LEAK, "multi-accueil", at(9, 14, 3, 7), 21.0, params={"flow_m3_per_h": 0.04},
          description="a toilet cistern running")
     span(FaultKind.STUCK_COUNTER, "groupe-scolaire", at(3, 16, 10, 5), 4.0, point="groupe-scolaire-elec-energy",
@@ -752,6 +762,7 @@ def write_family_b(
     *,
     config: Path = FAMILY_B_CONFIG,
     lead_in: timedelta = LEAD_IN,
+    until: datetime | None = None,
 ) -> tuple[int, list[Fault]]:
     """Simulate a family B year (plus ``lead_in`` before it) and write readings and ground truth.
 
@@ -765,6 +776,7 @@ def write_family_b(
         seed: seed of the weather, uses, faults and quirks.
         config: the inventory.
         lead_in: history before the year.
+        until: stop there instead of the year's end (faults starting later are left out).
 
     Returns:
         The number of rows and the faults.
@@ -772,8 +784,8 @@ def write_family_b(
     inv = load_inventory(config)
     tz = ZoneInfo(inv.organisation.timezone)
     start = datetime(year, 1, 1, tzinfo=tz).astimezone(UTC) - lead_in
-    end = datetime(year + 1, 1, 1, tzinfo=tz).astimezone(UTC)
-    faults = family_b_fault_plan(inv, year, seed)
+    end = until or datetime(year + 1, 1, 1, tzinfo=tz).astimezone(UTC)
+    faults = [f for f in family_b_fault_plan(inv, year, seed) if f.start < end]
     history = simulate_family_b(inv, start, end, seed=seed, faults=faults, base=config.parent)
     rows = write_readings(inv, history, csv_path, seed)
     write_ground_truth(truth_path, faults)
