@@ -25,7 +25,7 @@ Faults are :class:`simulator.faults.Fault` records (ground truth); the three kin
 >>> from datetime import UTC, datetime
 >>> inv = load_inventory(FAMILY_B_CONFIG)
 >>> history = simulate_family_b(inv, datetime(2026, 1, 5, tzinfo=UTC), datetime(2026, 1, 7, tzinfo=UTC), seed=1)
->>> history.values["piscine-sioule-gas-volume"][-1] > history.values["piscine-sioule-gas-volume"][0]
+>>> bool(history.values["piscine-sioule-gas-volume"][-1] > history.values["piscine-sioule-gas-volume"][0])
 True
 """
 
