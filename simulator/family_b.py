@@ -611,12 +611,6 @@ def _add_quirks(inv: Inventory, history: FamilyBHistory, seed: int) -> None:
                 history.late_rows += [(point.id, int(i)) for i in ok[a:a + int(prng.integers(8, 96))]]
 
 
-def _stamp(ts: float, zone: ZoneInfo | None) -> str:
-    if zone is None:
-        return datetime.fromtimestamp(ts, UTC).isoformat()
-    return datetime.fromtimestamp(ts, zone).isoformat()
-
-
 def write_readings(inv: Inventory, history: FamilyBHistory, path: Path, seed: int) -> int:
     """Write a history as ``timestamp,point,value`` rows, as meters and sensors give them.
 
@@ -629,6 +623,7 @@ def write_readings(inv: Inventory, history: FamilyBHistory, path: Path, seed: in
     tz = ZoneInfo(inv.organisation.timezone)
     t = history.times_s
     rng = np.random.default_rng(_seed(seed, "stamps"))
+    local_stamps = [datetime.fromtimestamp(float(x), tz).isoformat() for x in t]
     late = set(history.late_rows)
     dups = set(history.duplicates)
     rows: list[tuple[float, str]] = []
@@ -636,12 +631,17 @@ def write_readings(inv: Inventory, history: FamilyBHistory, path: Path, seed: in
     points = {p.id: p for _, p in inv.points()}
     for pid, values in history.values.items():
         point = points[pid]
-        zone = tz if point.modbus is not None else None
-        delay = rng.integers(2, 40, t.size) if point.mqtt is not None else np.zeros(t.size, dtype=np.int64)
+        ok = np.flatnonzero(np.isfinite(values))
         digits = 3 if point.quantity is Quantity.WATER_VOLUME else 2
-        for i in np.flatnonzero(np.isfinite(values)).tolist():
-            ts = float(t[i] + delay[i])
-            line = f"{_stamp(ts, zone)},{pid},{round(float(values[i]), digits)}\n"
+        if point.mqtt is not None:
+            when = t[ok] + rng.integers(2, 40, ok.size)
+            text = np.datetime_as_string(when.astype("datetime64[s]"), unit="s")
+            stamps = [f"{s}+00:00" for s in text.tolist()]
+        else:
+            when = t[ok]
+            stamps = [local_stamps[i] for i in ok.tolist()]
+        for i, ts, stamp, value in zip(ok.tolist(), when.tolist(), stamps, values[ok].round(digits).tolist(), strict=True):
+            line = f"{stamp},{pid},{value}\n"
             if (pid, i) in late:
                 tail.append(line)
             else:
