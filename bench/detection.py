@@ -1,9 +1,10 @@
-"""Detection benchmark: one simulated year of the demo commune with injected faults.
+"""Detection benchmark: one simulated year with injected faults, on family B (independent) or A (the demo commune).
 
 The simulator generates the year (15-minute readings, as meters give them:
 cumulative indexes and instantaneous values) plus eight weeks of history
-before it, with :func:`simulator.faults.default_fault_plan` faults and their
-ground truth. The readings go through ``econome detect`` (the Typer command,
+before it, with faults and their ground truth (family A:
+:func:`simulator.faults.default_fault_plan`; family B:
+:func:`simulator.family_b.family_b_fault_plan`). The readings go through ``econome detect`` (the Typer command,
 run in-process with the CLI runner) and, in the same run, through two
 baselines on each meter's raw hourly consumption, debounced by the same alert
 lifecycle (3 h minimum, 12 h to resolve):
@@ -22,15 +23,15 @@ another type is counted as ``misnamed``, neither. Recall: faults with at least
 one compatible overlapping event. Delay: from the fault's start to the first
 such event's ``detected_at`` (when the alert would have been sent), median in hours.
 
-Development was done on year 2025, seed 1. Year 2026, seed 2 was the first
+Family A. Development was done on year 2025, seed 1. Year 2026, seed 2 was the first
 held-out run: it showed two generic faults (a stale-counter surprise summing
 weeks of normal still hours over a school's summer, and night base-load
 pumps mistaken for a creep when the heating season starts), which were
 fixed; it is therefore no longer clean. The figures reported are for a
-fresh year, 2027, seed 3 (the defaults), run once after those fixes::
+fresh year, 2027, seed 3 (family A's defaults), run once after those fixes::
 
-    .venv/bin/python bench/detection.py                        # evaluation: 2027, seed 3
-    .venv/bin/python bench/detection.py --year 2025 --seed 1   # development year
+    .venv/bin/python bench/detection.py --family a                          # 2027, seed 3
+    .venv/bin/python bench/detection.py --family a --year 2025 --seed 1     # development year
 
 The last line printed is one JSON object with ``per_fault``,
 ``false_alerts_per_building_month`` and ``baselines``.
