@@ -1,9 +1,10 @@
-"""Detection benchmark: one simulated year of the demo commune with injected faults.
+"""Detection benchmark: one simulated year with injected faults, on family B (independent) or A (the demo commune).
 
 The simulator generates the year (15-minute readings, as meters give them:
 cumulative indexes and instantaneous values) plus eight weeks of history
-before it, with :func:`simulator.faults.default_fault_plan` faults and their
-ground truth. The readings go through ``econome detect`` (the Typer command,
+before it, with faults and their ground truth (family A:
+:func:`simulator.faults.default_fault_plan`; family B:
+:func:`simulator.family_b.family_b_fault_plan`). The readings go through ``econome detect`` (the Typer command,
 run in-process with the CLI runner) and, in the same run, through two
 baselines on each meter's raw hourly consumption, debounced by the same alert
 lifecycle (3 h minimum, 12 h to resolve):
@@ -22,18 +23,37 @@ another type is counted as ``misnamed``, neither. Recall: faults with at least
 one compatible overlapping event. Delay: from the fault's start to the first
 such event's ``detected_at`` (when the alert would have been sent), median in hours.
 
-Development was done on year 2025, seed 1. Year 2026, seed 2 was the first
+Family A. Development was done on year 2025, seed 1. Year 2026, seed 2 was the first
 held-out run: it showed two generic faults (a stale-counter surprise summing
 weeks of normal still hours over a school's summer, and night base-load
 pumps mistaken for a creep when the heating season starts), which were
 fixed; it is therefore no longer clean. The figures reported are for a
-fresh year, 2027, seed 3 (the defaults), run once after those fixes::
+fresh year, 2027, seed 3 (family A's defaults), run once after those fixes::
 
-    .venv/bin/python bench/detection.py                        # evaluation: 2027, seed 3
-    .venv/bin/python bench/detection.py --year 2025 --seed 1   # development year
+    .venv/bin/python bench/detection.py --family a                          # 2027, seed 3
+    .venv/bin/python bench/detection.py --family a --year 2025 --seed 1     # development year
 
 The last line printed is one JSON object with ``per_fault``,
 ``false_alerts_per_building_month`` and ``baselines``.
+
+Family B (``--family b``, the default since issue 11) is the independent scenario
+family of :mod:`simulator.family_b` (``examples/family_b.yaml``): other archetypes
+(a pool at 27 °C, an event hall heated for its bookings, thermostat heating with a
+summer shutdown, buildings with only a main meter, a lone indoor sensor), its own
+generator and the quirks of real data. It is never used for tuning; it is reported on
+year 2026, seed 7 (:data:`simulator.family_b.EVALUATION_YEAR`, ``EVALUATION_SEED``).
+On it the bench runs ``econome detect`` three times: rules alone
+(``--no-model-events``), the forest alone (``--no-rule-events --model-events``) and
+both (the default), plus the two baselines. A configuration whose options the CLI
+does not know fails with its error printed, the others still run, and the exit
+status is 1::
+
+    .venv/bin/python bench/detection.py                                    # family B, evaluation
+    .venv/bin/python bench/detection.py --family a --year 2025 --seed 1    # family A, development
+
+The JSON last line then also has ``family``, ``rules_only`` and ``forest_only``
+(same structure as the main figures), and each summary a ``consumption_recall`` over
+the faults that change consumption.
 """
 
 from __future__ import annotations
@@ -63,13 +83,18 @@ from anomalies.lifecycle import AlertLifecycle, LifecycleConfig  # noqa: E402
 from econome.cli_detect import register  # noqa: E402
 from inventory import Quantity, Usage, load_inventory  # noqa: E402
 from simulator.export import write_readings_csv  # noqa: E402
+from simulator.family_b import EVALUATION_SEED, EVALUATION_YEAR, FAMILY_B_CONFIG, write_family_b  # noqa: E402
 from simulator.faults import Fault, FaultKind, default_fault_plan, write_ground_truth  # noqa: E402
 
 CONFIG = ROOT / "examples" / "commune.yaml"
+CONFIGS = {"a": CONFIG, "b": FAMILY_B_CONFIG}
 LEAD_IN = timedelta(weeks=8)
 GRACE = timedelta(hours=48)
 FAULTS = [k.value for k in FaultKind]
 
+CONSUMPTION_FAULTS = frozenset({"heating_left_on", "setpoint_raised", "lighting_left_on", "baseload_creep", "water_leak",
+                                "consumption_excess"})
+"""Fault kinds that change what a meter counts (the forest's goal is stated on these)."""
 OUR_KINDS: dict[str, set[str]] = {
     "heating_unoccupied": {"heating_left_on"},
     "overheating": {"setpoint_raised"},
@@ -78,15 +103,37 @@ OUR_KINDS: dict[str, set[str]] = {
     "baseload_creep": {"baseload_creep"},
     "water_leak": {"water_leak"},
     "stale_counter": {"stuck_counter"},
-    "frozen_sensor": {"dead_sensor"},
+    "frozen_sensor": {"dead_sensor", "sensor_flatline"},
     "missing_data": {"dead_sensor"},
 }
+"""Event kinds that name what they reveal. Other kinds (the forest's, new rules') are
+matched by their usage (:data:`USAGE_FAULTS`) and, for sensor kinds, by what their name says."""
 USAGE_FAULTS: dict[str, set[str]] = {
-    "heating": {"heating_left_on", "setpoint_raised", "stuck_counter"},
-    "general": {"lighting_left_on", "baseload_creep", "stuck_counter"},
+    "heating": {"heating_left_on", "setpoint_raised", "stuck_counter", "consumption_excess"},
+    "dhw": {"heating_left_on", "stuck_counter", "consumption_excess"},
+    "general": {"lighting_left_on", "baseload_creep", "stuck_counter", "consumption_excess"},
     "lighting": {"lighting_left_on", "stuck_counter"},
     "water": {"water_leak", "stuck_counter"},
+    "comfort": {"dead_sensor", "sensor_drift", "sensor_flatline", "setpoint_raised", "heating_left_on"},
 }
+_SENSOR_WORDS: dict[str, set[str]] = {
+    "drift": {"sensor_drift"},
+    "range": {"sensor_drift"},
+    "cycle": {"sensor_flatline"},
+    "flat": {"sensor_flatline"},
+    "frozen": {"sensor_flatline", "dead_sensor"},
+    "sensor": {"dead_sensor", "sensor_drift", "sensor_flatline"},
+}
+
+
+def compatible(kind: str, usage: str) -> frozenset[str]:
+    """The fault types an event of this kind on this usage can reveal."""
+    if kind in OUR_KINDS:
+        return frozenset(OUR_KINDS[kind])
+    for word, faults in _SENSOR_WORDS.items():
+        if word in kind:
+            return frozenset(faults)
+    return frozenset(USAGE_FAULTS.get(usage, set()))
 
 
 @dataclass(frozen=True)
@@ -104,10 +151,9 @@ def _ours(events_path: Path) -> list[Ev]:
     out = []
     for line in events_path.read_text(encoding="utf-8").splitlines():
         e = json.loads(line)
-        kinds = OUR_KINDS.get(e["kind"]) or USAGE_FAULTS.get(e["usage"], set())
         out.append(
             Ev(e["building"], e["usage"], e["kind"], datetime.fromisoformat(e["start"]), datetime.fromisoformat(e["end"]),
-               datetime.fromisoformat(e["detected_at"]), frozenset(kinds))
+               datetime.fromisoformat(e["detected_at"]), compatible(e["kind"], e["usage"]))
         )
     return out
 
@@ -134,8 +180,8 @@ def _debounce(building: str, usage: str, kind: str, frame: HourlyFrame, flags: n
     return out
 
 
-def _baselines(csv_path: Path) -> dict[str, list[Ev]]:
-    inv = load_inventory(CONFIG)
+def _baselines(csv_path: Path, config: Path) -> dict[str, list[Ev]]:
+    inv = load_inventory(config)
     readings = read_readings_csv(csv_path)
     counters = {p.id for _, p in inv.points() if p.cumulative}
     frame = HourlyFrame.build({k: v for k, v in readings.items() if k in counters}, counters=counters)
@@ -202,7 +248,14 @@ def score(events: list[Ev], faults: list[Fault], buildings: int, months: float) 
         "false_alerts": false_alerts,
         "false_alerts_per_building_month": round(false_alerts / (buildings * months), 3),
         "events": len(events),
+        "consumption_recall": _consumption_recall(per_fault),
     }
+
+
+def _consumption_recall(per_fault: dict[str, dict[str, float | int | None]]) -> float | None:
+    faults = sum(int(m["faults"] or 0) for k, m in per_fault.items() if k in CONSUMPTION_FAULTS)
+    found = sum(int(m["detected"] or 0) for k, m in per_fault.items() if k in CONSUMPTION_FAULTS)
+    return round(found / faults, 3) if faults else None
 
 
 def _print(name: str, result: dict[str, Any]) -> None:
@@ -215,43 +268,72 @@ def _print(name: str, result: dict[str, Any]) -> None:
               f"{m['precision']:>9} {m['recall']!s:>6} {m['delay_h']!s:>7}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--year", type=int, default=2027)
-    parser.add_argument("--seed", type=int, default=3)
-    parser.add_argument("--workdir", type=Path, default=None)
-    args = parser.parse_args()
-    inv = load_inventory(CONFIG)
-    tz = inv.organisation.tz
-    year_start = datetime(args.year, 1, 1, tzinfo=tz).astimezone(UTC)
-    year_end = datetime(args.year + 1, 1, 1, tzinfo=tz).astimezone(UTC)
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="econome-detect-"))
-    work.mkdir(parents=True, exist_ok=True)
-    faults = default_fault_plan(inv, args.year, args.seed)
-    t0 = time.perf_counter()
-    csv_path = work / "readings.csv"
-    rows = write_readings_csv(inv, csv_path, year_start - LEAD_IN, year_end, seed=args.seed, faults=faults)
-    write_ground_truth(work / "ground_truth.json", faults)
-    print(f"simulated {args.year} (seed {args.seed}) + {LEAD_IN.days} days before: {rows} readings, "
-          f"{len(faults)} faults, {time.perf_counter() - t0:.1f} s; files in {work}")
+RUNS: dict[str, tuple[str, list[str]]] = {
+    "combined": ("econome detect (rules + isolation forest)", []),
+    "rules_only": ("rules alone (--no-model-events)", ["--no-model-events"]),
+    "forest_only": ("isolation forest alone (--no-rule-events --model-events)", ["--no-rule-events", "--model-events"]),
+}
+
+
+def _detect(config: Path, csv_path: Path, out: Path, year: int, extra: list[str]) -> str | None:
+    """Run ``econome detect`` in-process; the error text when it fails."""
     app = typer.Typer()
     app.callback()(lambda: None)
     register(app)
-    out = work / "events.jsonl"
-    t0 = time.perf_counter()
-    run = CliRunner().invoke(app, ["detect", "--inventory", str(CONFIG), "--readings", str(csv_path), "--out", str(out),
-                                   "--from", f"{args.year}-01-01", "--language", "en"])
+    run = CliRunner().invoke(app, ["detect", "--inventory", str(config), "--readings", str(csv_path), "--out", str(out),
+                                   "--from", f"{year}-01-01", "--language", "en", *extra])
     if run.exit_code != 0:
-        print(run.output, file=sys.stderr)
-        raise SystemExit(run.exit_code)
-    print(f"econome detect: {time.perf_counter() - t0:.1f} s; {run.output.strip()}")
+        return (run.output or repr(run.exception)).strip()
+    return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--family", choices=("a", "b"), default="b",
+                        help="b: the independent family (evaluation); a: the demo commune (development)")
+    parser.add_argument("--year", type=int, default=None, help="default: 2027 for family a, 2026 for family b")
+    parser.add_argument("--seed", type=int, default=None, help="default: 3 for family a, 7 for family b")
+    parser.add_argument("--workdir", type=Path, default=None)
+    args = parser.parse_args()
+    family: str = args.family
+    year: int = args.year if args.year is not None else (2027 if family == "a" else EVALUATION_YEAR)
+    seed: int = args.seed if args.seed is not None else (3 if family == "a" else EVALUATION_SEED)
+    config = CONFIGS[family]
+    inv = load_inventory(config)
+    tz = inv.organisation.tz
+    year_start = datetime(year, 1, 1, tzinfo=tz).astimezone(UTC)
+    year_end = datetime(year + 1, 1, 1, tzinfo=tz).astimezone(UTC)
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="econome-detect-"))
+    work.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    csv_path = work / "readings.csv"
+    if family == "a":
+        faults = default_fault_plan(inv, year, seed)
+        rows = write_readings_csv(inv, csv_path, year_start - LEAD_IN, year_end, seed=seed, faults=faults)
+        write_ground_truth(work / "ground_truth.json", faults)
+    else:
+        rows, faults = write_family_b(csv_path, work / "ground_truth.json", year, seed, lead_in=LEAD_IN)
+    print(f"family {family}: simulated {year} (seed {seed}) + {LEAD_IN.days} days before: {rows} readings, "
+          f"{len(faults)} faults, {time.perf_counter() - t0:.1f} s; files in {work}")
     buildings = sum(1 for _ in inv.buildings())
-    ours = [e for e in _ours(out) if e.start < year_end]
-    result = score(ours, faults, buildings, 12.0)
-    _print("econome detect (rules + isolation forest scores)", result)
+    runs = RUNS if family == "b" else {"combined": RUNS["combined"]}
+    results: dict[str, dict[str, Any]] = {}
+    errors: dict[str, str] = {}
+    for name, (title, extra) in runs.items():
+        out = work / f"events-{name}.jsonl"
+        t0 = time.perf_counter()
+        error = _detect(config, csv_path, out, year, extra)
+        if error is not None:
+            errors[name] = error
+            print(f"\n== {title}: econome detect {' '.join(extra)} FAILED:\n{error}", file=sys.stderr)
+            continue
+        print(f"\neconome detect {' '.join(extra)}: {time.perf_counter() - t0:.1f} s")
+        ours = [e for e in _ours(out) if e.start < year_end]
+        results[name] = score(ours, faults, buildings, 12.0)
+        _print(title, results[name])
     t0 = time.perf_counter()
     baselines = {}
-    for name, events in _baselines(csv_path).items():
+    for name, events in _baselines(csv_path, config).items():
         events = [e for e in events if e.end > year_start and e.start < year_end]
         baselines[name] = score(events, faults, buildings, 12.0)
         _print(f"baseline {name}", baselines[name])
@@ -262,11 +344,22 @@ def main() -> None:
             "per_fault": {k: {"precision": m["precision"], "recall": m["recall"], "delay_h": m["delay_h"]}
                           for k, m in r["per_fault"].items()},
             "false_alerts_per_building_month": r["false_alerts_per_building_month"],
+            "consumption_recall": r["consumption_recall"],
         }
 
-    final = {"year": args.year, "seed": args.seed, **summary(result),
-             "baselines": {name: summary(r) for name, r in baselines.items()}}
+    def named(name: str) -> dict[str, Any]:
+        if name in results:
+            return summary(results[name])
+        return {"error": errors.get(name, "not run")}
+
+    final: dict[str, Any] = {"family": family, "year": year, "seed": seed, **named("combined"),
+                             "baselines": {name: summary(r) for name, r in baselines.items()}}
+    if family == "b":
+        final["rules_only"] = named("rules_only")
+        final["forest_only"] = named("forest_only")
     print(json.dumps(final))
+    if errors:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

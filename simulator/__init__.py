@@ -9,7 +9,9 @@ accelerated clock. Faults (:class:`Fault`, :func:`default_fault_plan`) are
 applied in both and written to ``ground_truth.json``.
 
 Reading order: ``weather.py``, ``physics.py``, ``faults.py``, ``modbus_server.py``,
-``mqtt_publisher.py``, ``runner.py``.
+``mqtt_publisher.py``, ``runner.py``. ``family_b.py`` is a second, independent scenario
+family (its own weather, thermal model and real-data quirks) that detection is scored
+on and never tuned to; see ``docs/simulator.md``.
 
 >>> from datetime import UTC, datetime, timedelta
 >>> from pathlib import Path

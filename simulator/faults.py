@@ -18,6 +18,13 @@ Kinds and parameters:
   then jumps back to the true index at ``end``.
 - ``dead_sensor``: the sensor ``point`` stops publishing (``mode: silent``) or repeats
   its last value (``mode: frozen``).
+- ``consumption_excess``: the building's consumption of ``usage`` (default heating) is
+  ``increase_pct`` (default 30 %) higher (a valve stuck open, a fouled boiler).
+- ``sensor_drift``: the sensor ``point`` drifts by ``drift_c_per_day`` (default 0.5) per day.
+- ``sensor_flatline``: the sensor ``point`` loses its daily cycle and reads a near-constant value.
+
+The last three are used by the independent scenario family B (:mod:`simulator.family_b`);
+the demo commune's simulator ignores them.
 
 >>> from datetime import UTC, datetime
 >>> leak = Fault(kind="water_leak", building="mairie",
@@ -62,9 +69,12 @@ class FaultKind(str, Enum):
     WATER_LEAK = "water_leak"
     STUCK_COUNTER = "stuck_counter"
     DEAD_SENSOR = "dead_sensor"
+    CONSUMPTION_EXCESS = "consumption_excess"
+    SENSOR_DRIFT = "sensor_drift"
+    SENSOR_FLATLINE = "sensor_flatline"
 
 
-POINT_FAULTS = frozenset({FaultKind.STUCK_COUNTER, FaultKind.DEAD_SENSOR})
+POINT_FAULTS = frozenset({FaultKind.STUCK_COUNTER, FaultKind.DEAD_SENSOR, FaultKind.SENSOR_DRIFT, FaultKind.SENSOR_FLATLINE})
 """Kinds that concern one point rather than the whole building."""
 
 DEAD_SENSOR_MODES = ("silent", "frozen")
@@ -77,6 +87,9 @@ _DEFAULT_PARAMS: dict[FaultKind, dict[str, float | str]] = {
     FaultKind.WATER_LEAK: {"flow_m3_per_h": 0.15},
     FaultKind.STUCK_COUNTER: {},
     FaultKind.DEAD_SENSOR: {"mode": "silent"},
+    FaultKind.CONSUMPTION_EXCESS: {"increase_pct": 30.0, "usage": "heating"},
+    FaultKind.SENSOR_DRIFT: {"drift_c_per_day": 0.5},
+    FaultKind.SENSOR_FLATLINE: {},
 }
 
 
@@ -196,6 +209,9 @@ def validate_faults(inventory: Inventory, faults: Iterable[Fault]) -> None:
         point = inventory.point(fault.point)
         if fault.kind is FaultKind.STUCK_COUNTER and point.quantity not in COUNTER_QUANTITIES:
             msg = f"stuck_counter fault: point {point.id} is a {point.quantity.value}, not a counter"
+            raise ValueError(msg)
+        if fault.kind in {FaultKind.SENSOR_DRIFT, FaultKind.SENSOR_FLATLINE} and point.cumulative:
+            msg = f"{fault.kind.value} fault: point {point.id} is a counter, not a sensor"
             raise ValueError(msg)
         if fault.kind is FaultKind.DEAD_SENSOR and point.mqtt is None:
             msg = f"dead_sensor fault: point {point.id} is not an MQTT sensor"
