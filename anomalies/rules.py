@@ -119,10 +119,27 @@ class RulesConfig(BaseModel):
     """Smallest night flow above usual that is a leak."""
     leak_reference_nights: int = Field(default=14, ge=3)
     """Nights whose usual night flow is the reference."""
-    missing_after: Duration = timedelta(hours=2)
-    """A point silent for longer is missing."""
+    missing_after: Duration = timedelta(hours=24)
+    """A point silent for longer is missing: shorter gaps (a gateway reboot, a 4G outage) are for the status
+    page, not for an alert."""
+    missing_after_by_quantity: dict[str, Duration] = Field(default_factory=dict)
+    """Per quantity (``temperature``, ``active_energy``…), a silence limit replacing ``missing_after``."""
+    missing_together: Duration = timedelta(hours=2)
+    """Points of one building whose silences begin within this time of each other went silent together
+    (one device, one gateway): one ``missing_data`` event, on the first of them, names them all."""
     stale_counter_surprise: float = Field(default=1e-4, gt=0, lt=1)
     """A run of still hours of a counter less likely than this (from its own history) is stuck."""
+    frozen_run_quantile: float = Field(default=0.99, gt=0.5, lt=1)
+    """Quantile of a sensor's own past constant runs (quantisation, thermal mass) a frozen run must exceed..."""
+    frozen_run_factor: float = Field(default=1.5, ge=1)
+    """... by this factor."""
+    frozen_reference_days: int = Field(default=28, ge=7)
+    """Days before a constant run whose runs give the sensor's usual run length."""
+    frozen_min_runs: int = Field(default=10, ge=3)
+    """Fewer past runs than this in the reference days: the usual run length is not known, the rule waits."""
+    frozen_min_coupling: float = Field(default=0.2, gt=0)
+    """Weakest plausible response (K per K) of an indoor temperature to a lasting change of the outdoor one:
+    an outdoor 24 h mean that moved by ``step / coupling`` should have moved a sensor of that step."""
     heating_off_above_c: float = 15.0
     """Mean outdoor temperature of the last 24 h (°C) from which heating is not expected: a heating meter may
     stand still. Below the 18 °C base of the degree days (:data:`mv.degreedays.DJU_BASE_C`), since
@@ -144,7 +161,7 @@ class RulesConfig(BaseModel):
     cycle_min_range_k: float = Field(default=1.0, gt=0)
     """A sensor whose usual daily range is below this (K) has no cycle to lose."""
     frozen_after: dict[str, Duration] = Field(default_factory=lambda: dict(StalenessLimits().stale_after))
-    """Per quantity, how long a sensor may repeat the exact same value."""
+    """Per quantity, how long a sensor may repeat the exact same value in any case (the learnt limit may be longer)."""
     frozen_transitions: int = Field(default=2, ge=1)
     """A 0/1 sensor (occupancy) repeating its value across this many schedule changes is frozen."""
 
@@ -825,10 +842,37 @@ def _quality(
     )
 
 
-class MissingDataRule:
-    """A point silent for longer than ``missing_after``: the hours of the gap past that delay.
+def _silent_runs(frame: HourlyFrame, point_id: str) -> IntArray | None:
+    """Per hour, the first hour of the silence it is in (-1 with data), from the hourly frame; ``None`` if absent."""
+    values = frame.mean.get(point_id)
+    if values is None:
+        values = frame.consumption.get(point_id)
+    if values is None:
+        return None
+    silent = ~np.isfinite(values)
+    since, _ = _runs(silent)
+    result: IntArray = np.where(silent, np.arange(values.size) - since, -1)
+    return result
 
-    Lookback: the current gap.
+
+def _missing_limit(point: Point, config: RulesConfig) -> timedelta:
+    return config.missing_after_by_quantity.get(point.quantity.value, config.missing_after)
+
+
+class MissingDataRule:
+    """A point silent for longer than its limit: the hours of the gap past that delay, one event per gap.
+
+    The limit is ``missing_after_by_quantity`` for the point's quantity, else
+    ``missing_after`` (24 h): a gateway reboot or a 4G outage of a few hours
+    is a data problem for the status page, not an alert. The alert resolves
+    at the first hour with data again (``clear_after`` of one hour). Points
+    of the building that went silent together (silences beginning within
+    ``missing_together``, read from the hourly frame: one device or gateway)
+    make one event, on the first of them in the inventory's order, whose
+    facts name the others (``silent_with``) and count them (``points_silent``);
+    the others stay quiet for those hours.
+
+    Lookback: the current gap (of this point and of the building's other points).
     """
 
     name = "missing_data"
@@ -846,7 +890,7 @@ class MissingDataRule:
     ) -> Finding | None:
         """Gaps of the point's readings (``outdoor_c`` is not used)."""
         n = frame.hours
-        after = config.missing_after.total_seconds()
+        after = _missing_limit(point, config).total_seconds()
         times = frame.times_s
         state = np.zeros(n)
         origin = np.full(n, -1, dtype=np.int64)
@@ -860,19 +904,81 @@ class MissingDataRule:
             state[sel] = 1.0
             origin[sel] = max(0, int((last - frame.start_s) // 3600.0) + 1)
         if not (state == 1.0).any():
-            return _quality(self.name, EventKind.MISSING_DATA, building, point, state, origin)
+            return _replace_missing(_quality(self.name, EventKind.MISSING_DATA, building, point, state, origin))
+        facts: dict[str, FloatArray] = {}
+        silent_with: set[str] = set()
+        mine = _silent_runs(frame, point.id)
+        if mine is not None:
+            together_h = config.missing_together / timedelta(hours=1)
+            hour = np.arange(n)
+            count = np.where(state == 1.0, 1.0, np.nan)
+            earlier = True
+            for other in building.points:
+                if other.id == point.id:
+                    earlier = False
+                    continue
+                theirs = _silent_runs(frame, other.id)
+                if theirs is None:
+                    continue
+                long_h = _missing_limit(other, config) / timedelta(hours=1)
+                # Their silence began with ours, and has lasted long enough to be reported itself.
+                joint = (state == 1.0) & (theirs >= 0) & (mine >= 0) & (np.abs(theirs - mine) <= together_h) & (
+                    hour - theirs + 1 >= long_h
+                )
+                if not joint.any():
+                    continue
+                if earlier:
+                    state[joint] = 0.0  # reported on the earlier point
+                else:
+                    silent_with.add(other.id)
+                    count[joint] += 1.0
+            facts["points_silent"] = count
         hours = np.where(state == 1.0, (times + 3600.0 - (frame.start_s + 3600.0 * origin)) / 3600.0, np.nan)
-        return _quality(self.name, EventKind.MISSING_DATA, building, point, state, origin, facts={"hours": hours})
+        facts["hours"] = hours
+        finding = _quality(self.name, EventKind.MISSING_DATA, building, point, state, origin, facts=facts)
+        if silent_with and (state == 1.0).any():
+            finding = replace(finding, constant_facts={"silent_with": ", ".join(sorted(silent_with))})
+        return _replace_missing(finding)
+
+
+def _replace_missing(finding: Finding) -> Finding:
+    """Missing data resolves as soon as data comes back."""
+    return replace(finding, clear_after=timedelta(hours=1))
+
+
+def _quantisation_step(values: FloatArray, *, rising: bool = False) -> FloatArray:
+    """Per reading, the smallest non-zero change between consecutive readings so far (``inf`` before any): the step.
+
+    With ``rising`` (a counter's index) only increases count: a reset is not a step.
+    """
+    if values.size == 0:
+        return np.empty(0)
+    change = np.diff(values) if rising else np.abs(np.diff(values))
+    change = np.where(np.isfinite(change) & (change > 1e-9), change, np.inf)
+    result: FloatArray = np.concatenate([[np.inf], np.minimum.accumulate(change)]) if change.size else np.array([np.inf])
+    return result
 
 
 class FrozenSensorRule:
-    """A sensor repeating the exact same value too long (a gateway serving its last value).
+    """A sensor repeating the exact same value for longer than its own past and the physics allow.
 
-    Analog quantities are frozen after their limit in ``frozen_after``; a 0/1
-    sensor (occupancy) when it keeps its value across ``frozen_transitions``
-    changes of the building's schedule. Counters are :class:`StaleCounterRule`'s.
+    A 0/1 sensor (occupancy) is frozen when it keeps its value across
+    ``frozen_transitions`` changes of the building's schedule.
 
-    Lookback: the current run of identical readings.
+    An analog sensor is frozen once a constant run lasts longer than both the
+    quantity's limit in ``frozen_after`` and ``frozen_run_factor`` times the
+    ``frozen_run_quantile`` of the sensor's own constant runs that ended in
+    the ``frozen_reference_days`` before the run began (a thermometer with
+    0.5 °C steps in a massive church legitimately holds one value for a day;
+    with fewer than ``frozen_min_runs`` such runs the rule waits), and only
+    while the physics says it should have moved since the run began: the
+    building's schedule changed, another sensor of the same quantity in the
+    building moved by two of this sensor's steps (its quantisation, the
+    smallest change seen in its readings), or, for a temperature, the outdoor
+    mean of the last 24 h moved by ``step / frozen_min_coupling``. Counters
+    are :class:`StaleCounterRule`'s.
+
+    Lookback: ``frozen_reference_days`` (28) days before the current run, and the run.
     """
 
     name = "frozen_sensor"
@@ -888,7 +994,7 @@ class FrozenSensorRule:
         *,
         outdoor_c: FloatArray | None = None,
     ) -> Finding | None:
-        """Runs of identical readings (``outdoor_c`` is not used)."""
+        """Runs of identical readings that the sensor's past and the physics do not explain."""
         if point.cumulative:
             return None
         limit = config.frozen_after.get(point.quantity.value)
@@ -900,12 +1006,17 @@ class FrozenSensorRule:
         state = np.where(np.isfinite(frame.mean.get(point.id, _nan(n))), 0.0, np.nan)
         origin = np.full(n, -1, dtype=np.int64)
         value_at = _nan(n)
+        usual_at = _nan(n)
         t, v = series.times_s, series.values
         if t.size < 2:
             return None
         change = np.concatenate([[True], v[1:] != v[:-1]])
         starts = np.flatnonzero(change)
         ends = np.concatenate([starts[1:], [t.size]]) - 1
+        # A run lasts until the first reading of the next value; the last run is still going on.
+        run_end_t = np.concatenate([t[starts[1:]], [np.inf]])
+        run_len_h = (run_end_t - t[starts]) / 3600.0
+        step = _quantisation_step(v)
         # Count changes between hours fully open and fully closed; a half-open hour says nothing.
         definite = np.flatnonzero((open_frac == 0.0) | (open_frac == 1.0))
         change_at = np.zeros(n)
@@ -913,7 +1024,13 @@ class FrozenSensorRule:
             moved = open_frac[definite][1:] != open_frac[definite][:-1]
             change_at[definite[1:][moved]] = 1.0
         flips = np.cumsum(change_at)
-        for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
+        out24 = _trailing_mean(outdoor_c, 24) if outdoor_c is not None and point.quantity is Quantity.TEMPERATURE else None
+        peers = [
+            frame.mean[p.id] for p in building.points
+            if p.id != point.id and p.quantity is point.quantity and p.usage is not Usage.WEATHER and p.id in frame.mean
+        ]
+        ref_s = 86_400.0 * config.frozen_reference_days
+        for i, (s, e) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
             if e == s:
                 continue
             t0, t1 = float(t[s]), float(t[e])
@@ -935,15 +1052,57 @@ class FrozenSensorRule:
                 assert limit is not None  # noqa: S101 - checked above
                 if t1 - t0 < limit.total_seconds():
                     continue
-                first = max(0, int((t0 + limit.total_seconds() - frame.start_s) // 3600.0))
+                # The sensor's usual run length: its runs that ended before this one began.
+                past = (run_end_t[:i] <= t0) & (run_end_t[:i] > t0 - ref_s)
+                if int(past.sum()) < config.frozen_min_runs:
+                    continue
+                usual_h = float(np.quantile(run_len_h[:i][past], config.frozen_run_quantile))
+                allowed_s = max(limit.total_seconds(), config.frozen_run_factor * usual_h * 3600.0)
+                if t1 - t0 < allowed_s:
+                    continue
+                lo = max(h0, 0)
+                should = self._should_move(lo, h1, float(step[s]), flips, out24, peers, config)
+                late = max(0, int((t0 + allowed_s - frame.start_s) // 3600.0))
+                moving = np.flatnonzero(should[max(late - lo, 0):])
+                if moving.size == 0:
+                    continue
+                first = max(late, lo) + int(moving[0])
+                usual_at[first: h1 + 1] = usual_h
             sel = (np.arange(n) >= first) & (np.arange(n) <= h1)
             state[sel] = 1.0
             origin[sel] = max(h0, 0)
             value_at[sel] = float(v[s])
         hours = np.where(state == 1.0, (times + 3600.0 - (frame.start_s + 3600.0 * origin)) / 3600.0, np.nan)
-        return _quality(
-            self.name, EventKind.FROZEN_SENSOR, building, point, state, origin, facts={"hours": hours, "value": value_at}
-        )
+        facts = {"hours": hours, "value": value_at}
+        if np.isfinite(usual_at).any():
+            facts["usual_run_h"] = usual_at
+        return _quality(self.name, EventKind.FROZEN_SENSOR, building, point, state, origin, facts=facts)
+
+    @staticmethod
+    def _should_move(
+        lo: int, hi: int, step: float, flips: FloatArray, out24: FloatArray | None, peers: list[FloatArray],
+        config: RulesConfig,
+    ) -> BoolArray:
+        """Per hour ``lo..hi``, whether something since ``lo`` should have moved the sensor (cumulative)."""
+        should = (flips[lo: hi + 1] - flips[lo]) >= 1
+        if out24 is not None and math.isfinite(step):
+            seg = out24[lo: hi + 1]
+            base = seg[np.isfinite(seg)]
+            if base.size:
+                moved = np.abs(np.nan_to_num(seg, nan=float(base[0])) - float(base[0]))
+                should |= np.maximum.accumulate(moved) >= step / config.frozen_min_coupling
+        for peer in peers:
+            seg = peer[lo: hi + 1]
+            known = np.isfinite(seg)
+            if not known.any():
+                continue
+            top = np.maximum.accumulate(np.where(known, seg, -np.inf))
+            bottom = np.minimum.accumulate(np.where(known, seg, np.inf))
+            # Without a learnt step, any move of a peer counts.
+            need = 2.0 * step if math.isfinite(step) else 0.0
+            should |= (top - bottom) > need
+        result: BoolArray = np.maximum.accumulate(should) if should.size else should
+        return result
 
 
 def _serves_heating(point: Point) -> bool:
@@ -977,8 +1136,11 @@ def _trailing_mean(values: FloatArray, window: int) -> FloatArray:
     return result
 
 
-def _earlier_counts(classes: IntArray, mask: BoolArray) -> FloatArray:
-    """Per hour, how many earlier hours of the same class have ``mask`` true (the hour itself excluded)."""
+def _earlier_counts(classes: IntArray, mask: BoolArray | FloatArray) -> FloatArray:
+    """Per hour, how many earlier hours of the same class have ``mask`` true (the hour itself excluded).
+
+    With a float ``mask``, the sum of its values over those hours.
+    """
     order = np.argsort(classes, kind="stable")
     sorted_mask = mask[order].astype(np.float64)
     running = np.cumsum(sorted_mask) - sorted_mask
@@ -991,12 +1153,31 @@ def _earlier_counts(classes: IntArray, mask: BoolArray) -> FloatArray:
     return result
 
 
+_LONG_CLOSURE_H = 24
+"""Hours closed after which a closure is not a night: weekend, holidays (frost protection)."""
+
+
+def _counter_step(series: PointSeries, times: FloatArray) -> FloatArray:
+    """Per hour, the counter's step (its index resolution) learnt from its readings up to the hour's end."""
+    per_reading = _quantisation_step(series.values, rising=True)
+    idx = np.searchsorted(series.times_s, times + 3600.0, side="right") - 1
+    result: FloatArray = np.where(idx >= 0, per_reading[np.clip(idx, 0, None)] if per_reading.size else np.inf, np.inf)
+    return result
+
+
 class StaleCounterRule:
     """A counter standing still while its own history says it should move.
 
-    For each hour of the week, the counter's history *before* the hour gives
-    the chance of a still hour (smoothed, running counts: the rule never
-    learns from later hours). A run of still hours is stuck once it is less
+    For each hour of the week (open hours) or kind of closure (nights, and
+    closures past 24 h: weekends, holidays), the counter's history *before*
+    the hour gives the chance of a still hour (smoothed, running counts: the
+    rule never learns from later hours) and the usual consumption rate. The
+    index moves by whole steps (its resolution: the smallest rise seen in its
+    readings so far, 1 m3 of gas, a pulse weight, 0.1 MWh), so each still
+    hour adds the smaller of its surprise and the steps the usual rate would
+    have made in it (no step in an hour with a Poisson rate of ``r`` steps has
+    probability ``exp(-r)``): a coarse counter at low load is not stuck until
+    it should have made about ten steps. A run of still hours is stuck once it is less
     likely than ``stale_counter_surprise``: an electricity meter that never
     stops is stuck after two or three hours, a water meter still every night
     only when it stands still through hours it always moves in. The hour
@@ -1049,9 +1230,12 @@ class StaleCounterRule:
         cons = frame.consumption[point.id]
         n = cons.size
         times = frame.times_s
-        # Open hours are compared hour of the week by hour of the week; closed hours (nights,
-        # weekends, holidays) form one class, where a still water meter is the rule.
-        how = np.where(open_frac > 0.0, (np.floor(times / 3600.0).astype(np.int64) + 72) % 168, 168)
+        # Open hours are compared hour of the week by hour of the week; closed hours form two classes,
+        # nights (closed under 24 h: setback) and longer closures (weekends, holidays: frost protection),
+        # where a still water meter is the rule.
+        closed_since, _ = _runs(open_frac == 0.0)
+        closure = np.where(open_frac > 0.0, 1, np.where(closed_since < _LONG_CLOSURE_H, 0, 2))
+        how = np.where(open_frac > 0.0, (np.floor(times / 3600.0).astype(np.int64) + 72) % 168, 168 + closure // 2)
         known = np.isfinite(cons)
         still = known & (cons == 0.0)
         expected = np.ones(n, dtype=np.bool_)
@@ -1073,14 +1257,20 @@ class StaleCounterRule:
                 cold = _trailing_mean(outdoor_c, 72) < config.heating_off_above_c - config.heating_restart_margin_c
                 # A heating counter's stillness follows the weather more than the hour of the week.
                 band = np.digitize(np.nan_to_num(mean24, nan=99.0), _TEMPERATURE_BANDS)
-                how = np.where(open_frac > 0.0, 1, 0) * 10 + band
+                how = closure * 10 + band
         counted = known & expected
         zeros = _earlier_counts(how, still & counted)
         total = _earlier_counts(how, counted)
         p_still = (zeros + 1.0) / (total + 2.0)
+        # The index moves by whole steps (1 m3 of gas, a pulse, 0.1 MWh): at the usual rate of the
+        # hour's class, a still hour is as likely as no step in it (Poisson), whatever the still
+        # frequency says; a coarse counter at low load stands still for hours.
+        step = _counter_step(series, times)
+        rate = _earlier_counts(how, np.where(counted, cons, 0.0)) / np.maximum(total, 1.0)
+        steps = np.where((total > 0) & np.isfinite(step), rate / step, np.inf)
         # Only hours in which the counter usually moves add to the surprise: weeks of still
         # hours where stillness is common (a school in summer) must not add up to an alert.
-        cost = np.where(expected & (p_still < 0.5), -np.log(p_still), 0.0)
+        cost = np.where(expected & (p_still < 0.5), np.minimum(-np.log(p_still), steps), 0.0)
         limit = -math.log(config.stale_counter_surprise)
         state = np.where(known, 0.0, np.nan)
         origin = np.full(n, -1, dtype=np.int64)

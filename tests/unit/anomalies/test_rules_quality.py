@@ -1,0 +1,259 @@
+"""Issue 11, slice I: data-quality rules that hold on real meters and sensors.
+
+Each test builds its own synthetic series (no simulator, no servers): a
+quantised thermometer in a massive, rarely heated building; a gas meter whose
+index moves by whole cubic metres; gateway outages of a few hours and of days.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from anomalies.detect import DetectConfig, detect
+from anomalies.events import AlertState
+from anomalies.features import HourlyFrame, PointSeries, schedule_masks
+from anomalies.rules import FrozenSensorRule, RulesConfig, StaleCounterRule
+from inventory import Building, FrenchCalendar, Inventory, Point, parse_inventory
+
+INVENTORY = """
+organisation: {name: Commune test, population: 1200, school_holiday_zone: A}
+mqtt_brokers:
+  - {host: 127.0.0.1}
+sites:
+  - id: s1
+    name: Site
+    buildings:
+      - id: b1
+        name: Eglise
+        usage: town_hall
+        floor_area_m2: 500
+        heated_area_m2: 450
+        schedule:
+          weekly:
+            mon: ['08:00-18:00']
+            tue: ['08:00-18:00']
+            wed: ['08:00-18:00']
+            thu: ['08:00-18:00']
+            fri: ['08:00-18:00']
+        points:
+          - {id: b1-gas, quantity: gas_volume, unit: m3, usage: heating, cumulative: true,
+             conversion_kwh_per_unit: 10.0, mqtt: {topic: t/b1/gas}}
+          - {id: b1-temp, quantity: temperature, unit: degC, usage: comfort, mqtt: {topic: t/b1/temp}}
+          - {id: b1-co2, quantity: co2, unit: ppm, usage: comfort, mqtt: {topic: t/b1/co2}}
+          - {id: b1-outdoor, quantity: temperature, unit: degC, usage: weather, mqtt: {topic: t/b1/outdoor}}
+"""
+
+START = datetime(2025, 10, 6, tzinfo=UTC)  # a Monday
+HOUR_S = 3600.0
+QUARTER_S = 900.0
+
+
+@pytest.fixture(scope="module")
+def inventory() -> Inventory:
+    return parse_inventory(INVENTORY)
+
+
+def _building(inventory: Inventory) -> Building:
+    return next(b for _, b in inventory.buildings())
+
+
+def _point(building: Building, pid: str) -> Point:
+    return next(p for p in building.points if p.id == pid)
+
+
+def _outdoor(times: np.ndarray, mean_c: float = 9.0) -> np.ndarray:
+    """Mild autumn weather: a 6 K daily swing and a 4 K swing of the daily means over ten days."""
+    hour = (times / HOUR_S) % 24
+    day = (times - START.timestamp()) / 86_400.0
+    return mean_c + 4.0 * np.sin(2 * np.pi * day / 10.0) + 3.0 * np.cos(2 * np.pi * (hour - 15.0) / 24.0)
+
+
+def _evaluate(inventory: Inventory, rule: FrozenSensorRule | StaleCounterRule, pid: str,
+              series: PointSeries, outdoor: PointSeries, hours: int, *, counter: bool = False,
+              config: RulesConfig | None = None) -> np.ndarray:
+    building = _building(inventory)
+    point = _point(building, pid)
+    frame = HourlyFrame.build({pid: series, "b1-outdoor": outdoor}, counters={pid} if counter else set(),
+                              start_s=START.timestamp(), hours=hours)
+    calendar = FrenchCalendar(inventory.organisation.school_holiday_zone)
+    open_frac, _ = schedule_masks(building, calendar, inventory.organisation.tz, frame.times_s, timedelta(hours=4))
+    finding = rule.evaluate(building, point, series, frame, open_frac, config or RulesConfig(),
+                            outdoor_c=frame.mean["b1-outdoor"])
+    assert finding is not None
+    return finding.state
+
+
+# --- frozen sensor: quantisation and thermal mass -------------------------------------------------
+
+
+def _church(days: int) -> tuple[np.ndarray, np.ndarray]:
+    """A massive, unheated church: the indoor temperature follows the outdoor one's slow swings, damped
+    and delayed, with a 0.2 K daily ripple, reported every 15 min in 0.5 °C steps."""
+    times = START.timestamp() + QUARTER_S * np.arange(96 * days, dtype=np.float64)
+    day = (times - START.timestamp()) / 86_400.0
+    hour = (times / HOUR_S) % 24
+    indoor = 11.0 + 1.3 * np.sin(2 * np.pi * (day - 1.5) / 10.0) + 0.2 * np.cos(2 * np.pi * (hour - 17.0) / 24.0)
+    return times, np.round(indoor * 2.0) / 2.0
+
+
+def _longest_run_h(times: np.ndarray, values: np.ndarray) -> float:
+    starts = np.flatnonzero(np.concatenate([[True], values[1:] != values[:-1]]))
+    ends = np.append(times[starts[1:]], times[-1])
+    return float((ends - times[starts]).max() / HOUR_S)
+
+
+def test_quantised_thermometer_in_a_massive_church_is_not_frozen(inventory: Inventory) -> None:
+    """0.5 °C steps and a slow building hold one value 10-30 h; the sensor's own past says it is usual."""
+    days = 60
+    times, indoor = _church(days)
+    assert _longest_run_h(times, indoor) > 12.0  # the fixed 6 h limit fired on every one of these
+    state = _evaluate(inventory, FrozenSensorRule(), "b1-temp", PointSeries(times, indoor),
+                      PointSeries(times, _outdoor(times)), 24 * days)
+    assert not (state == 1.0).any(), np.flatnonzero(state == 1.0)[:10]
+
+
+def test_stuck_thermometer_in_the_church_is_found(inventory: Inventory) -> None:
+    """The same sensor repeating one value for five days while the weather swings is frozen within two days."""
+    days = 60
+    times, indoor = _church(days)
+    stuck = (times >= START.timestamp() + 40 * 86_400.0) & (times < START.timestamp() + 45 * 86_400.0)
+    indoor = indoor.copy()
+    indoor[stuck] = indoor[np.flatnonzero(stuck)[0]]
+    state = _evaluate(inventory, FrozenSensorRule(), "b1-temp", PointSeries(times, indoor),
+                      PointSeries(times, _outdoor(times)), 24 * days)
+    flagged = np.flatnonzero(state == 1.0)
+    assert flagged.size, "the stuck sensor is not found"
+    assert 24 * 40 <= flagged[0] < 24 * 42
+    assert flagged[-1] < 24 * 45 + 1
+
+
+def test_frozen_state_does_not_depend_on_later_hours(inventory: Inventory) -> None:
+    days = 60
+    times, indoor = _church(days)
+    indoor = indoor.copy()
+    stuck = (times >= START.timestamp() + 40 * 86_400.0) & (times < START.timestamp() + 45 * 86_400.0)
+    indoor[stuck] = indoor[np.flatnonzero(stuck)[0]]
+    outdoor = PointSeries(times, _outdoor(times))
+    whole = _evaluate(inventory, FrozenSensorRule(), "b1-temp", PointSeries(times, indoor), outdoor, 24 * days)
+    for cut in (24 * 41 + 5, 24 * 43):
+        keep = times < START.timestamp() + cut * HOUR_S
+        part = _evaluate(inventory, FrozenSensorRule(), "b1-temp", PointSeries(times[keep], indoor[keep]),
+                         PointSeries(times[keep], outdoor.values[keep]), cut)
+        np.testing.assert_array_equal(part, whole[:cut], err_msg=f"cut at hour {cut}")
+
+
+# --- stale counter: index resolution ----------------------------------------------------------------
+
+
+def _gas_hourly(inventory: Inventory, days: int, mean_c: float, rng: np.random.Generator) -> np.ndarray:
+    """Gas burnt per hour (m3): open hours heated, weeknights set back low, longer closures (weekends,
+    public holidays) held at a warmer weekend setpoint."""
+    building = _building(inventory)
+    times = START.timestamp() + HOUR_S * np.arange(24 * days, dtype=np.float64)
+    calendar = FrenchCalendar(inventory.organisation.school_holiday_zone)
+    open_frac, _ = schedule_masks(building, calendar, inventory.organisation.tz, times, timedelta(hours=0))
+    open_h = open_frac > 0.0
+    closed_for = np.zeros(times.size)
+    for h in range(1, times.size):
+        closed_for[h] = 0.0 if open_h[h] else closed_for[h - 1] + 1.0
+    # A closure is a weekend from the hour it has lasted 24 h, and until the building opens again.
+    weekend = np.zeros(times.size, dtype=np.bool_)
+    for h in np.flatnonzero(closed_for >= 24).tolist():
+        k = h
+        while k >= 0 and not open_h[k] and not weekend[k]:
+            weekend[k] = True
+            k -= 1
+    night = ~open_h & ~weekend
+    cold = max(0.0, 16.0 - mean_c)
+    rate = np.where(open_h, 0.25 * cold, np.where(night, 0.012 * cold, 0.15 * cold))
+    return rate * (0.8 + 0.4 * rng.random(times.size))
+
+
+def _index(hourly: np.ndarray, step: float) -> np.ndarray:
+    """Index read every 15 min, moving in whole steps."""
+    quarter = np.repeat(hourly / 4.0, 4)
+    return np.floor((1000.0 + np.concatenate([[0.0], np.cumsum(quarter)])) / step) * step
+
+
+def test_coarse_gas_meter_at_night_setback_is_not_stale(inventory: Inventory) -> None:
+    """1 m3 steps at night setback stand still 10-14 h every night: expected, not stuck."""
+    days = 42
+    hourly = _gas_hourly(inventory, days, 9.0, np.random.default_rng(5))
+    index = _index(hourly, 1.0)
+    times = START.timestamp() + QUARTER_S * np.arange(index.size, dtype=np.float64)
+    outdoor = PointSeries(times, np.full(times.size, 9.0))
+    still = np.diff(index[::4]) == 0.0
+    assert still.sum() > 24 * days * 0.25  # the meter stands still for long stretches
+    state = _evaluate(inventory, StaleCounterRule(), "b1-gas", PointSeries(times, index), outdoor, 24 * days,
+                      counter=True)
+    assert not (state == 1.0).any(), np.flatnonzero(state == 1.0)[:10]
+
+
+def test_coarse_gas_meter_stuck_while_heating_is_found_within_hours(inventory: Inventory) -> None:
+    """The same meter stuck on a cold open morning: at 3 m3/h it should move by several steps an hour."""
+    days = 42
+    hourly = _gas_hourly(inventory, days, 4.0, np.random.default_rng(6))
+    stuck_from = 24 * 37 + 9  # Wednesday 12 November, 10:00 local
+    hourly[stuck_from + 10] += hourly[stuck_from:stuck_from + 10].sum()
+    hourly[stuck_from:stuck_from + 10] = 0.0
+    index = _index(hourly, 1.0)
+    times = START.timestamp() + QUARTER_S * np.arange(index.size, dtype=np.float64)
+    outdoor = PointSeries(times, np.full(times.size, 4.0))
+    state = _evaluate(inventory, StaleCounterRule(), "b1-gas", PointSeries(times, index), outdoor, 24 * days,
+                      counter=True)
+    flagged = np.flatnonzero(state == 1.0)
+    assert flagged.size, "the stuck meter is not found"
+    assert stuck_from <= flagged[0] <= stuck_from + 4
+
+
+# --- missing data: one event per gap that matters ----------------------------------------------------
+
+
+def _sensors(times: np.ndarray) -> dict[str, PointSeries]:
+    hour = (times / HOUR_S) % 24
+    return {
+        "b1-temp": PointSeries(times, 19.0 + np.sin(2 * np.pi * hour / 24.0) + 0.01 * np.arange(times.size) % 0.3),
+        "b1-co2": PointSeries(times, 500.0 + 100.0 * np.cos(2 * np.pi * hour / 24.0) + np.arange(times.size) % 7),
+        "b1-outdoor": PointSeries(times, _outdoor(times)),
+        "b1-gas": PointSeries(times, 1000.0 + 0.3 * np.arange(times.size)),
+    }
+
+
+def _drop(series: PointSeries, start_h: float, hours: float) -> PointSeries:
+    t0 = START.timestamp() + start_h * HOUR_S
+    keep = (series.times_s < t0) | (series.times_s >= t0 + hours * HOUR_S)
+    return PointSeries(series.times_s[keep], series.values[keep])
+
+
+def test_short_gaps_are_no_alert_and_a_long_silence_of_a_device_is_one_event(inventory: Inventory) -> None:
+    days = 21
+    times = START.timestamp() + QUARTER_S * np.arange(96 * days, dtype=np.float64)
+    readings = _sensors(times)
+    for pid in ("b1-temp", "b1-co2"):  # one device: a 5 h reboot, a 4G outage of 10 h, then two days dead
+        series = _drop(readings[pid], 24 * 3 + 2, 5)
+        series = _drop(series, 24 * 7 + 9, 10)
+        readings[pid] = _drop(series, 24 * 12 + 6, 50)
+    events = [e for e in detect(inventory, readings, DetectConfig(models=False)) if e.kind == "missing_data"]
+    assert len(events) == 1, [(e.point, e.start, e.end) for e in events]
+    event = events[0]
+    assert event.point == "b1-temp"
+    assert event.facts["silent_with"] == "b1-co2"
+    assert event.facts["points_silent"] == 2
+    assert event.state is AlertState.RESOLVED
+    back = START + timedelta(hours=24 * 12 + 6 + 50)
+    assert event.start <= START + timedelta(hours=24 * 12 + 7)
+    assert back <= event.end <= back + timedelta(hours=2)  # resolved when data comes back
+
+
+def test_missing_limit_is_settable_per_quantity(inventory: Inventory) -> None:
+    days = 14
+    times = START.timestamp() + QUARTER_S * np.arange(96 * days, dtype=np.float64)
+    readings = _sensors(times)
+    readings["b1-co2"] = _drop(readings["b1-co2"], 24 * 5, 8)
+    config = DetectConfig(models=False, rules=RulesConfig(missing_after_by_quantity={"co2": timedelta(hours=4)}))
+    events = [e for e in detect(inventory, readings, config) if e.kind == "missing_data"]
+    assert [e.point for e in events] == ["b1-co2"]
+    assert [e for e in detect(inventory, readings, DetectConfig(models=False)) if e.kind == "missing_data"] == []
