@@ -87,17 +87,41 @@ class _Tree:
     path: FloatArray  # at leaves: depth + c(samples in the leaf), as scikit-learn counts it
     features: IntArray  # columns the tree was grown on
 
-    def depths(self, rows: FloatArray) -> FloatArray:
-        x = rows[:, self.features]
-        node = np.zeros(x.shape[0], dtype=np.int64)
-        todo = self.left[node] >= 0
-        while todo.any():
-            idx = np.flatnonzero(todo)
-            n = node[idx]
-            go_left = x[idx, self.feature[n]] <= self.threshold[n]
-            node[idx] = np.where(go_left, self.left[n], self.right[n])
-            todo[idx] = self.left[node[idx]] >= 0
-        result: FloatArray = self.path[node]
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Forest:
+    """Every tree's nodes in one set of arrays, so that all trees are walked at once (one numpy step per depth)."""
+
+    roots: IntArray
+    left: IntArray  # -1 at leaves
+    right: IntArray
+    column: IntArray  # the row's column each node splits on
+    threshold: FloatArray
+    path: FloatArray
+
+    @classmethod
+    def stack(cls, trees: list[_Tree]) -> _Forest:
+        sizes = np.array([t.left.size for t in trees], dtype=np.int64)
+        roots = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        left = np.concatenate([np.where(t.left >= 0, t.left + r, -1) for t, r in zip(trees, roots.tolist(), strict=True)])
+        right = np.concatenate([np.where(t.left >= 0, t.right + r, -1) for t, r in zip(trees, roots.tolist(), strict=True)])
+        column = np.concatenate([t.features[t.feature] for t in trees])
+        return cls(roots, left.astype(np.int64), right.astype(np.int64), column.astype(np.int64),
+                   np.concatenate([t.threshold for t in trees]), np.concatenate([t.path for t in trees]))
+
+    def path_lengths(self, x: FloatArray) -> FloatArray:
+        """Per tree (rows of the result) and row, the path length of the row: a row goes left when its value is at most the threshold."""
+        n_rows = x.shape[0]
+        node = np.repeat(self.roots, n_rows)
+        row = np.tile(np.arange(n_rows, dtype=np.int64), self.roots.size)
+        todo = np.flatnonzero(self.left[node] >= 0)
+        while todo.size:
+            n = node[todo]
+            go_left = x[row[todo], self.column[n]] <= self.threshold[n]
+            nxt = np.where(go_left, self.left[n], self.right[n])
+            node[todo] = nxt
+            todo = todo[self.left[nxt] >= 0]
+        result: FloatArray = self.path[node].reshape(self.roots.size, n_rows)
         return result
 
 
@@ -123,6 +147,7 @@ class IsolationForestDetector:
         self.config = config or IsolationForestConfig()
         self.random_state = random_state
         self._trees: list[_Tree] | None = None
+        self._stacked: _Forest | None = None
         self._denominator = 1.0
         self._n_features = 0
 
@@ -193,6 +218,7 @@ class IsolationForestDetector:
                 )
             )
         self._trees = trees
+        self._stacked = None
         self._n_features = data.shape[1]
         self._denominator = len(trees) * float(_average_path_length(np.array([float(forest.max_samples_)]))[0])
         return self
@@ -218,11 +244,19 @@ class IsolationForestDetector:
         out = np.full(rows.shape[0], np.nan)
         ok = np.isfinite(rows).all(axis=1)
         if ok.any():
-            depths = np.zeros(int(ok.sum()))
-            for tree in self._trees:
-                depths += tree.depths(rows[ok])
+            per_tree = self._forest().path_lengths(rows[ok])
+            # Summed tree by tree, in the trees' order: the same float additions as one tree at a time.
+            depths = np.zeros(per_tree.shape[1])
+            for lengths in per_tree:
+                depths += lengths
             out[ok] = 2.0 ** (-depths / self._denominator) if self._denominator > 0 else 1.0
         return out
+
+    def _forest(self) -> _Forest:
+        if self._stacked is None:
+            assert self._trees is not None  # noqa: S101 - callers check fitted first
+            self._stacked = _Forest.stack(self._trees)
+        return self._stacked
 
     def score(self, row: FloatArray) -> float:
         """Score of one row, 0 to 1, higher is more anomalous (``nan`` if a feature is missing)."""
