@@ -110,7 +110,7 @@ class _Forest:
                    np.concatenate([t.threshold for t in trees]), np.concatenate([t.path for t in trees]))
 
     def path_lengths(self, x: FloatArray) -> FloatArray:
-        """Per tree (rows of the result) and row, the path length of the row: a row goes left when its value is at most the threshold."""
+        """Per tree (rows of the result) and row, its path length (left when the value is at most the threshold)."""
         n_rows = x.shape[0]
         node = np.repeat(self.roots, n_rows)
         row = np.tile(np.arange(n_rows, dtype=np.int64), self.roots.size)
