@@ -39,6 +39,7 @@ True
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from datetime import timedelta
@@ -59,6 +60,9 @@ BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.int64]
 
 FORMAT_VERSION = 1
+_MAX_INT = int(np.iinfo(np.int32).max)
+
+logger = logging.getLogger(__name__)
 
 
 class IsolationForestConfig(BaseModel):
@@ -135,6 +139,72 @@ def _average_path_length(n: FloatArray) -> FloatArray:
     return out
 
 
+def _grow(data: FloatArray, n_estimators: int, max_samples: int, random_state: int | None) -> list[_Tree]:
+    """The trees scikit-learn's ``IsolationForest(n_estimators, max_samples, random_state).fit(data)`` grows.
+
+    Grown through scikit-learn's tree builder directly, with the same random
+    draws as its bagging loop (the same trees, node for node: a unit test
+    compares them), without the per-tree estimator cloning and validation that
+    made up most of the fitting time. Any other scikit-learn, or no seed, goes
+    through ``IsolationForest`` itself.
+    """
+    if random_state is not None:
+        try:
+            return _grow_direct(data, n_estimators, max_samples, random_state)
+        except (ImportError, TypeError, AttributeError):  # another scikit-learn's private API
+            logger.debug("isolation trees grown through IsolationForest", exc_info=True)
+    return _grow_public(data, n_estimators, max_samples, random_state)
+
+
+def _grow_public(data: FloatArray, n_estimators: int, max_samples: int, random_state: int | None) -> list[_Tree]:
+    forest = IsolationForest(n_estimators=n_estimators, max_samples=max_samples, random_state=random_state).fit(data)
+    return [
+        _tree(estimator.tree_, features)
+        for estimator, features in zip(forest.estimators_, forest.estimators_features_, strict=True)
+    ]
+
+
+def _grow_direct(data: FloatArray, n_estimators: int, max_samples: int, random_state: int) -> list[_Tree]:
+    # What IsolationForest.fit, BaseBagging._fit, _parallel_build_estimators and
+    # BaseDecisionTree._fit do for ExtraTreeRegressor(max_features=1, splitter="random"), draw for draw.
+    from sklearn.tree._criterion import MSE  # type: ignore[import-untyped]  # private, no stubs
+    from sklearn.tree._splitter import RandomSplitter  # type: ignore[import-untyped]  # private, no stubs
+    from sklearn.tree._tree import DepthFirstTreeBuilder, Tree  # type: ignore[import-untyped]  # private, no stubs
+    from sklearn.utils.random import sample_without_replacement  # type: ignore[import-untyped]  # no stubs
+
+    x = np.ascontiguousarray(data, dtype=np.float32)
+    n_rows, n_features = x.shape
+    y = np.ascontiguousarray(np.asarray(np.random.RandomState(random_state).uniform(size=n_rows)).reshape(-1, 1), dtype=np.float64)
+    max_depth = int(np.ceil(np.log2(max(max_samples, 2))))
+    seeds = np.random.RandomState(random_state).randint(_MAX_INT, size=n_estimators)
+    one_output = np.array([1], dtype=np.intp)
+    trees = []
+    for seed in seeds:
+        tree_seed = np.random.RandomState(seed).randint(_MAX_INT)
+        draws = np.random.RandomState(seed)
+        features = sample_without_replacement(n_features, n_features, random_state=draws)
+        indices = sample_without_replacement(n_rows, max_samples, random_state=draws)
+        weight = np.bincount(indices, minlength=n_rows).astype(np.float64)
+        splitter = RandomSplitter(MSE(1, n_rows), 1, 1, 0.0, np.random.RandomState(tree_seed), None)
+        tree = Tree(n_features, one_output, 1)
+        DepthFirstTreeBuilder(splitter, 2, 1, 0.0, max_depth, 0.0).build(tree, x, y, weight, None)
+        trees.append(_tree(tree, features))
+    return trees
+
+
+def _tree(tree: Any, features: Any) -> _Tree:
+    depths = np.asarray(tree.compute_node_depths(), dtype=np.float64)
+    averages = _average_path_length(np.asarray(tree.n_node_samples, dtype=np.float64))
+    return _Tree(
+        left=np.asarray(tree.children_left, dtype=np.int64),
+        right=np.asarray(tree.children_right, dtype=np.int64),
+        feature=np.maximum(np.asarray(tree.feature, dtype=np.int64), 0),
+        threshold=np.asarray(tree.threshold, dtype=np.float64),
+        path=depths + averages - 1.0,
+        features=np.asarray(features, dtype=np.int64),
+    )
+
+
 class IsolationForestDetector:
     """An isolation forest over hourly feature rows; higher score = more anomalous.
 
@@ -193,34 +263,12 @@ class IsolationForestDetector:
         if exclude is not None:
             keep &= ~exclude
         data = rows[keep]
-        forest = IsolationForest(
-            n_estimators=self.config.n_estimators,
-            max_samples=min(self.config.max_samples, data.shape[0]),
-            random_state=self.random_state,
-        ).fit(data)
-        trees = []
-        for estimator, features, lengths, averages in zip(
-            forest.estimators_,
-            forest.estimators_features_,
-            forest._decision_path_lengths,
-            forest._average_path_length_per_tree,
-            strict=True,
-        ):
-            tree = estimator.tree_
-            trees.append(
-                _Tree(
-                    left=np.asarray(tree.children_left, dtype=np.int64),
-                    right=np.asarray(tree.children_right, dtype=np.int64),
-                    feature=np.maximum(np.asarray(tree.feature, dtype=np.int64), 0),
-                    threshold=np.asarray(tree.threshold, dtype=np.float64),
-                    path=np.asarray(lengths, dtype=np.float64) + np.asarray(averages, dtype=np.float64) - 1.0,
-                    features=np.asarray(features, dtype=np.int64),
-                )
-            )
+        max_samples = min(self.config.max_samples, data.shape[0])
+        trees = _grow(data, self.config.n_estimators, max_samples, self.random_state)
         self._trees = trees
         self._stacked = None
         self._n_features = data.shape[1]
-        self._denominator = len(trees) * float(_average_path_length(np.array([float(forest.max_samples_)]))[0])
+        self._denominator = len(trees) * float(_average_path_length(np.array([float(max_samples)]))[0])
         return self
 
     @property
