@@ -174,7 +174,8 @@ def _grow_direct(data: FloatArray, n_estimators: int, max_samples: int, random_s
 
     x = np.ascontiguousarray(data, dtype=np.float32)
     n_rows, n_features = x.shape
-    y = np.ascontiguousarray(np.asarray(np.random.RandomState(random_state).uniform(size=n_rows)).reshape(-1, 1), dtype=np.float64)
+    target = np.asarray(np.random.RandomState(random_state).uniform(size=n_rows))
+    y = np.ascontiguousarray(target.reshape(-1, 1), dtype=np.float64)
     max_depth = int(np.ceil(np.log2(max(max_samples, 2))))
     seeds = np.random.RandomState(random_state).randint(_MAX_INT, size=n_estimators)
     one_output = np.array([1], dtype=np.intp)
