@@ -179,14 +179,19 @@ def _grow_direct(data: FloatArray, n_estimators: int, max_samples: int, random_s
     max_depth = int(np.ceil(np.log2(max(max_samples, 2))))
     seeds = np.random.RandomState(random_state).randint(_MAX_INT, size=n_estimators)
     one_output = np.array([1], dtype=np.intp)
+    # One generator re-seeded per draw: the same states as a fresh RandomState(seed) each time (which
+    # scikit-learn builds), without drawing OS entropy for every one, most of the fitting time.
+    draws = np.random.RandomState(random_state)
     trees = []
-    for seed in seeds:
-        tree_seed = np.random.RandomState(seed).randint(_MAX_INT)
-        draws = np.random.RandomState(seed)
+    for seed in seeds.tolist():
+        draws.seed(seed)
+        tree_seed = draws.randint(_MAX_INT)
+        draws.seed(seed)
         features = sample_without_replacement(n_features, n_features, random_state=draws)
         indices = sample_without_replacement(n_rows, max_samples, random_state=draws)
         weight = np.bincount(indices, minlength=n_rows).astype(np.float64)
-        splitter = RandomSplitter(MSE(1, n_rows), 1, 1, 0.0, np.random.RandomState(tree_seed), None)
+        draws.seed(tree_seed)  # the splitter draws its own seed from it when the build starts
+        splitter = RandomSplitter(MSE(1, n_rows), 1, 1, 0.0, draws, None)
         tree = Tree(n_features, one_output, 1)
         DepthFirstTreeBuilder(splitter, 2, 1, 0.0, max_depth, 0.0).build(tree, x, y, weight, None)
         trees.append(_tree(tree, features))
