@@ -115,13 +115,14 @@ class _Forest:
 
     def path_lengths(self, x: FloatArray) -> FloatArray:
         """Per tree (rows of the result) and row, its path length (left when the value is at most the threshold)."""
-        n_rows = x.shape[0]
+        n_rows, n_columns = x.shape
+        flat = np.ascontiguousarray(x).ravel()
         node = np.repeat(self.roots, n_rows)
-        row = np.tile(np.arange(n_rows, dtype=np.int64), self.roots.size)
+        row_at = np.tile(np.arange(n_rows, dtype=np.int64) * n_columns, self.roots.size)  # where each row starts in flat
         todo = np.flatnonzero(self.left[node] >= 0)
         while todo.size:
             n = node[todo]
-            go_left = x[row[todo], self.column[n]] <= self.threshold[n]
+            go_left = flat[row_at[todo] + self.column[n]] <= self.threshold[n]
             nxt = np.where(go_left, self.left[n], self.right[n])
             node[todo] = nxt
             todo = todo[self.left[nxt] >= 0]
