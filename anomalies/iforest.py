@@ -15,9 +15,12 @@ either). Deciding is a thresholder's job
 (:mod:`anomalies.thresholds`); hours it flags are left out of the next refit
 by the caller (:mod:`anomalies.detect`).
 
-The fitted trees are exported to plain arrays (``to_dict``, with
-``format_version``), and scoring walks those arrays, so a model loaded from
-JSON scores exactly like the one fitted, with no pickle.
+The trees are those of scikit-learn's ``IsolationForest`` with the same
+seed, node for node, grown through its tree builder without the per-tree
+estimator overhead (see ``_grow``). They are exported to plain arrays
+(``to_dict``, with ``format_version``), and scoring walks those arrays, all
+trees at once, so a model loaded from JSON scores exactly like the one
+fitted, with no pickle.
 
 Sample config::
 
