@@ -304,6 +304,7 @@ def run_models(hours: BuildingHours, excluded: BoolArray, config: DetectConfig) 
         last: IsolationForestDetector | None = None
         last_th: QuantileThreshold | None = None
         last_fit_at = -forest_every
+        done = 0  # rows before it are built
         for k, at in enumerate(at_hours):
             stop = at_hours[k + 1] if k + 1 < len(at_hours) else n
             skip = excluded[:at] | model_flag[:at]
@@ -313,8 +314,11 @@ def run_models(hours: BuildingHours, excluded: BoolArray, config: DetectConfig) 
             if not model.fitted:
                 continue
             expected[at:stop] = model.predict(at, stop)
-            # Every feature looks back only: the rows up to ``stop`` are final once the expected values are.
-            rows[:stop] = build_features(hours, usage, expected, config.features)[:stop]
+            # Every feature looks back only: the rows up to ``stop`` are final once the expected values are,
+            # and the earlier rows are those of the earlier blocks (the expected values before ``at`` stay).
+            first_row = 0 if first else done
+            rows[first_row:stop] = build_features(hours, usage, expected[:stop], config.features, start=first_row)
+            done = stop
             if last is None or at - last_fit_at >= forest_every:
                 # Seeded by the refit hour, not the series length: chunked runs hold out the same hours.
                 held_out = np.random.default_rng([config.random_state, at]).random(at) < config.calibration_share

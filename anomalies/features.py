@@ -44,6 +44,7 @@ from mv.baseline import BaselineConfig, DailyChangePointBaseline, DailyObservati
 from streams.errors import InsufficientData, ModelError
 
 __all__ = [
+    "FEATURE_LOOKBACK",
     "FEATURE_NAMES",
     "BuildingHours",
     "FeatureConfig",
@@ -792,10 +793,12 @@ FEATURE_NAMES = (
 
 _SAME_SIGN_CAP = 168  # a week of one sign is as persistent as it gets
 _LEVEL_SHARE = 0.25  # share of the usual level added to the expected value below a ratio
+FEATURE_LOOKBACK = 24 + 168 + _SAME_SIGN_CAP
+"""Hours a feature row looks back at most: the mean ratio of 24 hours, of ratios against a 168-hour level; the sign run."""
 
 
 def build_features(
-    hours: BuildingHours, usage: Usage, expected: FloatArray, config: FeatureConfig | None = None
+    hours: BuildingHours, usage: Usage, expected: FloatArray, config: FeatureConfig | None = None, *, start: int = 0
 ) -> FloatArray:
     """Residual features of one building × usage, one row per hour (columns: :data:`FEATURE_NAMES`).
 
@@ -814,11 +817,13 @@ def build_features(
     Args:
         hours: the building's hours.
         usage: a usage with a consumption series.
-        expected: the expected consumption of each hour (``nan`` unknown).
+        expected: the expected consumption of each hour (``nan`` unknown); rows are built up to its length.
         config: feature settings (unused by the residual features, kept for the signature of callers).
+        start: first hour wanted: the rows of hours ``start`` … only, computed from the
+            :data:`FEATURE_LOOKBACK` hours before it on (the same values as the whole series' rows).
 
     Returns:
-        An ``(hours, len(FEATURE_NAMES))`` array.
+        An ``(len(expected) - start, len(FEATURE_NAMES))`` array.
 
     Raises:
         KeyError: when the building has no counter for the usage.
@@ -828,15 +833,18 @@ def build_features(
     [0.0, 1.0, 2.0, -0.0, -1.0]
     """
     del config
-    y = hours.usages[usage].values
+    # Every column looks back at most FEATURE_LOOKBACK hours: the rows from ``start`` on need no earlier hours.
+    lo, end = max(0, start - FEATURE_LOOKBACK), expected.size
+    y = hours.usages[usage].values[lo:end]
+    expected = expected[lo:]
     n = y.size
     residual = y - expected
     level = _trailing_mean(np.maximum(expected, 0.0), 168, 24)
     ratio = residual / (np.maximum(expected, 0.0) + _LEVEL_SHARE * level + 1e-9)
     ratio = np.where(np.isfinite(level) & (level > 0), ratio, np.nan)
     ratio24 = _trailing_mean(ratio, 24, 18)
-    how = hours.hour_of_week.astype(np.float64)
-    outdoor = hours.outdoor_c if np.isfinite(hours.outdoor_c).any() else np.zeros(n)
+    how = hours.hour_of_week[lo:end].astype(np.float64)
+    outdoor = hours.outdoor_c[lo:end] if np.isfinite(hours.outdoor_c).any() else np.zeros(n)
     columns = [
         residual,
         ratio,
@@ -844,10 +852,10 @@ def build_features(
         _same_sign_run(residual),
         np.sin(2 * np.pi * how / 168.0),
         np.cos(2 * np.pi * how / 168.0),
-        hours.open_frac,
+        hours.open_frac[lo:end],
         outdoor,
     ]
-    result: FloatArray = np.column_stack(columns)
+    result: FloatArray = np.column_stack(columns)[start - lo :]
     return result
 
 

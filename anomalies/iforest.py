@@ -15,9 +15,12 @@ either). Deciding is a thresholder's job
 (:mod:`anomalies.thresholds`); hours it flags are left out of the next refit
 by the caller (:mod:`anomalies.detect`).
 
-The fitted trees are exported to plain arrays (``to_dict``, with
-``format_version``), and scoring walks those arrays, so a model loaded from
-JSON scores exactly like the one fitted, with no pickle.
+The trees are those of scikit-learn's ``IsolationForest`` with the same
+seed, node for node, grown through its tree builder without the per-tree
+estimator overhead (see ``_grow``). They are exported to plain arrays
+(``to_dict``, with ``format_version``), and scoring walks those arrays, all
+trees at once, so a model loaded from JSON scores exactly like the one
+fitted, with no pickle.
 
 Sample config::
 
@@ -39,6 +42,7 @@ True
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from datetime import timedelta
@@ -59,6 +63,9 @@ BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.int64]
 
 FORMAT_VERSION = 1
+_MAX_INT = int(np.iinfo(np.int32).max)
+
+logger = logging.getLogger(__name__)
 
 
 class IsolationForestConfig(BaseModel):
@@ -87,17 +94,42 @@ class _Tree:
     path: FloatArray  # at leaves: depth + c(samples in the leaf), as scikit-learn counts it
     features: IntArray  # columns the tree was grown on
 
-    def depths(self, rows: FloatArray) -> FloatArray:
-        x = rows[:, self.features]
-        node = np.zeros(x.shape[0], dtype=np.int64)
-        todo = self.left[node] >= 0
-        while todo.any():
-            idx = np.flatnonzero(todo)
-            n = node[idx]
-            go_left = x[idx, self.feature[n]] <= self.threshold[n]
-            node[idx] = np.where(go_left, self.left[n], self.right[n])
-            todo[idx] = self.left[node[idx]] >= 0
-        result: FloatArray = self.path[node]
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Forest:
+    """Every tree's nodes in one set of arrays, so that all trees are walked at once (one numpy step per depth)."""
+
+    roots: IntArray
+    left: IntArray  # -1 at leaves
+    right: IntArray
+    column: IntArray  # the row's column each node splits on
+    threshold: FloatArray
+    path: FloatArray
+
+    @classmethod
+    def stack(cls, trees: list[_Tree]) -> _Forest:
+        sizes = np.array([t.left.size for t in trees], dtype=np.int64)
+        roots = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        left = np.concatenate([np.where(t.left >= 0, t.left + r, -1) for t, r in zip(trees, roots.tolist(), strict=True)])
+        right = np.concatenate([np.where(t.left >= 0, t.right + r, -1) for t, r in zip(trees, roots.tolist(), strict=True)])
+        column = np.concatenate([t.features[t.feature] for t in trees])
+        return cls(roots, left.astype(np.int64), right.astype(np.int64), column.astype(np.int64),
+                   np.concatenate([t.threshold for t in trees]), np.concatenate([t.path for t in trees]))
+
+    def path_lengths(self, x: FloatArray) -> FloatArray:
+        """Per tree (rows of the result) and row, its path length (left when the value is at most the threshold)."""
+        n_rows, n_columns = x.shape
+        flat = np.ascontiguousarray(x).ravel()
+        node = np.repeat(self.roots, n_rows)
+        row_at = np.tile(np.arange(n_rows, dtype=np.int64) * n_columns, self.roots.size)  # where each row starts in flat
+        todo = np.flatnonzero(self.left[node] >= 0)
+        while todo.size:
+            n = node[todo]
+            go_left = flat[row_at[todo] + self.column[n]] <= self.threshold[n]
+            nxt = np.where(go_left, self.left[n], self.right[n])
+            node[todo] = nxt
+            todo = todo[self.left[nxt] >= 0]
+        result: FloatArray = self.path[node].reshape(self.roots.size, n_rows)
         return result
 
 
@@ -109,6 +141,78 @@ def _average_path_length(n: FloatArray) -> FloatArray:
     big = n > 2
     out[big] = 2.0 * (np.log(n[big] - 1.0) + np.euler_gamma) - 2.0 * (n[big] - 1.0) / n[big]
     return out
+
+
+def _grow(data: FloatArray, n_estimators: int, max_samples: int, random_state: int | None) -> list[_Tree]:
+    """The trees scikit-learn's ``IsolationForest(n_estimators, max_samples, random_state).fit(data)`` grows.
+
+    Grown through scikit-learn's tree builder directly, with the same random
+    draws as its bagging loop (the same trees, node for node: a unit test
+    compares them), without the per-tree estimator cloning and validation that
+    made up most of the fitting time. Any other scikit-learn, or no seed, goes
+    through ``IsolationForest`` itself.
+    """
+    if random_state is not None:
+        try:
+            return _grow_direct(data, n_estimators, max_samples, random_state)
+        except (ImportError, TypeError, AttributeError):  # another scikit-learn's private API
+            logger.debug("isolation trees grown through IsolationForest", exc_info=True)
+    return _grow_public(data, n_estimators, max_samples, random_state)
+
+
+def _grow_public(data: FloatArray, n_estimators: int, max_samples: int, random_state: int | None) -> list[_Tree]:
+    forest = IsolationForest(n_estimators=n_estimators, max_samples=max_samples, random_state=random_state).fit(data)
+    return [
+        _tree(estimator.tree_, features)
+        for estimator, features in zip(forest.estimators_, forest.estimators_features_, strict=True)
+    ]
+
+
+def _grow_direct(data: FloatArray, n_estimators: int, max_samples: int, random_state: int) -> list[_Tree]:
+    # What IsolationForest.fit, BaseBagging._fit, _parallel_build_estimators and
+    # BaseDecisionTree._fit do for ExtraTreeRegressor(max_features=1, splitter="random"), draw for draw.
+    from sklearn.tree._criterion import MSE  # type: ignore[import-untyped]  # private, no stubs
+    from sklearn.tree._splitter import RandomSplitter  # type: ignore[import-untyped]  # private, no stubs
+    from sklearn.tree._tree import DepthFirstTreeBuilder, Tree  # type: ignore[import-untyped]  # private, no stubs
+    from sklearn.utils.random import sample_without_replacement  # type: ignore[import-untyped]  # no stubs
+
+    x = np.ascontiguousarray(data, dtype=np.float32)
+    n_rows, n_features = x.shape
+    target = np.asarray(np.random.RandomState(random_state).uniform(size=n_rows))
+    y = np.ascontiguousarray(target.reshape(-1, 1), dtype=np.float64)
+    max_depth = int(np.ceil(np.log2(max(max_samples, 2))))
+    seeds = np.random.RandomState(random_state).randint(_MAX_INT, size=n_estimators)
+    one_output = np.array([1], dtype=np.intp)
+    # One generator re-seeded per draw: the same states as a fresh RandomState(seed) each time (which
+    # scikit-learn builds), without drawing OS entropy for every one, most of the fitting time.
+    draws = np.random.RandomState(random_state)
+    trees = []
+    for seed in seeds.tolist():
+        draws.seed(seed)
+        tree_seed = draws.randint(_MAX_INT)
+        draws.seed(seed)
+        features = sample_without_replacement(n_features, n_features, random_state=draws)
+        indices = sample_without_replacement(n_rows, max_samples, random_state=draws)
+        weight = np.bincount(indices, minlength=n_rows).astype(np.float64)
+        draws.seed(tree_seed)  # the splitter draws its own seed from it when the build starts
+        splitter = RandomSplitter(MSE(1, n_rows), 1, 1, 0.0, draws, None)
+        tree = Tree(n_features, one_output, 1)
+        DepthFirstTreeBuilder(splitter, 2, 1, 0.0, max_depth, 0.0).build(tree, x, y, weight, None)
+        trees.append(_tree(tree, features))
+    return trees
+
+
+def _tree(tree: Any, features: Any) -> _Tree:
+    depths = np.asarray(tree.compute_node_depths(), dtype=np.float64)
+    averages = _average_path_length(np.asarray(tree.n_node_samples, dtype=np.float64))
+    return _Tree(
+        left=np.asarray(tree.children_left, dtype=np.int64),
+        right=np.asarray(tree.children_right, dtype=np.int64),
+        feature=np.maximum(np.asarray(tree.feature, dtype=np.int64), 0),
+        threshold=np.asarray(tree.threshold, dtype=np.float64),
+        path=depths + averages - 1.0,
+        features=np.asarray(features, dtype=np.int64),
+    )
 
 
 class IsolationForestDetector:
@@ -123,6 +227,7 @@ class IsolationForestDetector:
         self.config = config or IsolationForestConfig()
         self.random_state = random_state
         self._trees: list[_Tree] | None = None
+        self._stacked: _Forest | None = None
         self._denominator = 1.0
         self._n_features = 0
 
@@ -168,33 +273,12 @@ class IsolationForestDetector:
         if exclude is not None:
             keep &= ~exclude
         data = rows[keep]
-        forest = IsolationForest(
-            n_estimators=self.config.n_estimators,
-            max_samples=min(self.config.max_samples, data.shape[0]),
-            random_state=self.random_state,
-        ).fit(data)
-        trees = []
-        for estimator, features, lengths, averages in zip(
-            forest.estimators_,
-            forest.estimators_features_,
-            forest._decision_path_lengths,
-            forest._average_path_length_per_tree,
-            strict=True,
-        ):
-            tree = estimator.tree_
-            trees.append(
-                _Tree(
-                    left=np.asarray(tree.children_left, dtype=np.int64),
-                    right=np.asarray(tree.children_right, dtype=np.int64),
-                    feature=np.maximum(np.asarray(tree.feature, dtype=np.int64), 0),
-                    threshold=np.asarray(tree.threshold, dtype=np.float64),
-                    path=np.asarray(lengths, dtype=np.float64) + np.asarray(averages, dtype=np.float64) - 1.0,
-                    features=np.asarray(features, dtype=np.int64),
-                )
-            )
+        max_samples = min(self.config.max_samples, data.shape[0])
+        trees = _grow(data, self.config.n_estimators, max_samples, self.random_state)
         self._trees = trees
+        self._stacked = None
         self._n_features = data.shape[1]
-        self._denominator = len(trees) * float(_average_path_length(np.array([float(forest.max_samples_)]))[0])
+        self._denominator = len(trees) * float(_average_path_length(np.array([float(max_samples)]))[0])
         return self
 
     @property
@@ -218,11 +302,19 @@ class IsolationForestDetector:
         out = np.full(rows.shape[0], np.nan)
         ok = np.isfinite(rows).all(axis=1)
         if ok.any():
-            depths = np.zeros(int(ok.sum()))
-            for tree in self._trees:
-                depths += tree.depths(rows[ok])
+            per_tree = self._forest().path_lengths(rows[ok])
+            # Summed tree by tree, in the trees' order: the same float additions as one tree at a time.
+            depths = np.zeros(per_tree.shape[1])
+            for lengths in per_tree:
+                depths += lengths
             out[ok] = 2.0 ** (-depths / self._denominator) if self._denominator > 0 else 1.0
         return out
+
+    def _forest(self) -> _Forest:
+        if self._stacked is None:
+            assert self._trees is not None  # noqa: S101 - callers check fitted first
+            self._stacked = _Forest.stack(self._trees)
+        return self._stacked
 
     def score(self, row: FloatArray) -> float:
         """Score of one row, 0 to 1, higher is more anomalous (``nan`` if a feature is missing)."""

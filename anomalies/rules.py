@@ -287,6 +287,9 @@ def _day_matrix(values: FloatArray, local_day: IntArray) -> tuple[FloatArray, In
     return matrix, row
 
 
+_PCT_BLOCK = 1 << 20  # values sorted at once by _causal_pct (8 MB)
+
+
 def _row_percentile(rows: FloatArray, q: float) -> FloatArray:
     """Per row, the ``q`` percentile of its finite values (``nan`` if none), exactly as :func:`numpy.percentile`."""
     ordered = np.sort(rows, axis=1)  # nan last
@@ -316,7 +319,13 @@ def _causal_pct(values: FloatArray, mask: BoolArray, local_day: IntArray, q: flo
     days, width = matrix.shape
     padded = np.concatenate([np.full((lookback_days, width), np.nan), matrix])
     windows = np.lib.stride_tricks.sliding_window_view(padded, lookback_days, axis=0)[:days]
-    per_day = _row_percentile(windows.reshape(days, width * lookback_days), q)
+    # Rows are independent: a block of days at a time bounds the copy a year's lookback makes (a year of
+    # days x a year of hours is 30 MB, sorted twice that), with the same percentiles.
+    per_day = np.empty(days)
+    step = max(1, _PCT_BLOCK // max(1, width * lookback_days))
+    for i in range(0, days, step):
+        block = windows[i : i + step]
+        per_day[i : i + block.shape[0]] = _row_percentile(block.reshape(block.shape[0], width * lookback_days), q)
     result: FloatArray = per_day[row]
     return result
 

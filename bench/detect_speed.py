@@ -9,7 +9,10 @@ children) are its own:
 * ``baseline``: read the CSV and aggregate it to hours (``HourlyFrame``), the floor any detection pays;
 * ``detect``: ``python -m econome.cli detect`` on the same CSV (rules and forests, defaults).
 
-The goal is under 5 s and 300 MB for ``detect``::
+The goal is under 5 s and 300 MB for ``detect``. Measured (2026, CPU s / peak MB;
+docs/anomalies.md "Speed"): gymnase-batum 26.8 s / 300 MB before the
+speed work, 13.8 s / 272 MB after (baseline 3.1 s / 185 MB); ecole-jaures,
+the largest building, 24.5 s / 309 MB before, 11.8 s / 275 MB after::
 
     .venv/bin/python bench/detect_speed.py [--building gymnase-batum]
 

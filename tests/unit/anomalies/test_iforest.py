@@ -67,3 +67,37 @@ def test_held_out_and_flagged_rows_count_as_covered() -> None:
     assert any("coverage" in r for r in IsolationForestDetector().check_sufficiency(blanked))
     det = IsolationForestDetector(random_state=0).fit(rows, exclude=held_out | flagged)
     assert det.fitted
+
+
+@pytest.mark.parametrize(("n", "seed"), [(150, 3), (2000, 7)])
+def test_trees_are_node_for_node_those_of_sklearn(n: int, seed: int) -> None:
+    from anomalies.iforest import _grow_direct, _grow_public
+
+    rows = _rows(n, seed)
+    rows[:, 1] = np.round(rows[:, 1])  # ties
+    rows[:, 3] = 2.5  # a constant column
+    max_samples = min(256, n)
+    direct = _grow_direct(rows, 100, max_samples, seed)
+    public = _grow_public(rows, 100, max_samples, seed)
+    assert len(direct) == len(public) == 100
+    for a, b in zip(direct, public, strict=True):
+        for name in ("left", "right", "feature", "threshold", "path", "features"):
+            assert np.array_equal(getattr(a, name), getattr(b, name)), name
+
+
+def test_all_trees_walked_at_once_give_the_sum_tree_by_tree_exactly() -> None:
+    det = IsolationForestDetector(random_state=2).fit(_rows())
+    probe = np.random.default_rng(4).normal(scale=1.5, size=(40, 4))
+    assert det._trees is not None
+    depths = np.zeros(probe.shape[0])
+    for tree in det._trees:
+        lengths = []
+        for row in probe:
+            node = 0
+            while tree.left[node] >= 0:
+                go_left = row[tree.features[tree.feature[node]]] <= tree.threshold[node]
+                node = tree.left[node] if go_left else tree.right[node]
+            lengths.append(tree.path[node])
+        depths += np.array(lengths)
+    expected = 2.0 ** (-depths / det._denominator)
+    assert det.score_many(probe).tolist() == expected.tolist()

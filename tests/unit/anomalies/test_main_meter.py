@@ -185,3 +185,19 @@ def test_refits_continue_while_an_alert_is_open(inventory: Inventory, readings: 
     assert run.fits == 4
     assert run.expected_fits == len(range(14 * 24, 120 * 24, 7 * 24))
     assert np.isfinite(run.scores[14 * 24 :]).mean() > 0.95
+
+
+def test_feature_rows_from_a_start_are_those_of_the_whole_series(inventory: Inventory, readings: dict[str, PointSeries]) -> None:
+    # run_models builds each refit block's rows alone: they must be the rows of the whole series, bit for bit.
+    from anomalies.features import FEATURE_LOOKBACK, build_features
+
+    hours = _hours(inventory, readings, 60)
+    usage = next(iter(hours.usages))
+    n = hours.frame.hours
+    expected = np.random.default_rng(3).gamma(2.0, 5.0, size=n)
+    expected[200:230] = np.nan  # a gap in the expected values, as before a model's first fit
+    whole = build_features(hours, usage, expected)
+    for start, stop in [(0, 500), (FEATURE_LOOKBACK - 5, 700), (600, 900), (1000, n)]:
+        part = build_features(hours, usage, expected[:stop], start=start)
+        assert part.shape == (stop - start, whole.shape[1])
+        assert np.array_equal(part, whole[start:stop], equal_nan=True), (start, stop)
