@@ -31,16 +31,18 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
-from matplotlib.figure import Figure
-from matplotlib.patches import Patch
 
 from inventory import Building, Energy, Inventory, Renovation
 from mv.baseline import G14_LIMITS
 from mv.degreedays import DegreeDay, monthly_degree_days
 from mv.savings import PerformanceGapAlert, SavingsReport, cost_of_inaction
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = [
     "ENERGY_LABELS",
@@ -292,6 +294,8 @@ def building_month_report(
 
 
 def _daily_chart(series: Sequence[EnergySeries], start: date, end: date, temperature_c: dict[date, float]) -> Figure:
+    # Imported here: matplotlib costs half a second, and most commands draw nothing.
+    from matplotlib.figure import Figure
     fig = Figure(figsize=(9, 3.4))
     ax = fig.add_subplot()
     days = [start + timedelta(days=i) for i in range((end - start).days)]
@@ -408,6 +412,8 @@ def renovation_report(
 
 
 def _cumulative_chart(report: SavingsReport) -> Figure:
+    # Imported here: matplotlib costs half a second, and most commands draw nothing.
+    from matplotlib.figure import Figure
     base, actual = report.cumulative()
     days = np.array(report.days, dtype="datetime64[D]")
     fig = Figure(figsize=(9, 3.4))
@@ -425,6 +431,9 @@ def _cumulative_chart(report: SavingsReport) -> Figure:
 
 
 def _monthly_savings_chart(report: SavingsReport, promised: float) -> Figure:
+    # Imported here: matplotlib costs half a second, and most commands draw nothing.
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
     fig = Figure(figsize=(9, 2.8))
     ax = fig.add_subplot()
     months = report.monthly
@@ -456,6 +465,8 @@ def _monthly_savings_chart(report: SavingsReport, promised: float) -> Figure:
 
 
 def _signature_chart(baseline: tuple[FloatArray, FloatArray], reporting: tuple[FloatArray, FloatArray], when: date) -> Figure:
+    # Imported here: matplotlib costs half a second, and most commands draw nothing.
+    from matplotlib.figure import Figure
     fig = Figure(figsize=(9, 3.0))
     ax = fig.add_subplot()
     ax.scatter(baseline[0], baseline[1], s=8, color="#c62828", alpha=0.5, label="Avant travaux (référence)")
@@ -550,6 +561,8 @@ def portfolio_report(
 
 
 def _intensity_chart(rows: list[tuple[str, float, str]]) -> Figure:
+    # Imported here: matplotlib costs half a second, and most commands draw nothing.
+    from matplotlib.figure import Figure
     rows = sorted(rows, key=lambda r: r[1])
     fig = Figure(figsize=(9, 0.32 * len(rows) + 0.8))
     ax = fig.add_subplot()
@@ -563,6 +576,8 @@ def _intensity_chart(rows: list[tuple[str, float, str]]) -> Figure:
 
 
 def _inaction_chart(rows: list[tuple[int, float, float]]) -> Figure:
+    # Imported here: matplotlib costs half a second, and most commands draw nothing.
+    from matplotlib.figure import Figure
     fig = Figure(figsize=(9, 2.6))
     ax = fig.add_subplot()
     years = [str(r[0]) for r in rows]
