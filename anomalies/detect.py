@@ -25,7 +25,10 @@ The steps, for the whole portfolio:
 A forest's flagged hour counts for an event only when the consumption is
 above the expected one (by ``model_min_ratio``); a model event needs
 ``model_min_duration`` of such hours. A model event that overlaps a rule
-event of the same building is dropped: the rule explains it better.
+event of the same building is dropped: the rule explains it better. A usage
+measured only as a share of another usage's meter raises no model event
+(:func:`has_own_meter`). A consumption event opens only once its excess is
+material (:class:`MaterialityConfig`).
 
 Sample config (``DetectConfig``)::
 
@@ -35,6 +38,8 @@ Sample config (``DetectConfig``)::
       rule_events: true
       model_events: true
       model_min_duration: 6h
+      model_clear_after: 48h
+      materiality: {min_ratio: 0.1, min_rate: 0.1, min_day_share: 0.03}
       threshold_q: 0.999
       rules: {tolerance_c: 0.7}
 
