@@ -39,7 +39,7 @@ Sample config (``DetectConfig``)::
       model_events: true
       model_min_duration: 6h
       model_clear_after: 48h
-      materiality: {min_ratio: 0.1, min_rate: 0.1, min_day_share: 0.03}
+      materiality: {min_ratio: 0.1, min_day_share: 0.03}
       threshold_q: 0.999
       rules: {tolerance_c: 0.7}
 
@@ -143,8 +143,11 @@ class MaterialityConfig(BaseModel):
     current hour, is
 
     * at least ``min_ratio`` of the expected consumption of its active hours, and
-    * at least ``min_rate`` of the usage's typical hourly consumption per active
-      hour, and ``min_day_share`` of its typical day.
+    * at least ``min_day_share`` of the usage's typical day (and, if set,
+      ``min_rate`` of its typical hourly consumption per active hour).
+
+    What makes an excess material is its total: a steady leak of 90 L/h is 7 %
+    of a pool's usual flow but 2 m3 a day, so no rate is required by default.
 
     The typical consumption is the mean of the usage's hours known so far
     (at least ``min_history`` of them), so the decision looks back only;
@@ -160,8 +163,8 @@ class MaterialityConfig(BaseModel):
     """Hold back immaterial consumption alerts (off: open at the minimum duration, as before)."""
     min_ratio: float = Field(default=0.1, ge=0)
     """Excess over the expected consumption of the alert's active hours."""
-    min_rate: float = Field(default=0.1, ge=0)
-    """Excess per active hour, as a share of the usage's typical hourly consumption."""
+    min_rate: float = Field(default=0.0, ge=0)
+    """Excess per active hour, as a share of the usage's typical hourly consumption (0: none)."""
     min_day_share: float = Field(default=0.03, ge=0)
     """Excess so far, as a share of the usage's typical daily consumption."""
     min_history: timedelta = timedelta(days=7)

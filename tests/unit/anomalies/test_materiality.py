@@ -116,3 +116,9 @@ def test_the_lifecycle_keeps_a_refused_alert_pending_and_its_track_persistable()
     other = AlertLifecycle(LifecycleConfig(min_duration=timedelta(hours=2)))
     other.restore(key, track)
     assert other.state(key) is not None
+
+
+def test_a_small_steady_excess_opens_once_its_total_is_material(inventory: Inventory, building: Building) -> None:
+    """0.5 kWh an hour is 5 % of the usual rate, but after 15 hours it is 7.5 kWh: more than 3 % of a day."""
+    events = _events(inventory, building, _finding(10, 40, 0.5))
+    assert [e.detected_at for e in events] == [START + timedelta(hours=25)]  # 15th active hour (24), reported at its end
