@@ -25,7 +25,10 @@ The steps, for the whole portfolio:
 A forest's flagged hour counts for an event only when the consumption is
 above the expected one (by ``model_min_ratio``); a model event needs
 ``model_min_duration`` of such hours. A model event that overlaps a rule
-event of the same building is dropped: the rule explains it better.
+event of the same building is dropped: the rule explains it better. A usage
+measured only as a share of another usage's meter raises no model event
+(:func:`has_own_meter`). A consumption event opens only once its excess is
+material (:class:`MaterialityConfig`).
 
 Sample config (``DetectConfig``)::
 
@@ -35,6 +38,8 @@ Sample config (``DetectConfig``)::
       rule_events: true
       model_events: true
       model_min_duration: 6h
+      model_clear_after: 48h
+      materiality: {min_ratio: 0.1, min_day_share: 0.03}
       threshold_q: 0.999
       rules: {tolerance_c: 0.7}
 
@@ -59,7 +64,7 @@ import logging
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -76,31 +81,36 @@ from anomalies.features import (
     FeatureConfig,
     HourlyFrame,
     PointSeries,
+    UsageSeries,
     build_features,
     building_bookings,
     outdoor_temperature,
     schedule_masks,
 )
 from anomalies.iforest import IsolationForestConfig, IsolationForestDetector
-from anomalies.lifecycle import AlertKey, AlertLifecycle, LifecycleConfig, Transition
+from anomalies.lifecycle import AlertKey, AlertLifecycle, Gate, LifecycleConfig, Track, Transition
 from anomalies.rules import BUILDING_RULES, QUALITY_RULES, Finding, RulesConfig
 from anomalies.thresholds import QuantileThreshold
 from inventory import Building, FrenchCalendar, Inventory, Usage
 from streams.errors import DecodeError, InsufficientData
 
 __all__ = [
+    "MATERIAL_KINDS",
     "AlertMemory",
     "BuildingFindings",
     "DetectConfig",
     "ExpectedSeries",
+    "MaterialityConfig",
     "ModelRun",
     "RuleSpan",
     "building_findings",
     "debounce",
     "detect",
     "events_from_findings",
+    "has_own_meter",
     "read_readings_csv",
     "run_models",
+    "typical_consumption",
     "write_events_jsonl",
 ]
 
@@ -112,6 +122,53 @@ BoolArray = npt.NDArray[np.bool_]
 _HOUR = timedelta(hours=1)
 _RATIO_COLUMN = FEATURE_NAMES.index("residual_ratio")
 _MIN_CALIBRATION = 48  # held-out scores at the first fit: a quarter of 14 days, minus unknown rows
+
+
+MATERIAL_KINDS = frozenset({
+    EventKind.HEATING_UNOCCUPIED, EventKind.LIGHTING_UNOCCUPIED, EventKind.LIGHTING_DAYLIGHT,
+    EventKind.BASELOAD_CREEP, EventKind.WATER_LEAK, EventKind.CONSUMPTION_UNOCCUPIED, EventKind.UNUSUAL_CONSUMPTION,
+})
+"""The kinds whose alert is an excess consumption, held back until it is material.
+
+Data-quality and sensor kinds say nothing of a consumption, and ``overheating``
+is a breach of a comfort or legal limit, judged on the temperature."""
+
+
+class MaterialityConfig(BaseModel):
+    """When an excess consumption is worth an advisor's time.
+
+    A consumption alert (:data:`MATERIAL_KINDS`, on a finding whose observed
+    values are the metered consumption) reaching its minimum duration opens
+    only when the excess accumulated since its first active hour, up to the
+    current hour, is
+
+    * at least ``min_ratio`` of the expected consumption of its active hours, and
+    * at least ``min_day_share`` of the usage's typical day (and, if set,
+      ``min_rate`` of its typical hourly consumption per active hour).
+
+    What makes an excess material is its total: a steady leak of 90 L/h is 7 %
+    of a pool's usual flow but 2 m3 a day, so no rate is required by default.
+
+    The typical consumption is the mean of the usage's hours known so far
+    (at least ``min_history`` of them), so the decision looks back only;
+    without it only the ratio applies. Until material an alert stays pending
+    (and is forgotten after its quiet time like any pending alert): it opens
+    at the first hour its excess is material, the same hour in a replay and
+    a live run.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = True
+    """Hold back immaterial consumption alerts (off: open at the minimum duration, as before)."""
+    min_ratio: float = Field(default=0.1, ge=0)
+    """Excess over the expected consumption of the alert's active hours."""
+    min_rate: float = Field(default=0.0, ge=0)
+    """Excess per active hour, as a share of the usage's typical hourly consumption (0: none)."""
+    min_day_share: float = Field(default=0.03, ge=0)
+    """Excess so far, as a share of the usage's typical daily consumption."""
+    min_history: timedelta = timedelta(days=7)
+    """Known hours of the usage before its typical consumption is trusted."""
 
 
 class DetectConfig(BaseModel):
@@ -141,9 +198,12 @@ class DetectConfig(BaseModel):
     this share (of the expected value plus a quarter of the usual level)."""
     model_min_duration: timedelta = timedelta(hours=6)
     """Flagged time before a model event opens: a model event needs persistence."""
-    model_clear_after: timedelta = timedelta(hours=24)
+    model_clear_after: timedelta = timedelta(hours=48)
     """Quiet time before a model event resolves: a fault that shows by day only (heating through the
-    opening hours of a holiday) stays one episode across its nights."""
+    opening hours of a holiday, 30 % more for a week) stays one episode across its nights and across
+    a day it hides in the noise; a model event that comes back within it is the same alert."""
+    materiality: MaterialityConfig = Field(default_factory=MaterialityConfig)
+    """When the excess of a consumption alert is worth an advisor's time (:class:`MaterialityConfig`)."""
     random_state: int = 0
 
 
@@ -416,6 +476,8 @@ def debounce(
     memory: dict[AlertKey, AlertMemory],
     spans: list[RuleSpan],
     scores: dict[Usage, FloatArray] | None = None,
+    typical: dict[Usage, FloatArray] | None = None,
+    materiality: MaterialityConfig | None = None,
 ) -> list[AnomalyEvent]:
     """Feed hours ``first_hour`` … of a building's findings to the alert lifecycle; return what changed.
 
@@ -440,6 +502,9 @@ def debounce(
         memory: per key, the opening time and suppression of its alert (updated).
         spans: the building's rule alerts, for suppression (updated).
         scores: per usage, model scores used as the events' score (1.0 without).
+        typical: per usage, its typical hourly consumption as known at each hour
+            (:func:`typical_consumption`), for materiality.
+        materiality: hold consumption alerts pending until material (``None``: never).
 
     Returns:
         One event per alert that opened, was extended or resolved in these hours,
@@ -460,6 +525,7 @@ def debounce(
         before = life.track(key)
         mem = memory.setdefault(key, AlertMemory())
         clear_h = max(1, math.ceil(finding.clear_after / _HOUR))
+        gate = _materiality_gate(finding, frame, typical, materiality)
         changed = False
         i = 0
         while i < known.size:
@@ -483,7 +549,7 @@ def debounce(
                 if target > i:
                     i = target
                     continue
-            transition = life.observe(key, frame.time(h), bool(active_mask[i]))
+            transition = life.observe(key, frame.time(h), bool(active_mask[i]), gate)
             i += 1
             if transition is None:
                 continue
@@ -513,6 +579,55 @@ def debounce(
     return events
 
 
+def _materiality_gate(
+    finding: Finding,
+    frame: HourlyFrame,
+    typical: dict[Usage, FloatArray] | None,
+    config: MaterialityConfig | None,
+) -> Gate | None:
+    """Whether a pending consumption alert is material at an hour (see :class:`MaterialityConfig`)."""
+    if config is None or not config.enabled or finding.kind not in MATERIAL_KINDS or finding.unit != finding.excess_unit:
+        return None
+    active = finding.active
+    excess = np.concatenate([[0.0], np.cumsum(np.where(active, np.nan_to_num(finding.excess), 0.0))])
+    usual = np.concatenate([[0.0], np.cumsum(np.where(active, np.nan_to_num(np.maximum(finding.expected, 0.0)), 0.0))])
+    level = None if typical is None else typical.get(finding.usage)
+
+    def material(track: Track, at: datetime) -> bool:
+        assert config is not None  # noqa: S101 - checked above
+        h = int((at.timestamp() - frame.start_s) // 3600)
+        a = min(h, max(0, int((track.first.timestamp() - frame.start_s) // 3600)))
+        amount = float(excess[h + 1] - excess[a])
+        if amount <= 0.0 or amount < config.min_ratio * float(usual[h + 1] - usual[a]):
+            return False
+        if level is None or not math.isfinite(level[h]):
+            return True
+        active_h = track.active / _HOUR
+        return amount >= float(level[h]) * max(config.min_rate * active_h, config.min_day_share * 24.0)
+
+    return material
+
+
+def typical_consumption(values: FloatArray, min_history: timedelta) -> FloatArray:
+    """Typical hourly consumption as known at each hour: the mean of the known hours up to it.
+
+    Args:
+        values: hourly consumption (``nan`` unknown).
+        min_history: known hours needed; before, ``nan``.
+
+    Returns:
+        Per hour, the mean of the known values up to and including it.
+
+    >>> typical_consumption(np.array([1.0, np.nan, 3.0, 5.0]), timedelta(hours=2)).tolist()
+    [nan, nan, 2.0, 3.0]
+    """
+    known = np.isfinite(values)
+    count = np.cumsum(known)
+    total = np.cumsum(np.where(known, values, 0.0))
+    result: FloatArray = np.where(count >= min_history / _HOUR, total / np.maximum(count, 1), np.nan)
+    return result
+
+
 def _explained(spans: Sequence[RuleSpan], building: str, opening: Transition) -> bool:
     """A rule alert of the building, reported by the time a model alert opens, is open or overlaps it."""
     for span in spans:
@@ -534,6 +649,8 @@ def events_from_findings(
     frame: HourlyFrame,
     findings: Sequence[Finding],
     scores: dict[Usage, FloatArray] | None = None,
+    typical: dict[Usage, FloatArray] | None = None,
+    materiality: MaterialityConfig | None = None,
 ) -> list[AnomalyEvent]:
     """Debounce findings through the alert lifecycle into events, in one pass over every hour.
 
@@ -543,12 +660,15 @@ def events_from_findings(
         frame: the hourly grid.
         findings: the findings of the building (rules before models).
         scores: per usage, model scores used as the events' score (1.0 without).
+        typical: per usage, typical hourly consumption per hour (:func:`typical_consumption`).
+        materiality: hold consumption alerts pending until material (``None``: never).
 
     Returns:
         The events, resolved, open or ongoing.
     """
     life = AlertLifecycle(mutes={building.id: building.mute}, timezone=inventory.organisation.tz)
-    return debounce(inventory, building, frame, findings, first_hour=0, life=life, memory={}, spans=[], scores=scores)
+    return debounce(inventory, building, frame, findings, first_hour=0, life=life, memory={}, spans=[], scores=scores,
+                    typical=typical, materiality=materiality)
 
 
 def _event(
@@ -621,6 +741,7 @@ class BuildingFindings:
         models: model findings (``unusual_consumption``).
         scores: per usage, the model scores.
         expected: per usage with a model, observed against expected over the frame.
+        typical: per usage, its typical hourly consumption as known at each hour (for materiality).
     """
 
     building: Building
@@ -628,6 +749,7 @@ class BuildingFindings:
     models: list[Finding]
     scores: dict[Usage, FloatArray]
     expected: list[ExpectedSeries]
+    typical: dict[Usage, FloatArray] = field(default_factory=dict)
 
 
 def building_findings(
@@ -692,8 +814,25 @@ def building_findings(
             used = hours.usages[run.usage]
             expected.append(ExpectedSeries(run.building, run.usage, used.unit, frame.times_s, used.values, run.expected))
         if config.model_events:
-            model_findings = _model_findings(runs, hours, config)
-    return BuildingFindings(building, [*quality, *findings], model_findings, scores, expected)
+            alerting = [run for run in runs if has_own_meter(building, hours.usages[run.usage])]
+            model_findings = _model_findings(alerting, hours, config)
+    typical = {u: typical_consumption(s.values, config.materiality.min_history) for u, s in hours.usages.items()}
+    return BuildingFindings(building, [*quality, *findings], model_findings, scores, expected, typical)
+
+
+def has_own_meter(building: Building, series: UsageSeries) -> bool:
+    """Whether a usage's consumption comes, at least in part, from a meter of its own.
+
+    A usage measured only as a share of meters of other usages (``serves``,
+    its split learnt or declared) raises no model alert: the share moves with
+    the meter, so the meter's own usage's model already sees any anomaly of
+    it, and a learnt share's residual is the split's error as much as the
+    building's. Its expected consumption is still computed (reports, Grafana).
+    Water meters are always their own.
+    """
+    if series.usage is Usage.WATER:
+        return True
+    return any(p.usage is series.usage for p in building.points if p.id in series.points)
 
 
 def detect(

@@ -360,7 +360,8 @@ def advance(
                     on_expected(expected_series.between(_dt(group_s), _dt(stop_s)))
             rules = found.rules if config.rule_events else []
             for event in debounce(inventory, building, frame, [*rules, *found.models], first_hour=first_hour,
-                                  life=life, memory=state.memory, spans=state.spans, scores=found.scores):
+                                  life=life, memory=state.memory, spans=state.spans, scores=found.scores,
+                                  typical=found.typical, materiality=config.materiality):
                 latest[((event.building, event.usage, event.kind, event.point or ""), event.start)] = event
         group_s = stop_s
     state.last_hour = _dt(end_s)

@@ -8,6 +8,10 @@ observations into few transitions:
   only extend it;
 * **minimum duration**: an alert opens once the anomaly has been active for
   ``min_duration`` (counted over active hours, short gaps included);
+* **gate**: the caller may hold an alert pending past its minimum duration
+  (an excess not yet material, see :mod:`anomalies.detect`): the gate is
+  asked at each active observation, with the track so far, so the decision
+  depends on earlier hours only;
 * **flap suppression**: an open alert resolves only after ``clear_after``
   without any active observation, so an anomaly that comes and goes stays one
   alert; a pending one is forgotten after the same quiet time;
@@ -35,7 +39,7 @@ Sample config::
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -45,7 +49,7 @@ from pydantic import BaseModel, ConfigDict
 from anomalies.events import AlertState
 from inventory import Duration, MuteWindow
 
-__all__ = ["AlertKey", "AlertLifecycle", "LifecycleConfig", "Track", "Transition"]
+__all__ = ["AlertKey", "AlertLifecycle", "Gate", "LifecycleConfig", "Track", "Transition"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +57,9 @@ AlertKey = tuple[str, str, str, str]
 """(building, usage, kind, point or "")."""
 
 _STEP = timedelta(hours=1)
+
+Gate = Callable[["Track", datetime], bool]
+"""Whether a pending alert whose minimum duration is reached may open, given its track and the hour."""
 
 
 class LifecycleConfig(BaseModel):
@@ -147,13 +154,15 @@ class AlertLifecycle:
         track = self._tracks.get(key)
         return None if track is None else track.state
 
-    def observe(self, key: AlertKey, at: datetime, active: bool | None) -> Transition | None:
+    def observe(self, key: AlertKey, at: datetime, active: bool | None, gate: Gate | None = None) -> Transition | None:
         """Feed one observation, in time order for a key.
 
         Args:
             key: the alert key.
             at: start of the observed step.
             active: whether the anomaly is present, ``None`` when unknown.
+            gate: asked, at an active observation of a pending alert past its minimum
+                duration, whether it may open; refused, it stays pending.
 
         Returns:
             The transition it caused, if any.
@@ -183,18 +192,22 @@ class AlertLifecycle:
             if previous.state is not None:
                 return Transition(key, AlertState.RESOLVED, at, previous.first, previous.last_active)
             track = self._tracks[key]
-            return self._maybe_open(key, track, at, config)
+            return self._maybe_open(key, track, at, config, gate)
         track.active += config.step
         track.last_active = end
         if track.state is None:
-            return self._maybe_open(key, track, at, config)
+            return self._maybe_open(key, track, at, config, gate)
         if track.state is AlertState.OPEN:
             track.state = AlertState.ONGOING
             return Transition(key, AlertState.ONGOING, at, track.first, track.last_active)
         return None
 
-    def _maybe_open(self, key: AlertKey, track: Track, at: datetime, config: LifecycleConfig) -> Transition | None:
+    def _maybe_open(
+        self, key: AlertKey, track: Track, at: datetime, config: LifecycleConfig, gate: Gate | None
+    ) -> Transition | None:
         if track.active < config.min_duration:
+            return None
+        if gate is not None and not gate(track, at):
             return None
         track.state = AlertState.OPEN
         logger.info("alert %s opened at %s", key, at)

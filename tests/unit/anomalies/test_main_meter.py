@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
-from anomalies.detect import DetectConfig, detect, run_models
+from anomalies.detect import MATERIAL_KINDS, DetectConfig, building_findings, detect, has_own_meter, run_models
 from anomalies.events import AnomalyEvent
 from anomalies.features import BuildingHours, HourlyFrame, PointSeries
 from inventory import FrenchCalendar, Inventory, Usage, parse_inventory
@@ -201,3 +201,30 @@ def test_feature_rows_from_a_start_are_those_of_the_whole_series(inventory: Inve
         part = build_features(hours, usage, expected[:stop], start=start)
         assert part.shape == (stop - start, whole.shape[1])
         assert np.array_equal(part, whole[start:stop], equal_nan=True), (start, stop)
+
+
+def test_thirty_percent_more_for_a_week_is_one_alert(events: list[AnomalyEvent]) -> None:
+    """The fault hides in the noise for a day: the model alert bridges it (``model_clear_after``)."""
+    hits = [e for e in events if _overlaps(e, PLUS_30)]
+    assert [e.kind for e in hits] == ["unusual_consumption"], [(e.kind, e.start, e.end) for e in hits]
+
+
+def test_no_trivial_consumption_alert(events: list[AnomalyEvent]) -> None:
+    """An alert is worth an advisor's time: never a few kWh over days on a building burning ~140 kWh a day."""
+    consumption = [e for e in events if e.kind in {k.value for k in MATERIAL_KINDS}]
+    assert consumption
+    assert min(e.excess_kwh for e in consumption) >= 10.0, [(e.kind, e.start, e.excess_kwh) for e in consumption]
+
+
+def test_a_learnt_share_of_the_gas_meter_raises_no_model_alert(inventory: Inventory,
+                                                               readings: dict[str, PointSeries]) -> None:
+    """Hot water is only a learnt share of the heating gas meter: no model events of its own, but an expected series."""
+    days = 60
+    cut = START.astimezone(UTC).timestamp() + days * 86_400.0
+    short = {k: PointSeries(s.times_s[s.times_s <= cut], s.values[s.times_s <= cut]) for k, s in readings.items()}
+    frame = HourlyFrame.build(short, counters={"gaz"}, start_s=START.astimezone(UTC).timestamp(), hours=days * 24)
+    building = next(b for _, b in inventory.buildings())
+    found = building_findings(inventory, building, short, frame, FrenchCalendar("B"), DetectConfig())
+    assert {f.usage for f in found.models} == {Usage.HEATING}
+    assert {s.usage for s in found.expected} == {Usage.HEATING, Usage.DHW}
+    assert has_own_meter(building, BuildingHours.build(inventory, building, frame, FrenchCalendar("B")).usages[Usage.HEATING])
