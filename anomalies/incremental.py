@@ -108,6 +108,11 @@ class IncrementalConfig(BaseModel):
     """History every hour is computed on, at least (a year and a season: the models meet each season once)."""
     roll_every: Duration = Field(default=timedelta(days=28))
     """Step by which the start of that history moves forward once it is longer."""
+    max_wait: Duration = Field(default=timedelta(hours=2))
+    """How long the hours wait for a point that lags behind the others. An hour is processed once
+    every point that reported within this time of the latest reading has a reading at or after
+    its end: a counter read late would otherwise leave its hour unknown for ever in a live run,
+    where a replay knows it. A point silent for longer does not hold detection back."""
 
 
 @dataclass(eq=False)
@@ -296,7 +301,8 @@ def advance(
         inventory: the portfolio; readings of unknown points are ignored.
         readings: new readings (readings the state already holds, by time, are ignored).
         state: the state; updated in place.
-        until: end of the hours to process (a whole hour); default: the hour of the latest reading, rounded down.
+        until: end of the hours to process (a whole hour); default: the hour of the latest reading, rounded
+            down, held back by points lagging less than ``IncrementalConfig.max_wait`` behind it.
         config: detection settings (those the state was built with).
         incremental: history settings.
         on_expected: called per building × usage with a model with its observed and expected
@@ -323,7 +329,10 @@ def advance(
     if state.origin is None:
         state.origin = _dt(math.floor(min(float(s.times_s[0]) for s in held) / _HOUR_S) * _HOUR_S)
     origin_s = state.origin.timestamp()
-    end_s = math.floor(max(float(s.times_s[-1]) for s in held) / _HOUR_S) * _HOUR_S
+    lasts = [float(s.times_s[-1]) for s in held]
+    newest = max(lasts)
+    waited = min(t for t in lasts if t >= newest - inc.max_wait.total_seconds())
+    end_s = math.floor(waited / _HOUR_S) * _HOUR_S
     if until is not None:
         end_s = min(end_s, math.floor(until.timestamp() / _HOUR_S) * _HOUR_S)
     first_s = origin_s if state.last_hour is None else state.last_hour.timestamp()

@@ -213,3 +213,27 @@ def test_detect_command_with_state_reports_only_new_transitions(tmp_path: Path, 
                                    "--out", str(out), "--state", str(state), "--no-models"])
     assert bad.exit_code == 3
     assert "state.npz" in bad.output
+
+
+def test_a_lagging_point_holds_the_hours_back_and_a_silent_one_does_not(
+    inventory: Inventory, readings: dict[str, PointSeries], whole: list[AnomalyEvent]
+) -> None:
+    """A counter read late must not leave its hours unknown for ever: the live run waits for it."""
+    at = START + timedelta(days=20, hours=10)
+    lagging = next(p.id for _, p in inventory.points() if p.cumulative)
+    late = _cut(readings, at)
+    late[lagging] = _cut({lagging: readings[lagging]}, at - timedelta(minutes=90))[lagging]
+    state = DetectorState.fresh(RULES)
+    seen = {_id(e): e for e in advance(inventory, late, state, config=RULES).events}
+    assert state.last_hour is not None
+    assert state.last_hour <= at - timedelta(minutes=90)
+    # It catches up: the two advances report what one pass over the whole series reports.
+    rest = _cut(readings, START + timedelta(days=DAYS), since=at - timedelta(minutes=90))
+    seen.update({_id(e): e for e in advance(inventory, rest, state, config=RULES).events})
+    assert {k: e.to_json("en") for k, e in seen.items()} == {_id(e): e.to_json("en") for e in whole}
+    # A point silent for longer than max_wait does not hold the others back.
+    silent = _cut(readings, at)
+    silent[lagging] = _cut({lagging: readings[lagging]}, at - timedelta(hours=5))[lagging]
+    state = DetectorState.fresh(RULES)
+    advance(inventory, silent, state, config=RULES)
+    assert state.last_hour == at.replace(minute=0)
