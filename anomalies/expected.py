@@ -217,7 +217,7 @@ class ExpectedConsumption:
         self.rows = trailing_temperatures(self.outdoor_c)
         self.fits = 0
         self.last: DailyChangePointBaseline | None = None
-        self._profile: FloatArray | None = None
+        self._profile: _Shape | None = None
 
     @property
     def fitted(self) -> bool:
@@ -248,7 +248,7 @@ class ExpectedConsumption:
         if self.last is None or self._profile is None:
             return np.full(max(0, stop - start), np.nan)
         return _predict(self.last, self._profile, self.rows[start:stop], self.types[start:stop],
-                        self.type_idx[start:stop], self.local_hour[start:stop])
+                        self.type_idx[start:stop], self.local_hour[start:stop], self.day[start:stop])
 
 
 def expected_consumption(
@@ -312,7 +312,7 @@ def _fit(
     day: IntArray,
     excluded: BoolArray,
     config: ExpectedConfig,
-) -> tuple[DailyChangePointBaseline, FloatArray] | None:
+) -> tuple[DailyChangePointBaseline, _Shape] | None:
     """Fit the daily model and the hourly profile on complete, unflagged local days."""
     if y.size == 0:
         return None
@@ -341,47 +341,114 @@ def _fit(
     except (InsufficientData, ModelError) as exc:
         logger.debug("expected model not fitted: %s", exc)
         return None
-    return model, _profile(y, local_hour, kept_rows, kept_types, model)
+    modelled = model.predict(obs)
+    return model, _profile(y, local_hour, kept_rows, kept_types, model, modelled)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Shape:
+    """How a predicted day's energy is spread over its hours, per day type × weekday (a key: ``type * 7 + weekday``).
+
+    Attributes:
+        factor: per key, observed over modelled daily energy of its fitted days (1 without enough days).
+        share: per key × local hour, the share of the day's energy.
+        mean_energy: per key, the mean daily energy of its fitted days.
+        slope: per day type × local hour, the change of the hour's energy per kWh of the day above
+            its key's mean (the hours a colder day adds: a night setback that starts to run).
+    """
+
+    factor: FloatArray
+    share: FloatArray
+    mean_energy: FloatArray
+    slope: FloatArray
+
+
+def _weekday(day: IntArray) -> IntArray:
+    """Weekday (Monday 0) of local date ordinals."""
+    result: IntArray = (day - 1) % 7
+    return result
 
 
 def _profile(
     y: FloatArray, local_hour: IntArray, kept: list[tuple[int, int, int]], types: list[DayType],
-    model: DailyChangePointBaseline,
-) -> FloatArray:
-    """Share of the day's energy each local hour takes, per day type (rows: :data:`_TYPES`)."""
-    sums = np.zeros((len(_TYPES), 24))
-    counts = np.zeros(len(_TYPES))
-    for (_, s, c), day_type in zip(kept, types, strict=True):
-        i = _TYPES.index(day_type)
-        np.add.at(sums[i], local_hour[s : s + c], y[s : s + c])
-        counts[i] += 1
-    out = np.full((len(_TYPES), 24), 1.0 / 24.0)
+    model: DailyChangePointBaseline, modelled: FloatArray,
+) -> _Shape:
+    """The hourly shape of each day type and weekday, and its daily factor, from the fitted days.
+
+    A day type's weekdays differ (a cultural centre open 4 h on Thursdays and
+    13 h on Saturdays): a weekday with ``min_days_per_type`` fitted days of a
+    type gets its own share profile and its own factor on the daily model; the
+    others use the type's. Within a type, the hours a day's extra energy goes to
+    are learnt too (``slope``): on a cold day a setback heats the nights too,
+    which a fixed share would put in the day's opening hours.
+    """
+    n_types = len(_TYPES)
+    min_days = model.config.min_days_per_type
+    matrix = np.zeros((len(kept), 24))
+    energy = np.zeros(len(kept))
+    type_of = np.array([_TYPES.index(t) for t in types], dtype=np.int64)
+    weekday = _weekday(np.array([d for d, _, _ in kept], dtype=np.int64))
+    for i, (_, s, c) in enumerate(kept):
+        np.add.at(matrix[i], local_hour[s : s + c], y[s : s + c])
+        energy[i] = matrix[i].sum()
+    type_share = np.full((n_types, 24), 1.0 / 24.0)
+    type_mean = np.zeros(n_types)
+    counts = np.bincount(type_of, minlength=n_types)
+    sums = np.zeros((n_types, 24))
+    np.add.at(sums, type_of, matrix)
     total = sums.sum(axis=1)
     merged = model.params.type_map
     for i, day_type in enumerate(_TYPES):
         source = i
-        if counts[i] < model.config.min_days_per_type or total[i] <= 0:
+        if counts[i] < min_days or total[i] <= 0:
             # Too few days of this type: the profile of the type its coefficients come from.
             target = merged.get(day_type, DayType.UNOCCUPIED if day_type is DayType.SCHOOL_HOLIDAY else DayType.OCCUPIED)
             source = _TYPES.index(target)
-            if counts[source] < model.config.min_days_per_type or total[source] <= 0:
+            if counts[source] < min_days or total[source] <= 0:
                 source = int(np.argmax(counts))
         if total[source] > 0:
-            out[i] = sums[source] / total[source]
-    return out
+            type_share[i] = sums[source] / total[source]
+            type_mean[i] = total[source] / counts[source]
+    keys = n_types * 7
+    key = type_of * 7 + weekday
+    factor = np.ones(keys)
+    share = np.repeat(type_share, 7, axis=0)
+    mean_energy = np.repeat(type_mean, 7)
+    key_counts = np.bincount(key, minlength=keys)
+    key_sums = np.zeros((keys, 24))
+    np.add.at(key_sums, key, matrix)
+    key_energy = key_sums.sum(axis=1)
+    key_modelled = np.bincount(key, weights=modelled, minlength=keys)
+    own = (key_counts >= min_days) & (key_energy > 0) & (key_modelled > 0)
+    share[own] = key_sums[own] / key_energy[own, None]
+    factor[own] = key_energy[own] / key_modelled[own]
+    mean_energy[own] = key_energy[own] / key_counts[own]
+    # What is left once each day's energy is spread by its key's shares, against the day's energy above its key's mean.
+    x = energy - mean_energy[key]
+    rest = matrix - share[key] * energy[:, None]
+    slope = np.zeros((n_types, 24))
+    for t in range(n_types):
+        sel = type_of == t
+        sxx = float(np.sum(x[sel] ** 2))
+        if sel.sum() >= 2 * min_days and sxx > 0:
+            slope[t] = x[sel] @ rest[sel] / sxx
+    return _Shape(factor=factor, share=share, mean_energy=mean_energy, slope=slope)
 
 
 def _predict(
     model: DailyChangePointBaseline,
-    profile: FloatArray,
+    shape: _Shape,
     rows: FloatArray,
     types: list[DayType],
     type_idx: IntArray,
     local_hour: IntArray,
+    day: IntArray,
 ) -> FloatArray:
     if rows.shape[0] == 0:
         return np.zeros(0)
     obs = DailyObservations.build([date.fromordinal(1)] * rows.shape[0], np.full(rows.shape[0], np.nan), rows, types)
-    daily = model.predict(obs)
-    result: FloatArray = daily * profile[type_idx, local_hour]
+    key = type_idx * 7 + _weekday(day)
+    daily = model.predict(obs) * shape.factor[key]
+    hourly = shape.share[key, local_hour] * daily + shape.slope[type_idx, local_hour] * (daily - shape.mean_energy[key])
+    result: FloatArray = np.maximum(hourly, 0.0)
     return result
