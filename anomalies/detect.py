@@ -367,7 +367,7 @@ def run_models(hours: BuildingHours, excluded: BoolArray, config: DetectConfig) 
         done = 0  # rows before it are built
         for k, at in enumerate(at_hours):
             stop = at_hours[k + 1] if k + 1 < len(at_hours) else n
-            skip = excluded[:at] | model_flag[:at]
+            skip = excluded[:at] | (model_flag[:at] & ~weekly_recurrence(model_flag[:at]))
             first = not model.fitted
             if model.refit(at, skip) and first:
                 expected[:at] = model.predict(0, at)
@@ -406,6 +406,35 @@ def run_models(hours: BuildingHours, excluded: BoolArray, config: DetectConfig) 
         runs.append(ModelRun(hours.building.id, usage, scores, flagged, expected, fits, last, last_th,
                              residual, ratio, model.fits))
     return runs
+
+
+def weekly_recurrence(flagged: BoolArray, weeks: int = 3, min_weeks: int = 2) -> BoolArray:
+    """Flagged hours that repeat a weekly pattern: usual for the building, not a fault to keep out of its reference.
+
+    An hour is recurrent when the same hour of the week was flagged in at
+    least ``min_weeks`` of the ``weeks`` weeks before it, while the same hour
+    of the other days of the week before was mostly not (fewer than 3 of 6):
+    a cultural centre's Saturday shows come back every week at the same hours,
+    a leak or a drift is flagged every day. Such hours go back into the
+    expected model's and the forest's references, which otherwise would never
+    learn the pattern they keep flagging. Looks back only.
+
+    >>> f = np.zeros(24 * 7 * 4, dtype=np.bool_)
+    >>> f[[20, 188, 356, 524]] = True
+    >>> np.nonzero(weekly_recurrence(f))[0].tolist()
+    [356, 524]
+    >>> bool(weekly_recurrence(np.ones(24 * 7 * 4, dtype=np.bool_)).any())
+    False
+    """
+    n = flagged.size
+    week = np.zeros(n, dtype=np.int64)
+    for k in range(1, weeks + 1):
+        week[168 * k :] += flagged[: n - 168 * k] if n > 168 * k else 0
+    days = np.zeros(n, dtype=np.int64)
+    for k in range(1, 7):
+        days[24 * k :] += flagged[: n - 24 * k] if n > 24 * k else 0
+    result: BoolArray = flagged & (week >= min_weeks) & (days < 3)
+    return result
 
 
 def _model_findings(runs: Sequence[ModelRun], hours: BuildingHours, config: DetectConfig) -> list[Finding]:

@@ -71,3 +71,50 @@ def test_flagged_hours_are_left_out_but_refits_go_on() -> None:
 def test_day_types_from_opening_hours() -> None:
     types = day_types_of_hours(np.array([0.0, 0.5, 0.0, 0.0]), np.array([True, True, True, True]), np.array([1, 1, 2, 2]))
     assert types == [DayType.OCCUPIED, DayType.OCCUPIED, DayType.UNOCCUPIED, DayType.UNOCCUPIED]
+
+
+def test_each_weekday_gets_its_own_level_and_hours() -> None:
+    """A cultural centre open 4 h on Thursdays and 13 h on Saturdays: one profile for all open days fails both."""
+    rng = np.random.default_rng(3)
+    days = 56
+    n = days * 24
+    day = np.repeat(np.arange(1, days + 1), 24)  # date ordinals: 1 is a Monday
+    hour = np.tile(np.arange(24), days)
+    weekday = (day - 1) % 7
+    opening = {2: (14, 22), 3: (18, 22), 4: (18, 23), 5: (10, 23), 6: (14, 19)}
+    open_frac = np.zeros(n)
+    for wd, (lo, hi) in opening.items():
+        open_frac[(weekday == wd) & (hour >= lo) & (hour < hi)] = 1.0
+    y = 0.4 + 18.0 * open_frac * (1 + rng.normal(0, 0.03, n))
+    outdoor = np.full(n, np.nan)  # lighting: no weather term
+    run = expected_consumption(y, outdoor, open_frac, np.zeros(n, dtype=bool), hour, day, np.zeros(n, dtype=bool),
+                               ExpectedConfig())
+    late = slice(28 * 24, None)
+    for wd in opening:
+        sel = (weekday[late] == wd) & (open_frac[late] > 0)
+        assert abs(run.expected[late][sel].mean() / y[late][sel].mean() - 1) < 0.1, wd
+    saturday_morning = (weekday[late] == 5) & (hour[late] >= 10) & (hour[late] < 14)
+    assert run.expected[late][saturday_morning].mean() > 10.0
+
+
+def test_cold_days_spread_their_extra_energy_to_the_nights() -> None:
+    """A setback that runs only below about 3 °C: the nights of a cold day are expected to heat."""
+    rng = np.random.default_rng(4)
+    days = 70
+    n = days * 24
+    day = np.repeat(np.arange(1, days + 1), 24)
+    hour = np.tile(np.arange(24), days)
+    daily_c = 8.0 - 10.0 * (np.arange(days) / days) + rng.normal(0, 2.0, days)  # autumn into winter
+    outdoor = np.repeat(daily_c, 24)
+    comfort = (hour >= 6) & (hour < 18)
+    night = np.maximum(0.0, 3.0 - outdoor) * 2.0
+    y = np.where(comfort, 2.0 * np.maximum(0.0, 18.0 - outdoor), night) * (1 + rng.normal(0, 0.03, n)) + 0.5
+    open_frac = ((hour >= 8) & (hour < 17)).astype(float)
+    run = expected_consumption(y, outdoor, open_frac, np.zeros(n, dtype=bool), hour, day, np.zeros(n, dtype=bool),
+                               ExpectedConfig())
+    cold_nights = (np.arange(n) >= 42 * 24) & ~comfort & (outdoor < -1.0)
+    assert cold_nights.sum() > 24
+    ratio = y[cold_nights].sum() / run.expected[cold_nights].sum()
+    # A fixed share of the day (the model before) expected about a third of it (ratio 3.4); a line in the
+    # day's energy cannot follow a threshold exactly, but halves the gap.
+    assert 0.7 < ratio < 2.5
