@@ -196,6 +196,14 @@ class DetectConfig(BaseModel):
     model_min_ratio: float = Field(default=0.2, ge=0)
     """A flagged hour counts for an event only when the consumption exceeds the expected one by
     this share (of the expected value plus a quarter of the usual level)."""
+    model_min_typical_share: float = Field(default=0.25, ge=0)
+    """A flagged hour counts for an event only when its excess over the expected consumption is at least
+    this share of the usage's typical hourly consumption (the mean of its hours so far): a heating meter's
+    summer hot water, a few kWh above an expected zero, is not an anomaly worth an alert."""
+    model_fit_margin_c: float = Field(default=2.0, ge=0)
+    """A weather-dependent expected model raises no alert on hours whose last 24 hours were colder, by
+    more than this, than any day of their day type it was fitted on: its expected value there is an
+    extrapolation (the first frost after a mild autumn), not a reference."""
     model_min_duration: timedelta = timedelta(hours=6)
     """Flagged time before a model event opens: a model event needs persistence."""
     model_clear_after: timedelta = timedelta(hours=48)
@@ -314,6 +322,8 @@ class ModelRun:
         residual: per hour, observed − expected.
         ratio: per hour, the residual ratio (the ``residual_ratio`` feature).
         expected_fits: how many times the expected-consumption model was fitted.
+        beyond_fit: per hour, its weather is colder than the expected model was fitted on
+            (:meth:`~anomalies.expected.ExpectedConsumption.beyond_fit`); no model alert there.
     """
 
     building: str
@@ -327,6 +337,7 @@ class ModelRun:
     residual: FloatArray
     ratio: FloatArray
     expected_fits: int
+    beyond_fit: BoolArray | None = None
 
 
 def run_models(hours: BuildingHours, excluded: BoolArray, config: DetectConfig) -> list[ModelRun]:
@@ -359,6 +370,7 @@ def run_models(hours: BuildingHours, excluded: BoolArray, config: DetectConfig) 
         scores = np.full(n, np.nan)
         flagged = np.full(n, np.nan)
         model_flag = np.zeros(n, dtype=np.bool_)
+        beyond = np.ones(n, dtype=np.bool_)
         rows = np.full((n, len(FEATURE_NAMES)), np.nan)
         fits = 0
         last: IsolationForestDetector | None = None
@@ -374,6 +386,7 @@ def run_models(hours: BuildingHours, excluded: BoolArray, config: DetectConfig) 
             if not model.fitted:
                 continue
             expected[at:stop] = model.predict(at, stop)
+            beyond[at:stop] = model.beyond_fit(at, stop, config.model_fit_margin_c)
             # Every feature looks back only: the rows up to ``stop`` are final once the expected values are,
             # and the earlier rows are those of the earlier blocks (the expected values before ``at`` stay).
             first_row = 0 if first else done
@@ -404,7 +417,7 @@ def run_models(hours: BuildingHours, excluded: BoolArray, config: DetectConfig) 
         residual = y - expected
         ratio = rows[:, _RATIO_COLUMN]
         runs.append(ModelRun(hours.building.id, usage, scores, flagged, expected, fits, last, last_th,
-                             residual, ratio, model.fits))
+                             residual, ratio, model.fits, beyond))
     return runs
 
 
@@ -443,7 +456,11 @@ def _model_findings(runs: Sequence[ModelRun], hours: BuildingHours, config: Dete
     closed = (hours.open_frac == 0.0).astype(np.float64)
     for run in runs:
         series = hours.usages[run.usage]
-        above = (run.residual > 0) & (run.ratio >= config.model_min_ratio)
+        typical = typical_consumption(series.values, config.materiality.min_history)
+        material = ~(run.residual < config.model_min_typical_share * typical)  # unknown typical: the ratio alone
+        above = (run.residual > 0) & (run.ratio >= config.model_min_ratio) & material
+        if run.beyond_fit is not None:
+            above &= ~run.beyond_fit
         state = np.where(np.isfinite(run.flagged), ((run.flagged == 1.0) & above).astype(np.float64), np.nan)
         excess = np.where(state == 1.0, np.maximum(0.0, run.residual), 0.0)
         findings.append(

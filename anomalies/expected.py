@@ -218,6 +218,8 @@ class ExpectedConsumption:
         self.fits = 0
         self.last: DailyChangePointBaseline | None = None
         self._profile: _Shape | None = None
+        self.coldest_c = np.full(len(_TYPES), np.nan)
+        """Per day type, the lowest daily mean outdoor temperature of the last fit's days (``nan``: none)."""
 
     @property
     def fitted(self) -> bool:
@@ -239,7 +241,7 @@ class ExpectedConsumption:
                       self.day[lo:at], excluded[lo:at], self.config)
         if fitted is None:
             return False
-        self.last, self._profile = fitted
+        self.last, self._profile, self.coldest_c = fitted
         self.fits += 1
         return True
 
@@ -249,6 +251,28 @@ class ExpectedConsumption:
             return np.full(max(0, stop - start), np.nan)
         return _predict(self.last, self._profile, self.rows[start:stop], self.types[start:stop],
                         self.type_idx[start:stop], self.local_hour[start:stop], self.day[start:stop])
+
+
+    def beyond_fit(self, start: int, stop: int, margin_c: float) -> BoolArray:
+        """Hours whose last 24 hours were colder than any fitted day of their day type, by more than ``margin_c``.
+
+        Only for a model with a heating term: there the expected value is an
+        extrapolation of the degree-day line into weather it was never fitted
+        on (the first frost after a mild autumn, a day type never seen cold,
+        where a setback or frost protection starts to run). A day type without
+        enough fitted days of its own is beyond the fit whenever the model is
+        weather-dependent. Without a fit, every hour is.
+        """
+        if self.last is None:
+            return np.ones(max(0, stop - start), dtype=np.bool_)
+        if self.last.params.heating_balance_c is None:
+            return np.zeros(max(0, stop - start), dtype=np.bool_)
+        rows = self.rows[start:stop]
+        known = np.isfinite(rows).sum(axis=1)
+        mean_c = np.where(known > 0, np.nansum(rows, axis=1) / np.maximum(known, 1), np.nan)
+        edge = self.coldest_c[self.type_idx[start:stop]]
+        result: BoolArray = ~(mean_c >= edge - margin_c)  # nan edge or nan temperature: beyond
+        return result
 
 
 def expected_consumption(
@@ -312,7 +336,7 @@ def _fit(
     day: IntArray,
     excluded: BoolArray,
     config: ExpectedConfig,
-) -> tuple[DailyChangePointBaseline, _Shape] | None:
+) -> tuple[DailyChangePointBaseline, _Shape, FloatArray] | None:
     """Fit the daily model and the hourly profile on complete, unflagged local days."""
     if y.size == 0:
         return None
@@ -342,7 +366,13 @@ def _fit(
         logger.debug("expected model not fitted: %s", exc)
         return None
     modelled = model.predict(obs)
-    return model, _profile(y, local_hour, kept_rows, kept_types, model, modelled)
+    coldest = np.full(len(_TYPES), np.nan)
+    daily_c = np.nanmean(np.vstack(temps), axis=1)
+    for i, day_type in enumerate(_TYPES):
+        of_type = [c for c, t in zip(daily_c.tolist(), kept_types, strict=True) if t is day_type]
+        if len(of_type) >= config.min_days_per_type:
+            coldest[i] = min(of_type)
+    return model, _profile(y, local_hour, kept_rows, kept_types, model, modelled), coldest
 
 
 @dataclass(frozen=True, slots=True, eq=False)
