@@ -92,6 +92,7 @@ IntArray = npt.NDArray[np.int64]
 
 _HOUR = timedelta(hours=1)
 _TYPES = (DayType.OCCUPIED, DayType.UNOCCUPIED, DayType.SCHOOL_HOLIDAY)
+_WARM_HDD = 0.5  # K·day: a day this close to no heating degree day is a warm day (its energy: the floor)
 _NO_WEATHER_C = 10.0  # stands in for a missing outdoor temperature: a constant gives no weather term
 
 
@@ -366,13 +367,18 @@ def _fit(
         logger.debug("expected model not fitted: %s", exc)
         return None
     modelled = model.predict(obs)
+    balance = model.params.heating_balance_c
+    stacked = np.vstack(temps)
+    # Without a heating term there is no line falling to zero: no floor (every day counts as cold).
+    hdd = (np.nanmean(np.maximum(balance - stacked, 0.0), axis=1) if balance is not None
+           else np.full(len(energy), np.inf))
     coldest = np.full(len(_TYPES), np.nan)
     daily_c = np.nanmean(np.vstack(temps), axis=1)
     for i, day_type in enumerate(_TYPES):
         of_type = [c for c, t in zip(daily_c.tolist(), kept_types, strict=True) if t is day_type]
         if len(of_type) >= config.min_days_per_type:
             coldest[i] = min(of_type)
-    return model, _profile(y, local_hour, kept_rows, kept_types, model, modelled), coldest
+    return model, _profile(y, local_hour, kept_rows, kept_types, model, modelled, hdd), coldest
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -385,12 +391,16 @@ class _Shape:
         mean_energy: per key, the mean daily energy of its fitted days.
         slope: per day type × local hour, the change of the hour's energy per kWh of the day above
             its key's mean (the hours a colder day adds: a night setback that starts to run).
+        floor: per key, the median energy of its fitted days without heating degree days (0 without
+            enough of them): where the degree-day line falls to zero, what such a day still consumes
+            (the hot water or the morning warm-up a heating meter still counts in mild weather).
     """
 
     factor: FloatArray
     share: FloatArray
     mean_energy: FloatArray
     slope: FloatArray
+    floor: FloatArray
 
 
 def _weekday(day: IntArray) -> IntArray:
@@ -401,7 +411,7 @@ def _weekday(day: IntArray) -> IntArray:
 
 def _profile(
     y: FloatArray, local_hour: IntArray, kept: list[tuple[int, int, int]], types: list[DayType],
-    model: DailyChangePointBaseline, modelled: FloatArray,
+    model: DailyChangePointBaseline, modelled: FloatArray, hdd: FloatArray,
 ) -> _Shape:
     """The hourly shape of each day type and weekday, and its daily factor, from the fitted days.
 
@@ -462,7 +472,15 @@ def _profile(
         sxx = float(np.sum(x[sel] ** 2))
         if sel.sum() >= 2 * min_days and sxx > 0:
             slope[t] = x[sel] @ rest[sel] / sxx
-    return _Shape(factor=factor, share=share, mean_energy=mean_energy, slope=slope)
+    floor = np.zeros(keys)
+    warm = hdd < _WARM_HDD
+    for k in range(keys):
+        of_key = warm & (key == k)
+        if of_key.sum() < min_days:
+            of_key = warm & (type_of == k // 7)
+        if of_key.sum() >= min_days:
+            floor[k] = float(np.median(energy[of_key]))
+    return _Shape(factor=factor, share=share, mean_energy=mean_energy, slope=slope, floor=floor)
 
 
 def _predict(
@@ -478,7 +496,12 @@ def _predict(
         return np.zeros(0)
     obs = DailyObservations.build([date.fromordinal(1)] * rows.shape[0], np.full(rows.shape[0], np.nan), rows, types)
     key = type_idx * 7 + _weekday(day)
-    daily = model.predict(obs) * shape.factor[key]
-    hourly = shape.share[key, local_hour] * daily + shape.slope[type_idx, local_hour] * (daily - shape.mean_energy[key])
-    result: FloatArray = np.maximum(hourly, 0.0)
+    daily = np.maximum(model.predict(obs) * shape.factor[key], shape.floor[key])
+    # Every hour of a day of this energy, then the hour's part of them: the day's hours add up to its energy.
+    spread = shape.share[key] * daily[:, None] + shape.slope[type_idx] * (daily - shape.mean_energy[key])[:, None]
+    spread = np.maximum(spread, 0.0)
+    total = spread.sum(axis=1)
+    part = np.where(total > 0, spread[np.arange(key.size), local_hour] / np.where(total > 0, total, 1.0),
+                    shape.share[key, local_hour])
+    result: FloatArray = daily * part
     return result

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from anomalies.expected import ExpectedConfig, day_types_of_hours, expected_consumption
+from anomalies.expected import ExpectedConfig, ExpectedConsumption, day_types_of_hours, expected_consumption
 from mv.baseline import DayType
 
 DAYS = 60
@@ -118,3 +118,41 @@ def test_cold_days_spread_their_extra_energy_to_the_nights() -> None:
     # A fixed share of the day (the model before) expected about a third of it (ratio 3.4); a line in the
     # day's energy cannot follow a threshold exactly, but halves the gap.
     assert 0.7 < ratio < 2.5
+
+
+def _heating_meter(days: int, daily_c: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+    """A heating meter that also heats hot water every morning: 2 kWh/h from 6 to 9 h, whatever the weather."""
+    rng = np.random.default_rng(seed)
+    n = days * 24
+    day = np.repeat(np.arange(1, days + 1), 24)
+    hour = np.tile(np.arange(24), days)
+    outdoor = np.repeat(daily_c, 24) + 3.0 * np.sin(2 * np.pi * (hour - 9) / 24)
+    comfort = (hour >= 6) & (hour < 18)
+    y = np.where(comfort, 2.5 * np.maximum(0.0, 15.0 - outdoor), 0.0) + np.where((hour >= 6) & (hour < 9), 2.0, 0.0)
+    y = y * (1 + rng.normal(0, 0.03, n))
+    return {"y": y, "outdoor": outdoor, "open_frac": ((hour >= 8) & (hour < 17)).astype(float), "hour": hour,
+            "day": day}
+
+
+def test_mild_days_keep_what_the_meter_still_counts() -> None:
+    """Spring into summer: the degree-day line falls to zero, the morning hot water does not."""
+    days = 90
+    s = _heating_meter(days, np.linspace(6.0, 20.0, days), seed=5)
+    expected = _run(s, np.zeros(s["y"].size, dtype=bool))
+    summer = np.arange(s["y"].size) >= 75 * 24
+    # A line stopped at zero expected a third of it (ratio 3); the mild days are now not under-expected.
+    assert 0.6 < s["y"][summer].sum() / expected[summer].sum() < 1.5
+
+
+def test_hours_colder_than_the_fitted_days_are_beyond_the_fit() -> None:
+    """Fitted on a mild autumn (8 to 12 °C), the first frost is an extrapolation; a mild day is not."""
+    days = 42
+    daily_c = np.where(np.arange(days) < 35, 10.0 + 2.0 * np.sin(np.arange(days) / 2.0), -4.0)
+    s = _heating_meter(days, daily_c, seed=6)
+    n = s["y"].size
+    model = ExpectedConsumption(s["y"], s["outdoor"], s["open_frac"], np.zeros(n, dtype=bool), s["hour"], s["day"],
+                                ExpectedConfig())
+    assert model.refit(35 * 24, np.zeros(35 * 24, dtype=bool))
+    beyond = model.beyond_fit(0, n, margin_c=2.0)
+    assert beyond[37 * 24 :].all()
+    assert not beyond[20 * 24 : 34 * 24].any()
