@@ -196,6 +196,14 @@ class DetectConfig(BaseModel):
     model_min_ratio: float = Field(default=0.2, ge=0)
     """A flagged hour counts for an event only when the consumption exceeds the expected one by
     this share (of the expected value plus a quarter of the usual level)."""
+    model_min_typical_share: float = Field(default=0.25, ge=0)
+    """A flagged hour counts for an event only when its excess over the expected consumption is at least
+    this share of the usage's typical hourly consumption (the mean of its hours so far): a heating meter's
+    summer hot water, a few kWh above an expected zero, is not an anomaly worth an alert."""
+    model_fit_margin_c: float = Field(default=2.0, ge=0)
+    """A weather-dependent expected model raises no alert on hours whose last 24 hours were colder, by
+    more than this, than any day of their day type it was fitted on: its expected value there is an
+    extrapolation (the first frost after a mild autumn), not a reference."""
     model_min_duration: timedelta = timedelta(hours=6)
     """Flagged time before a model event opens: a model event needs persistence."""
     model_clear_after: timedelta = timedelta(hours=48)
@@ -314,6 +322,8 @@ class ModelRun:
         residual: per hour, observed − expected.
         ratio: per hour, the residual ratio (the ``residual_ratio`` feature).
         expected_fits: how many times the expected-consumption model was fitted.
+        beyond_fit: per hour, its weather is colder than the expected model was fitted on
+            (:meth:`~anomalies.expected.ExpectedConsumption.beyond_fit`); no model alert there.
     """
 
     building: str
@@ -327,6 +337,7 @@ class ModelRun:
     residual: FloatArray
     ratio: FloatArray
     expected_fits: int
+    beyond_fit: BoolArray | None = None
 
 
 def run_models(hours: BuildingHours, excluded: BoolArray, config: DetectConfig) -> list[ModelRun]:
@@ -359,6 +370,7 @@ def run_models(hours: BuildingHours, excluded: BoolArray, config: DetectConfig) 
         scores = np.full(n, np.nan)
         flagged = np.full(n, np.nan)
         model_flag = np.zeros(n, dtype=np.bool_)
+        beyond = np.ones(n, dtype=np.bool_)
         rows = np.full((n, len(FEATURE_NAMES)), np.nan)
         fits = 0
         last: IsolationForestDetector | None = None
@@ -367,13 +379,14 @@ def run_models(hours: BuildingHours, excluded: BoolArray, config: DetectConfig) 
         done = 0  # rows before it are built
         for k, at in enumerate(at_hours):
             stop = at_hours[k + 1] if k + 1 < len(at_hours) else n
-            skip = excluded[:at] | model_flag[:at]
+            skip = excluded[:at] | (model_flag[:at] & ~weekly_recurrence(model_flag[:at]))
             first = not model.fitted
             if model.refit(at, skip) and first:
                 expected[:at] = model.predict(0, at)
             if not model.fitted:
                 continue
             expected[at:stop] = model.predict(at, stop)
+            beyond[at:stop] = model.beyond_fit(at, stop, config.model_fit_margin_c)
             # Every feature looks back only: the rows up to ``stop`` are final once the expected values are,
             # and the earlier rows are those of the earlier blocks (the expected values before ``at`` stay).
             first_row = 0 if first else done
@@ -404,8 +417,37 @@ def run_models(hours: BuildingHours, excluded: BoolArray, config: DetectConfig) 
         residual = y - expected
         ratio = rows[:, _RATIO_COLUMN]
         runs.append(ModelRun(hours.building.id, usage, scores, flagged, expected, fits, last, last_th,
-                             residual, ratio, model.fits))
+                             residual, ratio, model.fits, beyond))
     return runs
+
+
+def weekly_recurrence(flagged: BoolArray, weeks: int = 3, min_weeks: int = 2) -> BoolArray:
+    """Flagged hours that repeat a weekly pattern: usual for the building, not a fault to keep out of its reference.
+
+    An hour is recurrent when the same hour of the week was flagged in at
+    least ``min_weeks`` of the ``weeks`` weeks before it, while the same hour
+    of the other days of the week before was mostly not (fewer than 3 of 6):
+    a cultural centre's Saturday shows come back every week at the same hours,
+    a leak or a drift is flagged every day. Such hours go back into the
+    expected model's and the forest's references, which otherwise would never
+    learn the pattern they keep flagging. Looks back only.
+
+    >>> f = np.zeros(24 * 7 * 4, dtype=np.bool_)
+    >>> f[[20, 188, 356, 524]] = True
+    >>> np.nonzero(weekly_recurrence(f))[0].tolist()
+    [356, 524]
+    >>> bool(weekly_recurrence(np.ones(24 * 7 * 4, dtype=np.bool_)).any())
+    False
+    """
+    n = flagged.size
+    week = np.zeros(n, dtype=np.int64)
+    for k in range(1, weeks + 1):
+        week[168 * k :] += flagged[: n - 168 * k] if n > 168 * k else 0
+    days = np.zeros(n, dtype=np.int64)
+    for k in range(1, 7):
+        days[24 * k :] += flagged[: n - 24 * k] if n > 24 * k else 0
+    result: BoolArray = flagged & (week >= min_weeks) & (days < 3)
+    return result
 
 
 def _model_findings(runs: Sequence[ModelRun], hours: BuildingHours, config: DetectConfig) -> list[Finding]:
@@ -414,7 +456,11 @@ def _model_findings(runs: Sequence[ModelRun], hours: BuildingHours, config: Dete
     closed = (hours.open_frac == 0.0).astype(np.float64)
     for run in runs:
         series = hours.usages[run.usage]
-        above = (run.residual > 0) & (run.ratio >= config.model_min_ratio)
+        typical = typical_consumption(series.values, config.materiality.min_history)
+        material = ~(run.residual < config.model_min_typical_share * typical)  # unknown typical: the ratio alone
+        above = (run.residual > 0) & (run.ratio >= config.model_min_ratio) & material
+        if run.beyond_fit is not None:
+            above &= ~run.beyond_fit
         state = np.where(np.isfinite(run.flagged), ((run.flagged == 1.0) & above).astype(np.float64), np.nan)
         excess = np.where(state == 1.0, np.maximum(0.0, run.residual), 0.0)
         findings.append(

@@ -92,6 +92,7 @@ IntArray = npt.NDArray[np.int64]
 
 _HOUR = timedelta(hours=1)
 _TYPES = (DayType.OCCUPIED, DayType.UNOCCUPIED, DayType.SCHOOL_HOLIDAY)
+_WARM_HDD = 0.5  # K·day: a day this close to no heating degree day is a warm day (its energy: the floor)
 _NO_WEATHER_C = 10.0  # stands in for a missing outdoor temperature: a constant gives no weather term
 
 
@@ -217,7 +218,9 @@ class ExpectedConsumption:
         self.rows = trailing_temperatures(self.outdoor_c)
         self.fits = 0
         self.last: DailyChangePointBaseline | None = None
-        self._profile: FloatArray | None = None
+        self._profile: _Shape | None = None
+        self.coldest_c = np.full(len(_TYPES), np.nan)
+        """Per day type, the lowest daily mean outdoor temperature of the last fit's days (``nan``: none)."""
 
     @property
     def fitted(self) -> bool:
@@ -239,7 +242,7 @@ class ExpectedConsumption:
                       self.day[lo:at], excluded[lo:at], self.config)
         if fitted is None:
             return False
-        self.last, self._profile = fitted
+        self.last, self._profile, self.coldest_c = fitted
         self.fits += 1
         return True
 
@@ -248,7 +251,29 @@ class ExpectedConsumption:
         if self.last is None or self._profile is None:
             return np.full(max(0, stop - start), np.nan)
         return _predict(self.last, self._profile, self.rows[start:stop], self.types[start:stop],
-                        self.type_idx[start:stop], self.local_hour[start:stop])
+                        self.type_idx[start:stop], self.local_hour[start:stop], self.day[start:stop])
+
+
+    def beyond_fit(self, start: int, stop: int, margin_c: float) -> BoolArray:
+        """Hours whose last 24 hours were colder than any fitted day of their day type, by more than ``margin_c``.
+
+        Only for a model with a heating term: there the expected value is an
+        extrapolation of the degree-day line into weather it was never fitted
+        on (the first frost after a mild autumn, a day type never seen cold,
+        where a setback or frost protection starts to run). A day type without
+        enough fitted days of its own is beyond the fit whenever the model is
+        weather-dependent. Without a fit, every hour is.
+        """
+        if self.last is None:
+            return np.ones(max(0, stop - start), dtype=np.bool_)
+        if self.last.params.heating_balance_c is None:
+            return np.zeros(max(0, stop - start), dtype=np.bool_)
+        rows = self.rows[start:stop]
+        known = np.isfinite(rows).sum(axis=1)
+        mean_c = np.where(known > 0, np.nansum(rows, axis=1) / np.maximum(known, 1), np.nan)
+        edge = self.coldest_c[self.type_idx[start:stop]]
+        result: BoolArray = ~(mean_c >= edge - margin_c)  # nan edge or nan temperature: beyond
+        return result
 
 
 def expected_consumption(
@@ -312,7 +337,7 @@ def _fit(
     day: IntArray,
     excluded: BoolArray,
     config: ExpectedConfig,
-) -> tuple[DailyChangePointBaseline, FloatArray] | None:
+) -> tuple[DailyChangePointBaseline, _Shape, FloatArray] | None:
     """Fit the daily model and the hourly profile on complete, unflagged local days."""
     if y.size == 0:
         return None
@@ -341,47 +366,142 @@ def _fit(
     except (InsufficientData, ModelError) as exc:
         logger.debug("expected model not fitted: %s", exc)
         return None
-    return model, _profile(y, local_hour, kept_rows, kept_types, model)
+    modelled = model.predict(obs)
+    balance = model.params.heating_balance_c
+    stacked = np.vstack(temps)
+    # Without a heating term there is no line falling to zero: no floor (every day counts as cold).
+    hdd = (np.nanmean(np.maximum(balance - stacked, 0.0), axis=1) if balance is not None
+           else np.full(len(energy), np.inf))
+    coldest = np.full(len(_TYPES), np.nan)
+    daily_c = np.nanmean(np.vstack(temps), axis=1)
+    for i, day_type in enumerate(_TYPES):
+        of_type = [c for c, t in zip(daily_c.tolist(), kept_types, strict=True) if t is day_type]
+        if len(of_type) >= config.min_days_per_type:
+            coldest[i] = min(of_type)
+    return model, _profile(y, local_hour, kept_rows, kept_types, model, modelled, hdd), coldest
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Shape:
+    """How a predicted day's energy is spread over its hours, per day type × weekday (a key: ``type * 7 + weekday``).
+
+    Attributes:
+        factor: per key, observed over modelled daily energy of its fitted days (1 without enough days).
+        share: per key × local hour, the share of the day's energy.
+        mean_energy: per key, the mean daily energy of its fitted days.
+        slope: per day type × local hour, the change of the hour's energy per kWh of the day above
+            its key's mean (the hours a colder day adds: a night setback that starts to run).
+        floor: per key, the median energy of its fitted days without heating degree days (0 without
+            enough of them): where the degree-day line falls to zero, what such a day still consumes
+            (the hot water or the morning warm-up a heating meter still counts in mild weather).
+    """
+
+    factor: FloatArray
+    share: FloatArray
+    mean_energy: FloatArray
+    slope: FloatArray
+    floor: FloatArray
+
+
+def _weekday(day: IntArray) -> IntArray:
+    """Weekday (Monday 0) of local date ordinals."""
+    result: IntArray = (day - 1) % 7
+    return result
 
 
 def _profile(
     y: FloatArray, local_hour: IntArray, kept: list[tuple[int, int, int]], types: list[DayType],
-    model: DailyChangePointBaseline,
-) -> FloatArray:
-    """Share of the day's energy each local hour takes, per day type (rows: :data:`_TYPES`)."""
-    sums = np.zeros((len(_TYPES), 24))
-    counts = np.zeros(len(_TYPES))
-    for (_, s, c), day_type in zip(kept, types, strict=True):
-        i = _TYPES.index(day_type)
-        np.add.at(sums[i], local_hour[s : s + c], y[s : s + c])
-        counts[i] += 1
-    out = np.full((len(_TYPES), 24), 1.0 / 24.0)
+    model: DailyChangePointBaseline, modelled: FloatArray, hdd: FloatArray,
+) -> _Shape:
+    """The hourly shape of each day type and weekday, and its daily factor, from the fitted days.
+
+    A day type's weekdays differ (a cultural centre open 4 h on Thursdays and
+    13 h on Saturdays): a weekday with ``min_days_per_type`` fitted days of a
+    type gets its own share profile and its own factor on the daily model; the
+    others use the type's. Within a type, the hours a day's extra energy goes to
+    are learnt too (``slope``): on a cold day a setback heats the nights too,
+    which a fixed share would put in the day's opening hours.
+    """
+    n_types = len(_TYPES)
+    min_days = model.config.min_days_per_type
+    matrix = np.zeros((len(kept), 24))
+    energy = np.zeros(len(kept))
+    type_of = np.array([_TYPES.index(t) for t in types], dtype=np.int64)
+    weekday = _weekday(np.array([d for d, _, _ in kept], dtype=np.int64))
+    for i, (_, s, c) in enumerate(kept):
+        np.add.at(matrix[i], local_hour[s : s + c], y[s : s + c])
+        energy[i] = matrix[i].sum()
+    type_share = np.full((n_types, 24), 1.0 / 24.0)
+    type_mean = np.zeros(n_types)
+    counts = np.bincount(type_of, minlength=n_types)
+    sums = np.zeros((n_types, 24))
+    np.add.at(sums, type_of, matrix)
     total = sums.sum(axis=1)
     merged = model.params.type_map
     for i, day_type in enumerate(_TYPES):
         source = i
-        if counts[i] < model.config.min_days_per_type or total[i] <= 0:
+        if counts[i] < min_days or total[i] <= 0:
             # Too few days of this type: the profile of the type its coefficients come from.
             target = merged.get(day_type, DayType.UNOCCUPIED if day_type is DayType.SCHOOL_HOLIDAY else DayType.OCCUPIED)
             source = _TYPES.index(target)
-            if counts[source] < model.config.min_days_per_type or total[source] <= 0:
+            if counts[source] < min_days or total[source] <= 0:
                 source = int(np.argmax(counts))
         if total[source] > 0:
-            out[i] = sums[source] / total[source]
-    return out
+            type_share[i] = sums[source] / total[source]
+            type_mean[i] = total[source] / counts[source]
+    keys = n_types * 7
+    key = type_of * 7 + weekday
+    factor = np.ones(keys)
+    share = np.repeat(type_share, 7, axis=0)
+    mean_energy = np.repeat(type_mean, 7)
+    key_counts = np.bincount(key, minlength=keys)
+    key_sums = np.zeros((keys, 24))
+    np.add.at(key_sums, key, matrix)
+    key_energy = key_sums.sum(axis=1)
+    key_modelled = np.bincount(key, weights=modelled, minlength=keys)
+    own = (key_counts >= min_days) & (key_energy > 0) & (key_modelled > 0)
+    share[own] = key_sums[own] / key_energy[own, None]
+    factor[own] = key_energy[own] / key_modelled[own]
+    mean_energy[own] = key_energy[own] / key_counts[own]
+    # What is left once each day's energy is spread by its key's shares, against the day's energy above its key's mean.
+    x = energy - mean_energy[key]
+    rest = matrix - share[key] * energy[:, None]
+    slope = np.zeros((n_types, 24))
+    for t in range(n_types):
+        sel = type_of == t
+        sxx = float(np.sum(x[sel] ** 2))
+        if sel.sum() >= 2 * min_days and sxx > 0:
+            slope[t] = x[sel] @ rest[sel] / sxx
+    floor = np.zeros(keys)
+    warm = hdd < _WARM_HDD
+    for k in range(keys):
+        of_key = warm & (key == k)
+        if of_key.sum() < min_days:
+            of_key = warm & (type_of == k // 7)
+        if of_key.sum() >= min_days:
+            floor[k] = float(np.median(energy[of_key]))
+    return _Shape(factor=factor, share=share, mean_energy=mean_energy, slope=slope, floor=floor)
 
 
 def _predict(
     model: DailyChangePointBaseline,
-    profile: FloatArray,
+    shape: _Shape,
     rows: FloatArray,
     types: list[DayType],
     type_idx: IntArray,
     local_hour: IntArray,
+    day: IntArray,
 ) -> FloatArray:
     if rows.shape[0] == 0:
         return np.zeros(0)
     obs = DailyObservations.build([date.fromordinal(1)] * rows.shape[0], np.full(rows.shape[0], np.nan), rows, types)
-    daily = model.predict(obs)
-    result: FloatArray = daily * profile[type_idx, local_hour]
+    key = type_idx * 7 + _weekday(day)
+    daily = np.maximum(model.predict(obs) * shape.factor[key], shape.floor[key])
+    # Every hour of a day of this energy, then the hour's part of them: the day's hours add up to its energy.
+    spread = shape.share[key] * daily[:, None] + shape.slope[type_idx] * (daily - shape.mean_energy[key])[:, None]
+    spread = np.maximum(spread, 0.0)
+    total = spread.sum(axis=1)
+    part = np.where(total > 0, spread[np.arange(key.size), local_hour] / np.where(total > 0, total, 1.0),
+                    shape.share[key, local_hour])
+    result: FloatArray = daily * part
     return result

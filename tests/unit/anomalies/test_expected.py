@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from anomalies.expected import ExpectedConfig, day_types_of_hours, expected_consumption
+from anomalies.expected import ExpectedConfig, ExpectedConsumption, day_types_of_hours, expected_consumption
 from mv.baseline import DayType
 
 DAYS = 60
@@ -71,3 +71,88 @@ def test_flagged_hours_are_left_out_but_refits_go_on() -> None:
 def test_day_types_from_opening_hours() -> None:
     types = day_types_of_hours(np.array([0.0, 0.5, 0.0, 0.0]), np.array([True, True, True, True]), np.array([1, 1, 2, 2]))
     assert types == [DayType.OCCUPIED, DayType.OCCUPIED, DayType.UNOCCUPIED, DayType.UNOCCUPIED]
+
+
+def test_each_weekday_gets_its_own_level_and_hours() -> None:
+    """A cultural centre open 4 h on Thursdays and 13 h on Saturdays: one profile for all open days fails both."""
+    rng = np.random.default_rng(3)
+    days = 56
+    n = days * 24
+    day = np.repeat(np.arange(1, days + 1), 24)  # date ordinals: 1 is a Monday
+    hour = np.tile(np.arange(24), days)
+    weekday = (day - 1) % 7
+    opening = {2: (14, 22), 3: (18, 22), 4: (18, 23), 5: (10, 23), 6: (14, 19)}
+    open_frac = np.zeros(n)
+    for wd, (lo, hi) in opening.items():
+        open_frac[(weekday == wd) & (hour >= lo) & (hour < hi)] = 1.0
+    y = 0.4 + 18.0 * open_frac * (1 + rng.normal(0, 0.03, n))
+    outdoor = np.full(n, np.nan)  # lighting: no weather term
+    run = expected_consumption(y, outdoor, open_frac, np.zeros(n, dtype=bool), hour, day, np.zeros(n, dtype=bool),
+                               ExpectedConfig())
+    late = slice(28 * 24, None)
+    for wd in opening:
+        sel = (weekday[late] == wd) & (open_frac[late] > 0)
+        assert abs(run.expected[late][sel].mean() / y[late][sel].mean() - 1) < 0.1, wd
+    saturday_morning = (weekday[late] == 5) & (hour[late] >= 10) & (hour[late] < 14)
+    assert run.expected[late][saturday_morning].mean() > 10.0
+
+
+def test_cold_days_spread_their_extra_energy_to_the_nights() -> None:
+    """A setback that runs only below about 3 °C: the nights of a cold day are expected to heat."""
+    rng = np.random.default_rng(4)
+    days = 70
+    n = days * 24
+    day = np.repeat(np.arange(1, days + 1), 24)
+    hour = np.tile(np.arange(24), days)
+    daily_c = 8.0 - 10.0 * (np.arange(days) / days) + rng.normal(0, 2.0, days)  # autumn into winter
+    outdoor = np.repeat(daily_c, 24)
+    comfort = (hour >= 6) & (hour < 18)
+    night = np.maximum(0.0, 3.0 - outdoor) * 2.0
+    y = np.where(comfort, 2.0 * np.maximum(0.0, 18.0 - outdoor), night) * (1 + rng.normal(0, 0.03, n)) + 0.5
+    open_frac = ((hour >= 8) & (hour < 17)).astype(float)
+    run = expected_consumption(y, outdoor, open_frac, np.zeros(n, dtype=bool), hour, day, np.zeros(n, dtype=bool),
+                               ExpectedConfig())
+    cold_nights = (np.arange(n) >= 42 * 24) & ~comfort & (outdoor < -1.0)
+    assert cold_nights.sum() > 24
+    ratio = y[cold_nights].sum() / run.expected[cold_nights].sum()
+    # A fixed share of the day (the model before) expected about a third of it (ratio 3.4); a line in the
+    # day's energy cannot follow a threshold exactly, but halves the gap.
+    assert 0.7 < ratio < 2.5
+
+
+def _heating_meter(days: int, daily_c: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+    """A heating meter that also heats hot water every morning: 2 kWh/h from 6 to 9 h, whatever the weather."""
+    rng = np.random.default_rng(seed)
+    n = days * 24
+    day = np.repeat(np.arange(1, days + 1), 24)
+    hour = np.tile(np.arange(24), days)
+    outdoor = np.repeat(daily_c, 24) + 3.0 * np.sin(2 * np.pi * (hour - 9) / 24)
+    comfort = (hour >= 6) & (hour < 18)
+    y = np.where(comfort, 2.5 * np.maximum(0.0, 15.0 - outdoor), 0.0) + np.where((hour >= 6) & (hour < 9), 2.0, 0.0)
+    y = y * (1 + rng.normal(0, 0.03, n))
+    return {"y": y, "outdoor": outdoor, "open_frac": ((hour >= 8) & (hour < 17)).astype(float), "hour": hour,
+            "day": day}
+
+
+def test_mild_days_keep_what_the_meter_still_counts() -> None:
+    """Spring into summer: the degree-day line falls to zero, the morning hot water does not."""
+    days = 90
+    s = _heating_meter(days, np.linspace(6.0, 20.0, days), seed=5)
+    expected = _run(s, np.zeros(s["y"].size, dtype=bool))
+    summer = np.arange(s["y"].size) >= 75 * 24
+    # A line stopped at zero expected a third of it (ratio 3); the mild days are now not under-expected.
+    assert 0.6 < s["y"][summer].sum() / expected[summer].sum() < 1.5
+
+
+def test_hours_colder_than_the_fitted_days_are_beyond_the_fit() -> None:
+    """Fitted on a mild autumn (8 to 12 °C), the first frost is an extrapolation; a mild day is not."""
+    days = 42
+    daily_c = np.where(np.arange(days) < 35, 10.0 + 2.0 * np.sin(np.arange(days) / 2.0), -4.0)
+    s = _heating_meter(days, daily_c, seed=6)
+    n = s["y"].size
+    model = ExpectedConsumption(s["y"], s["outdoor"], s["open_frac"], np.zeros(n, dtype=bool), s["hour"], s["day"],
+                                ExpectedConfig())
+    assert model.refit(35 * 24, np.zeros(35 * 24, dtype=bool))
+    beyond = model.beyond_fit(0, n, margin_c=2.0)
+    assert beyond[37 * 24 :].all()
+    assert not beyond[20 * 24 : 34 * 24].any()
