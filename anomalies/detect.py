@@ -498,6 +498,7 @@ class RuleSpan:
         last_active: end of its last active hour.
         opened: when it opened.
         resolved: when it resolved, ``None`` while open.
+        usage: the usage of the rule alert: it explains model alerts of that usage only.
     """
 
     building: str
@@ -505,6 +506,7 @@ class RuleSpan:
     last_active: datetime
     opened: datetime
     resolved: datetime | None = None
+    usage: str = ""
 
 
 def _key(finding: Finding) -> AlertKey:
@@ -675,9 +677,13 @@ def typical_consumption(values: FloatArray, min_history: timedelta) -> FloatArra
 
 
 def _explained(spans: Sequence[RuleSpan], building: str, opening: Transition) -> bool:
-    """A rule alert of the building, reported by the time a model alert opens, is open or overlaps it."""
+    """A rule alert of the building and usage, reported by the time a model alert opens, is open or overlaps it.
+
+    Only the same usage: a stuck water meter or a silent thermometer says nothing of the heating.
+    """
+    usage = opening.key[1]
     for span in spans:
-        if span.building != building or span.opened > opening.at:
+        if span.building != building or span.usage != usage or span.opened > opening.at:
             continue
         if span.resolved is None or span.resolved > opening.at or span.last_active > opening.start:
             return True
@@ -685,8 +691,10 @@ def _explained(spans: Sequence[RuleSpan], building: str, opening: Transition) ->
 
 
 def _record_span(spans: list[RuleSpan], building: str, t: Transition, opened: datetime, *, open_: bool = False) -> None:
-    spans[:] = [s for s in spans if not (s.building == building and s.start == t.start and s.opened == opened)]
-    spans.append(RuleSpan(building, t.start, t.last_active, opened, None if open_ else t.at))
+    usage = t.key[1]
+    spans[:] = [s for s in spans
+                if not (s.building == building and s.usage == usage and s.start == t.start and s.opened == opened)]
+    spans.append(RuleSpan(building, t.start, t.last_active, opened, None if open_ else t.at, usage))
 
 
 def events_from_findings(

@@ -162,7 +162,7 @@ class DetectorState:
             ],
             "spans": [
                 {"building": s.building, "start": s.start.timestamp(), "last_active": s.last_active.timestamp(),
-                 "opened": s.opened.timestamp(), "resolved": _ts(s.resolved)}
+                 "opened": s.opened.timestamp(), "resolved": _ts(s.resolved), "usage": s.usage}
                 for s in self.spans
             ],
         }
@@ -219,7 +219,7 @@ class DetectorState:
         }
         spans = [
             RuleSpan(str(s["building"]), _dt(s["start"]), _dt(s["last_active"]), _dt(s["opened"]),
-                     None if s["resolved"] is None else _dt(s["resolved"]))
+                     None if s["resolved"] is None else _dt(s["resolved"]), str(s.get("usage", "")))
             for s in meta["spans"]
         ]
         origin, last = meta["origin"], meta["last_hour"]

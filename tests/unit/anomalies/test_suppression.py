@@ -1,0 +1,59 @@
+"""A rule alert explains, and so silences, a model alert of the same building and usage only."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from anomalies.detect import events_from_findings
+from anomalies.events import EventKind
+from anomalies.features import HourlyFrame
+from anomalies.rules import Finding
+from inventory import Building, Inventory, Usage, parse_inventory
+
+from .test_main_meter import INVENTORY
+
+START = datetime(2025, 1, 6, tzinfo=UTC)
+N = 72
+
+
+@pytest.fixture(scope="module")
+def inventory() -> Inventory:
+    return parse_inventory(INVENTORY)
+
+
+@pytest.fixture(scope="module")
+def building(inventory: Inventory) -> Building:
+    return next(b for _, b in inventory.buildings())
+
+
+def _finding(kind: EventKind, usage: Usage, first: int, last: int) -> Finding:
+    state = np.zeros(N)
+    state[first:last] = 1.0
+    active = state == 1.0
+    expected = np.full(N, 10.0)
+    unit = "m3" if usage is Usage.WATER else "kWh"
+    return Finding(
+        qualified_name="anomalies.test", kind=kind, building="ecole", usage=usage, state=state,
+        observed=expected + np.where(active, 20.0, 0.0), expected=expected, excess=np.where(active, 20.0, 0.0),
+        unit=unit, excess_unit=unit, min_duration=timedelta(hours=2), clear_after=timedelta(hours=12),
+    )
+
+
+def _kinds(inventory: Inventory, building: Building, rule: Finding) -> list[tuple[str, str]]:
+    model = _finding(EventKind.UNUSUAL_CONSUMPTION, Usage.HEATING, 10, 30)
+    frame = HourlyFrame.build({}, counters=set(), start_s=START.timestamp(), hours=N)
+    events = events_from_findings(inventory, building, frame, [rule, model])
+    return sorted((e.kind, e.usage) for e in events)
+
+
+def test_a_rule_alert_of_another_usage_does_not_silence_a_model_alert(inventory: Inventory, building: Building) -> None:
+    stuck_water = _finding(EventKind.WATER_LEAK, Usage.WATER, 0, 60)
+    assert _kinds(inventory, building, stuck_water) == [("unusual_consumption", "heating"), ("water_leak", "water")]
+
+
+def test_a_rule_alert_of_the_same_usage_explains_the_model_alert(inventory: Inventory, building: Building) -> None:
+    heating_rule = _finding(EventKind.CONSUMPTION_UNOCCUPIED, Usage.HEATING, 0, 60)
+    assert _kinds(inventory, building, heating_rule) == [("consumption_unoccupied", "heating")]
