@@ -66,14 +66,14 @@ BoolArray = npt.NDArray[np.bool_]
 
 FAMILY_B_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "family_b.yaml"
 """The inventory of family B (the Commune de Saint-Rémy-sur-Sioule)."""
-EVALUATION_YEAR = 2027
+EVALUATION_YEAR = 2028
 """The year family B is reported on: never used to tune detection.
 
-Year 2026, seed 7 was the first evaluation; its false alerts were looked at by kind
-(frozen quantised sensors, coarse counters, gaps) while issue 11 was worked on, which
-guided generic fixes developed on synthetic series. It is therefore not clean; the
-figures are reported on 2027, seed 11, run once."""
-EVALUATION_SEED = 11
+Earlier evaluation runs are no longer clean: 2026, seed 7 (its false alerts, by kind,
+guided generic fixes developed on synthetic series: quantised sensors, coarse counters,
+gaps) and 2027, seed 11 (it showed rule alerts of one usage silencing model alerts of
+another). The figures are reported on 2028, seed 13, run once after the last change."""
+EVALUATION_SEED = 13
 """The seed family B is reported on."""
 LEAD_IN = timedelta(weeks=8)
 """History generated before the year, as a deployed pipeline would have it."""
