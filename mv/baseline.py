@@ -407,6 +407,13 @@ def _degree_days(temp: FloatArray, balance_c: float, heating: bool) -> FloatArra
     return result
 
 
+def _degree_days_grid(temp: FloatArray, balances_c: FloatArray, heating: bool) -> FloatArray:
+    """:func:`_degree_days` of every balance point at once, one row each (the same values, bit for bit)."""
+    diff = balances_c[:, None, None] - temp[None] if heating else temp[None] - balances_c[:, None, None]
+    result: FloatArray = np.nanmean(np.maximum(diff, 0.0), axis=2)
+    return result
+
+
 @dataclass(frozen=True, slots=True)
 class DailyParams:
     """Coefficients of a fitted daily change-point model.
@@ -581,7 +588,8 @@ class DailyChangePointBaseline:
     def _predict_rows(self, temp: FloatArray, day_types: Sequence[DayType]) -> FloatArray:
         p = self.params
         out = np.zeros(temp.shape[0])
-        mapped = [self._resolve(t) for t in day_types]
+        resolved = {t: self._resolve(t) for t in set(day_types)}
+        mapped = [resolved[t] for t in day_types]
         out += np.array([p.intercept[t] for t in mapped])
         missing = np.all(np.isnan(temp), axis=1)
         safe = np.where(np.isnan(temp), np.nanmean(np.where(missing[:, None], 0.0, temp), axis=1, keepdims=True), temp)
@@ -632,8 +640,10 @@ class DailyChangePointBaseline:
         """
         present = [t for t in DayType if t in types]
         onehot = np.array([[1.0 if t == u else 0.0 for u in present] for t in types])
-        hdds = {bp: _degree_days(temp, bp, heating=True) for bp in self._grid(self.config.heating_balance_c)}
-        cdds = {bp: _degree_days(temp, bp, heating=False) for bp in self._grid(self.config.cooling_balance_c)}
+        hgrid = self._grid(self.config.heating_balance_c)
+        cgrid = self._grid(self.config.cooling_balance_c)
+        hdds = dict(zip(hgrid, _degree_days_grid(temp, hgrid, heating=True), strict=True))
+        cdds = dict(zip(cgrid, _degree_days_grid(temp, cgrid, heating=False), strict=True))
         bank: list[FloatArray] = [np.ones(y.size)]
 
         def add(cols: FloatArray) -> list[int]:
@@ -711,16 +721,11 @@ class DailyChangePointBaseline:
             se = np.sqrt(np.maximum(sse / (n - p), 0.0)[:, None] * np.maximum(diag, 0.0))
             with np.errstate(divide="ignore", invalid="ignore"):
                 t = coef / se
-            for j, member in enumerate(sel):
-                slopes = t[j, cands[member][1] :]
-                if tiny[j] or not np.all(np.isfinite(slopes)):
-                    status[member] = 2
-                elif np.any(slopes < self.config.min_t_stat - margin):
-                    status[member] = 0
-                elif np.all(slopes > self.config.min_t_stat + margin):
-                    status[member] = 1
-                else:
-                    status[member] = 2
+            slope = np.arange(p)[None, :] >= np.array([cands[m][1] for m in sel])[:, None]
+            unsure = tiny | np.any(slope & ~np.isfinite(t), axis=1)
+            low = np.any(slope & (t < self.config.min_t_stat - margin), axis=1)
+            high = np.all(~slope | (t > self.config.min_t_stat + margin), axis=1)
+            status[sel] = np.where(unsure, 2, np.where(low, 0, np.where(high, 1, 2)))
         valid = bic[status == 1]
         limit = float(valid.min()) if valid.size else math.inf
         limit += 1e-6 * (abs(limit) + n) if valid.size else 0.0
