@@ -407,6 +407,13 @@ def _degree_days(temp: FloatArray, balance_c: float, heating: bool) -> FloatArra
     return result
 
 
+def _degree_days_grid(temp: FloatArray, balances_c: FloatArray, heating: bool) -> FloatArray:
+    """:func:`_degree_days` of every balance point at once, one row each (the same values, bit for bit)."""
+    diff = balances_c[:, None, None] - temp[None] if heating else temp[None] - balances_c[:, None, None]
+    result: FloatArray = np.nanmean(np.maximum(diff, 0.0), axis=2)
+    return result
+
+
 @dataclass(frozen=True, slots=True)
 class DailyParams:
     """Coefficients of a fitted daily change-point model.
@@ -581,7 +588,8 @@ class DailyChangePointBaseline:
     def _predict_rows(self, temp: FloatArray, day_types: Sequence[DayType]) -> FloatArray:
         p = self.params
         out = np.zeros(temp.shape[0])
-        mapped = [self._resolve(t) for t in day_types]
+        resolved = {t: self._resolve(t) for t in set(day_types)}
+        mapped = [resolved[t] for t in day_types]
         out += np.array([p.intercept[t] for t in mapped])
         missing = np.all(np.isnan(temp), axis=1)
         safe = np.where(np.isnan(temp), np.nanmean(np.where(missing[:, None], 0.0, temp), axis=1, keepdims=True), temp)
@@ -620,37 +628,108 @@ class DailyChangePointBaseline:
         return np.round(np.arange(lo, hi + step / 2, step), 6)
 
     def _search(self, y: FloatArray, temp: FloatArray, types: list[DayType]) -> _Candidate | None:
+        """The lowest-BIC valid candidate, the first one in search order on a tie.
+
+        Every candidate is a choice of columns of one bank (intercepts, degree
+        days per balance point). All are screened at once through their normal
+        equations (one batched numpy solve per number of columns); the ones the
+        screen cannot rule out (BIC within a tolerance of the best, a t statistic
+        or conditioning too close to call) are then fitted one by one, in search
+        order, by :meth:`_ols`, so the choice and its coefficients are exactly
+        those of fitting every candidate by :meth:`_ols`.
+        """
         present = [t for t in DayType if t in types]
         onehot = np.array([[1.0 if t == u else 0.0 for u in present] for t in types])
-        ones = np.ones((y.size, 1))
-        splits = {"none": ones} if len(present) == 1 else {"none": ones, "intercept": onehot}
-        hdds = {bp: _degree_days(temp, bp, heating=True) for bp in self._grid(self.config.heating_balance_c)}
-        cdds = {bp: _degree_days(temp, bp, heating=False) for bp in self._grid(self.config.cooling_balance_c)}
-        best: _Candidate | None = None
+        hgrid = self._grid(self.config.heating_balance_c)
+        cgrid = self._grid(self.config.cooling_balance_c)
+        hdds = dict(zip(hgrid, _degree_days_grid(temp, hgrid, heating=True), strict=True))
+        cdds = dict(zip(cgrid, _degree_days_grid(temp, cgrid, heating=False), strict=True))
+        bank: list[FloatArray] = [np.ones(y.size)]
 
-        def consider(cols: FloatArray, slope_idx: list[int], hbp: float | None, cbp: float | None, split: str) -> None:
-            nonlocal best
-            cand = self._ols(y, cols, slope_idx)
-            if cand is not None and (best is None or cand[1] < best.bic):
-                best = _Candidate(cand[1], cand[0], hbp, cbp, split)
+        def add(cols: FloatArray) -> list[int]:
+            first = len(bank)
+            bank.extend(cols.T)
+            return list(range(first, len(bank)))
 
+        splits = {"none": [0]} if len(present) == 1 else {"none": [0], "intercept": add(onehot)}
+        cdd_cols = {float(bp): add(cdd[:, None])[0] for bp, cdd in cdds.items() if cdd.any()}
+        # (columns, number of leading base columns, heating balance, cooling balance, split), in search order.
+        cands: list[tuple[list[int], int, float | None, float | None, str]] = []
+        heat_cols: dict[tuple[float, str], list[int]] = {}
         for split, base in splits.items():
-            k = base.shape[1]
-            consider(base, [], None, None, split)
-            for cbp, cdd in cdds.items():
-                if cdd.any():
-                    consider(np.hstack([base, cdd[:, None]]), [k], None, float(cbp), split)
+            k = len(base)
+            cands.append((base, k, None, None, split))
+            cands.extend(([*base, col], k, None, cbp, split) for cbp, col in cdd_cols.items())
             for hbp, hdd in hdds.items():
                 if not hdd.any():
                     continue
                 for name, hcols in self._heat_cols(split, onehot, hdd).items():
-                    slopes = list(range(k, k + hcols.shape[1]))
-                    consider(np.hstack([base, hcols]), slopes, float(hbp), None, name)
-                    for cbp, cdd in cdds.items():
-                        if cbp >= hbp and cdd.any():
-                            cols = np.hstack([base, hcols, cdd[:, None]])
-                            consider(cols, [*slopes, cols.shape[1] - 1], float(hbp), float(cbp), name)
+                    key = (float(hbp), name if name == "intercept+heating" else "single")
+                    if key not in heat_cols:
+                        heat_cols[key] = add(hcols)
+                    cols = [*base, *heat_cols[key]]
+                    cands.append((cols, k, float(hbp), None, name))
+                    cands.extend(([*cols, col], k, float(hbp), cbp, name) for cbp, col in cdd_cols.items() if cbp >= hbp)
+        matrix = np.column_stack(bank)
+        keep = self._screen(y, matrix, [(c[0], c[1]) for c in cands])
+        best: _Candidate | None = None
+        for i in keep:
+            cols, k, hbp, cbp, split = cands[i]
+            x = np.ascontiguousarray(matrix[:, cols])
+            cand = self._ols(y, x, list(range(k, len(cols))))
+            if cand is not None and (best is None or cand[1] < best.bic):
+                best = _Candidate(cand[1], cand[0], hbp, cbp, split)
         return best
+
+    def _screen(self, y: FloatArray, matrix: FloatArray, cands: list[tuple[list[int], int]]) -> list[int]:
+        """Candidates (their indices, in order) that may be the best valid one; the others surely are not.
+
+        Args:
+            y: the observations.
+            matrix: the bank of columns.
+            cands: per candidate, its columns in ``matrix`` and how many of them are not slopes.
+        """
+        n = y.size
+        gram = matrix.T @ matrix
+        xty = matrix.T @ y
+        bic = np.full(len(cands), np.inf)
+        status = np.zeros(len(cands), dtype=np.int8)  # 0 surely invalid, 1 surely valid, 2 to check
+        margin = 1e-4 * (1.0 + self.config.min_t_stat)
+        by_width: dict[int, list[int]] = {}
+        for i, (cols, _) in enumerate(cands):
+            by_width.setdefault(len(cols), []).append(i)
+        for p, members in by_width.items():
+            if n <= p + 1:
+                continue
+            idx = np.array([cands[i][0] for i in members])
+            g = gram[idx[:, :, None], idx[:, None, :]]
+            eig = np.linalg.eigvalsh(g)
+            sound = eig[:, 0] > 1e-8 * eig[:, -1]
+            status[[m for m, s in zip(members, sound, strict=True) if not s]] = 2
+            if not sound.any():
+                continue
+            rows = np.flatnonzero(sound)
+            sel = [members[r] for r in rows]
+            g = g[rows]
+            coef = np.linalg.solve(g, xty[idx[rows]][:, :, None])[:, :, 0]
+            x = matrix[:, idx[rows]]  # (n, c, p)
+            resid = y[:, None] - np.einsum("ncp,cp->nc", x, coef)
+            sse = np.einsum("nc,nc->c", resid, resid)
+            bic[sel] = n * np.log(np.maximum(sse, 1e-12) / n) + p * math.log(n)
+            tiny = sse <= 1e-10 * float(y @ y)
+            diag = np.diagonal(np.linalg.inv(g), axis1=1, axis2=2)
+            se = np.sqrt(np.maximum(sse / (n - p), 0.0)[:, None] * np.maximum(diag, 0.0))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                t = coef / se
+            slope = np.arange(p)[None, :] >= np.array([cands[m][1] for m in sel])[:, None]
+            unsure = tiny | np.any(slope & ~np.isfinite(t), axis=1)
+            low = np.any(slope & (t < self.config.min_t_stat - margin), axis=1)
+            high = np.all(~slope | (t > self.config.min_t_stat + margin), axis=1)
+            status[sel] = np.where(unsure, 2, np.where(low, 0, np.where(high, 1, 2)))
+        valid = bic[status == 1]
+        limit = float(valid.min()) if valid.size else math.inf
+        limit += 1e-6 * (abs(limit) + n) if valid.size else 0.0
+        return [i for i in range(len(cands)) if status[i] == 2 or (status[i] == 1 and bic[i] <= limit)]
 
     @staticmethod
     def _heat_cols(split: str, onehot: FloatArray, hdd: FloatArray) -> dict[str, FloatArray]:
