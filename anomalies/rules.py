@@ -1132,8 +1132,10 @@ def _in_season(building: Building, times_s: FloatArray) -> BoolArray:
 
 
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
-_TEMPERATURE_BANDS = (3.0, 6.0, 9.0, 12.0)
-"""Edges (°C, mean of the last 24 h) of the weather classes in which a heating counter learns how often it stands still."""
+_TEMPERATURE_BANDS = (3.0, 6.0, 9.0, 11.0, 13.0)
+"""Edges (°C, mean of the last 6 h) of the weather classes in which a heating counter learns how often it stands still."""
+_THERMOSTAT_H = 6
+"""Hours of outdoor temperature a heating thermostat responds to (the building's inertia)."""
 
 
 def _trailing_mean(values: FloatArray, window: int) -> FloatArray:
@@ -1194,12 +1196,13 @@ class StaleCounterRule:
 
     A counter serving heating (:func:`_serves_heating`) is expected to stand
     still when heating is not expected: while the mean outdoor temperature of
-    the last 24 h is at or above ``heating_off_above_c``, outside the
-    building's declared ``heating_season``, or while the building is closed.
-    Such hours add no surprise and are left out of its history, which it
-    learns per weather band (mean of the last 24 h) rather than per hour of
-    the week. A run that began while heating was switched off (warm weather,
-    out of season) adds surprise only once the last 72 h are clearly cold
+    the last 24 h, or of the last 6 h (a mild afternoon: the thermostat
+    stops the burner), is at or above ``heating_off_above_c``, or outside the
+    building's declared ``heating_season``. Such hours add no surprise and
+    are left out of its history, which it learns per weather band (mean of
+    the last 6 h) and kind of closure rather than per hour of the week. A
+    run that began while heating was switched off (warm days, out of
+    season) adds surprise only once the last 72 h are clearly cold
     (``heating_restart_margin_c`` below the cut-off): until then heating not
     yet switched back on is the likelier story.
 
@@ -1259,13 +1262,17 @@ class StaleCounterRule:
             if outdoor_c is not None:
                 mean24 = _trailing_mean(outdoor_c, 24)
                 warm = mean24 >= config.heating_off_above_c
-                expected &= ~warm
+                # A thermostat stops the heater through a mild afternoon while the day is still cold:
+                # the last hours' weather, not the day's, says whether the burner should run now.
+                mean6 = _trailing_mean(outdoor_c, _THERMOSTAT_H)
+                mild = mean6 >= config.heating_off_above_c
+                expected &= ~(warm | mild)
                 switched_off |= warm
                 # Heating switched off for warm weather is switched on again by someone, some day: until
                 # it is clearly cold, a still meter is heating not yet back on, not a stuck counter.
                 cold = _trailing_mean(outdoor_c, 72) < config.heating_off_above_c - config.heating_restart_margin_c
                 # A heating counter's stillness follows the weather more than the hour of the week.
-                band = np.digitize(np.nan_to_num(mean24, nan=99.0), _TEMPERATURE_BANDS)
+                band = np.digitize(np.nan_to_num(mean6, nan=99.0), _TEMPERATURE_BANDS)
                 how = closure * 10 + band
         counted = known & expected
         zeros = _earlier_counts(how, still & counted)

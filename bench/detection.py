@@ -247,6 +247,7 @@ def score(events: list[Ev], faults: list[Fault], buildings: int, months: float) 
         }
     return {
         "per_fault": per_fault,
+        "precision": round((len(events) - false_alerts) / len(events), 3) if events else 0.0,
         "false_alerts": false_alerts,
         "false_alerts_per_building_month": round(false_alerts / (buildings * months), 3),
         "events": len(events),
@@ -262,7 +263,7 @@ def _consumption_recall(per_fault: dict[str, dict[str, float | int | None]]) -> 
 
 def _print(name: str, result: dict[str, Any]) -> None:
     print(f"\n== {name}: {result['events']} events, {result['false_alerts']} false alerts "
-          f"= {result['false_alerts_per_building_month']} per building per month")
+          f"= {result['false_alerts_per_building_month']} per building per month, precision {result['precision']}")
     print(f"{'fault':18} {'n':>3} {'found':>5} {'events':>6} {'tp':>4} {'fp':>4} {'misn.':>5} "
           f"{'precision':>9} {'recall':>6} {'delay_h':>7}")
     for kind, m in result["per_fault"].items():
@@ -296,7 +297,13 @@ def main() -> None:
     parser.add_argument("--year", type=int, default=None, help="default: 2027 for family a, 2028 for family b")
     parser.add_argument("--seed", type=int, default=None, help="default: 3 for family a, 13 for family b")
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--runs", default=",".join(RUNS), help="comma-separated subset of: " + ", ".join(RUNS))
+    parser.add_argument("--no-baselines", action="store_true", help="skip the two baselines (a quicker look)")
     args = parser.parse_args()
+    wanted = [name.strip() for name in args.runs.split(",") if name.strip()]
+    unknown = sorted(set(wanted) - set(RUNS))
+    if unknown:
+        parser.error(f"--runs: unknown {', '.join(unknown)}; choose among {', '.join(RUNS)}")
     family: str = args.family
     year: int = args.year if args.year is not None else (2027 if family == "a" else EVALUATION_YEAR)
     seed: int = args.seed if args.seed is not None else (3 if family == "a" else EVALUATION_SEED)
@@ -318,7 +325,7 @@ def main() -> None:
     print(f"family {family}: simulated {year} (seed {seed}) + {LEAD_IN.days} days before: {rows} readings, "
           f"{len(faults)} faults, {time.perf_counter() - t0:.1f} s; files in {work}")
     buildings = sum(1 for _ in inv.buildings())
-    runs = RUNS if family == "b" else {"combined": RUNS["combined"]}
+    runs = {name: RUNS[name] for name in wanted if family == "b" or name == "combined"}
     results: dict[str, dict[str, Any]] = {}
     errors: dict[str, str] = {}
     for name, (title, extra) in runs.items():
@@ -335,7 +342,7 @@ def main() -> None:
         _print(title, results[name])
     t0 = time.perf_counter()
     baselines = {}
-    for name, events in _baselines(csv_path, config).items():
+    for name, events in ({} if args.no_baselines else _baselines(csv_path, config)).items():
         events = [e for e in events if e.end > year_start and e.start < year_end]
         baselines[name] = score(events, faults, buildings, 12.0)
         _print(f"baseline {name}", baselines[name])
@@ -346,6 +353,7 @@ def main() -> None:
             "per_fault": {k: {"precision": m["precision"], "recall": m["recall"], "delay_h": m["delay_h"]}
                           for k, m in r["per_fault"].items()},
             "false_alerts_per_building_month": r["false_alerts_per_building_month"],
+            "precision": r["precision"],
             "consumption_recall": r["consumption_recall"],
         }
 
