@@ -97,24 +97,41 @@ class _Tree:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class _Forest:
-    """Every tree's nodes in one set of arrays, so that all trees are walked at once (one numpy step per depth)."""
+    """Every tree's nodes in one set of arrays, so that all trees are walked at once (one numpy step per depth).
+
+    A leaf is its own two children, with an infinite threshold: a row that has
+    reached its leaf stays there, so every row takes the same steps, without
+    gathering the rows still walking at each level.
+    """
 
     roots: IntArray
-    left: IntArray  # -1 at leaves
-    right: IntArray
-    column: IntArray  # the row's column each node splits on
-    threshold: FloatArray
+    children: IntArray  # node 2k: left child of node k, 2k + 1: right child (k itself at leaves)
+    column: IntArray  # the row's column each node splits on (0 at leaves)
+    threshold: FloatArray  # +inf at leaves
     path: FloatArray
+    depth: int  # the deepest leaf's depth: steps of the walk
 
     @classmethod
     def stack(cls, trees: list[_Tree]) -> _Forest:
         sizes = np.array([t.left.size for t in trees], dtype=np.int64)
         roots = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-        left = np.concatenate([np.where(t.left >= 0, t.left + r, -1) for t, r in zip(trees, roots.tolist(), strict=True)])
-        right = np.concatenate([np.where(t.left >= 0, t.right + r, -1) for t, r in zip(trees, roots.tolist(), strict=True)])
-        column = np.concatenate([t.features[t.feature] for t in trees])
-        return cls(roots, left.astype(np.int64), right.astype(np.int64), column.astype(np.int64),
-                   np.concatenate([t.threshold for t in trees]), np.concatenate([t.path for t in trees]))
+        own = np.arange(int(sizes.sum()), dtype=np.int64)
+        leaf = np.concatenate([t.left < 0 for t in trees])
+        left = np.concatenate([t.left + r for t, r in zip(trees, roots.tolist(), strict=True)])
+        right = np.concatenate([t.right + r for t, r in zip(trees, roots.tolist(), strict=True)])
+        children = np.empty(2 * own.size, dtype=np.int64)
+        children[0::2] = np.where(leaf, own, left)
+        children[1::2] = np.where(leaf, own, right)
+        column = np.where(leaf, 0, np.concatenate([t.features[t.feature] for t in trees])).astype(np.int64)
+        threshold = np.where(leaf, np.inf, np.concatenate([t.threshold for t in trees]))
+        depth = 0
+        node = roots.copy()
+        while node.size:  # breadth first: the nodes of each level
+            node = node[~leaf[node]]
+            if node.size:
+                depth += 1
+                node = np.concatenate([children[2 * node], children[2 * node + 1]])
+        return cls(roots, children, column, threshold, np.concatenate([t.path for t in trees]), depth)
 
     def path_lengths(self, x: FloatArray) -> FloatArray:
         """Per tree (rows of the result) and row, its path length (left when the value is at most the threshold)."""
@@ -122,13 +139,9 @@ class _Forest:
         flat = np.ascontiguousarray(x).ravel()
         node = np.repeat(self.roots, n_rows)
         row_at = np.tile(np.arange(n_rows, dtype=np.int64) * n_columns, self.roots.size)  # where each row starts in flat
-        todo = np.flatnonzero(self.left[node] >= 0)
-        while todo.size:
-            n = node[todo]
-            go_left = flat[row_at[todo] + self.column[n]] <= self.threshold[n]
-            nxt = np.where(go_left, self.left[n], self.right[n])
-            node[todo] = nxt
-            todo = todo[self.left[nxt] >= 0]
+        for _ in range(self.depth):
+            right = flat[row_at + self.column[node]] > self.threshold[node]  # not (value <= threshold)
+            node = self.children[2 * node + right]
         result: FloatArray = self.path[node].reshape(self.roots.size, n_rows)
         return result
 
