@@ -353,6 +353,11 @@ def explain(event: AnomalyEvent, language: Language = "fr") -> str:
         "usage_name": _USAGE_NAMES[language].get(event.usage, event.usage),
         **event.facts,
     }
+    silent = _silent_points(event)
+    if len(silent) > 1:  # one device or gateway gone silent: every point of it is named, not only the first
+        template = _MISSING_MANY[language]
+        facts["count"] = len(silent)
+        facts["points"] = ", ".join(silent)
     occupied = bool(facts.get("occupied", True))
     facts.setdefault("occupancy_fr", "bâtiment occupé" if occupied else "bâtiment inoccupé")
     facts.setdefault("occupancy_en", "occupied" if occupied else "unoccupied")
@@ -366,6 +371,27 @@ def explain(event: AnomalyEvent, language: Language = "fr") -> str:
     if event.kind != "heating_unoccupied":
         body += f" ({_span(event, language)})"
     return f"{event.building_name}: {body}{_money(event, language)}"
+
+
+_MISSING_MANY: dict[str, str] = {
+    "fr": "aucune donnée de {count} points partis ensemble (même appareil ou passerelle ?) : {points}, "
+    "pendant {hours:.0f} h",
+    "en": "no data from {count} points that went silent together (same device or gateway?): {points}, "
+    "for {hours:.0f} h",
+}
+
+
+def _silent_points(event: AnomalyEvent) -> list[str]:
+    """Every point a ``missing_data`` event stands for: its own, then those silent with it (fact ``silent_with``).
+
+    >>> _silent_points(replace(_sample_event(), kind="missing_data", point="b1-temp",
+    ...                        facts={"silent_with": "b1-co2, b1-hum", "hours": 50.0}))
+    ['b1-temp', 'b1-co2', 'b1-hum']
+    """
+    if event.kind != EventKind.MISSING_DATA.value:
+        return []
+    others = [p.strip() for p in str(event.facts.get("silent_with", "")).split(",") if p.strip()]
+    return [p for p in [event.point or "", *others] if p]
 
 
 def _explain_model(event: AnomalyEvent, language: Language) -> str:
