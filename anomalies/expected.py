@@ -51,13 +51,18 @@ Sample config (``ExpectedConfig``)::
 >>> heat = np.maximum(0.0, 16.0 - outdoor) * np.where((local_hour >= 7) & (local_hour < 18), 2.0, 0.5)
 >>> y = heat * np.where(open_day, 1.0, 0.4) + 1.0
 >>> open_frac = np.where(open_day & (local_hour >= 8) & (local_hour < 17), 1.0, 0.0)
->>> run = expected_consumption(y, outdoor, open_frac, np.zeros(hours, dtype=bool), local_hour,
-...                            day_of, np.zeros(hours, dtype=bool), ExpectedConfig())
->>> run.fits, bool(np.isnan(run.expected[:24 * 14]).any())
-(2, False)
->>> error = np.abs(run.expected[24 * 14:] - y[24 * 14:]) / y[24 * 14:]
+>>> model = ExpectedConsumption(y, outdoor, open_frac, np.zeros(hours, dtype=bool), local_hour, day_of,
+...                             ExpectedConfig())
+>>> refit_hours(hours, ExpectedConfig())
+[336, 504]
+>>> model.refit(336, np.zeros(336, dtype=bool)), model.fits
+(True, 1)
+>>> error = np.abs(model.predict(336, hours) - y[336:]) / y[336:]
 >>> bool(np.mean(error) < 0.1)
 True
+
+The walk forward (refit every week, predict the week after, leave out the
+flagged hours) is :func:`anomalies.detect.run_models`'s.
 """
 
 from __future__ import annotations
@@ -77,9 +82,7 @@ from streams.errors import InsufficientData, ModelError
 __all__ = [
     "ExpectedConfig",
     "ExpectedConsumption",
-    "ExpectedRun",
     "day_types_of_hours",
-    "expected_consumption",
     "refit_hours",
     "trailing_temperatures",
 ]
@@ -128,23 +131,6 @@ class ExpectedConfig(BaseModel):
             cooling_balance_c=self.cooling_balance_c,
             balance_step_c=self.balance_step_c,
         )
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class ExpectedRun:
-    """The walk-forward expected consumption of one building × usage.
-
-    Attributes:
-        expected: per hour, what would have been consumed (``nan`` before the first fit or without temperature).
-        fits: how many times the model was fitted.
-        last: the last fitted daily model, if any.
-        fitted_at: per hour, the hour index of the fit that predicted it (-1 none).
-    """
-
-    expected: FloatArray
-    fits: int
-    last: DailyChangePointBaseline | None
-    fitted_at: IntArray
 
 
 def day_types_of_hours(open_frac: FloatArray, school_holiday: BoolArray, day: IntArray) -> list[DayType]:
@@ -274,49 +260,6 @@ class ExpectedConsumption:
         edge = self.coldest_c[self.type_idx[start:stop]]
         result: BoolArray = ~(mean_c >= edge - margin_c)  # nan edge or nan temperature: beyond
         return result
-
-
-def expected_consumption(
-    y: FloatArray,
-    outdoor_c: FloatArray,
-    open_frac: FloatArray,
-    school_holiday: BoolArray,
-    local_hour: IntArray,
-    day: IntArray,
-    excluded: BoolArray,
-    config: ExpectedConfig,
-) -> ExpectedRun:
-    """Walk-forward expected consumption of one series, refitted every ``config.refit_every``.
-
-    Args:
-        y: observed consumption per hour (``nan`` unknown).
-        outdoor_c: outdoor temperature per hour (``nan`` unknown; all ``nan``: no weather term).
-        open_frac: open share of each hour.
-        school_holiday: the hour's local day is in the school holidays.
-        local_hour: local wall-clock hour, 0-23.
-        day: local day number of each hour.
-        excluded: hours never used to fit (flagged by a rule or an open alert).
-        config: start, refit cadence, search ranges.
-
-    Returns:
-        The expected consumption and the fits.
-    """
-    n = y.size
-    model = ExpectedConsumption(y, outdoor_c, open_frac, school_holiday, local_hour, day, config)
-    expected = np.full(n, np.nan)
-    fitted_at = np.full(n, -1, dtype=np.int64)
-    at_hours = refit_hours(n, config)
-    for k, at in enumerate(at_hours):
-        stop = at_hours[k + 1] if k + 1 < len(at_hours) else n
-        first = not model.fitted
-        if model.refit(at, excluded[:at]) and first:
-            # The reference the forest first fits on: in-sample values of the hours before.
-            expected[:at] = model.predict(0, at)
-            fitted_at[:at] = at
-        if model.fitted:
-            expected[at:stop] = model.predict(at, stop)
-            fitted_at[at:stop] = at
-    return ExpectedRun(expected=expected, fits=model.fits, last=model.last, fitted_at=fitted_at)
 
 
 def refit_hours(n: int, config: ExpectedConfig) -> list[int]:

@@ -97,6 +97,24 @@ def test_no_look_ahead(inventory: Inventory, readings: dict[str, PointSeries], w
     _check_known_at(whole, cut, at)
 
 
+MODELS = DetectConfig(model_events=True)
+
+
+@pytest.fixture(scope="module")
+def whole_models(inventory: Inventory, readings: dict[str, PointSeries]) -> list[AnomalyEvent]:
+    return detect(inventory, readings, MODELS)
+
+
+@pytest.mark.parametrize("at", [datetime(2026, 1, 29, 2, tzinfo=UTC), datetime(2026, 2, 5, 18, tzinfo=UTC)],
+                         ids=lambda d: d.strftime("%m%d%H"))
+def test_no_look_ahead_with_the_models(inventory: Inventory, readings: dict[str, PointSeries],
+                                       whole_models: list[AnomalyEvent], at: datetime) -> None:
+    """With the expected model and the forest on (and their events): detection up to h is what the whole knew at h."""
+    assert any(e.source == "model" for e in whole_models), "the forest raised nothing: the test would prove little"
+    cut = detect(inventory, _cut(readings, at), MODELS)
+    _check_known_at(whole_models, cut, at)
+
+
 def _replay(inventory: Inventory, readings: dict[str, PointSeries], bounds: list[datetime],
             config: DetectConfig = RULES) -> tuple[dict[Any, dict[str, Any]], list[list[AnomalyEvent]]]:
     """Advance through ``bounds``, feeding only the readings since the previous bound; the latest of every alert."""

@@ -228,3 +228,33 @@ def test_a_learnt_share_of_the_gas_meter_raises_no_model_alert(inventory: Invent
     assert {f.usage for f in found.models} == {Usage.HEATING}
     assert {s.usage for s in found.expected} == {Usage.HEATING, Usage.DHW}
     assert has_own_meter(building, BuildingHours.build(inventory, building, frame, FrenchCalendar("B")).usages[Usage.HEATING])
+
+
+@pytest.mark.parametrize("cut", [30 * 24 - 1, 49 * 24 - 1])  # at local midnight (UTC+1): whole local days
+def test_expected_model_and_forest_are_causal(inventory: Inventory, readings: dict[str, PointSeries], cut: int) -> None:
+    """run_models on the hours up to h gives, for those hours, what it gives on the whole series (models on).
+
+    The whole series holds the two faults after h (the holiday week, 15 Feb) or not: whatever follows h, the
+    expected values, the forest's scores and flags and the beyond-the-fit hours before h are the same, bit for bit.
+    Cut at local midnight: a day's type (open, closed, holiday) comes from its opening hours, and a frame cut at
+    7:00 does not hold that day's 8:00-17:00 yet, so the cut day's hours are expected as a closed day's.
+    """
+    days = 70
+    start_s = START.astimezone(UTC).timestamp()
+    building = next(b for _, b in inventory.buildings())
+
+    def hours_up_to(n: int) -> BuildingHours:
+        end = start_s + n * 3600.0
+        short = {k: PointSeries(s.times_s[s.times_s <= end], s.values[s.times_s <= end]) for k, s in readings.items()}
+        frame = HourlyFrame.build(short, counters={"gaz"}, start_s=start_s, hours=n)
+        return BuildingHours.build(inventory, building, frame, FrenchCalendar("B"))
+
+    whole = {r.usage: r for r in run_models(hours_up_to(days * 24), np.zeros(days * 24, dtype=np.bool_), DetectConfig())}
+    part = {r.usage: r for r in run_models(hours_up_to(cut), np.zeros(cut, dtype=np.bool_), DetectConfig())}
+    assert set(part) == set(whole)
+    assert np.isfinite(part[Usage.HEATING].scores).any()  # the forest did run (hot water is a learnt share: none)
+    for usage, run in part.items():
+        full = whole[usage]
+        assert np.isfinite(run.expected).any(), usage
+        for name in ("expected", "scores", "flagged", "residual", "ratio", "beyond_fit"):
+            assert np.array_equal(getattr(run, name), getattr(full, name)[:cut], equal_nan=name != "beyond_fit"), name
