@@ -1176,6 +1176,53 @@ def _counter_step(series: PointSeries, times: FloatArray) -> FloatArray:
     return result
 
 
+_PRIOR_H = 24.0
+"""Weight (hours) of the even-odds prior on a class's chance of a still hour."""
+_COOL_DOWN_H = 48
+"""Hours of closure after which a building has cooled to frost protection (Art. R241-26: closures past 48 h)."""
+
+
+def _heat_demand(
+    building: Building,
+    times: FloatArray,
+    open_frac: FloatArray,
+    closed_since: IntArray,
+    outdoor_c: FloatArray | None,
+    config: RulesConfig,
+) -> tuple[BoolArray, BoolArray, BoolArray]:
+    """Hours of clear heat demand, hours heating is off, and hours cold enough to restart it.
+
+    A building held at setpoint ``s`` needs heat below a balance point: ``heating_off_above_c`` at the
+    occupied setpoint, lower by as many kelvin as the setpoint held is lower (heat losses follow
+    indoor minus outdoor; gains stay). The setpoint held is the occupied one while open, the setback
+    at night, the weekend setpoint through the first 48 h of a longer closure and frost protection
+    after. Demand is clear when both the last 24 h and the last 6 h (a mild, sunny afternoon stops the
+    burner) are ``heating_restart_margin_c`` below that balance point, inside the declared
+    ``heating_season``. Heating is off (switched off, or idle) where demand is not clear; heating
+    switched off is switched on again once the last 72 h are clearly below the balance point.
+
+    Without an outdoor temperature, every in-season hour is demand.
+    """
+    season = _in_season(building, times)
+    if outdoor_c is None:
+        return season, ~season, np.ones(times.size, dtype=np.bool_)
+    occupied = building.heating_setpoint_occupied_c
+    setback = building.heating_setpoint_unoccupied_c
+    weekend = building.heating_setpoint_weekend_c if building.heating_setpoint_weekend_c is not None else setback
+    held = np.where(
+        open_frac > 0.0, occupied,
+        np.where(closed_since < _LONG_CLOSURE_H, setback,
+                 np.where(closed_since < _COOL_DOWN_H, weekend, building.heating_frost_protection_c)),
+    )
+    below = config.heating_off_above_c - np.maximum(0.0, occupied - held) - config.heating_restart_margin_c
+    mean24 = _trailing_mean(outdoor_c, 24)
+    mean6 = _trailing_mean(outdoor_c, _THERMOSTAT_H)
+    mean72 = _trailing_mean(outdoor_c, 72)
+    demand: BoolArray = season & (mean24 < below) & (mean6 < below)
+    cold: BoolArray = mean72 < below
+    return demand, ~demand, cold
+
+
 class StaleCounterRule:
     """A counter standing still while its own history says it should move.
 
@@ -1195,16 +1242,23 @@ class StaleCounterRule:
     after the run (the catch-up jump) is flagged too, so other rules skip it.
 
     A counter serving heating (:func:`_serves_heating`) is expected to stand
-    still when heating is not expected: while the mean outdoor temperature of
-    the last 24 h, or of the last 6 h (a mild afternoon: the thermostat
-    stops the burner), is at or above ``heating_off_above_c``, or outside the
-    building's declared ``heating_season``. Such hours add no surprise and
-    are left out of its history, which it learns per weather band (mean of
-    the last 6 h) and kind of closure rather than per hour of the week. A
-    run that began while heating was switched off (warm days, out of
-    season) adds surprise only once the last 72 h are clearly cold
-    (``heating_restart_margin_c`` below the cut-off): until then heating not
-    yet switched back on is the likelier story.
+    still whenever heat demand is not clear (:func:`_heat_demand`): the
+    balance point is ``heating_off_above_c`` at the occupied setpoint, lower
+    by as many kelvin as the setpoint held then (setback, weekend, frost
+    protection past 48 h of closure) is lower, and demand is clear only when
+    the last 24 h and the last 6 h (a mild, sunny afternoon stops the burner)
+    are ``heating_restart_margin_c`` below it, inside the declared
+    ``heating_season``. Other hours add no surprise and are left out of its
+    history, which it learns per weather band (mean of the last 6 h) and kind
+    of closure rather than per hour of the week, with an even-odds prior
+    worth a day of hours (a band seen a few hours is not confident). A run
+    that began while heating was off (mild or warm weather: also a seasonal
+    switch-off nobody declared) adds surprise only once the last 72 h are
+    clearly below the balance point: until then heating not yet switched back
+    on is the likelier story. A run that began in a closure (the heater
+    coasts down to the lower setpoint, possibly all closure long) adds
+    surprise only in open hours, or past 48 h of closure when the weather is
+    cold enough for frost protection.
 
     Lookback: the counter's whole past (running counts, kept as state), and
     the current still run.
@@ -1253,31 +1307,23 @@ class StaleCounterRule:
         expected = np.ones(n, dtype=np.bool_)
         switched_off = np.zeros(n, dtype=np.bool_)
         cold = np.ones(n, dtype=np.bool_)
-        if _serves_heating(point):
-            # Issue 11: heat meters standing still in warm weather were most false alerts.
-            season = _in_season(building, times)
-            # Closed hours count too: their own class (below) says whether a closed building keeps its meter moving.
-            expected = season.copy()
-            switched_off = ~season
+        heating = _serves_heating(point)
+        if heating:
+            # Issue 11: heat meters standing still without heat demand were most false alerts.
+            expected, switched_off, cold = _heat_demand(building, times, open_frac, closed_since, outdoor_c, config)
             if outdoor_c is not None:
-                mean24 = _trailing_mean(outdoor_c, 24)
-                warm = mean24 >= config.heating_off_above_c
-                # A thermostat stops the heater through a mild afternoon while the day is still cold:
-                # the last hours' weather, not the day's, says whether the burner should run now.
-                mean6 = _trailing_mean(outdoor_c, _THERMOSTAT_H)
-                mild = mean6 >= config.heating_off_above_c
-                expected &= ~(warm | mild)
-                switched_off |= warm
-                # Heating switched off for warm weather is switched on again by someone, some day: until
-                # it is clearly cold, a still meter is heating not yet back on, not a stuck counter.
-                cold = _trailing_mean(outdoor_c, 72) < config.heating_off_above_c - config.heating_restart_margin_c
                 # A heating counter's stillness follows the weather more than the hour of the week.
+                mean6 = _trailing_mean(outdoor_c, _THERMOSTAT_H)
                 band = np.digitize(np.nan_to_num(mean6, nan=99.0), _TEMPERATURE_BANDS)
                 how = closure * 10 + band
         counted = known & expected
         zeros = _earlier_counts(how, still & counted)
         total = _earlier_counts(how, counted)
-        p_still = (zeros + 1.0) / (total + 2.0)
+        # A class seen for few hours says little. A heating counter's weather classes fill by season
+        # (a mild band seen a few winter hours, then all spring): its even-odds prior weighs a day of
+        # hours. Other counters keep one hour a side (their classes fill a week at a time).
+        prior = _PRIOR_H if heating else 2.0
+        p_still = (zeros + 0.5 * prior) / (total + prior)
         # The index moves by whole steps (1 m3 of gas, a pulse, 0.1 MWh): at the usual rate of the
         # hour's class, a still hour is as likely as no step in it (Poisson), whatever the still
         # frequency says; a coarse counter at low load stands still for hours.
@@ -1290,6 +1336,7 @@ class StaleCounterRule:
         limit = -math.log(config.stale_counter_surprise)
         state = np.where(known, 0.0, np.nan)
         origin = np.full(n, -1, dtype=np.int64)
+        is_open = open_frac > 0.0
         h = 0
         while h < n:
             if not still[h]:
@@ -1298,10 +1345,17 @@ class StaleCounterRule:
             start = h
             surprise = 0.0
             stuck_from = -1
-            # The last hour the counter moved tells whether heating was off then (warm, out of season).
+            # The last hour the counter moved tells whether heating was off then (no clear demand).
             off_at_start = bool(switched_off[start - 1]) if start > 0 else bool(switched_off[start])
+            # A heater stops when the building closes: it coasts down to the setback or frost protection
+            # (the cool-down) and may stay off all closure long. Only open hours, or hours of a
+            # closure past the cool-down in weather cold enough for frost protection, tell a stuck counter.
+            closed_at_start = heating and not bool(is_open[start])
             while h < n and (still[h] or not known[h]):
-                if still[h] and (not off_at_start or cold[h]):
+                counts = still[h] and (not off_at_start or cold[h])
+                if counts and closed_at_start and not is_open[h]:
+                    counts = bool(closed_since[h] >= _COOL_DOWN_H)
+                if counts:
                     surprise += float(cost[h])
                 if stuck_from < 0 and surprise >= limit:
                     stuck_from = h

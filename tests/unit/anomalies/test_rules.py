@@ -157,6 +157,47 @@ def test_heat_meter_stuck_in_a_cold_week_is_a_stale_counter(inventory: Inventory
     assert event.detected_at < START + timedelta(hours=stuck_from + 48)  # found within two days, not in summer
 
 
+
+def test_gas_heating_counter_frozen_four_days_in_january_is_found_within_a_day(inventory: Inventory) -> None:
+    """Frozen from a Tuesday 03:00 (closed: the heater may be coasting) for four cold days: found that same day."""
+    times = _times(150)
+    gas = _gas(times, np.random.default_rng(4))
+    stuck_from = int((datetime(2026, 1, 13, 3, tzinfo=UTC) - START) / timedelta(hours=1))
+    stuck_to = stuck_from + 24 * 4
+    gas[stuck_to] = gas[stuck_from:stuck_to + 1].sum()
+    gas[stuck_from:stuck_to] = 0.0
+    readings = _readings(times, b1_elec=_electricity(gas.size, np.random.default_rng(5)), b1_gas=gas,
+                         b1_water=np.full(gas.size, 0.05))
+    events = _events(inventory, readings, "stale_counter")
+    assert [e.point for e in events] == ["b1-gas"], [(e.point, e.start, e.end) for e in events]
+    assert events[0].start >= START + timedelta(hours=stuck_from)
+    assert events[0].detected_at < START + timedelta(hours=stuck_from + 24)
+
+
+def _thermostat_gas(times: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """No declared season, no cut-off date: a thermostat burns in proportion to the cold below 14 °C, hour
+    by hour, so spring afternoons, mild days and the summer stand still, and mornings still burn."""
+    outdoor = _outdoor(times[:-1])
+    return np.where(outdoor < 14.0, 0.3 * (14.0 - outdoor) + 0.05 * rng.random(outdoor.size), 0.0)
+
+
+def test_gas_heating_counter_still_in_mild_spring_afternoons_is_no_alert(inventory: Inventory) -> None:
+    """Autumn to June: afternoons still in the mild season, and a counter truly still for one mild April
+    afternoon and night (8 h, the heater off as the afternoon warms), give no stale counter."""
+    times = _times(290)
+    gas = _thermostat_gas(times, np.random.default_rng(6))
+    afternoon = int((datetime(2026, 4, 15, 11, tzinfo=UTC) - START) / timedelta(hours=1))
+    assert gas[afternoon:afternoon + 8].sum() > 0.0  # it would have burnt a little
+    gas[afternoon + 8] += gas[afternoon:afternoon + 8].sum()
+    gas[afternoon:afternoon + 8] = 0.0
+    spring = (times[:-1] >= datetime(2026, 3, 15, tzinfo=UTC).timestamp()) & (gas == 0.0)
+    assert spring.sum() > 24 * 30  # weeks of still hours in spring, mostly afternoons
+    readings = _readings(times, b1_elec=_electricity(gas.size, np.random.default_rng(7)), b1_gas=gas,
+                         b1_water=np.full(gas.size, 0.05))
+    events = _events(inventory, readings, "stale_counter")
+    assert events == [], [(e.point, e.start, e.end) for e in events]
+
+
 # --- a leak stays open ----------------------------------------------------------------------------
 
 
