@@ -668,10 +668,18 @@ class NightBaseloadRule:
     7 nights back, flagged nights left out) plus the heating pumps: night
     electricity is regressed on the night's heating over every earlier night,
     so that pumps in a cold spell or at the start of the heating season are
-    not taken for a creep (without a heating meter, on the night's heating
-    degree-hours: a main meter carries the heating too). A night counts
-    when the median ratio of the last three nights exceeds ``1 +
-    baseload_increase``. Nights with lights left on are left out.
+    not taken for a creep. A night counts when the median ratio of the last
+    three nights exceeds ``1 + baseload_increase``. Nights with lights left
+    on are left out.
+
+    Without a heating meter, a main meter may carry the heating itself
+    (convectors, heat pumps), whose night consumption follows the setback and
+    the weather in no linear way. There the base load is judged where it is
+    weather-independent: the night's **minimum** hour, on nights without
+    heating only (outside the declared heating season, or after 24 hours
+    whose mean outdoor temperature is at least ``heating_off_above_c``),
+    against the reference nights without heating. Nights with heating are
+    unknown: they neither raise nor resolve a creep.
 
     Lookback: every earlier night for the pumps' slope (kept as a running fit), 35 nights for the base.
     """
@@ -685,9 +693,8 @@ class NightBaseloadRule:
             return []
         n = hours.frame.hours
         heat = hours.usages.get(Usage.HEATING)
-        # Without a heating meter (a main meter alone), the night's heating degree-hours stand for the pumps
-        # or the heating the main meter also carries.
-        heat_v = heat.values if heat is not None else np.maximum(0.0, _HDH_BASE_C - hours.outdoor_c)
+        main_meter = heat is None
+        heat_v = heat.values if heat is not None else np.zeros(n)
         lit = np.zeros(n, dtype=np.bool_)
         for finding in earlier:
             if finding.kind is EventKind.LIGHTING_UNOCCUPIED:
@@ -709,6 +716,15 @@ class NightBaseloadRule:
         night_h[enough] = np.nanmedian(h_rows[enough], axis=1)
         excluded = np.zeros(days.size, dtype=np.bool_)
         np.logical_or.at(excluded, np.searchsorted(days, nights), lit[night])
+        if main_meter:
+            # The main meter carries the heating: its base load is the night's lowest hour on nights without
+            # heating (out of season, or a warm last day), the only nights it does not depend on the weather.
+            night_e[enough] = np.nanmin(e_rows[enough], axis=1)
+            heating_free = ~_in_season(hours.building, hours.frame.times_s) | (
+                _trailing_mean(hours.outdoor_c, 24) >= config.heating_off_above_c)
+            free_rows, _ = _day_matrix(heating_free[night].astype(np.float64), nights)
+            free = np.nanmin(free_rows[present], axis=1) == 1.0
+            excluded |= ~free
         far, near = config.baseload_reference
         ratio = np.full(days.size, np.nan)
         predicted = np.full(days.size, np.nan)

@@ -155,3 +155,47 @@ def test_lone_indoor_sensor_colder_in_a_cold_week_is_not_a_drift() -> None:
     readings = {"b1-indoor": PointSeries(times, indoor), "b1-outdoor": PointSeries(times, outdoor)}
     events = detect(inventory, readings, DetectConfig(models=False))
     assert [e for e in events if e.kind == "sensor_drift"] == [], [(e.kind, e.start) for e in events]
+
+
+ELEC = """          - {id: b1-elec, quantity: active_energy, unit: kWh, usage: general, cumulative: true,
+             mqtt: {topic: t/b1/elec}}
+"""
+
+
+def _electrically_heated(creep_from: datetime | None) -> list[AnomalyEvent]:
+    """A main electricity meter carrying convector heating (setback at night, nonlinear in the weather):
+    a cold spring, then warm nights; base load 3 kWh/h, +40 % from ``creep_from`` on."""
+    inventory = parse_inventory(HEAD + ELEC)
+    days = 120
+    times = _times(days)
+    hours = times[:-1]
+    rng = np.random.default_rng(21)
+    day = (hours - hours[0]) / 86_400.0
+    outdoor = 2.0 + 16.0 * np.clip(day / 90.0, 0.0, 1.0) + 4.0 * np.sin(day / 3.0) + rng.normal(0, 0.5, hours.size)
+    use = _open(inventory, hours)
+    setpoint = np.where(use > 0, 19.0, 12.0)
+    heating = np.maximum(0.0, 1.5 * (setpoint - outdoor) - 4.0 * (use > 0)) ** 1.3  # a thermostat's on/off, not linear
+    base = np.full(hours.size, 3.0)
+    if creep_from is not None:
+        base = np.where(hours >= creep_from.timestamp(), 4.2, base)
+    kwh = base + heating + 6.0 * (use > 0) + 0.1 * rng.random(hours.size)
+    readings = {
+        "b1-elec": PointSeries(times, np.concatenate([[1000.0], 1000.0 + np.cumsum(kwh)])),
+        "b1-outdoor": PointSeries(hours + 600.0, outdoor),
+    }
+    return [e for e in detect(inventory, readings, DetectConfig(models=False)) if e.kind == "baseload_creep"]
+
+
+def test_main_meter_heating_nights_are_not_a_base_load_creep() -> None:
+    """Convector heating on the main meter, cold nights after mild ones: no creep, the base load did not move."""
+    assert _electrically_heated(None) == []
+
+
+def test_main_meter_base_load_creep_is_found_on_nights_without_heating() -> None:
+    """The same building whose base load rises by 40 % once nights are warm: found within a week of the rise,
+    never before it (cold nights in between are unknown; they may split it in episodes)."""
+    rise = START + timedelta(days=100)
+    events = _electrically_heated(rise)
+    assert events, "no creep found"
+    assert all(e.start >= rise for e in events), [(e.start, e.end) for e in events]
+    assert events[0].start < rise + timedelta(days=7)
