@@ -149,9 +149,14 @@ class RulesConfig(BaseModel):
     once the mean outdoor temperature of the last 72 h is this far below ``heating_off_above_c``."""
     consumption_reference_days: int = Field(default=28, ge=7)
     """Days before an hour whose closed and occupied levels a main meter is compared with."""
-    consumption_min_gap: float = Field(default=0.2, gt=0, lt=1)
-    """Smallest gap between a main meter's occupied and closed levels, as a share of the occupied level,
-    for closed hours to say anything."""
+    consumption_history_days: int = Field(default=365, ge=28)
+    """Days before an hour from which a main meter takes the level of a kind of closure not seen in the
+    ``consumption_reference_days`` (holidays)."""
+    consumption_comfort_share: float = Field(default=0.5, gt=0, le=1)
+    """A main meter's closure counts when it exceeds comparable closures by this share of what holding the
+    occupied setpoint instead of the closure's would add (heat loss per kelvin times the difference)..."""
+    consumption_noise_z: float = Field(default=3.0, gt=0)
+    """... and by this many robust standard deviations of earlier closures' own excess."""
     sensor_reference_days: int = Field(default=28, ge=7)
     """Days before an hour an indoor temperature sensor is compared with (its own past)."""
     drift_min_k: float = Field(default=4.0, gt=0)
@@ -1385,37 +1390,56 @@ class StaleCounterRule:
         return _quality(self.name, EventKind.STALE_COUNTER, building, point, state, origin)
 
 
-def _fit_on_weather(y: FloatArray, x: FloatArray) -> tuple[float, float]:
-    """Level and non-negative slope of ``y`` against ``x`` (robust level: the median residual)."""
-    ok = np.isfinite(x) & np.isfinite(y)
-    if ok.sum() < 5:
-        return math.nan, 0.0
-    slope = _slope(x[ok], y[ok])
-    return float(np.median(y[ok] - slope * x[ok])), slope
-
-
 class UnoccupiedConsumptionRule:
     """Consumption out of hours on a main meter, for buildings without the sensors of the other rules.
 
     Runs on the heating meter of a building without indoor temperature, and
     on the general meter (electricity, or a main gas meter) of a building
-    with neither a heating nor a lighting sub-meter. For each closed hour
-    (outside the pre-heating allowance and the overrun and recovery learnt
-    from the building's past, as for heating), the usual closed-hour and
-    occupied-hour levels at the hour's weather are fitted on the
-    ``consumption_reference_days`` days before (consumption against heating
-    degree-hours, flagged hours left out). An hour counts when it is more than
-    half-way from the closed level to the occupied level: heating or lights
-    kept on as if the building were open. Where the two levels do not differ
-    by ``consumption_min_gap`` the rule cannot tell and says nothing.
+    with neither a heating nor a lighting sub-meter. It judges **closures**,
+    not hours: a closure (a night, a weekend, a holiday) is cut in pieces of
+    at most 24 h from its start, and each piece is compared, as it goes, with
+    what earlier closures of the same kind took in the same weather. Single
+    closed hours say little: a building set back on a cold night may draw
+    what it draws open (occupants and lights heat it then), and a thermostat
+    cycles.
 
-    Lookback: ``consumption_reference_days`` days (28), three weeks of closings.
+    The closed hours (outside the pre-heating allowance and the overrun and
+    recovery learnt from the building's past, as for heating) of the
+    ``consumption_reference_days`` days before a day, flagged hours left out,
+    are fitted as ``level[kind] + slope * degree_hours``: the degree-hours
+    below 16 °C of the last 24 h mean outdoor temperature (a building's mass
+    follows the last day's weather), one slope for the building (its heat
+    loss per kelvin, ``UA``) and one level per kind of closure, whose
+    setpoint differs: a night (under 24 h) at the setback, a closed day at
+    the weekend setpoint, a long closure (``long_closure``, holidays) at
+    frost protection where declared (:func:`_closure_setpoint`). A kind not
+    seen in the reference days (holidays come a few times a year) takes its
+    level from the ``consumption_history_days`` before; a kind never seen
+    borrows the level of a shorter closure, whose setpoint is at least as high.
+
+    A piece of closure counts, from its sixth judged hour, when its mean
+    consumption so far exceeds what comparable closures took by more than
+    both:
+
+    * ``consumption_comfort_share`` of what holding the occupied setpoint
+      instead of the closure's would add: ``slope * (occupied - closure
+      setpoint)``, heat losses being proportional to indoor minus outdoor
+      temperature (heating kept at comfort, not a cold night);
+    * ``consumption_noise_z`` robust standard deviations of the earlier
+      pieces' own excess (their spread around the fit).
+
+    Open hours are unknown: heating kept on every night of a week, or through
+    two weeks of holidays, is one episode (it resolves after
+    ``daily_clear_after`` of closures consuming as usual).
+
+    Lookback: ``consumption_reference_days`` days (28); ``consumption_history_days``
+    (365) for the level of a kind of closure not seen in them.
     """
 
     name = "consumption_unoccupied"
 
     def evaluate(self, hours: BuildingHours, config: RulesConfig, earlier: Sequence[Finding]) -> list[Finding]:
-        """Closed hours consuming like open ones."""
+        """Closures consuming clearly more than comparable earlier closures."""
         series: list[UsageSeries] = []
         if Usage.HEATING in hours.usages and not np.isfinite(hours.indoor_c).any():
             series.append(hours.usages[Usage.HEATING])
@@ -1427,35 +1451,77 @@ class UnoccupiedConsumptionRule:
         y = series.values
         n = y.size
         day = hours.local_day
-        hdh = np.maximum(0.0, _HDH_BASE_C - hours.outdoor_c)
+        x = np.maximum(0.0, _HDH_BASE_C - _trailing_mean(hours.outdoor_c, _INERTIA_H))
         closed_all = hours.open_frac == 0.0
         floor = _causal_pct(y, closed_all, day, 10, config.consumption_reference_days)
         scale = _causal_pct(y, np.ones(n, dtype=np.bool_), day, 99, 365)
-        running = np.isfinite(y) & np.isfinite(floor) & (y > floor + 0.05 * scale)
-        closed = hours.closed & ~_cooling_down(hours, running, config)
-        occupied = hours.occupied
+        running = np.isfinite(y) & np.isfinite(floor) & (y > floor + _RUNNING_SHARE * scale)
+        judged = hours.closed & ~_cooling_down(hours, running, config) & np.isfinite(y) & np.isfinite(x)
+        kind, held = _closure_kinds(hours, config)
+        comfort_c = _comfort(hours).setpoint_c
+        since, _ = _runs(closed_all)
+        piece = np.cumsum(closed_all & (since % 24 == 0))  # a closure cut in pieces of at most 24 h
+        # Heating is on in the declared season, while the last day was colder than the heating cut-off.
+        regime = _in_season(hours.building, hours.frame.times_s) & (
+            _trailing_mean(hours.outdoor_c, 24) < config.heating_off_above_c)
         state = _nan(n)
         expected = _nan(n)
         flagged = np.zeros(n, dtype=np.bool_)
-        for d in np.unique(day).tolist():
+        sums: dict[int, list[float]] = {}  # per piece: judged hours, consumption, expected, margin
+        for d in np.unique(day[judged]).tolist():
             lo, hi = _day_bounds(day, d - config.consumption_reference_days, d)
             a, b = _day_bounds(day, d, d + 1)
-            if hi - lo < 24 * 7:
+            if hi - lo < 24 * _MIN_DAYS:
                 continue
-            ref = ~flagged[lo:hi]
-            c_level, c_slope = _fit_on_weather(y[lo:hi][ref & closed[lo:hi]], hdh[lo:hi][ref & closed[lo:hi]])
-            o_level, o_slope = _fit_on_weather(y[lo:hi][ref & occupied[lo:hi]], hdh[lo:hi][ref & occupied[lo:hi]])
-            if not (math.isfinite(c_level) and math.isfinite(o_level)):
-                continue
-            x = hdh[a:b]
-            usual_closed = c_level + c_slope * x
-            usual_open = o_level + o_slope * x
-            gap = usual_open - usual_closed
-            can_tell = closed[a:b] & np.isfinite(y[a:b]) & np.isfinite(x) & (gap > config.consumption_min_gap * usual_open)
-            hit = can_tell & (y[a:b] > usual_closed + 0.5 * gap)
-            state[a:b] = _state(can_tell, hit)
-            expected[a:b] = np.where(can_tell, np.maximum(usual_closed, 0.0), np.nan)
-            flagged[a:b] = hit
+            first, _ = _day_bounds(day, d - config.consumption_history_days, d)
+            usual = _nan(b - a)
+            margin = _nan(b - a)
+            sigma = _nan(b - a)
+            for r in np.unique(regime[a:b][judged[a:b]]).tolist():
+                # Heating on and heating off are not comparable: closures are judged against closures of their regime.
+                comparable = judged & ~flagged & (regime == r)
+                ref = comparable[lo:hi]
+                if ref.sum() < _MIN_KIND_H:
+                    continue
+                # The heat-loss slope from nights and closed days, frequent and steady; a holiday is one long piece.
+                steady = ref & (kind[lo:hi] < 2)
+                slope = _shared_slope(x[lo:hi][steady], y[lo:hi][steady], kind[lo:hi][steady])
+                today = judged[a:b] & (regime[a:b] == r)
+                weather = float(x[a:b][today].mean())
+                levels = _kind_levels(x[first:hi], y[first:hi], kind[first:hi], comparable[first:hi], lo - first, slope,
+                                      weather)
+                spread = _piece_spread(x[lo:hi], y[lo:hi], kind[lo:hi], piece[lo:hi], ref, levels, slope)
+                if not math.isfinite(spread):
+                    continue
+                # Weather colder than any reference closure (the first cold days of autumn) is not extrapolated to.
+                coldest = float(x[lo:hi][ref].max()) + _WEATHER_BAND_K
+                for j in np.flatnonzero(today & (x[a:b] <= coldest)).tolist():
+                    k = int(kind[a + j])
+                    source = next((kk for kk in range(k, -1, -1) if math.isfinite(levels[kk])), -1)
+                    if source < 0:
+                        continue
+                    usual[j] = max(0.0, float(levels[source] + slope * x[a + j]))
+                    setpoint = max(float(held[k]), float(held[source]))
+                    margin[j] = config.consumption_comfort_share * slope * max(0.0, comfort_c - setpoint)
+                    sigma[j] = spread
+            for h in range(a, b):
+                if not math.isfinite(usual[h - a]):
+                    continue
+                acc = sums.setdefault(int(piece[h]), [0.0, 0.0, 0.0, 0.0])
+                acc[0] += 1.0
+                acc[1] += float(y[h])
+                acc[2] += float(usual[h - a])
+                acc[3] += float(margin[h - a])
+                expected[h] = usual[h - a]
+                if acc[0] < _MIN_PIECE_H:
+                    continue
+                above = (acc[1] - acc[2]) / acc[0]
+                # Below a twentieth of the meter's busiest hours no heater or equipment was left running.
+                floor_h = _RUNNING_SHARE * float(scale[h]) if math.isfinite(scale[h]) else 0.0
+                hit = above > max(acc[3] / acc[0], config.consumption_noise_z * float(sigma[h - a]), floor_h)
+                state[h] = 1.0 if hit else 0.0
+                if hit:  # the whole piece so far is the fault's, not a reference for later closures
+                    flagged[(piece == piece[h]) & (np.arange(n) <= h)] = True
         excess = np.where(state == 1.0, np.maximum(0.0, y - expected), 0.0)
         return Finding(
             qualified_name=_PREFIX + "consumption_unoccupied", kind=EventKind.CONSUMPTION_UNOCCUPIED,
@@ -1467,6 +1533,86 @@ class UnoccupiedConsumptionRule:
 
 _HDH_BASE_C = 16.0
 """Base of the heating degree-hours the main-meter rules regress consumption on."""
+_INERTIA_H = 24
+"""Hours of outdoor temperature whose mean a building's heating follows, for a main meter's closures."""
+_WEATHER_BAND_K = 2.0
+"""Kelvin of degree-hours past the coldest reference closure a main meter's closure may still be judged at."""
+_RUNNING_SHARE = 0.05
+"""Share of a meter's busiest hours (99th percentile of the year) below which nothing was left running."""
+_MIN_DAYS = 14
+"""Days of a main meter's past before its closures are judged (two weeks of nights and weekends)."""
+_MIN_PIECE_H = 6
+"""Judged hours of a piece of closure before it is judged (a thermostat cycles within fewer)."""
+_MIN_KIND_H = 24
+"""Fewest reference hours of a kind of closure for its level to be known."""
+_MIN_PIECES = 5
+"""Fewest earlier pieces of closure for their spread to be known."""
+
+
+def _closure_kinds(hours: BuildingHours, config: RulesConfig) -> tuple[IntArray, FloatArray]:
+    """Per hour, the kind of closure it belongs to (0 a night, 1 closed days, 2 a long closure), and per kind its setpoint.
+
+    Kinds and setpoints as in :func:`_closure_setpoint`: the setback at night, the weekend setpoint on closed
+    days, frost protection in closures from ``long_closure`` on where the inventory declares it.
+    """
+    comfort = _comfort(hours)
+    _, length = _runs(hours.open_frac == 0.0)
+    long_h = int(config.long_closure / timedelta(hours=1))
+    frost_declared = "heating_frost_protection_c" in hours.building.model_fields_set
+    held = np.array([comfort.setback_c, comfort.weekend_c, comfort.frost_c if frost_declared else comfort.weekend_c])
+    kind: IntArray = np.where(length < 24, 0, np.where(length < long_h, 1, 2)).astype(np.int64)
+    return kind, held
+
+
+def _shared_slope(x: FloatArray, y: FloatArray, kind: IntArray) -> float:
+    """Non-negative slope of ``y`` on ``x`` with one level per kind (the building's heat loss per kelvin)."""
+    dx = np.zeros(x.size)
+    dy = np.zeros(y.size)
+    for k in np.unique(kind).tolist():
+        this = kind == k
+        dx[this] = x[this] - x[this].mean()
+        dy[this] = y[this] - y[this].mean()
+    spread = float(np.dot(dx, dx))
+    if x.size < _MIN_KIND_H or spread <= 1e-9:
+        return 0.0
+    return max(0.0, float(np.dot(dx, dy)) / spread)
+
+
+def _kind_levels(
+    x: FloatArray, y: FloatArray, kind: IntArray, ref: BoolArray, recent: int, slope: float, weather: float
+) -> FloatArray:
+    """Per kind of closure, its level: the median of ``y - slope * x``.
+
+    Over the hours from ``recent`` on, or else over all of them in comparable
+    weather (``x`` within twice :data:`_WEATHER_BAND_K` of ``weather``);
+    ``nan`` for a kind with fewer than :data:`_MIN_KIND_H` reference hours in either.
+    """
+    levels = np.full(3, np.nan)
+    near = np.abs(x - weather) <= 2 * _WEATHER_BAND_K
+    for k in range(3):
+        for start, close in ((recent, np.ones(x.size, dtype=np.bool_)), (0, near)):
+            pick = ref[start:] & close[start:] & (kind[start:] == k)
+            if pick.sum() >= _MIN_KIND_H:
+                levels[k] = float(np.median(y[start:][pick] - slope * x[start:][pick]))
+                break
+    return levels
+
+
+def _piece_spread(
+    x: FloatArray, y: FloatArray, kind: IntArray, piece: IntArray, ref: BoolArray, levels: FloatArray, slope: float
+) -> float:
+    """Robust standard deviation of the mean residual of the earlier pieces of closure (``nan`` with too few)."""
+    usable = ref & np.isfinite(levels[kind])
+    if not usable.any():
+        return math.nan
+    residual = y[usable] - levels[kind[usable]] - slope * x[usable]
+    ids, inverse = np.unique(piece[usable], return_inverse=True)
+    counts = np.bincount(inverse, minlength=ids.size)
+    means = np.bincount(inverse, weights=residual, minlength=ids.size) / np.maximum(counts, 1)
+    means = means[counts >= _MIN_PIECE_H]
+    if means.size < _MIN_PIECES:
+        return math.nan
+    return float(1.4826 * np.median(np.abs(means - np.median(means))))
 
 
 # --- a lone indoor temperature sensor ------------------------------------------------------------
