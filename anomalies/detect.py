@@ -364,7 +364,8 @@ def run_models(hours: BuildingHours, excluded: BoolArray, config: DetectConfig) 
     at_hours = refit_hours(n, config.expected)
     for usage, series in hours.usages.items():
         y = series.values
-        model = ExpectedConsumption(y, hours.outdoor_c, hours.open_frac, hours.school_holiday, hours.local_hour,
+        # Day types from the whole local day's schedule: an hour's expected value does not depend on where the frame ends.
+        model = ExpectedConsumption(y, hours.outdoor_c, hours.day_open.astype(np.float64), hours.school_holiday, hours.local_hour,
                                     hours.local_day, config.expected)
         expected = np.full(n, np.nan)
         scores = np.full(n, np.nan)
