@@ -1608,7 +1608,10 @@ class SensorDriftRule:
     level (flagged days left out). Weather colder or warmer than any
     reference day may explain up to 0.5 K per K beyond it. A deviation beyond ``drift_min_k`` and five
     times the usual scatter of the daily means counts; below half of that it
-    does not; in between the rule cannot tell.
+    does not; in between the rule cannot tell. Nor can it during a closure
+    longer than a weekend (holidays at frost protection: the building cools
+    for days) and the two days after it (warming up again), which its
+    reference leaves out too.
 
     Lookback: ``sensor_reference_days`` days (28).
     """
@@ -1634,10 +1637,14 @@ class SensorDriftRule:
         mean24 = _rolling(x, 24, "mean")
         out24 = _rolling(outdoor_c, 24, "mean") if outdoor_c is not None else np.zeros(n)
         use24 = _trailing_mean(np.where(open_frac > 0.0, 1.0, 0.0), 24)
+        # Closed longer than a weekend (holidays: frost protection), a building cools for days, then warms
+        # up again once reopened: colder than any weekend of its past, for reasons that are not the sensor's.
+        closed_since, _ = _runs(open_frac == 0.0)
+        after_long_closure = _recent(closed_since >= _PAST_WEEKEND_H, _WARM_UP_H)
         # One reference value per day: the last 24 h at the day's last hour, computed once per day.
         ends = np.arange(23, n, 24)
         y_d, o_d, u_d = mean24[ends], out24[ends], use24[ends]
-        usable_d = np.isfinite(y_d) & np.isfinite(o_d) & np.isfinite(u_d)
+        usable_d = np.isfinite(y_d) & np.isfinite(o_d) & np.isfinite(u_d) & ~after_long_closure[ends]
         flagged_d = np.zeros(ends.size, dtype=np.bool_)
         state = _nan(n)
         deviation = _nan(n)
@@ -1659,7 +1666,7 @@ class SensorDriftRule:
             dev = np.where(dev < 0, np.minimum(0.0, dev + colder), np.maximum(0.0, dev - warmer))
             far = np.abs(dev) > limit
             near = np.abs(dev) < 0.5 * limit
-            can_tell = np.isfinite(dev) & (far | near)
+            can_tell = np.isfinite(dev) & (far | near) & ~after_long_closure[a:b]
             state[a:b] = _state(can_tell, far)
             deviation[a:b] = dev
             if j < ends.size and ends[j] < b:
@@ -1671,6 +1678,10 @@ class SensorDriftRule:
         return replace(finding, min_duration=timedelta(hours=24), clear_after=timedelta(hours=24))
 
 
+_PAST_WEEKEND_H = 72
+"""Hours closed beyond any weekend (Friday evening to Monday morning is about 62 h): holidays, frost protection."""
+_WARM_UP_H = 48
+"""Hours a building takes to warm up again after a long closure."""
 _MAX_INDOOR_SLOPE = 0.5
 """Steepest plausible response (K per K) of a heated building's indoor daily mean to the outdoor one."""
 
