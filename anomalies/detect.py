@@ -364,7 +364,8 @@ def run_models(hours: BuildingHours, excluded: BoolArray, config: DetectConfig) 
     at_hours = refit_hours(n, config.expected)
     for usage, series in hours.usages.items():
         y = series.values
-        model = ExpectedConsumption(y, hours.outdoor_c, hours.open_frac, hours.school_holiday, hours.local_hour,
+        # Day types from the whole local day's schedule: an hour's expected value does not depend on where the frame ends.
+        model = ExpectedConsumption(y, hours.outdoor_c, hours.day_open.astype(np.float64), hours.school_holiday, hours.local_hour,
                                     hours.local_day, config.expected)
         expected = np.full(n, np.nan)
         scores = np.full(n, np.nan)
@@ -536,9 +537,10 @@ def debounce(
     the events' figures (observed, expected, excess, chart).
 
     Model findings (``unusual_consumption``) must come after the rule
-    findings: a model alert that opens while a rule alert of the building,
-    reported by then, is open or overlaps it is suppressed for its whole life
-    (the rule explains it better), which depends on earlier hours only.
+    findings: a model alert that opens while a rule alert of the building and
+    usage, reported by then, was active during its episode or in the two days
+    before is suppressed for its whole life (the rule explains it better),
+    which depends on earlier hours only.
 
     Args:
         inventory: tariffs and timezone.
@@ -676,16 +678,22 @@ def typical_consumption(values: FloatArray, min_history: timedelta) -> FloatArra
     return result
 
 
+_EXPLAINS_WITHIN = timedelta(hours=48)
+"""A rule alert explains a model alert whose episode starts at most this long after the rule's last active hour."""
+
+
 def _explained(spans: Sequence[RuleSpan], building: str, opening: Transition) -> bool:
-    """A rule alert of the building and usage, reported by the time a model alert opens, is open or overlaps it.
+    """A rule alert of the building and usage, reported by the time a model alert opens, was active around it.
 
     Only the same usage: a stuck water meter or a silent thermometer says nothing of the heating.
+    Only a rule alert active during the model's episode or in the two days before it: a rule alert
+    still open but quiet for a week (waiting to be resolved) says nothing of a new excess.
     """
     usage = opening.key[1]
     for span in spans:
         if span.building != building or span.usage != usage or span.opened > opening.at:
             continue
-        if span.resolved is None or span.resolved > opening.at or span.last_active > opening.start:
+        if span.last_active >= opening.start - _EXPLAINS_WITHIN:
             return True
     return False
 

@@ -277,6 +277,9 @@ class BuildingHours:
             48 hours, ``nan`` outside the heating season (no heating expected).
         heating_in_season: the local day is in the building's heating season
             (every day when it declares none).
+        day_open: the hour's whole local day has open time, from the schedule and
+            bookings (known in advance: a frame ending at 7:00 knows that the day
+            opens at 8:00).
         usages: consumption per usage; a meter that serves several usages is shared
             between them (:func:`usage_shares`).
     """
@@ -296,6 +299,7 @@ class BuildingHours:
     sun_deg: FloatArray
     setpoint_c: FloatArray
     heating_in_season: BoolArray
+    day_open: BoolArray
     usages: dict[Usage, UsageSeries] = field(default_factory=dict)
 
     @property
@@ -379,6 +383,7 @@ class BuildingHours:
             sun_deg=sun_elevation_deg(times + _HOUR_S / 2, config.latitude_deg, config.longitude_deg),
             setpoint_c=setpoint,
             heating_in_season=in_season,
+            day_open=open_days(building, calendar, tz, times, booked=booked),
         )
         shares = usage_shares(building, frame, hours.outdoor_c, hours.local_day, calendar, config, blank)
         # A served usage outside CONSUMPTION_USAGES (hot water) gets a series of its own.
@@ -659,6 +664,52 @@ def schedule_masks(
     lead = preheat.total_seconds()
     warming = in_intervals(samples, s_arr - lead, s_arr).any(axis=1)
     return open_frac, warming & (open_frac < 1.0)
+
+
+def open_days(
+    building: Building,
+    calendar: FrenchCalendar,
+    tz: ZoneInfo,
+    times: FloatArray,
+    *,
+    booked: Sequence[tuple[datetime, datetime]] = (),
+) -> BoolArray:
+    """Per hour, whether its whole local day has open time (weekly hours or bookings).
+
+    The schedule is read over whole local days, so the answer for an hour does
+    not depend on where the frame ends: live detection at 7:00 and a replay of
+    the whole year give the day the same type.
+
+    Args:
+        building: gives the schedule.
+        calendar: public and school holidays.
+        tz: the organisation's timezone.
+        times: start of each hour, UTC epoch seconds.
+        booked: booked intervals (aware datetimes).
+
+    Returns:
+        One flag per hour.
+    """
+    if times.size == 0:
+        return np.zeros(0, dtype=np.bool_)
+    first = datetime.fromtimestamp(float(times[0]), tz).date()
+    last = datetime.fromtimestamp(float(times[-1]), tz).date()
+    start_s = datetime(first.year, first.month, first.day, tzinfo=tz).timestamp()
+    end_s = datetime.combine(last + timedelta(days=1), datetime.min.time(), tzinfo=tz).timestamp()
+    starts, ends = _open_intervals(building, calendar, tz, start_s, end_s, booked)
+    opened: set[int] = set()
+    for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
+        lo, hi = max(s, start_s), min(e, end_s)
+        if hi <= lo:
+            continue
+        day = datetime.fromtimestamp(lo, tz).date()
+        # An interval may span midnight (a booked evening): every local day it touches is open.
+        while datetime.combine(day, datetime.min.time(), tzinfo=tz).timestamp() < hi:
+            opened.add(day.toordinal())
+            day += timedelta(days=1)
+    local_days = np.array([datetime.fromtimestamp(float(t), tz).date().toordinal() for t in times.tolist()], dtype=np.int64)
+    result: BoolArray = np.isin(local_days, np.array(sorted(opened), dtype=np.int64))
+    return result
 
 
 def _open_intervals(

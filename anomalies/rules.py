@@ -86,6 +86,10 @@ class RulesConfig(BaseModel):
     tolerance_c: float = Field(default=0.7, ge=0)
     """Margin over a limit before an hour counts (sensor error, zone spread)."""
     comfort_margin_c: float = Field(default=1.0, ge=0)
+    setpoint_margin_c: float = Field(default=2.0, ge=0)
+    """Without a declared overheating limit, an occupied building heated more than this above its own
+    occupied setpoint is overheating, even below the legal limit: a gymnasium declared at 15 °C held at
+    19 °C had its thermostat raised (the margin the inventory gives buildings outside R241-26)."""
     """A closed building within this margin of its occupied setpoint is kept at comfort."""
     max_overrun: Duration = timedelta(hours=4)
     """Longest heating overrun after closing (pumps, optimiser) the rules learn as ordinary cool-down."""
@@ -464,6 +468,21 @@ def _comfort(hours: BuildingHours) -> ComfortTargets:
     return hours.building.comfort(zones.pop() if len(zones) == 1 else None)
 
 
+def _occupied_limit(hours: BuildingHours, comfort: ComfortTargets, config: RulesConfig) -> float:
+    """The occupied overheating limit: the declared one, else the lower of the legal one and the own setpoint's.
+
+    Where no overheating limit is declared (building or zone), a building is held
+    to its own occupied setpoint plus ``setpoint_margin_c`` as well as to R241-26:
+    each kelvin above its target costs about 7 % of its heating, whatever the law
+    allows. An undeclared setpoint is 19 °C, so this changes nothing there.
+    """
+    zones = {p.zone for p in hours.building.points if p.quantity is Quantity.TEMPERATURE and p.usage is not Usage.WEATHER}
+    zone = next((z for z in hours.building.zones if len(zones) == 1 and z.id in zones), None)
+    if (zone is not None and zone.overheating_limit_c is not None) or hours.building.overheating_limit_c is not None:
+        return comfort.limit_c
+    return min(comfort.limit_c, comfort.setpoint_c + config.setpoint_margin_c)
+
+
 def _recent(mask: BoolArray, window: int) -> BoolArray:
     """Hours that have ``mask`` true within the last ``window`` hours (included)."""
     counts = np.convolve(mask.astype(np.float64), np.ones(window))[: mask.size]
@@ -472,16 +491,19 @@ def _recent(mask: BoolArray, window: int) -> BoolArray:
 
 
 def _occupied_overheating(hours: BuildingHours, comfort: ComfortTargets, config: RulesConfig, heater: BoolArray) -> BoolArray:
-    result: BoolArray = hours.occupied & heater & (hours.indoor_c > comfort.limit_c + config.tolerance_c)
+    limit = _occupied_limit(hours, comfort, config)
+    result: BoolArray = hours.occupied & heater & (hours.indoor_c > limit + config.tolerance_c)
     return result
 
 
 class OverheatingRule:
     """Heating above the building's (or zone's) limits, from the inventory (:meth:`inventory.Building.comfort`).
 
-    Occupied, the limit is ``limit_c``: 19 °C where the R241-26 limits apply
-    (``regulated``), the declared limit or the setpoint plus 2 °C elsewhere (a
-    pool held at 27 °C is not overheating). Closed, it is the setpoint of the
+    Occupied, the limit is the declared overheating limit or, without one, the
+    lower of the own setpoint plus ``setpoint_margin_c`` (2 K) and 19 °C where
+    the R241-26 limits apply (``regulated``): a pool held at 27 °C is not
+    overheating, a gymnasium declared at 15 °C held at 19 °C is (its thermostat
+    was raised; :func:`_occupied_limit`). Closed, it is the setpoint of the
     closure (:func:`_closure_setpoint`: setback at night, weekend setpoint,
     declared frost protection in long closures; at most 16 °C from 24 h of
     closure where regulated). Only hours where the heater runs count (a sunny
@@ -514,7 +536,7 @@ class OverheatingRule:
         closed = hours.closed & ~_cooling_down(hours, heater, config)
         below_comfort = indoor < comfort.setpoint_c - config.comfort_margin_c
         unocc_over = closed & heater & _held(indoor) & (indoor > closed_limit) & (memory | below_comfort)
-        limit = np.where(hours.occupied, comfort.limit_c, closed_limit - config.tolerance_c)
+        limit = np.where(hours.occupied, _occupied_limit(hours, comfort, config), closed_limit - config.tolerance_c)
         over = indoor > limit + config.tolerance_c
         # An idle heater above the limit cannot tell (gains); a running one below it can.
         known = (hours.occupied | closed) & np.isfinite(indoor) & np.isfinite(heat.values) & np.isfinite(floor)

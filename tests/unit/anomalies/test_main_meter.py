@@ -230,14 +230,15 @@ def test_a_learnt_share_of_the_gas_meter_raises_no_model_alert(inventory: Invent
     assert has_own_meter(building, BuildingHours.build(inventory, building, frame, FrenchCalendar("B")).usages[Usage.HEATING])
 
 
-@pytest.mark.parametrize("cut", [30 * 24 - 1, 49 * 24 - 1])  # at local midnight (UTC+1): whole local days
+# At local midnight (UTC+1), and at 7:00 on a school day, before it opens: the day is known open from its schedule.
+@pytest.mark.parametrize("cut", [30 * 24 - 1, 49 * 24 - 1, 36 * 24 + 6])
 def test_expected_model_and_forest_are_causal(inventory: Inventory, readings: dict[str, PointSeries], cut: int) -> None:
     """run_models on the hours up to h gives, for those hours, what it gives on the whole series (models on).
 
     The whole series holds the two faults after h (the holiday week, 15 Feb) or not: whatever follows h, the
     expected values, the forest's scores and flags and the beyond-the-fit hours before h are the same, bit for bit.
-    Cut at local midnight: a day's type (open, closed, holiday) comes from its opening hours, and a frame cut at
-    7:00 does not hold that day's 8:00-17:00 yet, so the cut day's hours are expected as a closed day's.
+    A day's type (open, closed, holiday) comes from its whole day's schedule, so a frame cut at 7:00 expects the
+    day's first hours as an open day's, as the whole series does.
     """
     days = 70
     start_s = START.astimezone(UTC).timestamp()

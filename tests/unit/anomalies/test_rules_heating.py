@@ -207,3 +207,30 @@ def test_gymnasium_with_a_declared_17_c_limit_heated_to_20_c_while_occupied_is_o
     assert events, "no overheating"
     assert all(e.start.timestamp() >= hot_from for e in events), [(e.start, e.end) for e in events]
     assert events[0].start.timestamp() <= hot_from + 2 * 86_400
+
+
+def _gymnasium_raised_to(raised_c: float) -> tuple[float, list[AnomalyEvent]]:
+    """A gymnasium declared at 15 °C (no declared limit) whose occupied setpoint is raised to ``raised_c`` from 5 January."""
+    inventory = _inventory("gymnasium", WEEKDAYS, "        heating_setpoint_occupied_c: 15\n")
+    times = _times(datetime(2025, 11, 24, tzinfo=UTC), 56)
+    rng = np.random.default_rng(21)
+    outdoor = _outdoor(times, rng)
+    use = _open(inventory, times)
+    raised_from = datetime(2026, 1, 5, tzinfo=UTC).timestamp()
+    target = np.where(use, np.where(times >= raised_from, raised_c, 15.0), 12.0)
+    indoor_c, heat = _thermal(target, outdoor, rng)
+    return raised_from, [e for e in _events(inventory, _readings(times, outdoor, indoor_c, heat)) if e.kind == "overheating"]
+
+
+def test_gymnasium_declared_at_15_c_held_at_19_c_is_overheating_against_its_own_setpoint() -> None:
+    """19 °C is within R241-26, but 4 K above the gymnasium's own setpoint: its thermostat was raised (issue 11)."""
+    raised_from, events = _gymnasium_raised_to(19.0)
+    assert events, "no overheating"
+    assert all(e.start.timestamp() >= raised_from for e in events), [(e.start, e.end) for e in events]
+    assert events[0].start.timestamp() <= raised_from + 2 * 86_400
+
+
+def test_gymnasium_declared_at_15_c_held_at_16_c_is_not_overheating() -> None:
+    """Within 2 K of its own setpoint (``setpoint_margin_c``) a building is not overheating."""
+    _, events = _gymnasium_raised_to(16.0)
+    assert events == [], [(e.start, e.end) for e in events]

@@ -199,3 +199,29 @@ def test_main_meter_base_load_creep_is_found_on_nights_without_heating() -> None
     assert events, "no creep found"
     assert all(e.start >= rise for e in events), [(e.start, e.end) for e in events]
     assert events[0].start < rise + timedelta(days=7)
+
+
+def test_lone_indoor_sensor_colder_through_a_holiday_at_frost_protection_is_not_a_drift() -> None:
+    """Two weeks of Christmas holidays at frost protection: the school cools for days towards 8 °C, then warms up
+    again once reopened. Colder than any weekend of its past, but a closed building, not a drifting sensor."""
+    holidays_closed = HEAD.replace("        schedule:\n", "        schedule:\n          closed_on_school_holidays: true\n")
+    inventory = parse_inventory(holidays_closed + INDOOR)
+    days = 70
+    times = _times(days)
+    rng = np.random.default_rng(10)
+    use = _open(inventory, times)
+    closed_for = np.zeros(times.size)
+    for i in range(1, times.size):
+        closed_for[i] = 0.0 if use[i] > 0 else closed_for[i - 1] + 1.0
+    # Set back to 16 °C at night and on weekends; frost protection (8 °C) after two days closed.
+    target = np.where(use > 0, 20.0, np.where(closed_for > 48, 8.0, 16.0))
+    indoor = np.empty(times.size)
+    value = 17.0
+    for i, t in enumerate(target.tolist()):
+        value += (0.35 if t > value else 0.03) * (t - value)  # heats up fast, cools down slowly
+        indoor[i] = value
+    indoor += rng.normal(0, 0.1, times.size)
+    assert indoor.min() < 11.0  # it does cool, in the holidays only
+    readings = {"b1-indoor": PointSeries(times, indoor), "b1-outdoor": PointSeries(times, _outdoor(times, rng))}
+    events = detect(inventory, readings, DetectConfig(models=False))
+    assert [e for e in events if e.kind == "sensor_drift"] == [], [(e.kind, e.start, e.end) for e in events]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -57,3 +58,17 @@ def test_a_rule_alert_of_another_usage_does_not_silence_a_model_alert(inventory:
 def test_a_rule_alert_of_the_same_usage_explains_the_model_alert(inventory: Inventory, building: Building) -> None:
     heating_rule = _finding(EventKind.CONSUMPTION_UNOCCUPIED, Usage.HEATING, 0, 60)
     assert _kinds(inventory, building, heating_rule) == [("consumption_unoccupied", "heating")]
+
+
+def test_a_rule_alert_open_but_quiet_for_days_does_not_silence_a_new_model_alert(inventory: Inventory,
+                                                                                building: Building) -> None:
+    """A base-load alert waiting a week to resolve says nothing of an excess starting two and a half days later."""
+    creep = replace(_finding(EventKind.BASELOAD_CREEP, Usage.HEATING, 0, 6), clear_after=timedelta(days=7))
+    model = _finding(EventKind.UNUSUAL_CONSUMPTION, Usage.HEATING, 60, 70)
+    frame = HourlyFrame.build({}, counters=set(), start_s=START.timestamp(), hours=N)
+    events = events_from_findings(inventory, building, frame, [creep, model])
+    assert sorted((e.kind, e.usage) for e in events) == [("baseload_creep", "heating"), ("unusual_consumption", "heating")]
+    # The same rule alert active until the model's episode begins explains it.
+    creep = replace(_finding(EventKind.BASELOAD_CREEP, Usage.HEATING, 0, 58), clear_after=timedelta(days=7))
+    events = events_from_findings(inventory, building, frame, [creep, model])
+    assert sorted((e.kind, e.usage) for e in events) == [("baseload_creep", "heating")]
