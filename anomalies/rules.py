@@ -1482,6 +1482,7 @@ class UnoccupiedConsumptionRule:
         kind, held = _closure_kinds(hours, config)
         comfort_c = _comfort(hours).setpoint_c
         since, _ = _runs(closed_all)
+        closure = np.cumsum(closed_all & (since == 0))
         piece = np.cumsum(closed_all & (since % 24 == 0))  # a closure cut in pieces of at most 24 h
         # Heating is on in the declared season, while the last day was colder than the heating cut-off.
         regime = _in_season(hours.building, hours.frame.times_s) & (
@@ -1498,7 +1499,8 @@ class UnoccupiedConsumptionRule:
             first, _ = _day_bounds(day, d - config.consumption_history_days, d)
             usual = _nan(b - a)
             margin = _nan(b - a)
-            sigma = _nan(b - a)
+            typical: dict[int, tuple[FloatArray, FloatArray]] = {}  # per regime: earlier pieces' centre and spread
+            regime_of = np.zeros(b - a, dtype=np.int64)
             for r in np.unique(regime[a:b][judged[a:b]]).tolist():
                 # Heating on and heating off are not comparable: closures are judged against closures of their regime.
                 comparable = judged & ~flagged & (regime == r)
@@ -1512,9 +1514,10 @@ class UnoccupiedConsumptionRule:
                 weather = float(x[a:b][today].mean())
                 levels = _kind_levels(x[first:hi], y[first:hi], kind[first:hi], comparable[first:hi], lo - first, slope,
                                       weather)
-                spread = _piece_spread(x[lo:hi], y[lo:hi], kind[lo:hi], piece[lo:hi], ref, levels, slope)
-                if not math.isfinite(spread):
+                centre, spread = _piece_spread(x[lo:hi], y[lo:hi], kind[lo:hi], piece[lo:hi], ref, levels, slope)
+                if not np.isfinite(spread).any():
                     continue
+                typical[int(r)] = centre, spread
                 # Weather colder than any reference closure (the first cold days of autumn) is not extrapolated to.
                 coldest = float(x[lo:hi][ref].max()) + _WEATHER_BAND_K
                 for j in np.flatnonzero(today & (x[a:b] <= coldest)).tolist():
@@ -1525,7 +1528,7 @@ class UnoccupiedConsumptionRule:
                     usual[j] = max(0.0, float(levels[source] + slope * x[a + j]))
                     setpoint = max(float(held[k]), float(held[source]))
                     margin[j] = config.consumption_comfort_share * slope * max(0.0, comfort_c - setpoint)
-                    sigma[j] = spread
+                    regime_of[j] = int(r)
             for h in range(a, b):
                 if not math.isfinite(usual[h - a]):
                     continue
@@ -1537,13 +1540,20 @@ class UnoccupiedConsumptionRule:
                 expected[h] = usual[h - a]
                 if acc[0] < _MIN_PIECE_H:
                     continue
-                above = (acc[1] - acc[2]) / acc[0]
+                # Earlier pieces as far into them as this one: a piece so far of the small hours is colder
+                # than a whole day, whatever the day's mean weather.
+                centres, spreads = typical[int(regime_of[h - a])]
+                at = min(int(acc[0]), _PIECE_H) - 1
+                centre_h, spread_h = float(centres[kind[h], at]), float(spreads[kind[h], at])
+                if not math.isfinite(spread_h):
+                    continue
+                above = (acc[1] - acc[2]) / acc[0] - centre_h
                 # Below a twentieth of the meter's busiest hours no heater or equipment was left running.
                 floor_h = _RUNNING_SHARE * float(scale[h]) if math.isfinite(scale[h]) else 0.0
-                hit = above > max(acc[3] / acc[0], config.consumption_noise_z * float(sigma[h - a]), floor_h)
+                hit = above > max(acc[3] / acc[0], config.consumption_noise_z * spread_h, floor_h)
                 state[h] = 1.0 if hit else 0.0
-                if hit:  # the whole piece so far is the fault's, not a reference for later closures
-                    flagged[(piece == piece[h]) & (np.arange(n) <= h)] = True
+                if hit:  # the whole closure is the fault's (its quiet pieces too): no reference for later closures
+                    flagged[closure == closure[h]] = True
         excess = np.where(state == 1.0, np.maximum(0.0, y - expected), 0.0)
         return Finding(
             qualified_name=_PREFIX + "consumption_unoccupied", kind=EventKind.CONSUMPTION_UNOCCUPIED,
@@ -1569,6 +1579,8 @@ _MIN_KIND_H = 24
 """Fewest reference hours of a kind of closure for its level to be known."""
 _MIN_PIECES = 5
 """Fewest earlier pieces of closure for their spread to be known."""
+_PIECE_H = 24
+"""Longest piece of a closure (hours): a closure is judged a day at a time."""
 
 
 def _closure_kinds(hours: BuildingHours, config: RulesConfig) -> tuple[IntArray, FloatArray]:
@@ -1622,19 +1634,50 @@ def _kind_levels(
 
 def _piece_spread(
     x: FloatArray, y: FloatArray, kind: IntArray, piece: IntArray, ref: BoolArray, levels: FloatArray, slope: float
-) -> float:
-    """Robust standard deviation of the mean residual of the earlier pieces of closure (``nan`` with too few)."""
+) -> tuple[FloatArray, FloatArray]:
+    """Per kind of closure and number ``k`` of judged hours into a piece (1 to 24), earlier pieces' residual so far.
+
+    Each earlier piece (of at least :data:`_MIN_PIECE_H` judged hours) gives
+    the mean residual of its first ``k`` judged hours, or of all of them if
+    shorter (a night's judged hours end before a closed day's). Returns the
+    median and robust SD per kind (rows) and ``k`` (columns), from the pieces
+    of that kind, or with fewer than :data:`_MIN_PIECES` of them, for closed
+    days and long closures, from both; ``nan`` with too few.
+    """
+    centre = np.full((3, _PIECE_H), np.nan)
+    spread = np.full((3, _PIECE_H), np.nan)
     usable = ref & np.isfinite(levels[kind])
     if not usable.any():
-        return math.nan
+        return centre, spread
     residual = y[usable] - levels[kind[usable]] - slope * x[usable]
-    ids, inverse = np.unique(piece[usable], return_inverse=True)
-    counts = np.bincount(inverse, minlength=ids.size)
-    means = np.bincount(inverse, weights=residual, minlength=ids.size) / np.maximum(counts, 1)
-    means = means[counts >= _MIN_PIECE_H]
-    if means.size < _MIN_PIECES:
-        return math.nan
-    return float(1.4826 * np.median(np.abs(means - np.median(means))))
+    ids = piece[usable]
+    start = np.concatenate([[True], ids[1:] != ids[:-1]])
+    group = np.cumsum(start) - 1
+    first = np.flatnonzero(start)
+    count = np.arange(ids.size) - first[group] + 1
+    total = np.cumsum(residual)
+    before = np.concatenate([[0.0], total])[first][group]
+    so_far = np.full((first.size, _PIECE_H), np.nan)
+    so_far[group, np.minimum(count, _PIECE_H) - 1] = (total - before) / count
+    # A piece that ended stands for its whole mean from there on.
+    reached = np.where(np.isfinite(so_far), np.arange(_PIECE_H), 0)
+    so_far = so_far[np.arange(first.size)[:, None], np.maximum.accumulate(reached, axis=1)]
+    long_enough = np.bincount(group) >= _MIN_PIECE_H
+    piece_kind = kind[usable][first]
+    if long_enough.sum() < _MIN_PIECES:
+        return centre, spread
+    # The spread of all earlier pieces as far in (the most pieces), at least that of the kind's own.
+    pooled = so_far[long_enough]
+    pooled_spread = 1.4826 * np.median(np.abs(pooled - np.median(pooled, axis=0)), axis=0)
+    for k in range(3):
+        # Nights end at the morning recovery; closed days and long closures both run whole days from closing.
+        for chosen in (piece_kind == k, (piece_kind >= 1) if k >= 1 else piece_kind == k):
+            rows = so_far[long_enough & chosen]
+            if rows.shape[0] >= _MIN_PIECES:
+                centre[k] = np.median(rows, axis=0)
+                spread[k] = np.maximum(pooled_spread, 1.4826 * np.median(np.abs(rows - centre[k]), axis=0))
+                break
+    return centre, spread
 
 
 # --- a lone indoor temperature sensor ------------------------------------------------------------
