@@ -546,7 +546,8 @@ class OverheatingRule:
                 excess=np.nan_to_num(excess), unit=heat.unit, energy=heat.energy,
                 facts={"indoor_c": indoor, "limit_c": limit, "occupied": hours.occupied.astype(np.float64)},
                 constant_facts={"regulated": comfort.regulated},
-                min_duration=timedelta(hours=4), clear_after=timedelta(hours=48),
+                # A raised thermostat overheats every open day: quiet through a weekend is not repaired.
+                min_duration=timedelta(hours=4), clear_after=timedelta(hours=_PAST_WEEKEND_H),
             )
         ]
 

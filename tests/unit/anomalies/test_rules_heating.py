@@ -228,6 +228,9 @@ def test_gymnasium_declared_at_15_c_held_at_19_c_is_overheating_against_its_own_
     assert events, "no overheating"
     assert all(e.start.timestamp() >= raised_from for e in events), [(e.start, e.end) for e in events]
     assert events[0].start.timestamp() <= raised_from + 2 * 86_400
+    # One fault, one episode: the weekends, set back and closed, do not end it.
+    assert len(events) == 1, [(e.start, e.end) for e in events]
+    assert events[0].end.timestamp() >= raised_from + 11 * 86_400
 
 
 def test_gymnasium_declared_at_15_c_held_at_16_c_is_not_overheating() -> None:
