@@ -142,7 +142,9 @@ class MaterialityConfig(BaseModel):
     only when the excess accumulated since its first active hour, up to the
     current hour, is
 
-    * at least ``min_ratio`` of the expected consumption of its active hours, and
+    * at least ``min_ratio`` of the expected consumption of its active hours
+      (not for ``baseload_creep``, whose rule judges the rise against the base's
+      own noise), and
     * at least ``min_day_share`` of the usage's typical day (and, if set,
       ``min_rate`` of its typical hourly consumption per active hour).
 
@@ -629,6 +631,10 @@ def debounce(
     return events
 
 
+_RATIO_JUDGED_BY_RULE = frozenset({EventKind.BASELOAD_CREEP})
+"""Kinds whose rule judges the size of the rise against its own noise: ``min_ratio`` does not apply."""
+
+
 def _materiality_gate(
     finding: Finding,
     frame: HourlyFrame,
@@ -642,13 +648,16 @@ def _materiality_gate(
     excess = np.concatenate([[0.0], np.cumsum(np.where(active, np.nan_to_num(finding.excess), 0.0))])
     usual = np.concatenate([[0.0], np.cumsum(np.where(active, np.nan_to_num(np.maximum(finding.expected, 0.0)), 0.0))])
     level = None if typical is None else typical.get(finding.usage)
+    # A base-load creep is a rise the rule has already judged against the base's own night-to-night noise
+    # (a few % of a large base); what makes it worth an e-mail is then its total, every night.
+    min_ratio = 0.0 if finding.kind in _RATIO_JUDGED_BY_RULE else config.min_ratio
 
     def material(track: Track, at: datetime) -> bool:
         assert config is not None  # noqa: S101 - checked above
         h = int((at.timestamp() - frame.start_s) // 3600)
         a = min(h, max(0, int((track.first.timestamp() - frame.start_s) // 3600)))
         amount = float(excess[h + 1] - excess[a])
-        if amount <= 0.0 or amount < config.min_ratio * float(usual[h + 1] - usual[a]):
+        if amount <= 0.0 or amount < min_ratio * float(usual[h + 1] - usual[a]):
             return False
         if level is None or not math.isfinite(level[h]):
             return True

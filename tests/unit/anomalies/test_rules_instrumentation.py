@@ -266,3 +266,13 @@ def test_slow_base_load_creep_is_found_against_the_base_before_it() -> None:
 def test_a_steady_noisy_base_load_is_no_creep() -> None:
     """The same building without the creep: 2 % noise night to night raises nothing over five months."""
     assert _pool_base_load(0.0) == []
+
+
+def test_a_slow_creep_under_the_materiality_ratio_is_found_once_its_total_counts() -> None:
+    """+8 % of a 40 kWh/h base over eight weeks never reaches 10 % of the night's consumption, but 3 kWh/h every
+    night is 9 MWh a year: the rise, judged against the base's own noise, opens once its total is material."""
+    events = _pool_base_load(0.08)
+    assert events, "slow creep under 10 % not found"
+    rise = START + timedelta(days=90)
+    assert all(e.start >= rise for e in events), [(e.start, e.end) for e in events]
+    assert events[0].start < rise + timedelta(days=56)
