@@ -37,6 +37,8 @@ Sample config (``DetectConfig``)::
       expected: {min_history: 14d, refit_every: 7d}
       rule_events: true
       model_events: true
+      model_day_spread: 3.0
+      model_day_history: 56d
       model_min_duration: 6h
       model_clear_after: 48h
       materiality: {min_ratio: 0.1, min_day_share: 0.03}
