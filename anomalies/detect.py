@@ -599,7 +599,8 @@ def debounce(
     events: list[AnomalyEvent] = []
     for finding in findings:
         key = _key(finding)
-        life.per_kind[key[2]] = LifecycleConfig(min_duration=finding.min_duration, clear_after=finding.clear_after)
+        life.per_kind[key[2]] = LifecycleConfig(min_duration=finding.min_duration, clear_after=finding.clear_after,
+                                                forget_pending_after=finding.forget_pending_after)
         is_model = finding.kind is EventKind.UNUSUAL_CONSUMPTION
         known = np.flatnonzero(np.isfinite(finding.state[first_hour:])) + first_hour
         if known.size == 0:

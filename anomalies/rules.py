@@ -199,6 +199,8 @@ class Finding:
         constant_facts: numbers that hold for the whole finding.
         min_duration: active time before an alert opens.
         clear_after: quiet time before it resolves.
+        forget_pending_after: quiet time before a pending (not yet open) alert is
+            forgotten, when shorter than ``clear_after`` (``None``: ``clear_after``).
     """
 
     qualified_name: str
@@ -218,6 +220,7 @@ class Finding:
     constant_facts: dict[str, Any] = field(default_factory=dict)
     min_duration: timedelta = timedelta(hours=3)
     clear_after: timedelta = timedelta(hours=24)
+    forget_pending_after: timedelta | None = None
 
     @property
     def active(self) -> BoolArray:
@@ -553,8 +556,10 @@ class OverheatingRule:
                 excess=np.nan_to_num(excess), unit=heat.unit, energy=heat.energy,
                 facts={"indoor_c": indoor, "limit_c": limit, "occupied": hours.occupied.astype(np.float64)},
                 constant_facts={"regulated": comfort.regulated},
-                # A raised thermostat overheats every open day: quiet through a weekend is not repaired.
+                # A raised thermostat overheats every open day: an open alert quiet through a weekend is
+                # not repaired; a few hours' blips days apart do not add up to an alert.
                 min_duration=timedelta(hours=4), clear_after=timedelta(hours=_PAST_WEEKEND_H),
+                forget_pending_after=timedelta(hours=48),
             )
         ]
 
