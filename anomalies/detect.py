@@ -37,6 +37,8 @@ Sample config (``DetectConfig``)::
       expected: {min_history: 14d, refit_every: 7d}
       rule_events: true
       model_events: true
+      model_day_spread: 3.0
+      model_day_history: 56d
       model_min_duration: 6h
       model_clear_after: 48h
       materiality: {min_ratio: 0.1, min_day_share: 0.03}
@@ -74,7 +76,13 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
 from anomalies.events import AlertState, AnomalyEvent, ChartSeries, EventKind, Language, excess_cost
-from anomalies.expected import ExpectedConfig, ExpectedConsumption, refit_hours
+from anomalies.expected import (
+    ExpectedConfig,
+    ExpectedConsumption,
+    day_residual_bound,
+    refit_hours,
+    trailing_day_residual,
+)
 from anomalies.features import (
     FEATURE_NAMES,
     BuildingHours,
@@ -142,7 +150,9 @@ class MaterialityConfig(BaseModel):
     only when the excess accumulated since its first active hour, up to the
     current hour, is
 
-    * at least ``min_ratio`` of the expected consumption of its active hours, and
+    * at least ``min_ratio`` of the expected consumption of its active hours
+      (not for ``baseload_creep``, whose rule judges the rise against the base's
+      own noise), and
     * at least ``min_day_share`` of the usage's typical day (and, if set,
       ``min_rate`` of its typical hourly consumption per active hour).
 
@@ -204,6 +214,13 @@ class DetectConfig(BaseModel):
     """A weather-dependent expected model raises no alert on hours whose last 24 hours were colder, by
     more than this, than any day of their day type it was fitted on: its expected value there is an
     extrapolation (the first frost after a mild autumn), not a reference."""
+    model_day_spread: float | None = Field(default=3.0, gt=0)
+    """A flagged hour counts for an event only when the residual of the 24 hours up to it stands out of the
+    expected model's own uncertainty: above the median of the same residual on the reference days before
+    (``model_day_history``, same day type) by this many robust standard deviations. A crèche's or an event
+    hall's days vary more than an office's, so they need a larger excess (None: no such test)."""
+    model_day_history: timedelta = timedelta(days=56)
+    """How far back the days that measure the expected model's uncertainty reach."""
     model_min_duration: timedelta = timedelta(hours=6)
     """Flagged time before a model event opens: a model event needs persistence."""
     model_clear_after: timedelta = timedelta(hours=48)
@@ -324,6 +341,10 @@ class ModelRun:
         expected_fits: how many times the expected-consumption model was fitted.
         beyond_fit: per hour, its weather is colder than the expected model was fitted on
             (:meth:`~anomalies.expected.ExpectedConsumption.beyond_fit`); no model alert there.
+        day_residual: per hour, the residual summed over the 24 hours up to it
+            (:func:`~anomalies.expected.trailing_day_residual`).
+        day_bound: per hour, how large ``day_residual`` may be within the expected model's own
+            uncertainty (:func:`~anomalies.expected.day_residual_bound`, causal; ``nan``: not known yet).
     """
 
     building: str
@@ -338,6 +359,8 @@ class ModelRun:
     ratio: FloatArray
     expected_fits: int
     beyond_fit: BoolArray | None = None
+    day_residual: FloatArray | None = None
+    day_bound: FloatArray | None = None
 
 
 def run_models(hours: BuildingHours, excluded: BoolArray, config: DetectConfig) -> list[ModelRun]:
@@ -377,6 +400,7 @@ def run_models(hours: BuildingHours, excluded: BoolArray, config: DetectConfig) 
         last: IsolationForestDetector | None = None
         last_th: QuantileThreshold | None = None
         last_fit_at = -forest_every
+        in_sample = n  # hours before it have in-sample expected values (the first fit's own days)
         done = 0  # rows before it are built
         for k, at in enumerate(at_hours):
             stop = at_hours[k + 1] if k + 1 < len(at_hours) else n
@@ -384,6 +408,7 @@ def run_models(hours: BuildingHours, excluded: BoolArray, config: DetectConfig) 
             first = not model.fitted
             if model.refit(at, skip) and first:
                 expected[:at] = model.predict(0, at)
+                in_sample = at
             if not model.fitted:
                 continue
             expected[at:stop] = model.predict(at, stop)
@@ -417,8 +442,16 @@ def run_models(hours: BuildingHours, excluded: BoolArray, config: DetectConfig) 
                     model_flag[at + i] = hit
         residual = y - expected
         ratio = rows[:, _RATIO_COLUMN]
+        day_residual = trailing_day_residual(residual)
+        day_bound = np.full(n, np.nan)
+        if config.model_day_spread is not None:
+            reference = ~(excluded | (model_flag & ~weekly_recurrence(model_flag)))
+            reference[:in_sample] = False  # a model's errors on the days it was fitted on are optimistic
+            day_bound = day_residual_bound(day_residual, reference, model.type_idx,
+                                           days=max(1, round(config.model_day_history / timedelta(days=1))),
+                                           spread=config.model_day_spread)
         runs.append(ModelRun(hours.building.id, usage, scores, flagged, expected, fits, last, last_th,
-                             residual, ratio, model.fits, beyond))
+                             residual, ratio, model.fits, beyond, day_residual, day_bound))
     return runs
 
 
@@ -462,6 +495,9 @@ def _model_findings(runs: Sequence[ModelRun], hours: BuildingHours, config: Dete
         above = (run.residual > 0) & (run.ratio >= config.model_min_ratio) & material
         if run.beyond_fit is not None:
             above &= ~run.beyond_fit
+        if config.model_day_spread is not None and run.day_residual is not None and run.day_bound is not None:
+            # An unknown bound (fewer than a week of out-of-sample days of any type yet): not judged.
+            above &= ~(run.day_residual <= run.day_bound)
         state = np.where(np.isfinite(run.flagged), ((run.flagged == 1.0) & above).astype(np.float64), np.nan)
         excess = np.where(state == 1.0, np.maximum(0.0, run.residual), 0.0)
         findings.append(
@@ -563,7 +599,8 @@ def debounce(
     events: list[AnomalyEvent] = []
     for finding in findings:
         key = _key(finding)
-        life.per_kind[key[2]] = LifecycleConfig(min_duration=finding.min_duration, clear_after=finding.clear_after)
+        life.per_kind[key[2]] = LifecycleConfig(min_duration=finding.min_duration, clear_after=finding.clear_after,
+                                                forget_pending_after=finding.forget_pending_after)
         is_model = finding.kind is EventKind.UNUSUAL_CONSUMPTION
         known = np.flatnonzero(np.isfinite(finding.state[first_hour:])) + first_hour
         if known.size == 0:
@@ -629,6 +666,10 @@ def debounce(
     return events
 
 
+_RATIO_JUDGED_BY_RULE = frozenset({EventKind.BASELOAD_CREEP})
+"""Kinds whose rule judges the size of the rise against its own noise: ``min_ratio`` does not apply."""
+
+
 def _materiality_gate(
     finding: Finding,
     frame: HourlyFrame,
@@ -642,13 +683,16 @@ def _materiality_gate(
     excess = np.concatenate([[0.0], np.cumsum(np.where(active, np.nan_to_num(finding.excess), 0.0))])
     usual = np.concatenate([[0.0], np.cumsum(np.where(active, np.nan_to_num(np.maximum(finding.expected, 0.0)), 0.0))])
     level = None if typical is None else typical.get(finding.usage)
+    # A base-load creep is a rise the rule has already judged against the base's own night-to-night noise
+    # (a few % of a large base); what makes it worth an e-mail is then its total, every night.
+    min_ratio = 0.0 if finding.kind in _RATIO_JUDGED_BY_RULE else config.min_ratio
 
     def material(track: Track, at: datetime) -> bool:
         assert config is not None  # noqa: S101 - checked above
         h = int((at.timestamp() - frame.start_s) // 3600)
         a = min(h, max(0, int((track.first.timestamp() - frame.start_s) // 3600)))
         amount = float(excess[h + 1] - excess[a])
-        if amount <= 0.0 or amount < config.min_ratio * float(usual[h + 1] - usual[a]):
+        if amount <= 0.0 or amount < min_ratio * float(usual[h + 1] - usual[a]):
             return False
         if level is None or not math.isfinite(level[h]):
             return True

@@ -82,8 +82,10 @@ from streams.errors import InsufficientData, ModelError
 __all__ = [
     "ExpectedConfig",
     "ExpectedConsumption",
+    "day_residual_bound",
     "day_types_of_hours",
     "refit_hours",
+    "trailing_day_residual",
     "trailing_temperatures",
 ]
 
@@ -448,3 +450,85 @@ def _predict(
                     shape.share[key, local_hour])
     result: FloatArray = daily * part
     return result
+
+
+def trailing_day_residual(residual: FloatArray, min_known: int = 20) -> FloatArray:
+    """The residual summed over the 24 hours up to and including each hour: the excess of the last day, in energy.
+
+    ``nan`` where fewer than ``min_known`` of those hours are known (unknown
+    hours count as no excess).
+
+    >>> trailing_day_residual(np.ones(30))[[18, 23, 29]].tolist()
+    [nan, 24.0, 24.0]
+    """
+    rows = trailing_temperatures(residual)  # the 24 values up to each hour, as rows
+    known = np.isfinite(rows).sum(axis=1)
+    result: FloatArray = np.where(known >= min_known, np.nansum(rows, axis=1), np.nan)
+    return result
+
+
+def day_residual_bound(
+    day_residual: FloatArray,
+    reference: BoolArray,
+    day_type: IntArray,
+    *,
+    days: int = 56,
+    spread: float = 3.0,
+    min_days: int = 7,
+) -> FloatArray:
+    """How large the last day's residual may be before it stands out of the expected model's own uncertainty.
+
+    The expected model is exact for no building: occupancy varies from day
+    to day (a crèche's attendance, an event hall's bookings, a gym's
+    tournaments), and so does the energy that follows it. How much it varies
+    is a property of the building and its day type, learnt causally from
+    the model's own errors: for each hour, the residuals of the 24 hours up
+    to the same clock hour on each of the ``days`` days before (one sample a
+    day, taken where its 24 hours were all ``reference``: no flagged hour),
+    of the same day types (those of the hour's day and of the day 23 hours
+    before it, as the 24 hours straddle two) when at least ``min_days`` such
+    samples exist, of any day type otherwise. The bound is their median plus ``spread`` robust
+    standard deviations (1.4826 × the median absolute deviation). Looks back
+    only; ``nan`` where fewer than ``min_days`` samples exist (no judgement).
+
+    Args:
+        day_residual: per hour, the trailing-24-hour residual (:func:`trailing_day_residual`).
+        reference: per hour, whether the hour may serve as reference (not flagged by a rule or an alert).
+        day_type: per hour, the index of its day's type.
+        days: how many days back the samples reach.
+        spread: robust standard deviations above the median.
+        min_days: fewest samples a bound needs.
+
+    Returns:
+        Per hour, the bound on its trailing-24-hour residual.
+
+    >>> rng = np.random.default_rng(1)
+    >>> steady = trailing_day_residual(rng.normal(0.0, 0.1, 24 * 70))
+    >>> noisy = trailing_day_residual(rng.normal(0.0, 0.1, 24 * 70) + np.repeat(rng.normal(0.0, 1.0, 70), 24))
+    >>> ref, types = np.ones(24 * 70, dtype=bool), np.zeros(24 * 70, dtype=np.int64)
+    >>> bool(day_residual_bound(noisy, ref, types)[-1] > 3 * day_residual_bound(steady, ref, types)[-1])
+    True
+    """
+    n = day_residual.size
+    # A day's 24 hours straddle two local days (a Monday morning's hold Sunday's): the type of both.
+    before = np.concatenate([day_type[:1].repeat(min(n, 23)), day_type[: max(0, n - 23)]])
+    day_type = day_type * (int(day_type.max(initial=0)) + 1) + before
+    clean = np.convolve((~reference).astype(np.float64), np.ones(24))[:n] == 0  # its 24 hours are all reference
+    sample = np.where(clean, day_residual, np.nan)
+    lags = np.full((n, days), np.nan)
+    same = np.zeros((n, days), dtype=np.bool_)
+    for k in range(1, days + 1):
+        if n > 24 * k:
+            lags[24 * k :, k - 1] = sample[: n - 24 * k]
+            same[24 * k :, k - 1] = day_type[: n - 24 * k] == day_type[24 * k :]
+    own = np.where(same, lags, np.nan)
+    use_own = (np.isfinite(own).sum(axis=1) >= min_days)[:, None]
+    chosen = np.where(use_own, own, lags)
+    enough = np.isfinite(chosen).sum(axis=1) >= min_days
+    out = np.full(n, np.nan)
+    if enough.any():
+        picked = chosen[enough]
+        centre = np.nanmedian(picked, axis=1)
+        mad = np.nanmedian(np.abs(picked - centre[:, None]), axis=1)
+        out[enough] = centre + spread * 1.4826 * mad
+    return out

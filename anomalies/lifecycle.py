@@ -71,7 +71,17 @@ class LifecycleConfig(BaseModel):
     """Active time before an alert opens."""
     clear_after: Duration = timedelta(hours=24)
     """Quiet time before an open alert resolves (and a pending one is forgotten)."""
+    forget_pending_after: Duration | None = None
+    """Quiet time before a pending alert is forgotten, when shorter than ``clear_after``
+    (``None``: ``clear_after``): an open fault outlasts a weekend, short blips days apart
+    do not add up to one."""
     step: Duration = _STEP
+
+    def quiet_limit(self, opened: bool) -> timedelta:
+        """Quiet time that ends an alert: open (resolved) or still pending (forgotten)."""
+        if opened or self.forget_pending_after is None:
+            return self.clear_after
+        return min(self.clear_after, self.forget_pending_after)
     """Time one observation stands for (the hourly grid)."""
 
 
@@ -174,7 +184,7 @@ class AlertLifecycle:
         if not active:
             if track is None or active is None:
                 return None
-            if at - track.last_active < config.clear_after:
+            if at - track.last_active < config.quiet_limit(track.state is not None):
                 return None
             del self._tracks[key]
             if track.state is None:
@@ -185,7 +195,7 @@ class AlertLifecycle:
         if track is None:
             track = Track(first=at, last_active=end, active=timedelta())
             self._tracks[key] = track
-        elif at - track.last_active >= config.clear_after:
+        elif at - track.last_active >= config.quiet_limit(track.state is not None):
             # Quiet for long enough: the previous episode is over and a new one starts.
             previous = track
             self._tracks[key] = Track(first=at, last_active=end, active=config.step)
@@ -245,7 +255,7 @@ class AlertLifecycle:
         """
         out: list[Transition] = []
         for key, track in list(self._tracks.items()):
-            if at - track.last_active >= self._config(key).clear_after:
+            if at - track.last_active >= self._config(key).quiet_limit(track.state is not None):
                 del self._tracks[key]
                 if track.state is not None:
                     out.append(Transition(key, AlertState.RESOLVED, at, track.first, track.last_active))

@@ -119,6 +119,13 @@ class RulesConfig(BaseModel):
     """Relative rise of the night base load that is reported."""
     baseload_reference: tuple[int, int] = (35, 7)
     """Reference nights: from this many nights back to this many nights back."""
+    baseload_creep_nights: int = Field(default=91, ge=28)
+    """Nights back (to the near end of ``baseload_reference``) whose lower envelope is the reference of a
+    slow creep: a base load rising over weeks drags a reference of the last weeks with it, not this one."""
+    baseload_creep_increase: float = Field(default=0.04, gt=0)
+    """Rise of the last week's base load over that envelope that is a slow creep (beyond the noise)..."""
+    baseload_creep_noise: float = Field(default=4.0, gt=0)
+    """... and over this many times the night-to-night noise of the base load (its own scatter)."""
     leak_min_flow_m3_h: float = Field(default=0.02, gt=0)
     """Smallest night flow above usual that is a leak."""
     leak_reference_nights: int = Field(default=14, ge=3)
@@ -197,6 +204,8 @@ class Finding:
         constant_facts: numbers that hold for the whole finding.
         min_duration: active time before an alert opens.
         clear_after: quiet time before it resolves.
+        forget_pending_after: quiet time before a pending (not yet open) alert is
+            forgotten, when shorter than ``clear_after`` (``None``: ``clear_after``).
     """
 
     qualified_name: str
@@ -216,6 +225,7 @@ class Finding:
     constant_facts: dict[str, Any] = field(default_factory=dict)
     min_duration: timedelta = timedelta(hours=3)
     clear_after: timedelta = timedelta(hours=24)
+    forget_pending_after: timedelta | None = None
 
     @property
     def active(self) -> BoolArray:
@@ -551,7 +561,10 @@ class OverheatingRule:
                 excess=np.nan_to_num(excess), unit=heat.unit, energy=heat.energy,
                 facts={"indoor_c": indoor, "limit_c": limit, "occupied": hours.occupied.astype(np.float64)},
                 constant_facts={"regulated": comfort.regulated},
-                min_duration=timedelta(hours=4), clear_after=timedelta(hours=48),
+                # A raised thermostat overheats every open day: an open alert quiet through a weekend is
+                # not repaired; a few hours' blips days apart do not add up to an alert.
+                min_duration=timedelta(hours=4), clear_after=timedelta(hours=_PAST_WEEKEND_H),
+                forget_pending_after=timedelta(hours=48),
             )
         ]
 
@@ -752,8 +765,10 @@ class NightBaseloadRule:
             free_rows, _ = _day_matrix(heating_free[night].astype(np.float64), nights)
             free = np.nanmin(free_rows[present], axis=1) == 1.0
             excluded |= ~free
+        service = _heating_in_service(hours, days, nights, night, night_h, main_meter)
         far, near = config.baseload_reference
         ratio = np.full(days.size, np.nan)
+        fast = np.full(days.size, np.nan)  # against the last weeks: a jump
         predicted = np.full(days.size, np.nan)
         flagged = np.zeros(days.size, dtype=np.bool_)
         for i, day in enumerate(days.tolist()):
@@ -768,9 +783,18 @@ class NightBaseloadRule:
             slope = _slope(night_h[history], night_e[history])
             predicted[i] = float(np.median(night_e[ref] - slope * night_h[ref])) + slope * night_h[i]
             ratio[i] = night_e[i] / predicted[i] if predicted[i] > 0 else np.nan
-            recent = ratio[max(0, i - 2): i + 1]
+            fast[i] = ratio[i]
+            recent = fast[max(0, i - 2): i + 1]
             recent = recent[np.isfinite(recent)]
             flagged[i] = recent.size >= 2 and float(np.median(recent)) > 1.0 + config.baseload_increase
+            if not flagged[i]:
+                same = service == service[i]  # circulation pumps run all season, whatever the heat
+                envelope = _creep_envelope(days, night_e - slope * night_h, i, flagged, excluded | ~same, config)
+                if math.isfinite(envelope):
+                    # A slow creep: the base load of the last week against what it was before it began.
+                    predicted[i] = envelope + slope * night_h[i]
+                    ratio[i] = night_e[i] / predicted[i] if predicted[i] > 0 else np.nan
+                    flagged[i] = True
         state = _nan(n)
         expected = _nan(n)
         increase = _nan(n)
@@ -794,6 +818,62 @@ class NightBaseloadRule:
                 min_duration=timedelta(hours=3), clear_after=timedelta(hours=48),
             )
         ]
+
+
+def _heating_in_service(
+    hours: BuildingHours, days: IntArray, nights: IntArray, night: BoolArray, night_h: FloatArray, main_meter: bool
+) -> BoolArray:
+    """Per night, whether the heating is in service (its circulation pumps run, heat or not).
+
+    The declared ``heating_season`` where there is one; else, with a heating
+    meter, whether it delivered heat (above 5 % of its highest night so far)
+    on one of the last seven nights; else (a main meter alone) one state.
+    """
+    if hours.building.heating_season is not None:
+        rows, _ = _day_matrix(_in_season(hours.building, hours.frame.times_s)[night].astype(np.float64), nights)
+        present = np.isin(nights[0] + np.arange(rows.shape[0]), days)
+        result: BoolArray = np.nanmax(rows[present], axis=1) == 1.0
+        return result
+    if main_meter:
+        return np.ones(days.size, dtype=np.bool_)
+    top = np.fmax.accumulate(np.where(np.isfinite(night_h), night_h, -np.inf))
+    ran = np.isfinite(night_h) & (night_h > 0.05 * top)
+    service = np.zeros(days.size, dtype=np.bool_)
+    for i, day in enumerate(days.tolist()):
+        service[i] = bool(ran[(days > day - 7) & (days <= day)].any())
+    return service
+
+
+def _creep_envelope(
+    days: IntArray, base: FloatArray, i: int, flagged: BoolArray, excluded: BoolArray, config: RulesConfig
+) -> float:
+    """The base load before a slow creep began, if the last week's base load is a creep above it, else ``nan``.
+
+    The reference is the lower envelope (25th percentile) of the base load of
+    the nights from ``baseload_creep_nights`` back to the near end of
+    ``baseload_reference`` (flagged nights left out): a base load rising over
+    weeks stays above it, where the last weeks' median follows the rise. The
+    last week's median (the nights of the seven days up to night ``i``) is a
+    creep when above the envelope by ``baseload_creep_increase`` and by
+    ``baseload_creep_noise`` times the noise of that median, from the
+    night-to-night scatter of the reference nights (robust, from consecutive
+    differences, so that a slow trend in them does not count as noise).
+    """
+    day = int(days[i])
+    known = np.isfinite(base) & ~excluded
+    ref = known & ~flagged & (days >= day - config.baseload_creep_nights) & (days <= day - config.baseload_reference[1])
+    week = known & (days > day - 7) & (days <= day)
+    if ref.sum() < 28 or week.sum() < 4:
+        return math.nan
+    envelope = float(np.percentile(base[ref], 25))
+    if envelope <= 0:
+        return math.nan
+    noise = 1.4826 * float(np.median(np.abs(np.diff(base[ref])))) / math.sqrt(2.0)
+    current = float(np.median(base[week]))
+    rise = current - envelope
+    # The noise of a median of k nights is about 1.25 / sqrt(k) that of one night.
+    limit = max(config.baseload_creep_increase * envelope, config.baseload_creep_noise * noise * 1.25 / math.sqrt(week.sum()))
+    return envelope if rise > limit else math.nan
 
 
 def _slope(x: FloatArray, y: FloatArray) -> float:
@@ -1715,6 +1795,26 @@ def _heating_expected(building: Building, frame: HourlyFrame, outdoor_c: FloatAr
     return heated
 
 
+def _setback_share(heat: FloatArray, open_frac: FloatArray) -> FloatArray:
+    """Per 24-hour block of the frame, the heater's mean heat per closed hour over its mean heat per open hour.
+
+    ``nan`` without 3 known hours of each or without heat while open. A heater
+    that sets back at night runs under 1; one holding comfort around the clock
+    at 1 or more (nights are colder, and no people or sun help).
+    """
+    blocks = heat.size // 24
+    h = heat[: 24 * blocks].reshape(blocks, 24)
+    o = open_frac[: 24 * blocks].reshape(blocks, 24)
+    known = np.isfinite(h)
+    closed, opened = (o == 0.0) & known, (o > 0.0) & known
+    c_n, o_n = closed.sum(axis=1), opened.sum(axis=1)
+    c_mean = np.where(closed, h, 0.0).sum(axis=1) / np.maximum(c_n, 1)
+    o_mean = np.where(opened, h, 0.0).sum(axis=1) / np.maximum(o_n, 1)
+    ok = (c_n >= 3) & (o_n >= 3) & (o_mean > 0)
+    result: FloatArray = np.where(ok, c_mean / np.where(ok, o_mean, 1.0), np.nan)
+    return result
+
+
 class LostDailyCycleRule:
     """An indoor temperature sensor whose daily cycle collapses: stuck with noise, or unplugged from the room.
 
@@ -1726,8 +1826,24 @@ class LostDailyCycleRule:
     in between the rule cannot tell. Only while the building is in use (open
     in the last 24 h) and heated (heating season, mean outdoor temperature of
     the last 24 h below ``heating_off_above_c``). Exact repeats are
-    :class:`FrozenSensorRule`'s. Not where the heating is metered: a flat
-    day there is heating kept on, for the heating rules to judge.
+    :class:`FrozenSensorRule`'s.
+
+    Where the heating is metered, a flat day may be heating kept on at comfort
+    (for the heating rules to judge, on the sensor's hours), or a sensor that
+    no longer measures the room. The heater tells them apart, once per day:
+    its closed-to-open ratio (mean heat per closed hour over mean heat per open
+    hour, per 24 h block) is below 1 while it sets back, and at 1 or more when
+    it holds comfort around the clock (nights are colder). A flat sensor is
+    lost only while the heater, over the last complete day in use, still
+    keeps at least a third of its usual setback (the ratio at most
+    ``1 - (1 - usual) / 3``, the usual ratio being the median of the
+    reference days that showed the cycle; a day's ratio wanders with the
+    weather, so only a heater that gave up most of its setback counts as
+    kept on); otherwise the rule says nothing and the heating rules judge.
+    Where the usual ratio is above 0.9 (no setback to speak of) it cannot tell. A sensor found lost stays lost while it
+    stays flat through hours the rule cannot judge otherwise (a weekend, not
+    in use): its readings there are not the room's either, and the heating
+    rules must not take them for heating kept on.
 
     Lookback: ``sensor_reference_days`` days (28).
     """
@@ -1748,23 +1864,26 @@ class LostDailyCycleRule:
         """Hours where the sensor's last 24 h are flat against its usual daily range."""
         if not _indoor_sensor(point) or point.id not in frame.mean:
             return None
-        if any(_serves_heating(p) for p in building.points):
-            # With a heating meter a flat day is what heating kept on looks like (a holiday heated at
-            # comfort): the heating rules need the sensor's hours, they must not be blanked.
-            return None
         x = frame.mean[point.id]
         n = x.size
         amp = _rolling(x, 24, "range")
         in_use = _trailing_mean(np.where(open_frac > 0.0, 1.0, 0.0), 24) > 0.0
         usable = in_use & _heating_expected(building, frame, outdoor_c, config) & np.isfinite(amp)
+        meters = [frame.consumption[p.id] for p in building.points if _serves_heating(p) and p.id in frame.consumption]
+        block_ratio = _setback_share(np.sum(meters, axis=0), open_frac) if meters else None
         # One reference value per day: the range at the day's last hour.
         day_end = (np.arange(n) % 24) == 23
         state = _nan(n)
         usual = _nan(n)
         flagged = np.zeros(n, dtype=np.bool_)
+        kept_on = np.zeros(n, dtype=np.bool_)
         ref_h = int(config.sensor_reference_days) * 24
+        last_ratio = math.nan  # the heater's ratio over the last complete day in use
         for a in range(0, n, 24):
             b = min(n, a + 24)
+            k = a // 24
+            if block_ratio is not None and 0 < k <= block_ratio.size and math.isfinite(block_ratio[k - 1]):
+                last_ratio = float(block_ratio[k - 1])
             lo = max(0, a - ref_h)
             sel = day_end[lo:a] & usable[lo:a] & ~flagged[lo:a]
             if sel.sum() < 7:
@@ -1774,10 +1893,30 @@ class LostDailyCycleRule:
                 continue
             lost = amp[a:b] < config.cycle_collapse * ref
             there = amp[a:b] >= 2 * config.cycle_collapse * ref
+            if block_ratio is not None:
+                # The heater's usual ratio: the reference days whose sensor showed the cycle (days ending in the block).
+                shown = sel & (amp[lo:a] >= 2 * config.cycle_collapse * ref)
+                ratios = block_ratio[(np.flatnonzero(shown) + lo) // 24]
+                ratios = ratios[np.isfinite(ratios)]
+                if ratios.size < 5 or not math.isfinite(last_ratio):
+                    continue
+                gap = 1.0 - float(np.median(ratios))
+                if gap < 0.1:
+                    continue  # a heater that does not set back cannot tell a flat room from a flat sensor
+                if last_ratio > 1.0 - gap / 3.0:
+                    kept_on[a:b] = lost
+                    lost = np.zeros(b - a, dtype=np.bool_)
             can_tell = usable[a:b] & (lost | there)
             state[a:b] = _state(can_tell, lost)
             usual[a:b] = ref
             flagged[a:b] = can_tell & lost
+        if block_ratio is not None:
+            # Found flat, it stays lost while flat through hours not in use (weekends), not once the heater
+            # holds comfort around the clock (then a flat room is real).
+            still_flat = amp < 2 * config.cycle_collapse * usual
+            for h in range(1, n):
+                if math.isnan(state[h]) and state[h - 1] == 1.0 and still_flat[h] and not kept_on[h]:
+                    state[h] = 1.0
         finding = _quality(
             self.name, EventKind.LOST_DAILY_CYCLE, building, point, state, np.full(n, -1, dtype=np.int64),
             facts={"range_k": amp, "usual_range_k": usual},

@@ -283,6 +283,7 @@ class FamilyBHistory:
         stamps: per point id, the timestamps the source writes (ISO 8601 with offset).
         late_rows: (point id, index) rows written at the end of the file, out of order.
         duplicates: (point id, index) rows written twice.
+        gaps: (point id, first missing, first back) of the quirks' gaps, epoch seconds.
     """
 
     times_s: FloatArray
@@ -293,6 +294,7 @@ class FamilyBHistory:
     resets: dict[str, float] = field(default_factory=dict)
     late_rows: list[tuple[str, int]] = field(default_factory=list)
     duplicates: list[tuple[str, int]] = field(default_factory=list)
+    gaps: list[tuple[str, float, float]] = field(default_factory=list)
 
 
 def _windows(
@@ -607,6 +609,7 @@ def _add_quirks(inv: Inventory, history: FamilyBHistory, seed: int) -> None:
                 spans.append((at, at + length))
         for a, b in spans:
             values[a:b] = np.nan
+            history.gaps.append((point.id, float(t[a]), float(t[b]) if b < n else float(t[-1]) + _STEP_S))
         ok = np.flatnonzero(np.isfinite(values))
         if ok.size:
             dup = prng.choice(ok, size=max(1, ok.size // 300), replace=False)
@@ -793,5 +796,32 @@ def write_family_b(
     faults = [f for f in family_b_fault_plan(inv, year, seed) if f.start < end]
     history = simulate_family_b(inv, start, end, seed=seed, faults=faults, base=config.parent)
     rows = write_readings(inv, history, csv_path, seed)
+    faults = sorted([*faults, *data_gap_faults(inv, history)], key=lambda f: (f.start, f.building))
     write_ground_truth(truth_path, faults)
     return rows, faults
+
+
+DATA_GAP = timedelta(hours=25)
+"""Gaps of the quirks at least this long are in the ground truth (a device silent for a day is worth an alert)."""
+
+
+def data_gap_faults(inv: Inventory, history: FamilyBHistory, longest_under: timedelta = DATA_GAP) -> list[Fault]:
+    """The quirks' long gaps (a gateway down for days, a sensor's flat battery) as ``dead_sensor`` faults.
+
+    A real gap is no false alarm: a technical service wants to know that a
+    gateway has been silent since yesterday. One fault per building and gap
+    (a gateway's outage silences several points at once), naming its first point.
+    """
+    owner = {p.id: b.id for b, p in inv.points()}
+    seen: set[tuple[str, float, float]] = set()
+    faults: list[Fault] = []
+    for point_id, start_s, end_s in sorted(history.gaps, key=lambda g: (g[1], g[0])):
+        building = owner.get(point_id)
+        if building is None or end_s - start_s < longest_under.total_seconds() or (building, start_s, end_s) in seen:
+            continue
+        seen.add((building, start_s, end_s))
+        hours = (end_s - start_s) / 3600.0
+        faults.append(Fault(kind=FaultKind.DEAD_SENSOR, building=building, start=datetime.fromtimestamp(start_s, UTC),
+                            end=datetime.fromtimestamp(end_s, UTC), point=point_id,
+                            description=f"no data for {hours:.0f} h (gateway outage or flat battery: a quirk of real data)"))
+    return faults

@@ -48,3 +48,16 @@ def test_close_resolves_quiet_alerts() -> None:
     _run(life, [True, True])
     assert [t.state for t in life.open_alerts()] == [AlertState.ONGOING]
     assert [t.state for t in life.close(T0 + timedelta(hours=10))] == [AlertState.RESOLVED]
+
+
+def test_pending_blips_days_apart_are_forgotten_but_an_open_alert_outlasts_a_weekend() -> None:
+    """``forget_pending_after``: two 3-hour blips 70 h apart never open a 4-hour alert; an open one quiet 62 h stays."""
+    config = LifecycleConfig(min_duration=timedelta(hours=4), clear_after=timedelta(hours=72),
+                             forget_pending_after=timedelta(hours=48))
+    blips: list[bool | None] = [True] * 3 + [False] * 67 + [True] * 3 + [False] * 80
+    assert _run(AlertLifecycle(config), blips) == []
+    # Without the shorter limit the blips add up.
+    assert _run(AlertLifecycle(config.model_copy(update={"forget_pending_after": None})), blips)[0] == (AlertState.OPEN, 70)
+    # Open on Friday, quiet through the weekend (62 h), active again on Monday: one alert.
+    week: list[bool | None] = [True] * 10 + [False] * 62 + [True] * 10 + [False] * 73
+    assert _run(AlertLifecycle(config), week) == [(AlertState.OPEN, 3), (AlertState.ONGOING, 4), (AlertState.RESOLVED, 154)]

@@ -228,9 +228,38 @@ def test_gymnasium_declared_at_15_c_held_at_19_c_is_overheating_against_its_own_
     assert events, "no overheating"
     assert all(e.start.timestamp() >= raised_from for e in events), [(e.start, e.end) for e in events]
     assert events[0].start.timestamp() <= raised_from + 2 * 86_400
+    # One fault, one episode: the weekends, set back and closed, do not end it.
+    assert len(events) == 1, [(e.start, e.end) for e in events]
+    assert events[0].end.timestamp() >= raised_from + 11 * 86_400
 
 
 def test_gymnasium_declared_at_15_c_held_at_16_c_is_not_overheating() -> None:
     """Within 2 K of its own setpoint (``setpoint_margin_c``) a building is not overheating."""
     _, events = _gymnasium_raised_to(16.0)
     assert events == [], [(e.start, e.end) for e in events]
+
+
+def _sensor_flat_or_heating_kept_on(*, sensor_flat: bool) -> tuple[float, list[AnomalyEvent]]:
+    """Offices heated 19 °C open / 16 °C closed, metered heating; from 12 January either the indoor sensor
+    reads a flat 19 °C (plus noise, no exact repeats) while the heating goes on as before, or the heating
+    is kept at 19 °C around the clock and the sensor measures it."""
+    inventory = _inventory("offices", WEEKDAYS)
+    times = _times(datetime(2025, 11, 24, tzinfo=UTC), 70)
+    rng = np.random.default_rng(5)
+    outdoor = _outdoor(times, rng)
+    from_s = datetime(2026, 1, 12, tzinfo=UTC).timestamp()
+    target = np.where(_open(inventory, times), 19.0, 16.0)
+    if not sensor_flat:
+        target[times >= from_s] = 19.0
+    indoor_c, heat = _thermal(target, outdoor, rng)
+    if sensor_flat:
+        after = times >= from_s
+        indoor_c[after] = 19.0 + rng.normal(0, 0.05, int(after.sum()))
+    return from_s, _events(inventory, _readings(times, outdoor, indoor_c, heat))
+
+
+def test_heating_kept_on_at_comfort_is_not_a_sensor_that_lost_its_cycle() -> None:
+    """A flat room whose heater no longer sets back either is heated around the clock: the heating rules'."""
+    _, events = _sensor_flat_or_heating_kept_on(sensor_flat=False)
+    assert not [e for e in events if e.kind == "lost_daily_cycle"], [(e.kind, e.start) for e in events]
+    assert [e for e in events if e.kind == "heating_unoccupied"]

@@ -225,3 +225,54 @@ def test_lone_indoor_sensor_colder_through_a_holiday_at_frost_protection_is_not_
     readings = {"b1-indoor": PointSeries(times, indoor), "b1-outdoor": PointSeries(times, _outdoor(times, rng))}
     events = detect(inventory, readings, DetectConfig(models=False))
     assert [e for e in events if e.kind == "sensor_drift"] == [], [(e.kind, e.start, e.end) for e in events]
+
+
+def _pool_base_load(creep: float) -> list[AnomalyEvent]:
+    """A heated building (heating meter) whose night electricity is a 40 kWh/h base (filtration, standby) with
+    2 % night-to-night noise; from day 90 the base rises linearly by ``creep`` (a share) over 8 weeks."""
+    inventory = parse_inventory(HEAD.replace("usage: weather, mqtt: {topic: t/b1/outdoor}}", (
+        "usage: weather, mqtt: {topic: t/b1/outdoor}}\n"
+        "          - {id: b1-heat, quantity: heat_energy, unit: kWh, usage: heating, cumulative: true,\n"
+        "             mqtt: {topic: t/b1/heat}}")) + ELEC)
+    days = 160
+    times = _times(days)
+    hours = times[:-1]
+    rng = np.random.default_rng(31)
+    outdoor = _outdoor(times, rng)
+    day = np.floor((hours - hours[0]) / 86_400.0)
+    progress = np.clip((day - 90.0) / 56.0, 0.0, 1.0)
+    night_noise = rng.normal(0, 0.02, days + 1)[day.astype(int)]
+    use = _open(inventory, hours)
+    kwh = 40.0 * (1.0 + creep * progress) * (1.0 + night_noise) + 30.0 * (use > 0)
+    heat = np.maximum(0.0, 16.0 - outdoor[:-1]) * np.where(use > 0, 8.0, 5.0)
+    readings = {
+        "b1-elec": PointSeries(times, np.concatenate([[1000.0], 1000.0 + np.cumsum(kwh)])),
+        "b1-heat": PointSeries(times, np.concatenate([[0.0], np.cumsum(heat)])),
+        "b1-outdoor": PointSeries(times, outdoor),
+    }
+    return [e for e in detect(inventory, readings, DetectConfig(models=False)) if e.kind == "baseload_creep"]
+
+
+def test_slow_base_load_creep_is_found_against_the_base_before_it() -> None:
+    """+15 % over eight weeks never rises 12 % above the last weeks (the moving reference follows it), yet it
+    is found against the base load before it began (the long lower envelope), within the eight weeks."""
+    events = _pool_base_load(0.15)
+    assert events, "slow creep not found"
+    rise = START + timedelta(days=90)
+    assert all(e.start >= rise for e in events), [(e.start, e.end) for e in events]
+    assert events[0].start < rise + timedelta(days=56)
+
+
+def test_a_steady_noisy_base_load_is_no_creep() -> None:
+    """The same building without the creep: 2 % noise night to night raises nothing over five months."""
+    assert _pool_base_load(0.0) == []
+
+
+def test_a_slow_creep_under_the_materiality_ratio_is_found_once_its_total_counts() -> None:
+    """+8 % of a 40 kWh/h base over eight weeks never reaches 10 % of the night's consumption, but 3 kWh/h every
+    night is 9 MWh a year: the rise, judged against the base's own noise, opens once its total is material."""
+    events = _pool_base_load(0.08)
+    assert events, "slow creep under 10 % not found"
+    rise = START + timedelta(days=90)
+    assert all(e.start >= rise for e in events), [(e.start, e.end) for e in events]
+    assert events[0].start < rise + timedelta(days=56)

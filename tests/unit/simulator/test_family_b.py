@@ -225,3 +225,19 @@ def test_write_family_b_writes_readings_and_truth(tmp_path: Path) -> None:
     assert {f.kind for f in faults} >= {FaultKind.SETPOINT_RAISED, FaultKind.CONSUMPTION_EXCESS}
     assert read_ground_truth(tmp_path / "truth.json") == faults
     assert read_readings_csv(tmp_path / "r.csv")
+
+
+def test_long_gaps_of_the_quirks_are_in_the_ground_truth(tmp_path: Path) -> None:
+    """A day-long gap (gateway outage, flat battery) is a real event, scored as ``dead_sensor``; short ones are not."""
+    _, faults = write_family_b(tmp_path / "r.csv", tmp_path / "truth.json", 2026, 7, lead_in=timedelta(days=7),
+                               until=datetime(2026, 7, 1, tzinfo=UTC))
+    gaps = [f for f in faults if f.kind is FaultKind.DEAD_SENSOR]
+    assert gaps
+    assert all(f.end - f.start >= timedelta(hours=25) and f.point for f in gaps)
+    assert read_ground_truth(tmp_path / "truth.json") == faults
+    readings = read_readings_csv(tmp_path / "r.csv")
+    for gap in gaps:
+        assert gap.point is not None
+        times = readings[gap.point].times_s
+        inside = (times >= gap.start.timestamp()) & (times < gap.end.timestamp() - HOUR)
+        assert not inside.any(), (gap, int(inside.sum()))
