@@ -1751,10 +1751,7 @@ class SensorDriftRule:
     longer than a weekend (holidays at frost protection: the building cools
     for days) and the two days after it (warming up again), which its
     reference leaves out too, unless such days are most of its reference (a
-    church, a hall used once a week: closed is its ordinary state). Only days
-    clearly in range serve as reference; once fewer than 7 are left (the
-    sensor has been off for weeks), the last reference stays frozen (up to 90
-    days), so a drift is one alert until the sensor comes back.
+    church, a hall used once a week: closed is its ordinary state).
 
     Lookback: ``sensor_reference_days`` days (28).
     """
@@ -1793,8 +1790,6 @@ class SensorDriftRule:
         state = _nan(n)
         deviation = _nan(n)
         ref_days = int(config.sensor_reference_days)
-        reference: tuple[float, float, float, float, float, float] | None = None
-        reference_day = -1
         for j, a in enumerate(range(0, n, 24)):
             b = min(n, a + 24)
             lo = max(0, j - ref_days)
@@ -1802,21 +1797,16 @@ class SensorDriftRule:
             # reference: they are its ordinary state, judged as any other.
             habitual = bool(long_d[lo:j].mean() >= 0.5) if j > lo else False
             sel = usable_d[lo:j] & ~flagged_d[lo:j] & (habitual | ~long_d[lo:j])
-            if sel.sum() >= 7:
-                fit = _explain_indoor(y_d[lo:j][sel], o_d[lo:j][sel], u_d[lo:j][sel])
-                reference = (*fit, float(o_d[lo:j][sel].min()), float(o_d[lo:j][sel].max()))
-                reference_day = j
-            elif reference is None or j - reference_day > _FROZEN_REFERENCE_DAYS:
+            if sel.sum() < 7:
                 continue
-            # Fewer than 7 usable days: the sensor has been off for weeks; the last reference stays frozen,
-            # so the alert stays open while the sensor is off and resolves when it comes back.
-            level, slope, use_k, scatter, out_min, out_max = reference
+            level, slope, use_k, scatter = _explain_indoor(y_d[lo:j][sel], o_d[lo:j][sel], u_d[lo:j][sel])
             limit = max(config.drift_min_k, 5.0 * scatter)
             dev = mean24[a:b] - level - slope * out24[a:b] - use_k * use24[a:b]
             # Weather colder (warmer) than any of the reference days may explain up to the steepest
             # plausible response, 0.5 K per K: a building is colder in a cold snap than its past shows.
-            colder = np.maximum(0.0, out_min - out24[a:b]) * (_MAX_INDOOR_SLOPE - slope)
-            warmer = np.maximum(0.0, out24[a:b] - out_max) * (_MAX_INDOOR_SLOPE - slope)
+            ref_out = o_d[lo:j][sel]
+            colder = np.maximum(0.0, float(ref_out.min()) - out24[a:b]) * (_MAX_INDOOR_SLOPE - slope)
+            warmer = np.maximum(0.0, out24[a:b] - float(ref_out.max())) * (_MAX_INDOOR_SLOPE - slope)
             dev = np.where(dev < 0, np.minimum(0.0, dev + colder), np.maximum(0.0, dev - warmer))
             far = np.abs(dev) > limit
             near = np.abs(dev) < 0.5 * limit
@@ -1834,8 +1824,6 @@ class SensorDriftRule:
         return replace(finding, min_duration=timedelta(hours=24), clear_after=timedelta(hours=24))
 
 
-_FROZEN_REFERENCE_DAYS = 90
-"""Days a drifting sensor is still judged against its last reference once its recent days are all off."""
 _PAST_WEEKEND_H = 72
 """Hours closed beyond any weekend (Friday evening to Monday morning is about 62 h): holidays, frost protection."""
 _WARM_UP_H = 48
