@@ -204,6 +204,8 @@ class ExpectedConsumption:
         self.day = day
         self.config = config
         self.rows = trailing_temperatures(self.outdoor_c)
+        # Per-day sums of the whole series, once: a weekly refit reads them instead of re-adding a year of days.
+        self._days = _DayTable.build(self.y, self.outdoor_c, self.local_hour, self.day) if _ascending(day) else None
         self.fits = 0
         self.last: DailyChangePointBaseline | None = None
         self._profile: _Shape | None = None
@@ -226,8 +228,10 @@ class ExpectedConsumption:
             Whether the fit succeeded (when not, the previous fit stays in use).
         """
         lo = max(0, at - int(self.config.window / _HOUR))
-        fitted = _fit(self.y[lo:at], self.outdoor_c[lo:at], self.types[lo:at], self.local_hour[lo:at],
-                      self.day[lo:at], excluded[lo:at], self.config)
+        y, outdoor_c, local_hour, day = self.y[lo:at], self.outdoor_c[lo:at], self.local_hour[lo:at], self.day[lo:at]
+        days = (self._days.window(lo, at, y, outdoor_c, local_hour, day) if self._days is not None
+                else _DayTable.build(y, outdoor_c, local_hour, day))
+        fitted = _fit(y, outdoor_c, self.types[lo:at], excluded[lo:at], days, self.config)
         if fitted is None:
             return False
         self.last, self._profile, self.coldest_c = fitted
@@ -274,38 +278,111 @@ def refit_hours(n: int, config: ExpectedConfig) -> list[int]:
     return list(range(first, n, max(1, int(config.refit_every / _HOUR))))
 
 
+def _ascending(day: IntArray) -> bool:
+    """Tell whether local day numbers never decrease (each day's hours are then one run)."""
+    return bool(np.all(day[1:] >= day[:-1]))
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _DayTable:
+    """What a fit reads of each local day of a stretch of hours, computed day by day as a fit always did.
+
+    Attributes:
+        day: local day number.
+        start: index of the day's first hour in the stretch.
+        count: hours of the day in the stretch.
+        energy: the day's consumption (``y`` of its hours, summed as one slice).
+        temps: the day's outdoor temperature per local hour (``nan`` where none: a 23-hour day).
+        hourly: the day's consumption per local hour (a 25-hour day adds its repeated hour).
+        hourly_energy: the sum of ``hourly``.
+    """
+
+    day: IntArray
+    start: IntArray
+    count: IntArray
+    energy: FloatArray
+    temps: FloatArray
+    hourly: FloatArray
+    hourly_energy: FloatArray
+
+    @classmethod
+    def build(cls, y: FloatArray, outdoor_c: FloatArray, local_hour: IntArray, day: IntArray) -> _DayTable:
+        """The table of a stretch of hours."""
+        days, start, counts = np.unique(day, return_index=True, return_counts=True)
+        n = days.size
+        energy = np.zeros(n)
+        temps = np.full((n, 24), np.nan)
+        hourly = np.zeros((n, 24))
+        for i, (s, c) in enumerate(zip(start.tolist(), counts.tolist(), strict=True)):
+            energy[i] = float(y[s : s + c].sum())
+            temps[i, local_hour[s : s + c]] = outdoor_c[s : s + c]
+            np.add.at(hourly[i], local_hour[s : s + c], y[s : s + c])
+        hourly_energy = np.array([row.sum() for row in hourly], dtype=np.float64)  # row by row, as a fit always summed
+        return cls(day=days.astype(np.int64), start=start.astype(np.int64), count=counts.astype(np.int64),
+                   energy=energy, temps=temps, hourly=hourly, hourly_energy=hourly_energy)
+
+    def window(self, lo: int, at: int, y: FloatArray, outdoor_c: FloatArray, local_hour: IntArray,
+               day: IntArray) -> _DayTable:
+        """The table of hours ``lo`` to ``at`` of the series this one was built on (``y`` … ``day``: that stretch).
+
+        Days wholly inside come from this table; a day cut by either end is built again from its part.
+        """
+        first = int(np.searchsorted(self.start, lo, side="right")) - 1
+        first = max(first, 0)
+        last = int(np.searchsorted(self.start, at, side="left"))
+        inner = np.arange(first, last)
+        whole = (self.start[inner] >= lo) & (self.start[inner] + self.count[inner] <= at)
+        inner = inner[whole]
+        parts: list[_DayTable] = []
+        if inner.size == 0:
+            return _DayTable.build(y, outdoor_c, local_hour, day)
+        i0, i1 = int(inner[0]), int(inner[-1]) + 1
+        head = int(self.start[i0]) - lo
+        tail = int(self.start[i1 - 1] + self.count[i1 - 1]) - lo
+        if head > 0:
+            parts.append(_DayTable.build(y[:head], outdoor_c[:head], local_hour[:head], day[:head]))
+        parts.append(_DayTable(day=self.day[i0:i1], start=self.start[i0:i1] - lo, count=self.count[i0:i1],
+                               energy=self.energy[i0:i1], temps=self.temps[i0:i1], hourly=self.hourly[i0:i1],
+                               hourly_energy=self.hourly_energy[i0:i1]))
+        if tail < y.size:
+            end = _DayTable.build(y[tail:], outdoor_c[tail:], local_hour[tail:], day[tail:])
+            parts.append(_DayTable(day=end.day, start=end.start + tail, count=end.count, energy=end.energy,
+                                   temps=end.temps, hourly=end.hourly, hourly_energy=end.hourly_energy))
+        if len(parts) == 1:
+            return parts[0]
+        return _DayTable(
+            day=np.concatenate([p.day for p in parts]), start=np.concatenate([p.start for p in parts]),
+            count=np.concatenate([p.count for p in parts]), energy=np.concatenate([p.energy for p in parts]),
+            temps=np.concatenate([p.temps for p in parts]), hourly=np.concatenate([p.hourly for p in parts]),
+            hourly_energy=np.concatenate([p.hourly_energy for p in parts]))
+
+
 def _fit(
     y: FloatArray,
     outdoor_c: FloatArray,
     types: list[DayType],
-    local_hour: IntArray,
-    day: IntArray,
     excluded: BoolArray,
+    days: _DayTable,
     config: ExpectedConfig,
 ) -> tuple[DailyChangePointBaseline, _Shape, FloatArray] | None:
-    """Fit the daily model and the hourly profile on complete, unflagged local days."""
+    """Fit the daily model and the hourly profile on complete, unflagged local days (``days``: the table of ``y``'s)."""
     if y.size == 0:
         return None
-    days, start, counts = np.unique(day, return_index=True, return_counts=True)
-    good = np.isfinite(y) & ~excluded & np.isfinite(outdoor_c)
-    energy, temps, kept_types, kept_rows = [], [], [], []
-    for d0, s, c in zip(days.tolist(), start.tolist(), counts.tolist(), strict=True):
-        # DST days have 23 or 25 hours; a day cut by the history's edge is left out.
-        if c < 23 or not good[s : s + c].all():
-            continue
-        energy.append(float(y[s : s + c].sum()))
-        t = np.full(24, np.nan)
-        t[local_hour[s : s + c]] = outdoor_c[s : s + c]
-        temps.append(t)
-        kept_types.append(types[s])
-        kept_rows.append((d0, s, c))
-    if len(energy) < config.min_days:
-        logger.debug("expected model: %d usable days, need %d", len(energy), config.min_days)
+    bad = np.concatenate([[0], np.cumsum(~(np.isfinite(y) & ~excluded & np.isfinite(outdoor_c)))])
+    # DST days have 23 or 25 hours; a day cut by the history's edge is left out.
+    usable = (days.count >= 23) & (bad[days.start + days.count] == bad[days.start])
+    kept = np.flatnonzero(usable)
+    if kept.size < config.min_days:
+        logger.debug("expected model: %d usable days, need %d", kept.size, config.min_days)
         return None
+    energy = days.energy[kept].tolist()
+    stacked = days.temps[kept]
+    kept_types = [types[s] for s in days.start[kept].tolist()]
+    kept_days = days.day[kept]
     first = date.fromordinal(1)
-    obs = DailyObservations.build(
-        [first + timedelta(days=d - kept_rows[0][0]) for d, _, _ in kept_rows], energy, np.vstack(temps), kept_types
-    )
+    d0 = int(kept_days[0])
+    obs = DailyObservations.build([first + timedelta(days=d - d0) for d in kept_days.tolist()], energy, stacked,
+                                  kept_types)
     try:
         model = DailyChangePointBaseline(config.baseline_config()).fit(obs)
     except (InsufficientData, ModelError) as exc:
@@ -313,17 +390,17 @@ def _fit(
         return None
     modelled = model.predict(obs)
     balance = model.params.heating_balance_c
-    stacked = np.vstack(temps)
     # Without a heating term there is no line falling to zero: no floor (every day counts as cold).
     hdd = (np.nanmean(np.maximum(balance - stacked, 0.0), axis=1) if balance is not None
            else np.full(len(energy), np.inf))
     coldest = np.full(len(_TYPES), np.nan)
-    daily_c = np.nanmean(np.vstack(temps), axis=1)
+    daily_c = np.nanmean(stacked, axis=1)
     for i, day_type in enumerate(_TYPES):
         of_type = [c for c, t in zip(daily_c.tolist(), kept_types, strict=True) if t is day_type]
         if len(of_type) >= config.min_days_per_type:
             coldest[i] = min(of_type)
-    return model, _profile(y, local_hour, kept_rows, kept_types, model, modelled, hdd), coldest
+    shape = _profile(days.hourly[kept], days.hourly_energy[kept], kept_days, kept_types, model, modelled, hdd)
+    return model, shape, coldest
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -355,7 +432,7 @@ def _weekday(day: IntArray) -> IntArray:
 
 
 def _profile(
-    y: FloatArray, local_hour: IntArray, kept: list[tuple[int, int, int]], types: list[DayType],
+    matrix: FloatArray, energy: FloatArray, kept_days: IntArray, types: list[DayType],
     model: DailyChangePointBaseline, modelled: FloatArray, hdd: FloatArray,
 ) -> _Shape:
     """The hourly shape of each day type and weekday, and its daily factor, from the fitted days.
@@ -369,13 +446,8 @@ def _profile(
     """
     n_types = len(_TYPES)
     min_days = model.config.min_days_per_type
-    matrix = np.zeros((len(kept), 24))
-    energy = np.zeros(len(kept))
     type_of = np.array([_TYPES.index(t) for t in types], dtype=np.int64)
-    weekday = _weekday(np.array([d for d, _, _ in kept], dtype=np.int64))
-    for i, (_, s, c) in enumerate(kept):
-        np.add.at(matrix[i], local_hour[s : s + c], y[s : s + c])
-        energy[i] = matrix[i].sum()
+    weekday = _weekday(kept_days)
     type_share = np.full((n_types, 24), 1.0 / 24.0)
     type_mean = np.zeros(n_types)
     counts = np.bincount(type_of, minlength=n_types)

@@ -51,7 +51,6 @@ from typing import Any, Self
 import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
-from sklearn.ensemble import IsolationForest  # type: ignore[import-untyped]  # scikit-learn ships no type stubs
 
 from inventory import Duration
 from streams.errors import InsufficientData, ModelError, NotFitted
@@ -174,6 +173,10 @@ def _grow(data: FloatArray, n_estimators: int, max_samples: int, random_state: i
 
 
 def _grow_public(data: FloatArray, n_estimators: int, max_samples: int, random_state: int | None) -> list[_Tree]:
+    # Imported here, as scikit-learn is in _grow_direct: importing it costs about a second (scipy.stats
+    # with it), which a run that fits no forest (too little history, forest off) need not pay.
+    from sklearn.ensemble import IsolationForest  # type: ignore[import-untyped]  # scikit-learn ships no type stubs
+
     forest = IsolationForest(n_estimators=n_estimators, max_samples=max_samples, random_state=random_state).fit(data)
     return [
         _tree(estimator.tree_, features)

@@ -1985,7 +1985,8 @@ class SensorDriftRule:
     does not; in between the rule cannot tell. Nor can it during a closure
     longer than a weekend (holidays at frost protection: the building cools
     for days) and the two days after it (warming up again), which its
-    reference leaves out too.
+    reference leaves out too, unless such days are most of its reference (a
+    church, a hall used once a week: closed is its ordinary state).
 
     Lookback: ``sensor_reference_days`` days (28).
     """
@@ -2018,7 +2019,8 @@ class SensorDriftRule:
         # One reference value per day: the last 24 h at the day's last hour, computed once per day.
         ends = np.arange(23, n, 24)
         y_d, o_d, u_d = mean24[ends], out24[ends], use24[ends]
-        usable_d = np.isfinite(y_d) & np.isfinite(o_d) & np.isfinite(u_d) & ~after_long_closure[ends]
+        usable_d = np.isfinite(y_d) & np.isfinite(o_d) & np.isfinite(u_d)
+        long_d = after_long_closure[ends]
         flagged_d = np.zeros(ends.size, dtype=np.bool_)
         state = _nan(n)
         deviation = _nan(n)
@@ -2026,7 +2028,10 @@ class SensorDriftRule:
         for j, a in enumerate(range(0, n, 24)):
             b = min(n, a + 24)
             lo = max(0, j - ref_days)
-            sel = usable_d[lo:j] & ~flagged_d[lo:j]
+            # A building that lives closed (a church, a hall used once a week) has its long closures in its
+            # reference: they are its ordinary state, judged as any other.
+            habitual = bool(long_d[lo:j].mean() >= 0.5) if j > lo else False
+            sel = usable_d[lo:j] & ~flagged_d[lo:j] & (habitual | ~long_d[lo:j])
             if sel.sum() < 7:
                 continue
             level, slope, use_k, scatter = _explain_indoor(y_d[lo:j][sel], o_d[lo:j][sel], u_d[lo:j][sel])
@@ -2040,11 +2045,13 @@ class SensorDriftRule:
             dev = np.where(dev < 0, np.minimum(0.0, dev + colder), np.maximum(0.0, dev - warmer))
             far = np.abs(dev) > limit
             near = np.abs(dev) < 0.5 * limit
-            can_tell = np.isfinite(dev) & (far | near) & ~after_long_closure[a:b]
+            can_tell = np.isfinite(dev) & (far | near) & (habitual | ~after_long_closure[a:b])
             state[a:b] = _state(can_tell, far)
             deviation[a:b] = dev
             if j < ends.size and ends[j] < b:
-                flagged_d[j] = bool(far[ends[j] - a]) and bool(can_tell[ends[j] - a])
+                # Only days clearly in the usual range serve as reference: a slow drift's first days, neither
+                # near nor far yet, must not drag the reference along with them.
+                flagged_d[j] = not bool(near[ends[j] - a])
         finding = _quality(
             self.name, EventKind.SENSOR_DRIFT, building, point, state, np.full(n, -1, dtype=np.int64),
             facts={"deviation_k": deviation},

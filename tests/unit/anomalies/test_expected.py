@@ -158,3 +158,56 @@ def test_hours_colder_than_the_fitted_days_are_beyond_the_fit() -> None:
     beyond = model.beyond_fit(0, n, margin_c=2.0)
     assert beyond[37 * 24 :].all()
     assert not beyond[20 * 24 : 34 * 24].any()
+
+
+def _dst_series() -> dict[str, np.ndarray]:
+    """Hourly UTC series from a Paris afternoon across the spring and autumn DST changes, with gaps."""
+    from datetime import UTC, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    paris = ZoneInfo("Europe/Paris")
+    start = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    local = [(start + timedelta(hours=i)).astimezone(paris) for i in range(24 * 250)]
+    hour = np.array([t.hour for t in local], dtype=np.int64)
+    day = np.array([t.date().toordinal() for t in local], dtype=np.int64)
+    rng = np.random.default_rng(4)
+    n = hour.size
+    outdoor = 12.0 + 8.0 * np.sin(np.arange(n) / (24 * 40.0)) + 3.0 * np.sin(2 * np.pi * (hour - 9) / 24)
+    is_open = (day % 7) < 5
+    y = np.maximum(0.0, 17.0 - outdoor) * np.where(is_open & (hour >= 7) & (hour < 18), 2.5, 0.7) + 1.0
+    y = y * (1 + rng.normal(0, 0.05, n))
+    y[rng.random(n) < 0.01] = np.nan
+    open_frac = (is_open & (hour >= 8) & (hour < 17)).astype(float)
+    return {"y": y, "outdoor": outdoor, "open_frac": open_frac, "hour": hour, "day": day}
+
+
+def test_day_sums_kept_across_refits_are_those_of_each_window() -> None:
+    """Refits read a table of per-day sums built once; a window cut inside a day, DST days and gaps give
+    the same table, fit and predictions, bit for bit, as summing the window's days again at each refit."""
+    from datetime import timedelta
+
+    from anomalies.expected import _DayTable
+
+    s = _dst_series()
+    n = s["y"].size
+    config = ExpectedConfig(window=timedelta(days=20))
+    args = (s["y"], s["outdoor"], s["open_frac"], np.zeros(n, dtype=bool), s["hour"], s["day"], config)
+    kept, again = ExpectedConsumption(*args), ExpectedConsumption(*args)
+    assert kept._days is not None
+    again._days = None  # the per-refit path: every window's days summed from its hours
+    excluded = np.random.default_rng(5).random(n) < 0.02
+    fitted = 0
+    for at in range(14 * 24 + 5, n, 97):  # refits at every hour of the day
+        lo = max(0, at - 20 * 24)
+        cut = (s["y"][lo:at], s["outdoor"][lo:at], s["hour"][lo:at], s["day"][lo:at])
+        window, whole = kept._days.window(lo, at, *cut), _DayTable.build(*cut)
+        for name in _DayTable.__slots__:
+            assert np.array_equal(getattr(window, name), getattr(whole, name), equal_nan=True), (at, name)
+        ok = kept.refit(at, excluded[:at])
+        assert ok == again.refit(at, excluded[:at])
+        fitted += ok
+        assert np.array_equal(kept.predict(at, min(n, at + 97)), again.predict(at, min(n, at + 97)), equal_nan=True)
+    assert fitted > 15
+    hours_per_day = np.bincount(s["day"] - s["day"].min())
+    assert (hours_per_day == 23).any()
+    assert (hours_per_day == 25).any()

@@ -101,3 +101,15 @@ def test_all_trees_walked_at_once_give_the_sum_tree_by_tree_exactly() -> None:
         depths += np.array(lengths)
     expected = 2.0 ** (-depths / det._denominator)
     assert det.score_many(probe).tolist() == expected.tolist()
+
+
+def test_importing_detection_does_not_load_scikit_learn() -> None:
+    """scikit-learn (and scipy.stats with it, about a second) is imported when a forest is first grown, not before."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = "import sys, anomalies.detect, anomalies.incremental; print(sorted(m for m in sys.modules if m.startswith('sklearn')))"
+    root = Path(__file__).resolve().parents[3]
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -276,3 +276,24 @@ def test_a_slow_creep_under_the_materiality_ratio_is_found_once_its_total_counts
     rise = START + timedelta(days=90)
     assert all(e.start >= rise for e in events), [(e.start, e.end) for e in events]
     assert events[0].start < rise + timedelta(days=56)
+
+
+def test_a_church_open_on_sunday_mornings_drifting_sensor_is_found() -> None:
+    """Closed six days a week is the church's ordinary state, not a holiday: its drifting sensor is still judged."""
+    sundays = HEAD.split("        schedule:\n")[0] + "        schedule:\n          weekly:\n            sun: ['09:00-12:00']\n" \
+        + "        points:\n" + HEAD.split("        points:\n")[1]
+    inventory = parse_inventory(sundays + INDOOR)
+    days = 84
+    times = _times(days)
+    rng = np.random.default_rng(12)
+    use = _open(inventory, times)
+    outdoor = _outdoor(times, rng)
+    indoor = 9.0 + 0.3 * outdoor + np.where(use > 0, 6.0, 0.0) + rng.normal(0, 0.1, times.size)
+    drift_from = START + timedelta(days=42)
+    drifting = times >= drift_from.timestamp()
+    indoor[drifting] += 0.35 * (times[drifting] - drift_from.timestamp()) / 86_400.0
+    readings = {"b1-indoor": PointSeries(times, indoor), "b1-outdoor": PointSeries(times, outdoor)}
+    events = [e for e in detect(inventory, readings, DetectConfig(models=False)) if e.kind == "sensor_drift"]
+    assert events, "the church's drift was not found"
+    assert all(e.start >= drift_from for e in events), [(e.start, e.end) for e in events]
+    assert events[0].start < drift_from + timedelta(days=21)
