@@ -36,11 +36,9 @@ Sample config::
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
-from statistics import NormalDist
 from typing import Any, Protocol
 
 import numpy as np
@@ -1572,7 +1570,7 @@ class UnoccupiedConsumptionRule:
         state = _nan(n)
         expected = _nan(n)
         flagged = np.zeros(n, dtype=np.bool_)
-        sums: dict[int, list[tuple[float, float]]] = {}
+        sums: dict[int, list[float]] = {}  # per piece: judged hours, consumption, expected, margin
         for d in np.unique(day[judged]).tolist():
             lo, hi = _day_bounds(day, d - config.consumption_reference_days, d)
             a, b = _day_bounds(day, d, d + 1)
@@ -1614,36 +1612,25 @@ class UnoccupiedConsumptionRule:
             for h in range(a, b):
                 if not math.isfinite(usual[h - a]):
                     continue
-                acc = sums.setdefault(int(piece[h]), [])  # per judged hour of the piece: excess over usual, margin
-                acc.append((float(y[h]) - float(usual[h - a]), float(margin[h - a])))
+                acc = sums.setdefault(int(piece[h]), [0.0, 0.0, 0.0, 0.0])
+                acc[0] += 1.0
+                acc[1] += float(y[h])
+                acc[2] += float(usual[h - a])
+                acc[3] += float(margin[h - a])
                 expected[h] = usual[h - a]
-                c = len(acc)
-                if c < _MIN_PIECE_H:
+                if acc[0] < _MIN_PIECE_H:
                     continue
-                # Judged from its start, or from where it left its usual level: every tail of the piece so far
-                # (of at least _MIN_TAIL_H judged hours) against earlier pieces over the same judged hours.
+                # Earlier pieces as far into them as this one: a piece so far of the small hours is colder
+                # than a whole day, whatever the day's mean weather.
                 centres, spreads = typical[int(regime_of[h - a])]
-                at = min(c, _PIECE_H)
-                tail = np.arange(at - _MIN_TAIL_H + 1)  # first judged hour of each tail (0 = the whole piece)
-                values = np.array(acc[-at:])
-                excess_sum = np.concatenate([[0.0], np.cumsum(values[:, 0])])
-                margin_sum = np.concatenate([[0.0], np.cumsum(values[:, 1])])
-                size = at - tail
-                above = (excess_sum[at] - excess_sum[tail]) / size - centres[kind[h], tail, at - 1]
-                # Each later start is one more look at the same hours: the tails share the piece's false-alarm
-                # rate (Bonferroni), the whole piece keeps consumption_noise_z.
-                z = np.full(tail.size, config.consumption_noise_z)
-                z[1:] = _bonferroni_z(config.consumption_noise_z, tail.size - 1)
-                # A tail's spread is at least the whole piece's scaled to fewer hours (hourly noise averages
-                # as 1/sqrt(hours)): a handful of earlier pieces can agree closely on a few hours by chance.
-                spread = np.maximum(spreads[kind[h], tail, at - 1], spreads[kind[h], 0, at - 1] * np.sqrt(at / size))
-                needed = np.maximum((margin_sum[at] - margin_sum[tail]) / size, z * spread)
+                at = min(int(acc[0]), _PIECE_H) - 1
+                centre_h, spread_h = float(centres[kind[h], at]), float(spreads[kind[h], at])
+                if not math.isfinite(spread_h):
+                    continue
+                above = (acc[1] - acc[2]) / acc[0] - centre_h
                 # Below a twentieth of the meter's busiest hours no heater or equipment was left running.
                 floor_h = _RUNNING_SHARE * float(scale[h]) if math.isfinite(scale[h]) else 0.0
-                known = np.isfinite(needed) & np.isfinite(above)
-                if not known.any():
-                    continue
-                hit = bool((above[known] > np.maximum(needed[known], floor_h)).any())
+                hit = above > max(acc[3] / acc[0], config.consumption_noise_z * spread_h, floor_h)
                 state[h] = 1.0 if hit else 0.0
                 if hit:  # the whole closure is the fault's (its quiet pieces too): no reference for later closures
                     flagged[closure == closure[h]] = True
@@ -1674,18 +1661,6 @@ _MIN_PIECES = 5
 """Fewest earlier pieces of closure for their spread to be known."""
 _PIECE_H = 24
 """Longest piece of a closure (hours): a closure is judged a day at a time."""
-_MIN_TAIL_H = 3
-"""Fewest judged hours from where a piece left its usual level for that part alone to be judged."""
-
-
-def _bonferroni_z(z: float, looks: int) -> float:
-    """The z-score whose one-sided tail is that of ``z`` shared among ``looks`` looks (Bonferroni).
-
-    >>> round(_bonferroni_z(3.0, 1), 6), round(_bonferroni_z(3.0, 20), 2)
-    (3.0, 3.82)
-    """
-    normal = NormalDist()
-    return normal.inv_cdf(1.0 - (1.0 - normal.cdf(z)) / max(1, looks))
 
 
 def _closure_kinds(hours: BuildingHours, config: RulesConfig) -> tuple[IntArray, FloatArray]:
@@ -1740,18 +1715,17 @@ def _kind_levels(
 def _piece_spread(
     x: FloatArray, y: FloatArray, kind: IntArray, piece: IntArray, ref: BoolArray, levels: FloatArray, slope: float
 ) -> tuple[FloatArray, FloatArray]:
-    """Per kind of closure and span of judged hours of a piece (``i`` to ``k``, 1 to 24), earlier pieces' residual there.
+    """Per kind of closure and number ``k`` of judged hours into a piece (1 to 24), earlier pieces' residual so far.
 
     Each earlier piece (of at least :data:`_MIN_PIECE_H` judged hours) gives
-    the mean residual of its judged hours ``i`` to ``k``, or to its last if
-    shorter (a night's judged hours end before a closed day's; none if it
-    ended before ``i``). Returns the median and robust SD per kind, first hour
-    ``i - 1`` and last hour ``k - 1`` (arrays of shape 3 x 24 x 24), from the
-    pieces of that kind, or with fewer than :data:`_MIN_PIECES` of them, for
-    closed days and long closures, from both; ``nan`` with too few.
+    the mean residual of its first ``k`` judged hours, or of all of them if
+    shorter (a night's judged hours end before a closed day's). Returns the
+    median and robust SD per kind (rows) and ``k`` (columns), from the pieces
+    of that kind, or with fewer than :data:`_MIN_PIECES` of them, for closed
+    days and long closures, from both; ``nan`` with too few.
     """
-    centre = np.full((3, _PIECE_H, _PIECE_H), np.nan)
-    spread = np.full((3, _PIECE_H, _PIECE_H), np.nan)
+    centre = np.full((3, _PIECE_H), np.nan)
+    spread = np.full((3, _PIECE_H), np.nan)
     usable = ref & np.isfinite(levels[kind])
     if not usable.any():
         return centre, spread
@@ -1761,48 +1735,28 @@ def _piece_spread(
     group = np.cumsum(start) - 1
     first = np.flatnonzero(start)
     count = np.arange(ids.size) - first[group] + 1
-    length = np.minimum(np.bincount(group), _PIECE_H)
-    long_enough = length >= _MIN_PIECE_H
+    total = np.cumsum(residual)
+    before = np.concatenate([[0.0], total])[first][group]
+    so_far = np.full((first.size, _PIECE_H), np.nan)
+    so_far[group, np.minimum(count, _PIECE_H) - 1] = (total - before) / count
+    # A piece that ended stands for its whole mean from there on.
+    reached = np.where(np.isfinite(so_far), np.arange(_PIECE_H), 0)
+    so_far = so_far[np.arange(first.size)[:, None], np.maximum.accumulate(reached, axis=1)]
+    long_enough = np.bincount(group) >= _MIN_PIECE_H
+    piece_kind = kind[usable][first]
     if long_enough.sum() < _MIN_PIECES:
         return centre, spread
-    keep = count <= _PIECE_H
-    sums = np.zeros((first.size, _PIECE_H + 1))
-    sums[group[keep], count[keep]] = residual[keep]
-    sums = np.cumsum(sums, axis=1)[long_enough]  # sums[p, j]: residual of the piece's first j judged hours
-    length = length[long_enough]
-    piece_kind = kind[usable][first][long_enough]
-    i = np.arange(_PIECE_H)[:, None]  # first judged hour - 1
-    k = np.arange(_PIECE_H)[None, :]  # last judged hour - 1
-    last = np.minimum(k[None], length[:, None, None] - 1)  # a piece that ended stands for its mean to its end
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means = (np.take_along_axis(sums, (last + 1).reshape(len(length), -1), axis=1).reshape(last.shape)
-                 - sums[:, :_PIECE_H][:, :, None]) / (last - i[None] + 1)
-    means[(last < i[None]) | np.broadcast_to(i > k, means.shape)] = np.nan
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # spans no earlier piece reached: nan
-        # The spread of all earlier pieces over the same hours (the most pieces), at least that of the kind's own.
-        deviation = np.abs(means - np.nanmedian(means, axis=0))
-        pooled = 1.4826 * np.nanmedian(deviation, axis=0)
-        # ... and at least that of every span as long, wherever in the pieces (many more spans than pieces:
-        # the weather model's errors last hours, so a few hours vary more than a day's mean).
-        size = np.broadcast_to(k - i + 1, pooled.shape)
-        for m in range(1, _PIECE_H + 1):
-            cells = size == m
-            values = deviation[:, cells]
-            if np.isfinite(values).sum() >= _MIN_PIECES:
-                pooled[cells] = np.maximum(pooled[cells], 1.4826 * float(np.nanmedian(values)))
-        for kk in range(3):
-            # Nights end at the morning recovery; closed days and long closures both run whole days from closing.
-            for chosen in (piece_kind == kk, (piece_kind >= 1) if kk >= 1 else piece_kind == kk):
-                rows = means[chosen]
-                enough = np.isfinite(rows).sum(axis=0) >= _MIN_PIECES
-                todo = enough & ~np.isfinite(centre[kk])
-                if not todo.any():
-                    continue
-                middle = np.nanmedian(rows, axis=0)
-                own = 1.4826 * np.nanmedian(np.abs(rows - middle), axis=0)
-                centre[kk] = np.where(todo, middle, centre[kk])
-                spread[kk] = np.where(todo, np.maximum(pooled, own), spread[kk])
+    # The spread of all earlier pieces as far in (the most pieces), at least that of the kind's own.
+    pooled = so_far[long_enough]
+    pooled_spread = 1.4826 * np.median(np.abs(pooled - np.median(pooled, axis=0)), axis=0)
+    for k in range(3):
+        # Nights end at the morning recovery; closed days and long closures both run whole days from closing.
+        for chosen in (piece_kind == k, (piece_kind >= 1) if k >= 1 else piece_kind == k):
+            rows = so_far[long_enough & chosen]
+            if rows.shape[0] >= _MIN_PIECES:
+                centre[k] = np.median(rows, axis=0)
+                spread[k] = np.maximum(pooled_spread, 1.4826 * np.median(np.abs(rows - centre[k]), axis=0))
+                break
     return centre, spread
 
 
