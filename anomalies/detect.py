@@ -576,7 +576,10 @@ def debounce(
     findings: a model alert that opens while a rule alert of the building and
     usage, reported by then, was active during its episode or in the two days
     before is suppressed for its whole life (the rule explains it better),
-    which depends on earlier hours only.
+    which depends on earlier hours only. While a rule of the building and
+    usage is still building evidence (active, pending or open, in the last
+    :data:`_DEFER_TO_RULE_H` hours), a model alert does not open: it waits
+    for the rule, which then explains it, or opens once the rule is quiet.
 
     Args:
         inventory: tariffs and timezone.
@@ -613,6 +616,8 @@ def debounce(
         mem = memory.setdefault(key, AlertMemory())
         clear_h = max(1, math.ceil(finding.clear_after / _HOUR))
         gate = _materiality_gate(finding, frame, typical, materiality)
+        if is_model:
+            gate = _both(gate, _defer_to_rule_gate(finding, frame, findings))
         changed = False
         i = 0
         while i < known.size:
@@ -664,6 +669,48 @@ def debounce(
             events.append(_event(inventory, building, frame, finding, track.first, track.last_active, mem.opened,
                                  track.state, scores, None))
     return events
+
+
+_DEFER_TO_RULE_H = 6
+"""Hours a model alert waits after a rule finding of its building and usage was last active (pending or open)."""
+
+
+def _defer_to_rule_gate(finding: Finding, frame: HourlyFrame, findings: Sequence[Finding]) -> Gate | None:
+    """A model alert may not open while a rule of its usage is building evidence (see :func:`debounce`).
+
+    A rule has the more specific explanation (heating at night, a leak…) but often needs a few hours
+    more than the model to be sure: while any rule finding of the building and usage was active in the
+    last :data:`_DEFER_TO_RULE_H` hours (up to the hour asked: causal), the model alert stays pending.
+    If the rule then opens, :func:`_explained` silences the model alert; if it was a blip, the model
+    alert opens at most :data:`_DEFER_TO_RULE_H` hours later.
+    """
+    rules = [f.active for f in findings
+             if f.kind is not EventKind.UNUSUAL_CONSUMPTION and f.building == finding.building
+             and f.usage is finding.usage]
+    if not rules:
+        return None
+    any_active = np.logical_or.reduce(rules)
+    # recent[h]: a rule of the usage was active at one of the hours h - _DEFER_TO_RULE_H + 1 … h.
+    counts = np.concatenate([[0], np.cumsum(any_active)])
+    upto = np.arange(1, any_active.size + 1)
+    recent = counts[upto] > counts[np.maximum(upto - _DEFER_TO_RULE_H, 0)]
+
+    def clear_of_rules(track: Track, at: datetime) -> bool:
+        h = int((at.timestamp() - frame.start_s) // 3600)
+        return not (0 <= h < recent.size and bool(recent[h]))
+
+    return clear_of_rules
+
+
+def _both(first: Gate | None, second: Gate | None) -> Gate | None:
+    """A gate that allows only what both allow (``None``: no condition)."""
+    if first is None or second is None:
+        return first if second is None else second
+
+    def both(track: Track, at: datetime) -> bool:
+        return first(track, at) and second(track, at)
+
+    return both
 
 
 _RATIO_JUDGED_BY_RULE = frozenset({EventKind.BASELOAD_CREEP})

@@ -72,3 +72,33 @@ def test_a_rule_alert_open_but_quiet_for_days_does_not_silence_a_new_model_alert
     creep = replace(_finding(EventKind.BASELOAD_CREEP, Usage.HEATING, 0, 58), clear_after=timedelta(days=7))
     events = events_from_findings(inventory, building, frame, [creep, model])
     assert sorted((e.kind, e.usage) for e in events) == [("baseload_creep", "heating")]
+
+
+def test_a_model_alert_waits_for_a_rule_of_its_usage_building_evidence(inventory: Inventory,
+                                                                       building: Building) -> None:
+    """The forest is sure at hour 12; the out-of-hours rule, active from 12, opens at 14: one event, the rule's."""
+    model = replace(_finding(EventKind.UNUSUAL_CONSUMPTION, Usage.HEATING, 10, 30), min_duration=timedelta(hours=3))
+    rule = replace(_finding(EventKind.CONSUMPTION_UNOCCUPIED, Usage.HEATING, 12, 30), min_duration=timedelta(hours=3))
+    frame = HourlyFrame.build({}, counters=set(), start_s=START.timestamp(), hours=N)
+    events = events_from_findings(inventory, building, frame, [rule, model])
+    assert [(e.kind, e.usage) for e in events] == [("consumption_unoccupied", "heating")]
+    assert events[0].detected_at == START + timedelta(hours=15)  # opened at hour 14
+    # Without the rule, the same model finding opens at hour 12: the rule was what held it.
+    alone = events_from_findings(inventory, building, frame, [model])
+    assert [(e.kind, e.detected_at) for e in alone] == [("unusual_consumption", START + timedelta(hours=13))]
+
+
+def test_a_rule_blip_only_delays_the_model_alert(inventory: Inventory, building: Building) -> None:
+    """A rule of the usage active two hours (12, 13) and never opening: the model opens 6 h after its last hour."""
+    model = replace(_finding(EventKind.UNUSUAL_CONSUMPTION, Usage.HEATING, 10, 30), min_duration=timedelta(hours=3))
+    blip = replace(_finding(EventKind.CONSUMPTION_UNOCCUPIED, Usage.HEATING, 12, 14), min_duration=timedelta(hours=3))
+    frame = HourlyFrame.build({}, counters=set(), start_s=START.timestamp(), hours=N)
+    events = events_from_findings(inventory, building, frame, [blip, model])
+    assert [(e.kind, e.usage) for e in events] == [("unusual_consumption", "heating")]
+    # Last rule hour 13; hours 13 … 18 are within six hours of it: the model opens at hour 19.
+    assert events[0].detected_at == START + timedelta(hours=20)
+    assert events[0].start == START + timedelta(hours=10)  # the episode still starts when the excess did
+    # A rule of another usage holds nothing back.
+    water = replace(blip, usage=Usage.WATER, unit="m3", excess_unit="m3")
+    events = events_from_findings(inventory, building, frame, [water, model])
+    assert ("unusual_consumption", START + timedelta(hours=13)) in [(e.kind, e.detected_at) for e in events]
