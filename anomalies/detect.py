@@ -135,11 +135,14 @@ _MIN_CALIBRATION = 48  # held-out scores at the first fit: a quarter of 14 days,
 MATERIAL_KINDS = frozenset({
     EventKind.HEATING_UNOCCUPIED, EventKind.LIGHTING_UNOCCUPIED, EventKind.LIGHTING_DAYLIGHT,
     EventKind.BASELOAD_CREEP, EventKind.WATER_LEAK, EventKind.CONSUMPTION_UNOCCUPIED, EventKind.UNUSUAL_CONSUMPTION,
+    EventKind.OVERHEATING,
 })
 """The kinds whose alert is an excess consumption, held back until it is material.
 
-Data-quality and sensor kinds say nothing of a consumption, and ``overheating``
-is a breach of a comfort or legal limit, judged on the temperature."""
+Data-quality and sensor kinds say nothing of a consumption. ``overheating`` is a
+breach of a comfort or legal limit judged on the temperature; what it costs is the
+heat spent above the limit, which must be worth an e-mail (a crèche warmed by the
+June sun while only its hot water runs is not)."""
 
 
 class MaterialityConfig(BaseModel):
@@ -151,8 +154,8 @@ class MaterialityConfig(BaseModel):
     current hour, is
 
     * at least ``min_ratio`` of the expected consumption of its active hours
-      (not for ``baseload_creep``, whose rule judges the rise against the base's
-      own noise), and
+      (not for ``baseload_creep`` and ``overheating``, whose rules judge the
+      anomaly's size themselves), and
     * at least ``min_day_share`` of the usage's typical day (and, if set,
       ``min_rate`` of its typical hourly consumption per active hour).
 
@@ -713,8 +716,9 @@ def _both(first: Gate | None, second: Gate | None) -> Gate | None:
     return both
 
 
-_RATIO_JUDGED_BY_RULE = frozenset({EventKind.BASELOAD_CREEP})
-"""Kinds whose rule judges the size of the rise against its own noise: ``min_ratio`` does not apply."""
+_RATIO_JUDGED_BY_RULE = frozenset({EventKind.BASELOAD_CREEP, EventKind.OVERHEATING})
+"""Kinds whose rule judges the size of the anomaly itself (a rise against the base's noise, kelvins above a
+limit): ``min_ratio`` does not apply, only the total."""
 
 
 def _materiality_gate(

@@ -801,8 +801,9 @@ def write_family_b(
     return rows, faults
 
 
-DATA_GAP = timedelta(hours=25)
-"""Gaps of the quirks at least this long are in the ground truth (a device silent for a day is worth an alert)."""
+DATA_GAP = timedelta(hours=24)
+"""Gaps of the quirks at least this long are in the ground truth: a device silent for a day is worth an alert
+(the detection's default ``missing_after``)."""
 
 
 def data_gap_faults(inv: Inventory, history: FamilyBHistory, longest_under: timedelta = DATA_GAP) -> list[Fault]:

@@ -122,3 +122,13 @@ def test_a_small_steady_excess_opens_once_its_total_is_material(inventory: Inven
     """0.5 kWh an hour is 5 % of the usual rate, but after 15 hours it is 7.5 kWh: more than 3 % of a day."""
     events = _events(inventory, building, _finding(10, 40, 0.5))
     assert [e.detected_at for e in events] == [START + timedelta(hours=25)]  # 15th active hour (24), reported at its end
+
+
+
+def test_overheating_that_costs_a_few_kwh_is_no_alert(inventory: Inventory, building: Building) -> None:
+    """Overheating is worth an e-mail for the heat it wastes above the limit: 0.1 kWh/h for a day of a building
+    burning 10 kWh/h is not; 2 kWh/h is, although it is under 10 % of the heat expected (a limit breach is
+    judged in kelvins by its rule, only its total cost here)."""
+    assert _events(inventory, building, _finding(10, 34, 0.1, EventKind.OVERHEATING, expected_kwh=30.0)) == []
+    hot = _events(inventory, building, _finding(10, 34, 2.0, EventKind.OVERHEATING, expected_kwh=30.0))
+    assert [e.kind for e in hot] == ["overheating"]

@@ -233,7 +233,7 @@ def test_long_gaps_of_the_quirks_are_in_the_ground_truth(tmp_path: Path) -> None
                                until=datetime(2026, 7, 1, tzinfo=UTC))
     gaps = [f for f in faults if f.kind is FaultKind.DEAD_SENSOR]
     assert gaps
-    assert all(f.end - f.start >= timedelta(hours=25) and f.point for f in gaps)
+    assert all(f.end - f.start >= timedelta(hours=24) and f.point for f in gaps)
     assert read_ground_truth(tmp_path / "truth.json") == faults
     readings = read_readings_csv(tmp_path / "r.csv")
     for gap in gaps:
