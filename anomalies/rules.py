@@ -48,6 +48,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from anomalies.events import EventKind
 from anomalies.features import BuildingHours, HourlyFrame, PointSeries, UsageSeries
 from inventory import R241_26_UNOCCUPIED_C, Building, ComfortTargets, Duration, Energy, Point, Quantity, Usage
+from mv.degreedays import DJU_BASE_C
 from streams.quality import StalenessLimits
 
 __all__ = [
@@ -1553,20 +1554,23 @@ class UnoccupiedConsumptionRule:
         y = series.values
         n = y.size
         day = hours.local_day
-        x = np.maximum(0.0, _HDH_BASE_C - _trailing_mean(hours.outdoor_c, _INERTIA_H))
         closed_all = hours.open_frac == 0.0
+        kind, held = _closure_kinds(hours, config)
+        x = np.maximum(0.0, _HDH_BASE_C - _trailing_mean(hours.outdoor_c, _INERTIA_H))
         floor = _causal_pct(y, closed_all, day, 10, config.consumption_reference_days)
         scale = _causal_pct(y, np.ones(n, dtype=np.bool_), day, 99, 365)
         running = np.isfinite(y) & np.isfinite(floor) & (y > floor + _RUNNING_SHARE * scale)
         judged = hours.closed & ~_cooling_down(hours, running, config) & np.isfinite(y) & np.isfinite(x)
-        kind, held = _closure_kinds(hours, config)
         comfort_c = _comfort(hours).setpoint_c
         since, _ = _runs(closed_all)
         closure = np.cumsum(closed_all & (since == 0))
         piece = np.cumsum(closed_all & (since % 24 == 0))  # a closure cut in pieces of at most 24 h
         # Heating is on in the declared season, while the last day was colder than the heating cut-off.
-        regime = _in_season(hours.building, hours.frame.times_s) & (
-            _trailing_mean(hours.outdoor_c, 24) < config.heating_off_above_c)
+        mean24 = _trailing_mean(hours.outdoor_c, 24)
+        regime = _in_season(hours.building, hours.frame.times_s) & (mean24 < config.heating_off_above_c)
+        # A closure held below the occupied setpoint heats only below its own, lower cut-off: a closure of the
+        # heating regime above it (a mild autumn weekend) may not heat at all, so it tells nothing of a heated one.
+        heated_alike = ~regime | (mean24 < _closure_cutoff_c(held, config)[kind])
         state = _nan(n)
         expected = _nan(n)
         flagged = np.zeros(n, dtype=np.bool_)
@@ -1583,7 +1587,7 @@ class UnoccupiedConsumptionRule:
             regime_of = np.zeros(b - a, dtype=np.int64)
             for r in np.unique(regime[a:b][judged[a:b]]).tolist():
                 # Heating on and heating off are not comparable: closures are judged against closures of their regime.
-                comparable = judged & ~flagged & (regime == r)
+                comparable = judged & ~flagged & (regime == r) & heated_alike
                 ref = comparable[lo:hi]
                 if ref.sum() < _MIN_KIND_H:
                     continue
@@ -1676,6 +1680,16 @@ def _closure_kinds(hours: BuildingHours, config: RulesConfig) -> tuple[IntArray,
     held = np.array([comfort.setback_c, comfort.weekend_c, comfort.frost_c if frost_declared else comfort.weekend_c])
     kind: IntArray = np.where(length < 24, 0, np.where(length < long_h, 1, 2)).astype(np.int64)
     return kind, held
+
+
+def _closure_cutoff_c(held: FloatArray, config: RulesConfig) -> FloatArray:
+    """Per kind of closure, the mean outdoor temperature of the last 24 h below which it is heated.
+
+    ``heating_off_above_c`` sits below the degree days' base (:data:`mv.degreedays.DJU_BASE_C`) by
+    what gains heat; a closure held at a lower setpoint starts heating that much below its own setpoint.
+    """
+    cutoff: FloatArray = np.minimum(config.heating_off_above_c, held - (DJU_BASE_C - config.heating_off_above_c))
+    return cutoff
 
 
 def _shared_slope(x: FloatArray, y: FloatArray, kind: IntArray) -> float:
