@@ -448,7 +448,10 @@ def run_models(hours: BuildingHours, excluded: BoolArray, config: DetectConfig) 
         day_residual = trailing_day_residual(residual)
         day_bound = np.full(n, np.nan)
         if config.model_day_spread is not None:
-            reference = ~(excluded | (model_flag & ~weekly_recurrence(model_flag)))
+            # The spread is learnt from every day no rule flagged, the forest's flagged days included: left out,
+            # the busiest ordinary days (a crèche's full days, an event hall's weddings) would leave a spread
+            # learnt on the calm days only. Median and MAD are robust to the minority of days a fault takes.
+            reference = ~excluded
             reference[:in_sample] = False  # a model's errors on the days it was fitted on are optimistic
             day_bound = day_residual_bound(day_residual, reference, model.type_idx,
                                            days=max(1, round(config.model_day_history / timedelta(days=1))),
