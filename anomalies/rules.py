@@ -1943,17 +1943,26 @@ class SensorDriftRule:
     At each hour the mean of the last 24 h is compared with what the
     ``sensor_reference_days`` days before predict from what the heating and
     the weather explain: the sensor's daily means regressed on the outdoor
-    daily means (slope 0 to 0.5: a building is colder in a cold week) and on
-    the share of the last 24 h the building was in use (heated to comfort
-    rather than set back: weekends and holidays are colder), with a robust
-    level (flagged days left out). Weather colder or warmer than any
-    reference day may explain up to 0.5 K per K beyond it. A deviation beyond ``drift_min_k`` and five
-    times the usual scatter of the daily means counts; below half of that it
-    does not; in between the rule cannot tell. Nor can it during a closure
-    longer than a weekend (holidays at frost protection: the building cools
-    for days) and the two days after it (warming up again), which its
-    reference leaves out too, unless such days are most of its reference (a
-    church, a hall used once a week: closed is its ordinary state).
+    means over the last 24 h and, separately, over the last 72 h (a building
+    lags the weather by its thermal mass: a deviation counts only if neither
+    explains it), with a slope from 0 to 0.5 K per K when heated (a building
+    is colder in a cold week) or to 1 K per K when unheated (out of its
+    declared heating season, or outdoor above the 18 °C degree-day base: it
+    floats with the weather), and on the share of the last 24 h the building
+    was in use (heated to comfort rather than set back: weekends and holidays
+    are colder), with a robust level (flagged days left out). Weather colder
+    or warmer than any reference day may explain up to that slope beyond it.
+    A deviation beyond ``drift_min_k`` and five times the usual scatter of
+    the daily means counts; below half of that it does not; in between the
+    rule cannot tell. Nor can it during a closure the schedule plans longer
+    than a weekend (holidays at frost protection: the building cools for
+    days; ``planned_closure_h``, known from the closure's first hour) and
+    the two days after it (warming up again), which its reference leaves
+    out too, unless several such closures fill most of its reference (a
+    church, a hall used once a week: closed is its ordinary state). Nor on a
+    day in a use or heating state its reference holds fewer than 3 days of
+    (the first service after weeks closed, the first days of the heating
+    season): the day then joins the reference, which relearns.
 
     Lookback: ``sensor_reference_days`` days (28).
     """
@@ -2092,7 +2101,7 @@ def planned_closures(open_frac: FloatArray, margin: int = CLOSURE_LOOKAHEAD_H) -
     whether it is longer than ``margin`` is the same whatever the frame.
 
     >>> planned_closures(np.array([1.0, 0, 0, 0, 0, 0, 1, 0, 0]), margin=2)
-    array([4, 4, 4, 4, 0])
+    array([5, 5, 5, 5, 0])
     """
     _, length = _runs(open_frac == 0.0)
     result: IntArray = length[margin : open_frac.size - margin]
