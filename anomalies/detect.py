@@ -97,7 +97,7 @@ from anomalies.features import (
 )
 from anomalies.iforest import IsolationForestConfig, IsolationForestDetector
 from anomalies.lifecycle import AlertKey, AlertLifecycle, Gate, LifecycleConfig, Track, Transition
-from anomalies.rules import BUILDING_RULES, QUALITY_RULES, Finding, RulesConfig
+from anomalies.rules import BUILDING_RULES, CLOSURE_LOOKAHEAD_H, QUALITY_RULES, Finding, RulesConfig, planned_closures
 from anomalies.thresholds import QuantileThreshold
 from inventory import Building, FrenchCalendar, Inventory, Usage
 from streams.errors import DecodeError, InsufficientData
@@ -940,6 +940,7 @@ def building_findings(
     open_frac, _ = schedule_masks(
         building, calendar, inventory.organisation.tz, frame.times_s, config.features.preheat, booked=booked
     )
+    planned = _planned_closures(inventory, building, frame, calendar, config)
     quality: list[Finding] = []
     blank: dict[str, BoolArray] = {}
     # Weather first: the counters' rules need the outdoor temperature, without its frozen hours.
@@ -950,7 +951,8 @@ def building_findings(
             outdoor = outdoor_temperature(inventory, frame, blank)
         for quality_rule in QUALITY_RULES:
             found = quality_rule.evaluate(
-                building, point, readings.get(point.id, empty), frame, open_frac, config.rules, outdoor_c=outdoor
+                building, point, readings.get(point.id, empty), frame, open_frac, config.rules, outdoor_c=outdoor,
+                planned_closure_h=planned,
             )
             if found is None:
                 continue
@@ -978,6 +980,19 @@ def building_findings(
             model_findings = _model_findings(alerting, hours, config)
     typical = {u: typical_consumption(s.values, config.materiality.min_history) for u, s in hours.usages.items()}
     return BuildingFindings(building, [*quality, *findings], model_findings, scores, expected, typical)
+
+
+def _planned_closures(
+    inventory: Inventory, building: Building, frame: HourlyFrame, calendar: FrenchCalendar, config: DetectConfig
+) -> npt.NDArray[np.int64]:
+    """Per hour of the frame, the planned length of the closure it is in, the schedule read around the frame."""
+    margin = CLOSURE_LOOKAHEAD_H
+    around = HourlyFrame(frame.start_s - margin * 3600.0, frame.hours + 2 * margin, {}, {})
+    booked = building_bookings(inventory, building, around)
+    open_around, _ = schedule_masks(
+        building, calendar, inventory.organisation.tz, around.times_s, config.features.preheat, booked=booked
+    )
+    return planned_closures(open_around, margin)
 
 
 def has_own_meter(building: Building, series: UsageSeries) -> bool:

@@ -38,7 +38,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
 import numpy as np
@@ -53,6 +53,7 @@ from streams.quality import StalenessLimits
 
 __all__ = [
     "BUILDING_RULES",
+    "CLOSURE_LOOKAHEAD_H",
     "QUALITY_RULES",
     "BuildingRule",
     "Finding",
@@ -70,6 +71,7 @@ __all__ = [
     "UnoccupiedConsumptionRule",
     "WaterLeakRule",
     "heater_active",
+    "planned_closures",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -260,8 +262,13 @@ class QualityRule(Protocol):
         config: RulesConfig,
         *,
         outdoor_c: FloatArray | None = None,
+        planned_closure_h: IntArray | None = None,
     ) -> Finding | None:
-        """The finding for the point, if the rule applies to it; ``outdoor_c`` is the outdoor temperature per hour."""
+        """The finding for the point, if the rule applies to it.
+
+        ``outdoor_c`` is the outdoor temperature per hour; ``planned_closure_h``, per hour, the planned
+        length in hours of the closure it is in, read from the schedule ahead (0 when open).
+        """
         ...
 
 
@@ -1020,6 +1027,7 @@ class MissingDataRule:
         config: RulesConfig,
         *,
         outdoor_c: FloatArray | None = None,
+        planned_closure_h: IntArray | None = None,
     ) -> Finding | None:
         """Gaps of the point's readings (``outdoor_c`` is not used)."""
         n = frame.hours
@@ -1126,6 +1134,7 @@ class FrozenSensorRule:
         config: RulesConfig,
         *,
         outdoor_c: FloatArray | None = None,
+        planned_closure_h: IntArray | None = None,
     ) -> Finding | None:
         """Runs of identical readings that the sensor's past and the physics do not explain."""
         if point.cumulative:
@@ -1400,6 +1409,7 @@ class StaleCounterRule:
         config: RulesConfig,
         *,
         outdoor_c: FloatArray | None = None,
+        planned_closure_h: IntArray | None = None,
     ) -> Finding | None:
         """Runs of still hours of a counter, with the catch-up hour.
 
@@ -1411,6 +1421,7 @@ class StaleCounterRule:
             open_frac: fraction of each hour the building is open.
             config: thresholds.
             outdoor_c: outdoor temperature per hour (``nan`` unknown); without it heating is always expected.
+            planned_closure_h: not used by this rule.
 
         Returns:
             The finding, or ``None`` for a point that is not a counter.
@@ -1874,6 +1885,7 @@ class LostDailyCycleRule:
         config: RulesConfig,
         *,
         outdoor_c: FloatArray | None = None,
+        planned_closure_h: IntArray | None = None,
     ) -> Finding | None:
         """Hours where the sensor's last 24 h are flat against its usual daily range."""
         if not _indoor_sensor(point) or point.id not in frame.mean:
@@ -1944,17 +1956,26 @@ class SensorDriftRule:
     At each hour the mean of the last 24 h is compared with what the
     ``sensor_reference_days`` days before predict from what the heating and
     the weather explain: the sensor's daily means regressed on the outdoor
-    daily means (slope 0 to 0.5: a building is colder in a cold week) and on
-    the share of the last 24 h the building was in use (heated to comfort
-    rather than set back: weekends and holidays are colder), with a robust
-    level (flagged days left out). Weather colder or warmer than any
-    reference day may explain up to 0.5 K per K beyond it. A deviation beyond ``drift_min_k`` and five
-    times the usual scatter of the daily means counts; below half of that it
-    does not; in between the rule cannot tell. Nor can it during a closure
-    longer than a weekend (holidays at frost protection: the building cools
-    for days) and the two days after it (warming up again), which its
-    reference leaves out too, unless such days are most of its reference (a
-    church, a hall used once a week: closed is its ordinary state).
+    means over the last 24 h and, separately, over the last 72 h (a building
+    lags the weather by its thermal mass: a deviation counts only if neither
+    explains it), with a slope from 0 to 0.5 K per K when heated (a building
+    is colder in a cold week) or to 1 K per K when unheated (out of its
+    declared heating season, or outdoor above the 18 °C degree-day base: it
+    floats with the weather), and on the share of the last 24 h the building
+    was in use (heated to comfort rather than set back: weekends and holidays
+    are colder), with a robust level (flagged days left out). Weather colder
+    or warmer than any reference day may explain up to that slope beyond it.
+    A deviation beyond ``drift_min_k`` and five times the usual scatter of
+    the daily means counts; below half of that it does not; in between the
+    rule cannot tell. Nor can it during a closure the schedule plans longer
+    than a weekend (holidays at frost protection: the building cools for
+    days; ``planned_closure_h``, known from the closure's first hour) and
+    the two days after it (warming up again), which its reference leaves
+    out too, unless several such closures fill most of its reference (a
+    church, a hall used once a week: closed is its ordinary state). Nor on a
+    day in a use or heating state its reference holds fewer than 3 days of
+    (the first service after weeks closed, the first days of the heating
+    season): the day then joins the reference, which relearns.
 
     Lookback: ``sensor_reference_days`` days (28).
     """
@@ -1971,6 +1992,7 @@ class SensorDriftRule:
         config: RulesConfig,
         *,
         outdoor_c: FloatArray | None = None,
+        planned_closure_h: IntArray | None = None,
     ) -> Finding | None:
         """Hours where the sensor's last 24 h are far from what its past, the weather and the schedule predict."""
         if not _indoor_sensor(point) or point.id not in frame.mean:
@@ -1979,14 +2001,31 @@ class SensorDriftRule:
         n = x.size
         mean24 = _rolling(x, 24, "mean")
         out24 = _rolling(outdoor_c, 24, "mean") if outdoor_c is not None else np.zeros(n)
+        out72 = _rolling(outdoor_c, 72, "mean") if outdoor_c is not None else np.zeros(n)
+        out72 = np.where(np.isfinite(out72), out72, out24)
         use24 = _trailing_mean(np.where(open_frac > 0.0, 1.0, 0.0), 24)
         # Closed longer than a weekend (holidays: frost protection), a building cools for days, then warms
         # up again once reopened: colder than any weekend of its past, for reasons that are not the sensor's.
-        closed_since, _ = _runs(open_frac == 0.0)
-        after_long_closure = _recent(closed_since >= _PAST_WEEKEND_H, _WARM_UP_H)
+        # The schedule tells from a closure's first hour how long it is planned to last; without it, a closure
+        # is known to be long once it has lasted beyond a weekend.
+        if planned_closure_h is not None:
+            long_closure = planned_closure_h >= _PAST_WEEKEND_H
+        else:
+            long_closure = _runs(open_frac == 0.0)[0] >= _PAST_WEEKEND_H
+        after_long_closure = _recent(long_closure, _WARM_UP_H)
+        closure_starts = long_closure & ~np.concatenate([[False], long_closure[:-1]])
+        # Unheated (out of the declared heating season, or outdoor above the degree-day base), a building's
+        # indoor floats with the weather, up to 1 K per K; heated, the heating damps it to 0.5 K per K.
+        free = out24 >= DJU_BASE_C
+        if building.heating_season is not None:
+            season = building.heating_season
+            days = frame.times_s // 86400.0
+            out_of_season = {d: not season.contains(datetime.fromtimestamp(d * 86400.0, UTC).date()) for d in np.unique(days)}
+            free = free | np.array([out_of_season[d] for d in days], dtype=np.bool_)
+        cap = np.where(free, _MAX_FREE_SLOPE, _MAX_INDOOR_SLOPE)
         # One reference value per day: the last 24 h at the day's last hour, computed once per day.
         ends = np.arange(23, n, 24)
-        y_d, o_d, u_d = mean24[ends], out24[ends], use24[ends]
+        y_d, o_d, o72_d, u_d, free_d = mean24[ends], out24[ends], out72[ends], use24[ends], free[ends]
         usable_d = np.isfinite(y_d) & np.isfinite(o_d) & np.isfinite(u_d)
         long_d = after_long_closure[ends]
         flagged_d = np.zeros(ends.size, dtype=np.bool_)
@@ -1998,25 +2037,57 @@ class SensorDriftRule:
             lo = max(0, j - ref_days)
             # A building that lives closed (a church, a hall used once a week) has its long closures in its
             # reference: they are its ordinary state, judged as any other.
-            habitual = bool(long_d[lo:j].mean() >= 0.5) if j > lo else False
+            # Habitual means several separate long closures (a weekly pattern), not one holiday.
+            habitual = (
+                bool(long_d[lo:j].mean() >= 0.5) and int(closure_starts[lo * 24 : a].sum()) >= _MIN_REGIME_DAYS
+                if j > lo
+                else False
+            )
             sel = usable_d[lo:j] & ~flagged_d[lo:j] & (habitual | ~long_d[lo:j])
             if sel.sum() < 7:
                 continue
-            level, slope, use_k, scatter = _explain_indoor(y_d[lo:j][sel], o_d[lo:j][sel], u_d[lo:j][sel])
-            limit = max(config.drift_min_k, 5.0 * scatter)
-            dev = mean24[a:b] - level - slope * out24[a:b] - use_k * use24[a:b]
-            # Weather colder (warmer) than any of the reference days may explain up to the steepest
-            # plausible response, 0.5 K per K: a building is colder in a cold snap than its past shows.
-            ref_out = o_d[lo:j][sel]
-            colder = np.maximum(0.0, float(ref_out.min()) - out24[a:b]) * (_MAX_INDOOR_SLOPE - slope)
-            warmer = np.maximum(0.0, out24[a:b] - float(ref_out.max())) * (_MAX_INDOOR_SLOPE - slope)
-            dev = np.where(dev < 0, np.minimum(0.0, dev + colder), np.maximum(0.0, dev - warmer))
-            far = np.abs(dev) > limit
-            near = np.abs(dev) < 0.5 * limit
-            can_tell = np.isfinite(dev) & (far | near) & (habitual | ~after_long_closure[a:b])
+            ref_use = u_d[lo:j][sel]
+            # The effect of use is learnt only from enough days in use and out of use; a day in a state the
+            # reference has too few of (the first service after weeks closed) is not judged.
+            seen_use = int((ref_use > 0).sum()) >= _MIN_REGIME_DAYS and int((ref_use == 0).sum()) >= _MIN_REGIME_DAYS
+            max_slope = _MAX_FREE_SLOPE if free_d[lo:j][sel].mean() >= 0.5 else _MAX_INDOOR_SLOPE
+            # A building lags the weather by up to days (its thermal mass): the weather of the last 24 h and
+            # that of the last 72 h each explain the reference; a deviation counts only if neither explains it.
+            far = np.ones(b - a, dtype=np.bool_)
+            near = np.zeros(b - a, dtype=np.bool_)
+            dev = np.full(b - a, np.inf)
+            for o_ref, o_now in ((o_d, out24), (o72_d, out72)):
+                level, slope, use_k, scatter = _explain_indoor(
+                    y_d[lo:j][sel], o_ref[lo:j][sel], ref_use if seen_use else np.zeros(ref_use.size), max_slope
+                )
+                limit = max(config.drift_min_k, 5.0 * scatter)
+                this = mean24[a:b] - level - slope * o_now[a:b] - use_k * use24[a:b]
+                # Weather colder (warmer) than any of the reference days may explain up to the steepest
+                # plausible response (0.5 K per K heated, 1 K per K unheated): a building is colder in a
+                # cold snap than its past shows.
+                ref_out = o_ref[lo:j][sel]
+                spare = np.maximum(0.0, cap[a:b] - slope)
+                colder = np.maximum(0.0, float(ref_out.min()) - o_now[a:b]) * spare
+                warmer = np.maximum(0.0, o_now[a:b] - float(ref_out.max())) * spare
+                this = np.where(this < 0, np.minimum(0.0, this + colder), np.maximum(0.0, this - warmer))
+                far &= np.abs(this) > limit
+                near |= np.abs(this) < 0.5 * limit
+                dev = np.where(np.abs(this) < np.abs(dev), this, dev)
+            if seen_use:
+                known_use = np.ones(b - a, dtype=np.bool_)
+            else:
+                # Only hours in the use state that most reference days share (and the same share) are judged.
+                usual_use = float(np.median(ref_use))
+                known_use = np.abs(use24[a:b] - usual_use) < 1e-9
+            # Heated or floating with the weather: a regime the reference has too few days of is not judged
+            # (the first days of the heating season after a summer).
+            ref_free = int(free_d[lo:j][sel].sum())
+            known_use &= np.where(free[a:b], ref_free, int(sel.sum()) - ref_free) >= _MIN_REGIME_DAYS
+            dev = np.where(np.isfinite(dev), dev, np.nan)
+            can_tell = np.isfinite(dev) & (far | near) & (habitual | ~after_long_closure[a:b]) & known_use
             state[a:b] = _state(can_tell, far)
-            deviation[a:b] = dev
-            if j < ends.size and ends[j] < b:
+            deviation[a:b] = np.where(known_use, dev, np.nan)
+            if j < ends.size and ends[j] < b and known_use[ends[j] - a]:
                 # Only days clearly in the usual range serve as reference: a slow drift's first days, neither
                 # near nor far yet, must not drag the reference along with them.
                 flagged_d[j] = not bool(near[ends[j] - a])
@@ -2029,17 +2100,42 @@ class SensorDriftRule:
 
 _PAST_WEEKEND_H = 72
 """Hours closed beyond any weekend (Friday evening to Monday morning is about 62 h): holidays, frost protection."""
+CLOSURE_LOOKAHEAD_H = _PAST_WEEKEND_H
+"""Hours of schedule read before and after a frame to tell whether each of its closures is long (:func:`planned_closures`)."""
+
+
+def planned_closures(open_frac: FloatArray, margin: int = CLOSURE_LOOKAHEAD_H) -> IntArray:
+    """Per hour, the planned length of the closure it is in (0 when open), from the schedule around a frame.
+
+    ``open_frac`` is the schedule's open share over the frame plus ``margin``
+    hours before and after it (the schedule is known in advance: weekly
+    hours, holidays, closures, bookings); the result covers the frame. A
+    closure running past the margin counts at least ``margin`` hours, so
+    whether it is longer than ``margin`` is the same whatever the frame.
+
+    >>> planned_closures(np.array([1.0, 0, 0, 0, 0, 0, 1, 0, 0]), margin=2)
+    array([5, 5, 5, 5, 0])
+    """
+    _, length = _runs(open_frac == 0.0)
+    result: IntArray = length[margin : open_frac.size - margin]
+    return result
 _WARM_UP_H = 48
 """Hours a building takes to warm up again after a long closure."""
 _MAX_INDOOR_SLOPE = 0.5
 """Steepest plausible response (K per K) of a heated building's indoor daily mean to the outdoor one."""
+_MAX_FREE_SLOPE = 1.0
+"""Steepest plausible response (K per K) of an unheated building's indoor daily mean: it follows the weather."""
+_MIN_REGIME_DAYS = 3
+"""Reference days needed in use and out of use before the effect of use is learnt."""
 
 
-def _explain_indoor(indoor: FloatArray, outdoor: FloatArray, use: FloatArray) -> tuple[float, float, float, float]:
-    """Level, outdoor slope (0 to 0.5), in-use effect (K, not below 0) and robust scatter of daily indoor means."""
+def _explain_indoor(
+    indoor: FloatArray, outdoor: FloatArray, use: FloatArray, max_slope: float = _MAX_INDOOR_SLOPE
+) -> tuple[float, float, float, float]:
+    """Level, outdoor slope (0 to ``max_slope``), in-use effect (K, not below 0) and robust scatter of daily means."""
     design = np.column_stack([outdoor - outdoor.mean(), use - use.mean()])
     coef = np.linalg.lstsq(design, indoor - indoor.mean(), rcond=None)[0]
-    slope = min(_MAX_INDOOR_SLOPE, max(0.0, float(coef[0])))
+    slope = min(max_slope, max(0.0, float(coef[0])))
     use_k = max(0.0, float(coef[1]))
     resid = indoor - slope * outdoor - use_k * use
     level = float(np.median(resid))

@@ -297,3 +297,53 @@ def test_a_church_open_on_sunday_mornings_drifting_sensor_is_found() -> None:
     assert events, "the church's drift was not found"
     assert all(e.start >= drift_from for e in events), [(e.start, e.end) for e in events]
     assert events[0].start < drift_from + timedelta(days=21)
+
+
+def test_lone_indoor_sensor_at_frost_protection_from_a_holidays_first_hour_is_not_a_drift() -> None:
+    """Frost protection from the first hour of a two-week holiday: its first 72 h, colder than any weekend,
+    are judged by the schedule (a closure planned longer than a weekend), not found a drift."""
+    holidays_closed = HEAD.replace("        schedule:\n", "        schedule:\n          closed_on_school_holidays: true\n")
+    inventory = parse_inventory(holidays_closed + INDOOR)
+    times = _times(70)
+    rng = np.random.default_rng(14)
+    use = _open(inventory, times)
+    closed = use == 0
+    run = np.zeros(times.size)  # the length of each closure, known in advance (the schedule)
+    i = 0
+    while i < times.size:
+        j = i
+        while j < times.size and closed[j] == closed[i]:
+            j += 1
+        run[i:j] = (j - i) if closed[i] else 0
+        i = j
+    target = np.where(use > 0, 20.0, np.where(run > 72, 8.0, 16.0))
+    indoor = np.empty(times.size)
+    value = 17.0
+    for k, t in enumerate(target.tolist()):
+        value += (0.35 if t > value else 0.1) * (t - value)
+        indoor[k] = value
+    indoor += rng.normal(0, 0.1, times.size)
+    readings = {"b1-indoor": PointSeries(times, indoor), "b1-outdoor": PointSeries(times, _outdoor(times, rng))}
+    events = detect(inventory, readings, DetectConfig(models=False))
+    assert [e for e in events if e.kind == "sensor_drift"] == [], [(e.kind, e.start, e.end) for e in events]
+
+
+def test_unheated_building_following_a_cold_week_before_its_heating_season_is_not_a_drift() -> None:
+    """Before its heating season a building floats with the weather (about 1 K per K, lagging): a cold week
+    14 K below the weeks before cools it by about 14 K. No drift; heated, it would be damped to 0.5 K per K."""
+    unheated = HEAD.replace("        schedule:\n", "        heating_season: {start: '12-15', end: '04-15'}\n        schedule:\n")
+    inventory = parse_inventory(unheated + INDOOR)
+    times = _times(40)
+    rng = np.random.default_rng(15)
+    outdoor = _outdoor(times, rng) + 8.0
+    cold = (times >= datetime(2025, 12, 1, tzinfo=UTC).timestamp()) & (times < datetime(2025, 12, 8, tzinfo=UTC).timestamp())
+    outdoor[cold] -= 14.0
+    indoor = np.empty(times.size)
+    value = 16.0
+    for k, o in enumerate(outdoor.tolist()):
+        value += 0.05 * (o + 4.0 - value)  # free floating, 4 K of gains, a time constant of 20 h
+        indoor[k] = value
+    indoor += rng.normal(0, 0.1, times.size)
+    readings = {"b1-indoor": PointSeries(times, indoor), "b1-outdoor": PointSeries(times, outdoor)}
+    events = detect(inventory, readings, DetectConfig(models=False))
+    assert [e for e in events if e.kind == "sensor_drift"] == [], [(e.kind, e.start, e.end) for e in events]
