@@ -936,11 +936,15 @@ def building_findings(
     empty = PointSeries(np.empty(0), np.empty(0))
     known = {p.id: p for _, p in inventory.points()}
     weather_points = [p for p in known.values() if p.usage is Usage.WEATHER]
-    booked = building_bookings(inventory, building, frame)
-    open_frac, _ = schedule_masks(
-        building, calendar, inventory.organisation.tz, frame.times_s, config.features.preheat, booked=booked
+    # The schedule is read once, around the frame: the closures' planned lengths need the hours after it.
+    margin = CLOSURE_LOOKAHEAD_H
+    around = HourlyFrame(frame.start_s - margin * 3600.0, frame.hours + 2 * margin, {}, {})
+    booked = building_bookings(inventory, building, around)
+    open_around, _ = schedule_masks(
+        building, calendar, inventory.organisation.tz, around.times_s, config.features.preheat, booked=booked
     )
-    planned = _planned_closures(inventory, building, frame, calendar, config)
+    open_frac = open_around[margin : margin + frame.hours]
+    planned = planned_closures(open_around, margin)
     quality: list[Finding] = []
     blank: dict[str, BoolArray] = {}
     # Weather first: the counters' rules need the outdoor temperature, without its frozen hours.
@@ -980,19 +984,6 @@ def building_findings(
             model_findings = _model_findings(alerting, hours, config)
     typical = {u: typical_consumption(s.values, config.materiality.min_history) for u, s in hours.usages.items()}
     return BuildingFindings(building, [*quality, *findings], model_findings, scores, expected, typical)
-
-
-def _planned_closures(
-    inventory: Inventory, building: Building, frame: HourlyFrame, calendar: FrenchCalendar, config: DetectConfig
-) -> npt.NDArray[np.int64]:
-    """Per hour of the frame, the planned length of the closure it is in, the schedule read around the frame."""
-    margin = CLOSURE_LOOKAHEAD_H
-    around = HourlyFrame(frame.start_s - margin * 3600.0, frame.hours + 2 * margin, {}, {})
-    booked = building_bookings(inventory, building, around)
-    open_around, _ = schedule_masks(
-        building, calendar, inventory.organisation.tz, around.times_s, config.features.preheat, booked=booked
-    )
-    return planned_closures(open_around, margin)
 
 
 def has_own_meter(building: Building, series: UsageSeries) -> bool:

@@ -367,6 +367,7 @@ class BuildingHours:
         indoor = [p.id for p in building.points if p.quantity is Quantity.TEMPERATURE and p.usage is not Usage.WEATHER]
         lux = [p.id for p in building.points if p.quantity is Quantity.ILLUMINANCE]
         setpoint, in_season = expected_setpoints(building, calendar, tz, times, open_frac, preheat, booked=booked)
+        local_day = np.array([d.toordinal() for d in days], dtype=np.int64)
         hours = cls(
             building=building,
             frame=frame,
@@ -376,14 +377,14 @@ class BuildingHours:
             school_holiday=np.array([holidays_school[d] for d in days], dtype=np.bool_),
             local_hour=local_hour,
             hour_of_week=weekday * 24 + local_hour,
-            local_day=np.array([d.toordinal() for d in days], dtype=np.int64),
+            local_day=local_day,
             outdoor_c=outdoor_temperature(inventory, frame, blank),
             indoor_c=_nanmean([sensor(p) for p in indoor], frame.hours),
             illuminance_lx=_nanmax([sensor(p) for p in lux], frame.hours),
             sun_deg=sun_elevation_deg(times + _HOUR_S / 2, config.latitude_deg, config.longitude_deg),
             setpoint_c=setpoint,
             heating_in_season=in_season,
-            day_open=open_days(building, calendar, tz, times, booked=booked),
+            day_open=open_days(building, calendar, tz, local_day, booked=booked),
         )
         shares = usage_shares(building, frame, hours.outdoor_c, hours.local_day, calendar, config, blank)
         # A served usage outside CONSUMPTION_USAGES (hot water) gets a series of its own.
@@ -670,7 +671,7 @@ def open_days(
     building: Building,
     calendar: FrenchCalendar,
     tz: ZoneInfo,
-    times: FloatArray,
+    local_day: IntArray,
     *,
     booked: Sequence[tuple[datetime, datetime]] = (),
 ) -> BoolArray:
@@ -684,16 +685,16 @@ def open_days(
         building: gives the schedule.
         calendar: public and school holidays.
         tz: the organisation's timezone.
-        times: start of each hour, UTC epoch seconds.
+        local_day: local date ordinal of each hour.
         booked: booked intervals (aware datetimes).
 
     Returns:
         One flag per hour.
     """
-    if times.size == 0:
+    if local_day.size == 0:
         return np.zeros(0, dtype=np.bool_)
-    first = datetime.fromtimestamp(float(times[0]), tz).date()
-    last = datetime.fromtimestamp(float(times[-1]), tz).date()
+    first = date.fromordinal(int(local_day[0]))
+    last = date.fromordinal(int(local_day[-1]))
     start_s = datetime(first.year, first.month, first.day, tzinfo=tz).timestamp()
     end_s = datetime.combine(last + timedelta(days=1), datetime.min.time(), tzinfo=tz).timestamp()
     starts, ends = _open_intervals(building, calendar, tz, start_s, end_s, booked)
@@ -707,8 +708,7 @@ def open_days(
         while datetime.combine(day, datetime.min.time(), tzinfo=tz).timestamp() < hi:
             opened.add(day.toordinal())
             day += timedelta(days=1)
-    local_days = np.array([datetime.fromtimestamp(float(t), tz).date().toordinal() for t in times.tolist()], dtype=np.int64)
-    result: BoolArray = np.isin(local_days, np.array(sorted(opened), dtype=np.int64))
+    result: BoolArray = np.isin(local_day, np.array(sorted(opened), dtype=np.int64))
     return result
 
 
