@@ -17,34 +17,26 @@ from anomalies.events import AnomalyEvent
 from anomalies.features import PointSeries, schedule_masks
 from inventory import FrenchCalendar, Inventory, parse_inventory
 
-INVENTORY = """
-organisation: {name: Commune test, population: 1200, school_holiday_zone: A}
-mqtt_brokers:
-  - {host: 127.0.0.1}
-sites:
-  - id: s1
-    name: Site
-    buildings:
-      - id: b1
-        name: Ecole
-        usage: school
-        floor_area_m2: 600
-        heated_area_m2: 550
-        heating_setpoint_unoccupied_c: 16
+from .one_building import one_building_yaml
+
+INVENTORY = one_building_yaml(
+    """          - {id: b1-outdoor, quantity: temperature, unit: degC, usage: weather, mqtt: {topic: t/o}}
+          - {id: b1-gas, quantity: gas_volume, unit: m3, usage: general, cumulative: true,
+             conversion_kwh_per_unit: 10.0, mqtt: {topic: t/g}}
+""",
+    floor_area_m2=600, heated_area_m2=550,
+    extra="""        heating_setpoint_unoccupied_c: 16
         heating_setpoint_weekend_c: 14
         heating_frost_protection_c: 8
-        schedule:
-          closed_on_school_holidays: true
+""",
+    schedule="""          closed_on_school_holidays: true
           weekly:
             mon: ['08:30-16:30']
             tue: ['08:30-16:30']
             thu: ['08:30-16:30']
             fri: ['08:30-16:30']
-        points:
-          - {id: b1-outdoor, quantity: temperature, unit: degC, usage: weather, mqtt: {topic: t/o}}
-          - {id: b1-gas, quantity: gas_volume, unit: m3, usage: general, cumulative: true,
-             conversion_kwh_per_unit: 10.0, mqtt: {topic: t/g}}
-"""
+""",
+)
 START = datetime(2025, 11, 10, tzinfo=UTC)
 DAYS = 56
 HOUR_S = 3600.0

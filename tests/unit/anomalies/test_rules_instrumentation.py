@@ -14,29 +14,8 @@ from anomalies.events import AnomalyEvent
 from anomalies.features import PointSeries
 from inventory import Inventory, parse_inventory
 
-HEAD = """
-organisation: {name: Commune test, population: 1200, school_holiday_zone: A}
-mqtt_brokers:
-  - {host: 127.0.0.1}
-sites:
-  - id: s1
-    name: Site
-    buildings:
-      - id: b1
-        name: Ecole
-        usage: school
-        floor_area_m2: 500
-        heated_area_m2: 450
-        schedule:
-          weekly:
-            mon: ['08:00-18:00']
-            tue: ['08:00-18:00']
-            wed: ['08:00-18:00']
-            thu: ['08:00-18:00']
-            fri: ['08:00-18:00']
-        points:
-          - {id: b1-outdoor, quantity: temperature, unit: degC, usage: weather, mqtt: {topic: t/b1/outdoor}}
-"""
+from .one_building import OUTDOOR, WEEKDAYS, one_building_yaml
+
 GAS = """          - {id: b1-gas, quantity: gas_volume, unit: m3, usage: general, cumulative: true,
              conversion_kwh_per_unit: 10.0, mqtt: {topic: t/b1/gas}}
 """
@@ -75,7 +54,7 @@ def _events(inventory: Inventory, readings: dict[str, PointSeries], kind: str) -
 
 def test_main_gas_meter_alone_finds_a_closed_week_heated_as_if_open_as_one_event() -> None:
     """Only a main gas meter and outdoor temperature: a closed week (nights, weekend, Christmas) heated as if open: one event."""
-    inventory = parse_inventory(HEAD + GAS)
+    inventory = parse_inventory(one_building_yaml(OUTDOOR + GAS))
     days = 70
     times = _times(days)
     hours = times[:-1]
@@ -117,7 +96,7 @@ def _indoor(times: np.ndarray, use: np.ndarray, rng: np.random.Generator) -> np.
 
 
 def test_lone_indoor_sensor_losing_its_daily_cycle_and_drifting_is_found() -> None:
-    inventory = parse_inventory(HEAD + INDOOR)
+    inventory = parse_inventory(one_building_yaml(OUTDOOR + INDOOR))
     days = 84
     times = _times(days)
     rng = np.random.default_rng(8)
@@ -143,7 +122,7 @@ def test_lone_indoor_sensor_losing_its_daily_cycle_and_drifting_is_found() -> No
 
 def test_lone_indoor_sensor_colder_in_a_cold_week_is_not_a_drift() -> None:
     """A cold snap 12 K below the usual weather that cools the building by 4 K (heating short of power) is no drift."""
-    inventory = parse_inventory(HEAD + INDOOR)
+    inventory = parse_inventory(one_building_yaml(OUTDOOR + INDOOR))
     days = 56
     times = _times(days)
     rng = np.random.default_rng(9)
@@ -165,7 +144,7 @@ ELEC = """          - {id: b1-elec, quantity: active_energy, unit: kWh, usage: g
 def _electrically_heated(creep_from: datetime | None) -> list[AnomalyEvent]:
     """A main electricity meter carrying convector heating (setback at night, nonlinear in the weather):
     a cold spring, then warm nights; base load 3 kWh/h, +40 % from ``creep_from`` on."""
-    inventory = parse_inventory(HEAD + ELEC)
+    inventory = parse_inventory(one_building_yaml(OUTDOOR + ELEC))
     days = 120
     times = _times(days)
     hours = times[:-1]
@@ -204,8 +183,8 @@ def test_main_meter_base_load_creep_is_found_on_nights_without_heating() -> None
 def test_lone_indoor_sensor_colder_through_a_holiday_at_frost_protection_is_not_a_drift() -> None:
     """Two weeks of Christmas holidays at frost protection: the school cools for days towards 8 °C, then warms up
     again once reopened. Colder than any weekend of its past, but a closed building, not a drifting sensor."""
-    holidays_closed = HEAD.replace("        schedule:\n", "        schedule:\n          closed_on_school_holidays: true\n")
-    inventory = parse_inventory(holidays_closed + INDOOR)
+    holidays_closed = "          closed_on_school_holidays: true\n" + WEEKDAYS
+    inventory = parse_inventory(one_building_yaml(OUTDOOR + INDOOR, schedule=holidays_closed))
     days = 70
     times = _times(days)
     rng = np.random.default_rng(10)
@@ -230,10 +209,9 @@ def test_lone_indoor_sensor_colder_through_a_holiday_at_frost_protection_is_not_
 def _pool_base_load(creep: float) -> list[AnomalyEvent]:
     """A heated building (heating meter) whose night electricity is a 40 kWh/h base (filtration, standby) with
     2 % night-to-night noise; from day 90 the base rises linearly by ``creep`` (a share) over 8 weeks."""
-    inventory = parse_inventory(HEAD.replace("usage: weather, mqtt: {topic: t/b1/outdoor}}", (
-        "usage: weather, mqtt: {topic: t/b1/outdoor}}\n"
-        "          - {id: b1-heat, quantity: heat_energy, unit: kWh, usage: heating, cumulative: true,\n"
-        "             mqtt: {topic: t/b1/heat}}")) + ELEC)
+    heat = ("          - {id: b1-heat, quantity: heat_energy, unit: kWh, usage: heating, cumulative: true,\n"
+            "             mqtt: {topic: t/b1/heat}}\n")
+    inventory = parse_inventory(one_building_yaml(OUTDOOR + heat + ELEC))
     days = 160
     times = _times(days)
     hours = times[:-1]
@@ -280,9 +258,8 @@ def test_a_slow_creep_under_the_materiality_ratio_is_found_once_its_total_counts
 
 def test_a_church_open_on_sunday_mornings_drifting_sensor_is_found() -> None:
     """Closed six days a week is the church's ordinary state, not a holiday: its drifting sensor is still judged."""
-    sundays = HEAD.split("        schedule:\n")[0] + "        schedule:\n          weekly:\n            sun: ['09:00-12:00']\n" \
-        + "        points:\n" + HEAD.split("        points:\n")[1]
-    inventory = parse_inventory(sundays + INDOOR)
+    sundays = "          weekly:\n            sun: ['09:00-12:00']\n"
+    inventory = parse_inventory(one_building_yaml(OUTDOOR + INDOOR, schedule=sundays))
     days = 84
     times = _times(days)
     rng = np.random.default_rng(12)
@@ -302,8 +279,8 @@ def test_a_church_open_on_sunday_mornings_drifting_sensor_is_found() -> None:
 def test_lone_indoor_sensor_at_frost_protection_from_a_holidays_first_hour_is_not_a_drift() -> None:
     """Frost protection from the first hour of a two-week holiday: its first 72 h, colder than any weekend,
     are judged by the schedule (a closure planned longer than a weekend), not found a drift."""
-    holidays_closed = HEAD.replace("        schedule:\n", "        schedule:\n          closed_on_school_holidays: true\n")
-    inventory = parse_inventory(holidays_closed + INDOOR)
+    holidays_closed = "          closed_on_school_holidays: true\n" + WEEKDAYS
+    inventory = parse_inventory(one_building_yaml(OUTDOOR + INDOOR, schedule=holidays_closed))
     times = _times(70)
     rng = np.random.default_rng(14)
     use = _open(inventory, times)
@@ -331,8 +308,8 @@ def test_lone_indoor_sensor_at_frost_protection_from_a_holidays_first_hour_is_no
 def test_unheated_building_following_a_cold_week_before_its_heating_season_is_not_a_drift() -> None:
     """Before its heating season a building floats with the weather (about 1 K per K, lagging): a cold week
     14 K below the weeks before cools it by about 14 K. No drift; heated, it would be damped to 0.5 K per K."""
-    unheated = HEAD.replace("        schedule:\n", "        heating_season: {start: '12-15', end: '04-15'}\n        schedule:\n")
-    inventory = parse_inventory(unheated + INDOOR)
+    season = "        heating_season: {start: '12-15', end: '04-15'}\n"
+    inventory = parse_inventory(one_building_yaml(OUTDOOR + INDOOR, extra=season))
     times = _times(40)
     rng = np.random.default_rng(15)
     outdoor = _outdoor(times, rng) + 8.0

@@ -18,33 +18,14 @@ from anomalies.features import HourlyFrame, PointSeries, schedule_masks
 from anomalies.rules import FrozenSensorRule, RulesConfig, StaleCounterRule
 from inventory import Building, FrenchCalendar, Inventory, Point, parse_inventory
 
-INVENTORY = """
-organisation: {name: Commune test, population: 1200, school_holiday_zone: A}
-mqtt_brokers:
-  - {host: 127.0.0.1}
-sites:
-  - id: s1
-    name: Site
-    buildings:
-      - id: b1
-        name: Eglise
-        usage: town_hall
-        floor_area_m2: 500
-        heated_area_m2: 450
-        schedule:
-          weekly:
-            mon: ['08:00-18:00']
-            tue: ['08:00-18:00']
-            wed: ['08:00-18:00']
-            thu: ['08:00-18:00']
-            fri: ['08:00-18:00']
-        points:
-          - {id: b1-gas, quantity: gas_volume, unit: m3, usage: heating, cumulative: true,
+from .one_building import one_building_yaml
+
+INVENTORY = one_building_yaml("""          - {id: b1-gas, quantity: gas_volume, unit: m3, usage: heating, cumulative: true,
              conversion_kwh_per_unit: 10.0, mqtt: {topic: t/b1/gas}}
           - {id: b1-temp, quantity: temperature, unit: degC, usage: comfort, mqtt: {topic: t/b1/temp}}
           - {id: b1-co2, quantity: co2, unit: ppm, usage: comfort, mqtt: {topic: t/b1/co2}}
           - {id: b1-outdoor, quantity: temperature, unit: degC, usage: weather, mqtt: {topic: t/b1/outdoor}}
-"""
+""", name="Eglise", usage="town_hall")
 
 START = datetime(2025, 10, 6, tzinfo=UTC)  # a Monday
 HOUR_S = 3600.0
