@@ -220,6 +220,7 @@ def test_influxdb_down_for_60_seconds_loses_nothing(mqtt_server, unique_name: st
     finally:
         if run.poll() is None:
             run.kill()
+            run.wait(30)
         influx.stop()
 
 
@@ -364,3 +365,4 @@ def test_faust_runner_aggregates_what_econome_run_forwards(
     finally:
         if run.poll() is None:
             run.kill()
+            run.wait(30)
