@@ -2,34 +2,36 @@
 
 :class:`EmailAlerter` renders an :class:`~anomalies.events.AnomalyEvent` as
 one e-mail (plain text and HTML, with an inline PNG chart of observed against
-expected over the event, made with matplotlib) and sends it over SMTP (TLS and
-authentication from :class:`EmailConfig`), in a worker thread so the event
-loop never blocks. Recipients are the building's ``advisors`` in the
+expected over the event, made with matplotlib), renders each recipient's daily
+:class:`Digest`, and sends mails over SMTP (TLS and authentication from
+:class:`EmailConfig`). Recipients are the building's ``advisors`` in the
 inventory (``default_recipients`` when it has none), each in their language.
-With ``digest: true`` events are queued and :meth:`EmailAlerter.send_digests`
-sends one mail per advisor with all of them.
+The service does not call it directly: :class:`anomalies.notify.MailOutbox`
+keeps every mail durably until the server accepted it (see ``docs/alerts.md``).
 
-Alerts are sent on transitions only: the caller passes the events the alert
-lifecycle opened (and, if ``send_resolved``, resolved); the lifecycle does the
-debouncing.
+Alerts are sent on transitions only: the lifecycle does the debouncing, the
+outbox sends one mail per opened alert and one resolution notice.
 
 :func:`anomaly_line` encodes an event for InfluxDB (measurement ``anomaly``,
 tags building, usage, kind, state; fields score, excess_kwh, excess_eur,
 excess_kgco2e, explanation, end_ms; time = start) so that Grafana can
 annotate its panels; :func:`write_events` writes a batch.
 
-Sample config::
+The settings are the inventory's ``email:`` section (:class:`inventory.EmailSettings`)::
 
     email:
       host: smtp.example.org
-      port: 587
-      security: starttls
+      security: starttls                    # or ssl; none only for a local relay, written by name
+      port: 587                             # default: 587 starttls, 465 ssl, 25 none
       username: econome
-      password_env: ECONOME_SMTP_PASSWORD
+      password_env: ECONOME_SMTP_PASSWORD   # the variable's name, never the password
       ca_file: /etc/econome/smtp-ca.pem     # a private CA; the system CAs when absent
       sender: econome@valmont.example
+      default_recipients: [services-techniques@valmont.example]
       language: fr
-      digest: false
+      languages: {energy.consultant@example.org: en}
+      digest_hour: 7                        # local hour of the organisation's timezone
+      send_resolved: true
 
 >>> from anomalies.events import _sample_event
 >>> line = anomaly_line(_sample_event(), "en")
@@ -46,30 +48,32 @@ import logging
 import os
 import smtplib
 import ssl
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from datetime import timedelta
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date
 from email.message import EmailMessage
 from email.utils import make_msgid
-from pathlib import Path
-from typing import Literal
 from zoneinfo import ZoneInfo
 
 import numpy as np
 from matplotlib.dates import DateFormatter
 from matplotlib.figure import Figure
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from anomalies.events import _USAGE_NAMES, AlertState, AnomalyEvent, ChartSeries, Language
-from inventory import Inventory
+from inventory import EmailSettings, Inventory
 from streams.errors import ConfigError, SinkError
 from streams.influx import InfluxWriter, escape_tag, tls_context, to_ms
 
 __all__ = [
     "ANOMALY_MEASUREMENT",
+    "DATA_PROBLEM_KINDS",
+    "Digest",
+    "DigestEntry",
     "EmailAlerter",
     "EmailConfig",
     "anomaly_line",
+    "email_config",
+    "format_number",
     "render_chart",
     "write_events",
 ]
@@ -79,46 +83,31 @@ logger = logging.getLogger(__name__)
 ANOMALY_MEASUREMENT = "anomaly"
 
 
-class EmailConfig(BaseModel):
-    """SMTP server, sender, languages and digest mode."""
+def email_config(inventory: Inventory) -> EmailConfig:
+    """The e-mail settings of an inventory.
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    Raises:
+        ConfigError: the inventory has no ``email:`` section.
+    """
+    if inventory.email is None:
+        msg = "the inventory has no email: section (SMTP server, sender, security); see docs/alerts.md"
+        raise ConfigError(msg)
+    return EmailConfig.of(inventory.email)
 
-    host: str = "127.0.0.1"
-    port: int = Field(default=25, ge=1, le=65535)
-    security: Literal["none", "starttls", "ssl"] = "none"
-    """``starttls`` (port 587), ``ssl`` (implicit TLS, port 465) or ``none`` (a local relay)."""
-    username: str | None = None
-    password_env: str | None = None
-    """Name of the environment variable holding the SMTP password (never the password itself)."""
-    ca_file: Path | None = None
-    """PEM CA bundle that signed the server's certificate (a private CA); the system CAs when unset."""
-    cert_file: Path | None = None
-    """PEM client certificate, for relays that authenticate clients by certificate."""
-    key_file: Path | None = None
-    """PEM private key of ``cert_file``, when not in the same file."""
-    tls_insecure: bool = False
-    """Do not verify the server's certificate or host name (``starttls``/``ssl``). For tests only:
-    anyone on the path could read the password and the mails."""
-    sender: str = "econome@localhost"
-    language: Language = "fr"
-    """Language of the mails, unless ``languages`` names the recipient."""
-    languages: dict[str, Language] = Field(default_factory=dict)
-    """Per recipient address, its language."""
-    default_recipients: list[str] = Field(default_factory=list)
-    """Recipients of buildings with no advisor in the inventory."""
-    digest: bool = False
-    """Queue events and send one mail per advisor with :meth:`EmailAlerter.send_digests`."""
-    send_resolved: bool = False
-    """Also send a short mail when an alert resolves."""
-    timeout: timedelta = timedelta(seconds=10)
 
-    @model_validator(mode="after")
-    def _key_needs_cert(self) -> EmailConfig:
-        if self.key_file is not None and self.cert_file is None:
-            msg = "SMTP key_file needs cert_file"
-            raise ConfigError(msg)
-        return self
+class EmailConfig(EmailSettings):
+    """The inventory's ``email:`` section (:class:`inventory.EmailSettings`), with its TLS context and password.
+
+    >>> EmailConfig(host="smtp.example.org", security="starttls", sender="econome@valmont.example").port
+    587
+    """
+
+    @classmethod
+    def of(cls, settings: EmailSettings) -> EmailConfig:
+        """The config of an inventory's ``email:`` section."""
+        if isinstance(settings, EmailConfig):
+            return settings
+        return cls.model_validate(settings.model_dump())
 
     def ssl_context(self) -> ssl.SSLContext:
         """The TLS context of ``starttls`` and ``ssl``: CA, client certificate, verification.
@@ -149,14 +138,14 @@ _LABELS: dict[Language, dict[str, str]] = {
         "observed": "Observé", "excess": "Surconsommation", "cost": "Coût", "co2": "Émissions", "rule": "Détecté par",
         "score": "Score", "chart_obs": "observé", "chart_exp": "attendu", "open": "Alerte", "ongoing": "Alerte en cours",
         "resolved": "Résolu", "digest": "Synthèse des alertes", "todo": "Que faire ?", "footer":
-        "Econome — alerte envoyée une seule fois par épisode; la fin de l'épisode est signalée dans la synthèse.",
+        "Econome — un courriel quand une alerte s'ouvre, un quand elle se termine, et une synthèse quotidienne.",
     },
     "en": {
         "building": "Building", "usage": "Usage", "start": "Start", "end": "End", "expected": "Expected",
         "observed": "Observed", "excess": "Excess", "cost": "Cost", "co2": "Emissions", "rule": "Detected by",
         "score": "Score", "chart_obs": "observed", "chart_exp": "expected", "open": "Alert", "ongoing": "Ongoing alert",
         "resolved": "Resolved", "digest": "Alert digest", "todo": "What to do?", "footer":
-        "Econome — one alert per episode; the end of an episode is reported in the digest.",
+        "Econome — one mail when an alert opens, one when it ends, and a daily digest.",
     },
 }
 
@@ -331,7 +320,7 @@ def _html(events: Sequence[AnomalyEvent], cids: Sequence[str | None], language: 
 
 
 class EmailAlerter:
-    """Sends anomaly events by e-mail to each building's advisors.
+    """Renders anomaly events as e-mails to each building's advisors, and sends them over SMTP.
 
     Args:
         config: SMTP and mail settings.
@@ -341,13 +330,16 @@ class EmailAlerter:
     def __init__(self, config: EmailConfig, inventory: Inventory) -> None:
         self.config = config
         self.inventory = inventory
-        self._queue: dict[str, list[AnomalyEvent]] = defaultdict(list)
         self.sent = 0
 
     def recipients(self, event: AnomalyEvent) -> list[str]:
         """The advisors of the event's building (or the default recipients)."""
+        return self.recipients_of(event.building)
+
+    def recipients_of(self, building: str) -> list[str]:
+        """The advisors of a building, or the default recipients when it has none (or is unknown)."""
         try:
-            advisors = list(self.inventory.building(event.building).advisors)
+            advisors = list(self.inventory.building(building).advisors)
         except KeyError:
             advisors = []
         return advisors or list(self.config.default_recipients)
@@ -362,7 +354,8 @@ class EmailAlerter:
         >>> from pathlib import Path
         >>> from inventory import load_inventory
         >>> from anomalies.events import _sample_event
-        >>> alerter = EmailAlerter(EmailConfig(), load_inventory(Path("examples/commune.yaml")))
+        >>> config = EmailConfig(host="127.0.0.1", security="none", sender="econome@valmont.example")
+        >>> alerter = EmailAlerter(config, load_inventory(Path("examples/commune.yaml")))
         >>> message = alerter.render([_sample_event()], "cep@valmont.example")
         >>> message["Subject"]
         '[Econome] Alerte: Gymnase Batum — chauffage en inoccupation — 45 €'
@@ -387,11 +380,41 @@ class EmailAlerter:
                 html_part.add_related(png, maintype="image", subtype="png", cid=cid, filename=name)
         return message
 
+    def render_digest(self, digest: Digest, recipient: str) -> EmailMessage:
+        r"""One recipient's daily digest: open alerts with their cost, acknowledged ones, resolved ones, data problems.
+
+        French mails follow French typography: a non-breaking space before ``:``
+        (narrow before ``;``, ``?``, ``!``) and as the thousands separator, a decimal comma.
+
+        >>> from datetime import date
+        >>> from pathlib import Path
+        >>> from inventory import load_inventory
+        >>> from anomalies.events import _sample_event
+        >>> config = EmailConfig(host="127.0.0.1", security="none", sender="econome@valmont.example")
+        >>> alerter = EmailAlerter(config, load_inventory(Path("examples/commune.yaml")))
+        >>> digest = Digest(date(2026, 1, 12), open=[DigestEntry(7, _sample_event())])
+        >>> alerter.render_digest(digest, "cep@valmont.example")["Subject"]
+        '[Econome] Synthèse du 12/01/2026\xa0: 1 alerte ouverte, 45\xa0€'
+        """
+        language = self.language(recipient)
+        text, html_body, subject = _digest_parts(digest, language)
+        message = EmailMessage()
+        message["Subject"] = subject
+        message["From"] = self.config.sender
+        message["To"] = recipient
+        message.set_content(text)
+        message.add_alternative(html_body, subtype="html")
+        return message
+
     async def notify(self, event: AnomalyEvent) -> int:
-        """Handle one transition: send now, or queue for the digest. Returns the mails sent.
+        """Send one transition now, to the building's recipients; returns the mails sent.
 
         Resolved events are sent only with ``send_resolved``; ongoing ones never
-        (the alert was sent when it opened).
+        (the alert was sent when it opened). The service sends through
+        :class:`anomalies.notify.MailOutbox` instead, which keeps mails durably until sent.
+
+        Raises:
+            SinkError: the server could not be reached or refused the mails.
         """
         if event.state is AlertState.ONGOING or (event.state is AlertState.RESOLVED and not self.config.send_resolved):
             return 0
@@ -399,23 +422,29 @@ class EmailAlerter:
         if not recipients:
             logger.warning("no recipient for alert %s in building %s", event.kind, event.building)
             return 0
-        if self.config.digest:
-            for recipient in recipients:
-                self._queue[recipient].append(event)
-            return 0
         messages = [self.render([event], r) for r in recipients]
-        await asyncio.to_thread(self._send, messages)
+        await asyncio.to_thread(self.deliver, messages)
         return len(messages)
 
-    async def send_digests(self) -> int:
-        """Send one mail per advisor with the queued events; returns the mails sent."""
-        queue, self._queue = self._queue, defaultdict(list)
-        messages = [self.render(events, r, digest=True) for r, events in queue.items() if events]
-        if messages:
-            await asyncio.to_thread(self._send, messages)
-        return len(messages)
+    def deliver(
+        self,
+        messages: Sequence[EmailMessage],
+        on_sent: Callable[[int], None] | None = None,
+        on_refused: Callable[[int, str], None] | None = None,
+    ) -> None:
+        """Send messages over one SMTP session (blocking: call it in a worker thread).
 
-    def _send(self, messages: Iterable[EmailMessage]) -> None:
+        Args:
+            messages: the mails, in order.
+            on_sent: called with a message's index as soon as the server accepted it.
+            on_refused: called with a message's index and the server's answer when the server refused
+                that message alone (a recipient or its content); the others are still sent.
+                Without it, such a refusal raises.
+
+        Raises:
+            SinkError: the server could not be reached, refused the login or the TLS handshake
+                (the message names the server, never the password).
+        """
         cfg = self.config
         timeout = cfg.timeout.total_seconds()
         password = cfg.password() if cfg.username else None
@@ -431,9 +460,17 @@ class EmailAlerter:
                     smtp.starttls(context=context)
                 if cfg.username:
                     smtp.login(cfg.username, password or "")
-                for message in messages:
-                    smtp.send_message(message)
+                for index, message in enumerate(messages):
+                    try:
+                        smtp.send_message(message)
+                    except (smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError, smtplib.SMTPSenderRefused) as exc:
+                        if on_refused is None:
+                            raise
+                        on_refused(index, _redact(f"SMTP {cfg.host}:{cfg.port} refused the mail: {exc}", password))
+                        continue
                     self.sent += 1
+                    if on_sent is not None:
+                        on_sent(index)
         except ssl.SSLCertVerificationError as exc:
             msg = (
                 f"SMTP {cfg.host}:{cfg.port} TLS certificate not trusted: {exc.verify_message or exc}; "
@@ -450,6 +487,173 @@ class EmailAlerter:
             if isinstance(exc, ssl.SSLError):
                 logger.error("%s", msg)
             raise SinkError(_redact(msg, password)) from exc
+
+
+# --- the daily digest ------------------------------------------------------------------------------
+
+DATA_PROBLEM_KINDS = frozenset({"missing_data", "stale_counter", "frozen_sensor"})
+"""Kinds of alert that are about the data, not the building: their own section of the digest."""
+
+
+@dataclass(frozen=True, slots=True)
+class DigestEntry:
+    """One alert in a digest.
+
+    Attributes:
+        alert_id: its id in the alert register (as ``econome alerts list`` prints it).
+        event: its last event.
+        acked_by: who acknowledged it, if anyone.
+    """
+
+    alert_id: int
+    event: AnomalyEvent
+    acked_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    """What one recipient's digest of one local day says.
+
+    Attributes:
+        day: the local date of the digest.
+        open: open alerts not acknowledged, with their cost.
+        acknowledged: open alerts someone acknowledged (no reminder, only listed).
+        resolved: alerts resolved since the previous digest.
+        data_problems: open alerts about the data (missing data, stuck meters, frozen sensors).
+    """
+
+    day: date
+    open: Sequence[DigestEntry] = ()
+    acknowledged: Sequence[DigestEntry] = ()
+    resolved: Sequence[DigestEntry] = ()
+    data_problems: Sequence[DigestEntry] = ()
+
+    def is_empty(self) -> bool:
+        """Whether there is nothing to say."""
+        return not (self.open or self.acknowledged or self.resolved or self.data_problems)
+
+
+_DIGEST_LABELS: dict[Language, dict[str, str]] = {
+    "fr": {
+        "title": "Synthèse du {day}", "open": "Alertes ouvertes", "acknowledged": "Alertes prises en compte",
+        "resolved": "Résolues depuis la dernière synthèse", "data": "Problèmes de données", "since": "depuis le",
+        "total": "Total des alertes ouvertes", "acked_by": "prise en compte par", "none": "Rien à signaler.",
+        "one_open": "alerte ouverte", "many_open": "alertes ouvertes", "point": "point", "ended": "terminée le",
+        "no_open": "aucune alerte ouverte",
+    },
+    "en": {
+        "title": "Digest of {day}", "open": "Open alerts", "acknowledged": "Acknowledged alerts",
+        "resolved": "Resolved since the last digest", "data": "Data problems", "since": "since",
+        "total": "Total of the open alerts", "acked_by": "acknowledged by", "none": "Nothing to report.",
+        "one_open": "open alert", "many_open": "open alerts", "point": "point", "ended": "ended",
+        "no_open": "no open alert",
+    },
+}
+
+
+def format_number(value: float, digits: int, language: Language) -> str:
+    r"""A number as the language writes it: French with a narrow no-break space per thousand and a decimal comma.
+
+    >>> format_number(12345.678, 1, "fr"), format_number(12345.678, 1, "en")
+    ('12\u202f345,7', '12,345.7')
+    """
+    text = f"{value:,.{digits}f}"
+    if language == "fr":
+        text = text.replace(",", "\u202f").replace(".", ",")
+    return text
+
+
+def _colon(label: str, language: Language) -> str:
+    # French typography: a no-break space before the colon.
+    return f"{label}\u00a0:" if language == "fr" else f"{label}:"
+
+
+def _cost(event: AnomalyEvent, language: Language) -> str:
+    parts = []
+    if event.excess_kwh > 0:
+        parts.append(f"{format_number(event.excess_kwh, 0, language)}\u00a0kWh")
+    if event.excess_m3 > 0:
+        parts.append(f"{format_number(event.excess_m3, 1, language)}\u00a0m3")
+    if event.excess_eur > 0:
+        parts.append(f"{format_number(event.excess_eur, 0, language)}\u00a0€")
+    if event.excess_kgco2e > 0:
+        parts.append(f"{format_number(event.excess_kgco2e, 0, language)}\u00a0kgCO2e")
+    return ", ".join(parts)
+
+
+def _entry_line(entry: DigestEntry, language: Language, section: str) -> str:
+    event = entry.event
+    labels = _DIGEST_LABELS[language]
+    tz = ZoneInfo(event.timezone)
+    kind = _KIND_TITLES.get(event.kind, {}).get(language, event.kind.replace("_", " "))
+    line = f"#{entry.alert_id} {event.building_name} — {kind}"
+    if event.point:
+        line += f" ({labels['point']} {event.point})"
+    line += f", {labels['since']} {event.start.astimezone(tz):%d/%m %H:%M}"
+    if section == "resolved":
+        line += f", {labels['ended']} {event.end.astimezone(tz):%d/%m %H:%M}"
+    cost = _cost(event, language)
+    if cost and section != "data":
+        line += f" — {cost}"
+    if entry.acked_by:
+        line += f" ({labels['acked_by']} {entry.acked_by})"
+    return line
+
+
+def _digest_parts(digest: Digest, language: Language) -> tuple[str, str, str]:
+    """Plain text, HTML and subject of a digest."""
+    labels = _DIGEST_LABELS[language]
+    title = labels["title"].format(day=f"{digest.day:%d/%m/%Y}")
+    n_open = len(digest.open) + len(digest.acknowledged)
+    eur = sum(e.event.excess_eur for e in (*digest.open, *digest.acknowledged))
+    kwh = sum(e.event.excess_kwh for e in (*digest.open, *digest.acknowledged))
+    co2 = sum(e.event.excess_kgco2e for e in (*digest.open, *digest.acknowledged))
+    if n_open:
+        summary = f"{n_open} {labels['one_open'] if n_open == 1 else labels['many_open']}"
+        if eur >= 1:
+            summary += f", {format_number(eur, 0, language)}\u00a0€"
+    else:
+        summary = labels["no_open"]
+    subject = f"[Econome] {_colon(title, language)} {summary}"
+    sections = [
+        ("open", labels["open"], digest.open),
+        ("acknowledged", labels["acknowledged"], digest.acknowledged),
+        ("resolved", labels["resolved"], digest.resolved),
+        ("data", labels["data"], digest.data_problems),
+    ]
+    text_parts = [title, ""]
+    html_parts = [f'<h2 style="margin:0 0 16px 0">{html.escape(title)}</h2>']
+    for section, heading, entries in sections:
+        if not entries:
+            continue
+        lines = [_entry_line(e, language, section) for e in entries]
+        text_parts += [_colon(heading, language), *(f"- {line}" for line in lines), ""]
+        items = "".join(f'<li style="margin:4px 0">{html.escape(line)}</li>' for line in lines)
+        html_parts.append(f"<h3>{html.escape(heading)}</h3><ul>{items}</ul>")
+    if n_open:
+        totals = ", ".join(
+            part for part in (
+                f"{format_number(kwh, 0, language)}\u00a0kWh" if kwh > 0 else "",
+                f"{format_number(eur, 0, language)}\u00a0€" if eur > 0 else "",
+                f"{format_number(co2, 0, language)}\u00a0kgCO2e" if co2 > 0 else "",
+            ) if part
+        )
+        if totals:
+            text_parts += [f"{_colon(labels['total'], language)} {totals}", ""]
+            html_parts.append(f"<p><b>{html.escape(_colon(labels['total'], language))}</b> {html.escape(totals)}</p>")
+    if digest.is_empty():
+        text_parts += [labels["none"], ""]
+        html_parts.append(f"<p>{html.escape(labels['none'])}</p>")
+    footer = _LABELS[language]["footer"]
+    text = "\n".join(text_parts) + f"\n-- \n{footer}\n"
+    body = "".join(html_parts)
+    html_doc = (
+        f'<!DOCTYPE html><html lang="{language}"><head><meta charset="utf-8"><title>{html.escape(title)}</title></head>'
+        '<body style="font-family:Helvetica,Arial,sans-serif;color:#1a202c;max-width:840px;margin:24px auto;padding:0 16px">'
+        f'{body}<p style="color:#718096;font-size:12px;border-top:1px solid #e2e8f0;padding-top:8px">'
+        f"{html.escape(footer)}</p></body></html>"
+    )
+    return text, html_doc, subject
 
 
 def _text_of(answer: bytes | str) -> str:

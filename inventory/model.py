@@ -854,6 +854,91 @@ class MqttBroker(_Frozen):
         return self
 
 
+_ADDRESS_RE = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
+SmtpTimeout = Annotated[Duration, bounded(timedelta(seconds=1), timedelta(minutes=5))]
+"""An SMTP timeout: 1 s to 5 min."""
+
+
+def _address(value: str) -> str:
+    if not _ADDRESS_RE.match(value):
+        msg = f"{value!r} is not an e-mail address"
+        raise ValueError(msg)
+    return value
+
+
+Address = Annotated[str, AfterValidator(_address)]
+"""An e-mail address (``name@domain.tld``), without display name."""
+MailLanguage = Literal["fr", "en"]
+"""A language mails are written in."""
+_DEFAULT_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
+
+
+class EmailSettings(_Frozen):
+    """The inventory's ``email:`` section: the SMTP server, the sender, recipients and languages, the digest hour.
+
+    ``security`` has no default: ``starttls`` (port 587) or ``ssl`` (implicit
+    TLS, 465), or ``none`` (a local relay, 25) only when written by name, so
+    that no forgotten line sends passwords and mails in clear. The password is
+    never in the file: ``password_env`` names the variable that holds it.
+    ``anomalies.alerts.EmailConfig`` adds the TLS context and the password lookup.
+    """
+
+    host: str = Field(min_length=1)
+    port: int = Field(ge=1, le=65535)
+    """Left out, 587 for ``starttls``, 465 for ``ssl``, 25 for ``none``."""
+    security: Literal["none", "starttls", "ssl"]
+    username: str | None = None
+    password_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    """Name of the environment variable holding the SMTP password (never the password itself)."""
+    ca_file: Path | None = None
+    """PEM CA bundle that signed the server's certificate (a private CA); the system CAs when unset."""
+    cert_file: Path | None = None
+    """PEM client certificate, for relays that authenticate clients by certificate."""
+    key_file: Path | None = None
+    """PEM private key of ``cert_file``, when not in the same file."""
+    tls_insecure: bool = False
+    """Do not verify the server's certificate or host name. For tests only."""
+    sender: Address
+    """The From address."""
+    default_recipients: list[Address] = Field(default_factory=list)
+    """Recipients of the buildings with no ``advisors``."""
+    language: MailLanguage = "fr"
+    """Language of the mails, unless ``languages`` names the recipient."""
+    languages: dict[Address, MailLanguage] = Field(default_factory=dict)
+    """Per recipient address, its language."""
+    digest_hour: int = Field(default=7, ge=0, le=23)
+    """Local hour (organisation's timezone) from which each recipient's daily digest is sent."""
+    send_resolved: bool = True
+    """Send a resolution notice when an alert resolves."""
+    timeout: SmtpTimeout = timedelta(seconds=10)
+    """Longest wait for the SMTP server, per operation."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_port(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("port") is None:
+            # Without a valid security the error is about security alone, not also a missing port.
+            security = data.get("security")
+            return {**data, "port": _DEFAULT_PORTS.get(security, 25) if isinstance(security, str) else 25}
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EmailSettings:
+        if (self.username is None) != (self.password_env is None):
+            msg = "username and password_env go together: give both, or neither for a relay without login"
+            raise ValueError(msg)
+        tls_options = [n for n in ("ca_file", "cert_file", "key_file") if getattr(self, n) is not None]
+        if self.tls_insecure:
+            tls_options.append("tls_insecure")
+        if tls_options and self.security == "none":
+            msg = f"{', '.join(tls_options)} need security: starttls or ssl"
+            raise ValueError(msg)
+        if self.key_file is not None and self.cert_file is None:
+            msg = "key_file needs cert_file"
+            raise ValueError(msg)
+        return self
+
+
 class CrossReferenceError(ValueError):
     """Inventory-wide problems, each with the path of the offending field."""
 
@@ -877,6 +962,8 @@ class Inventory(_Frozen):
     modbus_gateways: list[ModbusGateway] = Field(default_factory=list)
     mqtt_brokers: list[MqttBroker] = Field(default_factory=list)
     sites: list[Site]
+    email: EmailSettings | None = None
+    """SMTP and alert mail settings; left out, no mail is sent."""
     _index: dict[str, tuple[Building, Point]] | None = PrivateAttr(default=None)
     _source_dir: Path | None = PrivateAttr(default=None)
 
