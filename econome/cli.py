@@ -25,6 +25,7 @@ import typer
 from econome._common import load_or_exit as _load
 from econome._logging import RedactingFilter, env_secrets, setup_logging
 from econome._memory import tune_malloc
+from econome.cli_alerts import register as register_alerts
 from econome.cli_dashboards import register as register_dashboards
 from econome.cli_detect import register as register_detect
 from econome.cli_mv import register as register_mv
@@ -72,6 +73,7 @@ DEFAULT_CONFIG = Path("examples/commune.yaml")
 register_mv(app)
 register_dashboards(app)
 register_detect(app)
+register_alerts(app)
 
 
 def _setup_logging(level: str, settings: EconomeSettings | None = None) -> RedactingFilter:

@@ -117,7 +117,8 @@ async def test_alert_mail_has_chart_and_figures(
     gas = inventory.tariff(Energy.NATURAL_GAS)
     assert event.excess_eur == pytest.approx(event.excess_kwh * gas.price_eur_per_unit)
     assert event.excess_kgco2e == pytest.approx(event.excess_kwh * gas.emission_kgco2e_per_unit)
-    alerter = EmailAlerter(EmailConfig(host="127.0.0.1", port=controller.port, sender="econome@valmont.example"), inventory)
+    config = EmailConfig(host="127.0.0.1", port=controller.port, security="none", sender="econome@valmont.example")
+    alerter = EmailAlerter(config, inventory)
 
     sent = await alerter.notify(event)
 
@@ -146,7 +147,9 @@ async def test_flapping_fault_sends_one_mail(
     smtp_server: tuple[Controller, _Inbox], inventory: Inventory, weekend_event: AnomalyEvent
 ) -> None:
     controller, inbox = smtp_server
-    alerter = EmailAlerter(EmailConfig(host="127.0.0.1", port=controller.port, send_resolved=False), inventory)
+    alerter = EmailAlerter(EmailConfig(
+        host="127.0.0.1", port=controller.port, security="none", sender="econome@valmont.example", send_resolved=False
+    ), inventory)
     life = AlertLifecycle(LifecycleConfig(min_duration=timedelta(hours=2), clear_after=timedelta(hours=6)))
     key = ("gymnase-batum", "heating", "heating_unoccupied", "")
     t0 = datetime(2026, 1, 17, 19, tzinfo=UTC)
@@ -268,7 +271,7 @@ async def test_smtp_tls_with_private_ca_and_auth(
     with _tls_smtp(ca, security) as (controller, inbox):
         base = EmailConfig(
             host="127.0.0.1", port=controller.port, security=security,
-            username=SMTP_USER, password_env=SMTP_PASSWORD_ENV,
+            username=SMTP_USER, password_env=SMTP_PASSWORD_ENV, sender="econome@valmont.example",
         )  # fmt: skip
 
         assert await EmailAlerter(base.model_copy(update={"ca_file": ca_path}), inventory).notify(event) == 1
@@ -304,7 +307,7 @@ async def test_smtp_wrong_password_error_carries_no_secret(
     with _tls_smtp(ca, "starttls") as (controller, inbox):
         config = EmailConfig(
             host="127.0.0.1", port=controller.port, security="starttls", ca_file=ca_path,
-            username=SMTP_USER, password_env=SMTP_PASSWORD_ENV,
+            username=SMTP_USER, password_env=SMTP_PASSWORD_ENV, sender="econome@valmont.example",
         )  # fmt: skip
         with pytest.raises(SinkError) as info:
             await EmailAlerter(config, inventory).notify(replace(weekend_event, state=AlertState.OPEN))
