@@ -1,0 +1,291 @@
+"""The durable outbox against a real SMTP server (aiosmtpd on loopback): dedupe, resolution, retry, digest, mute, ack.
+
+Time is given to ``queue`` and ``flush`` (a stepped clock), never waited for.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import logging
+import socket
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from anomalies.alerts import EmailConfig
+from anomalies.events import AlertState, AnomalyEvent, _sample_event
+from anomalies.notify import MailOutbox
+from inventory import Inventory, load_inventory
+from streams.clock import ManualClock
+
+ROOT = Path(__file__).resolve().parents[2]
+ADVISOR = "cep@valmont.example"
+
+
+class _Inbox:
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content or b""
+        self.messages.append(email.message_from_bytes(raw, policy=email.policy.default))  # type: ignore[arg-type]
+        return "250 OK"
+
+    def subjects(self) -> list[str]:
+        return [str(m["Subject"]) for m in self.messages]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class _Server:
+    """An aiosmtpd server on a fixed port, started and stopped at will."""
+
+    def __init__(self) -> None:
+        self.port = _free_port()
+        self.inbox = _Inbox()
+        self._controller: Controller | None = None
+
+    def start(self) -> None:
+        self._controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port)
+        self._controller.start()
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+
+@pytest.fixture
+def server() -> Iterator[_Server]:
+    smtp = _Server()
+    smtp.start()
+    try:
+        yield smtp
+    finally:
+        smtp.stop()
+
+
+@pytest.fixture(scope="module")
+def inventory() -> Inventory:
+    return load_inventory(ROOT / "examples" / "commune.yaml")
+
+
+T0 = datetime(2026, 1, 12, 4, tzinfo=UTC)  # 05:00 in Valmont, before the digest hour
+
+
+def _outbox(tmp_path: Path, inventory: Inventory, port: int, **settings: object) -> MailOutbox:
+    config = EmailConfig.model_validate(
+        {"host": "127.0.0.1", "port": port, "security": "none", "sender": "econome@valmont.example", **settings}
+    )
+    return MailOutbox(tmp_path / "detect" / "alerts.sqlite", config, inventory, ManualClock(T0))
+
+
+def _event(state: AlertState, start: datetime = datetime(2026, 1, 10, 17, tzinfo=UTC), **changes: object) -> AnomalyEvent:
+    return replace(_sample_event(), state=state, start=start, end=start + timedelta(hours=36), **changes)  # type: ignore[arg-type]
+
+
+async def test_the_same_events_queued_twice_send_one_mail(tmp_path: Path, inventory: Inventory, server: _Server) -> None:
+    outbox = _outbox(tmp_path, inventory, server.port)
+    outbox.queue([_event(AlertState.OPEN)], T0)
+    outbox.queue([_event(AlertState.OPEN)], T0)  # the pass replayed after a crash
+
+    assert await outbox.flush(T0) == 1
+    assert await outbox.flush(T0 + timedelta(minutes=5)) == 0
+    # A restart (a new outbox on the same file) replaying the pass again sends nothing either.
+    again = _outbox(tmp_path, inventory, server.port)
+    again.queue([_event(AlertState.OPEN)], T0)
+    assert await again.flush(T0 + timedelta(minutes=10)) == 0
+    assert len(server.inbox.messages) == 1
+    message = server.inbox.messages[0]
+    assert message["To"] == ADVISOR
+    assert str(message["Subject"]).startswith("[Econome] Alerte: Gymnase Batum")
+    assert any(part.get_content_type() == "image/png" for part in message.walk())
+
+
+async def test_opened_then_resolved_sends_one_alert_and_one_resolution(
+    tmp_path: Path, inventory: Inventory, server: _Server
+) -> None:
+    outbox = _outbox(tmp_path, inventory, server.port)
+    outbox.queue([_event(AlertState.OPEN)], T0)
+    assert await outbox.flush(T0) == 1
+    outbox.queue([_event(AlertState.ONGOING)], T0 + timedelta(minutes=20))
+    assert await outbox.flush(T0 + timedelta(minutes=20)) == 0
+    outbox.queue([_event(AlertState.RESOLVED)], T0 + timedelta(minutes=40))
+    outbox.queue([_event(AlertState.RESOLVED)], T0 + timedelta(minutes=40))
+    assert await outbox.flush(T0 + timedelta(minutes=40)) == 1
+
+    subjects = server.inbox.subjects()
+    assert len(subjects) == 2
+    assert subjects[0].startswith("[Econome] Alerte: Gymnase Batum")
+    assert subjects[1].startswith("[Econome] Résolu: Gymnase Batum")
+    [alert] = outbox.register.alerts(include_resolved=True)
+    assert alert.state is AlertState.RESOLVED
+    assert alert.resolved_at == T0 + timedelta(minutes=40)
+
+
+async def test_an_alert_first_seen_resolved_gets_both_mails_and_ongoing_alone_none(
+    tmp_path: Path, inventory: Inventory, server: _Server
+) -> None:
+    outbox = _outbox(tmp_path, inventory, server.port)
+    outbox.queue([_event(AlertState.RESOLVED)], T0)  # opened and closed during a catch-up
+    assert await outbox.flush(T0) == 2
+    outbox.queue([_event(AlertState.ONGOING, start=datetime(2026, 1, 11, tzinfo=UTC))], T0)  # first seen ongoing
+    assert await outbox.flush(T0) == 1
+    assert [s.split(":")[0] for s in server.inbox.subjects()] == ["[Econome] Alerte", "[Econome] Résolu", "[Econome] Alerte"]
+
+
+async def test_no_resolution_notice_without_send_resolved(tmp_path: Path, inventory: Inventory, server: _Server) -> None:
+    outbox = _outbox(tmp_path, inventory, server.port, send_resolved=False)
+    outbox.queue([_event(AlertState.OPEN)], T0)
+    outbox.queue([_event(AlertState.RESOLVED)], T0 + timedelta(hours=1))
+    assert await outbox.flush(T0 + timedelta(hours=1)) == 1
+    assert len(server.inbox.messages) == 1
+
+
+async def test_smtp_down_keeps_the_mail_for_the_next_flush(
+    tmp_path: Path, inventory: Inventory, caplog: pytest.LogCaptureFixture
+) -> None:
+    smtp = _Server()  # not started: the port refuses connections
+    outbox = _outbox(tmp_path, inventory, smtp.port)
+    outbox.queue([_event(AlertState.OPEN)], T0)
+    with caplog.at_level(logging.ERROR, logger="anomalies.notify"):
+        assert await outbox.flush(T0) == 0  # logged, not raised
+    [pending] = outbox.register.pending_mails()
+    assert pending.attempts == 1
+    assert f"127.0.0.1:{smtp.port}" in (pending.last_error or "")
+    assert any(f"mail server 127.0.0.1:{smtp.port}" in r.getMessage() for r in caplog.records)
+
+    smtp.start()
+    try:
+        assert await outbox.flush(T0 + timedelta(minutes=5)) == 1
+        assert await outbox.flush(T0 + timedelta(minutes=10)) == 0
+    finally:
+        smtp.stop()
+    assert not outbox.register.pending_mails()
+    assert len(smtp.inbox.messages) == 1
+
+
+async def test_digest_once_at_its_local_hour_with_costs_and_resolved(
+    tmp_path: Path, inventory: Inventory, server: _Server
+) -> None:
+    outbox = _outbox(tmp_path, inventory, server.port, digest_hour=7)
+    leak = _event(AlertState.OPEN, start=datetime(2026, 1, 11, 1, tzinfo=UTC), kind="water_leak", usage="water",
+                  excess_kwh=0.0, excess_m3=3.5, excess_eur=14.0, excess_kgco2e=0.0)  # fmt: skip
+    stuck = _event(AlertState.OPEN, start=datetime(2026, 1, 11, 2, tzinfo=UTC), kind="stale_counter", point="gym-gaz",
+                   excess_kwh=0.0, excess_eur=0.0, excess_kgco2e=0.0)  # fmt: skip
+    outbox.queue([_event(AlertState.OPEN), leak, stuck], T0)
+    assert await outbox.flush(T0) == 3  # the three alert mails; 05:00 local, no digest yet
+    assert await outbox.flush(datetime(2026, 1, 12, 5, 59, tzinfo=UTC)) == 0  # 06:59 local
+    assert await outbox.flush(datetime(2026, 1, 12, 6, tzinfo=UTC)) == 1  # 07:00 local: the digest
+    assert await outbox.flush(datetime(2026, 1, 12, 6, 30, tzinfo=UTC)) == 0  # not twice the same day
+    assert await outbox.flush(datetime(2026, 1, 12, 22, tzinfo=UTC)) == 0
+
+    digest = server.inbox.messages[-1]
+    assert str(digest["Subject"]) == "[Econome] Synthèse du 12/01/2026\u00a0: 2 alertes ouvertes, 59\u00a0€"
+    text = digest.get_body(("plain",)).get_content().replace("\r\n", "\n")  # type: ignore[union-attr]
+    assert "Alertes ouvertes\u00a0:" in text
+    assert "Gymnase Batum — chauffage en inoccupation, depuis le 10/01 18:00 — 412\u00a0kWh, 45\u00a0€, 94\u00a0kgCO2e" in text
+    assert "fuite d'eau probable, depuis le 11/01 02:00 — 3,5\u00a0m3, 14\u00a0€" in text
+    assert "Problèmes de données\u00a0:" in text
+    assert "compteur bloqué (point gym-gaz)" in text
+    assert "Résolues" not in text
+
+    # The leak ends in the day; the next morning's digest reports it resolved, once, and no longer as open.
+    outbox.queue([replace(leak, state=AlertState.RESOLVED)], datetime(2026, 1, 12, 15, tzinfo=UTC))
+    assert await outbox.flush(datetime(2026, 1, 12, 15, tzinfo=UTC)) == 1  # the resolution notice
+    assert await outbox.flush(datetime(2026, 1, 13, 6, 5, tzinfo=UTC)) == 1
+    text = server.inbox.messages[-1].get_body(("plain",)).get_content().replace("\r\n", "\n")  # type: ignore[union-attr]
+    resolved = text.split("Résolues depuis la dernière synthèse\u00a0:")[1]
+    assert "fuite d'eau probable" in resolved
+    assert "fuite d'eau probable" not in text.split("Résolues")[0]
+    assert await outbox.flush(datetime(2026, 1, 14, 6, 5, tzinfo=UTC)) == 1
+    assert "fuite d'eau" not in server.inbox.messages[-1].get_body(("plain",)).get_content().replace("\r\n", "\n")  # type: ignore[union-attr]
+
+
+async def test_digest_in_english_for_an_english_recipient(tmp_path: Path, inventory: Inventory, server: _Server) -> None:
+    outbox = _outbox(tmp_path, inventory, server.port, languages={ADVISOR: "en"})
+    outbox.queue([_event(AlertState.OPEN, excess_eur=1234.5)], T0)
+    assert await outbox.flush(datetime(2026, 1, 12, 6, tzinfo=UTC)) == 2
+    digest = server.inbox.messages[-1]
+    assert str(digest["Subject"]) == "[Econome] Digest of 12/01/2026: 1 open alert, 1,234\u00a0€"
+
+
+@pytest.mark.parametrize(
+    ("before", "at_hour", "later"),
+    [
+        # 2026-03-29: 02:00 local does not exist (01:59 CET → 03:00 CEST); the digest of 02:00 goes at 03:00.
+        (datetime(2026, 3, 29, 0, 59, tzinfo=UTC), datetime(2026, 3, 29, 1, tzinfo=UTC), datetime(2026, 3, 29, 2, tzinfo=UTC)),
+        # 2026-10-25: 02:00-03:00 local happens twice (CEST, then CET); one digest.
+        (datetime(2026, 10, 24, 23, 59, tzinfo=UTC), datetime(2026, 10, 25, 0, tzinfo=UTC), datetime(2026, 10, 25, 1, tzinfo=UTC)),
+    ],
+    ids=["spring-forward", "fall-back"],
+)
+async def test_digest_once_on_dst_days(
+    tmp_path: Path, inventory: Inventory, server: _Server, before: datetime, at_hour: datetime, later: datetime
+) -> None:
+    outbox = _outbox(tmp_path, inventory, server.port, digest_hour=2)
+    outbox.queue([_event(AlertState.OPEN, start=before - timedelta(days=1))], before - timedelta(hours=2))
+    # The alert mail, and the digest of the day before (23:00 local is past its hour).
+    assert await outbox.flush(before - timedelta(hours=2)) == 2
+    assert await outbox.flush(before) == 0
+    assert await outbox.flush(at_hour) == 1
+    assert await outbox.flush(later) == 0
+    assert await outbox.flush(later + timedelta(minutes=30)) == 0
+    assert sum(at_hour.strftime("%d/%m/%Y") in s for s in server.inbox.subjects()) == 1
+
+
+async def test_mute_stops_mails_of_the_building_until_the_date(tmp_path: Path, inventory: Inventory, server: _Server) -> None:
+    outbox = _outbox(tmp_path, inventory, server.port)
+    until = T0 + timedelta(days=2)
+    outbox.register.mute("gymnase-batum", None, until, "Durand", "travaux chaufferie", T0)
+    during = _event(AlertState.OPEN, start=T0 - timedelta(hours=5))
+    outbox.queue([during], T0)
+    assert await outbox.flush(T0) == 0
+    assert await outbox.flush(T0 + timedelta(hours=6)) == 0  # digest hour: nothing to say of a muted building
+    [alert] = outbox.register.alerts()
+    assert alert.muted  # still registered
+    assert not outbox.register.pending_mails()
+
+    after = until + timedelta(hours=1)
+    outbox.queue([replace(during, state=AlertState.RESOLVED)], after)  # its end is not announced either
+    fresh = _event(AlertState.OPEN, start=until - timedelta(hours=3))
+    outbox.queue([fresh], after)
+    assert await outbox.flush(after) == 1  # mails resume for alerts after the mute
+    assert server.inbox.subjects() == [server.inbox.subjects()[0]]
+    assert server.inbox.subjects()[0].startswith("[Econome] Alerte: Gymnase Batum")
+
+
+async def test_a_kind_mute_leaves_the_other_kinds(tmp_path: Path, inventory: Inventory, server: _Server) -> None:
+    outbox = _outbox(tmp_path, inventory, server.port)
+    outbox.register.mute("gymnase-batum", "water_leak", T0 + timedelta(days=1), "Durand", "", T0)
+    outbox.queue([_event(AlertState.OPEN), _event(AlertState.OPEN, kind="water_leak", usage="water")], T0)
+    assert await outbox.flush(T0) == 1
+    assert "chauffage en inoccupation" in server.inbox.subjects()[0]
+
+
+async def test_ack_is_persisted_and_shown_in_the_digest(tmp_path: Path, inventory: Inventory, server: _Server) -> None:
+    outbox = _outbox(tmp_path, inventory, server.port)
+    outbox.queue([_event(AlertState.OPEN)], T0)
+    assert await outbox.flush(T0) == 1
+    [alert] = outbox.register.alerts()
+    outbox.register.ack(alert.id, "M. Durand", T0 + timedelta(minutes=30))
+
+    restarted = _outbox(tmp_path, inventory, server.port)
+    [acked] = restarted.register.alerts()
+    assert (acked.acked_by, acked.acked_at) == ("M. Durand", T0 + timedelta(minutes=30))
+    assert await restarted.flush(datetime(2026, 1, 12, 6, tzinfo=UTC)) == 1
+    text = server.inbox.messages[-1].get_body(("plain",)).get_content().replace("\r\n", "\n")  # type: ignore[union-attr]
+    assert "Alertes ouvertes" not in text
+    assert f"Alertes prises en compte\u00a0:\n- #{alert.id} Gymnase Batum" in text
+    assert "prise en compte par M. Durand" in text
