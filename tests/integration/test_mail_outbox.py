@@ -227,7 +227,7 @@ async def test_digest_in_english_for_an_english_recipient(tmp_path: Path, invent
         # 2026-03-29: 02:00 local does not exist (01:59 CET → 03:00 CEST); the digest of 02:00 goes at 03:00.
         (datetime(2026, 3, 29, 0, 59, tzinfo=UTC), datetime(2026, 3, 29, 1, tzinfo=UTC), datetime(2026, 3, 29, 2, tzinfo=UTC)),
         # 2026-10-25: 02:00-03:00 local happens twice (CEST, then CET); one digest.
-        (datetime(2026, 10, 24, 23, 59, tzinfo=UTC), datetime(2026, 10, 25, 0, tzinfo=UTC), datetime(2026, 10, 25, 1, tzinfo=UTC)),
+        (datetime(2026, 10, 24, 23, 59, tzinfo=UTC), datetime(2026, 10, 25, 0, tzinfo=UTC), datetime(2026, 10, 25, 1, tzinfo=UTC)),  # noqa: E501
     ],
     ids=["spring-forward", "fall-back"],
 )

@@ -1,0 +1,87 @@
+"""``econome alerts list|ack|mute|unmute`` on a real SQLite register (typer's CliRunner)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from anomalies.alerts import EmailConfig
+from anomalies.events import AlertState, _sample_event
+from anomalies.notify import AlertRegister, MailOutbox, alerts_path
+from econome.cli import app
+from inventory import load_inventory
+from streams.clock import ManualClock
+
+ROOT = Path(__file__).resolve().parents[3]
+INVENTORY = str(ROOT / "examples" / "commune.yaml")
+runner = CliRunner()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("ECONOME_DATA_DIR", str(tmp_path))
+    now = datetime(2026, 1, 12, 4, tzinfo=UTC)
+    config = EmailConfig(host="127.0.0.1", security="none", sender="econome@valmont.example")
+    outbox = MailOutbox(alerts_path(tmp_path), config, load_inventory(Path(INVENTORY)), ManualClock(now))
+    outbox.queue([_sample_event().with_state(AlertState.OPEN)], now)
+    return tmp_path
+
+
+def test_list_ack_and_list_again(data_dir: Path) -> None:
+    listed = runner.invoke(app, ["alerts", "list"])
+    assert listed.exit_code == 0, listed.output
+    [row] = [line for line in listed.output.splitlines() if "gymnase-batum" in line]
+    assert row.split()[:3] == ["1", "gymnase-batum", "heating_unoccupied"]
+    assert "2026-01-10 18:00" in row
+    assert "45 €" in row
+    assert "open" in row
+
+    acked = runner.invoke(app, ["alerts", "ack", "1", "--by", "Durand"])
+    assert acked.exit_code == 0, acked.output
+    assert "acknowledged by Durand" in acked.output
+    assert AlertRegister(alerts_path(data_dir)).alert(1).acked_by == "Durand"  # persisted in the file
+    assert "acked by Durand" in runner.invoke(app, ["alerts", "list"]).output
+
+
+def test_unknown_alert_id_is_one_line_exit_2(data_dir: Path) -> None:
+    result = runner.invoke(app, ["alerts", "ack", "99"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [f"error: no alert 99 in {alerts_path(data_dir)}"]
+
+
+def test_mute_then_unmute(data_dir: Path) -> None:
+    muted = runner.invoke(
+        app, ["alerts", "mute", "gymnase-batum", "--inventory", INVENTORY, "--until", "2099-01-31", "--why", "travaux"]
+    )
+    assert muted.exit_code == 0, muted.output
+    assert "muted until 2099-02-01 00:00" in muted.output
+    [mute] = AlertRegister(alerts_path(data_dir)).mutes()
+    assert (mute.building, mute.kind, mute.why) == ("gymnase-batum", None, "travaux")
+    assert mute.until == datetime(2099, 1, 31, 23, tzinfo=UTC)  # the end of the local day (CET)
+    assert "muted until 2099-02-01 00:00" in runner.invoke(app, ["alerts", "list"]).output
+
+    assert runner.invoke(app, ["alerts", "unmute", "gymnase-batum"]).exit_code == 0
+    assert not AlertRegister(alerts_path(data_dir)).mutes()
+    again = runner.invoke(app, ["alerts", "unmute", "gymnase-batum"])
+    assert again.exit_code == 2
+    assert "no mute on building gymnase-batum" in again.output
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["nowhere", "--until", "2099-01-01"], "unknown building 'nowhere'"),
+        (["gymnase-batum", "--until", "2099-01-01", "--kind", "fire"], "unknown kind of alert 'fire'"),
+        (["gymnase-batum", "--until", "someday"], "--until 'someday' is neither a date"),
+        (["gymnase-batum", "--until", "2001-01-01"], "--until 2001-01-01 is already past"),
+    ],
+)
+def test_mute_refuses_what_it_cannot_use(data_dir: Path, args: list[str], named: str) -> None:
+    result = runner.invoke(app, ["alerts", "mute", *args, "--inventory", INVENTORY])
+    assert result.exit_code == 2
+    [line] = result.output.strip().splitlines()
+    assert line.startswith(f"error: {named}")
+    assert not AlertRegister(alerts_path(data_dir)).mutes()

@@ -1,0 +1,58 @@
+"""The inventory's ``email:`` section: security explicit, errors naming the field and its line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from anomalies.alerts import EmailConfig, email_config
+from inventory import InventoryError, load_inventory, parse_inventory
+from streams.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[3]
+BASE = (ROOT / "examples" / "commune.yaml").read_text(encoding="utf-8")
+LINE = BASE.count("\n") + 1  # the line of "email:" appended below
+
+
+def _with_email(section: str) -> str:
+    return BASE + "email:\n" + section
+
+
+def test_security_missing_names_the_field_and_line() -> None:
+    with pytest.raises(InventoryError) as info:
+        parse_inventory(_with_email("  host: smtp.valmont.example\n  sender: econome@valmont.example\n"), "c.yaml")
+    assert info.value.lines() == [f"c.yaml:{LINE} email.security: missing required key"]
+
+
+@pytest.mark.parametrize(
+    ("section", "path", "words"),
+    [
+        ("  host: h\n  security: clear\n  sender: e@v.example\n", "email.security", "'none', 'starttls' or 'ssl'"),
+        ("  host: h\n  security: ssl\n  sender: nobody\n", "email.sender", "not an e-mail address"),
+        ("  host: h\n  security: ssl\n  sender: e@v.example\n  username: econome\n", "email", "password_env"),
+        ("  host: h\n  security: none\n  sender: e@v.example\n  ca_file: ca.pem\n", "email", "need security"),
+        ("  host: h\n  security: ssl\n  sender: e@v.example\n  digest_hour: 24\n", "email.digest_hour", "23"),
+        ("  host: h\n  security: ssl\n  sender: e@v.example\n  password: x\n", "email.password", "unknown key"),
+    ],
+)
+def test_a_broken_section_names_the_field(section: str, path: str, words: str) -> None:
+    with pytest.raises(InventoryError) as info:
+        parse_inventory(_with_email(section), "c.yaml")
+    [line] = info.value.lines()
+    assert line.startswith("c.yaml:")
+    assert f" {path}: " in line
+    assert words in line
+
+
+def test_defaults_and_none_only_by_name() -> None:
+    inv = parse_inventory(_with_email("  host: relay.local\n  security: none\n  sender: econome@valmont.example\n"))
+    config = email_config(inv)
+    assert (config.port, config.security, config.digest_hour, config.send_resolved) == (25, "none", 7, True)
+    tls = EmailConfig(host="smtp.example.org", security="ssl", sender="e@v.example")
+    assert tls.port == 465
+
+
+def test_no_section_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="no email: section"):
+        email_config(load_inventory(ROOT / "examples" / "commune.yaml"))
