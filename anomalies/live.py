@@ -71,7 +71,7 @@ from anomalies.expected_sink import write_expected
 from anomalies.features import PointSeries
 from anomalies.incremental import DetectorState, IncrementalConfig, advance
 from inventory import Duration, Inventory
-from streams.errors import ConfigError, DecodeError, TelemetryError
+from streams.errors import ConfigError, DecodeError, SinkError, TelemetryError
 from streams.influx import RAW_MEASUREMENT, RAW_RP, InfluxConfig, InfluxQLClient, influxql_ident, make_writer
 
 if TYPE_CHECKING:
@@ -337,6 +337,12 @@ class LiveDetector:
             policy = await self._raw_policy(client)
             readings = await read_readings(client, self.inventory, since, now, chunk=self.live.read_chunk,
                                            retention_policy=policy)
+        except SinkError as exc:
+            # A first start before the pipeline has created the database: nothing to read yet, not a failure.
+            if "database not found" not in str(exc):
+                raise
+            logger.debug("no readings yet: %s", exc)
+            readings = {}
         finally:
             await client.close()
         count = sum(s.times_s.size for s in readings.values())
