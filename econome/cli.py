@@ -3,7 +3,7 @@
 ::
 
     econome check examples/commune.yaml      # validate and summarise an inventory
-    econome run examples/commune.yaml        # collect and write to InfluxDB until stopped
+    econome run examples/commune.yaml        # collect, write to InfluxDB and detect anomalies until stopped
     econome demo --duration 60               # simulated commune + pipeline on local servers
 """
 
@@ -278,8 +278,13 @@ def _run_clock(speed: float, start: str | None) -> Clock:
 
 def _start_detection(inv: Inventory, settings: EconomeSettings, clock: Clock) -> asyncio.Task[None]:
     """Live detection as a task beside collection: one process and one deploy unit (see ``anomalies.live``)."""
-    detector = build_live_detector(inv, settings)
-    return asyncio.create_task(detector.serve(clock), name="live-detection")
+
+    async def detection() -> None:
+        # Built in a worker thread: importing scikit-learn takes seconds, which would hold collection back.
+        detector = await asyncio.to_thread(build_live_detector, inv, settings)
+        await detector.serve(clock)
+
+    return asyncio.create_task(detection(), name="live-detection")
 
 
 async def count_per_point(config: InfluxConfig, inv: Inventory) -> dict[str, int]:
