@@ -3,7 +3,7 @@
 ::
 
     econome check examples/commune.yaml      # validate and summarise an inventory
-    econome run examples/commune.yaml        # collect and write to InfluxDB until stopped
+    econome run examples/commune.yaml        # collect, write to InfluxDB and detect anomalies until stopped
     econome demo --duration 60               # simulated commune + pipeline on local servers
 """
 
@@ -16,7 +16,7 @@ import signal
 import tempfile
 import time
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -30,7 +30,7 @@ from econome.cli_dashboards import register as register_dashboards
 from econome.cli_detect import register as register_detect
 from econome.cli_mv import register as register_mv
 from econome.settings import EconomeSettings, load_settings
-from econome.wiring import build_collectors, close_buses, with_endpoints
+from econome.wiring import build_collectors, build_live_detector, close_buses, with_endpoints
 from inventory import Inventory
 from streams.aggregate import StreamProcessor, StreamSettings
 from streams.buffer import DeliveryLog
@@ -222,16 +222,22 @@ def run(
     config: Annotated[Path, typer.Argument(help="Inventory YAML file.")],
     duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
     metrics_port: Annotated[int | None, typer.Option(help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics.")] = None,
+    speed: Annotated[float, typer.Option(
+        min=1.0, help="Run the clock this many times faster than the wall clock (demos and tests with a simulator).")] = 1.0,
+    start: Annotated[str | None, typer.Option(
+        help="With --speed: the clock's start, ISO 8601 with offset (default: now).")] = None,
 ) -> None:
-    """Collect every point of the inventory and write to InfluxDB until stopped.
+    """Collect every point of the inventory, write to InfluxDB, and detect anomalies every hour, until stopped.
 
-    InfluxDB is set with ECONOME_INFLUX_* variables (see ``econome.settings``).
+    InfluxDB is set with ECONOME_INFLUX_* variables, live detection with ECONOME_DETECT_* (see ``econome.settings``
+    and ``anomalies.live``).
     """
     settings = _settings_or_exit()
     redactor = _setup_logging(settings.log_level, settings)
     tune_malloc()
     inv = _load(config)
     redactor.add(_inventory_secrets(inv))
+    clock = _run_clock(speed, start)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -241,8 +247,15 @@ def run(
         sensor = PrometheusSensor() if metrics_port else None
         if sensor is not None and metrics_port:
             sensor.serve(metrics_port)
-        runtime = _Runtime(inv, settings, SystemClock(), sensor=sensor)
-        await runtime.serve(stop)
+        runtime = _Runtime(inv, settings, clock, sensor=sensor)
+        detection = _start_detection(inv, settings, clock) if settings.detect_enabled else None
+        try:
+            await runtime.serve(stop)
+        finally:
+            if detection is not None:
+                detection.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await detection
         stats = runtime.pipeline.stats
         typer.echo(f"stopped: {stats.written} points written, {stats.rejected} dead letters")
 
@@ -251,6 +264,29 @@ def run(
     except TelemetryError as exc:
         typer.echo(f"error: {redactor.redact(str(exc))}", err=True)
         raise typer.Exit(code=1) from exc
+
+
+def _run_clock(speed: float, start: str | None) -> Clock:
+    """The wall clock, or with ``--speed`` a scaled clock from ``--start``; exit 2 on a bad start."""
+    if speed == 1.0 and start is None:
+        return SystemClock()
+    try:
+        origin = datetime.fromisoformat(start) if start else datetime.now(UTC)
+        return ScaledClock(origin, speed)
+    except ValueError as exc:
+        typer.echo(f"error: --start {start!r}: {exc} (ISO 8601 with an offset, e.g. 2026-01-05T06:30:00+01:00)", err=True)
+        raise typer.Exit(code=2) from None
+
+
+def _start_detection(inv: Inventory, settings: EconomeSettings, clock: Clock) -> asyncio.Task[None]:
+    """Live detection as a task beside collection: one process and one deploy unit (see ``anomalies.live``)."""
+
+    async def detection() -> None:
+        # Built in a worker thread: importing scikit-learn takes seconds, which would hold collection back.
+        detector = await asyncio.to_thread(build_live_detector, inv, settings)
+        await detector.serve(clock)
+
+    return asyncio.create_task(detection(), name="live-detection")
 
 
 async def count_per_point(config: InfluxConfig, inv: Inventory) -> dict[str, int]:

@@ -21,6 +21,7 @@ from urllib.parse import unquote, urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from inventory import Duration
 from streams.errors import ConfigError
 from streams.influx import InfluxConfig
 from streams.validate import EventTimeConfig
@@ -99,6 +100,15 @@ class EconomeSettings(BaseSettings):
     """Partitions of the readings topic (readings are keyed by building)."""
     kafka_session_timeout_s: float = Field(default=10.0, gt=0, le=3600)
     """Consumer-group session timeout of the faust worker, in seconds."""
+    detect_enabled: bool = True
+    """Run live anomaly detection in ``econome run`` (:mod:`anomalies.live`): every ``detect_every`` it reads the
+    new readings from InfluxDB, writes events and expected values back, and hands the alerts to the notifier."""
+    detect_every: Duration = Field(default=timedelta(hours=1), ge=timedelta(minutes=1), le=timedelta(days=1))
+    """Time between detection passes, e.g. ``1h`` (passes fall on its multiples, plus ``detect_delay``)."""
+    detect_delay: Duration = Field(default=timedelta(minutes=5), ge=timedelta(0))
+    """How long after the hour a pass runs, e.g. ``5min``, so that the hour's readings have reached InfluxDB."""
+    detect_bootstrap: Duration = Field(default=timedelta(days=28), ge=timedelta(hours=1), le=timedelta(days=800))
+    """History read on a first start (no state in ``data_dir/detect/``), e.g. ``28d``."""
     log_level: str = "INFO"
     """Logging level of the ``econome`` command: DEBUG, INFO, WARNING, ERROR or CRITICAL."""
 
@@ -142,6 +152,10 @@ class EconomeSettings(BaseSettings):
         if self.influx_key_file is not None and self.influx_cert_file is None:
             msg = f"{ENV_PREFIX}INFLUX_KEY_FILE needs {ENV_PREFIX}INFLUX_CERT_FILE"
             raise ValueError(msg)
+        if self.detect_delay >= self.detect_every:
+            msg = (f"{ENV_PREFIX}DETECT_DELAY ({self.detect_delay}) must be shorter than "
+                   f"{ENV_PREFIX}DETECT_EVERY ({self.detect_every})")
+            raise ValueError(msg)
         return self
 
     def influx(self) -> InfluxConfig:
@@ -175,6 +189,11 @@ class EconomeSettings(BaseSettings):
         if url_password:
             values.append(unquote(url_password))
         return [v for v in values if v]
+
+    @property
+    def detect_state_path(self) -> Path:
+        """The live detection state file: ``data_dir/detect/state.npz``."""
+        return self.data_dir / "detect" / "state.npz"
 
     @property
     def allowed_lateness(self) -> timedelta:

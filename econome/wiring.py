@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from collectors.modbus import ModbusBus, ModbusCollector, ModbusCollectorConfig
 from collectors.mqtt import MqttCollector
@@ -12,7 +13,11 @@ from streams.clock import Clock
 from streams.deadletter import DeadLetterStore
 from streams.metrics import Sensor
 
-__all__ = ["build_collectors", "close_buses", "with_endpoints"]
+if TYPE_CHECKING:
+    from anomalies.live import EventNotifier, LiveDetector
+    from econome.settings import EconomeSettings
+
+__all__ = ["build_collectors", "build_live_detector", "close_buses", "with_endpoints"]
 
 
 def build_collectors(
@@ -65,3 +70,23 @@ def with_endpoints(
     if mqtt is not None:
         brokers = [b.model_copy(update={"host": mqtt[0], "port": mqtt[1]}) for b in brokers]
     return inventory.model_copy(update={"modbus_gateways": gateways, "mqtt_brokers": brokers})
+
+
+def build_live_detector(
+    inventory: Inventory, settings: EconomeSettings, notifier: EventNotifier | None = None
+) -> LiveDetector:
+    """The live detection of ``econome run``: the settings' InfluxDB, ``ECONOME_DETECT_*``, the state in ``data_dir``.
+
+    Detection settings are :class:`~anomalies.detect.DetectConfig`'s defaults, as ``econome detect``'s.
+
+    Args:
+        inventory: the portfolio.
+        settings: the process settings.
+        notifier: what alerts are handed to (the e-mail outbox); one that only logs when None.
+    """
+    # Imported here: scikit-learn costs a second at start-up, and only detection needs it.
+    from anomalies.detect import DetectConfig
+    from anomalies.live import LiveConfig, LiveDetector
+
+    live = LiveConfig(every=settings.detect_every, delay=settings.detect_delay, bootstrap=settings.detect_bootstrap)
+    return LiveDetector(inventory, settings.influx(), settings.detect_state_path, notifier, config=DetectConfig(), live=live)

@@ -31,6 +31,7 @@ import gzip
 import logging
 import math
 import ssl
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -62,6 +63,7 @@ __all__ = [
     "RefusedWriteError",
     "RetryableSinkError",
     "escape_tag",
+    "influxql_ident",
     "make_writer",
     "retention_policies",
     "safe_url",
@@ -208,6 +210,15 @@ def _unreachable(url: str, exc: BaseException) -> str:
 def escape_tag(value: str) -> str:
     """Escape a tag key or value for line protocol (commas, equals, spaces)."""
     return value.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
+
+
+def influxql_ident(name: str) -> str:
+    r"""A double-quoted InfluxQL identifier (measurement, retention policy, tag or field key).
+
+    >>> print(influxql_ident('my "rp"'))
+    "my \"rp\""
+    """
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _escape_field_string(value: str) -> str:
@@ -607,3 +618,61 @@ class InfluxQLClient:
     async def close(self) -> None:
         """Close the HTTP client."""
         await self._client.aclose()
+
+    async def select_range(
+        self,
+        measurement: str,
+        field: str,
+        start: datetime,
+        end: datetime,
+        *,
+        group_by: str,
+        chunk: timedelta = timedelta(days=1),
+        retention_policy: str | None = None,
+    ) -> AsyncIterator[tuple[str, list[tuple[int, float]]]]:
+        """The values of one field in ``[start, end)``, per value of a tag, one time chunk at a time.
+
+        One query per ``chunk`` of time (``SELECT "field" FROM "rp"."measurement"
+        WHERE time >= … AND time < … GROUP BY "tag"``), so that no answer holds
+        more than a chunk of the range: memory stays bounded whatever the range.
+        Null values are left out.
+
+        Args:
+            measurement: the measurement, e.g. :data:`RAW_MEASUREMENT`.
+            field: the field, e.g. ``value``.
+            start: first time included (aware).
+            end: end, excluded.
+            group_by: the tag the rows are grouped by, e.g. ``point``.
+            chunk: time covered by one query.
+            retention_policy: the retention policy; the database's default when None.
+
+        Yields:
+            Per chunk and tag value: the tag value and its ``(epoch ms, value)`` rows, in time order.
+
+        Raises:
+            SinkError: the server is unreachable, refused a query, or cut an answer short
+                (``max-row-limit``: use a shorter ``chunk``).
+        """
+        if chunk <= timedelta(0):
+            msg = f"chunk must be positive, not {chunk}"
+            raise ValueError(msg)
+        source = influxql_ident(measurement)
+        if retention_policy:
+            source = f"{influxql_ident(retention_policy)}.{source}"
+        lo = start
+        while lo < end:
+            hi = min(lo + chunk, end)
+            statement = (
+                f"SELECT {influxql_ident(field)} FROM {source} "  # noqa: S608 - identifiers quoted, times are integers
+                f"WHERE time >= {to_ms(lo)}ms AND time < {to_ms(hi)}ms GROUP BY {influxql_ident(group_by)}"
+            )
+            for series in await self.query(statement):
+                if series.get("partial"):
+                    msg = (f"InfluxDB {self.config.safe_url} cut short the answer to {statement!r} "
+                           "(max-row-limit): read shorter chunks")
+                    raise SinkError(msg)
+                key = str(series.get("tags", {}).get(group_by, ""))
+                column = series["columns"].index(field)
+                rows = [(int(row[0]), float(row[column])) for row in series["values"] if row[column] is not None]
+                yield key, rows
+            lo = hi

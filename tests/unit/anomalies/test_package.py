@@ -7,7 +7,7 @@ import pytest
 
 import anomalies
 
-MODULES = ["alerts", "detect", "events", "expected_sink", "features", "iforest", "lifecycle", "rules", "thresholds"]
+MODULES = ["alerts", "detect", "events", "expected_sink", "features", "iforest", "lifecycle", "live", "rules", "thresholds"]
 
 
 def test_all_is_sorted_and_exported() -> None:

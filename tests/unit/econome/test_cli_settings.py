@@ -58,6 +58,10 @@ def _run(tmp_path: Path, env: dict[str, str], *args: str, timeout: float = 60) -
         ({"ECONOME_INFLUX_DATABASE": "bad name;drop"}, "ECONOME_INFLUX_DATABASE"),
         ({"ECONOME_LOG_LEVEL": "LOUD"}, "ECONOME_LOG_LEVEL"),
         ({"ECONOME_INFLUX_KEY_FILE": "/k.pem"}, "ECONOME_INFLUX_CERT_FILE"),
+        ({"ECONOME_DETECT_EVERY": "60"}, "ECONOME_DETECT_EVERY"),
+        ({"ECONOME_DETECT_DELAY": "2h"}, "ECONOME_DETECT_DELAY"),
+        ({"ECONOME_DETECT_BOOTSTRAP": "10min"}, "ECONOME_DETECT_BOOTSTRAP"),
+        ({"ECONOME_DETECT_ENABLED": "maybe"}, "ECONOME_DETECT_ENABLED"),
     ],
 )
 def test_an_invalid_setting_is_one_clean_line_naming_its_variable(

@@ -1,0 +1,426 @@
+"""Live detection: every hour, read the new readings from InfluxDB, detect, write, notify.
+
+``econome run`` runs :meth:`LiveDetector.serve` as one more asyncio task
+beside collection (one process, one deploy unit, one set of settings: a
+separate service would need its own supervision and would gain nothing, since
+detection reads InfluxDB, not the collectors, and runs in a worker thread).
+
+A pass (:meth:`LiveDetector.run_pass`) does, in this order:
+
+1. read the raw readings (measurement ``reading``, :data:`streams.influx.RAW_MEASUREMENT`)
+   of the inventory's points from InfluxDB with InfluxQL, one time chunk at a
+   time (:func:`read_readings`): since the state's last hour minus a margin
+   (``features.max_gap`` + ``incremental.max_wait`` + 1 h: the readings around
+   an hour boundary a counter needs, and points that lagged), or, on a first
+   start, the last ``bootstrap`` (28 days) so that references have material;
+2. :func:`anomalies.incremental.advance` up to the last whole hour (hours are
+   processed once complete: a reading at or after their end, points lagging
+   less than ``max_wait`` waited for), in a worker thread;
+3. write the events that changed (measurement ``anomaly``) and the expected
+   against observed consumption (measurement ``expected``) to InfluxDB;
+4. ``notifier.queue(events, now)`` (see :class:`EventNotifier`);
+5. save the :class:`~anomalies.incremental.DetectorState` atomically;
+6. ``await notifier.flush(now)``.
+
+A pass that fails anywhere (InfluxDB down, a notifier failing) is logged with
+the server named and leaves the saved state where it was: the next pass replays
+it from there, and the notifier's idempotent ``queue`` keeps a replayed event
+once. After a restart or downtime the first pass catches up from the saved
+state: every missed hour is processed once; an alert opened before comes back
+ONGOING (not a new alert), one resolved meanwhile comes back RESOLVED.
+
+On a first start (no state yet) the events of the bootstrap history are
+written to InfluxDB (Grafana shows them), but only the alerts still open are
+queued for notification: nobody wants a mail for a leak fixed three weeks ago.
+
+A state file that cannot be read, or that was built with other detection
+settings, is moved aside (``state.npz.<reason>-<time>``, logged as an error)
+and detection starts afresh with a bootstrap.
+
+Sample config (``LiveConfig``, from ``ECONOME_DETECT_*`` in ``econome run``)::
+
+    every: 1h        # ECONOME_DETECT_EVERY
+    delay: 5min      # ECONOME_DETECT_DELAY: after the hour, so that its readings are flushed
+    bootstrap: 28d   # ECONOME_DETECT_BOOTSTRAP
+
+>>> from datetime import UTC, datetime
+>>> next_run(datetime(2026, 1, 5, 10, 4, tzinfo=UTC), LiveConfig()).isoformat()
+'2026-01-05T10:05:00+00:00'
+>>> next_run(datetime(2026, 1, 5, 10, 5, tzinfo=UTC), LiveConfig()).isoformat()
+'2026-01-05T11:05:00+00:00'
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from anomalies.alerts import write_events
+from anomalies.detect import DetectConfig, ExpectedSeries
+from anomalies.events import AlertState, AnomalyEvent, Language
+from anomalies.expected_sink import write_expected
+from anomalies.features import PointSeries
+from anomalies.incremental import DetectorState, IncrementalConfig, advance
+from inventory import Duration, Inventory
+from streams.errors import ConfigError, DecodeError, SinkError, TelemetryError
+from streams.influx import RAW_MEASUREMENT, RAW_RP, InfluxConfig, InfluxQLClient, influxql_ident, make_writer
+
+if TYPE_CHECKING:
+    from streams.clock import Clock
+
+__all__ = [
+    "EventNotifier",
+    "LiveConfig",
+    "LiveDetector",
+    "LoggingNotifier",
+    "PassReport",
+    "next_run",
+    "read_readings",
+]
+
+logger = logging.getLogger(__name__)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_HOUR = timedelta(hours=1)
+
+
+class LiveConfig(BaseModel):
+    """When live detection runs and how much it reads."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    every: Duration = Field(default=timedelta(hours=1), ge=timedelta(minutes=1), le=timedelta(days=1))
+    """Time between passes; passes fall on multiples of it since the epoch (UTC), plus ``delay``."""
+    delay: Duration = Field(default=timedelta(minutes=5), ge=timedelta(0))
+    """How long after the hour a pass runs, so that the hour's readings have reached InfluxDB."""
+    bootstrap: Duration = Field(default=timedelta(days=28), ge=timedelta(hours=1), le=timedelta(days=800))
+    """History read on a first start (no state yet), so that references and models have material."""
+    read_chunk: Duration = Field(default=timedelta(days=1), ge=timedelta(minutes=1))
+    """Time covered by one InfluxQL query: bounds the memory of one answer."""
+    language: Language = "fr"
+    """Language of the explanations written to InfluxDB (Grafana's annotations and tables)."""
+
+    @model_validator(mode="after")
+    def _delay_within(self) -> LiveConfig:
+        if self.delay >= self.every:
+            msg = f"detection delay ({self.delay}) must be shorter than its period ({self.every})"
+            raise ConfigError(msg)
+        return self
+
+
+class EventNotifier(Protocol):
+    """What a pass hands its events to: the Protocol of ``anomalies.notify.Notifier`` (structural, so any fits)."""
+
+    def queue(self, events: Sequence[AnomalyEvent], now: datetime) -> None:
+        """Record durably the events a pass changed; idempotent (the same event queued twice is kept once)."""
+        ...
+
+    async def flush(self, now: datetime) -> int:
+        """Send what is queued and due; returns how many were sent; never raises for a server down."""
+        ...
+
+
+class LoggingNotifier:
+    """The notifier of a run with no e-mail configured: it logs each alert opened or resolved, and sends nothing.
+
+    >>> import asyncio
+    >>> asyncio.run(LoggingNotifier().flush(datetime(2026, 1, 5, tzinfo=UTC)))
+    0
+    """
+
+    def queue(self, events: Sequence[AnomalyEvent], now: datetime) -> None:
+        """Log the alerts opened and resolved (INFO); ongoing ones at DEBUG."""
+        for event in events:
+            level = logging.DEBUG if event.state is AlertState.ONGOING else logging.INFO
+            logger.log(level, "alert %s: building %s, %s %s since %s (no e-mail configured)",
+                       event.state.value, event.building, event.usage, event.kind, event.start.isoformat())
+
+    async def flush(self, now: datetime) -> int:
+        """Nothing to send."""
+        return 0
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class PassReport:
+    """What one pass did.
+
+    Attributes:
+        since: start of the readings read.
+        until: end of the hours asked for (the last whole hour).
+        readings: readings read from InfluxDB.
+        hours: hours processed.
+        events: the events that changed (written to InfluxDB).
+        notified: the events queued for notification.
+        expected_points: expected-consumption points written.
+        last_hour: end of the hours processed so far (the state's), None before any.
+    """
+
+    since: datetime
+    until: datetime
+    readings: int
+    hours: int
+    events: list[AnomalyEvent]
+    notified: list[AnomalyEvent]
+    expected_points: int
+    last_hour: datetime | None
+
+
+def next_run(now: datetime, config: LiveConfig) -> datetime:
+    """The first pass time after ``now``: a multiple of ``every`` since the epoch, plus ``delay``."""
+    slots = (now - config.delay - _EPOCH) // config.every
+    return _EPOCH + (slots + 1) * config.every + config.delay
+
+
+def _floor_hour(moment: datetime) -> datetime:
+    return _EPOCH + ((moment - _EPOCH) // _HOUR) * _HOUR
+
+
+async def read_readings(
+    client: InfluxQLClient,
+    inventory: Inventory,
+    start: datetime,
+    end: datetime,
+    *,
+    chunk: timedelta = timedelta(days=1),
+    retention_policy: str | None = None,
+) -> dict[str, PointSeries]:
+    """The raw readings of the inventory's points in ``[start, end)``, as :func:`anomalies.detect.read_readings_csv`.
+
+    Counters come as the cumulative indexes the meters gave, sensors as their
+    values, as the pipeline wrote them (:class:`streams.influx.LineEncoder`).
+    Points unknown to the inventory are left out.
+
+    Args:
+        client: the InfluxQL client.
+        inventory: the portfolio.
+        start: first time (aware).
+        end: end, excluded.
+        chunk: time covered by one query.
+        retention_policy: where raw readings are (``raw`` after ``econome influx setup``).
+
+    Raises:
+        SinkError: InfluxDB is unreachable or refused a query.
+    """
+    known = {p.id for _, p in inventory.points()}
+    parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    unknown: set[str] = set()
+    async for point, rows in client.select_range(RAW_MEASUREMENT, "value", start, end, group_by="point", chunk=chunk,
+                                                 retention_policy=retention_policy):
+        if point not in known:
+            unknown.add(point)
+            continue
+        if rows:
+            data = np.asarray(rows, dtype=np.float64)
+            parts.setdefault(point, []).append((data[:, 0] / 1000.0, data[:, 1]))
+    if unknown:
+        logger.debug("InfluxDB holds readings of %d points not in the inventory (ignored): %s",
+                     len(unknown), ", ".join(sorted(unknown)[:5]))
+    out: dict[str, PointSeries] = {}
+    for point, chunks in parts.items():
+        times = np.concatenate([t for t, _ in chunks])
+        values = np.concatenate([v for _, v in chunks])
+        order = np.argsort(times, kind="stable")
+        out[point] = PointSeries(times[order], values[order])
+    return out
+
+
+class LiveDetector:
+    """Incremental detection on the readings InfluxDB holds, with a durable state (see the module docstring).
+
+    Args:
+        inventory: the portfolio.
+        influx: the InfluxDB the pipeline writes to (read from, and written to).
+        state_path: the state file (``.npz``), e.g. ``<data_dir>/detect/state.npz``.
+        notifier: what the events are handed to; :class:`LoggingNotifier` by default.
+        config: detection settings.
+        live: schedule and reading settings.
+        incremental: history settings of the state.
+        on_pass: called after every pass with its report (None for a failed pass).
+    """
+
+    def __init__(
+        self,
+        inventory: Inventory,
+        influx: InfluxConfig,
+        state_path: Path,
+        notifier: EventNotifier | None = None,
+        *,
+        config: DetectConfig | None = None,
+        live: LiveConfig | None = None,
+        incremental: IncrementalConfig | None = None,
+        on_pass: Callable[[PassReport | None], None] | None = None,
+    ) -> None:
+        self.inventory = inventory
+        self.influx = influx
+        self.state_path = state_path
+        self.notifier: EventNotifier = notifier if notifier is not None else LoggingNotifier()
+        self.config = config or DetectConfig()
+        self.live = live or LiveConfig()
+        self.incremental = incremental or IncrementalConfig()
+        self.on_pass = on_pass
+        self.failures = 0
+        # The state as last saved; None when it must be read again from the file (start, or a failed pass).
+        self._state: DetectorState | None = None
+
+    # --- state ------------------------------------------------------------------------------
+
+    def _fresh(self) -> DetectorState:
+        return DetectorState.fresh(self.config, self.incremental)
+
+    def _move_aside(self, reason: str, now: datetime) -> Path:
+        target = self.state_path.with_name(f"{self.state_path.name}.{reason}-{now:%Y%m%dT%H%M%S}")
+        self.state_path.replace(target)
+        return target
+
+    def _load_state(self, now: datetime) -> DetectorState:
+        """The saved state; a fresh one when there is none, or when it cannot be used (moved aside, logged)."""
+        if not self.state_path.exists():
+            return self._fresh()
+        try:
+            state = DetectorState.load(self.state_path)
+        except DecodeError as exc:
+            moved = self._move_aside("unreadable", now)
+            logger.error("%s; moved to %s, detection starts afresh from %s of history", exc, moved, self.live.bootstrap)
+            return self._fresh()
+        if state.config_digest != self._fresh().config_digest:
+            moved = self._move_aside("other-settings", now)
+            logger.error("detection state %s was built with other detection settings; moved to %s, "
+                         "detection starts afresh from %s of history", self.state_path, moved, self.live.bootstrap)
+            return self._fresh()
+        return state
+
+    def _margin(self) -> timedelta:
+        """How far before the last hour processed a pass reads again: boundary readings and lagging points."""
+        return self.config.features.max_gap + self.incremental.max_wait + _HOUR
+
+    # --- a pass -----------------------------------------------------------------------------
+
+    async def _raw_policy(self, client: InfluxQLClient) -> str | None:
+        """Where the pipeline writes raw readings: the ``raw`` retention policy when ``econome influx setup`` made it."""
+        if self.influx.raw_retention_policy:
+            return self.influx.raw_retention_policy
+        if self.influx.api != "v1":
+            return None
+        series = await client.query(f"SHOW RETENTION POLICIES ON {influxql_ident(self.influx.database)}")
+        names = {str(row[0]) for s in series for row in s.get("values", [])}
+        return RAW_RP if RAW_RP in names else None
+
+    async def run_pass(self, now: datetime) -> PassReport:
+        """Read, detect, write, queue, save, flush (see the module docstring).
+
+        Args:
+            now: the current time (the injected clock's).
+
+        Returns:
+            What the pass did.
+
+        Raises:
+            SinkError: InfluxDB is unreachable or refused a query or a write; the saved state has not moved.
+            TelemetryError: another failure of the pass; the saved state has not moved.
+        """
+        state = self._state if self._state is not None else self._load_state(now)
+        self._state = None  # until this pass has saved it: a failure below reloads the saved one
+        first_start = state.last_hour is None
+        until = _floor_hour(now)
+        since = _floor_hour(now - self.live.bootstrap) if state.last_hour is None else state.last_hour - self._margin()
+        client = InfluxQLClient(self.influx)
+        try:
+            policy = await self._raw_policy(client)
+            readings = await read_readings(client, self.inventory, since, now, chunk=self.live.read_chunk,
+                                           retention_policy=policy)
+        except SinkError as exc:
+            # A first start before the pipeline has created the database: nothing to read yet, not a failure.
+            if "database not found" not in str(exc):
+                raise
+            logger.debug("no readings yet: %s", exc)
+            readings = {}
+        finally:
+            await client.close()
+        count = sum(s.times_s.size for s in readings.values())
+        expected: list[ExpectedSeries] = []
+        result = await asyncio.to_thread(
+            advance, self.inventory, readings, state, until, config=self.config, incremental=self.incremental,
+            on_expected=expected.append,
+        )
+        points = 0
+        if result.events or expected:
+            points = await self._write(result.events, expected)
+        # A first start notifies what is still open, not the history's resolved alerts (written to InfluxDB above).
+        notified = [e for e in result.events if not (first_start and e.state is AlertState.RESOLVED)]
+        if notified:
+            self.notifier.queue(notified, now)
+        state.save(self.state_path)
+        self._state = state
+        await self.notifier.flush(now)
+        return PassReport(since=since, until=until, readings=count, hours=result.hours, events=result.events,
+                          notified=notified, expected_points=points, last_hour=state.last_hour)
+
+    async def _write(self, events: list[AnomalyEvent], expected: list[ExpectedSeries]) -> int:
+        writer = make_writer(self.influx)
+        try:
+            await write_events(writer, events, self.live.language)
+            return await write_expected(writer, expected, batch_size=self.influx.batch_size)
+        finally:
+            await writer.close()
+
+    async def tick(self, now: datetime) -> PassReport | None:
+        """One pass that never raises (but for cancellation): a failure is logged and retried next time.
+
+        The first failure is logged as an ERROR naming the server, repeats at DEBUG, the recovery at INFO.
+        """
+        started = time.monotonic()
+        report: PassReport | None = None
+        try:
+            report = await self.run_pass(now)
+        except TelemetryError as exc:
+            self._failed(exc)
+        except (OSError, ValueError, RuntimeError) as exc:
+            # A notifier's or a disk's failure: the service goes on collecting, the pass is replayed.
+            self._failed(exc)
+        else:
+            if self.failures:
+                logger.info("live detection works again after %d failed passes", self.failures)
+            self.failures = 0
+            opened = sum(e.state is AlertState.OPEN for e in report.events)
+            resolved = sum(e.state is AlertState.RESOLVED for e in report.events)
+            logger.info(
+                "live detection pass at %s: %d readings read, %d hours processed (up to %s), %d events "
+                "(%d opened, %d resolved), %d notified, %d expected points written, in %.1f s",
+                now.isoformat(), report.readings, report.hours,
+                report.last_hour.isoformat() if report.last_hour else "none", len(report.events), opened, resolved,
+                len(report.notified), report.expected_points, time.monotonic() - started,
+            )
+        if self.on_pass is not None:
+            self.on_pass(report)
+        return report
+
+    def _failed(self, exc: Exception) -> None:
+        self.failures += 1
+        if self.failures == 1:
+            logger.error("live detection pass failed, retried at the next one (state kept at its last save): %s", exc)
+        else:
+            logger.debug("live detection pass failed again (%d in a row): %s", self.failures, exc)
+
+    async def serve(self, clock: Clock) -> None:
+        """Run a pass now (catching up after downtime), then one every ``every`` at ``delay`` past; until cancelled.
+
+        Args:
+            clock: the clock passes are timed by (``ScaledClock`` in the demo and tests).
+        """
+        logger.info("live detection: a pass every %s at %s past, state %s", self.live.every, self.live.delay,
+                    self.state_path)
+        self.state_path.parent.mkdir(parents=True, exist_ok=True)
+        await self.tick(clock.now())
+        while True:
+            now = clock.now()
+            await clock.sleep(next_run(now, self.live) - now)
+            await self.tick(clock.now())

@@ -1,0 +1,303 @@
+"""Live detection (:mod:`anomalies.live`) on a real InfluxDB 1.6.7: reader, passes, crash replay, catch-up, ``econome run``.
+
+Ten simulated January days of the demo town hall alone (family A), with a
+water leak from Thursday 18:00 to Saturday noon (local), are written to
+InfluxDB as the pipeline writes them (:class:`streams.influx.LineEncoder`,
+raw readings). Detection then runs live on them: a pass at a time ``now``
+reads only what InfluxDB holds before ``now``.
+
+VictoriaMetrics (the v2 write target of other tests) does not answer InfluxQL
+``SELECT`` (its ``/query`` only lists databases), so the reader is tested on
+InfluxDB 1.6.7 only; on 2.x it goes through the same ``/query`` with DBRP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import yaml
+
+from anomalies.detect import DetectConfig
+from anomalies.events import AlertState, AnomalyEvent
+from anomalies.expected import ExpectedConfig
+from anomalies.features import PointSeries
+from anomalies.incremental import DetectorState
+from anomalies.live import LiveConfig, LiveDetector, read_readings
+from econome.localservers import free_port
+from inventory import Inventory, load_inventory
+from simulator.faults import Fault, FaultKind
+from simulator.physics import generate_history
+from streams.errors import SinkError
+from streams.influx import InfluxConfig, InfluxQLClient, InfluxV1Writer, LineEncoder
+from streams.record import Reading
+
+ROOT = Path(__file__).resolve().parents[2]
+START = datetime(2026, 1, 5, tzinfo=UTC)
+END = START + timedelta(days=10)
+# Rules, and an expected model that fits after 4 days (the default waits 14): expected values get written.
+CONFIG = DetectConfig(model_events=False, expected=ExpectedConfig(
+    min_history=timedelta(days=4), refit_every=timedelta(days=1), min_days=3, min_days_per_type=1))
+LIVE = LiveConfig(bootstrap=timedelta(days=5))
+
+
+@pytest.fixture(scope="module")
+def town_hall(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Inventory]:
+    folder = tmp_path_factory.mktemp("live")
+    data = yaml.safe_load((ROOT / "examples" / "commune.yaml").read_text(encoding="utf-8"))
+    data["sites"] = [data["sites"][0]]
+    data["sites"][0]["buildings"] = [b for b in data["sites"][0]["buildings"] if b["id"] == "mairie"]
+    path = folder / "mairie.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return path, load_inventory(path)
+
+
+@pytest.fixture(scope="module")
+def readings(town_hall: tuple[Path, Inventory]) -> dict[str, PointSeries]:
+    inv = town_hall[1]
+    tz = inv.organisation.tz
+    leak = Fault(kind=FaultKind.WATER_LEAK, building="mairie", start=datetime(2026, 1, 8, 18, tzinfo=tz),
+                 end=datetime(2026, 1, 10, 12, tzinfo=tz), params={"flow_m3_per_h": 0.1})
+    history = generate_history(inv, START, END, timedelta(minutes=15), seed=11, faults=[leak])
+    seconds = history.times.astype("datetime64[ms]").astype(np.int64) / 1000.0
+    return {pid: PointSeries(seconds[np.isfinite(col)], col[np.isfinite(col)])
+            for pid, col in zip(history.point_ids, history.values.T, strict=True)}
+
+
+async def _fill(inv: Inventory, readings: dict[str, PointSeries], config: InfluxConfig) -> None:
+    """Write the readings as the pipeline does: line protocol of the LineEncoder, raw."""
+    encoder = LineEncoder(inv)
+    units = {p.id: p.unit for _, p in inv.points()}
+    lines = [
+        encoder.encode(Reading(pid, datetime.fromtimestamp(t, UTC), v, units[pid]))
+        for pid, s in readings.items() for t, v in zip(s.times_s.tolist(), s.values.tolist(), strict=True)
+    ]
+    writer = InfluxV1Writer(config)
+    try:
+        await writer.ensure_database()
+        for i in range(0, len(lines), 5000):
+            await writer.write(lines[i:i + 5000], raw=True)
+    finally:
+        await writer.close()
+
+
+def _rows(config: InfluxConfig, statement: str) -> list[list[Any]]:
+    response = httpx.get(f"{config.url}/query", params={"db": config.database, "q": statement, "epoch": "ms"}, timeout=30)
+    response.raise_for_status()
+    result = response.json()["results"][0]
+    assert "error" not in result, result
+    return [row for series in result.get("series", []) for row in series["values"]]
+
+
+class RecordingNotifier:
+    """A notifier that records what it is handed; it can fail once after recording (a crash after ``queue``)."""
+
+    def __init__(self) -> None:
+        self.queued: list[list[AnomalyEvent]] = []
+        self.flushed: list[datetime] = []
+        self.fail_next_queue = False
+
+    def queue(self, events: Sequence[AnomalyEvent], now: datetime) -> None:
+        self.queued.append(list(events))
+        if self.fail_next_queue:
+            self.fail_next_queue = False
+            msg = "outbox: disk full"
+            raise SinkError(msg)
+
+    async def flush(self, now: datetime) -> int:
+        self.flushed.append(now)
+        return 0
+
+
+def _ids(events: Sequence[AnomalyEvent]) -> list[tuple[str, str, str, str, datetime, AlertState]]:
+    return [(*e.key, e.start, e.state) for e in events]
+
+
+def _at(day: int, hour: int, minute: int = 5) -> datetime:
+    return datetime(2026, 1, day, hour, minute, tzinfo=UTC)
+
+
+async def test_reader_round_trips_what_the_pipeline_writes(
+    influxdb_server: Any, unique_name: str, town_hall: tuple[Path, Inventory], readings: dict[str, PointSeries]
+) -> None:
+    """Readings written with the project's encoder and writer come back identical, chunk boundaries included."""
+    config = InfluxConfig(url=influxdb_server.url, database=unique_name)
+    inv = town_hall[1]
+    await _fill(inv, readings, config)
+    client = InfluxQLClient(config)
+    try:
+        # A chunk that does not divide the range: readings at chunk edges are read once.
+        back = await read_readings(client, inv, START, END, chunk=timedelta(hours=7, minutes=30))
+        part = await read_readings(client, inv, START + timedelta(days=2), START + timedelta(days=3))
+    finally:
+        await client.close()
+    assert set(back) == set(readings)
+    for pid, series in readings.items():
+        np.testing.assert_array_equal(back[pid].times_s, series.times_s, err_msg=pid)
+        np.testing.assert_array_equal(back[pid].values, series.values, err_msg=pid)
+    day = (START + timedelta(days=2)).timestamp(), (START + timedelta(days=3)).timestamp()
+    for pid, series in readings.items():
+        inside = (series.times_s >= day[0]) & (series.times_s < day[1])
+        np.testing.assert_array_equal(part[pid].times_s, series.times_s[inside], err_msg=pid)
+
+
+async def test_passes_open_one_alert_replay_after_a_crash_and_catch_up_a_resolution(
+    influxdb_server: Any, unique_name: str, town_hall: tuple[Path, Inventory], readings: dict[str, PointSeries],
+    tmp_path: Path,
+) -> None:
+    config = InfluxConfig(url=influxdb_server.url, database=unique_name)
+    inv = town_hall[1]
+    await _fill(inv, readings, config)
+    state_path = tmp_path / "detect" / "state.npz"
+    state_path.parent.mkdir()
+    notifier = RecordingNotifier()
+    detector = LiveDetector(inv, config, state_path, notifier, config=CONFIG, live=LIVE)
+
+    # 1. First start on Friday 03:05: the leak (since Friday 00:00 UTC) opens, once, and reaches InfluxDB.
+    first = await detector.tick(_at(9, 3))
+    assert first is not None
+    assert first.since == _at(4, 3, 0)
+    assert first.last_hour == _at(9, 3, 0)
+    assert [(e.kind, e.building, e.state) for e in first.events] == [("water_leak", "mairie", AlertState.OPEN)]
+    assert _ids(notifier.queued[0]) == _ids(first.events)
+    assert len(notifier.queued) == 1
+    assert notifier.flushed == [_at(9, 3)]
+    stored = _rows(config, 'SELECT "state", "kind" FROM "anomaly"')
+    assert [(r[0], r[1], r[2]) for r in stored] == [(int(first.events[0].start.timestamp() * 1000), "open", "water_leak")]
+    assert first.expected_points > 0
+    assert len(_rows(config, 'SELECT "expected" FROM "expected"')) == first.expected_points
+    assert DetectorState.load(state_path).last_hour == _at(9, 3, 0)
+
+    # 2. Again within the same hour: no new hour, nothing changes, nothing queued.
+    second = await detector.tick(_at(9, 3, 45))
+    assert second is not None
+    assert (second.hours, second.events, second.notified) == (0, [], [])
+    assert len(notifier.queued) == 1
+    assert len(_rows(config, 'SELECT "state" FROM "anomaly"')) == 1
+
+    # 3. A crash after queue, before the state is saved: the pass fails, the saved state has not moved...
+    notifier.fail_next_queue = True
+    assert await detector.tick(_at(10, 2)) is None
+    assert DetectorState.load(state_path).last_hour == _at(9, 3, 0)
+    crashed = notifier.queued[-1]
+    assert crashed, "the leak is ongoing: the crashed pass queued it"
+    # ... so the replay hands the notifier the very same events again: its queue must be idempotent.
+    replay = await detector.tick(_at(10, 2))
+    assert replay is not None
+    assert _ids(notifier.queued[-1]) == _ids(crashed)
+    assert all(e.state is AlertState.ONGOING for e in crashed)
+    assert DetectorState.load(state_path).last_hour == _at(10, 2, 0)
+
+    # 4. Down from Saturday 02:05 to Wednesday 00:05 (a new process): every missed hour once, the resolution reported.
+    later = RecordingNotifier()
+    restarted = LiveDetector(inv, config, state_path, later, config=CONFIG, live=LIVE)
+    caught = await restarted.tick(_at(14, 0))
+    assert caught is not None
+    assert caught.hours == (_at(14, 0, 0) - _at(10, 2, 0)) // timedelta(hours=1)
+    leak = [e for e in caught.events if e.kind == "water_leak"]
+    assert [(e.start, e.state) for e in leak] == [(first.events[0].start, AlertState.RESOLVED)]
+    assert not [e for e in caught.events if e.state is AlertState.OPEN], "an alert opened before is not new"
+    assert _ids(later.queued[0]) == _ids(caught.events)
+    stored = _rows(config, 'SELECT "state" FROM "anomaly"')
+    assert [r[1] for r in stored] == ["resolved"]
+
+
+async def test_a_first_start_notifies_only_what_is_still_open(
+    influxdb_server: Any, unique_name: str, town_hall: tuple[Path, Inventory], readings: dict[str, PointSeries],
+    tmp_path: Path,
+) -> None:
+    """The bootstrap history's resolved alerts reach InfluxDB (Grafana), not the advisors' inboxes."""
+    config = InfluxConfig(url=influxdb_server.url, database=unique_name)
+    inv = town_hall[1]
+    await _fill(inv, readings, config)
+    notifier = RecordingNotifier()
+    detector = LiveDetector(inv, config, tmp_path / "state.npz", notifier, config=CONFIG,
+                            live=LiveConfig(bootstrap=timedelta(days=9)))
+    report = await detector.tick(_at(14, 0))
+    assert report is not None
+    assert [(e.kind, e.state) for e in report.events] == [("water_leak", AlertState.RESOLVED)]
+    assert report.notified == []
+    assert notifier.queued == []
+    assert [r[1] for r in _rows(config, 'SELECT "state" FROM "anomaly"')] == ["resolved"]
+
+
+async def test_influxdb_down_fails_the_pass_naming_it_and_the_next_one_catches_up(
+    influxdb_server: Any, unique_name: str, town_hall: tuple[Path, Inventory], readings: dict[str, PointSeries],
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    inv = town_hall[1]
+    state_path = tmp_path / "state.npz"
+    down = InfluxConfig(url=f"http://127.0.0.1:{free_port()}", database=unique_name)
+    notifier = RecordingNotifier()
+    with caplog.at_level(logging.ERROR, logger="anomalies.live"):
+        assert await LiveDetector(inv, down, state_path, notifier, config=CONFIG, live=LIVE).tick(_at(9, 12)) is None
+    assert down.url in caplog.text
+    assert not state_path.exists()
+    assert notifier.queued == []
+    up = InfluxConfig(url=influxdb_server.url, database=unique_name)
+    await _fill(inv, readings, up)
+    report = await LiveDetector(inv, up, state_path, notifier, config=CONFIG, live=LIVE).tick(_at(9, 12))
+    assert report is not None
+    assert [(e.kind, e.state) for e in report.events] == [("water_leak", AlertState.ONGOING)]  # opened at 03:00
+    assert _ids(notifier.queued[0]) == _ids(report.events)
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ECONOME_")}
+    return {**env, **extra}
+
+
+async def test_econome_run_starts_live_detection_and_logs_its_first_pass(
+    influxdb_server: Any, mqtt_server: Any, unique_name: str, town_hall: tuple[Path, Inventory],
+    readings: dict[str, PointSeries], tmp_path: Path,
+) -> None:
+    """``econome run`` on a scaled clock: its first pass catches up on what InfluxDB holds, writes, saves its state."""
+    path, inv = town_hall
+    config = InfluxConfig(url=influxdb_server.url, database=unique_name)
+    await _fill(inv, readings, config)
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    for gw in data["modbus_gateways"]:
+        gw.update(port=free_port(), timeout="500ms")  # no device answers: collection logs it and goes on
+    data["mqtt_brokers"][0].update(port=mqtt_server.port, client_id=f"{unique_name}-run")
+    local = tmp_path / "mairie.yaml"
+    local.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    env = _env(ECONOME_INFLUX_URL=influxdb_server.url, ECONOME_INFLUX_DATABASE=unique_name,
+               ECONOME_DATA_DIR=str(tmp_path / "var"), ECONOME_DETECT_BOOTSTRAP="5d", ECONOME_LOG_LEVEL="INFO")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "econome.cli", "run", str(local), "--speed", "10", "--start", _at(9, 3).isoformat()],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    seen: list[str] = []
+    try:
+        assert process.stdout is not None
+        loop = asyncio.get_running_loop()
+        line = ""
+        while "live detection pass" not in line:
+            line = await asyncio.wait_for(loop.run_in_executor(None, process.stdout.readline), timeout=120)
+            assert line, "econome run ended before its first detection pass:\n" + "".join(seen[-40:])
+            seen.append(line)
+        process.send_signal(signal.SIGTERM)
+        rest, _ = await loop.run_in_executor(None, process.communicate)
+        seen.append(rest)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+    out = "".join(seen)
+    assert process.returncode == 0, out[-3000:]
+    assert "1 opened" in line, line
+    assert "hours processed (up to 2026-01-09T03:00:00+00:00)" in line, line
+    assert DetectorState.load(tmp_path / "var" / "detect" / "state.npz").last_hour == _at(9, 3, 0)
+    assert [r[1] for r in _rows(config, 'SELECT "state" FROM "anomaly"')] == ["open"]
+
