@@ -410,17 +410,18 @@ class MailOutbox:
 
     Args:
         path: the SQLite file, normally :func:`alerts_path` of ``ECONOME_DATA_DIR``.
-        email_config: the inventory's ``email:`` section.
+        email_config: the inventory's ``email:`` section; ``None`` keeps the alert register (``econome alerts``,
+            ``econome status``) without sending any mail.
         inventory: gives each building's advisors and the organisation's timezone.
         clock: the time of operator actions made through this object.
     """
 
-    def __init__(self, path: Path, email_config: EmailSettings, inventory: Inventory, clock: Clock) -> None:
-        self.config = EmailConfig.of(email_config)
+    def __init__(self, path: Path, email_config: EmailSettings | None, inventory: Inventory, clock: Clock) -> None:
+        self.config = None if email_config is None else EmailConfig.of(email_config)
         self.inventory = inventory
         self.clock = clock
         self.register = AlertRegister(path)
-        self.alerter = EmailAlerter(self.config, inventory)
+        self.alerter = None if self.config is None else EmailAlerter(self.config, inventory)
         self._server_down = False
 
     def queue(self, events: Sequence[AnomalyEvent], now: datetime) -> None:
@@ -455,6 +456,8 @@ class MailOutbox:
                             " resolved_at = COALESCE(resolved_at, ?) WHERE id = ?",
                             (event.state.value, record, stamp, resolved_at, alert_id),
                         )
+                if self.config is None or self.alerter is None:
+                    continue  # no email: section: the register alone (econome alerts, econome status)
                 mails = ["opened"] if first_time else []
                 if event.state is AlertState.RESOLVED and self.config.send_resolved:
                     mails.append("resolved")
@@ -480,6 +483,8 @@ class MailOutbox:
         return await asyncio.to_thread(self._flush, now)
 
     def _flush(self, now: datetime) -> int:
+        if self.config is None or self.alerter is None:
+            return 0
         mutes = self.register.mutes(now)
         pending = self._pending(now, mutes)
         digests = self._digests_due(now, mutes)
@@ -548,6 +553,8 @@ class MailOutbox:
 
     def _digests_due(self, now: datetime, mutes: list[Mute]) -> list[tuple[str, str, Digest]]:
         """(recipient, local date, digest) of each recipient whose digest of today is due and not sent."""
+        if self.config is None or self.alerter is None:
+            return []
         local = now.astimezone(self.inventory.organisation.tz)
         if local.hour < self.config.digest_hour:
             return []

@@ -283,7 +283,7 @@ def _start_detection(inv: Inventory, settings: EconomeSettings, clock: Clock) ->
 
     async def detection() -> None:
         # Built in a worker thread: importing scikit-learn takes seconds, which would hold collection back.
-        detector = await asyncio.to_thread(build_live_detector, inv, settings)
+        detector = await asyncio.to_thread(build_live_detector, inv, settings, clock)
         await detector.serve(clock)
 
     return asyncio.create_task(detection(), name="live-detection")

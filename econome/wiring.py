@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -16,6 +17,8 @@ from streams.metrics import Sensor
 if TYPE_CHECKING:
     from anomalies.live import EventNotifier, LiveDetector
     from econome.settings import EconomeSettings
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["build_collectors", "build_live_detector", "close_buses", "with_endpoints"]
 
@@ -73,20 +76,33 @@ def with_endpoints(
 
 
 def build_live_detector(
-    inventory: Inventory, settings: EconomeSettings, notifier: EventNotifier | None = None
+    inventory: Inventory, settings: EconomeSettings, clock: Clock, notifier: EventNotifier | None = None
 ) -> LiveDetector:
     """The live detection of ``econome run``: the settings' InfluxDB, ``ECONOME_DETECT_*``, the state in ``data_dir``.
 
     Detection settings are :class:`~anomalies.detect.DetectConfig`'s defaults, as ``econome detect``'s.
+    Alerts go to the alert register of ``data_dir`` (``econome alerts``, ``econome status``) and, when the
+    inventory has an ``email:`` section, by e-mail to each building's advisors.
 
     Args:
         inventory: the portfolio.
         settings: the process settings.
-        notifier: what alerts are handed to (the e-mail outbox); one that only logs when None.
+        clock: the service's clock (operator actions, digests).
+        notifier: what alerts are handed to; the register and e-mail outbox of ``data_dir`` when None.
     """
     # Imported here: scikit-learn costs a second at start-up, and only detection needs it.
     from anomalies.detect import DetectConfig
     from anomalies.live import LiveConfig, LiveDetector
+    from anomalies.notify import MailOutbox, alerts_path
 
+    if notifier is None:
+        path = alerts_path(settings.data_dir)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        notifier = MailOutbox(path, inventory.email, inventory, clock)
+        if inventory.email is None:
+            logger.warning(
+                "the inventory has no email: section: alerts are registered (econome alerts list) and written "
+                "to InfluxDB, but no mail is sent (see docs/alerts.md)"
+            )
     live = LiveConfig(every=settings.detect_every, delay=settings.detect_delay, bootstrap=settings.detect_bootstrap)
     return LiveDetector(inventory, settings.influx(), settings.detect_state_path, notifier, config=DetectConfig(), live=live)
