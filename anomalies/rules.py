@@ -1471,6 +1471,14 @@ class StaleCounterRule:
     only when it stands still through hours it always moves in. The hour
     after the run (the catch-up jump) is flagged too, so other rules skip it.
 
+    The catch-up is evidence of its own: a counter still for at least three
+    hours whose next hour counts more than 1.5 times its largest hour before
+    the run (two weeks of past at least; no meter draws more than its
+    installed power) was stuck, and the jump is what it should have counted
+    meanwhile. That hour is flagged, the event dating from the run's start,
+    whatever the surprise (a gas counter stuck over a weekend closure, when
+    heating is not expected to run).
+
     A counter serving heating (:func:`_serves_heating`) is expected to stand
     still whenever heat demand is not clear (:func:`_heat_demand`): the
     balance point is ``heating_off_above_c`` at the occupied setpoint, lower
@@ -1569,6 +1577,8 @@ class StaleCounterRule:
         state = np.where(known, 0.0, np.nan)
         origin = np.full(n, -1, dtype=np.int64)
         is_open = open_frac > 0.0
+        # The most the counter ever counted in one hour before each hour (its installed power, in practice).
+        peak = _running_peak(cons, known)
         h = 0
         while h < n:
             if not still[h]:
@@ -1598,7 +1608,33 @@ class StaleCounterRule:
                 if h < n:
                     state[h] = 1.0  # the catch-up jump
                     origin[h] = start
+            elif h < n and h - start >= _CATCH_UP_MIN_RUN_H and still[h - 1] and known[h] and (
+                cons[h] > _CATCH_UP_FACTOR * peak[start]
+            ):
+                # No hour draws more than the installed power: a jump far above any hour of the counter's past,
+                # right after it stood still, is what it should have counted meanwhile. The index was stuck
+                # (a frozen register, a gateway repeating its last value), whatever the heat demand said.
+                state[h] = 1.0
+                origin[start : h + 1] = start
+                peak = _running_peak(cons, known & (state != 1.0))
         return _quality(self.name, EventKind.STALE_COUNTER, building, point, state, origin)
+
+
+_CATCH_UP_FACTOR = 1.5
+"""A first hour after a still run counting this many times the counter's largest hour before the run is a catch-up."""
+_CATCH_UP_MIN_RUN_H = 3
+"""Still hours before a catch-up jump that make a stuck index (a shorter pause is a burner cycling, a meter's step)."""
+_CATCH_UP_HISTORY_H = 14 * 24
+"""Known hours of a counter's past before its largest hour stands for its installed power."""
+
+
+def _running_peak(cons: FloatArray, known: BoolArray) -> FloatArray:
+    """Per hour, the largest consumption of the known hours strictly before it; ``inf`` with a short past."""
+    values = np.where(known, cons, -np.inf)
+    before = np.concatenate([[-np.inf], np.maximum.accumulate(values)[:-1]]) if values.size else values
+    seen = np.concatenate([[0], np.cumsum(known)[:-1]]) if values.size else np.zeros(0)
+    result: FloatArray = np.where(seen >= _CATCH_UP_HISTORY_H, before, np.inf)
+    return result
 
 
 class UnoccupiedConsumptionRule:
