@@ -779,6 +779,7 @@ class NightBaseloadRule:
         fast = np.full(days.size, np.nan)  # against the last weeks: a jump
         predicted = np.full(days.size, np.nan)
         flagged = np.zeros(days.size, dtype=np.bool_)
+        slopes = np.zeros(days.size)
         for i, day in enumerate(days.tolist()):
             if not np.isfinite(night_e[i]) or excluded[i]:
                 continue
@@ -789,6 +790,7 @@ class NightBaseloadRule:
             # reference month without heating cannot give it); the base is the reference's.
             history = (days < day - near) & np.isfinite(night_e) & ~flagged & ~excluded
             slope = _slope(night_h[history], night_e[history])
+            slopes[i] = slope
             predicted[i] = float(np.median(night_e[ref] - slope * night_h[ref])) + slope * night_h[i]
             ratio[i] = night_e[i] / predicted[i] if predicted[i] > 0 else np.nan
             fast[i] = ratio[i]
@@ -803,29 +805,124 @@ class NightBaseloadRule:
                     predicted[i] = envelope + slope * night_h[i]
                     ratio[i] = night_e[i] / predicted[i] if predicted[i] > 0 else np.nan
                     flagged[i] = True
-        state = _nan(n)
-        expected = _nan(n)
-        increase = _nan(n)
-        excess = np.zeros(n)
+        step = _night_steps(days, night_e, night_h, slopes, predicted, flagged, excluded, config.baseload_increase)
         night_idx = np.flatnonzero(night)
         of_night = np.searchsorted(days, hours.local_day[night_idx])
         known = np.isfinite(ratio[of_night])
         h_known, i_known = night_idx[known], of_night[known]
-        state[h_known] = flagged[i_known].astype(np.float64)
-        expected[h_known] = predicted[i_known]
-        increase[h_known] = 100.0 * (ratio[i_known] - 1.0)
         in_days = np.isin(hours.local_day, days)
         of_day = np.clip(np.searchsorted(days, hours.local_day), 0, days.size - 1)
-        hit = in_days & flagged[of_day]
-        excess[hit] = np.maximum(0.0, night_e[of_day[hit]] - predicted[of_day[hit]])
-        return [
-            Finding(
-                qualified_name=_PREFIX + "baseload_creep", kind=EventKind.BASELOAD_CREEP, building=hours.building.id,
-                usage=Usage.GENERAL, state=state, observed=np.where(night, elec.values, np.nan), expected=expected,
-                excess=excess, unit=elec.unit, energy=elec.energy, facts={"increase_pct": increase},
-                min_duration=timedelta(hours=3), clear_after=timedelta(hours=48),
+        findings: list[Finding] = []
+        # A step of the base load from one night to the next is something switched on and left on (lights,
+        # equipment): its own name and advice. A rise with no single step is a creep.
+        for name, kind, mine in (
+            ("baseload_creep", EventKind.BASELOAD_CREEP, flagged & ~step),
+            ("night_load_step", EventKind.LIGHTING_UNOCCUPIED, flagged & step),
+        ):
+            state = _nan(n)
+            expected = _nan(n)
+            increase = _nan(n)
+            excess = np.zeros(n)
+            state[h_known] = mine[i_known].astype(np.float64)
+            expected[h_known] = predicted[i_known]
+            increase[h_known] = 100.0 * (ratio[i_known] - 1.0)
+            hit = in_days & mine[of_day]
+            excess[hit] = np.maximum(0.0, night_e[of_day[hit]] - predicted[of_day[hit]])
+            findings.append(
+                Finding(
+                    qualified_name=_PREFIX + name, kind=kind, building=hours.building.id,
+                    usage=Usage.GENERAL, state=state, observed=np.where(night, elec.values, np.nan), expected=expected,
+                    excess=excess, unit=elec.unit, energy=elec.energy, facts={"increase_pct": increase},
+                    min_duration=timedelta(hours=3), clear_after=timedelta(hours=48),
+                )
             )
-        ]
+        return findings
+
+
+_STEP_WEEK = 7
+"""Nights on each side of a candidate step whose base loads are compared (a week: every day of use once)."""
+_STEP_MIN_NIGHTS = 3
+"""Known nights needed in a week before a candidate step for its base to be known."""
+_STEP_SHARE = 0.5
+"""Share of a rise above the reference that must have happened in one step for the rise to be that step."""
+_STEP_RESUME_DAYS = 35
+"""A flagged episode within this many days (the reference's far end) of the last one, that cannot be judged, keeps
+its name: one rise, split by nights that could not be judged (heating nights on a main meter)."""
+_STEP_NOISE = 4.0
+"""A step stands out of the night-to-night scatter by this many standard deviations of the jump."""
+_MEDIAN_VARIANCE = math.pi / 2.0
+"""Variance of the median of ``k`` normal values, in units of ``sigma ** 2 / k``."""
+
+
+def _night_steps(
+    days: IntArray, night_e: FloatArray, night_h: FloatArray, slopes: FloatArray, predicted: FloatArray,
+    flagged: BoolArray, excluded: BoolArray, increase: float,
+) -> BoolArray:
+    """Per night, whether its flagged episode is a step of the base load (something left on), not a creep.
+
+    Decided at the episode's first flagged night ``i`` from the nights up to
+    it, and kept for the episode (flagged nights at most two days apart).
+    For each candidate break ``b`` in the week up to ``i``, the base (night
+    load less the heating pumps' share) of the nights from ``b`` to ``i`` is
+    compared with the week before ``b`` (the jump) and that week with the
+    week before it (the pace the base was already moving at). A step is a
+    jump that carries at least half of the rise above the reference the
+    night was flagged against, and more than twice the week-on-week pace
+    before it: a creep rises as much every week, so no single break holds
+    most of it. The jump must also be as large as a quick rise must be
+    (``increase``, ``baseload_increase``, of the base before it) and stand
+    out of the night-to-night scatter (four standard deviations of a
+    difference of medians, the best of seven breaks): the first weeks of a
+    creep, a few percent above a flat past, do not. Without two known
+    calm weeks before any break, an episode within ``_STEP_RESUME_DAYS`` of
+    the previous one keeps its name (one rise split by nights that could not
+    be judged); otherwise the rise is a creep.
+    """
+    step = np.zeros(days.size, dtype=np.bool_)
+    usable = np.isfinite(night_e) & np.isfinite(night_h) & ~excluded
+    last_flag = -(10**9)
+    current = False
+    for i in np.flatnonzero(flagged).tolist():
+        day = int(days[i])
+        if day - last_flag > 2:
+            verdict = _is_step(days, night_e - slopes[i] * night_h, usable, flagged, i,
+                               float(predicted[i] - slopes[i] * night_h[i]), increase)
+            if verdict is not None:
+                current = verdict
+            else:
+                # No two calm weeks before a break: the rise goes on from an episode of the last weeks (the
+                # nights between unknown or flagged) and keeps its name; without one it is a creep.
+                current = current and day - last_flag <= _STEP_RESUME_DAYS
+        step[i] = current
+        last_flag = day
+    return step
+
+
+def _is_step(
+    days: IntArray, base: FloatArray, usable: BoolArray, flagged: BoolArray, i: int, reference: float, least: float
+) -> bool | None:
+    """Whether the rise of night ``i`` above ``reference`` is a step (see :func:`_night_steps`); ``None``: unknown."""
+    day = int(days[i])
+    rise = float(base[i]) - reference
+    judged = False
+    for b in range(day - _STEP_WEEK + 1, day + 1):
+        after = usable & (days >= b) & (days <= day)
+        before = usable & ~flagged & (days >= b - _STEP_WEEK) & (days < b)
+        earlier = usable & ~flagged & (days >= b - 2 * _STEP_WEEK) & (days < b - _STEP_WEEK)
+        if not after.any() or before.sum() < _STEP_MIN_NIGHTS or earlier.sum() < _STEP_MIN_NIGHTS:
+            continue
+        judged = True
+        level = float(np.median(base[before]))
+        jump = float(np.median(base[after])) - level
+        pace = max(0.0, level - float(np.median(base[earlier])))
+        # The noise of the jump, a difference of two medians, from the night-to-night scatter before it.
+        calm = base[before | earlier]
+        sigma = 1.4826 * float(np.median(np.abs(np.diff(calm)))) / math.sqrt(2.0)
+        noise = sigma * math.sqrt(_MEDIAN_VARIANCE / int(after.sum()) + _MEDIAN_VARIANCE / int(before.sum()))
+        material = jump > least * level
+        if material and jump >= _STEP_SHARE * rise and jump > 2.0 * pace and jump > _STEP_NOISE * noise:
+            return True
+    return False if judged else None
 
 
 def _heating_in_service(
@@ -1374,6 +1471,14 @@ class StaleCounterRule:
     only when it stands still through hours it always moves in. The hour
     after the run (the catch-up jump) is flagged too, so other rules skip it.
 
+    The catch-up is evidence of its own: a counter still for at least three
+    hours whose next hour counts more than 1.5 times its largest hour before
+    the run (two weeks of past at least; no meter draws more than its
+    installed power) was stuck, and the jump is what it should have counted
+    meanwhile. That hour is flagged, the event dating from the run's start,
+    whatever the surprise (a gas counter stuck over a weekend closure, when
+    heating is not expected to run).
+
     A counter serving heating (:func:`_serves_heating`) is expected to stand
     still whenever heat demand is not clear (:func:`_heat_demand`): the
     balance point is ``heating_off_above_c`` at the occupied setpoint, lower
@@ -1472,6 +1577,8 @@ class StaleCounterRule:
         state = np.where(known, 0.0, np.nan)
         origin = np.full(n, -1, dtype=np.int64)
         is_open = open_frac > 0.0
+        # The most the counter ever counted in one hour before each hour (its installed power, in practice).
+        peak = _running_peak(cons, known)
         h = 0
         while h < n:
             if not still[h]:
@@ -1501,7 +1608,33 @@ class StaleCounterRule:
                 if h < n:
                     state[h] = 1.0  # the catch-up jump
                     origin[h] = start
+            elif h < n and h - start >= _CATCH_UP_MIN_RUN_H and still[h - 1] and known[h] and (
+                cons[h] > _CATCH_UP_FACTOR * peak[start]
+            ):
+                # No hour draws more than the installed power: a jump far above any hour of the counter's past,
+                # right after it stood still, is what it should have counted meanwhile. The index was stuck
+                # (a frozen register, a gateway repeating its last value), whatever the heat demand said.
+                state[h] = 1.0
+                origin[start : h + 1] = start
+                peak = _running_peak(cons, known & (state != 1.0))
         return _quality(self.name, EventKind.STALE_COUNTER, building, point, state, origin)
+
+
+_CATCH_UP_FACTOR = 1.5
+"""A first hour after a still run counting this many times the counter's largest hour before the run is a catch-up."""
+_CATCH_UP_MIN_RUN_H = 3
+"""Still hours before a catch-up jump that make a stuck index (a shorter pause is a burner cycling, a meter's step)."""
+_CATCH_UP_HISTORY_H = 14 * 24
+"""Known hours of a counter's past before its largest hour stands for its installed power."""
+
+
+def _running_peak(cons: FloatArray, known: BoolArray) -> FloatArray:
+    """Per hour, the largest consumption of the known hours strictly before it; ``inf`` with a short past."""
+    values = np.where(known, cons, -np.inf)
+    before = np.concatenate([[-np.inf], np.maximum.accumulate(values)[:-1]]) if values.size else values
+    seen = np.concatenate([[0], np.cumsum(known)[:-1]]) if values.size else np.zeros(0)
+    result: FloatArray = np.where(seen >= _CATCH_UP_HISTORY_H, before, np.inf)
+    return result
 
 
 class UnoccupiedConsumptionRule:
