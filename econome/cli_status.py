@@ -143,11 +143,12 @@ def _dead_letters(path: Path) -> tuple[str, dict[str, Any]]:
 
 
 def _detection(folder: Path, now: datetime, tz: ZoneInfo) -> tuple[list[str], list[dict[str, Any]]]:
-    from anomalies.incremental import DetectorState
-
     states = sorted(folder.glob("*.npz")) if folder.is_dir() else []
     if not states:
         return [f"detection      no state in {folder}: live detection has not run yet"], []
+    # Imported only when there is a state to read: it brings scikit-learn, seconds of start-up.
+    from anomalies.incremental import DetectorState
+
     lines: list[str] = []
     data: list[dict[str, Any]] = []
     for path in states:
