@@ -234,9 +234,15 @@ def status_command(
     inventory: Annotated[Path, typer.Argument(help="Inventory YAML file.")],
     building: Annotated[str | None, typer.Option("--building", help="Only this building, with its points.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object instead of text.")] = False,
-    min_completeness: Annotated[float, typer.Option(
-        "--min-completeness", min=0.0, max=1.0, help="24-hour completeness under which a building is a problem (exit 1).",
-    )] = 0.9,
+    min_completeness: Annotated[
+        float,
+        typer.Option(
+            "--min-completeness",
+            min=0.0,
+            max=1.0,
+            help="24-hour completeness under which a building is a problem (exit 1).",
+        ),
+    ] = 0.9,
 ) -> None:
     """Per building: last reading, completeness over 24 h and 7 days, stale points, open alerts; delivery log depth."""
     from anomalies.notify import alerts_path
@@ -321,4 +327,3 @@ def _with_alerts(status: BuildingStatus, per_building: dict[str, tuple[int, str]
         return status
     count, kind = per_building[status.id]
     return replace(status, open_alerts=count, worst_alert=kind)
-

@@ -327,4 +327,3 @@ async def read_point_counts(
             last=None if ms is None else datetime.fromtimestamp(ms / 1000, UTC),
         )
     return out
-

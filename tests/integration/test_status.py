@@ -116,15 +116,21 @@ def _status(data_dir: Path, url: str, database: str, *args: str) -> subprocess.C
     env.update(ECONOME_INFLUX_URL=url, ECONOME_INFLUX_DATABASE=database, ECONOME_DATA_DIR=str(data_dir))
     return subprocess.run(
         [sys.executable, "-m", "econome.cli", "status", *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
 def _queue_alerts(data_dir: Path, inv: Inventory, now: datetime) -> None:
     """Two open alerts of the gymnasium in the register, as the live service leaves them."""
     # No recipient: the register is what is tested, not the mails (a warning says so).
-    outbox = MailOutbox(alerts_path(data_dir), EmailConfig(host="127.0.0.1", security="none", sender="e@x.example"),
-                        inv, ManualClock(now))
+    outbox = MailOutbox(
+        alerts_path(data_dir), EmailConfig(host="127.0.0.1", security="none", sender="e@x.example"), inv, ManualClock(now)
+    )
     base = replace(_sample_event(), building="gymnase", building_name="Gymnase")
     leak = replace(base, kind="water_leak", usage="water", score=0.9, start=now - timedelta(hours=30))
     silent = replace(base, kind="missing_data", usage="water", score=0.4, point="gymnase-water", start=now - timedelta(hours=20))
@@ -133,7 +139,10 @@ def _queue_alerts(data_dir: Path, inv: Inventory, now: datetime) -> None:
 
 
 def test_status_names_the_silent_point_gives_completeness_and_exits_1(
-    influxdb_server: Endpoint, unique_name: str, inventory: tuple[Path, Inventory], tmp_path: Path,
+    influxdb_server: Endpoint,
+    unique_name: str,
+    inventory: tuple[Path, Inventory],
+    tmp_path: Path,
 ) -> None:
     path, inv = inventory
     now = datetime.now(UTC)
@@ -190,7 +199,10 @@ def test_status_names_the_silent_point_gives_completeness_and_exits_1(
 
 
 def test_status_exits_0_when_every_building_is_complete(
-    influxdb_server: Endpoint, unique_name: str, inventory: tuple[Path, Inventory], tmp_path: Path,
+    influxdb_server: Endpoint,
+    unique_name: str,
+    inventory: tuple[Path, Inventory],
+    tmp_path: Path,
 ) -> None:
     path, inv = inventory
     now = datetime.now(UTC)
@@ -201,7 +213,8 @@ def test_status_exits_0_when_every_building_is_complete(
     assert run.returncode == 0, run.stdout + run.stderr
     report: dict[str, Any] = json.loads(run.stdout)
     assert {b["id"]: (b["completeness_24h"], b["completeness_7d"], b["stale_points"]) for b in report["buildings"]} == {
-        "ecole": (1.0, 1.0, []), "gymnase": (1.0, 1.0, []),
+        "ecole": (1.0, 1.0, []),
+        "gymnase": (1.0, 1.0, []),
     }
     assert report["problems"] == {}
     assert report["alerts"] == {"path": str(alerts_path(tmp_path / "var")), "exists": False}
@@ -213,7 +226,10 @@ def test_status_exits_0_when_every_building_is_complete(
 
 
 def test_status_shows_the_delivery_log_depth_and_dead_letters(
-    influxdb_server: Endpoint, unique_name: str, inventory: tuple[Path, Inventory], tmp_path: Path,
+    influxdb_server: Endpoint,
+    unique_name: str,
+    inventory: tuple[Path, Inventory],
+    tmp_path: Path,
 ) -> None:
     path, inv = inventory
     now = datetime.now(UTC)
@@ -244,7 +260,8 @@ def _free_port() -> int:
 
 
 def test_status_exits_4_naming_an_unreachable_influxdb_and_still_prints_the_local_files(
-    inventory: tuple[Path, Inventory], tmp_path: Path,
+    inventory: tuple[Path, Inventory],
+    tmp_path: Path,
 ) -> None:
     path, inv = inventory
     now = datetime.now(UTC)
