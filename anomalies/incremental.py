@@ -199,6 +199,26 @@ class DetectorState:
                    "remove it (or use --reset-state) to start afresh")
             raise DecodeError(msg) from exc
 
+    @staticmethod
+    def peek_last_hour(path: Path) -> datetime | None:
+        """The ``last_hour`` of a state file, read without loading its readings (``econome status``).
+
+        Raises:
+            DecodeError: the file is not a readable state file of a known format version.
+        """
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                meta = json.loads(str(data["meta"]))
+        except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
+            msg = f"{path}: not a readable detection state ({type(exc).__name__}: {exc})"
+            raise DecodeError(msg) from exc
+        if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
+            version = meta.get("format_version") if isinstance(meta, dict) else None
+            msg = f"{path}: unknown detection state format_version {version!r} (this version reads {FORMAT_VERSION})"
+            raise DecodeError(msg)
+        last = meta.get("last_hour")
+        return None if last is None else _dt(last)
+
     @classmethod
     def _load_v1(cls, meta: dict[str, Any], data: Any) -> DetectorState:
         readings = {

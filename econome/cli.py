@@ -29,6 +29,7 @@ from econome.cli_alerts import register as register_alerts
 from econome.cli_dashboards import register as register_dashboards
 from econome.cli_detect import register as register_detect
 from econome.cli_mv import register as register_mv
+from econome.cli_status import register as register_status
 from econome.settings import EconomeSettings, load_settings
 from econome.wiring import build_collectors, build_live_detector, close_buses, with_endpoints
 from inventory import Inventory
@@ -74,6 +75,7 @@ register_mv(app)
 register_dashboards(app)
 register_detect(app)
 register_alerts(app)
+register_status(app)
 
 
 def _setup_logging(level: str, settings: EconomeSettings | None = None) -> RedactingFilter:

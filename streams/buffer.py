@@ -28,6 +28,11 @@ power cut may lose the last transactions (set ``synchronous="FULL"`` for that).
 >>> log.append([Reading("p", datetime(2026, 1, 5, tzinfo=UTC), 1.5, "kWh")])
 >>> log.depth()
 1
+>>> DeliveryLog.inspect(log.path).rows
+1
+
+:meth:`DeliveryLog.inspect` reads a log read-only (``econome status`` looks at
+the log of a running service without taking a write lock).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ import json
 import logging
 import sqlite3
 import threading
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,7 +50,7 @@ from typing import Any
 from streams.errors import SinkError
 from streams.record import Quality, Reading
 
-__all__ = ["BufferFull", "DeliveryLog", "SinkBatch"]
+__all__ = ["BufferFull", "DeliveryLog", "LogDepth", "SinkBatch"]
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +100,26 @@ class SinkBatch:
         return self.lines[-1][0] if self.lines else None
 
 
+@dataclass(frozen=True, slots=True)
+class LogDepth:
+    """What waits in a delivery log for InfluxDB, read by :meth:`DeliveryLog.inspect`.
+
+    Attributes:
+        readings: raw readings not yet written.
+        lines: aggregate and point-status lines not yet written.
+        oldest: event time of the oldest reading waiting (``None``: none waits).
+    """
+
+    readings: int
+    lines: int
+    oldest: datetime | None
+
+    @property
+    def rows(self) -> int:
+        """Rows waiting, as :meth:`DeliveryLog.depth` counts them."""
+        return self.readings + self.lines
+
+
 def _reading(row: tuple[Any, ...]) -> tuple[int, Reading]:
     seq, point, ts_ms, value, unit, quality = row
     return int(seq), Reading(point, datetime.fromtimestamp(ts_ms / 1000, UTC), float(value), unit, Quality(quality))
@@ -125,6 +151,28 @@ class DeliveryLog:
         # Who must have read a reading before it is deleted: the sink always; the
         # processor (through its snapshot) and a Kafka forwarder when they run.
         self.readers: set[str] = {"sink"}
+
+    @staticmethod
+    def inspect(path: Path) -> LogDepth:
+        """What waits in the log at ``path``, read without writing to it (another process may be using it).
+
+        Raises:
+            SinkError: the file is missing or is not a delivery log (the message names it).
+        """
+        if not path.exists():
+            msg = f"delivery log {path}: no such file"
+            raise SinkError(msg)
+        try:
+            with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10.0)) as db:
+                row = db.execute("SELECT seq FROM cursors WHERE name = 'sink'").fetchone()
+                sent = int(row[0]) if row else 0
+                readings, oldest = db.execute("SELECT count(*), min(ts_ms) FROM readings WHERE seq > ?", (sent,)).fetchone()
+                lines = db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+        except sqlite3.Error as exc:
+            msg = f"delivery log {path}: not readable ({exc})"
+            raise SinkError(msg) from exc
+        first = None if oldest is None else datetime.fromtimestamp(oldest / 1000, UTC)
+        return LogDepth(int(readings), int(lines), first)
 
     def _count(self) -> int:
         sent = self.cursor("sink")

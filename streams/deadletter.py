@@ -24,6 +24,10 @@ The store is bounded (issue 10: 1 MB payloads made a 25 MB file in one run):
 >>> store.add(DeadLetter.now("mqtt", "valmont/x", "abc", "not a number"))
 >>> store.count, store.by_source["mqtt"]
 (1, 1)
+
+:meth:`DeadLetterStore.stored_counts` counts the letters of a store's files
+without opening it for writing (``econome status`` reads the files of a
+running service).
 """
 
 from __future__ import annotations
@@ -54,6 +58,14 @@ KEEP_FILES = 5
 def _prefix(data: bytes, limit: int) -> str:
     """At most ``limit`` bytes of ``data`` as text, never cutting a UTF-8 sequence in two."""
     return data[:limit].decode("utf-8", errors="ignore" if len(data) > limit else "replace")
+
+
+def _counts_path(path: Path) -> Path:
+    return path.with_name(path.name.removesuffix(".jsonl") + ".counts.json")
+
+
+def _rotated_path(path: Path, n: int) -> Path:
+    return path.with_name(f"{path.name.removesuffix('.jsonl')}.{n}.jsonl")
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,12 +184,12 @@ class DeadLetterStore:
     def counts_path(self) -> Path:
         """Where the counts of rotated files are kept."""
         assert self.path is not None  # noqa: S101 - only called with a path
-        return self.path.with_name(self.path.name.removesuffix(".jsonl") + ".counts.json")
+        return _counts_path(self.path)
 
     def rotated_path(self, n: int) -> Path:
         """The ``n``-th rotated file."""
         assert self.path is not None  # noqa: S101 - only called with a path
-        return self.path.with_name(f"{self.path.name.removesuffix('.jsonl')}.{n}.jsonl")
+        return _rotated_path(self.path, n)
 
     def _open(self) -> None:
         """Load the counts, recover an interrupted rotation, count the live file."""
@@ -209,6 +221,31 @@ class DeadLetterStore:
                     counts[str(json.loads(raw)["source"])] += 1
                 except (ValueError, KeyError, TypeError):
                     counts["unreadable"] += 1  # a line cut by a crash still was a letter
+        return counts
+
+    @classmethod
+    def stored_counts(cls, path: Path) -> Counter[str]:
+        """Letters per source kept at ``path`` and counted for its rotated files, read only.
+
+        The same total as :attr:`count` of a store opened on ``path``, an
+        interrupted rotation included; nothing is written (no recovery).
+
+        Raises:
+            OSError: a file exists but cannot be read.
+        """
+        counts: Counter[str] = Counter()
+        rotations = 0
+        try:
+            saved = json.loads(_counts_path(path).read_text(encoding="utf-8"))
+            rotations = int(saved.get("rotations", 0))
+            counts.update({str(k): int(v) for k, v in saved.get("by_source", {}).items()})
+        except FileNotFoundError:
+            pass
+        except (ValueError, AttributeError) as exc:
+            logger.warning("dead letters: %s unreadable (%s): rotated files not counted", _counts_path(path), exc)
+        for live in (_rotated_path(path, rotations + 1), path):
+            if live.exists():
+                counts += cls._count_file(live)
         return counts
 
     def _save_counts(self) -> None:

@@ -65,6 +65,12 @@ class StalenessLimits(BaseModel):
     missing_polls: int = Field(default=3, ge=1)
     missing_push_after: timedelta = timedelta(minutes=30)
 
+    def missing_after(self, point: Point) -> timedelta:
+        """Silence after which a point is missing: ``missing_polls`` poll intervals (polled), ``missing_push_after`` (pushed)."""
+        if point.modbus is not None:
+            return point.modbus.poll_interval * self.missing_polls
+        return self.missing_push_after
+
 
 def binding_label(point: Point) -> str:
     """Where a point is read, for log lines: ``gw-x unit 3 reg 72`` or ``topic a/b``."""
@@ -183,10 +189,8 @@ class QualityTracker:
         return [self.observe(reading) for reading in readings]
 
     def missing_after(self, point: Point) -> timedelta:
-        """Silence after which a point is reported missing."""
-        if point.modbus is not None:
-            return point.modbus.poll_interval * self.limits.missing_polls
-        return self.limits.missing_push_after
+        """Silence after which a point is reported missing (:meth:`StalenessLimits.missing_after`)."""
+        return self.limits.missing_after(point)
 
     def check_missing(self, now: datetime) -> list[str]:
         """Flag points silent for too long; return the ids that are missing now."""

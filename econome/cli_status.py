@@ -1,0 +1,329 @@
+"""The ``econome status`` command: what a technical service checks first, in a terminal, without Grafana.
+
+::
+
+    econome status commune.yaml                          # one line per building, worst first
+    econome status commune.yaml --building ecole-jaures  # that building, with each of its points
+    econome status commune.yaml --json                   # one JSON object, for scripts and monitoring
+    econome status commune.yaml --min-completeness 0.95
+
+It reads the settings of ``econome run`` (``ECONOME_INFLUX_*``,
+``ECONOME_DATA_DIR``; see :mod:`econome.settings`) and shows:
+
+- per building: its last reading (local time of the organisation, and age),
+  its completeness over the last 24 hours and 7 days, its stale points by
+  name, and its open alerts (count and the kind of the worst, by score) from
+  the live service's register (``data_dir/detect/alerts.sqlite``,
+  :mod:`anomalies.notify`); definitions in :mod:`streams.status`;
+- the delivery log (``data_dir/delivery.sqlite``): rows waiting for InfluxDB
+  and the age of the oldest reading waiting; the dead letters kept
+  (``data_dir/dead-letters.jsonl`` and its rotations); the last hour live
+  detection processed (``data_dir/detect/*.npz``).
+
+Local files are only read, never written, so the command is safe beside a
+running ``econome run``. InfluxDB answers three InfluxQL queries whatever the
+size of the portfolio (1.x, and 2.x through its DBRP mapping).
+
+Exit codes: 0 all is well; 1 a building has stale points or a 24-hour
+completeness under ``--min-completeness`` (default 0.9); 2 a bad inventory,
+setting or ``--building``; 4 InfluxDB unreachable or refusing the queries
+(named), after printing what the local files tell.
+
+:func:`register` adds the command to the main app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from econome._common import EXIT_CONFIG
+from econome._common import load_or_exit as _load
+from econome.settings import load_settings
+from streams.buffer import DeliveryLog
+from streams.deadletter import DeadLetterStore
+from streams.errors import SinkError, TelemetryError
+from streams.influx import InfluxQLClient
+from streams.status import BuildingStatus, PointCounts, building_statuses, raw_retention_policy, read_point_counts, worst_first
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
+
+    from streams.influx import InfluxConfig
+
+__all__ = ["register"]
+
+EXIT_PROBLEMS = 1
+EXIT_INFLUX = 4
+_STALE_SHOWN = 2  # stale points named on a building's line; --building names them all
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``status`` to an app.
+
+    >>> app = typer.Typer()
+    >>> register(app)
+    >>> [c.name for c in app.registered_commands]
+    ['status']
+    """
+    app.command("status")(status_command)
+
+
+def _age(delta: timedelta) -> str:
+    """A short age: ``45 s``, ``12 min``, ``3 h 05 min``, ``2 d 4 h``.
+
+    >>> _age(timedelta(hours=3, minutes=5))
+    '3 h 05 min'
+    """
+    seconds = int(delta.total_seconds())
+    if seconds < 0:
+        return f"in {_age(-delta)}"
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes = seconds // 60
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes:02d} min"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h"
+
+
+def _when(moment: datetime | None, now: datetime, tz: ZoneInfo) -> str:
+    if moment is None:
+        return "none in 7 d"
+    return f"{moment.astimezone(tz):%Y-%m-%d %H:%M} ({_age(now - moment)})"
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f} %"
+
+
+# -- the local files ----------------------------------------------------------------------
+
+
+def _delivery(path: Path, now: datetime) -> tuple[str, dict[str, Any]]:
+    if not path.exists():
+        return f"delivery log   {path}: absent (econome run has not run with this ECONOME_DATA_DIR)", {
+            "path": str(path), "exists": False}  # fmt: skip
+    try:
+        depth = DeliveryLog.inspect(path)
+    except SinkError as exc:
+        return f"delivery log   {exc}", {"path": str(path), "exists": True, "error": str(exc)}
+    data: dict[str, Any] = {
+        "path": str(path), "exists": True, "rows_waiting": depth.rows, "readings_waiting": depth.readings,
+        "lines_waiting": depth.lines, "oldest_waiting": None if depth.oldest is None else depth.oldest.isoformat(),
+        "oldest_age_s": None if depth.oldest is None else round((now - depth.oldest).total_seconds()),
+    }  # fmt: skip
+    line = f"delivery log   {depth.rows} rows waiting for InfluxDB"
+    if depth.rows:
+        line += f" ({depth.readings} readings, {depth.lines} aggregate lines"
+        if depth.oldest is not None:
+            line += f"; oldest reading {_age(now - depth.oldest)} old"
+        line += ")"
+    return f"{line}  [{path}]", data
+
+
+def _dead_letters(path: Path) -> tuple[str, dict[str, Any]]:
+    try:
+        counts = DeadLetterStore.stored_counts(path)
+    except OSError as exc:
+        return f"dead letters   {path}: not readable ({exc})", {"path": str(path), "error": str(exc)}
+    total = sum(counts.values())
+    detail = f" ({', '.join(f'{source} {n}' for source, n in sorted(counts.items()))})" if total else ""
+    return f"dead letters   {total}{detail}  [{path}]", {"path": str(path), "count": total, "by_source": dict(counts)}
+
+
+def _detection(folder: Path, now: datetime, tz: ZoneInfo) -> tuple[list[str], list[dict[str, Any]]]:
+    states = sorted(folder.glob("*.npz")) if folder.is_dir() else []
+    if not states:
+        return [f"detection      no state in {folder}: live detection has not run yet"], []
+    # Imported only when there is a state to read: it brings scikit-learn, seconds of start-up.
+    from anomalies.incremental import DetectorState
+
+    lines: list[str] = []
+    data: list[dict[str, Any]] = []
+    for path in states:
+        try:
+            last = DetectorState.peek_last_hour(path)
+        except TelemetryError as exc:
+            lines.append(f"detection      {exc}")
+            data.append({"path": str(path), "error": str(exc)})
+            continue
+        shown = "no hour yet" if last is None else f"{last.astimezone(tz):%Y-%m-%d %H:%M} ({_age(now - last)} ago)"
+        lines.append(f"detection      last hour processed up to {shown}  [{path}]")
+        data.append({"path": str(path), "last_hour": None if last is None else last.isoformat()})
+    return lines, data
+
+
+def _alerts(path: Path) -> tuple[str, dict[str, Any], dict[str, tuple[int, str]]]:
+    """The status line, the JSON and, per building, (open alerts, kind of the worst)."""
+    from anomalies.notify import AlertRegister
+
+    if not path.exists():
+        return (f"alerts         live detection has not run yet (no {path})",
+                {"path": str(path), "exists": False}, {})  # fmt: skip
+    try:
+        alerts = AlertRegister(path).alerts()
+    except sqlite3.Error as exc:
+        message = f"{path}: not readable ({exc})"
+        return f"alerts         {message}", {"path": str(path), "exists": True, "error": message}, {}
+    per_building: dict[str, tuple[int, str]] = {}
+    worst: dict[str, tuple[float, float]] = {}
+    for alert in alerts:
+        event = alert.event
+        count, kind = per_building.get(alert.building, (0, event.kind))
+        rank = (event.score, event.excess_eur)
+        if alert.building not in worst or rank > worst[alert.building]:
+            worst[alert.building], kind = rank, event.kind
+        per_building[alert.building] = (count + 1, kind)
+    line = f"alerts         {len(alerts)} open in {len(per_building)} buildings  [{path}]"
+    return line, {"path": str(path), "exists": True, "open": len(alerts)}, per_building
+
+
+# -- InfluxDB ------------------------------------------------------------------------------
+
+
+async def _influx_counts(config: InfluxConfig, now: datetime) -> dict[str, PointCounts]:
+    client = InfluxQLClient(config)
+    try:
+        policy = await raw_retention_policy(client, config)
+        return await read_point_counts(client, now, retention_policy=policy)
+    finally:
+        await client.close()
+
+
+# -- output --------------------------------------------------------------------------------
+
+
+def _building_line(s: BuildingStatus, width: int, now: datetime, tz: ZoneInfo) -> str:
+    if s.points is None:
+        reading, day, week, stale = "?", "?", "?", "?"
+    else:
+        reading, day, week = _when(s.last, now, tz), _percent(s.completeness_24h), _percent(s.completeness_7d)
+        names = s.stale_points
+        stale = ", ".join(names[:_STALE_SHOWN]) + (f" (+{len(names) - _STALE_SHOWN})" if len(names) > _STALE_SHOWN else "")
+        stale = stale or "-"
+    alerts = f"{s.open_alerts} {s.worst_alert}" if s.open_alerts else "-"
+    return f"{s.id:<{width}}  {reading:<28} {day:>8} {week:>8}  {stale:<40} {alerts}"
+
+
+def _points_table(s: BuildingStatus, now: datetime, tz: ZoneInfo) -> list[str]:
+    if s.points is None:
+        return []
+    width = max((len(p.id) for p in s.points), default=5)
+    out = ["", f"{'point':<{width}}  {'quantity':<16} {'last reading':<28} {'24 h received/expected':>24} "
+               f"{'7 d received/expected':>24}  stale after"]  # fmt: skip
+    for p in s.points:
+        day = f"{p.received_24h}/{p.expected_24h:g}"
+        week = f"{p.received_7d}/{p.expected_7d:g}"
+        flag = f"{_age(p.silent_after)}" + ("  STALE" if p.stale else "")
+        out.append(f"{p.id:<{width}}  {p.quantity:<16} {_when(p.last, now, tz):<28} {day:>24} {week:>24}  {flag}")
+    return out
+
+
+def status_command(
+    inventory: Annotated[Path, typer.Argument(help="Inventory YAML file.")],
+    building: Annotated[str | None, typer.Option("--building", help="Only this building, with its points.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object instead of text.")] = False,
+    min_completeness: Annotated[
+        float,
+        typer.Option(
+            "--min-completeness",
+            min=0.0,
+            max=1.0,
+            help="24-hour completeness under which a building is a problem (exit 1).",
+        ),
+    ] = 0.9,
+) -> None:
+    """Per building: last reading, completeness over 24 h and 7 days, stale points, open alerts; delivery log depth."""
+    from anomalies.notify import alerts_path
+
+    inv = _load(inventory)
+    try:
+        settings = load_settings()
+    except TelemetryError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=EXIT_CONFIG) from None
+    chosen = None
+    if building is not None:
+        try:
+            chosen = [inv.building(building)]
+        except KeyError:
+            typer.echo(f"error: unknown building {building!r} (not in {inventory})", err=True)
+            raise typer.Exit(code=EXIT_CONFIG) from None
+    tz = inv.organisation.tz
+    now = datetime.now(UTC)
+    data_dir = settings.data_dir
+    delivery_line, delivery = _delivery(data_dir / "delivery.sqlite", now)
+    letters_line, letters = _dead_letters(data_dir / "dead-letters.jsonl")
+    detection_lines, detection = _detection(data_dir / "detect", now, tz)
+    alerts_line, alerts, per_building = _alerts(alerts_path(data_dir))
+
+    config = settings.influx()
+    where = config.bucket if config.api == "v2" else config.database
+    influx_error: str | None = None
+    counts: dict[str, PointCounts] | None = None
+    try:
+        counts = asyncio.run(_influx_counts(config, now))
+    except SinkError as exc:
+        influx_error = str(exc) if config.safe_url in str(exc) else f"InfluxDB {config.safe_url}: {exc}"
+    statuses = [
+        _with_alerts(s, per_building) for s in building_statuses(inv, counts, now, buildings=chosen)
+    ]  # fmt: skip
+    ordered = worst_first(statuses, min_completeness)
+    troubled = [s for s in ordered if s.problems(min_completeness)]
+    code = EXIT_INFLUX if influx_error else EXIT_PROBLEMS if troubled else 0
+
+    if as_json:
+        typer.echo(json.dumps({
+            "time": now.isoformat(), "organisation": inv.organisation.name, "timezone": str(tz),
+            "min_completeness": min_completeness,
+            "influxdb": {"url": config.safe_url, "database": where, "error": influx_error},
+            "delivery_log": delivery, "dead_letters": letters, "detection": detection, "alerts": alerts,
+            "buildings": [s.to_json(now, min_completeness, with_points=chosen is not None) for s in ordered],
+            "problems": {s.id: s.problems(min_completeness) for s in troubled},
+            "exit_code": code,
+        }, ensure_ascii=False))  # fmt: skip
+        raise typer.Exit(code=code)
+
+    typer.echo(f"{inv.organisation.name}: status at {now.astimezone(tz):%Y-%m-%d %H:%M %Z}")
+    for line in (delivery_line, letters_line, *detection_lines, alerts_line):
+        typer.echo(line)
+    if influx_error is not None:
+        typer.echo(f"influxdb       {influx_error}")
+        typer.echo(f"error: {influx_error}", err=True)
+    else:
+        typer.echo(f"influxdb       {config.safe_url} ({where}): readings of {len(counts or {})} points in the last 7 days")
+    width = max([len("building"), *(len(s.id) for s in ordered)])
+    typer.echo("")
+    typer.echo(f"{'building':<{width}}  {'last reading':<28} {'24 h':>8} {'7 d':>8}  {'stale points':<40} open alerts")
+    for s in ordered:
+        typer.echo(_building_line(s, width, now, tz))
+    if chosen is not None:
+        for line in _points_table(ordered[0], now, tz):
+            typer.echo(line)
+    typer.echo("")
+    if influx_error is not None:
+        typer.echo(f"{len(ordered)} buildings: readings unknown (InfluxDB not read)")
+    else:
+        typer.echo(
+            f"{len(ordered)} buildings, {len(troubled)} with stale points or a 24 h completeness under "
+            f"{100 * min_completeness:.0f} %"
+        )
+    raise typer.Exit(code=code)
+
+
+def _with_alerts(status: BuildingStatus, per_building: dict[str, tuple[int, str]]) -> BuildingStatus:
+    if status.id not in per_building:
+        return status
+    count, kind = per_building[status.id]
+    return replace(status, open_alerts=count, worst_alert=kind)
