@@ -465,13 +465,21 @@ def _closure_setpoint(hours: BuildingHours, comfort: ComfortTargets, config: Rul
     ``long_closure`` where the inventory declares it. Where the R241-26 limits
     apply (``comfort.regulated``) the limit is at most 16 °C from 24 h of
     closure on; elsewhere it is the declared setpoint. The tolerance is added.
+
+    A thermostat or a building management system is programmed per day of
+    the week: the closed hours of a day the building opens (the evening before
+    a closed Wednesday or a weekend, the small hours before reopening) follow
+    that day's program, the night setback, and only the closed days themselves
+    the weekend or frost-protection setpoint (as :func:`anomalies.features.expected_setpoints`
+    says). Holding the night setback on a Friday evening is no overheating.
     """
     closed = hours.open_frac == 0.0
     _, length = _runs(closed)
     long_h = int(config.long_closure / timedelta(hours=1))
     frost_declared = "heating_frost_protection_c" in hours.building.model_fields_set
     long_setpoint = comfort.frost_c if frost_declared else comfort.weekend_c
-    setpoint = np.where(length < 24, comfort.setback_c, np.where(length < long_h, comfort.weekend_c, long_setpoint))
+    night = (length < 24) | hours.day_open
+    setpoint = np.where(night, comfort.setback_c, np.where(length < long_h, comfort.weekend_c, long_setpoint))
     limit = setpoint.astype(np.float64)
     if comfort.regulated:
         limit = np.where(length >= 24, np.minimum(limit, R241_26_UNOCCUPIED_C), limit)

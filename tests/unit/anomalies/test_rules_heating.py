@@ -263,3 +263,45 @@ def test_heating_kept_on_at_comfort_is_not_a_sensor_that_lost_its_cycle() -> Non
     _, events = _sensor_flat_or_heating_kept_on(sensor_flat=False)
     assert not [e for e in events if e.kind == "lost_daily_cycle"], [(e.kind, e.start) for e in events]
     assert [e for e in events if e.kind == "heating_unoccupied"]
+
+
+NO_WEDNESDAY = WEEKDAYS.replace("            wed: ['08:00-18:00']\n", "")
+SETBACK_16_WEEKEND_14 = "        heating_setpoint_unoccupied_c: 16\n        heating_setpoint_weekend_c: 14\n"
+
+
+def _school_programmed_per_day(closed_day_c: float) -> tuple[float, list[AnomalyEvent]]:
+    """A school closed on Wednesdays and weekends, its thermostat programmed per day of the week: 19 °C open
+    and pre-heating, the 16 °C night setback in the closed hours of a day it opens (the evening before a
+    closed Wednesday or a weekend, the small hours before reopening), ``closed_day_c`` on the closed days
+    themselves (the declared weekend setpoint is 14 °C)."""
+    inventory = _inventory("school", NO_WEDNESDAY, SETBACK_16_WEEKEND_14)
+    building = next(b for _, b in inventory.buildings())
+    times = _times(datetime(2025, 11, 24, tzinfo=UTC), 70)
+    rng = np.random.default_rng(31)
+    outdoor = _outdoor(times, rng)
+    calendar = FrenchCalendar(inventory.organisation.school_holiday_zone)
+    open_frac, _ = schedule_masks(building, calendar, inventory.organisation.tz, times, timedelta(hours=4))
+    local_day = np.array([datetime.fromtimestamp(float(t), inventory.organisation.tz).date().toordinal() for t in times])
+    opening_days = set(local_day[open_frac > 0.0].tolist())
+    day_open = np.array([d in opening_days for d in local_day.tolist()])
+    target = np.where(_open(inventory, times), 19.0, np.where(day_open, 16.0, closed_day_c))
+    indoor_c, heat = _thermal(target, outdoor, rng)
+    overheating = [e for e in _events(inventory, _readings(times, outdoor, indoor_c, heat)) if e.kind == "overheating"]
+    return times[0], overheating
+
+
+def test_night_setback_on_the_evening_before_a_closed_day_is_not_overheating() -> None:
+    """Issue 11: the closed hours of a day the building opens follow that day's program, the night setback.
+
+    A thermostat is programmed per day: Tuesday evening at the 16 °C setback, then 14 °C on the closed
+    Wednesday, is the declared program; the weekend setpoint applies to the closed days, not to the
+    evening before them (family B's school was held to 14 °C from Tuesday 17:00: 19 days of false alert).
+    """
+    _, events = _school_programmed_per_day(14.0)
+    assert events == [], [(e.start, e.end) for e in events]
+
+
+def test_closed_days_held_at_the_night_setback_are_still_overheating() -> None:
+    """The closed days themselves are held to the weekend setpoint: 16 °C all Wednesday and weekend is too warm."""
+    _, events = _school_programmed_per_day(16.0)
+    assert events, "closed days held 2 K above their declared setpoint raised nothing"
