@@ -540,7 +540,9 @@ class OverheatingRule:
     overheated too or the temperature sits below comfort (a setback set too
     high); a closed building held at comfort is :class:`HeatingUnoccupiedRule`'s.
     Hours where the heater is idle above the limit say nothing (sun, people):
-    they neither extend nor end an episode.
+    they neither extend nor end an episode; nor do the days out of the
+    building's declared heating season (``heating_season``), when a warm room
+    is the weather's doing and what the heating meter counts is hot water.
 
     Lookback: a year for the heater's scale, 28 days for its floor, three
     weeks of closings for the cool-down, 72 h of memory.
@@ -567,7 +569,11 @@ class OverheatingRule:
         # An idle heater above the limit cannot tell (gains); a running one below it can.
         known = (hours.occupied | closed) & np.isfinite(indoor) & np.isfinite(heat.values) & np.isfinite(floor)
         known &= heater | ~over
-        condition = occ_over | unocc_over
+        # Out of the declared heating season a warm room is the weather's and the occupants' doing: what a
+        # heating meter still counts then is hot water or a learnt share of a shared meter, not a heater
+        # holding the room warm. Heating really run out of season is excess consumption, for the model.
+        known &= hours.heating_in_season
+        condition = (occ_over | unocc_over) & hours.heating_in_season
         expected = np.where(condition, _heat_at(heat.values, np.nan_to_num(floor), indoor, outdoor, limit), np.nan)
         excess = np.where(condition, np.maximum(0.0, heat.values - expected), 0.0)
         return [
