@@ -465,13 +465,21 @@ def _closure_setpoint(hours: BuildingHours, comfort: ComfortTargets, config: Rul
     ``long_closure`` where the inventory declares it. Where the R241-26 limits
     apply (``comfort.regulated``) the limit is at most 16 °C from 24 h of
     closure on; elsewhere it is the declared setpoint. The tolerance is added.
+
+    A thermostat or a building management system is programmed per day of
+    the week: the closed hours of a day the building opens (the evening before
+    a closed Wednesday or a weekend, the small hours before reopening) follow
+    that day's program, the night setback, and only the closed days themselves
+    the weekend or frost-protection setpoint (as :func:`anomalies.features.expected_setpoints`
+    says). Holding the night setback on a Friday evening is no overheating.
     """
     closed = hours.open_frac == 0.0
     _, length = _runs(closed)
     long_h = int(config.long_closure / timedelta(hours=1))
     frost_declared = "heating_frost_protection_c" in hours.building.model_fields_set
     long_setpoint = comfort.frost_c if frost_declared else comfort.weekend_c
-    setpoint = np.where(length < 24, comfort.setback_c, np.where(length < long_h, comfort.weekend_c, long_setpoint))
+    night = (length < 24) | hours.day_open
+    setpoint = np.where(night, comfort.setback_c, np.where(length < long_h, comfort.weekend_c, long_setpoint))
     limit = setpoint.astype(np.float64)
     if comfort.regulated:
         limit = np.where(length >= 24, np.minimum(limit, R241_26_UNOCCUPIED_C), limit)
@@ -532,7 +540,9 @@ class OverheatingRule:
     overheated too or the temperature sits below comfort (a setback set too
     high); a closed building held at comfort is :class:`HeatingUnoccupiedRule`'s.
     Hours where the heater is idle above the limit say nothing (sun, people):
-    they neither extend nor end an episode.
+    they neither extend nor end an episode; nor do the days out of the
+    building's declared heating season (``heating_season``), when a warm room
+    is the weather's doing and what the heating meter counts is hot water.
 
     Lookback: a year for the heater's scale, 28 days for its floor, three
     weeks of closings for the cool-down, 72 h of memory.
@@ -559,7 +569,11 @@ class OverheatingRule:
         # An idle heater above the limit cannot tell (gains); a running one below it can.
         known = (hours.occupied | closed) & np.isfinite(indoor) & np.isfinite(heat.values) & np.isfinite(floor)
         known &= heater | ~over
-        condition = occ_over | unocc_over
+        # Out of the declared heating season a warm room is the weather's and the occupants' doing: what a
+        # heating meter still counts then is hot water or a learnt share of a shared meter, not a heater
+        # holding the room warm. Heating really run out of season is excess consumption, for the model.
+        known &= hours.heating_in_season
+        condition = (occ_over | unocc_over) & hours.heating_in_season
         expected = np.where(condition, _heat_at(heat.values, np.nan_to_num(floor), indoor, outdoor, limit), np.nan)
         excess = np.where(condition, np.maximum(0.0, heat.values - expected), 0.0)
         return [

@@ -263,3 +263,79 @@ def test_heating_kept_on_at_comfort_is_not_a_sensor_that_lost_its_cycle() -> Non
     _, events = _sensor_flat_or_heating_kept_on(sensor_flat=False)
     assert not [e for e in events if e.kind == "lost_daily_cycle"], [(e.kind, e.start) for e in events]
     assert [e for e in events if e.kind == "heating_unoccupied"]
+
+
+NO_WEDNESDAY = WEEKDAYS.replace("            wed: ['08:00-18:00']\n", "")
+SETBACK_16_WEEKEND_14 = "        heating_setpoint_unoccupied_c: 16\n        heating_setpoint_weekend_c: 14\n"
+
+
+def _school_programmed_per_day(closed_day_c: float) -> tuple[float, list[AnomalyEvent]]:
+    """A school closed on Wednesdays and weekends, its thermostat programmed per day of the week: 19 °C open
+    and pre-heating, the 16 °C night setback in the closed hours of a day it opens (the evening before a
+    closed Wednesday or a weekend, the small hours before reopening), ``closed_day_c`` on the closed days
+    themselves (the declared weekend setpoint is 14 °C)."""
+    inventory = _inventory("school", NO_WEDNESDAY, SETBACK_16_WEEKEND_14)
+    building = next(b for _, b in inventory.buildings())
+    times = _times(datetime(2025, 11, 24, tzinfo=UTC), 70)
+    rng = np.random.default_rng(31)
+    outdoor = _outdoor(times, rng)
+    calendar = FrenchCalendar(inventory.organisation.school_holiday_zone)
+    open_frac, _ = schedule_masks(building, calendar, inventory.organisation.tz, times, timedelta(hours=4))
+    local_day = np.array([datetime.fromtimestamp(float(t), inventory.organisation.tz).date().toordinal() for t in times])
+    opening_days = set(local_day[open_frac > 0.0].tolist())
+    day_open = np.array([d in opening_days for d in local_day.tolist()])
+    target = np.where(_open(inventory, times), 19.0, np.where(day_open, 16.0, closed_day_c))
+    indoor_c, heat = _thermal(target, outdoor, rng)
+    overheating = [e for e in _events(inventory, _readings(times, outdoor, indoor_c, heat)) if e.kind == "overheating"]
+    return times[0], overheating
+
+
+def test_night_setback_on_the_evening_before_a_closed_day_is_not_overheating() -> None:
+    """Issue 11: the closed hours of a day the building opens follow that day's program, the night setback.
+
+    A thermostat is programmed per day: Tuesday evening at the 16 °C setback, then 14 °C on the closed
+    Wednesday, is the declared program; the weekend setpoint applies to the closed days, not to the
+    evening before them (family B's school was held to 14 °C from Tuesday 17:00: 19 days of false alert).
+    """
+    _, events = _school_programmed_per_day(14.0)
+    assert events == [], [(e.start, e.end) for e in events]
+
+
+def test_closed_days_held_at_the_night_setback_are_still_overheating() -> None:
+    """The closed days themselves are held to the weekend setpoint: 16 °C all Wednesday and weekend is too warm."""
+    _, events = _school_programmed_per_day(16.0)
+    assert events, "closed days held 2 K above their declared setpoint raised nothing"
+
+
+CRECHE_SEASON = ("        heating_setpoint_occupied_c: 21\n        heating_setpoint_unoccupied_c: 18\n"
+                 "        heating_setpoint_weekend_c: 18\n        heating_season: {start: '10-01', end: '05-15'}\n")
+
+
+def _creche_into_summer() -> list[AnomalyEvent]:
+    """A crèche (21 °C, season 1 October - 15 May) from January to the end of June, its gas meter also
+    counting the hot water of the day (draws of 2-8 kWh an hour while open). Out of season the heating is
+    off and the building floats with the warm weather (people and sun: 25-28 °C in the afternoons)."""
+    inventory = _inventory("nursery", WEEKDAYS, CRECHE_SEASON)
+    start = datetime(2026, 1, 5, tzinfo=UTC)
+    times = _times(start, 176)
+    rng = np.random.default_rng(41)
+    days = (times - start.timestamp()) / 86_400.0
+    outdoor = _outdoor(times, rng) + 16.0 * np.clip(days / 140.0, 0.0, 1.0)  # 4 °C in January, 20 °C from late May
+    use = _open(inventory, times)
+    season_end = datetime(2026, 5, 15, 22, tzinfo=UTC).timestamp()
+    in_season = times < season_end
+    indoor_c, heat = _thermal(np.where(use, 21.0, 18.0), outdoor, rng)
+    hour = (times / HOUR_S) % 24
+    floating = 16.0 + 0.5 * outdoor + np.where(use, 2.0 + 3.0 * np.clip(np.sin(np.pi * (hour - 6.0) / 12.0), 0, 1), 0.0)
+    indoor_c = np.where(in_season, indoor_c, floating)
+    heat = np.where(in_season, heat, 1.0 + 0.2 * rng.random(times.size))
+    heat = heat + np.where(use, rng.uniform(2.0, 8.0, times.size), 0.0)  # hot water, all year
+    events = [e for e in _events(inventory, _readings(times, outdoor, indoor_c, heat)) if e.kind == "overheating"]
+    return events
+
+
+def test_a_warm_creche_out_of_its_heating_season_is_not_overheating() -> None:
+    """Issue 11: out of the declared heating season, what the gas meter counts is hot water, and a room at
+    25-28 °C is the weather's and the children's doing: no overheating (family B's crèche, late May)."""
+    events = _creche_into_summer()
+    assert events == [], [(e.start, e.end, e.excess_kwh) for e in events]
