@@ -16,6 +16,8 @@ keep_or_make influxdb_admin_password
 keep_or_make influxdb_admin_token
 keep_or_make grafana_admin_password
 keep_or_make mqtt_econome_password
+# The SMTP relay's password is not ours to invent: an empty file until the operator writes it.
+[ -e secrets/smtp_password ] || : > secrets/smtp_password
 
 # Mosquitto password file: one line per MQTT user of mosquitto/acl.
 if [ ! -s secrets/mosquitto_passwd ]; then

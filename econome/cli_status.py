@@ -185,7 +185,7 @@ def _alerts(path: Path) -> tuple[str, dict[str, Any], dict[str, tuple[int, str]]
         if alert.building not in worst or rank > worst[alert.building]:
             worst[alert.building], kind = rank, event.kind
         per_building[alert.building] = (count + 1, kind)
-    line = f"alerts         {len(alerts)} open in {len(per_building)} buildings  [{path}]"
+    line = f"alerts         {len(alerts)} open in {len(per_building)} building{'' if len(per_building) == 1 else 's'}  [{path}]"
     return line, {"path": str(path), "exists": True, "open": len(alerts)}, per_building
 
 

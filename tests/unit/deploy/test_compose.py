@@ -112,8 +112,9 @@ def test_econome_variables_are_settings_and_documented(compose: dict[str, Any]) 
     texts = [(DEPLOY / "docker-compose.yml").read_text()]
     texts += [p.read_text() for p in (DEPLOY / "systemd").iterdir()]
     used = set().union(*(_env_names(t) for t in texts))
-    # ECONOME_MQTT_PASSWORD is the inventory's password_env; ECONOME_CONFIG/VERSION are compose-level.
-    compose_level = {"ECONOME_CONFIG", "ECONOME_VERSION", "ECONOME_MQTT_PASSWORD"}
+    # ECONOME_MQTT_PASSWORD and ECONOME_SMTP_PASSWORD are the inventory's password_env;
+    # ECONOME_CONFIG/VERSION are compose-level.
+    compose_level = {"ECONOME_CONFIG", "ECONOME_VERSION", "ECONOME_MQTT_PASSWORD", "ECONOME_SMTP_PASSWORD"}
     for name in sorted(used):
         base = name.removesuffix("_FILE")
         assert base in fields | planned | compose_level, f"{name} is not an Econome setting"
