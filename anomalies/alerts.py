@@ -137,7 +137,7 @@ _LABELS: dict[Language, dict[str, str]] = {
         "building": "Bâtiment", "usage": "Usage", "start": "Début", "end": "Fin", "expected": "Attendu",
         "observed": "Observé", "excess": "Surconsommation", "cost": "Coût", "co2": "Émissions", "rule": "Détecté par",
         "score": "Score", "chart_obs": "observé", "chart_exp": "attendu", "open": "Alerte", "ongoing": "Alerte en cours",
-        "resolved": "Résolu", "digest": "Synthèse des alertes", "todo": "Que faire ?", "footer":
+        "resolved": "Résolu", "digest": "Synthèse des alertes", "todo": "Que faire\u00a0?", "footer":
         "Econome — un courriel quand une alerte s'ouvre, un quand elle se termine, et une synthèse quotidienne.",
     },
     "en": {
@@ -236,8 +236,15 @@ def _fmt_when(event: AnomalyEvent, which: str) -> str:
     return f"{moment.astimezone(ZoneInfo(event.timezone)):%d/%m/%Y %H:%M}"
 
 
-def _amount(value: float, unit: str) -> str:
+def _amount(value: float, unit: str, language: Language = "en") -> str:
+    r"""A quantity with its unit: in French a narrow no-break space per thousand, a decimal comma, a no-break space.
+
+    >>> _amount(12345.67, "m3", "fr"), _amount(12345.67, "m3", "en")
+    ('12\u202f345,7\xa0m3', '12\u202f345.7 m3')
+    """
     digits = 1 if unit in ("m3", "degC") else 0
+    if language == "fr":
+        return f"{format_number(value, digits, language)}\u00a0{unit}"
     return f"{value:,.{digits}f} {unit}".replace(",", "\u202f")
 
 
@@ -251,25 +258,33 @@ def _rows(event: AnomalyEvent, language: Language) -> list[tuple[str, str]]:
     ]
     if event.unit in ("kWh", "m3"):
         rows += [
-            (labels["expected"], _amount(event.expected, event.unit)),
-            (labels["observed"], _amount(event.observed, event.unit)),
+            (labels["expected"], _amount(event.expected, event.unit, language)),
+            (labels["observed"], _amount(event.observed, event.unit, language)),
         ]
     if event.excess_kwh > 0:
-        rows.append((labels["excess"], _amount(event.excess_kwh, "kWh")))
+        rows.append((labels["excess"], _amount(event.excess_kwh, "kWh", language)))
     if event.excess_m3 > 0:
-        rows.append((labels["excess"], _amount(event.excess_m3, "m3")))
+        rows.append((labels["excess"], _amount(event.excess_m3, "m3", language)))
     if event.excess_eur > 0:
-        rows += [(labels["cost"], f"{event.excess_eur:,.0f} €".replace(",", "\u202f")),
-                 (labels["co2"], f"{event.excess_kgco2e:,.0f} kgCO2e".replace(",", "\u202f"))]
+        rows += [(labels["cost"], _amount(event.excess_eur, "€", language)),
+                 (labels["co2"], _amount(event.excess_kgco2e, "kgCO2e", language))]
     rows += [(labels["rule"], event.qualified_name), (labels["score"], f"{event.score:.2f}")]
     return rows
 
 
 def _subject(event: AnomalyEvent, language: Language) -> str:
+    r"""The subject of an alert mail; French typography in French (no-break space before the colon and the euro).
+
+    >>> from anomalies.events import _sample_event
+    >>> _subject(_sample_event(), "fr")
+    '[Econome] Alerte\xa0: Gymnase Batum — chauffage en inoccupation — 45\xa0€'
+    >>> _subject(_sample_event(), "en")
+    '[Econome] Alert: Gymnase Batum — heating while closed — 45 €'
+    """
     labels = _LABELS[language]
-    money = f" — {event.excess_eur:,.0f} €".replace(",", "\u202f") if event.excess_eur >= 1 else ""
+    money = f" — {_amount(event.excess_eur, '€', language)}" if event.excess_eur >= 1 else ""
     kind = _KIND_TITLES.get(event.kind, {}).get(language, event.kind.replace("_", " "))
-    return f"[Econome] {labels[event.state.value]}: {event.building_name} — {kind}{money}"
+    return f"[Econome] {_colon(labels[event.state.value], language)} {event.building_name} — {kind}{money}"
 
 
 def _text(events: Sequence[AnomalyEvent], language: Language) -> str:
@@ -277,7 +292,7 @@ def _text(events: Sequence[AnomalyEvent], language: Language) -> str:
     parts = []
     for event in events:
         lines = [event.explanation(language), ""]
-        lines += [f"{name}: {value}" for name, value in _rows(event, language)]
+        lines += [f"{_colon(name, language)} {value}" for name, value in _rows(event, language)]
         action = _ACTIONS.get(event.kind, {}).get(language)
         if action:
             lines += ["", f"{labels['todo']} {action}"]
@@ -349,7 +364,7 @@ class EmailAlerter:
         return self.config.languages.get(recipient, self.config.language)
 
     def render(self, events: Sequence[AnomalyEvent], recipient: str, *, digest: bool = False) -> EmailMessage:
-        """The e-mail for one recipient: plain text, HTML and one inline chart per event.
+        r"""The e-mail for one recipient: plain text, HTML and one inline chart per event.
 
         >>> from pathlib import Path
         >>> from inventory import load_inventory
@@ -358,7 +373,7 @@ class EmailAlerter:
         >>> alerter = EmailAlerter(config, load_inventory(Path("examples/commune.yaml")))
         >>> message = alerter.render([_sample_event()], "cep@valmont.example")
         >>> message["Subject"]
-        '[Econome] Alerte: Gymnase Batum — chauffage en inoccupation — 45 €'
+        '[Econome] Alerte\xa0: Gymnase Batum — chauffage en inoccupation — 45\xa0€'
         """
         language = self.language(recipient)
         title = _LABELS[language]["digest"] if digest else _subject(events[0], language).removeprefix("[Econome] ")

@@ -57,7 +57,7 @@ from streams.metrics import PrometheusSensor, Sensor
 from streams.pipeline import Pipeline
 from streams.quality import QualityTracker
 
-__all__ = ["app", "main"]
+__all__ = ["app", "epoch_clock", "main", "seed_history"]
 
 logger = logging.getLogger("econome")
 
@@ -228,6 +228,10 @@ def run(
         min=1.0, help="Run the clock this many times faster than the wall clock (demos and tests with a simulator).")] = 1.0,
     start: Annotated[str | None, typer.Option(
         help="With --speed: the clock's start, ISO 8601 with offset (default: now).")] = None,
+    epoch: Annotated[float | None, typer.Option(
+        help="With --speed: the wall time (UNIX seconds) at which the clock reads --start (default: when the "
+             "command starts). Processes given the same --start, --speed and --epoch share one simulated "
+             "timeline, across restarts too.")] = None,
 ) -> None:
     """Collect every point of the inventory, write to InfluxDB, and detect anomalies every hour, until stopped.
 
@@ -239,7 +243,9 @@ def run(
     tune_malloc()
     inv = _load(config)
     redactor.add(_inventory_secrets(inv))
-    clock = _run_clock(speed, start)
+    clock = _run_clock(speed, start, epoch)
+    if settings.detect_enabled and settings.detect_config is not None:
+        _detect_config_or_exit(settings.detect_config)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -268,15 +274,46 @@ def run(
         raise typer.Exit(code=1) from exc
 
 
-def _run_clock(speed: float, start: str | None) -> Clock:
-    """The wall clock, or with ``--speed`` a scaled clock from ``--start``; exit 2 on a bad start."""
-    if speed == 1.0 and start is None:
+def _run_clock(speed: float, start: str | None, epoch: float | None = None) -> Clock:
+    """The wall clock, or with ``--speed`` a scaled clock from ``--start`` (at ``--epoch``); exit 2 on a bad start."""
+    if speed == 1.0 and start is None and epoch is None:
         return SystemClock()
     try:
         origin = datetime.fromisoformat(start) if start else datetime.now(UTC)
-        return ScaledClock(origin, speed)
+        if origin.tzinfo is None:
+            msg = "no UTC offset"
+            raise ValueError(msg)
     except ValueError as exc:
         typer.echo(f"error: --start {start!r}: {exc} (ISO 8601 with an offset, e.g. 2026-01-05T06:30:00+01:00)", err=True)
+        raise typer.Exit(code=2) from None
+    return epoch_clock(origin, speed, epoch)
+
+
+def epoch_clock(start: datetime, speed: float, epoch: float | None = None) -> ScaledClock:
+    """A clock ``speed`` times faster than the wall clock that reads ``start`` at wall time ``epoch`` (UNIX seconds).
+
+    Two processes (a simulator and ``econome run --speed --start --epoch``) built with the same three values
+    share one simulated timeline: each reads ``start + (time.time() - epoch) * speed``, to the precision of
+    their wall clocks. Without ``epoch``, the clock reads ``start`` now.
+
+    >>> from datetime import UTC, datetime
+    >>> clock = epoch_clock(datetime(2026, 1, 5, tzinfo=UTC), 3600.0, time.time() - 2.0)
+    >>> round((clock.now() - datetime(2026, 1, 5, tzinfo=UTC)).total_seconds() / 3600.0)
+    2
+    """
+    if epoch is None:
+        return ScaledClock(start, speed)
+    return ScaledClock(start + timedelta(seconds=(time.time() - epoch) * speed), speed)
+
+
+def _detect_config_or_exit(path: Path) -> None:
+    """Check the ``ECONOME_DETECT_CONFIG`` file before anything starts: exit 2 naming its file and line."""
+    from econome.settings import load_detect_config
+
+    try:
+        load_detect_config(path)
+    except TelemetryError as exc:
+        typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from None
 
 
@@ -404,6 +441,54 @@ async def _demo_detect(
     typer.echo(f"anomalies: {len(events)} events detected and written to InfluxDB (measurement anomaly)")
     for event in events[:3]:
         typer.echo(f"  {event.explanation('fr')}")
+
+
+async def seed_history(
+    inv: Inventory,
+    config: InfluxConfig,
+    start: datetime,
+    end: datetime,
+    *,
+    faults: Sequence[Fault] = (),
+    seed: int = 0,
+    step: timedelta = timedelta(minutes=15),
+) -> int:
+    """Write the simulated readings of ``[start, end)`` into InfluxDB as the pipeline writes them (raw, line protocol).
+
+    The history a live detector's bootstrap reads on its first start, for a simulated commune that has no past:
+    :func:`simulator.generate_history` (give the same ``seed`` and ``faults`` as the live
+    :class:`simulator.Simulator`, built with ``model_start=start``, so that its counters continue these indexes),
+    encoded by :class:`streams.influx.LineEncoder` and written by the project's writer to the raw readings.
+
+    Returns:
+        The number of readings written.
+
+    Raises:
+        SinkError: InfluxDB is unreachable or refused a write.
+    """
+    from simulator.physics import generate_history
+    from streams.influx import LineEncoder
+    from streams.record import Reading
+
+    history = await asyncio.to_thread(generate_history, inv, start, end, step, seed=seed, faults=faults)
+    encoder = LineEncoder(inv)
+    units = {p.id: p.unit for _, p in inv.points()}
+    stamps = history.datetimes()
+    lines = [
+        encoder.encode(Reading(pid, ts, value, units[pid]))
+        for ts, row in zip(stamps, history.values.tolist(), strict=True)
+        for pid, value in zip(history.point_ids, row, strict=True)
+        if value == value  # a silent sensor (nan) has no reading
+    ]
+    writer = make_writer(config)
+    try:
+        if isinstance(writer, InfluxV1Writer):
+            await writer.ensure_database()
+        for i in range(0, len(lines), config.batch_size):
+            await writer.write(lines[i:i + config.batch_size], raw=True)
+    finally:
+        await writer.close()
+    return len(lines)
 
 
 def _last_weekday_morning(inv: Inventory) -> datetime:

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import unquote, urlsplit
 
+import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -26,7 +27,10 @@ from streams.errors import ConfigError
 from streams.influx import InfluxConfig
 from streams.validate import EventTimeConfig
 
-__all__ = ["EconomeSettings", "load_settings"]
+if TYPE_CHECKING:
+    from anomalies.detect import DetectConfig
+
+__all__ = ["EconomeSettings", "load_detect_config", "load_settings"]
 
 ENV_PREFIX = "ECONOME_"
 
@@ -109,6 +113,11 @@ class EconomeSettings(BaseSettings):
     """How long after the hour a pass runs, e.g. ``5min``, so that the hour's readings have reached InfluxDB."""
     detect_bootstrap: Duration = Field(default=timedelta(days=28), ge=timedelta(hours=1), le=timedelta(days=800))
     """History read on a first start (no state in ``data_dir/detect/``), e.g. ``28d``."""
+    detect_config: Path | None = None
+    """A YAML file of detection settings (:class:`anomalies.detect.DetectConfig`: ``rules:``, ``models:``,
+    ``expected:``, ``materiality:``...), e.g. ``/etc/econome/detect.yaml``; the defaults when unset. A broken
+    file is a ``file:line field: message`` error at the start of ``econome run`` (see :func:`load_detect_config`).
+    Changing it makes the saved detection state obsolete: detection starts afresh with a bootstrap."""
     log_level: str = "INFO"
     """Logging level of the ``econome`` command: DEBUG, INFO, WARNING, ERROR or CRITICAL."""
 
@@ -239,3 +248,83 @@ def load_settings() -> EconomeSettings:
         msg = f"invalid settings: {exc}"
         raise ConfigError(msg) from None
     return settings
+
+
+_MAX_DETECT_CONFIG_BYTES = 1024 * 1024
+
+
+def _key_lines(node: yaml.Node, loc: tuple[str | int, ...], lines: dict[tuple[str | int, ...], int]) -> None:
+    """The line (1-based) of every mapping key and sequence item under ``node``."""
+    lines.setdefault(loc, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else "?"
+            lines[(*loc, key)] = key_node.start_mark.line + 1
+            _key_lines(value_node, (*loc, key), lines)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _key_lines(item, (*loc, i), lines)
+
+
+def load_detect_config(path: Path) -> DetectConfig:
+    r"""The detection settings of ``ECONOME_DETECT_CONFIG``: a YAML mapping validated as ``DetectConfig``.
+
+    Every problem reads ``file:line field: message`` (the line of the deepest key known), as the inventory's.
+
+    Raises:
+        ConfigError: the file is missing, too large, not YAML, not a mapping, or a field is unknown or invalid.
+
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> _ = (folder / "detect.yaml").write_text("models: false\nrules:\n  leak_min_flow_m3_h: 0.05\n", encoding="utf-8")
+    >>> load_detect_config(folder / "detect.yaml").rules.leak_min_flow_m3_h
+    0.05
+    >>> _ = (folder / "bad.yaml").write_text("models: false\nrules:\n  leak_min_flow: 0.05\n", encoding="utf-8")
+    >>> load_detect_config(folder / "bad.yaml")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    streams.errors.ConfigError: ECONOME_DETECT_CONFIG: .../bad.yaml:3 rules.leak_min_flow: Extra inputs are not permitted
+    """
+    # Imported here: the detection package costs a second or two, and only this setting needs it.
+    from anomalies.detect import DetectConfig
+
+    where = f"{ENV_PREFIX}DETECT_CONFIG: {path}"
+    try:
+        if path.stat().st_size > _MAX_DETECT_CONFIG_BYTES:
+            msg = f"{where}: larger than {_MAX_DETECT_CONFIG_BYTES:,} bytes"
+            raise ConfigError(msg)
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        msg = f"{where}: cannot read: {exc.strerror or exc}"
+        raise ConfigError(msg) from None
+    except UnicodeDecodeError:
+        msg = f"{where}: not UTF-8"
+        raise ConfigError(msg) from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data: Any = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        msg = f"{where}{line}: not valid YAML: {getattr(exc, 'problem', None) or exc}"
+        raise ConfigError(msg) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        msg = f"{where}:1: the top level must be a mapping of DetectConfig fields (rules:, models:, expected:...)"
+        raise ConfigError(msg)
+    lines: dict[tuple[str | int, ...], int] = {}
+    if node is not None:
+        _key_lines(node, (), lines)
+    try:
+        return DetectConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            loc = tuple(error["loc"])
+            known = next((loc[:n] for n in range(len(loc), 0, -1) if loc[:n] in lines), ())
+            at = lines.get(known, 1)
+            field = ".".join(str(part) for part in loc) or "(top level)"
+            problems.append(f"{path}:{at} {field}: {str(error['msg']).removeprefix('Value error, ')}")
+        msg = f"{ENV_PREFIX}DETECT_CONFIG: " + "; ".join(problems)
+        raise ConfigError(msg) from None

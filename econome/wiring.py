@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -15,7 +16,8 @@ from streams.deadletter import DeadLetterStore
 from streams.metrics import Sensor
 
 if TYPE_CHECKING:
-    from anomalies.live import EventNotifier, LiveDetector
+    from anomalies.detect import DetectConfig
+    from anomalies.live import EventNotifier, LiveDetector, PassReport
     from econome.settings import EconomeSettings
 
 logger = logging.getLogger(__name__)
@@ -76,11 +78,19 @@ def with_endpoints(
 
 
 def build_live_detector(
-    inventory: Inventory, settings: EconomeSettings, clock: Clock, notifier: EventNotifier | None = None
+    inventory: Inventory,
+    settings: EconomeSettings,
+    clock: Clock,
+    notifier: EventNotifier | None = None,
+    *,
+    config: DetectConfig | None = None,
+    on_pass: Callable[[PassReport | None], None] | None = None,
 ) -> LiveDetector:
     """The live detection of ``econome run``: the settings' InfluxDB, ``ECONOME_DETECT_*``, the state in ``data_dir``.
 
-    Detection settings are :class:`~anomalies.detect.DetectConfig`'s defaults, as ``econome detect``'s.
+    Detection settings are those of the ``ECONOME_DETECT_CONFIG`` file when set
+    (:func:`econome.settings.load_detect_config`), else :class:`~anomalies.detect.DetectConfig`'s defaults,
+    as ``econome detect``'s.
     Alerts go to the alert register of ``data_dir`` (``econome alerts``, ``econome status``) and, when the
     inventory has an ``email:`` section, by e-mail to each building's advisors.
 
@@ -89,11 +99,20 @@ def build_live_detector(
         settings: the process settings.
         clock: the service's clock (operator actions, digests).
         notifier: what alerts are handed to; the register and e-mail outbox of ``data_dir`` when None.
+        config: detection settings, overriding ``ECONOME_DETECT_CONFIG`` (``econome demo``).
+        on_pass: called after every pass with its report (None for a failed pass).
+
+    Raises:
+        ConfigError: the ``ECONOME_DETECT_CONFIG`` file is missing or invalid (naming the file and line).
     """
     # Imported here: scikit-learn costs a second at start-up, and only detection needs it.
     from anomalies.detect import DetectConfig
     from anomalies.live import LiveConfig, LiveDetector
     from anomalies.notify import MailOutbox, alerts_path
+    from econome.settings import load_detect_config
+
+    if config is None:
+        config = load_detect_config(settings.detect_config) if settings.detect_config is not None else DetectConfig()
 
     if notifier is None:
         path = alerts_path(settings.data_dir)
@@ -105,4 +124,5 @@ def build_live_detector(
                 "to InfluxDB, but no mail is sent (see docs/alerts.md)"
             )
     live = LiveConfig(every=settings.detect_every, delay=settings.detect_delay, bootstrap=settings.detect_bootstrap)
-    return LiveDetector(inventory, settings.influx(), settings.detect_state_path, notifier, config=DetectConfig(), live=live)
+    return LiveDetector(inventory, settings.influx(), settings.detect_state_path, notifier, config=config, live=live,
+                        on_pass=on_pass)

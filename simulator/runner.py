@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine, Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from inventory import Inventory
@@ -60,6 +60,9 @@ class Simulator:
         tick: simulated time between two model steps.
         mqtt_topic_prefix: prepended to every published topic.
         mqtt_client_id: MQTT client id of the publisher.
+        model_start: the simulated time the building model starts from (default: the clock's now). Give the
+            start of a history written before (:func:`simulator.generate_history`, same seed and faults) so that
+            the live counters continue its indexes instead of starting again from their initial value.
     """
 
     def __init__(
@@ -75,6 +78,7 @@ class Simulator:
         tick: timedelta = timedelta(seconds=10),
         mqtt_topic_prefix: str = "",
         mqtt_client_id: str = "econome-simulator",
+        model_start: datetime | None = None,
     ) -> None:
         if tick <= timedelta(0):
             msg = f"tick must be positive, got {tick}"
@@ -82,7 +86,7 @@ class Simulator:
         self.inventory = inventory
         self.clock = clock
         self.tick = tick
-        self.model = PortfolioModel(inventory, clock.now(), seed=seed, faults=faults)
+        self.model = PortfolioModel(inventory, model_start or clock.now(), seed=seed, faults=faults)
         self.modbus = ModbusSimulator(inventory, self.model, clock=clock, ports=modbus_ports, host=host)
         self.mqtt: MqttPublisher | None = None
         if mqtt is not None:

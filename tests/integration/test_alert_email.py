@@ -126,7 +126,7 @@ async def test_alert_mail_has_chart_and_figures(
     assert len(inbox.messages) == 1
     message = inbox.messages[0]
     assert message["To"] == "cep@valmont.example"
-    assert message["Subject"].startswith("[Econome] Alerte: Gymnase Batum")
+    assert message["Subject"].startswith("[Econome] Alerte\u00a0: Gymnase Batum")
     text, html, images = _parts(message)
     kwh = f"{event.excess_kwh:,.0f}".replace(",", "\u202f")
     eur = f"{event.excess_eur:,.0f}".replace(",", "\u202f")

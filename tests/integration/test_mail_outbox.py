@@ -109,7 +109,7 @@ async def test_the_same_events_queued_twice_send_one_mail(tmp_path: Path, invent
     assert len(server.inbox.messages) == 1
     message = server.inbox.messages[0]
     assert message["To"] == ADVISOR
-    assert str(message["Subject"]).startswith("[Econome] Alerte: Gymnase Batum")
+    assert str(message["Subject"]).startswith("[Econome] Alerte\u00a0: Gymnase Batum")
     assert any(part.get_content_type() == "image/png" for part in message.walk())
 
 
@@ -127,8 +127,8 @@ async def test_opened_then_resolved_sends_one_alert_and_one_resolution(
 
     subjects = server.inbox.subjects()
     assert len(subjects) == 2
-    assert subjects[0].startswith("[Econome] Alerte: Gymnase Batum")
-    assert subjects[1].startswith("[Econome] Résolu: Gymnase Batum")
+    assert subjects[0].startswith("[Econome] Alerte\u00a0: Gymnase Batum")
+    assert subjects[1].startswith("[Econome] Résolu\u00a0: Gymnase Batum")
     [alert] = outbox.register.alerts(include_resolved=True)
     assert alert.state is AlertState.RESOLVED
     assert alert.resolved_at == T0 + timedelta(minutes=40)
@@ -142,7 +142,8 @@ async def test_an_alert_first_seen_resolved_gets_both_mails_and_ongoing_alone_no
     assert await outbox.flush(T0) == 2
     outbox.queue([_event(AlertState.ONGOING, start=datetime(2026, 1, 11, tzinfo=UTC))], T0)  # first seen ongoing
     assert await outbox.flush(T0) == 1
-    assert [s.split(":")[0] for s in server.inbox.subjects()] == ["[Econome] Alerte", "[Econome] Résolu", "[Econome] Alerte"]
+    assert [s.split("\u00a0:")[0] for s in server.inbox.subjects()] == [
+        "[Econome] Alerte", "[Econome] Résolu", "[Econome] Alerte"]
 
 
 async def test_no_resolution_notice_without_send_resolved(tmp_path: Path, inventory: Inventory, server: _Server) -> None:
@@ -263,7 +264,7 @@ async def test_mute_stops_mails_of_the_building_until_the_date(tmp_path: Path, i
     outbox.queue([fresh], after)
     assert await outbox.flush(after) == 1  # mails resume for alerts after the mute
     assert server.inbox.subjects() == [server.inbox.subjects()[0]]
-    assert server.inbox.subjects()[0].startswith("[Econome] Alerte: Gymnase Batum")
+    assert server.inbox.subjects()[0].startswith("[Econome] Alerte\u00a0: Gymnase Batum")
 
 
 async def test_a_kind_mute_leaves_the_other_kinds(tmp_path: Path, inventory: Inventory, server: _Server) -> None:
