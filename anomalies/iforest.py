@@ -208,12 +208,14 @@ def _grow_direct(data: FloatArray, n_estimators: int, max_samples: int, random_s
         tree_seed = draws.randint(_MAX_INT)
         draws.seed(seed)
         features = sample_without_replacement(n_features, n_features, random_state=draws)
-        indices = sample_without_replacement(n_rows, max_samples, random_state=draws)
-        weight = np.bincount(indices, minlength=n_rows).astype(np.float64)
+        indices = np.sort(sample_without_replacement(n_rows, max_samples, random_state=draws))
+        # scikit-learn passes every row with a weight of 1 (drawn) or 0, and its splitter keeps the rows of
+        # non-zero weight in row order: the drawn rows alone, in that order and unweighted, give the same
+        # tree, without the builder walking (and the criterion sized for) all the rows at every tree.
         draws.seed(tree_seed)  # the splitter draws its own seed from it when the build starts
-        splitter = RandomSplitter(MSE(1, n_rows), 1, 1, 0.0, draws, None)
+        splitter = RandomSplitter(MSE(1, max_samples), 1, 1, 0.0, draws, None)
         tree = Tree(n_features, one_output, 1)
-        DepthFirstTreeBuilder(splitter, 2, 1, 0.0, max_depth, 0.0).build(tree, x, y, weight, None)
+        DepthFirstTreeBuilder(splitter, 2, 1, 0.0, max_depth, 0.0).build(tree, x[indices], y[indices], None, None)
         trees.append(_tree(tree, features))
     return trees
 
