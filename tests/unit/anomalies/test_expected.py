@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import numpy as np
 
 from anomalies.expected import ExpectedConfig, ExpectedConsumption, day_types_of_hours, refit_hours
@@ -233,7 +235,7 @@ def _searches(config: ExpectedConfig, days: int = 200) -> tuple[ExpectedConsumpt
 
 
 def test_the_structure_is_searched_every_four_weeks_and_while_the_history_is_young() -> None:
-    config = ExpectedConfig()
+    config = ExpectedConfig(structure_every=timedelta(days=28))
     model, searched = _searches(config)
     assert model.fits == len(refit_hours(200 * 24, config))
     assert searched[0] == 14 * 24
@@ -244,7 +246,7 @@ def test_the_structure_is_searched_every_four_weeks_and_while_the_history_is_you
     assert model.searches < model.fits / 2
 
 
-def test_refit_every_structure_search_when_asked() -> None:
-    config = ExpectedConfig(structure_every=ExpectedConfig().refit_every)
+def test_every_refit_searches_the_structure_by_default() -> None:
+    config = ExpectedConfig()
     model, searched = _searches(config, days=60)
     assert model.searches == model.fits == len(searched)
