@@ -178,10 +178,7 @@ def _grow_public(data: FloatArray, n_estimators: int, max_samples: int, random_s
     from sklearn.ensemble import IsolationForest  # type: ignore[import-untyped]  # scikit-learn ships no type stubs
 
     forest = IsolationForest(n_estimators=n_estimators, max_samples=max_samples, random_state=random_state).fit(data)
-    return [
-        _tree(estimator.tree_, features)
-        for estimator, features in zip(forest.estimators_, forest.estimators_features_, strict=True)
-    ]
+    return _trees([e.tree_ for e in forest.estimators_], list(forest.estimators_features_))
 
 
 def _grow_direct(data: FloatArray, n_estimators: int, max_samples: int, random_state: int) -> list[_Tree]:
@@ -202,33 +199,41 @@ def _grow_direct(data: FloatArray, n_estimators: int, max_samples: int, random_s
     # One generator re-seeded per draw: the same states as a fresh RandomState(seed) each time (which
     # scikit-learn builds), without drawing OS entropy for every one, most of the fitting time.
     draws = np.random.RandomState(random_state)
-    trees = []
+    grown = []
+    drawn = []
     for seed in seeds.tolist():
         draws.seed(seed)
         tree_seed = draws.randint(_MAX_INT)
         draws.seed(seed)
         features = sample_without_replacement(n_features, n_features, random_state=draws)
-        indices = sample_without_replacement(n_rows, max_samples, random_state=draws)
-        weight = np.bincount(indices, minlength=n_rows).astype(np.float64)
+        indices = np.sort(sample_without_replacement(n_rows, max_samples, random_state=draws))
+        # scikit-learn passes every row with a weight of 1 (drawn) or 0, and its splitter keeps the rows of
+        # non-zero weight in row order: the drawn rows alone, in that order and unweighted, give the same
+        # tree, without the builder walking (and the criterion sized for) all the rows at every tree.
         draws.seed(tree_seed)  # the splitter draws its own seed from it when the build starts
-        splitter = RandomSplitter(MSE(1, n_rows), 1, 1, 0.0, draws, None)
+        splitter = RandomSplitter(MSE(1, max_samples), 1, 1, 0.0, draws, None)
         tree = Tree(n_features, one_output, 1)
-        DepthFirstTreeBuilder(splitter, 2, 1, 0.0, max_depth, 0.0).build(tree, x, y, weight, None)
-        trees.append(_tree(tree, features))
-    return trees
+        DepthFirstTreeBuilder(splitter, 2, 1, 0.0, max_depth, 0.0).build(tree, x[indices], y[indices], None, None)
+        grown.append(tree)
+        drawn.append(features)
+    return _trees(grown, drawn)
 
 
-def _tree(tree: Any, features: Any) -> _Tree:
-    depths = np.asarray(tree.compute_node_depths(), dtype=np.float64)
-    averages = _average_path_length(np.asarray(tree.n_node_samples, dtype=np.float64))
-    return _Tree(
-        left=np.asarray(tree.children_left, dtype=np.int64),
-        right=np.asarray(tree.children_right, dtype=np.int64),
-        feature=np.maximum(np.asarray(tree.feature, dtype=np.int64), 0),
-        threshold=np.asarray(tree.threshold, dtype=np.float64),
-        path=depths + averages - 1.0,
-        features=np.asarray(features, dtype=np.int64),
-    )
+def _trees(trees: list[Any], features: list[Any]) -> list[_Tree]:
+    """scikit-learn trees as plain arrays; every node's c(samples) computed in one step for the forest."""
+    samples = [np.asarray(tree.n_node_samples, dtype=np.float64) for tree in trees]
+    averages = np.split(_average_path_length(np.concatenate(samples)), np.cumsum([a.size for a in samples])[:-1])
+    return [
+        _Tree(
+            left=np.asarray(tree.children_left, dtype=np.int64),
+            right=np.asarray(tree.children_right, dtype=np.int64),
+            feature=np.maximum(np.asarray(tree.feature, dtype=np.int64), 0),
+            threshold=np.asarray(tree.threshold, dtype=np.float64),
+            path=np.asarray(tree.compute_node_depths(), dtype=np.float64) + average - 1.0,
+            features=np.asarray(drawn, dtype=np.int64),
+        )
+        for tree, drawn, average in zip(trees, features, averages, strict=True)
+    ]
 
 
 class IsolationForestDetector:

@@ -500,6 +500,10 @@ class DailyChangePointBaseline:
         self._params: DailyParams | None = None
         self._stats: FitStats | None = None
         self._monthly_stats: FitStats | None = None
+        self._split = "none"  # the fitted candidate's day-type split, as :meth:`_search` names it
+        self._present: tuple[DayType, ...] = ()  # the day types it was fitted on, after merging
+        self.searched = False
+        """Whether the last :meth:`fit` searched the structure (False: it refitted the one of ``like``)."""
 
     @property
     def params(self) -> DailyParams:
@@ -552,11 +556,18 @@ class DailyChangePointBaseline:
             parts.append(f"cooling_balance={p.cooling_balance_c:g}C")
         return f"{self.name}({', '.join(parts)})"
 
-    def fit(self, obs: DailyObservations) -> Self:
+    def fit(self, obs: DailyObservations, like: DailyChangePointBaseline | None = None) -> Self:
         """Fit on the reference period.
+
+        With ``like`` (a fitted model), only its structure is refitted: the
+        same terms, balance points and day-type split, new coefficients. That
+        is the structure search's own candidate when it is still valid on
+        these days (a positive, significant slope; the same day types, merged
+        the same way); when it is not, the full search runs as without ``like``.
 
         Args:
             obs: the reference days.
+            like: a fitted model whose structure to keep, if it still holds.
 
         Returns:
             self, fitted.
@@ -571,10 +582,15 @@ class DailyChangePointBaseline:
         y = obs.energy_kwh[ok]
         temp = obs.temperature_c[ok]
         types, type_map = self._merge_types([t for t, k in zip(obs.day_types, ok, strict=True) if k])
-        best = self._search(y, temp, types)
+        best = self._refit_structure(y, temp, types, type_map, like) if like is not None else None
+        self.searched = best is None
+        if best is None:
+            best = self._search(y, temp, types)
         if best is None:
             msg = "no daily change-point candidate could be fitted"
             raise ModelError(msg)
+        self._split = best.split
+        self._present = tuple(t for t in DayType if t in types)
         self._params = self._to_params(best, types, type_map)
         predicted = self._predict_rows(obs.temperature_c[ok], [obs.day_types[i] for i in np.flatnonzero(ok)])
         self._stats = fit_stats(y, predicted, best.coef.size, Resolution.DAILY)
@@ -680,6 +696,35 @@ class DailyChangePointBaseline:
             if cand is not None and (best is None or cand[1] < best.bic):
                 best = _Candidate(cand[1], cand[0], hbp, cbp, split)
         return best
+
+    def _refit_structure(
+        self, y: FloatArray, temp: FloatArray, types: list[DayType], type_map: dict[DayType, DayType],
+        like: DailyChangePointBaseline,
+    ) -> _Candidate | None:
+        """``like``'s candidate (terms, balance points, split) fitted on these days; None when it no longer holds."""
+        if like._params is None or like._present != tuple(t for t in DayType if t in types) or like.params.type_map != type_map:
+            return None  # a day type appeared, vanished or is merged otherwise: the candidates differ
+        p = like.params
+        present = list(like._present)
+        onehot = np.array([[1.0 if t == u else 0.0 for u in present] for t in types])
+        split = like._split
+        columns: list[FloatArray] = [np.ones((y.size, 1)) if split == "none" else onehot]
+        if p.heating_balance_c is not None:
+            hdd = _degree_days_grid(temp, np.array([p.heating_balance_c]), heating=True)[0]
+            if not hdd.any():
+                return None
+            columns.append(onehot * hdd[:, None] if split == "intercept+heating" else hdd[:, None])
+        if p.cooling_balance_c is not None:
+            cdd = _degree_days_grid(temp, np.array([p.cooling_balance_c]), heating=False)[0]
+            if not cdd.any():
+                return None
+            columns.append(cdd[:, None])
+        x = np.ascontiguousarray(np.column_stack(columns))
+        k = columns[0].shape[1]
+        fitted = self._ols(y, x, list(range(k, x.shape[1])))
+        if fitted is None:
+            return None
+        return _Candidate(fitted[1], fitted[0], p.heating_balance_c, p.cooling_balance_c, split)
 
     def _screen(self, y: FloatArray, matrix: FloatArray, cands: list[tuple[list[int], int]]) -> list[int]:
         """Candidates (their indices, in order) that may be the best valid one; the others surely are not.

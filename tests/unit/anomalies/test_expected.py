@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import numpy as np
 
 from anomalies.expected import ExpectedConfig, ExpectedConsumption, day_types_of_hours, refit_hours
@@ -211,3 +213,40 @@ def test_day_sums_kept_across_refits_are_those_of_each_window() -> None:
     hours_per_day = np.bincount(s["day"] - s["day"].min())
     assert (hours_per_day == 23).any()
     assert (hours_per_day == 25).any()
+
+
+def _searches(config: ExpectedConfig, days: int = 200) -> tuple[ExpectedConsumption, list[int]]:
+    """Weekly refits over ``days``; the hours at which the structure was searched."""
+    rng = np.random.default_rng(5)
+    n = days * 24
+    day = np.repeat(np.arange(days), 24)
+    hour = np.tile(np.arange(24), days)
+    outdoor = 10.0 - 8.0 * np.cos(2 * np.pi * (day - 200) / 365) + rng.normal(0, 1.0, n)
+    open_frac = (((day % 7) < 5) & (hour >= 8) & (hour < 17)).astype(float)
+    y = 2.0 + 0.6 * np.maximum(0.0, 15.0 - outdoor) * (1 + open_frac) + rng.normal(0, 0.2, n)
+    model = ExpectedConsumption(y, outdoor, open_frac, np.zeros(n, dtype=bool), hour, day, config)
+    searched = []
+    for at in refit_hours(n, config):
+        before = model.searches
+        model.refit(at, np.zeros(at, dtype=bool))
+        if model.searches > before:
+            searched.append(at)
+    return model, searched
+
+
+def test_the_structure_is_searched_every_four_weeks_and_while_the_history_is_young() -> None:
+    config = ExpectedConfig(structure_every=timedelta(days=28))
+    model, searched = _searches(config)
+    assert model.fits == len(refit_hours(200 * 24, config))
+    assert searched[0] == 14 * 24
+    gaps = np.diff(searched) / 24
+    assert gaps.max() <= 28
+    # Young histories grow by a quarter within a week or two: searched more often than every four weeks.
+    assert gaps[0] < 28
+    assert model.searches < model.fits / 2
+
+
+def test_every_refit_searches_the_structure_by_default() -> None:
+    config = ExpectedConfig()
+    model, searched = _searches(config, days=60)
+    assert model.searches == model.fits == len(searched)
