@@ -38,12 +38,7 @@ from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
-from influxdb_client.client.influxdb_client import InfluxDBClient
-from influxdb_client.client.write_api import SYNCHRONOUS
-from influxdb_client.domain.write_precision import WritePrecision
-from influxdb_client.rest import ApiException
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
-from urllib3.exceptions import HTTPError as Urllib3Error
 
 from inventory import Inventory
 from streams.errors import ConfigError, SinkError
@@ -464,6 +459,10 @@ class InfluxV2Writer:
     """
 
     def __init__(self, config: InfluxConfig) -> None:
+        # Imported here: influxdb-client takes half a second to import, and only v2 writes need it.
+        from influxdb_client.client.influxdb_client import InfluxDBClient
+        from influxdb_client.client.write_api import SYNCHRONOUS
+
         self.config = config
         _warn_insecure(config)
         self._client = InfluxDBClient(
@@ -484,6 +483,10 @@ class InfluxV2Writer:
             await asyncio.to_thread(self._write_sync, lines, bucket)
 
     def _write_sync(self, lines: list[str], bucket: str) -> None:
+        from influxdb_client.domain.write_precision import WritePrecision
+        from influxdb_client.rest import ApiException
+        from urllib3.exceptions import HTTPError as Urllib3Error
+
         try:
             self._write_api.write(
                 bucket=bucket,

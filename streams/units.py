@@ -13,10 +13,12 @@ only multiplies. Gas volumes become kWh through the point's
 from __future__ import annotations
 
 from functools import cache
-
-import pint
+from typing import TYPE_CHECKING
 
 from inventory import Point, Quantity
+
+if TYPE_CHECKING:
+    import pint
 
 __all__ = ["CANONICAL", "canonical_unit", "energy_kwh_factor", "factor"]
 
@@ -41,6 +43,9 @@ CANONICAL: dict[str, str] = {
 
 @cache
 def _registry() -> pint.UnitRegistry:  # type: ignore[type-arg]  # pint's registry generic has no public parameter
+    # Imported here: pint takes a third of a second to import, and only a point's first conversion needs it.
+    import pint
+
     return pint.UnitRegistry()
 
 
