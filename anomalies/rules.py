@@ -175,6 +175,10 @@ class RulesConfig(BaseModel):
     """Days before an hour an indoor temperature sensor is compared with (its own past)."""
     drift_min_k: float = Field(default=4.0, gt=0)
     """Smallest deviation (K) of an indoor sensor's daily mean from its past that is a drift."""
+    drift_history_days: int = Field(default=365, ge=28)
+    """Days before an hour whose same-regime days (heated, unheated) show how the indoor temperature responded
+    to weather colder or warmer than its ``sensor_reference_days``: a room held at its level whatever the
+    weather (a pool hall, a thermostat) cannot have the weather explain a fall where it was held before."""
     cycle_collapse: float = Field(default=0.2, gt=0, lt=0.5)
     """An indoor sensor's range over 24 h below this share of its usual daily range has lost its cycle."""
     cycle_min_range_k: float = Field(default=1.0, gt=0)
@@ -2165,9 +2169,11 @@ class SensorDriftRule:
         state = _nan(n)
         deviation = _nan(n)
         ref_days = int(config.sensor_reference_days)
+        hist_days = int(config.drift_history_days)
         for j, a in enumerate(range(0, n, 24)):
             b = min(n, a + 24)
             lo = max(0, j - ref_days)
+            hlo = max(0, j - hist_days)
             # A building that lives closed (a church, a hall used once a week) has its long closures in its
             # reference: they are its ordinary state, judged as any other.
             # Habitual means several separate long closures (a weekly pattern), not one holiday.
@@ -2183,25 +2189,39 @@ class SensorDriftRule:
             # The effect of use is learnt only from enough days in use and out of use; a day in a state the
             # reference has too few of (the first service after weeks closed) is not judged.
             seen_use = int((ref_use > 0).sum()) >= _MIN_REGIME_DAYS and int((ref_use == 0).sum()) >= _MIN_REGIME_DAYS
-            max_slope = _MAX_FREE_SLOPE if free_d[lo:j][sel].mean() >= 0.5 else _MAX_INDOOR_SLOPE
+            ref_unheated = bool(free_d[lo:j][sel].mean() >= 0.5)
+            max_slope = _MAX_FREE_SLOPE if ref_unheated else _MAX_INDOOR_SLOPE
             # A building lags the weather by up to days (its thermal mass): the weather of the last 24 h and
             # that of the last 72 h each explain the reference; a deviation counts only if neither explains it.
             far = np.ones(b - a, dtype=np.bool_)
             near = np.zeros(b - a, dtype=np.bool_)
             dev = np.full(b - a, np.inf)
+            # The room's own longer past (same heating regime, flagged days and holidays left out): what the
+            # weather beyond the reference days did to it when it was last that cold (or warm).
+            hist_sel = usable_d[hlo:lo] & ~flagged_d[hlo:lo] & (habitual | ~long_d[hlo:lo])
             for o_ref, o_now in ((o_d, out24), (o72_d, out72)):
+                heated_h, free_h = _regime_history(
+                    y_d[hlo:lo], o_ref[hlo:lo], u_d[hlo:lo] if seen_use else None, free_d[hlo:lo], hist_sel
+                )
+                # The reference's slope is bounded by the one its longer past shows in the same regime (plus a
+                # thermostat's droop): a drift that happens to come with cooling weeks is not the weather's.
+                own = free_h if ref_unheated else heated_h
+                fit_cap = min(max_slope, own[0] + _DROOP_K_PER_K) if own is not None else max_slope
                 level, slope, use_k, scatter = _explain_indoor(
-                    y_d[lo:j][sel], o_ref[lo:j][sel], ref_use if seen_use else np.zeros(ref_use.size), max_slope
+                    y_d[lo:j][sel], o_ref[lo:j][sel], ref_use if seen_use else np.zeros(ref_use.size), fit_cap
                 )
                 limit = max(config.drift_min_k, 5.0 * scatter)
                 this = mean24[a:b] - level - slope * o_now[a:b] - use_k * use24[a:b]
                 # Weather colder (warmer) than any of the reference days may explain up to the steepest
                 # plausible response (0.5 K per K heated, 1 K per K unheated): a building is colder in a
-                # cold snap than its past shows.
+                # cold snap than its past shows. Where its longer past has days as cold (warm) in the same
+                # regime, its own response there is the allowance instead: a room held at its level whatever
+                # the weather (a pool hall, a thermostat) cannot have the weather explain a fall.
                 ref_out = o_ref[lo:j][sel]
                 spare = np.maximum(0.0, cap[a:b] - slope)
-                colder = np.maximum(0.0, float(ref_out.min()) - o_now[a:b]) * spare
-                warmer = np.maximum(0.0, o_now[a:b] - float(ref_out.max())) * spare
+                colder, warmer = _weather_allowance(
+                    o_now[a:b], float(ref_out.min()), float(ref_out.max()), spare, slope, heated_h, free_h, free[a:b]
+                )
                 this = np.where(this < 0, np.minimum(0.0, this + colder), np.maximum(0.0, this - warmer))
                 far &= np.abs(this) > limit
                 near |= np.abs(this) < 0.5 * limit
@@ -2260,6 +2280,80 @@ _MAX_FREE_SLOPE = 1.0
 """Steepest plausible response (K per K) of an unheated building's indoor daily mean: it follows the weather."""
 _MIN_REGIME_DAYS = 3
 """Reference days needed in use and out of use before the effect of use is learnt."""
+
+
+_MIN_HISTORY_DAYS = 14
+"""Days of a heating regime the longer past needs before its response to the weather replaces the steepest plausible one."""
+_COVERED_DAYS = 3
+"""Days of the longer past at least as cold (warm) as an hour's weather before that weather counts as seen."""
+
+_MIN_HISTORY_SPREAD_K = 5.0
+"""Range of outdoor daily means (K) those days must span for their slope to be learnt."""
+_DROOP_K_PER_K = 0.1
+"""A thermostat's droop: a proportional controller lets a held room fall by its band (about 2 K) over the whole
+load range (about 25 K of outdoor temperature), so a room held in its past may follow the weather this much."""
+
+RegimeHistory = tuple[float, float, float] | None
+"""Of the longer past in one heating regime: the learnt slope (K per K), and the coldest and warmest outdoor means
+seen on at least :data:`_COVERED_DAYS` days; ``None`` with under :data:`_MIN_HISTORY_DAYS` days."""
+
+
+def _regime_history(
+    indoor: FloatArray, outdoor: FloatArray, use: FloatArray | None, free: BoolArray, sel: BoolArray
+) -> tuple[RegimeHistory, RegimeHistory]:
+    """The longer past's response to the weather, heated (first) and unheated (second): see :data:`RegimeHistory`."""
+    result: list[RegimeHistory] = []
+    for regime, cap in ((False, _MAX_INDOOR_SLOPE), (True, _MAX_FREE_SLOPE)):
+        days = sel & (free == regime) & np.isfinite(outdoor)
+        if int(days.sum()) < _MIN_HISTORY_DAYS:
+            result.append(None)
+            continue
+        o = outdoor[days]
+        u = use[days] if use is not None else np.zeros(o.size)
+        _, slope, _, _ = _explain_indoor(indoor[days], o, u, cap)
+        ordered = np.sort(o)
+        if ordered[-_COVERED_DAYS] - ordered[_COVERED_DAYS - 1] < _MIN_HISTORY_SPREAD_K:
+            result.append(None)
+            continue
+        result.append((slope, float(ordered[_COVERED_DAYS - 1]), float(ordered[-_COVERED_DAYS])))
+    return result[0], result[1]
+
+
+def _weather_allowance(
+    now: FloatArray,
+    ref_min: float,
+    ref_max: float,
+    spare: FloatArray,
+    slope: float,
+    heated: RegimeHistory,
+    free_history: RegimeHistory,
+    free: BoolArray,
+) -> tuple[FloatArray, FloatArray]:
+    """How much weather colder (first) or warmer (second) than the reference days may explain, per hour (K).
+
+    Up to the outdoor temperatures the longer past of the hour's regime has
+    seen, its own response beyond the reference's ``slope``; beyond them,
+    ``spare`` (the steepest plausible response beyond that slope).
+
+    >>> held = (0.0, -2.0, 30.0)  # held at its level from -2 °C to 30 °C outdoors
+    >>> _weather_allowance(np.array([5.0, -6.0]), 12.0, 20.0, np.full(2, 0.5), 0.0, held, None, np.zeros(2, bool))
+    (array([0., 2.]), array([0., 0.]))
+    """
+    colder = np.maximum(0.0, ref_min - now) * spare
+    warmer = np.maximum(0.0, now - ref_max) * spare
+    for regime, history in ((False, heated), (True, free_history)):
+        if history is None:
+            continue
+        seen_slope, coldest, warmest = history
+        hours = free == regime
+        own = np.maximum(0.0, np.minimum(seen_slope, slope + spare) - slope)
+        cold_seen = np.maximum(0.0, ref_min - np.maximum(now, coldest))
+        cold_unseen = np.maximum(0.0, np.minimum(ref_min, coldest) - now)
+        warm_seen = np.maximum(0.0, np.minimum(now, warmest) - ref_max)
+        warm_unseen = np.maximum(0.0, now - max(ref_max, warmest))
+        colder = np.where(hours, cold_seen * own + cold_unseen * spare, colder)
+        warmer = np.where(hours, warm_seen * own + warm_unseen * spare, warmer)
+    return colder, warmer
 
 
 def _explain_indoor(
