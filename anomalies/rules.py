@@ -2196,33 +2196,38 @@ class SensorDriftRule:
             far = np.ones(b - a, dtype=np.bool_)
             near = np.zeros(b - a, dtype=np.bool_)
             dev = np.full(b - a, np.inf)
-            # The room's own longer past (same heating regime, flagged days and holidays left out): what the
-            # weather beyond the reference days did to it when it was last that cold (or warm).
+            # The room's own longer past (same heating regime, flagged days and holidays left out): how it
+            # followed the weather, and how cold that weather went. Heating holds a room from below only, so
+            # this bounds what the weather explains of a fall; a rise keeps the steepest plausible response
+            # (a heated room floats above its setpoint in a warm spell, once the heating stops).
             hist_sel = usable_d[hlo:lo] & ~flagged_d[hlo:lo] & (habitual | ~long_d[hlo:lo])
+            ref_y, ref_u = y_d[lo:j][sel], ref_use if seen_use else np.zeros(ref_use.size)
             for o_ref, o_now in ((o_d, out24), (o72_d, out72)):
+                ref_out = o_ref[lo:j][sel]
                 heated_h, free_h = _regime_history(
                     y_d[hlo:lo], o_ref[hlo:lo], u_d[hlo:lo] if seen_use else None, free_d[hlo:lo], hist_sel
                 )
-                # The reference's slope is bounded by the one its longer past shows in the same regime (plus a
-                # thermostat's droop): a drift that happens to come with cooling weeks is not the weather's.
+                # A fall: the reference's slope is bounded by the one its longer past shows in the same regime
+                # (plus a thermostat's droop), so a drift that happens to come with cooling weeks is not taken
+                # for the weather's doing; weather colder than the reference explains what the room did when
+                # it was that cold before, and up to the steepest plausible response (0.5 K per K heated,
+                # 1 K per K unheated) only beyond anything it has seen (a building is colder in a cold snap).
                 own = free_h if ref_unheated else heated_h
                 fit_cap = min(max_slope, own[0] + _DROOP_K_PER_K) if own is not None else max_slope
-                level, slope, use_k, scatter = _explain_indoor(
-                    y_d[lo:j][sel], o_ref[lo:j][sel], ref_use if seen_use else np.zeros(ref_use.size), fit_cap
+                level, slope, use_k, scatter = _explain_indoor(ref_y, ref_out, ref_u, fit_cap)
+                fall_limit = max(config.drift_min_k, 5.0 * scatter)
+                colder = _colder_allowance(
+                    o_now[a:b], float(ref_out.min()), np.maximum(0.0, cap[a:b] - slope), slope, heated_h, free_h, free[a:b]
                 )
-                limit = max(config.drift_min_k, 5.0 * scatter)
-                this = mean24[a:b] - level - slope * o_now[a:b] - use_k * use24[a:b]
-                # Weather colder (warmer) than any of the reference days may explain up to the steepest
-                # plausible response (0.5 K per K heated, 1 K per K unheated): a building is colder in a
-                # cold snap than its past shows. Where its longer past has days as cold (warm) in the same
-                # regime, its own response there is the allowance instead: a room held at its level whatever
-                # the weather (a pool hall, a thermostat) cannot have the weather explain a fall.
-                ref_out = o_ref[lo:j][sel]
-                spare = np.maximum(0.0, cap[a:b] - slope)
-                colder, warmer = _weather_allowance(
-                    o_now[a:b], float(ref_out.min()), float(ref_out.max()), spare, slope, heated_h, free_h, free[a:b]
-                )
-                this = np.where(this < 0, np.minimum(0.0, this + colder), np.maximum(0.0, this - warmer))
+                fall = np.minimum(0.0, mean24[a:b] - level - slope * o_now[a:b] - use_k * use24[a:b] + colder)
+                # A rise: weather warmer than any reference day may explain up to the steepest plausible response.
+                if fit_cap < max_slope:
+                    level, slope, use_k, scatter = _explain_indoor(ref_y, ref_out, ref_u, max_slope)
+                rise_limit = max(config.drift_min_k, 5.0 * scatter)
+                warmer = np.maximum(0.0, o_now[a:b] - float(ref_out.max())) * np.maximum(0.0, cap[a:b] - slope)
+                rise = np.maximum(0.0, mean24[a:b] - level - slope * o_now[a:b] - use_k * use24[a:b] - warmer)
+                this = np.where(fall < 0, fall, rise)
+                limit = np.where(fall < 0, fall_limit, rise_limit)
                 far &= np.abs(this) > limit
                 near |= np.abs(this) < 0.5 * limit
                 dev = np.where(np.abs(this) < np.abs(dev), this, dev)
@@ -2295,7 +2300,8 @@ load range (about 25 K of outdoor temperature), so a room held in its past may f
 
 RegimeHistory = tuple[float, float, float] | None
 """Of the longer past in one heating regime: the learnt slope (K per K), and the coldest and warmest outdoor means
-seen on at least :data:`_COVERED_DAYS` days; ``None`` with under :data:`_MIN_HISTORY_DAYS` days."""
+seen on at least :data:`_COVERED_DAYS` days; ``None`` with under :data:`_MIN_HISTORY_DAYS` days, or spanning
+under :data:`_MIN_HISTORY_SPREAD_K`."""
 
 
 def _regime_history(
@@ -2319,41 +2325,36 @@ def _regime_history(
     return result[0], result[1]
 
 
-def _weather_allowance(
+def _colder_allowance(
     now: FloatArray,
     ref_min: float,
-    ref_max: float,
     spare: FloatArray,
     slope: float,
     heated: RegimeHistory,
     free_history: RegimeHistory,
     free: BoolArray,
-) -> tuple[FloatArray, FloatArray]:
-    """How much weather colder (first) or warmer (second) than the reference days may explain, per hour (K).
+) -> FloatArray:
+    """How much weather colder than the reference days (coldest ``ref_min``) may explain of a fall, per hour (K).
 
-    Up to the outdoor temperatures the longer past of the hour's regime has
-    seen, its own response beyond the reference's ``slope``; beyond them,
-    ``spare`` (the steepest plausible response beyond that slope).
+    Down to the outdoor temperatures the longer past of the hour's regime has
+    seen, its own response beyond the reference's ``slope``; beyond them (or
+    without such a past), ``spare`` (the steepest plausible response beyond
+    that slope) per kelvin.
 
     >>> held = (0.0, -2.0, 30.0)  # held at its level from -2 °C to 30 °C outdoors
-    >>> _weather_allowance(np.array([5.0, -6.0]), 12.0, 20.0, np.full(2, 0.5), 0.0, held, None, np.zeros(2, bool))
-    (array([0., 2.]), array([0., 0.]))
+    >>> _colder_allowance(np.array([5.0, -6.0]), 12.0, np.full(2, 0.5), 0.0, held, None, np.zeros(2, bool))
+    array([0., 2.])
     """
-    colder = np.maximum(0.0, ref_min - now) * spare
-    warmer = np.maximum(0.0, now - ref_max) * spare
+    colder: FloatArray = np.maximum(0.0, ref_min - now) * spare
     for regime, history in ((False, heated), (True, free_history)):
         if history is None:
             continue
-        seen_slope, coldest, warmest = history
-        hours = free == regime
+        seen_slope, coldest, _ = history
         own = np.maximum(0.0, np.minimum(seen_slope, slope + spare) - slope)
-        cold_seen = np.maximum(0.0, ref_min - np.maximum(now, coldest))
-        cold_unseen = np.maximum(0.0, np.minimum(ref_min, coldest) - now)
-        warm_seen = np.maximum(0.0, np.minimum(now, warmest) - ref_max)
-        warm_unseen = np.maximum(0.0, now - max(ref_max, warmest))
-        colder = np.where(hours, cold_seen * own + cold_unseen * spare, colder)
-        warmer = np.where(hours, warm_seen * own + warm_unseen * spare, warmer)
-    return colder, warmer
+        seen = np.maximum(0.0, ref_min - np.maximum(now, coldest))
+        unseen = np.maximum(0.0, np.minimum(ref_min, coldest) - now)
+        colder = np.where(free == regime, seen * own + unseen * spare, colder)
+    return colder
 
 
 def _explain_indoor(
