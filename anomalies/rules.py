@@ -733,6 +733,11 @@ class NightBaseloadRule:
     against the reference nights without heating. Nights with heating are
     unknown: they neither raise nor resolve a creep.
 
+    Reference nights and the pumps' slope come from nights in the same
+    heating service state only (:func:`_heating_in_service`): circulation
+    pumps run all season, heat or not, so the base steps up on the season's
+    first day with nothing left on.
+
     Lookback: every earlier night for the pumps' slope (kept as a running fit), 35 nights for the base.
     """
 
@@ -787,12 +792,15 @@ class NightBaseloadRule:
         for i, day in enumerate(days.tolist()):
             if not np.isfinite(night_e[i]) or excluded[i]:
                 continue
-            ref = (days >= day - far) & (days <= day - near) & np.isfinite(night_e) & ~flagged & ~excluded
+            # Reference nights in the same heating service state only: circulation pumps and boiler auxiliaries
+            # run all season, heat or not, so the base load steps up when the season starts (nothing left on).
+            same = service == service[i]
+            ref = (days >= day - far) & (days <= day - near) & np.isfinite(night_e) & ~flagged & ~excluded & same
             if ref.sum() < 10:
                 continue
             # The pumps' share of heat is stable: its slope is fitted on every earlier night (a
             # reference month without heating cannot give it); the base is the reference's.
-            history = (days < day - near) & np.isfinite(night_e) & ~flagged & ~excluded
+            history = (days < day - near) & np.isfinite(night_e) & ~flagged & ~excluded & same
             slope = _slope(night_h[history], night_e[history])
             slopes[i] = slope
             predicted[i] = float(np.median(night_e[ref] - slope * night_h[ref])) + slope * night_h[i]
@@ -802,7 +810,6 @@ class NightBaseloadRule:
             recent = recent[np.isfinite(recent)]
             flagged[i] = recent.size >= 2 and float(np.median(recent)) > 1.0 + config.baseload_increase
             if not flagged[i]:
-                same = service == service[i]  # circulation pumps run all season, whatever the heat
                 envelope = _creep_envelope(days, night_e - slope * night_h, i, flagged, excluded | ~same, config)
                 if math.isfinite(envelope):
                     # A slow creep: the base load of the last week against what it was before it began.
@@ -2102,6 +2109,13 @@ class SensorDriftRule:
     was in use (heated to comfort rather than set back: weekends and holidays
     are colder), with a robust level (flagged days left out). Weather colder
     or warmer than any reference day may explain up to that slope beyond it.
+    A fall is judged against the room's own longer past too
+    (``drift_history_days``, same regime): the slope is bounded by that
+    past's plus a thermostat's droop, and colder weather explains only what
+    the room did when it was that cold before; heating holds a room from
+    below only, so a rise keeps the steepest plausible response. A room
+    held at its level whatever the weather (a pool hall) cannot have the
+    weather explain a fall.
     A deviation beyond ``drift_min_k`` and five times the usual scatter of
     the daily means counts; below half of that it does not; in between the
     rule cannot tell. Nor can it during a closure the schedule plans longer
