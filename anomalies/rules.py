@@ -175,6 +175,10 @@ class RulesConfig(BaseModel):
     """Days before an hour an indoor temperature sensor is compared with (its own past)."""
     drift_min_k: float = Field(default=4.0, gt=0)
     """Smallest deviation (K) of an indoor sensor's daily mean from its past that is a drift."""
+    drift_history_days: int = Field(default=365, ge=28)
+    """Days before an hour whose same-regime days (heated, unheated) show how the indoor temperature responded
+    to weather colder or warmer than its ``sensor_reference_days``: a room held at its level whatever the
+    weather (a pool hall, a thermostat) cannot have the weather explain a fall where it was held before."""
     cycle_collapse: float = Field(default=0.2, gt=0, lt=0.5)
     """An indoor sensor's range over 24 h below this share of its usual daily range has lost its cycle."""
     cycle_min_range_k: float = Field(default=1.0, gt=0)
@@ -743,6 +747,11 @@ class NightBaseloadRule:
     against the reference nights without heating. Nights with heating are
     unknown: they neither raise nor resolve a creep.
 
+    Reference nights and the pumps' slope come from nights in the same
+    heating service state only (:func:`_heating_in_service`): circulation
+    pumps run all season, heat or not, so the base steps up on the season's
+    first day with nothing left on.
+
     Lookback: every earlier night for the pumps' slope (kept as a running fit), 35 nights for the base.
     """
 
@@ -797,12 +806,15 @@ class NightBaseloadRule:
         for i, day in enumerate(days.tolist()):
             if not np.isfinite(night_e[i]) or excluded[i]:
                 continue
-            ref = (days >= day - far) & (days <= day - near) & np.isfinite(night_e) & ~flagged & ~excluded
+            # Reference nights in the same heating service state only: circulation pumps and boiler auxiliaries
+            # run all season, heat or not, so the base load steps up when the season starts (nothing left on).
+            same = service == service[i]
+            ref = (days >= day - far) & (days <= day - near) & np.isfinite(night_e) & ~flagged & ~excluded & same
             if ref.sum() < 10:
                 continue
             # The pumps' share of heat is stable: its slope is fitted on every earlier night (a
             # reference month without heating cannot give it); the base is the reference's.
-            history = (days < day - near) & np.isfinite(night_e) & ~flagged & ~excluded
+            history = (days < day - near) & np.isfinite(night_e) & ~flagged & ~excluded & same
             slope = _slope(night_h[history], night_e[history])
             slopes[i] = slope
             predicted[i] = float(np.median(night_e[ref] - slope * night_h[ref])) + slope * night_h[i]
@@ -812,7 +824,6 @@ class NightBaseloadRule:
             recent = recent[np.isfinite(recent)]
             flagged[i] = recent.size >= 2 and float(np.median(recent)) > 1.0 + config.baseload_increase
             if not flagged[i]:
-                same = service == service[i]  # circulation pumps run all season, whatever the heat
                 envelope = _creep_envelope(days, night_e - slope * night_h, i, flagged, excluded | ~same, config)
                 if math.isfinite(envelope):
                     # A slow creep: the base load of the last week against what it was before it began.
@@ -2112,6 +2123,13 @@ class SensorDriftRule:
     was in use (heated to comfort rather than set back: weekends and holidays
     are colder), with a robust level (flagged days left out). Weather colder
     or warmer than any reference day may explain up to that slope beyond it.
+    A fall is judged against the room's own longer past too
+    (``drift_history_days``, same regime): the slope is bounded by that
+    past's plus a thermostat's droop, and colder weather explains only what
+    the room did when it was that cold before; heating holds a room from
+    below only, so a rise keeps the steepest plausible response. A room
+    held at its level whatever the weather (a pool hall) cannot have the
+    weather explain a fall.
     A deviation beyond ``drift_min_k`` and five times the usual scatter of
     the daily means counts; below half of that it does not; in between the
     rule cannot tell. Nor can it during a closure the schedule plans longer
@@ -2179,9 +2197,11 @@ class SensorDriftRule:
         state = _nan(n)
         deviation = _nan(n)
         ref_days = int(config.sensor_reference_days)
+        hist_days = int(config.drift_history_days)
         for j, a in enumerate(range(0, n, 24)):
             b = min(n, a + 24)
             lo = max(0, j - ref_days)
+            hlo = max(0, j - hist_days)
             # A building that lives closed (a church, a hall used once a week) has its long closures in its
             # reference: they are its ordinary state, judged as any other.
             # Habitual means several separate long closures (a weekly pattern), not one holiday.
@@ -2197,26 +2217,45 @@ class SensorDriftRule:
             # The effect of use is learnt only from enough days in use and out of use; a day in a state the
             # reference has too few of (the first service after weeks closed) is not judged.
             seen_use = int((ref_use > 0).sum()) >= _MIN_REGIME_DAYS and int((ref_use == 0).sum()) >= _MIN_REGIME_DAYS
-            max_slope = _MAX_FREE_SLOPE if free_d[lo:j][sel].mean() >= 0.5 else _MAX_INDOOR_SLOPE
+            ref_unheated = bool(free_d[lo:j][sel].mean() >= 0.5)
+            max_slope = _MAX_FREE_SLOPE if ref_unheated else _MAX_INDOOR_SLOPE
             # A building lags the weather by up to days (its thermal mass): the weather of the last 24 h and
             # that of the last 72 h each explain the reference; a deviation counts only if neither explains it.
             far = np.ones(b - a, dtype=np.bool_)
             near = np.zeros(b - a, dtype=np.bool_)
             dev = np.full(b - a, np.inf)
+            # The room's own longer past (same heating regime, flagged days and holidays left out): how it
+            # followed the weather, and how cold that weather went. Heating holds a room from below only, so
+            # this bounds what the weather explains of a fall; a rise keeps the steepest plausible response
+            # (a heated room floats above its setpoint in a warm spell, once the heating stops).
+            hist_sel = usable_d[hlo:lo] & ~flagged_d[hlo:lo] & (habitual | ~long_d[hlo:lo])
+            ref_y, ref_u = y_d[lo:j][sel], ref_use if seen_use else np.zeros(ref_use.size)
             for o_ref, o_now in ((o_d, out24), (o72_d, out72)):
-                level, slope, use_k, scatter = _explain_indoor(
-                    y_d[lo:j][sel], o_ref[lo:j][sel], ref_use if seen_use else np.zeros(ref_use.size), max_slope
-                )
-                limit = max(config.drift_min_k, 5.0 * scatter)
-                this = mean24[a:b] - level - slope * o_now[a:b] - use_k * use24[a:b]
-                # Weather colder (warmer) than any of the reference days may explain up to the steepest
-                # plausible response (0.5 K per K heated, 1 K per K unheated): a building is colder in a
-                # cold snap than its past shows.
                 ref_out = o_ref[lo:j][sel]
-                spare = np.maximum(0.0, cap[a:b] - slope)
-                colder = np.maximum(0.0, float(ref_out.min()) - o_now[a:b]) * spare
-                warmer = np.maximum(0.0, o_now[a:b] - float(ref_out.max())) * spare
-                this = np.where(this < 0, np.minimum(0.0, this + colder), np.maximum(0.0, this - warmer))
+                heated_h, free_h = _regime_history(
+                    y_d[hlo:lo], o_ref[hlo:lo], u_d[hlo:lo] if seen_use else None, free_d[hlo:lo], hist_sel
+                )
+                # A fall: the reference's slope is bounded by the one its longer past shows in the same regime
+                # (plus a thermostat's droop), so a drift that happens to come with cooling weeks is not taken
+                # for the weather's doing; weather colder than the reference explains what the room did when
+                # it was that cold before, and up to the steepest plausible response (0.5 K per K heated,
+                # 1 K per K unheated) only beyond anything it has seen (a building is colder in a cold snap).
+                own = free_h if ref_unheated else heated_h
+                fit_cap = min(max_slope, own[0] + _DROOP_K_PER_K) if own is not None else max_slope
+                level, slope, use_k, scatter = _explain_indoor(ref_y, ref_out, ref_u, fit_cap)
+                fall_limit = max(config.drift_min_k, 5.0 * scatter)
+                colder = _colder_allowance(
+                    o_now[a:b], float(ref_out.min()), np.maximum(0.0, cap[a:b] - slope), slope, heated_h, free_h, free[a:b]
+                )
+                fall = np.minimum(0.0, mean24[a:b] - level - slope * o_now[a:b] - use_k * use24[a:b] + colder)
+                # A rise: weather warmer than any reference day may explain up to the steepest plausible response.
+                if fit_cap < max_slope:
+                    level, slope, use_k, scatter = _explain_indoor(ref_y, ref_out, ref_u, max_slope)
+                rise_limit = max(config.drift_min_k, 5.0 * scatter)
+                warmer = np.maximum(0.0, o_now[a:b] - float(ref_out.max())) * np.maximum(0.0, cap[a:b] - slope)
+                rise = np.maximum(0.0, mean24[a:b] - level - slope * o_now[a:b] - use_k * use24[a:b] - warmer)
+                this = np.where(fall < 0, fall, rise)
+                limit = np.where(fall < 0, fall_limit, rise_limit)
                 far &= np.abs(this) > limit
                 near |= np.abs(this) < 0.5 * limit
                 dev = np.where(np.abs(this) < np.abs(dev), this, dev)
@@ -2274,6 +2313,76 @@ _MAX_FREE_SLOPE = 1.0
 """Steepest plausible response (K per K) of an unheated building's indoor daily mean: it follows the weather."""
 _MIN_REGIME_DAYS = 3
 """Reference days needed in use and out of use before the effect of use is learnt."""
+
+
+_MIN_HISTORY_DAYS = 14
+"""Days of a heating regime the longer past needs before its response to the weather replaces the steepest plausible one."""
+_COVERED_DAYS = 3
+"""Days of the longer past at least as cold (warm) as an hour's weather before that weather counts as seen."""
+
+_MIN_HISTORY_SPREAD_K = 5.0
+"""Range of outdoor daily means (K) those days must span for their slope to be learnt."""
+_DROOP_K_PER_K = 0.1
+"""A thermostat's droop: a proportional controller lets a held room fall by its band (about 2 K) over the whole
+load range (about 25 K of outdoor temperature), so a room held in its past may follow the weather this much."""
+
+RegimeHistory = tuple[float, float, float] | None
+"""Of the longer past in one heating regime: the learnt slope (K per K), and the coldest and warmest outdoor means
+seen on at least :data:`_COVERED_DAYS` days; ``None`` with under :data:`_MIN_HISTORY_DAYS` days, or spanning
+under :data:`_MIN_HISTORY_SPREAD_K`."""
+
+
+def _regime_history(
+    indoor: FloatArray, outdoor: FloatArray, use: FloatArray | None, free: BoolArray, sel: BoolArray
+) -> tuple[RegimeHistory, RegimeHistory]:
+    """The longer past's response to the weather, heated (first) and unheated (second): see :data:`RegimeHistory`."""
+    result: list[RegimeHistory] = []
+    for regime, cap in ((False, _MAX_INDOOR_SLOPE), (True, _MAX_FREE_SLOPE)):
+        days = sel & (free == regime) & np.isfinite(outdoor)
+        if int(days.sum()) < _MIN_HISTORY_DAYS:
+            result.append(None)
+            continue
+        o = outdoor[days]
+        u = use[days] if use is not None else np.zeros(o.size)
+        _, slope, _, _ = _explain_indoor(indoor[days], o, u, cap)
+        ordered = np.sort(o)
+        if ordered[-_COVERED_DAYS] - ordered[_COVERED_DAYS - 1] < _MIN_HISTORY_SPREAD_K:
+            result.append(None)
+            continue
+        result.append((slope, float(ordered[_COVERED_DAYS - 1]), float(ordered[-_COVERED_DAYS])))
+    return result[0], result[1]
+
+
+def _colder_allowance(
+    now: FloatArray,
+    ref_min: float,
+    spare: FloatArray,
+    slope: float,
+    heated: RegimeHistory,
+    free_history: RegimeHistory,
+    free: BoolArray,
+) -> FloatArray:
+    """How much weather colder than the reference days (coldest ``ref_min``) may explain of a fall, per hour (K).
+
+    Down to the outdoor temperatures the longer past of the hour's regime has
+    seen, its own response beyond the reference's ``slope``; beyond them (or
+    without such a past), ``spare`` (the steepest plausible response beyond
+    that slope) per kelvin.
+
+    >>> held = (0.0, -2.0, 30.0)  # held at its level from -2 °C to 30 °C outdoors
+    >>> _colder_allowance(np.array([5.0, -6.0]), 12.0, np.full(2, 0.5), 0.0, held, None, np.zeros(2, bool))
+    array([0., 2.])
+    """
+    colder: FloatArray = np.maximum(0.0, ref_min - now) * spare
+    for regime, history in ((False, heated), (True, free_history)):
+        if history is None:
+            continue
+        seen_slope, coldest, _ = history
+        own = np.maximum(0.0, np.minimum(seen_slope, slope + spare) - slope)
+        seen = np.maximum(0.0, ref_min - np.maximum(now, coldest))
+        unseen = np.maximum(0.0, np.minimum(ref_min, coldest) - now)
+        colder = np.where(free == regime, seen * own + unseen * spare, colder)
+    return colder
 
 
 def _explain_indoor(

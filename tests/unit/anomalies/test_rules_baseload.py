@@ -71,3 +71,36 @@ def test_a_slow_creep_of_the_same_size_stays_a_creep() -> None:
     assert events, "creep not found"
     assert {e.kind for e in events} == {"baseload_creep"}, [(e.kind, e.start, e.end) for e in events]
     assert events[0].start >= START + timedelta(days=CHANGE_DAY)
+
+
+def test_lights_left_on_in_a_heating_season_whose_pumps_raised_the_base_are_found_and_the_season_is_not() -> None:
+    """A gymnasium whose circulation pumps run from the first day of its declared heating season (+0.6 kWh/h at
+    night from 15 October, heat or not, heat from 29 October): the base load's step at the season's start is
+    nothing left on. Five weeks later the hall lights stay on six nights: one event, named lights left on."""
+    season = "        heating_season: {start: '10-15', end: '04-30'}\n"
+    inventory = parse_inventory(one_building_yaml(OUTDOOR + HEAT + ELEC, name="Gymnase", usage="gymnasium",
+                                                  extra=season))
+    start = datetime(2025, 8, 18, tzinfo=UTC)
+    days = 130
+    times = start.timestamp() + HOUR_S * np.arange(24 * days + 1, dtype=np.float64)
+    hours = times[:-1]
+    rng = np.random.default_rng(13)
+    day = np.floor((hours - hours[0]) / 86_400.0).astype(int)
+    local_hour = ((hours / HOUR_S) + 1) % 24
+    use = (day % 7 < 5) & (local_hour >= 8) & (local_hour < 18)
+    outdoor = 14.0 - 0.08 * day + 3.0 * np.sin(day / 5.0) + rng.normal(0, 0.5, hours.size)
+    in_season = hours >= datetime(2025, 10, 15, tzinfo=UTC).timestamp()
+    heating = hours >= datetime(2025, 10, 29, tzinfo=UTC).timestamp()
+    lights_from = datetime(2025, 11, 20, 21, tzinfo=UTC)
+    lit = (hours >= lights_from.timestamp()) & (hours < (lights_from + timedelta(days=6)).timestamp()) & ~use
+    kwh = 1.8 * (1.0 + rng.normal(0, 0.02, days)[day]) + 0.6 * in_season + 12.0 * use + 15.0 * lit
+    heat = np.where(heating, np.maximum(0.0, 16.0 - outdoor) * np.where(use, 8.0, 5.0), 0.0)
+    readings = {
+        "b1-elec": PointSeries(times, np.concatenate([[1000.0], 1000.0 + np.cumsum(kwh)])),
+        "b1-heat": PointSeries(times, np.concatenate([[0.0], np.cumsum(heat)])),
+        "b1-outdoor": PointSeries(times, np.concatenate([outdoor, outdoor[-1:]])),
+    }
+    kinds = {"baseload_creep", "lighting_unoccupied"}
+    events = [e for e in detect(inventory, readings, DetectConfig(models=False)) if e.kind in kinds]
+    assert [e.kind for e in events] == ["lighting_unoccupied"], [(e.kind, e.start, e.end) for e in events]
+    assert lights_from <= events[0].start < lights_from + timedelta(days=3)

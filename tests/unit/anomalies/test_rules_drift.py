@@ -1,0 +1,98 @@
+"""Issue 11, slice R2: an indoor sensor drifting in a room held at its level, against a room floating with the weather.
+
+Synthetic series through one-building inventories and :func:`anomalies.detect.detect`: no simulator, no servers.
+The weather cools through the autumn (a season and a cold spell), as it does when a pool hall's sensor corrodes:
+a rule that lets colder weather explain any fall finds no drift there.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+
+from anomalies.detect import DetectConfig, detect
+from anomalies.events import AnomalyEvent
+from anomalies.features import PointSeries
+from inventory import parse_inventory
+
+from .one_building import OUTDOOR, one_building_yaml
+
+HALL = """          - {id: b1-hall, quantity: temperature, unit: degC, usage: comfort, mqtt: {topic: t/b1/hall}}
+"""
+EVERY_DAY = "          weekly:\n" + "".join(
+    f"            {day}: ['07:00-21:00']\n" for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+)
+START = datetime(2025, 4, 1, tzinfo=UTC)
+END = datetime(2025, 10, 25, tzinfo=UTC)
+DRIFT_FROM = datetime(2025, 9, 15, tzinfo=UTC)
+DRIFT_DAYS = 21.0
+HOUR_S = 3600.0
+
+
+def _times() -> np.ndarray:
+    return START.timestamp() + HOUR_S * np.arange(int((END - START) / timedelta(hours=1)) + 1, dtype=np.float64)
+
+
+def _autumn_progress(times: np.ndarray) -> np.ndarray:
+    """0 before the drift, rising to 1 over its three weeks, then 1."""
+    result: np.ndarray = np.clip((times - DRIFT_FROM.timestamp()) / (DRIFT_DAYS * 86_400.0), 0.0, 1.0)
+    return result
+
+
+def _outdoor(times: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The weather from April (seasons, coldest mid-January), spells of a few days, a daily swing, and an autumn
+    cold spell of 6 K setting in over the three weeks the sensor drifts (the weather cools as it reads lower)."""
+    days = (times - START.timestamp()) / 86_400.0 + 90.0
+    hour = (times / HOUR_S) % 24
+    season = 11.0 - 8.0 * np.cos(2.0 * np.pi * (days - 15.0) / 365.0)
+    spells = 3.0 * np.sin(days / 4.3) + 2.0 * np.sin(days / 11.0)
+    daily = 4.0 * np.cos(2.0 * np.pi * (hour - 15.0) / 24.0)
+    result: np.ndarray = season + spells + daily - 6.0 * _autumn_progress(times) + rng.normal(0, 0.5, times.size)
+    return result
+
+
+def _drift_events(indoor: np.ndarray, outdoor: np.ndarray, times: np.ndarray, extra: str = "") -> list[AnomalyEvent]:
+    inventory = parse_inventory(one_building_yaml(
+        OUTDOOR + HALL, name="Piscine", usage="swimming_pool", schedule=EVERY_DAY, extra=extra,
+    ))
+    readings = {"b1-hall": PointSeries(times, indoor), "b1-outdoor": PointSeries(times, outdoor)}
+    return [e for e in detect(inventory, readings, DetectConfig(models=False)) if e.kind == "sensor_drift"]
+
+
+def test_sensor_drifting_in_a_room_held_at_its_level_as_the_weather_cools_is_one_drift() -> None:
+    """A pool hall held at 28 °C since April whatever the weather; from mid-September its sensor reads 6 K
+    lower over three weeks while the autumn cools by as much. The hall's own past (held from 5 °C to 25 °C
+    outdoors) shows the weather explains none of the fall: one sensor_drift event, within the drift."""
+    times = _times()
+    rng = np.random.default_rng(41)
+    outdoor = _outdoor(times, rng)
+    hour = (times / HOUR_S) % 24
+    held = 28.0 + 0.2 * np.cos(2.0 * np.pi * (hour - 16.0) / 24.0) + rng.normal(0, 0.1, times.size)
+    indoor = held - 6.0 * _autumn_progress(times)
+    events = _drift_events(indoor, outdoor, times)
+    assert len(events) == 1, [(e.start, e.end) for e in events]
+    assert DRIFT_FROM <= events[0].start < DRIFT_FROM + timedelta(days=DRIFT_DAYS)
+    assert events[0].facts["deviation_k"] < -4.0
+    # The same hall without the drift raises nothing in seven months.
+    assert _drift_events(held, outdoor, times) == []
+
+
+def test_unheated_room_cooling_with_the_autumn_is_not_a_drift() -> None:
+    """The same weather, a room heated only from November to March: from April to October it floats with the
+    weather (about 0.8 K per K, lagging a day), and cools by over 4 K in the autumn cold spell. Its own past
+    shows it follows the weather: no drift."""
+    times = _times()
+    rng = np.random.default_rng(42)
+    outdoor = _outdoor(times, rng)
+    season = "        heating_season: {start: '11-01', end: '03-31'}\n"
+    indoor = np.empty(times.size)
+    value = 14.0
+    for k, o in enumerate(outdoor.tolist()):
+        value += 0.04 * (0.8 * o + 6.0 - value)  # gains keep it above the weather, it follows it
+        indoor[k] = value
+    indoor += rng.normal(0, 0.1, times.size)
+    autumn = times >= DRIFT_FROM.timestamp()
+    assert indoor[autumn][-24 * 7:].mean() < indoor[(times < DRIFT_FROM.timestamp()) & (
+        times >= (DRIFT_FROM - timedelta(days=14)).timestamp())].mean() - 4.0  # it does cool
+    assert _drift_events(indoor, outdoor, times, extra=season) == []
