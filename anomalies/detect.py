@@ -66,7 +66,7 @@ import logging
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -92,6 +92,7 @@ from anomalies.features import (
     UsageSeries,
     build_features,
     building_bookings,
+    energy_per_unit,
     outdoor_temperature,
     schedule_masks,
 )
@@ -364,6 +365,48 @@ class ModelRun:
     beyond_fit: BoolArray | None = None
     day_residual: FloatArray | None = None
     day_bound: FloatArray | None = None
+    observed: FloatArray | None = None
+    """What the model judged (:func:`judged_series`): the usage's consumption, or the whole of a meter whose
+    split between this usage and another is learnt (``None``: the usage's consumption)."""
+
+
+def judged_series(hours: BuildingHours, usage: Usage) -> UsageSeries:
+    """The consumption the expected model and the forest of a usage judge.
+
+    A usage's own consumption, except where it comes from a meter that also
+    serves another usage with a *learnt* split (one gas meter for heating and
+    hot water, :func:`~anomalies.features.usage_shares`): that meter counts
+    whole. The learnt split is itself a weather model, refitted as days go by
+    (before it has seen enough weather, everything goes to the meter's own
+    usage), so a model of its heating share models a model's output, and its
+    residual holds the split's errors and changes of mind as much as the
+    building's. The meter measures the sum; the expected model has the
+    weather-dependent and the weather-independent terms to describe it. A
+    declared split is a fixed share of the meter, and stays as it is.
+
+    Args:
+        hours: the building's hours.
+        usage: a usage with a consumption series in ``hours.usages``.
+
+    Returns:
+        The series judged (``nan`` where the usage's own series is unknown).
+    """
+    series = hours.usages[usage]
+    points = {p.id: p for p in hours.building.points if p.id in series.points}
+    learnt = [p for p in points.values() if p.serves and p.split is None and p.usage is usage]
+    if not learnt or usage is Usage.WATER:
+        return series
+    total = np.zeros(hours.frame.hours)
+    for pid in series.points:
+        point = points[pid]
+        values = hours.frame.consumption[pid] * energy_per_unit(point)
+        if point.split is not None:
+            values = values * point.split[usage]
+        elif point.serves and point.usage is not usage:
+            return series  # a share of another usage's meter, learnt: not judged on a whole meter
+        total = total + values
+    total = np.where(np.isfinite(series.values), total, np.nan)
+    return UsageSeries(usage=usage, unit=series.unit, energy=series.energy, points=series.points, values=total)
 
 
 def run_models(hours: BuildingHours, excluded: BoolArray, config: DetectConfig) -> list[ModelRun]:
@@ -388,7 +431,9 @@ def run_models(hours: BuildingHours, excluded: BoolArray, config: DetectConfig) 
     n = hours.frame.hours
     forest_every = max(1, int(config.refit_every / _HOUR))
     at_hours = refit_hours(n, config.expected)
-    for usage, series in hours.usages.items():
+    for usage in hours.usages:
+        series = judged_series(hours, usage)
+        judged = hours if series is hours.usages[usage] else replace(hours, usages={**hours.usages, usage: series})
         y = series.values
         # Day types from the whole local day's schedule: an hour's expected value does not depend on where the frame ends.
         model = ExpectedConsumption(y, hours.outdoor_c, hours.day_open.astype(np.float64), hours.school_holiday, hours.local_hour,
@@ -419,7 +464,7 @@ def run_models(hours: BuildingHours, excluded: BoolArray, config: DetectConfig) 
             # Every feature looks back only: the rows up to ``stop`` are final once the expected values are,
             # and the earlier rows are those of the earlier blocks (the expected values before ``at`` stay).
             first_row = 0 if first else done
-            rows[first_row:stop] = build_features(hours, usage, expected[:stop], config.features, start=first_row)
+            rows[first_row:stop] = build_features(judged, usage, expected[:stop], config.features, start=first_row)
             done = stop
             if last is None or at - last_fit_at >= forest_every:
                 # Seeded by the refit hour, not the series length: chunked runs hold out the same hours.
@@ -457,7 +502,7 @@ def run_models(hours: BuildingHours, excluded: BoolArray, config: DetectConfig) 
                                            days=max(1, round(config.model_day_history / timedelta(days=1))),
                                            spread=config.model_day_spread)
         runs.append(ModelRun(hours.building.id, usage, scores, flagged, expected, fits, last, last_th,
-                             residual, ratio, model.fits, beyond, day_residual, day_bound))
+                             residual, ratio, model.fits, beyond, day_residual, day_bound, y))
     return runs
 
 
@@ -496,7 +541,8 @@ def _model_findings(runs: Sequence[ModelRun], hours: BuildingHours, config: Dete
     closed = (hours.open_frac == 0.0).astype(np.float64)
     for run in runs:
         series = hours.usages[run.usage]
-        typical = typical_consumption(series.values, config.materiality.min_history)
+        observed = series.values if run.observed is None else run.observed
+        typical = typical_consumption(observed, config.materiality.min_history)
         material = ~(run.residual < config.model_min_typical_share * typical)  # unknown typical: the ratio alone
         above = (run.residual > 0) & (run.ratio >= config.model_min_ratio) & material
         if run.beyond_fit is not None:
@@ -509,7 +555,7 @@ def _model_findings(runs: Sequence[ModelRun], hours: BuildingHours, config: Dete
         findings.append(
             Finding(
                 qualified_name=f"anomalies.iforest.{run.usage.value}", kind=EventKind.UNUSUAL_CONSUMPTION,
-                building=run.building, usage=run.usage, state=state, observed=series.values, expected=run.expected,
+                building=run.building, usage=run.usage, state=state, observed=observed, expected=run.expected,
                 excess=np.nan_to_num(excess), unit=series.unit, excess_unit=series.unit, energy=series.energy,
                 facts={"closed_share": closed, "outdoor_c": hours.outdoor_c},
                 min_duration=config.model_min_duration, clear_after=config.model_clear_after,
@@ -978,7 +1024,8 @@ def building_findings(
         scores = {run.usage: run.scores for run in runs}
         for run in runs:  # expected against observed, for Grafana (anomalies.expected_sink)
             used = hours.usages[run.usage]
-            expected.append(ExpectedSeries(run.building, run.usage, used.unit, frame.times_s, used.values, run.expected))
+            observed = used.values if run.observed is None else run.observed  # with the whole of a shared meter
+            expected.append(ExpectedSeries(run.building, run.usage, used.unit, frame.times_s, observed, run.expected))
         if config.model_events:
             alerting = [run for run in runs if has_own_meter(building, hours.usages[run.usage])]
             model_findings = _model_findings(alerting, hours, config)

@@ -102,6 +102,7 @@ IntArray = npt.NDArray[np.int64]
 _HOUR = timedelta(hours=1)
 _TYPES = (DayType.OCCUPIED, DayType.UNOCCUPIED, DayType.SCHOOL_HOLIDAY)
 _WARM_HDD = 0.5  # K·day: a day this close to no heating degree day is a warm day (its energy: the floor)
+_MIN_ENERGY_SPREAD = 0.01  # the fitted days' energies of a type must differ by this share of their mean (RMS)
 _NO_WEATHER_C = 10.0  # stands in for a missing outdoor temperature: a constant gives no weather term
 
 
@@ -516,7 +517,10 @@ def _profile(
     for t in range(n_types):
         sel = type_of == t
         sxx = float(np.sum(x[sel] ** 2))
-        if sel.sum() >= 2 * min_days and sxx > 0:
+        # Only days whose energy measurably differs tell where extra energy goes: a constant closed-day base load
+        # differs by rounding alone, and a slope of rounding over rounding would reshape its days at random.
+        varies = sxx > sel.sum() * (_MIN_ENERGY_SPREAD * float(np.mean(energy[sel]))) ** 2 if sel.any() else False
+        if sel.sum() >= 2 * min_days and varies:
             slope[t] = x[sel] @ rest[sel] / sxx
     floor = np.zeros(keys)
     warm = hdd < _WARM_HDD

@@ -53,6 +53,7 @@ __all__ = [
     "UsageSeries",
     "build_features",
     "building_bookings",
+    "energy_per_unit",
     "expected_setpoints",
     "outdoor_temperature",
     "schedule_masks",
@@ -238,6 +239,11 @@ class UsageSeries:
     energy: Energy | None
     points: tuple[str, ...]
     values: FloatArray
+
+
+def energy_per_unit(point: Point) -> float:
+    """What one unit of a counter is worth in the unit of its usage's series (kWh; m³ for water)."""
+    return _to_kwh(point)
 
 
 def _to_kwh(point: Point) -> float:
