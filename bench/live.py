@@ -115,6 +115,10 @@ def _portfolio(buildings: int, points: int, out: Path) -> Path:
             if "mqtt" in p:
                 p["mqtt"] = {"topic": f"bench/{p['id']}", "format": "plain"}
             kept.append(p)
+        for vm in b.get("virtual_meters", []):
+            vm["id"] = _rename(vm["id"], sfx)
+            for key in ("add", "subtract"):
+                vm[key] = [_rename(x, sfx) for x in vm.get(key, [])]
         zones = b.get("zones") or []
         for z in zones:
             z["id"] = _rename(z["id"], sfx)
