@@ -79,7 +79,7 @@ from anomalies.detect import AlertMemory, DetectConfig, ExpectedSeries, RuleSpan
 from anomalies.events import AlertState, AnomalyEvent
 from anomalies.features import HourlyFrame, PointSeries
 from anomalies.lifecycle import AlertKey, AlertLifecycle, Track
-from inventory import Duration, FrenchCalendar, Inventory
+from inventory import Duration, FrenchCalendar, Inventory, Usage
 from streams.errors import ConfigError, DecodeError
 
 __all__ = [
@@ -172,7 +172,12 @@ class DetectorState:
             arrays[f"v{i}"] = self.readings[pid].values
         tmp = path.with_name(path.name + ".tmp")
         with tmp.open("wb") as handle:
-            np.savez_compressed(handle, **arrays)
+            # What np.savez_compressed writes (np.load reads it), at deflate level 1 instead of 6: a state of
+            # 400 days is saved about 4 times faster for a file about 7 % larger (bench/live.py).
+            with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+                for name, array in arrays.items():
+                    with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                        np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
             handle.flush()
             os.fsync(handle.fileno())
         tmp.replace(path)
@@ -364,6 +369,7 @@ def advance(
         life.restore(key, track)
     latest: dict[tuple[AlertKey, datetime], AnomalyEvent] = {}
     counters = {pid for pid, p in points.items() if p.cumulative}
+    weather = [pid for pid, p in points.items() if p.usage is Usage.WEATHER]
     margin_s = config.features.max_gap.total_seconds() + _HOUR_S
     group_s = first_s
     while group_s < end_s:
@@ -378,12 +384,15 @@ def advance(
                             int(np.searchsorted(s.times_s, stop_s, side="right")))]
         }
         n = round((stop_s - window_s) / _HOUR_S)
-        frame = HourlyFrame.build(cut, counters=counters & set(cut), start_s=window_s, hours=n,
-                                  max_gap=config.features.max_gap)
         first_hour = round((group_s - window_s) / _HOUR_S)
         logger.debug("detection over %s hours, hours %d to %d observed", n, first_hour, n)
         for _, building in inventory.buildings():
-            found = building_findings(inventory, building, cut, frame, calendar, config)
+            # One building's hourly frame at a time (its points and the weather's, all its findings read):
+            # the same columns as a frame of the whole portfolio, without holding hours × every point at once.
+            own = {pid: cut[pid] for pid in [*weather, *(p.id for p in building.points)] if pid in cut}
+            frame = HourlyFrame.build(own, counters=counters & set(own), start_s=window_s, hours=n,
+                                      max_gap=config.features.max_gap)
+            found = building_findings(inventory, building, own, frame, calendar, config)
             if on_expected is not None:
                 for expected_series in found.expected:
                     on_expected(expected_series.between(_dt(group_s), _dt(stop_s)))

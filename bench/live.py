@@ -1,0 +1,387 @@
+"""Live bench: one steady-state hourly detection pass over a synthetic portfolio, read from a real InfluxDB 1.6.7.
+
+The portfolio is ``--buildings`` clones of the demo commune's archetypes
+(``examples/commune.yaml``: town hall, schools, gymnasium, pool, ...), each
+with its meters (counters: electricity, gas or heat, water; power) and as
+many extra zones (temperature, occupancy, illuminance sensors) as bring it to
+about ``--points`` points; ids, zones and Modbus gateways are made unique per
+clone, and one weather station serves them all. The simulator
+(:func:`simulator.physics.generate_history`) generates ``--history`` of
+readings every ``--step`` (15 min by default; real meters polled every minute
+give 15 times more readings per point).
+
+What a running service holds is built directly, not round-tripped through
+InfluxDB: the :class:`~anomalies.incremental.DetectorState` gets the
+simulated history up to the hour before the pass (readings, origin,
+``last_hour``) and an empty alert lifecycle (a real one holds a few dozen
+tracks: nothing next to the readings), and is saved as the service saves it.
+InfluxDB gets only what the pass reads: the raw readings (as the pipeline
+writes them, :class:`streams.influx.LineEncoder`) from ``last_hour`` minus the
+pass's margin to the pass time (5 minutes past the new hour).
+
+Each measure runs in a child process (this script with ``--child``), so its
+wall time, CPU time and peak RSS (``ru_maxrss`` of the child) are its own:
+
+* ``read``, the baseline: what the pass reads of InfluxDB (InfluxQL, the same
+  :func:`anomalies.live.read_readings` call), and nothing else;
+* ``pass``: :meth:`anomalies.live.LiveDetector.run_pass` with the state held in
+  memory as between two passes of ``econome run`` (its load from disk, which
+  only the first pass after a start pays, is timed apart): read, advance one
+  hour, write events and expected values to InfluxDB, queue to a
+  :class:`~anomalies.live.LoggingNotifier`, save the state, flush.
+
+It prints the per-building cost and a linear extrapolation to 3,000 buildings
+(clearly an extrapolation: only ``--buildings`` were measured), and the state
+file size per building. The issue's goal is 60 s and 2 GB per pass at 3,000
+buildings of about 50 points, on one core. ``--profile`` runs the pass once
+more under cProfile and prints where its time goes (docs/anomalies.md "Live
+pass at scale" has the figures)::
+
+    .venv/bin/python bench/live.py [--buildings 4] [--points 50] [--history 400] [--profile]
+
+The last line printed is one JSON object with every measure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import copy
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+_HERE = str(Path(__file__).resolve().parent)
+# bench/streams.py would shadow the streams package.
+sys.path[:] = [str(ROOT), *(p for p in sys.path if str(Path(p or ".").resolve()) != _HERE)]
+
+TARGET_BUILDINGS = 3000
+# The pass: 5 minutes past the hour that ends here (a Tuesday of the heating season).
+PASS_HOUR_END = datetime(2027, 1, 12, 10, tzinfo=UTC)
+PASS_DELAY = timedelta(minutes=5)
+
+
+# --- the portfolio ------------------------------------------------------------------------------------------
+
+
+def _rename(value: str, suffix: str) -> str:
+    return f"{value}{suffix}"
+
+
+def _portfolio(buildings: int, points: int, out: Path) -> Path:
+    """``buildings`` clones of the commune's archetypes, ~``points`` points each, as one inventory YAML."""
+    import yaml
+
+    raw = yaml.safe_load((ROOT / "examples" / "commune.yaml").read_text(encoding="utf-8"))
+    archetypes = [b for site in raw["sites"] for b in site["buildings"]]
+    gateways = {g["id"]: g for g in raw["modbus_gateways"]}
+    new_gateways: list[dict[str, Any]] = []
+    clones: list[dict[str, Any]] = []
+    port = 20000
+    for i in range(buildings):
+        b = copy.deepcopy(archetypes[i % len(archetypes)])
+        sfx = f"-{i:04d}"
+        b["id"] = _rename(b["id"], sfx)
+        used_gw: dict[str, str] = {}
+        kept = []
+        for p in b.get("points", []):
+            if p.get("usage") == "weather":
+                if i:  # one weather station for the whole portfolio
+                    continue
+                kept.append(p)
+                continue
+            p["id"] = _rename(p["id"], sfx)
+            for key in ("zone", "submeter_of"):
+                if key in p:
+                    p[key] = _rename(p[key], sfx)
+            for key in ("add", "subtract"):
+                if key in p:
+                    p[key] = [_rename(x, sfx) for x in p[key]]
+            if "modbus" in p:
+                gw = p["modbus"]["gateway"]
+                if gw not in used_gw:
+                    used_gw[gw] = _rename(gw, sfx)
+                    new_gateways.append({**gateways[gw], "id": used_gw[gw], "port": port})
+                    port += 1
+                p["modbus"]["gateway"] = used_gw[gw]
+            if "mqtt" in p:
+                p["mqtt"] = {"topic": f"bench/{p['id']}", "format": "plain"}
+            kept.append(p)
+        for vm in b.get("virtual_meters", []):
+            vm["id"] = _rename(vm["id"], sfx)
+            for key in ("add", "subtract"):
+                vm[key] = [_rename(x, sfx) for x in vm.get(key, [])]
+        zones = b.get("zones") or []
+        for z in zones:
+            z["id"] = _rename(z["id"], sfx)
+        template = [p for p in kept if p.get("zone") == (zones[0]["id"] if zones else None) and "mqtt" in p]
+        extra = 0
+        while template and len(kept) < points:
+            zid = f"zx{extra}{sfx}"
+            zones.append({"id": zid, "name": f"Zone {extra}"})
+            for p in template:
+                if len(kept) >= points:
+                    break
+                q = copy.deepcopy(p)
+                q["id"] = f"{b['id']}-zx{extra}-{q['quantity']}"
+                q["zone"] = zid
+                q["mqtt"] = {"topic": f"bench/{q['id']}", "format": "plain"}
+                kept.append(q)
+            extra += 1
+        b["zones"] = zones
+        b["points"] = kept
+        clones.append(b)
+    raw["modbus_gateways"] = new_gateways
+    raw["sites"] = [{"id": "bench", "name": "Bench", "buildings": clones}]
+    path = out / "portfolio.yaml"
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+# --- the parent: build, fill, measure ------------------------------------------------------------------------
+
+
+def _measure(argv: list[str]) -> dict[str, Any]:
+    """Run one child; its own figures come back as a JSON last line, its peak RSS from the kernel."""
+    wrapper = (
+        "import json, resource, subprocess, sys;"
+        "r = subprocess.run(sys.argv[1:], capture_output=True, text=True);"
+        "sys.stderr.write(r.stderr); sys.stdout.write(r.stdout);"
+        "print(json.dumps({'rc': r.returncode, 'maxrss_kb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))"
+    )
+    done = subprocess.run([sys.executable, "-c", wrapper, sys.executable, *argv], cwd=ROOT, capture_output=True,
+                          text=True, check=False)
+    lines = done.stdout.strip().splitlines()
+    outer = json.loads(lines[-1]) if lines else {"rc": done.returncode, "maxrss_kb": 0}
+    if outer["rc"] != 0 or len(lines) < 2:
+        sys.stderr.write(done.stdout + done.stderr)
+        msg = f"child {argv[1:3]} exited with {outer['rc']}"
+        raise SystemExit(msg)
+    result: dict[str, Any] = json.loads(lines[-2])
+    result["peak_rss_mb"] = round(outer["maxrss_kb"] / 1024, 1)
+    for line in lines[:-2]:
+        print("    " + line, flush=True)
+    return result
+
+
+def _fill_influx(inventory: Any, readings: dict[str, Any], url: str, database: str, since: datetime,
+                 until: datetime) -> int:
+    """Write what the pass reads, as the pipeline writes it (line protocol of the LineEncoder)."""
+    from streams.influx import InfluxConfig, InfluxV1Writer, LineEncoder
+    from streams.record import Reading
+
+    encoder = LineEncoder(inventory)
+    units = {p.id: p.unit for _, p in inventory.points()}
+    lo, hi = since.timestamp(), until.timestamp()
+    lines = []
+    for pid, s in readings.items():
+        inside = (s.times_s >= lo) & (s.times_s < hi)
+        for t, v in zip(s.times_s[inside].tolist(), s.values[inside].tolist(), strict=True):
+            lines.append(encoder.encode(Reading(pid, datetime.fromtimestamp(t, UTC), v, units[pid])))
+
+    async def write() -> None:
+        writer = InfluxV1Writer(InfluxConfig(url=url, database=database))
+        try:
+            await writer.ensure_database()
+            for i in range(0, len(lines), 5000):
+                await writer.write(lines[i:i + 5000], raw=True)
+        finally:
+            await writer.close()
+
+    asyncio.run(write())
+    return len(lines)
+
+
+def main() -> None:
+    """Build the portfolio and its state, fill InfluxDB, measure, print."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--buildings", type=int, default=4)
+    parser.add_argument("--points", type=int, default=50, help="about this many points per building")
+    parser.add_argument("--history", type=int, default=400, help="days of history the state holds (400: steady state)")
+    parser.add_argument("--step", type=int, default=15, help="minutes between two readings of a point")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--profile", action="store_true", help="also run the pass under cProfile")
+    parser.add_argument("--child", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child is not None:
+        _child(args.child)
+        return
+
+    import numpy as np
+
+    from anomalies.detect import DetectConfig
+    from anomalies.features import PointSeries
+    from anomalies.incremental import DetectorState, IncrementalConfig
+    from econome.localservers import start_influxdb
+    from inventory import load_inventory
+    from simulator.physics import generate_history
+
+    config, inc = DetectConfig(), IncrementalConfig()
+    last_hour = PASS_HOUR_END - timedelta(hours=1)
+    now = PASS_HOUR_END + PASS_DELAY
+    margin = config.features.max_gap + inc.max_wait + timedelta(hours=1)  # LiveDetector._margin
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        path = _portfolio(args.buildings, args.points, out)
+        inv = load_inventory(path)
+        n_points = sum(1 for _ in inv.points())
+        started = time.perf_counter()
+        start = last_hour - timedelta(days=args.history)
+        history = generate_history(inv, start, now, timedelta(minutes=args.step), seed=args.seed)
+        seconds = history.times.astype("datetime64[ms]").astype(np.int64) / 1000.0
+        readings = {pid: PointSeries(seconds[np.isfinite(col)], col[np.isfinite(col)])
+                    for pid, col in zip(history.point_ids, history.values.T, strict=True)}
+        del history
+        total = sum(s.times_s.size for s in readings.values())
+        print(f"{args.buildings} buildings, {n_points} points, {args.history} days every {args.step} min: "
+              f"{total} readings simulated in {time.perf_counter() - started:.0f} s", flush=True)
+        # The state a service holds after the pass of the hour before (see the module docstring).
+        state = DetectorState.fresh(config, inc)
+        cut = (last_hour + PASS_DELAY).timestamp()
+        for pid, s in readings.items():
+            keep = s.times_s < cut
+            state.readings[pid] = PointSeries(s.times_s[keep].copy(), s.values[keep].copy())
+        state.origin = start
+        state.last_hour = last_hour
+        state_path = out / "state.npz"
+        state.save(state_path)
+        saved = out / "state-before-the-pass.npz"
+        shutil.copyfile(state_path, saved)
+        state_mb = state_path.stat().st_size / 1e6
+        del state
+        print(f"state file: {state_mb:.1f} MB ({state_mb / args.buildings:.2f} MB per building)", flush=True)
+        with start_influxdb(data_dir=out / "influxdb") as server:
+            database = "bench"
+            lines = _fill_influx(inv, readings, server.url, database, last_hour - margin, now)
+            del readings
+            print(f"InfluxDB {server.url}: {lines} readings written (from {last_hour - margin:%H:%M} to "
+                  f"{now:%H:%M} UTC, what the pass reads)", flush=True)
+            common = [str(path), server.url, database, str(state_path), now.isoformat()]
+            me = str(Path(__file__).resolve())
+            read = _measure([me, "--child", "read", *common])
+            print(f"read the hour from InfluxDB only (baseline): {read}", flush=True)
+            live = _measure([me, "--child", "pass", *common])
+            print(f"steady-state pass (read + advance + write + notify + save): {live}", flush=True)
+            profile: dict[str, Any] | None = None
+            if args.profile:
+                shutil.copyfile(saved, state_path)  # the pass above saved its state one hour on
+                profile = _measure([me, "--child", "profile", *common])
+    per_building = {
+        "pass_wall_s": round(live["wall_s"] / args.buildings, 3),
+        "pass_cpu_s": round(live["cpu_s"] / args.buildings, 3),
+        "rss_mb": round((live["peak_rss_mb"] - live["fixed_rss_mb"]) / args.buildings, 2),
+        "state_mb": round(state_mb / args.buildings, 3),
+    }
+    scale = TARGET_BUILDINGS / args.buildings
+    extrapolation = {
+        "pass_wall_s": round(live["wall_s"] * scale),
+        "pass_cpu_s": round(live["cpu_s"] * scale),
+        "peak_rss_gb": round((live["fixed_rss_mb"] + per_building["rss_mb"] * TARGET_BUILDINGS) / 1024, 1),
+        "state_gb": round(state_mb * scale / 1000, 1),
+        "read_wall_s": round(read["wall_s"] * scale, 1),
+    }
+    print(f"per building: {per_building}", flush=True)
+    print(f"EXTRAPOLATION (linear, from {args.buildings} measured) to {TARGET_BUILDINGS} buildings: {extrapolation} "
+          "(goal: 60 s, 2 GB)", flush=True)
+    print(json.dumps({"buildings": args.buildings, "points": n_points, "history_days": args.history,
+                      "step_min": args.step, "readings": total, "state_mb": round(state_mb, 1), "read": read,
+                      "pass": live, "per_building": per_building,
+                      f"extrapolated_to_{TARGET_BUILDINGS}": extrapolation, "profile": profile}))
+
+
+# --- the children ---------------------------------------------------------------------------------------------
+
+
+def _child(argv: list[str]) -> None:
+    """``--child read|pass|profile INVENTORY URL DATABASE STATE NOW``: one measure, a JSON last line."""
+    what, inventory_path, url, database, state_path, when = argv
+    now = datetime.fromisoformat(when)
+    if what == "read":
+        asyncio.run(_child_read(Path(inventory_path), url, database, Path(state_path), now))
+    else:
+        asyncio.run(_child_pass(Path(inventory_path), url, database, Path(state_path), now, profile=what == "profile"))
+
+
+def _timed() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
+def _since(t0: tuple[float, float]) -> dict[str, float]:
+    return {"wall_s": round(time.perf_counter() - t0[0], 2), "cpu_s": round(time.process_time() - t0[1], 2)}
+
+
+async def _child_read(inventory_path: Path, url: str, database: str, state_path: Path, now: datetime) -> None:
+    from anomalies.detect import DetectConfig
+    from anomalies.incremental import DetectorState, IncrementalConfig
+    from anomalies.live import read_readings
+    from inventory import load_inventory
+    from streams.influx import InfluxConfig, InfluxQLClient
+
+    inv = load_inventory(inventory_path)
+    last = DetectorState.peek_last_hour(state_path)
+    assert last is not None  # noqa: S101
+    config, inc = DetectConfig(), IncrementalConfig()
+    since = last - (config.features.max_gap + inc.max_wait + timedelta(hours=1))
+    t0 = _timed()
+    client = InfluxQLClient(InfluxConfig(url=url, database=database))
+    try:
+        got = await read_readings(client, inv, since, now)
+    finally:
+        await client.close()
+    print(json.dumps({**_since(t0), "readings": sum(s.times_s.size for s in got.values())}))
+
+
+async def _child_pass(inventory_path: Path, url: str, database: str, state_path: Path, now: datetime, *,
+                      profile: bool) -> None:
+    import cProfile
+    import io
+    import pstats
+
+    from anomalies.incremental import DetectorState
+    from anomalies.live import LiveDetector, LoggingNotifier
+    from inventory import load_inventory
+    from streams.influx import InfluxConfig
+
+    inv = load_inventory(inventory_path)
+    import sklearn.tree  # noqa: F401  (what every pass imports once: the fixed part of the peak RSS)
+
+    fixed_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t0 = _timed()
+    state = DetectorState.load(state_path)
+    load = _since(t0)
+    detector = LiveDetector(inv, InfluxConfig(url=url, database=database), state_path, LoggingNotifier())
+    detector._state = state  # what a running service holds between two passes
+    profiler = cProfile.Profile() if profile else None
+    if profiler is not None:
+        # cProfile sees only its own thread: run the pass's worker-thread step (advance) inline to profile it.
+        async def inline(func: Any, /, *args: Any, **kwargs: Any) -> Any:
+            return func(*args, **kwargs)
+
+        asyncio.to_thread = inline
+    t0 = _timed()
+    if profiler is not None:
+        profiler.enable()
+    report = await detector.run_pass(now)
+    if profiler is not None:
+        profiler.disable()
+    figures = _since(t0)
+    if profiler is not None:
+        text = io.StringIO()
+        pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(45)
+        print("\n".join(line for line in text.getvalue().splitlines() if line.strip())[:12000])
+    print(json.dumps({**figures, "state_load": load, "hours": report.hours, "events": len(report.events),
+                      "readings": report.readings, "expected_points": report.expected_points,
+                      "fixed_rss_mb": round(fixed_mb, 1),
+                      "rusage_self_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
+
+
+if __name__ == "__main__":
+    main()
