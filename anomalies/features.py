@@ -259,6 +259,10 @@ CONSUMPTION_USAGES = (Usage.HEATING, Usage.GENERAL, Usage.LIGHTING, Usage.WATER)
 """The usages with a consumption series (and so an isolation forest)."""
 
 
+OPEN_AFTER_HOURS = 48
+"""Hours of the schedule after a frame that :attr:`BuildingHours.open_after` describes."""
+
+
 @dataclass(eq=False)
 class BuildingHours:
     """Everything the rules and the features know of one building, hour by hour.
@@ -288,6 +292,9 @@ class BuildingHours:
             opens at 8:00).
         usages: consumption per usage; a meter that serves several usages is shared
             between them (:func:`usage_shares`).
+        open_after: open fraction of the :data:`OPEN_AFTER_HOURS` hours after the frame, from the
+            schedule and bookings (known in advance): how long the closure the frame ends in still
+            lasts, which a frame ending at 3:00 cannot read from its own hours (empty: not known).
     """
 
     building: Building
@@ -307,6 +314,7 @@ class BuildingHours:
     heating_in_season: BoolArray
     day_open: BoolArray
     usages: dict[Usage, UsageSeries] = field(default_factory=dict)
+    open_after: FloatArray = field(default_factory=lambda: np.zeros(0))
 
     @property
     def occupied(self) -> BoolArray:
@@ -391,6 +399,8 @@ class BuildingHours:
             setpoint_c=setpoint,
             heating_in_season=in_season,
             day_open=open_days(building, calendar, tz, local_day, booked=booked),
+            open_after=schedule_masks(building, calendar, tz, frame.start_s + _HOUR_S * (
+                frame.hours + np.arange(OPEN_AFTER_HOURS, dtype=np.float64)), config.preheat, booked=booked)[0],
         )
         shares = usage_shares(building, frame, hours.outdoor_c, hours.local_day, calendar, config, blank)
         # A served usage outside CONSUMPTION_USAGES (hot water) gets a series of its own.

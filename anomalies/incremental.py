@@ -310,6 +310,21 @@ def _window_start(origin_s: float, hour_s: float, inc: IncrementalConfig) -> flo
     return origin_s + epoch * roll_s
 
 
+def _cut_end(series: PointSeries, stop_s: float, counter: bool) -> int:
+    """Where a pass's readings of a point end: at ``stop_s`` included, and for a counter its first reading after.
+
+    A counter's consumption in the last hour needs its index at the hour's end, interpolated between the
+    readings on either side (a meter polled at :06, :21, :36 and :51 has none at :00): the hour is
+    processed only once that reading exists (see :func:`advance`), so it is kept, as a replay over the
+    whole history keeps it. Without it every pass left its last hour's consumption unknown, and a live
+    service passing hour by hour never saw a counter's hours at all.
+    """
+    end = int(np.searchsorted(series.times_s, stop_s, side="right"))
+    if counter and end < series.times_s.size and (end == 0 or series.times_s[end - 1] != stop_s):
+        end += 1
+    return end
+
+
 def advance(
     inventory: Inventory,
     readings: dict[str, PointSeries],
@@ -380,8 +395,7 @@ def advance(
         cut = {
             pid: PointSeries(s.times_s[lo:hi], s.values[lo:hi])
             for pid, s in state.readings.items()
-            for lo, hi in [(int(np.searchsorted(s.times_s, window_s - margin_s)),
-                            int(np.searchsorted(s.times_s, stop_s, side="right")))]
+            for lo, hi in [(int(np.searchsorted(s.times_s, window_s - margin_s)), _cut_end(s, stop_s, pid in counters))]
         }
         n = round((stop_s - window_s) / _HOUR_S)
         first_hour = round((group_s - window_s) / _HOUR_S)

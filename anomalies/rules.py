@@ -442,7 +442,11 @@ def _learnt_margins(hours: BuildingHours, heater: BoolArray, config: RulesConfig
 def _cooling_down(hours: BuildingHours, heater: BoolArray, config: RulesConfig) -> BoolArray:
     """Closed hours of the ordinary cool-down after closing and of the recovery before opening (learnt)."""
     closed = hours.open_frac == 0.0
-    since, length = _runs(closed)
+    # The closure's end comes from the schedule, known in advance: a frame ending in the night must not
+    # take its own last hour for the eve of an opening (a live pass would then never judge it).
+    n = closed.size
+    since, length = _runs(np.concatenate([closed, hours.open_after == 0.0]))
+    since, length = since[:n], length[:n]
     overrun, recovery = _learnt_margins(hours, heater, config)
     until = length - since
     result: BoolArray = closed & ((since < overrun) | (until <= recovery))
