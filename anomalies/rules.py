@@ -1727,9 +1727,6 @@ class UnoccupiedConsumptionRule:
         kind, held = _closure_kinds(hours, config)
         x = np.maximum(0.0, _HDH_BASE_C - _trailing_mean(hours.outdoor_c, _INERTIA_H))
         floor = _causal_pct(y, closed_all, day, 10, config.consumption_reference_days)
-        # Heating adds to what a closed building draws anyway: no closure is expected below the closures' base load
-        # (a straight line through cold nights runs below it in mild ones, where a setback night does not heat).
-        base = np.nan_to_num(np.maximum(floor, 0.0), nan=0.0)
         scale = _causal_pct(y, np.ones(n, dtype=np.bool_), day, 99, 365)
         running = np.isfinite(y) & np.isfinite(floor) & (y > floor + _RUNNING_SHARE * scale)
         judged = hours.closed & ~_cooling_down(hours, running, config) & np.isfinite(y) & np.isfinite(x)
@@ -1737,7 +1734,9 @@ class UnoccupiedConsumptionRule:
         judged &= np.concatenate([[True], np.isfinite(y[:-1])]) if n else judged
         # After a long closure (cooled to frost protection) the building's mass recharges over the days that follow,
         # as long as it took to cool down: the first closures after reopening draw more heat than usual ones.
-        judged &= ~_recharging(closed_all, int(config.long_closure / timedelta(hours=1)))
+        # Only a long closure held colder than the nights (frost protection) leaves anything to store back.
+        if held[2] < held[0]:
+            judged &= ~_recharging(closed_all, int(config.long_closure / timedelta(hours=1)))
         comfort_c = _comfort(hours).setpoint_c
         since, _ = _runs(closed_all)
         closure = np.cumsum(closed_all & (since == 0))
@@ -1769,6 +1768,9 @@ class UnoccupiedConsumptionRule:
                 if ref.sum() < _MIN_KIND_H:
                     continue
                 # The heat-loss slope from nights and closed days, frequent and steady; a holiday is one long piece.
+                # Heating adds to what a closed building draws anyway: no closure is expected below the base load of
+                # the comparable closures (a line through cold nights runs below it in mild ones, unheated at setback).
+                base = max(0.0, float(np.percentile(y[lo:hi][ref], 10)))
                 steady = ref & (kind[lo:hi] < 2)
                 slope = _shared_slope(x[lo:hi][steady], y[lo:hi][steady], kind[lo:hi][steady])
                 today = judged[a:b] & (regime[a:b] == r)
@@ -1776,7 +1778,7 @@ class UnoccupiedConsumptionRule:
                 levels = _kind_levels(x[first:hi], y[first:hi], kind[first:hi], comparable[first:hi], lo - first, slope,
                                       weather)
                 centre, spread = _piece_spread(x[lo:hi], y[lo:hi], kind[lo:hi], piece[lo:hi], ref, levels, slope,
-                                               base[lo:hi])
+                                               base)
                 if not np.isfinite(spread).any():
                     continue
                 typical[int(r)] = centre, spread
@@ -1787,7 +1789,7 @@ class UnoccupiedConsumptionRule:
                     source = next((kk for kk in range(k, -1, -1) if math.isfinite(levels[kk])), -1)
                     if source < 0:
                         continue
-                    usual[j] = max(float(base[a + j]), float(levels[source] + slope * x[a + j]))
+                    usual[j] = max(base, float(levels[source] + slope * x[a + j]))
                     setpoint = max(float(held[k]), float(held[source]))
                     margin[j] = config.consumption_comfort_share * slope * max(0.0, comfort_c - setpoint)
                     regime_of[j] = int(r)
@@ -1928,12 +1930,12 @@ def _kind_levels(
 
 def _piece_spread(
     x: FloatArray, y: FloatArray, kind: IntArray, piece: IntArray, ref: BoolArray, levels: FloatArray, slope: float,
-    base: FloatArray,
+    base: float,
 ) -> tuple[FloatArray, FloatArray]:
     """Per kind of closure and number ``k`` of judged hours into a piece (1 to 24), earlier pieces' residual so far.
 
     Each earlier piece (of at least :data:`_MIN_PIECE_H` judged hours) gives
-    the mean residual (against the fit, never below the hour's ``base`` load) of its first ``k``
+    the mean residual (against the fit, never below the ``base`` load) of its first ``k``
     judged hours, or of all of them if shorter (a night's judged hours end before a closed day's). Returns the
     median and robust SD per kind (rows) and ``k`` (columns), from the pieces
     of that kind, or with fewer than :data:`_MIN_PIECES` of them, for closed
@@ -1944,7 +1946,7 @@ def _piece_spread(
     usable = ref & np.isfinite(levels[kind])
     if not usable.any():
         return centre, spread
-    residual = y[usable] - np.maximum(base[usable], levels[kind[usable]] + slope * x[usable])
+    residual = y[usable] - np.maximum(base, levels[kind[usable]] + slope * x[usable])
     ids = piece[usable]
     start = np.concatenate([[True], ids[1:] != ids[:-1]])
     group = np.cumsum(start) - 1
