@@ -225,6 +225,11 @@ class DetectConfig(BaseModel):
     hall's days vary more than an office's, so they need a larger excess (None: no such test)."""
     model_day_history: timedelta = timedelta(days=56)
     """How far back the days that measure the expected model's uncertainty reach."""
+    model_day_floor_share: float = Field(default=0.05, ge=0, lt=1)
+    """The least day bound, as a share of the expected consumption of the same 24 hours: a model that matched
+    its reference days exactly (a constant base load, MAD 0) or kept under them (a negative median) would
+    otherwise take a rounding of the counter for an excess beyond its uncertainty. 5 % is well inside the
+    accuracy of any daily consumption model (ASHRAE Guideline 14 accepts a 25 % CV(RMSE) for daily models)."""
     model_min_duration: timedelta = timedelta(hours=6)
     """Flagged time before a model event opens: a model event needs persistence."""
     model_clear_after: timedelta = timedelta(hours=48)
@@ -498,9 +503,11 @@ def run_models(hours: BuildingHours, excluded: BoolArray, config: DetectConfig) 
             # learnt on the calm days only. Median and MAD are robust to the minority of days a fault takes.
             reference = ~excluded
             reference[:in_sample] = False  # a model's errors on the days it was fitted on are optimistic
+            # The least bound: a share of the expected energy of the same 24 hours.
+            floor = config.model_day_floor_share * trailing_day_residual(np.maximum(expected, 0.0))
             day_bound = day_residual_bound(day_residual, reference, model.type_idx,
                                            days=max(1, round(config.model_day_history / timedelta(days=1))),
-                                           spread=config.model_day_spread)
+                                           spread=config.model_day_spread, floor=floor)
         runs.append(ModelRun(hours.building.id, usage, scores, flagged, expected, fits, last, last_th,
                              residual, ratio, model.fits, beyond, day_residual, day_bound, y))
     return runs

@@ -580,6 +580,7 @@ def day_residual_bound(
     days: int = 56,
     spread: float = 3.0,
     min_days: int = 7,
+    floor: FloatArray | None = None,
 ) -> FloatArray:
     """How large the last day's residual may be before it stands out of the expected model's own uncertainty.
 
@@ -596,6 +597,11 @@ def day_residual_bound(
     standard deviations (1.4826 × the median absolute deviation). Looks back
     only; ``nan`` where fewer than ``min_days`` samples exist (no judgement).
 
+    The bound is never below ``floor``: a model that matched its reference
+    days exactly (a constant base load: median and MAD 0) or kept under them
+    (a negative median) would otherwise take any excess, down to a rounding
+    of the counter, for one beyond its uncertainty.
+
     Args:
         day_residual: per hour, the trailing-24-hour residual (:func:`trailing_day_residual`).
         reference: per hour, whether the hour may serve as reference (not flagged by a rule or an alert).
@@ -603,6 +609,7 @@ def day_residual_bound(
         days: how many days back the samples reach.
         spread: robust standard deviations above the median.
         min_days: fewest samples a bound needs.
+        floor: per hour, the least bound (``nan``: none), e.g. a share of the expected day.
 
     Returns:
         Per hour, the bound on its trailing-24-hour residual.
@@ -613,6 +620,13 @@ def day_residual_bound(
     >>> ref, types = np.ones(24 * 70, dtype=bool), np.zeros(24 * 70, dtype=np.int64)
     >>> bool(day_residual_bound(noisy, ref, types)[-1] > 3 * day_residual_bound(steady, ref, types)[-1])
     True
+
+    A model exact on its reference days leaves a bound of 0 without a floor:
+
+    >>> exact = np.zeros(24 * 70)
+    >>> floor = np.full(24 * 70, 2.4)
+    >>> float(day_residual_bound(exact, ref, types)[-1]), float(day_residual_bound(exact, ref, types, floor=floor)[-1])
+    (0.0, 2.4)
     """
     n = day_residual.size
     # A day's 24 hours straddle two local days (a Monday morning's hold Sunday's): the type of both.
@@ -636,4 +650,6 @@ def day_residual_bound(
         centre = np.nanmedian(picked, axis=1)
         mad = np.nanmedian(np.abs(picked - centre[:, None]), axis=1)
         out[enough] = centre + spread * 1.4826 * mad
+    if floor is not None:
+        out = np.where(np.isfinite(out) & np.isfinite(floor), np.maximum(out, floor), out)
     return out

@@ -1734,6 +1734,13 @@ class UnoccupiedConsumptionRule:
         scale = _causal_pct(y, np.ones(n, dtype=np.bool_), day, 99, 365)
         running = np.isfinite(y) & np.isfinite(floor) & (y > floor + _RUNNING_SHARE * scale)
         judged = hours.closed & ~_cooling_down(hours, running, config) & np.isfinite(y) & np.isfinite(x)
+        # The first hour a counter is read again after a gap holds all the gap used: not that hour's consumption.
+        judged &= np.concatenate([[True], np.isfinite(y[:-1])]) if n else judged
+        # After a long closure (cooled to frost protection) the building's mass recharges over the days that follow,
+        # as long as it took to cool down: the first closures after reopening draw more heat than usual ones.
+        # Only a long closure held colder than the nights (frost protection) leaves anything to store back.
+        if held[2] < held[0]:
+            judged &= ~_recharging(closed_all, int(config.long_closure / timedelta(hours=1)))
         comfort_c = _comfort(hours).setpoint_c
         since, _ = _runs(closed_all)
         closure = np.cumsum(closed_all & (since == 0))
@@ -1765,13 +1772,17 @@ class UnoccupiedConsumptionRule:
                 if ref.sum() < _MIN_KIND_H:
                     continue
                 # The heat-loss slope from nights and closed days, frequent and steady; a holiday is one long piece.
+                # Heating adds to what a closed building draws anyway: no closure is expected below the base load of
+                # the comparable closures (a line through cold nights runs below it in mild ones, unheated at setback).
+                base = max(0.0, float(np.percentile(y[lo:hi][ref], 10)))
                 steady = ref & (kind[lo:hi] < 2)
                 slope = _shared_slope(x[lo:hi][steady], y[lo:hi][steady], kind[lo:hi][steady])
                 today = judged[a:b] & (regime[a:b] == r)
                 weather = float(x[a:b][today].mean())
                 levels = _kind_levels(x[first:hi], y[first:hi], kind[first:hi], comparable[first:hi], lo - first, slope,
                                       weather)
-                centre, spread = _piece_spread(x[lo:hi], y[lo:hi], kind[lo:hi], piece[lo:hi], ref, levels, slope)
+                centre, spread = _piece_spread(x[lo:hi], y[lo:hi], kind[lo:hi], piece[lo:hi], ref, levels, slope,
+                                               base)
                 if not np.isfinite(spread).any():
                     continue
                 typical[int(r)] = centre, spread
@@ -1782,7 +1793,7 @@ class UnoccupiedConsumptionRule:
                     source = next((kk for kk in range(k, -1, -1) if math.isfinite(levels[kk])), -1)
                     if source < 0:
                         continue
-                    usual[j] = max(0.0, float(levels[source] + slope * x[a + j]))
+                    usual[j] = max(base, float(levels[source] + slope * x[a + j]))
                     setpoint = max(float(held[k]), float(held[source]))
                     margin[j] = config.consumption_comfort_share * slope * max(0.0, comfort_c - setpoint)
                     regime_of[j] = int(r)
@@ -1838,6 +1849,28 @@ _MIN_PIECES = 5
 """Fewest earlier pieces of closure for their spread to be known."""
 _PIECE_H = 24
 """Longest piece of a closure (hours): a closure is judged a day at a time."""
+
+
+def _recharging(closed: BoolArray, long_h: int) -> BoolArray:
+    """Closed hours within :data:`_COOL_DOWN_H` after the end of a closure of at least ``long_h`` hours.
+
+    A building closed long enough to cool to frost protection has lost the heat stored in its mass; it takes
+    about as long to store it back as it took to lose it (one time constant), and the first nights and closed
+    days after reopening draw more heat than the closures it is compared with.
+
+    >>> closed = np.array([True] * 100 + [False] * 10 + [True] * 14 + [False] * 10 + [True] * 20)
+    >>> r = _recharging(closed, 96)
+    >>> int(r[110:124].sum()), int(r[134:].sum()), bool(r[:100].any())  # 48 h after the 100 h closure ends
+    (14, 14, False)
+    """
+    _, length = _runs(closed)
+    n = closed.size
+    ends = np.flatnonzero(closed[:-1] & ~closed[1:] & (length[:-1] >= long_h)) + 1 if n > 1 else np.zeros(0, dtype=np.int64)
+    after = np.zeros(n + 1, dtype=np.int64)
+    np.add.at(after, ends, 1)
+    np.add.at(after, np.minimum(ends + _COOL_DOWN_H, n), -1)
+    result: BoolArray = closed & (np.cumsum(after)[:n] > 0)
+    return result
 
 
 def _closure_kinds(hours: BuildingHours, config: RulesConfig) -> tuple[IntArray, FloatArray]:
@@ -1900,13 +1933,14 @@ def _kind_levels(
 
 
 def _piece_spread(
-    x: FloatArray, y: FloatArray, kind: IntArray, piece: IntArray, ref: BoolArray, levels: FloatArray, slope: float
+    x: FloatArray, y: FloatArray, kind: IntArray, piece: IntArray, ref: BoolArray, levels: FloatArray, slope: float,
+    base: float,
 ) -> tuple[FloatArray, FloatArray]:
     """Per kind of closure and number ``k`` of judged hours into a piece (1 to 24), earlier pieces' residual so far.
 
     Each earlier piece (of at least :data:`_MIN_PIECE_H` judged hours) gives
-    the mean residual of its first ``k`` judged hours, or of all of them if
-    shorter (a night's judged hours end before a closed day's). Returns the
+    the mean residual (against the fit, never below the ``base`` load) of its first ``k``
+    judged hours, or of all of them if shorter (a night's judged hours end before a closed day's). Returns the
     median and robust SD per kind (rows) and ``k`` (columns), from the pieces
     of that kind, or with fewer than :data:`_MIN_PIECES` of them, for closed
     days and long closures, from both; ``nan`` with too few.
@@ -1916,7 +1950,7 @@ def _piece_spread(
     usable = ref & np.isfinite(levels[kind])
     if not usable.any():
         return centre, spread
-    residual = y[usable] - levels[kind[usable]] - slope * x[usable]
+    residual = y[usable] - np.maximum(base, levels[kind[usable]] + slope * x[usable])
     ids = piece[usable]
     start = np.concatenate([[True], ids[1:] != ids[:-1]])
     group = np.cumsum(start) - 1
