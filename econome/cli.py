@@ -20,9 +20,10 @@ import signal
 import tempfile
 import time
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Protocol
+from zoneinfo import ZoneInfo
 
 import typer
 
@@ -376,7 +377,8 @@ def demo(
     duration: Annotated[float, typer.Option(help="Seconds to run before stopping and counting.")] = 60.0,
     speed: Annotated[float, typer.Option(help="Simulated seconds per real second.")] = 60.0,
     start: Annotated[str | None, typer.Option(
-        help="Simulated start, ISO 8601 (default: 06:30 local on the most recent Wednesday to Friday).")] = None,
+        help="Simulated start, ISO 8601 (default: 06:30 local, the most recent Wednesday to Friday of December to "
+             "February, Christmas fortnight left out).")] = None,
     influx_url: Annotated[str | None, typer.Option(help="Use this InfluxDB 1.x instead of starting one.")] = None,
     workdir: Annotated[Path | None, typer.Option(help="Where local servers keep their data, and the e-mails.")] = None,
     faults: Annotated[bool, typer.Option(help="Inject a water leak and heating left on at night, and e-mail them.")] = True,
@@ -397,7 +399,8 @@ def demo(
     With --faults (the default), the library leaks water and the town hall
     keeps its heating on at night, both since two evenings before the start:
     one alert e-mail per fault, none for the other buildings. The events and
-    expected values go to InfluxDB for Grafana.
+    expected values go to InfluxDB for Grafana. The default start is in winter
+    (see ``_demo_morning``), when heating left on at night is a visible fault.
     """
     from econome.localservers import free_port, start_influxdb, start_mosquitto
 
@@ -405,7 +408,7 @@ def demo(
     inv = _load(config)
     base = workdir or Path(tempfile.mkdtemp(prefix="econome-demo-"))
     base.mkdir(parents=True, exist_ok=True)
-    sim_start = datetime.fromisoformat(start) if start else _demo_morning(inv)
+    sim_start = datetime.fromisoformat(start) if start else _demo_morning(inv.organisation.tz)
     if sim_start.tzinfo is None:
         sim_start = sim_start.replace(tzinfo=inv.organisation.tz)
     history_start = sim_start - DEMO_HISTORY
@@ -571,16 +574,33 @@ async def seed_history(
     return len(lines)
 
 
-def _demo_morning(inv: Inventory) -> datetime:
-    """06:30 local on the most recent Wednesday to Friday before today: buildings about to open.
+def _demo_morning(tz: ZoneInfo, today: date | None = None) -> datetime:
+    """06:30 local on the most recent Wednesday to Friday of the heating season's core, before today.
 
-    The two evenings before (when the demo's faults start) are working days' evenings.
+    December to February, Christmas fortnight (20 December to 4 January) left out: heating runs every night, so
+    that heating left on at night is a fault detection can see, and the two evenings before (when the demo's faults
+    start) are working days' evenings. In winter it is a day of the past week (Grafana shows it); otherwise one of
+    last winter. Other seasons are a ``--start`` away (docs/alerts.md says what they show).
+
+    >>> paris = ZoneInfo("Europe/Paris")
+    >>> _demo_morning(paris, date(2026, 12, 1)).isoformat()
+    '2026-02-27T06:30:00+01:00'
+    >>> _demo_morning(paris, date(2027, 1, 22)).isoformat()
+    '2027-01-21T06:30:00+01:00'
     """
-    local = datetime.now(inv.organisation.tz)
-    day = local.date() - timedelta(days=1)
-    while day.weekday() not in (2, 3, 4):
+    day = (today or datetime.now(tz).date()) - timedelta(days=1)
+    while not (day.weekday() in (2, 3, 4) and _heating_core(day)):
         day -= timedelta(days=1)
-    return datetime(day.year, day.month, day.day, 6, 30, tzinfo=inv.organisation.tz)
+    return datetime(day.year, day.month, day.day, 6, 30, tzinfo=tz)
+
+
+def _heating_core(day: date) -> bool:
+    """December to February, but for 20 December to 4 January."""
+    if day.month == 12:
+        return day.day < 20
+    if day.month == 1:
+        return day.day > 4
+    return day.month == 2
 
 
 async def _demo(
