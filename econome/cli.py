@@ -4,21 +4,26 @@
 
     econome check examples/commune.yaml      # validate and summarise an inventory
     econome run examples/commune.yaml        # collect, write to InfluxDB and detect anomalies until stopped
-    econome demo --duration 60               # simulated commune + pipeline on local servers
+    econome demo --duration 60               # simulated commune + live service on local servers, e-mails
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import email
+import email.policy
+import functools
 import logging
+import shutil
 import signal
 import tempfile
 import time
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Protocol
+from zoneinfo import ZoneInfo
 
 import typer
 
@@ -37,8 +42,12 @@ from streams.aggregate import StreamProcessor, StreamSettings
 from streams.buffer import DeliveryLog
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
+    from aiosmtpd.smtp import Envelope
+
+    from anomalies.detect import DetectConfig
+    from anomalies.live import PassReport
     from simulator.faults import Fault
     from streams.faust_runner import FaustRunner, KafkaForwarder
 from streams.clock import Clock, ScaledClock, SystemClock
@@ -70,6 +79,8 @@ app = typer.Typer(
 )
 
 DEFAULT_CONFIG = Path("examples/commune.yaml")
+_FIRST_PASS_WAIT_S = 300.0
+"""How long ``econome demo`` waits, once stopped, for its first detection pass to finish (wall seconds)."""
 
 register_mv(app)
 register_dashboards(app)
@@ -317,22 +328,35 @@ def _detect_config_or_exit(path: Path) -> None:
         raise typer.Exit(code=2) from None
 
 
-def _start_detection(inv: Inventory, settings: EconomeSettings, clock: Clock) -> asyncio.Task[None]:
-    """Live detection as a task beside collection: one process and one deploy unit (see ``anomalies.live``)."""
+def _start_detection(
+    inv: Inventory,
+    settings: EconomeSettings,
+    clock: Clock,
+    *,
+    config: DetectConfig | None = None,
+    on_pass: Callable[[PassReport | None], None] | None = None,
+) -> asyncio.Task[None]:
+    """Live detection as a task beside collection: one process and one deploy unit (see ``anomalies.live``).
+
+    ``config`` and ``on_pass`` are those of :func:`econome.wiring.build_live_detector` (``econome demo``).
+    """
 
     async def detection() -> None:
         # Built in a worker thread: importing scikit-learn takes seconds, which would hold collection back.
-        detector = await asyncio.to_thread(build_live_detector, inv, settings, clock)
+        detector = await asyncio.to_thread(
+            functools.partial(build_live_detector, inv, settings, clock, config=config, on_pass=on_pass)
+        )
         await detector.serve(clock)
 
     return asyncio.create_task(detection(), name="live-detection")
 
 
-async def count_per_point(config: InfluxConfig, inv: Inventory) -> dict[str, int]:
-    """InfluxQL ``count(value)`` of raw readings, per point."""
+async def count_per_point(config: InfluxConfig, inv: Inventory, since: datetime | None = None) -> dict[str, int]:
+    """InfluxQL ``count(value)`` of raw readings, per point (since ``since`` when given)."""
+    where = f" WHERE time >= {int(since.timestamp())}s" if since is not None else ""
     client = InfluxQLClient(config)
     try:
-        series = await client.query(f'SELECT count("value") FROM "{RAW_MEASUREMENT}" GROUP BY "point"')  # noqa: S608 - InfluxQL, constant
+        series = await client.query(f'SELECT count("value") FROM "{RAW_MEASUREMENT}"{where} GROUP BY "point"')  # noqa: S608 - InfluxQL, constant
     finally:
         await client.close()
     counts = {point.id: 0 for _, point in inv.points()}
@@ -343,23 +367,40 @@ async def count_per_point(config: InfluxConfig, inv: Inventory) -> dict[str, int
     return counts
 
 
+DEMO_HISTORY = timedelta(days=8)
+"""Simulated history written into the demo's InfluxDB before it starts: the live detector's bootstrap."""
+
+
 @app.command()
 def demo(
     config: Annotated[Path, typer.Option(help="Inventory of the simulated commune.")] = DEFAULT_CONFIG,
     duration: Annotated[float, typer.Option(help="Seconds to run before stopping and counting.")] = 60.0,
     speed: Annotated[float, typer.Option(help="Simulated seconds per real second.")] = 60.0,
-    start: Annotated[str | None, typer.Option(help="Simulated start, ISO 8601 (default: last weekday, 06:30 local).")] = None,
+    start: Annotated[str | None, typer.Option(
+        help="Simulated start, ISO 8601 (default: 06:30 local, the most recent Wednesday to Friday of December to "
+             "February, Christmas fortnight left out).")] = None,
     influx_url: Annotated[str | None, typer.Option(help="Use this InfluxDB 1.x instead of starting one.")] = None,
-    workdir: Annotated[Path | None, typer.Option(help="Where local servers keep their data.")] = None,
-    faults: Annotated[bool, typer.Option(help="Inject a night water leak in every building and detect it.")] = True,
+    workdir: Annotated[Path | None, typer.Option(help="Where local servers keep their data, and the e-mails.")] = None,
+    faults: Annotated[bool, typer.Option(help="Inject a water leak and heating left on at night, and e-mail them.")] = True,
 ) -> None:
-    """Run the simulated commune and the pipeline against local Mosquitto and InfluxDB.
+    """Run the simulated commune and the live service (collection, detection, e-mails) on local servers.
 
-    Prints what flows every few seconds, stops after --duration or on Ctrl-C,
-    then prints the number of readings InfluxDB holds for every point. With
-    --faults (the default), every building has a water leak since the evening
-    two days before: the meters show it live, and the anomaly rules, run on the simulated
-    week before and the demo hour, report it; the events go to InfluxDB for Grafana.
+    Starts Mosquitto, InfluxDB 1.x (unless --influx-url) and an SMTP catcher
+    (aiosmtpd) on free loopback ports. Writes the simulated week before the
+    start into InfluxDB (the live detector's bootstrap, as a commune's past),
+    then runs the pipeline and ``econome run``'s live detection (rules only,
+    the advisors' mails to the catcher) on one accelerated clock. Prints what
+    flows every few seconds and each e-mail's subject as it arrives; keeps
+    each mail as ``WORKDIR/mail/NNN.eml``. Stops after --duration or on
+    Ctrl-C (letting the first detection pass finish), then prints the number
+    of readings InfluxDB holds for every point since the start; exit 1 if a
+    point has none.
+
+    With --faults (the default), the library leaks water and the town hall
+    keeps its heating on at night, both since two evenings before the start:
+    one alert e-mail per fault, none for the other buildings. The events and
+    expected values go to InfluxDB for Grafana. The default start is in winter
+    (see ``_demo_morning``), when heating left on at night is a visible fault.
     """
     from econome.localservers import free_port, start_influxdb, start_mosquitto
 
@@ -367,10 +408,16 @@ def demo(
     inv = _load(config)
     base = workdir or Path(tempfile.mkdtemp(prefix="econome-demo-"))
     base.mkdir(parents=True, exist_ok=True)
-    sim_start = datetime.fromisoformat(start) if start else _last_weekday_morning(inv)
+    sim_start = datetime.fromisoformat(start) if start else _demo_morning(inv.organisation.tz)
     if sim_start.tzinfo is None:
         sim_start = sim_start.replace(tzinfo=inv.organisation.tz)
-    servers = []
+    history_start = sim_start - DEMO_HISTORY
+    # A demo starts afresh: no detector state, alert register or mails of a previous one in the same workdir.
+    for old in (base / "detect", base / "mail"):
+        shutil.rmtree(old, ignore_errors=True)
+    servers: list[_Stoppable] = []
+    local = inv
+    counts: dict[str, int] = {}
     try:
         broker = start_mosquitto(base / "mosquitto")
         servers.append(broker)
@@ -380,67 +427,103 @@ def demo(
             servers.append(influx)
             influx_url = influx.url
             typer.echo(f"influxdb 1.x   {influx.url} (pid {influx.pid})")
+        catcher = _MailCatcher(base / "mail", free_port())
+        catcher.start()
+        servers.append(catcher)
+        typer.echo(f"smtp catcher   127.0.0.1:{catcher.port} (mails kept in {catcher.folder})")
         ports = {gw.id: free_port() for gw in inv.modbus_gateways}
-        local = with_endpoints(inv, ports, (broker.host, broker.port))
+        local = _demo_inventory(with_endpoints(inv, ports, (broker.host, broker.port)), catcher.port)
         settings = EconomeSettings(
-            influx_api="v1", influx_url=influx_url, influx_database="econome_demo", data_dir=base, flush_interval_s=0.5
+            influx_api="v1", influx_url=influx_url, influx_database="econome_demo", data_dir=base, flush_interval_s=0.5,
+            detect_bootstrap=DEMO_HISTORY,
         )
         typer.echo(f"modbus         {', '.join(f'{g}:{p}' for g, p in ports.items())}")
-        typer.echo(f"simulated time starts {sim_start.isoformat()} at x{speed:g}; running {duration:g} s")
         injected = _demo_faults(local, sim_start, duration * speed) if faults else []
-        asyncio.run(_demo(local, settings, sim_start, speed, duration, ports, (broker.host, broker.port), injected))
-        counts = asyncio.run(count_per_point(settings.influx(), local))
-        if injected:
-            asyncio.run(_demo_detect(local, settings, sim_start, duration * speed, injected))
+        for fault in injected:
+            typer.echo(f"fault          {fault.kind.value} in {fault.building} from "
+                       f"{fault.start.astimezone(inv.organisation.tz):%a %d %b %H:%M}")
+        seeded = asyncio.run(seed_history(local, settings.influx(), history_start, sim_start, faults=injected))
+        typer.echo(f"history        {seeded} simulated readings from {history_start:%a %d %b %H:%M} written to InfluxDB")
+        typer.echo(f"simulated time starts {sim_start.isoformat()} at x{speed:g}; running {duration:g} s")
+        asyncio.run(_demo(local, settings, sim_start, speed, duration, ports, (broker.host, broker.port), injected,
+                          model_start=history_start))
+        counts = asyncio.run(count_per_point(settings.influx(), local, since=sim_start))
     except TelemetryError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=1) from exc
     finally:
         for server in reversed(servers):
             server.stop()
+    typer.echo(f"e-mails: {len(catcher.received)} received, kept in {catcher.folder}")
     _print_counts(local, counts)
     if any(n == 0 for n in counts.values()):
         raise typer.Exit(code=1)
 
 
-def _demo_faults(inv: Inventory, sim_start: datetime, sim_seconds: float) -> list[Fault]:
-    """A water leak in every building with a water meter, from the evening two days before the demo to after it.
+class _Stoppable(Protocol):
+    def stop(self) -> None: ...
 
-    Two nights: an alert opens once its excess is material (``MaterialityConfig``), and a pool's
-    usual flow makes one night of a small leak too little to be worth an e-mail yet.
+
+class _MailCatcher:
+    """The demo's SMTP server (aiosmtpd, loopback): prints each mail's subject and keeps it as ``NNN.eml``."""
+
+    def __init__(self, folder: Path, port: int) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.folder = folder
+        self.port = port
+        self.received: list[tuple[str, str]] = []
+        """(recipient, subject) of every mail, in order of arrival."""
+        folder.mkdir(parents=True, exist_ok=True)
+        self._controller = Controller(self, hostname="127.0.0.1", port=port)
+
+    def start(self) -> None:
+        """Listen (in a thread of its own)."""
+        self._controller.start()
+
+    def stop(self) -> None:
+        """Stop listening."""
+        self._controller.stop()
+
+    async def handle_DATA(self, server: object, session: object, envelope: Envelope) -> str:
+        """Keep the mail and print its subject, once per recipient."""
+        content = envelope.original_content or b""
+        message = email.message_from_bytes(content, policy=email.policy.default)
+        subject = str(message.get("Subject", ""))
+        path = self.folder / f"{len(list(self.folder.glob('*.eml'))) + 1:03d}.eml"
+        path.write_bytes(content)
+        for recipient in envelope.rcpt_tos:
+            self.received.append((recipient, subject))
+            typer.echo(f"  mail \u2192 {recipient}: {subject}")
+        return "250 OK"
+
+
+def _demo_inventory(inv: Inventory, smtp_port: int) -> Inventory:
+    """The demo commune with an ``email:`` section pointing at the catcher (no TLS, written by name)."""
+    from inventory.model import EmailSettings
+
+    mail = EmailSettings(host="127.0.0.1", port=smtp_port, security="none", sender="econome@valmont.example",
+                         default_recipients=["services-techniques@valmont.example"], language="fr", digest_hour=7,
+                         timeout=timedelta(seconds=5))
+    return inv.model_copy(update={"email": mail})
+
+
+def _demo_faults(inv: Inventory, sim_start: datetime, sim_seconds: float) -> list[Fault]:
+    """A water leak in the library and heating kept on at night in the town hall, from two evenings before the start.
+
+    Both last until after the demo, so each is one alert, open at the start: two nights, because an alert opens
+    once its excess is material (``MaterialityConfig``) and a heating night is judged once its closure has ended.
+    The first detection pass (a bootstrap over the seeded history) opens them and e-mails each once.
     """
     from simulator.faults import Fault, FaultKind
 
+    tz = inv.organisation.tz
+    local = sim_start.astimezone(tz)
+    eve = datetime(local.year, local.month, local.day, 18, tzinfo=tz) - timedelta(days=2)
     end = sim_start + timedelta(seconds=sim_seconds) + timedelta(hours=2)
-    return [
-        Fault(kind=FaultKind.WATER_LEAK, building=b.id, start=sim_start - timedelta(hours=40), end=end)
-        for _, b in inv.buildings()
-        if any(p.quantity.value == "water_volume" for p in b.points)
-    ]
-
-
-async def _demo_detect(
-    inv: Inventory, settings: EconomeSettings, sim_start: datetime, sim_seconds: float, faults: Sequence[Fault]
-) -> None:
-    """Run the anomaly rules on the simulated week before the demo and the demo hour; write the events."""
-    from anomalies.alerts import write_events
-    from anomalies.detect import DetectConfig, detect, read_readings_csv
-    from simulator.export import write_readings_csv
-
-    end = sim_start + timedelta(seconds=sim_seconds)
-    history = settings.data_dir / "demo-history.csv"
-    write_readings_csv(inv, history, sim_start - timedelta(days=8), end, faults=faults)
-    events = await asyncio.to_thread(
-        detect, inv, read_readings_csv(history), DetectConfig(models=False), start=sim_start - timedelta(days=1)
-    )
-    writer = InfluxV1Writer(settings.influx())
-    try:
-        await write_events(writer, events)
-    finally:
-        await writer.close()
-    typer.echo(f"anomalies: {len(events)} events detected and written to InfluxDB (measurement anomaly)")
-    for event in events[:3]:
-        typer.echo(f"  {event.explanation('fr')}")
+    wanted = [(FaultKind.WATER_LEAK, "bibliotheque"), (FaultKind.HEATING_LEFT_ON, "mairie")]
+    known = {b.id for _, b in inv.buildings()}
+    return [Fault(kind=kind, building=building, start=eve, end=end) for kind, building in wanted if building in known]
 
 
 async def seed_history(
@@ -491,13 +574,33 @@ async def seed_history(
     return len(lines)
 
 
-def _last_weekday_morning(inv: Inventory) -> datetime:
-    """06:30 local on the most recent Monday to Friday: buildings open, heating on."""
-    local = datetime.now(inv.organisation.tz)
-    day = local.date() - timedelta(days=1)
-    while day.weekday() >= 5:
+def _demo_morning(tz: ZoneInfo, today: date | None = None) -> datetime:
+    """06:30 local on the most recent Wednesday to Friday of the heating season's core, before today.
+
+    December to February, Christmas fortnight (20 December to 4 January) left out: heating runs every night, so
+    that heating left on at night is a fault detection can see, and the two evenings before (when the demo's faults
+    start) are working days' evenings. In winter it is a day of the past week (Grafana shows it); otherwise one of
+    last winter. Other seasons are a ``--start`` away (docs/alerts.md says what they show).
+
+    >>> paris = ZoneInfo("Europe/Paris")
+    >>> _demo_morning(paris, date(2026, 12, 1)).isoformat()
+    '2026-02-27T06:30:00+01:00'
+    >>> _demo_morning(paris, date(2027, 1, 22)).isoformat()
+    '2027-01-21T06:30:00+01:00'
+    """
+    day = (today or datetime.now(tz).date()) - timedelta(days=1)
+    while not (day.weekday() in (2, 3, 4) and _heating_core(day)):
         day -= timedelta(days=1)
-    return datetime(day.year, day.month, day.day, 6, 30, tzinfo=inv.organisation.tz)
+    return datetime(day.year, day.month, day.day, 6, 30, tzinfo=tz)
+
+
+def _heating_core(day: date) -> bool:
+    """December to February, but for 20 December to 4 January."""
+    if day.month == 12:
+        return day.day < 20
+    if day.month == 1:
+        return day.day > 4
+    return day.month == 2
 
 
 async def _demo(
@@ -509,16 +612,25 @@ async def _demo(
     ports: dict[str, int],
     mqtt: tuple[str, int],
     faults: Sequence[Fault] = (),
+    *,
+    model_start: datetime | None = None,
 ) -> None:
+    """The pipeline and ``econome run``'s live detection (rules only) beside the simulator, on one clock."""
+    from anomalies.detect import DetectConfig
     from simulator import Simulator
 
     clock = ScaledClock(sim_start, speed)
-    simulator = Simulator(inv, clock, modbus_ports=ports, mqtt=mqtt, faults=faults)
+    simulator = Simulator(inv, clock, modbus_ports=ports, mqtt=mqtt, faults=faults, model_start=model_start)
+    if model_start is not None:
+        # Through the seeded history (a second or so): the live counters continue its indexes.
+        await asyncio.to_thread(simulator.model.advance, sim_start - timedelta(minutes=1))
     await simulator.start()
     stop = asyncio.Event()
     _install_signals(stop)
     asyncio.get_running_loop().call_later(duration, stop.set)
     runtime = _Runtime(inv, settings, clock, mqtt_suffix="-demo")
+    passes: list[object] = []
+    detection = _start_detection(inv, settings, clock, config=DetectConfig(models=False), on_pass=passes.append)
     serving = asyncio.create_task(runtime.serve(stop), name="serve")
     stats = runtime.pipeline.stats
     total_points = sum(1 for _ in inv.points())
@@ -534,7 +646,14 @@ async def _demo(
                 f"dead letters {stats.rejected}"
             )
         serving.result()
+        # The first pass (the bootstrap over the seeded history) may outlast a short demo: let it finish and mail.
+        waited = time.monotonic()
+        while not passes and not detection.done() and time.monotonic() - waited < _FIRST_PASS_WAIT_S:
+            await asyncio.wait({detection}, timeout=0.5)
     finally:
+        detection.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await detection
         await simulator.stop()
     typer.echo(
         f"flowed: {stats.received} readings, {sum(stats.per_point.values())} written, "

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
 import os
 import subprocess
 import sys
@@ -24,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "commune.yaml"
 
 
-async def test_demo_fills_influxdb_for_every_point(influxdb_server, tmp_path: Path) -> None:
+async def test_demo_fills_influxdb_for_every_point_and_mails_each_fault_once(influxdb_server, tmp_path: Path) -> None:
+    """The demo's promises: live readings for every point, and one alert e-mail per injected fault, none else."""
     result = subprocess.run(
         [
             sys.executable,
@@ -61,8 +64,27 @@ async def test_demo_fills_influxdb_for_every_point(influxdb_server, tmp_path: Pa
             assert series[0]["values"][0][1] > 0
         buildings = await client.query('SHOW TAG VALUES FROM "agg_building" WITH KEY = "building"')
         assert len(buildings[0]["values"]) == 12
+        # The live service wrote its events: the faulty buildings' alerts are in InfluxDB for Grafana.
+        flagged = await client.query('SHOW TAG VALUES FROM "anomaly" WITH KEY = "building"')
+        assert {"mairie", "bibliotheque"} <= {row[1] for row in flagged[0]["values"]}
     finally:
         await client.close()
+    # Each injected fault is one alert e-mail to the building's advisor (kept as .eml, subject printed); no
+    # alert and no resolution notice for any other building.
+    names = {b.id: b.name for _, b in load_inventory(EXAMPLE).buildings()}
+    mails = [email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
+             for p in sorted((tmp_path / "mail").glob("*.eml"))]
+    for mail in mails:
+        assert f"mail \u2192 {mail['To']}: {mail['Subject']}" in result.stdout
+    alerts = [m for m in mails if not str(m["Subject"]).startswith("[Econome] Synthèse")]
+    assert all(str(m["Subject"]).startswith("[Econome] Alerte") for m in alerts), [m["Subject"] for m in mails]
+    per_building = {b: [m for m in alerts if f" {name} \u2014 " in str(m["Subject"])] for b, name in names.items()}
+    assert {b: len(ms) for b, ms in per_building.items() if ms} == {"mairie": 1, "bibliotheque": 1}, [
+        m["Subject"] for m in mails]
+    assert len(alerts) == 2
+    assert "chauffage" in str(per_building["mairie"][0]["Subject"])
+    assert "fuite" in str(per_building["bibliotheque"][0]["Subject"])
+    assert all(m["To"] == "cep@valmont.example" for m in alerts)
 
 
 async def test_run_collects_from_real_devices_into_influxdb(
