@@ -581,7 +581,12 @@ class OverheatingRule:
         # heating meter still counts then is hot water or a learnt share of a shared meter, not a heater
         # holding the room warm. Heating really run out of season is excess consumption, for the model.
         known &= hours.heating_in_season
-        condition = (occ_over | unocc_over) & hours.heating_in_season
+        # Nor, with or without a declared season, in heating-free weather: a day whose last 24 h are above
+        # the building's balance point needs no heat, so what keeps it warm is the weather (a summer
+        # afternoon at 27 °C is no heater's doing), whatever a meter also counting hot water shows.
+        heating_weather = _heating_weather(hours, config)
+        known &= heating_weather
+        condition = (occ_over | unocc_over) & hours.heating_in_season & heating_weather
         expected = np.where(condition, _heat_at(heat.values, np.nan_to_num(floor), indoor, outdoor, limit), np.nan)
         excess = np.where(condition, np.maximum(0.0, heat.values - expected), 0.0)
         return [
@@ -1439,6 +1444,22 @@ _PRIOR_H = 24.0
 """Weight (hours) of the even-odds prior on a class's chance of a still hour."""
 _COOL_DOWN_H = 48
 """Hours of closure after which a building has cooled to frost protection (Art. R241-26: closures past 48 h)."""
+
+
+def _heating_weather(hours: BuildingHours, config: RulesConfig) -> BoolArray:
+    """Hours a heater can be what holds the building warm: the last 24 h below its balance point.
+
+    The balance point is ``heating_off_above_c`` for a building held at 19 °C, higher by as many kelvin
+    as its occupied setpoint is higher (a pool hall at 27 °C needs heat up to about 23 °C outdoors).
+    Hours without a known outdoor temperature count as heating weather.
+    """
+    outdoor = hours.outdoor_c
+    n = hours.frame.hours
+    if outdoor is None or not np.isfinite(outdoor).any():
+        return np.ones(n, dtype=np.bool_)
+    balance = config.heating_off_above_c + max(0.0, hours.building.heating_setpoint_occupied_c - 19.0)
+    warm: BoolArray = _trailing_mean(outdoor, 24) >= balance  # nan (unknown weather) compares False
+    return ~warm
 
 
 def _heat_demand(
