@@ -94,6 +94,13 @@ class RulesConfig(BaseModel):
     occupied setpoint is overheating, even below the legal limit: a gymnasium declared at 15 °C held at
     19 °C had its thermostat raised (the margin the inventory gives buildings outside R241-26)."""
     """A closed building within this margin of its occupied setpoint is kept at comfort."""
+    raised_setpoint_k: float = Field(default=1.5, gt=0)
+    """An occupied building held, heater running, this far above its own usual held level (learnt from its
+    past, :func:`_raised_setpoint`) and above its declared setpoint had its thermostat turned up, even
+    within ``setpoint_margin_c``: each kelvin costs about 7 % of the heating. The ordinary day-to-day spread
+    of a thermostat (a few tenths) stays under it, and four times the building's own spread is required."""
+    raised_setpoint_reference_days: int = Field(default=28, ge=7)
+    """Held days (occupied, heater running) of the past whose median is the building's usual held level."""
     max_overrun: Duration = timedelta(hours=4)
     """Longest heating overrun after closing (pumps, optimiser) the rules learn as ordinary cool-down."""
     max_recovery: Duration = timedelta(hours=8)
@@ -530,6 +537,66 @@ def _occupied_overheating(hours: BuildingHours, comfort: ComfortTargets, config:
     return result
 
 
+_RAISED_LEVEL_HOURS = 16
+"""Held hours (about two occupied days) whose median is the building's current held level."""
+_RAISED_MIN_DAYS = 10
+"""Fewer held days of the past than this: the usual held level is not known, the check waits."""
+_RAISED_LOOKBACK_DAYS = 120
+"""Held days older than this are not the building's usual level any more (another season)."""
+
+
+def _raised_setpoint(
+    hours: BuildingHours, comfort: ComfortTargets, config: RulesConfig, held: BoolArray
+) -> tuple[BoolArray, FloatArray]:
+    """Occupied hours held above the building's own usual held level: its thermostat was turned up.
+
+    While the heater runs, a thermostat-held room is at or below its setpoint,
+    so the indoor temperature of the occupied, heated, held hours (``held``)
+    reads the setpoint actually programmed. The current level is the median of
+    the last ``_RAISED_LEVEL_HOURS`` such hours (about two days: held for days,
+    not an afternoon); the usual level is the median of the daily medians of the
+    last ``raised_setpoint_reference_days`` held days before the hour's day that
+    were not themselves raised (a raise lasting weeks does not become usual),
+    within ``_RAISED_LOOKBACK_DAYS``. An hour is raised when the current level
+    exceeds the usual one by ``raised_setpoint_k`` and four robust standard
+    deviations of the usual days, and exceeds the declared occupied setpoint by
+    ``tolerance_c`` (a building brought back up to its declared setpoint is
+    repaired, not raised). Causal: an hour depends on itself and earlier hours.
+
+    Returns:
+        The raised hours (among ``held``) and the usual held level of each hour (``nan`` where unknown).
+    """
+    n = held.size
+    raised = np.zeros(n, dtype=np.bool_)
+    usual = _nan(n)
+    if not held.any():
+        return raised, usual
+    indoor = hours.indoor_c
+    idx = np.flatnonzero(held)
+    values = indoor[idx]
+    level_all = _nan(n)
+    for j, i in enumerate(idx):
+        level_all[i] = float(np.median(values[max(0, j - _RAISED_LEVEL_HOURS + 1) : j + 1]))
+    day = hours.local_day
+    past: list[tuple[int, float]] = []  # (day, median) of the unraised held days, oldest first
+    k = config.raised_setpoint_reference_days
+    for d in np.unique(day[idx]):
+        at_day = idx[day[idx] == d]
+        recent = [m for dd, m in past if dd >= d - _RAISED_LOOKBACK_DAYS][-k:]
+        if len(recent) >= _RAISED_MIN_DAYS:
+            ref = np.asarray(recent)
+            centre = float(np.median(ref))
+            spread = 1.4826 * float(np.median(np.abs(ref - centre)))
+            threshold = max(config.raised_setpoint_k, 4.0 * spread)
+            usual[day == d] = centre
+            raised[at_day] = (level_all[at_day] > centre + threshold) & (
+                level_all[at_day] > comfort.setpoint_c + config.tolerance_c
+            )
+        if not raised[at_day].any():
+            past.append((int(d), float(np.median(indoor[at_day]))))
+    return raised, usual
+
+
 class OverheatingRule:
     """Heating above the building's (or zone's) limits, from the inventory (:meth:`inventory.Building.comfort`).
 
@@ -567,13 +634,19 @@ class OverheatingRule:
         heater, floor = heater_active(hours)
         indoor, outdoor = hours.indoor_c, hours.outdoor_c
         occ_over = _occupied_overheating(hours, comfort, config, heater)
+        heating_weather = _heating_weather(hours, config)
+        held = hours.occupied & heater & _held(indoor) & np.isfinite(indoor) & hours.heating_in_season & heating_weather
+        raised, usual = _raised_setpoint(hours, comfort, config, held)
+        occ_over = occ_over | raised
         memory = _recent(occ_over, int(config.overheating_memory / timedelta(hours=1)))
         _, closed_limit = _closure_setpoint(hours, comfort, config)
         closed = hours.closed & ~_cooling_down(hours, heater, config)
         below_comfort = indoor < comfort.setpoint_c - config.comfort_margin_c
         unocc_over = closed & heater & _held(indoor) & (indoor > closed_limit) & (memory | below_comfort)
         limit = np.where(hours.occupied, _occupied_limit(hours, comfort, config), closed_limit - config.tolerance_c)
-        over = indoor > limit + config.tolerance_c
+        over = (indoor > limit + config.tolerance_c) | raised
+        # A raised thermostat's excess is the heat beyond holding the building's usual level.
+        limit = np.where(raised & np.isfinite(usual), np.minimum(limit, usual), limit)
         # An idle heater above the limit cannot tell (gains); a running one below it can.
         known = (hours.occupied | closed) & np.isfinite(indoor) & np.isfinite(heat.values) & np.isfinite(floor)
         known &= heater | ~over
@@ -584,7 +657,6 @@ class OverheatingRule:
         # Nor, with or without a declared season, in heating-free weather: a day whose last 24 h are above
         # the building's balance point needs no heat, so what keeps it warm is the weather (a summer
         # afternoon at 27 °C is no heater's doing), whatever a meter also counting hot water shows.
-        heating_weather = _heating_weather(hours, config)
         known &= heating_weather
         condition = (occ_over | unocc_over) & hours.heating_in_season & heating_weather
         expected = np.where(condition, _heat_at(heat.values, np.nan_to_num(floor), indoor, outdoor, limit), np.nan)

@@ -347,3 +347,44 @@ def test_a_warm_creche_in_summer_weather_is_not_overheating_without_a_declared_s
     no_season = CRECHE_SEASON.split("        heating_season:")[0]
     events = _creche_into_summer(no_season)
     assert events == [], [(e.start, e.end, e.excess_kwh) for e in events]
+
+
+def _creche_thermostat(raised_c: float, spread_c: float = 0.0) -> tuple[float, list[AnomalyEvent]]:
+    """A crèche declared at 21 °C (no declared limit, outside R241-26) held at 21 °C for eight weeks, then at ``raised_c``.
+
+    ``spread_c``: the ordinary day-to-day wander of a thermostat, each day's occupied setpoint drawn
+    within ±``spread_c`` of 21 °C (a radiator valve, a door, the controller's own band).
+    """
+    setpoints = "        heating_setpoint_occupied_c: 21\n        heating_setpoint_unoccupied_c: 17\n"
+    inventory = _inventory("nursery", WEEKDAYS, setpoints + "        heating_setpoint_weekend_c: 17\n")
+    times = _times(datetime(2025, 11, 17, tzinfo=UTC), 77)
+    rng = np.random.default_rng(29)
+    outdoor = _outdoor(times, rng)
+    use = _open(inventory, times)
+    raised_from = datetime(2026, 1, 12, tzinfo=UTC).timestamp()
+    day = ((times - times[0]) // 86_400).astype(np.int64)
+    wander = rng.uniform(-spread_c, spread_c, day.max() + 1)[day]
+    occupied_c = np.where(times >= raised_from, raised_c, 21.0 + wander)
+    target = np.where(use, occupied_c, 17.0)
+    indoor_c, heat = _thermal(target, outdoor, rng)
+    events = [e for e in _events(inventory, _readings(times, outdoor, indoor_c, heat)) if e.kind == "overheating"]
+    return raised_from, events
+
+
+def test_creche_thermostat_turned_up_2_k_is_found_under_the_setpoint_margin() -> None:
+    """21 → 23 °C stays under the own setpoint + 2 K margin (+0.7 K tolerance), but is 2 K above the
+    crèche's own usual held level for days while the heater runs: a raised setpoint (issue 11, R3)."""
+    raised_from, events = _creche_thermostat(23.0)
+    assert events, "raised setpoint not found"
+    assert all(e.start.timestamp() >= raised_from for e in events), [(e.start, e.end) for e in events]
+    assert events[0].start.timestamp() <= raised_from + 3 * 86_400
+    assert len(events) == 1, [(e.start, e.end) for e in events]
+    assert events[0].end.timestamp() >= raised_from + 18 * 86_400
+
+
+def test_creche_thermostat_with_its_ordinary_spread_or_turned_up_1_k_is_not_overheating() -> None:
+    """A thermostat wandering ±0.4 K day to day, or turned up by 1 K (under ``raised_setpoint_k``): nothing."""
+    _, steady = _creche_thermostat(21.0, spread_c=0.4)
+    assert steady == [], [(e.start, e.end) for e in steady]
+    _, slight = _creche_thermostat(22.0, spread_c=0.4)
+    assert slight == [], [(e.start, e.end) for e in slight]
