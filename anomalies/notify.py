@@ -24,9 +24,12 @@ nothing. It queues one mail per recipient when an alert is first seen
 
 :meth:`MailOutbox.flush` sends the pending mails over one SMTP session and
 marks each one sent as soon as the server accepted it, so a crash can send
-again at most the one mail the server was accepting. Mails of a building (or
-of one kind) an operator muted are marked ``muted`` and never sent (the alert
-is still registered; a resolution notice of a muted alert is not sent either).
+again at most the one mail the server was accepting. A mute is judged at each
+flush: the mails of a building (or of one kind) an operator muted stay queued
+while the mute runs (the alert is registered and marked ``muted``, held); an
+alert still open when the mute ends (or is lifted) gets its opening mail then,
+and its digest line; one that resolved meanwhile is dropped (its mails marked
+``muted``, no resolution notice of an alert nobody was told of).
 A server down, a refused login or a missing password leave the mails queued,
 ``attempts`` counted and the error kept (naming the server, never the
 password), for the next flush: flush logs, it never raises.
@@ -530,25 +533,35 @@ class MailOutbox:
         return len(done)
 
     def _pending(self, now: datetime, mutes: list[Mute]) -> list[tuple[int, str, str, AlertRecord]]:
-        """The pending mails to send now; those of muted alerts are marked muted instead."""
+        """The pending mails to send now.
+
+        The mute is judged now, at each flush: the mails of an alert a running
+        mute covers stay pending (the alert is marked ``muted``: its mails were
+        held); once the mute ends (or is lifted) an alert still open gets its
+        opening mail. An alert held by a mute and resolved by then is dropped
+        (its mails marked ``muted``): nobody was told it opened.
+        """
         out: list[tuple[int, str, str, AlertRecord]] = []
-        muted_mails: list[int] = []
-        muted_alerts: set[int] = set()
+        dropped: list[int] = []
+        held: set[int] = set()
         alerts: dict[int, AlertRecord] = {}
-        for mail in self.register.pending_mails():
+        pending = self.register.pending_mails()
+        unannounced = {m.alert_id for m in pending if m.mail == "opened"}
+        for mail in pending:
             if mail.alert_id not in alerts:
                 alerts[mail.alert_id] = self.register.alert(mail.alert_id)
             alert = alerts[mail.alert_id]
-            # A resolution notice of an alert whose opening was muted would announce the end of nothing.
-            if alert.muted or any(m.covers(alert.building, alert.kind, now) for m in mutes):
-                muted_mails.append(mail.id)
-                muted_alerts.add(alert.id)
+            if any(m.covers(alert.building, alert.kind, now) for m in mutes):
+                held.add(alert.id)
+                continue
+            if alert.muted and not alert.is_open and alert.id in unannounced:
+                dropped.append(mail.id)
                 continue
             out.append((mail.id, mail.mail, mail.recipient, alert))
-        if muted_mails:
+        if dropped or held:
             with self.register.transaction() as db:
-                db.executemany("UPDATE outbox SET status = 'muted' WHERE id = ?", [(i,) for i in muted_mails])
-                db.executemany("UPDATE alerts SET muted = 1 WHERE id = ?", [(i,) for i in muted_alerts])
+                db.executemany("UPDATE outbox SET status = 'muted' WHERE id = ?", [(i,) for i in dropped])
+                db.executemany("UPDATE alerts SET muted = 1 WHERE id = ?", [(i,) for i in held])
         return out
 
     def _digests_due(self, now: datetime, mutes: list[Mute]) -> list[tuple[str, str, Digest]]:
@@ -564,7 +577,7 @@ class MailOutbox:
             last = dict(db.execute("SELECT recipient, MAX(sent_at) FROM digests GROUP BY recipient").fetchall())
         alerts = [
             a for a in self.register.alerts(include_resolved=True)
-            if not any(m.covers(a.building, a.kind, now) for m in mutes) and not a.muted
+            if not any(m.covers(a.building, a.kind, now) for m in mutes) and (a.is_open or not a.muted)
         ]  # fmt: skip
         by_recipient: dict[str, list[AlertRecord]] = {}
         for alert in alerts:

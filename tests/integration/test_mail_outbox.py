@@ -256,7 +256,7 @@ async def test_mute_stops_mails_of_the_building_until_the_date(tmp_path: Path, i
     assert await outbox.flush(T0 + timedelta(hours=6)) == 0  # digest hour: nothing to say of a muted building
     [alert] = outbox.register.alerts()
     assert alert.muted  # still registered
-    assert not outbox.register.pending_mails()
+    assert len(outbox.register.pending_mails()) == 1  # held while the mute runs, judged again at each flush
 
     after = until + timedelta(hours=1)
     outbox.queue([replace(during, state=AlertState.RESOLVED)], after)  # its end is not announced either
@@ -290,3 +290,34 @@ async def test_ack_is_persisted_and_shown_in_the_digest(tmp_path: Path, inventor
     assert "Alertes ouvertes" not in text
     assert f"Alertes prises en compte\u00a0:\n- #{alert.id} Gymnase Batum" in text
     assert "prise en compte par M. Durand" in text
+
+
+async def test_an_alert_opened_during_a_mute_is_mailed_when_the_mute_ends(
+    tmp_path: Path, inventory: Inventory, server: _Server
+) -> None:
+    outbox = _outbox(tmp_path, inventory, server.port)
+    until = T0 + timedelta(hours=1, minutes=30)  # before the digest hour
+    outbox.register.mute("gymnase-batum", None, until, "Durand", "travaux", T0)
+    outbox.queue([_event(AlertState.OPEN, start=T0 - timedelta(hours=5))], T0)
+    assert await outbox.flush(T0) == 0
+    assert await outbox.flush(T0 + timedelta(hours=1)) == 0
+    [held] = outbox.register.alerts()
+    assert held.muted
+    # Still open when the mute ends: its opening mail goes then, and it is in the next digest.
+    assert await outbox.flush(until) == 1
+    assert server.inbox.subjects()[0].startswith("[Econome] Alerte\u00a0: Gymnase Batum")
+    assert await outbox.flush(datetime(2026, 1, 12, 6, tzinfo=UTC)) == 1
+    assert "1 alerte ouverte" in server.inbox.subjects()[1]
+
+
+async def test_unmute_releases_the_alerts_it_held(tmp_path: Path, inventory: Inventory, server: _Server) -> None:
+    outbox = _outbox(tmp_path, inventory, server.port)
+    outbox.register.mute("gymnase-batum", None, T0 + timedelta(days=5), "Durand", "", T0)
+    outbox.queue([_event(AlertState.OPEN, start=T0 - timedelta(hours=5))], T0)
+    assert await outbox.flush(T0) == 0
+    assert outbox.register.unmute("gymnase-batum") == 1
+    assert await outbox.flush(T0 + timedelta(minutes=5)) == 1
+    # Later resolved: its resolution notice goes too (it was announced).
+    outbox.queue([_event(AlertState.RESOLVED, start=T0 - timedelta(hours=5))], T0 + timedelta(hours=1))
+    assert await outbox.flush(T0 + timedelta(hours=1)) == 1
+    assert len(server.inbox.messages) == 2
