@@ -12,7 +12,7 @@ keeps everything in one SQLite file, ``<data_dir>/detect/alerts.sqlite``
   were muted. ``alerts.id`` is the id ``econome alerts`` prints.
 - ``outbox``: one row per mail and recipient, with a unique dedupe key
   (``opened|…|recipient`` or ``resolved|…|recipient``), created, status
-  (pending, sent, muted), sent_at, attempts and the last error.
+  (pending, sent, muted, failed), sent_at, attempts and the last error.
 - ``mutes``: the operator's mutes (building, kind or ``*``, until, by, why).
 - ``digests``: (recipient, local date) of each daily digest sent.
 
@@ -112,7 +112,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     alert_id INTEGER NOT NULL REFERENCES alerts (id),
     mail TEXT NOT NULL CHECK (mail IN ('opened', 'resolved')),
     recipient TEXT NOT NULL, created TEXT NOT NULL,
-    status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sent', 'muted')),
+    status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sent', 'muted', 'failed')),
     sent_at TEXT, attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT
 );
 CREATE INDEX IF NOT EXISTS outbox_status ON outbox (status, id);
@@ -296,6 +296,7 @@ class AlertRegister:
         path.parent.mkdir(parents=True, exist_ok=True)
         with closing(sqlite3.connect(self.path, timeout=30.0, isolation_level=None)) as db:
             db.execute("PRAGMA journal_mode=WAL")
+            _migrate(db)
             db.executescript(_SCHEMA)  # executescript runs its own transaction
 
     @contextmanager
@@ -388,6 +389,16 @@ class AlertRegister:
                 "SELECT id, alert_id, mail, recipient, attempts, last_error FROM outbox WHERE status = 'pending' ORDER BY id"
             ).fetchall()
         return [PendingMail(*row) for row in rows]
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a register made by an older version to the current schema (the outbox's ``failed`` status)."""
+    row = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'outbox'").fetchone()
+    if row is None or "'failed'" in row[0]:
+        return
+    copy = "INSERT INTO outbox SELECT * FROM outbox_old; DROP TABLE outbox_old; COMMIT;"
+    db.executescript("BEGIN IMMEDIATE; DROP INDEX IF EXISTS outbox_status; ALTER TABLE outbox RENAME TO outbox_old;"
+                     + _SCHEMA + copy)
 
 
 def _record(row: tuple[Any, ...]) -> AlertRecord:
@@ -498,9 +509,23 @@ class MailOutbox:
             event = alert.event if mail == "opened" else alert.event.with_state(AlertState.RESOLVED)
             if mail == "opened" and event.state is not AlertState.OPEN:
                 event = event.with_state(AlertState.OPEN)
-            outgoing.append(_Outgoing(self.alerter.render([event], recipient), outbox_id=outbox_id))
+            try:
+                message = self.alerter.render([event], recipient)
+            except Exception as exc:  # one mail that cannot be written holds back no other
+                reason = f"cannot write the mail of alert {alert.id} to {recipient!r}: {exc}"
+                logger.error("%s; marked failed", reason)
+                self._mark_dead(outbox_id, reason)
+                continue
+            outgoing.append(_Outgoing(message, outbox_id=outbox_id))
         for recipient, day, digest in digests:
-            outgoing.append(_Outgoing(self.alerter.render_digest(digest, recipient), digest=(recipient, day)))
+            try:
+                message = self.alerter.render_digest(digest, recipient)
+            except Exception as exc:  # nor one digest
+                logger.error("cannot write the digest of %s to %r: %s", day, recipient, exc)
+                continue
+            outgoing.append(_Outgoing(message, digest=(recipient, day)))
+        if not outgoing:
+            return 0
         done: set[int] = set()
         refused: dict[int, str] = {}
 
@@ -605,6 +630,14 @@ class MailOutbox:
                     "INSERT OR IGNORE INTO digests (recipient, local_date, sent_at) VALUES (?, ?, ?)",
                     (*outgoing.digest, _iso(now)),
                 )
+
+    def _mark_dead(self, outbox_id: int, reason: str) -> None:
+        """A mail that will never be sent (it cannot be written, or the server refused it for good)."""
+        with self.register.transaction() as db:
+            db.execute(
+                "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ? WHERE id = ?",
+                (reason, outbox_id),
+            )
 
     def _mark_failed(self, outgoing: Sequence[_Outgoing], failed: dict[int, str]) -> None:
         rows = [(error, outgoing[i].outbox_id) for i, error in failed.items() if outgoing[i].outbox_id is not None]

@@ -321,3 +321,44 @@ async def test_unmute_releases_the_alerts_it_held(tmp_path: Path, inventory: Inv
     outbox.queue([_event(AlertState.RESOLVED, start=T0 - timedelta(hours=5))], T0 + timedelta(hours=1))
     assert await outbox.flush(T0 + timedelta(hours=1)) == 1
     assert len(server.inbox.messages) == 2
+
+
+async def test_a_mail_that_cannot_be_written_is_failed_and_the_others_sent(
+    tmp_path: Path, inventory: Inventory, server: _Server
+) -> None:
+    outbox = _outbox(tmp_path, inventory, server.port)
+    outbox.queue([_event(AlertState.OPEN), _event(AlertState.OPEN, kind="water_leak", usage="water")], T0)
+    # A recipient queued before addresses were checked (an older register): a header injection.
+    with outbox.register.transaction() as db:
+        db.execute("UPDATE outbox SET recipient = ? WHERE id = 1", ("a@x.fr\r\nBcc: x@y.fr",))
+    assert await outbox.flush(T0) == 1
+    assert len(server.inbox.messages) == 1
+    assert "fuite" in server.inbox.subjects()[0]
+    with outbox.register.transaction() as db:
+        status, error = db.execute("SELECT status, last_error FROM outbox WHERE id = 1").fetchone()
+    assert status == "failed"
+    assert "cannot write the mail" in error
+    assert outbox.register.pending_mails() == []
+    assert await outbox.flush(T0 + timedelta(minutes=5)) == 0  # not tried again
+
+
+def test_a_register_of_the_previous_schema_is_migrated(tmp_path: Path) -> None:
+    import sqlite3
+    from contextlib import closing
+
+    from anomalies.notify import AlertRegister
+
+    path = tmp_path / "alerts.sqlite"
+    with closing(sqlite3.connect(path)) as db:
+        db.execute(
+            "CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, dedupe TEXT NOT NULL UNIQUE, alert_id INTEGER,"
+            " mail TEXT, recipient TEXT, created TEXT, status TEXT NOT NULL DEFAULT 'pending'"
+            " CHECK (status IN ('pending', 'sent', 'muted')), sent_at TEXT, attempts INTEGER NOT NULL DEFAULT 0,"
+            " last_error TEXT)"
+        )
+        db.execute("INSERT INTO outbox (dedupe, alert_id, mail, recipient, created) VALUES ('k', 1, 'opened', 'a@b.fr', 't')")
+        db.commit()
+    register = AlertRegister(path)
+    with register.transaction() as db:
+        db.execute("UPDATE outbox SET status = 'failed' WHERE dedupe = 'k'")
+        assert db.execute("SELECT recipient, status FROM outbox").fetchall() == [("a@b.fr", "failed")]
