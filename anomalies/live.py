@@ -59,7 +59,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -83,6 +83,7 @@ __all__ = [
     "LiveDetector",
     "LoggingNotifier",
     "PassReport",
+    "ResettableNotifier",
     "next_run",
     "read_readings",
 ]
@@ -126,6 +127,15 @@ class EventNotifier(Protocol):
 
     async def flush(self, now: datetime) -> int:
         """Send what is queued and due; returns how many were sent; never raises for a server down."""
+        ...
+
+
+@runtime_checkable
+class ResettableNotifier(Protocol):
+    """A notifier that keeps open alerts (``anomalies.notify.MailOutbox``), told when detection cannot resolve them."""
+
+    def reset(self, now: datetime, *, everything: bool) -> int:
+        """Close the open alerts of every building (``everything``) or of buildings left out of the inventory."""
         ...
 
 
@@ -270,6 +280,7 @@ class LiveDetector:
         self.failures = 0
         # The state as last saved; None when it must be read again from the file (start, or a failed pass).
         self._state: DetectorState | None = None
+        self._reset_checked = False  # whether the alerts of buildings left out of the inventory were closed
 
     # --- state ------------------------------------------------------------------------------
 
@@ -356,6 +367,11 @@ class LiveDetector:
             points = await self._write(result.events, expected)
         # A first start notifies what is still open, not the history's resolved alerts (written to InfluxDB above).
         notified = [e for e in result.events if not (first_start and e.state is AlertState.RESOLVED)]
+        if isinstance(self.notifier, ResettableNotifier) and (first_start or not self._reset_checked):
+            # A fresh state (first start, settings changed, state lost) will never resolve the register's open
+            # alerts, nor will detection of a building left out of the inventory: close them as reset.
+            self.notifier.reset(now, everything=first_start)
+            self._reset_checked = True
         if notified:
             self.notifier.queue(notified, now)
         state.save(self.state_path)

@@ -104,6 +104,7 @@ CREATE TABLE IF NOT EXISTS alerts (
     building TEXT NOT NULL, usage TEXT NOT NULL, kind TEXT NOT NULL, point TEXT NOT NULL, start TEXT NOT NULL,
     state TEXT NOT NULL, first_seen TEXT NOT NULL, last_seen TEXT NOT NULL, opened_at TEXT NOT NULL,
     resolved_at TEXT, event TEXT NOT NULL, acked_by TEXT, acked_at TEXT, muted INTEGER NOT NULL DEFAULT 0,
+    closed TEXT,
     UNIQUE (building, usage, kind, point, start)
 );
 CREATE TABLE IF NOT EXISTS outbox (
@@ -209,8 +210,10 @@ class AlertRecord:
         resolved_at: when a pass reported it resolved.
         acked_by: who acknowledged it (``None``: nobody).
         acked_at: when.
-        muted: whether its mails were muted.
+        muted: whether a mute held its mails.
         event: its last event.
+        closed: why it was closed without a resolution (``reset``: detection restarted from a fresh state,
+            or its building left the inventory), ``None`` otherwise.
     """
 
     id: int
@@ -221,6 +224,7 @@ class AlertRecord:
     acked_at: datetime | None
     muted: bool
     event: AnomalyEvent
+    closed: str | None = None
 
     @property
     def building(self) -> str:
@@ -317,7 +321,7 @@ class AlertRegister:
 
     def alerts(self, *, include_resolved: bool = False, building: str | None = None) -> list[AlertRecord]:
         """The alerts, oldest first: open ones, or all with ``include_resolved``; of one building if given."""
-        sql = "SELECT id, state, first_seen, resolved_at, acked_by, acked_at, muted, event FROM alerts WHERE 1=1"
+        sql = "SELECT id, state, first_seen, resolved_at, acked_by, acked_at, muted, event, closed FROM alerts WHERE 1=1"
         args: list[str] = []
         if not include_resolved:
             sql += " AND state != 'resolved'"
@@ -336,7 +340,7 @@ class AlertRegister:
         """
         with self.transaction() as db:
             row = db.execute(
-                "SELECT id, state, first_seen, resolved_at, acked_by, acked_at, muted, event FROM alerts WHERE id = ?",
+                "SELECT id, state, first_seen, resolved_at, acked_by, acked_at, muted, event, closed FROM alerts WHERE id = ?",
                 (alert_id,),
             ).fetchone()
         if row is None:
@@ -393,6 +397,9 @@ class AlertRegister:
 
 def _migrate(db: sqlite3.Connection) -> None:
     """Bring a register made by an older version to the current schema (the outbox's ``failed`` status)."""
+    alerts = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'alerts'").fetchone()
+    if alerts is not None and "closed TEXT" not in alerts[0]:
+        db.execute("ALTER TABLE alerts ADD COLUMN closed TEXT")
     row = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'outbox'").fetchone()
     if row is None or "'failed'" in row[0]:
         return
@@ -406,7 +413,7 @@ def _record(row: tuple[Any, ...]) -> AlertRecord:
         id=row[0], state=AlertState(row[1]), first_seen=_time(row[2]),
         resolved_at=_time(row[3]) if row[3] else None, acked_by=row[4],
         acked_at=_time(row[5]) if row[5] else None, muted=bool(row[6]),
-        event=_event_from_record(json.loads(row[7])),
+        event=_event_from_record(json.loads(row[7])), closed=row[8],
     )  # fmt: skip
 
 
@@ -449,7 +456,8 @@ class MailOutbox:
                 key = (event.building, event.usage, event.kind, event.point or "", _iso(event.start))
                 record = json.dumps(_event_record(event))
                 row = db.execute(
-                    "SELECT id, state FROM alerts WHERE building = ? AND usage = ? AND kind = ? AND point = ? AND start = ?",
+                    "SELECT id, state, closed FROM alerts"
+                    " WHERE building = ? AND usage = ? AND kind = ? AND point = ? AND start = ?",
                     key,
                 ).fetchone()
                 resolved_at = stamp if event.state is AlertState.RESOLVED else None
@@ -463,8 +471,16 @@ class MailOutbox:
                     alert_id = int(cursor.lastrowid or 0)
                 else:
                     alert_id = int(row[0])
+                    if row[2] is not None:
+                        # Closed by a reset and seen again by the fresh detection: the same alert, open again
+                        # (its opening mail was sent before; none again).
+                        db.execute(
+                            "UPDATE alerts SET state = ?, event = ?, last_seen = ?, resolved_at = ?, closed = NULL"
+                            " WHERE id = ?",
+                            (event.state.value, record, stamp, resolved_at, alert_id),
+                        )
                     # A state never goes back: a late ongoing after the resolution changes nothing.
-                    if _RANK[event.state] >= _RANK[AlertState(row[1])]:
+                    elif _RANK[event.state] >= _RANK[AlertState(row[1])]:
                         db.execute(
                             "UPDATE alerts SET state = ?, event = ?, last_seen = ?,"
                             " resolved_at = COALESCE(resolved_at, ?) WHERE id = ?",
@@ -487,6 +503,30 @@ class MailOutbox:
                             "INSERT OR IGNORE INTO outbox (dedupe, alert_id, mail, recipient, created) VALUES (?, ?, ?, ?, ?)",
                             ("|".join((mail, *key, recipient)), alert_id, mail, recipient, stamp),
                         )
+
+    def reset(self, now: datetime, *, everything: bool) -> int:
+        """Close open alerts detection will not resolve; returns how many.
+
+        With ``everything`` (detection restarted from a fresh state: a first
+        start after settings changed, a lost or unreadable state file) every
+        open alert; else those of buildings no longer in the inventory. They are
+        closed as ``reset``: no resolution notice (nothing was seen to end), one
+        line in the next digest. An alert the fresh detection reports again
+        (same start) is opened again, with no new opening mail.
+        """
+        known = {b.id for _, b in self.inventory.buildings()}
+        with self.register.transaction() as db:
+            rows = db.execute("SELECT id, building FROM alerts WHERE state != 'resolved'").fetchall()
+            ids = [(int(r[0]),) for r in rows if everything or r[1] not in known]
+            db.executemany(
+                "UPDATE alerts SET state = 'resolved', resolved_at = ?, closed = 'reset' WHERE id = ?",
+                [(_iso(now), i) for (i,) in ids],
+            )
+        if ids:
+            why = "detection restarted from a fresh state" if everything else "their building left the inventory"
+            logger.warning("alert register %s: %d open alerts closed as reset (%s): no resolution mail, "
+                           "a line in the next digest", self.register.path, len(ids), why)
+        return len(ids)
 
     async def flush(self, now: datetime) -> int:
         """Send the pending mails and the digests due; returns how many the server accepted.
@@ -648,7 +688,11 @@ class MailOutbox:
 
 def _digest(day: date, alerts: Sequence[AlertRecord], since: datetime, now: datetime) -> Digest:
     """One recipient's digest from the alerts of its buildings."""
-    open_, acked, resolved, data = [], [], [], []
+    open_: list[DigestEntry] = []
+    acked: list[DigestEntry] = []
+    resolved: list[DigestEntry] = []
+    data: list[DigestEntry] = []
+    closed: list[DigestEntry] = []
     for alert in alerts:
         entry = DigestEntry(alert.id, alert.event, alert.acked_by)
         if alert.is_open:
@@ -659,5 +703,5 @@ def _digest(day: date, alerts: Sequence[AlertRecord], since: datetime, now: date
             else:
                 open_.append(entry)
         elif alert.resolved_at is not None and since < alert.resolved_at <= now:
-            resolved.append(entry)
-    return Digest(day, open=open_, acknowledged=acked, resolved=resolved, data_problems=data)
+            (closed if alert.closed else resolved).append(entry)
+    return Digest(day, open=open_, acknowledged=acked, resolved=resolved, data_problems=data, closed=closed)

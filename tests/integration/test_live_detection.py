@@ -39,6 +39,7 @@ from econome.localservers import free_port
 from inventory import Inventory, load_inventory
 from simulator.faults import Fault, FaultKind
 from simulator.physics import generate_history
+from streams.clock import ManualClock
 from streams.errors import SinkError
 from streams.influx import InfluxConfig, InfluxQLClient, InfluxV1Writer, LineEncoder
 from streams.record import Reading
@@ -301,3 +302,31 @@ async def test_econome_run_starts_live_detection_and_logs_its_first_pass(
     assert DetectorState.load(tmp_path / "var" / "detect" / "state.npz").last_hour == _at(9, 3, 0)
     assert [r[1] for r in _rows(config, 'SELECT "state" FROM "anomaly"')] == ["open"]
 
+
+
+async def test_a_fresh_state_closes_the_register_s_open_alerts_as_reset(
+    influxdb_server: Any, unique_name: str, town_hall: tuple[Path, Inventory], readings: dict[str, PointSeries],
+    tmp_path: Path,
+) -> None:
+    """A lost state (or other settings) starts afresh: the register's open leak would otherwise stay open for ever."""
+    from anomalies.notify import MailOutbox
+
+    config = InfluxConfig(url=influxdb_server.url, database=unique_name)
+    inv = town_hall[1]
+    await _fill(inv, readings, config)
+    state_path = tmp_path / "detect" / "state.npz"
+    outbox = MailOutbox(tmp_path / "detect" / "alerts.sqlite", None, inv, ManualClock(_at(9, 3)))
+    assert await LiveDetector(inv, config, state_path, outbox, config=CONFIG, live=LIVE).tick(_at(9, 3)) is not None
+    [leak] = outbox.register.alerts()
+    assert leak.kind == "water_leak"
+
+    state_path.unlink()  # the state lost; the leak ends (Saturday noon) while detection starts afresh on Wednesday
+    fresh = LiveDetector(inv, config, state_path, outbox, config=CONFIG, live=LiveConfig(bootstrap=timedelta(days=1)))
+    assert await fresh.tick(_at(14, 0)) is not None
+    assert outbox.register.alerts() == []
+    [closed] = outbox.register.alerts(include_resolved=True)
+    assert (closed.id, closed.closed, closed.resolved_at) == (leak.id, "reset", _at(14, 0))
+
+    # A pass on the saved state closes nothing more.
+    assert await fresh.tick(_at(14, 1)) is not None
+    assert outbox.register.alert(leak.id).resolved_at == _at(14, 0)

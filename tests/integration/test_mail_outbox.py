@@ -362,3 +362,29 @@ def test_a_register_of_the_previous_schema_is_migrated(tmp_path: Path) -> None:
     with register.transaction() as db:
         db.execute("UPDATE outbox SET status = 'failed' WHERE dedupe = 'k'")
         assert db.execute("SELECT recipient, status FROM outbox").fetchall() == [("a@b.fr", "failed")]
+
+
+async def test_alerts_closed_by_a_reset_get_a_digest_line_and_no_resolution_mail(
+    tmp_path: Path, inventory: Inventory, server: _Server
+) -> None:
+    outbox = _outbox(tmp_path, inventory, server.port)
+    outbox.queue([_event(AlertState.OPEN)], T0)
+    assert await outbox.flush(T0) == 1
+    assert outbox.reset(T0 + timedelta(minutes=10), everything=True) == 1
+    assert outbox.register.alerts() == []
+    assert await outbox.flush(T0 + timedelta(minutes=20)) == 0  # no resolution notice
+    assert await outbox.flush(datetime(2026, 1, 12, 6, tzinfo=UTC)) == 1
+    text = server.inbox.messages[-1].get_body(("plain",)).get_content().replace("\r\n", "\n")  # type: ignore[union-attr]
+    assert "Alertes ouvertes" not in text
+    assert "Closes sans résolution (détection redémarrée)\u00a0:\n- #1 Gymnase Batum" in text
+    # The fresh detection seeing the same episode again opens it again, with no second opening mail.
+    outbox.queue([_event(AlertState.ONGOING)], datetime(2026, 1, 12, 7, tzinfo=UTC))
+    assert [a.id for a in outbox.register.alerts()] == [1]
+    assert await outbox.flush(datetime(2026, 1, 12, 7, tzinfo=UTC)) == 0
+
+
+async def test_alerts_of_a_building_left_out_of_the_inventory_are_closed(tmp_path: Path, inventory: Inventory) -> None:
+    outbox = _outbox(tmp_path, inventory, 25)
+    outbox.queue([_event(AlertState.OPEN), _event(AlertState.OPEN, building="ancienne-poste")], T0)
+    assert outbox.reset(T0, everything=False) == 1
+    assert [a.building for a in outbox.register.alerts()] == ["gymnase-batum"]
