@@ -22,8 +22,9 @@ A pass (:meth:`LiveDetector.run_pass`) does, in this order:
 5. save the :class:`~anomalies.incremental.DetectorState` atomically;
 6. ``await notifier.flush(now)``.
 
-A pass that fails anywhere (InfluxDB down, a notifier failing) is logged with
-the server named and leaves the saved state where it was: the next pass replays
+A pass that fails anywhere (InfluxDB down, a notifier failing, an SQLite error
+of the alert register: a corrupt file, a full disk, a lock held over 30 s) is logged with
+the server or file named and leaves the saved state where it was: the next pass replays
 it from there, and the notifier's idempotent ``queue`` keeps a replayed event
 once. After a restart or downtime the first pass catches up from the saved
 state: every missed hour is processed once; an alert opened before comes back
@@ -54,6 +55,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -402,6 +404,10 @@ class LiveDetector:
         except (OSError, ValueError, RuntimeError) as exc:
             # A notifier's or a disk's failure: the service goes on collecting, the pass is replayed.
             self._failed(exc)
+        except sqlite3.Error as exc:
+            # The alert register (a corrupt file, a full disk, a lock held too long): named, replayed next pass.
+            where = getattr(getattr(self.notifier, "register", None), "path", "the notifier's SQLite file")
+            self._failed(SinkError(f"alert register {where}: {type(exc).__name__}: {exc}"))
         else:
             if self.failures:
                 logger.info("live detection works again after %d failed passes", self.failures)
