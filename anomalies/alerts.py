@@ -535,6 +535,8 @@ class Digest:
         acknowledged: open alerts someone acknowledged (no reminder, only listed).
         resolved: alerts resolved since the previous digest.
         data_problems: open alerts about the data (missing data, stuck meters, frozen sensors).
+        closed: alerts closed since the previous digest without a resolution: detection restarted from
+            a fresh state, or the building left the inventory (``anomalies.notify``).
     """
 
     day: date
@@ -542,10 +544,11 @@ class Digest:
     acknowledged: Sequence[DigestEntry] = ()
     resolved: Sequence[DigestEntry] = ()
     data_problems: Sequence[DigestEntry] = ()
+    closed: Sequence[DigestEntry] = ()
 
     def is_empty(self) -> bool:
         """Whether there is nothing to say."""
-        return not (self.open or self.acknowledged or self.resolved or self.data_problems)
+        return not (self.open or self.acknowledged or self.resolved or self.data_problems or self.closed)
 
 
 _DIGEST_LABELS: dict[Language, dict[str, str]] = {
@@ -555,6 +558,7 @@ _DIGEST_LABELS: dict[Language, dict[str, str]] = {
         "total": "Total des alertes ouvertes", "acked_by": "prise en compte par", "none": "Rien à signaler.",
         "one_open": "alerte ouverte", "many_open": "alertes ouvertes", "point": "point", "ended": "terminée le",
         "no_open": "aucune alerte ouverte",
+        "closed": "Closes sans résolution (détection redémarrée)",
     },
     "en": {
         "title": "Digest of {day}", "open": "Open alerts", "acknowledged": "Acknowledged alerts",
@@ -562,6 +566,7 @@ _DIGEST_LABELS: dict[Language, dict[str, str]] = {
         "total": "Total of the open alerts", "acked_by": "acknowledged by", "none": "Nothing to report.",
         "one_open": "open alert", "many_open": "open alerts", "point": "point", "ended": "ended",
         "no_open": "no open alert",
+        "closed": "Closed without a resolution (detection restarted)",
     },
 }
 
@@ -635,6 +640,7 @@ def _digest_parts(digest: Digest, language: Language) -> tuple[str, str, str]:
         ("acknowledged", labels["acknowledged"], digest.acknowledged),
         ("resolved", labels["resolved"], digest.resolved),
         ("data", labels["data"], digest.data_problems),
+        ("closed", labels["closed"], digest.closed),
     ]
     text_parts = [title, ""]
     html_parts = [f'<h2 style="margin:0 0 16px 0">{html.escape(title)}</h2>']

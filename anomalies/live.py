@@ -22,8 +22,9 @@ A pass (:meth:`LiveDetector.run_pass`) does, in this order:
 5. save the :class:`~anomalies.incremental.DetectorState` atomically;
 6. ``await notifier.flush(now)``.
 
-A pass that fails anywhere (InfluxDB down, a notifier failing) is logged with
-the server named and leaves the saved state where it was: the next pass replays
+A pass that fails anywhere (InfluxDB down, a notifier failing, an SQLite error
+of the alert register: a corrupt file, a full disk, a lock held over 30 s) is logged with
+the server or file named and leaves the saved state where it was: the next pass replays
 it from there, and the notifier's idempotent ``queue`` keeps a replayed event
 once. After a restart or downtime the first pass catches up from the saved
 state: every missed hour is processed once; an alert opened before comes back
@@ -54,12 +55,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -83,6 +85,7 @@ __all__ = [
     "LiveDetector",
     "LoggingNotifier",
     "PassReport",
+    "ResettableNotifier",
     "next_run",
     "read_readings",
 ]
@@ -126,6 +129,15 @@ class EventNotifier(Protocol):
 
     async def flush(self, now: datetime) -> int:
         """Send what is queued and due; returns how many were sent; never raises for a server down."""
+        ...
+
+
+@runtime_checkable
+class ResettableNotifier(Protocol):
+    """A notifier that keeps open alerts (``anomalies.notify.MailOutbox``), told when detection cannot resolve them."""
+
+    def reset(self, now: datetime, *, everything: bool) -> int:
+        """Close the open alerts of every building (``everything``) or of buildings left out of the inventory."""
         ...
 
 
@@ -270,6 +282,7 @@ class LiveDetector:
         self.failures = 0
         # The state as last saved; None when it must be read again from the file (start, or a failed pass).
         self._state: DetectorState | None = None
+        self._reset_checked = False  # whether the alerts of buildings left out of the inventory were closed
 
     # --- state ------------------------------------------------------------------------------
 
@@ -356,6 +369,11 @@ class LiveDetector:
             points = await self._write(result.events, expected)
         # A first start notifies what is still open, not the history's resolved alerts (written to InfluxDB above).
         notified = [e for e in result.events if not (first_start and e.state is AlertState.RESOLVED)]
+        if isinstance(self.notifier, ResettableNotifier) and (first_start or not self._reset_checked):
+            # A fresh state (first start, settings changed, state lost) will never resolve the register's open
+            # alerts, nor will detection of a building left out of the inventory: close them as reset.
+            self.notifier.reset(now, everything=first_start)
+            self._reset_checked = True
         if notified:
             self.notifier.queue(notified, now)
         state.save(self.state_path)
@@ -386,6 +404,10 @@ class LiveDetector:
         except (OSError, ValueError, RuntimeError) as exc:
             # A notifier's or a disk's failure: the service goes on collecting, the pass is replayed.
             self._failed(exc)
+        except sqlite3.Error as exc:
+            # The alert register (a corrupt file, a full disk, a lock held too long): named, replayed next pass.
+            where = getattr(getattr(self.notifier, "register", None), "path", "the notifier's SQLite file")
+            self._failed(SinkError(f"alert register {where}: {type(exc).__name__}: {exc}"))
         else:
             if self.failures:
                 logger.info("live detection works again after %d failed passes", self.failures)

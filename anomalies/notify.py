@@ -12,7 +12,7 @@ keeps everything in one SQLite file, ``<data_dir>/detect/alerts.sqlite``
   were muted. ``alerts.id`` is the id ``econome alerts`` prints.
 - ``outbox``: one row per mail and recipient, with a unique dedupe key
   (``opened|…|recipient`` or ``resolved|…|recipient``), created, status
-  (pending, sent, muted), sent_at, attempts and the last error.
+  (pending, sent, muted, failed), sent_at, attempts and the last error.
 - ``mutes``: the operator's mutes (building, kind or ``*``, until, by, why).
 - ``digests``: (recipient, local date) of each daily digest sent.
 
@@ -24,9 +24,12 @@ nothing. It queues one mail per recipient when an alert is first seen
 
 :meth:`MailOutbox.flush` sends the pending mails over one SMTP session and
 marks each one sent as soon as the server accepted it, so a crash can send
-again at most the one mail the server was accepting. Mails of a building (or
-of one kind) an operator muted are marked ``muted`` and never sent (the alert
-is still registered; a resolution notice of a muted alert is not sent either).
+again at most the one mail the server was accepting. A mute is judged at each
+flush: the mails of a building (or of one kind) an operator muted stay queued
+while the mute runs (the alert is registered and marked ``muted``, held); an
+alert still open when the mute ends (or is lifted) gets its opening mail then,
+and its digest line; one that resolved meanwhile is dropped (its mails marked
+``muted``, no resolution notice of an alert nobody was told of).
 A server down, a refused login or a missing password leave the mails queued,
 ``attempts`` counted and the error kept (naming the server, never the
 password), for the next flush: flush logs, it never raises.
@@ -101,6 +104,7 @@ CREATE TABLE IF NOT EXISTS alerts (
     building TEXT NOT NULL, usage TEXT NOT NULL, kind TEXT NOT NULL, point TEXT NOT NULL, start TEXT NOT NULL,
     state TEXT NOT NULL, first_seen TEXT NOT NULL, last_seen TEXT NOT NULL, opened_at TEXT NOT NULL,
     resolved_at TEXT, event TEXT NOT NULL, acked_by TEXT, acked_at TEXT, muted INTEGER NOT NULL DEFAULT 0,
+    closed TEXT,
     UNIQUE (building, usage, kind, point, start)
 );
 CREATE TABLE IF NOT EXISTS outbox (
@@ -109,7 +113,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     alert_id INTEGER NOT NULL REFERENCES alerts (id),
     mail TEXT NOT NULL CHECK (mail IN ('opened', 'resolved')),
     recipient TEXT NOT NULL, created TEXT NOT NULL,
-    status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sent', 'muted')),
+    status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sent', 'muted', 'failed')),
     sent_at TEXT, attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT
 );
 CREATE INDEX IF NOT EXISTS outbox_status ON outbox (status, id);
@@ -206,8 +210,10 @@ class AlertRecord:
         resolved_at: when a pass reported it resolved.
         acked_by: who acknowledged it (``None``: nobody).
         acked_at: when.
-        muted: whether its mails were muted.
+        muted: whether a mute held its mails.
         event: its last event.
+        closed: why it was closed without a resolution (``reset``: detection restarted from a fresh state,
+            or its building left the inventory), ``None`` otherwise.
     """
 
     id: int
@@ -218,6 +224,7 @@ class AlertRecord:
     acked_at: datetime | None
     muted: bool
     event: AnomalyEvent
+    closed: str | None = None
 
     @property
     def building(self) -> str:
@@ -293,6 +300,7 @@ class AlertRegister:
         path.parent.mkdir(parents=True, exist_ok=True)
         with closing(sqlite3.connect(self.path, timeout=30.0, isolation_level=None)) as db:
             db.execute("PRAGMA journal_mode=WAL")
+            _migrate(db)
             db.executescript(_SCHEMA)  # executescript runs its own transaction
 
     @contextmanager
@@ -313,7 +321,7 @@ class AlertRegister:
 
     def alerts(self, *, include_resolved: bool = False, building: str | None = None) -> list[AlertRecord]:
         """The alerts, oldest first: open ones, or all with ``include_resolved``; of one building if given."""
-        sql = "SELECT id, state, first_seen, resolved_at, acked_by, acked_at, muted, event FROM alerts WHERE 1=1"
+        sql = "SELECT id, state, first_seen, resolved_at, acked_by, acked_at, muted, event, closed FROM alerts WHERE 1=1"
         args: list[str] = []
         if not include_resolved:
             sql += " AND state != 'resolved'"
@@ -332,7 +340,7 @@ class AlertRegister:
         """
         with self.transaction() as db:
             row = db.execute(
-                "SELECT id, state, first_seen, resolved_at, acked_by, acked_at, muted, event FROM alerts WHERE id = ?",
+                "SELECT id, state, first_seen, resolved_at, acked_by, acked_at, muted, event, closed FROM alerts WHERE id = ?",
                 (alert_id,),
             ).fetchone()
         if row is None:
@@ -387,12 +395,25 @@ class AlertRegister:
         return [PendingMail(*row) for row in rows]
 
 
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a register made by an older version to the current schema (the outbox's ``failed`` status)."""
+    alerts = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'alerts'").fetchone()
+    if alerts is not None and "closed TEXT" not in alerts[0]:
+        db.execute("ALTER TABLE alerts ADD COLUMN closed TEXT")
+    row = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'outbox'").fetchone()
+    if row is None or "'failed'" in row[0]:
+        return
+    copy = "INSERT INTO outbox SELECT * FROM outbox_old; DROP TABLE outbox_old; COMMIT;"
+    db.executescript("BEGIN IMMEDIATE; DROP INDEX IF EXISTS outbox_status; ALTER TABLE outbox RENAME TO outbox_old;"
+                     + _SCHEMA + copy)
+
+
 def _record(row: tuple[Any, ...]) -> AlertRecord:
     return AlertRecord(
         id=row[0], state=AlertState(row[1]), first_seen=_time(row[2]),
         resolved_at=_time(row[3]) if row[3] else None, acked_by=row[4],
         acked_at=_time(row[5]) if row[5] else None, muted=bool(row[6]),
-        event=_event_from_record(json.loads(row[7])),
+        event=_event_from_record(json.loads(row[7])), closed=row[8],
     )  # fmt: skip
 
 
@@ -435,7 +456,8 @@ class MailOutbox:
                 key = (event.building, event.usage, event.kind, event.point or "", _iso(event.start))
                 record = json.dumps(_event_record(event))
                 row = db.execute(
-                    "SELECT id, state FROM alerts WHERE building = ? AND usage = ? AND kind = ? AND point = ? AND start = ?",
+                    "SELECT id, state, closed FROM alerts"
+                    " WHERE building = ? AND usage = ? AND kind = ? AND point = ? AND start = ?",
                     key,
                 ).fetchone()
                 resolved_at = stamp if event.state is AlertState.RESOLVED else None
@@ -449,8 +471,16 @@ class MailOutbox:
                     alert_id = int(cursor.lastrowid or 0)
                 else:
                     alert_id = int(row[0])
+                    if row[2] is not None:
+                        # Closed by a reset and seen again by the fresh detection: the same alert, open again
+                        # (its opening mail was sent before; none again).
+                        db.execute(
+                            "UPDATE alerts SET state = ?, event = ?, last_seen = ?, resolved_at = ?, closed = NULL"
+                            " WHERE id = ?",
+                            (event.state.value, record, stamp, resolved_at, alert_id),
+                        )
                     # A state never goes back: a late ongoing after the resolution changes nothing.
-                    if _RANK[event.state] >= _RANK[AlertState(row[1])]:
+                    elif _RANK[event.state] >= _RANK[AlertState(row[1])]:
                         db.execute(
                             "UPDATE alerts SET state = ?, event = ?, last_seen = ?,"
                             " resolved_at = COALESCE(resolved_at, ?) WHERE id = ?",
@@ -474,6 +504,30 @@ class MailOutbox:
                             ("|".join((mail, *key, recipient)), alert_id, mail, recipient, stamp),
                         )
 
+    def reset(self, now: datetime, *, everything: bool) -> int:
+        """Close open alerts detection will not resolve; returns how many.
+
+        With ``everything`` (detection restarted from a fresh state: a first
+        start after settings changed, a lost or unreadable state file) every
+        open alert; else those of buildings no longer in the inventory. They are
+        closed as ``reset``: no resolution notice (nothing was seen to end), one
+        line in the next digest. An alert the fresh detection reports again
+        (same start) is opened again, with no new opening mail.
+        """
+        known = {b.id for _, b in self.inventory.buildings()}
+        with self.register.transaction() as db:
+            rows = db.execute("SELECT id, building FROM alerts WHERE state != 'resolved'").fetchall()
+            ids = [(int(r[0]),) for r in rows if everything or r[1] not in known]
+            db.executemany(
+                "UPDATE alerts SET state = 'resolved', resolved_at = ?, closed = 'reset' WHERE id = ?",
+                [(_iso(now), i) for (i,) in ids],
+            )
+        if ids:
+            why = "detection restarted from a fresh state" if everything else "their building left the inventory"
+            logger.warning("alert register %s: %d open alerts closed as reset (%s): no resolution mail, "
+                           "a line in the next digest", self.register.path, len(ids), why)
+        return len(ids)
+
     async def flush(self, now: datetime) -> int:
         """Send the pending mails and the digests due; returns how many the server accepted.
 
@@ -495,9 +549,23 @@ class MailOutbox:
             event = alert.event if mail == "opened" else alert.event.with_state(AlertState.RESOLVED)
             if mail == "opened" and event.state is not AlertState.OPEN:
                 event = event.with_state(AlertState.OPEN)
-            outgoing.append(_Outgoing(self.alerter.render([event], recipient), outbox_id=outbox_id))
+            try:
+                message = self.alerter.render([event], recipient)
+            except Exception as exc:  # one mail that cannot be written holds back no other
+                reason = f"cannot write the mail of alert {alert.id} to {recipient!r}: {exc}"
+                logger.error("%s; marked failed", reason)
+                self._mark_dead(outbox_id, reason)
+                continue
+            outgoing.append(_Outgoing(message, outbox_id=outbox_id))
         for recipient, day, digest in digests:
-            outgoing.append(_Outgoing(self.alerter.render_digest(digest, recipient), digest=(recipient, day)))
+            try:
+                message = self.alerter.render_digest(digest, recipient)
+            except Exception as exc:  # nor one digest
+                logger.error("cannot write the digest of %s to %r: %s", day, recipient, exc)
+                continue
+            outgoing.append(_Outgoing(message, digest=(recipient, day)))
+        if not outgoing:
+            return 0
         done: set[int] = set()
         refused: dict[int, str] = {}
 
@@ -530,25 +598,35 @@ class MailOutbox:
         return len(done)
 
     def _pending(self, now: datetime, mutes: list[Mute]) -> list[tuple[int, str, str, AlertRecord]]:
-        """The pending mails to send now; those of muted alerts are marked muted instead."""
+        """The pending mails to send now.
+
+        The mute is judged now, at each flush: the mails of an alert a running
+        mute covers stay pending (the alert is marked ``muted``: its mails were
+        held); once the mute ends (or is lifted) an alert still open gets its
+        opening mail. An alert held by a mute and resolved by then is dropped
+        (its mails marked ``muted``): nobody was told it opened.
+        """
         out: list[tuple[int, str, str, AlertRecord]] = []
-        muted_mails: list[int] = []
-        muted_alerts: set[int] = set()
+        dropped: list[int] = []
+        held: set[int] = set()
         alerts: dict[int, AlertRecord] = {}
-        for mail in self.register.pending_mails():
+        pending = self.register.pending_mails()
+        unannounced = {m.alert_id for m in pending if m.mail == "opened"}
+        for mail in pending:
             if mail.alert_id not in alerts:
                 alerts[mail.alert_id] = self.register.alert(mail.alert_id)
             alert = alerts[mail.alert_id]
-            # A resolution notice of an alert whose opening was muted would announce the end of nothing.
-            if alert.muted or any(m.covers(alert.building, alert.kind, now) for m in mutes):
-                muted_mails.append(mail.id)
-                muted_alerts.add(alert.id)
+            if any(m.covers(alert.building, alert.kind, now) for m in mutes):
+                held.add(alert.id)
+                continue
+            if alert.muted and not alert.is_open and alert.id in unannounced:
+                dropped.append(mail.id)
                 continue
             out.append((mail.id, mail.mail, mail.recipient, alert))
-        if muted_mails:
+        if dropped or held:
             with self.register.transaction() as db:
-                db.executemany("UPDATE outbox SET status = 'muted' WHERE id = ?", [(i,) for i in muted_mails])
-                db.executemany("UPDATE alerts SET muted = 1 WHERE id = ?", [(i,) for i in muted_alerts])
+                db.executemany("UPDATE outbox SET status = 'muted' WHERE id = ?", [(i,) for i in dropped])
+                db.executemany("UPDATE alerts SET muted = 1 WHERE id = ?", [(i,) for i in held])
         return out
 
     def _digests_due(self, now: datetime, mutes: list[Mute]) -> list[tuple[str, str, Digest]]:
@@ -564,7 +642,7 @@ class MailOutbox:
             last = dict(db.execute("SELECT recipient, MAX(sent_at) FROM digests GROUP BY recipient").fetchall())
         alerts = [
             a for a in self.register.alerts(include_resolved=True)
-            if not any(m.covers(a.building, a.kind, now) for m in mutes) and not a.muted
+            if not any(m.covers(a.building, a.kind, now) for m in mutes) and (a.is_open or not a.muted)
         ]  # fmt: skip
         by_recipient: dict[str, list[AlertRecord]] = {}
         for alert in alerts:
@@ -593,6 +671,14 @@ class MailOutbox:
                     (*outgoing.digest, _iso(now)),
                 )
 
+    def _mark_dead(self, outbox_id: int, reason: str) -> None:
+        """A mail that will never be sent (it cannot be written, or the server refused it for good)."""
+        with self.register.transaction() as db:
+            db.execute(
+                "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ? WHERE id = ?",
+                (reason, outbox_id),
+            )
+
     def _mark_failed(self, outgoing: Sequence[_Outgoing], failed: dict[int, str]) -> None:
         rows = [(error, outgoing[i].outbox_id) for i, error in failed.items() if outgoing[i].outbox_id is not None]
         if rows:
@@ -602,7 +688,11 @@ class MailOutbox:
 
 def _digest(day: date, alerts: Sequence[AlertRecord], since: datetime, now: datetime) -> Digest:
     """One recipient's digest from the alerts of its buildings."""
-    open_, acked, resolved, data = [], [], [], []
+    open_: list[DigestEntry] = []
+    acked: list[DigestEntry] = []
+    resolved: list[DigestEntry] = []
+    data: list[DigestEntry] = []
+    closed: list[DigestEntry] = []
     for alert in alerts:
         entry = DigestEntry(alert.id, alert.event, alert.acked_by)
         if alert.is_open:
@@ -613,5 +703,5 @@ def _digest(day: date, alerts: Sequence[AlertRecord], since: datetime, now: date
             else:
                 open_.append(entry)
         elif alert.resolved_at is not None and since < alert.resolved_at <= now:
-            resolved.append(entry)
-    return Digest(day, open=open_, acknowledged=acked, resolved=resolved, data_problems=data)
+            (closed if alert.closed else resolved).append(entry)
+    return Digest(day, open=open_, acknowledged=acked, resolved=resolved, data_problems=data, closed=closed)

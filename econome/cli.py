@@ -268,21 +268,46 @@ def run(
             sensor.serve(metrics_port)
         runtime = _Runtime(inv, settings, clock, sensor=sensor)
         detection = _start_detection(inv, settings, clock) if settings.detect_enabled else None
+        if detection is not None:
+            detection.add_done_callback(functools.partial(_detection_died, stop, died))
         try:
             await runtime.serve(stop)
         finally:
-            if detection is not None:
+            if detection is not None and not detection.done():  # a dead one was reported by _detection_died
                 detection.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await detection
         stats = runtime.pipeline.stats
         typer.echo(f"stopped: {stats.written} points written, {stats.rejected} dead letters")
 
+    died: list[BaseException] = []
     try:
         asyncio.run(main())
     except TelemetryError as exc:
         typer.echo(f"error: {redactor.redact(str(exc))}", err=True)
         raise typer.Exit(code=1) from exc
+    if died:
+        typer.echo(f"error: live detection stopped: {redactor.redact(repr(died[0]))}; exiting so that the "
+                   "supervisor restarts the service", err=True)
+        raise typer.Exit(code=1)
+
+
+def _detection_died(stop: asyncio.Event, died: list[BaseException], task: asyncio.Task[None]) -> None:
+    """The ``live-detection`` task ended while ``econome run`` runs: log it at ERROR and stop the run (exit 1).
+
+    Its passes catch their failures, so an end that is not a cancellation is a bug or a broken start
+    (the detection settings, the state's folder): better a restart by the supervisor than collection
+    going on with no detection and nothing said.
+    """
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is None:
+        exc = RuntimeError("the live-detection task returned")
+    logger.error("live detection died: %r; stopping econome run (exit 1) for the supervisor to restart it", exc,
+                 exc_info=exc)
+    died.append(exc)
+    stop.set()
 
 
 def _run_clock(speed: float, start: str | None, epoch: float | None = None) -> Clock:

@@ -18,14 +18,20 @@ It reads the settings of ``econome run`` (``ECONOME_INFLUX_*``,
 - the delivery log (``data_dir/delivery.sqlite``): rows waiting for InfluxDB
   and the age of the oldest reading waiting; the dead letters kept
   (``data_dir/dead-letters.jsonl`` and its rotations); the last hour live
-  detection processed (``data_dir/detect/*.npz``).
+  detection processed (``data_dir/detect/*.npz``), a problem when it is more
+  than two periods plus the delay behind (``2 * ECONOME_DETECT_EVERY +
+  ECONOME_DETECT_DELAY``, with detection enabled);
+- the mail outbox (``data_dir/detect/alerts.sqlite``): mails pending, the
+  oldest, the last error, mails failed for good; a problem when a pending
+  mail has an error (the server refuses or is down) or a mail failed.
 
 Local files are only read, never written, so the command is safe beside a
 running ``econome run``. InfluxDB answers three InfluxQL queries whatever the
 size of the portfolio (1.x, and 2.x through its DBRP mapping).
 
 Exit codes: 0 all is well; 1 a building has stale points or a 24-hour
-completeness under ``--min-completeness`` (default 0.9); 2 a bad inventory,
+completeness under ``--min-completeness`` (default 0.9), or detection is
+behind, or alert mails are not delivered (``service_problems`` in ``--json``); 2 a bad inventory,
 setting or ``--building``; 4 InfluxDB unreachable or refusing the queries
 (named), after printing what the local files tell.
 
@@ -37,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+from contextlib import closing
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -142,7 +149,10 @@ def _dead_letters(path: Path) -> tuple[str, dict[str, Any]]:
     return f"dead letters   {total}{detail}  [{path}]", {"path": str(path), "count": total, "by_source": dict(counts)}
 
 
-def _detection(folder: Path, now: datetime, tz: ZoneInfo) -> tuple[list[str], list[dict[str, Any]]]:
+def _detection(
+    folder: Path, now: datetime, tz: ZoneInfo, late_after: timedelta | None = None
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """The detection lines and JSON; a state whose last hour is more than ``late_after`` old is a problem."""
     states = sorted(folder.glob("*.npz")) if folder.is_dir() else []
     if not states:
         return [f"detection      no state in {folder}: live detection has not run yet"], []
@@ -159,9 +169,47 @@ def _detection(folder: Path, now: datetime, tz: ZoneInfo) -> tuple[list[str], li
             data.append({"path": str(path), "error": str(exc)})
             continue
         shown = "no hour yet" if last is None else f"{last.astimezone(tz):%Y-%m-%d %H:%M} ({_age(now - last)} ago)"
-        lines.append(f"detection      last hour processed up to {shown}  [{path}]")
-        data.append({"path": str(path), "last_hour": None if last is None else last.isoformat()})
+        late = late_after is not None and last is not None and now - last > late_after
+        problem = f"behind: more than {_age(late_after)} (2 periods + delay)" if late and late_after else None
+        lines.append(f"detection      last hour processed up to {shown}{'  PROBLEM ' + problem if problem else ''}"
+                     f"  [{path}]")
+        data.append({"path": str(path), "last_hour": None if last is None else last.isoformat(),
+                     "lag_s": None if last is None else (now - last).total_seconds(), "problem": problem})
     return lines, data
+
+
+def _outbox(path: Path, now: datetime, tz: ZoneInfo) -> tuple[str, dict[str, Any]]:
+    """The outbox line and JSON: pending mails, the oldest, the last error, failed mails.
+
+    ``problem`` is set when mails are failing (a pending mail with an error) or failed for good.
+    """
+    if not path.exists():
+        return f"outbox         no mail yet (no {path})", {"path": str(path), "pending": 0, "failed": 0, "problem": None}
+    try:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30.0)) as db:
+            pending, oldest = db.execute("SELECT COUNT(*), MIN(created) FROM outbox WHERE status = 'pending'").fetchone()
+            failed = db.execute("SELECT COUNT(*) FROM outbox WHERE status = 'failed'").fetchone()[0]
+            row = db.execute("SELECT last_error FROM outbox WHERE status IN ('pending', 'failed')"
+                             " AND last_error IS NOT NULL ORDER BY id DESC LIMIT 1").fetchone()
+    except sqlite3.Error as exc:
+        message = f"{path}: not readable ({exc})"
+        return f"outbox         PROBLEM {message}", {"path": str(path), "error": message, "problem": message}
+    error = row[0] if row else None
+    problems = []
+    if failed:
+        problems.append(f"{failed} failed for good")
+    if pending and error:
+        problems.append("mails not delivered")
+    problem = ", ".join(problems) or None
+    since = "" if oldest is None else f", oldest {_when(datetime.fromisoformat(oldest), now, tz)}"
+    line = f"outbox         {pending} pending{since}, {failed} failed"
+    if error:
+        line += f", last error: {error}"
+    if problem:
+        line += f"  PROBLEM {problem}"
+    data = {"path": str(path), "pending": pending, "oldest": oldest, "failed": failed, "last_error": error,
+            "problem": problem}
+    return f"{line}  [{path}]", data
 
 
 def _alerts(path: Path) -> tuple[str, dict[str, Any], dict[str, tuple[int, str]]]:
@@ -265,8 +313,13 @@ def status_command(
     data_dir = settings.data_dir
     delivery_line, delivery = _delivery(data_dir / "delivery.sqlite", now)
     letters_line, letters = _dead_letters(data_dir / "dead-letters.jsonl")
-    detection_lines, detection = _detection(data_dir / "detect", now, tz)
+    late_after = 2 * settings.detect_every + settings.detect_delay
+    detection_lines, detection = _detection(data_dir / "detect", now, tz, late_after if settings.detect_enabled else None)
     alerts_line, alerts, per_building = _alerts(alerts_path(data_dir))
+    outbox_line, outbox = _outbox(alerts_path(data_dir), now, tz)
+    service_problems = [f"detection: {d['problem']}" for d in detection if d.get("problem")]
+    if outbox.get("problem"):
+        service_problems.append(f"outbox: {outbox['problem']}")
 
     config = settings.influx()
     where = config.bucket if config.api == "v2" else config.database
@@ -281,7 +334,7 @@ def status_command(
     ]  # fmt: skip
     ordered = worst_first(statuses, min_completeness)
     troubled = [s for s in ordered if s.problems(min_completeness)]
-    code = EXIT_INFLUX if influx_error else EXIT_PROBLEMS if troubled else 0
+    code = EXIT_INFLUX if influx_error else EXIT_PROBLEMS if troubled or service_problems else 0
 
     if as_json:
         typer.echo(json.dumps({
@@ -289,6 +342,7 @@ def status_command(
             "min_completeness": min_completeness,
             "influxdb": {"url": config.safe_url, "database": where, "error": influx_error},
             "delivery_log": delivery, "dead_letters": letters, "detection": detection, "alerts": alerts,
+            "outbox": outbox, "service_problems": service_problems,
             "buildings": [s.to_json(now, min_completeness, with_points=chosen is not None) for s in ordered],
             "problems": {s.id: s.problems(min_completeness) for s in troubled},
             "exit_code": code,
@@ -296,7 +350,7 @@ def status_command(
         raise typer.Exit(code=code)
 
     typer.echo(f"{inv.organisation.name}: status at {now.astimezone(tz):%Y-%m-%d %H:%M %Z}")
-    for line in (delivery_line, letters_line, *detection_lines, alerts_line):
+    for line in (delivery_line, letters_line, *detection_lines, alerts_line, outbox_line):
         typer.echo(line)
     if influx_error is not None:
         typer.echo(f"influxdb       {influx_error}")

@@ -31,6 +31,7 @@ Sample (one point, see ``examples/commune.yaml`` for a whole commune)::
 
 from __future__ import annotations
 
+import email.utils
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -663,6 +664,29 @@ class Point(_Frozen):
         return "modbus" if self.modbus is not None else "mqtt"
 
 
+_ADDRESS_RE = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
+
+
+def _address(value: str) -> str:
+    """One bare e-mail address: one ``@``, no whitespace, CR/LF, display name or list separator.
+
+    >>> _address("cep@valmont.example")
+    'cep@valmont.example'
+    >>> _address("a@x.fr; b@y.fr")
+    Traceback (most recent call last):
+    ...
+    ValueError: 'a@x.fr; b@y.fr' is not an e-mail address (one bare address: name@domain.tld)
+    """
+    if not _ADDRESS_RE.match(value) or value.count("@") != 1 or email.utils.parseaddr(value) != ("", value):
+        msg = f"{value!r} is not an e-mail address (one bare address: name@domain.tld)"
+        raise ValueError(msg)
+    return value
+
+
+Address = Annotated[str, AfterValidator(_address)]
+"""An e-mail address (``name@domain.tld``), without display name."""
+
+
 class Building(_Frozen):
     """A building with its schedule, renovations, zones and points."""
 
@@ -672,7 +696,8 @@ class Building(_Frozen):
     floor_area_m2: float = Field(gt=0)
     heated_area_m2: float = Field(gt=0)
     year_built: int | None = Field(default=None, ge=1000, le=2100)
-    advisors: list[str] = Field(default_factory=list)
+    advisors: list[Address] = Field(default_factory=list)
+    """E-mail addresses of the building's energy advisors (one address each, no display name)."""
     heating_setpoint_occupied_c: float = Field(default=19.0, ge=5, le=35)
     heating_setpoint_unoccupied_c: float = Field(default=16.0, ge=5, le=35)
     """Setpoint at night on open days (the setback)."""
@@ -854,20 +879,10 @@ class MqttBroker(_Frozen):
         return self
 
 
-_ADDRESS_RE = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
 SmtpTimeout = Annotated[Duration, bounded(timedelta(seconds=1), timedelta(minutes=5))]
 """An SMTP timeout: 1 s to 5 min."""
 
 
-def _address(value: str) -> str:
-    if not _ADDRESS_RE.match(value):
-        msg = f"{value!r} is not an e-mail address"
-        raise ValueError(msg)
-    return value
-
-
-Address = Annotated[str, AfterValidator(_address)]
-"""An e-mail address (``name@domain.tld``), without display name."""
 MailLanguage = Literal["fr", "en"]
 """A language mails are written in."""
 _DEFAULT_PORTS = {"starttls": 587, "ssl": 465, "none": 25}

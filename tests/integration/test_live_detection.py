@@ -39,6 +39,7 @@ from econome.localservers import free_port
 from inventory import Inventory, load_inventory
 from simulator.faults import Fault, FaultKind
 from simulator.physics import generate_history
+from streams.clock import ManualClock
 from streams.errors import SinkError
 from streams.influx import InfluxConfig, InfluxQLClient, InfluxV1Writer, LineEncoder
 from streams.record import Reading
@@ -301,3 +302,76 @@ async def test_econome_run_starts_live_detection_and_logs_its_first_pass(
     assert DetectorState.load(tmp_path / "var" / "detect" / "state.npz").last_hour == _at(9, 3, 0)
     assert [r[1] for r in _rows(config, 'SELECT "state" FROM "anomaly"')] == ["open"]
 
+
+
+async def test_a_fresh_state_closes_the_register_s_open_alerts_as_reset(
+    influxdb_server: Any, unique_name: str, town_hall: tuple[Path, Inventory], readings: dict[str, PointSeries],
+    tmp_path: Path,
+) -> None:
+    """A lost state (or other settings) starts afresh: the register's open leak would otherwise stay open for ever."""
+    from anomalies.notify import MailOutbox
+
+    config = InfluxConfig(url=influxdb_server.url, database=unique_name)
+    inv = town_hall[1]
+    await _fill(inv, readings, config)
+    state_path = tmp_path / "detect" / "state.npz"
+    outbox = MailOutbox(tmp_path / "detect" / "alerts.sqlite", None, inv, ManualClock(_at(9, 3)))
+    assert await LiveDetector(inv, config, state_path, outbox, config=CONFIG, live=LIVE).tick(_at(9, 3)) is not None
+    [leak] = outbox.register.alerts()
+    assert leak.kind == "water_leak"
+
+    state_path.unlink()  # the state lost; the leak ends (Saturday noon) while detection starts afresh on Wednesday
+    fresh = LiveDetector(inv, config, state_path, outbox, config=CONFIG, live=LiveConfig(bootstrap=timedelta(days=1)))
+    assert await fresh.tick(_at(14, 0)) is not None
+    assert outbox.register.alerts() == []
+    [closed] = outbox.register.alerts(include_resolved=True)
+    assert (closed.id, closed.closed, closed.resolved_at) == (leak.id, "reset", _at(14, 0))
+
+    # A pass on the saved state closes nothing more.
+    assert await fresh.tick(_at(14, 1)) is not None
+    assert outbox.register.alert(leak.id).resolved_at == _at(14, 0)
+
+
+async def test_an_sqlite_error_of_the_register_fails_the_pass_naming_the_file_and_the_next_one_recovers(
+    influxdb_server: Any, unique_name: str, town_hall: tuple[Path, Inventory], readings: dict[str, PointSeries],
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    from anomalies.notify import AlertRegister, MailOutbox
+
+    config = InfluxConfig(url=influxdb_server.url, database=unique_name)
+    inv = town_hall[1]
+    await _fill(inv, readings, config)
+    register = tmp_path / "detect" / "alerts.sqlite"
+    outbox = MailOutbox(register, None, inv, ManualClock(_at(9, 3)))
+    for leftover in register.parent.glob("alerts.sqlite*"):
+        leftover.unlink()
+    register.write_bytes(b"not a database, a corrupt file " * 200)
+    detector = LiveDetector(inv, config, tmp_path / "detect" / "state.npz", outbox, config=CONFIG, live=LIVE)
+    with caplog.at_level(logging.ERROR, logger="anomalies.live"):
+        assert await detector.tick(_at(9, 3)) is None  # caught: the task lives on
+    assert str(register) in caplog.text
+    assert not (tmp_path / "detect" / "state.npz").exists()  # the pass is replayed from the old state
+    register.unlink()
+    AlertRegister(register)  # the operator restores the file
+    report = await detector.tick(_at(9, 4))
+    assert report is not None
+    assert [a.kind for a in outbox.register.alerts()] == ["water_leak"]
+
+
+def test_econome_run_exits_1_when_live_detection_dies(tmp_path: Path, town_hall: tuple[Path, Inventory]) -> None:
+    """The live-detection task dying (here: its folder is a file) stops the run, logged, exit 1: not silent."""
+    path, _ = town_hall
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    for gw in data["modbus_gateways"]:
+        gw.update(port=free_port(), timeout="500ms")
+    data["mqtt_brokers"][0].update(port=free_port())
+    local = tmp_path / "mairie.yaml"
+    local.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    (tmp_path / "var").mkdir()
+    (tmp_path / "var" / "detect").write_text("a file where a folder should be", encoding="utf-8")
+    env = _env(ECONOME_INFLUX_URL=f"http://127.0.0.1:{free_port()}", ECONOME_DATA_DIR=str(tmp_path / "var"))
+    done = subprocess.run([sys.executable, "-m", "econome.cli", "run", str(local), "--duration", "120"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=180, check=False)
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "live detection died" in done.stderr
+    assert "live detection stopped" in done.stderr

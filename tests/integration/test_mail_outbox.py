@@ -256,7 +256,7 @@ async def test_mute_stops_mails_of_the_building_until_the_date(tmp_path: Path, i
     assert await outbox.flush(T0 + timedelta(hours=6)) == 0  # digest hour: nothing to say of a muted building
     [alert] = outbox.register.alerts()
     assert alert.muted  # still registered
-    assert not outbox.register.pending_mails()
+    assert len(outbox.register.pending_mails()) == 1  # held while the mute runs, judged again at each flush
 
     after = until + timedelta(hours=1)
     outbox.queue([replace(during, state=AlertState.RESOLVED)], after)  # its end is not announced either
@@ -290,3 +290,101 @@ async def test_ack_is_persisted_and_shown_in_the_digest(tmp_path: Path, inventor
     assert "Alertes ouvertes" not in text
     assert f"Alertes prises en compte\u00a0:\n- #{alert.id} Gymnase Batum" in text
     assert "prise en compte par M. Durand" in text
+
+
+async def test_an_alert_opened_during_a_mute_is_mailed_when_the_mute_ends(
+    tmp_path: Path, inventory: Inventory, server: _Server
+) -> None:
+    outbox = _outbox(tmp_path, inventory, server.port)
+    until = T0 + timedelta(hours=1, minutes=30)  # before the digest hour
+    outbox.register.mute("gymnase-batum", None, until, "Durand", "travaux", T0)
+    outbox.queue([_event(AlertState.OPEN, start=T0 - timedelta(hours=5))], T0)
+    assert await outbox.flush(T0) == 0
+    assert await outbox.flush(T0 + timedelta(hours=1)) == 0
+    [held] = outbox.register.alerts()
+    assert held.muted
+    # Still open when the mute ends: its opening mail goes then, and it is in the next digest.
+    assert await outbox.flush(until) == 1
+    assert server.inbox.subjects()[0].startswith("[Econome] Alerte\u00a0: Gymnase Batum")
+    assert await outbox.flush(datetime(2026, 1, 12, 6, tzinfo=UTC)) == 1
+    assert "1 alerte ouverte" in server.inbox.subjects()[1]
+
+
+async def test_unmute_releases_the_alerts_it_held(tmp_path: Path, inventory: Inventory, server: _Server) -> None:
+    outbox = _outbox(tmp_path, inventory, server.port)
+    outbox.register.mute("gymnase-batum", None, T0 + timedelta(days=5), "Durand", "", T0)
+    outbox.queue([_event(AlertState.OPEN, start=T0 - timedelta(hours=5))], T0)
+    assert await outbox.flush(T0) == 0
+    assert outbox.register.unmute("gymnase-batum") == 1
+    assert await outbox.flush(T0 + timedelta(minutes=5)) == 1
+    # Later resolved: its resolution notice goes too (it was announced).
+    outbox.queue([_event(AlertState.RESOLVED, start=T0 - timedelta(hours=5))], T0 + timedelta(hours=1))
+    assert await outbox.flush(T0 + timedelta(hours=1)) == 1
+    assert len(server.inbox.messages) == 2
+
+
+async def test_a_mail_that_cannot_be_written_is_failed_and_the_others_sent(
+    tmp_path: Path, inventory: Inventory, server: _Server
+) -> None:
+    outbox = _outbox(tmp_path, inventory, server.port)
+    outbox.queue([_event(AlertState.OPEN), _event(AlertState.OPEN, kind="water_leak", usage="water")], T0)
+    # A recipient queued before addresses were checked (an older register): a header injection.
+    with outbox.register.transaction() as db:
+        db.execute("UPDATE outbox SET recipient = ? WHERE id = 1", ("a@x.fr\r\nBcc: x@y.fr",))
+    assert await outbox.flush(T0) == 1
+    assert len(server.inbox.messages) == 1
+    assert "fuite" in server.inbox.subjects()[0]
+    with outbox.register.transaction() as db:
+        status, error = db.execute("SELECT status, last_error FROM outbox WHERE id = 1").fetchone()
+    assert status == "failed"
+    assert "cannot write the mail" in error
+    assert outbox.register.pending_mails() == []
+    assert await outbox.flush(T0 + timedelta(minutes=5)) == 0  # not tried again
+
+
+def test_a_register_of_the_previous_schema_is_migrated(tmp_path: Path) -> None:
+    import sqlite3
+    from contextlib import closing
+
+    from anomalies.notify import AlertRegister
+
+    path = tmp_path / "alerts.sqlite"
+    with closing(sqlite3.connect(path)) as db:
+        db.execute(
+            "CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, dedupe TEXT NOT NULL UNIQUE, alert_id INTEGER,"
+            " mail TEXT, recipient TEXT, created TEXT, status TEXT NOT NULL DEFAULT 'pending'"
+            " CHECK (status IN ('pending', 'sent', 'muted')), sent_at TEXT, attempts INTEGER NOT NULL DEFAULT 0,"
+            " last_error TEXT)"
+        )
+        db.execute("INSERT INTO outbox (dedupe, alert_id, mail, recipient, created) VALUES ('k', 1, 'opened', 'a@b.fr', 't')")
+        db.commit()
+    register = AlertRegister(path)
+    with register.transaction() as db:
+        db.execute("UPDATE outbox SET status = 'failed' WHERE dedupe = 'k'")
+        assert db.execute("SELECT recipient, status FROM outbox").fetchall() == [("a@b.fr", "failed")]
+
+
+async def test_alerts_closed_by_a_reset_get_a_digest_line_and_no_resolution_mail(
+    tmp_path: Path, inventory: Inventory, server: _Server
+) -> None:
+    outbox = _outbox(tmp_path, inventory, server.port)
+    outbox.queue([_event(AlertState.OPEN)], T0)
+    assert await outbox.flush(T0) == 1
+    assert outbox.reset(T0 + timedelta(minutes=10), everything=True) == 1
+    assert outbox.register.alerts() == []
+    assert await outbox.flush(T0 + timedelta(minutes=20)) == 0  # no resolution notice
+    assert await outbox.flush(datetime(2026, 1, 12, 6, tzinfo=UTC)) == 1
+    text = server.inbox.messages[-1].get_body(("plain",)).get_content().replace("\r\n", "\n")  # type: ignore[union-attr]
+    assert "Alertes ouvertes" not in text
+    assert "Closes sans résolution (détection redémarrée)\u00a0:\n- #1 Gymnase Batum" in text
+    # The fresh detection seeing the same episode again opens it again, with no second opening mail.
+    outbox.queue([_event(AlertState.ONGOING)], datetime(2026, 1, 12, 7, tzinfo=UTC))
+    assert [a.id for a in outbox.register.alerts()] == [1]
+    assert await outbox.flush(datetime(2026, 1, 12, 7, tzinfo=UTC)) == 0
+
+
+async def test_alerts_of_a_building_left_out_of_the_inventory_are_closed(tmp_path: Path, inventory: Inventory) -> None:
+    outbox = _outbox(tmp_path, inventory, 25)
+    outbox.queue([_event(AlertState.OPEN), _event(AlertState.OPEN, building="ancienne-poste")], T0)
+    assert outbox.reset(T0, everything=False) == 1
+    assert [a.building for a in outbox.register.alerts()] == ["gymnase-batum"]

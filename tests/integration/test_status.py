@@ -277,7 +277,7 @@ def test_status_exits_4_naming_an_unreachable_influxdb_and_still_prints_the_loca
     assert run.returncode == 4, run.stdout + run.stderr
     assert f"InfluxDB {url} unreachable" in run.stderr
     assert "1 rows waiting for InfluxDB" in run.stdout
-    assert "2 open in 1 buildings" in run.stdout
+    assert "2 open in 1 building " in run.stdout
     gym_line = next(line for line in run.stdout.splitlines() if line.startswith("gymnase "))
     assert "2 water_leak" in gym_line
 
@@ -298,3 +298,44 @@ def test_status_exits_2_on_a_bad_setting_or_an_unknown_building(inventory: tuple
     bad = _status(tmp_path / "var", "ftp://influx", "econome", str(path))
     assert bad.returncode == 2
     assert "ECONOME_INFLUX_URL" in bad.stderr
+
+
+def test_status_exits_1_when_mails_are_not_delivered_or_detection_is_behind(
+    influxdb_server: Endpoint, unique_name: str, inventory: tuple[Path, Inventory], tmp_path: Path
+) -> None:
+    path, inv = inventory
+    now = datetime.now(UTC)
+    _write(influxdb_server.url, unique_name, inv, _week(inv, now, silent_water=False))
+    data_dir = tmp_path / "var"
+    outbox = MailOutbox(
+        alerts_path(data_dir),
+        EmailConfig(host="127.0.0.1", port=_free_port(), security="none", sender="e@x.example",
+                    default_recipients=["cep@x.example"]),
+        inv, ManualClock(now),
+    )  # fmt: skip
+    base = replace(_sample_event(), building="gymnase", building_name="Gymnase", start=now - timedelta(hours=3))
+    outbox.queue([base], now)
+    assert asyncio.run(outbox.flush(now)) == 0  # the server is down: the mail stays pending, with its error
+
+    run = _status(data_dir, influxdb_server.url, unique_name, str(path), "--json")
+    assert run.returncode == 1, run.stdout + run.stderr
+    report: dict[str, Any] = json.loads(run.stdout)
+    assert report["problems"] == {}  # every building is complete: the outbox alone turns the exit code
+    assert report["outbox"]["pending"] == 1
+    assert "127.0.0.1" in report["outbox"]["last_error"]
+    assert report["service_problems"] == ["outbox: mails not delivered"]
+    text = _status(data_dir, influxdb_server.url, unique_name, str(path))
+    assert text.returncode == 1
+    assert "outbox         1 pending" in text.stdout
+
+    # Detection behind: a state whose last hour is 4 hours old (period 1 h, delay 5 min).
+    from anomalies.detect import DetectConfig
+    from anomalies.incremental import DetectorState, IncrementalConfig
+
+    alerts_path(data_dir).unlink()
+    state = DetectorState.fresh(DetectConfig(), IncrementalConfig())
+    state.last_hour = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=4)
+    state.save(data_dir / "detect" / "state.npz")
+    behind = _status(data_dir, influxdb_server.url, unique_name, str(path), "--json")
+    assert behind.returncode == 1, behind.stdout + behind.stderr
+    assert json.loads(behind.stdout)["service_problems"] == ["detection: behind: more than 2 h 05 min (2 periods + delay)"]

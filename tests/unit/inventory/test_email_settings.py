@@ -56,3 +56,37 @@ def test_defaults_and_none_only_by_name() -> None:
 def test_no_section_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="no email: section"):
         email_config(load_inventory(ROOT / "examples" / "commune.yaml"))
+
+
+@pytest.mark.parametrize(
+    "advisor",
+    ['"a@x.fr\\r\\nBcc: x@y.fr"', "Jean Dupont", '"a@x.fr; b@y.fr"', '"Jean <a@x.fr>"', '"a@b@x.fr"', '"a@x.fr,b@y.fr"'],
+)
+def test_a_malformed_advisor_is_an_error_naming_its_line(advisor: str) -> None:
+    text = BASE.replace("    advisors: [cep@valmont.example]", f"    advisors: [{advisor}]", 1)
+    line = text.splitlines().index(f"    advisors: [{advisor}]") + 1
+    with pytest.raises(InventoryError) as info:
+        parse_inventory(text, "c.yaml")
+    [problem] = info.value.lines()
+    assert problem.startswith(f"c.yaml:{line} ")
+    assert "advisors[0]: " in problem
+    assert "not an e-mail address" in problem
+
+
+@pytest.mark.parametrize(
+    ("section", "path"),
+    [
+        (
+            "  host: h\n  security: ssl\n  sender: e@v.example\n  default_recipients: [Jean Dupont]\n",
+            "email.default_recipients[0]",
+        ),
+        ("  host: h\n  security: ssl\n  sender: e@v.example\n  languages: {\"a@x.fr; b@y.fr\": en}\n", "email.languages"),
+        ("  host: h\n  security: ssl\n  sender: \"e@v.example\\nBcc: x@y.fr\"\n", "email.sender"),
+    ],
+)
+def test_malformed_addresses_of_the_email_section_are_errors(section: str, path: str) -> None:
+    with pytest.raises(InventoryError) as info:
+        parse_inventory(_with_email(section), "c.yaml")
+    [problem] = info.value.lines()
+    assert f" {path}" in problem
+    assert "not an e-mail address" in problem
