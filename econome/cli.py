@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 
     from anomalies.detect import DetectConfig
     from anomalies.live import PassReport
+    from anomalies.lock import DetectionLock
     from simulator.faults import Fault
     from streams.faust_runner import FaustRunner, KafkaForwarder
 from streams.clock import Clock, ScaledClock, SystemClock
@@ -257,6 +258,7 @@ def run(
     clock = _run_clock(speed, start, epoch)
     if settings.detect_enabled and settings.detect_config is not None:
         _detect_config_or_exit(settings.detect_config)
+    lock = _detection_lock_or_exit(settings.data_dir) if settings.detect_enabled else None
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -286,6 +288,9 @@ def run(
     except TelemetryError as exc:
         typer.echo(f"error: {redactor.redact(str(exc))}", err=True)
         raise typer.Exit(code=1) from exc
+    finally:
+        if lock is not None:
+            lock.release()
     if died:
         typer.echo(f"error: live detection stopped: {redactor.redact(repr(died[0]))}; exiting so that the "
                    "supervisor restarts the service", err=True)
@@ -340,6 +345,19 @@ def epoch_clock(start: datetime, speed: float, epoch: float | None = None) -> Sc
     if epoch is None:
         return ScaledClock(start, speed)
     return ScaledClock(start + timedelta(seconds=(time.time() - epoch) * speed), speed)
+
+
+def _detection_lock_or_exit(data_dir: Path) -> DetectionLock:
+    """Take the data directory's live detection lock: a second ``econome run`` on it exits 2 naming the first's PID."""
+    from anomalies.lock import DetectionLock
+
+    lock = DetectionLock(data_dir)
+    try:
+        lock.acquire()
+    except TelemetryError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from None
+    return lock
 
 
 def _detect_config_or_exit(path: Path) -> None:
