@@ -15,6 +15,7 @@ import email
 import email.policy
 import functools
 import logging
+import os
 import shutil
 import signal
 import tempfile
@@ -129,6 +130,21 @@ def check(config: Annotated[Path, typer.Argument(help="Inventory YAML file.")]) 
     renovated = [b.id for b in buildings if b.renovations]
     if renovated:
         typer.echo(f"renovated      {', '.join(renovated)}")
+    problem = _smtp_password_problem(inv)
+    if problem is not None:
+        typer.echo(f"warning: {problem}", err=True)
+
+
+def _smtp_password_problem(inv: Inventory) -> str | None:
+    """Why no mail could be sent for want of the SMTP password (``email.password_env`` unset), or None.
+
+    Checked at start (``econome run`` exits 2, ``econome check`` warns), not weeks later at the first mail.
+    """
+    if inv.email is None or inv.email.password_env is None or inv.email.password_env in os.environ:
+        return None
+    name = inv.email.password_env
+    return (f"email.password_env: the SMTP password variable {name} is not set, so no alert mail could be sent "
+            f"to {inv.email.host}; set {name} in the service's environment")
 
 
 class _Runtime:
@@ -258,6 +274,10 @@ def run(
     clock = _run_clock(speed, start, epoch)
     if settings.detect_enabled and settings.detect_config is not None:
         _detect_config_or_exit(settings.detect_config)
+    password_problem = _smtp_password_problem(inv) if settings.detect_enabled else None
+    if password_problem is not None:
+        typer.echo(f"error: {password_problem}", err=True)
+        raise typer.Exit(code=2)
     lock = _detection_lock_or_exit(settings.data_dir) if settings.detect_enabled else None
 
     async def main() -> None:
