@@ -31,10 +31,14 @@ from pathlib import Path
 
 from streams.errors import ConfigError
 
-__all__ = ["LOCK_FILE", "DetectionLock"]
+__all__ = ["LOCK_FILE", "DetectionLock", "LockHeld"]
 
 LOCK_FILE = Path("detect") / "live.lock"
 """The lock of live detection under the data directory: one process at a time detects and mails."""
+
+
+class LockHeld(ConfigError):
+    """Another process holds the live detection lock of this data directory (its PID in the message)."""
 
 
 class DetectionLock:
@@ -59,7 +63,8 @@ class DetectionLock:
         """Take the lock and write this process's PID in it.
 
         Raises:
-            ConfigError: another process holds it (naming the directory and its PID), or the file cannot be made.
+            LockHeld: another process holds it (naming the directory and its PID).
+            ConfigError: the lock file cannot be made (naming it).
         """
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -74,7 +79,7 @@ class DetectionLock:
             os.close(fd)
             msg = (f"another econome process (PID {holder}) already runs live detection on data directory "
                    f"{self.data_dir} (lock {self.path}); stop it, or give this one its own ECONOME_DATA_DIR")
-            raise ConfigError(msg) from None
+            raise LockHeld(msg) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         os.fsync(fd)

@@ -278,7 +278,7 @@ def run(
     if password_problem is not None:
         typer.echo(f"error: {password_problem}", err=True)
         raise typer.Exit(code=2)
-    lock = _detection_lock_or_exit(settings.data_dir) if settings.detect_enabled else None
+    lock, lock_error = _detection_lock_or_exit(settings.data_dir) if settings.detect_enabled else (None, None)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -289,7 +289,7 @@ def run(
         if sensor is not None and metrics_port:
             sensor.serve(metrics_port)
         runtime = _Runtime(inv, settings, clock, sensor=sensor)
-        detection = _start_detection(inv, settings, clock) if settings.detect_enabled else None
+        detection = _start_detection(inv, settings, clock, broken=lock_error) if settings.detect_enabled else None
         if detection is not None:
             detection.add_done_callback(functools.partial(_detection_died, stop, died))
         try:
@@ -367,17 +367,23 @@ def epoch_clock(start: datetime, speed: float, epoch: float | None = None) -> Sc
     return ScaledClock(start + timedelta(seconds=(time.time() - epoch) * speed), speed)
 
 
-def _detection_lock_or_exit(data_dir: Path) -> DetectionLock:
-    """Take the data directory's live detection lock: a second ``econome run`` on it exits 2 naming the first's PID."""
-    from anomalies.lock import DetectionLock
+def _detection_lock_or_exit(data_dir: Path) -> tuple[DetectionLock | None, TelemetryError | None]:
+    """Take the data directory's live detection lock: a second ``econome run`` on it exits 2 naming the first's PID.
+
+    A lock file that cannot be made (its folder is not writable) is returned as the error that live
+    detection dies of at its start (logged, exit 1), as any broken start of detection.
+    """
+    from anomalies.lock import DetectionLock, LockHeld
 
     lock = DetectionLock(data_dir)
     try:
         lock.acquire()
-    except TelemetryError as exc:
+    except LockHeld as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from None
-    return lock
+    except TelemetryError as exc:
+        return None, exc
+    return lock, None
 
 
 def _detect_config_or_exit(path: Path) -> None:
@@ -398,13 +404,17 @@ def _start_detection(
     *,
     config: DetectConfig | None = None,
     on_pass: Callable[[PassReport | None], None] | None = None,
+    broken: Exception | None = None,
 ) -> asyncio.Task[None]:
     """Live detection as a task beside collection: one process and one deploy unit (see ``anomalies.live``).
 
-    ``config`` and ``on_pass`` are those of :func:`econome.wiring.build_live_detector` (``econome demo``).
+    ``config`` and ``on_pass`` are those of :func:`econome.wiring.build_live_detector` (``econome demo``);
+    ``broken``, what detection cannot start for (its lock file cannot be made): the task dies of it.
     """
 
     async def detection() -> None:
+        if broken is not None:
+            raise broken
         # Built in a worker thread: importing scikit-learn takes seconds, which would hold collection back.
         detector = await asyncio.to_thread(
             functools.partial(build_live_detector, inv, settings, clock, config=config, on_pass=on_pass)
