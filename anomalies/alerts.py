@@ -445,15 +445,16 @@ class EmailAlerter:
         self,
         messages: Sequence[EmailMessage],
         on_sent: Callable[[int], None] | None = None,
-        on_refused: Callable[[int, str], None] | None = None,
+        on_refused: Callable[[int, int, str], None] | None = None,
     ) -> None:
         """Send messages over one SMTP session (blocking: call it in a worker thread).
 
         Args:
             messages: the mails, in order.
             on_sent: called with a message's index as soon as the server accepted it.
-            on_refused: called with a message's index and the server's answer when the server refused
-                that message alone (a recipient or its content); the others are still sent.
+            on_refused: called with a message's index, the server's SMTP reply code (4xx: try again later,
+                5xx: refused for good) and its answer when the server refused that message alone (its sender,
+                a recipient or its content); the others are still sent.
                 Without it, such a refusal raises.
 
         Raises:
@@ -481,7 +482,8 @@ class EmailAlerter:
                     except (smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError, smtplib.SMTPSenderRefused) as exc:
                         if on_refused is None:
                             raise
-                        on_refused(index, _redact(f"SMTP {cfg.host}:{cfg.port} refused the mail: {exc}", password))
+                        answer = _redact(f"SMTP {cfg.host}:{cfg.port} refused the mail: {exc}", password)
+                        on_refused(index, _refusal_code(exc), answer)
                         continue
                     self.sent += 1
                     if on_sent is not None:
@@ -502,6 +504,20 @@ class EmailAlerter:
             if isinstance(exc, ssl.SSLError):
                 logger.error("%s", msg)
             raise SinkError(_redact(msg, password)) from exc
+
+
+def _refusal_code(exc: smtplib.SMTPException) -> int:
+    """The SMTP reply code of a refused mail; of several refused recipients, the lowest (a 4xx is worth a retry).
+
+    >>> _refusal_code(smtplib.SMTPRecipientsRefused({"a@x.example": (550, b"no"), "b@x.example": (451, b"later")}))
+    451
+    >>> _refusal_code(smtplib.SMTPDataError(554, b"spam"))
+    554
+    """
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = [int(code) for code, _ in exc.recipients.values()]
+        return min(codes) if codes else 0
+    return int(getattr(exc, "smtp_code", 0) or 0)
 
 
 # --- the daily digest ------------------------------------------------------------------------------

@@ -34,6 +34,12 @@ On a first start (no state yet) the events of the bootstrap history are
 written to InfluxDB (Grafana shows them), but only the alerts still open are
 queued for notification: nobody wants a mail for a leak fixed three weeks ago.
 
+One process at a time runs live detection on a data directory: ``econome
+run`` takes :class:`anomalies.lock.DetectionLock` (``flock`` on ``<data_dir>/detect/live.lock``)
+first; a second one exits 2 naming the directory and the first one's PID.
+(A lock rather than rows claimed in SQLite: two detectors on one state file
+would also overwrite each other's state.)
+
 A state file that cannot be read, or that was built with other detection
 settings, is moved aside (``state.npz.<reason>-<time>``, logged as an error)
 and detection starts afresh with a bootstrap.
@@ -94,6 +100,7 @@ logger = logging.getLogger(__name__)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _HOUR = timedelta(hours=1)
+
 
 
 class LiveConfig(BaseModel):

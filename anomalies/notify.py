@@ -30,9 +30,14 @@ while the mute runs (the alert is registered and marked ``muted``, held); an
 alert still open when the mute ends (or is lifted) gets its opening mail then,
 and its digest line; one that resolved meanwhile is dropped (its mails marked
 ``muted``, no resolution notice of an alert nobody was told of).
-A server down, a refused login or a missing password leave the mails queued,
+A server down, a refused login, a missing password or a mail refused for now
+(a 4xx answer: greylisting, a full mailbox) leave the mails queued,
 ``attempts`` counted and the error kept (naming the server, never the
-password), for the next flush: flush logs, it never raises.
+password), for the next flush: flush logs, it never raises. A mail the server
+refuses for good (a 5xx answer to its sender, a recipient or its content: an
+unknown mailbox, a policy) is marked ``failed`` with the server's answer and
+never sent again (``econome status`` counts it, ``econome alerts list --all``
+shows it); a digest so refused is not tried again that day.
 
 Each recipient gets a daily digest at the first flush at or after
 ``digest_hour`` (local time of the organisation), once per local day (a DST
@@ -394,6 +399,14 @@ class AlertRegister:
             ).fetchall()
         return [PendingMail(*row) for row in rows]
 
+    def failed_mails(self) -> list[PendingMail]:
+        """The mails failed for good (refused with a 5xx answer, or that could not be written), in queue order."""
+        with self.transaction() as db:
+            rows = db.execute(
+                "SELECT id, alert_id, mail, recipient, attempts, last_error FROM outbox WHERE status = 'failed' ORDER BY id"
+            ).fetchall()
+        return [PendingMail(*row) for row in rows]
+
 
 def _migrate(db: sqlite3.Connection) -> None:
     """Bring a register made by an older version to the current schema (the outbox's ``failed`` status)."""
@@ -568,13 +581,19 @@ class MailOutbox:
             return 0
         done: set[int] = set()
         refused: dict[int, str] = {}
+        dead: set[int] = set()
 
         def on_sent(index: int) -> None:
             done.add(index)
             self._mark_sent(outgoing[index], now)
 
-        def on_refused(index: int, error: str) -> None:
+        def on_refused(index: int, code: int, error: str) -> None:
             refused[index] = error
+            if _is_permanent(code):
+                # 5xx: refused for good (unknown mailbox, policy); sending it again would be refused again.
+                dead.add(index)
+                done.add(index)  # not counted as failed below: marked dead here
+                self._mark_refused(outgoing[index], error, now)
 
         error: str | None = None
         try:
@@ -583,6 +602,7 @@ class MailOutbox:
             error = str(exc)
         failed = {i: refused.get(i, error or "") for i in range(len(outgoing)) if i not in done}
         self._mark_failed(outgoing, failed)
+        accepted = len(done) - len(dead)
         where = f"{self.config.host}:{self.config.port}"
         if error is not None:
             if not self._server_down:
@@ -594,8 +614,11 @@ class MailOutbox:
             logger.info("mail server %s accepts mails again", where)
             self._server_down = False
         for index, reason in refused.items():
-            logger.error("mail to %s refused: %s", outgoing[index].message["To"], reason)
-        return len(done)
+            if index in dead:
+                logger.error("mail to %s refused for good, marked failed: %s", outgoing[index].message["To"], reason)
+            else:
+                logger.warning("mail to %s refused for now, kept for the next flush: %s", outgoing[index].message["To"], reason)
+        return accepted
 
     def _pending(self, now: datetime, mutes: list[Mute]) -> list[tuple[int, str, str, AlertRecord]]:
         """The pending mails to send now.
@@ -679,11 +702,31 @@ class MailOutbox:
                 (reason, outbox_id),
             )
 
+    def _mark_refused(self, outgoing: _Outgoing, reason: str, now: datetime) -> None:
+        """A mail the server refused for good (5xx): failed, never sent again; a digest counts as done for its day."""
+        if outgoing.outbox_id is not None:
+            self._mark_dead(outgoing.outbox_id, reason)
+        if outgoing.digest is not None:
+            with self.register.transaction() as db:
+                db.execute(
+                    "INSERT OR IGNORE INTO digests (recipient, local_date, sent_at) VALUES (?, ?, ?)",
+                    (*outgoing.digest, _iso(now)),
+                )
+
     def _mark_failed(self, outgoing: Sequence[_Outgoing], failed: dict[int, str]) -> None:
         rows = [(error, outgoing[i].outbox_id) for i, error in failed.items() if outgoing[i].outbox_id is not None]
         if rows:
             with self.register.transaction() as db:
                 db.executemany("UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE id = ?", rows)
+
+
+def _is_permanent(code: int) -> bool:
+    """Whether an SMTP reply code refuses a mail for good (5xx); 4xx and unknown codes are tried again.
+
+    >>> [_is_permanent(c) for c in (550, 554, 451, 421, 0)]
+    [True, True, False, False, False]
+    """
+    return 500 <= code < 600
 
 
 def _digest(day: date, alerts: Sequence[AlertRecord], since: datetime, now: datetime) -> Digest:

@@ -15,6 +15,7 @@ import email
 import email.policy
 import functools
 import logging
+import os
 import shutil
 import signal
 import tempfile
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
 
     from anomalies.detect import DetectConfig
     from anomalies.live import PassReport
+    from anomalies.lock import DetectionLock
     from simulator.faults import Fault
     from streams.faust_runner import FaustRunner, KafkaForwarder
 from streams.clock import Clock, ScaledClock, SystemClock
@@ -128,6 +130,21 @@ def check(config: Annotated[Path, typer.Argument(help="Inventory YAML file.")]) 
     renovated = [b.id for b in buildings if b.renovations]
     if renovated:
         typer.echo(f"renovated      {', '.join(renovated)}")
+    problem = _smtp_password_problem(inv)
+    if problem is not None:
+        typer.echo(f"warning: {problem}", err=True)
+
+
+def _smtp_password_problem(inv: Inventory) -> str | None:
+    """Why no mail could be sent for want of the SMTP password (``email.password_env`` unset), or None.
+
+    Checked at start (``econome run`` exits 2, ``econome check`` warns), not weeks later at the first mail.
+    """
+    if inv.email is None or inv.email.password_env is None or inv.email.password_env in os.environ:
+        return None
+    name = inv.email.password_env
+    return (f"email.password_env: the SMTP password variable {name} is not set, so no alert mail could be sent "
+            f"to {inv.email.host}; set {name} in the service's environment")
 
 
 class _Runtime:
@@ -257,6 +274,11 @@ def run(
     clock = _run_clock(speed, start, epoch)
     if settings.detect_enabled and settings.detect_config is not None:
         _detect_config_or_exit(settings.detect_config)
+    password_problem = _smtp_password_problem(inv) if settings.detect_enabled else None
+    if password_problem is not None:
+        typer.echo(f"error: {password_problem}", err=True)
+        raise typer.Exit(code=2)
+    lock, lock_error = _detection_lock_or_exit(settings.data_dir) if settings.detect_enabled else (None, None)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -267,7 +289,7 @@ def run(
         if sensor is not None and metrics_port:
             sensor.serve(metrics_port)
         runtime = _Runtime(inv, settings, clock, sensor=sensor)
-        detection = _start_detection(inv, settings, clock) if settings.detect_enabled else None
+        detection = _start_detection(inv, settings, clock, broken=lock_error) if settings.detect_enabled else None
         if detection is not None:
             detection.add_done_callback(functools.partial(_detection_died, stop, died))
         try:
@@ -286,6 +308,9 @@ def run(
     except TelemetryError as exc:
         typer.echo(f"error: {redactor.redact(str(exc))}", err=True)
         raise typer.Exit(code=1) from exc
+    finally:
+        if lock is not None:
+            lock.release()
     if died:
         typer.echo(f"error: live detection stopped: {redactor.redact(repr(died[0]))}; exiting so that the "
                    "supervisor restarts the service", err=True)
@@ -342,6 +367,25 @@ def epoch_clock(start: datetime, speed: float, epoch: float | None = None) -> Sc
     return ScaledClock(start + timedelta(seconds=(time.time() - epoch) * speed), speed)
 
 
+def _detection_lock_or_exit(data_dir: Path) -> tuple[DetectionLock | None, TelemetryError | None]:
+    """Take the data directory's live detection lock: a second ``econome run`` on it exits 2 naming the first's PID.
+
+    A lock file that cannot be made (its folder is not writable) is returned as the error that live
+    detection dies of at its start (logged, exit 1), as any broken start of detection.
+    """
+    from anomalies.lock import DetectionLock, LockHeld
+
+    lock = DetectionLock(data_dir)
+    try:
+        lock.acquire()
+    except LockHeld as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from None
+    except TelemetryError as exc:
+        return None, exc
+    return lock, None
+
+
 def _detect_config_or_exit(path: Path) -> None:
     """Check the ``ECONOME_DETECT_CONFIG`` file before anything starts: exit 2 naming its file and line."""
     from econome.settings import load_detect_config
@@ -360,13 +404,17 @@ def _start_detection(
     *,
     config: DetectConfig | None = None,
     on_pass: Callable[[PassReport | None], None] | None = None,
+    broken: Exception | None = None,
 ) -> asyncio.Task[None]:
     """Live detection as a task beside collection: one process and one deploy unit (see ``anomalies.live``).
 
-    ``config`` and ``on_pass`` are those of :func:`econome.wiring.build_live_detector` (``econome demo``).
+    ``config`` and ``on_pass`` are those of :func:`econome.wiring.build_live_detector` (``econome demo``);
+    ``broken``, what detection cannot start for (its lock file cannot be made): the task dies of it.
     """
 
     async def detection() -> None:
+        if broken is not None:
+            raise broken
         # Built in a worker thread: importing scikit-learn takes seconds, which would hold collection back.
         detector = await asyncio.to_thread(
             functools.partial(build_live_detector, inv, settings, clock, config=config, on_pass=on_pass)

@@ -2,7 +2,8 @@
 
 ::
 
-    econome alerts list                       # open alerts: id, building, kind, since, cost, state, acked/muted
+    econome alerts list                       # open alerts: id, building, kind, since, cost, state, acked/muted,
+                                              # and "mail failed to …" for a mail the server refused for good (5xx)
     econome alerts list --all --building gymnase-batum
     econome alerts ack 12 --by "M. Durand"    # listed in the digest as acknowledged, no longer reminded
     econome alerts mute gymnase-batum --inventory commune.yaml --until 2026-02-01 --why "travaux chaufferie"
@@ -97,6 +98,9 @@ def list_command(
     now = datetime.now(UTC)
     mutes = reg.mutes(now)
     alerts = reg.alerts(include_resolved=all_, building=building)
+    failed: dict[int, list[str]] = {}
+    for mail in reg.failed_mails():
+        failed.setdefault(mail.alert_id, []).append(mail.recipient)
     typer.echo(f"{'id':>5}  {'building':<24} {'kind':<22} {'since':<16} {'cost':>8}  {'state':<9} acked/muted")
     for alert in alerts:
         event = alert.event
@@ -109,6 +113,8 @@ def list_command(
             notes.append(f"muted until {max(m.until for m in running).astimezone(since.tzinfo):%Y-%m-%d %H:%M}")
         elif alert.muted:
             notes.append("muted")
+        if alert.id in failed:
+            notes.append(f"mail failed to {', '.join(failed[alert.id])}")
         cost = f"{event.excess_eur:,.0f} €" if event.excess_eur > 0 else "-"
         typer.echo(
             f"{alert.id:>5}  {alert.building:<24} {alert.kind:<22} {since:%Y-%m-%d %H:%M} {cost:>8}  "

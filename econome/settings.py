@@ -15,14 +15,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import unquote, urlsplit
 
-import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from inventory import Duration
+from inventory import Duration, InventoryError
+from inventory.loader import read_yaml
 from streams.errors import ConfigError
 from streams.influx import InfluxConfig
 from streams.validate import EventTimeConfig
@@ -253,23 +253,12 @@ def load_settings() -> EconomeSettings:
 _MAX_DETECT_CONFIG_BYTES = 1024 * 1024
 
 
-def _key_lines(node: yaml.Node, loc: tuple[str | int, ...], lines: dict[tuple[str | int, ...], int]) -> None:
-    """The line (1-based) of every mapping key and sequence item under ``node``."""
-    lines.setdefault(loc, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else "?"
-            lines[(*loc, key)] = key_node.start_mark.line + 1
-            _key_lines(value_node, (*loc, key), lines)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _key_lines(item, (*loc, i), lines)
-
-
 def load_detect_config(path: Path) -> DetectConfig:
     r"""The detection settings of ``ECONOME_DETECT_CONFIG``: a YAML mapping validated as ``DetectConfig``.
 
-    Every problem reads ``file:line field: message`` (the line of the deepest key known), as the inventory's.
+    Every problem reads ``file:line field: message`` (the line of the deepest key known), as the inventory's;
+    the file is read as the inventory is (:func:`inventory.loader.read_yaml`): a duplicate key is an error
+    naming both lines, not a silent override.
 
     Raises:
         ConfigError: the file is missing, too large, not YAML, not a mapping, or a field is unknown or invalid.
@@ -301,21 +290,16 @@ def load_detect_config(path: Path) -> DetectConfig:
         msg = f"{where}: not UTF-8"
         raise ConfigError(msg) from None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data: Any = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        msg = f"{where}{line}: not valid YAML: {getattr(exc, 'problem', None) or exc}"
+        # The inventory's loading: duplicate keys, alias bombs, huge integers refused, each naming its line.
+        data, lines = read_yaml(text, str(path), allow_empty=True)
+    except InventoryError as exc:
+        msg = f"{ENV_PREFIX}DETECT_CONFIG: " + "; ".join(exc.lines())
         raise ConfigError(msg) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
         msg = f"{where}:1: the top level must be a mapping of DetectConfig fields (rules:, models:, expected:...)"
         raise ConfigError(msg)
-    lines: dict[tuple[str | int, ...], int] = {}
-    if node is not None:
-        _key_lines(node, (), lines)
     try:
         return DetectConfig.model_validate(data)
     except ValidationError as exc:

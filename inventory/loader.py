@@ -44,6 +44,7 @@ __all__ = [
     "Problem",
     "load_inventory",
     "parse_inventory",
+    "read_yaml",
 ]
 
 MAX_INVENTORY_BYTES = 10 * 1024 * 1024
@@ -232,11 +233,47 @@ def _not_utf8(data: bytes, exc: UnicodeDecodeError) -> Problem:
 
 def parse_inventory(text: str, source: str = "<inventory>") -> Inventory:
     """Validate inventory YAML text; see :func:`load_inventory`."""
+    data, lines = read_yaml(text, source)
+    if not isinstance(data, dict):
+        raise InventoryError(source, [Problem(1, "", "the top level must be a mapping")])
+    try:
+        return Inventory.model_validate(data)
+    except ValidationError as exc:
+        raise InventoryError(source, _problems(exc, lines)) from exc
+
+
+def read_yaml(text: str, source: str, *, allow_empty: bool = False) -> tuple[Any, dict[Loc, int]]:
+    r"""Safe YAML text as Python data, with the line of every key: the inventory's loading, for other files too.
+
+    Refuses what the inventory refuses, each problem naming its line and path:
+    duplicate keys, complex keys, recursive aliases, alias bombs, deep nesting,
+    huge integers, sexagesimal numbers, more than :data:`MAX_INVENTORY_BYTES`.
+
+    Args:
+        text: the YAML text.
+        source: the file's name, for the messages.
+        allow_empty: an empty document (or comments only) reads as ``None`` instead of an error.
+
+    Returns:
+        The data and, per path (keys and sequence indices), its line (1-based).
+
+    Raises:
+        InventoryError: the text cannot be used.
+
+    >>> read_yaml("a: 1\nb:\n  c: 2\n", "x.yaml")
+    ({'a': 1, 'b': {'c': 2}}, {(): 1, ('a',): 1, ('b',): 2, ('b', 'c'): 3})
+    >>> read_yaml("a: 1\na: 2\n", "x.yaml")
+    Traceback (most recent call last):
+    ...
+    inventory.loader.InventoryError: x.yaml:2 a: duplicate key (first at line 1)
+    """
     if len(text) > MAX_INVENTORY_BYTES:
         raise InventoryError(source, [Problem(None, "", _too_large(len(text)))])
     loader = _Loader(text)
     try:
-        node = _compose(loader, text, source)
+        node = _compose(loader, text, source, allow_empty=allow_empty)
+        if node is None:
+            return None, {}
         lines: dict[Loc, int] = {}
         problems: list[Problem] = []
         locs: dict[int, Loc] = {}
@@ -252,20 +289,17 @@ def parse_inventory(text: str, source: str = "<inventory>") -> Inventory:
             raise InventoryError(source, [_yaml_problem(exc, text)]) from exc
     finally:
         loader.dispose()
-    if not isinstance(data, dict):
-        raise InventoryError(source, [Problem(1, "", "the top level must be a mapping")])
-    try:
-        return Inventory.model_validate(data)
-    except ValidationError as exc:
-        raise InventoryError(source, _problems(exc, lines)) from exc
+    return data, lines
 
 
-def _compose(loader: Any, text: str, source: str) -> yaml.Node:
+def _compose(loader: Any, text: str, source: str, *, allow_empty: bool = False) -> yaml.Node | None:
     try:
         node: yaml.Node | None = loader.get_single_node()
     except yaml.YAMLError as exc:
         raise InventoryError(source, [_yaml_problem(exc, text)]) from exc
     if node is None:
+        if allow_empty:
+            return None
         raise InventoryError(source, [Problem(None, "", "the file is empty")])
     problem = _check_graph(node)
     if problem is not None:

@@ -32,6 +32,7 @@ Sample (one point, see ``examples/commune.yaml`` for a whole commune)::
 from __future__ import annotations
 
 import email.utils
+import ipaddress
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -888,6 +890,21 @@ MailLanguage = Literal["fr", "en"]
 _DEFAULT_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
 
 
+def _is_loopback(host: str) -> bool:
+    """Whether a host name or address is this machine (no DNS lookup: ``localhost`` by name).
+
+    >>> [_is_loopback(h) for h in ("localhost", "127.0.0.1", "127.1.2.3", "::1", "[::1]", "relay.local", "10.0.0.1")]
+    [True, True, True, True, True, False, False]
+    """
+    name = host.strip().strip("[]").rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
 class EmailSettings(_Frozen):
     """The inventory's ``email:`` section: the SMTP server, the sender, recipients and languages, the digest hour.
 
@@ -895,6 +912,9 @@ class EmailSettings(_Frozen):
     TLS, 465), or ``none`` (a local relay, 25) only when written by name, so
     that no forgotten line sends passwords and mails in clear. The password is
     never in the file: ``password_env`` names the variable that holds it.
+    A login (``username``, ``password_env``) with ``security: none`` is refused
+    unless ``host`` is this machine (``localhost``, ``127.0.0.0/8``, ``::1``):
+    the password would cross the network in clear.
     ``anomalies.alerts.EmailConfig`` adds the TLS context and the password lookup.
     """
 
@@ -936,6 +956,17 @@ class EmailSettings(_Frozen):
             security = data.get("security")
             return {**data, "port": _DEFAULT_PORTS.get(security, 25) if isinstance(security, str) else 25}
         return data
+
+    @field_validator("username", "password_env")
+    @classmethod
+    def _no_clear_login_to_a_remote_host(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # security: none sends the login and password in clear: only to a relay on this machine.
+        host = info.data.get("host")
+        if value is not None and info.data.get("security") == "none" and host and not _is_loopback(host):
+            msg = (f"a login with security: none would send the password in clear to {host}; "
+                   "use starttls or ssl, or a relay on this machine (localhost, 127.0.0.1, ::1)")
+            raise ValueError(msg)
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> EmailSettings:

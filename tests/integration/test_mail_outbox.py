@@ -388,3 +388,68 @@ async def test_alerts_of_a_building_left_out_of_the_inventory_are_closed(tmp_pat
     outbox.queue([_event(AlertState.OPEN), _event(AlertState.OPEN, building="ancienne-poste")], T0)
     assert outbox.reset(T0, everything=False) == 1
     assert [a.building for a in outbox.register.alerts()] == ["gymnase-batum"]
+
+
+class _Refusing(_Inbox):
+    """Refuses the DATA of mails whose subject holds a word, with a given answer; accepts the others."""
+
+    def __init__(self, word: str, answer: str) -> None:
+        super().__init__()
+        self.word = word
+        self.answer = answer
+        self.refused = 0
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content or b""
+        message = email.message_from_bytes(raw, policy=email.policy.default)
+        if self.word in str(message["Subject"]):
+            self.refused += 1
+            return self.answer
+        return await super().handle_DATA(server, session, envelope)
+
+
+def _refusing_server(word: str, answer: str) -> tuple[Controller, _Refusing, int]:
+    handler = _Refusing(word, answer)
+    port = _free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    return controller, handler, port
+
+
+async def test_a_mail_refused_for_good_is_failed_and_never_sent_again(tmp_path: Path, inventory: Inventory) -> None:
+    controller, handler, port = _refusing_server("fuite", "554 5.7.1 message rejected by policy")
+    try:
+        outbox = _outbox(tmp_path, inventory, port)
+        outbox.queue([_event(AlertState.OPEN), _event(AlertState.OPEN, kind="water_leak", usage="water")], T0)
+        assert await outbox.flush(T0) == 1  # the other mail is sent
+        assert handler.refused == 1
+        with outbox.register.transaction() as db:
+            rows = db.execute("SELECT status, attempts, last_error FROM outbox ORDER BY id").fetchall()
+        assert [r[0] for r in rows] == ["sent", "failed"]
+        assert "554" in rows[1][2]
+        assert f"127.0.0.1:{port}" in rows[1][2]
+        assert outbox.register.pending_mails() == []
+        assert [m.recipient for m in outbox.register.failed_mails()] == [ADVISOR]
+        assert await outbox.flush(T0 + timedelta(hours=1)) == 0
+        assert handler.refused == 1  # not offered to the server again
+    finally:
+        controller.stop()
+
+
+async def test_a_mail_refused_for_now_is_kept_and_sent_later(tmp_path: Path, inventory: Inventory) -> None:
+    controller, handler, port = _refusing_server("Gymnase", "451 4.7.1 greylisted, try again later")
+    try:
+        outbox = _outbox(tmp_path, inventory, port)
+        outbox.queue([_event(AlertState.OPEN)], T0)
+        assert await outbox.flush(T0) == 0
+        [pending] = outbox.register.pending_mails()
+        assert pending.attempts == 1
+        assert "451" in (pending.last_error or "")
+        assert outbox.register.failed_mails() == []
+        handler.word = "no subject holds this"  # the greylisting is over
+        assert await outbox.flush(T0 + timedelta(minutes=10)) == 1
+        assert handler.refused == 1
+        assert len(handler.messages) == 1
+        assert outbox.register.pending_mails() == []
+    finally:
+        controller.stop()

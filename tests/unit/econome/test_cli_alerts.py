@@ -85,3 +85,15 @@ def test_mute_refuses_what_it_cannot_use(data_dir: Path, args: list[str], named:
     [line] = result.output.strip().splitlines()
     assert line.startswith(f"error: {named}")
     assert not AlertRegister(alerts_path(data_dir)).mutes()
+
+
+def test_list_shows_a_mail_failed_for_good(data_dir: Path) -> None:
+    register = AlertRegister(alerts_path(data_dir))
+    [mail] = register.pending_mails()
+    assert "mail failed" not in runner.invoke(app, ["alerts", "list", "--all"]).output
+    with register.transaction() as db:  # as flush marks a mail the server answered 550
+        db.execute("UPDATE outbox SET status = 'failed', last_error = '550 no such user' WHERE id = ?", (mail.id,))
+    listed = runner.invoke(app, ["alerts", "list", "--all"])
+    assert listed.exit_code == 0, listed.output
+    [row] = [line for line in listed.output.splitlines() if "gymnase-batum" in line]
+    assert f"mail failed to {mail.recipient}" in row

@@ -27,6 +27,9 @@ def test_a_valid_file_sets_the_detection_settings(tmp_path: Path) -> None:
     ("models: false\n\nmodelz: true\n", ":3 modelz: Extra inputs are not permitted"),
     ("models: [\n", "not valid YAML"),
     ("- models\n", ":1: the top level must be a mapping"),
+    ("models: false\nrules:\n  leak_min_flow_m3_h: 0.05\nmodels: true\n", ":4 models: duplicate key (first at line 1)"),
+    ("rules:\n  leak_min_flow_m3_h: 0.05\n  leak_min_flow_m3_h: 5\n",
+     ":3 rules.leak_min_flow_m3_h: duplicate key (first at line 2)"),
 ])
 def test_a_broken_file_is_one_error_naming_file_line_and_field(tmp_path: Path, text: str, expected: str) -> None:
     path = tmp_path / "detect.yaml"
@@ -47,3 +50,9 @@ def test_econome_run_refuses_to_start_on_a_broken_file(tmp_path: Path) -> None:
     )
     assert result.returncode == 2, result.stdout + result.stderr
     assert f"ECONOME_DETECT_CONFIG: {path}:2 rules.no_such_rule: Extra inputs are not permitted" in result.stderr
+
+
+def test_an_empty_file_keeps_the_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "detect.yaml"
+    path.write_text("# nothing changed yet\n", encoding="utf-8")
+    assert load_detect_config(path).models is True

@@ -90,3 +90,24 @@ def test_malformed_addresses_of_the_email_section_are_errors(section: str, path:
     [problem] = info.value.lines()
     assert f" {path}" in problem
     assert "not an e-mail address" in problem
+
+
+def test_a_clear_login_to_a_remote_host_is_refused_naming_the_fields_and_lines() -> None:
+    section = "  host: smtp.valmont.example\n  security: none\n  sender: e@v.example\n"
+    login = "  username: econome\n  password_env: ECONOME_SMTP_PASSWORD\n"
+    with pytest.raises(InventoryError) as info:
+        parse_inventory(_with_email(section + login), "c.yaml")
+    lines = info.value.lines()
+    assert [line.split(" ")[:2] for line in lines] == [
+        [f"c.yaml:{LINE + 4}", "email.username:"],
+        [f"c.yaml:{LINE + 5}", "email.password_env:"],
+    ]
+    assert all("in clear to smtp.valmont.example" in line for line in lines)
+
+
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "::1"])
+def test_a_login_without_tls_to_a_local_relay_is_allowed(host: str) -> None:
+    section = f"  host: '{host}'\n  security: none\n  sender: e@v.example\n"
+    login = "  username: econome\n  password_env: ECONOME_SMTP_PASSWORD\n"
+    config = email_config(parse_inventory(_with_email(section + login)))
+    assert (config.host, config.username) == (host, "econome")
