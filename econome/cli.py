@@ -133,6 +133,32 @@ def check(config: Annotated[Path, typer.Argument(help="Inventory YAML file.")]) 
     problem = _smtp_password_problem(inv)
     if problem is not None:
         typer.echo(f"warning: {problem}", err=True)
+    problem = _school_calendar_problem(inv, datetime.now(inv.organisation.tz).date())
+    if problem is not None:
+        typer.echo(f"warning: {problem}", err=True)
+
+
+def _school_calendar_problem(inv: Inventory, today: date) -> str | None:
+    """Why school holidays will be missed in the next 120 days (their dates unknown), or None.
+
+    >>> from inventory import load_inventory
+    >>> inv = load_inventory(Path("examples/commune.yaml"))
+    >>> _school_calendar_problem(inv, date(2026, 12, 1)) is None
+    True
+    >>> print(_school_calendar_problem(inv, date(2040, 1, 1)))  # doctest: +ELLIPSIS
+    school-holiday dates of zone ... are not known for 2040 ...
+    """
+    from inventory.calendar import unknown_school_days
+
+    if not any(b.schedule.closed_on_school_holidays for _, b in inv.buildings()):
+        return None
+    zone = inv.organisation.school_holiday_zone
+    missing = unknown_school_days(zone, today, 120)
+    if not missing:
+        return None
+    years = ", ".join(str(y) for y in missing)
+    return (f"school-holiday dates of zone {zone} are not known for {years} (vacances-scolaires-france): "
+            "buildings closed in school holidays will count as open then; upgrade the package")
 
 
 def _smtp_password_problem(inv: Inventory) -> str | None:

@@ -15,6 +15,7 @@ True
 
 from __future__ import annotations
 
+import logging
 from datetime import date, datetime, time, timedelta
 from functools import cache
 from zoneinfo import ZoneInfo
@@ -26,7 +27,17 @@ from vacances_scolaires_france import SchoolHolidayDates
 
 from inventory.model import WEEKDAYS, Building, Schedule
 
-__all__ = ["FrenchCalendar", "OpeningHours", "closed_all_day", "day_intervals", "in_intervals", "is_open"]
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "FrenchCalendar",
+    "OpeningHours",
+    "closed_all_day",
+    "day_intervals",
+    "in_intervals",
+    "is_open",
+    "unknown_school_days",
+]
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -35,6 +46,28 @@ BoolArray = npt.NDArray[np.bool_]
 @cache
 def _school_dates() -> SchoolHolidayDates:
     return SchoolHolidayDates()
+
+
+@cache
+def _warn_unknown_school_year(zone: str, year: int, known: range) -> None:
+    logger.warning(
+        "school-holiday dates of zone %s are known for %d-%d only (vacances-scolaires-france): in %d no day is "
+        "taken as a school holiday, so buildings closed in school holidays count as open; upgrade the package",
+        zone, known.start, known.stop - 1, year,
+    )  # fmt: skip
+
+
+def unknown_school_days(zone: str, first: date, days: int) -> list[int]:
+    """The years among ``days`` days from ``first`` whose school-holiday dates are not known.
+
+    >>> unknown_school_days("A", date(2026, 12, 1), 90)
+    []
+    >>> unknown_school_days("A", date(2040, 1, 1), 1)
+    [2040]
+    """
+    known = FrenchCalendar(zone).school_years
+    years = sorted({(first + timedelta(days=d)).year for d in range(days)})
+    return [y for y in years if y not in known]
 
 
 class FrenchCalendar:
@@ -55,8 +88,12 @@ class FrenchCalendar:
         return day in self._public
 
     def is_school_holiday(self, day: date) -> bool:
-        """Tell whether a day falls in the school holidays of the zone."""
+        """Tell whether a day falls in the school holidays of the zone.
+
+        A day of a year whose dates are not known is no holiday, with one warning per zone and year.
+        """
         if day.year not in self.school_years:
+            _warn_unknown_school_year(self.zone, day.year, self.school_years)
             return False
         return bool(_school_dates().is_holiday_for_zone(day, self.zone))
 
