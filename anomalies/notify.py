@@ -324,12 +324,21 @@ class AlertRegister:
                 raise
             db.execute("COMMIT")
 
-    def alerts(self, *, include_resolved: bool = False, building: str | None = None) -> list[AlertRecord]:
-        """The alerts, oldest first: open ones, or all with ``include_resolved``; of one building if given."""
+    def alerts(
+        self, *, include_resolved: bool = False, building: str | None = None, resolved_since: datetime | None = None
+    ) -> list[AlertRecord]:
+        """The alerts, oldest first: open ones, or all with ``include_resolved``; of one building if given.
+
+        ``resolved_since`` keeps, of the resolved ones, only those resolved after it (the register grows for
+        ever; a digest needs the resolved alerts since the previous one only).
+        """
         sql = "SELECT id, state, first_seen, resolved_at, acked_by, acked_at, muted, event, closed FROM alerts WHERE 1=1"
         args: list[str] = []
         if not include_resolved:
             sql += " AND state != 'resolved'"
+        elif resolved_since is not None:
+            sql += " AND (state != 'resolved' OR resolved_at > ?)"
+            args.append(_iso(resolved_since))
         if building is not None:
             sql += " AND building = ?"
             args.append(building)
@@ -663,8 +672,10 @@ class MailOutbox:
         with self.register.transaction() as db:
             sent_today = {r[0] for r in db.execute("SELECT recipient FROM digests WHERE local_date = ?", (day,))}
             last = dict(db.execute("SELECT recipient, MAX(sent_at) FROM digests GROUP BY recipient").fetchall())
+        # The oldest "since" of any recipient (its last digest, or a day back): no earlier resolution can show.
+        oldest = min([_time(t) for t in last.values()] + [now - timedelta(days=1)])
         alerts = [
-            a for a in self.register.alerts(include_resolved=True)
+            a for a in self.register.alerts(include_resolved=True, resolved_since=oldest)
             if not any(m.covers(a.building, a.kind, now) for m in mutes) and (a.is_open or not a.muted)
         ]  # fmt: skip
         by_recipient: dict[str, list[AlertRecord]] = {}
