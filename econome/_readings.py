@@ -38,6 +38,8 @@ __all__ = ["EXIT_DATA", "EXIT_INFLUX", "ReadingSource", "influx_config", "local_
 EXIT_DATA = 3
 EXIT_INFLUX = 4
 
+_CHUNK = timedelta(days=7)
+"""Time covered by one InfluxQL query: a week of the points asked (what is read is held whole anyway)."""
 _MARGIN = timedelta(days=1)
 """Read a day more on each side of the dates asked: the counter index before the first hour, and the
 Météo-France windows of the degree days (Tn from 18:00 UTC the day before, Tx until 06:00 UTC the day after)."""
@@ -172,7 +174,7 @@ class ReadingSource:
             client = InfluxQLClient(config)
             try:
                 policy = await raw_retention_policy(client, config)
-                return await read_readings(client, inventory, start, end, retention_policy=policy, points=points)
+                return await read_readings(client, inventory, start, end, chunk=_CHUNK, retention_policy=policy, points=points)
             finally:
                 await client.close()
 

@@ -119,6 +119,7 @@ def test_reports_and_operat_are_written(app: typer.Typer, tmp_path: Path) -> Non
 
 def test_renovation_report_unknown_building(app: typer.Typer, tmp_path: Path) -> None:
     result = CliRunner().invoke(
-        app, ["report", "renovation", "--config", str(CONFIG), "--readings", str(tmp_path), "--building", "nope", "--out", "x.html"]
+        app,
+        ["report", "renovation", "--config", str(CONFIG), "--readings", str(tmp_path), "--building", "nope", "--out", "x.html"],
     )
     assert result.exit_code == 2
