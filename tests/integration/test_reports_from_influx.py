@@ -190,6 +190,21 @@ def test_mv_and_reports_from_influxdb_equal_those_from_csv(
     for name in ("export", "simulate"):
         assert _numbers(pages[name]) == pytest.approx(figures, abs=1), name
 
+    # detect: the same events from InfluxDB over a month as from that month's export.
+    month = tmp_path / "month.csv"
+    _run("export", "--config", str(config), "--since", "2024-09-01", "--until", "2024-10-01", "--out", str(month))
+    events = {}
+    for name, src in {"influx": ["--from-influx", "--since", "2024-09-01", "--until", "2024-10-01"],
+                      "export": ["--readings", str(month)]}.items():
+        _run("detect", "--inventory", str(config), *src, "--no-models", "--out", str(tmp_path / f"{name}.jsonl"))
+        events[name] = (tmp_path / f"{name}.jsonl").read_text(encoding="utf-8")
+    assert events["influx"] == events["export"]
+    # --building keeps that building's points and the weather station's.
+    school = tmp_path / "school.csv"
+    _run("export", "--config", str(config), "--since", "2024-09-01", "--until", "2024-10-01", "--building", "ecole-curie",
+         "--out", str(school))
+    assert set(read_readings_csv(school)) == {"ecole-curie-gas-volume", "station-meteo-temperature"}
+
     summaries = {}
     for name, src in sources.items():
         out = _run("report", "renovation", *src, *common, "--building", "ecole-curie",
@@ -230,6 +245,10 @@ def test_export_and_reading_influx_fail_clearly(
                                  "--month", "2025-01", "--out", str(tmp_path / "m.html")])
     assert result.exit_code == 3, result.output
     assert "holds no reading of mairie-elec-energy" in result.output
+    result = runner.invoke(app, ["detect", "--inventory", config, "--from-influx", "--since", "2025-01-01",
+                                 "--out", str(tmp_path / "e.jsonl")])
+    assert result.exit_code == 3, result.output
+    assert "holds no readings between" in result.output
 
     # InfluxDB unreachable: exit 4, as econome status.
     monkeypatch.setenv("ECONOME_INFLUX_URL", f"http://127.0.0.1:{free_port()}")

@@ -123,3 +123,25 @@ def test_renovation_report_unknown_building(app: typer.Typer, tmp_path: Path) ->
         ["report", "renovation", "--config", str(CONFIG), "--readings", str(tmp_path), "--building", "nope", "--out", "x.html"],
     )
     assert result.exit_code == 2
+
+
+def test_mv_on_a_bare_kwh_index_without_inventory(app: typer.Typer, tmp_path: Path) -> None:
+    data = _data(tmp_path, 0.3)
+    periods = ["--baseline", "2023-09-01/2024-09-01", "--reporting", "2024-09-01/2025-08-31"]
+    runner = CliRunner()
+    result = runner.invoke(app, ["mv", "--readings", str(data), "--point", "ecole-curie-gas-volume",
+                                 "--temperature-point", "station-meteo-temperature", *periods])
+    assert result.exit_code == 0, result.output
+    bare = json.loads(result.output)
+    assert bare["savings_fraction"] == pytest.approx(0.3, abs=0.03)
+    with_inventory = json.loads(runner.invoke(
+        app, ["mv", "--readings", str(data), "--point", "ecole-curie-gas-volume", "--config", str(CONFIG), *periods]
+    ).output)
+    assert with_inventory["actual_kwh"] == pytest.approx(bare["actual_kwh"] * 11.2, rel=1e-9)  # m3 → kWh (PCS)
+
+    result = runner.invoke(app, ["mv", "--readings", str(data), "--point", "ecole-curie-gas-volume", *periods])
+    assert result.exit_code == 2
+    assert "--temperature-point" in result.output
+    result = runner.invoke(app, ["mv", "--readings", str(data), "--from-influx", "--point", "p", *periods])
+    assert result.exit_code == 2
+    assert "either --readings FILE.csv or --from-influx" in result.output
