@@ -87,6 +87,7 @@ CSV_HEADER = ("timestamp", "point", "value")
 """The columns of the one readings CSV format."""
 
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -298,10 +299,11 @@ def hourly_consumption(series: PointSeries, tracker: CounterTracker, tz: ZoneInf
     Returns:
         The starts (UTC) of the hours with consumption, in order, and the consumption of each.
     """
-    calendar = WindowCalendar(tz)
-    hours: dict[int, float] = defaultdict(float)
+    starts: list[int] = []
+    ends: list[int] = []
+    amounts: list[float] = []
     for t, v in zip(series.times_s.tolist(), series.values.tolist(), strict=True):
-        if not np.isfinite(v):
+        if not math.isfinite(v):
             continue
         interval = tracker.update(datetime.fromtimestamp(t, UTC), v)
         if interval is None:
@@ -309,9 +311,54 @@ def hourly_consumption(series: PointSeries, tracker: CounterTracker, tz: ZoneInf
                 logger.warning("counter %s: a gap of more than %s before %s is not spread",
                                tracker.point_id, tracker.max_spread, datetime.fromtimestamp(t, UTC).isoformat())
             continue
-        start_ms = round(interval.start.timestamp() * 1000)
-        end_ms = round(interval.end.timestamp() * 1000)
-        for hour_ms, share in calendar.split_ms(start_ms, end_ms, WindowSize.HOUR):
-            hours[hour_ms] += interval.amount * share
+        starts.append(round(interval.start.timestamp() * 1000))
+        ends.append(round(interval.end.timestamp() * 1000))
+        amounts.append(interval.amount)
+    if not starts:
+        return [], np.zeros(0)
+    start_ms, end_ms = np.array(starts, dtype=np.int64), np.array(ends, dtype=np.int64)
+    if _whole_hour_offsets(tz, int(start_ms[0]), int(end_ms[-1])):
+        hours = _split_utc_hours(start_ms, end_ms, np.array(amounts, dtype=np.float64))
+    else:  # local hours are not UTC hours (a half-hour offset): the windows' own split
+        calendar = WindowCalendar(tz)
+        hours = defaultdict(float)
+        for lo, hi, amount in zip(starts, ends, amounts, strict=True):
+            for hour_ms, share in calendar.split_ms(lo, hi, WindowSize.HOUR):
+                hours[hour_ms] += amount * share
     keys = sorted(hours)
     return [datetime.fromtimestamp(k / 1000, UTC) for k in keys], np.array([hours[k] for k in keys], dtype=np.float64)
+
+
+_HOUR_MS = 3_600_000
+
+
+def _whole_hour_offsets(tz: ZoneInfo, start_ms: int, end_ms: int) -> bool:
+    """Whether every UTC offset of ``tz`` in the range is a whole number of hours (local hours are UTC hours)."""
+    day = 86_400_000
+    for ms in range(start_ms - day, end_ms + 2 * day, day):
+        offset = datetime.fromtimestamp(ms / 1000, UTC).astimezone(tz).utcoffset()
+        if offset is None or offset.total_seconds() % 3600:
+            return False
+    return True
+
+
+def _split_utc_hours(start_ms: IntArray, end_ms: IntArray, amounts: FloatArray) -> dict[int, float]:
+    """:meth:`WindowCalendar.split_ms` over UTC hours for many intervals at once: each amount shared in proportion to time.
+
+    A zero-length interval belongs wholly to the hour holding its end, as in the windows.
+    """
+    first = start_ms // _HOUR_MS
+    last = np.maximum((end_ms - 1) // _HOUR_MS, first)
+    empty = end_ms <= start_ms
+    first = np.where(empty, end_ms // _HOUR_MS, first)
+    last = np.where(empty, first, last)
+    count = last - first + 1
+    which = np.repeat(np.arange(start_ms.size), count)
+    hour = first[which] + (np.arange(which.size) - np.repeat(np.cumsum(count) - count, count))
+    lo = np.maximum(start_ms[which], hour * _HOUR_MS)
+    hi = np.minimum(end_ms[which], (hour + 1) * _HOUR_MS)
+    span = (end_ms - start_ms)[which]
+    share = np.where(empty[which], 1.0, (hi - lo) / np.where(span > 0, span, 1))
+    keys, index = np.unique(hour, return_inverse=True)
+    sums = np.bincount(index, weights=amounts[which] * share, minlength=keys.size)
+    return {int(k) * _HOUR_MS: float(v) for k, v in zip(keys.tolist(), sums.tolist(), strict=True)}
