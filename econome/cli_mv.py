@@ -420,8 +420,9 @@ def report_renovation(
     tz = inv.organisation.tz
     weather = _weather_point(inv, temperature_point)
     base_start, base_end = _period(baseline) if baseline else (works.date - timedelta(days=365), works.date)
-    asked_end = _period(reporting)[1] if reporting else datetime.now(tz).date() + timedelta(days=1)
-    data = source.load(inv, *local_range(tz, min(base_start, works.date), asked_end), [meter.id, weather])
+    # The reference period and the reporting one (by default from the works up to today).
+    asked = _period(reporting) if reporting else (works.date, datetime.now(tz).date() + timedelta(days=1))
+    data = source.load(inv, *local_range(tz, min(base_start, asked[0]), max(base_end, asked[1])), [meter.id, weather])
     loaded = _point_series(inv, data, meter)
     if loaded is None:
         msg = f"no reading of {meter.id} in {source.where}"
