@@ -8,7 +8,9 @@ clock) into a real InfluxDB 1.6. Then ``econome mv``, ``econome report
 building`` and ``econome report renovation`` run three ways: from InfluxDB
 (``--from-influx``), from the CSV ``econome export`` wrote out of InfluxDB,
 and from the CSV ``econome simulate`` wrote. Their figures agree within
-rounding (the simulator's CSV keeps 5 decimals).
+rounding (the simulator's CSV keeps 5 decimals). The portfolio report, the
+OPERAT export and ``econome detect`` (which sees a meter left silent for two
+days) give the same from InfluxDB as from its export.
 """
 
 from __future__ import annotations
@@ -197,6 +199,17 @@ def test_mv_and_reports_from_influxdb_equal_those_from_csv(
     assert len(figures) > 20
     for name in ("export", "simulate"):
         assert _numbers(pages[name]) == pytest.approx(figures, abs=1), name
+
+    # The portfolio report and the OPERAT export, from InfluxDB and from its export.
+    yearly: dict[str, tuple[str, str]] = {}
+    for name in ("influx", "export"):
+        portfolio, operat = tmp_path / f"portfolio-{name}.html", tmp_path / f"operat-{name}.csv"
+        _run("report", "portfolio", *sources[name], *common, "--year", "2024", "--out", str(portfolio))
+        _run("report", "operat", *sources[name], *common, "--year", "2024", "--reference-year", "2023", "--out", str(operat))
+        yearly[name] = portfolio.read_text(encoding="utf-8"), operat.read_text(encoding="utf-8-sig")
+    assert _numbers(yearly["export"][0]) == pytest.approx(_numbers(yearly["influx"][0]), abs=1)
+    assert yearly["export"][1] == yearly["influx"][1]
+    assert ";ecole-curie;" in yearly["influx"][1]
 
     # detect: the same events from InfluxDB over a month as from that month's export.
     month = tmp_path / "month.csv"
