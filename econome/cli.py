@@ -816,7 +816,7 @@ def simulate(
     without_renovations: Annotated[bool, typer.Option(help="Simulate as if no works were done (null case).")] = False,
     all_points: Annotated[bool, typer.Option(help="Write every point, not only counters and weather.")] = False,
 ) -> None:
-    """Write the simulated commune's readings as one CSV, for ``econome detect``, ``mv`` and ``report``."""
+    """Write the simulated commune's readings as one CSV (timestamp,point,value), for econome detect, mv and report."""
     from simulator.export import without_renovations as _no_works
     from simulator.export import write_readings_csv
 

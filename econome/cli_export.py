@@ -108,7 +108,7 @@ def export_command(
     out: Annotated[Path, typer.Option("--out", help="CSV file to write (timestamp,point,value).")],
     building: Annotated[list[str] | None, typer.Option("--building", help="Only this building (repeatable).")] = None,
 ) -> None:
-    """Write the readings collected in InfluxDB over a time range to the one CSV format."""
+    """Write the readings collected in InfluxDB over a time range as CSV (timestamp,point,value), for detect, mv, report."""
     inv = _load(config)
     tz = inv.organisation.tz
     start, end = _moment(since, "--since", tz), _moment(until, "--until", tz)
