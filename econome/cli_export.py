@@ -19,8 +19,8 @@ a time without offset is in the organisation's timezone. ``--building``
 reports need. The range is read one day and 50 points at a time, so memory
 does not grow with the range. The file is written whole or not at all.
 
-Exit codes: 2 a bad inventory, setting or option; 3 no reading in the range;
-4 InfluxDB unreachable or refusing.
+Exit codes: 1 the file cannot be written; 2 a bad inventory, setting or
+option; 3 no reading in the range; 4 InfluxDB unreachable or refusing.
 
 :func:`register` adds the command to the main app.
 """
@@ -28,8 +28,7 @@ Exit codes: 2 a bad inventory, setting or option; 3 no reading in the range;
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -115,9 +114,6 @@ def export_command(
     if end <= start:
         msg = f"--until {until} is not after --since {since}"
         raise typer.BadParameter(msg)
-    if end - start > timedelta(days=366 * 20):
-        msg = "the range is longer than 20 years"
-        raise typer.BadParameter(msg)
     points = _points(inv, building or [])
     influx = influx_config()
     part = out.with_name(out.name + ".part")
@@ -127,6 +123,10 @@ def export_command(
         part.unlink(missing_ok=True)
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=EXIT_INFLUX) from exc
+    except OSError as exc:  # the folder missing or not writable, a full disk
+        part.unlink(missing_ok=True)
+        typer.echo(f"error: cannot write {out}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(code=1) from exc
     except BaseException:
         part.unlink(missing_ok=True)
         raise
@@ -146,5 +146,4 @@ async def _write_all(config: InfluxConfig, points: list[str], start: datetime, e
         policy = await raw_retention_policy(client, config)
         return await _write(client, points, start, end, out, policy)
     finally:
-        with contextlib.suppress(Exception):
-            await client.close()
+        await client.close()

@@ -273,6 +273,13 @@ def test_export_and_reading_influx_fail_clearly(
     assert result.exit_code == 3, result.output
     assert "holds no readings between" in result.output
 
+    # A file that cannot be written: exit 1, naming it.
+    result = runner.invoke(app, ["export", "--config", config, "--since", "2025-01-01", "--until", "2025-02-01",
+                                 "--out", str(tmp_path / "no-such-folder" / "x.csv")])
+    assert result.exit_code == 1, result.output
+    assert "cannot write" in result.output
+    assert "no-such-folder" in result.output
+
     # InfluxDB unreachable: exit 4, as econome status.
     monkeypatch.setenv("ECONOME_INFLUX_URL", f"http://127.0.0.1:{free_port()}")
     result = runner.invoke(app, ["export", "--config", config, "--since", "2025-01-01", "--until", "2025-02-01",
