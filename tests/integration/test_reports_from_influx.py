@@ -273,6 +273,11 @@ def test_export_and_reading_influx_fail_clearly(
     assert result.exit_code == 3, result.output
     assert "holds no readings between" in result.output
 
+    result = runner.invoke(app, ["export", "--config", config, "--since", "2025-01-01", "--until", "2025-02-01",
+                                 "--building", "nope", "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert "no building 'nope'" in result.output
+
     # A file that cannot be written: exit 1, naming it.
     result = runner.invoke(app, ["export", "--config", config, "--since", "2025-01-01", "--until", "2025-02-01",
                                  "--out", str(tmp_path / "no-such-folder" / "x.csv")])
