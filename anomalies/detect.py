@@ -60,11 +60,9 @@ True
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -101,7 +99,8 @@ from anomalies.lifecycle import AlertKey, AlertLifecycle, Gate, LifecycleConfig,
 from anomalies.rules import BUILDING_RULES, CLOSURE_LOOKAHEAD_H, QUALITY_RULES, Finding, RulesConfig, planned_closures
 from anomalies.thresholds import QuantileThreshold
 from inventory import Building, FrenchCalendar, Inventory, Usage
-from streams.errors import DecodeError, InsufficientData
+from streams.errors import InsufficientData
+from streams.history import read_readings_csv
 
 __all__ = [
     "MATERIAL_KINDS",
@@ -239,55 +238,6 @@ class DetectConfig(BaseModel):
     materiality: MaterialityConfig = Field(default_factory=MaterialityConfig)
     """When the excess of a consumption alert is worth an advisor's time (:class:`MaterialityConfig`)."""
     random_state: int = 0
-
-
-def read_readings_csv(path: Path) -> dict[str, PointSeries]:
-    """Read a ``timestamp,point,value`` CSV (ISO 8601 timestamps with an offset).
-
-    Empty values are skipped; rows may come in any order.
-
-    Raises:
-        DecodeError: a missing column, a timestamp without offset or a value that is not a number.
-    """
-    times: dict[str, list[float]] = defaultdict(list)
-    values: dict[str, list[float]] = defaultdict(list)
-    parsed: dict[str, float] = {}
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None or [h.strip() for h in header[:3]] != ["timestamp", "point", "value"]:
-            msg = f"{path}: the header must be 'timestamp,point,value', got {header}"
-            raise DecodeError(msg)
-        for line_no, row in enumerate(reader, start=2):
-            if len(row) < 3 or not row[2].strip():
-                continue
-            stamp, point, text = row[0], row[1], row[2]
-            moment = parsed.get(stamp)
-            if moment is None:
-                try:
-                    when = datetime.fromisoformat(stamp)
-                except ValueError as exc:
-                    msg = f"{path}:{line_no}: bad timestamp {stamp!r}"
-                    raise DecodeError(msg) from exc
-                if when.tzinfo is None:
-                    msg = f"{path}:{line_no}: timestamp {stamp!r} has no UTC offset"
-                    raise DecodeError(msg)
-                moment = when.timestamp()
-                parsed[stamp] = moment
-            try:
-                value = float(text)
-            except ValueError as exc:
-                msg = f"{path}:{line_no}: value {text!r} of {point} is not a number"
-                raise DecodeError(msg) from exc
-            times[point].append(moment)
-            values[point].append(value)
-    out: dict[str, PointSeries] = {}
-    for point, stamps in times.items():
-        t = np.asarray(stamps, dtype=np.float64)
-        v = np.asarray(values[point], dtype=np.float64)
-        order = np.argsort(t, kind="stable")
-        out[point] = PointSeries(times_s=t[order], values=v[order])
-    return out
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -42,6 +42,7 @@ from inventory.bookings import booked_intervals
 from inventory.calendar import day_intervals, in_intervals
 from mv.baseline import BaselineConfig, DailyChangePointBaseline, DailyObservations, DailyParams, classify_days
 from streams.errors import InsufficientData, ModelError
+from streams.history import PointSeries
 
 __all__ = [
     "FEATURE_LOOKBACK",
@@ -67,19 +68,6 @@ IntArray = npt.NDArray[np.int64]
 
 _HOUR_S = 3600.0
 _SAMPLES_PER_HOUR = 4  # the schedule is sampled every 15 min to get the open fraction of an hour
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class PointSeries:
-    """Readings of one point, sorted by time.
-
-    Attributes:
-        times_s: UTC epoch seconds.
-        values: the values, in the point's unit (a counter's index).
-    """
-
-    times_s: FloatArray
-    values: FloatArray
 
 
 class FeatureConfig(BaseModel):

@@ -69,18 +69,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from anomalies.alerts import write_events
 from anomalies.detect import DetectConfig, ExpectedSeries
 from anomalies.events import AlertState, AnomalyEvent, Language
 from anomalies.expected_sink import write_expected
-from anomalies.features import PointSeries
 from anomalies.incremental import DetectorState, IncrementalConfig, advance
 from inventory import Duration, Inventory
 from streams.errors import ConfigError, DecodeError, SinkError, TelemetryError
-from streams.influx import RAW_MEASUREMENT, RAW_RP, InfluxConfig, InfluxQLClient, influxql_ident, make_writer
+from streams.history import read_readings
+from streams.influx import RAW_RP, InfluxConfig, InfluxQLClient, influxql_ident, make_writer
 
 if TYPE_CHECKING:
     from streams.clock import Clock
@@ -201,55 +200,6 @@ def next_run(now: datetime, config: LiveConfig) -> datetime:
 
 def _floor_hour(moment: datetime) -> datetime:
     return _EPOCH + ((moment - _EPOCH) // _HOUR) * _HOUR
-
-
-async def read_readings(
-    client: InfluxQLClient,
-    inventory: Inventory,
-    start: datetime,
-    end: datetime,
-    *,
-    chunk: timedelta = timedelta(days=1),
-    retention_policy: str | None = None,
-) -> dict[str, PointSeries]:
-    """The raw readings of the inventory's points in ``[start, end)``, as :func:`anomalies.detect.read_readings_csv`.
-
-    Counters come as the cumulative indexes the meters gave, sensors as their
-    values, as the pipeline wrote them (:class:`streams.influx.LineEncoder`).
-    Points unknown to the inventory are left out.
-
-    Args:
-        client: the InfluxQL client.
-        inventory: the portfolio.
-        start: first time (aware).
-        end: end, excluded.
-        chunk: time covered by one query.
-        retention_policy: where raw readings are (``raw`` after ``econome influx setup``).
-
-    Raises:
-        SinkError: InfluxDB is unreachable or refused a query.
-    """
-    known = {p.id for _, p in inventory.points()}
-    parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
-    unknown: set[str] = set()
-    async for point, rows in client.select_range(RAW_MEASUREMENT, "value", start, end, group_by="point", chunk=chunk,
-                                                 retention_policy=retention_policy):
-        if point not in known:
-            unknown.add(point)
-            continue
-        if rows:
-            data = np.asarray(rows, dtype=np.float64)
-            parts.setdefault(point, []).append((data[:, 0] / 1000.0, data[:, 1]))
-    if unknown:
-        logger.debug("InfluxDB holds readings of %d points not in the inventory (ignored): %s",
-                     len(unknown), ", ".join(sorted(unknown)[:5]))
-    out: dict[str, PointSeries] = {}
-    for point, chunks in parts.items():
-        times = np.concatenate([t for t, _ in chunks])
-        values = np.concatenate([v for _, v in chunks])
-        order = np.argsort(times, kind="stable")
-        out[point] = PointSeries(times[order], values[order])
-    return out
 
 
 class LiveDetector:

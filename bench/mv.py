@@ -12,8 +12,12 @@ as a subprocess. Ours reads the same CSV files from that package, converts
 
     .venv/bin/python bench/mv.py
 
+It also converts the sample to the one readings format (``timestamp,point,value``,
+the daily consumption as a kWh index) and runs ``econome mv`` on it.
+
 The last line printed is one JSON object with ``true_fraction``,
-``ours_fraction``, ``eemeter_fraction``, ``ours_cvrmse`` and ``ours_nmbe``.
+``ours_fraction``, ``ours_cli_fraction`` (``econome mv``), ``eemeter_fraction``,
+``ours_cvrmse`` and ``ours_nmbe``.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -135,6 +140,38 @@ def run_ours(samples_dir: Path, blackout_start: date, blackout_end: date) -> dic
     }
 
 
+def run_cli(samples_dir: Path, blackout_start: date, blackout_end: date) -> dict[str, object]:
+    """The same sample through ``econome mv``: converted to the one readings format (a kWh index, °C)."""
+    from typer.testing import CliRunner
+
+    from econome.cli import app
+
+    meter = read_gz(samples_dir / f"{SAMPLE}.csv.gz")
+    temps_f = read_gz(samples_dir / "il-tempF.csv.gz")
+    work = Path(tempfile.mkdtemp(prefix="econome-mv-bench-"))
+    readings = work / "readings.csv"
+    index = 0.0
+    with readings.open("w", encoding="utf-8") as handle:
+        handle.write("timestamp,point,value\n")
+        for ts, kwh in meter:  # a daily consumption becomes the index at the start of the day, and one at the end
+            handle.write(f"{ts.isoformat()},meter,{index!r}\n")
+            index += kwh
+        handle.write(f"{(meter[-1][0] + timedelta(days=1)).isoformat()},meter,{index!r}\n")
+        handle.writelines(f"{ts.isoformat()},temperature,{(v - 32) * 5 / 9!r}\n" for ts, v in temps_f)
+    baseline = f"{blackout_start - timedelta(days=BASELINE_DAYS)}/{blackout_start}"
+    reporting = f"{blackout_end}/{blackout_end + timedelta(days=REPORTING_DAYS)}"
+    result = CliRunner().invoke(app, [
+        "mv", "--readings", str(readings), "--point", "meter", "--temperature-point", "temperature",
+        "--timezone", "Etc/GMT+6",  # the sample's -06:00, as a zone
+        "--baseline", baseline, "--reporting", reporting,
+    ])
+    if result.exit_code != 0:
+        msg = f"econome mv failed ({result.exit_code}): {result.output}"
+        raise SystemExit(msg)
+    out: dict[str, object] = json.loads(result.output)
+    return out
+
+
 def main() -> None:
     t0 = time.perf_counter()
     theirs = run_eemeter()
@@ -143,6 +180,8 @@ def main() -> None:
     end = date.fromisoformat(str(theirs["blackout_end"]))
     ours = run_ours(Path(str(theirs["samples_dir"])), start, end)
     t2 = time.perf_counter()
+    cli = run_cli(Path(str(theirs["samples_dir"])), start, end)
+    t3 = time.perf_counter()
     true_fraction = 1 - float(str(theirs["annual_reporting_total_load"])) / float(str(theirs["annual_baseline_total_load"]))
     ours_fraction = float(ours["fraction"])
     eemeter_fraction = float(str(theirs["fraction"]))
@@ -152,6 +191,7 @@ def main() -> None:
         f"ours              {ours_fraction:.2%} ± {float(ours['uncertainty_fraction']):.2%} (90 %), "
         f"error {ours_fraction - true_fraction:+.2%}  [{ours['model']}]  {t2 - t1:.1f}s"
     )
+    print(f"ours, econome mv  {float(str(cli['savings_fraction'])):.2%} (the sample as a readings CSV)  {t3 - t2:.1f}s")
     print(
         f"eemeter 4.1.1     {eemeter_fraction:.2%}, error {eemeter_fraction - true_fraction:+.2%}"
         f"  [CalTRACK daily]  {t1 - t0:.1f}s"
@@ -169,6 +209,7 @@ def main() -> None:
             {
                 "true_fraction": round(true_fraction, 6),
                 "ours_fraction": round(ours_fraction, 6),
+                "ours_cli_fraction": round(float(str(cli["savings_fraction"])), 6),
                 "eemeter_fraction": round(eemeter_fraction, 6),
                 "ours_cvrmse": round(float(ours["cvrmse"]), 6),
                 "ours_nmbe": round(float(ours["nmbe"]), 6),

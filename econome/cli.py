@@ -34,6 +34,7 @@ from econome._memory import tune_malloc
 from econome.cli_alerts import register as register_alerts
 from econome.cli_dashboards import register as register_dashboards
 from econome.cli_detect import register as register_detect
+from econome.cli_export import register as register_export
 from econome.cli_mv import register as register_mv
 from econome.cli_status import register as register_status
 from econome.settings import EconomeSettings, load_settings
@@ -87,6 +88,7 @@ _FIRST_PASS_WAIT_S = 300.0
 register_mv(app)
 register_dashboards(app)
 register_detect(app)
+register_export(app)
 register_alerts(app)
 register_status(app)
 
@@ -805,25 +807,27 @@ def influx_setup(
 
 @app.command()
 def simulate(
-    out: Annotated[Path, typer.Option(help="Folder for the CSV files (one per point).")],
+    out: Annotated[Path, typer.Option(help="CSV file of the readings (timestamp,point,value).")],
     config: Annotated[Path, typer.Option(help="Inventory of the simulated commune.")] = DEFAULT_CONFIG,
     start: Annotated[str, typer.Option(help="First day, ISO 8601.")] = "2023-09-01",
     end: Annotated[str, typer.Option(help="End day (excluded), ISO 8601.")] = "2026-01-01",
     seed: Annotated[int, typer.Option(help="Simulator seed.")] = 3,
+    step_minutes: Annotated[int, typer.Option(min=1, help="Minutes between two readings of a point.")] = 60,
     without_renovations: Annotated[bool, typer.Option(help="Simulate as if no works were done (null case).")] = False,
     all_points: Annotated[bool, typer.Option(help="Write every point, not only counters and weather.")] = False,
 ) -> None:
-    """Write the simulated commune's history as CSV files, for ``econome mv`` and ``econome report``."""
+    """Write the simulated commune's readings as one CSV (timestamp,point,value), for econome detect, mv and report."""
     from simulator.export import without_renovations as _no_works
-    from simulator.export import write_history_csvs
+    from simulator.export import write_readings_csv
 
     inv = _load(config)
     tz = inv.organisation.tz
     first = datetime.fromisoformat(start).replace(tzinfo=tz)
     last = datetime.fromisoformat(end).replace(tzinfo=tz)
     physics = _no_works(inv) if without_renovations else None
-    written = write_history_csvs(inv, out, first, last, seed=seed, physics=physics, energy_only=not all_points)
-    typer.echo(f"wrote {len(written)} files to {out}")
+    rows = write_readings_csv(inv, out, first, last, step=timedelta(minutes=step_minutes), seed=seed, physics=physics,
+                              energy_only=not all_points)
+    typer.echo(f"wrote {rows} readings to {out}")
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ r"""The ``econome detect`` command: anomaly events from a history of readings.
     ECONOME_INFLUX_URL=http://influx:8086 econome detect ... --influx      # also write to InfluxDB
     econome detect ... --influx-url http://127.0.0.1:8086 --influx-db econome
     econome detect --inventory examples/commune.yaml --readings today.csv --out new.jsonl --state detect.state.npz
+    econome detect --inventory examples/commune.yaml --from-influx --from 2026-01-01 --out events.jsonl
 
 With ``--state FILE`` the run resumes from FILE (when it exists) and saves
 to it: a second run over more data writes only the alerts opened, extended
@@ -16,7 +17,11 @@ starts afresh. ``--to`` then stops the hours processed.
 
 The CSV has the columns ``timestamp`` (ISO 8601 with offset), ``point`` and
 ``value``, with points as in the inventory: counters as cumulative indexes,
-sensors as instantaneous values. Each line of the output is one event (see
+sensors as instantaneous values (the one format of :mod:`streams.history`,
+written by ``econome simulate`` and ``econome export``). With
+``--from-influx`` the same readings are read from the InfluxDB of ``econome
+run`` instead, from ``--since`` (default: ``--from`` minus 8 weeks of
+history) to ``--until`` (default: ``--to``, or now). Each line of the output is one event (see
 :meth:`anomalies.events.AnomalyEvent.to_json`). Advisors use it to backtest:
 "how often would this have fired last year?".
 
@@ -39,16 +44,15 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
+from zoneinfo import ZoneInfo
 
 import typer
-from pydantic import ValidationError
 
-from econome._common import EXIT_CONFIG
 from econome._common import load_or_exit as _load
-from econome.settings import EconomeSettings, load_settings
+from econome._readings import ReadingSource, influx_config
 from streams.errors import SinkError, TelemetryError
 
 if TYPE_CHECKING:
@@ -109,8 +113,17 @@ def _advance_state(
 
 def detect_command(
     inventory: Annotated[Path, typer.Option("--inventory", help="Inventory YAML file.")],
-    readings: Annotated[Path, typer.Option("--readings", help="CSV: timestamp,point,value.")],
     out: Annotated[Path, typer.Option("--out", help="JSON-lines file of anomaly events.")],
+    readings: Annotated[
+        Path | None, typer.Option("--readings", help="CSV: timestamp,point,value (econome simulate, econome export).")
+    ] = None,
+    from_influx: Annotated[
+        bool, typer.Option("--from-influx", help="Read the readings from InfluxDB (ECONOME_INFLUX_*), --since to --until.")
+    ] = False,
+    read_since: Annotated[str | None, typer.Option(
+        "--since", help="With --from-influx: first local date read (default: --from minus 8 weeks of history).")] = None,
+    read_until: Annotated[str | None, typer.Option(
+        "--until", help="With --from-influx: local date read up to, excluded (default: --to, or now).")] = None,
     language: Annotated[str, typer.Option("--language", help="Language of the explanations: fr or en.")] = "fr",
     since: Annotated[str | None, typer.Option("--from", help="Keep events ending after this local date.")] = None,
     until: Annotated[str | None, typer.Option("--to", help="Keep events starting before this local date.")] = None,
@@ -136,22 +149,20 @@ def detect_command(
 ) -> None:
     """Detect anomalies in a history of readings and write them as JSON lines."""
     # Imported here: scikit-learn costs a second at start-up, and only this command needs it.
-    from anomalies.detect import DetectConfig, detect, read_readings_csv, write_events_jsonl
+    from anomalies.detect import DetectConfig, detect, write_events_jsonl
 
     if language not in ("fr", "en"):
         msg = "--language must be fr or en"
         raise typer.BadParameter(msg)
+    source = ReadingSource(readings, from_influx)
     inv = _load(inventory)
-    if not readings.exists():
-        typer.echo(f"error: {readings}: no such file", err=True)
-        raise typer.Exit(code=_EXIT_DATA)
-    try:
-        data = read_readings_csv(readings)
-    except TelemetryError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=_EXIT_DATA) from exc
     tz = inv.organisation.tz
-    sink = _influx_config(influx_url, influx_db) if influx or influx_url or influx_db else None
+    if from_influx:
+        source = ReadingSource(None, True, influx_config(influx_url, influx_db))
+        data = source.load(inv, *_read_range(since, until, read_since, read_until, tz))
+    else:  # the whole file
+        data = source.load(inv, datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))
+    sink = influx_config(influx_url, influx_db) if influx or influx_url or influx_db else None
     config = DetectConfig(models=models, rule_events=rule_events, model_events=model_events)
     expected: list[ExpectedSeries] = []
     hook = expected.append if sink is not None else None
@@ -175,27 +186,26 @@ def detect_command(
     typer.echo(json.dumps(dict(sorted(kinds.items()))))
 
 
-def _influx_config(url: str | None, database: str | None) -> InfluxConfig:
-    """The InfluxDB of ``ECONOME_INFLUX_*``, with the command line's URL and database; exit 2 when invalid."""
-    try:
-        settings = load_settings()
-        overrides: dict[str, str] = {}
-        if url is not None:
-            overrides["influx_url"] = url
-        if database is not None:
-            overrides["influx_bucket" if settings.influx_api == "v2" else "influx_database"] = database
-        if overrides:
-            settings = EconomeSettings(**overrides)  # type: ignore[arg-type]  # checked by pydantic at run time
-        return settings.influx()
-    except (TelemetryError, ValidationError, ValueError) as exc:
-        typer.echo(f"error: {_one_line(exc)}", err=True)
-        raise typer.Exit(code=EXIT_CONFIG) from None
+_HISTORY = timedelta(weeks=8)
+"""History read before ``--from`` by default: the references and models need weeks of material."""
 
 
-def _one_line(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        return "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())
-    return str(exc)
+def _read_range(
+    since: str | None, until: str | None, read_since: str | None, read_until: str | None, tz: ZoneInfo
+) -> tuple[datetime, datetime]:
+    """The UTC range read from InfluxDB: ``--since``/``--until``, else ``--from`` minus the history to ``--to`` or now."""
+    end = _day(read_until or until, tz) or datetime.now(UTC)
+    start = _day(read_since, tz)
+    if start is None:
+        begin = _day(since, tz)
+        if begin is None:
+            msg = "with --from-influx, give --since (or --from) to say from when to read"
+            raise typer.BadParameter(msg)
+        start = begin - _HISTORY
+    if end <= start:
+        msg = f"nothing to read: {start.isoformat()} is not before {end.isoformat()}"
+        raise typer.BadParameter(msg)
+    return start, end
 
 
 async def _write_influx(

@@ -1,19 +1,23 @@
-r"""The ``econome mv`` and ``econome report`` commands: savings and reports from CSV files.
+r"""The ``econome mv`` and ``econome report`` commands: savings and reports from the readings.
 
 ::
 
-    econome mv --consumption gas.csv --temperature meteo.csv \\
+    econome mv --readings readings.csv --point ecole-curie-gas-volume --config examples/commune.yaml \\
         --baseline 2023-09-01/2024-09-01 --reporting 2024-09-01/2025-09-01
-    econome report building   --config examples/commune.yaml --data DIR --building mairie --month 2025-01 --out m.html
-    econome report renovation --config examples/commune.yaml --data DIR --building ecole-curie --out r.html
-    econome report portfolio  --config examples/commune.yaml --data DIR --year 2025 --out p.html
-    econome report operat     --config examples/commune.yaml --data DIR --year 2025 --reference-year 2024 --out o.csv
+    econome mv --from-influx --point ecole-curie-gas-volume --config examples/commune.yaml --baseline ... --reporting ...
+    econome report building   --config examples/commune.yaml --readings FILE --building mairie --month 2025-01 --out m.html
+    econome report renovation --config examples/commune.yaml --from-influx --building ecole-curie --out r.html
+    econome report portfolio  --config examples/commune.yaml --readings FILE --year 2025 --out p.html
+    econome report operat     --config examples/commune.yaml --readings FILE --year 2025 --reference-year 2024 --out o.csv
 
-CSV files are ``timestamp,value``: consumption per interval starting at the
-timestamp (kWh; a gas meter's m3 are converted with its
-``conversion_kwh_per_unit``; water in m3), outdoor temperature in °C. For the
-reports, ``--data DIR`` holds one ``<point-id>.csv`` per metered point and the
-outdoor temperature in the file of the inventory's weather point (or ``--temperature``).
+The readings come from ``--readings FILE.csv`` (``timestamp,point,value``, the
+one format of :mod:`streams.history`, written by ``econome simulate`` and
+``econome export``) or ``--from-influx`` (the InfluxDB of ``econome run``,
+``ECONOME_INFLUX_*``, read over the periods asked plus a day on each side).
+Counters become hourly consumption as the pipeline computes it
+(:func:`streams.history.hourly_consumption`), in kWh (a gas meter's m3
+converted with its ``conversion_kwh_per_unit``; water in m3). The outdoor
+temperature is the inventory's weather point (or ``--temperature-point``).
 Periods are ``START/END`` dates, the end excluded.
 
 :func:`register` adds the commands to the main app.
@@ -24,7 +28,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
@@ -35,6 +39,7 @@ import typer
 from dashboards.operat import operat_rows, write_operat_csv
 from dashboards.reports import BuildingYear, EnergySeries, building_month_report, portfolio_report, renovation_report
 from econome._common import load_or_exit as _load
+from econome._readings import ReadingSource, local_range
 from inventory import Building, Energy, FrenchCalendar, Inventory, Point, Quantity, Usage
 from mv.baseline import (
     DailyChangePointBaseline,
@@ -46,9 +51,12 @@ from mv.baseline import (
     hourly_temperature_matrix,
     weekday_day_types,
 )
-from mv.degreedays import DailyTemperature, degree_days, read_series_csv, read_temperature_csv
+from mv.degreedays import DailyTemperature, daily_temperatures, degree_days
 from mv.savings import SavingsReport, avoided_consumption, performance_gap
+from streams.aggregate import counter_tracker
+from streams.counters import CounterTracker
 from streams.errors import InsufficientData, TelemetryError
+from streams.history import PointSeries, hourly_consumption
 
 __all__ = ["register"]
 
@@ -64,7 +72,7 @@ def register(app: typer.Typer) -> None:
     (['mv'], ['report'])
     """
     app.command("mv")(mv)
-    reports = typer.Typer(no_args_is_help=True, help="Write HTML reports and the OPERAT export from CSV files.")
+    reports = typer.Typer(no_args_is_help=True, help="Write HTML reports and the OPERAT export (readings from CSV or InfluxDB).")
     reports.command("building")(report_building)
     reports.command("renovation")(report_renovation)
     reports.command("portfolio")(report_portfolio)
@@ -91,35 +99,41 @@ def _period(text: str) -> tuple[date, date]:
 
 
 
-def _series(path: Path) -> tuple[list[datetime], list[float]]:
-    if not path.exists():
-        msg = f"{path}: no such file"
+Series = tuple[list[datetime], list[float]]
+
+
+def _stamps(series: PointSeries) -> list[datetime]:
+    return [datetime.fromtimestamp(t, UTC) for t in series.times_s.tolist()]
+
+
+def _temperature(readings: dict[str, PointSeries], point_id: str, source: ReadingSource) -> Series:
+    series = readings.get(point_id)
+    if series is None:
+        msg = f"no reading of the outdoor temperature {point_id} in {source.where}"
         raise _fail(msg)
-    try:
-        return read_series_csv(path)
-    except TelemetryError as exc:
-        raise _fail(str(exc)) from exc
+    return _stamps(series), series.values.tolist()
 
 
-def _daily_observations(
-    consumption: tuple[list[datetime], list[float]],
-    temperature: Path,
-    tz: tzinfo,
-    types: Any,
-) -> DailyObservations:
+def _to_report_unit(point: Point) -> float:
+    """Report units (kWh, water m3) per canonical unit (kWh, m3) of a counter."""
+    if point.quantity is Quantity.GAS_VOLUME and point.conversion_kwh_per_unit:
+        return point.conversion_kwh_per_unit
+    return 1.0
+
+
+def _consumption(series: PointSeries, tracker: CounterTracker, tz: ZoneInfo, per_unit: float) -> Series:
+    """Hourly consumption of a counter, in report units, as the pipeline computes it."""
+    hours, amounts = hourly_consumption(series, tracker, tz)
+    return hours, (amounts * per_unit).tolist()
+
+
+def _daily_observations(consumption: Series, temperature: Series, tz: tzinfo, types: Any) -> DailyObservations:
     days, energy = daily_energy(*consumption, tz=tz)
-    with temperature.open(encoding="utf-8") as handle:
-        header = handle.readline()
-    if "tmin" in header:
-        daily = {d.day: d.tmean_c for d in read_temperature_csv(temperature)}
-        matrix = np.array([daily.get(d, math.nan) for d in days])[:, None]
-    else:
-        stamps, values = _series(temperature)
-        matrix = hourly_temperature_matrix(stamps, values, days, tz=tz)
+    matrix = hourly_temperature_matrix(*temperature, days, tz=tz)
     return DailyObservations.build(days, energy, matrix, types(days))
 
 
-def _hourly_observations(consumption: tuple[list[datetime], list[float]], temperature: Path, tz: tzinfo) -> HourlyObservations:
+def _hourly_observations(consumption: Series, temperature: Series, tz: tzinfo) -> HourlyObservations:
     def by_hour(stamps: list[datetime], values: list[float], mean: bool) -> dict[datetime, float]:
         sums: dict[datetime, float] = {}
         counts: dict[datetime, int] = {}
@@ -130,7 +144,10 @@ def _hourly_observations(consumption: tuple[list[datetime], list[float]], temper
         return {h: v / counts[h] if mean else v for h, v in sums.items()}
 
     energy = by_hour(*consumption, mean=False)
-    temps = by_hour(*_series(temperature), mean=True)
+    temps = by_hour(*temperature, mean=True)
+    if not energy:
+        msg = "no consumption"
+        raise InsufficientData([msg])
     first, last = min(energy), max(energy)
     hours = [first + timedelta(hours=i) for i in range(int((last - first) / timedelta(hours=1)) + 1)]
     return HourlyObservations(
@@ -152,14 +169,53 @@ def _at(day: date, tz: tzinfo) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=tz)
 
 
+ReadingsOpt = Annotated[
+    Path | None, typer.Option(help="CSV timestamp,point,value of the readings (econome simulate, econome export).")
+]
+FromInfluxOpt = Annotated[
+    bool, typer.Option("--from-influx", help="Read the readings from InfluxDB (ECONOME_INFLUX_*) over the periods asked.")
+]
+TempPointOpt = Annotated[
+    str | None, typer.Option(help="Point of the outdoor temperature (default: the inventory's weather point).")
+]
+
+
+def _weather_point(inv: Inventory | None, override: str | None) -> str:
+    if override is not None:
+        return override
+    if inv is not None:
+        for _, point in inv.points():
+            if point.quantity is Quantity.TEMPERATURE and point.usage is Usage.WEATHER:
+                return point.id
+    msg = "no outdoor temperature: give --temperature-point, or --config with a weather point"
+    raise _fail(msg, 2)
+
+
+def _tracker(inv: Inventory | None, point_id: str) -> tuple[CounterTracker, float]:
+    """The point's counter tracker and report units per canonical unit; a bare kWh counter without inventory."""
+    if inv is None:
+        return CounterTracker(point_id, 1.0, max_gap=timedelta(hours=1)), 1.0
+    try:
+        point = inv.point(point_id)
+    except KeyError as exc:
+        msg = f"no point {point_id!r} in the inventory"
+        raise _fail(msg, 2) from exc
+    if not point.cumulative:
+        msg = f"point {point_id} is not a counter"
+        raise _fail(msg, 2)
+    return counter_tracker(inv, point), _to_report_unit(point)
+
+
 def mv(
-    consumption: Annotated[Path, typer.Option(help="CSV timestamp,value of the consumption per interval, kWh.")],
-    temperature: Annotated[Path, typer.Option(help="CSV timestamp,value of the outdoor temperature, °C (or date,tmin,tmax).")],
+    point: Annotated[str, typer.Option(help="The counter (without --config: a kWh index).")],
     baseline: Annotated[str, typer.Option(help="Reference period START/END (end excluded).")],
     reporting: Annotated[str, typer.Option(help="Reporting period START/END (end excluded).")],
+    readings: ReadingsOpt = None,
+    from_influx: FromInfluxOpt = False,
+    temperature_point: TempPointOpt = None,
     model: Annotated[str, typer.Option(help="'daily' (change-point, default) or 'towt' (hourly).")] = "daily",
-    timezone: Annotated[str, typer.Option(help="Timezone of the local day.")] = "Europe/Paris",
-    config: Annotated[Path | None, typer.Option(help="Inventory, for the day types and the tariff.")] = None,
+    timezone: Annotated[str, typer.Option(help="Timezone of the local day (without --config).")] = "Europe/Paris",
+    config: Annotated[Path | None, typer.Option(help="Inventory: the point's unit, the day types, the tariff.")] = None,
     building: Annotated[str | None, typer.Option(help="Building id in the inventory, for the day types.")] = None,
     energy: Annotated[Energy | None, typer.Option(help="Energy, to value the savings in € and kgCO2e.")] = None,
     confidence: Annotated[float, typer.Option(min=0.5, max=0.999, help="Confidence level of the uncertainty.")] = 0.9,
@@ -167,6 +223,7 @@ def mv(
     """Weather-normalised savings of a meter between a baseline and a reporting period, as JSON."""
     base_start, base_end = _period(baseline)
     rep_start, rep_end = _period(reporting)
+    source = ReadingSource(readings, from_influx)
     inv = _load(config) if config is not None else None
     bld = None
     if inv is not None and building is not None:
@@ -175,18 +232,22 @@ def mv(
         except KeyError as exc:
             msg = f"no building {building!r} in {config}"
             raise _fail(msg, 2) from exc
-    tz: tzinfo = ZoneInfo(inv.organisation.timezone if inv is not None else timezone)
-    series = _series(consumption)
-    if not temperature.exists():
-        msg = f"{temperature}: no such file"
+    tz = ZoneInfo(inv.organisation.timezone if inv is not None else timezone)
+    tracker, per_unit = _tracker(inv, point)
+    weather = _weather_point(inv, temperature_point)
+    data = source.load(inv, *local_range(tz, min(base_start, rep_start), max(base_end, rep_end)), [point, weather])
+    if point not in data:
+        msg = f"no reading of {point} in {source.where}"
         raise _fail(msg)
+    series = _consumption(data[point], tracker, tz, per_unit)
+    temps = _temperature(data, weather, source)
     try:
         if model == "towt":
-            hourly = _hourly_observations(series, temperature, tz)
+            hourly = _hourly_observations(series, temps, tz)
             towt = TowtBaseline().fit(hourly.select(_at(base_start, tz), _at(base_end, tz)))
             report = avoided_consumption(towt, hourly.select(_at(rep_start, tz), _at(rep_end, tz)), confidence=confidence)
         elif model == "daily":
-            obs = _daily_observations(series, temperature, tz, _day_types(inv, bld))
+            obs = _daily_observations(series, temps, tz, _day_types(inv, bld))
             daily = DailyChangePointBaseline().fit(obs.select(base_start, base_end))
             report = avoided_consumption(daily, obs.select(rep_start, rep_end), confidence=confidence)
         else:
@@ -230,27 +291,22 @@ def _energy_points(building: Building) -> dict[Energy, list[Point]]:
     return out
 
 
-def _point_series(data: Path, point: Point, tz: tzinfo) -> tuple[list[date], np.ndarray] | None:
-    path = data / f"{point.id}.csv"
-    if not path.exists():
+def _point_series(inv: Inventory, data: dict[str, PointSeries], point: Point) -> tuple[list[date], np.ndarray] | None:
+    """Daily consumption of a counter, in report units (kWh, water m3); None when it has no reading."""
+    series = data.get(point.id)
+    if series is None:
         return None
-    stamps, values = _series(path)
-    factor = point.conversion_kwh_per_unit if point.quantity is Quantity.GAS_VOLUME and point.conversion_kwh_per_unit else 1.0
-    if point.unit in ("Wh", "L"):
-        factor /= 1000
-    elif point.unit == "MWh":
-        factor *= 1000
-    days, energy = daily_energy(stamps, [v * factor for v in values], tz=tz)
+    tz = inv.organisation.tz
+    days, energy = daily_energy(*_consumption(series, counter_tracker(inv, point), tz, _to_report_unit(point)), tz=tz)
     return days, energy
 
 
-def _building_series(inv: Inventory, building: Building, data: Path) -> list[EnergySeries]:
-    tz = inv.organisation.tz
+def _building_series(inv: Inventory, building: Building, data: dict[str, PointSeries]) -> list[EnergySeries]:
     out: list[EnergySeries] = []
     for energy, points in _energy_points(building).items():
         total: dict[date, float] = {}
         for point in points:
-            loaded = _point_series(data, point, tz)
+            loaded = _point_series(inv, data, point)
             if loaded is None:
                 continue
             for day, value in zip(loaded[0], loaded[1].tolist(), strict=True):
@@ -261,21 +317,12 @@ def _building_series(inv: Inventory, building: Building, data: Path) -> list[Ene
     return out
 
 
-def _temperature_path(inv: Inventory, data: Path, temperature: Path | None) -> Path:
-    if temperature is not None:
-        return temperature
-    for _, point in inv.points():
-        if point.quantity is Quantity.TEMPERATURE and point.usage is Usage.WEATHER and (data / f"{point.id}.csv").exists():
-            return data / f"{point.id}.csv"
-    msg = f"no outdoor temperature: give --temperature, or put the weather point's CSV in {data}"
-    raise _fail(msg)
+def _metered(building: Building) -> list[str]:
+    return [p.id for points in _energy_points(building).values() for p in points]
 
 
-def _daily_temps(path: Path, tz: tzinfo) -> list[DailyTemperature]:
-    try:
-        return read_temperature_csv(path, tz=tz)
-    except TelemetryError as exc:
-        raise _fail(str(exc)) from exc
+def _daily_temps(temperature: Series, tz: tzinfo) -> list[DailyTemperature]:
+    return daily_temperatures(*temperature, tz=tz)
 
 
 def _building(inv: Inventory, building_id: str) -> Building:
@@ -287,33 +334,37 @@ def _building(inv: Inventory, building_id: str) -> Building:
 
 
 ConfigOpt = Annotated[Path, typer.Option(help="Inventory YAML file.")]
-DataOpt = Annotated[Path, typer.Option(help="Directory of <point-id>.csv files.")]
-TempOpt = Annotated[Path | None, typer.Option(help="Outdoor temperature CSV (default: the weather point's file).")]
 OutOpt = Annotated[Path, typer.Option(help="File to write.")]
 
 
 def report_building(
     config: ConfigOpt,
-    data: DataOpt,
     building: Annotated[str, typer.Option(help="Building id.")],
     month: Annotated[str, typer.Option(help="Month, YYYY-MM.")],
     out: OutOpt,
-    temperature: TempOpt = None,
+    readings: ReadingsOpt = None,
+    from_influx: FromInfluxOpt = False,
+    temperature_point: TempPointOpt = None,
 ) -> None:
     """Monthly report of one building (HTML)."""
+    source = ReadingSource(readings, from_influx)
     inv = _load(config)
     bld = _building(inv, building)
     try:
         year, mon = (int(x) for x in month.split("-"))
-        date(year, mon, 1)
+        first = date(year, mon, 1)
     except ValueError as exc:
         msg = f"month {month!r} must be YYYY-MM"
         raise typer.BadParameter(msg) from exc
+    weather = _weather_point(inv, temperature_point)
+    # The month and, for the comparison, the same month a year before.
+    span = local_range(inv.organisation.tz, date(year - 1, mon, 1), (first + timedelta(days=31)).replace(day=1))
+    data = source.load(inv, *span, [*_metered(bld), weather])
     series = _building_series(inv, bld, data)
     if not series:
-        msg = f"no consumption CSV for building {building} in {data}"
+        msg = f"no consumption of building {building} in {source.where}"
         raise _fail(msg)
-    temps = _daily_temps(_temperature_path(inv, data, temperature), inv.organisation.tz)
+    temps = _daily_temps(_temperature(data, weather, source), inv.organisation.tz)
     page = building_month_report(inv, bld, year, mon, series, degree_days(temps), {t.day: t.mean_c for t in temps})
     out.write_text(page, encoding="utf-8")
     typer.echo(f"wrote {out}")
@@ -339,10 +390,11 @@ def _renovation_meter(building: Building, renovation_usages: list[Usage], point_
 
 def report_renovation(
     config: ConfigOpt,
-    data: DataOpt,
     building: Annotated[str, typer.Option(help="Building id.")],
     out: OutOpt,
-    temperature: TempOpt = None,
+    readings: ReadingsOpt = None,
+    from_influx: FromInfluxOpt = False,
+    temperature_point: TempPointOpt = None,
     renovation: Annotated[int, typer.Option(help="Index of the renovation in the building's list (default: the last).")] = -1,
     point: Annotated[str | None, typer.Option(help="Meter to analyse (default: the one of the renovated usage).")] = None,
     baseline: Annotated[
@@ -352,6 +404,7 @@ def report_renovation(
     gap_months: Annotated[int, typer.Option(min=1, help="Months below the promise before the performance-gap alert.")] = 3,
 ) -> None:
     """Follow-up report of a renovation: savings against the promise (HTML)."""
+    source = ReadingSource(readings, from_influx)
     inv = _load(config)
     bld = _building(inv, building)
     if not bld.renovations:
@@ -365,17 +418,19 @@ def report_renovation(
     meter = _renovation_meter(bld, works.usages, point)
     assert meter.energy is not None  # noqa: S101 - _renovation_meter keeps energy meters only
     tz = inv.organisation.tz
-    loaded = _point_series(data, meter, tz)
-    if loaded is None:
-        msg = f"no {meter.id}.csv in {data}"
-        raise _fail(msg)
-    temp_path = _temperature_path(inv, data, temperature)
+    weather = _weather_point(inv, temperature_point)
     base_start, base_end = _period(baseline) if baseline else (works.date - timedelta(days=365), works.date)
+    # The reference period and the reporting one (by default from the works up to today).
+    asked = _period(reporting) if reporting else (works.date, datetime.now(tz).date() + timedelta(days=1))
+    data = source.load(inv, *local_range(tz, min(base_start, asked[0]), max(base_end, asked[1])), [meter.id, weather])
+    loaded = _point_series(inv, data, meter)
+    if loaded is None:
+        msg = f"no reading of {meter.id} in {source.where}"
+        raise _fail(msg)
     rep_start, rep_end = _period(reporting) if reporting else (works.date, loaded[0][-1] + timedelta(days=1))
     calendar = FrenchCalendar(inv.organisation.school_holiday_zone)
     days, energy = loaded
-    stamps, values = _series(temp_path)
-    matrix = hourly_temperature_matrix(stamps, values, days, tz=tz)
+    matrix = hourly_temperature_matrix(*_temperature(data, weather, source), days, tz=tz)
     obs = DailyObservations.build(days, energy, matrix, classify_days(days, bld, calendar))
     try:
         model = DailyChangePointBaseline().fit(obs.select(base_start, base_end))
@@ -405,7 +460,9 @@ def report_renovation(
     typer.echo(json.dumps(_json_safe(summary), ensure_ascii=False))
 
 
-def _year_totals(inv: Inventory, data: Path, year: int) -> tuple[dict[str, dict[Energy, float]], dict[str, int]]:
+def _year_totals(
+    inv: Inventory, data: dict[str, PointSeries], year: int
+) -> tuple[dict[str, dict[Energy, float]], dict[str, int]]:
     start, end = date(year, 1, 1), date(year + 1, 1, 1)
     totals: dict[str, dict[Energy, float]] = {}
     missing: dict[str, int] = {}
@@ -419,7 +476,7 @@ def _year_totals(inv: Inventory, data: Path, year: int) -> tuple[dict[str, dict[
 
 
 def _avoided(
-    inv: Inventory, bld: Building, data: Path, temp: tuple[list[datetime], list[float]], year: int
+    inv: Inventory, bld: Building, data: dict[str, PointSeries], temp: Series, year: int
 ) -> list[tuple[Energy, float]]:
     """Savings of the building's renovations over the year; none when the model cannot be trusted."""
     out: list[tuple[Energy, float]] = []
@@ -431,7 +488,7 @@ def _avoided(
         if start >= end:
             continue
         meter = _renovation_meter(bld, works.usages, None)
-        loaded = _point_series(data, meter, tz)
+        loaded = _point_series(inv, data, meter)
         if loaded is None or meter.energy is None:
             continue
         days, energy = loaded
@@ -449,21 +506,32 @@ def _avoided(
     return out
 
 
+def _all_metered(inv: Inventory) -> list[str]:
+    return [pid for _, bld in inv.buildings() for pid in _metered(bld)]
+
+
 def report_portfolio(
     config: ConfigOpt,
-    data: DataOpt,
     year: Annotated[int, typer.Option(help="Year reported.")],
     out: OutOpt,
-    temperature: TempOpt = None,
+    readings: ReadingsOpt = None,
+    from_influx: FromInfluxOpt = False,
+    temperature_point: TempPointOpt = None,
     price_escalation: Annotated[float, typer.Option(help="Yearly price rise for the cost of inaction.")] = 0.04,
 ) -> None:
     """Annual portfolio report with the ADEME/CEP indicators (HTML)."""
+    source = ReadingSource(readings, from_influx)
     inv = _load(config)
+    weather = _weather_point(inv, temperature_point)
+    # The year and the reference years of the renovations whose savings it counts.
+    works = [w.date for _, b in inv.buildings() for w in b.renovations if w.date < date(year + 1, 1, 1)]
+    first = min([date(year, 1, 1), *(d - timedelta(days=365) for d in works)])
+    data = source.load(inv, *local_range(inv.organisation.tz, first, date(year + 1, 1, 1)), [*_all_metered(inv), weather])
     totals, missing = _year_totals(inv, data, year)
     if not totals:
-        msg = f"no consumption in {year} in {data}"
+        msg = f"no consumption in {year} in {source.where}"
         raise _fail(msg)
-    temp = _series(_temperature_path(inv, data, temperature))
+    temp = _temperature(data, weather, source)
     rows = []
     for _, bld in inv.buildings():
         if bld.id in totals:
@@ -475,15 +543,21 @@ def report_portfolio(
 
 def report_operat(
     config: ConfigOpt,
-    data: DataOpt,
     year: Annotated[int, typer.Option(help="Year declared.")],
     reference_year: Annotated[int, typer.Option(help="Reference year of the trajectory.")],
     out: OutOpt,
+    readings: ReadingsOpt = None,
+    from_influx: FromInfluxOpt = False,
     only_subject: Annotated[bool, typer.Option(help="Keep only buildings of 1,000 m² or more.")] = False,
 ) -> None:
     """OPERAT export (Décret tertiaire): annual consumption per EFA and the trajectory (CSV)."""
+    source = ReadingSource(readings, from_influx)
     inv = _load(config)
+    tz, points = inv.organisation.tz, _all_metered(inv)
+    data = source.load(inv, *local_range(tz, date(year, 1, 1), date(year + 1, 1, 1)), points)
     totals, _ = _year_totals(inv, data, year)
+    data = source.load(inv, *local_range(tz, date(reference_year, 1, 1), date(reference_year + 1, 1, 1)), points,
+                       required=False)
     reference, _ = _year_totals(inv, data, reference_year)
     addresses = {bld.id: site.address for site, bld in inv.buildings()}
     rows = operat_rows(

@@ -57,7 +57,7 @@ from streams.units import canonical_unit, energy_kwh_factor, factor
 from streams.validate import EventTimeConfig, Validator
 from streams.windows import MAX_SPLIT, WindowCalendar, WindowSize
 
-__all__ = ["AggregateRecord", "ProcessResult", "StreamProcessor", "StreamSettings"]
+__all__ = ["AggregateRecord", "ProcessResult", "StreamProcessor", "StreamSettings", "counter_tracker"]
 
 logger = logging.getLogger(__name__)
 
@@ -172,6 +172,40 @@ _SAFE = 1e200
 """Amounts below this cannot overflow a window's sum (see ``StreamProcessor._check_finite``)."""
 
 
+def counter_tracker(inventory: Inventory, point: Point, settings: StreamSettings | None = None) -> CounterTracker:
+    """The tracker that turns a counter's indexes into consumption, as the pipeline sets it up.
+
+    Canonical unit, the register's rollover (an integer Modbus register), the longest
+    interval not flagged estimated (three polls, at least ``max_gap``; an hour for a
+    pushed meter), the declared replacements and ``max_spread``. The offline
+    commands use it too, so that a CSV or InfluxDB history gives the consumption
+    the pipeline computes.
+
+    >>> from pathlib import Path
+    >>> from inventory import load_inventory
+    >>> inv = load_inventory(Path("examples/commune.yaml"))
+    >>> counter_tracker(inv, inv.point("mairie-gas-volume")).unit_factor
+    1.0
+    """
+    settings = settings or StreamSettings()
+    wrap: float | None = None
+    if point.modbus is not None:
+        spec = inventory.register_of(point)
+        if spec.data_type not in (DataType.FLOAT32, DataType.FLOAT64):
+            wrap = float(2**spec.data_type.bits) * spec.scale
+        max_gap = max(settings.max_gap, point.modbus.poll_interval * 3)
+    else:
+        max_gap = max(settings.max_gap, timedelta(hours=1))
+    return CounterTracker(
+        point.id,
+        unit_factor=factor(point.unit),
+        wrap=wrap,
+        max_gap=max_gap,
+        replacements=list(point.replacements),
+        max_spread=settings.max_spread,
+    )
+
+
 class StreamProcessor:
     """Validated, windowed aggregation of one portfolio's readings.
 
@@ -190,14 +224,7 @@ class StreamProcessor:
         for building, point in inventory.points():
             self.info[point.id] = self._describe(inventory, building, point)
             if point.cumulative:
-                self.counters[point.id] = CounterTracker(
-                    point.id,
-                    unit_factor=factor(point.unit),
-                    wrap=self._wrap(inventory, point),
-                    max_gap=self._max_gap(point),
-                    replacements=list(point.replacements),
-                    max_spread=self.settings.max_spread,
-                )
+                self.counters[point.id] = counter_tracker(inventory, point, self.settings)
         # (size, window start ms) -> point id -> accumulator
         self.windows: dict[tuple[WindowSize, int], dict[str, _Acc]] = {}
         self.dirty: set[tuple[WindowSize, int]] = set()
@@ -221,20 +248,6 @@ class StreamProcessor:
             per = kwh_per_canonical if point.energy is not Energy.WATER and kwh_per_canonical is not None else 1.0
             eur, kg = tariff.price_eur_per_unit * per, tariff.emission_kgco2e_per_unit * per
         return _PointInfo(point, building, canonical, to_canonical, kwh_per_canonical, eur, kg)
-
-    @staticmethod
-    def _wrap(inventory: Inventory, point: Point) -> float | None:
-        if point.modbus is None:
-            return None
-        spec = inventory.register_of(point)
-        if spec.data_type in (DataType.FLOAT32, DataType.FLOAT64):
-            return None
-        return float(2**spec.data_type.bits) * spec.scale
-
-    def _max_gap(self, point: Point) -> timedelta:
-        if point.modbus is not None:
-            return max(self.settings.max_gap, point.modbus.poll_interval * 3)
-        return max(self.settings.max_gap, timedelta(hours=1))
 
     # -- processing ------------------------------------------------------------------
 

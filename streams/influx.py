@@ -632,6 +632,7 @@ class InfluxQLClient:
         group_by: str,
         chunk: timedelta = timedelta(days=1),
         retention_policy: str | None = None,
+        where: str | None = None,
     ) -> AsyncIterator[tuple[str, list[tuple[int, float]]]]:
         """The values of one field in ``[start, end)``, per value of a tag, one time chunk at a time.
 
@@ -648,6 +649,7 @@ class InfluxQLClient:
             group_by: the tag the rows are grouped by, e.g. ``point``.
             chunk: time covered by one query.
             retention_policy: the retention policy; the database's default when None.
+            where: an InfluxQL condition ANDed with the time range, e.g. ``("point" = 'a' OR "point" = 'b')``.
 
         Yields:
             Per chunk and tag value: the tag value and its ``(epoch ms, value)`` rows, in time order.
@@ -667,7 +669,8 @@ class InfluxQLClient:
             hi = min(lo + chunk, end)
             statement = (
                 f"SELECT {influxql_ident(field)} FROM {source} "  # noqa: S608 - identifiers quoted, times are integers
-                f"WHERE time >= {to_ms(lo)}ms AND time < {to_ms(hi)}ms GROUP BY {influxql_ident(group_by)}"
+                f"WHERE time >= {to_ms(lo)}ms AND time < {to_ms(hi)}ms{f' AND {where}' if where else ''} "
+                f"GROUP BY {influxql_ident(group_by)}"
             )
             for series in await self.query(statement):
                 if series.get("partial"):

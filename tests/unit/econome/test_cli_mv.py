@@ -24,25 +24,23 @@ def app() -> typer.Typer:
     return app
 
 
-def _write(path: Path, stamps: list[datetime], values: np.ndarray) -> Path:
-    path.write_text("timestamp,value\n" + "".join(f"{t.isoformat()},{v:.4f}\n" for t, v in zip(stamps, values, strict=True)))
-    return path
-
-
 def _data(tmp_path: Path, saving: float) -> Path:
-    """Daily files for ecole-curie and the weather station, with a saving from 2024-09-01."""
+    """Readings of ecole-curie and the weather station, one a day, with a saving from 2024-09-01: counters as indexes."""
     rng = np.random.default_rng(0)
     stamps = [START + timedelta(days=i, hours=11) for i in range(DAYS)]
     temp = 11 - 9 * np.cos(2 * np.pi * (np.arange(DAYS) - 140) / 365) + rng.normal(0, 2.5, DAYS)
     heat_kwh = 100 + 60 * np.maximum(0, 15 - temp) + rng.normal(0, 20, DAYS)
     heat_kwh[366:] *= 1 - saving
-    data = tmp_path / "data"
-    data.mkdir()
-    _write(data / "station-meteo-temperature.csv", stamps, temp)
-    _write(data / "ecole-curie-gas-volume.csv", stamps, heat_kwh / 11.2)  # m3
-    _write(data / "ecole-curie-elec-energy.csv", stamps, 120 + rng.normal(0, 5, DAYS))
-    _write(data / "ecole-curie-water-volume.csv", stamps, 2 + rng.normal(0, 0.1, DAYS))
-    return data
+    columns = {
+        "station-meteo-temperature": temp,
+        "ecole-curie-gas-volume": 5000 + np.cumsum(heat_kwh / 11.2),  # m3
+        "ecole-curie-elec-energy": np.cumsum(120 + rng.normal(0, 5, DAYS)),
+        "ecole-curie-water-volume": np.cumsum(2 + rng.normal(0, 0.1, DAYS)),
+    }
+    path = tmp_path / "readings.csv"
+    rows = [f"{t.isoformat()},{point},{values[i]:.4f}\n" for point, values in columns.items() for i, t in enumerate(stamps)]
+    path.write_text("timestamp,point,value\n" + "".join(rows))
+    return path
 
 
 def test_mv_prints_savings_json(app: typer.Typer, tmp_path: Path) -> None:
@@ -51,8 +49,7 @@ def test_mv_prints_savings_json(app: typer.Typer, tmp_path: Path) -> None:
         app,
         [
             "mv",
-            "--consumption", str(data / "ecole-curie-gas-volume.csv"),
-            "--temperature", str(data / "station-meteo-temperature.csv"),
+            "--readings", str(data), "--point", "ecole-curie-gas-volume", "--config", str(CONFIG),
             "--baseline", "2023-09-01/2024-09-01",
             "--reporting", "2024-09-01/2025-08-31",
         ],
@@ -71,8 +68,7 @@ def test_mv_reports_insufficient_data(app: typer.Typer, tmp_path: Path) -> None:
         app,
         [
             "mv",
-            "--consumption", str(data / "ecole-curie-gas-volume.csv"),
-            "--temperature", str(data / "station-meteo-temperature.csv"),
+            "--readings", str(data), "--point", "ecole-curie-gas-volume", "--config", str(CONFIG),
             "--baseline", "2023-09-01/2023-11-01",
             "--reporting", "2024-09-01/2025-08-31",
         ],
@@ -83,9 +79,8 @@ def test_mv_reports_insufficient_data(app: typer.Typer, tmp_path: Path) -> None:
 
 def test_mv_bad_period(app: typer.Typer, tmp_path: Path) -> None:
     data = _data(tmp_path, 0.0)
-    csv = str(data / "station-meteo-temperature.csv")
     result = CliRunner().invoke(
-        app, ["mv", "--consumption", csv, "--temperature", csv, "--baseline", "2024", "--reporting", "x/y"]
+        app, ["mv", "--readings", str(data), "--point", "p", "--baseline", "2024", "--reporting", "x/y"]
     )
     assert result.exit_code == 2
 
@@ -93,7 +88,7 @@ def test_mv_bad_period(app: typer.Typer, tmp_path: Path) -> None:
 def test_reports_and_operat_are_written(app: typer.Typer, tmp_path: Path) -> None:
     data = _data(tmp_path, 0.3)
     runner = CliRunner()
-    common = ["--config", str(CONFIG), "--data", str(data)]
+    common = ["--config", str(CONFIG), "--readings", str(data)]
     month = tmp_path / "month.html"
     result = runner.invoke(
         app, ["report", "building", *common, "--building", "ecole-curie", "--month", "2025-01", "--out", str(month)]
@@ -124,6 +119,29 @@ def test_reports_and_operat_are_written(app: typer.Typer, tmp_path: Path) -> Non
 
 def test_renovation_report_unknown_building(app: typer.Typer, tmp_path: Path) -> None:
     result = CliRunner().invoke(
-        app, ["report", "renovation", "--config", str(CONFIG), "--data", str(tmp_path), "--building", "nope", "--out", "x.html"]
+        app,
+        ["report", "renovation", "--config", str(CONFIG), "--readings", str(tmp_path), "--building", "nope", "--out", "x.html"],
     )
     assert result.exit_code == 2
+
+
+def test_mv_on_a_bare_kwh_index_without_inventory(app: typer.Typer, tmp_path: Path) -> None:
+    data = _data(tmp_path, 0.3)
+    periods = ["--baseline", "2023-09-01/2024-09-01", "--reporting", "2024-09-01/2025-08-31"]
+    runner = CliRunner()
+    result = runner.invoke(app, ["mv", "--readings", str(data), "--point", "ecole-curie-gas-volume",
+                                 "--temperature-point", "station-meteo-temperature", *periods])
+    assert result.exit_code == 0, result.output
+    bare = json.loads(result.output)
+    assert bare["savings_fraction"] == pytest.approx(0.3, abs=0.03)
+    with_inventory = json.loads(runner.invoke(
+        app, ["mv", "--readings", str(data), "--point", "ecole-curie-gas-volume", "--config", str(CONFIG), *periods]
+    ).output)
+    assert with_inventory["actual_kwh"] == pytest.approx(bare["actual_kwh"] * 11.2, rel=1e-9)  # m3 → kWh (PCS)
+
+    result = runner.invoke(app, ["mv", "--readings", str(data), "--point", "ecole-curie-gas-volume", *periods])
+    assert result.exit_code == 2
+    assert "--temperature-point" in result.output
+    result = runner.invoke(app, ["mv", "--readings", str(data), "--from-influx", "--point", "p", *periods])
+    assert result.exit_code == 2
+    assert "either --readings FILE.csv or --from-influx" in result.output

@@ -1,0 +1,184 @@
+"""Where the offline commands read their readings: the one CSV file, or InfluxDB over a time range.
+
+``econome detect``, ``econome mv`` and ``econome report …`` take either
+``--readings FILE.csv`` (the format of :mod:`streams.history`, written by
+``econome simulate`` and ``econome export``) or ``--from-influx`` (the
+InfluxDB of ``econome run``, from the ``ECONOME_INFLUX_*`` settings). Both
+give one :class:`~streams.history.PointSeries` per point; what follows is the
+same code.
+
+Exit codes, as the rest of the CLI: 2 a bad setting or option, 3 unreadable
+readings or none in the range, 4 InfluxDB unreachable or refusing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Collection
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
+
+import typer
+from pydantic import ValidationError
+
+from econome._common import EXIT_CONFIG
+from econome.settings import EconomeSettings, load_settings
+from streams.errors import SinkError, TelemetryError
+from streams.history import PointSeries, read_readings, read_readings_csv
+from streams.influx import InfluxConfig, InfluxQLClient
+from streams.status import raw_retention_policy
+
+if TYPE_CHECKING:
+    from inventory import Inventory
+
+__all__ = ["EXIT_DATA", "EXIT_INFLUX", "ReadingSource", "influx_config", "local_range", "one_line"]
+
+EXIT_DATA = 3
+EXIT_INFLUX = 4
+
+_CHUNK = timedelta(days=7)
+"""Time covered by one InfluxQL query: a week of the points asked (what is read is held whole anyway)."""
+_MARGIN = timedelta(days=1)
+"""Read a day more on each side of the dates asked: the counter index before the first hour, and the
+Météo-France windows of the degree days (Tn from 18:00 UTC the day before, Tx until 06:00 UTC the day after)."""
+
+
+def one_line(exc: Exception) -> str:
+    """An error in one line: a pydantic error as ``field: message; …``."""
+    if isinstance(exc, ValidationError):
+        return "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())
+    return str(exc)
+
+
+def influx_config(url: str | None = None, database: str | None = None) -> InfluxConfig:
+    """The InfluxDB of ``ECONOME_INFLUX_*``, with the command line's URL and database; exit 2 when invalid."""
+    try:
+        settings = load_settings()
+        overrides: dict[str, str] = {}
+        if url is not None:
+            overrides["influx_url"] = url
+        if database is not None:
+            overrides["influx_bucket" if settings.influx_api == "v2" else "influx_database"] = database
+        if overrides:
+            settings = EconomeSettings(**overrides)  # type: ignore[arg-type]  # checked by pydantic at run time
+        return settings.influx()
+    except (TelemetryError, ValidationError, ValueError) as exc:
+        typer.echo(f"error: {one_line(exc)}", err=True)
+        raise typer.Exit(code=EXIT_CONFIG) from None
+
+
+def local_range(tz: ZoneInfo, first: date, end: date) -> tuple[datetime, datetime]:
+    """``[first, end)`` local days as UTC times, with a day of margin on each side."""
+    start = datetime.combine(first, time(0), tz).astimezone(UTC) - _MARGIN
+    stop = datetime.combine(end, time(0), tz).astimezone(UTC) + _MARGIN
+    return start, stop
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code=code)
+
+
+class ReadingSource:
+    """The readings of an offline command: a CSV file (read once, whole) or InfluxDB (read per range).
+
+    Args:
+        path: ``--readings``, or None.
+        from_influx: ``--from-influx``.
+        influx: the InfluxDB to read (default: ``ECONOME_INFLUX_*``).
+
+    Raises:
+        typer.BadParameter: neither or both were given.
+    """
+
+    def __init__(self, path: Path | None, from_influx: bool, influx: InfluxConfig | None = None) -> None:
+        if (path is None) == (not from_influx):
+            msg = "give either --readings FILE.csv or --from-influx"
+            raise typer.BadParameter(msg)
+        self.path = path
+        self.from_influx = from_influx
+        self._influx = influx
+        self._csv: dict[str, PointSeries] | None = None
+
+    @property
+    def where(self) -> str:
+        """The source, for messages."""
+        if self.path is not None:
+            return str(self.path)
+        config = self.influx
+        return f"InfluxDB {config.safe_url} ({config.bucket if config.api == 'v2' else config.database})"
+
+    @property
+    def influx(self) -> InfluxConfig:
+        """The InfluxDB read (settings checked on first use; exit 2 when invalid)."""
+        if self._influx is None:
+            self._influx = influx_config()
+        return self._influx
+
+    def load(
+        self,
+        inventory: Inventory | None,
+        start: datetime,
+        end: datetime,
+        points: Collection[str] | None = None,
+        *,
+        required: bool = True,
+    ) -> dict[str, PointSeries]:
+        """The readings of ``points`` (every point when None): the whole CSV, or InfluxDB's in ``[start, end)``.
+
+        Args:
+            inventory: the portfolio (needed for InfluxDB).
+            start: first time read from InfluxDB (aware).
+            end: end, excluded.
+            points: the points wanted.
+            required: no reading of ``points`` at all is an error (exit 3).
+
+        Raises:
+            typer.Exit: 3 an unreadable CSV or, when required, no reading of ``points``;
+                4 InfluxDB unreachable or refusing.
+        """
+        if self.path is not None:
+            data = self._read_csv(self.path)
+        else:
+            if inventory is None:
+                msg = "--from-influx needs the inventory (--config)"
+                raise _fail(msg, EXIT_CONFIG)
+            data = self._read_influx(inventory, start, end, points)
+        wanted = data if points is None else {p: s for p, s in data.items() if p in points}
+        if not wanted and required:
+            which = "readings" if points is None else "reading of " + ", ".join(sorted(points))
+            span = "" if self.path is not None else f" between {start.isoformat()} and {end.isoformat()}"
+            msg = f"{self.where} holds no {which}{span}"
+            raise _fail(msg, EXIT_DATA)
+        return data
+
+    def _read_csv(self, path: Path) -> dict[str, PointSeries]:
+        if self._csv is None:
+            if not path.exists():
+                msg = f"{path}: no such file"
+                raise _fail(msg, EXIT_DATA)
+            try:
+                self._csv = read_readings_csv(path)
+            except TelemetryError as exc:
+                raise _fail(str(exc), EXIT_DATA) from exc
+        return self._csv
+
+    def _read_influx(
+        self, inventory: Inventory, start: datetime, end: datetime, points: Collection[str] | None
+    ) -> dict[str, PointSeries]:
+        config = self.influx
+
+        async def read() -> dict[str, PointSeries]:
+            client = InfluxQLClient(config)
+            try:
+                policy = await raw_retention_policy(client, config)
+                return await read_readings(client, inventory, start, end, chunk=_CHUNK, retention_policy=policy, points=points)
+            finally:
+                await client.close()
+
+        try:
+            return asyncio.run(read())
+        except SinkError as exc:
+            raise _fail(str(exc), EXIT_INFLUX) from exc

@@ -1,0 +1,364 @@
+"""Histories of raw readings: the one CSV format, InfluxDB read back, and counters turned into consumption.
+
+Every offline command (``econome detect``, ``econome mv``, ``econome report
+…``) reads the readings of the inventory's points, from a CSV file or from
+InfluxDB, into one :class:`PointSeries` per point; what follows is the same
+code whichever the source.
+
+**The CSV format** (written by ``econome simulate`` and ``econome export``)
+has one reading per line, as meters give them::
+
+    timestamp,point,value
+    2026-01-05T00:00:00+00:00,mairie-elec-energy,48211.25
+    2026-01-05T00:00:00+00:00,station-meteo-temperature,3.4
+    2026-01-05T00:15:00+00:00,mairie-elec-energy,48213.5
+
+* ``timestamp``: ISO 8601 with a UTC offset (a time without one is refused);
+* ``point``: a point id of the inventory;
+* ``value``: the value in the point's unit as the inventory declares it: a
+  counter's **cumulative index** (kWh, Wh, m3, L…, rollovers and resets
+  included), a sensor's instantaneous value. An empty value is skipped.
+
+Rows may come in any order. This is what the pipeline writes to InfluxDB
+(measurement ``reading``, field ``value``, tag ``point``), so an export of
+collected data and a simulated history are read the same way.
+
+**Counters become consumption** with the pipeline's own logic
+(:func:`hourly_consumption`): the :class:`~streams.counters.CounterTracker`
+of :func:`streams.aggregate.counter_tracker` (rollovers, declared
+replacements, undeclared resets, gaps spread over the hours they cover,
+unexplained gaps over ``max_spread`` not spread) and the local hour windows of
+:class:`~streams.windows.WindowCalendar`.
+
+>>> import tempfile
+>>> from pathlib import Path
+>>> from datetime import UTC, datetime, timedelta
+>>> path = Path(tempfile.mkdtemp()) / "r.csv"
+>>> t = datetime(2026, 1, 5, tzinfo=UTC)
+>>> write_readings_csv(path, [[(t, "p", 65530.0), (t + timedelta(minutes=30), "p", 65535.0),
+...                            (t + timedelta(minutes=90), "p", 4.0)]])
+3
+>>> series = read_readings_csv(path)["p"]
+>>> from streams.counters import CounterTracker
+>>> from zoneinfo import ZoneInfo
+>>> hours, kwh = hourly_consumption(series, CounterTracker("p", 1.0, wrap=65536.0), ZoneInfo("UTC"))  # rolls over
+>>> [h.strftime("%H:%M") for h in hours], kwh.tolist()
+(['00:00', '01:00'], [7.5, 2.5])
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from collections import defaultdict
+from collections.abc import AsyncIterator, Collection, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import numpy.typing as npt
+
+from streams.counters import CounterTracker, Rejection
+from streams.errors import DecodeError
+from streams.influx import RAW_MEASUREMENT, InfluxQLClient
+from streams.windows import WindowCalendar, WindowSize
+
+if TYPE_CHECKING:
+    from inventory import Inventory
+
+__all__ = [
+    "CSV_HEADER",
+    "PointSeries",
+    "hourly_consumption",
+    "influx_rows",
+    "read_readings",
+    "read_readings_csv",
+    "write_readings_csv",
+    "write_rows",
+]
+
+logger = logging.getLogger(__name__)
+
+CSV_HEADER = ("timestamp", "point", "value")
+"""The columns of the one readings CSV format."""
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class PointSeries:
+    """Readings of one point, sorted by time.
+
+    Attributes:
+        times_s: UTC epoch seconds.
+        values: the values, in the point's unit (a counter's index).
+    """
+
+    times_s: FloatArray
+    values: FloatArray
+
+
+def read_readings_csv(path: Path) -> dict[str, PointSeries]:
+    """Read a ``timestamp,point,value`` CSV (ISO 8601 timestamps with an offset).
+
+    Empty values are skipped; rows may come in any order.
+
+    Raises:
+        DecodeError: a missing column, a timestamp without offset or a value that
+            is not a number, naming the file and line.
+    """
+    times: dict[str, list[float]] = defaultdict(list)
+    values: dict[str, list[float]] = defaultdict(list)
+    parsed: dict[str, float] = {}
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is None or tuple(h.strip() for h in header[:3]) != CSV_HEADER:
+            msg = f"{path}: the header must be 'timestamp,point,value', got {header}"
+            raise DecodeError(msg)
+        for line_no, row in enumerate(reader, start=2):
+            if len(row) < 3 or not row[2].strip():
+                continue
+            stamp, point, text = row[0], row[1], row[2]
+            moment = parsed.get(stamp)
+            if moment is None:
+                try:
+                    when = datetime.fromisoformat(stamp)
+                except ValueError as exc:
+                    msg = f"{path}:{line_no}: bad timestamp {stamp!r}"
+                    raise DecodeError(msg) from exc
+                if when.tzinfo is None:
+                    msg = f"{path}:{line_no}: timestamp {stamp!r} has no UTC offset"
+                    raise DecodeError(msg)
+                moment = when.timestamp()
+                parsed[stamp] = moment
+            try:
+                value = float(text)
+            except ValueError as exc:
+                msg = f"{path}:{line_no}: value {text!r} of {point} is not a number"
+                raise DecodeError(msg) from exc
+            times[point].append(moment)
+            values[point].append(value)
+    out: dict[str, PointSeries] = {}
+    for point, stamps in times.items():
+        t = np.asarray(stamps, dtype=np.float64)
+        v = np.asarray(values[point], dtype=np.float64)
+        order = np.argsort(t, kind="stable")
+        out[point] = PointSeries(times_s=t[order], values=v[order])
+    return out
+
+
+def write_readings_csv(path: Path, chunks: Iterable[Iterable[tuple[datetime, str, float]]]) -> int:
+    """Write readings in the one CSV format, one chunk of ``(time, point, value)`` at a time.
+
+    Only one chunk is held at a time, so a caller streaming from InfluxDB keeps
+    its memory bounded. Non-finite values are left out.
+
+    Returns:
+        The number of rows written.
+    """
+    count = 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        handle.write(",".join(CSV_HEADER) + "\n")
+        for chunk in chunks:
+            count += write_rows(handle, chunk)
+    return count
+
+
+def write_rows(handle: TextIO, rows: Iterable[tuple[datetime, str, float]]) -> int:
+    """Append ``(time, point, value)`` rows to an open readings CSV (header already written); non-finite values are left out.
+
+    Returns:
+        The number of rows written.
+    """
+    lines = [f"{ts.isoformat()},{point},{value!r}\n" for ts, point, value in rows if math.isfinite(value)]
+    handle.writelines(lines)
+    return len(lines)
+
+
+def _tag_filter(tag: str, values: Collection[str]) -> str:
+    escaped = (v.replace("\\", "\\\\").replace("'", "\\'") for v in sorted(values))
+    return "(" + " OR ".join(f"\"{tag}\" = '{v}'" for v in escaped) + ")"
+
+
+async def read_readings(
+    client: InfluxQLClient,
+    inventory: Inventory,
+    start: datetime,
+    end: datetime,
+    *,
+    chunk: timedelta = timedelta(days=1),
+    retention_policy: str | None = None,
+    points: Collection[str] | None = None,
+) -> dict[str, PointSeries]:
+    """The raw readings of the inventory's points in ``[start, end)``, as :func:`read_readings_csv` gives them.
+
+    Counters come as the cumulative indexes the meters gave, sensors as their
+    values, as the pipeline wrote them (:class:`streams.influx.LineEncoder`).
+    Points unknown to the inventory are left out.
+
+    Args:
+        client: the InfluxQL client.
+        inventory: the portfolio.
+        start: first time (aware).
+        end: end, excluded.
+        chunk: time covered by one query.
+        retention_policy: where raw readings are (``raw`` after ``econome influx setup``).
+        points: read only these points (all the inventory's when None).
+
+    Raises:
+        SinkError: InfluxDB is unreachable or refused a query.
+    """
+    known = {p.id for _, p in inventory.points()}
+    if points is not None:
+        known &= set(points)
+    if not known:
+        return {}
+    where = _tag_filter("point", known) if points is not None else None
+    parts: dict[str, list[tuple[FloatArray, FloatArray]]] = {}
+    unknown: set[str] = set()
+    async for point, rows in client.select_range(RAW_MEASUREMENT, "value", start, end, group_by="point", chunk=chunk,
+                                                 retention_policy=retention_policy, where=where):
+        if point not in known:
+            unknown.add(point)
+            continue
+        if rows:
+            data = np.asarray(rows, dtype=np.float64)
+            parts.setdefault(point, []).append((data[:, 0] / 1000.0, data[:, 1]))
+    if unknown and points is None:
+        logger.debug("InfluxDB holds readings of %d points not in the inventory (ignored): %s",
+                     len(unknown), ", ".join(sorted(unknown)[:5]))
+    out: dict[str, PointSeries] = {}
+    for point, pieces in parts.items():
+        times = np.concatenate([t for t, _ in pieces])
+        values = np.concatenate([v for _, v in pieces])
+        order = np.argsort(times, kind="stable")
+        out[point] = PointSeries(times[order], values[order])
+    return out
+
+
+async def influx_rows(
+    client: InfluxQLClient,
+    points: Sequence[str],
+    start: datetime,
+    end: datetime,
+    *,
+    chunk: timedelta = timedelta(days=1),
+    points_per_query: int = 50,
+    retention_policy: str | None = None,
+) -> AsyncIterator[list[tuple[datetime, str, float]]]:
+    """The raw readings of ``points`` in ``[start, end)``, one time chunk at a time, sorted by time then point.
+
+    One query per chunk of time and group of ``points_per_query`` points, so
+    that memory holds at most one chunk of time of the points, whatever the
+    range (``econome export``).
+
+    Yields:
+        Per time chunk, its ``(time, point, value)`` rows (an empty chunk yields nothing).
+
+    Raises:
+        SinkError: InfluxDB is unreachable or refused a query.
+    """
+    groups = [list(points[i:i + points_per_query]) for i in range(0, len(points), points_per_query)]
+    lo = start
+    while lo < end:
+        hi = min(lo + chunk, end)
+        rows: list[tuple[int, str, float]] = []
+        for group in groups:
+            async for point, values in client.select_range(
+                RAW_MEASUREMENT, "value", lo, hi, group_by="point", chunk=chunk,
+                retention_policy=retention_policy, where=_tag_filter("point", group),
+            ):
+                rows.extend((ms, point, value) for ms, value in values)
+        if rows:
+            rows.sort()
+            yield [(datetime.fromtimestamp(ms / 1000, UTC), point, value) for ms, point, value in rows]
+        lo = hi
+
+
+def hourly_consumption(series: PointSeries, tracker: CounterTracker, tz: ZoneInfo) -> tuple[list[datetime], FloatArray]:
+    """A counter's consumption per local hour, in the tracker's canonical unit, as the pipeline aggregates it.
+
+    Each pair of successive indexes gives the consumption between them
+    (:meth:`CounterTracker.update`: rollovers, resets, declared replacements);
+    it is spread over the hour windows it covers in proportion to time. A gap
+    longer than the tracker's ``max_spread`` is not spread (the pipeline
+    rejects it too). Hours that no interval covers are absent.
+
+    Args:
+        series: the counter's readings (cumulative indexes), sorted by time.
+        tracker: a fresh tracker (:func:`streams.aggregate.counter_tracker`).
+        tz: the organisation's timezone (hour windows are local, for half-hour offsets).
+
+    Returns:
+        The starts (UTC) of the hours with consumption, in order, and the consumption of each.
+    """
+    starts: list[int] = []
+    ends: list[int] = []
+    amounts: list[float] = []
+    for t, v in zip(series.times_s.tolist(), series.values.tolist(), strict=True):
+        if not math.isfinite(v):
+            continue
+        interval = tracker.update(datetime.fromtimestamp(t, UTC), v)
+        if interval is None:
+            if tracker.last_rejection is Rejection.GAP:
+                logger.warning("counter %s: a gap of more than %s before %s is not spread",
+                               tracker.point_id, tracker.max_spread, datetime.fromtimestamp(t, UTC).isoformat())
+            continue
+        starts.append(round(interval.start.timestamp() * 1000))
+        ends.append(round(interval.end.timestamp() * 1000))
+        amounts.append(interval.amount)
+    if not starts:
+        return [], np.zeros(0)
+    start_ms, end_ms = np.array(starts, dtype=np.int64), np.array(ends, dtype=np.int64)
+    if _whole_hour_offsets(tz, int(start_ms[0]), int(end_ms[-1])):
+        hours = _split_utc_hours(start_ms, end_ms, np.array(amounts, dtype=np.float64))
+    else:  # local hours are not UTC hours (a half-hour offset): the windows' own split
+        calendar = WindowCalendar(tz)
+        hours = defaultdict(float)
+        for lo, hi, amount in zip(starts, ends, amounts, strict=True):
+            for hour_ms, share in calendar.split_ms(lo, hi, WindowSize.HOUR):
+                hours[hour_ms] += amount * share
+    keys = sorted(hours)
+    return [datetime.fromtimestamp(k / 1000, UTC) for k in keys], np.array([hours[k] for k in keys], dtype=np.float64)
+
+
+_HOUR_MS = 3_600_000
+
+
+def _whole_hour_offsets(tz: ZoneInfo, start_ms: int, end_ms: int) -> bool:
+    """Whether every UTC offset of ``tz`` in the range is a whole number of hours (local hours are UTC hours)."""
+    day = 86_400_000
+    for ms in range(start_ms - day, end_ms + 2 * day, day):
+        offset = datetime.fromtimestamp(ms / 1000, UTC).astimezone(tz).utcoffset()
+        if offset is None or offset.total_seconds() % 3600:
+            return False
+    return True
+
+
+def _split_utc_hours(start_ms: IntArray, end_ms: IntArray, amounts: FloatArray) -> dict[int, float]:
+    """:meth:`WindowCalendar.split_ms` over UTC hours for many intervals at once: each amount shared in proportion to time.
+
+    A zero-length interval belongs wholly to the hour holding its end, as in the windows.
+    """
+    first = start_ms // _HOUR_MS
+    last = np.maximum((end_ms - 1) // _HOUR_MS, first)
+    empty = end_ms <= start_ms
+    first = np.where(empty, end_ms // _HOUR_MS, first)
+    last = np.where(empty, first, last)
+    count = last - first + 1
+    which = np.repeat(np.arange(start_ms.size), count)
+    hour = first[which] + (np.arange(which.size) - np.repeat(np.cumsum(count) - count, count))
+    lo = np.maximum(start_ms[which], hour * _HOUR_MS)
+    hi = np.minimum(end_ms[which], (hour + 1) * _HOUR_MS)
+    span = (end_ms - start_ms)[which]
+    share = np.where(empty[which], 1.0, (hi - lo) / np.where(span > 0, span, 1))
+    keys, index = np.unique(hour, return_inverse=True)
+    sums = np.bincount(index, weights=amounts[which] * share, minlength=keys.size)
+    return {int(k) * _HOUR_MS: float(v) for k, v in zip(keys.tolist(), sums.tolist(), strict=True)}

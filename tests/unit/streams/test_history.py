@@ -1,0 +1,110 @@
+"""The one readings CSV format, and counters turned into hourly consumption as the pipeline does it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from inventory import Inventory, load_inventory
+from streams.aggregate import StreamProcessor, StreamSettings, counter_tracker
+from streams.errors import DecodeError
+from streams.history import PointSeries, hourly_consumption, read_readings_csv, write_readings_csv
+from streams.record import Reading
+from streams.windows import WindowSize
+
+ROOT = Path(__file__).resolve().parents[3]
+PARIS = load_inventory(ROOT / "examples" / "commune.yaml")
+# Local hours are not UTC hours at a half-hour offset: the other way of splitting.
+KOLKATA = PARIS.model_copy(update={"organisation": PARIS.organisation.model_copy(update={"timezone": "Asia/Kolkata"})})
+POINT = PARIS.point("mairie-water-volume")  # UINT32 register × 0.001: wraps at 4294967.296 m3
+T0 = datetime(2026, 3, 28, 22, 7, tzinfo=UTC)  # across the change to summer time in Paris
+
+
+def _pipeline_hours(readings: list[tuple[datetime, float]], inv: Inventory = PARIS) -> dict[datetime, float]:
+    """The hourly ``agg_point`` sums the stream processor gives for the readings."""
+    proc = StreamProcessor(inv, StreamSettings(sizes=(WindowSize.HOUR,)))
+    records = []
+    for ts, value in readings:
+        result = proc.process([Reading(POINT.id, ts, value, POINT.unit)])
+        assert not result.rejected
+        records.extend(proc.advance())
+    records.extend(proc.flush())
+    hours: dict[datetime, float] = {}
+    for r in records:
+        if r.measurement == "agg_point" and ("point", POINT.id) in r.tags:
+            hours[r.start] = r.fields["sum"]  # a window emitted again replaces the first
+    return hours
+
+
+def _ours(readings: list[tuple[datetime, float]], inv: Inventory = PARIS) -> dict[datetime, float]:
+    series = PointSeries(times_s=np.array([t.timestamp() for t, _ in readings]), values=np.array([v for _, v in readings]))
+    hours, amounts = hourly_consumption(series, counter_tracker(inv, POINT), inv.organisation.tz)
+    return dict(zip(hours, amounts.tolist(), strict=True))
+
+
+steps = st.lists(
+    st.tuples(
+        st.integers(min_value=1, max_value=240),  # minutes since the previous reading (gaps up to 4 h)
+        st.one_of(st.floats(min_value=0, max_value=5), st.just(-1.0), st.just(-2.0)),  # increment, a reset, a rollover
+    ),
+    min_size=2,
+    max_size=60,
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(steps, st.sampled_from([PARIS, KOLKATA]))
+def test_hourly_consumption_is_the_pipelines(moves: list[tuple[int, float]], inv: Inventory) -> None:
+    wrap = 4294967.296
+    ts, value = T0, wrap - 20.0
+    readings = [(ts, value)]
+    for minutes, step in moves:
+        ts += timedelta(minutes=minutes)
+        if step == -1.0:
+            value = 3.0  # an undeclared reset: restart from zero
+        elif step == -2.0:
+            value = (value + 7.0) % wrap  # may roll over
+        else:
+            value = round(value + step, 3)
+        readings.append((ts, value))
+    ours, theirs = _ours(readings, inv), _pipeline_hours(readings, inv)
+    assert set(ours) <= set(theirs)
+    assert {h for h, v in theirs.items() if v} <= set(ours)
+    for hour, amount in ours.items():
+        assert amount == pytest.approx(theirs[hour], abs=1e-6)
+
+
+def test_a_rollover_and_a_gap_are_spread_like_the_pipeline() -> None:
+    wrap = 4294967.296
+    readings = [(T0, wrap - 1.0), (T0 + timedelta(minutes=15), wrap - 0.5), (T0 + timedelta(minutes=30), 0.5),
+                (T0 + timedelta(hours=3, minutes=30), 3.5)]
+    ours = _ours(readings)
+    assert sum(ours.values()) == pytest.approx(4.5)  # 0.5 + 1.0 over the rollover + 3.0 over the 3-hour gap
+    assert len(ours) == 4  # the gap is spread over the hours it covers
+    assert ours == pytest.approx(_pipeline_hours(readings))
+
+
+def test_csv_round_trip_and_errors_name_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "r.csv"
+    t = datetime(2026, 1, 5, tzinfo=UTC)
+    rows = [(t + timedelta(minutes=15), "a", 2.5), (t, "a", 1.25), (t, "b", float("nan")), (t, "b", -3.0)]
+    assert write_readings_csv(path, [rows[:2], rows[2:]]) == 3
+    back = read_readings_csv(path)
+    assert back["a"].times_s.tolist() == [t.timestamp(), (t + timedelta(minutes=15)).timestamp()]
+    assert back["a"].values.tolist() == [1.25, 2.5]
+    assert back["b"].values.tolist() == [-3.0]
+
+    path.write_text("timestamp,point,value\n2026-01-05T00:00:00+00:00,a,1\n2026-01-05T00:15:00,a,2\n")
+    with pytest.raises(DecodeError, match=r"r\.csv:3: timestamp .* has no UTC offset"):
+        read_readings_csv(path)
+    path.write_text("timestamp,point,value\n2026-01-05T00:00:00+00:00,a,x\n")
+    with pytest.raises(DecodeError, match=r"r\.csv:2: value 'x' of a is not a number"):
+        read_readings_csv(path)
+    path.write_text("timestamp,value\n2026-01-05T00:00:00+00:00,1\n")
+    with pytest.raises(DecodeError, match="header must be 'timestamp,point,value'"):
+        read_readings_csv(path)
