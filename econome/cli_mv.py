@@ -314,7 +314,10 @@ def report_building(
         msg = f"no consumption CSV for building {building} in {data}"
         raise _fail(msg)
     temps = _daily_temps(_temperature_path(inv, data, temperature), inv.organisation.tz)
-    page = building_month_report(inv, bld, year, mon, series, degree_days(temps), {t.day: t.mean_c for t in temps})
+    try:
+        page = building_month_report(inv, bld, year, mon, series, degree_days(temps), {t.day: t.mean_c for t in temps})
+    except InsufficientData as exc:  # a month without data: no report of "0 kWh, 0 €"
+        raise _fail(str(exc)) from exc
     out.write_text(page, encoding="utf-8")
     typer.echo(f"wrote {out}")
 
