@@ -47,7 +47,7 @@ from mv.baseline import (
     weekday_day_types,
 )
 from mv.degreedays import DailyTemperature, degree_days, read_series_csv, read_temperature_csv
-from mv.savings import SavingsReport, avoided_consumption, performance_gap
+from mv.savings import HourlyFallback, SavingsReport, avoided_consumption, avoided_consumption_hourly_or_daily, performance_gap
 from streams.errors import InsufficientData, TelemetryError
 
 __all__ = ["register"]
@@ -180,11 +180,21 @@ def mv(
     if not temperature.exists():
         msg = f"{temperature}: no such file"
         raise _fail(msg)
+    fallback: HourlyFallback | None = None
     try:
         if model == "towt":
             hourly = _hourly_observations(series, temperature, tz)
             towt = TowtBaseline().fit(hourly.select(_at(base_start, tz), _at(base_end, tz)))
-            report = avoided_consumption(towt, hourly.select(_at(rep_start, tz), _at(rep_end, tz)), confidence=confidence)
+            hourly_rep = hourly.select(_at(rep_start, tz), _at(rep_end, tz))
+            if towt.g14_failures():
+                # The daily model on the same data, used when it alone passes Guideline 14 (issue 13).
+                obs = _daily_observations(series, temperature, tz, _day_types(inv, bld))
+                daily = DailyChangePointBaseline().fit(obs.select(base_start, base_end))
+                report, fallback = avoided_consumption_hourly_or_daily(
+                    towt, hourly_rep, daily, obs.select(rep_start, rep_end), confidence=confidence
+                )
+            else:
+                report = avoided_consumption(towt, hourly_rep, confidence=confidence)
         elif model == "daily":
             obs = _daily_observations(series, temperature, tz, _day_types(inv, bld))
             daily = DailyChangePointBaseline().fit(obs.select(base_start, base_end))
@@ -202,6 +212,14 @@ def mv(
     out = report.to_dict(tariff)
     out["baseline"] = f"{base_start}/{base_end}"
     out["reporting"] = f"{rep_start}/{rep_end}"
+    out["model_requested"] = model
+    out["fallback"] = fallback.to_dict() if fallback is not None else None
+    if fallback is not None:
+        typer.echo(
+            "note: the hourly model fails ASHRAE Guideline 14 (" + "; ".join(fallback.hourly_failures)
+            + "); the savings come from the daily model, which passes",
+            err=True,
+        )
     typer.echo(json.dumps(_json_safe(out), ensure_ascii=False))
 
 
