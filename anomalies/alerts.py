@@ -45,6 +45,7 @@ import asyncio
 import html
 import io
 import logging
+import math
 import os
 import smtplib
 import ssl
@@ -56,8 +57,10 @@ from email.utils import make_msgid
 from zoneinfo import ZoneInfo
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.dates import DateFormatter
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 from anomalies.events import AlertState, AnomalyEvent, ChartSeries, Language
 from inventory import EmailSettings, Inventory
@@ -251,6 +254,7 @@ def render_chart(series: ChartSeries, event: AnomalyEvent, language: Language = 
     unit = unit_label(series.unit) + ("/h" if series.unit in ("kWh", "m3") else "")
     ax.set_ylabel(f"{labels['night_flow']} ({unit})" if event.kind == "water_leak" else unit)
     ax.xaxis_date(tz)
+    _local_numbers(ax, language)
     ax.xaxis.set_major_formatter(DateFormatter("%d/%m %Hh", tz=tz))  # type: ignore[no-untyped-call]  # matplotlib leaves it unannotated
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", frameon=False)
@@ -260,6 +264,14 @@ def render_chart(series: ChartSeries, event: AnomalyEvent, language: Language = 
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     return buffer.getvalue()
+
+
+def _local_numbers(ax: Axes, language: Language) -> None:
+    """The value axis in the reader's typography ("0,10", not "0.10"), to the decimals its ticks need."""
+    ticks = np.asarray(ax.get_yticks(), dtype=np.float64)
+    step = float(np.min(np.diff(ticks))) if ticks.size > 1 else 1.0
+    digits = max(0, math.ceil(-math.log10(step))) if 0 < step < 1 else 0
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: number(value, digits, language)))
 
 
 def _fmt_when(event: AnomalyEvent, which: str) -> str:

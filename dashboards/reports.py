@@ -659,10 +659,11 @@ def portfolio_report(
     inaction = cost_of_inaction(tot_kwh, price, first_year=year, last_year=2030, price_escalation=price_escalation)
     inaction_total = inaction[-1][2] if inaction else 0.0
     charts = figure_png(_intensity_chart(intensities))
+    incomplete = "* données incomplètes sur l'année. " if any(b.missing_days for b in buildings) else ""
     body = (
         f'<section><div class="kpis">{kpis}</div></section>'
         f"<section><h2>Indicateurs par bâtiment</h2>{table}"
-        "<p class=\"note\">* données incomplètes sur l'année. Coûts et émissions : tarifs et facteurs de l'inventaire "
+        f"<p class=\"note\">{incomplete}Coûts et émissions\u00a0: tarifs et facteurs de l'inventaire "
         "(à défaut, valeurs indicatives nationales).</p></section>"
         f"<section><h2>Intensité énergétique (kWh/m² chauffé)</h2>{charts}</section>"
         f"<section><h2>Coût de l'inaction</h2>"
