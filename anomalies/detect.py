@@ -918,6 +918,11 @@ def _event(
             facts[name] = round(float(np.max(chosen) if name == "hours" else np.mean(chosen)), 3)
     if "occupied" in facts:
         facts["occupied"] = facts["occupied"] >= 0.5
+    named = next((p for p in building.points if p.id == finding.point), None) if finding.point else None
+    if named is not None:  # the advisor reads the point's name and unit, not only its id (issue 13)
+        facts["point_unit"] = named.unit
+        if named.name:
+            facts["point_name"] = named.name
     series = None
     if np.isfinite(finding.observed[a:b]).any():
         # The chart shows a day either side, but only what was known when the event was reported,

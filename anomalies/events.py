@@ -29,7 +29,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from inventory import Energy, Inventory
-from streams.display import number, of_usage, percent, quantity, usage_label
+from streams.display import number, of_usage, percent, quantity, unit_label, usage_label
 
 __all__ = [
     "Alert",
@@ -374,11 +374,14 @@ def explain(event: AnomalyEvent, language: Language = "fr") -> str:
     template = _TEMPLATES.get(event.kind, {"fr": event.kind, "en": event.kind})[language]
     facts: dict[str, Any] = {
         "closed": _span(event, language),
-        "point": event.point or "",
+        "point": _point_text(event, language),
         "usage_name": usage_label(event.usage, language),
         "of_usage": of_usage(event.usage, language),
         **{name: _fact_text(name, value, language) for name, value in event.facts.items()},
     }
+    value, unit = event.facts.get("value"), event.facts.get("point_unit")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and isinstance(unit, str):
+        facts["value"] = f"{facts['value']}\u00a0{unit_label(unit)}"
     silent = _silent_points(event)
     if len(silent) > 1:  # one device or gateway gone silent: every point of it is named, not only the first
         template = _MISSING_MANY[language]
@@ -397,6 +400,18 @@ def explain(event: AnomalyEvent, language: Language = "fr") -> str:
     if event.kind != "heating_unoccupied":
         body += f" ({_span(event, language)})"
     return f"{event.building_name}{_colon(language)} {body}{_money(event, language)}"
+
+
+def _point_text(event: AnomalyEvent, language: Language) -> str:
+    """The point as an advisor knows it: its name from the inventory, then its id to find it there.
+
+    >>> _point_text(replace(_sample_event(), point="b1-co2", facts={"point_name": "CO2 Classes"}), "fr")
+    '« CO2 Classes » (b1-co2)'
+    """
+    name = event.facts.get("point_name")
+    if not event.point or not isinstance(name, str) or not name:
+        return event.point or ""
+    return f"« {name} » ({event.point})" if language == "fr" else f"'{name}' ({event.point})"
 
 
 _MISSING_MANY: dict[str, str] = {

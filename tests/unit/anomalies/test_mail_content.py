@@ -104,6 +104,13 @@ def test_the_leak_mail_claims_no_more_than_it_observed(events: list[AnomalyEvent
     assert max(observed) == pytest.approx(0.1, abs=0.03)  # the simulated leak is 0.1 m3/h
 
 
+def test_points_are_named_as_in_the_inventory(events: list[AnomalyEvent]) -> None:
+    frozen = next(e for e in events if e.kind == "frozen_sensor")
+    text = frozen.explanation("fr")
+    assert "le capteur « CO2 Classes » (ecole-pasteur-classes-co2) répète la même valeur" in text, text
+    assert "\u00a0ppm)" in text, text
+
+
 def test_the_digest_reads_right(events: list[AnomalyEvent], alerter: EmailAlerter) -> None:
     data = [e for e in events if e.kind in ("missing_data", "stale_counter", "frozen_sensor")]
     energy = [e for e in events if e not in data]
