@@ -301,6 +301,10 @@ def building_month_report(
         total_co2 += co2
         if missing:
             partial.append(f"{ENERGY_LABELS[s.energy].lower()}\u00a0: {n_days - missing} jours mesurés sur {n_days}")
+        prev_days = (prev_end - prev_start).days
+        if 0 < missing_before < prev_days:
+            measured = prev_days - missing_before
+            partial.append(f"{ENERGY_LABELS[s.energy].lower()} en {year - 1}\u00a0: {measured} jours mesurés sur {prev_days}")
         unit = "m3" if s.energy is Energy.WATER else "kWh"
         before_text = _q(before, unit) if missing_before < (prev_end - prev_start).days else "—"
         rows.append(

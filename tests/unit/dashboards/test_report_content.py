@@ -49,6 +49,7 @@ def test_month_report_figures_and_words(commune: Inventory) -> None:
     days, temp = _days(n), _temps(n)
     gas = 900 + 300 * np.maximum(0, 15 - temp)
     gas[(np.array(days) >= date(2025, 1, 10)) & (np.array(days) < date(2025, 1, 14))] = np.nan  # 4 days without data
+    gas[np.array(days) == date(2024, 1, 31)] = np.nan  # and one in January 2024
     water = np.full(n, 2.0)
     page = _month(commune, [EnergySeries(Energy.NATURAL_GAS, tuple(days), gas),
                             EnergySeries(Energy.WATER, tuple(days), water)], n)
@@ -58,6 +59,7 @@ def test_month_report_figures_and_words(commune: Inventory) -> None:
     assert figure(text.replace("Gaz naturel", "Gaz naturel :"), "Gaz naturel") == pytest.approx(np.nansum(gas[jan]), abs=1)
     assert "Mairie" in text  # the building's usage, town_hall, in French
     assert "gaz naturel\u00a0: 27 jours mesurés sur 31" in text  # the coverage of a partial month
+    assert "gaz naturel en 2024\u00a0: 30 jours mesurés sur 31" in text  # and of the month it is compared with
     assert "62\u00a0m³" in text  # 31 days × 2 m³ of water
 
 
