@@ -326,7 +326,7 @@ def building_month_report(
     coverage = ""
     if partial:
         coverage = (
-            '<div class="verdict warn">Mois incomplet, les totaux ne comptent que les jours mesurés ('
+            '<div class="verdict warn">Données incomplètes\u00a0: les totaux ne comptent que les jours mesurés ('
             + html.escape("\u202f; ".join(partial))
             + ")\u00a0; l'écart à l'année précédente n'est pas calculé sur un mois partiel.</div>"
         )
