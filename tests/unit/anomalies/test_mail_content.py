@@ -85,6 +85,8 @@ def test_every_alert_and_resolution_mail_reads_right(events: list[AnomalyEvent],
             found = problems(text) + problems(page)
             if found:
                 bad[f"{event.kind}/{state.value}"] = found
+            who = "modèle de la consommation habituelle (" if event.source == "model" else "règle « "
+            assert f"Détecté par\u00a0: {who}" in text, text
             if event.unit in ("kWh", "m3") and event.excess_kwh + event.excess_m3 > 0:
                 observed, excess = figure(text, "Observé"), figure(text, "Surconsommation")
                 assert 0 < excess <= observed, (event.kind, text)
