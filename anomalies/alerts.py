@@ -45,6 +45,7 @@ import asyncio
 import html
 import io
 import logging
+import math
 import os
 import smtplib
 import ssl
@@ -56,11 +57,14 @@ from email.utils import make_msgid
 from zoneinfo import ZoneInfo
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.dates import DateFormatter
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
-from anomalies.events import _USAGE_NAMES, AlertState, AnomalyEvent, ChartSeries, Language
+from anomalies.events import AlertState, AnomalyEvent, ChartSeries, Language
 from inventory import EmailSettings, Inventory
+from streams.display import number, quantity, unit_label, usage_label
 from streams.errors import ConfigError, SinkError
 from streams.influx import InfluxWriter, escape_tag, tls_context, to_ms
 
@@ -136,14 +140,17 @@ _LABELS: dict[Language, dict[str, str]] = {
     "fr": {
         "building": "Bâtiment", "usage": "Usage", "start": "Début", "end": "Fin", "expected": "Attendu",
         "observed": "Observé", "excess": "Surconsommation", "cost": "Coût", "co2": "Émissions", "rule": "Détecté par",
-        "score": "Score", "chart_obs": "observé", "chart_exp": "attendu", "open": "Alerte", "ongoing": "Alerte en cours",
+        "rule_of": "règle « {kind} »", "model_of": "modèle de la consommation habituelle ({usage})",
+        "chart_obs": "observé", "chart_exp": "attendu", "night_flow": "débit de nuit", "open": "Alerte",
+        "ongoing": "Alerte en cours",
         "resolved": "Résolu", "digest": "Synthèse des alertes", "todo": "Que faire\u00a0?", "footer":
         "Econome — un courriel quand une alerte s'ouvre, un quand elle se termine, et une synthèse quotidienne.",
     },
     "en": {
         "building": "Building", "usage": "Usage", "start": "Start", "end": "End", "expected": "Expected",
         "observed": "Observed", "excess": "Excess", "cost": "Cost", "co2": "Emissions", "rule": "Detected by",
-        "score": "Score", "chart_obs": "observed", "chart_exp": "expected", "open": "Alert", "ongoing": "Ongoing alert",
+        "rule_of": "rule '{kind}'", "model_of": "model of the usual consumption ({usage})",
+        "chart_obs": "observed", "chart_exp": "expected", "night_flow": "night flow", "open": "Alert", "ongoing": "Ongoing alert",
         "resolved": "Resolved", "digest": "Alert digest", "todo": "What to do?", "footer":
         "Econome — one mail when an alert opens, one when it ends, and a daily digest.",
     },
@@ -160,6 +167,9 @@ _KIND_TITLES: dict[str, dict[Language, str]] = {
     "frozen_sensor": {"fr": "capteur figé", "en": "frozen sensor"},
     "missing_data": {"fr": "données manquantes", "en": "missing data"},
     "unusual_consumption": {"fr": "consommation inhabituelle", "en": "unusual consumption"},
+    "consumption_unoccupied": {"fr": "consommation bâtiment fermé", "en": "consumption while closed"},
+    "sensor_drift": {"fr": "capteur déréglé", "en": "drifting sensor"},
+    "lost_daily_cycle": {"fr": "capteur sans cycle journalier", "en": "sensor without a daily cycle"},
 }
 
 _ACTIONS: dict[str, dict[Language, str]] = {
@@ -168,7 +178,8 @@ _ACTIONS: dict[str, dict[Language, str]] = {
         "en": "Check the controller's schedule (night, weekend and holiday setback) and any manual override.",
     },
     "overheating": {
-        "fr": "Ramener la consigne à 19 °C en occupation et 16 °C en inoccupation; vérifier les robinets thermostatiques.",
+        "fr": "Ramener la consigne à 19\u00a0°C en occupation et 16\u00a0°C en inoccupation\u202f; "
+        "vérifier les robinets thermostatiques.",
         "en": "Bring the setpoint back to 19 °C occupied and 16 °C unoccupied; check the thermostatic valves.",
     },
     "lighting_unoccupied": {
@@ -192,6 +203,18 @@ _ACTIONS: dict[str, dict[Language, str]] = {
         "en": "Check the meter and its link (pulses, gateway, M-Bus).",
     },
     "frozen_sensor": {"fr": "Vérifier le capteur et sa pile.", "en": "Check the sensor and its battery."},
+    "consumption_unoccupied": {
+        "fr": "Vérifier ce qui reste en marche bâtiment fermé (chauffage, ventilation, éclairage, équipements).",
+        "en": "Check what keeps running while the building is closed (heating, ventilation, lights, equipment).",
+    },
+    "sensor_drift": {
+        "fr": "Vérifier l'emplacement du capteur (soleil, radiateur, courant d'air) et le comparer à un thermomètre.",
+        "en": "Check where the sensor sits (sun, radiator, draught) and compare it with a thermometer.",
+    },
+    "lost_daily_cycle": {
+        "fr": "Vérifier que le capteur est bien dans la pièce et qu'il mesure encore.",
+        "en": "Check that the sensor is still in the room and still measuring.",
+    },
     "missing_data": {
         "fr": "Vérifier le capteur, sa pile et la passerelle.",
         "en": "Check the sensor, its battery and the gateway.",
@@ -203,6 +226,9 @@ def render_chart(series: ChartSeries, event: AnomalyEvent, language: Language = 
     r"""A PNG chart of observed against expected over the event, the event shaded.
 
     Uses matplotlib's object API (no pyplot), so it is safe in worker threads.
+    An hourly series is drawn as steps; a series of selected hours (a leak's
+    night hours) as one line through them, a dot per hour, so that the nights
+    read as one flow and not as dashes. An hour without data is a gap.
 
     >>> from anomalies.events import _sample_event
     >>> event = _sample_event()
@@ -213,13 +239,22 @@ def render_chart(series: ChartSeries, event: AnomalyEvent, language: Language = 
     tz = ZoneInfo(event.timezone)
     # Matplotlib dates are days since its epoch, 1970-01-01 by default.
     times = np.array([t.timestamp() / 86_400.0 for t in series.times])
+    hourly = times.size < 2 or bool(np.all(np.diff(times) <= 1.0 / 24 + 1e-9))
     fig = Figure(figsize=(8.0, 3.2), dpi=100)
     ax = fig.add_subplot()
     ax.axvspan(event.start.timestamp() / 86_400.0, event.end.timestamp() / 86_400.0, color="#f6d3cf", alpha=0.6, linewidth=0)
-    ax.step(times, series.expected, where="post", color="#2b6cb0", linewidth=1.6, label=labels["chart_exp"])
-    ax.step(times, series.observed, where="post", color="#c53030", linewidth=1.6, label=labels["chart_obs"])
-    ax.set_ylabel(f"{series.unit}/h" if series.unit in ("kWh", "m3") else series.unit)
+    for values, color, name in (
+        (series.expected, "#2b6cb0", labels["chart_exp"]),
+        (series.observed, "#c53030", labels["chart_obs"]),
+    ):
+        if hourly:
+            ax.step(times, values, where="post", color=color, linewidth=1.6, label=name)
+        else:
+            ax.plot(times, values, color=color, linewidth=1.6, marker=".", markersize=4, label=name)
+    unit = unit_label(series.unit) + ("/h" if series.unit in ("kWh", "m3") else "")
+    ax.set_ylabel(f"{labels['night_flow']} ({unit})" if event.kind == "water_leak" else unit)
     ax.xaxis_date(tz)
+    _local_numbers(ax, language)
     ax.xaxis.set_major_formatter(DateFormatter("%d/%m %Hh", tz=tz))  # type: ignore[no-untyped-call]  # matplotlib leaves it unannotated
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", frameon=False)
@@ -231,28 +266,48 @@ def render_chart(series: ChartSeries, event: AnomalyEvent, language: Language = 
     return buffer.getvalue()
 
 
+def _local_numbers(ax: Axes, language: Language) -> None:
+    """The value axis in the reader's typography ("0,10", not "0.10"), to the decimals its ticks need."""
+    ticks = np.asarray(ax.get_yticks(), dtype=np.float64)
+    step = float(np.min(np.diff(ticks))) if ticks.size > 1 else 1.0
+    digits = max(0, math.ceil(-math.log10(step))) if 0 < step < 1 else 0
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: number(value, digits, language)))
+
+
 def _fmt_when(event: AnomalyEvent, which: str) -> str:
     moment = event.start if which == "start" else event.end
     return f"{moment.astimezone(ZoneInfo(event.timezone)):%d/%m/%Y %H:%M}"
 
 
 def _amount(value: float, unit: str, language: Language = "en") -> str:
-    r"""A quantity with its unit: in French a narrow no-break space per thousand, a decimal comma, a no-break space.
+    r"""A quantity with its unit (:func:`streams.display.quantity`): water to a tenth of a m³, the rest to the unit.
 
     >>> _amount(12345.67, "m3", "fr"), _amount(12345.67, "m3", "en")
-    ('12\u202f345,7\xa0m3', '12\u202f345.7 m3')
+    ('12\u202f345,7\xa0m³', '12,345.7\xa0m³')
     """
-    digits = 1 if unit in ("m3", "degC") else 0
-    if language == "fr":
-        return f"{format_number(value, digits, language)}\u00a0{unit}"
-    return f"{value:,.{digits}f} {unit}".replace(",", "\u202f")
+    if unit == "kgCO2e":  # a few kilograms keep a decimal: "0 kgCO2e" reads as none
+        digits = 1 if value < 10 else 0
+    else:
+        digits = 1 if unit in ("m3", "degC") else 0
+    return quantity(value, unit, digits, language)
+
+
+def _detected_by(event: AnomalyEvent, language: Language) -> str:
+    labels = _LABELS[language]
+    if event.source == "model":
+        return labels["model_of"].format(usage=usage_label(event.usage, language))
+    return labels["rule_of"].format(kind=_kind_title(event.kind, language))
+
+
+def _kind_title(kind: str, language: Language) -> str:
+    return _KIND_TITLES.get(kind, {}).get(language, kind.replace("_", " "))
 
 
 def _rows(event: AnomalyEvent, language: Language) -> list[tuple[str, str]]:
     labels = _LABELS[language]
     rows = [
         (labels["building"], event.building_name),
-        (labels["usage"], _USAGE_NAMES[language].get(event.usage, event.usage)),
+        (labels["usage"], usage_label(event.usage, language)),
         (labels["start"], _fmt_when(event, "start")),
         (labels["end"], _fmt_when(event, "end")),
     ]
@@ -268,7 +323,7 @@ def _rows(event: AnomalyEvent, language: Language) -> list[tuple[str, str]]:
     if event.excess_eur > 0:
         rows += [(labels["cost"], _amount(event.excess_eur, "€", language)),
                  (labels["co2"], _amount(event.excess_kgco2e, "kgCO2e", language))]
-    rows += [(labels["rule"], event.qualified_name), (labels["score"], f"{event.score:.2f}")]
+    rows.append((labels["rule"], _detected_by(event, language)))
     return rows
 
 
@@ -279,11 +334,11 @@ def _subject(event: AnomalyEvent, language: Language) -> str:
     >>> _subject(_sample_event(), "fr")
     '[Econome] Alerte\xa0: Gymnase Batum — chauffage en inoccupation — 45\xa0€'
     >>> _subject(_sample_event(), "en")
-    '[Econome] Alert: Gymnase Batum — heating while closed — 45 €'
+    '[Econome] Alert: Gymnase Batum — heating while closed — 45\xa0€'
     """
     labels = _LABELS[language]
     money = f" — {_amount(event.excess_eur, '€', language)}" if event.excess_eur >= 1 else ""
-    kind = _KIND_TITLES.get(event.kind, {}).get(language, event.kind.replace("_", " "))
+    kind = _kind_title(event.kind, language)
     return f"[Econome] {_colon(labels[event.state.value], language)} {event.building_name} — {kind}{money}"
 
 
@@ -588,15 +643,12 @@ _DIGEST_LABELS: dict[Language, dict[str, str]] = {
 
 
 def format_number(value: float, digits: int, language: Language) -> str:
-    r"""A number as the language writes it: French with a narrow no-break space per thousand and a decimal comma.
+    r"""A number as the language writes it (:func:`streams.display.number`).
 
     >>> format_number(12345.678, 1, "fr"), format_number(12345.678, 1, "en")
     ('12\u202f345,7', '12,345.7')
     """
-    text = f"{value:,.{digits}f}"
-    if language == "fr":
-        text = text.replace(",", "\u202f").replace(".", ",")
-    return text
+    return number(value, digits, language)
 
 
 def _colon(label: str, language: Language) -> str:
@@ -607,13 +659,13 @@ def _colon(label: str, language: Language) -> str:
 def _cost(event: AnomalyEvent, language: Language) -> str:
     parts = []
     if event.excess_kwh > 0:
-        parts.append(f"{format_number(event.excess_kwh, 0, language)}\u00a0kWh")
+        parts.append(_amount(event.excess_kwh, "kWh", language))
     if event.excess_m3 > 0:
-        parts.append(f"{format_number(event.excess_m3, 1, language)}\u00a0m3")
+        parts.append(_amount(event.excess_m3, "m3", language))
     if event.excess_eur > 0:
-        parts.append(f"{format_number(event.excess_eur, 0, language)}\u00a0€")
+        parts.append(_amount(event.excess_eur, "€", language))
     if event.excess_kgco2e > 0:
-        parts.append(f"{format_number(event.excess_kgco2e, 0, language)}\u00a0kgCO2e")
+        parts.append(_amount(event.excess_kgco2e, "kgCO2e", language))
     return ", ".join(parts)
 
 
@@ -621,7 +673,7 @@ def _entry_line(entry: DigestEntry, language: Language, section: str) -> str:
     event = entry.event
     labels = _DIGEST_LABELS[language]
     tz = ZoneInfo(event.timezone)
-    kind = _KIND_TITLES.get(event.kind, {}).get(language, event.kind.replace("_", " "))
+    kind = _kind_title(event.kind, language)
     line = f"#{entry.alert_id} {event.building_name} — {kind}"
     if event.point:
         line += f" ({labels['point']} {event.point})"
@@ -647,7 +699,7 @@ def _digest_parts(digest: Digest, language: Language) -> tuple[str, str, str]:
     if n_open:
         summary = f"{n_open} {labels['one_open'] if n_open == 1 else labels['many_open']}"
         if eur >= 1:
-            summary += f", {format_number(eur, 0, language)}\u00a0€"
+            summary += f", {_amount(eur, '€', language)}"
     else:
         summary = labels["no_open"]
     subject = f"[Econome] {_colon(title, language)} {summary}"
@@ -670,9 +722,9 @@ def _digest_parts(digest: Digest, language: Language) -> tuple[str, str, str]:
     if n_open:
         totals = ", ".join(
             part for part in (
-                f"{format_number(kwh, 0, language)}\u00a0kWh" if kwh > 0 else "",
-                f"{format_number(eur, 0, language)}\u00a0€" if eur > 0 else "",
-                f"{format_number(co2, 0, language)}\u00a0kgCO2e" if co2 > 0 else "",
+                _amount(kwh, "kWh", language) if kwh > 0 else "",
+                _amount(eur, "€", language) if eur > 0 else "",
+                _amount(co2, "kgCO2e", language) if co2 > 0 else "",
             ) if part
         )
         if totals:

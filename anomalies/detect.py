@@ -853,8 +853,11 @@ def _event(
     if finding.origin is not None and a < frame.hours and finding.origin[a] >= 0:
         a0 = min(a, int(finding.origin[a]))
         start = min(start, frame.time(a0))
-    observed = float(np.nansum(finding.observed[a:b][active]))
-    expected = float(np.nansum(finding.expected[a:b][active]))
+    # Observed and expected over the hours the excess is counted in, so that the excess is part of the
+    # observed (issue 13): a leak's excess runs day and night while it is flagged at night only.
+    counted = active | (np.nan_to_num(finding.excess[a:b]) > 0)
+    observed = float(np.nansum(finding.observed[a:b][counted]))
+    expected = float(np.nansum(finding.expected[a:b][counted]))
     amount = float(np.nansum(finding.excess[a:b]))
     cost = excess_cost(inventory, finding.energy, finding.excess_unit, amount)
     facts: dict[str, Any] = dict(finding.constant_facts)
@@ -865,16 +868,24 @@ def _event(
             facts[name] = round(float(np.max(chosen) if name == "hours" else np.mean(chosen)), 3)
     if "occupied" in facts:
         facts["occupied"] = facts["occupied"] >= 0.5
+    named = next((p for p in building.points if p.id == finding.point), None) if finding.point else None
+    if named is not None:  # the advisor reads the point's name and unit, not only its id (issue 13)
+        facts["point_unit"] = named.unit
+        if named.name:
+            facts["point_name"] = named.name
     series = None
     if np.isfinite(finding.observed[a:b]).any():
         # The chart shows a day either side, but only what was known when the event was reported,
         # so that a replay and a live run draw the same chart.
         known_to = frame.hours if reported is None else int((reported.timestamp() - frame.start_s) // 3600) + 1
         lo, hi = max(0, a - 24), min(frame.hours, b + 24, known_to)
-        obs = finding.observed[lo:hi]
-        exp = np.where(np.isfinite(finding.expected[lo:hi]) & finding.active[lo:hi], finding.expected[lo:hi], obs)
+        drawn = np.arange(lo, hi)
+        if finding.chart_hours is not None:
+            drawn = drawn[finding.chart_hours[lo:hi]]
+        obs = finding.observed[drawn]
+        exp = np.where(np.isfinite(finding.expected[drawn]) & finding.active[drawn], finding.expected[drawn], obs)
         series = ChartSeries(
-            times=[frame.time(h) for h in range(lo, hi)],
+            times=[frame.time(int(h)) for h in drawn],
             observed=[float(x) for x in obs.tolist()],
             expected=[float(x) for x in exp.tolist()],
             unit=finding.unit,

@@ -29,6 +29,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from inventory import Energy, Inventory
+from streams.display import number, of_usage, percent, quantity, unit_label, usage_label
 
 __all__ = [
     "Alert",
@@ -247,12 +248,6 @@ _DAYS = {
     "en": ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"],
 }
 
-_USAGE_NAMES: dict[str, dict[str, str]] = {
-    "fr": {"heating": "chauffage", "general": "électricité", "lighting": "éclairage", "water": "eau", "comfort": "confort"},
-    "en": {"heating": "heating", "general": "electricity", "lighting": "lighting", "water": "water", "comfort": "comfort"},
-}
-
-
 def _when(moment: datetime, tz: ZoneInfo, language: Language) -> str:
     local = moment.astimezone(tz)
     day = _DAYS[language][local.weekday()]
@@ -267,24 +262,52 @@ def _span(event: AnomalyEvent, language: Language) -> str:
 def _money(event: AnomalyEvent, language: Language) -> str:
     if event.excess_eur <= 0 and event.excess_kwh <= 0 and event.excess_m3 <= 0:
         return ""
-    amount = f"+{event.excess_kwh:,.0f} kWh" if event.excess_kwh > 0 else f"+{event.excess_m3:,.1f} m3"
+    if event.excess_kwh > 0:
+        amount = "+" + quantity(event.excess_kwh, "kWh", 0, language)
+    else:
+        amount = "+" + quantity(event.excess_m3, "m3", 1, language)
     if event.usage == "heating" and event.excess_kwh > 0:
         amount += " " + ("de chaleur" if language == "fr" else "of heat")
-    text = f"{amount} ≈ {event.excess_eur:,.0f} € ≈ {event.excess_kgco2e:,.0f} kgCO2e"
-    if language == "fr":
-        text = text.replace(",", "\u202f")
-    return ": " + text
+    # A few kilograms are written with a decimal: "0 kgCO2e" would read as none.
+    co2 = quantity(event.excess_kgco2e, "kgCO2e", 1 if event.excess_kgco2e < 10 else 0, language)
+    return f"{_colon(language)} {amount} ≈ {quantity(event.excess_eur, '€', 0, language)} ≈ {co2}"
+
+
+def _colon(language: Language) -> str:
+    # French typography: a no-break space before the colon.
+    return "\u00a0:" if language == "fr" else ":"
+
+
+# Decimals of each fact in the explanations; "signed" ones carry their sign (+4,6 / −4,6).
+_FACT_DIGITS: dict[str, int] = {
+    "indoor_c": 1, "limit_c": 0, "lux": 0, "increase_pct": 0, "flow_m3_h": 2, "hours": 0,
+    "deviation_k": 1, "range_k": 1, "usual_range_k": 1,
+}  # fmt: skip
+_SIGNED_FACTS = frozenset({"deviation_k"})
+
+
+def _fact_text(name: str, value: object, language: Language) -> object:
+    """A fact as the explanation writes it: numbers in the language's typography, the rest as it is."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value
+    digits = _FACT_DIGITS.get(name)
+    if digits is None:  # a sensor's raw value: as many decimals as it needs to read well
+        digits = 0 if abs(value) >= 100 else 1
+    text = number(float(value), digits, language)
+    if name in _SIGNED_FACTS and round(float(value), digits) > 0:
+        text = "+" + text
+    return text
 
 
 _TEMPLATES: dict[str, dict[Language, str]] = {
     "heating_unoccupied": {
-        "fr": "le chauffage a maintenu le confort ({indoor_c:.1f} °C en moyenne) alors que le bâtiment était fermé ({closed})",
-        "en": "heating kept comfort ({indoor_c:.1f} °C on average) while the building was closed ({closed})",
+        "fr": "le chauffage a maintenu le confort ({indoor_c}\u00a0°C en moyenne) alors que le bâtiment était fermé ({closed})",
+        "en": "heating kept comfort ({indoor_c}\u00a0°C on average) while the building was closed ({closed})",
     },
     "overheating": {
-        "fr": "température intérieure de {indoor_c:.1f} °C en chauffage, au-dessus de la limite de {limit_c:.0f} °C "
+        "fr": "température intérieure de {indoor_c}\u00a0°C en chauffage, au-dessus de la limite de {limit_c}\u00a0°C "
         "({basis_fr}, {occupancy_fr})",
-        "en": "indoor temperature of {indoor_c:.1f} °C while heating, above the {limit_c:.0f} °C limit "
+        "en": "indoor temperature of {indoor_c}\u00a0°C while heating, above the {limit_c}\u00a0°C limit "
         "({basis_en}, {occupancy_en})",
     },
     "lighting_unoccupied": {
@@ -292,67 +315,73 @@ _TEMPLATES: dict[str, dict[Language, str]] = {
         "en": "lights on in the closed building",
     },
     "lighting_daylight": {
-        "fr": "éclairage à pleine puissance en plein jour ({lux:.0f} lx mesurés)",
-        "en": "lights at full power in full daylight ({lux:.0f} lx measured)",
+        "fr": "éclairage à pleine puissance en plein jour ({lux}\u00a0lx mesurés)",
+        "en": "lights at full power in full daylight ({lux}\u00a0lx measured)",
     },
     "baseload_creep": {
-        "fr": "la consommation talon de nuit a augmenté de {increase_pct:.0f} % par rapport aux semaines précédentes",
-        "en": "the night base load rose by {increase_pct:.0f} % compared with the previous weeks",
+        "fr": "la consommation talon de nuit a augmenté de {increase_pct}\u00a0% par rapport aux semaines précédentes",
+        "en": "the night base load rose by {increase_pct}\u00a0% compared with the previous weeks",
     },
     "water_leak": {
-        "fr": "débit d'eau continu la nuit ({flow_m3_h:.2f} m3/h au-dessus de l'habitude): fuite probable",
-        "en": "continuous night water flow ({flow_m3_h:.2f} m3/h above usual): probable leak",
+        "fr": "débit d'eau continu la nuit ({flow_m3_h}\u00a0m³/h au-dessus de l'habitude)\u00a0: fuite probable",
+        "en": "continuous night water flow ({flow_m3_h} m³/h above usual): probable leak",
     },
     "stale_counter": {
         "fr": "le compteur {point} ne bouge plus alors qu'il devrait avancer (compteur bloqué ou mal relevé)",
         "en": "meter {point} stands still while it should move (stuck or badly read counter)",
     },
     "frozen_sensor": {
-        "fr": "le capteur {point} répète la même valeur ({value}) depuis {hours:.0f} h",
-        "en": "sensor {point} repeats the same value ({value}) for {hours:.0f} h",
+        "fr": "le capteur {point} répète la même valeur ({value}) depuis {hours}\u00a0h",
+        "en": "sensor {point} repeats the same value ({value}) for {hours}\u00a0h",
     },
     "missing_data": {
-        "fr": "aucune donnée du point {point} pendant {hours:.0f} h",
-        "en": "no data from point {point} for {hours:.0f} h",
+        "fr": "aucune donnée du point {point} pendant {hours}\u00a0h",
+        "en": "no data from point {point} for {hours}\u00a0h",
     },
     "consumption_unoccupied": {
-        "fr": "consommation de {usage_name} bâtiment fermé proche de celle d'un jour d'occupation "
-        "(chauffage ou équipements laissés en marche ?)",
+        "fr": "consommation {of_usage} bâtiment fermé proche de celle d'un jour d'occupation "
+        "(chauffage ou équipements laissés en marche\u202f?)",
         "en": "{usage_name} consumption in the closed building close to that of an occupied day "
         "(heating or equipment left on?)",
     },
     "sensor_drift": {
-        "fr": "le capteur {point} s'écarte de {deviation_k:+.1f} °C de ses valeurs habituelles "
-        "(capteur déréglé, déplacé ou en panne ?)",
-        "en": "sensor {point} is {deviation_k:+.1f} °C away from its usual values (drifting, moved or failing sensor?)",
+        "fr": "le capteur {point} s'écarte de {deviation_k}\u00a0°C de ses valeurs habituelles "
+        "(capteur déréglé, déplacé ou en panne\u202f?)",
+        "en": "sensor {point} is {deviation_k}\u00a0°C away from its usual values (drifting, moved or failing sensor?)",
     },
     "lost_daily_cycle": {
-        "fr": "le capteur {point} ne varie plus que de {range_k:.1f} °C par jour au lieu de {usual_range_k:.1f} °C "
-        "en temps normal (capteur bloqué ou hors de la pièce ?)",
-        "en": "sensor {point} varies by only {range_k:.1f} °C a day instead of the usual {usual_range_k:.1f} °C "
+        "fr": "le capteur {point} ne varie plus que de {range_k}\u00a0°C par jour au lieu de {usual_range_k}\u00a0°C "
+        "en temps normal (capteur bloqué ou hors de la pièce\u202f?)",
+        "en": "sensor {point} varies by only {range_k}\u00a0°C a day instead of the usual {usual_range_k}\u00a0°C "
         "(stuck sensor, or not in the room?)",
     },
 }
 
 
 def explain(event: AnomalyEvent, language: Language = "fr") -> str:
-    """One sentence an advisor can act on, in French or English.
+    r"""One sentence an advisor can act on, in French or English.
 
     >>> text = explain(_sample_event(), "en")
-    >>> text.split(": +")[0]
-    'Gymnase Batum: heating kept comfort (19.2 °C on average) while the building was closed (Sat 10/01 18:00 → Mon 12/01 06:00)'
+    >>> text.split(" while ")[0]
+    'Gymnase Batum: heating kept comfort (19.2\xa0°C on average)'
+    >>> text.split(" while ")[1].split(": +")[0]
+    'the building was closed (Sat 10/01 18:00 → Mon 12/01 06:00)'
     >>> text.split(": +")[1]
-    '412 kWh of heat ≈ 45 € ≈ 94 kgCO2e'
+    '412\xa0kWh of heat ≈ 45\xa0€ ≈ 94\xa0kgCO₂e'
     """
     if event.kind == EventKind.UNUSUAL_CONSUMPTION.value:
-        return f"{event.building_name}: {_explain_model(event, language)}{_money(event, language)}"
+        return f"{event.building_name}{_colon(language)} {_explain_model(event, language)}{_money(event, language)}"
     template = _TEMPLATES.get(event.kind, {"fr": event.kind, "en": event.kind})[language]
     facts: dict[str, Any] = {
         "closed": _span(event, language),
-        "point": event.point or "",
-        "usage_name": _USAGE_NAMES[language].get(event.usage, event.usage),
-        **event.facts,
+        "point": _point_text(event, language),
+        "usage_name": usage_label(event.usage, language),
+        "of_usage": of_usage(event.usage, language),
+        **{name: _fact_text(name, value, language) for name, value in event.facts.items()},
     }
+    value, unit = event.facts.get("value"), event.facts.get("point_unit")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and isinstance(unit, str):
+        facts["value"] = f"{facts['value']}\u00a0{unit_label(unit)}"
     silent = _silent_points(event)
     if len(silent) > 1:  # one device or gateway gone silent: every point of it is named, not only the first
         template = _MISSING_MANY[language]
@@ -370,14 +399,26 @@ def explain(event: AnomalyEvent, language: Language = "fr") -> str:
         body = template
     if event.kind != "heating_unoccupied":
         body += f" ({_span(event, language)})"
-    return f"{event.building_name}: {body}{_money(event, language)}"
+    return f"{event.building_name}{_colon(language)} {body}{_money(event, language)}"
+
+
+def _point_text(event: AnomalyEvent, language: Language) -> str:
+    """The point as an advisor knows it: its name from the inventory, then its id to find it there.
+
+    >>> _point_text(replace(_sample_event(), point="b1-co2", facts={"point_name": "CO2 Classes"}), "fr")
+    '« CO2 Classes » (b1-co2)'
+    """
+    name = event.facts.get("point_name")
+    if not event.point or not isinstance(name, str) or not name:
+        return event.point or ""
+    return f"« {name} » ({event.point})" if language == "fr" else f"'{name}' ({event.point})"
 
 
 _MISSING_MANY: dict[str, str] = {
-    "fr": "aucune donnée de {count} points partis ensemble (même appareil ou passerelle ?) : {points}, "
-    "pendant {hours:.0f} h",
+    "fr": "aucune donnée de {count} points partis ensemble (même appareil ou passerelle\u202f?)\u00a0: {points}, "
+    "pendant {hours}\u00a0h",
     "en": "no data from {count} points that went silent together (same device or gateway?): {points}, "
-    "for {hours:.0f} h",
+    "for {hours} h",
 }
 
 
@@ -395,7 +436,7 @@ def _silent_points(event: AnomalyEvent) -> list[str]:
 
 
 def _explain_model(event: AnomalyEvent, language: Language) -> str:
-    """Which residual, how large and since when, in an advisor's words (a model event).
+    r"""Which residual, how large and since when, in an advisor's words (a model event).
 
     The facts are the share of the event's hours the building was closed
     (``closed_share``) and the mean outdoor temperature (``outdoor_c``); the
@@ -403,26 +444,34 @@ def _explain_model(event: AnomalyEvent, language: Language) -> str:
 
     >>> event = replace(_sample_event(), kind="unusual_consumption", source="model",
     ...                 facts={"closed_share": 0.9, "outdoor_c": 4.2})
-    >>> _explain_model(event, "en")
-    'heating consumption 60 % above expected for the weather (4 °C outside) and the opening hours, \
-mostly while the building was closed (nights, weekends, holidays), since Sat 10/01 18:00 (until Mon 12/01 06:00)'
+    >>> text = _explain_model(event, "en")
+    >>> text.split(", mostly")[0]
+    'heating consumption 60% above expected for the weather (4\xa0°C outside) and the opening hours'
+    >>> text.split(", mostly")[1]
+    ' while the building was closed (nights, weekends, holidays), since Sat 10/01 18:00 (until Mon 12/01 06:00)'
     """
-    usage = _USAGE_NAMES[language].get(event.usage, event.usage)
-    pct = 100.0 * (event.observed - event.expected) / event.expected if event.expected > 0 else math.nan
+    usage = usage_label(event.usage, language)
+    share = (event.observed - event.expected) / event.expected if event.expected > 0 else math.nan
     closed = event.facts.get("closed_share")
     outdoor = event.facts.get("outdoor_c")
     weather = isinstance(outdoor, (int, float)) and math.isfinite(outdoor) and event.usage == "heating"
     tz = ZoneInfo(event.timezone)
     since, until = _when(event.start, tz, language), _when(event.end, tz, language)
     if language == "fr":
-        size = f"supérieure de {pct:.0f} % à l'attendu" if math.isfinite(pct) else "au-dessus de l'attendu"
-        basis = f"pour la météo ({outdoor:.0f} °C dehors) et l'horaire" if weather else "pour l'horaire et le calendrier"
+        size = (
+            f"supérieure de {percent(share, 0, language)} à l'attendu" if math.isfinite(share) else "au-dessus de l'attendu"
+        )
+        basis = (
+            f"pour la météo ({quantity(float(outdoor or 0.0), 'degC', 0, language)} dehors) et l'horaire"
+            if weather else "pour l'horaire et le calendrier"
+        )
         where = _where(closed, ("surtout bâtiment fermé (nuits, week-ends, vacances)", "pendant les heures d'ouverture",
                                 "de jour comme de nuit"))
-        return f"consommation de {usage} {size} {basis}, {where}, depuis {since} (jusqu'à {until})"
-    size = f"{pct:.0f} % above expected" if math.isfinite(pct) else "above expected"
+        return f"consommation {of_usage(event.usage, language)} {size} {basis}, {where}, depuis {since} (jusqu'à {until})"
+    size = f"{percent(share, 0, language)} above expected" if math.isfinite(share) else "above expected"
     basis = (
-        f"for the weather ({outdoor:.0f} °C outside) and the opening hours" if weather else "for the opening hours and calendar"
+        f"for the weather ({quantity(float(outdoor or 0.0), 'degC', 0, language)} outside) and the opening hours"
+        if weather else "for the opening hours and calendar"
     )
     where = _where(closed, ("mostly while the building was closed (nights, weekends, holidays)", "during opening hours",
                             "day and night"))

@@ -37,9 +37,11 @@ import numpy as np
 import numpy.typing as npt
 
 from inventory import Building, Energy, Inventory, Renovation
-from mv.baseline import G14_LIMITS
+from mv.baseline import G14_LIMITS, FitStats, Resolution
 from mv.degreedays import DegreeDay, monthly_degree_days
 from mv.savings import PerformanceGapAlert, SavingsReport, cost_of_inaction
+from streams.display import building_usage_label, number, percent, quantity
+from streams.errors import InsufficientData
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -50,6 +52,7 @@ __all__ = [
     "EnergySeries",
     "building_month_report",
     "figure_png",
+    "model_text",
     "portfolio_report",
     "render_page",
     "renovation_report",
@@ -160,11 +163,32 @@ class BuildingYear:
 
 
 def figure_png(fig: Figure) -> str:
-    """Render a figure to a base64 PNG ``<img>`` tag."""
+    """Render a figure to a base64 PNG ``<img>`` tag, its numeric axes in French typography ("2,5", "1 000")."""
+    _french_axes(fig)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     data = base64.b64encode(buffer.getvalue()).decode("ascii")
     return f'<img class="chart" alt="graphique" src="data:image/png;base64,{data}">'
+
+
+def _french_axes(fig: Figure) -> None:
+    # Imported here: matplotlib costs half a second, and most commands draw nothing.
+    from matplotlib.axis import Axis
+    from matplotlib.ticker import FuncFormatter, ScalarFormatter
+
+    def formatter(axis: Axis) -> FuncFormatter:
+        def text(value: float, _: int | None) -> str:
+            ticks = np.asarray(axis.get_majorticklocs(), dtype=np.float64)
+            step = float(np.min(np.abs(np.diff(ticks)))) if ticks.size > 1 else 1.0
+            return _num(value, max(0, math.ceil(-math.log10(step))) if 0 < step < 1 else 0)
+
+        return FuncFormatter(text)
+
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            # Numbers only: dates and category labels keep their own formatter.
+            if type(axis.get_major_formatter()) is ScalarFormatter:
+                axis.set_major_formatter(formatter(axis))
 
 
 def render_page(title: str, body: str, subtitle: str = "") -> str:
@@ -183,21 +207,23 @@ def render_page(title: str, body: str, subtitle: str = "") -> str:
         '<!DOCTYPE html>\n<html lang="fr"><head><meta charset="utf-8">'
         f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>"
         f"<header><h1>{esc(title)}</h1><p>{esc(subtitle)}</p></header>{body}"
-        "<footer>Econome : mesure et vérification des économies d'énergie (méthode ASHRAE Guideline 14, "
-        "DJU base 18 °C méthode Météo-France). Rapport généré automatiquement.</footer></body></html>\n"
+        "<footer>Econome\u00a0: mesure et vérification des économies d'énergie (méthode ASHRAE Guideline 14, "
+        "DJU base 18\u00a0°C méthode Météo-France). Rapport généré automatiquement.</footer></body></html>\n"
     )
 
 
 def _num(value: float, decimals: int = 0) -> str:
-    """French number formatting: narrow no-break space for thousands, comma for decimals."""
-    if math.isnan(value):
-        return "—"
-    text = f"{value:,.{decimals}f}"
-    return text.replace(",", "\u202f").replace(".", ",")
+    """French number formatting (:func:`streams.display.number`); "—" when unknown."""
+    return number(value, decimals, "fr")
 
 
-def _pct(value: float, decimals: int = 0) -> str:
-    return "—" if math.isnan(value) else _num(100 * value, decimals) + " %"
+def _pct(value: float, decimals: int = 0, *, signed: bool = False) -> str:
+    return percent(value, decimals, "fr", signed=signed)
+
+
+def _q(value: float, unit: str, decimals: int = 0) -> str:
+    """A number and its unit, French typography (:func:`streams.display.quantity`)."""
+    return "—" if not math.isfinite(value) else quantity(value, unit, decimals, "fr")
 
 
 def _kpi(value: str, label: str) -> str:
@@ -223,6 +249,9 @@ def building_month_report(
 ) -> str:
     """The monthly report of one building.
 
+    A month partly without data says, per energy, how many of its days were
+    metered; its change against the year before is not computed on a part of a month.
+
     Args:
         inventory: gives tariffs and the commune's name.
         building: the building.
@@ -235,24 +264,34 @@ def building_month_report(
 
     Returns:
         The HTML page.
+
+    Raises:
+        InsufficientData: no energy has a single day of data in the month ("0 kWh, 0 €" would be a lie).
     """
     start, end = _month_bounds(year, month)
     prev_start, prev_end = _month_bounds(year - 1, month)
+    n_days = (end - start).days
+    covered = [s for s in series if s.total(start, end)[1] < n_days]
+    if not covered:
+        msg = f"building {building.id}: no consumption data in {year}-{month:02d} (no day of any meter in that month)"
+        raise InsufficientData([msg])
     dju = monthly_degree_days(degree_days)
     hdd_now, _, gaps_now = dju.get((year, month), (math.nan, math.nan, 0))
     hdd_prev, _, _ = dju.get((year - 1, month), (math.nan, math.nan, 0))
     rows = []
+    partial: list[str] = []
     total_kwh = total_eur = total_co2 = 0.0
-    for s in series:
+    for s in covered:
         tariff = inventory.tariff(s.energy)
         now, missing = s.total(start, end)
         before, missing_before = s.total(prev_start, prev_end)
-        before_ok = missing_before < (prev_end - prev_start).days
-        change = (now - before) / before if before_ok and before else math.nan
+        # A change is only meaningful between two whole months.
+        comparable = missing == 0 and missing_before == 0 and before > 0
+        change = (now - before) / before if comparable else math.nan
         # Only the weather-dependent share should be corrected; without a model we
         # correct all of it for heating energies and nothing for electricity and water.
         corrected = math.nan
-        if before_ok and before and s.energy not in (Energy.ELECTRICITY, Energy.WATER) and hdd_now and hdd_prev:
+        if comparable and s.energy not in (Energy.ELECTRICITY, Energy.WATER) and hdd_now and hdd_prev:
             corrected = (now / hdd_now) / (before / hdd_prev) - 1
         eur = now * tariff.price_eur_per_unit
         co2 = now * tariff.emission_kgco2e_per_unit
@@ -260,36 +299,52 @@ def building_month_report(
             total_kwh += now
         total_eur += eur
         total_co2 += co2
+        if missing:
+            partial.append(f"{ENERGY_LABELS[s.energy].lower()}\u00a0: {n_days - missing} jours mesurés sur {n_days}")
+        prev_days = (prev_end - prev_start).days
+        if 0 < missing_before < prev_days:
+            measured = prev_days - missing_before
+            partial.append(f"{ENERGY_LABELS[s.energy].lower()} en {year - 1}\u00a0: {measured} jours mesurés sur {prev_days}")
+        unit = "m3" if s.energy is Energy.WATER else "kWh"
+        before_text = _q(before, unit) if missing_before < (prev_end - prev_start).days else "—"
         rows.append(
-            f"<tr><td>{ENERGY_LABELS[s.energy]}</td><td>{_num(now)} {_unit(s.energy)}</td>"
-            f"<td>{_num(before) if before_ok else '—'}</td><td>{_pct(change)}</td><td>{_pct(corrected)}</td>"
-            f"<td>{_num(eur)} €</td><td>{_num(co2)}</td><td>{missing}</td></tr>"
+            f"<tr><td>{ENERGY_LABELS[s.energy]}</td><td>{_q(now, unit)}</td>"
+            f"<td>{before_text}</td><td>{_pct(change, signed=True)}</td><td>{_pct(corrected, signed=True)}</td>"
+            f"<td>{_q(eur, '€')}</td><td>{_num(co2)}</td><td>{n_days - missing}/{n_days}</td></tr>"
         )
     month_name = f"{_MONTHS[month - 1]} {year}"
     kpis = "".join(
         [
-            _kpi(f"{_num(total_kwh)} kWh", "énergie finale du mois"),
-            _kpi(f"{_num(total_kwh / building.heated_area_m2, 1)} kWh/m²", "par m² chauffé"),
-            _kpi(f"{_num(total_eur)} €", "coût TTC estimé (énergie + eau)"),
-            _kpi(f"{_num(total_co2)} kgCO2e", "émissions"),
-            _kpi(f"{_num(hdd_now)} DJU", f"base 18 °C ({_num(hdd_prev)} en {year - 1})"),
+            _kpi(_q(total_kwh, "kWh"), "énergie finale du mois"),
+            _kpi(_q(total_kwh / building.heated_area_m2, "kWh/m2", 1), "par m² chauffé"),
+            _kpi(_q(total_eur, "€"), "coût TTC estimé (énergie + eau)"),
+            _kpi(_q(total_co2, "kgCO2e"), "émissions"),
+            _kpi(_q(hdd_now, "DJU"), f"base 18\u00a0°C ({_num(hdd_prev)} en {year - 1})"),
         ]
     )
-    gap_note = f" {gaps_now} jour(s) sans température : DJU incomplets." if gaps_now else ""
+    gap_note = f" {gaps_now}\u00a0jour(s) sans température\u00a0: DJU incomplets." if gaps_now else ""
+    coverage = ""
+    if partial:
+        coverage = (
+            '<div class="verdict warn">Données incomplètes\u00a0: les totaux ne comptent que les jours mesurés ('
+            + html.escape("\u202f; ".join(partial))
+            + ")\u00a0; l'écart à l'année précédente n'est pas calculé sur un mois partiel.</div>"
+        )
     table = (
         "<table><tr><th>Énergie</th><th>Ce mois</th><th>Même mois N-1</th><th>Écart brut</th>"
-        "<th>Écart corrigé du climat</th><th>Coût</th><th>kgCO2e</th><th>Jours manquants</th></tr>" + "".join(rows) + "</table>"
+        "<th>Écart corrigé du climat</th><th>Coût</th><th>kgCO₂e</th><th>Jours mesurés</th></tr>" + "".join(rows) + "</table>"
     )
-    chart = figure_png(_daily_chart(series, start, end, temperature_c or {}))
+    chart = figure_png(_daily_chart(covered, start, end, temperature_c or {}))
     body = (
-        f'<section><div class="kpis">{kpis}</div></section>'
+        f'{coverage}<section><div class="kpis">{kpis}</div></section>'
         f"<section><h2>Consommations par énergie</h2>{table}"
-        f'<p class="note">Écart corrigé du climat : consommation par DJU comparée à celle du même mois de '
+        f'<p class="note">Écart corrigé du climat\u00a0: consommation par DJU comparée à celle du même mois de '
         f"l'année précédente (énergies de chauffage seulement).{gap_note}</p></section>"
         f"<section><h2>Consommation journalière et température extérieure</h2>{chart}</section>"
     )
     org = inventory.organisation
-    subtitle = f"{org.name} · {building.heated_area_m2:g} m² chauffés · usage {building.usage.value}"
+    usage = building_usage_label(building.usage.value, "fr")
+    subtitle = f"{org.name} · {_q(building.heated_area_m2, 'm2')} chauffés · {usage[:1].upper()}{usage[1:]}"
     return render_page(f"{building.name} — rapport de {month_name}", body, subtitle)
 
 
@@ -352,39 +407,51 @@ def renovation_report(
     promised = renovation.promised_savings_pct / 100
     frac, unc = total.savings_fraction, total.savings_uncertainty_fraction
     conf = _pct(total.confidence)
+    measured = f"{_pct(frac, 1)} ± {_pct(unc, 1)}"
     if not total.significant:
-        css, verdict = "warn", f"Pas d'économie démontrable : {_pct(frac, 1)} ± {_pct(unc, 1)} ({conf} de confiance)."
+        css, verdict = "warn", f"Pas d'économie démontrable\u00a0: {measured} ({conf} de confiance)."
+    elif frac >= promised:
+        css, verdict = "ok", f"Économies mesurées\u00a0: {measured} — la promesse de {_pct(promised)} est tenue."
     elif frac + unc >= promised:
-        css, verdict = "ok", f"Économies mesurées : {_pct(frac, 1)} ± {_pct(unc, 1)} — la promesse de {_pct(promised)} est tenue."
+        css, verdict = "ok", (
+            f"Économies mesurées\u00a0: {measured} — compatibles avec la promesse de {_pct(promised)}, "
+            "dans la marge d'incertitude."
+        )
     else:
-        css, verdict = "bad", f"Économies mesurées : {_pct(frac, 1)} ± {_pct(unc, 1)}, en deçà des {_pct(promised)} promis."
+        css, verdict = "bad", f"Économies mesurées\u00a0: {measured}, en deçà des {_pct(promised)} promis."
+    g14_verdict = _g14_verdict(report)
+    if not report.g14_compliant:
+        # Said at the top, not only in the method table: a figure that G14 does not back is indicative.
+        why = g14_verdict.removeprefix("non conforme, ")
+        verdict += f" Résultat indicatif, non conforme à l'ASHRAE Guideline 14\u00a0: {why}."
+        css = "bad" if css == "bad" else "warn"
     valued = report.valued(tariff)
     kpis = "".join(
         [
-            _kpi(f"{_num(total.savings_kwh)} ± {_num(total.uncertainty_kwh)} kWh", "consommation évitée"),
-            _kpi(f"{_num(valued['savings_eur'])} €", "dépense évitée (TTC)"),
-            _kpi(f"{_num(valued['savings_kgco2e'] / 1000, 1)} tCO2e", "émissions évitées"),
+            _kpi(f"{_num(total.savings_kwh)} ± {_q(total.uncertainty_kwh, 'kWh')}", "consommation évitée"),
+            _kpi(_q(valued["savings_eur"], "€"), "dépense évitée (TTC)"),
+            _kpi(_q(valued["savings_kgco2e"] / 1000, "tCO2e", 1), "émissions évitées"),
             _kpi(f"{_pct(frac, 1)}", f"économie mesurée (promis {_pct(promised)})"),
         ]
     )
     alert_html = ""
     if alert is not None:
-        alert_html = f'<div class="verdict bad"><b>Alerte écart de performance.</b> {html.escape(alert.description)}</div>'
+        alert_html = f'<div class="verdict bad"><b>Alerte écart de performance.</b> {html.escape(_gap_text(alert))}</div>'
     stats = report.stats
-    max_cv, max_nmbe = G14_LIMITS[stats.resolution]
-    g14 = "conforme" if report.g14_compliant else "non conforme (incertitude supérieure à 50 % des économies à 68 %)"
+    lines = _g14_lines(stats, "")
+    if report.monthly_stats is not None:
+        lines += _g14_lines(report.monthly_stats, " des sommes mensuelles")
     method = (
         "<table>"
-        f"<tr><td>Modèle de référence</td><td>{html.escape(report.model)}</td></tr>"
-        f"<tr><td>Points de la période de référence</td><td>{stats.n} ({stats.resolution.value})</td></tr>"
-        f"<tr><td>CV(RMSE)</td><td>{_pct(stats.cvrmse, 1)} (limite {_pct(max_cv)})</td></tr>"
-        f"<tr><td>NMBE</td><td>{_pct(stats.nmbe, 2)} (limite ± {_pct(max_nmbe)})</td></tr>"
-        f"<tr><td>R²</td><td>{_num(stats.r2, 3)}</td></tr>"
+        f"<tr><td>Modèle de référence</td><td>{html.escape(model_text(report.model))}</td></tr>"
+        f"<tr><td>Période de référence</td><td>{_num(stats.n)} {_RESOLUTION_UNITS[stats.resolution]}</td></tr>"
+        + "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in lines)
+        + f"<tr><td>R²</td><td>{_num(stats.r2, 3)}</td></tr>"
         f"<tr><td>Période de suivi</td><td>{total.start:%d/%m/%Y} — {total.end - timedelta(days=1):%d/%m/%Y} "
-        f"({total.points} points)</td></tr>"
-        f"<tr><td>Consommation de référence ajustée</td><td>{_num(total.adjusted_baseline_kwh)} kWh</td></tr>"
-        f"<tr><td>Consommation mesurée</td><td>{_num(total.actual_kwh)} kWh</td></tr>"
-        f"<tr><td>Critère ASHRAE Guideline 14</td><td>{g14}</td></tr>"
+        f"({_num(total.points)} {_RESOLUTION_UNITS[stats.resolution]})</td></tr>"
+        f"<tr><td>Consommation de référence ajustée</td><td>{_q(total.adjusted_baseline_kwh, 'kWh')}</td></tr>"
+        f"<tr><td>Consommation mesurée</td><td>{_q(total.actual_kwh, 'kWh')}</td></tr>"
+        f"<tr><td>Critère ASHRAE Guideline 14</td><td>{html.escape(g14_verdict)}</td></tr>"
         "</table>"
     )
     charts = figure_png(_cumulative_chart(report)) + figure_png(_monthly_savings_chart(report, promised))
@@ -400,7 +467,7 @@ def renovation_report(
         f'<section><div class="kpis">{kpis}</div></section>'
         f"<section><h2>Ce que nous aurions consommé sans les travaux</h2>{charts}"
         '<p class="note">La consommation de référence ajustée est le modèle de la période de référence appliqué '
-        "à la météo réelle de la période de suivi : l'hiver doux ou rigoureux est ainsi neutralisé. La bande grise "
+        "à la météo réelle de la période de suivi\u00a0: l'hiver doux ou rigoureux est ainsi neutralisé. La bande grise "
         f"est l'incertitude à {conf} de confiance (ASHRAE Guideline 14).</p></section>"
         f"{signature}<section><h2>Méthode et qualité du modèle</h2>{method}</section>"
     )
@@ -409,6 +476,78 @@ def renovation_report(
         f"compteur {ENERGY_LABELS[energy].lower()}"
     )
     return render_page(f"{building.name} — suivi de rénovation", body, subtitle)
+
+
+_RESOLUTION_UNITS = {Resolution.DAILY: "jours", Resolution.HOURLY: "heures", Resolution.MONTHLY: "mois"}
+
+
+def _g14_lines(stats: FitStats, of: str) -> list[tuple[str, str]]:
+    """CV(RMSE) and NMBE, each with its limit and whether it is within it, so no figure contradicts the verdict."""
+    max_cv, max_nmbe = G14_LIMITS[stats.resolution]
+
+    def within(ok: bool) -> str:
+        return "dans la limite" if ok else "au-delà de la limite"
+
+    return [
+        (f"CV(RMSE){of}", f"{_pct(stats.cvrmse, 1)} — {within(stats.cvrmse <= max_cv)} de {_pct(max_cv)}"),
+        (f"NMBE{of}", f"{_pct(stats.nmbe, 2, signed=True)} — {within(abs(stats.nmbe) <= max_nmbe)} de ± {_pct(max_nmbe)}"),
+    ]
+
+
+def _g14_verdict(report: SavingsReport) -> str:
+    """"conforme" exactly when the report is Guideline 14 compliant, and why not otherwise."""
+    stats = report.stats
+    max_cv, max_nmbe = G14_LIMITS[stats.resolution]
+    daily_ok = stats.cvrmse <= max_cv and abs(stats.nmbe) <= max_nmbe
+    if report.g14_compliant:
+        if daily_ok:
+            return "conforme"
+        return "conforme sur les sommes mensuelles (les jours, plus dispersés, dépassent leurs limites)"
+    if not report.g14_model_ok:
+        return "non conforme, le modèle de référence dépasse les limites de CV(RMSE) ou de NMBE"
+    if report.total.savings_kwh <= 0:
+        return "non conforme, aucune économie mesurée"
+    return "non conforme, incertitude supérieure à 50\u00a0% des économies (à 68\u00a0% de confiance)"
+
+
+def model_text(model: str) -> str:
+    r"""A baseline's description (``describe()`` of :mod:`mv.baseline`) in plain French.
+
+    >>> model_text("daily-changepoint(terms=hdd, split=intercept, heating_balance=15.5C)")
+    "modèle journalier en fonction des degrés-jours de chauffage (base 15,5\xa0°C), distinguant les jours d'occupation"
+    >>> model_text("towt(knots=5,10,15,20,25C)")
+    "modèle horaire selon l'heure de la semaine et la température extérieure"
+    """
+    name, _, rest = model.partition("(")
+    params = dict(part.strip().split("=", 1) for part in rest.rstrip(")").split(",") if "=" in part)
+    if name == "towt":
+        return "modèle horaire selon l'heure de la semaine et la température extérieure"
+    if name != "daily-changepoint":
+        return "modèle de référence"
+    terms = []
+    for key, what in (("heating_balance", "de chauffage"), ("cooling_balance", "de climatisation")):
+        if key in params:
+            base = quantity(float(params[key].rstrip("C")), "degC", 1 if "." in params[key] else 0)
+            terms.append(f"{what} (base {base})")
+    text = "modèle journalier " + (
+        "en fonction des degrés-jours " + " et ".join(terms) if terms else "à consommation constante"
+    )
+    split = params.get("split", "none")
+    if split == "intercept":
+        text += ", distinguant les jours d'occupation"
+    elif split == "intercept+heating":
+        text += ", distinguant les jours d'occupation (talon et chauffage)"
+    return text
+
+
+def _gap_text(alert: PerformanceGapAlert) -> str:
+    """The performance-gap alert in French, from its data (its description is the English log line)."""
+    data = alert.data
+    months = ", ".join(f"{m[5:]}/{m[:4]}" for m in data.get("months", []))
+    return (
+        f"Économies de {_pct(float(data['measured_fraction']))} sur les derniers mois jugés ({months}), "
+        f"en deçà des {_pct(float(data['promised_fraction']))} promis."
+    )
 
 
 def _cumulative_chart(report: SavingsReport) -> Figure:
@@ -449,7 +588,7 @@ def _monthly_savings_chart(report: SavingsReport, promised: float) -> Figure:
     low = min(-30.0, *(f - e for f, e, j in zip(fracs, errs, judged, strict=True) if j))
     shown = [min(max(f, low), top) for f in fracs]
     ax.bar(labels, shown, yerr=[e if j else 0 for e, j in zip(errs, judged, strict=True)], color=colors, capsize=3)
-    promise = ax.axhline(100 * promised, color="#ef8f00", ls="--", lw=2, label=f"Promesse ({100 * promised:.0f} %)")
+    promise = ax.axhline(100 * promised, color="#ef8f00", ls="--", lw=2, label=f"Promesse ({_pct(promised)})")
     ax.axhline(0, color="#1d2733", lw=0.8)
     handles = [
         promise,
@@ -526,37 +665,38 @@ def portfolio_report(
     total_cells = "".join(f"<td>{_num(sum(b.by_energy.get(e, 0.0) for b in buildings))}</td>" for e in energies)
     table = (
         f"<table><tr><th>Bâtiment</th><th>m² chauffés</th>{head}<th>Total kWh</th><th>kWh/m²</th><th>Eau (m³)</th>"
-        f"<th>Coût €</th><th>tCO2e</th><th>Évité €</th></tr>" + "".join(rows) + f'<tr class="total"><td>Patrimoine</td>'
+        f"<th>Coût €</th><th>tCO₂e</th><th>Évité €</th></tr>" + "".join(rows) + f'<tr class="total"><td>Patrimoine</td>'
         f"<td>{_num(tot_area)}</td>{total_cells}<td>{_num(tot_kwh)}</td>"
         f"<td>{_num(tot_kwh / tot_area if tot_area else math.nan)}</td><td>{_num(tot_water)}</td><td>{_num(tot_eur)}</td>"
         f"<td>{_num(tot_co2 / 1000, 1)}</td><td>{_num(tot_avoided)}</td></tr></table>"
     )
     kpis = "".join(
         [
-            _kpi(f"{_num(tot_kwh / 1000)} MWh", "énergie finale"),
-            _kpi(f"{_num(tot_kwh / tot_area if tot_area else math.nan)} kWh/m²", "intensité moyenne"),
-            _kpi(f"{_num(tot_eur)} €", "dépense énergie + eau (TTC)"),
-            _kpi(f"{_num(tot_eur / population, 2)} €/hab.", f"pour {_num(population)} habitants"),
-            _kpi(f"{_num(tot_co2 / 1000, 1)} tCO2e", "émissions"),
-            _kpi(f"{_num(tot_avoided)} €", "dépense évitée par les travaux suivis"),
+            _kpi(_q(tot_kwh / 1000, "MWh"), "énergie finale"),
+            _kpi(_q(tot_kwh / tot_area if tot_area else math.nan, "kWh/m2"), "intensité moyenne"),
+            _kpi(_q(tot_eur, "€"), "dépense énergie + eau (TTC)"),
+            _kpi(_q(tot_eur / population, "€/hab.", 2), f"pour {_num(population)} habitants"),
+            _kpi(_q(tot_co2 / 1000, "tCO2e", 1), "émissions"),
+            _kpi(_q(tot_avoided, "€"), "dépense évitée par les travaux suivis"),
         ]
     )
     price = (tot_eur - tot_water * inventory.tariff(Energy.WATER).price_eur_per_unit) / tot_kwh if tot_kwh else 0.0
     inaction = cost_of_inaction(tot_kwh, price, first_year=year, last_year=2030, price_escalation=price_escalation)
     inaction_total = inaction[-1][2] if inaction else 0.0
     charts = figure_png(_intensity_chart(intensities))
+    incomplete = "* données incomplètes sur l'année. " if any(b.missing_days for b in buildings) else ""
     body = (
         f'<section><div class="kpis">{kpis}</div></section>'
         f"<section><h2>Indicateurs par bâtiment</h2>{table}"
-        "<p class=\"note\">* données incomplètes sur l'année. Coûts et émissions : tarifs et facteurs de l'inventaire "
+        f"<p class=\"note\">{incomplete}Coûts et émissions\u00a0: tarifs et facteurs de l'inventaire "
         "(à défaut, valeurs indicatives nationales).</p></section>"
         f"<section><h2>Intensité énergétique (kWh/m² chauffé)</h2>{charts}</section>"
         f"<section><h2>Coût de l'inaction</h2>"
-        f'<div class="verdict warn">Sans action, le patrimoine dépensera {_num(inaction_total)} € de plus d\'ici 2030 '
-        f"que sur une trajectoire linéaire vers -40 % (objectif du décret tertiaire), avec des prix en hausse de "
+        f'<div class="verdict warn">Sans action, le patrimoine dépensera {_q(inaction_total, "€")} de plus d\'ici 2030 '
+        f"que sur une trajectoire linéaire vers {_pct(-0.4)} (objectif du décret tertiaire), avec des prix en hausse de "
         f"{_pct(price_escalation)} par an.</div>{figure_png(_inaction_chart(inaction))}</section>"
     )
-    subtitle = f"{inventory.organisation.name} · {len(buildings)} bâtiments · {_num(tot_area)} m² chauffés"
+    subtitle = f"{inventory.organisation.name} · {len(buildings)} bâtiments · {_q(tot_area, 'm2')} chauffés"
     return render_page(f"Bilan énergétique {year} du patrimoine communal", body, subtitle)
 
 
@@ -568,7 +708,7 @@ def _intensity_chart(rows: list[tuple[str, float, str]]) -> Figure:
     ax = fig.add_subplot()
     ax.barh([r[0] for r in rows], [r[1] for r in rows], color="#2f6db5")
     for i, r in enumerate(rows):
-        ax.text(r[1], i, f" {r[1]:.0f}", va="center", fontsize=8)
+        ax.text(r[1], i, f" {_num(r[1])}", va="center", fontsize=8)
     ax.set_xlabel("kWh/m²/an")
     ax.tick_params(axis="y", labelsize=8)
     ax.grid(axis="x", alpha=0.3)

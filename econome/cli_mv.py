@@ -52,7 +52,7 @@ from mv.baseline import (
     weekday_day_types,
 )
 from mv.degreedays import DailyTemperature, daily_temperatures, degree_days
-from mv.savings import SavingsReport, avoided_consumption, performance_gap
+from mv.savings import HourlyFallback, SavingsReport, avoided_consumption, avoided_consumption_hourly_or_daily, performance_gap
 from streams.aggregate import counter_tracker
 from streams.counters import CounterTracker
 from streams.errors import InsufficientData, TelemetryError
@@ -241,11 +241,21 @@ def mv(
         raise _fail(msg)
     series = _consumption(data[point], tracker, tz, per_unit)
     temps = _temperature(data, weather, source)
+    fallback: HourlyFallback | None = None
     try:
         if model == "towt":
             hourly = _hourly_observations(series, temps, tz)
             towt = TowtBaseline().fit(hourly.select(_at(base_start, tz), _at(base_end, tz)))
-            report = avoided_consumption(towt, hourly.select(_at(rep_start, tz), _at(rep_end, tz)), confidence=confidence)
+            hourly_rep = hourly.select(_at(rep_start, tz), _at(rep_end, tz))
+            if towt.g14_failures():
+                # The daily model on the same data, used when it alone passes Guideline 14 (issue 13).
+                obs = _daily_observations(series, temps, tz, _day_types(inv, bld))
+                daily = DailyChangePointBaseline().fit(obs.select(base_start, base_end))
+                report, fallback = avoided_consumption_hourly_or_daily(
+                    towt, hourly_rep, daily, obs.select(rep_start, rep_end), confidence=confidence
+                )
+            else:
+                report = avoided_consumption(towt, hourly_rep, confidence=confidence)
         elif model == "daily":
             obs = _daily_observations(series, temps, tz, _day_types(inv, bld))
             daily = DailyChangePointBaseline().fit(obs.select(base_start, base_end))
@@ -263,6 +273,14 @@ def mv(
     out = report.to_dict(tariff)
     out["baseline"] = f"{base_start}/{base_end}"
     out["reporting"] = f"{rep_start}/{rep_end}"
+    out["model_requested"] = model
+    out["fallback"] = fallback.to_dict() if fallback is not None else None
+    if fallback is not None:
+        typer.echo(
+            "note: the hourly model fails ASHRAE Guideline 14 (" + "; ".join(fallback.hourly_failures)
+            + "); the savings come from the daily model, which passes",
+            err=True,
+        )
     typer.echo(json.dumps(_json_safe(out), ensure_ascii=False))
 
 
@@ -365,7 +383,10 @@ def report_building(
         msg = f"no consumption of building {building} in {source.where}"
         raise _fail(msg)
     temps = _daily_temps(_temperature(data, weather, source), inv.organisation.tz)
-    page = building_month_report(inv, bld, year, mon, series, degree_days(temps), {t.day: t.mean_c for t in temps})
+    try:
+        page = building_month_report(inv, bld, year, mon, series, degree_days(temps), {t.day: t.mean_c for t in temps})
+    except InsufficientData as exc:  # a month without data: no report of "0 kWh, 0 €"
+        raise _fail(str(exc)) from exc
     out.write_text(page, encoding="utf-8")
     typer.echo(f"wrote {out}")
 

@@ -54,10 +54,12 @@ from streams.errors import ModelError
 __all__ = [
     "G14_FSU_CONFIDENCE",
     "G14_MAX_FSU",
+    "HourlyFallback",
     "PerformanceGapAlert",
     "Savings",
     "SavingsReport",
     "avoided_consumption",
+    "avoided_consumption_hourly_or_daily",
     "cost_of_inaction",
     "performance_gap",
     "savings_uncertainty",
@@ -302,6 +304,66 @@ def avoided_consumption(
     return SavingsReport(
         model.describe(), stats, total, tuple(monthly), tuple(days), daily_pred, daily_act, not failures, compliant, monthly_stats
     )
+
+
+@dataclass(frozen=True, slots=True)
+class HourlyFallback:
+    """Why the savings come from the daily model when the hourly one was asked for.
+
+    Attributes:
+        hourly_failures: the hourly model's Guideline 14 failures (e.g. its CV(RMSE) above 30 %).
+        hourly_model: the hourly model's description.
+    """
+
+    hourly_failures: tuple[str, ...]
+    hourly_model: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form."""
+        return {"from": "hourly", "to": "daily", "hourly_model": self.hourly_model, "reasons": list(self.hourly_failures)}
+
+
+def avoided_consumption_hourly_or_daily(
+    hourly: TowtBaseline,
+    hourly_reporting: HourlyObservations,
+    daily: DailyChangePointBaseline,
+    daily_reporting: DailyObservations,
+    *,
+    confidence: float = 0.9,
+) -> tuple[SavingsReport, HourlyFallback | None]:
+    """Savings from the hourly model, or from the daily one when only the daily model passes Guideline 14.
+
+    Hourly consumption is often too erratic hour by hour for an hourly model
+    to pass Guideline 14 (eemeter's hourly sample: CV(RMSE) 118 %) while its
+    daily sums follow the weather closely: refusing the savings would throw
+    away a daily model that passes.
+
+    Args:
+        hourly: a fitted hourly model.
+        hourly_reporting: the reporting hours.
+        daily: a daily model fitted on the same reference period (its days).
+        daily_reporting: the reporting days.
+        confidence: two-sided confidence level of the uncertainty.
+
+    Returns:
+        The savings, and the fallback (None when the hourly model passed and was used).
+
+    Raises:
+        ModelError: both models fail Guideline 14 (the message gives both reasons), or the
+            observations do not fit them.
+    """
+    failures = hourly.g14_failures()
+    if not failures:
+        return avoided_consumption(hourly, hourly_reporting, confidence=confidence), None
+    daily_failures = daily.g14_failures()
+    if daily_failures:
+        msg = (
+            "baseline fails ASHRAE Guideline 14, no savings claimed: hourly model: " + "; ".join(failures)
+            + "; daily model: " + "; ".join(daily_failures)
+        )
+        raise ModelError(msg)
+    report = avoided_consumption(daily, daily_reporting, confidence=confidence)
+    return report, HourlyFallback(tuple(failures), hourly.describe())
 
 
 def _savings(stats: FitStats, predicted: FloatArray, actual: FloatArray, start: date, end: date, confidence: float) -> Savings:

@@ -132,15 +132,15 @@ async def test_alert_mail_has_chart_and_figures(
     eur = f"{event.excess_eur:,.0f}".replace(",", "\u202f")
     co2 = f"{event.excess_kgco2e:,.0f}".replace(",", "\u202f")
     for body in (text, html):
-        assert f"+{kwh} kWh" in body
-        assert f"{eur} €" in body
-        assert f"{co2} kgCO2e" in body
+        assert f"+{kwh}\u00a0kWh" in body
+        assert f"{eur}\u00a0€" in body
+        assert f"{co2}\u00a0kgCO₂e" in body
         assert "fermé" in body
     assert len(images) == 1
     cid, png = images[0]
     assert png.startswith(b"\x89PNG")
     assert f"cid:{cid.strip('<>')}" in html
-    assert re.search(r"Gymnase Batum: le chauffage a maintenu le confort \(1\d\.\d °C", text)
+    assert re.search(r"Gymnase Batum\xa0: le chauffage a maintenu le confort \(1\d,\d\xa0°C", text)
 
 
 async def test_flapping_fault_sends_one_mail(

@@ -196,8 +196,8 @@ async def test_digest_once_at_its_local_hour_with_costs_and_resolved(
     assert str(digest["Subject"]) == "[Econome] Synthèse du 12/01/2026\u00a0: 2 alertes ouvertes, 59\u00a0€"
     text = digest.get_body(("plain",)).get_content().replace("\r\n", "\n")  # type: ignore[union-attr]
     assert "Alertes ouvertes\u00a0:" in text
-    assert "Gymnase Batum — chauffage en inoccupation, depuis le 10/01 18:00 — 412\u00a0kWh, 45\u00a0€, 94\u00a0kgCO2e" in text
-    assert "fuite d'eau probable, depuis le 11/01 02:00 — 3,5\u00a0m3, 14\u00a0€" in text
+    assert "Gymnase Batum — chauffage en inoccupation, depuis le 10/01 18:00 — 412\u00a0kWh, 45\u00a0€, 94\u00a0kgCO₂e" in text
+    assert "fuite d'eau probable, depuis le 11/01 02:00 — 3,5\u00a0m³, 14\u00a0€" in text
     assert "Problèmes de données\u00a0:" in text
     assert "compteur bloqué (point gym-gaz)" in text
     assert "Résolues" not in text

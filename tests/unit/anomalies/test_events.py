@@ -31,9 +31,9 @@ def test_json_record_has_the_required_fields() -> None:
 
 def test_explanations_in_both_languages() -> None:
     event = _sample_event()
-    assert event.explanation("fr").startswith("Gymnase Batum: le chauffage a maintenu le confort (19.2 °C")
+    assert event.explanation("fr").startswith("Gymnase Batum\u00a0: le chauffage a maintenu le confort (19,2\u00a0°C")
     assert "sam. 10/01 18:00 → lun. 12/01 06:00" in event.explanation("fr")
-    assert "+412 kWh of heat ≈ 45 € ≈ 94 kgCO2e" in event.explanation("en")
+    assert "+412\u00a0kWh of heat ≈ 45\u00a0€ ≈ 94\u00a0kgCO₂e" in event.explanation("en")
 
 
 def test_influx_line_tags_fields_and_time() -> None:

@@ -148,9 +148,9 @@ def test_at_most_one_event_a_month_elsewhere(events: list[AnomalyEvent]) -> None
 def test_model_events_explain_which_residual_how_large_and_since_when(events: list[AnomalyEvent]) -> None:
     event = next(e for e in events if e.kind == "unusual_consumption" and _overlaps(e, PLUS_30))
     fr, en = event.explanation("fr"), event.explanation("en")
-    for part in ("% above expected", "since", "kWh"):
+    for part in ("% above expected", "since", "kWh"):  # English writes 60%
         assert part in en
-    for part in ("% à l'attendu", "depuis"):
+    for part in ("\u00a0% à l'attendu", "depuis"):
         assert part in fr
     for internal in ("iforest", "isolation", "residual"):
         assert internal not in en.lower()

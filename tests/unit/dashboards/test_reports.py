@@ -64,7 +64,7 @@ def test_renovation_report_with_alert(commune: Inventory) -> None:
         commune, building, works, Energy.NATURAL_GAS, report, alert, (temp[:366], energy[:366]), (temp[366:], energy[366:])
     )
     assert "Alerte écart de performance" in html
-    assert "en deçà des 40 %" in html
+    assert "en deçà des 40\u00a0%" in html
     assert "CV(RMSE)" in html
     assert _images(html) == 3
 

@@ -145,3 +145,55 @@ def test_mv_on_a_bare_kwh_index_without_inventory(app: typer.Typer, tmp_path: Pa
     result = runner.invoke(app, ["mv", "--readings", str(data), "--from-influx", "--point", "p", *periods])
     assert result.exit_code == 2
     assert "either --readings FILE.csv or --from-influx" in result.output
+
+
+def _hourly_data(tmp_path: Path) -> Path:
+    """Two years of hourly electricity, erratic hour by hour but weather-driven day by day, 10 % less from 2024-09-01.
+
+    Like eemeter's hourly sample, whose hourly model fails Guideline 14 (CV(RMSE) 118 %) while a daily one passes.
+    """
+    rng = np.random.default_rng(1)
+    hours = DAYS * 24
+    stamps = [START + timedelta(hours=h) for h in range(hours)]
+    day = np.arange(hours) / 24
+    temp = 11 - 9 * np.cos(2 * np.pi * (day - 140) / 365) + 4 * np.sin(2 * np.pi * (day % 1 - 0.375))
+    temp += np.repeat(rng.normal(0, 2.5, DAYS), 24)
+    mean_kwh = 4 + 0.8 * np.maximum(0, 15 - temp)
+    energy = mean_kwh * rng.gamma(0.7, 1 / 0.7, hours)  # hour-to-hour CV of 120 %
+    energy[366 * 24 :] *= 0.9
+    index = np.concatenate([[0.0], np.cumsum(energy)])  # the meter's kWh index at each hour's start, and at the end
+    path = tmp_path / "hourly.csv"
+    rows = [f"{t.isoformat()},elec,{index[i]:.6f}\n" for i, t in enumerate([*stamps, stamps[-1] + timedelta(hours=1)])]
+    rows += [f"{t.isoformat()},temperature,{temp[i]:.4f}\n" for i, t in enumerate(stamps)]
+    path.write_text("timestamp,point,value\n" + "".join(rows))
+    return path
+
+
+def test_mv_hourly_model_failing_g14_falls_back_to_the_daily_one(app: typer.Typer, tmp_path: Path) -> None:
+    readings = _hourly_data(tmp_path)
+    args = [
+        "mv", "--readings", str(readings), "--point", "elec", "--temperature-point", "temperature",
+        "--baseline", "2023-09-01/2024-09-01", "--reporting", "2024-09-01/2025-08-31",
+    ]  # fmt: skip
+    result = CliRunner().invoke(app, [*args, "--model", "towt"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    # The hourly model is refused as it was before issue 13, for its CV(RMSE) far above 30 %...
+    reason = out["fallback"]["reasons"][0]
+    assert reason.startswith("CV(RMSE)")
+    assert float(reason.split()[1].rstrip("%")) > 100
+    assert "above the 30% limit for hourly data" in reason
+    assert "hourly model fails ASHRAE Guideline 14" in result.stderr
+    assert "daily model" in result.stderr
+    # ...and the daily model on the same data passes and finds the 10 %.
+    assert out["model_requested"] == "towt"
+    assert out["model"].startswith("daily-changepoint")
+    assert out["g14_model_ok"] is True
+    # The 10 % within the savings' own uncertainty (90 % confidence, about ±3 points on such erratic hours).
+    assert abs(out["savings_fraction"] - 0.10) <= out["savings_uncertainty_fraction"]
+    assert out["savings_fraction"] == pytest.approx(0.10, abs=0.02)
+    # Asked for directly, the daily model gives the same savings and says no fallback.
+    daily = CliRunner().invoke(app, [*args, "--model", "daily"])
+    assert daily.exit_code == 0, daily.output
+    assert json.loads(daily.stdout)["savings_fraction"] == pytest.approx(out["savings_fraction"])
+    assert json.loads(daily.stdout)["fallback"] is None
