@@ -15,18 +15,26 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
-from inventory import Inventory
+from inventory import BuildingUsage, Energy, Inventory, Usage
+
+_ALSO_FRENCH = {"restaurant", "ventilation"}
+"""Enum values that are French words too."""
 
 FORBIDDEN: tuple[tuple[str, str], ...] = (
     (r"\banomalies\.|\brules\.|\bmodels?\.\w", "a module path"),
     (r"\bScore\b", "the detector's score"),
-    (r"\busage [a-z_]+\b", "an enum value after 'usage'"),
     (r"\b[a-z]+_[a-z_]+\b", "a snake_case name (rule id, enum value, model parameter)"),
     (r"\bm3\b", "m3 instead of m³"),
     (r"\d\.\d", "a decimal point instead of a comma"),
     (r"(?<![\w-])[-−]0(?:,0+)?(?![\d,])", "a negative zero"),
     (r"\b(?:nan|NaN|None|inf|True|False)\b", "a raw Python value"),
-    (r"\b(?:daily|hourly|changepoint|towt|heating|lighting|general|comfort|weather)\b", "an English internal word"),
+    (r"\b(?:daily|hourly|changepoint|towt)\b", "a model's internal name"),
+    (
+        r"\b(?:"
+        + "|".join(sorted({e.value for enum in (BuildingUsage, Usage, Energy) for e in enum} - _ALSO_FRENCH))
+        + r")\b",
+        "an enum value (English)",
+    ),
 )
 """(regular expression, what it is) of each kind of internal name."""
 
