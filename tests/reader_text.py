@@ -76,12 +76,13 @@ def visible_text(page: str) -> str:
 def internal_names(text: str, inventory: Inventory | None = None) -> list[str]:
     """The internal names in a text a reader sees: ``'what: "match" in "line"'``, one per finding.
 
-    With an inventory, its point ids and its building ids that carry a dash (``gymnase-batum``;
-    ``mairie`` is also a French word) are internal names too.
+    With an inventory, its building ids that carry a dash (``gymnase-batum``; ``mairie`` is also a
+    French word) are internal names too: a building has a name. Point ids are not: a mail about a
+    sensor names the point the technician must find, by its id when it has no name.
     """
     patterns = list(FORBIDDEN)
     if inventory is not None:
-        ids = {p.id for _, p in inventory.points()} | {b.id for _, b in inventory.buildings() if "-" in b.id}
+        ids = {b.id for _, b in inventory.buildings() if "-" in b.id}
         patterns.append(("|".join(rf"\b{re.escape(i)}\b" for i in sorted(ids, key=len, reverse=True)), "an inventory id"))
     found: list[str] = []
     for line in text.splitlines():
