@@ -30,9 +30,10 @@ FORBIDDEN: tuple[tuple[str, str], ...] = (
     (r"\b(?:nan|NaN|None|inf|True|False)\b", "a raw Python value"),
     (r"\b(?:daily|hourly|changepoint|towt)\b", "a model's internal name"),
     (
-        r"\b(?:"
+        # Not inside a dashed id (creche-water-volume): see internal_names on point ids.
+        r"(?<![\w-])(?:"
         + "|".join(sorted({e.value for enum in (BuildingUsage, Usage, Energy) for e in enum} - _ALSO_FRENCH))
-        + r")\b",
+        + r")(?![\w-])",
         "an enum value (English)",
     ),
 )
