@@ -66,6 +66,8 @@ CHROMIUM_FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars",
     "--force-device-scale-factor=1",
+    # Take the picture once the page and its images are loaded and drawn, not at the first paint.
+    "--virtual-time-budget=5000", "--run-all-compositor-stages-before-draw",
 )  # fmt: skip
 RECIPIENT = "cep@valmont.example"
 """The advisor whose mails are shown (French)."""
