@@ -93,8 +93,8 @@ def _not_blank(pixels: np.ndarray) -> None:
 
 def test_mails_and_report_rendered_by_chromium(rendered: dict[str, Any]) -> None:
     shots = rendered["shots"]
-    assert rendered["mails"]["mail-heating-unoccupied"]["Subject"].startswith("[Econome] Alerte")
-    assert "Synthèse" in rendered["mails"]["mail-digest"]["Subject"]
+    assert "Gymnase Batum" in rendered["mails"]["mail-heating-unoccupied"]["Subject"]
+    assert "Gymnase Batum" in visible_text(rendered["pages"]["mail-digest"])
 
     alert = _rgb(shots["mail-heating-unoccupied"])
     assert alert.shape[1] == 900
