@@ -3,7 +3,8 @@
 Reading order: :mod:`dashboards.grafana` (the dashboards and their InfluxQL),
 :mod:`dashboards.provisioning` (the files Grafana loads at start-up),
 :mod:`dashboards.push` (the same, pushed through the HTTP API; imported on
-demand because it pulls in grafana-client).
+demand because it pulls in grafana-client); then the reports,
+:mod:`dashboards.reports` (HTML) and :mod:`dashboards.pdf` (the same as PDF).
 """
 
 from __future__ import annotations

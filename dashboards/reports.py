@@ -1,8 +1,8 @@
 """HTML reports for the économe de flux and the elected officials, with embedded charts.
 
 Three reports, each a single self-contained HTML page (charts are matplotlib
-PNGs embedded in base64, the CSS has an A4 print layout, so "Print to PDF" in
-a browser gives the PDF):
+PNGs embedded in base64, the CSS has an A4 print layout with page numbers:
+:func:`dashboards.pdf.report_pdf` prints it to PDF, as a browser would):
 
 * :func:`building_month_report`: a building's month, per energy, against the
   same month of the year before, corrected by degree days (DJU).
@@ -92,7 +92,9 @@ _MONTHS = [
 ]
 
 _CSS = """
-@page { size: A4; margin: 14mm; }
+@page { size: A4; margin: 14mm 14mm 16mm;
+        @bottom-right { content: "page " counter(page) " sur " counter(pages); font: 8pt "DejaVu Sans", sans-serif;
+                        color: #8a949e; } }
 * { box-sizing: border-box; }
 body { font-family: "DejaVu Sans", Arial, sans-serif; color: #1d2733; margin: 0 auto; max-width: 960px;
        padding: 18px; font-size: 13px; }
@@ -117,6 +119,17 @@ tr.total td { font-weight: bold; border-top: 2px solid #1d2733; }
 img.chart { width: 100%; margin: 4px 0; }
 section { page-break-inside: avoid; }
 footer { margin-top: 18px; color: #8a949e; font-size: 10px; border-top: 1px solid #d5dbe2; padding-top: 4px; }
+@media print {
+  body { max-width: none; padding: 0; font-size: 9.5pt; }
+  header h1 { font-size: 16pt; }
+  h2 { font-size: 12pt; break-after: avoid; }
+  .kpi .v { font-size: 13pt; }
+  table { font-size: 8pt; }
+  th { font-size: 7.5pt; }
+  th, td { padding: 3px 4px; }
+  tr, img.chart, .kpi, .verdict, header, footer { break-inside: avoid; }
+  img.chart { width: 100%; height: auto; max-height: 120mm; object-fit: contain; }
+}
 """
 
 

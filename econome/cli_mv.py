@@ -5,9 +5,9 @@ r"""The ``econome mv`` and ``econome report`` commands: savings and reports from
     econome mv --readings readings.csv --point ecole-curie-gas-volume --config examples/commune.yaml \\
         --baseline 2023-09-01/2024-09-01 --reporting 2024-09-01/2025-09-01
     econome mv --from-influx --point ecole-curie-gas-volume --config examples/commune.yaml --baseline ... --reporting ...
-    econome report building   --config examples/commune.yaml --readings FILE --building mairie --month 2025-01 --out m.html
+    econome report building   --config examples/commune.yaml --readings FILE --building mairie --month 2025-01 --out m.pdf
     econome report renovation --config examples/commune.yaml --from-influx --building ecole-curie --out r.html
-    econome report portfolio  --config examples/commune.yaml --readings FILE --year 2025 --out p.html
+    econome report portfolio  --config examples/commune.yaml --readings FILE --year 2025 --out p.pdf
     econome report operat     --config examples/commune.yaml --readings FILE --year 2025 --reference-year 2024 --out o.csv
 
 The readings come from ``--readings FILE.csv`` (``timestamp,point,value``, the
@@ -37,6 +37,7 @@ import numpy as np
 import typer
 
 from dashboards.operat import operat_rows, write_operat_csv
+from dashboards.pdf import report_pdf
 from dashboards.reports import BuildingYear, EnergySeries, building_month_report, portfolio_report, renovation_report
 from econome._common import load_or_exit as _load
 from econome._readings import ReadingSource, local_range
@@ -55,7 +56,7 @@ from mv.degreedays import DailyTemperature, daily_temperatures, degree_days
 from mv.savings import HourlyFallback, SavingsReport, avoided_consumption, avoided_consumption_hourly_or_daily, performance_gap
 from streams.aggregate import counter_tracker
 from streams.counters import CounterTracker
-from streams.errors import InsufficientData, TelemetryError
+from streams.errors import ConfigError, InsufficientData, TelemetryError
 from streams.history import PointSeries, hourly_consumption
 
 __all__ = ["register"]
@@ -72,7 +73,7 @@ def register(app: typer.Typer) -> None:
     (['mv'], ['report'])
     """
     app.command("mv")(mv)
-    reports = typer.Typer(no_args_is_help=True, help="Write HTML reports and the OPERAT export (readings from CSV or InfluxDB).")
+    reports = typer.Typer(no_args_is_help=True, help="Write HTML or PDF reports and the OPERAT export, from CSV or InfluxDB.")
     reports.command("building")(report_building)
     reports.command("renovation")(report_renovation)
     reports.command("portfolio")(report_portfolio)
@@ -352,7 +353,19 @@ def _building(inv: Inventory, building_id: str) -> Building:
 
 
 ConfigOpt = Annotated[Path, typer.Option(help="Inventory YAML file.")]
-OutOpt = Annotated[Path, typer.Option(help="File to write.")]
+OutOpt = Annotated[Path, typer.Option(help="File to write: a PDF when it ends in .pdf, else HTML.")]
+
+
+def _write_report(page: str, out: Path) -> None:
+    """Write a report's page: a PDF (WeasyPrint) when ``out`` ends in ``.pdf``, else the HTML."""
+    if out.suffix.lower() == ".pdf":
+        try:
+            out.write_bytes(report_pdf(page))
+        except ConfigError as exc:
+            raise _fail(str(exc), 1) from exc
+    else:
+        out.write_text(page, encoding="utf-8")
+    typer.echo(f"wrote {out}")
 
 
 def report_building(
@@ -364,7 +377,7 @@ def report_building(
     from_influx: FromInfluxOpt = False,
     temperature_point: TempPointOpt = None,
 ) -> None:
-    """Monthly report of one building (HTML)."""
+    """Monthly report of one building (HTML, or PDF when --out ends in .pdf)."""
     source = ReadingSource(readings, from_influx)
     inv = _load(config)
     bld = _building(inv, building)
@@ -387,8 +400,7 @@ def report_building(
         page = building_month_report(inv, bld, year, mon, series, degree_days(temps), {t.day: t.mean_c for t in temps})
     except InsufficientData as exc:  # a month without data: no report of "0 kWh, 0 €"
         raise _fail(str(exc)) from exc
-    out.write_text(page, encoding="utf-8")
-    typer.echo(f"wrote {out}")
+    _write_report(page, out)
 
 
 def _renovation_meter(building: Building, renovation_usages: list[Usage], point_id: str | None) -> Point:
@@ -424,7 +436,7 @@ def report_renovation(
     reporting: Annotated[str | None, typer.Option(help="Reporting period START/END (default: from the works on).")] = None,
     gap_months: Annotated[int, typer.Option(min=1, help="Months below the promise before the performance-gap alert.")] = 3,
 ) -> None:
-    """Follow-up report of a renovation: savings against the promise (HTML)."""
+    """Follow-up report of a renovation: savings against the promise (HTML, or PDF when --out ends in .pdf)."""
     source = ReadingSource(readings, from_influx)
     inv = _load(config)
     bld = _building(inv, building)
@@ -473,8 +485,7 @@ def report_renovation(
         baseline_points=(base_obs.daily_mean_c, base_obs.energy_kwh),
         reporting_points=(reporting_obs.daily_mean_c, reporting_obs.energy_kwh),
     )
-    out.write_text(page, encoding="utf-8")
-    typer.echo(f"wrote {out}")
+    _write_report(page, out)
     summary = result.to_dict(inv.tariff(meter.energy))
     summary.pop("monthly")
     summary["performance_gap"] = alert.description if alert is not None else None
@@ -540,7 +551,7 @@ def report_portfolio(
     temperature_point: TempPointOpt = None,
     price_escalation: Annotated[float, typer.Option(help="Yearly price rise for the cost of inaction.")] = 0.04,
 ) -> None:
-    """Annual portfolio report with the ADEME/CEP indicators (HTML)."""
+    """Annual portfolio report with the ADEME/CEP indicators (HTML, or PDF when --out ends in .pdf)."""
     source = ReadingSource(readings, from_influx)
     inv = _load(config)
     weather = _weather_point(inv, temperature_point)
@@ -558,8 +569,7 @@ def report_portfolio(
         if bld.id in totals:
             avoided = tuple(_avoided(inv, bld, data, temp, year)) if bld.renovations else ()
             rows.append(BuildingYear(bld, totals[bld.id], missing.get(bld.id, 0), avoided))
-    out.write_text(portfolio_report(inv, year, rows, price_escalation=price_escalation), encoding="utf-8")
-    typer.echo(f"wrote {out}")
+    _write_report(portfolio_report(inv, year, rows, price_escalation=price_escalation), out)
 
 
 def report_operat(

@@ -1,0 +1,410 @@
+r"""The README's pictures: every e-mail and report of the simulated commune, as their readers see them.
+
+    scripts/pictures                     # writes docs/img/mail-*.png and docs/img/report-*.png
+    scripts/pictures --keep /tmp/pics    # also keeps the HTML, the .eml and the PDF files
+
+One command, from a checkout (it needs Chromium: ``scripts/install`` installs it):
+
+* **E-mails.** A winter of the simulated commune (``examples/commune.yaml``,
+  :mod:`simulator`) with one injected fault of each kind is run through
+  :func:`anomalies.detect.detect` (rules and models); one alert of each kind
+  detected goes through :class:`anomalies.notify.MailOutbox` to a local SMTP
+  catcher, as ``econome run`` would send it: the alert mail of each kind, then
+  the resolution notice of the gymnasium's heating, then the daily digest.
+* **Reports.** ``econome simulate`` writes the commune's history as one readings CSV;
+  ``econome report building|renovation|portfolio`` writes each report twice,
+  ``--out X.html`` and ``--out X.pdf``.
+* **Pictures.** Headless Chromium renders each mail's HTML (its inline chart
+  made a ``data:`` URI) and each report's HTML to a PNG 900 px wide, the whole
+  page; pypdfium2 renders each page of each PDF to a PNG.
+
+:func:`screenshot`, :func:`pdf_page_pngs`, :func:`mail_html` and the builders
+are used by ``tests/integration/test_pictures.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import email
+import email.policy
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from anomalies.alerts import EmailConfig  # noqa: E402 - after the path fix, so the script runs from a checkout
+from anomalies.detect import DetectConfig, detect  # noqa: E402
+from anomalies.events import AlertState, AnomalyEvent  # noqa: E402
+from anomalies.features import PointSeries  # noqa: E402
+from anomalies.notify import MailOutbox  # noqa: E402
+from inventory import Inventory, load_inventory  # noqa: E402
+from simulator.faults import Fault, FaultKind  # noqa: E402
+from simulator.physics import generate_history  # noqa: E402
+from streams.clock import ManualClock  # noqa: E402
+
+CONFIG = ROOT / "examples" / "commune.yaml"
+WIDTH_PX = 900
+"""Width of the browser window: a mail is at most 840 px wide, a report 960 px."""
+CHROMIUM_FLAGS = (
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars",
+    "--force-device-scale-factor=1",
+    # Take the picture once the page and its images are loaded and drawn, not at the first paint.
+    "--virtual-time-budget=5000", "--run-all-compositor-stages-before-draw",
+)  # fmt: skip
+RECIPIENT = "cep@valmont.example"
+"""The advisor whose mails are shown (French)."""
+
+ALERT_KINDS_REQUIRED = ("heating_unoccupied", "water_leak", "baseload_creep", "unusual_consumption", "overheating")
+"""Kinds whose mail the pictures must show; and one about the data (:data:`SENSOR_KINDS`)."""
+SENSOR_KINDS = ("missing_data", "stale_counter", "frozen_sensor")
+
+REPORTS: dict[str, list[str]] = {
+    "report-building-month": ["building", "--building", "mairie", "--month", "2026-01"],
+    "report-renovation": ["renovation", "--building", "ecole-curie"],
+    "report-portfolio": ["portfolio", "--year", "2025"],
+}
+"""Name of the picture → arguments of ``econome report`` on the simulated history (:data:`SIMULATE`)."""
+SIMULATE = ["--start", "2023-09-01", "--end", "2026-02-01"]
+"""The history ``econome simulate`` writes for the reports: a year before ecole-curie's works (2024-09-01) to January 2026."""
+
+
+# --- rendering ---------------------------------------------------------------------------------------------
+
+
+def chromium() -> str:
+    """The Chromium executable: ``$ECONOME_CHROMIUM``, else ``chromium`` on the PATH.
+
+    Raises:
+        FileNotFoundError: none found (``scripts/install`` installs Debian's ``chromium``).
+    """
+    for candidate in (os.environ.get("ECONOME_CHROMIUM"), "chromium", "chromium-browser"):
+        path = shutil.which(candidate) if candidate else None
+        if path:
+            return path
+    msg = "no Chromium: run scripts/install (Debian package chromium) or set ECONOME_CHROMIUM"
+    raise FileNotFoundError(msg)
+
+
+def screenshot(page: str, out: Path, *, width: int = WIDTH_PX, height: int = 3000) -> Path:
+    """Render an HTML page with headless Chromium to a PNG of the whole page, ``width`` pixels wide.
+
+    Chromium's ``--screenshot`` takes the window only: the window is made tall, the
+    blank bottom cropped; a page that reaches the window's bottom is taken again in
+    a window twice as tall.
+
+    Args:
+        page: the HTML document; its images must be ``data:`` URIs (nothing is fetched).
+        out: the PNG to write.
+        width: window width, pixels.
+        height: first window height tried, pixels.
+
+    Returns:
+        ``out``.
+    """
+    from PIL import Image
+
+    with tempfile.TemporaryDirectory(prefix="econome-chromium-") as tmp:
+        source = Path(tmp) / "page.html"
+        source.write_text(page, encoding="utf-8")
+        shot = Path(tmp) / "shot.png"
+        while True:
+            profile = Path(tmp) / f"profile-{height}"
+            command = [
+                chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}",
+                f"--screenshot={shot}", source.as_uri(),
+            ]  # fmt: skip
+            done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)  # noqa: S603 - our own arguments
+            if done.returncode != 0 or not shot.exists():
+                msg = f"chromium failed ({done.returncode}) on {out.name}: {done.stderr[-2000:]}"
+                raise RuntimeError(msg)
+            with Image.open(shot) as image:
+                rgb = image.convert("RGB")
+            bottom = _content_bottom(rgb)
+            if bottom < rgb.height - 8 or height >= 32_000:
+                break
+            height *= 2
+            shot.unlink()
+        rgb.crop((0, 0, rgb.width, min(rgb.height, bottom + 24))).save(out, optimize=True)
+    return out
+
+
+def _content_bottom(image: Any) -> int:
+    """The last row of an image that is not all background (the bottom-right pixel's colour)."""
+    pixels = np.asarray(image)
+    background = pixels[-1, -1]
+    rows = np.flatnonzero((pixels != background).any(axis=(1, 2)))
+    return int(rows[-1]) + 1 if rows.size else 0
+
+
+def pdf_page_pngs(pdf: bytes, stem: Path, *, dpi: int = 96) -> list[Path]:
+    """Render each page of a PDF to ``<stem>-p<N>.png`` (pypdfium2); returns the files, page order."""
+    import pypdfium2  # type: ignore[import-untyped]  # no py.typed
+
+    document = pypdfium2.PdfDocument(pdf)
+    try:
+        out = []
+        for index in range(len(document)):
+            page = document[index]
+            path = stem.with_name(f"{stem.name}-p{index + 1}.png")
+            page.render(scale=dpi / 72).to_pil().convert("RGB").save(path, optimize=True)
+            page.close()
+            out.append(path)
+        return out
+    finally:
+        document.close()
+
+
+def mail_html(message: EmailMessage) -> str:
+    """A mail's HTML part as a mail client shows it: each ``cid:`` image replaced by a ``data:`` URI of its part."""
+    body = message.get_body(("html",))
+    if body is None:
+        msg = f"mail {message['Subject']!r} has no HTML part"
+        raise ValueError(msg)
+    page = str(body.get_content())
+    for part in message.walk():
+        cid = part.get("Content-ID")
+        if cid and part.get_content_maintype() == "image":
+            payload = part.get_payload(decode=True)
+            data = base64.b64encode(payload if isinstance(payload, bytes) else b"").decode("ascii")
+            page = page.replace(f"cid:{str(cid).strip('<>')}", f"data:{part.get_content_type()};base64,{data}")
+    return page
+
+
+# --- the mails -------------------------------------------------------------------------------------------------
+
+
+def winter_faults(inv: Inventory) -> list[Fault]:
+    """One fault of each kind in January 2026, in buildings that can show it."""
+    tz = inv.organisation.tz
+
+    def at(year: int, month: int, day: int, hour: int) -> datetime:
+        return datetime(year, month, day, hour, tzinfo=tz)
+
+    def fault(kind: FaultKind, building: str, start: datetime, end: datetime, **extra: Any) -> Fault:
+        return Fault(kind=kind, building=building, start=start, end=end, **extra)
+
+    return [
+        fault(FaultKind.HEATING_LEFT_ON, "gymnase-batum", at(2026, 1, 17, 20), at(2026, 1, 19, 5)),
+        fault(FaultKind.WATER_LEAK, "ecole-jaures", at(2026, 1, 20, 0), at(2026, 1, 26, 0)),
+        fault(FaultKind.BASELOAD_CREEP, "mairie", at(2025, 12, 1, 0), at(2026, 1, 26, 0), params={"increase_pct": 80.0}),
+        fault(FaultKind.SETPOINT_RAISED, "bibliotheque", at(2026, 1, 13, 0), at(2026, 1, 24, 0), params={"delta_c": 3.5}),
+        fault(FaultKind.LIGHTING_LEFT_ON, "centre-culturel", at(2026, 1, 21, 19), at(2026, 1, 23, 19)),
+        fault(FaultKind.STUCK_COUNTER, "creche", at(2026, 1, 22, 0), at(2026, 1, 26, 0), point="creche-water-volume"),
+        fault(FaultKind.DEAD_SENSOR, "atelier", at(2026, 1, 22, 0), at(2026, 1, 26, 0), point="atelier-atelier-temperature"),
+    ]
+
+
+def simulated_events(
+    inv: Inventory,
+    faults: Sequence[Fault],
+    start: datetime,
+    end: datetime,
+    *,
+    since: datetime | None = None,
+    models: bool = True,
+    seed: int = 4,
+) -> list[AnomalyEvent]:
+    """The events detection raises on the simulated commune over ``[start, end)`` (hourly readings), faults injected.
+
+    ``since`` keeps the events that end after it (the history before it serves as reference).
+    """
+    history = generate_history(inv, start, end, timedelta(hours=1), seed=seed, faults=list(faults))
+    seconds = history.times.astype("datetime64[ms]").astype(np.int64) / 1000.0
+    readings = {
+        pid: PointSeries(seconds[np.isfinite(col)], col[np.isfinite(col)])
+        for pid, col in zip(history.point_ids, history.values.T, strict=True)
+    }
+    return detect(inv, readings, DetectConfig(models=models), start=since or start)
+
+
+class _Catcher:
+    """A local SMTP server (aiosmtpd, loopback, its own thread) that keeps every mail."""
+
+    def __init__(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.messages: list[EmailMessage] = []
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
+
+    async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:
+        raw = envelope.original_content or b""
+        message = email.message_from_bytes(raw, policy=email.policy.default)
+        assert isinstance(message, EmailMessage)  # noqa: S101 - the default policy makes EmailMessage
+        self.messages.append(message)
+        return "250 OK"
+
+
+@contextmanager
+def _catcher() -> Iterator[_Catcher]:
+    catcher = _Catcher()
+    catcher.controller.start()
+    try:
+        yield catcher
+    finally:
+        catcher.controller.stop()
+
+
+@dataclass(frozen=True)
+class Mail:
+    """A mail as sent, under the name of its picture."""
+
+    name: str
+    message: EmailMessage
+
+
+def sent_mails(inv: Inventory, events: Sequence[AnomalyEvent], now: datetime) -> list[Mail]:
+    """The mails :class:`~anomalies.notify.MailOutbox` sends the advisor for these events, as ``econome run`` would.
+
+    At ``now`` (over an hour before the digest hour) each event is queued as it opened and sent: one
+    alert mail per kind (the first event of each kind); half an hour later the resolution notice of the
+    heating left on (else of the first resolved event); then, at the digest hour, the daily digest of
+    all of them. The alert register is a fresh one, in a temporary folder.
+
+    Returns:
+        ``mail-<kind>`` for each kind, ``mail-resolved``, ``mail-digest``.
+    """
+    config = EmailConfig(
+        host="127.0.0.1", port=25, security="none", sender="econome@valmont.example",
+        default_recipients=[RECIPIENT], language="fr", digest_hour=7, timeout=timedelta(seconds=10),
+    )  # fmt: skip
+    chosen: dict[str, AnomalyEvent] = {}
+    for event in events:
+        chosen.setdefault(event.kind, event)
+    mails: list[Mail] = []
+    with _catcher() as catcher, tempfile.TemporaryDirectory(prefix="econome-pictures-") as tmp:
+        outbox = MailOutbox(Path(tmp) / "alerts.sqlite", config.model_copy(update={"port": catcher.port}), inv, ManualClock(now))
+
+        def send(name: str, batch: list[AnomalyEvent], at: datetime) -> None:
+            before = len(catcher.messages)
+            outbox.queue(batch, at)
+            asyncio.run(outbox.flush(at))
+            mine = [m for m in catcher.messages[before:] if m["To"] == RECIPIENT]
+            if not mine:
+                msg = f"no mail {name} to {RECIPIENT}"
+                raise RuntimeError(msg)
+            mails.append(Mail(name, mine[0]))
+
+        for kind, event in chosen.items():
+            send(f"mail-{kind.replace('_', '-')}", [event.with_state(AlertState.OPEN)], now)
+        ended = [e for e in chosen.values() if e.state is AlertState.RESOLVED]
+        resolved = next((e for e in ended if e.kind == "heating_unoccupied"), ended[0] if ended else None)
+        if resolved is not None:
+            send("mail-resolved", [resolved], now + timedelta(minutes=30))
+        local = (now + timedelta(minutes=30)).astimezone(inv.organisation.tz)
+        if local.hour >= config.digest_hour:
+            msg = f"{now} is too close to the digest hour: the digest would go with the other mails"
+            raise ValueError(msg)
+        send("mail-digest", [], local.replace(hour=config.digest_hour, minute=10).astimezone(UTC))
+    return mails
+
+
+# --- the reports ---------------------------------------------------------------------------------------------
+
+
+def econome(*args: str) -> None:
+    """Run an ``econome`` command in this process.
+
+    Raises:
+        RuntimeError: it exited non-zero.
+    """
+    code = _run(list(args))
+    if code:
+        msg = f"econome {' '.join(args)} failed (exit {code})"
+        raise RuntimeError(msg)
+
+
+def report_files(config: Path, data: Path, out: Path, reports: dict[str, list[str]]) -> dict[str, tuple[Path, Path]]:
+    """Write each report as HTML and PDF with ``econome report``; returns name → (HTML, PDF)."""
+    out.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for name, args in reports.items():
+        html_path, pdf_path = out / f"{name}.html", out / f"{name}.pdf"
+        for path in (html_path, pdf_path):
+            econome("report", args[0], "--config", str(config), "--readings", str(data), *args[1:], "--out", str(path))
+        files[name] = (html_path, pdf_path)
+    return files
+
+
+def _run(args: list[str]) -> int:
+    from econome.cli import app
+
+    try:
+        # Not standalone: click returns the code of a typer.Exit instead of leaving the process.
+        result = app(args, standalone_mode=False)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return int(result) if isinstance(result, int) else 0
+
+
+# --- the script --------------------------------------------------------------------------------------------------
+
+
+def _log(text: str, started: float) -> None:
+    print(f"[{time.monotonic() - started:5.1f} s] {text}", flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Build every picture; returns the exit code."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "img", help="folder of the PNG files (docs/img)")
+    parser.add_argument("--keep", type=Path, default=None, help="also keep the HTML, .eml and PDF files here")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    chromium()  # fail now, not after a minute of simulation
+    inv = load_inventory(CONFIG)
+    args.out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="econome-pictures-") as tmp:
+        work = args.keep or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+
+        faults = winter_faults(inv)
+        first, end, since = (datetime(*d, tzinfo=UTC) for d in ((2025, 9, 1), (2026, 1, 27), (2026, 1, 12)))
+        events = simulated_events(inv, faults, first, end, since=since)
+        kinds = {e.kind for e in events}
+        missing = [k for k in ALERT_KINDS_REQUIRED if k not in kinds] + ([] if kinds & set(SENSOR_KINDS) else ["a sensor kind"])
+        if missing:
+            print(f"error: detection raised no {', '.join(missing)} on the simulated winter", file=sys.stderr)
+            return 1
+        _log(f"detection: {len(events)} events, kinds {sorted(kinds)}", started)
+        mails = sent_mails(inv, events, datetime(2026, 1, 27, 4, tzinfo=UTC))
+        for mail in mails:
+            page = mail_html(mail.message)
+            (work / f"{mail.name}.html").write_text(page, encoding="utf-8")
+            (work / f"{mail.name}.eml").write_bytes(mail.message.as_bytes())
+            screenshot(page, args.out / f"{mail.name}.png")
+            _log(f"{mail.name}.png: {mail.message['Subject']}", started)
+
+        data = work / "readings.csv"
+        econome("simulate", "--config", str(CONFIG), "--out", str(data), *SIMULATE)
+        _log("simulated history written", started)
+        for name, (html_path, pdf_path) in report_files(CONFIG, data, work, REPORTS).items():
+            screenshot(html_path.read_text(encoding="utf-8"), args.out / f"{name}.png")
+            pages = pdf_page_pngs(pdf_path.read_bytes(), args.out / f"{name}-pdf")
+            _log(f"{name}.png and {len(pages)} PDF page(s)", started)
+    print(f"pictures written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
