@@ -34,6 +34,7 @@ from __future__ import annotations
 import email.utils
 import ipaddress
 import re
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, time, timedelta
@@ -60,6 +61,8 @@ from inventory.profiles import DeviceProfile, RegisterSpec, RegisterType, load_p
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 """Ids are lowercase slugs: they become InfluxDB tags and Grafana variables."""
+GRAFANA_PREFIX_PATTERN = r"^[a-z0-9][a-z0-9-]{0,23}$"
+"""A Grafana uid prefix: lowercase letters, digits and dashes, at most 24 characters."""
 
 Loc = tuple[str | int, ...]
 
@@ -788,6 +791,9 @@ class Organisation(_Frozen):
     population: int = Field(gt=0)
     timezone: str = "Europe/Paris"
     school_holiday_zone: Literal["A", "B", "C"]
+    grafana_prefix: str | None = Field(default=None, pattern=GRAFANA_PREFIX_PATTERN)
+    """Prefix of the Grafana dashboard and folder uids, so that several organisations share one
+    Grafana; None: a slug of ``name`` (``Commune de Valmont`` → ``commune-de-valmont``)."""
 
     @field_validator("timezone")
     @classmethod
@@ -803,6 +809,19 @@ class Organisation(_Frozen):
     def tz(self) -> ZoneInfo:
         """The organisation's timezone."""
         return ZoneInfo(self.timezone)
+
+    @property
+    def uid_prefix(self) -> str:
+        """The prefix of its Grafana uids: ``grafana_prefix``, else a slug of ``name`` (24 characters at most).
+
+        >>> Organisation(name="Commune d'Écully", population=1, school_holiday_zone="A").uid_prefix
+        'commune-d-ecully'
+        """
+        if self.grafana_prefix:
+            return self.grafana_prefix
+        ascii_name = unicodedata.normalize("NFKD", self.name).encode("ascii", "ignore").decode()
+        slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")[:24].rstrip("-")
+        return slug or "econome"
 
 
 class ModbusWorkarounds(_Frozen):

@@ -189,15 +189,16 @@ def test_grafana_loads_the_generated_provisioning(compose: dict[str, Any], tmp_p
     register(app)
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    source = yaml.safe_load((tmp_path / "datasources" / "econome.yaml").read_text())["datasources"][0]
+    prefix = "commune-de-valmont"  # the organisation's (Commune de Valmont)
+    source = yaml.safe_load((tmp_path / "datasources" / f"{prefix}.yaml").read_text())["datasources"][0]
     token_file = re.search(r"\$__file\{([^}]+)\}", source["secureJsonData"]["httpHeaderValue1"])
     assert token_file is not None
     assert token_file.group(1).startswith(_volume_mounts(grafana)["influx-tokens"])
     assert source["url"] == "http://influxdb:8086"
-    providers = yaml.safe_load((tmp_path / "dashboards" / "econome.yaml").read_text())["providers"]
+    providers = yaml.safe_load((tmp_path / "dashboards" / f"{prefix}.yaml").read_text())["providers"]
     for provider in providers:
         path = provider["options"]["path"]
-        assert path.startswith("/etc/grafana/provisioning/json/")
+        assert path.startswith(f"/etc/grafana/provisioning/json/{prefix}/")
         assert list((tmp_path / path.removeprefix("/etc/grafana/provisioning/")).glob("*.json"))
 
 
