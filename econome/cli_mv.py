@@ -35,6 +35,7 @@ import typer
 from dashboards.operat import operat_rows, write_operat_csv
 from dashboards.reports import BuildingYear, EnergySeries, building_month_report, portfolio_report, renovation_report
 from econome._common import load_or_exit as _load
+from econome._progress import current, with_progress
 from inventory import Building, Energy, FrenchCalendar, Inventory, Point, Quantity, Usage
 from mv.baseline import (
     DailyChangePointBaseline,
@@ -292,6 +293,7 @@ TempOpt = Annotated[Path | None, typer.Option(help="Outdoor temperature CSV (def
 OutOpt = Annotated[Path, typer.Option(help="File to write.")]
 
 
+@with_progress("report building")
 def report_building(
     config: ConfigOpt,
     data: DataOpt,
@@ -314,8 +316,10 @@ def report_building(
         msg = f"no consumption CSV for building {building} in {data}"
         raise _fail(msg)
     temps = _daily_temps(_temperature_path(inv, data, temperature), inv.organisation.tz)
+    current()("writing the report", 0, 1)
     page = building_month_report(inv, bld, year, mon, series, degree_days(temps), {t.day: t.mean_c for t in temps})
     out.write_text(page, encoding="utf-8")
+    current()("writing the report", 1, 1)
     typer.echo(f"wrote {out}")
 
 
@@ -337,6 +341,7 @@ def _renovation_meter(building: Building, renovation_usages: list[Usage], point_
     raise _fail(msg)
 
 
+@with_progress("report renovation")
 def report_renovation(
     config: ConfigOpt,
     data: DataOpt,
@@ -377,6 +382,7 @@ def report_renovation(
     stamps, values = _series(temp_path)
     matrix = hourly_temperature_matrix(stamps, values, days, tz=tz)
     obs = DailyObservations.build(days, energy, matrix, classify_days(days, bld, calendar))
+    current()("fitting the baseline, savings", 0, 2)
     try:
         model = DailyChangePointBaseline().fit(obs.select(base_start, base_end))
         reporting_obs = obs.select(rep_start, rep_end)
@@ -387,6 +393,7 @@ def report_renovation(
         raise _fail(str(exc)) from exc
     alert = performance_gap(result, works, building_id=bld.id, months=gap_months)
     base_obs = obs.select(base_start, base_end)
+    current()("fitting the baseline, savings", 2, 2)
     page = renovation_report(
         inv,
         bld,
@@ -409,7 +416,7 @@ def _year_totals(inv: Inventory, data: Path, year: int) -> tuple[dict[str, dict[
     start, end = date(year, 1, 1), date(year + 1, 1, 1)
     totals: dict[str, dict[Energy, float]] = {}
     missing: dict[str, int] = {}
-    for _, bld in inv.buildings():
+    for _, bld in current().track(inv.buildings(), f"reading consumption {year}"):
         for s in _building_series(inv, bld, data):
             total, gaps = s.total(start, end)
             if gaps < (end - start).days:
@@ -449,6 +456,7 @@ def _avoided(
     return out
 
 
+@with_progress("report portfolio")
 def report_portfolio(
     config: ConfigOpt,
     data: DataOpt,
@@ -465,7 +473,7 @@ def report_portfolio(
         raise _fail(msg)
     temp = _series(_temperature_path(inv, data, temperature))
     rows = []
-    for _, bld in inv.buildings():
+    for _, bld in current().track(inv.buildings(), "savings per building"):
         if bld.id in totals:
             avoided = tuple(_avoided(inv, bld, data, temp, year)) if bld.renovations else ()
             rows.append(BuildingYear(bld, totals[bld.id], missing.get(bld.id, 0), avoided))
@@ -473,6 +481,7 @@ def report_portfolio(
     typer.echo(f"wrote {out}")
 
 
+@with_progress("report operat")
 def report_operat(
     config: ConfigOpt,
     data: DataOpt,

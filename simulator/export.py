@@ -18,7 +18,7 @@ is written like any point. These are the files ``econome mv`` and
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -51,6 +51,7 @@ def write_history_csvs(
     faults: Sequence[Fault] = (),
     physics: Inventory | None = None,
     energy_only: bool = True,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> list[Path]:
     """Simulate ``[start, end)`` and write one CSV per point.
 
@@ -65,15 +66,19 @@ def write_history_csvs(
         physics: the portfolio that drives the simulation, when it differs
             from ``inv`` (e.g. :func:`without_renovations`).
         energy_only: write only counters and the outdoor temperature.
+        progress: called with ``(phase, done, total)`` while simulating, then per point written.
 
     Returns:
         The files written.
     """
-    history = generate_history(physics or inv, start, end, step, seed=seed, faults=faults)
+    history = generate_history(physics or inv, start, end, step, seed=seed, faults=faults, progress=progress)
     stamps = [t.isoformat() for t in history.datetimes()]
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    for _, point in inv.points():
+    points = [point for _, point in inv.points()]
+    for done, point in enumerate(points):
+        if progress is not None:
+            progress("writing CSV files", done, len(points))
         column = history.column(point.id)
         if point.cumulative:
             rows = zip(stamps[:-1], np.diff(column).tolist(), strict=True)
@@ -86,6 +91,8 @@ def write_history_csvs(
             handle.write("timestamp,value\n")
             handle.writelines(f"{ts},{'' if np.isnan(v) else round(v, 4)}\n" for ts, v in rows)
         written.append(path)
+    if progress is not None:
+        progress("writing CSV files", len(points), len(points))
     return written
 
 
