@@ -93,10 +93,12 @@ def test_two_communes_share_one_grafana(communes: tuple[Inventory, Inventory], t
         assert listed == {d.uid for d in dashboards}
 
 
-def test_grafana_prefix_is_checked_at_load() -> None:
-    with pytest.raises(InventoryError, match="grafana_prefix") as info:
-        _commune("organisation: {name: Valmont, population: 8400, school_holiday_zone: B, grafana_prefix: Valmont_41}")
-    assert ":6 " in str(info.value) or "line 6" in str(info.value), str(info.value)
+@pytest.mark.parametrize("prefix", ["Valmont_41", "a" * 25, "-valmont"])
+def test_grafana_prefix_is_checked_at_load(prefix: str) -> None:
+    with pytest.raises(InventoryError) as info:
+        _commune(f"organisation: {{name: Valmont, population: 8400, school_holiday_zone: B, grafana_prefix: '{prefix}'}}")
+    assert "<inventory>:6 organisation.grafana_prefix:" in str(info.value), str(info.value)
+    assert _commune(VALMONT.replace("B}", "B, grafana_prefix: " + "a" * 24 + "}")).organisation.uid_prefix == "a" * 24
 
 
 def test_an_explicit_config_prefix_wins(communes: tuple[Inventory, Inventory]) -> None:

@@ -181,3 +181,15 @@ def test_dashboards_unit_owns_what_it_writes() -> None:
     assert {f"{out}/datasources", f"{out}/dashboards", f"{out}/json"} <= made
     assert service["User"] == "econome"
     assert service["Group"] == "grafana"
+
+
+def test_units_can_read_the_inventory_folder() -> None:
+    # OPERATIONS.md makes /etc/econome 750 root:econome: a unit reading the inventory needs that group.
+    guide = (DEPLOY / "OPERATIONS.md").read_text(encoding="utf-8")
+    made = re.search(r"install -d -m 750 -o root -g (\w+) /etc/econome ", guide)
+    assert made is not None
+    for name in ("econome.service", "econome-dashboards.service"):
+        service = _unit(name)["Service"]
+        assert "/etc/econome/commune.yaml" in service["ExecStart"]
+        groups = {service["Group"], *service.get("SupplementaryGroups", "").split()}
+        assert made.group(1) in groups, f"{name} cannot enter /etc/econome"
