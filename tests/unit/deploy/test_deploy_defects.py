@@ -193,3 +193,13 @@ def test_units_can_read_the_inventory_folder() -> None:
         assert "/etc/econome/commune.yaml" in service["ExecStart"]
         groups = {service["Group"], *service.get("SupplementaryGroups", "").split()}
         assert made.group(1) in groups, f"{name} cannot enter /etc/econome"
+
+
+def test_the_image_installs_every_package() -> None:
+    # pip install . quietly leaves out a package the build context lacks; `mv` was, and anomalies imports it.
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    packages = {p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]}
+    copied = set(re.findall(r"^COPY (\w+) \./\1$", (DEPLOY / "Dockerfile").read_text(encoding="utf-8"), flags=re.MULTILINE))
+    assert packages == copied
