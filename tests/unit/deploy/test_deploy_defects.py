@@ -203,3 +203,17 @@ def test_the_image_installs_every_package() -> None:
     packages = {p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]}
     copied = set(re.findall(r"^COPY (\w+) \./\1$", (DEPLOY / "Dockerfile").read_text(encoding="utf-8"), flags=re.MULTILINE))
     assert packages == copied
+
+
+def test_live_alert_service_has_a_writable_data_dir(compose: dict[str, Any]) -> None:
+    # Live detection keeps its state and the alert register in ECONOME_DATA_DIR/detect/.
+    service = _unit("econome.service")["Service"]
+    text = (DEPLOY / "systemd" / "econome.service").read_text(encoding="utf-8")
+    env = dict(re.findall(r"^Environment=(\w+)=(\S+)$", text, flags=re.MULTILINE))  # configparser keeps the last only
+    assert {"ECONOME_INFLUX_TOKEN_FILE", "ECONOME_MQTT_PASSWORD_FILE"} <= set(env)
+    data_dir = env["ECONOME_DATA_DIR"]
+    assert data_dir == f"/var/lib/{service['StateDirectory']}"
+    assert data_dir in service["ReadWritePaths"].split()
+    econome = compose["services"]["econome"]
+    target = econome["environment"]["ECONOME_DATA_DIR"]
+    assert f"econome-data:{target}" in econome["volumes"]
