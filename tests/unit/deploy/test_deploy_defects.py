@@ -117,6 +117,11 @@ def test_the_stack_has_no_loopback_inventory(compose: dict[str, Any]) -> None:
     uses = re.findall(r"\$\{ECONOME_CONFIG([^}]*)\}", text)
     assert uses
     assert all(u.startswith(":?") for u in uses), f"ECONOME_CONFIG must be required, not defaulted: {uses}"
+    # What compose prints when it is unset (OPERATIONS.md quotes it), naming a file that exists.
+    assert set(uses) == {":?set ECONOME_CONFIG to your inventory, see commune.example.yaml"}
+    assert (DEPLOY / EXAMPLE).is_file()
+    guide = (DEPLOY / "OPERATIONS.md").read_text(encoding="utf-8")
+    assert "`set ECONOME_CONFIG to your inventory, see\ncommune.example.yaml`" in guide
     assert "examples/commune.yaml" not in text
     inventory = load_inventory(DEPLOY / EXAMPLE)
     hosts = [g.host for g in inventory.modbus_gateways] + [b.host for b in inventory.mqtt_brokers]
