@@ -7,7 +7,8 @@ new dashboard version. The calls are those of the Grafana HTTP API:
 
 - ``GET /api/datasources/uid/:uid``, then ``POST /api/datasources`` or ``PUT /api/datasources/uid/:uid``;
 - ``GET /api/folders/:uid``, then ``POST /api/folders`` or ``PUT /api/folders/:uid``;
-- ``GET /api/search?type=dash-db&tag=econome`` to learn which dashboards exist;
+- ``GET /api/search?type=dash-db&tag=<prefix>`` to learn which of this organisation's dashboards exist
+  (another commune's, in the same Grafana, have another prefix tag);
 - ``GET /api/dashboards/uid/:uid`` for those, then ``POST /api/dashboards/db``
   with ``{dashboard, folderUid, overwrite, message}``.
 
