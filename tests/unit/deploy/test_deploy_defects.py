@@ -222,3 +222,17 @@ def test_live_alert_service_has_a_writable_data_dir(compose: dict[str, Any]) -> 
     econome = compose["services"]["econome"]
     target = econome["environment"]["ECONOME_DATA_DIR"]
     assert f"econome-data:{target}" in econome["volumes"]
+
+
+def test_the_unit_gives_econome_the_passwords_of_the_example_inventory() -> None:
+    # The bare VM installs deploy/commune.example.yaml: each password_env it names must reach the service.
+    inventory = load_inventory(DEPLOY / EXAMPLE)
+    wanted = {b.password_env for b in inventory.mqtt_brokers} | {inventory.email.password_env if inventory.email else None}
+    text = (DEPLOY / "systemd" / "econome.service").read_text(encoding="utf-8")
+    credentials = dict(re.findall(r"^LoadCredential=([\w-]+):(\S+)$", text, flags=re.MULTILINE))
+    files = dict(re.findall(r"^Environment=(\w+)_FILE=%d/([\w-]+)$", text, flags=re.MULTILINE))
+    for variable in wanted:
+        assert variable is not None
+        assert variable in files, f"econome.service does not set {variable}_FILE"
+        assert files[variable] in credentials, f"{variable}_FILE names no credential"
+        assert credentials[files[variable]].startswith("/etc/econome/credentials/")
