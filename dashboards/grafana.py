@@ -37,7 +37,7 @@ Sample config (all fields have defaults)::
 >>> from inventory import load_inventory
 >>> inv = load_inventory(Path("examples/commune.yaml"))
 >>> [d.uid for d in generate_dashboards(inv)][:3]
-['commune-de-valmont-patrimoine', 'commune-de-valmont-bat-mairie', 'commune-de-valmont-bat-bibliotheque']
+['valmont-patrimoine', 'valmont-bat-mairie', 'valmont-bat-bibliotheque']
 """
 
 # InfluxQL text for Grafana, built from inventory ids (slugs checked by ID_PATTERN), never from user input.
@@ -87,7 +87,7 @@ class DashboardConfig(BaseModel):
     >>> from inventory import Organisation
     >>> org = Organisation(name="Commune de Valmont", population=8400, school_holiday_zone="B")
     >>> DashboardConfig().for_organisation(org).datasource_uid
-    'commune-de-valmont-influxdb'
+    'valmont-influxdb'
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -527,7 +527,7 @@ def portfolio_dashboard(inventory: Inventory, config: DashboardConfig | None = N
     >>> from inventory import load_inventory
     >>> d = portfolio_dashboard(load_inventory(Path("examples/commune.yaml")))
     >>> d.uid, [v["name"] for v in d.model["templating"]["list"]]
-    ('commune-de-valmont-patrimoine', ['building', 'period'])
+    ('valmont-patrimoine', ['building', 'period'])
     """
     config = (config or DashboardConfig()).for_organisation(inventory.organisation)
     org = inventory.organisation
@@ -780,7 +780,7 @@ def building_dashboard(inventory: Inventory, building: Building, config: Dashboa
     >>> inv = load_inventory(Path("examples/commune.yaml"))
     >>> d = building_dashboard(inv, inv.building("mairie"))
     >>> d.uid, d.title
-    ('commune-de-valmont-bat-mairie', 'Hôtel de ville — Bâtiment')
+    ('valmont-bat-mairie', 'Hôtel de ville — Bâtiment')
     """
     config = (config or DashboardConfig()).for_organisation(inventory.organisation)
     tz = inventory.organisation.timezone
@@ -1032,7 +1032,7 @@ def commissioning_dashboard(inventory: Inventory, building: Building, config: Da
     >>> from inventory import load_inventory
     >>> inv = load_inventory(Path("examples/commune.yaml"))
     >>> commissioning_dashboard(inv, inv.building("ecole-curie")).uid
-    'commune-de-valmont-travaux-ecole-curie'
+    'valmont-travaux-ecole-curie'
     """
     if not building.renovations:
         msg = f"building {building.id} has no renovation to commission"

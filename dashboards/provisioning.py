@@ -31,8 +31,8 @@ Sample config (all fields have defaults)::
 >>> with tempfile.TemporaryDirectory() as out:
 ...     files = write_provisioning(inv, Path(out))
 ...     sorted(str(f.relative_to(out)) for f in files)[:3]  # doctest: +NORMALIZE_WHITESPACE
-['dashboards/commune-de-valmont.yaml', 'datasources/commune-de-valmont.yaml',
- 'json/commune-de-valmont/batiments/commune-de-valmont-bat-atelier.json']
+['dashboards/valmont.yaml', 'datasources/valmont.yaml',
+ 'json/valmont/batiments/valmont-bat-atelier.json']
 """
 
 from __future__ import annotations

@@ -784,6 +784,10 @@ class Site(_Frozen):
     buildings: list[Building] = Field(default_factory=list)
 
 
+_DESIGNATION = re.compile(r"^(?:commune|ville)\s+(?:de\s+|d['’]\s*)", re.IGNORECASE)
+"""« Commune de », « Ville d' »: what many names start with, left out of the Grafana prefix (an article stays)."""
+
+
 class Organisation(_Frozen):
     """The commune or intercommunality that owns the portfolio."""
 
@@ -793,7 +797,8 @@ class Organisation(_Frozen):
     school_holiday_zone: Literal["A", "B", "C"]
     grafana_prefix: str | None = Field(default=None, pattern=GRAFANA_PREFIX_PATTERN)
     """Prefix of the Grafana dashboard and folder uids, so that several organisations share one
-    Grafana; None: a slug of ``name`` (``Commune de Valmont`` → ``commune-de-valmont``)."""
+    Grafana; None: a slug of ``name`` without a leading « Commune de » or « Ville de »
+    (``Commune de Valmont`` → ``valmont``)."""
 
     @field_validator("timezone")
     @classmethod
@@ -814,12 +819,18 @@ class Organisation(_Frozen):
     def uid_prefix(self) -> str:
         """The prefix of its Grafana uids: ``grafana_prefix``, else a slug of ``name`` (24 characters at most).
 
+        A leading « Commune de » or « Ville de » is left out: uids stay short (40 characters at
+        most, longer ones end in a hash) and readable.
+
         >>> Organisation(name="Commune d'Écully", population=1, school_holiday_zone="A").uid_prefix
-        'commune-d-ecully'
+        'ecully'
+        >>> Organisation(name="Saint-Ours-les-Roches", population=1, school_holiday_zone="A").uid_prefix
+        'saint-ours-les-roches'
         """
         if self.grafana_prefix:
             return self.grafana_prefix
-        ascii_name = unicodedata.normalize("NFKD", self.name).encode("ascii", "ignore").decode()
+        name = _DESIGNATION.sub("", self.name.strip()) or self.name
+        ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
         slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")[:24].rstrip("-")
         return slug or "econome"
 

@@ -249,12 +249,12 @@ def _push(url: str, inventory: Inventory, **kwargs: Any) -> Any:
 def test_first_push_creates_folders_datasource_and_dashboards(grafana: tuple[str, FakeGrafana], commune: Inventory) -> None:
     url, fake = grafana
     report = _push(url, commune, influx_token=SecretStr("influx-read"))
-    assert sorted(fake.folders) == ["commune-de-valmont-batiments", "commune-de-valmont-patrimoine", "commune-de-valmont-travaux"]
-    assert fake.folders["commune-de-valmont-batiments"]["title"] == "Commune de Valmont — Bâtiments"
+    assert sorted(fake.folders) == ["valmont-batiments", "valmont-patrimoine", "valmont-travaux"]
+    assert fake.folders["valmont-batiments"]["title"] == "Commune de Valmont — Bâtiments"
     assert len(fake.dashboards) == 14
-    assert fake.dashboards["commune-de-valmont-bat-mairie"]["folderUid"] == "commune-de-valmont-batiments"
-    assert fake.dashboards["commune-de-valmont-travaux-ecole-curie"]["folderUid"] == "commune-de-valmont-travaux"
-    source = fake.datasources["commune-de-valmont-influxdb"]
+    assert fake.dashboards["valmont-bat-mairie"]["folderUid"] == "valmont-batiments"
+    assert fake.dashboards["valmont-travaux-ecole-curie"]["folderUid"] == "valmont-travaux"
+    source = fake.datasources["valmont-influxdb"]
     assert source["type"] == "influxdb"
     assert source["jsonData"]["dbName"] == "econome"
     assert source["secureJsonFields"] == {"httpHeaderValue1": True}
@@ -287,28 +287,28 @@ def test_rerun_creates_no_duplicate_and_no_new_version(grafana: tuple[str, FakeG
 def test_changed_dashboards_are_updated_in_place(grafana: tuple[str, FakeGrafana], commune: Inventory) -> None:
     url, fake = grafana
     _push(url, commune)
-    fake.folders["commune-de-valmont-travaux"]["title"] = "Renamed by hand"
+    fake.folders["valmont-travaux"]["title"] = "Renamed by hand"
     changed = ProvisioningConfig(dashboards=DashboardConfig(refresh="15m"), influx_url="http://influx.lan:8086")
     report = _push(url, commune, provisioning=changed)
     assert len(fake.dashboards) == 14
     assert all(d["dashboard"]["version"] == 2 for d in fake.dashboards.values())
-    assert fake.dashboards["commune-de-valmont-patrimoine"]["dashboard"]["refresh"] == "15m"
-    assert fake.folders["commune-de-valmont-travaux"]["title"] == "Commune de Valmont — Réception des travaux"
-    assert fake.datasources["commune-de-valmont-influxdb"]["url"] == "http://influx.lan:8086"
-    assert sorted(report.updated)[:2] == ["commune-de-valmont-bat-atelier", "commune-de-valmont-bat-bibliotheque"]
+    assert fake.dashboards["valmont-patrimoine"]["dashboard"]["refresh"] == "15m"
+    assert fake.folders["valmont-travaux"]["title"] == "Commune de Valmont — Réception des travaux"
+    assert fake.datasources["valmont-influxdb"]["url"] == "http://influx.lan:8086"
+    assert sorted(report.updated)[:2] == ["valmont-bat-atelier", "valmont-bat-bibliotheque"]
     assert len(report.updated) == 14 + 1 + 1
-    assert ("PUT", "/api/folders/commune-de-valmont-travaux") in fake.calls
-    assert ("PUT", "/api/datasources/uid/commune-de-valmont-influxdb") in fake.calls
+    assert ("PUT", "/api/folders/valmont-travaux") in fake.calls
+    assert ("PUT", "/api/datasources/uid/valmont-influxdb") in fake.calls
 
 
 def test_foreign_econome_dashboards_are_reported_not_deleted(grafana: tuple[str, FakeGrafana], commune: Inventory) -> None:
     url, fake = grafana
-    folder = {"id": 99, "title": "Commune de Valmont — Bâtiments", "uid": "commune-de-valmont-batiments", "version": 1}
-    fake.folders["commune-de-valmont-batiments"] = folder
-    tags = ["econome", "commune-de-valmont"]
-    fake.dashboards["commune-de-valmont-bat-demolie"] = {
-        "dashboard": {"id": 100, "tags": tags, "title": "Démolie", "uid": "commune-de-valmont-bat-demolie", "version": 3},
-        "folderUid": "commune-de-valmont-batiments",
+    folder = {"id": 99, "title": "Commune de Valmont — Bâtiments", "uid": "valmont-batiments", "version": 1}
+    fake.folders["valmont-batiments"] = folder
+    tags = ["econome", "valmont"]
+    fake.dashboards["valmont-bat-demolie"] = {
+        "dashboard": {"id": 100, "tags": tags, "title": "Démolie", "uid": "valmont-bat-demolie", "version": 3},
+        "folderUid": "valmont-batiments",
     }
     # Another commune's dashboard in the same Grafana is not this inventory's to report.
     fake.dashboards["autre-commune-bat-mairie"] = {
@@ -316,15 +316,15 @@ def test_foreign_econome_dashboards_are_reported_not_deleted(grafana: tuple[str,
         "folderUid": "autre-commune-batiments",
     }
     report = _push(url, commune, push_datasource=False)
-    assert report.stale == ["commune-de-valmont-bat-demolie"]
-    assert "commune-de-valmont-bat-demolie" in fake.dashboards
+    assert report.stale == ["valmont-bat-demolie"]
+    assert "valmont-bat-demolie" in fake.dashboards
     assert not any(p.startswith("/api/datasources") for _, p in fake.calls)
 
 
 def test_refused_token_is_a_push_error(grafana: tuple[str, FakeGrafana], commune: Inventory) -> None:
     url, _ = grafana
     config = _for(GrafanaPushConfig(url=url, token=SecretStr("wrong")), commune)
-    refused = "refused GET datasource commune-de-valmont-influxdb: 401"
+    refused = "refused GET datasource valmont-influxdb: 401"
     with GrafanaPusher(config) as pusher, pytest.raises(GrafanaPushError, match=refused):
         pusher.push(generate_dashboards(commune))
 

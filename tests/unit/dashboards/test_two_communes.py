@@ -48,7 +48,7 @@ def _linked(dashboard: Dashboard, everything: list[Dashboard]) -> set[str]:
 def test_two_communes_share_one_grafana(communes: tuple[Inventory, Inventory], tmp_path: Path) -> None:
     valmont, saint_ours = communes
     a, b = generate_dashboards(valmont), generate_dashboards(saint_ours)
-    assert a[0].uid == "commune-de-valmont-patrimoine"
+    assert a[0].uid == "valmont-patrimoine"
     assert b[0].uid == "st-ours-patrimoine"
     assert not {d.uid for d in a} & {d.uid for d in b}
     assert len({d.uid for d in a + b}) == len(a) + len(b)
@@ -80,7 +80,7 @@ def test_two_communes_share_one_grafana(communes: tuple[Inventory, Inventory], t
     for inv in communes:
         write_provisioning(inv, tmp_path)
     write_provisioning(valmont, tmp_path)  # a rebuild of one leaves the other's alone
-    assert sorted(p.name for p in (tmp_path / "datasources").iterdir()) == ["commune-de-valmont.yaml", "st-ours.yaml"]
+    assert sorted(p.name for p in (tmp_path / "datasources").iterdir()) == ["st-ours.yaml", "valmont.yaml"]
     jsons = list((tmp_path / "json").rglob("*.json"))
     assert len(jsons) == len(a) + len(b)
     for inv, dashboards in ((valmont, a), (saint_ours, b)):
@@ -140,8 +140,8 @@ def test_a_build_removes_the_unprefixed_layout_of_before(communes: tuple[Invento
     hand_made = tmp_path / "datasources" / "other.yaml"
     hand_made.write_text("apiVersion: 1\n")
     write_provisioning(valmont, tmp_path)
-    assert sorted(p.name for p in (tmp_path / "datasources").iterdir()) == ["commune-de-valmont.yaml", "other.yaml"]
-    assert sorted(p.name for p in (tmp_path / "dashboards").iterdir()) == ["commune-de-valmont.yaml"]
+    assert sorted(p.name for p in (tmp_path / "datasources").iterdir()) == ["other.yaml", "valmont.yaml"]
+    assert sorted(p.name for p in (tmp_path / "dashboards").iterdir()) == ["valmont.yaml"]
     assert not old.exists()
     # A commune whose prefix is econome keeps its files when another builds beside it.
     kept = _commune(VALMONT.replace("school_holiday_zone: B}", "school_holiday_zone: B, grafana_prefix: econome}"))

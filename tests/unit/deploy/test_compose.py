@@ -189,7 +189,7 @@ def test_grafana_loads_the_generated_provisioning(compose: dict[str, Any], tmp_p
     register(app)
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    prefix = "commune-de-valmont"  # the organisation's (Commune de Valmont)
+    prefix = "valmont"  # the organisation's (Commune de Valmont)
     source = yaml.safe_load((tmp_path / "datasources" / f"{prefix}.yaml").read_text())["datasources"][0]
     token_file = re.search(r"\$__file\{([^}]+)\}", source["secureJsonData"]["httpHeaderValue1"])
     assert token_file is not None
