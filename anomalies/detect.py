@@ -1024,6 +1024,7 @@ def detect(
     start: datetime | None = None,
     end: datetime | None = None,
     on_expected: Callable[[ExpectedSeries], None] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> list[AnomalyEvent]:
     """Run the rules and models on a history of readings: a replay of :func:`anomalies.incremental.advance`.
 
@@ -1039,6 +1040,7 @@ def detect(
         end: keep events that start before this time.
         on_expected: called once per building × usage with a model (``config.models``) with its
             hourly observed and expected consumption, cut to ``[start, end)``.
+        progress: told how far detection is (:func:`anomalies.incremental.advance`).
 
     Returns:
         The events, by start time, each in its last state.
@@ -1052,7 +1054,8 @@ def detect(
             on_expected(series.between(start, end))
 
     hook = expected_between if on_expected is not None else None
-    events = advance(inventory, readings, DetectorState.fresh(config), config=config, on_expected=hook).events
+    state = DetectorState.fresh(config)
+    events = advance(inventory, readings, state, config=config, on_expected=hook, progress=progress).events
     if start is not None:
         events = [e for e in events if e.end > start]
     if end is not None:

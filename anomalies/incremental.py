@@ -334,6 +334,7 @@ def advance(
     config: DetectConfig | None = None,
     incremental: IncrementalConfig | None = None,
     on_expected: Callable[[ExpectedSeries], None] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> AdvanceResult:
     """Process the hours after ``state.last_hour`` up to ``until``.
 
@@ -347,6 +348,8 @@ def advance(
         incremental: history settings.
         on_expected: called per building × usage with a model with its observed and expected
             consumption over the hours processed (for :mod:`anomalies.expected_sink`).
+        progress: called after each building of each window with ``("detecting — <building>", done, total)``
+            in building-hours.
 
     Returns:
         The events that changed, and the state.
@@ -386,6 +389,8 @@ def advance(
     counters = {pid for pid, p in points.items() if p.cumulative}
     weather = [pid for pid, p in points.items() if p.usage is Usage.WEATHER]
     margin_s = config.features.max_gap.total_seconds() + _HOUR_S
+    buildings = [b for _, b in inventory.buildings()]
+    total_units = round((end_s - first_s) / _HOUR_S) * len(buildings)
     group_s = first_s
     while group_s < end_s:
         window_s = _window_start(origin_s, group_s, inc)
@@ -400,7 +405,7 @@ def advance(
         n = round((stop_s - window_s) / _HOUR_S)
         first_hour = round((group_s - window_s) / _HOUR_S)
         logger.debug("detection over %s hours, hours %d to %d observed", n, first_hour, n)
-        for _, building in inventory.buildings():
+        for done_here, building in enumerate(buildings, start=1):
             # One building's hourly frame at a time (its points and the weather's, all its findings read):
             # the same columns as a frame of the whole portfolio, without holding hours × every point at once.
             own = {pid: cut[pid] for pid in [*weather, *(p.id for p in building.points)] if pid in cut}
@@ -415,6 +420,9 @@ def advance(
                                   life=life, memory=state.memory, spans=state.spans, scores=found.scores,
                                   typical=found.typical, materiality=config.materiality):
                 latest[((event.building, event.usage, event.kind, event.point or ""), event.start)] = event
+            if progress is not None:
+                hours_before, hours_here = round((group_s - first_s) / _HOUR_S), round((stop_s - group_s) / _HOUR_S)
+                progress(f"detecting — {building.id}", hours_before * len(buildings) + hours_here * done_here, total_units)
         group_s = stop_s
     state.last_hour = _dt(end_s)
     state.tracks = life.tracks()

@@ -19,13 +19,17 @@ through a DBRP mapping and on 3.x. They read the schema of ``streams``:
 1h or 1d), ``anomaly`` and ``expected`` (hourly expected against observed
 consumption, written by ``econome detect --influx``). Every dashboard has a ``building`` variable and a
 ``period`` variable (the aggregation window); uids are derived from the
-inventory ids, so they are stable across runs and installations. Labels are
-French and say their unit.
+inventory ids, so they are stable across runs and installations. Every uid
+(dashboards, folders, datasource) starts with the organisation's prefix
+(``organisation.grafana_prefix``, else a slug of its name), folder titles name
+the organisation, and the dashboards' links follow its tag: several communes
+share one Grafana without one's dashboards replacing or listing another's.
+Labels are French and say their unit.
 
 Sample config (all fields have defaults)::
 
-    datasource_uid: econome-influxdb
-    uid_prefix: econome
+    datasource_uid: valmont-influxdb     # default: <prefix>-influxdb
+    uid_prefix: valmont                  # default: from the inventory's organisation
     default_range: now-7d
     default_period: 1h
 
@@ -33,7 +37,7 @@ Sample config (all fields have defaults)::
 >>> from inventory import load_inventory
 >>> inv = load_inventory(Path("examples/commune.yaml"))
 >>> [d.uid for d in generate_dashboards(inv)][:3]
-['econome-patrimoine', 'econome-bat-mairie', 'econome-bat-bibliotheque']
+['valmont-patrimoine', 'valmont-bat-mairie', 'valmont-bat-bibliotheque']
 """
 
 # InfluxQL text for Grafana, built from inventory ids (slugs checked by ID_PATTERN), never from user input.
@@ -50,8 +54,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from inventory import Building, Inventory, Point, Quantity, Usage
-from inventory.model import WEEKDAYS
+from inventory import Building, Inventory, Organisation, Point, Quantity, Usage
+from inventory.model import GRAFANA_PREFIX_PATTERN, WEEKDAYS
 
 __all__ = [
     "EXPECTED_TITLE",
@@ -80,16 +84,20 @@ _UID_MAX = 40  # Grafana refuses longer uids.
 class DashboardConfig(BaseModel):
     """How the dashboards are generated.
 
-    >>> DashboardConfig().datasource_uid
-    'econome-influxdb'
+    >>> from inventory import Organisation
+    >>> org = Organisation(name="Commune de Valmont", population=8400, school_holiday_zone="B")
+    >>> DashboardConfig().for_organisation(org).datasource_uid
+    'valmont-influxdb'
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    datasource_uid: str = Field(default="econome-influxdb", pattern=r"^[a-zA-Z0-9_-]{1,40}$")
-    """Uid of the InfluxDB (InfluxQL) datasource every panel uses."""
-    uid_prefix: str = Field(default="econome", pattern=r"^[a-z0-9][a-z0-9-]{0,15}$")
-    """Prefix of every dashboard and folder uid."""
+    datasource_uid: str | None = Field(default=None, pattern=r"^[a-zA-Z0-9_-]{1,40}$")
+    """Uid of the InfluxDB (InfluxQL) datasource every panel uses; None: ``<uid_prefix>-influxdb``."""
+    uid_prefix: str | None = Field(default=None, pattern=GRAFANA_PREFIX_PATTERN)
+    """Prefix of every dashboard and folder uid; None: the organisation's (:attr:`Organisation.uid_prefix`)."""
+    organisation: str | None = None
+    """Name in the folder titles; None: the organisation's name."""
     default_range: str = "now-7d"
     """Time range a dashboard opens on (Grafana syntax)."""
     default_period: Period = "1h"
@@ -98,6 +106,45 @@ class DashboardConfig(BaseModel):
     """Auto-refresh interval."""
     raw_retention_policy: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_]+$")
     """Retention policy of raw readings and point status (``raw`` after ``econome influx setup``)."""
+
+    def for_organisation(self, organisation: Organisation) -> DashboardConfig:
+        """This config with what it leaves unset taken from the organisation.
+
+        Args:
+            organisation: The inventory's organisation.
+
+        Returns:
+            A config whose prefix, datasource uid and organisation name are set.
+        """
+        prefix = self.uid_prefix or organisation.uid_prefix
+        return self.model_copy(
+            update={
+                "uid_prefix": prefix,
+                "datasource_uid": self.datasource_uid or f"{prefix}-influxdb",
+                "organisation": self.organisation or organisation.name,
+            }
+        )
+
+    @property
+    def prefix(self) -> str:
+        """The uid prefix of a config given its organisation (:meth:`for_organisation`)."""
+        if self.uid_prefix is None:
+            msg = "DashboardConfig.uid_prefix is unset: call for_organisation() first"
+            raise ValueError(msg)
+        return self.uid_prefix
+
+    @property
+    def datasource(self) -> str:
+        """The datasource uid: ``datasource_uid``, else ``<prefix>-influxdb``."""
+        return self.datasource_uid or f"{self.prefix}-influxdb"
+
+    def folder_uid(self, folder: Folder) -> str:
+        """The uid of a folder: ``<prefix>-<key>``."""
+        return f"{self.prefix}-{folder.key}"
+
+    def folder_title(self, folder: Folder) -> str:
+        """The title of a folder, which names the organisation: Grafana refuses two folders of one title."""
+        return f"{self.organisation or 'Econome'} — {folder.title}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,11 +156,11 @@ class Folder:
 
 
 FOLDERS: tuple[Folder, ...] = (
-    Folder("patrimoine", "Econome — Patrimoine"),
-    Folder("batiments", "Econome — Bâtiments"),
-    Folder("travaux", "Econome — Réception des travaux"),
+    Folder("patrimoine", "Patrimoine"),
+    Folder("batiments", "Bâtiments"),
+    Folder("travaux", "Réception des travaux"),
 )
-"""The folders, by key; the folder uid is ``<uid_prefix>-<key>``."""
+"""The folders, by key; the folder uid is ``<uid_prefix>-<key>``, its title ``<organisation> — <title>``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +205,7 @@ _UNIT_CO2 = "suffix: kgCO₂e"
 
 
 def _uid(config: DashboardConfig, *parts: str) -> str:
-    uid = "-".join((config.uid_prefix, *parts))
+    uid = "-".join((config.prefix, *parts))
     if len(uid) <= _UID_MAX:
         return uid
     # A long building id keeps a readable head and a stable hash tail.
@@ -182,7 +229,7 @@ class _Builder:
 
     @property
     def ds(self) -> JSON:
-        return {"type": "influxdb", "uid": self.config.datasource_uid}
+        return {"type": "influxdb", "uid": self.config.datasource}
 
     def tzc(self) -> str:
         """The time-zone clause: days and hours start at local midnight, as the aggregates do."""
@@ -350,6 +397,11 @@ def _constant_building_var(building: Building) -> JSON:
     }
 
 
+def _tags(config: DashboardConfig) -> list[str]:
+    # The organisation's tag keeps the "Tableaux Econome" links within its own dashboards.
+    return list(dict.fromkeys(("econome", config.prefix)))
+
+
 def _dashboard(
     config: DashboardConfig,
     uid: str,
@@ -382,7 +434,7 @@ def _dashboard(
                 "icon": "external link",
                 "includeVars": False,
                 "keepTime": True,
-                "tags": ["econome"],
+                "tags": _tags(config),
                 "title": "Tableaux Econome",
                 "type": "dashboards",
             }
@@ -390,7 +442,7 @@ def _dashboard(
         "panels": builder.panels,
         "refresh": config.refresh,
         "schemaVersion": SCHEMA_VERSION,
-        "tags": ["econome", *tags],
+        "tags": [*_tags(config), *tags],
         "templating": {"list": variables},
         "time": {"from": time_from or config.default_range, "to": "now"},
         "timepicker": {},
@@ -475,9 +527,9 @@ def portfolio_dashboard(inventory: Inventory, config: DashboardConfig | None = N
     >>> from inventory import load_inventory
     >>> d = portfolio_dashboard(load_inventory(Path("examples/commune.yaml")))
     >>> d.uid, [v["name"] for v in d.model["templating"]["list"]]
-    ('econome-patrimoine', ['building', 'period'])
+    ('valmont-patrimoine', ['building', 'period'])
     """
-    config = config or DashboardConfig()
+    config = (config or DashboardConfig()).for_organisation(inventory.organisation)
     org = inventory.organisation
     b = _Builder(config, org.timezone)
     sel = '"building" =~ /^$building$/'
@@ -728,9 +780,9 @@ def building_dashboard(inventory: Inventory, building: Building, config: Dashboa
     >>> inv = load_inventory(Path("examples/commune.yaml"))
     >>> d = building_dashboard(inv, inv.building("mairie"))
     >>> d.uid, d.title
-    ('econome-bat-mairie', 'Hôtel de ville — Bâtiment')
+    ('valmont-bat-mairie', 'Hôtel de ville — Bâtiment')
     """
-    config = config or DashboardConfig()
+    config = (config or DashboardConfig()).for_organisation(inventory.organisation)
     tz = inventory.organisation.timezone
     b = _Builder(config, tz)
     sel = "\"building\" = '$building'"
@@ -980,12 +1032,12 @@ def commissioning_dashboard(inventory: Inventory, building: Building, config: Da
     >>> from inventory import load_inventory
     >>> inv = load_inventory(Path("examples/commune.yaml"))
     >>> commissioning_dashboard(inv, inv.building("ecole-curie")).uid
-    'econome-travaux-ecole-curie'
+    'valmont-travaux-ecole-curie'
     """
     if not building.renovations:
         msg = f"building {building.id} has no renovation to commission"
         raise ValueError(msg)
-    config = config or DashboardConfig()
+    config = (config or DashboardConfig()).for_organisation(inventory.organisation)
     org = inventory.organisation
     b = _Builder(config, org.timezone)
     works = max(building.renovations, key=lambda r: r.date)
@@ -1154,7 +1206,7 @@ def generate_dashboards(inventory: Inventory, config: DashboardConfig | None = N
     >>> len(generate_dashboards(load_inventory(Path("examples/commune.yaml"))))
     14
     """
-    config = config or DashboardConfig()
+    config = (config or DashboardConfig()).for_organisation(inventory.organisation)
     out = [portfolio_dashboard(inventory, config)]
     buildings = [bld for _, bld in inventory.buildings()]
     out += [building_dashboard(inventory, bld, config) for bld in buildings]

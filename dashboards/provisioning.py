@@ -3,9 +3,13 @@
 :func:`write_provisioning` writes this tree (the layout Grafana expects under
 ``/etc/grafana/provisioning``)::
 
-    <out>/datasources/econome.yaml        the InfluxDB datasource, InfluxQL
-    <out>/dashboards/econome.yaml         one file provider per folder
-    <out>/json/<folder>/<uid>.json        the generated dashboards
+    <out>/datasources/<prefix>.yaml       the InfluxDB datasource, InfluxQL
+    <out>/dashboards/<prefix>.yaml        one file provider per folder
+    <out>/json/<prefix>/<folder>/<uid>.json   the generated dashboards
+
+``<prefix>`` is the organisation's uid prefix (``organisation.grafana_prefix``,
+else a slug of its name): two communes' trees built into one folder sit side
+by side, and a build removes only the stale dashboards of its own prefix.
 
 The provider paths are those Grafana sees (``grafana_root``), not those of
 the machine that builds the tree. Secrets never enter the files: the
@@ -26,8 +30,9 @@ Sample config (all fields have defaults)::
 >>> inv = load_inventory(Path("examples/commune.yaml"))
 >>> with tempfile.TemporaryDirectory() as out:
 ...     files = write_provisioning(inv, Path(out))
-...     sorted(str(f.relative_to(out)) for f in files)[:3]
-['dashboards/econome.yaml', 'datasources/econome.yaml', 'json/batiments/econome-bat-atelier.json']
+...     sorted(str(f.relative_to(out)) for f in files)[:3]  # doctest: +NORMALIZE_WHITESPACE
+['dashboards/valmont.yaml', 'datasources/valmont.yaml',
+ 'json/valmont/batiments/valmont-bat-atelier.json']
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from dashboards.grafana import FOLDERS, Dashboard, DashboardConfig, generate_dashboards
-from inventory import Inventory
+from inventory import Inventory, Organisation
 
 __all__ = ["ProvisioningConfig", "dashboard_json", "datasource_provisioning", "provider_provisioning", "write_provisioning"]
 
@@ -50,14 +55,17 @@ class ProvisioningConfig(BaseModel):
 
     >>> ProvisioningConfig(auth="none").database
     'econome'
+    >>> org = Organisation(name="Commune de Valmont", population=8400, school_holiday_zone="B")
+    >>> ProvisioningConfig().for_organisation(org).datasource_name
+    'Econome InfluxDB — Commune de Valmont'
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     grafana_root: str = "/etc/grafana/provisioning"
     """The provisioning folder as Grafana sees it (inside its container or VM)."""
-    datasource_name: str = "Econome InfluxDB"
-    """Name of the datasource in Grafana."""
+    datasource_name: str | None = None
+    """Name of the datasource in Grafana, unique there; None: ``Econome InfluxDB — <organisation>``."""
     influx_url: str = "http://influxdb:8086"
     """InfluxDB URL as Grafana reaches it."""
     database: str = Field(default="econome", min_length=1)
@@ -75,29 +83,47 @@ class ProvisioningConfig(BaseModel):
     dashboards: DashboardConfig = Field(default_factory=DashboardConfig)
     """How the dashboards are generated."""
 
+    def for_organisation(self, organisation: Organisation) -> ProvisioningConfig:
+        """This config with the names and uids it leaves unset taken from the organisation.
+
+        Args:
+            organisation: The inventory's organisation.
+
+        Returns:
+            A config whose datasource name and dashboards' prefix are set.
+        """
+        return self.model_copy(
+            update={
+                "datasource_name": self.datasource_name or f"Econome InfluxDB — {organisation.name}",
+                "dashboards": self.dashboards.for_organisation(organisation),
+            }
+        )
+
 
 def datasource_provisioning(config: ProvisioningConfig) -> dict[str, Any]:
     """The datasource provisioning document (``apiVersion: 1``).
 
     Args:
-        config: Where InfluxDB is and how to authenticate.
+        config: Where InfluxDB is and how to authenticate, given its organisation.
 
     Returns:
         The YAML document as a dict.
 
-    >>> ds = datasource_provisioning(ProvisioningConfig())["datasources"][0]
-    >>> ds["type"], ds["jsonData"]["httpHeaderName1"]
-    ('influxdb', 'Authorization')
+    >>> ds = datasource_provisioning(ProvisioningConfig(dashboards=DashboardConfig(uid_prefix="valmont")))["datasources"][0]
+    >>> ds["type"], ds["uid"], ds["jsonData"]["httpHeaderName1"]
+    ('influxdb', 'valmont-influxdb', 'Authorization')
     """
     json_data: dict[str, Any] = {"dbName": config.database, "httpMode": "GET", "timeInterval": config.min_interval}
     secure: dict[str, str] = {}
     source: dict[str, Any] = {
         "access": "proxy",
         "editable": False,
-        "isDefault": True,
-        "name": config.datasource_name,
+        # Panels name their datasource by uid; Grafana refuses two default datasources in one
+        # organisation, which two communes' provisioning files would otherwise both claim.
+        "isDefault": False,
+        "name": config.datasource_name or f"Econome InfluxDB — {config.dashboards.organisation or config.dashboards.prefix}",
         "type": "influxdb",
-        "uid": config.dashboards.datasource_uid,
+        "uid": config.dashboards.datasource,
         "url": config.influx_url,
     }
     if config.auth == "token":
@@ -117,23 +143,24 @@ def provider_provisioning(config: ProvisioningConfig) -> dict[str, Any]:
     """The dashboard providers document: one file provider per folder, with a stable folder uid.
 
     Args:
-        config: Where Grafana sees the JSON files.
+        config: Where Grafana sees the JSON files, given its organisation (a uid prefix at least).
 
     Returns:
         The YAML document as a dict.
 
-    >>> [p["folderUid"] for p in provider_provisioning(ProvisioningConfig())["providers"]]
-    ['econome-patrimoine', 'econome-batiments', 'econome-travaux']
+    >>> config = ProvisioningConfig(dashboards=DashboardConfig(uid_prefix="valmont", organisation="Valmont"))
+    >>> [(p["folderUid"], p["folder"]) for p in provider_provisioning(config)["providers"]][0]
+    ('valmont-patrimoine', 'Valmont — Patrimoine')
     """
-    prefix = config.dashboards.uid_prefix
+    dashboards = config.dashboards
     providers = [
         {
             "allowUiUpdates": False,
             "disableDeletion": False,
-            "folder": folder.title,
-            "folderUid": f"{prefix}-{folder.key}",
-            "name": f"{prefix}-{folder.key}",
-            "options": {"path": f"{config.grafana_root.rstrip('/')}/json/{folder.key}"},
+            "folder": dashboards.folder_title(folder),
+            "folderUid": dashboards.folder_uid(folder),
+            "name": dashboards.folder_uid(folder),
+            "options": {"path": f"{config.grafana_root.rstrip('/')}/json/{dashboards.prefix}/{folder.key}"},
             "orgId": 1,
             "type": "file",
             "updateIntervalSeconds": 60,
@@ -174,21 +201,40 @@ def write_provisioning(inventory: Inventory, out: Path, config: ProvisioningConf
     Returns:
         The files written, sorted.
     """
-    config = config or ProvisioningConfig()
+    config = (config or ProvisioningConfig()).for_organisation(inventory.organisation)
+    prefix = config.dashboards.prefix
     written: list[Path] = []
     for sub, doc in (("datasources", datasource_provisioning(config)), ("dashboards", provider_provisioning(config))):
-        path = out / sub / "econome.yaml"
+        path = out / sub / f"{prefix}.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(_yaml(doc), encoding="utf-8")
         written.append(path)
     dashboards = generate_dashboards(inventory, config.dashboards)
-    wanted = {out / "json" / d.folder / f"{d.uid}.json": d for d in dashboards}
+    wanted = {out / "json" / prefix / d.folder / f"{d.uid}.json": d for d in dashboards}
     for folder in FOLDERS:
-        (out / "json" / folder.key).mkdir(parents=True, exist_ok=True)
-        for stale in (out / "json" / folder.key).glob("*.json"):
+        (out / "json" / prefix / folder.key).mkdir(parents=True, exist_ok=True)
+        for stale in (out / "json" / prefix / folder.key).glob("*.json"):
             if stale not in wanted:
                 stale.unlink()
     for path, dashboard in wanted.items():
         path.write_text(dashboard_json(dashboard), encoding="utf-8")
         written.append(path)
+    _remove_unprefixed_layout(out)
     return sorted(written)
+
+
+def _remove_unprefixed_layout(out: Path) -> None:
+    """Remove what a build made before uids had a prefix, which Grafana would load beside the new tree.
+
+    That layout had ``datasources/econome.yaml`` (named ``Econome InfluxDB``), ``dashboards/econome.yaml``
+    and ``json/<folder>/*.json``; files of the ``econome`` prefix (``grafana_prefix: econome``) are kept.
+    """
+    for folder in FOLDERS:
+        for old in (out / "json" / folder.key).glob("*.json"):
+            old.unlink()
+    for sub, old_marker in (("datasources", "name: Econome InfluxDB\n"), ("dashboards", "/json/patrimoine\n")):
+        path = out / sub / "econome.yaml"
+        if path.is_file():
+            text = path.read_text(encoding="utf-8")
+            if text.startswith("# Generated by `econome dashboards build`") and old_marker in text:
+                path.unlink()

@@ -7,7 +7,8 @@ new dashboard version. The calls are those of the Grafana HTTP API:
 
 - ``GET /api/datasources/uid/:uid``, then ``POST /api/datasources`` or ``PUT /api/datasources/uid/:uid``;
 - ``GET /api/folders/:uid``, then ``POST /api/folders`` or ``PUT /api/folders/:uid``;
-- ``GET /api/search?type=dash-db&tag=econome`` to learn which dashboards exist;
+- ``GET /api/search?type=dash-db&tag=<prefix>`` to learn which of this organisation's dashboards exist
+  (another commune's, in the same Grafana, have another prefix tag);
 - ``GET /api/dashboards/uid/:uid`` for those, then ``POST /api/dashboards/db``
   with ``{dashboard, folderUid, overwrite, message}``.
 
@@ -72,7 +73,8 @@ class GrafanaPushConfig(BaseModel):
     influx_token: SecretStr | None = None
     """InfluxDB read token stored in the datasource's secure fields; left unchanged when None."""
     provisioning: ProvisioningConfig = Field(default_factory=ProvisioningConfig)
-    """Datasource settings and the uid prefix of the folders."""
+    """Datasource settings and the uid prefix of the folders: give its organisation
+    (:meth:`ProvisioningConfig.for_organisation`), or a ``dashboards.uid_prefix``."""
 
 
 @dataclass
@@ -168,7 +170,7 @@ class GrafanaPusher:
             "search",
             self._api.search.search_dashboards,
             type_="dash-db",
-            tag="econome",
+            tag=self.config.provisioning.dashboards.prefix,  # this organisation's, not another's
             limit=_SEARCH_LIMIT,
         )
         existing_uids = {hit["uid"] for hit in existing}
@@ -203,22 +205,22 @@ class GrafanaPusher:
         logger.info("datasource %s updated", uid)
 
     def _push_folders(self, report: PushReport) -> dict[str, str]:
-        prefix = self.config.provisioning.dashboards.uid_prefix
+        dashboards = self.config.provisioning.dashboards
         uids: dict[str, str] = {}
         for folder in FOLDERS:
-            uid = f"{prefix}-{folder.key}"
+            uid, title = dashboards.folder_uid(folder), dashboards.folder_title(folder)
             uids[folder.key] = uid
             current = self._call(f"GET folder {uid}", self._api.folder.get_folder, uid, missing_ok=True)
             if current is None:
-                self._call(f"POST folder {uid}", self._api.folder.create_folder, folder.title, uid=uid)
+                self._call(f"POST folder {uid}", self._api.folder.create_folder, title, uid=uid)
                 report.created.append(uid)
                 logger.info("folder %s created", uid)
-            elif current.get("title") != folder.title:
+            elif current.get("title") != title:
                 self._call(
                     f"PUT folder {uid}",
                     self._api.folder.update_folder,
                     uid,
-                    title=folder.title,
+                    title=title,
                     version=current.get("version"),
                     overwrite=True,
                 )

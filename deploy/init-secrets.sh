@@ -47,12 +47,30 @@ if [ ! -s secrets/tls/server.crt ]; then
         -days 825 -extfile secrets/tls/san.ext -out secrets/tls/server.crt
     rm -f secrets/tls/server.csr secrets/tls/san.ext
 fi
-# The broker runs as uid 1883 in its container and must read its key and password file.
+# Compose hands a secret file to its container as it is on this host (a bind mount): each one
+# must belong to the uid its container runs as, or the service cannot read it (mode 600).
+# Mosquitto runs as 1883, InfluxDB's image as influxdb (1000), Grafana's as 472, and
+# Econome's image as econome (10001, deploy/Dockerfile).
+MOSQUITTO_UID="${MOSQUITTO_UID:-1883}"
+INFLUXDB_UID="${INFLUXDB_UID:-1000}"
+GRAFANA_UID="${GRAFANA_UID:-472}"
+ECONOME_UID="${ECONOME_UID:-10001}"
 chmod 0644 secrets/tls/ca.crt secrets/tls/server.crt
-chmod 0640 secrets/tls/server.key secrets/mosquitto_passwd
-if [ "$(id -u)" -eq 0 ]; then
-    chown 1883:1883 secrets/tls/server.key secrets/mosquitto_passwd
-else
-    echo "run as root, or: sudo chown 1883:1883 secrets/tls/server.key secrets/mosquitto_passwd" >&2
-fi
+chmod 0600 secrets/tls/server.key secrets/mosquitto_passwd secrets/influxdb_admin_password \
+    secrets/influxdb_admin_token secrets/grafana_admin_password secrets/mqtt_econome_password secrets/smtp_password
+owners=(
+    "$MOSQUITTO_UID secrets/tls/server.key secrets/mosquitto_passwd"
+    "$INFLUXDB_UID secrets/influxdb_admin_password secrets/influxdb_admin_token"
+    "$GRAFANA_UID secrets/grafana_admin_password"
+    "$ECONOME_UID secrets/mqtt_econome_password secrets/smtp_password"
+)
+for line in "${owners[@]}"; do
+    read -r uid files <<< "$line"
+    if [ "$(id -u)" -eq 0 ]; then
+        # shellcheck disable=SC2086  # a list of paths without spaces
+        chown "$uid:$uid" $files
+    else
+        echo "run as root, or: sudo chown $uid:$uid $files" >&2
+    fi
+done
 echo "secrets ready in $(pwd)/secrets; give secrets/tls/ca.crt to the MQTT clients"

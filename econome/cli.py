@@ -31,6 +31,7 @@ import typer
 from econome._common import load_or_exit as _load
 from econome._logging import RedactingFilter, env_secrets, setup_logging
 from econome._memory import tune_malloc
+from econome._progress import progress
 from econome.cli_alerts import register as register_alerts
 from econome.cli_dashboards import register as register_dashboards
 from econome.cli_detect import register as register_detect
@@ -825,8 +826,9 @@ def simulate(
     first = datetime.fromisoformat(start).replace(tzinfo=tz)
     last = datetime.fromisoformat(end).replace(tzinfo=tz)
     physics = _no_works(inv) if without_renovations else None
-    rows = write_readings_csv(inv, out, first, last, step=timedelta(minutes=step_minutes), seed=seed, physics=physics,
-                              energy_only=not all_points)
+    with progress("simulate") as report:
+        rows = write_readings_csv(inv, out, first, last, step=timedelta(minutes=step_minutes), seed=seed,
+                                  physics=physics, energy_only=not all_points, progress=report)
     typer.echo(f"wrote {rows} readings to {out}")
 
 

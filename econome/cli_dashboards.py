@@ -33,7 +33,9 @@ _EXIT_GRAFANA = 1
 _TOKEN_FILE = ProvisioningConfig().token_file
 
 ConfigArg = Annotated[Path, typer.Argument(help="Inventory YAML file.")]
-DatasourceUid = Annotated[str, typer.Option(help="Uid of the InfluxDB datasource the panels use.")]
+DatasourceUid = Annotated[
+    str | None, typer.Option(help="Uid of the InfluxDB datasource the panels use (default: <prefix>-influxdb).")
+]
 InfluxUrl = Annotated[str, typer.Option(help="InfluxDB URL as Grafana reaches it.")]
 Database = Annotated[str, typer.Option(help="InfluxQL database (DBRP name on InfluxDB 2.x/3.x).")]
 Auth = Annotated[str, typer.Option(help="Datasource authentication: token (2.x/3.x), basic (1.x user) or none.")]
@@ -60,7 +62,7 @@ def _provisioning(
     influx_url: str,
     database: str,
     auth: str,
-    datasource_uid: str,
+    datasource_uid: str | None,
     token_file: str = _TOKEN_FILE,
     raw_retention_policy: str | None = None,
 ) -> ProvisioningConfig:
@@ -91,7 +93,7 @@ def build(
     influx_url: InfluxUrl = "http://influxdb:8086",
     database: Database = "econome",
     auth: Auth = "token",
-    datasource_uid: DatasourceUid = "econome-influxdb",
+    datasource_uid: DatasourceUid = None,
     token_file: Annotated[str, typer.Option(help="File Grafana reads the InfluxDB token from (auth token).")] = _TOKEN_FILE,
     raw_retention_policy: Annotated[
         str | None, typer.Option(help="Retention policy of raw readings: 'raw' after `econome influx setup` (1.x).")
@@ -102,7 +104,8 @@ def build(
     settings = _provisioning(grafana_root, influx_url, database, auth, datasource_uid, token_file, raw_retention_policy)
     written = write_provisioning(inv, out, settings)
     dashboards = sum(1 for p in written if p.suffix == ".json")
-    typer.echo(f"wrote {len(written)} files to {out}: {dashboards} dashboards, datasource and providers")
+    prefix = settings.for_organisation(inv.organisation).dashboards.prefix
+    typer.echo(f"wrote {len(written)} files to {out}: {dashboards} dashboards, datasource and providers (uid prefix {prefix})")
 
 
 def push(
@@ -114,7 +117,7 @@ def push(
     database: Database = "econome",
     auth: Auth = "token",
     influx_token: Annotated[str | None, typer.Option(help="InfluxDB read token stored in the datasource.")] = None,
-    datasource_uid: DatasourceUid = "econome-influxdb",
+    datasource_uid: DatasourceUid = None,
     timeout: Annotated[float, typer.Option(help="Seconds before a Grafana call is given up.")] = 10.0,
 ) -> None:
     """Push folders, the datasource and every dashboard through Grafana's HTTP API (idempotent)."""
@@ -123,7 +126,9 @@ def push(
     from dashboards.push import GrafanaPushConfig, GrafanaPusher
 
     inv = _load(config)
-    settings = _provisioning("/etc/grafana/provisioning", influx_url, database, auth, datasource_uid)
+    settings = _provisioning("/etc/grafana/provisioning", influx_url, database, auth, datasource_uid).for_organisation(
+        inv.organisation
+    )
     try:
         push_config = GrafanaPushConfig(
             url=url,

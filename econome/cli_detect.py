@@ -52,6 +52,7 @@ from zoneinfo import ZoneInfo
 import typer
 
 from econome._common import load_or_exit as _load
+from econome._progress import progress
 from econome._readings import ReadingSource, influx_config
 from streams.errors import SinkError, TelemetryError
 
@@ -97,13 +98,14 @@ def _day(text: str | None, tz: object) -> datetime | None:
 def _advance_state(
     inv: Inventory, data: dict[str, PointSeries], config: DetectConfig, path: Path, *, reset: bool,
     since: datetime | None, until: datetime | None, on_expected: Callable[[ExpectedSeries], None] | None = None,
+    on_progress: Callable[[str, int, int], None] | None = None,
 ) -> list[AnomalyEvent]:
     """Resume from ``path`` (or start afresh), advance over the readings, save; the transitions."""
     from anomalies.incremental import DetectorState, advance
 
     try:
         state = DetectorState.fresh(config) if reset or not path.exists() else DetectorState.load(path)
-        result = advance(inv, data, state, until, config=config, on_expected=on_expected)
+        result = advance(inv, data, state, until, config=config, on_expected=on_expected, progress=on_progress)
     except TelemetryError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=_EXIT_DATA) from exc
@@ -166,11 +168,12 @@ def detect_command(
     config = DetectConfig(models=models, rule_events=rule_events, model_events=model_events)
     expected: list[ExpectedSeries] = []
     hook = expected.append if sink is not None else None
-    if state is None:
-        events = detect(inv, data, config, start=_day(since, tz), end=_day(until, tz), on_expected=hook)
-    else:
-        events = _advance_state(inv, data, config, state, reset=reset_state, since=_day(since, tz), until=_day(until, tz),
-                                on_expected=hook)
+    with progress("detect") as report:
+        if state is None:
+            events = detect(inv, data, config, start=_day(since, tz), end=_day(until, tz), on_expected=hook, progress=report)
+        else:
+            events = _advance_state(inv, data, config, state, reset=reset_state, since=_day(since, tz),
+                                    until=_day(until, tz), on_expected=hook, on_progress=report)
     lang: Language = "en" if language == "en" else "fr"
     count = write_events_jsonl(events, out, lang)
     kinds = Counter(e.kind for e in events)

@@ -40,6 +40,7 @@ from dashboards.operat import operat_rows, write_operat_csv
 from dashboards.pdf import report_pdf
 from dashboards.reports import BuildingYear, EnergySeries, building_month_report, portfolio_report, renovation_report
 from econome._common import load_or_exit as _load
+from econome._progress import current, with_progress
 from econome._readings import ReadingSource, local_range
 from inventory import Building, Energy, FrenchCalendar, Inventory, Point, Quantity, Usage
 from mv.baseline import (
@@ -368,6 +369,7 @@ def _write_report(page: str, out: Path) -> None:
     typer.echo(f"wrote {out}")
 
 
+@with_progress("report building")
 def report_building(
     config: ConfigOpt,
     building: Annotated[str, typer.Option(help="Building id.")],
@@ -396,11 +398,13 @@ def report_building(
         msg = f"no consumption of building {building} in {source.where}"
         raise _fail(msg)
     temps = _daily_temps(_temperature(data, weather, source), inv.organisation.tz)
+    current()("writing the report", 0, 1)
     try:
         page = building_month_report(inv, bld, year, mon, series, degree_days(temps), {t.day: t.mean_c for t in temps})
     except InsufficientData as exc:  # a month without data: no report of "0 kWh, 0 €"
         raise _fail(str(exc)) from exc
     _write_report(page, out)
+    current()("writing the report", 1, 1)
 
 
 def _renovation_meter(building: Building, renovation_usages: list[Usage], point_id: str | None) -> Point:
@@ -421,6 +425,7 @@ def _renovation_meter(building: Building, renovation_usages: list[Usage], point_
     raise _fail(msg)
 
 
+@with_progress("report renovation")
 def report_renovation(
     config: ConfigOpt,
     building: Annotated[str, typer.Option(help="Building id.")],
@@ -465,6 +470,7 @@ def report_renovation(
     days, energy = loaded
     matrix = hourly_temperature_matrix(*_temperature(data, weather, source), days, tz=tz)
     obs = DailyObservations.build(days, energy, matrix, classify_days(days, bld, calendar))
+    current()("fitting the baseline, savings", 0, 2)
     try:
         model = DailyChangePointBaseline().fit(obs.select(base_start, base_end))
         reporting_obs = obs.select(rep_start, rep_end)
@@ -475,6 +481,7 @@ def report_renovation(
         raise _fail(str(exc)) from exc
     alert = performance_gap(result, works, building_id=bld.id, months=gap_months)
     base_obs = obs.select(base_start, base_end)
+    current()("fitting the baseline, savings", 2, 2)
     page = renovation_report(
         inv,
         bld,
@@ -498,7 +505,7 @@ def _year_totals(
     start, end = date(year, 1, 1), date(year + 1, 1, 1)
     totals: dict[str, dict[Energy, float]] = {}
     missing: dict[str, int] = {}
-    for _, bld in inv.buildings():
+    for _, bld in current().track(inv.buildings(), f"reading consumption {year}"):
         for s in _building_series(inv, bld, data):
             total, gaps = s.total(start, end)
             if gaps < (end - start).days:
@@ -542,6 +549,7 @@ def _all_metered(inv: Inventory) -> list[str]:
     return [pid for _, bld in inv.buildings() for pid in _metered(bld)]
 
 
+@with_progress("report portfolio")
 def report_portfolio(
     config: ConfigOpt,
     year: Annotated[int, typer.Option(help="Year reported.")],
@@ -565,13 +573,14 @@ def report_portfolio(
         raise _fail(msg)
     temp = _temperature(data, weather, source)
     rows = []
-    for _, bld in inv.buildings():
+    for _, bld in current().track(inv.buildings(), "savings per building"):
         if bld.id in totals:
             avoided = tuple(_avoided(inv, bld, data, temp, year)) if bld.renovations else ()
             rows.append(BuildingYear(bld, totals[bld.id], missing.get(bld.id, 0), avoided))
     _write_report(portfolio_report(inv, year, rows, price_escalation=price_escalation), out)
 
 
+@with_progress("report operat")
 def report_operat(
     config: ConfigOpt,
     year: Annotated[int, typer.Option(help="Year declared.")],

@@ -34,6 +34,7 @@ from __future__ import annotations
 import email.utils
 import ipaddress
 import re
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, time, timedelta
@@ -60,6 +61,8 @@ from inventory.profiles import DeviceProfile, RegisterSpec, RegisterType, load_p
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 """Ids are lowercase slugs: they become InfluxDB tags and Grafana variables."""
+GRAFANA_PREFIX_PATTERN = r"^[a-z0-9][a-z0-9-]{0,23}$"
+"""A Grafana uid prefix: lowercase letters, digits and dashes, at most 24 characters."""
 
 Loc = tuple[str | int, ...]
 
@@ -781,6 +784,10 @@ class Site(_Frozen):
     buildings: list[Building] = Field(default_factory=list)
 
 
+_DESIGNATION = re.compile(r"^(?:commune|ville)\s+(?:de\s+|d['’]\s*)", re.IGNORECASE)
+"""« Commune de », « Ville d' »: what many names start with, left out of the Grafana prefix (an article stays)."""
+
+
 class Organisation(_Frozen):
     """The commune or intercommunality that owns the portfolio."""
 
@@ -788,6 +795,10 @@ class Organisation(_Frozen):
     population: int = Field(gt=0)
     timezone: str = "Europe/Paris"
     school_holiday_zone: Literal["A", "B", "C"]
+    grafana_prefix: str | None = Field(default=None, pattern=GRAFANA_PREFIX_PATTERN)
+    """Prefix of the Grafana dashboard and folder uids, so that several organisations share one
+    Grafana; None: a slug of ``name`` without a leading « Commune de » or « Ville de »
+    (``Commune de Valmont`` → ``valmont``)."""
 
     @field_validator("timezone")
     @classmethod
@@ -803,6 +814,25 @@ class Organisation(_Frozen):
     def tz(self) -> ZoneInfo:
         """The organisation's timezone."""
         return ZoneInfo(self.timezone)
+
+    @property
+    def uid_prefix(self) -> str:
+        """The prefix of its Grafana uids: ``grafana_prefix``, else a slug of ``name`` (24 characters at most).
+
+        A leading « Commune de » or « Ville de » is left out: uids stay short (40 characters at
+        most, longer ones end in a hash) and readable.
+
+        >>> Organisation(name="Commune d'Écully", population=1, school_holiday_zone="A").uid_prefix
+        'ecully'
+        >>> Organisation(name="Saint-Ours-les-Roches", population=1, school_holiday_zone="A").uid_prefix
+        'saint-ours-les-roches'
+        """
+        if self.grafana_prefix:
+            return self.grafana_prefix
+        name = _DESIGNATION.sub("", self.name.strip()) or self.name
+        ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+        slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")[:24].rstrip("-")
+        return slug or "econome"
 
 
 class ModbusWorkarounds(_Frozen):

@@ -18,7 +18,7 @@ report`` read (as they read what ``econome export`` takes out of InfluxDB).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -50,6 +50,7 @@ def write_readings_csv(
     faults: Sequence[Fault] = (),
     physics: Inventory | None = None,
     energy_only: bool = False,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> int:
     """Simulate ``[start, end)`` and write every reading to one long CSV, as meters give them.
 
@@ -69,6 +70,7 @@ def write_readings_csv(
             from ``inv`` (e.g. :func:`without_renovations`).
         energy_only: write only the counters and the outdoor temperature
             (what ``econome mv`` and ``econome report`` use).
+        progress: called with ``(phase, done, total)`` while simulating, then while writing.
 
     Returns:
         The number of rows written.
@@ -83,7 +85,7 @@ def write_readings_csv(
     >>> out.read_text().splitlines()[1].split(",")[:2]
     ['2026-01-05T00:00:00+00:00', 'mairie-elec-energy']
     """
-    history = generate_history(physics or inv, start, end, step, seed=seed, faults=faults)
+    history = generate_history(physics or inv, start, end, step, seed=seed, faults=faults, progress=progress)
     stamps = [t.isoformat() for t in history.datetimes()]
     kept = {
         p.id for _, p in inv.points()
@@ -94,8 +96,12 @@ def write_readings_csv(
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as handle:
         handle.write(",".join(CSV_HEADER) + "\n")
-        for stamp, row in zip(stamps, history.values.tolist(), strict=True):
+        for done, (stamp, row) in enumerate(zip(stamps, history.values.tolist(), strict=True)):
+            if progress is not None and done % 1000 == 0:
+                progress("writing the CSV", done, len(stamps))
             lines = [f"{stamp},{pid},{round(v, 5)}\n" for pid, v in zip(ids, row, strict=True) if pid and v == v]
             handle.writelines(lines)
             count += len(lines)
+    if progress is not None:
+        progress("writing the CSV", len(stamps), len(stamps))
     return count

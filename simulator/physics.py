@@ -663,6 +663,7 @@ def generate_history(
     *,
     seed: int = 0,
     faults: Iterable[Fault] = (),
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> History:
     """Generate the values of every point from ``start`` (included) to ``end`` (excluded).
 
@@ -675,6 +676,8 @@ def generate_history(
         step: time between samples.
         seed: seed of every random part.
         faults: faults to inject.
+        progress: called after each chunk of simulated time with ``("simulating", done, total)``
+            in simulation steps.
 
     Returns:
         The sampled values; counters are exact at each sample time, sensors give
@@ -698,6 +701,7 @@ def generate_history(
     out = np.empty((count, len(engine.points)))
     last_k = int(sample_k[-1])
     j = 0
+    first_k0 = engine.k_next
     while engine.k_next <= last_k:
         first_k = engine.k_next
         chunk = engine.run(min(_CHUNK_STEPS, last_k - first_k + 1))
@@ -706,6 +710,8 @@ def generate_history(
         elapsed_h = (sample_s[j:j_end] - chunk.t[rows]) / 3600.0
         out[j:j_end] = np.where(engine.is_counter, chunk.counter(rows, elapsed_h), chunk.values[rows])
         j = j_end
+        if progress is not None:
+            progress("simulating", engine.k_next - first_k0, last_k + 1 - first_k0)
     engine.apply_point_faults(sample_s, out)
     times = (np.round(sample_s * 1000.0).astype(np.int64)).astype("datetime64[ms]")
     return History(times=times, point_ids=tuple(p.id for p in engine.points), values=out)

@@ -10,7 +10,7 @@ set -euo pipefail
 org="${DOCKER_INFLUXDB_INIT_ORG}"
 bucket="${DOCKER_INFLUXDB_INIT_BUCKET}"
 database="${ECONOME_INFLUX_DATABASE:-econome}"
-tokens=/run/influx-tokens
+tokens="${INFLUX_TOKENS_DIR:-/run/influx-tokens}"   # the influx-tokens volume
 
 bucket_id="$(influx bucket list --org "$org" --name "$bucket" --hide-headers | awk '{print $1}')"
 if [ -z "$bucket_id" ]; then
@@ -28,6 +28,12 @@ token_of() {
 
 umask 077
 mkdir -p "$tokens"
+if [ ! -w "$tokens" ]; then
+    # This script runs as the image's user influxdb, not root: the compose one-shot
+    # influx-tokens-owner gives it the volume (chown 1000:1000) before InfluxDB starts.
+    echo "econome init: $tokens is not writable by $(id -un 2>/dev/null || id -u) (uid $(id -u)); chown it to that user" >&2
+    exit 1
+fi
 if [ ! -s "$tokens/econome.token" ]; then
     influx auth create --org "$org" --description "econome writer" \
         --read-bucket "$bucket_id" --write-bucket "$bucket_id" --json | token_of > "$tokens/econome.token"

@@ -73,9 +73,12 @@ def test_one_overview_one_per_building_and_commissioning(commune: Inventory, gen
     buildings = [b for _, b in commune.buildings()]
     renovated = [b.id for b in buildings if b.renovations]
     uids = [d.uid for d in generated]
-    assert uids[0] == "econome-patrimoine"
-    assert uids[1 : 1 + len(buildings)] == [f"econome-bat-{b.id}" for b in buildings]
-    assert uids[1 + len(buildings) :] == [f"econome-travaux-{b}" for b in renovated] == ["econome-travaux-ecole-curie"]
+    assert uids[0] == "valmont-patrimoine"
+    assert uids[1 : 1 + len(buildings)] == [building_dashboard(commune, b).uid for b in buildings]
+    assert all(u.startswith("valmont-bat-") for u in uids[1 : 1 + len(buildings)])
+    assert "valmont-bat-mairie" in uids
+    assert uids[1 + len(buildings) :] == [f"valmont-travaux-{b}" for b in renovated]
+    assert renovated == ["ecole-curie"]
     assert len(set(uids)) == len(uids)
     assert all(len(u) <= 40 for u in uids)
     assert {d.folder for d in generated} == {f.key for f in FOLDERS}
@@ -89,7 +92,7 @@ def test_uids_are_stable_and_fit_grafana(commune: Inventory) -> None:
     uid = building_dashboard(commune, long_id).uid
     assert len(uid) == 40
     assert uid == building_dashboard(commune, long_id).uid
-    assert uid.startswith("econome-bat-hotel-de-ville")
+    assert uid.startswith("valmont-bat-hotel-de")
 
 
 def test_panels_use_influxql_on_the_datasource_with_units(generated: list[Dashboard]) -> None:
@@ -104,7 +107,7 @@ def test_panels_use_influxql_on_the_datasource_with_units(generated: list[Dashbo
         for panel in model["panels"]:
             if panel["type"] in ("row", "text"):
                 continue
-            assert panel["datasource"] == {"type": "influxdb", "uid": "econome-influxdb"}
+            assert panel["datasource"] == {"type": "influxdb", "uid": "valmont-influxdb"}
             if panel["type"] != "table":
                 assert panel["fieldConfig"]["defaults"]["unit"], f"{dashboard.uid}: {panel['title']} has no unit"
             for target in panel["targets"]:
@@ -175,31 +178,38 @@ def test_config_is_frozen_and_strict() -> None:
 
 
 def test_provisioning_tree(commune: Inventory, tmp_path: Path) -> None:
-    stale = tmp_path / "json" / "batiments" / "econome-bat-demolished.json"
+    stale = tmp_path / "json" / "valmont" / "batiments" / "valmont-bat-demolished.json"
     stale.parent.mkdir(parents=True)
     stale.write_text("{}")
+    other = tmp_path / "json" / "autre-commune" / "batiments" / "autre-commune-bat-mairie.json"
+    other.parent.mkdir(parents=True)
+    other.write_text("{}")
     written = write_provisioning(commune, tmp_path)
     assert not stale.exists()
+    assert other.exists()  # another commune's tree in the same folder is left alone
     assert len([p for p in written if p.suffix == ".json"]) == 14
-    providers = yaml.safe_load((tmp_path / "dashboards" / "econome.yaml").read_text())
+    providers = yaml.safe_load((tmp_path / "dashboards" / "valmont.yaml").read_text())
     assert providers["apiVersion"] == 1
     for provider in providers["providers"]:
         assert provider["type"] == "file"
         folder = provider["options"]["path"].removeprefix("/etc/grafana/provisioning/")
         assert list((tmp_path / folder).glob("*.json")), folder
-    source = yaml.safe_load((tmp_path / "datasources" / "econome.yaml").read_text())["datasources"][0]
-    assert source["uid"] == "econome-influxdb"
+    source = yaml.safe_load((tmp_path / "datasources" / "valmont.yaml").read_text())["datasources"][0]
+    assert source["uid"] == "valmont-influxdb"
+    assert source["name"] == "Econome InfluxDB — Commune de Valmont"
     assert source["jsonData"]["dbName"] == "econome"
     assert source["secureJsonData"]["httpHeaderValue1"] == "Token $__file{/run/secrets/influxdb_grafana_token}"
-    model = json.loads((tmp_path / "json" / "patrimoine" / "econome-patrimoine.json").read_text())
-    assert model["uid"] == "econome-patrimoine"
+    tree = tmp_path / "json" / "valmont"
+    model = json.loads((tree / "patrimoine" / "valmont-patrimoine.json").read_text())
+    assert model["uid"] == "valmont-patrimoine"
 
 
 def test_datasource_auth_modes() -> None:
-    basic = datasource_provisioning(ProvisioningConfig(auth="basic"))["datasources"][0]
+    named = DashboardConfig(uid_prefix="valmont")
+    basic = datasource_provisioning(ProvisioningConfig(auth="basic", dashboards=named))["datasources"][0]
     assert basic["user"] == "grafana"
     assert basic["secureJsonData"] == {"password": "$__env{GRAFANA_INFLUX_PASSWORD}"}
-    none = datasource_provisioning(ProvisioningConfig(auth="none"))["datasources"][0]
+    none = datasource_provisioning(ProvisioningConfig(auth="none", dashboards=named))["datasources"][0]
     assert "secureJsonData" not in none
 
 
@@ -215,6 +225,7 @@ def test_cli_build(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "14 dashboards" in result.output
-    assert (tmp_path / "json" / "travaux" / "econome-travaux-ecole-curie.json").exists()
+    assert "(uid prefix valmont)" in result.output
+    assert (tmp_path / "json" / "valmont" / "travaux" / "valmont-travaux-ecole-curie.json").exists()
     bad = CliRunner().invoke(app, ["dashboards", "build", str(ROOT / "examples" / "commune.yaml"), "--auth", "kerberos"])
     assert bad.exit_code == 2

@@ -236,8 +236,12 @@ def commune() -> Inventory:
     return load_inventory(ROOT / "examples" / "commune.yaml")
 
 
+def _for(config: GrafanaPushConfig, inventory: Inventory) -> GrafanaPushConfig:
+    return config.model_copy(update={"provisioning": config.provisioning.for_organisation(inventory.organisation)})
+
+
 def _push(url: str, inventory: Inventory, **kwargs: Any) -> Any:
-    config = GrafanaPushConfig(url=url, token=SecretStr(TOKEN), **kwargs)
+    config = _for(GrafanaPushConfig(url=url, token=SecretStr(TOKEN), **kwargs), inventory)
     with GrafanaPusher(config) as pusher:
         return pusher.push(generate_dashboards(inventory, config.provisioning.dashboards))
 
@@ -245,12 +249,12 @@ def _push(url: str, inventory: Inventory, **kwargs: Any) -> Any:
 def test_first_push_creates_folders_datasource_and_dashboards(grafana: tuple[str, FakeGrafana], commune: Inventory) -> None:
     url, fake = grafana
     report = _push(url, commune, influx_token=SecretStr("influx-read"))
-    assert sorted(fake.folders) == ["econome-batiments", "econome-patrimoine", "econome-travaux"]
-    assert fake.folders["econome-batiments"]["title"] == "Econome — Bâtiments"
+    assert sorted(fake.folders) == ["valmont-batiments", "valmont-patrimoine", "valmont-travaux"]
+    assert fake.folders["valmont-batiments"]["title"] == "Commune de Valmont — Bâtiments"
     assert len(fake.dashboards) == 14
-    assert fake.dashboards["econome-bat-mairie"]["folderUid"] == "econome-batiments"
-    assert fake.dashboards["econome-travaux-ecole-curie"]["folderUid"] == "econome-travaux"
-    source = fake.datasources["econome-influxdb"]
+    assert fake.dashboards["valmont-bat-mairie"]["folderUid"] == "valmont-batiments"
+    assert fake.dashboards["valmont-travaux-ecole-curie"]["folderUid"] == "valmont-travaux"
+    source = fake.datasources["valmont-influxdb"]
     assert source["type"] == "influxdb"
     assert source["jsonData"]["dbName"] == "econome"
     assert source["secureJsonFields"] == {"httpHeaderValue1": True}
@@ -283,42 +287,50 @@ def test_rerun_creates_no_duplicate_and_no_new_version(grafana: tuple[str, FakeG
 def test_changed_dashboards_are_updated_in_place(grafana: tuple[str, FakeGrafana], commune: Inventory) -> None:
     url, fake = grafana
     _push(url, commune)
-    fake.folders["econome-travaux"]["title"] = "Renamed by hand"
+    fake.folders["valmont-travaux"]["title"] = "Renamed by hand"
     changed = ProvisioningConfig(dashboards=DashboardConfig(refresh="15m"), influx_url="http://influx.lan:8086")
     report = _push(url, commune, provisioning=changed)
     assert len(fake.dashboards) == 14
     assert all(d["dashboard"]["version"] == 2 for d in fake.dashboards.values())
-    assert fake.dashboards["econome-patrimoine"]["dashboard"]["refresh"] == "15m"
-    assert fake.folders["econome-travaux"]["title"] == "Econome — Réception des travaux"
-    assert fake.datasources["econome-influxdb"]["url"] == "http://influx.lan:8086"
-    assert sorted(report.updated)[:2] == ["econome-bat-atelier", "econome-bat-bibliotheque"]
+    assert fake.dashboards["valmont-patrimoine"]["dashboard"]["refresh"] == "15m"
+    assert fake.folders["valmont-travaux"]["title"] == "Commune de Valmont — Réception des travaux"
+    assert fake.datasources["valmont-influxdb"]["url"] == "http://influx.lan:8086"
+    assert sorted(report.updated)[:2] == ["valmont-bat-atelier", "valmont-bat-bibliotheque"]
     assert len(report.updated) == 14 + 1 + 1
-    assert ("PUT", "/api/folders/econome-travaux") in fake.calls
-    assert ("PUT", "/api/datasources/uid/econome-influxdb") in fake.calls
+    assert ("PUT", "/api/folders/valmont-travaux") in fake.calls
+    assert ("PUT", "/api/datasources/uid/valmont-influxdb") in fake.calls
 
 
 def test_foreign_econome_dashboards_are_reported_not_deleted(grafana: tuple[str, FakeGrafana], commune: Inventory) -> None:
     url, fake = grafana
-    fake.folders["econome-batiments"] = {"id": 99, "title": "Econome — Bâtiments", "uid": "econome-batiments", "version": 1}
-    fake.dashboards["econome-bat-demolie"] = {
-        "dashboard": {"id": 100, "tags": ["econome"], "title": "Démolie", "uid": "econome-bat-demolie", "version": 3},
-        "folderUid": "econome-batiments",
+    folder = {"id": 99, "title": "Commune de Valmont — Bâtiments", "uid": "valmont-batiments", "version": 1}
+    fake.folders["valmont-batiments"] = folder
+    tags = ["econome", "valmont"]
+    fake.dashboards["valmont-bat-demolie"] = {
+        "dashboard": {"id": 100, "tags": tags, "title": "Démolie", "uid": "valmont-bat-demolie", "version": 3},
+        "folderUid": "valmont-batiments",
+    }
+    # Another commune's dashboard in the same Grafana is not this inventory's to report.
+    fake.dashboards["autre-commune-bat-mairie"] = {
+        "dashboard": {"id": 101, "tags": ["econome", "autre"], "title": "M", "uid": "autre-commune-bat-mairie", "version": 1},
+        "folderUid": "autre-commune-batiments",
     }
     report = _push(url, commune, push_datasource=False)
-    assert report.stale == ["econome-bat-demolie"]
-    assert "econome-bat-demolie" in fake.dashboards
+    assert report.stale == ["valmont-bat-demolie"]
+    assert "valmont-bat-demolie" in fake.dashboards
     assert not any(p.startswith("/api/datasources") for _, p in fake.calls)
 
 
 def test_refused_token_is_a_push_error(grafana: tuple[str, FakeGrafana], commune: Inventory) -> None:
     url, _ = grafana
-    config = GrafanaPushConfig(url=url, token=SecretStr("wrong"))
-    with GrafanaPusher(config) as pusher, pytest.raises(GrafanaPushError, match="refused GET datasource econome-influxdb: 401"):
+    config = _for(GrafanaPushConfig(url=url, token=SecretStr("wrong")), commune)
+    refused = "refused GET datasource valmont-influxdb: 401"
+    with GrafanaPusher(config) as pusher, pytest.raises(GrafanaPushError, match=refused):
         pusher.push(generate_dashboards(commune))
 
 
 def test_unreachable_grafana_is_a_push_error(commune: Inventory) -> None:
-    config = GrafanaPushConfig(url=f"http://127.0.0.1:{free_port()}", token=SecretStr(TOKEN))
+    config = _for(GrafanaPushConfig(url=f"http://127.0.0.1:{free_port()}", token=SecretStr(TOKEN)), commune)
     with GrafanaPusher(config) as pusher, pytest.raises(GrafanaPushError, match=r"unreachable|failed"):
         pusher.push(generate_dashboards(commune))
 

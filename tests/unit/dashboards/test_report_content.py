@@ -68,16 +68,16 @@ def test_a_month_without_data_is_refused(commune: Inventory, tmp_path: Path) -> 
     days = _days(n)
     with pytest.raises(InsufficientData, match="mairie: no consumption data in 2025-01"):
         _month(commune, [EnergySeries(Energy.ELECTRICITY, tuple(days), np.full(n, 100.0))], n)
-    data = tmp_path / "data"
-    data.mkdir()
+    data = tmp_path / "readings.csv"
     stamps = [datetime(2024, 1, 1, 11, tzinfo=UTC) + timedelta(days=i) for i in range(200)]
-    for name, value in (("mairie-elec-energy", 100.0), ("station-meteo-temperature", 8.0)):
-        (data / f"{name}.csv").write_text("timestamp,value\n" + "".join(f"{t.isoformat()},{value}\n" for t in stamps))
+    rows = [f"{t.isoformat()},mairie-elec-energy,{100.0 * i}\n" for i, t in enumerate(stamps)]  # an index, 100 kWh a day
+    rows += [f"{t.isoformat()},station-meteo-temperature,8.0\n" for t in stamps]
+    data.write_text("timestamp,point,value\n" + "".join(rows))
     app = typer.Typer()
     register(app)
     out = tmp_path / "m.html"
     result = CliRunner().invoke(app, ["report", "building", "--config", str(ROOT / "examples" / "commune.yaml"),
-                                      "--data", str(data), "--building", "mairie", "--month", "2025-01", "--out", str(out)])
+                                      "--readings", str(data), "--building", "mairie", "--month", "2025-01", "--out", str(out)])
     assert result.exit_code == 3, result.output
     assert "no consumption data in 2025-01" in result.output
     assert not out.exists()

@@ -21,7 +21,9 @@ from econome.settings import EconomeSettings
 
 ROOT = Path(__file__).resolve().parents[3]
 DEPLOY = ROOT / "deploy"
-_DEFAULT = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
+_DEFAULT = re.compile(r"\$\{(\w+)(?::?-([^}]*)|:\?[^}]*)?\}")
+# The variables the stack requires (`${NAME:?message}`), as an operator following OPERATIONS.md sets them.
+REQUIRED = {"ECONOME_CONFIG": "./commune.example.yaml"}
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +34,7 @@ def compose() -> dict[str, Any]:
 
 def _resolve(text: str) -> str:
     """Compose interpolation with the defaults, as `docker compose config` does without an .env."""
-    return _DEFAULT.sub(lambda m: m.group(2) or "", text)
+    return _DEFAULT.sub(lambda m: m.group(2) or REQUIRED.get(m.group(1), ""), text)
 
 
 def _bind_mounts(service: dict[str, Any]) -> list[tuple[str, str]]:
@@ -59,13 +61,22 @@ def _env_names(text: str) -> set[str]:
 
 def test_services_and_images(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(services) == {"mosquitto", "influxdb", "econome", "dashboards", "grafana", "kafka", "econome-faust"}
+    assert set(services) == {
+        "mosquitto",
+        "influx-tokens-owner",
+        "influxdb",
+        "econome",
+        "dashboards",
+        "grafana",
+        "kafka",
+        "econome-faust",
+    }
     for name, service in services.items():
         assert "image" in service or "build" in service, name
         image = service.get("image", "")
         if "build" not in service:
             assert re.search(r":\d+\.\d+", image), f"{name}: pin the image version, not {image!r}"
-        assert service.get("networks"), f"{name} is on no explicit network"
+        assert service.get("networks") or service.get("network_mode") == "none", f"{name} is on no explicit network"
     assert services["influxdb"]["image"].startswith("influxdb:2.")
     assert services["grafana"]["image"].startswith("grafana/grafana-oss:")
     assert services["kafka"]["profiles"] == services["econome-faust"]["profiles"] == ["kafka"]
@@ -82,7 +93,7 @@ def test_services_and_images(compose: dict[str, Any]) -> None:
 def test_econome_runs_the_inventory(compose: dict[str, Any]) -> None:
     econome = compose["services"]["econome"]
     assert econome["command"][:3] == ["econome", "run", "/config/commune.yaml"]
-    assert ("../examples/commune.yaml", "/config/commune.yaml") in _bind_mounts(econome)
+    assert ("./commune.example.yaml", "/config/commune.yaml") in _bind_mounts(econome)
     build = econome["build"]
     assert (DEPLOY / build["context"] / build["dockerfile"]).resolve() == DEPLOY / "Dockerfile"
     dockerfile = (DEPLOY / "Dockerfile").read_text()
@@ -134,7 +145,8 @@ def test_mosquitto_has_auth_and_tls(compose: dict[str, Any]) -> None:
     for key in ("cafile", "certfile", "keyfile"):
         assert settings[key].startswith("/mosquitto/certs/"), key
         assert Path(settings[key]).name in (DEPLOY / "init-secrets.sh").read_text()
-    assert mounts["/mosquitto/certs"] == "./secrets/tls"
+    for key in ("cafile", "certfile", "keyfile"):
+        assert mounts[settings[key]] == f"./secrets/tls/{Path(settings[key]).name}"
     assert compose["services"]["mosquitto"]["ports"] == ["${MQTT_BIND:-0.0.0.0}:8883:8883"]
     acl = (DEPLOY / "mosquitto" / "acl").read_text()
     assert "user econome\ntopic read #" in acl
@@ -177,15 +189,16 @@ def test_grafana_loads_the_generated_provisioning(compose: dict[str, Any], tmp_p
     register(app)
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    source = yaml.safe_load((tmp_path / "datasources" / "econome.yaml").read_text())["datasources"][0]
+    prefix = "valmont"  # the organisation's (Commune de Valmont)
+    source = yaml.safe_load((tmp_path / "datasources" / f"{prefix}.yaml").read_text())["datasources"][0]
     token_file = re.search(r"\$__file\{([^}]+)\}", source["secureJsonData"]["httpHeaderValue1"])
     assert token_file is not None
     assert token_file.group(1).startswith(_volume_mounts(grafana)["influx-tokens"])
     assert source["url"] == "http://influxdb:8086"
-    providers = yaml.safe_load((tmp_path / "dashboards" / "econome.yaml").read_text())["providers"]
+    providers = yaml.safe_load((tmp_path / "dashboards" / f"{prefix}.yaml").read_text())["providers"]
     for provider in providers:
         path = provider["options"]["path"]
-        assert path.startswith("/etc/grafana/provisioning/json/")
+        assert path.startswith(f"/etc/grafana/provisioning/json/{prefix}/")
         assert list((tmp_path / path.removeprefix("/etc/grafana/provisioning/")).glob("*.json"))
 
 
