@@ -63,7 +63,6 @@ def test_services_and_images(compose: dict[str, Any]) -> None:
     services = compose["services"]
     assert set(services) == {
         "mosquitto",
-        "influx-tokens-owner",
         "influxdb",
         "econome",
         "dashboards",

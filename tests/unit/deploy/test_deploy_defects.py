@@ -79,18 +79,6 @@ def test_named_volumes_of_the_econome_image_are_its_users(compose: dict[str, Any
                 assert target in chowned, f"{name}: volume {source} on {target}, a folder the image does not give econome"
 
 
-def test_influxdb_init_scripts_get_a_writable_token_volume(compose: dict[str, Any]) -> None:
-    services = compose["services"]
-    influx = services["influxdb"]
-    tokens = next(t for t, s in _mounts(influx).items() if s == "influx-tokens")
-    owner = services["influx-tokens-owner"]
-    assert owner["image"] == influx["image"]  # no other image to pull
-    assert owner["user"] == "0:0"
-    assert owner["entrypoint"] == ["chown", "1000:1000", tokens]  # uid 1000: influxdb in the influxdb:2 image
-    assert _mounts(owner)[tokens] == "influx-tokens"
-    assert influx["depends_on"]["influx-tokens-owner"]["condition"] == "service_completed_successfully"
-
-
 def test_econome_gets_the_mosquitto_ca_of_its_inventory(compose: dict[str, Any]) -> None:
     inventory = load_inventory(DEPLOY / EXAMPLE)
     (broker,) = inventory.mqtt_brokers
