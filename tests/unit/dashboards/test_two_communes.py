@@ -185,6 +185,8 @@ def test_links_of_a_commune_of_prefix_econome_stay_its_own(communes: tuple[Inven
         ("Communauté urbaine de Dunkerque", "cu-dunkerque"),
         ("Métropole de Lyon", "metropole-lyon"),
         ("Syndicat mixte des eaux du Lot", "sm-eaux-du-lot"),
+        ("Syndicat intercommunal de Valmont", "si-valmont"),
+        ("Syndicat des eaux du Lot", "syndicat-eaux-du-lot"),
     ],
 )
 def test_default_prefix_leaves_out_the_collectivity_designation(name: str, prefix: str) -> None:
