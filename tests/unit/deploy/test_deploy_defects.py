@@ -10,6 +10,7 @@ from __future__ import annotations
 import configparser
 import ipaddress
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -171,7 +172,15 @@ def test_dashboards_unit_owns_what_it_writes() -> None:
     pre = service["ExecStartPre"]
     assert pre.startswith("+/usr/bin/install -d -o econome -g grafana")
     made = set(pre.split()[8:])
-    assert {f"{out}/datasources", f"{out}/dashboards", f"{out}/json"} <= made
+    # Every folder a build creates or writes in (run here on an empty folder) is made the unit's.
+    from dashboards.provisioning import write_provisioning
+    from inventory import load_inventory
+
+    with tempfile.TemporaryDirectory() as built:
+        write_provisioning(load_inventory(ROOT / "examples" / "commune.yaml"), Path(built))
+        top = {f"{out}/{p.name}" for p in Path(built).iterdir()}
+    assert top == {f"{out}/{sub}" for sub in ("alerting", "dashboards", "datasources", "json", "plugins")}
+    assert top <= made
     assert service["User"] == "econome"
     assert service["Group"] == "grafana"
 
