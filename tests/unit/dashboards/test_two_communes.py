@@ -236,6 +236,16 @@ def test_a_build_refuses_another_organisation_s_files(tmp_path: Path) -> None:
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and p != inventory} == before
     # Its own rebuild is fine.
     write_provisioning(first, tmp_path)
+    # A file of the first builds with prefixes, whose header did not name the organisation yet:
+    # the datasource's name does.
+    source = tmp_path / "datasources" / "valmont.yaml"
+    text = source.read_text()
+    source.write_text(text.replace("# Organisation: Commune de Valmont\n", ""))
+    assert "name: Econome InfluxDB — Commune de Valmont\n" in source.read_text()
+    with pytest.raises(ProvisioningConflict, match="belongs to 'Commune de Valmont'"):
+        write_provisioning(second, tmp_path, ProvisioningConfig(database="ville"))
+    write_provisioning(first, tmp_path)
+    assert source.read_text() == text
 
 
 def test_two_communes_cannot_share_one_database(tmp_path: Path) -> None:
