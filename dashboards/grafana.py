@@ -134,6 +134,18 @@ class DashboardConfig(BaseModel):
         return self.uid_prefix
 
     @property
+    def organisation_tag(self) -> str:
+        """The tag of this organisation's dashboards: ``org:<prefix>``.
+
+        Not the bare prefix: with ``grafana_prefix: econome`` it would be the tag every
+        commune's dashboards carry, and links and ``dashboards push`` would reach them all.
+
+        >>> DashboardConfig(uid_prefix="econome").organisation_tag
+        'org:econome'
+        """
+        return f"org:{self.prefix}"
+
+    @property
     def datasource(self) -> str:
         """The datasource uid: ``datasource_uid``, else ``<prefix>-influxdb``."""
         return self.datasource_uid or f"{self.prefix}-influxdb"
@@ -399,7 +411,7 @@ def _constant_building_var(building: Building) -> JSON:
 
 def _tags(config: DashboardConfig) -> list[str]:
     # The organisation's tag keeps the "Tableaux Econome" links within its own dashboards.
-    return list(dict.fromkeys(("econome", config.prefix)))
+    return ["econome", config.organisation_tag]
 
 
 def _dashboard(

@@ -7,8 +7,8 @@ new dashboard version. The calls are those of the Grafana HTTP API:
 
 - ``GET /api/datasources/uid/:uid``, then ``POST /api/datasources`` or ``PUT /api/datasources/uid/:uid``;
 - ``GET /api/folders/:uid``, then ``POST /api/folders`` or ``PUT /api/folders/:uid``;
-- ``GET /api/search?type=dash-db&tag=<prefix>`` to learn which of this organisation's dashboards exist
-  (another commune's, in the same Grafana, have another prefix tag);
+- ``GET /api/search?type=dash-db&tag=org:<prefix>`` to learn which of this organisation's dashboards exist
+  (another commune's, in the same Grafana, have another ``org:`` tag);
 - ``GET /api/dashboards/uid/:uid`` for those, then ``POST /api/dashboards/db``
   with ``{dashboard, folderUid, overwrite, message}``.
 
@@ -170,7 +170,7 @@ class GrafanaPusher:
             "search",
             self._api.search.search_dashboards,
             type_="dash-db",
-            tag=self.config.provisioning.dashboards.prefix,  # this organisation's, not another's
+            tag=self.config.provisioning.dashboards.organisation_tag,  # this organisation's, not another's
             limit=_SEARCH_LIMIT,
         )
         existing_uids = {hit["uid"] for hit in existing}

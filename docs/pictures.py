@@ -29,8 +29,6 @@ import asyncio
 import base64
 import email
 import email.policy
-import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -54,6 +52,7 @@ from anomalies.detect import DetectConfig, detect  # noqa: E402
 from anomalies.events import AlertState, AnomalyEvent  # noqa: E402
 from anomalies.features import PointSeries  # noqa: E402
 from anomalies.notify import MailOutbox  # noqa: E402
+from dashboards.chromium import find_chromium  # noqa: E402
 from inventory import Inventory, load_inventory  # noqa: E402
 from simulator.faults import Fault, FaultKind  # noqa: E402
 from simulator.physics import generate_history  # noqa: E402
@@ -90,17 +89,12 @@ SIMULATE = ["--start", "2023-09-01", "--end", "2026-02-01"]
 
 
 def chromium() -> str:
-    """The Chromium executable: ``$ECONOME_CHROMIUM``, else ``chromium`` on the PATH.
+    """The Chromium executable: :func:`dashboards.chromium.find_chromium`.
 
     Raises:
-        FileNotFoundError: none found (``scripts/install`` installs Debian's ``chromium``).
+        FileNotFoundError: none found (``scripts/install`` installs Debian's ``chromium``, else Playwright's).
     """
-    for candidate in (os.environ.get("ECONOME_CHROMIUM"), "chromium", "chromium-browser"):
-        path = shutil.which(candidate) if candidate else None
-        if path:
-            return path
-    msg = "no Chromium: run scripts/install (Debian package chromium) or set ECONOME_CHROMIUM"
-    raise FileNotFoundError(msg)
+    return find_chromium()  # ECONOME_CHROMIUM, Debian's chromium, then Playwright's
 
 
 def screenshot(page: str, out: Path, *, width: int = WIDTH_PX, height: int = 3000) -> Path:

@@ -22,7 +22,7 @@ import typer
 from pydantic import SecretStr, ValidationError
 
 from dashboards.grafana import DashboardConfig, generate_dashboards
-from dashboards.provisioning import ProvisioningConfig, write_provisioning
+from dashboards.provisioning import ProvisioningConfig, ProvisioningConflict, write_provisioning
 from econome._common import load_or_exit as _load
 from streams.errors import TelemetryError
 
@@ -37,7 +37,13 @@ DatasourceUid = Annotated[
     str | None, typer.Option(help="Uid of the InfluxDB datasource the panels use (default: <prefix>-influxdb).")
 ]
 InfluxUrl = Annotated[str, typer.Option(help="InfluxDB URL as Grafana reaches it.")]
-Database = Annotated[str, typer.Option(help="InfluxQL database (DBRP name on InfluxDB 2.x/3.x).")]
+Database = Annotated[
+    str,
+    typer.Option(
+        envvar="ECONOME_INFLUX_DATABASE",
+        help="InfluxQL database (DBRP name on InfluxDB 2.x/3.x); each commune sharing a Grafana needs its own.",
+    ),
+]
 Auth = Annotated[str, typer.Option(help="Datasource authentication: token (2.x/3.x), basic (1.x user) or none.")]
 
 
@@ -53,8 +59,6 @@ def register(app: typer.Typer) -> None:
     group.command("build")(build)
     group.command("push")(push)
     app.add_typer(group, name="dashboards")
-
-
 
 
 def _provisioning(
@@ -102,7 +106,11 @@ def build(
     """Write the provisioning tree: datasource, dashboard providers and the dashboards' JSON."""
     inv = _load(config)
     settings = _provisioning(grafana_root, influx_url, database, auth, datasource_uid, token_file, raw_retention_policy)
-    written = write_provisioning(inv, out, settings)
+    try:
+        written = write_provisioning(inv, out, settings)
+    except ProvisioningConflict as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=_EXIT_CONFIG) from exc
     dashboards = sum(1 for p in written if p.suffix == ".json")
     prefix = settings.for_organisation(inv.organisation).dashboards.prefix
     typer.echo(f"wrote {len(written)} files to {out}: {dashboards} dashboards, datasource and providers (uid prefix {prefix})")

@@ -32,6 +32,7 @@ Sample (one point, see ``examples/commune.yaml`` for a whole commune)::
 from __future__ import annotations
 
 import email.utils
+import hashlib
 import ipaddress
 import re
 import unicodedata
@@ -784,8 +785,47 @@ class Site(_Frozen):
     buildings: list[Building] = Field(default_factory=list)
 
 
-_DESIGNATION = re.compile(r"^(?:commune|ville)\s+(?:de\s+|d['’]\s*)", re.IGNORECASE)
-"""« Commune de », « Ville d' »: what many names start with, left out of the Grafana prefix (an article stays)."""
+_ARTICLE = r"(?:de\s+la\s+|de\s+l['’]\s*|du\s+|des\s+|de\s+|d['’]\s*)?"
+_DE = r"(?:de\s+|d['’]\s*)"
+_DESIGNATIONS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    # A commune's article is part of its name (Commune de La Rochelle): only « de » goes.
+    (re.compile(rf"^(?:{words})\s+{_ARTICLE if short else _DE}", re.IGNORECASE), short)
+    for words, short in (
+        (r"communaut[ée]\s+de\s+communes", "cc-"),
+        (r"communaut[ée]\s+d['’]\s*agglom[ée]ration", "ca-"),
+        (r"communaut[ée]\s+urbaine", "cu-"),
+        (r"m[ée]tropole", "metropole-"),
+        (r"syndicat\s+mixte", "sm-"),
+        (r"syndicat\s+intercommunal", "si-"),
+        (r"syndicat", "syndicat-"),
+        (r"commune|ville", ""),
+    )
+)
+"""French collectivity designations and what stands for them in a Grafana prefix: « Commune de »
+and « Ville de » go (``valmont``), an intercommunality keeps a short mark (``cc-val-de-loire``), so
+that « Communauté de communes de Valmont » and « Commune de Valmont » differ."""
+_PREFIX_MAX = 24
+
+
+def _prefix_slug(name: str) -> str:
+    """The default Grafana prefix of an organisation name; see :attr:`Organisation.uid_prefix`."""
+    name = name.strip()
+    short = ""
+    for pattern, mark in _DESIGNATIONS:
+        rest = pattern.sub("", name, count=1)
+        if rest != name and rest.strip():
+            name, short = rest, mark
+            break
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    slug = short + re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")
+    if len(slug) <= _PREFIX_MAX:
+        return slug.strip("-") or "econome"
+    # Cut at a word and add a hash of the whole name: two long names sharing their start stay apart.
+    digest = hashlib.sha256(slug.encode()).hexdigest()[:4]
+    head = slug[: _PREFIX_MAX - 5]
+    if "-" in head[8:]:
+        head = head[: head.rindex("-")]
+    return f"{head.rstrip('-')}-{digest}"
 
 
 class Organisation(_Frozen):
@@ -797,8 +837,9 @@ class Organisation(_Frozen):
     school_holiday_zone: Literal["A", "B", "C"]
     grafana_prefix: str | None = Field(default=None, pattern=GRAFANA_PREFIX_PATTERN)
     """Prefix of the Grafana dashboard and folder uids, so that several organisations share one
-    Grafana; None: a slug of ``name`` without a leading « Commune de » or « Ville de »
-    (``Commune de Valmont`` → ``valmont``)."""
+    Grafana; None: a slug of ``name`` without a leading « Commune de » or « Ville de », an
+    intercommunality's designation shortened (``Communauté de communes du Val de Loire`` →
+    ``cc-val-de-loire``), see :attr:`uid_prefix`."""
 
     @field_validator("timezone")
     @classmethod
@@ -819,20 +860,21 @@ class Organisation(_Frozen):
     def uid_prefix(self) -> str:
         """The prefix of its Grafana uids: ``grafana_prefix``, else a slug of ``name`` (24 characters at most).
 
-        A leading « Commune de » or « Ville de » is left out: uids stay short (40 characters at
-        most, longer ones end in a hash) and readable.
+        « Commune de » or « Ville de » is left out and an intercommunality's designation becomes a
+        short mark (``cc-``, ``ca-``, ``cu-``, ``metropole-``, ``sm-``, ``si-``, ``syndicat-``), so that
+        uids stay short (40 characters at most) and readable. A slug longer than 24 characters is
+        cut at a word and ends in 4 hexadecimal digits of a hash of the whole slug.
 
         >>> Organisation(name="Commune d'Écully", population=1, school_holiday_zone="A").uid_prefix
         'ecully'
         >>> Organisation(name="Saint-Ours-les-Roches", population=1, school_holiday_zone="A").uid_prefix
         'saint-ours-les-roches'
+        >>> Organisation(name="Communauté de communes du Val de Loire", population=1, school_holiday_zone="A").uid_prefix
+        'cc-val-de-loire'
         """
         if self.grafana_prefix:
             return self.grafana_prefix
-        name = _DESIGNATION.sub("", self.name.strip()) or self.name
-        ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
-        slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")[:24].rstrip("-")
-        return slug or "econome"
+        return _prefix_slug(self.name)
 
 
 class ModbusWorkarounds(_Frozen):

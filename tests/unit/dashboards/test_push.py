@@ -26,7 +26,7 @@ from dashboards.provisioning import ProvisioningConfig
 from dashboards.push import GrafanaPushConfig, GrafanaPusher, GrafanaPushError
 from econome.cli_dashboards import register
 from econome.localservers import free_port
-from inventory import Inventory, load_inventory
+from inventory import Inventory, load_inventory, parse_inventory
 
 ROOT = Path(__file__).resolve().parents[3]
 TOKEN = "glsa_test_token"  # noqa: S105 - the fake accepts only this one
@@ -305,20 +305,37 @@ def test_foreign_econome_dashboards_are_reported_not_deleted(grafana: tuple[str,
     url, fake = grafana
     folder = {"id": 99, "title": "Commune de Valmont — Bâtiments", "uid": "valmont-batiments", "version": 1}
     fake.folders["valmont-batiments"] = folder
-    tags = ["econome", "valmont"]
+    tags = ["econome", "org:valmont"]
     fake.dashboards["valmont-bat-demolie"] = {
         "dashboard": {"id": 100, "tags": tags, "title": "Démolie", "uid": "valmont-bat-demolie", "version": 3},
         "folderUid": "valmont-batiments",
     }
     # Another commune's dashboard in the same Grafana is not this inventory's to report.
     fake.dashboards["autre-commune-bat-mairie"] = {
-        "dashboard": {"id": 101, "tags": ["econome", "autre"], "title": "M", "uid": "autre-commune-bat-mairie", "version": 1},
+        "dashboard": {"id": 101, "tags": ["econome", "org:autre"], "title": "M", "uid": "autre-commune-bat-mairie", "version": 1},
         "folderUid": "autre-commune-batiments",
     }
     report = _push(url, commune, push_datasource=False)
     assert report.stale == ["valmont-bat-demolie"]
     assert "valmont-bat-demolie" in fake.dashboards
     assert not any(p.startswith("/api/datasources") for _, p in fake.calls)
+
+
+def test_a_commune_of_prefix_econome_reports_only_its_own_stale(grafana: tuple[str, FakeGrafana], commune: Inventory) -> None:
+    # With grafana_prefix: econome, the organisation's tag must not be the tag all communes carry.
+    url, fake = grafana
+    text = (ROOT / "examples" / "commune.yaml").read_text(encoding="utf-8")
+    old = "name: Commune de Valmont, population: 8400, timezone: Europe/Paris, school_holiday_zone: B}"
+    assert old in text
+    kept = parse_inventory(text.replace(old, old.replace("Valmont", "Kept").replace("B}", "B, grafana_prefix: econome}")))
+    _push(url, commune, push_datasource=False)
+    first = _push(url, kept, push_datasource=False)
+    assert len(fake.dashboards) == 28
+    assert first.stale == []
+    gone = fake.dashboards.pop("econome-bat-mairie")
+    fake.dashboards["econome-bat-demolie"] = {**gone, "dashboard": {**gone["dashboard"], "uid": "econome-bat-demolie"}}
+    assert _push(url, kept, push_datasource=False).stale == ["econome-bat-demolie"]
+    assert _push(url, commune, push_datasource=False).stale == []
 
 
 def test_refused_token_is_a_push_error(grafana: tuple[str, FakeGrafana], commune: Inventory) -> None:

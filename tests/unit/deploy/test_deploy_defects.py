@@ -10,6 +10,7 @@ from __future__ import annotations
 import configparser
 import ipaddress
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -77,18 +78,6 @@ def test_named_volumes_of_the_econome_image_are_its_users(compose: dict[str, Any
             source, target, *mode = volume.split(":")
             if source in compose["volumes"] and mode != ["ro"]:
                 assert target in chowned, f"{name}: volume {source} on {target}, a folder the image does not give econome"
-
-
-def test_influxdb_init_scripts_get_a_writable_token_volume(compose: dict[str, Any]) -> None:
-    services = compose["services"]
-    influx = services["influxdb"]
-    tokens = next(t for t, s in _mounts(influx).items() if s == "influx-tokens")
-    owner = services["influx-tokens-owner"]
-    assert owner["image"] == influx["image"]  # no other image to pull
-    assert owner["user"] == "0:0"
-    assert owner["entrypoint"] == ["chown", "1000:1000", tokens]  # uid 1000: influxdb in the influxdb:2 image
-    assert _mounts(owner)[tokens] == "influx-tokens"
-    assert influx["depends_on"]["influx-tokens-owner"]["condition"] == "service_completed_successfully"
 
 
 def test_econome_gets_the_mosquitto_ca_of_its_inventory(compose: dict[str, Any]) -> None:
@@ -183,7 +172,15 @@ def test_dashboards_unit_owns_what_it_writes() -> None:
     pre = service["ExecStartPre"]
     assert pre.startswith("+/usr/bin/install -d -o econome -g grafana")
     made = set(pre.split()[8:])
-    assert {f"{out}/datasources", f"{out}/dashboards", f"{out}/json"} <= made
+    # Every folder a build creates or writes in (run here on an empty folder) is made the unit's.
+    from dashboards.provisioning import write_provisioning
+    from inventory import load_inventory
+
+    with tempfile.TemporaryDirectory() as built:
+        write_provisioning(load_inventory(ROOT / "examples" / "commune.yaml"), Path(built))
+        top = {f"{out}/{p.name}" for p in Path(built).iterdir()}
+    assert top == {f"{out}/{sub}" for sub in ("alerting", "dashboards", "datasources", "json", "plugins")}
+    assert top <= made
     assert service["User"] == "econome"
     assert service["Group"] == "grafana"
 
