@@ -25,7 +25,7 @@ from PIL import Image
 from inventory import load_inventory
 from simulator.faults import Fault, FaultKind
 
-from ..reader_text import internal_names, visible_text
+from ..reader_text import problems, visible_text
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "examples" / "commune.yaml"
@@ -127,7 +127,7 @@ def test_mails_and_report_rendered_by_chromium(rendered: dict[str, Any]) -> None
 
 def test_what_chromium_shows_has_no_internal_name(rendered: dict[str, Any]) -> None:
     found = {
-        name: internal_names(visible_text(page), rendered["inventory"]) for name, page in rendered["pages"].items()
+        name: problems(visible_text(page), rendered["inventory"]) for name, page in rendered["pages"].items()
     }
     assert all(visible_text(page) for page in rendered["pages"].values())
     assert not any(found.values()), "\n".join(f"{name}: {line}" for name, lines in found.items() for line in lines)
