@@ -111,12 +111,12 @@ def visible_text(page: str) -> str:
 
 
 def figure(text: str, label: str) -> float:
-    r"""The number after ``label :`` in a French text ("Observé\xa0: 1\u202f234,5\xa0m³" → 1234.5).
+    r"""The number after ``label :`` in a French text, or after ``label`` on the line before (a table's cell).
 
-    >>> figure("Observé\xa0: 1\u202f234,5\xa0m³", "Observé")
-    1234.5
+    >>> figure("Observé\xa0: 1\u202f234,5\xa0m³", "Observé"), figure("Coût\n1\u202f852\xa0€", "Coût")
+    (1234.5, 1852.0)
     """
-    match = re.search(re.escape(label) + r"\s*:\s*([−-]?[\d\u202f\xa0]+(?:,\d+)?)", text)
+    match = re.search(re.escape(label) + r"\s*:?\s*([−-]?\d[\d\u202f\xa0]*(?:,\d+)?)", text)
     if match is None:
         msg = f"no {label!r} in {text!r}"
         raise AssertionError(msg)
