@@ -429,6 +429,11 @@ def sent_mails(
     return mails
 
 
+def missing_kinds(mails: Sequence[Mail]) -> list[str]:
+    """The kinds of :data:`MAILED_KINDS` that have no alert mail among ``mails``, sorted."""
+    return sorted(set(MAILED_KINDS) - {m.kind for m in mails if m.kind})
+
+
 # --- the reports ---------------------------------------------------------------------------------------------
 
 
@@ -504,7 +509,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         mails += sent_mails(
             inv_b, events_b, datetime(2027, 1, 27, 4, tzinfo=UTC), kinds=left, notices=False, recipient=FAMILY_B_RECIPIENT
         )
-        missing = sorted(set(MAILED_KINDS) - {m.kind for m in mails if m.kind})
+        missing = missing_kinds(mails)
         if missing:
             print(
                 f"error: no alert mail of {', '.join(missing)}: detection raised none on the simulated readings", file=sys.stderr
