@@ -53,7 +53,8 @@ def atomic_path(path: Path) -> Iterator[Path]:
     """A temporary file beside ``path`` that replaces it once the block ends without error.
 
     A failure (or an interruption) leaves no half-written ``path``: the temporary file is removed,
-    and a file already at ``path`` stays as it was.
+    and a file already at ``path`` stays as it was. The block only writes: an ``OSError`` in it (a
+    full disk) is printed in one line naming ``path``, and exits 1.
 
     >>> folder = Path(tempfile.mkdtemp())
     >>> with atomic_path(folder / "out.txt") as part:
@@ -68,6 +69,9 @@ def atomic_path(path: Path) -> Iterator[Path]:
         yield part
         part.chmod(0o644)  # mkstemp makes it 0600: a report is read by others (a web server, a colleague)
         part.replace(path)
+    except OSError as exc:
+        typer.echo(f"error: cannot write {path}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(code=1) from exc
     finally:
         part.unlink(missing_ok=True)
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import time
 from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from econome._common import atomic_path
@@ -80,3 +82,12 @@ def test_a_failure_leaves_no_half_file(tmp_path: Path) -> None:
         _write_half(out, KeyboardInterrupt())
     assert [p.name for p in tmp_path.iterdir()] == ["report.pdf"]
     assert out.read_bytes() == b"the previous report"
+
+
+def test_a_full_disk_is_one_line_and_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "readings.csv"
+    with pytest.raises(typer.Exit) as exit_info:
+        _write_half(out, OSError(errno.ENOSPC, "No space left on device"))
+    assert exit_info.value.exit_code == 1
+    assert capsys.readouterr().err == f"error: cannot write {out}: No space left on device\n"
+    assert list(tmp_path.iterdir()) == []
