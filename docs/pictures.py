@@ -6,7 +6,7 @@ r"""The README's pictures: every e-mail and report of the simulated communes, as
 One command, from a checkout (it needs Chromium: ``scripts/install`` installs it):
 
 * **E-mails.** The alert mail of every kind of :class:`anomalies.events.EventKind`,
-  each from a real detection (:func:`anomalies.detect.detect`, rules and models)
+  each from a real detection (:func:`anomalies.detect.detect`: rules, and models on the demo's winter)
   on simulated readings with injected faults, sent through
   :class:`anomalies.notify.MailOutbox` to a local SMTP catcher as ``econome run``
   would send it:
