@@ -45,7 +45,6 @@ import asyncio
 import html
 import io
 import logging
-import math
 import os
 import smtplib
 import ssl
@@ -57,6 +56,7 @@ from email.utils import make_msgid
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import numpy.typing as npt
 from matplotlib.axes import Axes
 from matplotlib.dates import DateFormatter
 from matplotlib.figure import Figure
@@ -268,10 +268,22 @@ def render_chart(series: ChartSeries, event: AnomalyEvent, language: Language = 
 
 def _local_numbers(ax: Axes, language: Language) -> None:
     """The value axis in the reader's typography ("0,10", not "0.10"), to the decimals its ticks need."""
-    ticks = np.asarray(ax.get_yticks(), dtype=np.float64)
-    step = float(np.min(np.diff(ticks))) if ticks.size > 1 else 1.0
-    digits = max(0, math.ceil(-math.log10(step))) if 0 < step < 1 else 0
+    digits = _tick_digits(np.asarray(ax.get_yticks(), dtype=np.float64))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: number(value, digits, language)))
+
+
+def _tick_digits(ticks: npt.NDArray[np.float64], most: int = 6) -> int:
+    """The fewest decimals that write every tick exactly (0.025 needs 3, not 2: "0,03" would be wrong).
+
+    >>> [_tick_digits(np.array(ticks)) for ticks in ([0.0, 0.025, 0.05], [0.0, 2.5, 5.0], [0.0, 1000.0])]
+    [3, 1, 0]
+    """
+    finite = ticks[np.isfinite(ticks)]
+    for digits in range(most + 1):
+        tolerance = 1e-9 * max(1.0, float(np.abs(finite).max(initial=0.0)))
+        if np.allclose(np.round(finite, digits), finite, rtol=0.0, atol=tolerance):
+            return digits
+    return most
 
 
 def _fmt_when(event: AnomalyEvent, which: str) -> str:

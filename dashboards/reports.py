@@ -117,7 +117,6 @@ tr.total td { font-weight: bold; border-top: 2px solid #1d2733; }
 .bad { background: #fdecea; border-left: 6px solid #c62828; }
 .note { color: #56616d; font-size: 11px; }
 img.chart { width: 100%; margin: 4px 0; }
-section { page-break-inside: avoid; }
 footer { margin-top: 18px; color: #8a949e; font-size: 10px; border-top: 1px solid #d5dbe2; padding-top: 4px; }
 @media print {
   body { max-width: none; padding: 0; font-size: 9.5pt; }
@@ -127,7 +126,9 @@ footer { margin-top: 18px; color: #8a949e; font-size: 10px; border-top: 1px soli
   table { font-size: 8pt; }
   th { font-size: 7.5pt; }
   th, td { padding: 3px 4px; }
-  tr, img.chart, .kpi, .verdict, header, footer { break-inside: avoid; }
+  /* A long section (a table of many buildings) runs onto the next page; a row, a chart, a KPI box does not. */
+  thead { display: table-header-group; }
+  tr, img.chart, .kpi, .kpis, .verdict, header, footer { break-inside: avoid; }
   img.chart { width: 100%; height: auto; max-height: 120mm; object-fit: contain; }
 }
 """
@@ -344,8 +345,9 @@ def building_month_report(
             + ")\u00a0; l'écart à l'année précédente n'est pas calculé sur un mois partiel.</div>"
         )
     table = (
-        "<table><tr><th>Énergie</th><th>Ce mois</th><th>Même mois N-1</th><th>Écart brut</th>"
-        "<th>Écart corrigé du climat</th><th>Coût</th><th>kgCO₂e</th><th>Jours mesurés</th></tr>" + "".join(rows) + "</table>"
+        "<table><thead><tr><th>Énergie</th><th>Ce mois</th><th>Même mois N-1</th><th>Écart brut</th>"
+        "<th>Écart corrigé du climat</th><th>Coût</th><th>kgCO₂e</th><th>Jours mesurés</th></tr></thead>"
+        "<tbody>" + "".join(rows) + "</tbody></table>"
     )
     chart = figure_png(_daily_chart(covered, start, end, temperature_c or {}))
     body = (
@@ -677,11 +679,13 @@ def portfolio_report(
     head = "".join(f"<th>{ENERGY_LABELS[e]} (kWh)</th>" for e in energies)
     total_cells = "".join(f"<td>{_num(sum(b.by_energy.get(e, 0.0) for b in buildings))}</td>" for e in energies)
     table = (
-        f"<table><tr><th>Bâtiment</th><th>m² chauffés</th>{head}<th>Total kWh</th><th>kWh/m²</th><th>Eau (m³)</th>"
-        f"<th>Coût €</th><th>tCO₂e</th><th>Évité €</th></tr>" + "".join(rows) + f'<tr class="total"><td>Patrimoine</td>'
+        # A <thead>: on paper the header row is printed again at the top of every page the table runs onto.
+        f"<table><thead><tr><th>Bâtiment</th><th>m² chauffés</th>{head}<th>Total kWh</th><th>kWh/m²</th>"
+        f"<th>Eau (m³)</th><th>Coût €</th><th>tCO₂e</th><th>Évité €</th></tr></thead><tbody>" + "".join(rows)
+        + f'<tr class="total"><td>Patrimoine</td>'
         f"<td>{_num(tot_area)}</td>{total_cells}<td>{_num(tot_kwh)}</td>"
         f"<td>{_num(tot_kwh / tot_area if tot_area else math.nan)}</td><td>{_num(tot_water)}</td><td>{_num(tot_eur)}</td>"
-        f"<td>{_num(tot_co2 / 1000, 1)}</td><td>{_num(tot_avoided)}</td></tr></table>"
+        f"<td>{_num(tot_co2 / 1000, 1)}</td><td>{_num(tot_avoided)}</td></tr></tbody></table>"
     )
     kpis = "".join(
         [

@@ -1,16 +1,29 @@
-r"""The README's pictures: every e-mail and report of the simulated commune, as their readers see them.
+r"""The README's pictures: every e-mail and report of the simulated communes, as their readers see them.
 
     scripts/pictures                     # writes docs/img/mail-*.png and docs/img/report-*.png
     scripts/pictures --keep /tmp/pics    # also keeps the HTML, the .eml and the PDF files
 
 One command, from a checkout (it needs Chromium: ``scripts/install`` installs it):
 
-* **E-mails.** A winter of the simulated commune (``examples/commune.yaml``,
-  :mod:`simulator`) with one injected fault of each kind is run through
-  :func:`anomalies.detect.detect` (rules and models); one alert of each kind
-  detected goes through :class:`anomalies.notify.MailOutbox` to a local SMTP
-  catcher, as ``econome run`` would send it: the alert mail of each kind, then
-  the resolution notice of the gymnasium's heating, then the daily digest.
+* **E-mails.** The alert mail of every kind of :class:`anomalies.events.EventKind`,
+  each from a real detection (:func:`anomalies.detect.detect`: rules, and models on the demo's winter)
+  on simulated readings with injected faults, sent through
+  :class:`anomalies.notify.MailOutbox` to a local SMTP catcher as ``econome run``
+  would send it:
+
+  - a winter of the demo commune (``examples/commune.yaml``, :mod:`simulator.physics`)
+    with one fault of each kind it simulates (:func:`winter_faults`), then the
+    resolution notice of the gymnasium's heating and the daily digest;
+  - a winter of family B's commune (``examples/family_b.yaml``, :mod:`simulator.family_b`)
+    for the kinds only that simulator injects (:func:`family_b_faults`): heating left on
+    in a school with a gas meter only (``consumption_unoccupied``), a drifting and a
+    flat-lined temperature sensor (``sensor_drift``, ``lost_daily_cycle``);
+  - lights at full power in full daylight (``lighting_daylight``), which no
+    simulator injects: the demo commune's spring readings with the gymnasium's
+    lighting meter and illuminance sensor rewritten as its lamps at full power
+    would make them over twelve days (:func:`daylight_readings`), then detected.
+
+  The script fails if a kind has no mail.
 * **Reports.** ``econome simulate`` writes the commune's history as one readings CSV;
   ``econome report building|renovation|portfolio`` writes each report twice,
   ``--out X.html`` and ``--out X.pdf``.
@@ -34,7 +47,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -49,13 +62,14 @@ sys.path.insert(0, str(ROOT))
 
 from anomalies.alerts import EmailConfig  # noqa: E402 - after the path fix, so the script runs from a checkout
 from anomalies.detect import DetectConfig, detect  # noqa: E402
-from anomalies.events import AlertState, AnomalyEvent  # noqa: E402
+from anomalies.events import AlertState, AnomalyEvent, EventKind  # noqa: E402
 from anomalies.features import PointSeries  # noqa: E402
 from anomalies.notify import MailOutbox  # noqa: E402
 from dashboards.chromium import find_chromium  # noqa: E402
 from inventory import Inventory, load_inventory  # noqa: E402
+from simulator.family_b import FAMILY_B_CONFIG, simulate_family_b  # noqa: E402
 from simulator.faults import Fault, FaultKind  # noqa: E402
-from simulator.physics import generate_history  # noqa: E402
+from simulator.physics import USAGE_PROFILES, History, generate_history  # noqa: E402
 from streams.clock import ManualClock  # noqa: E402
 
 CONFIG = ROOT / "examples" / "commune.yaml"
@@ -70,10 +84,11 @@ CHROMIUM_FLAGS = (
 )  # fmt: skip
 RECIPIENT = "cep@valmont.example"
 """The advisor whose mails are shown (French)."""
+FAMILY_B_RECIPIENT = "energie@saint-remy.example"
+"""The advisor of family B's commune (``examples/family_b.yaml``)."""
 
-ALERT_KINDS_REQUIRED = ("heating_unoccupied", "water_leak", "baseload_creep", "unusual_consumption", "overheating")
-"""Kinds whose mail the pictures must show; and one about the data (:data:`SENSOR_KINDS`)."""
-SENSOR_KINDS = ("missing_data", "stale_counter", "frozen_sensor")
+MAILED_KINDS = tuple(kind.value for kind in EventKind)
+"""Every kind of alert can be mailed: the pictures show the alert mail of each."""
 
 REPORTS: dict[str, list[str]] = {
     "report-building-month": ["building", "--building", "mairie", "--month", "2026-01"],
@@ -203,7 +218,81 @@ def winter_faults(inv: Inventory) -> list[Fault]:
         fault(FaultKind.LIGHTING_LEFT_ON, "centre-culturel", at(2026, 1, 21, 19), at(2026, 1, 23, 19)),
         fault(FaultKind.STUCK_COUNTER, "creche", at(2026, 1, 22, 0), at(2026, 1, 26, 0), point="creche-water-volume"),
         fault(FaultKind.DEAD_SENSOR, "atelier", at(2026, 1, 22, 0), at(2026, 1, 26, 0), point="atelier-atelier-temperature"),
+        fault(
+            FaultKind.DEAD_SENSOR,
+            "ecole-pasteur",
+            at(2026, 1, 21, 9),
+            at(2026, 1, 24, 9),
+            point="ecole-pasteur-classes-co2",
+            params={"mode": "frozen"},
+        ),
     ]
+
+
+def family_b_faults(inv: Inventory) -> list[Fault]:
+    """The faults only family B simulates, in January 2027.
+
+    They give ``consumption_unoccupied``, ``sensor_drift`` and ``lost_daily_cycle``.
+    """
+    tz = inv.organisation.tz
+
+    def at(month: int, day: int, hour: int = 0) -> datetime:
+        return datetime(2027, month, day, hour, tzinfo=tz)
+
+    return [
+        Fault(kind=FaultKind.HEATING_LEFT_ON, building="maternelle-bourg", start=at(1, 15, 18), end=at(1, 25, 6)),
+        Fault(kind=FaultKind.SENSOR_DRIFT, building="eglise-saint-remy", point="eglise-saint-remy-nef-temperature",
+              start=at(1, 2), end=at(1, 27), params={"drift_c_per_day": 0.5}),
+        Fault(kind=FaultKind.SENSOR_FLATLINE, building="multi-accueil", point="multi-accueil-vie-temperature",
+              start=at(1, 12), end=at(1, 27)),
+    ]  # fmt: skip
+
+
+def family_b_events(since: datetime = datetime(2027, 1, 5, tzinfo=UTC)) -> tuple[Inventory, list[AnomalyEvent]]:
+    """Family B's commune, October 2026 to January 2027 with :func:`family_b_faults` (no quirks), detected (rules)."""
+    inv = load_inventory(FAMILY_B_CONFIG)
+    history = simulate_family_b(inv, datetime(2026, 10, 1, tzinfo=UTC), datetime(2027, 1, 27, tzinfo=UTC), seed=5,
+                                faults=family_b_faults(inv), quirks=False)  # fmt: skip
+    readings = {pid: PointSeries(history.times_s[np.isfinite(v)], v[np.isfinite(v)]) for pid, v in history.values.items()}
+    return inv, detect(inv, readings, DetectConfig(models=False), start=since)
+
+
+DAYLIGHT_BUILDING = "gymnase-batum"
+DAYLIGHT_DAYS = (datetime(2026, 5, 11, tzinfo=UTC), datetime(2026, 5, 23, tzinfo=UTC))
+"""The gymnasium's lamps at full power in full daylight over these days (:func:`daylight_readings`)."""
+
+
+def daylight_readings(inv: Inventory, history: History) -> History:
+    """The history with the gymnasium's lamps at full power whenever they are on over :data:`DAYLIGHT_DAYS`.
+
+    No simulator injects this fault (family A's ``lighting_left_on`` concerns closed hours, family B
+    has no lighting meter): the readings are rewritten as the lamps would make them. Each lit hour of
+    the lighting meter counts its highest hourly consumption before the window (all lamps on), and the
+    illuminance sensor gains the light of the lamps it lacked (the usage's lamp illuminance times the
+    share of lamps that were off).
+    """
+    building = inv.building(DAYLIGHT_BUILDING)
+    meter = next(p.id for p in building.points if p.usage.value == "lighting" and p.cumulative)
+    sensor = next(p.id for p in building.points if p.quantity.value == "illuminance")
+    values = history.values.copy()
+    light, lux = history.point_ids.index(meter), history.point_ids.index(sensor)
+    window = (history.times >= np.datetime64(DAYLIGHT_DAYS[0].replace(tzinfo=None))) & (
+        history.times < np.datetime64(DAYLIGHT_DAYS[1].replace(tzinfo=None))
+    )
+    step = np.diff(values[:, light], prepend=values[0, light])
+    full = float(np.nanmax(step[~window][1:]))
+    lit = window & (step > 0.1 * full)
+    values[:, lux] += np.where(lit, (1.0 - step / full) * USAGE_PROFILES[building.usage].lighting_lux, 0.0)
+    step = np.where(lit, full, step)
+    values[:, light] = values[0, light] + np.cumsum(step) - step[0]
+    return History(history.times, history.point_ids, values)
+
+
+def daylight_events(inv: Inventory) -> list[AnomalyEvent]:
+    """Detection (rules) on the demo commune's spring, March to May 2026, with :func:`daylight_readings`."""
+    history = generate_history(inv, datetime(2026, 3, 1, tzinfo=UTC), DAYLIGHT_DAYS[1], timedelta(hours=1), seed=4)
+    return detect(inv, _point_series(daylight_readings(inv, history)), DetectConfig(models=False),
+                  start=DAYLIGHT_DAYS[0] - timedelta(days=7))  # fmt: skip
 
 
 def simulated_events(
@@ -221,12 +310,15 @@ def simulated_events(
     ``since`` keeps the events that end after it (the history before it serves as reference).
     """
     history = generate_history(inv, start, end, timedelta(hours=1), seed=seed, faults=list(faults))
+    return detect(inv, _point_series(history), DetectConfig(models=models), start=since or start)
+
+
+def _point_series(history: History) -> dict[str, PointSeries]:
     seconds = history.times.astype("datetime64[ms]").astype(np.int64) / 1000.0
-    readings = {
+    return {
         pid: PointSeries(seconds[np.isfinite(col)], col[np.isfinite(col)])
         for pid, col in zip(history.point_ids, history.values.T, strict=True)
     }
-    return detect(inv, readings, DetectConfig(models=models), start=since or start)
 
 
 class _Catcher:
@@ -266,25 +358,41 @@ class Mail:
     name: str
     message: EmailMessage
 
+    @property
+    def kind(self) -> str | None:
+        """The kind of alert of an alert mail (``mail-water-leak`` → ``water_leak``); ``None`` for the others."""
+        kind = self.name.removeprefix("mail-").replace("-", "_")
+        return kind if kind in MAILED_KINDS else None
 
-def sent_mails(inv: Inventory, events: Sequence[AnomalyEvent], now: datetime) -> list[Mail]:
+
+def sent_mails(
+    inv: Inventory,
+    events: Sequence[AnomalyEvent],
+    now: datetime,
+    *,
+    kinds: Collection[str] | None = None,
+    notices: bool = True,
+    recipient: str = RECIPIENT,
+) -> list[Mail]:
     """The mails :class:`~anomalies.notify.MailOutbox` sends the advisor for these events, as ``econome run`` would.
 
     At ``now`` (over an hour before the digest hour) each event is queued as it opened and sent: one
-    alert mail per kind (the first event of each kind); half an hour later the resolution notice of the
-    heating left on (else of the first resolved event); then, at the digest hour, the daily digest of
-    all of them. The alert register is a fresh one, in a temporary folder.
+    alert mail per kind (the first event of each kind, of ``kinds`` when given); with ``notices``, half
+    an hour later the resolution notice of the heating left on (else of the first resolved event); then,
+    at the digest hour, the daily digest of all of them. The alert register is a fresh one, in a
+    temporary folder. The mails shown are those to ``recipient``.
 
     Returns:
-        ``mail-<kind>`` for each kind, ``mail-resolved``, ``mail-digest``.
+        ``mail-<kind>`` for each kind, then ``mail-resolved`` and ``mail-digest`` with ``notices``.
     """
     config = EmailConfig(
         host="127.0.0.1", port=25, security="none", sender="econome@valmont.example",
-        default_recipients=[RECIPIENT], language="fr", digest_hour=7, timeout=timedelta(seconds=10),
+        default_recipients=[recipient], language="fr", digest_hour=7, timeout=timedelta(seconds=10),
     )  # fmt: skip
     chosen: dict[str, AnomalyEvent] = {}
     for event in events:
-        chosen.setdefault(event.kind, event)
+        if kinds is None or event.kind in kinds:
+            chosen.setdefault(event.kind, event)
     mails: list[Mail] = []
     with _catcher() as catcher, tempfile.TemporaryDirectory(prefix="econome-pictures-") as tmp:
         outbox = MailOutbox(Path(tmp) / "alerts.sqlite", config.model_copy(update={"port": catcher.port}), inv, ManualClock(now))
@@ -293,14 +401,16 @@ def sent_mails(inv: Inventory, events: Sequence[AnomalyEvent], now: datetime) ->
             before = len(catcher.messages)
             outbox.queue(batch, at)
             asyncio.run(outbox.flush(at))
-            mine = [m for m in catcher.messages[before:] if m["To"] == RECIPIENT]
+            mine = [m for m in catcher.messages[before:] if m["To"] == recipient]
             if not mine:
-                msg = f"no mail {name} to {RECIPIENT}"
+                msg = f"no mail {name} to {recipient}"
                 raise RuntimeError(msg)
             mails.append(Mail(name, mine[0]))
 
         for kind, event in chosen.items():
             send(f"mail-{kind.replace('_', '-')}", [event.with_state(AlertState.OPEN)], now)
+        if not notices:
+            return mails
         ended = [e for e in chosen.values() if e.state is AlertState.RESOLVED]
         resolved = next((e for e in ended if e.kind == "heating_unoccupied"), ended[0] if ended else None)
         if resolved is not None:
@@ -311,6 +421,11 @@ def sent_mails(inv: Inventory, events: Sequence[AnomalyEvent], now: datetime) ->
             raise ValueError(msg)
         send("mail-digest", [], local.replace(hour=config.digest_hour, minute=10).astimezone(UTC))
     return mails
+
+
+def missing_kinds(mails: Sequence[Mail]) -> list[str]:
+    """The kinds of :data:`MAILED_KINDS` that have no alert mail among ``mails``, sorted."""
+    return sorted(set(MAILED_KINDS) - {m.kind for m in mails if m.kind})
 
 
 # --- the reports ---------------------------------------------------------------------------------------------
@@ -375,13 +490,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         faults = winter_faults(inv)
         first, end, since = (datetime(*d, tzinfo=UTC) for d in ((2025, 9, 1), (2026, 1, 27), (2026, 1, 12)))
         events = simulated_events(inv, faults, first, end, since=since)
-        kinds = {e.kind for e in events}
-        missing = [k for k in ALERT_KINDS_REQUIRED if k not in kinds] + ([] if kinds & set(SENSOR_KINDS) else ["a sensor kind"])
-        if missing:
-            print(f"error: detection raised no {', '.join(missing)} on the simulated winter", file=sys.stderr)
-            return 1
-        _log(f"detection: {len(events)} events, kinds {sorted(kinds)}", started)
+        _log(f"demo commune's winter: {len(events)} events, kinds {sorted({e.kind for e in events})}", started)
         mails = sent_mails(inv, events, datetime(2026, 1, 27, 4, tzinfo=UTC))
+        mailed = {e.kind for e in events}
+        daylight = [e for e in daylight_events(inv) if e.kind == "lighting_daylight"]
+        _log(f"demo commune's spring, lamps at full power in daylight: {len(daylight)} lighting_daylight events", started)
+        mails += sent_mails(inv, daylight, datetime(2026, 5, 23, 4, tzinfo=UTC), notices=False)
+        mailed |= {e.kind for e in daylight}
+        inv_b, events_b = family_b_events()
+        left = set(MAILED_KINDS) - mailed
+        _log(f"family B's winter: {len(events_b)} events, kinds {sorted({e.kind for e in events_b})}", started)
+        mails += sent_mails(
+            inv_b, events_b, datetime(2027, 1, 27, 4, tzinfo=UTC), kinds=left, notices=False, recipient=FAMILY_B_RECIPIENT
+        )
+        missing = missing_kinds(mails)
+        if missing:
+            print(
+                f"error: no alert mail of {', '.join(missing)}: detection raised none on the simulated readings", file=sys.stderr
+            )
+            return 1
         for mail in mails:
             page = mail_html(mail.message)
             (work / f"{mail.name}.html").write_text(page, encoding="utf-8")

@@ -1,7 +1,11 @@
-"""What every command shares: loading the inventory or exiting with its errors."""
+"""What every command shares: loading the inventory, checking and writing the output file, or exiting with errors."""
 
 from __future__ import annotations
 
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -20,3 +24,54 @@ def load_or_exit(path: Path) -> Inventory:
         for line in exc.lines():
             typer.echo(line, err=True)
         raise typer.Exit(code=EXIT_CONFIG) from exc
+
+
+def writable_or_exit(path: Path, option: str = "--out") -> Path:
+    """Check, before any work, that ``path`` can be written: its folder exists and is writable, it is no folder.
+
+    Prints one line naming the option and the path, and exits 2 (a bad option), when it cannot.
+
+    Returns:
+        ``path``.
+    """
+    folder = path.parent
+    problem = None
+    if path.is_dir():
+        problem = "is a folder"
+    elif not folder.is_dir():
+        problem = f"folder {folder} does not exist"
+    elif not os.access(folder, os.W_OK | os.X_OK):
+        problem = f"folder {folder} is not writable"
+    if problem is not None:
+        typer.echo(f"error: {option} {path}: {problem}", err=True)
+        raise typer.Exit(code=EXIT_CONFIG)
+    return path
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary file beside ``path`` that replaces it once the block ends without error.
+
+    A failure (or an interruption) leaves no half-written ``path``: the temporary file is removed,
+    and a file already at ``path`` stays as it was. The block only writes: an ``OSError`` in it (a
+    full disk) is printed in one line naming ``path``, and exits 1.
+
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> with atomic_path(folder / "out.txt") as part:
+    ...     _ = part.write_text("done")
+    >>> sorted(p.name for p in folder.iterdir()), (folder / "out.txt").read_text()
+    (['out.txt'], 'done')
+    """
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    os.close(handle)
+    part = Path(name)
+    try:
+        yield part
+        part.chmod(0o644)  # mkstemp makes it 0600: a report is read by others (a web server, a colleague)
+        part.replace(path)
+    except OSError as exc:
+        typer.echo(f"error: cannot write {path}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(code=1) from exc
+    finally:
+        part.unlink(missing_ok=True)
+

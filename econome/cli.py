@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 
 import typer
 
+from econome._common import atomic_path, writable_or_exit
 from econome._common import load_or_exit as _load
 from econome._logging import RedactingFilter, env_secrets, setup_logging
 from econome._memory import tune_malloc
@@ -821,13 +822,14 @@ def simulate(
     from simulator.export import without_renovations as _no_works
     from simulator.export import write_readings_csv
 
+    writable_or_exit(out)
     inv = _load(config)
     tz = inv.organisation.tz
     first = datetime.fromisoformat(start).replace(tzinfo=tz)
     last = datetime.fromisoformat(end).replace(tzinfo=tz)
     physics = _no_works(inv) if without_renovations else None
-    with progress("simulate") as report:
-        rows = write_readings_csv(inv, out, first, last, step=timedelta(minutes=step_minutes), seed=seed,
+    with progress("simulate") as report, atomic_path(out) as part:
+        rows = write_readings_csv(inv, part, first, last, step=timedelta(minutes=step_minutes), seed=seed,
                                   physics=physics, energy_only=not all_points, progress=report)
     typer.echo(f"wrote {rows} readings to {out}")
 

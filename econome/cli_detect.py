@@ -51,6 +51,7 @@ from zoneinfo import ZoneInfo
 
 import typer
 
+from econome._common import atomic_path, writable_or_exit
 from econome._common import load_or_exit as _load
 from econome._progress import progress
 from econome._readings import ReadingSource, influx_config
@@ -157,6 +158,7 @@ def detect_command(
         msg = "--language must be fr or en"
         raise typer.BadParameter(msg)
     source = ReadingSource(readings, from_influx)
+    writable_or_exit(out)
     inv = _load(inventory)
     tz = inv.organisation.tz
     if from_influx:
@@ -175,7 +177,8 @@ def detect_command(
             events = _advance_state(inv, data, config, state, reset=reset_state, since=_day(since, tz),
                                     until=_day(until, tz), on_expected=hook, on_progress=report)
     lang: Language = "en" if language == "en" else "fr"
-    count = write_events_jsonl(events, out, lang)
+    with atomic_path(out) as part:
+        count = write_events_jsonl(events, part, lang)
     kinds = Counter(e.kind for e in events)
     typer.echo(f"{count} events written to {out}")
     if sink is not None:

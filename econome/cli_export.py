@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from econome._common import EXIT_CONFIG
+from econome._common import EXIT_CONFIG, writable_or_exit
 from econome._common import load_or_exit as _load
 from econome._readings import EXIT_DATA, EXIT_INFLUX, influx_config
 from inventory import Quantity, Usage
@@ -108,6 +108,7 @@ def export_command(
     building: Annotated[list[str] | None, typer.Option("--building", help="Only this building (repeatable).")] = None,
 ) -> None:
     """Write the readings collected in InfluxDB over a time range as CSV (timestamp,point,value), for detect, mv, report."""
+    writable_or_exit(out)
     inv = _load(config)
     tz = inv.organisation.tz
     start, end = _moment(since, "--since", tz), _moment(until, "--until", tz)

@@ -39,6 +39,7 @@ import typer
 from dashboards.operat import operat_rows, write_operat_csv
 from dashboards.pdf import report_pdf
 from dashboards.reports import BuildingYear, EnergySeries, building_month_report, portfolio_report, renovation_report
+from econome._common import atomic_path, writable_or_exit
 from econome._common import load_or_exit as _load
 from econome._progress import current, with_progress
 from econome._readings import ReadingSource, local_range
@@ -361,11 +362,13 @@ def _write_report(page: str, out: Path) -> None:
     """Write a report's page: a PDF (WeasyPrint) when ``out`` ends in ``.pdf``, else the HTML."""
     if out.suffix.lower() == ".pdf":
         try:
-            out.write_bytes(report_pdf(page))
+            content = report_pdf(page)
         except ConfigError as exc:
             raise _fail(str(exc), 1) from exc
     else:
-        out.write_text(page, encoding="utf-8")
+        content = page.encode("utf-8")
+    with atomic_path(out) as part:
+        part.write_bytes(content)
     typer.echo(f"wrote {out}")
 
 
@@ -380,6 +383,7 @@ def report_building(
     temperature_point: TempPointOpt = None,
 ) -> None:
     """Monthly report of one building (HTML, or PDF when --out ends in .pdf)."""
+    writable_or_exit(out)
     source = ReadingSource(readings, from_influx)
     inv = _load(config)
     bld = _building(inv, building)
@@ -442,6 +446,7 @@ def report_renovation(
     gap_months: Annotated[int, typer.Option(min=1, help="Months below the promise before the performance-gap alert.")] = 3,
 ) -> None:
     """Follow-up report of a renovation: savings against the promise (HTML, or PDF when --out ends in .pdf)."""
+    writable_or_exit(out)
     source = ReadingSource(readings, from_influx)
     inv = _load(config)
     bld = _building(inv, building)
@@ -560,6 +565,7 @@ def report_portfolio(
     price_escalation: Annotated[float, typer.Option(help="Yearly price rise for the cost of inaction.")] = 0.04,
 ) -> None:
     """Annual portfolio report with the ADEME/CEP indicators (HTML, or PDF when --out ends in .pdf)."""
+    writable_or_exit(out)
     source = ReadingSource(readings, from_influx)
     inv = _load(config)
     weather = _weather_point(inv, temperature_point)
@@ -591,6 +597,7 @@ def report_operat(
     only_subject: Annotated[bool, typer.Option(help="Keep only buildings of 1,000 m² or more.")] = False,
 ) -> None:
     """OPERAT export (Décret tertiaire): annual consumption per EFA and the trajectory (CSV)."""
+    writable_or_exit(out)
     source = ReadingSource(readings, from_influx)
     inv = _load(config)
     tz, points = inv.organisation.tz, _all_metered(inv)
@@ -603,5 +610,6 @@ def report_operat(
     rows = operat_rows(
         [b for _, b in inv.buildings()], year, totals, reference_year, reference, addresses=addresses, only_subject=only_subject
     )
-    write_operat_csv(rows, out)
+    with atomic_path(out) as part:
+        write_operat_csv(rows, part)
     typer.echo(f"wrote {out} ({len(rows)} EFA)")

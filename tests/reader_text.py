@@ -1,13 +1,23 @@
-"""What a reader of a mail or a report must never see: one list, for the content tests and the pictures test.
+r"""What a reader of a mail or a report must never see: the one list of the content tests and the pictures test.
 
 Advisors forward mails and reports to elected officials: module paths, rule
-ids, the detector's score, English enum values, point ids and raw Python
-values are internal names, not French. :func:`visible_text` keeps what a
-browser shows of an HTML page (no style, script, attribute or ``data:`` URI,
-but image ``alt`` texts); :func:`internal_names` lists what of it is forbidden.
+ids, the detector's score, English enum values, raw Python values and wrong
+French typography ("12345 kWh", "-5 %", "5°C", "2.4 m3") must not reach them.
+Point ids stay allowed: a mail about a sensor names the point the technician
+must find, by its id when it has no name. Used by
+``tests/unit/anomalies/test_mail_content.py``,
+``tests/unit/dashboards/test_report_content.py`` and
+``tests/integration/test_pictures.py``; ``tests/unit/test_reader_text.py`` checks
+what it catches and what it lets through.
 
-    from ..reader_text import internal_names, visible_text
-    assert not internal_names(visible_text(html), inventory)
+:func:`visible_text` keeps what a browser shows of an HTML page (no style,
+script, attribute or ``data:`` URI, but image ``alt`` texts); :func:`problems`
+lists what of it is forbidden; :func:`figure` reads a French number back.
+
+>>> problems("Observé\xa0: 2,4\xa0m³ au point creche-water-volume")
+[]
+>>> [p.split(":")[0] for p in problems("Score : 1.00")]
+["the detector's score", 'a decimal point instead of a comma']
 """
 
 from __future__ import annotations
@@ -15,29 +25,55 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
+from anomalies.events import EventKind
 from inventory import BuildingUsage, Energy, Inventory, Usage
 
 _ALSO_FRENCH = {"restaurant", "ventilation"}
 """Enum values that are French words too."""
+_ENGLISH = {"comfort", "school", "nursery", "gymnasium", "library", "offices", "workshop", "occupied", "unoccupied",
+            "hourly", "daily", "monthly", "changepoint", "towt"}  # fmt: skip
+"""English words of enums and model names a French reader could only read as code."""
+_ENUMS = sorted(({e.value for e in (*EventKind, *BuildingUsage, *Energy, *Usage)} - _ALSO_FRENCH) | _ENGLISH)
 
-FORBIDDEN: tuple[tuple[str, str], ...] = (
-    (r"\banomalies\.|\brules\.|\bmodels?\.\w", "a module path"),
-    (r"\bScore\b", "the detector's score"),
-    (r"\b[a-z]+_[a-z_]+\b", "a snake_case name (rule id, enum value, model parameter)"),
-    (r"\bm3\b", "m3 instead of m³"),
-    (r"\d\.\d", "a decimal point instead of a comma"),
-    (r"(?<![\w-])[-−]0(?:,0+)?(?![\d,])", "a negative zero"),
-    (r"\b(?:nan|NaN|None|inf|True|False)\b", "a raw Python value"),
-    (r"\b(?:daily|hourly|changepoint|towt)\b", "a model's internal name"),
-    (
-        # Not inside a dashed id (creche-water-volume): see internal_names on point ids.
-        r"(?<![\w-])(?:"
-        + "|".join(sorted({e.value for enum in (BuildingUsage, Usage, Energy) for e in enum} - _ALSO_FRENCH))
-        + r")(?![\w-])",
-        "an enum value (English)",
-    ),
+FORBIDDEN: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern), what)
+    for pattern, what in (
+        (r"\banomalies\.|\brules\.|\bmodels?\.\w|\bmv\.\w", "a module path"),
+        (r"\bScore\b", "the detector's score"),
+        (r"\biforest\b|\bIsolationForest\b", "a detector's class name"),
+        (r"\b[a-z]+_[a-z_]+\b", "a snake_case name (rule id, enum value, model parameter)"),
+        (r"\bterms=|\btowt\(|\bdaily-changepoint", "a model's description string"),
+        (r"\bm3\b", "m3 instead of m³"),
+        (r"\d\.\d", "a decimal point instead of a comma"),
+        (r"(?<![\w/-])[-−]0(?:,0*)?(?![\d,])", "a negative zero"),
+        (r"(?<![\w/-])-\d", "a hyphen for a minus sign"),
+        (r"\b(?:nan|NaN|None|inf|True|False)\b", "a raw Python value"),
+        # Not inside a dashed id (creche-water-volume), a mail address or a path: point ids are allowed.
+        (r"(?<![\w.@/-])(?:" + "|".join(map(re.escape, _ENUMS)) + r")(?![\w@-])", "an enum value (English)"),
+        (r"\d (?:kWh|MWh|€|°C|m³|m²|%|kgCO|tCO|DJU|h\b)", "a breaking space before a unit"),
+        (r"(?<![\w/:#.,-])(?!(?:19|20)\d\d(?!\d))\d{4,}(?![\d/:])", "no thousands separator"),
+        (r"\d°C", "no space before °C"),
+    )
 )
-"""(regular expression, what it is) of each kind of internal name."""
+"""(regular expression, what it is) of each kind of forbidden text."""
+
+
+def problems(text: str, inventory: Inventory | None = None) -> list[str]:
+    """What a reader must not see in a text: ``'what: "match" in "line"'``, one per finding.
+
+    With an inventory, its building ids that carry a dash (``gymnase-batum``; ``mairie`` is also a
+    French word) are forbidden too, outside a point id: a building has a name.
+    """
+    patterns = list(FORBIDDEN)
+    if inventory is not None:
+        ids = sorted((b.id for _, b in inventory.buildings() if "-" in b.id), key=len, reverse=True)
+        alternatives = "|".join(re.escape(i) for i in ids)
+        patterns.append((re.compile(rf"(?<![\w-])(?:{alternatives})(?![\w-])"), "a building id"))
+    found: list[str] = []
+    for line in text.splitlines():
+        for pattern, what in patterns:
+            found.extend(f'{what}: "{m.group(0)}" in "{line.strip()}"' for m in pattern.finditer(line))
+    return found
 
 
 class _Visible(HTMLParser):
@@ -74,19 +110,14 @@ def visible_text(page: str) -> str:
     return re.sub(r"[ \t]*\n\s*", "\n", "".join(parser.parts)).strip()
 
 
-def internal_names(text: str, inventory: Inventory | None = None) -> list[str]:
-    """The internal names in a text a reader sees: ``'what: "match" in "line"'``, one per finding.
+def figure(text: str, label: str) -> float:
+    r"""The number after ``label :`` in a French text, or after ``label`` on the line before (a table's cell).
 
-    With an inventory, its building ids that carry a dash (``gymnase-batum``; ``mairie`` is also a
-    French word) are internal names too: a building has a name. Point ids are not: a mail about a
-    sensor names the point the technician must find, by its id when it has no name.
+    >>> figure("Observé\xa0: 1\u202f234,5\xa0m³", "Observé"), figure("Coût\n1\u202f852\xa0€", "Coût")
+    (1234.5, 1852.0)
     """
-    patterns = list(FORBIDDEN)
-    if inventory is not None:
-        ids = {b.id for _, b in inventory.buildings() if "-" in b.id}
-        patterns.append(("|".join(rf"\b{re.escape(i)}\b" for i in sorted(ids, key=len, reverse=True)), "an inventory id"))
-    found: list[str] = []
-    for line in text.splitlines():
-        for pattern, what in patterns:
-            found.extend(f'{what}: "{m.group(0)}" in "{line.strip()}"' for m in re.finditer(pattern, line))
-    return found
+    match = re.search(re.escape(label) + r"\s*:?\s*([−-]?\d[\d\u202f\xa0]*(?:,\d+)?)", text)
+    if match is None:
+        msg = f"no {label!r} in {text!r}"
+        raise AssertionError(msg)
+    return float(match.group(1).replace("\u202f", "").replace("\xa0", "").replace(",", ".").replace("−", "-"))

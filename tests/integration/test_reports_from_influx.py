@@ -278,11 +278,11 @@ def test_export_and_reading_influx_fail_clearly(
     assert result.exit_code == 2, result.output
     assert "no building 'nope'" in result.output
 
-    # A file that cannot be written: exit 1, naming it.
+    # A file that cannot be written: a bad option (exit 2), naming it, before reading InfluxDB.
     result = runner.invoke(app, ["export", "--config", config, "--since", "2025-01-01", "--until", "2025-02-01",
                                  "--out", str(tmp_path / "no-such-folder" / "x.csv")])
-    assert result.exit_code == 1, result.output
-    assert "cannot write" in result.output
+    assert result.exit_code == 2, result.output
+    assert "does not exist" in result.output
     assert "no-such-folder" in result.output
 
     # InfluxDB unreachable: exit 4, as econome status.

@@ -21,7 +21,7 @@ from anomalies.events import AlertState, AnomalyEvent, EventKind, _sample_event
 from anomalies.features import PointSeries
 from inventory import Inventory, load_inventory
 from simulator.physics import generate_history
-from tests.unit.advisor_text import figure, problems, visible_text
+from tests.reader_text import figure, problems, visible_text
 from tests.unit.anomalies.test_detect import START, _faults
 
 ROOT = Path(__file__).resolve().parents[3]

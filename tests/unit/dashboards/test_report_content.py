@@ -18,7 +18,7 @@ from mv.baseline import DailyChangePointBaseline, DailyObservations
 from mv.degreedays import DailyTemperature, degree_days
 from mv.savings import SavingsReport, avoided_consumption, performance_gap
 from streams.errors import InsufficientData
-from tests.unit.advisor_text import figure, problems, visible_text
+from tests.reader_text import figure, problems, visible_text
 
 ROOT = Path(__file__).resolve().parents[3]
 START = date(2023, 9, 1)

@@ -184,3 +184,78 @@ def test_portfolio_report_as_pdf_keeps_its_wide_table_on_the_page(
     assert _digits(total) in text
     for _, building in commune.buildings():
         assert re.sub(r"\s", "", building.name) in text
+
+
+def _many_buildings(count: int) -> str:
+    """A commune of ``count`` schools, each with an electricity counter, and a weather station."""
+    buildings = "".join(
+        f"""
+  - id: ecole-{i:02d}
+    name: École numéro {i:02d}
+    usage: school
+    floor_area_m2: {800 + 10 * i}
+    heated_area_m2: {700 + 10 * i}
+    points:
+    - {{id: ecole-{i:02d}-elec, quantity: active_energy, unit: kWh, usage: general, cumulative: true, energy: electricity,
+       mqtt: {{topic: t/{i}/elec, format: plain}}}}"""
+        for i in range(count)
+    )
+    return f"""organisation: {{name: Commune de Grandval, population: 52000, timezone: Europe/Paris, school_holiday_zone: B}}
+mqtt_brokers:
+- {{id: default, host: 127.0.0.1, port: 1883}}
+sites:
+- id: ville
+  name: Ville
+  buildings:{buildings}
+  - id: station
+    name: Station météo
+    usage: workshop
+    floor_area_m2: 10
+    heated_area_m2: 10
+    points:
+    - {{id: station-temperature, quantity: temperature, unit: degC, usage: weather, mqtt: {{topic: t/meteo, format: plain}}}}
+"""
+
+
+def _page_texts(path: Path) -> list[str]:
+    document = pypdfium2.PdfDocument(path)
+    try:
+        texts = []
+        for index in range(len(document)):
+            page = document[index]
+            text = page.get_textpage()
+            texts.append(text.get_text_range())
+            text.close()
+            page.close()
+        return texts
+    finally:
+        document.close()
+
+
+def test_a_portfolio_of_many_buildings_repeats_its_table_header_on_every_page(app: typer.Typer, tmp_path: Path) -> None:
+    """80 buildings (the review saw it with 48): page 1 starts the table, each page that holds rows starts with the header."""
+    count = 80
+    config = tmp_path / "grandval.yaml"
+    config.write_text(_many_buildings(count), encoding="utf-8")
+    tz = load_inventory(config).organisation.tz
+    days = 60  # two months of 2025: the report counts the rest as missing days
+    midnights = [datetime.combine(date(2025, 1, 1) + timedelta(days=d), time(), tz).isoformat() for d in range(days + 1)]
+    rows = [f"{t},station-temperature,{5 + d % 7}\n" for d, t in enumerate(midnights)]
+    rows += [f"{t},ecole-{i:02d}-elec,{1000 + (100 + i) * d}\n" for i in range(count) for d, t in enumerate(midnights)]
+    readings = tmp_path / "readings.csv"
+    readings.write_text("timestamp,point,value\n" + "".join(rows), encoding="utf-8")
+    out = tmp_path / "big.pdf"
+    result = CliRunner().invoke(app, ["report", "portfolio", "--config", str(config), "--readings", str(readings),
+                                      "--year", "2025", "--out", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    pages = [re.sub(r"\s", "", text) for text in _page_texts(out)]
+    header = "Bâtimentm²chauffés"
+    holding_rows = [n for n, text in enumerate(pages) if re.search(r"Écolenuméro\d\d", text)]
+    assert len(holding_rows) >= 2, "80 buildings fill more than one page"
+    assert holding_rows[0] == 0, "page 1 starts the table (no mostly empty first page)"
+    assert holding_rows == list(range(holding_rows[0], holding_rows[-1] + 1))
+    for n in holding_rows:
+        assert header in pages[n], f"page {n + 1} holds rows of the table but no header row"
+    for i in range(count):  # every building printed, once
+        assert sum(text.count(f"Écolenuméro{i:02d}") for text in pages) == 1, i
+    assert f"Patrimoine{sum(700 + 10 * i for i in range(count))}" in "".join(pages).replace("\u202f", "")
