@@ -17,7 +17,11 @@ has one reading per line, as meters give them::
 * ``point``: a point id of the inventory;
 * ``value``: the value in the point's unit as the inventory declares it: a
   counter's **cumulative index** (kWh, Wh, m3, L…, rollovers and resets
-  included), a sensor's instantaneous value. An empty value is skipped.
+  included), a sensor's instantaneous value.
+
+A point that gave no reading at a time has no row then: a row with an empty
+value, a missing column or another separator than the comma is refused,
+naming the file and line (a blank line is allowed).
 
 Rows may come in any order. This is what the pipeline writes to InfluxDB
 (measurement ``reading``, field ``value``, tag ``point``), so an export of
@@ -106,11 +110,12 @@ class PointSeries:
 def read_readings_csv(path: Path) -> dict[str, PointSeries]:
     """Read a ``timestamp,point,value`` CSV (ISO 8601 timestamps with an offset).
 
-    Empty values are skipped; rows may come in any order.
+    Rows may come in any order; blank lines are skipped.
 
     Raises:
-        DecodeError: a missing column, a timestamp without offset or a value that
-            is not a number, naming the file and line.
+        DecodeError: a row without exactly three columns, an empty value, a
+            timestamp without offset or a value that is not a number, naming the
+            file and line.
     """
     times: dict[str, list[float]] = defaultdict(list)
     values: dict[str, list[float]] = defaultdict(list)
@@ -122,9 +127,17 @@ def read_readings_csv(path: Path) -> dict[str, PointSeries]:
             msg = f"{path}: the header must be 'timestamp,point,value', got {header}"
             raise DecodeError(msg)
         for line_no, row in enumerate(reader, start=2):
-            if len(row) < 3 or not row[2].strip():
-                continue
+            if not row:
+                continue  # a blank line
+            if len(row) != 3:
+                msg = (f"{path}:{line_no}: {len(row)} column(s), expected 3 separated by commas "
+                       f"(timestamp,point,value): {','.join(row)[:80]!r}")
+                raise DecodeError(msg)
             stamp, point, text = row[0], row[1], row[2]
+            if not text.strip():
+                msg = (f"{path}:{line_no}: {point} has an empty value (a point that gave no reading has no row; "
+                       "leave the line out)")
+                raise DecodeError(msg)
             moment = parsed.get(stamp)
             if moment is None:
                 try:
