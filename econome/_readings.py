@@ -40,6 +40,8 @@ EXIT_INFLUX = 4
 
 _CHUNK = timedelta(days=7)
 """Time covered by one InfluxQL query: a week of the points asked (what is read is held whole anyway)."""
+_NAMED = 5
+"""Point ids named in a message; the others are counted."""
 _MARGIN = timedelta(days=1)
 """Read a day more on each side of the dates asked: the counter index before the first hour, and the
 Météo-France windows of the degree days (Tn from 18:00 UTC the day before, Tx until 06:00 UTC the day after)."""
@@ -101,6 +103,7 @@ class ReadingSource:
         self.from_influx = from_influx
         self._influx = influx
         self._csv: dict[str, PointSeries] | None = None
+        self._told_unknown = False
 
     @property
     def where(self) -> str:
@@ -133,7 +136,12 @@ class ReadingSource:
             start: first time read from InfluxDB (aware).
             end: end, excluded.
             points: the points wanted.
-            required: no reading of ``points`` at all is an error (exit 3).
+            required: no reading of ``points`` (or, when None, of any point of the inventory) is an
+                error (exit 3).
+
+        Returns:
+            The readings per point, of the inventory's points only when it is given (the ids
+            it does not know are counted and named on stderr).
 
         Raises:
             typer.Exit: 3 an unreadable CSV or, when required, no reading of ``points``;
@@ -146,13 +154,31 @@ class ReadingSource:
                 msg = "--from-influx needs the inventory (--config)"
                 raise _fail(msg, EXIT_CONFIG)
             data = self._read_influx(inventory, start, end, points)
+        if inventory is not None:
+            data = self._known(inventory, data)
         wanted = data if points is None else {p: s for p, s in data.items() if p in points}
         if not wanted and required:
-            which = "readings" if points is None else "reading of " + ", ".join(sorted(points))
+            which = ("reading of a point of the inventory" if points is None
+                     else "reading of " + ", ".join(sorted(points)))
             span = "" if self.path is not None else f" between {start.isoformat()} and {end.isoformat()}"
             msg = f"{self.where} holds no {which}{span}"
             raise _fail(msg, EXIT_DATA)
         return data
+
+    def _known(self, inventory: Inventory, data: dict[str, PointSeries]) -> dict[str, PointSeries]:
+        """The readings of the inventory's points; the other point ids are named on stderr, once."""
+        known = {p.id for _, p in inventory.points()}
+        unknown = sorted(set(data) - known)
+        if unknown and not self._told_unknown:
+            self._told_unknown = True
+            more = f" and {len(unknown) - _NAMED} more" if len(unknown) > _NAMED else ""
+            typer.echo(f"warning: {self.where}: {len(unknown)} point id(s) not in the inventory, ignored: "
+                       f"{', '.join(unknown[:_NAMED])}{more}", err=True)
+        return {p: s for p, s in data.items() if p in known}
+
+    def unread(self, inventory: Inventory, data: dict[str, PointSeries]) -> list[str]:
+        """The inventory's points without a reading in ``data``."""
+        return [p.id for _, p in inventory.points() if p.id not in data or not data[p.id].times_s.size]
 
     def _read_csv(self, path: Path) -> dict[str, PointSeries]:
         if self._csv is None:
