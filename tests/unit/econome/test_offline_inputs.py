@@ -59,15 +59,16 @@ def test_unknown_point_ids_are_named_and_none_known_exits_3(simulated: Path, tmp
     wrong.write_text("\n".join([lines[0], *(",".join([t, "X" + p, v]) for t, p, v in (x.split(",") for x in lines[1:]))]) + "\n")
     code, _, stderr, events = _detect(wrong, tmp_path / "e.jsonl")
     assert code == 3
-    assert "point id(s) not in the inventory, ignored: Xecole-curie-elec-energy" in stderr
+    assert "41 point id(s) not in the inventory, ignored: Xatelier-elec-energy" in stderr
+    assert "and 36 more" in stderr
     assert "holds no reading of a point of the inventory" in stderr
     assert events == []
 
     some = tmp_path / "some.csv"
     some.write_text("\n".join([*lines, "2025-01-06T00:00:00+00:00,Xnobody,1.0"]) + "\n")
     for command in (["detect", "--inventory", str(CONFIG), "--out", str(tmp_path / "x.jsonl"), "--no-models"],
-                    ["report", "operat", "--config", str(CONFIG), "--year", "2025", "--allow-incomplete",
-                     "--out", str(tmp_path / "o.csv")]):
+                    ["report", "operat", "--config", str(CONFIG), "--year", "2025", "--reference-year", "2024",
+                     "--allow-incomplete", "--out", str(tmp_path / "o.csv")]):
         result = CliRunner().invoke(app, [*command, "--readings", str(some)])
         assert result.exit_code == 0, result.stderr
         assert "1 point id(s) not in the inventory, ignored: Xnobody" in result.stderr
