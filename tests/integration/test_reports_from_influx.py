@@ -272,7 +272,7 @@ def test_export_and_reading_influx_fail_clearly(
     result = runner.invoke(app, ["detect", "--inventory", config, "--from-influx", "--since", "2025-01-01",
                                  "--out", str(tmp_path / "e.jsonl")])
     assert result.exit_code == 3, result.output
-    assert "holds no readings between" in result.output
+    assert "holds no reading of a point of the inventory between" in result.output
 
     result = runner.invoke(app, ["export", "--config", config, "--since", "2025-01-01", "--until", "2025-02-01",
                                  "--building", "nope", "--out", str(out)])
