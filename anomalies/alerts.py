@@ -281,10 +281,10 @@ def _fmt_when(event: AnomalyEvent, which: str) -> str:
 
 
 def _amount(value: float, unit: str, language: Language = "en") -> str:
-    r"""A quantity with its unit (:func:`streams.display.amount`): water to a tenth of a m³, under 10 a decimal, "< 1 €".
+    r"""A quantity with its unit (:func:`streams.display.amount`): under 10 a decimal, "< 1 €".
 
-    >>> _amount(12345.67, "m3", "fr"), _amount(12345.67, "m3", "en"), _amount(0.4, "kWh"), _amount(0.2, "€", "fr")
-    ('12\u202f345,7\xa0m³', '12,345.7\xa0m³', '0.4\xa0kWh', '<\xa01\xa0€')
+    >>> _amount(12345.67, "m3", "fr"), _amount(2.44, "m3", "en"), _amount(0.4, "kWh"), _amount(0.2, "€", "fr")
+    ('12\u202f346\xa0m³', '2.4\xa0m³', '0.4\xa0kWh', '<\xa01\xa0€')
     """
     return display_amount(value, unit, language)
 

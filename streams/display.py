@@ -154,15 +154,15 @@ def money(eur: float, language: Language = "fr") -> str:
 def amount(value: float, unit: str, language: Language = "fr") -> str:
     r"""A consumption, cost or emission as the e-mails and reports write it, so that a small one never reads "0".
 
-    Energy and emissions under 10 keep one decimal (kWh, kgCO₂e); water and
-    temperatures always do (m³, °C); euros go through :func:`money`.
+    Amounts under 10 keep one decimal (kWh, m³, kgCO₂e), larger ones are
+    whole; temperatures always keep one (°C); euros go through :func:`money`.
 
-    >>> amount(3.46, "kWh"), amount(1234.5, "kWh"), amount(12.34, "m3"), amount(0.4, "€")
-    ('3,5 kWh', '1 234 kWh', '12,3 m³', '< 1 €')
+    >>> amount(3.46, "kWh"), amount(1234.5, "kWh"), amount(2.44, "m3"), amount(12.34, "m3"), amount(0.4, "€")
+    ('3,5\xa0kWh', '1\u202f234\xa0kWh', '2,4\xa0m³', '12\xa0m³', '<\xa01\xa0€')
     """
     if unit == "€":
         return money(value, language)
-    digits = 1 if unit in ("m3", "degC") or abs(value) < 10 else 0
+    digits = 1 if unit == "degC" or abs(value) < 10 else 0
     return quantity(value, unit, digits, language)
 
 
