@@ -84,3 +84,16 @@ def test_a_malformed_row_exits_3_naming_the_line(simulated: Path, tmp_path: Path
         code, _, stderr, _ = _detect(path, tmp_path / "e.jsonl")
         assert code == 3
         assert f"{path}:11: {error}" in stderr
+
+
+def test_the_live_path_still_reports_a_sensor_that_never_published(simulated: Path) -> None:
+    # econome run's live detection calls advance() with every point judged: a dead sensor raises missing data.
+    from anomalies.detect import DetectConfig
+    from anomalies.incremental import DetectorState, advance
+    from inventory import load_inventory
+    from streams.history import read_readings_csv
+
+    config = DetectConfig(models=False)
+    result = advance(load_inventory(CONFIG), read_readings_csv(simulated), DetectorState.fresh(config), config=config)
+    silent = {e.point for e in result.events if e.kind == "missing_data"}
+    assert SENSOR in silent
