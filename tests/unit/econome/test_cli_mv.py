@@ -131,6 +131,8 @@ def test_operat_flags_incomplete_years_and_refuses_an_incomplete_reference(app: 
     assert "2023 (reference year) incomplete" in result.stderr
     assert "ecole-curie 244 days without data" in result.stderr  # 1 January to 1 September 2023 (first index 11:00)
     assert "--allow-incomplete" in result.stderr
+    assert "no data in 2023 (reference year)" in result.stderr  # the file holds one building of the twelve
+    assert "for 11 building(s), their columns left blank: mairie," in result.stderr
     assert not operat.exists()
 
     result = runner.invoke(app, [*command, "--allow-incomplete"])
