@@ -182,10 +182,10 @@ def operat_rows(
         target = ref_total * (1 - TRAJECTORY[2030])
         row[GAP_2030] = f"{100 * max(total - target, 0.0) / total:.1f}" if ref_total and total else ""
         # Not an OPERAT field: how far the sums can be trusted (a year with days missing is under-counted).
-        row[MISSING_DAYS] = str((missing_days or {}).get(building.id, "")) if missing_days is not None else ""
-        row[REFERENCE_MISSING_DAYS] = (
-            str(reference_missing_days.get(building.id, "")) if reference_missing_days is not None and ref_total else ""
-        )
+        days = (missing_days or {}).get(building.id)
+        reference_days = (reference_missing_days or {}).get(building.id)
+        row[MISSING_DAYS] = "" if days is None else str(days)
+        row[REFERENCE_MISSING_DAYS] = "" if reference_days is None or not ref_total else str(reference_days)
         rows.append(row)
     return rows
 

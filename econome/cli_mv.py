@@ -13,7 +13,10 @@ r"""The ``econome mv`` and ``econome report`` commands: savings and reports from
 The readings come from ``--readings FILE.csv`` (``timestamp,point,value``, the
 one format of :mod:`streams.history`, written by ``econome simulate`` and
 ``econome export``) or ``--from-influx`` (the InfluxDB of ``econome run``,
-``ECONOME_INFLUX_*``, read over the periods asked plus a day on each side).
+``ECONOME_INFLUX_*``, read over the periods asked plus a day on each side,
+counters' indexes just outside them, and the hourly aggregates past the raw
+readings' retention: :mod:`econome._readings`). ``report operat`` refuses a
+reference year with days without data (exit 3) unless ``--allow-incomplete``.
 Counters become hourly consumption as the pipeline computes it
 (:func:`streams.history.hourly_consumption`), in kWh (a gas meter's m3
 converted with its ``conversion_kwh_per_unit``; water in m3). The outdoor
