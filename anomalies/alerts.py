@@ -64,7 +64,8 @@ from matplotlib.ticker import FuncFormatter
 
 from anomalies.events import AlertState, AnomalyEvent, ChartSeries, Language
 from inventory import EmailSettings, Inventory
-from streams.display import number, quantity, unit_label, usage_label
+from streams.display import amount as display_amount
+from streams.display import number, unit_label, usage_label
 from streams.errors import ConfigError, SinkError
 from streams.influx import InfluxWriter, escape_tag, tls_context, to_ms
 
@@ -292,16 +293,12 @@ def _fmt_when(event: AnomalyEvent, which: str) -> str:
 
 
 def _amount(value: float, unit: str, language: Language = "en") -> str:
-    r"""A quantity with its unit (:func:`streams.display.quantity`): water to a tenth of a m³, the rest to the unit.
+    r"""A quantity with its unit (:func:`streams.display.amount`): under 10 a decimal, "< 1 €".
 
-    >>> _amount(12345.67, "m3", "fr"), _amount(12345.67, "m3", "en")
-    ('12\u202f345,7\xa0m³', '12,345.7\xa0m³')
+    >>> _amount(12345.67, "m3", "fr"), _amount(2.44, "m3", "en"), _amount(0.4, "kWh"), _amount(0.2, "€", "fr")
+    ('12\u202f346\xa0m³', '2.4\xa0m³', '0.4\xa0kWh', '<\xa01\xa0€')
     """
-    if unit == "kgCO2e":  # a few kilograms keep a decimal: "0 kgCO2e" reads as none
-        digits = 1 if value < 10 else 0
-    else:
-        digits = 1 if unit in ("m3", "degC") else 0
-    return quantity(value, unit, digits, language)
+    return display_amount(value, unit, language)
 
 
 def _detected_by(event: AnomalyEvent, language: Language) -> str:

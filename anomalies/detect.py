@@ -63,7 +63,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -933,6 +933,8 @@ def building_findings(
     frame: HourlyFrame,
     calendar: FrenchCalendar,
     config: DetectConfig,
+    *,
+    unjudged: Collection[str] = frozenset(),
 ) -> BuildingFindings:
     """Run the data-quality rules, the energy rules and the models on one building's hours.
 
@@ -943,6 +945,7 @@ def building_findings(
         frame: the hourly data.
         calendar: holidays.
         config: detection settings.
+        unjudged: points whose missing data is not judged (an offline source that never held them).
 
     Returns:
         The findings and scores; each hour's depends only on the readings up to its end.
@@ -968,6 +971,8 @@ def building_findings(
         if outdoor is None and point.usage is not Usage.WEATHER:
             outdoor = outdoor_temperature(inventory, frame, blank)
         for quality_rule in QUALITY_RULES:
+            if point.id in unjudged and quality_rule.name == "missing_data":
+                continue
             found = quality_rule.evaluate(
                 building, point, readings.get(point.id, empty), frame, open_frac, config.rules, outdoor_c=outdoor,
                 planned_closure_h=planned,
@@ -1025,6 +1030,7 @@ def detect(
     end: datetime | None = None,
     on_expected: Callable[[ExpectedSeries], None] | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    unjudged: Collection[str] = frozenset(),
 ) -> list[AnomalyEvent]:
     """Run the rules and models on a history of readings: a replay of :func:`anomalies.incremental.advance`.
 
@@ -1041,6 +1047,8 @@ def detect(
         on_expected: called once per building × usage with a model (``config.models``) with its
             hourly observed and expected consumption, cut to ``[start, end)``.
         progress: told how far detection is (:func:`anomalies.incremental.advance`).
+        unjudged: points whose missing data is not judged: a history that never held them
+            (``econome simulate`` writes counters and weather only) says nothing of their sensors.
 
     Returns:
         The events, by start time, each in its last state.
@@ -1055,7 +1063,8 @@ def detect(
 
     hook = expected_between if on_expected is not None else None
     state = DetectorState.fresh(config)
-    events = advance(inventory, readings, state, config=config, on_expected=hook, progress=progress).events
+    events = advance(inventory, readings, state, config=config, on_expected=hook, progress=progress,
+                     unjudged=unjudged).events
     if start is not None:
         events = [e for e in events if e.end > start]
     if end is not None:

@@ -29,7 +29,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from inventory import Energy, Inventory
-from streams.display import number, of_usage, percent, quantity, unit_label, usage_label
+from streams.display import amount, money, number, of_usage, percent, quantity, ratio_text, unit_label, usage_label
 
 __all__ = [
     "Alert",
@@ -262,15 +262,15 @@ def _span(event: AnomalyEvent, language: Language) -> str:
 def _money(event: AnomalyEvent, language: Language) -> str:
     if event.excess_eur <= 0 and event.excess_kwh <= 0 and event.excess_m3 <= 0:
         return ""
+    # Small amounts keep a decimal and a cost under a euro reads "< 1 €": "+0 kWh ≈ 0 €" would read as none.
     if event.excess_kwh > 0:
-        amount = "+" + quantity(event.excess_kwh, "kWh", 0, language)
+        size = "+" + amount(event.excess_kwh, "kWh", language)
     else:
-        amount = "+" + quantity(event.excess_m3, "m3", 1, language)
+        size = "+" + amount(event.excess_m3, "m3", language)
     if event.usage == "heating" and event.excess_kwh > 0:
-        amount += " " + ("de chaleur" if language == "fr" else "of heat")
-    # A few kilograms are written with a decimal: "0 kgCO2e" would read as none.
-    co2 = quantity(event.excess_kgco2e, "kgCO2e", 1 if event.excess_kgco2e < 10 else 0, language)
-    return f"{_colon(language)} {amount} ≈ {quantity(event.excess_eur, '€', 0, language)} ≈ {co2}"
+        size += " " + ("de chaleur" if language == "fr" else "of heat")
+    co2 = amount(event.excess_kgco2e, "kgCO2e", language)
+    return f"{_colon(language)} {size} ≈ {money(event.excess_eur, language)} ≈ {co2}"
 
 
 def _colon(language: Language) -> str:
@@ -457,9 +457,13 @@ def _explain_model(event: AnomalyEvent, language: Language) -> str:
     weather = isinstance(outdoor, (int, float)) and math.isfinite(outdoor) and event.usage == "heating"
     tz = ZoneInfo(event.timezone)
     since, until = _when(event.start, tz, language), _when(event.end, tz, language)
+    # Against a near-zero expected value a percentage is absurd ("+8 608 %"): "89 fois l'attendu".
+    times = ratio_text(event.observed, event.expected, language)
     if language == "fr":
         size = (
-            f"supérieure de {percent(share, 0, language)} à l'attendu" if math.isfinite(share) else "au-dessus de l'attendu"
+            f"égale à {times} l'attendu" if times
+            else f"supérieure de {percent(share, 0, language)} à l'attendu" if math.isfinite(share)
+            else "au-dessus de l'attendu"
         )
         basis = (
             f"pour la météo ({quantity(float(outdoor or 0.0), 'degC', 0, language)} dehors) et l'horaire"
@@ -468,7 +472,11 @@ def _explain_model(event: AnomalyEvent, language: Language) -> str:
         where = _where(closed, ("surtout bâtiment fermé (nuits, week-ends, vacances)", "pendant les heures d'ouverture",
                                 "de jour comme de nuit"))
         return f"consommation {of_usage(event.usage, language)} {size} {basis}, {where}, depuis {since} (jusqu'à {until})"
-    size = f"{percent(share, 0, language)} above expected" if math.isfinite(share) else "above expected"
+    size = (
+        f"{times} the expected value" if times
+        else f"{percent(share, 0, language)} above expected" if math.isfinite(share)
+        else "above expected"
+    )
     basis = (
         f"for the weather ({quantity(float(outdoor or 0.0), 'degC', 0, language)} outside) and the opening hours"
         if weather else "for the opening hours and calendar"

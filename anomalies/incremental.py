@@ -66,7 +66,7 @@ import logging
 import math
 import os
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -335,6 +335,7 @@ def advance(
     incremental: IncrementalConfig | None = None,
     on_expected: Callable[[ExpectedSeries], None] | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    unjudged: Collection[str] = frozenset(),
 ) -> AdvanceResult:
     """Process the hours after ``state.last_hour`` up to ``until``.
 
@@ -350,6 +351,8 @@ def advance(
             consumption over the hours processed (for :mod:`anomalies.expected_sink`).
         progress: called after each building of each window with ``("detecting — <building>", done, total)``
             in building-hours.
+        unjudged: points whose missing data is not judged (``econome detect`` on a file that never
+            held them); the live service judges every point, so a dead sensor raises missing data.
 
     Returns:
         The events that changed, and the state.
@@ -411,7 +414,7 @@ def advance(
             own = {pid: cut[pid] for pid in [*weather, *(p.id for p in building.points)] if pid in cut}
             frame = HourlyFrame.build(own, counters=counters & set(own), start_s=window_s, hours=n,
                                       max_gap=config.features.max_gap)
-            found = building_findings(inventory, building, own, frame, calendar, config)
+            found = building_findings(inventory, building, own, frame, calendar, config, unjudged=unjudged)
             if on_expected is not None:
                 for expected_series in found.expected:
                     on_expected(expected_series.between(_dt(group_s), _dt(stop_s)))

@@ -38,8 +38,10 @@ __all__ = [
     "COLUMNS",
     "ENERGY_COLUMNS",
     "GAP_2030",
+    "MISSING_DAYS",
     "OBJECTIVE_COLUMNS",
     "OPERAT_ACTIVITY",
+    "REFERENCE_MISSING_DAYS",
     "SUBJECT_AREA_M2",
     "TRAJECTORY",
     "operat_rows",
@@ -65,6 +67,8 @@ REFERENCE_KWH = "Consommation de l'année de référence (kWh EF)"
 TOTAL_KWH = "Consommation totale (kWh EF)"
 INTENSITY = "Consommation surfacique (kWh EF/m²)"
 GAP_2030 = "Réduction restant à faire pour 2030 (%)"
+MISSING_DAYS = "Jours sans données (année de consommation)"
+REFERENCE_MISSING_DAYS = "Jours sans données (année de référence)"
 
 ENERGY_COLUMNS: dict[Energy, str] = {
     Energy.ELECTRICITY: "Électricité (kWh EF)",
@@ -95,6 +99,8 @@ COLUMNS: list[str] = [
     REFERENCE_KWH,
     *OBJECTIVE_COLUMNS.values(),
     GAP_2030,
+    MISSING_DAYS,
+    REFERENCE_MISSING_DAYS,
 ]
 """Headers of the export, in order."""
 
@@ -126,6 +132,8 @@ def operat_rows(
     efa_ids: Mapping[str, str] | None = None,
     addresses: Mapping[str, str] | None = None,
     only_subject: bool = False,
+    missing_days: Mapping[str, int] | None = None,
+    reference_missing_days: Mapping[str, int] | None = None,
 ) -> list[dict[str, str]]:
     """One row per building: the year's consumption per energy, the reference and the trajectory.
 
@@ -138,6 +146,8 @@ def operat_rows(
         efa_ids: OPERAT's identifier of each building id, once known.
         addresses: address of each building id.
         only_subject: keep only buildings of 1,000 m² or more.
+        missing_days: days of ``year`` without data of each building id (its most incomplete energy).
+        reference_missing_days: the same for the reference year.
 
     Returns:
         Rows keyed by :data:`COLUMNS`, values already formatted (integers for kWh).
@@ -171,6 +181,11 @@ def operat_rows(
             row[OBJECTIVE_COLUMNS[deadline]] = f"{ref_total * (1 - fraction):.0f}" if ref_total else ""
         target = ref_total * (1 - TRAJECTORY[2030])
         row[GAP_2030] = f"{100 * max(total - target, 0.0) / total:.1f}" if ref_total and total else ""
+        # Not an OPERAT field: how far the sums can be trusted (a year with days missing is under-counted).
+        days = (missing_days or {}).get(building.id)
+        reference_days = (reference_missing_days or {}).get(building.id)
+        row[MISSING_DAYS] = "" if days is None else str(days)
+        row[REFERENCE_MISSING_DAYS] = "" if reference_days is None or not ref_total else str(reference_days)
         rows.append(row)
     return rows
 

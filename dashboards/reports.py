@@ -40,7 +40,7 @@ from inventory import Building, Energy, Inventory, Renovation
 from mv.baseline import G14_LIMITS, FitStats, Resolution
 from mv.degreedays import DegreeDay, monthly_degree_days
 from mv.savings import PerformanceGapAlert, SavingsReport, cost_of_inaction
-from streams.display import building_usage_label, number, percent, quantity
+from streams.display import amount, building_usage_label, number, percent, quantity
 from streams.errors import InsufficientData
 
 if TYPE_CHECKING:
@@ -240,6 +240,11 @@ def _q(value: float, unit: str, decimals: int = 0) -> str:
     return "—" if not math.isfinite(value) else quantity(value, unit, decimals, "fr")
 
 
+def _amount(value: float, unit: str) -> str:
+    """A consumption or cost (:func:`streams.display.amount`): under 10 a decimal, "< 1 €"."""
+    return "—" if not math.isfinite(value) else amount(value, unit, "fr")
+
+
 def _kpi(value: str, label: str) -> str:
     return f'<div class="kpi"><div class="v">{html.escape(value)}</div><div class="l">{html.escape(label)}</div></div>'
 
@@ -292,6 +297,14 @@ def building_month_report(
     dju = monthly_degree_days(degree_days)
     hdd_now, _, gaps_now = dju.get((year, month), (math.nan, math.nan, 0))
     hdd_prev, _, _ = dju.get((year - 1, month), (math.nan, math.nan, 0))
+    # A month under way is compared with the same days of the year before, not with a whole month.
+    dju_days = {d.day.day for d in degree_days if (d.day.year, d.day.month) == (year, month) and not d.gap}
+    same_days_prev = sum(d.hdd for d in degree_days
+                         if (d.day.year, d.day.month) == (year - 1, month) and not d.gap and d.day.day in dju_days)
+    if len(dju_days) < n_days and dju_days:
+        dju_label = f"base 18\u00a0°C, sur {len(dju_days)}\u00a0jours ({_num(same_days_prev)} les mêmes jours de {year - 1})"
+    else:
+        dju_label = f"base 18\u00a0°C ({_num(hdd_prev)} en {year - 1})"
     rows = []
     partial: list[str] = []
     total_kwh = total_eur = total_co2 = 0.0
@@ -320,20 +333,20 @@ def building_month_report(
             measured = prev_days - missing_before
             partial.append(f"{ENERGY_LABELS[s.energy].lower()} en {year - 1}\u00a0: {measured} jours mesurés sur {prev_days}")
         unit = "m3" if s.energy is Energy.WATER else "kWh"
-        before_text = _q(before, unit) if missing_before < (prev_end - prev_start).days else "—"
+        before_text = _amount(before, unit) if missing_before < (prev_end - prev_start).days else "—"
         rows.append(
-            f"<tr><td>{ENERGY_LABELS[s.energy]}</td><td>{_q(now, unit)}</td>"
+            f"<tr><td>{ENERGY_LABELS[s.energy]}</td><td>{_amount(now, unit)}</td>"
             f"<td>{before_text}</td><td>{_pct(change, signed=True)}</td><td>{_pct(corrected, signed=True)}</td>"
-            f"<td>{_q(eur, '€')}</td><td>{_num(co2)}</td><td>{n_days - missing}/{n_days}</td></tr>"
+            f"<td>{_amount(eur, '€')}</td><td>{_num(co2, 1 if co2 < 10 else 0)}</td><td>{n_days - missing}/{n_days}</td></tr>"
         )
     month_name = f"{_MONTHS[month - 1]} {year}"
     kpis = "".join(
         [
             _kpi(_q(total_kwh, "kWh"), "énergie finale du mois"),
             _kpi(_q(total_kwh / building.heated_area_m2, "kWh/m2", 1), "par m² chauffé"),
-            _kpi(_q(total_eur, "€"), "coût TTC estimé (énergie + eau)"),
-            _kpi(_q(total_co2, "kgCO2e"), "émissions"),
-            _kpi(_q(hdd_now, "DJU"), f"base 18\u00a0°C ({_num(hdd_prev)} en {year - 1})"),
+            _kpi(_amount(total_eur, "€"), "coût TTC estimé (énergie + eau)"),
+            _kpi(_amount(total_co2, "kgCO2e"), "émissions"),
+            _kpi(_q(hdd_now, "DJU"), dju_label),
         ]
     )
     gap_note = f" {gaps_now}\u00a0jour(s) sans température\u00a0: DJU incomplets." if gaps_now else ""

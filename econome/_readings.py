@@ -7,6 +7,12 @@ InfluxDB of ``econome run``, from the ``ECONOME_INFLUX_*`` settings). Both
 give one :class:`~streams.history.PointSeries` per point; what follows is the
 same code.
 
+InfluxDB is read as ``econome run`` wrote it: raw readings in their retention
+policy and, for a range older than they are kept after ``econome influx
+setup``, the hourly aggregates of ``long.reading_1h`` (said on stderr; a
+warning when neither holds the older part). Each counter's last index before
+the range and first index after it are read too, whatever their age.
+
 Exit codes, as the rest of the CLI: 2 a bad setting or option, 3 unreadable
 readings or none in the range, 4 InfluxDB unreachable or refusing.
 """
@@ -27,19 +33,21 @@ from econome._common import EXIT_CONFIG
 from econome.settings import EconomeSettings, load_settings
 from streams.errors import SinkError, TelemetryError
 from streams.history import PointSeries, read_readings, read_readings_csv
-from streams.influx import InfluxConfig, InfluxQLClient
-from streams.status import raw_retention_policy
+from streams.influx import DOWNSAMPLE_MEASUREMENT, InfluxConfig, InfluxQLClient
+from streams.status import RawHistory, raw_history
 
 if TYPE_CHECKING:
     from inventory import Inventory
 
-__all__ = ["EXIT_DATA", "EXIT_INFLUX", "ReadingSource", "influx_config", "local_range", "one_line"]
+__all__ = ["EXIT_DATA", "EXIT_INFLUX", "ReadingSource", "influx_config", "local_range", "one_line", "retention_note"]
 
 EXIT_DATA = 3
 EXIT_INFLUX = 4
 
 _CHUNK = timedelta(days=7)
 """Time covered by one InfluxQL query: a week of the points asked (what is read is held whole anyway)."""
+_NAMED = 5
+"""Point ids named in a message; the others are counted."""
 _MARGIN = timedelta(days=1)
 """Read a day more on each side of the dates asked: the counter index before the first hour, and the
 Météo-France windows of the degree days (Tn from 18:00 UTC the day before, Tx until 06:00 UTC the day after)."""
@@ -76,6 +84,30 @@ def local_range(tz: ZoneInfo, first: date, end: date) -> tuple[datetime, datetim
     return start, stop
 
 
+def retention_note(history: RawHistory, now: datetime, start: datetime, first_s: float | None) -> None:
+    """Say on stderr when the range from ``start`` reaches past the raw readings' retention, and what was read instead.
+
+    ``first_s`` is the time of the first reading read (epoch seconds), None when none was.
+    """
+    cut = history.raw_from(now)
+    if cut is None or start >= cut:
+        return
+    policy = f"retention policy '{history.policy or 'default'}'"
+    days = history.kept.days if history.kept and history.kept == timedelta(days=history.kept.days) else None
+    kept = f"{days} day{'s' if days != 1 else ''}" if days else str(history.kept)
+    if history.downsampled is None:
+        typer.echo(f"warning: InfluxDB keeps raw readings {kept} ({policy}): none before {cut.isoformat()}, and no "
+                   "hourly aggregates to read instead (run `econome influx setup` to keep them)", err=True)
+        return
+    aggregates = f"{history.downsampled}.{DOWNSAMPLE_MEASUREMENT}"
+    if first_s is not None and first_s < cut.timestamp():
+        typer.echo(f"note: InfluxDB keeps raw readings {kept} ({policy}): before {cut.isoformat()} the hourly "
+                   f"aggregates of {aggregates} are read", err=True)
+    else:
+        typer.echo(f"warning: InfluxDB keeps raw readings {kept} ({policy}): none before {cut.isoformat()}, and "
+                   f"{aggregates} holds none before then either", err=True)
+
+
 def _fail(message: str, code: int) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code=code)
@@ -101,6 +133,7 @@ class ReadingSource:
         self.from_influx = from_influx
         self._influx = influx
         self._csv: dict[str, PointSeries] | None = None
+        self._told_unknown = False
 
     @property
     def where(self) -> str:
@@ -133,7 +166,12 @@ class ReadingSource:
             start: first time read from InfluxDB (aware).
             end: end, excluded.
             points: the points wanted.
-            required: no reading of ``points`` at all is an error (exit 3).
+            required: no reading of ``points`` (or, when None, of any point of the inventory) is an
+                error (exit 3).
+
+        Returns:
+            The readings per point, of the inventory's points only when it is given (the ids
+            it does not know are counted and named on stderr).
 
         Raises:
             typer.Exit: 3 an unreadable CSV or, when required, no reading of ``points``;
@@ -146,13 +184,31 @@ class ReadingSource:
                 msg = "--from-influx needs the inventory (--config)"
                 raise _fail(msg, EXIT_CONFIG)
             data = self._read_influx(inventory, start, end, points)
+        if inventory is not None:
+            data = self._known(inventory, data)
         wanted = data if points is None else {p: s for p, s in data.items() if p in points}
         if not wanted and required:
-            which = "readings" if points is None else "reading of " + ", ".join(sorted(points))
+            which = ("reading of a point of the inventory" if points is None
+                     else "reading of " + ", ".join(sorted(points)))
             span = "" if self.path is not None else f" between {start.isoformat()} and {end.isoformat()}"
             msg = f"{self.where} holds no {which}{span}"
             raise _fail(msg, EXIT_DATA)
         return data
+
+    def _known(self, inventory: Inventory, data: dict[str, PointSeries]) -> dict[str, PointSeries]:
+        """The readings of the inventory's points; the other point ids are named on stderr, once."""
+        known = {p.id for _, p in inventory.points()}
+        unknown = sorted(set(data) - known)
+        if unknown and not self._told_unknown:
+            self._told_unknown = True
+            more = f" and {len(unknown) - _NAMED} more" if len(unknown) > _NAMED else ""
+            typer.echo(f"warning: {self.where}: {len(unknown)} point id(s) not in the inventory, ignored: "
+                       f"{', '.join(unknown[:_NAMED])}{more}", err=True)
+        return {p: s for p, s in data.items() if p in known}
+
+    def unread(self, inventory: Inventory, data: dict[str, PointSeries]) -> list[str]:
+        """The inventory's points without a reading in ``data``."""
+        return [p.id for _, p in inventory.points() if p.id not in data or not data[p.id].times_s.size]
 
     def _read_csv(self, path: Path) -> dict[str, PointSeries]:
         if self._csv is None:
@@ -169,16 +225,22 @@ class ReadingSource:
         self, inventory: Inventory, start: datetime, end: datetime, points: Collection[str] | None
     ) -> dict[str, PointSeries]:
         config = self.influx
+        now = datetime.now(UTC)
 
-        async def read() -> dict[str, PointSeries]:
+        async def read() -> tuple[RawHistory, dict[str, PointSeries]]:
             client = InfluxQLClient(config)
             try:
-                policy = await raw_retention_policy(client, config)
-                return await read_readings(client, inventory, start, end, chunk=_CHUNK, retention_policy=policy, points=points)
+                history = await raw_history(client, config)
+                data = await read_readings(client, inventory, start, end, chunk=_CHUNK, points=points, history=history,
+                                           now=now, index_before=True)
+                return history, data
             finally:
                 await client.close()
 
         try:
-            return asyncio.run(read())
+            history, data = asyncio.run(read())
         except SinkError as exc:
             raise _fail(str(exc), EXIT_INFLUX) from exc
+        firsts = [float(s.times_s[0]) for s in data.values() if s.times_s.size]
+        retention_note(history, now, start, min(firsts) if firsts else None)
+        return data

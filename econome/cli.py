@@ -83,7 +83,8 @@ app = typer.Typer(
     help="Energy and water telemetry for municipal buildings.",
 )
 
-DEFAULT_CONFIG = Path("examples/commune.yaml")
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "examples" / "commune.yaml"
+"""The sample commune of the source tree, wherever the command runs from (``simulate`` and ``demo``)."""
 _FIRST_PASS_WAIT_S = 300.0
 """How long ``econome demo`` waits, once stopped, for its first detection pass to finish (wall seconds)."""
 

@@ -33,8 +33,12 @@ InfluxDB is the one of ``econome run``: the ``ECONOME_INFLUX_*`` settings
 (API v1 or v2, credentials, TLS; see :mod:`econome.settings`);
 ``--influx-url`` replaces ``ECONOME_INFLUX_URL`` and ``--influx-db``
 replaces ``ECONOME_INFLUX_DATABASE`` (v1) or ``ECONOME_INFLUX_BUCKET`` (v2).
-Rewriting the same hours overwrites their points. Exit codes: 2 a bad
-inventory or setting, 3 unreadable readings, 4 InfluxDB refused or unreachable.
+Rewriting the same hours overwrites their points. Point ids the inventory
+does not know are counted and named on stderr and ignored; the inventory's
+points without any reading in the source are named on stderr and their missing
+data is not judged (the live service of ``econome run`` judges every point).
+Exit codes: 2 a bad inventory or setting, 3 unreadable readings or none of a
+point of the inventory, 4 InfluxDB refused or unreachable.
 
 :func:`register` adds the command to the main app.
 """
@@ -99,14 +103,15 @@ def _day(text: str | None, tz: object) -> datetime | None:
 def _advance_state(
     inv: Inventory, data: dict[str, PointSeries], config: DetectConfig, path: Path, *, reset: bool,
     since: datetime | None, until: datetime | None, on_expected: Callable[[ExpectedSeries], None] | None = None,
-    on_progress: Callable[[str, int, int], None] | None = None,
+    on_progress: Callable[[str, int, int], None] | None = None, unjudged: frozenset[str] = frozenset(),
 ) -> list[AnomalyEvent]:
     """Resume from ``path`` (or start afresh), advance over the readings, save; the transitions."""
     from anomalies.incremental import DetectorState, advance
 
     try:
         state = DetectorState.fresh(config) if reset or not path.exists() else DetectorState.load(path)
-        result = advance(inv, data, state, until, config=config, on_expected=on_expected, progress=on_progress)
+        result = advance(inv, data, state, until, config=config, on_expected=on_expected, progress=on_progress,
+                         unjudged=unjudged)
     except TelemetryError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=_EXIT_DATA) from exc
@@ -166,16 +171,24 @@ def detect_command(
         data = source.load(inv, *_read_range(since, until, read_since, read_until, tz))
     else:  # the whole file
         data = source.load(inv, datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))
+    # A file of counters and weather (econome simulate's default) says nothing of the sensors: not judged.
+    unread = source.unread(inv, data)
+    if unread:
+        more = f", and {len(unread) - 5} more" if len(unread) > 5 else ""
+        typer.echo(f"{len(unread)} point(s) have no reading in {source.where}: missing data not judged for them "
+                   f"({', '.join(unread[:5])}{more})", err=True)
     sink = influx_config(influx_url, influx_db) if influx or influx_url or influx_db else None
     config = DetectConfig(models=models, rule_events=rule_events, model_events=model_events)
     expected: list[ExpectedSeries] = []
     hook = expected.append if sink is not None else None
     with progress("detect") as report:
         if state is None:
-            events = detect(inv, data, config, start=_day(since, tz), end=_day(until, tz), on_expected=hook, progress=report)
+            events = detect(inv, data, config, start=_day(since, tz), end=_day(until, tz), on_expected=hook,
+                            progress=report, unjudged=frozenset(unread))
         else:
             events = _advance_state(inv, data, config, state, reset=reset_state, since=_day(since, tz),
-                                    until=_day(until, tz), on_expected=hook, on_progress=report)
+                                    until=_day(until, tz), on_expected=hook, on_progress=report,
+                                    unjudged=frozenset(unread))
     lang: Language = "en" if language == "en" else "fr"
     with atomic_path(out) as part:
         count = write_events_jsonl(events, part, lang)

@@ -7,7 +7,10 @@ r"""The ``econome export`` command: collected readings out of InfluxDB, into the
         --building mairie --building ecole-curie --out two.csv
 
 It reads the raw readings the pipeline wrote (measurement ``reading``; the
-``raw`` retention policy after ``econome influx setup``) from the InfluxDB of
+``raw`` retention policy after ``econome influx setup``, and before the time
+from which it keeps them the hourly aggregates of ``long.reading_1h``: a
+counter's hourly maximum at the end of the hour, a sensor's hourly mean at its
+middle; said on stderr) from the InfluxDB of
 ``econome run`` (``ECONOME_INFLUX_*``, API v1 or v2 through its DBRP mapping)
 and writes them as ``timestamp,point,value`` (:mod:`streams.history`): the
 file ``econome detect``, ``econome mv`` and ``econome report`` read, as they
@@ -36,12 +39,12 @@ import typer
 
 from econome._common import EXIT_CONFIG, writable_or_exit
 from econome._common import load_or_exit as _load
-from econome._readings import EXIT_DATA, EXIT_INFLUX, influx_config
+from econome._readings import EXIT_DATA, EXIT_INFLUX, influx_config, retention_note
 from inventory import Quantity, Usage
 from streams.errors import SinkError
 from streams.history import CSV_HEADER, influx_rows, write_rows
 from streams.influx import InfluxConfig, InfluxQLClient
-from streams.status import raw_retention_policy
+from streams.status import RawHistory, raw_history
 
 if TYPE_CHECKING:
     from zoneinfo import ZoneInfo
@@ -89,15 +92,22 @@ def _points(inv: Inventory, buildings: list[str]) -> list[str]:
 
 
 async def _write(
-    client: InfluxQLClient, points: list[str], start: datetime, end: datetime, out: Path, policy: str | None
-) -> int:
-    """Stream the chunks into ``out``: the file is opened once and each chunk written as it comes."""
-    count = 0
+    client: InfluxQLClient, points: list[str], start: datetime, end: datetime, out: Path, history: RawHistory,
+    counters: set[str], now: datetime,
+) -> tuple[int, float | None]:
+    """Stream the chunks into ``out``: the file is opened once and each chunk written as it comes.
+
+    Returns:
+        The rows written, and the time of the first (epoch seconds).
+    """
+    count, first = 0, None
     with out.open("w", encoding="utf-8", newline="") as handle:
         handle.write(",".join(CSV_HEADER) + "\n")
-        async for chunk in influx_rows(client, points, start, end, retention_policy=policy):
+        async for chunk in influx_rows(client, points, start, end, history=history, counters=counters, now=now):
+            if first is None and chunk:
+                first = chunk[0][0].timestamp()
             count += write_rows(handle, chunk)
-    return count
+    return count, first
 
 
 def export_command(
@@ -116,10 +126,12 @@ def export_command(
         msg = f"--until {until} is not after --since {since}"
         raise typer.BadParameter(msg)
     points = _points(inv, building or [])
+    counters = {p.id for _, p in inv.points() if p.cumulative}
     influx = influx_config()
     part = out.with_name(out.name + ".part")
+    now = datetime.now(UTC)
     try:
-        rows = asyncio.run(_write_all(influx, points, start, end, part))
+        rows, first, history = asyncio.run(_write_all(influx, points, start, end, part, counters, now))
     except SinkError as exc:
         part.unlink(missing_ok=True)
         typer.echo(f"error: {exc}", err=True)
@@ -138,13 +150,17 @@ def export_command(
                    f"between {start.isoformat()} and {end.isoformat()}", err=True)
         raise typer.Exit(code=EXIT_DATA)
     part.replace(out)
+    retention_note(history, now, start, first)
     typer.echo(f"wrote {rows} readings of {len(points)} points from InfluxDB {influx.safe_url} ({where}) to {out}")
 
 
-async def _write_all(config: InfluxConfig, points: list[str], start: datetime, end: datetime, out: Path) -> int:
+async def _write_all(
+    config: InfluxConfig, points: list[str], start: datetime, end: datetime, out: Path, counters: set[str], now: datetime
+) -> tuple[int, float | None, RawHistory]:
     client = InfluxQLClient(config)
     try:
-        policy = await raw_retention_policy(client, config)
-        return await _write(client, points, start, end, out, policy)
+        history = await raw_history(client, config)
+        rows, first = await _write(client, points, start, end, out, history, counters, now)
+        return rows, first, history
     finally:
         await client.close()

@@ -13,7 +13,10 @@ r"""The ``econome mv`` and ``econome report`` commands: savings and reports from
 The readings come from ``--readings FILE.csv`` (``timestamp,point,value``, the
 one format of :mod:`streams.history`, written by ``econome simulate`` and
 ``econome export``) or ``--from-influx`` (the InfluxDB of ``econome run``,
-``ECONOME_INFLUX_*``, read over the periods asked plus a day on each side).
+``ECONOME_INFLUX_*``, read over the periods asked plus a day on each side,
+counters' indexes just outside them, and the hourly aggregates past the raw
+readings' retention: :mod:`econome._readings`). ``report operat`` refuses a
+reference year with days without data (exit 3) unless ``--allow-incomplete``.
 Counters become hourly consumption as the pipeline computes it
 (:func:`streams.history.hourly_consumption`), in kWh (a gas meter's m3
 converted with its ``conversion_kwh_per_unit``; water in m3). The outdoor
@@ -36,7 +39,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import typer
 
-from dashboards.operat import operat_rows, write_operat_csv
+from dashboards.operat import ENERGY_COLUMNS, operat_rows, write_operat_csv
 from dashboards.pdf import report_pdf
 from dashboards.reports import BuildingYear, EnergySeries, building_month_report, portfolio_report, renovation_report
 from econome._common import atomic_path, writable_or_exit
@@ -595,21 +598,64 @@ def report_operat(
     readings: ReadingsOpt = None,
     from_influx: FromInfluxOpt = False,
     only_subject: Annotated[bool, typer.Option(help="Keep only buildings of 1,000 m² or more.")] = False,
+    allow_incomplete: Annotated[bool, typer.Option(
+        help="Export even when the reference year has days without data (flagged in the CSV).")] = False,
 ) -> None:
-    """OPERAT export (Décret tertiaire): annual consumption per EFA and the trajectory (CSV)."""
+    """OPERAT export (Décret tertiaire): annual consumption per EFA and the trajectory (CSV).
+
+    Days without data in either year are counted per building in the CSV and on
+    stderr; a reference year with days missing is refused (exit 3) unless
+    --allow-incomplete: its total would be too low and the whole trajectory wrong.
+    """
     writable_or_exit(out)
     source = ReadingSource(readings, from_influx)
     inv = _load(config)
     tz, points = inv.organisation.tz, _all_metered(inv)
     data = source.load(inv, *local_range(tz, date(year, 1, 1), date(year + 1, 1, 1)), points)
     totals, _ = _year_totals(inv, data, year)
+    gaps, absent = _operat_missing_days(inv, data, year)
     data = source.load(inv, *local_range(tz, date(reference_year, 1, 1), date(reference_year + 1, 1, 1)), points,
                        required=False)
     reference, _ = _year_totals(inv, data, reference_year)
+    reference_gaps, reference_absent = _operat_missing_days(inv, data, reference_year)
+    for which, days, none in ((f"{year}", gaps, absent),
+                              (f"{reference_year} (reference year)", reference_gaps, reference_absent)):
+        short = {b: n for b, n in days.items() if n}
+        if short:
+            listed = ", ".join(f"{b} {n} days" for b, n in sorted(short.items()))
+            typer.echo(f"warning: {which} incomplete in {source.where}: {listed} without data", err=True)
+        if none:
+            typer.echo(f"warning: no data in {which} in {source.where} for {len(none)} building(s), "
+                       f"their columns left blank: {', '.join(none)}", err=True)
+    if any(reference_gaps.values()) and not allow_incomplete:
+        msg = (f"the reference year {reference_year} has days without data (above): its consumption would be "
+               "too low and the trajectory wrong; choose a complete reference year, or pass --allow-incomplete "
+               "to export it flagged")
+        raise _fail(msg)
     addresses = {bld.id: site.address for site, bld in inv.buildings()}
     rows = operat_rows(
-        [b for _, b in inv.buildings()], year, totals, reference_year, reference, addresses=addresses, only_subject=only_subject
+        [b for _, b in inv.buildings()], year, totals, reference_year, reference, addresses=addresses,
+        only_subject=only_subject, missing_days=gaps, reference_missing_days=reference_gaps,
     )
     with atomic_path(out) as part:
         write_operat_csv(rows, part)
     typer.echo(f"wrote {out} ({len(rows)} EFA)")
+
+
+def _operat_missing_days(inv: Inventory, data: dict[str, PointSeries], year: int) -> tuple[dict[str, int], list[str]]:
+    """Per building with data in the year, the most days one of its declared energies lacks; the buildings without any."""
+    start, end = date(year, 1, 1), date(year + 1, 1, 1)
+    whole = (end - start).days
+    out: dict[str, int] = {}
+    absent: list[str] = []
+    for _, bld in inv.buildings():
+        energies = [e for e in _energy_points(bld) if e in ENERGY_COLUMNS]
+        if not energies:
+            continue
+        series = {s.energy: s for s in _building_series(inv, bld, data)}
+        gaps = [series[e].total(start, end)[1] if e in series else whole for e in energies]
+        if min(gaps) == whole:
+            absent.append(bld.id)
+        else:
+            out[bld.id] = max(gaps)
+    return out, absent

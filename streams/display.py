@@ -30,12 +30,15 @@ from inventory import BuildingUsage, Energy, Usage
 
 __all__ = [
     "Language",
+    "amount",
     "building_usage_label",
     "energy_label",
+    "money",
     "number",
     "of_usage",
     "percent",
     "quantity",
+    "ratio_text",
     "unit_label",
     "usage_label",
 ]
@@ -135,6 +138,48 @@ def quantity(value: float, unit: str, digits: int = 0, language: Language = "fr"
     ('1\u202f234\xa0kWh', '1,234\xa0kWh')
     """
     return f"{number(value, digits, language)}{_NBSP}{unit_label(unit)}"
+
+
+def money(eur: float, language: Language = "fr") -> str:
+    r"""A cost to the euro; under one euro "< 1 €", never "0 €" for a cost that exists.
+
+    >>> money(1234.4), money(0.3), money(0.3, "en"), money(0.0)
+    ('1 234 €', '< 1 €', '< 1 €', '0 €')
+    """
+    if math.isfinite(eur) and 0 < abs(eur) < 0.5:  # it would round to "0 €"
+        return f"<{_NBSP}{quantity(1.0, '€', 0, language)}"
+    return quantity(eur, "€", 0, language)
+
+
+def amount(value: float, unit: str, language: Language = "fr") -> str:
+    r"""A consumption, cost or emission as the e-mails and reports write it, so that a small one never reads "0".
+
+    Amounts under 10 keep one decimal (kWh, m³, kgCO₂e), larger ones are
+    whole; temperatures always keep one (°C); euros go through :func:`money`.
+
+    >>> amount(3.46, "kWh"), amount(1234.5, "kWh"), amount(2.44, "m3"), amount(12.34, "m3"), amount(0.4, "€")
+    ('3,5\xa0kWh', '1\u202f234\xa0kWh', '2,4\xa0m³', '12\xa0m³', '<\xa01\xa0€')
+    """
+    if unit == "€":
+        return money(value, language)
+    digits = 1 if unit == "degC" or abs(value) < 10 else 0
+    return quantity(value, unit, digits, language)
+
+
+def ratio_text(observed: float, expected: float, language: Language = "fr") -> str | None:
+    r"""An excess over a small expected value as "x times", where a percentage would be absurd (``None`` otherwise).
+
+    Above three times the expected value (+200 %), "+8 608 %" tells a reader
+    less than "87 fois l'attendu".
+
+    >>> ratio_text(1688.0, 19.0), ratio_text(10.0, 2.5, "en"), ratio_text(12.0, 10.0)
+    ('89 fois', '4.0 times', None)
+    """
+    if not (math.isfinite(observed) and math.isfinite(expected)) or expected <= 0 or observed <= 3 * expected:
+        return None
+    times = observed / expected
+    text = number(times, 0 if times >= 10 else 1, language)
+    return f"{text}{_NBSP}fois" if language == "fr" else f"{text} times"
 
 
 def percent(fraction: float, digits: int = 0, language: Language = "fr", *, signed: bool = False) -> str:

@@ -17,7 +17,11 @@ has one reading per line, as meters give them::
 * ``point``: a point id of the inventory;
 * ``value``: the value in the point's unit as the inventory declares it: a
   counter's **cumulative index** (kWh, Wh, m3, L…, rollovers and resets
-  included), a sensor's instantaneous value. An empty value is skipped.
+  included), a sensor's instantaneous value.
+
+A point that gave no reading at a time has no row then: a row with an empty
+value, a missing column or another separator than the comma is refused,
+naming the file and line (a blank line is allowed).
 
 Rows may come in any order. This is what the pipeline writes to InfluxDB
 (measurement ``reading``, field ``value``, tag ``point``), so an export of
@@ -64,7 +68,8 @@ import numpy.typing as npt
 
 from streams.counters import CounterTracker, Rejection
 from streams.errors import DecodeError
-from streams.influx import RAW_MEASUREMENT, InfluxQLClient
+from streams.influx import DOWNSAMPLE_MEASUREMENT, RAW_MEASUREMENT, InfluxQLClient, influxql_ident, to_ms
+from streams.status import RawHistory
 from streams.windows import WindowCalendar, WindowSize
 
 if TYPE_CHECKING:
@@ -106,11 +111,12 @@ class PointSeries:
 def read_readings_csv(path: Path) -> dict[str, PointSeries]:
     """Read a ``timestamp,point,value`` CSV (ISO 8601 timestamps with an offset).
 
-    Empty values are skipped; rows may come in any order.
+    Rows may come in any order; blank lines are skipped.
 
     Raises:
-        DecodeError: a missing column, a timestamp without offset or a value that
-            is not a number, naming the file and line.
+        DecodeError: a row without exactly three columns, an empty value, a
+            timestamp without offset or a value that is not a number, naming the
+            file and line.
     """
     times: dict[str, list[float]] = defaultdict(list)
     values: dict[str, list[float]] = defaultdict(list)
@@ -122,9 +128,17 @@ def read_readings_csv(path: Path) -> dict[str, PointSeries]:
             msg = f"{path}: the header must be 'timestamp,point,value', got {header}"
             raise DecodeError(msg)
         for line_no, row in enumerate(reader, start=2):
-            if len(row) < 3 or not row[2].strip():
-                continue
+            if not row:
+                continue  # a blank line
+            if len(row) != 3:
+                msg = (f"{path}:{line_no}: {len(row)} column(s), expected 3 separated by commas "
+                       f"(timestamp,point,value): {','.join(row)[:80]!r}")
+                raise DecodeError(msg)
             stamp, point, text = row[0], row[1], row[2]
+            if not text.strip():
+                msg = (f"{path}:{line_no}: {point} has an empty value (a point that gave no reading has no row; "
+                       "leave the line out)")
+                raise DecodeError(msg)
             moment = parsed.get(stamp)
             if moment is None:
                 try:
@@ -196,6 +210,9 @@ async def read_readings(
     chunk: timedelta = timedelta(days=1),
     retention_policy: str | None = None,
     points: Collection[str] | None = None,
+    history: RawHistory | None = None,
+    now: datetime | None = None,
+    index_before: bool = False,
 ) -> dict[str, PointSeries]:
     """The raw readings of the inventory's points in ``[start, end)``, as :func:`read_readings_csv` gives them.
 
@@ -203,14 +220,27 @@ async def read_readings(
     values, as the pipeline wrote them (:class:`streams.influx.LineEncoder`).
     Points unknown to the inventory are left out.
 
+    With ``history``, the part of the range older than the raw readings'
+    retention (:meth:`RawHistory.raw_from`) is read from the hourly aggregates
+    of ``econome influx setup`` (``long.reading_1h``): a counter's hourly
+    maximum as its index at the end of the hour (the same consumption per hour,
+    but for a reset or rollover inside the hour), a sensor's hourly mean at the
+    middle of the hour. With ``index_before``, every counter's last index
+    before ``start`` and first index from ``end`` are read too, whatever their
+    age, so that a meter read once a week gives the consumption of the range's
+    first and last days as a file would.
+
     Args:
         client: the InfluxQL client.
         inventory: the portfolio.
         start: first time (aware).
         end: end, excluded.
         chunk: time covered by one query.
-        retention_policy: where raw readings are (``raw`` after ``econome influx setup``).
+        retention_policy: where raw readings are (``raw`` after ``econome influx setup``), without ``history``.
         points: read only these points (all the inventory's when None).
+        history: where raw readings are and how long they are kept (:func:`streams.status.raw_history`).
+        now: the time the retention is counted from (default: the clock's now).
+        index_before: also read each counter's last index before ``start`` and first from ``end``.
 
     Raises:
         SinkError: InfluxDB is unreachable or refused a query.
@@ -221,10 +251,15 @@ async def read_readings(
     if not known:
         return {}
     where = _tag_filter("point", known) if points is not None else None
+    counters = {p.id for _, p in inventory.points() if p.cumulative and p.id in known}
+    history = history or RawHistory(retention_policy)
     parts: dict[str, list[tuple[FloatArray, FloatArray]]] = {}
     unknown: set[str] = set()
-    async for point, rows in client.select_range(RAW_MEASUREMENT, "value", start, end, group_by="point", chunk=chunk,
-                                                 retention_policy=retention_policy, where=where):
+    chunks = _select(client, start, end, chunk=chunk, history=history, now=now or datetime.now(UTC),
+                     where=where, counters=counters)
+    if index_before and counters:
+        chunks = _chain(_edge_indexes(client, start, end, history, now or datetime.now(UTC), counters), chunks)
+    async for point, rows in chunks:
         if point not in known:
             unknown.add(point)
             continue
@@ -243,6 +278,68 @@ async def read_readings(
     return out
 
 
+async def _chain(
+    first: AsyncIterator[tuple[str, list[tuple[int, float]]]], second: AsyncIterator[tuple[str, list[tuple[int, float]]]]
+) -> AsyncIterator[tuple[str, list[tuple[int, float]]]]:
+    async for item in first:
+        yield item
+    async for item in second:
+        yield item
+
+
+async def _select(
+    client: InfluxQLClient, start: datetime, end: datetime, *, chunk: timedelta, history: RawHistory, now: datetime,
+    where: str | None, counters: Collection[str],
+) -> AsyncIterator[tuple[str, list[tuple[int, float]]]]:
+    """Per point, its readings in ``[start, end)``: raw ones, and before the raw retention the hourly aggregates."""
+    cut = history.raw_from(now)
+    if cut is not None and start < cut and history.downsampled is not None:
+        top = min(end, cut)
+        # A counter's hourly max is its index at the end of the hour; a sensor's mean, its value mid-hour.
+        for field, offset_ms, for_counters in (("max", _HOUR_MS, True), ("mean", _HOUR_MS // 2, False)):
+            async for point, rows in client.select_range(DOWNSAMPLE_MEASUREMENT, field, start, top, group_by="point",
+                                                         chunk=chunk, retention_policy=history.downsampled, where=where):
+                if (point in counters) == for_counters:
+                    yield point, [(ms + offset_ms, value) for ms, value in rows]
+        start = max(start, cut)
+    if start < end:
+        async for item in client.select_range(RAW_MEASUREMENT, "value", start, end, group_by="point", chunk=chunk,
+                                              retention_policy=history.policy, where=where):
+            yield item
+
+
+async def _edge_indexes(
+    client: InfluxQLClient, start: datetime, end: datetime, history: RawHistory, now: datetime, counters: Collection[str]
+) -> AsyncIterator[tuple[str, list[tuple[int, float]]]]:
+    """Each counter's last index before ``start`` and first from ``end``, whatever their age: two queries.
+
+    A meter read once a week has its readings days away from the range; the
+    consumption of the range's first and last days needs them, as a file holding
+    them all would give it.
+    """
+    cut = history.raw_from(now)
+    where = _tag_filter("point", counters)
+    for selector, moment, before in (("last", start, True), ("first", end, False)):
+        if cut is not None and moment < cut and history.downsampled is not None:
+            source = f"{influxql_ident(history.downsampled)}.{influxql_ident(DOWNSAMPLE_MEASUREMENT)}"
+            # An hourly maximum stands at the end of its hour (see _select).
+            field, bound, offset_ms = "max", moment - timedelta(hours=1), _HOUR_MS
+        else:
+            source = influxql_ident(RAW_MEASUREMENT)
+            if history.policy:
+                source = f"{influxql_ident(history.policy)}.{source}"
+            field, bound, offset_ms = "value", moment, 0
+        condition = f"time < {to_ms(bound)}ms" if before else f"time >= {to_ms(bound)}ms"
+        statement = (
+            f"SELECT {selector}({influxql_ident(field)}) FROM {source} "  # noqa: S608 - identifiers quoted, times are integers
+            f'WHERE {condition} AND {where} GROUP BY "point"'
+        )
+        for series in await client.query(statement):
+            point = str(series.get("tags", {}).get("point", ""))
+            rows = [(int(row[0]) + offset_ms, float(row[1])) for row in series.get("values", []) if row[1] is not None]
+            yield point, rows
+
+
 async def influx_rows(
     client: InfluxQLClient,
     points: Sequence[str],
@@ -252,12 +349,17 @@ async def influx_rows(
     chunk: timedelta = timedelta(days=1),
     points_per_query: int = 50,
     retention_policy: str | None = None,
+    history: RawHistory | None = None,
+    counters: Collection[str] = (),
+    now: datetime | None = None,
 ) -> AsyncIterator[list[tuple[datetime, str, float]]]:
     """The raw readings of ``points`` in ``[start, end)``, one time chunk at a time, sorted by time then point.
 
     One query per chunk of time and group of ``points_per_query`` points, so
     that memory holds at most one chunk of time of the points, whatever the
-    range (``econome export``).
+    range (``econome export``). With ``history``, the part older than the raw
+    retention comes from the hourly aggregates, as in :func:`read_readings`
+    (``counters``: the points read as indexes).
 
     Yields:
         Per time chunk, its ``(time, point, value)`` rows (an empty chunk yields nothing).
@@ -266,15 +368,15 @@ async def influx_rows(
         SinkError: InfluxDB is unreachable or refused a query.
     """
     groups = [list(points[i:i + points_per_query]) for i in range(0, len(points), points_per_query)]
+    history = history or RawHistory(retention_policy)
+    moment = now or datetime.now(UTC)
     lo = start
     while lo < end:
         hi = min(lo + chunk, end)
         rows: list[tuple[int, str, float]] = []
         for group in groups:
-            async for point, values in client.select_range(
-                RAW_MEASUREMENT, "value", lo, hi, group_by="point", chunk=chunk,
-                retention_policy=retention_policy, where=_tag_filter("point", group),
-            ):
+            async for point, values in _select(client, lo, hi, chunk=chunk, history=history, now=moment,
+                                               where=_tag_filter("point", group), counters=counters):
                 rows.extend((ms, point, value) for ms, value in values)
         if rows:
             rows.sort()

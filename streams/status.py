@@ -35,13 +35,14 @@ Definitions (the ones the pipeline already uses, not new ones):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from inventory import Building, Inventory, Point
-from streams.influx import RAW_MEASUREMENT, RAW_RP, InfluxConfig, InfluxQLClient, to_ms
+from streams.influx import LONG_RP, RAW_MEASUREMENT, RAW_RP, InfluxConfig, InfluxQLClient, to_ms
 from streams.quality import StalenessLimits
 
 __all__ = [
@@ -50,8 +51,10 @@ __all__ = [
     "BuildingStatus",
     "PointCounts",
     "PointStatus",
+    "RawHistory",
     "building_statuses",
     "expected_readings",
+    "raw_history",
     "raw_retention_policy",
     "read_point_counts",
     "worst_first",
@@ -275,6 +278,63 @@ async def raw_retention_policy(client: InfluxQLClient, config: InfluxConfig) -> 
         if RAW_RP in {str(row[0]) for s in series for row in s.get("values", [])}:
             return RAW_RP
     return config.retention_policy
+
+
+@dataclass(frozen=True, slots=True)
+class RawHistory:
+    """Where raw readings are, for how long, and where the older ones survive as hourly aggregates.
+
+    After ``econome influx setup`` raw readings are kept ``raw_days`` in the
+    ``raw`` policy, and a continuous query keeps their hourly mean, min and max
+    in ``long.reading_1h`` (:func:`streams.influx.setup_v1`).
+
+    Attributes:
+        policy: the raw readings' retention policy (None: the database's default).
+        kept: how long raw readings are kept (None: forever, or unknown on 2.x).
+        downsampled: the policy holding ``reading_1h``, when there is one.
+    """
+
+    policy: str | None
+    kept: timedelta | None = None
+    downsampled: str | None = None
+
+    def raw_from(self, now: datetime) -> datetime | None:
+        """The first whole hour from which raw readings are all still kept (None: all of them)."""
+        if self.kept is None:
+            return None
+        moment = now - self.kept
+        hour = moment.replace(minute=0, second=0, microsecond=0)
+        return hour if hour == moment else hour + timedelta(hours=1)
+
+
+_UNITS = {"h": "hours", "m": "minutes", "s": "seconds"}
+
+
+def _duration(text: str) -> timedelta | None:
+    """An InfluxDB policy duration (``2160h0m0s``; ``0s`` is forever)."""
+    total = timedelta(0)
+    for amount, unit in re.findall(r"(\d+)([hms])", text):
+        total += timedelta(**{_UNITS[unit]: int(amount)})
+    return total or None
+
+
+async def raw_history(client: InfluxQLClient, config: InfluxConfig) -> RawHistory:
+    """Where raw readings are, how long they are kept, and where the hourly aggregates are (InfluxDB 1.x).
+
+    On 2.x (the DBRP mapping) only the policy is known: raw readings are taken as kept.
+
+    Raises:
+        SinkError: InfluxDB is unreachable or refused to list the policies.
+    """
+    policy = await raw_retention_policy(client, config)
+    if config.api != "v1":
+        return RawHistory(policy)
+    series = await client.query(f"SHOW RETENTION POLICIES ON {_ident(config.database)}")
+    rows = {str(row[0]): row for s in series for row in s.get("values", [])}
+    chosen = policy or next((name for name, row in rows.items() if row[-1] is True), None)
+    kept = _duration(str(rows[chosen][1])) if chosen in rows else None
+    downsampled = LONG_RP if LONG_RP in rows and chosen != LONG_RP else None
+    return RawHistory(policy, kept, downsampled)
 
 
 def _ident(name: str) -> str:

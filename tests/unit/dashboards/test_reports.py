@@ -80,3 +80,21 @@ def test_portfolio_report(commune: Inventory) -> None:
     assert "Coût de l'inaction" in html
     assert "Hôtel de ville *" in html  # incomplete data flagged
     assert _images(html) == 2
+
+
+def test_a_month_under_way_compares_the_same_days_and_small_volumes_keep_a_decimal(commune: Inventory) -> None:
+    # Issue 13 review: "0 m³ … 1 €" in a partial month, and "21 DJU (302 en 2025)", a part of a month against a whole one.
+    days = [date(2024, 12, 1) + timedelta(days=i) for i in range(365 + 10)]  # December 2024, then 1-10 December 2025
+    days = [d for d in days if d < date(2025, 1, 1) or d >= date(2025, 12, 1)]
+    temp = np.full(len(days), 8.0)  # 10 DJU a day
+    gas = EnergySeries(Energy.NATURAL_GAS, tuple(days), np.full(len(days), 300.0))
+    water = EnergySeries(Energy.WATER, tuple(days), np.full(len(days), 0.3))
+    dts = [DailyTemperature(d, t - 4, t + 4, t, 1.0, False) for d, t in zip(days, temp.tolist(), strict=True)]
+    html = building_month_report(commune, commune.building("ecole-curie"), 2025, 12, [gas, water], degree_days(dts))
+    assert "sur 10\u00a0jours (100 les mêmes jours de 2024)" in html
+    assert "310 en 2024" not in html
+    assert "<td>3,0\u00a0m³</td>" in html  # ten days of 0.3 m³, not "3 m³" or "0 m³"
+    assert "<td>9,3\u00a0m³</td>" in html  # December 2024
+    # A whole month is still compared with the whole month before.
+    whole = building_month_report(commune, commune.building("ecole-curie"), 2024, 12, [gas, water], degree_days(dts))
+    assert "sur 10" not in whole

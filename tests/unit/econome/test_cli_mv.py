@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import csv
+import io
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -115,6 +117,40 @@ def test_reports_and_operat_are_written(app: typer.Typer, tmp_path: Path) -> Non
     lines = operat.read_text(encoding="utf-8-sig").splitlines()
     assert lines[0].startswith("Identifiant EFA OPERAT;")
     assert any(";ecole-curie;" in line for line in lines[1:])
+
+
+def test_operat_flags_incomplete_years_and_refuses_an_incomplete_reference(app: typer.Typer, tmp_path: Path) -> None:
+    # Issue 13 review: a reference year holding only its last quarter gave "78.0 %" left to do for 2030, exit 0.
+    data = _data(tmp_path, 0.3)  # 2023-09-01 to 2025-08-30
+    runner = CliRunner()
+    operat = tmp_path / "operat.csv"
+    command = ["report", "operat", "--config", str(CONFIG), "--readings", str(data), "--year", "2024",
+               "--reference-year", "2023", "--out", str(operat)]
+    result = runner.invoke(app, command)
+    assert result.exit_code == 3
+    assert "2023 (reference year) incomplete" in result.stderr
+    assert "ecole-curie 244 days without data" in result.stderr  # 1 January to 1 September 2023 (first index 11:00)
+    assert "--allow-incomplete" in result.stderr
+    assert "no data in 2023 (reference year)" in result.stderr  # the file holds one building of the twelve
+    assert "for 11 building(s), their columns left blank: mairie," in result.stderr
+    assert not operat.exists()
+
+    result = runner.invoke(app, [*command, "--allow-incomplete"])
+    assert result.exit_code == 0, result.stderr
+    rows = {r["Référence interne"]: r for r in csv.DictReader(io.StringIO(operat.read_text(encoding="utf-8-sig")), delimiter=";")}
+    curie = rows["ecole-curie"]
+    assert curie["Jours sans données (année de référence)"] == "244"
+    assert curie["Jours sans données (année de consommation)"] == "0"
+    assert int(curie["Consommation de l'année de référence (kWh EF)"]) < int(curie["Consommation totale (kWh EF)"])
+
+    # A complete reference year: no refusal; the declared year's missing days are still flagged.
+    result = runner.invoke(app, [*command[:-6], "--year", "2025", "--reference-year", "2024", "--out", str(operat)])
+    assert result.exit_code == 0, result.stderr
+    assert "warning: 2025 incomplete" in result.stderr
+    curie = next(r for r in csv.DictReader(io.StringIO(operat.read_text(encoding="utf-8-sig")), delimiter=";")
+                 if r["Référence interne"] == "ecole-curie")
+    assert int(curie["Jours sans données (année de consommation)"]) >= 120  # September to December 2025
+    assert curie["Jours sans données (année de référence)"] == "0"
 
 
 def test_renovation_report_unknown_building(app: typer.Typer, tmp_path: Path) -> None:

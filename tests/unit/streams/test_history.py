@@ -50,7 +50,8 @@ def _ours(readings: list[tuple[datetime, float]], inv: Inventory = PARIS) -> dic
 steps = st.lists(
     st.tuples(
         st.integers(min_value=1, max_value=240),  # minutes since the previous reading (gaps up to 4 h)
-        st.one_of(st.floats(min_value=0, max_value=5), st.just(-1.0), st.just(-2.0)),  # increment, a reset, a rollover
+        # increment, a reset, a rollover, a backward step (jitter)
+        st.one_of(st.floats(min_value=0, max_value=5), st.just(-1.0), st.just(-2.0), st.just(-3.0)),
     ),
     min_size=2,
     max_size=60,
@@ -69,6 +70,8 @@ def test_hourly_consumption_is_the_pipelines(moves: list[tuple[int, float]], inv
             value = 3.0  # an undeclared reset: restart from zero
         elif step == -2.0:
             value = (value + 7.0) % wrap  # may roll over
+        elif step == -3.0:
+            value = round(value - 0.05, 3)  # jitter below the previous index
         else:
             value = round(value + step, 3)
         readings.append((ts, value))
@@ -89,6 +92,17 @@ def test_a_rollover_and_a_gap_are_spread_like_the_pipeline() -> None:
     assert ours == pytest.approx(_pipeline_hours(readings))
 
 
+def test_jitter_is_no_consumption_in_history_and_pipeline() -> None:
+    # Issue 13 review: one index 0.05 below the previous one added the whole index as a restart.
+    minutes = [T0 + timedelta(minutes=15 * i) for i in range(9)]
+    values = [1000.0, 1001.0, 1002.0, 1001.95, 1003.0, 1004.0, 1003.99, 1003.99, 1005.0]
+    readings = list(zip(minutes, values, strict=True))
+    ours, theirs = _ours(readings), _pipeline_hours(readings)
+    assert sum(ours.values()) == pytest.approx(5.0)  # 1000 to 1005, the backward steps add nothing
+    assert min(ours.values()) >= 0.0
+    assert ours == pytest.approx(theirs)
+
+
 def test_csv_round_trip_and_errors_name_the_line(tmp_path: Path) -> None:
     path = tmp_path / "r.csv"
     t = datetime(2026, 1, 5, tzinfo=UTC)
@@ -105,6 +119,15 @@ def test_csv_round_trip_and_errors_name_the_line(tmp_path: Path) -> None:
     path.write_text("timestamp,point,value\n2026-01-05T00:00:00+00:00,a,x\n")
     with pytest.raises(DecodeError, match=r"r\.csv:2: value 'x' of a is not a number"):
         read_readings_csv(path)
+    # Issue 13 review: malformed rows were skipped silently.
+    for body, error in (("2026-01-05T00:00:00+00:00,a\n", r"r\.csv:3: 2 column\(s\), expected 3"),
+                        ("2026-01-05T00:00:00+00:00;a;1\n", r"r\.csv:3: 1 column\(s\), expected 3 separated by commas"),
+                        ("2026-01-05T00:00:00+00:00,a,\n", r"r\.csv:3: a has an empty value")):
+        path.write_text("timestamp,point,value\n2026-01-05T00:00:00+00:00,a,1\n" + body + "\n")
+        with pytest.raises(DecodeError, match=error):
+            read_readings_csv(path)
+    path.write_text("timestamp,point,value\n2026-01-05T00:00:00+00:00,a,1\n\n2026-01-05T00:15:00+00:00,a,2\n")
+    assert read_readings_csv(path)["a"].values.tolist() == [1.0, 2.0]  # a blank line is no row
     path.write_text("timestamp,value\n2026-01-05T00:00:00+00:00,1\n")
     with pytest.raises(DecodeError, match="header must be 'timestamp,point,value'"):
         read_readings_csv(path)

@@ -1,0 +1,99 @@
+"""What the offline commands make of their readings file: unknown ids, malformed rows, points never read (issue 13 review)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from econome.cli import app
+
+ROOT = Path(__file__).resolve().parents[3]
+CONFIG = ROOT / "examples" / "commune.yaml"
+SENSOR = "mairie-bureaux-temperature"
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``econome simulate``'s default file (counters and weather), run outside the source tree without --config."""
+    where = tmp_path_factory.mktemp("elsewhere")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(where)
+        result = CliRunner().invoke(app, ["simulate", "--out", "recent.csv", "--start", "2025-01-06", "--end", "2025-01-10"])
+    assert result.exit_code == 0, result.output
+    return where / "recent.csv"
+
+
+def _detect(readings: Path, out: Path) -> tuple[int, str, str, list[dict[str, object]]]:
+    result = CliRunner().invoke(app, ["detect", "--inventory", str(CONFIG), "--readings", str(readings),
+                                      "--out", str(out), "--no-models"])
+    events = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
+    return result.exit_code, result.stdout, result.stderr, events
+
+
+def test_simulate_then_detect_judges_only_the_points_read(simulated: Path, tmp_path: Path) -> None:
+    code, _, stderr, events = _detect(simulated, tmp_path / "e.jsonl")
+    assert code == 0, stderr
+    # The sensors the file never held are named, not reported missing (the review saw 64 false alerts).
+    assert "point(s) have no reading in" in stderr
+    assert SENSOR in stderr or "more)" in stderr
+    assert [e for e in events if e["kind"] == "missing_data"] == []
+
+    # A sensor that the file holds, then goes silent, is still judged.
+    lines = simulated.read_text().splitlines()
+    first = [line.split(",")[0] for line in lines[1:] if line.split(",")[1] == "station-meteo-temperature"][:12]
+    with_sensor = tmp_path / "with-sensor.csv"
+    with_sensor.write_text("\n".join([*lines, *(f"{t},{SENSOR},19.5" for t in first)]) + "\n")
+    code, _, stderr, events = _detect(with_sensor, tmp_path / "e2.jsonl")
+    assert code == 0, stderr
+    missing = [e for e in events if e["kind"] == "missing_data"]
+    assert missing
+    assert {e["point"] for e in missing} == {SENSOR}
+
+
+def test_unknown_point_ids_are_named_and_none_known_exits_3(simulated: Path, tmp_path: Path) -> None:
+    lines = simulated.read_text().splitlines()
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("\n".join([lines[0], *(",".join([t, "X" + p, v]) for t, p, v in (x.split(",") for x in lines[1:]))]) + "\n")
+    code, _, stderr, events = _detect(wrong, tmp_path / "e.jsonl")
+    assert code == 3
+    assert "41 point id(s) not in the inventory, ignored: Xatelier-elec-energy" in stderr
+    assert "and 36 more" in stderr
+    assert "holds no reading of a point of the inventory" in stderr
+    assert events == []
+
+    some = tmp_path / "some.csv"
+    some.write_text("\n".join([*lines, "2025-01-06T00:00:00+00:00,Xnobody,1.0"]) + "\n")
+    for command in (["detect", "--inventory", str(CONFIG), "--out", str(tmp_path / "x.jsonl"), "--no-models"],
+                    ["report", "operat", "--config", str(CONFIG), "--year", "2025", "--reference-year", "2024",
+                     "--allow-incomplete", "--out", str(tmp_path / "o.csv")]):
+        result = CliRunner().invoke(app, [*command, "--readings", str(some)])
+        assert result.exit_code == 0, result.stderr
+        assert "1 point id(s) not in the inventory, ignored: Xnobody" in result.stderr
+
+
+def test_a_malformed_row_exits_3_naming_the_line(simulated: Path, tmp_path: Path) -> None:
+    lines = simulated.read_text().splitlines()
+    for bad, error in (("2025-01-06T00:00:00+00:00,mairie-elec-energy", "2 column(s), expected 3"),
+                       ("2025-01-06T00:00:00+00:00;mairie-elec-energy;3.0", "1 column(s), expected 3"),
+                       ("2025-01-06T00:00:00+00:00,mairie-elec-energy,", "mairie-elec-energy has an empty value")):
+        path = tmp_path / "bad.csv"
+        path.write_text("\n".join([*lines[:10], bad, *lines[10:]]) + "\n")
+        code, _, stderr, _ = _detect(path, tmp_path / "e.jsonl")
+        assert code == 3
+        assert f"{path}:11: {error}" in stderr
+
+
+def test_the_live_path_still_reports_a_sensor_that_never_published(simulated: Path) -> None:
+    # econome run's live detection calls advance() with every point judged: a dead sensor raises missing data.
+    from anomalies.detect import DetectConfig
+    from anomalies.incremental import DetectorState, advance
+    from inventory import load_inventory
+    from streams.history import read_readings_csv
+
+    config = DetectConfig(models=False)
+    result = advance(load_inventory(CONFIG), read_readings_csv(simulated), DetectorState.fresh(config), config=config)
+    silent = {e.point for e in result.events if e.kind == "missing_data"}
+    assert SENSOR in silent
