@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -165,3 +166,37 @@ def test_the_index_before_the_range_is_found_past_the_raw_retention(
     series = source.load(INV, start, now + timedelta(hours=1), [WATER])[WATER]
     assert series.values.tolist() == [1000.0, 1100.0]
     assert series.times_s[0] == (old + timedelta(hours=1)).timestamp()  # an hourly maximum stands at its hour's end
+
+
+def test_detect_from_influx_reports_a_sensor_that_died_before_since(
+    influxdb_server: Any, unique_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Review round 2: "points never read are not judged" (meant for simulate's counters-only CSV) also applied
+    # to InfluxDB, which collects every point: a sensor dead before --since was never reported.
+    monkeypatch.setenv("ECONOME_INFLUX_URL", influxdb_server.url)
+    monkeypatch.setenv("ECONOME_INFLUX_DATABASE", unique_name)
+    httpx.post(f"{influxdb_server.url}/query", params={"q": f'CREATE DATABASE "{unique_name}"'}, timeout=10)
+    dead, alive = "mairie-bureaux-temperature", SENSOR
+    first = datetime(2025, 1, 3, tzinfo=UTC)
+    _write(influxdb_server.url, unique_name,
+           [f"reading,point={dead} value=19.5 {int((first + timedelta(hours=h)).timestamp() * 1000)}" for h in range(60)]
+           + [f"reading,point={alive} value=4.5 {int((first + timedelta(hours=h)).timestamp() * 1000)}"
+              for h in range(24 * 13)])
+    out = tmp_path / "events.jsonl"
+    result = CliRunner().invoke(app, ["detect", "--inventory", str(CONFIG), "--from-influx", "--since", "2025-01-06",
+                                      "--until", "2025-01-16", "--no-models", "--out", str(out)])
+    assert result.exit_code == 0, result.stderr
+    assert "not judged" not in result.stderr
+    missing = {e["point"] for e in map(json.loads, out.read_text().splitlines()) if e["kind"] == "missing_data"}
+    assert dead in missing
+    assert alive not in missing
+
+    # A CSV (simulate's counters-only file) still says which points it does not judge.
+    csv = tmp_path / "alive.csv"
+    write_readings_csv(csv, [[(first + timedelta(hours=h), alive, 4.5) for h in range(24 * 13)]])
+    result = CliRunner().invoke(app, ["detect", "--inventory", str(CONFIG), "--readings", str(csv), "--no-models",
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.stderr
+    assert "missing data not judged for them" in result.stderr
+    assert dead in result.stderr
+    assert not [e for e in map(json.loads, out.read_text().splitlines()) if e["kind"] == "missing_data"]
