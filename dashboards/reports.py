@@ -307,6 +307,7 @@ def building_month_report(
         dju_label = f"base 18\u00a0°C ({_num(hdd_prev)} en {year - 1})"
     rows = []
     partial: list[str] = []
+    corrected_days: list[str] = []
     total_kwh = total_eur = total_co2 = 0.0
     for s in covered:
         tariff = inventory.tariff(s.energy)
@@ -318,8 +319,12 @@ def building_month_report(
         # Only the weather-dependent share should be corrected; without a model we
         # correct all of it for heating energies and nothing for electricity and water.
         corrected = math.nan
-        if comparable and s.energy not in (Energy.ELECTRICITY, Energy.WATER) and hdd_now and hdd_prev:
-            corrected = (now / hdd_now) / (before / hdd_prev) - 1
+        if comparable and s.energy not in (Energy.ELECTRICITY, Energy.WATER):
+            # On the days of the month that have consumption and DJU in both years: 31 days of gas over
+            # 30 days of DJU (the last day's temperature missing) flipped the sign (review round 2).
+            corrected, n_corrected = _climate_corrected(s, degree_days, year, month)
+            if 0 < n_corrected < n_days:
+                corrected_days.append(f"{ENERGY_LABELS[s.energy].lower()} sur {n_corrected}\u00a0jours")
         eur = now * tariff.price_eur_per_unit
         co2 = now * tariff.emission_kgco2e_per_unit
         if s.energy is not Energy.WATER:
@@ -350,6 +355,9 @@ def building_month_report(
         ]
     )
     gap_note = f" {gaps_now}\u00a0jour(s) sans température\u00a0: DJU incomplets." if gaps_now else ""
+    if corrected_days:
+        gap_note += (" Écart corrigé calculé sur les seuls jours ayant consommation et DJU les deux années\u00a0: "
+                     + ", ".join(corrected_days) + ".")
     coverage = ""
     if partial:
         coverage = (
@@ -374,6 +382,36 @@ def building_month_report(
     usage = building_usage_label(building.usage.value, "fr")
     subtitle = f"{org.name} · {_q(building.heated_area_m2, 'm2')} chauffés · {usage[:1].upper()}{usage[1:]}"
     return render_page(f"{building.name} — rapport de {month_name}", body, subtitle)
+
+
+def _climate_corrected(
+    series: EnergySeries, degree_days: Sequence[DegreeDay], year: int, month: int
+) -> tuple[float, int]:
+    """The change of consumption per DJU against the same month a year before, and the days it is computed on.
+
+    Only the days of the month (the same day numbers in both years) with consumption and DJU in
+    both years count, so that both ratios divide the same days' consumption by the same days' DJU.
+    """
+    hdd = {d.day: d.hdd for d in degree_days if not d.gap and math.isfinite(d.hdd)}
+    used = {d: v for d, v in zip(series.days, series.values.tolist(), strict=True) if math.isfinite(v)}
+    start, end = _month_bounds(year, month)
+    sums = [0.0, 0.0, 0.0, 0.0]  # consumption now, DJU now, consumption before, DJU before
+    count = 0
+    for offset in range((end - start).days):
+        day = start + timedelta(days=offset)
+        try:
+            before = day.replace(year=year - 1)
+        except ValueError:  # 29 February
+            continue
+        if day in used and day in hdd and before in used and before in hdd:
+            sums[0] += used[day]
+            sums[1] += hdd[day]
+            sums[2] += used[before]
+            sums[3] += hdd[before]
+            count += 1
+    if not (count and sums[1] > 0 and sums[2] > 0 and sums[3] > 0):
+        return math.nan, count
+    return (sums[0] / sums[1]) / (sums[2] / sums[3]) - 1, count
 
 
 def _daily_chart(series: Sequence[EnergySeries], start: date, end: date, temperature_c: dict[date, float]) -> Figure:
