@@ -40,7 +40,7 @@ from inventory import Building, Energy, Inventory, Renovation
 from mv.baseline import G14_LIMITS, FitStats, Resolution
 from mv.degreedays import DegreeDay, monthly_degree_days
 from mv.savings import PerformanceGapAlert, SavingsReport, cost_of_inaction
-from streams.display import amount, building_usage_label, number, percent, quantity
+from streams.display import amount, building_usage_label, number, percent, quantity, shared_digits
 from streams.errors import InsufficientData
 
 if TYPE_CHECKING:
@@ -240,9 +240,9 @@ def _q(value: float, unit: str, decimals: int = 0) -> str:
     return "—" if not math.isfinite(value) else quantity(value, unit, decimals, "fr")
 
 
-def _amount(value: float, unit: str) -> str:
-    """A consumption or cost (:func:`streams.display.amount`): under 10 a decimal, "< 1 €"."""
-    return "—" if not math.isfinite(value) else amount(value, unit, "fr")
+def _amount(value: float, unit: str, digits: int | None = None) -> str:
+    """A consumption or cost (:func:`streams.display.amount`): under 10 a decimal, "< 1 €"; "—" when unknown."""
+    return "—" if not math.isfinite(value) else amount(value, unit, "fr", digits)
 
 
 def _kpi(value: str, label: str) -> str:
@@ -308,6 +308,7 @@ def building_month_report(
     rows = []
     partial: list[str] = []
     corrected_days: list[str] = []
+    figures: list[tuple[Energy, float, float, float, float, float, float, int]] = []
     total_kwh = total_eur = total_co2 = 0.0
     for s in covered:
         tariff = inventory.tariff(s.energy)
@@ -337,20 +338,30 @@ def building_month_report(
         if 0 < missing_before < prev_days:
             measured = prev_days - missing_before
             partial.append(f"{ENERGY_LABELS[s.energy].lower()} en {year - 1}\u00a0: {measured} jours mesurés sur {prev_days}")
-        unit = "m3" if s.energy is Energy.WATER else "kWh"
-        before_text = _amount(before, unit) if missing_before < (prev_end - prev_start).days else "—"
+        before_shown = before if missing_before < prev_days else math.nan
+        figures.append((s.energy, now, before_shown, change, corrected, eur, co2, missing))
+    # The figures of a column and their total take one precision, so that they add up (review round 2).
+    kwh = [f[1] for f in figures if f[0] is not Energy.WATER]
+    digits = {"kWh": shared_digits([*kwh, total_kwh], "kWh"),
+              "kWh_before": shared_digits([f[2] for f in figures if f[0] is not Energy.WATER], "kWh"),
+              "m3": shared_digits([f[1] for f in figures if f[0] is Energy.WATER], "m3"),
+              "m3_before": shared_digits([f[2] for f in figures if f[0] is Energy.WATER], "m3"),
+              "kgCO2e": shared_digits([*(f[6] for f in figures), total_co2], "kgCO2e")}
+    for energy, now, before, change, corrected, eur, co2, missing in figures:
+        unit = "m3" if energy is Energy.WATER else "kWh"
         rows.append(
-            f"<tr><td>{ENERGY_LABELS[s.energy]}</td><td>{_amount(now, unit)}</td>"
-            f"<td>{before_text}</td><td>{_pct(change, signed=True)}</td><td>{_pct(corrected, signed=True)}</td>"
-            f"<td>{_amount(eur, '€')}</td><td>{_num(co2, 1 if co2 < 10 else 0)}</td><td>{n_days - missing}/{n_days}</td></tr>"
+            f"<tr><td>{ENERGY_LABELS[energy]}</td><td>{_amount(now, unit, digits[unit])}</td>"
+            f"<td>{_amount(before, unit, digits[unit + '_before'])}</td><td>{_pct(change, signed=True)}</td>"
+            f"<td>{_pct(corrected, signed=True)}</td><td>{_amount(eur, '€')}</td>"
+            f"<td>{_num(co2, digits['kgCO2e'])}</td><td>{n_days - missing}/{n_days}</td></tr>"
         )
     month_name = f"{_MONTHS[month - 1]} {year}"
     kpis = "".join(
         [
-            _kpi(_q(total_kwh, "kWh"), "énergie finale du mois"),
+            _kpi(_amount(total_kwh, "kWh", digits["kWh"]), "énergie finale du mois"),
             _kpi(_q(total_kwh / building.heated_area_m2, "kWh/m2", 1), "par m² chauffé"),
             _kpi(_amount(total_eur, "€"), "coût TTC estimé (énergie + eau)"),
-            _kpi(_amount(total_co2, "kgCO2e"), "émissions"),
+            _kpi(_amount(total_co2, "kgCO2e", digits["kgCO2e"]), "émissions"),
             _kpi(_q(hdd_now, "DJU"), dju_label),
         ]
     )

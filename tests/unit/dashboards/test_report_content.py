@@ -206,3 +206,22 @@ def test_the_climate_corrected_change_divides_the_same_days(tmp_path: Path) -> N
     assert f"sur {len(same)}\u00a0jours" in visible_text(page)  # the DJU of the days with a temperature
     assert f"gaz naturel sur {len(same)}\u00a0jours" in visible_text(page)  # and the change says on which days
     assert cells[-1] == "31/31"
+
+
+def test_a_column_and_its_total_share_one_precision(commune: Inventory) -> None:
+    # Review round 2: amounts were whole from 10 and one decimal below, so a column and its total did not add up.
+    n = 520
+    days = _days(n)
+    gas, elec = np.full(n, 40.13), np.full(n, 0.137)  # 1 244,0 and 4,2 kWh in January
+    page = _month(commune, [EnergySeries(Energy.NATURAL_GAS, tuple(days), gas),
+                            EnergySeries(Energy.ELECTRICITY, tuple(days), elec)], n)
+    text = visible_text(page)
+    assert not problems(text), problems(text)
+    shown_gas, shown_elec = _cells(page, "Gaz naturel")[0], _cells(page, "Électricité")[0]
+    total = re.search(r'<div class="v">([^<]*kWh)</div><div class="l">énergie finale du mois', page)
+    assert total is not None
+    figures = [float(t.split("\xa0")[0].replace("\u202f", "").replace(",", ".")) for t in (shown_gas, shown_elec,
+                                                                                             total.group(1))]
+    assert all("," in t and len(t.split(",")[1].split("\xa0")[0]) == 1 for t in (shown_gas, shown_elec, total.group(1)))
+    assert figures[0] + figures[1] == pytest.approx(figures[2], abs=0.15)
+    assert figures[1] == pytest.approx(31 * 0.137, abs=0.05)
