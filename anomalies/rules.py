@@ -936,12 +936,22 @@ class NightBaseloadRule:
             increase[h_known] = 100.0 * (ratio[i_known] - 1.0)
             hit = in_days & mine[of_day]
             excess[hit] = np.maximum(0.0, night_e[of_day[hit]] - predicted[of_day[hit]])
+            # The raised base runs day and night: the excess is counted every hour of a flagged day, so the
+            # observed and expected are too (review round 2: "Attendu 170, Observé 201, Surconsommation 234
+            # kWh", the observed summed at night only). By day, no more than the meter read, and what was
+            # expected is what was read less the excess, as for a leak.
+            measured = np.isfinite(elec.values)
+            by_day = hit & ~night
+            excess[by_day] = np.where(measured[by_day], np.minimum(excess[by_day], np.maximum(elec.values[by_day], 0.0)),
+                                      0.0)
+            expected[by_day] = np.where(measured[by_day], elec.values[by_day] - excess[by_day], np.nan)
             findings.append(
                 Finding(
                     qualified_name=_PREFIX + name, kind=kind, building=hours.building.id,
-                    usage=Usage.GENERAL, state=state, observed=np.where(night, elec.values, np.nan), expected=expected,
-                    excess=excess, unit=elec.unit, energy=elec.energy, facts={"increase_pct": increase},
-                    min_duration=timedelta(hours=3), clear_after=timedelta(hours=48),
+                    usage=Usage.GENERAL, state=state, observed=np.where(night | hit, elec.values, np.nan),
+                    expected=expected, excess=excess, unit=elec.unit, energy=elec.energy,
+                    facts={"increase_pct": increase}, min_duration=timedelta(hours=3), clear_after=timedelta(hours=48),
+                    chart_hours=night,
                 )
             )
         return findings
