@@ -938,13 +938,11 @@ class NightBaseloadRule:
             excess[hit] = np.maximum(0.0, night_e[of_day[hit]] - predicted[of_day[hit]])
             # The raised base runs day and night: the excess is counted every hour of a flagged day, so the
             # observed and expected are too (review round 2: "Attendu 170, Observé 201, Surconsommation 234
-            # kWh", the observed summed at night only). By day, no more than the meter read, and what was
-            # expected is what was read less the excess, as for a leak.
+            # kWh", the observed summed at night only). No more than the meter read in an hour, and what was
+            # expected is what was read less the excess, as for a leak, so that the three add up.
             measured = np.isfinite(elec.values)
-            by_day = hit & ~night
-            excess[by_day] = np.where(measured[by_day], np.minimum(excess[by_day], np.maximum(elec.values[by_day], 0.0)),
-                                      0.0)
-            expected[by_day] = np.where(measured[by_day], elec.values[by_day] - excess[by_day], np.nan)
+            excess[hit] = np.where(measured[hit], np.minimum(excess[hit], np.maximum(elec.values[hit], 0.0)), 0.0)
+            expected[hit] = np.where(measured[hit], elec.values[hit] - excess[hit], np.nan)
             findings.append(
                 Finding(
                     qualified_name=_PREFIX + name, kind=kind, building=hours.building.id,

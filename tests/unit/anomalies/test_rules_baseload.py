@@ -117,5 +117,4 @@ def test_a_creep_and_a_step_claim_no_more_than_observed_and_add_up() -> None:
     assert {e.kind for e in events} == {"baseload_creep", "lighting_unoccupied"}
     for event in events:
         assert 0 < event.excess_kwh <= event.observed, event
-        # Each night's excess is the rise of its base (a median), not of each hour: they add up within a few %.
-        assert event.expected + event.excess_kwh == pytest.approx(event.observed, rel=0.05), event
+        assert event.expected + event.excess_kwh == pytest.approx(event.observed, abs=1e-6), event
