@@ -48,7 +48,7 @@ import logging
 import os
 import smtplib
 import ssl
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from email.message import EmailMessage
@@ -65,7 +65,7 @@ from matplotlib.ticker import FuncFormatter
 from anomalies.events import AlertState, AnomalyEvent, ChartSeries, Language
 from inventory import EmailSettings, Inventory
 from streams.display import amount as display_amount
-from streams.display import number, unit_label, usage_label
+from streams.display import number, shared_digits, unit_label, usage_label
 from streams.errors import ConfigError, SinkError
 from streams.influx import InfluxWriter, escape_tag, tls_context, to_ms
 
@@ -292,13 +292,13 @@ def _fmt_when(event: AnomalyEvent, which: str) -> str:
     return f"{moment.astimezone(ZoneInfo(event.timezone)):%d/%m/%Y %H:%M}"
 
 
-def _amount(value: float, unit: str, language: Language = "en") -> str:
+def _amount(value: float, unit: str, language: Language = "en", digits: int | None = None) -> str:
     r"""A quantity with its unit (:func:`streams.display.amount`): under 10 a decimal, "< 1 €".
 
     >>> _amount(12345.67, "m3", "fr"), _amount(2.44, "m3", "en"), _amount(0.4, "kWh"), _amount(0.2, "€", "fr")
     ('12\u202f346\xa0m³', '2.4\xa0m³', '0.4\xa0kWh', '<\xa01\xa0€')
     """
-    return display_amount(value, unit, language)
+    return display_amount(value, unit, language, digits)
 
 
 def _detected_by(event: AnomalyEvent, language: Language) -> str:
@@ -320,15 +320,17 @@ def _rows(event: AnomalyEvent, language: Language) -> list[tuple[str, str]]:
         (labels["start"], _fmt_when(event, "start")),
         (labels["end"], _fmt_when(event, "end")),
     ]
+    # Shown together, they take one precision so that expected + excess reads as observed (review round 2).
     if event.unit in ("kWh", "m3"):
+        digits = event.digits(event.unit)
         rows += [
-            (labels["expected"], _amount(event.expected, event.unit, language)),
-            (labels["observed"], _amount(event.observed, event.unit, language)),
+            (labels["expected"], _amount(event.expected, event.unit, language, digits)),
+            (labels["observed"], _amount(event.observed, event.unit, language, digits)),
         ]
     if event.excess_kwh > 0:
-        rows.append((labels["excess"], _amount(event.excess_kwh, "kWh", language)))
+        rows.append((labels["excess"], _amount(event.excess_kwh, "kWh", language, event.digits("kWh"))))
     if event.excess_m3 > 0:
-        rows.append((labels["excess"], _amount(event.excess_m3, "m3", language)))
+        rows.append((labels["excess"], _amount(event.excess_m3, "m3", language, event.digits("m3"))))
     if event.excess_eur > 0:
         rows += [(labels["cost"], _amount(event.excess_eur, "€", language)),
                  (labels["co2"], _amount(event.excess_kgco2e, "kgCO2e", language))]
@@ -665,20 +667,27 @@ def _colon(label: str, language: Language) -> str:
     return f"{label}\u00a0:" if language == "fr" else f"{label}:"
 
 
-def _cost(event: AnomalyEvent, language: Language) -> str:
+def _cost(event: AnomalyEvent, language: Language, digits: Mapping[str, int] | None = None) -> str:
+    """The excess of an event; ``digits`` per unit when it is listed with others and a total (a digest)."""
     parts = []
-    if event.excess_kwh > 0:
-        parts.append(_amount(event.excess_kwh, "kWh", language))
-    if event.excess_m3 > 0:
-        parts.append(_amount(event.excess_m3, "m3", language))
-    if event.excess_eur > 0:
-        parts.append(_amount(event.excess_eur, "€", language))
-    if event.excess_kgco2e > 0:
-        parts.append(_amount(event.excess_kgco2e, "kgCO2e", language))
+    for value, unit in ((event.excess_kwh, "kWh"), (event.excess_m3, "m3"), (event.excess_eur, "€"),
+                        (event.excess_kgco2e, "kgCO2e")):
+        if value > 0:
+            shown = (digits or {}).get(unit, event.digits(unit))
+            parts.append(_amount(value, unit, language, shown))
     return ", ".join(parts)
 
 
-def _entry_line(entry: DigestEntry, language: Language, section: str) -> str:
+def _digest_digits(entries: Sequence[DigestEntry]) -> dict[str, int]:
+    """One precision per unit for a digest's excesses and their total, so that the total adds up (review round 2)."""
+    out: dict[str, int] = {}
+    for unit, field in (("kWh", "excess_kwh"), ("m3", "excess_m3"), ("kgCO2e", "excess_kgco2e")):
+        values = [float(getattr(e.event, field)) for e in entries]
+        out[unit] = shared_digits([*values, sum(values)], unit)
+    return out
+
+
+def _entry_line(entry: DigestEntry, language: Language, section: str, digits: Mapping[str, int] | None = None) -> str:
     event = entry.event
     labels = _DIGEST_LABELS[language]
     tz = ZoneInfo(event.timezone)
@@ -689,7 +698,7 @@ def _entry_line(entry: DigestEntry, language: Language, section: str) -> str:
     line += f", {labels['since']} {event.start.astimezone(tz):%d/%m %H:%M}"
     if section == "resolved":
         line += f", {labels['ended']} {event.end.astimezone(tz):%d/%m %H:%M}"
-    cost = _cost(event, language)
+    cost = _cost(event, language, digits)
     if cost and section != "data":
         line += f" — {cost}"
     if entry.acked_by:
@@ -705,6 +714,7 @@ def _digest_parts(digest: Digest, language: Language) -> tuple[str, str, str]:
     eur = sum(e.event.excess_eur for e in (*digest.open, *digest.acknowledged))
     kwh = sum(e.event.excess_kwh for e in (*digest.open, *digest.acknowledged))
     co2 = sum(e.event.excess_kgco2e for e in (*digest.open, *digest.acknowledged))
+    digits = _digest_digits([*digest.open, *digest.acknowledged])  # the entries that the total sums
     if n_open:
         summary = f"{n_open} {labels['one_open'] if n_open == 1 else labels['many_open']}"
         if eur >= 1:
@@ -724,16 +734,17 @@ def _digest_parts(digest: Digest, language: Language) -> tuple[str, str, str]:
     for section, heading, entries in sections:
         if not entries:
             continue
-        lines = [_entry_line(e, language, section) for e in entries]
+        lines = [_entry_line(e, language, section, digits if section in ("open", "acknowledged") else None)
+                 for e in entries]
         text_parts += [_colon(heading, language), *(f"- {line}" for line in lines), ""]
         items = "".join(f'<li style="margin:4px 0">{html.escape(line)}</li>' for line in lines)
         html_parts.append(f"<h3>{html.escape(heading)}</h3><ul>{items}</ul>")
     if n_open:
         totals = ", ".join(
             part for part in (
-                _amount(kwh, "kWh", language) if kwh > 0 else "",
+                _amount(kwh, "kWh", language, digits["kWh"]) if kwh > 0 else "",
                 _amount(eur, "€", language) if eur > 0 else "",
-                _amount(co2, "kgCO2e", language) if co2 > 0 else "",
+                _amount(co2, "kgCO2e", language, digits["kgCO2e"]) if co2 > 0 else "",
             ) if part
         )
         if totals:

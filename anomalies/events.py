@@ -29,7 +29,18 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from inventory import Energy, Inventory
-from streams.display import amount, money, number, of_usage, percent, quantity, ratio_text, unit_label, usage_label
+from streams.display import (
+    amount,
+    money,
+    number,
+    of_usage,
+    percent,
+    quantity,
+    ratio_text,
+    shared_digits,
+    unit_label,
+    usage_label,
+)
 
 __all__ = [
     "Alert",
@@ -204,6 +215,17 @@ class AnomalyEvent:
         """The explanation in French or English."""
         return explain(self, language)
 
+    def digits(self, unit: str) -> int:
+        """The decimals of this event's figures in ``unit`` (kWh, m3, kgCO2e), one for all of them.
+
+        The expected, observed and excess amounts are shown together and must add
+        up for the reader (:func:`streams.display.shared_digits`).
+        """
+        group = {"kWh": [self.excess_kwh], "m3": [self.excess_m3], "kgCO2e": [self.excess_kgco2e]}.get(unit, [])
+        if unit == self.unit:
+            group += [self.expected, self.observed]
+        return shared_digits(group, unit)
+
     def to_json(self, language: Language = "fr") -> dict[str, Any]:
         """The JSON-lines record of ``econome detect`` (times in ISO 8601 UTC).
 
@@ -264,9 +286,9 @@ def _money(event: AnomalyEvent, language: Language) -> str:
         return ""
     # Small amounts keep a decimal and a cost under a euro reads "< 1 €": "+0 kWh ≈ 0 €" would read as none.
     if event.excess_kwh > 0:
-        size = "+" + amount(event.excess_kwh, "kWh", language)
+        size = "+" + amount(event.excess_kwh, "kWh", language, event.digits("kWh"))
     else:
-        size = "+" + amount(event.excess_m3, "m3", language)
+        size = "+" + amount(event.excess_m3, "m3", language, event.digits("m3"))
     if event.usage == "heating" and event.excess_kwh > 0:
         size += " " + ("de chaleur" if language == "fr" else "of heat")
     co2 = amount(event.excess_kgco2e, "kgCO2e", language)

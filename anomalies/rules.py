@@ -936,12 +936,20 @@ class NightBaseloadRule:
             increase[h_known] = 100.0 * (ratio[i_known] - 1.0)
             hit = in_days & mine[of_day]
             excess[hit] = np.maximum(0.0, night_e[of_day[hit]] - predicted[of_day[hit]])
+            # The raised base runs day and night: the excess is counted every hour of a flagged day, so the
+            # observed and expected are too (review round 2: "Attendu 170, Observé 201, Surconsommation 234
+            # kWh", the observed summed at night only). No more than the meter read in an hour, and what was
+            # expected is what was read less the excess, as for a leak, so that the three add up.
+            measured = np.isfinite(elec.values)
+            excess[hit] = np.where(measured[hit], np.minimum(excess[hit], np.maximum(elec.values[hit], 0.0)), 0.0)
+            expected[hit] = np.where(measured[hit], elec.values[hit] - excess[hit], np.nan)
             findings.append(
                 Finding(
                     qualified_name=_PREFIX + name, kind=kind, building=hours.building.id,
-                    usage=Usage.GENERAL, state=state, observed=np.where(night, elec.values, np.nan), expected=expected,
-                    excess=excess, unit=elec.unit, energy=elec.energy, facts={"increase_pct": increase},
-                    min_duration=timedelta(hours=3), clear_after=timedelta(hours=48),
+                    usage=Usage.GENERAL, state=state, observed=np.where(night | hit, elec.values, np.nan),
+                    expected=expected, excess=excess, unit=elec.unit, energy=elec.energy,
+                    facts={"increase_pct": increase}, min_duration=timedelta(hours=3), clear_after=timedelta(hours=48),
+                    chart_hours=night,
                 )
             )
         return findings

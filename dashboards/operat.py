@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 from inventory import Building, BuildingUsage, Energy
@@ -134,6 +134,7 @@ def operat_rows(
     only_subject: bool = False,
     missing_days: Mapping[str, int] | None = None,
     reference_missing_days: Mapping[str, int] | None = None,
+    without_data: Collection[str] = (),
 ) -> list[dict[str, str]]:
     """One row per building: the year's consumption per energy, the reference and the trajectory.
 
@@ -148,6 +149,8 @@ def operat_rows(
         only_subject: keep only buildings of 1,000 m² or more.
         missing_days: days of ``year`` without data of each building id (its most incomplete energy).
         reference_missing_days: the same for the reference year.
+        without_data: building ids without any data in ``year``: their consumption columns are
+            left blank, not written as a 0 kWh declaration.
 
     Returns:
         Rows keyed by :data:`COLUMNS`, values already formatted (integers for kWh).
@@ -186,6 +189,9 @@ def operat_rows(
         reference_days = (reference_missing_days or {}).get(building.id)
         row[MISSING_DAYS] = "" if days is None else str(days)
         row[REFERENCE_MISSING_DAYS] = "" if reference_days is None or not ref_total else str(reference_days)
+        if building.id in without_data:
+            for column in (TOTAL_KWH, INTENSITY, GAP_2030, *ENERGY_COLUMNS.values()):
+                row[column] = ""
         rows.append(row)
     return rows
 

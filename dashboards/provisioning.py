@@ -50,6 +50,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -240,6 +241,27 @@ def _owner(path: Path) -> str | None:
     return name.split(" — ", 1)[1].strip() if name else None
 
 
+def _same_server(first: str, second: str) -> bool:
+    """Whether two URLs name the same server: scheme and host in any case, a default port, a trailing slash.
+
+    >>> _same_server("http://InfluxDB:8086/", "http://influxdb:8086"), _same_server("https://h/", "https://h:443")
+    (True, True)
+    >>> _same_server("http://h:8086", "http://h:8087")
+    False
+    """
+    def key(url: str) -> tuple[str, str, int | None, str]:
+        parts = urlsplit(url.strip())
+        scheme = parts.scheme.lower()
+        try:
+            port = parts.port
+        except ValueError:  # not a port: compare the text
+            return scheme, parts.netloc.lower(), None, parts.path.rstrip("/")
+        default = {"http": 80, "https": 443}.get(scheme)
+        return scheme, (parts.hostname or "").lower(), port if port is not None else default, parts.path.rstrip("/")
+
+    return key(first) == key(second)
+
+
 def _check_folder(out: Path, organisation: str, config: ProvisioningConfig) -> None:
     """Refuse to overwrite another organisation's files, or to share its InfluxDB database.
 
@@ -265,7 +287,8 @@ def _check_folder(out: Path, organisation: str, config: ProvisioningConfig) -> N
         except yaml.YAMLError:
             continue
         for source in sources:
-            if source.get("url") == config.influx_url and (source.get("jsonData") or {}).get("dbName") == config.database:
+            same_database = (source.get("jsonData") or {}).get("dbName") == config.database
+            if same_database and _same_server(str(source.get("url") or ""), config.influx_url):
                 msg = (
                     f"{path} of {owner!r} already reads InfluxDB database {config.database!r} at {config.influx_url}: "
                     f"the dashboards of {organisation!r} would show both communes' buildings; give each commune its "

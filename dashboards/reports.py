@@ -40,7 +40,7 @@ from inventory import Building, Energy, Inventory, Renovation
 from mv.baseline import G14_LIMITS, FitStats, Resolution
 from mv.degreedays import DegreeDay, monthly_degree_days
 from mv.savings import PerformanceGapAlert, SavingsReport, cost_of_inaction
-from streams.display import amount, building_usage_label, number, percent, quantity
+from streams.display import amount, building_usage_label, number, percent, quantity, shared_digits
 from streams.errors import InsufficientData
 
 if TYPE_CHECKING:
@@ -240,9 +240,9 @@ def _q(value: float, unit: str, decimals: int = 0) -> str:
     return "—" if not math.isfinite(value) else quantity(value, unit, decimals, "fr")
 
 
-def _amount(value: float, unit: str) -> str:
-    """A consumption or cost (:func:`streams.display.amount`): under 10 a decimal, "< 1 €"."""
-    return "—" if not math.isfinite(value) else amount(value, unit, "fr")
+def _amount(value: float, unit: str, digits: int | None = None) -> str:
+    """A consumption or cost (:func:`streams.display.amount`): under 10 a decimal, "< 1 €"; "—" when unknown."""
+    return "—" if not math.isfinite(value) else amount(value, unit, "fr", digits)
 
 
 def _kpi(value: str, label: str) -> str:
@@ -307,6 +307,8 @@ def building_month_report(
         dju_label = f"base 18\u00a0°C ({_num(hdd_prev)} en {year - 1})"
     rows = []
     partial: list[str] = []
+    corrected_days: list[str] = []
+    figures: list[tuple[Energy, float, float, float, float, float, float, int]] = []
     total_kwh = total_eur = total_co2 = 0.0
     for s in covered:
         tariff = inventory.tariff(s.energy)
@@ -318,8 +320,12 @@ def building_month_report(
         # Only the weather-dependent share should be corrected; without a model we
         # correct all of it for heating energies and nothing for electricity and water.
         corrected = math.nan
-        if comparable and s.energy not in (Energy.ELECTRICITY, Energy.WATER) and hdd_now and hdd_prev:
-            corrected = (now / hdd_now) / (before / hdd_prev) - 1
+        if comparable and s.energy not in (Energy.ELECTRICITY, Energy.WATER):
+            # On the days of the month that have consumption and DJU in both years: 31 days of gas over
+            # 30 days of DJU (the last day's temperature missing) flipped the sign (review round 2).
+            corrected, n_corrected = _climate_corrected(s, degree_days, year, month)
+            if 0 < n_corrected < n_days:
+                corrected_days.append(f"{ENERGY_LABELS[s.energy].lower()} sur {n_corrected}\u00a0jours")
         eur = now * tariff.price_eur_per_unit
         co2 = now * tariff.emission_kgco2e_per_unit
         if s.energy is not Energy.WATER:
@@ -332,24 +338,37 @@ def building_month_report(
         if 0 < missing_before < prev_days:
             measured = prev_days - missing_before
             partial.append(f"{ENERGY_LABELS[s.energy].lower()} en {year - 1}\u00a0: {measured} jours mesurés sur {prev_days}")
-        unit = "m3" if s.energy is Energy.WATER else "kWh"
-        before_text = _amount(before, unit) if missing_before < (prev_end - prev_start).days else "—"
+        before_shown = before if missing_before < prev_days else math.nan
+        figures.append((s.energy, now, before_shown, change, corrected, eur, co2, missing))
+    # The figures of a column and their total take one precision, so that they add up (review round 2).
+    kwh = [f[1] for f in figures if f[0] is not Energy.WATER]
+    digits = {"kWh": shared_digits([*kwh, total_kwh], "kWh"),
+              "kWh_before": shared_digits([f[2] for f in figures if f[0] is not Energy.WATER], "kWh"),
+              "m3": shared_digits([f[1] for f in figures if f[0] is Energy.WATER], "m3"),
+              "m3_before": shared_digits([f[2] for f in figures if f[0] is Energy.WATER], "m3"),
+              "kgCO2e": shared_digits([*(f[6] for f in figures), total_co2], "kgCO2e")}
+    for energy, now, before, change, corrected, eur, co2, missing in figures:
+        unit = "m3" if energy is Energy.WATER else "kWh"
         rows.append(
-            f"<tr><td>{ENERGY_LABELS[s.energy]}</td><td>{_amount(now, unit)}</td>"
-            f"<td>{before_text}</td><td>{_pct(change, signed=True)}</td><td>{_pct(corrected, signed=True)}</td>"
-            f"<td>{_amount(eur, '€')}</td><td>{_num(co2, 1 if co2 < 10 else 0)}</td><td>{n_days - missing}/{n_days}</td></tr>"
+            f"<tr><td>{ENERGY_LABELS[energy]}</td><td>{_amount(now, unit, digits[unit])}</td>"
+            f"<td>{_amount(before, unit, digits[unit + '_before'])}</td><td>{_pct(change, signed=True)}</td>"
+            f"<td>{_pct(corrected, signed=True)}</td><td>{_amount(eur, '€')}</td>"
+            f"<td>{_num(co2, digits['kgCO2e'])}</td><td>{n_days - missing}/{n_days}</td></tr>"
         )
     month_name = f"{_MONTHS[month - 1]} {year}"
     kpis = "".join(
         [
-            _kpi(_q(total_kwh, "kWh"), "énergie finale du mois"),
+            _kpi(_amount(total_kwh, "kWh", digits["kWh"]), "énergie finale du mois"),
             _kpi(_q(total_kwh / building.heated_area_m2, "kWh/m2", 1), "par m² chauffé"),
             _kpi(_amount(total_eur, "€"), "coût TTC estimé (énergie + eau)"),
-            _kpi(_amount(total_co2, "kgCO2e"), "émissions"),
+            _kpi(_amount(total_co2, "kgCO2e", digits["kgCO2e"]), "émissions"),
             _kpi(_q(hdd_now, "DJU"), dju_label),
         ]
     )
     gap_note = f" {gaps_now}\u00a0jour(s) sans température\u00a0: DJU incomplets." if gaps_now else ""
+    if corrected_days:
+        gap_note += (" Écart corrigé calculé sur les seuls jours ayant consommation et DJU les deux années\u00a0: "
+                     + ", ".join(corrected_days) + ".")
     coverage = ""
     if partial:
         coverage = (
@@ -374,6 +393,36 @@ def building_month_report(
     usage = building_usage_label(building.usage.value, "fr")
     subtitle = f"{org.name} · {_q(building.heated_area_m2, 'm2')} chauffés · {usage[:1].upper()}{usage[1:]}"
     return render_page(f"{building.name} — rapport de {month_name}", body, subtitle)
+
+
+def _climate_corrected(
+    series: EnergySeries, degree_days: Sequence[DegreeDay], year: int, month: int
+) -> tuple[float, int]:
+    """The change of consumption per DJU against the same month a year before, and the days it is computed on.
+
+    Only the days of the month (the same day numbers in both years) with consumption and DJU in
+    both years count, so that both ratios divide the same days' consumption by the same days' DJU.
+    """
+    hdd = {d.day: d.hdd for d in degree_days if not d.gap and math.isfinite(d.hdd)}
+    used = {d: v for d, v in zip(series.days, series.values.tolist(), strict=True) if math.isfinite(v)}
+    start, end = _month_bounds(year, month)
+    sums = [0.0, 0.0, 0.0, 0.0]  # consumption now, DJU now, consumption before, DJU before
+    count = 0
+    for offset in range((end - start).days):
+        day = start + timedelta(days=offset)
+        try:
+            before = day.replace(year=year - 1)
+        except ValueError:  # 29 February
+            continue
+        if day in used and day in hdd and before in used and before in hdd:
+            sums[0] += used[day]
+            sums[1] += hdd[day]
+            sums[2] += used[before]
+            sums[3] += hdd[before]
+            count += 1
+    if not (count and sums[1] > 0 and sums[2] > 0 and sums[3] > 0):
+        return math.nan, count
+    return (sums[0] / sums[1]) / (sums[2] / sums[3]) - 1, count
 
 
 def _daily_chart(series: Sequence[EnergySeries], start: date, end: date, temperature_c: dict[date, float]) -> Figure:

@@ -30,6 +30,9 @@ One command, from a checkout (it needs Chromium: ``scripts/install`` installs it
 * **Pictures.** Headless Chromium renders each mail's HTML (its inline chart
   made a ``data:`` URI) and each report's HTML to a PNG 900 px wide, the whole
   page; pypdfium2 renders each page of each PDF to a PNG.
+* **Manifest.** :data:`MANIFEST` beside the PNG files: each one's SHA-256 and the text it
+  shows (the mail's subject and visible text, the report's, the PDF page's), which
+  ``tests/unit/test_readme_pictures.py`` checks without rendering anything again.
 
 :func:`screenshot`, :func:`pdf_page_pngs`, :func:`mail_html` and the builders
 are used by ``tests/integration/test_pictures.py``.
@@ -42,6 +45,8 @@ import asyncio
 import base64
 import email
 import email.policy
+import hashlib
+import json
 import socket
 import subprocess
 import sys
@@ -71,8 +76,12 @@ from simulator.family_b import FAMILY_B_CONFIG, simulate_family_b  # noqa: E402
 from simulator.faults import Fault, FaultKind  # noqa: E402
 from simulator.physics import USAGE_PROFILES, History, generate_history  # noqa: E402
 from streams.clock import ManualClock  # noqa: E402
+from tests.reader_text import visible_text  # noqa: E402
 
 CONFIG = ROOT / "examples" / "commune.yaml"
+MANIFEST = "pictures.json"
+"""Beside the PNG files: each picture's SHA-256 and the text it shows, which ``tests/unit/test_readme_pictures.py``
+checks as the content tests check a fresh mail or report (the pictures are not rendered again there)."""
 WIDTH_PX = 900
 """Width of the browser window: a mail is at most 840 px wide, a report 960 px."""
 CHROMIUM_FLAGS = (
@@ -161,6 +170,28 @@ def _content_bottom(image: Any) -> int:
     background = pixels[-1, -1]
     rows = np.flatnonzero((pixels != background).any(axis=(1, 2)))
     return int(rows[-1]) + 1 if rows.size else 0
+
+
+def pdf_page_texts(pdf: bytes) -> list[str]:
+    """The text of each page of a PDF (pypdfium2), page order."""
+    import pypdfium2  # type: ignore[import-untyped]  # no py.typed
+
+    document = pypdfium2.PdfDocument(pdf)
+    try:
+        return [str(document[index].get_textpage().get_text_range()) for index in range(len(document))]
+    finally:
+        document.close()
+
+
+def write_manifest(folder: Path, texts: dict[str, str]) -> Path:
+    """Write :data:`MANIFEST` in ``folder``: for each PNG named in ``texts``, its SHA-256 and its text."""
+    entries = {
+        name: {"sha256": hashlib.sha256((folder / name).read_bytes()).hexdigest(), "text": text}
+        for name, text in sorted(texts.items())
+    }
+    path = folder / MANIFEST
+    path.write_text(json.dumps(entries, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    return path
 
 
 def pdf_page_pngs(pdf: bytes, stem: Path, *, dpi: int = 96) -> list[Path]:
@@ -509,21 +540,27 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"error: no alert mail of {', '.join(missing)}: detection raised none on the simulated readings", file=sys.stderr
             )
             return 1
+        texts: dict[str, str] = {}
         for mail in mails:
             page = mail_html(mail.message)
             (work / f"{mail.name}.html").write_text(page, encoding="utf-8")
             (work / f"{mail.name}.eml").write_bytes(mail.message.as_bytes())
             screenshot(page, args.out / f"{mail.name}.png")
+            texts[f"{mail.name}.png"] = f"{mail.message['Subject']}\n{visible_text(page)}"
             _log(f"{mail.name}.png: {mail.message['Subject']}", started)
 
         data = work / "readings.csv"
         econome("simulate", "--config", str(CONFIG), "--out", str(data), *SIMULATE)
         _log("simulated history written", started)
         for name, (html_path, pdf_path) in report_files(CONFIG, data, work, REPORTS).items():
-            screenshot(html_path.read_text(encoding="utf-8"), args.out / f"{name}.png")
+            page = html_path.read_text(encoding="utf-8")
+            screenshot(page, args.out / f"{name}.png")
+            texts[f"{name}.png"] = visible_text(page)
             pages = pdf_page_pngs(pdf_path.read_bytes(), args.out / f"{name}-pdf")
+            texts.update((png.name, text) for png, text in zip(pages, pdf_page_texts(pdf_path.read_bytes()), strict=True))
             _log(f"{name}.png and {len(pages)} PDF page(s)", started)
-    print(f"pictures written to {args.out}")
+        write_manifest(args.out, texts)
+    print(f"pictures and {MANIFEST} written to {args.out}")
     return 0
 
 

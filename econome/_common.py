@@ -48,6 +48,13 @@ def writable_or_exit(path: Path, option: str = "--out") -> Path:
     return path
 
 
+def _umask() -> int:
+    """The process's umask (reading it means setting it: it is set back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """A temporary file beside ``path`` that replaces it once the block ends without error.
@@ -67,7 +74,8 @@ def atomic_path(path: Path) -> Iterator[Path]:
     part = Path(name)
     try:
         yield part
-        part.chmod(0o644)  # mkstemp makes it 0600: a report is read by others (a web server, a colleague)
+        # mkstemp makes it 0600: give it the mode open() would, so a report is read by others as the umask allows.
+        part.chmod(0o666 & ~_umask())
         part.replace(path)
     except OSError as exc:
         typer.echo(f"error: cannot write {path}: {exc.strerror or exc}", err=True)

@@ -35,8 +35,9 @@ InfluxDB is the one of ``econome run``: the ``ECONOME_INFLUX_*`` settings
 replaces ``ECONOME_INFLUX_DATABASE`` (v1) or ``ECONOME_INFLUX_BUCKET`` (v2).
 Rewriting the same hours overwrites their points. Point ids the inventory
 does not know are counted and named on stderr and ignored; the inventory's
-points without any reading in the source are named on stderr and their missing
-data is not judged (the live service of ``econome run`` judges every point).
+points without any reading in a ``--readings`` file are named on stderr and their
+missing data is not judged. ``--from-influx`` judges every point, as the live
+service of ``econome run`` does: InfluxDB collects them all.
 Exit codes: 2 a bad inventory or setting, 3 unreadable readings or none of a
 point of the inventory, 4 InfluxDB refused or unreachable.
 
@@ -164,6 +165,8 @@ def detect_command(
         raise typer.BadParameter(msg)
     source = ReadingSource(readings, from_influx)
     writable_or_exit(out)
+    if state is not None:
+        writable_or_exit(state, "--state")
     inv = _load(inventory)
     tz = inv.organisation.tz
     if from_influx:
@@ -172,7 +175,8 @@ def detect_command(
     else:  # the whole file
         data = source.load(inv, datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))
     # A file of counters and weather (econome simulate's default) says nothing of the sensors: not judged.
-    unread = source.unread(inv, data)
+    # InfluxDB collects every point of the inventory: one without a reading there is missing data.
+    unread = [] if from_influx else source.unread(inv, data)
     if unread:
         more = f", and {len(unread) - 5} more" if len(unread) > 5 else ""
         typer.echo(f"{len(unread)} point(s) have no reading in {source.where}: missing data not judged for them "

@@ -604,8 +604,10 @@ def report_operat(
     """OPERAT export (Décret tertiaire): annual consumption per EFA and the trajectory (CSV).
 
     Days without data in either year are counted per building in the CSV and on
-    stderr; a reference year with days missing is refused (exit 3) unless
+    stderr; a reference year with days missing, or without any data for a
+    building that has data in the declared year, is refused (exit 3) unless
     --allow-incomplete: its total would be too low and the whole trajectory wrong.
+    A building without any data in a year has that year's columns left blank.
     """
     writable_or_exit(out)
     source = ReadingSource(readings, from_influx)
@@ -627,15 +629,18 @@ def report_operat(
         if none:
             typer.echo(f"warning: no data in {which} in {source.where} for {len(none)} building(s), "
                        f"their columns left blank: {', '.join(none)}", err=True)
-    if any(reference_gaps.values()) and not allow_incomplete:
-        msg = (f"the reference year {reference_year} has days without data (above): its consumption would be "
-               "too low and the trajectory wrong; choose a complete reference year, or pass --allow-incomplete "
-               "to export it flagged")
+    # A building declared without any reference data has no trajectory: as incomplete as one missing days.
+    unreferenced = sorted(set(reference_absent) - set(absent))
+    if (any(reference_gaps.values()) or unreferenced) and not allow_incomplete:
+        without = f" ({', '.join(unreferenced)} without any)" if unreferenced else ""
+        msg = (f"the reference year {reference_year} has days without data{without} (above): its consumption "
+               "would be too low and the trajectory wrong; choose a complete reference year, or pass "
+               "--allow-incomplete to export it flagged")
         raise _fail(msg)
     addresses = {bld.id: site.address for site, bld in inv.buildings()}
     rows = operat_rows(
         [b for _, b in inv.buildings()], year, totals, reference_year, reference, addresses=addresses,
-        only_subject=only_subject, missing_days=gaps, reference_missing_days=reference_gaps,
+        only_subject=only_subject, missing_days=gaps, reference_missing_days=reference_gaps, without_data=absent,
     )
     with atomic_path(out) as part:
         write_operat_csv(rows, part)

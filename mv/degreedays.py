@@ -8,7 +8,9 @@ from 18:00 UTC the day before to 18:00 UTC, and Tx over the 24 hours from
 windows. Cooling degree days are ``max(0, (Tn + Tx) / 2 - base)``.
 
 A day whose windows hold fewer than ``min_coverage`` of their 24 hours of
-samples is a *gap*: its temperatures are NaN and ``gap`` is true, so a report
+samples is a *gap* (the hours of the Tn and Tx windows past the first or
+last sample of the series are not counted: a series that ends at local
+midnight keeps its last day): its temperatures are NaN and ``gap`` is true, so a report
 can say which days are missing instead of silently counting zero degree days.
 
 The daily *mean* of the samples over the local calendar day is also kept
@@ -238,8 +240,11 @@ def daily_temperatures(
     while day <= last:
         utc_midnight = datetime(day.year, day.month, day.day, tzinfo=UTC)
         local_midnight = datetime(day.year, day.month, day.day, tzinfo=tz)
-        tn, cov_n = _window(secs, vals, utc_midnight + _TN_START, np.min)
-        tx, cov_x = _window(secs, vals, utc_midnight + _TX_START, np.max)
+        # Météo-France's windows reach 6 hours past the day: at the ends of the series, their hours
+        # outside it are not counted as missing, so a series ending at local midnight (econome export
+        # --until) keeps its last day. The local day itself must be covered (a sensor dead at noon).
+        tn, cov_n = _window(secs, vals, utc_midnight + _TN_START, np.min, span=True)
+        tx, cov_x = _window(secs, vals, utc_midnight + _TX_START, np.max, span=True)
         mean, cov_m = _window(secs, vals, local_midnight, np.mean)
         coverage = min(cov_n, cov_x, cov_m)
         gap = coverage < min_coverage
@@ -250,14 +255,26 @@ def daily_temperatures(
     return out
 
 
-def _window(secs: np.ndarray, vals: np.ndarray, start: datetime, reduce: object) -> tuple[float, float]:
+def _window(
+    secs: np.ndarray, vals: np.ndarray, start: datetime, reduce: object, *, span: bool = False
+) -> tuple[float, float]:
+    """The reduced value of the samples in ``[start, start + 24 h)`` and the fraction of its hours with one.
+
+    With ``span``, only the hours of the window within the series (from the hour of its first sample
+    to the hour of its last) are counted.
+    """
     lo = np.searchsorted(secs, start.timestamp(), side="left")
     hi = np.searchsorted(secs, (start + _WINDOW).timestamp(), side="left")
     if hi <= lo:
         return math.nan, 0.0
     hours = np.unique(((secs[lo:hi] - start.timestamp()) // 3600).astype(np.int64))
     value = float(reduce(vals[lo:hi]))  # type: ignore[operator]  # numpy reducers are untyped callables here
-    return value, min(1.0, hours.size / 24)
+    expected = 24
+    if span:
+        first_hour = max(0, int((secs[0] - start.timestamp()) // 3600))
+        last_hour = min(23, int((secs[-1] - start.timestamp()) // 3600))
+        expected = max(1, last_hour - first_hour + 1)
+    return value, min(1.0, hours.size / expected)
 
 
 def degree_days(

@@ -22,6 +22,7 @@ Internal names never reach a reader: the inventory's enum values
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from typing import Literal
 
 from babel.numbers import format_decimal
@@ -31,6 +32,7 @@ from inventory import BuildingUsage, Energy, Usage
 __all__ = [
     "Language",
     "amount",
+    "amounts",
     "building_usage_label",
     "energy_label",
     "money",
@@ -39,6 +41,7 @@ __all__ = [
     "percent",
     "quantity",
     "ratio_text",
+    "shared_digits",
     "unit_label",
     "usage_label",
 ]
@@ -151,19 +154,58 @@ def money(eur: float, language: Language = "fr") -> str:
     return quantity(eur, "€", 0, language)
 
 
-def amount(value: float, unit: str, language: Language = "fr") -> str:
+def shared_digits(values: Iterable[float], unit: str = "") -> int:
+    r"""The decimals of figures shown together (an expected, observed and excess; a table's column and its total).
+
+    One precision for the group, so that 4,2 + 19,0 reads as 23,2 and not
+    "4,2 + 19 = 23": chosen from the smallest non-zero figure, so that it never
+    reads 0 either. From 10 whole numbers; from 0,05 one decimal; below, two.
+    Temperatures always keep one decimal.
+
+    >>> shared_digits([4.24, 23.2, 18.96], "m3"), shared_digits([1234.0, 56.0]), shared_digits([0.04, 12.0])
+    (1, 0, 2)
+    >>> shared_digits([0.0, 120.0]), shared_digits([]), shared_digits([30.0], "degC")
+    (0, 0, 1)
+    """
+    if unit == "degC":
+        return 1
+    present = [abs(v) for v in values if math.isfinite(v) and v != 0]
+    if not present:
+        return 0
+    smallest = min(present)
+    return 0 if smallest >= 10 else 1 if smallest >= 0.05 else 2
+
+
+def amount(value: float, unit: str, language: Language = "fr", digits: int | None = None) -> str:
     r"""A consumption, cost or emission as the e-mails and reports write it, so that a small one never reads "0".
 
-    Amounts under 10 keep one decimal (kWh, m³, kgCO₂e), larger ones are
-    whole; temperatures always keep one (°C); euros go through :func:`money`.
+    Alone, its decimals are :func:`shared_digits` of itself (under 10 one
+    decimal, under 0,05 two, under 0,005 "< 0,01"); figures shown together pass
+    their ``digits`` (:func:`amounts`). Euros go through :func:`money`.
 
     >>> amount(3.46, "kWh"), amount(1234.5, "kWh"), amount(2.44, "m3"), amount(12.34, "m3"), amount(0.4, "€")
     ('3,5\xa0kWh', '1\u202f234\xa0kWh', '2,4\xa0m³', '12\xa0m³', '<\xa01\xa0€')
+    >>> amount(0.04, "m3"), amount(0.001, "m3"), amount(19.0, "m3", digits=1)
+    ('0,04\xa0m³', '<\xa00,01\xa0m³', '19,0\xa0m³')
     """
     if unit == "€":
         return money(value, language)
-    digits = 1 if unit == "degC" or abs(value) < 10 else 0
+    if digits is None:
+        digits = shared_digits([value], unit)
+    smallest = 10.0**-digits
+    if math.isfinite(value) and 0 < abs(value) < smallest / 2 and unit != "degC":  # it would round to 0
+        return f"<{_NBSP}{quantity(smallest, unit, digits, language)}"
     return quantity(value, unit, digits, language)
+
+
+def amounts(values: Sequence[float], unit: str, language: Language = "fr") -> list[str]:
+    r"""Figures shown together (meant to add up), with one precision: :func:`shared_digits`.
+
+    >>> amounts([4.24, 23.17, 18.93], "m3")
+    ['4,2\xa0m³', '23,2\xa0m³', '18,9\xa0m³']
+    """
+    digits = shared_digits(values, unit)
+    return [amount(v, unit, language, digits) for v in values]
 
 
 def ratio_text(observed: float, expected: float, language: Language = "fr") -> str | None:

@@ -121,7 +121,7 @@ def read_readings_csv(path: Path) -> dict[str, PointSeries]:
     times: dict[str, list[float]] = defaultdict(list)
     values: dict[str, list[float]] = defaultdict(list)
     parsed: dict[str, float] = {}
-    with path.open(newline="", encoding="utf-8") as handle:
+    with path.open(newline="", encoding="utf-8-sig") as handle:  # Excel's "CSV UTF-8" starts with a BOM
         reader = csv.reader(handle)
         header = next(reader, None)
         if header is None or tuple(h.strip() for h in header[:3]) != CSV_HEADER:
@@ -156,6 +156,9 @@ def read_readings_csv(path: Path) -> dict[str, PointSeries]:
             except ValueError as exc:
                 msg = f"{path}:{line_no}: value {text!r} of {point} is not a number"
                 raise DecodeError(msg) from exc
+            if not math.isfinite(value):
+                msg = f"{path}:{line_no}: value {text!r} of {point} is not a finite number"
+                raise DecodeError(msg)
             times[point].append(moment)
             values[point].append(value)
     out: dict[str, PointSeries] = {}
@@ -320,23 +323,44 @@ async def _edge_indexes(
     cut = history.raw_from(now)
     where = _tag_filter("point", counters)
     for selector, moment, before in (("last", start, True), ("first", end, False)):
-        if cut is not None and moment < cut and history.downsampled is not None:
-            source = f"{influxql_ident(history.downsampled)}.{influxql_ident(DOWNSAMPLE_MEASUREMENT)}"
-            # An hourly maximum stands at the end of its hour (see _select).
-            field, bound, offset_ms = "max", moment - timedelta(hours=1), _HOUR_MS
-        else:
-            source = influxql_ident(RAW_MEASUREMENT)
-            if history.policy:
-                source = f"{influxql_ident(history.policy)}.{source}"
-            field, bound, offset_ms = "value", moment, 0
-        condition = f"time < {to_ms(bound)}ms" if before else f"time >= {to_ms(bound)}ms"
-        statement = (
-            f"SELECT {selector}({influxql_ident(field)}) FROM {source} "  # noqa: S608 - identifiers quoted, times are integers
-            f'WHERE {condition} AND {where} GROUP BY "point"'
-        )
-        for series in await client.query(statement):
-            point = str(series.get("tags", {}).get("point", ""))
-            rows = [(int(row[0]) + offset_ms, float(row[1])) for row in series.get("values", []) if row[1] is not None]
+        from_long = cut is not None and moment < cut and history.downsampled is not None
+        found: set[str] = set()
+        async for point, rows in _edge_query(client, selector, moment, before, history, where, from_long=from_long):
+            found.add(point)
+            yield point, rows
+        missing = [point for point in counters if point not in found]
+        if before and not from_long and history.downsampled is not None and missing:
+            # The range is within the raw retention but the index before it may not be:
+            # a weekly meter's last reading, older than the raw retention, is left only in
+            # the hourly aggregates.
+            async for item in _edge_query(client, selector, moment, before, history, _tag_filter("point", missing),
+                                          from_long=True):
+                yield item
+
+
+async def _edge_query(
+    client: InfluxQLClient, selector: str, moment: datetime, before: bool, history: RawHistory, where: str, *,
+    from_long: bool,
+) -> AsyncIterator[tuple[str, list[tuple[int, float]]]]:
+    """Each point's ``last`` reading before ``moment`` or ``first`` from it, in the raw readings or the hourly aggregates."""
+    if from_long and history.downsampled is not None:
+        source = f"{influxql_ident(history.downsampled)}.{influxql_ident(DOWNSAMPLE_MEASUREMENT)}"
+        # An hourly maximum stands at the end of its hour (see _select).
+        field, bound, offset_ms = "max", moment - timedelta(hours=1), _HOUR_MS
+    else:
+        source = influxql_ident(RAW_MEASUREMENT)
+        if history.policy:
+            source = f"{influxql_ident(history.policy)}.{source}"
+        field, bound, offset_ms = "value", moment, 0
+    condition = f"time < {to_ms(bound)}ms" if before else f"time >= {to_ms(bound)}ms"
+    statement = (
+        f"SELECT {selector}({influxql_ident(field)}) FROM {source} "  # noqa: S608 - identifiers quoted, times are integers
+        f'WHERE {condition} AND {where} GROUP BY "point"'
+    )
+    for series in await client.query(statement):
+        point = str(series.get("tags", {}).get("point", ""))
+        rows = [(int(row[0]) + offset_ms, float(row[1])) for row in series.get("values", []) if row[1] is not None]
+        if rows:
             yield point, rows
 
 

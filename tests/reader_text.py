@@ -110,6 +110,23 @@ def visible_text(page: str) -> str:
     return re.sub(r"[ \t]*\n\s*", "\n", "".join(parser.parts)).strip()
 
 
+def shown(text: str, label: str) -> tuple[float, float]:
+    r"""The number after ``label`` (:func:`figure`) and the precision it is shown with (0.1 for one decimal).
+
+    "< 0,01 m³" reads as (0.01, 0.01): a figure too small to show.
+
+    >>> shown("Attendu : 4,2 m³", "Attendu"), shown("Observé : 23 m³", "Observé")
+    ((4.2, 0.1), (23.0, 1.0))
+    """
+    match = re.search(re.escape(label) + r"\s*:?\s*<?\s*([−-]?\d[\d\u202f\xa0]*(?:,(\d+))?)", text)
+    if match is None:
+        msg = f"no {label!r} in {text!r}"
+        raise AssertionError(msg)
+    decimals = len(match.group(2) or "")
+    value = float(match.group(1).replace("\u202f", "").replace("\xa0", "").replace(",", ".").replace("−", "-"))
+    return value, 10.0**-decimals
+
+
 def figure(text: str, label: str) -> float:
     r"""The number after ``label :`` in a French text, or after ``label`` on the line before (a table's cell).
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -143,3 +144,59 @@ def test_a_meter_read_weekly_gives_the_same_consumption_from_influxdb_as_from_cs
         months[name] = sum(a for h, a in zip(hours, amounts.tolist(), strict=True) if first <= h < end)
     assert months["csv"] > 20
     assert months["influx"] == pytest.approx(months["csv"], rel=1e-9)
+
+
+def test_the_index_before_the_range_is_found_past_the_raw_retention(
+    influxdb_server: Any, unique_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Review round 2: a weekly index older than the raw retention (left only in long.reading_1h) was lost
+    # when the range itself was within the raw retention: the first week's consumption vanished.
+    monkeypatch.setenv("ECONOME_INFLUX_URL", influxdb_server.url)
+    monkeypatch.setenv("ECONOME_INFLUX_DATABASE", unique_name)
+    assert CliRunner().invoke(app, ["influx", "setup", "--raw-days", "1"]).exit_code == 0
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    old, recent = now - timedelta(hours=30), now - timedelta(hours=2)
+    # The continuous query's aggregate of the hour holding the old index (its raw copy expired).
+    _write(influxdb_server.url, unique_name,
+           [f"reading_1h,point={WATER} mean=1000.0,min=1000.0,max=1000.0 {int(old.timestamp() * 1000)}"], "long")
+    _write(influxdb_server.url, unique_name, [f"reading,point={WATER} value=1100.0 {int(recent.timestamp() * 1000)}"],
+           "raw")
+    source = ReadingSource(None, True, InfluxConfig(url=influxdb_server.url, database=unique_name))
+    start = now - timedelta(hours=19)  # after the cut of the raw retention (now - 1 day)
+    series = source.load(INV, start, now + timedelta(hours=1), [WATER])[WATER]
+    assert series.values.tolist() == [1000.0, 1100.0]
+    assert series.times_s[0] == (old + timedelta(hours=1)).timestamp()  # an hourly maximum stands at its hour's end
+
+
+def test_detect_from_influx_reports_a_sensor_that_died_before_since(
+    influxdb_server: Any, unique_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Review round 2: "points never read are not judged" (meant for simulate's counters-only CSV) also applied
+    # to InfluxDB, which collects every point: a sensor dead before --since was never reported.
+    monkeypatch.setenv("ECONOME_INFLUX_URL", influxdb_server.url)
+    monkeypatch.setenv("ECONOME_INFLUX_DATABASE", unique_name)
+    httpx.post(f"{influxdb_server.url}/query", params={"q": f'CREATE DATABASE "{unique_name}"'}, timeout=10)
+    dead, alive = "mairie-bureaux-temperature", SENSOR
+    first = datetime(2025, 1, 3, tzinfo=UTC)
+    _write(influxdb_server.url, unique_name,
+           [f"reading,point={dead} value=19.5 {int((first + timedelta(hours=h)).timestamp() * 1000)}" for h in range(60)]
+           + [f"reading,point={alive} value=4.5 {int((first + timedelta(hours=h)).timestamp() * 1000)}"
+              for h in range(24 * 13)])
+    out = tmp_path / "events.jsonl"
+    result = CliRunner().invoke(app, ["detect", "--inventory", str(CONFIG), "--from-influx", "--since", "2025-01-06",
+                                      "--until", "2025-01-16", "--no-models", "--out", str(out)])
+    assert result.exit_code == 0, result.stderr
+    assert "not judged" not in result.stderr
+    missing = {e["point"] for e in map(json.loads, out.read_text().splitlines()) if e["kind"] == "missing_data"}
+    assert dead in missing
+    assert alive not in missing
+
+    # A CSV (simulate's counters-only file) still says which points it does not judge.
+    csv = tmp_path / "alive.csv"
+    write_readings_csv(csv, [[(first + timedelta(hours=h), alive, 4.5) for h in range(24 * 13)]])
+    result = CliRunner().invoke(app, ["detect", "--inventory", str(CONFIG), "--readings", str(csv), "--no-models",
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.stderr
+    assert "missing data not judged for them" in result.stderr
+    assert dead in result.stderr
+    assert not [e for e in map(json.loads, out.read_text().splitlines()) if e["kind"] == "missing_data"]

@@ -2,13 +2,16 @@
 
 A heating fault and a water leak are simulated and detected; their alert mails
 and the daily digest go through the mail outbox to a local SMTP server;
-``econome simulate`` and ``econome report building`` write a monthly report as
-HTML and PDF. Chromium renders the mails and the report, pypdfium2 the PDF's
-pages: each picture has the expected size, is not blank, and shows its chart.
+``econome simulate`` (three buildings) and ``econome report building|renovation|portfolio``
+write the monthly, renovation and annual reports as HTML and PDF. Chromium renders
+the mails and the reports, pypdfium2 the PDF's pages: each picture has the expected
+size, is not blank, and shows its chart. The renovation report shows the savings
+of the command's JSON, in the HTML and in the PDF; the annual report's columns add
+up to its totals.
 What Chromium was given to show holds no internal name (``tests/reader_text.py``,
 the one list the content tests use too), and the figures each alert mail shows
 add up: excess at most observed, expected plus excess equal to observed within
-rounding, a cost. Chromium missing fails the test: ``scripts/install`` installs it.
+the one precision they are shown with, a cost. Chromium missing fails the test: ``scripts/install`` installs it.
 
 Every other kind of alert mail (``scripts/pictures`` makes one of each) is
 checked, as text, by ``tests/unit/anomalies/test_mail_content.py``.
@@ -16,7 +19,10 @@ checked, as text, by ``tests/unit/anomalies/test_mail_content.py``.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
+import json
 import re
 import sys
 from datetime import UTC, datetime
@@ -25,13 +31,16 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
+import pypdfium2  # type: ignore[import-untyped]  # no py.typed
 import pytest
+import yaml
 from PIL import Image
 
 from inventory import load_inventory
 from simulator.faults import Fault, FaultKind
+from streams.display import percent
 
-from ..reader_text import figure, problems, visible_text
+from ..reader_text import figure, problems, shown, visible_text
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "examples" / "commune.yaml"
@@ -72,14 +81,39 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     mails = {m.name: m.message for m in pictures.sent_mails(inv, shown, datetime(2026, 1, 27, 4, tzinfo=UTC))}
     pages = {name: pictures.mail_html(mails[name]) for name in (*ALERTS, "mail-digest")}
 
+    # The reports of three of the commune's buildings (the twelve would take a minute to simulate): the
+    # renovated school needs a year before its works (2024-09-01) and some after.
+    config = out / "commune.yaml"
+    doc = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
+    for site in doc["sites"]:
+        site["buildings"] = [b for b in site["buildings"] if b["id"] in ("mairie", "ecole-curie", "gymnase-batum")]
+    doc["sites"] = [site for site in doc["sites"] if site["buildings"]]
+    config.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
     data = out / "readings.csv"
-    pictures.econome("simulate", "--config", str(CONFIG), "--out", str(data), "--start", "2025-12-01", "--end", "2026-02-01")
-    month = ["building", "--building", "gymnase-batum", "--month", "2026-01"]
-    html_path, pdf_path = pictures.report_files(CONFIG, data, out, {"report": month})["report"]
-    pages["report"] = html_path.read_text(encoding="utf-8")
+    pictures.econome("simulate", "--config", str(config), "--out", str(data), "--start", "2023-09-01", "--end", "2026-02-01")
+    reports = {"report": ["building", "--building", "gymnase-batum", "--month", "2026-01"],
+               "report-renovation": ["renovation", "--building", "ecole-curie"],
+               "report-portfolio": ["portfolio", "--year", "2025"]}
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        files = pictures.report_files(config, data, out, reports)
+    summary = json.loads(next(line for line in printed.getvalue().splitlines() if line.startswith("{")))
+    pdf_pages = {}
+    for name, (html_path, pdf_path) in files.items():
+        pages[name] = html_path.read_text(encoding="utf-8")
+        pdf_pages[name] = pictures.pdf_page_pngs(pdf_path.read_bytes(), out / f"{name}-pdf")
     shots = {name: pictures.screenshot(page, out / f"{name}.png") for name, page in pages.items()}
-    return {"inventory": inv, "mails": mails, "pages": pages, "shots": shots,
-            "pdf_pages": pictures.pdf_page_pngs(pdf_path.read_bytes(), out / "report-pdf")}  # fmt: skip
+    return {"inventory": inv, "mails": mails, "pages": pages, "shots": shots, "pdf_pages": pdf_pages["report"],
+            "all_pdf_pages": pdf_pages, "pdf_text": {name: _pdf_text(pdf) for name, (_, pdf) in files.items()},
+            "renovation": summary}  # fmt: skip
+
+
+def _pdf_text(path: Path) -> str:
+    document = pypdfium2.PdfDocument(path)
+    try:
+        return "\n".join(document[i].get_textpage().get_text_range() for i in range(len(document)))
+    finally:
+        document.close()
 
 
 def _rgb(path: Path) -> np.ndarray:
@@ -146,17 +180,63 @@ def test_what_chromium_shows_has_no_internal_name(rendered: dict[str, Any]) -> N
     assert not any(found.values()), "\n".join(f"{name}: {line}" for name, lines in found.items() for line in lines)
 
 
-@pytest.mark.parametrize(("name", "unit", "rounding"), [("mail-heating-unoccupied", "kWh", 1.0), ("mail-water-leak", "m³", 0.1)])
-def test_the_figures_chromium_shows_add_up(rendered: dict[str, Any], name: str, unit: str, rounding: float) -> None:
+@pytest.mark.parametrize(("name", "unit"), [("mail-heating-unoccupied", "kWh"), ("mail-water-leak", "m³")])
+def test_the_figures_chromium_shows_add_up(rendered: dict[str, Any], name: str, unit: str) -> None:
     """What the reader sees in the mail's table: excess ≤ observed, expected + excess = observed, a cost."""
     text = visible_text(rendered["pages"][name])
-    observed, expected, excess = (figure(text, label) for label in ("Observé", "Attendu", "Surconsommation"))
+    (observed, step), (expected, step_expected), (excess, step_excess) = (
+        shown(text, label) for label in ("Observé", "Attendu", "Surconsommation"))
     assert 0 < excess <= observed, text
-    # Each figure is rounded to its last digit: the sum is off by at most one unit of it.
-    assert expected + excess == pytest.approx(observed, abs=rounding * 1.01), text
-    assert re.search(rf"Observé\n[\d\u202f]+(?:,\d)?\xa0{unit}\n", text), text
+    # One precision for the three (review round 2: "4,2 / 23 / 19 m³"); each is rounded to it.
+    assert step == step_expected == step_excess, text
+    assert expected + excess == pytest.approx(observed, abs=1.5 * step + 1e-9), text
+    assert re.search(rf"Observé\n[\d\u202f]+(?:,\d+)?\xa0{unit}\n", text), text
     cost = figure(text, "Coût")
     assert cost > 0, text
     assert re.search(r"Coût\n[\d\u202f]+\xa0€\n", text), text
     subject = str(rendered["mails"][name]["Subject"])
     assert subject.endswith(f"{cost:.0f}\xa0€"), subject  # the subject and the table agree
+
+
+def _thousands(text: str) -> float:
+    return float(text.replace("\u202f", "").replace("\xa0", "").replace(",", ".").replace("−", "-"))
+
+
+def test_the_renovation_and_portfolio_reports_show_the_cli_figures(rendered: dict[str, Any]) -> None:
+    """Both reports, as Chromium shows the HTML and as the PDF prints: the savings of the CLI's JSON, totals that add up."""
+    summary = rendered["renovation"]
+    for name in ("report-renovation", "report-portfolio"):
+        _not_blank(_rgb(rendered["shots"][name]))
+        assert 1 <= len(rendered["all_pdf_pages"][name]) <= 3
+        for page in rendered["all_pdf_pages"][name]:
+            assert (_rgb(page).shape[1], _rgb(page).shape[0]) == A4_AT_96_DPI
+    text = visible_text(rendered["pages"]["report-renovation"])
+    saved = re.search(r"\n([\d\u202f]+) ± ([\d\u202f]+)\xa0kWh\nconsommation évitée", text)
+    assert saved is not None, text
+    assert _thousands(saved.group(1)) == round(summary["savings_kwh"])
+    assert _thousands(saved.group(2)) == round(summary["savings_uncertainty_kwh"])
+    share = percent(summary["savings_fraction"], 1)
+    assert f"{share}\néconomie mesurée" in text, text
+    assert f"{round(summary['savings_eur']):,}".replace(",", "\u202f") + "\xa0€\ndépense évitée" in text
+    baseline, actual = figure(text, "Consommation de référence ajustée"), figure(text, "Consommation mesurée")
+    assert baseline - actual == pytest.approx(_thousands(saved.group(1)), abs=1.0)  # the figures add up
+    printed = rendered["pdf_text"]["report-renovation"]
+    assert saved.group(1).replace("\u202f", "") in printed.replace("\u202f", "").replace(" ", "")
+    assert share.split("\xa0")[0] in printed
+
+    page = rendered["pages"]["report-portfolio"]
+    rows = [[visible_text(c) for c in re.findall(r"<td>(.*?)</td>", row)]
+            for row in re.findall(r"<tr[^>]*>(<td>.*?)</tr>", page)]
+    # building, m², electricity, gas, total, kWh/m², water, €, tCO2e, avoided €
+    table = [row for row in rows if len(row) == 10]
+    assert len(table) == 4, rows  # three buildings and the total
+    *buildings, total = table
+    for column in (1, 2, 3, 4, 6, 7):  # whole numbers: the sum is off by at most half a unit per building
+        assert sum(_thousands(b[column]) for b in buildings) == pytest.approx(_thousands(total[column]),
+                                                                              abs=0.5 * len(buildings) + 1e-9), column
+    assert sum(_thousands(b[8]) for b in buildings) == pytest.approx(_thousands(total[8]), abs=0.05 * len(buildings))
+    for row in table:  # electricity + gas = total, per building
+        assert _thousands(row[2]) + _thousands(row[3]) == pytest.approx(_thousands(row[4]), abs=1.0), row
+    printed = rendered["pdf_text"]["report-portfolio"].replace("\u202f", "").replace(" ", "")
+    assert total[4].replace("\u202f", "") in printed  # the PDF prints the same total
+    assert not problems(visible_text(page), rendered["inventory"])

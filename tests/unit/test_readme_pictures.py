@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
 import re
 import sys
 from email.message import EmailMessage
 from pathlib import Path
 from types import ModuleType
 
+import pytest
+
 from anomalies.events import EventKind
+from tests.reader_text import problems, shown
 
 ROOT = Path(__file__).resolve().parents[2]
 IMG = ROOT / "docs" / "img"
@@ -55,3 +60,25 @@ def test_scripts_pictures_refuses_a_missing_kind() -> None:
     assert pictures.missing_kinds(every + notices) == []
     assert pictures.missing_kinds([m for m in every if m.name != "mail-sensor-drift"] + notices) == ["sensor_drift"]
     assert pictures.missing_kinds(notices) == sorted(k.value for k in EventKind)
+
+
+def test_the_pictures_are_those_of_the_manifest_and_what_they_show_reads_right() -> None:
+    # Review round 2: the gallery showed "Attendu 4,2 m³ / Observé 23 m³ / Surconsommation 19 m³" after the code
+    # was fixed. Rendering them again takes minutes; scripts/pictures writes, beside them, each PNG's hash and the
+    # text it shows, checked here as the content tests check a fresh mail or report.
+    manifest = json.loads((IMG / "pictures.json").read_text(encoding="utf-8"))
+    assert sorted(manifest) == sorted(p.name for p in IMG.glob("*.png")), "docs/img and pictures.json disagree"
+    for name, entry in manifest.items():
+        assert hashlib.sha256((IMG / name).read_bytes()).hexdigest() == entry["sha256"], f"{name} changed since"
+        text = entry["text"]
+        assert text.strip(), name
+        if not name.endswith(tuple(f"-p{n}.png" for n in range(1, 10))):  # PDF text has no typography to check
+            assert not problems(text), (name, problems(text))
+        if "\nSurconsommation\n" in text:
+            (observed, step), (expected, step_expected), (excess, step_excess) = (
+                shown(text, label) for label in ("Observé", "Attendu", "Surconsommation"))
+            assert step == step_expected == step_excess, (name, text)
+            assert 0 < excess <= observed, (name, text)
+            assert expected + excess == pytest.approx(observed, abs=1.5 * step + 1e-9), (name, text)
+    leak = manifest["mail-water-leak.png"]["text"]
+    assert "Surconsommation" in leak

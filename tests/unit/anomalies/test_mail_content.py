@@ -7,6 +7,7 @@ not raise. Figures are read back from the mail's text.
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
@@ -21,7 +22,7 @@ from anomalies.events import AlertState, AnomalyEvent, EventKind, _sample_event
 from anomalies.features import PointSeries
 from inventory import Inventory, load_inventory
 from simulator.physics import generate_history
-from tests.reader_text import figure, problems, visible_text
+from tests.reader_text import figure, problems, shown, visible_text
 from tests.unit.anomalies.test_detect import START, _faults
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -87,11 +88,41 @@ def test_every_alert_and_resolution_mail_reads_right(events: list[AnomalyEvent],
                 bad[f"{event.kind}/{state.value}"] = found
             who = "modèle de la consommation habituelle (" if event.source == "model" else "règle « "
             assert f"Détecté par\u00a0: {who}" in text, text
-            if event.unit in ("kWh", "m3") and event.excess_kwh + event.excess_m3 > 0:
-                observed, excess = figure(text, "Observé"), figure(text, "Surconsommation")
-                assert 0 < excess <= observed, (event.kind, text)
-                assert figure(text, "Attendu") == pytest.approx(observed - excess, abs=1.01), text
+            _figures_add_up(event, text)
     assert not bad, "\n".join(f"{k}: {v}" for k, v in bad.items())
+    # Every kind's mail has been read with figures (the consumption kinds) or without (the sensors).
+    assert {e.kind for e in events if e.unit in ("kWh", "m3") and e.excess_kwh + e.excess_m3 > 0} >= {
+        "water_leak", "heating_unoccupied", "unusual_consumption"}
+
+
+def _figures_add_up(event: AnomalyEvent, text: str) -> None:
+    """On the text of a mail: expected + excess = observed within the precision shown, one precision, a cost."""
+    if not (event.unit in ("kWh", "m3") and event.excess_kwh + event.excess_m3 > 0):
+        assert "Surconsommation" not in text, (event.kind, text)
+        return
+    (expected, step), (observed, step_observed), (excess, step_excess) = (
+        shown(text, label) for label in ("Attendu", "Observé", "Surconsommation"))
+    # Review round 2: "Attendu 4,2 m³ / Observé 23 m³ / Surconsommation 19 m³" (4,2 + 19 ≠ 23).
+    assert step == step_observed == step_excess, (event.kind, text)
+    assert 0 < excess <= observed, (event.kind, text)
+    assert expected + excess == pytest.approx(observed, abs=1.5 * step + 1e-9), (event.kind, text)
+    cost = re.search(r"^Coût\xa0: (<\xa0)?([\d\u202f]+)\xa0€$", text, re.MULTILINE)
+    assert cost is not None, (event.kind, text)
+    assert cost.group(1) or int(cost.group(2).replace("\u202f", "")) > 0, (event.kind, text)
+
+
+def test_the_figures_add_up_at_every_size(alerter: EmailAlerter) -> None:
+    # The review's leak, and amounts at each precision: whole, one decimal, two, and below what two decimals show.
+    sample = _sample_event()
+    for unit, observed, excess in (("m3", 23.17, 18.93), ("kWh", 1234.4, 1180.2), ("m3", 0.43, 0.39),
+                                   ("m3", 0.061, 0.058), ("kWh", 250.0, 0.004)):
+        fields = {"excess_m3": excess, "excess_kwh": 0.0} if unit == "m3" else {"excess_kwh": excess}
+        event = replace(sample, unit=unit, observed=observed, expected=observed - excess, excess_eur=excess * 3.1,
+                        **fields)
+        text, page = _read(alerter.render([event], TO))
+        assert not problems(text) + problems(page), problems(text) + problems(page)
+        assert "\xa00\xa0" not in text.split("Surconsommation")[1].splitlines()[0], text
+        _figures_add_up(event, text)
 
 
 def test_the_leak_mail_claims_no_more_than_it_observed(events: list[AnomalyEvent]) -> None:
@@ -128,6 +159,14 @@ def test_the_digest_reads_right(events: list[AnomalyEvent], alerter: EmailAlerte
     eur = sum(e.event.excess_eur for e in (*digest.open, *digest.acknowledged))
     assert figure(text, "Total des alertes ouvertes") > 0
     assert f"{round(eur)}\xa0€" in text.replace("\u202f", "")
+    # The open and acknowledged entries' kWh add up to the total, shown with one precision (review round 2).
+    listed = [line for line in text.splitlines() if line.startswith("- #") and "kWh" in line
+              and int(line[3:].split()[0]) < 200]
+    entries = [shown(line.split(" — ")[-1], "") for line in listed]
+    total, step = shown(text.split("Total des alertes ouvertes")[1], "")
+    assert entries
+    assert {s for _, s in entries} == {step}, text
+    assert sum(v for v, _ in entries) == pytest.approx(total, abs=step * (0.5 * len(entries) + 0.5) + 1e-9), text
 
 
 def test_the_checks_catch_what_issue_13_saw() -> None:

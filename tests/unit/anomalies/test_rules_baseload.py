@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import pytest
 
 from anomalies.detect import DetectConfig, detect
 from anomalies.events import AnomalyEvent
@@ -104,3 +105,16 @@ def test_lights_left_on_in_a_heating_season_whose_pumps_raised_the_base_are_foun
     events = [e for e in detect(inventory, readings, DetectConfig(models=False)) if e.kind in kinds]
     assert [e.kind for e in events] == ["lighting_unoccupied"], [(e.kind, e.start, e.end) for e in events]
     assert lights_from <= events[0].start < lights_from + timedelta(days=3)
+
+
+def test_a_creep_and_a_step_claim_no_more_than_observed_and_add_up() -> None:
+    # Review round 2: the README's creep mail read "Attendu 170, Observé 201, Surconsommation 234 kWh": the excess
+    # counted every hour of a flagged day, the observed and expected at night only.
+    creep = 5.0 * np.clip((np.arange(130) - CHANGE_DAY) / 42.0, 0.0, 1.0)
+    step = np.zeros(130)
+    step[CHANGE_DAY : CHANGE_DAY + 4] = 5.0
+    events = [*_night_load(creep, seed=5), *_night_load(step, seed=5)]
+    assert {e.kind for e in events} == {"baseload_creep", "lighting_unoccupied"}
+    for event in events:
+        assert 0 < event.excess_kwh <= event.observed, event
+        assert event.expected + event.excess_kwh == pytest.approx(event.observed, abs=1e-6), event

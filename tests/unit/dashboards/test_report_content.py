@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -145,3 +146,82 @@ def test_portfolio_report_figures_and_words(commune: Inventory) -> None:
     total = figure(text.replace("Patrimoine", "Patrimoine :"), "Patrimoine")  # heated area, the first cell
     assert total == pytest.approx(sum(b.building.heated_area_m2 for b in rows), abs=1)
     assert "−40\u00a0%" in text
+
+
+def _cells(page: str, label: str) -> list[str]:
+    row = re.search(rf"<tr><td>{label}</td>(.*?)</tr>", page)
+    assert row is not None, label
+    return [visible_text(c) for c in re.findall(r"<td>(.*?)</td>", row.group(1))]
+
+
+def _signed_percent(text: str) -> float:
+    return float(text.replace("\u2212", "-").replace("\u00a0%", "").replace(",", ".").replace("+", ""))
+
+
+def test_the_climate_corrected_change_divides_the_same_days(tmp_path: Path) -> None:
+    # Review round 2: on a file ending at local midnight (econome export --until 2026-01-01) the last day had no
+    # DJU: 31 days of gas over 30 days of DJU gave "+1 %" where a day more of data gave "−3 %".
+    from zoneinfo import ZoneInfo
+
+    from mv.degreedays import daily_temperatures
+
+    paris = ZoneInfo("Europe/Paris")
+    start, end = datetime(2024, 12, 1, tzinfo=paris), datetime(2026, 1, 1, tzinfo=paris)
+    hours = [start + timedelta(hours=h) for h in range(int((end - start) / timedelta(hours=1)) + 1)]
+    rng = np.random.default_rng(13)
+    day_temp = {d: float(6 + 4 * np.sin(i / 5) + rng.normal(0, 2)) for i, d in enumerate(sorted({h.date() for h in hours}))}
+    day_kwh = {d: 200 + 60 * max(0.0, 15 - t) for d, t in day_temp.items()}
+    lost = date(2025, 12, 15)  # the sensor gave nothing that day
+    day_kwh[lost] *= 3  # and the boiler ran hard: a day that must not be counted on one side only
+    index, rows, temps = 1000.0, [], []
+    for h in hours:
+        rows.append(f"{h.isoformat()},mairie-gas-volume,{index!r}")
+        index += day_kwh[h.date()] / 24 / 10.0  # m³; the conversion cancels in the ratio
+        temp = day_temp[h.date()] + 3 * math.sin((h.hour - 9) / 24 * 2 * math.pi)
+        if h < end and h.date() != lost:  # temperatures stop before midnight, as an export does
+            rows.append(f"{h.isoformat()},station-meteo-temperature,{temp!r}")
+            temps.append((h, temp))
+    data = tmp_path / "readings.csv"
+    data.write_text("timestamp,point,value\n" + "\n".join(rows) + "\n")
+    app = typer.Typer()
+    register(app)
+    out = tmp_path / "m.html"
+    result = CliRunner().invoke(app, ["report", "building", "--config", str(ROOT / "examples" / "commune.yaml"),
+                                      "--readings", str(data), "--building", "mairie", "--month", "2025-12",
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    page = out.read_text()
+    dju = {d.day: d.hdd for d in degree_days(daily_temperatures([t for t, _ in temps], [v for _, v in temps], tz=paris))
+           if not d.gap}
+    assert date(2025, 12, 31) in dju  # the last day keeps its DJU
+    same = [date(2025, 12, d) for d in range(1, 32) if date(2025, 12, d) in dju and date(2024, 12, d) in dju]
+    assert 25 < len(same) < 31  # the lost day (and the day before: its Tx window reaches into it)
+    expected = ((sum(day_kwh[d] for d in same) / sum(dju[d] for d in same))
+                / (sum(day_kwh[d.replace(year=2024)] for d in same) / sum(dju[d.replace(year=2024)] for d in same)) - 1)
+    whole = ((sum(day_kwh[date(2025, 12, d)] for d in range(1, 32)) / sum(dju[d] for d in same))
+             / (sum(day_kwh[date(2024, 12, d)] for d in range(1, 32)) / sum(dju[date(2024, 12, d)] for d in range(1, 32))) - 1)
+    assert abs(whole - expected) > 0.03  # what the review saw would be caught
+    cells = _cells(page, "Gaz naturel")
+    assert _signed_percent(cells[3]) == pytest.approx(100 * expected, abs=0.6)
+    assert f"sur {len(same)}\u00a0jours" in visible_text(page)  # the DJU of the days with a temperature
+    assert f"gaz naturel sur {len(same)}\u00a0jours" in visible_text(page)  # and the change says on which days
+    assert cells[-1] == "31/31"
+
+
+def test_a_column_and_its_total_share_one_precision(commune: Inventory) -> None:
+    # Review round 2: amounts were whole from 10 and one decimal below, so a column and its total did not add up.
+    n = 520
+    days = _days(n)
+    gas, elec = np.full(n, 40.13), np.full(n, 0.137)  # 1 244,0 and 4,2 kWh in January
+    page = _month(commune, [EnergySeries(Energy.NATURAL_GAS, tuple(days), gas),
+                            EnergySeries(Energy.ELECTRICITY, tuple(days), elec)], n)
+    text = visible_text(page)
+    assert not problems(text), problems(text)
+    shown_gas, shown_elec = _cells(page, "Gaz naturel")[0], _cells(page, "Électricité")[0]
+    total = re.search(r'<div class="v">([^<]*kWh)</div><div class="l">énergie finale du mois', page)
+    assert total is not None
+    figures = [float(t.split("\xa0")[0].replace("\u202f", "").replace(",", ".")) for t in (shown_gas, shown_elec,
+                                                                                             total.group(1))]
+    assert all("," in t and len(t.split(",")[1].split("\xa0")[0]) == 1 for t in (shown_gas, shown_elec, total.group(1)))
+    assert figures[0] + figures[1] == pytest.approx(figures[2], abs=0.15)
+    assert figures[1] == pytest.approx(31 * 0.137, abs=0.05)

@@ -259,6 +259,15 @@ def test_two_communes_cannot_share_one_database(tmp_path: Path) -> None:
     assert "--database" in message
     assert "ECONOME_INFLUX_DATABASE" in message
     assert not (tmp_path / "datasources" / "cc-val-de-loire.yaml").exists()
+    # Review round 2: the same server written otherwise (a trailing slash, upper case, the default port) is no other.
+    url = ProvisioningConfig().influx_url
+    scheme, rest = url.split("://", 1)
+    for same in (url + "/", f"{scheme.upper()}://{rest.upper()}", url.replace(":8086", ":8086/")):
+        with pytest.raises(ProvisioningConflict, match="already reads InfluxDB database 'econome'"):
+            write_provisioning(loire, tmp_path, ProvisioningConfig(influx_url=same))
+    write_provisioning(valmont, tmp_path / "http", ProvisioningConfig(influx_url="http://influx:80/"))
+    with pytest.raises(ProvisioningConflict):
+        write_provisioning(loire, tmp_path / "http", ProvisioningConfig(influx_url="HTTP://Influx"))
     # Another InfluxDB, or another database, is fine; ECONOME_INFLUX_DATABASE sets the command's.
     write_provisioning(loire, tmp_path / "other", ProvisioningConfig(influx_url="http://influx-loire:8086"))
     inventory = tmp_path / "loire.yaml"

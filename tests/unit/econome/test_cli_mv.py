@@ -11,6 +11,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from dashboards.operat import ENERGY_COLUMNS, GAP_2030, INTENSITY, TOTAL_KWH
 from econome.cli_mv import register
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -151,6 +152,42 @@ def test_operat_flags_incomplete_years_and_refuses_an_incomplete_reference(app: 
                  if r["Référence interne"] == "ecole-curie")
     assert int(curie["Jours sans données (année de consommation)"]) >= 120  # September to December 2025
     assert curie["Jours sans données (année de référence)"] == "0"
+
+
+def test_operat_refuses_a_reference_year_without_data_and_leaves_an_empty_year_blank(
+    app: typer.Typer, tmp_path: Path
+) -> None:
+    # Review round 2: a reference year with no data at all passed (exit 0, reference blank) while one missing
+    # 305 days exited 3; an empty declared year was written "0;0;0", a 0 kWh declaration.
+    data = _data(tmp_path, 0.3)  # 2023-09-01 to 2025-08-30
+    runner = CliRunner()
+    operat = tmp_path / "operat.csv"
+    command = ["report", "operat", "--config", str(CONFIG), "--readings", str(data), "--out", str(operat)]
+    result = runner.invoke(app, [*command, "--year", "2024", "--reference-year", "2021"])
+    assert result.exit_code == 3
+    assert "the reference year 2021 has days without data (ecole-curie without any)" in result.stderr
+    assert not operat.exists()
+    result = runner.invoke(app, [*command, "--year", "2024", "--reference-year", "2021", "--allow-incomplete"])
+    assert result.exit_code == 0, result.stderr
+    curie = next(r for r in csv.DictReader(io.StringIO(operat.read_text(encoding="utf-8-sig")), delimiter=";")
+                 if r["Référence interne"] == "ecole-curie")
+    assert int(curie["Consommation totale (kWh EF)"]) > 0
+    assert curie["Consommation de l'année de référence (kWh EF)"] == ""
+
+    # The declared year empty (the reference complete): blank, as stderr says, not zeros.
+    result = runner.invoke(app, [*command, "--year", "2026", "--reference-year", "2024", "--allow-incomplete"])
+    assert result.exit_code == 0, result.stderr
+    assert "no data in 2026 in" in result.stderr
+    assert "their columns left blank: " in result.stderr
+    assert "ecole-curie" in result.stderr.split("no data in 2026")[1].splitlines()[0]
+    curie = next(r for r in csv.DictReader(io.StringIO(operat.read_text(encoding="utf-8-sig")), delimiter=";")
+                 if r["Référence interne"] == "ecole-curie")
+    year_columns = [TOTAL_KWH, INTENSITY, GAP_2030, *ENERGY_COLUMNS.values()]
+    assert {c: curie[c] for c in year_columns} == dict.fromkeys(year_columns, "")
+    assert int(curie["Consommation de l'année de référence (kWh EF)"]) > 0
+    mairie = next(r for r in csv.DictReader(io.StringIO(operat.read_text(encoding="utf-8-sig")), delimiter=";")
+                  if r["Référence interne"] == "mairie")
+    assert mairie["Consommation totale (kWh EF)"] == ""  # no data in either year: listed, blank, not refused
 
 
 def test_renovation_report_unknown_building(app: typer.Typer, tmp_path: Path) -> None:

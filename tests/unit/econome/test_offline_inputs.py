@@ -78,12 +78,26 @@ def test_a_malformed_row_exits_3_naming_the_line(simulated: Path, tmp_path: Path
     lines = simulated.read_text().splitlines()
     for bad, error in (("2025-01-06T00:00:00+00:00,mairie-elec-energy", "2 column(s), expected 3"),
                        ("2025-01-06T00:00:00+00:00;mairie-elec-energy;3.0", "1 column(s), expected 3"),
-                       ("2025-01-06T00:00:00+00:00,mairie-elec-energy,", "mairie-elec-energy has an empty value")):
+                       ("2025-01-06T00:00:00+00:00,mairie-elec-energy,", "mairie-elec-energy has an empty value"),
+                       # Review round 2: nan and inf were dropped silently.
+                       ("2025-01-06T00:00:00+00:00,mairie-elec-energy,nan", "value 'nan' of mairie-elec-energy is not a"),
+                       ("2025-01-06T00:00:00+00:00,mairie-elec-energy,-inf", "value '-inf' of mairie-elec-energy is not a")):
         path = tmp_path / "bad.csv"
         path.write_text("\n".join([*lines[:10], bad, *lines[10:]]) + "\n")
         code, _, stderr, _ = _detect(path, tmp_path / "e.jsonl")
         assert code == 3
         assert f"{path}:11: {error}" in stderr
+
+
+def test_a_file_saved_by_excel_with_a_bom_is_read(simulated: Path, tmp_path: Path) -> None:
+    # Review round 2: Excel's "CSV UTF-8" (and our OPERAT export) starts with a BOM, which was refused.
+    plain, bom = tmp_path / "plain.jsonl", tmp_path / "bom.jsonl"
+    with_bom = tmp_path / "bom.csv"
+    with_bom.write_bytes(b"\xef\xbb\xbf" + simulated.read_bytes())
+    assert _detect(simulated, plain)[0] == 0
+    code, _, stderr, _ = _detect(with_bom, bom)
+    assert code == 0, stderr
+    assert bom.read_text() == plain.read_text()
 
 
 def test_the_live_path_still_reports_a_sensor_that_never_published(simulated: Path) -> None:

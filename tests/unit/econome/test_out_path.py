@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import time
 from pathlib import Path
 
@@ -56,14 +57,35 @@ def test_a_bad_out_is_one_line_and_exit_2(name: str, bad: str, tmp_path: Path, r
     assert time.monotonic() - started < 5  # refused before the work, not after it
 
 
-def test_a_written_file_leaves_nothing_beside_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_a_written_file_leaves_nothing_beside_it_and_respects_the_umask(tmp_path: Path, umask: int, mode: int) -> None:
+    # Review round 2: the mode was forced to 0644 whatever the umask (a commune's private reports).
     out = tmp_path / "readings.csv"
-    result = CliRunner().invoke(app, ["simulate", "--config", CONFIG, "--start", "2026-01-01", "--end", "2026-01-02",
-                                      "--out", str(out)])  # fmt: skip
+    previous = os.umask(umask)
+    try:
+        result = CliRunner().invoke(app, ["simulate", "--config", CONFIG, "--start", "2026-01-01", "--end", "2026-01-02",
+                                          "--out", str(out)])  # fmt: skip
+        (tmp_path / "by-open").write_text("")  # what open() makes under the same umask
+    finally:
+        os.umask(previous)
     assert result.exit_code == 0, result.output
-    assert [p.name for p in tmp_path.iterdir()] == ["readings.csv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["by-open", "readings.csv"]
     assert out.read_text(encoding="utf-8").startswith("timestamp,point,value")
-    assert out.stat().st_mode & 0o777 == 0o644
+    assert out.stat().st_mode & 0o777 == mode == (tmp_path / "by-open").stat().st_mode & 0o777
+
+
+@pytest.mark.parametrize("bad", ["missing-folder", "a-folder"])
+def test_a_bad_state_is_one_line_and_exit_2_before_the_work(bad: str, tmp_path: Path, readings: Path) -> None:
+    # Review round 2: a missing folder ran the whole detection then a traceback; a folder said "remove it".
+    state = tmp_path / "nonexistent" / "s.json" if bad == "missing-folder" else tmp_path
+    started = time.monotonic()
+    result = CliRunner().invoke(app, [*COMMANDS["detect"], "--readings", str(readings), "--out",
+                                      str(tmp_path / "e.jsonl"), "--state", str(state)])  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines() == [
+        f"error: --state {state}: " + ("is a folder" if bad == "a-folder" else f"folder {state.parent} does not exist")]
+    assert not (tmp_path / "e.jsonl").exists()
+    assert time.monotonic() - started < 5
 
 
 def _write_half(out: Path, error: BaseException) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import math
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -55,6 +56,24 @@ def test_gap_is_flagged_not_counted_as_zero() -> None:
     assert math.isnan(dd[date(2025, 1, 3)].hdd)
     monthly = monthly_degree_days(list(dd.values()))
     assert monthly[(2025, 1)][2] >= 1
+
+
+def test_a_series_ending_at_local_midnight_keeps_its_last_day() -> None:
+    # Review round 2: `econome export --until 2026-01-01` ends at local midnight; Météo-France's Tx window of
+    # 31 December reaches 06:00 UTC on 1 January, so the day was a gap and December lost a day of DJU.
+    paris = ZoneInfo("Europe/Paris")
+    start, end = datetime(2025, 12, 1, tzinfo=paris), datetime(2026, 1, 1, tzinfo=paris)
+    stamps = [start + timedelta(minutes=15 * i) for i in range(int((end - start) / timedelta(minutes=15)))]
+    values = [4.0 + (i % 96) / 16 for i in range(len(stamps))]
+    days = {d.day: d for d in daily_temperatures(stamps, values, tz=paris)}
+    assert sorted(days) == [date(2025, 12, d) for d in range(1, 32)]
+    assert not days[date(2025, 12, 31)].gap
+    assert days[date(2025, 12, 31)].mean_c == pytest.approx(sum(values[-96:]) / 96)
+    assert days[date(2025, 12, 31)].tmax_c == max(values[-96 + 28:])  # its Tx window from 06:00 UTC
+    # A sensor that dies at noon still leaves its day a gap: the local day itself must be covered.
+    noon = [(t, v) for t, v in zip(stamps, values, strict=True) if t < datetime(2025, 12, 31, 12, tzinfo=paris)]
+    last = daily_temperatures([t for t, _ in noon], [v for _, v in noon], tz=paris)[-1]
+    assert (last.day, last.gap) == (date(2025, 12, 31), True)
 
 
 def test_read_hourly_and_daily_csv(tmp_path: Path) -> None:
