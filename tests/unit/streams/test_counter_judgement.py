@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from inventory import MeterReplacement
+from streams.aggregate import StreamProcessor
+from streams.clock import ManualClock
 from streams.counters import CounterTracker, Interval, Rejection, Verdict
+from streams.metrics import PrometheusSensor
+from streams.record import Reading
+from tests.unit.streams.test_pipeline_backpressure import INV, FakeInflux, _pipeline, _stop, _until
+from tests.unit.streams.test_pipeline_backpressure import T0 as PIPE_T0
 
 T0 = datetime(2025, 12, 1, tzinfo=UTC)
 STEP = timedelta(minutes=10)
@@ -182,3 +191,59 @@ def test_a_pending_reading_and_the_rates_survive_a_restart() -> None:
     old.load({"last_ts": T0.timestamp(), "last_value": 5.0, "resets": 2, "rollovers": 1, "backward_steps": 3})
     assert (old.pending, old.resets, old.rollovers) == (None, 2, 1)
     assert old.update(T0 + STEP, 6.0) is not None
+
+
+# -- the processor and the pipeline ----------------------------------------------------------------------------
+
+ELEC = "mairie-elec-energy"
+GLITCHED = [193800.0 + 5 * i for i in range(8)] + [1938350.0, 193845.0, 193850.0, 19385.5, 193860.0, 193000.0, 193004.0]
+"""A steady meter, a ×10 glitch, a ÷10 glitch, then re-based 860 kWh lower: 60 + 4 kWh consumed."""
+
+
+def _readings(start: datetime) -> list[Reading]:
+    return [Reading(ELEC, start + i * timedelta(minutes=1), v, "kWh") for i, v in enumerate(GLITCHED)]
+
+
+def test_the_processor_spreads_the_interval_across_a_dropped_reading_and_reports_judgements() -> None:
+    proc = StreamProcessor(INV)
+    result = proc.process(_readings(T0))
+    assert [(p, j.verdict) for p, j in result.judged] == [(ELEC, Verdict.GLITCH), (ELEC, Verdict.GLITCH), (ELEC, Verdict.REBASE)]
+    assert not result.rejected
+    ten = [r for r in proc.flush() if r.measurement == "agg_point" and dict(r.tags)["point"] == ELEC
+           and dict(r.tags)["window"] == "10m"]
+    assert sum(r.fields["kwh"] for r in ten) == pytest.approx(64.0)
+    assert sum(r.fields["estimated"] for r in ten) == pytest.approx(10.0 + 10.0 + 4.0)  # the intervals across a held one
+
+
+class _Meter:
+    """A polled source giving the glitched readings once."""
+
+    name = "elec-meter"
+    interval = timedelta(minutes=1)
+
+    def __init__(self, start: datetime) -> None:
+        self.batches = [_readings(start)]
+
+    async def poll(self) -> list[Reading]:
+        return self.batches.pop() if self.batches else []
+
+
+async def test_the_pipeline_counts_judgements_in_prometheus_and_warns_once_an_hour_per_point_and_verdict(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="streams.pipeline")
+    sensor = PrometheusSensor()
+    clock = ManualClock(PIPE_T0)
+    pipeline = _pipeline(tmp_path, FakeInflux(), max_rows=1000, clock=clock, sensor=sensor, processor=StreamProcessor(INV))
+    task = asyncio.create_task(pipeline.run([_Meter(PIPE_T0 - timedelta(minutes=30))], []))
+    await _until(lambda: sum(pipeline.stats.counter_judgements.values()) >= 3, step=lambda: clock.advance(timedelta(minutes=1)))
+    await _stop(task)
+    assert pipeline.stats.counter_judgements == {"glitch": 2, "rebase": 1}
+    metrics = sensor.exposition().decode()
+    assert f'econome_counter_judgements_total{{point="{ELEC}",verdict="glitch"}} 2.0' in metrics
+    assert f'econome_counter_judgements_total{{point="{ELEC}",verdict="rebase"}} 1.0' in metrics
+    told = [r for r in caplog.records if r.name == "streams.pipeline" and r.getMessage().startswith(ELEC + ":")]
+    assert [r.levelno for r in told] == [logging.WARNING, logging.DEBUG, logging.WARNING]
+    assert "reading 1938350 at" in told[0].getMessage()
+    assert "dropped as a glitch (next reading 193845 continues from 193835)" in told[0].getMessage()
+    assert "re-based, the drop of 860 is not consumption" in told[2].getMessage()
