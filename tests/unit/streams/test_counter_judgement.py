@@ -7,19 +7,23 @@ import json
 import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+import numpy as np
 import pytest
 
 from inventory import MeterReplacement
 from streams.aggregate import StreamProcessor
 from streams.clock import ManualClock
 from streams.counters import CounterTracker, Interval, Rejection, Verdict
+from streams.history import PointSeries, hourly_consumption
 from streams.metrics import PrometheusSensor
 from streams.record import Reading
 from tests.unit.streams.test_pipeline_backpressure import INV, FakeInflux, _pipeline, _stop, _until
 from tests.unit.streams.test_pipeline_backpressure import T0 as PIPE_T0
 
 T0 = datetime(2025, 12, 1, tzinfo=UTC)
+UTC_ZONE = ZoneInfo("UTC")
 STEP = timedelta(minutes=10)
 
 
@@ -196,8 +200,9 @@ def test_a_pending_reading_and_the_rates_survive_a_restart() -> None:
 # -- the processor and the pipeline ----------------------------------------------------------------------------
 
 ELEC = "mairie-elec-energy"
-GLITCHED = [193800.0 + 5 * i for i in range(8)] + [1938350.0, 193845.0, 193850.0, 19385.5, 193860.0, 193000.0, 193004.0]
-"""A steady meter, a ×10 glitch, a ÷10 glitch, then re-based 860 kWh lower: 60 + 4 kWh consumed."""
+GLITCHED = [193800.0 + 5 * i for i in range(8)] + [1938350.0, 193845.0, 193850.0, 19385.5, 193860.0, 193000.0, 193004.0,
+                                                   193003.99, 193005.0]
+"""A steady meter, a ×10 glitch, a ÷10 glitch, re-based 860 kWh lower, then jitter: 60 + 4 + 1 kWh consumed."""
 
 
 def _readings(start: datetime) -> list[Reading]:
@@ -207,12 +212,13 @@ def _readings(start: datetime) -> list[Reading]:
 def test_the_processor_spreads_the_interval_across_a_dropped_reading_and_reports_judgements() -> None:
     proc = StreamProcessor(INV)
     result = proc.process(_readings(T0))
-    assert [(p, j.verdict) for p, j in result.judged] == [(ELEC, Verdict.GLITCH), (ELEC, Verdict.GLITCH), (ELEC, Verdict.REBASE)]
+    assert [j.verdict for _, j in result.judged] == [Verdict.GLITCH, Verdict.GLITCH, Verdict.REBASE, Verdict.JITTER]
+    assert {p for p, _ in result.judged} == {ELEC}
     assert not result.rejected
     ten = [r for r in proc.flush() if r.measurement == "agg_point" and dict(r.tags)["point"] == ELEC
            and dict(r.tags)["window"] == "10m"]
-    assert sum(r.fields["kwh"] for r in ten) == pytest.approx(64.0)
-    assert sum(r.fields["estimated"] for r in ten) == pytest.approx(10.0 + 10.0 + 4.0)  # the intervals across a held one
+    assert sum(r.fields["kwh"] for r in ten) == pytest.approx(65.0)
+    assert sum(r.fields["estimated"] for r in ten) == pytest.approx(10.0 + 10.0 + 4.0 + 1.0)  # the intervals across a held one
 
 
 class _Meter:
@@ -236,14 +242,30 @@ async def test_the_pipeline_counts_judgements_in_prometheus_and_warns_once_an_ho
     clock = ManualClock(PIPE_T0)
     pipeline = _pipeline(tmp_path, FakeInflux(), max_rows=1000, clock=clock, sensor=sensor, processor=StreamProcessor(INV))
     task = asyncio.create_task(pipeline.run([_Meter(PIPE_T0 - timedelta(minutes=30))], []))
-    await _until(lambda: sum(pipeline.stats.counter_judgements.values()) >= 3, step=lambda: clock.advance(timedelta(minutes=1)))
+    await _until(lambda: sum(pipeline.stats.counter_judgements.values()) >= 4, step=lambda: clock.advance(timedelta(minutes=1)))
     await _stop(task)
-    assert pipeline.stats.counter_judgements == {"glitch": 2, "rebase": 1}
+    assert pipeline.stats.counter_judgements == {"glitch": 2, "rebase": 1, "jitter": 1}
     metrics = sensor.exposition().decode()
     assert f'econome_counter_judgements_total{{point="{ELEC}",verdict="glitch"}} 2.0' in metrics
     assert f'econome_counter_judgements_total{{point="{ELEC}",verdict="rebase"}} 1.0' in metrics
     told = [r for r in caplog.records if r.name == "streams.pipeline" and r.getMessage().startswith(ELEC + ":")]
-    assert [r.levelno for r in told] == [logging.WARNING, logging.DEBUG, logging.WARNING]
+    assert [r.levelno for r in told] == [logging.WARNING, logging.DEBUG, logging.WARNING, logging.DEBUG]
     assert "reading 1938350 at" in told[0].getMessage()
     assert "dropped as a glitch (next reading 193845 continues from 193835)" in told[0].getMessage()
     assert "re-based, the drop of 860 is not consumption" in told[2].getMessage()
+
+
+def test_hourly_consumption_tells_five_judgements_per_counter_then_counts(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="streams.history")
+    values = [100.0 + i for i in range(8)]
+    for _ in range(7):  # seven glitches down, each followed by a reading that continues
+        values += [1.0, values[-1] + 1]
+    values += [values[-1] + 1, 2.0]  # and a drop still held at the end: not counted
+    times = np.array([(T0 + i * STEP).timestamp() for i in range(len(values))])
+    hours, amounts = hourly_consumption(PointSeries(times, np.array(values)), CounterTracker("w", 1.0), UTC_ZONE)
+    assert hours
+    assert amounts.sum() == pytest.approx(values[-2] - values[0])
+    told = [r.getMessage() for r in caplog.records if r.name == "streams.history"]
+    assert len(told) == 6
+    assert all(" dropped as a glitch (next reading " in line for line in told[:5])
+    assert told[5] == "w: 2 more held readings judged (in all: 7 glitch)"
