@@ -18,6 +18,9 @@ Every source runs as one named task under a ``TaskGroup``, with three more:
 2. ``process``: feeds new readings of the log to the
    :class:`~streams.aggregate.StreamProcessor` and stores the aggregates it
    closes in the log's outbox, with a snapshot of its state from time to time;
+   a held counter reading judged by the next one (a glitch dropped, a reset,
+   a re-base, a jump) is counted (:meth:`Sensor.on_counter_judgement`) and
+   logged, WARNING at most once an hour per point and verdict (jitter at DEBUG);
 3. ``sink``: writes raw readings and aggregates from the log to InfluxDB in
    batches, retrying with exponential backoff while InfluxDB is unreachable,
    and acknowledges them in the log once accepted. When InfluxDB refuses a
