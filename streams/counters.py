@@ -12,8 +12,9 @@ energies, gas included; m3 for water). On the way:
   index, new initial index) is applied exactly;
 * **suspicious readings are held** (issue 13 review): any other drop, and an
   implausible jump (a rate more than ``jump_factor`` (20) times the highest
-  rate of the last accepted intervals, once there are ``min_history`` (6) of
-  them, and more than ``jump_floor`` canonical units), does not move the base:
+  rate of the accepted intervals, that peak halving every week without a
+  higher one, once there are ``min_history`` (6) of them, and more than
+  ``jump_floor`` canonical units), does not move the base:
   the reading is *pending* (:attr:`Rejection.PENDING`, no interval) and the
   next reading judges it (:class:`Verdict`):
 
@@ -68,7 +69,7 @@ the pipeline logs and the offline commands print.
 :meth:`CounterTracker.plan` computes what a reading does without changing the
 tracker, and :meth:`CounterTracker.commit` applies it, so a caller that fails
 between the two leaves the tracker as it was. The pending reading and the
-recent rates are part of :meth:`CounterTracker.to_dict`.
+peak rate are part of :meth:`CounterTracker.to_dict`.
 
 >>> from datetime import UTC, datetime, timedelta
 >>> t = datetime(2026, 1, 5, tzinfo=UTC)
@@ -85,7 +86,6 @@ True
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -98,8 +98,11 @@ __all__ = ["MAX_SPREAD", "CounterStep", "CounterTracker", "Interval", "Judgement
 MAX_SPREAD = timedelta(days=31)
 """Default longest counter interval spread over windows; a longer one is an unexplained gap."""
 
-_RATES = 48
-"""Accepted intervals whose rates judge a jump."""
+PEAK_HALF_LIFE = timedelta(days=7)
+"""The highest recent rate a jump is judged against halves every week without a higher one.
+
+A boiler that restarts every morning after a night at rest is not held; one
+that starts in autumn after a summer at rest is, once (issue 13 review)."""
 _JITTER = 1e-3
 """A dropped fall of at most this fraction of the index is jitter, not a glitch."""
 _RESET = 0.1
@@ -259,7 +262,11 @@ class CounterTracker:
         self.last_ts: datetime | None = None
         self.last_value: float | None = None
         self.pending: tuple[datetime, float] | None = None
-        self.rates: deque[float] = deque(maxlen=_RATES)
+        self.peak_rate = 0.0
+        """The highest rate (canonical units per second) of the accepted intervals, decaying (``PEAK_HALF_LIFE``)."""
+        self.peak_ts: datetime | None = None
+        self.accepted = 0
+        """Intervals accepted since the first reading or the last unexplained gap."""
         self.rollovers = 0
         self.verdicts: dict[Verdict, int] = dict.fromkeys(Verdict, 0)
         self.last_rejection: Rejection | None = None
@@ -288,23 +295,23 @@ class CounterTracker:
         if ts <= latest:
             return CounterStep(ts, value, None, Rejection.DUPLICATE if ts == latest else Rejection.OUT_OF_ORDER)
         if self.pending is None:
-            return self._judge_new(self.last_ts, self.last_value, ts, value, self.rates)
+            return self._judge_new(self.last_ts, self.last_value, ts, value)
         t0, v0 = self.last_ts, self.last_value
         tp, vp = self.pending
         declared = any(tp < swap.at <= ts for swap in self.replacements)
         # A pending drop: any reading at or above the base climbs past it.
         from_base = self._delta(t0, v0, ts, value)
-        base_ok = from_base[0] >= 0 and (vp < v0 or not self._jump(t0, ts, from_base[0], self.rates))
+        base_ok = from_base[0] >= 0 and (vp < v0 or not self._jump(t0, ts, from_base[0]))
         if not declared and base_ok:
             drop = v0 - vp
             verdict = Verdict.JITTER if 0 < drop <= _JITTER * abs(v0) else Verdict.GLITCH
-            step = self._judge_new(t0, v0, ts, value, self.rates)
+            step = self._judge_new(t0, v0, ts, value)
             return replace(step, judged=Judgement(verdict, tp, vp, v0, value), interval=_estimated(step.interval))
         from_pending = self._delta(tp, vp, ts, value)
         if declared or from_pending[0] >= 0:
             return self._confirm(t0, v0, tp, vp, ts, value, from_pending)
         # Below both: the pending reading was a glitch; the new one is judged against the base instead.
-        step = self._judge_new(t0, v0, ts, value, self.rates)
+        step = self._judge_new(t0, v0, ts, value)
         return replace(step, judged=Judgement(Verdict.GLITCH, tp, vp, v0, value))
 
     def _confirm(self, t0: datetime, v0: float, tp: datetime, vp: float, ts: datetime, value: float,
@@ -325,27 +332,32 @@ class CounterTracker:
         rate = amount / (ts - t0).total_seconds()
         return CounterStep(ts, value, interval, None, 0.0, rollover or after[1], judged=judged, rate=rate)
 
-    def _judge_new(self, t0: datetime, v0: float, ts: datetime, value: float, rates: deque[float]) -> CounterStep:
+    def _judge_new(self, t0: datetime, v0: float, ts: datetime, value: float) -> CounterStep:
         """A reading against the base, nothing pending: an interval, a gap, or held."""
         delta, rollover = self._delta(t0, v0, ts, value)
         span = ts - t0
         if span > self.max_spread:
             return CounterStep(ts, value, None, Rejection.GAP, max(delta, 0.0) * self.unit_factor, rollover)
         declared = any(t0 < swap.at <= ts for swap in self.replacements)
-        if not declared and (delta < 0 or self._jump(t0, ts, delta, rates)):
+        if not declared and (delta < 0 or self._jump(t0, ts, delta)):
             return CounterStep(t0, v0, None, Rejection.PENDING, pending=(ts, value))
         amount = delta * self.unit_factor
         interval = Interval(self.point_id, t0, ts, amount, span > self.max_gap)
         return CounterStep(ts, value, interval, None, 0.0, rollover, rate=amount / span.total_seconds())
 
-    def _jump(self, t0: datetime, t1: datetime, delta: float, rates: deque[float]) -> bool:
+    def _jump(self, t0: datetime, t1: datetime, delta: float) -> bool:
         """Whether a rise is implausible for this counter: far faster than its recent intervals, and not small."""
-        if self.jump_factor is None or len(rates) < self.min_history:
+        if self.jump_factor is None or self.accepted < self.min_history:
             return False
         amount = delta * self.unit_factor
         if amount <= self.jump_floor:
             return False
-        return amount / (t1 - t0).total_seconds() > self.jump_factor * max(rates)
+        return amount / (t1 - t0).total_seconds() > self.jump_factor * self._peak_at(t1)
+
+    def _peak_at(self, ts: datetime) -> float:
+        if self.peak_ts is None or ts <= self.peak_ts:
+            return self.peak_rate
+        return self.peak_rate * 0.5 ** float((ts - self.peak_ts) / PEAK_HALF_LIFE)
 
     def commit(self, step: CounterStep) -> None:
         """Apply a step made by :meth:`plan` on the tracker's current state."""
@@ -359,9 +371,10 @@ class CounterTracker:
         if step.judged is not None:
             self.verdicts[step.judged.verdict] += 1
         if step.rate is not None:
-            self.rates.append(step.rate)
+            self.peak_rate, self.peak_ts = max(self._peak_at(step.ts), step.rate), step.ts
+            self.accepted += 1
         elif step.rejection is Rejection.GAP:
-            self.rates.clear()
+            self.peak_rate, self.peak_ts, self.accepted = 0.0, None, 0
 
     def _delta(self, t0: datetime, v0: float, t1: datetime, v1: float) -> tuple[float, bool]:
         """(delta, rollover) between two indexes; a negative delta is a drop."""
@@ -379,12 +392,14 @@ class CounterTracker:
         return delta, False
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe state, to resume after a restart (the pending reading and recent rates included)."""
+        """JSON-safe state, to resume after a restart (the pending reading and the peak rate included)."""
         return {
             "last_ts": self.last_ts.timestamp() if self.last_ts else None,
             "last_value": self.last_value,
             "pending": [self.pending[0].timestamp(), self.pending[1]] if self.pending else None,
-            "rates": list(self.rates),
+            "peak_rate": self.peak_rate,
+            "peak_ts": self.peak_ts.timestamp() if self.peak_ts else None,
+            "accepted": self.accepted,
             "rollovers": self.rollovers,
             "verdicts": {v.value: n for v, n in self.verdicts.items()},
         }
@@ -396,7 +411,10 @@ class CounterTracker:
         self.last_value = state.get("last_value")
         pending = state.get("pending")
         self.pending = (datetime.fromtimestamp(pending[0], UTC), float(pending[1])) if pending else None
-        self.rates = deque((float(r) for r in state.get("rates", [])), maxlen=_RATES)
+        self.peak_rate = float(state.get("peak_rate", 0.0))
+        peak_ts = state.get("peak_ts")
+        self.peak_ts = datetime.fromtimestamp(peak_ts, UTC) if peak_ts is not None else None
+        self.accepted = int(state.get("accepted", 0))
         self.rollovers = int(state.get("rollovers", 0))
         saved = state.get("verdicts", {})
         self.verdicts = {v: int(saved.get(v.value, 0)) for v in Verdict}

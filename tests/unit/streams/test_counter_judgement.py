@@ -135,6 +135,19 @@ def test_a_boiler_starting_after_a_summer_at_rest_counts_whole_once_confirmed() 
     assert all(i is not None for i in intervals[31:])
 
 
+def test_a_boiler_restarting_every_morning_after_a_night_at_rest_is_not_held() -> None:
+    tracker = CounterTracker("gas", unit_factor=1.0)
+    index, values = 5000.0, []
+    for _day in range(3):
+        for step in range(144):  # 10-minute readings: 8 hours at rest, 16 hours at 4 m3 a reading
+            index += 0.0 if step < 48 else 4.0
+            values.append(index)
+    intervals = _feed(tracker, values)
+    held = [i for i, interval in enumerate(intervals) if interval is None]
+    assert held == [0, 48]  # the first reading, and the first start only: the peak of the day before is remembered
+    assert _total(intervals) == pytest.approx(values[-1] - values[0])
+
+
 def test_a_rise_under_the_floor_or_without_history_is_not_held() -> None:
     young = CounterTracker("p", unit_factor=1.0)
     assert all(i is not None for i in _feed(young, [0.0, 0.0, 1000.0])[1:])  # no history yet
@@ -178,14 +191,14 @@ def test_plan_does_not_change_a_pending_tracker() -> None:
     assert tracker.pending == (T0 + n * STEP, 1.0)
 
 
-def test_a_pending_reading_and_the_rates_survive_a_restart() -> None:
+def test_a_pending_reading_and_the_peak_rate_survive_a_restart() -> None:
     tracker, indexes = _steady()
     n = len(indexes)
     tracker.update(T0 + n * STEP, indexes[-1] * 10)
     restarted = CounterTracker("elec", unit_factor=1.0)
     restarted.load(json.loads(json.dumps(tracker.to_dict())))
     assert restarted.pending == tracker.pending
-    assert list(restarted.rates) == list(tracker.rates)
+    assert (restarted.peak_rate, restarted.peak_ts, restarted.accepted) == (tracker.peak_rate, tracker.peak_ts, 7)
     interval = restarted.update(T0 + (n + 1) * STEP, indexes[-1] + 1)
     assert interval is not None
     assert interval.amount == 1.0
