@@ -86,6 +86,7 @@ True
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -357,7 +358,7 @@ class CounterTracker:
     def _peak_at(self, ts: datetime) -> float:
         if self.peak_ts is None or ts <= self.peak_ts:
             return self.peak_rate
-        return self.peak_rate * 0.5 ** float((ts - self.peak_ts) / PEAK_HALF_LIFE)
+        return self.peak_rate * math.pow(0.5, (ts - self.peak_ts) / PEAK_HALF_LIFE)
 
     def commit(self, step: CounterStep) -> None:
         """Apply a step made by :meth:`plan` on the tracker's current state."""
