@@ -158,6 +158,7 @@ class Judgement:
         value: its index.
         base: the index it was compared with (the base before it).
         next_value: the index of the reading that judged it.
+        below_both: the next reading fell below both (it is judged against the base in turn).
     """
 
     verdict: Verdict
@@ -165,6 +166,7 @@ class Judgement:
     value: float
     base: float
     next_value: float
+    below_both: bool = False
 
     def describe(self, point_id: str) -> str:
         """One line for a log or a report's warnings."""
@@ -172,7 +174,8 @@ class Judgement:
         value, base, nxt = _fmt(self.value), _fmt(self.base), _fmt(self.next_value)
         if self.verdict in (Verdict.GLITCH, Verdict.JITTER):
             what = "a glitch" if self.verdict is Verdict.GLITCH else "jitter"
-            return f"{point_id}: reading {value} at {at} dropped as {what} (next reading {nxt} continues from {base})"
+            why = f"is below it and below {base}" if self.below_both else f"continues from {base}"
+            return f"{point_id}: reading {value} at {at} dropped as {what} (next reading {nxt} {why})"
         if self.verdict is Verdict.JUMP:
             return (f"{point_id}: jump from {base} to {value} at {at} confirmed by the next reading {nxt}: "
                     "counted as consumption (estimated)")
@@ -313,7 +316,7 @@ class CounterTracker:
             return self._confirm(t0, v0, tp, vp, ts, value, from_pending)
         # Below both: the pending reading was a glitch; the new one is judged against the base instead.
         step = self._judge_new(t0, v0, ts, value)
-        return replace(step, judged=Judgement(Verdict.GLITCH, tp, vp, v0, value))
+        return replace(step, judged=Judgement(Verdict.GLITCH, tp, vp, v0, value, below_both=True))
 
     def _confirm(self, t0: datetime, v0: float, tp: datetime, vp: float, ts: datetime, value: float,
                  after: tuple[float, bool]) -> CounterStep:

@@ -161,6 +161,8 @@ def test_a_reading_below_both_drops_the_pending_one_and_is_judged_instead() -> N
     assert tracker.update(T0 + n * STEP, 150000.0) is None
     assert tracker.update(T0 + (n + 1) * STEP, 100000.0) is None  # below both: the first was a glitch, this waits
     assert tracker.verdicts[Verdict.GLITCH] == 1
+    assert tracker.last_judgement is not None
+    assert tracker.last_judgement.describe("p").endswith("(next reading 100000 is below it and below 193835)")
     assert tracker.pending == (T0 + (n + 1) * STEP, 100000.0)
     interval = tracker.update(T0 + (n + 2) * STEP, 100005.0)  # confirms the second: a re-base
     assert interval is not None
