@@ -342,7 +342,7 @@ class CounterTracker:
         span = ts - t0
         if span > self.max_spread:
             return CounterStep(ts, value, None, Rejection.GAP, max(delta, 0.0) * self.unit_factor, rollover)
-        declared = any(t0 < swap.at <= ts for swap in self.replacements)
+        declared = bool(self.replacements) and any(t0 < swap.at <= ts for swap in self.replacements)
         if not declared and (delta < 0 or self._jump(t0, ts, delta)):
             return CounterStep(t0, v0, None, Rejection.PENDING, pending=(ts, value))
         amount = delta * self.unit_factor
@@ -375,7 +375,9 @@ class CounterTracker:
         if step.judged is not None:
             self.verdicts[step.judged.verdict] += 1
         if step.rate is not None:
-            self.peak_rate, self.peak_ts = max(self._peak_at(step.ts), step.rate), step.ts
+            # The decayed peak is at most the stored one: no decay to compute when the rate reaches it.
+            peak = step.rate if step.rate >= self.peak_rate else max(self._peak_at(step.ts), step.rate)
+            self.peak_rate, self.peak_ts = peak, step.ts
             self.accepted += 1
         elif step.rejection is Rejection.GAP:
             self.peak_rate, self.peak_ts, self.accepted = 0.0, None, 0
