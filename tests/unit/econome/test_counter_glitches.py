@@ -31,10 +31,12 @@ def _write(path: Path, *, defects: bool) -> tuple[float, float, float, float]:
     rng = np.random.default_rng(1)
     lines = ["timestamp,point,value\n"]
     seen = (0.0, 0.0, 0.0, 0.0)
+    elec_from, gas_from = 150000.0, 4000.0  # the indexes go on from one December to the next
     for year in (2024, 2025):
         stamps = [datetime(year, 11, 30, tzinfo=UTC) + timedelta(hours=i) for i in range(33 * 24)]
-        elec = 193000 + np.cumsum(rng.uniform(4, 8, len(stamps)))  # kWh
-        gas = 13000 + np.cumsum(rng.uniform(1, 3, len(stamps)))  # m3
+        elec = elec_from + np.cumsum(rng.uniform(4, 8, len(stamps)))  # kWh
+        gas = gas_from + np.cumsum(rng.uniform(1, 3, len(stamps)))  # m3
+        elec_from, gas_from = float(elec[-1]) + 40000, float(gas[-1]) + 9000
         temp = rng.normal(5, 3, len(stamps))
         if defects and year == 2025:
             at = stamps.index(GLITCH_AT)
