@@ -6,6 +6,9 @@ Pure logic with no I/O: both runners (in-process and faust) drive the same
 * Counters become interval consumption (:mod:`streams.counters`), spread over
   the windows they overlap, in the canonical unit (kWh for energies, gas
   included; m3 for water), with their cost and emissions from the inventory.
+  A suspicious counter reading (a drop, an implausible jump) is accepted but
+  held until the next one: the interval then spans it, and the judgement
+  (glitch, reset, re-base...) is in :attr:`ProcessResult.judged`.
 * Instantaneous points give mean, min, max and count per window; occupancy
   gives the occupied ratio.
 * Per building × usage (``agg_usage``) and per building (``agg_building``).
@@ -50,7 +53,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from inventory import Building, DataType, Energy, Inventory, Point, Quantity
-from streams.counters import MAX_SPREAD, CounterTracker, Interval, Rejection
+from streams.counters import MAX_SPREAD, CounterTracker, Interval, Judgement, Rejection
 from streams.influx import escape_tag
 from streams.record import Quality, Reading
 from streams.units import canonical_unit, energy_kwh_factor, factor
@@ -127,6 +130,8 @@ class ProcessResult:
     ignored: list[tuple[Reading, str]] = field(default_factory=list)
     too_late: list[Reading] = field(default_factory=list)
     """Kept raw, but older than the retention of closed windows: not aggregated."""
+    judged: list[tuple[str, Judgement]] = field(default_factory=list)
+    """Counter readings held then judged by the next one (glitch, jitter, jump, reset, re-base), per point."""
 
 
 # (window, amount added to the sum, amount added to the estimated part, value for min/max or None)
@@ -292,7 +297,9 @@ class StreamProcessor:
             interval = step.interval
             if interval is None:
                 tracker.commit(step)
-                if step.rejection is Rejection.FIRST:
+                if step.judged is not None:
+                    result.judged.append((checked.point_id, step.judged))
+                if step.rejection in (Rejection.FIRST, Rejection.PENDING):
                     result.accepted.append(checked)
                 elif step.rejection is Rejection.GAP:
                     result.rejected.append((checked, self._gap_reason(info, checked, step.unspread)))
@@ -303,6 +310,8 @@ class StreamProcessor:
             plan = self._plan_interval(interval)
             late = watermark is not None and self._to_ms(interval.start) < watermark
             tracker.commit(step)
+            if step.judged is not None:
+                result.judged.append((checked.point_id, step.judged))
         else:
             plan = self._plan_value(info, checked, ts_ms)
             late = watermark is not None and ts_ms < watermark

@@ -82,6 +82,7 @@ from faust.types import TP, EventT, StreamT, TableT, TopicT
 
 from inventory import Inventory
 from streams.aggregate import AggregateRecord, StreamProcessor, StreamSettings
+from streams.counters import Verdict
 from streams.errors import ConfigError, SinkError
 from streams.influx import InfluxConfig, InfluxV1Writer, InfluxV2Writer, RetryableSinkError, make_writer, to_ms
 from streams.record import Quality, Reading
@@ -479,6 +480,9 @@ class FaustRunner:
         # dead-letter store on this side of Kafka, so say what was set aside.
         for reading, reason in result.rejected:
             logger.warning("reading of %s at %s set aside: %s", reading.point_id, reading.ts.isoformat(), reason)
+        for point_id, judgement in result.judged:  # a held counter reading judged (a glitch, a re-base...)
+            level = logging.DEBUG if judgement.verdict is Verdict.JITTER else logging.WARNING
+            logger.log(level, "%s", judgement.describe(point_id))
         self.stats.late += len(result.late)
         return processor.advance()
 

@@ -30,7 +30,7 @@ collected data and a simulated history are read the same way.
 **Counters become consumption** with the pipeline's own logic
 (:func:`hourly_consumption`): the :class:`~streams.counters.CounterTracker`
 of :func:`streams.aggregate.counter_tracker` (rollovers, declared
-replacements, undeclared resets, gaps spread over the hours they cover,
+replacements, drops and jumps judged by the next reading, gaps spread over the hours they cover,
 unexplained gaps over ``max_spread`` not spread) and the local hour windows of
 :class:`~streams.windows.WindowCalendar`.
 
@@ -66,7 +66,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import numpy.typing as npt
 
-from streams.counters import CounterTracker, Rejection
+from streams.counters import CounterTracker, Rejection, Verdict
 from streams.errors import DecodeError
 from streams.influx import DOWNSAMPLE_MEASUREMENT, RAW_MEASUREMENT, InfluxQLClient, influxql_ident, to_ms
 from streams.status import RawHistory
@@ -412,10 +412,15 @@ def hourly_consumption(series: PointSeries, tracker: CounterTracker, tz: ZoneInf
     """A counter's consumption per local hour, in the tracker's canonical unit, as the pipeline aggregates it.
 
     Each pair of successive indexes gives the consumption between them
-    (:meth:`CounterTracker.update`: rollovers, resets, declared replacements);
-    it is spread over the hour windows it covers in proportion to time. A gap
-    longer than the tracker's ``max_spread`` is not spread (the pipeline
-    rejects it too). Hours that no interval covers are absent.
+    (:meth:`CounterTracker.update`: rollovers, declared replacements, drops
+    and implausible jumps judged by the next reading); it is spread over the
+    hour windows it covers in proportion to time. A gap longer than the
+    tracker's ``max_spread`` is not spread (the pipeline rejects it too). Hours
+    that no interval covers are absent. Each held reading judged (a glitch
+    dropped, a reset, a re-base, a jump) is logged as a warning, the pipeline's
+    sentence (:meth:`~streams.counters.Judgement.describe`), up to five per
+    counter then a count; jitter is not. A reading still pending at the end
+    of the series is not counted.
 
     Args:
         series: the counter's readings (cumulative indexes), sorted by time.
@@ -428,10 +433,16 @@ def hourly_consumption(series: PointSeries, tracker: CounterTracker, tz: ZoneInf
     starts: list[int] = []
     ends: list[int] = []
     amounts: list[float] = []
+    told = 0
     for t, v in zip(series.times_s.tolist(), series.values.tolist(), strict=True):
         if not math.isfinite(v):
             continue
         interval = tracker.update(datetime.fromtimestamp(t, UTC), v)
+        judged = tracker.last_judgement
+        if judged is not None and judged.verdict is not Verdict.JITTER:
+            told += 1
+            if told <= _JUDGEMENTS_TOLD:
+                logger.warning("%s", judged.describe(tracker.point_id))
         if interval is None:
             if tracker.last_rejection is Rejection.GAP:
                 logger.warning("counter %s: a gap of more than %s before %s is not spread",
@@ -440,6 +451,9 @@ def hourly_consumption(series: PointSeries, tracker: CounterTracker, tz: ZoneInf
         starts.append(round(interval.start.timestamp() * 1000))
         ends.append(round(interval.end.timestamp() * 1000))
         amounts.append(interval.amount)
+    if told > _JUDGEMENTS_TOLD:
+        counts = ", ".join(f"{n} {v.value}" for v, n in tracker.verdicts.items() if n and v is not Verdict.JITTER)
+        logger.warning("%s: %d more held readings judged (in all: %s)", tracker.point_id, told - _JUDGEMENTS_TOLD, counts)
     if not starts:
         return [], np.zeros(0)
     start_ms, end_ms = np.array(starts, dtype=np.int64), np.array(ends, dtype=np.int64)
@@ -456,6 +470,8 @@ def hourly_consumption(series: PointSeries, tracker: CounterTracker, tz: ZoneInf
 
 
 _HOUR_MS = 3_600_000
+_JUDGEMENTS_TOLD = 5
+"""Held counter readings judged (glitches, re-bases...) told one by one per point; the rest are counted."""
 
 
 def _whole_hour_offsets(tz: ZoneInfo, start_ms: int, end_ms: int) -> bool:

@@ -67,6 +67,9 @@ class Sensor:
     def on_poll_error(self, collector: str) -> None:
         """A poll raised an unexpected exception (it is logged; the schedule goes on)."""
 
+    def on_counter_judgement(self, point_id: str, verdict: str) -> None:
+        """A counter reading held (a drop, a jump) was judged: ``glitch``, ``jitter``, ``jump``, ``reset`` or ``rebase``."""
+
 
 class PrometheusSensor(Sensor):
     """Exposes the hooks as Prometheus metrics (prefix ``econome_``)."""
@@ -101,6 +104,12 @@ class PrometheusSensor(Sensor):
         self.disk_ok = Gauge("econome_disk_ok", "0 while the delivery log or dead-letter store cannot be written", registry=r)
         self.disk_ok.set(1)
         self.poll_errors = Counter("econome_poll_errors", "Polls that raised an unexpected exception", ["collector"], registry=r)
+        self.counter_judgements = Counter(
+            "econome_counter_judgements",
+            "Counter readings held then judged by the next one (glitch, jitter, jump, reset, rebase)",
+            ["point", "verdict"],
+            registry=r,
+        )
 
     def on_readings(self, count: int) -> None:
         """Count queued readings."""
@@ -168,6 +177,10 @@ class PrometheusSensor(Sensor):
     def on_poll_error(self, collector: str) -> None:
         """Count a failed poll."""
         self.poll_errors.labels(collector).inc()
+
+    def on_counter_judgement(self, point_id: str, verdict: str) -> None:
+        """Count a judged counter reading."""
+        self.counter_judgements.labels(point_id, verdict).inc()
 
     def exposition(self) -> bytes:
         """The metrics in Prometheus text format."""

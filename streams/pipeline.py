@@ -18,6 +18,9 @@ Every source runs as one named task under a ``TaskGroup``, with three more:
 2. ``process``: feeds new readings of the log to the
    :class:`~streams.aggregate.StreamProcessor` and stores the aggregates it
    closes in the log's outbox, with a snapshot of its state from time to time;
+   a held counter reading judged by the next one (a glitch dropped, a reset,
+   a re-base, a jump) is counted (:meth:`Sensor.on_counter_judgement`) and
+   logged, WARNING at most once an hour per point and verdict (jitter at DEBUG);
 3. ``sink``: writes raw readings and aggregates from the log to InfluxDB in
    batches, retrying with exponential backoff while InfluxDB is unreachable,
    and acknowledges them in the log once accepted. When InfluxDB refuses a
@@ -63,6 +66,7 @@ from inventory import Inventory
 from streams.aggregate import StreamProcessor
 from streams.buffer import BufferFull, DeliveryLog, SinkBatch
 from streams.clock import Clock
+from streams.counters import Judgement, Verdict
 from streams.deadletter import DeadLetter, DeadLetterStore
 from streams.errors import SinkError
 from streams.influx import InfluxWriter, LineEncoder, escape_tag, to_ms, write_splitting
@@ -79,6 +83,9 @@ Ack = Callable[[], None]
 
 # What a full disk, a read-only volume or a broken SQLite file raise: retried, never fatal.
 _DISK_ERRORS = (OSError, sqlite3.Error)
+
+# A counter's judged readings (glitches, re-bases...) are logged at WARNING at most this often per point and verdict.
+_COUNTER_WARN_EVERY_S = 3600.0
 
 # Hysteresis of the backpressure states, as fractions of the log's bound.
 _RESUME = 0.9
@@ -158,6 +165,8 @@ class PipelineStats:
     lost: int = 0
     """Readings or dead letters that could not be kept anywhere (disk errors at a stop, processor rejects)."""
     per_point: Counter[str] = field(default_factory=Counter)
+    counter_judgements: Counter[str] = field(default_factory=Counter)
+    """Counter readings held then judged, per verdict (``glitch``, ``jitter``, ``jump``, ``reset``, ``rebase``)."""
 
 
 class Pipeline:
@@ -249,6 +258,7 @@ class Pipeline:
         self._points = {point.id: point for _, point in inventory.points()}
         self._processed_seq = 0
         self._last_snapshot = 0.0
+        self._counter_warned: dict[tuple[str, Verdict], float] = {}  # monotonic time of the last WARNING
         # Aggregates, cursor and snapshot the processor could not store yet (a disk error).
         self._unsaved: tuple[list[str], int, dict[str, object] | None] | None = None
         self._failing_polls: set[str] = set()
@@ -628,11 +638,27 @@ class Pipeline:
             # Written raw, but its window was closed and dropped: say so rather than lose it quietly.
             self._dead("aggregation", reading.point_id, repr(reading), "too late to aggregate: window past its retention")
         self.stats.late += len(result.late)
+        for point_id, judgement in result.judged:
+            self._counter_judged(point_id, judgement)
         records = processor.advance()
         self._processed_seq = rows[-1][0]
         self._unsaved = ([r.line() for r in records], self._processed_seq, self._snapshot_state(processor))
         self._flush_unsaved()
         return len(rows) == self.batch_size
+
+    def _counter_judged(self, point_id: str, judgement: Judgement) -> None:
+        """Count a judged counter reading; WARNING at most once an hour per point and verdict (then DEBUG), jitter at DEBUG."""
+        self.sensor.on_counter_judgement(point_id, judgement.verdict.value)
+        self.stats.counter_judgements[judgement.verdict.value] += 1
+        now = time.monotonic()
+        level = logging.DEBUG
+        if judgement.verdict is not Verdict.JITTER:
+            key = (point_id, judgement.verdict)
+            last = self._counter_warned.get(key)
+            if last is None or now - last >= _COUNTER_WARN_EVERY_S:
+                self._counter_warned[key] = now
+                level = logging.WARNING
+        logger.log(level, "%s", judgement.describe(point_id))
 
     def _flush_unsaved(self) -> None:
         """Store the aggregates, cursor and snapshot of the last processed rows (raises a disk error)."""

@@ -98,7 +98,10 @@ def test_jitter_is_no_consumption_in_history_and_pipeline() -> None:
     values = [1000.0, 1001.0, 1002.0, 1001.95, 1003.0, 1004.0, 1003.99, 1003.99, 1005.0]
     readings = list(zip(minutes, values, strict=True))
     ours, theirs = _ours(readings), _pipeline_hours(readings)
-    assert sum(ours.values()) == pytest.approx(5.0)  # 1000 to 1005, the backward steps add nothing
+    # 1000 to 1005: the 1001.95 the next reading climbs past is jitter and adds nothing; the 1003.99 the next
+    # reading confirms is a re-base (issue 13 review: a drop that stays is not held as jitter for weeks), so its
+    # 0.01 counts again when the meter climbs back, never more than the drop.
+    assert sum(ours.values()) == pytest.approx(5.0 + 0.01)
     assert min(ours.values()) >= 0.0
     assert ours == pytest.approx(theirs)
 
