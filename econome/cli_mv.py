@@ -597,7 +597,8 @@ def report_operat(
     out: OutOpt,
     readings: ReadingsOpt = None,
     from_influx: FromInfluxOpt = False,
-    only_subject: Annotated[bool, typer.Option(help="Keep only buildings of 1,000 m² or more.")] = False,
+    only_subject: Annotated[bool, typer.Option(
+        help="Keep only the buildings subject to the décret (1,000 m² of tertiary floor area on their site).")] = False,
     allow_incomplete: Annotated[bool, typer.Option(
         help="Export even when the reference year has days without data (flagged in the CSV).")] = False,
 ) -> None:
@@ -637,10 +638,8 @@ def report_operat(
                "would be too low and the trajectory wrong; choose a complete reference year, or pass "
                "--allow-incomplete to export it flagged")
         raise _fail(msg)
-    addresses = {bld.id: site.address for site, bld in inv.buildings()}
     rows = operat_rows(
-        [b for _, b in inv.buildings()], year, totals, reference_year, reference, addresses=addresses,
-        only_subject=only_subject, missing_days=gaps, reference_missing_days=reference_gaps, without_data=absent,
+        inv.sites, year, totals, reference_year, reference, only_subject=only_subject, missing_days=gaps, reference_missing_days=reference_gaps, without_data=absent,
     )
     with atomic_path(out) as part:
         write_operat_csv(rows, part)
