@@ -46,9 +46,11 @@ from pathlib import Path
 from inventory import Building, BuildingUsage, Energy, Site
 
 __all__ = [
+    "AREA",
     "COLUMNS",
     "EFA_ID",
     "ENERGY_COLUMNS",
+    "FIRST_REFERENCE_YEAR",
     "GAP_2030",
     "INTENSITY",
     "MISSING_DAYS",
@@ -70,6 +72,9 @@ SUBJECT_AREA_M2 = 1000.0
 
 NOT_TERTIARY: frozenset[BuildingUsage] = frozenset({BuildingUsage.CHURCH})
 """Usages outside the décret: buildings for worship (article R. 174-22 II CCH)."""
+
+FIRST_REFERENCE_YEAR = 2010
+"""The earliest reference year the décret allows (article R. 174-23 CCH)."""
 
 TRAJECTORY: dict[int, float] = {2030: 0.40, 2040: 0.50, 2050: 0.60}
 """Reductions against the reference year, by deadline (article R. 174-23 CCH)."""

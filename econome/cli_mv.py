@@ -39,7 +39,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import typer
 
-from dashboards.operat import ENERGY_COLUMNS, operat_rows, write_operat_csv
+from dashboards.operat import ENERGY_COLUMNS, FIRST_REFERENCE_YEAR, operat_rows, subject_buildings, write_operat_csv
 from dashboards.pdf import report_pdf
 from dashboards.reports import BuildingYear, EnergySeries, building_month_report, portfolio_report, renovation_report
 from econome._common import atomic_path, writable_or_exit
@@ -566,27 +566,56 @@ def report_portfolio(
     from_influx: FromInfluxOpt = False,
     temperature_point: TempPointOpt = None,
     price_escalation: Annotated[float, typer.Option(help="Yearly price rise for the cost of inaction.")] = 0.04,
+    reference_year: Annotated[int | None, typer.Option(
+        help="Reference year of the cost of inaction (Décret tertiaire); default: the earliest year from "
+             f"{FIRST_REFERENCE_YEAR} on that the subject buildings' data cover in full.")] = None,
 ) -> None:
-    """Annual portfolio report with the ADEME/CEP indicators (HTML, or PDF when --out ends in .pdf)."""
+    """Annual portfolio report with the ADEME/CEP indicators (HTML, or PDF when --out ends in .pdf).
+
+    The cost of inaction counts only the buildings subject to the Décret tertiaire
+    (1,000 m² of tertiary floor area on their site), against 60 % of their
+    consumption of the reference year.
+    """
     writable_or_exit(out)
     source = ReadingSource(readings, from_influx)
     inv = _load(config)
     weather = _weather_point(inv, temperature_point)
-    # The year and the reference years of the renovations whose savings it counts.
+    # The year, the reference years of the renovations whose savings it counts, and the décret's reference year.
     works = [w.date for _, b in inv.buildings() for w in b.renovations if w.date < date(year + 1, 1, 1)]
-    first = min([date(year, 1, 1), *(d - timedelta(days=365) for d in works)])
+    earliest = date(min(reference_year or FIRST_REFERENCE_YEAR, year), 1, 1)
+    first = min([date(year, 1, 1), earliest, *(d - timedelta(days=365) for d in works)])
     data = source.load(inv, *local_range(inv.organisation.tz, first, date(year + 1, 1, 1)), [*_all_metered(inv), weather])
     totals, missing = _year_totals(inv, data, year)
     if not totals:
         msg = f"no consumption in {year} in {source.where}"
         raise _fail(msg)
+    subject = subject_buildings(inv.sites)
+    note = ""
+    if reference_year is None:
+        reference_year = _full_reference_year(inv, data, year, {b for b in subject if b in totals})
+        note = (f" (la première année complète depuis {FIRST_REFERENCE_YEAR} dans les données)" if reference_year < year
+                else f" (aucune année complète avant {year} dans les données\u00a0: l'année elle-même)")
+    reference, _ = _year_totals(inv, data, reference_year)
     temp = _temperature(data, weather, source)
     rows = []
     for _, bld in current().track(inv.buildings(), "savings per building"):
         if bld.id in totals:
             avoided = tuple(_avoided(inv, bld, data, temp, year)) if bld.renovations else ()
-            rows.append(BuildingYear(bld, totals[bld.id], missing.get(bld.id, 0), avoided))
-    _write_report(portfolio_report(inv, year, rows, price_escalation=price_escalation), out)
+            declared = sum(kwh for e, kwh in reference.get(bld.id, {}).items() if e in ENERGY_COLUMNS)
+            rows.append(BuildingYear(bld, totals[bld.id], missing.get(bld.id, 0), avoided, bld.id in subject,
+                                     declared or None))
+    page = portfolio_report(inv, year, rows, price_escalation=price_escalation, reference_year=reference_year,
+                            reference_note=note)
+    _write_report(page, out)
+
+
+def _full_reference_year(inv: Inventory, data: dict[str, PointSeries], year: int, subject: set[str]) -> int:
+    """The earliest year from 2010 whose data cover in full every subject building with data in ``year``."""
+    for candidate in range(FIRST_REFERENCE_YEAR, year):
+        gaps, absent = _operat_missing_days(inv, data, candidate)
+        if subject and not subject & set(absent) and all(gaps.get(b, 1) == 0 for b in subject):
+            return candidate
+    return year
 
 
 @with_progress("report operat")
@@ -639,7 +668,8 @@ def report_operat(
                "--allow-incomplete to export it flagged")
         raise _fail(msg)
     rows = operat_rows(
-        inv.sites, year, totals, reference_year, reference, only_subject=only_subject, missing_days=gaps, reference_missing_days=reference_gaps, without_data=absent,
+        inv.sites, year, totals, reference_year, reference, only_subject=only_subject, missing_days=gaps,
+        reference_missing_days=reference_gaps, without_data=absent,
     )
     with atomic_path(out) as part:
         write_operat_csv(rows, part)
