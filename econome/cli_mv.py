@@ -507,14 +507,19 @@ def report_renovation(
     typer.echo(json.dumps(_json_safe(summary), ensure_ascii=False))
 
 
+def _all_series(inv: Inventory, data: dict[str, PointSeries], what: str) -> dict[str, list[EnergySeries]]:
+    """Daily consumption per energy of every building, computed once for all the years a command sums."""
+    return {bld.id: _building_series(inv, bld, data) for _, bld in current().track(inv.buildings(), f"reading {what}")}
+
+
 def _year_totals(
-    inv: Inventory, data: dict[str, PointSeries], year: int
+    inv: Inventory, built: dict[str, list[EnergySeries]], year: int
 ) -> tuple[dict[str, dict[Energy, float]], dict[str, int]]:
     start, end = date(year, 1, 1), date(year + 1, 1, 1)
     totals: dict[str, dict[Energy, float]] = {}
     missing: dict[str, int] = {}
-    for _, bld in current().track(inv.buildings(), f"reading consumption {year}"):
-        for s in _building_series(inv, bld, data):
+    for _, bld in inv.buildings():
+        for s in built.get(bld.id, []):
             total, gaps = s.total(start, end)
             if gaps < (end - start).days:
                 totals.setdefault(bld.id, {})[s.energy] = total
@@ -585,17 +590,18 @@ def report_portfolio(
     earliest = date(min(reference_year or FIRST_REFERENCE_YEAR, year), 1, 1)
     first = min([date(year, 1, 1), earliest, *(d - timedelta(days=365) for d in works)])
     data = source.load(inv, *local_range(inv.organisation.tz, first, date(year + 1, 1, 1)), [*_all_metered(inv), weather])
-    totals, missing = _year_totals(inv, data, year)
+    built = _all_series(inv, data, f"consumption {year}")
+    totals, missing = _year_totals(inv, built, year)
     if not totals:
         msg = f"no consumption in {year} in {source.where}"
         raise _fail(msg)
     subject = subject_buildings(inv.sites)
     note = ""
     if reference_year is None:
-        reference_year = _full_reference_year(inv, data, year, {b for b in subject if b in totals})
+        reference_year = _full_reference_year(inv, built, year, {b for b in subject if b in totals})
         note = (f" (la première année complète depuis {FIRST_REFERENCE_YEAR} dans les données)" if reference_year < year
                 else f" (aucune année complète avant {year} dans les données\u00a0: l'année elle-même)")
-    reference, _ = _year_totals(inv, data, reference_year)
+    reference, _ = _year_totals(inv, built, reference_year)
     temp = _temperature(data, weather, source)
     rows = []
     for _, bld in current().track(inv.buildings(), "savings per building"):
@@ -609,10 +615,10 @@ def report_portfolio(
     _write_report(page, out)
 
 
-def _full_reference_year(inv: Inventory, data: dict[str, PointSeries], year: int, subject: set[str]) -> int:
+def _full_reference_year(inv: Inventory, built: dict[str, list[EnergySeries]], year: int, subject: set[str]) -> int:
     """The earliest year from 2010 whose data cover in full every subject building with data in ``year``."""
     for candidate in range(FIRST_REFERENCE_YEAR, year):
-        gaps, absent = _operat_missing_days(inv, data, candidate)
+        gaps, absent = _operat_missing_days(inv, built, candidate)
         if subject and not subject & set(absent) and all(gaps.get(b, 1) == 0 for b in subject):
             return candidate
     return year
@@ -644,12 +650,14 @@ def report_operat(
     inv = _load(config)
     tz, points = inv.organisation.tz, _all_metered(inv)
     data = source.load(inv, *local_range(tz, date(year, 1, 1), date(year + 1, 1, 1)), points)
-    totals, _ = _year_totals(inv, data, year)
-    gaps, absent = _operat_missing_days(inv, data, year)
+    built = _all_series(inv, data, f"consumption {year}")
+    totals, _ = _year_totals(inv, built, year)
+    gaps, absent = _operat_missing_days(inv, built, year)
     data = source.load(inv, *local_range(tz, date(reference_year, 1, 1), date(reference_year + 1, 1, 1)), points,
                        required=False)
-    reference, _ = _year_totals(inv, data, reference_year)
-    reference_gaps, reference_absent = _operat_missing_days(inv, data, reference_year)
+    built = _all_series(inv, data, f"consumption {reference_year}")
+    reference, _ = _year_totals(inv, built, reference_year)
+    reference_gaps, reference_absent = _operat_missing_days(inv, built, reference_year)
     for which, days, none in ((f"{year}", gaps, absent),
                               (f"{reference_year} (reference year)", reference_gaps, reference_absent)):
         short = {b: n for b, n in days.items() if n}
@@ -676,7 +684,9 @@ def report_operat(
     typer.echo(f"wrote {out} ({len(rows)} EFA)")
 
 
-def _operat_missing_days(inv: Inventory, data: dict[str, PointSeries], year: int) -> tuple[dict[str, int], list[str]]:
+def _operat_missing_days(
+    inv: Inventory, built: dict[str, list[EnergySeries]], year: int
+) -> tuple[dict[str, int], list[str]]:
     """Per building with data in the year, the most days one of its declared energies lacks; the buildings without any."""
     start, end = date(year, 1, 1), date(year + 1, 1, 1)
     whole = (end - start).days
@@ -686,7 +696,7 @@ def _operat_missing_days(inv: Inventory, data: dict[str, PointSeries], year: int
         energies = [e for e in _energy_points(bld) if e in ENERGY_COLUMNS]
         if not energies:
             continue
-        series = {s.energy: s for s in _building_series(inv, bld, data)}
+        series = {s.energy: s for s in built.get(bld.id, [])}
         gaps = [series[e].total(start, end)[1] if e in series else whole for e in energies]
         if min(gaps) == whole:
             absent.append(bld.id)

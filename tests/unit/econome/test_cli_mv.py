@@ -301,10 +301,10 @@ def _commune_with_a_small_site(tmp_path: Path) -> Path:
 
 
 def _commune_data(tmp_path: Path, config: Path) -> Path:
-    """Daily indexes of every counter of the commune from 2023 to 2025, halved from 2025 on, and the weather."""
+    """Daily indexes of every counter of the commune in 2024 and 2025, halved from 2025 on, and the weather."""
     inv = load_inventory(config)
-    start, days = datetime(2022, 12, 31, 11, tzinfo=UTC), 1098
-    rate = np.where(np.arange(days) >= 732, 0.5, 1.0)  # 2025-01-01 is day 732
+    start, days = datetime(2023, 12, 31, 11, tzinfo=UTC), 733
+    rate = np.where(np.arange(days) >= 367, 0.5, 1.0)  # 2025-01-01 is day 367
     rows = []
     for _, bld in inv.buildings():
         for point in bld.points:
@@ -326,7 +326,7 @@ def test_operat_of_the_demo_commune_reads_in_french_and_inaction_counts_subject_
     config = _commune_with_a_small_site(tmp_path)
     common = ["--config", str(config), "--readings", str(_commune_data(tmp_path, config))]
     operat = tmp_path / "operat.csv"
-    result = runner.invoke(app, ["report", "operat", *common, "--year", "2025", "--reference-year", "2023",
+    result = runner.invoke(app, ["report", "operat", *common, "--year", "2025", "--reference-year", "2024",
                                  "--out", str(operat)])
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(io.StringIO(operat.read_text(encoding="utf-8-sig")), delimiter=";"))
@@ -345,7 +345,7 @@ def test_operat_of_the_demo_commune_reads_in_french_and_inaction_counts_subject_
     library = next(r for r in rows if r["Référence interne"] == "bibliotheque")
     assert float(library[AREA]) < 1000 <= float(library[SUBJECT_SITE_AREA])
     assert library[SUBJECT] == "oui"
-    assert library[GAP_2030] == "0,0"  # halved against 2023: under the -40 %
+    assert library[GAP_2030] == "0,0"  # halved against 2024: under the -40 %
 
     # The cost of inaction counts only the subject buildings, against their reference year.
     subject = subject_buildings(inv.sites)
@@ -357,8 +357,8 @@ def test_operat_of_the_demo_commune_reads_in_french_and_inaction_counts_subject_
     page = " ".join(portfolio.read_text(encoding="utf-8").replace("\xa0", " ").replace("\u202f", " ").split())
     section = page[page.index("Coût de l'inaction"):]
     assert f"{len(subject)} bâtiment(s) sur {len(rows)} assujetti(s)" in section
-    # 2023 is the earliest full year; halved since, the stock is under the 2030 objective: no cost.
-    assert "en 2023, année de référence (la première année complète depuis 2010" in section
+    # 2024 is the earliest full year; halved since, the stock is under the 2030 objective: no cost.
+    assert "en 2024, année de référence (la première année complète depuis 2010" in section
     assert "déjà sous l'objectif 2030" in section
     result = runner.invoke(app, ["report", "portfolio", *common, "--year", "2025", "--reference-year", "2025",
                                  "--out", str(portfolio)])
