@@ -803,7 +803,7 @@ def _inaction_section(
     subject = [b for b in buildings if b.subject]
     counted = [b for b in subject if b.reference_kwh]
     scope = (f"{len(subject)} bâtiment(s) sur {len(buildings)} assujetti(s) au décret tertiaire "
-             f"({_num(SUBJECT_AREA_M2)} m² tertiaires ou plus sur leur site)")
+             f"({_q(SUBJECT_AREA_M2, 'm2')} tertiaires ou plus sur leur site)")
     if reference_year is None or not counted:
         why = "aucun n'a de consommation de référence" if subject else "aucun objectif ne s'applique"
         return f'{head}<p class="note">{scope} : {why}, coût de l\'inaction non calculé.</p></section>'
