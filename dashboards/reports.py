@@ -821,7 +821,7 @@ def _inaction_section(
     figures = (
         f"{scope}{left_out} : {_q(kwh / 1000, 'MWh')} en {year}, {_q(reference / 1000, 'MWh')} en "
         f"{reference_year}, année de référence{reference_note} ; objectif 2030 du décret : "
-        f"{_q(target / 1000, 'MWh')} ({_pct(-TRAJECTORY[2030])} de la référence)."
+        f"{_q(target / 1000, 'MWh')} (la référence {_pct(-TRAJECTORY[2030])})."
     )
     if kwh <= target:
         return f'{head}<div class="verdict ok">{figures} Ils sont déjà sous l\'objectif 2030.</div></section>'
