@@ -7,22 +7,33 @@ year before, per energy, and once its reference year (2010 or later). The
 objectives are -40 % in 2030, -50 % in 2040 and -60 % in 2050 against the
 reference year (the "valeur relative" route).
 
+Subjection (article R. 174-22 of the Code de la construction et de
+l'habitation) is decided per site, not per building: every building of a site
+whose tertiary buildings add up to 1,000 m² or more is subject, so a 650 m²
+library beside a 1,200 m² town hall is. Places of worship are outside the
+décret (R. 174-22 II) and count for nothing.
+
 :func:`operat_rows` builds one row per building and :func:`write_operat_csv`
 writes them as a ``;``-separated UTF-8 CSV (with a BOM, so Excel opens it
-right), one column per field of the platform's consumption declaration. The
-mapping and what must still be entered by hand are in ``docs/mv.md``;
-:data:`COLUMNS` is the single place where the headers are named.
+right), decimals with a comma and no thousands separator, as French
+spreadsheets read them. The headers are ours: no import template of the
+OPERAT platform was found published (its CSV mass import is downloaded from
+within an account and changes between campaigns), so the columns follow the
+fields of its consumption declaration and are mapped in ``docs/mv.md``;
+:data:`COLUMNS` is the single place where they are named.
 
 Consumption is raw metered final energy, as OPERAT wants it: the platform
-applies its own climate correction (with its DJU) on its side. Gas is in kWh
-PCS, which is what ``conversion_kwh_per_unit`` of a gas meter gives.
+applies its own climate correction (with its DJU) on its side, so no
+climate-adjusted column is exported. Gas is in kWh PCS, which is what
+``conversion_kwh_per_unit`` of a gas meter gives.
 
->>> import io
->>> from inventory import Building, Energy
->>> b = Building(id="mairie", name="Hôtel de ville", usage="town_hall", floor_area_m2=1200, heated_area_m2=1100)
->>> rows = operat_rows([b], 2025, {"mairie": {Energy.ELECTRICITY: 90000.0}}, 2019, {"mairie": {Energy.ELECTRICITY: 120000.0}})
->>> rows[0][OBJECTIVE_COLUMNS[2030]], rows[0][GAP_2030]
-('72000', '20.0')
+>>> from inventory import Building, Energy, Site
+>>> b = Building(id="mairie", name="Hôtel de ville", usage="town_hall", floor_area_m2=1200, heated_area_m2=1100,
+...              operat_id="EFA-0000001")
+>>> site = Site(id="centre", name="Centre", buildings=[b])
+>>> rows = operat_rows([site], 2025, {"mairie": {Energy.ELECTRICITY: 90000.0}}, 2019, {"mairie": {Energy.ELECTRICITY: 120000.0}})
+>>> rows[0][EFA_ID], rows[0][OBJECTIVE_COLUMNS[2030]], rows[0][GAP_2030], rows[0][INTENSITY]
+('EFA-0000001', '72000', '20,0', '75,0')
 """
 
 from __future__ import annotations
@@ -32,24 +43,38 @@ import io
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
-from inventory import Building, BuildingUsage, Energy
+from inventory import Building, BuildingUsage, Energy, Site
 
 __all__ = [
+    "AREA",
     "COLUMNS",
+    "EFA_ID",
     "ENERGY_COLUMNS",
+    "FIRST_REFERENCE_YEAR",
     "GAP_2030",
+    "INTENSITY",
     "MISSING_DAYS",
+    "NOT_TERTIARY",
     "OBJECTIVE_COLUMNS",
     "OPERAT_ACTIVITY",
     "REFERENCE_MISSING_DAYS",
+    "SUBJECT",
     "SUBJECT_AREA_M2",
+    "SUBJECT_SITE_AREA",
     "TRAJECTORY",
     "operat_rows",
+    "subject_buildings",
     "write_operat_csv",
 ]
 
 SUBJECT_AREA_M2 = 1000.0
-"""Floor area from which a tertiary building is subject to the Décret tertiaire."""
+"""Tertiary floor area of one site from which its buildings are subject to the Décret tertiaire."""
+
+NOT_TERTIARY: frozenset[BuildingUsage] = frozenset({BuildingUsage.CHURCH})
+"""Usages outside the décret: buildings for worship (article R. 174-22 II CCH)."""
+
+FIRST_REFERENCE_YEAR = 2010
+"""The earliest reference year the décret allows (article R. 174-23 CCH)."""
 
 TRAJECTORY: dict[int, float] = {2030: 0.40, 2040: 0.50, 2050: 0.60}
 """Reductions against the reference year, by deadline (article R. 174-23 CCH)."""
@@ -60,7 +85,8 @@ NAME = "Nom de l'EFA"
 ADDRESS = "Adresse"
 ACTIVITY = "Catégorie d'activité"
 AREA = "Surface de plancher (m²)"
-SUBJECT = "Assujettie (≥ 1000 m²)"
+SUBJECT = "Assujettie (≥ 1000 m² sur le site)"
+SUBJECT_SITE_AREA = "Surface tertiaire du site (m²)"
 YEAR = "Année de consommation"
 REFERENCE_YEAR = "Année de référence"
 REFERENCE_KWH = "Consommation de l'année de référence (kWh EF)"
@@ -90,6 +116,7 @@ COLUMNS: list[str] = [
     ADDRESS,
     ACTIVITY,
     AREA,
+    SUBJECT_SITE_AREA,
     SUBJECT,
     YEAR,
     *ENERGY_COLUMNS.values(),
@@ -122,15 +149,47 @@ OPERAT_ACTIVITY: dict[BuildingUsage, str] = {
 against the platform's list (its sub-categories are finer than ours)."""
 
 
+def subject_buildings(sites: Sequence[Site]) -> dict[str, float]:
+    """The buildings subject to the Décret tertiaire, with the tertiary floor area of their site.
+
+    A building is subject when the tertiary buildings of its site add up to
+    :data:`SUBJECT_AREA_M2` or more (article R. 174-22 CCH: "bâtiment, partie de
+    bâtiment ou ensemble de bâtiments situés sur une même unité foncière ou un même
+    site"); buildings of :data:`NOT_TERTIARY` usages are neither counted nor subject.
+
+    Args:
+        sites: the inventory's sites.
+
+    Returns:
+        The tertiary floor area (m²) of the site of each subject building, by building id.
+
+    >>> from inventory import Building, Site
+    >>> def b(i, area): return Building(id=i, name=i, usage="library", floor_area_m2=area, heated_area_m2=area)
+    >>> subject_buildings([Site(id="centre", name="Centre", buildings=[b("mairie", 400), b("bibli", 650)]),
+    ...                    Site(id="nord", name="Nord", buildings=[b("ecole", 900)])])
+    {'mairie': 1050.0, 'bibli': 1050.0}
+    """
+    subject: dict[str, float] = {}
+    for site in sites:
+        tertiary = [b for b in site.buildings if b.usage not in NOT_TERTIARY]
+        area = sum(b.floor_area_m2 for b in tertiary)
+        if area >= SUBJECT_AREA_M2:
+            subject.update((b.id, area) for b in tertiary)
+    return subject
+
+
+def _decimal(value: float, digits: int) -> str:
+    # A comma and no thousands separator: a ";" CSV opened by a French Excel or LibreOffice (issue 14).
+    return f"{value:.{digits}f}".replace(".", ",")
+
+
 def operat_rows(
-    buildings: Sequence[Building],
+    sites: Sequence[Site],
     year: int,
     consumption: Mapping[str, Mapping[Energy, float]],
     reference_year: int,
     reference: Mapping[str, Mapping[Energy, float]],
     *,
-    efa_ids: Mapping[str, str] | None = None,
-    addresses: Mapping[str, str] | None = None,
     only_subject: bool = False,
     missing_days: Mapping[str, int] | None = None,
     reference_missing_days: Mapping[str, int] | None = None,
@@ -139,65 +198,83 @@ def operat_rows(
     """One row per building: the year's consumption per energy, the reference and the trajectory.
 
     Args:
-        buildings: the EFAs (one building, one EFA).
+        sites: the inventory's sites; each building is an EFA, its ``operat_id`` its identifier.
         year: the year declared.
         consumption: kWh per energy of each building id for ``year``.
         reference_year: the chosen reference year.
         reference: kWh per energy of each building id for the reference year.
-        efa_ids: OPERAT's identifier of each building id, once known.
-        addresses: address of each building id.
-        only_subject: keep only buildings of 1,000 m² or more.
+        only_subject: keep only the buildings subject to the décret (per site, :func:`subject_buildings`).
         missing_days: days of ``year`` without data of each building id (its most incomplete energy).
         reference_missing_days: the same for the reference year.
         without_data: building ids without any data in ``year``: their consumption columns are
             left blank, not written as a 0 kWh declaration.
 
     Returns:
-        Rows keyed by :data:`COLUMNS`, values already formatted (integers for kWh).
+        Rows keyed by :data:`COLUMNS`, values already formatted (integers for kWh, decimal commas).
     """
+    subject = subject_buildings(sites)
     rows: list[dict[str, str]] = []
-    for building in buildings:
-        subject = building.floor_area_m2 >= SUBJECT_AREA_M2
-        if only_subject and not subject:
-            continue
-        used = consumption.get(building.id, {})
-        ref = reference.get(building.id, {})
-        total = sum(used.get(e, 0.0) for e in ENERGY_COLUMNS)
-        ref_total = sum(ref.get(e, 0.0) for e in ENERGY_COLUMNS)
-        row = {
-            EFA_ID: (efa_ids or {}).get(building.id, ""),
-            INTERNAL_REF: building.id,
-            NAME: building.name,
-            ADDRESS: (addresses or {}).get(building.id, ""),
-            ACTIVITY: OPERAT_ACTIVITY[building.usage],
-            AREA: f"{building.floor_area_m2:.0f}",
-            SUBJECT: "oui" if subject else "non",
-            YEAR: str(year),
-            TOTAL_KWH: f"{total:.0f}",
-            INTENSITY: f"{total / building.floor_area_m2:.1f}",
-            REFERENCE_YEAR: str(reference_year) if ref_total else "",
-            REFERENCE_KWH: f"{ref_total:.0f}" if ref_total else "",
-        }
-        for energy, column in ENERGY_COLUMNS.items():
-            row[column] = f"{used.get(energy, 0.0):.0f}"
-        for deadline, fraction in TRAJECTORY.items():
-            row[OBJECTIVE_COLUMNS[deadline]] = f"{ref_total * (1 - fraction):.0f}" if ref_total else ""
-        target = ref_total * (1 - TRAJECTORY[2030])
-        row[GAP_2030] = f"{100 * max(total - target, 0.0) / total:.1f}" if ref_total and total else ""
-        # Not an OPERAT field: how far the sums can be trusted (a year with days missing is under-counted).
-        days = (missing_days or {}).get(building.id)
-        reference_days = (reference_missing_days or {}).get(building.id)
-        row[MISSING_DAYS] = "" if days is None else str(days)
-        row[REFERENCE_MISSING_DAYS] = "" if reference_days is None or not ref_total else str(reference_days)
-        if building.id in without_data:
-            for column in (TOTAL_KWH, INTENSITY, GAP_2030, *ENERGY_COLUMNS.values()):
-                row[column] = ""
-        rows.append(row)
+    for site in sites:
+        site_area = sum(b.floor_area_m2 for b in site.buildings if b.usage not in NOT_TERTIARY)
+        for building in site.buildings:
+            if only_subject and building.id not in subject:
+                continue
+            rows.append(_row(building, site.address, site_area, building.id in subject, year, consumption,
+                             reference_year, reference, missing_days, reference_missing_days, without_data))
     return rows
 
 
+def _row(
+    building: Building,
+    address: str,
+    site_area: float,
+    subject: bool,
+    year: int,
+    consumption: Mapping[str, Mapping[Energy, float]],
+    reference_year: int,
+    reference: Mapping[str, Mapping[Energy, float]],
+    missing_days: Mapping[str, int] | None,
+    reference_missing_days: Mapping[str, int] | None,
+    without_data: Collection[str],
+) -> dict[str, str]:
+    used = consumption.get(building.id, {})
+    ref = reference.get(building.id, {})
+    total = sum(used.get(e, 0.0) for e in ENERGY_COLUMNS)
+    ref_total = sum(ref.get(e, 0.0) for e in ENERGY_COLUMNS)
+    row = {
+        EFA_ID: building.operat_id or "",
+        INTERNAL_REF: building.id,
+        NAME: building.name,
+        ADDRESS: address,
+        ACTIVITY: OPERAT_ACTIVITY[building.usage],
+        AREA: f"{building.floor_area_m2:.0f}",
+        SUBJECT_SITE_AREA: f"{site_area:.0f}",
+        SUBJECT: "oui" if subject else "non",
+        YEAR: str(year),
+        TOTAL_KWH: f"{total:.0f}",
+        INTENSITY: _decimal(total / building.floor_area_m2, 1),
+        REFERENCE_YEAR: str(reference_year) if ref_total else "",
+        REFERENCE_KWH: f"{ref_total:.0f}" if ref_total else "",
+    }
+    for energy, column in ENERGY_COLUMNS.items():
+        row[column] = f"{used.get(energy, 0.0):.0f}"
+    for deadline, fraction in TRAJECTORY.items():
+        row[OBJECTIVE_COLUMNS[deadline]] = f"{ref_total * (1 - fraction):.0f}" if ref_total else ""
+    target = ref_total * (1 - TRAJECTORY[2030])
+    row[GAP_2030] = _decimal(100 * max(total - target, 0.0) / total, 1) if ref_total and total else ""
+    # Not an OPERAT field: how far the sums can be trusted (a year with days missing is under-counted).
+    days = (missing_days or {}).get(building.id)
+    reference_days = (reference_missing_days or {}).get(building.id)
+    row[MISSING_DAYS] = "" if days is None else str(days)
+    row[REFERENCE_MISSING_DAYS] = "" if reference_days is None or not ref_total else str(reference_days)
+    if building.id in without_data:
+        for column in (TOTAL_KWH, INTENSITY, GAP_2030, *ENERGY_COLUMNS.values()):
+            row[column] = ""
+    return row
+
+
 def write_operat_csv(rows: Sequence[Mapping[str, str]], path: Path | None = None) -> str:
-    """Write the rows as OPERAT-style CSV (``;`` separator, UTF-8 with BOM).
+    """Write the rows as OPERAT-style CSV (``;`` separator, decimal commas, UTF-8 with BOM).
 
     Args:
         rows: from :func:`operat_rows`.

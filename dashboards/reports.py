@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
+from dashboards.operat import SUBJECT_AREA_M2, TRAJECTORY
 from inventory import Building, Energy, Inventory, Renovation
 from mv.baseline import G14_LIMITS, FitStats, Resolution
 from mv.degreedays import DegreeDay, monthly_degree_days
@@ -168,12 +169,17 @@ class BuildingYear:
         by_energy: consumption per energy (kWh, water in m3).
         missing_days: days without data, over all energies.
         avoided_kwh: savings measured on its renovations over the year, per energy.
+        subject: whether the Décret tertiaire applies to it (decided per site, see
+            :func:`dashboards.operat.subject_buildings`).
+        reference_kwh: its final energy of the reference year, when known.
     """
 
     building: Building
     by_energy: dict[Energy, float]
     missing_days: int = 0
     avoided_kwh: tuple[tuple[Energy, float], ...] = ()
+    subject: bool = False
+    reference_kwh: float | None = None
 
 
 def figure_png(fig: Figure) -> str:
@@ -700,14 +706,22 @@ def portfolio_report(
     buildings: Sequence[BuildingYear],
     *,
     price_escalation: float = 0.04,
+    reference_year: int | None = None,
+    reference_note: str = "",
 ) -> str:
     """The annual portfolio report with the ADEME/CEP indicators.
+
+    The cost of inaction counts only the buildings subject to the Décret tertiaire
+    that have a reference consumption, against the décret's 2030 objective: −40 %
+    of that reference, not of the year's consumption.
 
     Args:
         inventory: gives tariffs, the population and the commune's name.
         year: the year reported.
         buildings: each building's year.
         price_escalation: yearly price rise assumed in the cost of inaction.
+        reference_year: the reference year of the subject buildings' ``reference_kwh``.
+        reference_note: how the reference year was chosen, printed beside it.
 
     Returns:
         The HTML page.
@@ -759,9 +773,8 @@ def portfolio_report(
             _kpi(_q(tot_avoided, "€"), "dépense évitée par les travaux suivis"),
         ]
     )
-    price = (tot_eur - tot_water * inventory.tariff(Energy.WATER).price_eur_per_unit) / tot_kwh if tot_kwh else 0.0
-    inaction = cost_of_inaction(tot_kwh, price, first_year=year, last_year=2030, price_escalation=price_escalation)
-    inaction_total = inaction[-1][2] if inaction else 0.0
+    inaction_html = _inaction_section(inventory, year, buildings, energies, price_escalation, reference_year,
+                                      reference_note)
     charts = figure_png(_intensity_chart(intensities))
     incomplete = "* données incomplètes sur l'année. " if any(b.missing_days for b in buildings) else ""
     body = (
@@ -770,13 +783,53 @@ def portfolio_report(
         f"<p class=\"note\">{incomplete}Coûts et émissions\u00a0: tarifs et facteurs de l'inventaire "
         "(à défaut, valeurs indicatives nationales).</p></section>"
         f"<section><h2>Intensité énergétique (kWh/m² chauffé)</h2>{charts}</section>"
-        f"<section><h2>Coût de l'inaction</h2>"
-        f'<div class="verdict warn">Sans action, le patrimoine dépensera {_q(inaction_total, "€")} de plus d\'ici 2030 '
-        f"que sur une trajectoire linéaire vers {_pct(-0.4)} (objectif du décret tertiaire), avec des prix en hausse de "
-        f"{_pct(price_escalation)} par an.</div>{figure_png(_inaction_chart(inaction))}</section>"
+        + inaction_html
     )
     subtitle = f"{inventory.organisation.name} · {len(buildings)} bâtiments · {_q(tot_area, 'm2')} chauffés"
     return render_page(f"Bilan énergétique {year} du patrimoine communal", body, subtitle)
+
+
+def _inaction_section(
+    inventory: Inventory,
+    year: int,
+    buildings: Sequence[BuildingYear],
+    energies: Sequence[Energy],
+    price_escalation: float,
+    reference_year: int | None,
+    reference_note: str,
+) -> str:
+    """The cost of inaction of the buildings subject to the décret, against their reference year (issue 14)."""
+    head = "<section><h2>Coût de l'inaction</h2>"
+    subject = [b for b in buildings if b.subject]
+    counted = [b for b in subject if b.reference_kwh]
+    scope = (f"{len(subject)} bâtiment(s) sur {len(buildings)} assujetti(s) au décret tertiaire "
+             f"({_q(SUBJECT_AREA_M2, 'm2')} tertiaires ou plus sur leur site)")
+    if reference_year is None or not counted:
+        why = "aucun n'a de consommation de référence" if subject else "aucun objectif ne s'applique"
+        return f'{head}<p class="note">{scope} : {why}, coût de l\'inaction non calculé.</p></section>'
+    kwh = sum(b.by_energy.get(e, 0.0) for b in counted for e in energies)
+    eur = sum(v * inventory.tariff(e).price_eur_per_unit for b in counted for e, v in b.by_energy.items()
+              if e is not Energy.WATER)
+    reference = sum(b.reference_kwh or 0.0 for b in counted)
+    target = reference * (1 - TRAJECTORY[2030])
+    price = eur / kwh if kwh else 0.0
+    inaction = cost_of_inaction(kwh, price, first_year=year, last_year=2030, price_escalation=price_escalation,
+                                target_kwh=target)
+    total = inaction[-1][2] if inaction else 0.0
+    missing = len(subject) - len(counted)
+    left_out = f" ({missing} sans consommation de référence, non comptés)" if missing else ""
+    figures = (
+        f"{scope}{left_out} : {_q(kwh / 1000, 'MWh')} en {year}, {_q(reference / 1000, 'MWh')} en "
+        f"{reference_year}, année de référence{reference_note} ; objectif 2030 du décret : "
+        f"{_q(target / 1000, 'MWh')} (la référence {_pct(-TRAJECTORY[2030])})."
+    )
+    if kwh <= target:
+        return f'{head}<div class="verdict ok">{figures} Ils sont déjà sous l\'objectif 2030.</div></section>'
+    return (
+        f'{head}<div class="verdict warn">{figures} Sans action, ils dépenseront {_q(total, "€")} de plus '
+        f"d'ici 2030 que sur une trajectoire linéaire vers cet objectif, avec des prix en hausse de "
+        f"{_pct(price_escalation)} par an.</div>{figure_png(_inaction_chart(inaction))}</section>"
+    )
 
 
 def _intensity_chart(rows: list[tuple[str, float, str]]) -> Figure:

@@ -39,7 +39,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import typer
 
-from dashboards.operat import ENERGY_COLUMNS, operat_rows, write_operat_csv
+from dashboards.operat import ENERGY_COLUMNS, FIRST_REFERENCE_YEAR, operat_rows, subject_buildings, write_operat_csv
 from dashboards.pdf import report_pdf
 from dashboards.reports import BuildingYear, EnergySeries, building_month_report, portfolio_report, renovation_report
 from econome._common import atomic_path, writable_or_exit
@@ -507,14 +507,19 @@ def report_renovation(
     typer.echo(json.dumps(_json_safe(summary), ensure_ascii=False))
 
 
+def _all_series(inv: Inventory, data: dict[str, PointSeries], what: str) -> dict[str, list[EnergySeries]]:
+    """Daily consumption per energy of every building, computed once for all the years a command sums."""
+    return {bld.id: _building_series(inv, bld, data) for _, bld in current().track(inv.buildings(), f"reading {what}")}
+
+
 def _year_totals(
-    inv: Inventory, data: dict[str, PointSeries], year: int
+    inv: Inventory, built: dict[str, list[EnergySeries]], year: int
 ) -> tuple[dict[str, dict[Energy, float]], dict[str, int]]:
     start, end = date(year, 1, 1), date(year + 1, 1, 1)
     totals: dict[str, dict[Energy, float]] = {}
     missing: dict[str, int] = {}
-    for _, bld in current().track(inv.buildings(), f"reading consumption {year}"):
-        for s in _building_series(inv, bld, data):
+    for _, bld in inv.buildings():
+        for s in built.get(bld.id, []):
             total, gaps = s.total(start, end)
             if gaps < (end - start).days:
                 totals.setdefault(bld.id, {})[s.energy] = total
@@ -566,27 +571,57 @@ def report_portfolio(
     from_influx: FromInfluxOpt = False,
     temperature_point: TempPointOpt = None,
     price_escalation: Annotated[float, typer.Option(help="Yearly price rise for the cost of inaction.")] = 0.04,
+    reference_year: Annotated[int | None, typer.Option(
+        help="Reference year of the cost of inaction (Décret tertiaire); default: the earliest year from "
+             f"{FIRST_REFERENCE_YEAR} on that the subject buildings' data cover in full.")] = None,
 ) -> None:
-    """Annual portfolio report with the ADEME/CEP indicators (HTML, or PDF when --out ends in .pdf)."""
+    """Annual portfolio report with the ADEME/CEP indicators (HTML, or PDF when --out ends in .pdf).
+
+    The cost of inaction counts only the buildings subject to the Décret tertiaire
+    (1,000 m² of tertiary floor area on their site), against 60 % of their
+    consumption of the reference year.
+    """
     writable_or_exit(out)
     source = ReadingSource(readings, from_influx)
     inv = _load(config)
     weather = _weather_point(inv, temperature_point)
-    # The year and the reference years of the renovations whose savings it counts.
+    # The year, the reference years of the renovations whose savings it counts, and the décret's reference year.
     works = [w.date for _, b in inv.buildings() for w in b.renovations if w.date < date(year + 1, 1, 1)]
-    first = min([date(year, 1, 1), *(d - timedelta(days=365) for d in works)])
+    earliest = date(min(reference_year or FIRST_REFERENCE_YEAR, year), 1, 1)
+    first = min([date(year, 1, 1), earliest, *(d - timedelta(days=365) for d in works)])
     data = source.load(inv, *local_range(inv.organisation.tz, first, date(year + 1, 1, 1)), [*_all_metered(inv), weather])
-    totals, missing = _year_totals(inv, data, year)
+    built = _all_series(inv, data, f"consumption {year}")
+    totals, missing = _year_totals(inv, built, year)
     if not totals:
         msg = f"no consumption in {year} in {source.where}"
         raise _fail(msg)
+    subject = subject_buildings(inv.sites)
+    note = ""
+    if reference_year is None:
+        reference_year = _full_reference_year(inv, built, year, {b for b in subject if b in totals})
+        note = (f" (la première année complète depuis {FIRST_REFERENCE_YEAR} dans les données)" if reference_year < year
+                else f" (aucune année complète avant {year} dans les données\u00a0: l'année elle-même)")
+    reference, _ = _year_totals(inv, built, reference_year)
     temp = _temperature(data, weather, source)
     rows = []
     for _, bld in current().track(inv.buildings(), "savings per building"):
         if bld.id in totals:
             avoided = tuple(_avoided(inv, bld, data, temp, year)) if bld.renovations else ()
-            rows.append(BuildingYear(bld, totals[bld.id], missing.get(bld.id, 0), avoided))
-    _write_report(portfolio_report(inv, year, rows, price_escalation=price_escalation), out)
+            declared = sum(kwh for e, kwh in reference.get(bld.id, {}).items() if e in ENERGY_COLUMNS)
+            rows.append(BuildingYear(bld, totals[bld.id], missing.get(bld.id, 0), avoided, bld.id in subject,
+                                     declared or None))
+    page = portfolio_report(inv, year, rows, price_escalation=price_escalation, reference_year=reference_year,
+                            reference_note=note)
+    _write_report(page, out)
+
+
+def _full_reference_year(inv: Inventory, built: dict[str, list[EnergySeries]], year: int, subject: set[str]) -> int:
+    """The earliest year from 2010 whose data cover in full every subject building with data in ``year``."""
+    for candidate in range(FIRST_REFERENCE_YEAR, year):
+        gaps, absent = _operat_missing_days(inv, built, candidate)
+        if subject and not subject & set(absent) and all(gaps.get(b, 1) == 0 for b in subject):
+            return candidate
+    return year
 
 
 @with_progress("report operat")
@@ -597,7 +632,8 @@ def report_operat(
     out: OutOpt,
     readings: ReadingsOpt = None,
     from_influx: FromInfluxOpt = False,
-    only_subject: Annotated[bool, typer.Option(help="Keep only buildings of 1,000 m² or more.")] = False,
+    only_subject: Annotated[bool, typer.Option(
+        help="Keep only the buildings subject to the décret (1,000 m² of tertiary floor area on their site).")] = False,
     allow_incomplete: Annotated[bool, typer.Option(
         help="Export even when the reference year has days without data (flagged in the CSV).")] = False,
 ) -> None:
@@ -614,12 +650,14 @@ def report_operat(
     inv = _load(config)
     tz, points = inv.organisation.tz, _all_metered(inv)
     data = source.load(inv, *local_range(tz, date(year, 1, 1), date(year + 1, 1, 1)), points)
-    totals, _ = _year_totals(inv, data, year)
-    gaps, absent = _operat_missing_days(inv, data, year)
+    built = _all_series(inv, data, f"consumption {year}")
+    totals, _ = _year_totals(inv, built, year)
+    gaps, absent = _operat_missing_days(inv, built, year)
     data = source.load(inv, *local_range(tz, date(reference_year, 1, 1), date(reference_year + 1, 1, 1)), points,
                        required=False)
-    reference, _ = _year_totals(inv, data, reference_year)
-    reference_gaps, reference_absent = _operat_missing_days(inv, data, reference_year)
+    built = _all_series(inv, data, f"consumption {reference_year}")
+    reference, _ = _year_totals(inv, built, reference_year)
+    reference_gaps, reference_absent = _operat_missing_days(inv, built, reference_year)
     for which, days, none in ((f"{year}", gaps, absent),
                               (f"{reference_year} (reference year)", reference_gaps, reference_absent)):
         short = {b: n for b, n in days.items() if n}
@@ -637,17 +675,18 @@ def report_operat(
                "would be too low and the trajectory wrong; choose a complete reference year, or pass "
                "--allow-incomplete to export it flagged")
         raise _fail(msg)
-    addresses = {bld.id: site.address for site, bld in inv.buildings()}
     rows = operat_rows(
-        [b for _, b in inv.buildings()], year, totals, reference_year, reference, addresses=addresses,
-        only_subject=only_subject, missing_days=gaps, reference_missing_days=reference_gaps, without_data=absent,
+        inv.sites, year, totals, reference_year, reference, only_subject=only_subject, missing_days=gaps,
+        reference_missing_days=reference_gaps, without_data=absent,
     )
     with atomic_path(out) as part:
         write_operat_csv(rows, part)
     typer.echo(f"wrote {out} ({len(rows)} EFA)")
 
 
-def _operat_missing_days(inv: Inventory, data: dict[str, PointSeries], year: int) -> tuple[dict[str, int], list[str]]:
+def _operat_missing_days(
+    inv: Inventory, built: dict[str, list[EnergySeries]], year: int
+) -> tuple[dict[str, int], list[str]]:
     """Per building with data in the year, the most days one of its declared energies lacks; the buildings without any."""
     start, end = date(year, 1, 1), date(year + 1, 1, 1)
     whole = (end - start).days
@@ -657,7 +696,7 @@ def _operat_missing_days(inv: Inventory, data: dict[str, PointSeries], year: int
         energies = [e for e in _energy_points(bld) if e in ENERGY_COLUMNS]
         if not energies:
             continue
-        series = {s.energy: s for s in _building_series(inv, bld, data)}
+        series = {s.energy: s for s in built.get(bld.id, [])}
         gaps = [series[e].total(start, end)[1] if e in series else whole for e in energies]
         if min(gaps) == whole:
             absent.append(bld.id)

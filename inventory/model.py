@@ -702,6 +702,9 @@ class Building(_Frozen):
     floor_area_m2: float = Field(gt=0)
     heated_area_m2: float = Field(gt=0)
     year_built: int | None = Field(default=None, ge=1000, le=2100)
+    operat_id: str | None = Field(default=None, pattern=r"^\S(?:.*\S)?$", max_length=64)
+    """The identifier the OPERAT platform gave the building's EFA (entité fonctionnelle
+    assujettie), written in the OPERAT export; left out, the export's identifier column is blank."""
     advisors: list[Address] = Field(default_factory=list)
     """E-mail addresses of the building's energy advisors (one address each, no display name)."""
     heating_setpoint_occupied_c: float = Field(default=19.0, ge=5, le=35)
@@ -1191,6 +1194,7 @@ def _cross_references(inv: Inventory) -> list[tuple[Loc, str]]:
         endpoints.setdefault((gw.host, gw.port), gw.id)
     _unique(inv.sites, ("sites",), problems, "site")
     building_ids: set[str] = set()
+    operat_ids: dict[str, str] = {}
     point_ids: set[str] = set()
     topics: dict[tuple[str, str], str] = {}
     registers: dict[tuple[str, int, int, RegisterType], str] = {}
@@ -1201,6 +1205,11 @@ def _cross_references(inv: Inventory) -> list[tuple[Loc, str]]:
             if building.id in building_ids:
                 problems.append(((*bloc, "id"), f"duplicate building id {building.id!r}"))
             building_ids.add(building.id)
+            if building.operat_id is not None:
+                if building.operat_id in operat_ids:
+                    problems.append(((*bloc, "operat_id"), f"building {building.id} has the operat_id "
+                                     f"{building.operat_id!r} of building {operat_ids[building.operat_id]}"))
+                operat_ids.setdefault(building.operat_id, building.id)
             zones = _unique(building.zones, (*bloc, "zones"), problems, "zone")
             counters = {p.id for p in building.points if p.cumulative}
             for p, point in enumerate(building.points):

@@ -475,11 +475,14 @@ def cost_of_inaction(
     last_year: int = 2030,
     target_fraction: float = 0.4,
     price_escalation: float = 0.04,
+    target_kwh: float | None = None,
 ) -> list[tuple[int, float, float]]:
     """Cumulative cost of doing nothing against following a linear path to a target.
 
     Doing nothing keeps ``annual_kwh`` every year; the path cuts it linearly to
-    ``(1 - target_fraction) · annual_kwh`` in ``last_year``. Prices rise by
+    ``target_kwh`` in ``last_year`` (the Décret tertiaire's: 60 % of the reference
+    year's consumption), or, when not given, to ``(1 - target_fraction) · annual_kwh``.
+    A consumption already at or below the target costs nothing. Prices rise by
     ``price_escalation`` a year.
 
     Args:
@@ -489,6 +492,7 @@ def cost_of_inaction(
         last_year: the target year (2030 for the Décret tertiaire -40 %).
         target_fraction: reduction reached in ``last_year``.
         price_escalation: yearly price rise.
+        target_kwh: consumption to reach in ``last_year``; replaces ``target_fraction``.
 
     Returns:
         ``(year, cost of doing nothing, cumulative extra cost over the path)`` per year.
@@ -496,13 +500,17 @@ def cost_of_inaction(
     >>> rows = cost_of_inaction(100_000, 0.2, first_year=2026, last_year=2028, price_escalation=0.0)
     >>> [(y, round(c), round(extra)) for y, c, extra in rows]
     [(2026, 20000, 0), (2027, 20000, 4000), (2028, 20000, 12000)]
+    >>> rows = cost_of_inaction(100_000, 0.2, first_year=2026, last_year=2028, price_escalation=0.0, target_kwh=90_000)
+    >>> [round(extra) for _, _, extra in rows]
+    [0, 1000, 3000]
     """
     rows: list[tuple[int, float, float]] = []
     extra = 0.0
     span = max(last_year - first_year, 1)
+    target = annual_kwh * (1 - target_fraction) if target_kwh is None else min(target_kwh, annual_kwh)
     for year in range(first_year, last_year + 1):
         price = price_eur_per_kwh * (1 + price_escalation) ** (year - first_year)
-        path_kwh = annual_kwh * (1 - target_fraction * (year - first_year) / span)
+        path_kwh = annual_kwh - (annual_kwh - target) * (year - first_year) / span
         extra += (annual_kwh - path_kwh) * price
         rows.append((year, annual_kwh * price, extra))
     return rows

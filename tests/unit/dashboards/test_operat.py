@@ -4,34 +4,61 @@ import csv
 import io
 from pathlib import Path
 
-from dashboards.operat import COLUMNS, ENERGY_COLUMNS, OBJECTIVE_COLUMNS, operat_rows, write_operat_csv
-from inventory import Building, Energy
+from dashboards.operat import (
+    COLUMNS,
+    EFA_ID,
+    ENERGY_COLUMNS,
+    GAP_2030,
+    INTENSITY,
+    OBJECTIVE_COLUMNS,
+    SUBJECT,
+    SUBJECT_SITE_AREA,
+    operat_rows,
+    write_operat_csv,
+)
+from inventory import Building, Energy, Site
 
 
-def _building(area: float) -> Building:
-    return Building(id="gymnase", name="Gymnase", usage="gymnasium", floor_area_m2=area, heated_area_m2=area * 0.9)
+def _building(area: float, id: str = "gymnase", usage: str = "gymnasium", operat_id: str | None = None) -> Building:
+    return Building(id=id, name=id.title(), usage=usage, floor_area_m2=area, heated_area_m2=area * 0.9,
+                    operat_id=operat_id)
+
+
+def _site(*buildings: Building, id: str = "sports") -> Site:
+    return Site(id=id, name=id.title(), address=f"1 rue {id}", buildings=list(buildings))
 
 
 def test_trajectory_and_energies(tmp_path: Path) -> None:
     used = {"gymnase": {Energy.ELECTRICITY: 50_000.0, Energy.NATURAL_GAS: 100_000.0, Energy.WATER: 900.0}}
     ref = {"gymnase": {Energy.ELECTRICITY: 60_000.0, Energy.NATURAL_GAS: 140_000.0}}
-    rows = operat_rows([_building(2000)], 2025, used, 2019, ref, efa_ids={"gymnase": "EFA-123"})
+    rows = operat_rows([_site(_building(2000, operat_id="EFA-123"))], 2025, used, 2019, ref)
     row = rows[0]
-    assert row["Identifiant EFA OPERAT"] == "EFA-123"
+    assert row[EFA_ID] == "EFA-123"
+    assert row["Adresse"] == "1 rue sports"
     assert row[ENERGY_COLUMNS[Energy.NATURAL_GAS]] == "100000"
     assert row["Consommation totale (kWh EF)"] == "150000"  # water is not declared
     assert [row[OBJECTIVE_COLUMNS[y]] for y in (2030, 2040, 2050)] == ["120000", "100000", "80000"]
-    assert row["Assujettie (≥ 1000 m²)"] == "oui"
+    assert row[SUBJECT] == "oui"
     path = tmp_path / "operat.csv"
     text = write_operat_csv(rows, path)
     assert path.read_bytes().startswith(b"\xef\xbb\xbf")
     parsed = list(csv.DictReader(io.StringIO(text), delimiter=";"))
     assert list(parsed[0]) == COLUMNS
-    assert parsed[0]["Réduction restant à faire pour 2030 (%)"] == "20.0"
+    # Decimal commas, for French spreadsheets: 150,000 kWh on 2,000 m², 20 % left to do.
+    assert (parsed[0][GAP_2030], parsed[0][INTENSITY]) == ("20,0", "75,0")
 
 
-def test_small_buildings_flagged_or_dropped() -> None:
-    rows = operat_rows([_building(500)], 2025, {}, 2019, {})
-    assert rows[0]["Assujettie (≥ 1000 m²)"] == "non"
-    assert rows[0]["Objectif 2030 (kWh EF, -40 %)"] == ""
-    assert operat_rows([_building(500)], 2025, {}, 2019, {}, only_subject=True) == []
+def test_subjection_is_per_site_and_small_sites_can_be_dropped() -> None:
+    library = _building(650, "bibliotheque", "library")
+    town_hall = _building(400, "mairie", "town_hall")
+    church = _building(900, "eglise", "church")
+    school = _building(900, "ecole", "school")
+    sites = [_site(library, town_hall, id="centre"), _site(school, church, id="nord")]
+    rows = {r["Référence interne"]: r for r in operat_rows(sites, 2025, {}, 2019, {})}
+    # 650 + 400 m² on one site: both subject; a church does not make the school's site reach 1,000 m².
+    assert {b: (r[SUBJECT], r[SUBJECT_SITE_AREA]) for b, r in rows.items()} == {
+        "bibliotheque": ("oui", "1050"), "mairie": ("oui", "1050"), "ecole": ("non", "900"), "eglise": ("non", "900"),
+    }
+    assert rows["ecole"]["Objectif 2030 (kWh EF, -40 %)"] == ""
+    kept = operat_rows(sites, 2025, {}, 2019, {}, only_subject=True)
+    assert [r["Référence interne"] for r in kept] == ["bibliotheque", "mairie"]

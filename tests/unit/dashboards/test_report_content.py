@@ -138,14 +138,18 @@ def test_renovation_report_on_a_failing_model_is_indicative(commune: Inventory) 
 
 
 def test_portfolio_report_figures_and_words(commune: Inventory) -> None:
-    rows = [BuildingYear(b, {Energy.ELECTRICITY: 52_345.0, Energy.NATURAL_GAS: 80_000.0, Energy.WATER: 312.0})
+    rows = [BuildingYear(b, {Energy.ELECTRICITY: 52_345.0, Energy.NATURAL_GAS: 80_000.0, Energy.WATER: 312.0},
+                         subject=True, reference_kwh=150_000.0)
             for _, b in commune.buildings()]
-    rows[0] = BuildingYear(rows[0].building, rows[0].by_energy, 3, ((Energy.NATURAL_GAS, 10_000.0),))
-    text = visible_text(portfolio_report(commune, 2025, rows))
+    rows[0] = BuildingYear(rows[0].building, rows[0].by_energy, 3, ((Energy.NATURAL_GAS, 10_000.0),), subject=True)
+    text = visible_text(portfolio_report(commune, 2025, rows, reference_year=2019))
     assert not problems(text), problems(text)
     total = figure(text.replace("Patrimoine", "Patrimoine :"), "Patrimoine")  # heated area, the first cell
     assert total == pytest.approx(sum(b.building.heated_area_m2 for b in rows), abs=1)
     assert "−40\u00a0%" in text
+    # The cost of inaction: the eleven subject buildings with a reference, against 60 % of it (issue 14).
+    assert "(1 sans consommation de référence, non comptés)" in text
+    assert figure(text, "objectif 2030 du décret") == pytest.approx(11 * 150_000 * 0.6 / 1000, abs=1)
 
 
 def _cells(page: str, label: str) -> list[str]:

@@ -79,7 +79,9 @@ def test_portfolio_report(commune: Inventory) -> None:
     assert "€/hab." in html
     assert "Coût de l'inaction" in html
     assert "Hôtel de ville *" in html  # incomplete data flagged
-    assert _images(html) == 2
+    assert _images(html) == 1  # no building said subject to the décret: no cost of inaction, no chart
+    subject = [BuildingYear(r.building, r.by_energy, subject=True, reference_kwh=200_000.0) for r in rows]
+    assert _images(portfolio_report(commune, 2025, subject, reference_year=2019)) == 2
 
 
 def test_a_month_under_way_compares_the_same_days_and_small_volumes_keep_a_decimal(commune: Inventory) -> None:

@@ -9,10 +9,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 import typer
+import yaml
 from typer.testing import CliRunner
 
-from dashboards.operat import ENERGY_COLUMNS, GAP_2030, INTENSITY, TOTAL_KWH
+from dashboards.operat import (
+    AREA,
+    COLUMNS,
+    EFA_ID,
+    ENERGY_COLUMNS,
+    GAP_2030,
+    INTENSITY,
+    MISSING_DAYS,
+    REFERENCE_MISSING_DAYS,
+    SUBJECT,
+    SUBJECT_SITE_AREA,
+    TOTAL_KWH,
+    subject_buildings,
+)
 from econome.cli_mv import register
+from inventory import load_inventory
 
 ROOT = Path(__file__).resolve().parents[3]
 CONFIG = ROOT / "examples" / "commune.yaml"
@@ -270,3 +285,83 @@ def test_mv_hourly_model_failing_g14_falls_back_to_the_daily_one(app: typer.Type
     assert daily.exit_code == 0, daily.output
     assert json.loads(daily.stdout)["savings_fraction"] == pytest.approx(out["savings_fraction"])
     assert json.loads(daily.stdout)["fallback"] is None
+
+
+def _commune_with_a_small_site(tmp_path: Path) -> Path:
+    """The demo commune, its 500 m² crèche moved to a site of its own: a building the décret does not reach."""
+    raw = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
+    technical = next(site for site in raw["sites"] if site["id"] == "zone-technique")
+    creche = next(b for b in technical["buildings"] if b["id"] == "creche")
+    technical["buildings"].remove(creche)
+    raw["sites"].append({"id": "petite-enfance", "name": "Petite enfance", "address": "Rue des Lilas, 41000 Valmont",
+                         "buildings": [creche]})
+    path = tmp_path / "commune.yaml"
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def _commune_data(tmp_path: Path, config: Path) -> Path:
+    """Daily indexes of every counter of the commune in 2024 and 2025, halved from 2025 on, and the weather."""
+    inv = load_inventory(config)
+    start, days = datetime(2023, 12, 31, 11, tzinfo=UTC), 733
+    rate = np.where(np.arange(days) >= 367, 0.5, 1.0)  # 2025-01-01 is day 367
+    rows = []
+    for _, bld in inv.buildings():
+        for point in bld.points:
+            if point.cumulative and point.energy is not None:
+                index = np.cumsum(40 * rate)
+                rows += [f"{(start + timedelta(days=i)).isoformat()},{point.id},{index[i]:.3f}\n" for i in range(days)]
+    temp = 11 - 9 * np.cos(2 * np.pi * (np.arange(days) - 140) / 365)
+    rows += [f"{(start + timedelta(days=i)).isoformat()},station-meteo-temperature,{temp[i]:.2f}\n" for i in range(days)]
+    path = tmp_path / "commune.csv"
+    path.write_text("timestamp,point,value\n" + "".join(rows))
+    return path
+
+
+def test_operat_of_the_demo_commune_reads_in_french_and_inaction_counts_subject_buildings(
+    app: typer.Typer, tmp_path: Path
+) -> None:
+    """Issue 14: comma decimals, identifiers from the inventory, subjection per site; the cost of inaction honest."""
+    runner = CliRunner()
+    config = _commune_with_a_small_site(tmp_path)
+    common = ["--config", str(config), "--readings", str(_commune_data(tmp_path, config))]
+    operat = tmp_path / "operat.csv"
+    result = runner.invoke(app, ["report", "operat", *common, "--year", "2025", "--reference-year", "2024",
+                                 "--out", str(operat)])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(operat.read_text(encoding="utf-8-sig")), delimiter=";"))
+    inv = load_inventory(config)
+    assert [r["Référence interne"] for r in rows] == [b.id for _, b in inv.buildings()]
+    text_columns = {EFA_ID, "Référence interne", "Nom de l'EFA", "Adresse", "Catégorie d'activité", SUBJECT}
+    numbers = [(r[c], c) for r in rows for c in COLUMNS if c not in text_columns and r[c]]
+    # Every figure reads with French conventions: a decimal comma, never a dot, no thousands separator.
+    assert all("." not in value and " " not in value for value, _ in numbers), numbers
+    assert all(float(value.replace(",", ".")) >= 0 for value, _ in numbers)
+    assert any("," in value for value, column in numbers if column == INTENSITY)
+    assert {column for _, column in numbers} >= set(COLUMNS) - text_columns - {MISSING_DAYS, REFERENCE_MISSING_DAYS}
+    assert [r[EFA_ID] for r in rows] == [b.operat_id for _, b in inv.buildings()]
+    assert all(r[EFA_ID] for r in rows)
+    # The 650 m² library is subject: it shares the town hall's site.
+    library = next(r for r in rows if r["Référence interne"] == "bibliotheque")
+    assert float(library[AREA]) < 1000 <= float(library[SUBJECT_SITE_AREA])
+    assert library[SUBJECT] == "oui"
+    assert library[GAP_2030] == "0,0"  # halved against 2024: under the -40 %
+
+    # The cost of inaction counts only the subject buildings, against their reference year.
+    subject = subject_buildings(inv.sites)
+    assert set(subject) == {r["Référence interne"] for r in rows} - {"creche"}
+    assert next(r for r in rows if r["Référence interne"] == "creche")[SUBJECT] == "non"
+    portfolio = tmp_path / "portfolio.html"
+    result = runner.invoke(app, ["report", "portfolio", *common, "--year", "2025", "--out", str(portfolio)])
+    assert result.exit_code == 0, result.output
+    page = " ".join(portfolio.read_text(encoding="utf-8").replace("\xa0", " ").replace("\u202f", " ").split())
+    section = page[page.index("Coût de l'inaction"):]
+    assert f"{len(subject)} bâtiment(s) sur {len(rows)} assujetti(s)" in section
+    # 2024 is the earliest full year; halved since, the stock is under the 2030 objective: no cost.
+    assert "en 2024, année de référence (la première année complète depuis 2010" in section
+    assert "déjà sous l'objectif 2030" in section
+    result = runner.invoke(app, ["report", "portfolio", *common, "--year", "2025", "--reference-year", "2025",
+                                 "--out", str(portfolio)])
+    assert result.exit_code == 0, result.output
+    page = " ".join(portfolio.read_text(encoding="utf-8").replace("\xa0", " ").replace("\u202f", " ").split())
+    assert "Sans action, ils dépenseront" in page[page.index("Coût de l'inaction"):]
