@@ -22,8 +22,12 @@ lists what of it is forbidden; :func:`figure` reads a French number back.
 
 from __future__ import annotations
 
+import importlib.util
 import re
+import sys
 from html.parser import HTMLParser
+from pathlib import Path
+from types import ModuleType
 
 from anomalies.events import EventKind
 from inventory import BuildingUsage, Energy, Inventory, Usage
@@ -138,3 +142,17 @@ def figure(text: str, label: str) -> float:
         msg = f"no {label!r} in {text!r}"
         raise AssertionError(msg)
     return float(match.group(1).replace("\u202f", "").replace("\xa0", "").replace(",", ".").replace("−", "-"))
+
+
+def pictures_module() -> ModuleType:
+    """``docs/pictures.py`` (the README pictures' script, not a package), loaded once for the tests that use it."""
+    name = "econome_docs_pictures"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "docs" / "pictures.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module

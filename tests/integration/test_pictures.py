@@ -20,14 +20,11 @@ checked, as text, by ``tests/unit/anomalies/test_mail_content.py``.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import json
 import re
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -40,7 +37,7 @@ from inventory import load_inventory
 from simulator.faults import Fault, FaultKind
 from streams.display import percent
 
-from ..reader_text import figure, problems, shown, visible_text
+from ..reader_text import figure, pictures_module, problems, shown, visible_text
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "examples" / "commune.yaml"
@@ -48,20 +45,11 @@ A4_AT_96_DPI = (794, 1123)
 ALERTS = ("mail-heating-unoccupied", "mail-water-leak")
 
 
-def _pictures() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("econome_docs_pictures", ROOT / "docs" / "pictures.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Mails and a report, their HTML and their pictures."""
-    pictures = _pictures()
+    pictures = pictures_module()
     out = tmp_path_factory.mktemp("pictures")
     inv = load_inventory(CONFIG)
     tz = inv.organisation.tz

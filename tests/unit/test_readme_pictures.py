@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import re
-import sys
 from email.message import EmailMessage
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
 from anomalies.events import EventKind
-from tests.reader_text import problems, shown
+from tests.reader_text import pictures_module, problems, shown
 
 ROOT = Path(__file__).resolve().parents[2]
 IMG = ROOT / "docs" / "img"
@@ -24,15 +21,6 @@ _IMAGE = re.compile(r"!\[[^\]]*\]\(([^)\s]+\.png)\)")
 def _shown(markdown: Path) -> set[Path]:
     return {(markdown.parent / link).resolve() for link in _IMAGE.findall(markdown.read_text(encoding="utf-8"))}
 
-
-def _pictures() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("econome_docs_pictures_unit", ROOT / "docs" / "pictures.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_every_picture_shown_exists_and_every_picture_is_shown() -> None:
@@ -53,7 +41,7 @@ def test_the_gallery_has_the_alert_mail_of_every_kind() -> None:
 
 
 def test_scripts_pictures_refuses_a_missing_kind() -> None:
-    pictures = _pictures()
+    pictures = pictures_module()
     assert set(pictures.MAILED_KINDS) == {k.value for k in EventKind}
     every = [pictures.Mail(f"mail-{k.value.replace('_', '-')}", EmailMessage()) for k in EventKind]
     notices = [pictures.Mail("mail-resolved", EmailMessage()), pictures.Mail("mail-digest", EmailMessage())]
