@@ -573,6 +573,40 @@ class MqttBinding(_Frozen):
         return "+" in self.topic or "#" in self.topic
 
 
+class EnedisBinding(_Frozen):
+    """A Linky meter, read from Enedis.
+
+    Load curves (average power per 10, 30 or 60 minutes) and daily indexes are imported from
+    the files of the Enedis customer area, or fetched through the Data Connect API.
+
+    The point is the meter's consumption, an ``active_energy`` counter: imported load curves
+    become a cumulative index (:mod:`collectors.utilities`).
+    """
+
+    prm: str = Field(pattern=r"^\d{14}$")
+    """The PRM (point de référence mesure), also called PDL: the 14 digits on the bill and on the meter."""
+    data_connect: bool = False
+    """Fetch the data daily through Enedis Data Connect (the customer's consent is given once
+    on the Enedis site); left out, the data come from imported files only."""
+
+
+class GrdfBinding(_Frozen):
+    """A Gazpar meter, read from GRDF.
+
+    Daily consumption in m3 and kWh, with the conversion coefficient, is imported from the
+    files of the GRDF customer area, or fetched through the ADICT API.
+
+    The point is the meter's consumption: a ``gas_volume`` counter in m3 (the kWh follow
+    the day's coefficient when GRDF gives it), or an energy counter in kWh.
+    """
+
+    pce: str = Field(pattern=r"^(?:\d{14}|GI\d{6})$")
+    """The PCE (point de comptage et d'estimation): 14 digits, or GI and 6 digits on older contracts."""
+    adict: bool = False
+    """Fetch the data daily through the GRDF ADICT API (the customer's consent is given once
+    on the GRDF site); left out, the data come from imported files only."""
+
+
 class MeterReplacement(_Frozen):
     """A counter swapped for a new one, or reset by a technician.
 
@@ -613,6 +647,8 @@ class Point(_Frozen):
     conversion_kwh_per_unit: float | None = Field(default=None, gt=0)
     modbus: ModbusBinding | None = None
     mqtt: MqttBinding | None = None
+    enedis: EnedisBinding | None = None
+    grdf: GrdfBinding | None = None
     replacements: tuple[MeterReplacement, ...] = ()
     serves: tuple[Usage, ...] = ()
     """Other usages this meter also serves: one gas meter for heating and hot water is
@@ -637,8 +673,17 @@ class Point(_Frozen):
         if self.cumulative and self.quantity not in COUNTER_QUANTITIES:
             msg = f"{self.quantity.value} cannot be a cumulative counter"
             raise ValueError(msg)
-        if (self.modbus is None) == (self.mqtt is None):
-            msg = "give exactly one binding: 'modbus' or 'mqtt'"
+        bindings = [b for b in (self.modbus, self.mqtt, self.enedis, self.grdf) if b is not None]
+        if len(bindings) != 1:
+            msg = "give exactly one binding: 'modbus', 'mqtt', 'enedis' (a Linky) or 'grdf' (a Gazpar)"
+            raise ValueError(msg)
+        if self.enedis is not None and not (self.quantity is Quantity.ACTIVE_ENERGY and self.cumulative):
+            msg = "an 'enedis' point is the Linky's consumption: quantity active_energy, cumulative: true"
+            raise ValueError(msg)
+        if self.grdf is not None and not (
+            self.cumulative and self.quantity in {Quantity.GAS_VOLUME, Quantity.HEAT_ENERGY}
+        ):
+            msg = "a 'grdf' point is the Gazpar's consumption: quantity gas_volume (m3) or heat_energy (kWh), cumulative: true"
             raise ValueError(msg)
         if self.replacements and not self.cumulative:
             msg = "only a cumulative counter can have replacements"
@@ -665,9 +710,18 @@ class Point(_Frozen):
         return hash(self.id)
 
     @property
-    def protocol(self) -> Literal["modbus", "mqtt"]:
+    def protocol(self) -> Literal["modbus", "mqtt", "enedis", "grdf"]:
         """The protocol of the binding."""
-        return "modbus" if self.modbus is not None else "mqtt"
+        if self.modbus is not None:
+            return "modbus"
+        if self.mqtt is not None:
+            return "mqtt"
+        return "enedis" if self.enedis is not None else "grdf"
+
+    @property
+    def is_utility(self) -> bool:
+        """Tell whether the point comes from a utility (Enedis, GRDF), a day late or more, not from a live collector."""
+        return self.enedis is not None or self.grdf is not None
 
 
 _ADDRESS_RE = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
@@ -691,6 +745,23 @@ def _address(value: str) -> str:
 
 Address = Annotated[str, AfterValidator(_address)]
 """An e-mail address (``name@domain.tld``), without display name."""
+
+
+class InvoiceAccount(_Frozen):
+    """A supply contract whose invoices are imported (``econome import invoices``).
+
+    Invoices give consumption per invoiced period, for any energy or water, back to years
+    no meter recorded: they feed the yearly follow-up and the OPERAT reference year.
+    """
+
+    id: str = Field(pattern=ID_PATTERN)
+    """The account's id, the ``account`` column of the invoice file."""
+    energy: Energy
+    name: str = ""
+    reference: str | None = None
+    """The contract or delivery-point reference printed on the invoices (PRM, PCE, contract number)."""
+    conversion_kwh_per_unit: float | None = Field(default=None, gt=0)
+    """kWh per invoiced unit, for invoices in m3, litres of fuel oil or tonnes of pellets."""
 
 
 class Building(_Frozen):
@@ -728,6 +799,8 @@ class Building(_Frozen):
     zones: list[Zone] = Field(default_factory=list)
     points: list[Point] = Field(default_factory=list)
     virtual_meters: list[VirtualMeter] = Field(default_factory=list)
+    invoices: list[InvoiceAccount] = Field(default_factory=list)
+    """Supply contracts whose invoices are imported."""
 
     @model_validator(mode="after")
     def _areas(self) -> Building:
@@ -1197,6 +1270,8 @@ def _cross_references(inv: Inventory) -> list[tuple[Loc, str]]:
     operat_ids: dict[str, str] = {}
     point_ids: set[str] = set()
     topics: dict[tuple[str, str], str] = {}
+    utility_ids: dict[tuple[str, str], str] = {}
+    accounts: set[str] = set()
     registers: dict[tuple[str, int, int, RegisterType], str] = {}
     profiles = load_profiles()
     for s, site in enumerate(inv.sites):
@@ -1241,6 +1316,17 @@ def _cross_references(inv: Inventory) -> list[tuple[Loc, str]]:
                     if key in topics and point.mqtt.field is None:
                         problems.append(((*ploc, "mqtt", "topic"), f"topic already bound to point {topics[key]}"))
                     topics.setdefault(key, point.id)
+                for kind, number in (("enedis", point.enedis and point.enedis.prm), ("grdf", point.grdf and point.grdf.pce)):
+                    if number:
+                        field = "prm" if kind == "enedis" else "pce"
+                        if (kind, number) in utility_ids:
+                            taken = utility_ids[(kind, number)]
+                            problems.append(((*ploc, kind, field), f"{field.upper()} {number} is already point {taken}"))
+                        utility_ids.setdefault((kind, number), point.id)
+            for a, account in enumerate(building.invoices):
+                if account.id in accounts:
+                    problems.append(((*bloc, "invoices", a, "id"), f"duplicate invoice account id {account.id!r}"))
+                accounts.add(account.id)
     return problems
 
 
