@@ -1,0 +1,151 @@
+"""The ``econome import`` commands: files downloaded from the Enedis and GRDF customer areas, into InfluxDB.
+
+::
+
+    econome import enedis mes-mesures.csv --inventory commune.yaml
+    econome import grdf consommations.csv --inventory commune.yaml
+
+Each file is read (:mod:`streams.utility_files`: formats, sources, pitfalls),
+its meter numbers (PRM, PCE) matched to the inventory's ``enedis``/``grdf``
+points, and each point's consumption written as its cumulative index, with the
+aggregates it changes, through the delivery log (:mod:`streams.imports`).
+Importing the same file again changes nothing. The command prints, per point,
+the period, the intervals and their total, the gaps, then every rejected,
+duplicate, conflicting or overlapping row as ``file:line: kind: why``.
+
+InfluxDB is the one of ``econome run`` (``ECONOME_INFLUX_*``); the import's
+delivery log is ``ECONOME_DATA_DIR/imports.sqlite``.
+
+Exit codes, as the rest of the CLI: 2 a bad inventory, setting or file (an
+unknown PRM or PCE, no header); 3 no usable row in the file; 4 InfluxDB
+unreachable or refusing (what was not written waits in the import log; the
+next ``econome import`` writes it first).
+
+:func:`register` adds the ``import`` group to the main app; each format is one
+command of :data:`import_app`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from econome._common import EXIT_CONFIG
+from econome._common import load_or_exit as _load
+from econome._readings import EXIT_DATA, EXIT_INFLUX, influx_config, one_line
+from econome.settings import load_settings
+from streams.errors import DecodeError, SinkError, TelemetryError
+from streams.imports import ImportReport, deliver_consumption
+from streams.utility_files import ParsedFile, parse_enedis, parse_grdf
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
+
+    from inventory import Inventory
+    from streams.influx import InfluxConfig
+
+__all__ = ["import_app", "register"]
+
+import_app = typer.Typer(no_args_is_help=True, help="Import utility data (Linky, Gazpar files) into InfluxDB.")
+
+_InventoryOption = Annotated[Path, typer.Option("--inventory", help="Inventory YAML file.")]
+_FileArgument = Annotated[Path, typer.Argument(help="The file downloaded from the customer area (CSV, ';').")]
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``import`` group to an app.
+
+    >>> app = typer.Typer()
+    >>> register(app)
+    >>> [g.name for g in app.registered_groups]
+    ['import']
+    """
+    app.add_typer(import_app, name="import")
+
+
+@import_app.command("enedis")
+def import_enedis(file: _FileArgument, inventory: _InventoryOption) -> None:
+    """Import a Linky file of the Enedis customer area ("Mes mesures": load curve or daily indexes)."""
+    _import(file, inventory, parse_enedis, "PRM")
+
+
+@import_app.command("grdf")
+def import_grdf(file: _FileArgument, inventory: _InventoryOption) -> None:
+    """Import a Gazpar file of the GRDF customer area (daily m3 and kWh, saved as ';' CSV)."""
+    _import(file, inventory, parse_grdf, "PCE")
+
+
+def _import(file: Path, inventory: Path, parse: Callable[[Path, Inventory], ParsedFile], meter: str) -> None:
+    inv = _load(inventory)
+    try:
+        parsed = parse(file, inv)
+    except DecodeError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=EXIT_CONFIG) from exc
+    try:
+        data_dir = load_settings().data_dir
+    except TelemetryError as exc:
+        typer.echo(f"error: {one_line(exc)}", err=True)
+        raise typer.Exit(code=EXIT_CONFIG) from None
+    config = influx_config()
+    usable = {point: items for point, items in parsed.series.items() if items}
+    if not usable:
+        _print_problems(parsed)
+        typer.echo(f"error: {file}: no usable row", err=True)
+        raise typer.Exit(code=EXIT_DATA)
+    try:
+        reports = asyncio.run(_deliver_all(inv, config, parsed, data_dir))
+    except SinkError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=EXIT_INFLUX) from exc
+    tz = inv.organisation.tz
+    where = config.bucket if config.api == "v2" else config.database
+    for report in reports:
+        _print_report(report, parsed, tz, meter, f"{config.safe_url} ({where})")
+    _print_problems(parsed)
+
+
+async def _deliver_all(inv: Inventory, config: InfluxConfig, parsed: ParsedFile, data_dir: Path) -> list[ImportReport]:
+    return [
+        await deliver_consumption(inv, config, point_id, items, data_dir=data_dir, source=str(parsed.path))
+        for point_id, items in sorted(parsed.series.items()) if items
+    ]
+
+
+def _local(moment: datetime | None, tz: ZoneInfo) -> str:
+    return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M") if moment is not None else "-"
+
+
+def _print_report(report: ImportReport, parsed: ParsedFile, tz: ZoneInfo, meter: str, influx: str) -> None:
+    typer.echo(
+        f"{report.point_id} ({meter} {parsed.meters.get(report.point_id, '?')}): "
+        f"{_local(report.first, tz)} -> {_local(report.last, tz)} ({tz.key}), "
+        f"{report.intervals} intervals, {report.amount:.3f} {report.unit}"
+    )
+    typer.echo(
+        f"  index {report.anchor:.3f} -> {report.anchor + report.amount:.3f} {report.unit}; "
+        f"{report.readings} readings and {report.aggregates} aggregates written to InfluxDB {influx}"
+    )
+    gaps = [g for g in parsed.gaps if g.point_id == report.point_id]
+    typer.echo(f"  gaps: {len(gaps)}" + "".join(f"\n    {_local(g.start, tz)} -> {_local(g.end, tz)}" for g in gaps))
+    if report.shifted:
+        typer.echo(f"  {report.shifted} later readings re-anchored by {report.shift:+.3f} {report.unit} "
+                   "(their consumption is unchanged)")
+    if report.waiting:
+        typer.echo(f"  {report.waiting} rows still wait in {report.log_path}: the next `econome import` writes them")
+
+
+def _print_problems(parsed: ParsedFile) -> None:
+    problems = sorted(parsed.problems, key=lambda p: (p.line or 0, p.kind.value))
+    counts: dict[str, int] = {}
+    for problem in problems:
+        counts[problem.kind.value] = counts.get(problem.kind.value, 0) + 1
+    summary = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items())) or "none"
+    typer.echo(f"rows set aside: {summary}")
+    for problem in problems:
+        typer.echo(f"  {problem.describe(parsed.path)}")
