@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -174,3 +177,58 @@ def test_influxdb_down_exits_4(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     result = CliRunner().invoke(app, ["import", "grdf", str(CASES / "grdf" / "daily.csv"), "--inventory", str(INVENTORY)])
     assert result.exit_code == 4, result.output
     assert "127.0.0.1:9" in result.output
+
+
+class _WritesFail(BaseHTTPRequestHandler):
+    """A proxy to InfluxDB that answers 503 to every write while ``failing``: InfluxDB going down mid-import."""
+
+    target = ""
+    failing = True
+
+    def _forward(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0") or 0))
+        if self.path.startswith("/write") and type(self).failing:
+            self.send_response(503)
+            self.end_headers()
+            return
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+        response = httpx.request(self.command, type(self).target + self.path, content=body, headers=headers, timeout=10)
+        self.send_response(response.status_code)
+        for key, value in response.headers.items():
+            if key.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(response.content)))
+        self.end_headers()
+        self.wfile.write(response.content)
+
+    do_GET = do_POST = _forward
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+        """Quiet."""
+
+
+def test_influxdb_down_mid_import_loses_nothing(
+    influxdb_server, unique_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handler = type("Handler", (_WritesFail,), {"target": influxdb_server.url, "failing": True})
+    proxy = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=proxy.serve_forever, name="influx-proxy", daemon=True)
+    thread.start()
+    try:
+        monkeypatch.setenv("ECONOME_INFLUX_URL", f"http://127.0.0.1:{proxy.server_address[1]}")
+        monkeypatch.setenv("ECONOME_INFLUX_DATABASE", unique_name)
+        monkeypatch.setenv("ECONOME_DATA_DIR", str(tmp_path / "var"))
+        influx = InfluxConfig(url=influxdb_server.url, database=unique_name)
+        result = CliRunner().invoke(app, ["import", "grdf", str(CASES / "grdf" / "daily.csv"), "--inventory", str(INVENTORY)])
+        assert result.exit_code == 4, result.output
+        assert f"rows wait in {tmp_path / 'var' / 'imports.sqlite'}: the next `econome import` writes them" in result.output
+        assert _index(influx, "salle-fetes-gazpar") == {}
+        handler.failing = False  # InfluxDB is back: the next import, of another file, writes the first one's too
+        _run(CliRunner(), "grdf", CASES / "grdf" / "adict.csv")
+        assert max(_index(influx, "salle-fetes-gazpar").values()) == pytest.approx(61.5)
+        assert max(_index(influx, "bibliotheque-gazpar").values()) == pytest.approx(336.0)
+        assert sum(_daily(influx, "salle-fetes-gazpar").values()) == pytest.approx(61.5)
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+        thread.join()
