@@ -232,3 +232,13 @@ def test_influxdb_down_mid_import_loses_nothing(
         proxy.shutdown()
         proxy.server_close()
         thread.join()
+
+
+def test_a_file_without_a_usable_row_exits_3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ECONOME_DATA_DIR", str(tmp_path))
+    negative = tmp_path / "negative.csv"
+    write_enedis_load_curve(negative, "12345678901234", [(datetime(2026, 1, 5, 8, tzinfo=UTC), 30, -100.0)])
+    result = CliRunner().invoke(app, ["import", "enedis", str(negative), "--inventory", str(INVENTORY)])
+    assert result.exit_code == 3
+    assert f"{negative}:2: rejected: negative value -100 W" in result.output
+    assert f"error: {negative}: no usable row" in result.output

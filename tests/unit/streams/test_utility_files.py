@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from inventory import Inventory, load_inventory
+from streams.aggregate import counter_tracker
 from streams.errors import DecodeError
 from streams.utility_files import (
     ENEDIS_HEADER,
@@ -161,3 +162,41 @@ def test_grdf_writer_round_trips(inventory: Inventory, tmp_path: Path) -> None:
     parsed = parse_grdf(path, inventory)
     assert [i.amount for i in parsed.series["salle-fetes-gazpar"]] == pytest.approx([3.25 * d for d in range(1, 8)])
     assert parsed.problems == []
+
+
+def _enedis_file(path: Path, rows: list[tuple[str, str, str, str]]) -> Path:
+    """A file of (Unité, Horodate, Valeur, Pas) rows for the test PRM."""
+    lines = [";".join(ENEDIS_HEADER)]
+    lines += [f"12345678901234;;;PA;CONS;BRUT;{unit};{when};{value};B;{step};;" for unit, when, value, step in rows]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_overlaps_unknown_steps_and_units_and_french_dates(inventory: Inventory, tmp_path: Path) -> None:
+    path = _enedis_file(tmp_path / "mixed.csv", [
+        ("W", "05/01/2026 09:00", "1000", "PT60M"),   # line 2: 08:00-09:00 local
+        ("W", "05/01/2026 08:30", "1000", "PT30M"),   # line 3: 08:00-08:30, kept (sorted first: it ends first)
+        ("W", "05/01/2026 09:30", "1000", "PT60M"),   # line 4: 08:30-09:30, kept; line 2 overlaps both
+        ("W", "05/01/2026 10:00", "1000", "P1D"),     # line 5: an unknown step
+        ("VAR", "05/01/2026 10:00", "1000", "PT30M"),  # line 6: an unknown unit
+        ("Wh", "2026-01-05", "5000", ""),             # line 7: a daily index, the file has the load curve
+    ])
+    parsed = parse_enedis(path, inventory)
+    assert [(i.line, i.start.astimezone(PARIS).strftime("%d/%m %H:%M"), i.amount) for i in parsed.series[LINKY]] == [
+        (3, "05/01 08:00", 0.5), (4, "05/01 08:30", 1.0)
+    ]
+    assert _kinds(parsed) == {2: ProblemKind.OVERLAP, 5: ProblemKind.REJECTED,
+                              6: ProblemKind.REJECTED, 7: ProblemKind.IGNORED}
+
+
+def test_a_utility_counter_never_holds_a_jump(inventory: Inventory) -> None:
+    tracker = counter_tracker(inventory, inventory.point(LINKY))
+    night, t = 0.0, datetime(2026, 1, 5, tzinfo=UTC)
+    tracker.update(t, night)
+    for k in range(12):  # six hours of a quiet night, then the heating starts at 40 times the rate
+        night += 0.1
+        assert tracker.update(t + timedelta(minutes=30 * (k + 1)), night) is not None
+    interval = tracker.update(t + timedelta(hours=6, minutes=30), night + 4.0)
+    assert interval is not None
+    assert interval.amount == pytest.approx(4.0)
+    assert not interval.estimated
