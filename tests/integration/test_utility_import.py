@@ -27,7 +27,8 @@ from econome.cli import app
 from streams.influx import InfluxConfig, InfluxQLClient
 from streams.utility_files import write_enedis_load_curve
 
-CASES = Path(__file__).resolve().parents[1] / "cases"
+ROOT = Path(__file__).resolve().parents[2]
+CASES = ROOT / "tests" / "cases"
 INVENTORY = CASES / "enedis" / "inventory.yaml"
 PARIS = ZoneInfo("Europe/Paris")
 LINKY = "salle-fetes-linky"
@@ -75,6 +76,14 @@ def _sums(config: InfluxConfig, point: str, window: str, start_ms: int, end_ms: 
 def _index(config: InfluxConfig, point: str) -> dict[int, float]:
     rows = _rows(config, f"SELECT \"value\" FROM reading WHERE point = '{point}'")  # noqa: S608 - test values
     return {int(row[0]): float(row[1]) for row in rows}
+
+
+def _readme_sample() -> str:
+    """The sample output of ``econome import`` in the README."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    intro = "then every row set aside with its line:\n\n```\n"
+    start = text.index(intro) + len(intro)
+    return text[start:text.index("```", start)]
 
 
 def _run(runner: CliRunner, kind: str, path: Path) -> str:
@@ -136,6 +145,10 @@ def test_imports_are_exact_idempotent_and_continuous(
 
     # 4. An older file last: the later data are re-anchored, their consumption kept; the spring day has 23 hours.
     out = _run(runner, "enedis", CASES / "enedis" / "load-curve-spring.csv")
+    # The README shows this very output (paths and server aside).
+    shown = out.replace(f"{CASES / 'enedis'}/", "")
+    shown = shown.replace(f"{influxdb_server.url} ({unique_name})", "http://127.0.0.1:8086 (econome)")
+    assert shown == _readme_sample()
     assert "142 intervals, 58.800 kWh" in out
     assert "gaps: 1\n    2026-03-30 00:00 -> 2026-03-31 00:00" in out
     assert "later readings re-anchored by +58.800 kWh" in out

@@ -12,8 +12,9 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+import yaml
 
-from inventory import Inventory, load_inventory
+from inventory import Inventory, Point, load_inventory
 from streams.aggregate import counter_tracker
 from streams.errors import DecodeError
 from streams.utility_files import (
@@ -200,3 +201,13 @@ def test_a_utility_counter_never_holds_a_jump(inventory: Inventory) -> None:
     assert interval is not None
     assert interval.amount == pytest.approx(4.0)
     assert not interval.estimated
+
+
+def test_the_readme_inventory_lines_load() -> None:
+    text = (CASES.parent.parent / "README.md").read_text(encoding="utf-8")
+    start = text.index("### Linky and Gazpar files")
+    block = text[text.index("```yaml\n", start) + 8:text.index("```", text.index("```yaml\n", start) + 8)]
+    points = [Point.model_validate(item) for item in yaml.safe_load(block)]
+    assert [(p.protocol, p.enedis.prm if p.enedis else p.grdf.pce if p.grdf else None) for p in points] == [
+        ("enedis", "12345678901234"), ("grdf", "21987654321098")
+    ]
