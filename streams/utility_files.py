@@ -20,10 +20,12 @@ or https://mon-compte-entreprise.enedis.fr, "Télécharger mes données", CSV):
 * a load curve row (``Unité`` ``W``, or ``kW``) is the average power over the
   interval of length ``Pas`` (``PT10M``, ``PT30M``, ``PT60M``: Linky meters
   change step, so one file may mix them) that **ends** at ``Horodate``; its
-  energy is power × step, as Enedis's Data Connect documents for
-  ``interval_reading`` ("average" power over ``interval_length``, the date
-  being the end of the interval: Enedis Data Connect, Metering Data v5,
-  https://datahub-enedis.fr/services-api/data-connect/documentation/metering-v5-consumption-load-curve/);
+  energy is power × step. This is how the Data Connect API gives the same
+  curve (``meter_reading.interval_reading[{value, date, interval_length}]``,
+  ``reading_type: {unit: W, aggregate: average}``, the date ending the
+  interval): Enedis's own documentation needs a DataHub account; public
+  accounts of it are the Consometers' notes (https://github.com/consometers/data-connect)
+  and Quoalise's format notes (https://github.com/l-etabli/quoalise, ``formalisme/enedis.md``);
 * a daily index row (``Unité`` ``Wh``) is the cumulative index at ``Horodate``:
   the consumption is the difference between successive indexes.
 
@@ -39,8 +41,12 @@ may use a decimal comma. Lines before the header (a title) are skipped.
 **GRDF** (customer area https://monespace.grdf.fr, "Mes consommations",
 "Télécharger", daily data; the export is a spreadsheet: save it as CSV with
 ``;``): one row per gas day. The columns are found by name, the customer
-area's or the GRDF ADICT API's (``donnees_consos_informatives`` records,
-https://sites.grdf.fr/web/portail-api-grdf-adict):
+area's (as public scripts reading the export name them) or the GRDF ADICT
+API's (``donnees_consos_informatives`` records: ``journeeGaziere``,
+``volumeBrutConsomme``, ``energieConsomme``, ``coeffConversion``...; GRDF
+documents ADICT to its registered partners; in public, the Jeedom GRDF
+plugin's documentation describes it, https://github.com/jeedom/documentations,
+``plugins/energy/grdf``):
 
 ====================================  =======================
 customer area                         ADICT
