@@ -7,7 +7,10 @@ point's unit: one reading at the start of the first interval (the **anchor**:
 the point's last index at or before that instant in InfluxDB, or 0 when there
 is none), one at each interval's end with the running index, and one at the
 start of an interval that follows a gap (the same index: nothing is counted
-over a gap, and the gap is reported by the importer). So the counter tracker,
+over a gap, and the gap is reported by the importer). An interval longer than
+28 days (a two-month invoice) also gets a reading every 28 days at most,
+interpolated, so the processor spreads it over its windows (it sets aside as
+an unexplained gap what is longer than 31 days). So the counter tracker,
 the aggregates, detection, M&V, reports, dashboards and the readings CSV treat
 a Linky like any energy counter.
 
@@ -88,6 +91,8 @@ __all__ = ["IMPORT_LOG", "Consumption", "ImportReport", "deliver_consumption", "
 IMPORT_LOG = "imports.sqlite"
 """The delivery log of imports, in ``data_dir``."""
 _MS = timedelta(milliseconds=1)
+_LONGEST = timedelta(days=28)
+"""The longest time between two readings an import writes (under the processor's ``max_spread``, 31 days)."""
 _CHUNK = timedelta(days=20)
 """Time read per query: 20 days of 10-minute readings are 2,880 rows, under InfluxDB's max-row-limit (10,000)."""
 
@@ -264,6 +269,13 @@ async def _plan(client: InfluxQLClient, history: RawHistory, point: Point, items
     for item in items:
         if item.start > previous_end:
             new[to_ms(item.start)] = running
+        # An interval longer than the processor spreads (an invoice of two months) gets a reading every
+        # _LONGEST, interpolated, so its consumption is spread over its windows instead of set aside as a gap.
+        span = item.end - item.start
+        steps = math.ceil(span / _LONGEST)
+        for k in range(1, steps):
+            new[to_ms(item.start + span * k / steps)] = running + item.amount * k / steps
+            ends.add(to_ms(item.start + span * k / steps))
         running += item.amount
         new[to_ms(item.end)] = running
         ends.add(to_ms(item.end))

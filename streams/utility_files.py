@@ -263,7 +263,7 @@ def _ambiguous(local: datetime, tz: ZoneInfo) -> bool:
     return local.replace(tzinfo=tz, fold=0).utcoffset() != local.replace(tzinfo=tz, fold=1).utcoffset()
 
 
-def _settle(point_id: str, raw: list[Consumption], parsed: ParsedFile, unit: str) -> None:
+def _settle(point_id: str, raw: list[Consumption], parsed: ParsedFile, unit: str, tz: ZoneInfo) -> None:
     """Sort one point's intervals, drop duplicates, keep the first of conflicting ones, find overlaps and gaps."""
     ordered = sorted(raw, key=lambda c: (c.start, c.end, c.line or 0))
     kept: list[Consumption] = []
@@ -280,12 +280,12 @@ def _settle(point_id: str, raw: list[Consumption], parsed: ParsedFile, unit: str
                 kept[-1] = first
                 parsed.problems.append(Problem(
                     ProblemKind.CONFLICT, other.line,
-                    f"{_span(item)}: {_fmt(other.amount)} {unit} here, {_fmt(first.amount)} {unit} at line {first.line}: "
+                    f"{_span(item, tz)}: {_fmt(other.amount)} {unit} here, {_fmt(first.amount)} {unit} at line {first.line}: "
                     f"line {first.line} kept",
                 ))
                 continue
             parsed.problems.append(Problem(
-                ProblemKind.OVERLAP, item.line, f"{_span(item)} overlaps {_span(prev)} of line {prev.line}: rejected"
+                ProblemKind.OVERLAP, item.line, f"{_span(item, tz)} overlaps {_span(prev, tz)} of line {prev.line}: rejected"
             ))
             continue
         if kept and item.start > kept[-1].end:
@@ -294,8 +294,9 @@ def _settle(point_id: str, raw: list[Consumption], parsed: ParsedFile, unit: str
     parsed.series[point_id] = kept
 
 
-def _span(item: Consumption) -> str:
-    return f"{item.start.isoformat()} .. {item.end.isoformat()}"
+def _span(item: Consumption, tz: ZoneInfo) -> str:
+    """The interval in local time, as the file shows it (with the offset, which tells the two autumn 02:30 apart)."""
+    return f"{item.start.astimezone(tz).isoformat()} .. {item.end.astimezone(tz).isoformat()}"
 
 
 def _fmt(value: float) -> str:
@@ -413,7 +414,7 @@ def parse_enedis(path: Path, inventory: Inventory) -> ParsedFile:
         else:
             raw = _index_intervals(indexes, moments, point, parsed)
         parsed.meters[point.id] = prm
-        _settle(point.id, raw, parsed, point.unit)
+        _settle(point.id, raw, parsed, point.unit, tz)
     return parsed
 
 
@@ -570,7 +571,7 @@ def parse_grdf(path: Path, inventory: Inventory) -> ParsedFile:
         msg = f"{path}: PCE {names} is not the PCE of any grdf point of the inventory (add `grdf: {{pce: ...}}` to the point)"
         raise DecodeError(msg)
     for point_id, items in sorted(raw.items()):
-        _settle(point_id, items, parsed, inventory.point(point_id).unit)
+        _settle(point_id, items, parsed, inventory.point(point_id).unit, tz)
     return parsed
 
 

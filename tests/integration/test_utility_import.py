@@ -255,3 +255,25 @@ def test_a_file_without_a_usable_row_exits_3(tmp_path: Path, monkeypatch: pytest
     assert result.exit_code == 3
     assert f"{negative}:2: rejected: negative value -100 W" in result.output
     assert f"error: {negative}: no usable row" in result.output
+
+
+async def test_a_two_month_interval_is_spread_over_its_days(influxdb_server, unique_name: str, tmp_path: Path) -> None:
+    """An invoice of 61 days: longer than the processor spreads (31 days), yet every day gets its share."""
+    from inventory import load_inventory
+    from streams.imports import Consumption, deliver_consumption
+
+    inventory = load_inventory(INVENTORY)
+    config = InfluxConfig(url=influxdb_server.url, database=unique_name)
+    start, end = datetime(2025, 11, 1, tzinfo=PARIS), datetime(2026, 1, 1, tzinfo=PARIS)
+    report = await deliver_consumption(inventory, config, "bibliotheque-gazpar", [Consumption(start, end, 6100.0)],
+                                       data_dir=tmp_path, source="invoice")
+    assert (report.intervals, report.waiting) == (1, 0)
+    client = InfluxQLClient(config)
+    try:
+        series = await client.query("SELECT \"sum\" FROM agg_point WHERE \"window\" = '1d'")
+    finally:
+        await client.close()
+    days = [row[1] for row in series[0]["values"]]
+    assert len(days) == 61
+    assert sum(days) == pytest.approx(6100.0)
+    assert days == pytest.approx([100.0] * 61, rel=0.05)  # 100 kWh a day, pro rata of the hours (DST aside)
