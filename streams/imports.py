@@ -4,8 +4,9 @@ A utility gives consumption per interval (30 minutes, a gas day, an invoice
 period); the rest of Econome reads counters. :func:`deliver_consumption` turns
 the intervals of one point into the readings of a cumulative index, in the
 point's unit: one reading at the start of the first interval (the **anchor**:
-the point's last index at or before that instant in InfluxDB, or 0 when there
-is none), one at each interval's end with the running index, and one at the
+the point's index at that instant in InfluxDB, interpolated between two of its
+readings when it falls between them, the last one past them, or 0 when there
+is none before it), one at each interval's end with the running index, and one at the
 start of an interval that follows a gap (the same index: nothing is counted
 over a gap, and the gap is reported by the importer). An interval longer than
 28 days (a two-month invoice) also gets a reading every 28 days at most,
@@ -27,8 +28,8 @@ Idempotent and exact:
 * **later data are re-anchored**: when InfluxDB holds readings of the point
   after the last interval (a file older than one imported before, or one that
   fills a gap), they are all moved by the difference between the new index at
-  the last interval's end and the index InfluxDB had there (the last reading
-  at or before it; 0 when none), so the consumption of every later interval
+  the last interval's end and the index InfluxDB had there (found as the
+  anchor is; 0 when none), so the consumption of every later interval
   is kept and the index stays continuous. The report says how many readings
   moved and by how much;
 * the aggregates of every window the change touches (from the local day of the
@@ -259,11 +260,32 @@ def _index_at(times: list[int], values: list[float], ts_ms: int, in_interval: se
     return values[i] + (values[i + 1] - values[i]) * (ts_ms - t0) / (t1 - t0)
 
 
+def _old_index_at(old: list[tuple[int, float]], ts_ms: int) -> float | None:
+    """The index InfluxDB gives at ``ts_ms``: a reading there, or interpolated between its neighbours.
+
+    None when no reading is at or before ``ts_ms``; the last value past the last reading.
+    """
+    i = bisect_right(old, (ts_ms, math.inf)) - 1
+    if i < 0:
+        return None
+    t0, v0 = old[i]
+    if t0 == ts_ms or i + 1 >= len(old):
+        return v0
+    t1, v1 = old[i + 1]
+    return v0 + (v1 - v0) * (ts_ms - t0) / (t1 - t0)
+
+
 async def _plan(client: InfluxQLClient, history: RawHistory, point: Point, items: list[Consumption]) -> _Plan:
     first, last = items[0].start, items[-1].end
+    first_ms, last_ms = to_ms(first), to_ms(last)
     before = await _last_at_or_before(client, history, point.id, first)
-    anchor = before[1] if before is not None else 0.0
-    new: dict[int, float] = {to_ms(first): anchor}
+    later = await _after(client, history, point.id, first)
+    old = ([before] if before is not None else []) + later
+    # A file starting inside an interval InfluxDB holds (a 30-minute file over a 60-minute one) starts
+    # from the index interpolated there, so the overlap keeps the same indexes.
+    start_index = _old_index_at(old, first_ms)
+    anchor = start_index if start_index is not None else 0.0
+    new: dict[int, float] = {first_ms: anchor}
     ends: set[int] = set()  # times that end an interval (the others start one after a gap)
     running, previous_end = anchor, first
     for item in items:
@@ -280,25 +302,17 @@ async def _plan(client: InfluxQLClient, history: RawHistory, point: Point, items
         new[to_ms(item.end)] = running
         ends.add(to_ms(item.end))
         previous_end = item.end
-    later = await _after(client, history, point.id, first)
     times = sorted(new)
     values = [new[t] for t in times]
-    last_ms = to_ms(last)
-    rewritten: dict[int, float] = {}
-    old_at_last: float | None = before[1] if before is not None else None
-    after_ms: int | None = None
-    for ts_ms, value in later:
-        if ts_ms <= last_ms:
-            old_at_last = value
-            if ts_ms not in new:
-                rewritten[ts_ms] = _index_at(times, values, ts_ms, ends)
-        elif after_ms is None:
-            after_ms = ts_ms
-    shift = running - (old_at_last if old_at_last is not None else 0.0)
+    rewritten = {ts_ms: _index_at(times, values, ts_ms, ends) for ts_ms, _ in later if ts_ms <= last_ms and ts_ms not in new}
+    after_ms = next((ts_ms for ts_ms, _ in later if ts_ms > last_ms), None)
+    # Later readings keep their consumption: they move by what the index at the file's end changed.
+    end_index = _old_index_at(old, last_ms)
+    shift = running - (end_index if end_index is not None else 0.0)
     if shift != 0.0:
         rewritten.update({ts_ms: value + shift for ts_ms, value in later if ts_ms > last_ms})
-    before_ms = before[0] if before is not None and before[0] < to_ms(first) else None
-    return _Plan(new, anchor, to_ms(first), last_ms, shift, before_ms, after_ms, rewritten)
+    before_ms = before[0] if before is not None and before[0] < first_ms else None
+    return _Plan(new, anchor, first_ms, last_ms, shift, before_ms, after_ms, rewritten)
 
 
 def _day_start(ts_ms: int, tz_inventory: Inventory) -> datetime:

@@ -277,3 +277,26 @@ async def test_a_two_month_interval_is_spread_over_its_days(influxdb_server, uni
     assert len(days) == 61
     assert sum(days) == pytest.approx(6100.0)
     assert days == pytest.approx([100.0] * 61, rel=0.05)  # 100 kWh a day, pro rata of the hours (DST aside)
+
+
+async def test_a_finer_file_inside_a_coarser_interval_keeps_the_indexes(
+    influxdb_server, unique_name: str, tmp_path: Path
+) -> None:
+    """A 30-minute file starting half-way through a 60-minute interval InfluxDB holds: same indexes, no shift."""
+    from inventory import load_inventory
+    from streams.imports import Consumption, deliver_consumption
+
+    inventory = load_inventory(INVENTORY)
+    config = InfluxConfig(url=influxdb_server.url, database=unique_name)
+    t0 = datetime(2026, 1, 5, 8, tzinfo=PARIS)
+    hours = [Consumption(t0 + timedelta(hours=k), t0 + timedelta(hours=k + 1), 2.0) for k in range(4)]
+    await deliver_consumption(inventory, config, LINKY, hours, data_dir=tmp_path, source="hourly")
+    before = await asyncio.to_thread(_index, config, LINKY)
+    halves = [Consumption(t0 + timedelta(minutes=90 + 30 * k), t0 + timedelta(minutes=120 + 30 * k), 1.0) for k in range(3)]
+    report = await deliver_consumption(inventory, config, LINKY, halves, data_dir=tmp_path, source="half-hourly")
+    assert report.anchor == pytest.approx(3.0)  # 08:00 + 1 h 30 at 2 kWh an hour
+    assert report.shifted == 0
+    after = await asyncio.to_thread(_index, config, LINKY)
+    assert {t: after[t] for t in before} == pytest.approx(before)
+    assert after[int((t0 + timedelta(minutes=150)).timestamp() * 1000)] == pytest.approx(5.0)
+    assert sum((await asyncio.to_thread(_daily, config, LINKY)).values()) == pytest.approx(8.0)
