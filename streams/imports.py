@@ -50,6 +50,11 @@ service) and written by the :class:`~streams.pipeline.Pipeline`'s sink
 (batches, retries, refused lines to the dead-letter store). If InfluxDB goes
 down mid-import, what is not written stays in that log: the **next**
 ``econome import`` writes it first, before it reads anything from InfluxDB.
+
+>>> from datetime import UTC, datetime
+>>> half_hour = Consumption(datetime(2026, 1, 5, 8, tzinfo=UTC), datetime(2026, 1, 5, 8, 30, tzinfo=UTC), 0.75, line=12)
+>>> half_hour.amount, half_hour.end - half_hour.start
+(0.75, datetime.timedelta(seconds=1800))
 """
 
 from __future__ import annotations
@@ -390,7 +395,7 @@ async def _deliver(inventory: Inventory, influx_config: InfluxConfig, log: Deliv
             raise
     dead = DeadLetterStore(data_dir / "dead-letters.jsonl")
     pipeline = Pipeline(inventory, writer, SystemClock(), dead, log, flush_interval=timedelta(milliseconds=50),
-                        sensor=watch, stop_timeout=timedelta(seconds=2))
+                        sensor=watch, stop_timeout=timedelta(seconds=1))
     task = asyncio.create_task(pipeline.run([], []), name="import:deliver")
     deadline = time.monotonic() + timeout.total_seconds()
     try:
