@@ -41,6 +41,7 @@ from econome._readings import EXIT_DATA, EXIT_INFLUX, influx_config, one_line
 from econome.settings import load_settings
 from streams.errors import DecodeError, SinkError, TelemetryError
 from streams.imports import ImportReport, deliver_consumption
+from streams.units import energy_kwh_factor
 from streams.utility_files import ParsedFile, parse_enedis, parse_grdf
 
 if TYPE_CHECKING:
@@ -106,7 +107,7 @@ def _import(file: Path, inventory: Path, parse: Callable[[Path, Inventory], Pars
     tz = inv.organisation.tz
     where = config.bucket if config.api == "v2" else config.database
     for report in reports:
-        _print_report(report, parsed, tz, meter, f"{config.safe_url} ({where})")
+        _print_report(inv, report, parsed, tz, meter, f"{config.safe_url} ({where})")
     _print_problems(parsed)
 
 
@@ -121,11 +122,21 @@ def _local(moment: datetime | None, tz: ZoneInfo) -> str:
     return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M") if moment is not None else "-"
 
 
-def _print_report(report: ImportReport, parsed: ParsedFile, tz: ZoneInfo, meter: str, influx: str) -> None:
+def _in_kwh(inv: Inventory, report: ImportReport) -> str:
+    """`` (688.800 kWh)`` for a point counted in another unit than kWh (a gas volume, Wh), else nothing."""
+    kwh = energy_kwh_factor(inv.point(report.point_id))
+    if kwh is None or report.unit == "kWh":
+        return ""
+    return f" ({report.amount * kwh:.3f} kWh)"
+
+
+def _print_report(
+    inv: Inventory, report: ImportReport, parsed: ParsedFile, tz: ZoneInfo, meter: str, influx: str
+) -> None:
     typer.echo(
         f"{report.point_id} ({meter} {parsed.meters.get(report.point_id, '?')}): "
         f"{_local(report.first, tz)} -> {_local(report.last, tz)} ({tz.key}), "
-        f"{report.intervals} intervals, {report.amount:.3f} {report.unit}"
+        f"{report.intervals} intervals, {report.amount:.3f} {report.unit}{_in_kwh(inv, report)}"
     )
     typer.echo(
         f"  index {report.anchor:.3f} -> {report.anchor + report.amount:.3f} {report.unit}; "

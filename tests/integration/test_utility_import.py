@@ -164,7 +164,7 @@ def test_imports_are_exact_idempotent_and_continuous(
     # 5. The Gazpar of the same building: its gas days add to the building's total, the Linky's share stays.
     out = _run(runner, "grdf", CASES / "grdf" / "daily.csv")
     assert "salle-fetes-gazpar (PCE 21987654321098)" in out
-    assert "6 intervals, 61.500 m3" in out
+    assert "6 intervals, 61.500 m3 (688.800 kWh)" in out  # at the inventory's 11.2 kWh per m3
     assert "2026-10-26 06:00 -> 2026-10-27 06:00" in out
     gas = _daily(influx, "salle-fetes-gazpar")
     assert sum(gas.values()) == pytest.approx(61.5)
