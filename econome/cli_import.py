@@ -4,6 +4,7 @@
 
     econome import enedis mes-mesures.csv --inventory commune.yaml
     econome import grdf consommations.csv --inventory commune.yaml
+    econome import enedis mairie-*.csv ecole-*.csv --inventory commune.yaml
 
 Each file is read (:mod:`streams.utility_files`: formats, sources, pitfalls),
 its meter numbers (PRM, PCE) matched to the inventory's ``enedis``/``grdf``
@@ -16,10 +17,12 @@ duplicate, conflicting or overlapping row as ``file:line: kind: why``.
 InfluxDB is the one of ``econome run`` (``ECONOME_INFLUX_*``); the import's
 delivery log is ``ECONOME_DATA_DIR/imports.sqlite``.
 
-Exit codes, as the rest of the CLI: 2 a bad inventory, setting or file (an
-unknown PRM or PCE, no header); 3 no usable row in the file; 4 InfluxDB
-unreachable or refusing (what was not written waits in the import log; the
-next ``econome import`` writes it first).
+Several files are imported in turn; one that cannot be read is reported and
+the others are imported. Exit codes, as the rest of the CLI: 2 a bad
+inventory, setting or file (an unknown PRM or PCE, no header); 3 no usable
+row in a file; 4 InfluxDB unreachable or refusing: the command stops there,
+what was not written waits in the import log, and the next ``econome import``
+writes it first.
 
 :func:`register` adds the ``import`` group to the main app; each format is one
 command of :data:`import_app`.
@@ -55,7 +58,9 @@ __all__ = ["import_app", "register"]
 import_app = typer.Typer(no_args_is_help=True, help="Import utility data (Linky, Gazpar files) into InfluxDB.")
 
 _InventoryOption = Annotated[Path, typer.Option("--inventory", help="Inventory YAML file.")]
-_FileArgument = Annotated[Path, typer.Argument(help="The file downloaded from the customer area (CSV, ';').")]
+_FilesArgument = Annotated[
+    list[Path], typer.Argument(help="Files downloaded from the customer area (CSV, ';'), imported in this order.")
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -70,35 +75,45 @@ def register(app: typer.Typer) -> None:
 
 
 @import_app.command("enedis")
-def import_enedis(file: _FileArgument, inventory: _InventoryOption) -> None:
-    """Import a Linky file of the Enedis customer area ("Mes mesures": load curve or daily indexes)."""
-    _import(file, inventory, parse_enedis, "PRM")
+def import_enedis(files: _FilesArgument, inventory: _InventoryOption) -> None:
+    """Import Linky files of the Enedis customer area ("Mes mesures": load curve or daily indexes)."""
+    _import(files, inventory, parse_enedis, "PRM")
 
 
 @import_app.command("grdf")
-def import_grdf(file: _FileArgument, inventory: _InventoryOption) -> None:
-    """Import a Gazpar file of the GRDF customer area (daily m3 and kWh, saved as ';' CSV)."""
-    _import(file, inventory, parse_grdf, "PCE")
+def import_grdf(files: _FilesArgument, inventory: _InventoryOption) -> None:
+    """Import Gazpar files of the GRDF customer area (daily m3 and kWh, saved as ';' CSV)."""
+    _import(files, inventory, parse_grdf, "PCE")
 
 
-def _import(file: Path, inventory: Path, parse: Callable[[Path, Inventory], ParsedFile], meter: str) -> None:
+def _import(files: list[Path], inventory: Path, parse: Callable[[Path, Inventory], ParsedFile], meter: str) -> None:
+    """Import each file in turn; a bad file is reported and the others imported; InfluxDB down stops at once."""
     inv = _load(inventory)
-    try:
-        parsed = parse(file, inv)
-    except DecodeError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=EXIT_CONFIG) from exc
     try:
         data_dir = load_settings().data_dir
     except TelemetryError as exc:
         typer.echo(f"error: {one_line(exc)}", err=True)
         raise typer.Exit(code=EXIT_CONFIG) from None
     config = influx_config()
-    usable = {point: items for point, items in parsed.series.items() if items}
-    if not usable:
+    worst = 0
+    for file in files:
+        worst = max(worst, _import_one(file, inv, config, data_dir, parse, meter))
+    if worst:
+        raise typer.Exit(code=worst)
+
+
+def _import_one(file: Path, inv: Inventory, config: InfluxConfig, data_dir: Path,
+                parse: Callable[[Path, Inventory], ParsedFile], meter: str) -> int:
+    """Import one file; its exit code (0, 2 or 3). Raises ``typer.Exit(4)`` when InfluxDB fails."""
+    try:
+        parsed = parse(file, inv)
+    except DecodeError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        return EXIT_CONFIG
+    if not any(parsed.series.values()):
         _print_problems(parsed)
         typer.echo(f"error: {file}: no usable row", err=True)
-        raise typer.Exit(code=EXIT_DATA)
+        return EXIT_DATA
     try:
         reports = asyncio.run(_deliver_all(inv, config, parsed, data_dir))
     except SinkError as exc:
@@ -109,6 +124,7 @@ def _import(file: Path, inventory: Path, parse: Callable[[Path, Inventory], Pars
     for report in reports:
         _print_report(inv, report, parsed, tz, meter, f"{config.safe_url} ({where})")
     _print_problems(parsed)
+    return 0
 
 
 async def _deliver_all(inv: Inventory, config: InfluxConfig, parsed: ParsedFile, data_dir: Path) -> list[ImportReport]:

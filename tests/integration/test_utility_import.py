@@ -162,7 +162,16 @@ def test_imports_are_exact_idempotent_and_continuous(
     assert len(_sums(influx, LINKY, "1h", _local_day(2026, 3, 29), _local_day(2026, 3, 30))) == 23
 
     # 5. The Gazpar of the same building: its gas days add to the building's total, the Linky's share stays.
-    out = _run(runner, "grdf", CASES / "grdf" / "daily.csv")
+    # Several files in one command; one that names no PCE of the inventory is reported, the others imported.
+    stray = tmp_path / "stray.csv"
+    stray.write_text("N° PCE;Date de relevé;Volume consommé (m3)\n11111111111111;01/10/2026;3\n", encoding="utf-8")
+    files = [str(CASES / "grdf" / "daily.csv"), str(stray), str(CASES / "grdf" / "adict.csv")]
+    result = runner.invoke(app, ["import", "grdf", *files, "--inventory", str(INVENTORY)])
+    assert result.exit_code == 2, result.output
+    out = result.output
+    assert f"error: {stray}: PCE '11111111111111' is not the PCE of any grdf point" in out
+    assert "bibliotheque-gazpar (PCE GI123456): 2026-03-28 06:00 -> 2026-03-31 06:00 (Europe/Paris), 3 intervals, 336.000 kWh" \
+        in out
     assert "salle-fetes-gazpar (PCE 21987654321098)" in out
     assert "6 intervals, 61.500 m3 (688.800 kWh)" in out  # at the inventory's 11.2 kWh per m3
     assert "2026-10-26 06:00 -> 2026-10-27 06:00" in out
