@@ -241,8 +241,10 @@ def test_influxdb_down_mid_import_loses_nothing(
         monkeypatch.setenv("ECONOME_INFLUX_DATABASE", unique_name)
         monkeypatch.setenv("ECONOME_DATA_DIR", str(tmp_path / "var"))
         influx = InfluxConfig(url=influxdb_server.url, database=unique_name)
-        result = CliRunner().invoke(app, ["import", "grdf", str(CASES / "grdf" / "daily.csv"), "--inventory", str(INVENTORY)])
+        files = [str(CASES / "grdf" / "daily.csv"), str(CASES / "grdf" / "adict.csv")]
+        result = CliRunner().invoke(app, ["import", "grdf", *files, "--inventory", str(INVENTORY)])
         assert result.exit_code == 4, result.output
+        assert "bibliotheque-gazpar" not in result.output  # the command stopped at the first file
         assert f"rows wait in {tmp_path / 'var' / 'imports.sqlite'}: the next `econome import` writes them" in result.output
         assert _index(influx, "salle-fetes-gazpar") == {}
         handler.failing = False  # InfluxDB is back: the next import, of another file, writes the first one's too
