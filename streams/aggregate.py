@@ -182,7 +182,8 @@ def counter_tracker(inventory: Inventory, point: Point, settings: StreamSettings
 
     Canonical unit, the register's rollover (an integer Modbus register), the longest
     interval not flagged estimated (three polls, at least ``max_gap``; an hour for a
-    pushed meter), the declared replacements and ``max_spread``. The offline
+    pushed or utility meter), the declared replacements and ``max_spread``. A utility
+    meter's (Linky, Gazpar) jumps are never held: its index comes from checked intervals. The offline
     commands use it too, so that a CSV or InfluxDB history gives the consumption
     the pipeline computes.
 
@@ -208,6 +209,9 @@ def counter_tracker(inventory: Inventory, point: Point, settings: StreamSettings
         max_gap=max_gap,
         replacements=list(point.replacements),
         max_spread=settings.max_spread,
+        # A Linky's or Gazpar's index is built from the utility's checked consumption
+        # (streams.imports): a heating start after a mild night is no glitch to hold.
+        jump_factor=None if point.is_utility else 20.0,
     )
 
 

@@ -1,0 +1,178 @@
+"""The ``econome import`` commands: files downloaded from the Enedis and GRDF customer areas, into InfluxDB.
+
+::
+
+    econome import enedis mes-mesures.csv --inventory commune.yaml
+    econome import grdf consommations.csv --inventory commune.yaml
+    econome import enedis mairie-*.csv ecole-*.csv --inventory commune.yaml
+
+Each file is read (:mod:`streams.utility_files`: formats, sources, pitfalls),
+its meter numbers (PRM, PCE) matched to the inventory's ``enedis``/``grdf``
+points, and each point's consumption written as its cumulative index, with the
+aggregates it changes, through the delivery log (:mod:`streams.imports`).
+Importing the same file again changes nothing. The command prints, per point,
+the period, the intervals and their total, the gaps, then every rejected,
+duplicate, conflicting or overlapping row as ``file:line: kind: why``.
+
+InfluxDB is the one of ``econome run`` (``ECONOME_INFLUX_*``); the import's
+delivery log is ``ECONOME_DATA_DIR/imports.sqlite``.
+
+Several files are imported in turn; one that cannot be read is reported and
+the others are imported. Exit codes, as the rest of the CLI: 2 a bad
+inventory, setting or file (an unknown PRM or PCE, no header); 3 no usable
+row in a file; 4 InfluxDB unreachable or refusing: the command stops there,
+what was not written waits in the import log, and the next ``econome import``
+writes it first.
+
+:func:`register` adds the ``import`` group to the main app; each format is one
+command of :data:`import_app`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from econome._common import EXIT_CONFIG
+from econome._common import load_or_exit as _load
+from econome._readings import EXIT_DATA, EXIT_INFLUX, influx_config, one_line
+from econome.settings import load_settings
+from streams.errors import DecodeError, SinkError, TelemetryError
+from streams.imports import ImportReport, deliver_consumption
+from streams.units import energy_kwh_factor
+from streams.utility_files import ParsedFile, parse_enedis, parse_grdf
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
+
+    from inventory import Inventory
+    from streams.influx import InfluxConfig
+
+__all__ = ["import_app", "register"]
+
+import_app = typer.Typer(no_args_is_help=True, help="Import utility data (Linky, Gazpar files) into InfluxDB.")
+
+_InventoryOption = Annotated[Path, typer.Option("--inventory", help="Inventory YAML file.")]
+_FilesArgument = Annotated[
+    list[Path], typer.Argument(help="Files downloaded from the customer area (CSV, ';'), imported in this order.")
+]
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``import`` group to an app.
+
+    >>> app = typer.Typer()
+    >>> register(app)
+    >>> [g.name for g in app.registered_groups]
+    ['import']
+    """
+    app.add_typer(import_app, name="import")
+
+
+@import_app.command("enedis")
+def import_enedis(files: _FilesArgument, inventory: _InventoryOption) -> None:
+    """Import Linky files of the Enedis customer area ("Mes mesures": load curve or daily indexes)."""
+    _import(files, inventory, parse_enedis, "PRM")
+
+
+@import_app.command("grdf")
+def import_grdf(files: _FilesArgument, inventory: _InventoryOption) -> None:
+    """Import Gazpar files of the GRDF customer area (daily m3 and kWh, saved as ';' CSV)."""
+    _import(files, inventory, parse_grdf, "PCE")
+
+
+def _import(files: list[Path], inventory: Path, parse: Callable[[Path, Inventory], ParsedFile], meter: str) -> None:
+    """Import each file in turn; a bad file is reported and the others imported; InfluxDB down stops at once."""
+    inv = _load(inventory)
+    try:
+        data_dir = load_settings().data_dir
+    except TelemetryError as exc:
+        typer.echo(f"error: {one_line(exc)}", err=True)
+        raise typer.Exit(code=EXIT_CONFIG) from None
+    config = influx_config()
+    worst = 0
+    for file in files:
+        worst = max(worst, _import_one(file, inv, config, data_dir, parse, meter))
+    if worst:
+        raise typer.Exit(code=worst)
+
+
+def _import_one(file: Path, inv: Inventory, config: InfluxConfig, data_dir: Path,
+                parse: Callable[[Path, Inventory], ParsedFile], meter: str) -> int:
+    """Import one file; its exit code (0, 2 or 3). Raises ``typer.Exit(4)`` when InfluxDB fails."""
+    try:
+        parsed = parse(file, inv)
+    except DecodeError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        return EXIT_CONFIG
+    if not any(parsed.series.values()):
+        _print_problems(parsed)
+        typer.echo(f"error: {file}: no usable row", err=True)
+        return EXIT_DATA
+    try:
+        reports = asyncio.run(_deliver_all(inv, config, parsed, data_dir))
+    except SinkError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=EXIT_INFLUX) from exc
+    tz = inv.organisation.tz
+    where = config.bucket if config.api == "v2" else config.database
+    for report in reports:
+        _print_report(inv, report, parsed, tz, meter, f"{config.safe_url} ({where})")
+    _print_problems(parsed)
+    return 0
+
+
+async def _deliver_all(inv: Inventory, config: InfluxConfig, parsed: ParsedFile, data_dir: Path) -> list[ImportReport]:
+    return [
+        await deliver_consumption(inv, config, point_id, items, data_dir=data_dir, source=str(parsed.path))
+        for point_id, items in sorted(parsed.series.items()) if items
+    ]
+
+
+def _local(moment: datetime | None, tz: ZoneInfo) -> str:
+    return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M") if moment is not None else "-"
+
+
+def _in_kwh(inv: Inventory, report: ImportReport) -> str:
+    """`` (688.800 kWh)`` for a point counted in another unit than kWh (a gas volume, Wh), else nothing."""
+    kwh = energy_kwh_factor(inv.point(report.point_id))
+    if kwh is None or report.unit == "kWh":
+        return ""
+    return f" ({report.amount * kwh:.3f} kWh)"
+
+
+def _print_report(
+    inv: Inventory, report: ImportReport, parsed: ParsedFile, tz: ZoneInfo, meter: str, influx: str
+) -> None:
+    typer.echo(
+        f"{report.point_id} ({meter} {parsed.meters.get(report.point_id, '?')}): "
+        f"{_local(report.first, tz)} -> {_local(report.last, tz)} ({tz.key}), "
+        f"{report.intervals} intervals, {report.amount:.3f} {report.unit}{_in_kwh(inv, report)}"
+    )
+    typer.echo(
+        f"  index {report.anchor:.3f} -> {report.anchor + report.amount:.3f} {report.unit}; "
+        f"{report.readings} readings and {report.aggregates} aggregates written to InfluxDB {influx}"
+    )
+    gaps = [g for g in parsed.gaps if g.point_id == report.point_id]
+    typer.echo(f"  gaps: {len(gaps)}" + "".join(f"\n    {_local(g.start, tz)} -> {_local(g.end, tz)}" for g in gaps))
+    if report.shifted:
+        typer.echo(f"  {report.shifted} later readings re-anchored by {report.shift:+.3f} {report.unit} "
+                   "(their consumption is unchanged)")
+    if report.waiting:
+        typer.echo(f"  {report.waiting} rows still wait in {report.log_path}: the next `econome import` writes them")
+
+
+def _print_problems(parsed: ParsedFile) -> None:
+    problems = sorted(parsed.problems, key=lambda p: (p.line or 0, p.kind.value))
+    counts: dict[str, int] = {}
+    for problem in problems:
+        counts[problem.kind.value] = counts.get(problem.kind.value, 0) + 1
+    summary = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items())) or "none"
+    typer.echo(f"rows set aside: {summary}")
+    for problem in problems:
+        typer.echo(f"  {problem.describe(parsed.path)}")

@@ -1,0 +1,489 @@
+"""Imported consumption (Linky, Gazpar, invoices) → a cumulative index in InfluxDB, idempotently.
+
+A utility gives consumption per interval (30 minutes, a gas day, an invoice
+period); the rest of Econome reads counters. :func:`deliver_consumption` turns
+the intervals of one point into the readings of a cumulative index, in the
+point's unit: one reading at the start of the first interval (the **anchor**:
+the point's index at that instant in InfluxDB, interpolated between two of its
+readings when it falls between them, the last one past them, or 0 when there
+is none before it), one at each interval's end with the running index, and one at the
+start of an interval that follows a gap (the same index: nothing is counted
+over a gap, and the gap is reported by the importer). An interval longer than
+28 days (a two-month invoice) also gets a reading every 28 days at most,
+interpolated, so the processor spreads it over its windows (it sets aside as
+an unexplained gap what is longer than 31 days). So the counter tracker,
+the aggregates, detection, M&V, reports, dashboards and the readings CSV treat
+a Linky like any energy counter.
+
+Idempotent and exact:
+
+* importing the same intervals again writes the same points (same times, same
+  values): InfluxDB overwrites them, nothing changes;
+* intervals that overlap an earlier import start from the index InfluxDB holds
+  at their first instant, so the overlap gets the same indexes;
+* inside the span of the intervals, an earlier reading at an instant the new
+  intervals do not end at gets the index the new intervals give there
+  (interpolated inside an interval, flat across a gap), so the index never
+  falls back;
+* **later data are re-anchored**: when InfluxDB holds readings of the point
+  after the last interval (a file older than one imported before, or one that
+  fills a gap), they are all moved by the difference between the new index at
+  the last interval's end and the index InfluxDB had there (found as the
+  anchor is; 0 when none), so the consumption of every later interval
+  is kept and the index stays continuous. The report says how many readings
+  moved and by how much;
+* the aggregates of every window the change touches (from the local day of the
+  last reading before the first interval to the local day of the first
+  reading after the last one, at most :data:`~streams.counters.MAX_SPREAD`
+  either side) are computed again by the same
+  :class:`~streams.aggregate.StreamProcessor` as ``econome run``, from the raw
+  readings InfluxDB holds for the building's counters merged with the new ones,
+  so no partial window overwrites a complete one. Only windows entirely inside
+  that range are written; the point's own ``agg_point`` and the building's
+  ``agg_usage``/``agg_building`` (other points' ``agg_point`` are left as the
+  pipeline wrote them).
+
+Delivery goes the way of ``econome run``'s readings: they are appended with
+their line protocol to a :class:`~streams.buffer.DeliveryLog` (its own file,
+``data_dir/imports.sqlite``, so an import never competes with a running
+service) and written by the :class:`~streams.pipeline.Pipeline`'s sink
+(batches, retries, refused lines to the dead-letter store). If InfluxDB goes
+down mid-import, what is not written stays in that log: the **next**
+``econome import`` writes it first, before it reads anything from InfluxDB.
+
+>>> from datetime import UTC, datetime
+>>> half_hour = Consumption(datetime(2026, 1, 5, 8, tzinfo=UTC), datetime(2026, 1, 5, 8, 30, tzinfo=UTC), 0.75, line=12)
+>>> half_hour.amount, half_hour.end - half_hour.start
+(0.75, datetime.timedelta(seconds=1800))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from bisect import bisect_right
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from inventory import Inventory, Point
+from streams.aggregate import StreamProcessor
+from streams.buffer import DeliveryLog
+from streams.clock import SystemClock
+from streams.counters import MAX_SPREAD
+from streams.deadletter import DeadLetterStore
+from streams.errors import ConfigError, SinkError
+from streams.history import read_readings
+from streams.influx import (
+    InfluxConfig,
+    InfluxQLClient,
+    InfluxV1Writer,
+    LineEncoder,
+    influxql_ident,
+    make_writer,
+    to_ms,
+)
+from streams.metrics import Sensor
+from streams.pipeline import Pipeline
+from streams.record import Reading
+from streams.status import RawHistory, raw_history
+from streams.windows import WindowSize, window_bounds
+
+__all__ = ["IMPORT_LOG", "Consumption", "ImportReport", "deliver_consumption", "deliver_pending"]
+
+IMPORT_LOG = "imports.sqlite"
+"""The delivery log of imports, in ``data_dir``."""
+_MS = timedelta(milliseconds=1)
+_LONGEST = timedelta(days=28)
+"""The longest time between two readings an import writes (under the processor's ``max_spread``, 31 days)."""
+_CHUNK = timedelta(days=20)
+"""Time read per query: 20 days of 10-minute readings are 2,880 rows, under InfluxDB's max-row-limit (10,000)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Consumption:
+    """What a utility measured over an interval.
+
+    Attributes:
+        start: start of the interval, aware.
+        end: end of the interval (after ``start``).
+        amount: consumption over the interval, in the point's unit.
+        line: the line of the file it comes from, if any.
+    """
+
+    start: datetime
+    end: datetime
+    amount: float
+    line: int | None = None
+
+
+@dataclass
+class ImportReport:
+    """What :func:`deliver_consumption` did.
+
+    Attributes:
+        point_id: the point.
+        source: where the intervals came from (a file name).
+        unit: the point's unit.
+        first: start of the first interval.
+        last: end of the last one.
+        intervals: intervals imported.
+        amount: their total, in ``unit``.
+        anchor: the index the first interval started from.
+        readings: raw readings written (the new ones, and earlier ones re-indexed or re-anchored).
+        aggregates: aggregate lines written.
+        shifted: later readings re-anchored.
+        shift: by how much (in ``unit``).
+        waiting: rows left in the import delivery log (InfluxDB went down); 0 when all is written.
+        log_path: the import delivery log.
+    """
+
+    point_id: str
+    source: str
+    unit: str
+    first: datetime | None = None
+    last: datetime | None = None
+    intervals: int = 0
+    amount: float = 0.0
+    anchor: float = 0.0
+    readings: int = 0
+    aggregates: int = 0
+    shifted: int = 0
+    shift: float = 0.0
+    waiting: int = 0
+    log_path: Path | None = None
+
+
+class _SinkWatch(Sensor):
+    """Tells the import when the sink finds InfluxDB down (the pipeline then retries forever)."""
+
+    def __init__(self) -> None:
+        self.down = asyncio.Event()
+        self.error: SinkError | None = None
+
+    def on_sink_error(self, error: SinkError) -> None:
+        self.error = error
+
+    def on_sink_state(self, *, up: bool) -> None:
+        if not up:
+            self.down.set()
+
+
+def _checked(point: Point, consumptions: Sequence[Consumption]) -> list[Consumption]:
+    """Sorted intervals; raises on naive times, empty or overlapping intervals, negative or infinite amounts."""
+    items = sorted(consumptions, key=lambda c: c.start)
+    for i, item in enumerate(items):
+        where = f"point {point.id}: interval {item.start.isoformat()} .. {item.end.isoformat()}"
+        if item.start.tzinfo is None or item.end.tzinfo is None:
+            msg = f"{where} has a naive time"
+            raise ValueError(msg)
+        if item.end <= item.start:
+            msg = f"{where} does not end after it starts"
+            raise ValueError(msg)
+        if not math.isfinite(item.amount) or item.amount < 0:
+            msg = f"{where}: amount {item.amount} is not a finite number >= 0"
+            raise ValueError(msg)
+        if i and item.start < items[i - 1].end:
+            msg = f"{where} overlaps the one ending {items[i - 1].end.isoformat()}"
+            raise ValueError(msg)
+    return items
+
+
+def _source(history: RawHistory) -> str:
+    name = influxql_ident("reading")
+    return f"{influxql_ident(history.policy)}.{name}" if history.policy else name
+
+
+def _where(point_id: str) -> str:
+    return "\"point\" = '" + point_id.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+async def _last_at_or_before(
+    client: InfluxQLClient, history: RawHistory, point_id: str, moment: datetime
+) -> tuple[int, float] | None:
+    statement = f"SELECT last(\"value\") FROM {_source(history)} WHERE time <= {to_ms(moment)}ms AND {_where(point_id)}"  # noqa: S608 - quoted
+    for series in await client.query(statement):
+        for row in series.get("values", []):
+            if row[1] is not None:
+                return int(row[0]), float(row[1])
+    return None
+
+
+async def _after(client: InfluxQLClient, history: RawHistory, point_id: str, moment: datetime) -> list[tuple[int, float]]:
+    """Every reading of the point after ``moment``, in time order."""
+    statement = f"SELECT last(\"value\") FROM {_source(history)} WHERE time > {to_ms(moment)}ms AND {_where(point_id)}"  # noqa: S608 - quoted
+    newest: int | None = None
+    for series in await client.query(statement):
+        for row in series.get("values", []):
+            newest = int(row[0])
+    if newest is None:
+        return []
+    rows: list[tuple[int, float]] = []
+    start = moment + _MS
+    end = datetime.fromtimestamp(newest / 1000, UTC) + _MS
+    async for _, chunk in client.select_range("reading", "value", start, end, group_by="point", chunk=_CHUNK,
+                                               retention_policy=history.policy, where=_where(point_id)):
+        rows.extend(chunk)
+    return sorted(rows)
+
+
+@dataclass
+class _Plan:
+    new: dict[int, float]
+    """The readings of the intervals: epoch ms → index."""
+    anchor: float
+    first_ms: int
+    last_ms: int
+    shift: float
+    before_ms: int | None
+    """The point's last reading before the first interval, if any."""
+    after_ms: int | None
+    """Its first reading after the last interval, if any."""
+    rewritten: dict[int, float]
+    """Earlier readings re-indexed (inside the span) or re-anchored (after it)."""
+
+    def value(self, ts_ms: int, old: float) -> float:
+        """The index of a reading of the point once the import is applied."""
+        if ts_ms < self.first_ms:
+            return old
+        if ts_ms > self.last_ms:
+            return old + self.shift
+        if ts_ms in self.new:
+            return self.new[ts_ms]
+        return self.rewritten.get(ts_ms, old)
+
+
+def _index_at(times: list[int], values: list[float], ts_ms: int, in_interval: set[int]) -> float:
+    """The new index at ``ts_ms``: interpolated inside an interval, flat across a gap."""
+    i = bisect_right(times, ts_ms) - 1
+    if i + 1 >= len(times) or times[i] == ts_ms or times[i + 1] not in in_interval:
+        return values[i]
+    t0, t1 = times[i], times[i + 1]
+    return values[i] + (values[i + 1] - values[i]) * (ts_ms - t0) / (t1 - t0)
+
+
+def _old_index_at(old: list[tuple[int, float]], ts_ms: int) -> float | None:
+    """The index InfluxDB gives at ``ts_ms``: a reading there, or interpolated between its neighbours.
+
+    None when no reading is at or before ``ts_ms``; the last value past the last reading.
+    """
+    i = bisect_right(old, (ts_ms, math.inf)) - 1
+    if i < 0:
+        return None
+    t0, v0 = old[i]
+    if t0 == ts_ms or i + 1 >= len(old):
+        return v0
+    t1, v1 = old[i + 1]
+    return v0 + (v1 - v0) * (ts_ms - t0) / (t1 - t0)
+
+
+async def _plan(client: InfluxQLClient, history: RawHistory, point: Point, items: list[Consumption]) -> _Plan:
+    first, last = items[0].start, items[-1].end
+    first_ms, last_ms = to_ms(first), to_ms(last)
+    before = await _last_at_or_before(client, history, point.id, first)
+    later = await _after(client, history, point.id, first)
+    old = ([before] if before is not None else []) + later
+    # A file starting inside an interval InfluxDB holds (a 30-minute file over a 60-minute one) starts
+    # from the index interpolated there, so the overlap keeps the same indexes.
+    start_index = _old_index_at(old, first_ms)
+    anchor = start_index if start_index is not None else 0.0
+    new: dict[int, float] = {first_ms: anchor}
+    ends: set[int] = set()  # times that end an interval (the others start one after a gap)
+    running, previous_end = anchor, first
+    for item in items:
+        if item.start > previous_end:
+            new[to_ms(item.start)] = running
+        # An interval longer than the processor spreads (an invoice of two months) gets a reading every
+        # _LONGEST, interpolated, so its consumption is spread over its windows instead of set aside as a gap.
+        span = item.end - item.start
+        steps = math.ceil(span / _LONGEST)
+        for k in range(1, steps):
+            new[to_ms(item.start + span * k / steps)] = running + item.amount * k / steps
+            ends.add(to_ms(item.start + span * k / steps))
+        running += item.amount
+        new[to_ms(item.end)] = running
+        ends.add(to_ms(item.end))
+        previous_end = item.end
+    times = sorted(new)
+    values = [new[t] for t in times]
+    rewritten = {ts_ms: _index_at(times, values, ts_ms, ends) for ts_ms, _ in later if ts_ms <= last_ms and ts_ms not in new}
+    after_ms = next((ts_ms for ts_ms, _ in later if ts_ms > last_ms), None)
+    # Later readings keep their consumption: they move by what the index at the file's end changed.
+    end_index = _old_index_at(old, last_ms)
+    shift = running - (end_index if end_index is not None else 0.0)
+    if shift != 0.0:
+        rewritten.update({ts_ms: value + shift for ts_ms, value in later if ts_ms > last_ms})
+    before_ms = before[0] if before is not None and before[0] < first_ms else None
+    return _Plan(new, anchor, first_ms, last_ms, shift, before_ms, after_ms, rewritten)
+
+
+def _day_start(ts_ms: int, tz_inventory: Inventory) -> datetime:
+    moment = datetime.fromtimestamp(ts_ms / 1000, UTC)
+    return window_bounds(moment, WindowSize.DAY, tz_inventory.organisation.tz)[0]
+
+
+def _day_end(ts_ms: int, inventory: Inventory) -> datetime:
+    # The day holding the instant just before: an interval ending at midnight belongs to the day before.
+    moment = datetime.fromtimestamp(ts_ms / 1000, UTC) - _MS
+    return window_bounds(moment, WindowSize.DAY, inventory.organisation.tz)[1]
+
+
+async def _aggregates(client: InfluxQLClient, history: RawHistory, inventory: Inventory, point: Point, plan: _Plan) -> list[str]:
+    """The aggregate lines of every window the import changes, from InfluxDB's readings and the new ones."""
+    spread = int(MAX_SPREAD / _MS)
+    low = plan.first_ms if plan.before_ms is None else max(plan.before_ms, plan.first_ms - spread)
+    high = plan.last_ms if plan.after_ms is None else min(plan.after_ms, plan.last_ms + spread)
+    start, end = _day_start(low, inventory), _day_end(high, inventory)
+    building = inventory.building_of(point.id)
+    counters = [p.id for p in building.points if p.cumulative]
+    series = await read_readings(client, inventory, start, end, chunk=_CHUNK, points=counters, history=history,
+                                 index_before=True)
+    readings: list[Reading] = []
+    for point_id, data in series.items():
+        for seconds, value in zip(data.times_s.tolist(), data.values.tolist(), strict=True):
+            ts_ms = round(seconds * 1000)
+            if point_id == point.id:
+                value = plan.value(ts_ms, value)
+            readings.append(Reading(point_id, datetime.fromtimestamp(ts_ms / 1000, UTC), value, inventory.point(point_id).unit))
+    known = {round(r.ts.timestamp() * 1000) for r in readings if r.point_id == point.id}
+    readings.extend(Reading(point.id, datetime.fromtimestamp(ts_ms / 1000, UTC), value, point.unit)
+                    for ts_ms, value in plan.new.items() if ts_ms not in known)
+    readings.sort(key=lambda r: (r.ts, r.point_id))
+    processor = StreamProcessor(inventory)
+    processor.process(readings)
+    lines = []
+    for record in processor.flush():
+        if not start <= record.start < end:
+            continue
+        tags = dict(record.tags)
+        if record.measurement == "agg_point" and tags.get("point") != point.id and tags.get("quantity") != "virtual":
+            continue
+        lines.append(record.line())
+    return lines
+
+
+async def deliver_pending(inventory: Inventory, influx_config: InfluxConfig, *, data_dir: Path,
+                          timeout: timedelta = timedelta(minutes=5)) -> int:
+    """Write what an interrupted import left in ``data_dir/imports.sqlite``; returns the rows still waiting.
+
+    Raises:
+        SinkError: InfluxDB is unreachable or refuses the writes (the rows stay in the log).
+    """
+    log = DeliveryLog(data_dir / IMPORT_LOG)
+    try:
+        return await _deliver(inventory, influx_config, log, data_dir, timeout)
+    finally:
+        log.close()
+
+
+async def _deliver(inventory: Inventory, influx_config: InfluxConfig, log: DeliveryLog, data_dir: Path,
+                   timeout: timedelta) -> int:
+    """Run the pipeline's sink on the log until it is empty, InfluxDB is down, or ``timeout``."""
+    if log.depth() == 0:
+        return 0
+    watch = _SinkWatch()
+    writer = make_writer(influx_config)
+    if isinstance(writer, InfluxV1Writer):
+        # As `econome run` does: the database exists, and raw readings go to the `raw` policy if there is one.
+        try:
+            await writer.ensure_database()
+        except SinkError:
+            await writer.close()
+            raise
+    dead = DeadLetterStore(data_dir / "dead-letters.jsonl")
+    pipeline = Pipeline(inventory, writer, SystemClock(), dead, log, flush_interval=timedelta(milliseconds=50),
+                        sensor=watch, stop_timeout=timedelta(seconds=1))
+    task = asyncio.create_task(pipeline.run([], []), name="import:deliver")
+    deadline = time.monotonic() + timeout.total_seconds()
+    try:
+        while log.depth() > 0 and not watch.down.is_set() and not task.done() and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await writer.close()
+    waiting = log.depth()
+    if waiting and watch.error is not None:
+        msg = (f"{watch.error}; {waiting} rows wait in {log.path}: the next `econome import` writes them "
+               "before anything else")
+        raise SinkError(msg) from watch.error
+    return waiting
+
+
+async def deliver_consumption(
+    inventory: Inventory,
+    influx_config: InfluxConfig,
+    point_id: str,
+    consumptions: Sequence[Consumption],
+    *,
+    data_dir: Path,
+    source: str,
+    timeout: timedelta = timedelta(minutes=5),
+) -> ImportReport:
+    """Write one point's intervals as its cumulative index, with the aggregates they change (see the module).
+
+    Args:
+        inventory: the portfolio.
+        influx_config: the InfluxDB of ``econome run``.
+        point_id: a cumulative point of the inventory.
+        consumptions: its intervals, in its unit, not overlapping (any order).
+        data_dir: where the import delivery log and the dead letters are kept.
+        source: where the intervals come from (for the report).
+        timeout: the longest the writes may take.
+
+    Returns:
+        What was written, and what waits in the log if InfluxDB went down.
+
+    Raises:
+        ConfigError: the point is unknown or not a cumulative counter.
+        ValueError: intervals overlap, are empty, have naive times or negative amounts.
+        SinkError: InfluxDB is unreachable or refused a query or the writes (what was not
+            written stays in ``data_dir/imports.sqlite`` for the next import).
+    """
+    try:
+        point = inventory.point(point_id)
+    except KeyError as exc:
+        msg = f"point {point_id} is not in the inventory"
+        raise ConfigError(msg) from exc
+    if not point.cumulative:
+        msg = f"point {point_id} is not a cumulative counter: consumption cannot be imported into it"
+        raise ConfigError(msg)
+    items = _checked(point, consumptions)
+    if influx_config.api == "v1":
+        setup = InfluxV1Writer(influx_config)
+        try:
+            await setup.ensure_database()
+        finally:
+            await setup.close()
+    report = ImportReport(point.id, source, point.unit, log_path=data_dir / IMPORT_LOG)
+    log = DeliveryLog(data_dir / IMPORT_LOG)
+    client = InfluxQLClient(influx_config)
+    try:
+        # What an interrupted import left goes first: the anchors below must see it.
+        if await _deliver(inventory, influx_config, log, data_dir, timeout):
+            msg = f"{log.depth()} rows of an earlier import still wait in {log.path}"
+            raise SinkError(msg)
+        if not items:
+            return report
+        history = await raw_history(client, influx_config)
+        plan = await _plan(client, history, point, items)
+        lines = await _aggregates(client, history, inventory, point, plan)
+        values = {**plan.rewritten, **plan.new}
+        readings = [Reading(point.id, datetime.fromtimestamp(ts / 1000, UTC), values[ts], point.unit) for ts in sorted(values)]
+        encoder = LineEncoder(inventory)
+        log.append(readings, [encoder.encode(r) for r in readings], force=True)
+        log.add_outbox(lines, processed_seq=0)
+        report.first, report.last = items[0].start, items[-1].end
+        report.intervals, report.amount, report.anchor = len(items), sum(i.amount for i in items), plan.anchor
+        report.readings, report.aggregates = len(readings), len(lines)
+        report.shifted = sum(1 for ts in plan.rewritten if ts > plan.last_ms)
+        report.shift = plan.shift if report.shifted else 0.0
+        report.waiting = await _deliver(inventory, influx_config, log, data_dir, timeout)
+        return report
+    finally:
+        await client.close()
+        log.close()

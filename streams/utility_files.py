@@ -1,0 +1,621 @@
+r"""The files advisors download from the Enedis and GRDF customer areas: read them, and write them (simulator).
+
+Both become :class:`~streams.imports.Consumption` intervals in the unit of the
+inventory point the meter number names, plus the problems found, each with its
+file line: rejected rows (unreadable, negative, unknown meter), duplicates
+(identical: dropped; different values: the first line is kept, the other
+reported), overlapping intervals (the later one rejected) and gaps (missing
+days or intervals). :func:`streams.imports.deliver_consumption` then writes
+them as a cumulative index.
+
+**Enedis** ("Mes mesures" of the customer area https://mon-compte-particulier.enedis.fr
+or https://mon-compte-entreprise.enedis.fr, "Télécharger mes données", CSV):
+``;``-separated, one header line::
+
+    Identifiant PRM;Date de début;Date de fin;Grandeur physique;Grandeur métier;Etape métier;Unité;Horodate;Valeur;
+    Nature;Pas;Indice de vraisemblance;Etat complémentaire
+
+(one line in the file).
+
+* a load curve row (``Unité`` ``W``, or ``kW``) is the average power over the
+  interval of length ``Pas`` (``PT10M``, ``PT30M``, ``PT60M``: Linky meters
+  change step, so one file may mix them) that **ends** at ``Horodate``; its
+  energy is power × step. This is how the Data Connect API gives the same
+  curve (``meter_reading.interval_reading[{value, date, interval_length}]``,
+  ``reading_type: {unit: W, aggregate: average}``, the date ending the
+  interval): Enedis's own documentation needs a DataHub account; public
+  accounts of it are the Consometers' notes (https://github.com/consometers/data-connect)
+  and Quoalise's format notes (https://github.com/l-etabli/quoalise, ``formalisme/enedis.md``);
+* a daily index row (``Unité`` ``Wh``) is the cumulative index at ``Horodate``:
+  the consumption is the difference between successive indexes.
+
+``Horodate`` carries an offset (``2026-03-29T03:00:00+02:00``) or is a local
+time without one (``2026-03-29 03:00:00``, ``29/03/2026 03:00``), in the
+organisation's timezone. Local times of the autumn change are ambiguous
+(02:30 happens twice): the first row of such a time, in file order, is the
+first 02:30 (summer time), the next row with another value the second (winter
+time); a repeat of the same value is a duplicate. Offsets avoid the guess.
+A local time that does not exist (the spring change) is rejected. The values
+may use a decimal comma. Lines before the header (a title) are skipped.
+
+**GRDF** (customer area https://monespace.grdf.fr, "Mes consommations",
+"Télécharger", daily data; the export is a spreadsheet: save it as CSV with
+``;``): one row per gas day. The columns are found by name, the customer
+area's (as public scripts reading the export name them) or the GRDF ADICT
+API's (``donnees_consos_informatives`` records: ``journeeGaziere``,
+``volumeBrutConsomme``, ``energieConsomme``, ``coeffConversion``...; GRDF
+documents ADICT to its registered partners; in public, the Jeedom GRDF
+plugin's documentation describes it, https://github.com/jeedom/documentations,
+``plugins/energy/grdf``):
+
+====================================  =======================
+customer area                         ADICT
+====================================  =======================
+``N° PCE``                            ``pce``
+``Date de relevé``                    ``journeeGaziere``
+``Volume consommé (m3)``              ``volumeBrutConsomme``
+``Energie consommée (kWh)``           ``energieConsomme``
+``Coefficient de conversion``         ``coeffConversion``
+``Type de relevé``                    ``qualificationReleve``
+====================================  =======================
+
+Our choice for time: a row is the **gas day** it names, which runs from 06:00
+local time that day to 06:00 the next day (GRDF's "journée gazière"); a 23 h
+or 25 h gas day at the clock changes is what the local times give. The amount
+is the volume in m3 for a ``gas_volume`` point, the energy in kWh for an
+energy point; when one of the two is missing it is computed from the other
+with the day's coefficient (kWh per m3).
+
+>>> import tempfile
+>>> from datetime import UTC, datetime
+>>> path = Path(tempfile.mkdtemp()) / "curve.csv"
+>>> write_enedis_load_curve(path, "12345678901234", [(datetime(2026, 1, 5, 8, 30, tzinfo=UTC), 30, 2000.0)])
+>>> path.read_text(encoding="utf-8").splitlines()[1]
+'12345678901234;2026-01-05;2026-01-05;PA;CONS;BRUT;W;2026-01-05T09:30:00+01:00;2000;B;PT30M;;'
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from enum import Enum
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from inventory import Inventory, Point, Quantity
+from streams.errors import DecodeError
+from streams.imports import Consumption
+from streams.units import factor
+
+__all__ = [
+    "ENEDIS_HEADER",
+    "GRDF_HEADER",
+    "Gap",
+    "ParsedFile",
+    "Problem",
+    "ProblemKind",
+    "parse_enedis",
+    "parse_grdf",
+    "write_enedis_load_curve",
+    "write_grdf_daily",
+]
+
+ENEDIS_HEADER = (
+    "Identifiant PRM", "Date de début", "Date de fin", "Grandeur physique", "Grandeur métier", "Etape métier",
+    "Unité", "Horodate", "Valeur", "Nature", "Pas", "Indice de vraisemblance", "Etat complémentaire",
+)  # fmt: skip
+"""The header of the Enedis customer area's "Mes mesures" CSV."""
+
+GRDF_HEADER = (
+    "N° PCE", "Date de relevé", "Type de relevé", "Index de début (m3)", "Index de fin (m3)",
+    "Volume consommé (m3)", "Energie consommée (kWh)", "Coefficient de conversion",
+)  # fmt: skip
+"""The columns of the GRDF customer area's daily export, as :func:`write_grdf_daily` writes them."""
+
+_GAS_DAY_START = time(6)
+"""A GRDF gas day runs from 06:00 local time to 06:00 the next day."""
+_STEP_RE = re.compile(r"^P?T?(\d+)\s*(M|MIN|H)$", re.IGNORECASE)
+_SAME = 1e-9
+"""Relative difference under which two amounts of the same interval are one duplicate."""
+
+_GRDF_COLUMNS: dict[str, tuple[str, ...]] = {
+    "pce": ("n° pce", "pce", "numéro pce", "idpce"),
+    "day": ("date de relevé", "journeegaziere", "journée gazière", "date"),
+    "m3": ("volume consommé (m3)", "volume consommé (m³)", "volumebrutconsomme"),
+    "kwh": ("energie consommée (kwh)", "énergie consommée (kwh)", "energieconsomme"),
+    "coeff": ("coefficient de conversion", "coeffconversion"),
+    "kind": ("type de relevé", "qualificationreleve"),
+}
+
+
+class ProblemKind(str, Enum):
+    """What is wrong with a row or between rows."""
+
+    REJECTED = "rejected"
+    """The row cannot be used: unreadable, negative, unknown meter, a local time that does not exist."""
+    DUPLICATE = "duplicate"
+    """The same interval with the same amount as an earlier row: dropped."""
+    CONFLICT = "conflict"
+    """The same interval with another amount than an earlier row: the earlier row is kept."""
+    OVERLAP = "overlap"
+    """An interval that overlaps part of an earlier one: rejected."""
+    IGNORED = "ignored"
+    """A row of a kind not imported (e.g. daily indexes in a file that also has the load curve)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """A problem found in a file, with its line (1 is the first line of the file)."""
+
+    kind: ProblemKind
+    line: int | None
+    message: str
+
+    def describe(self, path: Path) -> str:
+        """``file:line: kind: message``."""
+        where = f"{path}:{self.line}" if self.line is not None else str(path)
+        return f"{where}: {self.kind.value}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Time not covered between two intervals of a point (a missing day or interval)."""
+
+    point_id: str
+    start: datetime
+    end: datetime
+
+
+@dataclass
+class ParsedFile:
+    """What a utility file gives: per point, its intervals (sorted, no overlap), and the problems.
+
+    Attributes:
+        path: the file.
+        series: per point id, the intervals in the point's unit, sorted by start.
+        problems: rows rejected, duplicates, conflicts, overlaps, by line.
+        gaps: time missing between the intervals of each point.
+        meters: the meter number (PRM or PCE) of each point.
+    """
+
+    path: Path
+    series: dict[str, list[Consumption]] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    gaps: list[Gap] = field(default_factory=list)
+    meters: dict[str, str] = field(default_factory=dict)
+
+
+# -- shared helpers ----------------------------------------------------------------------
+
+
+def _read_rows(path: Path, is_header: Callable[[list[str]], bool]) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """The header and the data rows (with their line numbers) of a ``;`` CSV; lines before the header are skipped.
+
+    Raises:
+        DecodeError: the file cannot be read or has no header.
+    """
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        msg = f"{path}: cannot be read: {exc.strerror or exc}"
+        raise DecodeError(msg) from exc
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = raw.decode("cp1252", errors="replace")  # a spreadsheet saved as "CSV (Windows)"
+    lines = text.splitlines()
+    reader = csv.reader(lines, delimiter=";")
+    header: list[str] | None = None
+    rows: list[tuple[int, list[str]]] = []
+    for number, row in enumerate(reader, start=1):
+        if header is None:
+            if is_header([cell.strip() for cell in row]):
+                header = [cell.strip() for cell in row]
+            continue
+        if any(cell.strip() for cell in row):
+            rows.append((number, [cell.strip() for cell in row]))
+    if header is None:
+        msg = f"{path}: no header line found (is it the right kind of file, ';'-separated?)"
+        raise DecodeError(msg)
+    return header, rows
+
+
+def _number(text: str) -> float:
+    """A number with a decimal point or comma (``1234,5``), spaces as thousands separators."""
+    cleaned = text.replace("\u00a0", "").replace(" ", "").replace(",", ".")
+    if not cleaned:
+        msg = "no value"
+        raise ValueError(msg)
+    try:
+        value = float(cleaned)
+    except ValueError:
+        msg = f"{text!r} is not a number"
+        raise ValueError(msg) from None
+    if value != value or value in (float("inf"), float("-inf")):  # NaN or infinite
+        msg = f"{text!r} is not a finite number"
+        raise ValueError(msg)
+    return value
+
+
+def _naive_or_aware(text: str) -> datetime:
+    """An ISO 8601 time (``T`` or space, offset or not), ``dd/mm/yyyy[ HH:MM[:SS]]`` or a date alone."""
+    text = text.strip()
+    for pattern in ("%d/%m/%Y %H:%M:%S", "%d/%m/%Y %H:%M", "%d/%m/%Y"):
+        try:
+            return datetime.strptime(text, pattern)  # noqa: DTZ007 - a local time, placed in the timezone by the caller
+        except ValueError:
+            continue
+    return datetime.fromisoformat(text)
+
+
+def _exists(local: datetime, tz: ZoneInfo) -> bool:
+    """Whether a naive local time exists in ``tz`` (not skipped by the spring change)."""
+    aware = local.replace(tzinfo=tz)
+    return aware.astimezone(UTC).astimezone(tz).replace(tzinfo=None) == local
+
+
+def _ambiguous(local: datetime, tz: ZoneInfo) -> bool:
+    """Whether a naive local time happens twice in ``tz`` (the autumn change)."""
+    return local.replace(tzinfo=tz, fold=0).utcoffset() != local.replace(tzinfo=tz, fold=1).utcoffset()
+
+
+def _settle(point_id: str, raw: list[Consumption], parsed: ParsedFile, unit: str, tz: ZoneInfo) -> None:
+    """Sort one point's intervals, drop duplicates, keep the first of conflicting ones, find overlaps and gaps."""
+    ordered = sorted(raw, key=lambda c: (c.start, c.end, c.line or 0))
+    kept: list[Consumption] = []
+    for item in ordered:
+        if kept and item.start < kept[-1].end:
+            prev = kept[-1]
+            same = item.start == prev.start and item.end == prev.end
+            if same and abs(item.amount - prev.amount) <= _SAME * max(abs(prev.amount), 1.0):
+                parsed.problems.append(Problem(ProblemKind.DUPLICATE, item.line,
+                                               f"same interval and value as line {prev.line}: dropped"))
+                continue
+            if same:
+                first, other = (prev, item) if (prev.line or 0) <= (item.line or 0) else (item, prev)
+                kept[-1] = first
+                parsed.problems.append(Problem(
+                    ProblemKind.CONFLICT, other.line,
+                    f"{_span(item, tz)}: {_fmt(other.amount)} {unit} here, {_fmt(first.amount)} {unit} at line {first.line}: "
+                    f"line {first.line} kept",
+                ))
+                continue
+            parsed.problems.append(Problem(
+                ProblemKind.OVERLAP, item.line, f"{_span(item, tz)} overlaps {_span(prev, tz)} of line {prev.line}: rejected"
+            ))
+            continue
+        if kept and item.start > kept[-1].end:
+            parsed.gaps.append(Gap(point_id, kept[-1].end, item.start))
+        kept.append(item)
+    parsed.series[point_id] = kept
+
+
+def _span(item: Consumption, tz: ZoneInfo) -> str:
+    """The interval in local time, as the file shows it (with the offset, which tells the two autumn 02:30 apart)."""
+    return f"{item.start.astimezone(tz).isoformat()} .. {item.end.astimezone(tz).isoformat()}"
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.10g}"
+
+
+def _to_unit(kwh: float, unit: str) -> float:
+    """An energy in kWh expressed in ``unit`` (Wh, kWh, MWh)."""
+    return kwh / factor(unit)
+
+
+# -- Enedis --------------------------------------------------------------------------------
+
+
+def _enedis_points(inventory: Inventory) -> dict[str, Point]:
+    return {p.enedis.prm: p for _, p in inventory.points() if p.enedis is not None}
+
+
+def _step(text: str) -> timedelta:
+    match = _STEP_RE.match(text.strip())
+    if match is None:
+        msg = f"step {text!r} is not PT10M, PT30M, PT60M..."
+        raise ValueError(msg)
+    count = int(match.group(1))
+    step = timedelta(hours=count) if match.group(2).upper() == "H" else timedelta(minutes=count)
+    if not timedelta(minutes=1) <= step <= timedelta(days=1):
+        msg = f"step {text!r} is not between 1 minute and 1 day"
+        raise ValueError(msg)
+    return step
+
+
+@dataclass
+class _Row:
+    line: int
+    prm: str
+    kind: str  # "curve" or "index"
+    horodate: str
+    value: float
+    step: timedelta | None
+
+
+def parse_enedis(path: Path, inventory: Inventory) -> ParsedFile:
+    """Read an Enedis "Mes mesures" CSV: load curves and daily indexes, per PRM of the inventory.
+
+    Args:
+        path: the file.
+        inventory: the portfolio; each PRM is matched to its ``enedis`` point.
+
+    Returns:
+        The intervals of each point in its unit, and the problems by line.
+
+    Raises:
+        DecodeError: the file cannot be read, has no Enedis header, or names no PRM of the inventory
+            (the message names the file and the PRMs).
+    """
+    header, rows = _read_rows(path, lambda cells: "Horodate" in cells and "Valeur" in cells)
+    col = {name: i for i, name in enumerate(header)}
+    missing = [name for name in ("Identifiant PRM", "Unité", "Horodate", "Valeur") if name not in col]
+    if missing:
+        msg = f"{path}: the header has no column {', '.join(missing)}"
+        raise DecodeError(msg)
+    tz = inventory.organisation.tz
+    points = _enedis_points(inventory)
+    parsed = ParsedFile(path)
+    unknown: set[str] = set()
+    good: list[_Row] = []
+    for line, cells in rows:
+        def cell(name: str, cells: list[str] = cells) -> str:
+            index = col.get(name)
+            return cells[index] if index is not None and index < len(cells) else ""
+
+        prm, unit = cell("Identifiant PRM"), cell("Unité")
+        if prm not in points:
+            unknown.add(prm)
+            parsed.problems.append(Problem(ProblemKind.REJECTED, line, f"PRM {prm!r} is no enedis point of the inventory"))
+            continue
+        try:
+            value = _number(cell("Valeur"))
+            if value < 0:
+                msg = f"negative value {_fmt(value)} {unit}"
+                raise ValueError(msg)
+            if unit in ("W", "kW", "VA", "kVA"):
+                scale = 1000.0 if unit.startswith("k") else 1.0
+                good.append(_Row(line, prm, "curve", cell("Horodate"), value * scale, _step(cell("Pas"))))
+            elif unit in ("Wh", "kWh"):
+                scale = 1000.0 if unit == "kWh" else 1.0
+                good.append(_Row(line, prm, "index", cell("Horodate"), value * scale, None))
+            else:
+                msg = f"unit {unit!r} is neither a power (W) nor an index (Wh)"
+                raise ValueError(msg)
+        except ValueError as exc:
+            parsed.problems.append(Problem(ProblemKind.REJECTED, line, str(exc)))
+    if not good and unknown:
+        names = ", ".join(sorted(repr(u) for u in unknown)[:5])
+        msg = f"{path}: PRM {names} is not the PRM of any enedis point of the inventory (add `enedis: {{prm: ...}}` to the point)"
+        raise DecodeError(msg)
+    moments = _place(good, tz, parsed)
+    by_prm: dict[str, list[_Row]] = defaultdict(list)
+    for row in good:
+        if row.line in moments:
+            by_prm[row.prm].append(row)
+    for prm, prm_rows in sorted(by_prm.items()):
+        point = points[prm]
+        curve = [r for r in prm_rows if r.kind == "curve"]
+        indexes = [r for r in prm_rows if r.kind == "index"]
+        raw: list[Consumption] = []
+        if curve:
+            for r in indexes:
+                parsed.problems.append(Problem(ProblemKind.IGNORED, r.line, "daily index ignored: the file has the load curve"))
+            for r in curve:
+                end = moments[r.line]
+                assert r.step is not None  # noqa: S101 - curve rows always have a step
+                kwh = r.value * (r.step / timedelta(hours=1)) / 1000.0
+                raw.append(Consumption(end - r.step, end, _to_unit(kwh, point.unit), r.line))
+        else:
+            raw = _index_intervals(indexes, moments, point, parsed)
+        parsed.meters[point.id] = prm
+        _settle(point.id, raw, parsed, point.unit, tz)
+    return parsed
+
+
+def _index_intervals(rows: list[_Row], moments: dict[int, datetime], point: Point, parsed: ParsedFile) -> list[Consumption]:
+    """Successive daily indexes (Wh) → the consumption between them; a falling index is rejected."""
+    ordered = sorted(rows, key=lambda r: (moments[r.line], r.line))
+    out: list[Consumption] = []
+    previous: _Row | None = None
+    for row in ordered:
+        if previous is not None and moments[row.line] == moments[previous.line]:
+            kind = ProblemKind.DUPLICATE if row.value == previous.value else ProblemKind.CONFLICT
+            parsed.problems.append(Problem(kind, row.line, f"index at {moments[row.line].isoformat()} also at line "
+                                                           f"{previous.line}: line {previous.line} kept"))
+            continue
+        if previous is not None:
+            if row.value < previous.value:
+                why = f"index {_fmt(row.value)} Wh is below {_fmt(previous.value)} Wh of line {previous.line}"
+                parsed.problems.append(Problem(ProblemKind.REJECTED, row.line, why))
+                continue
+            kwh = (row.value - previous.value) / 1000.0
+            out.append(Consumption(moments[previous.line], moments[row.line], _to_unit(kwh, point.unit), row.line))
+        previous = row
+    return out
+
+
+def _place(rows: Sequence[_Row], tz: ZoneInfo, parsed: ParsedFile) -> dict[int, datetime]:
+    """The UTC instant of each row's Horodate (by line); rows that cannot be placed are rejected."""
+    out: dict[int, datetime] = {}
+    # Naive local times of the autumn change, per (PRM, kind, time): the values already given a fold.
+    folds: dict[tuple[str, str, datetime], list[float]] = defaultdict(list)
+    for row in rows:
+        try:
+            moment = _naive_or_aware(row.horodate)
+        except ValueError:
+            parsed.problems.append(Problem(ProblemKind.REJECTED, row.line, f"Horodate {row.horodate!r} is not a time"))
+            continue
+        if moment.tzinfo is not None:
+            out[row.line] = moment.astimezone(UTC)
+            continue
+        if not _exists(moment, tz):
+            parsed.problems.append(Problem(ProblemKind.REJECTED, row.line,
+                                           f"local time {row.horodate} does not exist in {tz.key} (spring clock change)"))
+            continue
+        fold = 0
+        if _ambiguous(moment, tz):
+            seen = folds[(row.prm, row.kind, moment)]
+            if row.value in seen:
+                fold = seen.index(row.value)  # a repeat: the duplicate check drops it
+            elif len(seen) < 2:
+                fold = len(seen)
+                seen.append(row.value)
+            else:
+                parsed.problems.append(Problem(ProblemKind.CONFLICT, row.line,
+                                               f"local time {row.horodate} happens twice, and two other values have it"))
+                continue
+        out[row.line] = moment.replace(tzinfo=tz, fold=fold).astimezone(UTC)
+    return out
+
+
+def write_enedis_load_curve(path: Path, prm: str, rows: Iterable[tuple[datetime, int, float]],
+                            tz: ZoneInfo | None = None) -> None:
+    """Write a load curve as the Enedis customer area does (``Horodate`` with its offset).
+
+    Args:
+        path: the file to write.
+        prm: the meter's PRM.
+        rows: (end of the interval (aware), step in minutes, average power in W).
+        tz: the timezone of ``Horodate`` (Europe/Paris by default).
+    """
+    zone = tz or ZoneInfo("Europe/Paris")
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, delimiter=";", lineterminator="\n")
+        writer.writerow(ENEDIS_HEADER)
+        for end, minutes, watts in rows:
+            local = end.astimezone(zone)
+            day = local.date().isoformat()
+            writer.writerow([prm, day, day, "PA", "CONS", "BRUT", "W", local.isoformat(), f"{watts:.10g}", "B",
+                             f"PT{minutes}M", "", ""])
+
+
+# -- GRDF ------------------------------------------------------------------------------------
+
+
+def _grdf_points(inventory: Inventory) -> dict[str, Point]:
+    return {p.grdf.pce: p for _, p in inventory.points() if p.grdf is not None}
+
+
+def _grdf_columns(header: list[str]) -> dict[str, int]:
+    lowered = [name.strip().lower() for name in header]
+    out: dict[str, int] = {}
+    for key, names in _GRDF_COLUMNS.items():
+        for i, name in enumerate(lowered):
+            if name in names:
+                out[key] = i
+                break
+    return out
+
+
+def _gas_day(text: str) -> date:
+    moment = _naive_or_aware(text)
+    return moment.date()
+
+
+def parse_grdf(path: Path, inventory: Inventory) -> ParsedFile:
+    """Read a GRDF daily export (customer area or ADICT column names), per PCE of the inventory.
+
+    Args:
+        path: the file.
+        inventory: the portfolio; each PCE is matched to its ``grdf`` point.
+
+    Returns:
+        The gas days of each point as intervals in its unit (m3 or kWh), and the problems by line.
+
+    Raises:
+        DecodeError: the file cannot be read, lacks the date or both amount columns, or names no PCE
+            of the inventory (the message names the file and the PCEs).
+    """
+    header, rows = _read_rows(path, lambda cells: bool({"day"} & set(_grdf_columns(cells))) and len(cells) > 2)
+    col = _grdf_columns(header)
+    if "m3" not in col and "kwh" not in col:
+        msg = f"{path}: the header has neither a volume (m3) nor an energy (kWh) column"
+        raise DecodeError(msg)
+    if "pce" not in col:
+        msg = f"{path}: the header has no PCE column ('N° PCE' or 'pce')"
+        raise DecodeError(msg)
+    tz = inventory.organisation.tz
+    points = _grdf_points(inventory)
+    parsed = ParsedFile(path)
+    unknown: set[str] = set()
+    raw: dict[str, list[Consumption]] = defaultdict(list)
+    for line, cells in rows:
+        def cell(key: str, cells: list[str] = cells) -> str:
+            index = col.get(key)
+            return cells[index] if index is not None and index < len(cells) else ""
+
+        pce = cell("pce")
+        point = points.get(pce)
+        if point is None:
+            unknown.add(pce)
+            parsed.problems.append(Problem(ProblemKind.REJECTED, line, f"PCE {pce!r} is no grdf point of the inventory"))
+            continue
+        try:
+            day = _gas_day(cell("day"))
+            amount = _gas_amount(point, cell("m3"), cell("kwh"), cell("coeff"))
+        except ValueError as exc:
+            parsed.problems.append(Problem(ProblemKind.REJECTED, line, str(exc)))
+            continue
+        start = datetime.combine(day, _GAS_DAY_START, tz).astimezone(UTC)
+        end = datetime.combine(day + timedelta(days=1), _GAS_DAY_START, tz).astimezone(UTC)
+        parsed.meters[point.id] = pce
+        raw[point.id].append(Consumption(start, end, amount, line))
+    if not raw and unknown:
+        names = ", ".join(sorted(repr(u) for u in unknown)[:5])
+        msg = f"{path}: PCE {names} is not the PCE of any grdf point of the inventory (add `grdf: {{pce: ...}}` to the point)"
+        raise DecodeError(msg)
+    for point_id, items in sorted(raw.items()):
+        _settle(point_id, items, parsed, inventory.point(point_id).unit, tz)
+    return parsed
+
+
+def _gas_amount(point: Point, m3_text: str, kwh_text: str, coeff_text: str) -> float:
+    """The day's amount in the point's unit: the volume for a gas_volume point, else the energy."""
+    m3 = _number(m3_text) if m3_text else None
+    kwh = _number(kwh_text) if kwh_text else None
+    coeff = _number(coeff_text) if coeff_text else None
+    for name, value in (("volume", m3), ("energy", kwh)):
+        if value is not None and value < 0:
+            msg = f"negative {name} {_fmt(value)}"
+            raise ValueError(msg)
+    if point.quantity is Quantity.GAS_VOLUME:
+        if m3 is None and kwh is not None and coeff:
+            m3 = kwh / coeff
+        if m3 is None:
+            msg = "no volume (m3), and no energy with a conversion coefficient"
+            raise ValueError(msg)
+        return m3 / factor(point.unit)
+    if kwh is None and m3 is not None and coeff:
+        kwh = m3 * coeff
+    if kwh is None:
+        msg = "no energy (kWh), and no volume with a conversion coefficient"
+        raise ValueError(msg)
+    return _to_unit(kwh, point.unit)
+
+
+def write_grdf_daily(path: Path, pce: str, rows: Iterable[tuple[date, float, float]]) -> None:
+    """Write daily gas data as the GRDF customer area exports them (saved as ``;`` CSV, French dates).
+
+    Args:
+        path: the file to write.
+        pce: the meter's PCE.
+        rows: (gas day, volume in m3, conversion coefficient in kWh per m3); the energy is volume × coefficient.
+    """
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, delimiter=";", lineterminator="\n")
+        writer.writerow(GRDF_HEADER)
+        index = 0.0
+        for day, m3, coeff in rows:
+            start, index = index, index + m3
+            writer.writerow([pce, day.strftime("%d/%m/%Y"), "Définitive", _comma(start), _comma(index), _comma(m3),
+                             _comma(round(m3 * coeff, 6)), _comma(coeff)])
+
+
+def _comma(value: float) -> str:
+    return f"{value:.10g}".replace(".", ",")

@@ -1,0 +1,213 @@
+"""The Enedis and GRDF file readers: each pitfall of the published formats, totals computed by hand.
+
+The fixtures of ``tests/cases/enedis`` and ``tests/cases/grdf`` hold constant
+powers per day, so each day's energy is power × hours, written out below.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from itertools import pairwise
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+import yaml
+
+from inventory import Inventory, Point, load_inventory
+from streams.aggregate import counter_tracker
+from streams.errors import DecodeError
+from streams.utility_files import (
+    ENEDIS_HEADER,
+    ParsedFile,
+    ProblemKind,
+    parse_enedis,
+    parse_grdf,
+    write_enedis_load_curve,
+    write_grdf_daily,
+)
+
+CASES = Path(__file__).resolve().parents[2] / "cases"
+PARIS = ZoneInfo("Europe/Paris")
+LINKY = "salle-fetes-linky"
+
+
+@pytest.fixture(scope="module")
+def inventory() -> Inventory:
+    return load_inventory(CASES / "enedis" / "inventory.yaml")
+
+
+def _by_local_day(parsed: ParsedFile, point: str) -> dict[date, float]:
+    days: dict[date, float] = {}
+    for item in parsed.series[point]:
+        day = (item.end - timedelta(seconds=1)).astimezone(PARIS).date()
+        days[day] = days.get(day, 0.0) + item.amount
+    return days
+
+
+def _kinds(parsed: ParsedFile) -> dict[int | None, ProblemKind]:
+    return {p.line: p.kind for p in parsed.problems}
+
+
+def test_autumn_load_curve_mixed_steps_unsorted_duplicates_and_the_25_hour_day(inventory: Inventory) -> None:
+    parsed = parse_enedis(CASES / "enedis" / "load-curve-autumn.csv", inventory)
+    days = _by_local_day(parsed, LINKY)
+    assert days == pytest.approx({
+        date(2026, 10, 24): 24 * 2.0,  # 60-minute steps at 2000 W
+        # 30-minute steps at 1000 W for 25 hours, but the second 02:00-03:00 (winter time) at 1100 W
+        date(2026, 10, 25): 24 * 1.0 + 1 * 1.1,
+        date(2026, 10, 26): 24 * 0.6,  # 10-minute steps at 600 W
+        date(2026, 10, 27): 24 * 1.5,
+    })
+    items = parsed.series[LINKY]
+    assert [i.end - i.start for i in items[:2]] == [timedelta(hours=1)] * 2
+    assert all(a.end == b.start for a, b in pairwise(items))  # sorted, no gap, no overlap
+    assert len(items) == 24 + 50 + 144 + 48
+    assert parsed.gaps == []
+    # Line 202 repeats line 57; line 269 gives 3000 W where line 133 gave 2000 W: the first is kept.
+    assert _kinds(parsed) == {202: ProblemKind.DUPLICATE, 269: ProblemKind.CONFLICT}
+    conflict = next(p for p in parsed.problems if p.kind is ProblemKind.CONFLICT)
+    assert "3 kWh here, 2 kWh at line 133: line 133 kept" in conflict.message
+
+
+def test_naive_fall_back_times_keep_both_hours(inventory: Inventory) -> None:
+    parsed = parse_enedis(CASES / "enedis" / "load-curve-autumn.csv", inventory)
+    low, high = datetime(2026, 10, 24, 23, tzinfo=UTC), datetime(2026, 10, 25, 2, tzinfo=UTC)
+    ends = [i.end for i in parsed.series[LINKY] if low < i.end <= high]
+    # 02:00 and 02:30 local happen twice: four half hours, at 00:00, 00:30, 01:00, 01:30 UTC, then 02:00 UTC (03:00 CET).
+    assert [e.strftime("%H:%M") for e in ends] == ["23:30", "00:00", "00:30", "01:00", "01:30", "02:00"]
+
+
+def test_spring_offsets_missing_day_and_rejected_rows(inventory: Inventory) -> None:
+    parsed = parse_enedis(CASES / "enedis" / "load-curve-spring.csv", inventory)
+    assert _by_local_day(parsed, LINKY) == pytest.approx({
+        date(2026, 3, 28): 24 * 0.8,
+        date(2026, 3, 29): 23 * 1.2,  # the spring day has 23 hours
+        date(2026, 3, 31): 24 * 0.5,
+    })
+    [gap] = parsed.gaps
+    assert (gap.start, gap.end) == (datetime(2026, 3, 30, tzinfo=PARIS), datetime(2026, 3, 31, tzinfo=PARIS))
+    assert _kinds(parsed) == {13: ProblemKind.REJECTED, 14: ProblemKind.REJECTED, 15: ProblemKind.REJECTED}
+    messages = [p.message for p in sorted(parsed.problems, key=lambda p: p.line or 0)]
+    assert messages == ["negative value -500 W", "'n/a' is not a number",
+                        "PRM '99999999999999' is no enedis point of the inventory"]
+
+
+def test_daily_indexes_give_the_differences(inventory: Inventory) -> None:
+    parsed = parse_enedis(CASES / "enedis" / "daily-index.csv", inventory)
+    items = parsed.series[LINKY]
+    # Indexes in Wh, unsorted, Jan 8 missing: the Jan 7 → Jan 9 interval holds both days.
+    assert [(i.start.astimezone(PARIS).day, i.end.astimezone(PARIS).day, i.amount) for i in items] == [
+        (5, 6, 41.0), (6, 7, 41.0), (7, 9, 82.0), (9, 10, 38.5), (10, 11, 41.0)
+    ]
+
+
+def test_naive_spring_time_that_does_not_exist_is_rejected(inventory: Inventory, tmp_path: Path) -> None:
+    path = tmp_path / "spring.csv"
+    row = ["12345678901234", "", "", "PA", "CONS", "BRUT", "W", "2026-03-29 02:30:00", "1000", "B", "PT30M", "", ""]
+    path.write_text(";".join(ENEDIS_HEADER) + "\n" + ";".join(row) + "\n", encoding="utf-8")
+    parsed = parse_enedis(path, inventory)
+    assert parsed.series == {}
+    [problem] = parsed.problems
+    assert problem.kind is ProblemKind.REJECTED
+    assert problem.message == "local time 2026-03-29 02:30:00 does not exist in Europe/Paris (spring clock change)"
+
+
+def test_unknown_prm_and_missing_header_name_the_file(inventory: Inventory, tmp_path: Path) -> None:
+    other = tmp_path / "other.csv"
+    write_enedis_load_curve(other, "99999999999999", [(datetime(2026, 1, 5, 8, tzinfo=UTC), 30, 100.0)])
+    with pytest.raises(DecodeError, match=r"other\.csv: PRM '99999999999999' is not the PRM of any enedis point"):
+        parse_enedis(other, inventory)
+    empty = tmp_path / "empty.csv"
+    empty.write_text("date,value\n2026-01-01,3\n", encoding="utf-8")
+    with pytest.raises(DecodeError, match=r"empty\.csv: no header line found"):
+        parse_enedis(empty, inventory)
+
+
+def test_the_writer_round_trips_through_the_reader(inventory: Inventory, tmp_path: Path) -> None:
+    path = tmp_path / "written.csv"
+    start = datetime(2026, 10, 25, tzinfo=PARIS).astimezone(UTC)
+    rows = [(start + timedelta(minutes=10 * (k + 1)), 10, 300.0 + k) for k in range(6 * 25)]
+    write_enedis_load_curve(path, "12345678901234", rows)
+    parsed = parse_enedis(path, inventory)
+    assert [i.end for i in parsed.series[LINKY]] == [end for end, _, _ in rows]
+    assert sum(i.amount for i in parsed.series[LINKY]) == pytest.approx(sum(w / 6000 for _, _, w in rows))
+    assert parsed.problems == []
+
+
+def test_grdf_gas_days_duplicates_conflicts_and_a_missing_day(inventory: Inventory) -> None:
+    parsed = parse_grdf(CASES / "grdf" / "daily.csv", inventory)
+    items = parsed.series["salle-fetes-gazpar"]
+    assert [(i.start.astimezone(PARIS).day, i.amount) for i in items] == [
+        (22, 10.0), (23, 4.5), (24, 12.5), (25, 10.5), (27, 16.0), (28, 8.0)
+    ]
+    assert all(i.start.astimezone(PARIS).hour == 6 and i.end.astimezone(PARIS).hour == 6 for i in items)
+    assert items[2].end - items[2].start == timedelta(hours=25)  # the gas day of the autumn change
+    [gap] = parsed.gaps
+    assert gap.start == datetime(2026, 10, 26, 6, tzinfo=PARIS)
+    assert _kinds(parsed) == {7: ProblemKind.DUPLICATE, 9: ProblemKind.REJECTED, 10: ProblemKind.CONFLICT,
+                              11: ProblemKind.REJECTED}
+
+
+def test_grdf_adict_columns_and_energy_from_the_coefficient(inventory: Inventory) -> None:
+    parsed = parse_grdf(CASES / "grdf" / "adict.csv", inventory)
+    # A kWh point: the energy as given, or the volume × coefficient when the energy is missing (Mar 29).
+    assert [i.amount for i in parsed.series["bibliotheque-gazpar"]] == pytest.approx([123.2, 9 * 11.2, 112.0])
+    first = parsed.series["bibliotheque-gazpar"][0]
+    assert first.end - first.start == timedelta(hours=23)  # 06:00 on Mar 28 to 06:00 on Mar 29, the spring change
+
+
+def test_grdf_writer_round_trips(inventory: Inventory, tmp_path: Path) -> None:
+    path = tmp_path / "gaz.csv"
+    write_grdf_daily(path, "21987654321098", [(date(2026, 1, d), 3.25 * d, 11.2) for d in range(1, 8)])
+    parsed = parse_grdf(path, inventory)
+    assert [i.amount for i in parsed.series["salle-fetes-gazpar"]] == pytest.approx([3.25 * d for d in range(1, 8)])
+    assert parsed.problems == []
+
+
+def _enedis_file(path: Path, rows: list[tuple[str, str, str, str]]) -> Path:
+    """A file of (Unité, Horodate, Valeur, Pas) rows for the test PRM."""
+    lines = [";".join(ENEDIS_HEADER)]
+    lines += [f"12345678901234;;;PA;CONS;BRUT;{unit};{when};{value};B;{step};;" for unit, when, value, step in rows]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_overlaps_unknown_steps_and_units_and_french_dates(inventory: Inventory, tmp_path: Path) -> None:
+    path = _enedis_file(tmp_path / "mixed.csv", [
+        ("W", "05/01/2026 09:00", "1000", "PT60M"),   # line 2: 08:00-09:00 local
+        ("W", "05/01/2026 08:30", "1000", "PT30M"),   # line 3: 08:00-08:30, kept (sorted first: it ends first)
+        ("W", "05/01/2026 09:30", "1000", "PT60M"),   # line 4: 08:30-09:30, kept; line 2 overlaps both
+        ("W", "05/01/2026 10:00", "1000", "P1D"),     # line 5: an unknown step
+        ("VAR", "05/01/2026 10:00", "1000", "PT30M"),  # line 6: an unknown unit
+        ("Wh", "2026-01-05", "5000", ""),             # line 7: a daily index, the file has the load curve
+    ])
+    parsed = parse_enedis(path, inventory)
+    assert [(i.line, i.start.astimezone(PARIS).strftime("%d/%m %H:%M"), i.amount) for i in parsed.series[LINKY]] == [
+        (3, "05/01 08:00", 0.5), (4, "05/01 08:30", 1.0)
+    ]
+    assert _kinds(parsed) == {2: ProblemKind.OVERLAP, 5: ProblemKind.REJECTED,
+                              6: ProblemKind.REJECTED, 7: ProblemKind.IGNORED}
+
+
+def test_a_utility_counter_never_holds_a_jump(inventory: Inventory) -> None:
+    tracker = counter_tracker(inventory, inventory.point(LINKY))
+    night, t = 0.0, datetime(2026, 1, 5, tzinfo=UTC)
+    tracker.update(t, night)
+    for k in range(12):  # six hours of a quiet night, then the heating starts at 40 times the rate
+        night += 0.1
+        assert tracker.update(t + timedelta(minutes=30 * (k + 1)), night) is not None
+    interval = tracker.update(t + timedelta(hours=6, minutes=30), night + 4.0)
+    assert interval is not None
+    assert interval.amount == pytest.approx(4.0)
+    assert not interval.estimated
+
+
+def test_the_readme_inventory_lines_load() -> None:
+    text = (CASES.parent.parent / "README.md").read_text(encoding="utf-8")
+    start = text.index("### Linky and Gazpar files")
+    block = text[text.index("```yaml\n", start) + 8:text.index("```", text.index("```yaml\n", start) + 8)]
+    points = [Point.model_validate(item) for item in yaml.safe_load(block)]
+    assert [(p.protocol, p.enedis.prm if p.enedis else p.grdf.pce if p.grdf else None) for p in points] == [
+        ("enedis", "12345678901234"), ("grdf", "21987654321098")
+    ]
