@@ -3,7 +3,8 @@
 Once a day at a local hour (``ECONOME_UTILITIES_AT``, 07:30 in the organisation's
 timezone), for each point with ``enedis: {data_connect: true}`` or ``grdf: {adict: true}``:
 fetch from the day after its last fetched day up to yesterday (on the first run,
-the last ``ECONOME_UTILITIES_BACKFILL_DAYS`` days), and hand the intervals to
+the last ``ECONOME_UTILITIES_BACKFILL_DAYS`` days, asked again from the same first
+day until they come), and hand the intervals to
 ``deliver`` (:func:`streams.imports.deliver_consumption`: the delivery log, then
 InfluxDB). The last day that came with data is then kept per point in a small JSON
 state file (``data_dir/utilities/state.json``, written atomically); a day the
@@ -168,15 +169,19 @@ class DailyFetch:
             entry = state["points"].get(point.id) or {}
             try:
                 last_day = date.fromisoformat(entry["last_day"]) if entry.get("last_day") else None
-            except ValueError:
-                last_day = None
-            first = last_day + timedelta(days=1) if last_day else today - timedelta(days=self.backfill_days)
+                pending = date.fromisoformat(entry["from"]) if entry.get("from") else None
+            except (TypeError, ValueError):
+                last_day = pending = None
+            # After its last fetched day; else from the first day a failed first run asked; else the backfill.
+            first = last_day + timedelta(days=1) if last_day else pending or today - timedelta(days=self.backfill_days)
             if first > yesterday:
                 continue
             outcome = await self._point(point, first, yesterday)
             outcomes.append(outcome)
             if outcome.ok and outcome.last_day is not None:
                 state["points"][point.id] = {"last_day": outcome.last_day.isoformat()}
+            elif last_day is None:
+                state["points"][point.id] = {"from": first.isoformat()}
             # Written after each point: a stop in the middle of a run loses nothing already delivered.
             state["last_run"] = today.isoformat()
             self._write_state(state)
