@@ -19,10 +19,10 @@ Definitions (the ones the pipeline already uses, not new ones):
   (:meth:`~streams.quality.StalenessLimits.missing_after`: three poll
   intervals, or 30 min for a pushed point), or none at all in 7 days;
 * **utility points** (a Linky, a Gazpar) are published a day late or more, and
-  fetched once a day: their silence limit is :data:`UTILITY_DELAY` (Enedis: day D
-  is published on D+1 and fetched that morning, so its last reading, D+1 00:00,
-  is at most 31.5 h old just before the next fetch: 2 days; GRDF's informative data
-  come from D+1 to D+3 and gas day D ends at 06:00 on D+1: 4 days). They are
+  fetched once a day: their silence limit is :data:`~streams.quality.UTILITY_DELAY`
+  (Enedis: day D is published on D+1 and fetched that morning, so its last reading,
+  D+1 00:00, is at most 31.5 h old just before the next fetch: 2 days; GRDF's
+  informative data come from D+1 to D+3 and gas day D ends at 06:00 on D+1: 4 days). They are
   expected at their step (a Linky's 30 min, a Gazpar's day) but not over the
   delay: nothing is expected of them in the last 24 hours, and 7 days less the
   delay over the last 7 days.
@@ -51,11 +51,10 @@ from typing import Any
 
 from inventory import Building, Inventory, Point
 from streams.influx import LONG_RP, RAW_MEASUREMENT, RAW_RP, InfluxConfig, InfluxQLClient, to_ms
-from streams.quality import StalenessLimits
+from streams.quality import UTILITY_DELAY, StalenessLimits
 
 __all__ = [
     "DAY",
-    "UTILITY_DELAY",
     "WEEK",
     "BuildingStatus",
     "PointCounts",
@@ -66,15 +65,11 @@ __all__ = [
     "raw_history",
     "raw_retention_policy",
     "read_point_counts",
-    "silence_limit",
     "worst_first",
 ]
 
 DAY = timedelta(days=1)
 WEEK = timedelta(days=7)
-
-UTILITY_DELAY: dict[str, timedelta] = {"enedis": timedelta(days=2), "grdf": timedelta(days=4)}
-"""Silence limit of a utility point, per protocol (see the module docstring)."""
 _UTILITY_STEP = {"enedis": timedelta(minutes=30), "grdf": timedelta(days=1)}
 
 
@@ -103,19 +98,6 @@ def expected_readings(point: Point, window: timedelta, limits: StalenessLimits) 
     interval = point.modbus.poll_interval if point.modbus is not None else limits.missing_push_after
     return window / interval
 
-
-def silence_limit(point: Point, limits: StalenessLimits) -> timedelta:
-    """How long a point may stay silent before it is stale: :data:`UTILITY_DELAY` for a utility point.
-
-    >>> from inventory import Point
-    >>> linky = Point.model_validate({"id": "linky", "quantity": "active_energy", "unit": "kWh", "usage": "general",
-    ...                               "cumulative": True, "enedis": {"prm": "12345678901234"}})
-    >>> silence_limit(linky, StalenessLimits())
-    datetime.timedelta(days=2)
-    """
-    if point.is_utility:
-        return UTILITY_DELAY[point.protocol]
-    return limits.missing_after(point)
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,7 +224,7 @@ class BuildingStatus:
 
 def _point_status(point: Point, counts: PointCounts | None, now: datetime, limits: StalenessLimits) -> PointStatus:
     counts = counts or PointCounts(0, 0, None)
-    silent_after = silence_limit(point, limits)
+    silent_after = limits.missing_after(point)
     return PointStatus(
         id=point.id, quantity=point.quantity.value, last=counts.last,
         received_24h=counts.day, expected_24h=expected_readings(point, DAY, limits),

@@ -197,3 +197,42 @@ async def serve(fake: FakeUtilities) -> tuple[web.AppRunner, str]:
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]  # aiohttp keeps the bound port there
     return runner, f"http://127.0.0.1:{port}"
+
+
+class ServedInThread:
+    """:class:`FakeUtilities` on its own event loop in a thread, for a test that runs ``econome`` as a subprocess."""
+
+    def __init__(self, fake: FakeUtilities) -> None:
+        import asyncio
+        import threading
+
+        self.fake = fake
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="fake-utilities", daemon=True)
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+
+    def _main(self) -> None:
+        import asyncio
+
+        asyncio.set_event_loop(self._loop)
+
+        async def start() -> None:
+            self._runner, self.url = await serve(self.fake)
+            self._ready.set()
+
+        self._loop.run_until_complete(start())
+        self._loop.run_forever()
+        if self._runner is not None:
+            self._loop.run_until_complete(self._runner.cleanup())
+        self._loop.close()
+
+    def __enter__(self) -> ServedInThread:
+        self._thread.start()
+        assert self._ready.wait(10), "the fake utility server did not start"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
