@@ -157,6 +157,14 @@ class EconomeSettings(BaseSettings):
             raise ValueError(msg)
         return url
 
+    @field_validator("enedis_client_id", "enedis_client_secret", "grdf_client_id", "grdf_client_secret", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: object) -> object:
+        # The deploy files pass an empty id and an empty secret file when no point is fetched through an API.
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _level(cls, level: str) -> str:
