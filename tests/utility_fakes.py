@@ -62,6 +62,8 @@ class FakeUtilities:
     enedis_api: str = "2026"
     log: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     tokens: int = 0
+    valid_from: int = 1
+    """Tokens numbered below are expired (a 401): :meth:`expire_tokens`."""
     _once: set[str] = field(default_factory=set)
 
     def app(self) -> web.Application:
@@ -90,8 +92,13 @@ class FakeUtilities:
     async def _grdf_token(self, request: web.Request) -> web.Response:
         return await self._token(request, "/adict/v2")
 
+    def expire_tokens(self) -> None:
+        """Every token given so far is refused from now on."""
+        self.valid_from = self.tokens + 1
+
     def _authorised(self, request: web.Request) -> bool:
-        return request.headers.get("Authorization", "").startswith("Bearer token-")
+        header = request.headers.get("Authorization", "")
+        return header.startswith("Bearer token-") and int(header.removeprefix("Bearer token-")) >= self.valid_from
 
     def _range(self, request: web.Request) -> tuple[str, date, date]:
         q = request.query

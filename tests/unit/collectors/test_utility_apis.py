@@ -73,9 +73,12 @@ async def test_429_is_retried_then_a_403_names_the_missing_consent(server: tuple
         assert [p for p, _ in fake.log].count("/mesure_synchrone_auto/v2/courbe_de_charge_consommation") == 2
         with pytest.raises(NoConsent, match=rf"no consent for PRM {fk.PRM_NO_CONSENT} \(HTTP 403\)"):
             await client.load_curve(fk.PRM_NO_CONSENT, date(2026, 11, 1), date(2026, 11, 3))
+        assert fake.tokens == 1  # one token for every call
+        fake.expire_tokens()  # Enedis revokes it early: a 401, a new token, the same answer
+        again = await client.load_curve(fk.PRM_OK, date(2026, 11, 1), date(2026, 11, 1))
+        assert (len(again.intervals), fake.tokens) == (48, 2)
     finally:
         await client.close()
-    assert fake.tokens == 1  # one token for every call
 
 
 async def test_no_load_curve_falls_back_to_the_daily_consumption(server: tuple[fk.FakeUtilities, str]) -> None:
