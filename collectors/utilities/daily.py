@@ -149,16 +149,6 @@ class DailyFetch:
         tmp.write_text(json.dumps(state, indent=1, sort_keys=True), encoding="utf-8")
         os.replace(tmp, self.state_path)
 
-    def last_days(self) -> dict[str, date]:
-        """The last day fetched with data, per point id (from the state file)."""
-        out = {}
-        for point_id, entry in self._read_state()["points"].items():
-            try:
-                out[point_id] = date.fromisoformat(entry["last_day"])
-            except (KeyError, TypeError, ValueError):
-                continue
-        return out
-
     async def run_once(self) -> list[_Outcome]:
         """One daily run: every API point from the day after its last fetched day to yesterday (local)."""
         today = self.clock.now().astimezone(self.tz).date()
@@ -182,8 +172,8 @@ class DailyFetch:
                 state["points"][point.id] = {"last_day": outcome.last_day.isoformat()}
             elif last_day is None:
                 state["points"][point.id] = {"from": first.isoformat()}
-            # Written after each point: a stop in the middle of a run loses nothing already delivered.
-            state["last_run"] = today.isoformat()
+            # Written after each point: a stop in the middle of a run loses nothing already delivered,
+            # and the run, not marked done, is made again at the next start.
             self._write_state(state)
         state["last_run"] = today.isoformat()
         self._write_state(state)
