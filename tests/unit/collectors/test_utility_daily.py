@@ -146,3 +146,48 @@ async def test_daily_fetch_once_a_day_resumes_and_isolates_a_failing_point(tmp_p
         for client in (fetch.enedis, fetch.grdf, again.enedis, again.grdf):
             await client.close()  # type: ignore[union-attr]
         await runner.cleanup()
+
+
+async def test_a_run_stopped_midway_is_finished_at_the_next_start(tmp_path: Path) -> None:
+    inv = parse_inventory(YAML)
+    fake = fk.FakeUtilities(enedis_until=date(2026, 11, 29), grdf_until=date(2026, 11, 27))
+    runner, url = await fk.serve(fake)
+    delivered: list[str] = []
+    stuck = asyncio.Event()
+
+    async def deliver(point_id: str, intervals: Sequence[FetchedInterval], source: str) -> None:
+        if point_id == "gazpar" and not stuck.is_set():  # the service stops while the Gazpar's data are delivered
+            stuck.set()
+            await asyncio.Event().wait()
+        delivered.append(point_id)
+
+    clock = ManualClock(datetime(2026, 11, 30, 7, tzinfo=UTC))  # 08:00 in Paris: the day's run is due at once
+    clients = []
+
+    def fetcher() -> DailyFetch:
+        enedis = DataConnectClient(fk.CLIENT_ID, fk.CLIENT_SECRET, url=url)
+        grdf = AdictClient(fk.CLIENT_ID, fk.CLIENT_SECRET, url=f"{url}/adict/v2", token_url=f"{url}/grdf/access_token")
+        clients.extend([enedis, grdf])
+        return DailyFetch(inv, tmp_path / "state.json", clock, deliver, enedis=enedis, grdf=grdf)
+
+    try:
+        first = asyncio.create_task(fetcher().serve(), name="utility-fetch")
+        await asyncio.wait_for(stuck.wait(), 10)
+        first.cancel()
+        await asyncio.gather(first, return_exceptions=True)
+        assert delivered == ["linky-ok"]
+        state = json.loads((tmp_path / "state.json").read_text())
+        assert state["last_run"] is None
+        assert state["points"]["linky-ok"] == {"last_day": "2026-11-29"}
+
+        delivered.append("-restart-")
+        again = fetcher()
+        task = asyncio.create_task(again.serve(), name="utility-fetch-2")
+        await _until(lambda: again.runs == 1, "the run after the restart")
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        assert delivered == ["linky-ok", "-restart-", "gazpar"]  # linky-ok is not fetched twice
+    finally:
+        for client in clients:
+            await client.close()
+        await runner.cleanup()
