@@ -162,7 +162,7 @@ async def test_a_run_stopped_midway_is_finished_at_the_next_start(tmp_path: Path
         delivered.append(point_id)
 
     clock = ManualClock(datetime(2026, 11, 30, 7, tzinfo=UTC))  # 08:00 in Paris: the day's run is due at once
-    clients = []
+    clients: list[DataConnectClient | AdictClient] = []
 
     def fetcher() -> DailyFetch:
         enedis = DataConnectClient(fk.CLIENT_ID, fk.CLIENT_SECRET, url=url)
