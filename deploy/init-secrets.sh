@@ -18,6 +18,9 @@ keep_or_make grafana_admin_password
 keep_or_make mqtt_econome_password
 # The SMTP relay's password is not ours to invent: an empty file until the operator writes it.
 [ -e secrets/smtp_password ] || : > secrets/smtp_password
+# Likewise the Enedis Data Connect and GRDF ADICT client secrets (DataHub, GRDF's API portal).
+[ -e secrets/enedis_client_secret ] || : > secrets/enedis_client_secret
+[ -e secrets/grdf_client_secret ] || : > secrets/grdf_client_secret
 
 # Mosquitto password file: one line per MQTT user of mosquitto/acl.
 if [ ! -s secrets/mosquitto_passwd ]; then
@@ -57,12 +60,13 @@ GRAFANA_UID="${GRAFANA_UID:-472}"
 ECONOME_UID="${ECONOME_UID:-10001}"
 chmod 0644 secrets/tls/ca.crt secrets/tls/server.crt
 chmod 0600 secrets/tls/server.key secrets/mosquitto_passwd secrets/influxdb_admin_password \
-    secrets/influxdb_admin_token secrets/grafana_admin_password secrets/mqtt_econome_password secrets/smtp_password
+    secrets/influxdb_admin_token secrets/grafana_admin_password secrets/mqtt_econome_password secrets/smtp_password \
+    secrets/enedis_client_secret secrets/grdf_client_secret
 owners=(
     "$MOSQUITTO_UID secrets/tls/server.key secrets/mosquitto_passwd"
     "$INFLUXDB_UID secrets/influxdb_admin_password secrets/influxdb_admin_token"
     "$GRAFANA_UID secrets/grafana_admin_password"
-    "$ECONOME_UID secrets/mqtt_econome_password secrets/smtp_password"
+    "$ECONOME_UID secrets/mqtt_econome_password secrets/smtp_password secrets/enedis_client_secret secrets/grdf_client_secret"
 )
 for line in "${owners[@]}"; do
     read -r uid files <<< "$line"

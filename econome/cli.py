@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from anomalies.lock import DetectionLock
     from simulator.faults import Fault
     from streams.faust_runner import FaustRunner, KafkaForwarder
+    from streams.imports import Consumption
 from streams.clock import Clock, ScaledClock, SystemClock
 from streams.deadletter import DeadLetterStore
 from streams.errors import SinkError, TelemetryError
@@ -312,6 +313,7 @@ def run(
         typer.echo(f"error: {password_problem}", err=True)
         raise typer.Exit(code=2)
     lock, lock_error = _detection_lock_or_exit(settings.data_dir) if settings.detect_enabled else (None, None)
+    _utilities_credentials_or_exit(inv, settings)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -325,9 +327,14 @@ def run(
         detection = _start_detection(inv, settings, clock, broken=lock_error) if settings.detect_enabled else None
         if detection is not None:
             detection.add_done_callback(functools.partial(_detection_died, stop, died))
+        utilities = _start_utilities(inv, settings, clock, sensor)
         try:
             await runtime.serve(stop)
         finally:
+            if utilities is not None:
+                utilities.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await utilities
             if detection is not None and not detection.done():  # a dead one was reported by _detection_died
                 detection.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -455,6 +462,54 @@ def _start_detection(
         await detector.serve(clock)
 
     return asyncio.create_task(detection(), name="live-detection")
+
+
+def _utilities_credentials_or_exit(inv: Inventory, settings: EconomeSettings) -> None:
+    """Exit 2 when points are to be fetched through Enedis Data Connect or GRDF ADICT without its credentials."""
+    for api, flag, client_id in (("enedis", "data_connect", settings.enedis_client_id),
+                                 ("grdf", "adict", settings.grdf_client_id)):
+        points = [p.id for _, p in inv.points() if getattr(getattr(p, api), flag, False)]
+        if points and client_id is None:
+            typer.echo(f"error: points {', '.join(points)} have {api}.{flag}: true but ECONOME_{api.upper()}_CLIENT_ID "
+                       f"and ECONOME_{api.upper()}_CLIENT_SECRET are not set", err=True)
+            raise typer.Exit(code=2)
+
+
+def _start_utilities(
+    inv: Inventory, settings: EconomeSettings, clock: Clock, sensor: Sensor | None
+) -> asyncio.Task[None] | None:
+    """The daily fetch of Linky and Gazpar data (:mod:`collectors.utilities.daily`) as a task, when a point asks for it."""
+    from collectors.utilities.daily import DailyFetch
+    from streams.imports import deliver_consumption
+
+    async def deliver(point_id: str, intervals: Sequence[Consumption], source: str) -> object:
+        return await deliver_consumption(inv, settings.influx(), point_id, intervals,
+                                         data_dir=settings.data_dir, source=source)
+
+    enedis, grdf = settings.enedis_client(), settings.grdf_client()
+    fetch = DailyFetch(inv, settings.utilities_state_path, clock, deliver, enedis=enedis, grdf=grdf,
+                       at=settings.utilities_at, backfill_days=settings.utilities_backfill_days, sensor=sensor)
+    if not fetch.points():
+        return None
+
+    async def serve() -> None:
+        try:
+            await fetch.serve()
+        finally:
+            for client in (enedis, grdf):
+                if client is not None:
+                    await client.close()
+
+    task = asyncio.create_task(serve(), name="utility-fetch")
+    task.add_done_callback(_utilities_died)
+    return task
+
+
+def _utilities_died(task: asyncio.Task[None]) -> None:
+    """The daily fetch ended by a bug (its points' failures are caught): logged at ERROR, collection goes on."""
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("the daily utility fetch died: %r; Linky/Gazpar data are no longer fetched until a restart",
+                     task.exception(), exc_info=task.exception())
 
 
 async def count_per_point(config: InfluxConfig, inv: Inventory, since: datetime | None = None) -> dict[str, int]:

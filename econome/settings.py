@@ -13,7 +13,7 @@ SecretStr('**********')
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import unquote, urlsplit
@@ -21,6 +21,7 @@ from urllib.parse import unquote, urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from collectors.utilities import adict, dataconnect
 from inventory import Duration, InventoryError
 from inventory.loader import read_yaml
 from streams.errors import ConfigError
@@ -118,10 +119,31 @@ class EconomeSettings(BaseSettings):
     ``expected:``, ``materiality:``...), e.g. ``/etc/econome/detect.yaml``; the defaults when unset. A broken
     file is a ``file:line field: message`` error at the start of ``econome run`` (see :func:`load_detect_config`).
     Changing it makes the saved detection state obsolete: detection starts afresh with a bootstrap."""
+    enedis_client_id: str | None = None
+    """Enedis Data Connect application id: the points with ``enedis: {data_connect: true}`` are fetched daily."""
+    enedis_client_secret: SecretStr | None = None
+    """Its secret (never logged)."""
+    enedis_url: str = dataconnect.PRODUCTION_URL
+    """Enedis API gateway (``https://gw.ext.prod-sandbox.api.enedis.fr`` for the sandbox)."""
+    enedis_api: Literal["2026", "v5"] = "2026"
+    """Generation of Enedis' metering API: ``2026`` (Data Connect 2026, since 2026-09-28) or ``v5`` (metering_data v5)."""
+    grdf_client_id: str | None = None
+    """GRDF ADICT application id: the points with ``grdf: {adict: true}`` are fetched daily."""
+    grdf_client_secret: SecretStr | None = None
+    """Its secret (never logged)."""
+    grdf_url: str = adict.API_URL
+    """GRDF ADICT API."""
+    grdf_token_url: str = adict.TOKEN_URL
+    """GRDF's OpenID token endpoint."""
+    utilities_at: time = time(7, 30)
+    """Local time (organisation's timezone) of the daily fetch of Linky and Gazpar data, e.g. ``07:30``:
+    Enedis publishes day D on D+1 morning, GRDF its informative data from D+1 to D+3."""
+    utilities_backfill_days: int = Field(default=30, ge=1, le=1095)
+    """Days fetched on a point's first daily fetch."""
     log_level: str = "INFO"
     """Logging level of the ``econome`` command: DEBUG, INFO, WARNING, ERROR or CRITICAL."""
 
-    @field_validator("influx_url")
+    @field_validator("influx_url", "enedis_url", "grdf_url", "grdf_token_url")
     @classmethod
     def _url(cls, url: str) -> str:
         try:
@@ -134,6 +156,14 @@ class EconomeSettings(BaseSettings):
             msg = "must be an http:// or https:// URL with a host, e.g. http://127.0.0.1:8086"
             raise ValueError(msg)
         return url
+
+    @field_validator("enedis_client_id", "enedis_client_secret", "grdf_client_id", "grdf_client_secret", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: object) -> object:
+        # The deploy files pass an empty id and an empty secret file when no point is fetched through an API.
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
 
     @field_validator("log_level")
     @classmethod
@@ -161,6 +191,10 @@ class EconomeSettings(BaseSettings):
         if self.influx_key_file is not None and self.influx_cert_file is None:
             msg = f"{ENV_PREFIX}INFLUX_KEY_FILE needs {ENV_PREFIX}INFLUX_CERT_FILE"
             raise ValueError(msg)
+        for api in ("enedis", "grdf"):
+            if (getattr(self, f"{api}_client_id") is None) != (getattr(self, f"{api}_client_secret") is None):
+                msg = f"{ENV_PREFIX}{api.upper()}_CLIENT_ID and {ENV_PREFIX}{api.upper()}_CLIENT_SECRET go together"
+                raise ValueError(msg)
         if self.detect_delay >= self.detect_every:
             msg = (f"{ENV_PREFIX}DETECT_DELAY ({self.detect_delay}) must be shorter than "
                    f"{ENV_PREFIX}DETECT_EVERY ({self.detect_every})")
@@ -192,12 +226,40 @@ class EconomeSettings(BaseSettings):
         return EventTimeConfig(max_age=timedelta(seconds=self.max_age_s), max_future=timedelta(seconds=self.max_future_s))
 
     def secrets(self) -> list[str]:
-        """The secret values of these settings (InfluxDB password and token, a password in the URL)."""
-        values = [s.get_secret_value() for s in (self.influx_password, self.influx_token) if s is not None]
+        """The secret values of these settings.
+
+        InfluxDB password and token, a password in the URL, the Enedis and GRDF client secrets.
+        """
+        values = [
+            s.get_secret_value()
+            for s in (self.influx_password, self.influx_token, self.enedis_client_secret, self.grdf_client_secret)
+            if s is not None
+        ]
         url_password = urlsplit(self.influx_url).password
         if url_password:
             values.append(unquote(url_password))
         return [v for v in values if v]
+
+    def enedis_client(self) -> dataconnect.DataConnectClient | None:
+        """The Data Connect client, or None without credentials."""
+        if self.enedis_client_id is None or self.enedis_client_secret is None:
+            return None
+        return dataconnect.DataConnectClient(
+            self.enedis_client_id, self.enedis_client_secret.get_secret_value(), url=self.enedis_url, api=self.enedis_api
+        )
+
+    def grdf_client(self) -> adict.AdictClient | None:
+        """The ADICT client, or None without credentials."""
+        if self.grdf_client_id is None or self.grdf_client_secret is None:
+            return None
+        return adict.AdictClient(
+            self.grdf_client_id, self.grdf_client_secret.get_secret_value(), url=self.grdf_url, token_url=self.grdf_token_url
+        )
+
+    @property
+    def utilities_state_path(self) -> Path:
+        """The daily utility fetch's state: ``data_dir/utilities/state.json``."""
+        return self.data_dir / "utilities" / "state.json"
 
     @property
     def detect_state_path(self) -> Path:

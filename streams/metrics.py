@@ -70,6 +70,9 @@ class Sensor:
     def on_counter_judgement(self, point_id: str, verdict: str) -> None:
         """A counter reading held (a drop, a jump) was judged: ``glitch``, ``jitter``, ``jump``, ``reset`` or ``rebase``."""
 
+    def on_utility_fetch(self, point_id: str, api: str, *, ok: bool) -> None:
+        """The daily fetch of a utility point (``api``: ``enedis`` or ``grdf``) succeeded or failed."""
+
 
 class PrometheusSensor(Sensor):
     """Exposes the hooks as Prometheus metrics (prefix ``econome_``)."""
@@ -109,6 +112,15 @@ class PrometheusSensor(Sensor):
             "Counter readings held then judged by the next one (glitch, jitter, jump, reset, rebase)",
             ["point", "verdict"],
             registry=r,
+        )
+        self.utility_fetch_failures = Counter(
+            "econome_utility_fetch_failures",
+            "Daily fetches of a Linky/Gazpar point that failed (no consent, API down after retries, delivery)",
+            ["point", "api"],
+            registry=r,
+        )
+        self.utility_fetch_ok = Gauge(
+            "econome_utility_fetch_ok", "1 when the last daily fetch of the utility point succeeded", ["point", "api"], registry=r
         )
 
     def on_readings(self, count: int) -> None:
@@ -181,6 +193,12 @@ class PrometheusSensor(Sensor):
     def on_counter_judgement(self, point_id: str, verdict: str) -> None:
         """Count a judged counter reading."""
         self.counter_judgements.labels(point_id, verdict).inc()
+
+    def on_utility_fetch(self, point_id: str, api: str, *, ok: bool) -> None:
+        """Set the point's fetch gauge; count a failure."""
+        self.utility_fetch_ok.labels(point_id, api).set(int(ok))
+        if not ok:
+            self.utility_fetch_failures.labels(point_id, api).inc()
 
     def exposition(self) -> bytes:
         """The metrics in Prometheus text format."""

@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from inventory import Inventory, Point, Quantity
 from streams.record import Quality, Reading
 
-__all__ = ["PointState", "QualityTracker", "StalenessLimits", "binding_label"]
+__all__ = ["UTILITY_DELAY", "PointState", "QualityTracker", "StalenessLimits", "binding_label"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +48,12 @@ def _default_stale() -> dict[str, timedelta]:
         Quantity.HEAT_POWER.value: timedelta(hours=12),
         Quantity.ILLUMINANCE.value: timedelta(hours=24),
     }
+
+
+UTILITY_DELAY: dict[str, timedelta] = {"enedis": timedelta(days=2), "grdf": timedelta(days=4)}
+"""Silence limit of a utility point, per protocol. Enedis publishes day D on D+1 and the daily fetch reads it
+that morning: its last reading (D+1 00:00) is at most 31.5 h old before the next fetch. GRDF publishes its
+informative data from D+1 to D+3 and gas day D ends at 06:00 on D+1 (see :mod:`collectors.utilities.daily`)."""
 
 
 class StalenessLimits(BaseModel):
@@ -66,7 +72,12 @@ class StalenessLimits(BaseModel):
     missing_push_after: timedelta = timedelta(minutes=30)
 
     def missing_after(self, point: Point) -> timedelta:
-        """Silence after which a point is missing: ``missing_polls`` poll intervals (polled), ``missing_push_after`` (pushed)."""
+        """Silence after which a point is missing: ``missing_polls`` poll intervals (polled), ``missing_push_after`` (pushed).
+
+        A utility point (a Linky, a Gazpar), published a day late or more, is missing after :data:`UTILITY_DELAY`.
+        """
+        if point.is_utility:
+            return UTILITY_DELAY[point.protocol]
         if point.modbus is not None:
             return point.modbus.poll_interval * self.missing_polls
         return self.missing_push_after
@@ -79,6 +90,10 @@ def binding_label(point: Point) -> str:
         return f"gateway {point.modbus.gateway} unit {point.modbus.unit} {where}"
     if point.mqtt is not None:
         return f"topic {point.mqtt.topic}"
+    if point.enedis is not None:
+        return f"Linky PRM {point.enedis.prm}"
+    if point.grdf is not None:
+        return f"Gazpar PCE {point.grdf.pce}"
     return "unbound"
 
 

@@ -17,7 +17,15 @@ Definitions (the ones the pipeline already uses, not new ones):
   a silent one); a building's is the sum over its points;
 * **stale point**: no reading for longer than its silence limit
   (:meth:`~streams.quality.StalenessLimits.missing_after`: three poll
-  intervals, or 30 min for a pushed point), or none at all in 7 days.
+  intervals, or 30 min for a pushed point), or none at all in 7 days;
+* **utility points** (a Linky, a Gazpar) are published a day late or more, and
+  fetched once a day: their silence limit is :data:`~streams.quality.UTILITY_DELAY`
+  (Enedis: day D is published on D+1 and fetched that morning, so its last reading,
+  D+1 00:00, is at most 31.5 h old just before the next fetch: 2 days; GRDF's
+  informative data come from D+1 to D+3 and gas day D ends at 06:00 on D+1: 4 days). They are
+  expected at their step (a Linky's 30 min, a Gazpar's day) but not over the
+  delay: nothing is expected of them in the last 24 hours, and 7 days less the
+  delay over the last 7 days.
 
 >>> from datetime import UTC, datetime, timedelta
 >>> from pathlib import Path
@@ -43,7 +51,7 @@ from typing import Any
 
 from inventory import Building, Inventory, Point
 from streams.influx import LONG_RP, RAW_MEASUREMENT, RAW_RP, InfluxConfig, InfluxQLClient, to_ms
-from streams.quality import StalenessLimits
+from streams.quality import UTILITY_DELAY, StalenessLimits
 
 __all__ = [
     "DAY",
@@ -62,6 +70,7 @@ __all__ = [
 
 DAY = timedelta(days=1)
 WEEK = timedelta(days=7)
+_UTILITY_STEP = {"enedis": timedelta(minutes=30), "grdf": timedelta(days=1)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,9 +89,15 @@ class PointCounts:
 
 
 def expected_readings(point: Point, window: timedelta, limits: StalenessLimits) -> float:
-    """Readings a point should give over ``window``: its poll interval, or the push silence limit, divides it."""
+    """Readings a point should give over ``window``: its poll interval, or the push silence limit, divides it.
+
+    A utility point's step divides the window less its publication delay.
+    """
+    if point.is_utility:
+        return max(window - UTILITY_DELAY[point.protocol], timedelta(0)) / _UTILITY_STEP[point.protocol]
     interval = point.modbus.poll_interval if point.modbus is not None else limits.missing_push_after
     return window / interval
+
 
 
 @dataclass(frozen=True, slots=True)

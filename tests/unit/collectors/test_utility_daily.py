@@ -1,0 +1,193 @@
+"""The live service's daily fetch of Linky and Gazpar data: once a day, resumed from the last day, one failure isolated."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from collectors.utilities.adict import AdictClient
+from collectors.utilities.daily import DailyFetch
+from collectors.utilities.dataconnect import DataConnectClient
+from inventory import parse_inventory
+from streams.clock import ManualClock
+from streams.imports import Consumption
+from streams.metrics import PrometheusSensor
+from tests import utility_fakes as fk
+
+YAML = f"""
+organisation: {{name: Commune test, population: 1200, school_holiday_zone: A}}
+sites:
+  - id: s1
+    name: Site
+    buildings:
+      - id: mairie
+        name: Mairie
+        usage: town_hall
+        floor_area_m2: 500
+        heated_area_m2: 450
+        points:
+          - {{id: linky-ok, quantity: active_energy, unit: kWh, usage: general, cumulative: true,
+             enedis: {{prm: "{fk.PRM_OK}", data_connect: true}}}}
+          - {{id: linky-refused, quantity: active_energy, unit: kWh, usage: general, cumulative: true,
+             enedis: {{prm: "{fk.PRM_NO_CONSENT}", data_connect: true}}}}
+          - {{id: linky-files, quantity: active_energy, unit: kWh, usage: general, cumulative: true,
+             enedis: {{prm: "{fk.PRM_DAILY_ONLY}"}}}}
+          - {{id: gazpar, quantity: gas_volume, unit: m3, usage: heating, cumulative: true, conversion_kwh_per_unit: 11.2,
+             grdf: {{pce: "{fk.PCE_OK}", adict: true}}}}
+"""
+
+
+def _midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=fk.PARIS).astimezone(UTC)
+
+
+async def _until(condition: Callable[[], bool], what: str) -> None:
+    """Let the fetch task work (it talks to the local server) until ``condition`` holds; 10 s at most."""
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
+async def _idle() -> None:
+    """Give the task its chances to run (it has nothing to do)."""
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+async def test_daily_fetch_once_a_day_resumes_and_isolates_a_failing_point(tmp_path: Path) -> None:
+    inv = parse_inventory(YAML)
+    fake = fk.FakeUtilities(enedis_until=date(2026, 11, 29), grdf_until=date(2026, 11, 27))
+    runner, url = await fk.serve(fake)
+    delivered: list[tuple[str, list[Consumption], str]] = []
+
+    async def deliver(point_id: str, intervals: Sequence[Consumption], source: str) -> None:
+        delivered.append((point_id, list(intervals), source))
+
+    def fetcher(clock: ManualClock, sensor: PrometheusSensor) -> DailyFetch:
+        fast = {"backoff": timedelta(milliseconds=5), "retries": 2}
+        return DailyFetch(
+            inv, tmp_path / "utilities" / "state.json", clock, deliver,
+            enedis=DataConnectClient(fk.CLIENT_ID, fk.CLIENT_SECRET, url=url, **fast),  # type: ignore[arg-type]
+            grdf=AdictClient(fk.CLIENT_ID, fk.CLIENT_SECRET, url=f"{url}/adict/v2", token_url=f"{url}/grdf/access_token",
+                             **fast),  # type: ignore[arg-type]
+            backfill_days=30, sensor=sensor,
+        )  # fmt: skip
+
+    clock = ManualClock(datetime(2026, 11, 30, 5, tzinfo=UTC))  # 06:00 in Paris
+    sensor = PrometheusSensor()
+    fetch = fetcher(clock, sensor)
+    task = asyncio.create_task(fetch.serve(), name="utility-fetch")
+    try:
+        await _idle()
+        clock.advance(timedelta(hours=1))  # 07:00: not yet
+        await _idle()
+        assert (fetch.runs, delivered) == (0, [])
+
+        clock.advance(timedelta(minutes=30))  # 07:30: the day's run, 30 days back
+        await _until(lambda: fetch.runs == 1, "the first run")
+        by_point = {p: (i, s) for p, i, s in delivered}
+        assert set(by_point) == {"linky-ok", "gazpar"}  # the refused one failed, the file-only one is not fetched
+        linky, source = by_point["linky-ok"]
+        assert source == "enedis-api"
+        assert (linky[0].start, linky[-1].end, len(linky)) == (_midnight(date(2026, 10, 31)), _midnight(date(2026, 11, 30)),
+                                                               30 * 48)
+        gas, _ = by_point["gazpar"]
+        assert [i.amount for i in gas] == [fk.gazpar_m3(date(2026, 10, 31) + timedelta(days=n)) for n in range(28)]
+        metrics = sensor.exposition().decode()
+        assert 'econome_utility_fetch_failures_total{api="enedis",point="linky-refused"} 1.0' in metrics
+        assert 'econome_utility_fetch_ok{api="enedis",point="linky-ok"} 1.0' in metrics
+        assert not any(q.get("pointId") == fk.PRM_DAILY_ONLY for _, q in fake.log)
+        state = json.loads((tmp_path / "utilities" / "state.json").read_text())
+        assert state["points"] == {"linky-ok": {"last_day": "2026-11-29"}, "gazpar": {"last_day": "2026-11-27"},
+                                   "linky-refused": {"from": "2026-10-31"}}
+
+        clock.advance(timedelta(hours=2))  # later the same day: no second run
+        await _idle()
+        assert (fetch.runs, len(delivered)) == (1, 2)
+
+        # The next day Enedis has published 11-30, GRDF two more gas days.
+        fake.enedis_until, fake.grdf_until = date(2026, 11, 30), date(2026, 11, 29)
+        delivered.clear()
+        clock.advance(timedelta(hours=22))  # 12-01 07:30
+        await _until(lambda: fetch.runs == 2, "the second run")
+        by_point = {p: (i, s) for p, i, s in delivered}
+        assert [(i.start, i.end) for i in by_point["linky-ok"][0]][::47] == [
+            (_midnight(date(2026, 11, 30)), _midnight(date(2026, 11, 30)) + timedelta(minutes=30)),
+            (_midnight(date(2026, 12, 1)) - timedelta(minutes=30), _midnight(date(2026, 12, 1))),
+        ]
+        assert [i.amount for i in by_point["gazpar"][0]] == [fk.gazpar_m3(date(2026, 11, 28)), fk.gazpar_m3(date(2026, 11, 29))]
+        refused = [q for _, q in fake.log if q.get("pointId") == fk.PRM_NO_CONSENT]
+        assert [q["dateDebut"] for q in refused] == ["2026-10-31", "2026-10-31"]  # retried from the same day
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    # A restart the same day does not fetch again; the next day it resumes from the state file.
+    delivered.clear()
+    clock.advance(timedelta(hours=1))
+    again = fetcher(clock, PrometheusSensor())
+    task = asyncio.create_task(again.serve(), name="utility-fetch-2")
+    try:
+        await _idle()
+        assert (again.runs, delivered) == (0, [])
+        fake.enedis_until = date(2026, 12, 1)
+        clock.advance(timedelta(hours=23))  # 12-02 07:30
+        await _until(lambda: again.runs == 1, "the run after the restart")
+        linky = next(i for p, i, _ in delivered if p == "linky-ok")
+        assert (linky[0].start, len(linky)) == (_midnight(date(2026, 12, 1)), 48)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        for client in (fetch.enedis, fetch.grdf, again.enedis, again.grdf):
+            await client.close()  # type: ignore[union-attr]
+        await runner.cleanup()
+
+
+async def test_a_run_stopped_midway_is_finished_at_the_next_start(tmp_path: Path) -> None:
+    inv = parse_inventory(YAML)
+    fake = fk.FakeUtilities(enedis_until=date(2026, 11, 29), grdf_until=date(2026, 11, 27))
+    runner, url = await fk.serve(fake)
+    delivered: list[str] = []
+    stuck = asyncio.Event()
+
+    async def deliver(point_id: str, intervals: Sequence[Consumption], source: str) -> None:
+        if point_id == "gazpar" and not stuck.is_set():  # the service stops while the Gazpar's data are delivered
+            stuck.set()
+            await asyncio.Event().wait()
+        delivered.append(point_id)
+
+    clock = ManualClock(datetime(2026, 11, 30, 7, tzinfo=UTC))  # 08:00 in Paris: the day's run is due at once
+    clients: list[DataConnectClient | AdictClient] = []
+
+    def fetcher() -> DailyFetch:
+        enedis = DataConnectClient(fk.CLIENT_ID, fk.CLIENT_SECRET, url=url)
+        grdf = AdictClient(fk.CLIENT_ID, fk.CLIENT_SECRET, url=f"{url}/adict/v2", token_url=f"{url}/grdf/access_token")
+        clients.extend([enedis, grdf])
+        return DailyFetch(inv, tmp_path / "state.json", clock, deliver, enedis=enedis, grdf=grdf)
+
+    try:
+        first = asyncio.create_task(fetcher().serve(), name="utility-fetch")
+        await asyncio.wait_for(stuck.wait(), 10)
+        first.cancel()
+        await asyncio.gather(first, return_exceptions=True)
+        assert delivered == ["linky-ok"]
+        state = json.loads((tmp_path / "state.json").read_text())
+        assert state["last_run"] is None
+        assert state["points"]["linky-ok"] == {"last_day": "2026-11-29"}
+
+        delivered.append("-restart-")
+        again = fetcher()
+        task = asyncio.create_task(again.serve(), name="utility-fetch-2")
+        await _until(lambda: again.runs == 1, "the run after the restart")
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        assert delivered == ["linky-ok", "-restart-", "gazpar"]  # linky-ok is not fetched twice
+    finally:
+        for client in clients:
+            await client.close()
+        await runner.cleanup()
