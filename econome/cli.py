@@ -37,6 +37,7 @@ from econome.cli_alerts import register as register_alerts
 from econome.cli_dashboards import register as register_dashboards
 from econome.cli_detect import register as register_detect
 from econome.cli_export import register as register_export
+from econome.cli_invoices import register as register_invoices
 from econome.cli_mv import register as register_mv
 from econome.cli_status import register as register_status
 from econome.settings import EconomeSettings, load_settings
@@ -94,6 +95,7 @@ register_detect(app)
 register_export(app)
 register_alerts(app)
 register_status(app)
+register_invoices(app)  # temporary name `import-invoices`: `import invoices` once the import group is merged
 
 
 def _setup_logging(level: str, settings: EconomeSettings | None = None) -> RedactingFilter:

@@ -31,6 +31,8 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections.abc import Collection
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Annotated, Any
@@ -39,13 +41,29 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import typer
 
-from dashboards.operat import ENERGY_COLUMNS, FIRST_REFERENCE_YEAR, operat_rows, subject_buildings, write_operat_csv
+from dashboards.operat import (
+    DEFAULT_HEATING_SHARE,
+    ENERGY_COLUMNS,
+    FIRST_REFERENCE_YEAR,
+    ClimateAdjustment,
+    choose_reference_year,
+    operat_rows,
+    subject_buildings,
+    write_operat_csv,
+)
 from dashboards.pdf import report_pdf
-from dashboards.reports import BuildingYear, EnergySeries, building_month_report, portfolio_report, renovation_report
+from dashboards.reports import (
+    ENERGY_LABELS,
+    BuildingYear,
+    EnergySeries,
+    building_month_report,
+    portfolio_report,
+    renovation_report,
+)
 from econome._common import atomic_path, writable_or_exit
 from econome._common import load_or_exit as _load
 from econome._progress import current, with_progress
-from econome._readings import ReadingSource, local_range
+from econome._readings import ReadingSource, load_invoices, local_range
 from inventory import Building, Energy, FrenchCalendar, Inventory, Point, Quantity, Usage
 from mv.baseline import (
     DailyChangePointBaseline,
@@ -57,12 +75,13 @@ from mv.baseline import (
     hourly_temperature_matrix,
     weekday_day_types,
 )
-from mv.degreedays import DailyTemperature, daily_temperatures, degree_days
+from mv.degreedays import DailyTemperature, daily_temperatures, degree_days, read_temperature_csv
 from mv.savings import HourlyFallback, SavingsReport, avoided_consumption, avoided_consumption_hourly_or_daily, performance_gap
 from streams.aggregate import counter_tracker
 from streams.counters import CounterTracker
 from streams.errors import ConfigError, InsufficientData, TelemetryError
 from streams.history import PointSeries, hourly_consumption
+from streams.invoices import YearTotal, yearly_totals
 
 __all__ = ["register"]
 
@@ -624,14 +643,182 @@ def _full_reference_year(inv: Inventory, built: dict[str, list[EnergySeries]], y
     return year
 
 
+InvoicesOpt = Annotated[Path | None, typer.Option(
+    help="Invoice CSV (docs/invoices.md); with --from-influx the invoices `econome import invoices` stored are read.")]
+
+
+def _source(readings: Path | None, from_influx: bool, invoices: Path | None) -> ReadingSource | None:
+    """The meters' readings; none when only ``--invoices`` is given."""
+    if readings is None and not from_influx and invoices is not None:
+        return None
+    return ReadingSource(readings, from_influx)
+
+
+def _load_span(
+    source: ReadingSource | None, inv: Inventory, first: date, end: date, points: list[str], *, required: bool
+) -> dict[str, PointSeries]:
+    if source is None or not points:
+        return {}
+    return source.load(inv, *local_range(inv.organisation.tz, first, end), points, required=required)
+
+
+@dataclass
+class _Declared:
+    """One year of every building, per declared energy: meters where they cover it, else invoices."""
+
+    totals: dict[str, dict[Energy, float]] = field(default_factory=dict)
+    missing: dict[str, int] = field(default_factory=dict)
+    absent: list[str] = field(default_factory=list)
+    sources: dict[str, dict[Energy, str]] = field(default_factory=dict)
+
+    def source(self, building_id: str) -> str:
+        used = self.sources.get(building_id, {})
+        return " + ".join(sorted(set(used.values())))
+
+
+_METERS, _INVOICES = "compteurs", "factures"
+
+
+def _declared(
+    inv: Inventory, built: dict[str, list[EnergySeries]], invoiced: dict[str, dict[Energy, dict[int, YearTotal]]],
+    year: int, buildings: Collection[str] | None = None,
+) -> _Declared:
+    """The year's declared energies per building: a meter covering the year in full, else complete invoices.
+
+    Else whichever has data, its missing days counted.
+    """
+    start, end = date(year, 1, 1), date(year + 1, 1, 1)
+    whole = (end - start).days
+    out = _Declared()
+    for _, bld in inv.buildings():
+        if buildings is not None and bld.id not in buildings:
+            continue
+        series = {s.energy: s for s in built.get(bld.id, [])}
+        bills = invoiced.get(bld.id, {})
+        energies = [e for e in ENERGY_COLUMNS if e in _energy_points(bld) or e in bills]
+        if not energies:
+            continue
+        gaps: list[int] = []
+        for energy in energies:
+            metered = series[energy].total(start, end) if energy in series else (0.0, whole)
+            billed = bills.get(energy, {}).get(year)
+            if metered[1] == 0 or (metered[1] < whole and not (billed and billed.complete)):
+                out.totals.setdefault(bld.id, {})[energy] = metered[0]
+                out.sources.setdefault(bld.id, {})[energy] = _METERS
+                gaps.append(metered[1])
+            elif billed is not None:
+                out.totals.setdefault(bld.id, {})[energy] = billed.amount
+                out.sources.setdefault(bld.id, {})[energy] = _INVOICES
+                gaps.append(billed.missing_days)
+            else:
+                gaps.append(whole)
+        if min(gaps) == whole:
+            out.absent.append(bld.id)
+        else:
+            out.missing[bld.id] = max(gaps)
+    return out
+
+
+def _year_dju(temperature: list[DailyTemperature], year: int) -> float:
+    """Heating degree days of the year (base 18 °C); NaN when more than a tenth of its days lack temperatures.
+
+    A few days missing are filled with the mean of the others.
+    """
+    days = [d for d in degree_days(temperature) if d.day.year == year and not d.gap]
+    whole = (date(year + 1, 1, 1) - date(year, 1, 1)).days
+    if len(days) < 0.9 * whole:
+        return math.nan
+    return sum(d.hdd for d in days) * whole / len(days)
+
+
+def _heating_shares(text: list[str]) -> dict[Energy, float]:
+    shares = dict(DEFAULT_HEATING_SHARE)
+    for item in text:
+        name, _, value = item.partition("=")
+        try:
+            share = float(value)
+            energy = Energy(name.strip())
+        except ValueError as exc:
+            msg = f"--heating-share {item!r}: write ENERGY=FRACTION, e.g. electricity=0.6"
+            raise typer.BadParameter(msg) from exc
+        if not 0 <= share <= 1:
+            msg = f"--heating-share {item!r}: the fraction is between 0 and 1"
+            raise typer.BadParameter(msg)
+        shares[energy] = share
+    return shares
+
+
+def _model_share(inv: Inventory, bld: Building, series: EnergySeries, temperature: Series, year: int) -> float | None:
+    """The weather-sensitive part of the year in the M&V daily model of the meters; None when it cannot be fitted."""
+    tz = inv.organisation.tz
+    start, end = date(year, 1, 1), date(year + 1, 1, 1)
+    keep = [i for i, d in enumerate(series.days) if start <= d < end]
+    days = [series.days[i] for i in keep]
+    energy = series.values[keep]
+    calendar = FrenchCalendar(inv.organisation.school_holiday_zone)
+    types = classify_days(days, bld, calendar)
+    try:
+        obs = DailyObservations.build(days, energy, hourly_temperature_matrix(*temperature, days, tz=tz), types)
+        model = DailyChangePointBaseline().fit(obs)
+    except TelemetryError:
+        return None
+    p = model.params
+    balance = p.heating_balance_c if p.heating_balance_c is not None else p.cooling_balance_c
+    if balance is None:
+        return 0.0
+    # The same days at the balance point: no degree days, the part that does not follow the weather.
+    flat = DailyObservations.build(days, energy, np.full_like(obs.temperature_c, balance), types)
+    predicted, base = model.predict(obs), model.predict(flat)
+    ok = ~np.isnan(predicted) & ~np.isnan(base)
+    total = float(predicted[ok].sum())
+    return min(max(1.0 - float(base[ok].sum()) / total, 0.0), 1.0) if total > 0 else None
+
+
+def _adjustment(
+    inv: Inventory, bld: Building, year: int, declared: _Declared, built: dict[str, list[EnergySeries]],
+    temps: dict[int, list[DailyTemperature]], temperature: Series | None, reference_year: int,
+    shares: dict[Energy, float],
+) -> ClimateAdjustment | str:
+    dju_year = _year_dju(temps.get(year, []), year)
+    dju_reference = _year_dju(temps.get(reference_year, []), reference_year)
+    missing = [str(y) for y, d in ((year, dju_year), (reference_year, dju_reference)) if math.isnan(d)]
+    if missing:
+        return f"non ajustée : températures extérieures de {' et '.join(missing)} manquantes ou incomplètes"
+    used = {e: kwh for e, kwh in declared.totals.get(bld.id, {}).items() if kwh > 0}
+    if not used:
+        return "non ajustée : pas de consommation"
+    series = {s.energy: s for s in built.get(bld.id, [])}
+    heating = 0.0
+    how: dict[str, list[str]] = {}
+    for energy, kwh in used.items():
+        share = None
+        if declared.sources[bld.id].get(energy) == _METERS and temperature is not None and energy in series:
+            share = _model_share(inv, bld, series[energy], temperature, year)
+        label = "modèle M&V des compteurs" if share is not None else "part par défaut"
+        how.setdefault(label, []).append(ENERGY_LABELS[energy].lower())
+        heating += kwh * (share if share is not None else shares[energy])
+    parts = "; ".join(f"{label} ({', '.join(names)})" for label, names in how.items())
+    method = f"C×(1−s) + C×s×DJU {reference_year}/DJU {year} ; s : {parts}"
+    return ClimateAdjustment(heating / sum(used.values()), dju_year, dju_reference, method)
+
+
 @with_progress("report operat")
 def report_operat(
     config: ConfigOpt,
     year: Annotated[int, typer.Option(help="Year declared.")],
-    reference_year: Annotated[int, typer.Option(help="Reference year of the trajectory.")],
     out: OutOpt,
+    reference_year: Annotated[int | None, typer.Option(
+        help="Reference year of the buildings without operat_reference_year in the inventory; default: "
+             "the complete year 2010-2019 of their invoices with the highest consumption per m².")] = None,
     readings: ReadingsOpt = None,
     from_influx: FromInfluxOpt = False,
+    invoices: InvoicesOpt = None,
+    temperatures: Annotated[Path | None, typer.Option(
+        help="Outdoor temperatures for the climate adjustment of years the readings do not hold: "
+             "daily date,tmin,tmax (Météo-France) or timestamp,value.")] = None,
+    heating_share: Annotated[list[str] | None, typer.Option(
+        help="Share of an energy taken as heating where no meter covers the year, ENERGY=FRACTION "
+             "(repeat; default gas and fuel 0.8, pellets and heating network 0.9, electricity 0).")] = None,
     only_subject: Annotated[bool, typer.Option(
         help="Keep only the buildings subject to the décret (1,000 m² of tertiary floor area on their site).")] = False,
     allow_incomplete: Annotated[bool, typer.Option(
@@ -639,49 +826,121 @@ def report_operat(
 ) -> None:
     """OPERAT export (Décret tertiaire): annual consumption per EFA and the trajectory (CSV).
 
-    Days without data in either year are counted per building in the CSV and on
-    stderr; a reference year with days missing, or without any data for a
-    building that has data in the declared year, is refused (exit 3) unless
-    --allow-incomplete: its total would be too low and the whole trajectory wrong.
-    A building without any data in a year has that year's columns left blank.
+    Each energy's year comes from the meters, or from the invoices when the meters do
+    not cover it in full and the invoices do. Days without data in either year are
+    counted per building in the CSV and on stderr; a reference year with days missing,
+    or without any data for a building that has data in the declared year, is refused
+    (exit 3) unless --allow-incomplete: its total would be too low and the whole
+    trajectory wrong. A building without any data in a year has that year's columns
+    left blank. The year's consumption adjusted to the reference year's climate, and
+    how, are in the last columns.
     """
     writable_or_exit(out)
-    source = ReadingSource(readings, from_influx)
+    shares = _heating_shares(heating_share or [])
+    source = _source(readings, from_influx, invoices)
     inv = _load(config)
+    bills = load_invoices(inv, invoices, source)
+    invoiced = yearly_totals(bills)
     tz, points = inv.organisation.tz, _all_metered(inv)
-    data = source.load(inv, *local_range(tz, date(year, 1, 1), date(year + 1, 1, 1)), points)
+    weather = _weather_or_none(inv)
+    with_weather = [*points, weather] if weather else points
+    chosen: dict[str, int | None] = {}
+    for _, bld in inv.buildings():
+        chosen[bld.id] = (bld.operat_reference_year or reference_year
+                          or choose_reference_year(bld, invoiced.get(bld.id, {})))
+    data = _load_span(source, inv, date(year, 1, 1), date(year + 1, 1, 1), with_weather, required=not bills)
     built = _all_series(inv, data, f"consumption {year}")
-    totals, _ = _year_totals(inv, built, year)
-    gaps, absent = _operat_missing_days(inv, built, year)
-    data = source.load(inv, *local_range(tz, date(reference_year, 1, 1), date(reference_year + 1, 1, 1)), points,
-                       required=False)
-    built = _all_series(inv, data, f"consumption {reference_year}")
-    reference, _ = _year_totals(inv, built, reference_year)
-    reference_gaps, reference_absent = _operat_missing_days(inv, built, reference_year)
-    for which, days, none in ((f"{year}", gaps, absent),
-                              (f"{reference_year} (reference year)", reference_gaps, reference_absent)):
-        short = {b: n for b, n in days.items() if n}
-        if short:
-            listed = ", ".join(f"{b} {n} days" for b, n in sorted(short.items()))
-            typer.echo(f"warning: {which} incomplete in {source.where}: {listed} without data", err=True)
-        if none:
-            typer.echo(f"warning: no data in {which} in {source.where} for {len(none)} building(s), "
-                       f"their columns left blank: {', '.join(none)}", err=True)
+    declared = _declared(inv, built, invoiced, year)
+    year_temperature = _temperature_or_none(data, weather)
+    temps = _temperatures(temperatures, tz)
+    if year_temperature is not None and year not in temps:
+        temps[year] = daily_temperatures(*year_temperature, tz=tz)
+    reference = _Declared()
+    reference_years = sorted({y for y in chosen.values() if y is not None})
+    for ref in reference_years:
+        ref_data = _load_span(source, inv, date(ref, 1, 1), date(ref + 1, 1, 1), with_weather, required=False)
+        ref_built = _all_series(inv, ref_data, f"consumption {ref}")
+        part = _declared(inv, ref_built, invoiced, ref, [b for b, y in chosen.items() if y == ref])
+        reference.totals.update(part.totals)
+        reference.missing.update(part.missing)
+        reference.absent.extend(part.absent)
+        reference.sources.update(part.sources)
+        ref_temperature = _temperature_or_none(ref_data, weather)
+        if ref_temperature is not None and ref not in temps:
+            temps[ref] = daily_temperatures(*ref_temperature, tz=tz)
+    where = source.where if source is not None else str(invoices)
+    _warn_missing(f"{year}", declared.missing, declared.absent, where)
+    for ref in reference_years:
+        of_year = {b for b, y in chosen.items() if y == ref}
+        _warn_missing(f"{ref} (reference year)", {b: n for b, n in reference.missing.items() if b in of_year},
+                      [b for b in reference.absent if b in of_year], where)
     # A building declared without any reference data has no trajectory: as incomplete as one missing days.
-    unreferenced = sorted(set(reference_absent) - set(absent))
-    if (any(reference_gaps.values()) or unreferenced) and not allow_incomplete:
+    unreferenced = sorted(b for b in reference.absent if b not in declared.absent)
+    unchosen = sorted(b for b, y in chosen.items() if y is None and b in declared.totals)
+    if unchosen:
+        typer.echo(f"warning: no reference year for {len(unchosen)} building(s) (no operat_reference_year, no "
+                   f"--reference-year, no complete invoiced year 2010-2019): {', '.join(unchosen)}", err=True)
+    if (any(reference.missing.values()) or unreferenced) and not allow_incomplete:
         without = f" ({', '.join(unreferenced)} without any)" if unreferenced else ""
-        msg = (f"the reference year {reference_year} has days without data{without} (above): its consumption "
+        years = ", ".join(str(y) for y in reference_years)
+        msg = (f"the reference year {years} has days without data{without} (above): its consumption "
                "would be too low and the trajectory wrong; choose a complete reference year, or pass "
                "--allow-incomplete to export it flagged")
         raise _fail(msg)
+    adjustments: dict[str, ClimateAdjustment | str] = {}
+    for _, bld in current().track(inv.buildings(), "climate adjustment"):
+        chosen_year = chosen[bld.id]
+        if chosen_year is not None and bld.id in declared.totals and bld.id in reference.totals:
+            adjustments[bld.id] = _adjustment(inv, bld, year, declared, built, temps, year_temperature, chosen_year,
+                                              shares)
     rows = operat_rows(
-        inv.sites, year, totals, reference_year, reference, only_subject=only_subject, missing_days=gaps,
-        reference_missing_days=reference_gaps, without_data=absent,
+        inv.sites, year, declared.totals, {b: y for b, y in chosen.items() if y is not None}, reference.totals,
+        only_subject=only_subject, missing_days=declared.missing, reference_missing_days=reference.missing,
+        without_data=declared.absent, sources={b: declared.source(b) for b in declared.totals},
+        reference_sources={b: reference.source(b) for b in reference.totals}, adjustments=adjustments,
     )
-    with atomic_path(out) as part:
-        write_operat_csv(rows, part)
+    with atomic_path(out) as part_path:
+        write_operat_csv(rows, part_path)
     typer.echo(f"wrote {out} ({len(rows)} EFA)")
+
+
+def _warn_missing(which: str, days: dict[str, int], none: list[str], where: str) -> None:
+    short = {b: n for b, n in days.items() if n}
+    if short:
+        listed = ", ".join(f"{b} {n} days" for b, n in sorted(short.items()))
+        typer.echo(f"warning: {which} incomplete in {where}: {listed} without data", err=True)
+    if none:
+        typer.echo(f"warning: no data in {which} in {where} for {len(none)} building(s), "
+                   f"their columns left blank: {', '.join(none)}", err=True)
+
+
+def _weather_or_none(inv: Inventory) -> str | None:
+    for _, point in inv.points():
+        if point.quantity is Quantity.TEMPERATURE and point.usage is Usage.WEATHER:
+            return point.id
+    return None
+
+
+def _temperature_or_none(data: dict[str, PointSeries], point_id: str | None) -> Series | None:
+    series = data.get(point_id) if point_id is not None else None
+    if series is None or not series.times_s.size:
+        return None
+    return _stamps(series), series.values.tolist()
+
+
+def _temperatures(path: Path | None, tz: tzinfo) -> dict[int, list[DailyTemperature]]:
+    """``--temperatures``, per year."""
+    if path is None:
+        return {}
+    try:
+        days = read_temperature_csv(path, tz=tz)
+    except (OSError, TelemetryError, ValueError) as exc:
+        msg = f"--temperatures {path}: {exc}"
+        raise _fail(msg, 2) from exc
+    out: dict[int, list[DailyTemperature]] = {}
+    for day in days:
+        out.setdefault(day.day.year, []).append(day)
+    return out
 
 
 def _operat_missing_days(

@@ -1,0 +1,118 @@
+r"""``econome import invoices``: the consumption of the bills into InfluxDB.
+
+::
+
+    econome import invoices factures.csv --inventory examples/commune.yaml
+
+The file is the invoice CSV of :mod:`streams.invoices` (``docs/invoices.md``):
+one row per bill, ``account;start;end;consumption;unit;amount_eur`` and
+optionally ``estimated;reference``. Each invoice becomes one point of the
+measurement ``invoice`` (tags building, account, energy; fields kwh, or
+water_m3 for water, consumption, unit, end, estimated, reference, amount_eur)
+at the local midnight its period starts: importing a file again overwrites the
+same points and adds none. ``econome report operat`` and ``report portfolio``
+read them back with ``--from-influx`` (or read the file with ``--invoices``).
+
+A file with a rejected row is not imported at all (exit 2, every rejected row
+named by line): fix the rows and import it again. Overlaps and gaps between
+the invoices of one account are warnings, by line, and the file is imported.
+Exit codes, as the rest of the CLI: 2 bad input, 4 InfluxDB unreachable or
+refusing.
+
+:func:`import_invoices` is the command; :func:`register` adds it as
+``econome import-invoices`` until it joins the ``import`` group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from econome._common import EXIT_CONFIG
+from econome._common import load_or_exit as _load
+from econome._readings import EXIT_INFLUX, influx_config
+from streams.errors import DecodeError, SinkError
+from streams.influx import InfluxConfig, InfluxQLClient, InfluxV1Writer, make_writer, write_splitting
+from streams.invoices import INVOICE_MEASUREMENT, Invoice, invoice_lines, read_invoice_file
+
+__all__ = ["import_invoices", "register"]
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``import-invoices`` to an app (the lead moves it under ``import`` as ``invoices``).
+
+    >>> app = typer.Typer()
+    >>> register(app)
+    >>> [c.name for c in app.registered_commands]
+    ['import-invoices']
+    """
+    app.command("import-invoices")(import_invoices)
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code=code)
+
+
+async def _stored(client: InfluxQLClient, accounts: set[str]) -> int:
+    """Invoices already stored for ``accounts``."""
+    total = 0
+    statement = f'SELECT count("consumption") FROM "{INVOICE_MEASUREMENT}" GROUP BY "account"'  # noqa: S608 - a constant
+    for series in await client.query(statement):
+        if str(series.get("tags", {}).get("account", "")) in accounts:
+            total += int(series["values"][0][1])
+    return total
+
+
+async def _write(config: InfluxConfig, invoices: list[Invoice], lines: list[str]) -> tuple[int, int]:
+    """Write the lines; the invoices of their accounts stored before and after."""
+    accounts = {i.account for i in invoices}
+    client = InfluxQLClient(config)
+    writer = make_writer(config)
+    try:
+        if isinstance(writer, InfluxV1Writer):
+            await writer.ensure_database()
+        before = await _stored(client, accounts)
+        refused = await write_splitting(writer, lines)
+        if refused:
+            line, why = refused[0]
+            msg = f"InfluxDB refused {len(refused)} invoice(s), e.g. {line!r}: {why}"
+            raise SinkError(msg)
+        return before, await _stored(client, accounts)
+    finally:
+        await writer.close()
+        await client.close()
+
+
+def import_invoices(
+    file: Annotated[Path, typer.Argument(help="Invoice CSV: account;start;end;consumption;unit;amount_eur (docs/invoices.md).")],
+    inventory: Annotated[Path, typer.Option(help="Inventory YAML file: the invoice accounts of each building.")],
+) -> None:
+    """Import the consumption of the bills into InfluxDB; importing a file again adds nothing."""
+    inv = _load(inventory)
+    try:
+        parsed = read_invoice_file(file, inv)
+    except DecodeError as exc:
+        raise _fail(str(exc), EXIT_CONFIG) from exc
+    for problem in parsed.warnings:
+        typer.echo(f"warning: {file}: {problem}", err=True)
+    if parsed.rejected:
+        for problem in parsed.rejected:
+            typer.echo(f"error: {file}: {problem}", err=True)
+        msg = f"{file}: {len(parsed.rejected)} row(s) rejected (above), nothing imported: fix them and import again"
+        raise _fail(msg, EXIT_CONFIG)
+    if not parsed.invoices:
+        msg = f"{file}: no invoice"
+        raise _fail(msg, EXIT_CONFIG)
+    config = influx_config()
+    lines = invoice_lines(parsed.invoices, inv.organisation.tz)
+    try:
+        before, after = asyncio.run(_write(config, parsed.invoices, lines))
+    except SinkError as exc:
+        raise _fail(str(exc), EXIT_INFLUX) from exc
+    accounts = len({i.account for i in parsed.invoices})
+    typer.echo(f"{file}: {len(parsed.invoices)} invoice(s) of {accounts} account(s) written to InfluxDB "
+               f"{config.safe_url}: {after - before} new, {len(parsed.invoices) - (after - before)} already there")
