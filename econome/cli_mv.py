@@ -795,8 +795,9 @@ def _adjustment(
         if declared.sources[bld.id].get(energy) == _METERS and temperature is not None and energy in series:
             share = _model_share(inv, bld, series[energy], temperature, year)
         label = "modèle M&V des compteurs" if share is not None else "part par défaut"
-        how.setdefault(label, []).append(ENERGY_LABELS[energy].lower())
-        heating += kwh * (share if share is not None else shares[energy])
+        share = share if share is not None else shares[energy]
+        how.setdefault(label, []).append(f"{ENERGY_LABELS[energy].lower()} {100 * share:.0f} %")
+        heating += kwh * share
     parts = "; ".join(f"{label} ({', '.join(names)})" for label, names in how.items())
     method = f"C×(1−s) + C×s×DJU {reference_year}/DJU {year} ; s : {parts}"
     return ClimateAdjustment(heating / sum(used.values()), dju_year, dju_reference, method)
