@@ -51,6 +51,7 @@ __all__ = [
     "ENERGY_LABELS",
     "BuildingYear",
     "EnergySeries",
+    "YearlyConsumption",
     "building_month_report",
     "figure_png",
     "model_text",
@@ -180,6 +181,51 @@ class BuildingYear:
     avoided_kwh: tuple[tuple[Energy, float], ...] = ()
     subject: bool = False
     reference_kwh: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class YearlyConsumption:
+    """One building's energy over the calendar years, for the portfolio's yearly follow-up.
+
+    Attributes:
+        building: the building.
+        energy: the energy (water in m3, the others in kWh).
+        years: per year, the consumption, its source (``compteurs`` or ``factures``) and
+            whether the year is complete.
+    """
+
+    building: Building
+    energy: Energy
+    years: dict[int, tuple[float, str, bool]]
+
+
+def yearly_section(rows: Sequence[YearlyConsumption], first: int, last: int) -> str:
+    """The yearly follow-up table: per building and energy, each calendar year's consumption and its source.
+
+    A figure from invoices is marked ᶠ, an incomplete year *.
+    """
+    years = range(first, last + 1)
+    head = "".join(f"<th>{y}</th>" for y in years)
+    body = []
+    for r in rows:
+        unit = "m³" if r.energy is Energy.WATER else "kWh"
+        cells = []
+        for y in years:
+            if y not in r.years:
+                cells.append("<td>—</td>")
+                continue
+            value, source, complete = r.years[y]
+            mark = ("\u1da0" if source == "factures" else "") + ("" if complete else " *")
+            cells.append(f"<td>{_num(value)}{mark}</td>")
+        body.append(f"<tr><td>{html.escape(r.building.name)}</td><td>{ENERGY_LABELS[r.energy]} ({unit})</td>"
+                    + "".join(cells) + "</tr>")
+    return (
+        "<section><h2>Suivi pluriannuel</h2>"
+        f"<table><thead><tr><th>Bâtiment</th><th>Énergie</th>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+        '<p class="note">ᶠ\u00a0: d\'après les factures (chaque facture répartie sur les années au prorata de ses '
+        "jours), là où les compteurs ne couvrent pas l'année ; sinon d'après les compteurs. "
+        "*\u00a0: année incomplète (des jours sans donnée ni facture).</p></section>"
+    )
 
 
 def figure_png(fig: Figure) -> str:
@@ -708,6 +754,7 @@ def portfolio_report(
     price_escalation: float = 0.04,
     reference_year: int | None = None,
     reference_note: str = "",
+    yearly: Sequence[YearlyConsumption] = (),
 ) -> str:
     """The annual portfolio report with the ADEME/CEP indicators.
 
@@ -722,6 +769,7 @@ def portfolio_report(
         price_escalation: yearly price rise assumed in the cost of inaction.
         reference_year: the reference year of the subject buildings' ``reference_kwh``.
         reference_note: how the reference year was chosen, printed beside it.
+        yearly: the yearly follow-up (:func:`yearly_section`), from the first year it holds to ``year``.
 
     Returns:
         The HTML page.
@@ -785,6 +833,9 @@ def portfolio_report(
         f"<section><h2>Intensité énergétique (kWh/m² chauffé)</h2>{charts}</section>"
         + inaction_html
     )
+    first_year = min((y for r in yearly for y in r.years), default=None)
+    if first_year is not None:
+        body += yearly_section(yearly, first_year, year)
     subtitle = f"{inventory.organisation.name} · {len(buildings)} bâtiments · {_q(tot_area, 'm2')} chauffés"
     return render_page(f"Bilan énergétique {year} du patrimoine communal", body, subtitle)
 

@@ -56,6 +56,7 @@ from dashboards.reports import (
     ENERGY_LABELS,
     BuildingYear,
     EnergySeries,
+    YearlyConsumption,
     building_month_report,
     portfolio_report,
     renovation_report,
@@ -200,6 +201,10 @@ ReadingsOpt = Annotated[
 FromInfluxOpt = Annotated[
     bool, typer.Option("--from-influx", help="Read the readings from InfluxDB (ECONOME_INFLUX_*) over the periods asked.")
 ]
+InvoicesOpt = Annotated[Path | None, typer.Option(
+    help="Invoice CSV (docs/invoices.md); with --from-influx the invoices `econome import invoices` stored are read.")]
+
+
 TempPointOpt = Annotated[
     str | None, typer.Option(help="Point of the outdoor temperature (default: the inventory's weather point).")
 ]
@@ -531,21 +536,6 @@ def _all_series(inv: Inventory, data: dict[str, PointSeries], what: str) -> dict
     return {bld.id: _building_series(inv, bld, data) for _, bld in current().track(inv.buildings(), f"reading {what}")}
 
 
-def _year_totals(
-    inv: Inventory, built: dict[str, list[EnergySeries]], year: int
-) -> tuple[dict[str, dict[Energy, float]], dict[str, int]]:
-    start, end = date(year, 1, 1), date(year + 1, 1, 1)
-    totals: dict[str, dict[Energy, float]] = {}
-    missing: dict[str, int] = {}
-    for _, bld in inv.buildings():
-        for s in built.get(bld.id, []):
-            total, gaps = s.total(start, end)
-            if gaps < (end - start).days:
-                totals.setdefault(bld.id, {})[s.energy] = total
-                missing[bld.id] = missing.get(bld.id, 0) + gaps
-    return totals, missing
-
-
 def _avoided(
     inv: Inventory, bld: Building, data: dict[str, PointSeries], temp: Series, year: int
 ) -> list[tuple[Energy, float]]:
@@ -588,50 +578,103 @@ def report_portfolio(
     out: OutOpt,
     readings: ReadingsOpt = None,
     from_influx: FromInfluxOpt = False,
+    invoices: InvoicesOpt = None,
     temperature_point: TempPointOpt = None,
     price_escalation: Annotated[float, typer.Option(help="Yearly price rise for the cost of inaction.")] = 0.04,
     reference_year: Annotated[int | None, typer.Option(
-        help="Reference year of the cost of inaction (Décret tertiaire); default: the earliest year from "
-             f"{FIRST_REFERENCE_YEAR} on that the subject buildings' data cover in full.")] = None,
+        help="Reference year of the cost of inaction (Décret tertiaire) for the buildings without "
+             "operat_reference_year; default: the complete year 2010-2019 of their invoices with the highest "
+             f"consumption per m², else the earliest year from {FIRST_REFERENCE_YEAR} on that the subject "
+             "buildings' data cover in full.")] = None,
 ) -> None:
     """Annual portfolio report with the ADEME/CEP indicators (HTML, or PDF when --out ends in .pdf).
 
-    The cost of inaction counts only the buildings subject to the Décret tertiaire
-    (1,000 m² of tertiary floor area on their site), against 60 % of their
-    consumption of the reference year.
+    Each energy's year comes from the meters, or from the invoices when the meters do
+    not cover it in full and the invoices do. The cost of inaction counts only the
+    buildings subject to the Décret tertiaire (1,000 m² of tertiary floor area on their
+    site), against 60 % of their consumption of the reference year. With invoices, a
+    yearly follow-up gives each building's consumption per energy and calendar year back
+    to the first invoiced year, the source of each figure marked.
     """
     writable_or_exit(out)
-    source = ReadingSource(readings, from_influx)
+    source = _source(readings, from_influx, invoices)
     inv = _load(config)
-    weather = _weather_point(inv, temperature_point)
+    bills = load_invoices(inv, invoices, source)
+    invoiced = yearly_totals(bills)
+    weather = _weather_point(inv, temperature_point) if source is not None else None
     # The year, the reference years of the renovations whose savings it counts, and the décret's reference year.
     works = [w.date for _, b in inv.buildings() for w in b.renovations if w.date < date(year + 1, 1, 1)]
     earliest = date(min(reference_year or FIRST_REFERENCE_YEAR, year), 1, 1)
-    first = min([date(year, 1, 1), earliest, *(d - timedelta(days=365) for d in works)])
-    data = source.load(inv, *local_range(inv.organisation.tz, first, date(year + 1, 1, 1)), [*_all_metered(inv), weather])
+    first_billed = min((b.start.year for b in bills), default=year)
+    first = min([date(year, 1, 1), earliest, date(first_billed, 1, 1), *(d - timedelta(days=365) for d in works)])
+    points = [*_all_metered(inv), weather] if weather else _all_metered(inv)
+    data = _load_span(source, inv, first, date(year + 1, 1, 1), points, required=not bills)
     built = _all_series(inv, data, f"consumption {year}")
-    totals, missing = _year_totals(inv, built, year)
+    every = tuple(Energy)
+    declared = _declared(inv, built, invoiced, year, energies=every)
+    totals = declared.totals
+    # Days without data summed over the energies, as the report counts them.
+    missing = {b: sum(gaps.values()) for b, gaps in declared.energy_missing.items()}
     if not totals:
-        msg = f"no consumption in {year} in {source.where}"
+        msg = f"no consumption in {year} in {source.where if source is not None else invoices}"
         raise _fail(msg)
     subject = subject_buildings(inv.sites)
     note = ""
+    asked = reference_year is not None
     if reference_year is None:
         reference_year = _full_reference_year(inv, built, year, {b for b in subject if b in totals})
         note = (f" (la première année complète depuis {FIRST_REFERENCE_YEAR} dans les données)" if reference_year < year
                 else f" (aucune année complète avant {year} dans les données\u00a0: l'année elle-même)")
-    reference, _ = _year_totals(inv, built, reference_year)
-    temp = _temperature(data, weather, source)
+    own: dict[str, int] = {}
+    for _, bld in inv.buildings():
+        # The inventory's year first, then --reference-year, then the invoices' choice.
+        chosen = bld.operat_reference_year or (None if asked else choose_reference_year(bld, invoiced.get(bld.id, {})))
+        if chosen is not None and chosen != reference_year:
+            own[bld.id] = chosen
+    references = {y: _declared(inv, built, invoiced, y).totals for y in {reference_year, *own.values()}}
+    year_of = {b: own.get(b, reference_year) for b in totals}
+    effective = {year_of[b] for b in subject if b in totals}
+    if own and len(effective) == 1:
+        reference_year = effective.pop()
+        note = " (celle de l'inventaire, ou l'année complète 2010-2019 des factures la plus consommatrice par m²)"
+    elif own:
+        listed = ", ".join(f"{b} {y}" for b, y in sorted(own.items()))
+        note += f" ; pour {listed} : leur propre année de référence (inventaire ou factures)"
+    # Without outdoor temperatures (a commune known from its bills only) no renovation savings are measured.
+    temp = _temperature_or_none(data, weather)
+    if temp is None and any(b.renovations for _, b in inv.buildings()) and source is not None:
+        typer.echo(f"warning: no reading of the outdoor temperature {weather} in {source.where}: "
+                   "no renovation savings measured", err=True)
     rows = []
     for _, bld in current().track(inv.buildings(), "savings per building"):
         if bld.id in totals:
-            avoided = tuple(_avoided(inv, bld, data, temp, year)) if bld.renovations else ()
-            declared = sum(kwh for e, kwh in reference.get(bld.id, {}).items() if e in ENERGY_COLUMNS)
+            avoided = (tuple(_avoided(inv, bld, data, temp, year)) if bld.renovations and temp is not None else ())
+            ref_totals = references[year_of[bld.id]].get(bld.id, {})
+            ref_kwh = sum(kwh for e, kwh in ref_totals.items() if e in ENERGY_COLUMNS)
             rows.append(BuildingYear(bld, totals[bld.id], missing.get(bld.id, 0), avoided, bld.id in subject,
-                                     declared or None))
+                                     ref_kwh or None))
+    follow_up = _follow_up(inv, built, invoiced, first_billed, year) if bills else []
     page = portfolio_report(inv, year, rows, price_escalation=price_escalation, reference_year=reference_year,
-                            reference_note=note)
+                            reference_note=note, yearly=follow_up)
     _write_report(page, out)
+
+
+def _follow_up(
+    inv: Inventory, built: dict[str, list[EnergySeries]], invoiced: dict[str, dict[Energy, dict[int, YearTotal]]],
+    first: int, last: int,
+) -> list[YearlyConsumption]:
+    """Each building's consumption per energy and calendar year, from the meters or the invoices."""
+    years = {y: _declared(inv, built, invoiced, y, energies=tuple(Energy)) for y in range(first, last + 1)}
+    out: list[YearlyConsumption] = []
+    for _, bld in inv.buildings():
+        energies = sorted({e for d in years.values() for e in d.totals.get(bld.id, {})}, key=list(Energy).index)
+        for energy in energies:
+            cells = {
+                y: (d.totals[bld.id][energy], d.sources[bld.id][energy], d.energy_missing[bld.id][energy] == 0)
+                for y, d in years.items() if energy in d.totals.get(bld.id, {})
+            }
+            out.append(YearlyConsumption(bld, energy, cells))
+    return out
 
 
 def _full_reference_year(inv: Inventory, built: dict[str, list[EnergySeries]], year: int, subject: set[str]) -> int:
@@ -641,10 +684,6 @@ def _full_reference_year(inv: Inventory, built: dict[str, list[EnergySeries]], y
         if subject and not subject & set(absent) and all(gaps.get(b, 1) == 0 for b in subject):
             return candidate
     return year
-
-
-InvoicesOpt = Annotated[Path | None, typer.Option(
-    help="Invoice CSV (docs/invoices.md); with --from-influx the invoices `econome import invoices` stored are read.")]
 
 
 def _source(readings: Path | None, from_influx: bool, invoices: Path | None) -> ReadingSource | None:
@@ -670,6 +709,7 @@ class _Declared:
     missing: dict[str, int] = field(default_factory=dict)
     absent: list[str] = field(default_factory=list)
     sources: dict[str, dict[Energy, str]] = field(default_factory=dict)
+    energy_missing: dict[str, dict[Energy, int]] = field(default_factory=dict)
 
     def source(self, building_id: str) -> str:
         used = self.sources.get(building_id, {})
@@ -681,7 +721,7 @@ _METERS, _INVOICES = "compteurs", "factures"
 
 def _declared(
     inv: Inventory, built: dict[str, list[EnergySeries]], invoiced: dict[str, dict[Energy, dict[int, YearTotal]]],
-    year: int, buildings: Collection[str] | None = None,
+    year: int, buildings: Collection[str] | None = None, energies: Collection[Energy] = tuple(ENERGY_COLUMNS),
 ) -> _Declared:
     """The year's declared energies per building: a meter covering the year in full, else complete invoices.
 
@@ -695,20 +735,22 @@ def _declared(
             continue
         series = {s.energy: s for s in built.get(bld.id, [])}
         bills = invoiced.get(bld.id, {})
-        energies = [e for e in ENERGY_COLUMNS if e in _energy_points(bld) or e in bills]
-        if not energies:
+        used = [e for e in energies if e in _energy_points(bld) or e in bills]
+        if not used:
             continue
         gaps: list[int] = []
-        for energy in energies:
+        for energy in used:
             metered = series[energy].total(start, end) if energy in series else (0.0, whole)
             billed = bills.get(energy, {}).get(year)
             if metered[1] == 0 or (metered[1] < whole and not (billed and billed.complete)):
                 out.totals.setdefault(bld.id, {})[energy] = metered[0]
                 out.sources.setdefault(bld.id, {})[energy] = _METERS
+                out.energy_missing.setdefault(bld.id, {})[energy] = metered[1]
                 gaps.append(metered[1])
-            elif billed is not None:
+            elif billed is not None and billed.missing_days < whole:
                 out.totals.setdefault(bld.id, {})[energy] = billed.amount
                 out.sources.setdefault(bld.id, {})[energy] = _INVOICES
+                out.energy_missing.setdefault(bld.id, {})[energy] = billed.missing_days
                 gaps.append(billed.missing_days)
             else:
                 gaps.append(whole)

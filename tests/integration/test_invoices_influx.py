@@ -186,3 +186,17 @@ def test_invoices_import_once_and_give_the_operat_reference_and_trajectory(
     assert mairie[GAP_2030] == f"{100 * (adjusted - target) / adjusted:.1f}".replace(".", ",")
     assert "part par défaut (électricité 0\u00a0%, gaz naturel 80\u00a0%)" in mairie[ADJUSTMENT_METHOD]
     assert "DJU 2012/DJU 2023" in mairie[ADJUSTMENT_METHOD]
+
+    # The portfolio: the year from the bills, the cost of inaction against the bills' reference year, and the
+    # yearly follow-up back to the first bill, each figure marked as from the bills.
+    portfolio = tmp_path / "portfolio.html"
+    result = runner.invoke(app, ["report", "portfolio", "--config", str(config), "--from-influx", "--year", "2023",
+                                 "--out", str(portfolio)])
+    assert result.exit_code == 0, result.output
+    page = " ".join(portfolio.read_text(encoding="utf-8").replace("\xa0", " ").replace("\u202f", " ").split())
+    inaction = page[page.index("Coût de l'inaction"):page.index("Suivi pluriannuel")]
+    assert f"{round(used / 1000)} MWh en 2023, {round(reference[2012] / 1000)} MWh en 2012, année de référence" in inaction
+    follow_up = page[page.index("Suivi pluriannuel"):]
+    electricity = follow_up[follow_up.index("Électricité (kWh)"):].split("</tr>")[0]
+    cells = [c.split("</td>")[0] for c in electricity.split("<td>")[1:]]
+    assert cells == ["33 000\u1da0 *", "24 000\u1da0", "25 200\u1da0", *["—"] * 9, "18 000\u1da0"]
