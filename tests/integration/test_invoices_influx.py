@@ -36,6 +36,7 @@ from dashboards.operat import (
     TOTAL_KWH,
 )
 from econome.cli import app
+from econome.localservers import free_port
 from streams.influx import InfluxConfig, InfluxQLClient
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -200,3 +201,19 @@ def test_invoices_import_once_and_give_the_operat_reference_and_trajectory(
     electricity = follow_up[follow_up.index("Électricité (kWh)"):].split("</tr>")[0]
     cells = [c.split("</td>")[0] for c in electricity.split("<td>")[1:]]
     assert cells == ["33 000\u1da0 *", "24 000\u1da0", "25 200\u1da0", *["—"] * 9, "18 000\u1da0"]
+
+
+def test_import_with_influxdb_down_exits_4_and_a_bad_header_exits_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ECONOME_INFLUX_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("ECONOME_DATA_DIR", str(tmp_path / "data"))
+    config = _inventory(tmp_path)
+    invoices = tmp_path / "factures.csv"
+    invoices.write_text(_csv(_bills()[:3]), encoding="utf-8")
+    result = CliRunner().invoke(app, ["import-invoices", str(invoices), "--inventory", str(config)])
+    assert result.exit_code == 4, result.output
+    invoices.write_text("compte;debut;fin\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["import-invoices", str(invoices), "--inventory", str(config)])
+    assert result.exit_code == 2
+    assert f"{invoices}: line 1: missing column(s) account, start, end, consumption, unit, amount_eur" in result.stderr

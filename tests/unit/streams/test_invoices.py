@@ -146,3 +146,16 @@ def test_years_prorate_bills_by_day_and_are_complete_only_when_every_day_is_bill
     assert (elec[2024].missing_days, elec[2024].complete) == (31, False)
     assert years[Energy.NATURAL_GAS][2023].missing_days == 151
     assert set(years[Energy.NATURAL_GAS]) == {2023}
+
+
+def test_fuel_oil_and_pellets_without_a_coefficient_take_the_documented_defaults() -> None:
+    accounts = [InvoiceAccount(id="fioul", energy=Energy.FUEL_OIL), InvoiceAccount(id="bois", energy=Energy.WOOD_PELLETS)]
+    building = Building(id="ecole", name="École", usage="school", floor_area_m2=800, heated_area_m2=700,
+                        invoices=accounts)
+    inventory = Inventory(organisation=Organisation(name="Valmont", population=900, school_holiday_zone="C"),
+                          sites=[Site(id="centre", name="Centre", buildings=[building])])
+    parsed = parse_invoices("account;start;end;consumption;unit;amount_eur\n"
+                            "fioul;2023-01-01;2023-06-30;2000;L;\n"
+                            "bois;2023-01-01;2023-06-30;3,5;t;\n", inventory)
+    assert [i.amount for i in parsed.invoices] == [2000 * 10.0, 3.5 * 4600.0]
+    assert len(parsed.warnings) == 2
