@@ -74,11 +74,17 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
+from typing import Protocol
+
+import numpy as np
 
 from inventory import Building, BuildingUsage, Energy, Site
+from mv.baseline import DailyChangePointBaseline, DailyObservations
+from mv.degreedays import DailyTemperature, degree_days
 from streams.invoices import YearTotal
 
 __all__ = [
@@ -92,6 +98,8 @@ __all__ = [
     "EFA_ID",
     "ENERGY_COLUMNS",
     "FIRST_REFERENCE_YEAR",
+    "FROM_INVOICES",
+    "FROM_METERS",
     "GAP_2030",
     "HEATING_SHARE",
     "INTENSITY",
@@ -108,10 +116,14 @@ __all__ = [
     "SUBJECT_SITE_AREA",
     "TRAJECTORY",
     "ClimateAdjustment",
+    "YearFigures",
     "choose_reference_year",
     "operat_rows",
     "subject_buildings",
+    "weather_share",
     "write_operat_csv",
+    "year_degree_days",
+    "year_figures",
 ]
 
 SUBJECT_AREA_M2 = 1000.0
@@ -305,6 +317,132 @@ def choose_reference_year(building: Building, years: Mapping[Energy, Mapping[int
         if per_m2 > 0 and (best is None or per_m2 > best[0]):
             best = (per_m2, year)
     return None if best is None else best[1]
+
+
+FROM_METERS = "compteurs"
+"""Source of a figure taken from the meters."""
+FROM_INVOICES = "factures"
+"""Source of a figure taken from the invoices."""
+
+
+class _DailySeries(Protocol):
+    """A building's daily consumption of one energy (``dashboards.reports.EnergySeries``)."""
+
+    @property
+    def energy(self) -> Energy: ...
+
+    def total(self, start: date, end: date) -> tuple[float, int]: ...
+
+
+@dataclass
+class YearFigures:
+    """One calendar year of the buildings, per energy: meters where they cover it, else invoices.
+
+    Attributes:
+        totals: kWh (water m3) per energy of each building id with data.
+        missing: the most days one of its energies lacks, per building id with data.
+        absent: the building ids without any data in the year.
+        sources: :data:`FROM_METERS` or :data:`FROM_INVOICES`, per building id and energy.
+        energy_missing: days without data per building id and energy.
+    """
+
+    totals: dict[str, dict[Energy, float]] = field(default_factory=dict)
+    missing: dict[str, int] = field(default_factory=dict)
+    absent: list[str] = field(default_factory=list)
+    sources: dict[str, dict[Energy, str]] = field(default_factory=dict)
+    energy_missing: dict[str, dict[Energy, int]] = field(default_factory=dict)
+
+    def source(self, building_id: str) -> str:
+        """Where the building's figures come from, e.g. ``compteurs + factures``."""
+        return " + ".join(sorted(set(self.sources.get(building_id, {}).values())))
+
+
+def year_figures(
+    buildings: Iterable[tuple[str, Collection[Energy]]],
+    series: Mapping[str, Sequence[_DailySeries]],
+    invoiced: Mapping[str, Mapping[Energy, Mapping[int, YearTotal]]],
+    year: int,
+    only: Collection[str] | None = None,
+    energies: Collection[Energy] = tuple(ENERGY_COLUMNS),
+) -> YearFigures:
+    """The year of each building and energy: the meters when they cover it in full, else complete invoices.
+
+    Else whichever has data, its missing days counted.
+
+    Args:
+        buildings: each building id with its metered energies.
+        series: its daily consumption per energy, from the meters.
+        invoiced: its invoiced years (:func:`streams.invoices.yearly_totals`).
+        year: the calendar year.
+        only: the building ids wanted (all when None).
+        energies: the energies wanted (by default the declared ones).
+
+    Returns:
+        The figures and where they come from.
+    """
+    start, end = date(year, 1, 1), date(year + 1, 1, 1)
+    whole = (end - start).days
+    out = YearFigures()
+    for building_id, metered_energies in buildings:
+        if only is not None and building_id not in only:
+            continue
+        by_energy = {s.energy: s for s in series.get(building_id, [])}
+        bills = invoiced.get(building_id, {})
+        used = [e for e in energies if e in metered_energies or e in bills]
+        if not used:
+            continue
+        gaps: list[int] = []
+        for energy in used:
+            metered = by_energy[energy].total(start, end) if energy in by_energy else (0.0, whole)
+            billed = bills.get(energy, {}).get(year)
+            if metered[1] == 0 or (metered[1] < whole and not (billed and billed.complete)):
+                figure, source, missing = metered[0], FROM_METERS, metered[1]
+            elif billed is not None and billed.missing_days < whole:
+                figure, source, missing = billed.amount, FROM_INVOICES, billed.missing_days
+            else:
+                gaps.append(whole)
+                continue
+            out.totals.setdefault(building_id, {})[energy] = figure
+            out.sources.setdefault(building_id, {})[energy] = source
+            out.energy_missing.setdefault(building_id, {})[energy] = missing
+            gaps.append(missing)
+        if min(gaps) == whole:
+            out.absent.append(building_id)
+        else:
+            out.missing[building_id] = max(gaps)
+    return out
+
+
+def year_degree_days(days: Sequence[DailyTemperature], year: int) -> float:
+    """Heating degree days (DJU, base 18 °C) of a calendar year; NaN when over a tenth of its days lack temperatures.
+
+    A few days missing are counted at the mean of the others.
+    """
+    known = [d for d in degree_days(days) if d.day.year == year and not d.gap]
+    whole = (date(year + 1, 1, 1) - date(year, 1, 1)).days
+    if len(known) < 0.9 * whole:
+        return math.nan
+    return sum(d.hdd for d in known) * whole / len(known)
+
+
+def weather_share(model: DailyChangePointBaseline, obs: DailyObservations) -> float | None:
+    """The weather-sensitive part of the days of ``obs`` in a fitted daily model: ``s`` of the adjustment.
+
+    The model's prediction of the same days at its balance point (no degree days) is
+    the part that does not follow the weather; ``s`` is the rest over the whole.
+
+    Returns:
+        ``s`` in [0, 1]; None when the model predicts nothing.
+    """
+    p = model.params
+    balance = p.heating_balance_c if p.heating_balance_c is not None else p.cooling_balance_c
+    if balance is None:
+        return 0.0
+    flat = DailyObservations.build(obs.days, obs.energy_kwh, np.full_like(obs.temperature_c, balance), obs.day_types)
+    predicted, base = model.predict(obs), model.predict(flat)
+    ok = ~np.isnan(predicted) & ~np.isnan(base)
+    total = float(predicted[ok].sum())
+    return min(max(1.0 - float(base[ok].sum()) / total, 0.0), 1.0) if total > 0 else None
 
 
 def _decimal(value: float, digits: int) -> str:

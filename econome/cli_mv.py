@@ -9,6 +9,7 @@ r"""The ``econome mv`` and ``econome report`` commands: savings and reports from
     econome report renovation --config examples/commune.yaml --from-influx --building ecole-curie --out r.html
     econome report portfolio  --config examples/commune.yaml --readings FILE --year 2025 --out p.pdf
     econome report operat     --config examples/commune.yaml --readings FILE --year 2025 --reference-year 2024 --out o.csv
+    econome report operat     --config my-commune.yaml --invoices factures.csv --year 2025 --temperatures dju.csv --out o.csv
 
 The readings come from ``--readings FILE.csv`` (``timestamp,point,value``, the
 one format of :mod:`streams.history`, written by ``econome simulate`` and
@@ -23,6 +24,14 @@ converted with its ``conversion_kwh_per_unit``; water in m3). The outdoor
 temperature is the inventory's weather point (or ``--temperature-point``).
 Periods are ``START/END`` dates, the end excluded.
 
+``report portfolio`` and ``report operat`` also take the bills
+(:mod:`streams.invoices`, ``docs/invoices.md``): ``--invoices FILE``, or with
+``--from-influx`` those ``econome import invoices`` stored. A year of an
+energy comes from the meters when they cover it in full, else from the bills
+when they do; the OPERAT export chooses each building's reference year and
+adjusts the year to its climate (:mod:`dashboards.operat`), the portfolio adds
+the consumption per calendar year back to the first bill.
+
 :func:`register` adds the commands to the main app.
 """
 
@@ -31,8 +40,6 @@ from __future__ import annotations
 import json
 import math
 import sys
-from collections.abc import Collection
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Annotated, Any
@@ -45,11 +52,16 @@ from dashboards.operat import (
     DEFAULT_HEATING_SHARE,
     ENERGY_COLUMNS,
     FIRST_REFERENCE_YEAR,
+    FROM_METERS,
     ClimateAdjustment,
+    YearFigures,
     choose_reference_year,
     operat_rows,
     subject_buildings,
+    weather_share,
     write_operat_csv,
+    year_degree_days,
+    year_figures,
 )
 from dashboards.pdf import report_pdf
 from dashboards.reports import (
@@ -611,7 +623,7 @@ def report_portfolio(
     data = _load_span(source, inv, first, date(year + 1, 1, 1), points, required=not bills)
     built = _all_series(inv, data, f"consumption {year}")
     every = tuple(Energy)
-    declared = _declared(inv, built, invoiced, year, energies=every)
+    declared = year_figures(_metered_energies(inv), built, invoiced, year, energies=every)
     totals = declared.totals
     # Days without data summed over the energies, as the report counts them.
     missing = {b: sum(gaps.values()) for b, gaps in declared.energy_missing.items()}
@@ -631,7 +643,7 @@ def report_portfolio(
         chosen = bld.operat_reference_year or (None if asked else choose_reference_year(bld, invoiced.get(bld.id, {})))
         if chosen is not None and chosen != reference_year:
             own[bld.id] = chosen
-    references = {y: _declared(inv, built, invoiced, y).totals for y in {reference_year, *own.values()}}
+    references = {y: year_figures(_metered_energies(inv), built, invoiced, y).totals for y in {reference_year, *own.values()}}
     year_of = {b: own.get(b, reference_year) for b in totals}
     effective = {year_of[b] for b in subject if b in totals}
     if own and len(effective) == 1:
@@ -659,12 +671,16 @@ def report_portfolio(
     _write_report(page, out)
 
 
+def _metered_energies(inv: Inventory) -> list[tuple[str, list[Energy]]]:
+    return [(bld.id, list(_energy_points(bld))) for _, bld in inv.buildings()]
+
+
 def _follow_up(
     inv: Inventory, built: dict[str, list[EnergySeries]], invoiced: dict[str, dict[Energy, dict[int, YearTotal]]],
     first: int, last: int,
 ) -> list[YearlyConsumption]:
     """Each building's consumption per energy and calendar year, from the meters or the invoices."""
-    years = {y: _declared(inv, built, invoiced, y, energies=tuple(Energy)) for y in range(first, last + 1)}
+    years = {y: year_figures(_metered_energies(inv), built, invoiced, y, energies=tuple(Energy)) for y in range(first, last + 1)}
     out: list[YearlyConsumption] = []
     for _, bld in inv.buildings():
         energies = sorted({e for d in years.values() for e in d.totals.get(bld.id, {})}, key=list(Energy).index)
@@ -701,78 +717,6 @@ def _load_span(
     return source.load(inv, *local_range(inv.organisation.tz, first, end), points, required=required)
 
 
-@dataclass
-class _Declared:
-    """One year of every building, per declared energy: meters where they cover it, else invoices."""
-
-    totals: dict[str, dict[Energy, float]] = field(default_factory=dict)
-    missing: dict[str, int] = field(default_factory=dict)
-    absent: list[str] = field(default_factory=list)
-    sources: dict[str, dict[Energy, str]] = field(default_factory=dict)
-    energy_missing: dict[str, dict[Energy, int]] = field(default_factory=dict)
-
-    def source(self, building_id: str) -> str:
-        used = self.sources.get(building_id, {})
-        return " + ".join(sorted(set(used.values())))
-
-
-_METERS, _INVOICES = "compteurs", "factures"
-
-
-def _declared(
-    inv: Inventory, built: dict[str, list[EnergySeries]], invoiced: dict[str, dict[Energy, dict[int, YearTotal]]],
-    year: int, buildings: Collection[str] | None = None, energies: Collection[Energy] = tuple(ENERGY_COLUMNS),
-) -> _Declared:
-    """The year's declared energies per building: a meter covering the year in full, else complete invoices.
-
-    Else whichever has data, its missing days counted.
-    """
-    start, end = date(year, 1, 1), date(year + 1, 1, 1)
-    whole = (end - start).days
-    out = _Declared()
-    for _, bld in inv.buildings():
-        if buildings is not None and bld.id not in buildings:
-            continue
-        series = {s.energy: s for s in built.get(bld.id, [])}
-        bills = invoiced.get(bld.id, {})
-        used = [e for e in energies if e in _energy_points(bld) or e in bills]
-        if not used:
-            continue
-        gaps: list[int] = []
-        for energy in used:
-            metered = series[energy].total(start, end) if energy in series else (0.0, whole)
-            billed = bills.get(energy, {}).get(year)
-            if metered[1] == 0 or (metered[1] < whole and not (billed and billed.complete)):
-                out.totals.setdefault(bld.id, {})[energy] = metered[0]
-                out.sources.setdefault(bld.id, {})[energy] = _METERS
-                out.energy_missing.setdefault(bld.id, {})[energy] = metered[1]
-                gaps.append(metered[1])
-            elif billed is not None and billed.missing_days < whole:
-                out.totals.setdefault(bld.id, {})[energy] = billed.amount
-                out.sources.setdefault(bld.id, {})[energy] = _INVOICES
-                out.energy_missing.setdefault(bld.id, {})[energy] = billed.missing_days
-                gaps.append(billed.missing_days)
-            else:
-                gaps.append(whole)
-        if min(gaps) == whole:
-            out.absent.append(bld.id)
-        else:
-            out.missing[bld.id] = max(gaps)
-    return out
-
-
-def _year_dju(temperature: list[DailyTemperature], year: int) -> float:
-    """Heating degree days of the year (base 18 °C); NaN when more than a tenth of its days lack temperatures.
-
-    A few days missing are filled with the mean of the others.
-    """
-    days = [d for d in degree_days(temperature) if d.day.year == year and not d.gap]
-    whole = (date(year + 1, 1, 1) - date(year, 1, 1)).days
-    if len(days) < 0.9 * whole:
-        return math.nan
-    return sum(d.hdd for d in days) * whole / len(days)
-
-
 def _heating_shares(text: list[str]) -> dict[Energy, float]:
     shares = dict(DEFAULT_HEATING_SHARE)
     for item in text:
@@ -796,33 +740,22 @@ def _model_share(inv: Inventory, bld: Building, series: EnergySeries, temperatur
     start, end = date(year, 1, 1), date(year + 1, 1, 1)
     keep = [i for i, d in enumerate(series.days) if start <= d < end]
     days = [series.days[i] for i in keep]
-    energy = series.values[keep]
     calendar = FrenchCalendar(inv.organisation.school_holiday_zone)
-    types = classify_days(days, bld, calendar)
     try:
-        obs = DailyObservations.build(days, energy, hourly_temperature_matrix(*temperature, days, tz=tz), types)
-        model = DailyChangePointBaseline().fit(obs)
+        obs = DailyObservations.build(days, series.values[keep], hourly_temperature_matrix(*temperature, days, tz=tz),
+                                      classify_days(days, bld, calendar))
+        return weather_share(DailyChangePointBaseline().fit(obs), obs)
     except TelemetryError:
         return None
-    p = model.params
-    balance = p.heating_balance_c if p.heating_balance_c is not None else p.cooling_balance_c
-    if balance is None:
-        return 0.0
-    # The same days at the balance point: no degree days, the part that does not follow the weather.
-    flat = DailyObservations.build(days, energy, np.full_like(obs.temperature_c, balance), types)
-    predicted, base = model.predict(obs), model.predict(flat)
-    ok = ~np.isnan(predicted) & ~np.isnan(base)
-    total = float(predicted[ok].sum())
-    return min(max(1.0 - float(base[ok].sum()) / total, 0.0), 1.0) if total > 0 else None
 
 
 def _adjustment(
-    inv: Inventory, bld: Building, year: int, declared: _Declared, built: dict[str, list[EnergySeries]],
+    inv: Inventory, bld: Building, year: int, declared: YearFigures, built: dict[str, list[EnergySeries]],
     temps: dict[int, list[DailyTemperature]], temperature: Series | None, reference_year: int,
     shares: dict[Energy, float],
 ) -> ClimateAdjustment | str:
-    dju_year = _year_dju(temps.get(year, []), year)
-    dju_reference = _year_dju(temps.get(reference_year, []), reference_year)
+    dju_year = year_degree_days(temps.get(year, []), year)
+    dju_reference = year_degree_days(temps.get(reference_year, []), reference_year)
     missing = [str(y) for y, d in ((year, dju_year), (reference_year, dju_reference)) if math.isnan(d)]
     if missing:
         return f"non ajustée : températures extérieures de {' et '.join(missing)} manquantes ou incomplètes"
@@ -834,7 +767,7 @@ def _adjustment(
     how: dict[str, list[str]] = {}
     for energy, kwh in used.items():
         share = None
-        if declared.sources[bld.id].get(energy) == _METERS and temperature is not None and energy in series:
+        if declared.sources[bld.id].get(energy) == FROM_METERS and temperature is not None and energy in series:
             share = _model_share(inv, bld, series[energy], temperature, year)
         label = "modèle M&V des compteurs" if share is not None else "part par défaut"
         share = share if share is not None else shares[energy]
@@ -893,17 +826,17 @@ def report_operat(
                           or choose_reference_year(bld, invoiced.get(bld.id, {})))
     data = _load_span(source, inv, date(year, 1, 1), date(year + 1, 1, 1), with_weather, required=not bills)
     built = _all_series(inv, data, f"consumption {year}")
-    declared = _declared(inv, built, invoiced, year)
+    declared = year_figures(_metered_energies(inv), built, invoiced, year)
     year_temperature = _temperature_or_none(data, weather)
     temps = _temperatures(temperatures, tz)
     if year_temperature is not None and year not in temps:
         temps[year] = daily_temperatures(*year_temperature, tz=tz)
-    reference = _Declared()
+    reference = YearFigures()
     reference_years = sorted({y for y in chosen.values() if y is not None})
     for ref in reference_years:
         ref_data = _load_span(source, inv, date(ref, 1, 1), date(ref + 1, 1, 1), with_weather, required=False)
         ref_built = _all_series(inv, ref_data, f"consumption {ref}")
-        part = _declared(inv, ref_built, invoiced, ref, [b for b, y in chosen.items() if y == ref])
+        part = year_figures(_metered_energies(inv), ref_built, invoiced, ref, [b for b, y in chosen.items() if y == ref])
         reference.totals.update(part.totals)
         reference.missing.update(part.missing)
         reference.absent.extend(part.absent)
