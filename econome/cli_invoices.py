@@ -10,7 +10,9 @@ optionally ``estimated;reference``. Each invoice becomes one point of the
 measurement ``invoice`` (tags building, account, energy; fields kwh, or
 water_m3 for water, consumption, unit, end, estimated, reference, amount_eur)
 at the local midnight its period starts: importing a file again overwrites the
-same points and adds none. ``econome report operat`` and ``report portfolio``
+same points and adds none; a bill of the same account and start with other
+figures replaces the one stored (said in the summary). Overlaps and gaps with
+the bills imported before, from other files, are warned too. ``econome report operat`` and ``report portfolio``
 read them back with ``--from-influx`` (or read the file with ``--invoices``).
 
 A file with a rejected row is not imported at all (exit 2, every rejected row
@@ -26,6 +28,7 @@ refusing.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -34,9 +37,17 @@ import typer
 from econome._common import EXIT_CONFIG
 from econome._common import load_or_exit as _load
 from econome._readings import EXIT_INFLUX, influx_config
+from inventory import Inventory
 from streams.errors import DecodeError, SinkError
 from streams.influx import InfluxConfig, InfluxQLClient, InfluxV1Writer, make_writer, write_splitting
-from streams.invoices import INVOICE_MEASUREMENT, Invoice, invoice_lines, read_invoice_file
+from streams.invoices import (
+    INVOICE_MEASUREMENT,
+    Invoice,
+    coverage_problems,
+    invoice_lines,
+    read_invoice_file,
+    read_invoices_influx,
+)
 
 __all__ = ["import_invoices", "register"]
 
@@ -67,8 +78,25 @@ async def _stored(client: InfluxQLClient, accounts: set[str]) -> int:
     return total
 
 
-async def _write(config: InfluxConfig, invoices: list[Invoice], lines: list[str]) -> tuple[int, int]:
-    """Write the lines; the invoices of their accounts stored before and after."""
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    before: int
+    after: int
+    replaced: int
+    warnings: list[str]
+
+
+def _same(a: Invoice, b: Invoice) -> bool:
+    return (a.end, a.consumption, a.unit, a.amount, a.amount_eur, a.estimated, a.reference) == (
+        b.end, b.consumption, b.unit, b.amount, b.amount_eur, b.estimated, b.reference)
+
+
+async def _write(config: InfluxConfig, inventory: Inventory, invoices: list[Invoice], lines: list[str]) -> _Outcome:
+    """Write the lines; count the invoices of their accounts stored before and after, and those replaced.
+
+    The invoices already stored for the same accounts are checked with the file's: an
+    overlap or a gap between a bill of the file and one imported before is a warning.
+    """
     accounts = {i.account for i in invoices}
     client = InfluxQLClient(config)
     writer = make_writer(config)
@@ -76,12 +104,18 @@ async def _write(config: InfluxConfig, invoices: list[Invoice], lines: list[str]
         if isinstance(writer, InfluxV1Writer):
             await writer.ensure_database()
         before = await _stored(client, accounts)
+        stored = {(i.account, i.start): i for i in await read_invoices_influx(client, inventory) if i.account in accounts}
+        mine = {(i.account, i.start): i for i in invoices}
+        replaced = sum(1 for key, i in mine.items() if key in stored and not _same(stored[key], i))
+        others = [i for key, i in stored.items() if key not in mine]
+        alone = {str(p) for p in coverage_problems(invoices)}
+        warnings = [str(p) for p in coverage_problems([*others, *invoices]) if str(p) not in alone]
         refused = await write_splitting(writer, lines)
         if refused:
             line, why = refused[0]
             msg = f"InfluxDB refused {len(refused)} invoice(s), e.g. {line!r}: {why}"
             raise SinkError(msg)
-        return before, await _stored(client, accounts)
+        return _Outcome(before, await _stored(client, accounts), replaced, warnings)
     finally:
         await writer.close()
         await client.close()
@@ -110,9 +144,13 @@ def import_invoices(
     config = influx_config()
     lines = invoice_lines(parsed.invoices, inv.organisation.tz)
     try:
-        before, after = asyncio.run(_write(config, parsed.invoices, lines))
+        outcome = asyncio.run(_write(config, inv, parsed.invoices, lines))
     except SinkError as exc:
         raise _fail(str(exc), EXIT_INFLUX) from exc
+    for warning in outcome.warnings:
+        typer.echo(f"warning: {file}: {warning} (an invoice imported before)", err=True)
     accounts = len({i.account for i in parsed.invoices})
+    new = outcome.after - outcome.before
     typer.echo(f"{file}: {len(parsed.invoices)} invoice(s) of {accounts} account(s) written to InfluxDB "
-               f"{config.safe_url}: {after - before} new, {len(parsed.invoices) - (after - before)} already there")
+               f"{config.safe_url}: {new} new, {len(parsed.invoices) - new} already there "
+               f"({outcome.replaced} of them with other figures, replaced)")

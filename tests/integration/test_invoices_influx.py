@@ -134,7 +134,7 @@ def test_invoices_import_once_and_give_the_operat_reference_and_trajectory(
     # Again: the same points, overwritten, nothing added.
     result = runner.invoke(app, ["import-invoices", str(invoices), "--inventory", str(config)])
     assert result.exit_code == 0, result.output
-    assert f"0 new, {len(bills)} already there" in result.stdout
+    assert f"0 new, {len(bills)} already there (0 of them with other figures, replaced)" in result.stdout
     assert _stored(influxdb_server.url, unique_name) == stored
 
     # A file with bad rows is refused whole, each row named.
@@ -201,6 +201,18 @@ def test_invoices_import_once_and_give_the_operat_reference_and_trajectory(
     electricity = follow_up[follow_up.index("Électricité (kWh)"):].split("</tr>")[0]
     cells = [c.split("</td>")[0] for c in electricity.split("<td>")[1:]]
     assert cells == ["33 000\u1da0 *", "24 000\u1da0", "25 200\u1da0", *["—"] * 9, "18 000\u1da0"]
+
+    # Another file: December 2023 corrected, and a bill overlapping one imported before.
+    corrections = tmp_path / "rectificatif.csv"
+    corrections.write_text("account;start;end;consumption;unit;amount_eur\n"
+                           "mairie-elec;2023-12-01;2023-12-31;1600;kWh;320\n"
+                           "mairie-elec;2023-11-15;2023-11-30;700;kWh;140\n", encoding="utf-8")
+    result = runner.invoke(app, ["import-invoices", str(corrections), "--inventory", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "1 new, 1 already there (1 of them with other figures, replaced)" in result.stdout
+    assert ("line 3: account mairie-elec: overlaps mairie-elec from 2023-11-01 on 16 day(s) (2023-11-15 to "
+            "2023-11-30): counted twice (an invoice imported before)") in result.stderr
+    assert len(_stored(influxdb_server.url, unique_name)) == len(bills) + 1
 
 
 def test_import_with_influxdb_down_exits_4_and_a_bad_header_exits_2(
