@@ -333,8 +333,10 @@ def _row(
     per_unit, default = _conversion(account, unit)
     if default:
         defaulted.add(account.id)
+    # A reference typed on two lines in the spreadsheet is kept on one: InfluxDB stores it so.
+    reference = " ".join(cells.get("reference", "").split())
     return Invoice(account.id, building, account.energy, start, end, consumption, unit, consumption * per_unit,
-                   amount_eur, estimated_text in _YES, cells.get("reference", ""), number)
+                   amount_eur, estimated_text in _YES, reference, number)
 
 
 def read_invoice_file(path: Path, inventory: Inventory) -> InvoiceFile:
@@ -454,7 +456,9 @@ def yearly_totals(invoices: Iterable[Invoice]) -> dict[str, dict[Energy, dict[in
 
 
 def _field_string(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    # Line protocol ends a point at a newline.
+    flat = " ".join(value.splitlines())
+    return '"' + flat.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _midnight(day: date, tz: tzinfo) -> datetime:

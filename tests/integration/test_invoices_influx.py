@@ -66,12 +66,14 @@ def _bills() -> list[tuple[str, date, date, float, str]]:
 
 
 def _csv(bills: list[tuple[str, date, date, float, str]]) -> str:
-    lines = ["account;start;end;consumption;unit;amount_eur;estimated"]
+    lines = ["account;start;end;consumption;unit;amount_eur;estimated;reference"]
     for i, (account, start, end, amount, unit) in enumerate(bills):
         # As typed in a French spreadsheet: DD/MM/YYYY on half the rows, a space in thousands, a decimal comma.
         first = start.strftime("%d/%m/%Y") if i % 2 else start.isoformat()
+        # The first bill's reference typed on two lines of its cell: still one row (line 2).
+        reference = '"Facture\nn° 1"' if i == 0 else ""
         lines.append(f"{account};{first};{end.isoformat()};{amount:,.1f};{unit};{amount * 0.2:.2f};"
-                     f"{'oui' if i % 7 == 0 else 'non'}".replace(",", " ").replace(".", ","))
+                     f"{'oui' if i % 7 == 0 else 'non'};{reference}".replace(",", " ").replace(".", ","))
     return "\n".join(lines) + "\n"
 
 
