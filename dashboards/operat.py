@@ -45,16 +45,19 @@ the export adjusts the year to the climate of the reference year instead,
 which compares the two years the same way when the heating share is the same
 (both sides of the comparison are multiplied by the same mean DJU)::
 
-    adjusted = C × (1 − s) + C × s × DJU(reference year) / DJU(year)
+    adjusted = C × (1 − sh − sc) + C × sh × DJU(reference year) / DJU(year) + C × sc × DJC(reference year) / DJC(year)
 
-with ``C`` the year's final energy, ``s`` the share of it that heating (and
-cooling) use, and DJU the unified heating degree days, base 18 °C, the
-Météo-France way (:mod:`mv.degreedays`) from the inventory's outdoor
-temperature. ``s`` is the weather-sensitive part of the M&V daily model
-(:class:`mv.baseline.DailyChangePointBaseline`) of each energy whose meters
-cover the year, else :data:`DEFAULT_HEATING_SHARE` of that energy, said as
-such in :data:`ADJUSTMENT_METHOD`. Without the temperatures of both years the
-adjusted column is left blank and the method says why.
+with ``C`` the year's final energy, ``sh`` and ``sc`` the shares of it that
+heating and cooling use, DJU and DJC the heating and cooling degree days, base
+18 °C, the Météo-France way (:mod:`mv.degreedays`) from the inventory's
+outdoor temperature (or ``--temperatures``). ``sh`` and ``sc`` are the heating
+and cooling parts of the M&V daily model
+(:class:`mv.baseline.DailyChangePointBaseline`, :func:`weather_shares`) of
+each energy whose meters cover the year, else :data:`DEFAULT_HEATING_SHARE`
+of that energy and no cooling, said as such in :data:`ADJUSTMENT_METHOD`. A
+year without cooling degree days leaves its cooling as it is. Without the
+temperatures of both years the adjusted column is left blank and the method
+says why.
 
 The code of the arrêté's station network and its mean DJU 2000-2019 are not
 in our data: the adjusted figures are a preview, and the declaration keeps
@@ -92,7 +95,10 @@ __all__ = [
     "ADJUSTMENT_METHOD",
     "AREA",
     "COLUMNS",
+    "COOLING_SHARE",
     "DEFAULT_HEATING_SHARE",
+    "DJC_REFERENCE",
+    "DJC_YEAR",
     "DJU_REFERENCE",
     "DJU_YEAR",
     "EFA_ID",
@@ -120,7 +126,7 @@ __all__ = [
     "choose_reference_year",
     "operat_rows",
     "subject_buildings",
-    "weather_share",
+    "weather_shares",
     "write_operat_csv",
     "year_degree_days",
     "year_figures",
@@ -172,7 +178,10 @@ SOURCE = "Source des consommations de l'année"
 REFERENCE_SOURCE = "Source des consommations de référence"
 DJU_YEAR = "DJU de l'année (base 18)"
 DJU_REFERENCE = "DJU de l'année de référence (base 18)"
-HEATING_SHARE = "Part chauffage et refroidissement (%)"
+HEATING_SHARE = "Part chauffage (%)"
+COOLING_SHARE = "Part refroidissement (%)"
+DJC_YEAR = "DJC de l'année (base 18)"
+DJC_REFERENCE = "DJC de l'année de référence (base 18)"
 ADJUSTED_KWH = "Consommation ajustée au climat de l'année de référence (kWh EF)"
 ADJUSTMENT_METHOD = "Méthode d'ajustement climatique"
 
@@ -213,6 +222,9 @@ COLUMNS: list[str] = [
     DJU_YEAR,
     DJU_REFERENCE,
     HEATING_SHARE,
+    DJC_YEAR,
+    DJC_REFERENCE,
+    COOLING_SHARE,
     ADJUSTED_KWH,
     ADJUSTMENT_METHOD,
 ]
@@ -270,23 +282,40 @@ class ClimateAdjustment:
     """The year's consumption brought to the climate of the reference year (module docstring).
 
     Attributes:
-        heating_share: ``s``, the share of the year's final energy used by heating and cooling.
+        heating_share: ``sh``, the share of the year's final energy used by heating.
         dju_year: heating degree days of the year (base 18 °C).
         dju_reference: the same of the reference year.
-        method: how ``s`` was obtained, written in the export.
+        method: how the shares were obtained, written in the export.
+        cooling_share: ``sc``, the share used by cooling.
+        djc_year: cooling degree days of the year (base 18 °C); NaN when unknown.
+        djc_reference: the same of the reference year.
 
     >>> ClimateAdjustment(0.5, 2000.0, 2500.0, "défaut").adjusted(100_000.0)  # 50 000 + 50 000 × 2500 / 2000
     112500.0
+    >>> ClimateAdjustment(0.5, 2000.0, 2500.0, "", 0.1, 200.0, 100.0).adjusted(100_000.0)  # + 10 000 × 100 / 200
+    107500.0
     """
 
     heating_share: float
     dju_year: float
     dju_reference: float
     method: str
+    cooling_share: float = 0.0
+    djc_year: float = math.nan
+    djc_reference: float = math.nan
+
+    @property
+    def cooling_ratio(self) -> float:
+        """``DJC(reference) / DJC(year)``; 1 (the cooling left as it is) when either is unknown or the year has none."""
+        if math.isfinite(self.djc_year) and math.isfinite(self.djc_reference) and self.djc_year > 0:
+            return self.djc_reference / self.djc_year
+        return 1.0
 
     def adjusted(self, kwh: float) -> float:
-        """``C × (1 − s) + C × s × DJU(reference) / DJU(year)``."""
-        return kwh * (1 - self.heating_share) + kwh * self.heating_share * self.dju_reference / self.dju_year
+        """``C × (1 − sh − sc) + C × sh × DJU(ref) / DJU(year) + C × sc × DJC(ref) / DJC(year)``."""
+        rest = kwh * (1 - self.heating_share - self.cooling_share)
+        return (rest + kwh * self.heating_share * self.dju_reference / self.dju_year
+                + kwh * self.cooling_share * self.cooling_ratio)
 
 
 def choose_reference_year(building: Building, years: Mapping[Energy, Mapping[int, YearTotal]]) -> int | None:
@@ -413,36 +442,44 @@ def year_figures(
     return out
 
 
-def year_degree_days(days: Sequence[DailyTemperature], year: int) -> float:
-    """Heating degree days (DJU, base 18 °C) of a calendar year; NaN when over a tenth of its days lack temperatures.
+def year_degree_days(days: Sequence[DailyTemperature], year: int) -> tuple[float, float]:
+    """Heating (DJU) and cooling (DJC) degree days, base 18 °C, of a calendar year.
 
-    A few days missing are counted at the mean of the others.
+    A few days missing are counted at the mean of the others; NaN when over a tenth of
+    the year's days lack temperatures.
     """
     known = [d for d in degree_days(days) if d.day.year == year and not d.gap]
     whole = (date(year + 1, 1, 1) - date(year, 1, 1)).days
     if len(known) < 0.9 * whole:
-        return math.nan
-    return sum(d.hdd for d in known) * whole / len(known)
+        return math.nan, math.nan
+    return sum(d.hdd for d in known) * whole / len(known), sum(d.cdd for d in known) * whole / len(known)
 
 
-def weather_share(model: DailyChangePointBaseline, obs: DailyObservations) -> float | None:
-    """The weather-sensitive part of the days of ``obs`` in a fitted daily model: ``s`` of the adjustment.
+def weather_shares(model: DailyChangePointBaseline, obs: DailyObservations) -> tuple[float, float] | None:
+    """The heating and the cooling parts of the days of ``obs`` in a fitted daily model: ``sh`` and ``sc``.
 
-    The model's prediction of the same days at its balance point (no degree days) is
-    the part that does not follow the weather; ``s`` is the rest over the whole.
+    The heating part is what the model predicts less its prediction of the same days
+    with no temperature below its heating balance point (no heating degree days);
+    the cooling part likewise above its cooling balance point. Each over the whole.
 
     Returns:
-        ``s`` in [0, 1]; None when the model predicts nothing.
+        ``(sh, sc)``, each in [0, 1]; None when the model predicts nothing.
     """
     p = model.params
-    balance = p.heating_balance_c if p.heating_balance_c is not None else p.cooling_balance_c
-    if balance is None:
-        return 0.0
-    flat = DailyObservations.build(obs.days, obs.energy_kwh, np.full_like(obs.temperature_c, balance), obs.day_types)
-    predicted, base = model.predict(obs), model.predict(flat)
-    ok = ~np.isnan(predicted) & ~np.isnan(base)
-    total = float(predicted[ok].sum())
-    return min(max(1.0 - float(base[ok].sum()) / total, 0.0), 1.0) if total > 0 else None
+    temp = obs.temperature_c
+    predicted = model.predict(obs)
+    total = float(np.nansum(predicted))
+    if total <= 0:
+        return None
+
+    def part(balance: float | None, heating: bool) -> float:
+        if balance is None:
+            return 0.0
+        flat_temp = np.maximum(temp, balance) if heating else np.minimum(temp, balance)  # NaN samples stay NaN
+        flat = DailyObservations.build(obs.days, obs.energy_kwh, flat_temp, obs.day_types)
+        return min(max(float(np.nansum(predicted - model.predict(flat))) / total, 0.0), 1.0)
+
+    return part(p.heating_balance_c, heating=True), part(p.cooling_balance_c, heating=False)
 
 
 def _decimal(value: float, digits: int) -> str:
@@ -511,7 +548,8 @@ def _climate(
     without_data: Collection[str],
 ) -> None:
     """Fill the climate columns; the 2030 gap is then of the adjusted consumption."""
-    for column in (DJU_YEAR, DJU_REFERENCE, HEATING_SHARE, ADJUSTED_KWH, ADJUSTMENT_METHOD):
+    for column in (DJU_YEAR, DJU_REFERENCE, HEATING_SHARE, DJC_YEAR, DJC_REFERENCE, COOLING_SHARE, ADJUSTED_KWH,
+                   ADJUSTMENT_METHOD):
         row[column] = ""
     if building_id in without_data or not row[REFERENCE_KWH]:
         return
@@ -527,6 +565,10 @@ def _climate(
     row[DJU_YEAR] = _decimal(adjustment.dju_year, 0)
     row[DJU_REFERENCE] = _decimal(adjustment.dju_reference, 0)
     row[HEATING_SHARE] = _decimal(100 * adjustment.heating_share, 1)
+    row[COOLING_SHARE] = _decimal(100 * adjustment.cooling_share, 1)
+    if math.isfinite(adjustment.djc_year) and math.isfinite(adjustment.djc_reference):
+        row[DJC_YEAR] = _decimal(adjustment.djc_year, 0)
+        row[DJC_REFERENCE] = _decimal(adjustment.djc_reference, 0)
     row[ADJUSTED_KWH] = f"{adjusted:.0f}"
     row[ADJUSTMENT_METHOD] = adjustment.method
     target = float(row[OBJECTIVE_COLUMNS[2030]])

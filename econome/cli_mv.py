@@ -58,7 +58,7 @@ from dashboards.operat import (
     choose_reference_year,
     operat_rows,
     subject_buildings,
-    weather_share,
+    weather_shares,
     write_operat_csv,
     year_degree_days,
     year_figures,
@@ -734,8 +734,10 @@ def _heating_shares(text: list[str]) -> dict[Energy, float]:
     return shares
 
 
-def _model_share(inv: Inventory, bld: Building, series: EnergySeries, temperature: Series, year: int) -> float | None:
-    """The weather-sensitive part of the year in the M&V daily model of the meters; None when it cannot be fitted."""
+def _model_shares(
+    inv: Inventory, bld: Building, series: EnergySeries, temperature: Series, year: int
+) -> tuple[float, float] | None:
+    """The heating and cooling parts of the year in the M&V daily model of the meters; None when it cannot be fitted."""
     tz = inv.organisation.tz
     start, end = date(year, 1, 1), date(year + 1, 1, 1)
     keep = [i for i, d in enumerate(series.days) if start <= d < end]
@@ -744,7 +746,7 @@ def _model_share(inv: Inventory, bld: Building, series: EnergySeries, temperatur
     try:
         obs = DailyObservations.build(days, series.values[keep], hourly_temperature_matrix(*temperature, days, tz=tz),
                                       classify_days(days, bld, calendar))
-        return weather_share(DailyChangePointBaseline().fit(obs), obs)
+        return weather_shares(DailyChangePointBaseline().fit(obs), obs)
     except TelemetryError:
         return None
 
@@ -754,8 +756,8 @@ def _adjustment(
     temps: dict[int, list[DailyTemperature]], temperature: Series | None, reference_year: int,
     shares: dict[Energy, float],
 ) -> ClimateAdjustment | str:
-    dju_year = year_degree_days(temps.get(year, []), year)
-    dju_reference = year_degree_days(temps.get(reference_year, []), reference_year)
+    dju_year, djc_year = year_degree_days(temps.get(year, []), year)
+    dju_reference, djc_reference = year_degree_days(temps.get(reference_year, []), reference_year)
     missing = [str(y) for y, d in ((year, dju_year), (reference_year, dju_reference)) if math.isnan(d)]
     if missing:
         return f"non ajustée : températures extérieures de {' et '.join(missing)} manquantes ou incomplètes"
@@ -763,19 +765,23 @@ def _adjustment(
     if not used:
         return "non ajustée : pas de consommation"
     series = {s.energy: s for s in built.get(bld.id, [])}
-    heating = 0.0
+    heating = cooling = 0.0
     how: dict[str, list[str]] = {}
     for energy, kwh in used.items():
-        share = None
+        found = None
         if declared.sources[bld.id].get(energy) == FROM_METERS and temperature is not None and energy in series:
-            share = _model_share(inv, bld, series[energy], temperature, year)
-        label = "modèle M&V des compteurs" if share is not None else "part par défaut"
-        share = share if share is not None else shares[energy]
-        how.setdefault(label, []).append(f"{ENERGY_LABELS[energy].lower()} {100 * share:.0f} %")
-        heating += kwh * share
+            found = _model_shares(inv, bld, series[energy], temperature, year)
+        label = "modèle M&V des compteurs" if found is not None else "part par défaut"
+        sh, sc = found if found is not None else (shares[energy], 0.0)
+        cold = f", froid {100 * sc:.0f}\u00a0%" if sc >= 0.005 else ""
+        how.setdefault(label, []).append(f"{ENERGY_LABELS[energy].lower()} {100 * sh:.0f}\u00a0%{cold}")
+        heating += kwh * sh
+        cooling += kwh * sc
     parts = "; ".join(f"{label} ({', '.join(names)})" for label, names in how.items())
-    method = f"C×(1−s) + C×s×DJU {reference_year}/DJU {year} ; s : {parts}"
-    return ClimateAdjustment(heating / sum(used.values()), dju_year, dju_reference, method)
+    formula = f"C×(1−sh−sc) + C×sh×DJU {reference_year}/DJU {year} + C×sc×DJC {reference_year}/DJC {year}"
+    total = sum(used.values())
+    return ClimateAdjustment(heating / total, dju_year, dju_reference, f"{formula} ; parts : {parts}",
+                             cooling / total, djc_year, djc_reference)
 
 
 @with_progress("report operat")

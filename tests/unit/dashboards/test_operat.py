@@ -4,6 +4,8 @@ import csv
 import io
 from pathlib import Path
 
+import pytest
+
 from dashboards.operat import (
     COLUMNS,
     EFA_ID,
@@ -89,3 +91,24 @@ def test_a_climate_adjustment_moves_the_2030_gap_to_the_adjusted_consumption() -
                              {"mairie": {Energy.NATURAL_GAS: 120000.0}})
     assert unadjusted[0][GAP_2030] == "10,0"
     assert unadjusted[0][ADJUSTED_KWH] == ""
+
+
+def test_the_heating_and_cooling_parts_of_a_fitted_model_are_those_the_data_were_made_with() -> None:
+    from datetime import date, timedelta
+
+    import numpy as np
+
+    from dashboards.operat import weather_shares
+    from mv.baseline import DailyChangePointBaseline, DailyObservations
+
+    rng = np.random.default_rng(3)
+    days = [date(2024, 1, 1) + timedelta(days=d) for d in range(366)]
+    temp = 13 - 11 * np.cos(2 * np.pi * (np.arange(366) - 15) / 366) + rng.normal(0, 2.0, 366)
+    heating, cooling = 12 * np.maximum(0, 15 - temp), 9 * np.maximum(0, temp - 21)
+    energy = 80 + heating + cooling + rng.normal(0, 4, 366)
+    obs = DailyObservations.build(days, energy, temp)
+    shares = weather_shares(DailyChangePointBaseline().fit(obs), obs)
+    assert shares is not None
+    assert shares[0] == pytest.approx(heating.sum() / energy.sum(), abs=0.03)
+    assert shares[1] == pytest.approx(cooling.sum() / energy.sum(), abs=0.02)
+    assert shares[1] > 0.02

@@ -17,6 +17,9 @@ from dashboards.operat import (
     ADJUSTMENT_METHOD,
     AREA,
     COLUMNS,
+    COOLING_SHARE,
+    DJC_REFERENCE,
+    DJC_YEAR,
     DJU_REFERENCE,
     DJU_YEAR,
     EFA_ID,
@@ -348,7 +351,7 @@ def test_operat_of_the_demo_commune_reads_in_french_and_inaction_counts_subject_
     assert any("," in value for value, column in numbers if column == INTENSITY)
     # One temperature a day gives no Tn/Tx (Météo-France windows): no degree days, no climate columns here
     # (tests/integration/test_invoices_influx.py fills them).
-    climate = {DJU_YEAR, DJU_REFERENCE, HEATING_SHARE, ADJUSTED_KWH}
+    climate = {DJU_YEAR, DJU_REFERENCE, HEATING_SHARE, DJC_YEAR, DJC_REFERENCE, COOLING_SHARE, ADJUSTED_KWH}
     assert {column for _, column in numbers} >= set(COLUMNS) - text_columns - {MISSING_DAYS, REFERENCE_MISSING_DAYS} - climate
     assert all(r[ADJUSTMENT_METHOD].startswith("non ajustée : températures extérieures de 2025 et 2024") for r in rows)
     assert [r[EFA_ID] for r in rows] == [b.operat_id for _, b in inv.buildings()]

@@ -23,6 +23,8 @@ from typer.testing import CliRunner
 from dashboards.operat import (
     ADJUSTED_KWH,
     ADJUSTMENT_METHOD,
+    DJC_REFERENCE,
+    DJC_YEAR,
     HEATING_SHARE,
     REFERENCE_KWH,
     REFERENCE_SOURCE,
@@ -97,7 +99,10 @@ def test_meters_for_the_year_bills_for_the_reference_and_the_share_from_the_mode
 
     printed = float(chosen[HEATING_SHARE].replace(",", ".")) / 100
     assert printed == pytest.approx(share, abs=0.03)
-    assert chosen[ADJUSTMENT_METHOD].startswith("C×(1−s) + C×s×DJU 2012/DJU 2024 ; s : modèle M&V des compteurs (")
+    assert chosen[ADJUSTMENT_METHOD].startswith(
+        "C×(1−sh−sc) + C×sh×DJU 2012/DJU 2024 + C×sc×DJC 2012/DJC 2024 ; parts : modèle M&V des compteurs (")
+    # No day above 18 °C in either year: no cooling degree days, the cooling part (if any) left as it is.
+    assert (chosen[DJC_YEAR], chosen[DJC_REFERENCE]) == ("0", "0")
     used = gas_kwh[in_2024].sum() + elec_kwh[in_2024].sum()
     assert int(chosen[TOTAL_KWH]) == pytest.approx(used, rel=1e-3)
     assert int(chosen[ADJUSTED_KWH]) == pytest.approx(used * (1 - printed) + used * printed * 4026 / 3294, rel=1e-3)
