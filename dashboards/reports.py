@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from dashboards.operat import SUBJECT_AREA_M2, TRAJECTORY
+from dashboards.operat import FROM_INVOICES, SUBJECT_AREA_M2, TRAJECTORY
 from inventory import Building, Energy, Inventory, Renovation
 from mv.baseline import G14_LIMITS, FitStats, Resolution
 from mv.degreedays import DegreeDay, monthly_degree_days
@@ -173,6 +173,7 @@ class BuildingYear:
         subject: whether the Décret tertiaire applies to it (decided per site, see
             :func:`dashboards.operat.subject_buildings`).
         reference_kwh: its final energy of the reference year, when known.
+        invoiced: the energies whose figures come from the invoices.
     """
 
     building: Building
@@ -181,6 +182,12 @@ class BuildingYear:
     avoided_kwh: tuple[tuple[Energy, float], ...] = ()
     subject: bool = False
     reference_kwh: float | None = None
+    invoiced: frozenset[Energy] = frozenset()
+    """The energies whose figures come from the invoices, not the meters (marked ᶠ)."""
+
+
+_BILLED = "\u1da0"
+"""Mark of a figure from the invoices."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +222,7 @@ def yearly_section(rows: Sequence[YearlyConsumption], first: int, last: int) -> 
                 cells.append("<td>—</td>")
                 continue
             value, source, complete = r.years[y]
-            mark = ("\u1da0" if source == "factures" else "") + ("" if complete else " *")
+            mark = (_BILLED if source == FROM_INVOICES else "") + ("" if complete else " *")
             cells.append(f"<td>{_num(value)}{mark}</td>")
         body.append(f"<tr><td>{html.escape(r.building.name)}</td><td>{ENERGY_LABELS[r.energy]} ({unit})</td>"
                     + "".join(cells) + "</tr>")
@@ -793,11 +800,12 @@ def portfolio_report(
         tot_avoided += avoided
         tot_water += water
         intensities.append((b.building.name, kwh / area, b.building.usage.value))
-        cells = "".join(f"<td>{_num(b.by_energy.get(e, 0.0))}</td>" for e in energies)
+        cells = "".join(f"<td>{_num(b.by_energy.get(e, 0.0))}{_BILLED if e in b.invoiced else ''}</td>" for e in energies)
         flag = " *" if b.missing_days else ""
         rows.append(
             f"<tr><td>{html.escape(b.building.name)}{flag}</td><td>{_num(area)}</td>{cells}<td>{_num(kwh)}</td>"
-            f"<td>{_num(kwh / area)}</td><td>{_num(water)}</td><td>{_num(eur)}</td><td>{_num(co2 / 1000, 1)}</td>"
+            f"<td>{_num(kwh / area)}</td><td>{_num(water)}{_BILLED if Energy.WATER in b.invoiced else ''}</td>"
+            f"<td>{_num(eur)}</td><td>{_num(co2 / 1000, 1)}</td>"
             f"<td>{_num(avoided) if b.avoided_kwh else '—'}</td></tr>"
         )
     head = "".join(f"<th>{ENERGY_LABELS[e]} (kWh)</th>" for e in energies)
@@ -825,6 +833,8 @@ def portfolio_report(
                                       reference_note)
     charts = figure_png(_intensity_chart(intensities))
     incomplete = "* données incomplètes sur l'année. " if any(b.missing_days for b in buildings) else ""
+    if any(b.invoiced for b in buildings):
+        incomplete += f"{_BILLED}\u00a0: d'après les factures. "
     body = (
         f'<section><div class="kpis">{kpis}</div></section>'
         f"<section><h2>Indicateurs par bâtiment</h2>{table}"

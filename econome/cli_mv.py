@@ -52,6 +52,7 @@ from dashboards.operat import (
     DEFAULT_HEATING_SHARE,
     ENERGY_COLUMNS,
     FIRST_REFERENCE_YEAR,
+    FROM_INVOICES,
     FROM_METERS,
     ClimateAdjustment,
     YearFigures,
@@ -663,8 +664,9 @@ def report_portfolio(
             avoided = (tuple(_avoided(inv, bld, data, temp, year)) if bld.renovations and temp is not None else ())
             ref_totals = references[year_of[bld.id]].get(bld.id, {})
             ref_kwh = sum(kwh for e, kwh in ref_totals.items() if e in ENERGY_COLUMNS)
+            billed = frozenset(e for e, src in declared.sources.get(bld.id, {}).items() if src == FROM_INVOICES)
             rows.append(BuildingYear(bld, totals[bld.id], missing.get(bld.id, 0), avoided, bld.id in subject,
-                                     ref_kwh or None))
+                                     ref_kwh or None, billed))
     follow_up = _follow_up(inv, built, invoiced, first_billed, year) if bills else []
     page = portfolio_report(inv, year, rows, price_escalation=price_escalation, reference_year=reference_year,
                             reference_note=note, yearly=follow_up)

@@ -197,6 +197,9 @@ def test_invoices_import_once_and_give_the_operat_reference_and_trajectory(
                                  "--out", str(portfolio)])
     assert result.exit_code == 0, result.output
     page = " ".join(portfolio.read_text(encoding="utf-8").replace("\xa0", " ").replace("\u202f", " ").split())
+    indicators = page[page.index("Indicateurs par bâtiment"):page.index("Coût de l'inaction")]
+    assert "<td>Hôtel de ville</td><td>1 100</td><td>18 000\u1da0</td><td>19 800\u1da0</td>" in indicators
+    assert "\u1da0 : d'après les factures." in indicators
     inaction = page[page.index("Coût de l'inaction"):page.index("Suivi pluriannuel")]
     assert f"{round(used / 1000)} MWh en 2023, {round(reference[2012] / 1000)} MWh en 2012, année de référence" in inaction
     follow_up = page[page.index("Suivi pluriannuel"):]
