@@ -190,6 +190,20 @@ def test_invoices_import_once_and_give_the_operat_reference_and_trajectory(
     assert "part par défaut (électricité 0\u00a0%, gaz naturel 80\u00a0%)" in mairie[ADJUSTMENT_METHOD]
     assert "DJU 2012/DJU 2023" in mairie[ADJUSTMENT_METHOD]
 
+    # Shares declared for a building heated by electricity too.
+    out = tmp_path / "operat-shares.csv"
+    declared = ["report", "operat", "--config", str(config), "--invoices", str(invoices), "--year", "2023",
+                "--temperatures", str(temperatures), "--out", str(out)]
+    result = runner.invoke(app, [*declared, "--heating-share", "natural_gas=0.5", "--heating-share", "electricity=0.25"])
+    assert result.exit_code == 0, result.output
+    shared = next(r for r in csv.DictReader(io.StringIO(out.read_text(encoding="utf-8-sig")), delimiter=";")
+                  if r["Référence interne"] == "mairie")
+    heated = (used - gas) * 0.25 + gas * 0.5
+    assert int(shared[ADJUSTED_KWH]) == round(used - heated + heated * dju_2012 / dju_2023)
+    result = runner.invoke(app, [*declared, "--heating-share", "gaz=0.5"])
+    assert result.exit_code == 2
+    assert "write ENERGY=FRACTION" in result.output
+
     # The portfolio: the year from the bills, the cost of inaction against the bills' reference year, and the
     # yearly follow-up back to the first bill, each figure marked as from the bills.
     portfolio = tmp_path / "portfolio.html"
