@@ -7,7 +7,8 @@ r"""``econome import invoices``: the consumption of the bills into InfluxDB.
 The file is the invoice CSV of :mod:`streams.invoices` (``docs/invoices.md``):
 one row per bill, ``account;start;end;consumption;unit;amount_eur`` and
 optionally ``estimated;reference``. Each invoice becomes one point of the
-measurement ``invoice`` (tags building, account, energy; fields kwh, or
+measurement ``invoice`` (retention policy ``invoices``, kept forever, on InfluxDB
+1.x; tags building, account, energy; fields kwh, or
 water_m3 for water, consumption, unit, end, estimated, reference, amount_eur)
 at the local midnight its period starts: importing a file again overwrites the
 same points and adds none; a bill of the same account and start with other
@@ -41,10 +42,12 @@ from inventory import Inventory
 from streams.errors import DecodeError, SinkError
 from streams.influx import InfluxConfig, InfluxQLClient, InfluxV1Writer, make_writer, write_splitting
 from streams.invoices import (
-    INVOICE_MEASUREMENT,
     Invoice,
     coverage_problems,
+    ensure_invoice_policy,
+    invoice_config,
     invoice_lines,
+    invoice_source,
     read_invoice_file,
     read_invoices_influx,
 )
@@ -71,7 +74,7 @@ def _fail(message: str, code: int) -> typer.Exit:
 async def _stored(client: InfluxQLClient, accounts: set[str]) -> int:
     """Invoices already stored for ``accounts``."""
     total = 0
-    statement = f'SELECT count("consumption") FROM "{INVOICE_MEASUREMENT}" GROUP BY "account"'  # noqa: S608 - a constant
+    statement = f'SELECT count("consumption") FROM {invoice_source(client.config)} GROUP BY "account"'  # noqa: S608
     for series in await client.query(statement):
         if str(series.get("tags", {}).get("account", "")) in accounts:
             total += int(series["values"][0][1])
@@ -99,10 +102,11 @@ async def _write(config: InfluxConfig, inventory: Inventory, invoices: list[Invo
     """
     accounts = {i.account for i in invoices}
     client = InfluxQLClient(config)
-    writer = make_writer(config)
+    writer = make_writer(invoice_config(config))
     try:
         if isinstance(writer, InfluxV1Writer):
             await writer.ensure_database()
+            await ensure_invoice_policy(config)
         before = await _stored(client, accounts)
         stored = {(i.account, i.start): i for i in await read_invoices_influx(client, inventory) if i.account in accounts}
         mine = {(i.account, i.start): i for i in invoices}

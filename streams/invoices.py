@@ -63,12 +63,21 @@ from pathlib import Path
 
 from inventory import Energy, Inventory, InvoiceAccount
 from streams.errors import DecodeError
-from streams.influx import InfluxQLClient, escape_tag, to_ms
+from streams.influx import (
+    InfluxConfig,
+    InfluxQLClient,
+    _http_client,  # the client every InfluxDB call of ours uses (TLS, auth, timeouts)
+    _influxql_post,
+    escape_tag,
+    retention_policies,
+    to_ms,
+)
 
 __all__ = [
     "COLUMNS",
     "DEFAULT_KWH_PER_UNIT",
     "INVOICE_MEASUREMENT",
+    "INVOICE_RP",
     "OPTIONAL_COLUMNS",
     "UNITS",
     "Invoice",
@@ -76,7 +85,10 @@ __all__ = [
     "InvoiceProblem",
     "YearTotal",
     "coverage_problems",
+    "ensure_invoice_policy",
+    "invoice_config",
     "invoice_lines",
+    "invoice_source",
     "parse_invoices",
     "read_invoice_file",
     "read_invoices_influx",
@@ -85,6 +97,9 @@ __all__ = [
 
 INVOICE_MEASUREMENT = "invoice"
 """InfluxDB measurement of the invoices: tags building, account, energy; timestamp the period's first day."""
+INVOICE_RP = "invoices"
+"""Retention policy of the invoices on InfluxDB 1.x, kept forever: a reference year may be 2010, older than
+what ``econome influx setup`` keeps of anything (InfluxDB refuses points older than their policy keeps)."""
 
 COLUMNS = ("account", "start", "end", "consumption", "unit", "amount_eur")
 """Columns every invoice file has."""
@@ -488,8 +503,40 @@ def invoice_lines(invoices: Sequence[Invoice], tz: tzinfo) -> list[str]:
     return lines
 
 
+def invoice_config(config: InfluxConfig) -> InfluxConfig:
+    """Where the invoices are written: the retention policy :data:`INVOICE_RP` on InfluxDB 1.x, the bucket on 2.x."""
+    return config.model_copy(update={"retention_policy": INVOICE_RP}) if config.api == "v1" else config
+
+
+def invoice_source(config: InfluxConfig) -> str:
+    """The invoices' measurement in InfluxQL: ``"invoices"."invoice"`` on InfluxDB 1.x."""
+    return f'"{INVOICE_RP}"."{INVOICE_MEASUREMENT}"' if config.api == "v1" else f'"{INVOICE_MEASUREMENT}"'
+
+
+async def ensure_invoice_policy(config: InfluxConfig) -> None:
+    """Create the retention policy :data:`INVOICE_RP` (duration infinite) on InfluxDB 1.x; nothing on 2.x.
+
+    Raises:
+        SinkError: InfluxDB is unreachable or refused (a user without admin rights: create it once
+            with ``CREATE RETENTION POLICY "invoices" ON <db> DURATION INF REPLICATION 1``).
+    """
+    if config.api != "v1":
+        return
+    async with _http_client(config) as client:
+        statement = f'CREATE RETENTION POLICY "{INVOICE_RP}" ON "{config.database}" DURATION INF REPLICATION 1'
+        if INVOICE_RP not in await retention_policies(client, config.database):
+            await _influxql_post(client, statement)
+
+
+async def _has_invoices(client: InfluxQLClient) -> bool:
+    if client.config.api != "v1":
+        return True
+    series = await client.query("SHOW RETENTION POLICIES")
+    return any(row and row[0] == INVOICE_RP for s in series for row in s.get("values", []))
+
+
 async def read_invoices_influx(client: InfluxQLClient, inventory: Inventory) -> list[Invoice]:
-    """Every invoice stored by ``econome import invoices``, of the inventory's accounts.
+    """Every invoice stored by ``econome import invoices``, of the inventory's accounts; none when none was imported.
 
     Raises:
         SinkError: InfluxDB is unreachable or refused the query.
@@ -497,7 +544,9 @@ async def read_invoices_influx(client: InfluxQLClient, inventory: Inventory) -> 
     accounts = {a.id: (b.id, a) for _, b in inventory.buildings() for a in b.invoices}
     tz = inventory.organisation.tz
     out: list[Invoice] = []
-    statement = f'SELECT * FROM "{INVOICE_MEASUREMENT}" GROUP BY "account"'  # noqa: S608 - a constant name
+    if not await _has_invoices(client):
+        return out
+    statement = f'SELECT * FROM {invoice_source(client.config)} GROUP BY "account"'  # noqa: S608 - constant names
     for series in await client.query(statement):
         account_id = str(series.get("tags", {}).get("account", ""))
         if account_id not in accounts:

@@ -95,7 +95,7 @@ def _stored(url: str, database: str) -> list[list[Any]]:
     async def read() -> list[list[Any]]:
         client = InfluxQLClient(InfluxConfig(url=url, database=database))
         try:
-            series = await client.query('SELECT * FROM "invoice" GROUP BY "account"')
+            series = await client.query('SELECT * FROM "invoices"."invoice" GROUP BY "account"')
         finally:
             await client.close()
         return sorted(row for s in series for row in s["values"])
@@ -125,6 +125,10 @@ def test_invoices_import_once_and_give_the_operat_reference_and_trajectory(
     invoices = tmp_path / "factures.csv"
     invoices.write_text(_csv(bills), encoding="utf-8")
 
+    # As deployed: readings' retention set up (aggregates kept 5 years, the default policy); the bills of 2011 are
+    # older, and kept all the same.
+    result = runner.invoke(app, ["influx", "setup"])
+    assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["import-invoices", str(invoices), "--inventory", str(config)])
     assert result.exit_code == 0, result.output
     assert f"{len(bills)} new, 0 already there" in result.stdout
