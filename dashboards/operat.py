@@ -36,8 +36,9 @@ choose it (article R. 174-23 CCH), and the highest is the usual choice since
 every later objective is a fraction of it.
 
 Climate adjustment (:class:`ClimateAdjustment`): the arrêté du 10 avril 2020
-(article 5, "modalités d'ajustement des données de consommation d'énergie
-finale en fonction des variations climatiques", as amended on 13 April 2022)
+(https://www.legifrance.gouv.fr/jorf/id/JORFTEXT000041842389, article 5,
+"modalités d'ajustement des données de consommation d'énergie finale en
+fonction des variations climatiques", as amended on 13 April 2022)
 adjusts the heating and cooling consumption of both the reference year and
 each year to the mean degree days 2000-2019 of the reference Météo-France
 station; OPERAT does it on its side. To show the trajectory before declaring,

@@ -37,7 +37,8 @@ reports count them.
 A bad row (unknown account, end before start, a negative or unreadable
 number, an unknown unit or one that does not fit the energy, the same account
 and start twice) is rejected with its line; overlaps and gaps between the
-invoices of one account are reported with the lines of both invoices.
+invoices of one account are reported with the lines of both invoices. A line
+is a row of the spreadsheet, the header being line 1.
 
 >>> from inventory import Building, InvoiceAccount, Organisation, Site, Inventory
 >>> org = Organisation(name="Valmont", population=900, school_holiday_zone="C")
