@@ -22,10 +22,47 @@ within an account and changes between campaigns), so the columns follow the
 fields of its consumption declaration and are mapped in ``docs/mv.md``;
 :data:`COLUMNS` is the single place where they are named.
 
-Consumption is raw metered final energy, as OPERAT wants it: the platform
-applies its own climate correction (with its DJU) on its side, so no
-climate-adjusted column is exported. Gas is in kWh PCS, which is what
-``conversion_kwh_per_unit`` of a gas meter gives.
+Consumption is raw final energy, as OPERAT wants it declared (gas in kWh
+PCS, which is what ``conversion_kwh_per_unit`` of a gas meter gives), from the
+meters, or from the invoices (:mod:`streams.invoices`) for an energy whose
+meters do not cover the year in full while its invoices do; the column
+:data:`SOURCE` says which.
+
+The reference year of each building is the inventory's
+``operat_reference_year``, else the one asked on the command line, else
+(:func:`choose_reference_year`) the complete year 2010-2019 of its invoices
+with the highest consumption per m² of floor area: the décret lets the owner
+choose it (article R. 174-23 CCH), and the highest is the usual choice since
+every later objective is a fraction of it.
+
+Climate adjustment (:class:`ClimateAdjustment`): the arrêté du 10 avril 2020
+(https://www.legifrance.gouv.fr/jorf/id/JORFTEXT000041842389, article 5,
+"modalités d'ajustement des données de consommation d'énergie finale en
+fonction des variations climatiques", as amended on 13 April 2022)
+adjusts the heating and cooling consumption of both the reference year and
+each year to the mean degree days 2000-2019 of the reference Météo-France
+station; OPERAT does it on its side. To show the trajectory before declaring,
+the export adjusts the year to the climate of the reference year instead,
+which compares the two years the same way when the heating share is the same
+(both sides of the comparison are multiplied by the same mean DJU)::
+
+    adjusted = C × (1 − sh − sc) + C × sh × DJU(reference year) / DJU(year) + C × sc × DJC(reference year) / DJC(year)
+
+with ``C`` the year's final energy, ``sh`` and ``sc`` the shares of it that
+heating and cooling use, DJU and DJC the heating and cooling degree days, base
+18 °C, the Météo-France way (:mod:`mv.degreedays`) from the inventory's
+outdoor temperature (or ``--temperatures``). ``sh`` and ``sc`` are the heating
+and cooling parts of the M&V daily model
+(:class:`mv.baseline.DailyChangePointBaseline`, :func:`weather_shares`) of
+each energy whose meters cover the year, else :data:`DEFAULT_HEATING_SHARE`
+of that energy and no cooling, said as such in :data:`ADJUSTMENT_METHOD`. A
+year without cooling degree days leaves its cooling as it is. Without the
+temperatures of both years the adjusted column is left blank and the method
+says why.
+
+The code of the arrêté's station network and its mean DJU 2000-2019 are not
+in our data: the adjusted figures are a preview, and the declaration keeps
+the raw consumption.
 
 >>> from inventory import Building, Energy, Site
 >>> b = Building(id="mairie", name="Hôtel de ville", usage="town_hall", floor_area_m2=1200, heated_area_m2=1100,
@@ -40,31 +77,60 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Collection, Mapping, Sequence
+import math
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
+from typing import Protocol
+
+import numpy as np
 
 from inventory import Building, BuildingUsage, Energy, Site
+from mv.baseline import DailyChangePointBaseline, DailyObservations
+from mv.degreedays import DailyTemperature, degree_days
+from streams.invoices import YearTotal
 
 __all__ = [
+    "ADJUSTED_KWH",
+    "ADJUSTMENT_METHOD",
     "AREA",
     "COLUMNS",
+    "COOLING_SHARE",
+    "DEFAULT_HEATING_SHARE",
+    "DJC_REFERENCE",
+    "DJC_YEAR",
+    "DJU_REFERENCE",
+    "DJU_YEAR",
     "EFA_ID",
     "ENERGY_COLUMNS",
     "FIRST_REFERENCE_YEAR",
+    "FROM_INVOICES",
+    "FROM_METERS",
     "GAP_2030",
+    "HEATING_SHARE",
     "INTENSITY",
     "MISSING_DAYS",
     "NOT_TERTIARY",
     "OBJECTIVE_COLUMNS",
     "OPERAT_ACTIVITY",
+    "REFERENCE_CANDIDATES",
     "REFERENCE_MISSING_DAYS",
+    "REFERENCE_SOURCE",
+    "SOURCE",
     "SUBJECT",
     "SUBJECT_AREA_M2",
     "SUBJECT_SITE_AREA",
     "TRAJECTORY",
+    "ClimateAdjustment",
+    "YearFigures",
+    "choose_reference_year",
     "operat_rows",
     "subject_buildings",
+    "weather_shares",
     "write_operat_csv",
+    "year_degree_days",
+    "year_figures",
 ]
 
 SUBJECT_AREA_M2 = 1000.0
@@ -78,6 +144,20 @@ FIRST_REFERENCE_YEAR = 2010
 
 TRAJECTORY: dict[int, float] = {2030: 0.40, 2040: 0.50, 2050: 0.60}
 """Reductions against the reference year, by deadline (article R. 174-23 CCH)."""
+
+REFERENCE_CANDIDATES = range(2010, 2020)
+"""Years :func:`choose_reference_year` chooses from: the décret's first decade."""
+
+DEFAULT_HEATING_SHARE: dict[Energy, float] = {
+    Energy.NATURAL_GAS: 0.8,
+    Energy.FUEL_OIL: 0.8,
+    Energy.WOOD_PELLETS: 0.9,
+    Energy.HEATING_NETWORK: 0.9,
+    Energy.ELECTRICITY: 0.0,
+}
+"""Share of an energy taken as heating when no meter covers the year (a default of ours, said in
+the export): fuels heat, and also give hot water and cooking; electricity is taken as not heating
+(a building heated by electricity needs meters, or its share declared with ``--heating-share``)."""
 
 EFA_ID = "Identifiant EFA OPERAT"
 INTERNAL_REF = "Référence interne"
@@ -95,6 +175,16 @@ INTENSITY = "Consommation surfacique (kWh EF/m²)"
 GAP_2030 = "Réduction restant à faire pour 2030 (%)"
 MISSING_DAYS = "Jours sans données (année de consommation)"
 REFERENCE_MISSING_DAYS = "Jours sans données (année de référence)"
+SOURCE = "Source des consommations de l'année"
+REFERENCE_SOURCE = "Source des consommations de référence"
+DJU_YEAR = "DJU de l'année (base 18)"
+DJU_REFERENCE = "DJU de l'année de référence (base 18)"
+HEATING_SHARE = "Part chauffage (%)"
+COOLING_SHARE = "Part refroidissement (%)"
+DJC_YEAR = "DJC de l'année (base 18)"
+DJC_REFERENCE = "DJC de l'année de référence (base 18)"
+ADJUSTED_KWH = "Consommation ajustée au climat de l'année de référence (kWh EF)"
+ADJUSTMENT_METHOD = "Méthode d'ajustement climatique"
 
 ENERGY_COLUMNS: dict[Energy, str] = {
     Energy.ELECTRICITY: "Électricité (kWh EF)",
@@ -128,6 +218,16 @@ COLUMNS: list[str] = [
     GAP_2030,
     MISSING_DAYS,
     REFERENCE_MISSING_DAYS,
+    SOURCE,
+    REFERENCE_SOURCE,
+    DJU_YEAR,
+    DJU_REFERENCE,
+    HEATING_SHARE,
+    DJC_YEAR,
+    DJC_REFERENCE,
+    COOLING_SHARE,
+    ADJUSTED_KWH,
+    ADJUSTMENT_METHOD,
 ]
 """Headers of the export, in order."""
 
@@ -178,6 +278,211 @@ def subject_buildings(sites: Sequence[Site]) -> dict[str, float]:
     return subject
 
 
+@dataclass(frozen=True, slots=True)
+class ClimateAdjustment:
+    """The year's consumption brought to the climate of the reference year (module docstring).
+
+    Attributes:
+        heating_share: ``sh``, the share of the year's final energy used by heating.
+        dju_year: heating degree days of the year (base 18 °C).
+        dju_reference: the same of the reference year.
+        method: how the shares were obtained, written in the export.
+        cooling_share: ``sc``, the share used by cooling.
+        djc_year: cooling degree days of the year (base 18 °C); NaN when unknown.
+        djc_reference: the same of the reference year.
+
+    >>> ClimateAdjustment(0.5, 2000.0, 2500.0, "défaut").adjusted(100_000.0)  # 50 000 + 50 000 × 2500 / 2000
+    112500.0
+    >>> ClimateAdjustment(0.5, 2000.0, 2500.0, "", 0.1, 200.0, 100.0).adjusted(100_000.0)  # + 10 000 × 100 / 200
+    107500.0
+    """
+
+    heating_share: float
+    dju_year: float
+    dju_reference: float
+    method: str
+    cooling_share: float = 0.0
+    djc_year: float = math.nan
+    djc_reference: float = math.nan
+
+    @property
+    def cooling_ratio(self) -> float:
+        """``DJC(reference) / DJC(year)``; 1 (the cooling left as it is) when either is unknown or the year has none."""
+        if math.isfinite(self.djc_year) and math.isfinite(self.djc_reference) and self.djc_year > 0:
+            return self.djc_reference / self.djc_year
+        return 1.0
+
+    def adjusted(self, kwh: float) -> float:
+        """``C × (1 − sh − sc) + C × sh × DJU(ref) / DJU(year) + C × sc × DJC(ref) / DJC(year)``."""
+        rest = kwh * (1 - self.heating_share - self.cooling_share)
+        return (rest + kwh * self.heating_share * self.dju_reference / self.dju_year
+                + kwh * self.cooling_share * self.cooling_ratio)
+
+
+def choose_reference_year(building: Building, years: Mapping[Energy, Mapping[int, YearTotal]]) -> int | None:
+    """The complete year of :data:`REFERENCE_CANDIDATES` with the highest consumption per m², from invoices.
+
+    A year is a candidate when every declared energy the invoices give for it is
+    complete (:attr:`streams.invoices.YearTotal.complete`) and it has some consumption.
+
+    Args:
+        building: its floor area divides.
+        years: its invoiced years per energy (:func:`streams.invoices.yearly_totals`).
+
+    Returns:
+        The year, None when no candidate is complete.
+
+    >>> from inventory import Building
+    >>> b = Building(id="b", name="b", usage="library", floor_area_m2=100, heated_area_m2=100)
+    >>> choose_reference_year(b, {Energy.ELECTRICITY: {2012: YearTotal(9000.0, 0), 2013: YearTotal(9500.0, 3),
+    ...                                                 2014: YearTotal(9200.0, 0)}})
+    2014
+    """
+    best: tuple[float, int] | None = None
+    for year in REFERENCE_CANDIDATES:
+        totals = [y[year] for e, y in years.items() if e in ENERGY_COLUMNS and year in y]
+        if not totals or not all(t.complete for t in totals):
+            continue
+        per_m2 = sum(t.amount for t in totals) / building.floor_area_m2
+        if per_m2 > 0 and (best is None or per_m2 > best[0]):
+            best = (per_m2, year)
+    return None if best is None else best[1]
+
+
+FROM_METERS = "compteurs"
+"""Source of a figure taken from the meters."""
+FROM_INVOICES = "factures"
+"""Source of a figure taken from the invoices."""
+
+
+class _DailySeries(Protocol):
+    """A building's daily consumption of one energy (``dashboards.reports.EnergySeries``)."""
+
+    @property
+    def energy(self) -> Energy: ...
+
+    def total(self, start: date, end: date) -> tuple[float, int]: ...
+
+
+@dataclass
+class YearFigures:
+    """One calendar year of the buildings, per energy: meters where they cover it, else invoices.
+
+    Attributes:
+        totals: kWh (water m3) per energy of each building id with data.
+        missing: the most days one of its energies lacks, per building id with data.
+        absent: the building ids without any data in the year.
+        sources: :data:`FROM_METERS` or :data:`FROM_INVOICES`, per building id and energy.
+        energy_missing: days without data per building id and energy.
+    """
+
+    totals: dict[str, dict[Energy, float]] = field(default_factory=dict)
+    missing: dict[str, int] = field(default_factory=dict)
+    absent: list[str] = field(default_factory=list)
+    sources: dict[str, dict[Energy, str]] = field(default_factory=dict)
+    energy_missing: dict[str, dict[Energy, int]] = field(default_factory=dict)
+
+    def source(self, building_id: str) -> str:
+        """Where the building's figures come from, e.g. ``compteurs + factures``."""
+        return " + ".join(sorted(set(self.sources.get(building_id, {}).values())))
+
+
+def year_figures(
+    buildings: Iterable[tuple[str, Collection[Energy]]],
+    series: Mapping[str, Sequence[_DailySeries]],
+    invoiced: Mapping[str, Mapping[Energy, Mapping[int, YearTotal]]],
+    year: int,
+    only: Collection[str] | None = None,
+    energies: Collection[Energy] = tuple(ENERGY_COLUMNS),
+) -> YearFigures:
+    """The year of each building and energy: the meters when they cover it in full, else complete invoices.
+
+    Else whichever has data, its missing days counted.
+
+    Args:
+        buildings: each building id with its metered energies.
+        series: its daily consumption per energy, from the meters.
+        invoiced: its invoiced years (:func:`streams.invoices.yearly_totals`).
+        year: the calendar year.
+        only: the building ids wanted (all when None).
+        energies: the energies wanted (by default the declared ones).
+
+    Returns:
+        The figures and where they come from.
+    """
+    start, end = date(year, 1, 1), date(year + 1, 1, 1)
+    whole = (end - start).days
+    out = YearFigures()
+    for building_id, metered_energies in buildings:
+        if only is not None and building_id not in only:
+            continue
+        by_energy = {s.energy: s for s in series.get(building_id, [])}
+        bills = invoiced.get(building_id, {})
+        used = [e for e in energies if e in metered_energies or e in bills]
+        if not used:
+            continue
+        gaps: list[int] = []
+        for energy in used:
+            metered = by_energy[energy].total(start, end) if energy in by_energy else (0.0, whole)
+            billed = bills.get(energy, {}).get(year)
+            if metered[1] == 0 or (metered[1] < whole and not (billed and billed.complete)):
+                figure, source, missing = metered[0], FROM_METERS, metered[1]
+            elif billed is not None and billed.missing_days < whole:
+                figure, source, missing = billed.amount, FROM_INVOICES, billed.missing_days
+            else:
+                gaps.append(whole)
+                continue
+            out.totals.setdefault(building_id, {})[energy] = figure
+            out.sources.setdefault(building_id, {})[energy] = source
+            out.energy_missing.setdefault(building_id, {})[energy] = missing
+            gaps.append(missing)
+        if min(gaps) == whole:
+            out.absent.append(building_id)
+        else:
+            out.missing[building_id] = max(gaps)
+    return out
+
+
+def year_degree_days(days: Sequence[DailyTemperature], year: int) -> tuple[float, float]:
+    """Heating (DJU) and cooling (DJC) degree days, base 18 °C, of a calendar year.
+
+    A few days missing are counted at the mean of the others; NaN when over a tenth of
+    the year's days lack temperatures.
+    """
+    known = [d for d in degree_days(days) if d.day.year == year and not d.gap]
+    whole = (date(year + 1, 1, 1) - date(year, 1, 1)).days
+    if len(known) < 0.9 * whole:
+        return math.nan, math.nan
+    return sum(d.hdd for d in known) * whole / len(known), sum(d.cdd for d in known) * whole / len(known)
+
+
+def weather_shares(model: DailyChangePointBaseline, obs: DailyObservations) -> tuple[float, float] | None:
+    """The heating and the cooling parts of the days of ``obs`` in a fitted daily model: ``sh`` and ``sc``.
+
+    The heating part is what the model predicts less its prediction of the same days
+    with no temperature below its heating balance point (no heating degree days);
+    the cooling part likewise above its cooling balance point. Each over the whole.
+
+    Returns:
+        ``(sh, sc)``, each in [0, 1]; None when the model predicts nothing.
+    """
+    p = model.params
+    temp = obs.temperature_c
+    predicted = model.predict(obs)
+    total = float(np.nansum(predicted))
+    if total <= 0:
+        return None
+
+    def part(balance: float | None, heating: bool) -> float:
+        if balance is None:
+            return 0.0
+        flat_temp = np.maximum(temp, balance) if heating else np.minimum(temp, balance)  # NaN samples stay NaN
+        flat = DailyObservations.build(obs.days, obs.energy_kwh, flat_temp, obs.day_types)
+        return min(max(float(np.nansum(predicted - model.predict(flat))) / total, 0.0), 1.0)
+
+    return part(p.heating_balance_c, heating=True), part(p.cooling_balance_c, heating=False)
+
+
 def _decimal(value: float, digits: int) -> str:
     # A comma and no thousands separator: a ";" CSV opened by a French Excel or LibreOffice (issue 14).
     return f"{value:.{digits}f}".replace(".", ",")
@@ -187,13 +492,16 @@ def operat_rows(
     sites: Sequence[Site],
     year: int,
     consumption: Mapping[str, Mapping[Energy, float]],
-    reference_year: int,
+    reference_year: int | Mapping[str, int],
     reference: Mapping[str, Mapping[Energy, float]],
     *,
     only_subject: bool = False,
     missing_days: Mapping[str, int] | None = None,
     reference_missing_days: Mapping[str, int] | None = None,
     without_data: Collection[str] = (),
+    sources: Mapping[str, str] | None = None,
+    reference_sources: Mapping[str, str] | None = None,
+    adjustments: Mapping[str, ClimateAdjustment | str] | None = None,
 ) -> list[dict[str, str]]:
     """One row per building: the year's consumption per energy, the reference and the trajectory.
 
@@ -201,13 +509,16 @@ def operat_rows(
         sites: the inventory's sites; each building is an EFA, its ``operat_id`` its identifier.
         year: the year declared.
         consumption: kWh per energy of each building id for ``year``.
-        reference_year: the chosen reference year.
-        reference: kWh per energy of each building id for the reference year.
+        reference_year: the chosen reference year, of all buildings or per building id.
+        reference: kWh per energy of each building id for its reference year.
         only_subject: keep only the buildings subject to the décret (per site, :func:`subject_buildings`).
         missing_days: days of ``year`` without data of each building id (its most incomplete energy).
         reference_missing_days: the same for the reference year.
         without_data: building ids without any data in ``year``: their consumption columns are
             left blank, not written as a 0 kWh declaration.
+        sources: where each building's figures of ``year`` come from (e.g. "compteurs", "factures").
+        reference_sources: the same for its reference year.
+        adjustments: the climate adjustment of each building, or why there is none.
 
     Returns:
         Rows keyed by :data:`COLUMNS`, values already formatted (integers for kWh, decimal commas).
@@ -219,9 +530,50 @@ def operat_rows(
         for building in site.buildings:
             if only_subject and building.id not in subject:
                 continue
-            rows.append(_row(building, site.address, site_area, building.id in subject, year, consumption,
-                             reference_year, reference, missing_days, reference_missing_days, without_data))
+            ref_year = reference_year if isinstance(reference_year, int) else reference_year.get(building.id)
+            row = _row(building, site.address, site_area, building.id in subject, year, consumption,
+                       ref_year, reference, missing_days, reference_missing_days, without_data)
+            _climate(row, building.id, (adjustments or {}).get(building.id), year, consumption, without_data)
+            row[SOURCE] = (sources or {}).get(building.id, "") if building.id not in without_data else ""
+            row[REFERENCE_SOURCE] = (reference_sources or {}).get(building.id, "") if row[REFERENCE_KWH] else ""
+            rows.append(row)
     return rows
+
+
+def _climate(
+    row: dict[str, str],
+    building_id: str,
+    adjustment: ClimateAdjustment | str | None,
+    year: int,
+    consumption: Mapping[str, Mapping[Energy, float]],
+    without_data: Collection[str],
+) -> None:
+    """Fill the climate columns; the 2030 gap is then of the adjusted consumption."""
+    for column in (DJU_YEAR, DJU_REFERENCE, HEATING_SHARE, DJC_YEAR, DJC_REFERENCE, COOLING_SHARE, ADJUSTED_KWH,
+                   ADJUSTMENT_METHOD):
+        row[column] = ""
+    if building_id in without_data or not row[REFERENCE_KWH]:
+        return
+    if not isinstance(adjustment, ClimateAdjustment):
+        row[ADJUSTMENT_METHOD] = adjustment or "non ajustée"
+        return
+    if not (math.isfinite(adjustment.dju_year) and adjustment.dju_year > 0):
+        row[ADJUSTMENT_METHOD] = f"non ajustée : pas de DJU en {year}"
+        return
+    used = consumption.get(building_id, {})
+    total = sum(used.get(e, 0.0) for e in ENERGY_COLUMNS)
+    adjusted = adjustment.adjusted(total)
+    row[DJU_YEAR] = _decimal(adjustment.dju_year, 0)
+    row[DJU_REFERENCE] = _decimal(adjustment.dju_reference, 0)
+    row[HEATING_SHARE] = _decimal(100 * adjustment.heating_share, 1)
+    row[COOLING_SHARE] = _decimal(100 * adjustment.cooling_share, 1)
+    if math.isfinite(adjustment.djc_year) and math.isfinite(adjustment.djc_reference):
+        row[DJC_YEAR] = _decimal(adjustment.djc_year, 0)
+        row[DJC_REFERENCE] = _decimal(adjustment.djc_reference, 0)
+    row[ADJUSTED_KWH] = f"{adjusted:.0f}"
+    row[ADJUSTMENT_METHOD] = adjustment.method
+    target = float(row[OBJECTIVE_COLUMNS[2030]])
+    row[GAP_2030] = _decimal(100 * max(adjusted - target, 0.0) / adjusted, 1) if adjusted else ""
 
 
 def _row(
@@ -231,14 +583,14 @@ def _row(
     subject: bool,
     year: int,
     consumption: Mapping[str, Mapping[Energy, float]],
-    reference_year: int,
+    reference_year: int | None,
     reference: Mapping[str, Mapping[Energy, float]],
     missing_days: Mapping[str, int] | None,
     reference_missing_days: Mapping[str, int] | None,
     without_data: Collection[str],
 ) -> dict[str, str]:
     used = consumption.get(building.id, {})
-    ref = reference.get(building.id, {})
+    ref = reference.get(building.id, {}) if reference_year is not None else {}
     total = sum(used.get(e, 0.0) for e in ENERGY_COLUMNS)
     ref_total = sum(ref.get(e, 0.0) for e in ENERGY_COLUMNS)
     row = {

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from dashboards.operat import SUBJECT_AREA_M2, TRAJECTORY
+from dashboards.operat import FROM_INVOICES, SUBJECT_AREA_M2, TRAJECTORY
 from inventory import Building, Energy, Inventory, Renovation
 from mv.baseline import G14_LIMITS, FitStats, Resolution
 from mv.degreedays import DegreeDay, monthly_degree_days
@@ -51,6 +51,7 @@ __all__ = [
     "ENERGY_LABELS",
     "BuildingYear",
     "EnergySeries",
+    "YearlyConsumption",
     "building_month_report",
     "figure_png",
     "model_text",
@@ -172,6 +173,7 @@ class BuildingYear:
         subject: whether the Décret tertiaire applies to it (decided per site, see
             :func:`dashboards.operat.subject_buildings`).
         reference_kwh: its final energy of the reference year, when known.
+        invoiced: the energies whose figures come from the invoices.
     """
 
     building: Building
@@ -180,6 +182,57 @@ class BuildingYear:
     avoided_kwh: tuple[tuple[Energy, float], ...] = ()
     subject: bool = False
     reference_kwh: float | None = None
+    invoiced: frozenset[Energy] = frozenset()
+    """The energies whose figures come from the invoices, not the meters (marked ᶠ)."""
+
+
+_BILLED = "\u1da0"
+"""Mark of a figure from the invoices."""
+
+
+@dataclass(frozen=True, slots=True)
+class YearlyConsumption:
+    """One building's energy over the calendar years, for the portfolio's yearly follow-up.
+
+    Attributes:
+        building: the building.
+        energy: the energy (water in m3, the others in kWh).
+        years: per year, the consumption, its source (``compteurs`` or ``factures``) and
+            whether the year is complete.
+    """
+
+    building: Building
+    energy: Energy
+    years: dict[int, tuple[float, str, bool]]
+
+
+def yearly_section(rows: Sequence[YearlyConsumption], first: int, last: int) -> str:
+    """The yearly follow-up table: per building and energy, each calendar year's consumption and its source.
+
+    A figure from invoices is marked ᶠ, an incomplete year *.
+    """
+    years = range(first, last + 1)
+    head = "".join(f"<th>{y}</th>" for y in years)
+    body = []
+    for r in rows:
+        unit = "m³" if r.energy is Energy.WATER else "kWh"
+        cells = []
+        for y in years:
+            if y not in r.years:
+                cells.append("<td>—</td>")
+                continue
+            value, source, complete = r.years[y]
+            mark = (_BILLED if source == FROM_INVOICES else "") + ("" if complete else " *")
+            cells.append(f"<td>{_num(value)}{mark}</td>")
+        body.append(f"<tr><td>{html.escape(r.building.name)}</td><td>{ENERGY_LABELS[r.energy]} ({unit})</td>"
+                    + "".join(cells) + "</tr>")
+    return (
+        "<section><h2>Suivi pluriannuel</h2>"
+        f"<table><thead><tr><th>Bâtiment</th><th>Énergie</th>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+        '<p class="note">ᶠ\u00a0: d\'après les factures (chaque facture répartie sur les années au prorata de ses '
+        "jours), là où les compteurs ne couvrent pas l'année ; sinon d'après les compteurs. "
+        "*\u00a0: année incomplète (des jours sans donnée ni facture).</p></section>"
+    )
 
 
 def figure_png(fig: Figure) -> str:
@@ -708,6 +761,7 @@ def portfolio_report(
     price_escalation: float = 0.04,
     reference_year: int | None = None,
     reference_note: str = "",
+    yearly: Sequence[YearlyConsumption] = (),
 ) -> str:
     """The annual portfolio report with the ADEME/CEP indicators.
 
@@ -722,6 +776,7 @@ def portfolio_report(
         price_escalation: yearly price rise assumed in the cost of inaction.
         reference_year: the reference year of the subject buildings' ``reference_kwh``.
         reference_note: how the reference year was chosen, printed beside it.
+        yearly: the yearly follow-up (:func:`yearly_section`), from the first year it holds to ``year``.
 
     Returns:
         The HTML page.
@@ -745,11 +800,12 @@ def portfolio_report(
         tot_avoided += avoided
         tot_water += water
         intensities.append((b.building.name, kwh / area, b.building.usage.value))
-        cells = "".join(f"<td>{_num(b.by_energy.get(e, 0.0))}</td>" for e in energies)
+        cells = "".join(f"<td>{_num(b.by_energy.get(e, 0.0))}{_BILLED if e in b.invoiced else ''}</td>" for e in energies)
         flag = " *" if b.missing_days else ""
         rows.append(
             f"<tr><td>{html.escape(b.building.name)}{flag}</td><td>{_num(area)}</td>{cells}<td>{_num(kwh)}</td>"
-            f"<td>{_num(kwh / area)}</td><td>{_num(water)}</td><td>{_num(eur)}</td><td>{_num(co2 / 1000, 1)}</td>"
+            f"<td>{_num(kwh / area)}</td><td>{_num(water)}{_BILLED if Energy.WATER in b.invoiced else ''}</td>"
+            f"<td>{_num(eur)}</td><td>{_num(co2 / 1000, 1)}</td>"
             f"<td>{_num(avoided) if b.avoided_kwh else '—'}</td></tr>"
         )
     head = "".join(f"<th>{ENERGY_LABELS[e]} (kWh)</th>" for e in energies)
@@ -777,6 +833,8 @@ def portfolio_report(
                                       reference_note)
     charts = figure_png(_intensity_chart(intensities))
     incomplete = "* données incomplètes sur l'année. " if any(b.missing_days for b in buildings) else ""
+    if any(b.invoiced for b in buildings):
+        incomplete += f"{_BILLED}\u00a0: d'après les factures. "
     body = (
         f'<section><div class="kpis">{kpis}</div></section>'
         f"<section><h2>Indicateurs par bâtiment</h2>{table}"
@@ -785,6 +843,9 @@ def portfolio_report(
         f"<section><h2>Intensité énergétique (kWh/m² chauffé)</h2>{charts}</section>"
         + inaction_html
     )
+    first_year = min((y for r in yearly for y in r.years), default=None)
+    if first_year is not None:
+        body += yearly_section(yearly, first_year, year)
     subtitle = f"{inventory.organisation.name} · {len(buildings)} bâtiments · {_q(tot_area, 'm2')} chauffés"
     return render_page(f"Bilan énergétique {year} du patrimoine communal", body, subtitle)
 

@@ -34,12 +34,22 @@ from econome.settings import EconomeSettings, load_settings
 from streams.errors import SinkError, TelemetryError
 from streams.history import PointSeries, read_readings, read_readings_csv
 from streams.influx import DOWNSAMPLE_MEASUREMENT, InfluxConfig, InfluxQLClient
+from streams.invoices import Invoice, read_invoice_file, read_invoices_influx
 from streams.status import RawHistory, raw_history
 
 if TYPE_CHECKING:
     from inventory import Inventory
 
-__all__ = ["EXIT_DATA", "EXIT_INFLUX", "ReadingSource", "influx_config", "local_range", "one_line", "retention_note"]
+__all__ = [
+    "EXIT_DATA",
+    "EXIT_INFLUX",
+    "ReadingSource",
+    "influx_config",
+    "load_invoices",
+    "local_range",
+    "one_line",
+    "retention_note",
+]
 
 EXIT_DATA = 3
 EXIT_INFLUX = 4
@@ -244,3 +254,44 @@ class ReadingSource:
         firsts = [float(s.times_s[0]) for s in data.values() if s.times_s.size]
         retention_note(history, now, start, min(firsts) if firsts else None)
         return data
+
+
+def load_invoices(inventory: Inventory, path: Path | None, source: ReadingSource | None) -> list[Invoice]:
+    """The invoices of a report: ``--invoices FILE``, else with ``--from-influx`` those imported, else none.
+
+    ``econome import invoices`` stores them in InfluxDB.
+
+    The file's overlaps and gaps are warnings on stderr; a rejected row is an error (exit 2,
+    every row named by line), as when importing it.
+
+    Raises:
+        typer.Exit: 2 an unreadable file or a rejected row; 4 InfluxDB unreachable or refusing.
+    """
+    if path is not None:
+        try:
+            parsed = read_invoice_file(path, inventory)
+        except TelemetryError as exc:
+            raise _fail(str(exc), EXIT_CONFIG) from exc
+        for problem in parsed.warnings:
+            typer.echo(f"warning: {path}: {problem}", err=True)
+        if parsed.rejected:
+            for problem in parsed.rejected:
+                typer.echo(f"error: {path}: {problem}", err=True)
+            msg = f"{path}: {len(parsed.rejected)} invoice row(s) rejected (above)"
+            raise _fail(msg, EXIT_CONFIG)
+        return parsed.invoices
+    if source is None or not source.from_influx:
+        return []
+    config = source.influx
+
+    async def read() -> list[Invoice]:
+        client = InfluxQLClient(config)
+        try:
+            return await read_invoices_influx(client, inventory)
+        finally:
+            await client.close()
+
+    try:
+        return asyncio.run(read())
+    except SinkError as exc:
+        raise _fail(str(exc), EXIT_INFLUX) from exc

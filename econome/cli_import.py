@@ -41,6 +41,7 @@ import typer
 from econome._common import EXIT_CONFIG
 from econome._common import load_or_exit as _load
 from econome._readings import EXIT_DATA, EXIT_INFLUX, influx_config, one_line
+from econome.cli_invoices import register as register_invoices
 from econome.settings import load_settings
 from streams.errors import DecodeError, SinkError, TelemetryError
 from streams.imports import ImportReport, deliver_consumption
@@ -55,7 +56,7 @@ if TYPE_CHECKING:
 
 __all__ = ["import_app", "register"]
 
-import_app = typer.Typer(no_args_is_help=True, help="Import utility data (Linky, Gazpar files) into InfluxDB.")
+import_app = typer.Typer(no_args_is_help=True, help="Import utility data (Linky, Gazpar files) and invoices into InfluxDB.")
 
 _InventoryOption = Annotated[Path, typer.Option("--inventory", help="Inventory YAML file.")]
 _FilesArgument = Annotated[
@@ -176,3 +177,6 @@ def _print_problems(parsed: ParsedFile) -> None:
     typer.echo(f"rows set aside: {summary}")
     for problem in problems:
         typer.echo(f"  {problem.describe(parsed.path)}")
+
+
+register_invoices(import_app)

@@ -9,6 +9,7 @@ r"""The ``econome mv`` and ``econome report`` commands: savings and reports from
     econome report renovation --config examples/commune.yaml --from-influx --building ecole-curie --out r.html
     econome report portfolio  --config examples/commune.yaml --readings FILE --year 2025 --out p.pdf
     econome report operat     --config examples/commune.yaml --readings FILE --year 2025 --reference-year 2024 --out o.csv
+    econome report operat     --config my-commune.yaml --invoices factures.csv --year 2025 --temperatures dju.csv --out o.csv
 
 The readings come from ``--readings FILE.csv`` (``timestamp,point,value``, the
 one format of :mod:`streams.history`, written by ``econome simulate`` and
@@ -22,6 +23,14 @@ Counters become hourly consumption as the pipeline computes it
 converted with its ``conversion_kwh_per_unit``; water in m3). The outdoor
 temperature is the inventory's weather point (or ``--temperature-point``).
 Periods are ``START/END`` dates, the end excluded.
+
+``report portfolio`` and ``report operat`` also take the bills
+(:mod:`streams.invoices`, ``docs/invoices.md``): ``--invoices FILE``, or with
+``--from-influx`` those ``econome import invoices`` stored. A year of an
+energy comes from the meters when they cover it in full, else from the bills
+when they do; the OPERAT export chooses each building's reference year and
+adjusts the year to its climate (:mod:`dashboards.operat`), the portfolio adds
+the consumption per calendar year back to the first bill.
 
 :func:`register` adds the commands to the main app.
 """
@@ -39,13 +48,36 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import typer
 
-from dashboards.operat import ENERGY_COLUMNS, FIRST_REFERENCE_YEAR, operat_rows, subject_buildings, write_operat_csv
+from dashboards.operat import (
+    DEFAULT_HEATING_SHARE,
+    ENERGY_COLUMNS,
+    FIRST_REFERENCE_YEAR,
+    FROM_INVOICES,
+    FROM_METERS,
+    ClimateAdjustment,
+    YearFigures,
+    choose_reference_year,
+    operat_rows,
+    subject_buildings,
+    weather_shares,
+    write_operat_csv,
+    year_degree_days,
+    year_figures,
+)
 from dashboards.pdf import report_pdf
-from dashboards.reports import BuildingYear, EnergySeries, building_month_report, portfolio_report, renovation_report
+from dashboards.reports import (
+    ENERGY_LABELS,
+    BuildingYear,
+    EnergySeries,
+    YearlyConsumption,
+    building_month_report,
+    portfolio_report,
+    renovation_report,
+)
 from econome._common import atomic_path, writable_or_exit
 from econome._common import load_or_exit as _load
 from econome._progress import current, with_progress
-from econome._readings import ReadingSource, local_range
+from econome._readings import ReadingSource, load_invoices, local_range
 from inventory import Building, Energy, FrenchCalendar, Inventory, Point, Quantity, Usage
 from mv.baseline import (
     DailyChangePointBaseline,
@@ -57,12 +89,13 @@ from mv.baseline import (
     hourly_temperature_matrix,
     weekday_day_types,
 )
-from mv.degreedays import DailyTemperature, daily_temperatures, degree_days
+from mv.degreedays import DailyTemperature, daily_temperatures, degree_days, read_temperature_csv
 from mv.savings import HourlyFallback, SavingsReport, avoided_consumption, avoided_consumption_hourly_or_daily, performance_gap
 from streams.aggregate import counter_tracker
 from streams.counters import CounterTracker
 from streams.errors import ConfigError, InsufficientData, TelemetryError
 from streams.history import PointSeries, hourly_consumption
+from streams.invoices import YearTotal, yearly_totals
 
 __all__ = ["register"]
 
@@ -181,6 +214,10 @@ ReadingsOpt = Annotated[
 FromInfluxOpt = Annotated[
     bool, typer.Option("--from-influx", help="Read the readings from InfluxDB (ECONOME_INFLUX_*) over the periods asked.")
 ]
+InvoicesOpt = Annotated[Path | None, typer.Option(
+    help="Invoice CSV (docs/invoices.md); with --from-influx the invoices `econome import invoices` stored are read.")]
+
+
 TempPointOpt = Annotated[
     str | None, typer.Option(help="Point of the outdoor temperature (default: the inventory's weather point).")
 ]
@@ -512,21 +549,6 @@ def _all_series(inv: Inventory, data: dict[str, PointSeries], what: str) -> dict
     return {bld.id: _building_series(inv, bld, data) for _, bld in current().track(inv.buildings(), f"reading {what}")}
 
 
-def _year_totals(
-    inv: Inventory, built: dict[str, list[EnergySeries]], year: int
-) -> tuple[dict[str, dict[Energy, float]], dict[str, int]]:
-    start, end = date(year, 1, 1), date(year + 1, 1, 1)
-    totals: dict[str, dict[Energy, float]] = {}
-    missing: dict[str, int] = {}
-    for _, bld in inv.buildings():
-        for s in built.get(bld.id, []):
-            total, gaps = s.total(start, end)
-            if gaps < (end - start).days:
-                totals.setdefault(bld.id, {})[s.energy] = total
-                missing[bld.id] = missing.get(bld.id, 0) + gaps
-    return totals, missing
-
-
 def _avoided(
     inv: Inventory, bld: Building, data: dict[str, PointSeries], temp: Series, year: int
 ) -> list[tuple[Energy, float]]:
@@ -569,50 +591,108 @@ def report_portfolio(
     out: OutOpt,
     readings: ReadingsOpt = None,
     from_influx: FromInfluxOpt = False,
+    invoices: InvoicesOpt = None,
     temperature_point: TempPointOpt = None,
     price_escalation: Annotated[float, typer.Option(help="Yearly price rise for the cost of inaction.")] = 0.04,
     reference_year: Annotated[int | None, typer.Option(
-        help="Reference year of the cost of inaction (Décret tertiaire); default: the earliest year from "
-             f"{FIRST_REFERENCE_YEAR} on that the subject buildings' data cover in full.")] = None,
+        help="Reference year of the cost of inaction (Décret tertiaire) for the buildings without "
+             "operat_reference_year; default: the complete year 2010-2019 of their invoices with the highest "
+             f"consumption per m², else the earliest year from {FIRST_REFERENCE_YEAR} on that the subject "
+             "buildings' data cover in full.")] = None,
 ) -> None:
     """Annual portfolio report with the ADEME/CEP indicators (HTML, or PDF when --out ends in .pdf).
 
-    The cost of inaction counts only the buildings subject to the Décret tertiaire
-    (1,000 m² of tertiary floor area on their site), against 60 % of their
-    consumption of the reference year.
+    Each energy's year comes from the meters, or from the invoices when the meters do
+    not cover it in full and the invoices do. The cost of inaction counts only the
+    buildings subject to the Décret tertiaire (1,000 m² of tertiary floor area on their
+    site), against 60 % of their consumption of the reference year. With invoices, a
+    yearly follow-up gives each building's consumption per energy and calendar year back
+    to the first invoiced year, the source of each figure marked.
     """
     writable_or_exit(out)
-    source = ReadingSource(readings, from_influx)
+    source = _source(readings, from_influx, invoices)
     inv = _load(config)
-    weather = _weather_point(inv, temperature_point)
+    bills = load_invoices(inv, invoices, source)
+    invoiced = yearly_totals(bills)
+    weather = _weather_point(inv, temperature_point) if source is not None else None
     # The year, the reference years of the renovations whose savings it counts, and the décret's reference year.
     works = [w.date for _, b in inv.buildings() for w in b.renovations if w.date < date(year + 1, 1, 1)]
     earliest = date(min(reference_year or FIRST_REFERENCE_YEAR, year), 1, 1)
-    first = min([date(year, 1, 1), earliest, *(d - timedelta(days=365) for d in works)])
-    data = source.load(inv, *local_range(inv.organisation.tz, first, date(year + 1, 1, 1)), [*_all_metered(inv), weather])
+    first_billed = min((b.start.year for b in bills), default=year)
+    first = min([date(year, 1, 1), earliest, date(first_billed, 1, 1), *(d - timedelta(days=365) for d in works)])
+    points = [*_all_metered(inv), weather] if weather else _all_metered(inv)
+    data = _load_span(source, inv, first, date(year + 1, 1, 1), points, required=not bills)
     built = _all_series(inv, data, f"consumption {year}")
-    totals, missing = _year_totals(inv, built, year)
+    every = tuple(Energy)
+    declared = year_figures(_metered_energies(inv), built, invoiced, year, energies=every)
+    totals = declared.totals
+    # Days without data summed over the energies, as the report counts them.
+    missing = {b: sum(gaps.values()) for b, gaps in declared.energy_missing.items()}
     if not totals:
-        msg = f"no consumption in {year} in {source.where}"
+        msg = f"no consumption in {year} in {source.where if source is not None else invoices}"
         raise _fail(msg)
     subject = subject_buildings(inv.sites)
     note = ""
+    asked = reference_year is not None
     if reference_year is None:
         reference_year = _full_reference_year(inv, built, year, {b for b in subject if b in totals})
         note = (f" (la première année complète depuis {FIRST_REFERENCE_YEAR} dans les données)" if reference_year < year
                 else f" (aucune année complète avant {year} dans les données\u00a0: l'année elle-même)")
-    reference, _ = _year_totals(inv, built, reference_year)
-    temp = _temperature(data, weather, source)
+    own: dict[str, int] = {}
+    for _, bld in inv.buildings():
+        # The inventory's year first, then --reference-year, then the invoices' choice.
+        chosen = bld.operat_reference_year or (None if asked else choose_reference_year(bld, invoiced.get(bld.id, {})))
+        if chosen is not None and chosen != reference_year:
+            own[bld.id] = chosen
+    references = {y: year_figures(_metered_energies(inv), built, invoiced, y).totals for y in {reference_year, *own.values()}}
+    year_of = {b: own.get(b, reference_year) for b in totals}
+    effective = {year_of[b] for b in subject if b in totals}
+    if own and len(effective) == 1:
+        reference_year = effective.pop()
+        note = " (celle de l'inventaire, ou l'année complète 2010-2019 des factures la plus consommatrice par m²)"
+    elif own:
+        listed = ", ".join(f"{b} {y}" for b, y in sorted(own.items()))
+        note += f" ; pour {listed} : leur propre année de référence (inventaire ou factures)"
+    # Without outdoor temperatures (a commune known from its bills only) no renovation savings are measured.
+    temp = _temperature_or_none(data, weather)
+    if temp is None and any(b.renovations for _, b in inv.buildings()) and source is not None:
+        typer.echo(f"warning: no reading of the outdoor temperature {weather} in {source.where}: "
+                   "no renovation savings measured", err=True)
     rows = []
     for _, bld in current().track(inv.buildings(), "savings per building"):
         if bld.id in totals:
-            avoided = tuple(_avoided(inv, bld, data, temp, year)) if bld.renovations else ()
-            declared = sum(kwh for e, kwh in reference.get(bld.id, {}).items() if e in ENERGY_COLUMNS)
+            avoided = (tuple(_avoided(inv, bld, data, temp, year)) if bld.renovations and temp is not None else ())
+            ref_totals = references[year_of[bld.id]].get(bld.id, {})
+            ref_kwh = sum(kwh for e, kwh in ref_totals.items() if e in ENERGY_COLUMNS)
+            billed = frozenset(e for e, src in declared.sources.get(bld.id, {}).items() if src == FROM_INVOICES)
             rows.append(BuildingYear(bld, totals[bld.id], missing.get(bld.id, 0), avoided, bld.id in subject,
-                                     declared or None))
+                                     ref_kwh or None, billed))
+    follow_up = _follow_up(inv, built, invoiced, first_billed, year) if bills else []
     page = portfolio_report(inv, year, rows, price_escalation=price_escalation, reference_year=reference_year,
-                            reference_note=note)
+                            reference_note=note, yearly=follow_up)
     _write_report(page, out)
+
+
+def _metered_energies(inv: Inventory) -> list[tuple[str, list[Energy]]]:
+    return [(bld.id, list(_energy_points(bld))) for _, bld in inv.buildings()]
+
+
+def _follow_up(
+    inv: Inventory, built: dict[str, list[EnergySeries]], invoiced: dict[str, dict[Energy, dict[int, YearTotal]]],
+    first: int, last: int,
+) -> list[YearlyConsumption]:
+    """Each building's consumption per energy and calendar year, from the meters or the invoices."""
+    years = {y: year_figures(_metered_energies(inv), built, invoiced, y, energies=tuple(Energy)) for y in range(first, last + 1)}
+    out: list[YearlyConsumption] = []
+    for _, bld in inv.buildings():
+        energies = sorted({e for d in years.values() for e in d.totals.get(bld.id, {})}, key=list(Energy).index)
+        for energy in energies:
+            cells = {
+                y: (d.totals[bld.id][energy], d.sources[bld.id][energy], d.energy_missing[bld.id][energy] == 0)
+                for y, d in years.items() if energy in d.totals.get(bld.id, {})
+            }
+            out.append(YearlyConsumption(bld, energy, cells))
+    return out
 
 
 def _full_reference_year(inv: Inventory, built: dict[str, list[EnergySeries]], year: int, subject: set[str]) -> int:
@@ -624,14 +704,105 @@ def _full_reference_year(inv: Inventory, built: dict[str, list[EnergySeries]], y
     return year
 
 
+def _source(readings: Path | None, from_influx: bool, invoices: Path | None) -> ReadingSource | None:
+    """The meters' readings; none when only ``--invoices`` is given."""
+    if readings is None and not from_influx and invoices is not None:
+        return None
+    return ReadingSource(readings, from_influx)
+
+
+def _load_span(
+    source: ReadingSource | None, inv: Inventory, first: date, end: date, points: list[str], *, required: bool
+) -> dict[str, PointSeries]:
+    if source is None or not points:
+        return {}
+    return source.load(inv, *local_range(inv.organisation.tz, first, end), points, required=required)
+
+
+def _heating_shares(text: list[str]) -> dict[Energy, float]:
+    shares = dict(DEFAULT_HEATING_SHARE)
+    for item in text:
+        name, _, value = item.partition("=")
+        try:
+            share = float(value)
+            energy = Energy(name.strip())
+        except ValueError as exc:
+            msg = f"--heating-share {item!r}: write ENERGY=FRACTION, e.g. electricity=0.6"
+            raise typer.BadParameter(msg) from exc
+        if not 0 <= share <= 1:
+            msg = f"--heating-share {item!r}: the fraction is between 0 and 1"
+            raise typer.BadParameter(msg)
+        shares[energy] = share
+    return shares
+
+
+def _model_shares(
+    inv: Inventory, bld: Building, series: EnergySeries, temperature: Series, year: int
+) -> tuple[float, float] | None:
+    """The heating and cooling parts of the year in the M&V daily model of the meters; None when it cannot be fitted."""
+    tz = inv.organisation.tz
+    start, end = date(year, 1, 1), date(year + 1, 1, 1)
+    keep = [i for i, d in enumerate(series.days) if start <= d < end]
+    days = [series.days[i] for i in keep]
+    calendar = FrenchCalendar(inv.organisation.school_holiday_zone)
+    try:
+        obs = DailyObservations.build(days, series.values[keep], hourly_temperature_matrix(*temperature, days, tz=tz),
+                                      classify_days(days, bld, calendar))
+        return weather_shares(DailyChangePointBaseline().fit(obs), obs)
+    except TelemetryError:
+        return None
+
+
+def _adjustment(
+    inv: Inventory, bld: Building, year: int, declared: YearFigures, built: dict[str, list[EnergySeries]],
+    temps: dict[int, list[DailyTemperature]], temperature: Series | None, reference_year: int,
+    shares: dict[Energy, float],
+) -> ClimateAdjustment | str:
+    dju_year, djc_year = year_degree_days(temps.get(year, []), year)
+    dju_reference, djc_reference = year_degree_days(temps.get(reference_year, []), reference_year)
+    missing = [str(y) for y, d in ((year, dju_year), (reference_year, dju_reference)) if math.isnan(d)]
+    if missing:
+        return f"non ajustée : températures extérieures de {' et '.join(missing)} manquantes ou incomplètes"
+    used = {e: kwh for e, kwh in declared.totals.get(bld.id, {}).items() if kwh > 0}
+    if not used:
+        return "non ajustée : pas de consommation"
+    series = {s.energy: s for s in built.get(bld.id, [])}
+    heating = cooling = 0.0
+    how: dict[str, list[str]] = {}
+    for energy, kwh in used.items():
+        found = None
+        if declared.sources[bld.id].get(energy) == FROM_METERS and temperature is not None and energy in series:
+            found = _model_shares(inv, bld, series[energy], temperature, year)
+        label = "modèle M&V des compteurs" if found is not None else "part par défaut"
+        sh, sc = found if found is not None else (shares[energy], 0.0)
+        cold = f", froid {100 * sc:.0f}\u00a0%" if sc >= 0.005 else ""
+        how.setdefault(label, []).append(f"{ENERGY_LABELS[energy].lower()} {100 * sh:.0f}\u00a0%{cold}")
+        heating += kwh * sh
+        cooling += kwh * sc
+    parts = "; ".join(f"{label} ({', '.join(names)})" for label, names in how.items())
+    formula = f"C×(1−sh−sc) + C×sh×DJU {reference_year}/DJU {year} + C×sc×DJC {reference_year}/DJC {year}"
+    total = sum(used.values())
+    return ClimateAdjustment(heating / total, dju_year, dju_reference, f"{formula} ; parts : {parts}",
+                             cooling / total, djc_year, djc_reference)
+
+
 @with_progress("report operat")
 def report_operat(
     config: ConfigOpt,
     year: Annotated[int, typer.Option(help="Year declared.")],
-    reference_year: Annotated[int, typer.Option(help="Reference year of the trajectory.")],
     out: OutOpt,
+    reference_year: Annotated[int | None, typer.Option(
+        help="Reference year of the buildings without operat_reference_year in the inventory; default: "
+             "the complete year 2010-2019 of their invoices with the highest consumption per m².")] = None,
     readings: ReadingsOpt = None,
     from_influx: FromInfluxOpt = False,
+    invoices: InvoicesOpt = None,
+    temperatures: Annotated[Path | None, typer.Option(
+        help="Outdoor temperatures for the climate adjustment of years the readings do not hold: "
+             "daily date,tmin,tmax (Météo-France) or timestamp,value.")] = None,
+    heating_share: Annotated[list[str] | None, typer.Option(
+        help="Share of an energy taken as heating where no meter covers the year, ENERGY=FRACTION "
+             "(repeat; default gas and fuel 0.8, pellets and heating network 0.9, electricity 0).")] = None,
     only_subject: Annotated[bool, typer.Option(
         help="Keep only the buildings subject to the décret (1,000 m² of tertiary floor area on their site).")] = False,
     allow_incomplete: Annotated[bool, typer.Option(
@@ -639,49 +810,121 @@ def report_operat(
 ) -> None:
     """OPERAT export (Décret tertiaire): annual consumption per EFA and the trajectory (CSV).
 
-    Days without data in either year are counted per building in the CSV and on
-    stderr; a reference year with days missing, or without any data for a
-    building that has data in the declared year, is refused (exit 3) unless
-    --allow-incomplete: its total would be too low and the whole trajectory wrong.
-    A building without any data in a year has that year's columns left blank.
+    Each energy's year comes from the meters, or from the invoices when the meters do
+    not cover it in full and the invoices do. Days without data in either year are
+    counted per building in the CSV and on stderr; a reference year with days missing,
+    or without any data for a building that has data in the declared year, is refused
+    (exit 3) unless --allow-incomplete: its total would be too low and the whole
+    trajectory wrong. A building without any data in a year has that year's columns
+    left blank. The year's consumption adjusted to the reference year's climate, and
+    how, are in the last columns.
     """
     writable_or_exit(out)
-    source = ReadingSource(readings, from_influx)
+    shares = _heating_shares(heating_share or [])
+    source = _source(readings, from_influx, invoices)
     inv = _load(config)
+    bills = load_invoices(inv, invoices, source)
+    invoiced = yearly_totals(bills)
     tz, points = inv.organisation.tz, _all_metered(inv)
-    data = source.load(inv, *local_range(tz, date(year, 1, 1), date(year + 1, 1, 1)), points)
+    weather = _weather_or_none(inv)
+    with_weather = [*points, weather] if weather else points
+    chosen: dict[str, int | None] = {}
+    for _, bld in inv.buildings():
+        chosen[bld.id] = (bld.operat_reference_year or reference_year
+                          or choose_reference_year(bld, invoiced.get(bld.id, {})))
+    data = _load_span(source, inv, date(year, 1, 1), date(year + 1, 1, 1), with_weather, required=not bills)
     built = _all_series(inv, data, f"consumption {year}")
-    totals, _ = _year_totals(inv, built, year)
-    gaps, absent = _operat_missing_days(inv, built, year)
-    data = source.load(inv, *local_range(tz, date(reference_year, 1, 1), date(reference_year + 1, 1, 1)), points,
-                       required=False)
-    built = _all_series(inv, data, f"consumption {reference_year}")
-    reference, _ = _year_totals(inv, built, reference_year)
-    reference_gaps, reference_absent = _operat_missing_days(inv, built, reference_year)
-    for which, days, none in ((f"{year}", gaps, absent),
-                              (f"{reference_year} (reference year)", reference_gaps, reference_absent)):
-        short = {b: n for b, n in days.items() if n}
-        if short:
-            listed = ", ".join(f"{b} {n} days" for b, n in sorted(short.items()))
-            typer.echo(f"warning: {which} incomplete in {source.where}: {listed} without data", err=True)
-        if none:
-            typer.echo(f"warning: no data in {which} in {source.where} for {len(none)} building(s), "
-                       f"their columns left blank: {', '.join(none)}", err=True)
+    declared = year_figures(_metered_energies(inv), built, invoiced, year)
+    year_temperature = _temperature_or_none(data, weather)
+    temps = _temperatures(temperatures, tz)
+    if year_temperature is not None and year not in temps:
+        temps[year] = daily_temperatures(*year_temperature, tz=tz)
+    reference = YearFigures()
+    reference_years = sorted({y for y in chosen.values() if y is not None})
+    for ref in reference_years:
+        ref_data = _load_span(source, inv, date(ref, 1, 1), date(ref + 1, 1, 1), with_weather, required=False)
+        ref_built = _all_series(inv, ref_data, f"consumption {ref}")
+        part = year_figures(_metered_energies(inv), ref_built, invoiced, ref, [b for b, y in chosen.items() if y == ref])
+        reference.totals.update(part.totals)
+        reference.missing.update(part.missing)
+        reference.absent.extend(part.absent)
+        reference.sources.update(part.sources)
+        ref_temperature = _temperature_or_none(ref_data, weather)
+        if ref_temperature is not None and ref not in temps:
+            temps[ref] = daily_temperatures(*ref_temperature, tz=tz)
+    where = source.where if source is not None else str(invoices)
+    _warn_missing(f"{year}", declared.missing, declared.absent, where)
+    for ref in reference_years:
+        of_year = {b for b, y in chosen.items() if y == ref}
+        _warn_missing(f"{ref} (reference year)", {b: n for b, n in reference.missing.items() if b in of_year},
+                      [b for b in reference.absent if b in of_year], where)
     # A building declared without any reference data has no trajectory: as incomplete as one missing days.
-    unreferenced = sorted(set(reference_absent) - set(absent))
-    if (any(reference_gaps.values()) or unreferenced) and not allow_incomplete:
+    unreferenced = sorted(b for b in reference.absent if b not in declared.absent)
+    unchosen = sorted(b for b, y in chosen.items() if y is None and b in declared.totals)
+    if unchosen:
+        typer.echo(f"warning: no reference year for {len(unchosen)} building(s) (no operat_reference_year, no "
+                   f"--reference-year, no complete invoiced year 2010-2019): {', '.join(unchosen)}", err=True)
+    if (any(reference.missing.values()) or unreferenced) and not allow_incomplete:
         without = f" ({', '.join(unreferenced)} without any)" if unreferenced else ""
-        msg = (f"the reference year {reference_year} has days without data{without} (above): its consumption "
+        years = ", ".join(str(y) for y in reference_years)
+        msg = (f"the reference year {years} has days without data{without} (above): its consumption "
                "would be too low and the trajectory wrong; choose a complete reference year, or pass "
                "--allow-incomplete to export it flagged")
         raise _fail(msg)
+    adjustments: dict[str, ClimateAdjustment | str] = {}
+    for _, bld in current().track(inv.buildings(), "climate adjustment"):
+        chosen_year = chosen[bld.id]
+        if chosen_year is not None and bld.id in declared.totals and bld.id in reference.totals:
+            adjustments[bld.id] = _adjustment(inv, bld, year, declared, built, temps, year_temperature, chosen_year,
+                                              shares)
     rows = operat_rows(
-        inv.sites, year, totals, reference_year, reference, only_subject=only_subject, missing_days=gaps,
-        reference_missing_days=reference_gaps, without_data=absent,
+        inv.sites, year, declared.totals, {b: y for b, y in chosen.items() if y is not None}, reference.totals,
+        only_subject=only_subject, missing_days=declared.missing, reference_missing_days=reference.missing,
+        without_data=declared.absent, sources={b: declared.source(b) for b in declared.totals},
+        reference_sources={b: reference.source(b) for b in reference.totals}, adjustments=adjustments,
     )
-    with atomic_path(out) as part:
-        write_operat_csv(rows, part)
+    with atomic_path(out) as part_path:
+        write_operat_csv(rows, part_path)
     typer.echo(f"wrote {out} ({len(rows)} EFA)")
+
+
+def _warn_missing(which: str, days: dict[str, int], none: list[str], where: str) -> None:
+    short = {b: n for b, n in days.items() if n}
+    if short:
+        listed = ", ".join(f"{b} {n} days" for b, n in sorted(short.items()))
+        typer.echo(f"warning: {which} incomplete in {where}: {listed} without data", err=True)
+    if none:
+        typer.echo(f"warning: no data in {which} in {where} for {len(none)} building(s), "
+                   f"their columns left blank: {', '.join(none)}", err=True)
+
+
+def _weather_or_none(inv: Inventory) -> str | None:
+    for _, point in inv.points():
+        if point.quantity is Quantity.TEMPERATURE and point.usage is Usage.WEATHER:
+            return point.id
+    return None
+
+
+def _temperature_or_none(data: dict[str, PointSeries], point_id: str | None) -> Series | None:
+    series = data.get(point_id) if point_id is not None else None
+    if series is None or not series.times_s.size:
+        return None
+    return _stamps(series), series.values.tolist()
+
+
+def _temperatures(path: Path | None, tz: tzinfo) -> dict[int, list[DailyTemperature]]:
+    """``--temperatures``, per year."""
+    if path is None:
+        return {}
+    try:
+        days = read_temperature_csv(path, tz=tz)
+    except (OSError, TelemetryError, ValueError) as exc:
+        msg = f"--temperatures {path}: {exc}"
+        raise _fail(msg, 2) from exc
+    out: dict[int, list[DailyTemperature]] = {}
+    for day in days:
+        out.setdefault(day.day.year, []).append(day)
+    return out
 
 
 def _operat_missing_days(

@@ -776,6 +776,11 @@ class Building(_Frozen):
     operat_id: str | None = Field(default=None, pattern=r"^\S(?:.*\S)?$", max_length=64)
     """The identifier the OPERAT platform gave the building's EFA (entité fonctionnelle
     assujettie), written in the OPERAT export; left out, the export's identifier column is blank."""
+    operat_reference_year: int | None = Field(default=None, ge=2010, le=2100)
+    """The Décret tertiaire reference year the owner chose (2010 or later, article R. 174-23 CCH; a
+    later year for a building that opened later); left out, ``econome report operat`` takes its
+    ``--reference-year``, else the complete year 2010-2019 of the building's invoices with the
+    highest consumption per m²."""
     advisors: list[Address] = Field(default_factory=list)
     """E-mail addresses of the building's energy advisors (one address each, no display name)."""
     heating_setpoint_occupied_c: float = Field(default=19.0, ge=5, le=35)

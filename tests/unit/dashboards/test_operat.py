@@ -4,6 +4,8 @@ import csv
 import io
 from pathlib import Path
 
+import pytest
+
 from dashboards.operat import (
     COLUMNS,
     EFA_ID,
@@ -62,3 +64,51 @@ def test_subjection_is_per_site_and_small_sites_can_be_dropped() -> None:
     assert rows["ecole"]["Objectif 2030 (kWh EF, -40 %)"] == ""
     kept = operat_rows(sites, 2025, {}, 2019, {}, only_subject=True)
     assert [r["Référence interne"] for r in kept] == ["bibliotheque", "mairie"]
+
+
+def test_the_default_heating_shares_are_those_docs_mv_states() -> None:
+    from dashboards.operat import DEFAULT_HEATING_SHARE
+
+    text = " ".join((Path(__file__).resolve().parents[3] / "docs" / "mv.md").read_text(encoding="utf-8").split())
+    stated = {Energy.NATURAL_GAS: 0.8, Energy.FUEL_OIL: 0.8, Energy.WOOD_PELLETS: 0.9, Energy.HEATING_NETWORK: 0.9,
+              Energy.ELECTRICITY: 0.0}
+    assert "(gas and fuel oil 80 %, pellets and heating network 90 %, electricity 0 %;" in text
+    assert DEFAULT_HEATING_SHARE == stated
+
+
+def test_a_climate_adjustment_moves_the_2030_gap_to_the_adjusted_consumption() -> None:
+    from dashboards.operat import ADJUSTED_KWH, ADJUSTMENT_METHOD, ClimateAdjustment
+
+    site = _site(_building(1200, id="mairie", usage="town_hall"))
+    # Half heating, a year 20 % milder than the reference: 80,000 kWh are 90,000 at the reference's climate.
+    adjustment = ClimateAdjustment(0.5, 2000.0, 2400.0, "test")
+    rows = operat_rows([site], 2025, {"mairie": {Energy.NATURAL_GAS: 80000.0}}, 2019,
+                       {"mairie": {Energy.NATURAL_GAS: 120000.0}}, adjustments={"mairie": adjustment})
+    assert rows[0][ADJUSTED_KWH] == "88000"  # 40,000 + 40,000 × 2400 / 2000
+    assert rows[0][GAP_2030] == "18,2"  # (88,000 − 72,000) / 88,000
+    assert rows[0][ADJUSTMENT_METHOD] == "test"
+    unadjusted = operat_rows([site], 2025, {"mairie": {Energy.NATURAL_GAS: 80000.0}}, 2019,
+                             {"mairie": {Energy.NATURAL_GAS: 120000.0}})
+    assert unadjusted[0][GAP_2030] == "10,0"
+    assert unadjusted[0][ADJUSTED_KWH] == ""
+
+
+def test_the_heating_and_cooling_parts_of_a_fitted_model_are_those_the_data_were_made_with() -> None:
+    from datetime import date, timedelta
+
+    import numpy as np
+
+    from dashboards.operat import weather_shares
+    from mv.baseline import DailyChangePointBaseline, DailyObservations
+
+    rng = np.random.default_rng(3)
+    days = [date(2024, 1, 1) + timedelta(days=d) for d in range(366)]
+    temp = 13 - 11 * np.cos(2 * np.pi * (np.arange(366) - 15) / 366) + rng.normal(0, 2.0, 366)
+    heating, cooling = 12 * np.maximum(0, 15 - temp), 9 * np.maximum(0, temp - 21)
+    energy = 80 + heating + cooling + rng.normal(0, 4, 366)
+    obs = DailyObservations.build(days, energy, temp)
+    shares = weather_shares(DailyChangePointBaseline().fit(obs), obs)
+    assert shares is not None
+    assert shares[0] == pytest.approx(heating.sum() / energy.sum(), abs=0.03)
+    assert shares[1] == pytest.approx(cooling.sum() / energy.sum(), abs=0.02)
+    assert shares[1] > 0.02

@@ -13,14 +13,24 @@ import yaml
 from typer.testing import CliRunner
 
 from dashboards.operat import (
+    ADJUSTED_KWH,
+    ADJUSTMENT_METHOD,
     AREA,
     COLUMNS,
+    COOLING_SHARE,
+    DJC_REFERENCE,
+    DJC_YEAR,
+    DJU_REFERENCE,
+    DJU_YEAR,
     EFA_ID,
     ENERGY_COLUMNS,
     GAP_2030,
+    HEATING_SHARE,
     INTENSITY,
     MISSING_DAYS,
     REFERENCE_MISSING_DAYS,
+    REFERENCE_SOURCE,
+    SOURCE,
     SUBJECT,
     SUBJECT_SITE_AREA,
     TOTAL_KWH,
@@ -332,13 +342,18 @@ def test_operat_of_the_demo_commune_reads_in_french_and_inaction_counts_subject_
     rows = list(csv.DictReader(io.StringIO(operat.read_text(encoding="utf-8-sig")), delimiter=";"))
     inv = load_inventory(config)
     assert [r["Référence interne"] for r in rows] == [b.id for _, b in inv.buildings()]
-    text_columns = {EFA_ID, "Référence interne", "Nom de l'EFA", "Adresse", "Catégorie d'activité", SUBJECT}
+    text_columns = {EFA_ID, "Référence interne", "Nom de l'EFA", "Adresse", "Catégorie d'activité", SUBJECT,
+                    SOURCE, REFERENCE_SOURCE, ADJUSTMENT_METHOD}
     numbers = [(r[c], c) for r in rows for c in COLUMNS if c not in text_columns and r[c]]
     # Every figure reads with French conventions: a decimal comma, never a dot, no thousands separator.
     assert all("." not in value and " " not in value for value, _ in numbers), numbers
     assert all(float(value.replace(",", ".")) >= 0 for value, _ in numbers)
     assert any("," in value for value, column in numbers if column == INTENSITY)
-    assert {column for _, column in numbers} >= set(COLUMNS) - text_columns - {MISSING_DAYS, REFERENCE_MISSING_DAYS}
+    # One temperature a day gives no Tn/Tx (Météo-France windows): no degree days, no climate columns here
+    # (tests/integration/test_invoices_influx.py fills them).
+    climate = {DJU_YEAR, DJU_REFERENCE, HEATING_SHARE, DJC_YEAR, DJC_REFERENCE, COOLING_SHARE, ADJUSTED_KWH}
+    assert {column for _, column in numbers} >= set(COLUMNS) - text_columns - {MISSING_DAYS, REFERENCE_MISSING_DAYS} - climate
+    assert all(r[ADJUSTMENT_METHOD].startswith("non ajustée : températures extérieures de 2025 et 2024") for r in rows)
     assert [r[EFA_ID] for r in rows] == [b.operat_id for _, b in inv.buildings()]
     assert all(r[EFA_ID] for r in rows)
     # The 650 m² library is subject: it shares the town hall's site.

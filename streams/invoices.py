@@ -1,0 +1,568 @@
+r"""Invoices: the consumption an advisor copies from the bills, per supply account and period.
+
+Most municipal buildings have years of bills and no meter of their own: the
+bills give the consumption of each invoiced period, back to years no meter
+recorded. This module reads them (:func:`parse_invoices`), checks that the
+periods of one account follow each other (:func:`coverage_problems`), spreads
+them over calendar years (:func:`yearly_totals`) and writes them to and reads
+them from InfluxDB (:func:`invoice_lines`, :func:`read_invoices_influx`).
+
+The file format is ours (no standard exists; suppliers' own exports differ),
+made to be filled from the bills in a spreadsheet and saved as CSV; it is
+documented in ``docs/invoices.md``::
+
+    account;start;end;consumption;unit;amount_eur;estimated;reference
+    mairie-elec;2019-01-01;2019-02-28;12 450;kWh;1 980,55;non;Facture 2019-0042
+    mairie-gaz;01/01/2019;31/03/2019;4 210,5;m3;2 130,00;oui;
+
+- separator ``;`` or ``,`` (the header line tells which); with ``,`` decimals
+  take a dot, or the cell is quoted;
+- ``account``: an ``InvoiceAccount.id`` of the inventory (``Building.invoices``);
+- ``start``, ``end``: the first and the **last day included** of the invoiced
+  period, ``YYYY-MM-DD`` or ``DD/MM/YYYY`` (as printed on French bills: "du
+  01/01/2019 au 28/02/2019"); the next invoice starts the day after;
+- ``consumption``: the quantity billed, decimal comma or dot, spaces as
+  thousands separators; ``unit`` one of :data:`UNITS`;
+- ``amount_eur``: the amount of the bill (may be empty); ``estimated``:
+  ``oui``/``non`` (an estimated index rather than a read one; may be empty);
+  ``reference``: free text, the bill's number.
+
+Units per energy: electricity and heating networks in kWh or MWh; natural
+gas also in m3 (times the account's ``conversion_kwh_per_unit``, else
+:data:`DEFAULT_KWH_PER_UNIT`: the bill prints the coefficient of each period,
+the default is a typical one); fuel oil also in L, wood pellets also in t;
+water in m3 or L only. Energies are counted in kWh, water in m3, as the
+reports count them.
+
+A bad row (unknown account, end before start, a negative or unreadable
+number, an unknown unit or one that does not fit the energy, the same account
+and start twice) is rejected with its line; overlaps and gaps between the
+invoices of one account are reported with the lines of both invoices. A line
+is a row of the spreadsheet, the header being line 1.
+
+>>> from inventory import Building, InvoiceAccount, Organisation, Site, Inventory
+>>> org = Organisation(name="Valmont", population=900, school_holiday_zone="C")
+>>> inv = Inventory(organisation=org, sites=[Site(id="c", name="C", buildings=[
+...     Building(id="mairie", name="Mairie", usage="town_hall", floor_area_m2=100, heated_area_m2=100,
+...              invoices=[InvoiceAccount(id="mairie-elec", energy="electricity")])])])
+>>> parsed = parse_invoices("account;start;end;consumption;unit;amount_eur\n"
+...                         "mairie-elec;01/01/2023;31/12/2023;1 200,5;MWh;250 000\n", inv)
+>>> parsed.invoices[0].kwh, parsed.invoices[0].days, parsed.rejected
+(1200500.0, 365, [])
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from pathlib import Path
+
+from inventory import Energy, Inventory, InvoiceAccount
+from streams.errors import DecodeError
+from streams.influx import (
+    InfluxConfig,
+    InfluxQLClient,
+    _http_client,  # the client every InfluxDB call of ours uses (TLS, auth, timeouts)
+    _influxql_post,
+    escape_tag,
+    retention_policies,
+    to_ms,
+)
+
+__all__ = [
+    "COLUMNS",
+    "DEFAULT_KWH_PER_UNIT",
+    "INVOICE_MEASUREMENT",
+    "INVOICE_RP",
+    "OPTIONAL_COLUMNS",
+    "UNITS",
+    "Invoice",
+    "InvoiceFile",
+    "InvoiceProblem",
+    "YearTotal",
+    "coverage_problems",
+    "ensure_invoice_policy",
+    "invoice_config",
+    "invoice_lines",
+    "invoice_source",
+    "parse_invoices",
+    "read_invoice_file",
+    "read_invoices_influx",
+    "yearly_totals",
+]
+
+INVOICE_MEASUREMENT = "invoice"
+"""InfluxDB measurement of the invoices: tags building, account, energy; timestamp the period's first day."""
+INVOICE_RP = "invoices"
+"""Retention policy of the invoices on InfluxDB 1.x, kept forever: a reference year may be 2010, older than
+what ``econome influx setup`` keeps of anything (InfluxDB refuses points older than their policy keeps)."""
+
+COLUMNS = ("account", "start", "end", "consumption", "unit", "amount_eur")
+"""Columns every invoice file has."""
+OPTIONAL_COLUMNS = ("estimated", "reference")
+"""Columns an invoice file may add."""
+
+UNITS: dict[str, str] = {"kwh": "kWh", "mwh": "MWh", "m3": "m3", "m³": "m3", "l": "L", "litres": "L", "t": "t"}
+"""Units accepted (any case) and how they are stored."""
+
+_PER_UNIT: dict[str, float] = {"kWh": 1.0, "MWh": 1000.0}
+_ENERGY_UNITS: dict[Energy, tuple[str, ...]] = {
+    Energy.ELECTRICITY: ("kWh", "MWh"),
+    Energy.HEATING_NETWORK: ("kWh", "MWh"),
+    Energy.NATURAL_GAS: ("kWh", "MWh", "m3"),
+    Energy.FUEL_OIL: ("kWh", "MWh", "L"),
+    Energy.WOOD_PELLETS: ("kWh", "MWh", "t"),
+    Energy.WATER: ("m3", "L"),
+}
+
+DEFAULT_KWH_PER_UNIT: dict[Energy, float] = {
+    Energy.NATURAL_GAS: 11.2,
+    Energy.FUEL_OIL: 10.0,
+    Energy.WOOD_PELLETS: 4600.0,
+}
+"""kWh per m3 of gas (PCS, a typical GRDF coefficient), per litre of fuel oil, per tonne of pellets:
+used when the account gives no ``conversion_kwh_per_unit`` (said once per account)."""
+
+_YES = {"oui", "o", "yes", "y", "true", "1", "e", "estimé", "estime", "estimated"}
+_NO = {"", "non", "n", "no", "false", "0", "r", "relevé", "releve", "read"}
+
+
+@dataclass(frozen=True, slots=True)
+class Invoice:
+    """One invoiced period of one account.
+
+    Attributes:
+        account: the inventory's ``InvoiceAccount.id``.
+        building: the building of the account.
+        energy: the account's energy.
+        start: first day of the period.
+        end: last day of the period, included.
+        consumption: the quantity billed, in ``unit``.
+        unit: as stored (:data:`UNITS` values).
+        amount: the consumption in report units: kWh, or m3 for water.
+        amount_eur: the bill's amount, None when not given.
+        estimated: the bill was on an estimated index.
+        reference: the bill's number or any note.
+        line: the line of the file, None when read from InfluxDB.
+    """
+
+    account: str
+    building: str
+    energy: Energy
+    start: date
+    end: date
+    consumption: float
+    unit: str
+    amount: float
+    amount_eur: float | None = None
+    estimated: bool = False
+    reference: str = ""
+    line: int | None = None
+
+    @property
+    def days(self) -> int:
+        """Days of the period, both ends included."""
+        return (self.end - self.start).days + 1
+
+    @property
+    def kwh(self) -> float | None:
+        """The kWh of an energy invoice; None for water."""
+        return None if self.energy is Energy.WATER else self.amount
+
+    @property
+    def where(self) -> str:
+        """``line N`` or the account and start, for messages."""
+        return f"line {self.line}" if self.line is not None else f"{self.account} from {self.start}"
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceProblem:
+    """A rejected row, or an overlap or gap between two invoices, with its line."""
+
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.message}" if self.line is not None else self.message
+
+
+@dataclass
+class InvoiceFile:
+    """What :func:`parse_invoices` read: the invoices kept, the rows rejected, the warnings."""
+
+    invoices: list[Invoice] = field(default_factory=list)
+    rejected: list[InvoiceProblem] = field(default_factory=list)
+    warnings: list[InvoiceProblem] = field(default_factory=list)
+
+
+def _number(text: str) -> float:
+    cleaned = text.strip().replace(" ", "").replace("\u00a0", "").replace("\u202f", "")
+    if "," in cleaned:
+        # "1.234,56" (dots as thousands) or "1234,56": the comma is the decimal mark.
+        cleaned = cleaned.replace(".", "").replace(",", ".")
+    value = float(cleaned)
+    if not math.isfinite(value):
+        raise ValueError(text)
+    return value
+
+
+def _date(text: str) -> date:
+    text = text.strip()
+    if "/" in text:
+        day, month, year = text.split("/")
+        if len(year) != 4:  # a 4-digit year: "23" is ambiguous
+            raise ValueError(text)
+        return date(int(year), int(month), int(day))
+    return date.fromisoformat(text)
+
+
+def _conversion(account: InvoiceAccount, unit: str) -> tuple[float, bool]:
+    """Report units per ``unit`` for the account, and whether the default was used."""
+    if account.energy is Energy.WATER:
+        return (0.001 if unit == "L" else 1.0), False
+    if unit in _PER_UNIT:
+        return _PER_UNIT[unit], False
+    if account.conversion_kwh_per_unit is not None:
+        return account.conversion_kwh_per_unit, False
+    return DEFAULT_KWH_PER_UNIT[account.energy], True
+
+
+def parse_invoices(text: str, inventory: Inventory) -> InvoiceFile:
+    """Read an invoice CSV (the format of the module docstring).
+
+    Args:
+        text: the file's text.
+        inventory: gives the accounts (``Building.invoices``).
+
+    Returns:
+        The invoices kept (in file order), the rows rejected and the overlaps and gaps, by line.
+
+    Raises:
+        DecodeError: the header lacks a column or names an unknown one (line 1).
+    """
+    accounts = {a.id: (b.id, a) for _, b in inventory.buildings() for a in b.invoices}
+    text = text.removeprefix("\ufeff")
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    delimiter = ";" if ";" in first else ","
+    rows = csv.reader(io.StringIO(text), delimiter=delimiter)
+    header: list[str] = []
+    out = InvoiceFile()
+    starts: dict[tuple[str, date], int | None] = {}
+    defaulted: set[str] = set()
+    for number, row in enumerate(rows, start=1):
+        if not any(cell.strip() for cell in row):
+            continue
+        if not header:
+            header = [cell.strip().lower() for cell in row]
+            missing = [c for c in COLUMNS if c not in header]
+            unknown = [c for c in header if c not in COLUMNS + OPTIONAL_COLUMNS]
+            if missing or unknown:
+                parts = ([f"missing column(s) {', '.join(missing)}"] if missing else []) + (
+                    [f"unknown column(s) {', '.join(unknown)}"] if unknown else [])
+                msg = (f"line {number}: {'; '.join(parts)}: the header must be "
+                       f"{';'.join(COLUMNS)} (optionally {';'.join(OPTIONAL_COLUMNS)})")
+                raise DecodeError(msg)
+            continue
+        if len(row) != len(header):
+            hint = (": with ',' between columns, write decimals with a dot or quote the cell"
+                    if delimiter == "," else "")
+            out.rejected.append(InvoiceProblem(number, f"{len(row)} cells where the header has {len(header)}{hint}"))
+            continue
+        cells = {name: cell.strip() for name, cell in zip(header, row, strict=True)}
+        invoice = _row(number, cells, accounts, out.rejected, defaulted)
+        if invoice is None:
+            continue
+        key = (invoice.account, invoice.start)
+        if key in starts:
+            out.rejected.append(InvoiceProblem(
+                number, f"account {invoice.account} already has an invoice starting {invoice.start} (line {starts[key]})"))
+            continue
+        starts[key] = number
+        out.invoices.append(invoice)
+    if not header:
+        msg = f"line 1: no header: the file must start with {';'.join(COLUMNS)}"
+        raise DecodeError(msg)
+    for account in sorted(defaulted):
+        energy = accounts[account][1].energy
+        out.warnings.append(InvoiceProblem(None, (
+            f"account {account}: no conversion_kwh_per_unit in the inventory, {DEFAULT_KWH_PER_UNIT[energy]:g} kWh "
+            f"per unit assumed for {energy.value} (give the bills' coefficient)")))
+    out.warnings.extend(coverage_problems(out.invoices))
+    return out
+
+
+def _row(
+    number: int,
+    cells: Mapping[str, str],
+    accounts: Mapping[str, tuple[str, InvoiceAccount]],
+    rejected: list[InvoiceProblem],
+    defaulted: set[str],
+) -> Invoice | None:
+    def reject(message: str) -> None:
+        rejected.append(InvoiceProblem(number, message))
+
+    found = accounts.get(cells["account"])
+    if found is None:
+        reject(f"unknown account {cells['account']!r}: not an invoices id of a building of the inventory")
+        return None
+    building, account = found
+    try:
+        start, end = _date(cells["start"]), _date(cells["end"])
+    except ValueError:
+        reject(f"dates {cells['start']!r}, {cells['end']!r}: write YYYY-MM-DD or DD/MM/YYYY")
+        return None
+    if end < start:
+        reject(f"the period ends ({end}) before it starts ({start})")
+        return None
+    try:
+        consumption = _number(cells["consumption"])
+    except ValueError:
+        reject(f"consumption {cells['consumption']!r} is not a number")
+        return None
+    if consumption < 0:
+        reject(f"negative consumption {consumption:g} (a credit note: enter the corrected bill instead)")
+        return None
+    amount_eur: float | None = None
+    if cells["amount_eur"]:
+        try:
+            amount_eur = _number(cells["amount_eur"])
+        except ValueError:
+            reject(f"amount_eur {cells['amount_eur']!r} is not a number")
+            return None
+    unit = UNITS.get(cells["unit"].lower())
+    if unit is None:
+        reject(f"unknown unit {cells['unit']!r}: use one of {', '.join(sorted(set(UNITS.values())))}")
+        return None
+    if unit not in _ENERGY_UNITS[account.energy]:
+        reject(f"unit {unit} does not fit {account.energy.value} (account {account.id}): "
+               f"use {', '.join(_ENERGY_UNITS[account.energy])}")
+        return None
+    estimated_text = cells.get("estimated", "").lower()
+    if estimated_text not in _YES | _NO:
+        reject(f"estimated {cells.get('estimated')!r}: write oui or non")
+        return None
+    per_unit, default = _conversion(account, unit)
+    if default:
+        defaulted.add(account.id)
+    # A reference typed on two lines in the spreadsheet is kept on one: InfluxDB stores it so.
+    reference = " ".join(cells.get("reference", "").split())
+    return Invoice(account.id, building, account.energy, start, end, consumption, unit, consumption * per_unit,
+                   amount_eur, estimated_text in _YES, reference, number)
+
+
+def read_invoice_file(path: Path, inventory: Inventory) -> InvoiceFile:
+    """:func:`parse_invoices` of a file (UTF-8, with or without BOM; else Windows-1252, as old Excel saves).
+
+    Raises:
+        DecodeError: unreadable, or a bad header; the message names the file.
+    """
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        msg = f"{path}: {exc.strerror or exc}"
+        raise DecodeError(msg) from exc
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = raw.decode("cp1252", errors="replace")
+    try:
+        return parse_invoices(text, inventory)
+    except DecodeError as exc:
+        msg = f"{path}: {exc}"
+        raise DecodeError(msg) from exc
+
+
+def coverage_problems(invoices: Iterable[Invoice]) -> list[InvoiceProblem]:
+    """Overlaps and gaps between the consecutive invoices of each account, by line.
+
+    >>> from inventory import Energy
+    >>> def inv(line, start, end):
+    ...     return Invoice("a", "b", Energy.ELECTRICITY, date.fromisoformat(start), date.fromisoformat(end), 1.0, "kWh",
+    ...                    1.0, line=line)
+    >>> for p in coverage_problems([inv(2, "2023-01-01", "2023-01-31"), inv(3, "2023-01-31", "2023-02-28"),
+    ...                             inv(4, "2023-03-05", "2023-03-31")]):
+    ...     print(p)
+    line 3: account a: overlaps line 2 on 1 day(s) (2023-01-31 to 2023-01-31): counted twice
+    line 4: account a: 4 day(s) without invoice after line 3 (2023-03-01 to 2023-03-04)
+    """
+    by_account: dict[str, list[Invoice]] = {}
+    for invoice in invoices:
+        by_account.setdefault(invoice.account, []).append(invoice)
+    out: list[InvoiceProblem] = []
+    for account, items in by_account.items():
+        items.sort(key=lambda i: (i.start, i.end))
+        for before, after in itertools.pairwise(items):
+            if after.start <= before.end:
+                last = min(before.end, after.end)
+                out.append(InvoiceProblem(after.line, (
+                    f"account {account}: overlaps {before.where} on {(last - after.start).days + 1} day(s) "
+                    f"({after.start} to {last}): counted twice")))
+            elif after.start > before.end + timedelta(days=1):
+                gap_end = after.start - timedelta(days=1)
+                out.append(InvoiceProblem(after.line, (
+                    f"account {account}: {(gap_end - before.end).days} day(s) without invoice after {before.where} "
+                    f"({before.end + timedelta(days=1)} to {gap_end})")))
+    out.sort(key=lambda p: (p.line is None, p.line or 0))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class YearTotal:
+    """One calendar year of one building and energy, from its invoices.
+
+    Attributes:
+        amount: kWh (m3 for water), each invoice pro-rated by the days it has in the year.
+        missing_days: the most days of the year one of the accounts lacks, between its first
+            invoice and its last (an account outside that span does not supply the building then).
+    """
+
+    amount: float
+    missing_days: int
+
+    @property
+    def complete(self) -> bool:
+        """Every day of the year is invoiced, for every account supplying it."""
+        return self.missing_days == 0
+
+
+def yearly_totals(invoices: Iterable[Invoice]) -> dict[str, dict[Energy, dict[int, YearTotal]]]:
+    """Consumption per calendar year, per building and energy.
+
+    An invoice counts in a year for the share of its days that fall in that year
+    (an invoice of 1 December to 31 January puts 31/62 in each year). A year
+    counts for an account from its first invoiced day to its last one; in
+    between, every day of the year must be invoiced for the year to be complete.
+
+    >>> from inventory import Energy
+    >>> bill = Invoice("a", "b", Energy.ELECTRICITY, date(2022, 12, 1), date(2023, 1, 31), 620.0, "kWh", 620.0)
+    >>> yearly_totals([bill])["b"][Energy.ELECTRICITY]
+    {2022: YearTotal(amount=310.0, missing_days=334), 2023: YearTotal(amount=310.0, missing_days=334)}
+    """
+    by_account: dict[str, list[Invoice]] = {}
+    for invoice in invoices:
+        by_account.setdefault(invoice.account, []).append(invoice)
+    amounts: dict[tuple[str, Energy, int], float] = {}
+    missing: dict[tuple[str, Energy, int], int] = {}
+    for items in by_account.values():
+        covered: dict[int, set[date]] = {}
+        for invoice in items:
+            for year in range(invoice.start.year, invoice.end.year + 1):
+                first = max(invoice.start, date(year, 1, 1))
+                last = min(invoice.end, date(year, 12, 31))
+                days = (last - first).days + 1
+                key = (invoice.building, invoice.energy, year)
+                amounts[key] = amounts.get(key, 0.0) + invoice.amount * days / invoice.days
+                covered.setdefault(year, set()).update(first + timedelta(days=d) for d in range(days))
+        first_year = min(i.start.year for i in items)
+        last_year = max(i.end.year for i in items)
+        for year in range(first_year, last_year + 1):
+            key = (items[0].building, items[0].energy, year)
+            whole = (date(year + 1, 1, 1) - date(year, 1, 1)).days
+            amounts.setdefault(key, 0.0)
+            missing[key] = max(missing.get(key, 0), whole - len(covered.get(year, ())))
+    out: dict[str, dict[Energy, dict[int, YearTotal]]] = {}
+    for (building, energy, year), amount in sorted(amounts.items(), key=lambda kv: (kv[0][0], kv[0][1].value, kv[0][2])):
+        out.setdefault(building, {}).setdefault(energy, {})[year] = YearTotal(amount, missing[(building, energy, year)])
+    return out
+
+
+def _field_string(value: str) -> str:
+    # Line protocol ends a point at a newline.
+    flat = " ".join(value.splitlines())
+    return '"' + flat.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _midnight(day: date, tz: tzinfo) -> datetime:
+    return datetime.combine(day, time(0), tz).astimezone(UTC)
+
+
+def invoice_lines(invoices: Sequence[Invoice], tz: tzinfo) -> list[str]:
+    """Line protocol of the invoices, one point each, at the local midnight starting the period.
+
+    The same account and start give the same series and time: writing a file again
+    overwrites its points and adds none.
+    """
+    lines = []
+    for i in invoices:
+        tags = f"building={escape_tag(i.building)},account={escape_tag(i.account)},energy={escape_tag(i.energy.value)}"
+        fields = [
+            f"{'water_m3' if i.energy is Energy.WATER else 'kwh'}={i.amount!r}",
+            f"consumption={i.consumption!r}",
+            f"unit={_field_string(i.unit)}",
+            f"end={_field_string(i.end.isoformat())}",
+            f"estimated={'true' if i.estimated else 'false'}",
+            f"reference={_field_string(i.reference)}",
+        ]
+        if i.amount_eur is not None:
+            fields.append(f"amount_eur={i.amount_eur!r}")
+        lines.append(f"{INVOICE_MEASUREMENT},{tags} {','.join(fields)} {to_ms(_midnight(i.start, tz))}")
+    return lines
+
+
+def invoice_config(config: InfluxConfig) -> InfluxConfig:
+    """Where the invoices are written: the retention policy :data:`INVOICE_RP` on InfluxDB 1.x, the bucket on 2.x."""
+    return config.model_copy(update={"retention_policy": INVOICE_RP}) if config.api == "v1" else config
+
+
+def invoice_source(config: InfluxConfig) -> str:
+    """The invoices' measurement in InfluxQL: ``"invoices"."invoice"`` on InfluxDB 1.x."""
+    return f'"{INVOICE_RP}"."{INVOICE_MEASUREMENT}"' if config.api == "v1" else f'"{INVOICE_MEASUREMENT}"'
+
+
+async def ensure_invoice_policy(config: InfluxConfig) -> None:
+    """Create the retention policy :data:`INVOICE_RP` (duration infinite) on InfluxDB 1.x; nothing on 2.x.
+
+    Raises:
+        SinkError: InfluxDB is unreachable or refused (a user without admin rights: create it once
+            with ``CREATE RETENTION POLICY "invoices" ON <db> DURATION INF REPLICATION 1``).
+    """
+    if config.api != "v1":
+        return
+    async with _http_client(config) as client:
+        statement = f'CREATE RETENTION POLICY "{INVOICE_RP}" ON "{config.database}" DURATION INF REPLICATION 1'
+        if INVOICE_RP not in await retention_policies(client, config.database):
+            await _influxql_post(client, statement)
+
+
+async def _has_invoices(client: InfluxQLClient) -> bool:
+    if client.config.api != "v1":
+        return True
+    series = await client.query("SHOW RETENTION POLICIES")
+    return any(row and row[0] == INVOICE_RP for s in series for row in s.get("values", []))
+
+
+async def read_invoices_influx(client: InfluxQLClient, inventory: Inventory) -> list[Invoice]:
+    """Every invoice stored by ``econome import invoices``, of the inventory's accounts; none when none was imported.
+
+    Raises:
+        SinkError: InfluxDB is unreachable or refused the query.
+    """
+    accounts = {a.id: (b.id, a) for _, b in inventory.buildings() for a in b.invoices}
+    tz = inventory.organisation.tz
+    out: list[Invoice] = []
+    if not await _has_invoices(client):
+        return out
+    statement = f'SELECT * FROM {invoice_source(client.config)} GROUP BY "account"'  # noqa: S608 - constant names
+    for series in await client.query(statement):
+        account_id = str(series.get("tags", {}).get("account", ""))
+        if account_id not in accounts:
+            continue
+        building, account = accounts[account_id]
+        columns = series["columns"]
+        for row in series["values"]:
+            cell = dict(zip(columns, row, strict=True))
+            amount = cell.get("water_m3") if account.energy is Energy.WATER else cell.get("kwh")
+            if amount is None:
+                continue
+            start = datetime.fromtimestamp(int(cell["time"]) / 1000, tz).date()
+            eur = cell.get("amount_eur")
+            out.append(Invoice(account_id, building, account.energy, start, date.fromisoformat(str(cell["end"])),
+                               float(cell["consumption"]), str(cell["unit"]), float(amount),
+                               None if eur is None else float(eur), bool(cell.get("estimated")),
+                               str(cell.get("reference") or "")))
+    return out
