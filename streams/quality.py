@@ -199,6 +199,22 @@ class QualityTracker:
         limit = self.limits.stale_after.get(point.quantity.value)
         return limit is not None and still > limit
 
+    def delivered(self, point_id: str, last: datetime) -> None:
+        """A utility point's readings up to ``last`` were written outside the pipeline (the daily Linky/Gazpar fetch).
+
+        They never go through :meth:`observe`: without this, a fetched point would be reported missing
+        :data:`UTILITY_DELAY` after every start.
+        """
+        point = self._points.get(point_id)
+        if point is None:
+            return
+        state = self.states[point_id]
+        if state.last_ts is None or last > state.last_ts:
+            state.last_ts = last
+        if state.missing:
+            state.missing = False
+            logger.info("point %s (%s) reporting again", point.id, binding_label(point))
+
     def observe_all(self, readings: list[Reading]) -> list[Reading]:
         """:meth:`observe` over a batch."""
         return [self.observe(reading) for reading in readings]
