@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from streams.influx import RAW_MEASUREMENT, InfluxConfig, InfluxQLClient
+from streams.status import PointCounts, read_point_counts
 from tests import utility_fakes as fk
 from tests.conftest import Endpoint
 
@@ -120,3 +121,17 @@ def test_run_lands_fetched_readings_in_influxdb_and_the_points_are_not_missing(
     assert status, "no point status written"
     assert all(row[1] == 0 for row in status), status
     assert len(_query(config, "SELECT max(missing) FROM point_status GROUP BY point")) == 2
+
+    # econome status of a Gazpar published monthly looks for its last reading as far back as its silence limit.
+    later = _local_midnight(date(2027, 1, 20))
+
+    async def counts(last_within: timedelta) -> dict[str, PointCounts]:
+        client = InfluxQLClient(config)
+        try:
+            return await read_point_counts(client, later, last_within=last_within)
+        finally:
+            await client.close()
+
+    assert "mairie-gazpar" not in asyncio.run(counts(timedelta(days=7)))
+    last_gas_day_end = _local_midnight(date(2026, 12, 4)) + timedelta(hours=6)
+    assert asyncio.run(counts(timedelta(days=52)))["mairie-gazpar"].last == last_gas_day_end

@@ -247,6 +247,9 @@ sites:
         # HTTP 200 with a "no access right" statut_restitution: a failure, not "nothing yet".
         assert not outcomes["gazpar-no-right"].ok
         assert "gazpar-no-right" not in delivered
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert any("linky-new" in w and "no load curve from 2026-11-15 to 2026-11-21" in w and "ADAM-ERR0123" in w
+                   for w in warnings), warnings
         errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
         assert any("gazpar-no-right" in e and "no access right" in e and "Absence de droit" in e for e in errors), errors
         assert any("linky-flaky" in e and "HTTP 502" in e for e in errors), errors
