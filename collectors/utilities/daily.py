@@ -12,8 +12,11 @@ utility has not published yet (GRDF: D+1 to D+3) is asked again the next day.
 
 A point that fails (no consent, 5xx after the retries, a delivery error) is logged
 at ERROR naming the point and its PRM/PCE, counted (``Sensor.on_utility_fetch``),
-and retried the next day from the same day; the other points go on. A run missed
-while the service was stopped is made at its next start.
+and retried the next day from the first day not delivered: when a client returns
+the intervals it read before a failing page (``failed``), those are delivered and
+the point's last day moves past them. The other points go on. What a client sets
+aside (a page the utility will never have, a malformed value) is logged at WARNING.
+A run missed while the service was stopped is made at its next start.
 
 >>> from datetime import time
 >>> next_run(datetime(2026, 12, 1, 6, tzinfo=UTC), time(7, 30), ZoneInfo("Europe/Paris")).isoformat()
