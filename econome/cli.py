@@ -327,7 +327,7 @@ def run(
         detection = _start_detection(inv, settings, clock, broken=lock_error) if settings.detect_enabled else None
         if detection is not None:
             detection.add_done_callback(functools.partial(_detection_died, stop, died))
-        utilities = _start_utilities(inv, settings, clock, sensor)
+        utilities = _start_utilities(inv, settings, clock, sensor, runtime.pipeline.quality)
         try:
             await runtime.serve(stop)
         finally:
@@ -476,15 +476,23 @@ def _utilities_credentials_or_exit(inv: Inventory, settings: EconomeSettings) ->
 
 
 def _start_utilities(
-    inv: Inventory, settings: EconomeSettings, clock: Clock, sensor: Sensor | None
+    inv: Inventory, settings: EconomeSettings, clock: Clock, sensor: Sensor | None,
+    quality: QualityTracker | None = None,
 ) -> asyncio.Task[None] | None:
-    """The daily fetch of Linky and Gazpar data (:mod:`collectors.utilities.daily`) as a task, when a point asks for it."""
+    """The daily fetch of Linky and Gazpar data (:mod:`collectors.utilities.daily`) as a task, when a point asks for it.
+
+    What it delivers is told to ``quality`` (the pipeline's missing-point check), the readings not going
+    through the pipeline.
+    """
     from collectors.utilities.daily import DailyFetch
     from streams.imports import deliver_consumption
 
     async def deliver(point_id: str, intervals: Sequence[Consumption], source: str) -> object:
-        return await deliver_consumption(inv, settings.influx(), point_id, intervals,
-                                         data_dir=settings.data_dir, source=source)
+        report = await deliver_consumption(inv, settings.influx(), point_id, intervals,
+                                           data_dir=settings.data_dir, source=source)
+        if quality is not None and report.last is not None:
+            quality.delivered(point_id, report.last)
+        return report
 
     enedis, grdf = settings.enedis_client(), settings.grdf_client()
     fetch = DailyFetch(inv, settings.utilities_state_path, clock, deliver, enedis=enedis, grdf=grdf,

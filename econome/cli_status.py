@@ -58,6 +58,7 @@ from streams.buffer import DeliveryLog
 from streams.deadletter import DeadLetterStore
 from streams.errors import SinkError, TelemetryError
 from streams.influx import InfluxQLClient
+from streams.quality import StalenessLimits
 from streams.status import BuildingStatus, PointCounts, building_statuses, raw_retention_policy, read_point_counts, worst_first
 
 if TYPE_CHECKING:
@@ -240,11 +241,11 @@ def _alerts(path: Path) -> tuple[str, dict[str, Any], dict[str, tuple[int, str]]
 # -- InfluxDB ------------------------------------------------------------------------------
 
 
-async def _influx_counts(config: InfluxConfig, now: datetime) -> dict[str, PointCounts]:
+async def _influx_counts(config: InfluxConfig, now: datetime, last_within: timedelta) -> dict[str, PointCounts]:
     client = InfluxQLClient(config)
     try:
         policy = await raw_retention_policy(client, config)
-        return await read_point_counts(client, now, retention_policy=policy)
+        return await read_point_counts(client, now, retention_policy=policy, last_within=last_within)
     finally:
         await client.close()
 
@@ -326,7 +327,10 @@ def status_command(
     influx_error: str | None = None
     counts: dict[str, PointCounts] | None = None
     try:
-        counts = asyncio.run(_influx_counts(config, now))
+        # A point silent longer than a week by design (a Gazpar published monthly) is looked for further back.
+        limits = StalenessLimits()
+        last_within = max((limits.missing_after(p) for _, p in inv.points()), default=timedelta(0))
+        counts = asyncio.run(_influx_counts(config, now, last_within))
     except SinkError as exc:
         influx_error = str(exc) if config.safe_url in str(exc) else f"InfluxDB {config.safe_url}: {exc}"
     statuses = [

@@ -605,6 +605,10 @@ class GrdfBinding(_Frozen):
     adict: bool = False
     """Fetch the data daily through the GRDF ADICT API (the customer's consent is given once
     on the GRDF site); left out, the data come from imported files only."""
+    publication: Literal["daily", "monthly"] = "daily"
+    """When GRDF publishes the meter's daily data: ``daily`` (a 1M household meter: from D+1 to D+3)
+    or ``monthly`` (an MM professional meter: the days of month M-1 between the 10th and the 20th
+    of month M). It sets how long the point may be silent before it is reported missing."""
 
 
 class MeterReplacement(_Frozen):

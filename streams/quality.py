@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from inventory import Inventory, Point, Quantity
 from streams.record import Quality, Reading
 
-__all__ = ["UTILITY_DELAY", "PointState", "QualityTracker", "StalenessLimits", "binding_label"]
+__all__ = ["UTILITY_DELAY", "PointState", "QualityTracker", "StalenessLimits", "binding_label", "utility_publication"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,10 +50,21 @@ def _default_stale() -> dict[str, timedelta]:
     }
 
 
-UTILITY_DELAY: dict[str, timedelta] = {"enedis": timedelta(days=2), "grdf": timedelta(days=4)}
-"""Silence limit of a utility point, per protocol. Enedis publishes day D on D+1 and the daily fetch reads it
-that morning: its last reading (D+1 00:00) is at most 31.5 h old before the next fetch. GRDF publishes its
-informative data from D+1 to D+3 and gas day D ends at 06:00 on D+1 (see :mod:`collectors.utilities.daily`)."""
+UTILITY_DELAY: dict[str, timedelta] = {"enedis": timedelta(days=2), "grdf": timedelta(days=4),
+                                       "grdf-monthly": timedelta(days=52)}
+"""Silence limit of a utility point, per :func:`utility_publication`. Enedis publishes day D on D+1 and the
+daily fetch reads it that morning: its last reading (D+1 00:00) is at most 31.5 h old before the next fetch.
+GRDF publishes a 1M meter's informative data from D+1 to D+3 and gas day D ends at 06:00 on D+1 (see
+:mod:`collectors.utilities.daily`). An MM meter (``grdf: {publication: monthly}``) has the days of month M-1
+published between the 10th and the 20th of month M: its last reading (06:00 on the 1st of M) may be 51 days
+old when month M's days come (the 20th of M+1, fetched the next morning)."""
+
+
+def utility_publication(point: Point) -> str:
+    """The key of :data:`UTILITY_DELAY` for a utility point: ``enedis``, ``grdf`` or ``grdf-monthly``."""
+    if point.grdf is not None and point.grdf.publication == "monthly":
+        return "grdf-monthly"
+    return point.protocol
 
 
 class StalenessLimits(BaseModel):
@@ -77,7 +88,7 @@ class StalenessLimits(BaseModel):
         A utility point (a Linky, a Gazpar), published a day late or more, is missing after :data:`UTILITY_DELAY`.
         """
         if point.is_utility:
-            return UTILITY_DELAY[point.protocol]
+            return UTILITY_DELAY[utility_publication(point)]
         if point.modbus is not None:
             return point.modbus.poll_interval * self.missing_polls
         return self.missing_push_after
@@ -198,6 +209,22 @@ class QualityTracker:
             return still > self.limits.counter_stuck_after and power is not None and power > self.limits.counter_min_power_w
         limit = self.limits.stale_after.get(point.quantity.value)
         return limit is not None and still > limit
+
+    def delivered(self, point_id: str, last: datetime) -> None:
+        """A utility point's readings up to ``last`` were written outside the pipeline (the daily Linky/Gazpar fetch).
+
+        They never go through :meth:`observe`: without this, a fetched point would be reported missing
+        :data:`UTILITY_DELAY` after every start.
+        """
+        point = self._points.get(point_id)
+        if point is None:
+            return
+        state = self.states[point_id]
+        if state.last_ts is None or last > state.last_ts:
+            state.last_ts = last
+        if state.missing:
+            state.missing = False
+            logger.info("point %s (%s) reporting again", point.id, binding_label(point))
 
     def observe_all(self, readings: list[Reading]) -> list[Reading]:
         """:meth:`observe` over a batch."""

@@ -22,7 +22,9 @@ Definitions (the ones the pipeline already uses, not new ones):
   fetched once a day: their silence limit is :data:`~streams.quality.UTILITY_DELAY`
   (Enedis: day D is published on D+1 and fetched that morning, so its last reading,
   D+1 00:00, is at most 31.5 h old just before the next fetch: 2 days; GRDF's
-  informative data come from D+1 to D+3 and gas day D ends at 06:00 on D+1: 4 days). They are
+  informative data come from D+1 to D+3 and gas day D ends at 06:00 on D+1: 4 days; a Gazpar
+  with ``grdf: {publication: monthly}``, published once a month: 52 days, its last reading looked
+  for that far back). They are
   expected at their step (a Linky's 30 min, a Gazpar's day) but not over the
   delay: nothing is expected of them in the last 24 hours, and 7 days less the
   delay over the last 7 days.
@@ -51,7 +53,7 @@ from typing import Any
 
 from inventory import Building, Inventory, Point
 from streams.influx import LONG_RP, RAW_MEASUREMENT, RAW_RP, InfluxConfig, InfluxQLClient, to_ms
-from streams.quality import UTILITY_DELAY, StalenessLimits
+from streams.quality import UTILITY_DELAY, StalenessLimits, utility_publication
 
 __all__ = [
     "DAY",
@@ -94,7 +96,7 @@ def expected_readings(point: Point, window: timedelta, limits: StalenessLimits) 
     A utility point's step divides the window less its publication delay.
     """
     if point.is_utility:
-        return max(window - UTILITY_DELAY[point.protocol], timedelta(0)) / _UTILITY_STEP[point.protocol]
+        return max(window - UTILITY_DELAY[utility_publication(point)], timedelta(0)) / _UTILITY_STEP[point.protocol]
     interval = point.modbus.poll_interval if point.modbus is not None else limits.missing_push_after
     return window / interval
 
@@ -368,7 +370,7 @@ def _per_point(series: list[dict[str, Any]]) -> dict[str, tuple[int, Any]]:
 
 
 async def read_point_counts(
-    client: InfluxQLClient, now: datetime, *, retention_policy: str | None = None
+    client: InfluxQLClient, now: datetime, *, retention_policy: str | None = None, last_within: timedelta = WEEK
 ) -> dict[str, PointCounts]:
     """Per point, its readings over the 24 hours and 7 days before ``now``, and its last one: three queries.
 
@@ -378,6 +380,8 @@ async def read_point_counts(
         client: the InfluxQL client.
         now: the end of the windows.
         retention_policy: where raw readings are (:func:`raw_retention_policy`).
+        last_within: how far back the last reading is looked for (longer than 7 days when a point
+            may be silent longer: a Gazpar published monthly).
 
     Raises:
         SinkError: InfluxDB is unreachable or refused a query (the message names it).
@@ -392,7 +396,7 @@ async def read_point_counts(
 
     day = _per_point(await client.query(f'SELECT count("value") {since(DAY)}'))
     week = _per_point(await client.query(f'SELECT count("value") {since(WEEK)}'))
-    last = _per_point(await client.query(f'SELECT last("value") {since(WEEK)}'))
+    last = _per_point(await client.query(f'SELECT last("value") {since(max(last_within, WEEK))}'))
     out: dict[str, PointCounts] = {}
     for point in week.keys() | last.keys():
         ms = last[point][0] if point in last else None

@@ -2,7 +2,9 @@
 
 Formats as documented in :mod:`collectors.utilities.dataconnect` and :mod:`collectors.utilities.adict`.
 Pitfalls served: a load-curve request over more than 7 days is refused (400), a 429 then a
-success for one PRM, a 403 no-consent for another PRM, a PRM without load curve (daily only),
+success for one PRM, a 403 no-consent for another PRM, a PRM without load curve (404 no_data_found,
+daily only), a PRM refusing periods before its activation (400 ADAM-ERR0123), a PRM whose later
+pages fail (502), a PCE refused with HTTP 200 and a ``statut_restitution`` line (no access right),
 the autumn DST day (25 hours: the local hour 02:00-03:00 stamped twice), a 503 then a success and
 an NDJSON answer with a line that is not JSON, a ``statut_restitution`` refusal and a GDA status line.
 
@@ -26,9 +28,16 @@ PRM_OK = "12345678901234"
 PRM_429 = "22345678901234"
 PRM_NO_CONSENT = "40345678901234"
 PRM_DAILY_ONLY = "52345678901234"
+"""Load-curve collection off: Enedis answers the curve with 404 no_data_found (bokub/linky#45)."""
+PRM_ACTIVATED = "62345678901234"
+"""Put in service on :attr:`FakeUtilities.activated`: earlier periods are refused with 400 ADAM-ERR0123."""
+PRM_FLAKY = "72345678901234"
+"""Curve pages starting on or after :attr:`FakeUtilities.broken_from` answer 502 (every try)."""
 PCE_OK = "GI123456"
 PCE_503 = "23000000000000"
 PCE_NO_CONSENT = "GI403403"
+PCE_NO_RIGHT = "GI100010"
+"""Answered HTTP 200 with a ``statut_restitution`` refusal: no access right."""
 COEFF = 11.2
 
 
@@ -60,6 +69,8 @@ class FakeUtilities:
     grdf_until: date
     """The last gas day GRDF has published (J+1 to J+3)."""
     enedis_api: str = "2026"
+    activated: date = date(2026, 11, 20)
+    broken_from: date = date(2026, 11, 26)
     log: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     tokens: int = 0
     valid_from: int = 1
@@ -138,15 +149,22 @@ class FakeUtilities:
             return refused
         if (end - start).days > 7:
             return web.json_response({"error": "ADAM-ERR0025", "error_description": "period over 7 days"}, status=400)
+        if prm == PRM_DAILY_ONLY:
+            return web.json_response({"error": "no_data_found",
+                                      "error_description": "no measure found for this usage point"}, status=404)
+        if prm == PRM_ACTIVATED and start < self.activated:
+            return web.json_response({"error": "ADAM-ERR0123", "error_description": "The requested period cannot be "
+                                      "anterior to the meter's last activation date"}, status=400)
+        if prm == PRM_FLAKY and start >= self.broken_from:
+            return web.Response(status=502, text="Bad Gateway")
         points = []
-        if prm != PRM_DAILY_ONLY:
-            t = _local_midnight(start)
-            stop = _local_midnight(min(end, self.enedis_until + timedelta(days=1)))
-            while t < stop:
-                t += timedelta(minutes=30)
-                # Stamped at the interval's end, in local time without offset: the autumn change repeats 02:xx.
-                points.append({"v": str(round(linky_watts(t))), "d": t.astimezone(PARIS).strftime("%Y-%m-%d %H:%M:%S"),
-                               "p": "PT30M", "n": "B"})
+        t = _local_midnight(start)
+        stop = _local_midnight(min(end, self.enedis_until + timedelta(days=1)))
+        while t < stop:
+            t += timedelta(minutes=30)
+            # Stamped at the interval's end, in local time without offset: the autumn change repeats 02:xx.
+            points.append({"v": str(round(linky_watts(t))), "d": t.astimezone(PARIS).strftime("%Y-%m-%d %H:%M:%S"),
+                           "p": "PT30M", "n": "B"})
         return web.json_response(self._body("W", None, points))
 
     async def _daily(self, request: web.Request) -> web.Response:
@@ -168,6 +186,9 @@ class FakeUtilities:
             return web.json_response({"error": "invalid_token"}, status=401)
         if pce == PCE_NO_CONSENT:
             return web.json_response({"code": "403", "message": "Aucun droit d'accès"}, status=403)
+        if pce == PCE_NO_RIGHT:
+            return web.Response(text=json.dumps({"statut_restitution": {
+                "code": "1000", "message": "Absence de droit d'accès pour ce PCE"}}) + "\n")
         if pce == PCE_503 and request.path not in self._once:
             self._once.add(request.path)
             return web.Response(status=503, text="Service Unavailable")
@@ -179,16 +200,20 @@ class FakeUtilities:
             m3 = gazpar_m3(day)
             lines.append(json.dumps({
                 "pce": {"id_pce": pce},
+                "periode": {"valeur": None, "date_debut": first.isoformat(), "date_fin": last.isoformat()},
                 "consommation": {
-                    "dateDebutReleve": f"{day}T06:00:00+01:00", "dateFinReleve": f"{day + timedelta(days=1)}T06:00:00+01:00",
-                    "journeeGaziere": day.isoformat(), "indexDebut": 1000, "indexFin": 1000 + m3,
-                    "volumeBrutConsomme": m3, "energieConsomme": round(m3 * COEFF, 3), "coeffConversion": COEFF,
-                    "qualificationReleve": "Mesuré", "natureReleve": "Informative",
+                    "date_debut_consommation": f"{day}T06:00:00+01:00",
+                    "date_fin_consommation": f"{day + timedelta(days=1)}T06:00:00+01:00",
+                    "flag_retour_zero": None, "volume_brut": m3,
+                    "coeff_calcul": {"coeff_pta": None, "valeur_pcs": None, "coeff_conversion": COEFF},
+                    "volume_converti": None, "energie": round(m3 * COEFF, 3), "type_qualif_conso": "Mesuré",
+                    "sens_flux_gaz": "Consommation", "statut_conso": "Provisoire",
+                    "journee_gaziere": day.isoformat(), "type_conso": "Informative Journalier",
                 },
                 "statut_restitution": None,
             }))
             if day == first:
-                lines.append('{"consommation": {"journeeGaziere": "2026-')  # a line cut short
+                lines.append('{"consommation": {"journee_gaziere": "2026-')  # a line cut short
             day += timedelta(days=1)
         if last > self.grdf_until:
             lines.append(json.dumps({"pce": {"id_pce": pce}, "statut_restitution": {

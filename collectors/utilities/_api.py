@@ -93,7 +93,9 @@ class TokenClient:
                 response = await self._http.request(method, url, **kwargs)
             except httpx.TransportError as exc:
                 if attempt == self._retries:
-                    msg = f"{self.name}: {what}: {type(exc).__name__} after {attempt + 1} tries"
+                    # The URL without its query (the form, with the secret, is in the body and never shown).
+                    where = httpx.URL(url).copy_with(query=None)
+                    msg = f"{self.name}: {what}: {type(exc).__name__} ({exc}) on {method} {where} after {attempt + 1} tries"
                     raise UtilityApiError(msg) from exc
                 wait = delay
             else:

@@ -6,28 +6,39 @@ OpenID server (``POST https://sofit-sso-oidc.grdf.fr/openam/oauth2/realms/extern
 form ``grant_type=client_credentials, client_id, client_secret, scope=/adict/v2``).
 
 ``GET {url}/pce/{pce}/donnees_consos_informatives?date_debut=YYYY-MM-DD&date_fin=YYYY-MM-DD``
-answers NDJSON: one JSON object a line, each either a day's record
+answers NDJSON: one JSON object a line, each either a day's record (the shape of
+``lowatt-grdf``'s ``tests/test_api.py``, snake_case)
 
 .. code-block:: json
 
-    {"pce": {"id_pce": "GI123456"},
-     "consommation": {"dateDebutReleve": "...", "dateFinReleve": "...", "journeeGaziere": "2026-11-20",
-                      "indexDebut": 1200, "indexFin": 1206, "volumeBrutConsomme": 6.0,
-                      "energieConsomme": 67.0, "coeffConversion": 11.17, "qualificationReleve": "Mesuré"},
+    {"pce": {"id_pce": "23000000000000"},
+     "periode": {"date_debut": "2021-08-16", "date_fin": "2021-08-19"},
+     "consommation": {"date_debut_consommation": "2021-08-16T06:00:00+02:00",
+                      "date_fin_consommation": "2021-08-17T06:00:00+02:00",
+                      "volume_brut": 1, "energie": 8,
+                      "coeff_calcul": {"coeff_pta": null, "valeur_pcs": null, "coeff_conversion": 11.16},
+                      "type_qualif_conso": "Mesuré", "statut_conso": "Provisoire",
+                      "journee_gaziere": "2021-08-16", "type_conso": "Informative Journalier"},
      "statut_restitution": null}
 
 or a refusal for the request (HTTP 200 all the same): ``{"statut_restitution":
 {"code": "1000", "message": "..."}}``, or a GDA status line ``{"code_statut_traitement": ...}``.
 A line that is not JSON, a record without a usable day or amount, and a refusal
-are reported by line number; the other lines are used.
+are reported by line number; the other lines are used. A refusal for lack of an
+access right (its message names the ``droit d'accès``) with no record at all fails
+the point as :class:`~collectors.utilities._api.NoConsent`; any other refusal with
+no record (e.g. no data published yet) leaves the days to be asked again.
 
-A record is the gas day ``journeeGaziere`` D, which runs from 06:00 on D to 06:00
+A record is the gas day ``journee_gaziere`` D, which runs from 06:00 on D to 06:00
 on D+1, French local time: the interval ``[D 06:00, D+1 06:00)``. Its amount is
-``volumeBrutConsomme`` (m3) for a ``gas_volume`` point, ``energieConsomme`` (kWh)
-for an energy point (``energieConsomme`` is the volume times ``coeffConversion``,
-the conversion coefficient of the day). Informative data are published from D+1
-to D+3; GRDF's own ``dateDebutReleve``/``dateFinReleve`` are not used as the
-bounds, their time of day varying with the meter's frequency.
+``volume_brut`` (m3) for a ``gas_volume`` point, ``energie`` (kWh) for an energy
+point (``energie`` is the volume times ``coeff_calcul.coeff_conversion``, the
+conversion coefficient of the day). A 1M (household) meter's informative data are
+published from D+1 to D+3; an MM (professional) meter's informative daily data of
+month M-1 come once a month, between the 10th and the 20th of month M (Jeedom GRDF
+plugin's table): see ``grdf.publication`` in the inventory. The record's
+``date_debut_consommation``/``date_fin_consommation`` are not used as the bounds,
+their time of day varying with the meter's frequency.
 
 Sources: the GRDF ADICT API portal (``sites.grdf.fr/web/portail-api-grdf-adict``)
 as used by ``lowatt-grdf`` (token endpoint and form, NDJSON answers,
@@ -44,7 +55,8 @@ Example (an ``httpx.MockTransport`` standing for GRDF):
 >>> def answer(request):
 ...     if request.url.path.endswith("/access_token"):
 ...         return httpx.Response(200, json={"access_token": "t", "expires_in": 3600})
-...     day = {"journeeGaziere": "2026-11-20", "volumeBrutConsomme": 6.0, "energieConsomme": 67.0, "coeffConversion": 11.17}
+...     day = {"journee_gaziere": "2026-11-20", "volume_brut": 6.0, "energie": 67.0,
+...            "coeff_calcul": {"coeff_conversion": 11.17}}
 ...     return httpx.Response(200, text=json.dumps({"consommation": day, "statut_restitution": None}) + "\n")
 >>> client = AdictClient("id", "secret", url="http://grdf.test/adict/v2", token_url="http://grdf.test/access_token",
 ...                      transport=httpx.MockTransport(answer))
@@ -57,6 +69,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -79,6 +92,10 @@ TOKEN_URL = "https://sofit-sso-oidc.grdf.fr/openam/oauth2/realms/externeGrdf/acc
 GRDF_TZ = ZoneInfo("Europe/Paris")
 """Gas days are French local days starting at 06:00."""
 _GAS_DAY_START = 6
+_NO_RIGHT = re.compile(r"droit|habilit|consentement|autoris", re.IGNORECASE)
+"""A ``statut_restitution`` message about the access right (``Absence de droit d'accès pour ce PCE``)."""
+_NO_DATA = re.compile(r"absence de donn|aucune donn|pas de donn", re.IGNORECASE)
+"""A ``statut_restitution`` message saying nothing is published (yet) for the period."""
 _MAX_DAYS = 365
 
 
@@ -111,6 +128,8 @@ class AdictResult:
     problems: list[str] = field(default_factory=list)
     intervals: list[Consumption] = field(default_factory=list)
     """Filled by :meth:`AdictClient.fetch`: the records as intervals in the point's unit."""
+    failed: str | None = None
+    """Always None: an ADICT request covers up to a year, a failure fails the whole fetch."""
 
 
 def gas_day_start(day: date) -> datetime:
@@ -182,7 +201,7 @@ class AdictClient:
             amount = record.volume_m3 if volume else record.energy_kwh
             if amount is None:
                 result.problems.append(f"line {record.line}: gas day {record.day} has no "
-                                       f"{'volumeBrutConsomme' if volume else 'energieConsomme'}")
+                                       f"{'volume_brut' if volume else 'energie'}")
                 continue
             result.intervals.append(Consumption(record.start, record.end, amount * per_unit))
         return result
@@ -206,7 +225,18 @@ class AdictClient:
             if response.status_code != 200:
                 msg = f"GRDF ADICT: {what}: HTTP {response.status_code} {response.text[:200]!r}"
                 raise UtilityApiError(msg)
-            for record in _parse(response.text, what, out.problems):
+            refusals: list[str] = []
+            records = _parse(response.text, what, out.problems, refusals)
+            no_right = [r for r in refusals if _NO_RIGHT.search(r)]
+            if no_right and not records:
+                # HTTP 200 with a refusal line: GRDF's way of saying the access right is missing or revoked.
+                msg = (f"GRDF ADICT: {what}: no access right for PCE {pce} ({no_right[0]}): the customer must give "
+                       "(or renew) the consent on the GRDF site")
+                raise NoConsent(msg)
+            if refusals and not records and not any(_NO_DATA.search(r) for r in refusals):
+                msg = f"GRDF ADICT: {what}: refused: {refusals[0]}"
+                raise UtilityApiError(msg)
+            for record in records:
                 if first <= record.day <= last:
                     by_day[record.day] = record
             start = end + timedelta(days=1)
@@ -220,8 +250,9 @@ def _number(value: object) -> float | None:
     return float(value)  # type: ignore[arg-type]  # a str or a number; anything else raises TypeError, caught
 
 
-def _parse(text: str, what: str, problems: list[str]) -> list[AdictRecord]:
-    """The records of an NDJSON answer; each line set aside is named in ``problems``."""
+def _parse(text: str, what: str, problems: list[str], refusals: list[str] | None = None) -> list[AdictRecord]:
+    """The records of an NDJSON answer; each line set aside is named in ``problems``, each refusal in ``refusals``."""
+    refusals = [] if refusals is None else refusals
     out = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -237,16 +268,20 @@ def _parse(text: str, what: str, problems: list[str]) -> list[AdictRecord]:
         data = item.get("consommation")
         if not data:
             if isinstance(status, dict) and status.get("code"):
-                problems.append(f"{what}: line {number}: GRDF refused: {status.get('code')} {status.get('message', '')}")
+                refusal = f"{status.get('code')} {status.get('message', '')}".strip()
+                refusals.append(refusal)
+                problems.append(f"{what}: line {number}: GRDF refused: {refusal}")
             else:
                 problems.append(f"{what}: line {number}: no 'consommation'")
             continue
+        coefficients = data.get("coeff_calcul")
         try:
             record = AdictRecord(
-                day=date.fromisoformat(str(data["journeeGaziere"])[:10]),
-                volume_m3=_number(data.get("volumeBrutConsomme")),
-                energy_kwh=_number(data.get("energieConsomme")),
-                coefficient_kwh_per_m3=_number(data.get("coeffConversion")),
+                day=date.fromisoformat(str(data["journee_gaziere"])[:10]),
+                volume_m3=_number(data.get("volume_brut")),
+                energy_kwh=_number(data.get("energie")),
+                coefficient_kwh_per_m3=_number(coefficients.get("coeff_conversion"))
+                if isinstance(coefficients, dict) else None,
                 line=number,
             )
         except (KeyError, TypeError, ValueError) as exc:

@@ -12,8 +12,11 @@ utility has not published yet (GRDF: D+1 to D+3) is asked again the next day.
 
 A point that fails (no consent, 5xx after the retries, a delivery error) is logged
 at ERROR naming the point and its PRM/PCE, counted (``Sensor.on_utility_fetch``),
-and retried the next day from the same day; the other points go on. A run missed
-while the service was stopped is made at its next start.
+and retried the next day from the first day not delivered: when a client returns
+the intervals it read before a failing page (``failed``), those are delivered and
+the point's last day moves past them. The other points go on. What a client sets
+aside (a page the utility will never have, a malformed value) is logged at WARNING.
+A run missed while the service was stopped is made at its next start.
 
 >>> from datetime import time
 >>> next_run(datetime(2026, 12, 1, 6, tzinfo=UTC), time(7, 30), ZoneInfo("Europe/Paris")).isoformat()
@@ -54,6 +57,7 @@ _STATE_VERSION = 1
 class _Fetched(Protocol):
     intervals: list[Consumption]
     problems: list[str]
+    failed: str | None
 
 
 class PointFetcher(Protocol):
@@ -169,7 +173,7 @@ class DailyFetch:
                 continue
             outcome = await self._point(point, first, yesterday)
             outcomes.append(outcome)
-            if outcome.ok and outcome.last_day is not None:
+            if outcome.last_day is not None:
                 state["points"][point.id] = {"last_day": outcome.last_day.isoformat()}
             elif last_day is None:
                 state["points"][point.id] = {"from": first.isoformat()}
@@ -210,12 +214,19 @@ class DailyFetch:
                          first, last, exc)
             self.sensor.on_utility_fetch(point.id, api, ok=False)
             return _Outcome(point.id, False, None, repr(exc))
+        # The day of the last interval's start: a Linky day ends at midnight, a gas day at 06:00 the next day.
+        last_day = (min(max(i.start for i in result.intervals).astimezone(self.tz).date(), last)
+                    if result.intervals else None)
+        if result.failed is not None:
+            # Pages before the failure were delivered: tomorrow starts after them.
+            logger.error("utility fetch: point %s (%s) failed after %s: %s; retried tomorrow", point.id, meter,
+                         last_day, result.failed)
+            self.sensor.on_utility_fetch(point.id, api, ok=False)
+            return _Outcome(point.id, False, last_day, result.failed)
         self.sensor.on_utility_fetch(point.id, api, ok=True)
-        if not result.intervals:
+        if last_day is None:
             logger.info("utility fetch: point %s (%s): nothing published from %s to %s yet", point.id, meter, first, last)
             return _Outcome(point.id, True, None, "nothing yet")
-        # The day of the last interval's start: a Linky day ends at midnight, a gas day at 06:00 the next day.
-        last_day = min(max(i.start for i in result.intervals).astimezone(self.tz).date(), last)
         logger.info("utility fetch: point %s (%s): %d intervals up to %s", point.id, meter, len(result.intervals), last_day)
         return _Outcome(point.id, True, last_day, f"{len(result.intervals)} intervals")
 

@@ -19,7 +19,11 @@ In both, a load-curve value is the average power in W over the interval (10, 30 
 60 minutes, ``PT30M``), stamped at the interval's END in French local time
 (``2026-11-20 00:30:00``); a daily value is the day's energy in Wh, stamped with
 the day. End dates are excluded. A load-curve call covers at most 7 days: longer
-ranges are paged. A 403 is a missing, expired or revoked consent (:class:`NoConsent`),
+ranges are paged. With the load-curve collection off, Enedis answers HTTP 404
+``{"error": "no_data_found"}`` (bokub/linky#45, bokub/ha-linky#29, bokub/conso-api#77):
+the daily consumption is read instead; a period before the meter's last activation
+is refused with HTTP 400 ``ADAM-ERR0123`` (bokub/conso-api#114). Those pages are
+reported as gaps and the others read. A 403 is a missing, expired or revoked consent (:class:`NoConsent`),
 except ``900908`` (the application is not subscribed to that API on DataHub).
 
 Sources: the Enedis DataHub documentation of Data Connect (metering_data v5, the
@@ -89,6 +93,15 @@ class FetchResult:
 
     intervals: list[Consumption] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    failed: str | None = None
+    """Why the pages after the intervals were not read (a transient failure): they are asked again later."""
+
+
+class _NoData(UtilityApiError):
+    """Enedis will never have data for the page.
+
+    None collected (404 ``no_data_found``), or a period before the meter's last activation (400 ``ADAM-ERR0123``).
+    """
 
 
 class DataConnectClient:
@@ -156,10 +169,30 @@ class DataConnectClient:
         return result
 
     async def load_curve(self, prm: str, first: date, last: date) -> FetchResult:
-        """The load curve over the local days ``first`` to ``last`` as intervals in kWh, sorted, duplicates dropped."""
+        """The load curve over the local days ``first`` to ``last`` as intervals in kWh, sorted, duplicates dropped.
+
+        Page by page (7 days): a page Enedis will never have (no curve collected, before the meter's
+        activation) is a gap named in ``problems`` and the next pages are read; a page that fails otherwise
+        (after the retries) ends the reading there, the pages before it kept and the failure in ``failed``.
+
+        Raises:
+            NoConsent: no valid consent for the PRM.
+            UtilityApiError: the first page failed (other than for good).
+        """
         out = FetchResult()
         for start, end in _pages(first, last, _MAX_CURVE_DAYS):
-            body = await self._get(_PATHS[self.api][0], prm, start, end)
+            try:
+                body = await self._get(_PATHS[self.api][0], prm, start, end)
+            except _NoData as exc:
+                out.problems.append(f"no load curve from {start} to {end - timedelta(days=1)}: {exc}")
+                continue
+            except NoConsent:
+                raise
+            except UtilityApiError as exc:
+                if not out.intervals:
+                    raise
+                out.failed = str(exc)
+                break
             _curve(self.api, body, out)
         out.intervals = _dedup(out.intervals)
         return out
@@ -168,7 +201,11 @@ class DataConnectClient:
         """The daily consumption over the local days ``first`` to ``last`` as day-long intervals in kWh."""
         out = FetchResult()
         for start, end in _pages(first, last, _MAX_DAILY_DAYS):
-            body = await self._get(_PATHS[self.api][1], prm, start, end)
+            try:
+                body = await self._get(_PATHS[self.api][1], prm, start, end)
+            except _NoData as exc:
+                out.problems.append(f"no daily consumption from {start} to {end - timedelta(days=1)}: {exc}")
+                continue
             for value, stamp, _ in _readings(self.api, body, out):
                 try:
                     day = date.fromisoformat(stamp[:10])
@@ -194,6 +231,12 @@ class DataConnectClient:
             msg = (f"Enedis Data Connect: {what}: no consent for PRM {prm} (HTTP 403): the customer must give (or renew) "
                    "the consent on the Enedis site")
             raise NoConsent(msg)
+        # Refused for good: no curve collected (bokub/linky#45, bokub/conso-api#77), before activation (conso-api#114).
+        if (response.status_code == 404 and "no_data_found" in response.text) or (
+            response.status_code == 400 and "ADAM-ERR0123" in response.text
+        ):
+            msg = f"HTTP {response.status_code} {response.text[:200]!r}"
+            raise _NoData(msg)
         if response.status_code != 200:
             msg = f"Enedis Data Connect: {what}: HTTP {response.status_code} {response.text[:200]!r}"
             raise UtilityApiError(msg)

@@ -114,6 +114,7 @@ async def test_adict_ndjson_gas_days_retries_and_bad_lines(server: tuple[fk.Fake
     ]
     assert [i.amount for i in volume.intervals] == pytest.approx([fk.gazpar_m3(d) for d in days])
     assert [i.amount for i in energy.intervals] == pytest.approx([fk.gazpar_m3(d) * fk.COEFF for d in days])
+    assert {r.coefficient_kwh_per_m3 for r in energy.records} == {fk.COEFF}  # coeff_calcul.coeff_conversion
     assert [p for p, _ in fake.log].count(f"/adict/v2/pce/{fk.PCE_503}/donnees_consos_informatives") == 2  # 503, retried
     assert len(volume.problems) == 2
     assert "line 3: not JSON" in volume.problems[0]
@@ -132,3 +133,41 @@ async def test_a_refused_secret_is_named_nowhere(server: tuple[fk.FakeUtilities,
         await client.close()
     assert wrong not in str(info.value)
     assert wrong not in caplog.text
+
+
+async def test_enedis_pages_refused_for_good_are_gaps_and_a_failing_page_keeps_the_earlier_ones(
+    server: tuple[fk.FakeUtilities, str],
+) -> None:
+    fake, url = server
+    client = DataConnectClient(fk.CLIENT_ID, fk.CLIENT_SECRET, url=url, **FAST)  # type: ignore[arg-type]
+    try:
+        # Put in service on 11-20: the pages from 11-01, 11-08 and 11-15 are refused (400 ADAM-ERR0123).
+        activated = await client.load_curve(fk.PRM_ACTIVATED, date(2026, 11, 1), date(2026, 11, 30))
+        # Pages from 11-12 and 11-19 answer, the one from 11-26 fails (502) after the retries.
+        flaky = await client.load_curve(fk.PRM_FLAKY, date(2026, 11, 12), date(2026, 11, 30))
+    finally:
+        await client.close()
+    assert (activated.intervals[0].start, activated.intervals[-1].end, activated.failed) == (
+        _midnight(date(2026, 11, 22)), _midnight(date(2026, 12, 1)), None)
+    assert len(activated.intervals) == 9 * 48
+    assert [p.split(":")[0] for p in activated.problems] == [
+        "no load curve from 2026-11-01 to 2026-11-07", "no load curve from 2026-11-08 to 2026-11-14",
+        "no load curve from 2026-11-15 to 2026-11-21"]
+    assert all("ADAM-ERR0123" in p for p in activated.problems)
+    assert (flaky.intervals[0].start, flaky.intervals[-1].end) == (_midnight(date(2026, 11, 12)), _midnight(date(2026, 11, 26)))
+    assert flaky.failed is not None
+    assert "HTTP 502" in flaky.failed
+    assert "2026-11-26" in flaky.failed
+    assert len([q for _, q in fake.log if q.get("pointId") == fk.PRM_FLAKY]) == 2 + 4  # 502 tried 1 + 3 retries
+
+
+async def test_an_unreachable_api_is_named_by_its_url() -> None:
+    token_url = "http://127.0.0.1:9/grdf/access_token?realm=x"  # noqa: S105 - a URL; port 9: nobody listens
+    client = AdictClient(fk.CLIENT_ID, fk.CLIENT_SECRET, url="http://127.0.0.1:9/adict/v2",
+                         token_url=token_url, **{**FAST, "retries": 0})  # type: ignore[arg-type]
+    try:
+        with pytest.raises(UtilityApiError,
+                           match=r"token: ConnectError .* on POST http://127.0.0.1:9/grdf/access_token after 1 tries"):
+            await client.informative(fk.PCE_OK, date(2026, 11, 1), date(2026, 11, 2))
+    finally:
+        await client.close()

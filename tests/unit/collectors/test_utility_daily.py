@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+
+import pytest
 
 from collectors.utilities.adict import AdictClient
 from collectors.utilities.daily import DailyFetch
@@ -190,4 +193,82 @@ async def test_a_run_stopped_midway_is_finished_at_the_next_start(tmp_path: Path
     finally:
         for client in clients:
             await client.close()
+        await runner.cleanup()
+
+
+async def test_a_failed_page_or_a_refusal_never_blocks_a_point(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    inv = parse_inventory(f"""
+organisation: {{name: Commune test, population: 1200, school_holiday_zone: A}}
+sites:
+  - id: s1
+    name: Site
+    buildings:
+      - id: ecole
+        name: École
+        usage: school
+        floor_area_m2: 500
+        heated_area_m2: 450
+        points:
+          - {{id: linky-new, quantity: active_energy, unit: kWh, usage: general, cumulative: true,
+             enedis: {{prm: "{fk.PRM_ACTIVATED}", data_connect: true}}}}
+          - {{id: linky-flaky, quantity: active_energy, unit: kWh, usage: general, cumulative: true,
+             enedis: {{prm: "{fk.PRM_FLAKY}", data_connect: true}}}}
+          - {{id: gazpar-no-right, quantity: gas_volume, unit: m3, usage: heating, cumulative: true,
+             conversion_kwh_per_unit: 11.2, grdf: {{pce: "{fk.PCE_NO_RIGHT}", adict: true}}}}
+""")
+    fake = fk.FakeUtilities(enedis_until=date(2026, 11, 30), grdf_until=date(2026, 11, 28), broken_from=date(2026, 11, 22))
+    runner, url = await fk.serve(fake)
+    delivered: dict[str, list[Consumption]] = {}
+
+    async def deliver(point_id: str, intervals: Sequence[Consumption], source: str) -> None:
+        delivered.setdefault(point_id, []).extend(intervals)
+
+    fast = {"backoff": timedelta(milliseconds=5), "retries": 1}
+    sensor = PrometheusSensor()
+    clock = ManualClock(datetime(2026, 12, 1, 7, tzinfo=UTC))
+    fetch = DailyFetch(
+        inv, tmp_path / "state.json", clock, deliver,
+        enedis=DataConnectClient(fk.CLIENT_ID, fk.CLIENT_SECRET, url=url, **fast),  # type: ignore[arg-type]
+        grdf=AdictClient(fk.CLIENT_ID, fk.CLIENT_SECRET, url=f"{url}/adict/v2", token_url=f"{url}/grdf/access_token",
+                         **fast),  # type: ignore[arg-type]
+        backfill_days=30, sensor=sensor,
+    )  # fmt: skip
+    caplog.set_level(logging.INFO)
+    try:
+        outcomes = {o.point_id: o for o in await fetch.run_once()}  # from 11-01 to 11-30
+        # Activated on 11-20: its earlier pages are gaps, the later ones delivered; the point is fetched.
+        new = delivered["linky-new"]
+        assert (new[0].start, new[-1].end, outcomes["linky-new"].ok) == (_midnight(date(2026, 11, 22)),
+                                                                          _midnight(date(2026, 12, 1)), True)
+        # Pages up to 11-25 answered, then a 502: those delivered, the point failed, resumed after them.
+        flaky = delivered["linky-flaky"]
+        assert (flaky[0].start, flaky[-1].end, outcomes["linky-flaky"].ok) == (_midnight(date(2026, 11, 1)),
+                                                                                _midnight(date(2026, 11, 22)), False)
+        # HTTP 200 with a "no access right" statut_restitution: a failure, not "nothing yet".
+        assert not outcomes["gazpar-no-right"].ok
+        assert "gazpar-no-right" not in delivered
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert any("linky-new" in w and "no load curve from 2026-11-15 to 2026-11-21" in w and "ADAM-ERR0123" in w
+                   for w in warnings), warnings
+        errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+        assert any("gazpar-no-right" in e and "no access right" in e and "Absence de droit" in e for e in errors), errors
+        assert any("linky-flaky" in e and "HTTP 502" in e for e in errors), errors
+        metrics = sensor.exposition().decode()
+        assert 'econome_utility_fetch_failures_total{api="grdf",point="gazpar-no-right"} 1.0' in metrics
+        assert 'econome_utility_fetch_failures_total{api="enedis",point="linky-flaky"} 1.0' in metrics
+        state = json.loads((tmp_path / "state.json").read_text())["points"]
+        assert state == {"linky-new": {"last_day": "2026-11-30"}, "linky-flaky": {"last_day": "2026-11-21"},
+                         "gazpar-no-right": {"from": "2026-11-01"}}
+
+        # The next day the gateway works again: the flaky point resumes at 11-22, the day after its last.
+        fake.broken_from, fake.enedis_until = date(2027, 1, 1), date(2026, 12, 1)
+        fake.log.clear()
+        clock.advance(timedelta(days=1))
+        outcomes = {o.point_id: o for o in await fetch.run_once()}
+        assert [q["dateDebut"] for _, q in fake.log if q.get("pointId") == fk.PRM_FLAKY] == ["2026-11-22", "2026-11-29"]
+        assert outcomes["linky-flaky"].ok
+        assert delivered["linky-flaky"][-1].end == _midnight(date(2026, 12, 2))
+    finally:
+        for client in (fetch.enedis, fetch.grdf):
+            await client.close()  # type: ignore[union-attr]
         await runner.cleanup()

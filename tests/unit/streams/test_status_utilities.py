@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from inventory import parse_inventory
-from streams.quality import StalenessLimits
+from streams.quality import QualityTracker, StalenessLimits
 from streams.status import DAY, WEEK, PointCounts, building_statuses, expected_readings
 
 NOW = datetime(2026, 12, 1, 6, 29, tzinfo=UTC)  # 07:29 in Paris, just before the daily fetch
@@ -58,3 +58,18 @@ def test_expected_readings_of_utility_points() -> None:
     limits = StalenessLimits()
     assert (expected_readings(linky, DAY, limits), expected_readings(linky, WEEK, limits)) == (0, 5 * 48)
     assert (expected_readings(gazpar, DAY, limits), expected_readings(gazpar, WEEK, limits)) == (0, 3)
+
+
+def test_a_gazpar_published_monthly_is_silent_for_weeks_without_being_stale_or_missing() -> None:
+    inv = parse_inventory(YAML.replace('adict: true}', 'adict: true, publication: monthly}'))
+    gazpar = inv.point("gazpar")
+    # Month M-1's days come between the 10th and the 20th of M: on the 20th of M+1, 06:00 on the 1st of M is 50 days old.
+    counts = {"linky": PointCounts(0, 240, NOW - timedelta(hours=20)), "gazpar": PointCounts(0, 0, NOW - timedelta(days=50))}
+    (status,) = building_statuses(inv, counts, NOW)
+    assert status.stale_points == []
+    assert expected_readings(gazpar, WEEK, StalenessLimits()) == 0
+    counts["gazpar"] = PointCounts(0, 0, NOW - timedelta(days=53))  # a month's publication missed
+    assert building_statuses(inv, counts, NOW)[0].stale_points == ["gazpar"]
+    tracker = QualityTracker(inv, NOW)
+    assert tracker.check_missing(NOW + timedelta(days=40)) == ["linky"]  # the daily one would be long missing
+    assert tracker.check_missing(NOW + timedelta(days=53)) == ["linky", "gazpar"]
