@@ -289,7 +289,10 @@ def default_fault_plan(inventory: Inventory, year: int, seed: int = 0) -> list[F
         The faults, in start order.
     """
     plan = _Planner(inventory, year, seed)
-    buildings = [b for _, b in inventory.buildings()]
+    # Buildings read only through the utilities (a Linky, a Gazpar) get one fault of their own
+    # below, so that the draws for the other buildings stay those of the earlier plans.
+    utility_only = [b for _, b in inventory.buildings() if b.points and all(p.is_utility for p in b.points)]
+    buildings = [b for _, b in inventory.buildings() if b not in utility_only]
     heated = [b for b in buildings if _has(b, {Quantity.HEAT_ENERGY, Quantity.GAS_VOLUME})]
     metered = [b for b in buildings if _has(b, {Quantity.ACTIVE_ENERGY, Quantity.ACTIVE_POWER})]
     watered = [b for b in buildings if _has(b, {Quantity.WATER_VOLUME, Quantity.WATER_FLOW})]
@@ -379,5 +382,33 @@ def default_fault_plan(inventory: Inventory, year: int, seed: int = 0) -> list[F
     place(watered, 3, water_leak)
     place(buildings, 2, stuck_counter)
     place(buildings, 3, dead_sensor)
+    for building in utility_only:
+        fault = _utility_heating_left_on(plan, building)
+        if fault is not None:
+            plan.add(fault)
     return sorted(plan.faults, key=lambda f: (f.start, f.building))
+
+
+_UTILITY_FAULT_DAYS = 14
+
+
+def _utility_heating_left_on(plan: _Planner, building: Building) -> Fault | None:
+    """Heating left on at night and through the weekends for two weeks of January, in an electrically heated building.
+
+    Only a building whose sole meter is a Linky (no heating meter: electric convectors) gets it:
+    the fault must be seen from the 30-minute load curve alone. It starts on the second Monday
+    of January, 18:00 local, plus a seeded 0 to 2 weeks.
+    """
+    if any(p.usage is Usage.HEATING or Usage.HEATING in p.serves for p in building.points):
+        return None
+    if not any(p.enedis is not None for p in building.points):
+        return None
+    first = plan.year_start.astimezone(plan.tz)
+    monday = first + timedelta(days=(7 - first.weekday()) % 7 + 7)
+    start = monday.replace(hour=18) + timedelta(weeks=int(plan.rng.integers(3)))
+    return Fault(
+        kind=FaultKind.HEATING_LEFT_ON, building=building.id, start=start.astimezone(UTC),
+        end=(start + timedelta(days=_UTILITY_FAULT_DAYS)).astimezone(UTC),
+        description="electric heating left at comfort at night and on weekends (seen on the Linky load curve)",
+    )
 

@@ -64,11 +64,19 @@ class StalenessLimits(BaseModel):
     counter_min_power_w: float = Field(default=100.0, ge=0)
     missing_polls: int = Field(default=3, ge=1)
     missing_push_after: timedelta = timedelta(minutes=30)
+    missing_enedis_after: timedelta = timedelta(days=2)
+    """A Linky's data come a day late (Enedis publishes day J on J+1), imported once a day."""
+    missing_grdf_after: timedelta = timedelta(days=4)
+    """A Gazpar's data come up to three days late (GRDF publishes gas day J up to J+3)."""
 
     def missing_after(self, point: Point) -> timedelta:
-        """Silence after which a point is missing: ``missing_polls`` poll intervals (polled), ``missing_push_after`` (pushed)."""
+        """Silence after which a point is missing: poll intervals, the push limit, or a utility's delay and a day."""
         if point.modbus is not None:
             return point.modbus.poll_interval * self.missing_polls
+        if point.enedis is not None:
+            return self.missing_enedis_after
+        if point.grdf is not None:
+            return self.missing_grdf_after
         return self.missing_push_after
 
 

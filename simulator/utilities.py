@@ -1,0 +1,154 @@
+"""The utilities' meters of the simulated commune: a Linky's load curve, a Gazpar's gas days.
+
+A Linky (a point with an ``enedis`` binding) is published by Enedis as a load curve: one
+value per interval of :data:`LOAD_CURVE_STEP` (30 minutes, the default step of the
+customer-area "Mes mesures" export and of Data Connect ``consumption_load_curve``). A Gazpar
+(a ``grdf`` binding) is published by GRDF once per gas day, which runs from
+:data:`GAS_DAY_START` (6:00 local) to 6:00 the next day. The simulator reads their indexes at
+those instants only (:func:`reading_times`), never every minute: the readings CSV holds what
+the utilities publish, and a daily counter is not judged per hour.
+
+:func:`utility_consumption` gives each point's consumption per published interval: what the
+writers of the utilities' file formats (Enedis CSV, GRDF export) put in their files.
+
+>>> from datetime import UTC, datetime
+>>> from pathlib import Path
+>>> from inventory import load_inventory
+>>> inv = load_inventory(Path("examples/commune.yaml"))
+>>> days = utility_consumption(inv, datetime(2026, 1, 5, tzinfo=UTC), datetime(2026, 1, 8, tzinfo=UTC))
+>>> [(i.start.hour, i.end.hour) for i in days["salle-polyvalente-gazpar"]]  # 6:00 Paris is 5:00 UTC in winter
+[(5, 5), (5, 5)]
+>>> len(days["maternelle-aulnes-linky"])  # three days of 48 half-hours
+144
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from itertools import pairwise
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+from inventory import Inventory, Point
+from simulator.faults import Fault
+from simulator.physics import sample_history
+
+__all__ = [
+    "GAS_DAY_START",
+    "LOAD_CURVE_STEP",
+    "UtilityInterval",
+    "reading_times",
+    "utility_consumption",
+]
+
+LOAD_CURVE_STEP = timedelta(minutes=30)
+"""Step of a Linky's load curve: intervals aligned on the half-hour."""
+
+GAS_DAY_START = time(6)
+"""Local start of a GRDF gas day ("journée gazière", 6:00 to 6:00)."""
+
+
+@dataclass(frozen=True, slots=True)
+class UtilityInterval:
+    """A utility meter's consumption over one published interval, in the point's unit.
+
+    Attributes:
+        start: start of the interval (aware UTC).
+        end: end of the interval (aware UTC), excluded.
+        amount: the consumption (kWh for a Linky point in kWh, m3 for a Gazpar in m3).
+    """
+
+    start: datetime
+    end: datetime
+    amount: float
+
+
+def reading_times(point: Point, tz: ZoneInfo, start: datetime, end: datetime) -> list[datetime]:
+    """The instants in ``[start, end]`` at which a utility publishes the point's index (both ends included).
+
+    Args:
+        point: a point with an ``enedis`` or ``grdf`` binding.
+        tz: the organisation's timezone (gas days are local).
+        start: first instant (aware).
+        end: last instant (aware), included.
+
+    Returns:
+        The instants, aware UTC, in order.
+
+    Raises:
+        ValueError: when the point is not a utility point.
+    """
+    if point.enedis is not None:
+        step = LOAD_CURVE_STEP.total_seconds()
+        first = np.ceil(start.timestamp() / step) * step
+        stamps = np.arange(first, end.timestamp() + 1e-6, step)
+        return [datetime.fromtimestamp(float(s), UTC) for s in stamps]
+    if point.grdf is not None:
+        out: list[datetime] = []
+        day = start.astimezone(tz).date() - timedelta(days=1)
+        while True:
+            moment = datetime.combine(day, GAS_DAY_START, tzinfo=tz)
+            if moment > end:
+                return out
+            if moment >= start:
+                out.append(moment.astimezone(UTC))
+            day += timedelta(days=1)
+    msg = f"point {point.id} is not read from a utility (no 'enedis' or 'grdf' binding)"
+    raise ValueError(msg)
+
+
+def utility_consumption(
+    inventory: Inventory,
+    start: datetime,
+    end: datetime,
+    *,
+    points: Sequence[str] | None = None,
+    seed: int = 3,
+    faults: Sequence[Fault] = (),
+    physics: Inventory | None = None,
+) -> dict[str, list[UtilityInterval]]:
+    """Each utility point's consumption per published interval lying wholly in ``[start, end)``.
+
+    The same simulation as :func:`simulator.export.write_readings_csv` with the same start,
+    seed and faults: the amounts are the differences of the indexes that file holds.
+
+    Args:
+        inventory: the portfolio.
+        start: start of the period (aware).
+        end: end of the period (aware), excluded.
+        points: the utility points (default: all of the inventory).
+        seed: simulator seed.
+        faults: faults to inject.
+        physics: the portfolio that drives the simulation, when it differs from ``inventory``.
+
+    Returns:
+        Per point id, its intervals in order (an interval ends at a reading instant).
+
+    Raises:
+        ValueError: on a naive or empty period, or a point that is not a utility point.
+    """
+    if start.tzinfo is None or end.tzinfo is None or end <= start:
+        msg = f"need an aware period with start < end, got {start} .. {end}"
+        raise ValueError(msg)
+    tz = inventory.organisation.tz
+    chosen = [inventory.point(pid) for pid in points] if points is not None else [
+        p for _, p in inventory.points() if p.is_utility
+    ]
+    times = {p.id: reading_times(p, tz, start, end) for p in chosen}
+    instants = sorted({start.astimezone(UTC), *(t for ts in times.values() for t in ts)})
+    history = sample_history(
+        physics or inventory, np.array([t.timestamp() for t in instants]), seed=seed, faults=faults
+    )
+    row = {t: i for i, t in enumerate(instants)}
+    out: dict[str, list[UtilityInterval]] = {}
+    for point in chosen:
+        column = history.column(point.id)
+        stamps = times[point.id]
+        out[point.id] = [
+            UtilityInterval(lo, hi, float(column[row[hi]] - column[row[lo]]))
+            for lo, hi in pairwise(stamps)
+        ]
+    return out
