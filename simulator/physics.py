@@ -48,6 +48,7 @@ from inventory import (
     COUNTER_QUANTITIES,
     Building,
     BuildingUsage,
+    Energy,
     FrenchCalendar,
     Inventory,
     Point,
@@ -278,11 +279,11 @@ class _Engine:
         def noise(k: IntArray) -> FloatArray:
             return _uniform(seed, stream, k) - 0.5
 
-        # A building with no heating meter at all is heated by electric convectors on its
-        # general meter (a Linky-only school): that meter carries the heat too.
+        # A building with no heating meter and no invoices of a fuel is heated by electric
+        # convectors on its general meter: that meter carries the heat too.
         electric_heating = not any(
             p.cumulative and (p.usage is Usage.HEATING or Usage.HEATING in p.serves) for p in building.points
-        )
+        ) and all(a.energy is Energy.ELECTRICITY for a in building.invoices)
 
         def energy_source(ch: _Channels) -> FloatArray:
             if electric_heating and point.usage is Usage.GENERAL and q is Quantity.ACTIVE_ENERGY:
