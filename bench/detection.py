@@ -113,8 +113,7 @@ matched by their usage (:data:`USAGE_FAULTS`) and, for sensor kinds, by what the
 USAGE_FAULTS: dict[str, set[str]] = {
     "heating": {"heating_left_on", "setpoint_raised", "stuck_counter", "consumption_excess"},
     "dhw": {"heating_left_on", "stuck_counter", "consumption_excess"},
-    # A general meter carries the heating of a building with no heating meter (a Linky-only school on convectors).
-    "general": {"lighting_left_on", "baseload_creep", "stuck_counter", "consumption_excess", "heating_left_on"},
+    "general": {"lighting_left_on", "baseload_creep", "stuck_counter", "consumption_excess"},
     "lighting": {"lighting_left_on", "stuck_counter"},
     "water": {"water_leak", "stuck_counter"},
     "comfort": {"dead_sensor", "sensor_drift", "sensor_flatline", "setpoint_raised", "heating_left_on"},
