@@ -28,7 +28,7 @@ import numpy as np
 from inventory import Inventory, Quantity, Usage
 from simulator.faults import Fault
 from simulator.physics import sample_history
-from simulator.utilities import reading_times
+from simulator.utilities import last_reading, reading_times
 from streams.history import CSV_HEADER
 
 __all__ = ["without_renovations", "write_readings_csv"]
@@ -60,9 +60,11 @@ def write_readings_csv(
 
     Utility meters are written when their utility publishes them (:mod:`simulator.utilities`):
     a Linky's index every 30 minutes, a Gazpar's at the start of each gas day (6:00 local),
-    whatever ``step``. The columns are ``timestamp`` (ISO 8601 with offset), ``point`` and ``value``:
-    counters are cumulative indexes, sensors instantaneous values; a sensor that
-    did not publish (a silent dead sensor) has no row (the format of :mod:`streams.history`).
+    whatever ``step``, up to the end of the interval in progress at ``end`` (the last gas
+    day whole, as the utility's own file for the period gives it). The columns are
+    ``timestamp`` (ISO 8601 with offset), ``point`` and ``value``: counters are cumulative
+    indexes, sensors instantaneous values; a sensor that did not publish (a silent dead
+    sensor) has no row (the format of :mod:`streams.history`).
 
     Args:
         inv: the portfolio.
@@ -99,10 +101,11 @@ def write_readings_csv(
         raise ValueError(msg)
     step_s = step.total_seconds()
     grid = start.timestamp() + step_s * np.arange(math.ceil((end.timestamp() - start.timestamp()) / step_s))
-    # Utility meters are read when the utility publishes (simulator.utilities), not on the grid.
-    last = end - timedelta(microseconds=1)
+    # Utility meters are read when the utility publishes (simulator.utilities), not on the grid, up to
+    # the end of the interval in progress at `end` (a year's file holds the gas day of 31 December).
+    tz = inv.organisation.tz
     utility = {
-        p.id: np.array([t.timestamp() for t in reading_times(p, inv.organisation.tz, start, last)])
+        p.id: np.array([t.timestamp() for t in reading_times(p, tz, start, last_reading(p, tz, end))])
         for _, p in inv.points() if p.is_utility
     }
     instants = np.unique(np.concatenate([grid, *utility.values()]))

@@ -40,6 +40,7 @@ __all__ = [
     "GAS_DAY_START",
     "LOAD_CURVE_STEP",
     "UtilityInterval",
+    "last_reading",
     "reading_times",
     "utility_consumption",
 ]
@@ -98,6 +99,18 @@ def reading_times(point: Point, tz: ZoneInfo, start: datetime, end: datetime) ->
             day += timedelta(days=1)
     msg = f"point {point.id} is not read from a utility (no 'enedis' or 'grdf' binding)"
     raise ValueError(msg)
+
+
+def last_reading(point: Point, tz: ZoneInfo, end: datetime) -> datetime:
+    """The utility's first reading instant at or after ``end``: the end of the interval in progress at ``end``.
+
+    A file of the utility for a period ends with the whole interval the period ends in: a year's GRDF
+    export holds the gas day of 31 December, which ends on 1 January at 6:00.
+
+    Raises:
+        ValueError: when the point is not a utility point.
+    """
+    return reading_times(point, tz, end, end + timedelta(days=2))[0]
 
 
 def utility_consumption(

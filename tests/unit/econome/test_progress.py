@@ -74,7 +74,8 @@ def test_simulate_and_report_show_progress_on_a_terminal_only(tmp_path: Path) ->
     assert "simulate: simulating" in terminal
     assert "simulate: writing the CSV" in terminal
     assert "100%" in terminal
-    assert "1488/1488" in terminal  # every half hour of January written (the Linky's load curve)
+    # Every half hour of January (the Linky), then the half hour and the gas day that end the month.
+    assert "1490/1490" in terminal
 
     logged = _in_a_log([*simulate, "--out", str(tmp_path / "log.csv")])
     assert logged.returncode == 0, logged.stderr

@@ -41,10 +41,11 @@ def test_csv_holds_the_linky_every_half_hour_and_the_gazpar_once_per_gas_day_acr
     linky = [datetime.fromtimestamp(t, UTC) for t in series[LINKY].times_s.tolist()]
     assert linky[0] == start
     assert all(b - a == timedelta(minutes=30) for a, b in pairwise(linky))
-    assert linky[-1] == end - timedelta(minutes=30)
+    assert linky[-1] == end  # the index that closes the period's last half hour
     gas = [datetime.fromtimestamp(t, UTC) for t in series[GAZPAR].times_s.tolist()]
-    assert [t.astimezone(commune.organisation.tz).hour for t in gas] == [6, 6, 6, 6]
-    assert [t.hour for t in gas] == [5, 5, 4, 4]
+    assert [t.astimezone(commune.organisation.tz).hour for t in gas] == [6, 6, 6, 6, 6]
+    assert [t.hour for t in gas] == [5, 5, 4, 4, 4]
+    assert gas[-1] == datetime(2026, 3, 31, 4, tzinfo=UTC)  # the gas day of the 30th, whole
     # Meters of ours keep the CSV's step.
     elec = series["mairie-elec-energy"].times_s
     assert (elec[1:] - elec[:-1] == 3600).all()
