@@ -10,6 +10,8 @@ the utilities publish, and a daily counter is not judged per hour.
 
 :func:`utility_consumption` gives each point's consumption per published interval: what the
 writers of the utilities' file formats (Enedis CSV, GRDF export) put in their files.
+:func:`invoiced_fuel` gives, per month, the fuel a building heated by an unmetered fuel burns:
+what its invoices bill.
 
 >>> from datetime import UTC, datetime
 >>> from pathlib import Path
@@ -32,14 +34,15 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from inventory import Inventory, Point
+from inventory import Energy, Inventory, Point, Quantity, Usage
 from simulator.faults import Fault
-from simulator.physics import sample_history
+from simulator.physics import _BOILER_EFFICIENCY, sample_history
 
 __all__ = [
     "GAS_DAY_START",
     "LOAD_CURVE_STEP",
     "UtilityInterval",
+    "invoiced_fuel",
     "last_reading",
     "reading_times",
     "utility_consumption",
@@ -99,6 +102,81 @@ def reading_times(point: Point, tz: ZoneInfo, start: datetime, end: datetime) ->
             day += timedelta(days=1)
     msg = f"point {point.id} is not read from a utility (no 'enedis' or 'grdf' binding)"
     raise ValueError(msg)
+
+
+_HEATING_FUELS = frozenset({Energy.NATURAL_GAS, Energy.FUEL_OIL, Energy.WOOD_PELLETS, Energy.HEATING_NETWORK})
+
+
+def invoiced_fuel(
+    inventory: Inventory,
+    start: datetime,
+    end: datetime,
+    *,
+    seed: int = 3,
+    faults: Sequence[Fault] = (),
+) -> dict[str, list[UtilityInterval]]:
+    """The heat of buildings heated by a fuel that no meter reads, per calendar month: what their invoices bill.
+
+    A building with an invoice account of a heating fuel (fuel oil, pellets, gas, a heating network)
+    and no heating meter burns, in the model, what its heating and hot water need (the heat of a
+    heating meter, over the boiler's efficiency). The months are local, clipped to ``[start, end)``;
+    the amounts are kWh of final energy (divide by the account's ``conversion_kwh_per_unit`` for
+    litres or tonnes). The same simulation as the readings CSV: the other points are unchanged.
+
+    Args:
+        inventory: the portfolio.
+        start: start of the period (aware).
+        end: end of the period (aware), excluded.
+        seed: simulator seed.
+        faults: faults to inject.
+
+    Returns:
+        Per invoice account id, its months in order.
+
+    Raises:
+        ValueError: on a naive or empty period.
+    """
+    if start.tzinfo is None or end.tzinfo is None or end <= start:
+        msg = f"need an aware period with start < end, got {start} .. {end}"
+        raise ValueError(msg)
+    data = inventory.model_dump(exclude_none=True)
+    meters: dict[str, str] = {}
+    for site in data["sites"]:
+        for building in site["buildings"]:
+            heated = any(p.get("usage") == Usage.HEATING.value or Usage.HEATING.value in p.get("serves", ())
+                         for p in building["points"] if p.get("cumulative"))
+            fuels = [a for a in building.get("invoices", []) if Energy(a["energy"]) in _HEATING_FUELS]
+            if heated or not fuels:
+                continue
+            # The fuel's heat as a meter of the model only (a utility binding keeps it off every collector).
+            meter = f"{fuels[0]['id']}-simulated-heat"
+            building["points"].append({
+                "id": meter, "name": "fuel (simulated)", "quantity": Quantity.HEAT_ENERGY.value, "unit": "kWh",
+                "usage": Usage.HEATING.value, "cumulative": True, "energy": fuels[0]["energy"],
+                "grdf": {"pce": f"GI{len(meters):06d}"},
+            })
+            meters[fuels[0]["id"]] = meter
+    if not meters:
+        return {}
+    physics = Inventory.model_validate(data)
+    tz = inventory.organisation.tz
+    bounds = [start.astimezone(UTC)]
+    month = start.astimezone(tz).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    while True:
+        month = (month + timedelta(days=32)).replace(day=1)
+        if month >= end:
+            break
+        bounds.append(month.astimezone(UTC))
+    bounds.append(end.astimezone(UTC))
+    history = sample_history(physics, np.array([b.timestamp() for b in bounds]), seed=seed, faults=faults)
+    out: dict[str, list[UtilityInterval]] = {}
+    for account, meter in meters.items():
+        heat = history.column(meter)
+        out[account] = [
+            UtilityInterval(lo, hi, float(heat[i + 1] - heat[i]) / _BOILER_EFFICIENCY)
+            for i, (lo, hi) in enumerate(pairwise(bounds))
+        ]
+    return out
 
 
 def last_reading(point: Point, tz: ZoneInfo, end: datetime) -> datetime:

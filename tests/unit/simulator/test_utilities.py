@@ -12,7 +12,7 @@ import pytest
 from inventory import Inventory
 from simulator import FaultKind, default_fault_plan
 from simulator.export import write_readings_csv
-from simulator.utilities import reading_times, utility_consumption
+from simulator.utilities import invoiced_fuel, reading_times, utility_consumption
 from streams.history import read_readings_csv
 
 LINKY = "maternelle-aulnes-linky"
@@ -97,3 +97,18 @@ def test_linky_only_building_gets_two_weeks_of_lights_left_on_and_the_other_draw
         assert fault.end - fault.start == timedelta(days=14)
         # The buildings of ours get the very faults they got before the two buildings came.
         assert [f for f in plan if f not in utility] == default_fault_plan(without, year, seed)
+
+
+def test_invoiced_fuel_of_the_oil_heated_school_follows_the_seasons(commune: Inventory) -> None:
+    tz = commune.organisation.tz
+    months = invoiced_fuel(commune, datetime(2025, 7, 1, tzinfo=tz), datetime(2026, 1, 1, tzinfo=tz))
+    # Only the school has a fuel billed and no heating meter; the hall's gas is its Gazpar's.
+    assert list(months) == ["maternelle-aulnes-fioul"]
+    school = months["maternelle-aulnes-fioul"]
+    assert [m.start.astimezone(tz).month for m in school] == list(range(7, 13))
+    assert all(m.start.astimezone(tz).day == 1 and m.start.astimezone(tz).hour == 0 for m in school)
+    by_month = [m.amount for m in school]
+    assert min(by_month) > 0  # hot water all year
+    assert by_month[-1] > 10 * max(by_month[:2])  # heating in winter only
+    # Of the order of a school's heating: 20 to 100 kWh/m² from July to December.
+    assert 20 * 400 < sum(by_month) < 100 * 400
