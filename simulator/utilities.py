@@ -8,6 +8,12 @@ customer-area "Mes mesures" export and of Data Connect ``consumption_load_curve`
 those instants only (:func:`reading_times`), never every minute: the readings CSV holds what
 the utilities publish, and a daily counter is not judged per hour.
 
+Sources: a Gazpar's daily reading is "arrêté à 6 heures du matin" and sent once a day
+(https://www.compteur-gaz.com/consommation-gaz/); a Linky's load curve has the meter's native
+30-minute step, and a day's figures land the next morning
+(https://glama.ai/mcp/servers/mgcrea/mcp-edf/tools/edf_get_electricity_load_curve, a client of
+the EDF/Enedis data), hence the publication delays of :class:`anomalies.rules.RulesConfig`.
+
 :func:`utility_consumption` gives each point's consumption per published interval: what the
 writers of the utilities' file formats (Enedis CSV, GRDF export) put in their files.
 :func:`invoiced_fuel` gives, per month, the fuel a building heated by an unmetered fuel burns:
