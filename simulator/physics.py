@@ -8,7 +8,9 @@ above 15.5 °C) except where the usage needs it (swimming pool). Closed days
 follow the schedule, public holidays and the school holidays of the zone, in
 the organisation's timezone. Occupancy drives plug loads, people's heat, water
 and hot water, CO2; daylight and occupancy drive lighting and illuminance. The
-renovations that cover heating lower ``UA`` from their date.
+renovations that cover heating lower ``UA`` from their date. A building with no heating meter
+and no invoices of a fuel is heated by electric convectors: its general electricity meter
+counts the heat too.
 
 The model runs on a fixed one-minute grid aligned to the Unix epoch, with inputs
 constant over each minute. Counters (electricity, heat, gas, water) integrate

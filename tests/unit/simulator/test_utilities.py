@@ -112,3 +112,17 @@ def test_invoiced_fuel_of_the_oil_heated_school_follows_the_seasons(commune: Inv
     assert by_month[-1] > 10 * max(by_month[:2])  # heating in winter only
     # Of the order of a school's heating: 20 to 100 kWh/m² from July to December.
     assert 20 * 400 < sum(by_month) < 100 * 400
+
+
+def test_a_linky_only_building_without_fuel_invoices_is_heated_on_its_linky(commune: Inventory) -> None:
+    data = commune.model_dump(exclude_none=True)
+    for site in data["sites"]:
+        for building in site["buildings"]:
+            if building["id"] == "maternelle-aulnes":
+                building["invoices"] = []
+    electric = Inventory.model_validate(data)
+    start, end = datetime(2026, 1, 12, tzinfo=UTC), datetime(2026, 1, 13, tzinfo=UTC)
+    with_oil = sum(i.amount for i in utility_consumption(commune, start, end, points=[LINKY])[LINKY])
+    on_convectors = sum(i.amount for i in utility_consumption(electric, start, end, points=[LINKY])[LINKY])
+    # A January day's heat of 400 m², several times the lights and plugs of the school.
+    assert on_convectors > 3 * with_oil
