@@ -53,9 +53,9 @@ Sample config (``IncrementalConfig``)::
 >>> first = advance(inv, readings, state, until=start + timedelta(days=2), config=config)
 >>> state.last_hour == start + timedelta(days=2)
 True
->>> _ = advance(inv, readings, state, config=config)  # up to the hour of the last reading (23:45)
->>> state.last_hour.isoformat()
-'2026-01-07T23:00:00+00:00'
+>>> _ = advance(inv, readings, state, config=config)  # up to the hour of the last reading: the Gazpar's
+>>> state.last_hour.isoformat()  # index closing the gas day of the 7th, at 6:00 in Paris
+'2026-01-08T05:00:00+00:00'
 """
 
 from __future__ import annotations

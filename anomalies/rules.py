@@ -145,6 +145,15 @@ class RulesConfig(BaseModel):
     page, not for an alert."""
     missing_after_by_quantity: dict[str, Duration] = Field(default_factory=dict)
     """Per quantity (``temperature``, ``active_energy``…), a silence limit replacing ``missing_after``."""
+    enedis_delay: Duration = timedelta(days=1)
+    """Publication delay of a Linky (``enedis`` point), added to its silence limit: Enedis publishes a day's
+    load curve the next day (J+1), so the last day is always missing until then."""
+    grdf_delay: Duration = timedelta(days=3)
+    """Publication delay of a Gazpar (``grdf`` point), added to its silence limit: GRDF publishes a gas day
+    up to three days later (J+3, "données informatives" J+1 when they come)."""
+    grdf_monthly_delay: Duration = timedelta(days=51)
+    """Publication delay of a Gazpar published monthly (``grdf: {publication: monthly}``, professional MM
+    meters): a month's daily data come between the 10th and the 20th of the next month."""
     missing_together: Duration = timedelta(hours=2)
     """Points of one building whose silences begin within this time of each other went silent together
     (one device, one gateway): one ``missing_data`` event, on the first of them, names them all."""
@@ -1220,7 +1229,13 @@ def _silent_runs(frame: HourlyFrame, point_id: str) -> IntArray | None:
 
 
 def _missing_limit(point: Point, config: RulesConfig) -> timedelta:
-    return config.missing_after_by_quantity.get(point.quantity.value, config.missing_after)
+    limit = config.missing_after_by_quantity.get(point.quantity.value, config.missing_after)
+    # Data a utility has not published yet are late, not missing.
+    if point.enedis is not None:
+        return limit + config.enedis_delay
+    if point.grdf is not None:
+        return limit + (config.grdf_monthly_delay if point.grdf.publication == "monthly" else config.grdf_delay)
+    return limit
 
 
 class MissingDataRule:
@@ -1228,7 +1243,9 @@ class MissingDataRule:
 
     The limit is ``missing_after_by_quantity`` for the point's quantity, else
     ``missing_after`` (24 h): a gateway reboot or a 4G outage of a few hours
-    is a data problem for the status page, not an alert. The alert resolves
+    is a data problem for the status page, not an alert. A utility's meter
+    gets its publication delay on top (``enedis_delay`` one day for a Linky,
+    ``grdf_delay`` three days for a Gazpar, whose readings are also a gas day apart). The alert resolves
     at the first hour with data again (``clear_after`` of one hour). Points
     of the building that went silent together (silences beginning within
     ``missing_together``, read from the hourly frame: one device or gateway)

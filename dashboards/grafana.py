@@ -1216,7 +1216,7 @@ def generate_dashboards(inventory: Inventory, config: DashboardConfig | None = N
     >>> from pathlib import Path
     >>> from inventory import load_inventory
     >>> len(generate_dashboards(load_inventory(Path("examples/commune.yaml"))))
-    14
+    16
     """
     config = (config or DashboardConfig()).for_organisation(inventory.organisation)
     out = [portfolio_dashboard(inventory, config)]

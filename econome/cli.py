@@ -625,7 +625,7 @@ def demo(
             server.stop()
     typer.echo(f"e-mails: {len(catcher.received)} received, kept in {catcher.folder}")
     _print_counts(local, counts)
-    if any(n == 0 for n in counts.values()):
+    if any(n == 0 for pid, n in counts.items() if not local.point(pid).is_utility):
         raise typer.Exit(code=1)
 
 
@@ -719,6 +719,7 @@ async def seed_history(
         SinkError: InfluxDB is unreachable or refused a write.
     """
     from simulator.physics import generate_history
+    from simulator.utilities import reading_times
     from streams.influx import LineEncoder
     from streams.record import Reading
 
@@ -726,11 +727,15 @@ async def seed_history(
     encoder = LineEncoder(inv)
     units = {p.id: p.unit for _, p in inv.points()}
     stamps = history.datetimes()
+    # A Linky or a Gazpar has readings only when its utility publishes them (every 30 min, each gas day).
+    published = {
+        p.id: set(reading_times(p, inv.organisation.tz, start, end)) for _, p in inv.points() if p.is_utility
+    }
     lines = [
         encoder.encode(Reading(pid, ts, value, units[pid]))
         for ts, row in zip(stamps, history.values.tolist(), strict=True)
         for pid, value in zip(history.point_ids, row, strict=True)
-        if value == value  # a silent sensor (nan) has no reading
+        if value == value and (pid not in published or ts in published[pid])  # a silent sensor (nan) has none
     ]
     writer = make_writer(config)
     try:
@@ -834,9 +839,13 @@ def _print_counts(inv: Inventory, counts: dict[str, int]) -> None:
     typer.echo("")
     typer.echo(f"{'point':<44} {'building':<24} {'readings in InfluxDB':>20}")
     for building, point in inv.points():
-        typer.echo(f"{point.id:<44} {building.id:<24} {counts[point.id]:>20}")
-    empty = [p for p, n in counts.items() if n == 0]
-    typer.echo(f"{len(counts)} points, {sum(counts.values())} readings; points with no reading: {len(empty)}")
+        shown = "imported, not live" if point.is_utility and not counts[point.id] else counts[point.id]
+        typer.echo(f"{point.id:<44} {building.id:<24} {shown:>20}")
+    empty = [p for p, n in counts.items() if n == 0 and not inv.point(p).is_utility]
+    utility = sum(1 for _, p in inv.points() if p.is_utility)
+    typer.echo(f"{len(counts)} points, {sum(counts.values())} readings; points with no reading: {len(empty)}"
+               + (f" ({utility} Linky/Gazpar points come from Enedis and GRDF a day late or more, not live)"
+                  if utility else ""))
 
 
 influx_app = typer.Typer(no_args_is_help=True, help="InfluxDB administration.")

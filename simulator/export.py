@@ -18,13 +18,17 @@ report`` read (as they read what ``econome export`` takes out of InfluxDB).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import numpy as np
+
 from inventory import Inventory, Quantity, Usage
 from simulator.faults import Fault
-from simulator.physics import generate_history
+from simulator.physics import sample_history
+from simulator.utilities import last_reading, reading_times
 from streams.history import CSV_HEADER
 
 __all__ = ["without_renovations", "write_readings_csv"]
@@ -54,16 +58,20 @@ def write_readings_csv(
 ) -> int:
     """Simulate ``[start, end)`` and write every reading to one long CSV, as meters give them.
 
-    The columns are ``timestamp`` (ISO 8601 with offset), ``point`` and ``value``:
-    counters are cumulative indexes, sensors instantaneous values; a sensor that
-    did not publish (a silent dead sensor) has no row (the format of :mod:`streams.history`).
+    Utility meters are written when their utility publishes them (:mod:`simulator.utilities`):
+    a Linky's index every 30 minutes, a Gazpar's at the start of each gas day (6:00 local),
+    whatever ``step``, up to the end of the interval in progress at ``end`` (the last gas
+    day whole, as the utility's own file for the period gives it). The columns are
+    ``timestamp`` (ISO 8601 with offset), ``point`` and ``value``: counters are cumulative
+    indexes, sensors instantaneous values; a sensor that did not publish (a silent dead
+    sensor) has no row (the format of :mod:`streams.history`).
 
     Args:
         inv: the portfolio.
         path: the file to write (overwritten).
         start: first timestamp (aware).
         end: end, excluded.
-        step: time between readings.
+        step: time between readings (of the points that are not utility meters).
         seed: simulator seed.
         faults: faults to inject.
         physics: the portfolio that drives the simulation, when it differs
@@ -85,21 +93,45 @@ def write_readings_csv(
     >>> out.read_text().splitlines()[1].split(",")[:2]
     ['2026-01-05T00:00:00+00:00', 'mairie-elec-energy']
     """
-    history = generate_history(physics or inv, start, end, step, seed=seed, faults=faults, progress=progress)
+    if start.tzinfo is None or end.tzinfo is None:
+        msg = "start and end must be timezone-aware"
+        raise ValueError(msg)
+    if step <= timedelta(0) or end <= start:
+        msg = f"need start < end and a positive step, got {start} .. {end} by {step}"
+        raise ValueError(msg)
+    step_s = step.total_seconds()
+    grid = start.timestamp() + step_s * np.arange(math.ceil((end.timestamp() - start.timestamp()) / step_s))
+    # Utility meters are read when the utility publishes (simulator.utilities), not on the grid, up to
+    # the end of the interval in progress at `end` (a year's file holds the gas day of 31 December).
+    tz = inv.organisation.tz
+    utility = {
+        p.id: np.array([t.timestamp() for t in reading_times(p, tz, start, last_reading(p, tz, end))])
+        for _, p in inv.points() if p.is_utility
+    }
+    instants = np.unique(np.concatenate([grid, *utility.values()]))
+    history = sample_history(physics or inv, instants, seed=seed, faults=faults, progress=progress)
     stamps = [t.isoformat() for t in history.datetimes()]
     kept = {
         p.id for _, p in inv.points()
         if not energy_only or p.cumulative or (p.quantity is Quantity.TEMPERATURE and p.usage is Usage.WEATHER)
     }
-    ids = [pid if pid in kept else "" for pid in history.point_ids]
+    write = np.zeros(history.values.shape, dtype=np.bool_)
+    on_grid = np.isin(instants, grid)
+    for c, pid in enumerate(history.point_ids):
+        if pid in utility:
+            write[:, c] = np.isin(instants, utility[pid])
+        elif pid in kept:
+            write[:, c] = on_grid
+    write &= np.isfinite(history.values)
+    ids = history.point_ids
     count = 0
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as handle:
         handle.write(",".join(CSV_HEADER) + "\n")
-        for done, (stamp, row) in enumerate(zip(stamps, history.values.tolist(), strict=True)):
+        for done, (stamp, row, mask) in enumerate(zip(stamps, history.values.tolist(), write.tolist(), strict=True)):
             if progress is not None and done % 1000 == 0:
                 progress("writing the CSV", done, len(stamps))
-            lines = [f"{stamp},{pid},{round(v, 5)}\n" for pid, v in zip(ids, row, strict=True) if pid and v == v]
+            lines = [f"{stamp},{ids[c]},{round(row[c], 5)}\n" for c, w in enumerate(mask) if w]
             handle.writelines(lines)
             count += len(lines)
     if progress is not None:

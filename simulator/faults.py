@@ -278,7 +278,10 @@ def default_fault_plan(inventory: Inventory, year: int, seed: int = 0) -> list[F
 
     Several faults of each kind are spread over the buildings that can show them
     (a heating fault needs a heating meter, a leak a water meter...), never two
-    at once in a building, with at least two days between them.
+    at once in a building, with at least two days between them. A building read by
+    Linky meters only (no meter of ours) gets lights left on at night and on weekends
+    for the two weeks from the last Monday of November; the other buildings read only
+    through the utilities get none.
 
     Args:
         inventory: the portfolio.
@@ -289,7 +292,11 @@ def default_fault_plan(inventory: Inventory, year: int, seed: int = 0) -> list[F
         The faults, in start order.
     """
     plan = _Planner(inventory, year, seed)
-    buildings = [b for _, b in inventory.buildings()]
+    # Buildings read only through the utilities (a Linky, a Gazpar) are left out of the draws, so that
+    # the other buildings' faults stay those of the earlier plans; one read by Linky meters alone
+    # gets a fault of its own below, the others none (the healthy reference).
+    utility_only = [b for _, b in inventory.buildings() if b.points and all(p.is_utility for p in b.points)]
+    buildings = [b for _, b in inventory.buildings() if b not in utility_only]
     heated = [b for b in buildings if _has(b, {Quantity.HEAT_ENERGY, Quantity.GAS_VOLUME})]
     metered = [b for b in buildings if _has(b, {Quantity.ACTIVE_ENERGY, Quantity.ACTIVE_POWER})]
     watered = [b for b in buildings if _has(b, {Quantity.WATER_VOLUME, Quantity.WATER_FLOW})]
@@ -379,5 +386,29 @@ def default_fault_plan(inventory: Inventory, year: int, seed: int = 0) -> list[F
     place(watered, 3, water_leak)
     place(buildings, 2, stuck_counter)
     place(buildings, 3, dead_sensor)
+    for building in utility_only:
+        fault = _utility_lighting_left_on(plan, building)
+        if fault is not None:
+            plan.add(fault)
     return sorted(plan.faults, key=lambda f: (f.start, f.building))
 
+
+_UTILITY_FAULT_DAYS = 14
+
+
+def _utility_lighting_left_on(plan: _Planner, building: Building) -> Fault | None:
+    """Lights left on at night and through the weekends for two weeks, in a building read by Linky meters only.
+
+    The fault must be seen from the 30-minute load curve alone. It starts on the last Monday
+    of November at 18:00 local: four school weeks after the All Saints holidays give the
+    rules their reference nights and weekends, and it ends before the Christmas holidays.
+    """
+    if not all(p.enedis is not None for p in building.points):
+        return None
+    last = datetime(plan.year_start.astimezone(plan.tz).year, 11, 30, 18, tzinfo=plan.tz)
+    start = last - timedelta(days=last.weekday())
+    return Fault(
+        kind=FaultKind.LIGHTING_LEFT_ON, building=building.id, start=start.astimezone(UTC),
+        end=(start + timedelta(days=_UTILITY_FAULT_DAYS)).astimezone(UTC),
+        description="lights left on at night and on weekends (seen on the Linky load curve)",
+    )

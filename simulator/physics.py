@@ -8,7 +8,9 @@ above 15.5 °C) except where the usage needs it (swimming pool). Closed days
 follow the schedule, public holidays and the school holidays of the zone, in
 the organisation's timezone. Occupancy drives plug loads, people's heat, water
 and hot water, CO2; daylight and occupancy drive lighting and illuminance. The
-renovations that cover heating lower ``UA`` from their date.
+renovations that cover heating lower ``UA`` from their date. A building with no heating meter
+and no invoices of a fuel is heated by electric convectors: its general electricity meter
+counts the heat too.
 
 The model runs on a fixed one-minute grid aligned to the Unix epoch, with inputs
 constant over each minute. Counters (electricity, heat, gas, water) integrate
@@ -30,7 +32,7 @@ the same values for the same start, seed and faults.
 True
 >>> history = generate_history(inventory, start, start + timedelta(days=1), timedelta(minutes=15), seed=7)
 >>> history.values.shape
-(96, 105)
+(96, 108)
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from inventory import (
     COUNTER_QUANTITIES,
     Building,
     BuildingUsage,
+    Energy,
     FrenchCalendar,
     Inventory,
     Point,
@@ -65,6 +68,7 @@ __all__ = [
     "PortfolioModel",
     "UsageProfile",
     "generate_history",
+    "sample_history",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -277,7 +281,15 @@ class _Engine:
         def noise(k: IntArray) -> FloatArray:
             return _uniform(seed, stream, k) - 0.5
 
+        # A building with no heating meter and no invoices of a fuel is heated by electric
+        # convectors on its general meter: that meter carries the heat too.
+        electric_heating = not any(
+            p.cumulative and (p.usage is Usage.HEATING or Usage.HEATING in p.serves) for p in building.points
+        ) and all(a.energy is Energy.ELECTRICITY for a in building.invoices)
+
         def energy_source(ch: _Channels) -> FloatArray:
+            if electric_heating and point.usage is Usage.GENERAL and q is Quantity.ACTIVE_ENERGY:
+                return ch.elec_w + ch.heat_w
             if point.usage is Usage.LIGHTING:
                 return ch.light_w
             if point.usage is Usage.DHW:
@@ -692,11 +704,45 @@ def generate_history(
     if step <= timedelta(0) or end <= start:
         msg = f"need start < end and a positive step, got {start} .. {end} by {step}"
         raise ValueError(msg)
-    engine = _Engine(inventory, start, seed, tuple(faults))
     step_s = step.total_seconds()
     start_s = start.timestamp()
     count = math.ceil((end.timestamp() - start_s) / step_s)
     sample_s = start_s + step_s * np.arange(count, dtype=np.float64)
+    return sample_history(inventory, sample_s, seed=seed, faults=faults, progress=progress)
+
+
+def sample_history(
+    inventory: Inventory,
+    sample_s: FloatArray,
+    *,
+    seed: int = 0,
+    faults: Iterable[Fault] = (),
+    progress: Callable[[str, int, int], None] | None = None,
+) -> History:
+    """The values of every point at given instants, as :func:`generate_history` gives them on a regular grid.
+
+    The model starts at the first instant: the same seed, faults and first instant give the
+    same values whatever the other instants (a utility meter read every 30 minutes or once a
+    day, beside a grid of 15 minutes).
+
+    Args:
+        inventory: the portfolio.
+        sample_s: sample instants, UTC epoch seconds, increasing (at least one).
+        seed: seed of every random part.
+        faults: faults to inject.
+        progress: as for :func:`generate_history`.
+
+    Returns:
+        The sampled values.
+
+    Raises:
+        ValueError: when the instants are empty or not increasing.
+    """
+    if sample_s.size == 0 or (np.diff(sample_s) <= 0).any():
+        msg = "sample instants must be increasing, at least one"
+        raise ValueError(msg)
+    engine = _Engine(inventory, datetime.fromtimestamp(float(sample_s[0]), UTC), seed, tuple(faults))
+    count = sample_s.size
     sample_k = np.floor(sample_s / _DT_S).astype(np.int64)
     out = np.empty((count, len(engine.points)))
     last_k = int(sample_k[-1])

@@ -51,6 +51,8 @@ async def test_demo_fills_influxdb_for_every_point_and_mails_each_fault_once(inf
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "points with no reading: 0" in result.stdout
+    assert [line.split()[-1] for line in result.stdout.splitlines() if line.startswith("salle-polyvalente-")] == [
+        "live", "live"]  # "imported, not live"
     rows = [line.split() for line in result.stdout.splitlines() if line.startswith(("mairie-", "piscine-", "ecole-"))]
     assert len(rows) > 40
     assert all(int(row[-1]) > 0 for row in rows)
@@ -63,7 +65,12 @@ async def test_demo_fills_influxdb_for_every_point_and_mails_each_fault_once(inf
             assert series, measurement
             assert series[0]["values"][0][1] > 0
         buildings = await client.query('SHOW TAG VALUES FROM "agg_building" WITH KEY = "building"')
-        assert len(buildings[0]["values"]) == 12
+        assert len(buildings[0]["values"]) == 12  # the two Linky/Gazpar buildings are not collected live
+        # Their eight days of history are at their utility's resolution: 30 min, one index per gas day.
+        utility = await client.query('SELECT count("value") FROM "reading" WHERE "point" = \'salle-polyvalente-gazpar\' '
+                                     'OR "point" = \'maternelle-aulnes-linky\' GROUP BY "point"')
+        assert {u["tags"]["point"]: u["values"][0][1] for u in utility} == {
+            "maternelle-aulnes-linky": 8 * 48, "salle-polyvalente-gazpar": 8}
         # The live service wrote its events: the faulty buildings' alerts are in InfluxDB for Grafana.
         flagged = await client.query('SHOW TAG VALUES FROM "anomaly" WITH KEY = "building"')
         assert {"mairie", "bibliotheque"} <= {row[1] for row in flagged[0]["values"]}

@@ -11,7 +11,8 @@ detector's bootstrap), injects a water leak (library) and heating left on at
 night (town hall), and its live detection writes the events, so the anomaly
 panels have data too; the range opens at the first anomaly, in the nights
 before the demo hour. The anomaly queries of the healthy buildings' dashboards
-(the same generated queries) must run without error and may be empty.
+(the same generated queries) must run without error and may be empty, as may every query of
+the two buildings read only through Enedis and GRDF (their data come a day late or more).
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ DASHBOARDS: list[Dashboard] = generate_dashboards(load_inventory(ROOT / "example
 # "expected" measurement are run against values written for them in test_expected_influx.py.
 QUERIES: list[QueryRef] = [ref for d in DASHBOARDS for ref in iter_queries(d) if 'FROM "expected"' not in ref.query]
 _BY_UID = {d.uid: d for d in DASHBOARDS}
+UTILITY_ONLY = frozenset(
+    b.id for _, b in load_inventory(ROOT / "examples" / "commune.yaml").buildings() if all(p.is_utility for p in b.points)
+)
+"""Buildings with only a Linky and a Gazpar: their data are imported a day late, never in the demo's live hour."""
 _FROM = re.compile(r'FROM\s+"(\w+)"')
 
 
@@ -138,11 +143,11 @@ def test_demo_holds_raw_readings_and_status(demo: DemoData) -> None:
     assert {"reading", "point_status", "agg_point", "agg_usage", "agg_building", "anomaly"} <= demo.measurements
     assert demo.flagged == {"mairie", "bibliotheque"}
     assert demo.end - demo.start >= timedelta(minutes=50)
-    assert len(demo.buildings) == 12
+    assert len(demo.buildings) == 14  # the Linky/Gazpar buildings have their seeded week, not the live hour
 
 
 def test_every_dashboard_has_queries() -> None:
-    assert len(DASHBOARDS) == 14
+    assert len(DASHBOARDS) == 16
     assert {ref.dashboard_uid for ref in QUERIES} == set(_BY_UID)
 
 
@@ -158,6 +163,8 @@ def test_query_returns_data(ref: QueryRef, demo: DemoData) -> None:
     healthy = [b for b in demo.buildings if b not in demo.flagged and f"\"building\" = '{b}'" in statement]
     if 'FROM "anomaly"' in statement and healthy:
         return  # a healthy building's anomaly panel: empty is right; the faulty buildings' run the same query
+    if any(f"\"building\" = '{b}'" in statement for b in UTILITY_ONLY):
+        return  # read through Enedis and GRDF only, a day late or more: nothing yet in the live hour
     missing = sorted(set(_FROM.findall(statement)) - demo.measurements)
     where = f"{ref.dashboard_uid} {ref.where}"
     detail = f"missing measurements {missing}" if missing else "measurements present but no series in the demo hour"

@@ -187,7 +187,8 @@ def test_provisioning_tree(commune: Inventory, tmp_path: Path) -> None:
     written = write_provisioning(commune, tmp_path)
     assert not stale.exists()
     assert other.exists()  # another commune's tree in the same folder is left alone
-    assert len([p for p in written if p.suffix == ".json"]) == 14
+    # One per building, the portfolio, and the works follow-up of ecole-curie.
+    assert len([p for p in written if p.suffix == ".json"]) == len(list(commune.buildings())) + 2
     providers = yaml.safe_load((tmp_path / "dashboards" / "valmont.yaml").read_text())
     assert providers["apiVersion"] == 1
     for provider in providers["providers"]:
@@ -224,7 +225,7 @@ def test_cli_build(tmp_path: Path) -> None:
         app, ["dashboards", "build", str(ROOT / "examples" / "commune.yaml"), "--out", str(tmp_path), "--auth", "basic"]
     )
     assert result.exit_code == 0, result.output
-    assert "14 dashboards" in result.output
+    assert "16 dashboards" in result.output  # 14 buildings, the portfolio, one works follow-up
     assert "(uid prefix valmont)" in result.output
     assert (tmp_path / "json" / "valmont" / "travaux" / "valmont-travaux-ecole-curie.json").exists()
     bad = CliRunner().invoke(app, ["dashboards", "build", str(ROOT / "examples" / "commune.yaml"), "--auth", "kerberos"])

@@ -251,7 +251,7 @@ def test_first_push_creates_folders_datasource_and_dashboards(grafana: tuple[str
     report = _push(url, commune, influx_token=SecretStr("influx-read"))
     assert sorted(fake.folders) == ["valmont-batiments", "valmont-patrimoine", "valmont-travaux"]
     assert fake.folders["valmont-batiments"]["title"] == "Commune de Valmont — Bâtiments"
-    assert len(fake.dashboards) == 14
+    assert len(fake.dashboards) == 16
     assert fake.dashboards["valmont-bat-mairie"]["folderUid"] == "valmont-batiments"
     assert fake.dashboards["valmont-travaux-ecole-curie"]["folderUid"] == "valmont-travaux"
     source = fake.datasources["valmont-influxdb"]
@@ -261,9 +261,9 @@ def test_first_push_creates_folders_datasource_and_dashboards(grafana: tuple[str
     posted = [b for m, p, b in fake.bodies if (m, p) == ("POST", "/api/datasources")]
     assert posted[0]["secureJsonData"] == {"httpHeaderValue1": "Token influx-read"}
     saves = [b for m, p, b in fake.bodies if (m, p) == ("POST", "/api/dashboards/db")]
-    assert len(saves) == 14
+    assert len(saves) == 16
     assert all(s["overwrite"] is True and s["dashboard"]["id"] is None and s["folderUid"] for s in saves)
-    assert len(report.created) == 14 + 3 + 1
+    assert len(report.created) == 16 + 3 + 1
     assert fake.count("GET", "/api/search") == 1
 
 
@@ -277,10 +277,10 @@ def test_rerun_creates_no_duplicate_and_no_new_version(grafana: tuple[str, FakeG
     assert ("POST", "/api/dashboards/db") not in again
     assert ("POST", "/api/folders") not in again
     assert ("POST", "/api/datasources") not in again
-    assert len(fake.dashboards) == 14
+    assert len(fake.dashboards) == 16
     assert len(fake.folders) == 3
     assert {uid: d["dashboard"]["version"] for uid, d in fake.dashboards.items()} == versions
-    assert len(report.unchanged) == 14 + 3 + 1
+    assert len(report.unchanged) == 16 + 3 + 1
     assert report.created == report.updated == []
 
 
@@ -290,13 +290,13 @@ def test_changed_dashboards_are_updated_in_place(grafana: tuple[str, FakeGrafana
     fake.folders["valmont-travaux"]["title"] = "Renamed by hand"
     changed = ProvisioningConfig(dashboards=DashboardConfig(refresh="15m"), influx_url="http://influx.lan:8086")
     report = _push(url, commune, provisioning=changed)
-    assert len(fake.dashboards) == 14
+    assert len(fake.dashboards) == 16
     assert all(d["dashboard"]["version"] == 2 for d in fake.dashboards.values())
     assert fake.dashboards["valmont-patrimoine"]["dashboard"]["refresh"] == "15m"
     assert fake.folders["valmont-travaux"]["title"] == "Commune de Valmont — Réception des travaux"
     assert fake.datasources["valmont-influxdb"]["url"] == "http://influx.lan:8086"
     assert sorted(report.updated)[:2] == ["valmont-bat-atelier", "valmont-bat-bibliotheque"]
-    assert len(report.updated) == 14 + 1 + 1
+    assert len(report.updated) == 16 + 1 + 1
     assert ("PUT", "/api/folders/valmont-travaux") in fake.calls
     assert ("PUT", "/api/datasources/uid/valmont-influxdb") in fake.calls
 
@@ -330,7 +330,7 @@ def test_a_commune_of_prefix_econome_reports_only_its_own_stale(grafana: tuple[s
     kept = parse_inventory(text.replace(old, old.replace("Valmont", "Kept").replace("B}", "B, grafana_prefix: econome}")))
     _push(url, commune, push_datasource=False)
     first = _push(url, kept, push_datasource=False)
-    assert len(fake.dashboards) == 28
+    assert len(fake.dashboards) == 32  # 16 per commune
     assert first.stale == []
     gone = fake.dashboards.pop("econome-bat-mairie")
     fake.dashboards["econome-bat-demolie"] = {**gone, "dashboard": {**gone["dashboard"], "uid": "econome-bat-demolie"}}
@@ -359,10 +359,10 @@ def test_cli_push_twice(grafana: tuple[str, FakeGrafana]) -> None:
     args = ["dashboards", "push", str(ROOT / "examples" / "commune.yaml"), "--url", url, "--token", TOKEN]
     first = CliRunner().invoke(app, args)
     assert first.exit_code == 0, first.output
-    assert "18 created, 0 updated, 0 unchanged" in first.output
+    assert "20 created, 0 updated, 0 unchanged" in first.output
     second = CliRunner().invoke(app, args)
-    assert "0 created, 0 updated, 18 unchanged" in second.output
-    assert len(fake.dashboards) == 14
+    assert "0 created, 0 updated, 20 unchanged" in second.output
+    assert len(fake.dashboards) == 16
     refused = CliRunner().invoke(app, [*args[:-1], "nope"])
     assert refused.exit_code == 1
     assert "401" in refused.output

@@ -13,9 +13,9 @@ EXAMPLE = ROOT / "examples" / "commune.yaml"
 def test_check_example_summarises() -> None:
     result = CliRunner().invoke(app, ["check", str(EXAMPLE)])
     assert result.exit_code == 0, result.output
-    assert "buildings      12" in result.output
-    assert "points         105: 52 modbus, 53 mqtt" in result.output
-    assert "floor area     17,550 m2" in result.output
+    assert "buildings      14" in result.output
+    assert "points         108: 2 enedis, 1 grdf, 52 modbus, 53 mqtt" in result.output
+    assert "floor area     19,020 m2" in result.output
 
 
 def test_check_wrong_field_names_file_line_and_path(tmp_path: Path) -> None:

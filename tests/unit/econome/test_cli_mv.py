@@ -157,8 +157,8 @@ def test_operat_flags_incomplete_years_and_refuses_an_incomplete_reference(app: 
     assert "2023 (reference year) incomplete" in result.stderr
     assert "ecole-curie 244 days without data" in result.stderr  # 1 January to 1 September 2023 (first index 11:00)
     assert "--allow-incomplete" in result.stderr
-    assert "no data in 2023 (reference year)" in result.stderr  # the file holds one building of the twelve
-    assert "for 11 building(s), their columns left blank: mairie," in result.stderr
+    assert "no data in 2023 (reference year)" in result.stderr  # the file holds one building of the fourteen
+    assert "for 13 building(s), their columns left blank: mairie," in result.stderr
     assert not operat.exists()
 
     result = runner.invoke(app, [*command, "--allow-incomplete"])
@@ -364,8 +364,11 @@ def test_operat_of_the_demo_commune_reads_in_french_and_inaction_counts_subject_
 
     # The cost of inaction counts only the subject buildings, against their reference year.
     subject = subject_buildings(inv.sites)
-    assert set(subject) == {r["Référence interne"] for r in rows} - {"creche"}
+    assert set(subject) == {r["Référence interne"] for r in rows} - {"creche", "maternelle-aulnes"}
     assert next(r for r in rows if r["Référence interne"] == "creche")[SUBJECT] == "non"
+    # The Linky-only school is alone on its 420 m² site; the Linky and Gazpar hall has 1,050 m² on its own.
+    assert next(r for r in rows if r["Référence interne"] == "maternelle-aulnes")[SUBJECT] == "non"
+    assert next(r for r in rows if r["Référence interne"] == "salle-polyvalente")[SUBJECT] == "oui"
     portfolio = tmp_path / "portfolio.html"
     result = runner.invoke(app, ["report", "portfolio", *common, "--year", "2025", "--out", str(portfolio)])
     assert result.exit_code == 0, result.output

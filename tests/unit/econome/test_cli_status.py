@@ -62,7 +62,7 @@ def test_status_shows_the_last_hour_detection_processed_in_local_time(data_dir: 
     assert "detection      last hour processed up to 2026-01-12 10:00 (" in result.output  # Europe/Paris
     assert "old.npz: not a readable detection state" in result.output
     assert "live detection has not run yet (no " in result.output  # no alerts.sqlite
-    assert "12 buildings: readings unknown (InfluxDB not read)" in result.output
+    assert "14 buildings: readings unknown (InfluxDB not read)" in result.output
 
 
 def test_status_json_is_one_object_with_the_local_part(data_dir: Path) -> None:

@@ -74,7 +74,8 @@ def test_simulate_and_report_show_progress_on_a_terminal_only(tmp_path: Path) ->
     assert "simulate: simulating" in terminal
     assert "simulate: writing the CSV" in terminal
     assert "100%" in terminal
-    assert "744/744" in terminal  # every hour of January written
+    # Every half hour of January (the Linky), then the half hour and the gas day that end the month.
+    assert "1490/1490" in terminal
 
     logged = _in_a_log([*simulate, "--out", str(tmp_path / "log.csv")])
     assert logged.returncode == 0, logged.stderr
@@ -87,7 +88,7 @@ def test_simulate_and_report_show_progress_on_a_terminal_only(tmp_path: Path) ->
     assert code == 0, terminal
     assert "report portfolio: reading consumption 2025" in terminal
     assert "report portfolio: savings per building" in terminal
-    assert "12/12" in terminal
+    assert "14/14" in terminal
     logged = _in_a_log([*report, "--out", str(tmp_path / "log.html")])
     assert logged.returncode == 0, logged.stderr
     assert "report portfolio:" not in logged.stderr

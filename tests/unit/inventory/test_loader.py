@@ -54,7 +54,7 @@ def test_example_commune_loads() -> None:
     assert {b.usage.value for b in buildings} >= {"school", "gymnasium", "swimming_pool", "town_hall", "library"}
     assert any(b.renovations for b in buildings)
     protocols = {p.protocol for _, p in inv.points()}
-    assert protocols == {"modbus", "mqtt"}
+    assert protocols == {"modbus", "mqtt", "enedis", "grdf"}
 
 
 def test_minimal_inventory_defaults() -> None:
