@@ -59,6 +59,11 @@ __all__ = ["import_app", "register"]
 import_app = typer.Typer(no_args_is_help=True, help="Import utility data (Linky, Gazpar files) and invoices into InfluxDB.")
 
 _InventoryOption = Annotated[Path, typer.Option("--inventory", help="Inventory YAML file.")]
+_PointOption = Annotated[
+    str | None,
+    typer.Option("--point", help="The inventory point every row goes to, when the file's meter number is missing "
+                                 "or was changed by a spreadsheet (2,19877E+13)."),
+]
 _FilesArgument = Annotated[
     list[Path], typer.Argument(help="Files downloaded from the customer area (CSV, ';'), imported in this order.")
 ]
@@ -76,15 +81,15 @@ def register(app: typer.Typer) -> None:
 
 
 @import_app.command("enedis")
-def import_enedis(files: _FilesArgument, inventory: _InventoryOption) -> None:
+def import_enedis(files: _FilesArgument, inventory: _InventoryOption, point: _PointOption = None) -> None:
     """Import Linky files of the Enedis customer area ("Mes mesures": load curve or daily indexes)."""
-    _import(files, inventory, parse_enedis, "PRM")
+    _import(files, inventory, lambda path, inv: parse_enedis(path, inv, point), "PRM")
 
 
 @import_app.command("grdf")
-def import_grdf(files: _FilesArgument, inventory: _InventoryOption) -> None:
+def import_grdf(files: _FilesArgument, inventory: _InventoryOption, point: _PointOption = None) -> None:
     """Import Gazpar files of the GRDF customer area (daily m3 and kWh, saved as ';' CSV)."""
-    _import(files, inventory, parse_grdf, "PCE")
+    _import(files, inventory, lambda path, inv: parse_grdf(path, inv, point), "PCE")
 
 
 def _import(files: list[Path], inventory: Path, parse: Callable[[Path, Inventory], ParsedFile], meter: str) -> None:
@@ -107,6 +112,17 @@ def _import_one(file: Path, inv: Inventory, config: InfluxConfig, data_dir: Path
                 parse: Callable[[Path, Inventory], ParsedFile], meter: str) -> int:
     """Import one file; its exit code (0, 2 or 3). Raises ``typer.Exit(4)`` when InfluxDB fails."""
     try:
+        return _import_checked(file, inv, config, data_dir, parse, meter)
+    except typer.Exit:
+        raise
+    except Exception as exc:  # one broken file is reported by name, without a traceback; the others are imported
+        typer.echo(f"error: {file}: {type(exc).__name__}: {one_line(exc)} (nothing more imported from this file)", err=True)
+        return EXIT_DATA
+
+
+def _import_checked(file: Path, inv: Inventory, config: InfluxConfig, data_dir: Path,
+                    parse: Callable[[Path, Inventory], ParsedFile], meter: str) -> int:
+    try:
         parsed = parse(file, inv)
     except DecodeError as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -122,9 +138,17 @@ def _import_one(file: Path, inv: Inventory, config: InfluxConfig, data_dir: Path
         raise typer.Exit(code=EXIT_INFLUX) from exc
     tz = inv.organisation.tz
     where = config.bucket if config.api == "v2" else config.database
+    for note in parsed.notes:
+        typer.echo(f"note: {file}: {note}")
     for report in reports:
         _print_report(inv, report, parsed, tz, meter, f"{config.safe_url} ({where})")
     _print_problems(parsed)
+    if parsed.unknown:
+        # The rows of the known meters are imported; the others are an error the advisor must see.
+        names = ", ".join(f"{name!r} ({rows} row{'s' if rows > 1 else ''})" for name, rows in sorted(parsed.unknown.items()))
+        typer.echo(f"error: {file}: {meter} {names} of no point of the inventory: not imported "
+                   "(the other rows were)", err=True)
+        return EXIT_CONFIG
     return 0
 
 

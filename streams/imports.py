@@ -280,6 +280,11 @@ def _old_index_at(old: list[tuple[int, float]], ts_ms: int) -> float | None:
     return v0 + (v1 - v0) * (ts_ms - t0) / (t1 - t0)
 
 
+def _same(a: float, b: float, scale: float) -> bool:
+    """Equal but for float rounding (relative to ``scale``): such a reading is not rewritten."""
+    return abs(a - b) <= 1e-9 * max(1.0, abs(scale))
+
+
 async def _plan(client: InfluxQLClient, history: RawHistory, point: Point, items: list[Consumption]) -> _Plan:
     first, last = items[0].start, items[-1].end
     first_ms, last_ms = to_ms(first), to_ms(last)
@@ -292,10 +297,24 @@ async def _plan(client: InfluxQLClient, history: RawHistory, point: Point, items
     anchor = start_index if start_index is not None else 0.0
     new: dict[int, float] = {first_ms: anchor}
     ends: set[int] = set()  # times that end an interval (the others start one after a gap)
+    in_gaps: dict[int, float] = {}  # readings InfluxDB holds inside the file's gaps, kept, moved with the index
     running, previous_end = anchor, first
     for item in items:
         if item.start > previous_end:
-            new[to_ms(item.start)] = running
+            gap_start, gap_end = to_ms(previous_end), to_ms(item.start)
+            inside = [(ts_ms, value) for ts_ms, value in later if gap_start < ts_ms <= gap_end]
+            if inside:
+                # A file with a missing day over data imported before: that day's readings stay (moved
+                # with the index before them), and the file goes on from the index they reach.
+                base = _old_index_at(old, gap_start)
+                delta = running - (base if base is not None else inside[0][1])
+                in_gaps.update({ts_ms: value + delta for ts_ms, value in inside})
+                end_old = _old_index_at(old, gap_end)
+                running = (end_old if end_old is not None else inside[-1][1]) + delta
+                new[gap_end] = running
+            # Else nothing is written inside the gap nor at its end: the interval across it, from the
+            # last reading before to the end of the next interval, is the processor's counter gap
+            # (flagged estimated, spread), never a measured zero.
         # An interval longer than the processor spreads (an invoice of two months) gets a reading every
         # _LONGEST, interpolated, so its consumption is spread over its windows instead of set aside as a gap.
         span = item.end - item.start
@@ -310,12 +329,17 @@ async def _plan(client: InfluxQLClient, history: RawHistory, point: Point, items
     times = sorted(new)
     values = [new[t] for t in times]
     rewritten = {ts_ms: _index_at(times, values, ts_ms, ends) for ts_ms, _ in later if ts_ms <= last_ms and ts_ms not in new}
+    rewritten.update({ts_ms: value for ts_ms, value in in_gaps.items() if ts_ms not in new})
     after_ms = next((ts_ms for ts_ms, _ in later if ts_ms > last_ms), None)
     # Later readings keep their consumption: they move by what the index at the file's end changed.
     end_index = _old_index_at(old, last_ms)
     shift = running - (end_index if end_index is not None else 0.0)
+    if _same(shift, 0.0, running):
+        shift = 0.0  # a finer file over a coarser one sums the same to the last digits: nothing to move
     if shift != 0.0:
         rewritten.update({ts_ms: value + shift for ts_ms, value in later if ts_ms > last_ms})
+    stored = dict(later)
+    rewritten = {ts_ms: value for ts_ms, value in rewritten.items() if not _same(value, stored[ts_ms], value)}
     before_ms = before[0] if before is not None and before[0] < first_ms else None
     return _Plan(new, anchor, first_ms, last_ms, shift, before_ms, after_ms, rewritten)
 

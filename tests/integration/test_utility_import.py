@@ -105,7 +105,7 @@ def test_imports_are_exact_idempotent_and_continuous(
     assert f"{LINKY} (PRM 12345678901234): 2026-10-24 00:00 -> 2026-10-28 00:00 (Europe/Paris), 266 intervals, 123.500 kWh" in out
     assert "index 0.000 -> 123.500 kWh" in out
     assert "gaps: 0" in out
-    assert "rows set aside: 1 conflict, 1 duplicate" in out
+    assert "rows set aside: 2 ambiguous, 1 conflict, 1 duplicate" in out
     assert "load-curve-autumn.csv:269: conflict:" in out
     daily = _daily(influx, LINKY)
     expected = {_local_day(2026, 10, 24): 48.0, _local_day(2026, 10, 25): 25.1,
@@ -144,7 +144,11 @@ def test_imports_are_exact_idempotent_and_continuous(
     assert (_daily(influx, LINKY))[_local_day(2026, 10, 28)] == pytest.approx(16.8)
 
     # 4. An older file last: the later data are re-anchored, their consumption kept; the spring day has 23 hours.
-    out = _run(runner, "enedis", CASES / "enedis" / "load-curve-spring.csv")
+    # Its PRM 99999999999999 row is an error (exit 2) once the rest is imported.
+    result = runner.invoke(app, ["import", "enedis", str(CASES / "enedis" / "load-curve-spring.csv"),
+                                 "--inventory", str(INVENTORY)])
+    assert result.exit_code == 2, result.output
+    out = result.output
     # The README shows this very output (paths and server aside).
     shown = out.replace(f"{CASES / 'enedis'}/", "")
     shown = shown.replace(f"{influxdb_server.url} ({unique_name})", "http://127.0.0.1:8086 (econome)")
@@ -157,7 +161,13 @@ def test_imports_are_exact_idempotent_and_continuous(
     assert {t: v - 58.8 for t, v in shifted.items() if t in after} == pytest.approx(after)
     daily = _daily(influx, LINKY)
     assert daily[_local_day(2026, 3, 29)] == pytest.approx(27.6)
-    assert daily[_local_day(2026, 3, 30)] == 0.0
+    # The missing day is no measured zero: no reading inside it, the interval across it is the processor's
+    # counter gap, spread and flagged estimated, as a live counter's gap is.
+    day = _local_day(2026, 3, 30)
+    assert not [t for t in shifted if day < t < day + 86_400_000]
+    [[_, kwh, estimated]] = _rows(influx, f"SELECT \"sum\", estimated FROM agg_point WHERE point = '{LINKY}' "  # noqa: S608
+                                          f"AND \"window\" = '1d' AND time = {day}ms")
+    assert kwh == estimated > 0
     assert daily[_local_day(2026, 10, 25)] == pytest.approx(25.1)
     assert len(_sums(influx, LINKY, "1h", _local_day(2026, 3, 29), _local_day(2026, 3, 30))) == 23
 
