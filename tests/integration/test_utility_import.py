@@ -321,3 +321,40 @@ async def test_a_finer_file_inside_a_coarser_interval_keeps_the_indexes(
     assert {t: after[t] for t in before} == pytest.approx(before)
     assert after[int((t0 + timedelta(minutes=150)).timestamp() * 1000)] == pytest.approx(5.0)
     assert sum((await asyncio.to_thread(_daily, config, LINKY)).values()) == pytest.approx(8.0)
+
+
+def test_a_file_with_a_missing_day_leaves_that_days_data_alone(
+    influxdb_server, unique_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ECONOME_INFLUX_URL", influxdb_server.url)
+    monkeypatch.setenv("ECONOME_INFLUX_DATABASE", unique_name)
+    monkeypatch.setenv("ECONOME_DATA_DIR", str(tmp_path / "var"))
+    influx = InfluxConfig(url=influxdb_server.url, database=unique_name)
+    runner = CliRunner()
+    start = datetime(2026, 1, 5, tzinfo=PARIS).astimezone(UTC)
+    # Three days at 30 minutes, the middle one at 2000 W; re-downloaded later without it.
+    rows = [(start + timedelta(minutes=30 * (k + 1)), 30, 2000.0 if 48 <= k < 96 else 1000.0 + k) for k in range(144)]
+    full, holed = tmp_path / "full.csv", tmp_path / "holed.csv"
+    write_enedis_load_curve(full, "12345678901234", rows)
+    write_enedis_load_curve(holed, "12345678901234", rows[:48] + rows[96:])
+    _run(runner, "enedis", full)
+    before = _everything(influx)
+    out = _run(runner, "enedis", holed)
+    assert "gaps: 1\n    2026-01-06 00:00 -> 2026-01-07 00:00" in out
+    assert _everything(influx) == before  # Jan 6's readings and aggregates untouched, Jan 7 continues from them
+    # The full file again changes nothing either.
+    again = _run(runner, "enedis", full)
+    assert "later readings re-anchored" not in again
+    assert _everything(influx) == before
+    # A broken value is rejected by line; one file failing unexpectedly is named, without a traceback.
+    broken = tmp_path / "broken.csv"
+    broken.write_text(full.read_text(encoding="utf-8").replace(";2000;", ";1e306;", 1), encoding="utf-8")
+    result = runner.invoke(app, ["import", "enedis", str(broken), "--inventory", str(INVENTORY)])
+    assert result.exit_code == 0, result.output
+    assert "broken.csv:50: rejected: 1e+306 W is not a plausible average power (above 100 MW)" in result.output
+    unreadable = tmp_path / "dir.csv"
+    unreadable.mkdir()
+    result = runner.invoke(app, ["import", "enedis", str(unreadable), "--inventory", str(INVENTORY)])
+    assert result.exit_code in (2, 3), result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert str(unreadable) in result.output
