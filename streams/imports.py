@@ -139,6 +139,10 @@ class ImportReport:
         shift: by how much (in ``unit``).
         waiting: rows left in the import delivery log (InfluxDB went down); 0 when all is written.
         log_path: the import delivery log.
+        too_old: intervals not imported because they start before what the raw readings'
+            retention policy keeps (InfluxDB would refuse them, and the index would lose its anchor).
+        kept_from: the first instant the raw policy keeps, when intervals were too old.
+        refused: lines InfluxDB refused (kept in ``data_dir/dead-letters.jsonl``), with ``refused_reason``.
     """
 
     point_id: str
@@ -155,6 +159,10 @@ class ImportReport:
     shift: float = 0.0
     waiting: int = 0
     log_path: Path | None = None
+    too_old: int = 0
+    kept_from: datetime | None = None
+    refused: int = 0
+    refused_reason: str = ""
 
 
 class _SinkWatch(Sensor):
@@ -403,8 +411,16 @@ async def deliver_pending(inventory: Inventory, influx_config: InfluxConfig, *, 
         log.close()
 
 
+@dataclass
+class _Refused:
+    """Lines InfluxDB refused during one delivery (dead-lettered), and the last reason."""
+
+    count: int = 0
+    reason: str = ""
+
+
 async def _deliver(inventory: Inventory, influx_config: InfluxConfig, log: DeliveryLog, data_dir: Path,
-                   timeout: timedelta) -> int:
+                   timeout: timedelta, refused: _Refused | None = None) -> int:
     """Run the pipeline's sink on the log until it is empty, InfluxDB is down, or ``timeout``."""
     if log.depth() == 0:
         return 0
@@ -418,6 +434,7 @@ async def _deliver(inventory: Inventory, influx_config: InfluxConfig, log: Deliv
             await writer.close()
             raise
     dead = DeadLetterStore(data_dir / "dead-letters.jsonl")
+    dead_before = dead.count
     pipeline = Pipeline(inventory, writer, SystemClock(), dead, log, flush_interval=timedelta(milliseconds=50),
                         sensor=watch, stop_timeout=timedelta(seconds=1))
     task = asyncio.create_task(pipeline.run([], []), name="import:deliver")
@@ -431,6 +448,9 @@ async def _deliver(inventory: Inventory, influx_config: InfluxConfig, log: Deliv
             await task
         await writer.close()
     waiting = log.depth()
+    if refused is not None and dead.count > dead_before:
+        refused.count += dead.count - dead_before
+        refused.reason = dead.recent[-1].reason if dead.recent else ""
     if waiting and watch.error is not None:
         msg = (f"{watch.error}; {waiting} rows wait in {log.path}: the next `econome import` writes them "
                "before anything else")
@@ -491,9 +511,17 @@ async def deliver_consumption(
         if await _deliver(inventory, influx_config, log, data_dir, timeout):
             msg = f"{log.depth()} rows of an earlier import still wait in {log.path}"
             raise SinkError(msg)
+        history = await raw_history(client, influx_config)
+        kept_from = history.raw_from(datetime.now(UTC))
+        if kept_from is not None:
+            # InfluxDB refuses points older than their policy keeps (`econome influx setup`: raw 90 days):
+            # such intervals are set aside here, so the index keeps its anchor and nothing claims to be written.
+            kept_from += timedelta(hours=1)  # the writes come a little after now
+            report.too_old = sum(1 for item in items if item.start < kept_from)
+            report.kept_from = kept_from if report.too_old else None
+            items = [item for item in items if item.start >= kept_from]
         if not items:
             return report
-        history = await raw_history(client, influx_config)
         plan = await _plan(client, history, point, items)
         lines = await _aggregates(client, history, inventory, point, plan)
         values = {**plan.rewritten, **plan.new}
@@ -506,8 +534,15 @@ async def deliver_consumption(
         report.readings, report.aggregates = len(readings), len(lines)
         report.shifted = sum(1 for ts in plan.rewritten if ts > plan.last_ms)
         report.shift = plan.shift if report.shifted else 0.0
-        report.waiting = await _deliver(inventory, influx_config, log, data_dir, timeout)
+        refused = _Refused()
+        report.waiting = await _deliver(inventory, influx_config, log, data_dir, timeout, refused)
+        report.refused, report.refused_reason = refused.count, refused.reason
         return report
     finally:
         await client.close()
+        empty = log.depth() == 0
         log.close()
+        if empty:
+            # A 3-year load curve leaves a log of ~100 MB once written: nothing in it is needed any more.
+            for suffix in ("", "-wal", "-shm"):
+                (data_dir / f"{IMPORT_LOG}{suffix}").unlink(missing_ok=True)
