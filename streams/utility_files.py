@@ -10,7 +10,14 @@ them as a cumulative index.
 
 **Enedis** ("Mes mesures" of the customer area https://mon-compte-particulier.enedis.fr
 or https://mon-compte-entreprise.enedis.fr, "Télécharger mes données", CSV):
-``;``-separated, one header line::
+``;``-separated. Two shapes are published. The customer area's download
+has a preamble: a row of names, ``Identifiant PRM;Type de donnees;Date de
+debut;Date de fin;Grandeur physique;Grandeur metier;Etape metier;Unite;Pas en
+minutes``, one row of values, then ``Horodate;Valeur`` and the data (as
+the public parsers and test fixtures of that file found by searching GitHub
+for ``Horodate;Valeur`` show it; Enedis does not publish the layout): PRM,
+unit and step come from the preamble. The other has one header line, the 13 columns (with or without
+accents: names are compared without accents or case)::
 
     Identifiant PRM;Date de début;Date de fin;Grandeur physique;Grandeur métier;Etape métier;Unité;Horodate;Valeur;
     Nature;Pas;Indice de vraisemblance;Etat complémentaire
@@ -40,7 +47,13 @@ may use a decimal comma. Lines before the header (a title) are skipped.
 
 **GRDF** (customer area https://monespace.grdf.fr, "Mes consommations",
 "Télécharger", daily data; the export is a spreadsheet: save it as CSV with
-``;``): one row per gas day. The columns are found by name, the customer
+``;``): title rows naming the PCE, then one row per gas day (from row 10 of
+the spreadsheet: date, index at start and end, volume, energy, coefficient,
+temperature, type of reading, as PyGazpar reads it,
+https://github.com/ssenart/PyGazpar ``pygazpar/excelparser.py``). The PCE is
+a ``N° PCE`` column when there is one (our simulator, other tools), else the
+title rows' ``PCE``, else ``--point``, else the inventory's only ``grdf``
+point. The columns are found by name, the customer
 area's (as public scripts reading the export name them) or the GRDF ADICT
 API's (``donnees_consos_informatives`` records: ``journeeGaziere``,
 ``volumeBrutConsomme``, ``energieConsomme``, ``coeffConversion``...; GRDF
@@ -415,6 +428,8 @@ def _unknown_error(path: Path, unknown: dict[str, int], what: str, kind: str) ->
             f"(add `{kind}: {{{'prm' if kind == 'enedis' else 'pce'}: ...}}` to the point, or give it with --point)")
 
 
+_FIRST_YEAR, _LAST_YEAR = 1990, 2100
+"""The years a utility's time may fall in: Linky and Gazpar data are recent; others are broken values."""
 _MAX_POWER_W = 1e8
 """The highest average power a row may give (100 MW): more is a broken value, not a building's load."""
 _MAX_INDEX_WH = 1e13
@@ -631,6 +646,10 @@ def _place(rows: Sequence[_Row], tz: ZoneInfo, parsed: ParsedFile) -> dict[int, 
         except ValueError:
             parsed.problems.append(Problem(ProblemKind.REJECTED, row.line, f"Horodate {row.horodate!r} is not a time"))
             continue
+        if not _FIRST_YEAR <= moment.year <= _LAST_YEAR:
+            parsed.problems.append(Problem(ProblemKind.REJECTED, row.line,
+                                           f"Horodate {row.horodate!r} is not between {_FIRST_YEAR} and {_LAST_YEAR}"))
+            continue
         if moment.tzinfo is not None:
             out[row.line] = moment.astimezone(UTC)
             continue
@@ -696,14 +715,22 @@ def _grdf_points(inventory: Inventory) -> dict[str, Point]:
     return {p.grdf.pce: p for _, p in inventory.points() if p.grdf is not None}
 
 
+_GRDF_PREFIXES: dict[str, tuple[str, ...]] = {
+    "day": ("date",), "m3": ("volume",), "kwh": ("energie",), "coeff": ("coef",), "kind": ("type", "qualification"),
+}
+"""When no name matches exactly: the first column starting so (``Volume brut consommé (m3)``)."""
+
+
 def _grdf_columns(header: list[str]) -> dict[str, int]:
     lowered = [_norm(name) for name in header]
     out: dict[str, int] = {}
     for key, names in _GRDF_COLUMNS.items():
-        for i, name in enumerate(lowered):
-            if name in names:
-                out[key] = i
-                break
+        exact = next((i for i, name in enumerate(lowered) if name in names), None)
+        if exact is None:
+            starts = _GRDF_PREFIXES.get(key, ())
+            exact = next((i for i, name in enumerate(lowered) if name.startswith(starts) and i not in out.values()), None)
+        if exact is not None:
+            out[key] = exact
     return out
 
 
@@ -776,6 +803,9 @@ def parse_grdf(path: Path, inventory: Inventory, point_id: str | None = None) ->
             continue
         try:
             day = _gas_day(cell("day"))
+            if not _FIRST_YEAR <= day.year <= _LAST_YEAR:
+                msg = f"date {cell('day')!r} is not between {_FIRST_YEAR} and {_LAST_YEAR}"
+                raise ValueError(msg)
             amount = _gas_amount(point, cell("m3"), cell("kwh"), cell("coeff"))
         except ValueError as exc:
             parsed.problems.append(Problem(ProblemKind.REJECTED, line, str(exc)))

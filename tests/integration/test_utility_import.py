@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 
 from econome.cli import app
 from streams.influx import InfluxConfig, InfluxQLClient
-from streams.utility_files import write_enedis_load_curve
+from streams.utility_files import write_enedis_load_curve, write_grdf_daily
 
 ROOT = Path(__file__).resolve().parents[2]
 CASES = ROOT / "tests" / "cases"
@@ -352,6 +352,16 @@ def test_a_file_with_a_missing_day_leaves_that_days_data_alone(
     result = runner.invoke(app, ["import", "enedis", str(broken), "--inventory", str(INVENTORY)])
     assert result.exit_code == 0, result.output
     assert "broken.csv:50: rejected: 1e+306 W is not a plausible average power (above 100 MW)" in result.output
+    # A PCE a spreadsheet rounded: the error says so and suggests --point, which imports the file.
+    excel = tmp_path / "excel.csv"
+    write_grdf_daily(excel, "2,19877E+13", [(date(2026, 1, 5), 3.0, 11.2), (date(2026, 1, 6), 4.0, 11.2)])
+    result = runner.invoke(app, ["import", "grdf", str(excel), "--inventory", str(INVENTORY)])
+    assert result.exit_code == 2, result.output
+    assert "PCE '2,19877E+13' is a number in scientific notation" in result.output
+    result = runner.invoke(app, ["import", "grdf", str(excel), "--inventory", str(INVENTORY), "--point", "salle-fetes-gazpar"])
+    assert result.exit_code == 0, result.output
+    assert "salle-fetes-gazpar (PCE 21987654321098): 2026-01-05 06:00 -> 2026-01-07 06:00 (Europe/Paris), 2 intervals, 7.000 m3" \
+        in result.output
     unreadable = tmp_path / "dir.csv"
     unreadable.mkdir()
     result = runner.invoke(app, ["import", "enedis", str(unreadable), "--inventory", str(INVENTORY)])

@@ -244,14 +244,16 @@ def test_production_reactive_and_apparent_rows_are_not_consumption(inventory: In
                                             ("ERC", "CONS", "VAr", 300), ("PA", "CONS", "VA", 1500),
                                             ("PA", "CONS", "kW", 1e306)):
         lines.append(f"12345678901234;;;{physical};{business};BRUT;{unit};2026-11-02T00:30:00+01:00;{watts};B;PT30M;;")
+    lines.append("12345678901234;;;PA;CONS;BRUT;W;0001-01-01T00:10:00+00:00;100;B;PT30M;;")  # line 7: would overflow
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     parsed = parse_enedis(path, inventory)
     assert [(i.line, i.amount) for i in parsed.series[LINKY]] == [(3, 0.5)]  # the CONS row, 1000 W for 30 minutes
     assert _kinds(parsed) == {2: ProblemKind.IGNORED, 4: ProblemKind.IGNORED, 5: ProblemKind.REJECTED,
-                              6: ProblemKind.REJECTED}
+                              6: ProblemKind.REJECTED, 7: ProblemKind.REJECTED}
     messages = {p.line: p.message for p in parsed.problems}
     assert messages[5] == "unit 'VA' is apparent power, not active power (W): rejected"
     assert messages[6] == "1e+306 kW is not a plausible average power (above 100 MW)"
+    assert messages[7] == "Horodate '0001-01-01T00:10:00+00:00' is not between 1990 and 2100"
 
 
 def test_naive_autumn_times_newest_first_are_placed_by_the_file_order(inventory: Inventory, tmp_path: Path) -> None:
