@@ -348,6 +348,9 @@ async def _plan(client: InfluxQLClient, history: RawHistory, point: Point, items
         rewritten.update({ts_ms: value + shift for ts_ms, value in later if ts_ms > last_ms})
     stored = dict(later)
     rewritten = {ts_ms: value for ts_ms, value in rewritten.items() if not _same(value, stored[ts_ms], value)}
+    # A stored reading the file gives again, but for float rounding (30-minute sums over hourly ones), keeps its value.
+    new = {ts_ms: stored[ts_ms] if ts_ms in stored and _same(value, stored[ts_ms], value) else value
+           for ts_ms, value in new.items()}
     before_ms = before[0] if before is not None and before[0] < first_ms else None
     return _Plan(new, anchor, first_ms, last_ms, shift, before_ms, after_ms, rewritten)
 

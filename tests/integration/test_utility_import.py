@@ -321,6 +321,17 @@ async def test_a_finer_file_inside_a_coarser_interval_keeps_the_indexes(
     assert {t: after[t] for t in before} == pytest.approx(before)
     assert after[int((t0 + timedelta(minutes=150)).timestamp() * 1000)] == pytest.approx(5.0)
     assert sum((await asyncio.to_thread(_daily, config, LINKY)).values()) == pytest.approx(8.0)
+    # The same consumption in half hours over hours: equal but for float rounding (8e-15 kWh after 23 hours),
+    # which moves no later reading and changes no stored one, to the last bit.
+    t1, point = datetime(2026, 1, 6, tzinfo=PARIS), "bibliotheque-gazpar"  # a point with no reading yet
+    hours = [Consumption(t1 + timedelta(hours=k), t1 + timedelta(hours=k + 1), 0.3) for k in range(24)]
+    await deliver_consumption(inventory, config, point, hours, data_dir=tmp_path, source="hourly")
+    before = await asyncio.to_thread(_index, config, point)
+    halves = [Consumption(t1 + timedelta(minutes=30 * k), t1 + timedelta(minutes=30 * (k + 1)), 0.15) for k in range(46)]
+    report = await deliver_consumption(inventory, config, point, halves, data_dir=tmp_path, source="half-hourly")
+    assert report.shifted == 0
+    after = await asyncio.to_thread(_index, config, point)
+    assert {t: after[t] for t in before} == before
 
 
 def test_a_file_with_a_missing_day_leaves_that_days_data_alone(

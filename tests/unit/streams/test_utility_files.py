@@ -305,3 +305,15 @@ def test_a_prm_that_lost_its_leading_zero(tmp_path: Path) -> None:
     assert [i.amount for i in parsed.series[LINKY]] == [0.5]
     assert parsed.notes == ["PRM '1234567890123' read as '01234567890123': a spreadsheet dropped its leading zero "
                             "(format the column as text)"]
+
+
+def test_a_published_gas_day_is_measured_and_a_missing_one_estimated(inventory: Inventory) -> None:
+    tracker = counter_tracker(inventory, inventory.point("salle-fetes-gazpar"))
+    day = datetime(2026, 10, 24, 6, tzinfo=PARIS).astimezone(UTC)
+    tracker.update(day, 0.0)
+    autumn = tracker.update(day + timedelta(hours=25), 10.0)  # the 25-hour gas day of Oct 25
+    assert autumn is not None
+    assert not autumn.estimated
+    after_gap = tracker.update(day + timedelta(hours=25 + 48), 30.0)  # one gas day missing
+    assert after_gap is not None
+    assert after_gap.estimated
