@@ -6,9 +6,12 @@ the intervals of one point into the readings of a cumulative index, in the
 point's unit: one reading at the start of the first interval (the **anchor**:
 the point's index at that instant in InfluxDB, interpolated between two of its
 readings when it falls between them, the last one past them, or 0 when there
-is none before it), one at each interval's end with the running index, and one at the
-start of an interval that follows a gap (the same index: nothing is counted
-over a gap, and the gap is reported by the importer). An interval longer than
+is none before it), and one at each interval's end with the running index.
+Nothing is written inside a gap of the intervals nor at its end, so the
+processor takes the interval from the last reading before the gap to the end
+of the next interval as a counter gap, as it does live: spread over its
+windows and flagged estimated (an unexplained gap past 31 days), never a
+measured zero; the importer reports the gap. An interval longer than
 28 days (a two-month invoice) also gets a reading every 28 days at most,
 interpolated, so the processor spreads it over its windows (it sets aside as
 an unexplained gap what is longer than 31 days). So the counter tracker,
@@ -23,8 +26,12 @@ Idempotent and exact:
   at their first instant, so the overlap gets the same indexes;
 * inside the span of the intervals, an earlier reading at an instant the new
   intervals do not end at gets the index the new intervals give there
-  (interpolated inside an interval, flat across a gap), so the index never
-  falls back;
+  (interpolated inside an interval), so the index never falls back; readings
+  InfluxDB holds **inside a gap** of the new intervals (an earlier file had
+  that day) keep their consumption: they move with the index before them,
+  and the intervals after the gap go on from the index they reach;
+* a stored reading the new intervals give again, equal but for float rounding
+  (30-minute sums over hourly ones), keeps its value: nothing is rewritten;
 * **later data are re-anchored**: when InfluxDB holds readings of the point
   after the last interval (a file older than one imported before, or one that
   fills a gap), they are all moved by the difference between the new index at
@@ -43,10 +50,15 @@ Idempotent and exact:
   ``agg_usage``/``agg_building`` (other points' ``agg_point`` are left as the
   pipeline wrote them).
 
+Intervals that start before what the raw readings' retention policy keeps
+(``econome influx setup``: 90 days) are not written, and counted in the
+report (``too_old``): InfluxDB would refuse them and the index lose its
+anchor. Lines InfluxDB refuses all the same are counted (``refused``).
+
 Delivery goes the way of ``econome run``'s readings: they are appended with
 their line protocol to a :class:`~streams.buffer.DeliveryLog` (its own file,
 ``data_dir/imports.sqlite``, so an import never competes with a running
-service) and written by the :class:`~streams.pipeline.Pipeline`'s sink
+service; removed once empty) and written by the :class:`~streams.pipeline.Pipeline`'s sink
 (batches, retries, refused lines to the dead-letter store). If InfluxDB goes
 down mid-import, what is not written stays in that log: the **next**
 ``econome import`` writes it first, before it reads anything from InfluxDB.

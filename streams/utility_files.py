@@ -39,9 +39,11 @@ accents: names are compared without accents or case)::
 ``Horodate`` carries an offset (``2026-03-29T03:00:00+02:00``) or is a local
 time without one (``2026-03-29 03:00:00``, ``29/03/2026 03:00``), in the
 organisation's timezone. Local times of the autumn change are ambiguous
-(02:30 happens twice): the first row of such a time, in file order, is the
-first 02:30 (summer time), the next row with another value the second (winter
-time); a repeat of the same value is a duplicate. Offsets avoid the guess.
+(02:30 happens twice): in a file sorted oldest first, the first row of such a
+time is the first 02:30 (summer time) and the next row with another value the
+second (winter time); in a file sorted newest first, the other way round; in
+an unsorted file, file order is taken as oldest first and the row reported
+``ambiguous``. A repeat of the same value is a duplicate. Offsets avoid the guess.
 A local time that does not exist (the spring change) is rejected. The values
 may use a decimal comma. Lines before the header (a title) are skipped.
 
