@@ -156,7 +156,7 @@ def _import_checked(file: Path, inv: Inventory, config: InfluxConfig, data_dir: 
             code = max(code, EXIT_DATA)
         if report.refused:
             typer.echo(f"error: {file}: {report.point_id}: InfluxDB refused {report.refused} lines "
-                       f"({report.refused_reason}); they are in the dead letters of {data_dir}", err=True)
+                       f"({' '.join(report.refused_reason.split())[:200]}); they are in the dead letters of {data_dir}", err=True)
             code = max(code, EXIT_INFLUX)
     if parsed.unknown:
         # The rows of the known meters are imported; the others are an error the advisor must see.

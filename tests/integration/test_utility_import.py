@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -404,3 +405,24 @@ def test_intervals_older_than_the_raw_policy_keeps_are_not_claimed_written(
     assert len(stored) == 49
     assert max(row[1] for row in stored) == pytest.approx(24.0)
     assert not (tmp_path / "var" / "imports.sqlite").exists()  # the import log is emptied once written
+
+
+def test_lines_influxdb_refuses_are_not_called_written(
+    influxdb_server, unique_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ECONOME_INFLUX_URL", influxdb_server.url)
+    monkeypatch.setenv("ECONOME_INFLUX_DATABASE", unique_name)
+    monkeypatch.setenv("ECONOME_DATA_DIR", str(tmp_path / "var"))
+    # An integer `value` stored first in the shard: InfluxDB refuses the float readings (field type conflict).
+    start = datetime(2026, 1, 5, tzinfo=PARIS).astimezone(UTC)
+    httpx.post(f"{influxdb_server.url}/query", params={"q": f'CREATE DATABASE "{unique_name}"'}, timeout=10).raise_for_status()
+    line = f"reading,point={LINKY} value=1i {int(start.timestamp() * 1000) - 60_000}"
+    httpx.post(f"{influxdb_server.url}/write", params={"db": unique_name, "precision": "ms"}, content=line,
+               timeout=10).raise_for_status()
+    path = tmp_path / "day.csv"
+    write_enedis_load_curve(path, "12345678901234", [(start + timedelta(minutes=30 * (k + 1)), 30, 1000.0) for k in range(4)])
+    result = CliRunner().invoke(app, ["import", "enedis", str(path), "--inventory", str(INVENTORY)])
+    assert result.exit_code == 4, result.output
+    assert "aggregates written to" not in result.output
+    assert re.search(rf"error: {re.escape(str(path))}: {LINKY}: InfluxDB refused [1-9]\d* lines \(.*field type conflict.*\); "
+                     "they are in the dead letters of ", result.output), result.output
