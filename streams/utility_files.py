@@ -94,11 +94,12 @@ from __future__ import annotations
 import csv
 import re
 import unicodedata
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from enum import Enum
+from itertools import pairwise
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -534,7 +535,9 @@ def parse_enedis(path: Path, inventory: Inventory, point_id: str | None = None) 
                 if value * scale > _MAX_POWER_W:
                     msg = f"{_fmt(value)} {unit} is not a plausible average power (above {_MAX_POWER_W / 1e6:g} MW)"
                     raise ValueError(msg)
-                good.append(_Row(line, point.id, "curve", cell("horodate"), value * scale, _step(_step_text(cell("pas")))))
+                pas = cell("pas")
+                good.append(_Row(line, point.id, "curve", cell("horodate"), value * scale,
+                                 _step(_step_text(pas)) if pas else None))
             elif unit in ("Wh", "kWh"):
                 scale = 1000.0 if unit == "kWh" else 1.0
                 if value * scale > _MAX_INDEX_WH:
@@ -561,11 +564,19 @@ def parse_enedis(path: Path, inventory: Inventory, point_id: str | None = None) 
         if curve:
             for r in indexes:
                 parsed.problems.append(Problem(ProblemKind.IGNORED, r.line, "daily index ignored: the file has the load curve"))
+            inferred = _inferred_step([moments[r.line] for r in curve if r.step is None])
+            if inferred is not None and any(r.step is None for r in curve):
+                parsed.notes.append(f"no step (Pas) given: {inferred / timedelta(minutes=1):g} minutes taken, "
+                                    "the most common time between rows")
             for r in curve:
                 end = moments[r.line]
-                assert r.step is not None  # noqa: S101 - curve rows always have a step
-                kwh = r.value * (r.step / timedelta(hours=1)) / 1000.0
-                raw.append(Consumption(end - r.step, end, _to_unit(kwh, point.unit), r.line))
+                step = r.step or inferred
+                if step is None:
+                    parsed.problems.append(Problem(ProblemKind.REJECTED, r.line,
+                                                   "no step (Pas), and too few rows to tell it"))
+                    continue
+                kwh = r.value * (step / timedelta(hours=1)) / 1000.0
+                raw.append(Consumption(end - step, end, _to_unit(kwh, point.unit), r.line))
         else:
             raw = _index_intervals(indexes, moments, point, parsed)
         parsed.meters[point.id] = point.enedis.prm if point.enedis is not None else "?"
@@ -586,6 +597,16 @@ def _forced(inventory: Inventory, point_id: str | None, kind: str) -> Point | No
         msg = f"point {point_id!r} has no `{kind}:` binding in the inventory"
         raise DecodeError(msg)
     return point
+
+
+def _inferred_step(ends: list[datetime]) -> timedelta | None:
+    """The step of a load curve whose rows do not give it: the most common time between them (None: fewer than 2)."""
+    ordered = sorted(set(ends))
+    gaps = Counter(b - a for a, b in pairwise(ordered))
+    if not gaps:
+        return None
+    step = gaps.most_common(1)[0][0]
+    return step if timedelta(minutes=1) <= step <= timedelta(hours=1) else None
 
 
 def _index_intervals(rows: list[_Row], moments: dict[int, datetime], point: Point, parsed: ParsedFile) -> list[Consumption]:

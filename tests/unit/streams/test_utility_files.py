@@ -317,3 +317,18 @@ def test_a_published_gas_day_is_measured_and_a_missing_one_estimated(inventory: 
     after_gap = tracker.update(day + timedelta(hours=25 + 48), 30.0)  # one gas day missing
     assert after_gap is not None
     assert after_gap.estimated
+
+
+def test_a_preamble_without_the_step_takes_the_time_between_rows(inventory: Inventory, tmp_path: Path) -> None:
+    # The 8-column preamble some downloads have (no "Pas en minutes"): 30 minutes between rows, one missing.
+    path = tmp_path / "nostep.csv"
+    rows = ["2026-01-05T00:30:00+01:00;1200", "2026-01-05T01:00:00+01:00;800", "2026-01-05T02:00:00+01:00;600"]
+    path.write_text("\n".join([
+        "Identifiant PRM;Type de donnees;Date de debut;Date de fin;Grandeur physique;Grandeur metier;Etape metier;Unite",
+        "12345678901234;Courbe de charge;2026-01-05;2026-01-06;Energie active;Consommation;Comptage Brut;W",
+        "Horodate;Valeur", *rows]) + "\n", encoding="utf-8")
+    parsed = parse_enedis(path, inventory)
+    assert [(i.end - i.start, i.amount) for i in parsed.series[LINKY]] == [(timedelta(minutes=30), a) for a in (0.6, 0.4, 0.3)]
+    assert parsed.notes == ["no step (Pas) given: 30 minutes taken, the most common time between rows"]
+    [gap] = parsed.gaps
+    assert gap.end - gap.start == timedelta(minutes=30)
