@@ -19,10 +19,14 @@ delivery log is ``ECONOME_DATA_DIR/imports.sqlite``.
 
 Several files are imported in turn; one that cannot be read is reported and
 the others are imported. Exit codes, as the rest of the CLI: 2 a bad
-inventory, setting or file (an unknown PRM or PCE, no header); 3 no usable
-row in a file; 4 InfluxDB unreachable or refusing: the command stops there,
-what was not written waits in the import log, and the next ``econome import``
-writes it first.
+inventory, setting or file (no header; a PRM or PCE of no point: the file's
+other meters are imported, the error names it); 3 no usable row in a file,
+intervals older than the raw retention policy keeps (not imported), or an
+unexpected error in a file (named, no traceback); 4 InfluxDB unreachable
+(the command stops there, what was not written waits in the import log, and
+the next ``econome import`` writes it first) or refusing lines (in the dead
+letters). ``--point ID`` sends every row to that point when the file's meter
+number is missing or was changed by a spreadsheet.
 
 :func:`register` adds the ``import`` group to the main app; each format is one
 command of :data:`import_app`.
@@ -59,6 +63,11 @@ __all__ = ["import_app", "register"]
 import_app = typer.Typer(no_args_is_help=True, help="Import utility data (Linky, Gazpar files) and invoices into InfluxDB.")
 
 _InventoryOption = Annotated[Path, typer.Option("--inventory", help="Inventory YAML file.")]
+_PointOption = Annotated[
+    str | None,
+    typer.Option("--point", help="The inventory point every row goes to, when the file's meter number is missing "
+                                 "or was changed by a spreadsheet (2,19877E+13)."),
+]
 _FilesArgument = Annotated[
     list[Path], typer.Argument(help="Files downloaded from the customer area (CSV, ';'), imported in this order.")
 ]
@@ -76,15 +85,15 @@ def register(app: typer.Typer) -> None:
 
 
 @import_app.command("enedis")
-def import_enedis(files: _FilesArgument, inventory: _InventoryOption) -> None:
+def import_enedis(files: _FilesArgument, inventory: _InventoryOption, point: _PointOption = None) -> None:
     """Import Linky files of the Enedis customer area ("Mes mesures": load curve or daily indexes)."""
-    _import(files, inventory, parse_enedis, "PRM")
+    _import(files, inventory, lambda path, inv: parse_enedis(path, inv, point), "PRM")
 
 
 @import_app.command("grdf")
-def import_grdf(files: _FilesArgument, inventory: _InventoryOption) -> None:
+def import_grdf(files: _FilesArgument, inventory: _InventoryOption, point: _PointOption = None) -> None:
     """Import Gazpar files of the GRDF customer area (daily m3 and kWh, saved as ';' CSV)."""
-    _import(files, inventory, parse_grdf, "PCE")
+    _import(files, inventory, lambda path, inv: parse_grdf(path, inv, point), "PCE")
 
 
 def _import(files: list[Path], inventory: Path, parse: Callable[[Path, Inventory], ParsedFile], meter: str) -> None:
@@ -105,7 +114,18 @@ def _import(files: list[Path], inventory: Path, parse: Callable[[Path, Inventory
 
 def _import_one(file: Path, inv: Inventory, config: InfluxConfig, data_dir: Path,
                 parse: Callable[[Path, Inventory], ParsedFile], meter: str) -> int:
-    """Import one file; its exit code (0, 2 or 3). Raises ``typer.Exit(4)`` when InfluxDB fails."""
+    """Import one file; its exit code (0, 2, 3 or 4). Raises ``typer.Exit(4)`` when InfluxDB is down."""
+    try:
+        return _import_checked(file, inv, config, data_dir, parse, meter)
+    except typer.Exit:
+        raise
+    except Exception as exc:  # one broken file is reported by name, without a traceback; the others are imported
+        typer.echo(f"error: {file}: {type(exc).__name__}: {one_line(exc)} (nothing more imported from this file)", err=True)
+        return EXIT_DATA
+
+
+def _import_checked(file: Path, inv: Inventory, config: InfluxConfig, data_dir: Path,
+                    parse: Callable[[Path, Inventory], ParsedFile], meter: str) -> int:
     try:
         parsed = parse(file, inv)
     except DecodeError as exc:
@@ -122,10 +142,29 @@ def _import_one(file: Path, inv: Inventory, config: InfluxConfig, data_dir: Path
         raise typer.Exit(code=EXIT_INFLUX) from exc
     tz = inv.organisation.tz
     where = config.bucket if config.api == "v2" else config.database
+    for note in parsed.notes:
+        typer.echo(f"note: {file}: {note}")
     for report in reports:
         _print_report(inv, report, parsed, tz, meter, f"{config.safe_url} ({where})")
     _print_problems(parsed)
-    return 0
+    code = 0
+    for report in reports:
+        if report.too_old:
+            typer.echo(f"error: {file}: {report.point_id}: {report.too_old} intervals before {_local(report.kept_from, tz)} "
+                       "not imported: the raw readings' retention policy does not keep them "
+                       "(econome influx setup: 90 days by default)", err=True)
+            code = max(code, EXIT_DATA)
+        if report.refused:
+            typer.echo(f"error: {file}: {report.point_id}: InfluxDB refused {report.refused} lines "
+                       f"({' '.join(report.refused_reason.split())[:200]}); they are in the dead letters of {data_dir}", err=True)
+            code = max(code, EXIT_INFLUX)
+    if parsed.unknown:
+        # The rows of the known meters are imported; the others are an error the advisor must see.
+        names = ", ".join(f"{name!r} ({rows} row{'s' if rows > 1 else ''})" for name, rows in sorted(parsed.unknown.items()))
+        typer.echo(f"error: {file}: {meter} {names} of no point of the inventory: not imported "
+                   "(the other rows were)", err=True)
+        code = max(code, EXIT_CONFIG)
+    return code
 
 
 async def _deliver_all(inv: Inventory, config: InfluxConfig, parsed: ParsedFile, data_dir: Path) -> list[ImportReport]:
@@ -155,9 +194,10 @@ def _print_report(
         f"{_local(report.first, tz)} -> {_local(report.last, tz)} ({tz.key}), "
         f"{report.intervals} intervals, {report.amount:.3f} {report.unit}{_in_kwh(inv, report)}"
     )
+    done = "written to" if not report.refused else f"sent ({report.refused} refused) to"
     typer.echo(
         f"  index {report.anchor:.3f} -> {report.anchor + report.amount:.3f} {report.unit}; "
-        f"{report.readings} readings and {report.aggregates} aggregates written to InfluxDB {influx}"
+        f"{report.readings} readings and {report.aggregates} aggregates {done} InfluxDB {influx}"
     )
     gaps = [g for g in parsed.gaps if g.point_id == report.point_id]
     typer.echo(f"  gaps: {len(gaps)}" + "".join(f"\n    {_local(g.start, tz)} -> {_local(g.end, tz)}" for g in gaps))

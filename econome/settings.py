@@ -207,7 +207,9 @@ class EconomeSettings(BaseSettings):
             api=self.influx_api,
             url=self.influx_url,
             database=self.influx_database,
-            retention_policy=self.influx_retention_policy,
+            # Raw readings only: aggregates stay in the database's default policy (`econome influx setup`:
+            # 5 years), which a 90-day `raw` policy for every write would cut (issue 14 review).
+            raw_retention_policy=self.influx_retention_policy,
             username=self.influx_username,
             password=self.influx_password,
             token=self.influx_token,

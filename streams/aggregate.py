@@ -182,7 +182,7 @@ def counter_tracker(inventory: Inventory, point: Point, settings: StreamSettings
 
     Canonical unit, the register's rollover (an integer Modbus register), the longest
     interval not flagged estimated (three polls, at least ``max_gap``; an hour for a
-    pushed or utility meter), the declared replacements and ``max_spread``. A utility
+    pushed or Linky meter, 25 hours (a gas day) for a Gazpar), the declared replacements and ``max_spread``. A utility
     meter's (Linky, Gazpar) jumps are never held: its index comes from checked intervals. The offline
     commands use it too, so that a CSV or InfluxDB history gives the consumption
     the pipeline computes.
@@ -200,6 +200,9 @@ def counter_tracker(inventory: Inventory, point: Point, settings: StreamSettings
         if spec.data_type not in (DataType.FLOAT32, DataType.FLOAT64):
             wrap = float(2**spec.data_type.bits) * spec.scale
         max_gap = max(settings.max_gap, point.modbus.poll_interval * 3)
+    elif point.grdf is not None:
+        # A Gazpar's published gas day is one measured interval (25 hours at the autumn change), not a gap.
+        max_gap = max(settings.max_gap, timedelta(hours=25))
     else:
         max_gap = max(settings.max_gap, timedelta(hours=1))
     return CounterTracker(

@@ -6,9 +6,12 @@ the intervals of one point into the readings of a cumulative index, in the
 point's unit: one reading at the start of the first interval (the **anchor**:
 the point's index at that instant in InfluxDB, interpolated between two of its
 readings when it falls between them, the last one past them, or 0 when there
-is none before it), one at each interval's end with the running index, and one at the
-start of an interval that follows a gap (the same index: nothing is counted
-over a gap, and the gap is reported by the importer). An interval longer than
+is none before it), and one at each interval's end with the running index.
+Nothing is written inside a gap of the intervals nor at its end, so the
+processor takes the interval from the last reading before the gap to the end
+of the next interval as a counter gap, as it does live: spread over its
+windows and flagged estimated (an unexplained gap past 31 days), never a
+measured zero; the importer reports the gap. An interval longer than
 28 days (a two-month invoice) also gets a reading every 28 days at most,
 interpolated, so the processor spreads it over its windows (it sets aside as
 an unexplained gap what is longer than 31 days). So the counter tracker,
@@ -23,8 +26,12 @@ Idempotent and exact:
   at their first instant, so the overlap gets the same indexes;
 * inside the span of the intervals, an earlier reading at an instant the new
   intervals do not end at gets the index the new intervals give there
-  (interpolated inside an interval, flat across a gap), so the index never
-  falls back;
+  (interpolated inside an interval), so the index never falls back; readings
+  InfluxDB holds **inside a gap** of the new intervals (an earlier file had
+  that day) keep their consumption: they move with the index before them,
+  and the intervals after the gap go on from the index they reach;
+* a stored reading the new intervals give again, equal but for float rounding
+  (30-minute sums over hourly ones), keeps its value: nothing is rewritten;
 * **later data are re-anchored**: when InfluxDB holds readings of the point
   after the last interval (a file older than one imported before, or one that
   fills a gap), they are all moved by the difference between the new index at
@@ -43,10 +50,15 @@ Idempotent and exact:
   ``agg_usage``/``agg_building`` (other points' ``agg_point`` are left as the
   pipeline wrote them).
 
+Intervals that start before what the raw readings' retention policy keeps
+(``econome influx setup``: 90 days) are not written, and counted in the
+report (``too_old``): InfluxDB would refuse them and the index lose its
+anchor. Lines InfluxDB refuses all the same are counted (``refused``).
+
 Delivery goes the way of ``econome run``'s readings: they are appended with
 their line protocol to a :class:`~streams.buffer.DeliveryLog` (its own file,
 ``data_dir/imports.sqlite``, so an import never competes with a running
-service) and written by the :class:`~streams.pipeline.Pipeline`'s sink
+service; removed once empty) and written by the :class:`~streams.pipeline.Pipeline`'s sink
 (batches, retries, refused lines to the dead-letter store). If InfluxDB goes
 down mid-import, what is not written stays in that log: the **next**
 ``econome import`` writes it first, before it reads anything from InfluxDB.
@@ -139,6 +151,10 @@ class ImportReport:
         shift: by how much (in ``unit``).
         waiting: rows left in the import delivery log (InfluxDB went down); 0 when all is written.
         log_path: the import delivery log.
+        too_old: intervals not imported because they start before what the raw readings'
+            retention policy keeps (InfluxDB would refuse them, and the index would lose its anchor).
+        kept_from: the first instant the raw policy keeps, when intervals were too old.
+        refused: lines InfluxDB refused (kept in ``data_dir/dead-letters.jsonl``), with ``refused_reason``.
     """
 
     point_id: str
@@ -155,6 +171,10 @@ class ImportReport:
     shift: float = 0.0
     waiting: int = 0
     log_path: Path | None = None
+    too_old: int = 0
+    kept_from: datetime | None = None
+    refused: int = 0
+    refused_reason: str = ""
 
 
 class _SinkWatch(Sensor):
@@ -280,6 +300,11 @@ def _old_index_at(old: list[tuple[int, float]], ts_ms: int) -> float | None:
     return v0 + (v1 - v0) * (ts_ms - t0) / (t1 - t0)
 
 
+def _same(a: float, b: float, scale: float) -> bool:
+    """Equal but for float rounding (relative to ``scale``): such a reading is not rewritten."""
+    return abs(a - b) <= 1e-9 * max(1.0, abs(scale))
+
+
 async def _plan(client: InfluxQLClient, history: RawHistory, point: Point, items: list[Consumption]) -> _Plan:
     first, last = items[0].start, items[-1].end
     first_ms, last_ms = to_ms(first), to_ms(last)
@@ -292,10 +317,24 @@ async def _plan(client: InfluxQLClient, history: RawHistory, point: Point, items
     anchor = start_index if start_index is not None else 0.0
     new: dict[int, float] = {first_ms: anchor}
     ends: set[int] = set()  # times that end an interval (the others start one after a gap)
+    in_gaps: dict[int, float] = {}  # readings InfluxDB holds inside the file's gaps, kept, moved with the index
     running, previous_end = anchor, first
     for item in items:
         if item.start > previous_end:
-            new[to_ms(item.start)] = running
+            gap_start, gap_end = to_ms(previous_end), to_ms(item.start)
+            inside = [(ts_ms, value) for ts_ms, value in later if gap_start < ts_ms <= gap_end]
+            if inside:
+                # A file with a missing day over data imported before: that day's readings stay (moved
+                # with the index before them), and the file goes on from the index they reach.
+                base = _old_index_at(old, gap_start)
+                delta = running - (base if base is not None else inside[0][1])
+                in_gaps.update({ts_ms: value + delta for ts_ms, value in inside})
+                end_old = _old_index_at(old, gap_end)
+                running = (end_old if end_old is not None else inside[-1][1]) + delta
+                new[gap_end] = running
+            # Else nothing is written inside the gap nor at its end: the interval across it, from the
+            # last reading before to the end of the next interval, is the processor's counter gap
+            # (flagged estimated, spread), never a measured zero.
         # An interval longer than the processor spreads (an invoice of two months) gets a reading every
         # _LONGEST, interpolated, so its consumption is spread over its windows instead of set aside as a gap.
         span = item.end - item.start
@@ -310,12 +349,20 @@ async def _plan(client: InfluxQLClient, history: RawHistory, point: Point, items
     times = sorted(new)
     values = [new[t] for t in times]
     rewritten = {ts_ms: _index_at(times, values, ts_ms, ends) for ts_ms, _ in later if ts_ms <= last_ms and ts_ms not in new}
+    rewritten.update({ts_ms: value for ts_ms, value in in_gaps.items() if ts_ms not in new})
     after_ms = next((ts_ms for ts_ms, _ in later if ts_ms > last_ms), None)
     # Later readings keep their consumption: they move by what the index at the file's end changed.
     end_index = _old_index_at(old, last_ms)
     shift = running - (end_index if end_index is not None else 0.0)
+    if _same(shift, 0.0, running):
+        shift = 0.0  # a finer file over a coarser one sums the same to the last digits: nothing to move
     if shift != 0.0:
         rewritten.update({ts_ms: value + shift for ts_ms, value in later if ts_ms > last_ms})
+    stored = dict(later)
+    rewritten = {ts_ms: value for ts_ms, value in rewritten.items() if not _same(value, stored[ts_ms], value)}
+    # A stored reading the file gives again, but for float rounding (30-minute sums over hourly ones), keeps its value.
+    new = {ts_ms: stored[ts_ms] if ts_ms in stored and _same(value, stored[ts_ms], value) else value
+           for ts_ms, value in new.items()}
     before_ms = before[0] if before is not None and before[0] < first_ms else None
     return _Plan(new, anchor, first_ms, last_ms, shift, before_ms, after_ms, rewritten)
 
@@ -379,8 +426,16 @@ async def deliver_pending(inventory: Inventory, influx_config: InfluxConfig, *, 
         log.close()
 
 
+@dataclass
+class _Refused:
+    """Lines InfluxDB refused during one delivery (dead-lettered), and the last reason."""
+
+    count: int = 0
+    reason: str = ""
+
+
 async def _deliver(inventory: Inventory, influx_config: InfluxConfig, log: DeliveryLog, data_dir: Path,
-                   timeout: timedelta) -> int:
+                   timeout: timedelta, refused: _Refused | None = None) -> int:
     """Run the pipeline's sink on the log until it is empty, InfluxDB is down, or ``timeout``."""
     if log.depth() == 0:
         return 0
@@ -394,6 +449,7 @@ async def _deliver(inventory: Inventory, influx_config: InfluxConfig, log: Deliv
             await writer.close()
             raise
     dead = DeadLetterStore(data_dir / "dead-letters.jsonl")
+    dead_before = dead.count
     pipeline = Pipeline(inventory, writer, SystemClock(), dead, log, flush_interval=timedelta(milliseconds=50),
                         sensor=watch, stop_timeout=timedelta(seconds=1))
     task = asyncio.create_task(pipeline.run([], []), name="import:deliver")
@@ -407,6 +463,9 @@ async def _deliver(inventory: Inventory, influx_config: InfluxConfig, log: Deliv
             await task
         await writer.close()
     waiting = log.depth()
+    if refused is not None and dead.count > dead_before:
+        refused.count += dead.count - dead_before
+        refused.reason = dead.recent[-1].reason if dead.recent else ""
     if waiting and watch.error is not None:
         msg = (f"{watch.error}; {waiting} rows wait in {log.path}: the next `econome import` writes them "
                "before anything else")
@@ -467,9 +526,17 @@ async def deliver_consumption(
         if await _deliver(inventory, influx_config, log, data_dir, timeout):
             msg = f"{log.depth()} rows of an earlier import still wait in {log.path}"
             raise SinkError(msg)
+        history = await raw_history(client, influx_config)
+        kept_from = history.raw_from(datetime.now(UTC))
+        if kept_from is not None:
+            # InfluxDB refuses points older than their policy keeps (`econome influx setup`: raw 90 days):
+            # such intervals are set aside here, so the index keeps its anchor and nothing claims to be written.
+            kept_from += timedelta(hours=1)  # the writes come a little after now
+            report.too_old = sum(1 for item in items if item.start < kept_from)
+            report.kept_from = kept_from if report.too_old else None
+            items = [item for item in items if item.start >= kept_from]
         if not items:
             return report
-        history = await raw_history(client, influx_config)
         plan = await _plan(client, history, point, items)
         lines = await _aggregates(client, history, inventory, point, plan)
         values = {**plan.rewritten, **plan.new}
@@ -482,8 +549,15 @@ async def deliver_consumption(
         report.readings, report.aggregates = len(readings), len(lines)
         report.shifted = sum(1 for ts in plan.rewritten if ts > plan.last_ms)
         report.shift = plan.shift if report.shifted else 0.0
-        report.waiting = await _deliver(inventory, influx_config, log, data_dir, timeout)
+        refused = _Refused()
+        report.waiting = await _deliver(inventory, influx_config, log, data_dir, timeout, refused)
+        report.refused, report.refused_reason = refused.count, refused.reason
         return report
     finally:
         await client.close()
+        empty = log.depth() == 0
         log.close()
+        if empty:
+            # A 3-year load curve leaves a log of ~100 MB once written: nothing in it is needed any more.
+            for suffix in ("", "-wal", "-shm"):
+                (data_dir / f"{IMPORT_LOG}{suffix}").unlink(missing_ok=True)

@@ -10,7 +10,14 @@ them as a cumulative index.
 
 **Enedis** ("Mes mesures" of the customer area https://mon-compte-particulier.enedis.fr
 or https://mon-compte-entreprise.enedis.fr, "Télécharger mes données", CSV):
-``;``-separated, one header line::
+``;``-separated. Two shapes are published. The customer area's download
+has a preamble: a row of names, ``Identifiant PRM;Type de donnees;Date de
+debut;Date de fin;Grandeur physique;Grandeur metier;Etape metier;Unite;Pas en
+minutes``, one row of values, then ``Horodate;Valeur`` and the data (as
+the public parsers and test fixtures of that file found by searching GitHub
+for ``Horodate;Valeur`` show it; Enedis does not publish the layout): PRM,
+unit and step come from the preamble. The other has one header line, the 13 columns (with or without
+accents: names are compared without accents or case)::
 
     Identifiant PRM;Date de début;Date de fin;Grandeur physique;Grandeur métier;Etape métier;Unité;Horodate;Valeur;
     Nature;Pas;Indice de vraisemblance;Etat complémentaire
@@ -32,15 +39,23 @@ or https://mon-compte-entreprise.enedis.fr, "Télécharger mes données", CSV):
 ``Horodate`` carries an offset (``2026-03-29T03:00:00+02:00``) or is a local
 time without one (``2026-03-29 03:00:00``, ``29/03/2026 03:00``), in the
 organisation's timezone. Local times of the autumn change are ambiguous
-(02:30 happens twice): the first row of such a time, in file order, is the
-first 02:30 (summer time), the next row with another value the second (winter
-time); a repeat of the same value is a duplicate. Offsets avoid the guess.
+(02:30 happens twice): in a file sorted oldest first, the first row of such a
+time is the first 02:30 (summer time) and the next row with another value the
+second (winter time); in a file sorted newest first, the other way round; in
+an unsorted file, file order is taken as oldest first and the row reported
+``ambiguous``. A repeat of the same value is a duplicate. Offsets avoid the guess.
 A local time that does not exist (the spring change) is rejected. The values
 may use a decimal comma. Lines before the header (a title) are skipped.
 
 **GRDF** (customer area https://monespace.grdf.fr, "Mes consommations",
 "Télécharger", daily data; the export is a spreadsheet: save it as CSV with
-``;``): one row per gas day. The columns are found by name, the customer
+``;``): title rows naming the PCE, then one row per gas day (from row 10 of
+the spreadsheet: date, index at start and end, volume, energy, coefficient,
+temperature, type of reading, as PyGazpar reads it,
+https://github.com/ssenart/PyGazpar ``pygazpar/excelparser.py``). The PCE is
+a ``N° PCE`` column when there is one (our simulator, other tools), else the
+title rows' ``PCE``, else ``--point``, else the inventory's only ``grdf``
+point. The columns are found by name, the customer
 area's (as public scripts reading the export name them) or the GRDF ADICT
 API's (``donnees_consos_informatives`` records: ``journeeGaziere``,
 ``volumeBrutConsomme``, ``energieConsomme``, ``coeffConversion``...; GRDF
@@ -78,11 +93,13 @@ from __future__ import annotations
 
 import csv
 import re
-from collections import defaultdict
+import unicodedata
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from enum import Enum
+from itertools import pairwise
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -123,13 +140,16 @@ _SAME = 1e-9
 """Relative difference under which two amounts of the same interval are one duplicate."""
 
 _GRDF_COLUMNS: dict[str, tuple[str, ...]] = {
-    "pce": ("n° pce", "pce", "numéro pce", "idpce"),
-    "day": ("date de relevé", "journeegaziere", "journée gazière", "date"),
-    "m3": ("volume consommé (m3)", "volume consommé (m³)", "volumebrutconsomme"),
-    "kwh": ("energie consommée (kwh)", "énergie consommée (kwh)", "energieconsomme"),
-    "coeff": ("coefficient de conversion", "coeffconversion"),
-    "kind": ("type de relevé", "qualificationreleve"),
+    "pce": ("n pce", "pce", "numero pce", "idpce"),
+    "day": ("date de releve", "journeegaziere", "journee gaziere", "date"),
+    "m3": ("volume consomme (m3)", "volume consomme (m)", "volumebrutconsomme", "volume brut consomme (m3)", "volume"),
+    "kwh": ("energie consommee (kwh)", "energieconsomme", "energie"),
+    "coeff": ("coefficient de conversion", "coeffconversion", "coefficient"),
+    "kind": ("type de releve", "qualificationreleve", "type"),
 }
+"""Column names (compared by :func:`_norm`: no accents, lower case) of the customer area and ADICT."""
+_MAX_GAS_DAY_KWH = 1e7
+"""The most a gas day may give (10 GWh, or its m3): more is a broken value."""
 
 
 class ProblemKind(str, Enum):
@@ -144,7 +164,9 @@ class ProblemKind(str, Enum):
     OVERLAP = "overlap"
     """An interval that overlaps part of an earlier one: rejected."""
     IGNORED = "ignored"
-    """A row of a kind not imported (e.g. daily indexes in a file that also has the load curve)."""
+    """A row of a kind not imported: daily indexes in a file that also has the load curve, production, reactive power."""
+    AMBIGUOUS = "ambiguous"
+    """A row placed by a guess (an autumn-change local time in an unsorted file): imported, reported."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +202,8 @@ class ParsedFile:
         problems: rows rejected, duplicates, conflicts, overlaps, by line.
         gaps: time missing between the intervals of each point.
         meters: the meter number (PRM or PCE) of each point.
+        unknown: meter numbers of no point, with their rows (rejected).
+        notes: what was read with a guess (a meter number a spreadsheet changed).
     """
 
     path: Path
@@ -187,13 +211,19 @@ class ParsedFile:
     problems: list[Problem] = field(default_factory=list)
     gaps: list[Gap] = field(default_factory=list)
     meters: dict[str, str] = field(default_factory=dict)
+    unknown: dict[str, int] = field(default_factory=dict)
+    """Meter numbers of no point of the inventory, with their rows (rejected)."""
+    notes: list[str] = field(default_factory=list)
+    """What was read with a guess (a meter number a spreadsheet changed)."""
 
 
 # -- shared helpers ----------------------------------------------------------------------
 
 
-def _read_rows(path: Path, is_header: Callable[[list[str]], bool]) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    """The header and the data rows (with their line numbers) of a ``;`` CSV; lines before the header are skipped.
+def _read_rows(
+    path: Path, is_header: Callable[[list[str]], bool]
+) -> tuple[list[str], list[tuple[int, list[str]]], list[list[str]]]:
+    """The header, the data rows (with their line numbers) and the lines before the header (a preamble) of a ``;`` CSV.
 
     Raises:
         DecodeError: the file cannot be read or has no header.
@@ -211,17 +241,37 @@ def _read_rows(path: Path, is_header: Callable[[list[str]], bool]) -> tuple[list
     reader = csv.reader(lines, delimiter=";")
     header: list[str] | None = None
     rows: list[tuple[int, list[str]]] = []
+    preamble: list[list[str]] = []
     for number, row in enumerate(reader, start=1):
         if header is None:
             if is_header([cell.strip() for cell in row]):
                 header = [cell.strip() for cell in row]
+            else:
+                preamble.append([cell.strip() for cell in row])
             continue
         if any(cell.strip() for cell in row):
             rows.append((number, [cell.strip() for cell in row]))
     if header is None:
         msg = f"{path}: no header line found (is it the right kind of file, ';'-separated?)"
         raise DecodeError(msg)
-    return header, rows
+    return header, rows, preamble
+
+
+def _norm(text: str) -> str:
+    """A column name or value compared without accents, case or extra spaces (``Unité`` = ``unite``)."""
+    plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    return " ".join(plain.lower().split())
+
+
+_SCIENTIFIC = re.compile(r"^\d+([.,]\d+)?[eE]\+?\d+$")
+
+
+def _spreadsheet_mangled(meter: str) -> str | None:
+    """Why a meter number looks changed by a spreadsheet (``2,19877E+13``), or None."""
+    if _SCIENTIFIC.match(meter.strip()):
+        return (f"{meter!r} is a number in scientific notation: a spreadsheet rounded the meter number "
+                "and its digits are lost (format the column as text, or give the point with --point)")
+    return None
 
 
 def _number(text: str) -> float:
@@ -263,9 +313,18 @@ def _ambiguous(local: datetime, tz: ZoneInfo) -> bool:
     return local.replace(tzinfo=tz, fold=0).utcoffset() != local.replace(tzinfo=tz, fold=1).utcoffset()
 
 
-def _settle(point_id: str, raw: list[Consumption], parsed: ParsedFile, unit: str, tz: ZoneInfo) -> None:
-    """Sort one point's intervals, drop duplicates, keep the first of conflicting ones, find overlaps and gaps."""
-    ordered = sorted(raw, key=lambda c: (c.start, c.end, c.line or 0))
+def _settle(point_id: str, raw: list[Consumption], parsed: ParsedFile, unit: str, tz: ZoneInfo,
+            rank: dict[int, int] | None = None) -> None:
+    """Sort one point's intervals, drop duplicates, keep the first of conflicting ones, find overlaps and gaps.
+
+    ``rank`` (by line, lower first) puts a definitive row before an estimated one of the same interval.
+    """
+    ranks = rank or {}
+
+    def order(c: Consumption) -> tuple[int, int]:
+        return (ranks.get(c.line or 0, 0), c.line or 0)
+
+    ordered = sorted(raw, key=lambda c: (c.start, c.end, *order(c)))
     kept: list[Consumption] = []
     for item in ordered:
         if kept and item.start < kept[-1].end:
@@ -276,7 +335,7 @@ def _settle(point_id: str, raw: list[Consumption], parsed: ParsedFile, unit: str
                                                f"same interval and value as line {prev.line}: dropped"))
                 continue
             if same:
-                first, other = (prev, item) if (prev.line or 0) <= (item.line or 0) else (item, prev)
+                first, other = (prev, item) if order(prev) <= order(item) else (item, prev)
                 kept[-1] = first
                 parsed.problems.append(Problem(
                     ProblemKind.CONFLICT, other.line,
@@ -331,91 +390,223 @@ def _step(text: str) -> timedelta:
 @dataclass
 class _Row:
     line: int
-    prm: str
+    point_id: str
     kind: str  # "curve" or "index"
     horodate: str
     value: float
     step: timedelta | None
 
 
-def parse_enedis(path: Path, inventory: Inventory) -> ParsedFile:
+def _meter_point(
+    meter: str, points: dict[str, Point], forced: Point | None, what: str
+) -> tuple[Point | None, str | None]:
+    """The point a row's meter number (PRM or PCE) names, and a note when a spreadsheet dropped its leading zero.
+
+    ``forced`` (``--point``) takes every row whose number is blank, mangled or its own; an
+    empty number goes to the only point of its kind.
+    """
+    if forced is not None:
+        own = next((m for m, p in points.items() if p.id == forced.id), "")
+        if not meter or _spreadsheet_mangled(meter) or meter == own or (meter.isdigit() and meter.zfill(len(own)) == own):
+            return forced, None
+        return None, None
+    if meter in points:
+        return points[meter], None
+    if meter.isdigit():
+        for known, point in points.items():
+            if known.isdigit() and len(known) > len(meter) and meter.zfill(len(known)) == known:
+                return point, (f"{what} {meter!r} read as {known!r}: a spreadsheet dropped its leading zero "
+                               "(format the column as text)")
+    if not meter and len(points) == 1:
+        return next(iter(points.values())), None
+    return None, None
+
+
+def _unknown_error(path: Path, unknown: dict[str, int], what: str, kind: str) -> str:
+    names = ", ".join(sorted(repr(u) for u in unknown)[:5])
+    why = next((w for u in sorted(unknown) if (w := _spreadsheet_mangled(u))), None)
+    if why:
+        return f"{path}: {what} {why}"
+    return (f"{path}: {what} {names} is not the {what} of any {kind} point of the inventory "
+            f"(add `{kind}: {{{'prm' if kind == 'enedis' else 'pce'}: ...}}` to the point, or give it with --point)")
+
+
+_FIRST_YEAR, _LAST_YEAR = 1990, 2100
+"""The years a utility's time may fall in: Linky and Gazpar data are recent; others are broken values."""
+_MAX_POWER_W = 1e8
+"""The highest average power a row may give (100 MW): more is a broken value, not a building's load."""
+_MAX_INDEX_WH = 1e13
+"""The highest index a row may give (10 GWh... ×1000): more is a broken value."""
+_CONSUMPTION = {"", "cons", "consommation"}
+"""``Grandeur métier`` values of consumption (production, ``PROD``, is not imported)."""
+_ACTIVE = {"", "pa", "ea", "energie active", "puissance active", "energie active soutiree", "puissance active soutiree"}
+"""``Grandeur physique`` values of active power or energy (``PA`` load curve, ``EA`` index)."""
+
+
+def _preamble_meta(preamble: list[list[str]]) -> dict[str, str]:
+    """The metadata of the customer area's preamble, keys normalised (:func:`_norm`).
+
+    A row of names (``Identifiant PRM;...;Unite;Pas en minutes``) then a row of values.
+    """
+    for i, row in enumerate(preamble[:-1]):
+        names = [_norm(c) for c in row]
+        if "identifiant prm" in names:
+            values = preamble[i + 1]
+            meta = {name: values[k].strip() for k, name in enumerate(names) if k < len(values) and name}
+            if "pas en minutes" in meta:
+                meta["pas"] = _step_text(meta["pas en minutes"])
+            return meta
+    return {}
+
+
+def _step_text(text: str) -> str:
+    """``30`` (the preamble's ``Pas en minutes``) as ``PT30M``."""
+    return f"PT{text.strip()}M" if text.strip().isdigit() else text
+
+
+def parse_enedis(path: Path, inventory: Inventory, point_id: str | None = None) -> ParsedFile:
     """Read an Enedis "Mes mesures" CSV: load curves and daily indexes, per PRM of the inventory.
 
     Args:
         path: the file.
         inventory: the portfolio; each PRM is matched to its ``enedis`` point.
+        point_id: the point every row goes to (``--point``), whatever (blank, mangled) PRM it shows;
+            a row naming another PRM is still refused.
 
     Returns:
-        The intervals of each point in its unit, and the problems by line.
+        The intervals of each point in its unit, and the problems by line. PRMs of no point
+        (``unknown``) are rejected by line; the caller says so.
 
     Raises:
         DecodeError: the file cannot be read, has no Enedis header, or names no PRM of the inventory
             (the message names the file and the PRMs).
     """
-    header, rows = _read_rows(path, lambda cells: "Horodate" in cells and "Valeur" in cells)
-    col = {name: i for i, name in enumerate(header)}
-    missing = [name for name in ("Identifiant PRM", "Unité", "Horodate", "Valeur") if name not in col]
+    header, rows, preamble = _read_rows(path, lambda cells: {"horodate", "valeur"} <= {_norm(c) for c in cells})
+    col = {_norm(name): i for i, name in enumerate(header)}
+    meta = _preamble_meta(preamble)
+    missing = [name for name, key in (("Identifiant PRM", "identifiant prm"), ("Unité", "unite"))
+               if key not in col and key not in meta]
     if missing:
-        msg = f"{path}: the header has no column {', '.join(missing)}"
+        msg = f"{path}: neither the header nor a preamble gives {', '.join(missing)}"
+        raise DecodeError(msg)
+    if "puissance maximale" in _norm(meta.get("type de donnees", "")):
+        msg = f"{path}: {meta['type de donnees']!r} is no consumption (load curve or daily index)"
         raise DecodeError(msg)
     tz = inventory.organisation.tz
     points = _enedis_points(inventory)
+    forced = _forced(inventory, point_id, "enedis")
     parsed = ParsedFile(path)
-    unknown: set[str] = set()
     good: list[_Row] = []
     for line, cells in rows:
         def cell(name: str, cells: list[str] = cells) -> str:
             index = col.get(name)
-            return cells[index] if index is not None and index < len(cells) else ""
+            value = cells[index] if index is not None and index < len(cells) else ""
+            return value or meta.get(name, "")
 
-        prm, unit = cell("Identifiant PRM"), cell("Unité")
-        if prm not in points:
-            unknown.add(prm)
-            parsed.problems.append(Problem(ProblemKind.REJECTED, line, f"PRM {prm!r} is no enedis point of the inventory"))
+        prm, unit = cell("identifiant prm"), cell("unite")
+        point, note = _meter_point(prm, points, forced, "PRM")
+        if note and note not in parsed.notes:
+            parsed.notes.append(note)
+        if point is None:
+            parsed.unknown[prm] = parsed.unknown.get(prm, 0) + 1
+            why = _spreadsheet_mangled(prm) or f"PRM {prm!r} is no enedis point of the inventory"
+            if forced is not None and not _spreadsheet_mangled(prm):
+                why = f"PRM {prm!r} is not the PRM of point {forced.id}"
+            parsed.problems.append(Problem(ProblemKind.REJECTED, line, why))
+            continue
+        business, physical = cell("grandeur metier"), cell("grandeur physique")
+        if _norm(business) not in _CONSUMPTION:
+            parsed.problems.append(Problem(ProblemKind.IGNORED, line, f"Grandeur métier {business!r} is not consumption"))
+            continue
+        if _norm(physical) not in _ACTIVE:
+            parsed.problems.append(Problem(ProblemKind.IGNORED, line,
+                                           f"Grandeur physique {physical!r} is not active power or energy"))
             continue
         try:
-            value = _number(cell("Valeur"))
+            value = _number(cell("valeur"))
             if value < 0:
                 msg = f"negative value {_fmt(value)} {unit}"
                 raise ValueError(msg)
-            if unit in ("W", "kW", "VA", "kVA"):
+            if unit in ("VA", "kVA"):
+                msg = f"unit {unit!r} is apparent power, not active power (W): rejected"
+                raise ValueError(msg)
+            if unit in ("W", "kW"):
                 scale = 1000.0 if unit.startswith("k") else 1.0
-                good.append(_Row(line, prm, "curve", cell("Horodate"), value * scale, _step(cell("Pas"))))
+                if value * scale > _MAX_POWER_W:
+                    msg = f"{_fmt(value)} {unit} is not a plausible average power (above {_MAX_POWER_W / 1e6:g} MW)"
+                    raise ValueError(msg)
+                pas = cell("pas")
+                good.append(_Row(line, point.id, "curve", cell("horodate"), value * scale,
+                                 _step(_step_text(pas)) if pas else None))
             elif unit in ("Wh", "kWh"):
                 scale = 1000.0 if unit == "kWh" else 1.0
-                good.append(_Row(line, prm, "index", cell("Horodate"), value * scale, None))
+                if value * scale > _MAX_INDEX_WH:
+                    msg = f"{_fmt(value)} {unit} is not a plausible index"
+                    raise ValueError(msg)
+                good.append(_Row(line, point.id, "index", cell("horodate"), value * scale, None))
             else:
                 msg = f"unit {unit!r} is neither a power (W) nor an index (Wh)"
                 raise ValueError(msg)
         except ValueError as exc:
             parsed.problems.append(Problem(ProblemKind.REJECTED, line, str(exc)))
-    if not good and unknown:
-        names = ", ".join(sorted(repr(u) for u in unknown)[:5])
-        msg = f"{path}: PRM {names} is not the PRM of any enedis point of the inventory (add `enedis: {{prm: ...}}` to the point)"
-        raise DecodeError(msg)
+    if not good and parsed.unknown:
+        raise DecodeError(_unknown_error(path, parsed.unknown, "PRM", "enedis"))
     moments = _place(good, tz, parsed)
-    by_prm: dict[str, list[_Row]] = defaultdict(list)
+    by_point: dict[str, list[_Row]] = defaultdict(list)
     for row in good:
         if row.line in moments:
-            by_prm[row.prm].append(row)
-    for prm, prm_rows in sorted(by_prm.items()):
-        point = points[prm]
-        curve = [r for r in prm_rows if r.kind == "curve"]
-        indexes = [r for r in prm_rows if r.kind == "index"]
+            by_point[row.point_id].append(row)
+    for pid, point_rows in sorted(by_point.items()):
+        point = inventory.point(pid)
+        curve = [r for r in point_rows if r.kind == "curve"]
+        indexes = [r for r in point_rows if r.kind == "index"]
         raw: list[Consumption] = []
         if curve:
             for r in indexes:
                 parsed.problems.append(Problem(ProblemKind.IGNORED, r.line, "daily index ignored: the file has the load curve"))
+            inferred = _inferred_step([moments[r.line] for r in curve if r.step is None])
+            if inferred is not None and any(r.step is None for r in curve):
+                parsed.notes.append(f"no step (Pas) given: {inferred / timedelta(minutes=1):g} minutes taken, "
+                                    "the most common time between rows")
             for r in curve:
                 end = moments[r.line]
-                assert r.step is not None  # noqa: S101 - curve rows always have a step
-                kwh = r.value * (r.step / timedelta(hours=1)) / 1000.0
-                raw.append(Consumption(end - r.step, end, _to_unit(kwh, point.unit), r.line))
+                step = r.step or inferred
+                if step is None:
+                    parsed.problems.append(Problem(ProblemKind.REJECTED, r.line,
+                                                   "no step (Pas), and too few rows to tell it"))
+                    continue
+                kwh = r.value * (step / timedelta(hours=1)) / 1000.0
+                raw.append(Consumption(end - step, end, _to_unit(kwh, point.unit), r.line))
         else:
             raw = _index_intervals(indexes, moments, point, parsed)
-        parsed.meters[point.id] = prm
+        parsed.meters[point.id] = point.enedis.prm if point.enedis is not None else "?"
         _settle(point.id, raw, parsed, point.unit, tz)
     return parsed
+
+
+def _forced(inventory: Inventory, point_id: str | None, kind: str) -> Point | None:
+    """The ``--point`` of an import: a point of the inventory bound to ``kind`` (enedis, grdf)."""
+    if point_id is None:
+        return None
+    try:
+        point = inventory.point(point_id)
+    except KeyError:
+        msg = f"point {point_id!r} is not in the inventory"
+        raise DecodeError(msg) from None
+    if getattr(point, kind) is None:
+        msg = f"point {point_id!r} has no `{kind}:` binding in the inventory"
+        raise DecodeError(msg)
+    return point
+
+
+def _inferred_step(ends: list[datetime]) -> timedelta | None:
+    """The step of a load curve whose rows do not give it: the most common time between them (None: fewer than 2)."""
+    ordered = sorted(set(ends))
+    gaps = Counter(b - a for a, b in pairwise(ordered))
+    if not gaps:
+        return None
+    step = gaps.most_common(1)[0][0]
+    return step if timedelta(minutes=1) <= step <= timedelta(hours=1) else None
 
 
 def _index_intervals(rows: list[_Row], moments: dict[int, datetime], point: Point, parsed: ParsedFile) -> list[Consumption]:
@@ -440,16 +631,47 @@ def _index_intervals(rows: list[_Row], moments: dict[int, datetime], point: Poin
     return out
 
 
+def _direction(rows: Sequence[_Row], naive: dict[int, datetime], tz: ZoneInfo) -> int:
+    """1 when the file's naive times run forward, -1 backward (newest first), 0 unsorted.
+
+    The times of the repeated hour are left out: they go back once in a file sorted forward.
+    """
+    forward = backward = 0
+    last: dict[tuple[str, str], datetime] = {}
+    for row in rows:
+        moment = naive.get(row.line)
+        if moment is None or _ambiguous(moment, tz):
+            continue
+        key = (row.point_id, row.kind)
+        if key in last:
+            forward += moment > last[key]
+            backward += moment < last[key]
+        last[key] = moment
+    if forward >= 9 * backward and forward:
+        return 1
+    if backward >= 9 * forward and backward:
+        return -1
+    return 0
+
+
 def _place(rows: Sequence[_Row], tz: ZoneInfo, parsed: ParsedFile) -> dict[int, datetime]:
-    """The UTC instant of each row's Horodate (by line); rows that cannot be placed are rejected."""
+    """The UTC instant of each row's Horodate (by line); rows that cannot be placed are rejected.
+
+    A naive local time of the autumn change happens twice: in a file sorted oldest first the
+    first row of it is the first (summer time) one, in a file sorted newest first the first row
+    is the second (winter time) one; in an unsorted file the file order is a guess, reported.
+    """
     out: dict[int, datetime] = {}
-    # Naive local times of the autumn change, per (PRM, kind, time): the values already given a fold.
-    folds: dict[tuple[str, str, datetime], list[float]] = defaultdict(list)
+    naive: dict[int, datetime] = {}
     for row in rows:
         try:
             moment = _naive_or_aware(row.horodate)
         except ValueError:
             parsed.problems.append(Problem(ProblemKind.REJECTED, row.line, f"Horodate {row.horodate!r} is not a time"))
+            continue
+        if not _FIRST_YEAR <= moment.year <= _LAST_YEAR:
+            parsed.problems.append(Problem(ProblemKind.REJECTED, row.line,
+                                           f"Horodate {row.horodate!r} is not between {_FIRST_YEAR} and {_LAST_YEAR}"))
             continue
         if moment.tzinfo is not None:
             out[row.line] = moment.astimezone(UTC)
@@ -458,18 +680,32 @@ def _place(rows: Sequence[_Row], tz: ZoneInfo, parsed: ParsedFile) -> dict[int, 
             parsed.problems.append(Problem(ProblemKind.REJECTED, row.line,
                                            f"local time {row.horodate} does not exist in {tz.key} (spring clock change)"))
             continue
+        naive[row.line] = moment
+    direction = _direction(rows, naive, tz)
+    # Naive local times of the autumn change, per (point, kind, time): the values already given a fold.
+    folds: dict[tuple[str, str, datetime], list[float]] = defaultdict(list)
+    for row in rows:
+        if row.line not in naive:
+            continue
+        moment = naive[row.line]
         fold = 0
         if _ambiguous(moment, tz):
-            seen = folds[(row.prm, row.kind, moment)]
+            seen = folds[(row.point_id, row.kind, moment)]
             if row.value in seen:
-                fold = seen.index(row.value)  # a repeat: the duplicate check drops it
+                order = seen.index(row.value)  # a repeat: the duplicate check drops it
             elif len(seen) < 2:
-                fold = len(seen)
+                order = len(seen)
                 seen.append(row.value)
+                if direction == 0 and order == 1:
+                    parsed.problems.append(Problem(
+                        ProblemKind.AMBIGUOUS, row.line,
+                        f"local time {row.horodate} happens twice and the file is not sorted: taken as the second "
+                        "(winter time) by file order; a file with UTC offsets avoids the guess"))
             else:
                 parsed.problems.append(Problem(ProblemKind.CONFLICT, row.line,
                                                f"local time {row.horodate} happens twice, and two other values have it"))
                 continue
+            fold = 1 - order if direction < 0 else order
         out[row.line] = moment.replace(tzinfo=tz, fold=fold).astimezone(UTC)
     return out
 
@@ -502,15 +738,35 @@ def _grdf_points(inventory: Inventory) -> dict[str, Point]:
     return {p.grdf.pce: p for _, p in inventory.points() if p.grdf is not None}
 
 
+_GRDF_PREFIXES: dict[str, tuple[str, ...]] = {
+    "day": ("date",), "m3": ("volume",), "kwh": ("energie",), "coeff": ("coef",), "kind": ("type", "qualification"),
+}
+"""When no name matches exactly: the first column starting so (``Volume brut consommé (m3)``)."""
+
+
 def _grdf_columns(header: list[str]) -> dict[str, int]:
-    lowered = [name.strip().lower() for name in header]
+    lowered = [_norm(name) for name in header]
     out: dict[str, int] = {}
     for key, names in _GRDF_COLUMNS.items():
-        for i, name in enumerate(lowered):
-            if name in names:
-                out[key] = i
-                break
+        exact = next((i for i, name in enumerate(lowered) if name in names), None)
+        if exact is None:
+            starts = _GRDF_PREFIXES.get(key, ())
+            exact = next((i for i, name in enumerate(lowered) if name.startswith(starts) and i not in out.values()), None)
+        if exact is not None:
+            out[key] = exact
     return out
+
+
+def _preamble_pce(preamble: list[list[str]]) -> str:
+    """The PCE a title row gives (``PCE;21987654321098``, ``N° PCE : GI123456``), or ``""``."""
+    for row in preamble:
+        words = re.split(r"[^0-9A-Za-z]+", " ".join(row))
+        for i, word in enumerate(words):
+            if word.lower() == "pce":
+                number = next((w for w in words[i + 1:] if len(w) >= 6 and any(ch.isdigit() for ch in w)), "")
+                if number:
+                    return number
+    return ""
 
 
 def _gas_day(text: str) -> date:
@@ -518,12 +774,16 @@ def _gas_day(text: str) -> date:
     return moment.date()
 
 
-def parse_grdf(path: Path, inventory: Inventory) -> ParsedFile:
+def parse_grdf(path: Path, inventory: Inventory, point_id: str | None = None) -> ParsedFile:
     """Read a GRDF daily export (customer area or ADICT column names), per PCE of the inventory.
+
+    The PCE is the row's ``N° PCE``/``pce`` column; the customer area's export has none and names
+    it in its title rows; else ``point_id`` (``--point``) or the inventory's only ``grdf`` point.
 
     Args:
         path: the file.
         inventory: the portfolio; each PCE is matched to its ``grdf`` point.
+        point_id: the point every row goes to, whatever (blank, mangled) PCE it shows.
 
     Returns:
         The gas days of each point as intervals in its unit (m3 or kWh), and the problems by line.
@@ -532,46 +792,57 @@ def parse_grdf(path: Path, inventory: Inventory) -> ParsedFile:
         DecodeError: the file cannot be read, lacks the date or both amount columns, or names no PCE
             of the inventory (the message names the file and the PCEs).
     """
-    header, rows = _read_rows(path, lambda cells: bool({"day"} & set(_grdf_columns(cells))) and len(cells) > 2)
+    header, rows, preamble = _read_rows(path, lambda cells: bool({"day"} & set(_grdf_columns(cells))) and len(cells) > 2)
     col = _grdf_columns(header)
     if "m3" not in col and "kwh" not in col:
         msg = f"{path}: the header has neither a volume (m3) nor an energy (kWh) column"
         raise DecodeError(msg)
-    if "pce" not in col:
-        msg = f"{path}: the header has no PCE column ('N° PCE' or 'pce')"
+    title_pce = _preamble_pce(preamble)
+    points = _grdf_points(inventory)
+    forced = _forced(inventory, point_id, "grdf")
+    if "pce" not in col and not title_pce and forced is None and len(points) != 1:
+        msg = (f"{path}: no PCE column nor title row naming the PCE, and the inventory has {len(points)} grdf points: "
+               "give the point with --point")
         raise DecodeError(msg)
     tz = inventory.organisation.tz
-    points = _grdf_points(inventory)
     parsed = ParsedFile(path)
-    unknown: set[str] = set()
     raw: dict[str, list[Consumption]] = defaultdict(list)
+    rank: dict[int, int] = {}
     for line, cells in rows:
         def cell(key: str, cells: list[str] = cells) -> str:
             index = col.get(key)
             return cells[index] if index is not None and index < len(cells) else ""
 
-        pce = cell("pce")
-        point = points.get(pce)
+        pce = cell("pce") or title_pce
+        point, note = _meter_point(pce, points, forced, "PCE")
+        if note and note not in parsed.notes:
+            parsed.notes.append(note)
         if point is None:
-            unknown.add(pce)
-            parsed.problems.append(Problem(ProblemKind.REJECTED, line, f"PCE {pce!r} is no grdf point of the inventory"))
+            parsed.unknown[pce] = parsed.unknown.get(pce, 0) + 1
+            why = _spreadsheet_mangled(pce) or f"PCE {pce!r} is no grdf point of the inventory"
+            if forced is not None and not _spreadsheet_mangled(pce):
+                why = f"PCE {pce!r} is not the PCE of point {forced.id}"
+            parsed.problems.append(Problem(ProblemKind.REJECTED, line, why))
             continue
         try:
             day = _gas_day(cell("day"))
+            if not _FIRST_YEAR <= day.year <= _LAST_YEAR:
+                msg = f"date {cell('day')!r} is not between {_FIRST_YEAR} and {_LAST_YEAR}"
+                raise ValueError(msg)
             amount = _gas_amount(point, cell("m3"), cell("kwh"), cell("coeff"))
         except ValueError as exc:
             parsed.problems.append(Problem(ProblemKind.REJECTED, line, str(exc)))
             continue
         start = datetime.combine(day, _GAS_DAY_START, tz).astimezone(UTC)
         end = datetime.combine(day + timedelta(days=1), _GAS_DAY_START, tz).astimezone(UTC)
-        parsed.meters[point.id] = pce
+        parsed.meters[point.id] = point.grdf.pce if point.grdf is not None else pce
+        # A published (definitive) reading wins over an estimated one of the same day, whatever their order.
+        rank[line] = 1 if _norm(cell("kind")).startswith("estim") else 0
         raw[point.id].append(Consumption(start, end, amount, line))
-    if not raw and unknown:
-        names = ", ".join(sorted(repr(u) for u in unknown)[:5])
-        msg = f"{path}: PCE {names} is not the PCE of any grdf point of the inventory (add `grdf: {{pce: ...}}` to the point)"
-        raise DecodeError(msg)
-    for point_id, items in sorted(raw.items()):
-        _settle(point_id, items, parsed, inventory.point(point_id).unit, tz)
+    if not raw and parsed.unknown:
+        raise DecodeError(_unknown_error(path, parsed.unknown, "PCE", "grdf"))
+    for pid, items in sorted(raw.items()):
+        _settle(pid, items, parsed, inventory.point(pid).unit, tz, rank)
     return parsed
 
 
@@ -583,6 +854,9 @@ def _gas_amount(point: Point, m3_text: str, kwh_text: str, coeff_text: str) -> f
     for name, value in (("volume", m3), ("energy", kwh)):
         if value is not None and value < 0:
             msg = f"negative {name} {_fmt(value)}"
+            raise ValueError(msg)
+        if value is not None and value > _MAX_GAS_DAY_KWH:
+            msg = f"{name} {_fmt(value)} is not plausible for a gas day"
             raise ValueError(msg)
     if point.quantity is Quantity.GAS_VOLUME:
         if m3 is None and kwh is not None and coeff:

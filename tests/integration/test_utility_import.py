@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from typer.testing import CliRunner
 
 from econome.cli import app
 from streams.influx import InfluxConfig, InfluxQLClient
-from streams.utility_files import write_enedis_load_curve
+from streams.utility_files import write_enedis_load_curve, write_grdf_daily
 
 ROOT = Path(__file__).resolve().parents[2]
 CASES = ROOT / "tests" / "cases"
@@ -105,7 +106,7 @@ def test_imports_are_exact_idempotent_and_continuous(
     assert f"{LINKY} (PRM 12345678901234): 2026-10-24 00:00 -> 2026-10-28 00:00 (Europe/Paris), 266 intervals, 123.500 kWh" in out
     assert "index 0.000 -> 123.500 kWh" in out
     assert "gaps: 0" in out
-    assert "rows set aside: 1 conflict, 1 duplicate" in out
+    assert "rows set aside: 2 ambiguous, 1 conflict, 1 duplicate" in out
     assert "load-curve-autumn.csv:269: conflict:" in out
     daily = _daily(influx, LINKY)
     expected = {_local_day(2026, 10, 24): 48.0, _local_day(2026, 10, 25): 25.1,
@@ -144,7 +145,11 @@ def test_imports_are_exact_idempotent_and_continuous(
     assert (_daily(influx, LINKY))[_local_day(2026, 10, 28)] == pytest.approx(16.8)
 
     # 4. An older file last: the later data are re-anchored, their consumption kept; the spring day has 23 hours.
-    out = _run(runner, "enedis", CASES / "enedis" / "load-curve-spring.csv")
+    # Its PRM 99999999999999 row is an error (exit 2) once the rest is imported.
+    result = runner.invoke(app, ["import", "enedis", str(CASES / "enedis" / "load-curve-spring.csv"),
+                                 "--inventory", str(INVENTORY)])
+    assert result.exit_code == 2, result.output
+    out = result.output
     # The README shows this very output (paths and server aside).
     shown = out.replace(f"{CASES / 'enedis'}/", "")
     shown = shown.replace(f"{influxdb_server.url} ({unique_name})", "http://127.0.0.1:8086 (econome)")
@@ -157,7 +162,13 @@ def test_imports_are_exact_idempotent_and_continuous(
     assert {t: v - 58.8 for t, v in shifted.items() if t in after} == pytest.approx(after)
     daily = _daily(influx, LINKY)
     assert daily[_local_day(2026, 3, 29)] == pytest.approx(27.6)
-    assert daily[_local_day(2026, 3, 30)] == 0.0
+    # The missing day is no measured zero: no reading inside it, the interval across it is the processor's
+    # counter gap, spread and flagged estimated, as a live counter's gap is.
+    day = _local_day(2026, 3, 30)
+    assert not [t for t in shifted if day < t < day + 86_400_000]
+    [[_, kwh, estimated]] = _rows(influx, f"SELECT \"sum\", estimated FROM agg_point WHERE point = '{LINKY}' "  # noqa: S608
+                                          f"AND \"window\" = '1d' AND time = {day}ms")
+    assert kwh == estimated > 0
     assert daily[_local_day(2026, 10, 25)] == pytest.approx(25.1)
     assert len(_sums(influx, LINKY, "1h", _local_day(2026, 3, 29), _local_day(2026, 3, 30))) == 23
 
@@ -311,3 +322,107 @@ async def test_a_finer_file_inside_a_coarser_interval_keeps_the_indexes(
     assert {t: after[t] for t in before} == pytest.approx(before)
     assert after[int((t0 + timedelta(minutes=150)).timestamp() * 1000)] == pytest.approx(5.0)
     assert sum((await asyncio.to_thread(_daily, config, LINKY)).values()) == pytest.approx(8.0)
+    # The same consumption in half hours over hours: equal but for float rounding (8e-15 kWh after 23 hours),
+    # which moves no later reading and changes no stored one, to the last bit.
+    t1, point = datetime(2026, 1, 6, tzinfo=PARIS), "bibliotheque-gazpar"  # a point with no reading yet
+    hours = [Consumption(t1 + timedelta(hours=k), t1 + timedelta(hours=k + 1), 0.3) for k in range(24)]
+    await deliver_consumption(inventory, config, point, hours, data_dir=tmp_path, source="hourly")
+    before = await asyncio.to_thread(_index, config, point)
+    halves = [Consumption(t1 + timedelta(minutes=30 * k), t1 + timedelta(minutes=30 * (k + 1)), 0.15) for k in range(46)]
+    report = await deliver_consumption(inventory, config, point, halves, data_dir=tmp_path, source="half-hourly")
+    assert report.shifted == 0
+    after = await asyncio.to_thread(_index, config, point)
+    assert {t: after[t] for t in before} == before
+
+
+def test_a_file_with_a_missing_day_leaves_that_days_data_alone(
+    influxdb_server, unique_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ECONOME_INFLUX_URL", influxdb_server.url)
+    monkeypatch.setenv("ECONOME_INFLUX_DATABASE", unique_name)
+    monkeypatch.setenv("ECONOME_DATA_DIR", str(tmp_path / "var"))
+    influx = InfluxConfig(url=influxdb_server.url, database=unique_name)
+    runner = CliRunner()
+    start = datetime(2026, 1, 5, tzinfo=PARIS).astimezone(UTC)
+    # Three days at 30 minutes, the middle one at 2000 W; re-downloaded later without it.
+    rows = [(start + timedelta(minutes=30 * (k + 1)), 30, 2000.0 if 48 <= k < 96 else 1000.0 + k) for k in range(144)]
+    full, holed = tmp_path / "full.csv", tmp_path / "holed.csv"
+    write_enedis_load_curve(full, "12345678901234", rows)
+    write_enedis_load_curve(holed, "12345678901234", rows[:48] + rows[96:])
+    _run(runner, "enedis", full)
+    before = _everything(influx)
+    out = _run(runner, "enedis", holed)
+    assert "gaps: 1\n    2026-01-06 00:00 -> 2026-01-07 00:00" in out
+    assert _everything(influx) == before  # Jan 6's readings and aggregates untouched, Jan 7 continues from them
+    # The full file again changes nothing either.
+    again = _run(runner, "enedis", full)
+    assert "later readings re-anchored" not in again
+    assert _everything(influx) == before
+    # A broken value is rejected by line; one file failing unexpectedly is named, without a traceback.
+    broken = tmp_path / "broken.csv"
+    broken.write_text(full.read_text(encoding="utf-8").replace(";2000;", ";1e306;", 1), encoding="utf-8")
+    result = runner.invoke(app, ["import", "enedis", str(broken), "--inventory", str(INVENTORY)])
+    assert result.exit_code == 0, result.output
+    assert "broken.csv:50: rejected: 1e+306 W is not a plausible average power (above 100 MW)" in result.output
+    # A PCE a spreadsheet rounded: the error says so and suggests --point, which imports the file.
+    excel = tmp_path / "excel.csv"
+    write_grdf_daily(excel, "2,19877E+13", [(date(2026, 1, 5), 3.0, 11.2), (date(2026, 1, 6), 4.0, 11.2)])
+    result = runner.invoke(app, ["import", "grdf", str(excel), "--inventory", str(INVENTORY)])
+    assert result.exit_code == 2, result.output
+    assert "PCE '2,19877E+13' is a number in scientific notation" in result.output
+    result = runner.invoke(app, ["import", "grdf", str(excel), "--inventory", str(INVENTORY), "--point", "salle-fetes-gazpar"])
+    assert result.exit_code == 0, result.output
+    assert "salle-fetes-gazpar (PCE 21987654321098): 2026-01-05 06:00 -> 2026-01-07 06:00 (Europe/Paris), 2 intervals, 7.000 m3" \
+        in result.output
+    unreadable = tmp_path / "dir.csv"
+    unreadable.mkdir()
+    result = runner.invoke(app, ["import", "enedis", str(unreadable), "--inventory", str(INVENTORY)])
+    assert result.exit_code in (2, 3), result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert str(unreadable) in result.output
+
+
+def test_intervals_older_than_the_raw_policy_keeps_are_not_claimed_written(
+    influxdb_server, unique_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ECONOME_INFLUX_URL", influxdb_server.url)
+    monkeypatch.setenv("ECONOME_INFLUX_DATABASE", unique_name)
+    monkeypatch.setenv("ECONOME_DATA_DIR", str(tmp_path / "var"))
+    influx = InfluxConfig(url=influxdb_server.url, database=unique_name)
+    runner = CliRunner()
+    assert runner.invoke(app, ["influx", "setup"]).exit_code == 0  # raw readings kept 90 days
+    today = datetime.now(PARIS).replace(hour=0, minute=0, second=0, microsecond=0)
+    old_day, recent_day = (today - timedelta(days=120)).astimezone(UTC), (today - timedelta(days=2)).astimezone(UTC)
+    rows = [(day + timedelta(minutes=30 * (k + 1)), 30, 1000.0) for day in (old_day, recent_day) for k in range(48)]
+    path = tmp_path / "two-days.csv"
+    write_enedis_load_curve(path, "12345678901234", rows)
+    result = runner.invoke(app, ["import", "enedis", str(path), "--inventory", str(INVENTORY)])
+    assert result.exit_code == 3, result.output
+    assert f"{LINKY}: 48 intervals before " in result.output
+    assert "not imported: the raw readings' retention policy does not keep them" in result.output
+    assert "48 intervals, 24.000 kWh" in result.output  # the recent day, written
+    stored = _rows(influx, f"SELECT \"value\" FROM \"raw\".reading WHERE point = '{LINKY}'")  # noqa: S608 - test values
+    assert len(stored) == 49
+    assert max(row[1] for row in stored) == pytest.approx(24.0)
+    assert not (tmp_path / "var" / "imports.sqlite").exists()  # the import log is emptied once written
+
+
+def test_lines_influxdb_refuses_are_not_called_written(
+    influxdb_server, unique_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ECONOME_INFLUX_URL", influxdb_server.url)
+    monkeypatch.setenv("ECONOME_INFLUX_DATABASE", unique_name)
+    monkeypatch.setenv("ECONOME_DATA_DIR", str(tmp_path / "var"))
+    # An integer `value` stored first in the shard: InfluxDB refuses the float readings (field type conflict).
+    start = datetime(2026, 1, 5, tzinfo=PARIS).astimezone(UTC)
+    httpx.post(f"{influxdb_server.url}/query", params={"q": f'CREATE DATABASE "{unique_name}"'}, timeout=10).raise_for_status()
+    line = f"reading,point={LINKY} value=1i {int(start.timestamp() * 1000) - 60_000}"
+    httpx.post(f"{influxdb_server.url}/write", params={"db": unique_name, "precision": "ms"}, content=line,
+               timeout=10).raise_for_status()
+    path = tmp_path / "day.csv"
+    write_enedis_load_curve(path, "12345678901234", [(start + timedelta(minutes=30 * (k + 1)), 30, 1000.0) for k in range(4)])
+    result = CliRunner().invoke(app, ["import", "enedis", str(path), "--inventory", str(INVENTORY)])
+    assert result.exit_code == 4, result.output
+    assert "aggregates written to" not in result.output
+    assert re.search(rf"error: {re.escape(str(path))}: {LINKY}: InfluxDB refused [1-9]\d* lines \(.*field type conflict.*\); "
+                     "they are in the dead letters of ", result.output), result.output

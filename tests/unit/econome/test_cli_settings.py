@@ -8,6 +8,7 @@ to writes and 403 to ``CREATE DATABASE``).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -141,3 +142,20 @@ def test_run_starts_collecting_while_influxdb_fails_or_refuses_create_database(
     assert "stopped:" in result.stdout
     assert any(path.startswith("/query") for path in handler.requests)
     assert "pw-start-7" not in result.stderr + result.stdout
+
+
+def test_the_retention_policy_setting_is_for_raw_readings_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    # deploy/systemd/econome.env.example sets it to `raw` (90 days): aggregates must stay in the default policy.
+    from econome.settings import load_settings
+    from streams.influx import InfluxV1Writer
+
+    example = (Path(__file__).resolve().parents[3] / "deploy" / "systemd" / "econome.env.example").read_text(encoding="utf-8")
+    assert "\nECONOME_INFLUX_RETENTION_POLICY=raw\n" in example
+    monkeypatch.setenv("ECONOME_INFLUX_RETENTION_POLICY", "raw")
+    config = load_settings().influx()
+    assert (config.raw_retention_policy, config.retention_policy) == ("raw", None)
+    writer = InfluxV1Writer(config)
+    assert "rp" not in writer._params  # aggregates: the database's default policy
+    assert writer._raw_params is not None
+    assert writer._raw_params["rp"] == "raw"
+    asyncio.run(writer.close())

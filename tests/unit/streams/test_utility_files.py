@@ -65,7 +65,9 @@ def test_autumn_load_curve_mixed_steps_unsorted_duplicates_and_the_25_hour_day(i
     assert len(items) == 24 + 50 + 144 + 48
     assert parsed.gaps == []
     # Line 202 repeats line 57; line 269 gives 3000 W where line 133 gave 2000 W: the first is kept.
-    assert _kinds(parsed) == {202: ProblemKind.DUPLICATE, 269: ProblemKind.CONFLICT}
+    # The file is not sorted: the second 02:00 and 02:30 (winter time) are told by file order, reported.
+    assert _kinds(parsed) == {202: ProblemKind.DUPLICATE, 269: ProblemKind.CONFLICT,
+                              215: ProblemKind.AMBIGUOUS, 255: ProblemKind.AMBIGUOUS}
     conflict = next(p for p in parsed.problems if p.kind is ProblemKind.CONFLICT)
     assert "3 kWh here, 2 kWh at line 133: line 133 kept" in conflict.message
 
@@ -211,3 +213,122 @@ def test_the_readme_inventory_lines_load() -> None:
     assert [(p.protocol, p.enedis.prm if p.enedis else p.grdf.pce if p.grdf else None) for p in points] == [
         ("enedis", "12345678901234"), ("grdf", "21987654321098")
     ]
+
+
+# -- review of issue 14 (K2): the shapes of the real downloads -----------------------------------
+
+
+def test_the_customer_area_preamble_gives_prm_unit_and_step(inventory: Inventory) -> None:
+    # Line 1 names, line 2 values (PRM, W, "Pas en minutes" 30), line 3 "Horodate;Valeur", newest first.
+    parsed = parse_enedis(CASES / "enedis" / "mes-mesures-preamble.csv", inventory)
+    items = parsed.series[LINKY]
+    assert len(items) == 48
+    assert all(i.end - i.start == timedelta(minutes=30) for i in items)
+    assert items[0].start == datetime(2026, 1, 5, tzinfo=PARIS)
+    assert sum(i.amount for i in items) == pytest.approx(12 * 1.2 + 12 * 0.8)
+    assert parsed.problems == []
+    assert parsed.meters == {LINKY: "12345678901234"}
+
+
+def test_header_names_without_accents_read_as_with_them(inventory: Inventory) -> None:
+    plain = parse_enedis(CASES / "enedis" / "load-curve-no-accents.csv", inventory)
+    accented = parse_enedis(CASES / "enedis" / "load-curve-spring.csv", inventory)
+    assert plain.series == accented.series
+    assert plain.problems == accented.problems
+
+
+def test_production_reactive_and_apparent_rows_are_not_consumption(inventory: Inventory, tmp_path: Path) -> None:
+    path = tmp_path / "prod.csv"
+    lines = [";".join(ENEDIS_HEADER)]
+    for physical, business, unit, watts in (("PA", "PROD", "W", 5000), ("PA", "CONS", "W", 1000),
+                                            ("ERC", "CONS", "VAr", 300), ("PA", "CONS", "VA", 1500),
+                                            ("PA", "CONS", "kW", 1e306)):
+        lines.append(f"12345678901234;;;{physical};{business};BRUT;{unit};2026-11-02T00:30:00+01:00;{watts};B;PT30M;;")
+    lines.append("12345678901234;;;PA;CONS;BRUT;W;0001-01-01T00:10:00+00:00;100;B;PT30M;;")  # line 7: would overflow
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    parsed = parse_enedis(path, inventory)
+    assert [(i.line, i.amount) for i in parsed.series[LINKY]] == [(3, 0.5)]  # the CONS row, 1000 W for 30 minutes
+    assert _kinds(parsed) == {2: ProblemKind.IGNORED, 4: ProblemKind.IGNORED, 5: ProblemKind.REJECTED,
+                              6: ProblemKind.REJECTED, 7: ProblemKind.REJECTED}
+    messages = {p.line: p.message for p in parsed.problems}
+    assert messages[5] == "unit 'VA' is apparent power, not active power (W): rejected"
+    assert messages[6] == "1e+306 kW is not a plausible average power (above 100 MW)"
+    assert messages[7] == "Horodate '0001-01-01T00:10:00+00:00' is not between 1990 and 2100"
+
+
+def test_naive_autumn_times_newest_first_are_placed_by_the_file_order(inventory: Inventory, tmp_path: Path) -> None:
+    # 25/10/2026 from 04:00 down to 01:30 local, newest first: the first 02:30 met is the winter one.
+    ends = [datetime(2026, 10, 25, 3, tzinfo=UTC) - timedelta(minutes=30 * k) for k in range(8)]
+    lines = [";".join(ENEDIS_HEADER)]
+    for k, end in enumerate(ends):
+        local = end.astimezone(PARIS).strftime("%d/%m/%Y %H:%M")
+        lines.append(f"12345678901234;;;PA;CONS;BRUT;W;{local};{1000 - 100 * k};B;PT30M;;")
+    path = tmp_path / "desc.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    parsed = parse_enedis(path, inventory)
+    assert [(i.end, i.amount) for i in parsed.series[LINKY]] == [(e, (1000 - 100 * k) / 2000) for k, e in enumerate(ends)][::-1]
+    assert parsed.problems == []
+
+
+def test_the_customer_area_gas_export_names_the_pce_in_its_title(inventory: Inventory) -> None:
+    parsed = parse_grdf(CASES / "grdf" / "customer-area.csv", inventory)
+    # 27/10: the definitive 16 m3 of line 11 wins over the estimated 15 m3 of line 10 before it.
+    assert [(i.start.astimezone(PARIS).day, i.amount) for i in parsed.series["salle-fetes-gazpar"]] == [
+        (22, 10.0), (23, 4.5), (24, 12.5), (25, 10.5), (27, 16.0)
+    ]
+    assert _kinds(parsed) == {10: ProblemKind.CONFLICT}
+    assert parsed.meters == {"salle-fetes-gazpar": "21987654321098"}
+
+
+def test_a_meter_number_a_spreadsheet_changed(inventory: Inventory, tmp_path: Path) -> None:
+    rounded = tmp_path / "excel.csv"
+    write_grdf_daily(rounded, "2,19877E+13", [(date(2026, 1, d), 3.0, 11.2) for d in range(1, 4)])
+    with pytest.raises(DecodeError, match=r"excel\.csv: PCE '2,19877E\+13' is a number in scientific notation: "
+                                          r"a spreadsheet rounded .* give the point with --point"):
+        parse_grdf(rounded, inventory)
+    parsed = parse_grdf(rounded, inventory, point_id="salle-fetes-gazpar")
+    assert [i.amount for i in parsed.series["salle-fetes-gazpar"]] == [3.0, 3.0, 3.0]
+    # Without a PCE anywhere, the inventory's only point of a kind takes the rows: here two grdf points.
+    bare = tmp_path / "bare.csv"
+    bare.write_text("Date de relevé;Volume consommé (m3);Type de relevé\n01/01/2026;3;Définitive\n", encoding="utf-8")
+    with pytest.raises(DecodeError, match=r"bare\.csv: no PCE column .* 2 grdf points: give the point with --point"):
+        parse_grdf(bare, inventory)
+
+
+def test_a_prm_that_lost_its_leading_zero(tmp_path: Path) -> None:
+    text = (CASES / "enedis" / "inventory.yaml").read_text(encoding="utf-8").replace("'12345678901234'", "'01234567890123'")
+    (tmp_path / "inv.yaml").write_text(text, encoding="utf-8")
+    inv = load_inventory(tmp_path / "inv.yaml")
+    path = write_curve = tmp_path / "zero.csv"
+    write_enedis_load_curve(write_curve, "1234567890123", [(datetime(2026, 1, 5, 8, tzinfo=UTC), 30, 1000.0)])
+    parsed = parse_enedis(path, inv)
+    assert [i.amount for i in parsed.series[LINKY]] == [0.5]
+    assert parsed.notes == ["PRM '1234567890123' read as '01234567890123': a spreadsheet dropped its leading zero "
+                            "(format the column as text)"]
+
+
+def test_a_published_gas_day_is_measured_and_a_missing_one_estimated(inventory: Inventory) -> None:
+    tracker = counter_tracker(inventory, inventory.point("salle-fetes-gazpar"))
+    day = datetime(2026, 10, 24, 6, tzinfo=PARIS).astimezone(UTC)
+    tracker.update(day, 0.0)
+    autumn = tracker.update(day + timedelta(hours=25), 10.0)  # the 25-hour gas day of Oct 25
+    assert autumn is not None
+    assert not autumn.estimated
+    after_gap = tracker.update(day + timedelta(hours=25 + 48), 30.0)  # one gas day missing
+    assert after_gap is not None
+    assert after_gap.estimated
+
+
+def test_a_preamble_without_the_step_takes_the_time_between_rows(inventory: Inventory, tmp_path: Path) -> None:
+    # The 8-column preamble some downloads have (no "Pas en minutes"): 30 minutes between rows, one missing.
+    path = tmp_path / "nostep.csv"
+    rows = ["2026-01-05T00:30:00+01:00;1200", "2026-01-05T01:00:00+01:00;800", "2026-01-05T02:00:00+01:00;600"]
+    path.write_text("\n".join([
+        "Identifiant PRM;Type de donnees;Date de debut;Date de fin;Grandeur physique;Grandeur metier;Etape metier;Unite",
+        "12345678901234;Courbe de charge;2026-01-05;2026-01-06;Energie active;Consommation;Comptage Brut;W",
+        "Horodate;Valeur", *rows]) + "\n", encoding="utf-8")
+    parsed = parse_enedis(path, inventory)
+    assert [(i.end - i.start, i.amount) for i in parsed.series[LINKY]] == [(timedelta(minutes=30), a) for a in (0.6, 0.4, 0.3)]
+    assert parsed.notes == ["no step (Pas) given: 30 minutes taken, the most common time between rows"]
+    [gap] = parsed.gaps
+    assert gap.end - gap.start == timedelta(minutes=30)
