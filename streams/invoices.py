@@ -21,11 +21,15 @@ documented in ``docs/invoices.md``::
 - ``start``, ``end``: the first and the **last day included** of the invoiced
   period, ``YYYY-MM-DD`` or ``DD/MM/YYYY`` (as printed on French bills: "du
   01/01/2019 au 28/02/2019"); the next invoice starts the day after;
-- ``consumption``: the quantity billed, decimal comma or dot, spaces as
-  thousands separators; ``unit`` one of :data:`UNITS`;
+- ``consumption``: the quantity billed, read by :func:`_number` (spaces and
+  dots before groups of 3 digits are thousands separators, the comma the
+  decimal mark; ``1,234.5`` is refused); ``unit`` one of :data:`UNITS`;
 - ``amount_eur``: the amount of the bill (may be empty); ``estimated``:
   ``oui``/``non`` (an estimated index rather than a read one; may be empty);
-  ``reference``: free text, the bill's number.
+  ``reference``: free text, the bill's number; ``conversion`` (optional): the
+  kWh per m3, L or t printed on the bill, used for that bill.
+
+Empty cells at the end of the header or of a row are ignored.
 
 Units per energy: electricity and heating networks in kWh or MWh; natural
 gas also in m3 (times the account's ``conversion_kwh_per_unit``, else
@@ -57,6 +61,7 @@ import csv
 import io
 import itertools
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
@@ -104,8 +109,8 @@ what ``econome influx setup`` keeps of anything (InfluxDB refuses points older t
 
 COLUMNS = ("account", "start", "end", "consumption", "unit", "amount_eur")
 """Columns every invoice file has."""
-OPTIONAL_COLUMNS = ("estimated", "reference")
-"""Columns an invoice file may add."""
+OPTIONAL_COLUMNS = ("estimated", "reference", "conversion")
+"""Columns an invoice file may add (``conversion``: kWh per m3, L or t printed on the bill)."""
 
 UNITS: dict[str, str] = {"kwh": "kWh", "mwh": "MWh", "m3": "m3", "m³": "m3", "l": "L", "litres": "L", "t": "t"}
 """Units accepted (any case) and how they are stored."""
@@ -200,14 +205,47 @@ class InvoiceFile:
     warnings: list[InvoiceProblem] = field(default_factory=list)
 
 
-def _number(text: str) -> float:
+_FRENCH_THOUSANDS = re.compile(r"\d{1,3}(\.\d{3})+")
+
+
+def _number(text: str, dot_decimal: bool = False) -> float:
+    """A number as typed from a French bill; ``dot_decimal`` in a ``,``-separated file.
+
+    Spaces are thousands separators; a comma is the decimal mark. A dot is a thousands
+    separator when every dot is followed by exactly 3 digits (``120.000`` is 120000,
+    ``1.234.567`` is 1234567, ``1.234,5`` is 1234.5), else the decimal mark (``12.5``);
+    in a ``,``-separated file a dot is always the decimal mark (``120.000`` is 120).
+    A dot after a comma (``1,234.5``, the English way) or two commas is refused.
+
+    >>> _number("120.000"), _number("1.234.567"), _number("1 234,5"), _number("12.5"), _number("120.000", True)
+    (120000.0, 1234567.0, 1234.5, 12.5, 120.0)
+
+    Raises:
+        ValueError: not a number, or written in a way that can be read two ways (the reason).
+    """
     cleaned = text.strip().replace(" ", "").replace("\u00a0", "").replace("\u202f", "")
-    if "," in cleaned:
-        # "1.234,56" (dots as thousands) or "1234,56": the comma is the decimal mark.
-        cleaned = cleaned.replace(".", "").replace(",", ".")
-    value = float(cleaned)
+    if cleaned.count(",") > 1:
+        msg = f"{text!r} has several commas: write 1234,5 or 1 234,5"
+        raise ValueError(msg)
+    if "," in cleaned and "." in cleaned[cleaned.index(","):]:
+        msg = f"{text!r} mixes the English way (comma for thousands, dot for decimals): write 1234,5 or 1 234,5"
+        raise ValueError(msg)
+    whole, _, decimals = cleaned.partition(",")
+    if "." in whole and (not dot_decimal or "," in cleaned):
+        unsigned = whole.lstrip("+-")
+        if _FRENCH_THOUSANDS.fullmatch(unsigned):
+            whole = whole.replace(".", "")
+        elif "," in cleaned or whole.count(".") > 1:
+            msg = f"{text!r}: dots as thousands separators take groups of 3 digits"
+            raise ValueError(msg)
+    try:
+        value = float(f"{whole}.{decimals}" if "," in cleaned else whole)
+    except ValueError:
+        msg = f"{text!r} is not a number"
+        raise ValueError(msg) from None
     if not math.isfinite(value):
-        raise ValueError(text)
+        msg = f"{text!r} is not a number"
+        raise ValueError(msg)
     return value
 
 
@@ -257,6 +295,10 @@ def parse_invoices(text: str, inventory: Inventory) -> InvoiceFile:
     for number, row in enumerate(rows, start=1):
         if not any(cell.strip() for cell in row):
             continue
+        # A spreadsheet may end rows with separators ("reference;"): empty trailing cells are ignored.
+        typed = len(row)
+        while row and not row[-1].strip():
+            row = row[:-1]
         if not header:
             header = [cell.strip().lower() for cell in row]
             missing = [c for c in COLUMNS if c not in header]
@@ -268,13 +310,15 @@ def parse_invoices(text: str, inventory: Inventory) -> InvoiceFile:
                        f"{';'.join(COLUMNS)} (optionally {';'.join(OPTIONAL_COLUMNS)})")
                 raise DecodeError(msg)
             continue
+        if len(row) < len(header) <= typed:
+            row = row + [""] * (len(header) - len(row))
         if len(row) != len(header):
             hint = (": with ',' between columns, write decimals with a dot or quote the cell"
                     if delimiter == "," else "")
-            out.rejected.append(InvoiceProblem(number, f"{len(row)} cells where the header has {len(header)}{hint}"))
+            out.rejected.append(InvoiceProblem(number, f"{typed} cells where the header has {len(header)}{hint}"))
             continue
         cells = {name: cell.strip() for name, cell in zip(header, row, strict=True)}
-        invoice = _row(number, cells, accounts, out.rejected, defaulted)
+        invoice = _row(number, cells, accounts, out.rejected, defaulted, delimiter == ",")
         if invoice is None:
             continue
         key = (invoice.account, invoice.start)
@@ -302,6 +346,7 @@ def _row(
     accounts: Mapping[str, tuple[str, InvoiceAccount]],
     rejected: list[InvoiceProblem],
     defaulted: set[str],
+    dot_decimal: bool,
 ) -> Invoice | None:
     def reject(message: str) -> None:
         rejected.append(InvoiceProblem(number, message))
@@ -320,9 +365,9 @@ def _row(
         reject(f"the period ends ({end}) before it starts ({start})")
         return None
     try:
-        consumption = _number(cells["consumption"])
-    except ValueError:
-        reject(f"consumption {cells['consumption']!r} is not a number")
+        consumption = _number(cells["consumption"], dot_decimal)
+    except ValueError as exc:
+        reject(f"consumption {exc}")
         return None
     if consumption < 0:
         reject(f"negative consumption {consumption:g} (a credit note: enter the corrected bill instead)")
@@ -330,9 +375,9 @@ def _row(
     amount_eur: float | None = None
     if cells["amount_eur"]:
         try:
-            amount_eur = _number(cells["amount_eur"])
-        except ValueError:
-            reject(f"amount_eur {cells['amount_eur']!r} is not a number")
+            amount_eur = _number(cells["amount_eur"], dot_decimal)
+        except ValueError as exc:
+            reject(f"amount_eur {exc}")
             return None
     unit = UNITS.get(cells["unit"].lower())
     if unit is None:
@@ -347,6 +392,19 @@ def _row(
         reject(f"estimated {cells.get('estimated')!r}: write oui or non")
         return None
     per_unit, default = _conversion(account, unit)
+    if cells.get("conversion"):
+        try:
+            bill_conversion = _number(cells["conversion"], dot_decimal)
+        except ValueError as exc:
+            reject(f"conversion {exc}")
+            return None
+        if bill_conversion <= 0:
+            reject(f"conversion {bill_conversion:g} must be positive (kWh per {unit}, as printed on the bill)")
+            return None
+        if unit in _PER_UNIT or account.energy is Energy.WATER:
+            reject(f"conversion given for a bill in {unit}: it converts m3, L or t to kWh")
+            return None
+        per_unit, default = bill_conversion, False
     if default:
         defaulted.add(account.id)
     # A reference typed on two lines in the spreadsheet is kept on one: InfluxDB stores it so.

@@ -159,3 +159,55 @@ def test_fuel_oil_and_pellets_without_a_coefficient_take_the_documented_defaults
                             "bois;2023-01-01;2023-06-30;3,5;t;\n", inventory)
     assert [i.amount for i in parsed.invoices] == [2000 * 10.0, 3.5 * 4600.0]
     assert len(parsed.warnings) == 2
+
+
+def test_dots_followed_by_three_digits_are_thousands_and_the_english_way_is_refused(inventory: Inventory) -> None:
+    # Review 14-M2 #1: "120.000" was read as 120, "1,234.5" as 1.2345, "1.234.567" refused.
+    text = (
+        "account;start;end;consumption;unit;amount_eur\n"
+        "elec;2023-01-01;2023-01-31;120.000;kWh;1.234,50\n"
+        "elec;2023-02-01;2023-02-28;1.234.567;kWh;12.5\n"
+        "elec;2023-03-01;2023-03-31;1,234.5;kWh;\n"
+        "elec;2023-04-01;2023-04-30;1.23.4;kWh;\n"
+        "elec;2023-05-01;2023-05-31;1,2,3;kWh;\n"
+        "elec;2023-06-01;2023-06-30;12.5;kWh;2 000,5\n"
+    )
+    parsed = parse_invoices(text, inventory)
+    assert [(i.consumption, i.amount_eur) for i in parsed.invoices] == [
+        (120000.0, 1234.5), (1234567.0, 12.5), (12.5, 2000.5)]
+    assert [str(p) for p in parsed.rejected] == [
+        "line 4: consumption '1,234.5' mixes the English way (comma for thousands, dot for decimals): "
+        "write 1234,5 or 1 234,5",
+        "line 5: consumption '1.23.4': dots as thousands separators take groups of 3 digits",
+        "line 6: consumption '1,2,3' has several commas: write 1234,5 or 1 234,5",
+    ]
+    # With ',' between columns the dot is the decimal mark, as documented.
+    parsed = parse_invoices("account,start,end,consumption,unit,amount_eur\nelec,2023-01-01,2023-01-31,120.000,kWh,\n",
+                            inventory)
+    assert parsed.invoices[0].consumption == 120.0
+
+
+def test_trailing_separators_are_ignored(inventory: Inventory) -> None:
+    # Review 14-M2 #8: a header "reference;" refused the file.
+    text = ("account;start;end;consumption;unit;amount_eur;reference;\n"
+            "elec;2023-01-01;2023-01-31;100;kWh;10;F1;\n"
+            "elec;2023-02-01;2023-02-28;100;kWh;10;;;\n"
+            "elec;2023-03-01;2023-03-31;100;kWh\n")
+    parsed = parse_invoices(text, inventory)
+    assert [i.reference for i in parsed.invoices] == ["F1", ""]
+    assert [str(p) for p in parsed.rejected] == ["line 4: 5 cells where the header has 7"]
+
+
+def test_a_bill_s_own_conversion_is_used_for_gas_in_m3(inventory: Inventory) -> None:
+    # Review 14-M2 #12: the coefficient printed on each gas bill.
+    text = ("account;start;end;consumption;unit;amount_eur;conversion\n"
+            "gaz-sans-coef;2023-01-01;2023-01-31;100;m3;;11,42\n"
+            "gaz;2023-02-01;2023-02-28;100;m3;;\n"
+            "elec;2023-02-01;2023-02-28;100;kWh;;11\n"
+            "gaz;2023-03-01;2023-03-31;100;m3;;0\n")
+    parsed = parse_invoices(text, inventory)
+    assert [i.amount for i in parsed.invoices] == pytest.approx([1142.0, 1130.0])
+    assert [str(p) for p in parsed.rejected] == [
+        "line 4: conversion given for a bill in kWh: it converts m3, L or t to kWh",
+        "line 5: conversion 0 must be positive (kWh per m3, as printed on the bill)"]
+    assert not any("gaz-sans-coef" in str(w) for w in parsed.warnings)
