@@ -58,6 +58,7 @@ is a row of the spreadsheet, the header being line 1.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import itertools
 import math
@@ -67,8 +68,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from pathlib import Path
 
+import httpx
+
 from inventory import Energy, Inventory, InvoiceAccount
-from streams.errors import DecodeError
+from streams.errors import DecodeError, SinkError
 from streams.influx import (
     InfluxConfig,
     InfluxQLClient,
@@ -91,6 +94,7 @@ __all__ = [
     "InvoiceProblem",
     "YearTotal",
     "coverage_problems",
+    "delete_invoices",
     "ensure_invoice_policy",
     "invoice_config",
     "invoice_lines",
@@ -154,6 +158,7 @@ class Invoice:
         estimated: the bill was on an estimated index.
         reference: the bill's number or any note.
         line: the line of the file, None when read from InfluxDB.
+        source: the name of the file the bill was read from ("" when unknown).
     """
 
     account: str
@@ -168,6 +173,7 @@ class Invoice:
     estimated: bool = False
     reference: str = ""
     line: int | None = None
+    source: str = ""
 
     @property
     def days(self) -> int:
@@ -181,8 +187,11 @@ class Invoice:
 
     @property
     def where(self) -> str:
-        """``line N`` or the account and start, for messages."""
-        return f"line {self.line}" if self.line is not None else f"{self.account} from {self.start}"
+        """``line N``, or for a stored bill its period and the file it came from, for messages."""
+        if self.line is not None:
+            return f"line {self.line}"
+        origin = f" (imported from {self.source})" if self.source else ""
+        return f"the stored bill {self.start} to {self.end}{origin}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -429,14 +438,18 @@ def read_invoice_file(path: Path, inventory: Inventory) -> InvoiceFile:
     except UnicodeDecodeError:
         text = raw.decode("cp1252", errors="replace")
     try:
-        return parse_invoices(text, inventory)
+        parsed = parse_invoices(text, inventory)
     except DecodeError as exc:
         msg = f"{path}: {exc}"
         raise DecodeError(msg) from exc
+    parsed.invoices = [dataclasses.replace(i, source=path.name) for i in parsed.invoices]
+    return parsed
 
 
-def coverage_problems(invoices: Iterable[Invoice]) -> list[InvoiceProblem]:
-    """Overlaps and gaps between the consecutive invoices of each account, by line.
+def coverage_problems(invoices: Iterable[Invoice], *, gaps: bool = True) -> list[InvoiceProblem]:
+    """Overlaps and gaps (unless ``gaps`` is False) between the consecutive invoices of each account, by line.
+
+    A bill read from InfluxDB has no line: the message names its period and file.
 
     >>> from inventory import Energy
     >>> def inv(line, start, end):
@@ -455,15 +468,17 @@ def coverage_problems(invoices: Iterable[Invoice]) -> list[InvoiceProblem]:
     for account, items in by_account.items():
         items.sort(key=lambda i: (i.start, i.end))
         for before, after in itertools.pairwise(items):
+            # A stored bill has no line: the message names it.
+            subject = "" if after.line is not None else f"{after.where} "
             if after.start <= before.end:
                 last = min(before.end, after.end)
                 out.append(InvoiceProblem(after.line, (
-                    f"account {account}: overlaps {before.where} on {(last - after.start).days + 1} day(s) "
+                    f"account {account}: {subject}overlaps {before.where} on {(last - after.start).days + 1} day(s) "
                     f"({after.start} to {last}): counted twice")))
-            elif after.start > before.end + timedelta(days=1):
+            elif gaps and after.start > before.end + timedelta(days=1):
                 gap_end = after.start - timedelta(days=1)
                 out.append(InvoiceProblem(after.line, (
-                    f"account {account}: {(gap_end - before.end).days} day(s) without invoice after {before.where} "
+                    f"account {account}: {subject}{(gap_end - before.end).days} day(s) without invoice after {before.where} "
                     f"({before.end + timedelta(days=1)} to {gap_end})")))
     out.sort(key=lambda p: (p.line is None, p.line or 0))
     return out
@@ -558,6 +573,8 @@ def invoice_lines(invoices: Sequence[Invoice], tz: tzinfo) -> list[str]:
         ]
         if i.amount_eur is not None:
             fields.append(f"amount_eur={i.amount_eur!r}")
+        if i.source:
+            fields.append(f"file={_field_string(i.source)}")
         lines.append(f"{INVOICE_MEASUREMENT},{tags} {','.join(fields)} {to_ms(_midnight(i.start, tz))}")
     return lines
 
@@ -585,6 +602,45 @@ async def ensure_invoice_policy(config: InfluxConfig) -> None:
         statement = f'CREATE RETENTION POLICY "{INVOICE_RP}" ON "{config.database}" DURATION INF REPLICATION 1'
         if INVOICE_RP not in await retention_policies(client, config.database):
             await _influxql_post(client, statement)
+
+
+async def delete_invoices(config: InfluxConfig, invoices: Iterable[Invoice], tz: tzinfo) -> None:
+    """Delete the stored points of these invoices (same account and start), on InfluxDB 1.x.
+
+    Needed before a bill is written again with fewer fields: InfluxDB merges the fields of
+    a point written twice, so an amount emptied by a corrected bill would stay.
+
+    Raises:
+        SinkError: InfluxDB is unreachable or refused; on InfluxDB 2.x (delete with ``influx delete``).
+    """
+    items = list(invoices)
+    if not items:
+        return
+    if config.api != "v1":
+        msg = "deleting stored bills is done on InfluxDB 1.x only: on 2.x use `influx delete` (account and time)"
+        raise SinkError(msg)
+    async with _http_client(config) as client:
+        for i in items:
+            # DELETE takes no retention policy: the measurement's series in every policy go.
+            ts = _midnight(i.start, tz).strftime("%Y-%m-%dT%H:%M:%SZ")
+            statement = (f'DELETE FROM "{INVOICE_MEASUREMENT}" WHERE "account" = '  # noqa: S608 - quoted below
+                         f"'{_influxql_string(i.account)}' AND time = '{ts}'")
+            await _influxql_post_db(client, config.database, statement)
+
+
+def _influxql_string(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("'", "\\'")
+
+
+async def _influxql_post_db(client: httpx.AsyncClient, database: str, statement: str) -> None:
+    try:
+        response = await client.post("/query", params={"q": statement, "db": database})
+    except httpx.HTTPError as exc:
+        msg = f"InfluxDB unreachable running {statement!r}: {exc}"
+        raise SinkError(msg) from exc
+    if response.status_code != 200 or '"error"' in response.text[:300]:
+        msg = f"InfluxDB refused {statement!r}: {response.status_code} {response.text[:200]}"
+        raise SinkError(msg)
 
 
 async def _has_invoices(client: InfluxQLClient) -> bool:
@@ -622,5 +678,5 @@ async def read_invoices_influx(client: InfluxQLClient, inventory: Inventory) -> 
             out.append(Invoice(account_id, building, account.energy, start, date.fromisoformat(str(cell["end"])),
                                float(cell["consumption"]), str(cell["unit"]), float(amount),
                                None if eur is None else float(eur), bool(cell.get("estimated")),
-                               str(cell.get("reference") or "")))
+                               str(cell.get("reference") or ""), source=str(cell.get("file") or "")))
     return out

@@ -103,6 +103,18 @@ def _stored(url: str, database: str) -> list[list[Any]]:
     return asyncio.run(read())
 
 
+def _columns(url: str, database: str) -> list[str]:
+    async def read() -> list[str]:
+        client = InfluxQLClient(InfluxConfig(url=url, database=database))
+        try:
+            series = await client.query('SELECT * FROM "invoices"."invoice" GROUP BY "account"')
+        finally:
+            await client.close()
+        return list(series[0]["columns"])
+
+    return asyncio.run(read())
+
+
 def _year_kwh(bills: list[tuple[str, date, date, float, str]], year: int) -> float:
     """Each bill's kWh pro-rated by its days in the year, computed here without the project's code."""
     total = 0.0
@@ -233,9 +245,45 @@ def test_invoices_import_once_and_give_the_operat_reference_and_trajectory(
     result = runner.invoke(app, ["import", "invoices", str(corrections), "--inventory", str(config)])
     assert result.exit_code == 0, result.output
     assert "1 new, 1 already there (1 of them with other figures, replaced)" in result.stdout
-    assert ("line 3: account mairie-elec: overlaps mairie-elec from 2023-11-01 on 16 day(s) (2023-11-15 to "
-            "2023-11-30): counted twice (an invoice imported before)") in result.stderr
+    assert ("line 3: account mairie-elec: overlaps the stored bill 2023-11-01 to 2023-11-30 (imported from "
+            "factures.csv) on 16 day(s) (2023-11-15 to 2023-11-30): counted twice (an invoice imported before)"
+            ) in result.stderr
     assert len(_stored(influxdb_server.url, unique_name)) == len(bills) + 1
+
+    # The reports read the stored bills: their overlap is said, naming both bills and their files.
+    result = runner.invoke(app, ["report", "portfolio", "--config", str(config), "--from-influx", "--year", "2023",
+                                 "--out", str(portfolio)])
+    assert result.exit_code == 0, result.output
+    overlap = ("warning: bills stored in InfluxDB: account mairie-elec: the stored bill 2023-11-15 to 2023-11-30 "
+               "(imported from rectificatif.csv) overlaps the stored bill 2023-11-01 to 2023-11-30 (imported from "
+               "factures.csv) on 16 day(s)")
+    assert overlap in result.stderr
+
+    # A corrected bill whose amount is emptied: the old amount does not stay (InfluxDB merges rewritten fields).
+    corrections.write_text("account;start;end;consumption;unit;amount_eur\n"
+                           "mairie-elec;2023-12-01;2023-12-31;1650;kWh;\n", encoding="utf-8")
+    result = runner.invoke(app, ["import", "invoices", str(corrections), "--inventory", str(config)])
+    assert result.exit_code == 0, result.output
+    columns = _columns(influxdb_server.url, unique_name)
+    december = next(r for r in _stored(influxdb_server.url, unique_name) if r[columns.index("consumption")] == 1650)
+    assert december[columns.index("amount_eur")] is None
+
+    # --replace: the file's bills replace every stored one of its accounts within its span (November and December).
+    replacing = tmp_path / "novembre-decembre.csv"
+    replacing.write_text("account;start;end;consumption;unit;amount_eur\n"
+                         "mairie-elec;2023-11-01;2023-12-31;3100;kWh;600\n", encoding="utf-8")
+    result = runner.invoke(app, ["import", "invoices", str(replacing), "--inventory", str(config), "--replace"])
+    assert result.exit_code == 0, result.output
+    assert "removed account mairie-elec: the stored bill 2023-11-15 to 2023-11-30 (imported from rectificatif.csv)" \
+        in result.stdout
+    assert "removed account mairie-elec: the stored bill 2023-12-01 to 2023-12-31" in result.stdout
+    stored_now = _stored(influxdb_server.url, unique_name)
+    assert len(stored_now) == len(bills) - 1
+    assert sum(r[columns.index("consumption")] == 3100 for r in stored_now) == 1
+    result = runner.invoke(app, ["report", "portfolio", "--config", str(config), "--from-influx", "--year", "2023",
+                                 "--out", str(portfolio)])
+    assert result.exit_code == 0, result.output
+    assert "bills stored in InfluxDB" not in result.stderr
 
 
 def test_import_with_influxdb_down_exits_4_and_a_bad_header_exits_2(
