@@ -319,15 +319,21 @@ class ClimateAdjustment:
                 + kwh * self.cooling_share * self.cooling_ratio)
 
 
-def choose_reference_year(building: Building, years: Mapping[Energy, Mapping[int, YearTotal]]) -> int | None:
+def choose_reference_year(
+    building: Building, years: Mapping[Energy, Mapping[int, YearTotal]], metered: Collection[Energy] = (),
+) -> int | None:
     """The complete year of :data:`REFERENCE_CANDIDATES` with the highest consumption per m², from invoices.
 
     A year is a candidate when every declared energy the invoices give for it is
-    complete (:attr:`streams.invoices.YearTotal.complete`) and it has some consumption.
+    complete (:attr:`streams.invoices.YearTotal.complete`), every energy of the building's
+    meters is billed in full that year too, and it has some consumption: the rule
+    :func:`year_figures` applies, so the export never refuses the year chosen.
 
     Args:
         building: its floor area divides.
         years: its invoiced years per energy (:func:`streams.invoices.yearly_totals`).
+        metered: the energies of its meters (a year the bills do not cover for them is left out:
+            the meters rarely go back to 2010-2019).
 
     Returns:
         The year, None when no candidate is complete.
@@ -341,7 +347,8 @@ def choose_reference_year(building: Building, years: Mapping[Energy, Mapping[int
     best: tuple[float, int] | None = None
     for year in REFERENCE_CANDIDATES:
         totals = [y[year] for e, y in years.items() if e in ENERGY_COLUMNS and year in y]
-        if not totals or not all(t.complete for t in totals):
+        unbilled = [e for e in metered if e in ENERGY_COLUMNS and year not in years.get(e, {})]
+        if not totals or unbilled or not all(t.complete for t in totals):
             continue
         per_m2 = sum(t.amount for t in totals) / building.floor_area_m2
         if per_m2 > 0 and (best is None or per_m2 > best[0]):
@@ -418,7 +425,8 @@ def year_figures(
             continue
         by_energy = {s.energy: s for s in series.get(building_id, [])}
         bills = invoiced.get(building_id, {})
-        used = [e for e in energies if e in metered_energies or e in bills]
+        # An energy known from its bills only supplies the building within their span (streams.invoices.yearly_totals).
+        used = [e for e in energies if e in metered_energies or year in bills.get(e, {})]
         if not used:
             continue
         gaps: list[int] = []

@@ -54,6 +54,7 @@ from dashboards.operat import (
     FIRST_REFERENCE_YEAR,
     FROM_INVOICES,
     FROM_METERS,
+    INTERNAL_REF,
     ClimateAdjustment,
     YearFigures,
     choose_reference_year,
@@ -595,7 +596,8 @@ def report_portfolio(
     temperature_point: TempPointOpt = None,
     price_escalation: Annotated[float, typer.Option(help="Yearly price rise for the cost of inaction.")] = 0.04,
     reference_year: Annotated[int | None, typer.Option(
-        help="Reference year of the cost of inaction (Décret tertiaire) for the buildings without "
+        min=FIRST_REFERENCE_YEAR,
+        help="Reference year of the cost of inaction (Décret tertiaire, 2010 or later) for the buildings without "
              "operat_reference_year; default: the complete year 2010-2019 of their invoices with the highest "
              f"consumption per m², else the earliest year from {FIRST_REFERENCE_YEAR} on that the subject "
              "buildings' data cover in full.")] = None,
@@ -641,7 +643,8 @@ def report_portfolio(
     own: dict[str, int] = {}
     for _, bld in inv.buildings():
         # The inventory's year first, then --reference-year, then the invoices' choice.
-        chosen = bld.operat_reference_year or (None if asked else choose_reference_year(bld, invoiced.get(bld.id, {})))
+        chosen = bld.operat_reference_year or (
+            None if asked else choose_reference_year(bld, invoiced.get(bld.id, {}), _energy_points(bld)))
         if chosen is not None and chosen != reference_year:
             own[bld.id] = chosen
     references = {y: year_figures(_metered_energies(inv), built, invoiced, y).totals for y in {reference_year, *own.values()}}
@@ -792,7 +795,8 @@ def report_operat(
     year: Annotated[int, typer.Option(help="Year declared.")],
     out: OutOpt,
     reference_year: Annotated[int | None, typer.Option(
-        help="Reference year of the buildings without operat_reference_year in the inventory; default: "
+        min=FIRST_REFERENCE_YEAR,
+        help="Reference year of the buildings without operat_reference_year in the inventory (2010 or later); default: "
              "the complete year 2010-2019 of their invoices with the highest consumption per m².")] = None,
     readings: ReadingsOpt = None,
     from_influx: FromInfluxOpt = False,
@@ -831,7 +835,7 @@ def report_operat(
     chosen: dict[str, int | None] = {}
     for _, bld in inv.buildings():
         chosen[bld.id] = (bld.operat_reference_year or reference_year
-                          or choose_reference_year(bld, invoiced.get(bld.id, {})))
+                          or choose_reference_year(bld, invoiced.get(bld.id, {}), _energy_points(bld)))
     data = _load_span(source, inv, date(year, 1, 1), date(year + 1, 1, 1), with_weather, required=not bills)
     built = _all_series(inv, data, f"consumption {year}")
     declared = year_figures(_metered_energies(inv), built, invoiced, year)
@@ -858,6 +862,13 @@ def report_operat(
         of_year = {b for b, y in chosen.items() if y == ref}
         _warn_missing(f"{ref} (reference year)", {b: n for b, n in reference.missing.items() if b in of_year},
                       [b for b in reference.absent if b in of_year], where)
+    # An energy billed only from after the reference year is taken as not supplied then: said, it may be bills not entered.
+    for building_id, ref in sorted((b, y) for b, y in chosen.items() if y is not None):
+        lacking = sorted(e.value for e in declared.totals.get(building_id, {})
+                         if building_id in reference.totals and e not in reference.totals[building_id])
+        if lacking:
+            typer.echo(f"warning: {building_id}: no {', '.join(lacking)} in the reference year {ref} (its bills start "
+                       "later: counted as not supplied then; if it was, enter those bills)", err=True)
     # A building declared without any reference data has no trajectory: as incomplete as one missing days.
     unreferenced = sorted(b for b in reference.absent if b not in declared.absent)
     unchosen = sorted(b for b, y in chosen.items() if y is None and b in declared.totals)
@@ -883,6 +894,13 @@ def report_operat(
         without_data=declared.absent, sources={b: declared.source(b) for b in declared.totals},
         reference_sources={b: reference.source(b) for b in reference.totals}, adjustments=adjustments,
     )
+    subject = subject_buildings(inv.sites)
+    unidentified = sorted(b.id for _, b in inv.buildings() if b.id in subject and not b.operat_id
+                          and any(r[INTERNAL_REF] == b.id for r in rows))
+    if unidentified:
+        typer.echo(f"warning: {len(unidentified)} subject building(s) without operat_id in the inventory, exported "
+                   f"with an empty EFA identifier (give the one of the OPERAT platform): {', '.join(unidentified)}",
+                   err=True)
     with atomic_path(out) as part_path:
         write_operat_csv(rows, part_path)
     typer.echo(f"wrote {out} ({len(rows)} EFA)")

@@ -490,8 +490,10 @@ class YearTotal:
 
     Attributes:
         amount: kWh (m3 for water), each invoice pro-rated by the days it has in the year.
-        missing_days: the most days of the year one of the accounts lacks, between its first
-            invoice and its last (an account outside that span does not supply the building then).
+        missing_days: days of the year without a bill: within the energy's supply span (its
+            building's accounts of that energy together, first bill to last), the days no bill
+            covers; plus the days the building has no bill of any energy (before its first
+            bill, after its last one).
     """
 
     amount: float
@@ -499,48 +501,63 @@ class YearTotal:
 
     @property
     def complete(self) -> bool:
-        """Every day of the year is invoiced, for every account supplying it."""
+        """Every day of the year is billed, for every energy supplying it."""
         return self.missing_days == 0
+
+
+def _days(first: date, last: date) -> set[date]:
+    return {first + timedelta(days=d) for d in range((last - first).days + 1)}
 
 
 def yearly_totals(invoices: Iterable[Invoice]) -> dict[str, dict[Energy, dict[int, YearTotal]]]:
     """Consumption per calendar year, per building and energy.
 
     An invoice counts in a year for the share of its days that fall in that year
-    (an invoice of 1 December to 31 January puts 31/62 in each year). A year
-    counts for an account from its first invoiced day to its last one; in
-    between, every day of the year must be invoiced for the year to be complete.
+    (an invoice of 1 December to 31 January puts 31/62 in each year).
+
+    An energy supplies the building from its first bill to its last, the building's
+    accounts of that energy together: a change of contract or supplier (one account
+    ends on 30 June, the next starts on 1 July) leaves no gap, and an energy replaced by
+    another (fuel oil until 30 June, gas from 1 July) is not missing outside its span.
+    The years of that span are given; a year is complete when every day of it within
+    the span is billed and the building has a bill of some energy on every day of the
+    year (a first year billed from July is not complete).
 
     >>> from inventory import Energy
     >>> bill = Invoice("a", "b", Energy.ELECTRICITY, date(2022, 12, 1), date(2023, 1, 31), 620.0, "kWh", 620.0)
     >>> yearly_totals([bill])["b"][Energy.ELECTRICITY]
     {2022: YearTotal(amount=310.0, missing_days=334), 2023: YearTotal(amount=310.0, missing_days=334)}
     """
-    by_account: dict[str, list[Invoice]] = {}
+    by_energy: dict[tuple[str, Energy], list[Invoice]] = {}
     for invoice in invoices:
-        by_account.setdefault(invoice.account, []).append(invoice)
-    amounts: dict[tuple[str, Energy, int], float] = {}
-    missing: dict[tuple[str, Energy, int], int] = {}
-    for items in by_account.values():
+        by_energy.setdefault((invoice.building, invoice.energy), []).append(invoice)
+    # The days each building has a bill's span of some energy, per year.
+    supplied: dict[tuple[str, int], set[date]] = {}
+    spans: dict[tuple[str, Energy], tuple[date, date]] = {}
+    for (building, energy), items in by_energy.items():
+        span = (min(i.start for i in items), max(i.end for i in items))
+        spans[(building, energy)] = span
+        for year in range(span[0].year, span[1].year + 1):
+            supplied.setdefault((building, year), set()).update(
+                _days(max(span[0], date(year, 1, 1)), min(span[1], date(year, 12, 31))))
+    out: dict[str, dict[Energy, dict[int, YearTotal]]] = {}
+    for (building, energy), items in sorted(by_energy.items(), key=lambda kv: (kv[0][0], kv[0][1].value)):
+        amounts: dict[int, float] = {}
         covered: dict[int, set[date]] = {}
         for invoice in items:
             for year in range(invoice.start.year, invoice.end.year + 1):
                 first = max(invoice.start, date(year, 1, 1))
                 last = min(invoice.end, date(year, 12, 31))
-                days = (last - first).days + 1
-                key = (invoice.building, invoice.energy, year)
-                amounts[key] = amounts.get(key, 0.0) + invoice.amount * days / invoice.days
-                covered.setdefault(year, set()).update(first + timedelta(days=d) for d in range(days))
-        first_year = min(i.start.year for i in items)
-        last_year = max(i.end.year for i in items)
-        for year in range(first_year, last_year + 1):
-            key = (items[0].building, items[0].energy, year)
+                amounts[year] = amounts.get(year, 0.0) + invoice.amount * ((last - first).days + 1) / invoice.days
+                covered.setdefault(year, set()).update(_days(first, last))
+        span_first, span_last = spans[(building, energy)]
+        years: dict[int, YearTotal] = {}
+        for year in range(span_first.year, span_last.year + 1):
+            in_span = (min(span_last, date(year, 12, 31)) - max(span_first, date(year, 1, 1))).days + 1
             whole = (date(year + 1, 1, 1) - date(year, 1, 1)).days
-            amounts.setdefault(key, 0.0)
-            missing[key] = max(missing.get(key, 0), whole - len(covered.get(year, ())))
-    out: dict[str, dict[Energy, dict[int, YearTotal]]] = {}
-    for (building, energy, year), amount in sorted(amounts.items(), key=lambda kv: (kv[0][0], kv[0][1].value, kv[0][2])):
-        out.setdefault(building, {}).setdefault(energy, {})[year] = YearTotal(amount, missing[(building, energy, year)])
+            unsupplied = whole - len(supplied[(building, year)])
+            years[year] = YearTotal(amounts.get(year, 0.0), in_span - len(covered.get(year, ())) + unsupplied)
+        out.setdefault(building, {})[energy] = years
     return out
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from inventory import Building, Energy, Inventory, InvoiceAccount, Organisation, Site
 from streams.errors import DecodeError
-from streams.invoices import DEFAULT_KWH_PER_UNIT, parse_invoices, read_invoice_file, yearly_totals
+from streams.invoices import DEFAULT_KWH_PER_UNIT, YearTotal, parse_invoices, read_invoice_file, yearly_totals
 
 
 @pytest.fixture
@@ -136,7 +136,7 @@ def test_years_prorate_bills_by_day_and_are_complete_only_when_every_day_is_bill
         "elec;2022-12-01;2023-01-31;620;kWh;\n"  # 31 days in each year
         "elec;2023-02-01;2023-12-31;3340;kWh;\n"
         "elec;2024-02-01;2024-12-31;1000;kWh;\n"  # January 2024 never billed
-        "gaz;2023-06-01;2023-12-31;100;MWh;\n"  # an account opened in June 2023: 2023 incomplete for it
+        "gaz;2023-06-01;2023-12-31;100;MWh;\n"  # gas supplied from June 2023: not missing before
     )
     years = yearly_totals(parse_invoices(text, inventory).invoices)["mairie"]
     elec = years[Energy.ELECTRICITY]
@@ -144,8 +144,37 @@ def test_years_prorate_bills_by_day_and_are_complete_only_when_every_day_is_bill
     assert elec[2023].amount == pytest.approx(310 + 3340)
     assert (elec[2022].complete, elec[2023].complete) == (True, True)
     assert (elec[2024].missing_days, elec[2024].complete) == (31, False)
-    assert years[Energy.NATURAL_GAS][2023].missing_days == 151
+    assert years[Energy.NATURAL_GAS][2023].missing_days == 0
     assert set(years[Energy.NATURAL_GAS]) == {2023}
+
+
+def test_a_change_of_contract_or_of_energy_within_a_year_leaves_it_complete() -> None:
+    # Review 14-M2 #3: two accounts of one energy (a new supplier on 1 July), and fuel oil replaced by gas.
+    accounts = [InvoiceAccount(id="elec-a", energy=Energy.ELECTRICITY),
+                InvoiceAccount(id="elec-b", energy=Energy.ELECTRICITY),
+                InvoiceAccount(id="fioul", energy=Energy.FUEL_OIL, conversion_kwh_per_unit=10),
+                InvoiceAccount(id="gaz", energy=Energy.NATURAL_GAS, conversion_kwh_per_unit=11)]
+    building = Building(id="ecole", name="École", usage="school", floor_area_m2=800, heated_area_m2=700,
+                        invoices=accounts)
+    inventory = Inventory(organisation=Organisation(name="Valmont", population=900, school_holiday_zone="C"),
+                          sites=[Site(id="centre", name="Centre", buildings=[building])])
+    text = ("account;start;end;consumption;unit;amount_eur\n"
+            "elec-a;01/07/2014;31/12/2014;50000;kWh;\n"
+            "elec-a;01/01/2015;30/06/2015;50000;kWh;\n"
+            "elec-b;01/07/2015;31/12/2015;60000;kWh;\n"
+            "elec-b;01/01/2016;31/12/2016;90000;kWh;\n"
+            "fioul;01/07/2014;30/06/2015;3000;L;\n"
+            "gaz;01/07/2015;31/12/2016;5000;m3;\n")
+    years = yearly_totals(parse_invoices(text, inventory).invoices)["ecole"]
+    assert years[Energy.ELECTRICITY][2015] == YearTotal(110000.0, 0)
+    assert years[Energy.FUEL_OIL][2015].complete
+    assert set(years[Energy.FUEL_OIL]) == {2014, 2015}
+    assert years[Energy.NATURAL_GAS][2015].complete
+    # The first year, billed from July by every energy, is not complete.
+    assert (years[Energy.ELECTRICITY][2014].missing_days, years[Energy.FUEL_OIL][2014].missing_days) == (181, 181)
+    # A gap in the new contract counts.
+    text = text.replace("elec-b;01/07/2015", "elec-b;01/08/2015")
+    assert yearly_totals(parse_invoices(text, inventory).invoices)["ecole"][Energy.ELECTRICITY][2015].missing_days == 31
 
 
 def test_fuel_oil_and_pellets_without_a_coefficient_take_the_documented_defaults() -> None:

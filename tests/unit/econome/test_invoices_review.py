@@ -1,0 +1,119 @@
+"""Issue 14, review of part M (14-M2): invoices and the OPERAT export on the cases a hostile review found.
+
+A town hall whose electricity supplier changed on 1 July 2015, a school that
+went from fuel oil to gas on 1 July 2015, a reference year before 2010, a
+subject building without its OPERAT identifier: ``report operat --invoices``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from dashboards.operat import EFA_ID, INTERNAL_REF, REFERENCE_KWH, REFERENCE_YEAR
+from econome.cli import app
+
+INVENTORY = {
+    "organisation": {"name": "Commune de Test", "population": 900, "timezone": "Europe/Paris",
+                     "school_holiday_zone": "C"},
+    "sites": [
+        {"id": "centre", "name": "Centre", "address": "1 place, 01000 Test", "buildings": [
+            {"id": "mairie", "operat_id": "EFA-1", "name": "Mairie", "usage": "town_hall", "floor_area_m2": 1000,
+             "heated_area_m2": 900, "invoices": [
+                 {"id": "m-elec", "energy": "electricity"},
+                 {"id": "m-gaz", "energy": "natural_gas", "conversion_kwh_per_unit": 11.0},
+                 {"id": "m-elec2", "energy": "electricity", "name": "nouveau fournisseur"}]}]},
+        {"id": "ecoles", "name": "Ecoles", "address": "rue", "buildings": [
+            {"id": "ecole", "name": "Ecole", "usage": "school", "floor_area_m2": 1200, "heated_area_m2": 1200,
+             "invoices": [{"id": "e-fioul", "energy": "fuel_oil", "conversion_kwh_per_unit": 10.0},
+                          {"id": "e-gaz", "energy": "natural_gas", "conversion_kwh_per_unit": 11.0}]}]},
+    ],
+}
+
+HEADER = "account;start;end;consumption;unit;amount_eur;estimated;reference\n"
+
+
+def _operat(tmp_path: Path, bills: str, *extra: str) -> tuple[int, str, dict[str, dict[str, str]]]:
+    config = tmp_path / "inv.yaml"
+    config.write_text(yaml.safe_dump(INVENTORY, allow_unicode=True), encoding="utf-8")
+    invoices = tmp_path / "factures.csv"
+    invoices.write_text(HEADER + bills, encoding="utf-8")
+    out = tmp_path / "operat.csv"
+    result = CliRunner().invoke(app, ["report", "operat", "--config", str(config), "--invoices", str(invoices),
+                                      "--year", "2024", "--out", str(out), *extra])
+    rows = {}
+    if result.exit_code == 0:
+        rows = {r[INTERNAL_REF]: r for r in csv.DictReader(io.StringIO(out.read_text(encoding="utf-8-sig")),
+                                                            delimiter=";")}
+    return result.exit_code, result.output, rows
+
+
+def test_a_change_of_supplier_or_of_energy_within_the_reference_year_keeps_it_complete(tmp_path: Path) -> None:
+    # Review #3 (/tmp/rc/k1.csv): 2015 billed by two electricity accounts, the school's fuel oil then gas.
+    code, output, rows = _operat(tmp_path, (
+        "m-elec;01/01/2014;31/12/2014;100000;kWh;;non;\n"
+        "m-elec;01/01/2015;30/06/2015;50000;kWh;;non;\n"
+        "m-elec2;01/07/2015;31/12/2015;60000;kWh;;non;\n"
+        "m-elec2;01/01/2016;31/12/2016;90000;kWh;;non;\n"
+        "m-elec2;01/01/2024;31/12/2024;80000;kWh;;non;\n"
+        "e-fioul;01/01/2014;31/12/2014;15000;L;;non;\n"
+        "e-fioul;01/01/2015;30/06/2015;10000;L;;non;\n"
+        "e-gaz;01/07/2015;31/12/2016;20000;m3;;non;\n"
+        "e-gaz;01/01/2024;31/12/2024;10000;m3;;non;\n"))
+    assert code == 0, output
+    assert (rows["mairie"][REFERENCE_YEAR], rows["mairie"][REFERENCE_KWH]) == ("2015", "110000")
+    # 2015: 100,000 kWh of fuel oil and 184/550 of the gas bill beat 2014's 150,000 kWh of fuel oil.
+    assert (rows["ecole"][REFERENCE_YEAR], rows["ecole"][REFERENCE_KWH]) == ("2015", str(100000 + 20000 * 11 * 184 // 550))
+    code, output, rows = _operat(tmp_path, (
+        "m-elec;01/01/2015;30/06/2015;50000;kWh;;non;\n"
+        "m-elec2;01/07/2015;31/12/2015;60000;kWh;;non;\n"
+        "m-elec2;01/01/2024;31/12/2024;80000;kWh;;non;\n"
+        "e-fioul;01/01/2015;30/06/2015;10000;L;;non;\n"
+        "e-gaz;01/07/2015;31/12/2015;5000;m3;;non;\n"
+        "e-gaz;01/01/2024;31/12/2024;10000;m3;;non;\n"), "--reference-year", "2015")
+    assert code == 0, output
+    assert rows["ecole"][REFERENCE_KWH] == str(100000 + 55000)
+
+
+def test_the_automatic_reference_year_is_one_the_export_accepts(tmp_path: Path) -> None:
+    # Review #4 (/tmp/rc/f2.csv): gas billed in 2012, electricity only from 2013: 2012 was chosen, then refused.
+    code, output, rows = _operat(tmp_path, (
+        "m-gaz;01/01/2012;31/12/2012;20 000;m3;;non;\n"
+        "m-gaz;01/01/2013;31/12/2013;9 000;m3;;non;\n"
+        "m-gaz;01/01/2024;31/12/2024;5000;m3;;non;\n"
+        "m-elec;01/01/2013;31/12/2013;100 000;kWh;;non;\n"
+        "m-elec;01/01/2024;31/12/2024;80 000;kWh;;non;\n"))
+    assert code == 0, output
+    assert (rows["mairie"][REFERENCE_YEAR], rows["mairie"][REFERENCE_KWH]) == ("2012", "220000")
+    assert ("warning: mairie: no electricity in the reference year 2012 (its bills start later: counted as not "
+            "supplied then; if it was, enter those bills)") in output
+
+
+@pytest.mark.parametrize("report", ["operat", "portfolio"])
+def test_a_reference_year_before_2010_exits_2(tmp_path: Path, report: str) -> None:
+    # Review #5.
+    config = tmp_path / "inv.yaml"
+    config.write_text(yaml.safe_dump(INVENTORY, allow_unicode=True), encoding="utf-8")
+    invoices = tmp_path / "factures.csv"
+    invoices.write_text(HEADER + "m-elec;01/01/2024;31/12/2024;80000;kWh;;non;\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["report", report, "--config", str(config), "--invoices", str(invoices),
+                                      "--year", "2024", "--out", str(tmp_path / "out.csv"), "--reference-year", "2009"])
+    assert result.exit_code == 2
+    said = " ".join(result.output.replace("│", " ").split())
+    assert "Invalid value for '--reference-year': Input should be greater than or equal to 2010" in said
+
+
+def test_a_subject_building_without_operat_id_is_warned(tmp_path: Path) -> None:
+    # Review #9: the school (1,200 m²) has no operat_id.
+    code, output, rows = _operat(tmp_path, "m-elec;01/01/2024;31/12/2024;80000;kWh;;non;\n"
+                                           "e-fioul;01/01/2024;31/12/2024;8000;L;;non;\n", "--reference-year", "2024",
+                                 "--allow-incomplete")
+    assert code == 0, output
+    assert rows["ecole"][EFA_ID] == ""
+    assert ("warning: 1 subject building(s) without operat_id in the inventory, exported with an empty EFA "
+            "identifier (give the one of the OPERAT platform): ecole") in output
