@@ -803,7 +803,10 @@ def report_operat(
     invoices: InvoicesOpt = None,
     temperatures: Annotated[Path | None, typer.Option(
         help="Outdoor temperatures for the climate adjustment of years the readings do not hold: "
-             "daily date,tmin,tmax (Météo-France) or timestamp,value.")] = None,
+             "Météo-France's daily file of the département (meteo.data.gouv.fr, NUM_POSTE;...;AAAAMMJJ;...;TN;...;TX, "
+             ".csv or .csv.gz), daily date,tmin,tmax, or timestamp,value.")] = None,
+    station: Annotated[str | None, typer.Option(
+        help="NUM_POSTE of the station in a Météo-France file of several stations.")] = None,
     heating_share: Annotated[list[str] | None, typer.Option(
         help="Share of an energy taken as heating where no meter covers the year, ENERGY=FRACTION "
              "(repeat; default gas and fuel 0.8, pellets and heating network 0.9, electricity 0).")] = None,
@@ -840,7 +843,7 @@ def report_operat(
     built = _all_series(inv, data, f"consumption {year}")
     declared = year_figures(_metered_energies(inv), built, invoiced, year)
     year_temperature = _temperature_or_none(data, weather)
-    temps = _temperatures(temperatures, tz)
+    temps = _temperatures(temperatures, tz, station)
     if year_temperature is not None and year not in temps:
         temps[year] = daily_temperatures(*year_temperature, tz=tz)
     reference = YearFigures()
@@ -930,12 +933,12 @@ def _temperature_or_none(data: dict[str, PointSeries], point_id: str | None) -> 
     return _stamps(series), series.values.tolist()
 
 
-def _temperatures(path: Path | None, tz: tzinfo) -> dict[int, list[DailyTemperature]]:
-    """``--temperatures``, per year."""
+def _temperatures(path: Path | None, tz: tzinfo, station: str | None = None) -> dict[int, list[DailyTemperature]]:
+    """``--temperatures`` (``--station`` in a Météo-France file), per year."""
     if path is None:
         return {}
     try:
-        days = read_temperature_csv(path, tz=tz)
+        days = read_temperature_csv(path, tz=tz, station=station)
     except (OSError, TelemetryError, ValueError) as exc:
         msg = f"--temperatures {path}: {exc}"
         raise _fail(msg, 2) from exc

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 import yaml
 from typer.testing import CliRunner
 
-from dashboards.operat import EFA_ID, INTERNAL_REF, REFERENCE_KWH, REFERENCE_YEAR
+from dashboards.operat import DJU_REFERENCE, DJU_YEAR, EFA_ID, INTERNAL_REF, REFERENCE_KWH, REFERENCE_YEAR
 from econome.cli import app
 
 INVENTORY = {
@@ -117,3 +118,27 @@ def test_a_subject_building_without_operat_id_is_warned(tmp_path: Path) -> None:
     assert rows["ecole"][EFA_ID] == ""
     assert ("warning: 1 subject building(s) without operat_id in the inventory, exported with an empty EFA "
             "identifier (give the one of the OPERAT platform): ecole") in output
+
+
+def test_temperatures_from_a_meteo_france_file_with_station(tmp_path: Path) -> None:
+    # Review #6: the département file of meteo.data.gouv.fr; DJU 2015 = 365 × (18 − 6), 2024 = 366 × (18 − 8).
+    lines = ["NUM_POSTE;NOM_USUEL;LAT;LON;ALTI;AAAAMMJJ;RR;QRR;TN;QTN;HTN;QHTN;TX;QTX\n"]
+    for number, name, shift in (("41018001", "BLOIS", 0), ("41269001", "ROMORANTIN", 3)):
+        for year, tn, tx in ((2015, 2, 10), (2024, 4, 12)):
+            day = date(year, 1, 1)
+            while day.year == year:
+                lines.append(f"{number};{name};47;1;100;{day:%Y%m%d};0;1;{tn + shift};1;;;{tx + shift};1\n")
+                day += timedelta(days=1)
+    station_file = tmp_path / "Q_41.csv"
+    station_file.write_text("".join(lines), encoding="utf-8")
+    bills = ("m-elec;01/01/2015;31/12/2015;100000;kWh;;non;\n"
+             "m-gaz;01/01/2015;31/12/2015;10000;m3;;non;\n"
+             "m-elec;01/01/2024;31/12/2024;80000;kWh;;non;\n"
+             "m-gaz;01/01/2024;31/12/2024;8000;m3;;non;\n")
+    code, output, _ = _operat(tmp_path, bills, "--temperatures", str(station_file))
+    assert code == 2
+    assert "2 stations in this Météo-France file, choose one with --station NUM_POSTE: 41018001 BLOIS, " \
+           "41269001 ROMORANTIN" in " ".join(output.split())
+    code, output, rows = _operat(tmp_path, bills, "--temperatures", str(station_file), "--station", "41018001")
+    assert code == 0, output
+    assert (rows["mairie"][DJU_YEAR], rows["mairie"][DJU_REFERENCE]) == (str(366 * 10), str(365 * 12))
