@@ -668,8 +668,10 @@ def report_portfolio(
             ref_totals = references[year_of[bld.id]].get(bld.id, {})
             ref_kwh = sum(kwh for e, kwh in ref_totals.items() if e in ENERGY_COLUMNS)
             billed = frozenset(e for e, src in declared.sources.get(bld.id, {}).items() if src == FROM_INVOICES)
+            # The bills' own amounts are the cost of the energies they give, when every bill of the year has one.
+            paid = [(e, invoiced[bld.id][e][year].amount_eur) for e in sorted(billed, key=list(Energy).index)]
             rows.append(BuildingYear(bld, totals[bld.id], missing.get(bld.id, 0), avoided, bld.id in subject,
-                                     ref_kwh or None, billed))
+                                     ref_kwh or None, billed, tuple((e, eur) for e, eur in paid if eur is not None)))
     follow_up = _follow_up(inv, built, invoiced, first_billed, year) if bills else []
     page = portfolio_report(inv, year, rows, price_escalation=price_escalation, reference_year=reference_year,
                             reference_note=note, yearly=follow_up)
@@ -865,6 +867,12 @@ def report_operat(
         of_year = {b for b, y in chosen.items() if y == ref}
         _warn_missing(f"{ref} (reference year)", {b: n for b, n in reference.missing.items() if b in of_year},
                       [b for b in reference.absent if b in of_year], where)
+    # A reference year known only from estimated bills may be far from what was used.
+    for building_id, ref in sorted((b, y) for b, y in chosen.items() if y is not None):
+        from_bills = [e for e, src in reference.sources.get(building_id, {}).items() if src == FROM_INVOICES]
+        if from_bills and all(invoiced[building_id][e][ref].estimated for e in from_bills):
+            typer.echo(f"warning: {building_id}: the reference year {ref} is known only from estimated bills "
+                       "(estimated index): check it against read ones", err=True)
     # An energy billed only from after the reference year is taken as not supplied then: said, it may be bills not entered.
     for building_id, ref in sorted((b, y) for b, y in chosen.items() if y is not None):
         lacking = sorted(e.value for e in declared.totals.get(building_id, {})

@@ -494,10 +494,14 @@ class YearTotal:
             building's accounts of that energy together, first bill to last), the days no bill
             covers; plus the days the building has no bill of any energy (before its first
             bill, after its last one).
+        amount_eur: the bills' amounts, pro-rated likewise; None when a bill of the year has none.
+        estimated: every bill of the year is on an estimated index.
     """
 
     amount: float
     missing_days: int
+    amount_eur: float | None = None
+    estimated: bool = False
 
     @property
     def complete(self) -> bool:
@@ -525,8 +529,8 @@ def yearly_totals(invoices: Iterable[Invoice]) -> dict[str, dict[Energy, dict[in
 
     >>> from inventory import Energy
     >>> bill = Invoice("a", "b", Energy.ELECTRICITY, date(2022, 12, 1), date(2023, 1, 31), 620.0, "kWh", 620.0)
-    >>> yearly_totals([bill])["b"][Energy.ELECTRICITY]
-    {2022: YearTotal(amount=310.0, missing_days=334), 2023: YearTotal(amount=310.0, missing_days=334)}
+    >>> {y: (t.amount, t.missing_days) for y, t in yearly_totals([bill])["b"][Energy.ELECTRICITY].items()}
+    {2022: (310.0, 334), 2023: (310.0, 334)}
     """
     by_energy: dict[tuple[str, Energy], list[Invoice]] = {}
     for invoice in invoices:
@@ -543,12 +547,18 @@ def yearly_totals(invoices: Iterable[Invoice]) -> dict[str, dict[Energy, dict[in
     out: dict[str, dict[Energy, dict[int, YearTotal]]] = {}
     for (building, energy), items in sorted(by_energy.items(), key=lambda kv: (kv[0][0], kv[0][1].value)):
         amounts: dict[int, float] = {}
+        euros: dict[int, float | None] = {}
+        estimated: dict[int, bool] = {}
         covered: dict[int, set[date]] = {}
         for invoice in items:
             for year in range(invoice.start.year, invoice.end.year + 1):
                 first = max(invoice.start, date(year, 1, 1))
                 last = min(invoice.end, date(year, 12, 31))
-                amounts[year] = amounts.get(year, 0.0) + invoice.amount * ((last - first).days + 1) / invoice.days
+                part = ((last - first).days + 1) / invoice.days
+                amounts[year] = amounts.get(year, 0.0) + invoice.amount * part
+                eur = euros.get(year, 0.0)
+                euros[year] = None if eur is None or invoice.amount_eur is None else eur + invoice.amount_eur * part
+                estimated[year] = estimated.get(year, True) and invoice.estimated
                 covered.setdefault(year, set()).update(_days(first, last))
         span_first, span_last = spans[(building, energy)]
         years: dict[int, YearTotal] = {}
@@ -556,7 +566,8 @@ def yearly_totals(invoices: Iterable[Invoice]) -> dict[str, dict[Energy, dict[in
             in_span = (min(span_last, date(year, 12, 31)) - max(span_first, date(year, 1, 1))).days + 1
             whole = (date(year + 1, 1, 1) - date(year, 1, 1)).days
             unsupplied = whole - len(supplied[(building, year)])
-            years[year] = YearTotal(amounts.get(year, 0.0), in_span - len(covered.get(year, ())) + unsupplied)
+            years[year] = YearTotal(amounts.get(year, 0.0), in_span - len(covered.get(year, ())) + unsupplied,
+                                    euros.get(year), estimated.get(year, False))
         out.setdefault(building, {})[energy] = years
     return out
 

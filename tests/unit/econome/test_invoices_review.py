@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from dashboards.operat import DJU_REFERENCE, DJU_YEAR, EFA_ID, INTERNAL_REF, REFERENCE_KWH, REFERENCE_YEAR
 from econome.cli import app
+from inventory import Energy, Inventory
 
 INVENTORY = {
     "organisation": {"name": "Commune de Test", "population": 900, "timezone": "Europe/Paris",
@@ -142,3 +143,37 @@ def test_temperatures_from_a_meteo_france_file_with_station(tmp_path: Path) -> N
     code, output, rows = _operat(tmp_path, bills, "--temperatures", str(station_file), "--station", "41018001")
     assert code == 0, output
     assert (rows["mairie"][DJU_YEAR], rows["mairie"][DJU_REFERENCE]) == (str(366 * 10), str(365 * 12))
+
+
+def test_the_portfolio_cost_comes_from_the_bills_amounts_and_estimated_reference_bills_are_warned(
+    tmp_path: Path,
+) -> None:
+    # Review #7: electricity billed 1,200.50 + 800 € in 2024; gas bills without an amount: the inventory's tariff.
+    bills = ("m-elec;01/01/2015;31/12/2015;100000;kWh;9000;oui;\n"
+             "m-gaz;01/01/2015;31/12/2015;10000;m3;;oui;\n"
+             "m-elec;01/01/2024;30/06/2024;40000;kWh;1 200,50;non;\n"
+             "m-elec;01/07/2024;31/12/2024;40000;kWh;800;non;\n"
+             "m-gaz;01/01/2024;31/12/2024;8000;m3;;non;\n")
+    config = tmp_path / "inv.yaml"
+    config.write_text(yaml.safe_dump(INVENTORY, allow_unicode=True), encoding="utf-8")
+    invoices = tmp_path / "factures.csv"
+    invoices.write_text(HEADER + bills, encoding="utf-8")
+    out = tmp_path / "bilan.html"
+    result = CliRunner().invoke(app, ["report", "portfolio", "--config", str(config), "--invoices", str(invoices),
+                                      "--year", "2024", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    page = out.read_text(encoding="utf-8")
+    row = page[page.index("<td>Mairie"):].split("</tr>")[0]
+    cells = [c.split("</td>")[0] for c in row.split("<td>")[1:]]
+    cost = cells[7]
+    assert cost.endswith("\u1da0")
+    gas_tariff = Inventory.model_validate(INVENTORY).tariff(Energy.NATURAL_GAS).price_eur_per_unit
+    expected = 1200.5 + 800 + 8000 * 11.0 * gas_tariff
+    assert float("".join(ch for ch in cost if ch.isdigit())) == pytest.approx(expected, abs=1)
+    assert "montants des factures (au prorata des jours de l'année)" in page
+
+    code, output, _ = _operat(tmp_path, bills)
+    assert code == 0, output
+    assert "warning: mairie: the reference year 2015 is known only from estimated bills" in output
+    code, output, _ = _operat(tmp_path, bills.replace("9000;oui", "9000;non"))
+    assert "known only from estimated bills" not in output
