@@ -108,6 +108,7 @@ __all__ = [
     "FROM_INVOICES",
     "FROM_METERS",
     "GAP_2030",
+    "GAP_2030_ADJUSTED",
     "HEATING_SHARE",
     "INTENSITY",
     "MISSING_DAYS",
@@ -172,7 +173,8 @@ REFERENCE_YEAR = "Année de référence"
 REFERENCE_KWH = "Consommation de l'année de référence (kWh EF)"
 TOTAL_KWH = "Consommation totale (kWh EF)"
 INTENSITY = "Consommation surfacique (kWh EF/m²)"
-GAP_2030 = "Réduction restant à faire pour 2030 (%)"
+GAP_2030 = "Réduction restant à faire pour 2030, consommation brute (%)"
+GAP_2030_ADJUSTED = "Réduction restant à faire pour 2030, consommation ajustée au climat (%)"
 MISSING_DAYS = "Jours sans données (année de consommation)"
 REFERENCE_MISSING_DAYS = "Jours sans données (année de référence)"
 SOURCE = "Source des consommations de l'année"
@@ -227,6 +229,7 @@ COLUMNS: list[str] = [
     DJC_REFERENCE,
     COOLING_SHARE,
     ADJUSTED_KWH,
+    GAP_2030_ADJUSTED,
     ADJUSTMENT_METHOD,
 ]
 """Headers of the export, in order."""
@@ -558,7 +561,7 @@ def _climate(
 ) -> None:
     """Fill the climate columns; the 2030 gap is then of the adjusted consumption."""
     for column in (DJU_YEAR, DJU_REFERENCE, HEATING_SHARE, DJC_YEAR, DJC_REFERENCE, COOLING_SHARE, ADJUSTED_KWH,
-                   ADJUSTMENT_METHOD):
+                   GAP_2030_ADJUSTED, ADJUSTMENT_METHOD):
         row[column] = ""
     if building_id in without_data or not row[REFERENCE_KWH]:
         return
@@ -581,7 +584,7 @@ def _climate(
     row[ADJUSTED_KWH] = f"{adjusted:.0f}"
     row[ADJUSTMENT_METHOD] = adjustment.method
     target = float(row[OBJECTIVE_COLUMNS[2030]])
-    row[GAP_2030] = _decimal(100 * max(adjusted - target, 0.0) / adjusted, 1) if adjusted else ""
+    row[GAP_2030_ADJUSTED] = _decimal(100 * max(adjusted - target, 0.0) / adjusted, 1) if adjusted else ""
 
 
 def _row(

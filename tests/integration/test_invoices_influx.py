@@ -28,6 +28,7 @@ from dashboards.operat import (
     DJU_REFERENCE,
     DJU_YEAR,
     GAP_2030,
+    GAP_2030_ADJUSTED,
     OBJECTIVE_COLUMNS,
     REFERENCE_KWH,
     REFERENCE_SOURCE,
@@ -202,7 +203,8 @@ def test_invoices_import_once_and_give_the_operat_reference_and_trajectory(
     assert (mairie[DJU_YEAR], mairie[DJU_REFERENCE]) == (str(dju_2023), str(dju_2012))
     assert int(mairie[ADJUSTED_KWH]) == round(adjusted)
     target = reference[2012] * 0.6
-    assert mairie[GAP_2030] == f"{100 * (adjusted - target) / adjusted:.1f}".replace(".", ",")
+    assert mairie[GAP_2030_ADJUSTED] == f"{100 * (adjusted - target) / adjusted:.1f}".replace(".", ",")
+    assert mairie[GAP_2030] == f"{100 * (used - target) / used:.1f}".replace(".", ",")
     assert "part par défaut (électricité 0\u00a0%, gaz naturel 80\u00a0%)" in mairie[ADJUSTMENT_METHOD]
     assert "DJU 2012/DJU 2023" in mairie[ADJUSTMENT_METHOD]
 

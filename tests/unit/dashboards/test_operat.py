@@ -77,7 +77,7 @@ def test_the_default_heating_shares_are_those_docs_mv_states() -> None:
 
 
 def test_a_climate_adjustment_moves_the_2030_gap_to_the_adjusted_consumption() -> None:
-    from dashboards.operat import ADJUSTED_KWH, ADJUSTMENT_METHOD, ClimateAdjustment
+    from dashboards.operat import ADJUSTED_KWH, ADJUSTMENT_METHOD, GAP_2030_ADJUSTED, ClimateAdjustment
 
     site = _site(_building(1200, id="mairie", usage="town_hall"))
     # Half heating, a year 20 % milder than the reference: 80,000 kWh are 90,000 at the reference's climate.
@@ -85,11 +85,14 @@ def test_a_climate_adjustment_moves_the_2030_gap_to_the_adjusted_consumption() -
     rows = operat_rows([site], 2025, {"mairie": {Energy.NATURAL_GAS: 80000.0}}, 2019,
                        {"mairie": {Energy.NATURAL_GAS: 120000.0}}, adjustments={"mairie": adjustment})
     assert rows[0][ADJUSTED_KWH] == "88000"  # 40,000 + 40,000 × 2400 / 2000
-    assert rows[0][GAP_2030] == "18,2"  # (88,000 − 72,000) / 88,000
+    # Review 14-M2 #11: the raw gap keeps its meaning, the adjusted one has its own column.
+    assert rows[0][GAP_2030_ADJUSTED] == "18,2"  # (88,000 − 72,000) / 88,000
+    assert rows[0][GAP_2030] == "10,0"  # (80,000 − 72,000) / 80,000
     assert rows[0][ADJUSTMENT_METHOD] == "test"
     unadjusted = operat_rows([site], 2025, {"mairie": {Energy.NATURAL_GAS: 80000.0}}, 2019,
                              {"mairie": {Energy.NATURAL_GAS: 120000.0}})
     assert unadjusted[0][GAP_2030] == "10,0"
+    assert unadjusted[0][GAP_2030_ADJUSTED] == ""
     assert unadjusted[0][ADJUSTED_KWH] == ""
 
 
