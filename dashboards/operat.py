@@ -88,7 +88,7 @@ import numpy as np
 
 from inventory import Building, BuildingUsage, Energy, Site
 from mv.baseline import DailyChangePointBaseline, DailyObservations
-from mv.degreedays import DailyTemperature, degree_days
+from mv.degreedays import DailyTemperature, professional_degree_days
 from streams.invoices import YearTotal
 
 __all__ = [
@@ -457,14 +457,16 @@ def year_figures(
 def year_degree_days(days: Sequence[DailyTemperature], year: int) -> tuple[float, float]:
     """Heating (DJU) and cooling (DJC) degree days, base 18 °C, of a calendar year.
 
-    A few days missing are counted at the mean of the others; NaN when over a tenth of
-    the year's days lack temperatures.
+    Each day by the *méthode des professionnels de l'énergie* of the arrêté's annex III
+    (:func:`mv.degreedays.professional_degree_days`) from its Tn and Tx. A few days
+    missing are counted at the mean of the others; NaN when over a tenth of the year's
+    days lack temperatures.
     """
-    known = [d for d in degree_days(days) if d.day.year == year and not d.gap]
+    known = [professional_degree_days(d.tmin_c, d.tmax_c) for d in days if d.day.year == year and not d.gap]
     whole = (date(year + 1, 1, 1) - date(year, 1, 1)).days
     if len(known) < 0.9 * whole:
         return math.nan, math.nan
-    return sum(d.hdd for d in known) * whole / len(known), sum(d.cdd for d in known) * whole / len(known)
+    return sum(h for h, _ in known) * whole / len(known), sum(c for _, c in known) * whole / len(known)
 
 
 def weather_shares(model: DailyChangePointBaseline, obs: DailyObservations) -> tuple[float, float] | None:

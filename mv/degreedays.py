@@ -67,6 +67,7 @@ __all__ = [
     "degree_days",
     "monthly_degree_days",
     "parse_timestamp",
+    "professional_degree_days",
     "read_series_csv",
     "read_temperature_csv",
 ]
@@ -371,6 +372,33 @@ def degree_days(
             continue
         out.append(DegreeDay(d.day, tmean, max(0.0, base_c - tmean), max(0.0, tmean - cbase), False))
     return out
+
+
+def professional_degree_days(tmin_c: float, tmax_c: float, base_c: float = DJU_BASE_C) -> tuple[float, float]:
+    """Heating and cooling degree days of one day by the *méthode des professionnels de l'énergie* (COSTIC).
+
+    The method annex III of the arrêté du 10 avril 2020 (as amended on 13 April 2022)
+    names for the OPERAT climate adjustment. With ``S`` the base temperature, heating:
+    ``S − (Tn + Tx) / 2`` when ``S > Tx``; 0 when ``S ≤ Tn``; else
+    ``(S − Tn) × (0.08 + 0.42 × (S − Tn) / (Tx − Tn))``: a day crossing the base counts
+    the part of it below, where the Météo-France method counts ``max(0, S − mean)``.
+    Cooling is the mirror: ``(Tn + Tx) / 2 − S`` when ``S ≤ Tn``; 0 when ``S > Tx``; else
+    ``(Tx − S) × (0.08 + 0.42 × (Tx − S) / (Tx − Tn))``.
+
+    >>> professional_degree_days(2.0, 10.0)  # below the base all day: as Météo-France, 18 − 6
+    (12.0, 0.0)
+    >>> [round(x, 3) for x in professional_degree_days(12.0, 22.0)]  # 6 × (0.08 + 0.42 × 6 / 10); 4 × (0.08 + 0.42 × 4 / 10)
+    [1.992, 0.992]
+    """
+    if base_c > tmax_c:
+        heating, cooling = base_c - (tmin_c + tmax_c) / 2, 0.0
+    elif base_c <= tmin_c:
+        heating, cooling = 0.0, (tmin_c + tmax_c) / 2 - base_c
+    else:
+        span = tmax_c - tmin_c
+        heating = (base_c - tmin_c) * (0.08 + 0.42 * (base_c - tmin_c) / span)
+        cooling = (tmax_c - base_c) * (0.08 + 0.42 * (tmax_c - base_c) / span)
+    return heating, cooling
 
 
 def monthly_degree_days(days: Sequence[DegreeDay]) -> dict[tuple[int, int], tuple[float, float, int]]:

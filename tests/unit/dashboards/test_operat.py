@@ -115,3 +115,16 @@ def test_the_heating_and_cooling_parts_of_a_fitted_model_are_those_the_data_were
     assert shares[0] == pytest.approx(heating.sum() / energy.sum(), abs=0.03)
     assert shares[1] == pytest.approx(cooling.sum() / energy.sum(), abs=0.02)
     assert shares[1] > 0.02
+
+
+def test_year_degree_days_follow_the_professionals_method_of_the_arrete() -> None:
+    # Review 14-M2: days crossing the base count the part below it (annex III), not max(0, 18 − mean) = 1.
+    from datetime import date, timedelta
+
+    from dashboards.operat import year_degree_days
+    from mv.degreedays import DailyTemperature
+
+    days = [DailyTemperature(date(2023, 1, 1) + timedelta(days=d), 12.0, 22.0, 17.0, 1.0, False) for d in range(365)]
+    dju, djc = year_degree_days(days, 2023)
+    assert dju == pytest.approx(365 * 6 * (0.08 + 0.42 * 6 / 10))
+    assert djc == pytest.approx(365 * 4 * (0.08 + 0.42 * 4 / 10))
