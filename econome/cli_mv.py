@@ -37,6 +37,7 @@ the consumption per calendar year back to the first bill.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
@@ -809,6 +810,9 @@ def report_operat(
              ".csv or .csv.gz), daily date,tmin,tmax, or timestamp,value.")] = None,
     station: Annotated[str | None, typer.Option(
         help="NUM_POSTE of the station in a Météo-France file of several stations.")] = None,
+    normal_dju: Annotated[float | None, typer.Option(
+        min=1, help="The station's mean DJU 2000-2019 (Météo-France, or shown by OPERAT): the year and the "
+                    "reference are then both brought to it, as the arrêté does (extra columns).")] = None,
     heating_share: Annotated[list[str] | None, typer.Option(
         help="Share of an energy taken as heating where no meter covers the year, ENERGY=FRACTION "
              "(repeat; default gas and fuel 0.8, pellets and heating network 0.9, electricity 0).")] = None,
@@ -897,8 +901,9 @@ def report_operat(
     for _, bld in current().track(inv.buildings(), "climate adjustment"):
         chosen_year = chosen[bld.id]
         if chosen_year is not None and bld.id in declared.totals and bld.id in reference.totals:
-            adjustments[bld.id] = _adjustment(inv, bld, year, declared, built, temps, year_temperature, chosen_year,
-                                              shares)
+            found = _adjustment(inv, bld, year, declared, built, temps, year_temperature, chosen_year, shares)
+            adjustments[bld.id] = (dataclasses.replace(found, normal_dju=normal_dju)
+                                   if isinstance(found, ClimateAdjustment) else found)
     rows = operat_rows(
         inv.sites, year, declared.totals, {b: y for b, y in chosen.items() if y is not None}, reference.totals,
         only_subject=only_subject, missing_days=declared.missing, reference_missing_days=reference.missing,

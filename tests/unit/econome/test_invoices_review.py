@@ -16,7 +16,19 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from dashboards.operat import DJU_REFERENCE, DJU_YEAR, EFA_ID, INTERNAL_REF, REFERENCE_KWH, REFERENCE_YEAR
+from dashboards.operat import (
+    ADJUSTMENT_METHOD,
+    DJU_REFERENCE,
+    DJU_YEAR,
+    EFA_ID,
+    GAP_2030_NORMAL,
+    INTERNAL_REF,
+    NORMAL_ADJUSTED_KWH,
+    NORMAL_DJU,
+    NORMAL_REFERENCE_KWH,
+    REFERENCE_KWH,
+    REFERENCE_YEAR,
+)
 from econome.cli import app
 from inventory import Energy, Inventory
 
@@ -143,6 +155,23 @@ def test_temperatures_from_a_meteo_france_file_with_station(tmp_path: Path) -> N
     code, output, rows = _operat(tmp_path, bills, "--temperatures", str(station_file), "--station", "41018001")
     assert code == 0, output
     assert (rows["mairie"][DJU_YEAR], rows["mairie"][DJU_REFERENCE]) == (str(366 * 10), str(365 * 12))
+    assert rows["mairie"][NORMAL_ADJUSTED_KWH] == ""
+    assert "aperçu : l'année ramenée au climat de l'année de référence" in rows["mairie"][ADJUSTMENT_METHOD]
+
+    # --normal-dju: both years brought to the station's mean DJU 2000-2019, as the arrêté does (default shares).
+    code, output, rows = _operat(tmp_path, bills, "--temperatures", str(station_file), "--station", "41018001",
+                                 "--normal-dju", "4000")
+    assert code == 0, output
+    used, reference = 80000 + 8000 * 11.0, 100000 + 10000 * 11.0
+    share = 0.8 * 8000 * 11.0 / used
+    year_normal = used * (1 - share) + used * share * 4000 / (366 * 10)
+    reference_normal = reference * (1 - share) + reference * share * 4000 / (365 * 12)
+    mairie = rows["mairie"]
+    assert (mairie[NORMAL_DJU], mairie[NORMAL_ADJUSTED_KWH], mairie[NORMAL_REFERENCE_KWH]) == (
+        "4000", str(round(year_normal)), str(round(reference_normal)))
+    gap = 100 * (year_normal - 0.6 * reference_normal) / year_normal
+    assert mairie[GAP_2030_NORMAL] == f"{gap:.1f}".replace(".", ",")
+    assert "DJU normaux 2000-2019 de la station : 4000 (--normal-dju)" in mairie[ADJUSTMENT_METHOD]
 
 
 def test_the_portfolio_cost_comes_from_the_bills_amounts_and_estimated_reference_bills_are_warned(
