@@ -88,7 +88,7 @@ def test_a_climate_adjustment_moves_the_2030_gap_to_the_adjusted_consumption() -
     # Review 14-M2 #11: the raw gap keeps its meaning, the adjusted one has its own column.
     assert rows[0][GAP_2030_ADJUSTED] == "18,2"  # (88,000 − 72,000) / 88,000
     assert rows[0][GAP_2030] == "10,0"  # (80,000 − 72,000) / 80,000
-    assert rows[0][ADJUSTMENT_METHOD] == "test"
+    assert rows[0][ADJUSTMENT_METHOD].startswith("test ; aperçu : l'année ramenée au climat de l'année de référence")
     unadjusted = operat_rows([site], 2025, {"mairie": {Energy.NATURAL_GAS: 80000.0}}, 2019,
                              {"mairie": {Energy.NATURAL_GAS: 120000.0}})
     assert unadjusted[0][GAP_2030] == "10,0"
