@@ -9,7 +9,7 @@ one row per bill, ``account;start;end;consumption;unit;amount_eur`` and
 optionally ``estimated;reference``. Each invoice becomes one point of the
 measurement ``invoice`` (retention policy ``invoices``, kept forever, on InfluxDB
 1.x; tags building, account, energy; fields kwh, or
-water_m3 for water, consumption, unit, end, estimated, reference, amount_eur)
+water_m3 for water, consumption, unit, end, estimated, reference, amount_eur, file)
 at the local midnight its period starts: importing a file again overwrites the
 same points and adds none; a bill of the same account and start with other
 figures replaces the one stored (said in the summary). Overlaps and gaps with
