@@ -224,7 +224,8 @@ def _number(text: str, dot_decimal: bool = False) -> float:
     separator when every dot is followed by exactly 3 digits (``120.000`` is 120000,
     ``1.234.567`` is 1234567, ``1.234,5`` is 1234.5), else the decimal mark (``12.5``);
     in a ``,``-separated file a dot is always the decimal mark (``120.000`` is 120).
-    A dot after a comma (``1,234.5``, the English way) or two commas is refused.
+    A dot after a comma (``1,234.5``, the English way), two commas, or ``0.500`` (half, or
+    five hundred?) is refused.
 
     >>> _number("120.000"), _number("1.234.567"), _number("1 234,5"), _number("12.5"), _number("120.000", True)
     (120000.0, 1234567.0, 1234.5, 12.5, 120.0)
@@ -242,6 +243,9 @@ def _number(text: str, dot_decimal: bool = False) -> float:
     whole, _, decimals = cleaned.partition(",")
     if "." in whole and (not dot_decimal or "," in cleaned):
         unsigned = whole.lstrip("+-")
+        if unsigned.startswith("0.") and "," not in cleaned and _FRENCH_THOUSANDS.fullmatch(unsigned):
+            msg = f"{text!r} is ambiguous (0.500: half or five hundred?): write 0,5 or 500"
+            raise ValueError(msg)
         if _FRENCH_THOUSANDS.fullmatch(unsigned):
             whole = whole.replace(".", "")
         elif "," in cleaned or whole.count(".") > 1:

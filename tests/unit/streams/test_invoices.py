@@ -200,6 +200,7 @@ def test_dots_followed_by_three_digits_are_thousands_and_the_english_way_is_refu
         "elec;2023-04-01;2023-04-30;1.23.4;kWh;\n"
         "elec;2023-05-01;2023-05-31;1,2,3;kWh;\n"
         "elec;2023-06-01;2023-06-30;12.5;kWh;2 000,5\n"
+        "elec;2023-07-01;2023-07-31;0.500;kWh;\n"
     )
     parsed = parse_invoices(text, inventory)
     assert [(i.consumption, i.amount_eur) for i in parsed.invoices] == [
@@ -209,6 +210,7 @@ def test_dots_followed_by_three_digits_are_thousands_and_the_english_way_is_refu
         "write 1234,5 or 1 234,5",
         "line 5: consumption '1.23.4': dots as thousands separators take groups of 3 digits",
         "line 6: consumption '1,2,3' has several commas: write 1234,5 or 1 234,5",
+        "line 8: consumption '0.500' is ambiguous (0.500: half or five hundred?): write 0,5 or 500",
     ]
     # With ',' between columns the dot is the decimal mark, as documented.
     parsed = parse_invoices("account,start,end,consumption,unit,amount_eur\nelec,2023-01-01,2023-01-31,120.000,kWh,\n",
