@@ -176,6 +176,9 @@ def import_invoices(
         msg = f"{file}: no invoice"
         raise _fail(msg, EXIT_CONFIG)
     config = influx_config()
+    if replace and config.api != "v1":
+        msg = "--replace deletes stored bills on InfluxDB 1.x only: on 2.x delete them with `influx delete`"
+        raise _fail(msg, EXIT_CONFIG)
     lines = invoice_lines(parsed.invoices, inv.organisation.tz)
     try:
         outcome = asyncio.run(_write(config, inv, parsed.invoices, lines, replace=replace))

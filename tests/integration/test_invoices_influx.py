@@ -306,6 +306,14 @@ def test_import_with_influxdb_down_exits_4_and_a_bad_header_exits_2(
     invoices.write_text(_csv(_bills()[:3]), encoding="utf-8")
     result = CliRunner().invoke(app, ["import", "invoices", str(invoices), "--inventory", str(config)])
     assert result.exit_code == 4, result.output
+    # --replace deletes with InfluxQL: refused on InfluxDB 2.x before anything is written.
+    for name, value in (("API", "v2"), ("TOKEN", "t"), ("ORG", "o"), ("BUCKET", "b")):
+        monkeypatch.setenv(f"ECONOME_INFLUX_{name}", value)
+    result = CliRunner().invoke(app, ["import", "invoices", str(invoices), "--inventory", str(config), "--replace"])
+    assert result.exit_code == 2, result.output
+    assert "--replace deletes stored bills on InfluxDB 1.x only" in result.stderr
+    for name in ("API", "TOKEN", "ORG", "BUCKET"):
+        monkeypatch.delenv(f"ECONOME_INFLUX_{name}")
     invoices.write_text("compte;debut;fin\n", encoding="utf-8")
     result = CliRunner().invoke(app, ["import", "invoices", str(invoices), "--inventory", str(config)])
     assert result.exit_code == 2
