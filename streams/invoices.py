@@ -190,7 +190,8 @@ class Invoice:
         """``line N``, or for a stored bill its period and the file it came from, for messages."""
         if self.line is not None:
             return f"line {self.line}"
-        origin = f" (imported from {self.source})" if self.source else ""
+        parts = [p for p in (self.reference, f"imported from {self.source}" if self.source else "") if p]
+        origin = f" ({', '.join(parts)})" if parts else ""
         return f"the stored bill {self.start} to {self.end}{origin}"
 
 

@@ -9,7 +9,14 @@ import pytest
 
 from inventory import Building, Energy, Inventory, InvoiceAccount, Organisation, Site
 from streams.errors import DecodeError
-from streams.invoices import DEFAULT_KWH_PER_UNIT, YearTotal, parse_invoices, read_invoice_file, yearly_totals
+from streams.invoices import (
+    DEFAULT_KWH_PER_UNIT,
+    Invoice,
+    YearTotal,
+    parse_invoices,
+    read_invoice_file,
+    yearly_totals,
+)
 
 
 @pytest.fixture
@@ -242,3 +249,17 @@ def test_a_bill_s_own_conversion_is_used_for_gas_in_m3(inventory: Inventory) -> 
         "line 4: conversion given for a bill in kWh: it converts m3, L or t to kWh",
         "line 5: conversion 0 must be positive (kWh per m3, as printed on the bill)"]
     assert not any("gaz-sans-coef" in str(w) for w in parsed.warnings)
+
+
+def test_stored_bills_are_named_by_period_number_and_file() -> None:
+    # Review 14-M2 #2 #10: bills read from InfluxDB have no line; their overlaps name them.
+    from streams.invoices import coverage_problems
+
+    first = Invoice("elec", "mairie", Energy.ELECTRICITY, date(2023, 1, 1), date(2023, 1, 31), 10.0, "kWh", 10.0,
+                    reference="F-001", source="factures-2023.csv")
+    second = Invoice("elec", "mairie", Energy.ELECTRICITY, date(2023, 1, 20), date(2023, 2, 28), 10.0, "kWh", 10.0)
+    third = Invoice("elec", "mairie", Energy.ELECTRICITY, date(2023, 4, 1), date(2023, 4, 30), 10.0, "kWh", 10.0)
+    assert [str(p) for p in coverage_problems([first, second, third], gaps=False)] == [
+        "account elec: the stored bill 2023-01-20 to 2023-02-28 overlaps the stored bill 2023-01-01 to 2023-01-31 "
+        "(F-001, imported from factures-2023.csv) on 12 day(s) (2023-01-20 to 2023-01-31): counted twice"]
+    assert len(coverage_problems([first, second, third])) == 2
