@@ -462,6 +462,8 @@ def year_figures(
         # An energy known from its bills only supplies the building within their span (streams.invoices.yearly_totals).
         used = [e for e in energies if e in metered_energies or year in bills.get(e, {})]
         if not used:
+            if any(e in bills for e in energies):  # billed, but not in that year: no data for it
+                out.absent.append(building_id)
             continue
         gaps: list[int] = []
         for energy in used:

@@ -206,3 +206,11 @@ def test_the_portfolio_cost_comes_from_the_bills_amounts_and_estimated_reference
     assert "warning: mairie: the reference year 2015 is known only from estimated bills" in output
     code, output, _ = _operat(tmp_path, bills.replace("9000;oui", "9000;non"))
     assert "known only from estimated bills" not in output
+
+
+def test_a_reference_year_before_every_bill_is_refused_as_without_data(tmp_path: Path) -> None:
+    # An energy is not missing outside its bills' span, but a building with no bill at all that year has no data.
+    code, output, _ = _operat(tmp_path, "m-elec;01/01/2015;31/12/2015;100000;kWh;;non;\n"
+                                        "m-elec;01/01/2024;31/12/2024;80000;kWh;;non;\n", "--reference-year", "2012")
+    assert code == 3, output
+    assert "the reference year 2012 has days without data (mairie without any)" in " ".join(output.split())
