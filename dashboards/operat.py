@@ -50,7 +50,7 @@ which compares the two years the same way when the heating share is the same
 
 with ``C`` the year's final energy, ``sh`` and ``sc`` the shares of it that
 heating and cooling use, DJU and DJC the heating and cooling degree days, base
-18 °C, the Météo-France way (:mod:`mv.degreedays`) from the inventory's
+18 °C, by the professionals' method from the Météo-France Tn and Tx (:mod:`mv.degreedays`) of the inventory's
 outdoor temperature (or ``--temperatures``). ``sh`` and ``sc`` are the heating
 and cooling parts of the M&V daily model
 (:class:`mv.baseline.DailyChangePointBaseline`, :func:`weather_shares`) of
@@ -62,7 +62,12 @@ says why.
 
 The code of the arrêté's station network and its mean DJU 2000-2019 are not
 in our data: the adjusted figures are a preview, and the declaration keeps
-the raw consumption.
+the raw consumption. Given the station's mean DJU (``normal_dju``, from
+``--normal-dju``), both years are also brought to it, as the arrêté does, in
+the columns :data:`NORMAL_ADJUSTED_KWH`, :data:`NORMAL_REFERENCE_KWH` and
+:data:`GAP_2030_NORMAL` (cooling left as it is: no normal DJC). The degree
+days follow the *méthode des professionnels de l'énergie* of the arrêté's
+annex III (:func:`mv.degreedays.professional_degree_days`), base 18 °C.
 
 >>> from inventory import Building, Energy, Site
 >>> b = Building(id="mairie", name="Hôtel de ville", usage="town_hall", floor_area_m2=1200, heated_area_m2=1100,
@@ -88,7 +93,7 @@ import numpy as np
 
 from inventory import Building, BuildingUsage, Energy, Site
 from mv.baseline import DailyChangePointBaseline, DailyObservations
-from mv.degreedays import DailyTemperature, degree_days
+from mv.degreedays import DailyTemperature, professional_degree_days
 from streams.invoices import YearTotal
 
 __all__ = [
@@ -108,9 +113,14 @@ __all__ = [
     "FROM_INVOICES",
     "FROM_METERS",
     "GAP_2030",
+    "GAP_2030_ADJUSTED",
+    "GAP_2030_NORMAL",
     "HEATING_SHARE",
     "INTENSITY",
     "MISSING_DAYS",
+    "NORMAL_ADJUSTED_KWH",
+    "NORMAL_DJU",
+    "NORMAL_REFERENCE_KWH",
     "NOT_TERTIARY",
     "OBJECTIVE_COLUMNS",
     "OPERAT_ACTIVITY",
@@ -172,7 +182,8 @@ REFERENCE_YEAR = "Année de référence"
 REFERENCE_KWH = "Consommation de l'année de référence (kWh EF)"
 TOTAL_KWH = "Consommation totale (kWh EF)"
 INTENSITY = "Consommation surfacique (kWh EF/m²)"
-GAP_2030 = "Réduction restant à faire pour 2030 (%)"
+GAP_2030 = "Réduction restant à faire pour 2030, consommation brute (%)"
+GAP_2030_ADJUSTED = "Réduction restant à faire pour 2030, consommation ajustée au climat (%)"
 MISSING_DAYS = "Jours sans données (année de consommation)"
 REFERENCE_MISSING_DAYS = "Jours sans données (année de référence)"
 SOURCE = "Source des consommations de l'année"
@@ -185,6 +196,10 @@ DJC_YEAR = "DJC de l'année (base 18)"
 DJC_REFERENCE = "DJC de l'année de référence (base 18)"
 ADJUSTED_KWH = "Consommation ajustée au climat de l'année de référence (kWh EF)"
 ADJUSTMENT_METHOD = "Méthode d'ajustement climatique"
+NORMAL_DJU = "DJU normaux 2000-2019 de la station (base 18)"
+NORMAL_ADJUSTED_KWH = "Consommation de l'année ajustée aux DJU normaux (kWh EF)"
+NORMAL_REFERENCE_KWH = "Consommation de référence ajustée aux DJU normaux (kWh EF)"
+GAP_2030_NORMAL = "Réduction restant à faire pour 2030, consommations ajustées aux DJU normaux (%)"
 
 ENERGY_COLUMNS: dict[Energy, str] = {
     Energy.ELECTRICITY: "Électricité (kWh EF)",
@@ -227,6 +242,11 @@ COLUMNS: list[str] = [
     DJC_REFERENCE,
     COOLING_SHARE,
     ADJUSTED_KWH,
+    GAP_2030_ADJUSTED,
+    NORMAL_DJU,
+    NORMAL_ADJUSTED_KWH,
+    NORMAL_REFERENCE_KWH,
+    GAP_2030_NORMAL,
     ADJUSTMENT_METHOD,
 ]
 """Headers of the export, in order."""
@@ -290,6 +310,8 @@ class ClimateAdjustment:
         cooling_share: ``sc``, the share used by cooling.
         djc_year: cooling degree days of the year (base 18 °C); NaN when unknown.
         djc_reference: the same of the reference year.
+        normal_dju: the station's mean DJU 2000-2019 (``--normal-dju``): both years are then also
+            brought to it, as the arrêté does; None for the preview only.
 
     >>> ClimateAdjustment(0.5, 2000.0, 2500.0, "défaut").adjusted(100_000.0)  # 50 000 + 50 000 × 2500 / 2000
     112500.0
@@ -304,6 +326,18 @@ class ClimateAdjustment:
     cooling_share: float = 0.0
     djc_year: float = math.nan
     djc_reference: float = math.nan
+    normal_dju: float | None = None
+
+    def to_normal(self, kwh: float, dju: float) -> float:
+        """``C × (1 − sh) + C × sh × DJU normaux / DJU``: a year of ``dju`` brought to the normal climate.
+
+        The cooling part is left as it is (no normal DJC given).
+
+        >>> ClimateAdjustment(0.5, 2000.0, 2500.0, "", normal_dju=2200.0).to_normal(100_000.0, 2000.0)
+        105000.0
+        """
+        normal = self.normal_dju if self.normal_dju is not None else dju
+        return kwh * (1 - self.heating_share) + kwh * self.heating_share * normal / dju
 
     @property
     def cooling_ratio(self) -> float:
@@ -319,15 +353,21 @@ class ClimateAdjustment:
                 + kwh * self.cooling_share * self.cooling_ratio)
 
 
-def choose_reference_year(building: Building, years: Mapping[Energy, Mapping[int, YearTotal]]) -> int | None:
+def choose_reference_year(
+    building: Building, years: Mapping[Energy, Mapping[int, YearTotal]], metered: Collection[Energy] = (),
+) -> int | None:
     """The complete year of :data:`REFERENCE_CANDIDATES` with the highest consumption per m², from invoices.
 
     A year is a candidate when every declared energy the invoices give for it is
-    complete (:attr:`streams.invoices.YearTotal.complete`) and it has some consumption.
+    complete (:attr:`streams.invoices.YearTotal.complete`), every energy of the building's
+    meters is billed in full that year too, and it has some consumption: the rule
+    :func:`year_figures` applies, so the export never refuses the year chosen.
 
     Args:
         building: its floor area divides.
         years: its invoiced years per energy (:func:`streams.invoices.yearly_totals`).
+        metered: the energies of its meters (a year the bills do not cover for them is left out:
+            the meters rarely go back to 2010-2019).
 
     Returns:
         The year, None when no candidate is complete.
@@ -341,7 +381,8 @@ def choose_reference_year(building: Building, years: Mapping[Energy, Mapping[int
     best: tuple[float, int] | None = None
     for year in REFERENCE_CANDIDATES:
         totals = [y[year] for e, y in years.items() if e in ENERGY_COLUMNS and year in y]
-        if not totals or not all(t.complete for t in totals):
+        unbilled = [e for e in metered if e in ENERGY_COLUMNS and year not in years.get(e, {})]
+        if not totals or unbilled or not all(t.complete for t in totals):
             continue
         per_m2 = sum(t.amount for t in totals) / building.floor_area_m2
         if per_m2 > 0 and (best is None or per_m2 > best[0]):
@@ -418,8 +459,11 @@ def year_figures(
             continue
         by_energy = {s.energy: s for s in series.get(building_id, [])}
         bills = invoiced.get(building_id, {})
-        used = [e for e in energies if e in metered_energies or e in bills]
+        # An energy known from its bills only supplies the building within their span (streams.invoices.yearly_totals).
+        used = [e for e in energies if e in metered_energies or year in bills.get(e, {})]
         if not used:
+            if any(e in bills for e in energies):  # billed, but not in that year: no data for it
+                out.absent.append(building_id)
             continue
         gaps: list[int] = []
         for energy in used:
@@ -446,14 +490,16 @@ def year_figures(
 def year_degree_days(days: Sequence[DailyTemperature], year: int) -> tuple[float, float]:
     """Heating (DJU) and cooling (DJC) degree days, base 18 °C, of a calendar year.
 
-    A few days missing are counted at the mean of the others; NaN when over a tenth of
-    the year's days lack temperatures.
+    Each day by the *méthode des professionnels de l'énergie* of the arrêté's annex III
+    (:func:`mv.degreedays.professional_degree_days`) from its Tn and Tx. A few days
+    missing are counted at the mean of the others; NaN when over a tenth of the year's
+    days lack temperatures.
     """
-    known = [d for d in degree_days(days) if d.day.year == year and not d.gap]
+    known = [professional_degree_days(d.tmin_c, d.tmax_c) for d in days if d.day.year == year and not d.gap]
     whole = (date(year + 1, 1, 1) - date(year, 1, 1)).days
     if len(known) < 0.9 * whole:
         return math.nan, math.nan
-    return sum(d.hdd for d in known) * whole / len(known), sum(d.cdd for d in known) * whole / len(known)
+    return sum(h for h, _ in known) * whole / len(known), sum(c for _, c in known) * whole / len(known)
 
 
 def weather_shares(model: DailyChangePointBaseline, obs: DailyObservations) -> tuple[float, float] | None:
@@ -550,6 +596,7 @@ def _climate(
 ) -> None:
     """Fill the climate columns; the 2030 gap is then of the adjusted consumption."""
     for column in (DJU_YEAR, DJU_REFERENCE, HEATING_SHARE, DJC_YEAR, DJC_REFERENCE, COOLING_SHARE, ADJUSTED_KWH,
+                   GAP_2030_ADJUSTED, NORMAL_DJU, NORMAL_ADJUSTED_KWH, NORMAL_REFERENCE_KWH, GAP_2030_NORMAL,
                    ADJUSTMENT_METHOD):
         row[column] = ""
     if building_id in without_data or not row[REFERENCE_KWH]:
@@ -573,7 +620,25 @@ def _climate(
     row[ADJUSTED_KWH] = f"{adjusted:.0f}"
     row[ADJUSTMENT_METHOD] = adjustment.method
     target = float(row[OBJECTIVE_COLUMNS[2030]])
-    row[GAP_2030] = _decimal(100 * max(adjusted - target, 0.0) / adjusted, 1) if adjusted else ""
+    row[GAP_2030_ADJUSTED] = _decimal(100 * max(adjusted - target, 0.0) / adjusted, 1) if adjusted else ""
+    if adjustment.normal_dju is None:
+        row[ADJUSTMENT_METHOD] += (" ; aperçu : l'année ramenée au climat de l'année de référence (DJU normaux "
+                                   "2000-2019 de la station non fournis : --normal-dju)")
+        return
+    if not (math.isfinite(adjustment.dju_reference) and adjustment.dju_reference > 0):
+        return
+    # The arrêté's way: both years brought to the station's mean DJU 2000-2019, the same shares for both.
+    year_normal = adjustment.to_normal(total, adjustment.dju_year)
+    reference_normal = adjustment.to_normal(float(row[REFERENCE_KWH]), adjustment.dju_reference)
+    normal_target = reference_normal * (1 - TRAJECTORY[2030])
+    row[NORMAL_DJU] = _decimal(adjustment.normal_dju, 0)
+    row[NORMAL_ADJUSTED_KWH] = f"{year_normal:.0f}"
+    row[NORMAL_REFERENCE_KWH] = f"{reference_normal:.0f}"
+    row[GAP_2030_NORMAL] = (_decimal(100 * max(year_normal - normal_target, 0.0) / year_normal, 1)
+                            if year_normal else "")
+    row[ADJUSTMENT_METHOD] += (f" ; DJU normaux 2000-2019 de la station : {adjustment.normal_dju:.0f} "
+                               "(--normal-dju) : l'année et la référence y sont ramenées, comme l'arrêté, "
+                               "part froid non ajustée")
 
 
 def _row(

@@ -184,6 +184,14 @@ class BuildingYear:
     reference_kwh: float | None = None
     invoiced: frozenset[Energy] = frozenset()
     """The energies whose figures come from the invoices, not the meters (marked ᶠ)."""
+    billed_eur: tuple[tuple[Energy, float], ...] = ()
+    """The bills' amounts (€) of the energies from the invoices whose bills all give one: the cost of those."""
+
+    def cost_eur(self, inventory: Inventory, *, water: bool = True) -> float:
+        """The year's cost: the bills' amounts where given, else consumption × the inventory's tariff."""
+        billed = dict(self.billed_eur)
+        return sum(billed[e] if e in billed else v * inventory.tariff(e).price_eur_per_unit
+                   for e, v in self.by_energy.items() if water or e is not Energy.WATER)
 
 
 _BILLED = "\u1da0"
@@ -788,7 +796,7 @@ def portfolio_report(
     intensities: list[tuple[str, float, str]] = []
     for b in buildings:
         kwh = sum(b.by_energy.get(e, 0.0) for e in energies)
-        eur = sum(v * inventory.tariff(e).price_eur_per_unit for e, v in b.by_energy.items())
+        eur = b.cost_eur(inventory)
         co2 = sum(v * inventory.tariff(e).emission_kgco2e_per_unit for e, v in b.by_energy.items())
         avoided = sum(v * inventory.tariff(e).price_eur_per_unit for e, v in b.avoided_kwh)
         water = b.by_energy.get(Energy.WATER, 0.0)
@@ -805,7 +813,7 @@ def portfolio_report(
         rows.append(
             f"<tr><td>{html.escape(b.building.name)}{flag}</td><td>{_num(area)}</td>{cells}<td>{_num(kwh)}</td>"
             f"<td>{_num(kwh / area)}</td><td>{_num(water)}{_BILLED if Energy.WATER in b.invoiced else ''}</td>"
-            f"<td>{_num(eur)}</td><td>{_num(co2 / 1000, 1)}</td>"
+            f"<td>{_num(eur)}{_BILLED if b.billed_eur else ''}</td><td>{_num(co2 / 1000, 1)}</td>"
             f"<td>{_num(avoided) if b.avoided_kwh else '—'}</td></tr>"
         )
     head = "".join(f"<th>{ENERGY_LABELS[e]} (kWh)</th>" for e in energies)
@@ -835,6 +843,9 @@ def portfolio_report(
     incomplete = "* données incomplètes sur l'année. " if any(b.missing_days for b in buildings) else ""
     if any(b.invoiced for b in buildings):
         incomplete += f"{_BILLED}\u00a0: d'après les factures. "
+    if any(b.billed_eur for b in buildings):
+        incomplete += (f"Coût {_BILLED}\u00a0: montants des factures (au prorata des jours de l'année) pour les "
+                       "énergies venant des factures, tarifs de l'inventaire pour les autres. ")
     body = (
         f'<section><div class="kpis">{kpis}</div></section>'
         f"<section><h2>Indicateurs par bâtiment</h2>{table}"
@@ -869,8 +880,8 @@ def _inaction_section(
         why = "aucun n'a de consommation de référence" if subject else "aucun objectif ne s'applique"
         return f'{head}<p class="note">{scope} : {why}, coût de l\'inaction non calculé.</p></section>'
     kwh = sum(b.by_energy.get(e, 0.0) for b in counted for e in energies)
-    eur = sum(v * inventory.tariff(e).price_eur_per_unit for b in counted for e, v in b.by_energy.items()
-              if e is not Energy.WATER)
+    # The price of a kWh: the bills' amounts where they give it, else the tariffs (water left out).
+    eur = sum(b.cost_eur(inventory, water=False) for b in counted)
     reference = sum(b.reference_kwh or 0.0 for b in counted)
     target = reference * (1 - TRAJECTORY[2030])
     price = eur / kwh if kwh else 0.0

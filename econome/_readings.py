@@ -34,7 +34,7 @@ from econome.settings import EconomeSettings, load_settings
 from streams.errors import SinkError, TelemetryError
 from streams.history import PointSeries, read_readings, read_readings_csv
 from streams.influx import DOWNSAMPLE_MEASUREMENT, InfluxConfig, InfluxQLClient
-from streams.invoices import Invoice, read_invoice_file, read_invoices_influx
+from streams.invoices import Invoice, coverage_problems, read_invoice_file, read_invoices_influx
 from streams.status import RawHistory, raw_history
 
 if TYPE_CHECKING:
@@ -261,8 +261,8 @@ def load_invoices(inventory: Inventory, path: Path | None, source: ReadingSource
 
     ``econome import invoices`` stores them in InfluxDB.
 
-    The file's overlaps and gaps are warnings on stderr; a rejected row is an error (exit 2,
-    every row named by line), as when importing it.
+    The file's overlaps and gaps, and the overlaps of the stored bills, are warnings on stderr;
+    a rejected row is an error (exit 2, every row named by line), as when importing it.
 
     Raises:
         typer.Exit: 2 an unreadable file or a rejected row; 4 InfluxDB unreachable or refusing.
@@ -292,6 +292,10 @@ def load_invoices(inventory: Inventory, path: Path | None, source: ReadingSource
             await client.close()
 
     try:
-        return asyncio.run(read())
+        stored = asyncio.run(read())
     except SinkError as exc:
         raise _fail(str(exc), EXIT_INFLUX) from exc
+    # Bills imported from several files may overlap: counted twice, so said (fix with import --replace).
+    for problem in coverage_problems(stored, gaps=False):
+        typer.echo(f"warning: bills stored in InfluxDB: {problem} (econome import invoices --replace to fix)", err=True)
+    return stored

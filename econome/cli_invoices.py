@@ -9,11 +9,15 @@ one row per bill, ``account;start;end;consumption;unit;amount_eur`` and
 optionally ``estimated;reference``. Each invoice becomes one point of the
 measurement ``invoice`` (retention policy ``invoices``, kept forever, on InfluxDB
 1.x; tags building, account, energy; fields kwh, or
-water_m3 for water, consumption, unit, end, estimated, reference, amount_eur)
+water_m3 for water, consumption, unit, end, estimated, reference, amount_eur, file)
 at the local midnight its period starts: importing a file again overwrites the
 same points and adds none; a bill of the same account and start with other
 figures replaces the one stored (said in the summary). Overlaps and gaps with
-the bills imported before, from other files, are warned too. ``econome report operat`` and ``report portfolio``
+the bills imported before, from other files, are warned too, naming the stored bill
+and its file. A stored bill with other figures is deleted before the new one is
+written (InfluxDB merges the fields of a rewritten point: an emptied amount would
+stay). ``--replace`` deletes first every stored bill of the file's accounts that
+starts within the file's span for that account (a way to remove wrong bills). ``econome report operat`` and ``report portfolio``
 read them back with ``--from-influx`` (or read the file with ``--invoices``).
 
 A file with a rejected row is not imported at all (exit 2, every rejected row
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Annotated
 
@@ -44,6 +49,7 @@ from streams.influx import InfluxConfig, InfluxQLClient, InfluxV1Writer, make_wr
 from streams.invoices import (
     Invoice,
     coverage_problems,
+    delete_invoices,
     ensure_invoice_policy,
     invoice_config,
     invoice_lines,
@@ -87,6 +93,7 @@ class _Outcome:
     after: int
     replaced: int
     warnings: list[str]
+    removed: list[Invoice]
 
 
 def _same(a: Invoice, b: Invoice) -> bool:
@@ -94,11 +101,25 @@ def _same(a: Invoice, b: Invoice) -> bool:
         b.end, b.consumption, b.unit, b.amount, b.amount_eur, b.estimated, b.reference)
 
 
-async def _write(config: InfluxConfig, inventory: Inventory, invoices: list[Invoice], lines: list[str]) -> _Outcome:
+def _within_span(stored: list[Invoice], invoices: list[Invoice]) -> list[Invoice]:
+    """The stored bills of the file's accounts that start within the file's span for that account."""
+    spans: dict[str, tuple[date, date]] = {}
+    for i in invoices:
+        first, last = spans.get(i.account, (i.start, i.end))
+        spans[i.account] = (min(first, i.start), max(last, i.end))
+    return [i for i in stored if i.account in spans and spans[i.account][0] <= i.start <= spans[i.account][1]]
+
+
+async def _write(
+    config: InfluxConfig, inventory: Inventory, invoices: list[Invoice], lines: list[str], *, replace: bool = False
+) -> _Outcome:
     """Write the lines; count the invoices of their accounts stored before and after, and those replaced.
 
     The invoices already stored for the same accounts are checked with the file's: an
     overlap or a gap between a bill of the file and one imported before is a warning.
+    A stored bill with other figures is deleted before the file's is written (InfluxDB
+    would keep a field the new one lacks, e.g. an amount emptied); with ``replace``
+    every stored bill of the file's accounts starting within the file's span goes.
     """
     accounts = {i.account for i in invoices}
     client = InfluxQLClient(config)
@@ -110,8 +131,13 @@ async def _write(config: InfluxConfig, inventory: Inventory, invoices: list[Invo
         before = await _stored(client, accounts)
         stored = {(i.account, i.start): i for i in await read_invoices_influx(client, inventory) if i.account in accounts}
         mine = {(i.account, i.start): i for i in invoices}
-        replaced = sum(1 for key, i in mine.items() if key in stored and not _same(stored[key], i))
-        others = [i for key, i in stored.items() if key not in mine]
+        changed = [stored[key] for key, i in mine.items() if key in stored and not _same(stored[key], i)]
+        removed = _within_span(list(stored.values()), invoices) if replace else []
+        tz = inventory.organisation.tz
+        if replace or config.api == "v1":  # on 2.x a corrected bill is written over the old one (fields merged)
+            await delete_invoices(config, {(i.account, i.start): i for i in [*changed, *removed]}.values(), tz)
+        gone = {(i.account, i.start) for i in removed}
+        others = [i for key, i in stored.items() if key not in mine and key not in gone]
         alone = {str(p) for p in coverage_problems(invoices)}
         warnings = [str(p) for p in coverage_problems([*others, *invoices]) if str(p) not in alone]
         refused = await write_splitting(writer, lines)
@@ -119,7 +145,8 @@ async def _write(config: InfluxConfig, inventory: Inventory, invoices: list[Invo
             line, why = refused[0]
             msg = f"InfluxDB refused {len(refused)} invoice(s), e.g. {line!r}: {why}"
             raise SinkError(msg)
-        return _Outcome(before, await _stored(client, accounts), replaced, warnings)
+        removed_only = [i for i in removed if (i.account, i.start) not in mine]
+        return _Outcome(before - len(removed_only), await _stored(client, accounts), len(changed), warnings, removed_only)
     finally:
         await writer.close()
         await client.close()
@@ -128,6 +155,9 @@ async def _write(config: InfluxConfig, inventory: Inventory, invoices: list[Invo
 def import_invoices(
     file: Annotated[Path, typer.Argument(help="Invoice CSV: account;start;end;consumption;unit;amount_eur (docs/invoices.md).")],
     inventory: Annotated[Path, typer.Option(help="Inventory YAML file: the invoice accounts of each building.")],
+    replace: Annotated[bool, typer.Option(
+        "--replace", help="First delete the stored bills of the file's accounts that start within the file's span "
+                          "(first start to last end, per account): the file replaces them (InfluxDB 1.x).")] = False,
 ) -> None:
     """Import the consumption of the bills into InfluxDB; importing a file again adds nothing."""
     inv = _load(inventory)
@@ -146,13 +176,18 @@ def import_invoices(
         msg = f"{file}: no invoice"
         raise _fail(msg, EXIT_CONFIG)
     config = influx_config()
+    if replace and config.api != "v1":
+        msg = "--replace deletes stored bills on InfluxDB 1.x only: on 2.x delete them with `influx delete`"
+        raise _fail(msg, EXIT_CONFIG)
     lines = invoice_lines(parsed.invoices, inv.organisation.tz)
     try:
-        outcome = asyncio.run(_write(config, inv, parsed.invoices, lines))
+        outcome = asyncio.run(_write(config, inv, parsed.invoices, lines, replace=replace))
     except SinkError as exc:
         raise _fail(str(exc), EXIT_INFLUX) from exc
     for warning in outcome.warnings:
         typer.echo(f"warning: {file}: {warning} (an invoice imported before)", err=True)
+    for gone in outcome.removed:
+        typer.echo(f"{file}: removed account {gone.account}: {gone.where}, not in the file (--replace)")
     accounts = len({i.account for i in parsed.invoices})
     new = outcome.after - outcome.before
     typer.echo(f"{file}: {len(parsed.invoices)} invoice(s) of {accounts} account(s) written to InfluxDB "

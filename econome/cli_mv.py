@@ -37,6 +37,7 @@ the consumption per calendar year back to the first bill.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
@@ -54,6 +55,7 @@ from dashboards.operat import (
     FIRST_REFERENCE_YEAR,
     FROM_INVOICES,
     FROM_METERS,
+    INTERNAL_REF,
     ClimateAdjustment,
     YearFigures,
     choose_reference_year,
@@ -595,7 +597,8 @@ def report_portfolio(
     temperature_point: TempPointOpt = None,
     price_escalation: Annotated[float, typer.Option(help="Yearly price rise for the cost of inaction.")] = 0.04,
     reference_year: Annotated[int | None, typer.Option(
-        help="Reference year of the cost of inaction (Décret tertiaire) for the buildings without "
+        min=FIRST_REFERENCE_YEAR,
+        help="Reference year of the cost of inaction (Décret tertiaire, 2010 or later) for the buildings without "
              "operat_reference_year; default: the complete year 2010-2019 of their invoices with the highest "
              f"consumption per m², else the earliest year from {FIRST_REFERENCE_YEAR} on that the subject "
              "buildings' data cover in full.")] = None,
@@ -641,7 +644,8 @@ def report_portfolio(
     own: dict[str, int] = {}
     for _, bld in inv.buildings():
         # The inventory's year first, then --reference-year, then the invoices' choice.
-        chosen = bld.operat_reference_year or (None if asked else choose_reference_year(bld, invoiced.get(bld.id, {})))
+        chosen = bld.operat_reference_year or (
+            None if asked else choose_reference_year(bld, invoiced.get(bld.id, {}), _energy_points(bld)))
         if chosen is not None and chosen != reference_year:
             own[bld.id] = chosen
     references = {y: year_figures(_metered_energies(inv), built, invoiced, y).totals for y in {reference_year, *own.values()}}
@@ -665,8 +669,10 @@ def report_portfolio(
             ref_totals = references[year_of[bld.id]].get(bld.id, {})
             ref_kwh = sum(kwh for e, kwh in ref_totals.items() if e in ENERGY_COLUMNS)
             billed = frozenset(e for e, src in declared.sources.get(bld.id, {}).items() if src == FROM_INVOICES)
+            # The bills' own amounts are the cost of the energies they give, when every bill of the year has one.
+            paid = [(e, invoiced[bld.id][e][year].amount_eur) for e in sorted(billed, key=list(Energy).index)]
             rows.append(BuildingYear(bld, totals[bld.id], missing.get(bld.id, 0), avoided, bld.id in subject,
-                                     ref_kwh or None, billed))
+                                     ref_kwh or None, billed, tuple((e, eur) for e, eur in paid if eur is not None)))
     follow_up = _follow_up(inv, built, invoiced, first_billed, year) if bills else []
     page = portfolio_report(inv, year, rows, price_escalation=price_escalation, reference_year=reference_year,
                             reference_note=note, yearly=follow_up)
@@ -792,14 +798,21 @@ def report_operat(
     year: Annotated[int, typer.Option(help="Year declared.")],
     out: OutOpt,
     reference_year: Annotated[int | None, typer.Option(
-        help="Reference year of the buildings without operat_reference_year in the inventory; default: "
+        min=FIRST_REFERENCE_YEAR,
+        help="Reference year of the buildings without operat_reference_year in the inventory (2010 or later); default: "
              "the complete year 2010-2019 of their invoices with the highest consumption per m².")] = None,
     readings: ReadingsOpt = None,
     from_influx: FromInfluxOpt = False,
     invoices: InvoicesOpt = None,
     temperatures: Annotated[Path | None, typer.Option(
         help="Outdoor temperatures for the climate adjustment of years the readings do not hold: "
-             "daily date,tmin,tmax (Météo-France) or timestamp,value.")] = None,
+             "Météo-France's daily file of the département (meteo.data.gouv.fr, NUM_POSTE;...;AAAAMMJJ;...;TN;...;TX, "
+             ".csv or .csv.gz), daily date,tmin,tmax, or timestamp,value.")] = None,
+    station: Annotated[str | None, typer.Option(
+        help="NUM_POSTE of the station in a Météo-France file of several stations.")] = None,
+    normal_dju: Annotated[float | None, typer.Option(
+        min=1, help="The station's mean DJU 2000-2019 (Météo-France, or shown by OPERAT): the year and the "
+                    "reference are then both brought to it, as the arrêté does (extra columns).")] = None,
     heating_share: Annotated[list[str] | None, typer.Option(
         help="Share of an energy taken as heating where no meter covers the year, ENERGY=FRACTION "
              "(repeat; default gas and fuel 0.8, pellets and heating network 0.9, electricity 0).")] = None,
@@ -831,12 +844,12 @@ def report_operat(
     chosen: dict[str, int | None] = {}
     for _, bld in inv.buildings():
         chosen[bld.id] = (bld.operat_reference_year or reference_year
-                          or choose_reference_year(bld, invoiced.get(bld.id, {})))
+                          or choose_reference_year(bld, invoiced.get(bld.id, {}), _energy_points(bld)))
     data = _load_span(source, inv, date(year, 1, 1), date(year + 1, 1, 1), with_weather, required=not bills)
     built = _all_series(inv, data, f"consumption {year}")
     declared = year_figures(_metered_energies(inv), built, invoiced, year)
     year_temperature = _temperature_or_none(data, weather)
-    temps = _temperatures(temperatures, tz)
+    temps = _temperatures(temperatures, tz, station)
     if year_temperature is not None and year not in temps:
         temps[year] = daily_temperatures(*year_temperature, tz=tz)
     reference = YearFigures()
@@ -858,6 +871,19 @@ def report_operat(
         of_year = {b for b, y in chosen.items() if y == ref}
         _warn_missing(f"{ref} (reference year)", {b: n for b, n in reference.missing.items() if b in of_year},
                       [b for b in reference.absent if b in of_year], where)
+    # A reference year known only from estimated bills may be far from what was used.
+    for building_id, ref in sorted((b, y) for b, y in chosen.items() if y is not None):
+        from_bills = [e for e, src in reference.sources.get(building_id, {}).items() if src == FROM_INVOICES]
+        if from_bills and all(invoiced[building_id][e][ref].estimated for e in from_bills):
+            typer.echo(f"warning: {building_id}: the reference year {ref} is known only from estimated bills "
+                       "(estimated index): check it against read ones", err=True)
+    # An energy billed only from after the reference year is taken as not supplied then: said, it may be bills not entered.
+    for building_id, ref in sorted((b, y) for b, y in chosen.items() if y is not None):
+        lacking = sorted(e.value for e in declared.totals.get(building_id, {})
+                         if building_id in reference.totals and e not in reference.totals[building_id])
+        if lacking:
+            typer.echo(f"warning: {building_id}: no {', '.join(lacking)} in the reference year {ref} (its bills start "
+                       "later: counted as not supplied then; if it was, enter those bills)", err=True)
     # A building declared without any reference data has no trajectory: as incomplete as one missing days.
     unreferenced = sorted(b for b in reference.absent if b not in declared.absent)
     unchosen = sorted(b for b, y in chosen.items() if y is None and b in declared.totals)
@@ -875,14 +901,22 @@ def report_operat(
     for _, bld in current().track(inv.buildings(), "climate adjustment"):
         chosen_year = chosen[bld.id]
         if chosen_year is not None and bld.id in declared.totals and bld.id in reference.totals:
-            adjustments[bld.id] = _adjustment(inv, bld, year, declared, built, temps, year_temperature, chosen_year,
-                                              shares)
+            found = _adjustment(inv, bld, year, declared, built, temps, year_temperature, chosen_year, shares)
+            adjustments[bld.id] = (dataclasses.replace(found, normal_dju=normal_dju)
+                                   if isinstance(found, ClimateAdjustment) else found)
     rows = operat_rows(
         inv.sites, year, declared.totals, {b: y for b, y in chosen.items() if y is not None}, reference.totals,
         only_subject=only_subject, missing_days=declared.missing, reference_missing_days=reference.missing,
         without_data=declared.absent, sources={b: declared.source(b) for b in declared.totals},
         reference_sources={b: reference.source(b) for b in reference.totals}, adjustments=adjustments,
     )
+    subject = subject_buildings(inv.sites)
+    unidentified = sorted(b.id for _, b in inv.buildings() if b.id in subject and not b.operat_id
+                          and any(r[INTERNAL_REF] == b.id for r in rows))
+    if unidentified:
+        typer.echo(f"warning: {len(unidentified)} subject building(s) without operat_id in the inventory, exported "
+                   f"with an empty EFA identifier (give the one of the OPERAT platform): {', '.join(unidentified)}",
+                   err=True)
     with atomic_path(out) as part_path:
         write_operat_csv(rows, part_path)
     typer.echo(f"wrote {out} ({len(rows)} EFA)")
@@ -912,12 +946,12 @@ def _temperature_or_none(data: dict[str, PointSeries], point_id: str | None) -> 
     return _stamps(series), series.values.tolist()
 
 
-def _temperatures(path: Path | None, tz: tzinfo) -> dict[int, list[DailyTemperature]]:
-    """``--temperatures``, per year."""
+def _temperatures(path: Path | None, tz: tzinfo, station: str | None = None) -> dict[int, list[DailyTemperature]]:
+    """``--temperatures`` (``--station`` in a Météo-France file), per year."""
     if path is None:
         return {}
     try:
-        days = read_temperature_csv(path, tz=tz)
+        days = read_temperature_csv(path, tz=tz, station=station)
     except (OSError, TelemetryError, ValueError) as exc:
         msg = f"--temperatures {path}: {exc}"
         raise _fail(msg, 2) from exc

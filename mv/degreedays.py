@@ -23,6 +23,17 @@ Sample CSVs read by :func:`read_temperature_csv`::
     2025-01-01T00:00:00+00:00,3.2        2025-01-01,-1.5,6.0
     2025-01-01T01:00:00+00:00,2.9        2025-01-02,0.5,8.0
 
+and Météo-France's daily climatological files as published on meteo.data.gouv.fr
+(one file per département, every station of it, ``;``-separated, possibly
+gzipped: ``Q_41_previous-1950-2023_RR-T-Vent.csv.gz``; columns documented with
+the data set "Données climatologiques de base - quotidiennes")::
+
+    NUM_POSTE;NOM_USUEL;LAT;LON;ALTI;AAAAMMJJ;RR;QRR;TN;QTN;HTN;QHTN;TX;QTX;...
+    41018001;BLOIS;47.67;1.31;112;20120101;0.0;1;5.2;1;;;11.4;1;...
+
+``TN`` and ``TX`` are the day's minimum and maximum (the Météo-France windows
+above); the station is chosen by its ``NUM_POSTE`` when the file has several.
+
 >>> from datetime import UTC, datetime, timedelta
 >>> ts = [datetime(2025, 1, 1, tzinfo=UTC) + timedelta(hours=h) for h in range(-6, 54)]
 >>> days = daily_temperatures(ts, [5.0 + (h % 24) / 4 for h in range(-6, 54)])
@@ -36,6 +47,8 @@ Sample CSVs read by :func:`read_temperature_csv`::
 from __future__ import annotations
 
 import csv
+import gzip
+import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -54,6 +67,7 @@ __all__ = [
     "degree_days",
     "monthly_degree_days",
     "parse_timestamp",
+    "professional_degree_days",
     "read_series_csv",
     "read_temperature_csv",
 ]
@@ -155,29 +169,80 @@ def read_series_csv(path: Path) -> tuple[list[datetime], list[float]]:
     return stamps, values
 
 
-def read_temperature_csv(path: Path, tz: tzinfo = UTC, min_coverage: float = 0.75) -> list[DailyTemperature]:
-    """Read outdoor temperatures: sub-daily ``timestamp,value`` or daily ``date,tmin,tmax``.
+def read_temperature_csv(
+    path: Path, tz: tzinfo = UTC, min_coverage: float = 0.75, station: str | None = None
+) -> list[DailyTemperature]:
+    """Read outdoor temperatures: sub-daily ``timestamp,value``, daily ``date,tmin,tmax``, or Météo-France's file.
 
-    The daily form is what Météo-France's climatological exports give; its mean
-    is (Tn + Tx) / 2 and a row with an empty Tn or Tx is a gap.
+    The daily forms give Tn and Tx; the mean is (Tn + Tx) / 2 and a row with an
+    empty Tn or Tx is a gap. Météo-France's per-département file (module docstring)
+    holds several stations: ``station`` is the ``NUM_POSTE`` of the one to read.
 
     Args:
-        path: the CSV file, in °C.
+        path: the CSV file (``.gz`` too), in °C.
         tz: timezone of the local calendar day (sub-daily form only).
         min_coverage: see :func:`daily_temperatures`.
+        station: ``NUM_POSTE`` in a Météo-France file; needed when it has several stations.
 
     Returns:
         One record per day from the first to the last, gaps included.
 
     Raises:
-        DecodeError: when the columns are not one of the two forms.
+        DecodeError: when the columns are not one of the forms, or the station is not
+            given among several or not in the file (the message lists the stations).
     """
-    with path.open(newline="", encoding="utf-8") as handle:
-        header = next(csv.reader(handle), [])
+    text = _text(path)
+    first = text.split("\n", 1)[0]
+    if ";" in first and {"NUM_POSTE", "AAAAMMJJ", "TN", "TX"} <= {c.strip() for c in first.split(";")}:
+        return _read_meteo_france(path, text, station)
+    header = next(csv.reader(io.StringIO(first)), [])
     if {"date", "tmin", "tmax"} <= set(header):
         return _read_daily_csv(path)
     stamps, values = read_series_csv(path)
     return daily_temperatures(stamps, values, tz=tz, min_coverage=min_coverage)
+
+
+def _text(path: Path) -> str:
+    try:
+        raw = path.read_bytes()
+        if raw[:2] == b"\x1f\x8b":  # Météo-France publishes its files gzipped
+            raw = gzip.decompress(raw)
+    except (OSError, EOFError) as exc:
+        msg = f"{path}: {exc}"
+        raise DecodeError(msg) from exc
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return raw.decode("cp1252", errors="replace")
+
+
+def _read_meteo_france(path: Path, text: str, station: str | None) -> list[DailyTemperature]:
+    reader = csv.DictReader(io.StringIO(text), delimiter=";")
+    names: dict[str, str] = {}
+    rows: dict[date, tuple[float, float]] = {}
+    for line, row in enumerate(reader, start=2):
+        number = (row.get("NUM_POSTE") or "").strip()
+        if not number:
+            continue
+        names.setdefault(number, (row.get("NOM_USUEL") or "").strip())
+        if station is not None and number != station:
+            continue
+        try:
+            day = datetime.strptime(row["AAAAMMJJ"].strip(), "%Y%m%d").date()  # noqa: DTZ007 - a date, no time
+            tmin = float(row["TN"].replace(",", ".")) if (row["TN"] or "").strip() else math.nan
+            tmax = float(row["TX"].replace(",", ".")) if (row["TX"] or "").strip() else math.nan
+        except (ValueError, AttributeError) as exc:
+            msg = f"{path}:{line}: cannot read AAAAMMJJ {row.get('AAAAMMJJ')!r}, TN {row.get('TN')!r}, TX {row.get('TX')!r}"
+            raise DecodeError(msg) from exc
+        rows[day] = (tmin, tmax)
+    listed = ", ".join(f"{n} {name}" for n, name in sorted(names.items()))
+    if station is None and len(names) > 1:
+        msg = f"{path}: {len(names)} stations in this Météo-France file, choose one with --station NUM_POSTE: {listed}"
+        raise DecodeError(msg)
+    if station is not None and station not in names:
+        msg = f"{path}: no station {station} in this Météo-France file; its stations: {listed or 'none'}"
+        raise DecodeError(msg)
+    return _days_from(rows)
 
 
 def _read_daily_csv(path: Path) -> list[DailyTemperature]:
@@ -192,6 +257,10 @@ def _read_daily_csv(path: Path) -> list[DailyTemperature]:
                 msg = f"{path}:{line}: cannot read {row}"
                 raise DecodeError(msg) from exc
             rows[day] = (tmin, tmax)
+    return _days_from(rows)
+
+
+def _days_from(rows: dict[date, tuple[float, float]]) -> list[DailyTemperature]:
     if not rows:
         return []
     out: list[DailyTemperature] = []
@@ -303,6 +372,33 @@ def degree_days(
             continue
         out.append(DegreeDay(d.day, tmean, max(0.0, base_c - tmean), max(0.0, tmean - cbase), False))
     return out
+
+
+def professional_degree_days(tmin_c: float, tmax_c: float, base_c: float = DJU_BASE_C) -> tuple[float, float]:
+    """Heating and cooling degree days of one day by the *méthode des professionnels de l'énergie* (COSTIC).
+
+    The method annex III of the arrêté du 10 avril 2020 (as amended on 13 April 2022)
+    names for the OPERAT climate adjustment. With ``S`` the base temperature, heating:
+    ``S − (Tn + Tx) / 2`` when ``S > Tx``; 0 when ``S ≤ Tn``; else
+    ``(S − Tn) × (0.08 + 0.42 × (S − Tn) / (Tx − Tn))``: a day crossing the base counts
+    the part of it below, where the Météo-France method counts ``max(0, S − mean)``.
+    Cooling is the mirror: ``(Tn + Tx) / 2 − S`` when ``S ≤ Tn``; 0 when ``S > Tx``; else
+    ``(Tx − S) × (0.08 + 0.42 × (Tx − S) / (Tx − Tn))``.
+
+    >>> professional_degree_days(2.0, 10.0)  # below the base all day: as Météo-France, 18 − 6
+    (12.0, 0.0)
+    >>> [round(x, 3) for x in professional_degree_days(12.0, 22.0)]  # 6 × (0.08 + 0.42 × 6 / 10); 4 × (0.08 + 0.42 × 4 / 10)
+    [1.992, 0.992]
+    """
+    if base_c > tmax_c:
+        heating, cooling = base_c - (tmin_c + tmax_c) / 2, 0.0
+    elif base_c <= tmin_c:
+        heating, cooling = 0.0, (tmin_c + tmax_c) / 2 - base_c
+    else:
+        span = tmax_c - tmin_c
+        heating = (base_c - tmin_c) * (0.08 + 0.42 * (base_c - tmin_c) / span)
+        cooling = (tmax_c - base_c) * (0.08 + 0.42 * (tmax_c - base_c) / span)
+    return heating, cooling
 
 
 def monthly_degree_days(days: Sequence[DegreeDay]) -> dict[tuple[int, int], tuple[float, float, int]]:

@@ -21,11 +21,15 @@ documented in ``docs/invoices.md``::
 - ``start``, ``end``: the first and the **last day included** of the invoiced
   period, ``YYYY-MM-DD`` or ``DD/MM/YYYY`` (as printed on French bills: "du
   01/01/2019 au 28/02/2019"); the next invoice starts the day after;
-- ``consumption``: the quantity billed, decimal comma or dot, spaces as
-  thousands separators; ``unit`` one of :data:`UNITS`;
+- ``consumption``: the quantity billed, read by :func:`_number` (spaces and
+  dots before groups of 3 digits are thousands separators, the comma the
+  decimal mark; ``1,234.5`` is refused); ``unit`` one of :data:`UNITS`;
 - ``amount_eur``: the amount of the bill (may be empty); ``estimated``:
   ``oui``/``non`` (an estimated index rather than a read one; may be empty);
-  ``reference``: free text, the bill's number.
+  ``reference``: free text, the bill's number; ``conversion`` (optional): the
+  kWh per m3, L or t printed on the bill, used for that bill.
+
+Empty cells at the end of the header or of a row are ignored.
 
 Units per energy: electricity and heating networks in kWh or MWh; natural
 gas also in m3 (times the account's ``conversion_kwh_per_unit``, else
@@ -54,16 +58,20 @@ is a row of the spreadsheet, the header being line 1.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import itertools
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from pathlib import Path
 
+import httpx
+
 from inventory import Energy, Inventory, InvoiceAccount
-from streams.errors import DecodeError
+from streams.errors import DecodeError, SinkError
 from streams.influx import (
     InfluxConfig,
     InfluxQLClient,
@@ -86,6 +94,7 @@ __all__ = [
     "InvoiceProblem",
     "YearTotal",
     "coverage_problems",
+    "delete_invoices",
     "ensure_invoice_policy",
     "invoice_config",
     "invoice_lines",
@@ -104,8 +113,8 @@ what ``econome influx setup`` keeps of anything (InfluxDB refuses points older t
 
 COLUMNS = ("account", "start", "end", "consumption", "unit", "amount_eur")
 """Columns every invoice file has."""
-OPTIONAL_COLUMNS = ("estimated", "reference")
-"""Columns an invoice file may add."""
+OPTIONAL_COLUMNS = ("estimated", "reference", "conversion")
+"""Columns an invoice file may add (``conversion``: kWh per m3, L or t printed on the bill)."""
 
 UNITS: dict[str, str] = {"kwh": "kWh", "mwh": "MWh", "m3": "m3", "m³": "m3", "l": "L", "litres": "L", "t": "t"}
 """Units accepted (any case) and how they are stored."""
@@ -149,6 +158,7 @@ class Invoice:
         estimated: the bill was on an estimated index.
         reference: the bill's number or any note.
         line: the line of the file, None when read from InfluxDB.
+        source: the name of the file the bill was read from ("" when unknown).
     """
 
     account: str
@@ -163,6 +173,7 @@ class Invoice:
     estimated: bool = False
     reference: str = ""
     line: int | None = None
+    source: str = ""
 
     @property
     def days(self) -> int:
@@ -176,8 +187,12 @@ class Invoice:
 
     @property
     def where(self) -> str:
-        """``line N`` or the account and start, for messages."""
-        return f"line {self.line}" if self.line is not None else f"{self.account} from {self.start}"
+        """``line N``, or for a stored bill its period and the file it came from, for messages."""
+        if self.line is not None:
+            return f"line {self.line}"
+        parts = [p for p in (self.reference, f"imported from {self.source}" if self.source else "") if p]
+        origin = f" ({', '.join(parts)})" if parts else ""
+        return f"the stored bill {self.start} to {self.end}{origin}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,14 +215,51 @@ class InvoiceFile:
     warnings: list[InvoiceProblem] = field(default_factory=list)
 
 
-def _number(text: str) -> float:
+_FRENCH_THOUSANDS = re.compile(r"\d{1,3}(\.\d{3})+")
+
+
+def _number(text: str, dot_decimal: bool = False) -> float:
+    """A number as typed from a French bill; ``dot_decimal`` in a ``,``-separated file.
+
+    Spaces are thousands separators; a comma is the decimal mark. A dot is a thousands
+    separator when every dot is followed by exactly 3 digits (``120.000`` is 120000,
+    ``1.234.567`` is 1234567, ``1.234,5`` is 1234.5), else the decimal mark (``12.5``);
+    in a ``,``-separated file a dot is always the decimal mark (``120.000`` is 120).
+    A dot after a comma (``1,234.5``, the English way), two commas, or ``0.500`` (half, or
+    five hundred?) is refused.
+
+    >>> _number("120.000"), _number("1.234.567"), _number("1 234,5"), _number("12.5"), _number("120.000", True)
+    (120000.0, 1234567.0, 1234.5, 12.5, 120.0)
+
+    Raises:
+        ValueError: not a number, or written in a way that can be read two ways (the reason).
+    """
     cleaned = text.strip().replace(" ", "").replace("\u00a0", "").replace("\u202f", "")
-    if "," in cleaned:
-        # "1.234,56" (dots as thousands) or "1234,56": the comma is the decimal mark.
-        cleaned = cleaned.replace(".", "").replace(",", ".")
-    value = float(cleaned)
+    if cleaned.count(",") > 1:
+        msg = f"{text!r} has several commas: write 1234,5 or 1 234,5"
+        raise ValueError(msg)
+    if "," in cleaned and "." in cleaned[cleaned.index(","):]:
+        msg = f"{text!r} mixes the English way (comma for thousands, dot for decimals): write 1234,5 or 1 234,5"
+        raise ValueError(msg)
+    whole, _, decimals = cleaned.partition(",")
+    if "." in whole and (not dot_decimal or "," in cleaned):
+        unsigned = whole.lstrip("+-")
+        if unsigned.startswith("0.") and "," not in cleaned and _FRENCH_THOUSANDS.fullmatch(unsigned):
+            msg = f"{text!r} is ambiguous (0.500: half or five hundred?): write 0,5 or 500"
+            raise ValueError(msg)
+        if _FRENCH_THOUSANDS.fullmatch(unsigned):
+            whole = whole.replace(".", "")
+        elif "," in cleaned or whole.count(".") > 1:
+            msg = f"{text!r}: dots as thousands separators take groups of 3 digits"
+            raise ValueError(msg)
+    try:
+        value = float(f"{whole}.{decimals}" if "," in cleaned else whole)
+    except ValueError:
+        msg = f"{text!r} is not a number"
+        raise ValueError(msg) from None
     if not math.isfinite(value):
-        raise ValueError(text)
+        msg = f"{text!r} is not a number"
+        raise ValueError(msg)
     return value
 
 
@@ -257,6 +309,10 @@ def parse_invoices(text: str, inventory: Inventory) -> InvoiceFile:
     for number, row in enumerate(rows, start=1):
         if not any(cell.strip() for cell in row):
             continue
+        # A spreadsheet may end rows with separators ("reference;"): empty trailing cells are ignored.
+        typed = len(row)
+        while row and not row[-1].strip():
+            row = row[:-1]
         if not header:
             header = [cell.strip().lower() for cell in row]
             missing = [c for c in COLUMNS if c not in header]
@@ -268,13 +324,15 @@ def parse_invoices(text: str, inventory: Inventory) -> InvoiceFile:
                        f"{';'.join(COLUMNS)} (optionally {';'.join(OPTIONAL_COLUMNS)})")
                 raise DecodeError(msg)
             continue
+        if len(row) < len(header) <= typed:
+            row = row + [""] * (len(header) - len(row))
         if len(row) != len(header):
             hint = (": with ',' between columns, write decimals with a dot or quote the cell"
                     if delimiter == "," else "")
-            out.rejected.append(InvoiceProblem(number, f"{len(row)} cells where the header has {len(header)}{hint}"))
+            out.rejected.append(InvoiceProblem(number, f"{typed} cells where the header has {len(header)}{hint}"))
             continue
         cells = {name: cell.strip() for name, cell in zip(header, row, strict=True)}
-        invoice = _row(number, cells, accounts, out.rejected, defaulted)
+        invoice = _row(number, cells, accounts, out.rejected, defaulted, delimiter == ",")
         if invoice is None:
             continue
         key = (invoice.account, invoice.start)
@@ -302,6 +360,7 @@ def _row(
     accounts: Mapping[str, tuple[str, InvoiceAccount]],
     rejected: list[InvoiceProblem],
     defaulted: set[str],
+    dot_decimal: bool,
 ) -> Invoice | None:
     def reject(message: str) -> None:
         rejected.append(InvoiceProblem(number, message))
@@ -320,9 +379,9 @@ def _row(
         reject(f"the period ends ({end}) before it starts ({start})")
         return None
     try:
-        consumption = _number(cells["consumption"])
-    except ValueError:
-        reject(f"consumption {cells['consumption']!r} is not a number")
+        consumption = _number(cells["consumption"], dot_decimal)
+    except ValueError as exc:
+        reject(f"consumption {exc}")
         return None
     if consumption < 0:
         reject(f"negative consumption {consumption:g} (a credit note: enter the corrected bill instead)")
@@ -330,9 +389,9 @@ def _row(
     amount_eur: float | None = None
     if cells["amount_eur"]:
         try:
-            amount_eur = _number(cells["amount_eur"])
-        except ValueError:
-            reject(f"amount_eur {cells['amount_eur']!r} is not a number")
+            amount_eur = _number(cells["amount_eur"], dot_decimal)
+        except ValueError as exc:
+            reject(f"amount_eur {exc}")
             return None
     unit = UNITS.get(cells["unit"].lower())
     if unit is None:
@@ -347,6 +406,19 @@ def _row(
         reject(f"estimated {cells.get('estimated')!r}: write oui or non")
         return None
     per_unit, default = _conversion(account, unit)
+    if cells.get("conversion"):
+        try:
+            bill_conversion = _number(cells["conversion"], dot_decimal)
+        except ValueError as exc:
+            reject(f"conversion {exc}")
+            return None
+        if bill_conversion <= 0:
+            reject(f"conversion {bill_conversion:g} must be positive (kWh per {unit}, as printed on the bill)")
+            return None
+        if unit in _PER_UNIT or account.energy is Energy.WATER:
+            reject(f"conversion given for a bill in {unit}: it converts m3, L or t to kWh")
+            return None
+        per_unit, default = bill_conversion, False
     if default:
         defaulted.add(account.id)
     # A reference typed on two lines in the spreadsheet is kept on one: InfluxDB stores it so.
@@ -371,14 +443,18 @@ def read_invoice_file(path: Path, inventory: Inventory) -> InvoiceFile:
     except UnicodeDecodeError:
         text = raw.decode("cp1252", errors="replace")
     try:
-        return parse_invoices(text, inventory)
+        parsed = parse_invoices(text, inventory)
     except DecodeError as exc:
         msg = f"{path}: {exc}"
         raise DecodeError(msg) from exc
+    parsed.invoices = [dataclasses.replace(i, source=path.name) for i in parsed.invoices]
+    return parsed
 
 
-def coverage_problems(invoices: Iterable[Invoice]) -> list[InvoiceProblem]:
-    """Overlaps and gaps between the consecutive invoices of each account, by line.
+def coverage_problems(invoices: Iterable[Invoice], *, gaps: bool = True) -> list[InvoiceProblem]:
+    """Overlaps and gaps (unless ``gaps`` is False) between the consecutive invoices of each account, by line.
+
+    A bill read from InfluxDB has no line: the message names its period and file.
 
     >>> from inventory import Energy
     >>> def inv(line, start, end):
@@ -397,15 +473,17 @@ def coverage_problems(invoices: Iterable[Invoice]) -> list[InvoiceProblem]:
     for account, items in by_account.items():
         items.sort(key=lambda i: (i.start, i.end))
         for before, after in itertools.pairwise(items):
+            # A stored bill has no line: the message names it.
+            subject = "" if after.line is not None else f"{after.where} "
             if after.start <= before.end:
                 last = min(before.end, after.end)
                 out.append(InvoiceProblem(after.line, (
-                    f"account {account}: overlaps {before.where} on {(last - after.start).days + 1} day(s) "
+                    f"account {account}: {subject}overlaps {before.where} on {(last - after.start).days + 1} day(s) "
                     f"({after.start} to {last}): counted twice")))
-            elif after.start > before.end + timedelta(days=1):
+            elif gaps and after.start > before.end + timedelta(days=1):
                 gap_end = after.start - timedelta(days=1)
                 out.append(InvoiceProblem(after.line, (
-                    f"account {account}: {(gap_end - before.end).days} day(s) without invoice after {before.where} "
+                    f"account {account}: {subject}{(gap_end - before.end).days} day(s) without invoice after {before.where} "
                     f"({before.end + timedelta(days=1)} to {gap_end})")))
     out.sort(key=lambda p: (p.line is None, p.line or 0))
     return out
@@ -417,57 +495,85 @@ class YearTotal:
 
     Attributes:
         amount: kWh (m3 for water), each invoice pro-rated by the days it has in the year.
-        missing_days: the most days of the year one of the accounts lacks, between its first
-            invoice and its last (an account outside that span does not supply the building then).
+        missing_days: days of the year without a bill: within the energy's supply span (its
+            building's accounts of that energy together, first bill to last), the days no bill
+            covers; plus the days the building has no bill of any energy (before its first
+            bill, after its last one).
+        amount_eur: the bills' amounts, pro-rated likewise; None when a bill of the year has none.
+        estimated: every bill of the year is on an estimated index.
     """
 
     amount: float
     missing_days: int
+    amount_eur: float | None = None
+    estimated: bool = False
 
     @property
     def complete(self) -> bool:
-        """Every day of the year is invoiced, for every account supplying it."""
+        """Every day of the year is billed, for every energy supplying it."""
         return self.missing_days == 0
+
+
+def _days(first: date, last: date) -> set[date]:
+    return {first + timedelta(days=d) for d in range((last - first).days + 1)}
 
 
 def yearly_totals(invoices: Iterable[Invoice]) -> dict[str, dict[Energy, dict[int, YearTotal]]]:
     """Consumption per calendar year, per building and energy.
 
     An invoice counts in a year for the share of its days that fall in that year
-    (an invoice of 1 December to 31 January puts 31/62 in each year). A year
-    counts for an account from its first invoiced day to its last one; in
-    between, every day of the year must be invoiced for the year to be complete.
+    (an invoice of 1 December to 31 January puts 31/62 in each year).
+
+    An energy supplies the building from its first bill to its last, the building's
+    accounts of that energy together: a change of contract or supplier (one account
+    ends on 30 June, the next starts on 1 July) leaves no gap, and an energy replaced by
+    another (fuel oil until 30 June, gas from 1 July) is not missing outside its span.
+    The years of that span are given; a year is complete when every day of it within
+    the span is billed and the building has a bill of some energy on every day of the
+    year (a first year billed from July is not complete).
 
     >>> from inventory import Energy
     >>> bill = Invoice("a", "b", Energy.ELECTRICITY, date(2022, 12, 1), date(2023, 1, 31), 620.0, "kWh", 620.0)
-    >>> yearly_totals([bill])["b"][Energy.ELECTRICITY]
-    {2022: YearTotal(amount=310.0, missing_days=334), 2023: YearTotal(amount=310.0, missing_days=334)}
+    >>> {y: (t.amount, t.missing_days) for y, t in yearly_totals([bill])["b"][Energy.ELECTRICITY].items()}
+    {2022: (310.0, 334), 2023: (310.0, 334)}
     """
-    by_account: dict[str, list[Invoice]] = {}
+    by_energy: dict[tuple[str, Energy], list[Invoice]] = {}
     for invoice in invoices:
-        by_account.setdefault(invoice.account, []).append(invoice)
-    amounts: dict[tuple[str, Energy, int], float] = {}
-    missing: dict[tuple[str, Energy, int], int] = {}
-    for items in by_account.values():
+        by_energy.setdefault((invoice.building, invoice.energy), []).append(invoice)
+    # The days each building has a bill's span of some energy, per year.
+    supplied: dict[tuple[str, int], set[date]] = {}
+    spans: dict[tuple[str, Energy], tuple[date, date]] = {}
+    for (building, energy), items in by_energy.items():
+        span = (min(i.start for i in items), max(i.end for i in items))
+        spans[(building, energy)] = span
+        for year in range(span[0].year, span[1].year + 1):
+            supplied.setdefault((building, year), set()).update(
+                _days(max(span[0], date(year, 1, 1)), min(span[1], date(year, 12, 31))))
+    out: dict[str, dict[Energy, dict[int, YearTotal]]] = {}
+    for (building, energy), items in sorted(by_energy.items(), key=lambda kv: (kv[0][0], kv[0][1].value)):
+        amounts: dict[int, float] = {}
+        euros: dict[int, float | None] = {}
+        estimated: dict[int, bool] = {}
         covered: dict[int, set[date]] = {}
         for invoice in items:
             for year in range(invoice.start.year, invoice.end.year + 1):
                 first = max(invoice.start, date(year, 1, 1))
                 last = min(invoice.end, date(year, 12, 31))
-                days = (last - first).days + 1
-                key = (invoice.building, invoice.energy, year)
-                amounts[key] = amounts.get(key, 0.0) + invoice.amount * days / invoice.days
-                covered.setdefault(year, set()).update(first + timedelta(days=d) for d in range(days))
-        first_year = min(i.start.year for i in items)
-        last_year = max(i.end.year for i in items)
-        for year in range(first_year, last_year + 1):
-            key = (items[0].building, items[0].energy, year)
+                part = ((last - first).days + 1) / invoice.days
+                amounts[year] = amounts.get(year, 0.0) + invoice.amount * part
+                eur = euros.get(year, 0.0)
+                euros[year] = None if eur is None or invoice.amount_eur is None else eur + invoice.amount_eur * part
+                estimated[year] = estimated.get(year, True) and invoice.estimated
+                covered.setdefault(year, set()).update(_days(first, last))
+        span_first, span_last = spans[(building, energy)]
+        years: dict[int, YearTotal] = {}
+        for year in range(span_first.year, span_last.year + 1):
+            in_span = (min(span_last, date(year, 12, 31)) - max(span_first, date(year, 1, 1))).days + 1
             whole = (date(year + 1, 1, 1) - date(year, 1, 1)).days
-            amounts.setdefault(key, 0.0)
-            missing[key] = max(missing.get(key, 0), whole - len(covered.get(year, ())))
-    out: dict[str, dict[Energy, dict[int, YearTotal]]] = {}
-    for (building, energy, year), amount in sorted(amounts.items(), key=lambda kv: (kv[0][0], kv[0][1].value, kv[0][2])):
-        out.setdefault(building, {}).setdefault(energy, {})[year] = YearTotal(amount, missing[(building, energy, year)])
+            unsupplied = whole - len(supplied[(building, year)])
+            years[year] = YearTotal(amounts.get(year, 0.0), in_span - len(covered.get(year, ())) + unsupplied,
+                                    euros.get(year), estimated.get(year, False))
+        out.setdefault(building, {})[energy] = years
     return out
 
 
@@ -500,6 +606,8 @@ def invoice_lines(invoices: Sequence[Invoice], tz: tzinfo) -> list[str]:
         ]
         if i.amount_eur is not None:
             fields.append(f"amount_eur={i.amount_eur!r}")
+        if i.source:
+            fields.append(f"file={_field_string(i.source)}")
         lines.append(f"{INVOICE_MEASUREMENT},{tags} {','.join(fields)} {to_ms(_midnight(i.start, tz))}")
     return lines
 
@@ -527,6 +635,45 @@ async def ensure_invoice_policy(config: InfluxConfig) -> None:
         statement = f'CREATE RETENTION POLICY "{INVOICE_RP}" ON "{config.database}" DURATION INF REPLICATION 1'
         if INVOICE_RP not in await retention_policies(client, config.database):
             await _influxql_post(client, statement)
+
+
+async def delete_invoices(config: InfluxConfig, invoices: Iterable[Invoice], tz: tzinfo) -> None:
+    """Delete the stored points of these invoices (same account and start), on InfluxDB 1.x.
+
+    Needed before a bill is written again with fewer fields: InfluxDB merges the fields of
+    a point written twice, so an amount emptied by a corrected bill would stay.
+
+    Raises:
+        SinkError: InfluxDB is unreachable or refused; on InfluxDB 2.x (delete with ``influx delete``).
+    """
+    items = list(invoices)
+    if not items:
+        return
+    if config.api != "v1":
+        msg = "deleting stored bills is done on InfluxDB 1.x only: on 2.x use `influx delete` (account and time)"
+        raise SinkError(msg)
+    async with _http_client(config) as client:
+        for i in items:
+            # DELETE takes no retention policy: the measurement's series in every policy go.
+            ts = _midnight(i.start, tz).strftime("%Y-%m-%dT%H:%M:%SZ")
+            statement = (f'DELETE FROM "{INVOICE_MEASUREMENT}" WHERE "account" = '  # noqa: S608 - quoted below
+                         f"'{_influxql_string(i.account)}' AND time = '{ts}'")
+            await _influxql_post_db(client, config.database, statement)
+
+
+def _influxql_string(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("'", "\\'")
+
+
+async def _influxql_post_db(client: httpx.AsyncClient, database: str, statement: str) -> None:
+    try:
+        response = await client.post("/query", params={"q": statement, "db": database})
+    except httpx.HTTPError as exc:
+        msg = f"InfluxDB unreachable running {statement!r}: {exc}"
+        raise SinkError(msg) from exc
+    if response.status_code != 200 or '"error"' in response.text[:300]:
+        msg = f"InfluxDB refused {statement!r}: {response.status_code} {response.text[:200]}"
+        raise SinkError(msg)
 
 
 async def _has_invoices(client: InfluxQLClient) -> bool:
@@ -564,5 +711,5 @@ async def read_invoices_influx(client: InfluxQLClient, inventory: Inventory) -> 
             out.append(Invoice(account_id, building, account.energy, start, date.fromisoformat(str(cell["end"])),
                                float(cell["consumption"]), str(cell["unit"]), float(amount),
                                None if eur is None else float(eur), bool(cell.get("estimated")),
-                               str(cell.get("reference") or "")))
+                               str(cell.get("reference") or ""), source=str(cell.get("file") or "")))
     return out

@@ -28,6 +28,7 @@ from dashboards.operat import (
     DJU_REFERENCE,
     DJU_YEAR,
     GAP_2030,
+    GAP_2030_ADJUSTED,
     OBJECTIVE_COLUMNS,
     REFERENCE_KWH,
     REFERENCE_SOURCE,
@@ -99,6 +100,18 @@ def _stored(url: str, database: str) -> list[list[Any]]:
         finally:
             await client.close()
         return sorted(row for s in series for row in s["values"])
+
+    return asyncio.run(read())
+
+
+def _columns(url: str, database: str) -> list[str]:
+    async def read() -> list[str]:
+        client = InfluxQLClient(InfluxConfig(url=url, database=database))
+        try:
+            series = await client.query('SELECT * FROM "invoices"."invoice" GROUP BY "account"')
+        finally:
+            await client.close()
+        return list(series[0]["columns"])
 
     return asyncio.run(read())
 
@@ -190,7 +203,8 @@ def test_invoices_import_once_and_give_the_operat_reference_and_trajectory(
     assert (mairie[DJU_YEAR], mairie[DJU_REFERENCE]) == (str(dju_2023), str(dju_2012))
     assert int(mairie[ADJUSTED_KWH]) == round(adjusted)
     target = reference[2012] * 0.6
-    assert mairie[GAP_2030] == f"{100 * (adjusted - target) / adjusted:.1f}".replace(".", ",")
+    assert mairie[GAP_2030_ADJUSTED] == f"{100 * (adjusted - target) / adjusted:.1f}".replace(".", ",")
+    assert mairie[GAP_2030] == f"{100 * (used - target) / used:.1f}".replace(".", ",")
     assert "part par défaut (électricité 0\u00a0%, gaz naturel 80\u00a0%)" in mairie[ADJUSTMENT_METHOD]
     assert "DJU 2012/DJU 2023" in mairie[ADJUSTMENT_METHOD]
 
@@ -233,9 +247,53 @@ def test_invoices_import_once_and_give_the_operat_reference_and_trajectory(
     result = runner.invoke(app, ["import", "invoices", str(corrections), "--inventory", str(config)])
     assert result.exit_code == 0, result.output
     assert "1 new, 1 already there (1 of them with other figures, replaced)" in result.stdout
-    assert ("line 3: account mairie-elec: overlaps mairie-elec from 2023-11-01 on 16 day(s) (2023-11-15 to "
-            "2023-11-30): counted twice (an invoice imported before)") in result.stderr
+    assert ("line 3: account mairie-elec: overlaps the stored bill 2023-11-01 to 2023-11-30 (imported from "
+            "factures.csv) on 16 day(s) (2023-11-15 to 2023-11-30): counted twice (an invoice imported before)"
+            ) in result.stderr
     assert len(_stored(influxdb_server.url, unique_name)) == len(bills) + 1
+
+    # The reports read the stored bills: their overlap is said, naming both bills and their files.
+    # (The inventory without its meters: only the bills are read, quickly.)
+    raw = yaml.safe_load(config.read_text(encoding="utf-8"))
+    for site in raw["sites"]:
+        for building in site["buildings"]:
+            for key in ("points", "virtual_meters"):
+                building.pop(key, None)
+    bills_only = tmp_path / "bills-only.yaml"
+    bills_only.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    operat = ["report", "operat", "--config", str(bills_only), "--from-influx", "--year", "2023", "--out",
+              str(tmp_path / "operat-after.csv")]
+    result = runner.invoke(app, operat)
+    assert result.exit_code == 0, result.output
+    overlap = ("warning: bills stored in InfluxDB: account mairie-elec: the stored bill 2023-11-15 to 2023-11-30 "
+               "(imported from rectificatif.csv) overlaps the stored bill 2023-11-01 to 2023-11-30 (imported from "
+               "factures.csv) on 16 day(s)")
+    assert overlap in result.stderr
+
+    # A corrected bill whose amount is emptied: the old amount does not stay (InfluxDB merges rewritten fields).
+    corrections.write_text("account;start;end;consumption;unit;amount_eur\n"
+                           "mairie-elec;2023-12-01;2023-12-31;1650;kWh;\n", encoding="utf-8")
+    result = runner.invoke(app, ["import", "invoices", str(corrections), "--inventory", str(config)])
+    assert result.exit_code == 0, result.output
+    columns = _columns(influxdb_server.url, unique_name)
+    december = next(r for r in _stored(influxdb_server.url, unique_name) if r[columns.index("consumption")] == 1650)
+    assert december[columns.index("amount_eur")] is None
+
+    # --replace: the file's bills replace every stored one of its accounts within its span (November and December).
+    replacing = tmp_path / "novembre-decembre.csv"
+    replacing.write_text("account;start;end;consumption;unit;amount_eur\n"
+                         "mairie-elec;2023-11-01;2023-12-31;3100;kWh;600\n", encoding="utf-8")
+    result = runner.invoke(app, ["import", "invoices", str(replacing), "--inventory", str(config), "--replace"])
+    assert result.exit_code == 0, result.output
+    assert "removed account mairie-elec: the stored bill 2023-11-15 to 2023-11-30 (imported from rectificatif.csv)" \
+        in result.stdout
+    assert "removed account mairie-elec: the stored bill 2023-12-01 to 2023-12-31" in result.stdout
+    stored_now = _stored(influxdb_server.url, unique_name)
+    assert len(stored_now) == len(bills) - 1
+    assert sum(r[columns.index("consumption")] == 3100 for r in stored_now) == 1
+    result = runner.invoke(app, operat)
+    assert result.exit_code == 0, result.output
+    assert "bills stored in InfluxDB" not in result.stderr
 
 
 def test_import_with_influxdb_down_exits_4_and_a_bad_header_exits_2(
@@ -248,6 +306,14 @@ def test_import_with_influxdb_down_exits_4_and_a_bad_header_exits_2(
     invoices.write_text(_csv(_bills()[:3]), encoding="utf-8")
     result = CliRunner().invoke(app, ["import", "invoices", str(invoices), "--inventory", str(config)])
     assert result.exit_code == 4, result.output
+    # --replace deletes with InfluxQL: refused on InfluxDB 2.x before anything is written.
+    for name, value in (("API", "v2"), ("TOKEN", "t"), ("ORG", "o"), ("BUCKET", "b")):
+        monkeypatch.setenv(f"ECONOME_INFLUX_{name}", value)
+    result = CliRunner().invoke(app, ["import", "invoices", str(invoices), "--inventory", str(config), "--replace"])
+    assert result.exit_code == 2, result.output
+    assert "--replace deletes stored bills on InfluxDB 1.x only" in result.stderr
+    for name in ("API", "TOKEN", "ORG", "BUCKET"):
+        monkeypatch.delenv(f"ECONOME_INFLUX_{name}")
     invoices.write_text("compte;debut;fin\n", encoding="utf-8")
     result = CliRunner().invoke(app, ["import", "invoices", str(invoices), "--inventory", str(config)])
     assert result.exit_code == 2

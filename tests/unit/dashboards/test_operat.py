@@ -77,7 +77,7 @@ def test_the_default_heating_shares_are_those_docs_mv_states() -> None:
 
 
 def test_a_climate_adjustment_moves_the_2030_gap_to_the_adjusted_consumption() -> None:
-    from dashboards.operat import ADJUSTED_KWH, ADJUSTMENT_METHOD, ClimateAdjustment
+    from dashboards.operat import ADJUSTED_KWH, ADJUSTMENT_METHOD, GAP_2030_ADJUSTED, ClimateAdjustment
 
     site = _site(_building(1200, id="mairie", usage="town_hall"))
     # Half heating, a year 20 % milder than the reference: 80,000 kWh are 90,000 at the reference's climate.
@@ -85,11 +85,14 @@ def test_a_climate_adjustment_moves_the_2030_gap_to_the_adjusted_consumption() -
     rows = operat_rows([site], 2025, {"mairie": {Energy.NATURAL_GAS: 80000.0}}, 2019,
                        {"mairie": {Energy.NATURAL_GAS: 120000.0}}, adjustments={"mairie": adjustment})
     assert rows[0][ADJUSTED_KWH] == "88000"  # 40,000 + 40,000 × 2400 / 2000
-    assert rows[0][GAP_2030] == "18,2"  # (88,000 − 72,000) / 88,000
-    assert rows[0][ADJUSTMENT_METHOD] == "test"
+    # Review 14-M2 #11: the raw gap keeps its meaning, the adjusted one has its own column.
+    assert rows[0][GAP_2030_ADJUSTED] == "18,2"  # (88,000 − 72,000) / 88,000
+    assert rows[0][GAP_2030] == "10,0"  # (80,000 − 72,000) / 80,000
+    assert rows[0][ADJUSTMENT_METHOD].startswith("test ; aperçu : l'année ramenée au climat de l'année de référence")
     unadjusted = operat_rows([site], 2025, {"mairie": {Energy.NATURAL_GAS: 80000.0}}, 2019,
                              {"mairie": {Energy.NATURAL_GAS: 120000.0}})
     assert unadjusted[0][GAP_2030] == "10,0"
+    assert unadjusted[0][GAP_2030_ADJUSTED] == ""
     assert unadjusted[0][ADJUSTED_KWH] == ""
 
 
@@ -112,3 +115,16 @@ def test_the_heating_and_cooling_parts_of_a_fitted_model_are_those_the_data_were
     assert shares[0] == pytest.approx(heating.sum() / energy.sum(), abs=0.03)
     assert shares[1] == pytest.approx(cooling.sum() / energy.sum(), abs=0.02)
     assert shares[1] > 0.02
+
+
+def test_year_degree_days_follow_the_professionals_method_of_the_arrete() -> None:
+    # Review 14-M2: days crossing the base count the part below it (annex III), not max(0, 18 − mean) = 1.
+    from datetime import date, timedelta
+
+    from dashboards.operat import year_degree_days
+    from mv.degreedays import DailyTemperature
+
+    days = [DailyTemperature(date(2023, 1, 1) + timedelta(days=d), 12.0, 22.0, 17.0, 1.0, False) for d in range(365)]
+    dju, djc = year_degree_days(days, 2023)
+    assert dju == pytest.approx(365 * 6 * (0.08 + 0.42 * 6 / 10))
+    assert djc == pytest.approx(365 * 4 * (0.08 + 0.42 * 4 / 10))

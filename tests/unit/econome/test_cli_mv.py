@@ -25,9 +25,14 @@ from dashboards.operat import (
     EFA_ID,
     ENERGY_COLUMNS,
     GAP_2030,
+    GAP_2030_ADJUSTED,
+    GAP_2030_NORMAL,
     HEATING_SHARE,
     INTENSITY,
     MISSING_DAYS,
+    NORMAL_ADJUSTED_KWH,
+    NORMAL_DJU,
+    NORMAL_REFERENCE_KWH,
     REFERENCE_MISSING_DAYS,
     REFERENCE_SOURCE,
     SOURCE,
@@ -351,7 +356,8 @@ def test_operat_of_the_demo_commune_reads_in_french_and_inaction_counts_subject_
     assert any("," in value for value, column in numbers if column == INTENSITY)
     # One temperature a day gives no Tn/Tx (Météo-France windows): no degree days, no climate columns here
     # (tests/integration/test_invoices_influx.py fills them).
-    climate = {DJU_YEAR, DJU_REFERENCE, HEATING_SHARE, DJC_YEAR, DJC_REFERENCE, COOLING_SHARE, ADJUSTED_KWH}
+    climate = {DJU_YEAR, DJU_REFERENCE, HEATING_SHARE, DJC_YEAR, DJC_REFERENCE, COOLING_SHARE, ADJUSTED_KWH, GAP_2030_ADJUSTED,
+               NORMAL_DJU, NORMAL_ADJUSTED_KWH, NORMAL_REFERENCE_KWH, GAP_2030_NORMAL}
     assert {column for _, column in numbers} >= set(COLUMNS) - text_columns - {MISSING_DAYS, REFERENCE_MISSING_DAYS} - climate
     assert all(r[ADJUSTMENT_METHOD].startswith("non ajustée : températures extérieures de 2025 et 2024") for r in rows)
     assert [r[EFA_ID] for r in rows] == [b.operat_id for _, b in inv.buildings()]

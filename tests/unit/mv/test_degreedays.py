@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gzip
 import math
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -97,3 +98,26 @@ def test_bad_csv_is_a_decode_error(tmp_path: Path) -> None:
     path.write_text("timestamp,value\n2025-01-01T00:00:00Z,warm\n")
     with pytest.raises(DecodeError, match="not a number"):
         read_temperature_csv(path)
+
+
+def test_meteo_france_departement_file_by_station(tmp_path: Path) -> None:
+    # Review 14-M2 #6: the per-département file of meteo.data.gouv.fr, several stations, gzipped as published.
+    header = "NUM_POSTE;NOM_USUEL;LAT;LON;ALTI;AAAAMMJJ;RR;QRR;TN;QTN;HTN;QHTN;TX;QTX\n"
+    rows = ["41018001;BLOIS;47.67;1.31;112;20120101;0.0;1;5.2;1;;;11.4;1\n",
+            "41018001;BLOIS;47.67;1.31;112;20120103;0.0;1;;;;;9;1\n",
+            "41018001;BLOIS;47.67;1.31;112;20120102;0.0;1;-1;1;;;3;1\n",
+            "41269001;ROMORANTIN;47.32;1.69;82;20120101;0.0;1;1;1;;;2;1\n"]
+    path = tmp_path / "Q_41_previous-1950-2023_RR-T-Vent.csv.gz"
+    path.write_bytes(gzip.compress((header + "".join(rows)).encode()))
+    with pytest.raises(DecodeError, match="2 stations in this Météo-France file, choose one with --station NUM_POSTE: "
+                                          "41018001 BLOIS, 41269001 ROMORANTIN"):
+        read_temperature_csv(path)
+    with pytest.raises(DecodeError, match="no station 41000000 in this Météo-France file"):
+        read_temperature_csv(path, station="41000000")
+    days = read_temperature_csv(path, station="41018001")
+    assert [(d.day, d.tmin_c, d.tmax_c) for d in days[:2]] == [(date(2012, 1, 1), 5.2, 11.4), (date(2012, 1, 2), -1, 3)]
+    assert [d.gap for d in days] == [False, False, True]
+    assert degree_days(days)[1].hdd == pytest.approx(17.0)
+    one = tmp_path / "mf.csv"
+    one.write_text(header + rows[3], encoding="utf-8")
+    assert [d.tmax_c for d in read_temperature_csv(one)] == [2.0]

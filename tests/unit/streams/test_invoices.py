@@ -9,7 +9,14 @@ import pytest
 
 from inventory import Building, Energy, Inventory, InvoiceAccount, Organisation, Site
 from streams.errors import DecodeError
-from streams.invoices import DEFAULT_KWH_PER_UNIT, parse_invoices, read_invoice_file, yearly_totals
+from streams.invoices import (
+    DEFAULT_KWH_PER_UNIT,
+    Invoice,
+    YearTotal,
+    parse_invoices,
+    read_invoice_file,
+    yearly_totals,
+)
 
 
 @pytest.fixture
@@ -136,7 +143,7 @@ def test_years_prorate_bills_by_day_and_are_complete_only_when_every_day_is_bill
         "elec;2022-12-01;2023-01-31;620;kWh;\n"  # 31 days in each year
         "elec;2023-02-01;2023-12-31;3340;kWh;\n"
         "elec;2024-02-01;2024-12-31;1000;kWh;\n"  # January 2024 never billed
-        "gaz;2023-06-01;2023-12-31;100;MWh;\n"  # an account opened in June 2023: 2023 incomplete for it
+        "gaz;2023-06-01;2023-12-31;100;MWh;\n"  # gas supplied from June 2023: not missing before
     )
     years = yearly_totals(parse_invoices(text, inventory).invoices)["mairie"]
     elec = years[Energy.ELECTRICITY]
@@ -144,8 +151,37 @@ def test_years_prorate_bills_by_day_and_are_complete_only_when_every_day_is_bill
     assert elec[2023].amount == pytest.approx(310 + 3340)
     assert (elec[2022].complete, elec[2023].complete) == (True, True)
     assert (elec[2024].missing_days, elec[2024].complete) == (31, False)
-    assert years[Energy.NATURAL_GAS][2023].missing_days == 151
+    assert years[Energy.NATURAL_GAS][2023].missing_days == 0
     assert set(years[Energy.NATURAL_GAS]) == {2023}
+
+
+def test_a_change_of_contract_or_of_energy_within_a_year_leaves_it_complete() -> None:
+    # Review 14-M2 #3: two accounts of one energy (a new supplier on 1 July), and fuel oil replaced by gas.
+    accounts = [InvoiceAccount(id="elec-a", energy=Energy.ELECTRICITY),
+                InvoiceAccount(id="elec-b", energy=Energy.ELECTRICITY),
+                InvoiceAccount(id="fioul", energy=Energy.FUEL_OIL, conversion_kwh_per_unit=10),
+                InvoiceAccount(id="gaz", energy=Energy.NATURAL_GAS, conversion_kwh_per_unit=11)]
+    building = Building(id="ecole", name="École", usage="school", floor_area_m2=800, heated_area_m2=700,
+                        invoices=accounts)
+    inventory = Inventory(organisation=Organisation(name="Valmont", population=900, school_holiday_zone="C"),
+                          sites=[Site(id="centre", name="Centre", buildings=[building])])
+    text = ("account;start;end;consumption;unit;amount_eur\n"
+            "elec-a;01/07/2014;31/12/2014;50000;kWh;\n"
+            "elec-a;01/01/2015;30/06/2015;50000;kWh;\n"
+            "elec-b;01/07/2015;31/12/2015;60000;kWh;\n"
+            "elec-b;01/01/2016;31/12/2016;90000;kWh;\n"
+            "fioul;01/07/2014;30/06/2015;3000;L;\n"
+            "gaz;01/07/2015;31/12/2016;5000;m3;\n")
+    years = yearly_totals(parse_invoices(text, inventory).invoices)["ecole"]
+    assert years[Energy.ELECTRICITY][2015] == YearTotal(110000.0, 0)
+    assert years[Energy.FUEL_OIL][2015].complete
+    assert set(years[Energy.FUEL_OIL]) == {2014, 2015}
+    assert years[Energy.NATURAL_GAS][2015].complete
+    # The first year, billed from July by every energy, is not complete.
+    assert (years[Energy.ELECTRICITY][2014].missing_days, years[Energy.FUEL_OIL][2014].missing_days) == (181, 181)
+    # A gap in the new contract counts.
+    text = text.replace("elec-b;01/07/2015", "elec-b;01/08/2015")
+    assert yearly_totals(parse_invoices(text, inventory).invoices)["ecole"][Energy.ELECTRICITY][2015].missing_days == 31
 
 
 def test_fuel_oil_and_pellets_without_a_coefficient_take_the_documented_defaults() -> None:
@@ -159,3 +195,71 @@ def test_fuel_oil_and_pellets_without_a_coefficient_take_the_documented_defaults
                             "bois;2023-01-01;2023-06-30;3,5;t;\n", inventory)
     assert [i.amount for i in parsed.invoices] == [2000 * 10.0, 3.5 * 4600.0]
     assert len(parsed.warnings) == 2
+
+
+def test_dots_followed_by_three_digits_are_thousands_and_the_english_way_is_refused(inventory: Inventory) -> None:
+    # Review 14-M2 #1: "120.000" was read as 120, "1,234.5" as 1.2345, "1.234.567" refused.
+    text = (
+        "account;start;end;consumption;unit;amount_eur\n"
+        "elec;2023-01-01;2023-01-31;120.000;kWh;1.234,50\n"
+        "elec;2023-02-01;2023-02-28;1.234.567;kWh;12.5\n"
+        "elec;2023-03-01;2023-03-31;1,234.5;kWh;\n"
+        "elec;2023-04-01;2023-04-30;1.23.4;kWh;\n"
+        "elec;2023-05-01;2023-05-31;1,2,3;kWh;\n"
+        "elec;2023-06-01;2023-06-30;12.5;kWh;2 000,5\n"
+        "elec;2023-07-01;2023-07-31;0.500;kWh;\n"
+    )
+    parsed = parse_invoices(text, inventory)
+    assert [(i.consumption, i.amount_eur) for i in parsed.invoices] == [
+        (120000.0, 1234.5), (1234567.0, 12.5), (12.5, 2000.5)]
+    assert [str(p) for p in parsed.rejected] == [
+        "line 4: consumption '1,234.5' mixes the English way (comma for thousands, dot for decimals): "
+        "write 1234,5 or 1 234,5",
+        "line 5: consumption '1.23.4': dots as thousands separators take groups of 3 digits",
+        "line 6: consumption '1,2,3' has several commas: write 1234,5 or 1 234,5",
+        "line 8: consumption '0.500' is ambiguous (0.500: half or five hundred?): write 0,5 or 500",
+    ]
+    # With ',' between columns the dot is the decimal mark, as documented.
+    parsed = parse_invoices("account,start,end,consumption,unit,amount_eur\nelec,2023-01-01,2023-01-31,120.000,kWh,\n",
+                            inventory)
+    assert parsed.invoices[0].consumption == 120.0
+
+
+def test_trailing_separators_are_ignored(inventory: Inventory) -> None:
+    # Review 14-M2 #8: a header "reference;" refused the file.
+    text = ("account;start;end;consumption;unit;amount_eur;reference;\n"
+            "elec;2023-01-01;2023-01-31;100;kWh;10;F1;\n"
+            "elec;2023-02-01;2023-02-28;100;kWh;10;;;\n"
+            "elec;2023-03-01;2023-03-31;100;kWh\n")
+    parsed = parse_invoices(text, inventory)
+    assert [i.reference for i in parsed.invoices] == ["F1", ""]
+    assert [str(p) for p in parsed.rejected] == ["line 4: 5 cells where the header has 7"]
+
+
+def test_a_bill_s_own_conversion_is_used_for_gas_in_m3(inventory: Inventory) -> None:
+    # Review 14-M2 #12: the coefficient printed on each gas bill.
+    text = ("account;start;end;consumption;unit;amount_eur;conversion\n"
+            "gaz-sans-coef;2023-01-01;2023-01-31;100;m3;;11,42\n"
+            "gaz;2023-02-01;2023-02-28;100;m3;;\n"
+            "elec;2023-02-01;2023-02-28;100;kWh;;11\n"
+            "gaz;2023-03-01;2023-03-31;100;m3;;0\n")
+    parsed = parse_invoices(text, inventory)
+    assert [i.amount for i in parsed.invoices] == pytest.approx([1142.0, 1130.0])
+    assert [str(p) for p in parsed.rejected] == [
+        "line 4: conversion given for a bill in kWh: it converts m3, L or t to kWh",
+        "line 5: conversion 0 must be positive (kWh per m3, as printed on the bill)"]
+    assert not any("gaz-sans-coef" in str(w) for w in parsed.warnings)
+
+
+def test_stored_bills_are_named_by_period_number_and_file() -> None:
+    # Review 14-M2 #2 #10: bills read from InfluxDB have no line; their overlaps name them.
+    from streams.invoices import coverage_problems
+
+    first = Invoice("elec", "mairie", Energy.ELECTRICITY, date(2023, 1, 1), date(2023, 1, 31), 10.0, "kWh", 10.0,
+                    reference="F-001", source="factures-2023.csv")
+    second = Invoice("elec", "mairie", Energy.ELECTRICITY, date(2023, 1, 20), date(2023, 2, 28), 10.0, "kWh", 10.0)
+    third = Invoice("elec", "mairie", Energy.ELECTRICITY, date(2023, 4, 1), date(2023, 4, 30), 10.0, "kWh", 10.0)
+    assert [str(p) for p in coverage_problems([first, second, third], gaps=False)] == [
+        "account elec: the stored bill 2023-01-20 to 2023-02-28 overlaps the stored bill 2023-01-01 to 2023-01-31 "
+        "(F-001, imported from factures-2023.csv) on 12 day(s) (2023-01-20 to 2023-01-31): counted twice"]
+    assert len(coverage_problems([first, second, third])) == 2
