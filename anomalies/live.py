@@ -64,7 +64,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -76,10 +76,11 @@ from anomalies.detect import DetectConfig, ExpectedSeries
 from anomalies.events import AlertState, AnomalyEvent, Language
 from anomalies.expected_sink import write_expected
 from anomalies.incremental import DetectorState, IncrementalConfig, advance
-from inventory import Duration, Inventory
+from inventory import Building, Duration, Inventory, Usage
 from streams.errors import ConfigError, DecodeError, SinkError, TelemetryError
 from streams.history import read_readings
 from streams.influx import RAW_RP, InfluxConfig, InfluxQLClient, influxql_ident, make_writer
+from streams.quality import UTILITY_DELAY, utility_publication
 
 if TYPE_CHECKING:
     from streams.clock import Clock
@@ -91,6 +92,9 @@ __all__ = [
     "LoggingNotifier",
     "PassReport",
     "ResettableNotifier",
+    "building_lag",
+    "lag_groups",
+    "lagged_state_path",
     "next_run",
     "read_readings",
 ]
@@ -180,6 +184,9 @@ class PassReport:
         notified: the events queued for notification.
         expected_points: expected-consumption points written.
         last_hour: end of the hours processed so far (the state's), None before any.
+        lag: how far behind ``now`` the hours of this report's buildings are judged (0: live meters).
+        groups: with buildings judged at several lags, each lag's report (this one adds them up: its
+            ``since``, ``until`` and ``last_hour`` are the smallest lag's, its counts and events all of them).
     """
 
     since: datetime
@@ -190,6 +197,60 @@ class PassReport:
     notified: list[AnomalyEvent]
     expected_points: int
     last_hour: datetime | None
+    lag: timedelta = timedelta(0)
+    groups: tuple[PassReport, ...] = field(default=())
+
+
+def building_lag(building: Building) -> timedelta:
+    """How long after an hour live detection judges this building's data: 0, or its utilities' publication delay.
+
+    A building with a counter of ours (Modbus, MQTT), or with no utility meter, is judged at once (0). A building
+    whose every counter is a utility's (a Linky, a Gazpar) waits for the largest publication delay of its
+    utility points (:data:`streams.quality.UTILITY_DELAY`: Enedis 2 days, GRDF 4 days, a monthly Gazpar 52).
+    """
+    utility = [p for p in building.points if p.is_utility]
+    if not utility or any(p.cumulative and not p.is_utility for p in building.points):
+        return timedelta(0)
+    return max(UTILITY_DELAY[utility_publication(p)] for p in utility)
+
+
+def lag_groups(inventory: Inventory) -> dict[timedelta, list[str]]:
+    """The buildings by :func:`building_lag`, smallest lag first, in the inventory's order.
+
+    >>> from pathlib import Path
+    >>> from inventory import load_inventory
+    >>> groups = lag_groups(load_inventory(Path("examples/commune.yaml")))
+    >>> {str(lag): ids for lag, ids in groups.items() if lag}
+    {'2 days, 0:00:00': ['maternelle-aulnes'], '4 days, 0:00:00': ['salle-polyvalente']}
+    """
+    groups: dict[timedelta, list[str]] = {}
+    for _, building in inventory.buildings():
+        groups.setdefault(building_lag(building), []).append(building.id)
+    return dict(sorted(groups.items()))
+
+
+def lagged_state_path(state_path: Path, lag: timedelta) -> Path:
+    """The state file of the buildings judged ``lag`` late: ``state.npz`` for 0, else ``state.lag-48h.npz``.
+
+    >>> lagged_state_path(Path("detect/state.npz"), timedelta(days=2)).as_posix()
+    'detect/state.lag-48h.npz'
+    """
+    if not lag:
+        return state_path
+    hours = int(lag / _HOUR)
+    return state_path.with_name(f"{state_path.stem}.lag-{hours}h{state_path.suffix}")
+
+
+@dataclass(eq=False)
+class _Group:
+    """The buildings judged at one lag, with their state."""
+
+    lag: timedelta
+    buildings: frozenset[str] | None  # None: every building of the inventory (one group)
+    points: list[str] | None  # the points read: the buildings' and the weather's; None: every point
+    state_path: Path
+    state: DetectorState | None = None  # as last saved; None when it must be read again from the file
+    failed: bool = False
 
 
 def next_run(now: datetime, config: LiveConfig) -> datetime:
@@ -237,34 +298,46 @@ class LiveDetector:
         self.incremental = incremental or IncrementalConfig()
         self.on_pass = on_pass
         self.failures = 0
-        # The state as last saved; None when it must be read again from the file (start, or a failed pass).
-        self._state: DetectorState | None = None
+        self.groups = self._make_groups()
         self._reset_checked = False  # whether the alerts of buildings left out of the inventory were closed
+
+    def _make_groups(self) -> list[_Group]:
+        lags = lag_groups(self.inventory)
+        if set(lags) <= {timedelta(0)}:
+            return [_Group(timedelta(0), None, None, self.state_path)]
+        weather = [p.id for _, p in self.inventory.points() if p.usage is Usage.WEATHER]
+        groups = []
+        for lag, ids in lags.items():
+            own = [p.id for b in (self.inventory.building(i) for i in ids) for p in b.points]
+            points = [*own, *(w for w in weather if w not in own)]
+            groups.append(_Group(lag, frozenset(ids), points, lagged_state_path(self.state_path, lag)))
+        return groups
 
     # --- state ------------------------------------------------------------------------------
 
     def _fresh(self) -> DetectorState:
         return DetectorState.fresh(self.config, self.incremental)
 
-    def _move_aside(self, reason: str, now: datetime) -> Path:
-        target = self.state_path.with_name(f"{self.state_path.name}.{reason}-{now:%Y%m%dT%H%M%S}")
-        self.state_path.replace(target)
+    @staticmethod
+    def _move_aside(path: Path, reason: str, now: datetime) -> Path:
+        target = path.with_name(f"{path.name}.{reason}-{now:%Y%m%dT%H%M%S}")
+        path.replace(target)
         return target
 
-    def _load_state(self, now: datetime) -> DetectorState:
+    def _load_state(self, path: Path, now: datetime) -> DetectorState:
         """The saved state; a fresh one when there is none, or when it cannot be used (moved aside, logged)."""
-        if not self.state_path.exists():
+        if not path.exists():
             return self._fresh()
         try:
-            state = DetectorState.load(self.state_path)
+            state = DetectorState.load(path)
         except DecodeError as exc:
-            moved = self._move_aside("unreadable", now)
+            moved = self._move_aside(path, "unreadable", now)
             logger.error("%s; moved to %s, detection starts afresh from %s of history", exc, moved, self.live.bootstrap)
             return self._fresh()
         if state.config_digest != self._fresh().config_digest:
-            moved = self._move_aside("other-settings", now)
+            moved = self._move_aside(path, "other-settings", now)
             logger.error("detection state %s was built with other detection settings; moved to %s, "
-                         "detection starts afresh from %s of history", self.state_path, moved, self.live.bootstrap)
+                         "detection starts afresh from %s of history", path, moved, self.live.bootstrap)
             return self._fresh()
         return state
 
@@ -285,28 +358,49 @@ class LiveDetector:
         return RAW_RP if RAW_RP in names else None
 
     async def run_pass(self, now: datetime) -> PassReport:
-        """Read, detect, write, queue, save, flush (see the module docstring).
+        """Read, detect, write, queue, save, flush (see the module docstring), for each lag group in turn.
 
         Args:
             now: the current time (the injected clock's).
 
         Returns:
-            What the pass did.
+            What the pass did (with several lag groups, their sum and each one's report in ``groups``).
 
         Raises:
-            SinkError: InfluxDB is unreachable or refused a query or a write; the saved state has not moved.
-            TelemetryError: another failure of the pass; the saved state has not moved.
+            SinkError: InfluxDB is unreachable or refused a query or a write; the saved state of the group
+                that failed (and of those after it) has not moved.
+            TelemetryError: another failure of the pass; likewise.
         """
-        state = self._state if self._state is not None else self._load_state(now)
-        self._state = None  # until this pass has saved it: a failure below reloads the saved one
+        for group in self.groups:
+            if group.state is None:
+                group.state = self._load_state(group.state_path, now)
+        # Detection restarted from nothing only when every state is fresh: a new lag group (its buildings'
+        # data newly known late) leaves the alerts of the others open.
+        everything = all(g.state is not None and g.state.last_hour is None for g in self.groups)
+        reset = {"done": False, "everything": everything}
+        reports = [await self._group_pass(group, now, reset) for group in self.groups]
+        await self.notifier.flush(now)
+        if len(reports) == 1:
+            return reports[0]
+        first = reports[0]
+        return PassReport(
+            since=first.since, until=first.until, readings=sum(r.readings for r in reports),
+            hours=sum(r.hours for r in reports), events=[e for r in reports for e in r.events],
+            notified=[e for r in reports for e in r.notified], expected_points=sum(r.expected_points for r in reports),
+            last_hour=first.last_hour, lag=first.lag, groups=tuple(reports),
+        )
+
+    async def _group_pass(self, group: _Group, now: datetime, reset: dict[str, bool]) -> PassReport:
+        state = group.state if group.state is not None else self._load_state(group.state_path, now)
+        group.state = None  # until this pass has saved it: a failure below reloads the saved one
         first_start = state.last_hour is None
-        until = _floor_hour(now)
+        until = _floor_hour(now - group.lag)
         since = _floor_hour(now - self.live.bootstrap) if state.last_hour is None else state.last_hour - self._margin()
         client = InfluxQLClient(self.influx)
         try:
             policy = await self._raw_policy(client)
             readings = await read_readings(client, self.inventory, since, now, chunk=self.live.read_chunk,
-                                           retention_policy=policy)
+                                           retention_policy=policy, points=group.points)
         except SinkError as exc:
             # A first start before the pipeline has created the database: nothing to read yet, not a failure.
             if "database not found" not in str(exc):
@@ -319,25 +413,26 @@ class LiveDetector:
         expected: list[ExpectedSeries] = []
         result = await asyncio.to_thread(
             advance, self.inventory, readings, state, until, config=self.config, incremental=self.incremental,
-            on_expected=expected.append,
+            on_expected=expected.append, judged=group.buildings,
         )
         points = 0
         if result.events or expected:
             points = await self._write(result.events, expected)
         # A first start notifies what is still open, not the history's resolved alerts (written to InfluxDB above).
         notified = [e for e in result.events if not (first_start and e.state is AlertState.RESOLVED)]
-        if isinstance(self.notifier, ResettableNotifier) and (first_start or not self._reset_checked):
+        if (isinstance(self.notifier, ResettableNotifier) and not reset["done"]
+                and (reset["everything"] or not self._reset_checked)):
             # A fresh state (first start, settings changed, state lost) will never resolve the register's open
             # alerts, nor will detection of a building left out of the inventory: close them as reset.
-            self.notifier.reset(now, everything=first_start)
+            self.notifier.reset(now, everything=reset["everything"])
             self._reset_checked = True
+        reset["done"] = True
         if notified:
             self.notifier.queue(notified, now)
-        state.save(self.state_path)
-        self._state = state
-        await self.notifier.flush(now)
+        state.save(group.state_path)
+        group.state = state
         return PassReport(since=since, until=until, readings=count, hours=result.hours, events=result.events,
-                          notified=notified, expected_points=points, last_hour=state.last_hour)
+                          notified=notified, expected_points=points, last_hour=state.last_hour, lag=group.lag)
 
     async def _write(self, events: list[AnomalyEvent], expected: list[ExpectedSeries]) -> int:
         writer = make_writer(self.influx)
@@ -397,6 +492,10 @@ class LiveDetector:
         """
         logger.info("live detection: a pass every %s at %s past, state %s", self.live.every, self.live.delay,
                     self.state_path)
+        for group in self.groups:
+            if group.lag:
+                logger.info("live detection of %s (utility meters only): hours judged %s late, state %s",
+                            ", ".join(sorted(group.buildings or ())), group.lag, group.state_path)
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
         await self.tick(clock.now())
         while True:
