@@ -179,7 +179,8 @@ async def test_utility_buildings_are_judged_once_their_data_are_published_and_ma
     assert body is not None
     text = body.get_content()
     assert f"{alert.start.astimezone(tz):%d/%m/%Y %H:%M}" in text
-    assert "en ce moment" not in text.lower() and "actuellement" not in text.lower()
+    assert "en ce moment" not in text.lower()
+    assert "actuellement" not in text.lower()
 
     # One state per lag: the live meters' file as before, and one per publication delay.
     assert DetectorState.peek_last_hour(state_path) == LAST_PASS.replace(minute=0)
