@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from anomalies.events import AlertState
-from anomalies.live import LiveConfig, LiveDetector, LoggingNotifier, next_run
+from anomalies.live import LiveConfig, LiveDetector, LoggingNotifier, building_lag, lag_groups, lagged_state_path, next_run
 from econome.localservers import free_port
 from inventory import Inventory, load_inventory
 from streams.clock import ManualClock
@@ -115,3 +115,24 @@ def test_the_logging_notifier_logs_opened_and_resolved_alerts(caplog: pytest.Log
         LoggingNotifier().queue([event, event.with_state(AlertState.RESOLVED), event.with_state(AlertState.ONGOING)],
                                 datetime(2026, 1, 5, tzinfo=UTC))
     assert [r.getMessage().split(":")[0] for r in caplog.records] == [f"alert {event.state.value}", "alert resolved"]
+
+
+def test_buildings_wait_for_their_utilities_unless_they_have_a_meter_of_ours(inventory: Inventory) -> None:
+    """Lag of a building: 0 with a live counter, else the largest publication delay of its utility meters."""
+    school, hall, town_hall = (inventory.building(b) for b in ("maternelle-aulnes", "salle-polyvalente", "mairie"))
+    assert building_lag(school) == timedelta(days=2)  # a Linky alone
+    assert building_lag(hall) == timedelta(days=4)  # a Linky and a Gazpar: the Gazpar's
+    assert building_lag(town_hall) == timedelta(0)
+    gazpar = next(p for p in hall.points if p.grdf is not None)
+    monthly = gazpar.model_copy(update={"grdf": gazpar.grdf.model_copy(update={"publication": "monthly"})})  # type: ignore[union-attr]
+    assert building_lag(hall.model_copy(update={"points": [monthly if p is gazpar else p for p in hall.points]})) == (
+        timedelta(days=52))
+    # A Linky beside meters of ours: judged at once, with its live meters.
+    mixed = town_hall.model_copy(update={"points": [*town_hall.points, *school.points]})
+    assert building_lag(mixed) == timedelta(0)
+    groups = lag_groups(inventory)
+    assert groups[timedelta(days=2)] == ["maternelle-aulnes"]
+    assert groups[timedelta(days=4)] == ["salle-polyvalente"]
+    assert "mairie" in groups[timedelta(0)]
+    assert lagged_state_path(Path("d/state.npz"), timedelta(days=4)) == Path("d/state.lag-96h.npz")
+    assert lagged_state_path(Path("d/state.npz"), timedelta(0)) == Path("d/state.npz")
