@@ -22,6 +22,15 @@ A pass (:meth:`LiveDetector.run_pass`) does, in this order:
 5. save the :class:`~anomalies.incremental.DetectorState` atomically;
 6. ``await notifier.flush(now)``.
 
+Buildings read only through a utility's meters (a Linky, a Gazpar), whose data
+reach InfluxDB a day or more late, are judged that late: :func:`building_lag`
+gives each building 0 (a counter of ours, or no utility meter) or the largest
+publication delay of its utility meters (:data:`streams.quality.UTILITY_DELAY`),
+and each lag has its own state (:func:`lagged_state_path`: ``state.npz`` for 0,
+as before, ``state.lag-48h.npz``…), advanced in the same pass up to the whole
+hour ``lag`` before now, on the group's points and the weather station's
+(docs/anomalies.md, "Live detection").
+
 A pass that fails anywhere (InfluxDB down, a notifier failing, an SQLite error
 of the alert register: a corrupt file, a full disk, a lock held over 30 s) is logged with
 the server or file named and leaves the saved state where it was: the next pass replays
@@ -61,6 +70,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -97,12 +107,14 @@ __all__ = [
     "lagged_state_path",
     "next_run",
     "read_readings",
+    "state_lag",
 ]
 
 logger = logging.getLogger(__name__)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _HOUR = timedelta(hours=1)
+_LAG_NAME = re.compile(r"\.lag-(\d+)h\.npz$")
 
 
 
@@ -239,6 +251,16 @@ def lagged_state_path(state_path: Path, lag: timedelta) -> Path:
         return state_path
     hours = int(lag / _HOUR)
     return state_path.with_name(f"{state_path.stem}.lag-{hours}h{state_path.suffix}")
+
+
+def state_lag(path: Path) -> timedelta:
+    """The lag of a state file named by :func:`lagged_state_path` (``econome status``): 0 for any other name.
+
+    >>> state_lag(Path("detect/state.lag-96h.npz")), state_lag(Path("detect/state.npz"))
+    (datetime.timedelta(days=4), datetime.timedelta(0))
+    """
+    found = _LAG_NAME.search(path.name)
+    return timedelta(hours=int(found.group(1))) if found else timedelta(0)
 
 
 @dataclass(eq=False)

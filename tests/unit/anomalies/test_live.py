@@ -136,3 +136,25 @@ def test_buildings_wait_for_their_utilities_unless_they_have_a_meter_of_ours(inv
     assert "mairie" in groups[timedelta(0)]
     assert lagged_state_path(Path("d/state.npz"), timedelta(days=4)) == Path("d/state.lag-96h.npz")
     assert lagged_state_path(Path("d/state.npz"), timedelta(0)) == Path("d/state.npz")
+
+
+def test_status_counts_a_lagged_state_behind_only_past_its_lag(tmp_path: Path) -> None:
+    """``econome status``: the Linky buildings' state two days old is on time, the Gazpar one six days old is not."""
+    from anomalies.detect import DetectConfig
+    from anomalies.incremental import DetectorState
+    from econome.cli_status import _detection
+
+    now = datetime(2026, 1, 12, 10, 7, tzinfo=UTC)
+    hour = now.replace(minute=0)
+    for name, age in (("state.npz", timedelta(hours=1)), ("state.lag-48h.npz", timedelta(days=2, hours=1)),
+                      ("state.lag-96h.npz", timedelta(days=6))):
+        state = DetectorState.fresh(DetectConfig())
+        state.last_hour = hour - age
+        state.save(tmp_path / name)
+    lines, data = _detection(tmp_path, now, UTC, timedelta(hours=2, minutes=5))
+    problems = {Path(d["path"]).name: d["problem"] for d in data}
+    assert problems["state.npz"] is None
+    assert problems["state.lag-48h.npz"] is None
+    assert problems["state.lag-96h.npz"] is not None
+    assert "the utilities' 4 d" in problems["state.lag-96h.npz"]
+    assert sum("PROBLEM" in line for line in lines) == 1
