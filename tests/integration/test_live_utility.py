@@ -16,6 +16,7 @@ import email
 import email.policy
 import socket
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -28,7 +29,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from anomalies.alerts import EmailConfig
 from anomalies.detect import DetectConfig
-from anomalies.events import AlertState, AnomalyEvent
+from anomalies.events import AlertState, AnomalyEvent, _sample_event
 from anomalies.features import PointSeries
 from anomalies.incremental import DetectorState
 from anomalies.live import LiveConfig, LiveDetector, lag_groups
@@ -187,3 +188,24 @@ async def test_utility_buildings_are_judged_once_their_data_are_published_and_ma
     assert DetectorState.peek_last_hour(state_path.with_name("state.lag-48h.npz")) == (
         LAST_PASS.replace(minute=0) - timedelta(days=2))
     assert DetectorState.peek_last_hour(state_path.with_name("state.lag-96h.npz")) is not None
+
+
+@pytest.mark.parametrize(("lag0_state", "still_open"), [(True, 1), (False, 0)])
+async def test_a_new_lag_group_alone_closes_no_open_alert(
+    influxdb_server: Any, unique_name: str, hamlet: Inventory, tmp_path: Path, lag0_state: bool, still_open: int
+) -> None:
+    """Upgrading (the live meters' state kept, the utilities' made afresh) leaves the register's alerts open;
+    all states made afresh close them as reset, as a single state did."""
+    now = datetime(2026, 1, 12, 10, 5, tzinfo=UTC)
+    outbox = MailOutbox(tmp_path / "detect" / "alerts.sqlite", None, hamlet, ManualClock(now))
+    outbox.queue([replace(_sample_event(), building=HALL, state=AlertState.OPEN)], now - timedelta(days=1))
+    state_path = tmp_path / "detect" / "state.npz"
+    if lag0_state:
+        state = DetectorState.fresh(DetectConfig())
+        state.last_hour = now.replace(minute=0) - timedelta(hours=1)
+        state.save(state_path)
+    # A database nobody wrote to yet: nothing to read, not a failure.
+    detector = LiveDetector(hamlet, InfluxConfig(url=influxdb_server.url, database=unique_name), state_path, outbox)
+    await detector.run_pass(now)
+    assert len(outbox.register.alerts()) == still_open
+    assert state_path.with_name("state.lag-48h.npz").exists()
