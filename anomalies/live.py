@@ -81,16 +81,15 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from anomalies.alerts import write_events
+from anomalies.alerts import building_lag, write_events
 from anomalies.detect import DetectConfig, ExpectedSeries
 from anomalies.events import AlertState, AnomalyEvent, Language
 from anomalies.expected_sink import write_expected
 from anomalies.incremental import DetectorState, IncrementalConfig, advance
-from inventory import Building, Duration, Inventory, Usage
+from inventory import Duration, Inventory, Usage
 from streams.errors import ConfigError, DecodeError, SinkError, TelemetryError
 from streams.history import read_readings
 from streams.influx import RAW_RP, InfluxConfig, InfluxQLClient, influxql_ident, make_writer
-from streams.quality import UTILITY_DELAY, utility_publication
 
 if TYPE_CHECKING:
     from streams.clock import Clock
@@ -211,19 +210,6 @@ class PassReport:
     last_hour: datetime | None
     lag: timedelta = timedelta(0)
     groups: tuple[PassReport, ...] = field(default=())
-
-
-def building_lag(building: Building) -> timedelta:
-    """How long after an hour live detection judges this building's data: 0, or its utilities' publication delay.
-
-    A building with a counter of ours (Modbus, MQTT), or with no utility meter, is judged at once (0). A building
-    whose every counter is a utility's (a Linky, a Gazpar) waits for the largest publication delay of its
-    utility points (:data:`streams.quality.UTILITY_DELAY`: Enedis 2 days, GRDF 4 days, a monthly Gazpar 52).
-    """
-    utility = [p for p in building.points if p.is_utility]
-    if not utility or any(p.cumulative and not p.is_utility for p in building.points):
-        return timedelta(0)
-    return max(UTILITY_DELAY[utility_publication(p)] for p in utility)
 
 
 def lag_groups(inventory: Inventory) -> dict[timedelta, list[str]]:

@@ -173,13 +173,18 @@ async def test_utility_buildings_are_judged_once_their_data_are_published_and_ma
     assert [(e.building, e.kind) for _, e in events if e.building != SCHOOL] == []
     assert not [e for _, e in events if e.kind == "missing_data"]
 
-    # One opening mail and one resolution mail, naming the period, not "now".
+    # One opening mail and one resolution mail, naming the period and why it comes late, not "now".
     mails = [m for m in inbox.messages if "maternelle des Aulnes" in str(m["Subject"])]
     assert [str(m["Subject"]).split("\u00a0:")[0] for m in mails] == ["[Econome] Alerte", "[Econome] Résolu"]
     body = mails[0].get_body(("plain",))
     assert body is not None
     text = body.get_content()
     assert f"{alert.start.astimezone(tz):%d/%m/%Y %H:%M}" in text
+    assert "Relevés du Linky (Enedis), publiés avec retard" in text
+    assert "cette alerte porte sur la période indiquée ci-dessous, jusqu’à 2\u00a0jours avant ce message" in text
+    html_part = mails[0].get_body(("html",))
+    assert html_part is not None
+    assert "publiés avec retard" in html_part.get_content()
     assert "en ce moment" not in text.lower()
     assert "actuellement" not in text.lower()
 
