@@ -403,7 +403,10 @@ class LiveDetector:
         group.state = None  # until this pass has saved it: a failure below reloads the saved one
         first_start = state.last_hour is None
         until = _floor_hour(now - group.lag)
-        since = _floor_hour(now - self.live.bootstrap) if state.last_hour is None else state.last_hour - self._margin()
+        # A first start reads ``bootstrap`` of history before the hours it judges: a monthly Gazpar's 52 days of
+        # lag would otherwise leave it nothing to judge, for ever.
+        since = (_floor_hour(now - group.lag - self.live.bootstrap) if state.last_hour is None
+                 else state.last_hour - self._margin())
         client = InfluxQLClient(self.influx)
         try:
             policy = await self._raw_policy(client)

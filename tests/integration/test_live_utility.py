@@ -211,6 +211,10 @@ async def test_a_new_lag_group_alone_closes_no_open_alert(
         state.save(state_path)
     # A database nobody wrote to yet: nothing to read, not a failure.
     detector = LiveDetector(hamlet, InfluxConfig(url=influxdb_server.url, database=unique_name), state_path, outbox)
-    await detector.run_pass(now)
+    report = await detector.run_pass(now)
     assert len(outbox.register.alerts()) == still_open
+    # Each lag group's first start reads its bootstrap before the hours it judges.
+    bootstrap = LiveConfig().bootstrap
+    assert [(g.lag, g.since) for g in report.groups[1:]] == [
+        (lag, now.replace(minute=0) - lag - bootstrap) for lag in (timedelta(days=2), timedelta(days=4))]
     assert state_path.with_name("state.lag-48h.npz").exists()
