@@ -73,7 +73,7 @@ import logging
 import re
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -157,8 +157,8 @@ class EventNotifier(Protocol):
 class ResettableNotifier(Protocol):
     """A notifier that keeps open alerts (``anomalies.notify.MailOutbox``), told when detection cannot resolve them."""
 
-    def reset(self, now: datetime, *, everything: bool) -> int:
-        """Close the open alerts of every building (``everything``) or of buildings left out of the inventory."""
+    def reset(self, now: datetime, *, everything: bool, buildings: Collection[str] | None = None) -> int:
+        """Close the open alerts of every building (``everything``; of ``buildings`` when given), or of buildings gone."""
         ...
 
 
@@ -379,14 +379,7 @@ class LiveDetector:
                 that failed (and of those after it) has not moved.
             TelemetryError: another failure of the pass; likewise.
         """
-        for group in self.groups:
-            if group.state is None:
-                group.state = self._load_state(group.state_path, now)
-        # Detection restarted from nothing only when every state is fresh: a new lag group (its buildings'
-        # data newly known late) leaves the alerts of the others open.
-        everything = all(g.state is not None and g.state.last_hour is None for g in self.groups)
-        reset = {"done": False, "everything": everything}
-        reports = [await self._group_pass(group, now, reset) for group in self.groups]
+        reports = [await self._group_pass(group, now) for group in self.groups]
         await self.notifier.flush(now)
         if len(reports) == 1:
             return reports[0]
@@ -398,7 +391,7 @@ class LiveDetector:
             last_hour=first.last_hour, lag=first.lag, groups=tuple(reports),
         )
 
-    async def _group_pass(self, group: _Group, now: datetime, reset: dict[str, bool]) -> PassReport:
+    async def _group_pass(self, group: _Group, now: datetime) -> PassReport:
         state = group.state if group.state is not None else self._load_state(group.state_path, now)
         group.state = None  # until this pass has saved it: a failure below reloads the saved one
         first_start = state.last_hour is None
@@ -431,13 +424,15 @@ class LiveDetector:
             points = await self._write(result.events, expected)
         # A first start notifies what is still open, not the history's resolved alerts (written to InfluxDB above).
         notified = [e for e in result.events if not (first_start and e.state is AlertState.RESOLVED)]
-        if (isinstance(self.notifier, ResettableNotifier) and not reset["done"]
-                and (reset["everything"] or not self._reset_checked)):
+        if isinstance(self.notifier, ResettableNotifier):
             # A fresh state (first start, settings changed, state lost) will never resolve the register's open
-            # alerts, nor will detection of a building left out of the inventory: close them as reset.
-            self.notifier.reset(now, everything=reset["everything"])
-            self._reset_checked = True
-        reset["done"] = True
+            # alerts of its buildings, nor will detection of a building left out of the inventory: close them
+            # as reset (a building moved into a new lag group too: its old state no longer judges it).
+            if first_start:
+                self.notifier.reset(now, everything=True, buildings=group.buildings)
+            if not self._reset_checked:
+                self.notifier.reset(now, everything=False)
+                self._reset_checked = True
         if notified:
             self.notifier.queue(notified, now)
         state.save(group.state_path)

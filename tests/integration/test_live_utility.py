@@ -195,15 +195,17 @@ async def test_utility_buildings_are_judged_once_their_data_are_published_and_ma
     assert DetectorState.peek_last_hour(state_path.with_name("state.lag-96h.npz")) is not None
 
 
-@pytest.mark.parametrize(("lag0_state", "still_open"), [(True, 1), (False, 0)])
-async def test_a_new_lag_group_alone_closes_no_open_alert(
-    influxdb_server: Any, unique_name: str, hamlet: Inventory, tmp_path: Path, lag0_state: bool, still_open: int
+@pytest.mark.parametrize("lag0_state", [True, False])
+async def test_a_fresh_lag_group_closes_the_open_alerts_of_its_buildings_only(
+    influxdb_server: Any, unique_name: str, hamlet: Inventory, tmp_path: Path, lag0_state: bool
 ) -> None:
-    """Upgrading (the live meters' state kept, the utilities' made afresh) leaves the register's alerts open;
-    all states made afresh close them as reset, as a single state did."""
+    """Upgrading (the live meters' state kept, the utilities' made afresh) closes as reset the open alerts of
+    the utility buildings (no state judges them where they were), not those of the live meters' buildings;
+    all states made afresh close them all, as a single state did."""
     now = datetime(2026, 1, 12, 10, 5, tzinfo=UTC)
     outbox = MailOutbox(tmp_path / "detect" / "alerts.sqlite", None, hamlet, ManualClock(now))
-    outbox.queue([replace(_sample_event(), building=HALL, state=AlertState.OPEN)], now - timedelta(days=1))
+    outbox.queue([replace(_sample_event(), building=b, state=AlertState.OPEN) for b in (HALL, "mairie")],
+                 now - timedelta(days=1))
     state_path = tmp_path / "detect" / "state.npz"
     if lag0_state:
         state = DetectorState.fresh(DetectConfig())
@@ -212,7 +214,7 @@ async def test_a_new_lag_group_alone_closes_no_open_alert(
     # A database nobody wrote to yet: nothing to read, not a failure.
     detector = LiveDetector(hamlet, InfluxConfig(url=influxdb_server.url, database=unique_name), state_path, outbox)
     report = await detector.run_pass(now)
-    assert len(outbox.register.alerts()) == still_open
+    assert [a.building for a in outbox.register.alerts()] == (["mairie"] if lag0_state else [])
     # Each lag group's first start reads its bootstrap before the hours it judges.
     bootstrap = LiveConfig().bootstrap
     assert [(g.lag, g.since) for g in report.groups[1:]] == [
