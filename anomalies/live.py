@@ -258,7 +258,6 @@ class _Group:
     points: list[str] | None  # the points read: the buildings' and the weather's; None: every point
     state_path: Path
     state: DetectorState | None = None  # as last saved; None when it must be read again from the file
-    failed: bool = False
 
 
 def next_run(now: datetime, config: LiveConfig) -> datetime:
