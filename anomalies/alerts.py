@@ -50,7 +50,7 @@ import smtplib
 import ssl
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from email.message import EmailMessage
 from email.utils import make_msgid
 from zoneinfo import ZoneInfo
@@ -63,11 +63,12 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 from anomalies.events import AlertState, AnomalyEvent, ChartSeries, Language
-from inventory import EmailSettings, Inventory
+from inventory import Building, EmailSettings, Inventory
 from streams.display import amount as display_amount
 from streams.display import number, shared_digits, unit_label, usage_label
 from streams.errors import ConfigError, SinkError
 from streams.influx import InfluxWriter, escape_tag, tls_context, to_ms
+from streams.quality import UTILITY_DELAY, utility_publication
 
 __all__ = [
     "ANOMALY_MEASUREMENT",
@@ -77,8 +78,10 @@ __all__ = [
     "EmailAlerter",
     "EmailConfig",
     "anomaly_line",
+    "building_lag",
     "email_config",
     "format_number",
+    "late_note",
     "render_chart",
     "write_events",
 ]
@@ -353,11 +356,64 @@ def _subject(event: AnomalyEvent, language: Language) -> str:
     return f"[Econome] {_colon(labels[event.state.value], language)} {event.building_name} — {kind}{money}"
 
 
-def _text(events: Sequence[AnomalyEvent], language: Language) -> str:
+def building_lag(building: Building) -> timedelta:
+    """How long after an hour live detection judges this building's data: 0, or its utilities' publication delay.
+
+    A building with a counter of ours (Modbus, MQTT), or with no utility meter, is judged at once (0). A building
+    whose every counter is a utility's (a Linky, a Gazpar) waits for the largest publication delay of its
+    utility points (:data:`streams.quality.UTILITY_DELAY`: Enedis 2 days, GRDF 4 days, a monthly Gazpar 52).
+    Live detection (:mod:`anomalies.live`) groups the buildings by it; alert mails say it (:func:`late_note`).
+    """
+    utility = [p for p in building.points if p.is_utility]
+    if not utility or any(p.cumulative and not p.is_utility for p in building.points):
+        return timedelta(0)
+    return max(UTILITY_DELAY[utility_publication(p)] for p in utility)
+
+
+def late_note(building: Building, language: Language) -> str | None:
+    r"""For a building read only through a utility's meters, why its alert comes days after the fact; else None.
+
+    Live detection judges such a building once its data are published (:mod:`anomalies.live`): the mail says
+    that the alert is about the period it gives, not about the time it is read.
+
+    >>> from pathlib import Path
+    >>> from inventory import load_inventory
+    >>> inv = load_inventory(Path("examples/commune.yaml"))
+    >>> note = late_note(inv.building("salle-polyvalente"), "fr")
+    >>> note.split(": ")[0]
+    'Relevés du Linky (Enedis) et du Gazpar (GRDF), publiés avec retard\xa0'
+    >>> note.split(": ")[1]
+    'cette alerte porte sur la période indiquée ci-dessous, jusqu’à 4\xa0jours avant ce message.'
+    >>> late_note(inv.building("maternelle-aulnes"), "en")
+    'Readings of the Linky (Enedis), published late: this alert is about the period shown below, up to 2 days before this mail.'
+    >>> late_note(inv.building("mairie"), "fr") is None  # meters of ours
+    True
+    """
+    lag = building_lag(building)
+    if not lag:
+        return None
+    days = lag.days
+    utility = [p for p in building.points if p.is_utility]
+    fr = {"enedis": "du Linky (Enedis)", "grdf": "du Gazpar (GRDF)"}
+    en = {"enedis": "Linky (Enedis)", "grdf": "Gazpar (GRDF)"}
+    kinds = sorted({p.protocol for p in utility})
+    if language == "fr":
+        sources = " et ".join(fr[k] for k in kinds)
+        return (f"Relevés {sources}, publiés avec retard\u00a0: cette alerte porte sur la période indiquée ci-dessous, "
+                f"jusqu’à {days}\u00a0jours avant ce message.")
+    sources = " and ".join(en[k] for k in kinds)
+    return (f"Readings of the {sources}, published late: this alert is about the period shown below, "
+            f"up to {days} days before this mail.")
+
+
+def _text(events: Sequence[AnomalyEvent], language: Language, notes: Sequence[str | None] = ()) -> str:
     labels = _LABELS[language]
     parts = []
-    for event in events:
+    for i, event in enumerate(events):
         lines = [event.explanation(language), ""]
+        note = notes[i] if i < len(notes) else None
+        if note:
+            lines += [note, ""]
         lines += [f"{_colon(name, language)} {value}" for name, value in _rows(event, language)]
         action = _ACTIONS.get(event.kind, {}).get(language)
         if action:
@@ -366,10 +422,13 @@ def _text(events: Sequence[AnomalyEvent], language: Language) -> str:
     return ("\n\n" + "-" * 60 + "\n\n").join(parts) + f"\n\n-- \n{labels['footer']}\n"
 
 
-def _html(events: Sequence[AnomalyEvent], cids: Sequence[str | None], language: Language, title: str) -> str:
+def _html(events: Sequence[AnomalyEvent], cids: Sequence[str | None], language: Language, title: str,
+          notes: Sequence[str | None] = ()) -> str:
     labels = _LABELS[language]
     blocks = []
-    for event, cid in zip(events, cids, strict=True):
+    for i, (event, cid) in enumerate(zip(events, cids, strict=True)):
+        note = notes[i] if i < len(notes) else None
+        late = f'<p style="color:#4a5568;margin:0 0 12px 0">{html.escape(note)}</p>' if note else ""
         rows = "".join(
             f'<tr><th style="text-align:left;padding:4px 12px 4px 0;color:#4a5568;font-weight:600">{html.escape(k)}</th>'
             f'<td style="padding:4px 0">{html.escape(v)}</td></tr>'
@@ -387,7 +446,7 @@ def _html(events: Sequence[AnomalyEvent], cids: Sequence[str | None], language: 
         )
         blocks.append(
             f'<div style="margin-bottom:28px"><p style="font-size:17px;line-height:1.4;margin:0 0 12px 0">'
-            f"<b>{html.escape(event.explanation(language))}</b></p>{chart}"
+            f"<b>{html.escape(event.explanation(language))}</b></p>{late}{chart}"
             f'<table style="border-collapse:collapse;font-size:14px">{rows}</table>{todo}</div>'
         )
     body = "".join(blocks)
@@ -425,6 +484,13 @@ class EmailAlerter:
             advisors = []
         return advisors or list(self.config.default_recipients)
 
+    def _late_note(self, building_id: str, language: Language) -> str | None:
+        try:
+            building = self.inventory.building(building_id)
+        except KeyError:
+            return None
+        return late_note(building, language)
+
     def language(self, recipient: str) -> Language:
         """The language of one recipient."""
         return self.config.languages.get(recipient, self.config.language)
@@ -447,9 +513,10 @@ class EmailAlerter:
         message["Subject"] = f"[Econome] {title}" if digest else _subject(events[0], language)
         message["From"] = self.config.sender
         message["To"] = recipient
-        message.set_content(_text(events, language))
+        notes = [self._late_note(e.building, language) for e in events]
+        message.set_content(_text(events, language, notes))
         cids: list[str | None] = [make_msgid(domain="econome") if e.series is not None else None for e in events]
-        message.add_alternative(_html(events, cids, language, title), subtype="html")
+        message.add_alternative(_html(events, cids, language, title, notes), subtype="html")
         html_part = message.get_body(("html",))
         if html_part is None:  # pragma: no cover - added just above
             msg = "the HTML part is missing"

@@ -336,6 +336,7 @@ def advance(
     on_expected: Callable[[ExpectedSeries], None] | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     unjudged: Collection[str] = frozenset(),
+    judged: Collection[str] | None = None,
 ) -> AdvanceResult:
     """Process the hours after ``state.last_hour`` up to ``until``.
 
@@ -353,6 +354,9 @@ def advance(
             in building-hours.
         unjudged: points whose missing data is not judged (``econome detect`` on a file that never
             held them); the live service judges every point, so a dead sensor raises missing data.
+        judged: the buildings judged (all the inventory's when None): live detection judges buildings whose
+            data come late (a Linky, a Gazpar) on a state of their own (:mod:`anomalies.live`), the weather
+            station's readings read with theirs.
 
     Returns:
         The events that changed, and the state.
@@ -392,7 +396,7 @@ def advance(
     counters = {pid for pid, p in points.items() if p.cumulative}
     weather = [pid for pid, p in points.items() if p.usage is Usage.WEATHER]
     margin_s = config.features.max_gap.total_seconds() + _HOUR_S
-    buildings = [b for _, b in inventory.buildings()]
+    buildings = [b for _, b in inventory.buildings() if judged is None or b.id in judged]
     total_units = round((end_s - first_s) / _HOUR_S) * len(buildings)
     group_s = first_s
     while group_s < end_s:

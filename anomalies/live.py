@@ -22,6 +22,15 @@ A pass (:meth:`LiveDetector.run_pass`) does, in this order:
 5. save the :class:`~anomalies.incremental.DetectorState` atomically;
 6. ``await notifier.flush(now)``.
 
+Buildings read only through a utility's meters (a Linky, a Gazpar), whose data
+reach InfluxDB a day or more late, are judged that late: :func:`building_lag`
+gives each building 0 (a counter of ours, or no utility meter) or the largest
+publication delay of its utility meters (:data:`streams.quality.UTILITY_DELAY`),
+and each lag has its own state (:func:`lagged_state_path`: ``state.npz`` for 0,
+as before, ``state.lag-48h.npz``…), advanced in the same pass up to the whole
+hour ``lag`` before now, on the group's points and the weather station's
+(docs/anomalies.md, "Live detection").
+
 A pass that fails anywhere (InfluxDB down, a notifier failing, an SQLite error
 of the alert register: a corrupt file, a full disk, a lock held over 30 s) is logged with
 the server or file named and leaves the saved state where it was: the next pass replays
@@ -61,22 +70,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from anomalies.alerts import write_events
+from anomalies.alerts import building_lag, write_events
 from anomalies.detect import DetectConfig, ExpectedSeries
 from anomalies.events import AlertState, AnomalyEvent, Language
 from anomalies.expected_sink import write_expected
 from anomalies.incremental import DetectorState, IncrementalConfig, advance
-from inventory import Duration, Inventory
+from inventory import Duration, Inventory, Usage
 from streams.errors import ConfigError, DecodeError, SinkError, TelemetryError
 from streams.history import read_readings
 from streams.influx import RAW_RP, InfluxConfig, InfluxQLClient, influxql_ident, make_writer
@@ -91,14 +101,19 @@ __all__ = [
     "LoggingNotifier",
     "PassReport",
     "ResettableNotifier",
+    "building_lag",
+    "lag_groups",
+    "lagged_state_path",
     "next_run",
     "read_readings",
+    "state_lag",
 ]
 
 logger = logging.getLogger(__name__)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _HOUR = timedelta(hours=1)
+_LAG_NAME = re.compile(r"\.lag-(\d+)h\.npz$")
 
 
 
@@ -142,8 +157,8 @@ class EventNotifier(Protocol):
 class ResettableNotifier(Protocol):
     """A notifier that keeps open alerts (``anomalies.notify.MailOutbox``), told when detection cannot resolve them."""
 
-    def reset(self, now: datetime, *, everything: bool) -> int:
-        """Close the open alerts of every building (``everything``) or of buildings left out of the inventory."""
+    def reset(self, now: datetime, *, everything: bool, buildings: Collection[str] | None = None) -> int:
+        """Close the open alerts of every building (``everything``; of ``buildings`` when given), or of buildings gone."""
         ...
 
 
@@ -180,6 +195,9 @@ class PassReport:
         notified: the events queued for notification.
         expected_points: expected-consumption points written.
         last_hour: end of the hours processed so far (the state's), None before any.
+        lag: how far behind ``now`` the hours of this report's buildings are judged (0: live meters).
+        groups: with buildings judged at several lags, each lag's report (this one adds them up: its
+            ``since``, ``until`` and ``last_hour`` are the smallest lag's, its counts and events all of them).
     """
 
     since: datetime
@@ -190,6 +208,56 @@ class PassReport:
     notified: list[AnomalyEvent]
     expected_points: int
     last_hour: datetime | None
+    lag: timedelta = timedelta(0)
+    groups: tuple[PassReport, ...] = field(default=())
+
+
+def lag_groups(inventory: Inventory) -> dict[timedelta, list[str]]:
+    """The buildings by :func:`building_lag`, smallest lag first, in the inventory's order.
+
+    >>> from pathlib import Path
+    >>> from inventory import load_inventory
+    >>> groups = lag_groups(load_inventory(Path("examples/commune.yaml")))
+    >>> {str(lag): ids for lag, ids in groups.items() if lag}
+    {'2 days, 0:00:00': ['maternelle-aulnes'], '4 days, 0:00:00': ['salle-polyvalente']}
+    """
+    groups: dict[timedelta, list[str]] = {}
+    for _, building in inventory.buildings():
+        groups.setdefault(building_lag(building), []).append(building.id)
+    return dict(sorted(groups.items()))
+
+
+def lagged_state_path(state_path: Path, lag: timedelta) -> Path:
+    """The state file of the buildings judged ``lag`` late: ``state.npz`` for 0, else ``state.lag-48h.npz``.
+
+    >>> lagged_state_path(Path("detect/state.npz"), timedelta(days=2)).as_posix()
+    'detect/state.lag-48h.npz'
+    """
+    if not lag:
+        return state_path
+    hours = int(lag / _HOUR)
+    return state_path.with_name(f"{state_path.stem}.lag-{hours}h{state_path.suffix}")
+
+
+def state_lag(path: Path) -> timedelta:
+    """The lag of a state file named by :func:`lagged_state_path` (``econome status``): 0 for any other name.
+
+    >>> state_lag(Path("detect/state.lag-96h.npz")), state_lag(Path("detect/state.npz"))
+    (datetime.timedelta(days=4), datetime.timedelta(0))
+    """
+    found = _LAG_NAME.search(path.name)
+    return timedelta(hours=int(found.group(1))) if found else timedelta(0)
+
+
+@dataclass(eq=False)
+class _Group:
+    """The buildings judged at one lag, with their state."""
+
+    lag: timedelta
+    buildings: frozenset[str] | None  # None: every building of the inventory (one group)
+    points: list[str] | None  # the points read: the buildings' and the weather's; None: every point
+    state_path: Path
+    state: DetectorState | None = None  # as last saved; None when it must be read again from the file
 
 
 def next_run(now: datetime, config: LiveConfig) -> datetime:
@@ -237,34 +305,46 @@ class LiveDetector:
         self.incremental = incremental or IncrementalConfig()
         self.on_pass = on_pass
         self.failures = 0
-        # The state as last saved; None when it must be read again from the file (start, or a failed pass).
-        self._state: DetectorState | None = None
+        self.groups = self._make_groups()
         self._reset_checked = False  # whether the alerts of buildings left out of the inventory were closed
+
+    def _make_groups(self) -> list[_Group]:
+        lags = lag_groups(self.inventory)
+        if set(lags) <= {timedelta(0)}:
+            return [_Group(timedelta(0), None, None, self.state_path)]
+        weather = [p.id for _, p in self.inventory.points() if p.usage is Usage.WEATHER]
+        groups = []
+        for lag, ids in lags.items():
+            own = [p.id for b in (self.inventory.building(i) for i in ids) for p in b.points]
+            points = [*own, *(w for w in weather if w not in own)]
+            groups.append(_Group(lag, frozenset(ids), points, lagged_state_path(self.state_path, lag)))
+        return groups
 
     # --- state ------------------------------------------------------------------------------
 
     def _fresh(self) -> DetectorState:
         return DetectorState.fresh(self.config, self.incremental)
 
-    def _move_aside(self, reason: str, now: datetime) -> Path:
-        target = self.state_path.with_name(f"{self.state_path.name}.{reason}-{now:%Y%m%dT%H%M%S}")
-        self.state_path.replace(target)
+    @staticmethod
+    def _move_aside(path: Path, reason: str, now: datetime) -> Path:
+        target = path.with_name(f"{path.name}.{reason}-{now:%Y%m%dT%H%M%S}")
+        path.replace(target)
         return target
 
-    def _load_state(self, now: datetime) -> DetectorState:
+    def _load_state(self, path: Path, now: datetime) -> DetectorState:
         """The saved state; a fresh one when there is none, or when it cannot be used (moved aside, logged)."""
-        if not self.state_path.exists():
+        if not path.exists():
             return self._fresh()
         try:
-            state = DetectorState.load(self.state_path)
+            state = DetectorState.load(path)
         except DecodeError as exc:
-            moved = self._move_aside("unreadable", now)
+            moved = self._move_aside(path, "unreadable", now)
             logger.error("%s; moved to %s, detection starts afresh from %s of history", exc, moved, self.live.bootstrap)
             return self._fresh()
         if state.config_digest != self._fresh().config_digest:
-            moved = self._move_aside("other-settings", now)
+            moved = self._move_aside(path, "other-settings", now)
             logger.error("detection state %s was built with other detection settings; moved to %s, "
-                         "detection starts afresh from %s of history", self.state_path, moved, self.live.bootstrap)
+                         "detection starts afresh from %s of history", path, moved, self.live.bootstrap)
             return self._fresh()
         return state
 
@@ -285,28 +365,45 @@ class LiveDetector:
         return RAW_RP if RAW_RP in names else None
 
     async def run_pass(self, now: datetime) -> PassReport:
-        """Read, detect, write, queue, save, flush (see the module docstring).
+        """Read, detect, write, queue, save, flush (see the module docstring), for each lag group in turn.
 
         Args:
             now: the current time (the injected clock's).
 
         Returns:
-            What the pass did.
+            What the pass did (with several lag groups, their sum and each one's report in ``groups``).
 
         Raises:
-            SinkError: InfluxDB is unreachable or refused a query or a write; the saved state has not moved.
-            TelemetryError: another failure of the pass; the saved state has not moved.
+            SinkError: InfluxDB is unreachable or refused a query or a write; the saved state of the group
+                that failed (and of those after it) has not moved.
+            TelemetryError: another failure of the pass; likewise.
         """
-        state = self._state if self._state is not None else self._load_state(now)
-        self._state = None  # until this pass has saved it: a failure below reloads the saved one
+        reports = [await self._group_pass(group, now) for group in self.groups]
+        await self.notifier.flush(now)
+        if len(reports) == 1:
+            return reports[0]
+        first = reports[0]
+        return PassReport(
+            since=first.since, until=first.until, readings=sum(r.readings for r in reports),
+            hours=sum(r.hours for r in reports), events=[e for r in reports for e in r.events],
+            notified=[e for r in reports for e in r.notified], expected_points=sum(r.expected_points for r in reports),
+            last_hour=first.last_hour, lag=first.lag, groups=tuple(reports),
+        )
+
+    async def _group_pass(self, group: _Group, now: datetime) -> PassReport:
+        state = group.state if group.state is not None else self._load_state(group.state_path, now)
+        group.state = None  # until this pass has saved it: a failure below reloads the saved one
         first_start = state.last_hour is None
-        until = _floor_hour(now)
-        since = _floor_hour(now - self.live.bootstrap) if state.last_hour is None else state.last_hour - self._margin()
+        until = _floor_hour(now - group.lag)
+        # A first start reads ``bootstrap`` of history before the hours it judges: a monthly Gazpar's 52 days of
+        # lag would otherwise leave it nothing to judge, for ever.
+        since = (_floor_hour(now - group.lag - self.live.bootstrap) if state.last_hour is None
+                 else state.last_hour - self._margin())
         client = InfluxQLClient(self.influx)
         try:
             policy = await self._raw_policy(client)
             readings = await read_readings(client, self.inventory, since, now, chunk=self.live.read_chunk,
-                                           retention_policy=policy)
+                                           retention_policy=policy, points=group.points)
         except SinkError as exc:
             # A first start before the pipeline has created the database: nothing to read yet, not a failure.
             if "database not found" not in str(exc):
@@ -319,25 +416,28 @@ class LiveDetector:
         expected: list[ExpectedSeries] = []
         result = await asyncio.to_thread(
             advance, self.inventory, readings, state, until, config=self.config, incremental=self.incremental,
-            on_expected=expected.append,
+            on_expected=expected.append, judged=group.buildings,
         )
         points = 0
         if result.events or expected:
             points = await self._write(result.events, expected)
         # A first start notifies what is still open, not the history's resolved alerts (written to InfluxDB above).
         notified = [e for e in result.events if not (first_start and e.state is AlertState.RESOLVED)]
-        if isinstance(self.notifier, ResettableNotifier) and (first_start or not self._reset_checked):
+        if isinstance(self.notifier, ResettableNotifier):
             # A fresh state (first start, settings changed, state lost) will never resolve the register's open
-            # alerts, nor will detection of a building left out of the inventory: close them as reset.
-            self.notifier.reset(now, everything=first_start)
-            self._reset_checked = True
+            # alerts of its buildings, nor will detection of a building left out of the inventory: close them
+            # as reset (a building moved into a new lag group too: its old state no longer judges it).
+            if first_start:
+                self.notifier.reset(now, everything=True, buildings=group.buildings)
+            if not self._reset_checked:
+                self.notifier.reset(now, everything=False)
+                self._reset_checked = True
         if notified:
             self.notifier.queue(notified, now)
-        state.save(self.state_path)
-        self._state = state
-        await self.notifier.flush(now)
+        state.save(group.state_path)
+        group.state = state
         return PassReport(since=since, until=until, readings=count, hours=result.hours, events=result.events,
-                          notified=notified, expected_points=points, last_hour=state.last_hour)
+                          notified=notified, expected_points=points, last_hour=state.last_hour, lag=group.lag)
 
     async def _write(self, events: list[AnomalyEvent], expected: list[ExpectedSeries]) -> int:
         writer = make_writer(self.influx)
@@ -397,6 +497,10 @@ class LiveDetector:
         """
         logger.info("live detection: a pass every %s at %s past, state %s", self.live.every, self.live.delay,
                     self.state_path)
+        for group in self.groups:
+            if group.lag:
+                logger.info("live detection of %s (utility meters only): hours judged %s late, state %s",
+                            ", ".join(sorted(group.buildings or ())), group.lag, group.state_path)
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
         await self.tick(clock.now())
         while True:

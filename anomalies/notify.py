@@ -70,7 +70,7 @@ import asyncio
 import json
 import logging
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, timedelta
@@ -526,12 +526,14 @@ class MailOutbox:
                             ("|".join((mail, *key, recipient)), alert_id, mail, recipient, stamp),
                         )
 
-    def reset(self, now: datetime, *, everything: bool) -> int:
+    def reset(self, now: datetime, *, everything: bool, buildings: Collection[str] | None = None) -> int:
         """Close open alerts detection will not resolve; returns how many.
 
         With ``everything`` (detection restarted from a fresh state: a first
         start after settings changed, a lost or unreadable state file) every
-        open alert; else those of buildings no longer in the inventory. They are
+        open alert, or only those of ``buildings`` when given (the buildings of
+        one fresh state of live detection, :func:`anomalies.live.lag_groups`);
+        else those of buildings no longer in the inventory. They are
         closed as ``reset``: no resolution notice (nothing was seen to end), one
         line in the next digest. An alert the fresh detection reports again
         (same start) is opened again, with no new opening mail.
@@ -539,13 +541,16 @@ class MailOutbox:
         known = {b.id for _, b in self.inventory.buildings()}
         with self.register.transaction() as db:
             rows = db.execute("SELECT id, building FROM alerts WHERE state != 'resolved'").fetchall()
-            ids = [(int(r[0]),) for r in rows if everything or r[1] not in known]
+            ids = [(int(r[0]),) for r in rows
+                   if (everything and (buildings is None or r[1] in buildings)) or r[1] not in known]
             db.executemany(
                 "UPDATE alerts SET state = 'resolved', resolved_at = ?, closed = 'reset' WHERE id = ?",
                 [(_iso(now), i) for (i,) in ids],
             )
         if ids:
-            why = "detection restarted from a fresh state" if everything else "their building left the inventory"
+            why = ("detection restarted from a fresh state" if everything and buildings is None
+                   else f"detection of {', '.join(sorted(buildings))} restarted from a fresh state" if everything
+                   and buildings is not None else "their building left the inventory")
             logger.warning("alert register %s: %d open alerts closed as reset (%s): no resolution mail, "
                            "a line in the next digest", self.register.path, len(ids), why)
         return len(ids)

@@ -159,6 +159,7 @@ def _detection(
         return [f"detection      no state in {folder}: live detection has not run yet"], []
     # Imported only when there is a state to read: it brings scikit-learn, seconds of start-up.
     from anomalies.incremental import DetectorState
+    from anomalies.live import state_lag
 
     lines: list[str] = []
     data: list[dict[str, Any]] = []
@@ -170,8 +171,11 @@ def _detection(
             data.append({"path": str(path), "error": str(exc)})
             continue
         shown = "no hour yet" if last is None else f"{last.astimezone(tz):%Y-%m-%d %H:%M} ({_age(now - last)} ago)"
-        late = late_after is not None and last is not None and now - last > late_after
-        problem = f"behind: more than {_age(late_after)} (2 periods + delay)" if late and late_after else None
+        # A state of buildings judged late (a Linky, a Gazpar: anomalies.live.lag_groups) is behind by its lag more.
+        lag = state_lag(path)
+        late = late_after is not None and last is not None and now - last > late_after + lag
+        because = "2 periods + delay" + (f" + the utilities' {_age(lag)}" if lag else "")
+        problem = f"behind: more than {_age(late_after + lag)} ({because})" if late and late_after else None
         lines.append(f"detection      last hour processed up to {shown}{'  PROBLEM ' + problem if problem else ''}"
                      f"  [{path}]")
         data.append({"path": str(path), "last_hour": None if last is None else last.isoformat(),

@@ -91,6 +91,8 @@ def build_live_detector(
     Detection settings are those of the ``ECONOME_DETECT_CONFIG`` file when set
     (:func:`econome.settings.load_detect_config`), else :class:`~anomalies.detect.DetectConfig`'s defaults,
     as ``econome detect``'s.
+    Buildings with only utility meters (a Linky, a Gazpar) are judged their publication delay late, on states
+    of their own beside it (:func:`anomalies.live.lag_groups`).
     Alerts go to the alert register of ``data_dir`` (``econome alerts``, ``econome status``) and, when the
     inventory has an ``email:`` section, by e-mail to each building's advisors.
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from anomalies.events import AlertState
-from anomalies.live import LiveConfig, LiveDetector, LoggingNotifier, next_run
+from anomalies.live import LiveConfig, LiveDetector, LoggingNotifier, building_lag, lag_groups, lagged_state_path, next_run
 from econome.localservers import free_port
 from inventory import Inventory, load_inventory
 from streams.clock import ManualClock
@@ -115,3 +115,46 @@ def test_the_logging_notifier_logs_opened_and_resolved_alerts(caplog: pytest.Log
         LoggingNotifier().queue([event, event.with_state(AlertState.RESOLVED), event.with_state(AlertState.ONGOING)],
                                 datetime(2026, 1, 5, tzinfo=UTC))
     assert [r.getMessage().split(":")[0] for r in caplog.records] == [f"alert {event.state.value}", "alert resolved"]
+
+
+def test_buildings_wait_for_their_utilities_unless_they_have_a_meter_of_ours(inventory: Inventory) -> None:
+    """Lag of a building: 0 with a live counter, else the largest publication delay of its utility meters."""
+    school, hall, town_hall = (inventory.building(b) for b in ("maternelle-aulnes", "salle-polyvalente", "mairie"))
+    assert building_lag(school) == timedelta(days=2)  # a Linky alone
+    assert building_lag(hall) == timedelta(days=4)  # a Linky and a Gazpar: the Gazpar's
+    assert building_lag(town_hall) == timedelta(0)
+    gazpar = next(p for p in hall.points if p.grdf is not None)
+    monthly = gazpar.model_copy(update={"grdf": gazpar.grdf.model_copy(update={"publication": "monthly"})})  # type: ignore[union-attr]
+    assert building_lag(hall.model_copy(update={"points": [monthly if p is gazpar else p for p in hall.points]})) == (
+        timedelta(days=52))
+    # A Linky beside meters of ours: judged at once, with its live meters.
+    mixed = town_hall.model_copy(update={"points": [*town_hall.points, *school.points]})
+    assert building_lag(mixed) == timedelta(0)
+    groups = lag_groups(inventory)
+    assert groups[timedelta(days=2)] == ["maternelle-aulnes"]
+    assert groups[timedelta(days=4)] == ["salle-polyvalente"]
+    assert "mairie" in groups[timedelta(0)]
+    assert lagged_state_path(Path("d/state.npz"), timedelta(days=4)) == Path("d/state.lag-96h.npz")
+    assert lagged_state_path(Path("d/state.npz"), timedelta(0)) == Path("d/state.npz")
+
+
+def test_status_counts_a_lagged_state_behind_only_past_its_lag(tmp_path: Path) -> None:
+    """``econome status``: the Linky buildings' state two days old is on time, the Gazpar one six days old is not."""
+    from anomalies.detect import DetectConfig
+    from anomalies.incremental import DetectorState
+    from econome.cli_status import _detection
+
+    now = datetime(2026, 1, 12, 10, 7, tzinfo=UTC)
+    hour = now.replace(minute=0)
+    for name, age in (("state.npz", timedelta(hours=1)), ("state.lag-48h.npz", timedelta(days=2, hours=1)),
+                      ("state.lag-96h.npz", timedelta(days=6))):
+        state = DetectorState.fresh(DetectConfig())
+        state.last_hour = hour - age
+        state.save(tmp_path / name)
+    lines, data = _detection(tmp_path, now, UTC, timedelta(hours=2, minutes=5))
+    problems = {Path(d["path"]).name: d["problem"] for d in data}
+    assert problems["state.npz"] is None
+    assert problems["state.lag-48h.npz"] is None
+    assert problems["state.lag-96h.npz"] is not None
+    assert "the utilities' 4 d" in problems["state.lag-96h.npz"]
+    assert sum("PROBLEM" in line for line in lines) == 1
