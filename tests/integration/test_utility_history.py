@@ -1,0 +1,176 @@
+"""Linky history older than the raw retention, on a real InfluxDB 1.6.7 (issue 14).
+
+After ``econome influx setup`` InfluxDB refuses raw readings older than the
+``raw`` policy keeps; the two or three years of load curve Enedis gives then
+go to the hourly rows of ``long.reading_1h``, as the continuous query would
+have written them, with their aggregates in the ``long`` policy. One test
+runs the story: an old file, its re-import (every series of every policy
+unchanged), ``econome export`` reading it back, a newer file continuing the
+index, and a file older than the long policy set aside.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import math
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from typer.testing import CliRunner
+
+from econome.cli import app
+from streams.history import read_readings_csv
+from streams.influx import InfluxConfig, InfluxQLClient
+from streams.utility_files import write_enedis_load_curve
+
+ROOT = Path(__file__).resolve().parents[2]
+INVENTORY = ROOT / "tests" / "cases" / "enedis" / "inventory.yaml"
+PARIS = ZoneInfo("Europe/Paris")
+LINKY = "salle-fetes-linky"
+PRM = "12345678901234"
+HOUR_MS = 3_600_000
+
+
+def _series(config: InfluxConfig, statements: list[str]) -> list[list[dict[str, Any]]]:
+    async def run() -> list[list[dict[str, Any]]]:
+        client = InfluxQLClient(config)
+        try:
+            return [await client.query(statement) for statement in statements]
+        finally:
+            await client.close()
+
+    return asyncio.run(run())
+
+
+def _rows(config: InfluxConfig, statement: str) -> list[list[Any]]:
+    return [row for series in _series(config, [statement])[0] for row in series["values"]]
+
+
+def _everything(config: InfluxConfig) -> str:
+    """Every point of every measurement of every retention policy, as JSON."""
+    names = sorted(str(row[0]) for row in _rows(config, "SHOW MEASUREMENTS"))
+    policies = sorted(str(row[0]) for row in _rows(config, f'SHOW RETENTION POLICIES ON "{config.database}"'))
+    keys = [f'"{rp}"."{name}"' for rp in policies for name in names]
+    dump = _series(config, [f"SELECT * FROM {key} GROUP BY *" for key in keys])  # noqa: S608 - test names
+    return json.dumps(dict(zip(keys, dump, strict=True)), sort_keys=True)
+
+
+def _curve(first_day: datetime, days: int) -> list[tuple[datetime, int, float]]:
+    """A 30-minute load curve from local midnight: a different power every half hour (W)."""
+    start = first_day.astimezone(UTC)
+    return [(start + timedelta(minutes=30 * (k + 1)), 30, 400.0 + 10.0 * (k % 48) + 3.0 * (k // 48)) for k in range(48 * days)]
+
+
+def _local_days(rows: list[tuple[datetime, int, float]], lag: timedelta = timedelta(0)) -> dict[str, float]:
+    """kWh per local day of the intervals (each dated by its end less ``lag``)."""
+    out: dict[str, float] = defaultdict(float)
+    for end, minutes, watts in rows:
+        out[(end - lag - timedelta(milliseconds=1)).astimezone(PARIS).date().isoformat()] += watts * minutes / 60 / 1000
+    return dict(out)
+
+
+def _import(runner: CliRunner, path: Path, code: int = 0) -> str:
+    result = runner.invoke(app, ["import", "enedis", str(path), "--inventory", str(INVENTORY)])
+    assert result.exit_code == code, result.output
+    return result.output
+
+
+def test_history_older_than_the_raw_retention_is_kept_and_read_back(
+    influxdb_server, unique_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ECONOME_INFLUX_URL", influxdb_server.url)
+    monkeypatch.setenv("ECONOME_INFLUX_DATABASE", unique_name)
+    monkeypatch.setenv("ECONOME_DATA_DIR", str(tmp_path / "var"))
+    influx = InfluxConfig(url=influxdb_server.url, database=unique_name)
+    runner = CliRunner()
+    assert runner.invoke(app, ["influx", "setup", "--raw-days", "30"]).exit_code == 0
+    today = datetime.now(PARIS).replace(hour=0, minute=0, second=0, microsecond=0)
+
+    # 1. Forty days of load curve from 400 days ago: all older than the raw policy keeps.
+    old_start = (today - timedelta(days=400)).replace(hour=0)
+    old_rows = _curve(old_start, 40)
+    old_file = tmp_path / "old.csv"
+    write_enedis_load_curve(old_file, PRM, old_rows)
+    total = sum(w * m / 60 / 1000 for _, m, w in old_rows)
+    out = _import(runner, old_file)
+    assert f"1920 intervals, {total:.3f} kWh" in out
+    assert f"index 0.000 -> {total:.3f} kWh; 0 readings and " in out
+    assert "1920 intervals older than the raw retention kept in them only" in out
+    assert not (tmp_path / "var" / "imports.sqlite").exists()
+    assert _rows(influx, f"SELECT count(\"value\") FROM \"raw\".reading WHERE point = '{LINKY}'") == []  # noqa: S608
+    # The hourly rows are the continuous query's: mean, min and max of the readings of each UTC hour,
+    # at the hour's start, with the readings' tags.
+    hours = _series(influx, [f"SELECT \"mean\", \"min\", \"max\" FROM \"long\".reading_1h WHERE point = '{LINKY}' GROUP BY *"])[0]  # noqa: S608
+    [series] = hours
+    assert series["tags"] == {"building": "salle-fetes", "point": LINKY, "quantity": "active_energy", "unit": "kWh",
+                              "usage": "general"}
+    assert len(series["values"]) == 40 * 24 + 1  # and the hour of the last reading
+    index = [0.0]
+    for _, minutes, watts in sorted(old_rows):
+        index.append(index[-1] + watts * minutes / 60 / 1000)
+    hour_ms = int(old_start.timestamp() * 1000) + 5 * HOUR_MS
+    [[_, mean, low, high]] = [row for row in series["values"] if row[0] == hour_ms]
+    assert (low, high) == pytest.approx((index[10], index[11]))
+    assert mean == pytest.approx((index[10] + index[11]) / 2)
+    # The aggregates, in the long policy, give each local day of the file.
+    days = _rows(influx, f"SELECT \"sum\" FROM agg_point WHERE point = '{LINKY}' AND \"window\" = '1d'")  # noqa: S608
+    expected = _local_days(old_rows)
+    assert {datetime.fromtimestamp(t / 1000, PARIS).date().isoformat(): kwh for t, kwh in days} == pytest.approx(expected)
+
+    # 2. Importing it again changes nothing in any policy.
+    before = _everything(influx)
+    assert _import(runner, old_file) == out
+    assert _everything(influx) == before
+
+    # 3. `econome export` reads it back from the hourly rows: a counter's hourly maximum as its index at the
+    # end of the hour, so a 30-minute curve comes back half an hour late, every day's kWh with it.
+    csv_path = tmp_path / "export.csv"
+    result = runner.invoke(app, ["export", "--config", str(INVENTORY), "--since", old_start.date().isoformat(),
+                                 "--until", (old_start + timedelta(days=41)).date().isoformat(), "--out", str(csv_path)])
+    assert result.exit_code == 0, result.output
+    back = read_readings_csv(csv_path)[LINKY]
+    by_day: dict[str, list[float]] = defaultdict(list)
+    for seconds, value in zip(back.times_s.tolist(), back.values.tolist(), strict=True):
+        moment = datetime.fromtimestamp(seconds, UTC) - timedelta(milliseconds=1)
+        by_day[moment.astimezone(PARIS).date().isoformat()].append(value)
+    read_days = {day: max(values) for day, values in by_day.items()}
+    ordered = sorted(read_days)
+    late = _local_days(old_rows, lag=timedelta(minutes=-30))
+    assert len(ordered) == 41
+    for previous, day in itertools.pairwise(ordered):
+        assert read_days[day] - read_days[previous] == pytest.approx(late[day]), day
+    assert max(back.values.tolist()) == pytest.approx(total)
+
+    # 4. A newer file, inside the raw retention, continues the index from the old file's last one.
+    new_rows = _curve(today - timedelta(days=3), 2)
+    new_file = tmp_path / "new.csv"
+    write_enedis_load_curve(new_file, PRM, new_rows)
+    out = _import(runner, new_file)
+    added = sum(w * m / 60 / 1000 for _, m, w in new_rows)
+    assert f"index {total:.3f} -> {total + added:.3f} kWh; 97 readings and " in out
+    raw = _rows(influx, f"SELECT \"value\" FROM \"raw\".reading WHERE point = '{LINKY}'")  # noqa: S608
+    assert (min(v for _, v in raw), max(v for _, v in raw)) == pytest.approx((total, total + added))
+    # Its hourly rows are written too: the continuous query never goes back to a day published late.
+    recent = _rows(influx, f"SELECT \"max\" FROM \"long\".reading_1h WHERE point = '{LINKY}' "  # noqa: S608
+                           f"AND time >= {int((today - timedelta(days=3)).timestamp() * 1000)}ms")
+    assert len(recent) == 2 * 24 + 1
+    assert max(v for _, v in recent) == pytest.approx(total + added)
+    before = _everything(influx)
+    assert "later readings re-anchored" not in _import(runner, old_file)
+    _import(runner, new_file)
+    assert _everything(influx) == before
+
+    # 5. Older than the long policy keeps (1830 days): set aside, exit 3.
+    ancient = tmp_path / "ancient.csv"
+    write_enedis_load_curve(ancient, PRM, _curve(today - timedelta(days=1900), 1))
+    out = _import(runner, ancient, code=3)
+    assert "48 intervals before " in out
+    assert "not imported: InfluxDB's retention policies do not keep them" in out
+    assert math.isclose(max(v for _, v in _rows(influx, f"SELECT \"value\" FROM \"raw\".reading WHERE point = '{LINKY}'")),  # noqa: S608
+                        total + added, rel_tol=1e-12)
