@@ -453,7 +453,11 @@ def _plan(stored: _Stored, items: list[Consumption]) -> _Plan:
     values = [new[t] for t in times]
     rewritten = {ts_ms: _index_at(times, values, ts_ms, ends) for ts_ms, _ in later if ts_ms <= last_ms and ts_ms not in new}
     rewritten.update({ts_ms: value for ts_ms, value in in_gaps.items() if ts_ms not in new})
+    # A stored reading at the end of the last interval (the next file's first) fixes the index there:
+    # what follows moves whole, its consumption and so its windows unchanged (as they are before it).
     after_ms = next((ts_ms for ts_ms, _ in later if ts_ms > last_ms), None)
+    if any(ts_ms == last_ms for ts_ms, _ in later):
+        after_ms = None
     # Later readings keep their consumption: they move by what the index at the file's end changed.
     end_index = _old_index_at(old, last_ms)
     shift = running - (end_index if end_index is not None else 0.0)
@@ -585,10 +589,13 @@ async def _aggregates(client: InfluxQLClient, history: RawHistory, inventory: In
                     continue  # an hourly maximum placed at the hour's end: the stand-ins replace it
                 value = plan.value(ts_ms, value)
             readings.append(Reading(point_id, datetime.fromtimestamp(ts_ms / 1000, UTC), value, inventory.point(point_id).unit))
+    # The stand-ins of the range, and the last before it and first after it (the index at its edges).
     lo_ms, hi_ms = to_ms(start), to_ms(end)
-    readings.extend(Reading(point.id, datetime.fromtimestamp(ts / 1000, UTC), plan.value(ts, value), point.unit)
-                    for ts, value in stored.stand_ins.items()
-                    if lo_ms <= ts < hi_ms and ts not in plan.new
+    times = sorted(stored.stand_ins)
+    edges = {max((t for t in times if t < lo_ms), default=None), min((t for t in times if t >= hi_ms), default=None)}
+    readings.extend(Reading(point.id, datetime.fromtimestamp(ts / 1000, UTC), plan.value(ts, stored.stand_ins[ts]), point.unit)
+                    for ts in times
+                    if (lo_ms <= ts < hi_ms or ts in edges) and ts not in plan.new
                     and not (plan.first_ms <= ts <= plan.last_ms and ts not in plan.in_gaps))
     known = {round(r.ts.timestamp() * 1000) for r in readings if r.point_id == point.id}
     readings.extend(Reading(point.id, datetime.fromtimestamp(ts_ms / 1000, UTC), value, point.unit)
