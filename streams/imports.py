@@ -564,6 +564,27 @@ def _day_end(ts_ms: int, inventory: Inventory) -> datetime:
     return window_bounds(moment, WindowSize.DAY, inventory.organisation.tz)[1]
 
 
+async def _stand_ins(client: InfluxQLClient, policy: str, point_id: str, start: datetime, end: datetime,
+                     cut_ms: int) -> list[tuple[int, float]]:
+    """Another counter's stand-ins (see :class:`_Stored`) before the cut, in ``[start, end)`` and at its edges."""
+    top = min(end, datetime.fromtimestamp(cut_ms / 1000, UTC))
+    rows = await _hour_rows(client, policy, point_id, start, top)
+    source = f"{influxql_ident(policy)}.{influxql_ident(DOWNSAMPLE_MEASUREMENT)}"
+    for selector, condition in (("last", f"time < {to_ms(start)}ms"), ("first", f"time >= {to_ms(top)}ms AND time < {cut_ms}ms")):
+        statement = f'SELECT {selector}("max") FROM {source} WHERE {condition} AND {_where(point_id)}'  # noqa: S608 - quoted
+        for series in await client.query(statement):
+            for row in series.get("values", []):
+                edge = await _hour_rows(client, policy, point_id, datetime.fromtimestamp(int(row[0]) / 1000, UTC),
+                                        datetime.fromtimestamp(int(row[0]) / 1000, UTC) + timedelta(hours=1))
+                rows.update(edge)
+    out: list[tuple[int, float]] = []
+    for hour, row in sorted(rows.items()):
+        out.append((hour, row.min))
+        if row.max != row.min:
+            out.append((hour + _HOUR_MS - 1, row.max))
+    return out
+
+
 async def _aggregates(client: InfluxQLClient, history: RawHistory, inventory: Inventory, point: Point, plan: _Plan,
                       stored: _Stored, cut_ms: int | None) -> list[str]:
     """The aggregate lines of every window the import changes, from InfluxDB's readings and the new ones.
@@ -584,13 +605,19 @@ async def _aggregates(client: InfluxQLClient, history: RawHistory, inventory: In
     for point_id, data in series.items():
         for seconds, value in zip(data.times_s.tolist(), data.values.tolist(), strict=True):
             ts_ms = round(seconds * 1000)
+            if cut_ms is not None and ts_ms < cut_ms:
+                continue  # an hourly maximum placed at the hour's end: the stand-ins replace it
             if point_id == point.id:
-                if cut_ms is not None and ts_ms < cut_ms:
-                    continue  # an hourly maximum placed at the hour's end: the stand-ins replace it
                 value = plan.value(ts_ms, value)
             readings.append(Reading(point_id, datetime.fromtimestamp(ts_ms / 1000, UTC), value, inventory.point(point_id).unit))
-    # The stand-ins of the range, and the last before it and first after it (the index at its edges).
     lo_ms, hi_ms = to_ms(start), to_ms(end)
+    if cut_ms is not None and history.downsampled is not None and lo_ms < cut_ms:
+        for other in counters:
+            if other != point.id:
+                stand_ins = await _stand_ins(client, history.downsampled, other, start, end, cut_ms)
+                unit = inventory.point(other).unit
+                readings.extend(Reading(other, datetime.fromtimestamp(ts / 1000, UTC), value, unit) for ts, value in stand_ins)
+    # The stand-ins of the range, and the last before it and first after it (the index at its edges).
     times = sorted(stored.stand_ins)
     edges = {max((t for t in times if t < lo_ms), default=None), min((t for t in times if t >= hi_ms), default=None)}
     readings.extend(Reading(point.id, datetime.fromtimestamp(ts / 1000, UTC), plan.value(ts, stored.stand_ins[ts]), point.unit)

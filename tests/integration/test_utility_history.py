@@ -27,13 +27,14 @@ from typer.testing import CliRunner
 from econome.cli import app
 from streams.history import read_readings_csv
 from streams.influx import InfluxConfig, InfluxQLClient
-from streams.utility_files import write_enedis_load_curve
+from streams.utility_files import write_enedis_load_curve, write_grdf_daily
 
 ROOT = Path(__file__).resolve().parents[2]
 INVENTORY = ROOT / "tests" / "cases" / "enedis" / "inventory.yaml"
 PARIS = ZoneInfo("Europe/Paris")
 LINKY = "salle-fetes-linky"
 PRM = "12345678901234"
+GAS, GAS_PCE = "salle-fetes-gazpar", "21987654321098"
 HOUR_MS = 3_600_000
 
 
@@ -123,10 +124,35 @@ def test_history_older_than_the_raw_retention_is_kept_and_read_back(
     expected = _local_days(old_rows)
     assert {datetime.fromtimestamp(t / 1000, PARIS).date().isoformat(): kwh for t, kwh in days} == pytest.approx(expected)
 
-    # 2. Importing it again changes nothing in any policy.
+    # The Gazpar of the same building, over the same weeks: one reading a gas day, its hourly row at 05:00 or 06:00 UTC.
+    gas_file = tmp_path / "gas.csv"
+    gas_days = [((old_start + timedelta(days=d)).date(), 2.0 + 0.5 * (d % 7), 11.2) for d in range(28)]
+    write_grdf_daily(gas_file, GAS_PCE, gas_days)
+    result = runner.invoke(app, ["import", "grdf", str(gas_file), "--inventory", str(INVENTORY)])
+    assert result.exit_code == 0, result.output
+    gas_total = sum(m3 for _, m3, _ in gas_days)
+    assert "28 intervals older than the raw retention kept in them only" in result.output
+    gas = _rows(influx, f"SELECT \"sum\" FROM agg_point WHERE point = '{GAS}' AND \"window\" = '1d'")  # noqa: S608
+    assert sum(kwh for _, kwh in gas) == pytest.approx(gas_total)
+    assert len(_rows(influx, f"SELECT \"max\" FROM \"long\".reading_1h WHERE point = '{GAS}'")) == 29  # noqa: S608
+    # The building's days hold both meters (the Linky's kWh and the gas at 11.2 kWh per m3).
+    building = _rows(influx, "SELECT kwh FROM agg_building WHERE building = 'salle-fetes' AND \"window\" = '1d'")
+    assert sum(kwh for _, kwh in building) == pytest.approx(total + 11.2 * gas_total)
+
+    # 2. Importing them again changes nothing in any policy.
     before = _everything(influx)
-    assert _import(runner, old_file) == out
+    assert f"index 0.000 -> {total:.3f} kWh; 0 readings and " in _import(runner, old_file)
+    assert runner.invoke(app, ["import", "grdf", str(gas_file), "--inventory", str(INVENTORY)]).output == result.output
     assert _everything(influx) == before
+    # Each hour of the building holds both meters exactly (its 10-minute windows of that period spread the
+    # other meter's hour evenly: hourly rows are all that is left of it).
+    def hourly(measurement: str, where: str, field: str) -> dict[int, float]:
+        statement = f"SELECT \"{field}\" FROM {measurement} WHERE {where} AND \"window\" = '1h'"  # noqa: S608 - test values
+        return {int(t): float(v) for t, v in _rows(influx, statement)}
+
+    linky_h, gas_h = hourly("agg_point", f"point = '{LINKY}'", "sum"), hourly("agg_point", f"point = '{GAS}'", "sum")
+    building_h = hourly("agg_building", "building = 'salle-fetes'", "kwh")
+    assert building_h == pytest.approx({t: linky_h.get(t, 0.0) + 11.2 * gas_h.get(t, 0.0) for t in linky_h.keys() | gas_h.keys()})
 
     # 3. `econome export` reads it back from the hourly rows: a counter's hourly maximum as its index at the
     # end of the hour, so a 30-minute curve comes back half an hour late, every day's kWh with it.
@@ -163,6 +189,7 @@ def test_history_older_than_the_raw_retention_is_kept_and_read_back(
     assert max(v for _, v in recent) == pytest.approx(total + added)
     before = _everything(influx)
     assert "later readings re-anchored" not in _import(runner, old_file)
+    assert runner.invoke(app, ["import", "grdf", str(gas_file), "--inventory", str(INVENTORY)]).exit_code == 0
     _import(runner, new_file)
     assert _everything(influx) == before
 
