@@ -22,11 +22,12 @@ the others are imported. Exit codes, as the rest of the CLI: 2 a bad
 inventory, setting or file (no header; a PRM or PCE of no point: the file's
 other meters are imported, the error names it); 3 no usable row in a file,
 intervals older than InfluxDB's policies keep (not imported), or an
-unexpected error in a file (named, no traceback); intervals older than the
-raw retention go to the hourly rows of ``long.reading_1h`` (:mod:`streams.imports`); 4 InfluxDB unreachable
+unexpected error in a file (named, no traceback); 4 InfluxDB unreachable
 (the command stops there, what was not written waits in the import log, and
 the next ``econome import`` writes it first) or refusing lines (in the dead
-letters). ``--point ID`` sends every row to that point when the file's meter
+letters). Intervals older than the raw retention are kept as the hourly
+rows of ``long.reading_1h`` (:mod:`streams.imports`), and the command says how
+many. ``--point ID`` sends every row to that point when the file's meter
 number is missing or was changed by a spreadsheet.
 
 :func:`register` adds the ``import`` group to the main app; each format is one

@@ -50,10 +50,29 @@ Idempotent and exact:
   ``agg_usage``/``agg_building`` (other points' ``agg_point`` are left as the
   pipeline wrote them).
 
-Intervals that start before what the raw readings' retention policy keeps
-(``econome influx setup``: 90 days) are not written, and counted in the
-report (``too_old``): InfluxDB would refuse them and the index lose its
-anchor. Lines InfluxDB refuses all the same are counted (``refused``).
+**History older than the raw retention** (``econome influx setup``: raw
+readings 90 days, the default ``long`` policy 5 years or more): InfluxDB
+refuses raw points older than their policy keeps, and what survives them is
+``long.reading_1h``, where the continuous query of
+:func:`streams.influx.setup_v1` writes the ``mean``, ``min`` and ``max`` of
+each point's raw readings per UTC hour, at the hour's start, with their tags.
+So readings older than the raw retention (and an hour more, for the writes
+come after now) are written only as those hourly rows, exactly as the
+continuous query would have computed them; their aggregates go to the default
+policy as all aggregates do. The continuous query only downsamples the hour
+just gone, never a day published later: the import writes the hourly rows of
+its recent readings too (from every raw reading of their hour). Before the
+raw retention the anchor, the later data and the building's other counters
+are read from the hourly rows, each standing for two readings (``min`` at the
+start of its hour, ``max`` at its last millisecond, :class:`_Stored`). An
+hour the intervals share with stored data merges with it. Intervals older
+than the ``long`` policy keeps (less a day, for their day's aggregates), or
+older than the raw retention when there is no default ``long`` policy, are
+not written, and counted in the report (``too_old``): InfluxDB would refuse
+them and the index lose its anchor. On InfluxDB 2.x (``api: v2``) no
+retention is read (a bucket's is not known): every reading goes to the raw
+bucket as a raw reading and no hourly row is written. Lines InfluxDB refuses
+all the same are counted (``refused``).
 
 Delivery goes the way of ``econome run``'s readings: they are appended with
 their line protocol to a :class:`~streams.buffer.DeliveryLog` (its own file,

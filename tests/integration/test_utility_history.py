@@ -93,16 +93,18 @@ def test_history_older_than_the_raw_retention_is_kept_and_read_back(
     assert runner.invoke(app, ["influx", "setup", "--raw-days", "30"]).exit_code == 0
     today = datetime.now(PARIS).replace(hour=0, minute=0, second=0, microsecond=0)
 
-    # 1. Four weeks of load curve from 400 days ago: all older than the raw policy keeps.
+    # 1. Three weeks of load curve from 400 days ago: all older than the raw policy keeps.
     old_start = (today - timedelta(days=400)).replace(hour=0)
-    old_rows = _curve(old_start, 28)
+    old_rows = _curve(old_start, 21)
     old_file = tmp_path / "old.csv"
     write_enedis_load_curve(old_file, PRM, old_rows)
     total = sum(w * m / 60 / 1000 for _, m, w in old_rows)
     out = _import(runner, old_file)
-    assert f"1344 intervals, {total:.3f} kWh" in out
+    assert f"1008 intervals, {total:.3f} kWh" in out
     assert f"index 0.000 -> {total:.3f} kWh; 0 readings and " in out
-    assert "1344 intervals older than the raw retention kept in them only" in out
+    told = "  505 hourly rows written to long.reading_1h, 1008 intervals older than the raw retention kept in them only\n"
+    assert told in out
+    assert f"```\n{told}```" in (ROOT / "README.md").read_text(encoding="utf-8")  # the README shows that line
     assert not (tmp_path / "var" / "imports.sqlite").exists()
     assert _rows(influx, f"SELECT count(\"value\") FROM \"raw\".reading WHERE point = '{LINKY}'") == []  # noqa: S608
     # The hourly rows are the continuous query's: mean, min and max of the readings of each UTC hour,
@@ -111,7 +113,7 @@ def test_history_older_than_the_raw_retention_is_kept_and_read_back(
     [series] = hours
     assert series["tags"] == {"building": "salle-fetes", "point": LINKY, "quantity": "active_energy", "unit": "kWh",
                               "usage": "general"}
-    assert len(series["values"]) == 28 * 24 + 1  # and the hour of the last reading
+    assert len(series["values"]) == 21 * 24 + 1  # and the hour of the last reading
     index = [0.0]
     for _, minutes, watts in sorted(old_rows):
         index.append(index[-1] + watts * minutes / 60 / 1000)
@@ -126,15 +128,15 @@ def test_history_older_than_the_raw_retention_is_kept_and_read_back(
 
     # The Gazpar of the same building, over the same weeks: one reading a gas day, its hourly row at 05:00 or 06:00 UTC.
     gas_file = tmp_path / "gas.csv"
-    gas_days = [((old_start + timedelta(days=d)).date(), 2.0 + 0.5 * (d % 7), 11.2) for d in range(28)]
+    gas_days = [((old_start + timedelta(days=d)).date(), 2.0 + 0.5 * (d % 7), 11.2) for d in range(21)]
     write_grdf_daily(gas_file, GAS_PCE, gas_days)
     result = runner.invoke(app, ["import", "grdf", str(gas_file), "--inventory", str(INVENTORY)])
     assert result.exit_code == 0, result.output
     gas_total = sum(m3 for _, m3, _ in gas_days)
-    assert "28 intervals older than the raw retention kept in them only" in result.output
+    assert "21 intervals older than the raw retention kept in them only" in result.output
     gas = _rows(influx, f"SELECT \"sum\" FROM agg_point WHERE point = '{GAS}' AND \"window\" = '1d'")  # noqa: S608
     assert sum(kwh for _, kwh in gas) == pytest.approx(gas_total)
-    assert len(_rows(influx, f"SELECT \"max\" FROM \"long\".reading_1h WHERE point = '{GAS}'")) == 29  # noqa: S608
+    assert len(_rows(influx, f"SELECT \"max\" FROM \"long\".reading_1h WHERE point = '{GAS}'")) == 22  # noqa: S608
     # The building's days hold both meters (the Linky's kWh and the gas at 11.2 kWh per m3).
     building = _rows(influx, "SELECT kwh FROM agg_building WHERE building = 'salle-fetes' AND \"window\" = '1d'")
     assert sum(kwh for _, kwh in building) == pytest.approx(total + 11.2 * gas_total)
@@ -158,7 +160,7 @@ def test_history_older_than_the_raw_retention_is_kept_and_read_back(
     # end of the hour, so a 30-minute curve comes back half an hour late, every day's kWh with it.
     csv_path = tmp_path / "export.csv"
     result = runner.invoke(app, ["export", "--config", str(INVENTORY), "--since", old_start.date().isoformat(),
-                                 "--until", (old_start + timedelta(days=29)).date().isoformat(), "--out", str(csv_path)])
+                                 "--until", (old_start + timedelta(days=22)).date().isoformat(), "--out", str(csv_path)])
     assert result.exit_code == 0, result.output
     back = read_readings_csv(csv_path)[LINKY]
     by_day: dict[str, list[float]] = defaultdict(list)
@@ -168,7 +170,7 @@ def test_history_older_than_the_raw_retention_is_kept_and_read_back(
     read_days = {day: max(values) for day, values in by_day.items()}
     ordered = sorted(read_days)
     late = _local_days(old_rows, lag=timedelta(minutes=-30))
-    assert len(ordered) == 29
+    assert len(ordered) == 22
     for previous, day in itertools.pairwise(ordered):
         assert read_days[day] - read_days[previous] == pytest.approx(late[day]), day
     assert max(back.values.tolist()) == pytest.approx(total)
