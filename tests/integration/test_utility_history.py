@@ -25,8 +25,10 @@ import pytest
 from typer.testing import CliRunner
 
 from econome.cli import app
-from streams.history import read_readings_csv
+from inventory import load_inventory
+from streams.history import PointSeries, read_readings, read_readings_csv
 from streams.influx import InfluxConfig, InfluxQLClient
+from streams.status import raw_history
 from streams.utility_files import write_enedis_load_curve, write_grdf_daily
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,6 +76,15 @@ def _local_days(rows: list[tuple[datetime, int, float]], lag: timedelta = timede
     for end, minutes, watts in rows:
         out[(end - lag - timedelta(milliseconds=1)).astimezone(PARIS).date().isoformat()] += watts * minutes / 60 / 1000
     return dict(out)
+
+
+async def _read_back(config: InfluxConfig, start: datetime, end: datetime) -> PointSeries:
+    client = InfluxQLClient(config)
+    try:
+        history = await raw_history(client, config)
+        return (await read_readings(client, load_inventory(INVENTORY), start, end, points=[LINKY], history=history))[LINKY]
+    finally:
+        await client.close()
 
 
 def _import(runner: CliRunner, path: Path, code: int = 0) -> str:
@@ -156,24 +167,23 @@ def test_history_older_than_the_raw_retention_is_kept_and_read_back(
     building_h = hourly("agg_building", "building = 'salle-fetes'", "kwh")
     assert building_h == pytest.approx({t: linky_h.get(t, 0.0) + 11.2 * gas_h.get(t, 0.0) for t in linky_h.keys() | gas_h.keys()})
 
-    # 3. `econome export` reads it back from the hourly rows: a counter's hourly maximum as its index at the
-    # end of the hour, so a 30-minute curve comes back half an hour late, every day's kWh with it.
+    # 3. `econome export` reads it back from the hourly rows: each hour's first index at its start, so the
+    # index at each local midnight, and every day's kWh, are the file's.
     csv_path = tmp_path / "export.csv"
     result = runner.invoke(app, ["export", "--config", str(INVENTORY), "--since", old_start.date().isoformat(),
                                  "--until", (old_start + timedelta(days=22)).date().isoformat(), "--out", str(csv_path)])
     assert result.exit_code == 0, result.output
     back = read_readings_csv(csv_path)[LINKY]
-    by_day: dict[str, list[float]] = defaultdict(list)
-    for seconds, value in zip(back.times_s.tolist(), back.values.tolist(), strict=True):
-        moment = datetime.fromtimestamp(seconds, UTC) - timedelta(milliseconds=1)
-        by_day[moment.astimezone(PARIS).date().isoformat()].append(value)
-    read_days = {day: max(values) for day, values in by_day.items()}
-    ordered = sorted(read_days)
-    late = _local_days(old_rows, lag=timedelta(minutes=-30))
-    assert len(ordered) == 22
-    for previous, day in itertools.pairwise(ordered):
-        assert read_days[day] - read_days[previous] == pytest.approx(late[day]), day
+    at = {datetime.fromtimestamp(t, UTC): v for t, v in zip(back.times_s.tolist(), back.values.tolist(), strict=True)}
+    midnights = [old_start + timedelta(days=d) for d in range(22)]  # local midnights (a clock change in between)
+    midnights = [m.astimezone(PARIS).replace(hour=0).astimezone(UTC) for m in midnights]
+    read_days = {a.astimezone(PARIS).date().isoformat(): at[b] - at[a] for a, b in itertools.pairwise(midnights)}
+    assert read_days == pytest.approx(_local_days(old_rows))
     assert max(back.values.tolist()) == pytest.approx(total)
+    # `detect`, `mv` and `report --from-influx` read through read_readings: the same indexes.
+    series = asyncio.run(_read_back(influx, midnights[0], midnights[-1] + timedelta(hours=1)))
+    assert dict(zip(series.times_s.tolist(), series.values.tolist(), strict=True)) == {
+        t.timestamp(): v for t, v in at.items() if t <= midnights[-1]}
 
     # 4. A newer file, inside the raw retention, continues the index from the old file's last one.
     new_rows = _curve(today - timedelta(days=3), 2)
