@@ -166,6 +166,10 @@ def test_history_older_than_the_raw_retention_is_kept_and_read_back(
     linky_h, gas_h = hourly("agg_point", f"point = '{LINKY}'", "sum"), hourly("agg_point", f"point = '{GAS}'", "sum")
     building_h = hourly("agg_building", "building = 'salle-fetes'", "kwh")
     assert building_h == pytest.approx({t: linky_h.get(t, 0.0) + 11.2 * gas_h.get(t, 0.0) for t in linky_h.keys() | gas_h.keys()})
+    tens: dict[int, float] = defaultdict(float)
+    for t, kwh in _rows(influx, "SELECT kwh FROM agg_building WHERE building = 'salle-fetes' AND \"window\" = '10m'"):
+        tens[int(t) - int(t) % HOUR_MS] += kwh
+    assert tens == pytest.approx(building_h)  # the 10-minute windows add up to the hours
 
     # 3. `econome export` reads it back from the hourly rows: each hour's first index at its start, so the
     # index at each local midnight, and every day's kWh, are the file's.
