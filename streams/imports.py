@@ -42,7 +42,8 @@ Idempotent and exact:
 * the aggregates of every window the change touches (from the local day of the
   last reading before the first interval to the local day of the first
   reading after the last one, at most :data:`~streams.counters.MAX_SPREAD`
-  either side) are computed again by the same
+  either side; not past the last interval when a stored reading sits at its
+  end, for what follows moves whole) are computed again by the same
   :class:`~streams.aggregate.StreamProcessor` as ``econome run``, from the raw
   readings InfluxDB holds for the building's counters merged with the new ones,
   so no partial window overwrites a complete one. Only windows entirely inside
