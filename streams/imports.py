@@ -388,6 +388,8 @@ class _Plan:
     """Earlier readings re-indexed (inside the span) or re-anchored (after it)."""
     in_gaps: set[int]
     """Earlier readings inside a gap of the intervals: kept, moved with the index."""
+    gaps: list[tuple[int, int]]
+    """The gaps between the intervals: (start, end) epoch ms."""
 
     def value(self, ts_ms: int, old: float) -> float:
         """The index of a reading of the point once the import is applied."""
@@ -441,10 +443,12 @@ def _plan(stored: _Stored, items: list[Consumption]) -> _Plan:
     new: dict[int, float] = {first_ms: anchor}
     ends: set[int] = set()  # times that end an interval (the others start one after a gap)
     in_gaps: dict[int, float] = {}  # readings InfluxDB holds inside the file's gaps, kept, moved with the index
+    gaps: list[tuple[int, int]] = []
     running, previous_end = anchor, first
     for item in items:
         if item.start > previous_end:
             gap_start, gap_end = to_ms(previous_end), to_ms(item.start)
+            gaps.append((gap_start, gap_end))
             inside = [(ts_ms, value) for ts_ms, value in later if gap_start < ts_ms <= gap_end]
             if inside:
                 # A file with a missing day over data imported before: that day's readings stay (moved
@@ -491,7 +495,7 @@ def _plan(stored: _Stored, items: list[Consumption]) -> _Plan:
     new = {ts_ms: held[ts_ms] if ts_ms in held and _same(value, held[ts_ms], value) else value
            for ts_ms, value in new.items()}
     before_ms = before[0] if before is not None and before[0] < first_ms else None
-    return _Plan(new, anchor, first_ms, last_ms, shift, before_ms, after_ms, rewritten, set(in_gaps))
+    return _Plan(new, anchor, first_ms, last_ms, shift, before_ms, after_ms, rewritten, set(in_gaps), gaps)
 
 
 def _hour_lines(prefix: str, plan: _Plan, stored: _Stored, cut_ms: int) -> tuple[list[str], int]:
@@ -540,7 +544,9 @@ def _hour_lines(prefix: str, plan: _Plan, stored: _Stored, cut_ms: int) -> tuple
             moved += 1
             continue
         new = _Hour(math.fsum(values) / len(values), min(values), max(values))
-        if plan.first_ms <= hour and hour + _HOUR_MS - 1 <= plan.last_ms:
+        covered = plan.first_ms <= hour and hour + _HOUR_MS <= plan.last_ms and not any(
+            lo < hour + _HOUR_MS and hour < hi for lo, hi in plan.gaps)
+        if covered:
             rows[hour] = new  # the intervals cover the whole hour: its old readings are all replaced
             continue
         within = kept.min <= new.min and new.max <= kept.max

@@ -261,3 +261,12 @@ async def test_an_older_file_after_a_newer_one_moves_the_hourly_rows(influxdb_se
     hours_again, days_again = await asyncio.to_thread(_hourly_and_daily, parts)
     assert hours_again == hours_p
     assert days_again == pytest.approx(days_p)
+    # The file again without its third day: that day's hourly rows stay, the days after continue from them.
+    holed = await deliver_consumption(inventory, parts, LINKY, items[:96] + items[144:], data_dir=tmp_path / "p",
+                                      source="holed")
+    assert holed.shifted == 0
+    hours_holed, days_holed = await asyncio.to_thread(_hourly_and_daily, parts)
+    assert hours_holed.keys() == hours_p.keys()
+    for hour, row in hours_p.items():
+        assert hours_holed[hour] == pytest.approx(row), hour
+    assert days_holed == pytest.approx(days_p)
