@@ -9,8 +9,9 @@ r"""The ``econome export`` command: collected readings out of InfluxDB, into the
 It reads the raw readings the pipeline wrote (measurement ``reading``; the
 ``raw`` retention policy after ``econome influx setup``, and before the time
 from which it keeps them the hourly aggregates of ``long.reading_1h``: a
-counter's hourly maximum at the end of the hour, a sensor's hourly mean at its
-middle; said on stderr) from the InfluxDB of
+counter's hourly minimum at the start of the hour (and its maximum just before
+the end of an hour followed by none), a sensor's hourly mean at its middle;
+said on stderr) from the InfluxDB of
 ``econome run`` (``ECONOME_INFLUX_*``, API v1 or v2 through its DBRP mapping)
 and writes them as ``timestamp,point,value`` (:mod:`streams.history`): the
 file ``econome detect``, ``econome mv`` and ``econome report`` read, as they

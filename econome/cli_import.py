@@ -21,11 +21,13 @@ Several files are imported in turn; one that cannot be read is reported and
 the others are imported. Exit codes, as the rest of the CLI: 2 a bad
 inventory, setting or file (no header; a PRM or PCE of no point: the file's
 other meters are imported, the error names it); 3 no usable row in a file,
-intervals older than the raw retention policy keeps (not imported), or an
+intervals older than InfluxDB's policies keep (not imported), or an
 unexpected error in a file (named, no traceback); 4 InfluxDB unreachable
 (the command stops there, what was not written waits in the import log, and
 the next ``econome import`` writes it first) or refusing lines (in the dead
-letters). ``--point ID`` sends every row to that point when the file's meter
+letters). Intervals older than the raw retention are kept as the hourly
+rows of ``long.reading_1h`` (:mod:`streams.imports`), and the command says how
+many. ``--point ID`` sends every row to that point when the file's meter
 number is missing or was changed by a spreadsheet.
 
 :func:`register` adds the ``import`` group to the main app; each format is one
@@ -151,8 +153,8 @@ def _import_checked(file: Path, inv: Inventory, config: InfluxConfig, data_dir: 
     for report in reports:
         if report.too_old:
             typer.echo(f"error: {file}: {report.point_id}: {report.too_old} intervals before {_local(report.kept_from, tz)} "
-                       "not imported: the raw readings' retention policy does not keep them "
-                       "(econome influx setup: 90 days by default)", err=True)
+                       "not imported: InfluxDB's retention policies do not keep them "
+                       "(econome influx setup: raw readings 90 days, hourly rows and aggregates --long-days)", err=True)
             code = max(code, EXIT_DATA)
         if report.refused:
             typer.echo(f"error: {file}: {report.point_id}: InfluxDB refused {report.refused} lines "
@@ -199,6 +201,9 @@ def _print_report(
         f"  index {report.anchor:.3f} -> {report.anchor + report.amount:.3f} {report.unit}; "
         f"{report.readings} readings and {report.aggregates} aggregates {done} InfluxDB {influx}"
     )
+    if report.hourly:
+        older = f", {report.hourly_only} intervals older than the raw retention kept in them only" if report.hourly_only else ""
+        typer.echo(f"  {report.hourly} hourly rows written to long.reading_1h{older}")
     gaps = [g for g in parsed.gaps if g.point_id == report.point_id]
     typer.echo(f"  gaps: {len(gaps)}" + "".join(f"\n    {_local(g.start, tz)} -> {_local(g.end, tz)}" for g in gaps))
     if report.shifted:

@@ -226,9 +226,13 @@ async def read_readings(
     With ``history``, the part of the range older than the raw readings'
     retention (:meth:`RawHistory.raw_from`) is read from the hourly aggregates
     of ``econome influx setup`` (``long.reading_1h``): a counter's hourly
-    maximum as its index at the end of the hour (the same consumption per hour,
-    but for a reset or rollover inside the hour), a sensor's hourly mean at the
-    middle of the hour. With ``index_before``, every counter's last index
+    minimum as its index at the start of the hour, and its maximum just before
+    the hour's end when the next hour has none (the same consumption per hour,
+    but for a reset or rollover inside the hour; a Linky's or a Gazpar's
+    readings fall on the hour, so its days are the file's), a sensor's hourly
+    mean at the middle of the hour. An index before ``start`` read there is the
+    hourly maximum at the end of its hour; one from ``end``, the hourly minimum
+    at its start. With ``index_before``, every counter's last index
     before ``start`` and first index from ``end`` are read too, whatever their
     age, so that a meter read once a week gives the consumption of the range's
     first and last days as a file would.
@@ -298,17 +302,52 @@ async def _select(
     cut = history.raw_from(now)
     if cut is not None and start < cut and history.downsampled is not None:
         top = min(end, cut)
-        # A counter's hourly max is its index at the end of the hour; a sensor's mean, its value mid-hour.
-        for field, offset_ms, for_counters in (("max", _HOUR_MS, True), ("mean", _HOUR_MS // 2, False)):
-            async for point, rows in client.select_range(DOWNSAMPLE_MEASUREMENT, field, start, top, group_by="point",
-                                                         chunk=chunk, retention_policy=history.downsampled, where=where):
-                if (point in counters) == for_counters:
-                    yield point, [(ms + offset_ms, value) for ms, value in rows]
+        # A sensor's hourly mean is its value mid-hour.
+        async for point, rows in client.select_range(DOWNSAMPLE_MEASUREMENT, "mean", start, top, group_by="point",
+                                                     chunk=chunk, retention_policy=history.downsampled, where=where):
+            if point not in counters:
+                yield point, [(ms + _HOUR_MS // 2, value) for ms, value in rows]
+        if counters:
+            async for item in _hourly_indexes(client, start, top, min(top + timedelta(hours=1), cut), chunk=chunk,
+                                              policy=history.downsampled, where=where, counters=counters):
+                yield item
         start = max(start, cut)
     if start < end:
         async for item in client.select_range(RAW_MEASUREMENT, "value", start, end, group_by="point", chunk=chunk,
                                               retention_policy=history.policy, where=where):
             yield item
+
+
+async def _hourly_indexes(
+    client: InfluxQLClient, start: datetime, top: datetime, ahead: datetime, *, chunk: timedelta, policy: str,
+    where: str | None, counters: Collection[str],
+) -> AsyncIterator[tuple[str, list[tuple[int, float]]]]:
+    """Counters' indexes in ``[start, top)`` from their hourly rows: ``min`` at the start of each hour, ``max`` at its end.
+
+    A counter's first index of an hour stands at the hour's start (exact for a Linky or a Gazpar, whose
+    readings fall on the hour, and for a polled meter within its poll interval); its last index, just
+    before the hour's end, only when the next hour has no row (``ahead``: the end of the rows looked at
+    to know it), for the next row's minimum is the index then. So a 30-minute load curve gives each
+    local day's kWh of the file.
+    """
+    lows: dict[str, dict[int, float]] = defaultdict(dict)
+    highs: dict[str, dict[int, float]] = defaultdict(dict)
+    for field, into in (("min", lows), ("max", highs)):
+        async for point, rows in client.select_range(DOWNSAMPLE_MEASUREMENT, field, start, ahead, group_by="point",
+                                                     chunk=chunk, retention_policy=policy, where=where):
+            if point in counters:
+                into[point].update(rows)
+    top_ms = to_ms(top)
+    for point, by_hour in lows.items():
+        out: list[tuple[int, float]] = []
+        for hour in sorted(by_hour):
+            if hour >= top_ms:
+                break
+            out.append((hour, by_hour[hour]))
+            high = highs[point].get(hour)
+            if high is not None and high != by_hour[hour] and hour + _HOUR_MS not in by_hour:
+                out.append((hour + _HOUR_MS - 1, high))
+        yield point, out
 
 
 async def _edge_indexes(
@@ -345,8 +384,8 @@ async def _edge_query(
     """Each point's ``last`` reading before ``moment`` or ``first`` from it, in the raw readings or the hourly aggregates."""
     if from_long and history.downsampled is not None:
         source = f"{influxql_ident(history.downsampled)}.{influxql_ident(DOWNSAMPLE_MEASUREMENT)}"
-        # An hourly maximum stands at the end of its hour (see _select).
-        field, bound, offset_ms = "max", moment - timedelta(hours=1), _HOUR_MS
+        # Before: an hourly maximum stands at the end of its hour; after: an hourly minimum at its start (see _select).
+        field, bound, offset_ms = ("max", moment - timedelta(hours=1), _HOUR_MS) if before else ("min", moment, 0)
     else:
         source = influxql_ident(RAW_MEASUREMENT)
         if history.policy:

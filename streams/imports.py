@@ -42,7 +42,8 @@ Idempotent and exact:
 * the aggregates of every window the change touches (from the local day of the
   last reading before the first interval to the local day of the first
   reading after the last one, at most :data:`~streams.counters.MAX_SPREAD`
-  either side) are computed again by the same
+  either side; not past the last interval when a stored reading sits at its
+  end, for what follows moves whole) are computed again by the same
   :class:`~streams.aggregate.StreamProcessor` as ``econome run``, from the raw
   readings InfluxDB holds for the building's counters merged with the new ones,
   so no partial window overwrites a complete one. Only windows entirely inside
@@ -50,10 +51,29 @@ Idempotent and exact:
   ``agg_usage``/``agg_building`` (other points' ``agg_point`` are left as the
   pipeline wrote them).
 
-Intervals that start before what the raw readings' retention policy keeps
-(``econome influx setup``: 90 days) are not written, and counted in the
-report (``too_old``): InfluxDB would refuse them and the index lose its
-anchor. Lines InfluxDB refuses all the same are counted (``refused``).
+**History older than the raw retention** (``econome influx setup``: raw
+readings 90 days, the default ``long`` policy 5 years or more): InfluxDB
+refuses raw points older than their policy keeps, and what survives them is
+``long.reading_1h``, where the continuous query of
+:func:`streams.influx.setup_v1` writes the ``mean``, ``min`` and ``max`` of
+each point's raw readings per UTC hour, at the hour's start, with their tags.
+So readings older than the raw retention (and an hour more, for the writes
+come after now) are written only as those hourly rows, exactly as the
+continuous query would have computed them; their aggregates go to the default
+policy as all aggregates do. The continuous query only downsamples the hour
+just gone, never a day published later: the import writes the hourly rows of
+its recent readings too (from every raw reading of their hour). Before the
+raw retention the anchor, the later data and the building's other counters
+are read from the hourly rows, each standing for two readings (``min`` at the
+start of its hour, ``max`` at its last millisecond, :class:`_Stored`). An
+hour the intervals share with stored data merges with it. Intervals older
+than the ``long`` policy keeps (less a day, for their day's aggregates), or
+older than the raw retention when there is no default ``long`` policy, are
+not written, and counted in the report (``too_old``): InfluxDB would refuse
+them and the index lose its anchor. On InfluxDB 2.x (``api: v2``) no
+retention is read (a bucket's is not known): every reading goes to the raw
+bucket as a raw reading and no hourly row is written. Lines InfluxDB refuses
+all the same are counted (``refused``).
 
 Delivery goes the way of ``econome run``'s readings: they are appended with
 their line protocol to a :class:`~streams.buffer.DeliveryLog` (its own file,
@@ -74,6 +94,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import re
 import time
 from bisect import bisect_right
 from collections.abc import Sequence
@@ -90,6 +111,7 @@ from streams.deadletter import DeadLetterStore
 from streams.errors import ConfigError, SinkError
 from streams.history import read_readings
 from streams.influx import (
+    DOWNSAMPLE_MEASUREMENT,
     InfluxConfig,
     InfluxQLClient,
     InfluxV1Writer,
@@ -155,6 +177,8 @@ class ImportReport:
             retention policy keeps (InfluxDB would refuse them, and the index would lose its anchor).
         kept_from: the first instant the raw policy keeps, when intervals were too old.
         refused: lines InfluxDB refused (kept in ``data_dir/dead-letters.jsonl``), with ``refused_reason``.
+        hourly: hourly rows written to ``long.reading_1h`` (after ``econome influx setup``).
+        hourly_only: intervals older than the raw retention: kept as hourly rows only.
     """
 
     point_id: str
@@ -175,6 +199,8 @@ class ImportReport:
     kept_from: datetime | None = None
     refused: int = 0
     refused_reason: str = ""
+    hourly: int = 0
+    hourly_only: int = 0
 
 
 class _SinkWatch(Sensor):
@@ -250,6 +276,102 @@ async def _after(client: InfluxQLClient, history: RawHistory, point_id: str, mom
     return sorted(rows)
 
 
+_HOUR_MS = 3_600_000
+_HOURS_CHUNK = timedelta(days=200)
+"""Time read per query of hourly rows: 4,800 rows a point, under InfluxDB's max-row-limit (10,000)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Hour:
+    """One row of ``long.reading_1h``: the continuous query's mean, min and max of a point's readings in an hour."""
+
+    mean: float
+    min: float
+    max: float
+
+    def moved(self, delta: float) -> _Hour:
+        return _Hour(self.mean + delta, self.min + delta, self.max + delta)
+
+
+@dataclass
+class _Stored:
+    """What InfluxDB holds of the point around the intervals.
+
+    Readings older than ``cut`` survive only as hourly rows: each row stands for two readings, its
+    ``min`` at the start of its hour and its ``max`` at the hour's last millisecond (a counter's first
+    and last index of the hour, exact for a Linky or a Gazpar whose readings fall on the hour). These
+    stand-ins (``stand_ins``) anchor the intervals and measure what moves, and are never written as readings.
+    """
+
+    before: tuple[int, float] | None
+    later: list[tuple[int, float]]
+    hours: dict[int, _Hour]
+    """Every hourly row of the point from :data:`~streams.counters.MAX_SPREAD` and a day before the first interval on."""
+    stand_ins: dict[int, float]
+    """The rows' stand-ins before the cut: epoch ms → index."""
+
+
+async def _hour_rows(client: InfluxQLClient, policy: str, point_id: str, start: datetime, end: datetime) -> dict[int, _Hour]:
+    """The point's ``reading_1h`` rows with an hour in ``[start, end)``, by hour start (epoch ms)."""
+    source = f"{influxql_ident(policy)}.{influxql_ident(DOWNSAMPLE_MEASUREMENT)}"
+    rows: dict[int, _Hour] = {}
+    lo = start
+    while lo < end:
+        hi = min(lo + _HOURS_CHUNK, end)
+        statement = (f'SELECT "mean", "min", "max" FROM {source} '  # noqa: S608 - quoted
+                     f"WHERE time >= {to_ms(lo)}ms AND time < {to_ms(hi)}ms AND {_where(point_id)}")
+        for series in await client.query(statement):
+            for row in series.get("values", []):
+                if None not in row[1:4]:
+                    rows[int(row[0])] = _Hour(float(row[1]), float(row[2]), float(row[3]))
+        lo = hi
+    return rows
+
+
+async def _stored(client: InfluxQLClient, history: RawHistory, point_id: str, first: datetime,
+                  cut: datetime | None) -> _Stored:
+    """The point's readings around ``first``: raw ones from ``cut`` on, hourly rows' stand-ins before it."""
+    before = await _last_at_or_before(client, history, point_id, first)
+    # Raw readings start at the cut: no need to read two years of empty raw chunks.
+    later = await _after(client, history, point_id, first if cut is None else max(first, cut - _MS))
+    if cut is None or history.downsampled is None:
+        return _Stored(before, later, {}, {})
+    cut_ms = to_ms(cut)
+    # Raw readings older than the cut expire within the hour: the hourly rows stand for them.
+    before = before if before is not None and before[0] >= cut_ms else None
+    later = [(ts, value) for ts, value in later if ts >= cut_ms]
+    first_hour = first.replace(minute=0, second=0, microsecond=0)
+    since = first_hour - MAX_SPREAD - timedelta(days=1)  # what the aggregates of the first days read
+    newest = await client.query(f'SELECT last("max") FROM {influxql_ident(history.downsampled)}.'  # noqa: S608 - quoted
+                                f"{influxql_ident(DOWNSAMPLE_MEASUREMENT)} WHERE {_where(point_id)}")
+    last_hour = max((int(row[0]) for series in newest for row in series.get("values", [])), default=None)
+    hours: dict[int, _Hour] = {}
+    if last_hour is not None and last_hour >= to_ms(since):
+        end = datetime.fromtimestamp(last_hour / 1000, UTC) + timedelta(hours=1)
+        hours = await _hour_rows(client, history.downsampled, point_id, since, end)
+    stand_ins: dict[int, float] = {}
+    first_ms = to_ms(first)
+    for hour, row in hours.items():
+        if hour < cut_ms:
+            stand_ins[hour] = row.min
+            if row.max != row.min:  # one reading in the hour (a Gazpar's day, a file's last): one stand-in
+                stand_ins[hour + _HOUR_MS - 1] = row.max
+    if before is None:
+        at_or_before = [(ts, value) for ts, value in stand_ins.items() if ts <= first_ms]
+        if at_or_before:
+            before = max(at_or_before)
+        else:
+            # The point's last hourly row before the first interval's hour: its last index.
+            statement = (f'SELECT last("max") FROM {influxql_ident(history.downsampled)}.'  # noqa: S608 - quoted
+                         f"{influxql_ident(DOWNSAMPLE_MEASUREMENT)} WHERE time < {to_ms(first_hour)}ms AND {_where(point_id)}")
+            for series in await client.query(statement):
+                for row in series.get("values", []):
+                    if row[1] is not None:
+                        before = (int(row[0]) + _HOUR_MS - 1, float(row[1]))
+    later = sorted([(ts, value) for ts, value in stand_ins.items() if ts > first_ms] + later)
+    return _Stored(before, later, hours, stand_ins)
+
+
 @dataclass
 class _Plan:
     new: dict[int, float]
@@ -264,6 +386,10 @@ class _Plan:
     """Its first reading after the last interval, if any."""
     rewritten: dict[int, float]
     """Earlier readings re-indexed (inside the span) or re-anchored (after it)."""
+    in_gaps: set[int]
+    """Earlier readings inside a gap of the intervals: kept, moved with the index."""
+    gaps: list[tuple[int, int]]
+    """The gaps between the intervals: (start, end) epoch ms."""
 
     def value(self, ts_ms: int, old: float) -> float:
         """The index of a reading of the point once the import is applied."""
@@ -305,11 +431,10 @@ def _same(a: float, b: float, scale: float) -> bool:
     return abs(a - b) <= 1e-9 * max(1.0, abs(scale))
 
 
-async def _plan(client: InfluxQLClient, history: RawHistory, point: Point, items: list[Consumption]) -> _Plan:
+def _plan(stored: _Stored, items: list[Consumption]) -> _Plan:
     first, last = items[0].start, items[-1].end
     first_ms, last_ms = to_ms(first), to_ms(last)
-    before = await _last_at_or_before(client, history, point.id, first)
-    later = await _after(client, history, point.id, first)
+    before, later = stored.before, stored.later
     old = ([before] if before is not None else []) + later
     # A file starting inside an interval InfluxDB holds (a 30-minute file over a 60-minute one) starts
     # from the index interpolated there, so the overlap keeps the same indexes.
@@ -318,10 +443,12 @@ async def _plan(client: InfluxQLClient, history: RawHistory, point: Point, items
     new: dict[int, float] = {first_ms: anchor}
     ends: set[int] = set()  # times that end an interval (the others start one after a gap)
     in_gaps: dict[int, float] = {}  # readings InfluxDB holds inside the file's gaps, kept, moved with the index
+    gaps: list[tuple[int, int]] = []
     running, previous_end = anchor, first
     for item in items:
         if item.start > previous_end:
             gap_start, gap_end = to_ms(previous_end), to_ms(item.start)
+            gaps.append((gap_start, gap_end))
             inside = [(ts_ms, value) for ts_ms, value in later if gap_start < ts_ms <= gap_end]
             if inside:
                 # A file with a missing day over data imported before: that day's readings stay (moved
@@ -350,7 +477,11 @@ async def _plan(client: InfluxQLClient, history: RawHistory, point: Point, items
     values = [new[t] for t in times]
     rewritten = {ts_ms: _index_at(times, values, ts_ms, ends) for ts_ms, _ in later if ts_ms <= last_ms and ts_ms not in new}
     rewritten.update({ts_ms: value for ts_ms, value in in_gaps.items() if ts_ms not in new})
+    # A stored reading at the end of the last interval (the next file's first) fixes the index there:
+    # what follows moves whole, its consumption and so its windows unchanged (as they are before it).
     after_ms = next((ts_ms for ts_ms, _ in later if ts_ms > last_ms), None)
+    if any(ts_ms == last_ms for ts_ms, _ in later):
+        after_ms = None
     # Later readings keep their consumption: they move by what the index at the file's end changed.
     end_index = _old_index_at(old, last_ms)
     shift = running - (end_index if end_index is not None else 0.0)
@@ -358,13 +489,94 @@ async def _plan(client: InfluxQLClient, history: RawHistory, point: Point, items
         shift = 0.0  # a finer file over a coarser one sums the same to the last digits: nothing to move
     if shift != 0.0:
         rewritten.update({ts_ms: value + shift for ts_ms, value in later if ts_ms > last_ms})
-    stored = dict(later)
-    rewritten = {ts_ms: value for ts_ms, value in rewritten.items() if not _same(value, stored[ts_ms], value)}
+    held = dict(later)
+    rewritten = {ts_ms: value for ts_ms, value in rewritten.items() if not _same(value, held[ts_ms], value)}
     # A stored reading the file gives again, but for float rounding (30-minute sums over hourly ones), keeps its value.
-    new = {ts_ms: stored[ts_ms] if ts_ms in stored and _same(value, stored[ts_ms], value) else value
+    new = {ts_ms: held[ts_ms] if ts_ms in held and _same(value, held[ts_ms], value) else value
            for ts_ms, value in new.items()}
     before_ms = before[0] if before is not None and before[0] < first_ms else None
-    return _Plan(new, anchor, first_ms, last_ms, shift, before_ms, after_ms, rewritten)
+    return _Plan(new, anchor, first_ms, last_ms, shift, before_ms, after_ms, rewritten, set(in_gaps), gaps)
+
+
+def _hour_lines(prefix: str, plan: _Plan, stored: _Stored, cut_ms: int) -> tuple[list[str], int]:
+    """The ``reading_1h`` rows the import changes, as the continuous query of ``econome influx setup`` writes them.
+
+    The continuous query only ever downsamples the hour just gone: intervals a utility publishes a day
+    later are never downsampled by it, so the import writes their hourly rows itself (mean, min and max of
+    the point's readings in each UTC hour, at the hour's start, with the readings' tags). From the cut on,
+    a row comes from every raw reading of its hour. Before it, only the rows survive: an hour the
+    intervals cover whole gets the new readings' row; an hour they share with stored data (the hour of
+    their last reading, that of the next file's first) merges the two (its mean is kept when the new
+    readings are within its range, so a second import changes nothing); an hour of stored data that
+    moves (after the last interval, inside a gap) moves whole.
+
+    Returns:
+        The lines, and how many hours before the cut moved without new readings (re-anchored or in a gap).
+    """
+    final: dict[int, float] = {ts: plan.value(ts, value) for ts, value in stored.later if ts not in stored.stand_ins}
+    if stored.before is not None and stored.before[0] not in stored.stand_ins:
+        final.setdefault(stored.before[0], stored.before[1])
+    final.update(plan.new)
+    touched: set[int] = {ts - ts % _HOUR_MS for ts in plan.new}
+    touched |= {ts - ts % _HOUR_MS for ts in plan.rewritten if ts not in stored.stand_ins}
+    deltas: dict[int, float] = {}
+    old = dict(stored.later)
+    for ts in sorted(plan.rewritten):
+        if ts in stored.stand_ins and ts in old and (ts > plan.last_ms or ts in plan.in_gaps):
+            deltas[ts - ts % _HOUR_MS] = plan.rewritten[ts] - old[ts]  # the hour's max wins (written last)
+    by_hour: dict[int, list[float]] = {}
+    for ts in sorted(final):
+        if ts - ts % _HOUR_MS in touched:
+            by_hour.setdefault(ts - ts % _HOUR_MS, []).append(final[ts])
+    rows: dict[int, _Hour] = {}
+    moved = 0
+    for hour in sorted(touched | set(deltas)):
+        row, values = stored.hours.get(hour), by_hour.get(hour)
+        if hour >= cut_ms or (values and row is None):
+            if values:
+                rows[hour] = _Hour(math.fsum(values) / len(values), min(values), max(values))
+            continue
+        if row is None:
+            continue
+        kept = row.moved(deltas.get(hour, 0.0))
+        if not values:
+            rows[hour] = kept
+            moved += 1
+            continue
+        new = _Hour(math.fsum(values) / len(values), min(values), max(values))
+        covered = plan.first_ms <= hour and hour + _HOUR_MS <= plan.last_ms and not any(
+            lo < hour + _HOUR_MS and hour < hi for lo, hi in plan.gaps)
+        if covered:
+            rows[hour] = new  # the intervals cover the whole hour: its old readings are all replaced
+            continue
+        within = kept.min <= new.min and new.max <= kept.max
+        rows[hour] = _Hour(kept.mean if within else (kept.mean + new.mean) / 2, min(kept.min, new.min), max(kept.max, new.max))
+    # A row the import gives again, equal but for float rounding, keeps its stored value (as readings do).
+    for hour, row in rows.items():
+        was = stored.hours.get(hour)
+        if was is not None and all(_same(a, b, a) for a, b in ((row.mean, was.mean), (row.min, was.min), (row.max, was.max))):
+            rows[hour] = was
+    return [f"{prefix}mean={row.mean!r},min={row.min!r},max={row.max!r} {hour}" for hour, row in sorted(rows.items())], moved
+
+
+async def _downsampling(client: InfluxQLClient, config: InfluxConfig, history: RawHistory) -> tuple[bool, timedelta | None]:
+    """Whether the import writes hourly rows, and how long their policy keeps them (None: forever).
+
+    Only when ``econome influx setup`` made the hourly rows' policy the database's default, the one
+    the pipeline's sink writes aggregates to (no ``ECONOME_INFLUX_RETENTION_POLICY`` elsewhere).
+    """
+    if history.downsampled is None or config.retention_policy or config.api != "v1":
+        return False, None
+    for series in await client.query(f"SHOW RETENTION POLICIES ON {influxql_ident(config.database)}"):
+        for row in series.get("values", []):
+            if row[0] == history.downsampled:
+                parts = re.findall(r"(\d+)([hms])", str(row[1]))  # 43920h0m0s; 0s is forever
+                total = sum((timedelta(**{_UNITS[unit]: int(amount)}) for amount, unit in parts), timedelta(0))
+                return row[-1] is True, total or None
+    return False, None
+
+
+_UNITS = {"h": "hours", "m": "minutes", "s": "seconds"}
 
 
 def _day_start(ts_ms: int, tz_inventory: Inventory) -> datetime:
@@ -378,8 +590,35 @@ def _day_end(ts_ms: int, inventory: Inventory) -> datetime:
     return window_bounds(moment, WindowSize.DAY, inventory.organisation.tz)[1]
 
 
-async def _aggregates(client: InfluxQLClient, history: RawHistory, inventory: Inventory, point: Point, plan: _Plan) -> list[str]:
-    """The aggregate lines of every window the import changes, from InfluxDB's readings and the new ones."""
+async def _stand_ins(client: InfluxQLClient, policy: str, point_id: str, start: datetime, end: datetime,
+                     cut_ms: int) -> list[tuple[int, float]]:
+    """Another counter's stand-ins (see :class:`_Stored`) before the cut, in ``[start, end)`` and at its edges."""
+    top = min(end, datetime.fromtimestamp(cut_ms / 1000, UTC))
+    rows = await _hour_rows(client, policy, point_id, start, top)
+    source = f"{influxql_ident(policy)}.{influxql_ident(DOWNSAMPLE_MEASUREMENT)}"
+    for selector, condition in (("last", f"time < {to_ms(start)}ms"), ("first", f"time >= {to_ms(top)}ms AND time < {cut_ms}ms")):
+        statement = f'SELECT {selector}("max") FROM {source} WHERE {condition} AND {_where(point_id)}'  # noqa: S608 - quoted
+        for series in await client.query(statement):
+            for row in series.get("values", []):
+                edge = await _hour_rows(client, policy, point_id, datetime.fromtimestamp(int(row[0]) / 1000, UTC),
+                                        datetime.fromtimestamp(int(row[0]) / 1000, UTC) + timedelta(hours=1))
+                rows.update(edge)
+    out: list[tuple[int, float]] = []
+    for hour, row in sorted(rows.items()):
+        out.append((hour, row.min))
+        if row.max != row.min:
+            out.append((hour + _HOUR_MS - 1, row.max))
+    return out
+
+
+async def _aggregates(client: InfluxQLClient, history: RawHistory, inventory: Inventory, point: Point, plan: _Plan,
+                      stored: _Stored, cut_ms: int | None) -> list[str]:
+    """The aggregate lines of every window the import changes, from InfluxDB's readings and the new ones.
+
+    Before the raw retention the point's readings are its hourly rows' stand-ins (its index at the start
+    and end of each hour), not the hourly maxima :func:`~streams.history.read_readings` places at hour
+    ends, so a second import computes the same windows.
+    """
     spread = int(MAX_SPREAD / _MS)
     low = plan.first_ms if plan.before_ms is None else max(plan.before_ms, plan.first_ms - spread)
     high = plan.last_ms if plan.after_ms is None else min(plan.after_ms, plan.last_ms + spread)
@@ -392,9 +631,25 @@ async def _aggregates(client: InfluxQLClient, history: RawHistory, inventory: In
     for point_id, data in series.items():
         for seconds, value in zip(data.times_s.tolist(), data.values.tolist(), strict=True):
             ts_ms = round(seconds * 1000)
+            if cut_ms is not None and ts_ms < cut_ms:
+                continue  # an hourly maximum placed at the hour's end: the stand-ins replace it
             if point_id == point.id:
                 value = plan.value(ts_ms, value)
             readings.append(Reading(point_id, datetime.fromtimestamp(ts_ms / 1000, UTC), value, inventory.point(point_id).unit))
+    lo_ms, hi_ms = to_ms(start), to_ms(end)
+    if cut_ms is not None and history.downsampled is not None and lo_ms < cut_ms:
+        for other in counters:
+            if other != point.id:
+                stand_ins = await _stand_ins(client, history.downsampled, other, start, end, cut_ms)
+                unit = inventory.point(other).unit
+                readings.extend(Reading(other, datetime.fromtimestamp(ts / 1000, UTC), value, unit) for ts, value in stand_ins)
+    # The stand-ins of the range, and the last before it and first after it (the index at its edges).
+    times = sorted(stored.stand_ins)
+    edges = {max((t for t in times if t < lo_ms), default=None), min((t for t in times if t >= hi_ms), default=None)}
+    readings.extend(Reading(point.id, datetime.fromtimestamp(ts / 1000, UTC), plan.value(ts, stored.stand_ins[ts]), point.unit)
+                    for ts in times
+                    if (lo_ms <= ts < hi_ms or ts in edges) and ts not in plan.new
+                    and not (plan.first_ms <= ts <= plan.last_ms and ts not in plan.in_gaps))
     known = {round(r.ts.timestamp() * 1000) for r in readings if r.point_id == point.id}
     readings.extend(Reading(point.id, datetime.fromtimestamp(ts_ms / 1000, UTC), value, point.unit)
                     for ts_ms, value in plan.new.items() if ts_ms not in known)
@@ -527,27 +782,43 @@ async def deliver_consumption(
             msg = f"{log.depth()} rows of an earlier import still wait in {log.path}"
             raise SinkError(msg)
         history = await raw_history(client, influx_config)
-        kept_from = history.raw_from(datetime.now(UTC))
-        if kept_from is not None:
-            # InfluxDB refuses points older than their policy keeps (`econome influx setup`: raw 90 days):
-            # such intervals are set aside here, so the index keeps its anchor and nothing claims to be written.
-            kept_from += timedelta(hours=1)  # the writes come a little after now
-            report.too_old = sum(1 for item in items if item.start < kept_from)
-            report.kept_from = kept_from if report.too_old else None
-            items = [item for item in items if item.start >= kept_from]
+        now = datetime.now(UTC)
+        cut = history.raw_from(now)
+        if cut is not None:
+            cut += timedelta(hours=1)  # the writes come a little after now
+        hourly, long_kept = await _downsampling(client, influx_config, history) if cut is not None else (False, None)
+        # InfluxDB refuses points older than their policy keeps (`econome influx setup`: raw 90 days, long 5 years).
+        # Older than the raw policy, intervals go to the hourly rows of the long policy as the continuous query
+        # would have written them; older than that (or without a long policy), they are set aside here, so the
+        # index keeps its anchor and nothing claims to be written.
+        oldest = cut if not hourly else None if long_kept is None else now - long_kept + timedelta(days=1)
+        if oldest is not None:
+            report.too_old = sum(1 for item in items if item.start < oldest)
+            report.kept_from = oldest if report.too_old else None
+            items = [item for item in items if item.start >= oldest]
         if not items:
             return report
-        plan = await _plan(client, history, point, items)
-        lines = await _aggregates(client, history, inventory, point, plan)
-        values = {**plan.rewritten, **plan.new}
+        cut_ms = to_ms(cut) if cut is not None and hourly else None
+        stored = await _stored(client, history, point.id, items[0].start, cut if hourly else None)
+        plan = _plan(stored, items)
+        lines = await _aggregates(client, history, inventory, point, plan, stored, cut_ms)
+        values = {ts: value for ts, value in {**plan.rewritten, **plan.new}.items()
+                  if ts not in stored.stand_ins and (cut_ms is None or ts >= cut_ms)}
         readings = [Reading(point.id, datetime.fromtimestamp(ts / 1000, UTC), values[ts], point.unit) for ts in sorted(values)]
         encoder = LineEncoder(inventory)
-        log.append(readings, [encoder.encode(r) for r in readings], force=True)
-        log.add_outbox(lines, processed_seq=0)
+        hour_lines: list[str] = []
+        moved = 0
+        if cut_ms is not None:
+            sample = LineEncoder(inventory, DOWNSAMPLE_MEASUREMENT).encode(Reading(point.id, now, 0.0, point.unit))
+            hour_lines, moved = _hour_lines(sample[:sample.index(" value=") + 1], plan, stored, cut_ms)
+        if readings:
+            log.append(readings, [encoder.encode(r) for r in readings], force=True)
+        log.add_outbox(lines + hour_lines, processed_seq=0)
         report.first, report.last = items[0].start, items[-1].end
         report.intervals, report.amount, report.anchor = len(items), sum(i.amount for i in items), plan.anchor
-        report.readings, report.aggregates = len(readings), len(lines)
-        report.shifted = sum(1 for ts in plan.rewritten if ts > plan.last_ms)
+        report.readings, report.aggregates, report.hourly = len(readings), len(lines), len(hour_lines)
+        report.hourly_only = sum(1 for item in items if cut_ms is not None and to_ms(item.end) < cut_ms)
+        report.shifted = sum(1 for ts in plan.rewritten if ts > plan.last_ms and ts not in stored.stand_ins) + moved
         report.shift = plan.shift if report.shifted else 0.0
         refused = _Refused()
         report.waiting = await _deliver(inventory, influx_config, log, data_dir, timeout, refused)

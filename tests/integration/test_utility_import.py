@@ -382,31 +382,6 @@ def test_a_file_with_a_missing_day_leaves_that_days_data_alone(
     assert str(unreadable) in result.output
 
 
-def test_intervals_older_than_the_raw_policy_keeps_are_not_claimed_written(
-    influxdb_server, unique_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("ECONOME_INFLUX_URL", influxdb_server.url)
-    monkeypatch.setenv("ECONOME_INFLUX_DATABASE", unique_name)
-    monkeypatch.setenv("ECONOME_DATA_DIR", str(tmp_path / "var"))
-    influx = InfluxConfig(url=influxdb_server.url, database=unique_name)
-    runner = CliRunner()
-    assert runner.invoke(app, ["influx", "setup"]).exit_code == 0  # raw readings kept 90 days
-    today = datetime.now(PARIS).replace(hour=0, minute=0, second=0, microsecond=0)
-    old_day, recent_day = (today - timedelta(days=120)).astimezone(UTC), (today - timedelta(days=2)).astimezone(UTC)
-    rows = [(day + timedelta(minutes=30 * (k + 1)), 30, 1000.0) for day in (old_day, recent_day) for k in range(48)]
-    path = tmp_path / "two-days.csv"
-    write_enedis_load_curve(path, "12345678901234", rows)
-    result = runner.invoke(app, ["import", "enedis", str(path), "--inventory", str(INVENTORY)])
-    assert result.exit_code == 3, result.output
-    assert f"{LINKY}: 48 intervals before " in result.output
-    assert "not imported: the raw readings' retention policy does not keep them" in result.output
-    assert "48 intervals, 24.000 kWh" in result.output  # the recent day, written
-    stored = _rows(influx, f"SELECT \"value\" FROM \"raw\".reading WHERE point = '{LINKY}'")  # noqa: S608 - test values
-    assert len(stored) == 49
-    assert max(row[1] for row in stored) == pytest.approx(24.0)
-    assert not (tmp_path / "var" / "imports.sqlite").exists()  # the import log is emptied once written
-
-
 def test_lines_influxdb_refuses_are_not_called_written(
     influxdb_server, unique_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
