@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from anomalies.lock import DetectionLock
     from simulator.downloads import UtilityFiles
     from simulator.faults import Fault
+    from simulator.utilities import UtilityInterval
     from streams.faust_runner import FaustRunner, KafkaForwarder
     from streams.imports import Consumption
 from streams.clock import Clock, ScaledClock, SystemClock
@@ -964,6 +965,8 @@ def simulate(
              "daily data of the Gazpars, the invoice CSV (econome import enedis|grdf|invoices).")] = None,
     bill_years: Annotated[str, typer.Option(
         help="With --utility-files: years billed for every invoice account, FIRST-LAST (before --start).")] = "2015-2019",
+    faults: Annotated[bool, typer.Option(
+        help="Inject the faults of simulator.default_fault_plan (seeded by --seed) for each year simulated.")] = False,
 ) -> None:
     """Write the simulated commune's readings as one CSV (timestamp,point,value), for econome detect, mv and report.
 
@@ -980,14 +983,27 @@ def simulate(
     first = datetime.fromisoformat(start).replace(tzinfo=tz)
     last = datetime.fromisoformat(end).replace(tzinfo=tz)
     physics = _no_works(inv) if without_renovations else None
+    injected: list[Fault] = []
+    if faults:
+        from simulator.faults import default_fault_plan
+
+        for year in range(first.year, last.year + 1):
+            injected += [f for f in default_fault_plan(inv, year, seed) if f.start < last and f.end > first]
+        for fault in injected:
+            typer.echo(f"fault {fault.kind.value} in {fault.building} from {fault.start.astimezone(tz):%Y-%m-%d %H:%M} "
+                       f"to {fault.end.astimezone(tz):%Y-%m-%d %H:%M}")
+    curves: list[dict[str, list[UtilityInterval]]] = []
     with progress("simulate") as report, atomic_path(out) as part:
         rows = write_readings_csv(inv, part, first, last, step=timedelta(minutes=step_minutes), seed=seed,
-                                  physics=physics, energy_only=not all_points, progress=report)
+                                  physics=physics, energy_only=not all_points, progress=report, faults=injected,
+                                  on_utility=curves.append)
     typer.echo(f"wrote {rows} readings to {out}")
     if utility_files is not None:
         from simulator.downloads import write_utility_files
 
-        files = write_utility_files(inv, utility_files, first, last, seed=seed, physics=physics, bill_years=years)
+        # The load curves and gas days are the differences of the indexes of the readings CSV.
+        files = write_utility_files(inv, utility_files, first, last, seed=seed, physics=physics, bill_years=years,
+                                    faults=injected, curves=curves[0])
         _echo_utility_files(files)
 
 

@@ -196,6 +196,7 @@ def write_utility_files(
     faults: Sequence[Fault] = (),
     physics: Inventory | None = None,
     bill_years: Sequence[int] = BILL_YEARS,
+    curves: dict[str, list[UtilityInterval]] | None = None,
 ) -> UtilityFiles:
     """Write the Enedis, GRDF and invoice files of the simulated ``[start, end)`` into ``folder``.
 
@@ -209,6 +210,8 @@ def write_utility_files(
         physics: the portfolio that drives the simulation, when it differs from ``inventory``.
         bill_years: years every invoice account is billed for, by month (none: only the fuels no meter reads,
             over the period).
+        curves: the utility points' intervals when already simulated (``on_utility`` of
+            :func:`simulator.export.write_readings_csv`); else simulated here.
 
     Returns:
         The files written.
@@ -223,7 +226,8 @@ def write_utility_files(
     tz = inventory.organisation.tz
     files = UtilityFiles()
     utility = [p for _, p in inventory.points() if p.is_utility]
-    curves = utility_consumption(inventory, start, end, seed=seed, faults=faults, physics=physics) if utility else {}
+    if curves is None:
+        curves = utility_consumption(inventory, start, end, seed=seed, faults=faults, physics=physics) if utility else {}
     hours = LOAD_CURVE_STEP / timedelta(hours=1)
     for point in utility:
         intervals = curves[point.id]
