@@ -627,8 +627,9 @@ def demo(
         typer.echo(f"history        {seeded} simulated readings from {history_start:%a %d %b %H:%M} written to InfluxDB")
         from simulator.downloads import write_utility_files
 
-        files = write_utility_files(local, base / "utility-files", history_start, sim_start, faults=injected,
-                                    seed=0, bill_years=years)
+        # Published before the start: the live service never sees a Linky/Gazpar reading (none at the start itself).
+        files = write_utility_files(local, base / "utility-files", history_start, sim_start - timedelta(minutes=1),
+                                    faults=injected, seed=0, bill_years=years)
         for line in asyncio.run(import_utility_files(local, settings.influx(), files, base)):
             typer.echo(f"imported       {line}")
         typer.echo(f"simulated time starts {sim_start.isoformat()} at x{speed:g}; running {duration:g} s")
@@ -907,7 +908,7 @@ def _print_counts(inv: Inventory, counts: dict[str, int]) -> None:
     typer.echo("")
     typer.echo(f"{'point':<44} {'building':<24} {'readings in InfluxDB':>20}")
     for building, point in inv.points():
-        shown = "imported, not live" if point.is_utility else counts[point.id]
+        shown = "imported, not live" if point.is_utility and not counts[point.id] else counts[point.id]
         typer.echo(f"{point.id:<44} {building.id:<24} {shown:>20}")
     empty = [p for p, n in counts.items() if n == 0 and not inv.point(p).is_utility]
     utility = sum(1 for _, p in inv.points() if p.is_utility)
