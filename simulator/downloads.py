@@ -263,9 +263,9 @@ def write_utility_files(
     first_day = _local_midnight(start, tz, up=True)
     end_day = _local_midnight(end, tz, up=False)
     if first_day < end_day:
-        kept = {b.id for _, b in billed.buildings()}
+        ids = {b.id for _, b in billed.buildings()}
         bills.update(invoiced_fuel(billed, first_day, end_day, seed=seed,
-                                   faults=[f for f in faults if f.building in kept]))
+                                   faults=[f for f in faults if f.building in ids]))
     years = sorted(y for y in bill_years if datetime(y + 1, 1, 1, tzinfo=tz) <= start)  # never over the period
     if years:
         first = datetime(years[0], 1, 1, tzinfo=tz)
