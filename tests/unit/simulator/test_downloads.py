@@ -40,7 +40,8 @@ def test_the_files_read_back_whole_by_the_importers(commune: Inventory, tmp_path
         assert len(read) == len(curves[point]) == (datetime(2026, 1, 2, 6, tzinfo=PARIS) - START) // timedelta(minutes=30)
         assert sum(c.amount for c in read) == pytest.approx(sum(i.amount for i in curves[point]), rel=1e-6)
     gas = parse_grdf(files.grdf[0], commune)
-    assert gas.problems == [] and gas.gaps == []
+    assert gas.problems == []
+    assert gas.gaps == []
     days = gas.series["salle-polyvalente-gazpar"]
     assert [c.start.astimezone(PARIS).day for c in days] == [31, 1]  # the whole gas days, from 6:00 to 6:00
     assert [c.amount for c in days] == pytest.approx([i.amount for i in curves["salle-polyvalente-gazpar"]], rel=1e-6)
@@ -50,7 +51,9 @@ def test_the_files_read_back_whole_by_the_importers(commune: Inventory, tmp_path
     assert bills.rejected == []
     fuel = invoiced_fuel(commune, datetime(2025, 12, 31, tzinfo=PARIS), datetime(2026, 1, 2, tzinfo=PARIS), seed=5)
     assert [(b.account, b.start.isoformat(), b.end.isoformat(), b.unit) for b in bills.invoices] == [
-        ("maternelle-aulnes-fioul", "2025-12-31", "2025-12-31", "L"), ("maternelle-aulnes-fioul", "2026-01-01", "2026-01-01", "L")]
+        ("maternelle-aulnes-fioul", "2025-12-31", "2025-12-31", "L"),
+        ("maternelle-aulnes-fioul", "2026-01-01", "2026-01-01", "L"),
+    ]
     assert [b.consumption for b in bills.invoices] == pytest.approx(
         [m.amount / 10.0 for m in fuel["maternelle-aulnes-fioul"]], abs=0.051)
 
