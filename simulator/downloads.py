@@ -12,8 +12,8 @@ writes, for a simulated period, the files :mod:`econome.cli_import` reads:
 * ``factures.csv``: the invoice CSV of :mod:`streams.invoices` (``docs/invoices.md``): one bill per
   calendar month for every invoice account of the inventory, over the simulated period for a
   heating fuel no meter reads (the fuel oil :func:`simulator.utilities.invoiced_fuel` burns) and
-  over ``bill_years`` (2015 to 2019 by default: the years an OPERAT reference year is chosen
-  among) for every account. An electricity or gas account bills what its building's Linky or
+  over the ``bill_years`` before the period (2015 to 2019 by default: the years an OPERAT
+  reference year is chosen among) for every account, simulated for the billed buildings alone. An electricity or gas account bills what its building's Linky or
   Gazpar counts, in kWh; a fuel oil in litres (its ``conversion_kwh_per_unit``, else 10 kWh/L).
 
 The amounts are the differences of the indexes :func:`simulator.export.write_readings_csv` writes
