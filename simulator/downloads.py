@@ -13,8 +13,9 @@ writes, for a simulated period, the files :mod:`econome.cli_import` reads:
   calendar month for every invoice account of the inventory, over the simulated period for a
   heating fuel no meter reads (the fuel oil :func:`simulator.utilities.invoiced_fuel` burns) and
   over the ``bill_years`` before the period (2015 to 2019 by default: the years an OPERAT
-  reference year is chosen among) for every account, simulated for the billed buildings alone. An electricity or gas account bills what its building's Linky or
-  Gazpar counts, in kWh; a fuel oil in litres (its ``conversion_kwh_per_unit``, else 10 kWh/L).
+  reference year is chosen among) for every account, simulated for the billed buildings alone.
+  An electricity or gas account bills what its building's Linky or Gazpar counts, in kWh; a fuel
+  oil in litres (its ``conversion_kwh_per_unit``, else 10 kWh/L).
 
 The amounts are the differences of the indexes :func:`simulator.export.write_readings_csv` writes
 with the same start, seed and faults (:func:`simulator.utilities.utility_consumption`).
