@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 
 import typer
 
-from econome._common import atomic_path, writable_or_exit
+from econome._common import EXIT_CONFIG, atomic_path, writable_or_exit
 from econome._common import load_or_exit as _load
 from econome._logging import RedactingFilter, env_secrets, setup_logging
 from econome._memory import tune_malloc
@@ -54,12 +54,14 @@ if TYPE_CHECKING:
     from anomalies.detect import DetectConfig
     from anomalies.live import PassReport
     from anomalies.lock import DetectionLock
+    from simulator.downloads import UtilityFiles
     from simulator.faults import Fault
+    from simulator.utilities import UtilityInterval
     from streams.faust_runner import FaustRunner, KafkaForwarder
     from streams.imports import Consumption
 from streams.clock import Clock, ScaledClock, SystemClock
 from streams.deadletter import DeadLetterStore
-from streams.errors import SinkError, TelemetryError
+from streams.errors import DecodeError, SinkError, TelemetryError
 from streams.influx import (
     RAW_MEASUREMENT,
     RAW_RP,
@@ -68,6 +70,7 @@ from streams.influx import (
     InfluxV1Writer,
     make_writer,
     setup_v1,
+    write_splitting,
 )
 from streams.metrics import PrometheusSensor, Sensor
 from streams.pipeline import Pipeline
@@ -551,6 +554,8 @@ def demo(
     influx_url: Annotated[str | None, typer.Option(help="Use this InfluxDB 1.x instead of starting one.")] = None,
     workdir: Annotated[Path | None, typer.Option(help="Where local servers keep their data, and the e-mails.")] = None,
     faults: Annotated[bool, typer.Option(help="Inject a water leak and heating left on at night, and e-mail them.")] = True,
+    bill_years: Annotated[str, typer.Option(
+        help="Years of invoices imported for every invoice account, FIRST-LAST, or none.")] = "2019",
 ) -> None:
     """Run the simulated commune and the live service (collection, detection, e-mails) on local servers.
 
@@ -565,6 +570,12 @@ def demo(
     of readings InfluxDB holds for every point since the start; exit 1 if a
     point has none.
 
+    The Linky and Gazpar points are not collected live (Enedis and GRDF publish
+    a day late or more): the simulator writes the week's files an advisor would
+    download (Enedis load curves, GRDF daily data, the invoice CSV, with the bills
+    of --bill-years) into ``WORKDIR/utility-files`` and the demo imports them as
+    ``econome import enedis|grdf|invoices`` does, printing what each brought.
+
     With --faults (the default), the library leaks water and the town hall
     keeps its heating on at night, both since two evenings before the start:
     one alert e-mail per fault, none for the other buildings. The events and
@@ -575,6 +586,7 @@ def demo(
 
     _setup_logging("WARNING")
     inv = _load(config)
+    years = _bill_years_or_exit(bill_years)
     base = workdir or Path(tempfile.mkdtemp(prefix="econome-demo-"))
     base.mkdir(parents=True, exist_ok=True)
     sim_start = datetime.fromisoformat(start) if start else _demo_morning(inv.organisation.tz)
@@ -613,6 +625,13 @@ def demo(
                        f"{fault.start.astimezone(inv.organisation.tz):%a %d %b %H:%M}")
         seeded = asyncio.run(seed_history(local, settings.influx(), history_start, sim_start, faults=injected))
         typer.echo(f"history        {seeded} simulated readings from {history_start:%a %d %b %H:%M} written to InfluxDB")
+        from simulator.downloads import write_utility_files
+
+        # Published before the start: the live service never sees a Linky/Gazpar reading (none at the start itself).
+        files = write_utility_files(local, base / "utility-files", history_start, sim_start - timedelta(minutes=1),
+                                    faults=injected, seed=0, bill_years=years)
+        for line in asyncio.run(import_utility_files(local, settings.influx(), files, base)):
+            typer.echo(f"imported       {line}")
         typer.echo(f"simulated time starts {sim_start.isoformat()} at x{speed:g}; running {duration:g} s")
         asyncio.run(_demo(local, settings, sim_start, speed, duration, ports, (broker.host, broker.port), injected,
                           model_start=history_start))
@@ -707,6 +726,8 @@ async def seed_history(
 ) -> int:
     """Write the simulated readings of ``[start, end)`` into InfluxDB as the pipeline writes them (raw, line protocol).
 
+    The utility points (Linky, Gazpar) are left out: they come from their files (:func:`import_utility_files`).
+
     The history a live detector's bootstrap reads on its first start, for a simulated commune that has no past:
     :func:`simulator.generate_history` (give the same ``seed`` and ``faults`` as the live
     :class:`simulator.Simulator`, built with ``model_start=start``, so that its counters continue these indexes),
@@ -719,7 +740,6 @@ async def seed_history(
         SinkError: InfluxDB is unreachable or refused a write.
     """
     from simulator.physics import generate_history
-    from simulator.utilities import reading_times
     from streams.influx import LineEncoder
     from streams.record import Reading
 
@@ -727,15 +747,13 @@ async def seed_history(
     encoder = LineEncoder(inv)
     units = {p.id: p.unit for _, p in inv.points()}
     stamps = history.datetimes()
-    # A Linky or a Gazpar has readings only when its utility publishes them (every 30 min, each gas day).
-    published = {
-        p.id: set(reading_times(p, inv.organisation.tz, start, end)) for _, p in inv.points() if p.is_utility
-    }
+    # A Linky or a Gazpar comes from its utility's files (import_utility_files), never from a collector.
+    utility = {p.id for _, p in inv.points() if p.is_utility}
     lines = [
         encoder.encode(Reading(pid, ts, value, units[pid]))
         for ts, row in zip(stamps, history.values.tolist(), strict=True)
         for pid, value in zip(history.point_ids, row, strict=True)
-        if value == value and (pid not in published or ts in published[pid])  # a silent sensor (nan) has none
+        if value == value and pid not in utility  # a silent sensor (nan) has none
     ]
     writer = make_writer(config)
     try:
@@ -746,6 +764,57 @@ async def seed_history(
     finally:
         await writer.close()
     return len(lines)
+
+
+async def import_utility_files(inv: Inventory, config: InfluxConfig, files: UtilityFiles, data_dir: Path) -> list[str]:
+    """Import the simulated downloads as ``econome import enedis|grdf|invoices`` does; one line per file and point.
+
+    The load curves and gas days are read by :func:`streams.utility_files.parse_enedis` and
+    :func:`~streams.utility_files.parse_grdf` and written as each point's index through the import's
+    delivery log (:func:`streams.imports.deliver_consumption`); the bills by
+    :func:`streams.invoices.read_invoice_file` into the ``invoice`` measurement.
+
+    Raises:
+        SinkError: InfluxDB is unreachable or refused a line.
+        DecodeError: a file the simulator wrote does not parse (a bug).
+    """
+    from streams.imports import deliver_consumption
+    from streams.invoices import ensure_invoice_policy, invoice_config, invoice_lines, read_invoice_file
+    from streams.utility_files import parse_enedis, parse_grdf
+
+    out: list[str] = []
+    parsers = [(path, parse_enedis) for path in files.enedis] + [(path, parse_grdf) for path in files.grdf]
+    for path, parse in parsers:
+        parsed = parse(path, inv)
+        if parsed.problems or parsed.unknown:
+            msg = f"{path}: {len(parsed.problems)} rows set aside, meters of no point {sorted(parsed.unknown)}"
+            raise DecodeError(msg)
+        for point_id, items in sorted(parsed.series.items()):
+            report = await deliver_consumption(inv, config, point_id, items, data_dir=data_dir, source=str(path))
+            if report.refused or report.waiting or report.too_old:
+                msg = f"{path}: {point_id}: {report.refused} lines refused, {report.waiting} waiting, {report.too_old} too old"
+                raise SinkError(msg)
+            out.append(f"{path.name}: {point_id}, {report.intervals} intervals, {report.amount:.1f} {report.unit}, "
+                       f"{report.readings} readings")
+    if files.invoices is not None:
+        bills = read_invoice_file(files.invoices, inv)
+        if bills.rejected:
+            msg = f"{files.invoices}: {len(bills.rejected)} rows rejected, e.g. {bills.rejected[0]}"
+            raise DecodeError(msg)
+        writer = make_writer(invoice_config(config))
+        try:
+            if isinstance(writer, InfluxV1Writer):
+                await writer.ensure_database()
+                await ensure_invoice_policy(config)
+            refused = await write_splitting(writer, invoice_lines(bills.invoices, inv.organisation.tz))
+        finally:
+            await writer.close()
+        if refused:
+            msg = f"{files.invoices}: InfluxDB refused {len(refused)} invoices: {refused[0][1]}"
+            raise SinkError(msg)
+        accounts = sorted({i.account for i in bills.invoices})
+        out.append(f"{files.invoices.name}: {len(bills.invoices)} invoices of {', '.join(accounts)}")
+    return out
 
 
 def _demo_morning(tz: ZoneInfo, today: date | None = None) -> datetime:
@@ -892,21 +961,75 @@ def simulate(
     step_minutes: Annotated[int, typer.Option(min=1, help="Minutes between two readings of a point.")] = 60,
     without_renovations: Annotated[bool, typer.Option(help="Simulate as if no works were done (null case).")] = False,
     all_points: Annotated[bool, typer.Option(help="Write every point, not only counters and weather.")] = False,
+    utility_files: Annotated[Path | None, typer.Option(
+        help="Also write the files an advisor downloads into this folder: Enedis load curves of the Linkys, GRDF "
+             "daily data of the Gazpars, the invoice CSV (econome import enedis|grdf|invoices).")] = None,
+    bill_years: Annotated[str, typer.Option(
+        help="With --utility-files: years billed for every invoice account, FIRST-LAST (before --start).")] = "2015-2019",
+    faults: Annotated[bool, typer.Option(
+        help="Inject the faults of simulator.default_fault_plan (seeded by --seed) for each year simulated.")] = False,
 ) -> None:
-    """Write the simulated commune's readings as one CSV (timestamp,point,value), for econome detect, mv and report."""
+    """Write the simulated commune's readings as one CSV (timestamp,point,value), for econome detect, mv and report.
+
+    With --utility-files DIR, also the files of the buildings read through the utilities
+    (docs/simulator.md): ``enedis-<PRM>-<year>.csv``, ``grdf-<PCE>.csv`` and ``factures.csv``.
+    """
     from simulator.export import without_renovations as _no_works
     from simulator.export import write_readings_csv
 
     writable_or_exit(out)
     inv = _load(config)
+    years = _bill_years_or_exit(bill_years)
     tz = inv.organisation.tz
     first = datetime.fromisoformat(start).replace(tzinfo=tz)
     last = datetime.fromisoformat(end).replace(tzinfo=tz)
     physics = _no_works(inv) if without_renovations else None
+    injected: list[Fault] = []
+    if faults:
+        from simulator.faults import default_fault_plan
+
+        for year in range(first.year, last.year + 1):
+            injected += [f for f in default_fault_plan(inv, year, seed) if f.start < last and f.end > first]
+        for fault in injected:
+            typer.echo(f"fault {fault.kind.value} in {fault.building} from {fault.start.astimezone(tz):%Y-%m-%d %H:%M} "
+                       f"to {fault.end.astimezone(tz):%Y-%m-%d %H:%M}")
+    curves: list[dict[str, list[UtilityInterval]]] = []
     with progress("simulate") as report, atomic_path(out) as part:
         rows = write_readings_csv(inv, part, first, last, step=timedelta(minutes=step_minutes), seed=seed,
-                                  physics=physics, energy_only=not all_points, progress=report)
+                                  physics=physics, energy_only=not all_points, progress=report, faults=injected,
+                                  on_utility=curves.append)
     typer.echo(f"wrote {rows} readings to {out}")
+    if utility_files is not None:
+        from simulator.downloads import write_utility_files
+
+        # The load curves and gas days are the differences of the indexes of the readings CSV.
+        files = write_utility_files(inv, utility_files, first, last, seed=seed, physics=physics, bill_years=years,
+                                    faults=injected, curves=curves[0])
+        _echo_utility_files(files)
+
+
+def _bill_years_or_exit(text: str) -> range:
+    """``2015-2019`` as the years 2015 to 2019; ``none`` as no year; exit 2 otherwise."""
+    if text.strip().lower() == "none":
+        return range(0)
+    first, _, last = text.partition("-")
+    try:
+        years = range(int(first), int(last or first) + 1)
+    except ValueError:
+        years = range(0)
+    if not years or not 1990 <= years[0] <= years[-1] <= 2100:
+        typer.echo(f"error: --bill-years {text!r}: expected FIRST-LAST, e.g. 2015-2019, or none", err=True)
+        raise typer.Exit(code=EXIT_CONFIG)
+    return years
+
+
+def _echo_utility_files(files: UtilityFiles) -> None:
+    for path in files.enedis:
+        typer.echo(f"wrote Enedis load curve {path}")
+    for path in files.grdf:
+        typer.echo(f"wrote GRDF daily data {path}")
+    if files.invoices is not None:
+        typer.echo(f"wrote {files.bills} invoices to {files.invoices}")
 
 
 def main() -> None:

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ import numpy as np
 from inventory import Inventory, Quantity, Usage
 from simulator.faults import Fault
 from simulator.physics import sample_history
-from simulator.utilities import last_reading, reading_times
+from simulator.utilities import UtilityInterval, last_reading, reading_times
 from streams.history import CSV_HEADER
 
 __all__ = ["without_renovations", "write_readings_csv"]
@@ -55,6 +56,7 @@ def write_readings_csv(
     physics: Inventory | None = None,
     energy_only: bool = False,
     progress: Callable[[str, int, int], None] | None = None,
+    on_utility: Callable[[dict[str, list[UtilityInterval]]], None] | None = None,
 ) -> int:
     """Simulate ``[start, end)`` and write every reading to one long CSV, as meters give them.
 
@@ -79,6 +81,9 @@ def write_readings_csv(
         energy_only: write only the counters and the outdoor temperature
             (what ``econome mv`` and ``econome report`` use).
         progress: called with ``(phase, done, total)`` while simulating, then while writing.
+        on_utility: called with each utility point's consumption per published interval lying
+            wholly in ``[start, end)`` (as :func:`simulator.utilities.utility_consumption` gives it),
+            the differences of the indexes written: for the utilities' files, without simulating again.
 
     Returns:
         The number of rows written.
@@ -111,6 +116,18 @@ def write_readings_csv(
     instants = np.unique(np.concatenate([grid, *utility.values()]))
     history = sample_history(physics or inv, instants, seed=seed, faults=faults, progress=progress)
     stamps = [t.isoformat() for t in history.datetimes()]
+    if on_utility is not None:
+        row = {t: i for i, t in enumerate(instants.tolist())}
+        curves: dict[str, list[UtilityInterval]] = {}
+        for pid, times in utility.items():
+            column = history.column(pid)
+            inside = [t for t in times.tolist() if t <= end.timestamp()]
+            curves[pid] = [
+                UtilityInterval(datetime.fromtimestamp(lo, UTC), datetime.fromtimestamp(hi, UTC),
+                                float(column[row[hi]] - column[row[lo]]))
+                for lo, hi in pairwise(inside)
+            ]
+        on_utility(curves)
     kept = {
         p.id for _, p in inv.points()
         if not energy_only or p.cumulative or (p.quantity is Quantity.TEMPERATURE and p.usage is Usage.WEATHER)

@@ -48,6 +48,7 @@ __all__ = [
     "GAS_DAY_START",
     "LOAD_CURVE_STEP",
     "UtilityInterval",
+    "fuel_meters",
     "invoiced_fuel",
     "last_reading",
     "reading_times",
@@ -113,6 +114,35 @@ def reading_times(point: Point, tz: ZoneInfo, start: datetime, end: datetime) ->
 _HEATING_FUELS = frozenset({Energy.NATURAL_GAS, Energy.FUEL_OIL, Energy.WOOD_PELLETS, Energy.HEATING_NETWORK})
 
 
+def fuel_meters(inventory: Inventory) -> tuple[Inventory, dict[str, str]]:
+    """The portfolio with a simulated heat meter for each building heated by a fuel no meter reads.
+
+    A building with an invoice account of a heating fuel (fuel oil, pellets, gas, a heating network)
+    and no heating meter gets a heat meter of the model only (its heating and hot water).
+
+    Returns:
+        The portfolio to simulate, and per invoice account id the id of its simulated heat meter.
+    """
+    data = inventory.model_dump(exclude_none=True)
+    meters: dict[str, str] = {}
+    for site in data["sites"]:
+        for building in site["buildings"]:
+            heated = any(p.get("usage") == Usage.HEATING.value or Usage.HEATING.value in p.get("serves", ())
+                         for p in building["points"] if p.get("cumulative"))
+            fuels = [a for a in building.get("invoices", []) if Energy(a["energy"]) in _HEATING_FUELS]
+            if heated or not fuels:
+                continue
+            # The fuel's heat as a meter of the model only (a utility binding keeps it off every collector).
+            meter = f"{fuels[0]['id']}-simulated-heat"
+            building["points"].append({
+                "id": meter, "name": "fuel (simulated)", "quantity": Quantity.HEAT_ENERGY.value, "unit": "kWh",
+                "usage": Usage.HEATING.value, "cumulative": True, "energy": fuels[0]["energy"],
+                "grdf": {"pce": f"GI{len(meters):06d}"},
+            })
+            meters[fuels[0]["id"]] = meter
+    return (Inventory.model_validate(data) if meters else inventory), meters
+
+
 def invoiced_fuel(
     inventory: Inventory,
     start: datetime,
@@ -145,26 +175,9 @@ def invoiced_fuel(
     if start.tzinfo is None or end.tzinfo is None or end <= start:
         msg = f"need an aware period with start < end, got {start} .. {end}"
         raise ValueError(msg)
-    data = inventory.model_dump(exclude_none=True)
-    meters: dict[str, str] = {}
-    for site in data["sites"]:
-        for building in site["buildings"]:
-            heated = any(p.get("usage") == Usage.HEATING.value or Usage.HEATING.value in p.get("serves", ())
-                         for p in building["points"] if p.get("cumulative"))
-            fuels = [a for a in building.get("invoices", []) if Energy(a["energy"]) in _HEATING_FUELS]
-            if heated or not fuels:
-                continue
-            # The fuel's heat as a meter of the model only (a utility binding keeps it off every collector).
-            meter = f"{fuels[0]['id']}-simulated-heat"
-            building["points"].append({
-                "id": meter, "name": "fuel (simulated)", "quantity": Quantity.HEAT_ENERGY.value, "unit": "kWh",
-                "usage": Usage.HEATING.value, "cumulative": True, "energy": fuels[0]["energy"],
-                "grdf": {"pce": f"GI{len(meters):06d}"},
-            })
-            meters[fuels[0]["id"]] = meter
+    physics, meters = fuel_meters(inventory)
     if not meters:
         return {}
-    physics = Inventory.model_validate(data)
     tz = inventory.organisation.tz
     bounds = [start.astimezone(UTC)]
     month = start.astimezone(tz).replace(day=1, hour=0, minute=0, second=0, microsecond=0)

@@ -6,9 +6,10 @@ import asyncio
 import email
 import email.policy
 import os
+import re
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -51,6 +52,9 @@ async def test_demo_fills_influxdb_for_every_point_and_mails_each_fault_once(inf
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "points with no reading: 0" in result.stdout
+    imported = [line.split()[1] for line in result.stdout.splitlines() if line.startswith("imported ")]
+    assert [name for name in imported if name.startswith(("enedis-", "grdf-", "factures"))] == imported
+    assert len(imported) == 4  # two Linkys (one file each), a Gazpar, the bills
     assert [line.split()[-1] for line in result.stdout.splitlines() if line.startswith("salle-polyvalente-")] == [
         "live", "live"]  # "imported, not live"
     rows = [line.split() for line in result.stdout.splitlines() if line.startswith(("mairie-", "piscine-", "ecole-"))]
@@ -65,12 +69,22 @@ async def test_demo_fills_influxdb_for_every_point_and_mails_each_fault_once(inf
             assert series, measurement
             assert series[0]["values"][0][1] > 0
         buildings = await client.query('SHOW TAG VALUES FROM "agg_building" WITH KEY = "building"')
-        assert len(buildings[0]["values"]) == 12  # the two Linky/Gazpar buildings are not collected live
-        # Their eight days of history are at their utility's resolution: 30 min, one index per gas day.
+        # The two Linky/Gazpar buildings are not collected live: their aggregates come from their imported files.
+        assert len(buildings[0]["values"]) == 14
+        # Their eight days of history are imported from the simulated files, at their utility's resolution:
+        # 30 min, one index per gas day (a reading at each end, after the anchor at the first start; the
+        # half-hour ending at the start is not published yet).
         utility = await client.query('SELECT count("value") FROM "reading" WHERE "point" = \'salle-polyvalente-gazpar\' '
                                      'OR "point" = \'maternelle-aulnes-linky\' GROUP BY "point"')
         assert {u["tags"]["point"]: u["values"][0][1] for u in utility} == {
-            "maternelle-aulnes-linky": 8 * 48, "salle-polyvalente-gazpar": 8}
+            "maternelle-aulnes-linky": 8 * 48 - 1 + 1, "salle-polyvalente-gazpar": 7 + 1}
+        bills = await client.query('SELECT count("consumption") FROM "invoices"."invoice" GROUP BY "account"')
+        # A bill a month of 2019 (--bill-years), and the school's fuel oil of the history's whole days, by month.
+        started = datetime.fromisoformat(re.search(r"simulated time starts (\S+) at", result.stdout)[1])
+        whole_days = [started.date() - timedelta(days=d) for d in range(1, 8)]
+        assert {b["tags"]["account"]: b["values"][0][1] for b in bills} == {
+            "maternelle-aulnes-elec": 12, "maternelle-aulnes-fioul": 12 + len({(d.year, d.month) for d in whole_days}),
+            "salle-polyvalente-elec": 12, "salle-polyvalente-gaz": 12}
         # The live service wrote its events: the faulty buildings' alerts are in InfluxDB for Grafana.
         flagged = await client.query('SHOW TAG VALUES FROM "anomaly" WITH KEY = "building"')
         assert {"mairie", "bibliotheque"} <= {row[1] for row in flagged[0]["values"]}
