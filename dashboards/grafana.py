@@ -1266,8 +1266,8 @@ def iter_queries(dashboard: Dashboard) -> Iterator[QueryRef]:
     >>> from pathlib import Path
     >>> from inventory import load_inventory
     >>> d = portfolio_dashboard(load_inventory(Path("examples/commune.yaml")))
-    >>> next(iter_queries(d)).where
-    'variable building'
+    >>> next(iter_queries(d)).where  # its building list is the inventory's: no query
+    'annotation «Anomalies»'
     """
     model = dashboard.model
     for var in model.get("templating", {}).get("list", []):
