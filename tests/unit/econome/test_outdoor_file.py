@@ -24,6 +24,7 @@ CONFIG = ROOT / "examples" / "commune.yaml"
 START = datetime(2023, 9, 1, tzinfo=UTC)
 DAYS = 730
 STATION = "41018001"
+GAZPAR = "salle-polyvalente-gazpar"
 
 
 @pytest.fixture
@@ -46,7 +47,10 @@ def commune(tmp_path: Path) -> Path:
 
 
 def _files(tmp_path: Path, saving: float) -> tuple[Path, Path]:
-    """The school's gas index, once a day, heated below 15 °C, saving from 2024-09-01; Météo-France's file of 2 stations."""
+    """The school's gas index and the hall's Gazpar (gas days from 6:00), heated below 15 °C, saving from 2024-09-01.
+
+    With Météo-France's file of two stations.
+    """
     rng = np.random.default_rng(0)
     temp = 11 - 9 * np.cos(2 * np.pi * (np.arange(DAYS) - 140) / 365) + rng.normal(0, 2.5, DAYS)
     heat_kwh = 100 + 60 * np.maximum(0, 15 - temp) + rng.normal(0, 20, DAYS)
@@ -54,8 +58,10 @@ def _files(tmp_path: Path, saving: float) -> tuple[Path, Path]:
     index = 5000 + np.cumsum(heat_kwh / 11.2)  # m3
     readings = tmp_path / "readings.csv"
     stamps = [START + timedelta(days=i, hours=11) for i in range(DAYS)]
+    gas_days = [START + timedelta(days=i, hours=5) for i in range(DAYS)]
     readings.write_text("timestamp,point,value\n" + "".join(
-        f"{t.isoformat()},ecole-curie-gas-volume,{v:.4f}\n" for t, v in zip(stamps, index, strict=True)))
+        f"{t.isoformat()},ecole-curie-gas-volume,{v:.4f}\n" for t, v in zip(stamps, index, strict=True)) + "".join(
+        f"{t.isoformat()},{GAZPAR},{v / 2:.4f}\n" for t, v in zip(gas_days, index, strict=True)))
     rows = ["NUM_POSTE;NOM_USUEL;LAT;LON;ALTI;AAAAMMJJ;RR;QRR;TN;QTN;HTN;QHTN;TX;QTX"]
     for i in range(DAYS):
         day = (START + timedelta(days=i)).strftime("%Y%m%d")
@@ -90,6 +96,16 @@ def test_a_commune_without_weather_sensor_takes_meteo_france_temperatures(
     assert out["savings_fraction"] == pytest.approx(0.3, abs=0.03)
     monthly = {m["start"][:7]: m["adjusted_baseline_kwh"] / m["points"] for m in out["monthly"]}
     assert monthly["2025-01"] > 1.5 * monthly["2025-07"]
+
+    # The hall's Gazpar, read once per gas day, the same way.
+    gazpar = ["mv", "--readings", str(readings), "--point", GAZPAR, "--config", str(commune), "--building",
+              "salle-polyvalente", "--baseline", "2023-09-02/2024-09-01", "--reporting", "2024-09-01/2025-08-30",
+              "--temperatures", str(meteo), "--station", STATION]
+    result = runner.invoke(app, gazpar)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert "terms=hdd" in out["model"]
+    assert out["savings_fraction"] == pytest.approx(0.3, abs=0.05)
 
     both = runner.invoke(app, [*mv, "--temperatures", str(meteo), "--temperature-point", "x"])
     assert both.exit_code == 2
