@@ -116,6 +116,12 @@ def test_a_commune_without_weather_sensor_takes_meteo_france_temperatures(
                                  "--out", str(month)])
     assert result.exit_code == 0, result.output
     assert "janvier 2025" in month.read_text(encoding="utf-8")
+    # The month's degree days are the file's station's, Météo-France's way: 18 - (TN + TX) / 2.
+    january = [line.split(";") for line in meteo.read_text(encoding="utf-8").splitlines()[1:]
+               if line.startswith(STATION) and ";202501" in line]
+    dju = sum(max(0.0, 18 - (float(f[8]) + float(f[12])) / 2) for f in january)
+    assert len(january) == 31
+    assert f"{dju:.0f}\u00a0DJU" in month.read_text(encoding="utf-8")
 
     reno = tmp_path / "reno.html"
     result = runner.invoke(app, ["report", "renovation", *common, "--building", "ecole-curie", "--out", str(reno)])
