@@ -21,7 +21,11 @@ reference year with days without data (exit 3) unless ``--allow-incomplete``.
 Counters become hourly consumption as the pipeline computes it
 (:func:`streams.history.hourly_consumption`), in kWh (a gas meter's m3
 converted with its ``conversion_kwh_per_unit``; water in m3). The outdoor
-temperature is the inventory's weather point (or ``--temperature-point``).
+temperature is the inventory's weather point (or ``--temperature-point``); a
+commune without a weather sensor gives ``--temperatures FILE``, Météo-France's
+daily file (``--station NUM_POSTE``), whose days the models see as hourly
+temperatures (:func:`mv.degreedays.hourly_from_daily`). ``report portfolio``
+needs none: without it, it measures no renovation savings.
 Periods are ``START/END`` dates, the end excluded.
 
 ``report portfolio`` and ``report operat`` also take the bills
@@ -91,7 +95,13 @@ from mv.baseline import (
     hourly_temperature_matrix,
     weekday_day_types,
 )
-from mv.degreedays import DailyTemperature, daily_temperatures, degree_days, read_temperature_csv
+from mv.degreedays import (
+    DailyTemperature,
+    daily_temperatures,
+    degree_days,
+    read_outdoor_temperatures,
+    read_temperature_csv,
+)
 from mv.savings import HourlyFallback, SavingsReport, avoided_consumption, avoided_consumption_hourly_or_daily, performance_gap
 from streams.aggregate import counter_tracker
 from streams.counters import CounterTracker
@@ -225,15 +235,65 @@ TempPointOpt = Annotated[
 ]
 
 
-def _weather_point(inv: Inventory | None, override: str | None) -> str:
+TemperaturesOpt = Annotated[Path | None, typer.Option(
+    help="Outdoor temperatures from a file, instead of a weather point (a commune without a weather sensor): "
+         "Météo-France's daily file of the département (meteo.data.gouv.fr, NUM_POSTE;...;AAAAMMJJ;...;TN;...;TX, "
+         ".csv or .csv.gz), daily date,tmin,tmax, or timestamp,value.")]
+StationOpt = Annotated[str | None, typer.Option(help="NUM_POSTE of the station in a Météo-France file of several stations.")]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Outdoor:
+    """Where a command takes the outdoor temperature: a point of the readings, or a file's days and hourly series."""
+
+    point: str | None = None
+    days: list[DailyTemperature] | None = None
+    hourly: Series | None = None
+
+    def points(self) -> list[str]:
+        return [self.point] if self.point is not None else []
+
+    def series(self, data: dict[str, PointSeries], source: ReadingSource) -> Series:
+        """The hourly temperatures; exit 3 when the point has no reading."""
+        if self.hourly is not None:
+            return self.hourly
+        assert self.point is not None  # noqa: S101 - _outdoor gives a point or a file
+        return _temperature(data, self.point, source)
+
+    def series_or_none(self, data: dict[str, PointSeries]) -> Series | None:
+        return self.hourly if self.hourly is not None else _temperature_or_none(data, self.point)
+
+    def daily(self, data: dict[str, PointSeries], source: ReadingSource, tz: tzinfo) -> list[DailyTemperature]:
+        """The days' Tn, Tx and mean: the file's own, else from the point's readings."""
+        return self.days if self.days is not None else _daily_temps(self.series(data, source), tz)
+
+
+def _outdoor(
+    inv: Inventory | None, override: str | None, path: Path | None, station: str | None, tz: tzinfo,
+    *, required: bool = True,
+) -> _Outdoor:
+    """The outdoor temperature: ``--temperature-point``, else ``--temperatures``, else the inventory's weather point.
+
+    Exit 2 when none is there and ``required``, or both options are given.
+    """
+    if override is not None and path is not None:
+        msg = "give --temperature-point or --temperatures, not both"
+        raise _fail(msg, 2)
     if override is not None:
-        return override
-    if inv is not None:
-        for _, point in inv.points():
-            if point.quantity is Quantity.TEMPERATURE and point.usage is Usage.WEATHER:
-                return point.id
-    msg = "no outdoor temperature: give --temperature-point, or --config with a weather point"
-    raise _fail(msg, 2)
+        return _Outdoor(point=override)
+    if path is not None:
+        try:
+            days, hourly = read_outdoor_temperatures(path, tz=tz, station=station)
+        except (OSError, TelemetryError, ValueError) as exc:
+            msg = f"--temperatures {path}: {exc}"
+            raise _fail(msg, 2) from exc
+        return _Outdoor(days=days, hourly=hourly)
+    weather = _weather_or_none(inv) if inv is not None else None
+    if weather is None and required:
+        msg = ("no outdoor temperature: give --temperatures FILE (Météo-France's daily file, with --station), "
+               "--temperature-point, or --config with a weather point")
+        raise _fail(msg, 2)
+    return _Outdoor(point=weather)
 
 
 def _tracker(inv: Inventory | None, point_id: str) -> tuple[CounterTracker, float]:
@@ -258,6 +318,8 @@ def mv(
     readings: ReadingsOpt = None,
     from_influx: FromInfluxOpt = False,
     temperature_point: TempPointOpt = None,
+    temperatures: TemperaturesOpt = None,
+    station: StationOpt = None,
     model: Annotated[str, typer.Option(help="'daily' (change-point, default) or 'towt' (hourly).")] = "daily",
     timezone: Annotated[str, typer.Option(help="Timezone of the local day (without --config).")] = "Europe/Paris",
     config: Annotated[Path | None, typer.Option(help="Inventory: the point's unit, the day types, the tariff.")] = None,
@@ -279,13 +341,14 @@ def mv(
             raise _fail(msg, 2) from exc
     tz = ZoneInfo(inv.organisation.timezone if inv is not None else timezone)
     tracker, per_unit = _tracker(inv, point)
-    weather = _weather_point(inv, temperature_point)
-    data = source.load(inv, *local_range(tz, min(base_start, rep_start), max(base_end, rep_end)), [point, weather])
+    outdoor = _outdoor(inv, temperature_point, temperatures, station, tz)
+    span = local_range(tz, min(base_start, rep_start), max(base_end, rep_end))
+    data = source.load(inv, *span, [point, *outdoor.points()])
     if point not in data:
         msg = f"no reading of {point} in {source.where}"
         raise _fail(msg)
     series = _consumption(data[point], tracker, tz, per_unit)
-    temps = _temperature(data, weather, source)
+    temps = outdoor.series(data, source)
     fallback: HourlyFallback | None = None
     try:
         if model == "towt":
@@ -423,6 +486,8 @@ def report_building(
     readings: ReadingsOpt = None,
     from_influx: FromInfluxOpt = False,
     temperature_point: TempPointOpt = None,
+    temperatures: TemperaturesOpt = None,
+    station: StationOpt = None,
 ) -> None:
     """Monthly report of one building (HTML, or PDF when --out ends in .pdf)."""
     writable_or_exit(out)
@@ -435,15 +500,15 @@ def report_building(
     except ValueError as exc:
         msg = f"month {month!r} must be YYYY-MM"
         raise typer.BadParameter(msg) from exc
-    weather = _weather_point(inv, temperature_point)
+    outdoor = _outdoor(inv, temperature_point, temperatures, station, inv.organisation.tz)
     # The month and, for the comparison, the same month a year before.
     span = local_range(inv.organisation.tz, date(year - 1, mon, 1), (first + timedelta(days=31)).replace(day=1))
-    data = source.load(inv, *span, [*_metered(bld), weather])
+    data = source.load(inv, *span, [*_metered(bld), *outdoor.points()])
     series = _building_series(inv, bld, data)
     if not series:
         msg = f"no consumption of building {building} in {source.where}"
         raise _fail(msg)
-    temps = _daily_temps(_temperature(data, weather, source), inv.organisation.tz)
+    temps = outdoor.daily(data, source, inv.organisation.tz)
     current()("writing the report", 0, 1)
     try:
         page = building_month_report(inv, bld, year, mon, series, degree_days(temps), {t.day: t.mean_c for t in temps})
@@ -479,6 +544,8 @@ def report_renovation(
     readings: ReadingsOpt = None,
     from_influx: FromInfluxOpt = False,
     temperature_point: TempPointOpt = None,
+    temperatures: TemperaturesOpt = None,
+    station: StationOpt = None,
     renovation: Annotated[int, typer.Option(help="Index of the renovation in the building's list (default: the last).")] = -1,
     point: Annotated[str | None, typer.Option(help="Meter to analyse (default: the one of the renovated usage).")] = None,
     baseline: Annotated[
@@ -503,11 +570,11 @@ def report_renovation(
     meter = _renovation_meter(bld, works.usages, point)
     assert meter.energy is not None  # noqa: S101 - _renovation_meter keeps energy meters only
     tz = inv.organisation.tz
-    weather = _weather_point(inv, temperature_point)
+    outdoor = _outdoor(inv, temperature_point, temperatures, station, tz)
     base_start, base_end = _period(baseline) if baseline else (works.date - timedelta(days=365), works.date)
     # The reference period and the reporting one (by default from the works up to today).
     asked = _period(reporting) if reporting else (works.date, datetime.now(tz).date() + timedelta(days=1))
-    data = source.load(inv, *local_range(tz, min(base_start, asked[0]), max(base_end, asked[1])), [meter.id, weather])
+    data = source.load(inv, *local_range(tz, min(base_start, asked[0]), max(base_end, asked[1])), [meter.id, *outdoor.points()])
     loaded = _point_series(inv, data, meter)
     if loaded is None:
         msg = f"no reading of {meter.id} in {source.where}"
@@ -515,7 +582,7 @@ def report_renovation(
     rep_start, rep_end = _period(reporting) if reporting else (works.date, loaded[0][-1] + timedelta(days=1))
     calendar = FrenchCalendar(inv.organisation.school_holiday_zone)
     days, energy = loaded
-    matrix = hourly_temperature_matrix(*_temperature(data, weather, source), days, tz=tz)
+    matrix = hourly_temperature_matrix(*outdoor.series(data, source), days, tz=tz)
     obs = DailyObservations.build(days, energy, matrix, classify_days(days, bld, calendar))
     current()("fitting the baseline, savings", 0, 2)
     try:
@@ -595,6 +662,8 @@ def report_portfolio(
     from_influx: FromInfluxOpt = False,
     invoices: InvoicesOpt = None,
     temperature_point: TempPointOpt = None,
+    temperatures: TemperaturesOpt = None,
+    station: StationOpt = None,
     price_escalation: Annotated[float, typer.Option(help="Yearly price rise for the cost of inaction.")] = 0.04,
     reference_year: Annotated[int | None, typer.Option(
         min=FIRST_REFERENCE_YEAR,
@@ -617,13 +686,14 @@ def report_portfolio(
     inv = _load(config)
     bills = load_invoices(inv, invoices, source)
     invoiced = yearly_totals(bills)
-    weather = _weather_point(inv, temperature_point) if source is not None else None
+    # Outdoor temperatures serve only the renovation savings: a commune without any is reported all the same.
+    outdoor = _outdoor(inv, temperature_point, temperatures, station, inv.organisation.tz, required=False)
     # The year, the reference years of the renovations whose savings it counts, and the décret's reference year.
     works = [w.date for _, b in inv.buildings() for w in b.renovations if w.date < date(year + 1, 1, 1)]
     earliest = date(min(reference_year or FIRST_REFERENCE_YEAR, year), 1, 1)
     first_billed = min((b.start.year for b in bills), default=year)
     first = min([date(year, 1, 1), earliest, date(first_billed, 1, 1), *(d - timedelta(days=365) for d in works)])
-    points = [*_all_metered(inv), weather] if weather else _all_metered(inv)
+    points = [*_all_metered(inv), *outdoor.points()]
     data = _load_span(source, inv, first, date(year + 1, 1, 1), points, required=not bills)
     built = _all_series(inv, data, f"consumption {year}")
     every = tuple(Energy)
@@ -658,10 +728,11 @@ def report_portfolio(
         listed = ", ".join(f"{b} {y}" for b, y in sorted(own.items()))
         note += f" ; pour {listed} : leur propre année de référence (inventaire ou factures)"
     # Without outdoor temperatures (a commune known from its bills only) no renovation savings are measured.
-    temp = _temperature_or_none(data, weather)
+    temp = outdoor.series_or_none(data)
     if temp is None and any(b.renovations for _, b in inv.buildings()) and source is not None:
-        typer.echo(f"warning: no reading of the outdoor temperature {weather} in {source.where}: "
-                   "no renovation savings measured", err=True)
+        which = f"no reading of the outdoor temperature {outdoor.point} in {source.where}" if outdoor.point else (
+            "no outdoor temperature (no weather point, no --temperatures)")
+        typer.echo(f"warning: {which}: no renovation savings measured", err=True)
     rows = []
     for _, bld in current().track(inv.buildings(), "savings per building"):
         if bld.id in totals:
@@ -796,7 +867,7 @@ def _adjustment(
 def report_operat(
     config: ConfigOpt,
     year: Annotated[int, typer.Option(help="Year declared.")],
-    out: OutOpt,
+    out: Annotated[Path, typer.Option(help="CSV file to write (a name ending in .csv): the OPERAT import format.")],
     reference_year: Annotated[int | None, typer.Option(
         min=FIRST_REFERENCE_YEAR,
         help="Reference year of the buildings without operat_reference_year in the inventory (2010 or later); default: "
@@ -832,6 +903,9 @@ def report_operat(
     left blank. The year's consumption adjusted to the reference year's climate, and
     how, are in the last columns.
     """
+    if out.suffix.lower() != ".csv":
+        msg = f"--out {out}: the OPERAT export is a CSV file, give a name ending in .csv"
+        raise _fail(msg, 2)
     writable_or_exit(out)
     shares = _heating_shares(heating_share or [])
     source = _source(readings, from_influx, invoices)

@@ -65,9 +65,11 @@ __all__ = [
     "DegreeDay",
     "daily_temperatures",
     "degree_days",
+    "hourly_from_daily",
     "monthly_degree_days",
     "parse_timestamp",
     "professional_degree_days",
+    "read_outdoor_temperatures",
     "read_series_csv",
     "read_temperature_csv",
 ]
@@ -191,15 +193,69 @@ def read_temperature_csv(
         DecodeError: when the columns are not one of the forms, or the station is not
             given among several or not in the file (the message lists the stations).
     """
+    daily, series = _read_outdoor(path, station)
+    if daily is not None:
+        return daily
+    return daily_temperatures(*series, tz=tz, min_coverage=min_coverage)
+
+
+def read_outdoor_temperatures(
+    path: Path, tz: tzinfo = UTC, station: str | None = None
+) -> tuple[list[DailyTemperature], tuple[list[datetime], list[float]]]:
+    """The days of a temperature file (:func:`read_temperature_csv`) and an hourly series for the models.
+
+    A sub-daily ``timestamp,value`` file gives its own samples; a daily file
+    (Météo-France's, or ``date,tmin,tmax``) gives :func:`hourly_from_daily`, so
+    that the models of :mod:`mv.baseline`, which read hourly temperatures, see
+    each day's mean (Tn + Tx) / 2.
+
+    Raises:
+        DecodeError: as :func:`read_temperature_csv`.
+    """
+    daily, series = _read_outdoor(path, station)
+    if daily is not None:
+        return daily, hourly_from_daily(daily, tz)
+    return daily_temperatures(*series, tz=tz), series
+
+
+def _read_outdoor(
+    path: Path, station: str | None
+) -> tuple[list[DailyTemperature] | None, tuple[list[datetime], list[float]]]:
+    """The days of a daily file, or (None, the samples) of a sub-daily one."""
     text = _text(path)
     first = text.split("\n", 1)[0]
     if ";" in first and {"NUM_POSTE", "AAAAMMJJ", "TN", "TX"} <= {c.strip() for c in first.split(";")}:
-        return _read_meteo_france(path, text, station)
+        return _read_meteo_france(path, text, station), ([], [])
     header = next(csv.reader(io.StringIO(first)), [])
     if {"date", "tmin", "tmax"} <= set(header):
-        return _read_daily_csv(path)
-    stamps, values = read_series_csv(path)
-    return daily_temperatures(stamps, values, tz=tz, min_coverage=min_coverage)
+        return _read_daily_csv(path), ([], [])
+    return None, read_series_csv(path)
+
+
+_COLDEST_HOUR = 5  # local time of Tn in the hourly profile of a day known by its Tn and Tx; Tx 12 hours later
+
+
+def hourly_from_daily(days: Sequence[DailyTemperature], tz: tzinfo = UTC) -> tuple[list[datetime], list[float]]:
+    """Hourly temperatures of days known by Tn and Tx: a cosine from Tn at 05:00 to Tx at 17:00 local.
+
+    The 24 hours of a day average (Tn + Tx) / 2, the Météo-France mean; a gap
+    gives no sample.
+
+    >>> day = DailyTemperature(date(2025, 1, 6), 0.0, 10.0, 5.0, 1.0, False)
+    >>> stamps, values = hourly_from_daily([day], UTC)
+    >>> len(values), values[5], values[17], round(sum(values) / 24, 9)
+    (24, 0.0, 10.0, 5.0)
+    """
+    stamps: list[datetime] = []
+    values: list[float] = []
+    for day in days:
+        if day.gap:
+            continue
+        middle, swing = day.tmean_c, (day.tmax_c - day.tmin_c) / 2
+        for hour in range(24):
+            stamps.append(datetime(day.day.year, day.day.month, day.day.day, hour, tzinfo=tz).astimezone(UTC))
+            values.append(middle - swing * math.cos(2 * math.pi * (hour - _COLDEST_HOUR) / 24))
+    return stamps, values
 
 
 def _text(path: Path) -> str:

@@ -128,6 +128,8 @@ def _variables(dashboard: Dashboard, demo: DemoData) -> dict[str, str | list[str
             out[name] = list(demo.buildings)
         elif var["type"] == "constant":
             out[name] = var["query"]
+        elif var["type"] == "custom" and var["current"]["value"] == ["$__all"]:
+            out[name] = [o["value"] for o in var["options"] if o["value"] != "$__all"]
         elif var["type"] == "custom":
             out[name] = var["current"]["value"]
         elif var["type"] == "textbox" and name == "reception":

@@ -230,3 +230,19 @@ def test_cli_build(tmp_path: Path) -> None:
     assert (tmp_path / "json" / "valmont" / "travaux" / "valmont-travaux-ecole-curie.json").exists()
     bad = CliRunner().invoke(app, ["dashboards", "build", str(ROOT / "examples" / "commune.yaml"), "--auth", "kerberos"])
     assert bad.exit_code == 2
+
+
+def test_portfolio_lists_every_building_of_the_inventory(commune: Inventory, generated: list[Dashboard]) -> None:
+    # Issue 14 review: the list came from the raw "reading" tags, so a building known only from Linky/Gazpar
+    # files older than the raw retention never appeared, and every building dropped out 90 days after its last reading.
+    portfolio = next(d for d in generated if d.uid == "valmont-patrimoine")
+    var = next(v for v in portfolio.model["templating"]["list"] if v["name"] == "building")
+    assert var["type"] == "custom"
+    ids = [b.id for _, b in commune.buildings()]
+    assert var["query"].split(",") == ids
+    assert [o["value"] for o in var["options"]] == ["$__all", *ids]
+    utility_only = [b.id for _, b in commune.buildings() if all(p.is_utility for p in b.points)]
+    assert utility_only == ["maternelle-aulnes", "salle-polyvalente"]  # listed above, readings or not
+    for dashboard in generated:
+        for templ in dashboard.model["templating"]["list"]:
+            assert 'FROM "reading"' not in str(templ.get("query", "")), dashboard.uid
