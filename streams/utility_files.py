@@ -235,6 +235,9 @@ class ParsedFile:
     """Meter numbers of no point of the inventory, with their rows (rejected)."""
     notes: list[str] = field(default_factory=list)
     """What was read with a guess (a meter number a spreadsheet changed)."""
+    published_kwh: dict[str, float] = field(default_factory=dict)
+    """GRDF: per point, the energy (kWh) the file publishes over its kept intervals (``energieConsomme``,
+    or the volume × the day's coefficient); no entry when a kept row gives neither."""
 
 
 # -- shared helpers ----------------------------------------------------------------------
@@ -916,6 +919,7 @@ def parse_grdf(path: Path, inventory: Inventory, point_id: str | None = None) ->
     parsed = ParsedFile(path)
     raw: dict[str, list[Consumption]] = defaultdict(list)
     rank: dict[int, int] = {}
+    published: dict[int, float | None] = {}
     multi_day = False
     for line, cells in rows:
         def cell(key: str, cells: list[str] = cells) -> str:
@@ -946,6 +950,7 @@ def parse_grdf(path: Path, inventory: Inventory, point_id: str | None = None) ->
         parsed.meters[point.id] = point.grdf.pce if point.grdf is not None else pce
         # A published (definitive) reading wins over an estimated one of the same day, whatever their order.
         rank[line] = 1 if _norm(cell("kind")).startswith("estim") else 0
+        published[line] = _published_kwh(cell("m3"), cell("kwh"), cell("coeff"))
         raw[point.id].append(Consumption(start, end, amount, line))
     if not raw and parsed.unknown:
         raise DecodeError(_unknown_error(path, parsed.unknown, "PCE", "grdf"))
@@ -954,7 +959,22 @@ def parse_grdf(path: Path, inventory: Inventory, point_id: str | None = None) ->
                             "from the first gas day's 06:00 to the end date's 06:00: their days are not told apart")
     for pid, items in sorted(raw.items()):
         _settle(pid, items, parsed, inventory.point(pid).unit, tz, rank)
+        energies = [published.get(item.line or 0) for item in parsed.series[pid]]
+        if energies and all(e is not None for e in energies):
+            parsed.published_kwh[pid] = sum(e for e in energies if e is not None)
     return parsed
+
+
+def _published_kwh(m3_text: str, kwh_text: str, coeff_text: str) -> float | None:
+    """The energy a GRDF row publishes (kWh): its own, else volume × the day's coefficient; None when neither."""
+    try:
+        if kwh_text:
+            return _number(kwh_text)
+        if m3_text and coeff_text:
+            return _number(m3_text) * _number(coeff_text)
+    except ValueError:
+        return None
+    return None
 
 
 def _gas_amount(point: Point, m3_text: str, kwh_text: str, coeff_text: str) -> float:
