@@ -695,12 +695,14 @@ def _status_lines(inventory: Inventory, point: Point, plan: _Plan, cut: datetime
     step = int(STATUS_EVERY.total_seconds() * 1000)
     start = max(plan.first_ms, to_ms(cut) if cut is not None else plan.first_ms)
     first = -(-start // step) * step
-    empty = [(a, b) for a, b in plan.gaps if not any(a <= ts <= b for ts in plan.in_gaps)]
+    empty = sorted((a, b) for a, b in plan.gaps if not any(a <= ts <= b for ts in plan.in_gaps))
+    starts = [a for a, _ in empty]
     times = sorted({*plan.new, *plan.in_gaps})
     prefix = f"point_status,building={escape_tag(building)},point={escape_tag(point.id)} "
     lines: list[str] = []
     for ts in range(first, plan.last_ms, step):
-        missing = any(a < ts < b for a, b in empty)
+        gap = bisect_right(starts, ts) - 1  # the gaps do not overlap: only the last one starting before can hold ts
+        missing = gap >= 0 and empty[gap][0] < ts < empty[gap][1]
         at = bisect_right(times, ts) - 1
         age = (ts - times[at]) / 1000 if at >= 0 else -1.0
         lines.append(f"{prefix}missing={int(missing)}i,stale=0i,age_s={age} {ts}")
