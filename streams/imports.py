@@ -82,6 +82,8 @@ the import writes those rows over its span, at the same instants: ``missing``
 inside a gap of the intervals (unless InfluxDB already held readings there),
 ``age_s`` the time since the last interval end, within the raw retention only
 (:func:`_status_lines`). Importing the same file again writes the same rows.
+``econome run``'s daily fetch passes ``status=False``: its own status loop
+already writes those points' rows, with their publication delay.
 
 Delivery goes the way of ``econome run``'s readings: they are appended with
 their line protocol to a :class:`~streams.buffer.DeliveryLog` (its own file,
@@ -779,6 +781,7 @@ async def deliver_consumption(
     data_dir: Path,
     source: str,
     timeout: timedelta = timedelta(minutes=5),
+    status: bool = True,
 ) -> ImportReport:
     """Write one point's intervals as its cumulative index, with the aggregates they change (see the module).
 
@@ -790,6 +793,8 @@ async def deliver_consumption(
         data_dir: where the import delivery log and the dead letters are kept.
         source: where the intervals come from (for the report).
         timeout: the longest the writes may take.
+        status: write ``point_status`` rows over the span (:func:`_status_lines`); False where
+            ``econome run``'s own status loop already writes the point's (its daily fetch).
 
     Returns:
         What was written, and what waits in the log if InfluxDB went down.
@@ -855,12 +860,12 @@ async def deliver_consumption(
             hour_lines, moved = _hour_lines(sample[:sample.index(" value=") + 1], plan, stored, cut_ms)
         if readings:
             log.append(readings, [encoder.encode(r) for r in readings], force=True)
-        status = _status_lines(inventory, point, plan, cut)
-        log.add_outbox(lines + hour_lines + status, processed_seq=0)
+        statuses = _status_lines(inventory, point, plan, cut) if status else []
+        log.add_outbox(lines + hour_lines + statuses, processed_seq=0)
         report.first, report.last = items[0].start, items[-1].end
         report.intervals, report.amount, report.anchor = len(items), sum(i.amount for i in items), plan.anchor
         report.readings, report.aggregates, report.hourly = len(readings), len(lines), len(hour_lines)
-        report.statuses = len(status)
+        report.statuses = len(statuses)
         report.hourly_only = sum(1 for item in items if cut_ms is not None and to_ms(item.end) < cut_ms)
         report.shifted = sum(1 for ts in plan.rewritten if ts > plan.last_ms and ts not in stored.stand_ins) + moved
         report.shift = plan.shift if report.shifted else 0.0
