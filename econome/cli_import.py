@@ -89,7 +89,7 @@ def register(app: typer.Typer) -> None:
 
 @import_app.command("enedis")
 def import_enedis(files: _FilesArgument, inventory: _InventoryOption, point: _PointOption = None) -> None:
-    """Import Linky files of the Enedis customer area ("Mes mesures": load curve or daily indexes)."""
+    """Import Linky files of the Enedis customer area ("Mes mesures": load curve, daily indexes or daily consumption)."""
     _import(files, inventory, lambda path, inv: parse_enedis(path, inv, point), "PRM")
 
 
