@@ -49,6 +49,7 @@ from econome._common import load_or_exit as _load
 from econome._readings import EXIT_DATA, EXIT_INFLUX, influx_config, one_line
 from econome.cli_invoices import register as register_invoices
 from econome.settings import load_settings
+from inventory import Quantity
 from streams.errors import DecodeError, SinkError, TelemetryError
 from streams.imports import ImportReport, deliver_consumption
 from streams.units import energy_kwh_factor
@@ -88,7 +89,7 @@ def register(app: typer.Typer) -> None:
 
 @import_app.command("enedis")
 def import_enedis(files: _FilesArgument, inventory: _InventoryOption, point: _PointOption = None) -> None:
-    """Import Linky files of the Enedis customer area ("Mes mesures": load curve or daily indexes)."""
+    """Import Linky files of the Enedis customer area ("Mes mesures": load curve, daily indexes or daily consumption)."""
     _import(files, inventory, lambda path, inv: parse_enedis(path, inv, point), "PRM")
 
 
@@ -148,6 +149,7 @@ def _import_checked(file: Path, inv: Inventory, config: InfluxConfig, data_dir: 
         typer.echo(f"note: {file}: {note}")
     for report in reports:
         _print_report(inv, report, parsed, tz, meter, f"{config.safe_url} ({where})")
+        _kwh_warning(inv, report, parsed)
     _print_problems(parsed)
     code = 0
     for report in reports:
@@ -180,12 +182,48 @@ def _local(moment: datetime | None, tz: ZoneInfo) -> str:
     return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M") if moment is not None else "-"
 
 
-def _in_kwh(inv: Inventory, report: ImportReport) -> str:
-    """`` (688.800 kWh)`` for a point counted in another unit than kWh (a gas volume, Wh), else nothing."""
-    kwh = energy_kwh_factor(inv.point(report.point_id))
+def _in_kwh(inv: Inventory, report: ImportReport, parsed: ParsedFile) -> str:
+    """`` (688.800 kWh)`` for a point counted in another unit than kWh (a gas volume, Wh), else nothing.
+
+    A gas volume shows the energy the file publishes (GRDF's kWh, from the day's coefficient)
+    beside the one the inventory's constant gives: reports and OPERAT count the latter.
+    """
+    point = inv.point(report.point_id)
+    kwh = energy_kwh_factor(point)
+    published = parsed.published_kwh.get(report.point_id)
+    if point.quantity is Quantity.GAS_VOLUME and published is not None:
+        constant = (f"{report.amount * kwh:.3f} kWh at the inventory's {point.conversion_kwh_per_unit:g} kWh/m3"
+                    if kwh else "no conversion_kwh_per_unit in the inventory")
+        return f" ({published:.3f} kWh published by the file; {constant})"
     if kwh is None or report.unit == "kWh":
         return ""
     return f" ({report.amount * kwh:.3f} kWh)"
+
+
+_KWH_TOLERANCE = 0.01
+"""The relative difference between the file's published kWh and the inventory constant's that is warned about."""
+
+
+def _kwh_warning(inv: Inventory, report: ImportReport, parsed: ParsedFile) -> None:
+    """Warn when a gas volume point's constant kWh differ from the file's published kWh by more than 1 %."""
+    point = inv.point(report.point_id)
+    published = parsed.published_kwh.get(report.point_id)
+    kwh = energy_kwh_factor(point)
+    if point.quantity is not Quantity.GAS_VOLUME or not published or not kwh:
+        return
+    constant = report.amount * kwh
+    difference = (constant - published) / published
+    if abs(difference) <= _KWH_TOLERANCE:
+        return
+    pce = point.grdf.pce if point.grdf is not None else "..."
+    typer.echo(
+        f"warning: {parsed.path}: {point.id}: the inventory's {point.conversion_kwh_per_unit:g} kWh/m3 gives "
+        f"{constant:.3f} kWh, {difference:+.1%} from the {published:.3f} kWh the file publishes (GRDF's daily "
+        "coefficient): reports, M&V and OPERAT count the inventory's. Declare the Gazpar in kWh to count GRDF's "
+        f"energy: {{id: {point.id}, quantity: heat_energy, unit: kWh, usage: {point.usage.value}, cumulative: true, "
+        f"energy: natural_gas, grdf: {{pce: '{pce}'}}}} (docs/utilities.md)",
+        err=True,
+    )
 
 
 def _print_report(
@@ -194,7 +232,7 @@ def _print_report(
     typer.echo(
         f"{report.point_id} ({meter} {parsed.meters.get(report.point_id, '?')}): "
         f"{_local(report.first, tz)} -> {_local(report.last, tz)} ({tz.key}), "
-        f"{report.intervals} intervals, {report.amount:.3f} {report.unit}{_in_kwh(inv, report)}"
+        f"{report.intervals} intervals, {report.amount:.3f} {report.unit}{_in_kwh(inv, report, parsed)}"
     )
     done = "written to" if not report.refused else f"sent ({report.refused} refused) to"
     typer.echo(

@@ -75,6 +75,16 @@ retention is read (a bucket's is not known): every reading goes to the raw
 bucket as a raw reading and no hourly row is written. Lines InfluxDB refuses
 all the same are counted (``refused``).
 
+**Data completeness**: ``econome run`` writes a ``point_status`` row per
+point every 5 minutes (``missing``, ``stale``, ``age_s``), which the
+"Complétude des données" panels average; an imported point is not polled, so
+the import writes those rows over its span, at the same instants: ``missing``
+inside a gap of the intervals (unless InfluxDB already held readings there),
+``age_s`` the time since the last interval end, within the raw retention only
+(:func:`_status_lines`). Importing the same file again writes the same rows.
+``econome run``'s daily fetch passes ``status=False``: its own status loop
+already writes those points' rows, with their publication delay.
+
 Delivery goes the way of ``econome run``'s readings: they are appended with
 their line protocol to a :class:`~streams.buffer.DeliveryLog` (its own file,
 ``data_dir/imports.sqlite``, so an import never competes with a running
@@ -116,6 +126,7 @@ from streams.influx import (
     InfluxQLClient,
     InfluxV1Writer,
     LineEncoder,
+    escape_tag,
     influxql_ident,
     make_writer,
     to_ms,
@@ -179,6 +190,8 @@ class ImportReport:
         refused: lines InfluxDB refused (kept in ``data_dir/dead-letters.jsonl``), with ``refused_reason``.
         hourly: hourly rows written to ``long.reading_1h`` (after ``econome influx setup``).
         hourly_only: intervals older than the raw retention: kept as hourly rows only.
+        statuses: ``point_status`` rows written over the span, every 5 minutes as ``econome run``
+            writes them, ``missing`` in the gaps (the data-completeness panels).
     """
 
     point_id: str
@@ -201,6 +214,7 @@ class ImportReport:
     refused_reason: str = ""
     hourly: int = 0
     hourly_only: int = 0
+    statuses: int = 0
 
 
 class _SinkWatch(Sensor):
@@ -667,6 +681,36 @@ async def _aggregates(client: InfluxQLClient, history: RawHistory, inventory: In
     return lines
 
 
+STATUS_EVERY = timedelta(minutes=5)
+"""The cadence of the ``point_status`` rows an import writes: ``econome run``'s (``Pipeline.status_every``)."""
+
+
+def _status_lines(inventory: Inventory, point: Point, plan: _Plan, cut: datetime | None) -> list[str]:
+    """``point_status`` rows over the imported span, every :data:`STATUS_EVERY`, as ``econome run`` writes them.
+
+    A row is ``missing`` inside a gap of the intervals that holds no reading InfluxDB already had
+    (another file's); ``age_s`` is the time since the point's last reading (its interval ends);
+    ``stale`` is 0 (a utility's index is published, not polled). Rows older than the raw retention
+    (``cut``) are not written: InfluxDB keeps ``point_status`` in the raw policy.
+    """
+    building = next(b.id for b, p in inventory.points() if p.id == point.id)
+    step = int(STATUS_EVERY.total_seconds() * 1000)
+    start = max(plan.first_ms, to_ms(cut) if cut is not None else plan.first_ms)
+    first = -(-start // step) * step
+    empty = sorted((a, b) for a, b in plan.gaps if not any(a <= ts <= b for ts in plan.in_gaps))
+    starts = [a for a, _ in empty]
+    times = sorted({*plan.new, *plan.in_gaps})
+    prefix = f"point_status,building={escape_tag(building)},point={escape_tag(point.id)} "
+    lines: list[str] = []
+    for ts in range(first, plan.last_ms, step):
+        gap = bisect_right(starts, ts) - 1  # the gaps do not overlap: only the last one starting before can hold ts
+        missing = gap >= 0 and empty[gap][0] < ts < empty[gap][1]
+        at = bisect_right(times, ts) - 1
+        age = (ts - times[at]) / 1000 if at >= 0 else -1.0
+        lines.append(f"{prefix}missing={int(missing)}i,stale=0i,age_s={age} {ts}")
+    return lines
+
+
 async def deliver_pending(inventory: Inventory, influx_config: InfluxConfig, *, data_dir: Path,
                           timeout: timedelta = timedelta(minutes=5)) -> int:
     """Write what an interrupted import left in ``data_dir/imports.sqlite``; returns the rows still waiting.
@@ -737,6 +781,7 @@ async def deliver_consumption(
     data_dir: Path,
     source: str,
     timeout: timedelta = timedelta(minutes=5),
+    status: bool = True,
 ) -> ImportReport:
     """Write one point's intervals as its cumulative index, with the aggregates they change (see the module).
 
@@ -748,6 +793,8 @@ async def deliver_consumption(
         data_dir: where the import delivery log and the dead letters are kept.
         source: where the intervals come from (for the report).
         timeout: the longest the writes may take.
+        status: write ``point_status`` rows over the span (:func:`_status_lines`); False where
+            ``econome run``'s own status loop already writes the point's (its daily fetch).
 
     Returns:
         What was written, and what waits in the log if InfluxDB went down.
@@ -813,10 +860,12 @@ async def deliver_consumption(
             hour_lines, moved = _hour_lines(sample[:sample.index(" value=") + 1], plan, stored, cut_ms)
         if readings:
             log.append(readings, [encoder.encode(r) for r in readings], force=True)
-        log.add_outbox(lines + hour_lines, processed_seq=0)
+        statuses = _status_lines(inventory, point, plan, cut) if status else []
+        log.add_outbox(lines + hour_lines + statuses, processed_seq=0)
         report.first, report.last = items[0].start, items[-1].end
         report.intervals, report.amount, report.anchor = len(items), sum(i.amount for i in items), plan.anchor
         report.readings, report.aggregates, report.hourly = len(readings), len(lines), len(hour_lines)
+        report.statuses = len(statuses)
         report.hourly_only = sum(1 for item in items if cut_ms is not None and to_ms(item.end) < cut_ms)
         report.shifted = sum(1 for ts in plan.rewritten if ts > plan.last_ms and ts not in stored.stand_ins) + moved
         report.shift = plan.shift if report.shifted else 0.0

@@ -33,8 +33,18 @@ accents: names are compared without accents or case)::
   interval): Enedis's own documentation needs a DataHub account; public
   accounts of it are the Consometers' notes (https://github.com/consometers/data-connect)
   and Quoalise's format notes (https://github.com/l-etabli/quoalise, ``formalisme/enedis.md``);
-* a daily index row (``Unité`` ``Wh``) is the cumulative index at ``Horodate``:
-  the consumption is the difference between successive indexes.
+* a daily index row (``Unité`` ``Wh``, no ``Pas``, or the preamble's ``Type
+  de donnees`` naming an index) is the cumulative index at ``Horodate``: the
+  consumption is the difference between successive indexes;
+* a daily consumption row (``Wh`` with ``Pas`` ``P1D``, or the preamble's
+  ``Type de donnees;Consommation quotidienne``) is the energy of the local day
+  ``Horodate`` names, 00:00 to 24:00 (23 or 25 hours at the clock changes), as
+  Data Connect's ``daily_consumption`` gives it (``date`` the day, Wh).
+
+The kind is read from the file, never guessed: a ``Type de donnees`` not
+recognised (``Puissance maximale``, anything else) refuses the file, and so do
+``Wh`` rows with neither a step nor a type whose values fall (an index never
+falls: those are daily energies, which read as indexes would give wrong figures).
 
 ``Horodate`` carries an offset (``2026-03-29T03:00:00+02:00``) or is a local
 time without one (``2026-03-29 03:00:00``, ``29/03/2026 03:00``), in the
@@ -56,18 +66,21 @@ https://github.com/ssenart/PyGazpar ``pygazpar/excelparser.py``). The PCE is
 a ``N° PCE`` column when there is one (our simulator, other tools), else the
 title rows' ``PCE``, else ``--point``, else the inventory's only ``grdf``
 point. The columns are found by name, the customer
-area's (as public scripts reading the export name them) or the GRDF ADICT
-API's (``donnees_consos_informatives`` records: ``journeeGaziere``,
-``volumeBrutConsomme``, ``energieConsomme``, ``coeffConversion``...; GRDF
-documents ADICT to its registered partners; in public, the Jeedom GRDF
-plugin's documentation describes it, https://github.com/jeedom/documentations,
-``plugins/energy/grdf``):
+area's spreadsheet (as public scripts reading the export name them) or the
+customer area's JSON (``journeeGaziere``, ``dateDebutReleve``,
+``dateFinReleve``, ``volumeBrutConsomme``, ``energieConsomme``,
+``coeffConversion``..., the names PyGazpar's ``pygazpar/jsonparser.py``
+reads, the period's bounds beside them in the same records; a table of those
+records saved as CSV keeps the names). The GRDF ADICT API names
+differ (``journee_gaziere``, ``volume_brut``, ``energie``,
+``coeff_calcul.coeff_conversion``): :mod:`collectors.utilities.adict` reads those.
 
 ====================================  =======================
-customer area                         ADICT
+spreadsheet                           customer-area JSON
 ====================================  =======================
 ``N° PCE``                            ``pce``
 ``Date de relevé``                    ``journeeGaziere``
+(none)                                ``dateDebutReleve``, ``dateFinReleve``
 ``Volume consommé (m3)``              ``volumeBrutConsomme``
 ``Energie consommée (kWh)``           ``energieConsomme``
 ``Coefficient de conversion``         ``coeffConversion``
@@ -76,7 +89,12 @@ customer area                         ADICT
 
 Our choice for time: a row is the **gas day** it names, which runs from 06:00
 local time that day to 06:00 the next day (GRDF's "journée gazière"); a 23 h
-or 25 h gas day at the clock changes is what the local times give. The amount
+or 25 h gas day at the clock changes is what the local times give. A row with
+a reading period (``dateDebutReleve`` D, ``dateFinReleve`` E: the published,
+often monthly or two-monthly, records) is one interval from D 06:00 to E 06:00,
+whatever its ``journeeGaziere`` (which names the last gas day, or is empty):
+its volume is not put on one day, and its days are not told apart (the
+import says so). A row without any date is rejected by line. The amount
 is the volume in m3 for a ``gas_volume`` point, the energy in kWh for an
 energy point; when one of the two is missing it is computed from the other
 with the day's coefficient (kWh per m3).
@@ -141,6 +159,8 @@ _SAME = 1e-9
 
 _GRDF_COLUMNS: dict[str, tuple[str, ...]] = {
     "pce": ("n pce", "pce", "numero pce", "idpce"),
+    "start": ("datedebutreleve", "date de debut de releve", "date debut releve"),
+    "end": ("datefinreleve", "date de fin de releve", "date fin releve"),
     "day": ("date de releve", "journeegaziere", "journee gaziere", "date"),
     "m3": ("volume consomme (m3)", "volume consomme (m)", "volumebrutconsomme", "volume brut consomme (m3)", "volume"),
     "kwh": ("energie consommee (kwh)", "energieconsomme", "energie"),
@@ -215,6 +235,9 @@ class ParsedFile:
     """Meter numbers of no point of the inventory, with their rows (rejected)."""
     notes: list[str] = field(default_factory=list)
     """What was read with a guess (a meter number a spreadsheet changed)."""
+    published_kwh: dict[str, float] = field(default_factory=dict)
+    """GRDF: per point, the energy (kWh) the file publishes over its kept intervals (``energieConsomme``,
+    or the volume × the day's coefficient); no entry when a kept row gives neither."""
 
 
 # -- shared helpers ----------------------------------------------------------------------
@@ -391,7 +414,7 @@ def _step(text: str) -> timedelta:
 class _Row:
     line: int
     point_id: str
-    kind: str  # "curve" or "index"
+    kind: str  # "curve", "index" or "daily" (the energy of one local day)
     horodate: str
     value: float
     step: timedelta | None
@@ -489,9 +512,7 @@ def parse_enedis(path: Path, inventory: Inventory, point_id: str | None = None) 
     if missing:
         msg = f"{path}: neither the header nor a preamble gives {', '.join(missing)}"
         raise DecodeError(msg)
-    if "puissance maximale" in _norm(meta.get("type de donnees", "")):
-        msg = f"{path}: {meta['type de donnees']!r} is no consumption (load curve or daily index)"
-        raise DecodeError(msg)
+    declared = _declared_kind(path, meta.get("type de donnees", ""))
     tz = inventory.organisation.tz
     points = _enedis_points(inventory)
     forced = _forced(inventory, point_id, "enedis")
@@ -543,7 +564,8 @@ def parse_enedis(path: Path, inventory: Inventory, point_id: str | None = None) 
                 if value * scale > _MAX_INDEX_WH:
                     msg = f"{_fmt(value)} {unit} is not a plausible index"
                     raise ValueError(msg)
-                good.append(_Row(line, point.id, "index", cell("horodate"), value * scale, None))
+                per_day = declared == "daily" or (declared is None and _norm(cell("pas")) in _DAY_STEPS)
+                good.append(_Row(line, point.id, "daily" if per_day else "index", cell("horodate"), value * scale, None))
             else:
                 msg = f"unit {unit!r} is neither a power (W) nor an index (Wh)"
                 raise ValueError(msg)
@@ -560,10 +582,12 @@ def parse_enedis(path: Path, inventory: Inventory, point_id: str | None = None) 
         point = inventory.point(pid)
         curve = [r for r in point_rows if r.kind == "curve"]
         indexes = [r for r in point_rows if r.kind == "index"]
+        daily = [r for r in point_rows if r.kind == "daily"]
         raw: list[Consumption] = []
         if curve:
-            for r in indexes:
-                parsed.problems.append(Problem(ProblemKind.IGNORED, r.line, "daily index ignored: the file has the load curve"))
+            for r in indexes + daily:
+                what = "daily index" if r.kind == "index" else "daily consumption"
+                parsed.problems.append(Problem(ProblemKind.IGNORED, r.line, f"{what} ignored: the file has the load curve"))
             inferred = _inferred_step([moments[r.line] for r in curve if r.step is None])
             if inferred is not None and any(r.step is None for r in curve):
                 parsed.notes.append(f"no step (Pas) given: {inferred / timedelta(minutes=1):g} minutes taken, "
@@ -578,10 +602,67 @@ def parse_enedis(path: Path, inventory: Inventory, point_id: str | None = None) 
                 kwh = r.value * (step / timedelta(hours=1)) / 1000.0
                 raw.append(Consumption(end - step, end, _to_unit(kwh, point.unit), r.line))
         else:
+            if indexes and declared is None:
+                _check_rising(path, indexes, moments)
             raw = _index_intervals(indexes, moments, point, parsed)
+            raw += _day_intervals(daily, moments, point, tz)
         parsed.meters[point.id] = point.enedis.prm if point.enedis is not None else "?"
         _settle(point.id, raw, parsed, point.unit, tz)
     return parsed
+
+
+_DAY_STEPS = {"p1d", "p1j", "pt24h", "1440"}
+"""``Pas`` values of one day: a row in Wh with that step is the energy of a day, not an index."""
+
+
+def _declared_kind(path: Path, type_de_donnees: str) -> str | None:
+    """The kind the preamble's ``Type de donnees`` declares: ``curve``, ``index``, ``daily`` or None (no preamble).
+
+    Raises:
+        DecodeError: a kind that is not consumption (maximum power) or not recognised: refused, not guessed.
+    """
+    kind = _norm(type_de_donnees)
+    if not kind:
+        return None
+    if "puissance maximale" in kind:
+        msg = f"{path}: {type_de_donnees!r} is no consumption (load curve, daily index or daily consumption)"
+        raise DecodeError(msg)
+    if "index" in kind:
+        return "index"
+    if "courbe" in kind:
+        return "curve"
+    if "consommation" in kind and ("quotidien" in kind or "journalier" in kind):
+        return "daily"
+    msg = (f"{path}: Type de donnees {type_de_donnees!r} is not recognised (load curve, daily index or daily "
+           "consumption are read): refused rather than guessed")
+    raise DecodeError(msg)
+
+
+def _check_rising(path: Path, rows: list[_Row], moments: dict[int, datetime]) -> None:
+    """Refuse Wh rows declared neither index nor daily energy (no ``Type de donnees``, no ``Pas``) that fall.
+
+    An index never falls; values that fall are daily energies (or another kind of file), and
+    reading them as indexes would give wrong figures: the file is refused, not guessed.
+    """
+    ordered = sorted(rows, key=lambda r: (moments[r.line], r.line))
+    falls = [b.line for a, b in pairwise(ordered) if b.value < a.value]
+    if falls:
+        msg = (f"{path}: the Wh values fall at line{'s' if len(falls) > 1 else ''} {', '.join(map(str, falls[:5]))}: "
+               "not daily indexes; daily "
+               "consumptions need their step (Pas P1D) or the preamble's 'Type de donnees;Consommation quotidienne'"
+               ": refused rather than guessed")
+        raise DecodeError(msg)
+
+
+def _day_intervals(rows: list[_Row], moments: dict[int, datetime], point: Point, tz: ZoneInfo) -> list[Consumption]:
+    """Daily energies (Wh): each row is the local day its ``Horodate`` names, 00:00 to 24:00."""
+    out: list[Consumption] = []
+    for row in rows:
+        day = moments[row.line].astimezone(tz).date()
+        start = datetime.combine(day, time(0), tz).astimezone(UTC)
+        end = datetime.combine(day + timedelta(days=1), time(0), tz).astimezone(UTC)
+        out.append(Consumption(start, end, _to_unit(row.value / 1000.0, point.unit), row.line))
+    return out
 
 
 def _forced(inventory: Inventory, point_id: str | None, kind: str) -> Point | None:
@@ -769,9 +850,38 @@ def _preamble_pce(preamble: list[list[str]]) -> str:
     return ""
 
 
-def _gas_day(text: str) -> date:
-    moment = _naive_or_aware(text)
-    return moment.date()
+def _gas_date(text: str, name: str) -> date:
+    try:
+        day = _naive_or_aware(text).date()
+    except ValueError:
+        msg = f"{name} {text!r} is not a date"
+        raise ValueError(msg) from None
+    if not _FIRST_YEAR <= day.year <= _LAST_YEAR:
+        msg = f"{name} {text!r} is not between {_FIRST_YEAR} and {_LAST_YEAR}"
+        raise ValueError(msg)
+    return day
+
+
+def _gas_days(day: str, start: str, end: str) -> tuple[date, date]:
+    """The first and last gas days of a row.
+
+    The reading period (``dateDebutReleve`` D to ``dateFinReleve`` E: gas days D to E-1) when
+    the row gives it; else the gas day (``journeeGaziere``, ``Date de relevé``).
+    """
+    if start or end:
+        if not (start and end):
+            msg = f"{'dateFinReleve' if start else 'dateDebutReleve'} is empty (the reading period needs both dates)"
+            raise ValueError(msg)
+        first, after = _gas_date(start, "dateDebutReleve"), _gas_date(end, "dateFinReleve")
+        if after <= first:
+            msg = f"dateFinReleve {end!r} is not after dateDebutReleve {start!r}"
+            raise ValueError(msg)
+        return first, after - timedelta(days=1)
+    if not day:
+        msg = "no date: the gas day (journeeGaziere, Date de relevé) is empty, and no reading period"
+        raise ValueError(msg)
+    one = _gas_date(day, "gas day")
+    return one, one
 
 
 def parse_grdf(path: Path, inventory: Inventory, point_id: str | None = None) -> ParsedFile:
@@ -792,7 +902,8 @@ def parse_grdf(path: Path, inventory: Inventory, point_id: str | None = None) ->
         DecodeError: the file cannot be read, lacks the date or both amount columns, or names no PCE
             of the inventory (the message names the file and the PCEs).
     """
-    header, rows, preamble = _read_rows(path, lambda cells: bool({"day"} & set(_grdf_columns(cells))) and len(cells) > 2)
+    header, rows, preamble = _read_rows(
+        path, lambda cells: bool({"day", "start"} & set(_grdf_columns(cells))) and len(cells) > 2)
     col = _grdf_columns(header)
     if "m3" not in col and "kwh" not in col:
         msg = f"{path}: the header has neither a volume (m3) nor an energy (kWh) column"
@@ -808,6 +919,8 @@ def parse_grdf(path: Path, inventory: Inventory, point_id: str | None = None) ->
     parsed = ParsedFile(path)
     raw: dict[str, list[Consumption]] = defaultdict(list)
     rank: dict[int, int] = {}
+    published: dict[int, float | None] = {}
+    multi_day = False
     for line, cells in rows:
         def cell(key: str, cells: list[str] = cells) -> str:
             index = col.get(key)
@@ -825,25 +938,43 @@ def parse_grdf(path: Path, inventory: Inventory, point_id: str | None = None) ->
             parsed.problems.append(Problem(ProblemKind.REJECTED, line, why))
             continue
         try:
-            day = _gas_day(cell("day"))
-            if not _FIRST_YEAR <= day.year <= _LAST_YEAR:
-                msg = f"date {cell('day')!r} is not between {_FIRST_YEAR} and {_LAST_YEAR}"
-                raise ValueError(msg)
+            first, last = _gas_days(cell("day"), cell("start"), cell("end"))
             amount = _gas_amount(point, cell("m3"), cell("kwh"), cell("coeff"))
         except ValueError as exc:
             parsed.problems.append(Problem(ProblemKind.REJECTED, line, str(exc)))
             continue
-        start = datetime.combine(day, _GAS_DAY_START, tz).astimezone(UTC)
-        end = datetime.combine(day + timedelta(days=1), _GAS_DAY_START, tz).astimezone(UTC)
+        if last > first:
+            multi_day = True
+        start = datetime.combine(first, _GAS_DAY_START, tz).astimezone(UTC)
+        end = datetime.combine(last + timedelta(days=1), _GAS_DAY_START, tz).astimezone(UTC)
         parsed.meters[point.id] = point.grdf.pce if point.grdf is not None else pce
         # A published (definitive) reading wins over an estimated one of the same day, whatever their order.
         rank[line] = 1 if _norm(cell("kind")).startswith("estim") else 0
+        published[line] = _published_kwh(cell("m3"), cell("kwh"), cell("coeff"))
         raw[point.id].append(Consumption(start, end, amount, line))
     if not raw and parsed.unknown:
         raise DecodeError(_unknown_error(path, parsed.unknown, "PCE", "grdf"))
+    if multi_day:
+        parsed.notes.append("records over several gas days (dateDebutReleve to dateFinReleve) are each one interval "
+                            "from the first gas day's 06:00 to the end date's 06:00: their days are not told apart")
     for pid, items in sorted(raw.items()):
         _settle(pid, items, parsed, inventory.point(pid).unit, tz, rank)
+        energies = [published.get(item.line or 0) for item in parsed.series[pid]]
+        if energies and all(e is not None for e in energies):
+            parsed.published_kwh[pid] = sum(e for e in energies if e is not None)
     return parsed
+
+
+def _published_kwh(m3_text: str, kwh_text: str, coeff_text: str) -> float | None:
+    """The energy a GRDF row publishes (kWh): its own, else volume × the day's coefficient; None when neither."""
+    try:
+        if kwh_text:
+            return _number(kwh_text)
+        if m3_text and coeff_text:
+            return _number(m3_text) * _number(coeff_text)
+    except ValueError:
+        return None
+    return None
 
 
 def _gas_amount(point: Point, m3_text: str, kwh_text: str, coeff_text: str) -> float:

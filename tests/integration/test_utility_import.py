@@ -24,7 +24,9 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from dashboards.grafana import generate_dashboards, interpolate, iter_queries
 from econome.cli import app
+from inventory import load_inventory
 from streams.influx import InfluxConfig, InfluxQLClient
 from streams.utility_files import write_enedis_load_curve, write_grdf_daily
 
@@ -171,6 +173,13 @@ def test_imports_are_exact_idempotent_and_continuous(
     assert kwh == estimated > 0
     assert daily[_local_day(2026, 10, 25)] == pytest.approx(25.1)
     assert len(_sums(influx, LINKY, "1h", _local_day(2026, 3, 29), _local_day(2026, 3, 30))) == 23
+    # The missing day shows in the building dashboard's "Complétude des données" panel, run as Grafana would.
+    assert _completeness(influx, day + 1, day + 86_400_000 - 1) == {LINKY: 0.0}  # the day after its 00:00 reading
+    assert _completeness(influx, _local_day(2026, 3, 29), day - 1) == {LINKY: 100.0}
+    before_day = _rows(influx, f"SELECT missing, age_s FROM point_status WHERE point = '{LINKY}' "  # noqa: S608
+                               f"AND time >= {day - 300_000}ms AND time <= {day + 600_000}ms")
+    # Every 5 minutes: 25 minutes after the 23:30 reading, the 00:00 reading that ends Mar 29, then the gap.
+    assert [row[1:] for row in before_day] == [[0, 1500], [0, 0], [1, 300], [1, 600]]
 
     # 5. The Gazpar of the same building: its gas days add to the building's total, the Linky's share stays.
     # Several files in one command; one that names no PCE of the inventory is reported, the others imported.
@@ -184,7 +193,10 @@ def test_imports_are_exact_idempotent_and_continuous(
     assert "bibliotheque-gazpar (PCE GI123456): 2026-03-28 06:00 -> 2026-03-31 06:00 (Europe/Paris), 3 intervals, 336.000 kWh" \
         in out
     assert "salle-fetes-gazpar (PCE 21987654321098)" in out
-    assert "6 intervals, 61.500 m3 (688.800 kWh)" in out  # at the inventory's 11.2 kWh per m3
+    # The file's published kWh (61.5 m3 at its 11.22 kWh/m3) beside the inventory constant's: 0.2 % apart.
+    assert "6 intervals, 61.500 m3 (690.030 kWh published by the file; 688.800 kWh at the inventory's 11.2 kWh/m3)" \
+        in out
+    assert "warning:" not in out
     assert "2026-10-26 06:00 -> 2026-10-27 06:00" in out
     gas = _daily(influx, "salle-fetes-gazpar")
     assert sum(gas.values()) == pytest.approx(61.5)
@@ -192,6 +204,50 @@ def test_imports_are_exact_idempotent_and_continuous(
     statement = f"SELECT kwh FROM agg_building WHERE building = 'salle-fetes' AND \"window\" = '1d' AND time = {day}ms"  # noqa: S608
     building = _rows(influx, statement)
     assert building[0][1] == pytest.approx(14.4 + 11.2 * gas[_local_day(2026, 10, 26)])
+
+
+def _completeness(config: InfluxConfig, start_ms: int, end_ms: int) -> dict[str, float]:
+    """The building dashboard's data-completeness panel over ``[start_ms, end_ms]``: Complétude % per point."""
+    (dashboard,) = [d for d in generate_dashboards(load_inventory(INVENTORY)) if d.uid == "test-bat-salle-fetes"]
+    (query,) = [r.query for r in iter_queries(dashboard) if "Complétude des données" in r.where]
+    statement = interpolate(query, start=datetime.fromtimestamp(start_ms / 1000, UTC),
+                            end=datetime.fromtimestamp(end_ms / 1000, UTC), interval=timedelta(minutes=1),
+                            variables={"building": "salle-fetes"})
+    (series,) = _series(config, [statement])
+    return {s["tags"]["point"]: s["values"][0][1] for s in series}
+
+
+def test_a_gas_volume_gazpar_warns_when_grdf_kwh_differ_from_the_constant(
+    influxdb_server, unique_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ECONOME_INFLUX_URL", influxdb_server.url)
+    monkeypatch.setenv("ECONOME_INFLUX_DATABASE", unique_name)
+    monkeypatch.setenv("ECONOME_DATA_DIR", str(tmp_path / "var"))
+    gas = tmp_path / "gaz.csv"
+    write_grdf_daily(gas, "21987654321098", [(date(2026, 11, d), 10.0, 10.5) for d in range(2, 6)])
+    result = CliRunner().invoke(app, ["import", "grdf", str(gas), "--inventory", str(INVENTORY)])
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())
+    assert "4 intervals, 40.000 m3 (420.000 kWh published by the file; 448.000 kWh at the inventory's 11.2 kWh/m3)" in out
+    assert ("warning: " f"{gas}: salle-fetes-gazpar: the inventory's 11.2 kWh/m3 gives 448.000 kWh, +6.7% from the "
+            "420.000 kWh the file publishes") in out
+    assert ("{id: salle-fetes-gazpar, quantity: heat_energy, unit: kWh, usage: heating, cumulative: true, "
+            "energy: natural_gas, grdf: {pce: '21987654321098'}}") in out
+    # The snippet loads, and that point imports GRDF's kWh.
+    text = INVENTORY.read_text(encoding="utf-8").replace(
+        "      quantity: gas_volume\n      unit: m3\n      usage: heating\n      cumulative: true\n"
+        "      energy: natural_gas\n      conversion_kwh_per_unit: 11.2\n",
+        "      quantity: heat_energy\n      unit: kWh\n      usage: heating\n      cumulative: true\n"
+        "      energy: natural_gas\n")
+    assert "quantity: heat_energy\n      unit: kWh\n      usage: heating\n      cumulative: true\n      energy: natural_gas\n" \
+           "      grdf: {pce: '21987654321098'}" in text
+    kwh_inventory = tmp_path / "inventory.yaml"
+    kwh_inventory.write_text(text, encoding="utf-8")
+    monkeypatch.setenv("ECONOME_INFLUX_DATABASE", f"{unique_name}_kwh")
+    result = CliRunner().invoke(app, ["import", "grdf", str(gas), "--inventory", str(kwh_inventory)])
+    assert result.exit_code == 0, result.output
+    assert "4 intervals, 420.000 kWh\n" in result.output
+    assert "warning:" not in result.output
 
 
 def test_an_unknown_prm_names_the_file_and_exits_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

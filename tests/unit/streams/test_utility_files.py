@@ -332,3 +332,59 @@ def test_a_preamble_without_the_step_takes_the_time_between_rows(inventory: Inve
     assert parsed.notes == ["no step (Pas) given: 30 minutes taken, the most common time between rows"]
     [gap] = parsed.gaps
     assert gap.end - gap.start == timedelta(minutes=30)
+
+
+def test_daily_consumptions_are_days_not_indexes(inventory: Inventory) -> None:
+    # "Consommation quotidienne" (Wh per day): each row is its local day, 00:00 to 24:00; Oct 26 missing, Oct 24 twice.
+    parsed = parse_enedis(CASES / "enedis" / "daily-consumption-preamble.csv", inventory)
+    items = parsed.series[LINKY]
+    assert [(i.start, i.end, i.amount) for i in items] == [
+        (datetime(2026, 10, 24, tzinfo=PARIS), datetime(2026, 10, 25, tzinfo=PARIS), 81.0),
+        (datetime(2026, 10, 25, tzinfo=PARIS), datetime(2026, 10, 26, tzinfo=PARIS), 40.5),  # 25 hours
+        (datetime(2026, 10, 27, tzinfo=PARIS), datetime(2026, 10, 28, tzinfo=PARIS), 36.0),
+    ]
+    assert items[1].end - items[1].start == timedelta(hours=25)
+    assert [(g.start, g.end) for g in parsed.gaps] == [(datetime(2026, 10, 26, tzinfo=PARIS),
+                                                        datetime(2026, 10, 27, tzinfo=PARIS))]
+    assert _kinds(parsed) == {7: ProblemKind.DUPLICATE}
+    # The 13-column shape with Pas P1D: the same reading, values going down included.
+    p1d = parse_enedis(CASES / "enedis" / "daily-consumption-p1d.csv", inventory)
+    assert [(i.start.astimezone(PARIS).day, i.end - i.start, i.amount) for i in p1d.series[LINKY]] == [
+        (1, timedelta(days=1), 81.0), (2, timedelta(days=1), 81.0), (3, timedelta(days=1), 36.0),
+        (4, timedelta(days=1), 36.0)]
+    assert p1d.problems == []
+
+
+def test_an_enedis_file_of_an_unknown_kind_is_refused(inventory: Inventory, tmp_path: Path) -> None:
+    # Wh values without a step nor a type that fall: daily energies read as indexes would be wrong figures.
+    source = (CASES / "enedis" / "daily-consumption-p1d.csv").read_text(encoding="utf-8")
+    no_step = tmp_path / "no-step.csv"
+    no_step.write_text(source.replace(";P1D;", ";;"), encoding="utf-8")
+    with pytest.raises(DecodeError, match=r"no-step.csv: the Wh values fall at line 4: not daily indexes"):
+        parse_enedis(no_step, inventory)
+    other = tmp_path / "other.csv"
+    other.write_text((CASES / "enedis" / "daily-consumption-preamble.csv").read_text(encoding="utf-8")
+                     .replace("Consommation quotidienne", "Energie mensuelle"), encoding="utf-8")
+    with pytest.raises(DecodeError, match=r"'Energie mensuelle' is not recognised .*refused rather than guessed"):
+        parse_enedis(other, inventory)
+    # Daily indexes keep working (rising values, no step): test_daily_indexes_give_the_differences.
+
+
+def test_grdf_reading_periods_over_several_gas_days(inventory: Inventory, tmp_path: Path) -> None:
+    header = ("pce;journeeGaziere;dateDebutReleve;dateFinReleve;indexDebut;indexFin;volumeBrutConsomme;energieConsomme;"
+              "coeffConversion;qualificationReleve\n")
+    path = tmp_path / "publiees.csv"
+    path.write_text(header
+                    + "21987654321098;2023-02-28;2023-01-01;2023-03-01;0;600;600;6720;11.2;Mesuré\n"
+                    + "21987654321098;;2023-03-01;2023-05-01;600;900;300;3360;11.2;Mesuré\n"
+                    + "21987654321098;;;;900;910;10;112;11.2;Mesuré\n"
+                    + "21987654321098;;2023-05-01;;910;920;10;112;11.2;Mesuré\n", encoding="utf-8")
+    parsed = parse_grdf(path, inventory)
+    assert [(i.start, i.end, i.amount) for i in parsed.series["salle-fetes-gazpar"]] == [
+        (datetime(2023, 1, 1, 6, tzinfo=PARIS), datetime(2023, 3, 1, 6, tzinfo=PARIS), 600.0),
+        (datetime(2023, 3, 1, 6, tzinfo=PARIS), datetime(2023, 5, 1, 6, tzinfo=PARIS), 300.0),
+    ]
+    messages = {p.line: p.message for p in parsed.problems}
+    assert messages == {4: "no date: the gas day (journeeGaziere, Date de relevé) is empty, and no reading period",
+                        5: "dateFinReleve is empty (the reading period needs both dates)"}
+    assert any("one interval from the first gas day's 06:00" in note for note in parsed.notes)
