@@ -146,10 +146,13 @@ class DataConnectClient:
         """Close the connections."""
         await self._http.close()
 
-    async def fetch(self, point: Point, first: date, last: date) -> FetchResult:
+    async def fetch(self, point: Point, first: date, last: date, *, daily_if_no_curve: bool = True) -> FetchResult:
         """The consumption of ``point``'s Linky over the local days ``first`` to ``last``, in the point's unit.
 
-        The load curve when Enedis has one (its collection is on); the daily consumption otherwise.
+        The load curve when Enedis has one (its collection is on); when the whole range has no curve, the
+        daily consumption if ``daily_if_no_curve``, else nothing: the live daily fetch asks for it only for a
+        meter known to have no curve, a curve published late (bokub/linky#66) or a passing 404 (bokub/ha-linky#93)
+        must not be replaced for good by one 24-hour value (:mod:`collectors.utilities.daily`).
 
         Raises:
             NoConsent: no valid consent for the PRM.
@@ -160,7 +163,7 @@ class DataConnectClient:
             raise ValueError(msg)
         prm = point.enedis.prm
         result = await self.load_curve(prm, first, last)
-        if not result.intervals:
+        if not result.intervals and daily_if_no_curve and result.failed is None:
             logger.info("point %s PRM %s: no load curve from %s to %s, reading the daily consumption", point.id, prm,
                         first, last)
             result = await self.daily(prm, first, last)
