@@ -276,13 +276,13 @@ sites:
 
 
 class _LateCurve(fk.FakeUtilities):
-    """Enedis publishing ``curve_until`` behind the daily values, and the last curve day up to ``curve_noon`` only."""
+    """Enedis publishing ``curve_until`` behind the daily values, the curve stamped up to ``partial_until`` only."""
 
     curve_until: date = date(2026, 12, 1)
     partial_until: str | None = None
 
     async def _curve(self, request: web.Request) -> web.Response:
-        prm, start, end = self._range(request)
+        prm, start, _ = self._range(request)
         if prm == fk.PRM_OK and start > self.curve_until:
             self.log.append((request.path, dict(request.query)))  # a passing 404 (bokub/linky#66, ha-linky#93)
             return web.json_response({"error": "no_data_found", "error_description": "no measure found"}, status=404)
