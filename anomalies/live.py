@@ -282,6 +282,9 @@ class LiveDetector:
         live: schedule and reading settings.
         incremental: history settings of the state.
         on_pass: called after every pass with its report (None for a failed pass).
+        unjudged: called at each pass: the points whose missing data is not judged yet (the live service:
+            Linky/Gazpar points whose first daily fetch has not completed, so a first start or a building
+            just added raises no "données manquantes" before its data could come).
     """
 
     def __init__(
@@ -295,8 +298,10 @@ class LiveDetector:
         live: LiveConfig | None = None,
         incremental: IncrementalConfig | None = None,
         on_pass: Callable[[PassReport | None], None] | None = None,
+        unjudged: Callable[[], Collection[str]] | None = None,
     ) -> None:
         self.inventory = inventory
+        self.unjudged = unjudged
         self.influx = influx
         self.state_path = state_path
         self.notifier: EventNotifier = notifier if notifier is not None else LoggingNotifier()
@@ -417,6 +422,7 @@ class LiveDetector:
         result = await asyncio.to_thread(
             advance, self.inventory, readings, state, until, config=self.config, incremental=self.incremental,
             on_expected=expected.append, judged=group.buildings,
+            unjudged=frozenset(self.unjudged()) if self.unjudged is not None else frozenset(),
         )
         points = 0
         if result.events or expected:

@@ -27,8 +27,8 @@ again every ``retry_every`` (2 h) until ``retry_until`` (14:00 local): Enedis
 often publishes after 07:30 (DomoticzLinky#59; ha-linky fetches at 06:50 and
 09:50). Points not in the state file yet (first start, a building added) are
 fetched at start, not at the next 07:30; the state's ``fetched`` list names the
-points whose first fetch has completed (live detection judges a utility point
-missing only after it, :func:`fetched_points`).
+points whose first fetch has been made, whatever its outcome (live detection
+judges a utility point missing only after it, :func:`fetched_points`).
 
 A point that fails (no consent, 5xx after the retries, a delivery error) is logged
 at ERROR naming the point and its PRM/PCE, counted (``Sensor.on_utility_fetch``),
@@ -275,8 +275,7 @@ class DailyFetch:
                 continue
             outcome = await self._point(point, first, yesterday, since)
             outcomes.append(outcome)
-            if outcome.ok or outcome.last_day is not None:
-                fetched.add(point.id)
+            fetched.add(point.id)  # asked once: from now on its silence is judged (a refused consent too)
             new: dict[str, str] = {}
             if outcome.last_day is not None:
                 new["last_day"] = outcome.last_day.isoformat()
