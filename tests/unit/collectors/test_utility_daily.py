@@ -406,7 +406,8 @@ async def test_a_meter_without_curve_is_read_daily_after_a_week_and_new_points_a
         for day in (4, 5, 6, 7):  # the 7th day without curve: the daily consumption, from the first day asked
             clock.advance(timedelta(days=1))
             fake.enedis_until = date(2026, 12, day - 1)
-            await _until(lambda d=day: json.loads(state_path.read_text())["last_run"] == f"2026-12-0{d}", f"12-0{day}")
+            run_of = f"2026-12-0{day}"
+            await _until(lambda: bool(json.loads(state_path.read_text())["last_run"] == run_of), run_of)
         days = [(i.start, i.end - i.start) for i in delivered["linky-daily"]]
         assert days[0] == (_midnight(date(2026, 11, 30)), timedelta(days=1))
         assert len(days) == 7
