@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -55,6 +56,10 @@ async def _until(condition: Callable[[], bool], what: str) -> None:
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(0.01)
+
+
+def _ran_on(state_path: Path, day: str) -> bool:
+    return bool(json.loads(state_path.read_text())["last_run"] == day)
 
 
 async def _idle() -> None:
@@ -406,8 +411,7 @@ async def test_a_meter_without_curve_is_read_daily_after_a_week_and_new_points_a
         for day in (4, 5, 6, 7):  # the 7th day without curve: the daily consumption, from the first day asked
             clock.advance(timedelta(days=1))
             fake.enedis_until = date(2026, 12, day - 1)
-            run_of = f"2026-12-0{day}"
-            await _until(lambda: bool(json.loads(state_path.read_text())["last_run"] == run_of), run_of)
+            await _until(functools.partial(_ran_on, state_path, f"2026-12-0{day}"), f"the run of 12-0{day}")
         days = [(i.start, i.end - i.start) for i in delivered["linky-daily"]]
         assert days[0] == (_midnight(date(2026, 11, 30)), timedelta(days=1))
         assert len(days) == 7
