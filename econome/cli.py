@@ -514,7 +514,8 @@ def _start_utilities(
 
     enedis, grdf = settings.enedis_client(), settings.grdf_client()
     fetch = DailyFetch(inv, settings.utilities_state_path, clock, deliver, enedis=enedis, grdf=grdf,
-                       at=settings.utilities_at, backfill_days=settings.utilities_backfill_days, sensor=sensor)
+                       at=settings.utilities_at, backfill_days=settings.utilities_backfill_days, sensor=sensor,
+                       retry_every=settings.utilities_retry_every, retry_until=settings.utilities_retry_until)
     if not fetch.points():
         return None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -91,6 +92,7 @@ def test_systemd_loads_the_secrets_as_credentials_and_the_guide_creates_them(cle
             clean_env.setenv(*line.split("=", 1))
     settings = load_settings()
     assert (str(settings.utilities_at), settings.utilities_backfill_days) == ("07:30:00", 30)
+    assert (settings.utilities_retry_every, str(settings.utilities_retry_until)) == (timedelta(hours=2), "14:00:00")
 
 
 def test_the_upgrade_steps_create_every_secret_file_the_service_needs(tmp_path: Path) -> None:
