@@ -409,6 +409,16 @@ class LiveDetector:
             policy = await self._raw_policy(client)
             readings = await read_readings(client, self.inventory, since, now, chunk=self.live.read_chunk,
                                            retention_policy=policy, points=group.points)
+            # A point the state holds no reading of (a Linky fetched for the first time, its backfill delivered
+            # for hours already judged): read from the bootstrap back, as a first start does, or the state would
+            # see it silent from its first hour and call it missing.
+            unseen = [pid for pid in (group.points if group.points is not None
+                                      else [p.id for _, p in self.inventory.points()])
+                      if pid not in state.readings or state.readings[pid].times_s.size == 0]
+            if unseen and state.last_hour is not None:
+                back = _floor_hour(now - group.lag - self.live.bootstrap)
+                readings.update(await read_readings(client, self.inventory, back, now, chunk=self.live.read_chunk,
+                                                    retention_policy=policy, points=unseen))
         except SinkError as exc:
             # A first start before the pipeline has created the database: nothing to read yet, not a failure.
             if "database not found" not in str(exc):

@@ -71,14 +71,35 @@ async def test_a_utility_point_is_not_judged_missing_before_its_first_fetch(
 
     # No fetch state (first start): the Linky is not judged.
     assert _not_fetched_yet(inv, fetch_state) == {"ecole-linky"}
-    report = await detector("first").run_pass(now)
+    first = detector("first")
+    report = await first.run_pass(now)
     assert report.hours > 0
     assert [e for e in report.events if e.kind == "missing_data"] == []
 
-    # Once its first fetch is made (whatever it brought), a silent Linky is missing data.
+    # Its first fetch then delivers a daily-only Linky's backfill, for hours that pass already judged: the next
+    # pass reads it back (the state had no reading of it), and the Linky is not silent since the first hour.
     fetch_state.parent.mkdir()
     fetch_state.write_text(json.dumps({"version": 1, "last_run": "2026-12-03", "fetched": ["ecole-linky"],
-                                       "points": {"ecole-linky": {"from": "2026-11-03"}}}))
-    assert _not_fetched_yet(inv, fetch_state) == frozenset()
-    report = await detector("after").run_pass(now)
-    assert [(e.kind, e.point) for e in report.events if e.kind == "missing_data"] == [("missing_data", "ecole-linky")]
+                                       "points": {"ecole-linky": {"last_day": "2026-12-02"}}}))
+    midnights = [datetime(2026, 12, 3, tzinfo=inv.organisation.tz).astimezone(UTC) - timedelta(days=k) for k in range(20)]
+    writer = InfluxV1Writer(config)
+    try:
+        await writer.write([encoder.encode(Reading("ecole-linky", t, 900.0 - 10 * k, "kWh"))
+                            for k, t in enumerate(midnights)], raw=True)
+        await writer.write([encoder.encode(Reading("meteo", now + timedelta(hours=h), 5.0, "degC"))
+                            for h in range(1, 25)], raw=True)
+    finally:
+        await writer.close()
+    later = await first.run_pass(now + timedelta(days=1))
+    assert later.hours > 0
+    assert [(e.kind, e.start) for e in later.events if e.kind == "missing_data"] == []
+
+    # Once its first fetch is made (whatever it brought: a refused consent), a silent Linky is missing data.
+    silent = parse_inventory(YAML.replace("ecole-linky", "ecole-linky-2"))
+    fetch_state.write_text(json.dumps({"version": 1, "last_run": "2026-12-03", "fetched": ["ecole-linky-2"],
+                                       "points": {"ecole-linky-2": {"from": "2026-11-03"}}}))
+    assert _not_fetched_yet(silent, fetch_state) == frozenset()
+    (tmp_path / "after").mkdir()
+    report = await LiveDetector(silent, config, tmp_path / "after" / "state.npz", config=DetectConfig(models=False),
+                                live=live, unjudged=lambda: _not_fetched_yet(silent, fetch_state)).run_pass(now)
+    assert [(e.kind, e.point) for e in report.events if e.kind == "missing_data"] == [("missing_data", "ecole-linky-2")]
