@@ -32,10 +32,11 @@ judges a utility point missing only after it, :func:`fetched_points`).
 
 A point that fails (no consent, 5xx after the retries, a delivery error) is logged
 at ERROR naming the point and its PRM/PCE, counted (``Sensor.on_utility_fetch``),
-and retried the next day from the first day not delivered: when a client returns
-the intervals it read before a failing page (``failed``), those are delivered and
-the point's last day moves past them. The other points go on. What a client sets
-aside (a page the utility will never have, a malformed value) is logged at WARNING.
+and retried at the next run (a retry the same day, else the next day) from the first
+day not complete: when a client returns the intervals it read before a failing page
+(``failed``), those are delivered and the point's last day moves past their complete days.
+The other points go on. What a client sets aside (a page the utility will never have, a
+malformed value) is logged at WARNING.
 A run missed while the service was stopped is made at its next start.
 
 >>> from datetime import time

@@ -21,7 +21,10 @@ In both, a load-curve value is the average power in W over the interval (10, 30 
 the day. End dates are excluded. A load-curve call covers at most 7 days: longer
 ranges are paged. With the load-curve collection off, Enedis answers HTTP 404
 ``{"error": "no_data_found"}`` (bokub/linky#45, bokub/ha-linky#29, bokub/conso-api#77):
-the daily consumption is read instead; a period before the meter's last activation
+the daily consumption is read instead, but only when asked (``daily_if_no_curve``): Enedis
+answers the same 404, or an empty curve, for a curve not published yet (bokub/linky#66,
+bokub/ha-linky#93), and the daily fetch asks for the daily consumption only for a meter
+whose curve gave nothing for 7 consecutive days (:mod:`collectors.utilities.daily`); a period before the meter's last activation
 is refused with HTTP 400 ``ADAM-ERR0123`` (bokub/conso-api#114). Those pages are
 reported as gaps and the others read. A 403 is a missing, expired or revoked consent (:class:`NoConsent`),
 except ``900908`` (the application is not subscribed to that API on DataHub).
