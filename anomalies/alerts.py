@@ -63,7 +63,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 from anomalies.events import AlertState, AnomalyEvent, ChartSeries, Language
-from inventory import Building, EmailSettings, Inventory
+from inventory import Building, EmailSettings, Inventory, Point
 from streams.display import amount as display_amount
 from streams.display import number, shared_digits, unit_label, usage_label
 from streams.errors import ConfigError, SinkError
@@ -83,6 +83,7 @@ __all__ = [
     "format_number",
     "late_note",
     "render_chart",
+    "utility_action",
     "write_events",
 ]
 
@@ -224,6 +225,40 @@ _ACTIONS: dict[str, dict[Language, str]] = {
         "en": "Check the sensor, its battery and the gateway.",
     },
 }
+
+
+def utility_action(point: Point, language: Language) -> str:
+    """What to check when a Linky or a Gazpar is silent: the consent, the publication, the daily fetch or the import.
+
+    Not the sensor, battery and gateway of a meter of ours (:data:`_ACTIONS`).
+
+    >>> from inventory import Point
+    >>> linky = Point.model_validate({"id": "l", "quantity": "active_energy", "unit": "kWh", "usage": "general",
+    ...                               "cumulative": True, "enedis": {"prm": "12345678901234", "data_connect": True}})
+    >>> utility_action(linky, "en").split(";")[0]
+    'On the Enedis customer area, check that the consent for PRM 12345678901234 is still valid and that the data are published'
+    """
+    if point.enedis is not None:
+        meter, api, area = f"PRM {point.enedis.prm}", point.enedis.data_connect, "Enedis"
+        command = "econome import enedis"
+    elif point.grdf is not None:
+        meter, api, area = f"PCE {point.grdf.pce}", point.grdf.adict, "GRDF"
+        command = "econome import grdf"
+    else:  # pragma: no cover - called for utility points only
+        return _ACTIONS["missing_data"][language]
+    if language == "fr":
+        if api:
+            return (f"Vérifier sur l’espace client {area} que le consentement ({meter}) est toujours valide et que les "
+                    "données sont publiées ; la dernière erreur de la relève quotidienne est dans le journal du "
+                    "service (ERROR « utility fetch ») et la fraîcheur du point dans « econome status ».")
+        return (f"Télécharger les dernières données ({meter}) sur l’espace client {area} et les importer "
+                f"({command} FICHIER --inventory …) ; « econome status » donne la dernière relevée.")
+    if api:
+        return (f"On the {area} customer area, check that the consent for {meter} is still valid and that the data are "
+                "published; the daily fetch's last error is in the service's log (ERROR \"utility fetch\") and the "
+                "point's freshness in \"econome status\".")
+    return (f"Download the latest data ({meter}) from the {area} customer area and import them "
+            f"({command} FILE --inventory …); \"econome status\" gives the last reading.")
 
 
 def render_chart(series: ChartSeries, event: AnomalyEvent, language: Language = "fr") -> bytes:
@@ -406,7 +441,8 @@ def late_note(building: Building, language: Language) -> str | None:
             f"up to {days} days before this mail.")
 
 
-def _text(events: Sequence[AnomalyEvent], language: Language, notes: Sequence[str | None] = ()) -> str:
+def _text(events: Sequence[AnomalyEvent], language: Language, notes: Sequence[str | None] = (),
+          actions: Sequence[str | None] = ()) -> str:
     labels = _LABELS[language]
     parts = []
     for i, event in enumerate(events):
@@ -415,7 +451,7 @@ def _text(events: Sequence[AnomalyEvent], language: Language, notes: Sequence[st
         if note:
             lines += [note, ""]
         lines += [f"{_colon(name, language)} {value}" for name, value in _rows(event, language)]
-        action = _ACTIONS.get(event.kind, {}).get(language)
+        action = (actions[i] if i < len(actions) else None) or _ACTIONS.get(event.kind, {}).get(language)
         if action:
             lines += ["", f"{labels['todo']} {action}"]
         parts.append("\n".join(lines))
@@ -423,7 +459,7 @@ def _text(events: Sequence[AnomalyEvent], language: Language, notes: Sequence[st
 
 
 def _html(events: Sequence[AnomalyEvent], cids: Sequence[str | None], language: Language, title: str,
-          notes: Sequence[str | None] = ()) -> str:
+          notes: Sequence[str | None] = (), actions: Sequence[str | None] = ()) -> str:
     labels = _LABELS[language]
     blocks = []
     for i, (event, cid) in enumerate(zip(events, cids, strict=True)):
@@ -439,7 +475,7 @@ def _html(events: Sequence[AnomalyEvent], cids: Sequence[str | None], language: 
             'width="800" style="max-width:100%;border:1px solid #e2e8f0;margin:12px 0">'
             if cid else ""
         )
-        action = _ACTIONS.get(event.kind, {}).get(language, "")
+        action = (actions[i] if i < len(actions) else None) or _ACTIONS.get(event.kind, {}).get(language, "")
         todo = (
             f'<p style="background:#ebf8ff;border-left:4px solid #3182ce;padding:8px 12px;margin:12px 0">'
             f'<b>{html.escape(labels["todo"])}</b> {html.escape(action)}</p>' if action else ""
@@ -491,6 +527,13 @@ class EmailAlerter:
             return None
         return late_note(building, language)
 
+    def _action(self, event: AnomalyEvent, language: Language) -> str | None:
+        """A silent Linky or Gazpar's own advice (:func:`utility_action`); None: the kind's."""
+        if event.kind != "missing_data" or not event.point:
+            return None
+        point = next((p for _, p in self.inventory.points() if p.id == event.point), None)
+        return utility_action(point, language) if point is not None and point.is_utility else None
+
     def language(self, recipient: str) -> Language:
         """The language of one recipient."""
         return self.config.languages.get(recipient, self.config.language)
@@ -514,9 +557,10 @@ class EmailAlerter:
         message["From"] = self.config.sender
         message["To"] = recipient
         notes = [self._late_note(e.building, language) for e in events]
-        message.set_content(_text(events, language, notes))
+        actions = [self._action(e, language) for e in events]
+        message.set_content(_text(events, language, notes, actions))
         cids: list[str | None] = [make_msgid(domain="econome") if e.series is not None else None for e in events]
-        message.add_alternative(_html(events, cids, language, title, notes), subtype="html")
+        message.add_alternative(_html(events, cids, language, title, notes, actions), subtype="html")
         html_part = message.get_body(("html",))
         if html_part is None:  # pragma: no cover - added just above
             msg = "the HTML part is missing"

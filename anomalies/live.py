@@ -282,6 +282,9 @@ class LiveDetector:
         live: schedule and reading settings.
         incremental: history settings of the state.
         on_pass: called after every pass with its report (None for a failed pass).
+        unjudged: called at each pass: the points whose missing data is not judged yet (the live service:
+            Linky/Gazpar points whose first daily fetch has not completed, so a first start or a building
+            just added raises no "données manquantes" before its data could come).
     """
 
     def __init__(
@@ -295,8 +298,10 @@ class LiveDetector:
         live: LiveConfig | None = None,
         incremental: IncrementalConfig | None = None,
         on_pass: Callable[[PassReport | None], None] | None = None,
+        unjudged: Callable[[], Collection[str]] | None = None,
     ) -> None:
         self.inventory = inventory
+        self.unjudged = unjudged
         self.influx = influx
         self.state_path = state_path
         self.notifier: EventNotifier = notifier if notifier is not None else LoggingNotifier()
@@ -404,6 +409,16 @@ class LiveDetector:
             policy = await self._raw_policy(client)
             readings = await read_readings(client, self.inventory, since, now, chunk=self.live.read_chunk,
                                            retention_policy=policy, points=group.points)
+            # A point the state holds no reading of (a Linky fetched for the first time, its backfill delivered
+            # for hours already judged): read from the bootstrap back, as a first start does, or the state would
+            # see it silent from its first hour and call it missing.
+            unseen = [pid for pid in (group.points if group.points is not None
+                                      else [p.id for _, p in self.inventory.points()])
+                      if pid not in state.readings or state.readings[pid].times_s.size == 0]
+            if unseen and state.last_hour is not None:
+                back = _floor_hour(now - group.lag - self.live.bootstrap)
+                readings.update(await read_readings(client, self.inventory, back, now, chunk=self.live.read_chunk,
+                                                    retention_policy=policy, points=unseen))
         except SinkError as exc:
             # A first start before the pipeline has created the database: nothing to read yet, not a failure.
             if "database not found" not in str(exc):
@@ -417,6 +432,7 @@ class LiveDetector:
         result = await asyncio.to_thread(
             advance, self.inventory, readings, state, until, config=self.config, incremental=self.incremental,
             on_expected=expected.append, judged=group.buildings,
+            unjudged=frozenset(self.unjudged()) if self.unjudged is not None else frozenset(),
         )
         points = 0
         if result.events or expected:

@@ -462,9 +462,24 @@ def _start_detection(
         detector = await asyncio.to_thread(
             functools.partial(build_live_detector, inv, settings, clock, config=config, on_pass=on_pass)
         )
+        detector.unjudged = functools.partial(_not_fetched_yet, inv, settings.utilities_state_path)
         await detector.serve(clock)
 
     return asyncio.create_task(detection(), name="live-detection")
+
+
+def _not_fetched_yet(inv: Inventory, state_path: Path) -> frozenset[str]:
+    """The Linky/Gazpar points fetched daily whose first fetch is not made (:func:`collectors.utilities.daily.fetched_points`).
+
+    Live detection does not judge their missing data: on a first start, or for a building just added, the fetch
+    (made at start) has not run yet, and their silence is no "données manquantes".
+    """
+    from collectors.utilities.daily import fetched_points
+
+    fetched = fetched_points(state_path) or frozenset()
+    return frozenset(p.id for _, p in inv.points()
+                     if ((p.enedis is not None and p.enedis.data_connect) or (p.grdf is not None and p.grdf.adict))
+                     and p.id not in fetched)
 
 
 def _utilities_credentials_or_exit(inv: Inventory, settings: EconomeSettings) -> None:
@@ -500,7 +515,8 @@ def _start_utilities(
 
     enedis, grdf = settings.enedis_client(), settings.grdf_client()
     fetch = DailyFetch(inv, settings.utilities_state_path, clock, deliver, enedis=enedis, grdf=grdf,
-                       at=settings.utilities_at, backfill_days=settings.utilities_backfill_days, sensor=sensor)
+                       at=settings.utilities_at, backfill_days=settings.utilities_backfill_days, sensor=sensor,
+                       retry_every=settings.utilities_retry_every, retry_until=settings.utilities_retry_until)
     if not fetch.points():
         return None
 

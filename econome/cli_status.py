@@ -245,11 +245,12 @@ def _alerts(path: Path) -> tuple[str, dict[str, Any], dict[str, tuple[int, str]]
 # -- InfluxDB ------------------------------------------------------------------------------
 
 
-async def _influx_counts(config: InfluxConfig, now: datetime, last_within: timedelta) -> dict[str, PointCounts]:
+async def _influx_counts(config: InfluxConfig, now: datetime, last_within: timedelta,
+                         utility: list[str] | None = None) -> dict[str, PointCounts]:
     client = InfluxQLClient(config)
     try:
         policy = await raw_retention_policy(client, config)
-        return await read_point_counts(client, now, retention_policy=policy, last_within=last_within)
+        return await read_point_counts(client, now, retention_policy=policy, last_within=last_within, steps_of=utility or ())
     finally:
         await client.close()
 
@@ -334,7 +335,7 @@ def status_command(
         # A point silent longer than a week by design (a Gazpar published monthly) is looked for further back.
         limits = StalenessLimits()
         last_within = max((limits.missing_after(p) for _, p in inv.points()), default=timedelta(0))
-        counts = asyncio.run(_influx_counts(config, now, last_within))
+        counts = asyncio.run(_influx_counts(config, now, last_within, [p.id for _, p in inv.points() if p.is_utility]))
     except SinkError as exc:
         influx_error = str(exc) if config.safe_url in str(exc) else f"InfluxDB {config.safe_url}: {exc}"
     statuses = [

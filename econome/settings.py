@@ -140,6 +140,11 @@ class EconomeSettings(BaseSettings):
     Enedis publishes day D on D+1 morning, GRDF its informative data from D+1 to D+3."""
     utilities_backfill_days: int = Field(default=30, ge=1, le=1095)
     """Days fetched on a point's first daily fetch."""
+    utilities_retry_every: timedelta = Field(default=timedelta(hours=2), gt=timedelta(0))
+    """Wait before the daily fetch runs again while yesterday is not complete for every point (Enedis often
+    publishes after 07:30), e.g. ``PT2H`` or ``7200`` (seconds)."""
+    utilities_retry_until: time = time(14, 0)
+    """Local time after which the day's fetch is not run again (the next run is the next morning's)."""
     log_level: str = "INFO"
     """Logging level of the ``econome`` command: DEBUG, INFO, WARNING, ERROR or CRITICAL."""
 

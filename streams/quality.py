@@ -53,7 +53,9 @@ def _default_stale() -> dict[str, timedelta]:
 UTILITY_DELAY: dict[str, timedelta] = {"enedis": timedelta(days=2), "grdf": timedelta(days=4),
                                        "grdf-monthly": timedelta(days=52)}
 """Silence limit of a utility point, per :func:`utility_publication`. Enedis publishes day D on D+1 and the
-daily fetch reads it that morning: its last reading (D+1 00:00) is at most 31.5 h old before the next fetch.
+daily fetch reads it that morning (07:30), or at one of its retries every 2 hours until 14:00 when it came
+late: its last reading (D+1 00:00) is at most 31.5 h old before the next morning's fetch, 38 h when day D+1
+comes at the last retry; only a day published after 14:00 makes the point stale until the next morning.
 GRDF publishes a 1M meter's informative data from D+1 to D+3 and gas day D ends at 06:00 on D+1 (see
 :mod:`collectors.utilities.daily`). An MM meter (``grdf: {publication: monthly}``) has the days of month M-1
 published between the 10th and the 20th of month M: its last reading (06:00 on the 1st of M) may be 51 days

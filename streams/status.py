@@ -46,7 +46,7 @@ Definitions (the ones the pipeline already uses, not new ones):
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -83,20 +83,24 @@ class PointCounts:
         day: readings in the last 24 hours.
         week: readings in the last 7 days.
         last: time of its last reading in the last 7 days (``None``: none).
+        step: the median time between two of its readings over the 7 days (``None``: not asked, or fewer than two).
     """
 
     day: int
     week: int
     last: datetime | None
+    step: timedelta | None = None
 
 
-def expected_readings(point: Point, window: timedelta, limits: StalenessLimits) -> float:
+def expected_readings(point: Point, window: timedelta, limits: StalenessLimits, step: timedelta | None = None) -> float:
     """Readings a point should give over ``window``: its poll interval, or the push silence limit, divides it.
 
-    A utility point's step divides the window less its publication delay.
+    A utility point's step divides the window less its publication delay: ``step``, the one its readings show
+    (:attr:`PointCounts.step`), else a Linky's 30 minutes and a Gazpar's day.
     """
     if point.is_utility:
-        return max(window - UTILITY_DELAY[utility_publication(point)], timedelta(0)) / _UTILITY_STEP[point.protocol]
+        utility_step = step if step is not None and step > timedelta(0) else _UTILITY_STEP[point.protocol]
+        return max(window - UTILITY_DELAY[utility_publication(point)], timedelta(0)) / utility_step
     interval = point.modbus.poll_interval if point.modbus is not None else limits.missing_push_after
     return window / interval
 
@@ -229,8 +233,8 @@ def _point_status(point: Point, counts: PointCounts | None, now: datetime, limit
     silent_after = limits.missing_after(point)
     return PointStatus(
         id=point.id, quantity=point.quantity.value, last=counts.last,
-        received_24h=counts.day, expected_24h=expected_readings(point, DAY, limits),
-        received_7d=counts.week, expected_7d=expected_readings(point, WEEK, limits),
+        received_24h=counts.day, expected_24h=expected_readings(point, DAY, limits, counts.step),
+        received_7d=counts.week, expected_7d=expected_readings(point, WEEK, limits, counts.step),
         silent_after=silent_after, stale=counts.last is None or now - counts.last > silent_after,
     )  # fmt: skip
 
@@ -370,9 +374,13 @@ def _per_point(series: list[dict[str, Any]]) -> dict[str, tuple[int, Any]]:
 
 
 async def read_point_counts(
-    client: InfluxQLClient, now: datetime, *, retention_policy: str | None = None, last_within: timedelta = WEEK
+    client: InfluxQLClient, now: datetime, *, retention_policy: str | None = None, last_within: timedelta = WEEK,
+    steps_of: Collection[str] = (),
 ) -> dict[str, PointCounts]:
     """Per point, its readings over the 24 hours and 7 days before ``now``, and its last one: three queries.
+
+    With ``steps_of`` (the utility points), a fourth gives their step: the median time between two of their
+    readings over the 7 days (a Linky's 30 minutes, or a day when it is read by its daily consumption).
 
     Windows are ``(now - window, now]``: a reading dated after ``now`` is not counted.
 
@@ -382,6 +390,7 @@ async def read_point_counts(
         retention_policy: where raw readings are (:func:`raw_retention_policy`).
         last_within: how far back the last reading is looked for (longer than 7 days when a point
             may be silent longer: a Gazpar published monthly).
+        steps_of: the points whose step is read (:attr:`PointCounts.step`).
 
     Raises:
         SinkError: InfluxDB is unreachable or refused a query (the message names it).
@@ -397,6 +406,13 @@ async def read_point_counts(
     day = _per_point(await client.query(f'SELECT count("value") {since(DAY)}'))
     week = _per_point(await client.query(f'SELECT count("value") {since(WEEK)}'))
     last = _per_point(await client.query(f'SELECT last("value") {since(max(last_within, WEEK))}'))
+    steps: dict[str, tuple[int, Any]] = {}
+    if steps_of:
+        # The points by a regex (a point id is a tag value), "/" escaped for InfluxQL.
+        chosen = "|".join(re.escape(p).replace("/", "\\/") for p in sorted(steps_of))
+        inner = (f'SELECT elapsed("value", 1s) FROM {source} '  # noqa: S608 - quoted source, integer times, escaped ids
+                 f'WHERE time > {to_ms(now - WEEK)}ms AND time <= {end}ms AND "point" =~ /^({chosen})$/ GROUP BY "point"')
+        steps = _per_point(await client.query(f'SELECT median("elapsed") FROM ({inner}) GROUP BY "point"'))  # noqa: S608
     out: dict[str, PointCounts] = {}
     for point in week.keys() | last.keys():
         ms = last[point][0] if point in last else None
@@ -404,5 +420,6 @@ async def read_point_counts(
             day=int(day[point][1] or 0) if point in day else 0,
             week=int(week[point][1] or 0) if point in week else 0,
             last=None if ms is None else datetime.fromtimestamp(ms / 1000, UTC),
+            step=timedelta(seconds=float(steps[point][1])) if steps.get(point, (0, None))[1] else None,
         )
     return out

@@ -21,7 +21,10 @@ In both, a load-curve value is the average power in W over the interval (10, 30 
 the day. End dates are excluded. A load-curve call covers at most 7 days: longer
 ranges are paged. With the load-curve collection off, Enedis answers HTTP 404
 ``{"error": "no_data_found"}`` (bokub/linky#45, bokub/ha-linky#29, bokub/conso-api#77):
-the daily consumption is read instead; a period before the meter's last activation
+the daily consumption is read instead, but only when asked (``daily_if_no_curve``): Enedis
+answers the same 404, or an empty curve, for a curve not published yet (bokub/linky#66,
+bokub/ha-linky#93), and the daily fetch asks for the daily consumption only for a meter
+whose curve gave nothing for 7 consecutive days (:mod:`collectors.utilities.daily`); a period before the meter's last activation
 is refused with HTTP 400 ``ADAM-ERR0123`` (bokub/conso-api#114). Those pages are
 reported as gaps and the others read. A 403 is a missing, expired or revoked consent (:class:`NoConsent`),
 except ``900908`` (the application is not subscribed to that API on DataHub).
@@ -146,10 +149,13 @@ class DataConnectClient:
         """Close the connections."""
         await self._http.close()
 
-    async def fetch(self, point: Point, first: date, last: date) -> FetchResult:
+    async def fetch(self, point: Point, first: date, last: date, *, daily_if_no_curve: bool = True) -> FetchResult:
         """The consumption of ``point``'s Linky over the local days ``first`` to ``last``, in the point's unit.
 
-        The load curve when Enedis has one (its collection is on); the daily consumption otherwise.
+        The load curve when Enedis has one (its collection is on); when the whole range has no curve, the
+        daily consumption if ``daily_if_no_curve``, else nothing: the live daily fetch asks for it only for a
+        meter known to have no curve, a curve published late (bokub/linky#66) or a passing 404 (bokub/ha-linky#93)
+        must not be replaced for good by one 24-hour value (:mod:`collectors.utilities.daily`).
 
         Raises:
             NoConsent: no valid consent for the PRM.
@@ -160,7 +166,7 @@ class DataConnectClient:
             raise ValueError(msg)
         prm = point.enedis.prm
         result = await self.load_curve(prm, first, last)
-        if not result.intervals:
+        if not result.intervals and daily_if_no_curve and result.failed is None:
             logger.info("point %s PRM %s: no load curve from %s to %s, reading the daily consumption", point.id, prm,
                         first, last)
             result = await self.daily(prm, first, last)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -11,6 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from collectors.utilities.adict import AdictClient
 from collectors.utilities.daily import DailyFetch
@@ -56,6 +58,10 @@ async def _until(condition: Callable[[], bool], what: str) -> None:
         await asyncio.sleep(0.01)
 
 
+def _ran_on(state_path: Path, day: str) -> bool:
+    return bool(json.loads(state_path.read_text())["last_run"] == day)
+
+
 async def _idle() -> None:
     """Give the task its chances to run (it has nothing to do)."""
     for _ in range(20):
@@ -78,7 +84,7 @@ async def test_daily_fetch_once_a_day_resumes_and_isolates_a_failing_point(tmp_p
             enedis=DataConnectClient(fk.CLIENT_ID, fk.CLIENT_SECRET, url=url, **fast),  # type: ignore[arg-type]
             grdf=AdictClient(fk.CLIENT_ID, fk.CLIENT_SECRET, url=f"{url}/adict/v2", token_url=f"{url}/grdf/access_token",
                              **fast),  # type: ignore[arg-type]
-            backfill_days=30, sensor=sensor,
+            backfill_days=30, sensor=sensor, retry_every=timedelta(hours=12),  # no retry the same day (a test below)
         )  # fmt: skip
 
     clock = ManualClock(datetime(2026, 11, 30, 5, tzinfo=UTC))  # 06:00 in Paris
@@ -271,4 +277,146 @@ sites:
     finally:
         for client in (fetch.enedis, fetch.grdf):
             await client.close()  # type: ignore[union-attr]
+        await runner.cleanup()
+
+
+class _LateCurve(fk.FakeUtilities):
+    """Enedis publishing ``curve_until`` behind the daily values, the curve stamped up to ``partial_until`` only."""
+
+    curve_until: date = date(2026, 12, 1)
+    partial_until: str | None = None
+
+    async def _curve(self, request: web.Request) -> web.Response:
+        prm, start, _ = self._range(request)
+        if prm == fk.PRM_OK and start > self.curve_until:
+            self.log.append((request.path, dict(request.query)))  # a passing 404 (bokub/linky#66, ha-linky#93)
+            return web.json_response({"error": "no_data_found", "error_description": "no measure found"}, status=404)
+        response = await super()._curve(request)
+        if self.partial_until is not None and response.status == 200:
+            body = json.loads(response.body)  # type: ignore[arg-type]
+            points = body["grandeur"][0]["points"]
+            body["grandeur"][0]["points"] = [p for p in points if p["d"] <= self.partial_until]
+            return web.json_response(body)
+        return response
+
+
+LINKY_ONLY = f"""
+organisation: {{name: Commune test, population: 1200, school_holiday_zone: A}}
+sites:
+  - id: s1
+    name: Site
+    buildings:
+      - id: ecole
+        name: École
+        usage: school
+        floor_area_m2: 500
+        heated_area_m2: 450
+        points:
+          - {{id: linky, quantity: active_energy, unit: kWh, usage: general, cumulative: true,
+             enedis: {{prm: "{fk.PRM_OK}", data_connect: true}}}}
+          - {{id: linky-daily, quantity: active_energy, unit: kWh, usage: general, cumulative: true,
+             enedis: {{prm: "{fk.PRM_DAILY_ONLY}", data_connect: true}}}}
+"""
+
+
+async def test_a_late_or_partial_curve_is_asked_again_never_replaced_by_a_daily_value(tmp_path: Path) -> None:
+    """A curve 404 or half a day published: no 24-hour value, the day asked again until whole (same day, then later)."""
+    inv = parse_inventory(LINKY_ONLY)
+    fake = _LateCurve(enedis_until=date(2026, 12, 2), grdf_until=date(2026, 12, 2))
+    runner, url = await fk.serve(fake)
+    delivered: list[tuple[str, list[Consumption]]] = []
+
+    async def deliver(point_id: str, intervals: Sequence[Consumption], source: str) -> None:
+        delivered.append((point_id, list(intervals)))
+
+    state_path = tmp_path / "state.json"
+    # The school's Linky was fetched up to 12-01; the daily-only one has had no curve since 11-27.
+    state_path.write_text(json.dumps({"version": 1, "last_run": "2026-12-02", "fetched": ["linky", "linky-daily"],
+                                      "points": {"linky": {"last_day": "2026-12-01"},
+                                                 "linky-daily": {"last_day": "2026-12-01", "no_curve_since": "2026-11-26"}}}))
+    clock = ManualClock(datetime(2026, 12, 3, 5, tzinfo=UTC))  # 06:00 in Paris
+    client = DataConnectClient(fk.CLIENT_ID, fk.CLIENT_SECRET, url=url, retries=0)
+    fetch = DailyFetch(inv, state_path, clock, deliver, enedis=client)
+    task = asyncio.create_task(fetch.serve(), name="utility-fetch")
+    try:
+        clock.advance(timedelta(minutes=90))  # 07:30: the curve of 12-02 answers 404
+        await _until(lambda: fetch.runs == 1, "the 07:30 run")
+        by_point = dict(delivered)
+        assert "linky" not in by_point  # no daily value in place of the curve
+        assert [(i.start, i.end) for i in by_point["linky-daily"]] == [(_midnight(date(2026, 12, 2)),
+                                                                         _midnight(date(2026, 12, 3)))]
+        state = json.loads(state_path.read_text())
+        assert state["points"]["linky"]["last_day"] == "2026-12-01"
+        assert state["points"]["linky-daily"] == {"last_day": "2026-12-02", "no_curve_since": "2026-11-26"}
+        assert not fetch.complete
+
+        delivered.clear()
+        fake.curve_until, fake.partial_until = date(2026, 12, 2), "2026-12-02 12:00:00"  # published up to noon
+        clock.advance(timedelta(hours=2))  # 09:30: the retry
+        await _until(lambda: fetch.runs == 2, "the 09:30 retry")
+        (point_id, halves), = delivered
+        assert (point_id, len(halves), halves[-1].end) == ("linky", 24, _midnight(date(2026, 12, 2)) + timedelta(hours=12))
+        assert json.loads(state_path.read_text())["points"]["linky"]["last_day"] == "2026-12-01"  # not done
+
+        delivered.clear()
+        fake.partial_until = None  # the rest of the day at last
+        clock.advance(timedelta(hours=2))  # 11:30
+        await _until(lambda: fetch.runs == 3, "the 11:30 retry")
+        (point_id, halves), = delivered
+        assert (point_id, len(halves), halves[0].start) == ("linky", 48, _midnight(date(2026, 12, 2)))
+        assert sum(i.amount for i in halves) == pytest.approx(
+            sum(fk.linky_watts(_midnight(date(2026, 12, 2)) + timedelta(minutes=30 * k)) for k in range(1, 49)) / 2000)
+        assert json.loads(state_path.read_text())["points"]["linky"] == {"last_day": "2026-12-02"}
+        assert fetch.complete
+
+        clock.advance(timedelta(hours=2))  # 13:30: yesterday whole, no more retry until tomorrow 07:30
+        await _idle()
+        assert fetch.runs == 3
+        clock.advance(timedelta(hours=18))
+        await _until(lambda: fetch.runs == 4, "the next day's run")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await client.close()
+        await runner.cleanup()
+
+
+async def test_a_meter_without_curve_is_read_daily_after_a_week_and_new_points_are_fetched_at_start(
+    tmp_path: Path,
+) -> None:
+    inv = parse_inventory(LINKY_ONLY)
+    fake = fk.FakeUtilities(enedis_until=date(2026, 12, 2), grdf_until=date(2026, 12, 2))
+    runner, url = await fk.serve(fake)
+    delivered: dict[str, list[Consumption]] = {}
+
+    async def deliver(point_id: str, intervals: Sequence[Consumption], source: str) -> None:
+        delivered.setdefault(point_id, []).extend(intervals)
+
+    state_path = tmp_path / "state.json"
+    # linky was fetched this morning; linky-daily was just added to the inventory, at 10:00.
+    state_path.write_text(json.dumps({"version": 1, "last_run": "2026-12-03", "fetched": ["linky"],
+                                      "points": {"linky": {"last_day": "2026-12-02"}}}))
+    clock = ManualClock(datetime(2026, 12, 3, 9, tzinfo=UTC))
+    client = DataConnectClient(fk.CLIENT_ID, fk.CLIENT_SECRET, url=url, retries=0)
+    fetch = DailyFetch(inv, state_path, clock, deliver, enedis=client, backfill_days=3)
+    task = asyncio.create_task(fetch.serve(), name="utility-fetch")
+    try:
+        await _until(lambda: fetch.runs == 1, "the new point's fetch at start")
+        assert "linky" not in delivered
+        state = json.loads(state_path.read_text())
+        # 3 days without curve is not yet a meter without one: nothing, asked again.
+        assert (state["fetched"], state["points"]["linky-daily"]) == (["linky", "linky-daily"],
+                                                                       {"from": "2026-11-30", "no_curve_since": "2026-11-30"})
+        assert "linky-daily" not in delivered
+        for day in (4, 5, 6, 7):  # the 7th day without curve: the daily consumption, from the first day asked
+            clock.advance(timedelta(days=1))
+            fake.enedis_until = date(2026, 12, day - 1)
+            await _until(functools.partial(_ran_on, state_path, f"2026-12-0{day}"), f"the run of 12-0{day}")
+        days = [(i.start, i.end - i.start) for i in delivered["linky-daily"]]
+        assert days[0] == (_midnight(date(2026, 11, 30)), timedelta(days=1))
+        assert len(days) == 7
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await client.close()
         await runner.cleanup()

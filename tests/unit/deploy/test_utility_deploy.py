@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -91,3 +92,36 @@ def test_systemd_loads_the_secrets_as_credentials_and_the_guide_creates_them(cle
             clean_env.setenv(*line.split("=", 1))
     settings = load_settings()
     assert (str(settings.utilities_at), settings.utilities_backfill_days) == ("07:30:00", 30)
+    assert (settings.utilities_retry_every, str(settings.utilities_retry_until)) == (timedelta(hours=2), "14:00:00")
+
+
+def test_the_upgrade_steps_create_every_secret_file_the_service_needs(tmp_path: Path) -> None:
+    """An upgrade from before the Linky/Gazpar fetch: compose and systemd refuse to start without its secret files."""
+    guide = (DEPLOY / "OPERATIONS.md").read_text()
+    upgrades = guide.split("## Upgrades", 1)[1].split("\n## ", 1)[0]
+    assert "./init-secrets.sh" in upgrades
+    # Every credential the unit loads is in the upgrade loop, created only when missing.
+    unit = (DEPLOY / "systemd" / "econome.service").read_text()
+    loaded = re.findall(r"^LoadCredential=([\w-]+):/etc/econome/credentials/\1$", unit, re.MULTILINE)
+    (loop,) = re.findall(r"^ *for c in ([\w -]+); do$", upgrades, re.MULTILINE)
+    assert sorted(loop.split()) == sorted(loaded)
+    assert "[ -e /etc/econome/credentials/$c ] || install -m 600 -o econome /dev/null /etc/econome/credentials/$c" in upgrades
+    # Every secret file compose reads and does not generate is made (empty) by init-secrets.sh, which keeps the others.
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text(encoding="utf-8"))
+    script = (DEPLOY / "init-secrets.sh").read_text()
+    for name in ("enedis_client_secret", "grdf_client_secret", "smtp_password"):
+        assert compose["secrets"][name]["file"] == f"./secrets/{name}"
+        assert f"[ -e secrets/{name} ] || : > secrets/{name}" in script
+    # The loop run on an old install (the first three credentials there, one with content): the two new ones appear
+    # empty, the old ones are left as they were.
+    store = tmp_path / "credentials"
+    store.mkdir()
+    (store / "influx-token").write_text("token\n")
+    for old in ("mqtt-password", "smtp-password"):
+        (store / old).write_text("")
+    (block,) = re.findall(r"^ *(for c in .*?done)$", upgrades, re.MULTILINE | re.DOTALL)
+    script_text = block.replace("/etc/econome/credentials", str(store)).replace(" -o econome", "")
+    subprocess.run(["sh", "-c", script_text], check=True, timeout=10)
+    assert sorted(p.name for p in store.iterdir()) == sorted(loaded)
+    assert (store / "influx-token").read_text() == "token\n"
+    assert (store / "enedis-client-secret").read_text() == ""
