@@ -102,9 +102,10 @@ MAILED_KINDS = tuple(kind.value for kind in EventKind)
 REPORTS: dict[str, list[str]] = {
     "report-building-month": ["building", "--building", "mairie", "--month", "2026-01"],
     "report-renovation": ["renovation", "--building", "ecole-curie"],
-    "report-portfolio": ["portfolio", "--year", "2025"],
+    "report-portfolio": ["portfolio", "--year", "2025", "--invoices", "{downloads}/factures.csv"],
 }
-"""Name of the picture → arguments of ``econome report`` on the simulated history (:data:`SIMULATE`)."""
+"""Name of the picture → arguments of ``econome report`` on the simulated history (:data:`SIMULATE`);
+``{downloads}`` is the folder of the simulated downloads (the bills: the school heated by fuel oil)."""
 SIMULATE = ["--start", "2023-09-01", "--end", "2026-02-01"]
 """The history ``econome simulate`` writes for the reports: a year before ecole-curie's works (2024-09-01) to January 2026."""
 
@@ -550,9 +551,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             _log(f"{mail.name}.png: {mail.message['Subject']}", started)
 
         data = work / "readings.csv"
-        econome("simulate", "--config", str(CONFIG), "--out", str(data), *SIMULATE)
-        _log("simulated history written", started)
-        for name, (html_path, pdf_path) in report_files(CONFIG, data, work, REPORTS).items():
+        downloads = work / "downloads"
+        econome("simulate", "--config", str(CONFIG), "--out", str(data), *SIMULATE, "--utility-files", str(downloads))
+        _log("simulated history and downloads written", started)
+        reports = {name: [arg.replace("{downloads}", str(downloads)) for arg in args] for name, args in REPORTS.items()}
+        for name, (html_path, pdf_path) in report_files(CONFIG, data, work, reports).items():
             page = html_path.read_text(encoding="utf-8")
             screenshot(page, args.out / f"{name}.png")
             texts[f"{name}.png"] = visible_text(page)

@@ -724,8 +724,10 @@ def report_portfolio(
     if own and len(effective) == 1:
         reference_year = effective.pop()
         note = " (celle de l'inventaire, ou l'année complète 2010-2019 des factures la plus consommatrice par m²)"
-    elif own:
-        listed = ", ".join(f"{b} {y}" for b, y in sorted(own.items()))
+    elif own_subject := {b: y for b, y in own.items() if b in subject and b in totals}:
+        # Only the buildings the cost of inaction counts, by the names the readers know.
+        names = {bld.id: bld.name for _, bld in inv.buildings()}
+        listed = ", ".join(f"{names[b]} {y}" for b, y in sorted(own_subject.items(), key=lambda item: names[item[0]]))
         note += f" ; pour {listed} : leur propre année de référence (inventaire ou factures)"
     # Without outdoor temperatures (a commune known from its bills only) no renovation savings are measured.
     temp = outdoor.series_or_none(data)
