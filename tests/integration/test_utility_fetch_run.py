@@ -83,11 +83,11 @@ def test_run_lands_fetched_readings_in_influxdb_and_the_points_are_not_missing(
             "ECONOME_GRDF_URL": f"{server.url}/adict/v2", "ECONOME_GRDF_TOKEN_URL": f"{server.url}/grdf/access_token",
             "ECONOME_UTILITIES_BACKFILL_DAYS": "3",
         })  # fmt: skip
-        # From 12-02 07:00 in Paris, 4 simulated hours a second, for 14 s: 56 hours, past 12-04 07:30
+        # From 12-02 07:00 in Paris, 8 simulated hours a second, for 7 s: 56 hours, past 12-04 07:30
         # (three daily runs at 07:30) and past 12-04 08:00, when a silent Linky would be missing since the start.
         result = subprocess.run(
-            [sys.executable, "-m", "econome.cli", "run", str(tmp_path / "inv.yaml"), "--duration", "14",
-             "--speed", "14400", "--start", "2026-12-02T07:00:00+01:00"],
+            [sys.executable, "-m", "econome.cli", "run", str(tmp_path / "inv.yaml"), "--duration", "7",
+             "--speed", "28800", "--start", "2026-12-02T07:00:00+01:00"],
             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=90, check=False,
         )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
