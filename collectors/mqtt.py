@@ -391,6 +391,7 @@ class MqttCollector:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._up: bool | None = None  # None until the first attempt ends
         self._stopping = False
+        self._disconnected = threading.Event()
         self._refused = False
         # Acks of one connection must not reach the next: its message ids are reused.
         self._session = 0
@@ -471,11 +472,22 @@ class MqttCollector:
         client.tls_set_context(context)
 
     async def stop(self) -> None:
-        """Disconnect and stop paho's thread; messages not yet acknowledged stay with the broker."""
-        client, self._client = self._client, None
+        """Disconnect and stop paho's thread; messages not yet acknowledged stay with the broker.
+
+        The acknowledgements already given go out before the DISCONNECT: paho's thread is
+        stopped only once it has written it (at most 2 s), else the broker would see a
+        dropped connection and deliver those messages again.
+        """
+        client = self._client
         self._stopping = True
         if client is not None:
+            with self._ack_lock:
+                self._client = None  # no ack after this point: it would follow the DISCONNECT
+            connected = self._up
+            self._disconnected.clear()
             client.disconnect()
+            if connected:
+                await asyncio.to_thread(self._disconnected.wait, 2.0)
             await asyncio.to_thread(client.loop_stop)
 
     # -- connection state (paho thread) ------------------------------------------
@@ -525,6 +537,7 @@ class MqttCollector:
             self._loop.call_soon_threadsafe(self.subscribed.set)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        self._disconnected.set()
         if self._stopping:
             if self._up:
                 logger.info("MQTT broker %s disconnected on stop", self.where)
