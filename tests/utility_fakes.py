@@ -268,3 +268,23 @@ class ServedInThread:
     def __exit__(self, *exc: object) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+
+
+INVENTORY = f"""
+organisation: {{name: Commune test, population: 1200, school_holiday_zone: A}}
+sites:
+  - id: s1
+    name: Site
+    buildings:
+      - id: mairie
+        name: Mairie
+        usage: town_hall
+        floor_area_m2: 500
+        heated_area_m2: 450
+        points:
+          - {{id: mairie-linky, quantity: active_energy, unit: kWh, usage: general, cumulative: true,
+             enedis: {{prm: "{PRM_OK}", data_connect: true}}}}
+          - {{id: mairie-gazpar, quantity: gas_volume, unit: m3, usage: heating, cumulative: true,
+             conversion_kwh_per_unit: 11.2, grdf: {{pce: "{PCE_OK}", adict: true}}}}
+"""
+"""A town hall with a Linky and a Gazpar, both fetched daily (``econome run`` tests)."""

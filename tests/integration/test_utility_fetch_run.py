@@ -26,23 +26,6 @@ from tests.conftest import Endpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 
-INVENTORY = f"""
-organisation: {{name: Commune test, population: 1200, school_holiday_zone: A}}
-sites:
-  - id: s1
-    name: Site
-    buildings:
-      - id: mairie
-        name: Mairie
-        usage: town_hall
-        floor_area_m2: 500
-        heated_area_m2: 450
-        points:
-          - {{id: mairie-linky, quantity: active_energy, unit: kWh, usage: general, cumulative: true,
-             enedis: {{prm: "{fk.PRM_OK}", data_connect: true}}}}
-          - {{id: mairie-gazpar, quantity: gas_volume, unit: m3, usage: heating, cumulative: true,
-             conversion_kwh_per_unit: 11.2, grdf: {{pce: "{fk.PCE_OK}", adict: true}}}}
-"""
 
 
 def _query(config: InfluxConfig, statement: str) -> list[dict[str, Any]]:
@@ -70,7 +53,7 @@ def test_run_lands_fetched_readings_in_influxdb_and_the_points_are_not_missing(
 ) -> None:
     # Whatever the run asks (up to its yesterday) is published.
     fake = fk.FakeUtilities(enedis_until=date(2026, 12, 31), grdf_until=date(2026, 12, 31))
-    (tmp_path / "inv.yaml").write_text(INVENTORY, encoding="utf-8")
+    (tmp_path / "inv.yaml").write_text(fk.INVENTORY, encoding="utf-8")
     with fk.ServedInThread(fake) as server:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ECONOME_")}
         env.update({

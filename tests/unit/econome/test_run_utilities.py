@@ -12,27 +12,10 @@ from tests import utility_fakes as fk
 
 ROOT = Path(__file__).resolve().parents[3]
 
-INVENTORY = f"""
-organisation: {{name: Commune test, population: 1200, school_holiday_zone: A}}
-sites:
-  - id: s1
-    name: Site
-    buildings:
-      - id: mairie
-        name: Mairie
-        usage: town_hall
-        floor_area_m2: 500
-        heated_area_m2: 450
-        points:
-          - {{id: mairie-linky, quantity: active_energy, unit: kWh, usage: general, cumulative: true,
-             enedis: {{prm: "{fk.PRM_OK}", data_connect: true}}}}
-          - {{id: mairie-gazpar, quantity: gas_volume, unit: m3, usage: heating, cumulative: true,
-             conversion_kwh_per_unit: 11.2, grdf: {{pce: "{fk.PCE_OK}", adict: true}}}}
-"""
 
 
 def _run(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    (tmp_path / "inv.yaml").write_text(INVENTORY, encoding="utf-8")
+    (tmp_path / "inv.yaml").write_text(fk.INVENTORY, encoding="utf-8")
     full = {k: v for k, v in os.environ.items() if not k.startswith("ECONOME_")}
     full.update({"ECONOME_DATA_DIR": str(tmp_path / "var"), "PYTHONPATH": str(ROOT), "ECONOME_DETECT_ENABLED": "false",
                  "ECONOME_INFLUX_URL": "http://127.0.0.1:9", "ECONOME_STOP_TIMEOUT_S": "1", **env})
