@@ -112,6 +112,8 @@ _BINARY = frozenset({Quantity.OCCUPANCY, Quantity.STATE})
 _MAX_FUTURE = timedelta(hours=1)
 _MS = timedelta(milliseconds=1)
 _RECENT_ACKS = 1024
+# Never subscribed: MqttCollector.stop unsubscribes from it as a barrier behind its last acks.
+_BARRIER_PREFIX = "econome/stop-barrier/"
 """Acknowledged messages remembered in case their PUBACK was lost with the connection."""
 
 
@@ -392,6 +394,7 @@ class MqttCollector:
         self._up: bool | None = None  # None until the first attempt ends
         self._stopping = False
         self._disconnected = threading.Event()
+        self._barrier = threading.Event()  # set by the broker's UNSUBACK (stop)
         self._refused = False
         # Acks of one connection must not reach the next: its message ids are reused.
         self._session = 0
@@ -453,6 +456,7 @@ class MqttCollector:
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
+        client.on_unsubscribe = self._on_unsubscribe
         client.on_message = self._on_message
         self._client = client
         client.connect_async(self.broker.host, self.broker.port, keepalive=int(self.broker.keepalive.total_seconds()))
@@ -474,9 +478,13 @@ class MqttCollector:
     async def stop(self) -> None:
         """Disconnect and stop paho's thread; messages not yet acknowledged stay with the broker.
 
-        The acknowledgements already given go out before the DISCONNECT: paho's thread is
-        stopped only once it has written it (at most 2 s), else the broker would see a
-        dropped connection and deliver those messages again.
+        The acknowledgements already given reach the broker before the DISCONNECT, and the
+        broker has read them when this returns (at most 2 s each step), else it would deliver
+        those messages again: to a dropped connection's successor, and to a successor that
+        connects at once under the same client id. Mosquitto reads a connection's packets one
+        per turn of its loop, so such a successor could take the session over before the last
+        PUBACKs were read. The barrier is an UNSUBSCRIBE of a topic never subscribed: the
+        broker answers a connection's packets in order, so its UNSUBACK comes after them.
         """
         client = self._client
         self._stopping = True
@@ -484,6 +492,10 @@ class MqttCollector:
             with self._ack_lock:
                 self._client = None  # no ack after this point: it would follow the DISCONNECT
             connected = self._up
+            if connected:
+                self._barrier.clear()
+                client.unsubscribe(f"{_BARRIER_PREFIX}{self.client_id}")
+                await asyncio.to_thread(self._barrier.wait, 2.0)
             self._disconnected.clear()
             client.disconnect()
             if connected:
@@ -531,6 +543,9 @@ class MqttCollector:
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         error = client.last_error if isinstance(client, _Client) else None
         self._went_down(f"cannot connect: {error}" if error is not None else "cannot connect")
+
+    def _on_unsubscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
+        self._barrier.set()
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
         if self._loop is not None:
