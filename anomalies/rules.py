@@ -35,6 +35,7 @@ Sample config::
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -65,6 +66,7 @@ __all__ = [
     "NightBaseloadRule",
     "OverheatingRule",
     "QualityRule",
+    "RuleMemo",
     "RulesConfig",
     "SensorDriftRule",
     "StaleCounterRule",
@@ -259,6 +261,49 @@ class Finding:
         return result
 
 
+
+@dataclass(eq=False, slots=True)
+class _DriftDays:
+    """What :class:`SensorDriftRule` computed for one point's complete days of a frame (see :class:`RuleMemo`)."""
+
+    key: tuple[float, int, int, float]  # frame start, reference days, history days, drift_min_k
+    digests: list[bytes]  # per day, a digest of the hourly inputs the day's judgement depends on
+    flagged: BoolArray  # per day, left out of later days' references
+    state: FloatArray  # per hour of those days
+    deviation: FloatArray
+
+
+class RuleMemo:
+    """What the causal rules computed on earlier passes, reused while the hours they depend on are unchanged.
+
+    A rule that looks back only (causal) says of an hour what it said on the
+    earlier pass, as long as the frame starts at the same hour and the inputs
+    of that hour and of every hour before it are the same. An hourly pass then
+    judges only its new hours (and those of a day whose inputs changed: a late
+    reading). Each entry holds, per complete day, a digest of the day's inputs:
+    the first day whose digest differs and every day after it are recomputed,
+    so the findings are those of the rule over the whole frame, whatever the
+    memo holds (``tests/unit/anomalies/test_rule_memo.py``).
+
+    Only :class:`SensorDriftRule` (whose reference of earlier days depends on
+    which of those days it flagged, day by day from the frame's start) uses it.
+    It lives in memory, with the detection state, and is not saved: a pass
+    after a start recomputes once.
+
+    Attributes:
+        recomputed_days: days judged anew since the memo was made (what the memo did not spare).
+    """
+
+    def __init__(self) -> None:
+        """An empty memo."""
+        self._drift: dict[str, _DriftDays] = {}
+        self.recomputed_days = 0
+
+    def __len__(self) -> int:
+        """Points with an entry."""
+        return len(self._drift)
+
+
 class BuildingRule(Protocol):
     """An energy rule on a building's hours."""
 
@@ -285,11 +330,14 @@ class QualityRule(Protocol):
         *,
         outdoor_c: FloatArray | None = None,
         planned_closure_h: IntArray | None = None,
+        memo: RuleMemo | None = None,
     ) -> Finding | None:
         """The finding for the point, if the rule applies to it.
 
         ``outdoor_c`` is the outdoor temperature per hour; ``planned_closure_h``, per hour, the planned
-        length in hours of the closure it is in, read from the schedule ahead (0 when open).
+        length in hours of the closure it is in, read from the schedule ahead (0 when open); ``memo``, what
+        the rule computed on an earlier pass over the same frame start (:class:`RuleMemo`), which changes
+        nothing to the finding, only its cost.
         """
         ...
 
@@ -1269,6 +1317,7 @@ class MissingDataRule:
         *,
         outdoor_c: FloatArray | None = None,
         planned_closure_h: IntArray | None = None,
+        memo: RuleMemo | None = None,
     ) -> Finding | None:
         """Gaps of the point's readings (``outdoor_c`` is not used)."""
         n = frame.hours
@@ -1376,6 +1425,7 @@ class FrozenSensorRule:
         *,
         outdoor_c: FloatArray | None = None,
         planned_closure_h: IntArray | None = None,
+        memo: RuleMemo | None = None,
     ) -> Finding | None:
         """Runs of identical readings that the sensor's past and the physics do not explain."""
         if point.cumulative:
@@ -1675,6 +1725,7 @@ class StaleCounterRule:
         *,
         outdoor_c: FloatArray | None = None,
         planned_closure_h: IntArray | None = None,
+        memo: RuleMemo | None = None,
     ) -> Finding | None:
         """Runs of still hours of a counter, with the catch-up hour.
 
@@ -1687,6 +1738,7 @@ class StaleCounterRule:
             config: thresholds.
             outdoor_c: outdoor temperature per hour (``nan`` unknown); without it heating is always expected.
             planned_closure_h: not used by this rule.
+            memo: not used by this rule (it judges every hour of the frame).
 
         Returns:
             The finding, or ``None`` for a point that is not a counter.
@@ -2213,6 +2265,7 @@ class LostDailyCycleRule:
         *,
         outdoor_c: FloatArray | None = None,
         planned_closure_h: IntArray | None = None,
+        memo: RuleMemo | None = None,
     ) -> Finding | None:
         """Hours where the sensor's last 24 h are flat against its usual daily range."""
         if not _indoor_sensor(point) or point.id not in frame.mean:
@@ -2327,6 +2380,7 @@ class SensorDriftRule:
         *,
         outdoor_c: FloatArray | None = None,
         planned_closure_h: IntArray | None = None,
+        memo: RuleMemo | None = None,
     ) -> Finding | None:
         """Hours where the sensor's last 24 h are far from what its past, the weather and the schedule predict."""
         if not _indoor_sensor(point) or point.id not in frame.mean:
@@ -2367,7 +2421,21 @@ class SensorDriftRule:
         deviation = _nan(n)
         ref_days = int(config.sensor_reference_days)
         hist_days = int(config.drift_history_days)
-        for j, a in enumerate(range(0, n, 24)):
+        # A day's judgement depends on these hourly inputs of it and of the days before it (and on which of
+        # those days were flagged): the days a memo holds up to the first whose inputs changed are not redone.
+        inputs = np.column_stack([mean24, out24, out72, use24, free, long_closure, after_long_closure])
+        digests = [hashlib.blake2b(inputs[a : a + 24].tobytes(), digest_size=16).digest() for a in ends - 23]
+        key = (frame.start_s, ref_days, hist_days, float(config.drift_min_k))
+        done = memo._drift.get(point.id) if memo is not None else None
+        first_day = 0
+        if done is not None and done.key == key:
+            while first_day < min(len(done.digests), len(digests)) and done.digests[first_day] == digests[first_day]:
+                first_day += 1
+            flagged_d[:first_day] = done.flagged[:first_day]
+            state[: first_day * 24] = done.state[: first_day * 24]
+            deviation[: first_day * 24] = done.deviation[: first_day * 24]
+        for j in range(first_day, -(-n // 24)):
+            a = 24 * j
             b = min(n, a + 24)
             lo = max(0, j - ref_days)
             hlo = max(0, j - hist_days)
@@ -2446,6 +2514,11 @@ class SensorDriftRule:
                 # Only days clearly in the usual range serve as reference: a slow drift's first days, neither
                 # near nor far yet, must not drag the reference along with them.
                 flagged_d[j] = not bool(near[ends[j] - a])
+        if memo is not None:
+            memo.recomputed_days += ends.size - first_day
+            whole = ends.size * 24
+            memo._drift[point.id] = _DriftDays(key, digests, flagged_d.copy(), state[:whole].copy(),
+                                               deviation[:whole].copy())
         finding = _quality(
             self.name, EventKind.SENSOR_DRIFT, building, point, state, np.full(n, -1, dtype=np.int64),
             facts={"deviation_k": deviation},

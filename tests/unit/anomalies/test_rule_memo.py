@@ -1,0 +1,104 @@
+"""Issue 12, part R: a rule judging only the new hours says what it says over the whole history.
+
+An hourly pass runs the rules over the frame from its window start to the new
+hour; :class:`anomalies.rules.RuleMemo` keeps what ``sensor_drift`` computed
+of the complete days on the earlier pass, so the pass judges only the days
+whose inputs changed (the new hour's day, or the day of a late reading) and
+those after them. The finding must be the one the rule gives without a memo,
+hour by hour, value for value: the pool hall of ``test_rules_drift`` whose
+sensor drifts 6 K over three weeks (days flagged, left out of later
+references, so a day's judgement depends on every day before it).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import pytest
+
+from anomalies.features import HourlyFrame, PointSeries, schedule_masks
+from anomalies.rules import RuleMemo, RulesConfig, SensorDriftRule
+from inventory import FrenchCalendar, Inventory, parse_inventory
+
+from .one_building import OUTDOOR, one_building_yaml
+from .test_rules_drift import DRIFT_FROM, EVERY_DAY, HALL, HOUR_S, START, _autumn_progress, _outdoor, _times
+
+ONSET_H = int((DRIFT_FROM + timedelta(days=18) - START) / timedelta(hours=1))  # the drift found since hours
+
+
+@pytest.fixture(scope="module")
+def hall() -> tuple[Inventory, dict[str, PointSeries]]:
+    inventory = parse_inventory(one_building_yaml(OUTDOOR + HALL, name="Piscine", usage="swimming_pool",
+                                                  schedule=EVERY_DAY))
+    times = _times()
+    rng = np.random.default_rng(41)
+    outdoor = _outdoor(times, rng)
+    hour = (times / HOUR_S) % 24
+    indoor = 28.0 + 0.2 * np.cos(2.0 * np.pi * (hour - 16.0) / 24.0) + rng.normal(0, 0.1, times.size)
+    indoor -= 6.0 * _autumn_progress(times)
+    return inventory, {"b1-hall": PointSeries(times, indoor), "b1-outdoor": PointSeries(times, outdoor)}
+
+
+def _drift(inventory: Inventory, readings: dict[str, PointSeries], hours: int,
+           memo: RuleMemo | None) -> tuple[np.ndarray, np.ndarray]:
+    """The rule over the frame from START, ``hours`` long, with the readings up to its end (state, deviation)."""
+    end_s = START.timestamp() + hours * HOUR_S
+    cut = {pid: PointSeries(s.times_s[s.times_s <= end_s], s.values[s.times_s <= end_s]) for pid, s in readings.items()}
+    frame = HourlyFrame.build(cut, counters=set(), start_s=START.timestamp(), hours=hours)
+    building = next(b for _, b in inventory.buildings())
+    point = next(p for p in building.points if p.id == "b1-hall")
+    calendar = FrenchCalendar(inventory.organisation.school_holiday_zone)
+    open_frac, _ = schedule_masks(building, calendar, inventory.organisation.tz, frame.times_s, timedelta(hours=4))
+    finding = SensorDriftRule().evaluate(building, point, cut["b1-hall"], frame, open_frac, RulesConfig(),
+                                         outdoor_c=frame.mean["b1-outdoor"], memo=memo)
+    assert finding is not None
+    return finding.state, finding.facts["deviation_k"]
+
+
+def test_drift_judging_only_the_new_hours_gives_the_findings_over_the_whole_history(
+    hall: tuple[Inventory, dict[str, PointSeries]],
+) -> None:
+    """Hour after hour across a day boundary, in the drift: the same states and deviations as without a memo,
+    each pass judging one day (the new hour's) instead of every day since the frame's start."""
+    inventory, readings = hall
+    memo = RuleMemo()
+    first = ONSET_H - 3  # 3 hours before midnight UTC
+    _drift(inventory, readings, first, memo)
+    assert memo.recomputed_days == first // 24  # the first pass judges every complete day
+    for hours in range(first + 1, first + 6):
+        before = memo.recomputed_days
+        state, deviation = _drift(inventory, readings, hours, memo)
+        expected_state, expected_deviation = _drift(inventory, readings, hours, None)
+        np.testing.assert_array_equal(state, expected_state)
+        np.testing.assert_array_equal(deviation, expected_deviation)
+        assert memo.recomputed_days - before == (1 if hours % 24 == 0 else 0)  # a day completed: judged once
+    assert (state == 1.0).any()  # the drift is found (the memo carries findings, not only silence)
+    assert np.nanmin(deviation) < -4.0
+
+
+def test_a_late_reading_in_a_past_day_rejudges_that_day_and_the_days_after(
+    hall: tuple[Inventory, dict[str, PointSeries]],
+) -> None:
+    """The memo holds a digest of each day's inputs: readings arriving late for a past day (here a day's
+    sensor readings shifted 3 K, as a late batch of another value would) make it judge again from that day
+    on, so the finding is still the rule's over the whole history."""
+    inventory, readings = hall
+    memo = RuleMemo()
+    _drift(inventory, readings, ONSET_H, memo)
+    late_day = (ONSET_H // 24) - 20
+    hall_series = readings["b1-hall"]
+    changed = hall_series.values.copy()
+    in_day = (hall_series.times_s >= START.timestamp() + late_day * 86_400.0) & (
+        hall_series.times_s < START.timestamp() + (late_day + 1) * 86_400.0)
+    changed[in_day] -= 3.0
+    late = {**readings, "b1-hall": PointSeries(hall_series.times_s, changed)}
+    before = memo.recomputed_days
+    state, deviation = _drift(inventory, late, ONSET_H + 1, memo)
+    expected_state, expected_deviation = _drift(inventory, late, ONSET_H + 1, None)
+    np.testing.assert_array_equal(state, expected_state)
+    np.testing.assert_array_equal(deviation, expected_deviation)
+    # The day itself and every day since (the days before it are not judged again).
+    assert memo.recomputed_days - before == (ONSET_H + 1) // 24 - late_day
+    _, unchanged_deviation = _drift(inventory, readings, ONSET_H + 1, None)
+    assert not np.array_equal(deviation, unchanged_deviation, equal_nan=True)  # the late readings count
