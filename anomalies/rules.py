@@ -273,6 +273,16 @@ class _DriftDays:
     deviation: FloatArray
 
 
+@dataclass(eq=False, slots=True)
+class _CycleDays:
+    """What :class:`LostDailyCycleRule` decided of one point's complete days of a frame (see :class:`RuleMemo`)."""
+
+    key: tuple[float, int, float, float, bool]  # frame start, reference days, collapse, min range, heater metered
+    digests: list[bytes]  # per day, a digest of the hourly inputs the day's judgement depends on
+    ref: FloatArray  # per day, its reference range (nan: not judged)
+    kept: BoolArray  # per day, whether the heater was kept on
+
+
 class RuleMemo:
     """What the causal rules computed on earlier passes, reused while the hours they depend on are unchanged.
 
@@ -285,10 +295,12 @@ class RuleMemo:
     so the findings are those of the rule over the whole frame, whatever the
     memo holds (``tests/unit/anomalies/test_rule_memo.py``).
 
-    Only :class:`SensorDriftRule` (whose reference of earlier days depends on
-    which of those days it flagged, day by day from the frame's start) uses it.
-    It lives in memory, with the detection state, and is not saved: a pass
-    after a start recomputes once.
+    :class:`SensorDriftRule` and :class:`LostDailyCycleRule` use it: their
+    reference of earlier days depends on which of those days they flagged, day
+    by day from the frame's start, so without it every pass judged the whole
+    frame again (400 days) for its new hour. It lives in memory, with the
+    detection state, and is not saved: the first pass after a start judges the
+    whole frame once.
 
     Attributes:
         recomputed_days: days judged anew since the memo was made (what the memo did not spare).
@@ -297,11 +309,12 @@ class RuleMemo:
     def __init__(self) -> None:
         """An empty memo."""
         self._drift: dict[str, _DriftDays] = {}
+        self._cycle: dict[str, _CycleDays] = {}
         self.recomputed_days = 0
 
     def __len__(self) -> int:
         """Points with an entry."""
-        return len(self._drift)
+        return len(self._drift) + len(self._cycle)
 
 
 class BuildingRule(Protocol):
@@ -1463,9 +1476,16 @@ class FrozenSensorRule:
             if p.id != point.id and p.quantity is point.quantity and p.usage is not Usage.WEATHER and p.id in frame.mean
         ]
         ref_s = 86_400.0 * config.frozen_reference_days
-        for i, (s, e) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
-            if e == s:
-                continue
+        # Only runs of two readings or more within the frame, and for an analog sensor only those longer than
+        # the quantity's limit, can be frozen: the others (nearly all the runs of a noisy sensor) are left out
+        # at once rather than one by one, so the loop's cost follows the long runs, not the readings.
+        span_s = t[ends] - t[starts]
+        candidate = (ends > starts) & (t[ends] >= frame.start_s) & (t[starts] < frame.start_s + 3600.0 * n)
+        if not binary:
+            assert limit is not None  # noqa: S101 - checked above
+            candidate &= span_s >= limit.total_seconds()
+        for i in np.flatnonzero(candidate).tolist():
+            s, e = int(starts[i]), int(ends[i])
             t0, t1 = float(t[s]), float(t[e])
             h0 = int((t0 - frame.start_s) // 3600.0)
             h1 = min(n - 1, int((t1 - frame.start_s) // 3600.0))
@@ -1501,10 +1521,9 @@ class FrozenSensorRule:
                     continue
                 first = max(late, lo) + int(moving[0])
                 usual_at[first: h1 + 1] = usual_h
-            sel = (np.arange(n) >= first) & (np.arange(n) <= h1)
-            state[sel] = 1.0
-            origin[sel] = max(h0, 0)
-            value_at[sel] = float(v[s])
+            state[first : h1 + 1] = 1.0
+            origin[first : h1 + 1] = max(h0, 0)
+            value_at[first : h1 + 1] = float(v[s])
         hours = np.where(state == 1.0, (times + 3600.0 - (frame.start_s + 3600.0 * origin)) / 3600.0, np.nan)
         facts = {"hours": hours, "value": value_at}
         if np.isfinite(usual_at).any():
@@ -2279,15 +2298,34 @@ class LostDailyCycleRule:
         block_ratio = _setback_share(np.sum(meters, axis=0), open_frac) if meters else None
         # One reference value per day: the range at the day's last hour.
         day_end = (np.arange(n) % 24) == 23
-        state = _nan(n)
-        usual = _nan(n)
-        flagged = np.zeros(n, dtype=np.bool_)
-        kept_on = np.zeros(n, dtype=np.bool_)
+        days = -(-n // 24)
+        # Per day, the reference range (nan: the day is not judged) and whether the heater was kept on: with
+        # the hourly inputs, all a day's judgement is. A memo holds them for the complete days whose inputs
+        # (digest) did not change since the last pass: the loop redoes only the days after.
+        ref_d = _nan(days)
+        kept_d = np.zeros(days, dtype=np.bool_)
+        inputs = [amp, usable] if block_ratio is None else [amp, usable, np.repeat(block_ratio, 24)]
+        block = np.column_stack([column[: 24 * (n // 24)] for column in inputs])
+        digests = [hashlib.blake2b(block[a : a + 24].tobytes(), digest_size=16).digest() for a in range(0, block.shape[0], 24)]
+        key = (frame.start_s, int(config.sensor_reference_days), float(config.cycle_collapse),
+               float(config.cycle_min_range_k), block_ratio is not None)
+        done = memo._cycle.get(point.id) if memo is not None else None
+        first_day = 0
+        if done is not None and done.key == key:
+            while first_day < min(len(done.digests), len(digests)) and done.digests[first_day] == digests[first_day]:
+                first_day += 1
+            ref_d[:first_day] = done.ref[:first_day]
+            kept_d[:first_day] = done.kept[:first_day]
+        state, usual, flagged, kept_on = self._hours(amp, usable, ref_d, kept_d, config)  # the memo's days
         ref_h = int(config.sensor_reference_days) * 24
         last_ratio = math.nan  # the heater's ratio over the last complete day in use
-        for a in range(0, n, 24):
+        if block_ratio is not None and first_day > 1:
+            seen = block_ratio[: first_day - 1]
+            finite = np.flatnonzero(np.isfinite(seen))
+            last_ratio = float(seen[finite[-1]]) if finite.size else math.nan
+        for k in range(first_day, days):
+            a = 24 * k
             b = min(n, a + 24)
-            k = a // 24
             if block_ratio is not None and 0 < k <= block_ratio.size and math.isfinite(block_ratio[k - 1]):
                 last_ratio = float(block_ratio[k - 1])
             lo = max(0, a - ref_h)
@@ -2297,8 +2335,6 @@ class LostDailyCycleRule:
             ref = float(np.median(amp[lo:a][sel]))
             if ref < config.cycle_min_range_k:
                 continue
-            lost = amp[a:b] < config.cycle_collapse * ref
-            there = amp[a:b] >= 2 * config.cycle_collapse * ref
             if block_ratio is not None:
                 # The heater's usual ratio: the reference days whose sensor showed the cycle (days ending in the block).
                 shown = sel & (amp[lo:a] >= 2 * config.cycle_collapse * ref)
@@ -2309,25 +2345,55 @@ class LostDailyCycleRule:
                 gap = 1.0 - float(np.median(ratios))
                 if gap < 0.1:
                     continue  # a heater that does not set back cannot tell a flat room from a flat sensor
-                if last_ratio > 1.0 - gap / 3.0:
-                    kept_on[a:b] = lost
-                    lost = np.zeros(b - a, dtype=np.bool_)
-            can_tell = usable[a:b] & (lost | there)
-            state[a:b] = _state(can_tell, lost)
-            usual[a:b] = ref
-            flagged[a:b] = can_tell & lost
+                kept_d[k] = last_ratio > 1.0 - gap / 3.0
+            ref_d[k] = ref
+            # The day's hours, as _hours gives them from its reference (flagged: left out of later references).
+            day_state, day_usual, day_flagged, day_kept = self._hours(
+                amp[a:b], usable[a:b], ref_d[k : k + 1], kept_d[k : k + 1], config
+            )
+            state[a:b], usual[a:b], flagged[a:b], kept_on[a:b] = day_state, day_usual, day_flagged, day_kept
+        if memo is not None:
+            memo.recomputed_days += (n // 24) - min(first_day, n // 24)
+            memo._cycle[point.id] = _CycleDays(key, digests, ref_d[: n // 24].copy(), kept_d[: n // 24].copy())
         if block_ratio is not None:
             # Found flat, it stays lost while flat through hours not in use (weekends), not once the heater
-            # holds comfort around the clock (then a flat room is real).
+            # holds comfort around the clock (then a flat room is real): an hour not judged, flat, the heater
+            # not kept on, takes the state of the last hour before its run of such hours when that was lost.
             still_flat = amp < 2 * config.cycle_collapse * usual
-            for h in range(1, n):
-                if math.isnan(state[h]) and state[h - 1] == 1.0 and still_flat[h] and not kept_on[h]:
-                    state[h] = 1.0
+            carried = np.isnan(state) & still_flat & ~kept_on
+            hour = np.arange(n)
+            before = np.maximum.accumulate(np.where(carried, -1, hour))
+            state = np.where(carried & (before >= 0) & (state[np.maximum(before, 0)] == 1.0), 1.0, state)
         finding = _quality(
             self.name, EventKind.LOST_DAILY_CYCLE, building, point, state, np.full(n, -1, dtype=np.int64),
             facts={"range_k": amp, "usual_range_k": usual},
         )
         return replace(finding, min_duration=timedelta(hours=48), clear_after=timedelta(hours=24))
+
+    @staticmethod
+    def _hours(
+        amp: FloatArray, usable: BoolArray, ref_d: FloatArray, kept_d: BoolArray, config: RulesConfig
+    ) -> tuple[FloatArray, FloatArray, BoolArray, BoolArray]:
+        """State, usual range, flagged and kept-on hours (over ``amp``'s hours, from the first day's) of the days judged.
+
+        A day's reference ``ref_d`` (``nan``: not judged) says which of its hours are lost (below
+        ``cycle_collapse`` of it), there (above twice that) or cannot tell; with the heater kept on
+        (``kept_d``), its lost hours are kept on instead.
+        """
+        n = amp.size
+        ref = np.repeat(ref_d, 24)[:n]
+        kept = np.repeat(kept_d, 24)[:n]
+        judged = np.isfinite(ref)
+        with np.errstate(invalid="ignore"):
+            low = amp < config.cycle_collapse * ref
+            there = amp >= 2 * config.cycle_collapse * ref
+        kept_on = judged & kept & low
+        lost = judged & ~kept & low
+        can_tell = usable & (lost | there)
+        state = np.where(judged, _state(can_tell, lost), np.nan)
+        usual = np.where(judged, ref, np.nan)
+        flagged = judged & can_tell & lost
+        return state, usual, flagged, kept_on
 
 
 class SensorDriftRule:
@@ -2407,9 +2473,10 @@ class SensorDriftRule:
         free = out24 >= DJU_BASE_C
         if building.heating_season is not None:
             season = building.heating_season
-            days = frame.times_s // 86400.0
-            out_of_season = {d: not season.contains(datetime.fromtimestamp(d * 86400.0, UTC).date()) for d in np.unique(days)}
-            free = free | np.array([out_of_season[d] for d in days], dtype=np.bool_)
+            days, day_of_hour = np.unique(frame.times_s // 86400.0, return_inverse=True)
+            out_of_season = np.array([not season.contains(datetime.fromtimestamp(d * 86400.0, UTC).date())
+                                      for d in days.tolist()], dtype=np.bool_)
+            free = free | out_of_season[day_of_hour]
         cap = np.where(free, _MAX_FREE_SLOPE, _MAX_INDOOR_SLOPE)
         # One reference value per day: the last 24 h at the day's last hour, computed once per day.
         ends = np.arange(23, n, 24)

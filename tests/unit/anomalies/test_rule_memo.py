@@ -12,17 +12,23 @@ references, so a day's judgement depends on every day before it).
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
 
 from anomalies.features import HourlyFrame, PointSeries, schedule_masks
-from anomalies.rules import RuleMemo, RulesConfig, SensorDriftRule
+from anomalies.rules import Finding, LostDailyCycleRule, RuleMemo, RulesConfig, SensorDriftRule
 from inventory import FrenchCalendar, Inventory, parse_inventory
 
 from .one_building import OUTDOOR, one_building_yaml
 from .test_rules_drift import DRIFT_FROM, EVERY_DAY, HALL, HOUR_S, START, _autumn_progress, _outdoor, _times
+from .test_rules_instrumentation import INDOOR, _indoor, _open
+from .test_rules_instrumentation import _outdoor as _school_outdoor
+
+HEATING_GAS = """          - {id: b1-heat, quantity: gas_volume, unit: m3, usage: heating, cumulative: true,
+             conversion_kwh_per_unit: 10.0, mqtt: {topic: t/b1/heat}}
+"""
 
 ONSET_H = int((DRIFT_FROM + timedelta(days=18) - START) / timedelta(hours=1))  # the drift found since hours
 
@@ -102,3 +108,75 @@ def test_a_late_reading_in_a_past_day_rejudges_that_day_and_the_days_after(
     assert memo.recomputed_days - before == (ONSET_H + 1) // 24 - late_day
     _, unchanged_deviation = _drift(inventory, readings, ONSET_H + 1, None)
     assert not np.array_equal(deviation, unchanged_deviation, equal_nan=True)  # the late readings count
+
+
+# --- lost_daily_cycle: a school's sensor stuck with noise, its gas heater still setting back ---------------------
+
+
+SCHOOL_START = datetime(2025, 11, 3, tzinfo=UTC)
+FLAT_FROM = datetime(2025, 12, 1, 10, tzinfo=UTC)
+FLAT_UNTIL = datetime(2025, 12, 6, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def school() -> tuple[Inventory, dict[str, PointSeries]]:
+    inventory = parse_inventory(one_building_yaml(OUTDOOR + INDOOR + HEATING_GAS))
+    times = SCHOOL_START.timestamp() + HOUR_S * np.arange(24 * 40 + 1, dtype=np.float64)
+    rng = np.random.default_rng(8)
+    use = _open(inventory, times)
+    indoor = _indoor(times, use, rng)
+    flat = (times >= FLAT_FROM.timestamp()) & (times < FLAT_UNTIL.timestamp())
+    indoor[flat] = 18.3 + rng.normal(0, 0.05, int(flat.sum()))  # stuck, with a little noise: not frozen
+    outdoor = _school_outdoor(times, rng)
+    hdh = np.maximum(0.0, 16.0 - outdoor[:-1])
+    gas = np.where(use[:-1] > 0, 0.6 * hdh + 1.0, 0.15 * hdh) + 0.1 * rng.random(times.size - 1)  # set back at night
+    return inventory, {
+        "b1-indoor": PointSeries(times, indoor), "b1-outdoor": PointSeries(times, outdoor),
+        "b1-heat": PointSeries(times, np.concatenate([[100.0], 100.0 + np.cumsum(gas / 10.0)])),
+    }
+
+
+def _cycle(inventory: Inventory, readings: dict[str, PointSeries], hours: int, memo: RuleMemo | None) -> Finding:
+    """The rule over the frame from SCHOOL_START, ``hours`` long, with the readings up to its end."""
+    end_s = SCHOOL_START.timestamp() + hours * HOUR_S
+    cut = {pid: PointSeries(s.times_s[s.times_s <= end_s], s.values[s.times_s <= end_s]) for pid, s in readings.items()}
+    frame = HourlyFrame.build(cut, counters={"b1-heat"}, start_s=SCHOOL_START.timestamp(), hours=hours)
+    building = next(b for _, b in inventory.buildings())
+    point = next(p for p in building.points if p.id == "b1-indoor")
+    calendar = FrenchCalendar(inventory.organisation.school_holiday_zone)
+    open_frac, _ = schedule_masks(building, calendar, inventory.organisation.tz, frame.times_s, timedelta(hours=4))
+    finding = LostDailyCycleRule().evaluate(building, point, cut["b1-indoor"], frame, open_frac, RulesConfig(),
+                                            outdoor_c=frame.mean["b1-outdoor"], memo=memo)
+    assert finding is not None
+    return finding
+
+
+def test_lost_cycle_judging_only_the_new_hours_gives_the_findings_over_the_whole_history(
+    school: tuple[Inventory, dict[str, PointSeries]],
+) -> None:
+    """Hour after hour across a day boundary while the sensor is flat: the same states and ranges as without a
+    memo (its flat days flagged, left out of later references), each pass judging the new hour's day only."""
+    inventory, readings = school
+    memo = RuleMemo()
+    first = int((datetime(2025, 12, 4, tzinfo=UTC) - SCHOOL_START) / timedelta(hours=1)) - 3
+    _cycle(inventory, readings, first, memo)
+    assert memo.recomputed_days == first // 24
+    for hours in range(first + 1, first + 6):
+        before = memo.recomputed_days
+        found = _cycle(inventory, readings, hours, memo)
+        expected = _cycle(inventory, readings, hours, None)
+        np.testing.assert_array_equal(found.state, expected.state)
+        assert found.facts.keys() == expected.facts.keys()
+        for name in found.facts:
+            np.testing.assert_array_equal(found.facts[name], expected.facts[name])
+        assert memo.recomputed_days - before == (1 if hours % 24 == 0 else 0)
+    assert (found.state == 1.0).any()  # the flat sensor is found lost: the memo carries the flagged days
+    # A late reading on the first flat day: judged again from that day on, still the rule's finding.
+    late_day = int((FLAT_FROM - SCHOOL_START) / timedelta(days=1))
+    shifted = readings["b1-indoor"].values.copy()
+    shifted[int(late_day * 24 + 12)] += 2.0
+    late = {**readings, "b1-indoor": PointSeries(readings["b1-indoor"].times_s, shifted)}
+    before = memo.recomputed_days
+    found = _cycle(inventory, late, first + 6, memo)
+    np.testing.assert_array_equal(found.state, _cycle(inventory, late, first + 6, None).state)
+    assert memo.recomputed_days - before == (first + 6) // 24 - late_day
