@@ -996,7 +996,7 @@ def building_findings(
     hours = BuildingHours.build(inventory, building, frame, calendar, config.features, blank=blank, booked=booked)
     findings: list[Finding] = []
     for rule in BUILDING_RULES:
-        findings.extend(rule.evaluate(hours, config.rules, findings))
+        findings.extend(rule.evaluate(hours, config.rules, findings, memo=memo))
     scores: dict[Usage, FloatArray] = {}
     model_findings: list[Finding] = []
     expected: list[ExpectedSeries] = []

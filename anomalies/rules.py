@@ -283,6 +283,15 @@ class _CycleDays:
     kept: BoolArray  # per day, whether the heater was kept on
 
 
+@dataclass(eq=False, slots=True)
+class _PctDays:
+    """What :func:`_causal_pct` computed at one site (see :class:`RuleMemo`)."""
+
+    key: tuple[float, int, int, int]  # percentile, lookback days, hours per row, first local day
+    rows: list[bytes]  # per local day, a digest of its masked values
+    per_day: FloatArray  # per local day, the percentile of the days before it
+
+
 class RuleMemo:
     """What the causal rules computed on earlier passes, reused while the hours they depend on are unchanged.
 
@@ -298,23 +307,29 @@ class RuleMemo:
     :class:`SensorDriftRule` and :class:`LostDailyCycleRule` use it: their
     reference of earlier days depends on which of those days they flagged, day
     by day from the frame's start, so without it every pass judged the whole
-    frame again (400 days) for its new hour. It lives in memory, with the
+    frame again (400 days) for its new hour. So do the causal percentiles of
+    the energy rules (a heater's floor, a year's top): a day's percentile
+    depends on the days before it only, kept while their values are unchanged
+    (per day, a digest of them). It lives in memory, with the
     detection state, and is not saved: the first pass after a start judges the
     whole frame once.
 
     Attributes:
-        recomputed_days: days judged anew since the memo was made (what the memo did not spare).
+        recomputed_days: days judged anew by the quality rules since the memo was made (what it did not spare).
+        recomputed_percentile_days: likewise, days whose causal percentiles were computed anew.
     """
 
     def __init__(self) -> None:
         """An empty memo."""
         self._drift: dict[str, _DriftDays] = {}
         self._cycle: dict[str, _CycleDays] = {}
+        self._pct: dict[tuple[str, ...], _PctDays] = {}
         self.recomputed_days = 0
+        self.recomputed_percentile_days = 0
 
     def __len__(self) -> int:
         """Points with an entry."""
-        return len(self._drift) + len(self._cycle)
+        return len(self._drift) + len(self._cycle) + len(self._pct)
 
 
 class BuildingRule(Protocol):
@@ -322,8 +337,14 @@ class BuildingRule(Protocol):
 
     name: str
 
-    def evaluate(self, hours: BuildingHours, config: RulesConfig, earlier: Sequence[Finding]) -> list[Finding]:
-        """Findings of the rule; ``earlier`` holds the findings of the rules run before it."""
+    def evaluate(
+        self, hours: BuildingHours, config: RulesConfig, earlier: Sequence[Finding], *, memo: RuleMemo | None = None
+    ) -> list[Finding]:
+        """Findings of the rule; ``earlier`` holds the findings of the rules run before it.
+
+        ``memo`` holds what the rule computed on an earlier pass (:class:`RuleMemo`): the finding is the same
+        with it or without it, only its cost changes.
+        """
         ...
 
 
@@ -417,30 +438,58 @@ def _row_percentile(rows: FloatArray, q: float) -> FloatArray:
     return result
 
 
-def _causal_pct(values: FloatArray, mask: BoolArray, local_day: IntArray, q: float, lookback_days: int) -> FloatArray:
+def _causal_pct(
+    values: FloatArray,
+    mask: BoolArray,
+    local_day: IntArray,
+    q: float,
+    lookback_days: int,
+    *,
+    memo: RuleMemo | None = None,
+    site: tuple[str, ...] = (),
+) -> FloatArray:
     """Per hour, the ``q`` percentile of ``values[mask]`` over the ``lookback_days`` local days before its day.
 
     The hour's own day is left out, so the reference of an hour never holds it
-    or any later hour. Computed once per day, for all days at once.
+    or any later hour. Computed once per day, for all days at once; with a
+    ``memo``, only for the days after the first whose values changed since the
+    last call at the same ``site`` (an hourly pass: its new hour's day).
     """
     if values.size == 0:
         return _nan(0)
     matrix, row = _day_matrix(np.where(mask & np.isfinite(values), values, np.nan), local_day)
     days, width = matrix.shape
+    per_day = np.empty(days)
+    first = 0
+    if memo is not None:
+        digests = [hashlib.blake2b(r.tobytes(), digest_size=16).digest() for r in matrix]
+        key = (float(q), int(lookback_days), width, int(local_day[0]))
+        done = memo._pct.get(site)
+        if done is not None and done.key == key:
+            same = 0
+            while same < min(len(done.rows), days) and done.rows[same] == digests[same]:
+                same += 1
+            # A day's percentile depends on the days before it only: those up to the first changed one hold.
+            first = min(same + 1, done.per_day.size, days)
+            per_day[:first] = done.per_day[:first]
     padded = np.concatenate([np.full((lookback_days, width), np.nan), matrix])
     windows = np.lib.stride_tricks.sliding_window_view(padded, lookback_days, axis=0)[:days]
     # Rows are independent: a block of days at a time bounds the copy a year's lookback makes (a year of
     # days x a year of hours is 30 MB, sorted twice that), with the same percentiles.
-    per_day = np.empty(days)
     step = max(1, _PCT_BLOCK // max(1, width * lookback_days))
-    for i in range(0, days, step):
+    for i in range(first, days, step):
         block = windows[i : i + step]
         per_day[i : i + block.shape[0]] = _row_percentile(block.reshape(block.shape[0], width * lookback_days), q)
+    if memo is not None:
+        memo.recomputed_percentile_days += days - first
+        memo._pct[site] = _PctDays(key, digests, per_day.copy())
     result: FloatArray = per_day[row]
     return result
 
 
-def heater_active(hours: BuildingHours, lookback_days: int = 28) -> tuple[BoolArray, FloatArray]:
+def heater_active(
+    hours: BuildingHours, lookback_days: int = 28, *, memo: RuleMemo | None = None
+) -> tuple[BoolArray, FloatArray]:
     """Hours where the heating generator runs, beyond hot water and process heat, from earlier days only.
 
     The floor is the 10th percentile of the heating meter over the occupied,
@@ -455,8 +504,10 @@ def heater_active(hours: BuildingHours, lookback_days: int = 28) -> tuple[BoolAr
     heat = hours.usages[Usage.HEATING].values
     occ = hours.occupied
     day = hours.local_day
-    floor = np.where(occ, _causal_pct(heat, occ, day, 10, lookback_days), _causal_pct(heat, ~occ, day, 10, lookback_days))
-    scale = _causal_pct(heat, np.ones(heat.shape, dtype=np.bool_), day, 99, 365)
+    site = (hours.building.id, "heater", str(lookback_days))
+    floor = np.where(occ, _causal_pct(heat, occ, day, 10, lookback_days, memo=memo, site=(*site, "occupied")),
+                     _causal_pct(heat, ~occ, day, 10, lookback_days, memo=memo, site=(*site, "unoccupied")))
+    scale = _causal_pct(heat, np.ones(heat.shape, dtype=np.bool_), day, 99, 365, memo=memo, site=(*site, "top"))
     active: BoolArray = np.isfinite(heat) & np.isfinite(floor) & (heat > floor + 0.05 * scale)
     return active, floor
 
@@ -697,13 +748,15 @@ class OverheatingRule:
 
     name = "overheating"
 
-    def evaluate(self, hours: BuildingHours, config: RulesConfig, earlier: Sequence[Finding]) -> list[Finding]:
+    def evaluate(
+        self, hours: BuildingHours, config: RulesConfig, earlier: Sequence[Finding], *, memo: RuleMemo | None = None
+    ) -> list[Finding]:
         """Hours of heating above the limits."""
         if Usage.HEATING not in hours.usages or not np.isfinite(hours.indoor_c).any():
             return []
         heat = hours.usages[Usage.HEATING]
         comfort = _comfort(hours)
-        heater, floor = heater_active(hours)
+        heater, floor = heater_active(hours, memo=memo)
         indoor, outdoor = hours.indoor_c, hours.outdoor_c
         occ_over = _occupied_overheating(hours, comfort, config, heater)
         heating_weather = _heating_weather(hours, config)
@@ -768,13 +821,15 @@ class HeatingUnoccupiedRule:
 
     name = "heating_unoccupied"
 
-    def evaluate(self, hours: BuildingHours, config: RulesConfig, earlier: Sequence[Finding]) -> list[Finding]:
+    def evaluate(
+        self, hours: BuildingHours, config: RulesConfig, earlier: Sequence[Finding], *, memo: RuleMemo | None = None
+    ) -> list[Finding]:
         """Closed hours heated to comfort."""
         if Usage.HEATING not in hours.usages or not np.isfinite(hours.indoor_c).any():
             return []
         heat = hours.usages[Usage.HEATING]
         comfort = _comfort(hours)
-        heater, floor = heater_active(hours)
+        heater, floor = heater_active(hours, memo=memo)
         indoor, outdoor = hours.indoor_c, hours.outdoor_c
         memory = _recent(
             _occupied_overheating(hours, comfort, config, heater), int(config.overheating_memory / timedelta(hours=1))
@@ -812,7 +867,9 @@ class LightingRule:
 
     name = "lighting"
 
-    def evaluate(self, hours: BuildingHours, config: RulesConfig, earlier: Sequence[Finding]) -> list[Finding]:
+    def evaluate(
+        self, hours: BuildingHours, config: RulesConfig, earlier: Sequence[Finding], *, memo: RuleMemo | None = None
+    ) -> list[Finding]:
         """Closed hours lit, and occupied hours lit in full daylight."""
         n = hours.frame.hours
         closed = hours.open_frac == 0.0
@@ -828,14 +885,16 @@ class LightingRule:
             # Typical closed-hour electricity at the same local hour stands for "lights off".
             for h in range(24):
                 at_h = hours.local_hour == h
-                general_closed[at_h] = _causal_pct(general.values, closed & at_h, day, 30, lookback)[at_h]
+                general_closed[at_h] = _causal_pct(general.values, closed & at_h, day, 30, lookback, memo=memo,
+                                                   site=(hours.building.id, "lighting", "closed", str(h)))[at_h]
             # A lux sensor alone may be frozen on a daytime value: the meter must agree that lamps draw power.
             lit_sensor &= general.values > config.lit_power_ratio * general_closed
         findings: list[Finding] = []
         meter: UsageSeries | None
         if light is not None:
-            base = _causal_pct(light.values, closed, day, 10, lookback)
-            level = _causal_pct(light.values, hours.occupied, day, 90, lookback)
+            site = (hours.building.id, "lighting", light.usage.value)
+            base = _causal_pct(light.values, closed, day, 10, lookback, memo=memo, site=(*site, "base"))
+            level = _causal_pct(light.values, hours.occupied, day, 90, lookback, memo=memo, site=(*site, "level"))
             lit_meter = np.isfinite(light.values) & (light.values > base + 0.3 * (level - base))
             known = closed & (np.isfinite(light.values) | known_sensor)
             meter = light
@@ -863,7 +922,7 @@ class LightingRule:
         )
         if light is not None:
             # Full power is the lamps' installed power: a year's top, not the last weeks' (short winter days).
-            top = _causal_pct(light.values, hours.occupied, day, 99, 365)
+            top = _causal_pct(light.values, hours.occupied, day, 99, 365, memo=memo, site=(*site, "top"))
             sunny = hours.occupied & (hours.sun_deg > config.daylight_sun_deg) & np.isfinite(lux)
             full = sunny & (light.values >= 0.9 * top) & (lux >= config.daylight_lux)
             half = np.where(full, 0.5 * light.values, np.nan)
@@ -910,7 +969,9 @@ class NightBaseloadRule:
 
     name = "baseload_creep"
 
-    def evaluate(self, hours: BuildingHours, config: RulesConfig, earlier: Sequence[Finding]) -> list[Finding]:
+    def evaluate(
+        self, hours: BuildingHours, config: RulesConfig, earlier: Sequence[Finding], *, memo: RuleMemo | None = None
+    ) -> list[Finding]:
         """Nights whose base load is above the previous weeks'."""
         elec = hours.usages.get(Usage.GENERAL)
         if elec is None:
@@ -1198,7 +1259,9 @@ class WaterLeakRule:
 
     name = "water_leak"
 
-    def evaluate(self, hours: BuildingHours, config: RulesConfig, earlier: Sequence[Finding]) -> list[Finding]:
+    def evaluate(
+        self, hours: BuildingHours, config: RulesConfig, earlier: Sequence[Finding], *, memo: RuleMemo | None = None
+    ) -> list[Finding]:
         """Night hours with a flow above the usual night flow."""
         water = hours.usages.get(Usage.WATER)
         if water is None:
@@ -1916,24 +1979,27 @@ class UnoccupiedConsumptionRule:
 
     name = "consumption_unoccupied"
 
-    def evaluate(self, hours: BuildingHours, config: RulesConfig, earlier: Sequence[Finding]) -> list[Finding]:
+    def evaluate(
+        self, hours: BuildingHours, config: RulesConfig, earlier: Sequence[Finding], *, memo: RuleMemo | None = None
+    ) -> list[Finding]:
         """Closures consuming clearly more than comparable earlier closures."""
         series: list[UsageSeries] = []
         if Usage.HEATING in hours.usages and not np.isfinite(hours.indoor_c).any():
             series.append(hours.usages[Usage.HEATING])
         if Usage.GENERAL in hours.usages and Usage.HEATING not in hours.usages and Usage.LIGHTING not in hours.usages:
             series.append(hours.usages[Usage.GENERAL])
-        return [self._one(hours, s, config) for s in series]
+        return [self._one(hours, s, config, memo) for s in series]
 
-    def _one(self, hours: BuildingHours, series: UsageSeries, config: RulesConfig) -> Finding:
+    def _one(self, hours: BuildingHours, series: UsageSeries, config: RulesConfig, memo: RuleMemo | None) -> Finding:
         y = series.values
         n = y.size
         day = hours.local_day
         closed_all = hours.open_frac == 0.0
         kind, held = _closure_kinds(hours, config)
         x = np.maximum(0.0, _HDH_BASE_C - _trailing_mean(hours.outdoor_c, _INERTIA_H))
-        floor = _causal_pct(y, closed_all, day, 10, config.consumption_reference_days)
-        scale = _causal_pct(y, np.ones(n, dtype=np.bool_), day, 99, 365)
+        site = (hours.building.id, "unoccupied", series.usage.value)
+        floor = _causal_pct(y, closed_all, day, 10, config.consumption_reference_days, memo=memo, site=(*site, "floor"))
+        scale = _causal_pct(y, np.ones(n, dtype=np.bool_), day, 99, 365, memo=memo, site=(*site, "top"))
         running = np.isfinite(y) & np.isfinite(floor) & (y > floor + _RUNNING_SHARE * scale)
         judged = hours.closed & ~_cooling_down(hours, running, config) & np.isfinite(y) & np.isfinite(x)
         # The first hour a counter is read again after a gap holds all the gap used: not that hour's consumption.

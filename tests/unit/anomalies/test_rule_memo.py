@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
+from anomalies.detect import DetectConfig, building_findings
 from anomalies.features import HourlyFrame, PointSeries, schedule_masks
 from anomalies.rules import Finding, LostDailyCycleRule, RuleMemo, RulesConfig, SensorDriftRule
 from inventory import FrenchCalendar, Inventory, parse_inventory
@@ -180,3 +181,81 @@ def test_lost_cycle_judging_only_the_new_hours_gives_the_findings_over_the_whole
     found = _cycle(inventory, late, first + 6, memo)
     np.testing.assert_array_equal(found.state, _cycle(inventory, late, first + 6, None).state)
     assert memo.recomputed_days - before == (first + 6) // 24 - late_day
+
+
+# --- the energy rules' causal percentiles, through building_findings ------------------------------------------
+
+
+LIGHTS = """          - {id: b1-lights, quantity: active_energy, unit: kWh, usage: lighting, cumulative: true,
+             mqtt: {topic: t/b1/lights}}
+"""
+
+
+def test_every_rule_of_a_building_with_a_memo_gives_the_findings_without_it() -> None:
+    """A school with a gas heater, an indoor sensor and a lighting meter, its lamps left on through the nights
+    of one week and its heating kept on through another's: every finding of every rule (quality and energy:
+    heater floors, lighting levels, a year's tops are causal percentiles kept per day) is the same with the
+    memo of the earlier passes as without it, pass after pass, while the percentiles are computed for at most
+    the new day (none within a day: a day's percentile depends on the days before it only)."""
+    inventory = parse_inventory(one_building_yaml(OUTDOOR + INDOOR + HEATING_GAS + LIGHTS))
+    building = next(b for _, b in inventory.buildings())
+    calendar = FrenchCalendar(inventory.organisation.school_holiday_zone)
+    config = DetectConfig(models=False)
+    times = SCHOOL_START.timestamp() + HOUR_S * np.arange(24 * 40 + 1, dtype=np.float64)
+    rng = np.random.default_rng(9)
+    use = _open(inventory, times)
+    outdoor = _school_outdoor(times, rng)
+    hdh = np.maximum(0.0, 16.0 - outdoor[:-1])
+    night = (use[:-1] == 0)
+    heat_kept = night & (times[:-1] >= datetime(2025, 12, 8, tzinfo=UTC).timestamp()) & (
+        times[:-1] < datetime(2025, 12, 12, tzinfo=UTC).timestamp())
+    gas = np.where((use[:-1] > 0) | heat_kept, 0.6 * hdh + 1.0, 0.15 * hdh) + 0.1 * rng.random(times.size - 1)
+    lamps_left = night & (times[:-1] >= datetime(2025, 12, 1, tzinfo=UTC).timestamp()) & (
+        times[:-1] < datetime(2025, 12, 5, tzinfo=UTC).timestamp())
+    lights = np.where((use[:-1] > 0) | lamps_left, 3.0, 0.2) + 0.05 * rng.random(times.size - 1)
+    readings = {
+        "b1-indoor": PointSeries(times, _indoor(times, use, rng)), "b1-outdoor": PointSeries(times, outdoor),
+        "b1-heat": PointSeries(times, np.concatenate([[100.0], 100.0 + np.cumsum(gas / 10.0)])),
+        "b1-lights": PointSeries(times, np.concatenate([[10.0], 10.0 + np.cumsum(lights)])),
+    }
+
+    def findings(hours: int, memo: RuleMemo | None) -> list[Finding]:
+        end_s = SCHOOL_START.timestamp() + hours * HOUR_S
+        cut = {pid: PointSeries(s.times_s[s.times_s <= end_s], s.values[s.times_s <= end_s])
+               for pid, s in readings.items()}
+        frame = HourlyFrame.build(cut, counters={"b1-heat", "b1-lights"}, start_s=SCHOOL_START.timestamp(),
+                                  hours=hours)
+        return building_findings(inventory, building, cut, frame, calendar, config, memo=memo).rules
+
+    memo = RuleMemo()
+    first = int((datetime(2025, 12, 10, tzinfo=UTC) - SCHOOL_START) / timedelta(hours=1)) - 2
+    findings(first, memo)
+    assert memo.recomputed_percentile_days > 0
+    active: set[str] = set()
+    for hours in range(first + 1, first + 5):
+        if hours == first + 4:
+            # Late readings of the gas meter for a past day (the heater idle all day): that day's and every
+            # later day's percentiles are computed again, the days before it kept.
+            gas_times, gas_index = readings["b1-heat"].times_s, readings["b1-heat"].values.copy()
+            idle = (gas_times >= datetime(2025, 12, 2, tzinfo=UTC).timestamp()) & (
+                gas_times < datetime(2025, 12, 3, tzinfo=UTC).timestamp())
+            gas_index[idle] = gas_index[np.flatnonzero(idle)[0] - 1]
+            gas_index[np.flatnonzero(idle)[-1] + 1 :] -= gas_index[np.flatnonzero(idle)[-1] + 1] - gas_index[idle][-1]
+            readings["b1-heat"] = PointSeries(gas_times, gas_index)
+        before = memo.recomputed_percentile_days
+        got, expected = findings(hours, memo), findings(hours, None)
+        assert [f.qualified_name for f in got] == [f.qualified_name for f in expected]
+        for mine, theirs in zip(got, expected, strict=True):
+            for name in ("state", "observed", "expected", "excess"):
+                np.testing.assert_array_equal(getattr(mine, name), getattr(theirs, name), err_msg=mine.qualified_name)
+            assert mine.facts.keys() == theirs.facts.keys()
+            for name in mine.facts:
+                np.testing.assert_array_equal(mine.facts[name], theirs.facts[name])
+            if (mine.state == 1.0).any():
+                active.add(mine.qualified_name)
+        if hours < first + 4:
+            assert memo.recomputed_percentile_days - before <= len(memo._pct)  # at most the new day, per percentile
+    # Findings with active hours are compared (the memo carries findings, not only silence): the lamps left
+    # on, and a rule on the heater's causal floor (the heating kept on through the nights).
+    assert "anomalies.rules.lighting_unoccupied" in active, active
+    assert active & {"anomalies.rules.heating_unoccupied", "anomalies.rules.overheating"}, active
