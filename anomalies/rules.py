@@ -292,6 +292,15 @@ class _PctDays:
     per_day: FloatArray  # per local day, the percentile of the days before it
 
 
+@dataclass(eq=False, slots=True)
+class _NightDays:
+    """What :class:`NightBaseloadRule` judged of a building's nights (see :class:`RuleMemo`)."""
+
+    key: tuple[float, float, float, float, bool]  # frame start, reference nights, increase, main meter
+    digests: list[bytes]  # per night, a digest of its inputs (day, base load, heating, excluded, service)
+    arrays: tuple[npt.NDArray[Any], ...]  # per night: ratio, ratio against the last weeks, predicted, flagged, slope
+
+
 class RuleMemo:
     """What the causal rules computed on earlier passes, reused while the hours they depend on are unchanged.
 
@@ -310,13 +319,15 @@ class RuleMemo:
     frame again (400 days) for its new hour. So do the causal percentiles of
     the energy rules (a heater's floor, a year's top): a day's percentile
     depends on the days before it only, kept while their values are unchanged
-    (per day, a digest of them). It lives in memory, with the
+    (per day, a digest of them); and ``baseload_creep``'s nights, each judged
+    against the nights before it, those it flagged left out. It lives in memory, with the
     detection state, and is not saved: the first pass after a start judges the
     whole frame once.
 
     Attributes:
         recomputed_days: days judged anew by the quality rules since the memo was made (what it did not spare).
         recomputed_percentile_days: likewise, days whose causal percentiles were computed anew.
+        recomputed_nights: likewise, nights ``baseload_creep`` judged anew.
     """
 
     def __init__(self) -> None:
@@ -324,12 +335,14 @@ class RuleMemo:
         self._drift: dict[str, _DriftDays] = {}
         self._cycle: dict[str, _CycleDays] = {}
         self._pct: dict[tuple[str, ...], _PctDays] = {}
+        self._nights: dict[tuple[str, ...], _NightDays] = {}
         self.recomputed_days = 0
         self.recomputed_percentile_days = 0
+        self.recomputed_nights = 0
 
     def __len__(self) -> int:
         """Points with an entry."""
-        return len(self._drift) + len(self._cycle) + len(self._pct)
+        return len(self._drift) + len(self._cycle) + len(self._pct) + len(self._nights)
 
 
 class BuildingRule(Protocol):
@@ -1017,7 +1030,21 @@ class NightBaseloadRule:
         predicted = np.full(days.size, np.nan)
         flagged = np.zeros(days.size, dtype=np.bool_)
         slopes = np.zeros(days.size)
-        for i, day in enumerate(days.tolist()):
+        # A night's judgement depends on its own inputs and on the nights before it (and on which of them were
+        # flagged): a memo holds the nights up to the first whose inputs changed since the last pass.
+        inputs = np.column_stack([days.astype(np.float64), night_e, night_h, excluded, service.astype(np.float64)])
+        digests = [hashlib.blake2b(r.tobytes(), digest_size=16).digest() for r in inputs]
+        key = (hours.frame.start_s, float(far), float(near), float(config.baseload_increase), main_meter)
+        site = (hours.building.id, self.name)
+        done = memo._nights.get(site) if memo is not None else None
+        first = 0
+        if done is not None and done.key == key:
+            while first < min(len(done.digests), days.size) and done.digests[first] == digests[first]:
+                first += 1
+            for mine, kept in zip((ratio, fast, predicted, flagged, slopes), done.arrays, strict=True):
+                mine[:first] = kept[:first]
+        for i in range(first, days.size):
+            day = int(days[i])
             if not np.isfinite(night_e[i]) or excluded[i]:
                 continue
             # Reference nights in the same heating service state only: circulation pumps and boiler auxiliaries
@@ -1044,6 +1071,9 @@ class NightBaseloadRule:
                     predicted[i] = envelope + slope * night_h[i]
                     ratio[i] = night_e[i] / predicted[i] if predicted[i] > 0 else np.nan
                     flagged[i] = True
+        if memo is not None:
+            memo.recomputed_nights += days.size - first
+            memo._nights[site] = _NightDays(key, digests, tuple(a.copy() for a in (ratio, fast, predicted, flagged, slopes)))
         step = _night_steps(days, night_e, night_h, slopes, predicted, flagged, excluded, config.baseload_increase)
         night_idx = np.flatnonzero(night)
         of_night = np.searchsorted(days, hours.local_day[night_idx])

@@ -186,22 +186,18 @@ def test_lost_cycle_judging_only_the_new_hours_gives_the_findings_over_the_whole
 # --- the energy rules' causal percentiles, through building_findings ------------------------------------------
 
 
+ELEC = """          - {id: b1-elec, quantity: active_energy, unit: kWh, usage: general, cumulative: true,
+             mqtt: {topic: t/b1/elec}}
+"""
 LIGHTS = """          - {id: b1-lights, quantity: active_energy, unit: kWh, usage: lighting, cumulative: true,
              mqtt: {topic: t/b1/lights}}
 """
 
 
-def test_every_rule_of_a_building_with_a_memo_gives_the_findings_without_it() -> None:
-    """A school with a gas heater, an indoor sensor and a lighting meter, its lamps left on through the nights
-    of one week and its heating kept on through another's: every finding of every rule (quality and energy:
-    heater floors, lighting levels, a year's tops are causal percentiles kept per day) is the same with the
-    memo of the earlier passes as without it, pass after pass, while the percentiles are computed for at most
-    the new day (none within a day: a day's percentile depends on the days before it only)."""
-    inventory = parse_inventory(one_building_yaml(OUTDOOR + INDOOR + HEATING_GAS + LIGHTS))
-    building = next(b for _, b in inventory.buildings())
-    calendar = FrenchCalendar(inventory.organisation.school_holiday_zone)
-    config = DetectConfig(models=False)
-    times = SCHOOL_START.timestamp() + HOUR_S * np.arange(24 * 40 + 1, dtype=np.float64)
+def _whole_school() -> tuple[Inventory, dict[str, PointSeries]]:
+    """The school of the test below, its readings."""
+    inventory = parse_inventory(one_building_yaml(OUTDOOR + INDOOR + HEATING_GAS + LIGHTS + ELEC))
+    times = SCHOOL_START.timestamp() + HOUR_S * np.arange(24 * 56 + 1, dtype=np.float64)
     rng = np.random.default_rng(9)
     use = _open(inventory, times)
     outdoor = _school_outdoor(times, rng)
@@ -212,38 +208,61 @@ def test_every_rule_of_a_building_with_a_memo_gives_the_findings_without_it() ->
     gas = np.where((use[:-1] > 0) | heat_kept, 0.6 * hdh + 1.0, 0.15 * hdh) + 0.1 * rng.random(times.size - 1)
     lamps_left = night & (times[:-1] >= datetime(2025, 12, 1, tzinfo=UTC).timestamp()) & (
         times[:-1] < datetime(2025, 12, 5, tzinfo=UTC).timestamp())
-    lights = np.where((use[:-1] > 0) | lamps_left, 3.0, 0.2) + 0.05 * rng.random(times.size - 1)
+    lights = np.where((use[:-1] == 1.0) | lamps_left, 3.0, 0.2) + 0.05 * rng.random(times.size - 1)  # open only
+    base = np.where(times[:-1] >= datetime(2025, 12, 14, tzinfo=UTC).timestamp(), 1.5, 1.0)
+    elec = base + lights + np.where(use[:-1] == 1.0, 4.0, 0.0) + 0.1 * rng.random(times.size - 1)
     readings = {
         "b1-indoor": PointSeries(times, _indoor(times, use, rng)), "b1-outdoor": PointSeries(times, outdoor),
         "b1-heat": PointSeries(times, np.concatenate([[100.0], 100.0 + np.cumsum(gas / 10.0)])),
         "b1-lights": PointSeries(times, np.concatenate([[10.0], 10.0 + np.cumsum(lights)])),
+        "b1-elec": PointSeries(times, np.concatenate([[50.0], 50.0 + np.cumsum(elec)])),
     }
+    return inventory, readings
 
-    def findings(hours: int, memo: RuleMemo | None) -> list[Finding]:
-        end_s = SCHOOL_START.timestamp() + hours * HOUR_S
-        cut = {pid: PointSeries(s.times_s[s.times_s <= end_s], s.values[s.times_s <= end_s])
-               for pid, s in readings.items()}
-        frame = HourlyFrame.build(cut, counters={"b1-heat", "b1-lights"}, start_s=SCHOOL_START.timestamp(),
-                                  hours=hours)
-        return building_findings(inventory, building, cut, frame, calendar, config, memo=memo).rules
 
+def _findings(inventory: Inventory, readings: dict[str, PointSeries], hours: int, memo: RuleMemo | None) -> list[Finding]:
+    """Every rule's findings on the frame from SCHOOL_START, ``hours`` long, with the readings up to its end."""
+    building = next(b for _, b in inventory.buildings())
+    calendar = FrenchCalendar(inventory.organisation.school_holiday_zone)
+    end_s = SCHOOL_START.timestamp() + hours * HOUR_S
+    cut = {pid: PointSeries(s.times_s[s.times_s <= end_s], s.values[s.times_s <= end_s])
+           for pid, s in readings.items()}
+    frame = HourlyFrame.build(cut, counters={"b1-heat", "b1-lights", "b1-elec"}, start_s=SCHOOL_START.timestamp(),
+                              hours=hours)
+    return building_findings(inventory, building, cut, frame, calendar, DetectConfig(models=False), memo=memo).rules
+
+
+def test_every_rule_of_a_building_with_a_memo_gives_the_findings_without_it() -> None:
+    """A school with a gas heater, an indoor sensor, a lighting meter and a main electricity meter, its lamps
+    left on through the nights of one week, its heating kept on through another's, its night base load up by
+    half from mid-December: every finding of every rule (quality and energy: heater floors, lighting levels,
+    a year's tops are causal percentiles kept per day; base-load nights judged one after the other) is the
+    same with the memo of the earlier passes as without it, pass after pass, while the percentiles are
+    computed for at most the new day (none within a day: a day's percentile depends on the days before it
+    only); and after late readings for a past day."""
+    inventory, readings = _whole_school()
     memo = RuleMemo()
-    first = int((datetime(2025, 12, 10, tzinfo=UTC) - SCHOOL_START) / timedelta(hours=1)) - 2
-    findings(first, memo)
+    first = int((datetime(2025, 12, 21, tzinfo=UTC) - SCHOOL_START) / timedelta(hours=1)) - 2
+    _findings(inventory, readings, first, memo)
     assert memo.recomputed_percentile_days > 0
     active: set[str] = set()
     for hours in range(first + 1, first + 5):
         if hours == first + 4:
             # Late readings of the gas meter for a past day (the heater idle all day): that day's and every
-            # later day's percentiles are computed again, the days before it kept.
+            # later day's percentiles are computed again, the days before it kept; likewise the nights.
             gas_times, gas_index = readings["b1-heat"].times_s, readings["b1-heat"].values.copy()
             idle = (gas_times >= datetime(2025, 12, 2, tzinfo=UTC).timestamp()) & (
                 gas_times < datetime(2025, 12, 3, tzinfo=UTC).timestamp())
             gas_index[idle] = gas_index[np.flatnonzero(idle)[0] - 1]
             gas_index[np.flatnonzero(idle)[-1] + 1 :] -= gas_index[np.flatnonzero(idle)[-1] + 1] - gas_index[idle][-1]
             readings["b1-heat"] = PointSeries(gas_times, gas_index)
+            # And of the electricity meter: the nights of the 15th to the 17th at the old base load after all.
+            elec_times, elec_index = readings["b1-elec"].times_s, readings["b1-elec"].values
+            lower = (elec_times > datetime(2025, 12, 15, tzinfo=UTC).timestamp()) & (
+                elec_times <= datetime(2025, 12, 18, tzinfo=UTC).timestamp())
+            readings["b1-elec"] = PointSeries(elec_times, elec_index - 0.5 * np.cumsum(lower))
         before = memo.recomputed_percentile_days
-        got, expected = findings(hours, memo), findings(hours, None)
+        got, expected = _findings(inventory, readings, hours, memo), _findings(inventory, readings, hours, None)
         assert [f.qualified_name for f in got] == [f.qualified_name for f in expected]
         for mine, theirs in zip(got, expected, strict=True):
             for name in ("state", "observed", "expected", "excess"):
@@ -258,4 +277,6 @@ def test_every_rule_of_a_building_with_a_memo_gives_the_findings_without_it() ->
     # Findings with active hours are compared (the memo carries findings, not only silence): the lamps left
     # on, and a rule on the heater's causal floor (the heating kept on through the nights).
     assert "anomalies.rules.lighting_unoccupied" in active, active
+    assert active & {"anomalies.rules.baseload_creep", "anomalies.rules.night_load_step"}, active
+    assert memo.recomputed_nights > 0
     assert active & {"anomalies.rules.heating_unoccupied", "anomalies.rules.overheating"}, active
