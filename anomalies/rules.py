@@ -1577,6 +1577,14 @@ class FrozenSensorRule:
         if not binary:
             assert limit is not None  # noqa: S101 - checked above
             candidate &= span_s >= limit.total_seconds()
+        else:
+            # A 0/1 sensor's run is frozen only if the schedule changed often enough strictly inside it: the
+            # count of changes only grows, so its total over the run tells at once.
+            lo_h = np.clip((t[starts] - frame.start_s) // 3600.0, 0, None).astype(np.int64) + 1
+            hi_h = np.minimum(n - 1, (t[ends] - frame.start_s) // 3600.0).astype(np.int64) - 1
+            inside = candidate & (hi_h > lo_h)
+            candidate = inside.copy()
+            candidate[inside] = flips[hi_h[inside]] - flips[lo_h[inside]] >= config.frozen_transitions
         for i in np.flatnonzero(candidate).tolist():
             s, e = int(starts[i]), int(ends[i])
             t0, t1 = float(t[s]), float(t[e])

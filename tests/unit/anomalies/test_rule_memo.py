@@ -137,11 +137,14 @@ def school() -> tuple[Inventory, dict[str, PointSeries]]:
     }
 
 
-def _cycle(inventory: Inventory, readings: dict[str, PointSeries], hours: int, memo: RuleMemo | None) -> Finding:
-    """The rule over the frame from SCHOOL_START, ``hours`` long, with the readings up to its end."""
+def _cycle(inventory: Inventory, readings: dict[str, PointSeries], hours: int, memo: RuleMemo | None,
+           start_day: int = 0) -> Finding:
+    """The rule over the frame from SCHOOL_START (or ``start_day`` days later) to ``hours`` after SCHOOL_START,
+    with the readings up to its end."""
     end_s = SCHOOL_START.timestamp() + hours * HOUR_S
+    start_s = SCHOOL_START.timestamp() + start_day * 86_400.0
     cut = {pid: PointSeries(s.times_s[s.times_s <= end_s], s.values[s.times_s <= end_s]) for pid, s in readings.items()}
-    frame = HourlyFrame.build(cut, counters={"b1-heat"}, start_s=SCHOOL_START.timestamp(), hours=hours)
+    frame = HourlyFrame.build(cut, counters={"b1-heat"}, start_s=start_s, hours=hours - 24 * start_day)
     building = next(b for _, b in inventory.buildings())
     point = next(p for p in building.points if p.id == "b1-indoor")
     calendar = FrenchCalendar(inventory.organisation.school_holiday_zone)
@@ -181,6 +184,11 @@ def test_lost_cycle_judging_only_the_new_hours_gives_the_findings_over_the_whole
     found = _cycle(inventory, late, first + 6, memo)
     np.testing.assert_array_equal(found.state, _cycle(inventory, late, first + 6, None).state)
     assert memo.recomputed_days - before == (first + 6) // 24 - late_day
+    # The frame's start moved (every roll_every, a live pass's history moves on): every day is judged again.
+    before = memo.recomputed_days
+    moved = _cycle(inventory, late, first + 7, memo, start_day=1)
+    np.testing.assert_array_equal(moved.state, _cycle(inventory, late, first + 7, None, start_day=1).state)
+    assert memo.recomputed_days - before == (first + 7) // 24 - 1
 
 
 # --- the energy rules' causal percentiles, through building_findings ------------------------------------------
