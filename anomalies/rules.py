@@ -36,8 +36,9 @@ Sample config::
 from __future__ import annotations
 
 import hashlib
+import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
@@ -50,11 +51,13 @@ from anomalies.events import EventKind
 from anomalies.features import BuildingHours, HourlyFrame, PointSeries, UsageSeries
 from inventory import R241_26_UNOCCUPIED_C, Building, ComfortTargets, Duration, Energy, Point, Quantity, Usage
 from mv.degreedays import DJU_BASE_C
+from streams.errors import DecodeError
 from streams.quality import StalenessLimits
 
 __all__ = [
     "BUILDING_RULES",
     "CLOSURE_LOOKAHEAD_H",
+    "MEMO_FORMAT_VERSION",
     "QUALITY_RULES",
     "BuildingRule",
     "Finding",
@@ -262,6 +265,10 @@ class Finding:
 
 
 
+MEMO_FORMAT_VERSION = 1
+"""Version of :meth:`RuleMemo.to_arrays`'s layout; each older version gets its own named loader."""
+
+
 @dataclass(eq=False, slots=True)
 class _DriftDays:
     """What :class:`SensorDriftRule` computed for one point's complete days of a frame (see :class:`RuleMemo`)."""
@@ -288,7 +295,7 @@ class _PctDays:
     """What :func:`_causal_pct` computed at one site (see :class:`RuleMemo`)."""
 
     key: tuple[float, int, int, int]  # percentile, lookback days, hours per row, first local day
-    rows: list[bytes]  # per local day, a digest of its masked values
+    digests: list[bytes]  # per local day, a digest of its masked values
     per_day: FloatArray  # per local day, the percentile of the days before it
 
 
@@ -321,8 +328,8 @@ class RuleMemo:
     depends on the days before it only, kept while their values are unchanged
     (per day, a digest of them); and ``baseload_creep``'s nights, each judged
     against the nights before it, those it flagged left out. It lives in memory, with the
-    detection state, and is not saved: the first pass after a start judges the
-    whole frame once.
+    detection state, and the state file does not hold it: the first pass after a start judges the
+    whole frame once. :meth:`to_arrays` and :meth:`from_arrays` save and read it (arrays, no pickle).
 
     Attributes:
         recomputed_days: days judged anew by the quality rules since the memo was made (what it did not spare).
@@ -343,6 +350,73 @@ class RuleMemo:
     def __len__(self) -> int:
         """Points with an entry."""
         return len(self._drift) + len(self._cycle) + len(self._pct) + len(self._nights)
+
+    def to_arrays(self) -> dict[str, npt.NDArray[Any]]:
+        """The memo as named arrays, for ``np.savez`` (no pickle): a JSON ``memo_meta`` and each entry's arrays.
+
+        :meth:`from_arrays` reads them back; a memo read back spares what the memo saved did
+        (``test_rule_memo.py``). Only entries are saved, not the ``recomputed_*`` counters.
+        """
+        meta: dict[str, Any] = {"format_version": MEMO_FORMAT_VERSION, "entries": []}
+        arrays: dict[str, npt.NDArray[Any]] = {}
+        tables: list[tuple[str, Mapping[Any, Any], tuple[str, ...]]] = [
+            ("drift", self._drift, ("flagged", "state", "deviation")),
+            ("cycle", self._cycle, ("ref", "kept")),
+            ("pct", self._pct, ("per_day",)),
+            ("nights", self._nights, ("ratio", "fast", "predicted", "flagged", "slope")),
+        ]
+        for kind, table, fields in tables:
+            for name, entry in table.items():
+                i = len(meta["entries"])
+                meta["entries"].append({"kind": kind, "name": name if isinstance(name, str) else list(name),
+                                        "key": list(entry.key)})
+                arrays[f"memo{i}_digests"] = np.frombuffer(b"".join(entry.digests), dtype=np.uint8).reshape(-1, 16)
+                values = entry.arrays if kind == "nights" else tuple(getattr(entry, f) for f in fields)
+                for f, array in zip(fields, values, strict=True):
+                    arrays[f"memo{i}_{f}"] = array
+        arrays["memo_meta"] = np.array(json.dumps(meta))
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, npt.NDArray[Any]]) -> RuleMemo:
+        """A memo from :meth:`to_arrays`'s arrays (an ``np.load`` of them will do).
+
+        Raises:
+            DecodeError: the arrays are not a memo of a format version this code reads.
+        """
+        memo = cls()
+        try:
+            meta = json.loads(str(arrays["memo_meta"]))
+            if meta.get("format_version") != MEMO_FORMAT_VERSION:
+                version = meta.get("format_version")
+                msg = f"unknown rule memo format_version {version!r} (this version reads {MEMO_FORMAT_VERSION})"
+                raise DecodeError(msg)
+            for i, e in enumerate(meta["entries"]):
+                digests = [row.tobytes() for row in np.asarray(arrays[f"memo{i}_digests"], dtype=np.uint8)]
+                key = tuple(e["key"])
+
+                def field_(name: str, index: int = i) -> npt.NDArray[Any]:
+                    return np.asarray(arrays[f"memo{index}_{name}"])
+
+                if e["kind"] == "drift":
+                    memo._drift[str(e["name"])] = _DriftDays(
+                        key, digests, field_("flagged").astype(np.bool_), field_("state"), field_("deviation"))
+                elif e["kind"] == "cycle":
+                    memo._cycle[str(e["name"])] = _CycleDays(key, digests, field_("ref"), field_("kept").astype(np.bool_))
+                elif e["kind"] == "pct":
+                    memo._pct[tuple(e["name"])] = _PctDays(key, digests, field_("per_day"))
+                elif e["kind"] == "nights":
+                    night_arrays = tuple(field_(f) for f in ("ratio", "fast", "predicted", "flagged", "slope"))
+                    memo._nights[tuple(e["name"])] = _NightDays(key, digests, night_arrays)
+                else:
+                    msg = f"unknown rule memo entry kind {e['kind']!r}"
+                    raise DecodeError(msg)
+        except DecodeError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            msg = f"not a readable rule memo ({type(exc).__name__}: {exc})"
+            raise DecodeError(msg) from exc
+        return memo
 
 
 class BuildingRule(Protocol):
@@ -480,7 +554,7 @@ def _causal_pct(
         done = memo._pct.get(site)
         if done is not None and done.key == key:
             same = 0
-            while same < min(len(done.rows), days) and done.rows[same] == digests[same]:
+            while same < min(len(done.digests), days) and done.digests[same] == digests[same]:
                 same += 1
             # A day's percentile depends on the days before it only: those up to the first changed one hold.
             first = min(same + 1, done.per_day.size, days)

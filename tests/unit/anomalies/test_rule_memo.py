@@ -13,6 +13,7 @@ references, so a day's judgement depends on every day before it).
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ from anomalies.detect import DetectConfig, building_findings
 from anomalies.features import HourlyFrame, PointSeries, schedule_masks
 from anomalies.rules import Finding, LostDailyCycleRule, RuleMemo, RulesConfig, SensorDriftRule
 from inventory import FrenchCalendar, Inventory, parse_inventory
+from streams.errors import DecodeError
 
 from .one_building import OUTDOOR, one_building_yaml
 from .test_rules_drift import DRIFT_FROM, EVERY_DAY, HALL, HOUR_S, START, _autumn_progress, _outdoor, _times
@@ -288,3 +290,31 @@ def test_every_rule_of_a_building_with_a_memo_gives_the_findings_without_it() ->
     assert active & {"anomalies.rules.baseload_creep", "anomalies.rules.night_load_step"}, active
     assert memo.recomputed_nights > 0
     assert active & {"anomalies.rules.heating_unoccupied", "anomalies.rules.overheating"}, active
+
+
+def test_a_memo_saved_and_read_back_spares_what_the_memo_did(tmp_path: Path) -> None:
+    """``RuleMemo.to_arrays`` through ``np.savez`` (no pickle) and ``from_arrays``: the next pass gives the
+    findings of the rules without a memo, judging no more days than with the memo kept in memory; a file of
+    another format version is refused, naming it."""
+    inventory, readings = _whole_school()
+    first = int((datetime(2025, 12, 21, tzinfo=UTC) - SCHOOL_START) / timedelta(hours=1)) - 2
+    kept = RuleMemo()
+    _findings(inventory, readings, first, kept)
+    path = tmp_path / "memo.npz"
+    np.savez(path, **kept.to_arrays())
+    with np.load(path, allow_pickle=False) as data:
+        read = RuleMemo.from_arrays(data)
+    assert len(read) == len(kept) > 0
+    counters = ("recomputed_days", "recomputed_percentile_days", "recomputed_nights")
+    before = [getattr(kept, c) for c in counters]
+    got = _findings(inventory, readings, first + 3, read)
+    _findings(inventory, readings, first + 3, kept)
+    for mine, theirs in zip(got, _findings(inventory, readings, first + 3, None), strict=True):
+        np.testing.assert_array_equal(mine.state, theirs.state, err_msg=mine.qualified_name)
+        np.testing.assert_array_equal(mine.expected, theirs.expected, err_msg=mine.qualified_name)
+    assert [getattr(read, c) for c in counters] == [getattr(kept, c) - b for c, b in zip(counters, before, strict=True)]
+    assert read.recomputed_days <= 2  # the new day of the indoor sensor's two rules, not the 48 days before
+    arrays = kept.to_arrays()
+    arrays["memo_meta"] = np.array(str(arrays["memo_meta"]).replace('"format_version": 1', '"format_version": 99'))
+    with pytest.raises(DecodeError, match="format_version 99"):
+        RuleMemo.from_arrays(arrays)
