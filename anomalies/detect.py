@@ -96,7 +96,15 @@ from anomalies.features import (
 )
 from anomalies.iforest import IsolationForestConfig, IsolationForestDetector
 from anomalies.lifecycle import AlertKey, AlertLifecycle, Gate, LifecycleConfig, Track, Transition
-from anomalies.rules import BUILDING_RULES, CLOSURE_LOOKAHEAD_H, QUALITY_RULES, Finding, RulesConfig, planned_closures
+from anomalies.rules import (
+    BUILDING_RULES,
+    CLOSURE_LOOKAHEAD_H,
+    QUALITY_RULES,
+    Finding,
+    RuleMemo,
+    RulesConfig,
+    planned_closures,
+)
 from anomalies.thresholds import QuantileThreshold
 from inventory import Building, FrenchCalendar, Inventory, Usage
 from streams.errors import InsufficientData
@@ -935,6 +943,7 @@ def building_findings(
     config: DetectConfig,
     *,
     unjudged: Collection[str] = frozenset(),
+    memo: RuleMemo | None = None,
 ) -> BuildingFindings:
     """Run the data-quality rules, the energy rules and the models on one building's hours.
 
@@ -946,6 +955,8 @@ def building_findings(
         calendar: holidays.
         config: detection settings.
         unjudged: points whose missing data is not judged (an offline source that never held them).
+        memo: what the rules computed on an earlier pass over the same frame start: spares recomputing
+            the hours whose inputs did not change (:class:`~anomalies.rules.RuleMemo`), the findings the same.
 
     Returns:
         The findings and scores; each hour's depends only on the readings up to its end.
@@ -975,7 +986,7 @@ def building_findings(
                 continue
             found = quality_rule.evaluate(
                 building, point, readings.get(point.id, empty), frame, open_frac, config.rules, outdoor_c=outdoor,
-                planned_closure_h=planned,
+                planned_closure_h=planned, memo=memo,
             )
             if found is None:
                 continue
@@ -985,7 +996,7 @@ def building_findings(
     hours = BuildingHours.build(inventory, building, frame, calendar, config.features, blank=blank, booked=booked)
     findings: list[Finding] = []
     for rule in BUILDING_RULES:
-        findings.extend(rule.evaluate(hours, config.rules, findings))
+        findings.extend(rule.evaluate(hours, config.rules, findings, memo=memo))
     scores: dict[Usage, FloatArray] = {}
     model_findings: list[Finding] = []
     expected: list[ExpectedSeries] = []

@@ -79,6 +79,7 @@ from anomalies.detect import AlertMemory, DetectConfig, ExpectedSeries, RuleSpan
 from anomalies.events import AlertState, AnomalyEvent
 from anomalies.features import HourlyFrame, PointSeries
 from anomalies.lifecycle import AlertKey, AlertLifecycle, Track
+from anomalies.rules import RuleMemo
 from inventory import Duration, FrenchCalendar, Inventory, Usage
 from streams.errors import ConfigError, DecodeError
 
@@ -127,6 +128,8 @@ class DetectorState:
         tracks: per key, its pending or open alert.
         memory: per key, when its alert opened and whether it is suppressed.
         spans: recent rule alerts, for model suppression.
+        rule_memo: what the rules computed on earlier passes (in memory only, not saved: the first
+            pass after a load recomputes; the findings are the same either way).
     """
 
     config_digest: str
@@ -136,6 +139,7 @@ class DetectorState:
     tracks: dict[AlertKey, Track] = field(default_factory=dict)
     memory: dict[AlertKey, AlertMemory] = field(default_factory=dict)
     spans: list[RuleSpan] = field(default_factory=list)
+    rule_memo: RuleMemo = field(default_factory=RuleMemo, repr=False)
 
     @classmethod
     def fresh(cls, config: DetectConfig | None = None, incremental: IncrementalConfig | None = None) -> DetectorState:
@@ -418,7 +422,8 @@ def advance(
             own = {pid: cut[pid] for pid in [*weather, *(p.id for p in building.points)] if pid in cut}
             frame = HourlyFrame.build(own, counters=counters & set(own), start_s=window_s, hours=n,
                                       max_gap=config.features.max_gap)
-            found = building_findings(inventory, building, own, frame, calendar, config, unjudged=unjudged)
+            found = building_findings(inventory, building, own, frame, calendar, config, unjudged=unjudged,
+                                      memo=state.rule_memo)
             if on_expected is not None:
                 for expected_series in found.expected:
                     on_expected(expected_series.between(_dt(group_s), _dt(stop_s)))

@@ -35,8 +35,10 @@ Sample config::
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
@@ -49,11 +51,13 @@ from anomalies.events import EventKind
 from anomalies.features import BuildingHours, HourlyFrame, PointSeries, UsageSeries
 from inventory import R241_26_UNOCCUPIED_C, Building, ComfortTargets, Duration, Energy, Point, Quantity, Usage
 from mv.degreedays import DJU_BASE_C
+from streams.errors import DecodeError
 from streams.quality import StalenessLimits
 
 __all__ = [
     "BUILDING_RULES",
     "CLOSURE_LOOKAHEAD_H",
+    "MEMO_FORMAT_VERSION",
     "QUALITY_RULES",
     "BuildingRule",
     "Finding",
@@ -65,6 +69,7 @@ __all__ = [
     "NightBaseloadRule",
     "OverheatingRule",
     "QualityRule",
+    "RuleMemo",
     "RulesConfig",
     "SensorDriftRule",
     "StaleCounterRule",
@@ -259,13 +264,174 @@ class Finding:
         return result
 
 
+
+MEMO_FORMAT_VERSION = 1
+"""Version of :meth:`RuleMemo.to_arrays`'s layout; each older version gets its own named loader."""
+
+
+@dataclass(eq=False, slots=True)
+class _DriftDays:
+    """What :class:`SensorDriftRule` computed for one point's complete days of a frame (see :class:`RuleMemo`)."""
+
+    key: tuple[float, int, int, float]  # frame start, reference days, history days, drift_min_k
+    digests: list[bytes]  # per day, a digest of the hourly inputs the day's judgement depends on
+    flagged: BoolArray  # per day, left out of later days' references
+    state: FloatArray  # per hour of those days
+    deviation: FloatArray
+
+
+@dataclass(eq=False, slots=True)
+class _CycleDays:
+    """What :class:`LostDailyCycleRule` decided of one point's complete days of a frame (see :class:`RuleMemo`)."""
+
+    key: tuple[float, int, float, float, bool]  # frame start, reference days, collapse, min range, heater metered
+    digests: list[bytes]  # per day, a digest of the hourly inputs the day's judgement depends on
+    ref: FloatArray  # per day, its reference range (nan: not judged)
+    kept: BoolArray  # per day, whether the heater was kept on
+
+
+@dataclass(eq=False, slots=True)
+class _PctDays:
+    """What :func:`_causal_pct` computed at one site (see :class:`RuleMemo`)."""
+
+    key: tuple[float, int, int, int]  # percentile, lookback days, hours per row, first local day
+    digests: list[bytes]  # per local day, a digest of its masked values
+    per_day: FloatArray  # per local day, the percentile of the days before it
+
+
+@dataclass(eq=False, slots=True)
+class _NightDays:
+    """What :class:`NightBaseloadRule` judged of a building's nights (see :class:`RuleMemo`)."""
+
+    key: tuple[float, float, float, float, bool]  # frame start, reference nights, increase, main meter
+    digests: list[bytes]  # per night, a digest of its inputs (day, base load, heating, excluded, service)
+    arrays: tuple[npt.NDArray[Any], ...]  # per night: ratio, ratio against the last weeks, predicted, flagged, slope
+
+
+class RuleMemo:
+    """What the causal rules computed on earlier passes, reused while the hours they depend on are unchanged.
+
+    A rule that looks back only (causal) says of an hour what it said on the
+    earlier pass, as long as the frame starts at the same hour and the inputs
+    of that hour and of every hour before it are the same. An hourly pass then
+    judges only its new hours (and those of a day whose inputs changed: a late
+    reading). Each entry holds, per complete day, a digest of the day's inputs:
+    the first day whose digest differs and every day after it are recomputed,
+    so the findings are those of the rule over the whole frame, whatever the
+    memo holds (``tests/unit/anomalies/test_rule_memo.py``).
+
+    :class:`SensorDriftRule` and :class:`LostDailyCycleRule` use it: their
+    reference of earlier days depends on which of those days they flagged, day
+    by day from the frame's start, so without it every pass judged the whole
+    frame again (400 days) for its new hour. So do the causal percentiles of
+    the energy rules (a heater's floor, a year's top): a day's percentile
+    depends on the days before it only, kept while their values are unchanged
+    (per day, a digest of them); and ``baseload_creep``'s nights, each judged
+    against the nights before it, those it flagged left out. It lives in memory, with the
+    detection state, and the state file does not hold it: the first pass after a start judges the
+    whole frame once. :meth:`to_arrays` and :meth:`from_arrays` save and read it (arrays, no pickle).
+
+    Attributes:
+        recomputed_days: days judged anew by the quality rules since the memo was made (what it did not spare).
+        recomputed_percentile_days: likewise, days whose causal percentiles were computed anew.
+        recomputed_nights: likewise, nights ``baseload_creep`` judged anew.
+    """
+
+    def __init__(self) -> None:
+        """An empty memo."""
+        self._drift: dict[str, _DriftDays] = {}
+        self._cycle: dict[str, _CycleDays] = {}
+        self._pct: dict[tuple[str, ...], _PctDays] = {}
+        self._nights: dict[tuple[str, ...], _NightDays] = {}
+        self.recomputed_days = 0
+        self.recomputed_percentile_days = 0
+        self.recomputed_nights = 0
+
+    def __len__(self) -> int:
+        """Points with an entry."""
+        return len(self._drift) + len(self._cycle) + len(self._pct) + len(self._nights)
+
+    def to_arrays(self) -> dict[str, npt.NDArray[Any]]:
+        """The memo as named arrays, for ``np.savez`` (no pickle): a JSON ``memo_meta`` and each entry's arrays.
+
+        :meth:`from_arrays` reads them back; a memo read back spares what the memo saved did
+        (``test_rule_memo.py``). Only entries are saved, not the ``recomputed_*`` counters.
+        """
+        meta: dict[str, Any] = {"format_version": MEMO_FORMAT_VERSION, "entries": []}
+        arrays: dict[str, npt.NDArray[Any]] = {}
+        tables: list[tuple[str, Mapping[Any, Any], tuple[str, ...]]] = [
+            ("drift", self._drift, ("flagged", "state", "deviation")),
+            ("cycle", self._cycle, ("ref", "kept")),
+            ("pct", self._pct, ("per_day",)),
+            ("nights", self._nights, ("ratio", "fast", "predicted", "flagged", "slope")),
+        ]
+        for kind, table, fields in tables:
+            for name, entry in table.items():
+                i = len(meta["entries"])
+                meta["entries"].append({"kind": kind, "name": name if isinstance(name, str) else list(name),
+                                        "key": list(entry.key)})
+                arrays[f"memo{i}_digests"] = np.frombuffer(b"".join(entry.digests), dtype=np.uint8).reshape(-1, 16)
+                values = entry.arrays if kind == "nights" else tuple(getattr(entry, f) for f in fields)
+                for f, array in zip(fields, values, strict=True):
+                    arrays[f"memo{i}_{f}"] = array
+        arrays["memo_meta"] = np.array(json.dumps(meta))
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, npt.NDArray[Any]]) -> RuleMemo:
+        """A memo from :meth:`to_arrays`'s arrays (an ``np.load`` of them will do).
+
+        Raises:
+            DecodeError: the arrays are not a memo of a format version this code reads.
+        """
+        memo = cls()
+        try:
+            meta = json.loads(str(arrays["memo_meta"]))
+            if meta.get("format_version") != MEMO_FORMAT_VERSION:
+                version = meta.get("format_version")
+                msg = f"unknown rule memo format_version {version!r} (this version reads {MEMO_FORMAT_VERSION})"
+                raise DecodeError(msg)
+            for i, e in enumerate(meta["entries"]):
+                digests = [row.tobytes() for row in np.asarray(arrays[f"memo{i}_digests"], dtype=np.uint8)]
+                key = tuple(e["key"])
+
+                def field_(name: str, index: int = i) -> npt.NDArray[Any]:
+                    return np.asarray(arrays[f"memo{index}_{name}"])
+
+                if e["kind"] == "drift":
+                    memo._drift[str(e["name"])] = _DriftDays(
+                        key, digests, field_("flagged").astype(np.bool_), field_("state"), field_("deviation"))
+                elif e["kind"] == "cycle":
+                    memo._cycle[str(e["name"])] = _CycleDays(key, digests, field_("ref"), field_("kept").astype(np.bool_))
+                elif e["kind"] == "pct":
+                    memo._pct[tuple(e["name"])] = _PctDays(key, digests, field_("per_day"))
+                elif e["kind"] == "nights":
+                    night_arrays = tuple(field_(f) for f in ("ratio", "fast", "predicted", "flagged", "slope"))
+                    memo._nights[tuple(e["name"])] = _NightDays(key, digests, night_arrays)
+                else:
+                    msg = f"unknown rule memo entry kind {e['kind']!r}"
+                    raise DecodeError(msg)
+        except DecodeError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            msg = f"not a readable rule memo ({type(exc).__name__}: {exc})"
+            raise DecodeError(msg) from exc
+        return memo
+
+
 class BuildingRule(Protocol):
     """An energy rule on a building's hours."""
 
     name: str
 
-    def evaluate(self, hours: BuildingHours, config: RulesConfig, earlier: Sequence[Finding]) -> list[Finding]:
-        """Findings of the rule; ``earlier`` holds the findings of the rules run before it."""
+    def evaluate(
+        self, hours: BuildingHours, config: RulesConfig, earlier: Sequence[Finding], *, memo: RuleMemo | None = None
+    ) -> list[Finding]:
+        """Findings of the rule; ``earlier`` holds the findings of the rules run before it.
+
+        ``memo`` holds what the rule computed on an earlier pass (:class:`RuleMemo`): the finding is the same
+        with it or without it, only its cost changes.
+        """
         ...
 
 
@@ -285,11 +451,14 @@ class QualityRule(Protocol):
         *,
         outdoor_c: FloatArray | None = None,
         planned_closure_h: IntArray | None = None,
+        memo: RuleMemo | None = None,
     ) -> Finding | None:
         """The finding for the point, if the rule applies to it.
 
         ``outdoor_c`` is the outdoor temperature per hour; ``planned_closure_h``, per hour, the planned
-        length in hours of the closure it is in, read from the schedule ahead (0 when open).
+        length in hours of the closure it is in, read from the schedule ahead (0 when open); ``memo``, what
+        the rule computed on an earlier pass over the same frame start (:class:`RuleMemo`), which changes
+        nothing to the finding, only its cost.
         """
         ...
 
@@ -356,30 +525,58 @@ def _row_percentile(rows: FloatArray, q: float) -> FloatArray:
     return result
 
 
-def _causal_pct(values: FloatArray, mask: BoolArray, local_day: IntArray, q: float, lookback_days: int) -> FloatArray:
+def _causal_pct(
+    values: FloatArray,
+    mask: BoolArray,
+    local_day: IntArray,
+    q: float,
+    lookback_days: int,
+    *,
+    memo: RuleMemo | None = None,
+    site: tuple[str, ...] = (),
+) -> FloatArray:
     """Per hour, the ``q`` percentile of ``values[mask]`` over the ``lookback_days`` local days before its day.
 
     The hour's own day is left out, so the reference of an hour never holds it
-    or any later hour. Computed once per day, for all days at once.
+    or any later hour. Computed once per day, for all days at once; with a
+    ``memo``, only for the days after the first whose values changed since the
+    last call at the same ``site`` (an hourly pass: its new hour's day).
     """
     if values.size == 0:
         return _nan(0)
     matrix, row = _day_matrix(np.where(mask & np.isfinite(values), values, np.nan), local_day)
     days, width = matrix.shape
+    per_day = np.empty(days)
+    first = 0
+    if memo is not None:
+        digests = [hashlib.blake2b(r.tobytes(), digest_size=16).digest() for r in matrix]
+        key = (float(q), int(lookback_days), width, int(local_day[0]))
+        done = memo._pct.get(site)
+        if done is not None and done.key == key:
+            same = 0
+            while same < min(len(done.digests), days) and done.digests[same] == digests[same]:
+                same += 1
+            # A day's percentile depends on the days before it only: those up to the first changed one hold.
+            first = min(same + 1, done.per_day.size, days)
+            per_day[:first] = done.per_day[:first]
     padded = np.concatenate([np.full((lookback_days, width), np.nan), matrix])
     windows = np.lib.stride_tricks.sliding_window_view(padded, lookback_days, axis=0)[:days]
     # Rows are independent: a block of days at a time bounds the copy a year's lookback makes (a year of
     # days x a year of hours is 30 MB, sorted twice that), with the same percentiles.
-    per_day = np.empty(days)
     step = max(1, _PCT_BLOCK // max(1, width * lookback_days))
-    for i in range(0, days, step):
+    for i in range(first, days, step):
         block = windows[i : i + step]
         per_day[i : i + block.shape[0]] = _row_percentile(block.reshape(block.shape[0], width * lookback_days), q)
+    if memo is not None:
+        memo.recomputed_percentile_days += days - first
+        memo._pct[site] = _PctDays(key, digests, per_day.copy())
     result: FloatArray = per_day[row]
     return result
 
 
-def heater_active(hours: BuildingHours, lookback_days: int = 28) -> tuple[BoolArray, FloatArray]:
+def heater_active(
+    hours: BuildingHours, lookback_days: int = 28, *, memo: RuleMemo | None = None
+) -> tuple[BoolArray, FloatArray]:
     """Hours where the heating generator runs, beyond hot water and process heat, from earlier days only.
 
     The floor is the 10th percentile of the heating meter over the occupied,
@@ -394,8 +591,10 @@ def heater_active(hours: BuildingHours, lookback_days: int = 28) -> tuple[BoolAr
     heat = hours.usages[Usage.HEATING].values
     occ = hours.occupied
     day = hours.local_day
-    floor = np.where(occ, _causal_pct(heat, occ, day, 10, lookback_days), _causal_pct(heat, ~occ, day, 10, lookback_days))
-    scale = _causal_pct(heat, np.ones(heat.shape, dtype=np.bool_), day, 99, 365)
+    site = (hours.building.id, "heater", str(lookback_days))
+    floor = np.where(occ, _causal_pct(heat, occ, day, 10, lookback_days, memo=memo, site=(*site, "occupied")),
+                     _causal_pct(heat, ~occ, day, 10, lookback_days, memo=memo, site=(*site, "unoccupied")))
+    scale = _causal_pct(heat, np.ones(heat.shape, dtype=np.bool_), day, 99, 365, memo=memo, site=(*site, "top"))
     active: BoolArray = np.isfinite(heat) & np.isfinite(floor) & (heat > floor + 0.05 * scale)
     return active, floor
 
@@ -636,13 +835,15 @@ class OverheatingRule:
 
     name = "overheating"
 
-    def evaluate(self, hours: BuildingHours, config: RulesConfig, earlier: Sequence[Finding]) -> list[Finding]:
+    def evaluate(
+        self, hours: BuildingHours, config: RulesConfig, earlier: Sequence[Finding], *, memo: RuleMemo | None = None
+    ) -> list[Finding]:
         """Hours of heating above the limits."""
         if Usage.HEATING not in hours.usages or not np.isfinite(hours.indoor_c).any():
             return []
         heat = hours.usages[Usage.HEATING]
         comfort = _comfort(hours)
-        heater, floor = heater_active(hours)
+        heater, floor = heater_active(hours, memo=memo)
         indoor, outdoor = hours.indoor_c, hours.outdoor_c
         occ_over = _occupied_overheating(hours, comfort, config, heater)
         heating_weather = _heating_weather(hours, config)
@@ -707,13 +908,15 @@ class HeatingUnoccupiedRule:
 
     name = "heating_unoccupied"
 
-    def evaluate(self, hours: BuildingHours, config: RulesConfig, earlier: Sequence[Finding]) -> list[Finding]:
+    def evaluate(
+        self, hours: BuildingHours, config: RulesConfig, earlier: Sequence[Finding], *, memo: RuleMemo | None = None
+    ) -> list[Finding]:
         """Closed hours heated to comfort."""
         if Usage.HEATING not in hours.usages or not np.isfinite(hours.indoor_c).any():
             return []
         heat = hours.usages[Usage.HEATING]
         comfort = _comfort(hours)
-        heater, floor = heater_active(hours)
+        heater, floor = heater_active(hours, memo=memo)
         indoor, outdoor = hours.indoor_c, hours.outdoor_c
         memory = _recent(
             _occupied_overheating(hours, comfort, config, heater), int(config.overheating_memory / timedelta(hours=1))
@@ -751,7 +954,9 @@ class LightingRule:
 
     name = "lighting"
 
-    def evaluate(self, hours: BuildingHours, config: RulesConfig, earlier: Sequence[Finding]) -> list[Finding]:
+    def evaluate(
+        self, hours: BuildingHours, config: RulesConfig, earlier: Sequence[Finding], *, memo: RuleMemo | None = None
+    ) -> list[Finding]:
         """Closed hours lit, and occupied hours lit in full daylight."""
         n = hours.frame.hours
         closed = hours.open_frac == 0.0
@@ -767,14 +972,16 @@ class LightingRule:
             # Typical closed-hour electricity at the same local hour stands for "lights off".
             for h in range(24):
                 at_h = hours.local_hour == h
-                general_closed[at_h] = _causal_pct(general.values, closed & at_h, day, 30, lookback)[at_h]
+                general_closed[at_h] = _causal_pct(general.values, closed & at_h, day, 30, lookback, memo=memo,
+                                                   site=(hours.building.id, "lighting", "closed", str(h)))[at_h]
             # A lux sensor alone may be frozen on a daytime value: the meter must agree that lamps draw power.
             lit_sensor &= general.values > config.lit_power_ratio * general_closed
         findings: list[Finding] = []
         meter: UsageSeries | None
         if light is not None:
-            base = _causal_pct(light.values, closed, day, 10, lookback)
-            level = _causal_pct(light.values, hours.occupied, day, 90, lookback)
+            site = (hours.building.id, "lighting", light.usage.value)
+            base = _causal_pct(light.values, closed, day, 10, lookback, memo=memo, site=(*site, "base"))
+            level = _causal_pct(light.values, hours.occupied, day, 90, lookback, memo=memo, site=(*site, "level"))
             lit_meter = np.isfinite(light.values) & (light.values > base + 0.3 * (level - base))
             known = closed & (np.isfinite(light.values) | known_sensor)
             meter = light
@@ -802,7 +1009,7 @@ class LightingRule:
         )
         if light is not None:
             # Full power is the lamps' installed power: a year's top, not the last weeks' (short winter days).
-            top = _causal_pct(light.values, hours.occupied, day, 99, 365)
+            top = _causal_pct(light.values, hours.occupied, day, 99, 365, memo=memo, site=(*site, "top"))
             sunny = hours.occupied & (hours.sun_deg > config.daylight_sun_deg) & np.isfinite(lux)
             full = sunny & (light.values >= 0.9 * top) & (lux >= config.daylight_lux)
             half = np.where(full, 0.5 * light.values, np.nan)
@@ -849,7 +1056,9 @@ class NightBaseloadRule:
 
     name = "baseload_creep"
 
-    def evaluate(self, hours: BuildingHours, config: RulesConfig, earlier: Sequence[Finding]) -> list[Finding]:
+    def evaluate(
+        self, hours: BuildingHours, config: RulesConfig, earlier: Sequence[Finding], *, memo: RuleMemo | None = None
+    ) -> list[Finding]:
         """Nights whose base load is above the previous weeks'."""
         elec = hours.usages.get(Usage.GENERAL)
         if elec is None:
@@ -895,7 +1104,21 @@ class NightBaseloadRule:
         predicted = np.full(days.size, np.nan)
         flagged = np.zeros(days.size, dtype=np.bool_)
         slopes = np.zeros(days.size)
-        for i, day in enumerate(days.tolist()):
+        # A night's judgement depends on its own inputs and on the nights before it (and on which of them were
+        # flagged): a memo holds the nights up to the first whose inputs changed since the last pass.
+        inputs = np.column_stack([days.astype(np.float64), night_e, night_h, excluded, service.astype(np.float64)])
+        digests = [hashlib.blake2b(r.tobytes(), digest_size=16).digest() for r in inputs]
+        key = (hours.frame.start_s, float(far), float(near), float(config.baseload_increase), main_meter)
+        site = (hours.building.id, self.name)
+        done = memo._nights.get(site) if memo is not None else None
+        first = 0
+        if done is not None and done.key == key:
+            while first < min(len(done.digests), days.size) and done.digests[first] == digests[first]:
+                first += 1
+            for mine, kept in zip((ratio, fast, predicted, flagged, slopes), done.arrays, strict=True):
+                mine[:first] = kept[:first]
+        for i in range(first, days.size):
+            day = int(days[i])
             if not np.isfinite(night_e[i]) or excluded[i]:
                 continue
             # Reference nights in the same heating service state only: circulation pumps and boiler auxiliaries
@@ -922,6 +1145,9 @@ class NightBaseloadRule:
                     predicted[i] = envelope + slope * night_h[i]
                     ratio[i] = night_e[i] / predicted[i] if predicted[i] > 0 else np.nan
                     flagged[i] = True
+        if memo is not None:
+            memo.recomputed_nights += days.size - first
+            memo._nights[site] = _NightDays(key, digests, tuple(a.copy() for a in (ratio, fast, predicted, flagged, slopes)))
         step = _night_steps(days, night_e, night_h, slopes, predicted, flagged, excluded, config.baseload_increase)
         night_idx = np.flatnonzero(night)
         of_night = np.searchsorted(days, hours.local_day[night_idx])
@@ -1137,7 +1363,9 @@ class WaterLeakRule:
 
     name = "water_leak"
 
-    def evaluate(self, hours: BuildingHours, config: RulesConfig, earlier: Sequence[Finding]) -> list[Finding]:
+    def evaluate(
+        self, hours: BuildingHours, config: RulesConfig, earlier: Sequence[Finding], *, memo: RuleMemo | None = None
+    ) -> list[Finding]:
         """Night hours with a flow above the usual night flow."""
         water = hours.usages.get(Usage.WATER)
         if water is None:
@@ -1269,6 +1497,7 @@ class MissingDataRule:
         *,
         outdoor_c: FloatArray | None = None,
         planned_closure_h: IntArray | None = None,
+        memo: RuleMemo | None = None,
     ) -> Finding | None:
         """Gaps of the point's readings (``outdoor_c`` is not used)."""
         n = frame.hours
@@ -1376,6 +1605,7 @@ class FrozenSensorRule:
         *,
         outdoor_c: FloatArray | None = None,
         planned_closure_h: IntArray | None = None,
+        memo: RuleMemo | None = None,
     ) -> Finding | None:
         """Runs of identical readings that the sensor's past and the physics do not explain."""
         if point.cumulative:
@@ -1413,9 +1643,24 @@ class FrozenSensorRule:
             if p.id != point.id and p.quantity is point.quantity and p.usage is not Usage.WEATHER and p.id in frame.mean
         ]
         ref_s = 86_400.0 * config.frozen_reference_days
-        for i, (s, e) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
-            if e == s:
-                continue
+        # Only runs of two readings or more within the frame, and for an analog sensor only those longer than
+        # the quantity's limit, can be frozen: the others (nearly all the runs of a noisy sensor) are left out
+        # at once rather than one by one, so the loop's cost follows the long runs, not the readings.
+        span_s = t[ends] - t[starts]
+        candidate = (ends > starts) & (t[ends] >= frame.start_s) & (t[starts] < frame.start_s + 3600.0 * n)
+        if not binary:
+            assert limit is not None  # noqa: S101 - checked above
+            candidate &= span_s >= limit.total_seconds()
+        else:
+            # A 0/1 sensor's run is frozen only if the schedule changed often enough strictly inside it: the
+            # count of changes only grows, so its total over the run tells at once.
+            lo_h = np.clip((t[starts] - frame.start_s) // 3600.0, 0, None).astype(np.int64) + 1
+            hi_h = np.minimum(n - 1, (t[ends] - frame.start_s) // 3600.0).astype(np.int64) - 1
+            inside = candidate & (hi_h > lo_h)
+            candidate = inside.copy()
+            candidate[inside] = flips[hi_h[inside]] - flips[lo_h[inside]] >= config.frozen_transitions
+        for i in np.flatnonzero(candidate).tolist():
+            s, e = int(starts[i]), int(ends[i])
             t0, t1 = float(t[s]), float(t[e])
             h0 = int((t0 - frame.start_s) // 3600.0)
             h1 = min(n - 1, int((t1 - frame.start_s) // 3600.0))
@@ -1451,10 +1696,9 @@ class FrozenSensorRule:
                     continue
                 first = max(late, lo) + int(moving[0])
                 usual_at[first: h1 + 1] = usual_h
-            sel = (np.arange(n) >= first) & (np.arange(n) <= h1)
-            state[sel] = 1.0
-            origin[sel] = max(h0, 0)
-            value_at[sel] = float(v[s])
+            state[first : h1 + 1] = 1.0
+            origin[first : h1 + 1] = max(h0, 0)
+            value_at[first : h1 + 1] = float(v[s])
         hours = np.where(state == 1.0, (times + 3600.0 - (frame.start_s + 3600.0 * origin)) / 3600.0, np.nan)
         facts = {"hours": hours, "value": value_at}
         if np.isfinite(usual_at).any():
@@ -1675,6 +1919,7 @@ class StaleCounterRule:
         *,
         outdoor_c: FloatArray | None = None,
         planned_closure_h: IntArray | None = None,
+        memo: RuleMemo | None = None,
     ) -> Finding | None:
         """Runs of still hours of a counter, with the catch-up hour.
 
@@ -1687,6 +1932,7 @@ class StaleCounterRule:
             config: thresholds.
             outdoor_c: outdoor temperature per hour (``nan`` unknown); without it heating is always expected.
             planned_closure_h: not used by this rule.
+            memo: not used by this rule (it judges every hour of the frame).
 
         Returns:
             The finding, or ``None`` for a point that is not a counter.
@@ -1845,24 +2091,27 @@ class UnoccupiedConsumptionRule:
 
     name = "consumption_unoccupied"
 
-    def evaluate(self, hours: BuildingHours, config: RulesConfig, earlier: Sequence[Finding]) -> list[Finding]:
+    def evaluate(
+        self, hours: BuildingHours, config: RulesConfig, earlier: Sequence[Finding], *, memo: RuleMemo | None = None
+    ) -> list[Finding]:
         """Closures consuming clearly more than comparable earlier closures."""
         series: list[UsageSeries] = []
         if Usage.HEATING in hours.usages and not np.isfinite(hours.indoor_c).any():
             series.append(hours.usages[Usage.HEATING])
         if Usage.GENERAL in hours.usages and Usage.HEATING not in hours.usages and Usage.LIGHTING not in hours.usages:
             series.append(hours.usages[Usage.GENERAL])
-        return [self._one(hours, s, config) for s in series]
+        return [self._one(hours, s, config, memo) for s in series]
 
-    def _one(self, hours: BuildingHours, series: UsageSeries, config: RulesConfig) -> Finding:
+    def _one(self, hours: BuildingHours, series: UsageSeries, config: RulesConfig, memo: RuleMemo | None) -> Finding:
         y = series.values
         n = y.size
         day = hours.local_day
         closed_all = hours.open_frac == 0.0
         kind, held = _closure_kinds(hours, config)
         x = np.maximum(0.0, _HDH_BASE_C - _trailing_mean(hours.outdoor_c, _INERTIA_H))
-        floor = _causal_pct(y, closed_all, day, 10, config.consumption_reference_days)
-        scale = _causal_pct(y, np.ones(n, dtype=np.bool_), day, 99, 365)
+        site = (hours.building.id, "unoccupied", series.usage.value)
+        floor = _causal_pct(y, closed_all, day, 10, config.consumption_reference_days, memo=memo, site=(*site, "floor"))
+        scale = _causal_pct(y, np.ones(n, dtype=np.bool_), day, 99, 365, memo=memo, site=(*site, "top"))
         running = np.isfinite(y) & np.isfinite(floor) & (y > floor + _RUNNING_SHARE * scale)
         judged = hours.closed & ~_cooling_down(hours, running, config) & np.isfinite(y) & np.isfinite(x)
         # The first hour a counter is read again after a gap holds all the gap used: not that hour's consumption.
@@ -2213,6 +2462,7 @@ class LostDailyCycleRule:
         *,
         outdoor_c: FloatArray | None = None,
         planned_closure_h: IntArray | None = None,
+        memo: RuleMemo | None = None,
     ) -> Finding | None:
         """Hours where the sensor's last 24 h are flat against its usual daily range."""
         if not _indoor_sensor(point) or point.id not in frame.mean:
@@ -2226,15 +2476,34 @@ class LostDailyCycleRule:
         block_ratio = _setback_share(np.sum(meters, axis=0), open_frac) if meters else None
         # One reference value per day: the range at the day's last hour.
         day_end = (np.arange(n) % 24) == 23
-        state = _nan(n)
-        usual = _nan(n)
-        flagged = np.zeros(n, dtype=np.bool_)
-        kept_on = np.zeros(n, dtype=np.bool_)
+        days = -(-n // 24)
+        # Per day, the reference range (nan: the day is not judged) and whether the heater was kept on: with
+        # the hourly inputs, all a day's judgement is. A memo holds them for the complete days whose inputs
+        # (digest) did not change since the last pass: the loop redoes only the days after.
+        ref_d = _nan(days)
+        kept_d = np.zeros(days, dtype=np.bool_)
+        inputs = [amp, usable] if block_ratio is None else [amp, usable, np.repeat(block_ratio, 24)]
+        block = np.column_stack([column[: 24 * (n // 24)] for column in inputs])
+        digests = [hashlib.blake2b(block[a : a + 24].tobytes(), digest_size=16).digest() for a in range(0, block.shape[0], 24)]
+        key = (frame.start_s, int(config.sensor_reference_days), float(config.cycle_collapse),
+               float(config.cycle_min_range_k), block_ratio is not None)
+        done = memo._cycle.get(point.id) if memo is not None else None
+        first_day = 0
+        if done is not None and done.key == key:
+            while first_day < min(len(done.digests), len(digests)) and done.digests[first_day] == digests[first_day]:
+                first_day += 1
+            ref_d[:first_day] = done.ref[:first_day]
+            kept_d[:first_day] = done.kept[:first_day]
+        state, usual, flagged, kept_on = self._hours(amp, usable, ref_d, kept_d, config)  # the memo's days
         ref_h = int(config.sensor_reference_days) * 24
         last_ratio = math.nan  # the heater's ratio over the last complete day in use
-        for a in range(0, n, 24):
+        if block_ratio is not None and first_day > 1:
+            seen = block_ratio[: first_day - 1]
+            finite = np.flatnonzero(np.isfinite(seen))
+            last_ratio = float(seen[finite[-1]]) if finite.size else math.nan
+        for k in range(first_day, days):
+            a = 24 * k
             b = min(n, a + 24)
-            k = a // 24
             if block_ratio is not None and 0 < k <= block_ratio.size and math.isfinite(block_ratio[k - 1]):
                 last_ratio = float(block_ratio[k - 1])
             lo = max(0, a - ref_h)
@@ -2244,8 +2513,6 @@ class LostDailyCycleRule:
             ref = float(np.median(amp[lo:a][sel]))
             if ref < config.cycle_min_range_k:
                 continue
-            lost = amp[a:b] < config.cycle_collapse * ref
-            there = amp[a:b] >= 2 * config.cycle_collapse * ref
             if block_ratio is not None:
                 # The heater's usual ratio: the reference days whose sensor showed the cycle (days ending in the block).
                 shown = sel & (amp[lo:a] >= 2 * config.cycle_collapse * ref)
@@ -2256,25 +2523,55 @@ class LostDailyCycleRule:
                 gap = 1.0 - float(np.median(ratios))
                 if gap < 0.1:
                     continue  # a heater that does not set back cannot tell a flat room from a flat sensor
-                if last_ratio > 1.0 - gap / 3.0:
-                    kept_on[a:b] = lost
-                    lost = np.zeros(b - a, dtype=np.bool_)
-            can_tell = usable[a:b] & (lost | there)
-            state[a:b] = _state(can_tell, lost)
-            usual[a:b] = ref
-            flagged[a:b] = can_tell & lost
+                kept_d[k] = last_ratio > 1.0 - gap / 3.0
+            ref_d[k] = ref
+            # The day's hours, as _hours gives them from its reference (flagged: left out of later references).
+            day_state, day_usual, day_flagged, day_kept = self._hours(
+                amp[a:b], usable[a:b], ref_d[k : k + 1], kept_d[k : k + 1], config
+            )
+            state[a:b], usual[a:b], flagged[a:b], kept_on[a:b] = day_state, day_usual, day_flagged, day_kept
+        if memo is not None:
+            memo.recomputed_days += (n // 24) - min(first_day, n // 24)
+            memo._cycle[point.id] = _CycleDays(key, digests, ref_d[: n // 24].copy(), kept_d[: n // 24].copy())
         if block_ratio is not None:
             # Found flat, it stays lost while flat through hours not in use (weekends), not once the heater
-            # holds comfort around the clock (then a flat room is real).
+            # holds comfort around the clock (then a flat room is real): an hour not judged, flat, the heater
+            # not kept on, takes the state of the last hour before its run of such hours when that was lost.
             still_flat = amp < 2 * config.cycle_collapse * usual
-            for h in range(1, n):
-                if math.isnan(state[h]) and state[h - 1] == 1.0 and still_flat[h] and not kept_on[h]:
-                    state[h] = 1.0
+            carried = np.isnan(state) & still_flat & ~kept_on
+            hour = np.arange(n)
+            before = np.maximum.accumulate(np.where(carried, -1, hour))
+            state = np.where(carried & (before >= 0) & (state[np.maximum(before, 0)] == 1.0), 1.0, state)
         finding = _quality(
             self.name, EventKind.LOST_DAILY_CYCLE, building, point, state, np.full(n, -1, dtype=np.int64),
             facts={"range_k": amp, "usual_range_k": usual},
         )
         return replace(finding, min_duration=timedelta(hours=48), clear_after=timedelta(hours=24))
+
+    @staticmethod
+    def _hours(
+        amp: FloatArray, usable: BoolArray, ref_d: FloatArray, kept_d: BoolArray, config: RulesConfig
+    ) -> tuple[FloatArray, FloatArray, BoolArray, BoolArray]:
+        """State, usual range, flagged and kept-on hours (over ``amp``'s hours, from the first day's) of the days judged.
+
+        A day's reference ``ref_d`` (``nan``: not judged) says which of its hours are lost (below
+        ``cycle_collapse`` of it), there (above twice that) or cannot tell; with the heater kept on
+        (``kept_d``), its lost hours are kept on instead.
+        """
+        n = amp.size
+        ref = np.repeat(ref_d, 24)[:n]
+        kept = np.repeat(kept_d, 24)[:n]
+        judged = np.isfinite(ref)
+        with np.errstate(invalid="ignore"):
+            low = amp < config.cycle_collapse * ref
+            there = amp >= 2 * config.cycle_collapse * ref
+        kept_on = judged & kept & low
+        lost = judged & ~kept & low
+        can_tell = usable & (lost | there)
+        state = np.where(judged, _state(can_tell, lost), np.nan)
+        usual = np.where(judged, ref, np.nan)
+        flagged = judged & can_tell & lost
+        return state, usual, flagged, kept_on
 
 
 class SensorDriftRule:
@@ -2327,6 +2624,7 @@ class SensorDriftRule:
         *,
         outdoor_c: FloatArray | None = None,
         planned_closure_h: IntArray | None = None,
+        memo: RuleMemo | None = None,
     ) -> Finding | None:
         """Hours where the sensor's last 24 h are far from what its past, the weather and the schedule predict."""
         if not _indoor_sensor(point) or point.id not in frame.mean:
@@ -2353,9 +2651,10 @@ class SensorDriftRule:
         free = out24 >= DJU_BASE_C
         if building.heating_season is not None:
             season = building.heating_season
-            days = frame.times_s // 86400.0
-            out_of_season = {d: not season.contains(datetime.fromtimestamp(d * 86400.0, UTC).date()) for d in np.unique(days)}
-            free = free | np.array([out_of_season[d] for d in days], dtype=np.bool_)
+            days, day_of_hour = np.unique(frame.times_s // 86400.0, return_inverse=True)
+            out_of_season = np.array([not season.contains(datetime.fromtimestamp(d * 86400.0, UTC).date())
+                                      for d in days.tolist()], dtype=np.bool_)
+            free = free | out_of_season[day_of_hour]
         cap = np.where(free, _MAX_FREE_SLOPE, _MAX_INDOOR_SLOPE)
         # One reference value per day: the last 24 h at the day's last hour, computed once per day.
         ends = np.arange(23, n, 24)
@@ -2367,7 +2666,21 @@ class SensorDriftRule:
         deviation = _nan(n)
         ref_days = int(config.sensor_reference_days)
         hist_days = int(config.drift_history_days)
-        for j, a in enumerate(range(0, n, 24)):
+        # A day's judgement depends on these hourly inputs of it and of the days before it (and on which of
+        # those days were flagged): the days a memo holds up to the first whose inputs changed are not redone.
+        inputs = np.column_stack([mean24, out24, out72, use24, free, long_closure, after_long_closure])
+        digests = [hashlib.blake2b(inputs[a : a + 24].tobytes(), digest_size=16).digest() for a in ends - 23]
+        key = (frame.start_s, ref_days, hist_days, float(config.drift_min_k))
+        done = memo._drift.get(point.id) if memo is not None else None
+        first_day = 0
+        if done is not None and done.key == key:
+            while first_day < min(len(done.digests), len(digests)) and done.digests[first_day] == digests[first_day]:
+                first_day += 1
+            flagged_d[:first_day] = done.flagged[:first_day]
+            state[: first_day * 24] = done.state[: first_day * 24]
+            deviation[: first_day * 24] = done.deviation[: first_day * 24]
+        for j in range(first_day, -(-n // 24)):
+            a = 24 * j
             b = min(n, a + 24)
             lo = max(0, j - ref_days)
             hlo = max(0, j - hist_days)
@@ -2446,6 +2759,11 @@ class SensorDriftRule:
                 # Only days clearly in the usual range serve as reference: a slow drift's first days, neither
                 # near nor far yet, must not drag the reference along with them.
                 flagged_d[j] = not bool(near[ends[j] - a])
+        if memo is not None:
+            memo.recomputed_days += ends.size - first_day
+            whole = ends.size * 24
+            memo._drift[point.id] = _DriftDays(key, digests, flagged_d.copy(), state[:whole].copy(),
+                                               deviation[:whole].copy())
         finding = _quality(
             self.name, EventKind.SENSOR_DRIFT, building, point, state, np.full(n, -1, dtype=np.int64),
             facts={"deviation_k": deviation},

@@ -18,7 +18,7 @@ from anomalies.features import HourlyFrame, PointSeries, schedule_masks
 from anomalies.rules import FrozenSensorRule, RulesConfig, StaleCounterRule
 from inventory import Building, FrenchCalendar, Inventory, Point, parse_inventory
 
-from .one_building import one_building_yaml
+from .one_building import OUTDOOR, one_building_yaml
 
 INVENTORY = one_building_yaml("""          - {id: b1-gas, quantity: gas_volume, unit: m3, usage: heating, cumulative: true,
              conversion_kwh_per_unit: 10.0, mqtt: {topic: t/b1/gas}}
@@ -243,3 +243,36 @@ def test_missing_limit_is_settable_per_quantity(inventory: Inventory) -> None:
     events = [e for e in detect(inventory, readings, config) if e.kind == "missing_data"]
     assert [e.point for e in events] == ["b1-co2"]
     assert [e for e in detect(inventory, readings, DetectConfig(models=False)) if e.kind == "missing_data"] == []
+
+
+def test_presence_sensor_stuck_on_across_the_schedule_is_found_and_its_daily_runs_are_not() -> None:
+    """An occupancy sensor following the school's hours for three weeks, then stuck at 1 from a Monday noon:
+    its ordinary runs (a day open, a night closed: one schedule change inside at most) are never frozen; the
+    stuck run is, from its second schedule change (the evening's closing, the next morning's opening: within
+    a day), to its end; so is a single night stuck on (exactly two changes inside). Issue 12 part R: the
+    runs that cannot be frozen are left out before the loop."""
+    pir = "          - {id: b1-pir, quantity: occupancy, unit: '1', usage: comfort, mqtt: {topic: t/b1/pir}}\n"
+    inventory = parse_inventory(one_building_yaml(pir + OUTDOOR))
+    building = _building(inventory)
+    days = 28
+    times = START.timestamp() + QUARTER_S * np.arange(96 * days, dtype=np.float64)
+    calendar = FrenchCalendar(inventory.organisation.school_holiday_zone)
+    open_frac, _ = schedule_masks(building, calendar, inventory.organisation.tz, times, timedelta(hours=4))
+    present = (open_frac > 0.0).astype(np.float64)
+    stuck_from = START.timestamp() + 21 * 86_400.0 + 12 * HOUR_S  # Monday 27 October, noon UTC
+    present[times >= stuck_from] = 1.0
+    # A first night stuck on, from Monday 13 noon to Tuesday's closing: two changes inside, exactly enough.
+    night_on = START.timestamp() + 7 * 86_400.0 + 12 * HOUR_S
+    present[(times >= night_on) & (times < night_on + 86_400.0)] = 1.0
+    state = _evaluate(inventory, FrozenSensorRule(), "b1-pir", PointSeries(times, present),
+                      PointSeries(times, _outdoor(times)), 24 * days)
+    flagged = np.flatnonzero(state == 1.0)
+    first = int((stuck_from - START.timestamp()) // HOUR_S)
+    assert flagged.size, "the stuck sensor is not found"
+    night = flagged[flagged < first]
+    assert night.size, "the night stuck on is not found"
+    assert 24 * 8 <= night[0], night  # from Tuesday's opening
+    assert night[-1] < 24 * 9, night  # to its closing
+    later = flagged[flagged >= first]
+    assert first < later[0] <= first + 24, later[0] - first
+    np.testing.assert_array_equal(later, np.arange(later[0], 24 * days))
