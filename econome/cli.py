@@ -369,6 +369,12 @@ def worker(
     inv = _load(config)
     port = metrics_port if metrics_port is not None else settings.worker_metrics_port
     web = web_port if web_port is not None else settings.worker_web_port
+    faust_dir = settings.data_dir / "faust"
+    try:
+        faust_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        typer.echo(f"error: ECONOME_DATA_DIR: cannot create {faust_dir}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(code=EXIT_CONFIG) from None
 
     async def main() -> None:
         from streams.faust_runner import InfluxAggregateSink, ensure_topic, make_app
@@ -396,7 +402,7 @@ def worker(
             sink=sink,
             settings=StreamSettings(allowed_lateness=settings.allowed_lateness),
             topic=settings.kafka_topic,
-            data_dir=settings.data_dir / "faust",
+            data_dir=faust_dir,
             session_timeout=timedelta(seconds=settings.kafka_session_timeout_s),
             heartbeat_interval=timedelta(seconds=settings.kafka_heartbeat_interval_s),
             rebalance_timeout=timedelta(seconds=settings.kafka_rebalance_timeout_s),

@@ -610,19 +610,19 @@ async def _leave_group_in_generation_zero(app: faust.App) -> None:
     session expired. On a real Kafka the generation is never 0 here and this
     does nothing.
     """
-    from aiokafka.protocol.group import LeaveGroupRequest
+    from aiokafka.protocol.group import JoinGroupRequest, LeaveGroupRequest
 
     thread = getattr(app.consumer, "_thread", None)
     consumer = getattr(thread, "_consumer", None)
     coordinator = getattr(consumer, "_coordinator", None)
     if thread is None or coordinator is None:
         return
-    if coordinator.generation != 0 or coordinator.member_id == LeaveGroupRequest[0].UNKNOWN_MEMBER_ID:
+    if coordinator.generation != 0 or coordinator.member_id == JoinGroupRequest.UNKNOWN_MEMBER_ID:
         return
 
     async def leave() -> None:
         try:
-            await coordinator._send_req(LeaveGroupRequest[0](coordinator.group_id, coordinator.member_id))
+            await coordinator._send_req(LeaveGroupRequest(coordinator.group_id, coordinator.member_id))
         except KafkaError as exc:
             logger.warning("LeaveGroup (generation 0) failed: %r", exc)
         else:
