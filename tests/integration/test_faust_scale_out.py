@@ -97,7 +97,7 @@ def _aggregates(url: str, database: str) -> Aggregates:
     out: Aggregates = {}
     for measurement in MEASUREMENTS:
         response = httpx.get(
-            f"{url}/query", params={"db": database, "q": f'SELECT * FROM "{measurement}" GROUP BY *'}, timeout=30
+            f"{url}/query", params={"db": database, "q": f'SELECT * FROM "{measurement}" GROUP BY *'}, timeout=30,  # noqa: S608 - our constants
         )
         for series in response.json()["results"][0].get("series", []):
             tags = tuple(sorted(series["tags"].items()))
@@ -117,7 +117,7 @@ class Worker:
         data = folder / name
         data.mkdir(exist_ok=True)
         with self.log.open("wb") as out:
-            self.process = subprocess.Popen(  # noqa: S603 - the test's own command line
+            self.process = subprocess.Popen(
                 [sys.executable, "-m", "econome.cli", "worker", str(config), "--metrics-port", str(self.port)],
                 cwd=ROOT, env={**os.environ, **env, "ECONOME_DATA_DIR": str(data)}, stdout=out, stderr=subprocess.STDOUT,
             )  # fmt: skip
@@ -252,7 +252,12 @@ def test_two_workers_one_killed_and_restarted_give_the_in_process_aggregates(
         assert survivor.value("econome_worker_assigned_partitions") + victim.value(
             "econome_worker_assigned_partitions"
         ) == PARTITIONS
-        # A clean stop: the other worker takes over without waiting for the session to expire (B3 worked around).
+        # The survivor's own partitions stop during each rebalance (eager): its rebalance seconds are that stall.
+        survivor_rebalances = survivor.metrics()
+        stall = survivor_rebalances["econome_worker_rebalance_seconds_sum"] / survivor_rebalances[
+            "econome_worker_rebalance_seconds_count"
+        ]
+        # A clean stop: the other worker takes over without waiting for the session to expire.
         survivor.process.send_signal(signal.SIGTERM)
         workers = [victim]
         takeover_term = _wait(
@@ -270,7 +275,10 @@ def test_two_workers_one_killed_and_restarted_give_the_in_process_aggregates(
                 worker.process.kill()
                 worker.process.wait(10)
     assert "stopped:" in survivor.output()
-    print(f"takeover after SIGKILL {takeover_kill:.1f} s, after SIGTERM {takeover_term:.1f} s (session {SESSION_S} s)")
+    print(
+        f"takeover after SIGKILL {takeover_kill:.1f} s, after SIGTERM {takeover_term:.1f} s, "
+        f"survivor's mean rebalance (its own partitions stalled) {stall:.1f} s (session {SESSION_S} s)"
+    )
 
     pipeline = asyncio.run(_in_process(inventory, readings, influxdb_server.url, f"{unique_name}_inprocess", tmp_path))
     assert pipeline.stats.received == len(readings)
@@ -287,3 +295,51 @@ def test_two_workers_one_killed_and_restarted_give_the_in_process_aggregates(
     assert not extra, (len(extra), sorted(extra)[:5])
     different = [(key, got[key], expected[key]) for key in expected if got[key] != expected[key]]
     assert not different, (len(different), different[:5])
+
+
+@pytest.mark.timeout(90)
+def test_a_sigterm_in_the_first_generation_hands_over_before_the_session_expires(
+    kafka_server: Endpoint, influxdb_server: Endpoint, unique_name: str, tmp_path: Path
+) -> None:
+    """Tansu numbers the first generation 0, where aiokafka sends no LeaveGroup (defect B3): the worker sends it."""
+    config = ROOT / "examples" / "commune.yaml"
+    address = f"{kafka_server.host}:{kafka_server.port}"
+    session_s = 10.0
+    env = {
+        "ECONOME_KAFKA_URL": f"kafka://{address}",
+        "ECONOME_KAFKA_TOPIC": f"{unique_name}-readings",
+        "ECONOME_KAFKA_GROUP": unique_name,
+        "ECONOME_KAFKA_PARTITIONS": str(PARTITIONS),
+        "ECONOME_KAFKA_SESSION_TIMEOUT_S": str(session_s),
+        "ECONOME_INFLUX_URL": influxdb_server.url,
+        "ECONOME_INFLUX_DATABASE": unique_name,
+        "ECONOME_LOG_LEVEL": "INFO",
+    }
+    create_topic(address, env["ECONOME_KAFKA_TOPIC"], PARTITIONS)
+    first, second = Worker("first", config, env, tmp_path), Worker("second", config, env, tmp_path)
+    workers = [first, second]
+    try:
+        _wait(
+            "both workers hold partitions",
+            lambda: first.value("econome_worker_assigned_partitions") >= 1
+            and second.value("econome_worker_assigned_partitions") >= 1,
+            60,
+            workers,
+        )
+        first.process.send_signal(signal.SIGTERM)
+        workers = [second]
+        takeover = _wait(
+            "the second worker takes every partition",
+            lambda: second.value("econome_worker_assigned_partitions") == PARTITIONS,
+            30,
+            workers,
+        )
+        assert first.process.wait(30) == 0, first.output()[-3000:]
+    finally:
+        for worker in (first, second):
+            if worker.process.poll() is None:
+                worker.process.kill()
+                worker.process.wait(10)
+    print(f"takeover after a SIGTERM in generation 0: {takeover:.1f} s (session {session_s} s)")
+    assert "(generation 0: Tansu defect B3)" in first.output()
+    assert takeover < session_s
