@@ -869,17 +869,23 @@ async def ensure_topic(bootstrap: str, topic: str, partitions: int, timeout: tim
     admin = AIOKafkaAdminClient(bootstrap_servers=address, request_timeout_ms=timeout_ms)
     try:
         await asyncio.wait_for(admin.start(), timeout.total_seconds())
-        try:
-            await admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
-            return
-        except TopicAlreadyExistsError:
-            pass
+        # aiokafka answers with per-topic error codes rather than raising them.
+        response = await admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
+        refused = [
+            (code, message)
+            for _, code, *rest in getattr(response, "topic_errors", [])
+            for message in (rest[0] if rest else "",)
+            if code not in (0, TopicAlreadyExistsError.errno)
+        ]
         described = await admin.describe_topics([topic])
     except (KafkaError, TimeoutError, OSError) as exc:
         msg = f"Kafka {address} unreachable (ECONOME_KAFKA_URL): {exc!r}"
         raise SinkError(msg) from exc
     finally:
         await admin.close()
+    if refused:
+        msg = f"Kafka {address}: creating topic {topic} failed: error {refused[0][0]} {refused[0][1] or ''}".rstrip()
+        raise SinkError(msg)
     found = len(described[0]["partitions"]) if described else 0
     if found != partitions:
         msg = (f"Kafka {address}: topic {topic} has {found} partitions, the settings say {partitions} "
