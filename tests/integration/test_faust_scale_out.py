@@ -81,14 +81,24 @@ async def _in_process(inventory: Inventory, readings: list[Reading], url: str, d
     task = asyncio.create_task(pipeline.run([], []))
     for i in range(0, len(readings), 5000):
         await pipeline.put(readings[i : i + 5000])
-    deadline = time.monotonic() + 60
-    while pipeline.stats.written < len(readings) and time.monotonic() < deadline and not task.done():
-        await asyncio.sleep(0.1)  # every raw reading in InfluxDB: all persisted and read by the processor
+    # Stop only once everything is processed and written: a stop leaves what it has no time for in the
+    # delivery log for the next start, which this run does not have.
+    deadline = time.monotonic() + 90
+    settled = (-1, -1)
+    while time.monotonic() < deadline and not task.done():
+        await asyncio.sleep(0.5)
+        stats = pipeline.stats
+        now = (stats.aggregates, stats.written)
+        if pipeline.log.depth() == 0 and stats.written >= stats.received + stats.aggregates and now == settled:
+            break
+        settled = now
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
     await writer.close()
+    left = pipeline.log.depth()
     pipeline.log.close()
+    assert left == 0, f"the in-process run stopped with {left} rows not written"
     return pipeline
 
 
