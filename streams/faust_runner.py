@@ -430,7 +430,7 @@ class FaustRunner:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._health
             self._health = None
-        await _leave_group_in_generation_zero(self.app)
+        _leave_group_in_generation_zero(self.app)
         await self.app.stop()
 
     # -- health ------------------------------------------------------------------------
@@ -601,38 +601,42 @@ class _RebalanceSensor(faust.Sensor):
         runner.sensor.on_worker_rebalance(seconds, partitions)
 
 
-async def _leave_group_in_generation_zero(app: faust.App) -> None:
-    """Send LeaveGroup on a stop in group generation 0 (Tansu defect B3).
+def _leave_group_in_generation_zero(app: faust.App) -> None:
+    """Make the consumer send LeaveGroup when it closes in group generation 0 (Tansu defect B3).
 
-    aiokafka leaves the group on a stop only when the generation is above 0;
+    aiokafka leaves the group on close only when the generation is above 0;
     Kafka numbers generations from 1, Tansu from 0, so on Tansu a clean stop in
-    the first generation left the partitions with a dead member until its
-    session expired. On a real Kafka the generation is never 0 here and this
-    does nothing.
+    the first generation left the partitions to a dead member until its session
+    expired. The consumer's own leave step is replaced, on this instance, by one
+    that also leaves in generation 0: it still runs at close, after the last
+    commit and once the heartbeat has stopped (leaving earlier would make the
+    coordinator join again as a new member). On a real Kafka the generation is
+    never 0 there, and this changes nothing.
     """
     from aiokafka.protocol.group import JoinGroupRequest, LeaveGroupRequest
 
-    thread = getattr(app.consumer, "_thread", None)
-    consumer = getattr(thread, "_consumer", None)
+    consumer = getattr(getattr(app.consumer, "_thread", None), "_consumer", None)
     coordinator = getattr(consumer, "_coordinator", None)
-    if thread is None or coordinator is None:
+    if coordinator is None or getattr(coordinator, "_econome_b3", False):
         return
-    if coordinator.generation != 0 or coordinator.member_id == JoinGroupRequest.UNKNOWN_MEMBER_ID:
-        return
+    leave = coordinator._maybe_leave_group
 
-    async def leave() -> None:
-        try:
-            await coordinator._send_req(LeaveGroupRequest(coordinator.group_id, coordinator.member_id))
-        except KafkaError as exc:
-            logger.warning("LeaveGroup (generation 0) failed: %r", exc)
-        else:
-            logger.info("left group %s (generation 0: Tansu defect B3)", coordinator.group_id)
-        coordinator.reset_generation()
+    async def maybe_leave_group() -> None:
+        if (
+            coordinator.generation == 0
+            and coordinator._group_instance_id is None
+            and coordinator.member_id != JoinGroupRequest.UNKNOWN_MEMBER_ID
+        ):
+            try:
+                await coordinator._send_req(LeaveGroupRequest(coordinator.group_id, coordinator.member_id))
+            except KafkaError as exc:
+                logger.warning("LeaveGroup (generation 0) failed: %r", exc)
+            else:
+                logger.info("left group %s (generation 0: Tansu defect B3)", coordinator.group_id)
+        await leave()
 
-    try:
-        await asyncio.wait_for(thread.call_thread(leave), 5.0)
-    except (TimeoutError, RuntimeError) as exc:
-        logger.warning("LeaveGroup (generation 0) not sent: %r", exc)
+    coordinator._maybe_leave_group = maybe_leave_group
+    coordinator._econome_b3 = True
 
 
 def make_app(

@@ -325,7 +325,7 @@ def test_a_sigterm_in_the_first_generation_hands_over_before_the_session_expires
         "ECONOME_INFLUX_DATABASE": unique_name,
         "ECONOME_LOG_LEVEL": "INFO",
     }
-    create_topic(address, env["ECONOME_KAFKA_TOPIC"], PARTITIONS)
+    # No topic yet: the workers create it, with ECONOME_KAFKA_PARTITIONS partitions (the second finds it there).
     first, second = Worker("first", config, env, tmp_path), Worker("second", config, env, tmp_path)
     workers = [first, second]
     try:
@@ -352,6 +352,7 @@ def test_a_sigterm_in_the_first_generation_hands_over_before_the_session_expires
                 worker.process.wait(10)
     print(f"takeover after a SIGTERM in generation 0: {takeover:.1f} s (session {session_s} s)")
     assert "(generation 0: Tansu defect B3)" in first.output()
+    assert first.output().count("Joined group") == 1  # it left once, and did not join again as a new member
     # Without the LeaveGroup the partitions would wait for the session to expire (10 s), then for the
     # rebalance (Tansu holds a join about half the session, B2): 15 s and more. With it, about 5-7 s.
     assert takeover < session_s * 1.25
