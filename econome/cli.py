@@ -286,6 +286,9 @@ def run(
         help="With --speed: the wall time (UNIX seconds) at which the clock reads --start (default: when the "
              "command starts). Processes given the same --start, --speed and --epoch share one simulated "
              "timeline, across restarts too.")] = None,
+    runner: Annotated[str | None, typer.Option(
+        help="inprocess: aggregate here (the default, one process does everything); faust: collect and forward "
+             "the readings to Kafka, where `econome worker` processes aggregate (default: ECONOME_RUNNER).")] = None,
 ) -> None:
     """Collect every point of the inventory, write to InfluxDB, and detect anomalies every hour, until stopped.
 
@@ -293,6 +296,11 @@ def run(
     and ``anomalies.live``).
     """
     settings = _settings_or_exit()
+    if runner is not None:
+        if runner not in ("inprocess", "faust"):
+            typer.echo(f"error: --runner must be inprocess or faust, not {runner!r}", err=True)
+            raise typer.Exit(code=EXIT_CONFIG)
+        settings = settings.model_copy(update={"runner": runner})
     redactor = _setup_logging(settings.log_level, settings)
     tune_malloc()
     inv = _load(config)

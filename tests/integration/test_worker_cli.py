@@ -48,3 +48,18 @@ def test_a_kafka_url_that_is_no_kafka_url_is_a_settings_error(monkeypatch: pytes
     result = CliRunner().invoke(app, ["worker", CONFIG])
     assert result.exit_code == 2
     assert "ECONOME_KAFKA_URL: must be kafka://HOST:PORT" in result.output
+
+
+def test_run_with_the_faust_runner_stops_on_an_unreachable_broker_naming_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``econome run --runner faust`` collects and forwards: without its broker it cannot forward, and says so."""
+    url = f"127.0.0.1:{free_port()}"
+    monkeypatch.setenv("ECONOME_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("ECONOME_DETECT_ENABLED", "false")
+    monkeypatch.setenv("ECONOME_INFLUX_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("ECONOME_KAFKA_URL", f"kafka://{url}")
+    result = CliRunner().invoke(app, ["run", CONFIG, "--runner", "faust", "--duration", "30"])
+    assert result.exit_code == 1, result.output
+    assert f"error: Kafka {url} unreachable (ECONOME_KAFKA_URL)" in result.output
+    assert CliRunner().invoke(app, ["run", CONFIG, "--runner", "kafka"]).exit_code == 2
