@@ -41,6 +41,16 @@ retries, as :class:`InfluxAggregateSink` does.
 Windows close on the processor's own event-time watermark, never on faust's
 ``on_window_close`` (defect F1 in ``shared/KAFKA-TANSU.md``).
 
+**Workers and their health.** ``econome worker`` runs :func:`make_app` alone;
+any number of them share the topic's partitions through their consumer group
+(``econome run`` with the faust runner only publishes, through
+:class:`KafkaForwarder`). Each reports to its :class:`~streams.metrics.Sensor`
+the messages it handles, every rebalance (counted and timed, through a faust
+sensor) and, every ``health_every``, the lag of each assigned partition, the
+seconds since its last message and the seconds it has stalled while messages
+wait. On a stop in group generation 0 the consumer leaves the group too
+(Tansu defect B3, see :func:`_leave_group_in_generation_zero`).
+
 Sample use (see ``tests/integration/test_faust_runner.py``)::
 
     runner = make_app(inventory, "kafka://127.0.0.1:9092", app_id="econome", partitions=4, sink=ListSink())
@@ -424,7 +434,7 @@ class FaustRunner:
         self._health = asyncio.create_task(self._health_loop(), name="faust-health")
 
     async def stop(self) -> None:
-        """Leave the group, then stop the app: commit the offsets processed, stop the agent, consumer and producer."""
+        """Stop the app: commit the offsets processed, leave the group (in generation 0 too), stop agent, consumer, producer."""
         if self._health is not None:
             self._health.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -595,6 +605,8 @@ class _RebalanceSensor(faust.Sensor):
         seconds = time.monotonic() - float(state.get("started", time.monotonic()))
         runner = self.runner
         runner.stats.rebalances += 1
+        # Positions of before the rebalance may be stale (a partition gone and back): the committed offsets rule again.
+        runner._position.clear()
         name = runner.topic.get_topic_name()
         partitions = sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == name)
         logger.info("rebalance %s ended after %.1f s: source partitions %s", runner.stats.rebalances, seconds, partitions)
