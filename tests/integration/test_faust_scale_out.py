@@ -121,7 +121,7 @@ def _aggregates(url: str, database: str) -> Aggregates:
 class Worker:
     """One ``econome worker`` process with its own data folder and metrics port."""
 
-    def __init__(self, name: str, config: Path, env: dict[str, str], folder: Path) -> None:
+    def __init__(self, name: str, config: Path, env: dict[str, str], folder: Path, *options: str) -> None:
         self.name = name
         self.port = free_port()
         self.log = folder / f"{name}-{time.monotonic_ns()}.log"
@@ -129,7 +129,7 @@ class Worker:
         data.mkdir(exist_ok=True)
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "econome.cli", "worker", str(config), "--metrics-port", str(self.port)],
+                [sys.executable, "-m", "econome.cli", "worker", str(config), "--metrics-port", str(self.port), *options],
                 cwd=ROOT, env={**os.environ, **env, "ECONOME_DATA_DIR": str(data)}, stdout=out, stderr=subprocess.STDOUT,
             )  # fmt: skip
 
@@ -343,7 +343,8 @@ def test_a_sigterm_in_the_first_generation_hands_over_before_the_session_expires
         "ECONOME_LOG_LEVEL": "INFO",
     }
     # No topic yet: the workers create it, with ECONOME_KAFKA_PARTITIONS partitions (the second finds it there).
-    first, second = Worker("first", config, env, tmp_path), Worker("second", config, env, tmp_path)
+    web_port = free_port()
+    first, second = Worker("first", config, env, tmp_path), Worker("second", config, env, tmp_path, "--web-port", str(web_port))
     workers = [first, second]
     try:
         _wait(
@@ -353,6 +354,8 @@ def test_a_sigterm_in_the_first_generation_hands_over_before_the_session_expires
             60,
             workers,
         )
+        # faust's web views only where asked for: the second worker's port answers.
+        assert httpx.get(f"http://127.0.0.1:{web_port}/", timeout=5).status_code == 200
         first.process.send_signal(signal.SIGTERM)
         workers = [second]
         takeover = _wait(
