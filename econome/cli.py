@@ -4,6 +4,7 @@
 
     econome check examples/commune.yaml      # validate and summarise an inventory
     econome run examples/commune.yaml        # collect, write to InfluxDB and detect anomalies until stopped
+    econome worker examples/commune.yaml     # ECONOME_RUNNER=faust: one faust worker, aggregating from Kafka
     econome demo --duration 60               # simulated commune + live service on local servers, e-mails
 """
 
@@ -57,11 +58,11 @@ if TYPE_CHECKING:
     from simulator.downloads import UtilityFiles
     from simulator.faults import Fault
     from simulator.utilities import UtilityInterval
-    from streams.faust_runner import FaustRunner, KafkaForwarder
+    from streams.faust_runner import KafkaForwarder
     from streams.imports import Consumption
 from streams.clock import Clock, ScaledClock, SystemClock
 from streams.deadletter import DeadLetterStore
-from streams.errors import DecodeError, SinkError, TelemetryError
+from streams.errors import ConfigError, DecodeError, SinkError, TelemetryError
 from streams.influx import (
     RAW_MEASUREMENT,
     RAW_RP,
@@ -204,21 +205,12 @@ class _Runtime:
         self.log = DeliveryLog(settings.data_dir / "delivery.sqlite", max_rows=settings.buffer_max_rows)
         stream_settings = StreamSettings(allowed_lateness=settings.allowed_lateness)
         self.forwarder: KafkaForwarder | None = None
-        self.faust: FaustRunner | None = None
         if settings.runner == "faust":
-            from streams.faust_runner import InfluxAggregateSink, KafkaForwarder, make_app
+            from streams.faust_runner import KafkaForwarder
 
-            # Readings go to Kafka; the faust runner aggregates them and writes the aggregates.
-            self.forwarder = KafkaForwarder(inv, settings.kafka_url, partitions=settings.kafka_partitions)
-            self.faust = make_app(
-                inv,
-                settings.kafka_url,
-                app_id="econome",
-                partitions=settings.kafka_partitions,
-                sink=InfluxAggregateSink(settings.influx()),
-                settings=stream_settings,
-                data_dir=settings.data_dir / "faust",
-                session_timeout=timedelta(seconds=settings.kafka_session_timeout_s),
+            # Readings go to Kafka; `econome worker` processes (any number, anywhere) aggregate them.
+            self.forwarder = KafkaForwarder(
+                inv, settings.kafka_url, topic=settings.kafka_topic, partitions=settings.kafka_partitions
             )
         self.pipeline = Pipeline(
             inv,
@@ -247,9 +239,8 @@ class _Runtime:
                 # readings wait in the delivery log; the writer tries to create the database again
                 # when a write finds it missing (review finding 5).
                 logger.error("%s; collecting anyway: readings wait in the delivery log, writes are retried", exc)
-        if self.forwarder is not None and self.faust is not None:
+        if self.forwarder is not None:
             await self.forwarder.start()
-            await self.faust.start()
         task = asyncio.create_task(self.pipeline.run(self.polled, self.pushed), name="pipeline")
         stopper = asyncio.create_task(stop.wait(), name="stop-signal")
         try:
@@ -261,8 +252,6 @@ class _Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             close_buses(self.buses)
-            if self.faust is not None:
-                await self.faust.stop()
             if self.forwarder is not None:
                 await self.forwarder.stop()
             await self.writer.close()
@@ -297,6 +286,9 @@ def run(
         help="With --speed: the wall time (UNIX seconds) at which the clock reads --start (default: when the "
              "command starts). Processes given the same --start, --speed and --epoch share one simulated "
              "timeline, across restarts too.")] = None,
+    runner: Annotated[str | None, typer.Option(
+        help="inprocess: aggregate here (the default, one process does everything); faust: collect and forward "
+             "the readings to Kafka, where `econome worker` processes aggregate (default: ECONOME_RUNNER).")] = None,
 ) -> None:
     """Collect every point of the inventory, write to InfluxDB, and detect anomalies every hour, until stopped.
 
@@ -304,6 +296,11 @@ def run(
     and ``anomalies.live``).
     """
     settings = _settings_or_exit()
+    if runner is not None:
+        if runner not in ("inprocess", "faust"):
+            typer.echo(f"error: --runner must be inprocess or faust, not {runner!r}", err=True)
+            raise typer.Exit(code=EXIT_CONFIG)
+        settings = settings.model_copy(update={"runner": runner})
     redactor = _setup_logging(settings.log_level, settings)
     tune_malloc()
     inv = _load(config)
@@ -358,6 +355,89 @@ def run(
         typer.echo(f"error: live detection stopped: {redactor.redact(repr(died[0]))}; exiting so that the "
                    "supervisor restarts the service", err=True)
         raise typer.Exit(code=1)
+
+
+@app.command()
+def worker(
+    config: Annotated[Path, typer.Argument(help="Inventory YAML file.")],
+    metrics_port: Annotated[int | None, typer.Option(
+        help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics (default: ECONOME_WORKER_METRICS_PORT).")] = None,
+    web_port: Annotated[int | None, typer.Option(
+        help="Serve faust's web views on 127.0.0.1:PORT (default: ECONOME_WORKER_WEB_PORT; off when unset).")] = None,
+    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
+) -> None:
+    """Run one faust worker: aggregate the readings of Kafka's topic and write the aggregates to InfluxDB, until stopped.
+
+    Start as many as needed, on any machine, with the same settings (ECONOME_KAFKA_*, ECONOME_INFLUX_*): they share
+    the topic's partitions (buildings) through their consumer group. ``econome run`` with ECONOME_RUNNER=faust
+    collects and publishes the readings they read.
+    """
+    settings = _settings_or_exit()
+    redactor = _setup_logging(settings.log_level, settings)
+    inv = _load(config)
+    port = metrics_port if metrics_port is not None else settings.worker_metrics_port
+    web = web_port if web_port is not None else settings.worker_web_port
+    faust_dir = settings.data_dir / "faust"
+    try:
+        faust_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        typer.echo(f"error: ECONOME_DATA_DIR: cannot create {faust_dir}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(code=EXIT_CONFIG) from None
+
+    async def main() -> None:
+        from streams.faust_runner import InfluxAggregateSink, ensure_topic, make_app
+
+        stop = asyncio.Event()
+        _install_signals(stop)
+        if duration is not None:
+            asyncio.get_running_loop().call_later(duration, stop.set)
+        sensor = PrometheusSensor() if port else None
+        if sensor is not None and port:
+            sensor.serve(port)
+        # The worker creates the topic if the forwarder has not yet, and refuses a partition count that differs.
+        await ensure_topic(settings.kafka_url, settings.kafka_topic, settings.kafka_partitions)
+        sink = InfluxAggregateSink(settings.influx())
+        if isinstance(sink.writer, InfluxV1Writer):
+            try:
+                await sink.writer.ensure_database()
+            except SinkError as exc:
+                logger.error("%s; starting anyway: aggregate writes are retried", exc)
+        runner = make_app(
+            inv,
+            settings.kafka_url,
+            app_id=settings.kafka_group,
+            partitions=settings.kafka_partitions,
+            sink=sink,
+            settings=StreamSettings(allowed_lateness=settings.allowed_lateness),
+            topic=settings.kafka_topic,
+            data_dir=faust_dir,
+            session_timeout=timedelta(seconds=settings.kafka_session_timeout_s),
+            heartbeat_interval=timedelta(seconds=settings.kafka_heartbeat_interval_s),
+            rebalance_timeout=timedelta(seconds=settings.kafka_rebalance_timeout_s),
+            commit_interval=timedelta(seconds=settings.kafka_commit_interval_s),
+            fix_end_offsets=settings.kafka_fix_end_offsets,
+            web_port=web,
+            sensor=sensor,
+        )
+        await runner.start()
+        logger.info("worker of group %s started on %s, topic %s", settings.kafka_group, settings.kafka_url, settings.kafka_topic)
+        try:
+            await stop.wait()
+        finally:
+            await runner.stop()
+            await sink.close()
+        stats = runner.stats
+        typer.echo(f"stopped: {stats.batches} batches, {stats.records} aggregates written, "
+                   f"{stats.redelivered} replayed messages skipped, {stats.rebalances} rebalances")
+
+    try:
+        asyncio.run(main())
+    except ConfigError as exc:  # the topic's partitions differ from ECONOME_KAFKA_PARTITIONS
+        typer.echo(f"error: {redactor.redact(str(exc))}", err=True)
+        raise typer.Exit(code=EXIT_CONFIG) from exc
+    except TelemetryError as exc:  # Kafka unreachable (the message names its URL)
+        typer.echo(f"error: {redactor.redact(str(exc))}", err=True)
+        raise typer.Exit(code=1) from exc
 
 
 def _detection_died(stop: asyncio.Event, died: list[BaseException], task: asyncio.Task[None]) -> None:

@@ -262,9 +262,18 @@ def restart(server: LocalServer, timeout: float = 30.0) -> LocalServer:
 
 
 def start_victoriametrics(
-    data_dir: Path | None = None, port: int | None = None, timeout: float = 30.0, tls: tuple[Path, Path] | None = None
+    data_dir: Path | None = None,
+    port: int | None = None,
+    timeout: float = 30.0,
+    tls: tuple[Path, Path] | None = None,
+    *,
+    dedup: bool = False,
 ) -> LocalServer:
-    """Start VictoriaMetrics, which accepts the InfluxDB v2 write API; HTTPS only with ``tls`` (certificate, key)."""
+    """Start VictoriaMetrics, which accepts the InfluxDB v2 write API; HTTPS only with ``tls`` (certificate, key).
+
+    With ``dedup``, samples of a series written again at the same millisecond are kept once
+    (``-dedup.minScrapeInterval=1ms``; VictoriaMetrics keeps the largest value). Without it, it keeps them all.
+    """
     binary = _binary("victoria-metrics")
     data_dir = _data_dir(data_dir, "victoriametrics")
     port = port or free_port()
@@ -279,6 +288,8 @@ def start_victoriametrics(
     ]
     if tls is not None:
         argv += ["-tls", f"-tlsCertFile={tls[0]}", f"-tlsKeyFile={tls[1]}"]
+    if dedup:
+        argv.append("-dedup.minScrapeInterval=1ms")
     process, log_path = _spawn("victoriametrics", argv, data_dir)
     options: dict[str, Any] = {"tls": tls} if tls is not None else {}
     server = LocalServer("victoriametrics", _HOST, port, process, data_dir, log_path, options=options)

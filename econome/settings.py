@@ -103,8 +103,29 @@ class EconomeSettings(BaseSettings):
     """Kafka bootstrap server, for the faust runner."""
     kafka_partitions: int = Field(default=12, ge=1, le=10_000)
     """Partitions of the readings topic (readings are keyed by building)."""
-    kafka_session_timeout_s: float = Field(default=10.0, gt=0, le=3600)
-    """Consumer-group session timeout of the faust worker, in seconds."""
+    kafka_topic: str = Field(default="econome-readings", pattern=r"^[A-Za-z0-9._-]{1,249}$")
+    """The readings topic: ``econome run`` (runner faust) publishes to it, every ``econome worker`` reads it."""
+    kafka_group: str = Field(default="econome", pattern=r"^[A-Za-z0-9._-]{1,200}$")
+    """The workers' faust app id, which is their consumer group (and names the state table's changelog topic)."""
+    kafka_session_timeout_s: float = Field(default=6.0, gt=0, le=3600)
+    """Consumer-group session timeout of a worker, in seconds: how long the partitions of a killed worker wait
+    before another takes them over. 6 s is the least a Kafka broker accepts by default
+    (``group.min.session.timeout.ms``)."""
+    kafka_heartbeat_interval_s: float = Field(default=1.0, gt=0, le=3600)
+    """How often a worker tells the group it is alive, in seconds (a third of the session timeout at most)."""
+    kafka_rebalance_timeout_s: float = Field(default=10.0, gt=0, le=3600)
+    """How long a rebalance waits for the group's members to rejoin, in seconds."""
+    kafka_commit_interval_s: float = Field(default=1.0, gt=0, le=3600)
+    """How often a worker commits the offsets it has handled, in seconds; what a killed worker handled since
+    its last commit is delivered again to its successor, which skips it (see the README, "exactly-once effect")."""
+    kafka_fix_end_offsets: bool = True
+    """Read the state table's changelog end offsets from a fetch's high watermark before a worker recovers
+    the table: Tansu's ListOffsets answers too low (defect B1). One extra fetch per partition at start on a
+    real Kafka, where it changes nothing."""
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    """``econome worker``: serve its Prometheus metrics on 127.0.0.1:PORT/metrics (one port per worker on a host)."""
+    worker_web_port: int | None = Field(default=None, ge=1, le=65535)
+    """``econome worker``: serve faust's web views on 127.0.0.1:PORT; off when unset."""
     detect_enabled: bool = True
     """Run live anomaly detection in ``econome run`` (:mod:`anomalies.live`): every ``detect_every`` it reads the
     new readings from InfluxDB, writes events and expected values back, and hands the alerts to the notifier."""
@@ -162,6 +183,20 @@ class EconomeSettings(BaseSettings):
             raise ValueError(msg)
         return url
 
+    @field_validator("kafka_url")
+    @classmethod
+    def _kafka_url(cls, url: str) -> str:
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError as exc:
+            msg = f"not a valid Kafka URL ({exc}); e.g. kafka://127.0.0.1:9092"
+            raise ValueError(msg) from exc
+        if parts.scheme != "kafka" or not parts.hostname or port is None:
+            msg = "must be kafka://HOST:PORT, e.g. kafka://127.0.0.1:9092"
+            raise ValueError(msg)
+        return url
+
     @field_validator("enedis_client_id", "enedis_client_secret", "grdf_client_id", "grdf_client_secret", mode="before")
     @classmethod
     def _unset_when_empty(cls, value: object) -> object:
@@ -200,6 +235,10 @@ class EconomeSettings(BaseSettings):
             if (getattr(self, f"{api}_client_id") is None) != (getattr(self, f"{api}_client_secret") is None):
                 msg = f"{ENV_PREFIX}{api.upper()}_CLIENT_ID and {ENV_PREFIX}{api.upper()}_CLIENT_SECRET go together"
                 raise ValueError(msg)
+        if self.kafka_heartbeat_interval_s * 3 > self.kafka_session_timeout_s:
+            msg = (f"{ENV_PREFIX}KAFKA_HEARTBEAT_INTERVAL_S ({self.kafka_heartbeat_interval_s}) must be at most a third "
+                   f"of {ENV_PREFIX}KAFKA_SESSION_TIMEOUT_S ({self.kafka_session_timeout_s})")
+            raise ValueError(msg)
         if self.detect_delay >= self.detect_every:
             msg = (f"{ENV_PREFIX}DETECT_DELAY ({self.detect_delay}) must be shorter than "
                    f"{ENV_PREFIX}DETECT_EVERY ({self.detect_every})")

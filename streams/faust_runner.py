@@ -41,6 +41,16 @@ retries, as :class:`InfluxAggregateSink` does.
 Windows close on the processor's own event-time watermark, never on faust's
 ``on_window_close`` (defect F1 in ``shared/KAFKA-TANSU.md``).
 
+**Workers and their health.** ``econome worker`` runs :func:`make_app` alone;
+any number of them share the topic's partitions through their consumer group
+(``econome run`` with the faust runner only publishes, through
+:class:`KafkaForwarder`). Each reports to its :class:`~streams.metrics.Sensor`
+the messages it handles, every rebalance (counted and timed, through a faust
+sensor) and, every ``health_every``, the lag of each assigned partition, the
+seconds since its last message and the seconds it has stalled while messages
+wait. On a stop in group generation 0 the consumer leaves the group too
+(Tansu defect B3, see :func:`_leave_group_in_generation_zero`).
+
 Sample use (see ``tests/integration/test_faust_runner.py``)::
 
     runner = make_app(inventory, "kafka://127.0.0.1:9092", app_id="econome", partitions=4, sink=ListSink())
@@ -64,6 +74,7 @@ Sample use (see ``tests/integration/test_faust_runner.py``)::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import tempfile
@@ -85,6 +96,7 @@ from streams.aggregate import AggregateRecord, StreamProcessor, StreamSettings
 from streams.counters import Verdict
 from streams.errors import ConfigError, SinkError
 from streams.influx import InfluxConfig, InfluxV1Writer, InfluxV2Writer, RetryableSinkError, make_writer, to_ms
+from streams.metrics import Sensor
 from streams.record import Quality, Reading
 
 __all__ = [
@@ -104,6 +116,7 @@ __all__ = [
     "collect",
     "decode_batch",
     "encode_batch",
+    "ensure_topic",
     "make_app",
     "publish",
     "true_end_offsets",
@@ -351,6 +364,7 @@ class RunnerStats:
         records: aggregate records handed to the sink.
         unknown_buildings: messages keyed by a building not in the inventory.
         flushed: buildings whose flush control message was handled.
+        rebalances: consumer-group rebalances this worker went through.
     """
 
     batches: int = 0
@@ -361,6 +375,7 @@ class RunnerStats:
     records: int = 0
     unknown_buildings: int = 0
     flushed: set[str] = field(default_factory=set)
+    rebalances: int = 0
 
 
 class FaustRunner:
@@ -383,6 +398,8 @@ class FaustRunner:
         settings: StreamSettings | None,
         sink: AggregateSink,
         fix_end_offsets: bool,
+        sensor: Sensor | None = None,
+        health_every: timedelta = timedelta(seconds=1),
     ) -> None:
         self.inventory = inventory
         self.app = app
@@ -398,18 +415,70 @@ class FaustRunner:
         # building id -> (processor, the table value it was restored from or saved as, its source offset)
         self._cache: dict[str, tuple[StreamProcessor, bytes, int]] = {}
         self._progress = asyncio.Condition()
+        self.sensor = sensor or Sensor()
+        self.health_every = health_every
+        self._health: asyncio.Task[None] | None = None
+        # source partition -> the offset after the last message handled (the worker's position)
+        self._position: dict[int, int] = {}
+        self._last_message = time.monotonic()
+        app.sensors.add(_RebalanceSensor(self))
 
     # -- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start the app in this event loop: consumer, producer, table recovery, agent."""
+        """Start the app in this event loop: consumer, producer, table recovery, agent, health metrics."""
         if self.fix_end_offsets:
             _fix_end_offsets(self.app)
         await self.app.start()
+        self._last_message = time.monotonic()
+        self._health = asyncio.create_task(self._health_loop(), name="faust-health")
 
     async def stop(self) -> None:
-        """Stop the app: commit the offsets processed, stop the agent, the consumer thread and the producer."""
+        """Stop the app: commit the offsets processed, leave the group (in generation 0 too), stop agent, consumer, producer."""
+        if self._health is not None:
+            self._health.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._health
+            self._health = None
+        _leave_group_in_generation_zero(self.app)
         await self.app.stop()
+
+    # -- health ------------------------------------------------------------------------
+
+    def lag(self) -> dict[int, int]:
+        """Messages not yet handled, per source partition assigned to this worker.
+
+        The high watermark comes from the last fetch (right on Tansu too, unlike
+        ListOffsets: defect B1); the position is the offset after the last
+        message handled here, or the group's committed offset before the first.
+        A partition not fetched yet counts 0.
+        """
+        consumer = self.app.consumer
+        committed: Mapping[TP, int | None] = getattr(consumer, "_committed_offset", {})
+        name = self.topic.get_topic_name()
+        lag: dict[int, int] = {}
+        for tp in consumer.assignment():
+            if tp.topic != name:
+                continue
+            highwater = consumer.highwater(tp)
+            position = self._position.get(tp.partition)
+            if position is None:
+                position = committed.get(tp) or 0
+            lag[tp.partition] = max(0, (highwater or 0) - position) if highwater is not None else 0
+        return lag
+
+    def _check_health(self) -> None:
+        lag = self.lag()
+        idle = time.monotonic() - self._last_message
+        self.sensor.on_worker_health(lag, idle_s=idle, stalled_s=idle if any(lag.values()) else 0.0)
+
+    async def _health_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.health_every.total_seconds())
+            try:
+                self._check_health()
+            except (KafkaError, RuntimeError, AssertionError) as exc:  # the consumer is between assignments
+                logger.debug("health check skipped: %r", exc)
 
     async def wait_flushed(self, buildings: Iterable[str], timeout: timedelta) -> None:
         """Wait until the flush messages of ``buildings`` have been handled.
@@ -441,6 +510,9 @@ class FaustRunner:
         key = event.key
         building_id = key.decode() if isinstance(key, bytes) else str(key)
         offset = event.message.offset
+        partition = event.message.partition
+        self._position[partition] = offset + 1
+        self._last_message = time.monotonic()
         if building_id not in self._known:
             self.stats.unknown_buildings += 1
             logger.warning("message at offset %s keyed by unknown building %r left out", offset, building_id)
@@ -449,8 +521,10 @@ class FaustRunner:
         if offset <= covered:
             # Delivered again after a restart: the saved state already holds it.
             self.stats.redelivered += 1
+            self.sensor.on_worker_message(partition, readings=0, redelivered=True)
             return
         payload = event.value
+        readings_before = self.stats.readings
         try:
             records = self._apply(processor, payload)
             if records:
@@ -463,6 +537,7 @@ class FaustRunner:
             self._cache.pop(building_id, None)
             raise
         self._save(building_id, processor, offset)
+        self.sensor.on_worker_message(partition, readings=self.stats.readings - readings_before, redelivered=False)
         async with self._progress:
             if payload == FLUSH_MESSAGE:
                 self.stats.flushed.add(building_id)
@@ -516,6 +591,66 @@ class FaustRunner:
         return inventory
 
 
+class _RebalanceSensor(faust.Sensor):
+    """Counts and times the worker's rebalances (faust calls it at their start and end)."""
+
+    def __init__(self, runner: FaustRunner) -> None:
+        super().__init__()
+        self.runner = runner
+
+    def on_rebalance_start(self, app: faust.types.AppT) -> dict[str, Any]:
+        return {"started": time.monotonic()}
+
+    def on_rebalance_end(self, app: faust.types.AppT, state: dict[str, Any]) -> None:
+        seconds = time.monotonic() - float(state.get("started", time.monotonic()))
+        runner = self.runner
+        runner.stats.rebalances += 1
+        # Positions of before the rebalance may be stale (a partition gone and back): the committed offsets rule again.
+        runner._position.clear()
+        name = runner.topic.get_topic_name()
+        partitions = sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == name)
+        logger.info("rebalance %s ended after %.1f s: source partitions %s", runner.stats.rebalances, seconds, partitions)
+        runner.sensor.on_worker_rebalance(seconds, partitions)
+
+
+def _leave_group_in_generation_zero(app: faust.App) -> None:
+    """Make the consumer send LeaveGroup when it closes in group generation 0 (Tansu defect B3).
+
+    aiokafka leaves the group on close only when the generation is above 0;
+    Kafka numbers generations from 1, Tansu from 0, so on Tansu a clean stop in
+    the first generation left the partitions to a dead member until its session
+    expired. The consumer's own leave step is replaced, on this instance, by one
+    that also leaves in generation 0: it still runs at close, after the last
+    commit and once the heartbeat has stopped (leaving earlier would make the
+    coordinator join again as a new member). On a real Kafka the generation is
+    never 0 there, and this changes nothing.
+    """
+    from aiokafka.protocol.group import JoinGroupRequest, LeaveGroupRequest
+
+    consumer = getattr(getattr(app.consumer, "_thread", None), "_consumer", None)
+    coordinator = getattr(consumer, "_coordinator", None)
+    if coordinator is None or getattr(coordinator, "_econome_b3", False):
+        return
+    leave = coordinator._maybe_leave_group
+
+    async def maybe_leave_group() -> None:
+        if (
+            coordinator.generation == 0
+            and coordinator._group_instance_id is None
+            and coordinator.member_id != JoinGroupRequest.UNKNOWN_MEMBER_ID
+        ):
+            try:
+                await coordinator._send_req(LeaveGroupRequest(coordinator.group_id, coordinator.member_id))
+            except KafkaError as exc:
+                logger.warning("LeaveGroup (generation 0) failed: %r", exc)
+            else:
+                logger.info("left group %s (generation 0: Tansu defect B3)", coordinator.group_id)
+        await leave()
+
+    coordinator._maybe_leave_group = maybe_leave_group
+    coordinator._econome_b3 = True
+
+
 def make_app(
     inventory: Inventory,
     broker_url: str,
@@ -527,8 +662,13 @@ def make_app(
     topic: str = SOURCE_TOPIC,
     store: str = "memory://",
     session_timeout: timedelta = timedelta(seconds=3),
+    heartbeat_interval: timedelta | None = None,
+    rebalance_timeout: timedelta | None = None,
+    commit_interval: timedelta = timedelta(seconds=1),
     data_dir: Path | None = None,
     fix_end_offsets: bool = False,
+    web_port: int | None = None,
+    sensor: Sensor | None = None,
 ) -> FaustRunner:
     """Build the faust app that aggregates readings per building.
 
@@ -546,11 +686,21 @@ def make_app(
         settings: the processor's settings.
         topic: the source topic's name.
         store: the table store (``memory://``, or ``rocksdb://`` in production).
-        session_timeout: the consumer group session timeout; short on Tansu (defect B2).
+        session_timeout: the consumer group session timeout: how long a killed
+            worker's partitions wait before another takes them; short on Tansu (defect B2).
+        heartbeat_interval: how often the consumer tells the group it lives
+            (a sixth of the session timeout by default).
+        rebalance_timeout: how long the group waits for its members to rejoin
+            during a rebalance (twice the session, 10 s at least, by default).
+        commit_interval: how often the offsets handled are committed; what a
+            killed worker handled after its last commit is delivered again (and skipped
+            through the table's offset, or overwritten in the sink).
         data_dir: faust's data directory (a temporary one by default).
         fix_end_offsets: read the changelog end offsets from a fetch's high
             watermark before recovering the table: Tansu's ListOffsets answers
             too low (defect B1), and the table would be recovered stale.
+        web_port: serve faust's web views on this port; off when None.
+        sensor: metrics hooks (messages, lag, stalls, rebalances).
 
     Returns:
         The runner; its ``app`` is the faust app.
@@ -566,10 +716,13 @@ def make_app(
         store=store,
         datadir=str(data_dir or tempfile.mkdtemp(prefix="econome-faust-")),
         topic_partitions=partitions,
-        web_enabled=False,
+        web_enabled=web_port is not None,
+        web_port=web_port or 6066,
+        web_bind="127.0.0.1",
         broker_session_timeout=session_s,
-        broker_heartbeat_interval=max(session_s / 6, 0.1),
-        broker_rebalance_timeout=max(session_s * 2, 10.0),
+        broker_heartbeat_interval=heartbeat_interval.total_seconds() if heartbeat_interval else max(session_s / 6, 0.1),
+        broker_rebalance_timeout=rebalance_timeout.total_seconds() if rebalance_timeout else max(session_s * 2, 10.0),
+        broker_commit_interval=commit_interval.total_seconds(),
         # Tansu assigns at once; faust's default waits 3 s for more workers to join before recovering.
         stream_recovery_delay=0.0,
         consumer_auto_offset_reset="earliest",
@@ -586,7 +739,7 @@ def make_app(
         key_type=bytes,
         value_type=bytes,
     )
-    runner = FaustRunner(inventory, app, source, table, settings, sink, fix_end_offsets)
+    runner = FaustRunner(inventory, app, source, table, settings, sink, fix_end_offsets, sensor)
     app.agent(source, name="econome-aggregate")(runner.consume)
     return runner
 
@@ -709,6 +862,53 @@ async def true_end_offsets(servers: str, reported: Mapping[TP, int], timeout: ti
     return result
 
 
+# -- the source topic -------------------------------------------------------------------
+
+
+async def ensure_topic(bootstrap: str, topic: str, partitions: int, timeout: timedelta = timedelta(seconds=10)) -> None:
+    """Create the source topic with ``partitions`` partitions, or check the one there.
+
+    The forwarder and every worker call it at start, so whichever starts first
+    creates the topic, and a worker configured with another partition count
+    than the topic's stops at once instead of failing inside faust
+    (``PartitionsMismatch``).
+
+    Raises:
+        SinkError: the broker at ``bootstrap`` cannot be reached (the message names it).
+        ConfigError: the topic exists with another partition count.
+    """
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError
+
+    address = bootstrap.removeprefix("kafka://")
+    timeout_ms = int(timeout.total_seconds() * 1000)
+    admin = AIOKafkaAdminClient(bootstrap_servers=address, request_timeout_ms=timeout_ms)
+    try:
+        await asyncio.wait_for(admin.start(), timeout.total_seconds())
+        # aiokafka answers with per-topic error codes rather than raising them.
+        response = await admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
+        refused = [
+            (code, message)
+            for _, code, *rest in getattr(response, "topic_errors", [])
+            for message in (rest[0] if rest else "",)
+            if code not in (0, TopicAlreadyExistsError.errno)
+        ]
+        described = await admin.describe_topics([topic])
+    except (KafkaError, TimeoutError, OSError) as exc:
+        msg = f"Kafka {address} unreachable (ECONOME_KAFKA_URL): {exc!r}"
+        raise SinkError(msg) from exc
+    finally:
+        await admin.close()
+    if refused:
+        msg = f"Kafka {address}: creating topic {topic} failed: error {refused[0][0]} {refused[0][1] or ''}".rstrip()
+        raise SinkError(msg)
+    found = len(described[0]["partitions"]) if described else 0
+    if found != partitions:
+        msg = (f"Kafka {address}: topic {topic} has {found} partitions, the settings say {partitions} "
+               "(ECONOME_KAFKA_PARTITIONS must match the topic on the forwarder and every worker)")
+        raise ConfigError(msg)
+
+
 # -- forwarding from the in-process pipeline ---------------------------------------------
 
 
@@ -747,24 +947,16 @@ class KafkaForwarder:
 
         Raises:
             SinkError: the broker cannot be reached.
+            ConfigError: the topic exists with another partition count.
         """
-        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-        from aiokafka.errors import TopicAlreadyExistsError
-
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=int(self.timeout.total_seconds() * 1000))
+        await ensure_topic(self.bootstrap, self.topic, self.partitions, self.timeout)
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, max_request_size=8 * 1024 * 1024)
         try:
-            await admin.start()
-            try:
-                await admin.create_topics([NewTopic(self.topic, num_partitions=self.partitions, replication_factor=1)])
-            except TopicAlreadyExistsError:
-                pass
-            producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, max_request_size=8 * 1024 * 1024)
             await producer.start()
         except KafkaError as exc:
+            await producer.stop()
             msg = f"Kafka {self.bootstrap} unreachable: {exc}"
             raise SinkError(msg) from exc
-        finally:
-            await admin.close()
         self._producer = producer
 
     async def send(self, readings: list[Reading]) -> None:

@@ -12,6 +12,8 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
 
 from streams.errors import SinkError
@@ -73,12 +75,26 @@ class Sensor:
     def on_utility_fetch(self, point_id: str, api: str, *, ok: bool) -> None:
         """The daily fetch of a utility point (``api``: ``enedis`` or ``grdf``) succeeded or failed."""
 
+    def on_worker_message(self, partition: int, *, readings: int, redelivered: bool) -> None:
+        """A faust worker handled a message of a source partition (``redelivered``: skipped, already applied)."""
+
+    def on_worker_rebalance(self, seconds: float, partitions: Collection[int]) -> None:
+        """A consumer-group rebalance ended after ``seconds``; the worker now holds ``partitions``."""
+
+    def on_worker_health(self, lag: Mapping[int, int], *, idle_s: float, stalled_s: float) -> None:
+        """A faust worker's periodic health.
+
+        ``lag``: messages waiting per assigned source partition; ``idle_s``: seconds since its last
+        message; ``stalled_s``: seconds it has processed nothing while messages wait (0 when none wait).
+        """
+
 
 class PrometheusSensor(Sensor):
     """Exposes the hooks as Prometheus metrics (prefix ``econome_``)."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        self._lag_partitions: set[int] = set()
         r = self.registry
         self.readings = Counter("econome_readings", "Readings queued", registry=r)
         self.written = Counter("econome_points_written", "Points accepted by InfluxDB", registry=r)
@@ -199,6 +215,63 @@ class PrometheusSensor(Sensor):
         self.utility_fetch_ok.labels(point_id, api).set(int(ok))
         if not ok:
             self.utility_fetch_failures.labels(point_id, api).inc()
+
+    def on_worker_message(self, partition: int, *, readings: int, redelivered: bool) -> None:
+        """Count a message of the partition, and its readings."""
+        self._worker_metrics()
+        self.worker_messages.labels(str(partition)).inc()
+        self.worker_readings.inc(readings)
+        if redelivered:
+            self.worker_redelivered.inc()
+
+    def on_worker_rebalance(self, seconds: float, partitions: Collection[int]) -> None:
+        """Count the rebalance, time it, and set the assigned partitions."""
+        self._worker_metrics()
+        self.worker_rebalances.inc()
+        self.worker_rebalance_seconds.observe(seconds)
+        self.worker_assigned.set(len(partitions))
+
+    def on_worker_health(self, lag: Mapping[int, int], *, idle_s: float, stalled_s: float) -> None:
+        """Set the lag gauges (partitions no longer assigned are removed), idle and stall seconds."""
+        self._worker_metrics()
+        for partition in self._lag_partitions - set(lag):
+            self.worker_lag.remove(str(partition))
+        for partition, messages in lag.items():
+            self.worker_lag.labels(str(partition)).set(messages)
+        self._lag_partitions = set(lag)
+        self.worker_assigned.set(len(lag))
+        self.worker_idle.set(idle_s)
+        self.worker_stalled.set(stalled_s)
+
+    def _worker_metrics(self) -> None:
+        # Made on a worker's first hook only, so that `econome run` exposes no worker metrics.
+        if hasattr(self, "worker_lag"):
+            return
+        r = self.registry
+        self.worker_messages = Counter(
+            "econome_worker_messages", "Source messages handled by this faust worker", ["partition"], registry=r
+        )
+        self.worker_readings = Counter("econome_worker_readings", "Readings in the messages applied", registry=r)
+        self.worker_redelivered = Counter(
+            "econome_worker_redelivered", "Messages skipped: already applied to the saved state (a replay)", registry=r
+        )
+        self.worker_rebalances = Counter(
+            "econome_worker_rebalances", "Consumer-group rebalances this worker went through", registry=r
+        )
+        self.worker_rebalance_seconds = Histogram(
+            "econome_worker_rebalance_seconds", "Duration of a rebalance, from revocation to assignment", registry=r
+        )
+        self.worker_assigned = Gauge(
+            "econome_worker_assigned_partitions", "Source partitions assigned to this worker", registry=r
+        )
+        self.worker_lag = Gauge(
+            "econome_worker_lag_messages", "Messages of the partition not yet processed (high watermark - position)",
+            ["partition"], registry=r,
+        )
+        self.worker_idle = Gauge("econome_worker_idle_seconds", "Seconds since the last message was handled", registry=r)
+        self.worker_stalled = Gauge(
+            "econome_worker_stalled_seconds", "Seconds without processing while messages wait (0 when none wait)", registry=r
+        )
 
     def exposition(self) -> bytes:
         """The metrics in Prometheus text format."""

@@ -102,7 +102,8 @@ class Publisher:
 
 
 def _run(
-    config: Path, influx_url: str, database: str, data_dir: Path, extra: dict[str, str] | None = None
+    config: Path, influx_url: str, database: str, data_dir: Path, extra: dict[str, str] | None = None,
+    command: str = "run",
 ) -> subprocess.Popen[bytes]:
     env = {
         **(extra or {}),
@@ -117,7 +118,7 @@ def _run(
     log = data_dir.parent / f"run-{time.monotonic_ns()}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "econome.cli", "run", str(config)],
+            [sys.executable, "-m", "econome.cli", command, str(config)],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     process.log_path = log  # type: ignore[attr-defined]  # where to read its output
@@ -321,15 +322,19 @@ def test_sigkill_mid_run_then_restart_loses_nothing(mqtt_server, influxdb_server
 def test_faust_runner_aggregates_what_econome_run_forwards(
     mqtt_server, influxdb_server, kafka_server, unique_name: str, tmp_path: Path
 ) -> None:
-    """``econome run`` with ECONOME_RUNNER=faust: readings → delivery log → Kafka → faust → InfluxDB."""
+    """``econome run`` with ECONOME_RUNNER=faust forwards: readings → delivery log → Kafka; ``econome worker``
+    aggregates: Kafka → faust → InfluxDB."""
     config = _config(tmp_path, mqtt_server.port, unique_name)
     kafka = {
         "ECONOME_RUNNER": "faust",
         "ECONOME_KAFKA_URL": f"kafka://{kafka_server.host}:{kafka_server.port}",
         "ECONOME_KAFKA_PARTITIONS": "4",
+        "ECONOME_KAFKA_TOPIC": f"{unique_name}-readings",
+        "ECONOME_KAFKA_GROUP": unique_name,
         "ECONOME_KAFKA_SESSION_TIMEOUT_S": "3",
     }
     run = _run(config, influxdb_server.url, unique_name, tmp_path / "var", kafka)
+    worker = _run(config, influxdb_server.url, unique_name, tmp_path / "worker", kafka, command="worker")
     n = 1400
     publisher = Publisher(mqtt_server.port, f"{unique_name}/meter", n, rate=200.0)
     try:
@@ -362,7 +367,9 @@ def test_faust_runner_aggregates_what_econome_run_forwards(
             time.sleep(0.5)
         assert {h: got.get(h) for h in closed} == pytest.approx(closed)
         _stop(run)
+        _stop(worker)
     finally:
-        if run.poll() is None:
-            run.kill()
-            run.wait(30)
+        for process in (run, worker):
+            if process.poll() is None:
+                process.kill()
+                process.wait(30)

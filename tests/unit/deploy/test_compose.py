@@ -69,6 +69,7 @@ def test_services_and_images(compose: dict[str, Any]) -> None:
         "grafana",
         "kafka",
         "econome-faust",
+        "econome-worker",
     }
     for name, service in services.items():
         assert "image" in service or "build" in service, name
@@ -79,6 +80,7 @@ def test_services_and_images(compose: dict[str, Any]) -> None:
     assert services["influxdb"]["image"].startswith("influxdb:2.")
     assert services["grafana"]["image"].startswith("grafana/grafana-oss:")
     assert services["kafka"]["profiles"] == services["econome-faust"]["profiles"] == ["kafka"]
+    assert services["econome-worker"]["profiles"] == ["kafka"]
     assert "profiles" not in services["econome"]
     assert compose["networks"]["backend"]["internal"] is True
     assert services["influxdb"]["networks"] == ["backend"]  # InfluxDB is never published
@@ -100,6 +102,24 @@ def test_econome_runs_the_inventory(compose: dict[str, Any]) -> None:
         assert (ROOT / copied).exists(), f"Dockerfile copies missing {copied}"
 
 
+def test_kafka_roles_forwarder_and_scalable_workers(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert services["kafka"]["image"].startswith("apache/kafka:")  # a real Kafka: Tansu keeps everything in memory
+    forwarder, worker = services["econome-faust"], services["econome-worker"]
+    assert forwarder["command"][:3] == ["econome", "run", "/config/commune.yaml"]
+    assert forwarder["environment"]["ECONOME_RUNNER"] == "faust"
+    assert worker["command"][:3] == ["econome", "worker", "/config/commune.yaml"]
+    # Both sides agree on the broker and the partitions, which the broker's default for new topics matches.
+    for key in ("ECONOME_KAFKA_URL", "ECONOME_KAFKA_PARTITIONS"):
+        assert forwarder["environment"][key] == worker["environment"][key], key
+    assert worker["environment"]["ECONOME_KAFKA_PARTITIONS"] == services["kafka"]["environment"]["KAFKA_NUM_PARTITIONS"]
+    # `--scale econome-worker=N`: no published port, no container name, nothing shared on disk.
+    assert "ports" not in worker
+    assert "container_name" not in worker
+    assert "econome-data" not in _volume_mounts(worker)
+    assert ("./commune.example.yaml", "/config/commune.yaml") in _bind_mounts(worker)
+
+
 def test_every_mounted_file_exists_or_is_a_generated_secret(compose: dict[str, Any]) -> None:
     script = (DEPLOY / "init-secrets.sh").read_text()
     sources = [src for service in compose["services"].values() for src, _ in _bind_mounts(service)]
@@ -118,7 +138,7 @@ def test_econome_variables_are_settings_and_documented(compose: dict[str, Any]) 
     fields = {f"ECONOME_{name.upper()}" for name in EconomeSettings.model_fields}
     guide = (DEPLOY / "OPERATIONS.md").read_text()
     documented = _env_names(guide)
-    planned = {"ECONOME_RUNNER", "ECONOME_KAFKA_URL"}  # read by the faust runner (streams issue)
+    planned: set[str] = set()
     texts = [(DEPLOY / "docker-compose.yml").read_text()]
     texts += [p.read_text() for p in (DEPLOY / "systemd").iterdir()]
     used = set().union(*(_env_names(t) for t in texts))
@@ -210,7 +230,12 @@ def test_systemd_units() -> None:
         parser.optionxform = str  # type: ignore[assignment,method-assign]  # systemd keys are case-sensitive
         parser.read_string(path.read_text())
         units[path.name] = parser
-    assert set(units) == {"econome.service", "econome-dashboards.service", "econome-dashboards.path"}
+    assert set(units) == {"econome.service", "econome-dashboards.service", "econome-dashboards.path", "econome-worker@.service"}
+    worker = units["econome-worker@.service"]["Service"]
+    assert "econome worker /etc/econome/commune.yaml --metrics-port 911%i" in worker["ExecStart"]
+    assert worker["User"] == "econome"
+    assert worker["NoNewPrivileges"] == "yes"
+    assert "%i" in worker["StateDirectory"]  # one folder per instance
     main = units["econome.service"]
     assert "econome run /etc/econome/commune.yaml" in main["Service"]["ExecStart"]
     assert main["Service"]["User"] == "econome"
@@ -225,6 +250,6 @@ def test_systemd_units() -> None:
 def test_operations_guide_covers_the_brief() -> None:
     guide = (DEPLOY / "OPERATIONS.md").read_text()
     headings = re.findall(r"^## (.+)$", guide, flags=re.MULTILINE)
-    for needed in ("Secrets", "Backups", "Upgrades", "Network segmentation of the Modbus gateways"):
+    for needed in ("Secrets", "Backups", "Upgrades", "Network segmentation of the Modbus gateways", "Scaling out"):
         assert needed in headings
     assert "not** been started" in guide  # says honestly that the stack was not run here

@@ -159,3 +159,15 @@ def test_the_retention_policy_setting_is_for_raw_readings_only(monkeypatch: pyte
     assert writer._raw_params is not None
     assert writer._raw_params["rp"] == "raw"
     asyncio.run(writer.close())
+
+
+def test_kafka_heartbeat_must_fit_three_times_in_the_session(monkeypatch: pytest.MonkeyPatch) -> None:
+    from econome.settings import load_settings
+    from streams.errors import ConfigError
+
+    monkeypatch.setenv("ECONOME_KAFKA_SESSION_TIMEOUT_S", "3")
+    monkeypatch.setenv("ECONOME_KAFKA_HEARTBEAT_INTERVAL_S", "1.5")
+    with pytest.raises(ConfigError, match="ECONOME_KAFKA_HEARTBEAT_INTERVAL_S"):
+        load_settings()
+    monkeypatch.setenv("ECONOME_KAFKA_HEARTBEAT_INTERVAL_S", "1")
+    assert load_settings().kafka_fix_end_offsets is True  # the Tansu B1 workaround is on by default

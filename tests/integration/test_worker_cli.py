@@ -1,0 +1,65 @@
+"""``econome worker`` refuses a broker it cannot reach, and a topic whose partitions differ, before it starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from econome.cli import app
+from econome.localservers import create_topic, free_port
+from tests.conftest import ROOT, Endpoint
+
+CONFIG = str(ROOT / "examples" / "commune.yaml")
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, unique_name: str) -> None:
+    monkeypatch.setenv("ECONOME_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("ECONOME_KAFKA_TOPIC", f"{unique_name}-readings")
+    monkeypatch.setenv("ECONOME_KAFKA_GROUP", unique_name)
+
+
+@pytest.mark.usefixtures("env")
+def test_an_unreachable_broker_is_an_error_naming_its_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"127.0.0.1:{free_port()}"
+    monkeypatch.setenv("ECONOME_KAFKA_URL", f"kafka://{url}")
+    result = CliRunner().invoke(app, ["worker", CONFIG])
+    assert result.exit_code == 1, result.output
+    assert f"error: Kafka {url} unreachable (ECONOME_KAFKA_URL)" in result.output
+
+
+@pytest.mark.usefixtures("env")
+def test_a_topic_with_other_partitions_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch, kafka_server: Endpoint, unique_name: str
+) -> None:
+    address = f"{kafka_server.host}:{kafka_server.port}"
+    create_topic(address, f"{unique_name}-readings", 2)
+    monkeypatch.setenv("ECONOME_KAFKA_URL", f"kafka://{address}")
+    monkeypatch.setenv("ECONOME_KAFKA_PARTITIONS", "4")
+    result = CliRunner().invoke(app, ["worker", CONFIG])
+    assert result.exit_code == 2, result.output
+    assert f"topic {unique_name}-readings has 2 partitions, the settings say 4" in result.output
+
+
+def test_a_kafka_url_that_is_no_kafka_url_is_a_settings_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ECONOME_KAFKA_URL", "http://127.0.0.1:9092")
+    result = CliRunner().invoke(app, ["worker", CONFIG])
+    assert result.exit_code == 2
+    assert "ECONOME_KAFKA_URL: must be kafka://HOST:PORT" in result.output
+
+
+def test_run_with_the_faust_runner_stops_on_an_unreachable_broker_naming_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``econome run --runner faust`` collects and forwards: without its broker it cannot forward, and says so."""
+    url = f"127.0.0.1:{free_port()}"
+    monkeypatch.setenv("ECONOME_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("ECONOME_DETECT_ENABLED", "false")
+    monkeypatch.setenv("ECONOME_INFLUX_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("ECONOME_KAFKA_URL", f"kafka://{url}")
+    result = CliRunner().invoke(app, ["run", CONFIG, "--runner", "faust", "--duration", "30"])
+    assert result.exit_code == 1, result.output
+    assert f"error: Kafka {url} unreachable (ECONOME_KAFKA_URL)" in result.output
+    assert CliRunner().invoke(app, ["run", CONFIG, "--runner", "kafka"]).exit_code == 2
