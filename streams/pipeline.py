@@ -770,16 +770,24 @@ class Pipeline:
             batch = self.log.next_batch(self.batch_size)
         if len(batch) == 0:
             while inflight:
-                await self._settle(inflight.popleft())
+                await self._settle(inflight)
             return
         raw, long_term = self._lines(batch)
         if len(inflight) >= self.max_inflight:
-            await self._settle(inflight.popleft())
+            await self._settle(inflight)
         inflight.append((asyncio.create_task(self._write_with_retry(batch, raw, long_term), name="sink:write"), batch))
 
-    async def _settle(self, item: tuple[asyncio.Task[None], SinkBatch]) -> None:
-        task, batch = item
-        await task
+    async def _settle(self, inflight: deque[tuple[asyncio.Task[None], SinkBatch]]) -> None:
+        """Wait for the oldest write in flight and acknowledge its batch.
+
+        It stays in ``inflight`` until written, and a stop does not cancel it here: popped
+        first and cancelled with this wait, a batch was left out of :meth:`_settle_on_stop`,
+        which then acknowledged the next ones, and their acknowledgement dropped its lines
+        unwritten (a stop while InfluxDB was behind lost up to a batch of aggregates).
+        """
+        task, batch = inflight[0]
+        await asyncio.shield(task)
+        inflight.popleft()
         self._ack(batch)
 
     def _ack(self, batch: SinkBatch) -> None:

@@ -12,6 +12,7 @@ never for time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import re
@@ -273,3 +274,41 @@ async def test_stop_with_a_processor_backlog_is_bounded_and_a_restart_completes_
     reference.process(readings)
     expected = [r.line() for r in reference.advance() + reference.flush()]
     assert _latest(influx.lines) == _latest(expected)
+
+
+class GatedInflux(FakeInflux):
+    """InfluxDB taking its time: each write waits for ``gate``; counts the writes waiting."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.waiting = 0
+
+    async def write(self, lines: list[str], *, raw: bool = False) -> None:
+        self.waiting += 1
+        try:
+            await self.gate.wait()
+        finally:
+            self.waiting -= 1
+        await super().write(lines, raw=raw)
+
+
+async def test_a_stop_while_writes_are_in_flight_writes_every_batch_and_empties_the_log(tmp_path: Path) -> None:
+    """A stop while the sink waited for its oldest write cancelled that write and forgot its batch.
+
+    The next batch's acknowledgement then moved the cursor past it: its readings
+    and aggregate lines left the log unwritten (issue 15's review: a stop while
+    InfluxDB was behind lost up to a batch of aggregates, without a word).
+    """
+    influx = GatedInflux()
+    pipeline = _pipeline(tmp_path, influx, max_rows=1000, batch_size=10, max_inflight=2)
+    task = asyncio.create_task(pipeline.run([], []))
+    pipeline.emit([_reading(i) for i in range(50)], None)
+    await _until(lambda: influx.waiting == 2)  # two writes in flight, the sink waiting for the oldest
+    task.cancel()
+    asyncio.get_running_loop().call_later(0.05, influx.gate.set)  # InfluxDB catches up within the stop budget
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    stamps = sorted(int(line.rsplit(" ", 1)[1]) for line in influx.lines if line.startswith("reading"))
+    assert stamps == [int((T0 + timedelta(seconds=i)).timestamp() * 1000) for i in range(50)]  # ms precision
+    assert pipeline.log.depth() == 0
