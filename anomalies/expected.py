@@ -86,6 +86,7 @@ from streams.errors import InsufficientData, ModelError
 __all__ = [
     "ExpectedConfig",
     "ExpectedConsumption",
+    "ExpectedFit",
     "day_residual_bound",
     "day_types_of_hours",
     "refit_hours",
@@ -180,6 +181,23 @@ def trailing_temperatures(outdoor_c: FloatArray) -> FloatArray:
     return result
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class ExpectedFit:
+    """What an :class:`ExpectedConsumption` has learnt: its last fit and the refit chain's bookkeeping.
+
+    The per-hour inputs are not part of it: a model built on a longer frame of the same hours and
+    :meth:`ExpectedConsumption.restore`-d from it predicts the same values (``anomalies.detect.ModelProgress``).
+    """
+
+    last: DailyChangePointBaseline | None
+    profile: _Shape | None
+    coldest_c: FloatArray
+    fits: int
+    searches: int
+    searched_at: int
+    searched_days: int
+
+
 class ExpectedConsumption:
     """The expected-consumption model of one series, refitted step by step as hours go by.
 
@@ -259,6 +277,17 @@ class ExpectedConsumption:
             self.searches += 1
             self._searched_at, self._searched_days = at, self.last.stats.n
         return True
+
+    def snapshot(self) -> ExpectedFit:
+        """What the model has learnt so far (its fits), to :meth:`restore` on a model of more hours."""
+        return ExpectedFit(self.last, self._profile, self.coldest_c.copy(), self.fits, self.searches,
+                           self._searched_at, self._searched_days)
+
+    def restore(self, fit: ExpectedFit) -> None:
+        """Continue from a :meth:`snapshot` taken on the same hours (this frame may hold more of them after)."""
+        self.last, self._profile, self.coldest_c = fit.last, fit.profile, fit.coldest_c.copy()
+        self.fits, self.searches = fit.fits, fit.searches
+        self._searched_at, self._searched_days = fit.searched_at, fit.searched_days
 
     def predict(self, start: int, stop: int) -> FloatArray:
         """Expected consumption of hours ``start`` to ``stop`` by the last fit (``nan`` before any fit)."""

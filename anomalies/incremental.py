@@ -75,7 +75,15 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from anomalies.detect import AlertMemory, DetectConfig, ExpectedSeries, RuleSpan, building_findings, debounce
+from anomalies.detect import (
+    AlertMemory,
+    DetectConfig,
+    ExpectedSeries,
+    ModelProgress,
+    RuleSpan,
+    building_findings,
+    debounce,
+)
 from anomalies.events import AlertState, AnomalyEvent
 from anomalies.features import HourlyFrame, PointSeries
 from anomalies.lifecycle import AlertKey, AlertLifecycle, Track
@@ -127,6 +135,10 @@ class DetectorState:
         tracks: per key, its pending or open alert.
         memory: per key, when its alert opened and whether it is suppressed.
         spans: recent rule alerts, for model suppression.
+        models: per building, the start of the history its models were run on (seconds) and, per usage,
+            where they stopped (:class:`~anomalies.detect.ModelProgress`): the next advance in the same
+            history resumes them, computing and scoring only the new hours (refits only at the refit
+            hours among them). Held in memory between the passes of a running service.
     """
 
     config_digest: str
@@ -136,6 +148,7 @@ class DetectorState:
     tracks: dict[AlertKey, Track] = field(default_factory=dict)
     memory: dict[AlertKey, AlertMemory] = field(default_factory=dict)
     spans: list[RuleSpan] = field(default_factory=list)
+    models: dict[str, tuple[float, dict[Usage, ModelProgress]]] = field(default_factory=dict)
 
     @classmethod
     def fresh(cls, config: DetectConfig | None = None, incremental: IncrementalConfig | None = None) -> DetectorState:
@@ -303,6 +316,17 @@ def _merge(old: PointSeries | None, new: PointSeries) -> PointSeries:
     return PointSeries(times[keep], values[keep])
 
 
+def _adds_before(old: PointSeries | None, new: PointSeries, before_s: float) -> bool:
+    """Whether ``new`` holds a reading before ``before_s`` that ``old`` does not (a late reading of judged hours)."""
+    early = new.times_s[new.times_s < before_s]
+    if early.size == 0:
+        return False
+    if old is None or old.times_s.size == 0:
+        return True
+    at = np.minimum(np.searchsorted(old.times_s, early), old.times_s.size - 1)
+    return bool((old.times_s[at] != early).any())
+
+
 def _window_start(origin_s: float, hour_s: float, inc: IncrementalConfig) -> float:
     """Start of the history hour ``hour_s`` is computed on: fixed by the hour, never by the chunking."""
     history_s, roll_s = inc.history.total_seconds(), inc.roll_every.total_seconds()
@@ -370,9 +394,14 @@ def advance(
         msg = "the detection state was built with other detection settings; start afresh (--reset-state)"
         raise ConfigError(msg)
     points = {p.id: p for _, p in inventory.points()}
+    judged_s = None if state.last_hour is None else state.last_hour.timestamp()
+    late: set[str] = set()  # points with readings new to the state in hours already judged
     for pid, series in readings.items():
         if pid in points and series.times_s.size:
-            state.readings[pid] = _merge(state.readings.get(pid), series)
+            old = state.readings.get(pid)
+            if judged_s is not None and state.models and _adds_before(old, series, judged_s):
+                late.add(pid)
+            state.readings[pid] = _merge(old, series)
     held = [s for s in state.readings.values() if s.times_s.size]
     if not held:
         return AdvanceResult([], state, 0)
@@ -397,6 +426,14 @@ def advance(
     weather = [pid for pid, p in points.items() if p.usage is Usage.WEATHER]
     margin_s = config.features.max_gap.total_seconds() + _HOUR_S
     buildings = [b for _, b in inventory.buildings() if judged is None or b.id in judged]
+    weather_late = any(pid in late for pid in weather)
+    for building in buildings:
+        # Late readings of hours already judged change those hours: the building's models start again from
+        # the start of their history, as a replay that had them all along would have computed them.
+        if weather_late or any(p.id in late for p in building.points):
+            state.models.pop(building.id, None)
+    known = {b.id for _, b in inventory.buildings()}
+    state.models = {b: m for b, m in state.models.items() if b in known}
     total_units = round((end_s - first_s) / _HOUR_S) * len(buildings)
     group_s = first_s
     while group_s < end_s:
@@ -418,7 +455,14 @@ def advance(
             own = {pid: cut[pid] for pid in [*weather, *(p.id for p in building.points)] if pid in cut}
             frame = HourlyFrame.build(own, counters=counters & set(own), start_s=window_s, hours=n,
                                       max_gap=config.features.max_gap)
-            found = building_findings(inventory, building, own, frame, calendar, config, unjudged=unjudged)
+            before = state.models.get(building.id)
+            resumed = before[1] if before is not None and before[0] == window_s else {}
+            if any(p.hours != first_hour for p in resumed.values()):
+                resumed = {}  # not where these hours start: computed again from the history's start
+            found = building_findings(inventory, building, own, frame, calendar, config, unjudged=unjudged,
+                                      models=resumed if config.models else None)
+            if config.models:
+                state.models[building.id] = (window_s, resumed)
             if on_expected is not None:
                 for expected_series in found.expected:
                     on_expected(expected_series.between(_dt(group_s), _dt(stop_s)))

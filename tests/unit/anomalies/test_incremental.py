@@ -6,6 +6,7 @@ Five simulated winter weeks of the demo commune (family A) with the faults of ``
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -166,6 +167,70 @@ def test_models_chunked_like_one_pass(inventory: Inventory, readings: dict[str, 
     one, _ = _replay(inventory, readings, [end], config)
     two, _ = _replay(inventory, readings, [START + timedelta(days=24, hours=7), end], config)
     assert one == two
+
+
+def _stepped_with_expected(inventory: Inventory, readings: dict[str, PointSeries], bounds: list[datetime],
+                           state: DetectorState, config: DetectConfig,
+                           after: Any = None) -> tuple[dict[Any, dict[str, Any]], dict[Any, list[np.ndarray]]]:
+    """Advance through ``bounds``: the latest of every alert, and each building × usage's expected series."""
+    latest: dict[Any, dict[str, Any]] = {}
+    series: dict[Any, list[np.ndarray]] = {}
+
+    def keep(found: Any) -> None:
+        parts = series.setdefault((found.building, found.usage), [np.empty(0)] * 3)
+        series[(found.building, found.usage)] = [np.concatenate([a, b]) for a, b in
+                                                 zip(parts, (found.times_s, found.observed, found.expected), strict=True)]
+
+    previous: datetime | None = None
+    for bound in bounds:
+        result = advance(inventory, _cut(readings, bound, previous), state, bound, config=config, on_expected=keep)
+        latest.update({_id(e): e.to_json("en") for e in result.events})
+        if after is not None:
+            after(bound, state)
+        previous = bound
+    return latest, series
+
+
+def test_models_resumed_hour_by_hour_give_one_pass_s_values(inventory: Inventory,
+                                                             readings: dict[str, PointSeries]) -> None:
+    """The models held in the state between advances: each hour only scored, a refit only at its hour.
+
+    Hour by hour across a weekly refit (hour 672 of the history, 2 Feb 00:00 UTC), the events, the observed and
+    the expected consumption are those of one pass; between two refits the models are the very objects of
+    the hour before (reused, not refitted), and the refit hour replaces the expected model's fit.
+    """
+    config = DetectConfig(model_events=True)
+    end = START + timedelta(days=DAYS) - timedelta(hours=1)
+    one, one_series = _stepped_with_expected(inventory, readings, [end], DetectorState.fresh(config), config)
+    refit = START + timedelta(hours=672)
+    hourly = [refit + timedelta(hours=h) for h in range(-3, 3)]
+    seen: list[tuple[datetime, dict[Any, Any]]] = []
+
+    def models(bound: datetime, state: DetectorState) -> None:
+        held = {(b, u): (p.hours, p.fit.last, p.forest) for b, (_, usages) in state.models.items()
+                for u, p in usages.items()}
+        assert held, "models are held in the state"
+        assert {h for h, _, _ in held.values()} == {round((bound - START) / timedelta(hours=1))}
+        seen.append((bound, held))
+
+    stepped, stepped_series = _stepped_with_expected(inventory, readings, [*hourly[:1], *hourly[1:], end],
+                                                     DetectorState.fresh(config), config, after=models)
+    assert any(e["source"] == "model" for e in one.values()), "the forest raised something to compare"
+    assert stepped == one
+    assert set(stepped_series) == set(one_series)
+    for key, (times, observed, expected) in one_series.items():
+        np.testing.assert_array_equal(stepped_series[key][0], times, err_msg=str(key))
+        np.testing.assert_array_equal(stepped_series[key][1], observed, err_msg=str(key))
+        np.testing.assert_array_equal(stepped_series[key][2], expected, err_msg=str(key))
+    for (_, held_before), (bound, held) in itertools.pairwise(seen[:len(hourly)]):
+        for key, (_, fit, forest) in held.items():
+            if key not in held_before or held_before[key][1] is None:
+                continue
+            assert forest is held_before[key][2], (bound, key)  # the forest is refitted every 28 days only
+            if bound != refit + timedelta(hours=1):  # the advance that computes hour 672 refits
+                assert fit is held_before[key][1], (bound, key)
+    refitted = [key for key, (_, fit, _) in seen[4][1].items() if seen[3][1].get(key, (0, None))[1] not in (None, fit)]
+    assert refitted, "the refit hour refits the expected models"
 
 
 def test_saved_state_resumes_without_re_alerting_and_reports_resolution_once(tmp_path: Path, inventory: Inventory,
