@@ -72,8 +72,9 @@ flagged hours) is :func:`anomalies.detect.run_models`'s.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import date, timedelta
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -104,6 +105,7 @@ _HOUR = timedelta(hours=1)
 _TYPES = (DayType.OCCUPIED, DayType.UNOCCUPIED, DayType.SCHOOL_HOLIDAY)
 _WARM_HDD = 0.5  # K·day: a day this close to no heating degree day is a warm day (its energy: the floor)
 _MIN_ENERGY_SPREAD = 0.01  # the fitted days' energies of a type must differ by this share of their mean (RMS)
+_FIT_FORMAT = 1  # of ExpectedFit.to_dict
 _NO_WEATHER_C = 10.0  # stands in for a missing outdoor temperature: a constant gives no weather term
 
 
@@ -196,6 +198,37 @@ class ExpectedFit:
     searches: int
     searched_at: int
     searched_days: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form, with ``format_version`` (floats written by ``json`` read back bit for bit)."""
+        shape = self.profile
+        return {
+            "format_version": _FIT_FORMAT,
+            "last": None if self.last is None else self.last.to_dict(),
+            "profile": None if shape is None else {f.name: getattr(shape, f.name).tolist() for f in fields(shape)},
+            "coldest_c": self.coldest_c.tolist(),
+            "fits": self.fits, "searches": self.searches,
+            "searched_at": self.searched_at, "searched_days": self.searched_days,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ExpectedFit:
+        """Load :meth:`to_dict` output.
+
+        Raises:
+            ModelError: an unknown format version.
+        """
+        if data.get("format_version") != _FIT_FORMAT:
+            msg = f"unknown expected-model format_version {data.get('format_version')!r} (this version reads {_FIT_FORMAT})"
+            raise ModelError(msg)
+        shape = data["profile"]
+        return cls(
+            last=None if data["last"] is None else DailyChangePointBaseline.from_dict(data["last"]),
+            profile=None if shape is None else _Shape(**{k: np.asarray(v, dtype=np.float64) for k, v in shape.items()}),
+            coldest_c=np.asarray(data["coldest_c"], dtype=np.float64),
+            fits=int(data["fits"]), searches=int(data["searches"]),
+            searched_at=int(data["searched_at"]), searched_days=int(data["searched_days"]),
+        )
 
 
 class ExpectedConsumption:

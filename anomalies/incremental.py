@@ -85,10 +85,13 @@ from anomalies.detect import (
     debounce,
 )
 from anomalies.events import AlertState, AnomalyEvent
+from anomalies.expected import ExpectedFit
 from anomalies.features import HourlyFrame, PointSeries
+from anomalies.iforest import IsolationForestDetector
 from anomalies.lifecycle import AlertKey, AlertLifecycle, Track
+from anomalies.thresholds import QuantileThreshold
 from inventory import Duration, FrenchCalendar, Inventory, Usage
-from streams.errors import ConfigError, DecodeError
+from streams.errors import ConfigError, DecodeError, ModelError
 
 __all__ = [
     "FORMAT_VERSION",
@@ -100,8 +103,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
-"""Version of the state file; each older version gets its own named loader."""
+FORMAT_VERSION = 2
+"""Version of the state file; each older version gets its own named loader (1: no models, computed again once)."""
+_READ_VERSIONS = (1, 2)
+_PROGRESS_ARRAYS = ("expected", "scores", "flagged", "model_flag", "beyond", "rows")
 
 _HOUR_S = 3600.0
 _SPAN_MEMORY_S = 60 * 86_400.0  # resolved rule alerts older than this suppress no new model alert
@@ -179,7 +184,9 @@ class DetectorState:
                 for s in self.spans
             ],
         }
-        arrays: dict[str, Any] = {"meta": np.array(json.dumps(meta))}
+        arrays: dict[str, Any] = {}
+        meta["models"] = _models_meta(self.models, arrays)
+        arrays["meta"] = np.array(json.dumps(meta))
         for i, pid in enumerate(points):
             arrays[f"t{i}"] = self.readings[pid].times_s
             arrays[f"v{i}"] = self.readings[pid].values
@@ -206,13 +213,13 @@ class DetectorState:
             with np.load(path, allow_pickle=False) as data:
                 meta = json.loads(str(data["meta"]))
                 version = meta.get("format_version")
-                if version != FORMAT_VERSION:
+                if version not in _READ_VERSIONS:
                     msg = f"{path}: unknown detection state format_version {version!r} (this version reads {FORMAT_VERSION})"
                     raise DecodeError(msg)
-                return cls._load_v1(meta, data)
+                return cls._load_v1(meta, data) if version == 1 else cls._load_v2(meta, data)
         except DecodeError:
             raise
-        except (OSError, ValueError, KeyError, TypeError, AttributeError, zipfile.BadZipFile) as exc:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, zipfile.BadZipFile, ModelError) as exc:
             msg = (f"{path}: not a readable detection state ({type(exc).__name__}: {exc}); "
                    "remove it (or use --reset-state) to start afresh")
             raise DecodeError(msg) from exc
@@ -230,7 +237,7 @@ class DetectorState:
         except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
             msg = f"{path}: not a readable detection state ({type(exc).__name__}: {exc})"
             raise DecodeError(msg) from exc
-        if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
+        if not isinstance(meta, dict) or meta.get("format_version") not in _READ_VERSIONS:
             version = meta.get("format_version") if isinstance(meta, dict) else None
             msg = f"{path}: unknown detection state format_version {version!r} (this version reads {FORMAT_VERSION})"
             raise DecodeError(msg)
@@ -238,7 +245,15 @@ class DetectorState:
         return None if last is None else _dt(last)
 
     @classmethod
+    def _load_v2(cls, meta: dict[str, Any], data: Any) -> DetectorState:
+        """Version 2: version 1 and the models (:attr:`models`)."""
+        state = cls._load_v1(meta, data)
+        state.models = _models_from(meta["models"], data)
+        return state
+
+    @classmethod
     def _load_v1(cls, meta: dict[str, Any], data: Any) -> DetectorState:
+        """Version 1: no models; the first advance computes them again from the history, as every advance did."""
         readings = {
             pid: PointSeries(np.asarray(data[f"t{i}"], dtype=np.float64), np.asarray(data[f"v{i}"], dtype=np.float64))
             for i, pid in enumerate(meta["points"])
@@ -282,6 +297,52 @@ class AdvanceResult:
     events: list[AnomalyEvent]
     state: DetectorState
     hours: int
+
+
+def _models_meta(models: dict[str, tuple[float, dict[Usage, ModelProgress]]], arrays: dict[str, Any]) -> list[Any]:
+    """The models' JSON part; their arrays go into ``arrays`` (``m<j>_<name>``)."""
+    entries: list[Any] = []
+    for building, (window_s, usages) in sorted(models.items()):
+        for usage, p in usages.items():
+            j = len(entries)
+            for name in _PROGRESS_ARRAYS:
+                arrays[f"m{j}_{name}"] = getattr(p, name)
+            forest = None
+            if p.forest is not None and p.forest.fitted:
+                forest, trees = p.forest.to_arrays()
+                for name, values in trees.items():
+                    arrays[f"m{j}_forest_{name}"] = values
+            threshold = None
+            if p.threshold is not None:
+                threshold = p.threshold.to_dict()
+                arrays[f"m{j}_threshold_scores"] = np.asarray(threshold.pop("scores"), dtype=np.float64)
+            entries.append({
+                "building": building, "usage": usage.value, "window_s": window_s, "hours": p.hours,
+                "fit": p.fit.to_dict(), "forest": forest, "threshold": threshold, "forest_fits": p.forest_fits,
+                "last_fit_at": p.last_fit_at, "in_sample": p.in_sample,
+            })
+    return entries
+
+
+def _models_from(entries: list[Any], data: Any) -> dict[str, tuple[float, dict[Usage, ModelProgress]]]:
+    models: dict[str, tuple[float, dict[Usage, ModelProgress]]] = {}
+    for j, e in enumerate(entries):
+        forest = None
+        if e["forest"] is not None:
+            prefix = f"m{j}_forest_"
+            forest = IsolationForestDetector.from_arrays(
+                e["forest"], {k[len(prefix):]: data[k] for k in data.files if k.startswith(prefix)})
+        threshold = None
+        if e["threshold"] is not None:
+            threshold = QuantileThreshold.from_dict({**e["threshold"],
+                                                     "scores": data[f"m{j}_threshold_scores"].tolist()})
+        arrays = {name: np.asarray(data[f"m{j}_{name}"]) for name in _PROGRESS_ARRAYS}
+        progress = ModelProgress(hours=int(e["hours"]), **arrays, fit=ExpectedFit.from_dict(e["fit"]), forest=forest,
+                                 threshold=threshold, forest_fits=int(e["forest_fits"]),
+                                 last_fit_at=int(e["last_fit_at"]), in_sample=int(e["in_sample"]))
+        _, usages = models.setdefault(str(e["building"]), (float(e["window_s"]), {}))
+        usages[Usage(e["usage"])] = progress
+    return models
 
 
 def _ts(moment: datetime | None) -> float | None:

@@ -191,8 +191,22 @@ def _stepped_with_expected(inventory: Inventory, readings: dict[str, PointSeries
     return latest, series
 
 
-def test_models_resumed_hour_by_hour_give_one_pass_s_values(inventory: Inventory,
-                                                             readings: dict[str, PointSeries]) -> None:
+@pytest.fixture(scope="module")
+def one_pass_models(inventory: Inventory, readings: dict[str, PointSeries]) -> tuple[dict[Any, Any], dict[Any, Any]]:
+    config = DetectConfig(model_events=True)
+    end = START + timedelta(days=DAYS) - timedelta(hours=1)
+    return _stepped_with_expected(inventory, readings, [end], DetectorState.fresh(config), config)
+
+
+def _same_series(got: dict[Any, list[np.ndarray]], want: dict[Any, list[np.ndarray]]) -> None:
+    assert set(got) == set(want)
+    for key, arrays in want.items():
+        for name, a, b in zip(("times", "observed", "expected"), got[key], arrays, strict=True):
+            np.testing.assert_array_equal(a, b, err_msg=f"{key} {name}")
+
+
+def test_models_resumed_hour_by_hour_give_one_pass_s_values(inventory: Inventory, readings: dict[str, PointSeries],
+                                                             one_pass_models: Any) -> None:
     """The models held in the state between advances: each hour only scored, a refit only at its hour.
 
     Hour by hour across a weekly refit (hour 672 of the history, 2 Feb 00:00 UTC), the events, the observed and
@@ -201,7 +215,7 @@ def test_models_resumed_hour_by_hour_give_one_pass_s_values(inventory: Inventory
     """
     config = DetectConfig(model_events=True)
     end = START + timedelta(days=DAYS) - timedelta(hours=1)
-    one, one_series = _stepped_with_expected(inventory, readings, [end], DetectorState.fresh(config), config)
+    one, one_series = one_pass_models
     refit = START + timedelta(hours=672)
     hourly = [refit + timedelta(hours=h) for h in range(-3, 3)]
     seen: list[tuple[datetime, dict[Any, Any]]] = []
@@ -217,11 +231,7 @@ def test_models_resumed_hour_by_hour_give_one_pass_s_values(inventory: Inventory
                                                      DetectorState.fresh(config), config, after=models)
     assert any(e["source"] == "model" for e in one.values()), "the forest raised something to compare"
     assert stepped == one
-    assert set(stepped_series) == set(one_series)
-    for key, (times, observed, expected) in one_series.items():
-        np.testing.assert_array_equal(stepped_series[key][0], times, err_msg=str(key))
-        np.testing.assert_array_equal(stepped_series[key][1], observed, err_msg=str(key))
-        np.testing.assert_array_equal(stepped_series[key][2], expected, err_msg=str(key))
+    _same_series(stepped_series, one_series)
     for (_, held_before), (bound, held) in itertools.pairwise(seen[:len(hourly)]):
         for key, (_, fit, forest) in held.items():
             if key not in held_before or held_before[key][1] is None:
@@ -231,6 +241,55 @@ def test_models_resumed_hour_by_hour_give_one_pass_s_values(inventory: Inventory
                 assert fit is held_before[key][1], (bound, key)
     refitted = [key for key, (_, fit, _) in seen[4][1].items() if seen[3][1].get(key, (0, None))[1] not in (None, fit)]
     assert refitted, "the refit hour refits the expected models"
+
+
+def test_models_saved_in_the_state_file_resume_as_held(tmp_path: Path, inventory: Inventory,
+                                                       readings: dict[str, PointSeries], one_pass_models: Any) -> None:
+    """Saved and loaded between advances (format 2: expected fits, forests, thresholds, walk-forward arrays), the
+    models resume where they stopped: across a weekly refit, one pass's events and expected series, bit for bit.
+    A format-1 file (no models) still loads; its first advance computes the models again from the history."""
+    config = DetectConfig(model_events=True)
+    end = START + timedelta(days=DAYS) - timedelta(hours=1)
+    refit = START + timedelta(hours=672)
+    path = tmp_path / "state.npz"
+    holder = {"state": DetectorState.fresh(config)}
+    loaded: list[int] = []
+
+    forests: dict[Any, Any] = {}
+
+    def round_trip(bound: datetime, state: DetectorState) -> None:
+        # The advance resumed the loaded forests (none is refitted in these hours), did not grow new ones.
+        for b, (_, usages) in state.models.items():
+            for u, p in usages.items():
+                if forests.get((b, u)) is not None:
+                    assert p.forest is forests[(b, u)], (bound, b, u)
+        state.save(path)
+        back = DetectorState.load(path)
+        forests.clear()
+        forests.update({(b, u): p.forest for b, (_, usages) in back.models.items() for u, p in usages.items()})
+        assert set(back.models) == set(state.models)
+        loaded.append(sum(len(u) for _, u in back.models.values()))
+        state.models, state.readings = back.models, back.readings
+        holder["state"] = state
+
+    bounds = [refit - timedelta(hours=2), refit, refit + timedelta(hours=1), end]
+    stepped, series = _stepped_with_expected(inventory, readings, bounds, holder["state"], config, after=round_trip)
+    assert all(loaded), "the models were saved and loaded"
+    assert stepped == one_pass_models[0]
+    _same_series(series, one_pass_models[1])
+    # Format 1: the same file without the models.
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files if not k.startswith("m") or k == "meta"}
+    meta = json.loads(str(arrays["meta"]))
+    meta["format_version"] = 1
+    del meta["models"]
+    arrays["meta"] = np.array(json.dumps(meta))
+    old = tmp_path / "v1.npz"
+    np.savez_compressed(old, **arrays)
+    v1 = DetectorState.load(old)
+    assert v1.models == {}
+    assert v1.last_hour == holder["state"].last_hour
+    assert DetectorState.peek_last_hour(old) == v1.last_hour
 
 
 def test_saved_state_resumes_without_re_alerting_and_reports_resolution_once(tmp_path: Path, inventory: Inventory,
