@@ -60,6 +60,7 @@ True
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -119,6 +120,7 @@ __all__ = [
     "events_from_findings",
     "has_own_meter",
     "read_readings_csv",
+    "refit_phase",
     "run_models",
     "typical_consumption",
     "write_events_jsonl",
@@ -366,6 +368,20 @@ def judged_series(hours: BuildingHours, usage: Usage) -> UsageSeries:
     return UsageSeries(usage=usage, unit=series.unit, energy=series.energy, points=series.points, values=total)
 
 
+def refit_phase(building_id: str) -> int:
+    """A building's own hour, 0 to 671, for its scheduled work: stable across runs, spread over the buildings.
+
+    The expected model is refitted at the hours of the week ``refit_phase % 168`` (UTC, after the first fit,
+    :func:`run_models`), and the history the models are recomputed on moves forward at the building's own
+    hour of the 28-day roll (:mod:`anomalies.incremental`): a live pass over 3,000 buildings refits about
+    3,000 / 168 of them, not all of them once a week.
+
+    >>> refit_phase("mairie"), refit_phase("mairie") == refit_phase("ecole-jaures")
+    (430, False)
+    """
+    return int(hashlib.sha256(building_id.encode()).hexdigest()[:8], 16) % 672
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class ModelProgress:
     """Where :func:`run_models` stands on one building × usage: what a later run on more hours resumes from.
@@ -432,7 +448,9 @@ def run_models(
     runs: list[ModelRun] = []
     n = hours.frame.hours
     forest_every = max(1, int(config.refit_every / _HOUR))
-    at_hours = refit_hours(n, config.expected)
+    # The building's own hour of the week (UTC) for its weekly refits, whatever hour the frame starts at.
+    step = max(1, int(config.expected.refit_every / _HOUR))
+    at_hours = refit_hours(n, config.expected, (refit_phase(hours.building.id) - int(hours.frame.start_s // 3600)) % step)
     for usage in hours.usages:
         series = judged_series(hours, usage)
         judged = hours if series is hours.usages[usage] else replace(hours, usages={**hours.usages, usage: series})

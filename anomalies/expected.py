@@ -352,14 +352,24 @@ class ExpectedConsumption:
         return result
 
 
-def refit_hours(n: int, config: ExpectedConfig) -> list[int]:
-    """The hours at which the model is refitted: from ``min_history`` on, every ``refit_every``.
+def refit_hours(n: int, config: ExpectedConfig, phase: int | None = None) -> list[int]:
+    """The hours at which the model is refitted: at ``min_history``, then every ``refit_every`` on a grid.
+
+    The grid is the hours ``h`` with ``h ≡ phase`` modulo ``refit_every`` (default: the grid of ``min_history``
+    itself). Live detection gives each building its own phase (:func:`anomalies.detect.refit_phase`), so that
+    a portfolio's weekly refits are spread over the hours of the week, not all in one pass.
 
     >>> refit_hours(24 * 30, ExpectedConfig())
     [336, 504, 672]
+    >>> refit_hours(24 * 30, ExpectedConfig(), phase=10)
+    [336, 346, 514, 682]
     """
     first = max(1, int(config.min_history / _HOUR))
-    return list(range(first, n, max(1, int(config.refit_every / _HOUR))))
+    step = max(1, int(config.refit_every / _HOUR))
+    if first >= n:
+        return []
+    after = first + (((first if phase is None else phase) - first) % step or step)
+    return [first, *range(after, n, step)]
 
 
 def _ascending(day: IntArray) -> bool:

@@ -6,28 +6,38 @@ hours after ``state.last_hour`` up to ``until`` and returns what changed
 (alerts opened, extended or resolved, as :class:`~anomalies.events.AnomalyEvent`
 records in their latest state) while updating the :class:`DetectorState`:
 
-* the readings of the trailing history the rules and models are recomputed
+* the readings of the trailing history the rules and models are computed
   on (at most ``history`` + ``roll_every``, 428 days by default);
+* per building, its models where they stopped (expected fits, forests and
+  thresholds, their walk forward: :class:`~anomalies.detect.ModelProgress`):
+  an advance in the same history computes and scores only the new hours and
+  refits only at the refit hours among them;
 * the alert lifecycle of every key (pending or open alerts, their start,
   active time, last active hour, the hour they opened);
 * the rule alerts that suppress model alerts of the same building.
 
-Each hour *h* is computed over the readings since a start ``S(h)`` that only
-depends on *h* and on the state's origin: the origin itself while the
-history is shorter than ``history``, then a start that moves forward by
-``roll_every`` steps (so at most ``history + roll_every`` of readings is
-kept). The hours of one advance are grouped by their start and computed in
-one pass per group; since the rules and models are causal, the result does
-not depend on how the hours were chunked (tested by
-``tests/unit/anomalies/test_incremental.py``). The models are refitted
-within each pass on their fixed grid of hours from ``S``, so they need no
-storage of their own.
+Each hour *h* of a building is computed over the readings since a start
+``S(h)`` that only depends on *h*, on the state's origin and on the building:
+the origin itself while the history is shorter than ``history``, then a
+start that moves forward by ``roll_every`` steps at the building's own hour
+of that period (:func:`~anomalies.detect.refit_phase`: the buildings of a
+portfolio do not all start their history again in the same pass), so at most
+``history + roll_every`` of readings is kept. The hours of one advance are
+grouped by their start and computed in one pass per group; since the rules
+and models are causal, the result does not depend on how the hours were
+chunked (tested by ``tests/unit/anomalies/test_incremental.py``). The
+expected models are refitted at the building's own hour of the week
+(:func:`~anomalies.detect.run_models`); a replay (``econome detect``) runs
+this same code, so it refits on the same schedule. Readings that arrive for
+hours already judged start the building's models again from ``S``.
 
 An hour is processed once a reading at or after its end exists: ``until``
 defaults to the hour of the latest reading, rounded down.
 
 The state saves to one ``.npz`` file (:meth:`DetectorState.save`, versioned
-JSON metadata plus one array per point, no pickle) written atomically;
+JSON metadata plus one array per point and the models' arrays, no pickle)
+written atomically (format 2; a format-1 file loads without models, which
+its first advance computes again);
 :meth:`DetectorState.load` refuses a corrupt or foreign file with a
 :class:`~streams.errors.DecodeError` naming it.
 
@@ -83,6 +93,7 @@ from anomalies.detect import (
     RuleSpan,
     building_findings,
     debounce,
+    refit_phase,
 )
 from anomalies.events import AlertState, AnomalyEvent
 from anomalies.expected import ExpectedFit
@@ -388,11 +399,33 @@ def _adds_before(old: PointSeries | None, new: PointSeries, before_s: float) -> 
     return bool((old.times_s[at] != early).any())
 
 
-def _window_start(origin_s: float, hour_s: float, inc: IncrementalConfig) -> float:
-    """Start of the history hour ``hour_s`` is computed on: fixed by the hour, never by the chunking."""
+def _roll_shift_s(building_id: str, inc: IncrementalConfig) -> float:
+    """When, within each ``roll_every``, a building's history moves forward: its own hour (spread, not all at once)."""
+    roll_h = max(1, round(inc.roll_every.total_seconds() / _HOUR_S))
+    return float(refit_phase(building_id) % roll_h) * _HOUR_S
+
+
+def _window(origin_s: float, hour_s: float, inc: IncrementalConfig, shift_s: float = 0.0) -> tuple[float, float]:
+    """Start of the history hour ``hour_s`` is computed on, and the first hour after it with another start.
+
+    Fixed by the hour, never by the chunking: the origin while the hour is less than ``history`` + ``shift``
+    after it, then a start that moves forward by ``roll_every``, ``shift`` after the origin's grid (each
+    building its own, :func:`_roll_shift_s`), so that an hour is between ``history`` and ``history`` +
+    ``roll_every`` after its start.
+
+    >>> inc = IncrementalConfig(history=timedelta(hours=10), roll_every=timedelta(hours=4))
+    >>> [tuple(int(x // 3600) for x in _window(0.0, h * 3600.0, inc)) for h in (9, 13, 14)]
+    [(0, 14), (0, 14), (4, 18)]
+    >>> [tuple(int(x // 3600) for x in _window(0.0, h * 3600.0, inc, 3600.0)) for h in (10, 11, 15)]
+    [(0, 11), (1, 15), (5, 19)]
+    """
     history_s, roll_s = inc.history.total_seconds(), inc.roll_every.total_seconds()
-    epoch = max(0, math.ceil((hour_s - origin_s - history_s) / roll_s))
-    return origin_s + epoch * roll_s
+    first_roll = origin_s + shift_s + history_s
+    if hour_s < first_roll and shift_s:
+        return origin_s, first_roll
+    epoch = max(0, math.floor((hour_s - first_roll) / roll_s))
+    start = origin_s + shift_s + epoch * roll_s
+    return start, start + history_s + roll_s
 
 
 def _cut_end(series: PointSeries, stop_s: float, counter: bool) -> int:
@@ -463,6 +496,15 @@ def advance(
             if judged_s is not None and state.models and _adds_before(old, series, judged_s):
                 late.add(pid)
             state.readings[pid] = _merge(old, series)
+    if late:
+        # Late readings of hours already judged change those hours: the building's models start again from
+        # the start of their history, as a replay that had them all along would have computed them.
+        weather_late = any(points[pid].usage is Usage.WEATHER for pid in late)
+        for _, building in inventory.buildings():
+            if weather_late or any(p.id in late for p in building.points):
+                state.models.pop(building.id, None)
+    known = {b.id for _, b in inventory.buildings()}
+    state.models = {b: m for b, m in state.models.items() if b in known}
     held = [s for s in state.readings.values() if s.times_s.size]
     if not held:
         return AdvanceResult([], state, 0)
@@ -487,33 +529,25 @@ def advance(
     weather = [pid for pid, p in points.items() if p.usage is Usage.WEATHER]
     margin_s = config.features.max_gap.total_seconds() + _HOUR_S
     buildings = [b for _, b in inventory.buildings() if judged is None or b.id in judged]
-    weather_late = any(pid in late for pid in weather)
-    for building in buildings:
-        # Late readings of hours already judged change those hours: the building's models start again from
-        # the start of their history, as a replay that had them all along would have computed them.
-        if weather_late or any(p.id in late for p in building.points):
-            state.models.pop(building.id, None)
-    known = {b.id for _, b in inventory.buildings()}
-    state.models = {b: m for b, m in state.models.items() if b in known}
-    total_units = round((end_s - first_s) / _HOUR_S) * len(buildings)
-    group_s = first_s
-    while group_s < end_s:
-        window_s = _window_start(origin_s, group_s, inc)
-        # The hours sharing this window start, computed in one pass.
-        next_roll = window_s + inc.roll_every.total_seconds() + inc.history.total_seconds()
-        stop_s = min(end_s, max(next_roll, group_s + _HOUR_S))
-        cut = {
-            pid: PointSeries(s.times_s[lo:hi], s.values[lo:hi])
-            for pid, s in state.readings.items()
-            for lo, hi in [(int(np.searchsorted(s.times_s, window_s - margin_s)), _cut_end(s, stop_s, pid in counters))]
-        }
-        n = round((stop_s - window_s) / _HOUR_S)
-        first_hour = round((group_s - window_s) / _HOUR_S)
-        logger.debug("detection over %s hours, hours %d to %d observed", n, first_hour, n)
-        for done_here, building in enumerate(buildings, start=1):
+    total_hours = round((end_s - first_s) / _HOUR_S)
+    for done_here, building in enumerate(buildings, start=1):
+        shift_s = _roll_shift_s(building.id, inc)
+        ids = [pid for pid in [*weather, *(p.id for p in building.points)] if pid in state.readings]
+        group_s = first_s
+        while group_s < end_s:
+            # The hours sharing this building's window start, computed in one pass.
+            window_s, next_roll = _window(origin_s, group_s, inc, shift_s)
+            stop_s = min(end_s, next_roll)
             # One building's hourly frame at a time (its points and the weather's, all its findings read):
             # the same columns as a frame of the whole portfolio, without holding hours × every point at once.
-            own = {pid: cut[pid] for pid in [*weather, *(p.id for p in building.points)] if pid in cut}
+            own = {
+                pid: PointSeries(s.times_s[lo:hi], s.values[lo:hi])
+                for pid in ids for s in [state.readings[pid]]
+                for lo, hi in [(int(np.searchsorted(s.times_s, window_s - margin_s)), _cut_end(s, stop_s, pid in counters))]
+            }
+            n = round((stop_s - window_s) / _HOUR_S)
+            first_hour = round((group_s - window_s) / _HOUR_S)
+            logger.debug("detection of %s over %s hours, hours %d to %d observed", building.id, n, first_hour, n)
             frame = HourlyFrame.build(own, counters=counters & set(own), start_s=window_s, hours=n,
                                       max_gap=config.features.max_gap)
             before = state.models.get(building.id)
@@ -532,14 +566,15 @@ def advance(
                                   life=life, memory=state.memory, spans=state.spans, scores=found.scores,
                                   typical=found.typical, materiality=config.materiality):
                 latest[((event.building, event.usage, event.kind, event.point or ""), event.start)] = event
-            if progress is not None:
-                hours_before, hours_here = round((group_s - first_s) / _HOUR_S), round((stop_s - group_s) / _HOUR_S)
-                progress(f"detecting — {building.id}", hours_before * len(buildings) + hours_here * done_here, total_units)
-        group_s = stop_s
+            group_s = stop_s
+        if progress is not None:
+            progress(f"detecting — {building.id}", total_hours * done_here, total_hours * len(buildings))
     state.last_hour = _dt(end_s)
     state.tracks = life.tracks()
     state.spans = [s for s in state.spans if s.resolved is None or s.resolved.timestamp() > end_s - _SPAN_MEMORY_S]
-    keep_s = _window_start(origin_s, end_s, inc) - margin_s
+    # What the next hours need: from the earliest of the buildings' next windows (the weather's readings serve all).
+    keep_s = min((_window(origin_s, end_s, inc, _roll_shift_s(b.id, inc))[0] for b in buildings),
+                 default=origin_s) - margin_s
     for pid, s in list(state.readings.items()):
         lo = int(np.searchsorted(s.times_s, keep_s))
         if lo:
