@@ -328,7 +328,8 @@ def _since(t0: tuple[float, float]) -> dict[str, float]:
 
 
 async def _child_read(inventory_path: Path, url: str, database: str, state_path: Path, now: datetime) -> None:
-    from anomalies.incremental import DetectorState
+    from anomalies.detect import DetectConfig
+    from anomalies.incremental import DetectorState, IncrementalConfig
     from anomalies.live import read_readings
     from inventory import load_inventory
     from streams.influx import InfluxConfig, InfluxQLClient
@@ -336,7 +337,8 @@ async def _child_read(inventory_path: Path, url: str, database: str, state_path:
     inv = load_inventory(inventory_path)
     last = DetectorState.peek_last_hour(state_path)
     assert last is not None  # noqa: S101
-    since = last  # what the pass reads when every point is up to date (LiveDetector._group_pass)
+    config, inc = DetectConfig(), IncrementalConfig()
+    since = last - (config.features.max_gap + inc.max_wait + timedelta(hours=1))
     t0 = _timed()
     client = InfluxQLClient(InfluxConfig(url=url, database=database))
     try:
