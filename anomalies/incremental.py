@@ -19,16 +19,17 @@ records in their latest state) while updating the :class:`DetectorState`:
 Each hour *h* of a building is computed over the readings since a start
 ``S(h)`` that only depends on *h*, on the state's origin and on the building:
 the origin itself while the history is shorter than ``history``, then a
-start that moves forward by ``roll_every`` steps at the building's own hour
+start that moves forward by ``roll_every`` steps on the building's own day
 of that period (:func:`~anomalies.detect.refit_phase`: the buildings of a
 portfolio do not all start their history again in the same pass), so at most
 ``history + roll_every`` of readings is kept. The hours of one advance are
 grouped by their start and computed in one pass per group; since the rules
 and models are causal, the result does not depend on how the hours were
-chunked (tested by ``tests/unit/anomalies/test_incremental.py``). The
-expected models are refitted at the building's own hour of the week
-(:func:`~anomalies.detect.run_models`); a replay (``econome detect``) runs
-this same code, so it refits on the same schedule. Readings that arrive for
+chunked (tested by ``tests/unit/anomalies/test_incremental.py``). With
+``DetectConfig.refit_spread`` the expected models are refitted at the
+building's own hour of the week (:func:`~anomalies.detect.run_models`); a
+replay (``econome detect``) runs this same code with the same settings, so it
+refits on the same schedule. Readings that arrive for
 hours already judged start the building's models again from ``S``.
 
 An hour is processed once a reading at or after its end exists: ``until``
@@ -400,9 +401,9 @@ def _adds_before(old: PointSeries | None, new: PointSeries, before_s: float) -> 
 
 
 def _roll_shift_s(building_id: str, inc: IncrementalConfig) -> float:
-    """When, within each ``roll_every``, a building's history moves forward: its own hour (spread, not all at once)."""
-    roll_h = max(1, round(inc.roll_every.total_seconds() / _HOUR_S))
-    return float(refit_phase(building_id) % roll_h) * _HOUR_S
+    """When, within each ``roll_every``, a building's history moves forward: its own day (not all at once)."""
+    roll_days = max(1, round(inc.roll_every.total_seconds() / 86_400.0))
+    return float(refit_phase(building_id) % roll_days) * 86_400.0
 
 
 def _window(origin_s: float, hour_s: float, inc: IncrementalConfig, shift_s: float = 0.0) -> tuple[float, float]:

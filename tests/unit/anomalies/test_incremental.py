@@ -100,6 +100,7 @@ def test_no_look_ahead(inventory: Inventory, readings: dict[str, PointSeries], w
 
 
 MODELS = DetectConfig(model_events=True)
+SPREAD = DetectConfig(model_events=True, refit_spread=True)  # each building's weekly refit at its own hour
 
 
 @pytest.fixture(scope="module")
@@ -204,7 +205,7 @@ def _refit_hours(inventory: Inventory, config: DetectConfig) -> dict[str, list[i
 
 @pytest.fixture(scope="module")
 def one_pass_models(inventory: Inventory, readings: dict[str, PointSeries]) -> tuple[dict[Any, Any], dict[Any, Any]]:
-    config = DetectConfig(model_events=True)
+    config = SPREAD
     end = START + timedelta(days=DAYS) - timedelta(hours=1)
     return _stepped_with_expected(inventory, readings, [end], DetectorState.fresh(config), config)
 
@@ -221,10 +222,10 @@ def test_models_resumed_hour_by_hour_give_one_pass_s_values(inventory: Inventory
     """The models held in the state between advances: each hour only scored, a refit only at its building's hour.
 
     Hour by hour across the town hall's third weekly refit (each building refits at its own hour of the week,
-    ``refit_phase``), the events, the observed and the expected consumption are those of one pass; a
+    ``refit_spread``), the events, the observed and the expected consumption are those of one pass; a
     building's models are the very objects of the hour before (reused, not refitted) but at its refit hours.
     """
-    config = DetectConfig(model_events=True)
+    config = SPREAD
     end = START + timedelta(days=DAYS) - timedelta(hours=1)
     one, one_series = one_pass_models
     refits = _refit_hours(inventory, config)
@@ -264,7 +265,7 @@ def test_models_saved_in_the_state_file_resume_as_held(tmp_path: Path, inventory
     """Saved and loaded between advances (format 2: expected fits, forests, thresholds, walk-forward arrays), the
     models resume where they stopped: across the town hall's refit, one pass's events and expected series, bit for bit.
     A format-1 file (no models) still loads; its first advance computes the models again from the history."""
-    config = DetectConfig(model_events=True)
+    config = SPREAD
     end = START + timedelta(days=DAYS) - timedelta(hours=1)
     refit = START + timedelta(hours=_refit_hours(inventory, config)["mairie"][2])
     path = tmp_path / "state.npz"
