@@ -379,9 +379,9 @@ def refit_phase(building_id: str) -> int:
 
     With ``DetectConfig.refit_spread`` the expected model is refitted at the hours of the week
     ``refit_phase % 168`` (UTC, after the first fit, :func:`run_models`); the history the models are computed
-    on always moves forward on the building's own day of the 28-day roll (``refit_phase % 28`` days,
+    on always moves forward at the building's own hour of the 28-day roll (``refit_phase`` hours,
     :mod:`anomalies.incremental`): a live pass over 3,000 buildings refits about 3,000 / 168 of them, and
-    starts the history of about 3,000 / 28 of them again on a day, not all of them in one pass.
+    starts the history of about 3,000 / 672 of them again, not all of them in one pass.
 
     >>> refit_phase("mairie"), refit_phase("mairie") == refit_phase("ecole-jaures")
     (430, False)

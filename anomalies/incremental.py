@@ -19,7 +19,7 @@ records in their latest state) while updating the :class:`DetectorState`:
 Each hour *h* of a building is computed over the readings since a start
 ``S(h)`` that only depends on *h*, on the state's origin and on the building:
 the origin itself while the history is shorter than ``history``, then a
-start that moves forward by ``roll_every`` steps on the building's own day
+start that moves forward by ``roll_every`` steps at the building's own hour
 of that period (:func:`~anomalies.detect.refit_phase`: the buildings of a
 portfolio do not all start their history again in the same pass), so at most
 ``history + roll_every`` of readings is kept. The hours of one advance are
@@ -401,9 +401,13 @@ def _adds_before(old: PointSeries | None, new: PointSeries, before_s: float) -> 
 
 
 def _roll_shift_s(building_id: str, inc: IncrementalConfig) -> float:
-    """When, within each ``roll_every``, a building's history moves forward: its own day (not all at once)."""
-    roll_days = max(1, round(inc.roll_every.total_seconds() / 86_400.0))
-    return float(refit_phase(building_id) % roll_days) * 86_400.0
+    """When, within each ``roll_every``, a building's history moves forward: its own hour (not all at once).
+
+    The pass that moves it computes the building's models again over the whole history (seconds of CPU):
+    at its own hour of the 28 days, about 3,000 / 672 buildings of a large portfolio pay it in a pass.
+    """
+    roll_h = max(1, round(inc.roll_every.total_seconds() / _HOUR_S))
+    return float(refit_phase(building_id) % roll_h) * _HOUR_S
 
 
 def _window(origin_s: float, hour_s: float, inc: IncrementalConfig, shift_s: float = 0.0) -> tuple[float, float]:

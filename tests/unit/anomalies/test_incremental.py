@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from anomalies.detect import DetectConfig, detect
 from anomalies.events import AlertState, AnomalyEvent
 from anomalies.features import PointSeries
-from anomalies.incremental import DetectorState, advance
+from anomalies.incremental import DetectorState, IncrementalConfig, advance
 from econome.cli_detect import register
 from inventory import Inventory, load_inventory
 from simulator.physics import generate_history
@@ -322,6 +322,28 @@ def test_models_saved_in_the_state_file_resume_as_held(tmp_path: Path, inventory
         for u, p in usages.items():
             if forests_before[b].get(u) is not None:
                 assert (p.forest is forests_before[b][u]) is (b != "mairie"), (b, u)
+
+
+def test_rolled_histories_chunked_like_one_pass(inventory: Inventory, readings: dict[str, PointSeries]) -> None:
+    """A history of 10 days rolled every 4 (each building at its own hour of them): advancing by days and by hours
+    across the rolls gives one pass's events (the start of an hour's history depends on the hour alone)."""
+    inc = IncrementalConfig(history=timedelta(days=10), roll_every=timedelta(days=4))
+    end = START + timedelta(days=DAYS) - timedelta(hours=1)
+    one = advance(inventory, readings, DetectorState.fresh(RULES, inc), end, config=RULES, incremental=inc).events
+    # The town hall's first roll is at day 11, 22:00 (its 46th hour of the 96): hour by hour across it.
+    roll = START + timedelta(days=10, hours=46)
+    bounds = [START + timedelta(days=11), *(roll + timedelta(hours=h) for h in range(-2, 3)), START + timedelta(days=16), end]
+    state = DetectorState.fresh(RULES, inc)
+    latest: dict[Any, dict[str, Any]] = {}
+    previous: datetime | None = None
+    for bound in bounds:
+        for event in advance(inventory, _cut(readings, bound, previous), state, bound, config=RULES,
+                             incremental=inc).events:
+            latest[_id(event)] = event.to_json("en")
+        previous = bound
+    assert latest == _single(one)
+    first_kept = min(float(s.times_s[0]) for s in state.readings.values() if s.times_s.size)
+    assert first_kept > (START + timedelta(days=DAYS - 14 - 1)).timestamp(), "the histories rolled"
 
 
 def test_saved_state_resumes_without_re_alerting_and_reports_resolution_once(tmp_path: Path, inventory: Inventory,
