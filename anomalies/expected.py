@@ -72,8 +72,9 @@ flagged hours) is :func:`anomalies.detect.run_models`'s.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import date, timedelta
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -86,6 +87,7 @@ from streams.errors import InsufficientData, ModelError
 __all__ = [
     "ExpectedConfig",
     "ExpectedConsumption",
+    "ExpectedFit",
     "day_residual_bound",
     "day_types_of_hours",
     "refit_hours",
@@ -103,6 +105,7 @@ _HOUR = timedelta(hours=1)
 _TYPES = (DayType.OCCUPIED, DayType.UNOCCUPIED, DayType.SCHOOL_HOLIDAY)
 _WARM_HDD = 0.5  # K·day: a day this close to no heating degree day is a warm day (its energy: the floor)
 _MIN_ENERGY_SPREAD = 0.01  # the fitted days' energies of a type must differ by this share of their mean (RMS)
+_FIT_FORMAT = 1  # of ExpectedFit.to_dict
 _NO_WEATHER_C = 10.0  # stands in for a missing outdoor temperature: a constant gives no weather term
 
 
@@ -178,6 +181,54 @@ def trailing_temperatures(outdoor_c: FloatArray) -> FloatArray:
     padded = np.concatenate([np.full(23, np.nan), outdoor_c])
     result: FloatArray = np.lib.stride_tricks.sliding_window_view(padded, 24).copy()
     return result
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ExpectedFit:
+    """What an :class:`ExpectedConsumption` has learnt: its last fit and the refit chain's bookkeeping.
+
+    The per-hour inputs are not part of it: a model built on a longer frame of the same hours and
+    :meth:`ExpectedConsumption.restore`-d from it predicts the same values (``anomalies.detect.ModelProgress``).
+    """
+
+    last: DailyChangePointBaseline | None
+    profile: _Shape | None
+    coldest_c: FloatArray
+    fits: int
+    searches: int
+    searched_at: int
+    searched_days: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form, with ``format_version`` (floats written by ``json`` read back bit for bit)."""
+        shape = self.profile
+        return {
+            "format_version": _FIT_FORMAT,
+            "last": None if self.last is None else self.last.to_dict(),
+            "profile": None if shape is None else {f.name: getattr(shape, f.name).tolist() for f in fields(shape)},
+            "coldest_c": self.coldest_c.tolist(),
+            "fits": self.fits, "searches": self.searches,
+            "searched_at": self.searched_at, "searched_days": self.searched_days,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ExpectedFit:
+        """Load :meth:`to_dict` output.
+
+        Raises:
+            ModelError: an unknown format version.
+        """
+        if data.get("format_version") != _FIT_FORMAT:
+            msg = f"unknown expected-model format_version {data.get('format_version')!r} (this version reads {_FIT_FORMAT})"
+            raise ModelError(msg)
+        shape = data["profile"]
+        return cls(
+            last=None if data["last"] is None else DailyChangePointBaseline.from_dict(data["last"]),
+            profile=None if shape is None else _Shape(**{k: np.asarray(v, dtype=np.float64) for k, v in shape.items()}),
+            coldest_c=np.asarray(data["coldest_c"], dtype=np.float64),
+            fits=int(data["fits"]), searches=int(data["searches"]),
+            searched_at=int(data["searched_at"]), searched_days=int(data["searched_days"]),
+        )
 
 
 class ExpectedConsumption:
@@ -260,6 +311,17 @@ class ExpectedConsumption:
             self._searched_at, self._searched_days = at, self.last.stats.n
         return True
 
+    def snapshot(self) -> ExpectedFit:
+        """What the model has learnt so far (its fits), to :meth:`restore` on a model of more hours."""
+        return ExpectedFit(self.last, self._profile, self.coldest_c.copy(), self.fits, self.searches,
+                           self._searched_at, self._searched_days)
+
+    def restore(self, fit: ExpectedFit) -> None:
+        """Continue from a :meth:`snapshot` taken on the same hours (this frame may hold more of them after)."""
+        self.last, self._profile, self.coldest_c = fit.last, fit.profile, fit.coldest_c.copy()
+        self.fits, self.searches = fit.fits, fit.searches
+        self._searched_at, self._searched_days = fit.searched_at, fit.searched_days
+
     def predict(self, start: int, stop: int) -> FloatArray:
         """Expected consumption of hours ``start`` to ``stop`` by the last fit (``nan`` before any fit)."""
         if self.last is None or self._profile is None:
@@ -290,14 +352,24 @@ class ExpectedConsumption:
         return result
 
 
-def refit_hours(n: int, config: ExpectedConfig) -> list[int]:
-    """The hours at which the model is refitted: from ``min_history`` on, every ``refit_every``.
+def refit_hours(n: int, config: ExpectedConfig, phase: int | None = None) -> list[int]:
+    """The hours at which the model is refitted: at ``min_history``, then every ``refit_every`` on a grid.
+
+    The grid is the hours ``h`` with ``h ≡ phase`` modulo ``refit_every`` (default: the grid of ``min_history``
+    itself). Live detection gives each building its own phase (:func:`anomalies.detect.refit_phase`), so that
+    a portfolio's weekly refits are spread over the hours of the week, not all in one pass.
 
     >>> refit_hours(24 * 30, ExpectedConfig())
     [336, 504, 672]
+    >>> refit_hours(24 * 30, ExpectedConfig(), phase=10)
+    [336, 346, 514, 682]
     """
     first = max(1, int(config.min_history / _HOUR))
-    return list(range(first, n, max(1, int(config.refit_every / _HOUR))))
+    step = max(1, int(config.refit_every / _HOUR))
+    if first >= n:
+        return []
+    after = first + (((first if phase is None else phase) - first) % step or step)
+    return [first, *range(after, n, step)]
 
 
 def _ascending(day: IntArray) -> bool:

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Self
@@ -351,13 +352,7 @@ class IsolationForestDetector:
             msg = "cannot save an unfitted IsolationForestDetector"
             raise NotFitted(msg)
         return {
-            "format_version": FORMAT_VERSION,
-            "config": {
-                k: f"{v.total_seconds()}s" if isinstance(v, timedelta) else v for k, v in self.config.model_dump().items()
-            },
-            "random_state": self.random_state,
-            "n_features": self._n_features,
-            "denominator": self._denominator,
+            **self._meta(),
             "trees": [
                 {
                     "left": t.left.tolist(),
@@ -369,6 +364,65 @@ class IsolationForestDetector:
                 }
                 for t in self._trees
             ],
+        }
+
+    def to_arrays(self) -> tuple[dict[str, Any], dict[str, npt.NDArray[Any]]]:
+        """:meth:`to_dict` with the trees as a few flat arrays (a state file's form: no list of numbers).
+
+        Returns:
+            The JSON-safe part (without ``trees``) and the trees' arrays, concatenated tree after tree.
+
+        Raises:
+            NotFitted: before :meth:`fit`.
+        """
+        if self._trees is None:
+            msg = "cannot save an unfitted IsolationForestDetector"
+            raise NotFitted(msg)
+        meta = self._meta()
+        trees = self._trees
+        arrays: dict[str, npt.NDArray[Any]] = {
+            "nodes": np.array([t.left.size for t in trees], dtype=np.int64),
+            "columns": np.array([t.features.size for t in trees], dtype=np.int64),
+        }
+        for name in ("left", "right", "feature", "threshold", "path", "features"):
+            arrays[name] = np.concatenate([getattr(t, name) for t in trees])
+        return meta, arrays
+
+    @classmethod
+    def from_arrays(cls, meta: dict[str, Any], arrays: Mapping[str, npt.NDArray[Any]]) -> IsolationForestDetector:
+        """Load :meth:`to_arrays` output.
+
+        Raises:
+            ModelError: an unknown format version.
+        """
+        if meta.get("format_version") != FORMAT_VERSION:
+            msg = (f"unknown IsolationForestDetector format_version {meta.get('format_version')!r} "
+                   f"(this version reads {FORMAT_VERSION})")
+            raise ModelError(msg)
+        det = cls(IsolationForestConfig.model_validate(meta["config"]), random_state=meta["random_state"])
+        det._n_features = int(meta["n_features"])
+        det._denominator = float(meta["denominator"])
+        nodes = np.cumsum(arrays["nodes"])[:-1]
+        columns = np.cumsum(arrays["columns"])[:-1]
+        split = {name: np.split(np.asarray(arrays[name]), nodes) for name in ("left", "right", "feature", "threshold", "path")}
+        used = np.split(np.asarray(arrays["features"], dtype=np.int64), columns)
+        det._trees = [
+            _Tree(left=split["left"][i].astype(np.int64), right=split["right"][i].astype(np.int64),
+                  feature=split["feature"][i].astype(np.int64), threshold=split["threshold"][i].astype(np.float64),
+                  path=split["path"][i].astype(np.float64), features=used[i])
+            for i in range(len(used))
+        ]
+        return det
+
+    def _meta(self) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "config": {
+                k: f"{v.total_seconds()}s" if isinstance(v, timedelta) else v for k, v in self.config.model_dump().items()
+            },
+            "random_state": self.random_state,
+            "n_features": self._n_features,
+            "denominator": self._denominator,
         }
 
     @classmethod

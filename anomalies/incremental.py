@@ -6,28 +6,39 @@ hours after ``state.last_hour`` up to ``until`` and returns what changed
 (alerts opened, extended or resolved, as :class:`~anomalies.events.AnomalyEvent`
 records in their latest state) while updating the :class:`DetectorState`:
 
-* the readings of the trailing history the rules and models are recomputed
+* the readings of the trailing history the rules and models are computed
   on (at most ``history`` + ``roll_every``, 428 days by default);
+* per building, its models where they stopped (expected fits, forests and
+  thresholds, their walk forward: :class:`~anomalies.detect.ModelProgress`):
+  an advance in the same history computes and scores only the new hours and
+  refits only at the refit hours among them;
 * the alert lifecycle of every key (pending or open alerts, their start,
   active time, last active hour, the hour they opened);
 * the rule alerts that suppress model alerts of the same building.
 
-Each hour *h* is computed over the readings since a start ``S(h)`` that only
-depends on *h* and on the state's origin: the origin itself while the
-history is shorter than ``history``, then a start that moves forward by
-``roll_every`` steps (so at most ``history + roll_every`` of readings is
-kept). The hours of one advance are grouped by their start and computed in
-one pass per group; since the rules and models are causal, the result does
-not depend on how the hours were chunked (tested by
-``tests/unit/anomalies/test_incremental.py``). The models are refitted
-within each pass on their fixed grid of hours from ``S``, so they need no
-storage of their own.
+Each hour *h* of a building is computed over the readings since a start
+``S(h)`` that only depends on *h*, on the state's origin and on the building:
+the origin itself while the history is shorter than ``history``, then a
+start that moves forward by ``roll_every`` steps at the building's own hour
+of that period (:func:`~anomalies.detect.refit_phase`: the buildings of a
+portfolio do not all start their history again in the same pass), so at most
+``history + roll_every`` of readings is kept. The hours of one advance are
+grouped by their start and computed in one pass per group; since the rules
+and models are causal, the result does not depend on how the hours were
+chunked (tested by ``tests/unit/anomalies/test_incremental.py``). With
+``DetectConfig.refit_spread`` the expected models are refitted at the
+building's own hour of the week (:func:`~anomalies.detect.run_models`); a
+replay (``econome detect``) runs this same code with the same settings, so it
+refits on the same schedule. Readings that arrive for
+hours already judged start the building's models again from ``S``.
 
 An hour is processed once a reading at or after its end exists: ``until``
 defaults to the hour of the latest reading, rounded down.
 
 The state saves to one ``.npz`` file (:meth:`DetectorState.save`, versioned
-JSON metadata plus one array per point, no pickle) written atomically;
+JSON metadata plus one array per point and the models' arrays, no pickle)
+written atomically (format 2; a format-1 file loads without models, which
+its first advance computes again);
 :meth:`DetectorState.load` refuses a corrupt or foreign file with a
 :class:`~streams.errors.DecodeError` naming it.
 
@@ -75,13 +86,25 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from anomalies.detect import AlertMemory, DetectConfig, ExpectedSeries, RuleSpan, building_findings, debounce
+from anomalies.detect import (
+    AlertMemory,
+    DetectConfig,
+    ExpectedSeries,
+    ModelProgress,
+    RuleSpan,
+    building_findings,
+    debounce,
+    refit_phase,
+)
 from anomalies.events import AlertState, AnomalyEvent
+from anomalies.expected import ExpectedFit
 from anomalies.features import HourlyFrame, PointSeries
+from anomalies.iforest import IsolationForestDetector
 from anomalies.lifecycle import AlertKey, AlertLifecycle, Track
 from anomalies.rules import RuleMemo
+from anomalies.thresholds import QuantileThreshold
 from inventory import Duration, FrenchCalendar, Inventory, Usage
-from streams.errors import ConfigError, DecodeError
+from streams.errors import ConfigError, DecodeError, ModelError
 
 __all__ = [
     "FORMAT_VERSION",
@@ -93,8 +116,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
-"""Version of the state file; each older version gets its own named loader."""
+FORMAT_VERSION = 2
+"""Version of the state file; each older version gets its own named loader (1: no models, computed again once)."""
+_READ_VERSIONS = (1, 2)
+_PROGRESS_ARRAYS = ("expected", "scores", "flagged", "model_flag", "beyond", "rows")
 
 _HOUR_S = 3600.0
 _SPAN_MEMORY_S = 60 * 86_400.0  # resolved rule alerts older than this suppress no new model alert
@@ -130,6 +155,10 @@ class DetectorState:
         spans: recent rule alerts, for model suppression.
         rule_memo: what the rules computed on earlier passes (in memory only, not saved: the first
             pass after a load recomputes; the findings are the same either way).
+        models: per building, the start of the history its models were run on (seconds) and, per usage,
+            where they stopped (:class:`~anomalies.detect.ModelProgress`): the next advance in the same
+            history resumes them, computing and scoring only the new hours (refits only at the refit
+            hours among them). Held in memory between the passes of a running service.
     """
 
     config_digest: str
@@ -140,6 +169,7 @@ class DetectorState:
     memory: dict[AlertKey, AlertMemory] = field(default_factory=dict)
     spans: list[RuleSpan] = field(default_factory=list)
     rule_memo: RuleMemo = field(default_factory=RuleMemo, repr=False)
+    models: dict[str, tuple[float, dict[Usage, ModelProgress]]] = field(default_factory=dict)
 
     @classmethod
     def fresh(cls, config: DetectConfig | None = None, incremental: IncrementalConfig | None = None) -> DetectorState:
@@ -170,7 +200,9 @@ class DetectorState:
                 for s in self.spans
             ],
         }
-        arrays: dict[str, Any] = {"meta": np.array(json.dumps(meta))}
+        arrays: dict[str, Any] = {}
+        meta["models"] = _models_meta(self.models, arrays)
+        arrays["meta"] = np.array(json.dumps(meta))
         for i, pid in enumerate(points):
             arrays[f"t{i}"] = self.readings[pid].times_s
             arrays[f"v{i}"] = self.readings[pid].values
@@ -197,13 +229,13 @@ class DetectorState:
             with np.load(path, allow_pickle=False) as data:
                 meta = json.loads(str(data["meta"]))
                 version = meta.get("format_version")
-                if version != FORMAT_VERSION:
+                if version not in _READ_VERSIONS:
                     msg = f"{path}: unknown detection state format_version {version!r} (this version reads {FORMAT_VERSION})"
                     raise DecodeError(msg)
-                return cls._load_v1(meta, data)
+                return cls._load_v1(meta, data) if version == 1 else cls._load_v2(meta, data)
         except DecodeError:
             raise
-        except (OSError, ValueError, KeyError, TypeError, AttributeError, zipfile.BadZipFile) as exc:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, zipfile.BadZipFile, ModelError) as exc:
             msg = (f"{path}: not a readable detection state ({type(exc).__name__}: {exc}); "
                    "remove it (or use --reset-state) to start afresh")
             raise DecodeError(msg) from exc
@@ -221,7 +253,7 @@ class DetectorState:
         except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
             msg = f"{path}: not a readable detection state ({type(exc).__name__}: {exc})"
             raise DecodeError(msg) from exc
-        if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
+        if not isinstance(meta, dict) or meta.get("format_version") not in _READ_VERSIONS:
             version = meta.get("format_version") if isinstance(meta, dict) else None
             msg = f"{path}: unknown detection state format_version {version!r} (this version reads {FORMAT_VERSION})"
             raise DecodeError(msg)
@@ -229,7 +261,15 @@ class DetectorState:
         return None if last is None else _dt(last)
 
     @classmethod
+    def _load_v2(cls, meta: dict[str, Any], data: Any) -> DetectorState:
+        """Version 2: version 1 and the models (:attr:`models`)."""
+        state = cls._load_v1(meta, data)
+        state.models = _models_from(meta["models"], data)
+        return state
+
+    @classmethod
     def _load_v1(cls, meta: dict[str, Any], data: Any) -> DetectorState:
+        """Version 1: no models; the first advance computes them again from the history, as every advance did."""
         readings = {
             pid: PointSeries(np.asarray(data[f"t{i}"], dtype=np.float64), np.asarray(data[f"v{i}"], dtype=np.float64))
             for i, pid in enumerate(meta["points"])
@@ -275,6 +315,52 @@ class AdvanceResult:
     hours: int
 
 
+def _models_meta(models: dict[str, tuple[float, dict[Usage, ModelProgress]]], arrays: dict[str, Any]) -> list[Any]:
+    """The models' JSON part; their arrays go into ``arrays`` (``m<j>_<name>``)."""
+    entries: list[Any] = []
+    for building, (window_s, usages) in sorted(models.items()):
+        for usage, p in usages.items():
+            j = len(entries)
+            for name in _PROGRESS_ARRAYS:
+                arrays[f"m{j}_{name}"] = getattr(p, name)
+            forest = None
+            if p.forest is not None and p.forest.fitted:
+                forest, trees = p.forest.to_arrays()
+                for name, values in trees.items():
+                    arrays[f"m{j}_forest_{name}"] = values
+            threshold = None
+            if p.threshold is not None:
+                threshold = p.threshold.to_dict()
+                arrays[f"m{j}_threshold_scores"] = np.asarray(threshold.pop("scores"), dtype=np.float64)
+            entries.append({
+                "building": building, "usage": usage.value, "window_s": window_s, "hours": p.hours,
+                "fit": p.fit.to_dict(), "forest": forest, "threshold": threshold, "forest_fits": p.forest_fits,
+                "last_fit_at": p.last_fit_at, "in_sample": p.in_sample,
+            })
+    return entries
+
+
+def _models_from(entries: list[Any], data: Any) -> dict[str, tuple[float, dict[Usage, ModelProgress]]]:
+    models: dict[str, tuple[float, dict[Usage, ModelProgress]]] = {}
+    for j, e in enumerate(entries):
+        forest = None
+        if e["forest"] is not None:
+            prefix = f"m{j}_forest_"
+            forest = IsolationForestDetector.from_arrays(
+                e["forest"], {k[len(prefix):]: data[k] for k in data.files if k.startswith(prefix)})
+        threshold = None
+        if e["threshold"] is not None:
+            threshold = QuantileThreshold.from_dict({**e["threshold"],
+                                                     "scores": data[f"m{j}_threshold_scores"].tolist()})
+        arrays = {name: np.asarray(data[f"m{j}_{name}"]) for name in _PROGRESS_ARRAYS}
+        progress = ModelProgress(hours=int(e["hours"]), **arrays, fit=ExpectedFit.from_dict(e["fit"]), forest=forest,
+                                 threshold=threshold, forest_fits=int(e["forest_fits"]),
+                                 last_fit_at=int(e["last_fit_at"]), in_sample=int(e["in_sample"]))
+        _, usages = models.setdefault(str(e["building"]), (float(e["window_s"]), {}))
+        usages[Usage(e["usage"])] = progress
+    return models
+
+
 def _ts(moment: datetime | None) -> float | None:
     return None if moment is None else moment.timestamp()
 
@@ -307,11 +393,48 @@ def _merge(old: PointSeries | None, new: PointSeries) -> PointSeries:
     return PointSeries(times[keep], values[keep])
 
 
-def _window_start(origin_s: float, hour_s: float, inc: IncrementalConfig) -> float:
-    """Start of the history hour ``hour_s`` is computed on: fixed by the hour, never by the chunking."""
+def _adds_before(old: PointSeries | None, new: PointSeries, before_s: float) -> bool:
+    """Whether ``new`` holds a reading before ``before_s`` that ``old`` does not (a late reading of judged hours)."""
+    early = new.times_s[new.times_s < before_s]
+    if early.size == 0:
+        return False
+    if old is None or old.times_s.size == 0:
+        return True
+    at = np.minimum(np.searchsorted(old.times_s, early), old.times_s.size - 1)
+    return bool((old.times_s[at] != early).any())
+
+
+def _roll_shift_s(building_id: str, inc: IncrementalConfig) -> float:
+    """When, within each ``roll_every``, a building's history moves forward: its own hour (not all at once).
+
+    The pass that moves it computes the building's models again over the whole history (seconds of CPU):
+    at its own hour of the 28 days, about 3,000 / 672 buildings of a large portfolio pay it in a pass.
+    """
+    roll_h = max(1, round(inc.roll_every.total_seconds() / _HOUR_S))
+    return float(refit_phase(building_id) % roll_h) * _HOUR_S
+
+
+def _window(origin_s: float, hour_s: float, inc: IncrementalConfig, shift_s: float = 0.0) -> tuple[float, float]:
+    """Start of the history hour ``hour_s`` is computed on, and the first hour after it with another start.
+
+    Fixed by the hour, never by the chunking: the origin while the hour is less than ``history`` + ``shift``
+    after it, then a start that moves forward by ``roll_every``, ``shift`` after the origin's grid (each
+    building its own, :func:`_roll_shift_s`), so that an hour is between ``history`` and ``history`` +
+    ``roll_every`` after its start.
+
+    >>> inc = IncrementalConfig(history=timedelta(hours=10), roll_every=timedelta(hours=4))
+    >>> [tuple(int(x // 3600) for x in _window(0.0, h * 3600.0, inc)) for h in (9, 13, 14)]
+    [(0, 14), (0, 14), (4, 18)]
+    >>> [tuple(int(x // 3600) for x in _window(0.0, h * 3600.0, inc, 3600.0)) for h in (10, 11, 15)]
+    [(0, 11), (1, 15), (5, 19)]
+    """
     history_s, roll_s = inc.history.total_seconds(), inc.roll_every.total_seconds()
-    epoch = max(0, math.ceil((hour_s - origin_s - history_s) / roll_s))
-    return origin_s + epoch * roll_s
+    first_roll = origin_s + shift_s + history_s
+    if hour_s < first_roll and shift_s:
+        return origin_s, first_roll
+    epoch = max(0, math.floor((hour_s - first_roll) / roll_s))
+    start = origin_s + shift_s + epoch * roll_s
+    return start, start + history_s + roll_s
 
 
 def _cut_end(series: PointSeries, stop_s: float, counter: bool) -> int:
@@ -374,9 +497,23 @@ def advance(
         msg = "the detection state was built with other detection settings; start afresh (--reset-state)"
         raise ConfigError(msg)
     points = {p.id: p for _, p in inventory.points()}
+    judged_s = None if state.last_hour is None else state.last_hour.timestamp()
+    late: set[str] = set()  # points with readings new to the state in hours already judged
     for pid, series in readings.items():
         if pid in points and series.times_s.size:
-            state.readings[pid] = _merge(state.readings.get(pid), series)
+            old = state.readings.get(pid)
+            if judged_s is not None and state.models and _adds_before(old, series, judged_s):
+                late.add(pid)
+            state.readings[pid] = _merge(old, series)
+    if late:
+        # Late readings of hours already judged change those hours: the building's models start again from
+        # the start of their history, as a replay that had them all along would have computed them.
+        weather_late = any(points[pid].usage is Usage.WEATHER for pid in late)
+        for _, building in inventory.buildings():
+            if weather_late or any(p.id in late for p in building.points):
+                state.models.pop(building.id, None)
+    known = {b.id for _, b in inventory.buildings()}
+    state.models = {b: m for b, m in state.models.items() if b in known}
     held = [s for s in state.readings.values() if s.times_s.size]
     if not held:
         return AdvanceResult([], state, 0)
@@ -401,29 +538,35 @@ def advance(
     weather = [pid for pid, p in points.items() if p.usage is Usage.WEATHER]
     margin_s = config.features.max_gap.total_seconds() + _HOUR_S
     buildings = [b for _, b in inventory.buildings() if judged is None or b.id in judged]
-    total_units = round((end_s - first_s) / _HOUR_S) * len(buildings)
-    group_s = first_s
-    while group_s < end_s:
-        window_s = _window_start(origin_s, group_s, inc)
-        # The hours sharing this window start, computed in one pass.
-        next_roll = window_s + inc.roll_every.total_seconds() + inc.history.total_seconds()
-        stop_s = min(end_s, max(next_roll, group_s + _HOUR_S))
-        cut = {
-            pid: PointSeries(s.times_s[lo:hi], s.values[lo:hi])
-            for pid, s in state.readings.items()
-            for lo, hi in [(int(np.searchsorted(s.times_s, window_s - margin_s)), _cut_end(s, stop_s, pid in counters))]
-        }
-        n = round((stop_s - window_s) / _HOUR_S)
-        first_hour = round((group_s - window_s) / _HOUR_S)
-        logger.debug("detection over %s hours, hours %d to %d observed", n, first_hour, n)
-        for done_here, building in enumerate(buildings, start=1):
+    total_hours = round((end_s - first_s) / _HOUR_S)
+    for done_here, building in enumerate(buildings, start=1):
+        shift_s = _roll_shift_s(building.id, inc)
+        ids = [pid for pid in [*weather, *(p.id for p in building.points)] if pid in state.readings]
+        group_s = first_s
+        while group_s < end_s:
+            # The hours sharing this building's window start, computed in one pass.
+            window_s, next_roll = _window(origin_s, group_s, inc, shift_s)
+            stop_s = min(end_s, next_roll)
             # One building's hourly frame at a time (its points and the weather's, all its findings read):
             # the same columns as a frame of the whole portfolio, without holding hours × every point at once.
-            own = {pid: cut[pid] for pid in [*weather, *(p.id for p in building.points)] if pid in cut}
+            own = {
+                pid: PointSeries(s.times_s[lo:hi], s.values[lo:hi])
+                for pid in ids for s in [state.readings[pid]]
+                for lo, hi in [(int(np.searchsorted(s.times_s, window_s - margin_s)), _cut_end(s, stop_s, pid in counters))]
+            }
+            n = round((stop_s - window_s) / _HOUR_S)
+            first_hour = round((group_s - window_s) / _HOUR_S)
+            logger.debug("detection of %s over %s hours, hours %d to %d observed", building.id, n, first_hour, n)
             frame = HourlyFrame.build(own, counters=counters & set(own), start_s=window_s, hours=n,
                                       max_gap=config.features.max_gap)
+            before = state.models.get(building.id)
+            resumed = before[1] if before is not None and before[0] == window_s else {}
+            if any(p.hours != first_hour for p in resumed.values()):
+                resumed = {}  # not where these hours start: computed again from the history's start
             found = building_findings(inventory, building, own, frame, calendar, config, unjudged=unjudged,
-                                      memo=state.rule_memo)
+                                      memo=state.rule_memo, models=resumed if config.models else None)
+            if config.models:
+                state.models[building.id] = (window_s, resumed)
             if on_expected is not None:
                 for expected_series in found.expected:
                     on_expected(expected_series.between(_dt(group_s), _dt(stop_s)))
@@ -432,14 +575,15 @@ def advance(
                                   life=life, memory=state.memory, spans=state.spans, scores=found.scores,
                                   typical=found.typical, materiality=config.materiality):
                 latest[((event.building, event.usage, event.kind, event.point or ""), event.start)] = event
-            if progress is not None:
-                hours_before, hours_here = round((group_s - first_s) / _HOUR_S), round((stop_s - group_s) / _HOUR_S)
-                progress(f"detecting — {building.id}", hours_before * len(buildings) + hours_here * done_here, total_units)
-        group_s = stop_s
+            group_s = stop_s
+        if progress is not None:
+            progress(f"detecting — {building.id}", total_hours * done_here, total_hours * len(buildings))
     state.last_hour = _dt(end_s)
     state.tracks = life.tracks()
     state.spans = [s for s in state.spans if s.resolved is None or s.resolved.timestamp() > end_s - _SPAN_MEMORY_S]
-    keep_s = _window_start(origin_s, end_s, inc) - margin_s
+    # What the next hours need: from the earliest of the buildings' next windows (the weather's readings serve all).
+    keep_s = min((_window(origin_s, end_s, inc, _roll_shift_s(b.id, inc))[0] for b in buildings),
+                 default=origin_s) - margin_s
     for pid, s in list(state.readings.items()):
         lo = int(np.searchsorted(s.times_s, keep_s))
         if lo:

@@ -834,6 +834,11 @@ class DailyChangePointBaseline:
             "config": {**self.config.model_dump(mode="json"), "min_span": f"{self.config.min_span.total_seconds():.0f}s"},
             "params": self.params.to_dict(),
             "stats": self.stats.to_dict(),
+            "monthly_stats": None if self._monthly_stats is None else self._monthly_stats.to_dict(),
+            # What a later fit ``like`` this one refits (the structure it keeps), and how it was found.
+            "split": self._split,
+            "present": [t.value for t in self._present],
+            "searched": self.searched,
         }
 
     @classmethod
@@ -848,11 +853,18 @@ class DailyChangePointBaseline:
             raise ModelError(msg)
         model = cls(BaselineConfig.model_validate(data["config"]))
         model._params = DailyParams.from_dict(data["params"])
-        s = data["stats"]
-        model._stats = FitStats(
-            s["n"], s["p"], s["mean"], s["cvrmse"], s["nmbe"], s["r2"], s["autocorr"], Resolution(s["resolution"])
-        )
+        model._stats = _stats_from_dict(data["stats"])
+        # Absent from files written before the detection state held expected models (issue 12): defaults.
+        monthly = data.get("monthly_stats")
+        model._monthly_stats = None if monthly is None else _stats_from_dict(monthly)
+        model._split = str(data.get("split", "none"))
+        model._present = tuple(DayType(t) for t in data.get("present", []))
+        model.searched = bool(data.get("searched", False))
         return model
+
+
+def _stats_from_dict(s: dict[str, Any]) -> FitStats:
+    return FitStats(s["n"], s["p"], s["mean"], s["cvrmse"], s["nmbe"], s["r2"], s["autocorr"], Resolution(s["resolution"]))
 
 
 def _monthly_fit(obs: DailyObservations, ok: BoolArray, predicted: FloatArray, p: int) -> FitStats | None:

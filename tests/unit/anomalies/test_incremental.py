@@ -6,6 +6,7 @@ Five simulated winter weeks of the demo commune (family A) with the faults of ``
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,7 +20,7 @@ from typer.testing import CliRunner
 from anomalies.detect import DetectConfig, detect
 from anomalies.events import AlertState, AnomalyEvent
 from anomalies.features import PointSeries
-from anomalies.incremental import DetectorState, advance
+from anomalies.incremental import DetectorState, IncrementalConfig, advance
 from econome.cli_detect import register
 from inventory import Inventory, load_inventory
 from simulator.physics import generate_history
@@ -99,6 +100,7 @@ def test_no_look_ahead(inventory: Inventory, readings: dict[str, PointSeries], w
 
 
 MODELS = DetectConfig(model_events=True)
+SPREAD = DetectConfig(model_events=True, refit_spread=True)  # each building's weekly refit at its own hour
 
 
 @pytest.fixture(scope="module")
@@ -166,6 +168,183 @@ def test_models_chunked_like_one_pass(inventory: Inventory, readings: dict[str, 
     one, _ = _replay(inventory, readings, [end], config)
     two, _ = _replay(inventory, readings, [START + timedelta(days=24, hours=7), end], config)
     assert one == two
+
+
+def _stepped_with_expected(inventory: Inventory, readings: dict[str, PointSeries], bounds: list[datetime],
+                           state: DetectorState, config: DetectConfig,
+                           after: Any = None) -> tuple[dict[Any, dict[str, Any]], dict[Any, list[np.ndarray]]]:
+    """Advance through ``bounds``: the latest of every alert, and each building × usage's expected series."""
+    latest: dict[Any, dict[str, Any]] = {}
+    series: dict[Any, list[np.ndarray]] = {}
+
+    def keep(found: Any) -> None:
+        parts = series.setdefault((found.building, found.usage), [np.empty(0)] * 3)
+        series[(found.building, found.usage)] = [np.concatenate([a, b]) for a, b in
+                                                 zip(parts, (found.times_s, found.observed, found.expected), strict=True)]
+
+    previous: datetime | None = None
+    for bound in bounds:
+        result = advance(inventory, _cut(readings, bound, previous), state, bound, config=config, on_expected=keep)
+        latest.update({_id(e): e.to_json("en") for e in result.events})
+        if after is not None:
+            after(bound, state)
+        previous = bound
+    return latest, series
+
+
+def _refit_hours(inventory: Inventory, config: DetectConfig) -> dict[str, list[int]]:
+    """Per building, the hours of the history (from START) its expected models are refitted at."""
+    from anomalies.detect import refit_phase
+    from anomalies.expected import refit_hours
+
+    step = round(config.expected.refit_every / timedelta(hours=1))
+    start_h = round(START.timestamp() / 3600)
+    return {b.id: refit_hours(DAYS * 24, config.expected, (refit_phase(b.id) - start_h) % step)
+            for _, b in inventory.buildings()}
+
+
+@pytest.fixture(scope="module")
+def one_pass_models(inventory: Inventory, readings: dict[str, PointSeries]) -> tuple[dict[Any, Any], dict[Any, Any]]:
+    config = SPREAD
+    end = START + timedelta(days=DAYS) - timedelta(hours=1)
+    return _stepped_with_expected(inventory, readings, [end], DetectorState.fresh(config), config)
+
+
+def _same_series(got: dict[Any, list[np.ndarray]], want: dict[Any, list[np.ndarray]]) -> None:
+    assert set(got) == set(want)
+    for key, arrays in want.items():
+        for name, a, b in zip(("times", "observed", "expected"), got[key], arrays, strict=True):
+            np.testing.assert_array_equal(a, b, err_msg=f"{key} {name}")
+
+
+def test_models_resumed_hour_by_hour_give_one_pass_s_values(inventory: Inventory, readings: dict[str, PointSeries],
+                                                             one_pass_models: Any) -> None:
+    """The models held in the state between advances: each hour only scored, a refit only at its building's hour.
+
+    Hour by hour across the town hall's third weekly refit (each building refits at its own hour of the week,
+    ``refit_spread``), the events, the observed and the expected consumption are those of one pass; a
+    building's models are the very objects of the hour before (reused, not refitted) but at its refit hours.
+    """
+    config = SPREAD
+    end = START + timedelta(days=DAYS) - timedelta(hours=1)
+    one, one_series = one_pass_models
+    refits = _refit_hours(inventory, config)
+    assert len({hours[1] % 168 for hours in refits.values()}) > 3, "the buildings refit at hours of their own"
+    refit = START + timedelta(hours=refits["mairie"][2])
+    hourly = [refit + timedelta(hours=h) for h in range(-2, 4)]
+    seen: list[tuple[datetime, dict[Any, Any]]] = []
+
+    def models(bound: datetime, state: DetectorState) -> None:
+        held = {(b, u): (p.hours, p.fit.last, p.forest) for b, (_, usages) in state.models.items()
+                for u, p in usages.items()}
+        assert held, "models are held in the state"
+        assert {h for h, _, _ in held.values()} == {round((bound - START) / timedelta(hours=1))}
+        seen.append((bound, held))
+
+    stepped, stepped_series = _stepped_with_expected(inventory, readings, [*hourly, end],
+                                                     DetectorState.fresh(config), config, after=models)
+    assert any(e["source"] == "model" for e in one.values()), "the forest raised something to compare"
+    assert stepped == one
+    _same_series(stepped_series, one_series)
+    changed = set()
+    for (_, held_before), (bound, held) in itertools.pairwise(seen[:len(hourly)]):
+        hour = round((bound - START) / timedelta(hours=1)) - 1  # the hour this advance computed
+        for key, (_, fit, forest) in held.items():
+            if key not in held_before or held_before[key][1] is None:
+                continue
+            assert forest is held_before[key][2], (bound, key)  # the forest is refitted every 28 days only
+            if hour in refits[key[0]]:
+                changed.add(key[0])
+            else:
+                assert fit is held_before[key][1], (bound, key)
+    assert "mairie" in changed, "the town hall's refit hour refits its expected models"
+
+
+def test_models_saved_in_the_state_file_resume_as_held(tmp_path: Path, inventory: Inventory,
+                                                       readings: dict[str, PointSeries], one_pass_models: Any) -> None:
+    """Saved and loaded between advances (format 2: expected fits, forests, thresholds, walk-forward arrays), the
+    models resume where they stopped: across the town hall's refit, one pass's events and expected series, bit for bit.
+    A format-1 file (no models) still loads; its first advance computes the models again from the history."""
+    config = SPREAD
+    end = START + timedelta(days=DAYS) - timedelta(hours=1)
+    refit = START + timedelta(hours=_refit_hours(inventory, config)["mairie"][2])
+    path = tmp_path / "state.npz"
+    holder = {"state": DetectorState.fresh(config)}
+    loaded: list[int] = []
+
+    forests: dict[Any, Any] = {}
+
+    def round_trip(bound: datetime, state: DetectorState) -> None:
+        # The advance resumed the loaded forests (none is refitted in these hours), did not grow new ones.
+        for b, (_, usages) in state.models.items():
+            for u, p in usages.items():
+                if forests.get((b, u)) is not None:
+                    assert p.forest is forests[(b, u)], (bound, b, u)
+        state.save(path)
+        back = DetectorState.load(path)
+        forests.clear()
+        forests.update({(b, u): p.forest for b, (_, usages) in back.models.items() for u, p in usages.items()})
+        assert set(back.models) == set(state.models)
+        loaded.append(sum(len(u) for _, u in back.models.values()))
+        state.models, state.readings = back.models, back.readings
+        holder["state"] = state
+
+    bounds = [refit - timedelta(hours=2), refit, refit + timedelta(hours=1), end]
+    stepped, series = _stepped_with_expected(inventory, readings, bounds, holder["state"], config, after=round_trip)
+    assert all(loaded), "the models were saved and loaded"
+    assert stepped == one_pass_models[0]
+    _same_series(series, one_pass_models[1])
+    # Format 1: the same file without the models.
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files if not k.startswith("m") or k == "meta"}
+    meta = json.loads(str(arrays["meta"]))
+    meta["format_version"] = 1
+    del meta["models"]
+    arrays["meta"] = np.array(json.dumps(meta))
+    old = tmp_path / "v1.npz"
+    np.savez_compressed(old, **arrays)
+    v1 = DetectorState.load(old)
+    assert v1.models == {}
+    assert v1.last_hour == holder["state"].last_hour
+    assert DetectorState.peek_last_hour(old) == v1.last_hour
+    # A reading new to the state in an hour already judged (a meter's late delivery): that building's models
+    # start again from the history's start; the others resume.
+    state = holder["state"]
+    point = next(p for p in inventory.building("mairie").points if p.usage.value != "weather")
+    late_s = (end - timedelta(hours=10)).timestamp() + 7.0
+    series = _cut(readings, end + timedelta(hours=1), since=end)
+    value = float(np.interp(late_s, readings[point.id].times_s, readings[point.id].values))
+    series[point.id] = PointSeries(np.concatenate([[late_s], series[point.id].times_s]),
+                                   np.concatenate([[value], series[point.id].values]))
+    forests_before = {b: {u: p.forest for u, p in usages.items()} for b, (_, usages) in state.models.items()}
+    advance(inventory, series, state, end + timedelta(hours=1), config=config)
+    for b, (_, usages) in state.models.items():
+        for u, p in usages.items():
+            if forests_before[b].get(u) is not None:
+                assert (p.forest is forests_before[b][u]) is (b != "mairie"), (b, u)
+
+
+def test_rolled_histories_chunked_like_one_pass(inventory: Inventory, readings: dict[str, PointSeries]) -> None:
+    """A history of 10 days rolled every 4 (each building at its own hour of them): advancing by days and by hours
+    across the rolls gives one pass's events (the start of an hour's history depends on the hour alone)."""
+    inc = IncrementalConfig(history=timedelta(days=10), roll_every=timedelta(days=4))
+    end = START + timedelta(days=20)  # three weeks: every building's history rolls once or twice
+    one = advance(inventory, _cut(readings, end), DetectorState.fresh(RULES, inc), end, config=RULES,
+                  incremental=inc).events
+    # The town hall's first roll is at day 11, 22:00 (its 46th hour of the 96): hour by hour across it.
+    roll = START + timedelta(days=10, hours=46)
+    bounds = [START + timedelta(days=11), *(roll + timedelta(hours=h) for h in range(-2, 3)), end]
+    state = DetectorState.fresh(RULES, inc)
+    latest: dict[Any, dict[str, Any]] = {}
+    previous: datetime | None = None
+    for bound in bounds:
+        for event in advance(inventory, _cut(readings, bound, previous), state, bound, config=RULES,
+                             incremental=inc).events:
+            latest[_id(event)] = event.to_json("en")
+        previous = bound
+    assert latest == _single(one)
+    first_kept = min(float(s.times_s[0]) for s in state.readings.values() if s.times_s.size)
+    assert first_kept > (START + timedelta(days=3)).timestamp(), "the histories rolled"
 
 
 def test_saved_state_resumes_without_re_alerting_and_reports_resolution_once(tmp_path: Path, inventory: Inventory,
