@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import random
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from inventory import Inventory
 from inventory.model import Building
 from streams.record import Reading
 
-__all__ = ["synthetic_portfolio", "synthetic_readings"]
+__all__ = ["synthetic_poll", "synthetic_portfolio", "synthetic_readings"]
 
 _START = datetime(2026, 1, 5, tzinfo=UTC)
 
@@ -79,20 +79,27 @@ def synthetic_portfolio(
     return Inventory.model_validate(body)
 
 
-def synthetic_readings(building: Building, poll: int, at: datetime | None = None) -> Iterator[Reading]:
+def synthetic_readings(building: Building, poll: int, at: datetime | None = None) -> list[Reading]:
     """The readings of every point of ``building`` at its ``poll``-th poll (time ``at``, by default from a fixed Monday).
 
     Values are a pure function of the point and the poll: counters rise by 0.1 to
     2 kWh a poll, powers and temperatures wander around a per-point level.
     """
-    for point in building.points:
-        assert point.modbus is not None  # noqa: S101 - every synthetic point is on Modbus
-        ts = at or _START + poll * point.modbus.poll_interval
-        level = zlib.crc32(point.id.encode()) % 1000
-        if point.cumulative:
-            value = 1000.0 + poll * (0.1 + level / 526)
-        elif point.unit == "W":
-            value = 200.0 + level * 5 + 50 * ((poll * 7 + level) % 11)
+    first = building.points[0].modbus
+    assert first is not None  # noqa: S101 - every synthetic point is on Modbus
+    return synthetic_poll(int(building.id[1:]), len(building.points), poll, at or _START + poll * first.poll_interval)
+
+
+def synthetic_poll(building: int, points: int, poll: int, at: datetime) -> list[Reading]:
+    """:func:`synthetic_readings` without the inventory: building number ``building`` with ``points`` points."""
+    out = []
+    for index in range(points):
+        point_id = f"b{building:04d}-p{index:03d}"
+        level = zlib.crc32(point_id.encode()) % 1000
+        if index % 5 == 0:
+            out.append(Reading(point_id, at, round(1000.0 + poll * (0.1 + level / 526), 3), "kWh"))
+        elif index % 2:
+            out.append(Reading(point_id, at, 200.0 + level * 5 + 50 * ((poll * 7 + level) % 11), "W"))
         else:
-            value = 17.0 + level / 250 + 0.1 * ((poll + level) % 9)
-        yield Reading(point.id, ts, round(value, 3), point.unit)
+            out.append(Reading(point_id, at, round(17.0 + level / 250 + 0.1 * ((poll + level) % 9), 3), "degC"))
+    return out

@@ -88,6 +88,8 @@ def test_the_demo_on_four_partitions_splits_within_ten_percent_over_two_workers(
         assert sorted(len(held) for held in workers) == [2, 2]
         assert spread(worker_loads(pmap, loads, workers)) <= TOLERANCE, workers
     assert worst_worker_spread(pmap, loads, 2) <= TOLERANCE
+    # 14 buildings cannot fill 12 partitions evenly: a small commune keeps 4 (the README says so).
+    assert worst_worker_spread(assign_partitions(demo, 12), loads, 2) > TOLERANCE
     # Kafka's key hash, which the producer used before, does not: 3/3/4/2 buildings in the issue, 65/35 of the work.
     hashed = PartitionMap(4, {b: DefaultPartitioner()(b.encode(), [0, 1, 2, 3], [0, 1, 2, 3]) for b in loads})
     assert worst_worker_spread(hashed, loads, 2) > TOLERANCE
