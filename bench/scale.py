@@ -40,7 +40,7 @@ c. *2 faust workers*, the same; then one more minute during which a worker is
   and temperature points, 4 points in 5; every building is flushed at the end),
   and the energy counters' kWh sum against the generator's (last − first index);
 * CPU seconds and peak RSS of each process (the children's own ``getrusage``,
-  ``/proc`` for workers and servers; InfluxDB's and Tansu's CPU is the part spent
+  ``/proc`` for workers, from the moment they are ready, and for servers; InfluxDB's and Tansu's CPU is the part spent
   during the configuration, their peak RSS is since they started), and the
   readings/s applied.
 
@@ -301,6 +301,7 @@ def _pipeline(buildings: int, points: int, influx: str, database: str, conn: Con
             processor = StreamProcessor(inventory, StreamSettings(allowed_lateness=LATENESS))
             pipeline = Pipeline(inventory, writer, SystemClock(), DeadLetterStore(), log, processor=processor)
             source = PipeSource()
+            ready = resource.getrusage(resource.RUSAGE_SELF)
             result.put("ready")
             task = asyncio.create_task(pipeline.run([], [source]))
             await source.done.wait()
@@ -312,7 +313,8 @@ def _pipeline(buildings: int, points: int, influx: str, database: str, conn: Con
             log.close()
         await writer.close()
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        return {"received": pipeline.stats.received, "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+        cpu = usage.ru_utime + usage.ru_stime - ready.ru_utime - ready.ru_stime  # from the moment it is ready
+        return {"received": pipeline.stats.received, "cpu_s": round(cpu, 1),
                 "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}  # fmt: skip
 
     result.put(asyncio.run(run()))
@@ -407,6 +409,7 @@ class Worker:
     process: subprocess.Popen[str]
     events: list[dict[str, Any]] = field(default_factory=list)
     ready: threading.Event = field(default_factory=threading.Event)
+    start_cpu_s: float = 0.0
     last: dict[str, Any] = field(default_factory=dict)
 
     def read(self) -> None:
@@ -420,7 +423,14 @@ class Worker:
                 else:
                     self.events.append(event)
                 if event["event"] == "ready":
+                    # What building the inventory and joining cost is left out of the figures.
+                    self.start_cpu_s = _proc(self.process.pid)["cpu_s"]
                     self.ready.set()
+
+    def usage(self) -> dict[str, float]:
+        """CPU seconds since the worker was ready, and its peak RSS."""
+        now = _proc(self.process.pid)
+        return {"cpu_s": round(now["cpu_s"] - self.start_cpu_s, 1), "peak_rss_mb": now["peak_rss_mb"]}
 
     def held(self) -> set[int]:
         """The partitions the worker said it holds last."""
@@ -524,7 +534,7 @@ def run_config(name: str, args: argparse.Namespace, influx_server: LocalServer, 
         kill_at = schedule.go_at + 60 * args.minutes + 2
         _wait(lambda: time.time() >= kill_at, args.minutes * 60 + 120, "the kill time")
         victim = started[0]
-        procs["worker-0 (killed)"] = _proc(victim.process.pid)
+        procs["worker-0 (killed)"] = victim.usage()
         kill["partitions"] = sorted(victim.held())
         victim.process.kill()
         kill["t"] = time.time()
@@ -550,7 +560,7 @@ def run_config(name: str, args: argparse.Namespace, influx_server: LocalServer, 
             kill["resumed_s"] = round(min(batches) - kill["t"], 2) if batches else None
         for i, w in enumerate(started):
             if w.process.poll() is None:
-                procs[f"worker-{i}"] = _proc(w.process.pid)
+                procs[f"worker-{i}"] = w.usage()
     time.sleep(2 * args.probe_s)
     stop.set()
     lags = observed.get(timeout=120)
@@ -637,7 +647,7 @@ def saturation(args: argparse.Namespace, tansu: LocalServer, workers: int) -> di
         # From the first batch applied by any worker to the progress report that saw the last flush.
         first = min(e["t"] for w in started for e in w.events if e["event"] == "first_batch")
         last = max(float(w.last["t"]) for w in started)
-        procs = {f"worker-{i}": _proc(w.process.pid) for i, w in enumerate(started)}
+        procs = {f"worker-{i}": w.usage() for i, w in enumerate(started)}
         split = [int(w.last.get("readings", 0)) for w in started]
     finally:
         for w in started:
