@@ -209,8 +209,14 @@ class _Runtime:
             from streams.faust_runner import KafkaForwarder
 
             # Readings go to Kafka; `econome worker` processes (any number, anywhere) aggregate them.
+            # The building -> partition map is kept beside the delivery log: a building added later
+            # moves no other (a moved building would lose its state in the workers' table).
             self.forwarder = KafkaForwarder(
-                inv, settings.kafka_url, topic=settings.kafka_topic, partitions=settings.kafka_partitions
+                inv,
+                settings.kafka_url,
+                topic=settings.kafka_topic,
+                partitions=settings.kafka_partitions,
+                map_path=settings.data_dir / "partitions.json",
             )
         self.pipeline = Pipeline(
             inv,

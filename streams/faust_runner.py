@@ -97,6 +97,7 @@ from streams.counters import Verdict
 from streams.errors import ConfigError, SinkError
 from streams.influx import InfluxConfig, InfluxV1Writer, InfluxV2Writer, RetryableSinkError, make_writer, to_ms
 from streams.metrics import Sensor
+from streams.partitioning import PartitionMap, assign_partitions, stored_partition_map
 from streams.record import Quality, Reading
 
 __all__ = [
@@ -755,8 +756,9 @@ async def publish(
     topic: str = SOURCE_TOPIC,
     max_batch: int = MAX_BATCH,
     end: bool = True,
+    partition_map: PartitionMap | None = None,
 ) -> int:
-    """Send readings as batches of one building each, keyed by building id.
+    """Send readings as batches of one building each, keyed by building id, to the building's partition.
 
     Args:
         readings: in time order.
@@ -767,35 +769,52 @@ async def publish(
         max_batch: readings per message at most.
         end: after the data, send the flush control message of every building
             of the inventory: the input is bounded and ends here.
+        partition_map: which partition carries each building; by default the
+            balanced map of :func:`streams.partitioning.assign_partitions` over
+            the topic's partition count.
 
     Returns:
         The number of messages sent (and acknowledged by the broker).
+
+    Raises:
+        ConfigError: the map is for another partition count than the topic's.
     """
     send = _sender(target, topic)
+    partitions = await _partition_count(target, topic)
+    pmap = partition_map or assign_partitions(inventory, partitions)
+    if pmap.partitions != partitions:
+        msg = f"the partition map is for {pmap.partitions} partitions, topic {topic} has {partitions}"
+        raise ConfigError(msg)
     pending: list[Awaitable[Any]] = []
     for building_id, batch in batch_readings(inventory, readings, max_batch):
-        pending.append(await send(building_id.encode(), encode_batch(batch)))
+        pending.append(await send(building_id.encode(), encode_batch(batch), pmap.partition_of(building_id)))
     if end:
         for _, building in inventory.buildings():
-            pending.append(await send(building.id.encode(), FLUSH_MESSAGE))
+            pending.append(await send(building.id.encode(), FLUSH_MESSAGE, pmap.partition_of(building.id)))
     # Sends are pipelined; wait until the broker has acknowledged every message.
     await asyncio.gather(*pending)
     return len(pending)
 
 
-def _sender(target: TopicT | AIOKafkaProducer, topic: str) -> Callable[[bytes, bytes], Awaitable[Awaitable[Any]]]:
+async def _partition_count(target: TopicT | AIOKafkaProducer, topic: str) -> int:
+    if isinstance(target, AIOKafkaProducer):
+        return len(await target.partitions_for(topic))
+    return target.partitions or target.app.conf.topic_partitions
+
+
+def _sender(target: TopicT | AIOKafkaProducer, topic: str) -> Callable[[bytes, bytes, int], Awaitable[Awaitable[Any]]]:
     if isinstance(target, AIOKafkaProducer):
         producer = target
 
-        async def send_kafka(key: bytes, value: bytes) -> Awaitable[Any]:
-            delivered: Awaitable[Any] = await producer.send(topic, value, key=key)
+        async def send_kafka(key: bytes, value: bytes, partition: int) -> Awaitable[Any]:
+            delivered: Awaitable[Any] = await producer.send(topic, value, key=key, partition=partition)
             return delivered
 
         return send_kafka
     faust_topic = target
 
-    async def send_faust(key: bytes, value: bytes) -> Awaitable[Any]:
-        return await faust_topic.send(key=key, value=value)
+    async def send_faust(key: bytes, value: bytes, partition: int) -> Awaitable[Any]:
+        return await faust_topic.send(key=key, value=value, partition=partition)
 
     return send_faust
 
@@ -922,8 +941,12 @@ class KafkaForwarder:
 
     Example::
 
-        forwarder = KafkaForwarder(inventory, "127.0.0.1:9092", partitions=12)
+        forwarder = KafkaForwarder(inventory, "127.0.0.1:9092", partitions=12, map_path=Path("var/partitions.json"))
         await forwarder.start()
+
+    Each building's batches go to its partition in the balanced map of
+    :mod:`streams.partitioning`; with ``map_path``, the map is kept in that file
+    so a building added later does not move the others (their state stays on their partition).
     """
 
     def __init__(
@@ -934,8 +957,14 @@ class KafkaForwarder:
         topic: str = SOURCE_TOPIC,
         partitions: int = 12,
         timeout: timedelta = timedelta(seconds=10),
+        map_path: Path | None = None,
     ) -> None:
         self.inventory = inventory
+        self.partition_map = (
+            assign_partitions(inventory, partitions)
+            if map_path is None
+            else stored_partition_map(inventory, partitions, map_path)
+        )
         self.bootstrap = bootstrap.removeprefix("kafka://")
         self.topic = topic
         self.partitions = partitions
@@ -970,7 +999,7 @@ class KafkaForwarder:
             raise SinkError(msg)
         try:
             await asyncio.wait_for(
-                publish(readings, self._producer, self.inventory, topic=self.topic, end=False),
+                publish(readings, self._producer, self.inventory, topic=self.topic, end=False, partition_map=self.partition_map),
                 self.timeout.total_seconds(),
             )
         except (KafkaError, TimeoutError) as exc:
