@@ -28,6 +28,13 @@ Every source runs as one named task under a ``TaskGroup``, with three more:
    refuses are dead-lettered, with its reason; the rest are written.
    InfluxDB going down is logged once (ERROR), its return once (INFO).
 
+With a :class:`Forwarder` (``econome run --runner faust``), a ``forward`` task
+also sends the log's readings on, in log order, with their sequence numbers
+and the log's identity, and moves the log's ``forward`` cursor once the
+receiver has them. It connects first; while the receiver is unreachable (at
+start too) the readings wait in the log, ERROR is logged once and INFO once
+it forwards again.
+
 After a crash the log holds everything: see :mod:`streams.buffer`.
 
 Backpressure (issue 10): nothing emitted is ever dropped. When the delivery
