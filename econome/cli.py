@@ -245,23 +245,33 @@ class _Runtime:
                 # readings wait in the delivery log; the writer tries to create the database again
                 # when a write finds it missing (review finding 5).
                 logger.error("%s; collecting anyway: readings wait in the delivery log, writes are retried", exc)
-        if self.forwarder is not None:
-            await self.forwarder.start()
+        # Kafka is not waited for either: the pipeline's forward step connects (ERROR once while it cannot),
+        # and the readings wait in the delivery log meanwhile. A topic of another partition count stops the run.
         task = asyncio.create_task(self.pipeline.run(self.polled, self.pushed), name="pipeline")
         stopper = asyncio.create_task(stop.wait(), name="stop-signal")
+        config_error: ConfigError | None = None
         try:
             await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stopper.cancel()
             if not task.done():
                 task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            try:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            except* ConfigError as group:  # from the pipeline's TaskGroup
+                config_error = next(e for e in _leaves(group) if isinstance(e, ConfigError))
             close_buses(self.buses)
             if self.forwarder is not None:
                 await self.forwarder.stop()
             await self.writer.close()
             self.log.close()
+        if config_error is not None:
+            raise config_error
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    return [leaf for e in group.exceptions for leaf in (_leaves(e) if isinstance(e, BaseExceptionGroup) else [e])]
 
 
 def _install_signals(stop: asyncio.Event) -> None:
@@ -351,6 +361,9 @@ def run(
     died: list[BaseException] = []
     try:
         asyncio.run(main())
+    except ConfigError as exc:  # the Kafka topic has another partition count than ECONOME_KAFKA_PARTITIONS
+        typer.echo(f"error: {redactor.redact(str(exc))}", err=True)
+        raise typer.Exit(code=EXIT_CONFIG) from exc
     except TelemetryError as exc:
         typer.echo(f"error: {redactor.redact(str(exc))}", err=True)
         raise typer.Exit(code=1) from exc

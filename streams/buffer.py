@@ -18,6 +18,12 @@ unacknowledged at the broker, polls are skipped: see :mod:`streams.pipeline`).
 A warning is logged when it passes 80 %. An empty log takes any batch, so
 that one batch larger than the bound cannot wedge it.
 
+Sequence numbers only grow (``AUTOINCREMENT``: a number is never reused, even
+once its reading is trimmed). With the log's identity, :attr:`DeliveryLog.log_id`
+(made when the file is created), they name a reading for good: the Kafka
+forwarder sends them along, and a faust worker recognizes a batch forwarded
+twice by them (see :mod:`streams.faust_runner`).
+
 Durability: ``synchronous=NORMAL`` in WAL mode survives a process crash; a
 power cut may lose the last transactions (set ``synchronous="FULL"`` for that).
 
@@ -41,6 +47,7 @@ import json
 import logging
 import sqlite3
 import threading
+import uuid
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -63,6 +70,7 @@ CREATE TABLE IF NOT EXISTS readings (
 CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, line TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS snapshots (name TEXT PRIMARY KEY, seq INTEGER NOT NULL, state TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
@@ -146,6 +154,11 @@ class DeliveryLog:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.executescript(_SCHEMA)
+        # A log made before the identity existed gets one at its next open (the table is created above).
+        self._db.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('log_id', ?)", (uuid.uuid4().hex,))
+        self.log_id: str = self._db.execute("SELECT value FROM meta WHERE name = 'log_id'").fetchone()[0]
+        """This log's identity, made at its creation: its sequence numbers mean something only with it
+        (a log deleted and made again numbers from 1 again, under another identity)."""
         self._warned = False
         self._depth = self._count()
         # Who must have read a reading before it is deleted: the sink always; the

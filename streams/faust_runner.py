@@ -28,7 +28,19 @@ batch. The agent answers it as the in-process runner does at the end: it calls
 **Delivery.** Kafka gives at-least-once here (Tansu has no transactions, defect
 B4). The table entry records the source offset of the last batch applied, in
 the same changelog record as the state, so a batch delivered again after a
-restart is skipped instead of being counted twice. The sink is written before
+restart is skipped instead of being counted twice. A batch *sent* again is
+another matter: :class:`KafkaForwarder` re-sends what Kafka did not
+acknowledge (a send cancelled by a stop, or timed out after the broker took
+part of it), and the copies land at new offsets. So each message it sends
+carries, in its ``econome-seq`` header (:class:`LogSequence`), the
+delivery-log sequence number of each reading, and the table entry also keeps,
+per delivery log, the highest number applied: readings at or below it are
+skipped. That holds because a building's readings reach its partition in log
+order: the forwarder reads the log in order and sends a batch only once the
+one before is acknowledged, and aiokafka keeps one request in flight per
+broker and retries a batch in its place. A message without the header
+(:func:`publish` without ``seqs``, an older forwarder) is deduplicated by
+offset only, and an older worker ignores the header. The sink is written before
 the state is saved, and an aggregate written again overwrites the same point,
 so a crash between the two repeats a write and loses nothing. If the sink
 raises, the building's processor is dropped from memory before the error
@@ -75,6 +87,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import tempfile
@@ -83,7 +96,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Se
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import faust
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -94,7 +107,7 @@ from faust.types import TP, EventT, StreamT, TableT, TopicT
 from inventory import Inventory
 from streams.aggregate import AggregateRecord, StreamProcessor, StreamSettings
 from streams.counters import Verdict
-from streams.errors import ConfigError, SinkError
+from streams.errors import ConfigError, DecodeError, SinkError
 from streams.influx import InfluxConfig, InfluxV1Writer, InfluxV2Writer, RetryableSinkError, make_writer, to_ms
 from streams.metrics import Sensor
 from streams.partitioning import PartitionMap, assign_partitions, stored_partition_map
@@ -103,6 +116,7 @@ from streams.record import Quality, Reading
 __all__ = [
     "FLUSH_MESSAGE",
     "MAX_BATCH",
+    "SEQUENCE_HEADER",
     "SOURCE_TOPIC",
     "STATE_TABLE",
     "AggregateKey",
@@ -110,13 +124,16 @@ __all__ = [
     "FaustRunner",
     "InfluxAggregateSink",
     "ListSink",
+    "LogSequence",
     "RunnerStats",
     "aggregate_in_process",
     "batch_readings",
     "building_inventory",
     "collect",
     "decode_batch",
+    "decode_sequence",
     "encode_batch",
+    "encode_sequence",
     "ensure_topic",
     "make_app",
     "publish",
@@ -130,11 +147,16 @@ STATE_TABLE = "econome-state"
 MAX_BATCH = 500
 FLUSH_MESSAGE = b'{"control":"flush"}'
 STATE_FORMAT_VERSION = 1
+SEQUENCE_HEADER = "econome-seq"
+#: Delivery logs remembered per building in the state table (a log made again has a new identity).
+MAX_LOGS = 16
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 #: An aggregate's identity: measurement, tags and window start. Writing it again overwrites it.
 AggregateKey = tuple[str, tuple[tuple[str, str], ...], datetime]
+
+_Item = TypeVar("_Item")
 
 
 # -- the partitioning, shared by both runners ---------------------------------------
@@ -169,19 +191,26 @@ def batch_readings(
     to the inventory cannot be routed: they are logged and left out (the
     processor would reject them anyway).
 
-    Yields:
-        ``(building id, readings)`` pairs.
+    Returns:
+        An iterator of ``(building id, readings)`` pairs.
     """
+    return _batches(inventory, readings, lambda reading: reading, max_batch)
+
+
+def _batches(
+    inventory: Inventory, items: Iterable[_Item], reading_of: Callable[[_Item], Reading], max_batch: int
+) -> Iterator[tuple[str, list[_Item]]]:
+    """:func:`batch_readings` over items that carry a reading (a reading and its sequence number)."""
     building_of = {point.id: building.id for building, point in inventory.points()}
-    pending: dict[str, list[Reading]] = {}
+    pending: dict[str, list[_Item]] = {}
     unknown = 0
-    for reading in readings:
-        building_id = building_of.get(reading.point_id)
+    for item in items:
+        building_id = building_of.get(reading_of(item).point_id)
         if building_id is None:
             unknown += 1
             continue
         batch = pending.setdefault(building_id, [])
-        batch.append(reading)
+        batch.append(item)
         if len(batch) >= max_batch:
             yield building_id, batch
             pending[building_id] = []
@@ -254,6 +283,59 @@ def decode_batch(payload: bytes) -> list[Reading]:
         Reading(point_id, _EPOCH + timedelta(milliseconds=ts_ms), float(value), unit, Quality(quality))
         for point_id, ts_ms, value, unit, quality in json.loads(payload)
     ]
+
+
+class LogSequence(NamedTuple):
+    """Where a message's readings come from: a delivery log and the sequence number of each reading in it.
+
+    :class:`KafkaForwarder` sends it in the message's ``econome-seq`` header
+    (:func:`encode_sequence`); a batch forwarded again carries the same
+    numbers, so a worker applies each reading once. A message without the
+    header (from :func:`publish` without ``seqs``, or from an older forwarder)
+    is deduplicated by its offset only.
+    """
+
+    log_id: str
+    seqs: list[int]
+
+    @property
+    def last(self) -> int:
+        """The highest sequence number (the readings of a building are forwarded in log order)."""
+        return self.seqs[-1]
+
+
+def encode_sequence(sequence: LogSequence) -> bytes:
+    """The ``econome-seq`` header: JSON ``{"log": id, "seqs": [first, step, step...]}``.
+
+    Each number after the first is the step from the previous one (mostly 1:
+    a poll's readings are stored together), which keeps the header a few bytes per reading.
+
+    >>> encode_sequence(LogSequence("a1", [7, 8, 9, 40]))
+    b'{"log":"a1","seqs":[7,1,1,31]}'
+    >>> decode_sequence(encode_sequence(LogSequence("a1", [7, 8, 9, 40])))
+    LogSequence(log_id='a1', seqs=[7, 8, 9, 40])
+    """
+    seqs = sequence.seqs
+    steps = [seqs[0], *(b - a for a, b in itertools.pairwise(seqs))] if seqs else []
+    return json.dumps({"log": sequence.log_id, "seqs": steps}, separators=(",", ":")).encode()
+
+
+def decode_sequence(header: bytes) -> LogSequence:
+    """The :class:`LogSequence` of an ``econome-seq`` header.
+
+    Raises:
+        DecodeError: the header is not one :func:`encode_sequence` makes
+            (numbers not increasing included).
+    """
+    try:
+        body = json.loads(header)
+        log_id, steps = body["log"], body["seqs"]
+        if not isinstance(log_id, str) or not steps or not all(isinstance(n, int) and n > 0 for n in steps):
+            raise ValueError(header)
+    except (ValueError, TypeError, KeyError) as exc:
+        msg = f"{SEQUENCE_HEADER} header {header[:80]!r} is malformed"
+        raise DecodeError(msg) from exc
+    return LogSequence(log_id, list(itertools.accumulate(steps)))
 
 
 # -- sinks -----------------------------------------------------------------------------
@@ -360,6 +442,8 @@ class RunnerStats:
         batches: data messages applied.
         readings: readings in them.
         redelivered: messages skipped because the state already covered them.
+        resent: readings skipped because their delivery-log sequence number showed
+            them applied already (a batch the forwarder sent again, at new offsets).
         rejected: readings the processor rejected (validation, unknown point).
         late: readings behind the watermark, applied as corrections.
         records: aggregate records handed to the sink.
@@ -371,6 +455,7 @@ class RunnerStats:
     batches: int = 0
     readings: int = 0
     redelivered: int = 0
+    resent: int = 0
     rejected: int = 0
     late: int = 0
     records: int = 0
@@ -415,6 +500,8 @@ class FaustRunner:
         self._inventories: dict[str, Inventory] = {}
         # building id -> (processor, the table value it was restored from or saved as, its source offset)
         self._cache: dict[str, tuple[StreamProcessor, bytes, int]] = {}
+        # building id -> delivery log id -> the highest sequence number applied; kept in step with _cache
+        self._applied: dict[str, dict[str, int]] = {}
         self._progress = asyncio.Condition()
         self.sensor = sensor or Sensor()
         self.health_every = health_every
@@ -525,9 +612,16 @@ class FaustRunner:
             self.sensor.on_worker_message(partition, readings=0, redelivered=True)
             return
         payload = event.value
+        sequence = self._sequence(event, building_id)
+        applied = self._applied.get(building_id, {}).get(sequence.log_id, 0) if sequence is not None else 0
+        if sequence is not None and sequence.last <= applied:
+            # Forwarded again at new offsets (a send cancelled or timed out after the broker took it).
+            self.stats.resent += len(sequence.seqs)
+            self.sensor.on_worker_message(partition, readings=0, redelivered=True)
+            return
         readings_before = self.stats.readings
         try:
-            records = self._apply(processor, payload)
+            records = self._apply(processor, payload, sequence, applied)
             if records:
                 # Sink first, then state: a crash in between repeats an (idempotent) write instead of losing it.
                 await self.sink.write(records)
@@ -537,17 +631,37 @@ class FaustRunner:
             # restores the saved state. Cancellation included; it is re-raised.
             self._cache.pop(building_id, None)
             raise
-        self._save(building_id, processor, offset)
+        self._save(building_id, processor, offset, sequence)
         self.sensor.on_worker_message(partition, readings=self.stats.readings - readings_before, redelivered=False)
         async with self._progress:
             if payload == FLUSH_MESSAGE:
                 self.stats.flushed.add(building_id)
             self._progress.notify_all()
 
-    def _apply(self, processor: StreamProcessor, payload: bytes) -> list[AggregateRecord]:
+    def _sequence(self, event: EventT[bytes], building_id: str) -> LogSequence | None:
+        """The delivery-log numbers of the message's readings; None without them (offset dedup only)."""
+        header = (event.headers or {}).get(SEQUENCE_HEADER)
+        if header is None:
+            return None
+        try:
+            return decode_sequence(header if isinstance(header, bytes) else str(header).encode())
+        except DecodeError as exc:
+            logger.warning("building %s, offset %s: %s; deduplicated by offset only", building_id, event.message.offset, exc)
+            return None
+
+    def _apply(
+        self, processor: StreamProcessor, payload: bytes, sequence: LogSequence | None = None, applied: int = 0
+    ) -> list[AggregateRecord]:
         if payload == FLUSH_MESSAGE:
             return processor.flush()
         readings = decode_batch(payload)
+        if sequence is not None and len(sequence.seqs) != len(readings):
+            logger.warning("%s header of %s numbers for %s readings ignored", SEQUENCE_HEADER, len(sequence.seqs), len(readings))
+        elif sequence is not None and sequence.seqs[0] <= applied:
+            # The first part was applied from an earlier send (this one read more of the log): skip that part.
+            fresh = [reading for reading, seq in zip(readings, sequence.seqs, strict=True) if seq > applied]
+            self.stats.resent += len(readings) - len(fresh)
+            readings = fresh
         result = processor.process(readings)
         self.stats.batches += 1
         self.stats.readings += len(readings)
@@ -570,6 +684,7 @@ class FaustRunner:
         # No cache, or the table moved on without us (another worker had the partition): restore from the table.
         processor = StreamProcessor(self._building_inventory(building_id), self.settings)
         covered = -1
+        self._applied[building_id] = {}
         if saved is not None:
             state = json.loads(saved)
             if state.get("format_version") != STATE_FORMAT_VERSION:
@@ -577,10 +692,24 @@ class FaustRunner:
                 raise ConfigError(msg)
             processor.load(state["processor"])
             covered = int(state["offset"])
+            # Absent from the states saved before the forwarder sent sequence numbers.
+            self._applied[building_id] = {str(k): int(v) for k, v in state.get("logs", {}).items()}
         return processor, covered
 
-    def _save(self, building_id: str, processor: StreamProcessor, offset: int) -> None:
-        state = {"format_version": STATE_FORMAT_VERSION, "offset": offset, "processor": processor.to_dict()}
+    def _save(self, building_id: str, processor: StreamProcessor, offset: int, sequence: LogSequence | None = None) -> None:
+        applied = self._applied.setdefault(building_id, {})
+        if sequence is not None and sequence.last > applied.get(sequence.log_id, 0):
+            # The log just used goes last; the oldest is forgotten past MAX_LOGS (a log made again has a new id).
+            applied.pop(sequence.log_id, None)
+            applied[sequence.log_id] = sequence.last
+            while len(applied) > MAX_LOGS:
+                del applied[next(iter(applied))]
+        state = {
+            "format_version": STATE_FORMAT_VERSION,
+            "offset": offset,
+            "logs": applied,
+            "processor": processor.to_dict(),
+        }
         value = json.dumps(state).encode()
         self.table[building_id.encode()] = value
         self._cache[building_id] = (processor, value, offset)
@@ -757,6 +886,8 @@ async def publish(
     max_batch: int = MAX_BATCH,
     end: bool = True,
     partition_map: PartitionMap | None = None,
+    seqs: Sequence[int] | None = None,
+    log_id: str | None = None,
 ) -> int:
     """Send readings as batches of one building each, keyed by building id, to the building's partition.
 
@@ -772,12 +903,19 @@ async def publish(
         partition_map: which partition carries each building; by default the
             balanced map of :func:`streams.partitioning.assign_partitions` over
             the topic's partition count.
+        seqs: the delivery-log sequence number of each reading, increasing, with
+            ``log_id`` the log's identity: each message carries its readings'
+            numbers (:class:`LogSequence`), so that the worker applies a batch
+            sent again only once. Without them, the worker skips only what it
+            reads again at an offset it already applied.
+        log_id: the delivery log the numbers belong to (:attr:`streams.buffer.DeliveryLog.log_id`).
 
     Returns:
         The number of messages sent (and acknowledged by the broker).
 
     Raises:
         ConfigError: the map is for another partition count than the topic's.
+        ValueError: ``seqs`` without ``log_id``, or not one per reading.
     """
     send = _sender(target, topic)
     partitions = await _partition_count(target, topic)
@@ -786,11 +924,22 @@ async def publish(
         msg = f"the partition map is for {pmap.partitions} partitions, topic {topic} has {partitions}"
         raise ConfigError(msg)
     pending: list[Awaitable[Any]] = []
-    for building_id, batch in batch_readings(inventory, readings, max_batch):
-        pending.append(await send(building_id.encode(), encode_batch(batch), pmap.partition_of(building_id)))
+    if seqs is None:
+        for building_id, batch in batch_readings(inventory, readings, max_batch):
+            pending.append(await send(building_id.encode(), encode_batch(batch), pmap.partition_of(building_id), None))
+    else:
+        readings = list(readings)
+        if log_id is None or len(seqs) != len(readings):
+            msg = f"publish: {len(seqs)} sequence numbers for {len(readings)} readings, log {log_id!r}"
+            raise ValueError(msg)
+        numbered = zip(readings, seqs, strict=True)
+        for building_id, pairs in _batches(inventory, numbered, lambda pair: pair[0], max_batch):
+            header = encode_sequence(LogSequence(log_id, [seq for _, seq in pairs]))
+            value = encode_batch([reading for reading, _ in pairs])
+            pending.append(await send(building_id.encode(), value, pmap.partition_of(building_id), header))
     if end:
         for _, building in inventory.buildings():
-            pending.append(await send(building.id.encode(), FLUSH_MESSAGE, pmap.partition_of(building.id)))
+            pending.append(await send(building.id.encode(), FLUSH_MESSAGE, pmap.partition_of(building.id), None))
     # Sends are pipelined; wait until the broker has acknowledged every message.
     await asyncio.gather(*pending)
     return len(pending)
@@ -802,19 +951,25 @@ async def _partition_count(target: TopicT | AIOKafkaProducer, topic: str) -> int
     return target.partitions or target.app.conf.topic_partitions
 
 
-def _sender(target: TopicT | AIOKafkaProducer, topic: str) -> Callable[[bytes, bytes, int], Awaitable[Awaitable[Any]]]:
+_Send = Callable[[bytes, bytes, int, bytes | None], Awaitable[Awaitable[Any]]]
+
+
+def _sender(target: TopicT | AIOKafkaProducer, topic: str) -> _Send:
+    """A send function for the target: key, value, partition and the ``econome-seq`` header (or None)."""
     if isinstance(target, AIOKafkaProducer):
         producer = target
 
-        async def send_kafka(key: bytes, value: bytes, partition: int) -> Awaitable[Any]:
-            delivered: Awaitable[Any] = await producer.send(topic, value, key=key, partition=partition)
+        async def send_kafka(key: bytes, value: bytes, partition: int, sequence: bytes | None) -> Awaitable[Any]:
+            headers = [(SEQUENCE_HEADER, sequence)] if sequence is not None else None
+            delivered: Awaitable[Any] = await producer.send(topic, value, key=key, partition=partition, headers=headers)
             return delivered
 
         return send_kafka
     faust_topic = target
 
-    async def send_faust(key: bytes, value: bytes, partition: int) -> Awaitable[Any]:
-        return await faust_topic.send(key=key, value=value, partition=partition)
+    async def send_faust(key: bytes, value: bytes, partition: int, sequence: bytes | None) -> Awaitable[Any]:
+        headers = {SEQUENCE_HEADER: sequence} if sequence is not None else None
+        return await faust_topic.send(key=key, value=value, partition=partition, headers=headers)
 
     return send_faust
 
@@ -936,8 +1091,16 @@ class KafkaForwarder:
 
     It is the pipeline's :class:`~streams.pipeline.Forwarder` when ``econome run``
     uses the faust runner: the delivery log's ``forward`` cursor moves only once
-    Kafka has acknowledged a batch, so a crash re-sends rather than loses; the
-    runner's offset in its table makes a re-sent batch count once.
+    Kafka has acknowledged a batch, so a crash re-sends rather than loses. A
+    batch sent again lands at new offsets (the first send was cancelled by a
+    stop, or timed out after the broker took part of it), so each message
+    carries the log sequence numbers of its readings (:class:`LogSequence`),
+    and the worker skips the readings it has applied already.
+
+    Kafka unreachable is not fatal: :meth:`start` and :meth:`send` raise
+    :class:`~streams.errors.SinkError`, the pipeline keeps the readings in its
+    delivery log and tries again (:meth:`send` connects first when
+    :meth:`start` could not).
 
     Example::
 
@@ -972,12 +1135,14 @@ class KafkaForwarder:
         self._producer: AIOKafkaProducer | None = None
 
     async def start(self) -> None:
-        """Create the source topic if it is missing, and start the producer.
+        """Create the source topic if it is missing, and start the producer; nothing once started.
 
         Raises:
             SinkError: the broker cannot be reached.
             ConfigError: the topic exists with another partition count.
         """
+        if self._producer is not None:
+            return
         await ensure_topic(self.bootstrap, self.topic, self.partitions, self.timeout)
         producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, max_request_size=8 * 1024 * 1024)
         try:
@@ -988,20 +1153,28 @@ class KafkaForwarder:
             raise SinkError(msg) from exc
         self._producer = producer
 
-    async def send(self, readings: list[Reading]) -> None:
+    async def send(self, readings: list[Reading], *, seqs: Sequence[int] | None = None, log_id: str | None = None) -> None:
         """Publish readings; returns once the broker acknowledged them.
+
+        Args:
+            readings: in delivery-log order.
+            seqs: their sequence numbers in the delivery log, sent along (see :func:`publish`).
+            log_id: the log's identity.
 
         Raises:
             SinkError: the broker refused or could not be reached.
+            ConfigError: the broker is back, with a topic of another partition count.
         """
-        if self._producer is None:
-            msg = "KafkaForwarder.send before start"
-            raise SinkError(msg)
+        await self.start()
+        assert self._producer is not None  # noqa: S101 - start() set it or raised
         try:
             await asyncio.wait_for(
-                publish(readings, self._producer, self.inventory, topic=self.topic, end=False, partition_map=self.partition_map),
+                publish(
+                    readings, self._producer, self.inventory, topic=self.topic, end=False,
+                    partition_map=self.partition_map, seqs=seqs, log_id=log_id,
+                ),
                 self.timeout.total_seconds(),
-            )
+            )  # fmt: skip
         except (KafkaError, TimeoutError) as exc:
             msg = f"Kafka {self.bootstrap}: publishing {len(readings)} readings failed: {exc!r}"
             raise SinkError(msg) from exc

@@ -28,6 +28,13 @@ Every source runs as one named task under a ``TaskGroup``, with three more:
    refuses are dead-lettered, with its reason; the rest are written.
    InfluxDB going down is logged once (ERROR), its return once (INFO).
 
+With a :class:`Forwarder` (``econome run --runner faust``), a ``forward`` task
+also sends the log's readings on, in log order, with their sequence numbers
+and the log's identity, and moves the log's ``forward`` cursor once the
+receiver has them. It connects first; while the receiver is unreachable (at
+start too) the readings wait in the log, ERROR is logged once and INFO once
+it forwards again.
+
 After a crash the log holds everything: see :mod:`streams.buffer`.
 
 Backpressure (issue 10): nothing emitted is ever dropped. When the delivery
@@ -105,8 +112,16 @@ class LogState(str, Enum):
 class Forwarder(Protocol):
     """Sends readings on, durably: :meth:`send` returns once the receiver has them."""
 
-    async def send(self, readings: list[Reading]) -> None:
-        """Send a batch (raises on failure; it is sent again)."""
+    async def start(self) -> None:
+        """Connect; nothing once connected (raises :class:`SinkError` while the receiver is unreachable)."""
+        ...
+
+    async def send(self, readings: list[Reading], *, seqs: Sequence[int] | None = None, log_id: str | None = None) -> None:
+        """Send a batch (raises :class:`SinkError` on failure; it is sent again).
+
+        ``seqs`` are the readings' sequence numbers in the delivery log ``log_id``:
+        a batch sent again carries the same ones, so the receiver can apply each reading once.
+        """
         ...
 
 
@@ -253,6 +268,7 @@ class Pipeline:
         self._stop_at: float | None = None
         self._influx_up: bool | None = None
         self._influx_failures = 0
+        self._forward_failures = 0
         self._logged = asyncio.Event()
         self._outboxed = asyncio.Event()
         self._points = {point.id: point for _, point in inventory.points()}
@@ -683,7 +699,19 @@ class Pipeline:
     async def _forward_loop(self, forwarder: Forwarder) -> None:
         seq = self.log.cursor("forward")
         delay = self.retry_min.total_seconds()
+        connected = False
         while True:
+            if not connected:
+                # The receiver may be unreachable at start: readings wait in the log meanwhile, as for InfluxDB.
+                try:
+                    await forwarder.start()
+                except SinkError as exc:
+                    self._forward_down(exc, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, self.retry_max.total_seconds())
+                    continue
+                connected = True
+                self._forward_up()
             try:
                 rows = self.log.readings_after(seq, self.batch_size)
             except _DISK_ERRORS as exc:
@@ -695,16 +723,37 @@ class Pipeline:
                 await asyncio.sleep(self.flush_interval.total_seconds())
                 continue
             try:
-                await forwarder.send([reading for _, reading in rows])
+                await forwarder.send([reading for _, reading in rows], seqs=[n for n, _ in rows], log_id=self.log.log_id)
+            except SinkError as exc:
+                self._forward_down(exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry_max.total_seconds())
+                continue
+            self._forward_up()
+            try:
                 self.log.set_cursor("forward", rows[-1][0])
-            except (SinkError, *_DISK_ERRORS) as exc:
-                logger.warning("forwarding %s readings failed, retrying in %.1fs: %s", len(rows), delay, exc)
+            except _DISK_ERRORS as exc:
+                # Sent but not recorded: sent again from the old cursor, with the same numbers (the receiver skips them).
+                self._disk_failed("forward", "cannot move the forward cursor", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.retry_max.total_seconds())
                 continue
             self._disk_ok("forward")
             delay = self.retry_min.total_seconds()
             seq = rows[-1][0]
+
+    def _forward_down(self, exc: SinkError, delay: float) -> None:
+        """Forwarding failed: ERROR once per outage, DEBUG while it lasts."""
+        self._forward_failures += 1
+        if self._forward_failures > 1:
+            logger.debug("forward: failed again, retrying in %.1fs: %s", delay, exc)
+            return
+        logger.error("forward: %s; readings wait in the delivery log and are forwarded when it answers", exc)
+
+    def _forward_up(self) -> None:
+        if self._forward_failures:
+            logger.info("forward: working again after %d failed attempts", self._forward_failures)
+        self._forward_failures = 0
 
     # -- point status -----------------------------------------------------------------
 

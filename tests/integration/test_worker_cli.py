@@ -50,16 +50,20 @@ def test_a_kafka_url_that_is_no_kafka_url_is_a_settings_error(monkeypatch: pytes
     assert "ECONOME_KAFKA_URL: must be kafka://HOST:PORT" in result.output
 
 
-def test_run_with_the_faust_runner_stops_on_an_unreachable_broker_naming_it(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+@pytest.mark.usefixtures("env")
+def test_run_with_the_faust_runner_refuses_a_topic_with_other_partitions(
+    monkeypatch: pytest.MonkeyPatch, kafka_server: Endpoint, unique_name: str
 ) -> None:
-    """``econome run --runner faust`` collects and forwards: without its broker it cannot forward, and says so."""
-    url = f"127.0.0.1:{free_port()}"
-    monkeypatch.setenv("ECONOME_DATA_DIR", str(tmp_path))
+    """``econome run --runner faust`` collects with Kafka down (test_forward_kafka_down.py), but a topic of another
+    partition count is a configuration error, exit 2, as for ``econome worker``."""
+    address = f"{kafka_server.host}:{kafka_server.port}"
+    create_topic(address, f"{unique_name}-readings", 2)
     monkeypatch.setenv("ECONOME_DETECT_ENABLED", "false")
     monkeypatch.setenv("ECONOME_INFLUX_URL", f"http://127.0.0.1:{free_port()}")
-    monkeypatch.setenv("ECONOME_KAFKA_URL", f"kafka://{url}")
+    monkeypatch.setenv("ECONOME_STOP_TIMEOUT_S", "1")
+    monkeypatch.setenv("ECONOME_KAFKA_URL", f"kafka://{address}")
+    monkeypatch.setenv("ECONOME_KAFKA_PARTITIONS", "4")
     result = CliRunner().invoke(app, ["run", CONFIG, "--runner", "faust", "--duration", "30"])
-    assert result.exit_code == 1, result.output
-    assert f"error: Kafka {url} unreachable (ECONOME_KAFKA_URL)" in result.output
+    assert result.exit_code == 2, result.output
+    assert f"topic {unique_name}-readings has 2 partitions, the settings say 4" in result.output
     assert CliRunner().invoke(app, ["run", CONFIG, "--runner", "kafka"]).exit_code == 2
