@@ -124,6 +124,7 @@ def _bills_kwh(path: Path, accounts: dict[str, tuple[str, float]]) -> dict[str, 
     return out
 
 
+@pytest.mark.timeout(300)  # ~40 s on a quiet machine; past 120 s under two test workers and a loaded machine
 def test_utility_buildings_from_simulated_files_reach_dashboards_mv_operat_and_detection(
     influxdb_server: Any, unique_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
