@@ -123,6 +123,7 @@ class Worker:
 
     def __init__(self, name: str, config: Path, env: dict[str, str], folder: Path, *options: str) -> None:
         self.name = name
+        self.host = env.get("ECONOME_WORKER_METRICS_HOST", "127.0.0.1")
         self.port = free_port()
         self.log = folder / f"{name}-{time.monotonic_ns()}.log"
         data = folder / name
@@ -136,7 +137,7 @@ class Worker:
     def metrics(self) -> dict[str, float]:
         """The worker's samples, ``name{label=value}`` -> value; empty while it does not answer."""
         try:
-            text = httpx.get(f"http://127.0.0.1:{self.port}/metrics", timeout=2).text
+            text = httpx.get(f"http://{self.host}:{self.port}/metrics", timeout=2).text
         except httpx.HTTPError:
             return {}
         out = {}

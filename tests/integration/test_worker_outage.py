@@ -18,6 +18,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 
 from econome.localservers import create_topic, free_port, restart, start_influxdb
@@ -68,6 +69,7 @@ def test_an_influxdb_outage_under_a_worker_loses_nothing(
         "ECONOME_INFLUX_URL": influx.url,
         "ECONOME_INFLUX_DATABASE": "econome",
         "ECONOME_LOG_LEVEL": "INFO",
+        "ECONOME_WORKER_METRICS_HOST": "127.0.0.2",  # the metrics listen there, not on 127.0.0.1
     }
     reference: list[Pipeline | BaseException] = []
 
@@ -83,6 +85,8 @@ def test_an_influxdb_outage_under_a_worker_loses_nothing(
     try:
         _wait("the worker holds every partition",
               lambda: worker.value("econome_worker_assigned_partitions") == PARTITIONS, 60, [worker])  # fmt: skip
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://127.0.0.1:{worker.port}/metrics", timeout=2)
         asyncio.run(_publish(readings[:quarter], address, topic, inventory, end=False))
         _wait("the first quarter handled", lambda: asyncio.run(_committed_lag(address, group, topic)) == 0, 60, [worker])
         influx.stop()

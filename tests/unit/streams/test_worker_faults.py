@@ -54,7 +54,8 @@ def _runner(inventory: Inventory, sink: ListSink, sensor: PrometheusSensor) -> F
 
 
 def _event(building: str, readings: list[Reading], offset: int) -> Any:
-    return SimpleNamespace(key=building.encode(), value=encode_batch(readings), message=SimpleNamespace(offset=offset, partition=1))
+    message = SimpleNamespace(offset=offset, partition=1)
+    return SimpleNamespace(key=building.encode(), value=encode_batch(readings), message=message)
 
 
 def _samples(sensor: PrometheusSensor) -> dict[str, float]:
