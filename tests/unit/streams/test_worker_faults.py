@@ -47,6 +47,8 @@ class FailingSink(ListSink):
 
 def _runner(inventory: Inventory, sink: ListSink, sensor: PrometheusSensor) -> FaustRunner:
     runner = make_app(inventory, "kafka://127.0.0.1:1", app_id="faults", partitions=4, sink=sink, sensor=sensor)
+    # The defaults deploy/OPERATIONS.md states: 1 s, doubled up to 10 s.
+    assert (runner.write_retry_min, runner.write_retry_max) == (timedelta(seconds=1), timedelta(seconds=10))
     runner.table = {}  # type: ignore[assignment]  # faust's table needs a running app; a dict at the boundary
     runner.write_retry_min = timedelta(milliseconds=10)
     runner.write_retry_max = timedelta(milliseconds=40)
