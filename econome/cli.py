@@ -361,7 +361,7 @@ def run(
     died: list[BaseException] = []
     try:
         asyncio.run(main())
-    except ConfigError as exc:  # the Kafka topic has another partition count than ECONOME_KAFKA_PARTITIONS
+    except ConfigError as exc:  # the topic's partitions differ from ECONOME_KAFKA_PARTITIONS: as `econome worker`
         typer.echo(f"error: {redactor.redact(str(exc))}", err=True)
         raise typer.Exit(code=EXIT_CONFIG) from exc
     except TelemetryError as exc:
@@ -380,8 +380,13 @@ def run(
 def worker(
     config: Annotated[Path, typer.Argument(help="Inventory YAML file.")],
     metrics_port: Annotated[int | None, typer.Option(
-        help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics (default: ECONOME_WORKER_METRICS_PORT).")] = None,
+        min=1, max=65535,
+        help="Serve Prometheus metrics on --metrics-host:PORT/metrics (default: ECONOME_WORKER_METRICS_PORT).")] = None,
+    metrics_host: Annotated[str | None, typer.Option(
+        help="The address the metrics listen on: 0.0.0.0 for a Prometheus on another host or container "
+             "(default: ECONOME_WORKER_METRICS_HOST, 127.0.0.1).")] = None,
     web_port: Annotated[int | None, typer.Option(
+        min=1, max=65535,
         help="Serve faust's web views on 127.0.0.1:PORT (default: ECONOME_WORKER_WEB_PORT; off when unset).")] = None,
     duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
 ) -> None:
@@ -395,6 +400,7 @@ def worker(
     redactor = _setup_logging(settings.log_level, settings)
     inv = _load(config)
     port = metrics_port if metrics_port is not None else settings.worker_metrics_port
+    host = metrics_host if metrics_host is not None else settings.worker_metrics_host
     web = web_port if web_port is not None else settings.worker_web_port
     faust_dir = settings.data_dir / "faust"
     try:
@@ -412,10 +418,15 @@ def worker(
             asyncio.get_running_loop().call_later(duration, stop.set)
         sensor = PrometheusSensor() if port else None
         if sensor is not None and port:
-            sensor.serve(port)
+            try:
+                sensor.serve(port, addr=host)
+            except OSError as exc:  # taken, or an address not of this host
+                msg = f"cannot serve metrics on {host}:{port} (--metrics-host/--metrics-port): {exc.strerror or exc}"
+                raise ConfigError(msg) from exc
         # The worker creates the topic if the forwarder has not yet, and refuses a partition count that differs.
         await ensure_topic(settings.kafka_url, settings.kafka_topic, settings.kafka_partitions)
-        sink = InfluxAggregateSink(settings.influx())
+        # A few quick tries, then the runner's own: it writes the batch again until InfluxDB takes it.
+        sink = InfluxAggregateSink(settings.influx(), attempts=3)
         if isinstance(sink.writer, InfluxV1Writer):
             try:
                 await sink.writer.ensure_database()
@@ -451,7 +462,7 @@ def worker(
 
     try:
         asyncio.run(main())
-    except ConfigError as exc:  # the topic's partitions differ from ECONOME_KAFKA_PARTITIONS
+    except ConfigError as exc:  # the topic's partitions differ from ECONOME_KAFKA_PARTITIONS; the metrics port is taken
         typer.echo(f"error: {redactor.redact(str(exc))}", err=True)
         raise typer.Exit(code=EXIT_CONFIG) from exc
     except TelemetryError as exc:  # Kafka unreachable (the message names its URL)

@@ -100,7 +100,8 @@ class EconomeSettings(BaseSettings):
     runner: Literal["inprocess", "faust"] = "inprocess"
     """Where aggregates are computed: in this process, or by the faust runner over Kafka."""
     kafka_url: str = "kafka://127.0.0.1:9092"
-    """Kafka bootstrap server, for the faust runner."""
+    """Kafka bootstrap servers, for the faust runner: ``kafka://HOST:PORT``, several comma-separated
+    (``kafka://k1:9092,k2:9092``). Plaintext only: no TLS or SASL (deploy/OPERATIONS.md, "Scaling out")."""
     kafka_partitions: int = Field(default=12, ge=1, le=10_000)
     """Partitions of the readings topic (readings are keyed by building)."""
     kafka_topic: str = Field(default="econome-readings", pattern=r"^[A-Za-z0-9._-]{1,249}$")
@@ -123,7 +124,11 @@ class EconomeSettings(BaseSettings):
     the table: Tansu's ListOffsets answers too low (defect B1). One extra fetch per partition at start on a
     real Kafka, where it changes nothing."""
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
-    """``econome worker``: serve its Prometheus metrics on 127.0.0.1:PORT/metrics (one port per worker on a host)."""
+    """``econome worker``: serve its Prometheus metrics on ECONOME_WORKER_METRICS_HOST:PORT/metrics (one port per
+    worker on a host)."""
+    worker_metrics_host: str = Field(default="127.0.0.1", min_length=1)
+    """``econome worker``: the address its metrics listen on; 127.0.0.1 on a bare host, 0.0.0.0 in a container or
+    for a Prometheus on another host."""
     worker_web_port: int | None = Field(default=None, ge=1, le=65535)
     """``econome worker``: serve faust's web views on 127.0.0.1:PORT; off when unset."""
     detect_enabled: bool = True
@@ -186,15 +191,16 @@ class EconomeSettings(BaseSettings):
     @field_validator("kafka_url")
     @classmethod
     def _kafka_url(cls, url: str) -> str:
-        try:
-            parts = urlsplit(url)
-            port = parts.port
-        except ValueError as exc:
-            msg = f"not a valid Kafka URL ({exc}); e.g. kafka://127.0.0.1:9092"
-            raise ValueError(msg) from exc
-        if parts.scheme != "kafka" or not parts.hostname or port is None:
-            msg = "must be kafka://HOST:PORT, e.g. kafka://127.0.0.1:9092"
+        from streams.errors import ConfigError
+        from streams.kafka_url import kafka_servers
+
+        if not url.startswith("kafka://"):
+            msg = "must be kafka://HOST:PORT[,HOST:PORT...], e.g. kafka://127.0.0.1:9092"
             raise ValueError(msg)
+        try:
+            kafka_servers(url)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from exc
         return url
 
     @field_validator("enedis_client_id", "enedis_client_secret", "grdf_client_id", "grdf_client_secret", mode="before")

@@ -81,6 +81,12 @@ class Sensor:
     def on_worker_rebalance(self, seconds: float, partitions: Collection[int]) -> None:
         """A consumer-group rebalance ended after ``seconds``; the worker now holds ``partitions``."""
 
+    def on_worker_left_out(self, reason: str, readings: int) -> None:
+        """A faust worker left readings out: ``unknown_building`` (not in its inventory) or ``rejected`` (by the processor)."""
+
+    def on_worker_sink_failure(self) -> None:
+        """A faust worker's aggregate write failed; it waits and writes the same batch again."""
+
     def on_worker_health(self, lag: Mapping[int, int], *, idle_s: float, stalled_s: float) -> None:
         """A faust worker's periodic health.
 
@@ -231,6 +237,16 @@ class PrometheusSensor(Sensor):
         self.worker_rebalance_seconds.observe(seconds)
         self.worker_assigned.set(len(partitions))
 
+    def on_worker_left_out(self, reason: str, readings: int) -> None:
+        """Count the readings left out, by reason."""
+        self._worker_metrics()
+        self.worker_left_out.labels(reason).inc(readings)
+
+    def on_worker_sink_failure(self) -> None:
+        """Count a failed aggregate write."""
+        self._worker_metrics()
+        self.worker_sink_failures.inc()
+
     def on_worker_health(self, lag: Mapping[int, int], *, idle_s: float, stalled_s: float) -> None:
         """Set the lag gauges (partitions no longer assigned are removed), idle and stall seconds."""
         self._worker_metrics()
@@ -271,6 +287,15 @@ class PrometheusSensor(Sensor):
         self.worker_idle = Gauge("econome_worker_idle_seconds", "Seconds since the last message was handled", registry=r)
         self.worker_stalled = Gauge(
             "econome_worker_stalled_seconds", "Seconds without processing while messages wait (0 when none wait)", registry=r
+        )
+        self.worker_left_out = Counter(
+            "econome_worker_left_out_readings",
+            "Readings left out: reason=unknown_building (not in this worker's inventory) or rejected (by the processor)",
+            ["reason"], registry=r,
+        )
+        self.worker_sink_failures = Counter(
+            "econome_worker_sink_failures", "Failed aggregate writes, each followed by a wait and the same write again",
+            registry=r,
         )
 
     def exposition(self) -> bytes:

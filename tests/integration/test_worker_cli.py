@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -67,3 +68,42 @@ def test_run_with_the_faust_runner_refuses_a_topic_with_other_partitions(
     assert result.exit_code == 2, result.output
     assert f"topic {unique_name}-readings has 2 partitions, the settings say 4" in result.output
     assert CliRunner().invoke(app, ["run", CONFIG, "--runner", "kafka"]).exit_code == 2
+
+
+@pytest.mark.usefixtures("env")
+@pytest.mark.parametrize("port", ["91110", "0", "abc"])
+def test_a_metrics_port_that_is_no_port_is_a_one_line_error(port: str) -> None:
+    """systemd's econome-worker@NAME passes NAME as the port: a bad one is refused before anything starts."""
+    result = CliRunner().invoke(app, ["worker", CONFIG, "--metrics-port", port])
+    assert result.exit_code == 2, result.output
+    assert "--metrics-port" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.usefixtures("env")
+def test_a_metrics_port_taken_is_a_one_line_error_naming_the_address() -> None:
+    """(That the worker binds --metrics-host: tests/integration/test_worker_outage.py scrapes it on 127.0.0.2.)"""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(app, ["worker", CONFIG, "--metrics-port", str(port), "--metrics-host", "127.0.0.1"])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(f"error: cannot serve metrics on 127.0.0.1:{port} (--metrics-host/--metrics-port)")
+    assert len(result.output.splitlines()) == 1
+
+
+def test_run_stops_on_a_topic_with_other_partitions_with_the_workers_exit_code(
+    monkeypatch: pytest.MonkeyPatch, kafka_server: Endpoint, unique_name: str, tmp_path: Path
+) -> None:
+    address = f"{kafka_server.host}:{kafka_server.port}"
+    create_topic(address, f"{unique_name}-readings", 2)
+    monkeypatch.setenv("ECONOME_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("ECONOME_DETECT_ENABLED", "false")
+    monkeypatch.setenv("ECONOME_INFLUX_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("ECONOME_KAFKA_URL", f"kafka://{address}")
+    monkeypatch.setenv("ECONOME_KAFKA_TOPIC", f"{unique_name}-readings")
+    monkeypatch.setenv("ECONOME_KAFKA_PARTITIONS", "4")
+    result = CliRunner().invoke(app, ["run", CONFIG, "--runner", "faust", "--duration", "30"])
+    assert result.exit_code == 2, result.output  # as `econome worker` (test_a_topic_with_other_partitions_is_a_config_error)
+    assert f"topic {unique_name}-readings has 2 partitions, the settings say 4" in result.output

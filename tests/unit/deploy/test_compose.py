@@ -115,9 +115,36 @@ def test_kafka_roles_forwarder_and_scalable_workers(compose: dict[str, Any]) -> 
     assert worker["environment"]["ECONOME_KAFKA_PARTITIONS"] == services["kafka"]["environment"]["KAFKA_NUM_PARTITIONS"]
     # `--scale econome-worker=N`: no published port, no container name, nothing shared on disk.
     assert "ports" not in worker
+    # Its metrics reach a Prometheus of the backend network: bound to every address, the port exposed.
+    port = worker["command"][worker["command"].index("--metrics-port") + 1]
+    assert worker["expose"] == [port]
+    assert worker["environment"]["ECONOME_WORKER_METRICS_HOST"] == "0.0.0.0"  # noqa: S104 - a container's
     assert "container_name" not in worker
     assert "econome-data" not in _volume_mounts(worker)
     assert ("./commune.example.yaml", "/config/commune.yaml") in _bind_mounts(worker)
+
+
+def test_every_file_variable_points_to_what_the_service_mounts(compose: dict[str, Any]) -> None:
+    """deploy/entrypoint.sh exits 2 on an ECONOME_*_FILE it cannot read: each must be a secret or a volume the service mounts."""
+    checked = 0
+    for name, service in compose["services"].items():
+        if "econome" not in " ".join(map(str, service.get("command", []))) and not name.startswith("econome"):
+            continue
+        secrets = {f"/run/secrets/{secret}" for secret in service.get("secrets", [])}
+        targets = [target for _, target in _bind_mounts(service)] + list(_volume_mounts(service).values())
+        for key, value in service.get("environment", {}).items():
+            if not (key.startswith("ECONOME_") and key.endswith("_FILE")):
+                continue
+            path = _resolve(str(value))
+            mounted = path in secrets or any(path.startswith(target.rstrip("/") + "/") for target in targets)
+            assert mounted, f"service {name}: {key}={path} is neither a secret it mounts nor under one of its volumes"
+            checked += 1
+    assert checked >= 6  # econome's and econome-faust's five, the worker's token
+
+
+def test_kafka_keeps_its_log_on_the_volume(compose: dict[str, Any]) -> None:
+    kafka = compose["services"]["kafka"]
+    assert _volume_mounts(kafka)["kafka-data"] == kafka["environment"]["KAFKA_LOG_DIRS"]
 
 
 def test_every_mounted_file_exists_or_is_a_generated_secret(compose: dict[str, Any]) -> None:
@@ -232,7 +259,8 @@ def test_systemd_units() -> None:
         units[path.name] = parser
     assert set(units) == {"econome.service", "econome-dashboards.service", "econome-dashboards.path", "econome-worker@.service"}
     worker = units["econome-worker@.service"]["Service"]
-    assert "econome worker /etc/econome/commune.yaml --metrics-port 911%i" in worker["ExecStart"]
+    # The instance name is the metrics port: econome-worker@9111 serves :9111/metrics.
+    assert worker["ExecStart"].endswith("econome worker /etc/econome/commune.yaml --metrics-port %i")
     assert worker["User"] == "econome"
     assert worker["NoNewPrivileges"] == "yes"
     assert "%i" in worker["StateDirectory"]  # one folder per instance
