@@ -435,34 +435,71 @@ class StreamProcessor:
 
     # -- emission --------------------------------------------------------------------
 
-    def advance(self) -> list[AggregateRecord]:
-        """Close windows behind the watermark; emit them, and closed windows corrected since."""
+    def advance(self, limit: int | None = None) -> list[AggregateRecord]:
+        """Close windows behind the watermark; emit them, and closed windows corrected since.
+
+        Args:
+            limit: emit about this many records at most (whole buildings: one may
+                pass it); what is left stays for the next calls (:attr:`emission_pending`),
+                so that a runner can do other work meanwhile. A window of 3,000
+                buildings is 300,000 records, seconds of work in one call.
+        """
         watermark = self.watermark_ms
         if watermark is None:
             return []
+        records = self._emit(self._ready(watermark), limit)
+        self._expire(watermark)
+        return records
+
+    @property
+    def emission_pending(self) -> bool:
+        """Whether windows behind the watermark hold changes not emitted yet (``advance`` stopped at its limit)."""
+        watermark = self.watermark_ms
+        return watermark is not None and bool(self._ready(watermark))
+
+    def _ready(self, watermark: int) -> list[tuple[WindowSize, int]]:
         ready = []
-        for key in list(self.dirty):
+        for key in self.dirty:
             size, start_ms = key
             _, end_ms = self.calendar.bounds_ms(start_ms, size)
             if end_ms <= watermark:
                 ready.append(key)
-        records = self._emit(ready)
-        self._expire(watermark)
-        return records
+        return ready
 
     def flush(self) -> list[AggregateRecord]:
         """Emit every window with data, open ones included (end of a bounded input)."""
         return self._emit(list(self.dirty))
 
-    def _emit(self, keys: Sequence[tuple[WindowSize, int]]) -> list[AggregateRecord]:
+    def _emit(self, keys: Sequence[tuple[WindowSize, int]], limit: int | None = None) -> list[AggregateRecord]:
         records: list[AggregateRecord] = []
         for key in sorted(keys, key=lambda k: (k[1], k[0].value)):
-            changed = self.dirty.pop(key, set())
+            if limit is not None and len(records) >= limit:
+                break
+            changed = self.dirty.get(key, set())
+            if limit is not None and len(changed) > limit - len(records):
+                changed = self._first_buildings(changed, limit - len(records))
+                self.dirty[key] -= changed
+                if not self.dirty[key]:
+                    del self.dirty[key]
+            else:
+                self.dirty.pop(key, None)
             self.closed.add(key)
             points = self.windows.get(key)
             if points:
                 records.extend(self._records(key[0], key[1], points, changed))
         return records
+
+    def _first_buildings(self, changed: set[str], budget: int) -> set[str]:
+        """The changed points of the first buildings (in id order) until ``budget`` points are passed."""
+        by_building: dict[str, list[str]] = defaultdict(list)
+        for point_id in changed:
+            by_building[self.info[point_id].building.id].append(point_id)
+        taken: set[str] = set()
+        for building_id in sorted(by_building):
+            taken.update(by_building[building_id])
+            if len(taken) >= budget:
+                break
+        return taken
 
     def _expire(self, watermark: int) -> None:
         horizon = watermark - int(self.settings.retention.total_seconds() * 1000)
