@@ -629,12 +629,13 @@ class Pipeline:
     def _process_some(self, processor: StreamProcessor) -> bool:
         # What a disk error kept from being stored comes first: the cursor must not pass it.
         self._flush_unsaved()
-        rows = self.log.readings_after(self._processed_seq, self.batch_size)
-        if not rows:
-            if not processor.emission_pending:
-                return False
+        if processor.emission_pending:
+            # Closed windows first, a batch per turn of the loop: their aggregates are due now.
             self._emit_some(processor, idle=True)
             return True
+        rows = self.log.readings_after(self._processed_seq, self.batch_size)
+        if not rows:
+            return False
         result = processor.process(reading for _, reading in rows)
         for reading, reason in result.rejected:
             self._dead("processor", reading.point_id, repr(reading), reason)
