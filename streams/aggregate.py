@@ -18,7 +18,11 @@ Pure logic with no I/O: both runners (in-process and faust) drive the same
 * Windows close on an event-time watermark: the latest reading time minus the
   allowed lateness. A reading for a window already closed goes to the ``late``
   output and is still applied: the window is emitted again, corrected, as long
-  as it is retained. Emitting a window again overwrites it in InfluxDB.
+  as it is retained. Emitting a window again overwrites it in InfluxDB. Only
+  what the late reading changed is emitted again: its point's aggregate and its
+  building's (usages, virtual meters, total) in the windows it falls in, not the
+  other buildings' (issue 15: one late reading re-emitted the window of every
+  building, 156,000 lines per late batch at 3,000 buildings).
   A reading whose windows are older than what the processor remembers as
   closed is ``too_late``: it is not aggregated, since writing such a window
   again would overwrite its aggregates with this reading alone.
@@ -65,7 +69,7 @@ __all__ = ["AggregateRecord", "ProcessResult", "StreamProcessor", "StreamSetting
 logger = logging.getLogger(__name__)
 
 ALL_SIZES = (WindowSize.TEN_MINUTES, WindowSize.HOUR, WindowSize.DAY)
-STATE_FORMAT_VERSION = 1
+STATE_FORMAT_VERSION = 2
 _DAY_MS = 86_400_000
 
 
@@ -233,13 +237,18 @@ class StreamProcessor:
         self.validator = Validator(event_time=self.settings.event_time)
         self.info: dict[str, _PointInfo] = {}
         self.counters: dict[str, CounterTracker] = {}
+        # Building id -> the building and its point ids in order (Inventory.building() scans every building).
+        self.buildings: dict[str, tuple[Building, list[str]]] = {
+            building.id: (building, sorted(p.id for p in building.points)) for _, building in inventory.buildings()
+        }
         for building, point in inventory.points():
             self.info[point.id] = self._describe(inventory, building, point)
             if point.cumulative:
                 self.counters[point.id] = counter_tracker(inventory, point, self.settings)
         # (size, window start ms) -> point id -> accumulator
         self.windows: dict[tuple[WindowSize, int], dict[str, _Acc]] = {}
-        self.dirty: set[tuple[WindowSize, int]] = set()
+        # (size, window start ms) -> the points changed since the window was last emitted
+        self.dirty: dict[tuple[WindowSize, int], set[str]] = {}
         self.closed: set[tuple[WindowSize, int]] = set()
         self._large = False  # some amount reached _SAFE: check every sum (see _check_finite)
         self.max_event_ms: int | None = None
@@ -411,7 +420,11 @@ class StreamProcessor:
             acc = points.get(point_id)
             if acc is None:
                 acc = points[point_id] = _Acc()
-            self.dirty.add(key)
+            changed = self.dirty.get(key)
+            if changed is None:
+                self.dirty[key] = {point_id}
+            else:
+                changed.add(point_id)
             acc.sum += amount
             acc.count += 1
             acc.estimated += estimated
@@ -422,34 +435,71 @@ class StreamProcessor:
 
     # -- emission --------------------------------------------------------------------
 
-    def advance(self) -> list[AggregateRecord]:
-        """Close windows behind the watermark; emit them, and closed windows corrected since."""
+    def advance(self, limit: int | None = None) -> list[AggregateRecord]:
+        """Close windows behind the watermark; emit them, and closed windows corrected since.
+
+        Args:
+            limit: emit about this many records at most (whole buildings: one may
+                pass it); what is left stays for the next calls (:attr:`emission_pending`),
+                so that a runner can do other work meanwhile. A window of 3,000
+                buildings is 300,000 records, seconds of work in one call.
+        """
         watermark = self.watermark_ms
         if watermark is None:
             return []
+        records = self._emit(self._ready(watermark), limit)
+        self._expire(watermark)
+        return records
+
+    @property
+    def emission_pending(self) -> bool:
+        """Whether windows behind the watermark hold changes not emitted yet (``advance`` stopped at its limit)."""
+        watermark = self.watermark_ms
+        return watermark is not None and bool(self._ready(watermark))
+
+    def _ready(self, watermark: int) -> list[tuple[WindowSize, int]]:
         ready = []
-        for key in list(self.dirty):
+        for key in self.dirty:
             size, start_ms = key
             _, end_ms = self.calendar.bounds_ms(start_ms, size)
             if end_ms <= watermark:
                 ready.append(key)
-        records = self._emit(ready)
-        self._expire(watermark)
-        return records
+        return ready
 
     def flush(self) -> list[AggregateRecord]:
         """Emit every window with data, open ones included (end of a bounded input)."""
         return self._emit(list(self.dirty))
 
-    def _emit(self, keys: Sequence[tuple[WindowSize, int]]) -> list[AggregateRecord]:
+    def _emit(self, keys: Sequence[tuple[WindowSize, int]], limit: int | None = None) -> list[AggregateRecord]:
         records: list[AggregateRecord] = []
         for key in sorted(keys, key=lambda k: (k[1], k[0].value)):
-            self.dirty.discard(key)
+            if limit is not None and len(records) >= limit:
+                break
+            changed = self.dirty.get(key, set())
+            if limit is not None and len(changed) > limit - len(records):
+                changed = self._first_buildings(changed, limit - len(records))
+                self.dirty[key] -= changed
+                if not self.dirty[key]:
+                    del self.dirty[key]
+            else:
+                self.dirty.pop(key, None)
             self.closed.add(key)
             points = self.windows.get(key)
             if points:
-                records.extend(self._records(key[0], key[1], points))
+                records.extend(self._records(key[0], key[1], points, changed))
         return records
+
+    def _first_buildings(self, changed: set[str], budget: int) -> set[str]:
+        """The changed points of the first buildings (in id order) until ``budget`` points are passed."""
+        by_building: dict[str, list[str]] = defaultdict(list)
+        for point_id in changed:
+            by_building[self.info[point_id].building.id].append(point_id)
+        taken: set[str] = set()
+        for building_id in sorted(by_building):
+            taken.update(by_building[building_id])
+            if len(taken) >= budget:
+                break
+        return taken
 
     def _expire(self, watermark: int) -> None:
         horizon = watermark - int(self.settings.retention.total_seconds() * 1000)
@@ -457,14 +507,18 @@ class StreamProcessor:
             del self.windows[key]
         self.closed = {k for k in self.closed if k[1] >= horizon - 86_400_000}
 
-    def _records(self, size: WindowSize, start_ms: int, points: dict[str, _Acc]) -> list[AggregateRecord]:
+    def _records(self, size: WindowSize, start_ms: int, points: dict[str, _Acc], changed: set[str]) -> list[AggregateRecord]:
+        """The aggregates of the ``changed`` points of one window, and of their buildings (from all their points)."""
         start = datetime.fromtimestamp(start_ms / 1000, UTC)
         window = ("window", size.value)
         out: list[AggregateRecord] = []
-        by_building: dict[str, dict[str, _Acc]] = defaultdict(dict)
-        for point_id, acc in sorted(points.items()):
+        buildings: set[str] = set()
+        for point_id in sorted(changed):
+            acc = points.get(point_id)
+            if acc is None:
+                continue
             info = self.info[point_id]
-            by_building[info.building.id][point_id] = acc
+            buildings.add(info.building.id)
             tags = (
                 ("building", info.building.id),
                 ("point", point_id),
@@ -473,8 +527,11 @@ class StreamProcessor:
                 window,
             )
             out.append(AggregateRecord("agg_point", tags, self._point_fields(info, acc), start))
-        for building_id, accs in sorted(by_building.items()):
-            out.extend(self._building_records(self.inventory.building(building_id), accs, window, start))
+        for building_id in sorted(buildings):
+            building, point_ids = self.buildings[building_id]
+            # In point id order, as the sums of a building were always taken (same floats in both runners).
+            accs = {pid: points[pid] for pid in point_ids if pid in points}
+            out.extend(self._building_records(building, accs, window, start))
         return out
 
     def _point_fields(self, info: _PointInfo, acc: _Acc) -> dict[str, float]:
@@ -563,15 +620,15 @@ class StreamProcessor:
                 [size.value, start, {pid: acc.to_list() for pid, acc in points.items()}]
                 for (size, start), points in self.windows.items()
             ],
-            "dirty": [[size.value, start] for size, start in self.dirty],
+            "dirty": [[size.value, start, sorted(changed)] for (size, start), changed in self.dirty.items()],
             "closed": [[size.value, start] for size, start in self.closed],
         }
 
     def load(self, state: dict[str, Any]) -> None:
         """Restore the state saved by :meth:`to_dict`."""
         version = state.get("format_version")
-        if version != STATE_FORMAT_VERSION:
-            msg = f"processor state format {version} is not {STATE_FORMAT_VERSION}"
+        if version not in (1, STATE_FORMAT_VERSION):
+            msg = f"processor state format {version} is not {STATE_FORMAT_VERSION} (nor 1)"
             raise ValueError(msg)
         self.max_event_ms = state["max_event_ms"]
         for pid, counter_state in state["counters"].items():
@@ -581,9 +638,32 @@ class StreamProcessor:
             (WindowSize(size), int(start)): {pid: _Acc.from_list(v) for pid, v in points.items() if pid in self.info}
             for size, start, points in state["windows"]
         }
-        self.dirty = {(WindowSize(size), int(start)) for size, start in state["dirty"]}
+        load_dirty = _load_dirty if version == STATE_FORMAT_VERSION else _load_dirty_v1
+        self.dirty = load_dirty(state["dirty"], self.windows)
         self.closed = {(WindowSize(size), int(start)) for size, start in state["closed"]}
         self._large = any(not -_SAFE < acc.sum < _SAFE for points in self.windows.values() for acc in points.values())
+
+
+def _load_dirty(
+    saved: list[list[Any]], windows: dict[tuple[WindowSize, int], dict[str, _Acc]]
+) -> dict[tuple[WindowSize, int], set[str]]:
+    """Format 2: ``[size, start, [point ids changed]]`` per window (points no longer in the inventory left out)."""
+    out: dict[tuple[WindowSize, int], set[str]] = {}
+    for size, start, changed in saved:
+        key = (WindowSize(size), int(start))
+        out[key] = {pid for pid in changed if pid in windows.get(key, {})}
+    return out
+
+
+def _load_dirty_v1(
+    saved: list[list[Any]], windows: dict[tuple[WindowSize, int], dict[str, _Acc]]
+) -> dict[tuple[WindowSize, int], set[str]]:
+    """Format 1 kept ``[size, start]`` per window: every point of such a window is emitted again, as it was then."""
+    out: dict[tuple[WindowSize, int], set[str]] = {}
+    for size, start in saved:
+        key = (WindowSize(size), int(start))
+        out[key] = set(windows.get(key, {}))
+    return out
 
 
 def _fields(values: list[float]) -> dict[str, float]:

@@ -27,6 +27,7 @@ Salle\ du\ conseil
 from __future__ import annotations
 
 import asyncio
+import functools
 import gzip
 import logging
 import math
@@ -202,8 +203,13 @@ def _unreachable(url: str, exc: BaseException) -> str:
     return f"InfluxDB {url} unreachable: {exc}"
 
 
+@functools.lru_cache(maxsize=1 << 18)
 def escape_tag(value: str) -> str:
-    """Escape a tag key or value for line protocol (commas, equals, spaces)."""
+    """Escape a tag key or value for line protocol (commas, equals, spaces).
+
+    Cached: tag values are the inventory's ids and enums, met again in every
+    aggregate a window closes (300,000 lines at once for 3,000 buildings).
+    """
     return value.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
 
 

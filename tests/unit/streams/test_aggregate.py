@@ -168,3 +168,100 @@ def test_readings_past_the_retention_are_reported_too_late() -> None:
     result = proc.process([Reading(point, t + timedelta(minutes=1), 21.0, "degC")])
     assert [r.ts for r in result.too_late] == [t + timedelta(minutes=1)]
     assert result.late  # late too, and still accepted for the raw measurement
+
+
+def _portfolio_readings(start: datetime, minutes: range) -> list[Reading]:
+    """Every kWh counter and every temperature of the commune, read every 2 minutes."""
+    out = []
+    for minute in minutes[::2]:
+        for _, point in INV.points():
+            ts = start + timedelta(minutes=minute)
+            if point.cumulative and point.unit == "kWh":
+                out.append(Reading(point.id, ts, 1000.0 + 0.5 * minute, "kWh"))
+            elif point.unit == "degC":
+                out.append(Reading(point.id, ts, 19.0 + (minute % 3), "degC"))
+    return out
+
+
+def test_a_late_reading_re_emits_only_its_point_and_building_in_its_window() -> None:
+    # Issue 15: one late reading re-emitted the closed window of every building (1,200
+    # records at 100 buildings for one reading), not only what it changed.
+    settings = StreamSettings(allowed_lateness=timedelta(minutes=5))
+    proc = StreamProcessor(INV, settings)
+    t = datetime(2026, 1, 5, 8, tzinfo=UTC)
+    on_time = _portfolio_readings(t, range(26))  # 08:00 .. 08:24: watermark 08:19
+    proc.process(on_time)
+    first = proc.advance()
+    closed = _by(first, "agg_building", "10m")
+    metered = {b.id for b, p in INV.points() if p.cumulative and p.unit == "kWh"}
+    assert sorted(dict(r.tags)["building"] for r in closed) == sorted(metered)  # every building, once
+    assert len(metered) > 10
+    point = "mairie-bureaux-temperature"
+    late = Reading(point, t + timedelta(minutes=9), 30.0, "degC")  # in 08:00-08:10, closed
+    result = proc.process([late])
+    assert result.late == [late]
+    again = proc.advance()
+    assert {(r.measurement, dict(r.tags).get("point"), r.start) for r in again if r.measurement == "agg_point"} == {
+        ("agg_point", point, t)
+    }
+    assert {dict(r.tags)["building"] for r in again} == {"mairie"}
+    assert {(dict(r.tags)["window"], r.start) for r in again} == {("10m", t)}
+    assert len(again) == 1 + len(_by(first, "agg_usage", "10m", building="mairie")) + 1  # point, usages, building
+    # What is emitted again is what a processor that got the reading in time gives for those series.
+    reference = StreamProcessor(INV, settings)
+    reference.process(sorted([*on_time, late], key=lambda r: r.ts))
+    expected = {(r.measurement, r.tags, r.start): r.fields for r in reference.flush()}
+    assert {(r.measurement, r.tags, r.start): r.fields for r in again} == {
+        (r.measurement, r.tags, r.start): expected[(r.measurement, r.tags, r.start)] for r in again
+    }
+    assert _by(again, "agg_point", "10m", point=point)[0].fields["max"] == 30.0
+
+
+def test_the_points_to_emit_again_survive_a_state_round_trip() -> None:
+    settings = StreamSettings(allowed_lateness=timedelta(minutes=5))
+    t = datetime(2026, 1, 5, 8, tzinfo=UTC)
+    proc = StreamProcessor(INV, settings)
+    proc.process(_portfolio_readings(t, range(26)))
+    proc.advance()
+    proc.process([Reading("mairie-bureaux-temperature", t + timedelta(minutes=9), 30.0, "degC")])
+    resumed = StreamProcessor(INV, settings)
+    resumed.load(json.loads(json.dumps(proc.to_dict())))
+    assert [r.line() for r in resumed.advance()] == [r.line() for r in proc.advance()]
+    # A state saved in format 1 (whole windows marked) emits the whole window again, as it did.
+    old = StreamProcessor(INV, settings)
+    old.process(_portfolio_readings(t, range(26)))
+    state = old.to_dict()
+    state["format_version"] = 1
+    state["dirty"] = [[size, start] for size, start, _ in state["dirty"]]
+    from_v1 = StreamProcessor(INV, settings)
+    from_v1.load(state)
+    assert [r.line() for r in from_v1.advance()] == [r.line() for r in old.advance()]
+
+
+def test_a_closed_window_is_emitted_a_limited_batch_at_a_time_with_nothing_lost() -> None:
+    # Issue 15: a window of 3,000 buildings is 300,000 records, seconds in one call.
+    settings = StreamSettings(allowed_lateness=timedelta(minutes=5))
+    t = datetime(2026, 1, 5, 8, tzinfo=UTC)
+    whole = StreamProcessor(INV, settings)
+    whole.process(_portfolio_readings(t, range(26)))
+    expected = whole.advance()
+    assert not whole.emission_pending
+    parts = StreamProcessor(INV, settings)
+    parts.process(_portfolio_readings(t, range(26)))
+    batches = []
+    while True:
+        batch = parts.advance(limit=10)
+        if not batch:
+            break
+        batches.append(batch)
+        # Whole buildings: a batch passes the limit by at most one building's records.
+        assert len([r for r in batch if r.measurement == "agg_point"]) < 10 + 12
+    assert not parts.emission_pending
+    assert len(batches) > 3
+    assert sorted(r.line() for b in batches for r in b) == sorted(r.line() for r in expected)
+    # A building's records come out whole, in one batch: its total is never written from part of its points.
+    for batch in batches:
+        for building in {dict(r.tags)["building"] for r in batch if r.measurement == "agg_building"}:
+            assert [r.line() for r in batch if dict(r.tags)["building"] == building] == [
+                r.line() for r in expected if dict(r.tags)["building"] == building
+            ]
