@@ -40,7 +40,12 @@ order: the forwarder reads the log in order and sends a batch only once the
 one before is acknowledged, and aiokafka keeps one request in flight per
 broker and retries a batch in its place. A message without the header
 (:func:`publish` without ``seqs``, an older forwarder) is deduplicated by
-offset only, and an older worker ignores the header. The sink is written before
+offset only, and an older worker ignores the header. A state the table holds
+that covers an older offset than the one this worker saved last for the
+building is not restored: a rebalance re-read the changelog only up to an end
+read before this worker's last writes arrived (seen under load), and the newer
+state in memory is kept, since the messages in between are committed and will
+not come again. The sink is written before
 the state is saved, and an aggregate written again overwrites the same point,
 so a crash between the two repeats a write and loses nothing. If the sink
 raises, the building's processor is dropped from memory before the error
@@ -681,17 +686,30 @@ class FaustRunner:
         cached = self._cache.get(building_id)
         if cached is not None and saved is not None and (cached[1] is saved or cached[1] == saved):
             return cached[0], cached[2]
-        # No cache, or the table moved on without us (another worker had the partition): restore from the table.
-        processor = StreamProcessor(self._building_inventory(building_id), self.settings)
+        state: dict[str, Any] | None = None
         covered = -1
-        self._applied[building_id] = {}
         if saved is not None:
             state = json.loads(saved)
             if state.get("format_version") != STATE_FORMAT_VERSION:
                 msg = f"state of building {building_id}: format {state.get('format_version')} is not {STATE_FORMAT_VERSION}"
                 raise ConfigError(msg)
-            processor.load(state["processor"])
             covered = int(state["offset"])
+        if cached is not None and cached[2] > covered:
+            # The table went back behind what this worker saved: a rebalance re-read the changelog up to an end
+            # read before this worker's last writes reached it, and put older values over them (issue 15,
+            # scale-out losses under load). Restoring those would skip, as already applied, the messages
+            # between the two offsets; their state is the cached one (a building's state is a function of
+            # the messages of its partition up to the offset), so it is kept.
+            logger.warning(
+                "state of building %s in the table covers offset %s, this worker saved up to %s: "
+                "keeping its newer state (changelog re-read stale)", building_id, covered, cached[2],
+            )  # fmt: skip
+            return cached[0], cached[2]
+        # No cache, or the table moved on without us (another worker had the partition): restore from the table.
+        processor = StreamProcessor(self._building_inventory(building_id), self.settings)
+        self._applied[building_id] = {}
+        if state is not None:
+            processor.load(state["processor"])
             # Absent from the states saved before the forwarder sent sequence numbers.
             self._applied[building_id] = {str(k): int(v) for k, v in state.get("logs", {}).items()}
         return processor, covered
