@@ -38,7 +38,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
@@ -463,6 +463,21 @@ class QualityRule(Protocol):
         ...
 
 
+def _digests(rows: Iterable[np.ndarray[Any, Any]]) -> list[bytes]:
+    """A digest of each row (a day's or a night's inputs), for :class:`RuleMemo` to find what changed."""
+    return [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in rows]
+
+
+def _unchanged(before: Sequence[bytes], now: Sequence[bytes]) -> int:
+    """How many leading rows have the digests they had at the memo's pass."""
+    same = 0
+    for old, new in zip(before, now, strict=False):
+        if old != new:
+            break
+        same += 1
+    return same
+
+
 def _nan(n: int) -> FloatArray:
     return np.full(n, np.nan)
 
@@ -549,13 +564,11 @@ def _causal_pct(
     per_day = np.empty(days)
     first = 0
     if memo is not None:
-        digests = [hashlib.blake2b(r.tobytes(), digest_size=16).digest() for r in matrix]
+        digests = _digests(matrix)
         key = (float(q), int(lookback_days), width, int(local_day[0]))
         done = memo._pct.get(site)
         if done is not None and done.key == key:
-            same = 0
-            while same < min(len(done.digests), days) and done.digests[same] == digests[same]:
-                same += 1
+            same = _unchanged(done.digests, digests)
             # A day's percentile depends on the days before it only: those up to the first changed one hold.
             first = min(same + 1, done.per_day.size, days)
             per_day[:first] = done.per_day[:first]
@@ -1107,14 +1120,13 @@ class NightBaseloadRule:
         # A night's judgement depends on its own inputs and on the nights before it (and on which of them were
         # flagged): a memo holds the nights up to the first whose inputs changed since the last pass.
         inputs = np.column_stack([days.astype(np.float64), night_e, night_h, excluded, service.astype(np.float64)])
-        digests = [hashlib.blake2b(r.tobytes(), digest_size=16).digest() for r in inputs]
+        digests = _digests(inputs)
         key = (hours.frame.start_s, float(far), float(near), float(config.baseload_increase), main_meter)
         site = (hours.building.id, self.name)
         done = memo._nights.get(site) if memo is not None else None
         first = 0
         if done is not None and done.key == key:
-            while first < min(len(done.digests), days.size) and done.digests[first] == digests[first]:
-                first += 1
+            first = _unchanged(done.digests, digests)
             for mine, kept in zip((ratio, fast, predicted, flagged, slopes), done.arrays, strict=True):
                 mine[:first] = kept[:first]
         for i in range(first, days.size):
@@ -2484,14 +2496,13 @@ class LostDailyCycleRule:
         kept_d = np.zeros(days, dtype=np.bool_)
         inputs = [amp, usable] if block_ratio is None else [amp, usable, np.repeat(block_ratio, 24)]
         block = np.column_stack([column[: 24 * (n // 24)] for column in inputs])
-        digests = [hashlib.blake2b(block[a : a + 24].tobytes(), digest_size=16).digest() for a in range(0, block.shape[0], 24)]
+        digests = _digests(block[a : a + 24] for a in range(0, block.shape[0], 24))
         key = (frame.start_s, int(config.sensor_reference_days), float(config.cycle_collapse),
                float(config.cycle_min_range_k), block_ratio is not None)
         done = memo._cycle.get(point.id) if memo is not None else None
         first_day = 0
         if done is not None and done.key == key:
-            while first_day < min(len(done.digests), len(digests)) and done.digests[first_day] == digests[first_day]:
-                first_day += 1
+            first_day = _unchanged(done.digests, digests)
             ref_d[:first_day] = done.ref[:first_day]
             kept_d[:first_day] = done.kept[:first_day]
         state, usual, flagged, kept_on = self._hours(amp, usable, ref_d, kept_d, config)  # the memo's days
@@ -2669,13 +2680,12 @@ class SensorDriftRule:
         # A day's judgement depends on these hourly inputs of it and of the days before it (and on which of
         # those days were flagged): the days a memo holds up to the first whose inputs changed are not redone.
         inputs = np.column_stack([mean24, out24, out72, use24, free, long_closure, after_long_closure])
-        digests = [hashlib.blake2b(inputs[a : a + 24].tobytes(), digest_size=16).digest() for a in ends - 23]
+        digests = _digests(inputs[a : a + 24] for a in ends - 23)
         key = (frame.start_s, ref_days, hist_days, float(config.drift_min_k))
         done = memo._drift.get(point.id) if memo is not None else None
         first_day = 0
         if done is not None and done.key == key:
-            while first_day < min(len(done.digests), len(digests)) and done.digests[first_day] == digests[first_day]:
-                first_day += 1
+            first_day = _unchanged(done.digests, digests)
             flagged_d[:first_day] = done.flagged[:first_day]
             state[: first_day * 24] = done.state[: first_day * 24]
             deviation[: first_day * 24] = done.deviation[: first_day * 24]

@@ -113,7 +113,7 @@ _MAX_FUTURE = timedelta(hours=1)
 _MS = timedelta(milliseconds=1)
 _RECENT_ACKS = 1024
 # Never subscribed: MqttCollector.stop unsubscribes from it as a barrier behind its last acks.
-_BARRIER_PREFIX = "econome/stop-barrier/"
+_BARRIER_TOPIC = "econome/stop-barrier"  # no client id in it: one with "+" or "#" would make it no valid filter
 """Acknowledged messages remembered in case their PUBACK was lost with the connection."""
 
 
@@ -494,7 +494,7 @@ class MqttCollector:
             connected = self._up
             if connected:
                 self._barrier.clear()
-                client.unsubscribe(f"{_BARRIER_PREFIX}{self.client_id}")
+                client.unsubscribe(_BARRIER_TOPIC)
                 await asyncio.to_thread(self._barrier.wait, 2.0)
             self._disconnected.clear()
             client.disconnect()
