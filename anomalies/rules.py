@@ -913,7 +913,9 @@ class HeatingUnoccupiedRule:
     :class:`OverheatingRule`). A closed hour at comfort with the heater idle
     (sun, thermal mass) says nothing, so heating kept on through a two-week
     holiday is one episode, not one per night. The expected heat is the heat
-    needed to hold the closure's setpoint instead.
+    needed to hold the closure's setpoint instead. Days out of the building's
+    declared heating season (``heating_season``) are not judged: the heating
+    is off, and a shared meter counts hot water.
 
     Lookback: a year for the heater's scale, 28 days for its floor, three
     weeks of closings for the cool-down, 72 h of memory.
@@ -937,6 +939,10 @@ class HeatingUnoccupiedRule:
         setpoint, limit = _closure_setpoint(hours, comfort, config)
         closed = hours.closed & ~_cooling_down(hours, heater, config)
         at_comfort = (indoor >= comfort.setpoint_c - config.comfort_margin_c) & (indoor > limit)
+        # Out of the declared heating season the heating circuit is off: a closed room at comfort is the
+        # weather's doing, and what the meter counts is hot water (a tank reheating on a summer weekend).
+        # Heating really run out of season is excess consumption, for the model (issue 11).
+        closed &= hours.heating_in_season
         condition = closed & heater & at_comfort & _held(indoor) & ~memory
         known = closed & np.isfinite(indoor) & np.isfinite(heat.values) & np.isfinite(floor) & (heater | ~at_comfort)
         target = np.where(np.isfinite(setpoint), setpoint, comfort.setback_c)
