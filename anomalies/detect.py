@@ -510,7 +510,9 @@ def run_models(
                 if last is not None and last_th is not None:
                     _score_block(last, last_th, rows, start, stop, scores, flagged, model_flag)
                 continue
-            skip = excluded[:at] | (model_flag[:at] & ~weekly_recurrence(model_flag[:at]))
+            usual = schedule_recurrence(model_flag[:at], model.type_idx[:at], hours.local_hour[:at],
+                                        hours.local_day[:at])
+            skip = excluded[:at] | (model_flag[:at] & ~usual)
             first = not model.fitted
             if model.refit(at, skip) and first:
                 expected[:at] = model.predict(0, at)
@@ -584,7 +586,10 @@ def weekly_recurrence(flagged: BoolArray, weeks: int = 3, min_weeks: int = 2) ->
     a cultural centre's Saturday shows come back every week at the same hours,
     a leak or a drift is flagged every day. Such hours go back into the
     expected model's and the forest's references, which otherwise would never
-    learn the pattern they keep flagging. Looks back only.
+    learn the pattern they keep flagging. Looks back only. Detection uses
+    :func:`schedule_recurrence`, which also readmits these hours for a
+    building open every week (and their first weeks, once the pattern is
+    seen) and sees the pattern of booked days weeks apart.
 
     >>> f = np.zeros(24 * 7 * 4, dtype=np.bool_)
     >>> f[[20, 188, 356, 524]] = True
@@ -601,6 +606,75 @@ def weekly_recurrence(flagged: BoolArray, weeks: int = 3, min_weeks: int = 2) ->
     for k in range(1, 7):
         days[24 * k :] += flagged[: n - 24 * k] if n > 24 * k else 0
     result: BoolArray = flagged & (week >= min_weeks) & (days < 3)
+    return result
+
+
+def schedule_recurrence(
+    flagged: BoolArray, day_type: npt.NDArray[np.int64], local_hour: npt.NDArray[np.int64],
+    local_day: npt.NDArray[np.int64], occurrences: int = 3,
+    min_occurrences: int = 2,
+) -> BoolArray:
+    """Flagged hours that repeat on the building's other days of the same schedule: usual, not a fault.
+
+    A day's schedule is its day type (open, closed, school holiday: what the
+    expected model splits on) and its weekday. An hour is recurrent when the
+    same local hour was flagged on at least ``min_occurrences`` of the
+    ``occurrences`` days of the same schedule before it and the
+    ``occurrences`` after it (those the history given holds: at a refit, the
+    hours before it), while the same hour of the 3 days before and the 3
+    days after it was mostly not (fewer than 3 of them; a leak or a drift is
+    flagged every day). For a building open every week the days of its
+    schedule are the same weekday of the weeks around (a cultural centre's
+    Saturday shows). For a hall opened by its bookings they are its other
+    booked days of that weekday, weeks apart: a count over calendar weeks
+    never saw a pattern there, so the booked days the forest flagged stayed
+    out of the references for ever, and the expected model, never fitted on
+    one, kept expecting another day's profile. Once the pattern is seen, its
+    first occurrences join the references too. Uses only the hours given:
+    called at a refit with the hours before it, it looks back only.
+
+    Args:
+        flagged: per hour, flagged by the forest.
+        day_type: per hour, the index of its local day's type.
+        local_hour: per hour, the local wall-clock hour, 0-23.
+        local_day: per hour, its local date ordinal (ascending).
+        occurrences: how many days of the same schedule on each side are looked at.
+        min_occurrences: how many of them must have the hour flagged.
+
+    Returns:
+        Per hour, flagged and recurrent.
+
+    >>> day = np.repeat(np.arange(700_000, 700_056), 24)
+    >>> hour = np.tile(np.arange(24), 56)
+    >>> booked = np.isin(day - 700_000, [5, 26, 47, 54])  # four booked days of one weekday, weeks apart
+    >>> f = booked & (hour == 20)
+    >>> (np.nonzero(schedule_recurrence(f, booked.astype(np.int64), hour, day))[0] // 24).tolist()
+    [5, 26, 47, 54]
+    >>> (np.nonzero(schedule_recurrence(f & (day < 700_030), booked.astype(np.int64), hour, day))[0] // 24).tolist()
+    []
+    """
+    n = flagged.size
+    if n == 0:
+        return np.zeros(0, dtype=np.bool_)
+    days, day_of_hour = np.unique(local_day, return_inverse=True)
+    table = np.zeros((days.size, 24), dtype=np.int64)
+    np.add.at(table, (day_of_hour, local_hour), flagged.astype(np.int64))
+    table = np.minimum(table, 1)  # a 25-hour day's repeated hour counts once
+    types = np.zeros(days.size, dtype=np.int64)
+    types[day_of_hour] = day_type
+    key = types * 7 + (days - 1) % 7
+    around = np.zeros_like(table)
+    for k in np.unique(key).tolist():
+        idx = np.flatnonzero(key == k)
+        for back in range(1, occurrences + 1):
+            around[idx[back:]] += table[idx[:-back]]
+            around[idx[:-back]] += table[idx[back:]]
+    recurrent = around[day_of_hour, local_hour] >= min_occurrences
+    days_around = np.zeros(n, dtype=np.int64)
+    for k in range(1, 4):
+        days_around[24 * k :] += flagged[: n - 24 * k] if n > 24 * k else 0
+        days_around[: n - 24 * k] += flagged[24 * k :] if n > 24 * k else 0
+    result: BoolArray = flagged & recurrent & (days_around < 3)
     return result
 
 

@@ -913,7 +913,9 @@ class HeatingUnoccupiedRule:
     :class:`OverheatingRule`). A closed hour at comfort with the heater idle
     (sun, thermal mass) says nothing, so heating kept on through a two-week
     holiday is one episode, not one per night. The expected heat is the heat
-    needed to hold the closure's setpoint instead.
+    needed to hold the closure's setpoint instead. Days out of the building's
+    declared heating season (``heating_season``) are not judged: the heating
+    is off, and a shared meter counts hot water.
 
     Lookback: a year for the heater's scale, 28 days for its floor, three
     weeks of closings for the cool-down, 72 h of memory.
@@ -937,6 +939,10 @@ class HeatingUnoccupiedRule:
         setpoint, limit = _closure_setpoint(hours, comfort, config)
         closed = hours.closed & ~_cooling_down(hours, heater, config)
         at_comfort = (indoor >= comfort.setpoint_c - config.comfort_margin_c) & (indoor > limit)
+        # Out of the declared heating season the heating circuit is off: a closed room at comfort is the
+        # weather's doing, and what the meter counts is hot water (a tank reheating on a summer weekend).
+        # Heating really run out of season is excess consumption, for the model (issue 11).
+        closed &= hours.heating_in_season
         condition = closed & heater & at_comfort & _held(indoor) & ~memory
         known = closed & np.isfinite(indoor) & np.isfinite(heat.values) & np.isfinite(floor) & (heater | ~at_comfort)
         target = np.where(np.isfinite(setpoint), setpoint, comfort.setback_c)
@@ -2606,7 +2612,10 @@ class SensorDriftRule:
     the room did when it was that cold before; heating holds a room from
     below only, so a rise keeps the steepest plausible response. A room
     held at its level whatever the weather (a pool hall) cannot have the
-    weather explain a fall.
+    weather explain a fall. A reference that floated with the weather (a
+    pool hall above its setpoint in a hot summer) does not explain the fall
+    of an hour heated again either: that hour is held from below at the
+    level the room's heated past shows for its weather.
     A deviation beyond ``drift_min_k`` and five times the usual scatter of
     the daily means counts; below half of that it does not; in between the
     rule cannot tell. Nor can it during a closure the schedule plans longer
@@ -2735,11 +2744,23 @@ class SensorDriftRule:
                 own = free_h if ref_unheated else heated_h
                 fit_cap = min(max_slope, own[0] + _DROOP_K_PER_K) if own is not None else max_slope
                 level, slope, use_k, scatter = _explain_indoor(ref_y, ref_out, ref_u, fit_cap)
-                fall_limit = max(config.drift_min_k, 5.0 * scatter)
+                fall_limit = np.full(b - a, max(config.drift_min_k, 5.0 * scatter))
                 colder = _colder_allowance(
                     o_now[a:b], float(ref_out.min()), np.maximum(0.0, cap[a:b] - slope), slope, heated_h, free_h, free[a:b]
                 )
                 fall = np.minimum(0.0, mean24[a:b] - level - slope * o_now[a:b] - use_k * use24[a:b] + colder)
+                if ref_unheated and heated_h is not None:
+                    # The reference floated with the weather (a hot summer), but an hour now heated is held from
+                    # below: at most at the level the room's heated past shows for this weather, less its droop.
+                    hd = hist_sel & ~free_d[hlo:lo] & np.isfinite(o_ref[hlo:lo])
+                    h_use = u_d[hlo:lo][hd] if seen_use else np.zeros(int(hd.sum()))
+                    h_level, h_slope, h_use_k, h_scatter = _explain_indoor(
+                        y_d[hlo:lo][hd], o_ref[hlo:lo][hd], h_use, min(_MAX_INDOOR_SLOPE, heated_h[0] + _DROOP_K_PER_K)
+                    )
+                    held_fall = np.minimum(0.0, mean24[a:b] - h_level - h_slope * o_now[a:b] - h_use_k * use24[a:b])
+                    heated_now = ~free[a:b]
+                    fall = np.where(heated_now, np.minimum(fall, held_fall), fall)
+                    fall_limit = np.where(heated_now, np.maximum(fall_limit, 5.0 * h_scatter), fall_limit)
                 # A rise: weather warmer than any reference day may explain up to the steepest plausible response.
                 if fit_cap < max_slope:
                     level, slope, use_k, scatter = _explain_indoor(ref_y, ref_out, ref_u, max_slope)
