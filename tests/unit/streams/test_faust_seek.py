@@ -110,7 +110,10 @@ async def _offsets(runner: FaustRunner) -> list[int]:
 
 
 @pytest.mark.parametrize(("committed", "first"), [(None, 0), (0, 0), (3, 3)])
-async def test_records_dropped_while_the_flow_is_stopped_are_fetched_again(committed: int | None, first: int) -> None:
+async def test_records_dropped_while_the_flow_is_stopped_are_fetched_again(
+    committed: int | None, first: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="streams.faust_runner")
     runner, thread = _runner(committed)
     _seek_uncommitted_to_start(runner.app, TOPIC)  # what FaustRunner.start does
     consumer = runner.app.consumer
@@ -123,6 +126,8 @@ async def test_records_dropped_while_the_flow_is_stopped_are_fetched_again(commi
     assert await _offsets(runner) == list(range(first, first + 4))
     # The changelog's position is faust's business (its recovery reads it from its own offsets): not moved.
     assert thread.kafka.position[TopicPartition(CHANGELOG, 0)] == 0
+    said = "source partitions [0] have no committed offset: read from their start" in caplog.text
+    assert said == (first == 0)
 
 
 async def test_records_queued_when_the_flow_resumes_are_kept_and_those_of_a_revocation_dropped() -> None:
