@@ -540,7 +540,7 @@ def test_state_file_is_an_npz_with_the_rule_memo_and_times_kept_exactly(tmp_path
 
 
 def test_the_rule_memo_saved_with_the_state_spares_the_first_pass_after_a_load(
-        tmp_path: Path, inventory: Inventory, readings: dict[str, PointSeries]) -> None:
+        tmp_path: Path, inventory: Inventory, readings: dict[str, PointSeries], caplog: pytest.LogCaptureFixture) -> None:
     """A service restarted from its file judges only the new day, as it would have without stopping; a memo
     that cannot be read (another memo format) only costs a whole judgement, with the same events."""
     split = START + timedelta(days=20)
@@ -562,8 +562,10 @@ def test_the_rule_memo_saved_with_the_state_spares_the_first_pass_after_a_load(
     memo_meta["format_version"] = -1
     arrays["memo_meta"] = np.array(json.dumps(memo_meta))
     np.savez(path, **arrays)
-    unread = DetectorState.load(path)
+    with caplog.at_level("WARNING", logger="anomalies.incremental"):
+        unread = DetectorState.load(path)
     assert len(unread.rule_memo) == 0
+    assert "rule memo of the detection state not read" in caplog.text
     again = advance(inventory, _cut(readings, end, split), unread, end, config=RULES).events
     assert [e.to_json("en") for e in again] == [e.to_json("en") for e in held]
     assert unread.rule_memo.recomputed_days > 10 * max(spared, 1)
