@@ -385,12 +385,18 @@ def _models_meta(models: dict[str, tuple[float, dict[Usage, ModelProgress]]], ar
 
 def _models_from(entries: list[Any], data: Any) -> dict[str, tuple[float, dict[Usage, ModelProgress]]]:
     models: dict[str, tuple[float, dict[Usage, ModelProgress]]] = {}
+    # The forests' arrays (``m<j>_forest_<name>``) by model, in one scan of the file's names: a scan per model
+    # was quadratic in the portfolio (thousands of models, hundreds of thousands of names).
+    trees: dict[str, dict[str, str]] = {}
+    for name in data.files:
+        head, sep, tail = name.partition("_forest_")
+        if sep and head.startswith("m") and head[1:].isdigit():
+            trees.setdefault(head, {})[tail] = name
     for j, e in enumerate(entries):
         forest = None
         if e["forest"] is not None:
-            prefix = f"m{j}_forest_"
             forest = IsolationForestDetector.from_arrays(
-                e["forest"], {k[len(prefix):]: data[k] for k in data.files if k.startswith(prefix)})
+                e["forest"], {tail: data[name] for tail, name in trees.get(f"m{j}", {}).items()})
         threshold = None
         if e["threshold"] is not None:
             threshold = QuantileThreshold.from_dict({**e["threshold"],
