@@ -299,6 +299,11 @@ def main() -> None:
         "peak_rss_gb": round((live["fixed_rss_mb"] + per_building["rss_mb"] * TARGET_BUILDINGS) / 1024, 1),
         "state_gb": round(state_mb * scale / 1000, 1),
         "read_wall_s": round(read["wall_s"] * scale, 1),
+        # The state held for every building at once, plus what the pass works on beyond it (one building at a
+        # time, freed after it): a model of the peak, not a measure, and a floor (models and memory not counted).
+        "held_state_gb": round(live["readings_and_memo_held_mb"] * scale / 1024, 1),
+        "peak_rss_if_working_set_is_per_building_gb": round(
+            (live["peak_rss_mb"] - live["readings_and_memo_held_mb"] * (1 - scale)) / 1024, 1),
     }
     print(f"per building: {per_building}", flush=True)
     print(f"EXTRAPOLATION (linear, from {args.buildings} measured) to {TARGET_BUILDINGS} buildings: {extrapolation} "
