@@ -294,19 +294,33 @@ def test_models_saved_in_the_state_file_resume_as_held(tmp_path: Path, inventory
     assert all(loaded), "the models were saved and loaded"
     assert stepped == one_pass_models[0]
     _same_series(series, one_pass_models[1])
-    # Format 1: the same file without the models.
+    # Formats 2 (models, no rule memo, float64 times) and 1 (neither): the file as those versions wrote it.
+    back = DetectorState.load(path)
     with np.load(path, allow_pickle=False) as data:
-        arrays = {k: data[k] for k in data.files if not k.startswith("m") or k == "meta"}
-    meta = json.loads(str(arrays["meta"]))
-    meta["format_version"] = 1
-    del meta["models"]
-    arrays["meta"] = np.array(json.dumps(meta))
-    old = tmp_path / "v1.npz"
-    np.savez_compressed(old, **arrays)
-    v1 = DetectorState.load(old)
+        model_arrays = {k: data[k] for k in data.files if k.startswith("m") and not k.startswith("memo")}
+    for version in (2, 1):
+        meta = json.loads(str(np.load(path, allow_pickle=False)["meta"]))
+        meta["format_version"] = version
+        del meta["ms_times"]
+        arrays: dict[str, Any] = model_arrays.copy() if version == 2 else {}
+        if version == 1:
+            del meta["models"]
+        for i, pid in enumerate(meta["points"]):
+            arrays[f"t{i}"], arrays[f"v{i}"] = back.readings[pid].times_s, back.readings[pid].values
+        arrays["meta"] = np.array(json.dumps(meta))
+        old = tmp_path / f"v{version}.npz"
+        np.savez_compressed(old, **arrays)
+        older = DetectorState.load(old)
+        assert older.last_hour == holder["state"].last_hour
+        assert DetectorState.peek_last_hour(old) == older.last_hour
+        assert len(older.rule_memo) == 0
+        for pid, series in back.readings.items():
+            np.testing.assert_array_equal(older.readings[pid].times_s, series.times_s, err_msg=pid)
+            np.testing.assert_array_equal(older.readings[pid].values, series.values, err_msg=pid)
+        if version == 2:
+            assert set(older.models) == set(back.models)
+    v1 = older
     assert v1.models == {}
-    assert v1.last_hour == holder["state"].last_hour
-    assert DetectorState.peek_last_hour(old) == v1.last_hour
     # A reading new to the state in an hour already judged (a meter's late delivery): that building's models
     # start again from the history's start; the others resume.
     state = holder["state"]
@@ -492,25 +506,66 @@ def test_a_building_s_own_frame_gives_the_findings_of_the_portfolio_frame(
     _same(full, alone, building_id)
 
 
-def test_state_saved_at_deflate_level_one_is_what_savez_compressed_wrote(tmp_path: Path, inventory: Inventory,
+def test_state_file_is_an_npz_with_the_rule_memo_and_times_kept_exactly(tmp_path: Path, inventory: Inventory,
                                                                           readings: dict[str, PointSeries]) -> None:
-    """The faster save writes the same arrays as ``np.savez_compressed`` did: each reads the other's files."""
+    """Format 3 is an ``.npz`` whatever writes it: metadata and times deflated (times as runs of millisecond steps),
+    values and memo stored; ``np.savez_compressed`` of its arrays reads back the same; times that are not whole
+    milliseconds (a CSV's microseconds) are kept as float64, bit for bit."""
     import zipfile
 
     state = DetectorState.fresh(RULES)
     advance(inventory, _cut(readings, START + timedelta(days=3)), state, config=RULES)
+    odd = sorted(state.readings)[0]
+    state.readings[odd] = PointSeries(state.readings[odd].times_s + 1e-6, state.readings[odd].values)
     path = tmp_path / "state.npz"
     state.save(path)
     with zipfile.ZipFile(path) as archive:
-        assert {i.compress_type for i in archive.infolist()} == {zipfile.ZIP_DEFLATED}
+        kinds = {i.filename: i.compress_type for i in archive.infolist()}
+    assert kinds["meta.npy"] == kinds["r1.npy"] == kinds["t0.npy"] == zipfile.ZIP_DEFLATED
+    assert kinds["v0.npy"] == kinds["memo0_digests.npy"] == zipfile.ZIP_STORED
+    assert "r0.npy" not in kinds
     with np.load(path, allow_pickle=False) as new:
         arrays = {k: new[k] for k in new.files}
+    assert arrays["r1"].shape[0] < 20 < state.readings[sorted(state.readings)[1]].times_s.size
     old = tmp_path / "old.npz"
     np.savez_compressed(old, **arrays)
     for back in (DetectorState.load(path), DetectorState.load(old)):
         assert back.last_hour == state.last_hour
         assert back.tracks == state.tracks
         assert list(back.readings) == sorted(state.readings)
+        assert len(back.rule_memo) == len(state.rule_memo) > 0
         for pid, series in state.readings.items():
             np.testing.assert_array_equal(back.readings[pid].times_s, series.times_s, err_msg=pid)
             np.testing.assert_array_equal(back.readings[pid].values, series.values, err_msg=pid)
+
+
+def test_the_rule_memo_saved_with_the_state_spares_the_first_pass_after_a_load(
+        tmp_path: Path, inventory: Inventory, readings: dict[str, PointSeries], caplog: pytest.LogCaptureFixture) -> None:
+    """A service restarted from its file judges only the new day, as it would have without stopping; a memo
+    that cannot be read (another memo format) only costs a whole judgement, with the same events."""
+    split = START + timedelta(days=20)
+    end = split + timedelta(days=1)
+    kept = DetectorState.fresh(RULES)
+    advance(inventory, _cut(readings, split), kept, split, config=RULES)
+    path = tmp_path / "state.npz"
+    kept.save(path)
+    loaded = DetectorState.load(path)
+    days_before = kept.rule_memo.recomputed_days
+    held = advance(inventory, _cut(readings, end, split), kept, end, config=RULES).events
+    spared = kept.rule_memo.recomputed_days - days_before
+    resumed = advance(inventory, _cut(readings, end, split), loaded, end, config=RULES).events
+    assert [e.to_json("en") for e in resumed] == [e.to_json("en") for e in held]
+    assert loaded.rule_memo.recomputed_days == spared
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    memo_meta = json.loads(str(arrays["memo_meta"]))
+    memo_meta["format_version"] = -1
+    arrays["memo_meta"] = np.array(json.dumps(memo_meta))
+    np.savez(path, **arrays)
+    with caplog.at_level("WARNING", logger="anomalies.incremental"):
+        unread = DetectorState.load(path)
+    assert len(unread.rule_memo) == 0
+    assert "rule memo of the detection state not read" in caplog.text
+    again = advance(inventory, _cut(readings, end, split), unread, end, config=RULES).events
+    assert [e.to_json("en") for e in again] == [e.to_json("en") for e in held]
+    assert unread.rule_memo.recomputed_days > 10 * max(spared, 1)
