@@ -9,16 +9,10 @@ A pass (:meth:`LiveDetector.run_pass`) does, in this order:
 
 1. read the raw readings (measurement ``reading``, :data:`streams.influx.RAW_MEASUREMENT`)
    of the inventory's points from InfluxDB with InfluxQL, one time chunk at a
-   time (:func:`read_readings`): what is new, since the state's last hour
-   (the state holds the readings before it, a counter's first reading after
-   that boundary included), and for the points whose last reading held is
-   older, since a margin before it (``features.max_gap`` +
-   ``incremental.max_wait`` + 1 h: points that lagged). The first pass of a
-   process (the state read from its file) reads every point from the margin,
-   as does a pass after a failed one: what was written while no pass ran (a
-   delivery log's replay after a crash) may be older than the points' last
-   readings. On a first start (no state), the last ``bootstrap`` (28 days), so
-   that references have material;
+   time (:func:`read_readings`): since the state's last hour minus a margin
+   (``features.max_gap`` + ``incremental.max_wait`` + 1 h: the readings around
+   an hour boundary a counter needs, and points that lagged), or, on a first
+   start, the last ``bootstrap`` (28 days) so that references have material;
 2. :func:`anomalies.incremental.advance` up to the last whole hour (hours are
    processed once complete: a reading at or after their end, points lagging
    less than ``max_wait`` waited for), in a worker thread;
@@ -193,7 +187,7 @@ class PassReport:
     """What one pass did.
 
     Attributes:
-        since: start of the readings read (the points behind it are read from a margin before it).
+        since: start of the readings read.
         until: end of the hours asked for (the last whole hour).
         readings: readings read from InfluxDB.
         hours: hours processed.
@@ -363,16 +357,6 @@ class LiveDetector:
         """How far before the last hour processed a pass reads again: boundary readings and lagging points."""
         return self.config.features.max_gap + self.incremental.max_wait + _HOUR
 
-    def _behind(self, state: DetectorState, group: _Group) -> list[str]:
-        """The points of a group whose last reading held is before the state's last hour (read with a margin)."""
-        if state.last_hour is None:
-            return []
-        last_s = state.last_hour.timestamp()
-        ids = group.points if group.points is not None else [p.id for _, p in self.inventory.points()]
-        return [pid for pid in ids
-                if pid in state.readings and state.readings[pid].times_s.size
-                and float(state.readings[pid].times_s[-1]) < last_s]
-
     # --- a pass -----------------------------------------------------------------------------
 
     async def _raw_policy(self, client: InfluxQLClient) -> str | None:
@@ -412,32 +396,19 @@ class LiveDetector:
         )
 
     async def _group_pass(self, group: _Group, now: datetime) -> PassReport:
-        held = group.state is not None  # kept in memory since this process's last pass (not read from the file)
         state = group.state if group.state is not None else self._load_state(group.state_path, now)
         group.state = None  # until this pass has saved it: a failure below reloads the saved one
         first_start = state.last_hour is None
         until = _floor_hour(now - group.lag)
         # A first start reads ``bootstrap`` of history before the hours it judges: a monthly Gazpar's 52 days of
-        # lag would otherwise leave it nothing to judge, for ever. A state read from its file (a restart, a failed
-        # pass) reads every point from the margin: what was written while no pass ran (a delivery log's replay
-        # after a crash) may be older than the points' last readings held.
-        if state.last_hour is None:
-            since = _floor_hour(now - group.lag - self.live.bootstrap)
-        else:
-            since = state.last_hour if held else state.last_hour - self._margin()
+        # lag would otherwise leave it nothing to judge, for ever.
+        since = (_floor_hour(now - group.lag - self.live.bootstrap) if state.last_hour is None
+                 else state.last_hour - self._margin())
         client = InfluxQLClient(self.influx)
         try:
             policy = await self._raw_policy(client)
-            # What is new: from the last hour processed on, where every point up to date holds its readings
-            # (a counter's first reading after that boundary included); only the points behind it are read
-            # again from ``_margin`` before it (a point that lagged, a counter read late).
             readings = await read_readings(client, self.inventory, since, now, chunk=self.live.read_chunk,
                                            retention_policy=policy, points=group.points)
-            behind = self._behind(state, group) if held else []
-            if behind and state.last_hour is not None:
-                readings.update(await read_readings(
-                    client, self.inventory, state.last_hour - self._margin(), now, chunk=self.live.read_chunk,
-                    retention_policy=policy, points=behind))
             # A point the state holds no reading of (a Linky fetched for the first time, its backfill delivered
             # for hours already judged): read from the bootstrap back, as a first start does, or the state would
             # see it silent from its first hour and call it missing.

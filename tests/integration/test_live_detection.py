@@ -33,7 +33,7 @@ from anomalies.detect import DetectConfig
 from anomalies.events import AlertState, AnomalyEvent
 from anomalies.expected import ExpectedConfig
 from anomalies.features import PointSeries
-from anomalies.incremental import DetectorState, IncrementalConfig
+from anomalies.incremental import DetectorState
 from anomalies.live import LiveConfig, LiveDetector, read_readings
 from econome.localservers import free_port
 from inventory import Inventory, load_inventory
@@ -212,57 +212,6 @@ async def test_passes_open_one_alert_replay_after_a_crash_and_catch_up_a_resolut
     assert _ids(later.queued[0]) == _ids(caught.events)
     stored = _rows(config, 'SELECT "state" FROM "anomaly"')
     assert [r[1] for r in stored] == ["resolved"]
-
-
-def _between(readings: dict[str, PointSeries], lo: datetime, hi: datetime) -> dict[str, PointSeries]:
-    """The readings in ``[lo, hi)``."""
-    out = {}
-    for pid, s in readings.items():
-        inside = (s.times_s >= lo.timestamp()) & (s.times_s < hi.timestamp())
-        out[pid] = PointSeries(s.times_s[inside], s.values[inside])
-    return out
-
-
-async def test_a_running_service_reads_what_is_new_and_a_restart_reads_the_margin(
-    influxdb_server: Any, unique_name: str, town_hall: tuple[Path, Inventory], readings: dict[str, PointSeries],
-    tmp_path: Path,
-) -> None:
-    """Between two passes of one process, a pass reads from the last hour processed, and the points behind it (a
-    water meter read late) from the margin, with what they delivered late; the first pass after a restart reads every
-    point from the margin. The state then holds every reading InfluxDB holds, as reading everything would."""
-    config = InfluxConfig(url=influxdb_server.url, database=unique_name)
-    inv = town_hall[1]
-    late = "mairie-water-volume"
-    margin = CONFIG.features.max_gap + IncrementalConfig().max_wait + timedelta(hours=1)
-    # Up to Friday 03:05, but the water meter, whose last four hours are not in InfluxDB yet.
-    first_fill = _between(readings, START, _at(9, 3))
-    first_fill[late] = _between(readings, START, _at(8, 23, 0))[late]
-    await _fill(inv, first_fill, config)
-    state_path = tmp_path / "state.npz"
-    detector = LiveDetector(inv, config, state_path, RecordingNotifier(), config=CONFIG, live=LIVE)
-    first = await detector.tick(_at(9, 3))
-    assert first is not None
-    assert first.last_hour == _at(9, 3, 0), "the water meter, 4 hours behind, holds no hour back"
-    # The next hour arrives, with the water meter's four late hours.
-    await _fill(inv, _between(readings, _at(8, 23, 0), _at(9, 4)), config)
-    second = await detector.tick(_at(9, 4))
-    assert second is not None
-    assert second.since == _at(9, 3, 0)
-    new = _between(readings, _at(9, 3, 0), _at(9, 4))
-    new[late] = _between(readings, _at(9, 3, 0) - margin, _at(9, 4))[late]
-    assert second.readings == sum(s.times_s.size for s in new.values())
-    held = detector.groups[0].state
-    assert held is not None
-    for pid, series in held.readings.items():
-        expected = _between(readings, datetime.fromtimestamp(float(series.times_s[0]), UTC), _at(9, 4))[pid]
-        np.testing.assert_array_equal(series.times_s, expected.times_s, err_msg=pid)
-    # A restart: the first pass of the new process reads every point from the margin.
-    await _fill(inv, _between(readings, _at(9, 4), _at(9, 5)), config)
-    restarted = LiveDetector(inv, config, state_path, RecordingNotifier(), config=CONFIG, live=LIVE)
-    third = await restarted.tick(_at(9, 5))
-    assert third is not None
-    assert third.since == _at(9, 4, 0) - margin
-    assert third.readings == sum(s.times_s.size for s in _between(readings, third.since, _at(9, 5)).values())
 
 
 async def test_a_first_start_notifies_only_what_is_still_open(
