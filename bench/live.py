@@ -336,7 +336,8 @@ def _since(t0: tuple[float, float]) -> dict[str, float]:
 
 
 async def _child_read(inventory_path: Path, url: str, database: str, state_path: Path, now: datetime) -> None:
-    from anomalies.incremental import DetectorState
+    from anomalies.features import FeatureConfig
+    from anomalies.incremental import DetectorState, IncrementalConfig
     from anomalies.live import read_readings
     from inventory import load_inventory
     from streams.influx import InfluxConfig, InfluxQLClient
@@ -344,9 +345,9 @@ async def _child_read(inventory_path: Path, url: str, database: str, state_path:
     inv = load_inventory(inventory_path)
     last = DetectorState.peek_last_hour(state_path)
     assert last is not None  # noqa: S101
-    # What the steady-state pass (the second of the process, the state held in memory) reads: the new hour's
-    # readings, since the last hour processed by the first pass (every point of the bench is up to date).
-    since = last + _HOUR
+    # What the steady-state pass (the second of the process, the state held in memory) reads: from the margin
+    # before the last hour processed by the first pass (LiveDetector._margin: max_gap + max_wait + 1 h).
+    since = last + _HOUR - (FeatureConfig().max_gap + IncrementalConfig().max_wait + _HOUR)
     t0 = _timed()
     client = InfluxQLClient(InfluxConfig(url=url, database=database))
     try:
