@@ -90,3 +90,21 @@ def test_building_findings_with_the_clock_kept_are_the_same() -> None:
                 assert np.array_equal(a.state, b.state, equal_nan=True), (building.id, a.qualified_name, a.point)
             # No reading at all: the points are missing data, outside the closures the schedule plans ahead.
             assert any(f.kind.value == "missing_data" for f in kept.rules)
+
+
+def test_rolling_statistics_kept_by_their_input_are_those_computed_afresh() -> None:
+    """The rules' rolling means and ranges, kept for the next point of the same building (the outdoor
+    temperature rolled for each indoor sensor), are those computed afresh, whatever a caller did to a result."""
+    from anomalies.rules import _rolling, _rolling_uncached
+
+    rng = np.random.default_rng(12)
+    outdoor = rng.normal(8.0, 5.0, 24 * 60)
+    outdoor[rng.random(outdoor.size) < 0.1] = np.nan
+    other = outdoor + 0.5
+    for _ in range(3):
+        for values in (outdoor, other, outdoor[24:]):
+            for window, how in ((24, "mean"), (72, "mean"), (24, "range")):
+                got = _rolling(values, window, how)
+                assert np.array_equal(got, _rolling_uncached(values, window, how), equal_nan=True)
+                got[:] = -1.0  # the caller's copy: what is kept does not change
+    assert not np.array_equal(_rolling(outdoor, 24, "mean"), _rolling(other, 24, "mean"), equal_nan=True)
