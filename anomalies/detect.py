@@ -1202,8 +1202,8 @@ def building_findings(
     if clock is None:
         open_around = schedule(around.hours)["open"]
     else:
-        open_around = clock.get(building.id, "around", around.start_s, around.hours,
-                                (building, str(tz), calendar.zone, config.features.preheat, tuple(booked)), schedule)["open"]
+        open_around = clock.get(building, "around", around.start_s, around.hours,
+                                (str(tz), calendar.zone, config.features.preheat, tuple(booked)), schedule)["open"]
     open_frac = open_around[margin : margin + frame.hours]
     planned = planned_closures(open_around, margin)
     quality: list[Finding] = []

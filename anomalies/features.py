@@ -365,8 +365,8 @@ class BuildingHours:
         if calendars is None:
             at = clock(frame.hours)
         else:
-            at = calendars.get(building.id, "hours", frame.start_s, frame.hours,
-                               (building, str(tz), calendar.zone, config, tuple(booked)), clock)
+            at = calendars.get(building, "hours", frame.start_s, frame.hours,
+                               (str(tz), calendar.zone, config, tuple(booked)), clock)
         blank = blank or {}
 
         def sensor(pid: str) -> FloatArray:
@@ -447,6 +447,7 @@ def _clock_columns(
 
 @dataclass(slots=True, eq=False)
 class _ClockEntry:
+    building: Building
     key: tuple[object, ...]
     start_s: float
     hours: int
@@ -461,7 +462,7 @@ class ClockCache:
     on where the frame ends (each of those functions reads the schedule past both ends). A live pass on a
     frame one hour longer than the last would compute them again for 400 days; the cache computes them
     :data:`CLOCK_AHEAD_H` hours past the frame's end and gives the first hours of what it holds while the
-    frame start and the key (building, timezone, holiday zone, settings, bookings) are the same: the
+    frame start, the building object and the key (timezone, holiday zone, settings, bookings) are the same: the
     columns equal those computed on the frame itself
     (``tests/unit/anomalies/test_clock_cache.py``). Held in memory only, one entry per building and use.
     """
@@ -474,7 +475,7 @@ class ClockCache:
 
     def get(
         self,
-        building_id: str,
+        building: Building,
         use: str,
         start_s: float,
         hours: int,
@@ -484,7 +485,8 @@ class ClockCache:
         """The columns of ``hours`` hours from ``start_s``: copies of the cached ones, computed when missing.
 
         Args:
-            building_id: the building.
+            building: the building; another object (an inventory read again) computes them again, even
+                if equal (comparing a building's points each pass would cost more than it spares).
             use: which columns (a building may keep several, e.g. its frame's and the schedule around it).
             start_s: the first hour (UTC seconds).
             hours: how many hours.
@@ -494,11 +496,12 @@ class ClockCache:
         Returns:
             Per column, its first ``hours`` values (a copy: the caller may change it).
         """
-        entry = self._entries.get((building_id, use))
-        if entry is None or entry.start_s != start_s or entry.hours < hours or entry.key != key:
+        entry = self._entries.get((building.id, use))
+        if (entry is None or entry.building is not building or entry.start_s != start_s or entry.hours < hours
+                or entry.key != key):
             total = hours + CLOCK_AHEAD_H
-            entry = _ClockEntry(key, start_s, total, compute(total))
-            self._entries[(building_id, use)] = entry
+            entry = _ClockEntry(building, key, start_s, total, compute(total))
+            self._entries[(building.id, use)] = entry
             self.computed += 1
         return {name: column[:hours].copy() for name, column in entry.columns.items()}
 

@@ -57,7 +57,8 @@ def test_clock_columns_kept_between_passes_are_those_of_the_frame(example: str) 
 
 
 def test_other_bookings_compute_the_columns_again() -> None:
-    """A booking calendar that changed between passes (an evening booked since) is not read from the cache."""
+    """A booking calendar that changed between passes (an evening booked since), or the building read again, is
+    not read from the cache."""
     inventory = load_inventory(EXAMPLES / "family_b.yaml")
     calendar = FrenchCalendar(inventory.organisation.school_holiday_zone)
     hall = next(b for _, b in inventory.buildings() if b.schedule.bookings is not None)
@@ -70,6 +71,9 @@ def test_other_bookings_compute_the_columns_again() -> None:
     kept = BuildingHours.build(inventory, hall, frame, calendar, booked=more, calendars=cache)
     _same(kept, BuildingHours.build(inventory, hall, frame, calendar, booked=more))
     assert cache.computed == 2
+    # The inventory read again (another building object, equal or not): computed again, not compared.
+    BuildingHours.build(inventory, hall.model_copy(), frame, calendar, booked=more, calendars=cache)
+    assert cache.computed == 3
     assert kept.open_frac[round((evening[0].timestamp() - START_S) / 3600)] == 1.0
 
 
