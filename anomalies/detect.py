@@ -86,6 +86,7 @@ from anomalies.expected import (
 from anomalies.features import (
     FEATURE_NAMES,
     BuildingHours,
+    ClockCache,
     FeatureConfig,
     HourlyFrame,
     PointSeries,
@@ -420,6 +421,8 @@ class ModelProgress:
         forest_fits: how many times the forest was fitted.
         last_fit_at: the hour of its last fit.
         in_sample: the hours before it have in-sample expected values.
+        day_bound: the bounds of the trailing-24-hour residual it computed (:class:`DayBoundMemo`), held in
+            memory only (not in the state file: the first run after a load computes them all).
     """
 
     hours: int
@@ -435,6 +438,35 @@ class ModelProgress:
     forest_fits: int
     last_fit_at: int
     in_sample: int
+    day_bound: DayBoundMemo | None = None
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class DayBoundMemo:
+    """The bounds :func:`~anomalies.expected.day_residual_bound` gave over the first ``hours`` hours of a frame.
+
+    The bound looks back only (at most ``model_day_history`` days), so a later run on the same frame start
+    whose inputs over those hours are the same (same digest: residuals, references, day types, floors) keeps
+    them and computes the new hours only: an hourly pass costs one hour's bound, not 400 days' medians.
+
+    Attributes:
+        hours: hours covered.
+        digest: digest of the inputs over those hours (:func:`_bound_digest`).
+        values: the bounds.
+    """
+
+    hours: int
+    digest: bytes
+    values: FloatArray
+
+
+def _bound_digest(hours: int, *inputs: npt.NDArray[Any] | None) -> bytes:
+    """A digest of the first ``hours`` values of each input (``None``: absent)."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(hours.to_bytes(8, "little"))
+    for values in inputs:
+        h.update(b"-" if values is None else np.ascontiguousarray(values[:hours]).tobytes())
+    return h.digest()
 
 
 def run_models(
@@ -542,13 +574,11 @@ def run_models(
             if last is None or last_th is None:
                 continue
             _score_block(last, last_th, rows, at, stop, scores, flagged, model_flag)
-        if progress is not None:
-            progress[usage] = ModelProgress(n, expected, scores, flagged, model_flag, beyond, rows, model.snapshot(),
-                                            last, last_th, fits, last_fit_at, in_sample)
         residual = y - expected
         ratio = rows[:, _RATIO_COLUMN]
         day_residual = trailing_day_residual(residual)
         day_bound = np.full(n, np.nan)
+        bound_memo: DayBoundMemo | None = None
         if config.model_day_spread is not None:
             # The spread is learnt from every day no rule flagged, the forest's flagged days included: left out,
             # the busiest ordinary days (a crèche's full days, an event hall's weddings) would leave a spread
@@ -557,9 +587,20 @@ def run_models(
             reference[:in_sample] = False  # a model's errors on the days it was fitted on are optimistic
             # The least bound: a share of the expected energy of the same 24 hours.
             floor = config.model_day_floor_share * trailing_day_residual(np.maximum(expected, 0.0))
+            inputs = (day_residual, reference, model.type_idx, floor)
+            kept = resumed.day_bound if resumed is not None else None
+            # The bounds of the hours an earlier run computed stay when their inputs did (the bound looks back only).
+            since = kept.hours if kept is not None and kept.hours <= n and kept.digest == _bound_digest(
+                kept.hours, *inputs) else 0
             day_bound = day_residual_bound(day_residual, reference, model.type_idx,
                                            days=max(1, round(config.model_day_history / timedelta(days=1))),
-                                           spread=config.model_day_spread, floor=floor)
+                                           spread=config.model_day_spread, floor=floor, start=since)
+            if kept is not None and since:
+                day_bound[:since] = kept.values[:since]
+            bound_memo = DayBoundMemo(n, _bound_digest(n, *inputs), day_bound.copy())
+        if progress is not None:
+            progress[usage] = ModelProgress(n, expected, scores, flagged, model_flag, beyond, rows, model.snapshot(),
+                                            last, last_th, fits, last_fit_at, in_sample, bound_memo)
         runs.append(ModelRun(hours.building.id, usage, scores, flagged, expected, fits, last, last_th,
                              residual, ratio, model.fits, beyond, day_residual, day_bound, y))
     return runs
@@ -1123,6 +1164,7 @@ def building_findings(
     unjudged: Collection[str] = frozenset(),
     memo: RuleMemo | None = None,
     models: dict[Usage, ModelProgress] | None = None,
+    clock: ClockCache | None = None,
 ) -> BuildingFindings:
     """Run the data-quality rules, the energy rules and the models on one building's hours.
 
@@ -1138,6 +1180,8 @@ def building_findings(
             the hours whose inputs did not change (:class:`~anomalies.rules.RuleMemo`), the findings the same.
         models: where the models of an earlier call on the first hours of this frame stopped, per usage
             (:class:`ModelProgress`): resumed, and updated (:func:`run_models`).
+        clock: the schedule and calendar columns of earlier calls on the same frame start
+            (:class:`~anomalies.features.ClockCache`): kept, the findings the same.
 
     Returns:
         The findings and scores; each hour's depends only on the readings up to its end.
@@ -1149,9 +1193,17 @@ def building_findings(
     margin = CLOSURE_LOOKAHEAD_H
     around = HourlyFrame(frame.start_s - margin * 3600.0, frame.hours + 2 * margin, {}, {})
     booked = building_bookings(inventory, building, around)
-    open_around, _ = schedule_masks(
-        building, calendar, inventory.organisation.tz, around.times_s, config.features.preheat, booked=booked
-    )
+    tz = inventory.organisation.tz
+
+    def schedule(hours: int) -> dict[str, npt.NDArray[Any]]:
+        times = around.start_s + 3600.0 * np.arange(hours, dtype=np.float64)
+        return {"open": schedule_masks(building, calendar, tz, times, config.features.preheat, booked=booked)[0]}
+
+    if clock is None:
+        open_around = schedule(around.hours)["open"]
+    else:
+        open_around = clock.get(building, "around", around.start_s, around.hours,
+                                (str(tz), calendar.zone, config.features.preheat, tuple(booked)), schedule)["open"]
     open_frac = open_around[margin : margin + frame.hours]
     planned = planned_closures(open_around, margin)
     quality: list[Finding] = []
@@ -1174,7 +1226,8 @@ def building_findings(
             if point in building.points:
                 quality.append(found)
             blank[point.id] = blank.get(point.id, np.zeros(frame.hours, dtype=np.bool_)) | found.active
-    hours = BuildingHours.build(inventory, building, frame, calendar, config.features, blank=blank, booked=booked)
+    hours = BuildingHours.build(inventory, building, frame, calendar, config.features, blank=blank, booked=booked,
+                                calendars=clock)
     findings: list[Finding] = []
     for rule in BUILDING_RULES:
         findings.extend(rule.evaluate(hours, config.rules, findings, memo=memo))

@@ -103,6 +103,7 @@ IntArray = npt.NDArray[np.int64]
 
 _HOUR = timedelta(hours=1)
 _TYPES = (DayType.OCCUPIED, DayType.UNOCCUPIED, DayType.SCHOOL_HOLIDAY)
+_TYPE_INDEX = {t: i for i, t in enumerate(_TYPES)}  # per hour of 400 days, a dict beats tuple.index
 _WARM_HDD = 0.5  # K·day: a day this close to no heating degree day is a warm day (its energy: the floor)
 _MIN_ENERGY_SPREAD = 0.01  # the fitted days' energies of a type must differ by this share of their mean (RMS)
 _FIT_FORMAT = 1  # of ExpectedFit.to_dict
@@ -261,7 +262,7 @@ class ExpectedConsumption:
         self.y = y
         self.outdoor_c = outdoor_c if np.isfinite(outdoor_c).any() else np.full(y.size, _NO_WEATHER_C)
         self.types = day_types_of_hours(open_frac, school_holiday, day)
-        self.type_idx = np.array([_TYPES.index(t) for t in self.types], dtype=np.int64)
+        self.type_idx = np.array([_TYPE_INDEX[t] for t in self.types], dtype=np.int64)
         self.local_hour = local_hour
         self.day = day
         self.config = config
@@ -548,7 +549,7 @@ def _profile(
     """
     n_types = len(_TYPES)
     min_days = model.config.min_days_per_type
-    type_of = np.array([_TYPES.index(t) for t in types], dtype=np.int64)
+    type_of = np.array([_TYPE_INDEX[t] for t in types], dtype=np.int64)
     weekday = _weekday(kept_days)
     type_share = np.full((n_types, 24), 1.0 / 24.0)
     type_mean = np.zeros(n_types)
@@ -653,6 +654,7 @@ def day_residual_bound(
     spread: float = 3.0,
     min_days: int = 7,
     floor: FloatArray | None = None,
+    start: int = 0,
 ) -> FloatArray:
     """How large the last day's residual may be before it stands out of the expected model's own uncertainty.
 
@@ -682,6 +684,8 @@ def day_residual_bound(
         spread: robust standard deviations above the median.
         min_days: fewest samples a bound needs.
         floor: per hour, the least bound (``nan``: none), e.g. a share of the expected day.
+        start: the first hour computed; the hours before it are ``nan`` (a live pass that kept the bounds of
+            the hours it computed before computes only its new hours: the bound looks back only).
 
     Returns:
         Per hour, the bound on its trailing-24-hour residual.
@@ -699,7 +703,22 @@ def day_residual_bound(
     >>> floor = np.full(24 * 70, 2.4)
     >>> float(day_residual_bound(exact, ref, types)[-1]), float(day_residual_bound(exact, ref, types, floor=floor)[-1])
     (0.0, 2.4)
+
+    From ``start`` on, the bounds are those of the whole series:
+
+    >>> whole, tail = day_residual_bound(noisy, ref, types), day_residual_bound(noisy, ref, types, start=1600)
+    >>> bool(np.isnan(tail[:1600]).all()), bool(np.array_equal(whole[1600:], tail[1600:], equal_nan=True))
+    (True, True)
     """
+    if start > 0:
+        # An hour's bound reads the samples of the ``days`` days before it, each the 24 hours up to it (their
+        # references and the day type 23 hours before): the hours from ``lo`` on give the same bounds.
+        lo = max(0, start - 24 * (days + 1))
+        tail = day_residual_bound(day_residual[lo:], reference[lo:], day_type[lo:], days=days, spread=spread,
+                                  min_days=min_days, floor=None if floor is None else floor[lo:])
+        out_all = np.full(day_residual.size, np.nan)
+        out_all[start:] = tail[start - lo :]
+        return out_all
     n = day_residual.size
     # A day's 24 hours straddle two local days (a Monday morning's hold Sunday's): the type of both.
     before = np.concatenate([day_type[:1].repeat(min(n, 23)), day_type[: max(0, n - 23)]])

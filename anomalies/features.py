@@ -28,9 +28,10 @@ Sample config (``FeatureConfig``)::
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -45,9 +46,11 @@ from streams.errors import InsufficientData, ModelError
 from streams.history import PointSeries
 
 __all__ = [
+    "CLOCK_AHEAD_H",
     "FEATURE_LOOKBACK",
     "FEATURE_NAMES",
     "BuildingHours",
+    "ClockCache",
     "FeatureConfig",
     "HourlyFrame",
     "PointSeries",
@@ -327,6 +330,7 @@ class BuildingHours:
         *,
         blank: Mapping[str, BoolArray] | None = None,
         booked: Sequence[tuple[datetime, datetime]] | None = None,
+        calendars: ClockCache | None = None,
     ) -> BuildingHours:
         """Describe the hours of one building.
 
@@ -339,6 +343,8 @@ class BuildingHours:
             blank: per point, hours whose data must be ignored (a stuck counter, a frozen sensor).
             booked: the building's booked intervals (UTC); by default read from its booking
                 calendar (:func:`inventory.bookings.booked_intervals`) when it has one.
+            calendars: what the hours owe to the clock alone (schedule, holidays, setpoints, sun), kept
+                across calls on the same frame start (:class:`ClockCache`); the hours are the same with it.
 
         Returns:
             The building's hours.
@@ -348,16 +354,19 @@ class BuildingHours:
         """
         config = config or FeatureConfig()
         tz = inventory.organisation.tz
-        times = frame.times_s
         if booked is None:
             booked = building_bookings(inventory, building, frame)
-        open_frac, preheat = schedule_masks(building, calendar, tz, times, config.preheat, booked=booked)
-        local = [datetime.fromtimestamp(float(s), tz) for s in times]
-        local_hour = np.array([m.hour for m in local], dtype=np.int64)
-        weekday = np.array([m.weekday() for m in local], dtype=np.int64)
-        days = [m.date() for m in local]
-        holidays_pub = {d: calendar.is_public_holiday(d) for d in set(days)}
-        holidays_school = {d: calendar.is_school_holiday(d) for d in set(days)}
+        booked_now = booked
+
+        def clock(hours: int) -> dict[str, npt.NDArray[Any]]:
+            return _clock_columns(building, calendar, tz, frame.start_s + _HOUR_S * np.arange(hours, dtype=np.float64),
+                                  config, booked_now)
+
+        if calendars is None:
+            at = clock(frame.hours)
+        else:
+            at = calendars.get(building, "hours", frame.start_s, frame.hours,
+                               (str(tz), calendar.zone, config, tuple(booked)), clock)
         blank = blank or {}
 
         def sensor(pid: str) -> FloatArray:
@@ -368,25 +377,23 @@ class BuildingHours:
 
         indoor = [p.id for p in building.points if p.quantity is Quantity.TEMPERATURE and p.usage is not Usage.WEATHER]
         lux = [p.id for p in building.points if p.quantity is Quantity.ILLUMINANCE]
-        setpoint, in_season = expected_setpoints(building, calendar, tz, times, open_frac, preheat, booked=booked)
-        local_day = np.array([d.toordinal() for d in days], dtype=np.int64)
         hours = cls(
             building=building,
             frame=frame,
-            open_frac=open_frac,
-            preheat=preheat,
-            public_holiday=np.array([holidays_pub[d] for d in days], dtype=np.bool_),
-            school_holiday=np.array([holidays_school[d] for d in days], dtype=np.bool_),
-            local_hour=local_hour,
-            hour_of_week=weekday * 24 + local_hour,
-            local_day=local_day,
+            open_frac=at["open_frac"],
+            preheat=at["preheat"],
+            public_holiday=at["public_holiday"],
+            school_holiday=at["school_holiday"],
+            local_hour=at["local_hour"],
+            hour_of_week=at["hour_of_week"],
+            local_day=at["local_day"],
             outdoor_c=outdoor_temperature(inventory, frame, blank),
             indoor_c=_nanmean([sensor(p) for p in indoor], frame.hours),
             illuminance_lx=_nanmax([sensor(p) for p in lux], frame.hours),
-            sun_deg=sun_elevation_deg(times + _HOUR_S / 2, config.latitude_deg, config.longitude_deg),
-            setpoint_c=setpoint,
-            heating_in_season=in_season,
-            day_open=open_days(building, calendar, tz, local_day, booked=booked),
+            sun_deg=at["sun_deg"],
+            setpoint_c=at["setpoint_c"],
+            heating_in_season=at["heating_in_season"],
+            day_open=at["day_open"],
             open_after=schedule_masks(building, calendar, tz, frame.start_s + _HOUR_S * (
                 frame.hours + np.arange(OPEN_AFTER_HOURS, dtype=np.float64)), config.preheat, booked=booked)[0],
         )
@@ -398,6 +405,105 @@ class BuildingHours:
             if series is not None:
                 hours.usages[usage] = series
         return hours
+
+
+CLOCK_AHEAD_H = 168
+"""Hours past a frame's end a :class:`ClockCache` computes at once: a live pass of one new hour recomputes the
+clock's columns once a week, not each hour."""
+
+
+def _clock_columns(
+    building: Building,
+    calendar: FrenchCalendar,
+    tz: ZoneInfo,
+    times: FloatArray,
+    config: FeatureConfig,
+    booked: Sequence[tuple[datetime, datetime]],
+) -> dict[str, npt.NDArray[Any]]:
+    """The columns of :class:`BuildingHours` that depend on the hour alone (given the schedule and bookings)."""
+    open_frac, preheat = schedule_masks(building, calendar, tz, times, config.preheat, booked=booked)
+    local = [datetime.fromtimestamp(float(s), tz) for s in times]
+    local_hour = np.array([m.hour for m in local], dtype=np.int64)
+    weekday = np.array([m.weekday() for m in local], dtype=np.int64)
+    days = [m.date() for m in local]
+    holidays_pub = {d: calendar.is_public_holiday(d) for d in set(days)}
+    holidays_school = {d: calendar.is_school_holiday(d) for d in set(days)}
+    setpoint, in_season = expected_setpoints(building, calendar, tz, times, open_frac, preheat, booked=booked)
+    local_day = np.array([d.toordinal() for d in days], dtype=np.int64)
+    return {
+        "open_frac": open_frac,
+        "preheat": preheat,
+        "public_holiday": np.array([holidays_pub[d] for d in days], dtype=np.bool_),
+        "school_holiday": np.array([holidays_school[d] for d in days], dtype=np.bool_),
+        "local_hour": local_hour,
+        "hour_of_week": weekday * 24 + local_hour,
+        "local_day": local_day,
+        "sun_deg": sun_elevation_deg(times + _HOUR_S / 2, config.latitude_deg, config.longitude_deg),
+        "setpoint_c": setpoint,
+        "heating_in_season": in_season,
+        "day_open": open_days(building, calendar, tz, local_day, booked=booked),
+    }
+
+
+@dataclass(slots=True, eq=False)
+class _ClockEntry:
+    building: Building
+    key: tuple[object, ...]
+    start_s: float
+    hours: int
+    columns: dict[str, npt.NDArray[Any]]
+
+
+class ClockCache:
+    """Per building, the hour-by-hour columns that depend on the clock alone, kept between passes.
+
+    The schedule's open fraction and pre-heating, the holidays, the local hours and days, the expected
+    setpoints, the open days and the sun depend on each hour and the building's schedule and bookings, never
+    on where the frame ends (each of those functions reads the schedule past both ends). A live pass on a
+    frame one hour longer than the last would compute them again for 400 days; the cache computes them
+    :data:`CLOCK_AHEAD_H` hours past the frame's end and gives the first hours of what it holds while the
+    frame start, the building object and the key (timezone, holiday zone, settings, bookings) are the same: the
+    columns equal those computed on the frame itself
+    (``tests/unit/anomalies/test_clock_cache.py``). Held in memory only, one entry per building and use.
+    """
+
+    def __init__(self) -> None:
+        """An empty cache."""
+        self._entries: dict[tuple[str, str], _ClockEntry] = {}
+        self.computed = 0
+        """How many times columns were computed (not taken from the cache)."""
+
+    def get(
+        self,
+        building: Building,
+        use: str,
+        start_s: float,
+        hours: int,
+        key: tuple[object, ...],
+        compute: Callable[[int], dict[str, npt.NDArray[Any]]],
+    ) -> dict[str, npt.NDArray[Any]]:
+        """The columns of ``hours`` hours from ``start_s``: copies of the cached ones, computed when missing.
+
+        Args:
+            building: the building; another object (an inventory read again) computes them again, even
+                if equal (comparing a building's points each pass would cost more than it spares).
+            use: which columns (a building may keep several, e.g. its frame's and the schedule around it).
+            start_s: the first hour (UTC seconds).
+            hours: how many hours.
+            key: what else the columns depend on; another key computes them again.
+            compute: the columns of the first ``n`` hours from ``start_s``.
+
+        Returns:
+            Per column, its first ``hours`` values (a copy: the caller may change it).
+        """
+        entry = self._entries.get((building.id, use))
+        if (entry is None or entry.building is not building or entry.start_s != start_s or entry.hours < hours
+                or entry.key != key):
+            total = hours + CLOCK_AHEAD_H
+            entry = _ClockEntry(building, key, start_s, total, compute(total))
+            self._entries[(building.id, use)] = entry
+            self.computed += 1
+        return {name: column[:hours].copy() for name, column in entry.columns.items()}
 
 
 def building_bookings(inventory: Inventory, building: Building, frame: HourlyFrame) -> list[tuple[datetime, datetime]]:

@@ -99,7 +99,7 @@ from anomalies.detect import (
 )
 from anomalies.events import AlertState, AnomalyEvent
 from anomalies.expected import ExpectedFit
-from anomalies.features import FloatArray, HourlyFrame, IntArray, PointSeries
+from anomalies.features import ClockCache, FloatArray, HourlyFrame, IntArray, PointSeries
 from anomalies.iforest import IsolationForestDetector
 from anomalies.lifecycle import AlertKey, AlertLifecycle, Track
 from anomalies.rules import RuleMemo
@@ -162,6 +162,9 @@ class DetectorState:
             where they stopped (:class:`~anomalies.detect.ModelProgress`): the next advance in the same
             history resumes them, computing and scoring only the new hours (refits only at the refit
             hours among them). Held in memory between the passes of a running service.
+        clock: per building, its hours' schedule and calendar columns, computed a week past the
+            frame's end (:class:`~anomalies.features.ClockCache`): the next passes on the same history
+            start slice them. In memory only (not saved: a load computes them again).
     """
 
     config_digest: str
@@ -173,6 +176,7 @@ class DetectorState:
     spans: list[RuleSpan] = field(default_factory=list)
     rule_memo: RuleMemo = field(default_factory=RuleMemo, repr=False)
     models: dict[str, tuple[float, dict[Usage, ModelProgress]]] = field(default_factory=dict)
+    clock: ClockCache = field(default_factory=ClockCache, repr=False)
 
     @classmethod
     def fresh(cls, config: DetectConfig | None = None, incremental: IncrementalConfig | None = None) -> DetectorState:
@@ -402,7 +406,9 @@ def _models_from(entries: list[Any], data: Any) -> dict[str, tuple[float, dict[U
             threshold = QuantileThreshold.from_dict({**e["threshold"],
                                                      "scores": data[f"m{j}_threshold_scores"].tolist()})
         arrays = {name: np.asarray(data[f"m{j}_{name}"]) for name in _PROGRESS_ARRAYS}
-        progress = ModelProgress(hours=int(e["hours"]), **arrays, fit=ExpectedFit.from_dict(e["fit"]), forest=forest,
+        progress = ModelProgress(hours=int(e["hours"]), expected=arrays["expected"], scores=arrays["scores"],
+                                 flagged=arrays["flagged"], model_flag=arrays["model_flag"], beyond=arrays["beyond"],
+                                 rows=arrays["rows"], fit=ExpectedFit.from_dict(e["fit"]), forest=forest,
                                  threshold=threshold, forest_fits=int(e["forest_fits"]),
                                  last_fit_at=int(e["last_fit_at"]), in_sample=int(e["in_sample"]))
         _, usages = models.setdefault(str(e["building"]), (float(e["window_s"]), {}))
@@ -646,7 +652,8 @@ def advance(
             if any(p.hours != first_hour for p in resumed.values()):
                 resumed = {}  # not where these hours start: computed again from the history's start
             found = building_findings(inventory, building, own, frame, calendar, config, unjudged=unjudged,
-                                      memo=state.rule_memo, models=resumed if config.models else None)
+                                      memo=state.rule_memo, models=resumed if config.models else None,
+                                      clock=state.clock)
             if config.models:
                 state.models[building.id] = (window_s, resumed)
             if on_expected is not None:
