@@ -1818,6 +1818,10 @@ _COOL_DOWN_H = 48
 """Hours of closure after which a building has cooled to frost protection (Art. R241-26: closures past 48 h)."""
 
 
+_REFERENCE_SETPOINT_C = 19.0
+"""Occupied setpoint (°C) at which ``heating_off_above_c`` is the balance point: R241-26's, an undeclared setpoint's."""
+
+
 def _heating_weather(hours: BuildingHours, config: RulesConfig) -> BoolArray:
     """Hours a heater can be what holds the building warm: the last 24 h below its balance point.
 
@@ -1829,7 +1833,7 @@ def _heating_weather(hours: BuildingHours, config: RulesConfig) -> BoolArray:
     n = hours.frame.hours
     if outdoor is None or not np.isfinite(outdoor).any():
         return np.ones(n, dtype=np.bool_)
-    balance = config.heating_off_above_c + max(0.0, hours.building.heating_setpoint_occupied_c - 19.0)
+    balance = config.heating_off_above_c + max(0.0, hours.building.heating_setpoint_occupied_c - _REFERENCE_SETPOINT_C)
     warm: BoolArray = _trailing_mean(outdoor, 24) >= balance  # nan (unknown weather) compares False
     return ~warm
 
@@ -1844,13 +1848,14 @@ def _heat_demand(
 ) -> tuple[BoolArray, BoolArray, BoolArray]:
     """Hours of clear heat demand, hours heating is off, and hours cold enough to restart it.
 
-    A building held at setpoint ``s`` needs heat below a balance point: ``heating_off_above_c`` at the
-    occupied setpoint, lower by as many kelvin as the setpoint held is lower (heat losses follow
-    indoor minus outdoor; gains stay). The setpoint held is the occupied one while open, the setback
-    at night, the weekend setpoint through the first 48 h of a longer closure and frost protection
-    after. Demand is clear when both the last 24 h and the last 6 h (a mild, sunny afternoon stops the
-    burner) are ``heating_restart_margin_c`` below that balance point, inside the declared
-    ``heating_season``. Heating is off (switched off, or idle) where demand is not clear; heating
+    A building held at setpoint ``s`` needs heat below a balance point: ``heating_off_above_c`` for a building
+    held at 19 °C, lower by as many kelvin as the setpoint held is lower (heat losses follow indoor minus
+    outdoor; gains stay): lower for an occupied setpoint below 19 °C (a gymnasium held at 15 °C needs no heat
+    on mild days a 19 °C building still heats), then for the setback or closure. The setpoint held is the
+    occupied one while open, the setback at night, the weekend setpoint through the first 48 h of a longer
+    closure and frost protection after. Demand is clear when both the last 24 h and the last 6 h (a mild,
+    sunny afternoon stops the burner) are ``heating_restart_margin_c`` below that balance point, inside the
+    declared ``heating_season``. Heating is off (switched off, or idle) where demand is not clear; heating
     switched off is switched on again once the last 72 h are clearly below the balance point.
 
     Without an outdoor temperature, every in-season hour is demand.
@@ -1866,7 +1871,10 @@ def _heat_demand(
         np.where(closed_since < _LONG_CLOSURE_H, setback,
                  np.where(closed_since < _COOL_DOWN_H, weekend, building.heating_frost_protection_c)),
     )
-    below = config.heating_off_above_c - np.maximum(0.0, occupied - held) - config.heating_restart_margin_c
+    # Issue 11: a hall held at 15 °C judged against a 19 °C building's balance point had its meter "stuck" on
+    # mild spring days. A setpoint above 19 °C keeps the usual cut-off (a pool's meter also heats its water).
+    balance = config.heating_off_above_c - max(0.0, _REFERENCE_SETPOINT_C - occupied)
+    below = balance - np.maximum(0.0, occupied - held) - config.heating_restart_margin_c
     mean24 = _trailing_mean(outdoor_c, 24)
     mean6 = _trailing_mean(outdoor_c, _THERMOSTAT_H)
     mean72 = _trailing_mean(outdoor_c, 72)
@@ -1903,7 +1911,8 @@ class StaleCounterRule:
 
     A counter serving heating (:func:`_serves_heating`) is expected to stand
     still whenever heat demand is not clear (:func:`_heat_demand`): the
-    balance point is ``heating_off_above_c`` at the occupied setpoint, lower
+    balance point is ``heating_off_above_c`` for a building held at 19 °C
+    (lower by as many kelvin as a declared occupied setpoint is lower), lower
     by as many kelvin as the setpoint held then (setback, weekend, frost
     protection past 48 h of closure) is lower, and demand is clear only when
     the last 24 h and the last 6 h (a mild, sunny afternoon stops the burner)
