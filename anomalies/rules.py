@@ -48,6 +48,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
+from scipy.stats import kendalltau  # type: ignore[import-untyped]  # scipy ships no stubs (as in mv/savings.py)
 
 from anomalies.events import EventKind
 from anomalies.features import BuildingHours, HourlyFrame, PointSeries, UsageSeries
@@ -1820,6 +1821,10 @@ _COOL_DOWN_H = 48
 """Hours of closure after which a building has cooled to frost protection (Art. R241-26: closures past 48 h)."""
 
 
+_REFERENCE_SETPOINT_C = 19.0
+"""Occupied setpoint (°C) at which ``heating_off_above_c`` is the balance point: R241-26's, an undeclared setpoint's."""
+
+
 def _heating_weather(hours: BuildingHours, config: RulesConfig) -> BoolArray:
     """Hours a heater can be what holds the building warm: the last 24 h below its balance point.
 
@@ -1831,7 +1836,7 @@ def _heating_weather(hours: BuildingHours, config: RulesConfig) -> BoolArray:
     n = hours.frame.hours
     if outdoor is None or not np.isfinite(outdoor).any():
         return np.ones(n, dtype=np.bool_)
-    balance = config.heating_off_above_c + max(0.0, hours.building.heating_setpoint_occupied_c - 19.0)
+    balance = config.heating_off_above_c + max(0.0, hours.building.heating_setpoint_occupied_c - _REFERENCE_SETPOINT_C)
     warm: BoolArray = _trailing_mean(outdoor, 24) >= balance  # nan (unknown weather) compares False
     return ~warm
 
@@ -1846,13 +1851,14 @@ def _heat_demand(
 ) -> tuple[BoolArray, BoolArray, BoolArray]:
     """Hours of clear heat demand, hours heating is off, and hours cold enough to restart it.
 
-    A building held at setpoint ``s`` needs heat below a balance point: ``heating_off_above_c`` at the
-    occupied setpoint, lower by as many kelvin as the setpoint held is lower (heat losses follow
-    indoor minus outdoor; gains stay). The setpoint held is the occupied one while open, the setback
-    at night, the weekend setpoint through the first 48 h of a longer closure and frost protection
-    after. Demand is clear when both the last 24 h and the last 6 h (a mild, sunny afternoon stops the
-    burner) are ``heating_restart_margin_c`` below that balance point, inside the declared
-    ``heating_season``. Heating is off (switched off, or idle) where demand is not clear; heating
+    A building held at setpoint ``s`` needs heat below a balance point: ``heating_off_above_c`` for a building
+    held at 19 °C, lower by as many kelvin as the setpoint held is lower (heat losses follow indoor minus
+    outdoor; gains stay): lower for an occupied setpoint below 19 °C (a gymnasium held at 15 °C needs no heat
+    on mild days a 19 °C building still heats), then for the setback or closure. The setpoint held is the
+    occupied one while open, the setback at night, the weekend setpoint through the first 48 h of a longer
+    closure and frost protection after. Demand is clear when both the last 24 h and the last 6 h (a mild,
+    sunny afternoon stops the burner) are ``heating_restart_margin_c`` below that balance point, inside the
+    declared ``heating_season``. Heating is off (switched off, or idle) where demand is not clear; heating
     switched off is switched on again once the last 72 h are clearly below the balance point.
 
     Without an outdoor temperature, every in-season hour is demand.
@@ -1868,7 +1874,10 @@ def _heat_demand(
         np.where(closed_since < _LONG_CLOSURE_H, setback,
                  np.where(closed_since < _COOL_DOWN_H, weekend, building.heating_frost_protection_c)),
     )
-    below = config.heating_off_above_c - np.maximum(0.0, occupied - held) - config.heating_restart_margin_c
+    # Issue 11: a hall held at 15 °C judged against a 19 °C building's balance point had its meter "stuck" on
+    # mild spring days. A setpoint above 19 °C keeps the usual cut-off (a pool's meter also heats its water).
+    balance = config.heating_off_above_c - max(0.0, _REFERENCE_SETPOINT_C - occupied)
+    below = balance - np.maximum(0.0, occupied - held) - config.heating_restart_margin_c
     mean24 = _trailing_mean(outdoor_c, 24)
     mean6 = _trailing_mean(outdoor_c, _THERMOSTAT_H)
     mean72 = _trailing_mean(outdoor_c, 72)
@@ -1905,7 +1914,8 @@ class StaleCounterRule:
 
     A counter serving heating (:func:`_serves_heating`) is expected to stand
     still whenever heat demand is not clear (:func:`_heat_demand`): the
-    balance point is ``heating_off_above_c`` at the occupied setpoint, lower
+    balance point is ``heating_off_above_c`` for a building held at 19 °C
+    (lower by as many kelvin as a declared occupied setpoint is lower), lower
     by as many kelvin as the setpoint held then (setback, weekend, frost
     protection past 48 h of closure) is lower, and demand is clear only when
     the last 24 h and the last 6 h (a mild, sunny afternoon stops the burner)
@@ -2654,7 +2664,17 @@ class SensorDriftRule:
     church, a hall used once a week: closed is its ordinary state). Nor on a
     day in a use or heating state its reference holds fewer than 3 days of
     (the first service after weeks closed, the first days of the heating
-    season): the day then joins the reference, which relearns.
+    season): the day then joins the reference, which relearns; unless a
+    judged day of the ``_TREND_DAYS`` (10) before was kept out of the
+    reference for its deviation (an open deviation freezes the reference).
+    Days serve as reference only when clearly near it and not moving away
+    from it day after day (Kendall's tau of the last 10 days' deviations,
+    one-sided, p < 0.01, beyond a quarter of ``drift_min_k``): a slow
+    drift's first days do not drag the reference along. Out of the declared
+    heating season, while most reference days are heated, an hour is taken as
+    in range, rise or fall: the room floats once the heating is off, which
+    heated days do not tell, and those days join the reference until it
+    floats too.
 
     Lookback: ``sensor_reference_days`` days (28).
     """
@@ -2697,12 +2717,14 @@ class SensorDriftRule:
         # Unheated (out of the declared heating season, or outdoor above the degree-day base), a building's
         # indoor floats with the weather, up to 1 K per K; heated, the heating damps it to 0.5 K per K.
         free = out24 >= DJU_BASE_C
+        off_season = np.zeros(n, dtype=np.bool_)
         if building.heating_season is not None:
             season = building.heating_season
             days, day_of_hour = np.unique(frame.times_s // 86400.0, return_inverse=True)
             out_of_season = np.array([not season.contains(datetime.fromtimestamp(d * 86400.0, UTC).date())
                                       for d in days.tolist()], dtype=np.bool_)
-            free = free | out_of_season[day_of_hour]
+            off_season = out_of_season[day_of_hour]
+            free = free | off_season
         cap = np.where(free, _MAX_FREE_SLOPE, _MAX_INDOOR_SLOPE)
         # One reference value per day: the last 24 h at the day's last hour, computed once per day.
         ends = np.arange(23, n, 24)
@@ -2795,6 +2817,14 @@ class SensorDriftRule:
                 rise_limit = max(config.drift_min_k, 5.0 * scatter)
                 warmer = np.maximum(0.0, o_now[a:b] - float(ref_out.max())) * np.maximum(0.0, cap[a:b] - slope)
                 rise = np.maximum(0.0, mean24[a:b] - level - slope * o_now[a:b] - use_k * use24[a:b] - warmer)
+                if not ref_unheated:
+                    # Issue 11: a reference held by its heating tells how warm the heating kept the room, not
+                    # where it floats once the declared season has ended and the heating is off: above it (a
+                    # church at frost protection all winter, then a mild April) or below it (a crèche held at
+                    # comfort, once its heating is switched off in May). Such hours count as in range and
+                    # join the reference, until it floats with the weather itself.
+                    rise = np.where(off_season[a:b], 0.0, rise)
+                    fall = np.where(off_season[a:b], 0.0, fall)
                 this = np.where(fall < 0, fall, rise)
                 limit = np.where(fall < 0, fall_limit, rise_limit)
                 far &= np.abs(this) > limit
@@ -2816,8 +2846,19 @@ class SensorDriftRule:
             deviation[a:b] = np.where(known_use, dev, np.nan)
             if j < ends.size and ends[j] < b and known_use[ends[j] - a]:
                 # Only days clearly in the usual range serve as reference: a slow drift's first days, neither
-                # near nor far yet, must not drag the reference along with them.
-                flagged_d[j] = not bool(near[ends[j] - a])
+                # near nor far yet, must not drag the reference along with them; nor those still near but
+                # moving away day after day (issue 11: a pool hall's drift widened its reference to 5-8 K).
+                flagged_d[j] = not bool(near[ends[j] - a]) or _trending_away(
+                    deviation[ends[max(0, j - _TREND_DAYS + 1) : j + 1]], 0.25 * config.drift_min_k
+                )
+            elif j < ends.size and ends[j] < b and bool(
+                (flagged_d[max(0, j - _TREND_DAYS) : j] & np.isfinite(deviation[ends[max(0, j - _TREND_DAYS) : j]])).any()
+            ):
+                # A day not judged (a use state the reference lacks: a weekend) while the sensor was away from its
+                # reference in the days before (a judged day kept out, with a deviation) stays out of it too: an open
+                # deviation freezes the reference, as an open leak does (issue 11: a pool hall's drifting weekends
+                # joined it and hid the drift).
+                flagged_d[j] = True
         if memo is not None:
             memo.recomputed_days += ends.size - first_day
             whole = ends.size * 24
@@ -2828,6 +2869,27 @@ class SensorDriftRule:
             facts={"deviation_k": deviation},
         )
         return replace(finding, min_duration=timedelta(hours=24), clear_after=timedelta(hours=24))
+
+
+_TREND_DAYS = 10
+"""Days of daily deviations from the reference on which a sensor's trend away from it is tested."""
+_TREND_P = 0.01
+"""Significance of a monotone trend of the daily deviations (Kendall's tau, one-sided) that keeps a day out."""
+
+
+def _trending_away(deviations: FloatArray, floor_k: float) -> bool:
+    """Whether the last daily deviation continues a monotone trend away from the reference: a drift's first days.
+
+    Kendall's tau of the known daily deviations (at least 5 of the last ``_TREND_DAYS``) against time,
+    one-sided in the direction of the last one, below ``_TREND_P``, the last one beyond ``floor_k``: the
+    weather's deviations come and go, a drifting sensor moves one way day after day.
+    """
+    last = float(deviations[-1])
+    known = np.isfinite(deviations)
+    if not math.isfinite(last) or abs(last) < floor_k or int(known.sum()) < 5:
+        return False
+    result = kendalltau(np.flatnonzero(known), deviations[known], alternative="less" if last < 0 else "greater")
+    return bool(result.pvalue < _TREND_P)
 
 
 _PAST_WEEKEND_H = 72

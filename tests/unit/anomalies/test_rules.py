@@ -233,3 +233,35 @@ def test_unrepaired_leak_is_one_alert_open_all_along(inventory: Inventory) -> No
                 for pid, s in readings.items()}
         seen = _events(inventory, part, "water_leak")
         assert [(e.start, e.state) for e in seen] == [(event.start, AlertState.ONGOING)], (month, seen)
+
+
+GYMNASIUM = INVENTORY.replace("usage: town_hall", "usage: gymnasium\n        heating_setpoint_occupied_c: 15\n"
+                              "        heating_setpoint_unoccupied_c: 11\n        heating_setpoint_weekend_c: 11")
+
+
+def test_heat_meter_of_a_hall_held_at_15_c_still_on_mild_days_is_no_stale_counter() -> None:
+    """A hall held at 15 °C needs no heat on days a 19 °C building would still heat.
+
+    Heat losses follow indoor minus outdoor, gains stay: the hall's balance point is 4 K lower. Its
+    heater burns only on days whose mean is below 10 °C (the building's mass follows the last 24 h),
+    so on mild spring days (mean 10 to 12 °C) it stands still through their cold mornings, which in
+    winter always burnt; a week stuck in January is still found.
+    """
+    inventory = parse_inventory(GYMNASIUM)
+    times = _times(290)
+    outdoor = _outdoor(times[:-1])
+    mean24 = np.convolve(np.concatenate([np.full(23, outdoor[0]), outdoor]), np.ones(24) / 24.0, mode="valid")
+    rng = np.random.default_rng(8)
+    gas = np.where(mean24 < 10.0, 0.5 + 0.3 * np.maximum(0.0, 10.0 - outdoor) + 0.1 * rng.random(outdoor.size), 0.0)
+    mild = (mean24 >= 10.0) & (mean24 < 12.0) & (_outdoor(times[:-1]) < 9.0)
+    assert mild.sum() > 24  # cold hours of mild days, where a 19 °C building would burn
+    stuck_from = int((datetime(2026, 1, 14, 10, tzinfo=UTC) - START) / timedelta(hours=1))
+    stuck_to = stuck_from + 24 * 6
+    gas[stuck_to] = gas[stuck_from:stuck_to + 1].sum()
+    gas[stuck_from:stuck_to] = 0.0
+    readings = _readings(times, b1_elec=_electricity(gas.size, np.random.default_rng(9)), b1_gas=gas,
+                         b1_water=np.full(gas.size, 0.05))
+    events = _events(inventory, readings, "stale_counter")
+    assert [(e.point, e.start) for e in events] == [("b1-gas", START + timedelta(hours=stuck_from))], [
+        (e.point, e.start, e.end) for e in events
+    ]
