@@ -255,6 +255,10 @@ def _run(config: Path, influx_url: str, database: str, data_dir: Path, metrics_p
         "ECONOME_FLUSH_INTERVAL_S": "0.2",
         "ECONOME_LATENESS_S": "60",
         "ECONOME_LOG_LEVEL": "WARNING",
+        # Live detection's first pass (its imports and frames, 75-90 MB) would land in the RSS measured here at a
+        # moment that depends on the machine's load: this suite measures what hostile payloads cost, bench/live.py
+        # what detection costs.
+        "ECONOME_DETECT_ENABLED": "false",
     }
     log = data_dir.parent / "run.log"
     data_dir.mkdir(parents=True, exist_ok=True)
