@@ -618,38 +618,6 @@ def _score_block(forest: IsolationForestDetector, threshold: QuantileThreshold, 
             model_flag[start + i] = hit
 
 
-def weekly_recurrence(flagged: BoolArray, weeks: int = 3, min_weeks: int = 2) -> BoolArray:
-    """Flagged hours that repeat a weekly pattern: usual for the building, not a fault to keep out of its reference.
-
-    An hour is recurrent when the same hour of the week was flagged in at
-    least ``min_weeks`` of the ``weeks`` weeks before it, while the same hour
-    of the other days of the week before was mostly not (fewer than 3 of 6):
-    a cultural centre's Saturday shows come back every week at the same hours,
-    a leak or a drift is flagged every day. Such hours go back into the
-    expected model's and the forest's references, which otherwise would never
-    learn the pattern they keep flagging. Looks back only. Detection uses
-    :func:`schedule_recurrence`, which also readmits these hours for a
-    building open every week (and their first weeks, once the pattern is
-    seen) and sees the pattern of booked days weeks apart.
-
-    >>> f = np.zeros(24 * 7 * 4, dtype=np.bool_)
-    >>> f[[20, 188, 356, 524]] = True
-    >>> np.nonzero(weekly_recurrence(f))[0].tolist()
-    [356, 524]
-    >>> bool(weekly_recurrence(np.ones(24 * 7 * 4, dtype=np.bool_)).any())
-    False
-    """
-    n = flagged.size
-    week = np.zeros(n, dtype=np.int64)
-    for k in range(1, weeks + 1):
-        week[168 * k :] += flagged[: n - 168 * k] if n > 168 * k else 0
-    days = np.zeros(n, dtype=np.int64)
-    for k in range(1, 7):
-        days[24 * k :] += flagged[: n - 24 * k] if n > 24 * k else 0
-    result: BoolArray = flagged & (week >= min_weeks) & (days < 3)
-    return result
-
-
 def schedule_recurrence(
     flagged: BoolArray, day_type: npt.NDArray[np.int64], local_hour: npt.NDArray[np.int64],
     local_day: npt.NDArray[np.int64], occurrences: int = 3,
