@@ -183,6 +183,31 @@ class DetectorState:
         """An empty state for these settings."""
         return cls(config_digest=_digest(config or DetectConfig(), incremental or IncrementalConfig()))
 
+    def part(self, building_id: str, points: Collection[str]) -> DetectorState:
+        """The state of one building: what a state of several buildings holds of it (the live service's split).
+
+        The same settings, origin and last hour (so the building's histories start where they did), the
+        readings of ``points`` (its own and the weather station's), its alerts' lifecycle, its rule spans and
+        its models. The rule memo is left empty: a cache, whose first advance judges the building's days
+        again once, with the same findings (``test_rule_memo.py``); the clock columns are computed again.
+        The arrays are shared with this state, not copied.
+
+        Args:
+            building_id: the building.
+            points: the points whose readings it keeps.
+
+        Returns:
+            A new state.
+        """
+        return DetectorState(
+            config_digest=self.config_digest, origin=self.origin, last_hour=self.last_hour,
+            readings={pid: s for pid, s in self.readings.items() if pid in points},
+            tracks={k: t for k, t in self.tracks.items() if k[0] == building_id},
+            memory={k: m for k, m in self.memory.items() if k[0] == building_id},
+            spans=[s for s in self.spans if s.building == building_id],
+            models={b: m for b, m in self.models.items() if b == building_id},
+        )
+
     def save(self, path: Path) -> None:
         """Write the state to ``path`` (``.npz``), atomically: a crash leaves the previous file whole."""
         points = sorted(self.readings)

@@ -79,12 +79,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from anomalies.alerts import building_lag, write_events
 from anomalies.detect import DetectConfig, ExpectedSeries
 from anomalies.events import AlertState, AnomalyEvent, Language
 from anomalies.expected_sink import write_expected
+from anomalies.features import PointSeries
 from anomalies.incremental import DetectorState, IncrementalConfig, advance
 from inventory import Duration, Inventory, Usage
 from streams.errors import ConfigError, DecodeError, SinkError, TelemetryError
@@ -102,6 +104,7 @@ __all__ = [
     "PassReport",
     "ResettableNotifier",
     "building_lag",
+    "building_state_path",
     "lag_groups",
     "lagged_state_path",
     "next_run",
@@ -132,6 +135,11 @@ class LiveConfig(BaseModel):
     """Time covered by one InfluxQL query: bounds the memory of one answer."""
     language: Language = "fr"
     """Language of the explanations written to InfluxDB (Grafana's annotations and tables)."""
+    chunk: int = Field(default=100, ge=1)
+    """Buildings whose readings are read from InfluxDB together; their states are still advanced one at a time."""
+    held: int = Field(default=30, ge=0)
+    """A portfolio of at most this many buildings keeps their states in memory between passes (faster passes);
+    a larger one loads and saves each building's state at each pass, so a pass's memory is one building's."""
 
     @model_validator(mode="after")
     def _delay_within(self) -> LiveConfig:
@@ -249,15 +257,39 @@ def state_lag(path: Path) -> timedelta:
     return timedelta(hours=int(found.group(1))) if found else timedelta(0)
 
 
+def building_state_path(state_path: Path, building_id: str) -> Path:
+    """The state file of one building: ``detect/state.npz`` gives ``detect/state/<building>.npz``.
+
+    >>> building_state_path(Path("detect/state.npz"), "mairie").as_posix()
+    'detect/state/mairie.npz'
+    """
+    return state_path.with_suffix("") / f"{building_id}.npz"
+
+
 @dataclass(eq=False)
 class _Group:
-    """The buildings judged at one lag, with their state."""
+    """The buildings judged at one lag; each has a state file of its own (:func:`building_state_path`)."""
 
     lag: timedelta
-    buildings: frozenset[str] | None  # None: every building of the inventory (one group)
-    points: list[str] | None  # the points read: the buildings' and the weather's; None: every point
-    state_path: Path
-    state: DetectorState | None = None  # as last saved; None when it must be read again from the file
+    buildings: list[str]
+    legacy_path: Path  # the state file of the whole group before per-building states: split on first sight
+
+
+@dataclass(eq=False)
+class _Tally:
+    """What a group's chunks did, added up for its :class:`PassReport`."""
+
+    readings: int = 0
+    hours: int = 0
+    points: int = 0
+    events: list[AnomalyEvent] = field(default_factory=list)
+    notified: list[AnomalyEvent] = field(default_factory=list)
+    last_hours: list[datetime] = field(default_factory=list)
+
+
+def _next(path: Path) -> Path:
+    """Where a building's advanced state waits until its pass has written and queued its events."""
+    return path.with_name(path.name + ".next")
 
 
 def next_run(now: datetime, config: LiveConfig) -> datetime:
@@ -310,20 +342,25 @@ class LiveDetector:
         self.incremental = incremental or IncrementalConfig()
         self.on_pass = on_pass
         self.failures = 0
+        self._weather = [p.id for _, p in inventory.points() if p.usage is Usage.WEATHER]
         self.groups = self._make_groups()
         self._reset_checked = False  # whether the alerts of buildings left out of the inventory were closed
+        # A small portfolio keeps its buildings' states in memory between passes (with the caches they carry:
+        # the clock columns, the models' bounds); a large one loads and saves each building's at each pass.
+        self._holds = sum(len(g.buildings) for g in self.groups) <= self.live.held
+        self._held: dict[str, DetectorState] = {}
+        self._policy: str | None = None
 
     def _make_groups(self) -> list[_Group]:
         lags = lag_groups(self.inventory)
         if set(lags) <= {timedelta(0)}:
-            return [_Group(timedelta(0), None, None, self.state_path)]
-        weather = [p.id for _, p in self.inventory.points() if p.usage is Usage.WEATHER]
-        groups = []
-        for lag, ids in lags.items():
-            own = [p.id for b in (self.inventory.building(i) for i in ids) for p in b.points]
-            points = [*own, *(w for w in weather if w not in own)]
-            groups.append(_Group(lag, frozenset(ids), points, lagged_state_path(self.state_path, lag)))
-        return groups
+            return [_Group(timedelta(0), [b.id for _, b in self.inventory.buildings()], self.state_path)]
+        return [_Group(lag, ids, lagged_state_path(self.state_path, lag)) for lag, ids in lags.items()]
+
+    def _points_of(self, building_id: str) -> list[str]:
+        """The points a building's state reads: its own, then the weather station's."""
+        own = [p.id for p in self.inventory.building(building_id).points]
+        return [*own, *(w for w in self._weather if w not in own)]
 
     # --- state ------------------------------------------------------------------------------
 
@@ -353,9 +390,51 @@ class LiveDetector:
             return self._fresh()
         return state
 
+    def _split_legacy(self, group: _Group, now: datetime) -> None:
+        """A state file of the whole group (before per-building states): split into one file per building, once.
+
+        Each building keeps its history, models and open alerts (:meth:`DetectorState.part`), so the upgrade
+        neither alerts again nor closes anything; the group file is then moved aside (``.split-<time>``).
+        A building that already has its own file keeps it.
+        """
+        if not group.legacy_path.exists():
+            return
+        old = self._load_state(group.legacy_path, now)  # unreadable or other settings: moved aside, fresh
+        if old.last_hour is not None:
+            for building_id in group.buildings:
+                path = building_state_path(self.state_path, building_id)
+                if not path.exists():
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    old.part(building_id, self._points_of(building_id)).save(path)
+        if group.legacy_path.exists():
+            moved = self._move_aside(group.legacy_path, "split", now)
+            logger.info("detection state %s split into one file per building under %s; moved to %s (it can be "
+                        "deleted)", group.legacy_path, building_state_path(self.state_path, "x").parent, moved)
+
     def _margin(self) -> timedelta:
         """How far before the last hour processed a pass reads again: boundary readings and lagging points."""
         return self.config.features.max_gap + self.incremental.max_wait + _HOUR
+
+    def _since(self, last_hour: datetime | None, group: _Group, now: datetime) -> datetime:
+        """Where a building's pass reads from: a margin before its last hour, or its bootstrap on a first start.
+
+        A first start reads ``bootstrap`` of history before the hours it judges: a monthly Gazpar's 52 days
+        of lag would otherwise leave it nothing to judge, for ever.
+        """
+        if last_hour is None:
+            return _floor_hour(now - group.lag - self.live.bootstrap)
+        return last_hour - self._margin()
+
+    def _peek_since(self, building_id: str, group: _Group, now: datetime) -> datetime:
+        held = self._held.get(building_id)
+        if held is not None:
+            return self._since(held.last_hour, group, now)
+        path = building_state_path(self.state_path, building_id)
+        try:
+            last = DetectorState.peek_last_hour(path) if path.exists() else None
+        except DecodeError:
+            last = None  # moved aside when loaded
+        return self._since(last, group, now)
 
     # --- a pass -----------------------------------------------------------------------------
 
@@ -379,8 +458,8 @@ class LiveDetector:
             What the pass did (with several lag groups, their sum and each one's report in ``groups``).
 
         Raises:
-            SinkError: InfluxDB is unreachable or refused a query or a write; the saved state of the group
-                that failed (and of those after it) has not moved.
+            SinkError: InfluxDB is unreachable or refused a query or a write; the saved states of the chunk of
+                buildings that failed (and of those after it) have not moved.
             TelemetryError: another failure of the pass; likewise.
         """
         reports = [await self._group_pass(group, now) for group in self.groups]
@@ -396,64 +475,120 @@ class LiveDetector:
         )
 
     async def _group_pass(self, group: _Group, now: datetime) -> PassReport:
-        state = group.state if group.state is not None else self._load_state(group.state_path, now)
-        group.state = None  # until this pass has saved it: a failure below reloads the saved one
-        first_start = state.last_hour is None
+        """The group's buildings, a chunk at a time (those reading from the same time together)."""
+        self._split_legacy(group, now)
         until = _floor_hour(now - group.lag)
-        # A first start reads ``bootstrap`` of history before the hours it judges: a monthly Gazpar's 52 days of
-        # lag would otherwise leave it nothing to judge, for ever.
-        since = (_floor_hour(now - group.lag - self.live.bootstrap) if state.last_hour is None
-                 else state.last_hour - self._margin())
-        client = InfluxQLClient(self.influx)
+        by_since: dict[datetime, list[str]] = {}
+        for building_id in group.buildings:
+            by_since.setdefault(self._peek_since(building_id, group, now), []).append(building_id)
+        total = _Tally()
+        for since, ids in sorted(by_since.items()):
+            for i in range(0, len(ids), self.live.chunk):
+                await self._chunk_pass(group, ids[i:i + self.live.chunk], since, until, now, total)
+        return PassReport(since=min(by_since, default=until), until=until, readings=total.readings,
+                          hours=total.hours, events=total.events, notified=total.notified,
+                          expected_points=total.points, last_hour=min(total.last_hours, default=None), lag=group.lag)
+
+    async def _read(self, client: InfluxQLClient, since: datetime, now: datetime,
+                    points: list[str]) -> dict[str, PointSeries]:
         try:
-            policy = await self._raw_policy(client)
-            readings = await read_readings(client, self.inventory, since, now, chunk=self.live.read_chunk,
-                                           retention_policy=policy, points=group.points)
-            # A point the state holds no reading of (a Linky fetched for the first time, its backfill delivered
-            # for hours already judged): read from the bootstrap back, as a first start does, or the state would
-            # see it silent from its first hour and call it missing.
-            unseen = [pid for pid in (group.points if group.points is not None
-                                      else [p.id for _, p in self.inventory.points()])
-                      if pid not in state.readings or state.readings[pid].times_s.size == 0]
-            if unseen and state.last_hour is not None:
-                back = _floor_hour(now - group.lag - self.live.bootstrap)
-                readings.update(await read_readings(client, self.inventory, back, now, chunk=self.live.read_chunk,
-                                                    retention_policy=policy, points=unseen))
+            if self._policy is None:
+                self._policy = (await self._raw_policy(client)) or ""
+            return await read_readings(client, self.inventory, since, now, chunk=self.live.read_chunk,
+                                       retention_policy=self._policy or None, points=points)
         except SinkError as exc:
             # A first start before the pipeline has created the database: nothing to read yet, not a failure.
             if "database not found" not in str(exc):
                 raise
             logger.debug("no readings yet: %s", exc)
-            readings = {}
+            return {}
+
+    async def _chunk_pass(self, group: _Group, chunk: list[str], since: datetime, until: datetime, now: datetime,
+                          total: _Tally) -> None:
+        """Read a chunk's readings, then load, advance and save each building's state in turn; write, queue.
+
+        One building's state is in memory at a time (unless the portfolio is small enough to hold them all,
+        ``LiveConfig.held``): the memory of a pass is bounded by a building, not the portfolio. Each state is
+        saved to ``<building>.npz.next`` and put in place only once the chunk's events are written and queued:
+        a failure before leaves the saved states where they were, and the next pass replays them.
+        """
+        points = list(dict.fromkeys(pid for b in chunk for pid in self._points_of(b)))
+        events: list[AnomalyEvent] = []
+        notified: list[AnomalyEvent] = []
+        expected: list[ExpectedSeries] = []
+        fresh: list[str] = []
+        done: list[tuple[str, DetectorState | None]] = []
+        unjudged = frozenset(self.unjudged()) if self.unjudged is not None else frozenset()
+        self._policy = None
+        client = InfluxQLClient(self.influx)
+        try:
+            readings = await self._read(client, since, now, points)
+            total.readings += sum(s.times_s.size for s in readings.values())
+            for building_id in chunk:
+                path = building_state_path(self.state_path, building_id)
+                state = self._held.pop(building_id, None) or self._load_state(path, now)
+                first_start = state.last_hour is None
+                own_since = self._since(state.last_hour, group, now)
+                mine = self._points_of(building_id)
+                # What this building's own pass would have read: from its own margin (or bootstrap) on.
+                cut = own_since.timestamp()
+                got = {pid: PointSeries(s.times_s[lo:], s.values[lo:]) for pid in mine if pid in readings
+                       for s in [readings[pid]] for lo in [int(np.searchsorted(s.times_s, cut))]}
+                if own_since < since:  # its file was not what its peek said (moved aside): read its bootstrap
+                    got.update(await self._read(client, own_since, now, mine))
+                # A point the state holds no reading of (a Linky fetched for the first time, its backfill delivered
+                # for hours already judged): read from the bootstrap back, as a first start does, or the state would
+                # see it silent from its first hour and call it missing.
+                unseen = [pid for pid in mine if pid not in state.readings or state.readings[pid].times_s.size == 0]
+                if unseen and not first_start:
+                    back = _floor_hour(now - group.lag - self.live.bootstrap)
+                    got.update(await self._read(client, back, now, unseen))
+                mine_expected: list[ExpectedSeries] = []
+                result = await asyncio.to_thread(
+                    advance, self.inventory, got, state, until, config=self.config, incremental=self.incremental,
+                    on_expected=mine_expected.append, judged=frozenset({building_id}), unjudged=unjudged,
+                )
+                del got
+                expected += mine_expected
+                events += result.events
+                # A first start notifies what is still open, not the history's resolved alerts (written above).
+                notified += [e for e in result.events if not (first_start and e.state is AlertState.RESOLVED)]
+                if first_start:
+                    fresh.append(building_id)
+                total.hours = max(total.hours, result.hours)
+                if state.last_hour is not None:
+                    total.last_hours.append(state.last_hour)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                state.save(_next(path))
+                done.append((building_id, state if self._holds else None))
+                del state
+            del readings
+            if events or expected:
+                total.points += await self._write(events, expected)
+            if isinstance(self.notifier, ResettableNotifier):
+                # A fresh state (first start, settings changed, state lost) will never resolve the register's open
+                # alerts of its building, nor will detection of a building left out of the inventory: close them
+                # as reset.
+                if fresh:
+                    self.notifier.reset(now, everything=True, buildings=fresh)
+                if not self._reset_checked:
+                    self.notifier.reset(now, everything=False)
+                    self._reset_checked = True
+            if notified:
+                self.notifier.queue(notified, now)
+        except BaseException:
+            for building_id, _ in done:
+                _next(building_state_path(self.state_path, building_id)).unlink(missing_ok=True)
+            raise
         finally:
             await client.close()
-        count = sum(s.times_s.size for s in readings.values())
-        expected: list[ExpectedSeries] = []
-        result = await asyncio.to_thread(
-            advance, self.inventory, readings, state, until, config=self.config, incremental=self.incremental,
-            on_expected=expected.append, judged=group.buildings,
-            unjudged=frozenset(self.unjudged()) if self.unjudged is not None else frozenset(),
-        )
-        points = 0
-        if result.events or expected:
-            points = await self._write(result.events, expected)
-        # A first start notifies what is still open, not the history's resolved alerts (written to InfluxDB above).
-        notified = [e for e in result.events if not (first_start and e.state is AlertState.RESOLVED)]
-        if isinstance(self.notifier, ResettableNotifier):
-            # A fresh state (first start, settings changed, state lost) will never resolve the register's open
-            # alerts of its buildings, nor will detection of a building left out of the inventory: close them
-            # as reset (a building moved into a new lag group too: its old state no longer judges it).
-            if first_start:
-                self.notifier.reset(now, everything=True, buildings=group.buildings)
-            if not self._reset_checked:
-                self.notifier.reset(now, everything=False)
-                self._reset_checked = True
-        if notified:
-            self.notifier.queue(notified, now)
-        state.save(group.state_path)
-        group.state = state
-        return PassReport(since=since, until=until, readings=count, hours=result.hours, events=result.events,
-                          notified=notified, expected_points=points, last_hour=state.last_hour, lag=group.lag)
+        for building_id, held in done:
+            path = building_state_path(self.state_path, building_id)
+            _next(path).replace(path)
+            if held is not None:
+                self._held[building_id] = held
+        total.events += events
+        total.notified += notified
 
     async def _write(self, events: list[AnomalyEvent], expected: list[ExpectedSeries]) -> int:
         writer = make_writer(self.influx)
@@ -511,12 +646,12 @@ class LiveDetector:
         Args:
             clock: the clock passes are timed by (``ScaledClock`` in the demo and tests).
         """
-        logger.info("live detection: a pass every %s at %s past, state %s", self.live.every, self.live.delay,
-                    self.state_path)
+        logger.info("live detection: a pass every %s at %s past, a state per building under %s", self.live.every,
+                    self.live.delay, building_state_path(self.state_path, "x").parent)
         for group in self.groups:
             if group.lag:
-                logger.info("live detection of %s (utility meters only): hours judged %s late, state %s",
-                            ", ".join(sorted(group.buildings or ())), group.lag, group.state_path)
+                logger.info("live detection of %s (utility meters only): hours judged %s late",
+                            ", ".join(sorted(group.buildings)), group.lag)
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
         await self.tick(clock.now())
         while True:

@@ -34,7 +34,7 @@ from anomalies.events import AlertState, AnomalyEvent
 from anomalies.expected import ExpectedConfig
 from anomalies.features import PointSeries
 from anomalies.incremental import DetectorState
-from anomalies.live import LiveConfig, LiveDetector, read_readings
+from anomalies.live import LiveConfig, LiveDetector, building_state_path, read_readings
 from econome.localservers import free_port
 from inventory import Inventory, load_inventory
 from simulator.faults import Fault, FaultKind
@@ -178,7 +178,7 @@ async def test_passes_open_one_alert_replay_after_a_crash_and_catch_up_a_resolut
     assert [(r[0], r[1], r[2]) for r in stored] == [(int(first.events[0].start.timestamp() * 1000), "open", "water_leak")]
     assert first.expected_points > 0
     assert len(_rows(config, 'SELECT "expected" FROM "expected"')) == first.expected_points
-    assert DetectorState.load(state_path).last_hour == _at(9, 3, 0)
+    assert DetectorState.load(building_state_path(state_path, "mairie")).last_hour == _at(9, 3, 0)
 
     # 2. Again within the same hour: no new hour, nothing changes, nothing queued.
     second = await detector.tick(_at(9, 3, 45))
@@ -190,7 +190,7 @@ async def test_passes_open_one_alert_replay_after_a_crash_and_catch_up_a_resolut
     # 3. A crash after queue, before the state is saved: the pass fails, the saved state has not moved...
     notifier.fail_next_queue = True
     assert await detector.tick(_at(10, 2)) is None
-    assert DetectorState.load(state_path).last_hour == _at(9, 3, 0)
+    assert DetectorState.load(building_state_path(state_path, "mairie")).last_hour == _at(9, 3, 0)
     crashed = notifier.queued[-1]
     assert crashed, "the leak is ongoing: the crashed pass queued it"
     # ... so the replay hands the notifier the very same events again: its queue must be idempotent.
@@ -198,7 +198,7 @@ async def test_passes_open_one_alert_replay_after_a_crash_and_catch_up_a_resolut
     assert replay is not None
     assert _ids(notifier.queued[-1]) == _ids(crashed)
     assert all(e.state is AlertState.ONGOING for e in crashed)
-    assert DetectorState.load(state_path).last_hour == _at(10, 2, 0)
+    assert DetectorState.load(building_state_path(state_path, "mairie")).last_hour == _at(10, 2, 0)
 
     # 4. Down from Saturday 02:05 to Wednesday 00:05 (a new process): every missed hour once, the resolution reported.
     later = RecordingNotifier()
@@ -244,7 +244,7 @@ async def test_influxdb_down_fails_the_pass_naming_it_and_the_next_one_catches_u
     with caplog.at_level(logging.ERROR, logger="anomalies.live"):
         assert await LiveDetector(inv, down, state_path, notifier, config=CONFIG, live=LIVE).tick(_at(9, 12)) is None
     assert down.url in caplog.text
-    assert not state_path.exists()
+    assert not building_state_path(state_path, "mairie").exists()
     assert notifier.queued == []
     up = InfluxConfig(url=influxdb_server.url, database=unique_name)
     await _fill(inv, readings, up)
@@ -299,7 +299,7 @@ async def test_econome_run_starts_live_detection_and_logs_its_first_pass(
     assert process.returncode == 0, out[-3000:]
     assert "1 opened" in line, line
     assert "hours processed (up to 2026-01-09T03:00:00+00:00)" in line, line
-    assert DetectorState.load(tmp_path / "var" / "detect" / "state.npz").last_hour == _at(9, 3, 0)
+    assert DetectorState.load(tmp_path / "var" / "detect" / "state" / "mairie.npz").last_hour == _at(9, 3, 0)
     assert [r[1] for r in _rows(config, 'SELECT "state" FROM "anomaly"')] == ["open"]
 
 
@@ -320,7 +320,8 @@ async def test_a_fresh_state_closes_the_register_s_open_alerts_as_reset(
     [leak] = outbox.register.alerts()
     assert leak.kind == "water_leak"
 
-    state_path.unlink()  # the state lost; the leak ends (Saturday noon) while detection starts afresh on Wednesday
+    # The state lost; the leak ends (Saturday noon) while detection starts afresh on Wednesday.
+    building_state_path(state_path, "mairie").unlink()
     fresh = LiveDetector(inv, config, state_path, outbox, config=CONFIG, live=LiveConfig(bootstrap=timedelta(days=1)))
     assert await fresh.tick(_at(14, 0)) is not None
     assert outbox.register.alerts() == []
@@ -350,7 +351,8 @@ async def test_an_sqlite_error_of_the_register_fails_the_pass_naming_the_file_an
     with caplog.at_level(logging.ERROR, logger="anomalies.live"):
         assert await detector.tick(_at(9, 3)) is None  # caught: the task lives on
     assert str(register) in caplog.text
-    assert not (tmp_path / "detect" / "state.npz").exists()  # the pass is replayed from the old state
+    assert not (tmp_path / "detect" / "state" / "mairie.npz").exists()  # the pass is replayed from the old state
+    assert not list((tmp_path / "detect").glob("state/*.next"))
     register.unlink()
     AlertRegister(register)  # the operator restores the file
     report = await detector.tick(_at(9, 4))

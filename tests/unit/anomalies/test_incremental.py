@@ -569,3 +569,41 @@ def test_the_rule_memo_saved_with_the_state_spares_the_first_pass_after_a_load(
     again = advance(inventory, _cut(readings, end, split), unread, end, config=RULES).events
     assert [e.to_json("en") for e in again] == [e.to_json("en") for e in held]
     assert unread.rule_memo.recomputed_days > 10 * max(spared, 1)
+
+
+def test_a_state_split_per_building_resumes_as_the_whole_one(tmp_path: Path, inventory: Inventory,
+                                                              readings: dict[str, PointSeries]) -> None:
+    """The live service's upgrade: a state of every building, split into one file per building
+    (:meth:`DetectorState.part`) inside the stuck counter and the leak, each advanced on its own readings (its
+    points and the weather's), gives the events and expected values of never splitting, models and forests
+    included; nothing re-opens and each building's file holds only its own points, alerts and models."""
+    config = DetectConfig(model_events=True)
+    split = datetime(2026, 1, 28, 12, tzinfo=UTC)
+    end = START + timedelta(days=DAYS) - timedelta(hours=1)
+    kept, kept_series = _stepped_with_expected(inventory, readings, [split, end], DetectorState.fresh(config), config)
+    state = DetectorState.fresh(config)
+    before, before_series = _stepped_with_expected(inventory, readings, [split], state, config)
+    assert any(e["state"] != "resolved" for e in before.values())
+    weather = [p.id for _, p in inventory.points() if p.usage.value == "weather"]
+    latest = dict(before)
+    series = dict(before_series)
+    for _, building in inventory.buildings():
+        points = [*weather, *(p.id for p in building.points)]
+        path = tmp_path / f"{building.id}.npz"
+        state.part(building.id, points).save(path)
+        part = DetectorState.load(path)
+        assert set(part.readings) <= set(points)
+        assert {k[0] for k in part.tracks} <= {building.id}
+        assert set(part.models) <= {building.id}
+        mine = {pid: s for pid, s in _cut(readings, end, split).items() if pid in points}
+
+        def keep(found: Any) -> None:
+            key = (found.building, found.usage)
+            series[key] = [np.concatenate([a, b]) for a, b in
+                           zip(series[key], (found.times_s, found.observed, found.expected), strict=True)]
+
+        result = advance(inventory, mine, part, end, config=config, on_expected=keep, judged={building.id})
+        assert not [e for e in result.events if e.state is AlertState.OPEN and e.detected_at <= split]
+        latest.update({_id(e): e.to_json("en") for e in result.events})
+    assert latest == kept
+    _same_series(series, kept_series)
