@@ -5,36 +5,42 @@ beside collection (one process, one deploy unit, one set of settings: a
 separate service would need its own supervision and would gain nothing, since
 detection reads InfluxDB, not the collectors, and runs in a worker thread).
 
-A pass (:meth:`LiveDetector.run_pass`) does, in this order:
+Each building has a state file of its own (:func:`building_state_path`:
+``detect/state/<building>.npz`` beside ``detect/state.npz``). A pass
+(:meth:`LiveDetector.run_pass`) takes the buildings a chunk at a time
+(``LiveConfig.chunk``, those reading from the same time together) and, per chunk:
 
-1. read the raw readings (measurement ``reading``, :data:`streams.influx.RAW_MEASUREMENT`)
-   of the inventory's points from InfluxDB with InfluxQL, one time chunk at a
+1. reads the raw readings (measurement ``reading``, :data:`streams.influx.RAW_MEASUREMENT`)
+   of the chunk's points and the weather station's from InfluxDB with InfluxQL, one time chunk at a
    time (:func:`read_readings`): since the state's last hour minus a margin
    (``features.max_gap`` + ``incremental.max_wait`` + 1 h: the readings around
-   an hour boundary a counter needs, and points that lagged), or, on a first
+   an hour boundary a counter needs, and points that lagged), or, on a building's first
    start, the last ``bootstrap`` (28 days) so that references have material;
-2. :func:`anomalies.incremental.advance` up to the last whole hour (hours are
-   processed once complete: a reading at or after their end, points lagging
-   less than ``max_wait`` waited for), in a worker thread;
-3. write the events that changed (measurement ``anomaly``) and the expected
+2. per building, one at a time: loads its state, runs :func:`anomalies.incremental.advance`
+   up to the last whole hour (hours are processed once complete: a reading at or after their
+   end, points lagging less than ``max_wait`` waited for) in a worker thread, saves the state
+   beside its file (``<building>.npz.next``) and drops it, so a pass holds one building's state
+   (a portfolio of at most ``LiveConfig.held`` buildings keeps them in memory instead);
+3. writes the events that changed (measurement ``anomaly``) and the expected
    against observed consumption (measurement ``expected``) to InfluxDB;
 4. ``notifier.queue(events, now)`` (see :class:`EventNotifier`);
-5. save the :class:`~anomalies.incremental.DetectorState` atomically;
-6. ``await notifier.flush(now)``.
+5. puts the chunk's saved states in place (atomic renames);
+
+and then ``await notifier.flush(now)``.
 
 Buildings read only through a utility's meters (a Linky, a Gazpar), whose data
 reach InfluxDB a day or more late, are judged that late: :func:`building_lag`
 gives each building 0 (a counter of ours, or no utility meter) or the largest
 publication delay of its utility meters (:data:`streams.quality.UTILITY_DELAY`),
-and each lag has its own state (:func:`lagged_state_path`: ``state.npz`` for 0,
-as before, ``state.lag-48h.npz``…), advanced in the same pass up to the whole
-hour ``lag`` before now, on the group's points and the weather station's
-(docs/anomalies.md, "Live detection").
+and its hours are judged up to the whole hour ``lag`` before now
+(docs/anomalies.md, "Live detection"). A state file of a whole lag group, from before
+per-building states (:func:`lagged_state_path`: ``state.npz`` for 0, ``state.lag-48h.npz``…),
+is split into per-building files on first sight and moved aside (``.split-<time>``).
 
 A pass that fails anywhere (InfluxDB down, a notifier failing, an SQLite error
 of the alert register: a corrupt file, a full disk, a lock held over 30 s) is logged with
-the server or file named and leaves the saved state where it was: the next pass replays
-it from there, and the notifier's idempotent ``queue`` keeps a replayed event
+the server or file named and leaves the saved states of the chunk that failed (and of those
+after it) where they were: the next pass replays them from there, and the notifier's idempotent ``queue`` keeps a replayed event
 once. After a restart or downtime the first pass catches up from the saved
 state: every missed hour is processed once; an alert opened before comes back
 ONGOING (not a new alert), one resolved meanwhile comes back RESOLVED.
@@ -50,14 +56,16 @@ first; a second one exits 2 naming the directory and the first one's PID.
 would also overwrite each other's state.)
 
 A state file that cannot be read, or that was built with other detection
-settings, is moved aside (``state.npz.<reason>-<time>``, logged as an error)
-and detection starts afresh with a bootstrap.
+settings, is moved aside (``<building>.npz.<reason>-<time>``, logged as an error)
+and detection of that building starts afresh with a bootstrap.
 
 Sample config (``LiveConfig``, from ``ECONOME_DETECT_*`` in ``econome run``)::
 
     every: 1h        # ECONOME_DETECT_EVERY
     delay: 5min      # ECONOME_DETECT_DELAY: after the hour, so that its readings are flushed
     bootstrap: 28d   # ECONOME_DETECT_BOOTSTRAP
+    chunk: 100       # buildings read from InfluxDB together
+    held: 30         # up to this many buildings, their states stay in memory between passes
 
 >>> from datetime import UTC, datetime
 >>> next_run(datetime(2026, 1, 5, 10, 4, tzinfo=UTC), LiveConfig()).isoformat()
@@ -308,7 +316,8 @@ class LiveDetector:
     Args:
         inventory: the portfolio.
         influx: the InfluxDB the pipeline writes to (read from, and written to).
-        state_path: the state file (``.npz``), e.g. ``<data_dir>/detect/state.npz``.
+        state_path: e.g. ``<data_dir>/detect/state.npz``: each building's state goes to ``detect/state/<building>.npz``
+            (:func:`building_state_path`); a state file of this name (from before) is split on first sight.
         notifier: what the events are handed to; :class:`LoggingNotifier` by default.
         config: detection settings.
         live: schedule and reading settings.

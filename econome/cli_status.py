@@ -208,7 +208,8 @@ def _detection(
         if behind:
             named = ", ".join(b for b, _ in behind[:5]) + (", ..." if len(behind) > 5 else "")
             problem = f"  PROBLEM {len(behind)} behind ({named}): {behind[0][1]}"
-        lines.append(f"detection      {len(per_building)} buildings, last hour processed up to {shown} at the "
+        many = "s" if len(per_building) != 1 else ""
+        lines.append(f"detection      {len(per_building)} building{many}, last hour processed up to {shown} at the "
                      f"oldest{problem}  [{folder / 'state'}]")
     return lines, data
 
