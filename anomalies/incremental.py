@@ -36,9 +36,10 @@ An hour is processed once a reading at or after its end exists: ``until``
 defaults to the hour of the latest reading, rounded down.
 
 The state saves to one ``.npz`` file (:meth:`DetectorState.save`, versioned
-JSON metadata plus two arrays per point, the models' arrays and the rule
-memo's, no pickle) written atomically (format 3; a format-2 file loads
-without the rule memo, so its first advance judges every day again, and a
+JSON metadata plus two arrays per point, the models' arrays, the rule
+memo's and the clock columns', no pickle) written atomically (format 4; a
+format-3 file loads without the clock columns, computed again once, a format-2
+file without the rule memo, so its first advance judges every day again, and a
 format-1 file without models, which its first advance computes again);
 :meth:`DetectorState.load` refuses a corrupt or foreign file with a
 :class:`~streams.errors.DecodeError` naming it.
@@ -117,10 +118,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 """Version of the state file; each older version gets its own named loader (1: no models, computed again once;
-2: no rule memo, every day judged again once)."""
-_READ_VERSIONS = (1, 2, 3)
+2: no rule memo, every day judged again once; 3: no clock columns, computed again once)."""
+_READ_VERSIONS = (1, 2, 3, 4)
 _PROGRESS_ARRAYS = ("expected", "scores", "flagged", "model_flag", "beyond", "rows")
 
 _HOUR_S = 3600.0
@@ -164,7 +165,8 @@ class DetectorState:
             hours among them). Held in memory between the passes of a running service.
         clock: per building, its hours' schedule and calendar columns, computed a week past the
             frame's end (:class:`~anomalies.features.ClockCache`): the next passes on the same history
-            start slice them. In memory only (not saved: a load computes them again).
+            start slice them. Saved with the state (format 4): the live service, which loads each
+            building's state at each pass, does not compute them again each pass.
     """
 
     config_digest: str
@@ -246,8 +248,9 @@ class DetectorState:
             arrays[f"v{i}"] = self.readings[pid].values
         meta["ms_times"] = ms_times
         arrays.update(self.rule_memo.to_arrays())
+        arrays.update(self.clock.to_arrays())
         arrays["meta"] = np.array(json.dumps(meta))
-        deflated = {"meta", "memo_meta", *(f"r{i}" for i in ms_times), *(f"t{i}" for i in range(len(points)))}
+        deflated = {"meta", "memo_meta", "clock_meta", *(f"r{i}" for i in ms_times), *(f"t{i}" for i in range(len(points)))}
         tmp = path.with_name(path.name + ".tmp")
         with tmp.open("wb") as handle:
             # An .npz (np.load reads it): the metadata and the times deflated at level 1, the rest (readings'
@@ -280,7 +283,7 @@ class DetectorState:
                 if version not in _READ_VERSIONS:
                     msg = f"{path}: unknown detection state format_version {version!r} (this version reads {FORMAT_VERSION})"
                     raise DecodeError(msg)
-                loader = {1: cls._load_v1, 2: cls._load_v2, 3: cls._load_v3}[version]
+                loader = {1: cls._load_v1, 2: cls._load_v2, 3: cls._load_v3, 4: cls._load_v4}[version]
                 return loader(meta, data)
         except DecodeError:
             raise
@@ -308,6 +311,13 @@ class DetectorState:
             raise DecodeError(msg)
         last = meta.get("last_hour")
         return None if last is None else _dt(last)
+
+    @classmethod
+    def _load_v4(cls, meta: dict[str, Any], data: Any) -> DetectorState:
+        """Version 4: version 3 and the clock columns (:attr:`clock`), so a load does not compute them again."""
+        state = cls._load_v3(meta, data)
+        state.clock = ClockCache.from_arrays(data)
+        return state
 
     @classmethod
     def _load_v3(cls, meta: dict[str, Any], data: Any) -> DetectorState:

@@ -50,7 +50,7 @@ END = START + timedelta(days=10)
 # Rules, and an expected model that fits after 4 days (the default waits 14): expected values get written.
 CONFIG = DetectConfig(model_events=False, expected=ExpectedConfig(
     min_history=timedelta(days=4), refit_every=timedelta(days=1), min_days=3, min_days_per_type=1))
-LIVE = LiveConfig(bootstrap=timedelta(days=5))
+LIVE = LiveConfig(bootstrap=timedelta(days=5), held=0)  # each pass loads and saves the state, as at scale
 
 
 @pytest.fixture(scope="module")

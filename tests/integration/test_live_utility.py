@@ -132,7 +132,7 @@ async def test_utility_buildings_are_judged_once_their_data_are_published_and_ma
         {"host": "127.0.0.1", "port": port, "security": "none", "sender": "econome@valmont.example"}), inv, clock)
     state_path = tmp_path / "detect" / "state.npz"
     detector = LiveDetector(inv, config, state_path, outbox, config=DetectConfig(),
-                            live=LiveConfig(every=timedelta(days=1), bootstrap=FIRST_PASS - HISTORY_START))
+                            live=LiveConfig(every=timedelta(days=1), bootstrap=FIRST_PASS - HISTORY_START, held=0))
     written = dict.fromkeys(readings, -np.inf)
     events: list[tuple[datetime, AnomalyEvent]] = []
     try:

@@ -508,9 +508,9 @@ def test_a_building_s_own_frame_gives_the_findings_of_the_portfolio_frame(
 
 def test_state_file_is_an_npz_with_the_rule_memo_and_times_kept_exactly(tmp_path: Path, inventory: Inventory,
                                                                           readings: dict[str, PointSeries]) -> None:
-    """Format 3 is an ``.npz`` whatever writes it: metadata and times deflated (times as runs of millisecond steps),
-    values and memo stored; ``np.savez_compressed`` of its arrays reads back the same; times that are not whole
-    milliseconds (a CSV's microseconds) are kept as float64, bit for bit."""
+    """Format 4 (as 3) is an ``.npz`` whatever writes it: metadata and times deflated (times as runs of millisecond
+    steps), values, memo and clock columns stored; ``np.savez_compressed`` of its arrays reads back the same; times
+    that are not whole milliseconds (a CSV's microseconds) are kept as float64, bit for bit."""
     import zipfile
 
     state = DetectorState.fresh(RULES)
@@ -522,7 +522,7 @@ def test_state_file_is_an_npz_with_the_rule_memo_and_times_kept_exactly(tmp_path
     with zipfile.ZipFile(path) as archive:
         kinds = {i.filename: i.compress_type for i in archive.infolist()}
     assert kinds["meta.npy"] == kinds["r1.npy"] == kinds["t0.npy"] == zipfile.ZIP_DEFLATED
-    assert kinds["v0.npy"] == kinds["memo0_digests.npy"] == zipfile.ZIP_STORED
+    assert kinds["v0.npy"] == kinds["memo0_digests.npy"] == kinds["clock0_open.npy"] == zipfile.ZIP_STORED
     assert "r0.npy" not in kinds
     with np.load(path, allow_pickle=False) as new:
         arrays = {k: new[k] for k in new.files}
@@ -556,6 +556,7 @@ def test_the_rule_memo_saved_with_the_state_spares_the_first_pass_after_a_load(
     resumed = advance(inventory, _cut(readings, end, split), loaded, end, config=RULES).events
     assert [e.to_json("en") for e in resumed] == [e.to_json("en") for e in held]
     assert loaded.rule_memo.recomputed_days == spared
+    assert loaded.clock.computed == 0  # the clock columns came with the file too (format 4)
     with np.load(path, allow_pickle=False) as data:
         arrays = {k: data[k] for k in data.files}
     memo_meta = json.loads(str(arrays["memo_meta"]))
