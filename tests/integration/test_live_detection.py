@@ -377,3 +377,28 @@ def test_econome_run_exits_1_when_live_detection_dies(tmp_path: Path, town_hall:
     assert done.returncode == 1, done.stderr[-3000:]
     assert "live detection died" in done.stderr
     assert "live detection stopped" in done.stderr
+
+
+@pytest.mark.parametrize("held", [30, 0])
+async def test_a_small_portfolio_keeps_its_states_in_memory_and_a_large_one_reads_them_each_pass(
+    influxdb_server: Any, unique_name: str, town_hall: tuple[Path, Inventory], readings: dict[str, PointSeries],
+    tmp_path: Path, held: int,
+) -> None:
+    """``LiveConfig.held``: up to that many buildings, a pass goes on from the state held in memory (its file lost
+    meanwhile does not matter); above, each pass reads each building's file (lost: a fresh start, a bootstrap)."""
+    config = InfluxConfig(url=influxdb_server.url, database=unique_name)
+    inv = town_hall[1]
+    await _fill(inv, readings, config)
+    state_path = tmp_path / "detect" / "state.npz"
+    detector = LiveDetector(inv, config, state_path, RecordingNotifier(), config=CONFIG,
+                            live=LiveConfig(bootstrap=timedelta(days=5), held=held))
+    first = await detector.tick(_at(9, 3))
+    assert first is not None
+    building_state_path(state_path, "mairie").unlink()
+    again = await detector.tick(_at(9, 4))
+    assert again is not None
+    if held:
+        assert _at(9, 3, 0) - timedelta(hours=6) < again.since < _at(9, 3, 0)  # the margin before the last hour
+    else:
+        assert again.since == _at(4, 4, 0)  # a fresh start: the bootstrap again, before 04:05
+    assert building_state_path(state_path, "mairie").exists()
