@@ -172,6 +172,8 @@ def _detection(
     from anomalies.live import state_lag
 
     lags = {b.id: building_lag(b) for _, b in inventory.buildings()} if inventory is not None else {}
+    if inventory is not None:  # the state of a building taken out of the inventory is no longer advanced
+        per_building = [p for p in per_building if p.stem in lags]
     lines: list[str] = []
     data: list[dict[str, Any]] = []
     behind: list[tuple[str, str]] = []

@@ -70,8 +70,9 @@ def test_status_sums_up_the_buildings_states_each_behind_by_its_own_lag(data_dir
     hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     folder = data_dir / "detect" / "state"
     folder.mkdir(parents=True)
-    for building, last in [("mairie", hour - timedelta(hours=4)), ("gymnase", hour),
-                           ("maternelle-aulnes", hour - timedelta(days=2, hours=1))]:  # a Linky: judged 2 days late
+    for building, last in [("mairie", hour - timedelta(hours=4)), ("bibliotheque", hour),
+                           ("maternelle-aulnes", hour - timedelta(days=2, hours=1)),  # a Linky: judged 2 days late
+                           ("demolie", hour - timedelta(days=30))]:  # a building taken out of the inventory
         state = DetectorState.fresh()
         state.last_hour = last
         state.save(folder / f"{building}.npz")
