@@ -27,6 +27,8 @@ Sample config (``FeatureConfig``)::
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -447,11 +449,12 @@ def _clock_columns(
 
 @dataclass(slots=True, eq=False)
 class _ClockEntry:
-    building: Building
+    building: Building | None  # None: read back from a file, stands for the building of ``digest``
     key: tuple[object, ...]
     start_s: float
     hours: int
     columns: dict[str, npt.NDArray[Any]]
+    digest: str = ""
 
 
 class ClockCache:
@@ -464,7 +467,12 @@ class ClockCache:
     :data:`CLOCK_AHEAD_H` hours past the frame's end and gives the first hours of what it holds while the
     frame start, the building object and the key (timezone, holiday zone, settings, bookings) are the same: the
     columns equal those computed on the frame itself
-    (``tests/unit/anomalies/test_clock_cache.py``). Held in memory only, one entry per building and use.
+    (``tests/unit/anomalies/test_clock_cache.py``). One entry per building and use.
+
+    :meth:`to_arrays` and :meth:`from_arrays` save it with the detection state (a live service that loads
+    each building's state at each pass would otherwise compute them every pass): an entry read back stands
+    for its building while a digest of the building (its whole model) and of the key is the same, the
+    building object then taken as its own.
     """
 
     def __init__(self) -> None:
@@ -486,7 +494,8 @@ class ClockCache:
 
         Args:
             building: the building; another object (an inventory read again) computes them again, even
-                if equal (comparing a building's points each pass would cost more than it spares).
+                if equal (comparing a building's points each pass would cost more than it spares), but for
+                an entry read back by :meth:`from_arrays`, compared once by digest.
             use: which columns (a building may keep several, e.g. its frame's and the schedule around it).
             start_s: the first hour (UTC seconds).
             hours: how many hours.
@@ -497,6 +506,12 @@ class ClockCache:
             Per column, its first ``hours`` values (a copy: the caller may change it).
         """
         entry = self._entries.get((building.id, use))
+        if entry is not None and entry.building is None:
+            # Read back from a state file: the same building and key, by digest, or nothing.
+            if entry.digest == _clock_digest(building, key):
+                entry.building, entry.key = building, key
+            else:
+                entry = None
         if (entry is None or entry.building is not building or entry.start_s != start_s or entry.hours < hours
                 or entry.key != key):
             total = hours + CLOCK_AHEAD_H
@@ -504,6 +519,45 @@ class ClockCache:
             self._entries[(building.id, use)] = entry
             self.computed += 1
         return {name: column[:hours].copy() for name, column in entry.columns.items()}
+
+    def to_arrays(self) -> dict[str, npt.NDArray[Any]]:
+        """The cache as named arrays (no pickle): a JSON ``clock_meta`` and each entry's columns (``clock<i>_<name>``)."""
+        entries: list[dict[str, Any]] = []
+        arrays: dict[str, npt.NDArray[Any]] = {}
+        for (building_id, use), entry in sorted(self._entries.items()):
+            # An entry read back keeps its digest (checked when it was taken); a computed one gets its own.
+            digest = entry.digest
+            if not digest and entry.building is not None:
+                digest = _clock_digest(entry.building, entry.key)
+            i = len(entries)
+            entries.append({"building": building_id, "use": use, "digest": digest, "start_s": entry.start_s,
+                            "hours": entry.hours, "columns": sorted(entry.columns)})
+            for name, column in entry.columns.items():
+                arrays[f"clock{i}_{name}"] = column
+        arrays["clock_meta"] = np.array(json.dumps({"entries": entries}))
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, npt.NDArray[Any]]) -> ClockCache:
+        """A cache from :meth:`to_arrays`'s arrays (an ``np.load`` of them will do); empty without ``clock_meta``.
+
+        Raises:
+            ValueError, KeyError, TypeError: the arrays are not such a cache.
+        """
+        cache = cls()
+        if "clock_meta" not in arrays:
+            return cache
+        for i, e in enumerate(json.loads(str(arrays["clock_meta"]))["entries"]):
+            columns = {name: np.asarray(arrays[f"clock{i}_{name}"]) for name in e["columns"]}
+            cache._entries[(str(e["building"]), str(e["use"]))] = _ClockEntry(
+                None, (), float(e["start_s"]), int(e["hours"]), columns, digest=str(e["digest"]))
+        return cache
+
+
+def _clock_digest(building: Building, key: tuple[object, ...]) -> str:
+    """What a cached entry stands for: the building's whole model and the key (their ``repr``s are complete)."""
+    text = building.model_dump_json() + "\n" + repr(key)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def building_bookings(inventory: Inventory, building: Building, frame: HourlyFrame) -> list[tuple[datetime, datetime]]:

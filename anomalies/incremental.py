@@ -36,9 +36,10 @@ An hour is processed once a reading at or after its end exists: ``until``
 defaults to the hour of the latest reading, rounded down.
 
 The state saves to one ``.npz`` file (:meth:`DetectorState.save`, versioned
-JSON metadata plus two arrays per point, the models' arrays and the rule
-memo's, no pickle) written atomically (format 3; a format-2 file loads
-without the rule memo, so its first advance judges every day again, and a
+JSON metadata plus two arrays per point, the models' arrays, the rule
+memo's and the clock columns', no pickle) written atomically (format 4; a
+format-3 file loads without the clock columns, computed again once, a format-2
+file without the rule memo, so its first advance judges every day again, and a
 format-1 file without models, which its first advance computes again);
 :meth:`DetectorState.load` refuses a corrupt or foreign file with a
 :class:`~streams.errors.DecodeError` naming it.
@@ -117,10 +118,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 """Version of the state file; each older version gets its own named loader (1: no models, computed again once;
-2: no rule memo, every day judged again once)."""
-_READ_VERSIONS = (1, 2, 3)
+2: no rule memo, every day judged again once; 3: no clock columns, computed again once)."""
+_READ_VERSIONS = (1, 2, 3, 4)
 _PROGRESS_ARRAYS = ("expected", "scores", "flagged", "model_flag", "beyond", "rows")
 
 _HOUR_S = 3600.0
@@ -164,7 +165,8 @@ class DetectorState:
             hours among them). Held in memory between the passes of a running service.
         clock: per building, its hours' schedule and calendar columns, computed a week past the
             frame's end (:class:`~anomalies.features.ClockCache`): the next passes on the same history
-            start slice them. In memory only (not saved: a load computes them again).
+            start slice them. Saved with the state (format 4): the live service, which loads each
+            building's state at each pass, does not compute them again each pass.
     """
 
     config_digest: str
@@ -182,6 +184,31 @@ class DetectorState:
     def fresh(cls, config: DetectConfig | None = None, incremental: IncrementalConfig | None = None) -> DetectorState:
         """An empty state for these settings."""
         return cls(config_digest=_digest(config or DetectConfig(), incremental or IncrementalConfig()))
+
+    def part(self, building_id: str, points: Collection[str]) -> DetectorState:
+        """The state of one building: what a state of several buildings holds of it (the live service's split).
+
+        The same settings, origin and last hour (so the building's histories start where they did), the
+        readings of ``points`` (its own and the weather station's), its alerts' lifecycle, its rule spans and
+        its models. The rule memo is left empty: a cache, whose first advance judges the building's days
+        again once, with the same findings (``test_rule_memo.py``); the clock columns are computed again.
+        The arrays are shared with this state, not copied.
+
+        Args:
+            building_id: the building.
+            points: the points whose readings it keeps.
+
+        Returns:
+            A new state.
+        """
+        return DetectorState(
+            config_digest=self.config_digest, origin=self.origin, last_hour=self.last_hour,
+            readings={pid: s for pid, s in self.readings.items() if pid in points},
+            tracks={k: t for k, t in self.tracks.items() if k[0] == building_id},
+            memory={k: m for k, m in self.memory.items() if k[0] == building_id},
+            spans=[s for s in self.spans if s.building == building_id],
+            models={b: m for b, m in self.models.items() if b == building_id},
+        )
 
     def save(self, path: Path) -> None:
         """Write the state to ``path`` (``.npz``), atomically: a crash leaves the previous file whole."""
@@ -221,8 +248,9 @@ class DetectorState:
             arrays[f"v{i}"] = self.readings[pid].values
         meta["ms_times"] = ms_times
         arrays.update(self.rule_memo.to_arrays())
+        arrays.update(self.clock.to_arrays())
         arrays["meta"] = np.array(json.dumps(meta))
-        deflated = {"meta", "memo_meta", *(f"r{i}" for i in ms_times), *(f"t{i}" for i in range(len(points)))}
+        deflated = {"meta", "memo_meta", "clock_meta", *(f"r{i}" for i in ms_times), *(f"t{i}" for i in range(len(points)))}
         tmp = path.with_name(path.name + ".tmp")
         with tmp.open("wb") as handle:
             # An .npz (np.load reads it): the metadata and the times deflated at level 1, the rest (readings'
@@ -255,7 +283,7 @@ class DetectorState:
                 if version not in _READ_VERSIONS:
                     msg = f"{path}: unknown detection state format_version {version!r} (this version reads {FORMAT_VERSION})"
                     raise DecodeError(msg)
-                loader = {1: cls._load_v1, 2: cls._load_v2, 3: cls._load_v3}[version]
+                loader = {1: cls._load_v1, 2: cls._load_v2, 3: cls._load_v3, 4: cls._load_v4}[version]
                 return loader(meta, data)
         except DecodeError:
             raise
@@ -283,6 +311,13 @@ class DetectorState:
             raise DecodeError(msg)
         last = meta.get("last_hour")
         return None if last is None else _dt(last)
+
+    @classmethod
+    def _load_v4(cls, meta: dict[str, Any], data: Any) -> DetectorState:
+        """Version 4: version 3 and the clock columns (:attr:`clock`), so a load does not compute them again."""
+        state = cls._load_v3(meta, data)
+        state.clock = ClockCache.from_arrays(data)
+        return state
 
     @classmethod
     def _load_v3(cls, meta: dict[str, Any], data: Any) -> DetectorState:

@@ -5,36 +5,42 @@ beside collection (one process, one deploy unit, one set of settings: a
 separate service would need its own supervision and would gain nothing, since
 detection reads InfluxDB, not the collectors, and runs in a worker thread).
 
-A pass (:meth:`LiveDetector.run_pass`) does, in this order:
+Each building has a state file of its own (:func:`building_state_path`:
+``detect/state/<building>.npz`` beside ``detect/state.npz``). A pass
+(:meth:`LiveDetector.run_pass`) takes the buildings a chunk at a time
+(``LiveConfig.chunk``, those reading from the same time together) and, per chunk:
 
-1. read the raw readings (measurement ``reading``, :data:`streams.influx.RAW_MEASUREMENT`)
-   of the inventory's points from InfluxDB with InfluxQL, one time chunk at a
+1. reads the raw readings (measurement ``reading``, :data:`streams.influx.RAW_MEASUREMENT`)
+   of the chunk's points and the weather station's from InfluxDB with InfluxQL, one time chunk at a
    time (:func:`read_readings`): since the state's last hour minus a margin
    (``features.max_gap`` + ``incremental.max_wait`` + 1 h: the readings around
-   an hour boundary a counter needs, and points that lagged), or, on a first
+   an hour boundary a counter needs, and points that lagged), or, on a building's first
    start, the last ``bootstrap`` (28 days) so that references have material;
-2. :func:`anomalies.incremental.advance` up to the last whole hour (hours are
-   processed once complete: a reading at or after their end, points lagging
-   less than ``max_wait`` waited for), in a worker thread;
-3. write the events that changed (measurement ``anomaly``) and the expected
+2. per building, one at a time: loads its state, runs :func:`anomalies.incremental.advance`
+   up to the last whole hour (hours are processed once complete: a reading at or after their
+   end, points lagging less than ``max_wait`` waited for) in a worker thread, saves the state
+   beside its file (``<building>.npz.next``) and drops it, so a pass holds one building's state
+   (a portfolio of at most ``LiveConfig.held`` buildings keeps them in memory instead);
+3. writes the events that changed (measurement ``anomaly``) and the expected
    against observed consumption (measurement ``expected``) to InfluxDB;
 4. ``notifier.queue(events, now)`` (see :class:`EventNotifier`);
-5. save the :class:`~anomalies.incremental.DetectorState` atomically;
-6. ``await notifier.flush(now)``.
+5. puts the chunk's saved states in place (atomic renames);
+
+and then ``await notifier.flush(now)``.
 
 Buildings read only through a utility's meters (a Linky, a Gazpar), whose data
 reach InfluxDB a day or more late, are judged that late: :func:`building_lag`
 gives each building 0 (a counter of ours, or no utility meter) or the largest
 publication delay of its utility meters (:data:`streams.quality.UTILITY_DELAY`),
-and each lag has its own state (:func:`lagged_state_path`: ``state.npz`` for 0,
-as before, ``state.lag-48h.npz``…), advanced in the same pass up to the whole
-hour ``lag`` before now, on the group's points and the weather station's
-(docs/anomalies.md, "Live detection").
+and its hours are judged up to the whole hour ``lag`` before now
+(docs/anomalies.md, "Live detection"). A state file of a whole lag group, from before
+per-building states (:func:`lagged_state_path`: ``state.npz`` for 0, ``state.lag-48h.npz``…),
+is split into per-building files on first sight and moved aside (``.split-<time>``).
 
 A pass that fails anywhere (InfluxDB down, a notifier failing, an SQLite error
 of the alert register: a corrupt file, a full disk, a lock held over 30 s) is logged with
-the server or file named and leaves the saved state where it was: the next pass replays
-it from there, and the notifier's idempotent ``queue`` keeps a replayed event
+the server or file named and leaves the saved states of the chunk that failed (and of those
+after it) where they were: the next pass replays them from there, and the notifier's idempotent ``queue`` keeps a replayed event
 once. After a restart or downtime the first pass catches up from the saved
 state: every missed hour is processed once; an alert opened before comes back
 ONGOING (not a new alert), one resolved meanwhile comes back RESOLVED.
@@ -50,14 +56,16 @@ first; a second one exits 2 naming the directory and the first one's PID.
 would also overwrite each other's state.)
 
 A state file that cannot be read, or that was built with other detection
-settings, is moved aside (``state.npz.<reason>-<time>``, logged as an error)
-and detection starts afresh with a bootstrap.
+settings, is moved aside (``<building>.npz.<reason>-<time>``, logged as an error)
+and detection of that building starts afresh with a bootstrap.
 
 Sample config (``LiveConfig``, from ``ECONOME_DETECT_*`` in ``econome run``)::
 
     every: 1h        # ECONOME_DETECT_EVERY
     delay: 5min      # ECONOME_DETECT_DELAY: after the hour, so that its readings are flushed
     bootstrap: 28d   # ECONOME_DETECT_BOOTSTRAP
+    chunk: 100       # buildings read from InfluxDB together
+    held: 30         # up to this many buildings, their states stay in memory between passes
 
 >>> from datetime import UTC, datetime
 >>> next_run(datetime(2026, 1, 5, 10, 4, tzinfo=UTC), LiveConfig()).isoformat()
@@ -79,12 +87,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from anomalies.alerts import building_lag, write_events
 from anomalies.detect import DetectConfig, ExpectedSeries
 from anomalies.events import AlertState, AnomalyEvent, Language
 from anomalies.expected_sink import write_expected
+from anomalies.features import PointSeries
 from anomalies.incremental import DetectorState, IncrementalConfig, advance
 from inventory import Duration, Inventory, Usage
 from streams.errors import ConfigError, DecodeError, SinkError, TelemetryError
@@ -102,6 +112,7 @@ __all__ = [
     "PassReport",
     "ResettableNotifier",
     "building_lag",
+    "building_state_path",
     "lag_groups",
     "lagged_state_path",
     "next_run",
@@ -132,6 +143,11 @@ class LiveConfig(BaseModel):
     """Time covered by one InfluxQL query: bounds the memory of one answer."""
     language: Language = "fr"
     """Language of the explanations written to InfluxDB (Grafana's annotations and tables)."""
+    chunk: int = Field(default=100, ge=1)
+    """Buildings whose readings are read from InfluxDB together; their states are still advanced one at a time."""
+    held: int = Field(default=30, ge=0)
+    """A portfolio of at most this many buildings keeps their states in memory between passes (faster passes);
+    a larger one loads and saves each building's state at each pass, so a pass's memory is one building's."""
 
     @model_validator(mode="after")
     def _delay_within(self) -> LiveConfig:
@@ -249,15 +265,39 @@ def state_lag(path: Path) -> timedelta:
     return timedelta(hours=int(found.group(1))) if found else timedelta(0)
 
 
+def building_state_path(state_path: Path, building_id: str) -> Path:
+    """The state file of one building: ``detect/state.npz`` gives ``detect/state/<building>.npz``.
+
+    >>> building_state_path(Path("detect/state.npz"), "mairie").as_posix()
+    'detect/state/mairie.npz'
+    """
+    return state_path.with_suffix("") / f"{building_id}.npz"
+
+
 @dataclass(eq=False)
 class _Group:
-    """The buildings judged at one lag, with their state."""
+    """The buildings judged at one lag; each has a state file of its own (:func:`building_state_path`)."""
 
     lag: timedelta
-    buildings: frozenset[str] | None  # None: every building of the inventory (one group)
-    points: list[str] | None  # the points read: the buildings' and the weather's; None: every point
-    state_path: Path
-    state: DetectorState | None = None  # as last saved; None when it must be read again from the file
+    buildings: list[str]
+    legacy_path: Path  # the state file of the whole group before per-building states: split on first sight
+
+
+@dataclass(eq=False)
+class _Tally:
+    """What a group's chunks did, added up for its :class:`PassReport`."""
+
+    readings: int = 0
+    hours: int = 0
+    points: int = 0
+    events: list[AnomalyEvent] = field(default_factory=list)
+    notified: list[AnomalyEvent] = field(default_factory=list)
+    last_hours: list[datetime] = field(default_factory=list)
+
+
+def _next(path: Path) -> Path:
+    """Where a building's advanced state waits until its pass has written and queued its events."""
+    return path.with_name(path.name + ".next")
 
 
 def next_run(now: datetime, config: LiveConfig) -> datetime:
@@ -276,7 +316,8 @@ class LiveDetector:
     Args:
         inventory: the portfolio.
         influx: the InfluxDB the pipeline writes to (read from, and written to).
-        state_path: the state file (``.npz``), e.g. ``<data_dir>/detect/state.npz``.
+        state_path: e.g. ``<data_dir>/detect/state.npz``: each building's state goes to ``detect/state/<building>.npz``
+            (:func:`building_state_path`); a state file of this name (from before) is split on first sight.
         notifier: what the events are handed to; :class:`LoggingNotifier` by default.
         config: detection settings.
         live: schedule and reading settings.
@@ -310,20 +351,25 @@ class LiveDetector:
         self.incremental = incremental or IncrementalConfig()
         self.on_pass = on_pass
         self.failures = 0
+        self._weather = [p.id for _, p in inventory.points() if p.usage is Usage.WEATHER]
         self.groups = self._make_groups()
         self._reset_checked = False  # whether the alerts of buildings left out of the inventory were closed
+        # A small portfolio keeps its buildings' states in memory between passes (with the caches they carry:
+        # the clock columns, the models' bounds); a large one loads and saves each building's at each pass.
+        self._holds = sum(len(g.buildings) for g in self.groups) <= self.live.held
+        self._held: dict[str, DetectorState] = {}
+        self._policy: str | None = None
 
     def _make_groups(self) -> list[_Group]:
         lags = lag_groups(self.inventory)
         if set(lags) <= {timedelta(0)}:
-            return [_Group(timedelta(0), None, None, self.state_path)]
-        weather = [p.id for _, p in self.inventory.points() if p.usage is Usage.WEATHER]
-        groups = []
-        for lag, ids in lags.items():
-            own = [p.id for b in (self.inventory.building(i) for i in ids) for p in b.points]
-            points = [*own, *(w for w in weather if w not in own)]
-            groups.append(_Group(lag, frozenset(ids), points, lagged_state_path(self.state_path, lag)))
-        return groups
+            return [_Group(timedelta(0), [b.id for _, b in self.inventory.buildings()], self.state_path)]
+        return [_Group(lag, ids, lagged_state_path(self.state_path, lag)) for lag, ids in lags.items()]
+
+    def _points_of(self, building_id: str) -> list[str]:
+        """The points a building's state reads: its own, then the weather station's."""
+        own = [p.id for p in self.inventory.building(building_id).points]
+        return [*own, *(w for w in self._weather if w not in own)]
 
     # --- state ------------------------------------------------------------------------------
 
@@ -353,9 +399,51 @@ class LiveDetector:
             return self._fresh()
         return state
 
+    def _split_legacy(self, group: _Group, now: datetime) -> None:
+        """A state file of the whole group (before per-building states): split into one file per building, once.
+
+        Each building keeps its history, models and open alerts (:meth:`DetectorState.part`), so the upgrade
+        neither alerts again nor closes anything; the group file is then moved aside (``.split-<time>``).
+        A building that already has its own file keeps it.
+        """
+        if not group.legacy_path.exists():
+            return
+        old = self._load_state(group.legacy_path, now)  # unreadable or other settings: moved aside, fresh
+        if old.last_hour is not None:
+            for building_id in group.buildings:
+                path = building_state_path(self.state_path, building_id)
+                if not path.exists():
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    old.part(building_id, self._points_of(building_id)).save(path)
+        if group.legacy_path.exists():
+            moved = self._move_aside(group.legacy_path, "split", now)
+            logger.info("detection state %s split into one file per building under %s; moved to %s (it can be "
+                        "deleted)", group.legacy_path, building_state_path(self.state_path, "x").parent, moved)
+
     def _margin(self) -> timedelta:
         """How far before the last hour processed a pass reads again: boundary readings and lagging points."""
         return self.config.features.max_gap + self.incremental.max_wait + _HOUR
+
+    def _since(self, last_hour: datetime | None, group: _Group, now: datetime) -> datetime:
+        """Where a building's pass reads from: a margin before its last hour, or its bootstrap on a first start.
+
+        A first start reads ``bootstrap`` of history before the hours it judges: a monthly Gazpar's 52 days
+        of lag would otherwise leave it nothing to judge, for ever.
+        """
+        if last_hour is None:
+            return _floor_hour(now - group.lag - self.live.bootstrap)
+        return last_hour - self._margin()
+
+    def _peek_since(self, building_id: str, group: _Group, now: datetime) -> datetime:
+        held = self._held.get(building_id)
+        if held is not None:
+            return self._since(held.last_hour, group, now)
+        path = building_state_path(self.state_path, building_id)
+        try:
+            last = DetectorState.peek_last_hour(path) if path.exists() else None
+        except DecodeError:
+            last = None  # moved aside when loaded
+        return self._since(last, group, now)
 
     # --- a pass -----------------------------------------------------------------------------
 
@@ -379,8 +467,8 @@ class LiveDetector:
             What the pass did (with several lag groups, their sum and each one's report in ``groups``).
 
         Raises:
-            SinkError: InfluxDB is unreachable or refused a query or a write; the saved state of the group
-                that failed (and of those after it) has not moved.
+            SinkError: InfluxDB is unreachable or refused a query or a write; the saved states of the chunk of
+                buildings that failed (and of those after it) have not moved.
             TelemetryError: another failure of the pass; likewise.
         """
         reports = [await self._group_pass(group, now) for group in self.groups]
@@ -396,64 +484,120 @@ class LiveDetector:
         )
 
     async def _group_pass(self, group: _Group, now: datetime) -> PassReport:
-        state = group.state if group.state is not None else self._load_state(group.state_path, now)
-        group.state = None  # until this pass has saved it: a failure below reloads the saved one
-        first_start = state.last_hour is None
+        """The group's buildings, a chunk at a time (those reading from the same time together)."""
+        self._split_legacy(group, now)
         until = _floor_hour(now - group.lag)
-        # A first start reads ``bootstrap`` of history before the hours it judges: a monthly Gazpar's 52 days of
-        # lag would otherwise leave it nothing to judge, for ever.
-        since = (_floor_hour(now - group.lag - self.live.bootstrap) if state.last_hour is None
-                 else state.last_hour - self._margin())
-        client = InfluxQLClient(self.influx)
+        by_since: dict[datetime, list[str]] = {}
+        for building_id in group.buildings:
+            by_since.setdefault(self._peek_since(building_id, group, now), []).append(building_id)
+        total = _Tally()
+        for since, ids in sorted(by_since.items()):
+            for i in range(0, len(ids), self.live.chunk):
+                await self._chunk_pass(group, ids[i:i + self.live.chunk], since, until, now, total)
+        return PassReport(since=min(by_since, default=until), until=until, readings=total.readings,
+                          hours=total.hours, events=total.events, notified=total.notified,
+                          expected_points=total.points, last_hour=min(total.last_hours, default=None), lag=group.lag)
+
+    async def _read(self, client: InfluxQLClient, since: datetime, now: datetime,
+                    points: list[str]) -> dict[str, PointSeries]:
         try:
-            policy = await self._raw_policy(client)
-            readings = await read_readings(client, self.inventory, since, now, chunk=self.live.read_chunk,
-                                           retention_policy=policy, points=group.points)
-            # A point the state holds no reading of (a Linky fetched for the first time, its backfill delivered
-            # for hours already judged): read from the bootstrap back, as a first start does, or the state would
-            # see it silent from its first hour and call it missing.
-            unseen = [pid for pid in (group.points if group.points is not None
-                                      else [p.id for _, p in self.inventory.points()])
-                      if pid not in state.readings or state.readings[pid].times_s.size == 0]
-            if unseen and state.last_hour is not None:
-                back = _floor_hour(now - group.lag - self.live.bootstrap)
-                readings.update(await read_readings(client, self.inventory, back, now, chunk=self.live.read_chunk,
-                                                    retention_policy=policy, points=unseen))
+            if self._policy is None:
+                self._policy = (await self._raw_policy(client)) or ""
+            return await read_readings(client, self.inventory, since, now, chunk=self.live.read_chunk,
+                                       retention_policy=self._policy or None, points=points)
         except SinkError as exc:
             # A first start before the pipeline has created the database: nothing to read yet, not a failure.
             if "database not found" not in str(exc):
                 raise
             logger.debug("no readings yet: %s", exc)
-            readings = {}
+            return {}
+
+    async def _chunk_pass(self, group: _Group, chunk: list[str], since: datetime, until: datetime, now: datetime,
+                          total: _Tally) -> None:
+        """Read a chunk's readings, then load, advance and save each building's state in turn; write, queue.
+
+        One building's state is in memory at a time (unless the portfolio is small enough to hold them all,
+        ``LiveConfig.held``): the memory of a pass is bounded by a building, not the portfolio. Each state is
+        saved to ``<building>.npz.next`` and put in place only once the chunk's events are written and queued:
+        a failure before leaves the saved states where they were, and the next pass replays them.
+        """
+        points = list(dict.fromkeys(pid for b in chunk for pid in self._points_of(b)))
+        events: list[AnomalyEvent] = []
+        notified: list[AnomalyEvent] = []
+        expected: list[ExpectedSeries] = []
+        fresh: list[str] = []
+        done: list[tuple[str, DetectorState | None]] = []
+        unjudged = frozenset(self.unjudged()) if self.unjudged is not None else frozenset()
+        self._policy = None
+        client = InfluxQLClient(self.influx)
+        try:
+            readings = await self._read(client, since, now, points)
+            total.readings += sum(s.times_s.size for s in readings.values())
+            for building_id in chunk:
+                path = building_state_path(self.state_path, building_id)
+                state = self._held.pop(building_id, None) or self._load_state(path, now)
+                first_start = state.last_hour is None
+                own_since = self._since(state.last_hour, group, now)
+                mine = self._points_of(building_id)
+                # What this building's own pass would have read: from its own margin (or bootstrap) on.
+                cut = own_since.timestamp()
+                got = {pid: PointSeries(s.times_s[lo:], s.values[lo:]) for pid in mine if pid in readings
+                       for s in [readings[pid]] for lo in [int(np.searchsorted(s.times_s, cut))]}
+                if own_since < since:  # its file was not what its peek said (moved aside): read its bootstrap
+                    got.update(await self._read(client, own_since, now, mine))
+                # A point the state holds no reading of (a Linky fetched for the first time, its backfill delivered
+                # for hours already judged): read from the bootstrap back, as a first start does, or the state would
+                # see it silent from its first hour and call it missing.
+                unseen = [pid for pid in mine if pid not in state.readings or state.readings[pid].times_s.size == 0]
+                if unseen and not first_start:
+                    back = _floor_hour(now - group.lag - self.live.bootstrap)
+                    got.update(await self._read(client, back, now, unseen))
+                mine_expected: list[ExpectedSeries] = []
+                result = await asyncio.to_thread(
+                    advance, self.inventory, got, state, until, config=self.config, incremental=self.incremental,
+                    on_expected=mine_expected.append, judged=frozenset({building_id}), unjudged=unjudged,
+                )
+                del got
+                expected += mine_expected
+                events += result.events
+                # A first start notifies what is still open, not the history's resolved alerts (written above).
+                notified += [e for e in result.events if not (first_start and e.state is AlertState.RESOLVED)]
+                if first_start:
+                    fresh.append(building_id)
+                total.hours = max(total.hours, result.hours)
+                if state.last_hour is not None:
+                    total.last_hours.append(state.last_hour)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                state.save(_next(path))
+                done.append((building_id, state if self._holds else None))
+                del state
+            del readings
+            if events or expected:
+                total.points += await self._write(events, expected)
+            if isinstance(self.notifier, ResettableNotifier):
+                # A fresh state (first start, settings changed, state lost) will never resolve the register's open
+                # alerts of its building, nor will detection of a building left out of the inventory: close them
+                # as reset.
+                if fresh:
+                    self.notifier.reset(now, everything=True, buildings=fresh)
+                if not self._reset_checked:
+                    self.notifier.reset(now, everything=False)
+                    self._reset_checked = True
+            if notified:
+                self.notifier.queue(notified, now)
+        except BaseException:
+            for building_id, _ in done:
+                _next(building_state_path(self.state_path, building_id)).unlink(missing_ok=True)
+            raise
         finally:
             await client.close()
-        count = sum(s.times_s.size for s in readings.values())
-        expected: list[ExpectedSeries] = []
-        result = await asyncio.to_thread(
-            advance, self.inventory, readings, state, until, config=self.config, incremental=self.incremental,
-            on_expected=expected.append, judged=group.buildings,
-            unjudged=frozenset(self.unjudged()) if self.unjudged is not None else frozenset(),
-        )
-        points = 0
-        if result.events or expected:
-            points = await self._write(result.events, expected)
-        # A first start notifies what is still open, not the history's resolved alerts (written to InfluxDB above).
-        notified = [e for e in result.events if not (first_start and e.state is AlertState.RESOLVED)]
-        if isinstance(self.notifier, ResettableNotifier):
-            # A fresh state (first start, settings changed, state lost) will never resolve the register's open
-            # alerts of its buildings, nor will detection of a building left out of the inventory: close them
-            # as reset (a building moved into a new lag group too: its old state no longer judges it).
-            if first_start:
-                self.notifier.reset(now, everything=True, buildings=group.buildings)
-            if not self._reset_checked:
-                self.notifier.reset(now, everything=False)
-                self._reset_checked = True
-        if notified:
-            self.notifier.queue(notified, now)
-        state.save(group.state_path)
-        group.state = state
-        return PassReport(since=since, until=until, readings=count, hours=result.hours, events=result.events,
-                          notified=notified, expected_points=points, last_hour=state.last_hour, lag=group.lag)
+        for building_id, held in done:
+            path = building_state_path(self.state_path, building_id)
+            _next(path).replace(path)
+            if held is not None:
+                self._held[building_id] = held
+        total.events += events
+        total.notified += notified
 
     async def _write(self, events: list[AnomalyEvent], expected: list[ExpectedSeries]) -> int:
         writer = make_writer(self.influx)
@@ -511,12 +655,12 @@ class LiveDetector:
         Args:
             clock: the clock passes are timed by (``ScaledClock`` in the demo and tests).
         """
-        logger.info("live detection: a pass every %s at %s past, state %s", self.live.every, self.live.delay,
-                    self.state_path)
+        logger.info("live detection: a pass every %s at %s past, a state per building under %s", self.live.every,
+                    self.live.delay, building_state_path(self.state_path, "x").parent)
         for group in self.groups:
             if group.lag:
-                logger.info("live detection of %s (utility meters only): hours judged %s late, state %s",
-                            ", ".join(sorted(group.buildings or ())), group.lag, group.state_path)
+                logger.info("live detection of %s (utility meters only): hours judged %s late",
+                            ", ".join(sorted(group.buildings)), group.lag)
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
         await self.tick(clock.now())
         while True:

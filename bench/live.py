@@ -214,6 +214,8 @@ def main() -> None:
     parser.add_argument("--step", type=int, default=15, help="minutes between two readings of a point")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--profile", action="store_true", help="also run the pass under cProfile")
+    parser.add_argument("--held", type=int, default=0,
+                        help="LiveConfig.held: 0 (a large portfolio) loads and saves each building's state per pass")
     parser.add_argument("--child", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
@@ -225,8 +227,9 @@ def main() -> None:
     from anomalies.detect import DetectConfig
     from anomalies.features import PointSeries
     from anomalies.incremental import DetectorState, IncrementalConfig, advance
+    from anomalies.live import building_state_path
     from econome.localservers import start_influxdb
-    from inventory import load_inventory
+    from inventory import Usage, load_inventory
     from simulator.physics import generate_history
 
     config, inc = DetectConfig(), IncrementalConfig()
@@ -248,35 +251,46 @@ def main() -> None:
         total = sum(s.times_s.size for s in readings.values())
         print(f"{args.buildings} buildings, {n_points} points, {args.history} days every {args.step} min: "
               f"{total} readings simulated in {time.perf_counter() - started:.0f} s", flush=True)
-        # The state a service holds after the pass of the hour before (see the module docstring).
-        state = DetectorState.fresh(config, inc)
-        cut = (last_hour + PASS_DELAY).timestamp()
-        for pid, s in readings.items():
-            keep = s.times_s < cut
-            state.readings[pid] = PointSeries(s.times_s[keep].copy(), s.values[keep].copy())
-        state.origin = start
-        # The models a running service holds (expected fits, forests, their walk forward): what the pass of the
-        # hour before left, computed here by advancing that hour; the measured pass resumes them.
-        state.last_hour = last_hour - timedelta(hours=1)
-        warm = time.process_time()
-        advance(inv, {}, state, until=last_hour, config=config, incremental=inc)
-        assert state.last_hour == last_hour  # noqa: S101
-        print(f"models of the state computed by the pass of the hour before: {time.process_time() - warm:.1f} s CPU "
-              f"(what the first pass after a start without models costs)", flush=True)
+        # The state a service holds after the pass of the hour before (see the module docstring): one file per
+        # building (anomalies.live.building_state_path), each built and advanced on its own, one at a time.
         state_path = out / "state.npz"
-        state.save(state_path)
-        saved = out / "state-before-the-pass.npz"
-        shutil.copyfile(state_path, saved)
-        state_mb = state_path.stat().st_size / 1e6
-        del state
-        print(f"state file: {state_mb:.1f} MB ({state_mb / args.buildings:.2f} MB per building)", flush=True)
+        weather = [p.id for _, p in inv.points() if p.usage is Usage.WEATHER]
+        cut = (last_hour + PASS_DELAY).timestamp()
+        warm_cpu = 0.0
+        state_bytes = 0
+        for _, building in inv.buildings():
+            state = DetectorState.fresh(config, inc)
+            for pid in [*weather, *(p.id for p in building.points)]:
+                s = readings[pid]
+                keep = s.times_s < cut
+                state.readings[pid] = PointSeries(s.times_s[keep].copy(), s.values[keep].copy())
+            state.origin = start
+            # The models a running service holds (expected fits, forests, their walk forward) and the rule memo:
+            # what the pass of the hour before left, computed here by advancing that hour; the measured pass
+            # resumes them.
+            state.last_hour = last_hour - timedelta(hours=1)
+            warm = time.process_time()
+            advance(inv, {}, state, until=last_hour, config=config, incremental=inc, judged={building.id})
+            warm_cpu += time.process_time() - warm
+            assert state.last_hour == last_hour  # noqa: S101
+            own_path = building_state_path(state_path, building.id)
+            own_path.parent.mkdir(parents=True, exist_ok=True)
+            state.save(own_path)
+            state_bytes += own_path.stat().st_size
+            del state
+        print(f"models of the state computed by the pass of the hour before: {warm_cpu:.1f} s CPU "
+              f"(what the first pass after a start without models costs)", flush=True)
+        saved = out / "state-before-the-pass"
+        shutil.copytree(state_path.with_suffix(""), saved)
+        state_mb = state_bytes / 1e6
+        print(f"state files: {state_mb:.1f} MB ({state_mb / args.buildings:.2f} MB per building)", flush=True)
         with start_influxdb(data_dir=out / "influxdb") as server:
             database = "bench"
             lines = _fill_influx(inv, readings, server.url, database, last_hour - margin, now + _HOUR)
             del readings
             print(f"InfluxDB {server.url}: {lines} readings written (from {last_hour - margin:%H:%M} to "
                   f"{now + _HOUR:%H:%M} UTC, what the two passes read)", flush=True)
-            common = [str(path), server.url, database, str(state_path), now.isoformat()]
+            common = [str(path), server.url, database, str(state_path), now.isoformat(), str(args.held)]
             me = str(Path(__file__).resolve())
             read = _measure([me, "--child", "read", *common])
             print(f"read the hour from InfluxDB only (baseline): {read}", flush=True)
@@ -284,7 +298,8 @@ def main() -> None:
             print(f"steady-state pass (read + advance + write + notify + save): {live}", flush=True)
             profile: dict[str, Any] | None = None
             if args.profile:
-                shutil.copyfile(saved, state_path)  # the pass above saved its state one hour on
+                shutil.rmtree(state_path.with_suffix(""))  # the pass above saved the states one hour on
+                shutil.copytree(saved, state_path.with_suffix(""))
                 profile = _measure([me, "--child", "profile", *common])
     per_building = {
         "pass_wall_s": round(live["wall_s"] / args.buildings, 3),
@@ -296,15 +311,19 @@ def main() -> None:
     extrapolation = {
         "pass_wall_s": round(live["wall_s"] * scale),
         "pass_cpu_s": round(live["cpu_s"] * scale),
-        "peak_rss_gb": round((live["fixed_rss_mb"] + per_building["rss_mb"] * TARGET_BUILDINGS) / 1024, 1),
         "state_gb": round(state_mb * scale / 1000, 1),
         "read_wall_s": round(read["wall_s"] * scale, 1),
-        # The state held for every building at once, plus what the pass works on beyond it (one building at a
-        # time, freed after it): a model of the peak, not a measure, and a floor (models and memory not counted).
+        # What the states would hold in memory for every building at once (readings and rule memo, a floor):
+        # what a pass holds with LiveConfig.held above the portfolio's size.
         "held_state_gb": round(live["readings_and_memo_held_mb"] * scale / 1024, 1),
-        "peak_rss_if_working_set_is_per_building_gb": round(
-            (live["peak_rss_mb"] - live["readings_and_memo_held_mb"] * (1 - scale)) / 1024, 1),
     }
+    if args.held < args.buildings:
+        # States loaded and saved one building at a time: the peak does not grow with the buildings (compare
+        # --buildings 2 and 8), but for the chunk's readings read at once (LiveConfig.chunk, 100 buildings).
+        extrapolation["peak_rss_gb"] = round(live["peak_rss_mb"] / 1024, 2)
+    else:
+        extrapolation["peak_rss_gb"] = round(
+            (live["fixed_rss_mb"] + per_building["rss_mb"] * TARGET_BUILDINGS) / 1024, 1)
     print(f"per building: {per_building}", flush=True)
     print(f"EXTRAPOLATION (linear, from {args.buildings} measured) to {TARGET_BUILDINGS} buildings: {extrapolation} "
           "(goal: 60 s, 2 GB)", flush=True)
@@ -319,12 +338,13 @@ def main() -> None:
 
 def _child(argv: list[str]) -> None:
     """``--child read|pass|profile INVENTORY URL DATABASE STATE NOW``: one measure, a JSON last line."""
-    what, inventory_path, url, database, state_path, when = argv
+    what, inventory_path, url, database, state_path, when, held = argv
     now = datetime.fromisoformat(when)
     if what == "read":
         asyncio.run(_child_read(Path(inventory_path), url, database, Path(state_path), now))
     else:
-        asyncio.run(_child_pass(Path(inventory_path), url, database, Path(state_path), now, profile=what == "profile"))
+        asyncio.run(_child_pass(Path(inventory_path), url, database, Path(state_path), now, int(held),
+                                profile=what == "profile"))
 
 
 def _timed() -> tuple[float, float]:
@@ -338,12 +358,12 @@ def _since(t0: tuple[float, float]) -> dict[str, float]:
 async def _child_read(inventory_path: Path, url: str, database: str, state_path: Path, now: datetime) -> None:
     from anomalies.features import FeatureConfig
     from anomalies.incremental import DetectorState, IncrementalConfig
-    from anomalies.live import read_readings
+    from anomalies.live import building_state_path, read_readings
     from inventory import load_inventory
     from streams.influx import InfluxConfig, InfluxQLClient
 
     inv = load_inventory(inventory_path)
-    last = DetectorState.peek_last_hour(state_path)
+    last = DetectorState.peek_last_hour(building_state_path(state_path, next(b.id for _, b in inv.buildings())))
     assert last is not None  # noqa: S101
     # What the steady-state pass (the second of the process, the state held in memory) reads: from the margin
     # before the last hour processed by the first pass (LiveDetector._margin: max_gap + max_wait + 1 h).
@@ -357,14 +377,14 @@ async def _child_read(inventory_path: Path, url: str, database: str, state_path:
     print(json.dumps({**_since(t0), "readings": sum(s.times_s.size for s in got.values())}))
 
 
-async def _child_pass(inventory_path: Path, url: str, database: str, state_path: Path, now: datetime, *,
+async def _child_pass(inventory_path: Path, url: str, database: str, state_path: Path, now: datetime, held: int, *,
                       profile: bool) -> None:
     import cProfile
     import io
     import pstats
 
     from anomalies.incremental import DetectorState
-    from anomalies.live import LiveDetector, LoggingNotifier
+    from anomalies.live import LiveConfig, LiveDetector, LoggingNotifier, building_state_path
     from inventory import load_inventory
     from streams.influx import InfluxConfig
 
@@ -372,15 +392,18 @@ async def _child_pass(inventory_path: Path, url: str, database: str, state_path:
     import sklearn.tree  # noqa: F401  (what every pass imports once: the fixed part of the peak RSS)
 
     fixed_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # Loading every building's state once (what each pass does when the states are not held), timed apart, and
+    # what they would hold in memory for every building at once (readings and rule memo), one at a time here.
+    held_mb = 0.0
     t0 = _timed()
-    state = DetectorState.load(state_path)
+    for _, building in inv.buildings():
+        state = DetectorState.load(building_state_path(state_path, building.id))
+        held_mb += (sum(s.times_s.nbytes + s.values.nbytes for s in state.readings.values())
+                    + sum(a.nbytes for a in state.rule_memo.to_arrays().values())) / 2**20
+        del state
     load = _since(t0)
-    # What the state holds in memory between passes, for every building at once (not a working copy).
-    held_mb = (sum(s.times_s.nbytes + s.values.nbytes for s in state.readings.values())
-               + sum(a.nbytes for a in state.rule_memo.to_arrays().values())) / 2**20
-    detector = LiveDetector(inv, InfluxConfig(url=url, database=database), state_path, LoggingNotifier())
-    (group,) = detector.groups  # the bench's buildings all report in real time: one lag group
-    group.state = state  # loaded above, timed apart
+    detector = LiveDetector(inv, InfluxConfig(url=url, database=database), state_path, LoggingNotifier(),
+                            live=LiveConfig(held=held))
     # The first pass after a start: the state as loaded (models and rule memo from the file), and what a process
     # pays once (the school-holiday data, imports). Timed apart; the steady-state pass is the next hour's.
     t0 = _timed()

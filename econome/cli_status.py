@@ -64,6 +64,7 @@ from streams.status import BuildingStatus, PointCounts, building_statuses, raw_r
 if TYPE_CHECKING:
     from zoneinfo import ZoneInfo
 
+    from inventory import Inventory
     from streams.influx import InfluxConfig
 
 __all__ = ["register"]
@@ -151,35 +152,67 @@ def _dead_letters(path: Path) -> tuple[str, dict[str, Any]]:
 
 
 def _detection(
-    folder: Path, now: datetime, tz: ZoneInfo, late_after: timedelta | None = None
+    folder: Path, now: datetime, tz: ZoneInfo, late_after: timedelta | None = None,
+    inventory: Inventory | None = None,
 ) -> tuple[list[str], list[dict[str, Any]]]:
-    """The detection lines and JSON; a state whose last hour is more than ``late_after`` old is a problem."""
-    states = sorted(folder.glob("*.npz")) if folder.is_dir() else []
-    if not states:
+    """The detection lines and JSON; a state whose last hour is more than ``late_after`` (+ its lag) old is a problem.
+
+    The live service keeps one state per building (``detect/state/<building>.npz``):
+    one line sums them up (the oldest last hour, the buildings behind; each building's lag from ``inventory``,
+    :func:`anomalies.alerts.building_lag`); a state file of its own in
+    ``detect/`` (an ``econome detect`` state, or one from before per-building states) gets a line of its own.
+    """
+    files = sorted(folder.glob("*.npz")) if folder.is_dir() else []
+    per_building = sorted((folder / "state").glob("*.npz")) if (folder / "state").is_dir() else []
+    if not files and not per_building:
         return [f"detection      no state in {folder}: live detection has not run yet"], []
     # Imported only when there is a state to read: it brings scikit-learn, seconds of start-up.
+    from anomalies.alerts import building_lag
     from anomalies.incremental import DetectorState
     from anomalies.live import state_lag
 
+    lags = {b.id: building_lag(b) for _, b in inventory.buildings()} if inventory is not None else {}
+    if inventory is not None:  # the state of a building taken out of the inventory is no longer advanced
+        per_building = [p for p in per_building if p.stem in lags]
     lines: list[str] = []
     data: list[dict[str, Any]] = []
-    for path in states:
+    behind: list[tuple[str, str]] = []
+    for path in [*files, *per_building]:
         try:
             last = DetectorState.peek_last_hour(path)
         except TelemetryError as exc:
             lines.append(f"detection      {exc}")
             data.append({"path": str(path), "error": str(exc)})
             continue
-        shown = "no hour yet" if last is None else f"{last.astimezone(tz):%Y-%m-%d %H:%M} ({_age(now - last)} ago)"
         # A state of buildings judged late (a Linky, a Gazpar: anomalies.live.lag_groups) is behind by its lag more.
-        lag = state_lag(path)
+        lag = lags.get(path.stem, timedelta(0)) if path.parent != folder else state_lag(path)
         late = late_after is not None and last is not None and now - last > late_after + lag
         because = "2 periods + delay" + (f" + the utilities' {_age(lag)}" if lag else "")
         problem = f"behind: more than {_age(late_after + lag)} ({because})" if late and late_after else None
-        lines.append(f"detection      last hour processed up to {shown}{'  PROBLEM ' + problem if problem else ''}"
-                     f"  [{path}]")
         data.append({"path": str(path), "last_hour": None if last is None else last.isoformat(),
                      "lag_s": None if last is None else (now - last).total_seconds(), "problem": problem})
+        if path.parent != folder:
+            if problem:
+                behind.append((path.stem, problem))
+            continue
+        shown = "no hour yet" if last is None else f"{last.astimezone(tz):%Y-%m-%d %H:%M} ({_age(now - last)} ago)"
+        lines.append(f"detection      last hour processed up to {shown}{'  PROBLEM ' + problem if problem else ''}"
+                     f"  [{path}]")
+    hours = [(datetime.fromisoformat(d["last_hour"]), Path(d["path"]).stem) for d in data
+             if d.get("last_hour") and Path(d["path"]).parent != folder]
+    if per_building:
+        if hours:
+            oldest, who = min(hours)
+            shown = f"{oldest.astimezone(tz):%Y-%m-%d %H:%M} ({_age(now - oldest)} ago, {who})"
+        else:
+            shown = "no hour yet"
+        problem = ""
+        if behind:
+            named = ", ".join(b for b, _ in behind[:5]) + (", ..." if len(behind) > 5 else "")
+            problem = f"  PROBLEM {len(behind)} behind ({named}): {behind[0][1]}"
+        many = "s" if len(per_building) != 1 else ""
+        lines.append(f"detection      {len(per_building)} building{many}, last hour processed up to {shown} at the "
+                     f"oldest{problem}  [{folder / 'state'}]")
     return lines, data
 
 
@@ -320,7 +353,8 @@ def status_command(
     delivery_line, delivery = _delivery(data_dir / "delivery.sqlite", now)
     letters_line, letters = _dead_letters(data_dir / "dead-letters.jsonl")
     late_after = 2 * settings.detect_every + settings.detect_delay
-    detection_lines, detection = _detection(data_dir / "detect", now, tz, late_after if settings.detect_enabled else None)
+    detection_lines, detection = _detection(data_dir / "detect", now, tz, late_after if settings.detect_enabled else None,
+                                            inv)
     alerts_line, alerts, per_building = _alerts(alerts_path(data_dir))
     outbox_line, outbox = _outbox(alerts_path(data_dir), now, tz)
     service_problems = [f"detection: {d['problem']}" for d in detection if d.get("problem")]

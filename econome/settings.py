@@ -315,7 +315,10 @@ class EconomeSettings(BaseSettings):
 
     @property
     def detect_state_path(self) -> Path:
-        """The live detection state file: ``data_dir/detect/state.npz``."""
+        """The live detection state path, ``data_dir/detect/state.npz``.
+
+        Each building's state is ``data_dir/detect/state/<building>.npz`` (a file of this name is from before).
+        """
         return self.data_dir / "detect" / "state.npz"
 
     @property

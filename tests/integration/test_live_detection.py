@@ -34,7 +34,7 @@ from anomalies.events import AlertState, AnomalyEvent
 from anomalies.expected import ExpectedConfig
 from anomalies.features import PointSeries
 from anomalies.incremental import DetectorState
-from anomalies.live import LiveConfig, LiveDetector, read_readings
+from anomalies.live import LiveConfig, LiveDetector, building_state_path, read_readings
 from econome.localservers import free_port
 from inventory import Inventory, load_inventory
 from simulator.faults import Fault, FaultKind
@@ -50,7 +50,7 @@ END = START + timedelta(days=10)
 # Rules, and an expected model that fits after 4 days (the default waits 14): expected values get written.
 CONFIG = DetectConfig(model_events=False, expected=ExpectedConfig(
     min_history=timedelta(days=4), refit_every=timedelta(days=1), min_days=3, min_days_per_type=1))
-LIVE = LiveConfig(bootstrap=timedelta(days=5))
+LIVE = LiveConfig(bootstrap=timedelta(days=5), held=0)  # each pass loads and saves the state, as at scale
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +178,7 @@ async def test_passes_open_one_alert_replay_after_a_crash_and_catch_up_a_resolut
     assert [(r[0], r[1], r[2]) for r in stored] == [(int(first.events[0].start.timestamp() * 1000), "open", "water_leak")]
     assert first.expected_points > 0
     assert len(_rows(config, 'SELECT "expected" FROM "expected"')) == first.expected_points
-    assert DetectorState.load(state_path).last_hour == _at(9, 3, 0)
+    assert DetectorState.load(building_state_path(state_path, "mairie")).last_hour == _at(9, 3, 0)
 
     # 2. Again within the same hour: no new hour, nothing changes, nothing queued.
     second = await detector.tick(_at(9, 3, 45))
@@ -190,7 +190,7 @@ async def test_passes_open_one_alert_replay_after_a_crash_and_catch_up_a_resolut
     # 3. A crash after queue, before the state is saved: the pass fails, the saved state has not moved...
     notifier.fail_next_queue = True
     assert await detector.tick(_at(10, 2)) is None
-    assert DetectorState.load(state_path).last_hour == _at(9, 3, 0)
+    assert DetectorState.load(building_state_path(state_path, "mairie")).last_hour == _at(9, 3, 0)
     crashed = notifier.queued[-1]
     assert crashed, "the leak is ongoing: the crashed pass queued it"
     # ... so the replay hands the notifier the very same events again: its queue must be idempotent.
@@ -198,7 +198,7 @@ async def test_passes_open_one_alert_replay_after_a_crash_and_catch_up_a_resolut
     assert replay is not None
     assert _ids(notifier.queued[-1]) == _ids(crashed)
     assert all(e.state is AlertState.ONGOING for e in crashed)
-    assert DetectorState.load(state_path).last_hour == _at(10, 2, 0)
+    assert DetectorState.load(building_state_path(state_path, "mairie")).last_hour == _at(10, 2, 0)
 
     # 4. Down from Saturday 02:05 to Wednesday 00:05 (a new process): every missed hour once, the resolution reported.
     later = RecordingNotifier()
@@ -244,7 +244,7 @@ async def test_influxdb_down_fails_the_pass_naming_it_and_the_next_one_catches_u
     with caplog.at_level(logging.ERROR, logger="anomalies.live"):
         assert await LiveDetector(inv, down, state_path, notifier, config=CONFIG, live=LIVE).tick(_at(9, 12)) is None
     assert down.url in caplog.text
-    assert not state_path.exists()
+    assert not building_state_path(state_path, "mairie").exists()
     assert notifier.queued == []
     up = InfluxConfig(url=influxdb_server.url, database=unique_name)
     await _fill(inv, readings, up)
@@ -299,7 +299,7 @@ async def test_econome_run_starts_live_detection_and_logs_its_first_pass(
     assert process.returncode == 0, out[-3000:]
     assert "1 opened" in line, line
     assert "hours processed (up to 2026-01-09T03:00:00+00:00)" in line, line
-    assert DetectorState.load(tmp_path / "var" / "detect" / "state.npz").last_hour == _at(9, 3, 0)
+    assert DetectorState.load(tmp_path / "var" / "detect" / "state" / "mairie.npz").last_hour == _at(9, 3, 0)
     assert [r[1] for r in _rows(config, 'SELECT "state" FROM "anomaly"')] == ["open"]
 
 
@@ -320,7 +320,8 @@ async def test_a_fresh_state_closes_the_register_s_open_alerts_as_reset(
     [leak] = outbox.register.alerts()
     assert leak.kind == "water_leak"
 
-    state_path.unlink()  # the state lost; the leak ends (Saturday noon) while detection starts afresh on Wednesday
+    # The state lost; the leak ends (Saturday noon) while detection starts afresh on Wednesday.
+    building_state_path(state_path, "mairie").unlink()
     fresh = LiveDetector(inv, config, state_path, outbox, config=CONFIG, live=LiveConfig(bootstrap=timedelta(days=1)))
     assert await fresh.tick(_at(14, 0)) is not None
     assert outbox.register.alerts() == []
@@ -350,7 +351,8 @@ async def test_an_sqlite_error_of_the_register_fails_the_pass_naming_the_file_an
     with caplog.at_level(logging.ERROR, logger="anomalies.live"):
         assert await detector.tick(_at(9, 3)) is None  # caught: the task lives on
     assert str(register) in caplog.text
-    assert not (tmp_path / "detect" / "state.npz").exists()  # the pass is replayed from the old state
+    assert not (tmp_path / "detect" / "state" / "mairie.npz").exists()  # the pass is replayed from the old state
+    assert not list((tmp_path / "detect").glob("state/*.next"))
     register.unlink()
     AlertRegister(register)  # the operator restores the file
     report = await detector.tick(_at(9, 4))
@@ -375,3 +377,28 @@ def test_econome_run_exits_1_when_live_detection_dies(tmp_path: Path, town_hall:
     assert done.returncode == 1, done.stderr[-3000:]
     assert "live detection died" in done.stderr
     assert "live detection stopped" in done.stderr
+
+
+@pytest.mark.parametrize("held", [30, 0])
+async def test_a_small_portfolio_keeps_its_states_in_memory_and_a_large_one_reads_them_each_pass(
+    influxdb_server: Any, unique_name: str, town_hall: tuple[Path, Inventory], readings: dict[str, PointSeries],
+    tmp_path: Path, held: int,
+) -> None:
+    """``LiveConfig.held``: up to that many buildings, a pass goes on from the state held in memory (its file lost
+    meanwhile does not matter); above, each pass reads each building's file (lost: a fresh start, a bootstrap)."""
+    config = InfluxConfig(url=influxdb_server.url, database=unique_name)
+    inv = town_hall[1]
+    await _fill(inv, readings, config)
+    state_path = tmp_path / "detect" / "state.npz"
+    detector = LiveDetector(inv, config, state_path, RecordingNotifier(), config=CONFIG,
+                            live=LiveConfig(bootstrap=timedelta(days=5), held=held))
+    first = await detector.tick(_at(9, 3))
+    assert first is not None
+    building_state_path(state_path, "mairie").unlink()
+    again = await detector.tick(_at(9, 4))
+    assert again is not None
+    if held:
+        assert _at(9, 3, 0) - timedelta(hours=6) < again.since < _at(9, 3, 0)  # the margin before the last hour
+    else:
+        assert again.since == _at(4, 4, 0)  # a fresh start: the bootstrap again, before 04:05
+    assert building_state_path(state_path, "mairie").exists()

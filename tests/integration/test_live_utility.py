@@ -32,7 +32,7 @@ from anomalies.detect import DetectConfig
 from anomalies.events import AlertState, AnomalyEvent, _sample_event
 from anomalies.features import PointSeries
 from anomalies.incremental import DetectorState
-from anomalies.live import LiveConfig, LiveDetector, lag_groups
+from anomalies.live import LiveConfig, LiveDetector, building_state_path, lag_groups
 from anomalies.notify import MailOutbox
 from inventory import Inventory, load_inventory
 from simulator import default_fault_plan
@@ -132,7 +132,7 @@ async def test_utility_buildings_are_judged_once_their_data_are_published_and_ma
         {"host": "127.0.0.1", "port": port, "security": "none", "sender": "econome@valmont.example"}), inv, clock)
     state_path = tmp_path / "detect" / "state.npz"
     detector = LiveDetector(inv, config, state_path, outbox, config=DetectConfig(),
-                            live=LiveConfig(every=timedelta(days=1), bootstrap=FIRST_PASS - HISTORY_START))
+                            live=LiveConfig(every=timedelta(days=1), bootstrap=FIRST_PASS - HISTORY_START, held=0))
     written = dict.fromkeys(readings, -np.inf)
     events: list[tuple[datetime, AnomalyEvent]] = []
     try:
@@ -188,11 +188,13 @@ async def test_utility_buildings_are_judged_once_their_data_are_published_and_ma
     assert "en ce moment" not in text.lower()
     assert "actuellement" not in text.lower()
 
-    # One state per lag: the live meters' file as before, and one per publication delay.
-    assert DetectorState.peek_last_hour(state_path) == LAST_PASS.replace(minute=0)
-    assert DetectorState.peek_last_hour(state_path.with_name("state.lag-48h.npz")) == (
+    # One state per building, each up to its own lag before the last pass.
+    assert DetectorState.peek_last_hour(building_state_path(state_path, "mairie")) == LAST_PASS.replace(minute=0)
+    assert DetectorState.peek_last_hour(building_state_path(state_path, SCHOOL)) == (
         LAST_PASS.replace(minute=0) - timedelta(days=2))
-    assert DetectorState.peek_last_hour(state_path.with_name("state.lag-96h.npz")) is not None
+    assert DetectorState.peek_last_hour(building_state_path(state_path, HALL)) == (
+        LAST_PASS.replace(minute=0) - timedelta(days=4))
+    assert sorted(p.name for p in state_path.parent.glob("state*")) == ["state"]
 
 
 @pytest.mark.parametrize("lag0_state", [True, False])
@@ -219,4 +221,10 @@ async def test_a_fresh_lag_group_closes_the_open_alerts_of_its_buildings_only(
     bootstrap = LiveConfig().bootstrap
     assert [(g.lag, g.since) for g in report.groups[1:]] == [
         (lag, now.replace(minute=0) - lag - bootstrap) for lag in (timedelta(days=2), timedelta(days=4))]
-    assert state_path.with_name("state.lag-48h.npz").exists()
+    assert building_state_path(state_path, SCHOOL).exists()
+    # The former state file of the live meters' buildings (before a state per building) was split, then moved
+    # aside: the town hall kept its open alert, as its last hour (the mairie's state, not a fresh one).
+    assert not state_path.exists()
+    kept = now.replace(minute=0) - timedelta(hours=1) if lag0_state else None  # nothing to read: not advanced
+    assert DetectorState.peek_last_hour(building_state_path(state_path, "mairie")) == kept
+    assert len(list(state_path.parent.glob("state.npz.split-*"))) == int(lag0_state)

@@ -112,3 +112,27 @@ def test_rolling_statistics_kept_by_their_input_are_those_computed_afresh() -> N
                 assert np.array_equal(got, _rolling_uncached(values, window, how), equal_nan=True)
                 got[:] = -1.0  # the caller's copy: what is kept does not change
     assert not np.array_equal(_rolling(outdoor, 24, "mean"), _rolling(other, 24, "mean"), equal_nan=True)
+
+
+def test_clock_columns_read_back_from_a_state_file_stand_for_the_same_building_and_key_only() -> None:
+    """Saved with the detection state (format 4): read back, an entry gives its columns without computing them
+    for the same building (by digest of its whole model) and key; another building or key computes them."""
+    building = load_inventory(EXAMPLES / "commune.yaml").building("mairie")
+    key = ("Europe/Paris", "C", 1.5)
+
+    def compute(n: int) -> dict[str, np.ndarray]:
+        return {"x": np.arange(n, dtype=np.float64), "b": np.arange(n) % 2 == 0}
+
+    cache = ClockCache()
+    first = cache.get(building, "hours", 3600.0, 10, key, compute)
+    arrays = cache.to_arrays()
+    back = ClockCache.from_arrays(arrays)
+    got = back.get(building.model_copy(), "hours", 3600.0, 12, key, compute)  # the inventory read again
+    assert back.computed == 0
+    np.testing.assert_array_equal(got["x"][:10], first["x"])
+    np.testing.assert_array_equal(got["b"], compute(12)["b"])
+    for other_building, other_key in [(building.model_copy(update={"name": "Autre"}), key), (building, (*key, 2))]:
+        fresh = ClockCache.from_arrays(arrays)
+        fresh.get(other_building, "hours", 3600.0, 10, other_key, compute)
+        assert fresh.computed == 1
+    assert ClockCache.from_arrays({}).computed == 0

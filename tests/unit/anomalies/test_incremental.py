@@ -508,9 +508,9 @@ def test_a_building_s_own_frame_gives_the_findings_of_the_portfolio_frame(
 
 def test_state_file_is_an_npz_with_the_rule_memo_and_times_kept_exactly(tmp_path: Path, inventory: Inventory,
                                                                           readings: dict[str, PointSeries]) -> None:
-    """Format 3 is an ``.npz`` whatever writes it: metadata and times deflated (times as runs of millisecond steps),
-    values and memo stored; ``np.savez_compressed`` of its arrays reads back the same; times that are not whole
-    milliseconds (a CSV's microseconds) are kept as float64, bit for bit."""
+    """Format 4 (as 3) is an ``.npz`` whatever writes it: metadata and times deflated (times as runs of millisecond
+    steps), values, memo and clock columns stored; ``np.savez_compressed`` of its arrays reads back the same; times
+    that are not whole milliseconds (a CSV's microseconds) are kept as float64, bit for bit."""
     import zipfile
 
     state = DetectorState.fresh(RULES)
@@ -522,7 +522,7 @@ def test_state_file_is_an_npz_with_the_rule_memo_and_times_kept_exactly(tmp_path
     with zipfile.ZipFile(path) as archive:
         kinds = {i.filename: i.compress_type for i in archive.infolist()}
     assert kinds["meta.npy"] == kinds["r1.npy"] == kinds["t0.npy"] == zipfile.ZIP_DEFLATED
-    assert kinds["v0.npy"] == kinds["memo0_digests.npy"] == zipfile.ZIP_STORED
+    assert kinds["v0.npy"] == kinds["memo0_digests.npy"] == kinds["clock0_open.npy"] == zipfile.ZIP_STORED
     assert "r0.npy" not in kinds
     with np.load(path, allow_pickle=False) as new:
         arrays = {k: new[k] for k in new.files}
@@ -556,6 +556,7 @@ def test_the_rule_memo_saved_with_the_state_spares_the_first_pass_after_a_load(
     resumed = advance(inventory, _cut(readings, end, split), loaded, end, config=RULES).events
     assert [e.to_json("en") for e in resumed] == [e.to_json("en") for e in held]
     assert loaded.rule_memo.recomputed_days == spared
+    assert loaded.clock.computed == 0  # the clock columns came with the file too (format 4)
     with np.load(path, allow_pickle=False) as data:
         arrays = {k: data[k] for k in data.files}
     memo_meta = json.loads(str(arrays["memo_meta"]))
@@ -569,3 +570,42 @@ def test_the_rule_memo_saved_with_the_state_spares_the_first_pass_after_a_load(
     again = advance(inventory, _cut(readings, end, split), unread, end, config=RULES).events
     assert [e.to_json("en") for e in again] == [e.to_json("en") for e in held]
     assert unread.rule_memo.recomputed_days > 10 * max(spared, 1)
+
+
+def test_a_state_split_per_building_resumes_as_the_whole_one(tmp_path: Path, inventory: Inventory,
+                                                              readings: dict[str, PointSeries],
+                                                              one_pass_models: Any) -> None:
+    """The live service's upgrade: a state of every building, split into one file per building
+    (:meth:`DetectorState.part`) inside the stuck counter and the leak, each advanced on its own readings (its
+    points and the weather's), gives the events and expected values of never splitting, models and forests
+    included; nothing re-opens and each building's file holds only its own points, alerts and models."""
+    config = SPREAD
+    split = datetime(2026, 1, 28, 12, tzinfo=UTC)
+    end = START + timedelta(days=DAYS) - timedelta(hours=1)
+    kept, kept_series = one_pass_models  # one pass to the end: what advancing in two chunks gives (tested above)
+    state = DetectorState.fresh(config)
+    before, before_series = _stepped_with_expected(inventory, readings, [split], state, config)
+    assert any(e["state"] != "resolved" for e in before.values())
+    weather = [p.id for _, p in inventory.points() if p.usage.value == "weather"]
+    latest = dict(before)
+    series = dict(before_series)
+    for _, building in inventory.buildings():
+        points = [*weather, *(p.id for p in building.points)]
+        path = tmp_path / f"{building.id}.npz"
+        state.part(building.id, points).save(path)
+        part = DetectorState.load(path)
+        assert set(part.readings) <= set(points)
+        assert {k[0] for k in part.tracks} <= {building.id}
+        assert set(part.models) <= {building.id}
+        mine = {pid: s for pid, s in _cut(readings, end, split).items() if pid in points}
+
+        def keep(found: Any) -> None:
+            key = (found.building, found.usage)
+            series[key] = [np.concatenate([a, b]) for a, b in
+                           zip(series[key], (found.times_s, found.observed, found.expected), strict=True)]
+
+        result = advance(inventory, mine, part, end, config=config, on_expected=keep, judged={building.id})
+        assert not [e for e in result.events if e.state is AlertState.OPEN and e.detected_at <= split]
+        latest.update({_id(e): e.to_json("en") for e in result.events})
+    assert latest == kept
+    _same_series(series, kept_series)

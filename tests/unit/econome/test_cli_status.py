@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import socket
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -63,6 +63,30 @@ def test_status_shows_the_last_hour_detection_processed_in_local_time(data_dir: 
     assert "old.npz: not a readable detection state" in result.output
     assert "live detection has not run yet (no " in result.output  # no alerts.sqlite
     assert "14 buildings: readings unknown (InfluxDB not read)" in result.output
+
+
+def test_status_sums_up_the_buildings_states_each_behind_by_its_own_lag(data_dir: Path) -> None:
+    """Live detection's state per building: one line, the oldest hour, the buildings behind beyond their lag."""
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    folder = data_dir / "detect" / "state"
+    folder.mkdir(parents=True)
+    for building, last in [("mairie", hour - timedelta(hours=4)), ("bibliotheque", hour),
+                           ("maternelle-aulnes", hour - timedelta(days=2, hours=1)),  # a Linky: judged 2 days late
+                           ("demolie", hour - timedelta(days=30))]:  # a building taken out of the inventory
+        state = DetectorState.fresh()
+        state.last_hour = last
+        state.save(folder / f"{building}.npz")
+
+    result = runner.invoke(app, ["status", INVENTORY, "--json"])
+
+    report = json.loads(result.stdout)
+    assert report["service_problems"] == ["detection: behind: more than 2 h 05 min (2 periods + delay)"]
+    assert len(report["detection"]) == 3
+    text = runner.invoke(app, ["status", INVENTORY]).output
+    [line] = [x for x in text.splitlines() if x.startswith("detection")]
+    assert "3 buildings, last hour processed up to " in line
+    assert "ago, maternelle-aulnes) at the oldest" in line
+    assert "PROBLEM 1 behind (mairie)" in line
 
 
 def test_status_json_is_one_object_with_the_local_part(data_dir: Path) -> None:
