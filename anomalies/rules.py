@@ -654,22 +654,43 @@ def _learnt_margins(hours: BuildingHours, heater: BoolArray, config: RulesConfig
     opening = np.flatnonzero(~closed[1:] & closed[:-1]) + 1
     overrun_k = np.where(heated_closed[closing], np.minimum(length[closing], overrun_cap), 0)
     recovery_k = np.where(heated_closed[opening - 1], np.minimum(since[opening - 1] + 1, recovery_cap), 0)
+    # An optimum-start controller leads the opening by a time that grows with the gap between the comfort setpoint
+    # and the weather (a cold morning needs a longer recovery): the recovery is learnt per kelvin of that gap.
+    gap = np.maximum(_MIN_RECOVERY_GAP_K, _comfort(hours).setpoint_c - _trailing_mean(hours.outdoor_c, 24))
     overrun = np.zeros(n, dtype=np.int64)
     recovery = np.zeros(n, dtype=np.int64)
+    window = config.cooldown_closings
+
+    def medians(counts: FloatArray) -> FloatArray:
+        padded = np.concatenate([np.full(window - 1, np.nan), counts])
+        views = np.lib.stride_tricks.sliding_window_view(padded, window)
+        enough = np.isfinite(views).sum(axis=1) >= 3
+        result = np.full(counts.size, np.nan)
+        result[enough] = np.nanmedian(views[enough], axis=1)
+        return result
+
     for known_at, counts, out in ((closing + overrun_cap, overrun_k, overrun), (opening, recovery_k, recovery)):
         if counts.size < 3:
             continue
-        window = config.cooldown_closings
-        padded = np.concatenate([np.full(window - 1, np.nan), counts.astype(np.float64)])
-        views = np.lib.stride_tricks.sliding_window_view(padded, window)
-        enough = np.isfinite(views).sum(axis=1) >= 3
-        medians = np.full(counts.size, np.nan)
-        medians[enough] = np.nanmedian(views[enough], axis=1)
+        plain = medians(counts.astype(np.float64))
+        per_k = medians(counts / gap[known_at]) if out is recovery else np.full(counts.size, np.nan)
         until = np.append(known_at[1:], n)
-        for start, stop, median in zip(known_at.tolist(), until.tolist(), medians.tolist(), strict=True):
-            if math.isfinite(median) and start < n:
+        for start, stop, median, median_k in zip(known_at.tolist(), until.tolist(), plain.tolist(), per_k.tolist(),
+                                                 strict=True):
+            if start >= n:
+                continue
+            if math.isfinite(median):
                 out[start:stop] = int(median)
+            if math.isfinite(median_k):
+                here = gap[start:stop]
+                # Colder than usual, a longer lead; never shorter than the plain median (nor where the weather is unknown).
+                longer = np.minimum(recovery_cap, np.ceil(median_k * np.nan_to_num(here) - 1e-6)).astype(np.int64)
+                out[start:stop] = np.where(np.isfinite(here), np.maximum(out[start:stop], longer), out[start:stop])
     return overrun, recovery
+
+
+_MIN_RECOVERY_GAP_K = 2.0
+"""Least gap (K) between the comfort setpoint and the weather a recovery is learnt per kelvin of."""
 
 
 def _cooling_down(hours: BuildingHours, heater: BoolArray, config: RulesConfig) -> BoolArray:
@@ -1672,7 +1693,9 @@ class FrozenSensorRule:
             level = np.where(np.isfinite(step), v / np.where(np.isfinite(step), step, 1.0), np.nan)
             for offset in (0.5, -0.5):
                 cell = np.floor((np.round(level) + offset) / 2.0)
-                band = np.concatenate([[True], (cell[1:] != cell[:-1]) | (step[1:] != step[:-1]) | ~np.isfinite(cell[1:])])
+                # A gap ends such a run: hours not read are no hours read within one step (a gap is missing_data's).
+                band = np.concatenate([[True], (cell[1:] != cell[:-1]) | (step[1:] != step[:-1]) | ~np.isfinite(cell[1:])
+                                       | (np.diff(t) > _BAND_GAP_S)])
                 self._runs(band, band_args, config, state, origin, value_at, usual_at)
         hours = np.where(state == 1.0, (times + 3600.0 - (frame.start_s + 3600.0 * origin)) / 3600.0, np.nan)
         facts = {"hours": hours, "value": value_at}
@@ -1760,6 +1783,8 @@ class FrozenSensorRule:
         """
         counted = a.flips[lo: hi + 1] - a.flips[lo]
         held = a.held.at(lo, hi, step, value) if a.held is not None else None
+        # A run within one step may wander by that step: moving it out takes a step more.
+        width = 2.0 * step if a.band else step
         if held is not None:
             kept = np.where(held.flip_counts, held.change_at, 0.0)
             counted = np.cumsum(kept) - kept[0]
@@ -1769,7 +1794,7 @@ class FrozenSensorRule:
             base = seg[np.isfinite(seg)]
             if base.size:
                 moved = np.maximum.accumulate(np.abs(np.nan_to_num(seg, nan=float(base[0])) - float(base[0])))
-                by_weather = moved >= step / config.frozen_min_coupling
+                by_weather = moved >= width / config.frozen_min_coupling
                 if held is not None:
                     by_weather &= ~held.by_thermostat
                 should |= by_weather
@@ -1781,7 +1806,7 @@ class FrozenSensorRule:
             top = np.maximum.accumulate(np.where(known, seg, -np.inf))
             bottom = np.minimum.accumulate(np.where(known, seg, np.inf))
             # Without a learnt step, any move of a peer counts.
-            need = 2.0 * step if math.isfinite(step) else 0.0
+            need = step + width if math.isfinite(step) else 0.0
             should |= (top - bottom) > need
         result: BoolArray = np.maximum.accumulate(should) if should.size else should
         return result
@@ -1812,6 +1837,8 @@ class _Held:
     change_at: FloatArray
 
 
+_BAND_GAP_S = 3600.0
+"""Longest interval between readings within one run of a sensor's readings within one step."""
 _HELD_TOLERANCE_K = 0.7
 """A room within this (plus the sensor's step) of a setpoint may be held there by its thermostat."""
 
