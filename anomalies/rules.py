@@ -654,22 +654,43 @@ def _learnt_margins(hours: BuildingHours, heater: BoolArray, config: RulesConfig
     opening = np.flatnonzero(~closed[1:] & closed[:-1]) + 1
     overrun_k = np.where(heated_closed[closing], np.minimum(length[closing], overrun_cap), 0)
     recovery_k = np.where(heated_closed[opening - 1], np.minimum(since[opening - 1] + 1, recovery_cap), 0)
+    # An optimum-start controller leads the opening by a time that grows with the gap between the comfort setpoint
+    # and the weather (a cold morning needs a longer recovery): the recovery is learnt per kelvin of that gap.
+    gap = np.maximum(_MIN_RECOVERY_GAP_K, _comfort(hours).setpoint_c - _trailing_mean(hours.outdoor_c, 24))
     overrun = np.zeros(n, dtype=np.int64)
     recovery = np.zeros(n, dtype=np.int64)
+    window = config.cooldown_closings
+
+    def medians(counts: FloatArray) -> FloatArray:
+        padded = np.concatenate([np.full(window - 1, np.nan), counts])
+        views = np.lib.stride_tricks.sliding_window_view(padded, window)
+        enough = np.isfinite(views).sum(axis=1) >= 3
+        result = np.full(counts.size, np.nan)
+        result[enough] = np.nanmedian(views[enough], axis=1)
+        return result
+
     for known_at, counts, out in ((closing + overrun_cap, overrun_k, overrun), (opening, recovery_k, recovery)):
         if counts.size < 3:
             continue
-        window = config.cooldown_closings
-        padded = np.concatenate([np.full(window - 1, np.nan), counts.astype(np.float64)])
-        views = np.lib.stride_tricks.sliding_window_view(padded, window)
-        enough = np.isfinite(views).sum(axis=1) >= 3
-        medians = np.full(counts.size, np.nan)
-        medians[enough] = np.nanmedian(views[enough], axis=1)
+        plain = medians(counts.astype(np.float64))
+        per_k = medians(counts / gap[known_at]) if out is recovery else np.full(counts.size, np.nan)
         until = np.append(known_at[1:], n)
-        for start, stop, median in zip(known_at.tolist(), until.tolist(), medians.tolist(), strict=True):
-            if math.isfinite(median) and start < n:
+        for start, stop, median, median_k in zip(known_at.tolist(), until.tolist(), plain.tolist(), per_k.tolist(),
+                                                 strict=True):
+            if start >= n:
+                continue
+            if math.isfinite(median):
                 out[start:stop] = int(median)
+            if math.isfinite(median_k):
+                here = gap[start:stop]
+                # Colder than usual, a longer lead; never shorter than the plain median (nor where the weather is unknown).
+                longer = np.minimum(recovery_cap, np.ceil(median_k * np.nan_to_num(here) - 1e-6)).astype(np.int64)
+                out[start:stop] = np.where(np.isfinite(here), np.maximum(out[start:stop], longer), out[start:stop])
     return overrun, recovery
+
+
+_MIN_RECOVERY_GAP_K = 2.0
+"""Least gap (K) between the comfort setpoint and the weather a recovery is learnt per kelvin of."""
 
 
 def _cooling_down(hours: BuildingHours, heater: BoolArray, config: RulesConfig) -> BoolArray:
@@ -1644,102 +1665,140 @@ class FrozenSensorRule:
         t, v = series.times_s, series.values
         if t.size < 2:
             return None
-        change = np.concatenate([[True], v[1:] != v[:-1]])
-        starts = np.flatnonzero(change)
-        ends = np.concatenate([starts[1:], [t.size]]) - 1
-        # A run lasts until the first reading of the next value; the last run is still going on.
-        run_end_t = np.concatenate([t[starts[1:]], [np.inf]])
-        run_len_h = (run_end_t - t[starts]) / 3600.0
         step = _quantisation_step(v)
         # Count changes between hours fully open and fully closed; a half-open hour says nothing.
         definite = np.flatnonzero((open_frac == 0.0) | (open_frac == 1.0))
         change_at = np.zeros(n)
+        to_open = np.zeros(n, dtype=np.bool_)
         if definite.size > 1:
             moved = open_frac[definite][1:] != open_frac[definite][:-1]
             change_at[definite[1:][moved]] = 1.0
+            to_open[definite[1:][moved]] = open_frac[definite[1:][moved]] == 1.0
         flips = np.cumsum(change_at)
         out24 = _trailing_mean(outdoor_c, 24) if outdoor_c is not None and point.quantity is Quantity.TEMPERATURE else None
         peers = [
             frame.mean[p.id] for p in building.points
             if p.id != point.id and p.quantity is point.quantity and p.usage is not Usage.WEATHER and p.id in frame.mean
         ]
-        ref_s = 86_400.0 * config.frozen_reference_days
-        # Only runs of two readings or more within the frame, and for an analog sensor only those longer than
-        # the quantity's limit, can be frozen: the others (nearly all the runs of a noisy sensor) are left out
-        # at once rather than one by one, so the loop's cost follows the long runs, not the readings.
-        span_s = t[ends] - t[starts]
-        candidate = (ends > starts) & (t[ends] >= frame.start_s) & (t[starts] < frame.start_s + 3600.0 * n)
-        if not binary:
-            assert limit is not None  # noqa: S101 - checked above
-            candidate &= span_s >= limit.total_seconds()
-        else:
-            # A 0/1 sensor's run is frozen only if the schedule changed often enough strictly inside it: the
-            # count of changes only grows, so its total over the run tells at once.
-            lo_h = np.clip((t[starts] - frame.start_s) // 3600.0, 0, None).astype(np.int64) + 1
-            hi_h = np.minimum(n - 1, (t[ends] - frame.start_s) // 3600.0).astype(np.int64) - 1
-            inside = candidate & (hi_h > lo_h)
-            candidate = inside.copy()
-            candidate[inside] = flips[hi_h[inside]] - flips[lo_h[inside]] >= config.frozen_transitions
-        for i in np.flatnonzero(candidate).tolist():
-            s, e = int(starts[i]), int(ends[i])
-            t0, t1 = float(t[s]), float(t[e])
-            h0 = int((t0 - frame.start_s) // 3600.0)
-            h1 = min(n - 1, int((t1 - frame.start_s) // 3600.0))
-            if h1 < 0 or h0 >= n:
-                continue
-            if binary:
-                # Changes strictly inside the run: the sensor rightly changes in the hour the schedule does.
-                lo, hi = max(h0, 0) + 1, h1 - 1
-                if hi <= lo:
-                    continue
-                seen = flips[lo: hi + 1] - flips[lo]
-                frozen = np.flatnonzero(seen >= config.frozen_transitions)
-                if frozen.size == 0:
-                    continue
-                first = lo + int(frozen[0])
-            else:
-                assert limit is not None  # noqa: S101 - checked above
-                if t1 - t0 < limit.total_seconds():
-                    continue
-                # The sensor's usual run length: its runs that ended before this one began.
-                past = (run_end_t[:i] <= t0) & (run_end_t[:i] > t0 - ref_s)
-                if int(past.sum()) < config.frozen_min_runs:
-                    continue
-                usual_h = float(np.quantile(run_len_h[:i][past], config.frozen_run_quantile))
-                allowed_s = max(limit.total_seconds(), config.frozen_run_factor * usual_h * 3600.0)
-                if t1 - t0 < allowed_s:
-                    continue
-                lo = max(h0, 0)
-                should = self._should_move(lo, h1, float(step[s]), flips, out24, peers, config)
-                late = max(0, int((t0 + allowed_s - frame.start_s) // 3600.0))
-                moving = np.flatnonzero(should[max(late - lo, 0):])
-                if moving.size == 0:
-                    continue
-                first = max(late, lo) + int(moving[0])
-                usual_at[first: h1 + 1] = usual_h
-            state[first : h1 + 1] = 1.0
-            origin[first : h1 + 1] = max(h0, 0)
-            value_at[first : h1 + 1] = float(v[s])
+        held = _Thermostat.of(building, point, frame, out24, change_at, to_open) if _indoor_sensor(point) else None
+        args = _FrozenArgs(t, v, step, limit, binary, flips, out24, peers, held, frame.start_s, n)
+        band_args = replace(args, band=True)
+        exact = np.concatenate([[True], v[1:] != v[:-1]])
+        self._runs(exact, args, config, state, origin, value_at, usual_at)
+        if not binary and limit is not None:
+            # A dead probe reads a constant plus its converter's noise: quantised, it dithers between two adjacent
+            # steps and no single value lasts (issue 11: a church sensor at 6.0/6.5 °C for two weeks). Runs within
+            # one step are found on two grids of two-step cells offset by one step: two adjacent steps share a
+            # cell of one of them.
+            level = np.where(np.isfinite(step), v / np.where(np.isfinite(step), step, 1.0), np.nan)
+            for offset in (0.5, -0.5):
+                cell = np.floor((np.round(level) + offset) / 2.0)
+                # A gap ends such a run: hours not read are no hours read within one step (a gap is missing_data's).
+                band = np.concatenate([[True], (cell[1:] != cell[:-1]) | (step[1:] != step[:-1]) | ~np.isfinite(cell[1:])
+                                       | (np.diff(t) > _BAND_GAP_S)])
+                self._runs(band, band_args, config, state, origin, value_at, usual_at)
         hours = np.where(state == 1.0, (times + 3600.0 - (frame.start_s + 3600.0 * origin)) / 3600.0, np.nan)
         facts = {"hours": hours, "value": value_at}
         if np.isfinite(usual_at).any():
             facts["usual_run_h"] = usual_at
         return _quality(self.name, EventKind.FROZEN_SENSOR, building, point, state, origin, facts=facts)
 
+    @classmethod
+    def _runs(
+        cls, change: BoolArray, a: _FrozenArgs, config: RulesConfig, state: FloatArray, origin: IntArray,
+        value_at: FloatArray, usual_at: FloatArray,
+    ) -> None:
+        """Flag, in place, the runs (a new one at each ``change``) that last too long while they should move."""
+        t, v, n = a.t, a.v, a.n
+        starts = np.flatnonzero(change)
+        ends = np.concatenate([starts[1:], [t.size]]) - 1
+        # A run lasts until the first reading of the next value; the last run is still going on.
+        run_end_t = np.concatenate([t[starts[1:]], [np.inf]])
+        run_len_h = (run_end_t - t[starts]) / 3600.0
+        ref_s = 86_400.0 * config.frozen_reference_days
+        # Only runs of two readings or more within the frame, and for an analog sensor only those longer than
+        # the quantity's limit, can be frozen: the others (nearly all the runs of a noisy sensor) are left out
+        # at once rather than one by one, so the loop's cost follows the long runs, not the readings.
+        span_s = t[ends] - t[starts]
+        candidate = (ends > starts) & (t[ends] >= a.start_s) & (t[starts] < a.start_s + 3600.0 * n)
+        if not a.binary:
+            assert a.limit is not None  # noqa: S101 - checked by the caller
+            candidate &= span_s >= a.limit.total_seconds()
+        else:
+            # A 0/1 sensor's run is frozen only if the schedule changed often enough strictly inside it: the
+            # count of changes only grows, so its total over the run tells at once.
+            lo_h = np.clip((t[starts] - a.start_s) // 3600.0, 0, None).astype(np.int64) + 1
+            hi_h = np.minimum(n - 1, (t[ends] - a.start_s) // 3600.0).astype(np.int64) - 1
+            inside = candidate & (hi_h > lo_h)
+            candidate = inside.copy()
+            candidate[inside] = a.flips[hi_h[inside]] - a.flips[lo_h[inside]] >= config.frozen_transitions
+        for i in np.flatnonzero(candidate).tolist():
+            s, e = int(starts[i]), int(ends[i])
+            t0, t1 = float(t[s]), float(t[e])
+            h0 = int((t0 - a.start_s) // 3600.0)
+            h1 = min(n - 1, int((t1 - a.start_s) // 3600.0))
+            if h1 < 0 or h0 >= n:
+                continue
+            if a.binary:
+                # Changes strictly inside the run: the sensor rightly changes in the hour the schedule does.
+                lo, hi = max(h0, 0) + 1, h1 - 1
+                if hi <= lo:
+                    continue
+                seen = a.flips[lo: hi + 1] - a.flips[lo]
+                frozen = np.flatnonzero(seen >= config.frozen_transitions)
+                if frozen.size == 0:
+                    continue
+                first = lo + int(frozen[0])
+            else:
+                assert a.limit is not None  # noqa: S101 - checked by the caller
+                if t1 - t0 < a.limit.total_seconds():
+                    continue
+                # The sensor's usual run length: its runs that ended before this one began.
+                past = (run_end_t[:i] <= t0) & (run_end_t[:i] > t0 - ref_s)
+                if int(past.sum()) < config.frozen_min_runs or (a.band and t0 - float(t[0]) < ref_s):
+                    continue
+                usual_h = float(np.quantile(run_len_h[:i][past], config.frozen_run_quantile))
+                allowed_s = max(a.limit.total_seconds(), config.frozen_run_factor * usual_h * 3600.0)
+                if t1 - t0 < allowed_s:
+                    continue
+                lo = max(h0, 0)
+                should = cls._should_move(lo, h1, float(a.step[s]), float(v[s]), a, config)
+                late = max(0, int((t0 + allowed_s - a.start_s) // 3600.0))
+                moving = np.flatnonzero(should[max(late - lo, 0):])
+                if moving.size == 0:
+                    continue
+                first = max(late, lo) + int(moving[0])
+                usual_at[first: h1 + 1] = np.fmax(usual_at[first: h1 + 1], usual_h)
+            fresh = state[first: h1 + 1] != 1.0
+            origin[first: h1 + 1] = np.where(fresh, max(h0, 0), np.minimum(origin[first: h1 + 1], max(h0, 0)))
+            value_at[first: h1 + 1] = np.where(fresh, float(v[s]), value_at[first: h1 + 1])
+            state[first: h1 + 1] = 1.0
+
     @staticmethod
-    def _should_move(
-        lo: int, hi: int, step: float, flips: FloatArray, out24: FloatArray | None, peers: list[FloatArray],
-        config: RulesConfig,
-    ) -> BoolArray:
-        """Per hour ``lo..hi``, whether something since ``lo`` should have moved the sensor (cumulative)."""
-        should = (flips[lo: hi + 1] - flips[lo]) >= 1
-        if out24 is not None and math.isfinite(step):
-            seg = out24[lo: hi + 1]
+    def _should_move(lo: int, hi: int, step: float, value: float, a: _FrozenArgs, config: RulesConfig) -> BoolArray:
+        """Per hour ``lo..hi``, whether something since ``lo`` should have moved the sensor reading ``value`` (cumulative).
+
+        A room a thermostat holds at one of its declared setpoints (:class:`_Thermostat`) is not moved by the
+        weather, nor by a change of schedule to a state whose setpoint it already reads.
+        """
+        counted = a.flips[lo: hi + 1] - a.flips[lo]
+        held = a.held.at(lo, hi, step, value) if a.held is not None else None
+        # A run within one step may wander by that step: moving it out takes a step more.
+        width = 2.0 * step if a.band else step
+        if held is not None:
+            kept = np.where(held.flip_counts, held.change_at, 0.0)
+            counted = np.cumsum(kept) - kept[0]
+        should = counted >= 1
+        if a.out24 is not None and math.isfinite(step):
+            seg = a.out24[lo: hi + 1]
             base = seg[np.isfinite(seg)]
             if base.size:
-                moved = np.abs(np.nan_to_num(seg, nan=float(base[0])) - float(base[0]))
-                should |= np.maximum.accumulate(moved) >= step / config.frozen_min_coupling
-        for peer in peers:
+                moved = np.maximum.accumulate(np.abs(np.nan_to_num(seg, nan=float(base[0])) - float(base[0])))
+                by_weather = moved >= width / config.frozen_min_coupling
+                if held is not None:
+                    by_weather &= ~held.by_thermostat
+                should |= by_weather
+        for peer in a.peers:
             seg = peer[lo: hi + 1]
             known = np.isfinite(seg)
             if not known.any():
@@ -1747,10 +1806,81 @@ class FrozenSensorRule:
             top = np.maximum.accumulate(np.where(known, seg, -np.inf))
             bottom = np.minimum.accumulate(np.where(known, seg, np.inf))
             # Without a learnt step, any move of a peer counts.
-            need = 2.0 * step if math.isfinite(step) else 0.0
+            need = step + width if math.isfinite(step) else 0.0
             should |= (top - bottom) > need
         result: BoolArray = np.maximum.accumulate(should) if should.size else should
         return result
+
+
+@dataclass(frozen=True)
+class _FrozenArgs:
+    """What :meth:`FrozenSensorRule._runs` needs of a sensor and its building."""
+
+    t: FloatArray
+    v: FloatArray
+    step: FloatArray
+    limit: timedelta | None
+    binary: bool
+    flips: FloatArray
+    out24: FloatArray | None
+    peers: list[FloatArray]
+    held: _Thermostat | None
+    start_s: float
+    n: int
+    band: bool = False
+
+
+@dataclass(frozen=True)
+class _Held:
+    by_thermostat: BoolArray
+    flip_counts: BoolArray
+    change_at: FloatArray
+
+
+_BAND_GAP_S = 3600.0
+"""Longest interval between readings within one run of a sensor's readings within one step."""
+_HELD_TOLERANCE_K = 0.7
+"""A room within this (plus the sensor's step) of a setpoint may be held there by its thermostat."""
+
+
+@dataclass(frozen=True)
+class _Thermostat:
+    """The declared setpoints a thermostat holds an indoor sensor's room at, hour by hour.
+
+    In its heating season and with the weather colder than the room, a room held at a setpoint reads it
+    whatever the weather does (issue 11: a church held at frost protection for days, a constant 6.5 °C, was
+    taken for a frozen sensor as the weather changed); a change of schedule moves it only to a setpoint it
+    does not already read (a room pre-heated to comfort stays there when the doors open).
+    """
+
+    heated: BoolArray
+    out24: FloatArray | None
+    change_at: FloatArray
+    to_open: BoolArray
+    occupied_c: float
+    closed_c: tuple[float, ...]
+
+    @classmethod
+    def of(
+        cls, building: Building, point: Point, frame: HourlyFrame, out24: FloatArray | None, change_at: FloatArray,
+        to_open: BoolArray,
+    ) -> _Thermostat:
+        comfort = building.comfort(point.zone)
+        heated = _in_season(building, frame.times_s)
+        return cls(heated, out24, change_at, to_open, comfort.setpoint_c, (comfort.setback_c, comfort.weekend_c, comfort.frost_c))
+
+    def at(self, lo: int, hi: int, step: float, value: float) -> _Held:
+        """Hours ``lo..hi`` a thermostat may hold ``value``, and the schedule changes that should still move it."""
+        tol = _HELD_TOLERANCE_K + (step if math.isfinite(step) else 0.0)
+        near_open = abs(value - self.occupied_c) <= tol
+        near_closed = min(abs(value - c) for c in self.closed_c) <= tol
+        heated = self.heated[lo: hi + 1].copy()
+        if self.out24 is not None:
+            # Heating holds a room only from below: weather warmer than the room moves it.
+            heated &= ~(self.out24[lo: hi + 1] >= value)
+        to_open = self.to_open[lo: hi + 1]
+        already = heated & np.where(to_open, near_open, near_closed)
+        return _Held(heated & (near_open or near_closed), ~already, self.change_at[lo: hi + 1])
 
 
 def _serves_heating(point: Point) -> bool:

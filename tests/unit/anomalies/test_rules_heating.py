@@ -406,3 +406,36 @@ def test_creche_thermostat_with_its_ordinary_spread_or_turned_up_1_k_is_not_over
     assert steady == [], [(e.start, e.end) for e in steady]
     _, slight = _creche_thermostat(22.0, spread_c=0.4)
     assert slight == [], [(e.start, e.end) for e in slight]
+
+
+def _school_with_optimum_start(cold_c: float) -> list[AnomalyEvent]:
+    """A school whose optimum-start controller leads each opening by 4.5 h per 12 K between its 19 °C comfort and
+    the last day's weather (0.4 to 1.8 times): about 3.4 h through five mild weeks (10 °C), 8 h in the cold
+    week that follows (``cold_c``); a 12 °C setback otherwise, which mild nights do not reach."""
+    inventory = _inventory("school", WEEKDAYS.replace("holidays: true", "holidays: false"),
+                           "        heating_setpoint_unoccupied_c: 12\n        heating_setpoint_weekend_c: 12\n")
+    building = next(b for _, b in inventory.buildings())
+    times = _times(datetime(2025, 11, 3, tzinfo=UTC), 42)
+    rng = np.random.default_rng(5)
+    days = (times - times[0]) / 86_400.0
+    hour = (times / HOUR_S) % 24
+    outdoor = np.where(days < 35, 10.0 + 1.5 * np.sin(days), cold_c) + 3.0 * np.cos(2.0 * np.pi * (hour - 15.0) / 24.0)
+    calendar = FrenchCalendar(inventory.organisation.school_holiday_zone)
+    open_frac, _ = schedule_masks(building, calendar, inventory.organisation.tz, times, timedelta(hours=4))
+    opens = np.flatnonzero(open_frac > 0.0)
+    until_open = np.array([float(opens[np.searchsorted(opens, i)] - i) if np.searchsorted(opens, i) < opens.size
+                           else np.inf for i in range(times.size)])
+    out24 = np.convolve(outdoor, np.ones(24) / 24.0)[: times.size]
+    out24[:24] = outdoor[:24].mean()
+    lead = 4.5 * np.clip((19.0 - out24) / 12.0, 0.4, 1.8)
+    target = np.where((open_frac > 0.0) | (until_open <= lead), 19.0, 12.0)
+    indoor_c, heat = _thermal(target, outdoor, rng)
+    return [e for e in _events(inventory, _readings(times, outdoor, indoor_c, heat)) if e.kind == "overheating"]
+
+
+def test_optimum_start_leading_further_on_a_cold_morning_is_not_overheating() -> None:
+    """Issue 11 (family B 2028/137: the event hall pre-heated 7 h before its bookings at -10 °C, two false
+    `overheating`): the recovery before an opening is learnt per kelvin between comfort and the weather, as an
+    optimum-start controller leads, so a cold morning's longer lead is not heating a closed building."""
+    events = _school_with_optimum_start(-6.0)
+    assert events == [], [(e.start, e.end) for e in events]

@@ -276,3 +276,85 @@ def test_presence_sensor_stuck_on_across_the_schedule_is_found_and_its_daily_run
     later = flagged[flagged >= first]
     assert first < later[0] <= first + 24, later[0] - first
     np.testing.assert_array_equal(later, np.arange(later[0], 24 * days))
+
+
+# --- frozen sensor: a room its thermostat holds, a probe that dithers -------------------------------
+
+HELD_CHURCH = parse_inventory(one_building_yaml(
+    "          - {id: b1-temp, quantity: temperature, unit: degC, usage: comfort, mqtt: {topic: t/b1/temp}}\n" + OUTDOOR,
+    name="Eglise", usage="church",
+    extra="""        heating_setpoint_occupied_c: 14
+        heating_setpoint_unoccupied_c: 8
+        heating_setpoint_weekend_c: 8
+        heating_frost_protection_c: 6
+        heating_season: {start: '11-01', end: '03-31'}
+""",
+    schedule="""          weekly:
+            sun: ['10:30-12:00']
+          closed_on_public_holidays: false
+"""))
+WINTER = datetime(2025, 11, 3, tzinfo=UTC)  # a Monday, in the heating season
+
+
+def _held_church(days: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A church its thermostat holds at frost protection (6 °C) all week, 6.5 °C on its 0.5 °C steps with a dip
+    to 6.0 now and then in cold spells, raised to 14 °C from midnight for its Sunday service (10:30-12:00) and cooling after it;
+    a cold winter (outdoor means swinging -2 to 4 °C over ten days)."""
+    times = WINTER.timestamp() + QUARTER_S * np.arange(96 * days, dtype=np.float64)
+    local = times + 3600.0  # CET
+    dow = ((local // 86_400.0).astype(np.int64) + 3) % 7  # 0 = Monday
+    hour = (local / HOUR_S) % 24
+    day = (times - WINTER.timestamp()) / 86_400.0
+    swing = np.sin(2 * np.pi * day / 10.0)
+    # The thermostat lets the room dip to 6.0 now and then in the cold spells only.
+    indoor = np.where((swing < -0.3) & (rng.random(times.size) < 0.1), 6.0, 6.5)
+    sunday = dow == 6
+    indoor = np.where(sunday & (hour >= 0) & (hour < 12), np.minimum(14.0, 6.5 + 2.0 * hour), indoor)
+    after = sunday & (hour >= 12)
+    indoor = np.where(after, np.maximum(6.5, 14.0 - 1.5 * (hour - 12.0)), indoor)
+    indoor = np.round(indoor * 2.0) / 2.0
+    outdoor = 1.0 + 3.0 * swing + 3.0 * np.cos(2 * np.pi * (hour - 15.0) / 24.0)
+    return times, indoor, outdoor
+
+
+def _held_state(series: PointSeries, outdoor: PointSeries, days: int) -> np.ndarray:
+    building = _building(HELD_CHURCH)
+    frame = HourlyFrame.build({"b1-temp": series, "b1-outdoor": outdoor}, counters=set(),
+                              start_s=WINTER.timestamp(), hours=24 * days)
+    calendar = FrenchCalendar(HELD_CHURCH.organisation.school_holiday_zone)
+    open_frac, _ = schedule_masks(building, calendar, HELD_CHURCH.organisation.tz, frame.times_s, timedelta(hours=4))
+    finding = FrozenSensorRule().evaluate(building, _point(building, "b1-temp"), series, frame, open_frac, RulesConfig(),
+                                          outdoor_c=frame.mean["b1-outdoor"])
+    assert finding is not None
+    return finding.state
+
+
+def test_church_held_at_frost_protection_by_its_thermostat_is_not_frozen() -> None:
+    """Issue 11 (family B 2028/137: 4 false `frozen_sensor` on a church): a room its thermostat holds at a declared
+    setpoint reads it whatever the weather does, for days; pre-heated to comfort, it stays there when the doors
+    open. Only a change of schedule to another setpoint should move it."""
+    days = 70
+    times, indoor, outdoor = _held_church(days, np.random.default_rng(3))
+    runs = np.flatnonzero(np.diff(np.flatnonzero(np.concatenate([[True], indoor[1:] != indoor[:-1]]))) > 4 * 20)
+    assert runs.size, "the held church must repeat 6.5 °C for more than 20 h at times"
+    state = _held_state(PointSeries(times, indoor), PointSeries(times, outdoor), days)
+    assert not (state == 1.0).any(), np.flatnonzero(state == 1.0)[:10]
+
+
+def test_dead_probe_dithering_between_two_steps_through_a_sunday_service_is_frozen() -> None:
+    """A probe gone dead reads a constant plus its converter's noise: on 0.5 °C steps it dithers between 6.0 and
+    6.5 °C, so no single value lasts; through a Sunday service the thermostat heats to 14 °C it is frozen."""
+    days = 70
+    times, indoor, outdoor = _held_church(days, np.random.default_rng(3))
+    dead = times >= WINTER.timestamp() + 50 * 86_400.0  # a Tuesday
+    indoor = indoor.copy()
+    indoor[dead] = np.where(np.random.default_rng(4).random(int(dead.sum())) < 0.3, 6.0, 6.5)
+    longest = _longest_run_h(times[dead], indoor[dead])
+    assert longest < 12.0, longest  # no run of one value long enough for the exact-value test
+    state = _held_state(PointSeries(times, indoor), PointSeries(times, outdoor), days)
+    flagged = np.flatnonzero(state == 1.0)
+    assert flagged.size, "the dead probe is not found"
+    # Its usual week within one step at frost protection (Sunday to Sunday) times 1.5 after the last service
+    # (day 48), past the service of day 55 it did not follow: found before the next service.
+    assert 24 * 55 <= flagged[0] < 24 * 62, flagged[0]
+    assert (state[flagged[0]:] == 1.0).all()
