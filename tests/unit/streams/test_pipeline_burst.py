@@ -1,0 +1,79 @@
+"""A burst of input through the in-process pipeline (issue 15: 3,000 buildings polled on the minute).
+
+InfluxDB is the in-memory fake of test_pipeline_backpressure, kept down so that
+the delivery log only grows: what is on disk when a message is acknowledged is
+read through a second, read-only connection (:meth:`DeliveryLog.inspect`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import timedelta
+from pathlib import Path
+
+from streams.buffer import DeliveryLog
+from streams.clock import ManualClock
+from streams.deadletter import DeadLetterStore
+from streams.pipeline import Pipeline
+from tests.unit.streams.test_pipeline_backpressure import T0, FakeInflux, _pipeline, _reading, _until
+
+# Readings from T0 on, read an hour later; a stop does not wait for the fake InfluxDB, down.
+_KW = {"clock": ManualClock(T0 + timedelta(hours=1)), "stop_timeout": timedelta(milliseconds=100)}
+
+
+def _message(pipeline: Pipeline, log_path: Path, first: int, size: int, seen: list[tuple[int, int]]) -> None:
+    """Emit readings ``first``..``first + size - 1`` as one message; its ack records (its last reading, rows on disk)."""
+    last = first + size
+
+    def ack() -> None:
+        seen.append((last, DeliveryLog.inspect(log_path).readings))
+
+    pipeline.emit([_reading(i) for i in range(first, last)], ack)
+
+
+async def test_queued_messages_are_stored_in_one_transaction_and_each_acknowledged_once_on_disk(tmp_path: Path) -> None:
+    influx = FakeInflux()
+    influx.down = True  # nothing leaves the log: its row count is what was stored
+    dead = DeadLetterStore()
+    pipeline = _pipeline(tmp_path, influx, max_rows=100_000, dead=dead, **_KW)
+    path = pipeline.log.path
+    seen: list[tuple[int, int]] = []
+    for m in range(200):  # queued before the persist step runs, as in a burst
+        _message(pipeline, path, 5 * m, 5, seen)
+    task = asyncio.create_task(pipeline.run([], []))
+    try:
+        await _until(lambda: len(seen) == 200)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    # Each message acknowledged once, in order, with its readings already on disk...
+    assert [last for last, _ in seen] == [5 * (m + 1) for m in range(200)]
+    assert all(on_disk >= last for last, on_disk in seen)
+    # ... and the 200 stored in a few transactions (one each before: 200 commits).
+    assert len({on_disk for _, on_disk in seen}) <= 2
+    assert DeliveryLog.inspect(path).readings == 1000
+    assert dead.count == 0
+
+
+async def test_messages_and_polls_are_not_stored_in_one_transaction(tmp_path: Path) -> None:
+    # A stop with the log full keeps a message at the broker and forces a poll in: a group is one or the other.
+    influx = FakeInflux()
+    influx.down = True
+    pipeline = _pipeline(tmp_path, influx, max_rows=100_000, **_KW)
+    path = pipeline.log.path
+    seen: list[tuple[int, int]] = []
+    for m in range(3):
+        _message(pipeline, path, 5 * m, 5, seen)
+    await pipeline.put([_reading(i) for i in range(15, 25)])  # a poll: no acknowledgement
+    for m in range(3):
+        _message(pipeline, path, 25 + 5 * m, 5, seen)
+    task = asyncio.create_task(pipeline.run([], []))
+    try:
+        await _until(lambda: len(seen) == 6)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert [on_disk for _, on_disk in seen] == [15, 15, 15, 40, 40, 40]
