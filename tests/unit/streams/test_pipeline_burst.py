@@ -109,3 +109,38 @@ async def test_a_quiet_moment_takes_the_snapshot_and_a_full_collection_and_a_sto
         frozen = gc.get_freeze_count()
         gc.unfreeze()
     assert frozen == 0  # a stop gives the process's collector back as it was
+
+
+class GatedInflux(FakeInflux):
+    """The fake InfluxDB, answering only once ``gate`` is open (a slow server during a burst)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+
+    async def write(self, lines: list[str], *, raw: bool = False) -> None:
+        await self.gate.wait()
+        await super().write(lines, raw=raw)
+
+
+async def test_the_processor_waits_for_the_sink_while_raw_readings_wait_for_influxdb(tmp_path: Path) -> None:
+    influx = GatedInflux()
+    log = DeliveryLog(tmp_path / "log.sqlite", max_rows=100_000)
+    pipeline = Pipeline(
+        INV, influx, _KW["clock"], DeadLetterStore(), log, processor=StreamProcessor(INV), batch_size=10,
+        flush_interval=timedelta(seconds=30), stop_timeout=timedelta(milliseconds=100),
+    )  # fmt: skip
+    task = asyncio.create_task(pipeline.run([], []))
+    try:
+        for m in range(3):
+            pipeline.emit([_reading(i) for i in range(10 * m, 10 * m + 10)])
+        await _until(lambda: log.depth() == 30)
+        for _ in range(50):  # the loop turns; InfluxDB has answered nothing
+            await asyncio.sleep(0.002)
+        assert log.cursor("processor") == 0  # before: the 30 readings processed at once
+        influx.gate.set()
+        await _until(lambda: log.cursor("processor") == 30 and len([x for x in influx.lines if x.startswith("reading,")]) == 30)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
