@@ -322,8 +322,7 @@ def _pipeline(buildings: int, points: int, influx: str, database: str, conn: Con
         with tempfile.TemporaryDirectory() as tmp:
             log = DeliveryLog(Path(tmp) / "delivery.sqlite", max_rows=20_000_000)
             processor = StreamProcessor(inventory, StreamSettings(allowed_lateness=LATENESS))
-            pipeline = Pipeline(inventory, writer, SystemClock(), DeadLetterStore(), log, processor=processor,
-                                gc_when_quiet=os.environ.get("SCALE_GC_WHEN_QUIET", "1") == "1")  # as econome run  # fmt: skip
+            pipeline = Pipeline(inventory, writer, SystemClock(), DeadLetterStore(), log, processor=processor)
             source = PipeSource()
             ready = resource.getrusage(resource.RUSAGE_SELF)
             result.put("ready")

@@ -232,7 +232,6 @@ class _Runtime:
             sensor=sensor,
             stop_timeout=timedelta(seconds=settings.stop_timeout_s),
             event_time=settings.event_time(),
-            gc_when_quiet=True,  # the service is a process of its own
         )
 
     async def serve(self, stop: asyncio.Event) -> None:

@@ -60,7 +60,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import random
 import sqlite3
@@ -213,14 +212,6 @@ class Pipeline:
         status_every: how often point status is written (clock time).
         stop_timeout: the longest a stop takes (wall clock), InfluxDB down or not.
         event_time: the window of event times accepted from sources (by ``clock``).
-        gc_when_quiet: at each snapshot taken at a quiet moment, run a full garbage
-            collection and freeze what survives (:func:`gc.freeze`), so that the
-            collections the interpreter starts by itself meanwhile walk only newer
-            objects. For a process of its own (``econome run``): it changes the
-            process's collector. A full collection of 3,000 buildings' state (1.4 GB)
-            held the loop 4-5 s, seven times in 3 minutes, mid-burst (issue 15);
-            the next quiet moment collects what became garbage among frozen objects,
-            and a stop unfreezes them.
     """
 
     def __init__(
@@ -245,10 +236,8 @@ class Pipeline:
         status_every: timedelta = timedelta(minutes=5),
         stop_timeout: timedelta = timedelta(seconds=10),
         event_time: EventTimeConfig | None = None,
-        gc_when_quiet: bool = False,
     ) -> None:
         self.inventory = inventory
-        self.gc_when_quiet = gc_when_quiet
         self.encoder = LineEncoder(inventory)
         self.validator = Validator.for_inventory(inventory, clock, event_time)
         self.writer = writer
@@ -292,7 +281,7 @@ class Pipeline:
         self._processed_seq = 0
         self._last_snapshot = 0.0
         self._snapshot_seq = -1  # the log sequence number the last snapshot covers
-        self._last_input = 0.0  # time.monotonic() of the last batch queued
+        self._last_input = 0.0  # loop time of the last batch queued
         self._snapshot_cost = 0.0  # seconds the last processor.to_dict() took
         self._counter_warned: dict[tuple[str, Verdict], float] = {}  # monotonic time of the last WARNING
         # Aggregates, cursor and snapshot the processor could not store yet (a disk error).
@@ -328,7 +317,7 @@ class Pipeline:
 
     def _enqueue(self, readings: list[Reading], ack: Ack | None) -> None:
         self._pending.append((readings, ack))
-        self._last_input = time.monotonic()
+        self._last_input = asyncio.get_running_loop().time()
         self._wakeup.set()
         self.stats.received += len(readings)
         self.sensor.on_readings(len(readings))
@@ -364,8 +353,6 @@ class Pipeline:
                 for polled_source in polled:
                     group.create_task(self._poll_loop(polled_source), name=polled_source.name)
         finally:
-            if self.gc_when_quiet:
-                gc.unfreeze()  # the process's collector as it was
             for source in pushed:
                 with contextlib.suppress(Exception):
                     await source.stop()
@@ -768,7 +755,7 @@ class Pipeline:
         up, it fell at the start of each minute's burst, when the first polls
         had just been processed, and held them all back (issue 15).
         """
-        quiet = time.monotonic() - self._last_input >= _QUIET_S
+        quiet = asyncio.get_running_loop().time() - self._last_input >= _QUIET_S
         sink_idle = self.log.depth() == 0 or self._influx_up is False
         if not quiet or not sink_idle or self._unsaved is not None or processor.emission_pending:
             return
@@ -778,10 +765,6 @@ class Pipeline:
         if state is not None:
             self._unsaved = ([], self._processed_seq, state)
             self._flush_unsaved()
-            if self.gc_when_quiet:
-                gc.unfreeze()  # what became garbage among the objects frozen last time is collected too
-                gc.collect()
-                gc.freeze()
 
     def _counter_judged(self, point_id: str, judgement: Judgement) -> None:
         """Count a judged counter reading; WARNING at most once an hour per point and verdict (then DEBUG), jitter at DEBUG."""

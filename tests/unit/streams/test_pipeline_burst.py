@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 from datetime import timedelta
 from pathlib import Path
 
@@ -79,36 +78,6 @@ async def test_messages_and_polls_are_not_stored_in_one_transaction(tmp_path: Pa
         with contextlib.suppress(asyncio.CancelledError):
             await task
     assert [on_disk for _, on_disk in seen] == [15, 15, 15, 40, 40, 40]
-
-
-async def test_a_quiet_moment_takes_the_snapshot_and_a_full_collection_and_a_stop_unfreezes(tmp_path: Path) -> None:
-    influx = FakeInflux()
-    pipeline = _pipeline(
-        tmp_path, influx, max_rows=100_000, processor=StreamProcessor(INV), snapshot_every=timedelta(milliseconds=10),
-        gc_when_quiet=True, **_KW,
-    )  # fmt: skip
-    task = asyncio.create_task(pipeline.run([], []))
-    try:
-        pipeline.emit([_reading(i) for i in range(10)])
-        await _until(lambda: pipeline.log.snapshot() is not None)  # the first snapshot, overdue, at the first batch
-        pipeline.emit([_reading(i) for i in range(10, 20)])
-        # Input quiet for a second and everything written: the snapshot covers the second batch, then a collection.
-        for _ in range(500):
-            if gc.get_freeze_count() > 0:
-                break
-            await asyncio.sleep(0.01)
-        assert gc.get_freeze_count() > 0
-        saved = pipeline.log.snapshot()
-        assert saved is not None
-        assert saved[0] == pipeline.log.readings_after(0, 100)[-1][0]
-        assert len(influx.lines) == 20
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        frozen = gc.get_freeze_count()
-        gc.unfreeze()
-    assert frozen == 0  # a stop gives the process's collector back as it was
 
 
 class GatedInflux(FakeInflux):
