@@ -113,3 +113,39 @@ async def test_the_processor_waits_for_the_sink_while_raw_readings_wait_for_infl
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_the_snapshot_waits_for_input_to_be_quiet(tmp_path: Path) -> None:
+    # Issue 15: taken when the processor had caught up, it fell at the start of each burst, just after the first polls.
+    influx = FakeInflux()
+    log = DeliveryLog(tmp_path / "log.sqlite", max_rows=100_000)
+    pipeline = Pipeline(
+        INV, influx, _KW["clock"], DeadLetterStore(), log, processor=StreamProcessor(INV),
+        flush_interval=timedelta(milliseconds=5), snapshot_every=timedelta(seconds=1), stop_timeout=timedelta(milliseconds=100),
+    )  # fmt: skip
+    task = asyncio.create_task(pipeline.run([], []))
+    try:
+        pipeline.emit([_reading(0)])
+        await _until(lambda: log.snapshot() is not None)  # the first one is due at once
+        first = log.snapshot()
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 1.6  # past the period (1 s), short of four (when it is taken anyway)
+        i = 1
+        while loop.time() < end:  # input every 50 ms, each processed and written at once
+            pipeline.emit([_reading(i)])
+            i += 1
+            await asyncio.sleep(0.05)
+        assert log.snapshot() == first
+        last = log.readings_after(0, 1000)[-1][0]
+        for _ in range(300):  # quiet: within about a second, a snapshot of everything
+            saved = log.snapshot()
+            if saved is not None and saved[0] == last:
+                break
+            await asyncio.sleep(0.01)
+        saved = log.snapshot()
+        assert saved is not None
+        assert saved[0] == last
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
