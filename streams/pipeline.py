@@ -625,9 +625,12 @@ class Pipeline:
         try:
             while True:
                 if not self._logged.is_set():
-                    # Woken without new rows too, to find the quiet moment for a snapshot.
+                    # Woken without new rows too, to find the quiet moment for a snapshot. asyncio.timeout,
+                    # not wait_for: in 3.11 wait_for can swallow a cancellation arriving as the event is set,
+                    # and the stop then waited for this loop for ever.
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._logged.wait(), _QUIET_S)
+                        async with asyncio.timeout(_QUIET_S):
+                            await self._logged.wait()
                 self._logged.clear()
                 while True:
                     await self._give_way()
@@ -739,13 +742,15 @@ class Pipeline:
             # Input waits to be persisted: its turn first (the persist step sets _logged once it has).
             self._logged.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._logged.wait(), self.flush_interval.total_seconds())
+                async with asyncio.timeout(self.flush_interval.total_seconds()):  # not wait_for: see _process_loop
+                    await self._logged.wait()
             self._logged.set()  # there is work: keep the process loop awake
         if self._influx_up is False or self.log.depth() < self.batch_size:
             return
         self._acked.clear()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._acked.wait(), self.flush_interval.total_seconds())
+            async with asyncio.timeout(self.flush_interval.total_seconds()):
+                await self._acked.wait()
 
     def _snapshot_when_quiet(self, processor: StreamProcessor) -> None:
         """Snapshot the processor's state if due, once input has been quiet for ``_QUIET_S`` and the sink caught up.
