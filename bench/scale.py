@@ -25,7 +25,13 @@ c. *2 faust workers*, the same; then one more minute during which a worker is
 
 * *raw lag* (in-process only; the workers write aggregates only): a reading is
   queryable when a ``count`` of its second of event time in InfluxDB includes
-  it; lag = seen − its poll time (an upper bound, to the probe period);
+  it; lag = seen − its poll time (an upper bound, to the probe period). The
+  readings of ``--probe-buildings`` buildings (60 by default, spread over the
+  portfolio; each building's poll is a second of its own) are counted: counting
+  every building's, the first way (``--probe-buildings 0``), took InfluxDB about
+  0.5 s a probe over 150,000 series, two thirds of its CPU during the run, so
+  the measure loaded what it measured. The p50/p99 of each minute's polls are
+  printed too: the first minute creates InfluxDB's 150,000 series;
 * *aggregate lag*: event time is shifted (by less than 10 minutes) so that a
   10-minute window ends 30 s before the polls of the last minute but one. An
   aggregate (``agg_building``, window 10m) is queryable once InfluxDB returns
@@ -56,6 +62,11 @@ Run: ``.venv/bin/python bench/scale.py [--minutes 10] [--quick]`` (``--quick``: 
 the shortest run in which a window holding data closes, and a smaller saturation load).
 Prints a table, then one JSON object on the last line.
 Linux only (``/proc``).
+
+Where the in-process time goes: ``SCALE_TRACE=file.json`` writes, every 0.5 s
+of the in-process run, the pipeline's loop lateness, readings received, batches
+queued, delivery log depth, rows written, aggregates and CPU, and InfluxDB's CPU
+every second; ``SCALE_PROFILE=file.pstats`` runs the pipeline process under cProfile.
 """
 
 from __future__ import annotations
@@ -63,6 +74,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import math
 import multiprocessing
@@ -293,7 +305,18 @@ def _pipeline(buildings: int, points: int, influx: str, database: str, conn: Con
         async def stop(self) -> None:
             pass
 
-    async def run() -> dict[str, float]:
+    pauses: list[tuple[int, float]] = []  # (generation, seconds) of each garbage collection
+    started: list[float] = []
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[:] = [time.perf_counter()]
+        elif started:
+            pauses.append((info["generation"], time.perf_counter() - started[0]))
+
+    gc.callbacks.append(on_gc)
+
+    async def run() -> dict[str, Any]:
         writer = InfluxV1Writer(InfluxConfig(url=influx, database=database))
         await writer.ensure_database()
         with tempfile.TemporaryDirectory() as tmp:
@@ -303,10 +326,14 @@ def _pipeline(buildings: int, points: int, influx: str, database: str, conn: Con
             source = PipeSource()
             ready = resource.getrusage(resource.RUSAGE_SELF)
             result.put("ready")
+            pauses.clear()  # from the moment it is ready
             task = asyncio.create_task(pipeline.run([], [source]))
+            timeline: list[list[float]] = []
+            sampler = asyncio.create_task(_sample(pipeline, log, timeline))
             await source.done.wait()
             while log.depth() > 0 or pipeline._pending:  # the bench waits for the queue to drain
                 await asyncio.sleep(0.2)
+            sampler.cancel()
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -315,67 +342,119 @@ def _pipeline(buildings: int, points: int, influx: str, database: str, conn: Con
         usage = resource.getrusage(resource.RUSAGE_SELF)
         cpu = usage.ru_utime + usage.ru_stime - ready.ru_utime - ready.ru_stime  # from the moment it is ready
         return {"received": pipeline.stats.received, "cpu_s": round(cpu, 1),
-                "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}  # fmt: skip
+                "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "timeline": timeline,
+                "gc": {f"gen{g}": [sum(1 for n, _ in pauses if n == g), round(sum(d for n, d in pauses if n == g), 2),
+                                   round(max((d for n, d in pauses if n == g), default=0.0), 2)] for g in range(3)}}  # fmt: skip
 
-    result.put(asyncio.run(run()))
+    profile = os.environ.get("SCALE_PROFILE")
+    if profile:
+        import cProfile
+
+        with cProfile.Profile() as prof:
+            out = asyncio.run(run())
+        prof.dump_stats(profile)
+        result.put(out)
+    else:
+        result.put(asyncio.run(run()))
+
+
+async def _sample(pipeline: Any, log: Any, timeline: list[list[float]]) -> None:
+    """Every 0.5 s: wall time, loop lateness, readings received, batches queued, log depth, written, aggregates, CPU."""
+    loop = asyncio.get_running_loop()
+    while True:
+        t0 = loop.time()
+        await asyncio.sleep(0.5)
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        timeline.append([round(time.time(), 2), round(loop.time() - t0 - 0.5, 3), pipeline.stats.received,
+                         len(pipeline._pending), log.depth(), pipeline.stats.written, pipeline.stats.aggregates,
+                         round(usage.ru_utime + usage.ru_stime, 2)])  # fmt: skip
 
 
 # -- the observer (a child process) -------------------------------------------------------------
 
 
+def _sampled(buildings: int, probe_buildings: int) -> list[int] | None:
+    """The buildings whose raw readings the observer follows, spread over the portfolio; None: all of them."""
+    if probe_buildings <= 0 or probe_buildings >= buildings:
+        return None
+    return sorted({round(i * buildings / probe_buildings) for i in range(probe_buildings)})
+
+
 def _observe(schedule: Schedule, influx: str, database: str, raw: bool, per_building: bool, probe_s: float,
-             stop: Any, result: Any) -> None:  # fmt: skip
-    """Poll InfluxDB; put the lags (seconds) of raw readings and of the measured window's aggregates."""
-    expected: dict[int, int] = {}  # event second -> readings expected
-    poll_wall: dict[int, list[float]] = {}  # event second -> poll wall times (one per building poll)
+             probe_buildings: int, stop: Any, result: Any) -> None:  # fmt: skip
+    """Poll InfluxDB; put the lags (seconds) of raw readings and of the measured window's aggregates.
+
+    Raw readings are counted per second of event time, of every building
+    (``probe_buildings`` 0) or of a sample of buildings: a count over the 150,000
+    series of 3,000 buildings took InfluxDB 0.4 s a probe, so the measure itself
+    loaded it. A sampled building's poll is one second of its own.
+    """
+    sample = _sampled(schedule.buildings, probe_buildings)
+    expected: dict[tuple[str, int], int] = {}  # (building or "", event second) -> readings expected
+    poll_wall: dict[tuple[str, int], list[float]] = {}  # the same -> poll wall times (one per building poll)
     for m in range(schedule.minutes):
-        for b in range(schedule.buildings):
+        for b in range(schedule.buildings) if sample is None else sample:
             due = schedule.due(b, m)
-            second = math.floor(schedule.event(due, m))
-            expected[second] = expected.get(second, 0) + schedule.points
-            poll_wall.setdefault(second, []).append(due)
+            key = ("" if sample is None else f"b{b:04d}", math.floor(schedule.event(due, m)))
+            expected[key] = expected.get(key, 0) + schedule.points
+            poll_wall.setdefault(key, []).append(due)
     for walls in poll_wall.values():
         walls.sort()
-    pending = sorted(expected)
-    seen: dict[int, int] = dict.fromkeys(expected, 0)
+    pending = sorted(expected, key=lambda k: k[1])
+    seen: dict[tuple[str, int], int] = dict.fromkeys(expected, 0)
+    where = "" if sample is None else "building =~ /^(" + "|".join(f"b{b:04d}" for b in sample) + ")$/ AND "
+    group = "GROUP BY time(1s)" if sample is None else "GROUP BY time(1s), building"
     raw_lags: list[float] = []
+    raw_minutes: list[int] = []  # the minute of each raw lag's poll
+    query_s = 0.0  # wall time the observer's queries took
+    queries = 0
     closing = schedule.closing_polls(per_building)
     agg_lags: list[float] = []
     window_start_ms = int((schedule.window_end - WINDOW_S) * 1000)
     with httpx.Client(base_url=influx, timeout=10) as client:
 
         def query(q: str) -> list[Any]:
-            body = client.get("/query", params={"db": database, "q": q, "epoch": "ms"}).json()
-            series = body.get("results", [{}])[0].get("series", [])
-            return series[0]["values"] if series else []
+            nonlocal query_s, queries
+            started = time.perf_counter()
+            try:
+                body = client.get("/query", params={"db": database, "q": q, "epoch": "ms"}).json()
+            finally:
+                query_s += time.perf_counter() - started
+                queries += 1
+            return list(body.get("results", [{}])[0].get("series", []))
 
         while not stop.is_set():
             t0 = time.time()
             with contextlib.suppress(httpx.HTTPError, KeyError, IndexError, ValueError):
                 if raw and pending:
-                    lo = pending[0]
-                    hi = min(pending[-1], math.floor(t0 - schedule.shift_s)) + 1
+                    lo = pending[0][1]
+                    hi = min(pending[-1][1], math.floor(t0 - schedule.shift_s)) + 1
                     if hi > lo:
-                        q = f"SELECT count(value) FROM reading WHERE time >= {lo}s AND time < {hi}s GROUP BY time(1s)"  # noqa: S608 - numbers
-                        rows = query(q)
-                        for ts_ms, count in rows:
-                            second = ts_ms // 1000
-                            if second in seen and count and count > seen[second]:
-                                # The readings of this second newly visible, matched in order to its polls.
-                                walls = poll_wall[second]
-                                raw_lags += [t0 - walls[min(i // schedule.points, len(walls) - 1)]
-                                             for i in range(seen[second], min(count, expected[second]))]  # fmt: skip
-                                seen[second] = count
-                        pending = [s for s in pending if seen[s] < expected[s]]
+                        q = f"SELECT count(value) FROM reading WHERE {where}time >= {lo}s AND time < {hi}s {group}"  # noqa: S608 - numbers
+                        for series in query(q):
+                            building = series.get("tags", {}).get("building", "")
+                            for ts_ms, count in series["values"]:
+                                key = (building, ts_ms // 1000)
+                                if key in seen and count and count > seen[key]:
+                                    # The readings of this second newly visible, matched in order to its polls.
+                                    walls = poll_wall[key]
+                                    polled = [walls[min(i // schedule.points, len(walls) - 1)]
+                                              for i in range(seen[key], min(count, expected[key]))]  # fmt: skip
+                                    raw_lags += [t0 - w for w in polled]
+                                    raw_minutes += [int((w - schedule.go_at) // 60) for w in polled]
+                                    seen[key] = count
+                        pending = [k for k in pending if seen[k] < expected[k]]
                 if len(agg_lags) < len(closing):
-                    rows = query(
+                    series = query(
                         f"SELECT count(kwh) FROM agg_building WHERE \"window\"='{PROBE_WINDOW}' AND time = {window_start_ms}ms"  # noqa: S608
                     )
+                    rows = series[0]["values"] if series else []
                     count = int(rows[0][1]) if rows and rows[0][1] else 0
                     agg_lags += [t0 - closing[i] for i in range(len(agg_lags), min(count, len(closing)))]
             stop.wait(max(0.0, probe_s - (time.time() - t0)))
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    result.put({"raw": raw_lags, "agg": agg_lags, "raw_pending": len(pending),
+    result.put({"raw": raw_lags, "raw_minutes": raw_minutes, "agg": agg_lags, "raw_pending": len(pending),
+                "query_s": round(query_s, 1), "queries": queries, "probed": len(sample) if sample else schedule.buildings,
                 "cpu_s": round(usage.ru_utime + usage.ru_stime, 1), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)})  # fmt: skip
 
 
@@ -400,6 +479,14 @@ def _percentile(values: list[float], q: float) -> float | None:
         return None
     ordered = sorted(values)
     return round(ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))], 2)
+
+
+def _by_minute(lags: list[float], minutes: list[int]) -> dict[int, tuple[float | None, float | None]]:
+    """Raw lag p50 and p99 of each minute's polls."""
+    out: dict[int, list[float]] = {}
+    for lag, minute in zip(lags, minutes, strict=True):
+        out.setdefault(minute, []).append(lag)
+    return {m: (_percentile(v, 50), _percentile(v, 99)) for m, v in sorted(out.items())}
 
 
 @dataclass
@@ -520,7 +607,7 @@ def run_config(name: str, args: argparse.Namespace, influx_server: LocalServer, 
     setup_s = time.time() - t_setup
     schedule = Schedule.make(args.buildings, args.points, args.minutes, args.burst_s, math.ceil(time.time() + 3),
                              kill_phase=kill_phase)  # fmt: skip
-    observed_args = (schedule, influx, database, workers == 0, workers > 0, args.probe_s, stop, observed)
+    observed_args = (schedule, influx, database, workers == 0, workers > 0, args.probe_s, args.probe_buildings, stop, observed)
     observer = ctx.Process(target=_observe, name="observer", args=observed_args)
     observer.start()
     if workers == 0:
@@ -529,6 +616,14 @@ def run_config(name: str, args: argparse.Namespace, influx_server: LocalServer, 
         minutes = range(args.minutes + (1 if kill_phase else 0))
         generator = ctx.Process(target=_generate_to_kafka, args=(schedule, minutes, address, topic, generated), name="generator")
     generator.start()
+    influx_cpu: list[tuple[float, float]] = []  # (wall, InfluxDB CPU seconds), every second of the run
+    sampling = threading.Event()
+
+    def sample_influx() -> None:
+        while not sampling.wait(1.0):
+            influx_cpu.append((round(time.time(), 2), _proc(influx_server.pid)["cpu_s"]))
+
+    threading.Thread(target=sample_influx, name="influx-cpu", daemon=True).start()
     if kill_phase:
         # Just after the kill phase's polls start: most of them close a window on the victim's partitions.
         kill_at = schedule.go_at + 60 * args.minutes + 2
@@ -545,7 +640,12 @@ def run_config(name: str, args: argparse.Namespace, influx_server: LocalServer, 
         pipe_stats = piped.get(timeout=1800)
         pipeline_proc.join(60)
         procs["pipeline"] = {"cpu_s": pipe_stats["cpu_s"], "peak_rss_mb": pipe_stats["peak_rss_mb"]}
+        gc_pauses = pipe_stats["gc"]
         applied = pipe_stats["received"]
+        trace = os.environ.get("SCALE_TRACE")
+        if trace:
+            Path(trace).write_text(json.dumps({"go_at": schedule.go_at, "pipeline": pipe_stats["timeline"],
+                                               "influxd": influx_cpu}))  # fmt: skip
     else:
         alive = [w for w in started if w.process.poll() is None]
         with contextlib.suppress(TimeoutError):
@@ -565,6 +665,7 @@ def run_config(name: str, args: argparse.Namespace, influx_server: LocalServer, 
     stop.set()
     lags = observed.get(timeout=120)
     observer.join(30)
+    sampling.set()
     procs["observer"] = {"cpu_s": lags["cpu_s"], "peak_rss_mb": lags["peak_rss_mb"]}
     for w in started:
         _stop_worker(w)
@@ -590,6 +691,10 @@ def run_config(name: str, args: argparse.Namespace, influx_server: LocalServer, 
         "raw_lag_p50_s": _percentile(lags["raw"], 50),
         "raw_lag_p99_s": _percentile(lags["raw"], 99),
         "raw_lag_max_s": round(max(lags["raw"]), 2) if lags["raw"] else None,
+        "raw_lag_by_minute": _by_minute(lags["raw"], lags["raw_minutes"]),
+        **({"pipeline_gc": gc_pauses} if workers == 0 else {}),
+        "observer_queries": f"{lags['queries']} in {lags['query_s']} s",
+        "raw_lag_buildings": lags["probed"],
         "agg_lag_p50_s": _percentile(lags["agg"], 50),
         "agg_lag_p99_s": _percentile(lags["agg"], 99),
         "agg_seen": f"{len(lags['agg'])}/{args.buildings}",
@@ -664,6 +769,9 @@ def _print(results: list[dict[str, Any]], sat: list[dict[str, Any]]) -> None:
         ("generator behind schedule (s, max)", "generator_late_s"),
         ("raw lag p50 (s)", "raw_lag_p50_s"),
         (f"raw lag p99 (s)   goal < {GOAL_P99_S:g} in-process", "raw_lag_p99_s"),
+        ("raw lag p50/p99 per minute (s)", "raw_lag_by_minute"),
+        ("raw lag: buildings probed", "raw_lag_buildings"),
+        ("observer's queries (count in wall s)", "observer_queries"),
         ("aggregate lag p50 (s)", "agg_lag_p50_s"),
         ("aggregate lag p99 (s)", "agg_lag_p99_s"),
         ("aggregates seen", "agg_seen"),
@@ -677,6 +785,8 @@ def _print(results: list[dict[str, Any]], sat: list[dict[str, Any]]) -> None:
     for label, key in rows:
         if key is None:
             cells = [f"{r.get('kwh_expected', '-')}/{r.get('kwh_found', '-')}" for r in results]
+        elif key == "raw_lag_by_minute":
+            cells = [" ".join(f"{p50}/{p99}" for p50, p99 in r[key].values()) if r.get(key) else "-" for r in results]
         else:
             cells = ["-" if r.get(key) is None else str(r.get(key)) for r in results]
         print(f"{label:{width}}" + "".join(f"{c:>22}" for c in cells))
@@ -712,6 +822,12 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=50)
     parser.add_argument("--burst-s", type=float, default=10.0, help="polls of a minute spread over its first N seconds")
     parser.add_argument("--probe-s", type=float, default=0.5, help="how often the observer queries InfluxDB")
+    parser.add_argument(
+        "--probe-buildings",
+        type=int,
+        default=60,
+        help="buildings whose raw readings the observer counts (0: all, the first way, which loads InfluxDB)",
+    )
     parser.add_argument("--saturation-polls", type=int, default=6, help="polls of every building in the saturation backlog")
     parser.add_argument("--only", choices=["inprocess", "faust1", "faust2", "saturation"], action="append")
     args = parser.parse_args()

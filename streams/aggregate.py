@@ -241,8 +241,11 @@ class StreamProcessor:
         self.buildings: dict[str, tuple[Building, list[str]]] = {
             building.id: (building, sorted(p.id for p in building.points)) for _, building in inventory.buildings()
         }
+        # Point id -> its building's id: one lookup where a large window is emitted a batch at a time.
+        self._building_of: dict[str, str] = {}
         for building, point in inventory.points():
             self.info[point.id] = self._describe(inventory, building, point)
+            self._building_of[point.id] = building.id
             if point.cumulative:
                 self.counters[point.id] = counter_tracker(inventory, point, self.settings)
         # (size, window start ms) -> point id -> accumulator
@@ -250,6 +253,8 @@ class StreamProcessor:
         # (size, window start ms) -> the points changed since the window was last emitted
         self.dirty: dict[tuple[WindowSize, int], set[str]] = {}
         self.closed: set[tuple[WindowSize, int]] = set()
+        # (size, window start ms) -> building ids left to emit, last first (see _first_buildings).
+        self._emit_queue: dict[tuple[WindowSize, int], list[str]] = {}
         self._large = False  # some amount reached _SAFE: check every sum (see _check_finite)
         self.max_event_ms: int | None = None
         self.late_count = 0
@@ -477,27 +482,39 @@ class StreamProcessor:
                 break
             changed = self.dirty.get(key, set())
             if limit is not None and len(changed) > limit - len(records):
-                changed = self._first_buildings(changed, limit - len(records))
+                changed = self._first_buildings(key, changed, limit - len(records))
                 self.dirty[key] -= changed
                 if not self.dirty[key]:
                     del self.dirty[key]
+                    self._emit_queue.pop(key, None)
             else:
                 self.dirty.pop(key, None)
+                self._emit_queue.pop(key, None)
             self.closed.add(key)
             points = self.windows.get(key)
             if points:
                 records.extend(self._records(key[0], key[1], points, changed))
         return records
 
-    def _first_buildings(self, changed: set[str], budget: int) -> set[str]:
-        """The changed points of the first buildings (in id order) until ``budget`` points are passed."""
-        by_building: dict[str, list[str]] = defaultdict(list)
-        for point_id in changed:
-            by_building[self.info[point_id].building.id].append(point_id)
+    def _first_buildings(self, key: tuple[WindowSize, int], changed: set[str], budget: int) -> set[str]:
+        """The changed points of the next buildings (in id order) until ``budget`` points are passed.
+
+        The buildings to visit are listed once per window and kept between calls
+        (``_emit_queue``): grouping all the changed points again at every batch made
+        emitting a window of 150,000 points quadratic, 0.5 s a call (issue 15). A
+        building listed whose points were emitted meanwhile gives nothing; one that
+        changed after the listing is found when the list runs out and is made again.
+        """
         taken: set[str] = set()
-        for building_id in sorted(by_building):
-            taken.update(by_building[building_id])
-            if len(taken) >= budget:
+        for _ in range(2):
+            queue = self._emit_queue.get(key)
+            if not queue:
+                # Sorted backwards: the next building is popped from the end.
+                queue = sorted({self._building_of[point_id] for point_id in changed}, reverse=True)
+                self._emit_queue[key] = queue
+            while queue and len(taken) < budget:
+                taken.update(p for p in self.buildings[queue.pop()][1] if p in changed)
+            if taken:
                 break
         return taken
 
@@ -640,6 +657,7 @@ class StreamProcessor:
         }
         load_dirty = _load_dirty if version == STATE_FORMAT_VERSION else _load_dirty_v1
         self.dirty = load_dirty(state["dirty"], self.windows)
+        self._emit_queue = {}
         self.closed = {(WindowSize(size), int(start)) for size, start in state["closed"]}
         self._large = any(not -_SAFE < acc.sum < _SAFE for points in self.windows.values() for acc in points.values())
 

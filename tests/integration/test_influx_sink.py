@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -53,6 +54,27 @@ async def test_v1_write_then_influxql(influxdb_server, unique_name: str, encoder
     finally:
         await writer.close()
         await client.close()
+
+
+async def test_v1_write_goes_out_while_the_event_loop_is_busy(influxdb_server, unique_name: str, encoder: LineEncoder) -> None:
+    # Issue 15: during a burst the loop turns slowly; the request must not need its turns to be sent and answered.
+    writer = InfluxV1Writer(InfluxConfig(url=influxdb_server.url, database=unique_name))
+    try:
+        await writer.ensure_database()
+        lines = [encoder.encode(r) for r in _readings(500)]
+        task = asyncio.create_task(writer.write(lines))
+        await asyncio.sleep(0)  # the write starts; then the loop is held, as a burst's validation holds it
+        query = {"db": unique_name, "q": 'SELECT count("value") FROM "reading"'}
+        found = 0
+        deadline = time.monotonic() + 10
+        while found < len(lines) and time.monotonic() < deadline:
+            series = httpx.get(f"{influxdb_server.url}/query", params=query, timeout=5).json()["results"][0].get("series")
+            found = series[0]["values"][0][1] if series else 0
+            time.sleep(0.05)  # blocks the loop
+        assert found == len(lines)
+        await task
+    finally:
+        await writer.close()
 
 
 async def test_v1_refused_write_is_not_retryable(influxdb_server, unique_name: str) -> None:
@@ -155,6 +177,7 @@ async def test_v1_missing_database_that_cannot_be_created_is_retryable_not_refus
     InfluxDB 1.6 runs here without authentication, so the locked-down server is a
     small HTTP server answering as InfluxDB does.
     """
+
     class Locked(BaseHTTPRequestHandler):
         def log_message(self, format: str, *args: object) -> None:
             return
