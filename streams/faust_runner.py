@@ -464,6 +464,8 @@ class RunnerStats:
         unknown_buildings: messages keyed by a building not in the inventory.
         flushed: buildings whose flush control message was handled.
         rebalances: consumer-group rebalances this worker went through.
+        rereads: gaps gone back over: a message handed over ahead of others of its partition
+            that this worker had not handled was held back, and the partition read again from the first of them.
     """
 
     batches: int = 0
@@ -476,6 +478,16 @@ class RunnerStats:
     unknown_buildings: int = 0
     flushed: set[str] = field(default_factory=set)
     rebalances: int = 0
+    rereads: int = 0
+
+
+@dataclass
+class _Reread:
+    """A partition sought back to ``offset``, the first message not handled, after ``ahead`` was handed over."""
+
+    offset: int
+    ahead: int
+    sought: float
 
 
 class FaustRunner:
@@ -520,8 +532,15 @@ class FaustRunner:
         self.sensor = sensor or Sensor()
         self.health_every = health_every
         self._health: asyncio.Task[None] | None = None
-        # source partition -> the offset after the last message handled (the worker's position)
+        # source partition -> the next offset to handle: the offset after the last message handled here, or the
+        # group's committed offset before the first. Every offset below it is applied (here, or by the worker that
+        # committed it); a message above it is held back (FaustRunner.step). Kept across rebalances for the
+        # partitions this worker keeps, dropped for the others.
         self._position: dict[int, int] = {}
+        # source partition -> the re-read under way (sought back, the first message not handled not seen yet)
+        self._rereads: dict[int, _Reread] = {}
+        #: A re-read that has not brought the first message missing within this is sought again.
+        self.reread_retry = timedelta(seconds=2)
         self._last_message = time.monotonic()
         self._unknown_logged: set[str] = set()
         #: A failed aggregate write is tried again after this, doubled each time up to ``write_retry_max``.
@@ -537,6 +556,7 @@ class FaustRunner:
             _fix_end_offsets(self.app)
         _seek_uncommitted_to_start(self.app, self.topic.get_topic_name())
         _keep_queued_records_on_resume(self.app)
+        _no_gaps_acked(self.app, self.topic.get_topic_name())
         await self.app.start()
         self._last_message = time.monotonic()
         self._health = asyncio.create_task(self._health_loop(), name="faust-health")
@@ -585,6 +605,7 @@ class FaustRunner:
             await asyncio.sleep(self.health_every.total_seconds())
             try:
                 self._check_health()
+                await self._retry_rereads()
             except (KafkaError, RuntimeError, AssertionError) as exc:  # the consumer is between assignments
                 logger.debug("health check skipped: %r", exc)
 
@@ -618,13 +639,127 @@ class FaustRunner:
             await self.step(event)
 
     async def step(self, event: EventT[bytes]) -> None:
-        """Handle one message, then move this worker's position past it.
+        """Handle one message in its partition's order, then move this worker's position past it.
 
-        After the message is handled: a message waiting on its write still counts in the lag (the stall metric).
+        The guard against every way faust has shown to pass over messages (issue 15): the offsets of the
+        source topic are contiguous (no compaction, no transactions), so a message above the partition's
+        next offset to handle comes ahead of messages this worker has not handled. Applying it would be
+        wrong twice: a building's table keeps only its highest applied offset, so its messages in the gap
+        would be skipped as applied when they came; and faust's commit, which counts the acknowledged
+        offsets, could pass the gap. So such a message is held back, neither applied nor acknowledged
+        (faust's commit stops before it), and the partition is sought back to the first message missing,
+        with one WARNING per gap and the ``rereads`` counter; the message comes again in its turn. A
+        message below the next offset is a redelivery, and the table's offsets skip what it holds.
+
+        The position moves after the message is handled: a message waiting on its write still counts in
+        the lag (the stall metric). A message not handled (its handling raised, or was cancelled by a stop)
+        is not acknowledged either, so a stop does not commit past it.
         """
-        await self.handle(event)
-        self._position[event.message.partition] = event.message.offset + 1
+        message = event.message
+        partition, offset = message.partition, message.offset
+        expected = await self._next_offset(message.tp, partition)
+        if offset > expected:
+            expected = await self._hold_back(event, expected)
+            if offset > expected:
+                return
+        try:
+            await self.handle(event)
+        except BaseException:
+            _keep_uncommitted(self.app.consumer, message)
+            raise
+        if offset == expected:
+            self._position[partition] = offset + 1
+            self._rereads.pop(partition, None)
         self._last_message = time.monotonic()
+
+    async def _next_offset(self, tp: TP, partition: int) -> int:
+        """The partition's next offset to handle; on its first message here, the group's committed offset."""
+        expected = self._position.get(partition)
+        if expected is None:
+            committed: int | None
+            try:
+                committed = await _call_kafka(self.app, _committed_offset, TopicPartition(tp.topic, tp.partition))
+            except KafkaError as exc:
+                # faust's own view of it then; 0 at worst, and the messages before the first come as redeliveries.
+                committed = getattr(self.app.consumer, "_committed_offset", {}).get(tp)
+                logger.warning("partition %s: committed offset not read (%r), starting from %s", partition, exc, committed or 0)
+            expected = self._position[partition] = committed or 0
+        return expected
+
+    async def _hold_back(self, event: EventT[bytes], expected: int) -> int:
+        """Keep a message ahead of a gap from being applied or committed, and read the gap again.
+
+        Returns:
+            The partition's next offset to handle: ``expected``, or the topic's first offset when the
+            messages of the gap are gone from the topic (retention), with a WARNING; the message is
+            then handled if it is that one.
+        """
+        message = event.message
+        partition, offset = message.partition, message.offset
+        reread = self._rereads.get(partition)
+        now = time.monotonic()
+        if reread is None or reread.offset != expected:
+            first = await self._first_offset(message.tp)
+            if first > expected:
+                logger.warning(
+                    "partition %s: offsets %s–%s are gone from the topic (retention) and were never aggregated here",
+                    partition, expected, first - 1,
+                )  # fmt: skip
+                expected = self._position[partition] = first
+                if offset <= expected:
+                    return expected
+            logger.warning(
+                "partition %s: offset %s was handed over before offsets %s–%s, which this worker has not handled: "
+                "held back; re-reading offsets %s–%s of partition %s",
+                partition, offset, expected, offset - 1, expected, offset - 1, partition,
+            )  # fmt: skip
+            self.stats.rereads += 1
+            self.sensor.on_worker_reread(partition, offset - expected)
+            reread = self._rereads[partition] = _Reread(expected, offset, now)
+        elif offset > reread.ahead and now - reread.sought < self.reread_retry.total_seconds():
+            # Messages fetched before the seek still coming: the seek's own come after them.
+            reread.ahead = offset
+            _keep_uncommitted(self.app.consumer, message)
+            return expected
+        else:
+            logger.info("partition %s: offset %s again before %s: seeking back again", partition, offset, expected)
+        _keep_uncommitted(self.app.consumer, message)
+        reread.ahead = max(reread.ahead, offset)
+        reread.sought = now
+        await self._seek(message.tp, expected)
+        return expected
+
+    async def _first_offset(self, tp: TP) -> int:
+        """The first offset the topic still holds in the partition (0 when it cannot be read)."""
+        try:
+            first: Mapping[TP, int] = await self.app.consumer.earliest_offsets(tp)
+        except KafkaError as exc:
+            logger.debug("first offset of %s not read: %r", tp, exc)
+            return 0
+        return first.get(tp) or 0
+
+    async def _seek(self, tp: TP, offset: int) -> None:
+        """Make the consumer fetch the partition from ``offset`` again (a failure is tried again later)."""
+        try:
+            await _call_kafka(self.app, _seek_kafka, TopicPartition(tp.topic, tp.partition), offset)
+        except KafkaError as exc:  # revoked meanwhile, most likely: its next owner starts from the commit
+            logger.info("partition %s: seek back to %s failed: %r", tp.partition, offset, exc)
+            return
+        # faust's Consumer.seek bookkeeping: read again from there, and no gap noted past it.
+        consumer: Any = self.app.consumer
+        consumer._read_offset[tp] = offset or None
+        consumer._gap.pop(tp, None)
+
+    async def _retry_rereads(self) -> None:
+        """Seek again the re-reads whose first missing message has not come within ``reread_retry``."""
+        now = time.monotonic()
+        name = self.topic.get_topic_name()
+        for partition, reread in list(self._rereads.items()):
+            if now - reread.sought < self.reread_retry.total_seconds():
+                continue
+            logger.info("partition %s: offset %s not read again yet: seeking back again", partition, reread.offset)
+            reread.sought = now
+            await self._seek(TP(name, partition), reread.offset)
 
     async def handle(self, event: EventT[bytes]) -> None:
         """Apply one message: a batch of readings, or the flush control message."""
@@ -632,15 +767,6 @@ class FaustRunner:
         building_id = key.decode() if isinstance(key, bytes) else str(key)
         offset = event.message.offset
         partition = event.message.partition
-        expected = self._position.get(partition)
-        if expected is not None and offset > expected:
-            # Offsets of the source topic are contiguous (no compaction, no transactions): the consumer passed
-            # over messages this worker never handled. faust drops fetched records around a rebalance and
-            # committed past them (issue 15; the two ways found are worked around in start()). Said, so a
-            # loss can be traced.
-            logger.warning(
-                "partition %s: offset %s follows %s, messages in between not handled here", partition, offset, expected - 1
-            )
         if building_id not in self._known:
             self._left_out_unknown(building_id, event.value, partition, offset)
             return
@@ -826,9 +952,9 @@ class _RebalanceSensor(faust.Sensor):
         self.runner = runner
 
     def on_rebalance_start(self, app: faust.types.AppT) -> dict[str, Any]:
-        # Positions of before the rebalance may be stale (a partition gone and back): the committed offsets rule
-        # again. Forgotten here, not at the end: faust hands messages to the agent before it calls the end.
-        self.runner._position.clear()
+        # The positions are kept: a partition this worker keeps goes on from where it was (faust seeks it back to
+        # its committed offset, and what comes again below the position is a redelivery). Forgetting them here let
+        # a kept partition go on past messages never handled, unseen (issue 15, a SIGTERM of a busy worker).
         return {"started": time.monotonic()}
 
     def on_rebalance_end(self, app: faust.types.AppT, state: dict[str, Any]) -> None:
@@ -837,6 +963,11 @@ class _RebalanceSensor(faust.Sensor):
         runner.stats.rebalances += 1
         name = runner.topic.get_topic_name()
         partitions = sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == name)
+        # A partition gone to another worker moves on there: if it comes back, its position is the group's
+        # committed offset again. (A message of it handed over before this point is one of a partition kept.)
+        for gone in set(runner._position) - set(partitions):
+            del runner._position[gone]
+            runner._rereads.pop(gone, None)
         logger.info("rebalance %s ended after %.1f s: source partitions %s", runner.stats.rebalances, seconds, partitions)
         runner.sensor.on_worker_rebalance(seconds, partitions)
 
@@ -878,6 +1009,66 @@ async def _seek_to_committed_or_start(consumer: AIOKafkaConsumer, topic: str) ->
         logger.info("source partitions %s have no committed offset: read from their start", sorted(tp.partition for tp in fresh))
         await consumer.seek_to_beginning(*fresh)
     return committed
+
+
+_Result = TypeVar("_Result")
+
+
+async def _call_kafka(
+    app: faust.App, fun: Callable[..., Awaitable[_Result]], *args: Any
+) -> _Result:
+    """Run ``fun(aiokafka consumer, *args)`` on the thread faust runs its aiokafka consumer on."""
+    thread: Any = app.consumer._thread  # type: ignore[attr-defined]  # faust's ThreadDelegateConsumer
+    result: _Result = await thread.call_thread(fun, thread._ensure_consumer(), *args)
+    return result
+
+
+async def _committed_offset(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | None:
+    """The group's committed offset of the partition, asked of the broker (None: never committed)."""
+    committed: int | None = await consumer.committed(tp)
+    return committed
+
+
+async def _seek_kafka(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> None:
+    """The aiokafka seek, which also drops what it has fetched of the partition and not handed over yet."""
+    consumer.seek(tp, offset)
+
+
+def _keep_uncommitted(consumer: Any, message: Any) -> None:
+    """Mark a message done for faust without acknowledging its offset.
+
+    faust's commit counts the acknowledged offsets; this one is not among them,
+    so the commit stops before it, and a stop does not wait for it either.
+    """
+    from faust.types.tuples import ack_lock
+
+    with ack_lock:
+        message.acked = True
+    consumer._unacked_messages.discard(message)
+
+
+def _no_gaps_acked(app: faust.App, topic: str) -> None:
+    """Make faust note no gap in ``topic``'s offsets as acknowledged.
+
+    When the offsets faust fetches jump, it counts the offsets in between as
+    acknowledged, and its commit passes them. In the source topic, whose
+    offsets are contiguous, a jump is messages passed over, never handled:
+    :meth:`FaustRunner.step` reads them again, and they are acknowledged as
+    they are handled. Other topics keep faust's own behaviour.
+    """
+    consumer: Any = app.consumer
+    if getattr(consumer, "_econome_no_gaps", False):
+        return
+    add_gap = consumer._add_gap
+
+    async def no_gap_in_source(tp: TP, offset_from: int, offset_to: int) -> None:
+        if tp.topic == topic:
+            logger.debug("partition %s: offsets %s–%s passed over, not counted", tp.partition, offset_from, offset_to)
+            return
+        await add_gap(tp, offset_from, offset_to)
+
+    consumer._add_gap = no_gap_in_source
+    consumer._econome_no_gaps = True
 
 
 def _keep_queued_records_on_resume(app: faust.App) -> None:

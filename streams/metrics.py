@@ -87,6 +87,12 @@ class Sensor:
     def on_worker_sink_failure(self) -> None:
         """A faust worker's aggregate write failed; it waits and writes the same batch again."""
 
+    def on_worker_reread(self, partition: int, messages: int) -> None:
+        """A faust worker was handed a message of ``partition`` ahead of ``messages`` it had not handled.
+
+        It held that message back (not applied, not committed) and went back to read the missing ones again.
+        """
+
     def on_worker_health(self, lag: Mapping[int, int], *, idle_s: float, stalled_s: float) -> None:
         """A faust worker's periodic health.
 
@@ -247,6 +253,12 @@ class PrometheusSensor(Sensor):
         self._worker_metrics()
         self.worker_sink_failures.inc()
 
+    def on_worker_reread(self, partition: int, messages: int) -> None:
+        """Count a gap gone back over, and the messages read again for it."""
+        self._worker_metrics()
+        self.worker_rereads.labels(str(partition)).inc()
+        self.worker_reread_messages.labels(str(partition)).inc(messages)
+
     def on_worker_health(self, lag: Mapping[int, int], *, idle_s: float, stalled_s: float) -> None:
         """Set the lag gauges (partitions no longer assigned are removed), idle and stall seconds."""
         self._worker_metrics()
@@ -296,6 +308,14 @@ class PrometheusSensor(Sensor):
         self.worker_sink_failures = Counter(
             "econome_worker_sink_failures", "Failed aggregate writes, each followed by a wait and the same write again",
             registry=r,
+        )
+        self.worker_rereads = Counter(
+            "econome_worker_rereads",
+            "Gaps gone back over: a message handed over ahead of others not handled was held back, the partition read again",
+            ["partition"], registry=r,
+        )
+        self.worker_reread_messages = Counter(
+            "econome_worker_reread_messages", "Messages of those gaps, read again", ["partition"], registry=r
         )
 
     def exposition(self) -> bytes:
