@@ -655,6 +655,13 @@ class FaustRunner:
         the lag (the stall metric). A message not handled (its handling raised, or was cancelled by a stop)
         is not acknowledged either, so a stop does not commit past it.
         """
+        try:
+            await self._step(event)
+        except BaseException:
+            _keep_uncommitted(self.app.consumer, event.message)
+            raise
+
+    async def _step(self, event: EventT[bytes]) -> None:
         message = event.message
         partition, offset = message.partition, message.offset
         expected = await self._next_offset(message.tp, partition)
@@ -662,11 +669,7 @@ class FaustRunner:
             expected = await self._hold_back(event, expected)
             if offset > expected:
                 return
-        try:
-            await self.handle(event)
-        except BaseException:
-            _keep_uncommitted(self.app.consumer, message)
-            raise
+        await self.handle(event)
         if offset == expected:
             self._position[partition] = offset + 1
             self._rereads.pop(partition, None)

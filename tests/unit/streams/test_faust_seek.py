@@ -25,6 +25,7 @@ consumer (positions, committed offsets, and aiokafka's seek rules), and
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 from datetime import UTC, datetime, timedelta
@@ -36,7 +37,7 @@ from faust.events import Event
 from faust.types import TP
 from faust.types.tuples import ConsumerMessage
 
-from inventory import Inventory, load_inventory
+from inventory import load_inventory
 from simulator.physics import generate_history
 from streams.aggregate import AggregateRecord
 from streams.faust_runner import (
@@ -46,6 +47,7 @@ from streams.faust_runner import (
     _no_gaps_acked,
     _seek_uncommitted_to_start,
     batch_readings,
+    building_inventory,
     encode_batch,
     make_app,
 )
@@ -192,12 +194,14 @@ DAY = datetime(2026, 1, 5, tzinfo=UTC)
 BUILDING = "ecole-curie"
 
 
-def _batches(inventory: Inventory) -> list[bytes]:
+@functools.cache
+def _batches() -> list[bytes]:
     """Six hours of one building, in batches of 120 readings: windows close along the way."""
+    inventory = building_inventory(load_inventory(ROOT / "examples" / "commune.yaml"), BUILDING)
     history = generate_history(inventory, DAY, DAY + timedelta(hours=6), timedelta(minutes=1), seed=4)
     unit = {point.id: point.unit for _, point in inventory.points()}
     readings = [Reading(p, ts, v, unit[p]) for ts, p, v in history.rows() if not math.isnan(v)]
-    return [encode_batch(batch) for building, batch in batch_readings(inventory, readings, 120) if building == BUILDING]
+    return [encode_batch(batch) for _, batch in batch_readings(inventory, readings, 120)]
 
 
 class Worker:
@@ -210,7 +214,7 @@ class Worker:
         self.consumer.app.topics._acking_topics.add(TOPIC)  # as faust's conductor does for an agent's topic
         _no_gaps_acked(self.runner.app, TOPIC)  # what FaustRunner.start does
         self.sink = self.runner.sink
-        self.batches = _batches(self.runner.inventory)
+        self.batches = _batches()
 
     async def deliver(self, *offsets: int, partition: int = 0) -> None:
         for offset in offsets:
