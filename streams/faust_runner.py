@@ -49,17 +49,19 @@ not come again. faust drops records it has fetched around a rebalance (a fetch
 that returns while its flow is stopped, the agents' queues when its flow
 resumes) and does not always fetch them again: :meth:`FaustRunner.start` works
 around both (:func:`_seek_uncommitted_to_start`,
-:func:`_keep_queued_records_on_resume`), and a worker logs a WARNING when a
-partition's offsets skip messages it never handled. The sink is written before
+:func:`_keep_queued_records_on_resume`). Whatever the path, a worker never
+applies a message ahead of one of its partition it has not handled, nor lets
+faust commit past it (:meth:`FaustRunner.step`): such a message is held back and
+the partition read again from the first one missing. The sink is written before
 the state is saved, and an aggregate written again overwrites the same point,
 so a crash between the two repeats a write and loses nothing. A write that
 fails (``SinkError``: InfluxDB down, past the sink's own retries) is tried
 again, with a backoff up to ``write_retry_max``, until it succeeds: the agent
 waits, its stall metric grows, and nothing is committed past that message
 (an ERROR when the writes start failing, an INFO when they succeed again).
-One gap is left: a worker stopped (SIGTERM) while a write waits is cancelled,
-faust acks the cancelled message and commits it, and that batch's aggregates
-are lost (a SIGKILL commits nothing and loses nothing). If any other exception
+A worker stopped (SIGTERM) while a write waits is cancelled, and the message
+is not acknowledged: the stop commits up to it, and the partition's next owner
+reads it again. If any other exception
 raises out of the handling, the building's processor in memory is dropped, so
 the next message starts again from the saved state.
 
@@ -631,10 +633,9 @@ class FaustRunner:
 
     async def consume(self, stream: StreamT[bytes]) -> None:
         """The agent: apply each message of the stream to its building's processor."""
-        # faust acks a message once this loop moves on, or once handle raises or is cancelled. A sink that
-        # fails does not make handle raise (see _write). Acking by hand (stream.noack) would also keep a
-        # message cancelled while it waits uncommitted, but lost aggregates in 3 of 7 runs of
-        # tests/integration/test_faust_scale_out.py (0 of 5 without): not understood yet, so not done.
+        # faust acks a message once this loop moves on, or once step raises or is cancelled; step marks a message
+        # it did not handle (held back, failed, cancelled) as done without acknowledging its offset, so faust's
+        # commit stops before it. A sink that fails does not make handle raise (see _write).
         async for event in stream.events():
             await self.step(event)
 
@@ -1088,9 +1089,9 @@ def _keep_queued_records_on_resume(app: faust.App) -> None:
     partitions are revoked), and a record fetched before the rebalance is
     skipped by faust's stream (its generation is an older one); a record kept
     here that the seek fetches again is skipped through the table's offset.
-    Known flaw (deploy/OPERATIONS.md, "Known defect, still open"): a kept
-    record beyond the seek's offset is handed over before the records the seek
-    fetches again, and its building's table offset then skips them.
+    A kept record beyond the seek's offset is handed over before the records
+    the seek fetches again (the likely source of issue 15's "38 after 10"):
+    :meth:`FaustRunner.step` holds it back and reads the gap again.
     """
     flow = app.flow_control
     if getattr(flow, "_econome_keep", False):
