@@ -44,7 +44,7 @@ from streams.faust_runner import (
     FaustRunner,
     ListSink,
     _keep_queued_records_on_resume,
-    _no_gaps_acked,
+    _leave_source_order_to_the_guard,
     _seek_uncommitted_to_start,
     batch_readings,
     building_inventory,
@@ -212,7 +212,7 @@ class Worker:
         self.runner.table = {}  # type: ignore[assignment]  # the state table, in memory (no changelog)
         self.consumer: Any = self.runner.app.consumer
         self.consumer.app.topics._acking_topics.add(TOPIC)  # as faust's conductor does for an agent's topic
-        _no_gaps_acked(self.runner.app, TOPIC)  # what FaustRunner.start does
+        _leave_source_order_to_the_guard(self.runner.app, TOPIC)  # what FaustRunner.start does
         self.sink = self.runner.sink
         self.batches = _batches()
 
@@ -259,7 +259,6 @@ async def test_a_message_ahead_of_a_gap_is_held_back_and_the_gap_read_again(capl
     assert worker.runner.stats.batches == 2  # not applied
     assert worker.commit() == 2  # faust's commit stops before the gap: 5 is not acknowledged
     assert worker.thread.kafka.seeks == [(0, 2)]  # the partition is read again from the first missing
-    assert worker.consumer._read_offset[TP(TOPIC, 0)] == 2
     assert "re-reading offsets 2–4 of partition 0" in caplog.text
     assert caplog.text.count("re-reading") == 1
     await worker.deliver(2, 3, 4, 5)  # what the seek fetches again
@@ -360,8 +359,15 @@ async def test_a_message_not_handled_is_not_committed() -> None:
     assert not worker.consumer._unacked_messages  # and a stop does not wait for it
 
 
-async def test_faust_counts_no_gap_in_the_source_topic_as_acknowledged() -> None:
+async def test_faust_neither_drops_nor_counts_as_acknowledged_source_offsets_by_its_read_offset() -> None:
+    """faust's fetch loop drops a message below its read offset, and counts a jump above it as acknowledged."""
     worker = Worker()
+    read_offset = worker.consumer._read_offset
+    read_offset[TP(TOPIC, 0)] = 60  # the loop handed over 60 after the guard's seek back to 43
+    read_offset.update({TP(TOPIC, 1): 7, TP(CHANGELOG, 0): 7})  # as faust's perform_seek sets them
+    assert read_offset[TP(TOPIC, 0)] is None  # so 43, fetched again, is not dropped as read already
+    assert read_offset[TP(TOPIC, 1)] is None
+    assert read_offset[TP(CHANGELOG, 0)] == 7  # the changelog keeps faust's own bookkeeping
     await worker.consumer._add_gap(TP(TOPIC, 0), 1, 4)
     await worker.consumer._add_gap(TP(CHANGELOG, 0), 1, 4)
     assert TP(TOPIC, 0) not in worker.consumer._gap
