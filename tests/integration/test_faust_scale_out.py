@@ -261,7 +261,7 @@ def _assert_healthy(worker: Worker) -> None:
     assert samples["econome_worker_idle_seconds"] > 0.0
 
 
-@pytest.mark.timeout(240)  # about 60 s alone; over 130 s seen on this 2-core machine with two busy loops beside it
+@pytest.mark.timeout(300)  # about 60 s alone; up to 200 s seen on this 2-core machine at a load average of 13
 def test_two_workers_one_killed_and_restarted_give_the_in_process_aggregates(
     kafka_server: Endpoint, influxdb_server: Endpoint, unique_name: str, tmp_path: Path
 ) -> None:
