@@ -294,11 +294,20 @@ def encode_batch(readings: Sequence[Reading]) -> bytes:
 
 
 def decode_batch(payload: bytes) -> list[Reading]:
-    """The readings of a message value made by :func:`encode_batch`."""
-    return [
-        Reading(point_id, _EPOCH + timedelta(milliseconds=ts_ms), float(value), unit, Quality(quality))
-        for point_id, ts_ms, value, unit, quality in json.loads(payload)
-    ]
+    """The readings of a message value made by :func:`encode_batch`.
+
+    Raises:
+        DecodeError: the value is not a list of readings as :func:`encode_batch` makes them
+            (not JSON, a field missing, an unknown quality code...).
+    """
+    try:
+        return [
+            Reading(point_id, _EPOCH + timedelta(milliseconds=ts_ms), float(value), unit, Quality(quality))
+            for point_id, ts_ms, value, unit, quality in json.loads(payload)
+        ]
+    except (ValueError, TypeError, OverflowError) as exc:  # JSONDecodeError and an unknown Quality are ValueErrors
+        msg = f"not a batch of readings: {exc}"
+        raise DecodeError(msg) from exc
 
 
 class LogSequence(NamedTuple):
@@ -468,6 +477,8 @@ class RunnerStats:
         rebalances: consumer-group rebalances this worker went through.
         rereads: gaps gone back over: a message handed over ahead of others of its partition
             that this worker had not handled was held back, and the partition read again from the first of them.
+        set_aside: source offsets passed without being applied: a message that does not decode, or whose
+            handling raised ``set_aside_after`` times; an offset that never came (gone from the topic, not a record).
     """
 
     batches: int = 0
@@ -481,15 +492,26 @@ class RunnerStats:
     flushed: set[str] = field(default_factory=set)
     rebalances: int = 0
     rereads: int = 0
+    set_aside: int = 0
 
 
 @dataclass
 class _Reread:
-    """A partition sought back to ``offset``, the first message not handled, after ``ahead`` was handed over."""
+    """A partition sought back to ``offset``, the first message not handled, after ``ahead`` was handed over.
+
+    ``lowest`` is the lowest offset handed over since, ``seeks`` the seeks made, ``started`` when the first was.
+    """
 
     offset: int
     ahead: int
     sought: float
+    lowest: int = 0
+    seeks: int = 1
+    started: float = 0.0
+
+
+class _StopWhileWriting(asyncio.CancelledError):
+    """The worker stops while a write waits: the message is left unacknowledged, as a cancelled one."""
 
 
 class FaustRunner:
@@ -543,6 +565,15 @@ class FaustRunner:
         self._rereads: dict[int, _Reread] = {}
         #: A re-read that has not brought the first message missing within this is sought again.
         self.reread_retry = timedelta(seconds=2)
+        #: A re-read that has not brought the first message missing after ``reread_give_up_seeks`` seeks and this
+        #: long treats the offsets below the lowest one handed over as absent (an ERROR; they are passed).
+        self.reread_give_up_after = timedelta(seconds=30)
+        self.reread_give_up_seeks = 10
+        #: A message whose handling raises (other than a decode error, set aside at once) is set aside at this try.
+        self.set_aside_after = 3
+        # source partition -> (offset, tries) of the last message whose handling raised
+        self._failures: dict[int, tuple[int, int]] = {}
+        self._stopping = asyncio.Event()
         self._last_message = time.monotonic()
         self._unknown_logged: set[str] = set()
         #: A failed aggregate write is tried again after this, doubled each time up to ``write_retry_max``.
@@ -564,7 +595,12 @@ class FaustRunner:
         self._health = asyncio.create_task(self._health_loop(), name="faust-health")
 
     async def stop(self) -> None:
-        """Stop the app: commit the offsets processed, leave the group (in generation 0 too), stop agent, consumer, producer."""
+        """Stop the app: commit the offsets processed, leave the group (in generation 0 too), stop agent, consumer, producer.
+
+        A write waiting on the sink (InfluxDB down) ends first: its message is not acknowledged, so nothing
+        is committed past it, and the partition's next owner reads it again.
+        """
+        self._stopping.set()
         if self._health is not None:
             self._health.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -670,11 +706,50 @@ class FaustRunner:
             expected = await self._hold_back(event, expected)
             if offset > expected:
                 return
-        await self.handle(event)
+        try:
+            await self.handle(event)
+        except Exception as exc:  # a stop's cancellation is no Exception: it goes up, the message unacknowledged
+            if not self._set_aside(event, exc):
+                raise
         if offset == expected:
             self._position[partition] = offset + 1
             self._rereads.pop(partition, None)
         self._last_message = time.monotonic()
+
+    def _set_aside(self, event: EventT[bytes], exc: Exception) -> bool:
+        """Whether a message whose handling raised ``exc`` is passed (True), or left for another try (False).
+
+        A message that does not decode never will: it is passed at once. Another failure may be passing
+        (the state table between two rebalances...): the message is read again, and passed at its
+        ``set_aside_after``-th failure. Either way with an ERROR naming the partition, offset and building,
+        and the ``set_aside`` counter: one message must not stop its partition for ever.
+        """
+        message = event.message
+        partition, offset = message.partition, message.offset
+        key = event.key
+        building_id = key.decode(errors="replace") if isinstance(key, bytes) else str(key)
+        undecodable = isinstance(exc, DecodeError)
+        last, tries = self._failures.get(partition, (offset, 0))
+        tries = tries + 1 if last == offset else 1
+        if not undecodable and tries < self.set_aside_after:
+            self._failures[partition] = (offset, tries)
+            logger.warning(
+                "partition %s offset %s, building %s: handling failed (try %s of %s), the message is read again: %r",
+                partition, offset, building_id, tries, self.set_aside_after, exc,
+            )  # fmt: skip
+            return False
+        self._failures.pop(partition, None)
+        reason = "undecodable" if undecodable else "failed"
+        self.stats.set_aside += 1
+        self.sensor.on_worker_set_aside(reason, 1)
+        value = event.value if isinstance(event.value, bytes) else b""
+        logger.error(
+            "partition %s offset %s, building %s: message set aside (%s after %s tries): %s; its readings are not "
+            "aggregated (the message stays in the topic until its retention; its value starts %r)",
+            partition, offset, building_id, reason, tries, exc, value[:120],
+            exc_info=None if undecodable else exc,
+        )  # fmt: skip
+        return True
 
     async def _next_offset(self, tp: TP, partition: int) -> int:
         """The partition's next offset to handle; on its first message here, the group's committed offset."""
@@ -706,11 +781,7 @@ class FaustRunner:
         if reread is None or reread.offset != expected:
             first = await self._first_offset(message.tp)
             if first > expected:
-                logger.warning(
-                    "partition %s: offsets %s–%s are gone from the topic (retention) and were never aggregated here",
-                    partition, expected, first - 1,
-                )  # fmt: skip
-                expected = self._position[partition] = first
+                expected = await self._pass_absent(message.tp, expected, first, retention=True)
                 if offset <= expected:
                     return expected
             logger.warning(
@@ -720,19 +791,77 @@ class FaustRunner:
             )  # fmt: skip
             self.stats.rereads += 1
             self.sensor.on_worker_reread(partition, offset - expected)
-            reread = self._rereads[partition] = _Reread(expected, offset, now)
-        elif offset > reread.ahead and now - reread.sought < self.reread_retry.total_seconds():
+            reread = self._rereads[partition] = _Reread(expected, offset, now, lowest=offset, started=now)
+            _keep_uncommitted(self.app.consumer, message)
+            await self._seek(message.tp, expected)
+            return expected
+        reread.lowest = min(reread.lowest, offset)
+        if offset > reread.ahead and now - reread.sought < self.reread_retry.total_seconds():
             # Messages fetched before the seek still coming: the seek's own come after them.
             reread.ahead = offset
             _keep_uncommitted(self.app.consumer, message)
             return expected
-        else:
-            logger.info("partition %s: offset %s again before %s: seeking back again", partition, offset, expected)
-        _keep_uncommitted(self.app.consumer, message)
+        logger.info("partition %s: offset %s again before %s: seeking back again", partition, offset, expected)
         reread.ahead = max(reread.ahead, offset)
-        reread.sought = now
-        await self._seek(message.tp, expected)
+        expected = await self._seek_again(message.tp, reread)
+        if offset > expected:
+            _keep_uncommitted(self.app.consumer, message)
         return expected
+
+    async def _seek_again(self, tp: TP, reread: _Reread) -> int:
+        """Seek a re-read back again, or pass the offsets it waits for if they are not coming.
+
+        They are not coming when the topic no longer holds them (retention moved its start meanwhile), or
+        after ``reread_give_up_seeks`` seeks over ``reread_give_up_after`` that brought only later offsets
+        (the offset is no record: a transaction marker, a compacted one): those below the lowest offset
+        handed over are then passed, with an ERROR. Never a stall without end.
+
+        Returns:
+            The partition's next offset to handle.
+        """
+        now = time.monotonic()
+        expected = reread.offset
+        first = await self._first_offset(tp)
+        if first > expected:
+            expected = await self._pass_absent(tp, expected, first, retention=True)
+        elif (
+            reread.seeks >= self.reread_give_up_seeks
+            and now - reread.started >= self.reread_give_up_after.total_seconds()
+            and reread.lowest > expected
+        ):
+            expected = await self._pass_absent(tp, expected, reread.lowest, retention=False, seeks=reread.seeks)
+        if expected != reread.offset:
+            reread.offset, reread.seeks, reread.started = expected, 0, now
+        reread.seeks += 1
+        reread.sought = now
+        await self._seek(tp, expected)
+        return expected
+
+    async def _pass_absent(self, tp: TP, start: int, stop: int, *, retention: bool, seeks: int = 0) -> int:
+        """Pass offsets ``start``…``stop - 1`` of a partition, never delivered; faust may commit past them.
+
+        Returns:
+            ``stop``, the partition's next offset to handle now.
+        """
+        if retention:
+            logger.warning(
+                "partition %s: offsets %s–%s are gone from the topic (retention) and were never aggregated here",
+                tp.partition, start, stop - 1,
+            )  # fmt: skip
+        else:
+            logger.error(
+                "partition %s: offsets %s–%s never came in %s seeks back (not records: a transaction marker, "
+                "compaction?); passed as absent, from offset %s on", tp.partition, start, stop - 1, seeks, stop,
+            )  # fmt: skip
+        self.stats.set_aside += stop - start
+        self.sensor.on_worker_set_aside("absent", stop - start)
+        # Acknowledged to faust as its own gap filling does (disabled for the source topic): its commit refuses to
+        # pass a hole between the committed offset and the acknowledged ones, and would never move again.
+        consumer: Any = self.app.consumer
+        add_gap = getattr(consumer, "_econome_add_gap", consumer._add_gap)
+        await add_gap(tp, start, stop - 1)
+        self._position[tp.partition] = stop
+        return stop
 
     async def _first_offset(self, tp: TP) -> int:
         """The first offset the topic still holds in the partition (0 when it cannot be read)."""
@@ -761,8 +890,7 @@ class FaustRunner:
             if now - reread.sought < self.reread_retry.total_seconds():
                 continue
             logger.info("partition %s: offset %s not read again yet: seeking back again", partition, reread.offset)
-            reread.sought = now
-            await self._seek(TP(name, partition), reread.offset)
+            await self._seek_again(TP(name, partition), reread)
 
     async def handle(self, event: EventT[bytes]) -> None:
         """Apply one message: a batch of readings, or the flush control message."""
@@ -841,7 +969,17 @@ class FaustRunner:
                     )  # fmt: skip
                 else:
                     logger.debug("aggregates of building %s still not written: %s", building_id, exc)
-                await asyncio.sleep(delay)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._stopping.wait()
+                if self._stopping.is_set():
+                    # faust's stop waits for the messages handed over to be acknowledged: waiting on here hung the
+                    # stop until systemd's SIGKILL. Not acknowledged, so nothing is committed past it.
+                    logger.warning(
+                        "aggregates of building %s not written when the worker stopped: its message is not "
+                        "committed, the partition's next owner reads it again", building_id,
+                    )  # fmt: skip
+                    raise _StopWhileWriting from exc
                 delay = min(delay * 2, self.write_retry_max.total_seconds())
                 continue
             if failing_since is not None:
@@ -1096,6 +1234,7 @@ def _leave_source_order_to_the_guard(app: faust.App, topic: str) -> None:
             return
         await add_gap(tp, offset_from, offset_to)
 
+    consumer._econome_add_gap = add_gap  # FaustRunner._pass_absent acknowledges offsets that never come with it
     consumer._add_gap = no_gap_in_source
     consumer._econome_guarded = True
 
