@@ -213,3 +213,28 @@ async def test_a_stop_ends_a_write_that_waits_and_commits_nothing_past_it() -> N
     assert worker.commit() == handled - 1  # up to the message whose write waited, not past it
     assert not worker.consumer._unacked_messages  # so faust's stop does not wait for it
     assert worker.runner.stats.set_aside == 0
+
+
+def test_a_third_worker_on_four_partitions_gets_none_while_the_first_two_hold_two_each() -> None:
+    """faust's assignor keeps an assignment within ceil(partitions / workers) when tables have standby replicas.
+
+    Our app keeps faust's one standby replica per table: the third worker of a 4-partition topic holds standbys only
+    (deploy/OPERATIONS.md, "Scaling out"). Without replicas, the assignor would give it one partition.
+    """
+    from faust.assignor.client_assignment import CopartitionedAssignment
+    from faust.assignor.copartitioned_assignor import CopartitionedAssignor
+
+    replicas = Worker().runner.app.conf.table_standby_replicas
+    assert replicas == 1
+
+    def actives(replicas: int) -> dict[str, set[int]]:
+        cluster = {
+            "a": CopartitionedAssignment(actives={0, 1}, topics={TOPIC}),
+            "b": CopartitionedAssignment(actives={2, 3}, topics={TOPIC}),
+            "c": CopartitionedAssignment(topics={TOPIC}),
+        }
+        assignment = CopartitionedAssignor({TOPIC}, cluster, 4, replicas).get_assignment()
+        return {client: set(a.actives) for client, a in assignment.items()}
+
+    assert actives(replicas) == {"a": {0, 1}, "b": {2, 3}, "c": set()}
+    assert len(actives(0)["c"]) == 1
