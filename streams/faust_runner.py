@@ -59,11 +59,13 @@ fails (``SinkError``: InfluxDB down, past the sink's own retries) is tried
 again, with a backoff up to ``write_retry_max``, until it succeeds: the agent
 waits, its stall metric grows, and nothing is committed past that message
 (an ERROR when the writes start failing, an INFO when they succeed again).
-A worker stopped (SIGTERM) while a write waits is cancelled, and the message
-is not acknowledged: the stop commits up to it, and the partition's next owner
-reads it again. If any other exception
-raises out of the handling, the building's processor in memory is dropped, so
-the next message starts again from the saved state.
+A worker stopped (SIGTERM) while a write waits ends the wait at once, and the
+message is not acknowledged: the stop commits up to it, and the partition's
+next owner reads it again. If any other exception raises out of the handling,
+the building's processor in memory is dropped, so the next message starts
+again from the saved state; the message is read again, and set aside (an
+ERROR, ``econome_worker_set_aside_offsets_total``) at its third failure, at
+once if it does not decode: one message never stops its partition.
 
 Windows close on the processor's own event-time watermark, never on faust's
 ``on_window_close`` (defect F1 in ``shared/KAFKA-TANSU.md``).
@@ -690,7 +692,10 @@ class FaustRunner:
 
         The position moves after the message is handled: a message waiting on its write still counts in
         the lag (the stall metric). A message not handled (its handling raised, or was cancelled by a stop)
-        is not acknowledged either, so a stop does not commit past it.
+        is not acknowledged either, so a stop does not commit past it; one whose handling raises is read
+        again, and passed at the ``set_aside_after``-th failure, or at once if it does not decode
+        (:meth:`_set_aside`). Offsets that never come (gone from the topic, or no record) are passed
+        too (:meth:`_seek_again`): no partition stalls for ever.
         """
         try:
             await self._step(event)

@@ -227,14 +227,16 @@ def test_a_third_worker_on_four_partitions_gets_none_while_the_first_two_hold_tw
     replicas = Worker().runner.app.conf.table_standby_replicas
     assert replicas == 1
 
-    def actives(replicas: int) -> dict[str, set[int]]:
+    def actives(replicas: int, partitions: int = 4) -> dict[str, set[int]]:
+        half = partitions // 2
         cluster = {
-            "a": CopartitionedAssignment(actives={0, 1}, topics={TOPIC}),
-            "b": CopartitionedAssignment(actives={2, 3}, topics={TOPIC}),
+            "a": CopartitionedAssignment(actives=set(range(half)), topics={TOPIC}),
+            "b": CopartitionedAssignment(actives=set(range(half, partitions)), topics={TOPIC}),
             "c": CopartitionedAssignment(topics={TOPIC}),
         }
-        assignment = CopartitionedAssignor({TOPIC}, cluster, 4, replicas).get_assignment()
+        assignment = CopartitionedAssignor({TOPIC}, cluster, partitions, replicas).get_assignment()
         return {client: set(a.actives) for client, a in assignment.items()}
 
     assert actives(replicas) == {"a": {0, 1}, "b": {2, 3}, "c": set()}
     assert len(actives(0)["c"]) == 1
+    assert [len(a) for a in actives(replicas, 12).values()] == [4, 4, 4]  # the default 12 partitions
