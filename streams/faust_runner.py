@@ -836,7 +836,7 @@ class FaustRunner:
         ):
             expected = await self._pass_absent(tp, expected, reread.lowest, retention=False, seeks=reread.seeks)
         if expected != reread.offset:
-            reread.offset, reread.seeks, reread.started = expected, 0, now
+            reread.offset, reread.seeks, reread.started, reread.lowest = expected, 0, now, reread.ahead
         reread.seeks += 1
         reread.sought = now
         await self._seek(tp, expected)
