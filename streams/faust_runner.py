@@ -675,7 +675,12 @@ class FaustRunner:
         # it did not handle (held back, failed, cancelled) as done without acknowledging its offset, so faust's
         # commit stops before it. A sink that fails does not make handle raise (see _write).
         async for event in stream.events():
-            await self.step(event)
+            try:
+                await self.step(event)
+            except _StopWhileWriting:
+                # The worker stops (its message left unacknowledged): leave the stream, rather than have faust log
+                # a crash with its traceback and restart the agent on a clean stop.
+                return
 
     async def step(self, event: EventT[bytes]) -> None:
         """Handle one message in its partition's order, then move this worker's position past it.

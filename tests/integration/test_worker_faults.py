@@ -104,6 +104,7 @@ def test_an_undecodable_message_is_set_aside_and_a_sigterm_while_influxdb_is_dow
         assert rc == 0, down.output()[-3000:]
         assert stop_s < 10, f"the stop took {stop_s:.1f} s"
         assert "not written when the worker stopped: its message is not committed" in down.output()
+        assert "Traceback" not in down.output()  # a clean stop: no agent crash logged
         assert lag_after_stop > 0  # the message whose write waited, and what follows it, not committed
 
         up = Worker("up", config, env, tmp_path)
