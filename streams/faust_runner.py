@@ -49,19 +49,23 @@ not come again. faust drops records it has fetched around a rebalance (a fetch
 that returns while its flow is stopped, the agents' queues when its flow
 resumes) and does not always fetch them again: :meth:`FaustRunner.start` works
 around both (:func:`_seek_uncommitted_to_start`,
-:func:`_keep_queued_records_on_resume`), and a worker logs a WARNING when a
-partition's offsets skip messages it never handled. The sink is written before
+:func:`_keep_queued_records_on_resume`). Whatever the path, a worker never
+applies a message ahead of one of its partition it has not handled, nor lets
+faust commit past it (:meth:`FaustRunner.step`): such a message is held back and
+the partition read again from the first one missing. The sink is written before
 the state is saved, and an aggregate written again overwrites the same point,
 so a crash between the two repeats a write and loses nothing. A write that
 fails (``SinkError``: InfluxDB down, past the sink's own retries) is tried
 again, with a backoff up to ``write_retry_max``, until it succeeds: the agent
 waits, its stall metric grows, and nothing is committed past that message
 (an ERROR when the writes start failing, an INFO when they succeed again).
-One gap is left: a worker stopped (SIGTERM) while a write waits is cancelled,
-faust acks the cancelled message and commits it, and that batch's aggregates
-are lost (a SIGKILL commits nothing and loses nothing). If any other exception
-raises out of the handling, the building's processor in memory is dropped, so
-the next message starts again from the saved state.
+A worker stopped (SIGTERM) while a write waits ends the wait at once, and the
+message is not acknowledged: the stop commits up to it, and the partition's
+next owner reads it again. If any other exception raises out of the handling,
+the building's processor in memory is dropped, so the next message starts
+again from the saved state; the message is read again, and set aside (an
+ERROR, ``econome_worker_set_aside_offsets_total``) at its third failure, at
+once if it does not decode: one message never stops its partition.
 
 Windows close on the processor's own event-time watermark, never on faust's
 ``on_window_close`` (defect F1 in ``shared/KAFKA-TANSU.md``).
@@ -292,11 +296,20 @@ def encode_batch(readings: Sequence[Reading]) -> bytes:
 
 
 def decode_batch(payload: bytes) -> list[Reading]:
-    """The readings of a message value made by :func:`encode_batch`."""
-    return [
-        Reading(point_id, _EPOCH + timedelta(milliseconds=ts_ms), float(value), unit, Quality(quality))
-        for point_id, ts_ms, value, unit, quality in json.loads(payload)
-    ]
+    """The readings of a message value made by :func:`encode_batch`.
+
+    Raises:
+        DecodeError: the value is not a list of readings as :func:`encode_batch` makes them
+            (not JSON, a field missing, an unknown quality code...).
+    """
+    try:
+        return [
+            Reading(point_id, _EPOCH + timedelta(milliseconds=ts_ms), float(value), unit, Quality(quality))
+            for point_id, ts_ms, value, unit, quality in json.loads(payload)
+        ]
+    except (ValueError, TypeError, OverflowError) as exc:  # JSONDecodeError and an unknown Quality are ValueErrors
+        msg = f"not a batch of readings: {exc}"
+        raise DecodeError(msg) from exc
 
 
 class LogSequence(NamedTuple):
@@ -464,6 +477,10 @@ class RunnerStats:
         unknown_buildings: messages keyed by a building not in the inventory.
         flushed: buildings whose flush control message was handled.
         rebalances: consumer-group rebalances this worker went through.
+        rereads: gaps gone back over: a message handed over ahead of others of its partition
+            that this worker had not handled was held back, and the partition read again from the first of them.
+        set_aside: source offsets passed without being applied: a message that does not decode, or whose
+            handling raised ``set_aside_after`` times; an offset that never came (gone from the topic, not a record).
     """
 
     batches: int = 0
@@ -476,6 +493,27 @@ class RunnerStats:
     unknown_buildings: int = 0
     flushed: set[str] = field(default_factory=set)
     rebalances: int = 0
+    rereads: int = 0
+    set_aside: int = 0
+
+
+@dataclass
+class _Reread:
+    """A partition sought back to ``offset``, the first message not handled, after ``ahead`` was handed over.
+
+    ``lowest`` is the lowest offset handed over since, ``seeks`` the seeks made, ``started`` when the first was.
+    """
+
+    offset: int
+    ahead: int
+    sought: float
+    lowest: int = 0
+    seeks: int = 1
+    started: float = 0.0
+
+
+class _StopWhileWriting(asyncio.CancelledError):
+    """The worker stops while a write waits: the message is left unacknowledged, as a cancelled one."""
 
 
 class FaustRunner:
@@ -520,8 +558,24 @@ class FaustRunner:
         self.sensor = sensor or Sensor()
         self.health_every = health_every
         self._health: asyncio.Task[None] | None = None
-        # source partition -> the offset after the last message handled (the worker's position)
+        # source partition -> the next offset to handle: the offset after the last message handled here, or the
+        # group's committed offset before the first. Every offset below it is applied (here, or by the worker that
+        # committed it); a message above it is held back (FaustRunner.step). Kept across rebalances for the
+        # partitions this worker keeps, dropped for the others.
         self._position: dict[int, int] = {}
+        # source partition -> the re-read under way (sought back, the first message not handled not seen yet)
+        self._rereads: dict[int, _Reread] = {}
+        #: A re-read that has not brought the first message missing within this is sought again.
+        self.reread_retry = timedelta(seconds=2)
+        #: A re-read that has not brought the first message missing after ``reread_give_up_seeks`` seeks and this
+        #: long treats the offsets below the lowest one handed over as absent (an ERROR; they are passed).
+        self.reread_give_up_after = timedelta(seconds=30)
+        self.reread_give_up_seeks = 10
+        #: A message whose handling raises (other than a decode error, set aside at once) is set aside at this try.
+        self.set_aside_after = 3
+        # source partition -> (offset, tries) of the last message whose handling raised
+        self._failures: dict[int, tuple[int, int]] = {}
+        self._stopping = asyncio.Event()
         self._last_message = time.monotonic()
         self._unknown_logged: set[str] = set()
         #: A failed aggregate write is tried again after this, doubled each time up to ``write_retry_max``.
@@ -537,12 +591,18 @@ class FaustRunner:
             _fix_end_offsets(self.app)
         _seek_uncommitted_to_start(self.app, self.topic.get_topic_name())
         _keep_queued_records_on_resume(self.app)
+        _leave_source_order_to_the_guard(self.app, self.topic.get_topic_name())
         await self.app.start()
         self._last_message = time.monotonic()
         self._health = asyncio.create_task(self._health_loop(), name="faust-health")
 
     async def stop(self) -> None:
-        """Stop the app: commit the offsets processed, leave the group (in generation 0 too), stop agent, consumer, producer."""
+        """Stop the app: commit the offsets processed, leave the group (in generation 0 too), stop agent, consumer, producer.
+
+        A write waiting on the sink (InfluxDB down) ends first: its message is not acknowledged, so nothing
+        is committed past it, and the partition's next owner reads it again.
+        """
+        self._stopping.set()
         if self._health is not None:
             self._health.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -585,6 +645,7 @@ class FaustRunner:
             await asyncio.sleep(self.health_every.total_seconds())
             try:
                 self._check_health()
+                await self._retry_rereads()
             except (KafkaError, RuntimeError, AssertionError) as exc:  # the consumer is between assignments
                 logger.debug("health check skipped: %r", exc)
 
@@ -610,21 +671,236 @@ class FaustRunner:
 
     async def consume(self, stream: StreamT[bytes]) -> None:
         """The agent: apply each message of the stream to its building's processor."""
-        # faust acks a message once this loop moves on, or once handle raises or is cancelled. A sink that
-        # fails does not make handle raise (see _write). Acking by hand (stream.noack) would also keep a
-        # message cancelled while it waits uncommitted, but lost aggregates in 3 of 7 runs of
-        # tests/integration/test_faust_scale_out.py (0 of 5 without): not understood yet, so not done.
+        # faust acks a message once this loop moves on, or once step raises or is cancelled; step marks a message
+        # it did not handle (held back, failed, cancelled) as done without acknowledging its offset, so faust's
+        # commit stops before it. A sink that fails does not make handle raise (see _write).
         async for event in stream.events():
-            await self.step(event)
+            try:
+                await self.step(event)
+            except _StopWhileWriting:
+                # The worker stops (its message left unacknowledged): leave the stream, rather than have faust log
+                # a crash with its traceback and restart the agent on a clean stop.
+                return
 
     async def step(self, event: EventT[bytes]) -> None:
-        """Handle one message, then move this worker's position past it.
+        """Handle one message in its partition's order, then move this worker's position past it.
 
-        After the message is handled: a message waiting on its write still counts in the lag (the stall metric).
+        The guard against every way faust has shown to pass over messages (issue 15): the offsets of the
+        source topic are contiguous (no compaction, no transactions), so a message above the partition's
+        next offset to handle comes ahead of messages this worker has not handled. Applying it would be
+        wrong twice: a building's table keeps only its highest applied offset, so its messages in the gap
+        would be skipped as applied when they came; and faust's commit, which counts the acknowledged
+        offsets, could pass the gap. So such a message is held back, neither applied nor acknowledged
+        (faust's commit stops before it), and the partition is sought back to the first message missing,
+        with one WARNING per gap and the ``rereads`` counter; the message comes again in its turn. A
+        message below the next offset is a redelivery, and the table's offsets skip what it holds.
+
+        The position moves after the message is handled: a message waiting on its write still counts in
+        the lag (the stall metric). A message not handled (its handling raised, or was cancelled by a stop)
+        is not acknowledged either, so a stop does not commit past it; one whose handling raises is read
+        again, and passed at the ``set_aside_after``-th failure, or at once if it does not decode
+        (:meth:`_set_aside`). Offsets that never come (gone from the topic, or no record) are passed
+        too (:meth:`_seek_again`): no partition stalls for ever.
         """
-        await self.handle(event)
-        self._position[event.message.partition] = event.message.offset + 1
+        try:
+            await self._step(event)
+        except BaseException:
+            _keep_uncommitted(self.app.consumer, event.message)
+            raise
+
+    async def _step(self, event: EventT[bytes]) -> None:
+        message = event.message
+        partition, offset = message.partition, message.offset
+        expected = await self._next_offset(message.tp, partition)
+        if offset > expected:
+            expected = await self._hold_back(event, expected)
+            if offset > expected:
+                return
+        try:
+            await self.handle(event)
+        except Exception as exc:  # a stop's cancellation is no Exception: it goes up, the message unacknowledged
+            if not self._set_aside(event, exc):
+                raise
+        if offset == expected:
+            self._position[partition] = offset + 1
+            self._rereads.pop(partition, None)
         self._last_message = time.monotonic()
+
+    def _set_aside(self, event: EventT[bytes], exc: Exception) -> bool:
+        """Whether a message whose handling raised ``exc`` is passed (True), or left for another try (False).
+
+        A message that does not decode never will: it is passed at once. Another failure may be passing
+        (the state table between two rebalances...): the message is read again, and passed at its
+        ``set_aside_after``-th failure. Either way with an ERROR naming the partition, offset and building,
+        and the ``set_aside`` counter: one message must not stop its partition for ever.
+        """
+        message = event.message
+        partition, offset = message.partition, message.offset
+        key = event.key
+        building_id = key.decode(errors="replace") if isinstance(key, bytes) else str(key)
+        undecodable = isinstance(exc, DecodeError)
+        last, tries = self._failures.get(partition, (offset, 0))
+        tries = tries + 1 if last == offset else 1
+        if not undecodable and tries < self.set_aside_after:
+            self._failures[partition] = (offset, tries)
+            logger.warning(
+                "partition %s offset %s, building %s: handling failed (try %s of %s), the message is read again: %r",
+                partition, offset, building_id, tries, self.set_aside_after, exc,
+            )  # fmt: skip
+            return False
+        self._failures.pop(partition, None)
+        reason = "undecodable" if undecodable else "failed"
+        self.stats.set_aside += 1
+        self.sensor.on_worker_set_aside(reason, 1)
+        value = event.value if isinstance(event.value, bytes) else b""
+        logger.error(
+            "partition %s offset %s, building %s: message set aside (%s after %s tries): %s; its readings are not "
+            "aggregated (the message stays in the topic until its retention; its value starts %r)",
+            partition, offset, building_id, reason, tries, exc, value[:120],
+            exc_info=None if undecodable else exc,
+        )  # fmt: skip
+        return True
+
+    async def _next_offset(self, tp: TP, partition: int) -> int:
+        """The partition's next offset to handle; on its first message here, the group's committed offset."""
+        expected = self._position.get(partition)
+        if expected is None:
+            committed: int | None
+            try:
+                async with asyncio.timeout(10):
+                    committed = await _call_kafka(self.app, _committed_offset, TopicPartition(tp.topic, tp.partition))
+            except (KafkaError, AssertionError, TimeoutError) as exc:
+                # faust's own view of it then; 0 at worst, and the messages before the first come as redeliveries.
+                committed = getattr(self.app.consumer, "_committed_offset", {}).get(tp)
+                logger.warning("partition %s: committed offset not read (%r), starting from %s", partition, exc, committed or 0)
+            expected = self._position[partition] = committed or 0
+        return expected
+
+    async def _hold_back(self, event: EventT[bytes], expected: int) -> int:
+        """Keep a message ahead of a gap from being applied or committed, and read the gap again.
+
+        Returns:
+            The partition's next offset to handle: ``expected``, or the topic's first offset when the
+            messages of the gap are gone from the topic (retention), with a WARNING; the message is
+            then handled if it is that one.
+        """
+        message = event.message
+        partition, offset = message.partition, message.offset
+        reread = self._rereads.get(partition)
+        now = time.monotonic()
+        if reread is None or reread.offset != expected:
+            first = await self._first_offset(message.tp)
+            if first > expected:
+                expected = await self._pass_absent(message.tp, expected, first, retention=True)
+                if offset <= expected:
+                    return expected
+            logger.warning(
+                "partition %s: offset %s was handed over before offsets %s–%s, which this worker has not handled: "
+                "held back; re-reading offsets %s–%s of partition %s",
+                partition, offset, expected, offset - 1, expected, offset - 1, partition,
+            )  # fmt: skip
+            self.stats.rereads += 1
+            self.sensor.on_worker_reread(partition, offset - expected)
+            reread = self._rereads[partition] = _Reread(expected, offset, now, lowest=offset, started=now)
+            _keep_uncommitted(self.app.consumer, message)
+            await self._seek(message.tp, expected)
+            return expected
+        reread.lowest = min(reread.lowest, offset)
+        if offset > reread.ahead and now - reread.sought < self.reread_retry.total_seconds():
+            # Messages fetched before the seek still coming: the seek's own come after them.
+            reread.ahead = offset
+            _keep_uncommitted(self.app.consumer, message)
+            return expected
+        logger.info("partition %s: offset %s again before %s: seeking back again", partition, offset, expected)
+        reread.ahead = max(reread.ahead, offset)
+        expected = await self._seek_again(message.tp, reread)
+        if offset > expected:
+            _keep_uncommitted(self.app.consumer, message)
+        return expected
+
+    async def _seek_again(self, tp: TP, reread: _Reread) -> int:
+        """Seek a re-read back again, or pass the offsets it waits for if they are not coming.
+
+        They are not coming when the topic no longer holds them (retention moved its start meanwhile), or
+        after ``reread_give_up_seeks`` seeks over ``reread_give_up_after`` that brought only later offsets
+        (the offset is no record: a transaction marker, a compacted one): those below the lowest offset
+        handed over are then passed, with an ERROR. Never a stall without end.
+
+        Returns:
+            The partition's next offset to handle.
+        """
+        now = time.monotonic()
+        expected = reread.offset
+        first = await self._first_offset(tp)
+        if first > expected:
+            expected = await self._pass_absent(tp, expected, first, retention=True)
+        elif (
+            reread.seeks >= self.reread_give_up_seeks
+            and now - reread.started >= self.reread_give_up_after.total_seconds()
+            and reread.lowest > expected
+        ):
+            expected = await self._pass_absent(tp, expected, reread.lowest, retention=False, seeks=reread.seeks)
+        if expected != reread.offset:
+            reread.offset, reread.seeks, reread.started, reread.lowest = expected, 0, now, reread.ahead
+        reread.seeks += 1
+        reread.sought = now
+        await self._seek(tp, expected)
+        return expected
+
+    async def _pass_absent(self, tp: TP, start: int, stop: int, *, retention: bool, seeks: int = 0) -> int:
+        """Pass offsets ``start``…``stop - 1`` of a partition, never delivered; faust may commit past them.
+
+        Returns:
+            ``stop``, the partition's next offset to handle now.
+        """
+        if retention:
+            logger.warning(
+                "partition %s: offsets %s–%s are gone from the topic (retention) and were never aggregated here",
+                tp.partition, start, stop - 1,
+            )  # fmt: skip
+        else:
+            logger.error(
+                "partition %s: offsets %s–%s never came in %s seeks back (not records: a transaction marker, "
+                "compaction?); passed as absent, from offset %s on", tp.partition, start, stop - 1, seeks, stop,
+            )  # fmt: skip
+        self.stats.set_aside += stop - start
+        self.sensor.on_worker_set_aside("absent", stop - start)
+        # Acknowledged to faust as its own gap filling does (disabled for the source topic): its commit refuses to
+        # pass a hole between the committed offset and the acknowledged ones, and would never move again.
+        consumer: Any = self.app.consumer
+        add_gap = getattr(consumer, "_econome_add_gap", consumer._add_gap)
+        await add_gap(tp, start, stop - 1)
+        self._position[tp.partition] = stop
+        return stop
+
+    async def _first_offset(self, tp: TP) -> int:
+        """The first offset the topic still holds in the partition (0 when it cannot be read)."""
+        try:
+            first: Mapping[TP, int] = await self.app.consumer.earliest_offsets(tp)
+        except KafkaError as exc:
+            logger.debug("first offset of %s not read: %r", tp, exc)
+            return 0
+        return first.get(tp) or 0
+
+    async def _seek(self, tp: TP, offset: int) -> None:
+        """Make the consumer fetch the partition from ``offset`` again (a failure is tried again later)."""
+        try:
+            await _call_kafka(self.app, _seek_kafka, TopicPartition(tp.topic, tp.partition), offset)
+        except (KafkaError, AssertionError) as exc:  # revoked meanwhile: its next owner starts from the commit
+            logger.info("partition %s: seek back to %s failed: %r", tp.partition, offset, exc)
+            return
+        # faust keeps no read offset and notes no gap for the source topic (_leave_source_order_to_the_guard): the
+        # messages fetched again are not dropped as read already.
+
+    async def _retry_rereads(self) -> None:
+        """Seek again the re-reads whose first missing message has not come within ``reread_retry``."""
+        now = time.monotonic()
+        name = self.topic.get_topic_name()
+        for partition, reread in list(self._rereads.items()):
+            if now - reread.sought < self.reread_retry.total_seconds():
+                continue
+            logger.info("partition %s: offset %s not read again yet: seeking back again", partition, reread.offset)
+            await self._seek_again(TP(name, partition), reread)
 
     async def handle(self, event: EventT[bytes]) -> None:
         """Apply one message: a batch of readings, or the flush control message."""
@@ -632,15 +908,6 @@ class FaustRunner:
         building_id = key.decode() if isinstance(key, bytes) else str(key)
         offset = event.message.offset
         partition = event.message.partition
-        expected = self._position.get(partition)
-        if expected is not None and offset > expected:
-            # Offsets of the source topic are contiguous (no compaction, no transactions): the consumer passed
-            # over messages this worker never handled. faust drops fetched records around a rebalance and
-            # committed past them (issue 15; the two ways found are worked around in start()). Said, so a
-            # loss can be traced.
-            logger.warning(
-                "partition %s: offset %s follows %s, messages in between not handled here", partition, offset, expected - 1
-            )
         if building_id not in self._known:
             self._left_out_unknown(building_id, event.value, partition, offset)
             return
@@ -712,7 +979,17 @@ class FaustRunner:
                     )  # fmt: skip
                 else:
                     logger.debug("aggregates of building %s still not written: %s", building_id, exc)
-                await asyncio.sleep(delay)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._stopping.wait()
+                if self._stopping.is_set():
+                    # faust's stop waits for the messages handed over to be acknowledged: waiting on here hung the
+                    # stop until systemd's SIGKILL. Not acknowledged, so nothing is committed past it.
+                    logger.warning(
+                        "aggregates of building %s not written when the worker stopped: its message is not "
+                        "committed, the partition's next owner reads it again", building_id,
+                    )  # fmt: skip
+                    raise _StopWhileWriting from exc
                 delay = min(delay * 2, self.write_retry_max.total_seconds())
                 continue
             if failing_since is not None:
@@ -826,9 +1103,9 @@ class _RebalanceSensor(faust.Sensor):
         self.runner = runner
 
     def on_rebalance_start(self, app: faust.types.AppT) -> dict[str, Any]:
-        # Positions of before the rebalance may be stale (a partition gone and back): the committed offsets rule
-        # again. Forgotten here, not at the end: faust hands messages to the agent before it calls the end.
-        self.runner._position.clear()
+        # The positions are kept: a partition this worker keeps goes on from where it was (faust seeks it back to
+        # its committed offset, and what comes again below the position is a redelivery). Forgetting them here let
+        # a kept partition go on past messages never handled, unseen (issue 15, a SIGTERM of a busy worker).
         return {"started": time.monotonic()}
 
     def on_rebalance_end(self, app: faust.types.AppT, state: dict[str, Any]) -> None:
@@ -837,6 +1114,11 @@ class _RebalanceSensor(faust.Sensor):
         runner.stats.rebalances += 1
         name = runner.topic.get_topic_name()
         partitions = sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == name)
+        # A partition gone to another worker moves on there: if it comes back, its position is the group's
+        # committed offset again. (A message of it handed over before this point is one of a partition kept.)
+        for gone in set(runner._position) - set(partitions):
+            del runner._position[gone]
+            runner._rereads.pop(gone, None)
         logger.info("rebalance %s ended after %.1f s: source partitions %s", runner.stats.rebalances, seconds, partitions)
         runner.sensor.on_worker_rebalance(seconds, partitions)
 
@@ -880,6 +1162,93 @@ async def _seek_to_committed_or_start(consumer: AIOKafkaConsumer, topic: str) ->
     return committed
 
 
+_Result = TypeVar("_Result")
+
+
+async def _call_kafka(
+    app: faust.App, fun: Callable[..., Awaitable[_Result]], *args: Any
+) -> _Result:
+    """Run ``fun(aiokafka consumer, *args)`` on the thread faust runs its aiokafka consumer on."""
+    thread: Any = app.consumer._thread  # type: ignore[attr-defined]  # faust's ThreadDelegateConsumer
+    result: _Result = await thread.call_thread(fun, thread._ensure_consumer(), *args)
+    return result
+
+
+async def _committed_offset(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | None:
+    """The group's committed offset of the partition, asked of the broker (None: never committed)."""
+    committed: int | None = await consumer.committed(tp)
+    return committed
+
+
+async def _seek_kafka(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> None:
+    """The aiokafka seek, which also drops what it has fetched of the partition and not handed over yet."""
+    consumer.seek(tp, offset)
+
+
+def _keep_uncommitted(consumer: Any, message: Any) -> None:
+    """Mark a message done for faust without acknowledging its offset.
+
+    faust's commit counts the acknowledged offsets; this one is not among them,
+    so the commit stops before it, and a stop does not wait for it either.
+    """
+    from faust.types.tuples import ack_lock
+
+    with ack_lock:
+        message.acked = True
+    consumer._unacked_messages.discard(message)
+
+
+class _ReadOffsets(dict[TP, int | None]):
+    """faust's read offsets (``Consumer._read_offset``), with none kept for the source topic."""
+
+    def __init__(self, topic: str, offsets: Mapping[TP, int | None]) -> None:
+        super().__init__()
+        self.topic = topic
+        self.update(offsets)
+
+    def __missing__(self, tp: TP) -> None:
+        return None
+
+    def __setitem__(self, tp: TP, offset: int | None) -> None:
+        if tp.topic != self.topic:
+            super().__setitem__(tp, offset)
+
+    def update(self, *others: Any, **more: Any) -> None:
+        for tp, offset in dict(*others, **more).items():
+            self[tp] = offset
+
+
+def _leave_source_order_to_the_guard(app: faust.App, topic: str) -> None:
+    """Make faust leave the order of ``topic``'s messages to :meth:`FaustRunner.step`.
+
+    faust's fetch loop keeps a read offset per partition: a message below it
+    is dropped as read already, and a jump above it counts the offsets in
+    between as acknowledged, so its commit passes them. In the source topic,
+    whose offsets are contiguous, a jump is messages passed over, never
+    handled; and after a seek back to them (the guard's) a message the loop
+    was still handing over when the seek came moved that offset past them
+    again, so they were dropped when they came (seen under load: five seeks
+    before the gap was read). For ``topic``, faust keeps no read offset and
+    notes no gap: every message fetched reaches the agent, whose guard applies
+    them in order and skips what it has applied. Other topics keep faust's behaviour.
+    """
+    consumer: Any = app.consumer
+    if getattr(consumer, "_econome_guarded", False):
+        return
+    consumer._read_offset = _ReadOffsets(topic, consumer._read_offset)
+    add_gap = consumer._add_gap
+
+    async def no_gap_in_source(tp: TP, offset_from: int, offset_to: int) -> None:
+        if tp.topic == topic:
+            logger.debug("partition %s: offsets %s–%s passed over, not counted", tp.partition, offset_from, offset_to)
+            return
+        await add_gap(tp, offset_from, offset_to)
+
+    consumer._econome_add_gap = add_gap  # FaustRunner._pass_absent acknowledges offsets that never come with it
+    consumer._add_gap = no_gap_in_source
+    consumer._econome_guarded = True
+
+
 def _keep_queued_records_on_resume(app: faust.App) -> None:
     """Make faust's flow control resume without emptying the agents' queues.
 
@@ -893,9 +1262,9 @@ def _keep_queued_records_on_resume(app: faust.App) -> None:
     partitions are revoked), and a record fetched before the rebalance is
     skipped by faust's stream (its generation is an older one); a record kept
     here that the seek fetches again is skipped through the table's offset.
-    Known flaw (deploy/OPERATIONS.md, "Known defect, still open"): a kept
-    record beyond the seek's offset is handed over before the records the seek
-    fetches again, and its building's table offset then skips them.
+    A kept record beyond the seek's offset is handed over before the records
+    the seek fetches again (the likely source of issue 15's "38 after 10"):
+    :meth:`FaustRunner.step` holds it back and reads the gap again.
     """
     flow = app.flow_control
     if getattr(flow, "_econome_keep", False):

@@ -87,6 +87,19 @@ class Sensor:
     def on_worker_sink_failure(self) -> None:
         """A faust worker's aggregate write failed; it waits and writes the same batch again."""
 
+    def on_worker_set_aside(self, reason: str, offsets: int) -> None:
+        """A faust worker passed a source offset without applying it.
+
+        ``offsets``: how many. ``reason``: ``undecodable``, ``failed`` (its handling raised on every try),
+        or ``absent`` (an offset the partition never delivered: gone from the topic, or not a record).
+        """
+
+    def on_worker_reread(self, partition: int, messages: int) -> None:
+        """A faust worker was handed a message of ``partition`` ahead of ``messages`` it had not handled.
+
+        It held that message back (not applied, not committed) and went back to read the missing ones again.
+        """
+
     def on_worker_health(self, lag: Mapping[int, int], *, idle_s: float, stalled_s: float) -> None:
         """A faust worker's periodic health.
 
@@ -247,6 +260,17 @@ class PrometheusSensor(Sensor):
         self._worker_metrics()
         self.worker_sink_failures.inc()
 
+    def on_worker_set_aside(self, reason: str, offsets: int) -> None:
+        """Count a message (or an absent offset) set aside, by reason."""
+        self._worker_metrics()
+        self.worker_set_aside.labels(reason).inc(offsets)
+
+    def on_worker_reread(self, partition: int, messages: int) -> None:
+        """Count a gap gone back over, and the messages read again for it."""
+        self._worker_metrics()
+        self.worker_rereads.labels(str(partition)).inc()
+        self.worker_reread_messages.labels(str(partition)).inc(messages)
+
     def on_worker_health(self, lag: Mapping[int, int], *, idle_s: float, stalled_s: float) -> None:
         """Set the lag gauges (partitions no longer assigned are removed), idle and stall seconds."""
         self._worker_metrics()
@@ -296,6 +320,20 @@ class PrometheusSensor(Sensor):
         self.worker_sink_failures = Counter(
             "econome_worker_sink_failures", "Failed aggregate writes, each followed by a wait and the same write again",
             registry=r,
+        )
+        self.worker_set_aside = Counter(
+            "econome_worker_set_aside_offsets",
+            "Source offsets passed without being applied: reason=undecodable, failed (handling raised on every try) "
+            "or absent (never delivered: gone from the topic, or not a record)",
+            ["reason"], registry=r,
+        )
+        self.worker_rereads = Counter(
+            "econome_worker_rereads",
+            "Gaps gone back over: a message handed over ahead of others not handled was held back, the partition read again",
+            ["partition"], registry=r,
+        )
+        self.worker_reread_messages = Counter(
+            "econome_worker_reread_messages", "Messages of those gaps, read again", ["partition"], registry=r
         )
 
     def exposition(self) -> bytes:
