@@ -1227,7 +1227,7 @@ def _leave_source_order_to_the_guard(app: faust.App, topic: str) -> None:
     whose offsets are contiguous, a jump is messages passed over, never
     handled; and after a seek back to them (the guard's) a message the loop
     was still handing over when the seek came moved that offset past them
-    again, so they were dropped when they came (seen under load: five seeks
+    again, so they were dropped when they came (seen under load: seven seeks
     before the gap was read). For ``topic``, faust keeps no read offset and
     notes no gap: every message fetched reaches the agent, whose guard applies
     them in order and skips what it has applied. Other topics keep faust's behaviour.

@@ -289,9 +289,14 @@ async def test_a_gap_the_fetcher_comes_back_to_without_filling_is_sought_again(c
     assert worker.thread.kafka.seeks == [(0, 1), (0, 1)]
     assert "offset 3 again before 1: seeking back again" in caplog.text
     assert worker.runner.stats.rereads == 1  # one gap
-    worker.runner._rereads[0].sought -= 10  # nothing came for longer than reread_retry: the health loop seeks
-    await worker.runner._retry_rereads()
+    assert worker.runner.reread_retry == timedelta(seconds=2)  # deploy/OPERATIONS.md says so
+    await worker.runner._retry_rereads()  # the health loop, within 2 s of the last seek: nothing
+    assert worker.thread.kafka.seeks == [(0, 1), (0, 1)]
+    worker.runner._rereads[0].sought -= 2  # nothing came for reread_retry: the health loop seeks again
+    with caplog.at_level(logging.INFO, logger="streams.faust_runner"):
+        await worker.runner._retry_rereads()
     assert worker.thread.kafka.seeks == [(0, 1), (0, 1), (0, 1)]
+    assert "partition 0: offset 1 not read again yet: seeking back again" in caplog.text
     await worker.deliver(1)
     assert worker.runner._rereads == {}
 
