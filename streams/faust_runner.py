@@ -501,7 +501,9 @@ class RunnerStats:
 class _Reread:
     """A partition sought back to ``offset``, the first message not handled, after ``ahead`` was handed over.
 
-    ``lowest`` is the lowest offset handed over since, ``seeks`` the seeks made, ``started`` when the first was.
+    ``lowest`` is the lowest offset handed over since, ``seeks`` the seeks that were fruitless (messages of
+    the partition handed over after them, the first missing one not among them), ``started`` when the first was.
+    A seek the health loop makes while the agent hands nothing over (it waits on a write) is no evidence.
     """
 
     offset: int
@@ -573,6 +575,8 @@ class FaustRunner:
         self.reread_give_up_seeks = 10
         #: A message whose handling raises (other than a decode error, set aside at once) is set aside at this try.
         self.set_aside_after = 3
+        #: A message whose handling failed is read again after this pause (or at once when the worker stops).
+        self.retry_pause = timedelta(seconds=1)
         # source partition -> (offset, tries) of the last message whose handling raised
         self._failures: dict[int, tuple[int, int]] = {}
         self._stopping = asyncio.Event()
@@ -720,6 +724,10 @@ class FaustRunner:
             await self.handle(event)
         except Exception as exc:  # a stop's cancellation is no Exception: it goes up, the message unacknowledged
             if not self._set_aside(event, exc):
+                # Read again, after a pause: a passing failure gets time to pass (stopping ends the pause).
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.retry_pause.total_seconds()):
+                        await self._stopping.wait()
                 raise
         if offset == expected:
             self._position[partition] = offset + 1
@@ -739,6 +747,15 @@ class FaustRunner:
         key = event.key
         building_id = key.decode(errors="replace") if isinstance(key, bytes) else str(key)
         undecodable = isinstance(exc, DecodeError)
+        if isinstance(exc, ConfigError):
+            # The worker's own state or settings, not the message (a state table of another format: a rolling
+            # upgrade or downgrade): setting aside would pass every message of the building. The partition waits
+            # for the worker to be fixed, loudly (a hostile review's finding).
+            logger.error(
+                "partition %s offset %s, building %s: this worker cannot handle it: %s; the partition waits "
+                "(nothing is set aside: fix the worker's version or settings)", partition, offset, building_id, exc,
+            )  # fmt: skip
+            return False
         last, tries = self._failures.get(partition, (offset, 0))
         tries = tries + 1 if last == offset else 1
         if not undecodable and tries < self.set_aside_after:
@@ -813,18 +830,21 @@ class FaustRunner:
             return expected
         logger.info("partition %s: offset %s again before %s: seeking back again", partition, offset, expected)
         reread.ahead = max(reread.ahead, offset)
-        expected = await self._seek_again(message.tp, reread)
+        expected = await self._seek_again(message.tp, reread, fruitless=True)
         if offset > expected:
             _keep_uncommitted(self.app.consumer, message)
         return expected
 
-    async def _seek_again(self, tp: TP, reread: _Reread) -> int:
+    async def _seek_again(self, tp: TP, reread: _Reread, *, fruitless: bool) -> int:
         """Seek a re-read back again, or pass the offsets it waits for if they are not coming.
 
         They are not coming when the topic no longer holds them (retention moved its start meanwhile), or
         after ``reread_give_up_seeks`` seeks over ``reread_give_up_after`` that brought only later offsets
         (the offset is no record: a transaction marker, a compacted one): those below the lowest offset
-        handed over are then passed, with an ERROR. Never a stall without end.
+        handed over are then passed, with an ERROR. Never a stall without end. Only the seeks after which
+        the agent was handed later offsets (``fruitless``, from :meth:`_hold_back`) count: the health
+        loop's while the agent waits (on a write to a down InfluxDB) passed messages that exist (a hostile
+        review's finding).
 
         Returns:
             The partition's next offset to handle.
@@ -840,9 +860,11 @@ class FaustRunner:
             and reread.lowest > expected
         ):
             expected = await self._pass_absent(tp, expected, reread.lowest, retention=False, seeks=reread.seeks)
-        if expected != reread.offset:
+        moved = expected != reread.offset
+        if moved:
             reread.offset, reread.seeks, reread.started, reread.lowest = expected, 0, now, reread.ahead
-        reread.seeks += 1
+        if fruitless or moved:
+            reread.seeks += 1
         reread.sought = now
         await self._seek(tp, expected)
         return expected
@@ -900,7 +922,7 @@ class FaustRunner:
             if now - reread.sought < self.reread_retry.total_seconds():
                 continue
             logger.info("partition %s: offset %s not read again yet: seeking back again", partition, reread.offset)
-            await self._seek_again(TP(name, partition), reread)
+            await self._seek_again(TP(name, partition), reread, fruitless=False)
 
     async def handle(self, event: EventT[bytes]) -> None:
         """Apply one message: a batch of readings, or the flush control message."""
@@ -968,7 +990,7 @@ class FaustRunner:
         failing_since: float | None = None
         while True:
             try:
-                await self.sink.write(records)
+                await self._write_once(building_id, records)
             except SinkError as exc:
                 self.sensor.on_worker_sink_failure()
                 if failing_since is None:
@@ -996,6 +1018,32 @@ class FaustRunner:
                 failed_s = time.monotonic() - failing_since
                 logger.info("aggregates of building %s written after %.0f s of failed writes", building_id, failed_s)
             return
+
+    async def _write_once(self, building_id: str, records: list[AggregateRecord]) -> None:
+        """One write to the sink, ended by a stop.
+
+        A write hung on InfluxDB (accepting, never answering) held the stop for the sink's three 10 s
+        tries, past systemd's 30 s (a hostile review's finding).
+
+        Raises:
+            _StopWhileWriting: the worker stops first; the message is not acknowledged.
+        """
+        write = asyncio.ensure_future(self.sink.write(records))
+        stop = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({write, stop}, return_when=asyncio.FIRST_COMPLETED)
+            stopped = not write.done()
+        finally:
+            stop.cancel()
+            if not write.done():
+                write.cancel()
+        if stopped:
+            logger.warning(
+                "aggregates of building %s not written when the worker stopped: its message is not committed, "
+                "the partition's next owner reads it again", building_id,
+            )  # fmt: skip
+            raise _StopWhileWriting
+        write.result()
 
     def _sequence(self, event: EventT[bytes], building_id: str) -> LogSequence | None:
         """The delivery-log numbers of the message's readings; None without them (offset dedup only)."""

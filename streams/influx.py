@@ -32,10 +32,11 @@ import gzip
 import logging
 import math
 import ssl
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -352,6 +353,10 @@ class InfluxV1Writer:
     more, and during a burst each turn lasted as long as validating and storing
     a few thousand readings, so nothing was written until the burst was over
     (issue 15). ``max_inflight`` writes of the pipeline are as many threads.
+    Daemon threads, not ``asyncio.to_thread``'s executor: a post still blocked on
+    a server that never answers when the process stops is abandoned (its lines
+    stay unacknowledged in the delivery log), where the executor, joined at exit,
+    held the exit for the client's whole timeout, past the stop bound.
     """
 
     def __init__(self, config: InfluxConfig) -> None:
@@ -391,7 +396,7 @@ class InfluxV1Writer:
             return
         params = self._raw_params if raw and self._raw_params is not None else self._params
         try:
-            response = await asyncio.to_thread(self._post, lines, params)
+            response = await _in_daemon_thread(self._post, lines, params)
             if response.status_code == 404 and "database not found" in response.text:
                 # InfluxDB was down when we started, or the database was dropped: create it once.
                 try:
@@ -401,7 +406,7 @@ class InfluxV1Writer:
                     # refused, not the lines; they stay in the delivery log (review finding 4).
                     msg = f"InfluxDB {self.config.safe_url}: database {self.config.database!r} not found and not created: {exc}"
                     raise RetryableSinkError(msg) from exc
-                response = await asyncio.to_thread(self._post, lines, params)
+                response = await _in_daemon_thread(self._post, lines, params)
         except httpx.TimeoutException as exc:
             msg = f"InfluxDB {self.config.safe_url} timed out writing {len(lines)} points"
             raise RetryableSinkError(msg) from exc
@@ -437,6 +442,36 @@ def _check_status(response: httpx.Response, url: str, count: int) -> None:
     # missing database or permission). The readings stay in the delivery log, with
     # back-pressure, until an operator fixes it; dead-lettering them would lose them.
     raise RetryableSinkError(msg)
+
+
+_Result = TypeVar("_Result")
+
+
+async def _in_daemon_thread(fun: Callable[..., _Result], *args: Any) -> _Result:
+    """``fun(*args)`` in a daemon thread of its own; cancelling the wait abandons the call, and the exit never waits for it."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[_Result] = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    def run() -> None:
+        try:
+            result, error = fun(*args), None
+        except BaseException as exc:  # handed to the waiting coroutine
+            result, error = None, exc
+        try:
+            loop.call_soon_threadsafe(settle, result, error)
+        except RuntimeError:  # the loop is closed: nobody waits any more
+            pass
+
+    threading.Thread(target=run, name="influx-write", daemon=True).start()
+    return await future
 
 
 def _warn_insecure(config: InfluxConfig) -> None:

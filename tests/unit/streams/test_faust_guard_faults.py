@@ -207,12 +207,82 @@ async def test_a_stop_ends_a_write_that_waits_and_commits_nothing_past_it() -> N
         await asyncio.sleep(0.01)
     handled = worker.runner.stats.batches
     worker.runner._stopping.set()  # what FaustRunner.stop does first
-    async with asyncio.timeout(2):  # not the 60 s of the retry
-        with pytest.raises(asyncio.CancelledError):
-            await delivering
+    done, _ = await asyncio.wait({delivering}, timeout=2)  # not the 60 s of the retry
+    assert delivering in done
+    with pytest.raises(asyncio.CancelledError):
+        delivering.result()
     assert worker.commit() == handled - 1  # up to the message whose write waited, not past it
     assert not worker.consumer._unacked_messages  # so faust's stop does not wait for it
     assert worker.runner.stats.set_aside == 0
+
+
+class HangingSink:
+    """InfluxDB accepting and never answering: a write that never returns."""
+
+    def __init__(self) -> None:
+        self.tries = 0
+
+    async def write(self, records: list[AggregateRecord]) -> None:
+        self.tries += 1
+        await asyncio.Event().wait()
+
+
+async def test_a_stop_ends_a_write_that_hangs_and_commits_nothing_past_it() -> None:
+    """A second hostile review: the stop waited for the sink's own timeouts (30.4 s, past systemd's 30 s)."""
+    sink = HangingSink()
+    worker = Worker(sink=sink)
+    delivering = asyncio.create_task(worker.deliver(*range(6)))
+    while sink.tries == 0:
+        await asyncio.sleep(0.01)
+    handled = worker.runner.stats.batches
+    worker.runner._stopping.set()
+    done, _ = await asyncio.wait({delivering}, timeout=2)
+    assert delivering in done
+    with pytest.raises(asyncio.CancelledError):
+        delivering.result()
+    assert worker.commit() == handled - 1
+    assert not worker.consumer._unacked_messages
+    assert sink.tries == 1
+
+
+async def test_the_health_loop_s_seeks_while_the_agent_waits_pass_nothing(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A second hostile review: offsets 3-4 exist, but the agent waits 40 s on a write (InfluxDB down), so
+    nothing is handed over; the health loop's seeks every second counted as fruitless and passed 3-4 as absent."""
+    clock = [1000.0]
+    monkeypatch.setattr("streams.faust_runner.time.monotonic", lambda: clock[0])
+    worker = Worker()
+    await worker.deliver(0, 1, 2, 5)  # 5 ahead of 3-4: held back, sought back to 3
+    with caplog.at_level(logging.ERROR, logger="streams.faust_runner"):
+        for _ in range(40):
+            clock[0] += 1.0
+            await worker.runner._retry_rereads()
+    assert not [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert worker.thread.kafka.seeks[-1] == (0, 3)
+    await worker.deliver(3, 4, 5)  # the writes go again: the seek's messages come
+    assert worker.runner.stats.batches == 6
+    assert worker.runner.stats.set_aside == 0
+
+
+async def test_a_state_of_another_format_is_never_set_aside(caplog: pytest.LogCaptureFixture) -> None:
+    """A second hostile review: the building's state in the table written by a worker of another state format (a
+    rolling upgrade or downgrade) made every message of the building fail, and each was set aside at its third
+    try: all its readings lost. The worker's own fault: the partition waits, with an ERROR."""
+    import json
+
+    from tests.unit.streams.test_faust_seek import BUILDING
+
+    worker = Worker()
+    worker.runner.retry_pause = timedelta(0)
+    worker.runner.table[BUILDING.encode()] = json.dumps({"format_version": 99, "offset": -1, "processor": {}}).encode()
+    with caplog.at_level(logging.ERROR, logger="streams.faust_runner"):
+        for _ in range(3 * worker.runner.set_aside_after):
+            with pytest.raises(Exception, match="format 99"):
+                await worker.deliver(0)
+    assert worker.runner.stats.set_aside == 0
+    assert worker.commit() in (None, 0)
+    assert any("cannot handle it" in r.getMessage() for r in caplog.records)
 
 
 def test_a_third_worker_on_four_partitions_gets_none_while_the_first_two_hold_two_each() -> None:
