@@ -64,8 +64,8 @@ Sample config (``LiveConfig``, from ``ECONOME_DETECT_*`` in ``econome run``)::
     every: 1h        # ECONOME_DETECT_EVERY
     delay: 5min      # ECONOME_DETECT_DELAY: after the hour, so that its readings are flushed
     bootstrap: 28d   # ECONOME_DETECT_BOOTSTRAP
-    chunk: 100       # buildings read from InfluxDB together
-    held: 30         # up to this many buildings, their states stay in memory between passes
+    chunk: 100       # ECONOME_DETECT_CHUNK: buildings read from InfluxDB together
+    held: 30         # ECONOME_DETECT_HELD: up to this many buildings, their states stay in memory between passes
 
 >>> from datetime import UTC, datetime
 >>> next_run(datetime(2026, 1, 5, 10, 4, tzinfo=UTC), LiveConfig()).isoformat()

@@ -140,6 +140,11 @@ class EconomeSettings(BaseSettings):
     """How long after the hour a pass runs, e.g. ``5min``, so that the hour's readings have reached InfluxDB."""
     detect_bootstrap: Duration = Field(default=timedelta(days=28), ge=timedelta(hours=1), le=timedelta(days=800))
     """History read on a first start (no state in ``data_dir/detect/``), e.g. ``28d``."""
+    detect_chunk: int = Field(default=100, ge=1, le=10_000)
+    """Buildings whose readings a pass reads from InfluxDB together (their states are still advanced one at a time)."""
+    detect_held: int = Field(default=30, ge=0)
+    """A portfolio of at most this many buildings keeps its detection states in memory between passes (faster);
+    a larger one loads and saves each building's state at each pass, so a pass's memory is one building's."""
     detect_config: Path | None = None
     """A YAML file of detection settings (:class:`anomalies.detect.DetectConfig`: ``rules:``, ``models:``,
     ``expected:``, ``materiality:``...), e.g. ``/etc/econome/detect.yaml``; the defaults when unset. A broken

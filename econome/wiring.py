@@ -125,6 +125,7 @@ def build_live_detector(
                 "the inventory has no email: section: alerts are registered (econome alerts list) and written "
                 "to InfluxDB, but no mail is sent (see docs/alerts.md)"
             )
-    live = LiveConfig(every=settings.detect_every, delay=settings.detect_delay, bootstrap=settings.detect_bootstrap)
+    live = LiveConfig(every=settings.detect_every, delay=settings.detect_delay, bootstrap=settings.detect_bootstrap,
+                      chunk=settings.detect_chunk, held=settings.detect_held)
     return LiveDetector(inventory, settings.influx(), settings.detect_state_path, notifier, config=config, live=live,
                         on_pass=on_pass)

@@ -171,3 +171,22 @@ def test_kafka_heartbeat_must_fit_three_times_in_the_session(monkeypatch: pytest
         load_settings()
     monkeypatch.setenv("ECONOME_KAFKA_HEARTBEAT_INTERVAL_S", "1")
     assert load_settings().kafka_fix_end_offsets is True  # the Tansu B1 workaround is on by default
+
+
+def test_detect_chunk_and_held_reach_the_live_detector(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """``ECONOME_DETECT_CHUNK`` and ``ECONOME_DETECT_HELD`` configure ``econome run``'s live detection."""
+    from econome.settings import load_settings
+    from econome.wiring import build_live_detector
+    from inventory import load_inventory
+    from streams.clock import SystemClock
+    from streams.errors import ConfigError
+
+    monkeypatch.setenv("ECONOME_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("ECONOME_DETECT_CHUNK", "7")
+    monkeypatch.setenv("ECONOME_DETECT_HELD", "0")
+    inventory = load_inventory(Path(__file__).resolve().parents[3] / "examples" / "commune.yaml")
+    detector = build_live_detector(inventory, load_settings(), SystemClock())
+    assert (detector.live.chunk, detector.live.held) == (7, 0)
+    monkeypatch.setenv("ECONOME_DETECT_CHUNK", "0")
+    with pytest.raises(ConfigError, match="ECONOME_DETECT_CHUNK"):
+        load_settings()
