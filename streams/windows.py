@@ -154,6 +154,10 @@ class WindowCalendar:
                 int(day_start.timestamp() * 1000),
                 int(day_end.timestamp() * 1000),
             )
+            # A time at the very edge (0002-01-01 00:00 UTC) has its local day start in year 1: refused here,
+            # with the reading, rather than kept as a window whose bounds raise when it closes (Hypothesis found it).
+            _check_ms(cached[1])
+            _check_ms(cached[2])
             if len(self._hours) > 100_000:
                 self._hours.clear()
             self._hours[hour] = cached

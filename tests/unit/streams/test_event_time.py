@@ -347,6 +347,17 @@ _READINGS = st.lists(
 _RETAINED = 3 * (2 * 144 + 2 * 24 + 3 + 8)
 
 
+def test_a_reading_whose_local_day_starts_before_year_2_is_quarantined_not_raised_when_its_window_closes() -> None:
+    """Hypothesis found it: 0002-01-01 00:00 UTC is inside years 2 to 9998, but its local day starts in year 1;
+    the reading was accepted and its day window raised EventTimeError at the next ``advance``."""
+    proc = StreamProcessor(INVENTORY, _OPEN)
+    result = proc.process([Reading("state", datetime(2, 1, 1, tzinfo=UTC), 0.0, POINTS["state"].unit)])
+    assert len(result.rejected) == 1
+    assert "outside what windows can hold" in result.rejected[0][1]
+    assert proc.advance() == []
+    assert proc.flush() == []
+
+
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_READINGS, st.sampled_from(["edge", "processor", "processor-unbounded"]))
 def test_any_readings_are_accepted_or_rejected_with_a_reason_in_bounded_memory(readings: list[Reading], mode: str) -> None:
