@@ -540,7 +540,7 @@ class InfluxV2Writer:
         """Write one batch in a worker thread; raw readings to ``raw_bucket`` when set."""
         if lines:
             bucket = (self.config.raw_bucket if raw else None) or self.config.bucket or ""
-            await asyncio.to_thread(self._write_sync, lines, bucket)
+            await _in_daemon_thread(self._write_sync, lines, bucket)  # abandoned, not waited for, at exit
 
     def _write_sync(self, lines: list[str], bucket: str) -> None:
         from influxdb_client.domain.write_precision import WritePrecision

@@ -12,6 +12,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from tests.conftest import ROOT
 
 SCRIPT = textwrap.dedent(
@@ -22,7 +24,7 @@ SCRIPT = textwrap.dedent(
     from streams.buffer import DeliveryLog
     from streams.clock import ManualClock
     from streams.deadletter import DeadLetterStore
-    from streams.influx import InfluxConfig, InfluxV1Writer
+    from streams.influx import InfluxConfig, make_writer
     from streams.pipeline import Pipeline
     from tests.unit.streams.test_pipeline_backpressure import INV, T0, _reading
 
@@ -44,8 +46,12 @@ SCRIPT = textwrap.dedent(
     threading.Thread(target=serve, daemon=True).start()
 
     async def main():
-        config = InfluxConfig(url=f"http://127.0.0.1:{server.getsockname()[1]}", database="x", timeout=timedelta(seconds=30))
-        writer = InfluxV1Writer(config)
+        url = f"http://127.0.0.1:{server.getsockname()[1]}"
+        if sys.argv[1] == "v1":
+            config = InfluxConfig(url=url, database="x", timeout=timedelta(seconds=30))
+        else:
+            config = InfluxConfig(url=url, api="v2", token="t", org="o", bucket="b", timeout=timedelta(seconds=30))
+        writer = make_writer(config)
         pipeline = Pipeline(INV, writer, ManualClock(T0 + timedelta(hours=1)), DeadLetterStore(),
                             DeliveryLog(Path(tempfile.mkdtemp()) / "log.sqlite"),
                             flush_interval=timedelta(milliseconds=10), stop_timeout=timedelta(seconds=1))
@@ -66,8 +72,9 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def test_a_stop_while_influxdb_hangs_exits_within_the_stop_bound() -> None:
-    result = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, capture_output=True, text=True, timeout=60)
+@pytest.mark.parametrize("api", ["v1", "v2"])
+def test_a_stop_while_influxdb_hangs_exits_within_the_stop_bound(api: str) -> None:
+    result = subprocess.run([sys.executable, "-c", SCRIPT, api], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr[-2000:]
     seconds = float(result.stdout.split("exit ")[-1])
     # A 1 s stop bound and a 30 s client timeout: the exit must not wait for the post (before: ~30 s).
