@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from aiosmtpd.smtp import Envelope
+    from typer._click.core import Command, Context  # the click typer vendors, which TyperGroup's methods take
 
     from anomalies.detect import DetectConfig
     from anomalies.live import PassReport
@@ -94,11 +95,11 @@ class _LazyGroup(TyperGroup):
     building-year under 5 s; the imports were 1.1 s of it). ``econome --help`` lists them all.
     """
 
-    def list_commands(self, ctx: typer.Context) -> list[str]:  # type: ignore[override]  # typer re-exports click's Context
+    def list_commands(self, ctx: Context) -> list[str]:
         """The commands defined here, then the lazy ones."""
         return [*super().list_commands(ctx), *(name for name in _LAZY_COMMANDS if name not in self.commands)]
 
-    def get_command(self, ctx: typer.Context, cmd_name: str) -> typer.core.click.Command | None:  # type: ignore[override,name-defined]  # as above
+    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
         """The command ``cmd_name``, its module registered first if it is a lazy one."""
         module = _LAZY_COMMANDS.get(cmd_name)
         if cmd_name not in self.commands and module is not None:
