@@ -30,15 +30,14 @@ import typer
 from pydantic import ValidationError
 
 from econome._common import EXIT_CONFIG
-from econome.settings import EconomeSettings, load_settings
 from streams.errors import SinkError, TelemetryError
 from streams.history import PointSeries, read_readings, read_readings_csv
 from streams.influx import DOWNSAMPLE_MEASUREMENT, InfluxConfig, InfluxQLClient
-from streams.invoices import Invoice, coverage_problems, read_invoice_file, read_invoices_influx
 from streams.status import RawHistory, raw_history
 
 if TYPE_CHECKING:
     from inventory import Inventory
+    from streams.invoices import Invoice
 
 __all__ = [
     "EXIT_DATA",
@@ -72,6 +71,10 @@ def one_line(exc: Exception) -> str:
 
 def influx_config(url: str | None = None, database: str | None = None) -> InfluxConfig:
     """The InfluxDB of ``ECONOME_INFLUX_*``, with the command line's URL and database; exit 2 when invalid."""
+    # The settings (pydantic-settings, the utilities' collectors, InfluxDB's client) are imported only
+    # by the commands that read or write InfluxDB: `econome detect` on a CSV file does not pay them (issue 11).
+    from econome.settings import EconomeSettings, load_settings
+
     try:
         settings = load_settings()
         overrides: dict[str, str] = {}
@@ -267,6 +270,8 @@ def load_invoices(inventory: Inventory, path: Path | None, source: ReadingSource
     Raises:
         typer.Exit: 2 an unreadable file or a rejected row; 4 InfluxDB unreachable or refusing.
     """
+    from streams.invoices import coverage_problems, read_invoice_file, read_invoices_influx
+
     if path is not None:
         try:
             parsed = read_invoice_file(path, inventory)

@@ -15,6 +15,7 @@ import contextlib
 import email
 import email.policy
 import functools
+import importlib
 import logging
 import os
 import shutil
@@ -28,33 +29,25 @@ from typing import TYPE_CHECKING, Annotated, Protocol
 from zoneinfo import ZoneInfo
 
 import typer
+from typer.core import TyperGroup
 
 from econome._common import EXIT_CONFIG, atomic_path, writable_or_exit
 from econome._common import load_or_exit as _load
 from econome._logging import RedactingFilter, env_secrets, setup_logging
 from econome._memory import tune_malloc
 from econome._progress import progress
-from econome.cli_alerts import register as register_alerts
-from econome.cli_dashboards import register as register_dashboards
-from econome.cli_detect import register as register_detect
-from econome.cli_export import register as register_export
-from econome.cli_import import register as register_import
-from econome.cli_mv import register as register_mv
-from econome.cli_status import register as register_status
-from econome.settings import EconomeSettings, load_settings
-from econome.wiring import build_collectors, build_live_detector, close_buses, with_endpoints
 from inventory import Inventory
-from streams.aggregate import StreamProcessor, StreamSettings
-from streams.buffer import DeliveryLog
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from aiosmtpd.smtp import Envelope
+    from typer._click.core import Command, Context  # the click typer vendors, which TyperGroup's methods take
 
     from anomalies.detect import DetectConfig
     from anomalies.live import PassReport
     from anomalies.lock import DetectionLock
+    from econome.settings import EconomeSettings
     from simulator.downloads import UtilityFiles
     from simulator.faults import Fault
     from simulator.utilities import UtilityInterval
@@ -81,8 +74,45 @@ __all__ = ["app", "epoch_clock", "main", "seed_history"]
 
 logger = logging.getLogger("econome")
 
+_LAZY_COMMANDS = {
+    "mv": "econome.cli_mv",
+    "report": "econome.cli_mv",
+    "dashboards": "econome.cli_dashboards",
+    "detect": "econome.cli_detect",
+    "export": "econome.cli_export",
+    "import": "econome.cli_import",
+    "alerts": "econome.cli_alerts",
+    "status": "econome.cli_status",
+}
+"""The commands (and groups) of the ``econome.cli_*`` modules, by name: each module's ``register(app)`` adds them."""
+
+
+class _LazyGroup(TyperGroup):
+    """The ``econome`` group: a command of an ``econome.cli_*`` module is imported when it is looked up.
+
+    ``econome detect`` on a CSV file thus imports neither the M&V reports (weasyprint), nor the
+    settings, InfluxDB's client or the collectors of the other commands (issue 11: ``detect`` on a
+    building-year under 5 s; the imports were 1.1 s of it). ``econome --help`` lists them all.
+    """
+
+    def list_commands(self, ctx: Context) -> list[str]:
+        """The commands defined here, then the lazy ones."""
+        return [*super().list_commands(ctx), *(name for name in _LAZY_COMMANDS if name not in self.commands)]
+
+    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
+        """The command ``cmd_name``, its module registered first if it is a lazy one."""
+        module = _LAZY_COMMANDS.get(cmd_name)
+        if cmd_name not in self.commands and module is not None:
+            sub = typer.Typer(add_completion=False, pretty_exceptions_show_locals=False)
+            importlib.import_module(module).register(sub)
+            for name, command in typer.main.get_group(sub).commands.items():
+                self.commands.setdefault(name, command)
+        return super().get_command(ctx, cmd_name)
+
+
 # No locals in tracebacks: they would show settings, clients and environment values.
 app = typer.Typer(
+    cls=_LazyGroup,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
@@ -94,13 +124,6 @@ DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "examples" / "commune.yam
 _FIRST_PASS_WAIT_S = 300.0
 """How long ``econome demo`` waits, once stopped, for its first detection pass to finish (wall seconds)."""
 
-register_mv(app)
-register_dashboards(app)
-register_detect(app)
-register_export(app)
-register_import(app)
-register_alerts(app)
-register_status(app)
 
 
 def _setup_logging(level: str, settings: EconomeSettings | None = None) -> RedactingFilter:
@@ -198,6 +221,12 @@ class _Runtime:
             max_payload_bytes=settings.dead_letter_max_payload_bytes,
             sensor=sensor,
         )
+        # The service's modules (settings, collectors, pipeline) only for the commands that run it: the offline
+        # commands, `econome detect` above all, do not import them (issue 11).
+        from econome.wiring import build_collectors
+        from streams.aggregate import StreamProcessor, StreamSettings
+        from streams.buffer import DeliveryLog
+
         self.writer = make_writer(settings.influx())
         self.polled, self.pushed, self.buses = build_collectors(
             inv, clock, self.dead_letters, mqtt_client_suffix=mqtt_suffix, sensor=sensor
@@ -235,6 +264,8 @@ class _Runtime:
         )
 
     async def serve(self, stop: asyncio.Event) -> None:
+        from econome.wiring import close_buses
+
         """Run until ``stop`` is set, then flush and release everything."""
         if isinstance(self.writer, InfluxV1Writer):
             try:
@@ -283,6 +314,8 @@ def _install_signals(stop: asyncio.Event) -> None:
 def _settings_or_exit() -> EconomeSettings:
     """The checked settings; an invalid one is a one-line error naming its ECONOME_* variable, exit 2."""
     try:
+        from econome.settings import load_settings
+
         return load_settings()
     except TelemetryError as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -410,6 +443,7 @@ def worker(
         raise typer.Exit(code=EXIT_CONFIG) from None
 
     async def main() -> None:
+        from streams.aggregate import StreamSettings
         from streams.faust_runner import InfluxAggregateSink, ensure_topic, make_app
 
         stop = asyncio.Event()
@@ -568,6 +602,8 @@ def _start_detection(
     async def detection() -> None:
         if broken is not None:
             raise broken
+        from econome.wiring import build_live_detector
+
         # Built in a worker thread: importing scikit-learn takes seconds, which would hold collection back.
         detector = await asyncio.to_thread(
             functools.partial(build_live_detector, inv, settings, clock, config=config, on_pass=on_pass)
@@ -710,6 +746,8 @@ def demo(
     (see ``_demo_morning``), when heating left on at night is a visible fault.
     """
     from econome.localservers import free_port, start_influxdb, start_mosquitto
+    from econome.settings import EconomeSettings
+    from econome.wiring import with_endpoints
 
     _setup_logging("WARNING")
     inv = _load(config)

@@ -51,7 +51,6 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import httpx
 import icalendar
 import recurring_ical_events
 
@@ -201,6 +200,8 @@ class BookingLoader:
         cached = self._calendars.get(url)
         if cached is not None and now - cached.stamp < self.refresh.total_seconds():
             return cached.calendar
+        import httpx  # only where a calendar is fetched: `econome detect` on a file does not pay it (issue 11)
+
         copy = self._cache_file(url)
         try:
             response = httpx.get(url, timeout=self.timeout.total_seconds(), follow_redirects=True)

@@ -36,15 +36,17 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from inventory import Inventory
 from streams.errors import ConfigError, SinkError
 from streams.record import Reading
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = [
     "DOWNSAMPLE_MEASUREMENT",
@@ -131,6 +133,7 @@ class InfluxConfig(BaseModel):
 
     def basic_auth(self) -> httpx.BasicAuth | None:
         """The v1 credentials as an ``Authorization: Basic`` header, or None."""
+        import httpx  # lazily: `econome detect` reads no InfluxDB (issue 11)
         if not self.username:
             return None
         return httpx.BasicAuth(self.username, self.password.get_secret_value() if self.password else "")
@@ -361,6 +364,8 @@ class InfluxV1Writer:
 
     def __init__(self, config: InfluxConfig) -> None:
         self.config = config
+        import httpx  # lazily: `econome detect` reads no InfluxDB (issue 11)
+
         self._client = _http_client(config)
         self._sync = httpx.Client(**_client_settings(config))
         params: dict[str, str] = {"db": config.database, "precision": "ms"}
@@ -392,6 +397,7 @@ class InfluxV1Writer:
             lines: line protocol, millisecond precision.
             raw: raw readings, for the short retention policy when there is one.
         """
+        import httpx  # lazily: `econome detect` reads no InfluxDB (issue 11)
         if not lines:
             return
         params = self._raw_params if raw and self._raw_params is not None else self._params
@@ -481,6 +487,7 @@ def _warn_insecure(config: InfluxConfig) -> None:
 
 def _http_client(config: InfluxConfig) -> httpx.AsyncClient:
     """An HTTP client with the config's credentials in headers and its TLS settings."""
+    import httpx  # lazily: `econome detect` reads no InfluxDB (issue 11)
     _warn_insecure(config)
     return httpx.AsyncClient(**_client_settings(config))
 
@@ -498,6 +505,7 @@ def _client_settings(config: InfluxConfig) -> dict[str, Any]:
 
 
 async def _influxql_post(client: httpx.AsyncClient, statement: str) -> None:
+    import httpx  # lazily: `econome detect` reads no InfluxDB (issue 11)
     try:
         response = await client.post("/query", params={"q": statement})
     except httpx.HTTPError as exc:
@@ -575,6 +583,7 @@ class InfluxV2Writer:
 
 async def retention_policies(client: httpx.AsyncClient, database: str) -> dict[str, str]:
     """Retention policies of a v1 database: name → duration (``client`` carries the credentials)."""
+    import httpx  # lazily: `econome detect` reads no InfluxDB (issue 11)
     try:
         response = await client.get("/query", params={"q": f'SHOW RETENTION POLICIES ON "{database}"'})
     except httpx.HTTPError as exc:
@@ -661,6 +670,8 @@ class InfluxQLClient:
         Raises:
             SinkError: the server is unreachable or refused the query.
         """
+        import httpx  # lazily: `econome detect` reads no InfluxDB (issue 11)
+
         params = {"db": self.config.bucket if self.config.api == "v2" else self.config.database, "q": statement, "epoch": "ms"}
         try:
             response = await self._client.get("/query", params=params)
