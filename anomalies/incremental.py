@@ -78,6 +78,7 @@ import json
 import logging
 import math
 import os
+import re
 import zipfile
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
@@ -110,18 +111,26 @@ from streams.errors import ConfigError, DecodeError, ModelError
 
 __all__ = [
     "FORMAT_VERSION",
+    "SEGMENT_SPAN",
     "AdvanceResult",
     "DetectorState",
     "IncrementalConfig",
     "advance",
+    "segment_dir",
 ]
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 """Version of the state file; each older version gets its own named loader (1: no models, computed again once;
-2: no rule memo, every day judged again once; 3: no clock columns, computed again once)."""
-_READ_VERSIONS = (1, 2, 3, 4)
+2: no rule memo, every day judged again once; 3: no clock columns, computed again once; 4: every reading in the
+one file, rewritten whole each pass: read as it is, the next save writes format 5)."""
+_READ_VERSIONS = (1, 2, 3, 4, 5)
+SEGMENT_SPAN = timedelta(days=7)
+"""Span of one segment file: the readings of a closed week (aligned to the Unix epoch, a Thursday, 00:00 UTC)."""
+_SEGMENT_CLOSED_S = 86_400.0  # a span goes to a segment once it ended a day before the last hour: after the re-reads
+_SEGMENT_FORMAT = 1
+_SEGMENT_NAME = re.compile(r"^\d{8}T\d{2}-\d{8}T\d{2}-[0-9a-f]{16}\.npz$")
 _PROGRESS_ARRAYS = ("expected", "scores", "flagged", "model_flag", "beyond", "rows")
 
 _HOUR_S = 3600.0
@@ -167,6 +176,9 @@ class DetectorState:
             frame's end (:class:`~anomalies.features.ClockCache`): the next passes on the same history
             start slice them. Saved with the state (format 4): the live service, which loads each
             building's state at each pass, does not compute them again each pass.
+        stored: by start (seconds), the segment files of closed weeks this state was read from or last saved
+            to, with their readings (views of :attr:`readings`' arrays, never modified in place): a week whose
+            readings are still those is not written again (format 5).
     """
 
     config_digest: str
@@ -179,6 +191,7 @@ class DetectorState:
     rule_memo: RuleMemo = field(default_factory=RuleMemo, repr=False)
     models: dict[str, tuple[float, dict[Usage, ModelProgress]]] = field(default_factory=dict)
     clock: ClockCache = field(default_factory=ClockCache, repr=False)
+    stored: dict[float, _Segment] = field(default_factory=dict, repr=False)
 
     @classmethod
     def fresh(cls, config: DetectConfig | None = None, incremental: IncrementalConfig | None = None) -> DetectorState:
@@ -210,8 +223,29 @@ class DetectorState:
             models={b: m for b, m in self.models.items() if b == building_id},
         )
 
-    def save(self, path: Path) -> None:
-        """Write the state to ``path`` (``.npz``), atomically: a crash leaves the previous file whole."""
+    def save(self, path: Path, *, segments: Path | None = None, prune: bool = True) -> None:
+        """Write the state to ``path`` (``.npz``) and its closed weeks to segment files, atomically.
+
+        The readings of each closed week (:data:`SEGMENT_SPAN`, ended a day before :attr:`last_hour`) go to a
+        segment file of their own in ``segments`` (default :func:`segment_dir`), named by its span and the
+        digest of its content and written once: a week whose readings are those of the segment this state was
+        read from or last saved to is not written again. The head file at ``path`` holds the rest (the
+        readings after the last closed week, the models, the rule memo, the clock columns, the alerts'
+        lifecycle, the last hour) and names its segments; it is written last, to a temporary file put in place,
+        so a crash leaves the previous head and the segments it names whole.
+
+        Args:
+            path: the head file.
+            segments: the folder of the segment files, beside ``path`` (the live service saves its next state
+                to ``<building>.npz.next`` with the segments of ``<building>.npz``).
+            prune: delete the segment files no head of ``path``'s name names (:meth:`prune_segments`); the live
+                service prunes once ``.next`` is put in place.
+        """
+        folder = segments or segment_dir(path)
+        if folder.parent != path.parent:
+            msg = f"{folder}: the segments of {path} go beside it"
+            raise ValueError(msg)
+        stored, tail = self._write_segments(folder)
         points = sorted(self.readings)
         meta: dict[str, Any] = {
             "format_version": FORMAT_VERSION,
@@ -219,6 +253,8 @@ class DetectorState:
             "origin": _ts(self.origin),
             "last_hour": _ts(self.last_hour),
             "points": points,
+            "segment_dir": folder.name,
+            "segments": [{"name": seg.name, "start": seg.start_s, "end": seg.end_s} for seg in stored],
             "tracks": [
                 {"key": list(k), "first": t.first.timestamp(), "last_active": t.last_active.timestamp(),
                  "active_s": t.active.total_seconds(), "state": None if t.state is None else t.state.value}
@@ -238,36 +274,91 @@ class DetectorState:
         meta["models"] = _models_meta(self.models, arrays)
         ms_times: list[int] = []  # points whose times are whole milliseconds, kept as runs of steps (``r<i>``)
         for i, pid in enumerate(points):
-            times = self.readings[pid].times_s
+            times, values = tail[pid]
             runs = _step_runs(times)
             if runs is not None:
                 arrays[f"r{i}"] = runs
                 ms_times.append(i)
             else:
                 arrays[f"t{i}"] = times
-            arrays[f"v{i}"] = self.readings[pid].values
+            arrays[f"v{i}"] = values
         meta["ms_times"] = ms_times
         arrays.update(self.rule_memo.to_arrays())
         arrays.update(self.clock.to_arrays())
         arrays["meta"] = np.array(json.dumps(meta))
         deflated = {"meta", "memo_meta", "clock_meta", *(f"r{i}" for i in ms_times), *(f"t{i}" for i in range(len(points)))}
-        tmp = path.with_name(path.name + ".tmp")
-        with tmp.open("wb") as handle:
-            # An .npz (np.load reads it): the metadata and the times deflated at level 1, the rest (readings'
-            # values, models, rule memo: floats that deflate by a third at most) stored as they are. Deflating
-            # everything was most of a pass's CPU (about 0.4 s per building of 50 points and 400 days,
-            # bench/live.py), for a file 30 % smaller.
-            with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
-                for name, array in arrays.items():
-                    member: str | zipfile.ZipInfo = f"{name}.npy"
-                    if name not in deflated:
-                        member = zipfile.ZipInfo(f"{name}.npy")
-                        member.compress_type = zipfile.ZIP_STORED
-                    with archive.open(member, "w", force_zip64=True) as out:
-                        np.lib.format.write_array(out, np.asanyarray(array), allow_pickle=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        tmp.replace(path)
+        # An .npz (np.load reads it): the metadata and the times deflated at level 1, the rest (readings'
+        # values, models, rule memo: floats that deflate by a third at most) stored as they are. Deflating
+        # everything was most of a pass's CPU (about 0.4 s per building of 50 points and 400 days,
+        # bench/live.py), for a file 30 % smaller.
+        _write_npz(path, arrays, deflated)
+        self.stored = {seg.start_s: seg for seg in stored}
+        if prune:
+            self.prune_segments(path)
+
+    def _write_segments(self, folder: Path) -> tuple[list[_Segment], dict[str, tuple[FloatArray, FloatArray]]]:
+        """The segments of the closed weeks (written when new) and, per point, its readings after them."""
+        tail = {pid: (s.times_s, s.values) for pid, s in self.readings.items()}
+        if self.last_hour is None:
+            return [], tail
+        span_s = SEGMENT_SPAN.total_seconds()
+        closed_s = math.floor((self.last_hour.timestamp() - _SEGMENT_CLOSED_S) / span_s) * span_s
+        firsts = [float(s.times_s[0]) for s in self.readings.values() if s.times_s.size and s.times_s[0] < closed_s]
+        if not firsts:
+            return [], tail
+        stored: list[_Segment] = []
+        start_s = math.floor(min(firsts) / span_s) * span_s
+        while start_s < closed_s:
+            end_s = start_s + span_s
+            week: dict[str, tuple[FloatArray, FloatArray]] = {}
+            for pid, s in sorted(self.readings.items()):
+                lo, hi = np.searchsorted(s.times_s, [start_s, end_s])
+                if hi > lo:
+                    week[pid] = (s.times_s[lo:hi], s.values[lo:hi])
+            if week:
+                known = self.stored.get(start_s)
+                if known is not None and known.end_s == end_s and known.holds(week):
+                    stored.append(_Segment(known.name, start_s, end_s, week))
+                else:
+                    stored.append(_write_segment(folder, start_s, end_s, week))
+            start_s = end_s
+        for pid, s in self.readings.items():
+            lo = int(np.searchsorted(s.times_s, closed_s))
+            tail[pid] = (s.times_s[lo:], s.values[lo:])
+        return stored, tail
+
+    @staticmethod
+    def prune_segments(path: Path) -> list[Path]:
+        """Delete the segment files of ``path`` that none of its heads names (a crash's orphans, the weeks let go).
+
+        The heads are ``path`` and ``<path>.next`` (the live service's next state, not yet put in place). A head
+        that cannot be read names nothing; a file moved aside (``.unreadable-<time>``...) keeps only its head.
+
+        Returns:
+            The files deleted.
+        """
+        folder = segment_dir(path)
+        if not folder.is_dir():
+            return []
+        used: set[str] = set()
+        for head in (path, path.with_name(path.name + ".next")):
+            if not head.exists():
+                continue
+            try:
+                with np.load(head, allow_pickle=False) as data:
+                    meta = json.loads(str(data["meta"]))
+            except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile):
+                continue
+            if isinstance(meta, dict) and meta.get("segment_dir") == folder.name:
+                used.update(str(seg["name"]) for seg in meta.get("segments", []))
+        gone = []
+        for file in folder.iterdir():
+            if file.name not in used and (_SEGMENT_NAME.match(file.name) or file.name.endswith(".tmp")):
+                file.unlink(missing_ok=True)
+                gone.append(file)
+        if gone:
+            logger.debug("%d segment files of %s no head names deleted", len(gone), path)
+        return gone
 
     @classmethod
     def load(cls, path: Path) -> DetectorState:
@@ -283,6 +374,8 @@ class DetectorState:
                 if version not in _READ_VERSIONS:
                     msg = f"{path}: unknown detection state format_version {version!r} (this version reads {FORMAT_VERSION})"
                     raise DecodeError(msg)
+                if version == FORMAT_VERSION:
+                    return cls._load_v5(meta, data, path)
                 loader = {1: cls._load_v1, 2: cls._load_v2, 3: cls._load_v3, 4: cls._load_v4}[version]
                 return loader(meta, data)
         except DecodeError:
@@ -311,6 +404,40 @@ class DetectorState:
             raise DecodeError(msg)
         last = meta.get("last_hour")
         return None if last is None else _dt(last)
+
+    @classmethod
+    def _load_v5(cls, meta: dict[str, Any], data: Any, path: Path) -> DetectorState:
+        """Version 5: version 4 with the readings of the closed weeks in the segment files the head names."""
+        state = cls._load_v4(meta, data)
+        folder_name = str(meta["segment_dir"])
+        if not folder_name or folder_name != Path(folder_name).name or folder_name in {".", ".."}:
+            msg = f"{path}: segment folder {folder_name!r} is not a name beside the file"
+            raise DecodeError(msg)
+        folder = path.parent / folder_name
+        parts: dict[str, list[tuple[FloatArray, FloatArray]]] = {pid: [] for pid in state.readings}
+        segments = [_read_segment(folder / str(e["name"]), float(e["start"]), float(e["end"]))
+                    for e in meta["segments"]]
+        for seg in segments:
+            for pid, pair in seg.series.items():
+                if pid not in parts:
+                    msg = f"{folder / seg.name}: point {pid!r} is not one of {path}'s"
+                    raise DecodeError(msg)
+                parts[pid].append(pair)
+        for pid, tail in state.readings.items():
+            pieces = [*parts[pid], (tail.times_s, tail.values)]
+            times = np.concatenate([t for t, _ in pieces]) if len(pieces) > 1 else tail.times_s
+            values = np.concatenate([v for _, v in pieces]) if len(pieces) > 1 else tail.values
+            state.readings[pid] = PointSeries(times, values)
+        # What the segments hold, as views of the readings (one copy in memory): the next save compares with them.
+        offsets = {pid: 0 for pid in state.readings}
+        for seg in segments:
+            week: dict[str, tuple[FloatArray, FloatArray]] = {}
+            for pid, (times, _) in seg.series.items():
+                lo, s = offsets[pid], state.readings[pid]
+                week[pid] = (s.times_s[lo:lo + times.size], s.values[lo:lo + times.size])
+                offsets[pid] = lo + times.size
+            state.stored[seg.start_s] = _Segment(seg.name, seg.start_s, seg.end_s, week)
+        return state
 
     @classmethod
     def _load_v4(cls, meta: dict[str, Any], data: Any) -> DetectorState:
@@ -395,6 +522,140 @@ class AdvanceResult:
     events: list[AnomalyEvent]
     state: DetectorState
     hours: int
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Segment:
+    """A segment file: the readings of the points that have some in ``[start_s, end_s)``, by point."""
+
+    name: str
+    start_s: float
+    end_s: float
+    series: dict[str, tuple[FloatArray, FloatArray]]
+
+    def holds(self, week: dict[str, tuple[FloatArray, FloatArray]]) -> bool:
+        """Whether ``week`` is this segment's readings, bit for bit."""
+        if week.keys() != self.series.keys():
+            return False
+        for pid, (times, values) in week.items():
+            mine_t, mine_v = self.series[pid]
+            if times.size != mine_t.size:
+                return False
+            if not (np.array_equal(times.view(np.int64), mine_t.view(np.int64))
+                    and np.array_equal(values.view(np.int64), mine_v.view(np.int64))):
+                return False
+        return True
+
+
+def segment_dir(path: Path) -> Path:
+    """The folder of the segment files of the state file ``path``, beside it.
+
+    >>> segment_dir(Path("detect/state/mairie.npz")).as_posix()
+    'detect/state/mairie.seg'
+    >>> segment_dir(Path("detect.state")).as_posix()
+    'detect.state.seg'
+    """
+    name = path.name.removesuffix(".npz") if path.name.endswith(".npz") else path.name
+    return path.with_name(name + ".seg")
+
+
+def _write_npz(path: Path, arrays: dict[str, Any], deflated: Collection[str]) -> None:
+    """Write ``arrays`` as an ``.npz`` at ``path`` atomically (a temporary file, synced, put in place)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as handle:
+        with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+            for name, array in arrays.items():
+                member: str | zipfile.ZipInfo = f"{name}.npy"
+                if name not in deflated:
+                    member = zipfile.ZipInfo(f"{name}.npy")
+                    member.compress_type = zipfile.ZIP_STORED
+                with archive.open(member, "w", force_zip64=True) as out:
+                    np.lib.format.write_array(out, np.asanyarray(array), allow_pickle=False)
+        handle.flush()
+        os.fsync(handle.fileno())
+    tmp.replace(path)
+
+
+def _write_segment(folder: Path, start_s: float, end_s: float,
+                   week: dict[str, tuple[FloatArray, FloatArray]]) -> _Segment:
+    """The segment of ``week``, written to ``folder`` unless a file of its content is there already.
+
+    One ``.npz`` of four members: its metadata (span, points, counts), the times of the points whose times are
+    whole milliseconds as runs of steps (:func:`_step_runs`), the others' as float64, and the values; named
+    ``<start>-<end>-<digest of the content>.npz`` (UTC hours), so a name stands for one content.
+    """
+    points = sorted(week)
+    runs_of: list[IntArray] = []
+    raw: list[FloatArray] = []
+    counts, n_runs = [], []
+    for pid in points:
+        times = week[pid][0]
+        runs = _step_runs(times)
+        counts.append(int(times.size))
+        if runs is None:
+            raw.append(times)
+            n_runs.append(-1)
+        else:
+            runs_of.append(runs)
+            n_runs.append(int(runs.shape[0]))
+    meta = {"segment_format": _SEGMENT_FORMAT, "start": start_s, "end": end_s, "points": points,
+            "counts": counts, "runs": n_runs}
+    arrays = {
+        "meta": np.array(json.dumps(meta)),
+        "runs": np.concatenate(runs_of) if runs_of else np.empty((0, 2), dtype=np.int64),
+        "times": np.concatenate(raw) if raw else np.empty(0, dtype=np.float64),
+        "values": np.concatenate([week[pid][1] for pid in points]).astype(np.float64, copy=False),
+    }
+    digest = hashlib.sha256()
+    for name in ("meta", "runs", "times", "values"):
+        digest.update(np.ascontiguousarray(arrays[name]).tobytes() if name != "meta" else str(arrays[name]).encode())
+    name = f"{_dt(start_s):%Y%m%dT%H}-{_dt(end_s):%Y%m%dT%H}-{digest.hexdigest()[:16]}.npz"
+    file = folder / name
+    if not file.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_npz(file, arrays, {"meta", "runs", "times"})
+    return _Segment(name, start_s, end_s, week)
+
+
+def _read_segment(file: Path, start_s: float, end_s: float) -> _Segment:
+    """A segment file :func:`_write_segment` wrote, for the span its head names.
+
+    Raises:
+        DecodeError: the file is missing, corrupt (the archive's CRC), of another format or another span.
+    """
+    try:
+        with np.load(file, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            if not isinstance(meta, dict) or meta.get("segment_format") != _SEGMENT_FORMAT:
+                msg = f"{file}: unknown detection state segment format {meta.get('segment_format')!r}"
+                raise DecodeError(msg)
+            if (float(meta["start"]), float(meta["end"])) != (start_s, end_s):
+                msg = f"{file}: holds {_dt(meta['start'])} to {_dt(meta['end'])}, its state names {_dt(start_s)} to {_dt(end_s)}"
+                raise DecodeError(msg)
+            runs = np.asarray(data["runs"], dtype=np.int64)
+            raw = np.asarray(data["times"], dtype=np.float64)
+            values = np.asarray(data["values"], dtype=np.float64)
+    except DecodeError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, zipfile.BadZipFile) as exc:
+        msg = (f"{file}: not a readable detection state segment ({type(exc).__name__}: {exc}); "
+               "remove the state (or use --reset-state) to start afresh")
+        raise DecodeError(msg) from exc
+    week: dict[str, tuple[FloatArray, FloatArray]] = {}
+    at_run = at_raw = at_value = 0
+    for pid, count, n_runs in zip(meta["points"], meta["counts"], meta["runs"], strict=True):
+        if n_runs < 0:
+            times = raw[at_raw:at_raw + count]
+            at_raw += count
+        else:
+            times = _times_of_runs(runs[at_run:at_run + n_runs])
+            at_run += n_runs
+        if times.size != count or at_value + count > values.size:
+            msg = f"{file}: the readings of {pid!r} do not add up"
+            raise DecodeError(msg)
+        week[str(pid)] = (times, values[at_value:at_value + count])
+        at_value += count
+    return _Segment(file.name, start_s, end_s, week)
 
 
 def _models_meta(models: dict[str, tuple[float, dict[Usage, ModelProgress]]], arrays: dict[str, Any]) -> list[Any]:

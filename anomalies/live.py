@@ -95,7 +95,7 @@ from anomalies.detect import DetectConfig, ExpectedSeries
 from anomalies.events import AlertState, AnomalyEvent, Language
 from anomalies.expected_sink import write_expected
 from anomalies.features import PointSeries
-from anomalies.incremental import DetectorState, IncrementalConfig, advance
+from anomalies.incremental import DetectorState, IncrementalConfig, advance, segment_dir
 from inventory import Duration, Inventory, Usage
 from streams.errors import ConfigError, DecodeError, SinkError, TelemetryError
 from streams.history import read_readings
@@ -568,7 +568,7 @@ class LiveDetector:
                 if state.last_hour is not None:
                     total.last_hours.append(state.last_hour)
                 path.parent.mkdir(parents=True, exist_ok=True)
-                state.save(_next(path))
+                state.save(_next(path), segments=segment_dir(path), prune=False)
                 done.append((building_id, state if self._holds else None))
                 del state
             del readings
@@ -594,6 +594,7 @@ class LiveDetector:
         for building_id, held in done:
             path = building_state_path(self.state_path, building_id)
             _next(path).replace(path)
+            DetectorState.prune_segments(path)  # the weeks the state let go, a failed pass's segments
             if held is not None:
                 self._held[building_id] = held
         total.events += events
