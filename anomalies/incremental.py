@@ -35,14 +35,19 @@ hours already judged start the building's models again from ``S``.
 An hour is processed once a reading at or after its end exists: ``until``
 defaults to the hour of the latest reading, rounded down.
 
-The state saves to one ``.npz`` file (:meth:`DetectorState.save`, versioned
-JSON metadata plus two arrays per point, the models' arrays, the rule
-memo's and the clock columns', no pickle) written atomically (format 4; a
+The state saves to a head ``.npz`` file and segment files (:meth:`DetectorState.save`, format 5, no
+pickle): the readings of each closed week (:data:`SEGMENT_SPAN`, ended a day before the last hour) go to a
+segment file of their own, beside the head (:func:`segment_dir`: ``mairie.npz`` → ``mairie.seg/``), named by
+its span and a digest of its content and written once; the head (versioned JSON metadata, the readings after
+the last closed week, the models' arrays, the rule memo's and the clock columns') names the segments it uses
+and is rewritten atomically, last, each save, so a crash leaves the previous head and its segments whole;
+segments no head names are deleted (:meth:`DetectorState.prune_segments`). A format-4 file (every reading in
+the one file) loads as it is and its next save writes format 5; a
 format-3 file loads without the clock columns, computed again once, a format-2
 file without the rule memo, so its first advance judges every day again, and a
-format-1 file without models, which its first advance computes again);
-:meth:`DetectorState.load` refuses a corrupt or foreign file with a
-:class:`~streams.errors.DecodeError` naming it.
+format-1 file without models, which its first advance computes again;
+:meth:`DetectorState.load` refuses a corrupt or foreign file, or a segment missing or corrupt (its
+archive's CRC), with a :class:`~streams.errors.DecodeError` naming it.
 
 Sample config (``IncrementalConfig``)::
 
@@ -91,6 +96,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from anomalies.detect import (
     AlertMemory,
+    DayBoundMemo,
     DetectConfig,
     ExpectedSeries,
     ModelProgress,
@@ -124,7 +130,8 @@ logger = logging.getLogger(__name__)
 FORMAT_VERSION = 5
 """Version of the state file; each older version gets its own named loader (1: no models, computed again once;
 2: no rule memo, every day judged again once; 3: no clock columns, computed again once; 4: every reading in the
-one file, rewritten whole each pass: read as it is, the next save writes format 5)."""
+one file, rewritten whole each pass, and no day-residual bounds, computed again once: read as it is, the next
+save writes format 5)."""
 _READ_VERSIONS = (1, 2, 3, 4, 5)
 SEGMENT_SPAN = timedelta(days=7)
 """Span of one segment file: the readings of a closed week (aligned to the Unix epoch, a Thursday, 00:00 UTC)."""
@@ -675,10 +682,16 @@ def _models_meta(models: dict[str, tuple[float, dict[Usage, ModelProgress]]], ar
             if p.threshold is not None:
                 threshold = p.threshold.to_dict()
                 arrays[f"m{j}_threshold_scores"] = np.asarray(threshold.pop("scores"), dtype=np.float64)
+            day_bound = None
+            if p.day_bound is not None:
+                # The day-residual bounds computed so far, with the digest of their inputs: a loaded state computes
+                # only the new hours' bounds, as a process that held it does (format 5).
+                day_bound = {"hours": p.day_bound.hours, "digest": p.day_bound.digest.hex()}
+                arrays[f"m{j}_day_bound"] = p.day_bound.values
             entries.append({
                 "building": building, "usage": usage.value, "window_s": window_s, "hours": p.hours,
                 "fit": p.fit.to_dict(), "forest": forest, "threshold": threshold, "forest_fits": p.forest_fits,
-                "last_fit_at": p.last_fit_at, "in_sample": p.in_sample,
+                "last_fit_at": p.last_fit_at, "in_sample": p.in_sample, "day_bound": day_bound,
             })
     return entries
 
@@ -702,11 +715,14 @@ def _models_from(entries: list[Any], data: Any) -> dict[str, tuple[float, dict[U
             threshold = QuantileThreshold.from_dict({**e["threshold"],
                                                      "scores": data[f"m{j}_threshold_scores"].tolist()})
         arrays = {name: np.asarray(data[f"m{j}_{name}"]) for name in _PROGRESS_ARRAYS}
+        bound = e.get("day_bound")  # format 5; before, computed again by the first advance
+        day_bound = None if bound is None else DayBoundMemo(
+            int(bound["hours"]), bytes.fromhex(str(bound["digest"])), np.asarray(data[f"m{j}_day_bound"], dtype=np.float64))
         progress = ModelProgress(hours=int(e["hours"]), expected=arrays["expected"], scores=arrays["scores"],
                                  flagged=arrays["flagged"], model_flag=arrays["model_flag"], beyond=arrays["beyond"],
                                  rows=arrays["rows"], fit=ExpectedFit.from_dict(e["fit"]), forest=forest,
                                  threshold=threshold, forest_fits=int(e["forest_fits"]),
-                                 last_fit_at=int(e["last_fit_at"]), in_sample=int(e["in_sample"]))
+                                 last_fit_at=int(e["last_fit_at"]), in_sample=int(e["in_sample"]), day_bound=day_bound)
         _, usages = models.setdefault(str(e["building"]), (float(e["window_s"]), {}))
         usages[Usage(e["usage"])] = progress
     return models

@@ -19,12 +19,15 @@ Each building has a state file of its own (:func:`building_state_path`:
 2. per building, one at a time: loads its state, runs :func:`anomalies.incremental.advance`
    up to the last whole hour (hours are processed once complete: a reading at or after their
    end, points lagging less than ``max_wait`` waited for) in a worker thread, saves the state
-   beside its file (``<building>.npz.next``) and drops it, so a pass holds one building's state
-   (a portfolio of at most ``LiveConfig.held`` buildings keeps them in memory instead);
+   beside its file (``<building>.npz.next``, its closed weeks in the segment files of
+   ``<building>.seg/``, written once: :meth:`~anomalies.incremental.DetectorState.save`) and drops
+   it, so a pass holds one building's state (a portfolio of at most ``LiveConfig.held`` buildings
+   keeps them in memory instead);
 3. writes the events that changed (measurement ``anomaly``) and the expected
    against observed consumption (measurement ``expected``) to InfluxDB;
 4. ``notifier.queue(events, now)`` (see :class:`EventNotifier`);
-5. puts the chunk's saved states in place (atomic renames);
+5. puts the chunk's saved states in place (atomic renames) and deletes the segment files their
+   heads no longer name;
 
 and then ``await notifier.flush(now)``.
 
@@ -56,8 +59,10 @@ first; a second one exits 2 naming the directory and the first one's PID.
 would also overwrite each other's state.)
 
 A state file that cannot be read, or that was built with other detection
-settings, is moved aside (``<building>.npz.<reason>-<time>``, logged as an error)
-and detection of that building starts afresh with a bootstrap.
+settings (or whose segment files are missing or corrupt), is moved aside
+(``<building>.npz.<reason>-<time>``, logged as an error; its segment files are deleted with the next
+save, so the file moved aside is kept for the record, not to be read again) and detection of that
+building starts afresh with a bootstrap.
 
 Sample config (``LiveConfig``, from ``ECONOME_DETECT_*`` in ``econome run``)::
 
