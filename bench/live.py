@@ -154,6 +154,21 @@ def _portfolio(buildings: int, points: int, out: Path) -> Path:
 # --- the parent: build, fill, measure ------------------------------------------------------------------------
 
 
+def _print_head(path: Path) -> None:
+    """What a building's head file holds (the part rewritten each pass), by kind of member, in kB."""
+    import zipfile
+
+    kinds: dict[str, int] = {}
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            name = info.filename.removesuffix(".npy")
+            letters = name[:len(name) - len(name.lstrip("abcdefghijklmnopqrstuvwxyz"))]
+            kind = {"r": "readings", "t": "readings", "v": "readings", "m": "models"}.get(letters, letters)
+            kinds[kind] = kinds.get(kind, 0) + info.compress_size
+    print(f"head {path.name}: {path.stat().st_size / 1e3:.0f} kB: "
+          + ", ".join(f"{k} {v / 1e3:.0f}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])), flush=True)
+
+
 def _files(folder: Path) -> dict[str, tuple[int, int]]:
     """Every file under ``folder``: its size and modification time (ns), by path."""
     return {str(f): (f.stat().st_size, f.stat().st_mtime_ns) for f in folder.rglob("*") if f.is_file()}
@@ -283,6 +298,7 @@ def main() -> None:
             state.save(own_path)
             del state
         state_bytes = sum(size for size, _ in _files(state_path.with_suffix("")).values())
+        _print_head(building_state_path(state_path, next(b.id for _, b in inv.buildings())))
         print(f"models of the state computed by the pass of the hour before: {warm_cpu:.1f} s CPU "
               f"(what the first pass after a start without models costs)", flush=True)
         saved = out / "state-before-the-pass"

@@ -1,4 +1,4 @@
-"""The detection state's closed weeks in segment files written once (format 5), its head rewritten each pass."""
+"""The detection state's closed spans (28 days) in segment files written once (format 5), its head rewritten each pass."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from anomalies.lifecycle import Track
 from streams.errors import DecodeError
 
 START = datetime(2026, 1, 5, tzinfo=UTC)
-DAYS = 30
+DAYS = 120
 
 
 def _state(days: int = DAYS) -> DetectorState:
@@ -66,7 +66,7 @@ def _files(folder: Path) -> dict[str, tuple[int, int]]:
     return {f.name: (f.stat().st_ino, f.stat().st_mtime_ns) for f in folder.iterdir()}
 
 
-def test_closed_weeks_are_written_once_and_the_head_is_what_a_pass_rewrites(tmp_path: Path) -> None:
+def test_closed_spans_are_written_once_and_the_head_is_what_a_pass_rewrites(tmp_path: Path) -> None:
     """A pass writes only its head (the readings after the last closed week, the lifecycle...): the segment files
     stay as they were, and the state reads back bit for bit, after each save and from another process's view."""
     path = tmp_path / "mairie.npz"
@@ -74,7 +74,7 @@ def test_closed_weeks_are_written_once_and_the_head_is_what_a_pass_rewrites(tmp_
     state.save(path)
     folder = segment_dir(path)
     segments = _files(folder)
-    # The closed weeks (ended a day before the last hour) are in segment files named by their span.
+    # The closed spans (ended a day before the last hour) are in segment files named by their span.
     closed = (START + timedelta(days=DAYS - 1)).timestamp() // SEGMENT_SPAN.total_seconds()
     assert len(segments) == closed - START.timestamp() // SEGMENT_SPAN.total_seconds()
     meta = json.loads(str(np.load(path, allow_pickle=False)["meta"]))
@@ -91,7 +91,7 @@ def test_closed_weeks_are_written_once_and_the_head_is_what_a_pass_rewrites(tmp_
         assert path.stat().st_mtime_ns != before
         assert _files(folder) == segments, "no segment written again, none deleted"
         _same(DetectorState.load(path), held)
-    # A week whose readings changed (a late reading) is written again, under another name; the old one pruned.
+    # A span whose readings changed (a late reading) is written again, under another name; the old one pruned.
     first_week = min(loaded.stored)
     s = loaded.readings["sensor"]
     late = first_week + 3600.0 + 0.5
@@ -102,7 +102,7 @@ def test_closed_weeks_are_written_once_and_the_head_is_what_a_pass_rewrites(tmp_
     assert len(set(now) - set(segments)) == 1
     assert len(set(segments) - set(now)) == 1
     _same(DetectorState.load(path), loaded)
-    # The history rolled past a week: its file is let go.
+    # The history rolled past a span: its file is let go.
     loaded.readings = {pid: PointSeries(s.times_s[s.times_s >= first_week + SEGMENT_SPAN.total_seconds()],
                                         s.values[s.times_s >= first_week + SEGMENT_SPAN.total_seconds()])
                        for pid, s in loaded.readings.items()}
@@ -119,7 +119,7 @@ def test_a_save_not_put_in_place_leaves_the_state_whole_and_its_segments_are_pru
     state.save(path)
     before = _files(segment_dir(path))
     nxt = path.with_name(path.name + ".next")
-    later = _state(DAYS + 8)  # a week more closed: one segment more
+    later = _state(DAYS + SEGMENT_SPAN.days)  # one segment more
     later.save(nxt, segments=segment_dir(path), prune=False)
     assert set(before) < set(_files(segment_dir(path)))
     assert DetectorState.prune_segments(path) == []  # both heads' segments kept
