@@ -85,7 +85,7 @@ import math
 import os
 import re
 import zipfile
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -139,7 +139,9 @@ Shorter spans make a smaller head but more files to read at each load: 7 days, 5
 0.12-0.15 s of CPU to load 50 points, 28 days 0.07 s (one file in one piece: 0.04 s)."""
 _SEGMENT_CLOSED_S = 86_400.0  # a span goes to a segment once it ended a day before the last hour: after the re-reads
 _SEGMENT_FORMAT = 1
-_SEGMENT_NAME = re.compile(r"^\d{8}T\d{2}-\d{8}T\d{2}-[0-9a-f]{16}\.npz$")
+_SEGMENT_NAME = re.compile(r"^(\d{8}T\d{2}-\d{8}T\d{2}|prefix)-[0-9a-f]{16}\.npz$")
+_PREFIX_MIN_BYTES = 64 * 1024  # a head array at least this large keeps its first rows in a prefix file
+_PREFIX_HEAD_SHARE = 16  # ... all but about 1/16 of them, written again once the rows after it outgrow that
 _PROGRESS_ARRAYS = ("expected", "scores", "flagged", "model_flag", "beyond", "rows")
 
 _HOUR_S = 3600.0
@@ -204,6 +206,7 @@ class DetectorState:
     clock: ClockCache = field(default_factory=ClockCache, repr=False)
     stored: dict[float, _Segment] = field(default_factory=dict, repr=False)
     stored_span: dict[str, tuple[FloatArray, FloatArray]] = field(default_factory=dict, repr=False)
+    stored_prefixes: dict[str, tuple[str, np.ndarray[Any, Any]]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def fresh(cls, config: DetectConfig | None = None, incremental: IncrementalConfig | None = None) -> DetectorState:
@@ -303,10 +306,47 @@ class DetectorState:
         # values, models, rule memo: floats that deflate by a third at most) stored as they are. Deflating
         # everything was most of a pass's CPU (about 0.4 s per building of 50 points and 400 days,
         # bench/live.py), for a file 30 % smaller.
+        meta["prefixes"] = self._write_prefixes(folder, arrays)
+        arrays["meta"] = np.array(json.dumps(meta))
         _write_npz(path, arrays, deflated)
         self.stored = {seg.start_s: seg for seg in stored}
         if prune:
             self.prune_segments(path)
+
+    def _write_prefixes(self, folder: Path, arrays: dict[str, Any]) -> dict[str, Any]:
+        """Move the first rows of the head's large arrays to prefix files, written once; ``arrays`` keeps the rest.
+
+        The models' walk-forward arrays, the rule memo's days and the clock columns grow at their end from a
+        pass to the next: the rows a prefix file holds, when they are still those (compared with a copy, bit
+        for bit), are not written again. Returns, per array name, its prefix file and rows.
+        """
+        named: dict[str, Any] = {}
+        kept: dict[str, tuple[str, np.ndarray[Any, Any]]] = {}
+        for name, array in list(arrays.items()):
+            if not isinstance(array, np.ndarray) or array.ndim == 0 or array.dtype.hasobject:
+                continue
+            held = self.stored_prefixes.get(name)
+            rows = 0 if held is None else held[1].shape[0]
+            if (held is not None and array.shape[0] >= rows and array.shape[1:] == held[1].shape[1:]
+                    and array.dtype == held[1].dtype and array.shape[0] - rows <= max(rows // _PREFIX_HEAD_SHARE, 1)
+                    and np.ascontiguousarray(array[:rows]).tobytes() == held[1].tobytes()):
+                file = held[0]
+            elif array.nbytes >= _PREFIX_MIN_BYTES:
+                rows = array.shape[0] - array.shape[0] // _PREFIX_HEAD_SHARE
+                prefix = np.ascontiguousarray(array[:rows])
+                digest = hashlib.sha256(f"{prefix.dtype.str}{prefix.shape}".encode() + prefix.tobytes()).hexdigest()[:16]
+                file = f"prefix-{digest}.npz"
+                if not (folder / file).exists():
+                    folder.mkdir(parents=True, exist_ok=True)
+                    _write_npz(folder / file, {"a": prefix}, ())
+                held = (file, prefix.copy())
+            else:
+                continue
+            kept[name] = (file, held[1])
+            named[name] = {"file": file, "rows": rows}
+            arrays[name] = array[rows:]
+        self.stored_prefixes = kept
+        return named
 
     def _write_segments(self, folder: Path) -> tuple[list[_Segment], dict[str, tuple[FloatArray, FloatArray]]]:
         """The segments of the closed spans (written when new) and, per point, its readings after them.
@@ -405,6 +445,7 @@ class DetectorState:
                 continue
             if isinstance(meta, dict) and meta.get("segment_dir") == folder.name:
                 used.update(str(seg["name"]) for seg in meta.get("segments", []))
+                used.update(str(e["file"]) for e in meta.get("prefixes", {}).values())
         gone = []
         for file in folder.iterdir():
             if file.name not in used and (_SEGMENT_NAME.match(file.name) or file.name.endswith(".tmp")):
@@ -461,13 +502,31 @@ class DetectorState:
 
     @classmethod
     def _load_v5(cls, meta: dict[str, Any], data: Any, path: Path) -> DetectorState:
-        """Version 5: version 4 with the readings of the closed spans in the segment files the head names."""
-        state = cls._load_v4(meta, data)
+        """Version 5: version 4 with the closed spans' readings and the large arrays' first rows in other files.
+
+        The segment files the head names hold the readings of the closed spans, its prefix files the first rows
+        of its large arrays (models, rule memo, clock columns).
+        """
         folder_name = str(meta["segment_dir"])
         if not folder_name or folder_name != Path(folder_name).name or folder_name in {".", ".."}:
             msg = f"{path}: segment folder {folder_name!r} is not a name beside the file"
             raise DecodeError(msg)
         folder = path.parent / folder_name
+        prefixes: dict[str, tuple[str, np.ndarray[Any, Any]]] = {}
+        for name, e in meta["prefixes"].items():
+            file = folder / str(e["file"])
+            try:
+                with np.load(file, allow_pickle=False) as blob:
+                    prefix = blob["a"]
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+                msg = f"{file}: not a readable detection state prefix ({type(exc).__name__}: {exc})"
+                raise DecodeError(msg) from exc
+            if prefix.shape[0] != int(e["rows"]):
+                msg = f"{file}: holds {prefix.shape[0]} rows, its state names {e['rows']}"
+                raise DecodeError(msg)
+            prefixes[str(name)] = (file.name, prefix)
+        state = cls._load_v4(meta, _Joined(data, {k: v for k, (_, v) in prefixes.items()}))
+        state.stored_prefixes = {k: (f, v.copy()) for k, (f, v) in prefixes.items()}
         parts: dict[str, list[tuple[FloatArray, FloatArray]]] = {pid: [] for pid in state.readings}
         for e in meta["segments"]:
             file = folder / str(e["name"])
@@ -582,6 +641,29 @@ class _Segment:
     start_s: float
     end_s: float
     counts: dict[str, int]
+
+
+class _Joined(Mapping[str, Any]):
+    """A head's arrays (an ``np.load``) with their first rows from the prefix files joined back."""
+
+    def __init__(self, data: Any, prefixes: dict[str, np.ndarray[Any, Any]]) -> None:
+        self._data = data
+        self._prefixes = prefixes
+        self.files: list[str] = list(data.files)
+
+    def __getitem__(self, name: str) -> Any:
+        rest = self._data[name]
+        prefix = self._prefixes.get(name)
+        return rest if prefix is None else np.concatenate([prefix, rest])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.files)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.files
 
 
 def _same_bits(a: FloatArray, b: FloatArray) -> bool:

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from anomalies.detect import DetectConfig, detect
 from anomalies.events import AlertState, AnomalyEvent
 from anomalies.features import PointSeries
-from anomalies.incremental import DetectorState, IncrementalConfig, advance
+from anomalies.incremental import DetectorState, IncrementalConfig, advance, segment_dir
 from econome.cli_detect import register
 from inventory import Inventory, load_inventory
 from simulator.physics import generate_history
@@ -272,6 +272,7 @@ def test_models_saved_in_the_state_file_resume_as_held(tmp_path: Path, inventory
     holder = {"state": DetectorState.fresh(config)}
     loaded: list[int] = []
     day_bounds: list[int] = []
+    prefixes: list[set[str]] = []  # the first rows of the models' arrays and the memo's, in files of their own
 
     forests: dict[Any, Any] = {}
 
@@ -282,6 +283,7 @@ def test_models_saved_in_the_state_file_resume_as_held(tmp_path: Path, inventory
                 if forests.get((b, u)) is not None:
                     assert p.forest is forests[(b, u)], (bound, b, u)
         state.save(path)
+        prefixes.append({f.name for f in segment_dir(path).glob("prefix-*")})
         back = DetectorState.load(path)
         forests.clear()
         forests.update({(b, u): p.forest for b, (_, usages) in back.models.items() for u, p in usages.items()})
@@ -302,6 +304,8 @@ def test_models_saved_in_the_state_file_resume_as_held(tmp_path: Path, inventory
     stepped, series = _stepped_with_expected(inventory, readings, bounds, holder["state"], config, after=round_trip)
     assert all(loaded), "the models were saved and loaded"
     assert day_bounds, "and their day-residual bounds"
+    assert all(prefixes)
+    assert all(a & b for a, b in itertools.pairwise(prefixes)), "a save keeps the prefix files whose rows are unchanged"
     assert stepped == one_pass_models[0]
     _same_series(series, one_pass_models[1])
     # Formats 2 (models, no rule memo, float64 times) and 1 (neither): the file as those versions wrote it.
