@@ -141,7 +141,7 @@ _SEGMENT_CLOSED_S = 86_400.0  # a span goes to a segment once it ended a day bef
 _SEGMENT_FORMAT = 1
 _SEGMENT_NAME = re.compile(r"^(\d{8}T\d{2}-\d{8}T\d{2}|prefix)-[0-9a-f]{16}\.npz$")
 _PREFIX_MIN_BYTES = 64 * 1024  # a head array at least this large keeps its first rows in a prefix file
-_PREFIX_HEAD_SHARE = 16  # ... all but about 1/16 of them, written again once the rows after it outgrow that
+_PREFIX_HEAD_SHARE = 16  # ... all but 1/16 of them, written again once the rows after it are twice that
 _PROGRESS_ARRAYS = ("expected", "scores", "flagged", "model_flag", "beyond", "rows")
 
 _HOUR_S = 3600.0
@@ -328,7 +328,7 @@ class DetectorState:
             held = self.stored_prefixes.get(name)
             rows = 0 if held is None else held[1].shape[0]
             if (held is not None and array.shape[0] >= rows and array.shape[1:] == held[1].shape[1:]
-                    and array.dtype == held[1].dtype and array.shape[0] - rows <= max(rows // _PREFIX_HEAD_SHARE, 1)
+                    and array.dtype == held[1].dtype and array.shape[0] - rows <= max(2 * rows // _PREFIX_HEAD_SHARE, 1)
                     and np.ascontiguousarray(array[:rows]).tobytes() == held[1].tobytes()):
                 file = held[0]
             elif array.nbytes >= _PREFIX_MIN_BYTES:
