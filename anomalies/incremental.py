@@ -40,7 +40,8 @@ pickle): the readings of each closed span (:data:`SEGMENT_SPAN`, 28 days, ended 
 segment file of their own, beside the head (:func:`segment_dir`: ``mairie.npz`` → ``mairie.seg/``), named by
 its span and a digest of its content and written once; the head (versioned JSON metadata, the readings after
 the last closed span, the models' arrays, the rule memo's and the clock columns') names the segments it uses
-and is rewritten atomically, last, each save, so a crash leaves the previous head and its segments whole;
+(and the prefix files holding the first 15/16 of the rows of its large arrays, kept while those rows do not
+change) and is rewritten atomically, last, each save, so a crash leaves the previous head and its files whole;
 segments no head names are deleted (:meth:`DetectorState.prune_segments`). A format-4 file (every reading in
 the one file) loads as it is and its next save writes format 5; a
 format-3 file loads without the clock columns, computed again once, a format-2
@@ -246,8 +247,9 @@ class DetectorState:
         digest of its content and written once: a span whose readings are those of the segment this state was
         read from or last saved to is not written again. The head file at ``path`` holds the rest (the
         readings after the last closed span, the models, the rule memo, the clock columns, the alerts'
-        lifecycle, the last hour) and names its segments; it is written last, to a temporary file put in place,
-        so a crash leaves the previous head and the segments it names whole.
+        lifecycle, the last hour) and names its segments; the first rows of its large arrays go to prefix files
+        the same way (:meth:`_write_prefixes`). The head is written last, to a temporary file put in place, so a
+        crash leaves the previous head and the files it names whole.
 
         Args:
             path: the head file.
