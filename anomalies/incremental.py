@@ -528,7 +528,7 @@ class DetectorState:
                 raise DecodeError(msg)
             prefixes[str(name)] = (file.name, prefix)
         state = cls._load_v4(meta, _Joined(data, {k: v for k, (_, v) in prefixes.items()}))
-        state.stored_prefixes = {k: (f, v.copy()) for k, (f, v) in prefixes.items()}
+        state.stored_prefixes = prefixes  # read from their files, joined by copy: the state shares none of them
         parts: dict[str, list[tuple[FloatArray, FloatArray]]] = {pid: [] for pid in state.readings}
         for e in meta["segments"]:
             file = folder / str(e["name"])
