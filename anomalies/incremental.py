@@ -35,14 +35,20 @@ hours already judged start the building's models again from ``S``.
 An hour is processed once a reading at or after its end exists: ``until``
 defaults to the hour of the latest reading, rounded down.
 
-The state saves to one ``.npz`` file (:meth:`DetectorState.save`, versioned
-JSON metadata plus two arrays per point, the models' arrays, the rule
-memo's and the clock columns', no pickle) written atomically (format 4; a
+The state saves to a head ``.npz`` file and segment files (:meth:`DetectorState.save`, format 5, no
+pickle): the readings of each closed span (:data:`SEGMENT_SPAN`, 28 days, ended a day before the last hour) go to a
+segment file of their own, beside the head (:func:`segment_dir`: ``mairie.npz`` → ``mairie.seg/``), named by
+its span and a digest of its content and written once; the head (versioned JSON metadata, the readings after
+the last closed span, the models' arrays, the rule memo's and the clock columns') names the segments it uses
+(and the prefix files holding the first 15/16 of the rows of its large arrays, kept while those rows do not
+change) and is rewritten atomically, last, each save, so a crash leaves the previous head and its files whole;
+segments no head names are deleted (:meth:`DetectorState.prune_segments`). A format-4 file (every reading in
+the one file) loads as it is and its next save writes format 5; a
 format-3 file loads without the clock columns, computed again once, a format-2
 file without the rule memo, so its first advance judges every day again, and a
-format-1 file without models, which its first advance computes again);
-:meth:`DetectorState.load` refuses a corrupt or foreign file with a
-:class:`~streams.errors.DecodeError` naming it.
+format-1 file without models, which its first advance computes again;
+:meth:`DetectorState.load` refuses a corrupt or foreign file, or a segment missing or corrupt (its
+archive's CRC), with a :class:`~streams.errors.DecodeError` naming it.
 
 Sample config (``IncrementalConfig``)::
 
@@ -78,8 +84,9 @@ import json
 import logging
 import math
 import os
+import re
 import zipfile
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -90,6 +97,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from anomalies.detect import (
     AlertMemory,
+    DayBoundMemo,
     DetectConfig,
     ExpectedSeries,
     ModelProgress,
@@ -110,18 +118,31 @@ from streams.errors import ConfigError, DecodeError, ModelError
 
 __all__ = [
     "FORMAT_VERSION",
+    "SEGMENT_SPAN",
     "AdvanceResult",
     "DetectorState",
     "IncrementalConfig",
     "advance",
+    "segment_dir",
 ]
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 """Version of the state file; each older version gets its own named loader (1: no models, computed again once;
-2: no rule memo, every day judged again once; 3: no clock columns, computed again once)."""
-_READ_VERSIONS = (1, 2, 3, 4)
+2: no rule memo, every day judged again once; 3: no clock columns, computed again once; 4: every reading in the
+one file, rewritten whole each pass, and no day-residual bounds, computed again once: read as it is, the next
+save writes format 5)."""
+_READ_VERSIONS = (1, 2, 3, 4, 5)
+SEGMENT_SPAN = timedelta(days=28)
+"""Span of one segment file: the readings of four closed weeks (aligned to the Unix epoch, a Thursday, 00:00 UTC).
+Shorter spans make a smaller head but more files to read at each load: 7 days, 57 files for 400 days, cost
+0.12-0.15 s of CPU to load 50 points, 28 days 0.07 s (one file in one piece: 0.04 s)."""
+_SEGMENT_CLOSED_S = 86_400.0  # a span goes to a segment once it ended a day before the last hour: after the re-reads
+_SEGMENT_FORMAT = 1
+_SEGMENT_NAME = re.compile(r"^(\d{8}T\d{2}-\d{8}T\d{2}|prefix)-[0-9a-f]{16}\.npz$")
+_PREFIX_MIN_BYTES = 64 * 1024  # a head array at least this large keeps its first rows in a prefix file
+_PREFIX_HEAD_SHARE = 16  # ... all but 1/16 of them, written again once the rows after it are twice that
 _PROGRESS_ARRAYS = ("expected", "scores", "flagged", "model_flag", "beyond", "rows")
 
 _HOUR_S = 3600.0
@@ -167,6 +188,11 @@ class DetectorState:
             frame's end (:class:`~anomalies.features.ClockCache`): the next passes on the same history
             start slice them. Saved with the state (format 4): the live service, which loads each
             building's state at each pass, does not compute them again each pass.
+        stored: by start (seconds), the segment files of closed spans this state was read from or last saved
+            to, with their readings' counts per point: a span whose readings are still those is not written
+            again (format 5).
+        stored_span: per point, the readings those segments hold, in time order (views of :attr:`readings`'
+            arrays, which are never modified in place: one copy in memory).
     """
 
     config_digest: str
@@ -179,6 +205,9 @@ class DetectorState:
     rule_memo: RuleMemo = field(default_factory=RuleMemo, repr=False)
     models: dict[str, tuple[float, dict[Usage, ModelProgress]]] = field(default_factory=dict)
     clock: ClockCache = field(default_factory=ClockCache, repr=False)
+    stored: dict[float, _Segment] = field(default_factory=dict, repr=False)
+    stored_span: dict[str, tuple[FloatArray, FloatArray]] = field(default_factory=dict, repr=False)
+    stored_prefixes: dict[str, tuple[str, np.ndarray[Any, Any]]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def fresh(cls, config: DetectConfig | None = None, incremental: IncrementalConfig | None = None) -> DetectorState:
@@ -210,8 +239,30 @@ class DetectorState:
             models={b: m for b, m in self.models.items() if b == building_id},
         )
 
-    def save(self, path: Path) -> None:
-        """Write the state to ``path`` (``.npz``), atomically: a crash leaves the previous file whole."""
+    def save(self, path: Path, *, segments: Path | None = None, prune: bool = True) -> None:
+        """Write the state to ``path`` (``.npz``) and its closed spans to segment files, atomically.
+
+        The readings of each closed span (:data:`SEGMENT_SPAN`, ended a day before :attr:`last_hour`) go to a
+        segment file of their own in ``segments`` (default :func:`segment_dir`), named by its span and the
+        digest of its content and written once: a span whose readings are those of the segment this state was
+        read from or last saved to is not written again. The head file at ``path`` holds the rest (the
+        readings after the last closed span, the models, the rule memo, the clock columns, the alerts'
+        lifecycle, the last hour) and names its segments; the first rows of its large arrays go to prefix files
+        the same way (:meth:`_write_prefixes`). The head is written last, to a temporary file put in place, so a
+        crash leaves the previous head and the files it names whole.
+
+        Args:
+            path: the head file.
+            segments: the folder of the segment files, beside ``path`` (the live service saves its next state
+                to ``<building>.npz.next`` with the segments of ``<building>.npz``).
+            prune: delete the segment files no head of ``path``'s name names (:meth:`prune_segments`); the live
+                service prunes once ``.next`` is put in place.
+        """
+        folder = segments or segment_dir(path)
+        if folder.parent != path.parent:
+            msg = f"{folder}: the segments of {path} go beside it"
+            raise ValueError(msg)
+        stored, tail = self._write_segments(folder)
         points = sorted(self.readings)
         meta: dict[str, Any] = {
             "format_version": FORMAT_VERSION,
@@ -219,6 +270,8 @@ class DetectorState:
             "origin": _ts(self.origin),
             "last_hour": _ts(self.last_hour),
             "points": points,
+            "segment_dir": folder.name,
+            "segments": [{"name": seg.name, "start": seg.start_s, "end": seg.end_s} for seg in stored],
             "tracks": [
                 {"key": list(k), "first": t.first.timestamp(), "last_active": t.last_active.timestamp(),
                  "active_s": t.active.total_seconds(), "state": None if t.state is None else t.state.value}
@@ -238,36 +291,171 @@ class DetectorState:
         meta["models"] = _models_meta(self.models, arrays)
         ms_times: list[int] = []  # points whose times are whole milliseconds, kept as runs of steps (``r<i>``)
         for i, pid in enumerate(points):
-            times = self.readings[pid].times_s
+            times, values = tail[pid]
             runs = _step_runs(times)
             if runs is not None:
                 arrays[f"r{i}"] = runs
                 ms_times.append(i)
             else:
                 arrays[f"t{i}"] = times
-            arrays[f"v{i}"] = self.readings[pid].values
+            arrays[f"v{i}"] = values
         meta["ms_times"] = ms_times
         arrays.update(self.rule_memo.to_arrays())
         arrays.update(self.clock.to_arrays())
         arrays["meta"] = np.array(json.dumps(meta))
         deflated = {"meta", "memo_meta", "clock_meta", *(f"r{i}" for i in ms_times), *(f"t{i}" for i in range(len(points)))}
-        tmp = path.with_name(path.name + ".tmp")
-        with tmp.open("wb") as handle:
-            # An .npz (np.load reads it): the metadata and the times deflated at level 1, the rest (readings'
-            # values, models, rule memo: floats that deflate by a third at most) stored as they are. Deflating
-            # everything was most of a pass's CPU (about 0.4 s per building of 50 points and 400 days,
-            # bench/live.py), for a file 30 % smaller.
-            with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
-                for name, array in arrays.items():
-                    member: str | zipfile.ZipInfo = f"{name}.npy"
-                    if name not in deflated:
-                        member = zipfile.ZipInfo(f"{name}.npy")
-                        member.compress_type = zipfile.ZIP_STORED
-                    with archive.open(member, "w", force_zip64=True) as out:
-                        np.lib.format.write_array(out, np.asanyarray(array), allow_pickle=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        tmp.replace(path)
+        # An .npz (np.load reads it): the metadata and the times deflated at level 1, the rest (readings'
+        # values, models, rule memo: floats that deflate by a third at most) stored as they are. Deflating
+        # everything was most of a pass's CPU (about 0.4 s per building of 50 points and 400 days,
+        # bench/live.py), for a file 30 % smaller.
+        meta["prefixes"] = self._write_prefixes(folder, arrays)
+        arrays["meta"] = np.array(json.dumps(meta))
+        _write_npz(path, arrays, deflated)
+        self.stored = {seg.start_s: seg for seg in stored}
+        if prune:
+            self.prune_segments(path)
+
+    def _write_prefixes(self, folder: Path, arrays: dict[str, Any]) -> dict[str, Any]:
+        """Move the first rows of the head's large arrays to prefix files, written once; ``arrays`` keeps the rest.
+
+        The models' walk-forward arrays, the rule memo's days and the clock columns grow at their end from a
+        pass to the next: the rows a prefix file holds, when they are still those (compared with a copy, bit
+        for bit), are not written again. Returns, per array name, its prefix file and rows.
+        """
+        named: dict[str, Any] = {}
+        kept: dict[str, tuple[str, np.ndarray[Any, Any]]] = {}
+        for name, array in list(arrays.items()):
+            if not isinstance(array, np.ndarray) or array.ndim == 0 or array.dtype.hasobject:
+                continue
+            held = self.stored_prefixes.get(name)
+            rows = 0 if held is None else held[1].shape[0]
+            if (held is not None and array.shape[0] >= rows and array.shape[1:] == held[1].shape[1:]
+                    and array.dtype == held[1].dtype and array.shape[0] - rows <= max(2 * rows // _PREFIX_HEAD_SHARE, 1)
+                    and np.ascontiguousarray(array[:rows]).tobytes() == held[1].tobytes()):
+                file = held[0]
+            elif array.nbytes >= _PREFIX_MIN_BYTES:
+                rows = array.shape[0] - array.shape[0] // _PREFIX_HEAD_SHARE
+                prefix = np.ascontiguousarray(array[:rows])
+                digest = hashlib.sha256(f"{prefix.dtype.str}{prefix.shape}".encode() + prefix.tobytes()).hexdigest()[:16]
+                file = f"prefix-{digest}.npz"
+                if not (folder / file).exists():
+                    folder.mkdir(parents=True, exist_ok=True)
+                    _write_npz(folder / file, {"a": prefix}, ())
+                held = (file, prefix.copy())
+            else:
+                continue
+            kept[name] = (file, held[1])
+            named[name] = {"file": file, "rows": rows}
+            arrays[name] = array[rows:]
+        self.stored_prefixes = kept
+        return named
+
+    def _write_segments(self, folder: Path) -> tuple[list[_Segment], dict[str, tuple[FloatArray, FloatArray]]]:
+        """The segments of the closed spans (written when new) and, per point, its readings after them.
+
+        The usual pass changes no closed span: one comparison per point of the readings the stored segments hold
+        with the same span of the current ones says so; otherwise each span is compared on its own.
+        """
+        tail = {pid: (s.times_s, s.values) for pid, s in self.readings.items()}
+        if self.last_hour is None:
+            self.stored_span = {}
+            return [], tail
+        span_s = SEGMENT_SPAN.total_seconds()
+        closed_s = math.floor((self.last_hour.timestamp() - _SEGMENT_CLOSED_S) / span_s) * span_s
+        firsts = [float(s.times_s[0]) for s in self.readings.values() if s.times_s.size and s.times_s[0] < closed_s]
+        if not firsts:
+            self.stored_span = {}
+            return [], tail
+        first_s = math.floor(min(firsts) / span_s) * span_s
+        weeks = round((closed_s - first_s) / span_s)
+        edges = first_s + span_s * np.arange(weeks + 1, dtype=np.float64)
+        cuts = {pid: np.searchsorted(s.times_s, edges) for pid, s in self.readings.items()}
+        empty = np.empty(0, dtype=np.float64)
+
+        def current(pid: str, i: int, j: int) -> tuple[FloatArray, FloatArray]:
+            if pid not in cuts:
+                return empty, empty
+            lo, hi = int(cuts[pid][i]), int(cuts[pid][j])
+            return self.readings[pid].times_s[lo:hi], self.readings[pid].values[lo:hi]
+
+        old = self.stored
+        unchanged = False
+        if old:
+            i_lo = round((min(old) - first_s) / span_s)
+            i_hi = round((max(seg.end_s for seg in old.values()) - first_s) / span_s)
+            if 0 <= i_lo < i_hi <= weeks:
+                unchanged = all(
+                    _same_bits(now[0], held[0]) and _same_bits(now[1], held[1])
+                    for pid in {*cuts, *self.stored_span}
+                    for now, held in [(current(pid, i_lo, i_hi), self.stored_span.get(pid, (empty, empty)))])
+        offsets = self._stored_offsets() if old and not unchanged else {}
+        stored: list[_Segment] = []
+        for i in range(weeks):
+            start_s = float(edges[i])
+            known = old.get(start_s)
+            if unchanged and known is not None:
+                stored.append(known)
+                continue
+            week = {pid: pair for pid in sorted(cuts) for pair in [current(pid, i, i + 1)] if pair[0].size}
+            if not week:
+                continue
+            if known is not None and known.counts == {pid: t.size for pid, (t, _) in week.items()} and all(
+                    _same_bits(t, held_t[at:at + t.size]) and _same_bits(v, held_v[at:at + t.size])
+                    for pid, (t, v) in week.items()
+                    for held_t, held_v in [self.stored_span[pid]] for at in [offsets[start_s][pid]]):
+                stored.append(known)
+            else:
+                stored.append(_write_segment(folder, start_s, start_s + span_s, week))
+        self.stored_span = {pid: current(pid, 0, weeks) for pid in cuts}
+        for pid, s in self.readings.items():
+            lo = int(cuts[pid][weeks])
+            tail[pid] = (s.times_s[lo:], s.values[lo:])
+        return stored, tail
+
+    def _stored_offsets(self) -> dict[float, dict[str, int]]:
+        """Per stored segment and point, where its readings start in :attr:`stored_span`."""
+        at: dict[str, int] = {}
+        offsets: dict[float, dict[str, int]] = {}
+        for start_s in sorted(self.stored):
+            seg = self.stored[start_s]
+            offsets[start_s] = {pid: at.get(pid, 0) for pid in seg.counts}
+            for pid, count in seg.counts.items():
+                at[pid] = at.get(pid, 0) + count
+        return offsets
+
+    @staticmethod
+    def prune_segments(path: Path) -> list[Path]:
+        """Delete the segment files of ``path`` that none of its heads names (a crash's orphans, the spans let go).
+
+        The heads are ``path`` and ``<path>.next`` (the live service's next state, not yet put in place). A head
+        that cannot be read names nothing; a file moved aside (``.unreadable-<time>``...) keeps only its head.
+
+        Returns:
+            The files deleted.
+        """
+        folder = segment_dir(path)
+        if not folder.is_dir():
+            return []
+        used: set[str] = set()
+        for head in (path, path.with_name(path.name + ".next")):
+            if not head.exists():
+                continue
+            try:
+                with np.load(head, allow_pickle=False) as data:
+                    meta = json.loads(str(data["meta"]))
+            except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile):
+                continue
+            if isinstance(meta, dict) and meta.get("segment_dir") == folder.name:
+                used.update(str(seg["name"]) for seg in meta.get("segments", []))
+                used.update(str(e["file"]) for e in meta.get("prefixes", {}).values())
+        gone = []
+        for file in folder.iterdir():
+            if file.name not in used and (_SEGMENT_NAME.match(file.name) or file.name.endswith(".tmp")):
+                file.unlink(missing_ok=True)
+                gone.append(file)
+        if gone:
+            logger.debug("%d segment files of %s no head names deleted", len(gone), path)
+        return gone
 
     @classmethod
     def load(cls, path: Path) -> DetectorState:
@@ -283,6 +471,8 @@ class DetectorState:
                 if version not in _READ_VERSIONS:
                     msg = f"{path}: unknown detection state format_version {version!r} (this version reads {FORMAT_VERSION})"
                     raise DecodeError(msg)
+                if version == FORMAT_VERSION:
+                    return cls._load_v5(meta, data, path)
                 loader = {1: cls._load_v1, 2: cls._load_v2, 3: cls._load_v3, 4: cls._load_v4}[version]
                 return loader(meta, data)
         except DecodeError:
@@ -311,6 +501,54 @@ class DetectorState:
             raise DecodeError(msg)
         last = meta.get("last_hour")
         return None if last is None else _dt(last)
+
+    @classmethod
+    def _load_v5(cls, meta: dict[str, Any], data: Any, path: Path) -> DetectorState:
+        """Version 5: version 4 with the closed spans' readings and the large arrays' first rows in other files.
+
+        The segment files the head names hold the readings of the closed spans, its prefix files the first rows
+        of its large arrays (models, rule memo, clock columns).
+        """
+        folder_name = str(meta["segment_dir"])
+        if not folder_name or folder_name != Path(folder_name).name or folder_name in {".", ".."}:
+            msg = f"{path}: segment folder {folder_name!r} is not a name beside the file"
+            raise DecodeError(msg)
+        folder = path.parent / folder_name
+        prefixes: dict[str, tuple[str, np.ndarray[Any, Any]]] = {}
+        for name, e in meta["prefixes"].items():
+            file = folder / str(e["file"])
+            try:
+                with np.load(file, allow_pickle=False) as blob:
+                    prefix = blob["a"]
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+                msg = f"{file}: not a readable detection state prefix ({type(exc).__name__}: {exc})"
+                raise DecodeError(msg) from exc
+            if prefix.shape[0] != int(e["rows"]):
+                msg = f"{file}: holds {prefix.shape[0]} rows, its state names {e['rows']}"
+                raise DecodeError(msg)
+            prefixes[str(name)] = (file.name, prefix)
+        state = cls._load_v4(meta, _Joined(data, {k: v for k, (_, v) in prefixes.items()}))
+        state.stored_prefixes = prefixes  # read from their files, joined by copy: the state shares none of them
+        parts: dict[str, list[tuple[FloatArray, FloatArray]]] = {pid: [] for pid in state.readings}
+        for e in meta["segments"]:
+            file = folder / str(e["name"])
+            start_s, end_s = float(e["start"]), float(e["end"])
+            series = _read_segment(file, start_s, end_s)
+            for pid, pair in series.items():
+                if pid not in parts:
+                    msg = f"{file}: point {pid!r} is not one of {path}'s"
+                    raise DecodeError(msg)
+                parts[pid].append(pair)
+            state.stored[start_s] = _Segment(file.name, start_s, end_s, {pid: int(t.size) for pid, (t, _) in series.items()})
+        for pid, tail in state.readings.items():
+            pieces = [*parts[pid], (tail.times_s, tail.values)]
+            times = np.concatenate([t for t, _ in pieces]) if len(pieces) > 1 else tail.times_s
+            values = np.concatenate([v for _, v in pieces]) if len(pieces) > 1 else tail.values
+            state.readings[pid] = PointSeries(times, values)
+            # What the segments hold, as views of the readings (one copy in memory): the next save compares with them.
+            held = sum(t.size for t, _ in parts[pid])
+            state.stored_span[pid] = (times[:held], values[:held])
+        return state
 
     @classmethod
     def _load_v4(cls, meta: dict[str, Any], data: Any) -> DetectorState:
@@ -397,6 +635,161 @@ class AdvanceResult:
     hours: int
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class _Segment:
+    """A segment file: the span it holds and, per point with readings in ``[start_s, end_s)``, how many."""
+
+    name: str
+    start_s: float
+    end_s: float
+    counts: dict[str, int]
+
+
+class _Joined(Mapping[str, Any]):
+    """A head's arrays (an ``np.load``) with their first rows from the prefix files joined back."""
+
+    def __init__(self, data: Any, prefixes: dict[str, np.ndarray[Any, Any]]) -> None:
+        self._data = data
+        self._prefixes = prefixes
+        self.files: list[str] = list(data.files)
+
+    def __getitem__(self, name: str) -> Any:
+        rest = self._data[name]
+        prefix = self._prefixes.get(name)
+        return rest if prefix is None else np.concatenate([prefix, rest])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.files)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.files
+
+
+def _same_bits(a: FloatArray, b: FloatArray) -> bool:
+    """Whether two float64 arrays hold the same values bit for bit (NaN, -0.0 included)."""
+    return a.size == b.size and bool(np.array_equal(a.view(np.int64), b.view(np.int64)))
+
+
+def segment_dir(path: Path) -> Path:
+    """The folder of the segment files of the state file ``path``, beside it.
+
+    >>> segment_dir(Path("detect/state/mairie.npz")).as_posix()
+    'detect/state/mairie.seg'
+    >>> segment_dir(Path("detect.state")).as_posix()
+    'detect.state.seg'
+    """
+    name = path.name.removesuffix(".npz") if path.name.endswith(".npz") else path.name
+    return path.with_name(name + ".seg")
+
+
+def _write_npz(path: Path, arrays: dict[str, Any], deflated: Collection[str]) -> None:
+    """Write ``arrays`` as an ``.npz`` at ``path`` atomically (a temporary file, synced, put in place)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as handle:
+        with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+            for name, array in arrays.items():
+                member: str | zipfile.ZipInfo = f"{name}.npy"
+                if name not in deflated:
+                    member = zipfile.ZipInfo(f"{name}.npy")
+                    member.compress_type = zipfile.ZIP_STORED
+                with archive.open(member, "w", force_zip64=True) as out:
+                    np.lib.format.write_array(out, np.asanyarray(array), allow_pickle=False)
+        handle.flush()
+        os.fsync(handle.fileno())
+    tmp.replace(path)
+
+
+def _write_segment(folder: Path, start_s: float, end_s: float,
+                   week: dict[str, tuple[FloatArray, FloatArray]]) -> _Segment:
+    """The segment of ``week``, written to ``folder`` unless a file of its content is there already.
+
+    One ``.npz`` of four members: its metadata (span, points, counts), the times of the points whose times are
+    whole milliseconds as runs of steps (:func:`_step_runs`), the others' as float64, and the values; named
+    ``<start>-<end>-<digest of the content>.npz`` (UTC hours), so a name stands for one content.
+    """
+    points = sorted(week)
+    runs_of: list[IntArray] = []
+    raw: list[FloatArray] = []
+    counts, n_runs = [], []
+    for pid in points:
+        times = week[pid][0]
+        runs = _step_runs(times)
+        counts.append(int(times.size))
+        if runs is None:
+            raw.append(times)
+            n_runs.append(-1)
+        else:
+            runs_of.append(runs)
+            n_runs.append(int(runs.shape[0]))
+    meta = {"segment_format": _SEGMENT_FORMAT, "start": start_s, "end": end_s, "points": points,
+            "counts": counts, "runs": n_runs}
+    arrays = {
+        "meta": np.array(json.dumps(meta)),
+        "runs": np.concatenate(runs_of) if runs_of else np.empty((0, 2), dtype=np.int64),
+        "times": np.concatenate(raw) if raw else np.empty(0, dtype=np.float64),
+        "values": np.concatenate([week[pid][1] for pid in points]).astype(np.float64, copy=False),
+    }
+    digest = hashlib.sha256()
+    for name in ("meta", "runs", "times", "values"):
+        digest.update(np.ascontiguousarray(arrays[name]).tobytes() if name != "meta" else str(arrays[name]).encode())
+    name = f"{_dt(start_s):%Y%m%dT%H}-{_dt(end_s):%Y%m%dT%H}-{digest.hexdigest()[:16]}.npz"
+    file = folder / name
+    if not file.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_npz(file, arrays, {"meta", "runs", "times"})
+    return _Segment(name, start_s, end_s, {pid: int(t.size) for pid, (t, _) in week.items()})
+
+
+def _read_segment(file: Path, start_s: float, end_s: float) -> dict[str, tuple[FloatArray, FloatArray]]:
+    """The readings of a segment file :func:`_write_segment` wrote, for the span its head names, by point.
+
+    Raises:
+        DecodeError: the file is missing, corrupt (the archive's CRC), of another format or another span.
+    """
+    try:
+        with np.load(file, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            if not isinstance(meta, dict) or meta.get("segment_format") != _SEGMENT_FORMAT:
+                msg = f"{file}: unknown detection state segment format {meta.get('segment_format')!r}"
+                raise DecodeError(msg)
+            if (float(meta["start"]), float(meta["end"])) != (start_s, end_s):
+                msg = f"{file}: holds {_dt(meta['start'])} to {_dt(meta['end'])}, its state names {_dt(start_s)} to {_dt(end_s)}"
+                raise DecodeError(msg)
+            runs = np.asarray(data["runs"], dtype=np.int64)
+            raw = np.asarray(data["times"], dtype=np.float64)
+            values = np.asarray(data["values"], dtype=np.float64)
+    except DecodeError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, zipfile.BadZipFile) as exc:
+        msg = (f"{file}: not a readable detection state segment ({type(exc).__name__}: {exc}); "
+               "remove the state (or use --reset-state) to start afresh")
+        raise DecodeError(msg) from exc
+    # The times of the points kept as runs, decoded in one go: their steps summed over every point, each
+    # point's from its own start (integer milliseconds: the same values as _times_of_runs point by point).
+    summed = np.cumsum(np.repeat(runs[:, 0], runs[:, 1])) if runs.size else np.empty(0, dtype=np.int64)
+    week: dict[str, tuple[FloatArray, FloatArray]] = {}
+    at_run = at_step = at_raw = at_value = 0
+    for pid, count, n in zip(meta["points"], meta["counts"], meta["runs"], strict=True):
+        if n < 0:
+            times = raw[at_raw:at_raw + count]
+            at_raw += count
+        else:
+            steps = int(runs[at_run:at_run + n, 1].sum())
+            base = summed[at_step - 1] if at_step else 0
+            times = (summed[at_step:at_step + steps] - base) / 1000.0
+            at_run += n
+            at_step += steps
+        if times.size != count or at_value + count > values.size:
+            msg = f"{file}: the readings of {pid!r} do not add up"
+            raise DecodeError(msg)
+        week[str(pid)] = (times, values[at_value:at_value + count])
+        at_value += count
+    return week
+
+
 def _models_meta(models: dict[str, tuple[float, dict[Usage, ModelProgress]]], arrays: dict[str, Any]) -> list[Any]:
     """The models' JSON part; their arrays go into ``arrays`` (``m<j>_<name>``)."""
     entries: list[Any] = []
@@ -414,10 +807,16 @@ def _models_meta(models: dict[str, tuple[float, dict[Usage, ModelProgress]]], ar
             if p.threshold is not None:
                 threshold = p.threshold.to_dict()
                 arrays[f"m{j}_threshold_scores"] = np.asarray(threshold.pop("scores"), dtype=np.float64)
+            day_bound = None
+            if p.day_bound is not None:
+                # The day-residual bounds computed so far, with the digest of their inputs: a loaded state computes
+                # only the new hours' bounds, as a process that held it does (format 5).
+                day_bound = {"hours": p.day_bound.hours, "digest": p.day_bound.digest.hex()}
+                arrays[f"m{j}_day_bound"] = p.day_bound.values
             entries.append({
                 "building": building, "usage": usage.value, "window_s": window_s, "hours": p.hours,
                 "fit": p.fit.to_dict(), "forest": forest, "threshold": threshold, "forest_fits": p.forest_fits,
-                "last_fit_at": p.last_fit_at, "in_sample": p.in_sample,
+                "last_fit_at": p.last_fit_at, "in_sample": p.in_sample, "day_bound": day_bound,
             })
     return entries
 
@@ -441,11 +840,14 @@ def _models_from(entries: list[Any], data: Any) -> dict[str, tuple[float, dict[U
             threshold = QuantileThreshold.from_dict({**e["threshold"],
                                                      "scores": data[f"m{j}_threshold_scores"].tolist()})
         arrays = {name: np.asarray(data[f"m{j}_{name}"]) for name in _PROGRESS_ARRAYS}
+        bound = e.get("day_bound")  # format 5; before, computed again by the first advance
+        day_bound = None if bound is None else DayBoundMemo(
+            int(bound["hours"]), bytes.fromhex(str(bound["digest"])), np.asarray(data[f"m{j}_day_bound"], dtype=np.float64))
         progress = ModelProgress(hours=int(e["hours"]), expected=arrays["expected"], scores=arrays["scores"],
                                  flagged=arrays["flagged"], model_flag=arrays["model_flag"], beyond=arrays["beyond"],
                                  rows=arrays["rows"], fit=ExpectedFit.from_dict(e["fit"]), forest=forest,
                                  threshold=threshold, forest_fits=int(e["forest_fits"]),
-                                 last_fit_at=int(e["last_fit_at"]), in_sample=int(e["in_sample"]))
+                                 last_fit_at=int(e["last_fit_at"]), in_sample=int(e["in_sample"]), day_bound=day_bound)
         _, usages = models.setdefault(str(e["building"]), (float(e["window_s"]), {}))
         usages[Usage(e["usage"])] = progress
     return models

@@ -19,12 +19,15 @@ Each building has a state file of its own (:func:`building_state_path`:
 2. per building, one at a time: loads its state, runs :func:`anomalies.incremental.advance`
    up to the last whole hour (hours are processed once complete: a reading at or after their
    end, points lagging less than ``max_wait`` waited for) in a worker thread, saves the state
-   beside its file (``<building>.npz.next``) and drops it, so a pass holds one building's state
-   (a portfolio of at most ``LiveConfig.held`` buildings keeps them in memory instead);
+   beside its file (``<building>.npz.next``, its closed weeks in the segment files of
+   ``<building>.seg/``, written once: :meth:`~anomalies.incremental.DetectorState.save`) and drops
+   it, so a pass holds one building's state (a portfolio of at most ``LiveConfig.held`` buildings
+   keeps them in memory instead);
 3. writes the events that changed (measurement ``anomaly``) and the expected
    against observed consumption (measurement ``expected``) to InfluxDB;
 4. ``notifier.queue(events, now)`` (see :class:`EventNotifier`);
-5. puts the chunk's saved states in place (atomic renames);
+5. puts the chunk's saved states in place (atomic renames) and deletes the segment files their
+   heads no longer name;
 
 and then ``await notifier.flush(now)``.
 
@@ -56,8 +59,10 @@ first; a second one exits 2 naming the directory and the first one's PID.
 would also overwrite each other's state.)
 
 A state file that cannot be read, or that was built with other detection
-settings, is moved aside (``<building>.npz.<reason>-<time>``, logged as an error)
-and detection of that building starts afresh with a bootstrap.
+settings (or whose segment files are missing or corrupt), is moved aside
+(``<building>.npz.<reason>-<time>``, logged as an error; its segment files are deleted with the next
+save, so the file moved aside is kept for the record, not to be read again) and detection of that
+building starts afresh with a bootstrap.
 
 Sample config (``LiveConfig``, from ``ECONOME_DETECT_*`` in ``econome run``)::
 
@@ -95,7 +100,7 @@ from anomalies.detect import DetectConfig, ExpectedSeries
 from anomalies.events import AlertState, AnomalyEvent, Language
 from anomalies.expected_sink import write_expected
 from anomalies.features import PointSeries
-from anomalies.incremental import DetectorState, IncrementalConfig, advance
+from anomalies.incremental import DetectorState, IncrementalConfig, advance, segment_dir
 from inventory import Duration, Inventory, Usage
 from streams.errors import ConfigError, DecodeError, SinkError, TelemetryError
 from streams.history import read_readings
@@ -568,7 +573,7 @@ class LiveDetector:
                 if state.last_hour is not None:
                     total.last_hours.append(state.last_hour)
                 path.parent.mkdir(parents=True, exist_ok=True)
-                state.save(_next(path))
+                state.save(_next(path), segments=segment_dir(path), prune=False)
                 done.append((building_id, state if self._holds else None))
                 del state
             del readings
@@ -594,6 +599,7 @@ class LiveDetector:
         for building_id, held in done:
             path = building_state_path(self.state_path, building_id)
             _next(path).replace(path)
+            DetectorState.prune_segments(path)  # the weeks the state let go, a failed pass's segments
             if held is not None:
                 self._held[building_id] = held
         total.events += events

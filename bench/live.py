@@ -154,6 +154,26 @@ def _portfolio(buildings: int, points: int, out: Path) -> Path:
 # --- the parent: build, fill, measure ------------------------------------------------------------------------
 
 
+def _print_head(path: Path) -> None:
+    """What a building's head file holds (the part rewritten each pass), by kind of member, in kB."""
+    import zipfile
+
+    kinds: dict[str, int] = {}
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            name = info.filename.removesuffix(".npy")
+            letters = name[:len(name) - len(name.lstrip("abcdefghijklmnopqrstuvwxyz"))]
+            kind = {"r": "readings", "t": "readings", "v": "readings", "m": "models"}.get(letters, letters)
+            kinds[kind] = kinds.get(kind, 0) + info.compress_size
+    print(f"head {path.name}: {path.stat().st_size / 1e3:.0f} kB: "
+          + ", ".join(f"{k} {v / 1e3:.0f}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])), flush=True)
+
+
+def _files(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every file under ``folder``: its size and modification time (ns), by path."""
+    return {str(f): (f.stat().st_size, f.stat().st_mtime_ns) for f in folder.rglob("*") if f.is_file()}
+
+
 def _measure(argv: list[str]) -> dict[str, Any]:
     """Run one child; its own figures come back as a JSON last line, its peak RSS from the kernel."""
     wrapper = (
@@ -276,8 +296,9 @@ def main() -> None:
             own_path = building_state_path(state_path, building.id)
             own_path.parent.mkdir(parents=True, exist_ok=True)
             state.save(own_path)
-            state_bytes += own_path.stat().st_size
             del state
+        state_bytes = sum(size for size, _ in _files(state_path.with_suffix("")).values())
+        _print_head(building_state_path(state_path, next(b.id for _, b in inv.buildings())))
         print(f"models of the state computed by the pass of the hour before: {warm_cpu:.1f} s CPU "
               f"(what the first pass after a start without models costs)", flush=True)
         saved = out / "state-before-the-pass"
@@ -306,12 +327,14 @@ def main() -> None:
         "pass_cpu_s": round(live["cpu_s"] / args.buildings, 3),
         "rss_mb": round((live["peak_rss_mb"] - live["fixed_rss_mb"]) / args.buildings, 2),
         "state_mb": round(state_mb / args.buildings, 3),
+        "written_mb_per_pass": round(live["written_mb_per_pass"] / args.buildings, 3),
     }
     scale = TARGET_BUILDINGS / args.buildings
     extrapolation = {
         "pass_wall_s": round(live["wall_s"] * scale),
         "pass_cpu_s": round(live["cpu_s"] * scale),
         "state_gb": round(state_mb * scale / 1000, 1),
+        "written_gb_per_hour": round(live["written_mb_per_pass"] * scale / 1000, 1),
         "read_wall_s": round(read["wall_s"] * scale, 1),
         # What the states would hold in memory for every building at once (readings and rule memo, a floor):
         # what a pass holds with LiveConfig.held above the portfolio's size.
@@ -416,6 +439,7 @@ async def _child_pass(inventory_path: Path, url: str, database: str, state_path:
             return func(*args, **kwargs)
 
         asyncio.to_thread = inline
+    files = _files(state_path.with_suffix(""))
     t0 = _timed()
     if profiler is not None:
         profiler.enable()
@@ -423,6 +447,10 @@ async def _child_pass(inventory_path: Path, url: str, database: str, state_path:
     if profiler is not None:
         profiler.disable()
     figures = _since(t0)
+    # What the steady pass wrote of the states: the files it made or changed (heads, segments).
+    after = _files(state_path.with_suffix(""))
+    figures["written_mb_per_pass"] = round(
+        sum(size for name, (size, stamp) in after.items() if files.get(name) != (size, stamp)) / 1e6, 3)
     if profiler is not None:
         text = io.StringIO()
         pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(45)

@@ -14,6 +14,7 @@ InfluxDB 1.6.7 only; on 2.x it goes through the same ``/query`` with DBRP.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -33,7 +34,7 @@ from anomalies.detect import DetectConfig
 from anomalies.events import AlertState, AnomalyEvent
 from anomalies.expected import ExpectedConfig
 from anomalies.features import PointSeries
-from anomalies.incremental import DetectorState
+from anomalies.incremental import DetectorState, segment_dir
 from anomalies.live import LiveConfig, LiveDetector, building_state_path, read_readings
 from econome.localservers import free_port
 from inventory import Inventory, load_inventory
@@ -212,6 +213,13 @@ async def test_passes_open_one_alert_replay_after_a_crash_and_catch_up_a_resolut
     assert _ids(later.queued[0]) == _ids(caught.events)
     stored = _rows(config, 'SELECT "state" FROM "anomaly"')
     assert [r[1] for r in stored] == ["resolved"]
+    # The building's segment files (closed 28-day spans: none in these ten days) are those its head names and no
+    # other (the crashed pass's .next gone, nothing orphaned); the head holds the rest (format 5).
+    head = building_state_path(state_path, "mairie")
+    named = {e["name"] for e in json.loads(str(np.load(head, allow_pickle=False)["meta"]))["segments"]}
+    folder = segment_dir(head)
+    assert ({f.name for f in folder.iterdir()} if folder.exists() else set()) == named
+    assert not head.with_name(head.name + ".next").exists()
 
 
 async def test_a_first_start_notifies_only_what_is_still_open(

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from anomalies.detect import DetectConfig, detect
 from anomalies.events import AlertState, AnomalyEvent
 from anomalies.features import PointSeries
-from anomalies.incremental import DetectorState, IncrementalConfig, advance
+from anomalies.incremental import DetectorState, IncrementalConfig, advance, segment_dir
 from econome.cli_detect import register
 from inventory import Inventory, load_inventory
 from simulator.physics import generate_history
@@ -271,6 +271,8 @@ def test_models_saved_in_the_state_file_resume_as_held(tmp_path: Path, inventory
     path = tmp_path / "state.npz"
     holder = {"state": DetectorState.fresh(config)}
     loaded: list[int] = []
+    day_bounds: list[int] = []
+    prefixes: list[set[str]] = []  # the first rows of the models' arrays and the memo's, in files of their own
 
     forests: dict[Any, Any] = {}
 
@@ -281,10 +283,19 @@ def test_models_saved_in_the_state_file_resume_as_held(tmp_path: Path, inventory
                 if forests.get((b, u)) is not None:
                     assert p.forest is forests[(b, u)], (bound, b, u)
         state.save(path)
+        prefixes.append({f.name for f in segment_dir(path).glob("prefix-*")})
         back = DetectorState.load(path)
         forests.clear()
         forests.update({(b, u): p.forest for b, (_, usages) in back.models.items() for u, p in usages.items()})
         assert set(back.models) == set(state.models)
+        for b, (_, usages) in state.models.items():  # the day-residual bounds come with the file (format 5)
+            for u, p in usages.items():
+                kept = back.models[b][1][u].day_bound
+                assert (kept is None) == (p.day_bound is None), (b, u)
+                if kept is not None and p.day_bound is not None:
+                    assert (kept.hours, kept.digest) == (p.day_bound.hours, p.day_bound.digest), (b, u)
+                    assert kept.values.tobytes() == p.day_bound.values.tobytes(), (b, u)
+                    day_bounds.append(kept.hours)
         loaded.append(sum(len(u) for _, u in back.models.values()))
         state.models, state.readings = back.models, back.readings
         holder["state"] = state
@@ -292,6 +303,9 @@ def test_models_saved_in_the_state_file_resume_as_held(tmp_path: Path, inventory
     bounds = [refit - timedelta(hours=2), refit, refit + timedelta(hours=1), end]
     stepped, series = _stepped_with_expected(inventory, readings, bounds, holder["state"], config, after=round_trip)
     assert all(loaded), "the models were saved and loaded"
+    assert day_bounds, "and their day-residual bounds"
+    assert all(prefixes)
+    assert all(a & b for a, b in itertools.pairwise(prefixes)), "a save keeps the prefix files whose rows are unchanged"
     assert stepped == one_pass_models[0]
     _same_series(series, one_pass_models[1])
     # Formats 2 (models, no rule memo, float64 times) and 1 (neither): the file as those versions wrote it.
