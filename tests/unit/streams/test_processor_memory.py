@@ -14,6 +14,8 @@ from datetime import UTC, datetime, timedelta
 
 from simulator.portfolio import synthetic_poll, synthetic_portfolio
 from streams.aggregate import StreamProcessor, StreamSettings
+from streams.clock import ManualClock
+from streams.validate import Validator
 
 BUILDINGS = 40  # 2,000 points
 START = datetime(2026, 1, 5, 7, 55, tzinfo=UTC)
@@ -50,3 +52,22 @@ def test_new_windows_of_2000_points_add_a_few_tracked_objects_and_save_the_same_
     for p in (proc, again):
         _poll(p, 20)
     assert [r.line() for r in proc.advance()] == [r.line() for r in again.advance()] != []
+
+
+def test_the_duplicate_check_of_2000_points_adds_a_few_tracked_objects() -> None:
+    inventory = synthetic_portfolio(BUILDINGS, points=50)
+    points = {p.id: p for _, p in inventory.points()}
+    validator = Validator.for_inventory(inventory, ManualClock(START + timedelta(minutes=30)))
+    gc.collect()
+    before = len(gc.get_objects())
+    for minute in (0, 1):
+        for b in range(BUILDINGS):
+            for reading in synthetic_poll(b, 50, minute, START + timedelta(minutes=minute)):
+                assert validator.check(reading, points[reading.point_id].quantity, reading.unit)[1] is None
+    gc.collect()
+    added = len(gc.get_objects()) - before
+    assert len(validator._seen) == 2000
+    assert added < 100, f"{added} tracked objects for the recent times of 2,000 points"  # 3 per point: 6,000
+    # It still refuses what it refused: the same time again, with another value.
+    again = synthetic_poll(3, 50, 7, START + timedelta(minutes=1))[1]
+    assert "duplicate timestamp" in str(validator.check(again, points[again.point_id].quantity, again.unit)[1])
