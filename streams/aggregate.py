@@ -446,7 +446,9 @@ class StreamProcessor:
             window = self.windows.get(key)
             if window is None:
                 window = self.windows[key] = _Window()
-            slot = window.slot(point_id)
+            slot = window.index.get(point_id)
+            if slot is None:
+                slot = window.slot(point_id)
             changed = self.dirty.get(key)
             if changed is None:
                 self.dirty[key] = {point_id}
@@ -454,10 +456,14 @@ class StreamProcessor:
                 changed.add(point_id)
             window.sum[slot] += amount
             window.count[slot] += 1
-            window.estimated[slot] += estimated
+            if estimated:  # adding ±0.0 changes nothing: the estimate starts at +0.0 and never becomes -0.0
+                window.estimated[slot] += estimated
             if value is not None:
-                window.min[slot] = min(window.min[slot], value)
-                window.max[slot] = max(window.max[slot], value)
+                # What min() and max() kept: the new value only when strictly lower (higher), a NaN never.
+                if value < window.min[slot]:
+                    window.min[slot] = value
+                if value > window.max[slot]:
+                    window.max[slot] = value
         return too_late
 
     # -- emission --------------------------------------------------------------------
