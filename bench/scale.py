@@ -327,7 +327,13 @@ def _pipeline(buildings: int, points: int, influx: str, database: str, conn: Con
             pipeline = Pipeline(inventory, writer, SystemClock(), DeadLetterStore(), log, processor=processor)
             source = PipeSource()
             # As `econome run` does: what lives to the end is out of the collector's walks (SCALE_NO_FREEZE=1: not).
-            frozen = contextlib.nullcontext(0) if os.environ.get("SCALE_NO_FREEZE") else long_lived_frozen()
+            # SCALE_GC_THRESHOLDS=700,10,10: other thresholds while frozen (CPython's, here).
+            thresholds = os.environ.get("SCALE_GC_THRESHOLDS")
+            frozen = (
+                contextlib.nullcontext(0)
+                if os.environ.get("SCALE_NO_FREEZE")
+                else long_lived_frozen(*([tuple(int(t) for t in thresholds.split(","))] if thresholds else []))
+            )
             timeline: list[list[float]] = []
             with frozen as frozen_count:
                 ready = resource.getrusage(resource.RUSAGE_SELF)
