@@ -151,8 +151,8 @@ class _Window:
     windows most of the objects the garbage collector walked in each full
     collection, seconds per collection in the middle of a burst (issue 15). Here
     the point ids map to ints (a dict of strings and ints, which CPython does not
-    track) and the figures sit in ``array`` buffers (not tracked either): a window
-    is three tracked objects whatever its size. The arrays hold C doubles, the
+    track) and the figures sit in five ``array`` buffers: a window is six tracked
+    objects whatever its size (the tests count them). The arrays hold C doubles, the
     values Python floats hold, so every sum is the same, bit for bit.
     """
 
