@@ -15,7 +15,7 @@ The objects built at start and kept to the end (the inventory, the stream
 processor's per-point descriptions and counters) are moved out of the garbage
 collector's reach (:func:`long_lived_frozen`): at 3,000 buildings they are 1.6
 million tracked objects (each pydantic model of the inventory carries a dict and
-a set), which every full collection walked, 2 to 7 s a collection on a loaded
+a set), which every full collection walked, up to 8 s a collection on a loaded
 2-core machine, some in the middle of a burst (issue 15).
 """
 
