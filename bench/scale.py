@@ -73,6 +73,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import gc
 import json
@@ -270,6 +271,7 @@ def _generate_to_kafka(schedule: Schedule, minutes: range, address: str, topic: 
 
 
 def _pipeline(buildings: int, points: int, influx: str, database: str, conn: Connection, result: Any) -> None:
+    from econome._memory import long_lived_frozen
     from inventory import Inventory
     from simulator.portfolio import synthetic_portfolio
     from streams.aggregate import StreamProcessor, StreamSettings
@@ -324,27 +326,44 @@ def _pipeline(buildings: int, points: int, influx: str, database: str, conn: Con
             processor = StreamProcessor(inventory, StreamSettings(allowed_lateness=LATENESS))
             pipeline = Pipeline(inventory, writer, SystemClock(), DeadLetterStore(), log, processor=processor)
             source = PipeSource()
-            ready = resource.getrusage(resource.RUSAGE_SELF)
-            result.put("ready")
-            pauses.clear()  # from the moment it is ready
-            task = asyncio.create_task(pipeline.run([], [source]))
+            # As `econome run` does: what lives to the end is out of the collector's walks (SCALE_NO_FREEZE=1: not).
+            # SCALE_GC_THRESHOLDS=700,10,10: other thresholds while frozen (CPython's, here).
+            thresholds = os.environ.get("SCALE_GC_THRESHOLDS")
+            frozen = (
+                contextlib.nullcontext(0)
+                if os.environ.get("SCALE_NO_FREEZE")
+                else long_lived_frozen(*([tuple(int(t) for t in thresholds.split(","))] if thresholds else []))
+            )
             timeline: list[list[float]] = []
-            sampler = asyncio.create_task(_sample(pipeline, log, timeline))
-            await source.done.wait()
-            while log.depth() > 0 or pipeline._pending:  # the bench waits for the queue to drain
-                await asyncio.sleep(0.2)
-            sampler.cancel()
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            with frozen as frozen_count:
+                ready = resource.getrusage(resource.RUSAGE_SELF)
+                result.put("ready")
+                pauses.clear()  # from the moment it is ready
+                await _serve(pipeline, source, log, timeline)
+                alive = gc.get_objects()  # what the collector still walks, at the end (the census is after the figures)
+                census = collections.Counter(type(o).__name__ for o in alive).most_common(8)
+                tracked = {"frozen": frozen_count, "tracked_end": len(alive), "gen2_end": len(gc.get_objects(generation=2)),
+                           "most": census}  # fmt: skip
+                del alive
             log.close()
         await writer.close()
         usage = resource.getrusage(resource.RUSAGE_SELF)
         cpu = usage.ru_utime + usage.ru_stime - ready.ru_utime - ready.ru_stime  # from the moment it is ready
         return {"received": pipeline.stats.received, "cpu_s": round(cpu, 1),
-                "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "timeline": timeline,
+                "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "timeline": timeline, "objects": tracked,
                 "gc": {f"gen{g}": [sum(1 for n, _ in pauses if n == g), round(sum(d for n, d in pauses if n == g), 2),
                                    round(max((d for n, d in pauses if n == g), default=0.0), 2)] for g in range(3)}}  # fmt: skip
+
+    async def _serve(pipeline: Pipeline, source: PipeSource, log: DeliveryLog, timeline: list[list[float]]) -> None:
+        task = asyncio.create_task(pipeline.run([], [source]))
+        sampler = asyncio.create_task(_sample(pipeline, log, timeline))
+        await source.done.wait()
+        while log.depth() > 0 or pipeline._pending:  # the bench waits for the queue to drain
+            await asyncio.sleep(0.2)
+        sampler.cancel()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
     profile = os.environ.get("SCALE_PROFILE")
     if profile:
@@ -692,7 +711,7 @@ def run_config(name: str, args: argparse.Namespace, influx_server: LocalServer, 
         "raw_lag_p99_s": _percentile(lags["raw"], 99),
         "raw_lag_max_s": round(max(lags["raw"]), 2) if lags["raw"] else None,
         "raw_lag_by_minute": _by_minute(lags["raw"], lags["raw_minutes"]),
-        **({"pipeline_gc": gc_pauses} if workers == 0 else {}),
+        **({"pipeline_gc": gc_pauses, "pipeline_objects": pipe_stats["objects"]} if workers == 0 else {}),
         "observer_queries": f"{lags['queries']} in {lags['query_s']} s",
         "raw_lag_buildings": lags["probed"],
         "agg_lag_p50_s": _percentile(lags["agg"], 50),

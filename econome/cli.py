@@ -34,7 +34,7 @@ from typer.core import TyperGroup
 from econome._common import EXIT_CONFIG, atomic_path, writable_or_exit
 from econome._common import load_or_exit as _load
 from econome._logging import RedactingFilter, env_secrets, setup_logging
-from econome._memory import tune_malloc
+from econome._memory import long_lived_frozen, tune_malloc
 from econome._progress import progress
 from inventory import Inventory
 
@@ -378,7 +378,11 @@ def run(
             detection.add_done_callback(functools.partial(_detection_died, stop, died))
         utilities = _start_utilities(inv, settings, clock, sensor, runtime.pipeline.quality)
         try:
-            await runtime.serve(stop)
+            # What lives to the end (the inventory, the processor's per-point state) is out of the collector's
+            # full walks: at 3,000 buildings they took seconds each, some in the middle of a burst (issue 15).
+            with long_lived_frozen() as frozen:
+                logger.info("%s objects built at start frozen out of the garbage collector's walks", frozen)
+                await runtime.serve(stop)
         finally:
             if utilities is not None:
                 utilities.cancel()

@@ -183,7 +183,12 @@ class Validator:
         self.track_duplicates = track_duplicates
         self._tracked = frozenset(points) if points is not None else None
         self.history = history
-        self._seen: dict[str, _History] = {}
+        # The inventory's points get their history at once, not at their first reading: built with the
+        # rest of what lives as long as the process, they are frozen out of the garbage collector's walks
+        # with it (econome run; three tracked objects a point, 450,000 at 3,000 buildings; issue 15).
+        self._seen: dict[str, _History] = (
+            {point_id: _History() for point_id in self._tracked} if track_duplicates and self._tracked is not None else {}
+        )
         self._warned: set[str] = set()
         self.duplicates = 0
         """Readings rejected because the same reading (time and value) was already accepted."""

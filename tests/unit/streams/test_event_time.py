@@ -170,8 +170,8 @@ def test_duplicate_memory_is_bounded_by_the_points_and_the_history() -> None:
     for i in range(5000):
         for point, unit in (("temp", "degC"), ("elec", "kWh")):
             assert _check(validator, Reading(point, NOW - timedelta(seconds=i), float(i % 100), unit)) is None
-    assert set(validator._seen) == {"temp", "elec"}
-    assert all(len(seen.times) == len(seen.values) == HISTORY for seen in validator._seen.values())
+    assert set(validator._seen) == set(POINTS)  # the inventory's points, from the start
+    assert all(len(validator._seen[p].times) == len(validator._seen[p].values) == HISTORY for p in ("temp", "elec"))
 
 
 def test_a_reading_older_than_the_history_is_accepted_and_counted(caplog: pytest.LogCaptureFixture) -> None:
@@ -213,7 +213,7 @@ def test_unknown_points_are_not_remembered() -> None:
     validator = _edge()
     for i in range(100):
         validator.check(Reading(f"nope-{i}", NOW, 1.0, "degC"), Quantity.TEMPERATURE, "degC")
-    assert validator._seen == {}
+    assert set(validator._seen) == set(POINTS)  # the inventory's, from the start
 
 
 # -- bounded windows and counters ---------------------------------------------------------------
