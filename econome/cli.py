@@ -490,7 +490,10 @@ def worker(
         await runner.start()
         logger.info("worker of group %s started on %s, topic %s", settings.kafka_group, settings.kafka_url, settings.kafka_topic)
         try:
-            await stop.wait()
+            # The inventory and the app live to the end: out of the collector's full walks, as in econome run.
+            with long_lived_frozen() as frozen:
+                logger.info("%s objects built at start frozen out of the garbage collector's walks", frozen)
+                await stop.wait()
         finally:
             await runner.stop()
             await sink.close()
