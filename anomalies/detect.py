@@ -243,6 +243,13 @@ class DetectConfig(BaseModel):
     hall's days vary more than an office's, so they need a larger excess (None: no such test)."""
     model_day_history: timedelta = timedelta(days=56)
     """How far back the days that measure the expected model's uncertainty reach."""
+    model_day_min_share: float | None = Field(default=0.1, gt=0)
+    """A flagged hour whose own excess is under ``model_min_ratio`` or ``model_min_typical_share`` still counts
+    when the 24 hours up to it stand out of the model's uncertainty (``model_day_spread``) by at least this share
+    of their expected consumption: an excess spread over every hour (a door held open, a fouled burner: +30 %
+    heating all day) is small in each hour, where one hour's noise hides it, and plain in the day's sum, whose
+    noise the day bound measures. 10 %, the least share worth an alert (``materiality.min_ratio``). None: the
+    hours' own size only."""
     model_day_floor_share: float = Field(default=0.05, ge=0, lt=1)
     """The least day bound, as a share of the expected consumption of the same 24 hours: a model that matched
     its reference days exactly (a constant base load, MAD 0) or kept under them (a negative median) would
@@ -696,12 +703,20 @@ def _model_findings(runs: Sequence[ModelRun], hours: BuildingHours, config: Dete
         observed = series.values if run.observed is None else run.observed
         typical = typical_consumption(observed, config.materiality.min_history)
         material = ~(run.residual < config.model_min_typical_share * typical)  # unknown typical: the ratio alone
-        above = (run.residual > 0) & (run.ratio >= config.model_min_ratio) & material
+        sized = (run.ratio >= config.model_min_ratio) & material
+        if config.model_day_spread is not None and run.day_residual is not None and run.day_bound is not None:
+            if config.model_day_min_share is not None:
+                # An excess spread over the day is judged by the day's size (a known bound only): each of its
+                # hours is within an hour's noise, their sum is not.
+                day_expected = trailing_day_residual(np.maximum(run.expected, 0.0))
+                with np.errstate(invalid="ignore"):
+                    sized |= (run.day_residual > run.day_bound) & (
+                        run.day_residual >= config.model_day_min_share * day_expected)
+            # An unknown bound (fewer than a week of out-of-sample days of any type yet): not judged.
+            sized &= ~(run.day_residual <= run.day_bound)
+        above = (run.residual > 0) & sized
         if run.beyond_fit is not None:
             above &= ~run.beyond_fit
-        if config.model_day_spread is not None and run.day_residual is not None and run.day_bound is not None:
-            # An unknown bound (fewer than a week of out-of-sample days of any type yet): not judged.
-            above &= ~(run.day_residual <= run.day_bound)
         state = np.where(np.isfinite(run.flagged), ((run.flagged == 1.0) & above).astype(np.float64), np.nan)
         excess = np.where(state == 1.0, np.maximum(0.0, run.residual), 0.0)
         findings.append(

@@ -32,8 +32,11 @@ def inventory() -> Inventory:
     return parse_inventory(INVENTORY)
 
 
-def _generate(daily_c: np.ndarray, extra_kwh: np.ndarray, seed: int = 7) -> dict[str, PointSeries]:
-    """Hourly gas index and outdoor temperature; ``extra_kwh`` per hour is added to the building's own need."""
+def _generate(
+    daily_c: np.ndarray, extra_kwh: np.ndarray, seed: int = 7, heating_factor: np.ndarray | None = None,
+) -> dict[str, PointSeries]:
+    """Hourly gas index and outdoor temperature; ``extra_kwh`` per hour is added to the building's own need,
+    whose heating is multiplied by ``heating_factor`` per hour (default 1)."""
     rng = np.random.default_rng(seed)
     n = DAYS * 24
     start_s = START.astimezone(UTC).timestamp()
@@ -45,6 +48,8 @@ def _generate(daily_c: np.ndarray, extra_kwh: np.ndarray, seed: int = 7) -> dict
     need = np.maximum(0.0, 16.0 - outdoor)
     comfort = is_open & (hod >= 6) & (hod < 17)
     heating = np.where(comfort, 3.0 * need + 4.0 * (need > 0), 0.3 * need)
+    if heating_factor is not None:
+        heating = heating * heating_factor
     dhw = np.where(is_open & (hod >= 7) & (hod < 18), 2.0, 0.3)
     kwh = (heating + dhw) * (1 + rng.normal(0, 0.05, n)).clip(0.5) + extra_kwh
     index = np.concatenate([[1000.0], 1000.0 + np.cumsum(kwh / KWH_PER_M3)])
@@ -114,3 +119,26 @@ def test_a_residual_under_a_share_of_a_typical_hour_raises_nothing(inventory: In
                 if e.usage == "heating" and e.end.timestamp() > lo
                 and e.kind in {"unusual_consumption", "consumption_unoccupied"}]
         assert len(both) == 1, [(e.kind, e.start, e.end) for e in both]
+
+
+def test_a_week_of_heating_a_fifth_higher_in_every_hour_is_found_by_its_days(inventory: Inventory) -> None:
+    """+20 % heating in every hour for a week (a door held open, a fouled burner): small in each hour, plain by day.
+
+    Each comfort hour's excess (about 4 kWh over 22) is under ``model_min_ratio``
+    (0.2 of the expected value plus a quarter of a typical hour), so no hour
+    counts by its own size, and the week was missed; its days' excess (about
+    50 kWh over 290) stands far out of this school's day-to-day variation and
+    is above ``model_day_min_share`` (10 %) of the expected day. The same
+    weeks without the excess raise nothing.
+    """
+    n = DAYS * 24
+    factor = np.where(np.arange(n) >= LAST_WEEK[0], 1.2, 1.0)
+    config = DetectConfig(rule_events=False)  # the forest alone
+    found = _model_events_in_last_week(detect(inventory, _generate(_autumn(), np.zeros(n), heating_factor=factor),
+                                              config))
+    assert found, "a week of +20 % heating is an alert"
+    hours_only = _model_events_in_last_week(detect(
+        inventory, _generate(_autumn(), np.zeros(n), heating_factor=factor),
+        config.model_copy(update={"model_day_min_share": None})))
+    assert hours_only == [], "judged hour by hour the week is missed: the test would prove nothing"
+    assert _model_events_in_last_week(detect(inventory, _generate(_autumn(), np.zeros(n)), config)) == []
