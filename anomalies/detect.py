@@ -245,11 +245,13 @@ class DetectConfig(BaseModel):
     """How far back the days that measure the expected model's uncertainty reach."""
     model_day_min_share: float | None = Field(default=0.1, gt=0)
     """A flagged hour whose own excess is under ``model_min_ratio`` or ``model_min_typical_share`` still counts
-    when the 24 hours up to it stand out of the model's uncertainty (``model_day_spread``) by at least this share
-    of their expected consumption: an excess spread over every hour (a door held open, a fouled burner: +30 %
-    heating all day) is small in each hour, where one hour's noise hides it, and plain in the day's sum, whose
-    noise the day bound measures. 10 %, the least share worth an alert (``materiality.min_ratio``). None: the
-    hours' own size only."""
+    when the 24 hours up to it and the 24 hours before them both stand out of the model's uncertainty
+    (``model_day_spread``), each by at least this share of its expected consumption: an excess spread over
+    every hour (a door held open, a fouled burner: +30 % heating all day, for days) is small in each hour, where
+    one hour's noise hides it, and plain in the days' sums, whose noise the day bound measures. Two days: one
+    busy day beyond the bound is the building's own variation often enough (a crèche's full day, a workshop's
+    odd Saturday), two in a row rarely. 10 %, the least share worth an alert (``materiality.min_ratio``). None:
+    the hours' own size only."""
     model_day_floor_share: float = Field(default=0.05, ge=0, lt=1)
     """The least day bound, as a share of the expected consumption of the same 24 hours: a model that matched
     its reference days exactly (a constant base load, MAD 0) or kept under them (a negative median) would
@@ -706,12 +708,15 @@ def _model_findings(runs: Sequence[ModelRun], hours: BuildingHours, config: Dete
         sized = (run.ratio >= config.model_min_ratio) & material
         if config.model_day_spread is not None and run.day_residual is not None and run.day_bound is not None:
             if config.model_day_min_share is not None:
-                # An excess spread over the day is judged by the day's size (a known bound only): each of its
-                # hours is within an hour's noise, their sum is not.
+                # An excess spread over the days is judged by the days' size (known bounds only): each of its
+                # hours is within an hour's noise, their sums are not.
                 day_expected = trailing_day_residual(np.maximum(run.expected, 0.0))
                 with np.errstate(invalid="ignore"):
-                    sized |= (run.day_residual > run.day_bound) & (
+                    day_out = (run.day_residual > run.day_bound) & (
                         run.day_residual >= config.model_day_min_share * day_expected)
+                day_before = np.zeros_like(day_out)
+                day_before[24:] = day_out[:-24]
+                sized |= day_out & day_before
             # An unknown bound (fewer than a week of out-of-sample days of any type yet): not judged.
             sized &= ~(run.day_residual <= run.day_bound)
         above = (run.residual > 0) & sized

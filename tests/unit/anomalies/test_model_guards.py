@@ -128,8 +128,8 @@ def test_a_week_of_heating_a_fifth_higher_in_every_hour_is_found_by_its_days(inv
     (0.2 of the expected value plus a quarter of a typical hour), so no hour
     counts by its own size, and the week was missed; its days' excess (about
     50 kWh over 290) stands far out of this school's day-to-day variation and
-    is above ``model_day_min_share`` (10 %) of the expected day. The same
-    weeks without the excess raise nothing.
+    is above ``model_day_min_share`` (10 %) of the expected day, from its
+    second day on. The same weeks without the excess raise nothing.
     """
     n = DAYS * 24
     factor = np.where(np.arange(n) >= LAST_WEEK[0], 1.2, 1.0)
@@ -142,3 +142,17 @@ def test_a_week_of_heating_a_fifth_higher_in_every_hour_is_found_by_its_days(inv
         config.model_copy(update={"model_day_min_share": None})))
     assert hours_only == [], "judged hour by hour the week is missed: the test would prove nothing"
     assert _model_events_in_last_week(detect(inventory, _generate(_autumn(), np.zeros(n)), config)) == []
+
+
+def test_one_day_of_heating_higher_in_every_hour_is_no_alert(inventory: Inventory) -> None:
+    """+30 % heating in every hour for one day only: a day beyond the bound is a building's own variation often enough.
+
+    The day stands out of the bound by more than ``model_day_min_share``, so
+    with the 24 hours up to an hour judged alone (not the day before them too)
+    it is an alert.
+    """
+    n = DAYS * 24
+    day = (np.arange(n) >= LAST_WEEK[0] + 24) & (np.arange(n) < LAST_WEEK[0] + 48)
+    readings = _generate(_autumn(), np.zeros(n), heating_factor=np.where(day, 1.3, 1.0))
+    found = _model_events_in_last_week(detect(inventory, readings, DetectConfig(rule_events=False)))
+    assert found == [], [(e.start, e.end, e.excess_kwh) for e in found]
