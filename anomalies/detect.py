@@ -250,8 +250,9 @@ class DetectConfig(BaseModel):
     every hour (a door held open, a fouled burner: +30 % heating all day, for days) is small in each hour, where
     one hour's noise hides it, and plain in the days' sums, whose noise the day bound measures. Two days: one
     busy day beyond the bound is the building's own variation often enough (a crèche's full day, a workshop's
-    odd Saturday), two in a row rarely. 10 %, the least share worth an alert (``materiality.min_ratio``). None:
-    the hours' own size only."""
+    odd Saturday), two in a row rarely. The share is of the usage's typical day (24 typical hours) when that is
+    larger: a closed day's expected energy is near zero. 10 %, the least share worth an alert
+    (``materiality.min_ratio``). None: the hours' own size only."""
     model_day_floor_share: float = Field(default=0.05, ge=0, lt=1)
     """The least day bound, as a share of the expected consumption of the same 24 hours: a model that matched
     its reference days exactly (a constant base load, MAD 0) or kept under them (a negative median) would
@@ -711,9 +712,12 @@ def _model_findings(runs: Sequence[ModelRun], hours: BuildingHours, config: Dete
                 # An excess spread over the days is judged by the days' size (known bounds only): each of its
                 # hours is within an hour's noise, their sums are not.
                 day_expected = trailing_day_residual(np.maximum(run.expected, 0.0))
+                # The days' excess is a share of their expected energy and of the usage's typical day too: a closed
+                # day's expected energy is near zero, and any use of it a large share (the hours' test is against
+                # a typical hour likewise, ``model_min_typical_share``).
+                least = config.model_day_min_share * np.maximum(day_expected, 24.0 * np.nan_to_num(typical))
                 with np.errstate(invalid="ignore"):
-                    day_out = (run.day_residual > run.day_bound) & (
-                        run.day_residual >= config.model_day_min_share * day_expected)
+                    day_out = (run.day_residual > run.day_bound) & (run.day_residual >= least)
                 day_before = np.zeros_like(day_out)
                 day_before[24:] = day_out[:-24]
                 sized |= day_out & day_before

@@ -156,3 +156,18 @@ def test_one_day_of_heating_higher_in_every_hour_is_no_alert(inventory: Inventor
     readings = _generate(_autumn(), np.zeros(n), heating_factor=np.where(day, 1.3, 1.0))
     found = _model_events_in_last_week(detect(inventory, readings, DetectConfig(rule_events=False)))
     assert found == [], [(e.start, e.end, e.excess_kwh) for e in found]
+
+
+def test_a_small_steady_excess_over_closed_weekends_is_no_alert(inventory: Inventory) -> None:
+    """Mild weeks (no heating): the weekends draw only the hot-water loop, about 0.3 kWh an hour. +0.08 kWh in
+    every hour of the last weekends is a quarter of a closed day's expected energy but under a tenth of this
+    school's typical day (about 21 kWh): not worth an alert, as an hour's excess under a quarter of a typical hour is not
+    (family A: a school's lighting meter 0.1 kWh an hour above its standby on closed Sundays)."""
+    n = DAYS * 24
+    local = np.arange(n) + 2  # Europe/Paris in September: local hour = UTC hour + 2
+    weekend = ((local // 24) % 7 >= 5) & (np.arange(n) >= 28 * 24)  # START is a Monday
+    readings = _generate(np.full(DAYS, 20.0), np.where(weekend, 0.08, 0.0))
+    lo = START.astimezone(UTC).timestamp() + 28 * 24 * 3600.0
+    found = [e for e in detect(inventory, readings, DetectConfig(rule_events=False))
+             if e.kind == "unusual_consumption" and e.end.timestamp() > lo]
+    assert found == [], [(e.start, e.end, e.excess_kwh) for e in found]
