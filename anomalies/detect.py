@@ -243,6 +243,16 @@ class DetectConfig(BaseModel):
     hall's days vary more than an office's, so they need a larger excess (None: no such test)."""
     model_day_history: timedelta = timedelta(days=56)
     """How far back the days that measure the expected model's uncertainty reach."""
+    model_day_min_share: float | None = Field(default=0.1, gt=0)
+    """A flagged hour whose own excess is under ``model_min_ratio`` or ``model_min_typical_share`` still counts
+    when the 24 hours up to it and the 24 hours before them both stand out of the model's uncertainty
+    (``model_day_spread``), each by at least this share of its expected consumption: an excess spread over
+    every hour (a door held open, a fouled burner: +30 % heating all day, for days) is small in each hour, where
+    one hour's noise hides it, and plain in the days' sums, whose noise the day bound measures. Two days: one
+    busy day beyond the bound is the building's own variation often enough (a crèche's full day, a workshop's
+    odd Saturday), two in a row rarely. The share is of the usage's typical day (24 typical hours) when that is
+    larger: a closed day's expected energy is near zero. 10 %, the least share worth an alert
+    (``materiality.min_ratio``). None: the hours' own size only."""
     model_day_floor_share: float = Field(default=0.05, ge=0, lt=1)
     """The least day bound, as a share of the expected consumption of the same 24 hours: a model that matched
     its reference days exactly (a constant base load, MAD 0) or kept under them (a negative median) would
@@ -696,12 +706,26 @@ def _model_findings(runs: Sequence[ModelRun], hours: BuildingHours, config: Dete
         observed = series.values if run.observed is None else run.observed
         typical = typical_consumption(observed, config.materiality.min_history)
         material = ~(run.residual < config.model_min_typical_share * typical)  # unknown typical: the ratio alone
-        above = (run.residual > 0) & (run.ratio >= config.model_min_ratio) & material
+        sized = (run.ratio >= config.model_min_ratio) & material
+        if config.model_day_spread is not None and run.day_residual is not None and run.day_bound is not None:
+            if config.model_day_min_share is not None:
+                # An excess spread over the days is judged by the days' size (known bounds only): each of its
+                # hours is within an hour's noise, their sums are not.
+                day_expected = trailing_day_residual(np.maximum(run.expected, 0.0))
+                # The days' excess is a share of their expected energy and of the usage's typical day too: a closed
+                # day's expected energy is near zero, and any use of it a large share (the hours' test is against
+                # a typical hour likewise, ``model_min_typical_share``).
+                least = config.model_day_min_share * np.maximum(day_expected, 24.0 * np.nan_to_num(typical))
+                with np.errstate(invalid="ignore"):
+                    day_out = (run.day_residual > run.day_bound) & (run.day_residual >= least)
+                day_before = np.zeros_like(day_out)
+                day_before[24:] = day_out[:-24]
+                sized |= day_out & day_before
+            # An unknown bound (fewer than a week of out-of-sample days of any type yet): not judged.
+            sized &= ~(run.day_residual <= run.day_bound)
+        above = (run.residual > 0) & sized
         if run.beyond_fit is not None:
             above &= ~run.beyond_fit
-        if config.model_day_spread is not None and run.day_residual is not None and run.day_bound is not None:
-            # An unknown bound (fewer than a week of out-of-sample days of any type yet): not judged.
-            above &= ~(run.day_residual <= run.day_bound)
         state = np.where(np.isfinite(run.flagged), ((run.flagged == 1.0) & above).astype(np.float64), np.nan)
         excess = np.where(state == 1.0, np.maximum(0.0, run.residual), 0.0)
         findings.append(

@@ -268,8 +268,10 @@ class Finding:
 
 
 
-MEMO_FORMAT_VERSION = 1
-"""Version of :meth:`RuleMemo.to_arrays`'s layout; each older version gets its own named loader."""
+MEMO_FORMAT_VERSION = 2
+"""Version of :meth:`RuleMemo.to_arrays`'s layout and of what it holds. A memo of another version is not read
+(a cache: the next pass judges every day). 2: ``sensor_drift`` judges days of unknown weather, so the days a
+version 1 memo holds are not what this code would say of them."""
 
 
 @dataclass(eq=False, slots=True)
@@ -2911,8 +2913,15 @@ class SensorDriftRule:
             # (a heated room floats above its setpoint in a warm spell, once the heating stops).
             hist_sel = usable_d[hlo:lo] & ~flagged_d[hlo:lo] & (habitual | ~long_d[hlo:lo])
             ref_y, ref_u = y_d[lo:j][sel], ref_use if seen_use else np.zeros(ref_use.size)
-            for o_ref, o_now in ((o_d, out24), (o72_d, out72)):
+            for o_ref, o_all in ((o_d, out24), (o72_d, out72)):
                 ref_out = o_ref[lo:j][sel]
+                # Weather unknown (the station silent for days): what the reference predicts is taken at its least
+                # telling weather, its coldest day for a fall and its warmest for a rise. A room its heating holds
+                # at its level (slope ~0) is judged as if the weather were known; a floating one gets the
+                # reference's whole weather span as tolerance (issue 11: a pool hall's drift, unjudged through the
+                # 4 days its weather station was silent, was missed).
+                o_now = np.where(np.isfinite(o_all), o_all, float(ref_out.min()))
+                o_warm = np.where(np.isfinite(o_all), o_all, float(ref_out.max()))
                 heated_h, free_h = _regime_history(
                     y_d[hlo:lo], o_ref[hlo:lo], u_d[hlo:lo] if seen_use else None, free_d[hlo:lo], hist_sel
                 )
@@ -2945,8 +2954,8 @@ class SensorDriftRule:
                 if fit_cap < max_slope:
                     level, slope, use_k, scatter = _explain_indoor(ref_y, ref_out, ref_u, max_slope)
                 rise_limit = max(config.drift_min_k, 5.0 * scatter)
-                warmer = np.maximum(0.0, o_now[a:b] - float(ref_out.max())) * np.maximum(0.0, cap[a:b] - slope)
-                rise = np.maximum(0.0, mean24[a:b] - level - slope * o_now[a:b] - use_k * use24[a:b] - warmer)
+                warmer = np.maximum(0.0, o_warm[a:b] - float(ref_out.max())) * np.maximum(0.0, cap[a:b] - slope)
+                rise = np.maximum(0.0, mean24[a:b] - level - slope * o_warm[a:b] - use_k * use24[a:b] - warmer)
                 if not ref_unheated:
                     # Issue 11: a reference held by its heating tells how warm the heating kept the room, not
                     # where it floats once the declared season has ended and the heating is off: above it (a

@@ -32,8 +32,11 @@ def inventory() -> Inventory:
     return parse_inventory(INVENTORY)
 
 
-def _generate(daily_c: np.ndarray, extra_kwh: np.ndarray, seed: int = 7) -> dict[str, PointSeries]:
-    """Hourly gas index and outdoor temperature; ``extra_kwh`` per hour is added to the building's own need."""
+def _generate(
+    daily_c: np.ndarray, extra_kwh: np.ndarray, seed: int = 7, heating_factor: np.ndarray | None = None,
+) -> dict[str, PointSeries]:
+    """Hourly gas index and outdoor temperature; ``extra_kwh`` per hour is added to the building's own need,
+    whose heating is multiplied by ``heating_factor`` per hour (default 1)."""
     rng = np.random.default_rng(seed)
     n = DAYS * 24
     start_s = START.astimezone(UTC).timestamp()
@@ -45,6 +48,8 @@ def _generate(daily_c: np.ndarray, extra_kwh: np.ndarray, seed: int = 7) -> dict
     need = np.maximum(0.0, 16.0 - outdoor)
     comfort = is_open & (hod >= 6) & (hod < 17)
     heating = np.where(comfort, 3.0 * need + 4.0 * (need > 0), 0.3 * need)
+    if heating_factor is not None:
+        heating = heating * heating_factor
     dhw = np.where(is_open & (hod >= 7) & (hod < 18), 2.0, 0.3)
     kwh = (heating + dhw) * (1 + rng.normal(0, 0.05, n)).clip(0.5) + extra_kwh
     index = np.concatenate([[1000.0], 1000.0 + np.cumsum(kwh / KWH_PER_M3)])
@@ -114,3 +119,55 @@ def test_a_residual_under_a_share_of_a_typical_hour_raises_nothing(inventory: In
                 if e.usage == "heating" and e.end.timestamp() > lo
                 and e.kind in {"unusual_consumption", "consumption_unoccupied"}]
         assert len(both) == 1, [(e.kind, e.start, e.end) for e in both]
+
+
+def test_a_week_of_heating_a_fifth_higher_in_every_hour_is_found_by_its_days(inventory: Inventory) -> None:
+    """+20 % heating in every hour for a week (a door held open, a fouled burner): small in each hour, plain by day.
+
+    Each comfort hour's excess (about 4 kWh over 22) is under ``model_min_ratio``
+    (0.2 of the expected value plus a quarter of a typical hour), so no hour
+    counts by its own size, and the week was missed; its days' excess (about
+    50 kWh over 290) stands far out of this school's day-to-day variation and
+    is above ``model_day_min_share`` (10 %) of the expected day, from its
+    second day on. The same weeks without the excess raise nothing.
+    """
+    n = DAYS * 24
+    factor = np.where(np.arange(n) >= LAST_WEEK[0], 1.2, 1.0)
+    config = DetectConfig(rule_events=False)  # the forest alone
+    found = _model_events_in_last_week(detect(inventory, _generate(_autumn(), np.zeros(n), heating_factor=factor),
+                                              config))
+    assert found, "a week of +20 % heating is an alert"
+    hours_only = _model_events_in_last_week(detect(
+        inventory, _generate(_autumn(), np.zeros(n), heating_factor=factor),
+        config.model_copy(update={"model_day_min_share": None})))
+    assert hours_only == [], "judged hour by hour the week is missed: the test would prove nothing"
+    assert _model_events_in_last_week(detect(inventory, _generate(_autumn(), np.zeros(n)), config)) == []
+
+
+def test_one_day_of_heating_higher_in_every_hour_is_no_alert(inventory: Inventory) -> None:
+    """+30 % heating in every hour for one day only: a day beyond the bound is a building's own variation often enough.
+
+    The day stands out of the bound by more than ``model_day_min_share``, so
+    with the 24 hours up to an hour judged alone (not the day before them too)
+    it is an alert.
+    """
+    n = DAYS * 24
+    day = (np.arange(n) >= LAST_WEEK[0] + 24) & (np.arange(n) < LAST_WEEK[0] + 48)
+    readings = _generate(_autumn(), np.zeros(n), heating_factor=np.where(day, 1.3, 1.0))
+    found = _model_events_in_last_week(detect(inventory, readings, DetectConfig(rule_events=False)))
+    assert found == [], [(e.start, e.end, e.excess_kwh) for e in found]
+
+
+def test_a_small_steady_excess_over_closed_weekends_is_no_alert(inventory: Inventory) -> None:
+    """Mild weeks (no heating): the weekends draw only the hot-water loop, about 0.3 kWh an hour. +0.08 kWh in
+    every hour of the last weekends is a quarter of a closed day's expected energy but under a tenth of this
+    school's typical day (about 21 kWh): not worth an alert, as an hour's excess under a quarter of a typical hour is not
+    (family A: a school's lighting meter 0.1 kWh an hour above its standby on closed Sundays)."""
+    n = DAYS * 24
+    local = np.arange(n) + 2  # Europe/Paris in September: local hour = UTC hour + 2
+    weekend = ((local // 24) % 7 >= 5) & (np.arange(n) >= 28 * 24)  # START is a Monday
+    readings = _generate(np.full(DAYS, 20.0), np.where(weekend, 0.08, 0.0))
+    lo = START.astimezone(UTC).timestamp() + 28 * 24 * 3600.0
+    found = [e for e in detect(inventory, readings, DetectConfig(rule_events=False))
+             if e.kind == "unusual_consumption" and e.end.timestamp() > lo]
+    assert found == [], [(e.start, e.end, e.excess_kwh) for e in found]

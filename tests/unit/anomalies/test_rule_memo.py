@@ -20,7 +20,7 @@ import pytest
 
 from anomalies.detect import DetectConfig, building_findings
 from anomalies.features import HourlyFrame, PointSeries, schedule_masks
-from anomalies.rules import Finding, LostDailyCycleRule, RuleMemo, RulesConfig, SensorDriftRule
+from anomalies.rules import MEMO_FORMAT_VERSION, Finding, LostDailyCycleRule, RuleMemo, RulesConfig, SensorDriftRule
 from inventory import FrenchCalendar, Inventory, parse_inventory
 from streams.errors import DecodeError
 
@@ -315,6 +315,7 @@ def test_a_memo_saved_and_read_back_spares_what_the_memo_did(tmp_path: Path) -> 
     assert [getattr(read, c) for c in counters] == [getattr(kept, c) - b for c, b in zip(counters, before, strict=True)]
     assert read.recomputed_days <= 2  # the new day of the indoor sensor's two rules, not the 48 days before
     arrays = kept.to_arrays()
-    arrays["memo_meta"] = np.array(str(arrays["memo_meta"]).replace('"format_version": 1', '"format_version": 99'))
+    version = f'"format_version": {MEMO_FORMAT_VERSION}'
+    arrays["memo_meta"] = np.array(str(arrays["memo_meta"]).replace(version, '"format_version": 99'))
     with pytest.raises(DecodeError, match="format_version 99"):
         RuleMemo.from_arrays(arrays)
