@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from anomalies.detect import DetectConfig
 from anomalies.events import AlertState
+from anomalies.incremental import DetectorState
 from anomalies.live import LiveConfig, LiveDetector, LoggingNotifier, building_lag, lag_groups, lagged_state_path, next_run
 from econome.localservers import free_port
 from inventory import Inventory, load_inventory
@@ -104,6 +106,23 @@ async def test_an_unreadable_state_is_moved_aside_and_detection_starts_afresh(
     moved = list(tmp_path.glob("state.npz.unreadable-*"))
     assert [p.read_bytes() for p in moved] == [b"not a zip file"]
     assert not state.exists()
+    assert str(state) in caplog.text
+
+
+async def test_a_state_of_other_detection_settings_is_moved_aside_and_detection_starts_afresh(
+    inventory: Inventory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What an upgrade that changes a detection default does (OPERATIONS "Upgrades"): the state is kept aside, not read."""
+    state = tmp_path / "state.npz"
+    DetectorState.fresh(DetectConfig(model_day_min_share=0.3)).save(state)
+    saved = state.read_bytes()
+    detector = LiveDetector(inventory, _down(), state)
+    with caplog.at_level(logging.ERROR, logger="anomalies.live"):
+        await detector.tick(datetime(2026, 1, 5, 10, 5, tzinfo=UTC))
+    moved = list(tmp_path.glob("state.npz.other-settings-*"))
+    assert [p.read_bytes() for p in moved] == [saved]
+    assert not state.exists()
+    assert "built with other detection settings" in caplog.text
     assert str(state) in caplog.text
 
 
