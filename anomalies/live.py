@@ -19,7 +19,7 @@ Each building has a state file of its own (:func:`building_state_path`:
 2. per building, one at a time: loads its state, runs :func:`anomalies.incremental.advance`
    up to the last whole hour (hours are processed once complete: a reading at or after their
    end, points lagging less than ``max_wait`` waited for) in a worker thread, saves the state
-   beside its file (``<building>.npz.next``, its closed weeks in the segment files of
+   beside its file (``<building>.npz.next``, its closed 28-day spans in the segment files of
    ``<building>.seg/``, written once: :meth:`~anomalies.incremental.DetectorState.save`) and drops
    it, so a pass holds one building's state (a portfolio of at most ``LiveConfig.held`` buildings
    keeps them in memory instead);
