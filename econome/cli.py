@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import difflib
 import email
 import email.policy
 import functools
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, Annotated, Protocol
 from zoneinfo import ZoneInfo
 
 import typer
+from typer._click.exceptions import UsageError  # the click typer vendors, which TyperGroup raises
 from typer.core import TyperGroup
 
 from econome._common import EXIT_CONFIG, atomic_path, writable_or_exit
@@ -108,6 +110,17 @@ class _LazyGroup(TyperGroup):
             for name, command in typer.main.get_group(sub).commands.items():
                 self.commands.setdefault(name, command)
         return super().get_command(ctx, cmd_name)
+
+    def resolve_command(self, ctx: Context, args: list[str]) -> tuple[str | None, Command | None, list[str]]:
+        """TyperGroup's, with the lazy commands among the suggestions for a mistyped one (it knows the loaded ones)."""
+        try:
+            return super().resolve_command(ctx, args)
+        except UsageError as exc:
+            if args and "Did you mean" not in exc.message:
+                matches = difflib.get_close_matches(args[0], self.list_commands(ctx))
+                if matches:
+                    exc.message = f"{exc.message.rstrip('.')}. Did you mean {', '.join(repr(m) for m in matches)}?"
+            raise
 
 
 # No locals in tracebacks: they would show settings, clients and environment values.

@@ -46,3 +46,11 @@ def test_every_command_of_the_lazy_modules_is_listed_and_runs(command: str) -> N
     result = CliRunner().invoke(app, [command, "--help"])
     assert result.exit_code == 0, result.output
     assert "Usage:" in result.stdout
+
+
+@pytest.mark.parametrize(("typo", "meant"), [("detec", "detect"), ("staus", "status"), ("alert", "alerts"), ("chek", "check")])
+def test_a_mistyped_command_suggests_the_lazy_ones_too(typo: str, meant: str) -> None:
+    """typer suggests from the commands loaded so far; the lazy ones are not, until looked up."""
+    result = CliRunner().invoke(app, [typo])
+    assert result.exit_code == 2
+    assert f"Did you mean '{meant}'?" in result.output
