@@ -338,7 +338,7 @@ class DetectorState:
                 prefix = np.ascontiguousarray(array[:rows])
                 digest = hashlib.sha256(f"{prefix.dtype.str}{prefix.shape}".encode() + prefix.tobytes()).hexdigest()[:16]
                 file = f"prefix-{digest}.npz"
-                if not (folder / file).exists():
+                if not _holds(folder / file, prefix):
                     folder.mkdir(parents=True, exist_ok=True)
                     _write_npz(folder / file, {"a": prefix}, ())
                 held = (file, prefix.copy())
@@ -443,7 +443,7 @@ class DetectorState:
             try:
                 with np.load(head, allow_pickle=False) as data:
                     meta = json.loads(str(data["meta"]))
-            except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile):
+            except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError):
                 continue
             if isinstance(meta, dict) and meta.get("segment_dir") == folder.name:
                 used.update(str(seg["name"]) for seg in meta.get("segments", []))
@@ -477,7 +477,7 @@ class DetectorState:
                 return loader(meta, data)
         except DecodeError:
             raise
-        except (OSError, ValueError, KeyError, TypeError, AttributeError, zipfile.BadZipFile, ModelError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, zipfile.BadZipFile, EOFError, ModelError) as exc:
             msg = (f"{path}: not a readable detection state ({type(exc).__name__}: {exc}); "
                    "remove it (or use --reset-state) to start afresh")
             raise DecodeError(msg) from exc
@@ -492,7 +492,7 @@ class DetectorState:
         try:
             with np.load(path, allow_pickle=False) as data:
                 meta = json.loads(str(data["meta"]))
-        except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
+        except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError) as exc:
             msg = f"{path}: not a readable detection state ({type(exc).__name__}: {exc})"
             raise DecodeError(msg) from exc
         if not isinstance(meta, dict) or meta.get("format_version") not in _READ_VERSIONS:
@@ -520,7 +520,7 @@ class DetectorState:
             try:
                 with np.load(file, allow_pickle=False) as blob:
                     prefix = blob["a"]
-            except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
                 msg = f"{file}: not a readable detection state prefix ({type(exc).__name__}: {exc})"
                 raise DecodeError(msg) from exc
             if prefix.shape[0] != int(e["rows"]):
@@ -737,10 +737,37 @@ def _write_segment(folder: Path, start_s: float, end_s: float,
         digest.update(np.ascontiguousarray(arrays[name]).tobytes() if name != "meta" else str(arrays[name]).encode())
     name = f"{_dt(start_s):%Y%m%dT%H}-{_dt(end_s):%Y%m%dT%H}-{digest.hexdigest()[:16]}.npz"
     file = folder / name
-    if not file.exists():
+    if not _readable_segment(file, start_s, end_s):
         folder.mkdir(parents=True, exist_ok=True)
         _write_npz(file, arrays, {"meta", "runs", "times"})
     return _Segment(name, start_s, end_s, {pid: int(t.size) for pid, (t, _) in week.items()})
+
+
+def _holds(file: Path, prefix: np.ndarray[Any, Any]) -> bool:
+    """Whether the prefix file ``file`` is there and holds ``prefix``.
+
+    A corrupt file of the same content's name is written again, not named by the next head as it is (after
+    ``--reset-state``, or a state moved aside and started afresh, the same content comes back).
+    """
+    if not file.exists():
+        return False
+    try:
+        with np.load(file, allow_pickle=False) as blob:
+            held = blob["a"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, zipfile.BadZipFile, EOFError):
+        return False
+    return bool(held.dtype == prefix.dtype and held.shape == prefix.shape and held.tobytes() == prefix.tobytes())
+
+
+def _readable_segment(file: Path, start_s: float, end_s: float) -> bool:
+    """Whether the segment file ``file`` is there and reads (its archive's CRC); see :func:`_holds`."""
+    if not file.exists():
+        return False
+    try:
+        _read_segment(file, start_s, end_s)
+    except DecodeError:
+        return False
+    return True
 
 
 def _read_segment(file: Path, start_s: float, end_s: float) -> dict[str, tuple[FloatArray, FloatArray]]:
@@ -763,7 +790,7 @@ def _read_segment(file: Path, start_s: float, end_s: float) -> dict[str, tuple[F
             values = np.asarray(data["values"], dtype=np.float64)
     except DecodeError:
         raise
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, zipfile.BadZipFile) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, zipfile.BadZipFile, EOFError) as exc:
         msg = (f"{file}: not a readable detection state segment ({type(exc).__name__}: {exc}); "
                "remove the state (or use --reset-state) to start afresh")
         raise DecodeError(msg) from exc

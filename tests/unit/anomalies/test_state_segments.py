@@ -150,6 +150,37 @@ def test_a_corrupt_or_missing_segment_is_named(tmp_path: Path) -> None:
     assert DetectorState.peek_last_hour(path) == START + timedelta(days=DAYS)  # econome status reads the head only
 
 
+@pytest.mark.parametrize("damage", ["flipped", "empty"])
+def test_a_damaged_segment_is_written_again_by_the_next_save_of_its_content(tmp_path: Path, damage: str) -> None:
+    """Segment files are named by their content: after ``--reset-state`` (or a state moved aside and begun
+    afresh) the same content comes back under the same name, and must not name the damaged file again."""
+    path = tmp_path / "gymnase.npz"
+    _state().save(path)
+    first = sorted(segment_dir(path).iterdir())[0]
+    if damage == "flipped":
+        data = bytearray(first.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        first.write_bytes(bytes(data))
+    else:
+        first.write_bytes(b"")  # a disk full at the wrong moment, a copy cut short: EOFError inside numpy
+    with pytest.raises(DecodeError, match=first.name):
+        DetectorState.load(path)
+    _state().save(path)  # what --reset-state then the same readings give
+    _same(DetectorState.load(path), _state())
+
+
+def test_a_damaged_prefix_file_is_written_again(tmp_path: Path) -> None:
+    """The same for a prefix file (the first rows of a large head array, named by their content)."""
+    folder = tmp_path / "gymnase.seg"
+    rows = np.arange(40_000, dtype=np.float64).reshape(-1, 4)
+    named = DetectorState.fresh()._write_prefixes(folder, {"memo": rows.copy()})
+    file = folder / named["memo"]["file"]
+    file.write_bytes(b"")
+    DetectorState.fresh()._write_prefixes(folder, {"memo": rows.copy()})
+    with np.load(file) as blob:
+        assert blob["a"].tobytes() == rows[: named["memo"]["rows"]].tobytes()
+
+
 def test_a_format_4_file_is_read_and_rewritten_in_segments(tmp_path: Path) -> None:
     """Upgrading: a format-4 file (every reading in it) loads as it was and its next save writes format 5."""
     state = _state()
