@@ -277,9 +277,9 @@ class _Runtime:
         )
 
     async def serve(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set, then flush and release everything."""
         from econome.wiring import close_buses
 
-        """Run until ``stop`` is set, then flush and release everything."""
         if isinstance(self.writer, InfluxV1Writer):
             try:
                 await self.writer.ensure_database()
