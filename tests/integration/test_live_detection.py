@@ -410,3 +410,50 @@ async def test_a_small_portfolio_keeps_its_states_in_memory_and_a_large_one_read
     else:
         assert again.since == _at(4, 4, 0)  # a fresh start: the bootstrap again, before 04:05
     assert building_state_path(state_path, "mairie").exists()
+
+
+async def test_a_corrupt_segment_is_moved_aside_once_and_the_live_pass_prunes_to_what_its_head_names(
+    influxdb_server: Any, unique_name: str, town_hall: tuple[Path, Inventory], tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """45 days of a town hall, a 40-day bootstrap: the state has closed 28-day spans in segment files.
+
+    A flipped bit in one of them is found by the next pass (the state moved aside, detection afresh); the
+    fresh state's save gives the same span the same name and writes it again, so the passes after it load
+    the state and nothing more is moved aside. After every pass the folder holds exactly the files its head
+    names: the live pass prunes the others once its next state is in place.
+    """
+    inv = town_hall[1]
+    start = datetime(2026, 1, 5, tzinfo=UTC)
+    history = generate_history(inv, start, start + timedelta(days=45), timedelta(minutes=15), seed=11)
+    seconds = history.times.astype("datetime64[ms]").astype(np.int64) / 1000.0
+    readings = {pid: PointSeries(seconds[np.isfinite(col)], col[np.isfinite(col)])
+                for pid, col in zip(history.point_ids, history.values.T, strict=True)}
+    config = InfluxConfig(url=influxdb_server.url, database=unique_name)
+    await _fill(inv, readings, config)
+    state_path = tmp_path / "detect" / "state.npz"
+    state_path.parent.mkdir()
+    detector = LiveDetector(inv, config, state_path, RecordingNotifier(), config=CONFIG,
+                            live=LiveConfig(bootstrap=timedelta(days=40), held=0))
+    head = building_state_path(state_path, "mairie")
+
+    def named() -> set[str]:
+        with np.load(head) as data:
+            meta = json.loads(str(data["meta"]))
+        return {str(s["name"]) for s in meta["segments"]} | {str(e["file"]) for e in meta["prefixes"].values()}
+
+    at = datetime(2026, 2, 14, 3, 5, tzinfo=UTC)
+    assert await detector.tick(at) is not None
+    spans = sorted(f for f in segment_dir(head).iterdir() if not f.name.startswith("prefix-"))
+    assert spans, "40 days of bootstrap close at least one 28-day span"
+    assert {f.name for f in segment_dir(head).iterdir()} == named()
+    data = bytearray(spans[-1].read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    spans[-1].write_bytes(bytes(data))
+    with caplog.at_level(logging.ERROR, logger="anomalies.live"):
+        for hour in range(1, 4):
+            assert await detector.tick(at + timedelta(hours=hour)) is not None
+            DetectorState.load(head)  # loads: the damaged span was written again
+            assert {f.name for f in segment_dir(head).iterdir()} == named()
+    assert len(list(head.parent.glob(f"{head.name}.unreadable-*"))) == 1
+    assert spans[-1].name in caplog.text
