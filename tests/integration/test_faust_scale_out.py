@@ -146,6 +146,12 @@ class Worker:
                 cwd=ROOT, env={**os.environ, **env, "ECONOME_DATA_DIR": str(data)}, stdout=out, stderr=subprocess.STDOUT,
             )  # fmt: skip
 
+    def kill(self) -> None:
+        """SIGKILL it if it still runs (a test's clean-up), and reap it."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
     def metrics(self) -> dict[str, float]:
         """The worker's samples, ``name{label=value}`` -> value; empty while it does not answer."""
         try:
@@ -371,9 +377,7 @@ def test_two_workers_one_killed_and_restarted_give_the_in_process_aggregates(
         assert victim.process.wait(30) == 0, victim.output()[-3000:]
     finally:
         for worker in workers:
-            if worker.process.poll() is None:
-                worker.process.kill()
-                worker.process.wait(10)
+            worker.kill()
         in_process.join(120)
     assert "stopped:" in survivor.output()
     rereads = {name: sum(v for k, v in samples.items() if k.startswith("econome_worker_rereads_total"))
@@ -450,9 +454,7 @@ def test_a_sigterm_in_the_first_generation_hands_over_before_the_session_expires
         assert first.process.wait(30) == 0, first.output()[-3000:]
     finally:
         for worker in (first, second):
-            if worker.process.poll() is None:
-                worker.process.kill()
-                worker.process.wait(10)
+            worker.kill()
     print(f"takeover after a SIGTERM in generation 0: {takeover:.1f} s (session {session_s} s)")
     assert "(generation 0: Tansu defect B3)" in first.output()
     assert first.output().count("Joined group") == 1  # it left once, and did not join again as a new member

@@ -116,9 +116,7 @@ def test_an_undecodable_message_is_set_aside_and_a_sigterm_while_influxdb_is_dow
         assert up.process.wait(30) == 0
     finally:
         for worker in workers:
-            if worker.process.poll() is None:
-                worker.process.kill()
-                worker.process.wait(10)
+            worker.kill()
         in_process.join(120)
     print(f"stop with InfluxDB down: {stop_s:.1f} s; committed lag after it {lag_after_stop}")
     pipeline = reference[0]

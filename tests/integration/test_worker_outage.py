@@ -109,9 +109,7 @@ def test_an_influxdb_outage_under_a_worker_loses_nothing(
         assert worker.process.wait(30) == 0, worker.output()[-3000:]
         got = _aggregates(influx.url, "econome")
     finally:
-        if worker.process.poll() is None:
-            worker.process.kill()
-            worker.process.wait(10)
+        worker.kill()
         influx.stop()
         in_process.join(120)
     output = worker.output()
