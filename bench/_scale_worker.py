@@ -15,6 +15,9 @@ It reports on stdout, one JSON object a line, with wall times (``time.time()``):
   applies a batch of, or writes an aggregate of, a partition since it got it;
 * ``{"event": "progress", "readings": n, "flushed": k}`` every half second.
 
+With ``--gate`` it applies nothing until SIGUSR1 (``{"event": "gate_open"}``): the saturation run
+publishes its backlog while the workers wait, so that the publisher takes no CPU from them.
+
 Run: ``python bench/_scale_worker.py --broker kafka://127.0.0.1:9092 --app-id a --topic t --influx http://...``.
 """
 
@@ -72,8 +75,15 @@ async def main(args: argparse.Namespace) -> None:
     seen_write: set[int] = set()
     partition_of: dict[str, int] = {}
     handle = runner.handle
+    go = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    if args.gate:
+        loop.add_signal_handler(signal.SIGUSR1, lambda: (say("gate_open"), go.set()))
+    else:
+        go.set()
 
     async def noting_handle(event: EventT[bytes]) -> None:
+        await go.wait()
         partition = event.message.partition
         key = event.key
         partition_of[key.decode() if isinstance(key, bytes) else str(key)] = partition
@@ -95,7 +105,6 @@ async def main(args: argparse.Namespace) -> None:
 
     sink.write = noting_write  # type: ignore[method-assign]  # the same: which partition the aggregates belong to
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     await runner.start()
     try:
@@ -133,4 +142,5 @@ if __name__ == "__main__":
     parser.add_argument("--lateness-s", type=float, default=0.0)
     parser.add_argument("--session-s", type=float, default=3.0)
     parser.add_argument("--count-only", action="store_true")
+    parser.add_argument("--gate", action="store_true", help="apply nothing until SIGUSR1")
     asyncio.run(main(parser.parse_args()))

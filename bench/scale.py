@@ -50,10 +50,11 @@ c. *2 faust workers*, the same; then one more minute during which a worker is
   during the configuration, their peak RSS is since they started), and the
   readings/s applied.
 
-**Saturation** (2 vs 1 worker): a fixed number of polls is published before the
-workers start; the throughput is the readings applied per second from the first
-batch to the last flush handled. That run counts aggregates instead of writing
-them, so it measures the workers, not InfluxDB.
+**Saturation** (2 vs 1 worker): a fixed number of polls is published while the
+workers, joined and assigned, wait; then they are let go. The throughput is the
+readings applied per second from the first batch to the last flush handled. That
+run counts aggregates instead of writing them, so it measures the workers, not
+InfluxDB, and the publisher is done before the measure starts.
 
 Goals printed beside the figures: p99 < 5 s in-process on a 2-core machine, and
 two workers ≥ 1.8× one on the saturating load.
@@ -545,12 +546,14 @@ class Worker:
 
 
 def _start_worker(args: argparse.Namespace, broker: str, app_id: str, topic: str, influx: str, database: str,
-                  count_only: bool = False) -> Worker:  # fmt: skip
+                  count_only: bool = False, gate: bool = False) -> Worker:  # fmt: skip
     argv = [sys.executable, str(WORKER), "--broker", broker, "--app-id", app_id, "--topic", topic,
             "--partitions", str(DEFAULT_PARTITIONS), "--buildings", str(args.buildings), "--points", str(args.points),
             "--influx", influx, "--database", database, "--lateness-s", str(LATENESS.total_seconds())]  # fmt: skip
     if count_only:
         argv.append("--count-only")
+    if gate:
+        argv.append("--gate")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
     worker = Worker(process)
@@ -753,20 +756,25 @@ def _publish_backlog(address: str, topic: str, buildings: int, points: int, poll
 def saturation(args: argparse.Namespace, tansu: LocalServer, workers: int) -> dict[str, Any]:
     """Readings/s of ``workers`` workers on a backlog (aggregates counted, not written).
 
-    The workers join first; the backlog is published once every partition is
-    assigned (faster than one worker drains it), so no rebalance falls in the measure.
+    The workers join first and wait (``--gate``); the backlog is published once every
+    partition is assigned, then the workers are let go (SIGUSR1). So no rebalance falls in
+    the measure, and the publisher takes no CPU from the workers while they are measured:
+    published while they ran (the first way), it took a third of a core from two workers
+    on this 2-core machine.
     """
     address = f"{tansu.host}:{tansu.port}"
     app_id = f"sat{workers}{uuid.uuid4().hex[:6]}"
     topic = f"{app_id}-readings"
     create_topic(tansu, topic, DEFAULT_PARTITIONS)
-    started = [_start_worker(args, f"kafka://{address}", app_id, topic, "http://127.0.0.1:1", "unused", count_only=True)
-               for _ in range(workers)]  # fmt: skip
+    started = [_start_worker(args, f"kafka://{address}", app_id, topic, "http://127.0.0.1:1", "unused", count_only=True,
+                             gate=True) for _ in range(workers)]  # fmt: skip
     try:
         _wait(lambda: all(w.ready.is_set() for w in started), 600, "the workers to be ready")
         _wait(lambda: sum(len(w.held()) for w in started) == DEFAULT_PARTITIONS and all(w.held() for w in started),
               120, "every partition to be assigned")  # fmt: skip
         readings = _publish_backlog(address, topic, args.buildings, args.points, args.saturation_polls)
+        for w in started:
+            w.process.send_signal(signal.SIGUSR1)
         _wait(lambda: sum(int(w.last.get("flushed", 0)) for w in started) >= args.buildings, 1800, "the backlog")
         # From the first batch applied by any worker to the progress report that saw the last flush.
         first = min(e["t"] for w in started for e in w.events if e["event"] == "first_batch")
