@@ -773,6 +773,7 @@ def saturation(args: argparse.Namespace, tansu: LocalServer, workers: int) -> di
         _wait(lambda: sum(len(w.held()) for w in started) == DEFAULT_PARTITIONS and all(w.held() for w in started),
               120, "every partition to be assigned")  # fmt: skip
         readings = _publish_backlog(address, topic, args.buildings, args.points, args.saturation_polls)
+        tansu_cpu = _proc(tansu.pid)["cpu_s"]
         for w in started:
             w.process.send_signal(signal.SIGUSR1)
         _wait(lambda: sum(int(w.last.get("flushed", 0)) for w in started) >= args.buildings, 1800, "the backlog")
@@ -780,6 +781,9 @@ def saturation(args: argparse.Namespace, tansu: LocalServer, workers: int) -> di
         first = min(e["t"] for w in started for e in w.events if e["event"] == "first_batch")
         last = max(float(w.last["t"]) for w in started)
         procs = {f"worker-{i}": w.usage() for i, w in enumerate(started)}
+        # Tansu serves the workers' fetches during the measure: its CPU is what the workers could not have.
+        now = _proc(tansu.pid)
+        procs["tansu"] = {"cpu_s": round(now["cpu_s"] - tansu_cpu, 1), "peak_rss_mb": now["peak_rss_mb"]}
         split = [int(w.last.get("readings", 0)) for w in started]
     finally:
         for w in started:
@@ -836,7 +840,9 @@ def _print(results: list[dict[str, Any]], sat: list[dict[str, Any]]) -> None:
         print(f"saturation, {one['readings']} readings published before start, aggregates counted:")
         for s in sat:
             per_worker = s["readings_per_worker"]
-            print(f"  {s['workers']} worker(s): {s['readings_per_s']} readings/s in {s['wall_s']} s; per worker {per_worker}")
+            cpu = ", ".join(f"{name} {p['cpu_s']} s" for name, p in s["processes"].items())
+            print(f"  {s['workers']} worker(s): {s['readings_per_s']} readings/s in {s['wall_s']} s; "
+                  f"per worker {per_worker}; CPU {cpu}")  # fmt: skip
         print(f"  2 workers / 1 worker: {speedup:.2f}x   goal >= {GOAL_SPEEDUP}x")
 
 
