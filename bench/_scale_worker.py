@@ -78,7 +78,12 @@ async def main(args: argparse.Namespace) -> None:
     go = asyncio.Event()
     loop = asyncio.get_running_loop()
     if args.gate:
-        loop.add_signal_handler(signal.SIGUSR1, lambda: (say("gate_open"), go.set()))
+
+        def open_gate() -> None:
+            say("gate_open")
+            go.set()
+
+        loop.add_signal_handler(signal.SIGUSR1, open_gate)
     else:
         go.set()
 
