@@ -35,6 +35,7 @@ Sample config::
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import math
@@ -283,6 +284,7 @@ class _DriftDays:
     flagged: BoolArray  # per day, left out of later days' references
     state: FloatArray  # per hour of those days
     deviation: FloatArray
+    whole: bytes = b""  # a digest of all those days' inputs at once (:func:`_unit_digests`)
 
 
 @dataclass(eq=False, slots=True)
@@ -293,6 +295,7 @@ class _CycleDays:
     digests: list[bytes]  # per day, a digest of the hourly inputs the day's judgement depends on
     ref: FloatArray  # per day, its reference range (nan: not judged)
     kept: BoolArray  # per day, whether the heater was kept on
+    whole: bytes = b""  # a digest of all those days' inputs at once (:func:`_unit_digests`)
 
 
 @dataclass(eq=False, slots=True)
@@ -302,6 +305,7 @@ class _PctDays:
     key: tuple[float, int, int, int]  # percentile, lookback days, hours per row, first local day
     digests: list[bytes]  # per local day, a digest of its masked values
     per_day: FloatArray  # per local day, the percentile of the days before it
+    whole: bytes = b""  # a digest of all those days' inputs at once (:func:`_unit_digests`)
 
 
 @dataclass(eq=False, slots=True)
@@ -311,6 +315,7 @@ class _NightDays:
     key: tuple[float, float, float, float, bool]  # frame start, reference nights, increase, main meter
     digests: list[bytes]  # per night, a digest of its inputs (day, base load, heating, excluded, service)
     arrays: tuple[npt.NDArray[Any], ...]  # per night: ratio, ratio against the last weeks, predicted, flagged, slope
+    whole: bytes = b""  # a digest of all those days' inputs at once (:func:`_unit_digests`)
 
 
 class RuleMemo:
@@ -374,7 +379,7 @@ class RuleMemo:
             for name, entry in table.items():
                 i = len(meta["entries"])
                 meta["entries"].append({"kind": kind, "name": name if isinstance(name, str) else list(name),
-                                        "key": list(entry.key)})
+                                        "key": list(entry.key), "whole": entry.whole.hex()})
                 arrays[f"memo{i}_digests"] = np.frombuffer(b"".join(entry.digests), dtype=np.uint8).reshape(-1, 16)
                 values = entry.arrays if kind == "nights" else tuple(getattr(entry, f) for f in fields)
                 for f, array in zip(fields, values, strict=True):
@@ -397,22 +402,26 @@ class RuleMemo:
                 msg = f"unknown rule memo format_version {version!r} (this version reads {MEMO_FORMAT_VERSION})"
                 raise DecodeError(msg)
             for i, e in enumerate(meta["entries"]):
-                digests = [row.tobytes() for row in np.asarray(arrays[f"memo{i}_digests"], dtype=np.uint8)]
+                packed = np.ascontiguousarray(arrays[f"memo{i}_digests"], dtype=np.uint8).tobytes()
+                digests = [packed[a : a + 16] for a in range(0, len(packed), 16)]
                 key = tuple(e["key"])
+                # Absent from a memo written before it: the first pass compares its days one by one, as it did.
+                whole = bytes.fromhex(str(e.get("whole", "")))
 
                 def field_(name: str, index: int = i) -> npt.NDArray[Any]:
                     return np.asarray(arrays[f"memo{index}_{name}"])
 
                 if e["kind"] == "drift":
                     memo._drift[str(e["name"])] = _DriftDays(
-                        key, digests, field_("flagged").astype(np.bool_), field_("state"), field_("deviation"))
+                        key, digests, field_("flagged").astype(np.bool_), field_("state"), field_("deviation"), whole)
                 elif e["kind"] == "cycle":
-                    memo._cycle[str(e["name"])] = _CycleDays(key, digests, field_("ref"), field_("kept").astype(np.bool_))
+                    memo._cycle[str(e["name"])] = _CycleDays(key, digests, field_("ref"), field_("kept").astype(np.bool_),
+                                                              whole)
                 elif e["kind"] == "pct":
-                    memo._pct[tuple(e["name"])] = _PctDays(key, digests, field_("per_day"))
+                    memo._pct[tuple(e["name"])] = _PctDays(key, digests, field_("per_day"), whole)
                 elif e["kind"] == "nights":
                     night_arrays = tuple(field_(f) for f in ("ratio", "fast", "predicted", "flagged", "slope"))
-                    memo._nights[tuple(e["name"])] = _NightDays(key, digests, night_arrays)
+                    memo._nights[tuple(e["name"])] = _NightDays(key, digests, night_arrays, whole)
                 else:
                     msg = f"unknown rule memo entry kind {e['kind']!r}"
                     raise DecodeError(msg)
@@ -471,6 +480,38 @@ class QualityRule(Protocol):
 def _digests(rows: Iterable[np.ndarray[Any, Any]]) -> list[bytes]:
     """A digest of each row (a day's or a night's inputs), for :class:`RuleMemo` to find what changed."""
     return [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in rows]
+
+
+def _whole_digest(units: np.ndarray[Any, Any]) -> bytes:
+    """One digest of all the rows of ``units`` at once."""
+    return hashlib.blake2b(np.ascontiguousarray(units).tobytes(), digest_size=16).digest()
+
+
+def _unit_digests(
+    units: np.ndarray[Any, Any], done_digests: Sequence[bytes] | None, done_whole: bytes = b""
+) -> tuple[list[bytes], int, bytes]:
+    """Per unit (a row of ``units``: a day's or a night's inputs) its digest, and how many leading units a memo spares.
+
+    ``done_digests`` are the units' digests at the memo's pass and ``done_whole`` one digest of all those
+    units' rows but the last (:func:`_whole_digest`; the last, a day still going on, changes each hour). An
+    hourly pass changes no earlier day: that one digest tells so, and only the units from the memo's last on
+    get a digest of their own (hashing each of 400 days apart cost as much as some rules). Otherwise each unit
+    is compared with its digest, as before; either way the count is :func:`_unchanged`'s.
+
+    Returns:
+        The digests of every unit, how many leading units have the digests they had at the memo's pass, and
+        the digest of all the units but the last (for the memo's next pass).
+    """
+    count = units.shape[0]
+    held = len(done_digests) if done_digests is not None else 0
+    if done_digests is not None and done_whole and 0 < held <= count and _whole_digest(units[: held - 1]) == done_whole:
+        tail = _digests(units[held - 1 :])
+        same = held if tail[0] == done_digests[-1] else held - 1
+        whole = done_whole if count == held else _whole_digest(units[: count - 1])
+        return [*done_digests[: held - 1], *tail], same, whole
+    digests = _digests(units)
+    same = _unchanged(done_digests, digests) if done_digests is not None else 0
+    return digests, same, _whole_digest(units[: max(0, count - 1)])
 
 
 def _unchanged(before: Sequence[bytes], now: Sequence[bytes]) -> int:
@@ -568,12 +609,15 @@ def _causal_pct(
     days, width = matrix.shape
     per_day = np.empty(days)
     first = 0
+    digests: list[bytes] = []
+    digest_all = b""
     if memo is not None:
-        digests = _digests(matrix)
         key = (float(q), int(lookback_days), width, int(local_day[0]))
         done = memo._pct.get(site)
-        if done is not None and done.key == key:
-            same = _unchanged(done.digests, digests)
+        if done is None or done.key != key:
+            done = None
+        digests, same, digest_all = _unit_digests(matrix, *((done.digests, done.whole) if done else (None,)))
+        if done is not None:
             # A day's percentile depends on the days before it only: those up to the first changed one hold.
             first = min(same + 1, done.per_day.size, days)
             per_day[:first] = done.per_day[:first]
@@ -587,7 +631,7 @@ def _causal_pct(
         per_day[i : i + block.shape[0]] = _row_percentile(block.reshape(block.shape[0], width * lookback_days), q)
     if memo is not None:
         memo.recomputed_percentile_days += days - first
-        memo._pct[site] = _PctDays(key, digests, per_day.copy())
+        memo._pct[site] = _PctDays(key, digests, per_day.copy(), digest_all)
     result: FloatArray = per_day[row]
     return result
 
@@ -695,8 +739,28 @@ _MIN_RECOVERY_GAP_K = 2.0
 """Least gap (K) between the comfort setpoint and the weather a recovery is learnt per kelvin of."""
 
 
+_cooling_kept: list[tuple[BuildingHours, BoolArray, RulesConfig, BoolArray]] = []
+_cooling_lock = threading.Lock()
+
+
 def _cooling_down(hours: BuildingHours, heater: BoolArray, config: RulesConfig) -> BoolArray:
-    """Closed hours of the ordinary cool-down after closing and of the recovery before opening (learnt)."""
+    """Closed hours of the ordinary cool-down after closing and of the recovery before opening (learnt).
+
+    The last result is kept for the same hours, heater and settings: ``overheating`` and ``heating_unoccupied``
+    ask for it with the same heater (:func:`heater_active`), and learning the margins walks every closing of
+    the frame. A copy is returned, the values the same.
+    """
+    with _cooling_lock:
+        for kept_hours, kept_heater, kept_config, kept in _cooling_kept:
+            if kept_hours is hours and kept_config is config and np.array_equal(kept_heater, heater):
+                return kept.copy()
+    result = _cooling_down_uncached(hours, heater, config)
+    with _cooling_lock:
+        _cooling_kept[:] = [(hours, heater.copy(), config, result.copy())]
+    return result
+
+
+def _cooling_down_uncached(hours: BuildingHours, heater: BoolArray, config: RulesConfig) -> BoolArray:
     closed = hours.open_frac == 0.0
     # The closure's end comes from the schedule, known in advance: a frame ending in the night must not
     # take its own last hour for the eve of an opening (a live pass would then never judge it).
@@ -824,25 +888,40 @@ def _raised_setpoint(
     idx = np.flatnonzero(held)
     values = indoor[idx]
     level_all = _nan(n)
-    for j, i in enumerate(idx):
-        level_all[i] = float(np.median(values[max(0, j - _RAISED_LEVEL_HOURS + 1) : j + 1]))
+    # The median of the last _RAISED_LEVEL_HOURS held values at each held hour: the first ones over fewer values,
+    # then all the full windows at once (a row's median is computed as a lone window's: the same values).
+    head = min(values.size, _RAISED_LEVEL_HOURS - 1)
+    for j in range(head):
+        level_all[idx[j]] = float(np.median(values[: j + 1]))
+    if values.size > head:
+        windows = np.lib.stride_tricks.sliding_window_view(values, _RAISED_LEVEL_HOURS)
+        level_all[idx[head:]] = np.median(windows, axis=1)
     day = hours.local_day
-    past: list[tuple[int, float]] = []  # (day, median) of the unraised held days, oldest first
+    past_days: list[int] = []  # the unraised held days, oldest first
+    past_medians: list[float] = []  # and their medians
     k = config.raised_setpoint_reference_days
-    for d in np.unique(day[idx]):
-        at_day = idx[day[idx] == d]
-        recent = [m for dd, m in past if dd >= d - _RAISED_LOOKBACK_DAYS][-k:]
+    # Local days never go back: a day's held hours are a run of ``idx``, its hours a run of the frame.
+    held_days, firsts = np.unique(day[idx], return_index=True)
+    lasts = np.append(firsts[1:], idx.size)
+    day_lo = np.searchsorted(day, held_days, side="left")
+    day_hi = np.searchsorted(day, held_days, side="right")
+    for d, first, last, lo, hi in zip(held_days.tolist(), firsts.tolist(), lasts.tolist(), day_lo.tolist(),
+                                      day_hi.tolist(), strict=True):
+        at_day = idx[first:last]
+        since = bisect.bisect_left(past_days, d - _RAISED_LOOKBACK_DAYS)
+        recent = past_medians[max(since, len(past_medians) - k) :]
         if len(recent) >= _RAISED_MIN_DAYS:
             ref = np.asarray(recent)
             centre = float(np.median(ref))
             spread = 1.4826 * float(np.median(np.abs(ref - centre)))
             threshold = max(config.raised_setpoint_k, 4.0 * spread)
-            usual[day == d] = centre
+            usual[lo:hi] = centre
             raised[at_day] = (level_all[at_day] > centre + threshold) & (
                 level_all[at_day] > comfort.setpoint_c + config.tolerance_c
             )
         if not raised[at_day].any():
-            past.append((int(d), float(np.median(indoor[at_day]))))
+            past_days.append(int(d))
+            past_medians.append(float(np.median(indoor[at_day])))
     return raised, usual
 
 
@@ -1152,13 +1231,13 @@ class NightBaseloadRule:
         # A night's judgement depends on its own inputs and on the nights before it (and on which of them were
         # flagged): a memo holds the nights up to the first whose inputs changed since the last pass.
         inputs = np.column_stack([days.astype(np.float64), night_e, night_h, excluded, service.astype(np.float64)])
-        digests = _digests(inputs)
         key = (hours.frame.start_s, float(far), float(near), float(config.baseload_increase), main_meter)
         site = (hours.building.id, self.name)
         done = memo._nights.get(site) if memo is not None else None
-        first = 0
-        if done is not None and done.key == key:
-            first = _unchanged(done.digests, digests)
+        if done is not None and done.key != key:
+            done = None
+        digests, first, digest_all = _unit_digests(inputs, *((done.digests, done.whole) if done else (None,)))
+        if done is not None:
             for mine, kept in zip((ratio, fast, predicted, flagged, slopes), done.arrays, strict=True):
                 mine[:first] = kept[:first]
         for i in range(first, days.size):
@@ -1191,7 +1270,8 @@ class NightBaseloadRule:
                     flagged[i] = True
         if memo is not None:
             memo.recomputed_nights += days.size - first
-            memo._nights[site] = _NightDays(key, digests, tuple(a.copy() for a in (ratio, fast, predicted, flagged, slopes)))
+            memo._nights[site] = _NightDays(key, digests, tuple(a.copy() for a in (ratio, fast, predicted, flagged, slopes)),
+                                            digest_all)
         step = _night_steps(days, night_e, night_h, slopes, predicted, flagged, excluded, config.baseload_increase)
         night_idx = np.flatnonzero(night)
         of_night = np.searchsorted(days, hours.local_day[night_idx])
@@ -1427,22 +1507,29 @@ class WaterLeakRule:
         # the usual flow (issue 11: it was silently resolved after about 11 nights).
         reference = math.nan
         leak_open = False
-        for i, day in enumerate(days.tolist()):
-            sel = night & (hours.local_day == day)
-            values = water.values[sel]
-            if np.isfinite(values).sum():
+        # Each night's hours, and the nights each reference covers, found once: local days never go back, so
+        # a night's hours are a run of the night hours and a reference's nights a run of ``days`` (the loop
+        # used to scan every hour of the frame per night).
+        night_idx = np.flatnonzero(night)
+        night_day = hours.local_day[night_idx]
+        bounds = np.searchsorted(night_day, np.append(days, days[-1] + 1 if days.size else 0)).tolist()
+        ref_from = np.searchsorted(days, days - config.leak_reference_nights).tolist()
+        for i in range(days.size):
+            idx = night_idx[bounds[i] : bounds[i + 1]]
+            values = water.values[idx]
+            finite = np.isfinite(values)
+            if finite.any():
                 level[i] = float(np.nanmedian(values))
-            ref = (days >= day - config.leak_reference_nights) & (days < day) & np.isfinite(level) & ~flagged
+            lo = ref_from[i]
+            ref = np.isfinite(level[lo:i]) & ~flagged[lo:i]
             if not leak_open and ref.sum() >= 3:
-                reference = float(np.median(level[ref]))
+                reference = float(np.median(level[lo:i][ref]))
             if not math.isfinite(reference):
                 continue
             # After a long leak the window holds only leak nights: the reference before it serves until
             # three ordinary nights are known again.
             usual[i] = reference
             threshold = usual[i] + max(config.leak_min_flow_m3_h, 0.1 * usual[i])
-            idx = np.flatnonzero(sel)
-            finite = np.isfinite(values)
             state[idx[finite]] = (values[finite] > threshold).astype(np.float64)
             expected[idx] = usual[i]
             flow[idx] = values - usual[i]
@@ -1450,12 +1537,11 @@ class WaterLeakRule:
             if np.isfinite(level[i]):
                 leak_open = flagged[i]  # a night without data neither opens nor closes the leak
         # The leak runs day and night: carry the last night's excess flow forward over the next day.
-        carried = np.zeros(n)
-        last = 0.0
-        for h in range(n):
-            if night[h] and np.isfinite(flow[h]):
-                last = max(0.0, float(flow[h])) if state[h] == 1.0 else 0.0
-            carried[h] = last
+        # Each hour takes the excess of the last night hour with a known flow at or before it (0 before any).
+        setter = night & np.isfinite(flow)
+        excess_at = np.where(state == 1.0, np.maximum(0.0, np.where(setter, flow, 0.0)), 0.0)
+        last_set = np.maximum.accumulate(np.where(setter, np.arange(n), -1)) if n else np.zeros(0, dtype=np.int64)
+        carried = np.where(last_set >= 0, excess_at[np.maximum(last_set, 0)], 0.0)
         # No more than the meter read in the hour (issue 13: 11.4 m3 claimed of 2.4 m3 observed, the
         # excess counted day and night, the observed at night only).
         measured = np.isfinite(water.values)
@@ -1755,11 +1841,13 @@ class FrozenSensorRule:
                 assert a.limit is not None  # noqa: S101 - checked by the caller
                 if t1 - t0 < a.limit.total_seconds():
                     continue
-                # The sensor's usual run length: its runs that ended before this one began.
-                past = (run_end_t[:i] <= t0) & (run_end_t[:i] > t0 - ref_s)
-                if int(past.sum()) < config.frozen_min_runs or (a.band and t0 - float(t[0]) < ref_s):
+                # The sensor's usual run length: its runs that ended before this one began (the runs end in
+                # time order: those of the reference period are a slice of them).
+                past_lo = int(np.searchsorted(run_end_t[:i], t0 - ref_s, side="right"))
+                past_hi = int(np.searchsorted(run_end_t[:i], t0, side="right"))
+                if past_hi - past_lo < config.frozen_min_runs or (a.band and t0 - float(t[0]) < ref_s):
                     continue
-                usual_h = float(np.quantile(run_len_h[:i][past], config.frozen_run_quantile))
+                usual_h = float(np.quantile(run_len_h[past_lo:past_hi], config.frozen_run_quantile))
                 allowed_s = max(a.limit.total_seconds(), config.frozen_run_factor * usual_h * 3600.0)
                 if t1 - t0 < allowed_s:
                     continue
@@ -1897,9 +1985,10 @@ def _in_season(building: Building, times_s: FloatArray) -> BoolArray:
     season = building.heating_season
     if season is None:
         return np.ones(times_s.size, dtype=np.bool_)
-    days = np.floor(times_s / 86_400.0).astype(np.int64)
-    inside = {int(d): season.contains(date.fromordinal(int(d) + _EPOCH_ORDINAL)) for d in np.unique(days).tolist()}
-    return np.array([inside[int(d)] for d in days.tolist()], dtype=np.bool_)
+    days, day_of_hour = np.unique(np.floor(times_s / 86_400.0).astype(np.int64), return_inverse=True)
+    inside = np.array([season.contains(date.fromordinal(d + _EPOCH_ORDINAL)) for d in days.tolist()], dtype=np.bool_)
+    result: BoolArray = inside[day_of_hour]
+    return result
 
 
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
@@ -2672,13 +2761,15 @@ class LostDailyCycleRule:
         kept_d = np.zeros(days, dtype=np.bool_)
         inputs = [amp, usable] if block_ratio is None else [amp, usable, np.repeat(block_ratio, 24)]
         block = np.column_stack([column[: 24 * (n // 24)] for column in inputs])
-        digests = _digests(block[a : a + 24] for a in range(0, block.shape[0], 24))
         key = (frame.start_s, int(config.sensor_reference_days), float(config.cycle_collapse),
                float(config.cycle_min_range_k), block_ratio is not None)
         done = memo._cycle.get(point.id) if memo is not None else None
-        first_day = 0
-        if done is not None and done.key == key:
-            first_day = _unchanged(done.digests, digests)
+        if done is not None and done.key != key:
+            done = None
+        # One row per complete day: its 24 hours' inputs.
+        digests, first_day, digest_all = _unit_digests(
+            block.reshape(n // 24, -1), *((done.digests, done.whole) if done else (None,)))
+        if done is not None:
             ref_d[:first_day] = done.ref[:first_day]
             kept_d[:first_day] = done.kept[:first_day]
         state, usual, flagged, kept_on = self._hours(amp, usable, ref_d, kept_d, config)  # the memo's days
@@ -2719,7 +2810,8 @@ class LostDailyCycleRule:
             state[a:b], usual[a:b], flagged[a:b], kept_on[a:b] = day_state, day_usual, day_flagged, day_kept
         if memo is not None:
             memo.recomputed_days += (n // 24) - min(first_day, n // 24)
-            memo._cycle[point.id] = _CycleDays(key, digests, ref_d[: n // 24].copy(), kept_d[: n // 24].copy())
+            memo._cycle[point.id] = _CycleDays(key, digests, ref_d[: n // 24].copy(), kept_d[: n // 24].copy(),
+                                               digest_all)
         if block_ratio is not None:
             # Found flat, it stays lost while flat through hours not in use (weekends), not once the heater
             # holds comfort around the clock (then a flat room is real): an hour not judged, flat, the heater
@@ -2871,12 +2963,14 @@ class SensorDriftRule:
         # A day's judgement depends on these hourly inputs of it and of the days before it (and on which of
         # those days were flagged): the days a memo holds up to the first whose inputs changed are not redone.
         inputs = np.column_stack([mean24, out24, out72, use24, free, long_closure, after_long_closure])
-        digests = _digests(inputs[a : a + 24] for a in ends - 23)
         key = (frame.start_s, ref_days, hist_days, float(config.drift_min_k))
         done = memo._drift.get(point.id) if memo is not None else None
-        first_day = 0
-        if done is not None and done.key == key:
-            first_day = _unchanged(done.digests, digests)
+        if done is not None and done.key != key:
+            done = None
+        # One row per complete day (those ending at ``ends``): its 24 hours' inputs.
+        digests, first_day, digest_all = _unit_digests(
+            inputs[: 24 * ends.size].reshape(ends.size, -1), *((done.digests, done.whole) if done else (None,)))
+        if done is not None:
             flagged_d[:first_day] = done.flagged[:first_day]
             state[: first_day * 24] = done.state[: first_day * 24]
             deviation[: first_day * 24] = done.deviation[: first_day * 24]
@@ -3002,7 +3096,7 @@ class SensorDriftRule:
             memo.recomputed_days += ends.size - first_day
             whole = ends.size * 24
             memo._drift[point.id] = _DriftDays(key, digests, flagged_d.copy(), state[:whole].copy(),
-                                               deviation[:whole].copy())
+                                               deviation[:whole].copy(), digest_all)
         finding = _quality(
             self.name, EventKind.SENSOR_DRIFT, building, point, state, np.full(n, -1, dtype=np.int64),
             facts={"deviation_k": deviation},
