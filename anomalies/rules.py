@@ -41,10 +41,10 @@ import json
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -86,6 +86,7 @@ __all__ = [
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.int64]
+_T = TypeVar("_T")
 
 _PREFIX = "anomalies.rules."
 
@@ -1754,16 +1755,13 @@ class FrozenSensorRule:
         if t.size < 2:
             return None
         step = _quantisation_step(v)
-        # Count changes between hours fully open and fully closed; a half-open hour says nothing.
-        definite = np.flatnonzero((open_frac == 0.0) | (open_frac == 1.0))
-        change_at = np.zeros(n)
-        to_open = np.zeros(n, dtype=np.bool_)
-        if definite.size > 1:
-            moved = open_frac[definite][1:] != open_frac[definite][:-1]
-            change_at[definite[1:][moved]] = 1.0
-            to_open[definite[1:][moved]] = open_frac[definite[1:][moved]] == 1.0
-        flips = np.cumsum(change_at)
-        out24 = _trailing_mean(outdoor_c, 24) if outdoor_c is not None and point.quantity is Quantity.TEMPERATURE else None
+        # The schedule's changes and the weather: the building's, the same for each of its sensors (computed once).
+        changes = _per_building("frozen_sensor", (n, open_frac), lambda: _schedule_changes(n, open_frac))
+        change_at, to_open, flips = changes["change_at"], changes["to_open"], changes["flips"]
+        out24 = None
+        if outdoor_c is not None and point.quantity is Quantity.TEMPERATURE:
+            out24 = _per_building("frozen_sensor_weather", (outdoor_c,),
+                                  lambda: {"out24": _trailing_mean(outdoor_c, 24)})["out24"]
         peers = [
             frame.mean[p.id] for p in building.points
             if p.id != point.id and p.quantity is point.quantity and p.usage is not Usage.WEATHER and p.id in frame.mean
@@ -1956,7 +1954,8 @@ class _Thermostat:
         to_open: BoolArray,
     ) -> _Thermostat:
         comfort = building.comfort(point.zone)
-        heated = _in_season(building, frame.times_s)
+        heated = _per_building("frozen_sensor_season", (building, frame.start_s, frame.hours),
+                               lambda: {"heated": _in_season(building, frame.times_s)})["heated"]
         return cls(heated, out24, change_at, to_open, comfort.setpoint_c, (comfort.setback_c, comfort.weekend_c, comfort.frost_c))
 
     def at(self, lo: int, hi: int, step: float, value: float) -> _Held:
@@ -1971,6 +1970,21 @@ class _Thermostat:
         to_open = self.to_open[lo: hi + 1]
         already = heated & np.where(to_open, near_open, near_closed)
         return _Held(heated & (near_open or near_closed), ~already, self.change_at[lo: hi + 1])
+
+
+def _schedule_changes(n: int, open_frac: FloatArray) -> dict[str, npt.NDArray[Any]]:
+    """Per hour, whether the schedule changed, whether to open, and the changes so far.
+
+    Only changes between hours fully open and fully closed count; a half-open hour says nothing.
+    """
+    definite = np.flatnonzero((open_frac == 0.0) | (open_frac == 1.0))
+    change_at = np.zeros(n)
+    to_open = np.zeros(n, dtype=np.bool_)
+    if definite.size > 1:
+        moved = open_frac[definite][1:] != open_frac[definite][:-1]
+        change_at[definite[1:][moved]] = 1.0
+        to_open[definite[1:][moved]] = open_frac[definite[1:][moved]] == 1.0
+    return {"change_at": change_at, "to_open": to_open, "flips": np.cumsum(change_at)}
 
 
 def _serves_heating(point: Point) -> bool:
@@ -2619,6 +2633,45 @@ def _indoor_sensor(point: Point) -> bool:
     return point.quantity is Quantity.TEMPERATURE and point.usage is not Usage.WEATHER and not point.cumulative
 
 
+_shared_kept: dict[str, tuple[tuple[object, ...], Any]] = {}
+_shared_lock = threading.Lock()
+
+
+def _same_input(kept: object, now: object) -> bool:
+    """Whether an input of :func:`_per_building` is what it was: the same object, or an array of the same bits."""
+    if kept is now:
+        return True
+    if isinstance(kept, np.ndarray) and isinstance(now, np.ndarray):
+        return (kept.dtype == now.dtype and kept.shape == now.shape
+                and bool(np.array_equal(np.ascontiguousarray(kept).view(np.uint8), np.ascontiguousarray(now).view(np.uint8))))
+    return False
+
+
+def _per_building(name: str, inputs: tuple[object, ...], compute: Callable[[], _T]) -> _T:
+    """What ``compute`` gives for ``inputs``, computed once for all the points of a building that ask for it.
+
+    The quality rules run point by point, and an indoor sensor's rules each computed again what depends on its
+    building alone (the outdoor temperature's means, the schedule's closures, the heating season, day by day
+    over the whole frame): the same for its 10 to 20 sensors (issue 12, live pass at scale). The last result of
+    each ``name`` is kept with its inputs (arrays by value, bit for bit, anything else by identity) and given
+    again while they are the same; its arrays are read-only, so that no caller changes them.
+    """
+    with _shared_lock:
+        kept = _shared_kept.get(name)
+        if kept is not None and len(kept[0]) == len(inputs) and all(
+                _same_input(a, b) for a, b in zip(kept[0], inputs, strict=True)):
+            result: _T = kept[1]
+            return result
+    value = compute()
+    for array in value.values() if isinstance(value, dict) else ():
+        if isinstance(array, np.ndarray):
+            array.setflags(write=False)
+    held = tuple(x.copy() if isinstance(x, np.ndarray) else x for x in inputs)
+    with _shared_lock:
+        _shared_kept[name] = (held, value)
+    return value
+
+
 _ROLLING_KEPT_MAX = 8
 _rolling_kept: OrderedDict[tuple[bytes, int, str], FloatArray] = OrderedDict()
 _rolling_lock = threading.Lock()
@@ -2646,20 +2699,31 @@ def _rolling(values: FloatArray, window: int, how: str) -> FloatArray:
     return out
 
 
+def _window_counts(mask: BoolArray, window: int) -> IntArray:
+    """How many of each ``window`` consecutive values (the rows of a sliding window over ``mask``) are true."""
+    ends = np.concatenate([[0], np.cumsum(mask, dtype=np.int64)])
+    result: IntArray = ends[window:] - ends[:-window]
+    return result
+
+
 def _rolling_uncached(values: FloatArray, window: int, how: str) -> FloatArray:
     n = values.size
     out = _nan(n)
     if n < window:
         return out
-    view = np.lib.stride_tricks.sliding_window_view(values, window)
-    counts = np.isfinite(view).sum(axis=1)
-    ok = counts >= 0.75 * window
+    # Counted from running sums rather than per window: the same counts, without a window-sized temporary.
+    ok = _window_counts(np.isfinite(values), window) >= 0.75 * window
     with np.errstate(all="ignore"):
-        rows = view[ok]
         if how == "range":
+            rows = np.lib.stride_tricks.sliding_window_view(values, window)[ok]
             stat = np.nanmax(rows, axis=1) - np.nanmin(rows, axis=1) if rows.size else np.empty(0)
         else:
-            stat = np.nanmean(rows, axis=1) if rows.size else np.empty(0)
+            # np.nanmean's own steps (NaN read as 0, each row summed, over its count of values not NaN) on the
+            # same rows, NaN replaced once before the rows are laid out rather than in their copy: the same sums.
+            nan = np.isnan(values)
+            rows = np.lib.stride_tricks.sliding_window_view(np.where(nan, 0.0, values), window)[ok]
+            known = _window_counts(~nan, window)[ok]
+            stat = np.sum(rows, axis=1) / known if rows.size else np.empty(0)
     tail = out[window - 1:]
     tail[ok] = stat
     return out
@@ -2747,8 +2811,15 @@ class LostDailyCycleRule:
         x = frame.mean[point.id]
         n = x.size
         amp = _rolling(x, 24, "range")
-        in_use = _trailing_mean(np.where(open_frac > 0.0, 1.0, 0.0), 24) > 0.0
-        usable = in_use & _heating_expected(building, frame, outdoor_c, config) & np.isfinite(amp)
+
+        def heated_in_use() -> dict[str, BoolArray]:
+            in_use = _trailing_mean(np.where(open_frac > 0.0, 1.0, 0.0), 24) > 0.0
+            return {"heated_in_use": in_use & _heating_expected(building, frame, outdoor_c, config)}
+
+        # In use and heated: the building's, the same for each of its indoor sensors (computed once).
+        usable = _per_building("lost_daily_cycle", (building, frame.start_s, n, open_frac, outdoor_c,
+                                                    config.heating_off_above_c), heated_in_use)["heated_in_use"]
+        usable = usable & np.isfinite(amp)
         meters = [frame.consumption[p.id] for p in building.points if _serves_heating(p) and p.id in frame.consumption]
         block_ratio = _setback_share(np.sum(meters, axis=0), open_frac) if meters else None
         # One reference value per day: the range at the day's last hour.
@@ -2924,32 +2995,12 @@ class SensorDriftRule:
         x = frame.mean[point.id]
         n = x.size
         mean24 = _rolling(x, 24, "mean")
-        out24 = _rolling(outdoor_c, 24, "mean") if outdoor_c is not None else np.zeros(n)
-        out72 = _rolling(outdoor_c, 72, "mean") if outdoor_c is not None else np.zeros(n)
-        out72 = np.where(np.isfinite(out72), out72, out24)
-        use24 = _trailing_mean(np.where(open_frac > 0.0, 1.0, 0.0), 24)
-        # Closed longer than a weekend (holidays: frost protection), a building cools for days, then warms
-        # up again once reopened: colder than any weekend of its past, for reasons that are not the sensor's.
-        # The schedule tells from a closure's first hour how long it is planned to last; without it, a closure
-        # is known to be long once it has lasted beyond a weekend.
-        if planned_closure_h is not None:
-            long_closure = planned_closure_h >= _PAST_WEEKEND_H
-        else:
-            long_closure = _runs(open_frac == 0.0)[0] >= _PAST_WEEKEND_H
-        after_long_closure = _recent(long_closure, _WARM_UP_H)
-        closure_starts = long_closure & ~np.concatenate([[False], long_closure[:-1]])
-        # Unheated (out of the declared heating season, or outdoor above the degree-day base), a building's
-        # indoor floats with the weather, up to 1 K per K; heated, the heating damps it to 0.5 K per K.
-        free = out24 >= DJU_BASE_C
-        off_season = np.zeros(n, dtype=np.bool_)
-        if building.heating_season is not None:
-            season = building.heating_season
-            days, day_of_hour = np.unique(frame.times_s // 86400.0, return_inverse=True)
-            out_of_season = np.array([not season.contains(datetime.fromtimestamp(d * 86400.0, UTC).date())
-                                      for d in days.tolist()], dtype=np.bool_)
-            off_season = out_of_season[day_of_hour]
-            free = free | off_season
-        cap = np.where(free, _MAX_FREE_SLOPE, _MAX_INDOOR_SLOPE)
+        # What depends on the building alone, the same for each of its indoor sensors: computed once.
+        shared = _per_building("sensor_drift", (building, frame.start_s, n, open_frac, outdoor_c, planned_closure_h),
+                               lambda: _drift_context(building, frame, n, open_frac, outdoor_c, planned_closure_h))
+        out24, out72, use24 = shared["out24"], shared["out72"], shared["use24"]
+        long_closure, after_long_closure = shared["long_closure"], shared["after_long_closure"]
+        closure_starts, free, off_season, cap = shared["closure_starts"], shared["free"], shared["off_season"], shared["cap"]
         # One reference value per day: the last 24 h at the day's last hour, computed once per day.
         ends = np.arange(23, n, 24)
         y_d, o_d, o72_d, u_d, free_d = mean24[ends], out24[ends], out72[ends], use24[ends], free[ends]
@@ -3102,6 +3153,42 @@ class SensorDriftRule:
             facts={"deviation_k": deviation},
         )
         return replace(finding, min_duration=timedelta(hours=24), clear_after=timedelta(hours=24))
+
+
+def _drift_context(
+    building: Building, frame: HourlyFrame, n: int, open_frac: FloatArray, outdoor_c: FloatArray | None,
+    planned_closure_h: IntArray | None,
+) -> dict[str, npt.NDArray[Any]]:
+    """What :class:`SensorDriftRule` needs of a building's hours, whatever the sensor: weather, use, closures, season."""
+    out24 = _rolling(outdoor_c, 24, "mean") if outdoor_c is not None else np.zeros(n)
+    out72 = _rolling(outdoor_c, 72, "mean") if outdoor_c is not None else np.zeros(n)
+    out72 = np.where(np.isfinite(out72), out72, out24)
+    use24 = _trailing_mean(np.where(open_frac > 0.0, 1.0, 0.0), 24)
+    # Closed longer than a weekend (holidays: frost protection), a building cools for days, then warms
+    # up again once reopened: colder than any weekend of its past, for reasons that are not the sensor's.
+    # The schedule tells from a closure's first hour how long it is planned to last; without it, a closure
+    # is known to be long once it has lasted beyond a weekend.
+    if planned_closure_h is not None:
+        long_closure = planned_closure_h >= _PAST_WEEKEND_H
+    else:
+        long_closure = _runs(open_frac == 0.0)[0] >= _PAST_WEEKEND_H
+    after_long_closure = _recent(long_closure, _WARM_UP_H)
+    closure_starts = long_closure & ~np.concatenate([[False], long_closure[:-1]])
+    # Unheated (out of the declared heating season, or outdoor above the degree-day base), a building's
+    # indoor floats with the weather, up to 1 K per K; heated, the heating damps it to 0.5 K per K.
+    free = out24 >= DJU_BASE_C
+    off_season = np.zeros(n, dtype=np.bool_)
+    if building.heating_season is not None:
+        season = building.heating_season
+        days, day_of_hour = np.unique(frame.times_s // 86400.0, return_inverse=True)
+        out_of_season = np.array([not season.contains(datetime.fromtimestamp(d * 86400.0, UTC).date())
+                                  for d in days.tolist()], dtype=np.bool_)
+        off_season = out_of_season[day_of_hour]
+        free = free | off_season
+    cap = np.where(free, _MAX_FREE_SLOPE, _MAX_INDOOR_SLOPE)
+    return {"out24": out24, "out72": out72, "use24": use24, "long_closure": long_closure,
+            "after_long_closure": after_long_closure, "closure_starts": closure_starts, "free": free,
+            "off_season": off_season, "cap": cap}
 
 
 _TREND_DAYS = 10
