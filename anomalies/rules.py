@@ -1776,12 +1776,12 @@ class FrozenSensorRule:
             # steps and no single value lasts (issue 11: a church sensor at 6.0/6.5 °C for two weeks). Runs within
             # one step are found on two grids of two-step cells offset by one step: two adjacent steps share a
             # cell of one of them.
-            level = np.where(np.isfinite(step), v / np.where(np.isfinite(step), step, 1.0), np.nan)
+            level = np.round(np.where(np.isfinite(step), v / np.where(np.isfinite(step), step, 1.0), np.nan))
+            # A gap ends such a run: hours not read are no hours read within one step (a gap is missing_data's).
+            breaks = (step[1:] != step[:-1]) | (np.diff(t) > _BAND_GAP_S)
             for offset in (0.5, -0.5):
-                cell = np.floor((np.round(level) + offset) / 2.0)
-                # A gap ends such a run: hours not read are no hours read within one step (a gap is missing_data's).
-                band = np.concatenate([[True], (cell[1:] != cell[:-1]) | (step[1:] != step[:-1]) | ~np.isfinite(cell[1:])
-                                       | (np.diff(t) > _BAND_GAP_S)])
+                cell = np.floor((level + offset) / 2.0)
+                band = np.concatenate([[True], (cell[1:] != cell[:-1]) | ~np.isfinite(cell[1:]) | breaks])
                 self._runs(band, band_args, config, state, origin, value_at, usual_at)
         hours = np.where(state == 1.0, (times + 3600.0 - (frame.start_s + 3600.0 * origin)) / 3600.0, np.nan)
         facts = {"hours": hours, "value": value_at}
