@@ -488,31 +488,56 @@ def _whole_digest(units: np.ndarray[Any, Any]) -> bytes:
     return hashlib.blake2b(np.ascontiguousarray(units).tobytes(), digest_size=16).digest()
 
 
+def _column_digest(column: npt.NDArray[Any], length: int) -> bytes:
+    """A digest of a column's first ``length`` values as float64 (as :func:`numpy.column_stack` lays them out)."""
+    return hashlib.blake2b(np.ascontiguousarray(column[:length], dtype=np.float64).tobytes(), digest_size=16).digest()
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Units:
+    """The units a memo keeps a digest of (a day's or a night's inputs), as rows laid out on demand.
+
+    Attributes:
+        count: how many units.
+        rows: the rows of units ``a`` to ``b`` (each unit's bytes are what its digest is of).
+        whole: one digest of the first ``k`` units at once (equal if and only if their rows are).
+    """
+
+    count: int
+    rows: Callable[[int, int], np.ndarray[Any, Any]]
+    whole: Callable[[int], bytes]
+
+    @classmethod
+    def of(cls, matrix: np.ndarray[Any, Any]) -> _Units:
+        """The rows of a matrix, one unit each."""
+        return cls(matrix.shape[0], lambda a, b: matrix[a:b], lambda k: _whole_digest(matrix[:k]))
+
+
 def _unit_digests(
-    units: np.ndarray[Any, Any], done_digests: Sequence[bytes] | None, done_whole: bytes = b""
+    units: _Units, done_digests: Sequence[bytes] | None, done_whole: bytes = b""
 ) -> tuple[list[bytes], int, bytes]:
-    """Per unit (a row of ``units``: a day's or a night's inputs) its digest, and how many leading units a memo spares.
+    """Per unit (a day's or a night's inputs) its digest, and how many leading units a memo spares.
 
     ``done_digests`` are the units' digests at the memo's pass and ``done_whole`` one digest of all those
-    units' rows but the last (:func:`_whole_digest`; the last, a day still going on, changes each hour). An
-    hourly pass changes no earlier day: that one digest tells so, and only the units from the memo's last on
-    get a digest of their own (hashing each of 400 days apart cost as much as some rules). Otherwise each unit
-    is compared with its digest, as before; either way the count is :func:`_unchanged`'s.
+    units but the last (:attr:`_Units.whole`; the last, a day still going on, changes each hour). An hourly
+    pass changes no earlier day: that one digest tells so, and only the units from the memo's last on get a
+    digest of their own (hashing each of 400 days apart cost as much as some rules). Otherwise each unit is
+    compared with its digest, as before; either way the count is :func:`_unchanged`'s.
 
     Returns:
         The digests of every unit, how many leading units have the digests they had at the memo's pass, and
         the digest of all the units but the last (for the memo's next pass).
     """
-    count = units.shape[0]
+    count = units.count
     held = len(done_digests) if done_digests is not None else 0
-    if done_digests is not None and done_whole and 0 < held <= count and _whole_digest(units[: held - 1]) == done_whole:
-        tail = _digests(units[held - 1 :])
+    if done_digests is not None and done_whole and 0 < held <= count and units.whole(held - 1) == done_whole:
+        tail = _digests(units.rows(held - 1, count))
         same = held if tail[0] == done_digests[-1] else held - 1
-        whole = done_whole if count == held else _whole_digest(units[: count - 1])
+        whole = done_whole if count == held else units.whole(count - 1)
         return [*done_digests[: held - 1], *tail], same, whole
-    digests = _digests(units)
+    digests = _digests(units.rows(0, count))
     same = _unchanged(done_digests, digests) if done_digests is not None else 0
-    return digests, same, _whole_digest(units[: max(0, count - 1)])
+    return digests, same, units.whole(max(0, count - 1))
 
 
 def _unchanged(before: Sequence[bytes], now: Sequence[bytes]) -> int:
@@ -617,7 +642,7 @@ def _causal_pct(
         done = memo._pct.get(site)
         if done is None or done.key != key:
             done = None
-        digests, same, digest_all = _unit_digests(matrix, *((done.digests, done.whole) if done else (None,)))
+        digests, same, digest_all = _unit_digests(_Units.of(matrix), *((done.digests, done.whole) if done else (None,)))
         if done is not None:
             # A day's percentile depends on the days before it only: those up to the first changed one hold.
             first = min(same + 1, done.per_day.size, days)
@@ -1237,7 +1262,7 @@ class NightBaseloadRule:
         done = memo._nights.get(site) if memo is not None else None
         if done is not None and done.key != key:
             done = None
-        digests, first, digest_all = _unit_digests(inputs, *((done.digests, done.whole) if done else (None,)))
+        digests, first, digest_all = _unit_digests(_Units.of(inputs), *((done.digests, done.whole) if done else (None,)))
         if done is not None:
             for mine, kept in zip((ratio, fast, predicted, flagged, slopes), done.arrays, strict=True):
                 mine[:first] = kept[:first]
@@ -2839,7 +2864,7 @@ class LostDailyCycleRule:
             done = None
         # One row per complete day: its 24 hours' inputs.
         digests, first_day, digest_all = _unit_digests(
-            block.reshape(n // 24, -1), *((done.digests, done.whole) if done else (None,)))
+            _Units.of(block.reshape(n // 24, -1)), *((done.digests, done.whole) if done else (None,)))
         if done is not None:
             ref_d[:first_day] = done.ref[:first_day]
             kept_d[:first_day] = done.kept[:first_day]
@@ -3013,14 +3038,27 @@ class SensorDriftRule:
         hist_days = int(config.drift_history_days)
         # A day's judgement depends on these hourly inputs of it and of the days before it (and on which of
         # those days were flagged): the days a memo holds up to the first whose inputs changed are not redone.
-        inputs = np.column_stack([mean24, out24, out72, use24, free, long_closure, after_long_closure])
+        columns = [mean24, out24, out72, use24, free, long_closure, after_long_closure]
         key = (frame.start_s, ref_days, hist_days, float(config.drift_min_k))
         done = memo._drift.get(point.id) if memo is not None else None
         if done is not None and done.key != key:
             done = None
-        # One row per complete day (those ending at ``ends``): its 24 hours' inputs.
-        digests, first_day, digest_all = _unit_digests(
-            inputs[: 24 * ends.size].reshape(ends.size, -1), *((done.digests, done.whole) if done else (None,)))
+        known: dict[tuple[int, int], bytes] = shared["prefix_digests"]
+
+        def days_digest(days: int) -> bytes:
+            # Column by column (the building's columns digested once for all its sensors): equal if and only
+            # if the days' rows are.
+            parts = [_column_digest(mean24, 24 * days)]
+            for i, column in enumerate(columns[1:], start=1):
+                if (i, days) not in known:
+                    known[i, days] = _column_digest(column, 24 * days)
+                parts.append(known[i, days])
+            return hashlib.blake2b(b"".join(parts), digest_size=16).digest()
+
+        # One row per complete day (those ending at ``ends``): its 24 hours' inputs, laid out as one row.
+        units = _Units(ends.size, lambda a, b: np.column_stack([c[24 * a : 24 * b] for c in columns]).reshape(b - a, -1),
+                       days_digest)
+        digests, first_day, digest_all = _unit_digests(units, *((done.digests, done.whole) if done else (None,)))
         if done is not None:
             flagged_d[:first_day] = done.flagged[:first_day]
             state[: first_day * 24] = done.state[: first_day * 24]
@@ -3158,7 +3196,7 @@ class SensorDriftRule:
 def _drift_context(
     building: Building, frame: HourlyFrame, n: int, open_frac: FloatArray, outdoor_c: FloatArray | None,
     planned_closure_h: IntArray | None,
-) -> dict[str, npt.NDArray[Any]]:
+) -> dict[str, Any]:
     """What :class:`SensorDriftRule` needs of a building's hours, whatever the sensor: weather, use, closures, season."""
     out24 = _rolling(outdoor_c, 24, "mean") if outdoor_c is not None else np.zeros(n)
     out72 = _rolling(outdoor_c, 72, "mean") if outdoor_c is not None else np.zeros(n)
@@ -3188,7 +3226,7 @@ def _drift_context(
     cap = np.where(free, _MAX_FREE_SLOPE, _MAX_INDOOR_SLOPE)
     return {"out24": out24, "out72": out72, "use24": use24, "long_closure": long_closure,
             "after_long_closure": after_long_closure, "closure_starts": closure_starts, "free": free,
-            "off_season": off_season, "cap": cap}
+            "off_season": off_season, "cap": cap, "prefix_digests": {}}
 
 
 _TREND_DAYS = 10
