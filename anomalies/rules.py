@@ -1823,9 +1823,6 @@ class FrozenSensorRule:
         t, v, n = a.t, a.v, a.n
         starts = np.flatnonzero(change)
         ends = np.concatenate([starts[1:], [t.size]]) - 1
-        # A run lasts until the first reading of the next value; the last run is still going on.
-        run_end_t = np.concatenate([t[starts[1:]], [np.inf]])
-        run_len_h = (run_end_t - t[starts]) / 3600.0
         ref_s = 86_400.0 * config.frozen_reference_days
         # Only runs of two readings or more within the frame, and for an analog sensor only those longer than
         # the quantity's limit, can be frozen: the others (nearly all the runs of a noisy sensor) are left out
@@ -1843,7 +1840,13 @@ class FrozenSensorRule:
             inside = candidate & (hi_h > lo_h)
             candidate = inside.copy()
             candidate[inside] = a.flips[hi_h[inside]] - a.flips[lo_h[inside]] >= config.frozen_transitions
-        for i in np.flatnonzero(candidate).tolist():
+        chosen = np.flatnonzero(candidate).tolist()
+        if not chosen:
+            return  # nearly always: the run lengths below are for the candidates' usual run
+        # A run lasts until the first reading of the next value; the last run is still going on.
+        run_end_t = np.concatenate([t[starts[1:]], [np.inf]])
+        run_len_h = (run_end_t - t[starts]) / 3600.0
+        for i in chosen:
             s, e = int(starts[i]), int(ends[i])
             t0, t1 = float(t[s]), float(t[e])
             h0 = int((t0 - a.start_s) // 3600.0)
