@@ -995,12 +995,19 @@ def _merge(old: PointSeries | None, new: PointSeries) -> PointSeries:
         return new
     if new.times_s.size == 0:
         return old
-    times = np.concatenate([old.times_s, new.times_s])
-    values = np.concatenate([old.values, new.values])
+    # The held readings before the earliest new one keep their place (held readings are in time order, each
+    # time once): only those after it are sorted with the new ones, as sorting them all would place them
+    # (a pass re-reads a few hours; sorting 400 days of readings per point for them was most of the merge).
+    held, first = old.times_s, float(new.times_s.min())
+    cut = int(np.searchsorted(held, first)) if math.isfinite(first) else 0
+    if cut and not (bool((held[1:cut] > held[: cut - 1]).all()) and (cut == held.size or held[cut - 1] < held[cut:].min())):
+        cut = 0  # not in time order, each time once (readings as a file gave them): all sorted together
+    times = np.concatenate([old.times_s[cut:], new.times_s])
+    values = np.concatenate([old.values[cut:], new.values])
     order = np.argsort(times, kind="stable")
     times, values = times[order], values[order]
     keep = np.concatenate([[True], times[1:] != times[:-1]])
-    return PointSeries(times[keep], values[keep])
+    return PointSeries(np.concatenate([old.times_s[:cut], times[keep]]), np.concatenate([old.values[:cut], values[keep]]))
 
 
 def _adds_before(old: PointSeries | None, new: PointSeries, before_s: float) -> bool:

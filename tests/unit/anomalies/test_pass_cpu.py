@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from anomalies.features import HourlyFrame, PointSeries, schedule_masks
-from anomalies.incremental import _Members
+from anomalies.incremental import _Members, _merge
 from anomalies.rules import RulesConfig, SensorDriftRule, _rolling_uncached
 from inventory import FrenchCalendar, Inventory, parse_inventory
 
@@ -140,3 +140,37 @@ def test_a_corrupt_member_is_refused_as_numpy_refuses_it(tmp_path: Path) -> None
     path.write_bytes(bytes(raw))
     with np.load(path, allow_pickle=False) as data, pytest.raises(zipfile.BadZipFile):
         _Members(data)["f"]
+
+
+def _merge_plain(old: PointSeries, new: PointSeries) -> PointSeries:
+    """Both series sorted together (stable: a time held keeps its first value), each time once: as it was done."""
+    times = np.concatenate([old.times_s, new.times_s])
+    values = np.concatenate([old.values, new.values])
+    order = np.argsort(times, kind="stable")
+    times, values = times[order], values[order]
+    keep = np.concatenate([[True], times[1:] != times[:-1]])
+    return PointSeries(times[keep], values[keep])
+
+
+def test_merging_a_pass_s_readings_sorts_only_the_tail_and_gives_the_whole_sort() -> None:
+    """A pass's readings (a re-read margin and the new hour) merged into the held ones: the held readings before
+    the earliest new one keep their place, the rest is sorted with the new ones; the result is the sort of them
+    all, value for value, also when the held ones are out of order or repeated (readings as a file gave them)
+    or a time is not a number."""
+    rng = np.random.default_rng(11)
+    for case in range(600):
+        held = np.sort(rng.integers(0, 300, int(rng.integers(1, 200))).astype(np.float64))
+        if case % 3:
+            held = np.unique(held)
+        if case % 17 == 0:
+            rng.shuffle(held)
+        if case % 23 == 0:
+            held[int(rng.integers(held.size))] = np.nan
+        new = rng.integers(int(rng.integers(0, 300)), 320, int(rng.integers(1, 30))).astype(np.float64)
+        if case % 29 == 0:
+            new[int(rng.integers(new.size))] = np.nan
+        old_series = PointSeries(held, rng.normal(size=held.size))
+        new_series = PointSeries(new, rng.normal(size=new.size))
+        got, expected = _merge(old_series, new_series), _merge_plain(old_series, new_series)
+        assert got.times_s.tobytes() == expected.times_s.tobytes(), case
+        assert got.values.tobytes() == expected.values.tobytes(), case
