@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from anomalies.features import HourlyFrame, PointSeries, schedule_masks
+from anomalies.features import HourlyFrame, PointSeries, _counter_hours, schedule_masks
 from anomalies.incremental import _Members, _merge
 from anomalies.rules import RulesConfig, SensorDriftRule, _rolling_uncached
 from inventory import FrenchCalendar, Inventory, parse_inventory
@@ -174,3 +174,35 @@ def test_merging_a_pass_s_readings_sorts_only_the_tail_and_gives_the_whole_sort(
         got, expected = _merge(old_series, new_series), _merge_plain(old_series, new_series)
         assert got.times_s.tobytes() == expected.times_s.tobytes(), case
         assert got.values.tobytes() == expected.values.tobytes(), case
+
+
+def _counter_hours_plain(t: np.ndarray, v: np.ndarray, bounds: np.ndarray, gap_s: float) -> np.ndarray:
+    """A counter's hourly consumption as it was computed: a boundary read exactly found by ``np.isin``."""
+    out = np.full(bounds.size - 1, np.nan)
+    if t.size < 2:
+        return out
+    index = np.interp(bounds, t, v)
+    j = np.searchsorted(t, bounds, side="right")
+    jc = np.clip(j, 1, t.size - 1)
+    ok = ((j > 0) & (j < t.size) & ((t[jc] - t[jc - 1]) <= gap_s)) | np.isin(bounds, t)
+    diff = np.diff(index)
+    valid = ok[:-1] & ok[1:] & (diff >= 0)
+    out[valid] = diff[valid]
+    return out
+
+
+def test_a_counter_s_hours_are_those_of_the_set_lookup() -> None:
+    """Counters read every 15 minutes (boundaries read exactly), at random times, with a time repeated, a frame
+    starting before or after the readings: the hourly consumption is the one found with ``np.isin``."""
+    rng = np.random.default_rng(3)
+    for case in range(400):
+        size = int(rng.integers(0, 160))
+        t = np.sort(rng.choice(np.arange(0, 40 * 3600, 900), size=size, replace=False).astype(np.float64))
+        if case % 5 == 0:
+            t = np.sort(rng.uniform(0, 40 * 3600, size))
+        if case % 7 == 0 and t.size > 3:
+            t[2] = t[1]
+        v = np.cumsum(rng.uniform(0, 2, t.size))
+        bounds = float(rng.integers(-3, 3)) * 3600 + 3600.0 * np.arange(int(rng.integers(1, 45)) + 1)
+        got = _counter_hours(t, v, bounds, 7200.0)
+        assert got.tobytes() == _counter_hours_plain(t, v, bounds, 7200.0).tobytes(), case
