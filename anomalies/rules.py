@@ -286,6 +286,8 @@ class _DriftDays:
     state: FloatArray  # per hour of those days
     deviation: FloatArray
     whole: bytes = b""  # a digest of all those days' inputs at once (:func:`_unit_digests`)
+    fits_day: int = -1  # the last day judged, whose reference fits :attr:`fits` holds
+    fits: dict[str, Any] = field(default_factory=dict)  # that day's fits of its reference (they hold for all its hours)
 
 
 @dataclass(eq=False, slots=True)
@@ -381,6 +383,8 @@ class RuleMemo:
                 i = len(meta["entries"])
                 meta["entries"].append({"kind": kind, "name": name if isinstance(name, str) else list(name),
                                         "key": list(entry.key), "whole": entry.whole.hex()})
+                if isinstance(entry, _DriftDays) and entry.fits:
+                    meta["entries"][-1]["fits"] = {"day": entry.fits_day, "values": entry.fits}
                 arrays[f"memo{i}_digests"] = np.frombuffer(b"".join(entry.digests), dtype=np.uint8).reshape(-1, 16)
                 values = entry.arrays if kind == "nights" else tuple(getattr(entry, f) for f in fields)
                 for f, array in zip(fields, values, strict=True):
@@ -413,8 +417,10 @@ class RuleMemo:
                     return np.asarray(arrays[f"memo{index}_{name}"])
 
                 if e["kind"] == "drift":
+                    fits = e.get("fits") or {"day": -1, "values": {}}
                     memo._drift[str(e["name"])] = _DriftDays(
-                        key, digests, field_("flagged").astype(np.bool_), field_("state"), field_("deviation"), whole)
+                        key, digests, field_("flagged").astype(np.bool_), field_("state"), field_("deviation"), whole,
+                        int(fits["day"]), {str(k): _fit_value(str(k), v) for k, v in fits["values"].items()})
                 elif e["kind"] == "cycle":
                     memo._cycle[str(e["name"])] = _CycleDays(key, digests, field_("ref"), field_("kept").astype(np.bool_),
                                                               whole)
@@ -432,6 +438,13 @@ class RuleMemo:
             msg = f"not a readable rule memo ({type(exc).__name__}: {exc})"
             raise DecodeError(msg) from exc
         return memo
+
+
+def _fit_value(label: str, raw: Any) -> Any:
+    """A fit of :class:`SensorDriftRule`'s memo read back from JSON: a regime history pair or a fit's 4 floats."""
+    if label.startswith("regime"):
+        return tuple(None if h is None else (float(h[0]), float(h[1]), float(h[2])) for h in raw)
+    return tuple(float(x) for x in raw)
 
 
 class BuildingRule(Protocol):
@@ -3066,9 +3079,25 @@ class SensorDriftRule:
             flagged_d[:first_day] = done.flagged[:first_day]
             state[: first_day * 24] = done.state[: first_day * 24]
             deviation[: first_day * 24] = done.deviation[: first_day * 24]
+        # A day's fits of its reference (the weather's and use's effect, the longer past's response) depend on
+        # the days before it only: those of the day the memo's pass judged last (a day still going on, judged
+        # again each hour) hold while the days before it are unchanged.
+        reuse: dict[str, Any] = {}
+        reuse_day = -1
+        if done is not None and 0 <= done.fits_day <= first_day:
+            reuse, reuse_day = done.fits, done.fits_day
+        fits: dict[str, Any] = {}
+        fits_day = -1
+
+        def fitted(label: str, fit: Callable[..., Any], *args: Any) -> Any:
+            value = reuse[label] if fits_day == reuse_day and label in reuse else fit(*args)
+            fits[label] = value
+            return value
+
         for j in range(first_day, -(-n // 24)):
             a = 24 * j
             b = min(n, a + 24)
+            fits, fits_day = {}, j
             lo = max(0, j - ref_days)
             hlo = max(0, j - hist_days)
             # A building that lives closed (a church, a hall used once a week) has its long closures in its
@@ -3099,18 +3128,19 @@ class SensorDriftRule:
             # (a heated room floats above its setpoint in a warm spell, once the heating stops).
             hist_sel = usable_d[hlo:lo] & ~flagged_d[hlo:lo] & (habitual | ~long_d[hlo:lo])
             ref_y, ref_u = y_d[lo:j][sel], ref_use if seen_use else np.zeros(ref_use.size)
-            for o_ref, o_all in ((o_d, out24), (o72_d, out72)):
+            for o_index, (o_ref, o_all) in enumerate(((o_d, out24), (o72_d, out72))):
                 ref_out = o_ref[lo:j][sel]
                 # Weather unknown (the station silent for days): what the reference predicts is taken at its least
                 # telling weather, its coldest day for a fall and its warmest for a rise. A room its heating holds
                 # at its level (slope ~0) is judged as if the weather were known; a floating one gets the
                 # reference's whole weather span as tolerance (issue 11: a pool hall's drift, unjudged through the
                 # 4 days its weather station was silent, was missed).
-                o_now = np.where(np.isfinite(o_all), o_all, float(ref_out.min()))
-                o_warm = np.where(np.isfinite(o_all), o_all, float(ref_out.max()))
-                heated_h, free_h = _regime_history(
-                    y_d[hlo:lo], o_ref[hlo:lo], u_d[hlo:lo] if seen_use else None, free_d[hlo:lo], hist_sel
-                )
+                # (The day's hours only: the same values as over the whole frame, sliced.)
+                o_day = o_all[a:b]
+                o_now = np.where(np.isfinite(o_day), o_day, float(ref_out.min()))
+                o_warm = np.where(np.isfinite(o_day), o_day, float(ref_out.max()))
+                heated_h, free_h = fitted(f"regime{o_index}", _regime_history, y_d[hlo:lo], o_ref[hlo:lo],
+                                          u_d[hlo:lo] if seen_use else None, free_d[hlo:lo], hist_sel)
                 # A fall: the reference's slope is bounded by the one its longer past shows in the same regime
                 # (plus a thermostat's droop), so a drift that happens to come with cooling weeks is not taken
                 # for the weather's doing; weather colder than the reference explains what the room did when
@@ -3118,30 +3148,30 @@ class SensorDriftRule:
                 # 1 K per K unheated) only beyond anything it has seen (a building is colder in a cold snap).
                 own = free_h if ref_unheated else heated_h
                 fit_cap = min(max_slope, own[0] + _DROOP_K_PER_K) if own is not None else max_slope
-                level, slope, use_k, scatter = _explain_indoor(ref_y, ref_out, ref_u, fit_cap)
+                level, slope, use_k, scatter = fitted(f"fall{o_index}", _explain_indoor, ref_y, ref_out, ref_u, fit_cap)
                 fall_limit = np.full(b - a, max(config.drift_min_k, 5.0 * scatter))
                 colder = _colder_allowance(
-                    o_now[a:b], float(ref_out.min()), np.maximum(0.0, cap[a:b] - slope), slope, heated_h, free_h, free[a:b]
+                    o_now, float(ref_out.min()), np.maximum(0.0, cap[a:b] - slope), slope, heated_h, free_h, free[a:b]
                 )
-                fall = np.minimum(0.0, mean24[a:b] - level - slope * o_now[a:b] - use_k * use24[a:b] + colder)
+                fall = np.minimum(0.0, mean24[a:b] - level - slope * o_now - use_k * use24[a:b] + colder)
                 if ref_unheated and heated_h is not None:
                     # The reference floated with the weather (a hot summer), but an hour now heated is held from
                     # below: at most at the level the room's heated past shows for this weather, less its droop.
                     hd = hist_sel & ~free_d[hlo:lo] & np.isfinite(o_ref[hlo:lo])
                     h_use = u_d[hlo:lo][hd] if seen_use else np.zeros(int(hd.sum()))
-                    h_level, h_slope, h_use_k, h_scatter = _explain_indoor(
-                        y_d[hlo:lo][hd], o_ref[hlo:lo][hd], h_use, min(_MAX_INDOOR_SLOPE, heated_h[0] + _DROOP_K_PER_K)
-                    )
-                    held_fall = np.minimum(0.0, mean24[a:b] - h_level - h_slope * o_now[a:b] - h_use_k * use24[a:b])
+                    h_level, h_slope, h_use_k, h_scatter = fitted(
+                        f"held{o_index}", _explain_indoor, y_d[hlo:lo][hd], o_ref[hlo:lo][hd], h_use,
+                        min(_MAX_INDOOR_SLOPE, heated_h[0] + _DROOP_K_PER_K))
+                    held_fall = np.minimum(0.0, mean24[a:b] - h_level - h_slope * o_now - h_use_k * use24[a:b])
                     heated_now = ~free[a:b]
                     fall = np.where(heated_now, np.minimum(fall, held_fall), fall)
                     fall_limit = np.where(heated_now, np.maximum(fall_limit, 5.0 * h_scatter), fall_limit)
                 # A rise: weather warmer than any reference day may explain up to the steepest plausible response.
                 if fit_cap < max_slope:
-                    level, slope, use_k, scatter = _explain_indoor(ref_y, ref_out, ref_u, max_slope)
+                    level, slope, use_k, scatter = fitted(f"rise{o_index}", _explain_indoor, ref_y, ref_out, ref_u, max_slope)
                 rise_limit = max(config.drift_min_k, 5.0 * scatter)
-                warmer = np.maximum(0.0, o_warm[a:b] - float(ref_out.max())) * np.maximum(0.0, cap[a:b] - slope)
-                rise = np.maximum(0.0, mean24[a:b] - level - slope * o_warm[a:b] - use_k * use24[a:b] - warmer)
+                warmer = np.maximum(0.0, o_warm - float(ref_out.max())) * np.maximum(0.0, cap[a:b] - slope)
+                rise = np.maximum(0.0, mean24[a:b] - level - slope * o_warm - use_k * use24[a:b] - warmer)
                 if not ref_unheated:
                     # Issue 11: a reference held by its heating tells how warm the heating kept the room, not
                     # where it floats once the declared season has ended and the heating is off: above it (a
@@ -3188,7 +3218,7 @@ class SensorDriftRule:
             memo.recomputed_days += ends.size - first_day
             whole = ends.size * 24
             memo._drift[point.id] = _DriftDays(key, digests, flagged_d.copy(), state[:whole].copy(),
-                                               deviation[:whole].copy(), digest_all)
+                                               deviation[:whole].copy(), digest_all, fits_day, fits)
         finding = _quality(
             self.name, EventKind.SENSOR_DRIFT, building, point, state, np.full(n, -1, dtype=np.int64),
             facts={"deviation_k": deviation},
