@@ -1792,7 +1792,8 @@ class FrozenSensorRule:
         t, v = series.times_s, series.values
         if t.size < 2:
             return None
-        step = _quantisation_step(v)
+        # A 0/1 sensor's runs are judged on the schedule's changes alone: no step (never read for one).
+        step = np.empty(0) if binary else _quantisation_step(v)
         # The schedule's changes and the weather: the building's, the same for each of its sensors (computed once).
         changes = _per_building("frozen_sensor", (n, open_frac), lambda: _schedule_changes(n, open_frac))
         change_at, to_open, flips = changes["change_at"], changes["to_open"], changes["flips"]
