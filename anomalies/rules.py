@@ -2881,7 +2881,7 @@ class LostDailyCycleRule:
             done = None
         # One row per complete day: its 24 hours' inputs.
         digests, first_day, digest_all = _unit_digests(
-            _Units.of(block.reshape(n // 24, -1)), *((done.digests, done.whole) if done else (None,)))
+            _Units.of(block.reshape(n // 24, 24 * block.shape[1])), *((done.digests, done.whole) if done else (None,)))
         if done is not None:
             ref_d[:first_day] = done.ref[:first_day]
             kept_d[:first_day] = done.kept[:first_day]
@@ -3073,8 +3073,8 @@ class SensorDriftRule:
             return hashlib.blake2b(b"".join(parts), digest_size=16).digest()
 
         # One row per complete day (those ending at ``ends``): its 24 hours' inputs, laid out as one row.
-        units = _Units(ends.size, lambda a, b: np.column_stack([c[24 * a : 24 * b] for c in columns]).reshape(b - a, -1),
-                       days_digest)
+        units = _Units(ends.size, lambda a, b: np.column_stack([c[24 * a : 24 * b] for c in columns]).reshape(
+            b - a, 24 * len(columns)), days_digest)
         digests, first_day, digest_all = _unit_digests(units, *((done.digests, done.whole) if done else (None,)))
         if done is not None:
             flagged_d[:first_day] = done.flagged[:first_day]

@@ -21,7 +21,7 @@ import pytest
 
 from anomalies.features import HourlyFrame, PointSeries, _counter_hours, schedule_masks
 from anomalies.incremental import _Members, _merge
-from anomalies.rules import RulesConfig, SensorDriftRule, _rolling_uncached
+from anomalies.rules import LostDailyCycleRule, RuleMemo, RulesConfig, SensorDriftRule, _rolling_uncached
 from inventory import FrenchCalendar, Inventory, parse_inventory
 
 from .one_building import OUTDOOR, one_building_yaml
@@ -206,3 +206,28 @@ def test_a_counter_s_hours_are_those_of_the_set_lookup() -> None:
         bounds = float(rng.integers(-3, 3)) * 3600 + 3600.0 * np.arange(int(rng.integers(1, 45)) + 1)
         got = _counter_hours(t, v, bounds, 7200.0)
         assert got.tobytes() == _counter_hours_plain(t, v, bounds, 7200.0).tobytes(), case
+
+
+@pytest.mark.parametrize("hours", [1, 23, 24, 25, 49])
+def test_a_frame_of_less_than_a_few_days_is_judged_with_a_memo_as_without(
+    hall: tuple[Inventory, dict[str, PointSeries]], hours: int,
+) -> None:
+    """The first hours of a state (under a day: no complete day for the memo's digests) and the first days:
+    ``sensor_drift`` and ``lost_daily_cycle`` give, pass after pass with their memo, what they give without."""
+    inventory, readings = hall
+    building = next(b for _, b in inventory.buildings())
+    point = next(p for p in building.points if p.id == "b1-hall")
+    memo = RuleMemo()
+    for length in range(max(1, hours - 2), hours + 1):
+        end_s = START.timestamp() + length * HOUR_S
+        cut = {pid: PointSeries(s.times_s[s.times_s <= end_s], s.values[s.times_s <= end_s])
+               for pid, s in readings.items()}
+        frame = HourlyFrame.build(cut, counters=set(), start_s=START.timestamp(), hours=length)
+        for rule in (SensorDriftRule(), LostDailyCycleRule()):
+            got = rule.evaluate(building, point, cut["b1-hall"], frame, np.ones(length), RulesConfig(),
+                                outdoor_c=frame.mean["b1-outdoor"], memo=memo)
+            plain = rule.evaluate(building, point, cut["b1-hall"], frame, np.ones(length), RulesConfig(),
+                                  outdoor_c=frame.mean["b1-outdoor"])
+            assert got is not None
+            assert plain is not None
+            assert got.state.tobytes() == plain.state.tobytes()
