@@ -1841,20 +1841,21 @@ class FrozenSensorRule:
         # Only runs of two readings or more within the frame, and for an analog sensor only those longer than
         # the quantity's limit, can be frozen: the others (nearly all the runs of a noisy sensor) are left out
         # at once rather than one by one, so the loop's cost follows the long runs, not the readings.
-        span_s = t[ends] - t[starts]
-        candidate = (ends > starts) & (t[ends] >= a.start_s) & (t[starts] < a.start_s + 3600.0 * n)
+        long = np.flatnonzero(ends > starts)
+        first_t, last_t = t[starts[long]], t[ends[long]]
+        candidate = (last_t >= a.start_s) & (first_t < a.start_s + 3600.0 * n)
         if not a.binary:
             assert a.limit is not None  # noqa: S101 - checked by the caller
-            candidate &= span_s >= a.limit.total_seconds()
+            candidate &= (last_t - first_t) >= a.limit.total_seconds()
         else:
             # A 0/1 sensor's run is frozen only if the schedule changed often enough strictly inside it: the
             # count of changes only grows, so its total over the run tells at once.
-            lo_h = np.clip((t[starts] - a.start_s) // 3600.0, 0, None).astype(np.int64) + 1
-            hi_h = np.minimum(n - 1, (t[ends] - a.start_s) // 3600.0).astype(np.int64) - 1
+            lo_h = np.clip((first_t - a.start_s) // 3600.0, 0, None).astype(np.int64) + 1
+            hi_h = np.minimum(n - 1, (last_t - a.start_s) // 3600.0).astype(np.int64) - 1
             inside = candidate & (hi_h > lo_h)
             candidate = inside.copy()
             candidate[inside] = a.flips[hi_h[inside]] - a.flips[lo_h[inside]] >= config.frozen_transitions
-        chosen = np.flatnonzero(candidate).tolist()
+        chosen = long[candidate].tolist()
         if not chosen:
             return  # nearly always: the run lengths below are for the candidates' usual run
         # A run lasts until the first reading of the next value; the last run is still going on.
