@@ -6,8 +6,10 @@ scale"). Each shortcut is checked here against the plain computation it
 replaces: the rolling statistics against numpy's own ``nanmean``/``nanmax``
 over each window; what the quality rules compute per building once (not per
 sensor) against a fresh computation when an input array changes in place; the
-state file's quick ``.npy`` reading against ``np.load``. The rule memo's one
-digest of its unchanged days is in ``test_rule_memo.py``.
+state file's quick ``.npy`` reading against ``np.load``; the merge of a pass's
+readings against sorting them all; a counter's hours against the set lookup;
+the rules with a memo on frames under a day. The rule memo's one digest of its
+unchanged days and ``sensor_drift``'s kept fits are in ``test_rule_memo.py``.
 """
 
 from __future__ import annotations
