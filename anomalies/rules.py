@@ -2681,9 +2681,14 @@ _shared_lock = threading.Lock()
 
 
 def _same_input(kept: object, now: object) -> bool:
-    """Whether an input of :func:`_per_building` is what it was: the same object, or an array of the same bits."""
+    """Whether an input of :func:`_per_building` is what it was.
+
+    The same object, an equal number or string of the same type, or an array of the same bits.
+    """
     if kept is now:
         return True
+    if isinstance(kept, (int, float, str)) and type(kept) is type(now):
+        return bool(kept == now)
     if isinstance(kept, np.ndarray) and isinstance(now, np.ndarray):
         return (kept.dtype == now.dtype and kept.shape == now.shape
                 and bool(np.array_equal(np.ascontiguousarray(kept).view(np.uint8), np.ascontiguousarray(now).view(np.uint8))))
@@ -2696,8 +2701,9 @@ def _per_building(name: str, inputs: tuple[object, ...], compute: Callable[[], _
     The quality rules run point by point, and an indoor sensor's rules each computed again what depends on its
     building alone (the outdoor temperature's means, the schedule's closures, the heating season, day by day
     over the whole frame): the same for its 10 to 20 sensors (issue 12, live pass at scale). The last result of
-    each ``name`` is kept with its inputs (arrays by value, bit for bit, anything else by identity) and given
-    again while they are the same; its arrays are read-only, so that no caller changes them.
+    each ``name`` is kept with its inputs (arrays by value, bit for bit, numbers and strings by value, anything
+    else by identity) and given again while they are the same; its arrays are read-only, so that no caller
+    changes them.
     """
     with _shared_lock:
         kept = _shared_kept.get(name)

@@ -23,7 +23,7 @@ import pytest
 
 from anomalies.features import HourlyFrame, PointSeries, _counter_hours, schedule_masks
 from anomalies.incremental import _Members, _merge
-from anomalies.rules import LostDailyCycleRule, RuleMemo, RulesConfig, SensorDriftRule, _rolling_uncached
+from anomalies.rules import LostDailyCycleRule, RuleMemo, RulesConfig, SensorDriftRule, _per_building, _rolling_uncached
 from inventory import FrenchCalendar, Inventory, parse_inventory
 
 from .one_building import OUTDOOR, one_building_yaml
@@ -235,3 +235,26 @@ def test_a_frame_of_less_than_a_few_days_is_judged_with_a_memo_as_without(
             assert got is not None
             assert plain is not None
             assert got.state.tobytes() == plain.state.tobytes()
+
+
+def test_a_building_s_shared_columns_are_kept_for_equal_inputs_and_read_only() -> None:
+    """What a building's sensors share is computed once for inputs of equal values (numbers computed again, arrays
+    copied: other objects), again for an input of other values, and cannot be changed by a caller."""
+    computed: list[int] = []
+
+    def compute() -> dict[str, np.ndarray]:
+        computed.append(1)
+        return {"twice": 2.0 * hours_open}
+
+    hours_open = np.linspace(0.0, 1.0, 500)
+    start = float(np.float64(1.7e9))
+    first = _per_building("test-shared", (start, 500 * 24 // 24, hours_open), compute)
+    again = _per_building("test-shared", (float(str(start)), int("500"), hours_open.copy()), compute)
+    assert again is first
+    assert len(computed) == 1
+    with pytest.raises(ValueError, match="read-only"):
+        first["twice"][0] = 1.0
+    changed = hours_open.copy()
+    changed[7] = -0.0 if changed[7] == 0.0 else 0.0
+    _per_building("test-shared", (start, 500, changed), compute)
+    assert len(computed) == 2
