@@ -285,7 +285,7 @@ class _DriftDays:
     flagged: BoolArray  # per day, left out of later days' references
     state: FloatArray  # per hour of those days
     deviation: FloatArray
-    whole: bytes = b""  # a digest of all those days' inputs at once (:func:`_unit_digests`)
+    whole: bytes = b""  # one digest of the inputs of all those days but the last (:func:`_unit_digests`)
     fits_day: int = -1  # the last day judged, whose reference fits :attr:`fits` holds
     fits: dict[str, Any] = field(default_factory=dict)  # that day's fits of its reference (they hold for all its hours)
 
@@ -298,7 +298,7 @@ class _CycleDays:
     digests: list[bytes]  # per day, a digest of the hourly inputs the day's judgement depends on
     ref: FloatArray  # per day, its reference range (nan: not judged)
     kept: BoolArray  # per day, whether the heater was kept on
-    whole: bytes = b""  # a digest of all those days' inputs at once (:func:`_unit_digests`)
+    whole: bytes = b""  # one digest of the inputs of all those days but the last (:func:`_unit_digests`)
 
 
 @dataclass(eq=False, slots=True)
@@ -308,7 +308,7 @@ class _PctDays:
     key: tuple[float, int, int, int]  # percentile, lookback days, hours per row, first local day
     digests: list[bytes]  # per local day, a digest of its masked values
     per_day: FloatArray  # per local day, the percentile of the days before it
-    whole: bytes = b""  # a digest of all those days' inputs at once (:func:`_unit_digests`)
+    whole: bytes = b""  # one digest of the inputs of all those days but the last (:func:`_unit_digests`)
 
 
 @dataclass(eq=False, slots=True)
@@ -318,7 +318,7 @@ class _NightDays:
     key: tuple[float, float, float, float, bool]  # frame start, reference nights, increase, main meter
     digests: list[bytes]  # per night, a digest of its inputs (day, base load, heating, excluded, service)
     arrays: tuple[npt.NDArray[Any], ...]  # per night: ratio, ratio against the last weeks, predicted, flagged, slope
-    whole: bytes = b""  # a digest of all those days' inputs at once (:func:`_unit_digests`)
+    whole: bytes = b""  # one digest of the inputs of all those days but the last (:func:`_unit_digests`)
 
 
 class RuleMemo:
@@ -341,8 +341,13 @@ class RuleMemo:
     depends on the days before it only, kept while their values are unchanged
     (per day, a digest of them); and ``baseload_creep``'s nights, each judged
     against the nights before it, those it flagged left out. It lives in memory, with the
-    detection state, and the state file does not hold it: the first pass after a start judges the
-    whole frame once. :meth:`to_arrays` and :meth:`from_arrays` save and read it (arrays, no pickle).
+    detection state, which saves it (:meth:`to_arrays` and :meth:`from_arrays`: arrays, no pickle).
+
+    Each entry also holds one digest of the inputs of all its days but the last: an hourly pass checks
+    it rather than each day's digest (a memo without it, written before, is compared day by day once).
+    ``sensor_drift``'s also holds the fits of the reference of the day it judged last (the weather's and
+    use's effect, the longer past's response), which hold for that day's hours while the days before it
+    are unchanged: the day going on is judged again each hour from them.
 
     Attributes:
         recomputed_days: days judged anew by the quality rules since the memo was made (what it did not spare).
