@@ -665,7 +665,10 @@ class _Members(Mapping[str, Any]):
     def __getitem__(self, name: str) -> Any:
         if name not in self.files:
             return self._data[name]  # numpy's KeyError
-        raw = self._data.zip.read(f"{name}.npy")
+        try:
+            raw = self._data.zip.read(f"{name}.npy")
+        except KeyError:
+            return self._data[name]  # a member not named as numpy names arrays: numpy reads it
         quick = _quick_array(raw)
         return quick if quick is not None else self._data[name]
 
