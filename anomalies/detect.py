@@ -1201,7 +1201,10 @@ def building_findings(
     quality: list[Finding] = []
     blank: dict[str, BoolArray] = {}
     # Weather first: the counters' rules need the outdoor temperature, without its frozen hours.
-    ordered = [*weather_points, *[p for p in building.points if p not in weather_points]]
+    # By id: a point's model equality compares every field, 50 x 50 times per building and pass.
+    weather_ids = {p.id for p in weather_points}
+    own_ids = {p.id for p in building.points}
+    ordered = [*weather_points, *[p for p in building.points if p.id not in weather_ids]]
     outdoor: FloatArray | None = None
     for point in ordered:
         if outdoor is None and point.usage is not Usage.WEATHER:
@@ -1215,7 +1218,7 @@ def building_findings(
             )
             if found is None:
                 continue
-            if point in building.points:
+            if point.id in own_ids:
                 quality.append(found)
             blank[point.id] = blank.get(point.id, np.zeros(frame.hours, dtype=np.bool_)) | found.active
     hours = BuildingHours.build(inventory, building, frame, calendar, config.features, blank=blank, booked=booked,

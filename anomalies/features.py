@@ -173,7 +173,8 @@ def _counter_hours(t: FloatArray, v: FloatArray, bounds: FloatArray, gap_s: floa
     j = np.searchsorted(t, bounds, side="right")
     inside = (j > 0) & (j < t.size)
     jc = np.clip(j, 1, t.size - 1)
-    exact = np.isin(bounds, t)
+    # A boundary read exactly is the reading just before ``j`` (the readings are sorted): no set lookup.
+    exact = (j > 0) & (t[np.maximum(j - 1, 0)] == bounds)
     ok = (inside & ((t[jc] - t[jc - 1]) <= gap_s)) | exact
     diff = np.diff(index)
     valid = ok[:-1] & ok[1:] & (diff >= 0)

@@ -465,7 +465,8 @@ class DetectorState:
             DecodeError: the file is not a state file, is corrupt, or has an unknown format version.
         """
         try:
-            with np.load(path, allow_pickle=False) as data:
+            with np.load(path, allow_pickle=False) as archive:
+                data = _Members(archive)
                 meta = json.loads(str(data["meta"]))
                 version = meta.get("format_version")
                 if version not in _READ_VERSIONS:
@@ -519,7 +520,7 @@ class DetectorState:
             file = folder / str(e["file"])
             try:
                 with np.load(file, allow_pickle=False) as blob:
-                    prefix = blob["a"]
+                    prefix = _Members(blob)["a"]
             except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
                 msg = f"{file}: not a readable detection state prefix ({type(exc).__name__}: {exc})"
                 raise DecodeError(msg) from exc
@@ -643,6 +644,65 @@ class _Segment:
     start_s: float
     end_s: float
     counts: dict[str, int]
+
+
+_NPY_HEADER = re.compile(r"\{'descr': '([<>|=]?[A-Za-z]\d*)', 'fortran_order': False, 'shape': \(([\d, ]*)\), \}\s*")
+
+
+class _Members(Mapping[str, Any]):
+    """The arrays of an ``np.load`` of an ``.npz``, each read with a quick parse of its ``.npy`` header.
+
+    A head holds hundreds of small arrays: numpy parses each header with :func:`ast.literal_eval` (a third of
+    reading them). The headers numpy writes (a plain dtype, C order) are read with a pattern instead; any
+    other member is read by numpy. The arrays are the same (values, dtype, shape, writable); the archive's
+    CRC is checked as numpy checks it.
+    """
+
+    def __init__(self, data: Any) -> None:
+        self._data = data
+        self.files: list[str] = list(data.files)
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self.files:
+            return self._data[name]  # numpy's KeyError
+        try:
+            raw = self._data.zip.read(f"{name}.npy")
+        except KeyError:
+            return self._data[name]  # a member not named as numpy names arrays: numpy reads it
+        quick = _quick_array(raw)
+        return quick if quick is not None else self._data[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.files)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.files
+
+
+def _quick_array(raw: bytes) -> np.ndarray[Any, Any] | None:
+    """The array of an ``.npy`` file's bytes whose header numpy wrote for a plain dtype in C order, else None."""
+    if raw[:6] != b"\x93NUMPY" or len(raw) < 10:
+        return None
+    if raw[6] == 1:
+        size, start = int.from_bytes(raw[8:10], "little"), 10
+    elif raw[6] in (2, 3) and len(raw) >= 12:
+        size, start = int.from_bytes(raw[8:12], "little"), 12
+    else:
+        return None
+    found = _NPY_HEADER.fullmatch(raw[start : start + size].decode("latin1"))
+    if found is None:
+        return None
+    dtype = np.dtype(found.group(1))
+    if dtype.hasobject:
+        return None
+    shape = tuple(int(x) for x in found.group(2).split(",") if x.strip())
+    count = math.prod(shape)
+    if len(raw) - start - size != count * dtype.itemsize:
+        return None  # numpy says what is wrong
+    return np.frombuffer(bytearray(raw[start + size :]), dtype=dtype, count=count).reshape(shape)
 
 
 class _Joined(Mapping[str, Any]):
@@ -777,7 +837,8 @@ def _read_segment(file: Path, start_s: float, end_s: float) -> dict[str, tuple[F
         DecodeError: the file is missing, corrupt (the archive's CRC), of another format or another span.
     """
     try:
-        with np.load(file, allow_pickle=False) as data:
+        with np.load(file, allow_pickle=False) as archive:
+            data = _Members(archive)
             meta = json.loads(str(data["meta"]))
             if not isinstance(meta, dict) or meta.get("segment_format") != _SEGMENT_FORMAT:
                 msg = f"{file}: unknown detection state segment format {meta.get('segment_format')!r}"
@@ -937,12 +998,19 @@ def _merge(old: PointSeries | None, new: PointSeries) -> PointSeries:
         return new
     if new.times_s.size == 0:
         return old
-    times = np.concatenate([old.times_s, new.times_s])
-    values = np.concatenate([old.values, new.values])
+    # The held readings before the earliest new one keep their place (held readings are in time order, each
+    # time once): only those after it are sorted with the new ones, as sorting them all would place them
+    # (a pass re-reads a few hours; sorting 400 days of readings per point for them was most of the merge).
+    held, first = old.times_s, float(new.times_s.min())
+    cut = int(np.searchsorted(held, first)) if math.isfinite(first) else 0
+    if cut and not (bool((held[1:cut] > held[: cut - 1]).all()) and (cut == held.size or held[cut - 1] < held[cut:].min())):
+        cut = 0  # not in time order, each time once (readings as a file gave them): all sorted together
+    times = np.concatenate([old.times_s[cut:], new.times_s])
+    values = np.concatenate([old.values[cut:], new.values])
     order = np.argsort(times, kind="stable")
     times, values = times[order], values[order]
     keep = np.concatenate([[True], times[1:] != times[:-1]])
-    return PointSeries(times[keep], values[keep])
+    return PointSeries(np.concatenate([old.times_s[:cut], times[keep]]), np.concatenate([old.values[:cut], values[keep]]))
 
 
 def _adds_before(old: PointSeries | None, new: PointSeries, before_s: float) -> bool:

@@ -35,15 +35,16 @@ Sample config::
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -85,6 +86,7 @@ __all__ = [
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.int64]
+_T = TypeVar("_T")
 
 _PREFIX = "anomalies.rules."
 
@@ -283,6 +285,9 @@ class _DriftDays:
     flagged: BoolArray  # per day, left out of later days' references
     state: FloatArray  # per hour of those days
     deviation: FloatArray
+    whole: bytes = b""  # one digest of the inputs of all those days but the last (:func:`_unit_digests`)
+    fits_day: int = -1  # the last day judged, whose reference fits :attr:`fits` holds
+    fits: dict[str, Any] = field(default_factory=dict)  # that day's fits of its reference (they hold for all its hours)
 
 
 @dataclass(eq=False, slots=True)
@@ -293,6 +298,7 @@ class _CycleDays:
     digests: list[bytes]  # per day, a digest of the hourly inputs the day's judgement depends on
     ref: FloatArray  # per day, its reference range (nan: not judged)
     kept: BoolArray  # per day, whether the heater was kept on
+    whole: bytes = b""  # one digest of the inputs of all those days but the last (:func:`_unit_digests`)
 
 
 @dataclass(eq=False, slots=True)
@@ -302,6 +308,7 @@ class _PctDays:
     key: tuple[float, int, int, int]  # percentile, lookback days, hours per row, first local day
     digests: list[bytes]  # per local day, a digest of its masked values
     per_day: FloatArray  # per local day, the percentile of the days before it
+    whole: bytes = b""  # one digest of the inputs of all those days but the last (:func:`_unit_digests`)
 
 
 @dataclass(eq=False, slots=True)
@@ -311,6 +318,7 @@ class _NightDays:
     key: tuple[float, float, float, float, bool]  # frame start, reference nights, increase, main meter
     digests: list[bytes]  # per night, a digest of its inputs (day, base load, heating, excluded, service)
     arrays: tuple[npt.NDArray[Any], ...]  # per night: ratio, ratio against the last weeks, predicted, flagged, slope
+    whole: bytes = b""  # one digest of the inputs of all those days but the last (:func:`_unit_digests`)
 
 
 class RuleMemo:
@@ -333,8 +341,13 @@ class RuleMemo:
     depends on the days before it only, kept while their values are unchanged
     (per day, a digest of them); and ``baseload_creep``'s nights, each judged
     against the nights before it, those it flagged left out. It lives in memory, with the
-    detection state, and the state file does not hold it: the first pass after a start judges the
-    whole frame once. :meth:`to_arrays` and :meth:`from_arrays` save and read it (arrays, no pickle).
+    detection state, which saves it (:meth:`to_arrays` and :meth:`from_arrays`: arrays, no pickle).
+
+    Each entry also holds one digest of the inputs of all its days but the last: an hourly pass checks
+    it rather than each day's digest (a memo without it, written before, is compared day by day once).
+    ``sensor_drift``'s also holds the fits of the reference of the day it judged last (the weather's and
+    use's effect, the longer past's response), which hold for that day's hours while the days before it
+    are unchanged: the day going on is judged again each hour from them.
 
     Attributes:
         recomputed_days: days judged anew by the quality rules since the memo was made (what it did not spare).
@@ -374,7 +387,9 @@ class RuleMemo:
             for name, entry in table.items():
                 i = len(meta["entries"])
                 meta["entries"].append({"kind": kind, "name": name if isinstance(name, str) else list(name),
-                                        "key": list(entry.key)})
+                                        "key": list(entry.key), "whole": entry.whole.hex()})
+                if isinstance(entry, _DriftDays) and entry.fits:
+                    meta["entries"][-1]["fits"] = {"day": entry.fits_day, "values": entry.fits}
                 arrays[f"memo{i}_digests"] = np.frombuffer(b"".join(entry.digests), dtype=np.uint8).reshape(-1, 16)
                 values = entry.arrays if kind == "nights" else tuple(getattr(entry, f) for f in fields)
                 for f, array in zip(fields, values, strict=True):
@@ -397,22 +412,28 @@ class RuleMemo:
                 msg = f"unknown rule memo format_version {version!r} (this version reads {MEMO_FORMAT_VERSION})"
                 raise DecodeError(msg)
             for i, e in enumerate(meta["entries"]):
-                digests = [row.tobytes() for row in np.asarray(arrays[f"memo{i}_digests"], dtype=np.uint8)]
+                packed = np.ascontiguousarray(arrays[f"memo{i}_digests"], dtype=np.uint8).tobytes()
+                digests = [packed[a : a + 16] for a in range(0, len(packed), 16)]
                 key = tuple(e["key"])
+                # Absent from a memo written before it: the first pass compares its days one by one, as it did.
+                whole = bytes.fromhex(str(e.get("whole", "")))
 
                 def field_(name: str, index: int = i) -> npt.NDArray[Any]:
                     return np.asarray(arrays[f"memo{index}_{name}"])
 
                 if e["kind"] == "drift":
+                    fits = e.get("fits") or {"day": -1, "values": {}}
                     memo._drift[str(e["name"])] = _DriftDays(
-                        key, digests, field_("flagged").astype(np.bool_), field_("state"), field_("deviation"))
+                        key, digests, field_("flagged").astype(np.bool_), field_("state"), field_("deviation"), whole,
+                        int(fits["day"]), {str(k): _fit_value(str(k), v) for k, v in fits["values"].items()})
                 elif e["kind"] == "cycle":
-                    memo._cycle[str(e["name"])] = _CycleDays(key, digests, field_("ref"), field_("kept").astype(np.bool_))
+                    memo._cycle[str(e["name"])] = _CycleDays(key, digests, field_("ref"), field_("kept").astype(np.bool_),
+                                                              whole)
                 elif e["kind"] == "pct":
-                    memo._pct[tuple(e["name"])] = _PctDays(key, digests, field_("per_day"))
+                    memo._pct[tuple(e["name"])] = _PctDays(key, digests, field_("per_day"), whole)
                 elif e["kind"] == "nights":
                     night_arrays = tuple(field_(f) for f in ("ratio", "fast", "predicted", "flagged", "slope"))
-                    memo._nights[tuple(e["name"])] = _NightDays(key, digests, night_arrays)
+                    memo._nights[tuple(e["name"])] = _NightDays(key, digests, night_arrays, whole)
                 else:
                     msg = f"unknown rule memo entry kind {e['kind']!r}"
                     raise DecodeError(msg)
@@ -422,6 +443,13 @@ class RuleMemo:
             msg = f"not a readable rule memo ({type(exc).__name__}: {exc})"
             raise DecodeError(msg) from exc
         return memo
+
+
+def _fit_value(label: str, raw: Any) -> Any:
+    """A fit of :class:`SensorDriftRule`'s memo read back from JSON: a regime history pair or a fit's 4 floats."""
+    if label.startswith("regime"):
+        return tuple(None if h is None else (float(h[0]), float(h[1]), float(h[2])) for h in raw)
+    return tuple(float(x) for x in raw)
 
 
 class BuildingRule(Protocol):
@@ -471,6 +499,63 @@ class QualityRule(Protocol):
 def _digests(rows: Iterable[np.ndarray[Any, Any]]) -> list[bytes]:
     """A digest of each row (a day's or a night's inputs), for :class:`RuleMemo` to find what changed."""
     return [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in rows]
+
+
+def _whole_digest(units: np.ndarray[Any, Any]) -> bytes:
+    """One digest of all the rows of ``units`` at once."""
+    return hashlib.blake2b(np.ascontiguousarray(units).tobytes(), digest_size=16).digest()
+
+
+def _column_digest(column: npt.NDArray[Any], length: int) -> bytes:
+    """A digest of a column's first ``length`` values as float64 (as :func:`numpy.column_stack` lays them out)."""
+    return hashlib.blake2b(np.ascontiguousarray(column[:length], dtype=np.float64).tobytes(), digest_size=16).digest()
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Units:
+    """The units a memo keeps a digest of (a day's or a night's inputs), as rows laid out on demand.
+
+    Attributes:
+        count: how many units.
+        rows: the rows of units ``a`` to ``b`` (each unit's bytes are what its digest is of).
+        whole: one digest of the first ``k`` units at once (equal if and only if their rows are).
+    """
+
+    count: int
+    rows: Callable[[int, int], np.ndarray[Any, Any]]
+    whole: Callable[[int], bytes]
+
+    @classmethod
+    def of(cls, matrix: np.ndarray[Any, Any]) -> _Units:
+        """The rows of a matrix, one unit each."""
+        return cls(matrix.shape[0], lambda a, b: matrix[a:b], lambda k: _whole_digest(matrix[:k]))
+
+
+def _unit_digests(
+    units: _Units, done_digests: Sequence[bytes] | None, done_whole: bytes = b""
+) -> tuple[list[bytes], int, bytes]:
+    """Per unit (a day's or a night's inputs) its digest, and how many leading units a memo spares.
+
+    ``done_digests`` are the units' digests at the memo's pass and ``done_whole`` one digest of all those
+    units but the last (:attr:`_Units.whole`; the last, a day still going on, changes each hour). An hourly
+    pass changes no earlier day: that one digest tells so, and only the units from the memo's last on get a
+    digest of their own (hashing each of 400 days apart cost as much as some rules). Otherwise each unit is
+    compared with its digest, as before; either way the count is :func:`_unchanged`'s.
+
+    Returns:
+        The digests of every unit, how many leading units have the digests they had at the memo's pass, and
+        the digest of all the units but the last (for the memo's next pass).
+    """
+    count = units.count
+    held = len(done_digests) if done_digests is not None else 0
+    if done_digests is not None and done_whole and 0 < held <= count and units.whole(held - 1) == done_whole:
+        tail = _digests(units.rows(held - 1, count))
+        same = held if tail[0] == done_digests[-1] else held - 1
+        whole = done_whole if count == held else units.whole(count - 1)
+        return [*done_digests[: held - 1], *tail], same, whole
+    digests = _digests(units.rows(0, count))
+    same = _unchanged(done_digests, digests) if done_digests is not None else 0
+    return digests, same, units.whole(max(0, count - 1))
 
 
 def _unchanged(before: Sequence[bytes], now: Sequence[bytes]) -> int:
@@ -568,12 +653,15 @@ def _causal_pct(
     days, width = matrix.shape
     per_day = np.empty(days)
     first = 0
+    digests: list[bytes] = []
+    digest_all = b""
     if memo is not None:
-        digests = _digests(matrix)
         key = (float(q), int(lookback_days), width, int(local_day[0]))
         done = memo._pct.get(site)
-        if done is not None and done.key == key:
-            same = _unchanged(done.digests, digests)
+        if done is None or done.key != key:
+            done = None
+        digests, same, digest_all = _unit_digests(_Units.of(matrix), *((done.digests, done.whole) if done else (None,)))
+        if done is not None:
             # A day's percentile depends on the days before it only: those up to the first changed one hold.
             first = min(same + 1, done.per_day.size, days)
             per_day[:first] = done.per_day[:first]
@@ -587,7 +675,7 @@ def _causal_pct(
         per_day[i : i + block.shape[0]] = _row_percentile(block.reshape(block.shape[0], width * lookback_days), q)
     if memo is not None:
         memo.recomputed_percentile_days += days - first
-        memo._pct[site] = _PctDays(key, digests, per_day.copy())
+        memo._pct[site] = _PctDays(key, digests, per_day.copy(), digest_all)
     result: FloatArray = per_day[row]
     return result
 
@@ -695,8 +783,28 @@ _MIN_RECOVERY_GAP_K = 2.0
 """Least gap (K) between the comfort setpoint and the weather a recovery is learnt per kelvin of."""
 
 
+_cooling_kept: list[tuple[BuildingHours, BoolArray, RulesConfig, BoolArray]] = []
+_cooling_lock = threading.Lock()
+
+
 def _cooling_down(hours: BuildingHours, heater: BoolArray, config: RulesConfig) -> BoolArray:
-    """Closed hours of the ordinary cool-down after closing and of the recovery before opening (learnt)."""
+    """Closed hours of the ordinary cool-down after closing and of the recovery before opening (learnt).
+
+    The last result is kept for the same hours, heater and settings: ``overheating`` and ``heating_unoccupied``
+    ask for it with the same heater (:func:`heater_active`), and learning the margins walks every closing of
+    the frame. A copy is returned, the values the same.
+    """
+    with _cooling_lock:
+        for kept_hours, kept_heater, kept_config, kept in _cooling_kept:
+            if kept_hours is hours and kept_config is config and np.array_equal(kept_heater, heater):
+                return kept.copy()
+    result = _cooling_down_uncached(hours, heater, config)
+    with _cooling_lock:
+        _cooling_kept[:] = [(hours, heater.copy(), config, result.copy())]
+    return result
+
+
+def _cooling_down_uncached(hours: BuildingHours, heater: BoolArray, config: RulesConfig) -> BoolArray:
     closed = hours.open_frac == 0.0
     # The closure's end comes from the schedule, known in advance: a frame ending in the night must not
     # take its own last hour for the eve of an opening (a live pass would then never judge it).
@@ -824,25 +932,40 @@ def _raised_setpoint(
     idx = np.flatnonzero(held)
     values = indoor[idx]
     level_all = _nan(n)
-    for j, i in enumerate(idx):
-        level_all[i] = float(np.median(values[max(0, j - _RAISED_LEVEL_HOURS + 1) : j + 1]))
+    # The median of the last _RAISED_LEVEL_HOURS held values at each held hour: the first ones over fewer values,
+    # then all the full windows at once (a row's median is computed as a lone window's: the same values).
+    head = min(values.size, _RAISED_LEVEL_HOURS - 1)
+    for j in range(head):
+        level_all[idx[j]] = float(np.median(values[: j + 1]))
+    if values.size > head:
+        windows = np.lib.stride_tricks.sliding_window_view(values, _RAISED_LEVEL_HOURS)
+        level_all[idx[head:]] = np.median(windows, axis=1)
     day = hours.local_day
-    past: list[tuple[int, float]] = []  # (day, median) of the unraised held days, oldest first
+    past_days: list[int] = []  # the unraised held days, oldest first
+    past_medians: list[float] = []  # and their medians
     k = config.raised_setpoint_reference_days
-    for d in np.unique(day[idx]):
-        at_day = idx[day[idx] == d]
-        recent = [m for dd, m in past if dd >= d - _RAISED_LOOKBACK_DAYS][-k:]
+    # Local days never go back: a day's held hours are a run of ``idx``, its hours a run of the frame.
+    held_days, firsts = np.unique(day[idx], return_index=True)
+    lasts = np.append(firsts[1:], idx.size)
+    day_lo = np.searchsorted(day, held_days, side="left")
+    day_hi = np.searchsorted(day, held_days, side="right")
+    for d, first, last, lo, hi in zip(held_days.tolist(), firsts.tolist(), lasts.tolist(), day_lo.tolist(),
+                                      day_hi.tolist(), strict=True):
+        at_day = idx[first:last]
+        since = bisect.bisect_left(past_days, d - _RAISED_LOOKBACK_DAYS)
+        recent = past_medians[max(since, len(past_medians) - k) :]
         if len(recent) >= _RAISED_MIN_DAYS:
             ref = np.asarray(recent)
             centre = float(np.median(ref))
             spread = 1.4826 * float(np.median(np.abs(ref - centre)))
             threshold = max(config.raised_setpoint_k, 4.0 * spread)
-            usual[day == d] = centre
+            usual[lo:hi] = centre
             raised[at_day] = (level_all[at_day] > centre + threshold) & (
                 level_all[at_day] > comfort.setpoint_c + config.tolerance_c
             )
         if not raised[at_day].any():
-            past.append((int(d), float(np.median(indoor[at_day]))))
+            past_days.append(int(d))
+            past_medians.append(float(np.median(indoor[at_day])))
     return raised, usual
 
 
@@ -1152,13 +1275,13 @@ class NightBaseloadRule:
         # A night's judgement depends on its own inputs and on the nights before it (and on which of them were
         # flagged): a memo holds the nights up to the first whose inputs changed since the last pass.
         inputs = np.column_stack([days.astype(np.float64), night_e, night_h, excluded, service.astype(np.float64)])
-        digests = _digests(inputs)
         key = (hours.frame.start_s, float(far), float(near), float(config.baseload_increase), main_meter)
         site = (hours.building.id, self.name)
         done = memo._nights.get(site) if memo is not None else None
-        first = 0
-        if done is not None and done.key == key:
-            first = _unchanged(done.digests, digests)
+        if done is not None and done.key != key:
+            done = None
+        digests, first, digest_all = _unit_digests(_Units.of(inputs), *((done.digests, done.whole) if done else (None,)))
+        if done is not None:
             for mine, kept in zip((ratio, fast, predicted, flagged, slopes), done.arrays, strict=True):
                 mine[:first] = kept[:first]
         for i in range(first, days.size):
@@ -1191,7 +1314,8 @@ class NightBaseloadRule:
                     flagged[i] = True
         if memo is not None:
             memo.recomputed_nights += days.size - first
-            memo._nights[site] = _NightDays(key, digests, tuple(a.copy() for a in (ratio, fast, predicted, flagged, slopes)))
+            memo._nights[site] = _NightDays(key, digests, tuple(a.copy() for a in (ratio, fast, predicted, flagged, slopes)),
+                                            digest_all)
         step = _night_steps(days, night_e, night_h, slopes, predicted, flagged, excluded, config.baseload_increase)
         night_idx = np.flatnonzero(night)
         of_night = np.searchsorted(days, hours.local_day[night_idx])
@@ -1427,22 +1551,29 @@ class WaterLeakRule:
         # the usual flow (issue 11: it was silently resolved after about 11 nights).
         reference = math.nan
         leak_open = False
-        for i, day in enumerate(days.tolist()):
-            sel = night & (hours.local_day == day)
-            values = water.values[sel]
-            if np.isfinite(values).sum():
+        # Each night's hours, and the nights each reference covers, found once: local days never go back, so
+        # a night's hours are a run of the night hours and a reference's nights a run of ``days`` (the loop
+        # used to scan every hour of the frame per night).
+        night_idx = np.flatnonzero(night)
+        night_day = hours.local_day[night_idx]
+        bounds = np.searchsorted(night_day, np.append(days, days[-1] + 1 if days.size else 0)).tolist()
+        ref_from = np.searchsorted(days, days - config.leak_reference_nights).tolist()
+        for i in range(days.size):
+            idx = night_idx[bounds[i] : bounds[i + 1]]
+            values = water.values[idx]
+            finite = np.isfinite(values)
+            if finite.any():
                 level[i] = float(np.nanmedian(values))
-            ref = (days >= day - config.leak_reference_nights) & (days < day) & np.isfinite(level) & ~flagged
+            lo = ref_from[i]
+            ref = np.isfinite(level[lo:i]) & ~flagged[lo:i]
             if not leak_open and ref.sum() >= 3:
-                reference = float(np.median(level[ref]))
+                reference = float(np.median(level[lo:i][ref]))
             if not math.isfinite(reference):
                 continue
             # After a long leak the window holds only leak nights: the reference before it serves until
             # three ordinary nights are known again.
             usual[i] = reference
             threshold = usual[i] + max(config.leak_min_flow_m3_h, 0.1 * usual[i])
-            idx = np.flatnonzero(sel)
-            finite = np.isfinite(values)
             state[idx[finite]] = (values[finite] > threshold).astype(np.float64)
             expected[idx] = usual[i]
             flow[idx] = values - usual[i]
@@ -1450,12 +1581,11 @@ class WaterLeakRule:
             if np.isfinite(level[i]):
                 leak_open = flagged[i]  # a night without data neither opens nor closes the leak
         # The leak runs day and night: carry the last night's excess flow forward over the next day.
-        carried = np.zeros(n)
-        last = 0.0
-        for h in range(n):
-            if night[h] and np.isfinite(flow[h]):
-                last = max(0.0, float(flow[h])) if state[h] == 1.0 else 0.0
-            carried[h] = last
+        # Each hour takes the excess of the last night hour with a known flow at or before it (0 before any).
+        setter = night & np.isfinite(flow)
+        excess_at = np.where(state == 1.0, np.maximum(0.0, np.where(setter, flow, 0.0)), 0.0)
+        last_set = np.maximum.accumulate(np.where(setter, np.arange(n), -1)) if n else np.zeros(0, dtype=np.int64)
+        carried = np.where(last_set >= 0, excess_at[np.maximum(last_set, 0)], 0.0)
         # No more than the meter read in the hour (issue 13: 11.4 m3 claimed of 2.4 m3 observed, the
         # excess counted day and night, the observed at night only).
         measured = np.isfinite(water.values)
@@ -1667,17 +1797,15 @@ class FrozenSensorRule:
         t, v = series.times_s, series.values
         if t.size < 2:
             return None
-        step = _quantisation_step(v)
-        # Count changes between hours fully open and fully closed; a half-open hour says nothing.
-        definite = np.flatnonzero((open_frac == 0.0) | (open_frac == 1.0))
-        change_at = np.zeros(n)
-        to_open = np.zeros(n, dtype=np.bool_)
-        if definite.size > 1:
-            moved = open_frac[definite][1:] != open_frac[definite][:-1]
-            change_at[definite[1:][moved]] = 1.0
-            to_open[definite[1:][moved]] = open_frac[definite[1:][moved]] == 1.0
-        flips = np.cumsum(change_at)
-        out24 = _trailing_mean(outdoor_c, 24) if outdoor_c is not None and point.quantity is Quantity.TEMPERATURE else None
+        # A 0/1 sensor's runs are judged on the schedule's changes alone: no step (never read for one).
+        step = np.empty(0) if binary else _quantisation_step(v)
+        # The schedule's changes and the weather: the building's, the same for each of its sensors (computed once).
+        changes = _per_building("frozen_sensor", (n, open_frac), lambda: _schedule_changes(n, open_frac))
+        change_at, to_open, flips = changes["change_at"], changes["to_open"], changes["flips"]
+        out24 = None
+        if outdoor_c is not None and point.quantity is Quantity.TEMPERATURE:
+            out24 = _per_building("frozen_sensor_weather", (outdoor_c,),
+                                  lambda: {"out24": _trailing_mean(outdoor_c, 24)})["out24"]
         peers = [
             frame.mean[p.id] for p in building.points
             if p.id != point.id and p.quantity is point.quantity and p.usage is not Usage.WEATHER and p.id in frame.mean
@@ -1692,12 +1820,12 @@ class FrozenSensorRule:
             # steps and no single value lasts (issue 11: a church sensor at 6.0/6.5 °C for two weeks). Runs within
             # one step are found on two grids of two-step cells offset by one step: two adjacent steps share a
             # cell of one of them.
-            level = np.where(np.isfinite(step), v / np.where(np.isfinite(step), step, 1.0), np.nan)
+            level = np.round(np.where(np.isfinite(step), v / np.where(np.isfinite(step), step, 1.0), np.nan))
+            # A gap ends such a run: hours not read are no hours read within one step (a gap is missing_data's).
+            breaks = (step[1:] != step[:-1]) | (np.diff(t) > _BAND_GAP_S)
             for offset in (0.5, -0.5):
-                cell = np.floor((np.round(level) + offset) / 2.0)
-                # A gap ends such a run: hours not read are no hours read within one step (a gap is missing_data's).
-                band = np.concatenate([[True], (cell[1:] != cell[:-1]) | (step[1:] != step[:-1]) | ~np.isfinite(cell[1:])
-                                       | (np.diff(t) > _BAND_GAP_S)])
+                cell = np.floor((level + offset) / 2.0)
+                band = np.concatenate([[True], (cell[1:] != cell[:-1]) | ~np.isfinite(cell[1:]) | breaks])
                 self._runs(band, band_args, config, state, origin, value_at, usual_at)
         hours = np.where(state == 1.0, (times + 3600.0 - (frame.start_s + 3600.0 * origin)) / 3600.0, np.nan)
         facts = {"hours": hours, "value": value_at}
@@ -1714,27 +1842,31 @@ class FrozenSensorRule:
         t, v, n = a.t, a.v, a.n
         starts = np.flatnonzero(change)
         ends = np.concatenate([starts[1:], [t.size]]) - 1
-        # A run lasts until the first reading of the next value; the last run is still going on.
-        run_end_t = np.concatenate([t[starts[1:]], [np.inf]])
-        run_len_h = (run_end_t - t[starts]) / 3600.0
         ref_s = 86_400.0 * config.frozen_reference_days
         # Only runs of two readings or more within the frame, and for an analog sensor only those longer than
         # the quantity's limit, can be frozen: the others (nearly all the runs of a noisy sensor) are left out
         # at once rather than one by one, so the loop's cost follows the long runs, not the readings.
-        span_s = t[ends] - t[starts]
-        candidate = (ends > starts) & (t[ends] >= a.start_s) & (t[starts] < a.start_s + 3600.0 * n)
+        long = np.flatnonzero(ends > starts)
+        first_t, last_t = t[starts[long]], t[ends[long]]
+        candidate = (last_t >= a.start_s) & (first_t < a.start_s + 3600.0 * n)
         if not a.binary:
             assert a.limit is not None  # noqa: S101 - checked by the caller
-            candidate &= span_s >= a.limit.total_seconds()
+            candidate &= (last_t - first_t) >= a.limit.total_seconds()
         else:
             # A 0/1 sensor's run is frozen only if the schedule changed often enough strictly inside it: the
             # count of changes only grows, so its total over the run tells at once.
-            lo_h = np.clip((t[starts] - a.start_s) // 3600.0, 0, None).astype(np.int64) + 1
-            hi_h = np.minimum(n - 1, (t[ends] - a.start_s) // 3600.0).astype(np.int64) - 1
+            lo_h = np.clip((first_t - a.start_s) // 3600.0, 0, None).astype(np.int64) + 1
+            hi_h = np.minimum(n - 1, (last_t - a.start_s) // 3600.0).astype(np.int64) - 1
             inside = candidate & (hi_h > lo_h)
             candidate = inside.copy()
             candidate[inside] = a.flips[hi_h[inside]] - a.flips[lo_h[inside]] >= config.frozen_transitions
-        for i in np.flatnonzero(candidate).tolist():
+        chosen = long[candidate].tolist()
+        if not chosen:
+            return  # nearly always: the run lengths below are for the candidates' usual run
+        # A run lasts until the first reading of the next value; the last run is still going on.
+        run_end_t = np.concatenate([t[starts[1:]], [np.inf]])
+        run_len_h = (run_end_t - t[starts]) / 3600.0
+        for i in chosen:
             s, e = int(starts[i]), int(ends[i])
             t0, t1 = float(t[s]), float(t[e])
             h0 = int((t0 - a.start_s) // 3600.0)
@@ -1755,11 +1887,13 @@ class FrozenSensorRule:
                 assert a.limit is not None  # noqa: S101 - checked by the caller
                 if t1 - t0 < a.limit.total_seconds():
                     continue
-                # The sensor's usual run length: its runs that ended before this one began.
-                past = (run_end_t[:i] <= t0) & (run_end_t[:i] > t0 - ref_s)
-                if int(past.sum()) < config.frozen_min_runs or (a.band and t0 - float(t[0]) < ref_s):
+                # The sensor's usual run length: its runs that ended before this one began (the runs end in
+                # time order: those of the reference period are a slice of them).
+                past_lo = int(np.searchsorted(run_end_t[:i], t0 - ref_s, side="right"))
+                past_hi = int(np.searchsorted(run_end_t[:i], t0, side="right"))
+                if past_hi - past_lo < config.frozen_min_runs or (a.band and t0 - float(t[0]) < ref_s):
                     continue
-                usual_h = float(np.quantile(run_len_h[:i][past], config.frozen_run_quantile))
+                usual_h = float(np.quantile(run_len_h[past_lo:past_hi], config.frozen_run_quantile))
                 allowed_s = max(a.limit.total_seconds(), config.frozen_run_factor * usual_h * 3600.0)
                 if t1 - t0 < allowed_s:
                     continue
@@ -1868,7 +2002,8 @@ class _Thermostat:
         to_open: BoolArray,
     ) -> _Thermostat:
         comfort = building.comfort(point.zone)
-        heated = _in_season(building, frame.times_s)
+        heated = _per_building("frozen_sensor_season", (building, frame.start_s, frame.hours),
+                               lambda: {"heated": _in_season(building, frame.times_s)})["heated"]
         return cls(heated, out24, change_at, to_open, comfort.setpoint_c, (comfort.setback_c, comfort.weekend_c, comfort.frost_c))
 
     def at(self, lo: int, hi: int, step: float, value: float) -> _Held:
@@ -1885,6 +2020,21 @@ class _Thermostat:
         return _Held(heated & (near_open or near_closed), ~already, self.change_at[lo: hi + 1])
 
 
+def _schedule_changes(n: int, open_frac: FloatArray) -> dict[str, npt.NDArray[Any]]:
+    """Per hour, whether the schedule changed, whether to open, and the changes so far.
+
+    Only changes between hours fully open and fully closed count; a half-open hour says nothing.
+    """
+    definite = np.flatnonzero((open_frac == 0.0) | (open_frac == 1.0))
+    change_at = np.zeros(n)
+    to_open = np.zeros(n, dtype=np.bool_)
+    if definite.size > 1:
+        moved = open_frac[definite][1:] != open_frac[definite][:-1]
+        change_at[definite[1:][moved]] = 1.0
+        to_open[definite[1:][moved]] = open_frac[definite[1:][moved]] == 1.0
+    return {"change_at": change_at, "to_open": to_open, "flips": np.cumsum(change_at)}
+
+
 def _serves_heating(point: Point) -> bool:
     """A counter whose consumption stops when heating is off: a heating meter, or a main gas or heat meter."""
     return point.usage is Usage.HEATING or Usage.HEATING in point.serves or (
@@ -1897,9 +2047,10 @@ def _in_season(building: Building, times_s: FloatArray) -> BoolArray:
     season = building.heating_season
     if season is None:
         return np.ones(times_s.size, dtype=np.bool_)
-    days = np.floor(times_s / 86_400.0).astype(np.int64)
-    inside = {int(d): season.contains(date.fromordinal(int(d) + _EPOCH_ORDINAL)) for d in np.unique(days).tolist()}
-    return np.array([inside[int(d)] for d in days.tolist()], dtype=np.bool_)
+    days, day_of_hour = np.unique(np.floor(times_s / 86_400.0).astype(np.int64), return_inverse=True)
+    inside = np.array([season.contains(date.fromordinal(d + _EPOCH_ORDINAL)) for d in days.tolist()], dtype=np.bool_)
+    result: BoolArray = inside[day_of_hour]
+    return result
 
 
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
@@ -2530,6 +2681,51 @@ def _indoor_sensor(point: Point) -> bool:
     return point.quantity is Quantity.TEMPERATURE and point.usage is not Usage.WEATHER and not point.cumulative
 
 
+_shared_kept: dict[str, tuple[tuple[object, ...], Any]] = {}
+_shared_lock = threading.Lock()
+
+
+def _same_input(kept: object, now: object) -> bool:
+    """Whether an input of :func:`_per_building` is what it was.
+
+    The same object, an equal number or string of the same type, or an array of the same bits.
+    """
+    if kept is now:
+        return True
+    if isinstance(kept, (int, float, str)) and type(kept) is type(now):
+        return bool(kept == now)
+    if isinstance(kept, np.ndarray) and isinstance(now, np.ndarray):
+        return (kept.dtype == now.dtype and kept.shape == now.shape
+                and bool(np.array_equal(np.ascontiguousarray(kept).view(np.uint8), np.ascontiguousarray(now).view(np.uint8))))
+    return False
+
+
+def _per_building(name: str, inputs: tuple[object, ...], compute: Callable[[], _T]) -> _T:
+    """What ``compute`` gives for ``inputs``, computed once for all the points of a building that ask for it.
+
+    The quality rules run point by point, and an indoor sensor's rules each computed again what depends on its
+    building alone (the outdoor temperature's means, the schedule's closures, the heating season, day by day
+    over the whole frame): the same for its 10 to 20 sensors (issue 12, live pass at scale). The last result of
+    each ``name`` is kept with its inputs (arrays by value, bit for bit, numbers and strings by value, anything
+    else by identity) and given again while they are the same; its arrays are read-only, so that no caller
+    changes them.
+    """
+    with _shared_lock:
+        kept = _shared_kept.get(name)
+        if kept is not None and len(kept[0]) == len(inputs) and all(
+                _same_input(a, b) for a, b in zip(kept[0], inputs, strict=True)):
+            result: _T = kept[1]
+            return result
+    value = compute()
+    for array in value.values() if isinstance(value, dict) else ():
+        if isinstance(array, np.ndarray):
+            array.setflags(write=False)
+    held = tuple(x.copy() if isinstance(x, np.ndarray) else x for x in inputs)
+    with _shared_lock:
+        _shared_kept[name] = (held, value)
+    return value
+
+
 _ROLLING_KEPT_MAX = 8
 _rolling_kept: OrderedDict[tuple[bytes, int, str], FloatArray] = OrderedDict()
 _rolling_lock = threading.Lock()
@@ -2557,20 +2753,48 @@ def _rolling(values: FloatArray, window: int, how: str) -> FloatArray:
     return out
 
 
+def _window_counts(mask: BoolArray, window: int) -> IntArray:
+    """How many of each ``window`` consecutive values (the rows of a sliding window over ``mask``) are true."""
+    ends = np.concatenate([[0], np.cumsum(mask, dtype=np.int64)])
+    result: IntArray = ends[window:] - ends[:-window]
+    return result
+
+
+def _window_extreme(values: FloatArray, window: int, extreme: np.ufunc) -> FloatArray:
+    """Per window of ``window`` consecutive values (the rows of a sliding window), ``extreme`` (fmax, fmin) of them."""
+    span, level = 1, values
+    while 2 * span <= window:
+        level = extreme(level[:-span], level[span:])  # each entry now covers 2 * span values
+        span *= 2
+    count = values.size - window + 1
+    result: FloatArray = extreme(level[:count], level[window - span : window - span + count])
+    return result
+
+
 def _rolling_uncached(values: FloatArray, window: int, how: str) -> FloatArray:
     n = values.size
     out = _nan(n)
     if n < window:
         return out
-    view = np.lib.stride_tricks.sliding_window_view(values, window)
-    counts = np.isfinite(view).sum(axis=1)
-    ok = counts >= 0.75 * window
+    # Counted from running sums rather than per window: the same counts, without a window-sized temporary.
+    ok = _window_counts(np.isfinite(values), window) >= 0.75 * window
     with np.errstate(all="ignore"):
-        rows = view[ok]
-        if how == "range":
+        if how == "range" and not bool(((values == 0.0) & np.signbit(values)).any()):
+            # Each window's largest and smallest known value by doubling spans (a window of 24 is two of 16):
+            # the same values as nanmax and nanmin of its row, since they are unique (no -0.0 beside 0.0, NaN
+            # left out by fmax and fmin), without laying out the rows.
+            top, bottom = _window_extreme(values, window, np.fmax), _window_extreme(values, window, np.fmin)
+            stat = top[ok] - bottom[ok]
+        elif how == "range":
+            rows = np.lib.stride_tricks.sliding_window_view(values, window)[ok]
             stat = np.nanmax(rows, axis=1) - np.nanmin(rows, axis=1) if rows.size else np.empty(0)
         else:
-            stat = np.nanmean(rows, axis=1) if rows.size else np.empty(0)
+            # np.nanmean's own steps (NaN read as 0, each row summed, over its count of values not NaN) on the
+            # same rows, NaN replaced once before the rows are laid out rather than in their copy: the same sums.
+            nan = np.isnan(values)
+            rows = np.lib.stride_tricks.sliding_window_view(np.where(nan, 0.0, values), window)[ok]
+            known = _window_counts(~nan, window)[ok]
+            stat = np.sum(rows, axis=1) / known if rows.size else np.empty(0)
     tail = out[window - 1:]
     tail[ok] = stat
     return out
@@ -2658,8 +2882,15 @@ class LostDailyCycleRule:
         x = frame.mean[point.id]
         n = x.size
         amp = _rolling(x, 24, "range")
-        in_use = _trailing_mean(np.where(open_frac > 0.0, 1.0, 0.0), 24) > 0.0
-        usable = in_use & _heating_expected(building, frame, outdoor_c, config) & np.isfinite(amp)
+
+        def heated_in_use() -> dict[str, BoolArray]:
+            in_use = _trailing_mean(np.where(open_frac > 0.0, 1.0, 0.0), 24) > 0.0
+            return {"heated_in_use": in_use & _heating_expected(building, frame, outdoor_c, config)}
+
+        # In use and heated: the building's, the same for each of its indoor sensors (computed once).
+        usable = _per_building("lost_daily_cycle", (building, frame.start_s, n, open_frac, outdoor_c,
+                                                    config.heating_off_above_c), heated_in_use)["heated_in_use"]
+        usable = usable & np.isfinite(amp)
         meters = [frame.consumption[p.id] for p in building.points if _serves_heating(p) and p.id in frame.consumption]
         block_ratio = _setback_share(np.sum(meters, axis=0), open_frac) if meters else None
         # One reference value per day: the range at the day's last hour.
@@ -2672,13 +2903,15 @@ class LostDailyCycleRule:
         kept_d = np.zeros(days, dtype=np.bool_)
         inputs = [amp, usable] if block_ratio is None else [amp, usable, np.repeat(block_ratio, 24)]
         block = np.column_stack([column[: 24 * (n // 24)] for column in inputs])
-        digests = _digests(block[a : a + 24] for a in range(0, block.shape[0], 24))
         key = (frame.start_s, int(config.sensor_reference_days), float(config.cycle_collapse),
                float(config.cycle_min_range_k), block_ratio is not None)
         done = memo._cycle.get(point.id) if memo is not None else None
-        first_day = 0
-        if done is not None and done.key == key:
-            first_day = _unchanged(done.digests, digests)
+        if done is not None and done.key != key:
+            done = None
+        # One row per complete day: its 24 hours' inputs.
+        digests, first_day, digest_all = _unit_digests(
+            _Units.of(block.reshape(n // 24, 24 * block.shape[1])), *((done.digests, done.whole) if done else (None,)))
+        if done is not None:
             ref_d[:first_day] = done.ref[:first_day]
             kept_d[:first_day] = done.kept[:first_day]
         state, usual, flagged, kept_on = self._hours(amp, usable, ref_d, kept_d, config)  # the memo's days
@@ -2719,7 +2952,8 @@ class LostDailyCycleRule:
             state[a:b], usual[a:b], flagged[a:b], kept_on[a:b] = day_state, day_usual, day_flagged, day_kept
         if memo is not None:
             memo.recomputed_days += (n // 24) - min(first_day, n // 24)
-            memo._cycle[point.id] = _CycleDays(key, digests, ref_d[: n // 24].copy(), kept_d[: n // 24].copy())
+            memo._cycle[point.id] = _CycleDays(key, digests, ref_d[: n // 24].copy(), kept_d[: n // 24].copy(),
+                                               digest_all)
         if block_ratio is not None:
             # Found flat, it stays lost while flat through hours not in use (weekends), not once the heater
             # holds comfort around the clock (then a flat room is real): an hour not judged, flat, the heater
@@ -2832,32 +3066,12 @@ class SensorDriftRule:
         x = frame.mean[point.id]
         n = x.size
         mean24 = _rolling(x, 24, "mean")
-        out24 = _rolling(outdoor_c, 24, "mean") if outdoor_c is not None else np.zeros(n)
-        out72 = _rolling(outdoor_c, 72, "mean") if outdoor_c is not None else np.zeros(n)
-        out72 = np.where(np.isfinite(out72), out72, out24)
-        use24 = _trailing_mean(np.where(open_frac > 0.0, 1.0, 0.0), 24)
-        # Closed longer than a weekend (holidays: frost protection), a building cools for days, then warms
-        # up again once reopened: colder than any weekend of its past, for reasons that are not the sensor's.
-        # The schedule tells from a closure's first hour how long it is planned to last; without it, a closure
-        # is known to be long once it has lasted beyond a weekend.
-        if planned_closure_h is not None:
-            long_closure = planned_closure_h >= _PAST_WEEKEND_H
-        else:
-            long_closure = _runs(open_frac == 0.0)[0] >= _PAST_WEEKEND_H
-        after_long_closure = _recent(long_closure, _WARM_UP_H)
-        closure_starts = long_closure & ~np.concatenate([[False], long_closure[:-1]])
-        # Unheated (out of the declared heating season, or outdoor above the degree-day base), a building's
-        # indoor floats with the weather, up to 1 K per K; heated, the heating damps it to 0.5 K per K.
-        free = out24 >= DJU_BASE_C
-        off_season = np.zeros(n, dtype=np.bool_)
-        if building.heating_season is not None:
-            season = building.heating_season
-            days, day_of_hour = np.unique(frame.times_s // 86400.0, return_inverse=True)
-            out_of_season = np.array([not season.contains(datetime.fromtimestamp(d * 86400.0, UTC).date())
-                                      for d in days.tolist()], dtype=np.bool_)
-            off_season = out_of_season[day_of_hour]
-            free = free | off_season
-        cap = np.where(free, _MAX_FREE_SLOPE, _MAX_INDOOR_SLOPE)
+        # What depends on the building alone, the same for each of its indoor sensors: computed once.
+        shared = _per_building("sensor_drift", (building, frame.start_s, n, open_frac, outdoor_c, planned_closure_h),
+                               lambda: _drift_context(building, frame, n, open_frac, outdoor_c, planned_closure_h))
+        out24, out72, use24 = shared["out24"], shared["out72"], shared["use24"]
+        long_closure, after_long_closure = shared["long_closure"], shared["after_long_closure"]
+        closure_starts, free, off_season, cap = shared["closure_starts"], shared["free"], shared["off_season"], shared["cap"]
         # One reference value per day: the last 24 h at the day's last hour, computed once per day.
         ends = np.arange(23, n, 24)
         y_d, o_d, o72_d, u_d, free_d = mean24[ends], out24[ends], out72[ends], use24[ends], free[ends]
@@ -2870,19 +3084,50 @@ class SensorDriftRule:
         hist_days = int(config.drift_history_days)
         # A day's judgement depends on these hourly inputs of it and of the days before it (and on which of
         # those days were flagged): the days a memo holds up to the first whose inputs changed are not redone.
-        inputs = np.column_stack([mean24, out24, out72, use24, free, long_closure, after_long_closure])
-        digests = _digests(inputs[a : a + 24] for a in ends - 23)
+        columns = [mean24, out24, out72, use24, free, long_closure, after_long_closure]
         key = (frame.start_s, ref_days, hist_days, float(config.drift_min_k))
         done = memo._drift.get(point.id) if memo is not None else None
-        first_day = 0
-        if done is not None and done.key == key:
-            first_day = _unchanged(done.digests, digests)
+        if done is not None and done.key != key:
+            done = None
+        known: dict[tuple[int, int], bytes] = shared["prefix_digests"]
+
+        def days_digest(days: int) -> bytes:
+            # Column by column (the building's columns digested once for all its sensors): equal if and only
+            # if the days' rows are.
+            parts = [_column_digest(mean24, 24 * days)]
+            for i, column in enumerate(columns[1:], start=1):
+                if (i, days) not in known:
+                    known[i, days] = _column_digest(column, 24 * days)
+                parts.append(known[i, days])
+            return hashlib.blake2b(b"".join(parts), digest_size=16).digest()
+
+        # One row per complete day (those ending at ``ends``): its 24 hours' inputs, laid out as one row.
+        units = _Units(ends.size, lambda a, b: np.column_stack([c[24 * a : 24 * b] for c in columns]).reshape(
+            b - a, 24 * len(columns)), days_digest)
+        digests, first_day, digest_all = _unit_digests(units, *((done.digests, done.whole) if done else (None,)))
+        if done is not None:
             flagged_d[:first_day] = done.flagged[:first_day]
             state[: first_day * 24] = done.state[: first_day * 24]
             deviation[: first_day * 24] = done.deviation[: first_day * 24]
+        # A day's fits of its reference (the weather's and use's effect, the longer past's response) depend on
+        # the days before it only: those of the day the memo's pass judged last (a day still going on, judged
+        # again each hour) hold while the days before it are unchanged.
+        reuse: dict[str, Any] = {}
+        reuse_day = -1
+        if done is not None and 0 <= done.fits_day <= first_day:
+            reuse, reuse_day = done.fits, done.fits_day
+        fits: dict[str, Any] = {}
+        fits_day = -1
+
+        def fitted(label: str, fit: Callable[..., Any], *args: Any) -> Any:
+            value = reuse[label] if fits_day == reuse_day and label in reuse else fit(*args)
+            fits[label] = value
+            return value
+
         for j in range(first_day, -(-n // 24)):
             a = 24 * j
             b = min(n, a + 24)
+            fits, fits_day = {}, j
             lo = max(0, j - ref_days)
             hlo = max(0, j - hist_days)
             # A building that lives closed (a church, a hall used once a week) has its long closures in its
@@ -2913,18 +3158,19 @@ class SensorDriftRule:
             # (a heated room floats above its setpoint in a warm spell, once the heating stops).
             hist_sel = usable_d[hlo:lo] & ~flagged_d[hlo:lo] & (habitual | ~long_d[hlo:lo])
             ref_y, ref_u = y_d[lo:j][sel], ref_use if seen_use else np.zeros(ref_use.size)
-            for o_ref, o_all in ((o_d, out24), (o72_d, out72)):
+            for o_index, (o_ref, o_all) in enumerate(((o_d, out24), (o72_d, out72))):
                 ref_out = o_ref[lo:j][sel]
                 # Weather unknown (the station silent for days): what the reference predicts is taken at its least
                 # telling weather, its coldest day for a fall and its warmest for a rise. A room its heating holds
                 # at its level (slope ~0) is judged as if the weather were known; a floating one gets the
                 # reference's whole weather span as tolerance (issue 11: a pool hall's drift, unjudged through the
                 # 4 days its weather station was silent, was missed).
-                o_now = np.where(np.isfinite(o_all), o_all, float(ref_out.min()))
-                o_warm = np.where(np.isfinite(o_all), o_all, float(ref_out.max()))
-                heated_h, free_h = _regime_history(
-                    y_d[hlo:lo], o_ref[hlo:lo], u_d[hlo:lo] if seen_use else None, free_d[hlo:lo], hist_sel
-                )
+                # (The day's hours only: the same values as over the whole frame, sliced.)
+                o_day = o_all[a:b]
+                o_now = np.where(np.isfinite(o_day), o_day, float(ref_out.min()))
+                o_warm = np.where(np.isfinite(o_day), o_day, float(ref_out.max()))
+                heated_h, free_h = fitted(f"regime{o_index}", _regime_history, y_d[hlo:lo], o_ref[hlo:lo],
+                                          u_d[hlo:lo] if seen_use else None, free_d[hlo:lo], hist_sel)
                 # A fall: the reference's slope is bounded by the one its longer past shows in the same regime
                 # (plus a thermostat's droop), so a drift that happens to come with cooling weeks is not taken
                 # for the weather's doing; weather colder than the reference explains what the room did when
@@ -2932,30 +3178,30 @@ class SensorDriftRule:
                 # 1 K per K unheated) only beyond anything it has seen (a building is colder in a cold snap).
                 own = free_h if ref_unheated else heated_h
                 fit_cap = min(max_slope, own[0] + _DROOP_K_PER_K) if own is not None else max_slope
-                level, slope, use_k, scatter = _explain_indoor(ref_y, ref_out, ref_u, fit_cap)
+                level, slope, use_k, scatter = fitted(f"fall{o_index}", _explain_indoor, ref_y, ref_out, ref_u, fit_cap)
                 fall_limit = np.full(b - a, max(config.drift_min_k, 5.0 * scatter))
                 colder = _colder_allowance(
-                    o_now[a:b], float(ref_out.min()), np.maximum(0.0, cap[a:b] - slope), slope, heated_h, free_h, free[a:b]
+                    o_now, float(ref_out.min()), np.maximum(0.0, cap[a:b] - slope), slope, heated_h, free_h, free[a:b]
                 )
-                fall = np.minimum(0.0, mean24[a:b] - level - slope * o_now[a:b] - use_k * use24[a:b] + colder)
+                fall = np.minimum(0.0, mean24[a:b] - level - slope * o_now - use_k * use24[a:b] + colder)
                 if ref_unheated and heated_h is not None:
                     # The reference floated with the weather (a hot summer), but an hour now heated is held from
                     # below: at most at the level the room's heated past shows for this weather, less its droop.
                     hd = hist_sel & ~free_d[hlo:lo] & np.isfinite(o_ref[hlo:lo])
                     h_use = u_d[hlo:lo][hd] if seen_use else np.zeros(int(hd.sum()))
-                    h_level, h_slope, h_use_k, h_scatter = _explain_indoor(
-                        y_d[hlo:lo][hd], o_ref[hlo:lo][hd], h_use, min(_MAX_INDOOR_SLOPE, heated_h[0] + _DROOP_K_PER_K)
-                    )
-                    held_fall = np.minimum(0.0, mean24[a:b] - h_level - h_slope * o_now[a:b] - h_use_k * use24[a:b])
+                    h_level, h_slope, h_use_k, h_scatter = fitted(
+                        f"held{o_index}", _explain_indoor, y_d[hlo:lo][hd], o_ref[hlo:lo][hd], h_use,
+                        min(_MAX_INDOOR_SLOPE, heated_h[0] + _DROOP_K_PER_K))
+                    held_fall = np.minimum(0.0, mean24[a:b] - h_level - h_slope * o_now - h_use_k * use24[a:b])
                     heated_now = ~free[a:b]
                     fall = np.where(heated_now, np.minimum(fall, held_fall), fall)
                     fall_limit = np.where(heated_now, np.maximum(fall_limit, 5.0 * h_scatter), fall_limit)
                 # A rise: weather warmer than any reference day may explain up to the steepest plausible response.
                 if fit_cap < max_slope:
-                    level, slope, use_k, scatter = _explain_indoor(ref_y, ref_out, ref_u, max_slope)
+                    level, slope, use_k, scatter = fitted(f"rise{o_index}", _explain_indoor, ref_y, ref_out, ref_u, max_slope)
                 rise_limit = max(config.drift_min_k, 5.0 * scatter)
-                warmer = np.maximum(0.0, o_warm[a:b] - float(ref_out.max())) * np.maximum(0.0, cap[a:b] - slope)
-                rise = np.maximum(0.0, mean24[a:b] - level - slope * o_warm[a:b] - use_k * use24[a:b] - warmer)
+                warmer = np.maximum(0.0, o_warm - float(ref_out.max())) * np.maximum(0.0, cap[a:b] - slope)
+                rise = np.maximum(0.0, mean24[a:b] - level - slope * o_warm - use_k * use24[a:b] - warmer)
                 if not ref_unheated:
                     # Issue 11: a reference held by its heating tells how warm the heating kept the room, not
                     # where it floats once the declared season has ended and the heating is off: above it (a
@@ -3002,12 +3248,48 @@ class SensorDriftRule:
             memo.recomputed_days += ends.size - first_day
             whole = ends.size * 24
             memo._drift[point.id] = _DriftDays(key, digests, flagged_d.copy(), state[:whole].copy(),
-                                               deviation[:whole].copy())
+                                               deviation[:whole].copy(), digest_all, fits_day, fits)
         finding = _quality(
             self.name, EventKind.SENSOR_DRIFT, building, point, state, np.full(n, -1, dtype=np.int64),
             facts={"deviation_k": deviation},
         )
         return replace(finding, min_duration=timedelta(hours=24), clear_after=timedelta(hours=24))
+
+
+def _drift_context(
+    building: Building, frame: HourlyFrame, n: int, open_frac: FloatArray, outdoor_c: FloatArray | None,
+    planned_closure_h: IntArray | None,
+) -> dict[str, Any]:
+    """What :class:`SensorDriftRule` needs of a building's hours, whatever the sensor: weather, use, closures, season."""
+    out24 = _rolling(outdoor_c, 24, "mean") if outdoor_c is not None else np.zeros(n)
+    out72 = _rolling(outdoor_c, 72, "mean") if outdoor_c is not None else np.zeros(n)
+    out72 = np.where(np.isfinite(out72), out72, out24)
+    use24 = _trailing_mean(np.where(open_frac > 0.0, 1.0, 0.0), 24)
+    # Closed longer than a weekend (holidays: frost protection), a building cools for days, then warms
+    # up again once reopened: colder than any weekend of its past, for reasons that are not the sensor's.
+    # The schedule tells from a closure's first hour how long it is planned to last; without it, a closure
+    # is known to be long once it has lasted beyond a weekend.
+    if planned_closure_h is not None:
+        long_closure = planned_closure_h >= _PAST_WEEKEND_H
+    else:
+        long_closure = _runs(open_frac == 0.0)[0] >= _PAST_WEEKEND_H
+    after_long_closure = _recent(long_closure, _WARM_UP_H)
+    closure_starts = long_closure & ~np.concatenate([[False], long_closure[:-1]])
+    # Unheated (out of the declared heating season, or outdoor above the degree-day base), a building's
+    # indoor floats with the weather, up to 1 K per K; heated, the heating damps it to 0.5 K per K.
+    free = out24 >= DJU_BASE_C
+    off_season = np.zeros(n, dtype=np.bool_)
+    if building.heating_season is not None:
+        season = building.heating_season
+        days, day_of_hour = np.unique(frame.times_s // 86400.0, return_inverse=True)
+        out_of_season = np.array([not season.contains(datetime.fromtimestamp(d * 86400.0, UTC).date())
+                                  for d in days.tolist()], dtype=np.bool_)
+        off_season = out_of_season[day_of_hour]
+        free = free | off_season
+    cap = np.where(free, _MAX_FREE_SLOPE, _MAX_INDOOR_SLOPE)
+    return {"out24": out24, "out72": out72, "use24": use24, "long_closure": long_closure,
+            "after_long_closure": after_long_closure, "closure_starts": closure_starts, "free": free,
+            "off_season": off_season, "cap": cap, "prefix_digests": {}}
 
 
 _TREND_DAYS = 10

@@ -158,7 +158,7 @@ class QuantileThreshold:
         """Load :meth:`to_dict` output."""
         _check_version(data)
         th = cls(q=float(data["q"]), window=int(data["window"]), min_scores=int(data["min_scores"]))
-        th._scores.extend(float(s) for s in data["scores"])
+        th._scores.extend(map(float, data["scores"]))
         th._threshold = None if data["threshold"] is None else float(data["threshold"])
         return th
 

@@ -12,6 +12,7 @@ references, so a day's judgement depends on every day before it).
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -319,3 +320,37 @@ def test_a_memo_saved_and_read_back_spares_what_the_memo_did(tmp_path: Path) -> 
     arrays["memo_meta"] = np.array(str(arrays["memo_meta"]).replace(version, '"format_version": 99'))
     with pytest.raises(DecodeError, match="format_version 99"):
         RuleMemo.from_arrays(arrays)
+
+
+def test_a_memo_of_the_previous_release_is_read_and_spares_the_same_days(tmp_path: Path) -> None:
+    """A memo written before its entries held one digest of all their days at once (``whole``, this round: a
+    pass checks its unchanged days with it instead of a digest per day) is read as it is: its first pass
+    compares day by day, judges no more days than the memo of this release, gives the findings without a
+    memo, and leaves the one digest for the next pass, which spares the same again."""
+    inventory, readings = _whole_school()
+    first = int((datetime(2025, 12, 21, tzinfo=UTC) - SCHOOL_START) / timedelta(hours=1)) - 2
+    kept = RuleMemo()
+    _findings(inventory, readings, first, kept)
+    arrays = kept.to_arrays()
+    meta = json.loads(str(arrays["memo_meta"]))
+    assert all(bytes.fromhex(e["whole"]) for e in meta["entries"])  # this release writes it
+    for e in meta["entries"]:
+        del e["whole"]
+    path = tmp_path / "memo.npz"
+    np.savez(path, **{**arrays, "memo_meta": np.array(json.dumps(meta))})
+    with np.load(path, allow_pickle=False) as data:
+        old = RuleMemo.from_arrays(data)
+    counters = ("recomputed_days", "recomputed_percentile_days", "recomputed_nights")
+    for hours in (first + 1, first + 2):
+        before = [getattr(kept, c) for c in counters]
+        got, expected = _findings(inventory, readings, hours, old), _findings(inventory, readings, hours, None)
+        _findings(inventory, readings, hours, kept)
+        for mine, theirs in zip(got, expected, strict=True):
+            np.testing.assert_array_equal(mine.state, theirs.state, err_msg=mine.qualified_name)
+            np.testing.assert_array_equal(mine.expected, theirs.expected, err_msg=mine.qualified_name)
+        spared = [getattr(kept, c) - b for c, b in zip(counters, before, strict=True)]
+        assert [getattr(old, c) for c in counters] == spared, hours
+        for c in counters:
+            setattr(old, c, 0)
+    again = json.loads(str(old.to_arrays()["memo_meta"]))
+    assert all(bytes.fromhex(e["whole"]) for e in again["entries"])
