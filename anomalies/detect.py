@@ -143,6 +143,7 @@ BoolArray = npt.NDArray[np.bool_]
 _HOUR = timedelta(hours=1)
 _RATIO_COLUMN = FEATURE_NAMES.index("residual_ratio")
 _MIN_CALIBRATION = 48  # held-out scores at the first fit: a quarter of 14 days, minus unknown rows
+_LONGEST_FACTS = frozenset({"hours", "weather_unknown_h"})  # an event's fact is their longest over its hours, not the mean
 
 
 MATERIAL_KINDS = frozenset({
@@ -324,7 +325,7 @@ class ModelRun:
         fits: how many times the forest was fitted.
         last: the last fitted detector, if any.
         last_threshold: its thresholder.
-        residual: per hour, observed − expected.
+        residual: per hour, observed − expected (the bounded expected value where the weather is unknown).
         ratio: per hour, the residual ratio (the ``residual_ratio`` feature).
         expected_fits: how many times the expected-consumption model was fitted.
         beyond_fit: per hour, its weather is colder than the expected model was fitted on
@@ -352,6 +353,14 @@ class ModelRun:
     observed: FloatArray | None = None
     """What the model judged (:func:`judged_series`): the usage's consumption, or the whole of a meter whose
     split between this usage and another is learnt (``None``: the usage's consumption)."""
+    bounded: FloatArray | None = None
+    """Per hour whose 24 hours the weather station was silent for, the expected consumption at a bounded weather
+    (:meth:`~anomalies.expected.ExpectedConsumption.predict_bounded`; ``nan`` elsewhere): for an excess only, it is
+    not in ``expected`` (Grafana, reports) but it is in ``residual`` and ``day_residual``."""
+    weather_bound_c: FloatArray | None = None
+    """Per such hour, the outdoor temperature it was expected at (:func:`~anomalies.expected.unknown_weather`)."""
+    silent_h: FloatArray | None = None
+    """Per such hour, how long the station had been silent."""
 
 
 def judged_series(hours: BuildingHours, usage: Usage) -> UsageSeries:
@@ -518,7 +527,11 @@ def run_models(
         # Day types from the whole local day's schedule: an hour's expected value does not depend on where the frame ends.
         model = ExpectedConsumption(y, hours.outdoor_c, hours.day_open.astype(np.float64), hours.school_holiday, hours.local_hour,
                                     hours.local_day, config.expected)
-        expected = np.full(n, np.nan)
+        # The hours whose 24 hours the weather station was silent for are expected at a bounded weather, for an
+        # excess only: the forest neither scores them (its rows hold the outdoor temperature) nor is fitted on
+        # them, and their residuals are no reference (issue 11: a workshop's +35 % week, 4 days of it silent).
+        silent = np.isfinite(model.weather_bound_c)
+        expected = np.full(n, np.nan)  # with the bounded values
         scores = np.full(n, np.nan)
         flagged = np.full(n, np.nan)
         model_flag = np.zeros(n, dtype=np.bool_)
@@ -545,9 +558,10 @@ def run_models(
                 # A refit an earlier run did: the new hours of its block only, by the models it left.
                 if stop <= start or not model.fitted:
                     continue
-                expected[start:stop] = model.predict(start, stop)
+                expected[start:stop] = model.predict_bounded(start, stop)
                 beyond[start:stop] = model.beyond_fit(start, stop, config.model_fit_margin_c)
-                rows[start:stop] = build_features(judged, usage, expected[:stop], config.features, start=start)
+                rows[start:stop] = build_features(judged, usage, np.where(silent[:stop], np.nan, expected[:stop]),
+                                                  config.features, start=start)
                 done = stop
                 if last is not None and last_th is not None:
                     _score_block(last, last_th, rows, start, stop, scores, flagged, model_flag)
@@ -557,16 +571,17 @@ def run_models(
             skip = excluded[:at] | (model_flag[:at] & ~usual)
             first = not model.fitted
             if model.refit(at, skip) and first:
-                expected[:at] = model.predict(0, at)
+                expected[:at] = model.predict_bounded(0, at)
                 in_sample = at
             if not model.fitted:
                 continue
-            expected[at:stop] = model.predict(at, stop)
+            expected[at:stop] = model.predict_bounded(at, stop)
             beyond[at:stop] = model.beyond_fit(at, stop, config.model_fit_margin_c)
             # Every feature looks back only: the rows up to ``stop`` are final once the expected values are,
             # and the earlier rows are those of the earlier blocks (the expected values before ``at`` stay).
             first_row = 0 if first else done
-            rows[first_row:stop] = build_features(judged, usage, expected[:stop], config.features, start=first_row)
+            rows[first_row:stop] = build_features(judged, usage, np.where(silent[:stop], np.nan, expected[:stop]),
+                                                  config.features, start=first_row)
             done = stop
             if last is None or at - last_fit_at >= forest_every:
                 # Seeded by the refit hour, not the series length: chunked runs hold out the same hours.
@@ -593,7 +608,7 @@ def run_models(
             # The spread is learnt from every day no rule flagged, the forest's flagged days included: left out,
             # the busiest ordinary days (a crèche's full days, an event hall's weddings) would leave a spread
             # learnt on the calm days only. Median and MAD are robust to the minority of days a fault takes.
-            reference = ~excluded
+            reference = ~excluded & ~silent  # a bounded expected value measures no uncertainty
             reference[:in_sample] = False  # a model's errors on the days it was fitted on are optimistic
             # The least bound: a share of the expected energy of the same 24 hours.
             floor = config.model_day_floor_share * trailing_day_residual(np.maximum(expected, 0.0))
@@ -611,8 +626,9 @@ def run_models(
         if progress is not None:
             progress[usage] = ModelProgress(n, expected, scores, flagged, model_flag, beyond, rows, model.snapshot(),
                                             last, last_th, fits, last_fit_at, in_sample, bound_memo)
-        runs.append(ModelRun(hours.building.id, usage, scores, flagged, expected, fits, last, last_th,
-                             residual, ratio, model.fits, beyond, day_residual, day_bound, y))
+        runs.append(ModelRun(hours.building.id, usage, scores, flagged, np.where(silent, np.nan, expected), fits, last,
+                             last_th, residual, ratio, model.fits, beyond, day_residual, day_bound, y,
+                             np.where(silent, expected, np.nan), model.weather_bound_c, model.silent_h))
     return runs
 
 
@@ -698,20 +714,30 @@ def schedule_recurrence(
 
 
 def _model_findings(runs: Sequence[ModelRun], hours: BuildingHours, config: DetectConfig) -> list[Finding]:
-    """A forest's hours become an event's hours when flagged with consumption above the expected one."""
+    """A forest's hours become an event's hours when flagged with consumption above the expected one.
+
+    Hours whose 24 hours the weather station was silent for are not scored by the forest (its rows hold the
+    outdoor temperature); they are judged by their days alone, against the expected value at the bounded
+    weather (:attr:`ModelRun.bounded`): the 24 hours up to the hour and the 24 before them both above the
+    model's own uncertainty, by at least ``model_day_min_share``. An excess only: a deficit against the
+    coldest weather of the weeks before proves nothing.
+    """
     findings = []
     closed = (hours.open_frac == 0.0).astype(np.float64)
     for run in runs:
         series = hours.usages[run.usage]
         observed = series.values if run.observed is None else run.observed
+        silent = np.isfinite(run.bounded) if run.bounded is not None else np.zeros(run.expected.size, dtype=np.bool_)
+        expected = np.where(silent, run.bounded, run.expected) if run.bounded is not None else run.expected
         typical = typical_consumption(observed, config.materiality.min_history)
         material = ~(run.residual < config.model_min_typical_share * typical)  # unknown typical: the ratio alone
         sized = (run.ratio >= config.model_min_ratio) & material
+        by_days: BoolArray | None = None  # the days' test, for the hours the forest cannot score
         if config.model_day_spread is not None and run.day_residual is not None and run.day_bound is not None:
             if config.model_day_min_share is not None:
                 # An excess spread over the days is judged by the days' size (known bounds only): each of its
                 # hours is within an hour's noise, their sums are not.
-                day_expected = trailing_day_residual(np.maximum(run.expected, 0.0))
+                day_expected = trailing_day_residual(np.maximum(expected, 0.0))
                 # The days' excess is a share of their expected energy and of the usage's typical day too: a closed
                 # day's expected energy is near zero, and any use of it a large share (the hours' test is against
                 # a typical hour likewise, ``model_min_typical_share``).
@@ -721,20 +747,29 @@ def _model_findings(runs: Sequence[ModelRun], hours: BuildingHours, config: Dete
                 day_before = np.zeros_like(day_out)
                 day_before[24:] = day_out[:-24]
                 sized |= day_out & day_before
+                by_days = day_out & day_before
             # An unknown bound (fewer than a week of out-of-sample days of any type yet): not judged.
             sized &= ~(run.day_residual <= run.day_bound)
         above = (run.residual > 0) & sized
         if run.beyond_fit is not None:
             above &= ~run.beyond_fit
         state = np.where(np.isfinite(run.flagged), ((run.flagged == 1.0) & above).astype(np.float64), np.nan)
+        if by_days is not None and run.day_residual is not None and run.day_bound is not None and silent.any():
+            days_known = silent & np.isfinite(run.day_residual) & np.isfinite(run.day_bound)
+            hit = (run.residual > 0) & by_days
+            if run.beyond_fit is not None:
+                hit &= ~run.beyond_fit
+            state = np.where(days_known, hit.astype(np.float64), state)
         excess = np.where(state == 1.0, np.maximum(0.0, run.residual), 0.0)
+        facts = {"closed_share": closed, "outdoor_c": hours.outdoor_c}
+        if silent.any() and run.weather_bound_c is not None and run.silent_h is not None:
+            facts |= {"weather_bound_c": run.weather_bound_c, "weather_unknown_h": run.silent_h}
         findings.append(
             Finding(
                 qualified_name=f"anomalies.iforest.{run.usage.value}", kind=EventKind.UNUSUAL_CONSUMPTION,
-                building=run.building, usage=run.usage, state=state, observed=observed, expected=run.expected,
+                building=run.building, usage=run.usage, state=state, observed=observed, expected=expected,
                 excess=np.nan_to_num(excess), unit=series.unit, excess_unit=series.unit, energy=series.energy,
-                facts={"closed_share": closed, "outdoor_c": hours.outdoor_c},
-                min_duration=config.model_min_duration, clear_after=config.model_clear_after,
+                facts=facts, min_duration=config.model_min_duration, clear_after=config.model_clear_after,
             )
         )
     return findings
@@ -1084,7 +1119,7 @@ def _event(
         chosen = values[a:b][active]
         chosen = chosen[np.isfinite(chosen)]
         if chosen.size:
-            facts[name] = round(float(np.max(chosen) if name == "hours" else np.mean(chosen)), 3)
+            facts[name] = round(float(np.max(chosen) if name in _LONGEST_FACTS else np.mean(chosen)), 3)
     if "occupied" in facts:
         facts["occupied"] = facts["occupied"] >= 0.5
     named = next((p for p in building.points if p.id == finding.point), None) if finding.point else None

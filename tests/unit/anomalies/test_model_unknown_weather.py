@@ -1,0 +1,81 @@
+"""A week of excess heating while the weather station is silent for days (issue 11, family B 2026/181).
+
+The school of ``test_main_meter`` (a main gas meter and an outdoor
+temperature) and the generator of ``test_model_guards``: six weeks of autumn,
+a cool spell in the last ten days as cold as the coldest day of the weeks
+before, and the station silent for four days of the last week. Without a
+temperature in its 24 hours an hour had no expected value, so neither the
+forest nor the days' test could see anything there; it is now expected at the
+coldest day of the four weeks before the silence, an excess claimed only above
+even that.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC
+
+import numpy as np
+import pytest
+
+from anomalies.detect import DetectConfig, detect
+from anomalies.events import AnomalyEvent, explain
+from anomalies.features import PointSeries
+from inventory import Inventory, parse_inventory
+
+from .test_main_meter import INVENTORY
+from .test_model_guards import DAYS, LAST_WEEK, START, _autumn, _generate
+
+SILENT = (LAST_WEEK[0] + 24, LAST_WEEK[0] + 5 * 24)  # 4 days of the last week's 7
+
+
+@pytest.fixture(scope="module")
+def inventory() -> Inventory:
+    return parse_inventory(INVENTORY)
+
+
+def _silenced(readings: dict[str, PointSeries]) -> dict[str, PointSeries]:
+    """The weather station's readings without those of the silent days."""
+    meteo = readings["meteo"]
+    lo, hi = (START.astimezone(UTC).timestamp() + 3600.0 * h for h in SILENT)
+    keep = (meteo.times_s < lo) | (meteo.times_s >= hi)
+    return {**readings, "meteo": PointSeries(meteo.times_s[keep], meteo.values[keep])}
+
+
+def _week(factor: float) -> dict[str, PointSeries]:
+    daily_c = _autumn()
+    daily_c[DAYS - 10 :] = daily_c.min()  # a cool spell, as cold as the coldest day before it
+    n = DAYS * 24
+    heating = np.where(np.arange(n) >= LAST_WEEK[0], factor, 1.0)
+    return _silenced(_generate(daily_c, np.zeros(n), heating_factor=heating))
+
+
+def _in_last_week(events: list[AnomalyEvent]) -> list[AnomalyEvent]:
+    lo = START.astimezone(UTC).timestamp() + LAST_WEEK[0] * 3600.0
+    return [e for e in events if e.kind == "unusual_consumption" and e.end.timestamp() > lo]
+
+
+def test_a_week_of_excess_heating_while_the_station_is_silent_is_found(inventory: Inventory) -> None:
+    """+30 % heating for a week, the station silent for 4 of its days: one alert through them, saying so.
+
+    Before, the alert (from the first day's hours, each above its expected
+    value by its own size) ended before the silence, and the silent days were
+    never seen nor counted. Expected at the coldest day of the four weeks
+    before, they stand out of the model's uncertainty by their days, so the
+    alert runs through them and counts their excess over that bound.
+    """
+    found = _in_last_week(detect(inventory, _week(1.3), DetectConfig(rule_events=False)))
+    lo, hi = (START.astimezone(UTC).timestamp() + 3600.0 * h for h in SILENT)
+    through = [e for e in found if e.start.timestamp() < lo and e.end.timestamp() >= hi - 3600.0]
+    assert through, [(e.start, e.end) for e in found]
+    text = explain(through[0], "en")
+    assert "outdoor temperature unknown for" in text, text
+    assert "expected at the coldest of the last 4 weeks" in text, text
+    assert "température extérieure inconnue depuis" in explain(through[0], "fr")
+    # The excess is counted over the bounded expected values: under what a known, milder weather would give.
+    assert through[0].excess_kwh is not None
+    assert 0 < through[0].excess_kwh <= through[0].observed - through[0].expected + 1e-6
+
+
+def test_the_same_silent_days_without_excess_raise_nothing(inventory: Inventory) -> None:
+    """The same weeks and silence without the excess: the silent days are under their bounded expected value."""
+    assert _in_last_week(detect(inventory, _week(1.0), DetectConfig())) == []
