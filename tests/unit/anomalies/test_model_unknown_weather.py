@@ -79,3 +79,75 @@ def test_a_week_of_excess_heating_while_the_station_is_silent_is_found(inventory
 def test_the_same_silent_days_without_excess_raise_nothing(inventory: Inventory) -> None:
     """The same weeks and silence without the excess: the silent days are under their bounded expected value."""
     assert _in_last_week(detect(inventory, _week(1.0), DetectConfig())) == []
+
+
+def test_the_silent_days_are_expected_for_an_excess_only_and_fit_nothing(inventory: Inventory) -> None:
+    """The bounded values stay out of the expected series, the forest and every fit and reference.
+
+    Their hours have no value in ``expected`` (Grafana's series, the reports),
+    a bounded one in ``bounded`` and the residual, no forest score; and what the
+    bounded hours consumed changes nothing after them: the same expected values,
+    forest scores and day bounds with +30 % on them as without (the first 23
+    silent hours, expected from the temperatures their 24 hours hold, are
+    ordinary hours).
+    """
+    from anomalies.detect import run_models
+    from anomalies.features import BuildingHours, HourlyFrame
+    from inventory import FrenchCalendar, Usage
+
+    n = DAYS * 24
+    hour = np.arange(n)
+    lo, hi = SILENT
+    daily_c = _autumn()
+    daily_c[DAYS - 10 :] = daily_c.min()
+
+    def run(factor: float) -> object:
+        readings = _silenced(_generate(daily_c, np.zeros(n), heating_factor=np.where((hour >= lo + 23) & (hour < hi), factor, 1.0)))
+        frame = HourlyFrame.build(readings, counters={"gaz"}, start_s=START.astimezone(UTC).timestamp(), hours=n)
+        building = next(b for _, b in inventory.buildings())
+        hours = BuildingHours.build(inventory, building, frame, FrenchCalendar("B"))
+        return next(r for r in run_models(hours, np.zeros(n, dtype=bool), DetectConfig()) if r.usage is Usage.HEATING)
+
+    plain, excess = run(1.0), run(1.3)
+    bounded = np.isfinite(excess.bounded)
+    # From the station's 24th silent hour to its end; before, the hours use the temperatures their 24 hours hold.
+    assert np.array_equal(np.flatnonzero(bounded), np.arange(lo + 23, hi))
+    assert np.isfinite(excess.expected[lo : lo + 23]).all()
+    assert np.isnan(excess.expected[bounded]).all() and np.isnan(excess.scores[bounded]).all()
+    assert np.allclose(excess.residual[bounded], excess.observed[bounded] - excess.bounded[bounded])
+    assert np.isfinite(excess.weather_bound_c[bounded]).all() and np.isnan(excess.weather_bound_c[~bounded]).all()
+    after = slice(hi, n)
+    assert np.array_equal(plain.expected[after], excess.expected[after], equal_nan=True)
+    assert np.array_equal(plain.scores[after], excess.scores[after], equal_nan=True)
+    assert np.array_equal(plain.day_bound[after], excess.day_bound[after], equal_nan=True)
+    assert np.isfinite(plain.day_bound[after]).any() and np.isfinite(plain.scores[after]).any()
+
+
+def test_a_run_resumed_in_the_silence_gives_the_one_pass_s_values(inventory: Inventory) -> None:
+    """A live pass resumed during the silence (its models kept) gives the values of one pass over the whole history."""
+    from anomalies.detect import ModelProgress, run_models
+    from anomalies.features import BuildingHours, HourlyFrame
+    from inventory import FrenchCalendar, Usage
+
+    n = DAYS * 24
+    readings = _week(1.3)
+    start_s = START.astimezone(UTC).timestamp()
+    building = next(b for _, b in inventory.buildings())
+
+    def hours_to(k: int) -> BuildingHours:
+        cut = start_s + 3600.0 * k
+        short = {p: PointSeries(s.times_s[s.times_s <= cut], s.values[s.times_s <= cut]) for p, s in readings.items()}
+        frame = HourlyFrame.build(short, counters={"gaz"}, start_s=start_s, hours=k)
+        return BuildingHours.build(inventory, building, frame, FrenchCalendar("B"))
+
+    def heating(runs: list) -> object:
+        return next(r for r in runs if r.usage is Usage.HEATING)
+
+    whole = heating(run_models(hours_to(n), np.zeros(n, dtype=bool), DetectConfig()))
+    progress: dict[Usage, ModelProgress] = {}
+    k = SILENT[0] + 40  # a bounded hour, in the middle of a refit's week
+    run_models(hours_to(k), np.zeros(k, dtype=bool), DetectConfig(), progress)
+    resumed = heating(run_models(hours_to(n), np.zeros(n, dtype=bool), DetectConfig(), progress))
+    assert np.isfinite(whole.bounded[k:]).any()
+    for name in ("expected", "bounded", "residual", "scores", "day_residual", "day_bound"):
+        assert np.array_equal(getattr(whole, name), getattr(resumed, name), equal_nan=True), name
