@@ -142,6 +142,7 @@ BoolArray = npt.NDArray[np.bool_]
 
 _HOUR = timedelta(hours=1)
 _RATIO_COLUMN = FEATURE_NAMES.index("residual_ratio")
+_OUTDOOR_COLUMN = FEATURE_NAMES.index("outdoor_c")
 _MIN_CALIBRATION = 48  # held-out scores at the first fit: a quarter of 14 days, minus unknown rows
 _LONGEST_FACTS = frozenset({"hours", "weather_unknown_h"})  # an event's fact is their longest over its hours, not the mean
 
@@ -356,7 +357,7 @@ class ModelRun:
     bounded: FloatArray | None = None
     """Per hour whose 24 hours the weather station was silent for, the expected consumption at a bounded weather
     (:meth:`~anomalies.expected.ExpectedConsumption.predict_bounded`; ``nan`` elsewhere): for an excess only, it is
-    not in ``expected`` (Grafana, reports) but it is in ``residual`` and ``day_residual``."""
+    not in ``expected`` (Grafana, reports) but it is in ``residual``, ``ratio`` and ``day_residual``."""
     weather_bound_c: FloatArray | None = None
     """Per such hour, the outdoor temperature it was expected at (:func:`~anomalies.expected.unknown_weather`)."""
     silent_h: FloatArray | None = None
@@ -528,8 +529,9 @@ def run_models(
         model = ExpectedConsumption(y, hours.outdoor_c, hours.day_open.astype(np.float64), hours.school_holiday, hours.local_hour,
                                     hours.local_day, config.expected)
         # The hours whose 24 hours the weather station was silent for are expected at a bounded weather, for an
-        # excess only: the forest neither scores them (its rows hold the outdoor temperature) nor is fitted on
-        # them, and their residuals are no reference (issue 11: a workshop's +35 % week, 4 days of it silent).
+        # excess only (issue 11: a workshop's +35 % week, 4 days of it silent): the forest scores them on rows
+        # of their own (_bounded_rows) but no model is fitted on them, no later hour's features read them and
+        # their residuals are no reference.
         silent = np.isfinite(model.weather_bound_c)
         expected = np.full(n, np.nan)  # with the bounded values
         scores = np.full(n, np.nan)
@@ -562,6 +564,7 @@ def run_models(
                 beyond[start:stop] = model.beyond_fit(start, stop, config.model_fit_margin_c)
                 rows[start:stop] = build_features(judged, usage, np.where(silent[:stop], np.nan, expected[:stop]),
                                                   config.features, start=start)
+                _bounded_rows(judged, usage, expected[:stop], silent, model.weather_bound_c, rows, start, config)
                 done = stop
                 if last is not None and last_th is not None:
                     _score_block(last, last_th, rows, start, stop, scores, flagged, model_flag)
@@ -582,14 +585,17 @@ def run_models(
             first_row = 0 if first else done
             rows[first_row:stop] = build_features(judged, usage, np.where(silent[:stop], np.nan, expected[:stop]),
                                                   config.features, start=first_row)
+            _bounded_rows(judged, usage, expected[:stop], silent, model.weather_bound_c, rows, first_row, config)
             done = stop
             if last is None or at - last_fit_at >= forest_every:
                 # Seeded by the refit hour, not the series length: chunked runs hold out the same hours.
                 held_out = np.random.default_rng([config.random_state, at]).random(at) < config.calibration_share
                 detector = IsolationForestDetector(config.iforest, random_state=config.random_state)
                 try:
-                    detector.fit(rows[:at], exclude=skip | held_out)
-                    calibration = detector.score_many(rows[:at][held_out & ~skip])
+                    # The bounded hours are gaps to the forest's fit, as when they had no expected value.
+                    fitted = np.where(silent[:at, None], np.nan, rows[:at]) if silent[:at].any() else rows[:at]
+                    detector.fit(fitted, exclude=skip | held_out)
+                    calibration = detector.score_many(rows[:at][held_out & ~skip & ~silent[:at]])
                     threshold = QuantileThreshold(q=config.threshold_q, min_scores=_MIN_CALIBRATION).calibrate(calibration)
                 except InsufficientData as exc:
                     logger.debug("no forest for %s %s at hour %d: %s", hours.building.id, usage.value, at, exc.reasons)
@@ -642,6 +648,23 @@ def _score_block(forest: IsolationForestDetector, threshold: QuantileThreshold, 
             hit = threshold.flag(score)
             flagged[start + i] = float(hit)
             model_flag[start + i] = hit
+
+
+def _bounded_rows(hours: BuildingHours, usage: Usage, expected: FloatArray, silent: BoolArray, bound_c: FloatArray,
+                  rows: FloatArray, start: int, config: DetectConfig) -> None:
+    """The feature rows of the hours from ``start`` the weather station was silent for, in place.
+
+    Their residuals are against the expected value at the bounded weather (``expected`` holds it there) and
+    their outdoor temperature is that weather: the forest judges them as if it had been the weather. The
+    rows of the other hours are built without the bounded values, so that none of them reads one.
+    """
+    at = np.flatnonzero(silent[start : expected.size]) + start
+    if at.size == 0:
+        return
+    first = int(at[0])
+    block = build_features(hours, usage, expected, config.features, start=first)
+    block[:, _OUTDOOR_COLUMN] = bound_c[first : expected.size]
+    rows[at] = block[at - first]
 
 
 def schedule_recurrence(
@@ -716,11 +739,9 @@ def schedule_recurrence(
 def _model_findings(runs: Sequence[ModelRun], hours: BuildingHours, config: DetectConfig) -> list[Finding]:
     """A forest's hours become an event's hours when flagged with consumption above the expected one.
 
-    Hours whose 24 hours the weather station was silent for are not scored by the forest (its rows hold the
-    outdoor temperature); they are judged by their days alone, against the expected value at the bounded
-    weather (:attr:`ModelRun.bounded`): the 24 hours up to the hour and the 24 before them both above the
-    model's own uncertainty, by at least ``model_day_min_share``. An excess only: a deficit against the
-    coldest weather of the weeks before proves nothing.
+    Hours whose 24 hours the weather station was silent for are judged the same way against their expected
+    value at the bounded weather (:attr:`ModelRun.bounded`). An excess only, as every model finding: a deficit
+    against the least telling weather of the weeks before proves nothing.
     """
     findings = []
     closed = (hours.open_frac == 0.0).astype(np.float64)
@@ -732,7 +753,6 @@ def _model_findings(runs: Sequence[ModelRun], hours: BuildingHours, config: Dete
         typical = typical_consumption(observed, config.materiality.min_history)
         material = ~(run.residual < config.model_min_typical_share * typical)  # unknown typical: the ratio alone
         sized = (run.ratio >= config.model_min_ratio) & material
-        by_days: BoolArray | None = None  # the days' test, for the hours the forest cannot score
         if config.model_day_spread is not None and run.day_residual is not None and run.day_bound is not None:
             if config.model_day_min_share is not None:
                 # An excess spread over the days is judged by the days' size (known bounds only): each of its
@@ -747,19 +767,12 @@ def _model_findings(runs: Sequence[ModelRun], hours: BuildingHours, config: Dete
                 day_before = np.zeros_like(day_out)
                 day_before[24:] = day_out[:-24]
                 sized |= day_out & day_before
-                by_days = day_out & day_before
             # An unknown bound (fewer than a week of out-of-sample days of any type yet): not judged.
             sized &= ~(run.day_residual <= run.day_bound)
         above = (run.residual > 0) & sized
         if run.beyond_fit is not None:
             above &= ~run.beyond_fit
         state = np.where(np.isfinite(run.flagged), ((run.flagged == 1.0) & above).astype(np.float64), np.nan)
-        if by_days is not None and run.day_residual is not None and run.day_bound is not None and silent.any():
-            days_known = silent & np.isfinite(run.day_residual) & np.isfinite(run.day_bound)
-            hit = (run.residual > 0) & by_days
-            if run.beyond_fit is not None:
-                hit &= ~run.beyond_fit
-            state = np.where(days_known, hit.astype(np.float64), state)
         excess = np.where(state == 1.0, np.maximum(0.0, run.residual), 0.0)
         facts = {"closed_share": closed, "outdoor_c": hours.outdoor_c}
         if silent.any() and run.weather_bound_c is not None and run.silent_h is not None:

@@ -87,10 +87,10 @@ def test_the_same_silent_days_without_excess_raise_nothing(inventory: Inventory)
 
 
 def test_the_silent_days_are_expected_for_an_excess_only_and_fit_nothing(inventory: Inventory) -> None:
-    """The bounded values stay out of the expected series, the forest and every fit and reference.
+    """The bounded values stay out of the expected series and of every fit and reference.
 
     Their hours have no value in ``expected`` (Grafana's series, the reports),
-    a bounded one in ``bounded`` and the residual, no forest score; and what the
+    a bounded one in ``bounded`` and the residual, a forest score; and what the
     bounded hours consumed changes nothing after them: the same expected values,
     forest scores and day bounds with +30 % on them as without (the first 23
     silent hours, expected from the temperatures their 24 hours hold, are
@@ -117,7 +117,7 @@ def test_the_silent_days_are_expected_for_an_excess_only_and_fit_nothing(invento
     assert np.array_equal(np.flatnonzero(bounded), np.arange(lo + 23, hi))
     assert np.isfinite(excess.expected[lo : lo + 23]).all()
     assert np.isnan(excess.expected[bounded]).all()
-    assert np.isnan(excess.scores[bounded]).all()
+    assert np.isfinite(excess.scores[bounded]).all()  # scored as if the bound had been the weather
     assert np.allclose(excess.residual[bounded], observed[bounded] - given[bounded])
     assert np.isfinite(bound_c[bounded]).all()
     assert np.isnan(bound_c[~bounded]).all()
