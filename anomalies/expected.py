@@ -400,11 +400,13 @@ class ExpectedConsumption:
         coldest day of the weeks before the silence (:func:`unknown_weather`): what the building would draw
         in that weather, a bound above its need in any warmer weather, so an excess over it is an excess
         whatever the weather was. Only an excess may be judged against it; nothing is fitted on it.
+        A model with a cooling term draws more in hot weather too: no single weather bounds it, and those
+        hours stay without an expected value.
         """
         result = self.predict(start, stop)
         bound = self.weather_bound_c[start:stop]
         at = np.flatnonzero(np.isfinite(bound))
-        if at.size == 0 or self.last is None or self._profile is None:
+        if at.size == 0 or self.last is None or self._profile is None or self.last.params.cooling_balance_c is not None:
             return result
         rows = np.repeat(bound[at][:, None], 24, axis=1)
         idx = start + at

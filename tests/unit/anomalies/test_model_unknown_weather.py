@@ -153,3 +153,35 @@ def test_a_run_resumed_in_the_silence_gives_the_one_pass_s_values(inventory: Inv
     assert np.isfinite(_known(whole.bounded)[k:]).any()
     for name in ("expected", "bounded", "residual", "scores", "day_residual", "day_bound"):
         assert np.array_equal(getattr(whole, name), getattr(resumed, name), equal_nan=True), name
+
+
+@pytest.mark.parametrize(("mean_c", "cooling"), [(8.0, False), (25.0, True)])
+def test_a_model_with_a_cooling_term_has_no_bounded_value(mean_c: float, cooling: bool) -> None:
+    """The coldest day bounds a heating model from above; a cooling model draws more in hot weather: no bound."""
+    from anomalies.expected import ExpectedConfig, ExpectedConsumption
+
+    days = 35
+    day_of = np.repeat(np.arange(days), 24)
+    local_hour = np.tile(np.arange(24), days)
+    outdoor = mean_c + 4.0 * np.sin(day_of / 3.0) + 3.0 * np.sin(2 * np.pi * (local_hour - 9) / 24)
+    need = np.maximum(0.0, outdoor - 22.0) if cooling else np.maximum(0.0, 16.0 - outdoor)
+    y = 1.0 + 2.0 * need + 0.01 * np.sin(np.arange(days * 24))
+    outdoor[-72:] = np.nan  # the station silent for the last 3 days
+    open_frac = np.where(((day_of % 7) < 5) & (local_hour >= 8) & (local_hour < 17), 1.0, 0.0)
+    model = ExpectedConsumption(y, outdoor, open_frac, np.zeros(days * 24, dtype=bool), local_hour, day_of,
+                                ExpectedConfig())
+    assert model.refit(28 * 24, np.zeros(28 * 24, dtype=bool))
+    assert model.last is not None
+    assert (model.last.params.cooling_balance_c is not None) is cooling
+    silent = np.isfinite(model.weather_bound_c)
+    assert np.array_equal(np.flatnonzero(silent), np.arange(days * 24 - 49, days * 24))  # the 24th silent hour on
+    bounded = model.predict_bounded(0, days * 24)
+    assert np.isnan(model.predict(0, days * 24)[silent]).all()
+    if cooling:
+        assert np.isnan(bounded[silent]).all()
+    else:
+        # The coldest day (24-hour mean) before the silence: at most the coldest whole one, above the coldest hour.
+        coldest = float(np.min([np.mean(outdoor[h - 23 : h + 1]) for h in range(23, days * 24 - 72)]))
+        assert np.nanmin(outdoor) < model.weather_bound_c[-1] <= coldest
+        assert np.isfinite(bounded[silent]).all()
+        assert np.array_equal(bounded[~silent], model.predict(0, days * 24)[~silent], equal_nan=True)
