@@ -568,6 +568,7 @@ def run_models(
                 done = stop
                 if last is not None and last_th is not None:
                     _score_block(last, last_th, rows, start, stop, scores, flagged, model_flag)
+                    model_flag[start:stop] &= ~silent[start:stop]  # a bounded hour's flag is no evidence for a reference
                 continue
             usual = schedule_recurrence(model_flag[:at], model.type_idx[:at], hours.local_hour[:at],
                                         hours.local_day[:at])
@@ -605,6 +606,7 @@ def run_models(
             if last is None or last_th is None:
                 continue
             _score_block(last, last_th, rows, at, stop, scores, flagged, model_flag)
+            model_flag[at:stop] &= ~silent[at:stop]
         residual = y - expected
         ratio = rows[:, _RATIO_COLUMN]
         day_residual = trailing_day_residual(residual)
