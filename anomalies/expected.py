@@ -226,13 +226,17 @@ def unknown_weather(
     known = np.isfinite(outdoor_c)
     if n == 0 or not known.any():
         return bound, silent_h
-    counts = np.convolve(known.astype(np.float64), np.ones(24))[:n]
-    sums = np.convolve(np.where(known, outdoor_c, 0.0), np.ones(24))[:n]
-    day_mean = np.where(counts >= _DAY_KNOWN_H, sums / np.maximum(counts, 1.0), np.nan)
     index = np.arange(n)
     last = np.maximum.accumulate(np.where(known, index, -1))
     since = index - last
-    silent = (counts == 0) & (last >= 0) & (since <= 24 * max_days)
+    silent = (since >= 24) & (last >= 0) & (since <= 24 * max_days)  # no temperature in the 24 hours up to it
+    if not silent.any():  # the usual case, cheaply: a live pass computes this for every usage of every building
+        return bound, silent_h
+    lag = np.maximum(index - 23, 0)
+    counts = np.concatenate([[0], np.cumsum(known)])
+    sums = np.concatenate([[0.0], np.cumsum(np.where(known, outdoor_c, 0.0))])
+    known_h = counts[index + 1] - counts[lag]
+    day_mean = np.where(known_h >= _DAY_KNOWN_H, (sums[index + 1] - sums[lag]) / np.maximum(known_h, 1), np.nan)
     for end in np.unique(last[silent]).tolist():
         window = day_mean[max(0, end + 1 - 24 * days) : end + 1]
         window = window[np.isfinite(window)]
