@@ -562,7 +562,7 @@ def run_models(
                     continue
                 expected[start:stop] = model.predict_bounded(start, stop)
                 beyond[start:stop] = model.beyond_fit(start, stop, config.model_fit_margin_c)
-                rows[start:stop] = build_features(judged, usage, np.where(silent[:stop], np.nan, expected[:stop]),
+                rows[start:stop] = build_features(judged, usage, _without(expected[:stop], silent[:stop]),
                                                   config.features, start=start)
                 _bounded_rows(judged, usage, expected[:stop], silent, model.weather_bound_c, rows, start, config)
                 done = stop
@@ -584,7 +584,7 @@ def run_models(
             # Every feature looks back only: the rows up to ``stop`` are final once the expected values are,
             # and the earlier rows are those of the earlier blocks (the expected values before ``at`` stay).
             first_row = 0 if first else done
-            rows[first_row:stop] = build_features(judged, usage, np.where(silent[:stop], np.nan, expected[:stop]),
+            rows[first_row:stop] = build_features(judged, usage, _without(expected[:stop], silent[:stop]),
                                                   config.features, start=first_row)
             _bounded_rows(judged, usage, expected[:stop], silent, model.weather_bound_c, rows, first_row, config)
             done = stop
@@ -650,6 +650,11 @@ def _score_block(forest: IsolationForestDetector, threshold: QuantileThreshold, 
             hit = threshold.flag(score)
             flagged[start + i] = float(hit)
             model_flag[start + i] = hit
+
+
+def _without(values: FloatArray, hours: BoolArray) -> FloatArray:
+    """``values`` with ``nan`` at ``hours`` (the same array when there is none)."""
+    return np.where(hours, np.nan, values) if hours.any() else values
 
 
 def _bounded_rows(hours: BuildingHours, usage: Usage, expected: FloatArray, silent: BoolArray, bound_c: FloatArray,
