@@ -322,7 +322,8 @@ class ModelRun:
         usage: the usage.
         scores: per hour, the forest's score (``nan`` before the first fit or where a feature is missing).
         flagged: per hour, 1 flagged, 0 not, ``nan`` not scored.
-        expected: per hour, the expected consumption (:mod:`anomalies.expected`), ``nan`` before its first fit.
+        expected: per hour, the expected consumption (:mod:`anomalies.expected`), ``nan`` before its first fit
+            and where the weather station was silent for the 24 hours (those hours' value is in ``bounded``).
         fits: how many times the forest was fitted.
         last: the last fitted detector, if any.
         last_threshold: its thresholder.
@@ -429,7 +430,8 @@ class ModelProgress:
 
     Attributes:
         hours: hours computed (rows ``[0, hours)`` of the frame the run was on).
-        expected: per hour, the expected consumption.
+        expected: per hour, the expected consumption, at the bounded weather where the station was silent for
+            the 24 hours (:meth:`~anomalies.expected.ExpectedConsumption.predict_bounded`).
         scores: per hour, the forest's score.
         flagged: per hour, 1 flagged, 0 not, ``nan`` not scored.
         model_flag: per hour, flagged by the forest.
