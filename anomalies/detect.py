@@ -612,22 +612,25 @@ def run_models(
         residual = y - expected
         ratio = rows[:, _RATIO_COLUMN]
         day_residual = trailing_day_residual(residual)
+        # The bound is learnt from the residuals without the bounded values (a bounded value measures no
+        # uncertainty): its samples are those the hours had before the bounds existed.
+        known_day_residual = trailing_day_residual(y - _without(expected, silent)) if silent.any() else day_residual
         day_bound = np.full(n, np.nan)
         bound_memo: DayBoundMemo | None = None
         if config.model_day_spread is not None:
             # The spread is learnt from every day no rule flagged, the forest's flagged days included: left out,
             # the busiest ordinary days (a crèche's full days, an event hall's weddings) would leave a spread
             # learnt on the calm days only. Median and MAD are robust to the minority of days a fault takes.
-            reference = ~excluded & ~silent  # a bounded expected value measures no uncertainty
+            reference = ~excluded
             reference[:in_sample] = False  # a model's errors on the days it was fitted on are optimistic
             # The least bound: a share of the expected energy of the same 24 hours.
             floor = config.model_day_floor_share * trailing_day_residual(np.maximum(expected, 0.0))
-            inputs = (day_residual, reference, model.type_idx, floor)
+            inputs = (known_day_residual, reference, model.type_idx, floor)
             kept = resumed.day_bound if resumed is not None else None
             # The bounds of the hours an earlier run computed stay when their inputs did (the bound looks back only).
             since = kept.hours if kept is not None and kept.hours <= n and kept.digest == _bound_digest(
                 kept.hours, *inputs) else 0
-            day_bound = day_residual_bound(day_residual, reference, model.type_idx,
+            day_bound = day_residual_bound(known_day_residual, reference, model.type_idx,
                                            days=max(1, round(config.model_day_history / timedelta(days=1))),
                                            spread=config.model_day_spread, floor=floor, start=since)
             if kept is not None and since:
