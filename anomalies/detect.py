@@ -142,7 +142,9 @@ BoolArray = npt.NDArray[np.bool_]
 
 _HOUR = timedelta(hours=1)
 _RATIO_COLUMN = FEATURE_NAMES.index("residual_ratio")
+_OUTDOOR_COLUMN = FEATURE_NAMES.index("outdoor_c")
 _MIN_CALIBRATION = 48  # held-out scores at the first fit: a quarter of 14 days, minus unknown rows
+_LONGEST_FACTS = frozenset({"hours", "weather_unknown_h"})  # an event's fact is their longest over its hours, not the mean
 
 
 MATERIAL_KINDS = frozenset({
@@ -320,11 +322,12 @@ class ModelRun:
         usage: the usage.
         scores: per hour, the forest's score (``nan`` before the first fit or where a feature is missing).
         flagged: per hour, 1 flagged, 0 not, ``nan`` not scored.
-        expected: per hour, the expected consumption (:mod:`anomalies.expected`), ``nan`` before its first fit.
+        expected: per hour, the expected consumption (:mod:`anomalies.expected`), ``nan`` before its first fit
+            and where the weather station was silent for the 24 hours (those hours' value is in ``bounded``).
         fits: how many times the forest was fitted.
         last: the last fitted detector, if any.
         last_threshold: its thresholder.
-        residual: per hour, observed − expected.
+        residual: per hour, observed − expected (the bounded expected value where the weather is unknown).
         ratio: per hour, the residual ratio (the ``residual_ratio`` feature).
         expected_fits: how many times the expected-consumption model was fitted.
         beyond_fit: per hour, its weather is colder than the expected model was fitted on
@@ -352,6 +355,14 @@ class ModelRun:
     observed: FloatArray | None = None
     """What the model judged (:func:`judged_series`): the usage's consumption, or the whole of a meter whose
     split between this usage and another is learnt (``None``: the usage's consumption)."""
+    bounded: FloatArray | None = None
+    """Per hour whose 24 hours the weather station was silent for, the expected consumption at a bounded weather
+    (:meth:`~anomalies.expected.ExpectedConsumption.predict_bounded`; ``nan`` elsewhere): for an excess only, it is
+    not in ``expected`` (Grafana, reports) but it is in ``residual``, ``ratio`` and ``day_residual``."""
+    weather_bound_c: FloatArray | None = None
+    """Per such hour, the outdoor temperature it was expected at (:func:`~anomalies.expected.unknown_weather`)."""
+    silent_h: FloatArray | None = None
+    """Per such hour, how long the station had been silent."""
 
 
 def judged_series(hours: BuildingHours, usage: Usage) -> UsageSeries:
@@ -419,7 +430,8 @@ class ModelProgress:
 
     Attributes:
         hours: hours computed (rows ``[0, hours)`` of the frame the run was on).
-        expected: per hour, the expected consumption.
+        expected: per hour, the expected consumption, at the bounded weather where the station was silent for
+            the 24 hours (:meth:`~anomalies.expected.ExpectedConsumption.predict_bounded`).
         scores: per hour, the forest's score.
         flagged: per hour, 1 flagged, 0 not, ``nan`` not scored.
         model_flag: per hour, flagged by the forest.
@@ -518,7 +530,12 @@ def run_models(
         # Day types from the whole local day's schedule: an hour's expected value does not depend on where the frame ends.
         model = ExpectedConsumption(y, hours.outdoor_c, hours.day_open.astype(np.float64), hours.school_holiday, hours.local_hour,
                                     hours.local_day, config.expected)
-        expected = np.full(n, np.nan)
+        # The hours whose 24 hours the weather station was silent for are expected at a bounded weather, for an
+        # excess only (issue 11: a workshop's +35 % week, 4 days of it silent): the forest scores them on rows
+        # of their own (_bounded_rows) but no model is fitted on them, no later hour's features read them and
+        # their residuals are no reference.
+        silent = np.isfinite(model.weather_bound_c)
+        expected = np.full(n, np.nan)  # with the bounded values
         scores = np.full(n, np.nan)
         flagged = np.full(n, np.nan)
         model_flag = np.zeros(n, dtype=np.bool_)
@@ -545,36 +562,43 @@ def run_models(
                 # A refit an earlier run did: the new hours of its block only, by the models it left.
                 if stop <= start or not model.fitted:
                     continue
-                expected[start:stop] = model.predict(start, stop)
+                expected[start:stop] = model.predict_bounded(start, stop)
                 beyond[start:stop] = model.beyond_fit(start, stop, config.model_fit_margin_c)
-                rows[start:stop] = build_features(judged, usage, expected[:stop], config.features, start=start)
+                rows[start:stop] = build_features(judged, usage, _without(expected[:stop], silent[:stop]),
+                                                  config.features, start=start)
+                _bounded_rows(judged, usage, expected[:stop], silent, model.weather_bound_c, rows, start, config)
                 done = stop
                 if last is not None and last_th is not None:
                     _score_block(last, last_th, rows, start, stop, scores, flagged, model_flag)
+                    model_flag[start:stop] &= ~silent[start:stop]  # a bounded hour's flag is no evidence for a reference
                 continue
             usual = schedule_recurrence(model_flag[:at], model.type_idx[:at], hours.local_hour[:at],
                                         hours.local_day[:at])
             skip = excluded[:at] | (model_flag[:at] & ~usual)
             first = not model.fitted
             if model.refit(at, skip) and first:
-                expected[:at] = model.predict(0, at)
+                expected[:at] = model.predict_bounded(0, at)
                 in_sample = at
             if not model.fitted:
                 continue
-            expected[at:stop] = model.predict(at, stop)
+            expected[at:stop] = model.predict_bounded(at, stop)
             beyond[at:stop] = model.beyond_fit(at, stop, config.model_fit_margin_c)
             # Every feature looks back only: the rows up to ``stop`` are final once the expected values are,
             # and the earlier rows are those of the earlier blocks (the expected values before ``at`` stay).
             first_row = 0 if first else done
-            rows[first_row:stop] = build_features(judged, usage, expected[:stop], config.features, start=first_row)
+            rows[first_row:stop] = build_features(judged, usage, _without(expected[:stop], silent[:stop]),
+                                                  config.features, start=first_row)
+            _bounded_rows(judged, usage, expected[:stop], silent, model.weather_bound_c, rows, first_row, config)
             done = stop
             if last is None or at - last_fit_at >= forest_every:
                 # Seeded by the refit hour, not the series length: chunked runs hold out the same hours.
                 held_out = np.random.default_rng([config.random_state, at]).random(at) < config.calibration_share
                 detector = IsolationForestDetector(config.iforest, random_state=config.random_state)
                 try:
-                    detector.fit(rows[:at], exclude=skip | held_out)
-                    calibration = detector.score_many(rows[:at][held_out & ~skip])
+                    # The bounded hours are gaps to the forest's fit, as when they had no expected value.
+                    fitted = np.where(silent[:at, None], np.nan, rows[:at]) if silent[:at].any() else rows[:at]
+                    detector.fit(fitted, exclude=skip | held_out)
+                    calibration = detector.score_many(rows[:at][held_out & ~skip & ~silent[:at]])
                     threshold = QuantileThreshold(q=config.threshold_q, min_scores=_MIN_CALIBRATION).calibrate(calibration)
                 except InsufficientData as exc:
                     logger.debug("no forest for %s %s at hour %d: %s", hours.building.id, usage.value, at, exc.reasons)
@@ -584,9 +608,13 @@ def run_models(
             if last is None or last_th is None:
                 continue
             _score_block(last, last_th, rows, at, stop, scores, flagged, model_flag)
+            model_flag[at:stop] &= ~silent[at:stop]
         residual = y - expected
         ratio = rows[:, _RATIO_COLUMN]
         day_residual = trailing_day_residual(residual)
+        # The bound is learnt from the residuals without the bounded values (a bounded value measures no
+        # uncertainty): its samples are those the hours had before the bounds existed.
+        known_day_residual = trailing_day_residual(y - _without(expected, silent)) if silent.any() else day_residual
         day_bound = np.full(n, np.nan)
         bound_memo: DayBoundMemo | None = None
         if config.model_day_spread is not None:
@@ -597,12 +625,12 @@ def run_models(
             reference[:in_sample] = False  # a model's errors on the days it was fitted on are optimistic
             # The least bound: a share of the expected energy of the same 24 hours.
             floor = config.model_day_floor_share * trailing_day_residual(np.maximum(expected, 0.0))
-            inputs = (day_residual, reference, model.type_idx, floor)
+            inputs = (known_day_residual, reference, model.type_idx, floor)
             kept = resumed.day_bound if resumed is not None else None
             # The bounds of the hours an earlier run computed stay when their inputs did (the bound looks back only).
             since = kept.hours if kept is not None and kept.hours <= n and kept.digest == _bound_digest(
                 kept.hours, *inputs) else 0
-            day_bound = day_residual_bound(day_residual, reference, model.type_idx,
+            day_bound = day_residual_bound(known_day_residual, reference, model.type_idx,
                                            days=max(1, round(config.model_day_history / timedelta(days=1))),
                                            spread=config.model_day_spread, floor=floor, start=since)
             if kept is not None and since:
@@ -611,8 +639,9 @@ def run_models(
         if progress is not None:
             progress[usage] = ModelProgress(n, expected, scores, flagged, model_flag, beyond, rows, model.snapshot(),
                                             last, last_th, fits, last_fit_at, in_sample, bound_memo)
-        runs.append(ModelRun(hours.building.id, usage, scores, flagged, expected, fits, last, last_th,
-                             residual, ratio, model.fits, beyond, day_residual, day_bound, y))
+        runs.append(ModelRun(hours.building.id, usage, scores, flagged, np.where(silent, np.nan, expected), fits, last,
+                             last_th, residual, ratio, model.fits, beyond, day_residual, day_bound, y,
+                             np.where(silent, expected, np.nan), model.weather_bound_c, model.silent_h))
     return runs
 
 
@@ -626,6 +655,28 @@ def _score_block(forest: IsolationForestDetector, threshold: QuantileThreshold, 
             hit = threshold.flag(score)
             flagged[start + i] = float(hit)
             model_flag[start + i] = hit
+
+
+def _without(values: FloatArray, hours: BoolArray) -> FloatArray:
+    """``values`` with ``nan`` at ``hours`` (the same array when there is none)."""
+    return np.where(hours, np.nan, values) if hours.any() else values
+
+
+def _bounded_rows(hours: BuildingHours, usage: Usage, expected: FloatArray, silent: BoolArray, bound_c: FloatArray,
+                  rows: FloatArray, start: int, config: DetectConfig) -> None:
+    """The feature rows of the hours from ``start`` the weather station was silent for, in place.
+
+    Their residuals are against the expected value at the bounded weather (``expected`` holds it there) and
+    their outdoor temperature is that weather: the forest judges them as if it had been the weather. The
+    rows of the other hours are built without the bounded values, so that none of them reads one.
+    """
+    at = np.flatnonzero(silent[start : expected.size]) + start
+    if at.size == 0:
+        return
+    first = int(at[0])
+    block = build_features(hours, usage, expected, config.features, start=first)
+    block[:, _OUTDOOR_COLUMN] = bound_c[first : expected.size]
+    rows[at] = block[at - first]
 
 
 def schedule_recurrence(
@@ -698,12 +749,19 @@ def schedule_recurrence(
 
 
 def _model_findings(runs: Sequence[ModelRun], hours: BuildingHours, config: DetectConfig) -> list[Finding]:
-    """A forest's hours become an event's hours when flagged with consumption above the expected one."""
+    """A forest's hours become an event's hours when flagged with consumption above the expected one.
+
+    Hours whose 24 hours the weather station was silent for are judged the same way against their expected
+    value at the bounded weather (:attr:`ModelRun.bounded`). An excess only, as every model finding: a deficit
+    against the least telling weather of the weeks before proves nothing.
+    """
     findings = []
     closed = (hours.open_frac == 0.0).astype(np.float64)
     for run in runs:
         series = hours.usages[run.usage]
         observed = series.values if run.observed is None else run.observed
+        silent = np.isfinite(run.bounded) if run.bounded is not None else np.zeros(run.expected.size, dtype=np.bool_)
+        expected = np.where(silent, run.bounded, run.expected) if run.bounded is not None else run.expected
         typical = typical_consumption(observed, config.materiality.min_history)
         material = ~(run.residual < config.model_min_typical_share * typical)  # unknown typical: the ratio alone
         sized = (run.ratio >= config.model_min_ratio) & material
@@ -711,7 +769,7 @@ def _model_findings(runs: Sequence[ModelRun], hours: BuildingHours, config: Dete
             if config.model_day_min_share is not None:
                 # An excess spread over the days is judged by the days' size (known bounds only): each of its
                 # hours is within an hour's noise, their sums are not.
-                day_expected = trailing_day_residual(np.maximum(run.expected, 0.0))
+                day_expected = trailing_day_residual(np.maximum(expected, 0.0))
                 # The days' excess is a share of their expected energy and of the usage's typical day too: a closed
                 # day's expected energy is near zero, and any use of it a large share (the hours' test is against
                 # a typical hour likewise, ``model_min_typical_share``).
@@ -728,13 +786,15 @@ def _model_findings(runs: Sequence[ModelRun], hours: BuildingHours, config: Dete
             above &= ~run.beyond_fit
         state = np.where(np.isfinite(run.flagged), ((run.flagged == 1.0) & above).astype(np.float64), np.nan)
         excess = np.where(state == 1.0, np.maximum(0.0, run.residual), 0.0)
+        facts = {"closed_share": closed, "outdoor_c": hours.outdoor_c}
+        if silent.any() and run.weather_bound_c is not None and run.silent_h is not None:
+            facts |= {"weather_bound_c": run.weather_bound_c, "weather_unknown_h": run.silent_h}
         findings.append(
             Finding(
                 qualified_name=f"anomalies.iforest.{run.usage.value}", kind=EventKind.UNUSUAL_CONSUMPTION,
-                building=run.building, usage=run.usage, state=state, observed=observed, expected=run.expected,
+                building=run.building, usage=run.usage, state=state, observed=observed, expected=expected,
                 excess=np.nan_to_num(excess), unit=series.unit, excess_unit=series.unit, energy=series.energy,
-                facts={"closed_share": closed, "outdoor_c": hours.outdoor_c},
-                min_duration=config.model_min_duration, clear_after=config.model_clear_after,
+                facts=facts, min_duration=config.model_min_duration, clear_after=config.model_clear_after,
             )
         )
     return findings
@@ -1084,7 +1144,7 @@ def _event(
         chosen = values[a:b][active]
         chosen = chosen[np.isfinite(chosen)]
         if chosen.size:
-            facts[name] = round(float(np.max(chosen) if name == "hours" else np.mean(chosen)), 3)
+            facts[name] = round(float(np.max(chosen) if name in _LONGEST_FACTS else np.mean(chosen)), 3)
     if "occupied" in facts:
         facts["occupied"] = facts["occupied"] >= 0.5
     named = next((p for p in building.points if p.id == finding.point), None) if finding.point else None

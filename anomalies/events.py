@@ -463,6 +463,10 @@ def _explain_model(event: AnomalyEvent, language: Language) -> str:
     The facts are the share of the event's hours the building was closed
     (``closed_share``) and the mean outdoor temperature (``outdoor_c``); the
     size is the observed against the expected consumption over its hours.
+    When the weather station was silent over some of its hours
+    (``weather_unknown_h``, the longest silence), they were expected at the
+    coldest day of the weeks before (``weather_bound_c``), and it says so
+    (the last example).
 
     >>> event = replace(_sample_event(), kind="unusual_consumption", source="model",
     ...                 facts={"closed_share": 0.9, "outdoor_c": 4.2})
@@ -471,12 +475,21 @@ def _explain_model(event: AnomalyEvent, language: Language) -> str:
     'heating consumption 60% above expected for the weather (4\xa0°C outside) and the opening hours'
     >>> text.split(", mostly")[1]
     ' while the building was closed (nights, weekends, holidays), since Sat 10/01 18:00 (until Mon 12/01 06:00)'
+
+    >>> silent = replace(event, facts={"closed_share": 0.2, "outdoor_c": 6.0, "weather_unknown_h": 80.0,
+    ...                                "weather_bound_c": -2.4})
+    >>> _explain_model(silent, "en").split(" and the opening")[0].split("; ")[1]
+    'outdoor temperature unknown for 3\xa0days: expected at the coldest of the last 4 weeks, -2\xa0°C)'
     """
     usage = usage_label(event.usage, language)
     share = (event.observed - event.expected) / event.expected if event.expected > 0 else math.nan
     closed = event.facts.get("closed_share")
     outdoor = event.facts.get("outdoor_c")
     weather = isinstance(outdoor, (int, float)) and math.isfinite(outdoor) and event.usage == "heating"
+    unknown_h, bound_c = event.facts.get("weather_unknown_h"), event.facts.get("weather_bound_c")
+    # Hours the station was silent for were expected at a bounded weather (anomalies.expected.unknown_weather).
+    silent = (isinstance(unknown_h, (int, float)) and math.isfinite(unknown_h)
+              and isinstance(bound_c, (int, float)) and math.isfinite(bound_c))
     tz = ZoneInfo(event.timezone)
     since, until = _when(event.start, tz, language), _when(event.end, tz, language)
     # Against a near-zero expected value a percentage is absurd ("+8 608 %"): "89 fois l'attendu".
@@ -491,6 +504,12 @@ def _explain_model(event: AnomalyEvent, language: Language) -> str:
             f"pour la météo ({quantity(float(outdoor or 0.0), 'degC', 0, language)} dehors) et l'horaire"
             if weather else "pour l'horaire et le calendrier"
         )
+        if silent:
+            unknown = (f"température extérieure inconnue depuis {_silent_days(float(unknown_h or 0.0), language)}"
+                       f"\u00a0: attendu au plus froid des {_UNKNOWN_WEEKS} dernières semaines, "
+                       f"{quantity(float(bound_c or 0.0), 'degC', 0, language)}")
+            basis = (basis.replace(" dehors)", f" dehors\u202f; {unknown})") if weather
+                     else f"pour la météo ({unknown}) et l'horaire")
         where = _where(closed, ("surtout bâtiment fermé (nuits, week-ends, vacances)", "pendant les heures d'ouverture",
                                 "de jour comme de nuit"))
         return f"consommation {of_usage(event.usage, language)} {size} {basis}, {where}, depuis {since} (jusqu'à {until})"
@@ -503,9 +522,28 @@ def _explain_model(event: AnomalyEvent, language: Language) -> str:
         f"for the weather ({quantity(float(outdoor or 0.0), 'degC', 0, language)} outside) and the opening hours"
         if weather else "for the opening hours and calendar"
     )
+    if silent:
+        unknown = (f"outdoor temperature unknown for {_silent_days(float(unknown_h or 0.0), language)}: expected at "
+                   f"the coldest of the last {_UNKNOWN_WEEKS} weeks, {quantity(float(bound_c or 0.0), 'degC', 0, language)}")
+        basis = (basis.replace(" outside)", f" outside; {unknown})") if weather
+                 else f"for the weather ({unknown}) and the opening hours")
     where = _where(closed, ("mostly while the building was closed (nights, weekends, holidays)", "during opening hours",
                             "day and night"))
     return f"{usage} consumption {size} {basis}, {where}, since {since} (until {until})"
+
+
+_UNKNOWN_WEEKS = 4  # anomalies.expected.unknown_weather's 28 days
+
+
+def _silent_days(hours: float, language: Language) -> str:
+    r"""How long the weather station was silent, in days (in hours under two days).
+
+    >>> _silent_days(80.0, "fr"), _silent_days(30.0, "en")
+    ('3\xa0jours', '30\xa0hours')
+    """
+    if hours < 48:
+        return f"{round(hours)}\u00a0{'heures' if language == 'fr' else 'hours'}"
+    return f"{round(hours / 24)}\u00a0{'jours' if language == 'fr' else 'days'}"
 
 
 def _where(closed_share: object, phrases: tuple[str, str, str]) -> str:

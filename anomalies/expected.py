@@ -93,6 +93,7 @@ __all__ = [
     "refit_hours",
     "trailing_day_residual",
     "trailing_temperatures",
+    "unknown_weather",
 ]
 
 logger = logging.getLogger(__name__)
@@ -108,6 +109,9 @@ _WARM_HDD = 0.5  # K·day: a day this close to no heating degree day is a warm d
 _MIN_ENERGY_SPREAD = 0.01  # the fitted days' energies of a type must differ by this share of their mean (RMS)
 _FIT_FORMAT = 1  # of ExpectedFit.to_dict
 _NO_WEATHER_C = 10.0  # stands in for a missing outdoor temperature: a constant gives no weather term
+_UNKNOWN_WEATHER_DAYS = 28  # a silent station's hours are expected at the coldest day of the 4 weeks before it
+_UNKNOWN_WEATHER_MAX_DAYS = 14  # ... for two weeks at most: past that, those weeks say little of the season
+_DAY_KNOWN_H = 20  # of a day's 24 hourly temperatures, to take its mean for that day's
 
 
 class ExpectedConfig(BaseModel):
@@ -182,6 +186,65 @@ def trailing_temperatures(outdoor_c: FloatArray) -> FloatArray:
     padded = np.concatenate([np.full(23, np.nan), outdoor_c])
     result: FloatArray = np.lib.stride_tricks.sliding_window_view(padded, 24).copy()
     return result
+
+
+def unknown_weather(
+    outdoor_c: FloatArray, days: int = _UNKNOWN_WEATHER_DAYS, max_days: int = _UNKNOWN_WEATHER_MAX_DAYS,
+) -> tuple[FloatArray, FloatArray]:
+    """Where the weather station was silent for the whole 24 hours up to an hour: a bounded weather for it.
+
+    An hour's expected value comes from the temperatures of the 24 hours up
+    to it (those it has, when some are missing); when the station was silent
+    for all of them (a dead gateway, a flat battery: days, in real data),
+    the model has no weather to predict from. For an *excess* the least
+    telling weather is the coldest plausible one: the coldest day (24-hour
+    mean, at least 20 hours known) of the ``days`` days up to the station's
+    last reading, the same for the whole silence. An excess claimed against
+    it is an excess in any weather those weeks have seen (the idea
+    :class:`~anomalies.rules.SensorDriftRule` applies to a fall of an indoor
+    temperature while the weather is unknown). It bounds nothing else: a
+    deficit against it proves nothing, and no model is fitted on it. Past
+    ``max_days`` of silence those weeks say little of the season: no bound.
+
+    Args:
+        outdoor_c: outdoor temperature per hour (``nan`` unknown).
+        days: how many days before the silence the coldest day is taken from.
+        max_days: the longest silence a bound is given for.
+
+    Returns:
+        Per hour, the bounding temperature (``nan`` where the 24 hours hold a temperature, or no bound), and
+        the hours since the station's last reading (``nan`` where it is not silent).
+
+    >>> outdoor = np.concatenate([np.full(48, 5.0), np.full(24, -2.0), np.full(24, 6.0), np.full(60, np.nan)])
+    >>> bound, silent_h = unknown_weather(outdoor)
+    >>> bool(np.isnan(bound[:119]).all()), float(bound[119]), float(silent_h[119]), float(bound[-1])
+    (True, -2.0, 24.0, -2.0)
+    """
+    n = outdoor_c.size
+    bound = np.full(n, np.nan)
+    silent_h = np.full(n, np.nan)
+    known = np.isfinite(outdoor_c)
+    if n == 0 or not known.any():
+        return bound, silent_h
+    index = np.arange(n)
+    last = np.maximum.accumulate(np.where(known, index, -1))
+    since = index - last
+    silent = (since >= 24) & (last >= 0) & (since <= 24 * max_days)  # no temperature in the 24 hours up to it
+    if not silent.any():  # the usual case, cheaply: a live pass computes this for every usage of every building
+        return bound, silent_h
+    lag = np.maximum(index - 23, 0)
+    counts = np.concatenate([[0], np.cumsum(known)])
+    sums = np.concatenate([[0.0], np.cumsum(np.where(known, outdoor_c, 0.0))])
+    known_h = counts[index + 1] - counts[lag]
+    day_mean = np.where(known_h >= _DAY_KNOWN_H, (sums[index + 1] - sums[lag]) / np.maximum(known_h, 1), np.nan)
+    for end in np.unique(last[silent]).tolist():
+        window = day_mean[max(0, end + 1 - 24 * days) : end + 1]
+        window = window[np.isfinite(window)]
+        if window.size:
+            run = silent & (last == end)
+            bound[run] = float(window.min())
+            silent_h[run] = since[run]
+    return bound, silent_h
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -267,6 +330,9 @@ class ExpectedConsumption:
         self.day = day
         self.config = config
         self.rows = trailing_temperatures(self.outdoor_c)
+        self.weather_bound_c, self.silent_h = unknown_weather(outdoor_c)
+        """Per hour whose 24 hours the weather station was silent for, the weather it is expected at for an excess,
+        and how long the station has been silent (:func:`unknown_weather`; ``nan`` elsewhere)."""
         # Per-day sums of the whole series, once: a weekly refit reads them instead of re-adding a year of days.
         self._days = _DayTable.build(self.y, self.outdoor_c, self.local_hour, self.day) if _ascending(day) else None
         self.fits = 0
@@ -331,6 +397,27 @@ class ExpectedConsumption:
                         self.type_idx[start:stop], self.local_hour[start:stop], self.day[start:stop])
 
 
+    def predict_bounded(self, start: int, stop: int) -> FloatArray:
+        """:meth:`predict`, and where the station was silent for the 24 hours, the value at its bounded weather.
+
+        The hours :meth:`predict` cannot expect (no temperature in their 24 hours) are expected at the
+        coldest day of the weeks before the silence (:func:`unknown_weather`): what the building would draw
+        in that weather, a bound above its need in any warmer weather, so an excess over it is an excess
+        whatever the weather was. Only an excess may be judged against it; nothing is fitted on it.
+        A model with a cooling term draws more in hot weather too: no single weather bounds it, and those
+        hours stay without an expected value.
+        """
+        result = self.predict(start, stop)
+        bound = self.weather_bound_c[start:stop]
+        at = np.flatnonzero(np.isfinite(bound))
+        if at.size == 0 or self.last is None or self._profile is None or self.last.params.cooling_balance_c is not None:
+            return result
+        rows = np.repeat(bound[at][:, None], 24, axis=1)
+        idx = start + at
+        result[at] = _predict(self.last, self._profile, rows, [self.types[i] for i in idx.tolist()],
+                              self.type_idx[idx], self.local_hour[idx], self.day[idx])
+        return result
+
     def beyond_fit(self, start: int, stop: int, margin_c: float) -> BoolArray:
         """Hours whose last 24 hours were colder than any fitted day of their day type, by more than ``margin_c``.
 
@@ -339,7 +426,9 @@ class ExpectedConsumption:
         on (the first frost after a mild autumn, a day type never seen cold,
         where a setback or frost protection starts to run). A day type without
         enough fitted days of its own is beyond the fit whenever the model is
-        weather-dependent. Without a fit, every hour is.
+        weather-dependent. Without a fit, every hour is. An hour whose 24 hours
+        the station was silent for is judged at its bounded weather
+        (:meth:`predict_bounded`).
         """
         if self.last is None:
             return np.ones(max(0, stop - start), dtype=np.bool_)
@@ -348,6 +437,7 @@ class ExpectedConsumption:
         rows = self.rows[start:stop]
         known = np.isfinite(rows).sum(axis=1)
         mean_c = np.where(known > 0, np.nansum(rows, axis=1) / np.maximum(known, 1), np.nan)
+        mean_c = np.where(known > 0, mean_c, self.weather_bound_c[start:stop])  # the station silent: its bound
         edge = self.coldest_c[self.type_idx[start:stop]]
         result: BoolArray = ~(mean_c >= edge - margin_c)  # nan edge or nan temperature: beyond
         return result

@@ -233,7 +233,8 @@ class Finding:
         excess_unit: ``kWh`` or ``m3``.
         energy: the energy that prices the excess.
         origin: per hour, the hour index the anomaly began at (a stuck run, a gap), -1 if not known.
-        facts: per-hour numbers for the explanation (averaged over the event's active hours).
+        facts: per-hour numbers for the explanation (averaged over the event's active hours; ``hours`` and
+            ``weather_unknown_h``: their largest).
         constant_facts: numbers that hold for the whole finding.
         min_duration: active time before an alert opens.
         clear_after: quiet time before it resolves.

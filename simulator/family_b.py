@@ -83,7 +83,10 @@ the sixth round's development material), 2027, seed 131 and 2028, seed 137 (repo
 sixth round, then the seventh round's development material), 2026, seed 149 (reported in the
 seventh round, then the eighth round's development material) and 2027, seed 157 (reported in
 the seventh round, not used for tuning since; reported again with the eighth round's code).
-The eighth round's figures are reported on 2026, seed 181, run once after its last change.
+The eighth round's figures are reported on 2026, seed 181, run once after its last change;
+the ninth round looked into its one miss (the workshop's +35 % week, the weather station
+silent for 4 of its days), so it is no longer clean either: the next report needs a year
+never run.
 School-holiday dates are known up to
 2028 (``vacances-scolaires-france``), so later years simulate no school holiday: report on
 2026-2028."""
