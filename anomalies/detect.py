@@ -621,11 +621,10 @@ def _score_block(forest: IsolationForestDetector, threshold: QuantileThreshold, 
     """Score rows ``start`` to ``stop`` and flag them by the threshold, in place."""
     block = forest.score_many(rows[start:stop])
     scores[start:stop] = block
-    for i, score in enumerate(block.tolist()):
-        if math.isfinite(score):
-            hit = threshold.flag(score)
-            flagged[start + i] = float(hit)
-            model_flag[start + i] = hit
+    known = np.isfinite(block)
+    hit = threshold.flag_many(block)
+    flagged[start:stop][known] = hit[known]
+    model_flag[start:stop][known] = hit[known]
 
 
 def schedule_recurrence(
