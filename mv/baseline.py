@@ -39,6 +39,7 @@ Sample config::
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Sequence
@@ -516,6 +517,59 @@ class _Candidate:
     split: str
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class _SearchPlan:
+    """The columns of a structure search's bank and its candidates (see :func:`_search_plan`).
+
+    Attributes:
+        bank: per column, what it holds: ``("one", 0.0, 0)`` ones, ``("type", 0.0, j)`` day type j's
+            indicator, ``("cdd", bp, 0)``/``("hdd", bp, 0)`` degree days at balance point ``bp``,
+            ``("hdd_type", bp, j)`` those of day type j's days.
+        candidates: per candidate, in search order: its columns, how many lead them before the slopes, its
+            heating and cooling balance points and its day-type split.
+        screened: the candidates' (columns, leading columns), as :meth:`DailyChangePointBaseline._screen` takes them.
+    """
+
+    bank: list[tuple[str, float, int]]
+    candidates: list[tuple[list[int], int, float | None, float | None, str]]
+    screened: list[tuple[list[int], int]]
+
+
+@functools.lru_cache(maxsize=64)
+def _search_plan(n_types: int, heating: tuple[float, ...], cooling: tuple[float, ...]) -> _SearchPlan:
+    """The bank and candidates of a search, built once for all the searches they are the same for.
+
+    They depend on how many day types the days have and at which balance points (in grid order) their heating
+    and cooling degree days are not all zero, nothing else: weekly refits build them once (issue 11, speed).
+    Kept for the searches to read, never changed.
+    """
+    bank: list[tuple[str, float, int]] = [("one", 0.0, 0)]
+
+    def add(sources: list[tuple[str, float, int]]) -> list[int]:
+        first = len(bank)
+        bank.extend(sources)
+        return list(range(first, len(bank)))
+
+    splits = {"none": [0]} if n_types == 1 else {"none": [0], "intercept": add([("type", 0.0, j) for j in range(n_types)])}
+    cdd_cols = {cbp: add([("cdd", cbp, 0)])[0] for cbp in cooling}
+    cands: list[tuple[list[int], int, float | None, float | None, str]] = []
+    heat_cols: dict[tuple[float, str], list[int]] = {}
+    for split, base in splits.items():
+        k = len(base)
+        cands.append((base, k, None, None, split))
+        cands.extend(([*base, col], k, None, cbp, split) for cbp, col in cdd_cols.items())
+        for hbp in heating:
+            for name in ("none",) if split == "none" else ("intercept", "intercept+heating"):
+                key = (hbp, name if name == "intercept+heating" else "single")
+                if key not in heat_cols:
+                    heat_cols[key] = add([("hdd_type", hbp, j) for j in range(n_types)] if name == "intercept+heating"
+                                         else [("hdd", hbp, 0)])
+                cols = [*base, *heat_cols[key]]
+                cands.append((cols, k, hbp, None, name))
+                cands.extend(([*cols, col], k, hbp, cbp, name) for cbp, col in cdd_cols.items() if cbp >= hbp)
+    return _SearchPlan(bank, cands, [(c[0], c[1]) for c in cands])
+
+
 class DailyChangePointBaseline:
     """Daily change-point regression on degree days with a day-type split.
 
@@ -698,36 +752,25 @@ class DailyChangePointBaseline:
         hgrid = self._grid(self.config.heating_balance_c)
         cgrid = self._grid(self.config.cooling_balance_c)
         grid = degree_days.grid if degree_days is not None else _degree_days_grid
-        hdds = dict(zip(hgrid, grid(temp, hgrid, heating=True), strict=True))
-        cdds = dict(zip(cgrid, grid(temp, cgrid, heating=False), strict=True))
-        bank: list[FloatArray] = [np.ones(y.size)]
-
-        def add(cols: FloatArray) -> list[int]:
-            first = len(bank)
-            bank.extend(cols.T)
-            return list(range(first, len(bank)))
-
-        splits = {"none": [0]} if len(present) == 1 else {"none": [0], "intercept": add(onehot)}
-        cdd_cols = {float(bp): add(cdd[:, None])[0] for bp, cdd in cdds.items() if cdd.any()}
-        # (columns, number of leading base columns, heating balance, cooling balance, split), in search order.
-        cands: list[tuple[list[int], int, float | None, float | None, str]] = []
-        heat_cols: dict[tuple[float, str], list[int]] = {}
-        for split, base in splits.items():
-            k = len(base)
-            cands.append((base, k, None, None, split))
-            cands.extend(([*base, col], k, None, cbp, split) for cbp, col in cdd_cols.items())
-            for hbp, hdd in hdds.items():
-                if not hdd.any():
-                    continue
-                for name, hcols in self._heat_cols(split, onehot, hdd).items():
-                    key = (float(hbp), name if name == "intercept+heating" else "single")
-                    if key not in heat_cols:
-                        heat_cols[key] = add(hcols)
-                    cols = [*base, *heat_cols[key]]
-                    cands.append((cols, k, float(hbp), None, name))
-                    cands.extend(([*cols, col], k, float(hbp), cbp, name) for cbp, col in cdd_cols.items() if cbp >= hbp)
-        matrix = np.column_stack(bank)
-        keep = self._screen(y, matrix, [(c[0], c[1]) for c in cands])
+        # A balance point whose degree days are all zero on these days makes no candidate.
+        hdds = {float(bp): hdd for bp, hdd in zip(hgrid, grid(temp, hgrid, heating=True), strict=True) if hdd.any()}
+        cdds = {float(bp): cdd for bp, cdd in zip(cgrid, grid(temp, cgrid, heating=False), strict=True) if cdd.any()}
+        plan = _search_plan(len(present), tuple(hdds), tuple(cdds))
+        columns: list[FloatArray] = []
+        for kind, bp, j in plan.bank:
+            if kind == "one":
+                columns.append(np.ones(y.size))
+            elif kind == "type":
+                columns.append(onehot[:, j])
+            elif kind == "cdd":
+                columns.append(cdds[bp])
+            elif kind == "hdd":
+                columns.append(hdds[bp])
+            else:  # a heating slope per day type
+                columns.append(onehot[:, j] * hdds[bp])
+        matrix = np.column_stack(columns)
+        cands = plan.candidates
+        keep = self._screen(y, matrix, plan.screened)
         best: _Candidate | None = None
         for i in keep:
             cols, k, hbp, cbp, split = cands[i]
@@ -815,12 +858,6 @@ class DailyChangePointBaseline:
         limit = float(valid.min()) if valid.size else math.inf
         limit += 1e-6 * (abs(limit) + n) if valid.size else 0.0
         return [i for i in range(len(cands)) if status[i] == 2 or (status[i] == 1 and bic[i] <= limit)]
-
-    @staticmethod
-    def _heat_cols(split: str, onehot: FloatArray, hdd: FloatArray) -> dict[str, FloatArray]:
-        if split == "none":
-            return {"none": hdd[:, None]}
-        return {"intercept": hdd[:, None], "intercept+heating": onehot * hdd[:, None]}
 
     def _ols(self, y: FloatArray, x: FloatArray, slope_idx: list[int]) -> tuple[FloatArray, float] | None:
         n, p = x.shape
