@@ -517,6 +517,18 @@ class _Candidate:
     split: str
 
 
+def _onehot(types: Sequence[DayType], present: Sequence[DayType]) -> FloatArray:
+    """Per day (row), 1.0 in the column of its day type among ``present`` (in that order), 0.0 elsewhere.
+
+    >>> _onehot([DayType.OCCUPIED, DayType.UNOCCUPIED, DayType.OCCUPIED], [DayType.OCCUPIED, DayType.UNOCCUPIED]).tolist()
+    [[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]]
+    """
+    column = {t: j for j, t in enumerate(present)}
+    codes = np.fromiter((column.get(t, -1) for t in types), dtype=np.int64, count=len(types))
+    result: FloatArray = (codes[:, None] == np.arange(len(present))[None, :]).astype(np.float64)
+    return result
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class _SearchPlan:
     """The columns of a structure search's bank and its candidates (see :func:`_search_plan`).
@@ -748,7 +760,7 @@ class DailyChangePointBaseline:
         those of fitting every candidate by :meth:`_ols`.
         """
         present = [t for t in DayType if t in types]
-        onehot = np.array([[1.0 if t == u else 0.0 for u in present] for t in types])
+        onehot = _onehot(types, present)
         hgrid = self._grid(self.config.heating_balance_c)
         cgrid = self._grid(self.config.cooling_balance_c)
         grid = degree_days.grid if degree_days is not None else _degree_days_grid
@@ -789,7 +801,7 @@ class DailyChangePointBaseline:
             return None  # a day type appeared, vanished or is merged otherwise: the candidates differ
         p = like.params
         present = list(like._present)
-        onehot = np.array([[1.0 if t == u else 0.0 for u in present] for t in types])
+        onehot = _onehot(types, present)
         split = like._split
         columns: list[FloatArray] = [np.ones((y.size, 1)) if split == "none" else onehot]
         if p.heating_balance_c is not None:
