@@ -22,7 +22,7 @@ imports 2.09 -> 1.70 s of CPU, peak RSS 285 -> 277 MB, whole runs 12.5-14.5 s
 of CPU either way (the load's spread is larger than the gain). Ninth round
 (exact: events byte-identical; scipy.stats imported by the rules only when a
 trend is tested, the structure search's degree days and candidates kept
-across refits, the forest walked 96 rows at a time, ``schedule_recurrence``
+across refits, ``schedule_recurrence``
 on the flagged hours only), main and the round alternated at load 5-9:
 baseline 2.2-2.4 s / 156 MB -> 1.4-1.7 s / 114 MB (no scipy.stats), detect
 12.5-13.5 s / 268-271 MB -> 14.0-15.0 s / 271-273 MB (ecole-jaures 13.3-14.4 s
