@@ -650,11 +650,10 @@ def _score_block(forest: IsolationForestDetector, threshold: QuantileThreshold, 
     """Score rows ``start`` to ``stop`` and flag them by the threshold, in place."""
     block = forest.score_many(rows[start:stop])
     scores[start:stop] = block
-    for i, score in enumerate(block.tolist()):
-        if math.isfinite(score):
-            hit = threshold.flag(score)
-            flagged[start + i] = float(hit)
-            model_flag[start + i] = hit
+    known = np.isfinite(block)
+    hit = threshold.flag_many(block)
+    flagged[start:stop][known] = hit[known]
+    model_flag[start:stop][known] = hit[known]
 
 
 def _without(values: FloatArray, hours: BoolArray) -> FloatArray:
@@ -724,27 +723,36 @@ def schedule_recurrence(
     []
     """
     n = flagged.size
-    if n == 0:
-        return np.zeros(0, dtype=np.bool_)
+    result: BoolArray = np.zeros(n, dtype=np.bool_)
+    hits = np.flatnonzero(flagged)
+    if hits.size == 0:
+        return result
+    # Counted for the flagged hours only (the others are never recurrent): a refit's few dozen, not every hour
+    # of the history against every day of its schedule (issue 11, speed: 0.67 -> 0.21 ms a call at 9 000 hours).
     days, day_of_hour = np.unique(local_day, return_inverse=True)
     table = np.zeros((days.size, 24), dtype=np.int64)
-    np.add.at(table, (day_of_hour, local_hour), flagged.astype(np.int64))
-    table = np.minimum(table, 1)  # a 25-hour day's repeated hour counts once
+    table[day_of_hour[hits], local_hour[hits]] = 1  # a 25-hour day's repeated hour counts once
     types = np.zeros(days.size, dtype=np.int64)
     types[day_of_hour] = day_type
     key = types * 7 + (days - 1) % 7
-    around = np.zeros_like(table)
-    for k in np.unique(key).tolist():
-        idx = np.flatnonzero(key == k)
-        for back in range(1, occurrences + 1):
-            around[idx[back:]] += table[idx[:-back]]
-            around[idx[:-back]] += table[idx[back:]]
-    recurrent = around[day_of_hour, local_hour] >= min_occurrences
-    days_around = np.zeros(n, dtype=np.int64)
+    # The days of one schedule, in date order, one after the other: a day's neighbours of the same schedule
+    # are the positions around its own, as long as they hold the same key.
+    order = np.argsort(key, kind="stable")
+    position = np.empty(days.size, dtype=np.int64)
+    position[order] = np.arange(days.size)
+    hit_day, hit_hour = day_of_hour[hits], local_hour[hits]
+    around = np.zeros(hits.size, dtype=np.int64)
+    for step in (*range(1, occurrences + 1), *range(-occurrences, 0)):
+        at = position[hit_day] + step
+        inside = (at >= 0) & (at < days.size)
+        other = order[np.where(inside, at, 0)]
+        around += np.where(inside & (key[other] == key[hit_day]), table[other, hit_hour], 0)
+    days_around = np.zeros(hits.size, dtype=np.int64)
     for k in range(1, 4):
-        days_around[24 * k :] += flagged[: n - 24 * k] if n > 24 * k else 0
-        days_around[: n - 24 * k] += flagged[24 * k :] if n > 24 * k else 0
-    result: BoolArray = flagged & recurrent & (days_around < 3)
+        for other_hour in (hits - 24 * k, hits + 24 * k):
+            inside = (other_hour >= 0) & (other_hour < n)
+            days_around += inside & flagged[np.where(inside, other_hour, 0)]
+    result[hits] = (around >= min_occurrences) & (days_around < 3)
     return result
 
 

@@ -49,7 +49,6 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
-from scipy.stats import kendalltau  # type: ignore[import-untyped]  # scipy ships no stubs (as in mv/savings.py)
 
 from anomalies.events import EventKind
 from anomalies.features import BuildingHours, HourlyFrame, PointSeries, UsageSeries
@@ -3310,6 +3309,9 @@ def _trending_away(deviations: FloatArray, floor_k: float) -> bool:
     known = np.isfinite(deviations)
     if not math.isfinite(last) or abs(last) < floor_k or int(known.sum()) < 5:
         return False
+    # scipy.stats takes half a second to import: only when a trend is tested, not whenever rules are imported.
+    from scipy.stats import kendalltau  # type: ignore[import-untyped]  # scipy ships no stubs (as in mv/savings.py)
+
     result = kendalltau(np.flatnonzero(known), deviations[known], alternative="less" if last < 0 else "greater")
     return bool(result.pvalue < _TREND_P)
 

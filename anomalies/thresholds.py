@@ -33,6 +33,7 @@ from streams.errors import InsufficientData, ModelError, NotFitted
 __all__ = ["FORMAT_VERSION", "FixedThreshold", "QuantileThreshold", "Thresholder", "thresholder_from_dict"]
 
 FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
 
 FORMAT_VERSION = 1
 
@@ -134,6 +135,20 @@ class QuantileThreshold:
             return True
         self._scores.append(score)
         return False
+
+    def flag_many(self, scores: FloatArray) -> BoolArray:
+        """:meth:`flag` of each score in turn, at once: the threshold does not move until :meth:`update`.
+
+        >>> th = QuantileThreshold(q=0.5, min_scores=3).calibrate(np.array([1.0, 2.0, 3.0]))
+        >>> th.flag_many(np.array([1.5, float("nan"), 2.5])).tolist(), list(th._scores)[-1]
+        ([False, False, True], 1.5)
+        """
+        finite = np.isfinite(scores)
+        if not finite.any():
+            return np.zeros(scores.shape, dtype=np.bool_)
+        hit: BoolArray = finite & (scores > self.threshold)
+        self._scores.extend(scores[finite & ~hit].tolist())
+        return hit
 
     def update(self) -> float:
         """Recompute the threshold from the running window and return it."""

@@ -19,8 +19,15 @@ average 8-10): 10.9 / 11.8 s, 271 MB before, 8.9 / 10.4 s, 273 MB after with
 drawn rows alone (the default, 0.35 s of it). Eighth round (``econome detect``
 imports no InfluxDB client, settings or collectors), load average 10-14: the
 imports 2.09 -> 1.70 s of CPU, peak RSS 285 -> 277 MB, whole runs 12.5-14.5 s
-of CPU either way (the load's spread is larger than the gain). The goal is met
-for memory, not for time::
+of CPU either way (the load's spread is larger than the gain). Ninth round
+(exact: events byte-identical; scipy.stats imported by the rules only when a
+trend is tested, the structure search's degree days and candidates kept
+across refits, ``schedule_recurrence``
+on the flagged hours only), main and the round alternated at load 5-9:
+baseline 2.2-2.4 s / 156 MB -> 1.4-1.7 s / 114 MB (no scipy.stats), detect
+12.5-13.5 s / 268-271 MB -> 14.0-15.0 s / 271-273 MB (ecole-jaures 13.3-14.4 s
+-> 13.6-14.8 s), the round run second in each pair; per function (in-process)
+the two are level at 12.5 s: within the noise. The goal is met for memory, not for time::
 
     .venv/bin/python bench/detect_speed.py [--building gymnase-batum]
 

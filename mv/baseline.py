@@ -39,6 +39,7 @@ Sample config::
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Sequence
@@ -63,6 +64,7 @@ __all__ = [
     "DailyObservations",
     "DailyParams",
     "DayType",
+    "DegreeDayCache",
     "FitStats",
     "HourlyObservations",
     "Resolution",
@@ -414,6 +416,41 @@ def _degree_days_grid(temp: FloatArray, balances_c: FloatArray, heating: bool) -
     return result
 
 
+class DegreeDayCache:
+    """Degree days of each day for a grid of balance points, kept across fits of overlapping periods.
+
+    A day's degree days depend on its temperatures alone: weekly refits over a
+    year of days (:class:`anomalies.expected.ExpectedConsumption`) compute
+    those of the new days only and read the others from here, the same values
+    bit for bit (:func:`_degree_days_grid` gives each day's row on its own).
+
+    >>> temp = np.array([[2.0, 4.0], [15.0, 17.0]])
+    >>> cache = DegreeDayCache()
+    >>> cache.grid(temp, np.array([10.0, 18.0]), heating=True).tolist()
+    [[7.0, 0.0], [15.0, 2.0]]
+    >>> cache.grid(temp[1:], np.array([10.0, 18.0]), heating=True).tolist()  # read from the cache
+    [[0.0], [2.0]]
+    """
+
+    def __init__(self) -> None:
+        self._rows: dict[tuple[bool, bytes, bytes], FloatArray] = {}
+
+    def grid(self, temp: FloatArray, balances_c: FloatArray, heating: bool) -> FloatArray:
+        """:func:`_degree_days_grid` of ``temp`` (one row per day), computing only the days not seen yet."""
+        temp = np.ascontiguousarray(temp, dtype=np.float64)
+        grid = np.ascontiguousarray(balances_c, dtype=np.float64).tobytes()
+        keys = [(heating, grid, row.tobytes()) for row in temp]
+        rows = self._rows
+        new = [i for i, key in enumerate(keys) if key not in rows]
+        if new:
+            for i, column in zip(new, _degree_days_grid(temp[new], balances_c, heating).T, strict=True):
+                rows[keys[i]] = column
+        if not keys:
+            return np.zeros((balances_c.size, 0))
+        result: FloatArray = np.stack([rows[key] for key in keys], axis=1)
+        return result
+
+
 @dataclass(frozen=True, slots=True)
 class DailyParams:
     """Coefficients of a fitted daily change-point model.
@@ -478,6 +515,71 @@ class _Candidate:
     hbp: float | None
     cbp: float | None
     split: str
+
+
+def _onehot(types: Sequence[DayType], present: Sequence[DayType]) -> FloatArray:
+    """Per day (row), 1.0 in the column of its day type among ``present`` (in that order), 0.0 elsewhere.
+
+    >>> _onehot([DayType.OCCUPIED, DayType.UNOCCUPIED, DayType.OCCUPIED], [DayType.OCCUPIED, DayType.UNOCCUPIED]).tolist()
+    [[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]]
+    """
+    column = {t: j for j, t in enumerate(present)}
+    codes = np.fromiter((column.get(t, -1) for t in types), dtype=np.int64, count=len(types))
+    result: FloatArray = (codes[:, None] == np.arange(len(present))[None, :]).astype(np.float64)
+    return result
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _SearchPlan:
+    """The columns of a structure search's bank and its candidates (see :func:`_search_plan`).
+
+    Attributes:
+        bank: per column, what it holds: ``("one", 0.0, 0)`` ones, ``("type", 0.0, j)`` day type j's
+            indicator, ``("cdd", bp, 0)``/``("hdd", bp, 0)`` degree days at balance point ``bp``,
+            ``("hdd_type", bp, j)`` those of day type j's days.
+        candidates: per candidate, in search order: its columns, how many lead them before the slopes, its
+            heating and cooling balance points and its day-type split.
+        screened: the candidates' (columns, leading columns), as :meth:`DailyChangePointBaseline._screen` takes them.
+    """
+
+    bank: list[tuple[str, float, int]]
+    candidates: list[tuple[list[int], int, float | None, float | None, str]]
+    screened: list[tuple[list[int], int]]
+
+
+@functools.lru_cache(maxsize=64)
+def _search_plan(n_types: int, heating: tuple[float, ...], cooling: tuple[float, ...]) -> _SearchPlan:
+    """The bank and candidates of a search, built once for all the searches they are the same for.
+
+    They depend on how many day types the days have and at which balance points (in grid order) their heating
+    and cooling degree days are not all zero, nothing else: weekly refits build them once (issue 11, speed).
+    Kept for the searches to read, never changed.
+    """
+    bank: list[tuple[str, float, int]] = [("one", 0.0, 0)]
+
+    def add(sources: list[tuple[str, float, int]]) -> list[int]:
+        first = len(bank)
+        bank.extend(sources)
+        return list(range(first, len(bank)))
+
+    splits = {"none": [0]} if n_types == 1 else {"none": [0], "intercept": add([("type", 0.0, j) for j in range(n_types)])}
+    cdd_cols = {cbp: add([("cdd", cbp, 0)])[0] for cbp in cooling}
+    cands: list[tuple[list[int], int, float | None, float | None, str]] = []
+    heat_cols: dict[tuple[float, str], list[int]] = {}
+    for split, base in splits.items():
+        k = len(base)
+        cands.append((base, k, None, None, split))
+        cands.extend(([*base, col], k, None, cbp, split) for cbp, col in cdd_cols.items())
+        for hbp in heating:
+            for name in ("none",) if split == "none" else ("intercept", "intercept+heating"):
+                key = (hbp, name if name == "intercept+heating" else "single")
+                if key not in heat_cols:
+                    heat_cols[key] = add([("hdd_type", hbp, j) for j in range(n_types)] if name == "intercept+heating"
+                                         else [("hdd", hbp, 0)])
+                cols = [*base, *heat_cols[key]]
+                cands.append((cols, k, hbp, None, name))
+                cands.extend(([*cols, col], k, hbp, cbp, name) for cbp, col in cdd_cols.items() if cbp >= hbp)
+    return _SearchPlan(bank, cands, [(c[0], c[1]) for c in cands])
 
 
 class DailyChangePointBaseline:
@@ -556,7 +658,8 @@ class DailyChangePointBaseline:
             parts.append(f"cooling_balance={p.cooling_balance_c:g}C")
         return f"{self.name}({', '.join(parts)})"
 
-    def fit(self, obs: DailyObservations, like: DailyChangePointBaseline | None = None) -> Self:
+    def fit(self, obs: DailyObservations, like: DailyChangePointBaseline | None = None,
+            degree_days: DegreeDayCache | None = None) -> Self:
         """Fit on the reference period.
 
         With ``like`` (a fitted model), only its structure is refitted: the
@@ -568,6 +671,7 @@ class DailyChangePointBaseline:
         Args:
             obs: the reference days.
             like: a fitted model whose structure to keep, if it still holds.
+            degree_days: the degree days of days seen by earlier fits (the same fit, sooner).
 
         Returns:
             self, fitted.
@@ -585,7 +689,7 @@ class DailyChangePointBaseline:
         best = self._refit_structure(y, temp, types, type_map, like) if like is not None else None
         self.searched = best is None
         if best is None:
-            best = self._search(y, temp, types)
+            best = self._search(y, temp, types, degree_days)
         if best is None:
             msg = "no daily change-point candidate could be fitted"
             raise ModelError(msg)
@@ -643,7 +747,8 @@ class DailyChangePointBaseline:
         step = self.config.balance_step_c
         return np.round(np.arange(lo, hi + step / 2, step), 6)
 
-    def _search(self, y: FloatArray, temp: FloatArray, types: list[DayType]) -> _Candidate | None:
+    def _search(self, y: FloatArray, temp: FloatArray, types: list[DayType],
+                degree_days: DegreeDayCache | None = None) -> _Candidate | None:
         """The lowest-BIC valid candidate, the first one in search order on a tie.
 
         Every candidate is a choice of columns of one bank (intercepts, degree
@@ -655,39 +760,29 @@ class DailyChangePointBaseline:
         those of fitting every candidate by :meth:`_ols`.
         """
         present = [t for t in DayType if t in types]
-        onehot = np.array([[1.0 if t == u else 0.0 for u in present] for t in types])
+        onehot = _onehot(types, present)
         hgrid = self._grid(self.config.heating_balance_c)
         cgrid = self._grid(self.config.cooling_balance_c)
-        hdds = dict(zip(hgrid, _degree_days_grid(temp, hgrid, heating=True), strict=True))
-        cdds = dict(zip(cgrid, _degree_days_grid(temp, cgrid, heating=False), strict=True))
-        bank: list[FloatArray] = [np.ones(y.size)]
-
-        def add(cols: FloatArray) -> list[int]:
-            first = len(bank)
-            bank.extend(cols.T)
-            return list(range(first, len(bank)))
-
-        splits = {"none": [0]} if len(present) == 1 else {"none": [0], "intercept": add(onehot)}
-        cdd_cols = {float(bp): add(cdd[:, None])[0] for bp, cdd in cdds.items() if cdd.any()}
-        # (columns, number of leading base columns, heating balance, cooling balance, split), in search order.
-        cands: list[tuple[list[int], int, float | None, float | None, str]] = []
-        heat_cols: dict[tuple[float, str], list[int]] = {}
-        for split, base in splits.items():
-            k = len(base)
-            cands.append((base, k, None, None, split))
-            cands.extend(([*base, col], k, None, cbp, split) for cbp, col in cdd_cols.items())
-            for hbp, hdd in hdds.items():
-                if not hdd.any():
-                    continue
-                for name, hcols in self._heat_cols(split, onehot, hdd).items():
-                    key = (float(hbp), name if name == "intercept+heating" else "single")
-                    if key not in heat_cols:
-                        heat_cols[key] = add(hcols)
-                    cols = [*base, *heat_cols[key]]
-                    cands.append((cols, k, float(hbp), None, name))
-                    cands.extend(([*cols, col], k, float(hbp), cbp, name) for cbp, col in cdd_cols.items() if cbp >= hbp)
-        matrix = np.column_stack(bank)
-        keep = self._screen(y, matrix, [(c[0], c[1]) for c in cands])
+        grid = degree_days.grid if degree_days is not None else _degree_days_grid
+        # A balance point whose degree days are all zero on these days makes no candidate.
+        hdds = {float(bp): hdd for bp, hdd in zip(hgrid, grid(temp, hgrid, heating=True), strict=True) if hdd.any()}
+        cdds = {float(bp): cdd for bp, cdd in zip(cgrid, grid(temp, cgrid, heating=False), strict=True) if cdd.any()}
+        plan = _search_plan(len(present), tuple(hdds), tuple(cdds))
+        columns: list[FloatArray] = []
+        for kind, bp, j in plan.bank:
+            if kind == "one":
+                columns.append(np.ones(y.size))
+            elif kind == "type":
+                columns.append(onehot[:, j])
+            elif kind == "cdd":
+                columns.append(cdds[bp])
+            elif kind == "hdd":
+                columns.append(hdds[bp])
+            else:  # a heating slope per day type
+                columns.append(onehot[:, j] * hdds[bp])
+        matrix = np.column_stack(columns)
+        cands = plan.candidates
+        keep = self._screen(y, matrix, plan.screened)
         best: _Candidate | None = None
         for i in keep:
             cols, k, hbp, cbp, split = cands[i]
@@ -706,7 +801,7 @@ class DailyChangePointBaseline:
             return None  # a day type appeared, vanished or is merged otherwise: the candidates differ
         p = like.params
         present = list(like._present)
-        onehot = np.array([[1.0 if t == u else 0.0 for u in present] for t in types])
+        onehot = _onehot(types, present)
         split = like._split
         columns: list[FloatArray] = [np.ones((y.size, 1)) if split == "none" else onehot]
         if p.heating_balance_c is not None:
@@ -775,12 +870,6 @@ class DailyChangePointBaseline:
         limit = float(valid.min()) if valid.size else math.inf
         limit += 1e-6 * (abs(limit) + n) if valid.size else 0.0
         return [i for i in range(len(cands)) if status[i] == 2 or (status[i] == 1 and bic[i] <= limit)]
-
-    @staticmethod
-    def _heat_cols(split: str, onehot: FloatArray, hdd: FloatArray) -> dict[str, FloatArray]:
-        if split == "none":
-            return {"none": hdd[:, None]}
-        return {"intercept": hdd[:, None], "intercept+heating": onehot * hdd[:, None]}
 
     def _ols(self, y: FloatArray, x: FloatArray, slope_idx: list[int]) -> tuple[FloatArray, float] | None:
         n, p = x.shape

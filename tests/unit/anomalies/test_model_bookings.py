@@ -13,6 +13,8 @@ same schedule (day type and weekday) the history holds, before and after.
 from __future__ import annotations
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from anomalies.detect import schedule_recurrence
 
@@ -51,3 +53,41 @@ def test_a_weekly_pattern_is_usual_and_a_flag_every_day_is_not() -> None:
     assert usual.tolist() == flagged.tolist()
     every_day = hour == 20
     assert not schedule_recurrence(every_day, np.zeros(day.size, dtype=np.int64), hour, day).any()
+
+
+def _by_the_definition(flagged: np.ndarray, day_type: np.ndarray, hour: np.ndarray, day: np.ndarray,
+                       occurrences: int, min_occurrences: int) -> list[bool]:
+    """schedule_recurrence's docstring, hour by hour: the reference of its vectorised counting."""
+    days = sorted(set(day.tolist()))
+    schedule = {d: (t, (d - 1) % 7) for d, t in zip(day.tolist(), day_type.tolist(), strict=True)}
+    flagged_at = {(d, h) for d, h, f in zip(day.tolist(), hour.tolist(), flagged.tolist(), strict=True) if f}
+    out = [False] * flagged.size
+    for i in np.flatnonzero(flagged).tolist():
+        d, h = int(day[i]), int(hour[i])
+        same = [e for e in days if schedule[e] == schedule[d]]
+        k = same.index(d)
+        near = same[max(0, k - occurrences):k] + same[k + 1:k + 1 + occurrences]
+        recurrent = sum((e, h) in flagged_at for e in near) >= min_occurrences
+        around = sum(bool(flagged[j]) for j in (i - 72, i - 48, i - 24, i + 24, i + 48, i + 72) if 0 <= j < flagged.size)
+        out[i] = recurrent and around < 3
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_the_recurrence_is_the_definition_counted_hour_by_hour(data: st.DataObject) -> None:
+    """Issue 11 (speed): counted for the flagged hours only, the usual hours are still those of the definition, on
+    histories with DST days (23, 25 hours), days missing, three day types and flags sparse to dense."""
+    n_days = data.draw(st.integers(1, 70))
+    lengths = data.draw(st.lists(st.sampled_from([23, 24, 24, 24, 25]), min_size=n_days, max_size=n_days))
+    kept = data.draw(st.lists(st.booleans(), min_size=n_days, max_size=n_days).filter(any))
+    types = data.draw(st.lists(st.integers(0, 2), min_size=n_days, max_size=n_days))
+    day = np.concatenate([np.full(n, DAY0 + i) for i, (n, k) in enumerate(zip(lengths, kept, strict=True)) if k])
+    hour = np.concatenate([np.arange(n) % 24 for n, k in zip(lengths, kept, strict=True) if k])
+    day_type = np.array([types[d - DAY0] for d in day.tolist()], dtype=np.int64)
+    share = data.draw(st.sampled_from([0.0, 0.02, 0.1, 0.4, 0.9]))
+    seed = data.draw(st.integers(0, 2**32 - 1))
+    flagged = np.random.default_rng(seed).random(day.size) < share
+    occurrences, min_occurrences = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 3))
+    usual = schedule_recurrence(flagged, day_type, hour, day, occurrences, min_occurrences)
+    assert usual.tolist() == _by_the_definition(flagged, day_type, hour, day, occurrences, min_occurrences)

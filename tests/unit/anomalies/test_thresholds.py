@@ -36,3 +36,19 @@ def test_round_trips() -> None:
     fixed = FixedThreshold(0.6)
     assert thresholder_from_dict(fixed.to_dict()).flag(0.7)
     assert not fixed.flag(float("nan"))
+
+
+def test_flag_many_is_flag_score_after_score() -> None:
+    """Issue 11 (speed): a block of scores flagged at once gives the flags, the running window and the next
+    threshold that flagging them one by one gives (unknown scores neither flagged nor kept)."""
+    rng = np.random.default_rng(4)
+    reference = rng.normal(0.4, 0.05, 500)
+    block = rng.normal(0.45, 0.08, 300)
+    block[rng.random(300) < 0.1] = np.nan
+    one, many = (QuantileThreshold(q=0.95, window=600, min_scores=50).calibrate(reference) for _ in range(2))
+    flags = [one.flag(float(s)) for s in block]
+    assert many.flag_many(block).tolist() == flags
+    assert 0 < sum(flags) < 300
+    assert many.to_dict() == one.to_dict()
+    assert many.update() == one.update()
+    assert not many.flag_many(np.full(3, np.nan)).any()

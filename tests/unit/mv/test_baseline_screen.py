@@ -7,7 +7,7 @@ from datetime import date, timedelta
 import numpy as np
 import pytest
 
-from mv.baseline import BaselineConfig, DailyChangePointBaseline, DailyObservations, DayType
+from mv.baseline import BaselineConfig, DailyChangePointBaseline, DailyObservations, DayType, _search_plan
 
 
 class _EveryCandidate(DailyChangePointBaseline):
@@ -48,3 +48,31 @@ def test_screened_search_is_the_exhaustive_one(seed: int) -> None:
     assert fast.params == slow.params
     assert fast.stats == slow.stats
     assert np.array_equal(fast.predict(obs), slow.predict(obs), equal_nan=True)
+
+
+@pytest.mark.parametrize(("n_types", "heating", "cooling"), [(1, (8.0, 9.0, 10.0), ()), (2, (12.0, 13.0), (22.0, 24.0)),
+                                                             (3, (), (22.0,)), (3, (15.0, 20.0), (12.0, 20.0, 26.0))])
+def test_the_search_plan_holds_every_candidate_once_in_search_order(
+    n_types: int, heating: tuple[float, ...], cooling: tuple[float, ...],
+) -> None:
+    """Issue 11 (speed): the candidates, built once per (day types, balance points with degree days), are still
+    every split × heating balance × cooling balance at or above it, once each, in search order, each on the
+    columns its terms name."""
+    plan = _search_plan(n_types, heating, cooling)
+    splits = ["none"] if n_types == 1 else ["none", "intercept"]
+    expected = []
+    for split in splits:
+        expected += [(split, None, None)] + [(split, None, c) for c in cooling]
+        for h in heating:
+            for name in ["none"] if split == "none" else ["intercept", "intercept+heating"]:
+                expected += [(name, h, None)] + [(name, h, c) for c in cooling if c >= h]
+    assert [(split, hbp, cbp) for _, _, hbp, cbp, split in plan.candidates] == expected
+    for cols, k, hbp, cbp, split in plan.candidates:
+        sources = [plan.bank[c] for c in cols]
+        base = [("one", 0.0, 0)] if split == "none" or n_types == 1 else [("type", 0.0, j) for j in range(n_types)]
+        heat = ([] if hbp is None else [("hdd_type", hbp, j) for j in range(n_types)] if split == "intercept+heating"
+                else [("hdd", hbp, 0)])
+        assert sources == [*base, *heat, *([] if cbp is None else [("cdd", cbp, 0)])]
+        assert k == len(base)
+    assert len(set(plan.bank)) == len(plan.bank)  # each column once in the bank
+    assert plan.screened == [(c[0], c[1]) for c in plan.candidates]
