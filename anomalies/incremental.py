@@ -443,7 +443,7 @@ class DetectorState:
             try:
                 with np.load(head, allow_pickle=False) as data:
                     meta = json.loads(str(data["meta"]))
-            except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError):
+            except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError, MemoryError):
                 continue
             if isinstance(meta, dict) and meta.get("segment_dir") == folder.name:
                 used.update(str(seg["name"]) for seg in meta.get("segments", []))
@@ -478,7 +478,8 @@ class DetectorState:
                 return loader(meta, data)
         except DecodeError:
             raise
-        except (OSError, ValueError, KeyError, TypeError, AttributeError, zipfile.BadZipFile, EOFError, ModelError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, zipfile.BadZipFile, EOFError, MemoryError,
+                ModelError) as exc:
             msg = (f"{path}: not a readable detection state ({type(exc).__name__}: {exc}); "
                    "remove it (or use --reset-state) to start afresh")
             raise DecodeError(msg) from exc
@@ -493,7 +494,7 @@ class DetectorState:
         try:
             with np.load(path, allow_pickle=False) as data:
                 meta = json.loads(str(data["meta"]))
-        except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError, MemoryError) as exc:
             msg = f"{path}: not a readable detection state ({type(exc).__name__}: {exc})"
             raise DecodeError(msg) from exc
         if not isinstance(meta, dict) or meta.get("format_version") not in _READ_VERSIONS:
@@ -521,7 +522,7 @@ class DetectorState:
             try:
                 with np.load(file, allow_pickle=False) as blob:
                     prefix = _Members(blob)["a"]
-            except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
+            except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError, MemoryError) as exc:
                 msg = f"{file}: not a readable detection state prefix ({type(exc).__name__}: {exc})"
                 raise DecodeError(msg) from exc
             if prefix.shape[0] != int(e["rows"]):
@@ -646,7 +647,8 @@ class _Segment:
     counts: dict[str, int]
 
 
-_NPY_HEADER = re.compile(r"\{'descr': '([<>|=]?[A-Za-z]\d*)', 'fortran_order': False, 'shape': \(([\d, ]*)\), \}\s*")
+# The shapes numpy writes: (), (3,), (3, 4)...; anything else is left to numpy, which says what is wrong.
+_NPY_HEADER = re.compile(r"\{'descr': '([<>|=]?[A-Za-z]\d*)', 'fortran_order': False, 'shape': \((|\d+,|\d+(?:, \d+)+)\), \}\s*")
 
 
 class _Members(Mapping[str, Any]):
@@ -695,13 +697,18 @@ def _quick_array(raw: bytes) -> np.ndarray[Any, Any] | None:
     found = _NPY_HEADER.fullmatch(raw[start : start + size].decode("latin1"))
     if found is None:
         return None
-    dtype = np.dtype(found.group(1))
-    if dtype.hasobject:
+    try:
+        dtype = np.dtype(found.group(1))
+    except TypeError:
+        return None  # numpy says what is wrong
+    if dtype.hasobject or dtype.itemsize == 0:
         return None
     shape = tuple(int(x) for x in found.group(2).split(",") if x.strip())
     count = math.prod(shape)
     if len(raw) - start - size != count * dtype.itemsize:
-        return None  # numpy says what is wrong
+        # Not handed to numpy: a header claiming 2**40 rows would have it allocate them (MemoryError).
+        msg = f"array of shape {shape} holds {len(raw) - start - size} bytes, not {count * dtype.itemsize}"
+        raise ValueError(msg)
     return np.frombuffer(bytearray(raw[start + size :]), dtype=dtype, count=count).reshape(shape)
 
 
@@ -814,7 +821,7 @@ def _holds(file: Path, prefix: np.ndarray[Any, Any]) -> bool:
     try:
         with np.load(file, allow_pickle=False) as blob:
             held = blob["a"]
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, zipfile.BadZipFile, EOFError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, zipfile.BadZipFile, EOFError, MemoryError):
         return False
     return bool(held.dtype == prefix.dtype and held.shape == prefix.shape and held.tobytes() == prefix.tobytes())
 
@@ -851,7 +858,7 @@ def _read_segment(file: Path, start_s: float, end_s: float) -> dict[str, tuple[F
             values = np.asarray(data["values"], dtype=np.float64)
     except DecodeError:
         raise
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, zipfile.BadZipFile, EOFError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, zipfile.BadZipFile, EOFError, MemoryError) as exc:
         msg = (f"{file}: not a readable detection state segment ({type(exc).__name__}: {exc}); "
                "remove the state (or use --reset-state) to start afresh")
         raise DecodeError(msg) from exc

@@ -150,6 +150,38 @@ def test_a_corrupt_or_missing_segment_is_named(tmp_path: Path) -> None:
     assert DetectorState.peek_last_hour(path) == START + timedelta(days=DAYS)  # econome status reads the head only
 
 
+def _npy(header: str, data: bytes) -> bytes:
+    """An ``.npy`` file of a hand-made header (what no CRC check catches: the archive's CRC is right)."""
+    header += " " * ((64 - (10 + len(header) + 1) % 64) % 64) + "\n"
+    return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode("latin1") + data
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "{'descr': '<f8', 'fortran_order': False, 'shape': (1099511627776,), }",  # 8 TiB claimed: no allocation
+        "{'descr': '<x', 'fortran_order': False, 'shape': (2,), }",  # no such dtype
+        "{'descr': '<f8', 'fortran_order': False, 'shape': (1,,2), }",  # no such shape
+        "{'descr': '<f8', 'fortran_order': False, 'shape': (,), }",
+    ],
+)
+def test_a_hand_made_array_header_is_refused_naming_its_file(tmp_path: Path, header: str) -> None:
+    import zipfile
+
+    path = tmp_path / "gymnase.npz"
+    _state().save(path)
+    first = sorted(segment_dir(path).iterdir())[0]
+    with zipfile.ZipFile(first) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    name = next(iter(members))
+    members[name] = _npy(header, b"\0" * 16)
+    with zipfile.ZipFile(first, "w") as archive:
+        for member, raw in members.items():
+            archive.writestr(member, raw)
+    with pytest.raises(DecodeError, match=first.name):
+        DetectorState.load(path)
+
+
 @pytest.mark.parametrize("damage", ["flipped", "empty"])
 def test_a_damaged_segment_is_written_again_by_the_next_save_of_its_content(tmp_path: Path, damage: str) -> None:
     """Segment files are named by their content: after ``--reset-state`` (or a state moved aside and begun
