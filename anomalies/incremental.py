@@ -651,7 +651,27 @@ class _Segment:
 _NPY_HEADER = re.compile(r"\{'descr': '([<>|=]?[A-Za-z]\d*)', 'fortran_order': False, 'shape': \((|\d+,|\d+(?:, \d+)+)\), \}\s*")
 
 
-class _Members(Mapping[str, Any]):
+class _Archive(Mapping[str, Any]):
+    """The arrays of an ``np.load`` of an ``.npz`` (``files``, as numpy's), read as a subclass says."""
+
+    def __init__(self, data: Any) -> None:
+        self._data = data
+        self.files: list[str] = list(data.files)
+
+    def __getitem__(self, name: str) -> Any:
+        return self._data[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.files)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.files
+
+
+class _Members(_Archive):
     """The arrays of an ``np.load`` of an ``.npz``, each read with a quick parse of its ``.npy`` header.
 
     A head holds hundreds of small arrays: numpy parses each header with :func:`ast.literal_eval` (a third of
@@ -659,10 +679,6 @@ class _Members(Mapping[str, Any]):
     other member is read by numpy. The arrays are the same (values, dtype, shape, writable); the archive's
     CRC is checked as numpy checks it.
     """
-
-    def __init__(self, data: Any) -> None:
-        self._data = data
-        self.files: list[str] = list(data.files)
 
     def __getitem__(self, name: str) -> Any:
         if name not in self.files:
@@ -673,15 +689,6 @@ class _Members(Mapping[str, Any]):
             return self._data[name]  # a member not named as numpy names arrays: numpy reads it
         quick = _quick_array(raw)
         return quick if quick is not None else self._data[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.files)
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self.files
 
 
 def _quick_array(raw: bytes) -> np.ndarray[Any, Any] | None:
@@ -712,27 +719,17 @@ def _quick_array(raw: bytes) -> np.ndarray[Any, Any] | None:
     return np.frombuffer(bytearray(raw[start + size :]), dtype=dtype, count=count).reshape(shape)
 
 
-class _Joined(Mapping[str, Any]):
+class _Joined(_Archive):
     """A head's arrays (an ``np.load``) with their first rows from the prefix files joined back."""
 
     def __init__(self, data: Any, prefixes: dict[str, np.ndarray[Any, Any]]) -> None:
-        self._data = data
+        super().__init__(data)
         self._prefixes = prefixes
-        self.files: list[str] = list(data.files)
 
     def __getitem__(self, name: str) -> Any:
         rest = self._data[name]
         prefix = self._prefixes.get(name)
         return rest if prefix is None else np.concatenate([prefix, rest])
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.files)
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self.files
 
 
 def _same_bits(a: FloatArray, b: FloatArray) -> bool:
