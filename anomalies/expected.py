@@ -81,7 +81,7 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
 from inventory import Duration
-from mv.baseline import BaselineConfig, DailyChangePointBaseline, DailyObservations, DayType, DegreeDayCache
+from mv.baseline import BaselineConfig, DailyChangePointBaseline, DailyObservations, DayType
 from streams.errors import InsufficientData, ModelError
 
 __all__ = [
@@ -335,7 +335,6 @@ class ExpectedConsumption:
         and how long the station has been silent (:func:`unknown_weather`; ``nan`` elsewhere)."""
         # Per-day sums of the whole series, once: a weekly refit reads them instead of re-adding a year of days.
         self._days = _DayTable.build(self.y, self.outdoor_c, self.local_hour, self.day) if _ascending(day) else None
-        self._degree_days = DegreeDayCache()  # each refit's structure search reads the days seen before from it
         self.fits = 0
         self.searches = 0
         """How many fits searched the structure (the others refitted the last one's)."""
@@ -369,7 +368,7 @@ class ExpectedConsumption:
         # week to week: between searches only the coefficients follow the latest weeks.
         like = self.last if at - self._searched_at < int(self.config.structure_every / _HOUR) else None
         fitted = _fit(y, outdoor_c, self.types[lo:at], excluded[lo:at], days, self.config,
-                      like, self._searched_days + self._searched_days // 4, self._degree_days)
+                      like, self._searched_days + self._searched_days // 4)
         if fitted is None:
             return False
         self.last, self._profile, self.coldest_c = fitted
@@ -552,13 +551,11 @@ def _fit(
     config: ExpectedConfig,
     like: DailyChangePointBaseline | None = None,
     like_max_days: int = 0,
-    degree_days: DegreeDayCache | None = None,
 ) -> tuple[DailyChangePointBaseline, _Shape, FloatArray] | None:
     """Fit the daily model and the hourly profile on complete, unflagged local days (``days``: the table of ``y``'s).
 
     ``like``'s structure is refitted (see :meth:`mv.baseline.DailyChangePointBaseline.fit`) while the usable
-    days are at most ``like_max_days``; beyond, or without ``like``, the structure is searched. ``degree_days``
-    holds the degree days of the days earlier fits saw.
+    days are at most ``like_max_days``; beyond, or without ``like``, the structure is searched.
     """
     if y.size == 0:
         return None
@@ -580,7 +577,7 @@ def _fit(
     if like is not None and int(obs.usable().sum()) > like_max_days:
         like = None
     try:
-        model = DailyChangePointBaseline(config.baseline_config()).fit(obs, like, degree_days)
+        model = DailyChangePointBaseline(config.baseline_config()).fit(obs, like)
     except (InsufficientData, ModelError) as exc:
         logger.debug("expected model not fitted: %s", exc)
         return None

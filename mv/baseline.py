@@ -64,7 +64,6 @@ __all__ = [
     "DailyObservations",
     "DailyParams",
     "DayType",
-    "DegreeDayCache",
     "FitStats",
     "HourlyObservations",
     "Resolution",
@@ -416,41 +415,6 @@ def _degree_days_grid(temp: FloatArray, balances_c: FloatArray, heating: bool) -
     return result
 
 
-class DegreeDayCache:
-    """Degree days of each day for a grid of balance points, kept across fits of overlapping periods.
-
-    A day's degree days depend on its temperatures alone: weekly refits over a
-    year of days (:class:`anomalies.expected.ExpectedConsumption`) compute
-    those of the new days only and read the others from here, the same values
-    bit for bit (:func:`_degree_days_grid` gives each day's row on its own).
-
-    >>> temp = np.array([[2.0, 4.0], [15.0, 17.0]])
-    >>> cache = DegreeDayCache()
-    >>> cache.grid(temp, np.array([10.0, 18.0]), heating=True).tolist()
-    [[7.0, 0.0], [15.0, 2.0]]
-    >>> cache.grid(temp[1:], np.array([10.0, 18.0]), heating=True).tolist()  # read from the cache
-    [[0.0], [2.0]]
-    """
-
-    def __init__(self) -> None:
-        self._rows: dict[tuple[bool, bytes, bytes], FloatArray] = {}
-
-    def grid(self, temp: FloatArray, balances_c: FloatArray, heating: bool) -> FloatArray:
-        """:func:`_degree_days_grid` of ``temp`` (one row per day), computing only the days not seen yet."""
-        temp = np.ascontiguousarray(temp, dtype=np.float64)
-        grid = np.ascontiguousarray(balances_c, dtype=np.float64).tobytes()
-        keys = [(heating, grid, row.tobytes()) for row in temp]
-        rows = self._rows
-        new = [i for i, key in enumerate(keys) if key not in rows]
-        if new:
-            for i, column in zip(new, _degree_days_grid(temp[new], balances_c, heating).T, strict=True):
-                rows[keys[i]] = column
-        if not keys:
-            return np.zeros((balances_c.size, 0))
-        result: FloatArray = np.stack([rows[key] for key in keys], axis=1)
-        return result
-
-
 @dataclass(frozen=True, slots=True)
 class DailyParams:
     """Coefficients of a fitted daily change-point model.
@@ -658,8 +622,7 @@ class DailyChangePointBaseline:
             parts.append(f"cooling_balance={p.cooling_balance_c:g}C")
         return f"{self.name}({', '.join(parts)})"
 
-    def fit(self, obs: DailyObservations, like: DailyChangePointBaseline | None = None,
-            degree_days: DegreeDayCache | None = None) -> Self:
+    def fit(self, obs: DailyObservations, like: DailyChangePointBaseline | None = None) -> Self:
         """Fit on the reference period.
 
         With ``like`` (a fitted model), only its structure is refitted: the
@@ -671,7 +634,6 @@ class DailyChangePointBaseline:
         Args:
             obs: the reference days.
             like: a fitted model whose structure to keep, if it still holds.
-            degree_days: the degree days of days seen by earlier fits (the same fit, sooner).
 
         Returns:
             self, fitted.
@@ -689,7 +651,7 @@ class DailyChangePointBaseline:
         best = self._refit_structure(y, temp, types, type_map, like) if like is not None else None
         self.searched = best is None
         if best is None:
-            best = self._search(y, temp, types, degree_days)
+            best = self._search(y, temp, types)
         if best is None:
             msg = "no daily change-point candidate could be fitted"
             raise ModelError(msg)
@@ -747,8 +709,7 @@ class DailyChangePointBaseline:
         step = self.config.balance_step_c
         return np.round(np.arange(lo, hi + step / 2, step), 6)
 
-    def _search(self, y: FloatArray, temp: FloatArray, types: list[DayType],
-                degree_days: DegreeDayCache | None = None) -> _Candidate | None:
+    def _search(self, y: FloatArray, temp: FloatArray, types: list[DayType]) -> _Candidate | None:
         """The lowest-BIC valid candidate, the first one in search order on a tie.
 
         Every candidate is a choice of columns of one bank (intercepts, degree
@@ -763,10 +724,9 @@ class DailyChangePointBaseline:
         onehot = _onehot(types, present)
         hgrid = self._grid(self.config.heating_balance_c)
         cgrid = self._grid(self.config.cooling_balance_c)
-        grid = degree_days.grid if degree_days is not None else _degree_days_grid
         # A balance point whose degree days are all zero on these days makes no candidate.
-        hdds = {float(bp): hdd for bp, hdd in zip(hgrid, grid(temp, hgrid, heating=True), strict=True) if hdd.any()}
-        cdds = {float(bp): cdd for bp, cdd in zip(cgrid, grid(temp, cgrid, heating=False), strict=True) if cdd.any()}
+        hdds = {float(bp): hdd for bp, hdd in zip(hgrid, _degree_days_grid(temp, hgrid, heating=True), strict=True) if hdd.any()}
+        cdds = {float(bp): cdd for bp, cdd in zip(cgrid, _degree_days_grid(temp, cgrid, heating=False), strict=True) if cdd.any()}
         plan = _search_plan(len(present), tuple(hdds), tuple(cdds))
         columns: list[FloatArray] = []
         for kind, bp, j in plan.bank:

@@ -11,7 +11,6 @@ from mv.baseline import (
     DailyChangePointBaseline,
     DailyObservations,
     DayType,
-    DegreeDayCache,
     FitStats,
     HourlyObservations,
     Resolution,
@@ -151,26 +150,3 @@ def test_towt_learns_weekly_profile() -> None:
     assert model.stats.r2 > 0.9
     pred = model.predict(obs)
     assert np.nanmean(np.abs(pred - energy)) < 0.5
-
-
-def test_weekly_refits_reading_degree_days_from_a_cache_fit_the_same_models() -> None:
-    """Issue 11 (speed): a window of 300 days moved along, its days' degree days kept from one fit to the next
-    (as anomalies.expected's weekly refits do), fits the models fitted without (the same structure,
-    coefficients and statistics, bit for bit)."""
-    n = 500
-    days = _days(n)
-    rng = np.random.default_rng(7)
-    temp = _climate(n)[:, None] + 4 * np.sin(np.arange(24) * np.pi / 12)[None, :] + rng.normal(0, 1, (n, 24))
-    temp[rng.random(temp.shape) < 0.02] = np.nan  # missing hours
-    types = [DayType.UNOCCUPIED if d.weekday() >= 5 else DayType.OCCUPIED for d in days]
-    heating = np.nanmean(np.maximum(16 - temp, 0.0), axis=1)
-    energy = np.where([t is DayType.OCCUPIED for t in types], 55.0, 20.0) + 7 * heating + rng.normal(0, 4, n)
-    obs = DailyObservations.build(days, energy, temp, types)
-    cache = DegreeDayCache()
-    config = BaselineConfig(heating_balance_c=(8.0, 20.0), cooling_balance_c=(22.0, 26.0), balance_step_c=1.0)
-    for end in range(300, n, 21):  # three weeks, not one: the same days come back, in fewer fits
-        window = obs.select(days[end - 300], days[end])
-        fresh = DailyChangePointBaseline(config).fit(window)
-        cached = DailyChangePointBaseline(config).fit(window, degree_days=cache)
-        assert cached.to_dict() == fresh.to_dict()
-        assert cached.params.heating_balance_c is not None
