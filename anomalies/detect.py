@@ -411,7 +411,7 @@ def refit_phase(building_id: str) -> int:
     ``refit_phase % 168`` (UTC, after the first fit, :func:`run_models`); the history the models are computed
     on always moves forward at the building's own hour of the 28-day roll (``refit_phase`` hours,
     :mod:`anomalies.incremental`): a live pass over 3,000 buildings refits about 3,000 / 168 of them, and
-    starts the history of about 3,000 / 672 of them again, not all of them in one pass.
+    moves the history of about 3,000 / 672 of them forward, not all of them in one pass.
 
     >>> refit_phase("mairie"), refit_phase("mairie") == refit_phase("ecole-jaures")
     (430, False)
@@ -461,6 +461,19 @@ class ModelProgress:
     last_fit_at: int
     in_sample: int
     day_bound: DayBoundMemo | None = None
+
+    def moved(self, hours: int) -> ModelProgress:
+        """This progress on a frame that starts ``hours`` later: a history rolled forward (:mod:`anomalies.incremental`).
+
+        The first ``hours`` rows are dropped and the hour indices moved; the fits, the forest and its threshold
+        are kept as they are: the models carry on where they stood, and their later refits see the readings of
+        the new frame only. The day bounds are computed again over the new frame (their digest is of its rows).
+        """
+        return ModelProgress(
+            self.hours - hours, self.expected[hours:], self.scores[hours:], self.flagged[hours:],
+            self.model_flag[hours:], self.beyond[hours:], self.rows[hours:], self.fit.moved(hours), self.forest,
+            self.threshold, self.forest_fits, self.last_fit_at - hours, max(0, self.in_sample - hours),
+        )
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -72,7 +72,7 @@ flagged hours) is :func:`anomalies.detect.run_models`'s.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import date, timedelta
 from typing import Any
 
@@ -262,6 +262,10 @@ class ExpectedFit:
     searches: int
     searched_at: int
     searched_days: int
+
+    def moved(self, hours: int) -> ExpectedFit:
+        """The same fits on a frame that starts ``hours`` later (a rolled history): its hour indices moved."""
+        return replace(self, searched_at=self.searched_at - hours)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form, with ``format_version`` (floats written by ``json`` read back bit for bit)."""

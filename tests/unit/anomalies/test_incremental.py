@@ -171,8 +171,9 @@ def test_models_chunked_like_one_pass(inventory: Inventory, readings: dict[str, 
 
 
 def _stepped_with_expected(inventory: Inventory, readings: dict[str, PointSeries], bounds: list[datetime],
-                           state: DetectorState, config: DetectConfig,
-                           after: Any = None) -> tuple[dict[Any, dict[str, Any]], dict[Any, list[np.ndarray]]]:
+                           state: DetectorState, config: DetectConfig, after: Any = None,
+                           incremental: IncrementalConfig | None = None,
+                           ) -> tuple[dict[Any, dict[str, Any]], dict[Any, list[np.ndarray]]]:
     """Advance through ``bounds``: the latest of every alert, and each building × usage's expected series."""
     latest: dict[Any, dict[str, Any]] = {}
     series: dict[Any, list[np.ndarray]] = {}
@@ -184,7 +185,8 @@ def _stepped_with_expected(inventory: Inventory, readings: dict[str, PointSeries
 
     previous: datetime | None = None
     for bound in bounds:
-        result = advance(inventory, _cut(readings, bound, previous), state, bound, config=config, on_expected=keep)
+        result = advance(inventory, _cut(readings, bound, previous), state, bound, config=config, on_expected=keep,
+                         incremental=incremental)
         latest.update({_id(e): e.to_json("en") for e in result.events})
         if after is not None:
             after(bound, state)
@@ -373,6 +375,46 @@ def test_rolled_histories_chunked_like_one_pass(inventory: Inventory, readings: 
     assert latest == _single(one)
     first_kept = min(float(s.times_s[0]) for s in state.readings.values() if s.times_s.size)
     assert first_kept > (START + timedelta(days=3)).timestamp(), "the histories rolled"
+
+
+def test_models_carry_on_across_a_rolled_history(inventory: Inventory, readings: dict[str, PointSeries]) -> None:
+    """Histories of 21 days rolled every 7: at a roll a building's models carry on where they stood.
+
+    Hour by hour across the town hall's first roll gives one pass's events and expected values. After its two
+    rolls, the hours its history kept from before the first roll hold the values of a history that never
+    rolled (they were not walked again from the new start), and the forest fitted at day 14 is still the one
+    in use, as without a roll (a forest is refitted every 28 days): the models were not started again.
+    """
+    rolled = IncrementalConfig(history=timedelta(days=21), roll_every=timedelta(days=7))
+    end = START + timedelta(days=DAYS) - timedelta(hours=1)
+    state = DetectorState.fresh(MODELS, rolled)
+    one, one_series = _stepped_with_expected(inventory, readings, [end], state, MODELS, incremental=rolled)
+    roll = START + timedelta(days=21, hours=94)  # the town hall's first roll: hour 94 of its 168 (refit_phase)
+    hourly = [roll + timedelta(hours=h) for h in range(-2, 3)]
+    stepped, stepped_series = _stepped_with_expected(inventory, readings, [*hourly, end],
+                                                     DetectorState.fresh(MODELS, rolled), MODELS, incremental=rolled)
+    assert stepped == one
+    _same_series(stepped_series, one_series)
+    plain = DetectorState.fresh(MODELS)
+    _stepped_with_expected(inventory, readings, [end], plain, MODELS)
+    start_s, carried = state.models["mairie"]
+    moved = round((start_s - START.timestamp()) / 3600)
+    kept = round((roll - START) / timedelta(hours=1)) - moved  # hours of the last history before the first roll
+    assert moved > 7 * 24, "the town hall's history rolled twice"
+    assert kept > 0
+    forests = 0
+    for usage, progress in carried.items():
+        before = plain.models["mairie"][1][usage]
+        for name in ("expected", "scores", "flagged", "rows"):
+            np.testing.assert_array_equal(getattr(progress, name)[:kept], getattr(before, name)[moved:moved + kept],
+                                          err_msg=f"{usage} {name}")
+        assert progress.forest_fits == before.forest_fits
+        if before.forest is not None:
+            forests += 1
+            assert progress.forest is not None
+            rows = before.rows[np.isfinite(before.rows).all(axis=1)]
+            np.testing.assert_array_equal(progress.forest.score_many(rows), before.forest.score_many(rows))
+    assert forests, "a forest was fitted: the test would prove little"
 
 
 def test_saved_state_resumes_without_re_alerting_and_reports_resolution_once(tmp_path: Path, inventory: Inventory,
