@@ -1022,9 +1022,12 @@ def _merge(old: PointSeries | None, new: PointSeries) -> PointSeries:
     return PointSeries(np.concatenate([old.times_s[:cut], times[keep]]), np.concatenate([old.values[:cut], values[keep]]))
 
 
-def _adds_before(old: PointSeries | None, new: PointSeries, before_s: float) -> bool:
-    """Whether ``new`` holds a reading before ``before_s`` that ``old`` does not (a late reading of judged hours)."""
-    early = new.times_s[new.times_s < before_s]
+def _adds_before(old: PointSeries | None, new: PointSeries, before_s: float, since_s: float = -math.inf) -> bool:
+    """Whether ``new`` holds a reading from ``since_s`` to ``before_s`` that ``old`` does not (a late reading).
+
+    A reading before ``since_s`` (the start of the readings the state keeps) is read by no hour still computed.
+    """
+    early = new.times_s[(new.times_s < before_s) & (new.times_s >= since_s)]
     if early.size == 0:
         return False
     if old is None or old.times_s.size == 0:
@@ -1127,11 +1130,18 @@ def advance(
         raise ConfigError(msg)
     points = {p.id: p for _, p in inventory.points()}
     judged_s = None if state.last_hour is None else state.last_hour.timestamp()
+    margin_s = config.features.max_gap.total_seconds() + _HOUR_S
+    buildings = [b for _, b in inventory.buildings() if judged is None or b.id in judged]
+    # Readings before the history the state keeps (a growing file given again) change no hour still computed:
+    # not late, or every run after a roll would start the models again from S instead of carrying them on.
+    kept_s = -math.inf if state.last_hour is None or state.origin is None else min(
+        (_window(state.origin.timestamp(), state.last_hour.timestamp(), inc, _roll_shift_s(b.id, inc))[0]
+         for b in buildings), default=-math.inf) - margin_s
     late: set[str] = set()  # points with readings new to the state in hours already judged
     for pid, series in readings.items():
         if pid in points and series.times_s.size:
             old = state.readings.get(pid)
-            if judged_s is not None and state.models and _adds_before(old, series, judged_s):
+            if judged_s is not None and state.models and _adds_before(old, series, judged_s, kept_s):
                 late.add(pid)
             state.readings[pid] = _merge(old, series)
     if late:
@@ -1165,8 +1175,6 @@ def advance(
     latest: dict[tuple[AlertKey, datetime], AnomalyEvent] = {}
     counters = {pid for pid, p in points.items() if p.cumulative}
     weather = [pid for pid, p in points.items() if p.usage is Usage.WEATHER]
-    margin_s = config.features.max_gap.total_seconds() + _HOUR_S
-    buildings = [b for _, b in inventory.buildings() if judged is None or b.id in judged]
     total_hours = round((end_s - first_s) / _HOUR_S)
     for done_here, building in enumerate(buildings, start=1):
         shift_s = _roll_shift_s(building.id, inc)

@@ -417,6 +417,38 @@ def test_models_carry_on_across_a_rolled_history(inventory: Inventory, readings:
     assert forests, "a forest was fitted: the test would prove little"
 
 
+def test_a_growing_file_sent_again_after_rolls_gives_one_pass_s_values(inventory: Inventory,
+                                                                         readings: dict[str, PointSeries]) -> None:
+    """Each run given every reading so far (a growing export, ``econome detect --state``), histories rolled.
+
+    The readings before the history the state keeps come again each run: they are not late readings (they
+    change no hour still computed), so the models carry on across the rolls as in one pass, rather than
+    starting again from the history's start (every building's expected values changed, a model alert opened).
+    """
+    rolled = IncrementalConfig(history=timedelta(days=21), roll_every=timedelta(days=7))
+    end = START + timedelta(days=DAYS) - timedelta(hours=1)
+    one, one_series = _stepped_with_expected(inventory, readings, [end], DetectorState.fresh(MODELS, rolled), MODELS,
+                                             incremental=rolled)
+    state = DetectorState.fresh(MODELS, rolled)
+    latest: dict[Any, dict[str, Any]] = {}
+    series: dict[Any, list[np.ndarray]] = {}
+
+    def keep(s: Any) -> None:
+        got = series.setdefault((s.building, s.usage), [np.empty(0), np.empty(0), np.empty(0)])
+        for i, values in enumerate((s.times_s, s.observed, s.expected)):
+            got[i] = np.concatenate([got[i], values])
+
+    second = START + timedelta(days=32)  # every building's history rolled, its first readings no longer kept
+    for bound in (second, end):
+        result = advance(inventory, _cut(readings, bound), state, bound, config=MODELS, on_expected=keep,
+                         incremental=rolled)
+        latest.update({_id(e): e.to_json("en") for e in result.events})
+        if bound == second:
+            assert min(s.times_s[0] for s in state.readings.values() if s.times_s.size) > START.timestamp() + 86400
+    assert latest == one
+    _same_series(series, one_series)
+
+
 def test_saved_state_resumes_without_re_alerting_and_reports_resolution_once(tmp_path: Path, inventory: Inventory,
                                                  readings: dict[str, PointSeries], whole: list[AnomalyEvent]) -> None:
     """Stop inside the stuck counter, resume from the file: nothing re-opens, its resolution comes once."""
