@@ -27,9 +27,12 @@ on the flagged hours only), main and the round alternated at load 5-9:
 baseline 2.2-2.4 s / 156 MB -> 1.4-1.7 s / 114 MB (no scipy.stats), detect
 12.5-13.5 s / 268-271 MB -> 14.0-15.0 s / 271-273 MB (ecole-jaures 13.3-14.4 s
 -> 13.6-14.8 s), the round run second in each pair; per function (in-process)
-the two are level at 12.5 s: within the noise. The goal is met for memory, not for time::
+the two are level at 12.5 s: within the noise. Tenth round (the models carry on across the roll of the
+building's 400-day history, which the 421 days cross once), main and the round alternated on a quiet machine:
+13.13-13.21 s wall -> 9.40-9.80 s, 272-274 -> 266-269 MB; ``--years 2`` 81.6 -> 31.7 s. The goal is met for
+memory, not for time::
 
-    .venv/bin/python bench/detect_speed.py [--building gymnase-batum]
+    .venv/bin/python bench/detect_speed.py [--building gymnase-batum] [--years 1]
 
 The last line printed is one JSON object with both measures.
 """
