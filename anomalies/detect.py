@@ -461,6 +461,8 @@ class ModelProgress:
     last_fit_at: int
     in_sample: int
     day_bound: DayBoundMemo | None = None
+    moved_here: bool = False
+    """Made by :meth:`moved` for the run on the rolled history (never saved: that run replaces it)."""
 
     def moved(self, hours: int) -> ModelProgress:
         """This progress on a frame that starts ``hours`` later: a history rolled forward (:mod:`anomalies.incremental`).
@@ -472,7 +474,7 @@ class ModelProgress:
         return ModelProgress(
             self.hours - hours, self.expected[hours:], self.scores[hours:], self.flagged[hours:],
             self.model_flag[hours:], self.beyond[hours:], self.rows[hours:], self.fit.moved(hours), self.forest,
-            self.threshold, self.forest_fits, self.last_fit_at - hours, max(0, self.in_sample - hours),
+            self.threshold, self.forest_fits, self.last_fit_at - hours, max(0, self.in_sample - hours), None, True,
         )
 
 
@@ -568,6 +570,15 @@ def run_models(
             model.restore(resumed.fit)
             fits, last, last_th, last_fit_at = resumed.forest_fits, resumed.forest, resumed.threshold, resumed.last_fit_at
             in_sample = n if resumed.in_sample >= resumed.hours else resumed.in_sample
+            if resumed.moved_here:
+                # The history rolled. Hours of a weather-station silence that began before the new start have
+                # no bound in this history (no temperature before them): the bounded values the longer history
+                # gave them are unknown here, as a history starting there would hold them, not plain values.
+                lost = (np.isfinite(expected[:done]) & ~silent[:done]
+                        & ~np.isfinite(model.rows[:done]).any(axis=1))
+                if lost.any():
+                    expected[:done][lost], rows[:done][lost] = np.nan, np.nan
+                    scores[:done][lost], flagged[:done][lost], model_flag[:done][lost] = np.nan, np.nan, False
         start = done  # hours before it were computed by an earlier run
         for k, at in enumerate(at_hours):
             stop = at_hours[k + 1] if k + 1 < len(at_hours) else n

@@ -25,9 +25,10 @@ portfolio do not all start their history again in the same pass), so at most
 ``history + roll_every`` of readings is kept. The rules judge each hour over
 the readings since ``S(h)``; at a roll the models carry on where they stood
 (:meth:`~anomalies.detect.ModelProgress.moved`: the hours kept from before the
-roll keep their values, the fits and forests are kept, later refits see the
-readings since the new start only), rather than being walked again over the
-whole new history. The hours of one advance are
+roll keep their values, but for those of a weather silence that began before
+the new start, unknown there; the fits and forests are kept, later refits see
+the readings since the new start only), rather than being walked again over
+the whole new history. The hours of one advance are
 grouped by their start and computed in one pass per group; since the rules
 and models are causal, the result does not depend on how the hours were
 chunked (tested by ``tests/unit/anomalies/test_incremental.py``). With

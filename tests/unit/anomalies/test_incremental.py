@@ -417,6 +417,41 @@ def test_models_carry_on_across_a_rolled_history(inventory: Inventory, readings:
     assert forests, "a forest was fitted: the test would prove little"
 
 
+def test_a_weather_silence_across_a_roll_leaves_its_hours_unknown_as_the_new_history_has_them(
+        inventory: Inventory, readings: dict[str, PointSeries]) -> None:
+    """The station silent from 30 h before the town hall's sixth history start to 30 h after it, histories of 15 days
+    rolled every 3: before the roll its silent hours are expected at a bounded weather (the coldest day before
+    the silence); the history after the roll holds no temperature before them, so, carried over, they are
+    unknown, as that history has them, not plain expected values that fits, day bounds and features would read."""
+    from anomalies.detect import refit_phase
+    from inventory import Usage
+
+    rolled = IncrementalConfig(history=timedelta(days=15), roll_every=timedelta(days=3))
+    start = START + timedelta(hours=refit_phase("mairie") % 72 + 72 * 5)
+    roll = start + timedelta(days=15)
+    lo, hi = (start - timedelta(hours=30)).timestamp(), (start + timedelta(hours=30)).timestamp()
+    weather = {p.id for _, p in inventory.points() if p.usage is Usage.WEATHER}
+    gapped = {pid: s if pid not in weather else PointSeries(s.times_s[(s.times_s < lo) | (s.times_s >= hi)],
+                                                            s.values[(s.times_s < lo) | (s.times_s >= hi)])
+              for pid, s in readings.items()}
+    state = DetectorState.fresh(MODELS, rolled)
+    advance(inventory, _cut(gapped, roll - timedelta(hours=1)), state, roll - timedelta(hours=1), config=MODELS,
+            incremental=rolled)
+    before_s, before = state.models["mairie"]
+    advance(inventory, _cut(gapped, roll + timedelta(hours=1), roll - timedelta(hours=1)), state,
+            roll + timedelta(hours=1), config=MODELS, incremental=rolled)
+    after_s, after = state.models["mairie"]
+    assert after_s == start.timestamp(), "the town hall's history rolled to the start in the silence"
+    moved = round((after_s - before_s) / 3600)
+    silent = slice(0, 24)  # hours of the new history whose 24 hours the station was silent for
+    bounded = [u for u, p in before.items() if np.isfinite(p.expected[moved:][silent]).all()]
+    assert bounded, "no model expected the silent hours at a bound before the roll: the test would prove little"
+    for usage in bounded:
+        assert np.isnan(after[usage].expected[silent]).all(), usage
+        assert np.isnan(after[usage].rows[silent]).all(), usage
+        assert not after[usage].model_flag[silent].any(), usage
+
+
 def test_a_growing_file_sent_again_after_rolls_gives_one_pass_s_values(inventory: Inventory,
                                                                          readings: dict[str, PointSeries]) -> None:
     """Each run given every reading so far (a growing export, ``econome detect --state``), histories rolled.
