@@ -654,6 +654,50 @@ def make_writer(config: InfluxConfig) -> InfluxV1Writer | InfluxV2Writer:
     return InfluxV1Writer(config) if config.api == "v1" else InfluxV2Writer(config)
 
 
+def _series_of(payload: Any, url: str, statement: str) -> list[dict[str, Any]]:
+    """The series of an InfluxQL answer, each a dict with ``columns`` and ``values`` (rows as long as ``columns``).
+
+    Raises:
+        SinkError: an InfluxQL error, or an answer of another shape (a server that is not InfluxDB).
+    """
+    results = payload.get("results", []) if isinstance(payload, dict) else None
+    series: list[dict[str, Any]] = []
+    problem = None if isinstance(results, list) else f"JSON {str(payload)[:80]}"
+    for result in results or []:
+        if not isinstance(result, dict):
+            problem = f"a result {str(result)[:80]}"
+            break
+        if "error" in result:
+            msg = f"InfluxQL error in {statement!r}: {result['error']}"
+            raise SinkError(msg)
+        found = result.get("series", [])
+        problem = None if isinstance(found, list) else f"series {str(found)[:80]}"
+        for one in found if problem is None else []:
+            problem = _series_problem(one)
+            if problem is not None:
+                break
+            series.append(one)
+        if problem is not None:
+            break
+    if problem is not None:
+        msg = f"InfluxDB {url} answered {statement!r} with {problem}, not an InfluxQL answer"
+        raise SinkError(msg)
+    return series
+
+
+def _series_problem(one: Any) -> str | None:
+    """What makes ``one`` no InfluxQL series; None when it is one (``values`` then set, ``[]`` when absent)."""
+    if not isinstance(one, dict) or not isinstance(one.get("columns"), list):
+        return f"a series without columns {str(one)[:80]}"
+    if not isinstance(one.get("tags", {}), dict):
+        return f"tags {str(one['tags'])[:80]}"
+    values = one.setdefault("values", [])
+    width = len(one["columns"])
+    if not isinstance(values, list) or not all(isinstance(row, list) and len(row) == width for row in values):
+        return f"rows that do not match the columns {str(one['columns'])[:80]}"
+    return None
+
+
 class InfluxQLClient:
     """Runs InfluxQL queries (``GET /query``) on InfluxDB 1.x, 2.x or 3.x."""
 
@@ -680,14 +724,12 @@ class InfluxQLClient:
         if response.status_code != 200:
             msg = f"InfluxDB refused {statement!r}: {response.status_code} {response.text[:300]}"
             raise SinkError(msg)
-        payload = response.json()
-        series: list[dict[str, Any]] = []
-        for result in payload.get("results", []):
-            if "error" in result:
-                msg = f"InfluxQL error in {statement!r}: {result['error']}"
-                raise SinkError(msg)
-            series.extend(result.get("series", []))
-        return series
+        try:
+            payload = response.json()
+        except ValueError as exc:  # a proxy's HTML page, a body cut short
+            msg = f"InfluxDB {self.config.safe_url} answered {statement!r} with what is not JSON: {response.text[:100]!r}"
+            raise SinkError(msg) from exc
+        return _series_of(payload, self.config.safe_url, statement)
 
     async def close(self) -> None:
         """Close the HTTP client."""
@@ -749,7 +791,11 @@ class InfluxQLClient:
                            "(max-row-limit): read shorter chunks")
                     raise SinkError(msg)
                 key = str(series.get("tags", {}).get(group_by, ""))
-                column = series["columns"].index(field)
-                rows = [(int(row[0]), float(row[column])) for row in series["values"] if row[column] is not None]
+                try:
+                    column = series["columns"].index(field)
+                    rows = [(int(row[0]), float(row[column])) for row in series["values"] if row[column] is not None]
+                except (ValueError, TypeError, OverflowError) as exc:
+                    msg = f"InfluxDB {self.config.safe_url} answered {statement!r} with a row that is no time and number: {exc}"
+                    raise SinkError(msg) from exc
                 yield key, rows
             lo = hi
