@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import gzip
+import json
 import logging
 import math
 import ssl
@@ -315,6 +316,27 @@ class RefusedWriteError(SinkError):
 _SPLITTABLE = frozenset({400, 413})
 
 
+def _refuses_lines(status: int, body: str) -> bool:
+    """Whether a 400 or 413 refuses lines of the batch, so that bisecting it finds them.
+
+    InfluxDB's 400 is a JSON error (``{"error": ...}`` in 1.x and 3.x, ``{"code", "message"}``
+    in 2.x). A 400 of another body comes from something else on the way (a proxy; plain HTTP
+    sent to an HTTPS port): it refuses every request, and bisecting would dead-letter every
+    line. A 413 (too large) is the batch's size whoever says it.
+    """
+    if status == 413:
+        return True
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(answer, dict) and any(isinstance(answer.get(key), str) for key in ("error", "message"))
+
+
+def _not_influxdb(msg: str) -> str:
+    return f"{msg} (not an InfluxDB error: a proxy, or plain HTTP sent to an HTTPS port?); the readings are kept"
+
+
 async def write_splitting(writer: InfluxWriter, lines: list[str], *, raw: bool = False) -> list[tuple[str, str]]:
     """Write ``lines``; where InfluxDB refuses the batch, bisect it to find the lines it refuses.
 
@@ -443,6 +465,8 @@ def _check_status(response: httpx.Response, url: str, count: int) -> None:
     if response.status_code == 429 or response.status_code >= 500:
         raise RetryableSinkError(msg)
     if response.status_code in _SPLITTABLE:
+        if not _refuses_lines(response.status_code, response.text):
+            raise RetryableSinkError(_not_influxdb(msg))
         raise RefusedWriteError(msg, response.status_code)
     # 401, 403, 404...: the request was refused, not its lines (a rotated password, a
     # missing database or permission). The readings stay in the delivery log, with
@@ -570,8 +594,10 @@ class InfluxV2Writer:
             if exc.status is None or exc.status == 429 or exc.status >= 500:
                 raise RetryableSinkError(msg) from exc
             if exc.status in _SPLITTABLE:
-                body = str(exc.body or "")[:300]
-                raise RefusedWriteError(f"{msg} {body}".rstrip(), exc.status) from exc
+                body = str(exc.body or "")
+                if not _refuses_lines(exc.status, body):
+                    raise RetryableSinkError(_not_influxdb(f"{msg} {body[:300]}".rstrip())) from exc
+                raise RefusedWriteError(f"{msg} {body[:300]}".rstrip(), exc.status) from exc
             raise RetryableSinkError(msg) from exc  # refused request (401, 403, 404): keep the readings
         except (Urllib3Error, OSError) as exc:
             raise RetryableSinkError(_unreachable(self.config.safe_url, exc)) from exc

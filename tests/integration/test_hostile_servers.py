@@ -144,3 +144,36 @@ async def test_select_range_refuses_rows_that_are_no_time_and_number(fake_http: 
                                                                 group_by="point")]
     finally:
         await client.close()
+
+
+LINES = [f"reading,point=p{i} value={i}.5 {1767600000000 + i}" for i in range(64)]
+
+
+@pytest.mark.parametrize("api", ["v1", "v2"])
+async def test_a_400_that_is_not_influxdb_s_keeps_the_batch_and_names_the_server(fake_http: FakeHttp, api: str) -> None:
+    """A proxy's 400 (HTTP sent to an HTTPS port) refuses the request, not the lines: no line is dead-lettered.
+
+    Bisected as InfluxDB's line errors are, every reading of every batch became a dead letter (and
+    was acknowledged, gone from the delivery log), after 127 requests for a batch of 64.
+    """
+    from streams.influx import RetryableSinkError, make_writer, write_splitting
+
+    fake_http.status = 400
+    fake_http.content_type = "text/html"
+    fake_http.body = b"<html><head><title>400 The plain HTTP request was sent to HTTPS port</title></head></html>"
+    config = InfluxConfig(api=api, url=fake_http.url, token="t" if api == "v2" else None,
+                          org="o" if api == "v2" else None, bucket="b" if api == "v2" else None)
+    writer = make_writer(config)
+    try:
+        with pytest.raises(RetryableSinkError, match=f"InfluxDB {fake_http.url} answered 400 .*not an InfluxDB error"):
+            await write_splitting(writer, LINES, raw=True)
+        assert len(fake_http.paths) == 1, "not bisected"
+        # InfluxDB's own 400 names lines: the batch is bisected down to them, the others written.
+        fake_http.content_type = "application/json"
+        fake_http.body = (b'{"error":"partial write: unable to parse: bad timestamp dropped=1"}' if api == "v1" else
+                          b'{"code":"invalid","message":"unable to parse: bad timestamp"}')
+        refused = await write_splitting(writer, LINES[:4], raw=True)
+        assert [line for line, _ in refused] == LINES[:4]  # the fake refuses every line
+        assert all("unable to parse" in reason for _, reason in refused)
+    finally:
+        await writer.close()
