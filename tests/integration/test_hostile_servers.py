@@ -8,8 +8,10 @@ a reading, no valid reading dropped, and nothing stops.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import struct
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -20,7 +22,9 @@ import pytest
 import yaml
 
 from anomalies.live import LiveConfig, LiveDetector
-from inventory import Inventory, load_inventory
+from collectors.modbus import ModbusBus, ModbusCollector
+from inventory import Inventory, load_inventory, parse_inventory
+from streams.clock import SystemClock
 from streams.errors import SinkError
 from streams.influx import InfluxConfig, InfluxQLClient
 
@@ -177,3 +181,95 @@ async def test_a_400_that_is_not_influxdb_s_keeps_the_batch_and_names_the_server
         assert all("unable to parse" in reason for _, reason in refused)
     finally:
         await writer.close()
+
+
+class FakeModbusGateway:
+    """A Modbus TCP gateway in a few lines of asyncio: register ``r`` holds ``1000 + r``; some units misbehave.
+
+    ``modes`` maps a unit id to what it does: ``other_table`` answers with the other read function
+    (input registers for holding), ``long`` three registers more than asked, ``cut`` half a frame then
+    closes the connection, ``other_unit`` answers as unit id + 1. Other units answer correctly.
+    """
+
+    def __init__(self, modes: dict[int, str]) -> None:
+        self.modes = modes
+        self.requests: list[tuple[int, int]] = []
+        self.connections = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while True:
+                tid, _, length, unit = struct.unpack(">HHHB", await reader.readexactly(7))
+                function, address, count = struct.unpack(">BHH", await reader.readexactly(length - 1))
+                self.requests.append((unit, function))
+                mode = self.modes.get(unit, "")
+                words = [1000 + address + i for i in range(count + (3 if mode == "long" else 0))]
+                if mode == "other_table":
+                    function = 4 if function == 3 else 3
+                pdu = struct.pack(f">BB{len(words)}H", function, 2 * len(words), *words)
+                frame = struct.pack(">HHHB", tid, 0, len(pdu) + 1, unit + (mode == "other_unit")) + pdu
+                if mode == "cut":
+                    writer.write(frame[: len(frame) // 2])
+                    await writer.drain()
+                    break
+                writer.write(frame)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+MODBUS_MODES = {2: "other_table", 3: "long", 4: "cut", 5: "other_unit"}
+
+
+async def test_modbus_answers_of_another_table_length_or_unit_are_refused_and_the_healthy_unit_is_read(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fake = FakeModbusGateway(MODBUS_MODES)
+    server = await asyncio.start_server(fake.handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    points = "".join(
+        f"""
+          - {{id: u{unit}-temp, quantity: temperature, unit: degC, usage: comfort,
+              modbus: {{gateway: gw, unit: {unit}, register: {{address: 10, data_type: int16, scale: 0.01}}}}}}"""
+        for unit in (1, *MODBUS_MODES)
+    )
+    inv = parse_inventory(f"""
+organisation: {{name: Test, population: 100, school_holiday_zone: C}}
+modbus_gateways: [{{id: gw, host: 127.0.0.1, port: {port}, timeout: 300ms, reconnect_min: 10ms, reconnect_max: 20ms}}]
+sites:
+  - id: s
+    name: S
+    buildings:
+      - id: b
+        name: B
+        usage: offices
+        floor_area_m2: 100
+        heated_area_m2: 100
+        points:{points}
+""")
+    bus = ModbusBus(inv.gateway("gw"))
+    collector = ModbusCollector(inv, bus, [p for _, p in inv.points()], timedelta(seconds=10), SystemClock())
+    try:
+        with caplog.at_level(logging.ERROR, logger="collectors.modbus"):
+            polls = [await collector.poll() for _ in range(2)]
+    finally:
+        bus.close()
+        server.close()
+        await server.wait_closed()
+    for readings in polls:
+        # Register 10 holds 1010: 10.10 °C. Unit 2's input register 10 also holds 1010: the value is
+        # plausible, only the function code says it comes from the other table.
+        assert [(r.point_id, round(r.value, 6)) for r in readings] == [("u1-temp", 10.1)]
+    errors = {unit: collector.units[unit].last_error for unit in MODBUS_MODES}
+    where = f"gateway gw@127.0.0.1:{port} unit"
+    assert errors[2] == f"{where} 2 holding 10+1: answer of function 4 (read input registers), not 3"
+    assert errors[3] == f"{where} 3 holding 10+1: long answer of 4 registers"
+    assert errors[4] == f"{where} 4 holding 10+1: connection closed by the gateway before a whole answer"
+    assert errors[5].startswith(f"{where} 5 holding 10+1: no answer")
+    assert all(not collector.units[unit].up for unit in MODBUS_MODES)
+    assert collector.units[1].up
+    assert sum(f"{where} {unit} down" in caplog.text for unit in MODBUS_MODES) == len(MODBUS_MODES)
+    assert {function for _, function in fake.requests} == {3}, "the collector only reads holding registers here"
