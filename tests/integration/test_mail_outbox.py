@@ -475,7 +475,7 @@ class _Misbehaving(_Inbox):
         if self.drops:
             self.drops -= 1
             assert server.transport is not None
-            server.transport.abort()  # the reply to the DATA never comes
+            server.transport.close()  # the reply to the DATA never comes
             return "421 gone"
         return await super().handle_DATA(server, session, envelope)
 
