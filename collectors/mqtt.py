@@ -110,6 +110,9 @@ _TIME_FIELD = {
     PayloadFormat.TTN_V3: "received_at",
 }
 _FRACTION = re.compile(r"(\.\d{6})\d+")
+_EPOCH_TEXT = re.compile(r"\s*-?\d{1,30}(\.\d{1,30})?\s*")
+# (magnitude beyond which, divisor to seconds): nanoseconds, microseconds, milliseconds.
+_EPOCH_UNITS = ((1e17, 1_000_000_000), (1e14, 1_000_000), (1e11, 1000))
 # A JSON string (skipped whole, possessively: no backtracking) or a bracket.
 _JSON_TOKEN = re.compile(rb'"(?:[^"\\]++|\\.)*+"|[\[\]{}]')
 
@@ -188,15 +191,30 @@ def _path(document: Any, path: str) -> Any:
     return node
 
 
+def _epoch(value: float) -> datetime:
+    """An epoch time in seconds, milliseconds, microseconds or nanoseconds, told apart by magnitude.
+
+    Beyond 1e11 a time in seconds would be after the year 5000: it is in finer units.
+    """
+    divisor = next((d for limit, d in _EPOCH_UNITS if value > limit), 1)
+    try:
+        if isinstance(value, int):
+            # Integer arithmetic: a float keeps no microseconds of a nanosecond count.
+            seconds, rest = divmod(value, divisor)
+            return datetime.fromtimestamp(seconds, UTC) + timedelta(microseconds=rest * 1_000_000 // divisor)
+        return datetime.fromtimestamp(value / divisor, UTC)
+    except (OverflowError, OSError, ValueError) as exc:
+        # fromtimestamp(1e300) overflows, a year beyond 9999 is a ValueError, NaN too.
+        msg = f"timestamp {str(value)[:40]} is out of range"
+        raise DecodeError(msg) from exc
+
+
 def _timestamp(value: Any) -> datetime:
     if isinstance(value, int | float) and not isinstance(value, bool):
-        try:
-            seconds = value / 1000 if value > 1e11 else value
-            return datetime.fromtimestamp(seconds, UTC)
-        except (OverflowError, OSError, ValueError) as exc:
-            # fromtimestamp(1e300) overflows, a year beyond 9999 is a ValueError, NaN too.
-            msg = f"timestamp {str(value)[:40]} is out of range"
-            raise DecodeError(msg) from exc
+        return _epoch(value)
+    if isinstance(value, str) and _EPOCH_TEXT.fullmatch(value):
+        # Some gateways send the epoch time as a string.
+        return _epoch(float(value) if "." in value else int(value))
     if isinstance(value, str):
         try:
             # LoRaWAN servers send nanoseconds; datetime keeps microseconds.
