@@ -458,9 +458,14 @@ class InfluxV1Writer:
 
 
 def _check_status(response: httpx.Response, url: str, count: int) -> None:
-    if response.status_code in (200, 204):
+    page = "text/html" in response.headers.get("content-type", "")
+    if response.status_code == 204 or (response.status_code == 200 and not page):
         return
     detail = response.text[:300]
+    if page and response.status_code == 200:
+        # InfluxDB answers a write 204, never with a page: a login page or a web app took the request.
+        msg = f"InfluxDB {url} answered 200 with an HTML page to a write of {count} points: {detail}"
+        raise RetryableSinkError(_not_influxdb(msg))
     msg = f"InfluxDB {url} answered {response.status_code} to a write of {count} points: {detail}"
     if response.status_code == 429 or response.status_code >= 500:
         raise RetryableSinkError(msg)

@@ -273,3 +273,20 @@ sites:
     assert collector.units[1].up
     assert sum(f"{where} {unit} down" in caplog.text for unit in MODBUS_MODES) == len(MODBUS_MODES)
     assert {function for _, function in fake.requests} == {3}, "the collector only reads holding registers here"
+
+
+async def test_a_200_html_page_answered_to_a_write_is_no_success(fake_http: FakeHttp) -> None:
+    """A login page or web app in front of InfluxDB answers 200: the readings were not stored, they stay in the log."""
+    from streams.influx import InfluxV1Writer, RetryableSinkError
+
+    fake_http.content_type = "text/html; charset=utf-8"
+    fake_http.body = b"<!doctype html><html><body><form action='/login'>...</form></body></html>"
+    writer = InfluxV1Writer(InfluxConfig(url=fake_http.url))
+    try:
+        with pytest.raises(RetryableSinkError, match=f"InfluxDB {fake_http.url} answered 200 with an HTML page"):
+            await writer.write(LINES)
+        fake_http.status = 204
+        fake_http.body = b""
+        await writer.write(LINES)  # InfluxDB's own answer
+    finally:
+        await writer.close()
