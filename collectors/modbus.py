@@ -259,11 +259,23 @@ class ModbusBus:
                 raise DeviceError(msg)
             return registers
 
-    @staticmethod
-    def _no_answer(client: AsyncModbusTcpClient, where: str, timeout: float) -> CollectorError:
+    def _no_answer(self, client: AsyncModbusTcpClient, where: str, timeout: float) -> CollectorError:
         if not client.connected:
             return DeviceError(f"{where}: connection closed by the gateway before a whole answer")
-        return DeviceTimeout(f"{where}: no answer in {timeout}s (or an answer for another unit id)")
+        # What came back since the request (kept when frames are traced): pymodbus drops an answer
+        # for another unit id or transaction, or one it cannot frame, and waits for the timeout.
+        received: list[bytes] = []
+        for direction, frame in reversed(self.frames):
+            if direction == "tx":
+                break
+            received.insert(0, frame)
+        if received:
+            got = b"".join(received)
+            return DeviceTimeout(
+                f"{where}: no usable answer in {timeout}s, received {got[:64].hex()} "
+                "(another unit id or transaction, or not a Modbus TCP frame)"
+            )
+        return DeviceTimeout(f"{where}: no answer in {timeout}s")
 
     def close(self) -> None:
         """Close the connection."""

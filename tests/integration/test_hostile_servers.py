@@ -268,7 +268,9 @@ sites:
     assert errors[2] == f"{where} 2 holding 10+1: answer of function 4 (read input registers), not 3"
     assert errors[3] == f"{where} 3 holding 10+1: long answer of 4 registers"
     assert errors[4] == f"{where} 4 holding 10+1: connection closed by the gateway before a whole answer"
-    assert errors[5].startswith(f"{where} 5 holding 10+1: no answer")
+    # Answered as unit 6: pymodbus drops it and waits; the error shows what came back.
+    assert errors[5].startswith(f"{where} 5 holding 10+1: no usable answer in 0.3s, received ")
+    assert "00000005060302" in errors[5]  # unit 6, function 3, 2 bytes
     assert all(not collector.units[unit].up for unit in MODBUS_MODES)
     assert collector.units[1].up
     assert sum(f"{where} {unit} down" in caplog.text for unit in MODBUS_MODES) == len(MODBUS_MODES)
