@@ -9,6 +9,7 @@ a reading, no valid reading dropped, and nothing stops.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import struct
@@ -17,16 +18,22 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 import yaml
 
 from anomalies.live import LiveConfig, LiveDetector
 from collectors.modbus import ModbusBus, ModbusCollector
 from inventory import Inventory, load_inventory, parse_inventory
+from streams.buffer import DeliveryLog
 from streams.clock import SystemClock
+from streams.deadletter import DeadLetterStore
 from streams.errors import SinkError
-from streams.influx import InfluxConfig, InfluxQLClient
+from streams.influx import InfluxConfig, InfluxQLClient, InfluxV1Writer, LineEncoder
+from streams.pipeline import Pipeline
+from streams.record import Reading
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -292,3 +299,79 @@ async def test_a_200_html_page_answered_to_a_write_is_no_success(fake_http: Fake
         await writer.write(LINES)  # InfluxDB's own answer
     finally:
         await writer.close()
+
+
+class Proxy(FakeHttp):
+    """A reverse proxy before the real InfluxDB: ``broken`` answers every request itself (status, page) instead."""
+
+    def __init__(self, upstream: str) -> None:
+        super().__init__()
+        self.upstream = upstream
+        self.broken = True
+        fake = self
+        handler = self.server.RequestHandlerClass
+
+        class Forwarding(handler):  # type: ignore[valid-type, misc]
+            def _answer(self) -> None:
+                if fake.broken:
+                    super()._answer()
+                    return
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                headers = {k: v for k, v in self.headers.items() if k.lower() in ("content-type", "content-encoding")}
+                answer = httpx.request(self.command, fake.upstream + self.path, content=body, headers=headers, timeout=10)
+                self.send_response(answer.status_code)
+                self.send_header("Content-Length", str(len(answer.content)))
+                self.end_headers()
+                self.wfile.write(answer.content)
+
+            do_GET = do_POST = _answer
+
+        self.server.RequestHandlerClass = Forwarding
+
+
+@pytest.mark.parametrize(("status", "page"), [(400, b"<html>400 The plain HTTP request was sent to HTTPS port</html>"),
+                                              (200, b"<html><form action='/login'></form></html>")])
+async def test_the_pipeline_behind_a_proxy_answering_for_influxdb_loses_no_reading(
+    influxdb_server: Any, unique_name: str, tmp_path: Path, status: int, page: bytes
+) -> None:
+    proxy = Proxy(influxdb_server.url)
+    proxy.status, proxy.body, proxy.content_type = status, page, "text/html"
+    proxy.thread.start()
+    inv = load_inventory(ROOT / "examples" / "commune.yaml")
+    config = InfluxConfig(url=proxy.url, database=unique_name)
+    writer = InfluxV1Writer(config)
+    dead = DeadLetterStore()
+    log = DeliveryLog(tmp_path / "log.sqlite")
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+    readings = [Reading("mairie-elec-energy", t0 + timedelta(minutes=i), 1000.0 + i, "kWh") for i in range(60)]
+    encoder = LineEncoder(inv)
+    log.append(readings, [encoder.encode(r) for r in readings])
+    pipeline = Pipeline(inv, writer, SystemClock(), dead, log, flush_interval=timedelta(milliseconds=50),
+                        retry_min=timedelta(milliseconds=50), retry_max=timedelta(milliseconds=200))
+    task = asyncio.create_task(pipeline.run([], []))
+    try:
+        deadline = asyncio.get_running_loop().time() + 20
+        while pipeline.stats.write_errors < 3:
+            assert asyncio.get_running_loop().time() < deadline, "no write tried"
+            await asyncio.sleep(0.02)
+        assert log.depth() > 0, "the readings stay in the delivery log"
+        proxy.broken = False  # the operator fixes the URL
+        while log.depth():
+            assert asyncio.get_running_loop().time() < deadline, "not delivered"
+            await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await writer.close()
+        proxy.server.shutdown()
+        proxy.server.server_close()
+        proxy.thread.join()
+    assert dead.count == 0
+    assert pipeline.stats.refused == 0
+    client = InfluxQLClient(InfluxConfig(url=influxdb_server.url, database=unique_name))
+    try:
+        [series] = await client.query('SELECT count("value"), sum("value") FROM "reading"')
+    finally:
+        await client.close()
+    assert series["values"][0][1:] == [60, sum(1000.0 + i for i in range(60))]
