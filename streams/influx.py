@@ -558,7 +558,7 @@ class InfluxV2Writer:
     def __init__(self, config: InfluxConfig) -> None:
         # Imported here: influxdb-client takes half a second to import, and only v2 writes need it.
         from influxdb_client.client.influxdb_client import InfluxDBClient
-        from influxdb_client.client.write_api import SYNCHRONOUS
+        from influxdb_client.service.write_service import WriteService
 
         self.config = config
         _warn_insecure(config)
@@ -571,7 +571,7 @@ class InfluxV2Writer:
             verify_ssl=not config.tls_insecure,
             ssl_context=config.ssl_context(),
         )
-        self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
+        self._write_service = WriteService(self._client.api_client)  # type: ignore[no-untyped-call]  # influxdb-client is untyped
 
     async def write(self, lines: list[str], *, raw: bool = False) -> None:
         """Write one batch in a worker thread; raw readings to ``raw_bucket`` when set."""
@@ -585,11 +585,14 @@ class InfluxV2Writer:
         from urllib3.exceptions import HTTPError as Urllib3Error
 
         try:
-            self._write_api.write(
-                bucket=bucket,
+            # The write service rather than write_api.write: it gives the answer's status and headers.
+            _, status, headers = self._write_service.post_write_with_http_info(  # type: ignore[no-untyped-call]  # untyped
                 org=self.config.org or "",
-                record=lines,
-                write_precision=WritePrecision.MS,  # type: ignore[arg-type]  # the constant is typed as a plain str
+                bucket=bucket,
+                body="\n".join(lines).encode(),
+                precision=WritePrecision.MS,
+                content_type="text/plain; charset=utf-8",
+                _return_http_data_only=False,
             )
         except ApiException as exc:
             if not exc.status:
@@ -606,6 +609,10 @@ class InfluxV2Writer:
             raise RetryableSinkError(msg) from exc  # refused request (401, 403, 404): keep the readings
         except (Urllib3Error, OSError) as exc:
             raise RetryableSinkError(_unreachable(self.config.safe_url, exc)) from exc
+        if status != 204 and "text/html" in str(dict(headers or {}).get("Content-Type", "")):
+            # InfluxDB answers a write 204, never with a page: a login page or a web app took the request.
+            msg = f"InfluxDB {self.config.safe_url} answered {status} with an HTML page to a write of {len(lines)} points"
+            raise RetryableSinkError(_not_influxdb(msg))
 
     async def close(self) -> None:
         """Close the client."""

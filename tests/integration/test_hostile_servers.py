@@ -284,13 +284,15 @@ sites:
     assert {function for _, function in fake.requests} == {3}, "the collector only reads holding registers here"
 
 
-async def test_a_200_html_page_answered_to_a_write_is_no_success(fake_http: FakeHttp) -> None:
+@pytest.mark.parametrize("api", ["v1", "v2"])
+async def test_a_200_html_page_answered_to_a_write_is_no_success(fake_http: FakeHttp, api: str) -> None:
     """A login page or web app in front of InfluxDB answers 200: the readings were not stored, they stay in the log."""
-    from streams.influx import InfluxV1Writer, RetryableSinkError
+    from streams.influx import RetryableSinkError, make_writer
 
     fake_http.content_type = "text/html; charset=utf-8"
     fake_http.body = b"<!doctype html><html><body><form action='/login'>...</form></body></html>"
-    writer = InfluxV1Writer(InfluxConfig(url=fake_http.url))
+    writer = make_writer(InfluxConfig(api=api, url=fake_http.url, token="t" if api == "v2" else None,
+                                      org="o" if api == "v2" else None, bucket="b" if api == "v2" else None))
     try:
         with pytest.raises(RetryableSinkError, match=f"InfluxDB {fake_http.url} answered 200 with an HTML page"):
             await writer.write(LINES)
