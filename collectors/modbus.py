@@ -48,6 +48,8 @@ __all__ = ["Block", "ModbusBus", "ModbusCollector", "ModbusCollectorConfig", "pl
 
 logger = logging.getLogger(__name__)
 
+_FUNCTIONS = {3: "read holding registers", 4: "read input registers"}
+
 
 class ModbusCollectorConfig(BaseModel):
     """How requests are grouped."""
@@ -230,12 +232,10 @@ class ModbusBus:
                     call = client.read_input_registers(address, count=count, device_id=unit)
                 response = await asyncio.wait_for(call, timeout * 1.5)
             except TimeoutError as exc:
-                msg = f"{where}: no answer in {timeout}s"
-                raise DeviceTimeout(msg) from exc
+                raise self._no_answer(client, where, timeout) from exc
             except ModbusException as exc:
                 if "No response" in str(exc) or "timeout" in str(exc).lower():
-                    msg = f"{where}: no answer in {timeout}s"
-                    raise DeviceTimeout(msg) from exc
+                    raise self._no_answer(client, where, timeout) from exc
                 if not client.connected:
                     self._schedule_reconnect()
                 msg = f"{where}: {exc}"
@@ -245,11 +245,37 @@ class ModbusBus:
                 msg = f"{where}: exception response code {getattr(response, 'exception_code', '?')}"
                 raise DeviceError(msg)
             self._last_answer = time.monotonic()
-            registers = list(response.registers)
-            if len(registers) < count:
-                msg = f"{where}: short answer of {len(registers)} registers"
+            # pymodbus decodes an answer by its own function code: a gateway answering with
+            # the other table's function would pass the other table's registers for ours.
+            expected = 3 if register_type is RegisterType.HOLDING else 4
+            function = getattr(response, "function_code", expected)
+            if function != expected:
+                msg = f"{where}: answer of function {function} ({_FUNCTIONS.get(function, 'not a read')}), not {expected}"
                 raise DeviceError(msg)
-            return registers[:count]
+            registers = list(response.registers)
+            if len(registers) != count:
+                # Longer than asked is out of the protocol too: which registers it holds is unknown.
+                msg = f"{where}: {'short' if len(registers) < count else 'long'} answer of {len(registers)} registers"
+                raise DeviceError(msg)
+            return registers
+
+    def _no_answer(self, client: AsyncModbusTcpClient, where: str, timeout: float) -> CollectorError:
+        if not client.connected:
+            return DeviceError(f"{where}: connection closed by the gateway before a whole answer")
+        # What came back since the request (kept when frames are traced): pymodbus drops an answer
+        # for another unit id or transaction, or one it cannot frame, and waits for the timeout.
+        received: list[bytes] = []
+        for direction, frame in reversed(self.frames):
+            if direction == "tx":
+                break
+            received.insert(0, frame)
+        if received:
+            got = b"".join(received)
+            return DeviceTimeout(
+                f"{where}: no usable answer in {timeout}s, received {got[:64].hex()} "
+                "(another unit id or transaction, or not a Modbus TCP frame)"
+            )
+        return DeviceTimeout(f"{where}: no answer in {timeout}s")
 
     def close(self) -> None:
         """Close the connection."""

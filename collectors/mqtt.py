@@ -37,7 +37,13 @@ so does any unexpected exception of a decoder. A JSON ``true``/``false`` or an
 A payload without a time of its own is stamped with its receive time, to the
 millisecond. Two such readings of one point in the same millisecond would be
 one InfluxDB point, so the second is stamped one millisecond after the first
-(counted in ``MqttCollector.nudged``).
+(counted in ``MqttCollector.nudged``). But a *retained* one is not stamped: the
+broker sends the retained message of each topic at every subscription (every
+start and reconnect), and its value may be days old (a sensor gone silent).
+Stamped with its receive time it would be an old value stored as a fresh
+reading at each restart; it is dead-lettered instead, naming the point (counted
+in ``MqttCollector.retained_without_time``). A retained payload that carries its
+own time is a reading like any other.
 
 Connection failures (refused, closed port, TLS certificate, bad password, lost
 connection) are logged at ERROR once when the broker goes down, with its
@@ -104,6 +110,9 @@ _TIME_FIELD = {
     PayloadFormat.TTN_V3: "received_at",
 }
 _FRACTION = re.compile(r"(\.\d{6})\d+")
+_EPOCH_TEXT = re.compile(r"\s*-?\d{1,30}(\.\d{1,30})?\s*")
+# (magnitude beyond which, divisor to seconds): nanoseconds, microseconds, milliseconds.
+_EPOCH_UNITS = ((1e17, 1_000_000_000), (1e14, 1_000_000), (1e11, 1000))
 # A JSON string (skipped whole, possessively: no backtracking) or a bracket.
 _JSON_TOKEN = re.compile(rb'"(?:[^"\\]++|\\.)*+"|[\[\]{}]')
 
@@ -182,15 +191,30 @@ def _path(document: Any, path: str) -> Any:
     return node
 
 
+def _epoch(value: float) -> datetime:
+    """An epoch time in seconds, milliseconds, microseconds or nanoseconds, told apart by magnitude.
+
+    Beyond 1e11 a time in seconds would be after the year 5000: it is in finer units.
+    """
+    divisor = next((d for limit, d in _EPOCH_UNITS if value > limit), 1)
+    try:
+        if isinstance(value, int):
+            # Integer arithmetic: a float keeps no microseconds of a nanosecond count.
+            seconds, rest = divmod(value, divisor)
+            return datetime.fromtimestamp(seconds, UTC) + timedelta(microseconds=rest * 1_000_000 // divisor)
+        return datetime.fromtimestamp(value / divisor, UTC)
+    except (OverflowError, OSError, ValueError) as exc:
+        # fromtimestamp(1e300) overflows, a year beyond 9999 is a ValueError, NaN too.
+        msg = f"timestamp {str(value)[:40]} is out of range"
+        raise DecodeError(msg) from exc
+
+
 def _timestamp(value: Any) -> datetime:
     if isinstance(value, int | float) and not isinstance(value, bool):
-        try:
-            seconds = value / 1000 if value > 1e11 else value
-            return datetime.fromtimestamp(seconds, UTC)
-        except (OverflowError, OSError, ValueError) as exc:
-            # fromtimestamp(1e300) overflows, a year beyond 9999 is a ValueError, NaN too.
-            msg = f"timestamp {str(value)[:40]} is out of range"
-            raise DecodeError(msg) from exc
+        return _epoch(value)
+    if isinstance(value, str) and _EPOCH_TEXT.fullmatch(value):
+        # Some gateways send the epoch time as a string.
+        return _epoch(float(value) if "." in value else int(value))
     if isinstance(value, str):
         try:
             # LoRaWAN servers send nanoseconds; datetime keeps microseconds.
@@ -359,6 +383,8 @@ class MqttCollector:
         connect_failures: failed connection attempts and lost connections.
         redelivered: messages the broker sent again after a reconnect, already
             emitted: acknowledged without emitting them twice.
+        retained_without_time: retained messages (sent at a subscription) that
+            had no time of their own for a point: dead-lettered, their time unknown.
     """
 
     kind = "mqtt"
@@ -387,6 +413,7 @@ class MqttCollector:
         self.nudged = 0
         self.connect_failures = 0
         self.redelivered = 0
+        self.retained_without_time = 0
         self.subscribed = asyncio.Event()
         self._client: _Client | None = None
         self._emit: Emit | None = None
@@ -585,7 +612,7 @@ class MqttCollector:
             ack = self._track(client, message, topic, payload)
             if ack is None:
                 return  # a redelivery of a message already emitted
-            loop.call_soon_threadsafe(self.handle, topic, payload, self.clock.now(), ack)
+            loop.call_soon_threadsafe(self._handle_message, topic, payload, self.clock.now(), ack, bool(message.retain))
         except RuntimeError:
             logger.debug("MQTT broker %s: message on %s after the event loop closed, left unacknowledged", self.where, topic)
 
@@ -639,7 +666,12 @@ class MqttCollector:
         if len(self._recent) > _RECENT_ACKS:
             del self._recent[next(iter(self._recent))]
 
-    def handle(self, topic: str, payload: bytes, received: datetime, ack: Ack | None = None) -> list[Reading]:
+    def _handle_message(self, topic: str, payload: bytes, received: datetime, ack: Ack | None, retained: bool) -> None:
+        self.handle(topic, payload, received, ack, retained=retained)
+
+    def handle(
+        self, topic: str, payload: bytes, received: datetime, ack: Ack | None = None, *, retained: bool = False
+    ) -> list[Reading]:
         """Decode one message and emit its readings; bad parts go to dead letters.
 
         Never raises. ``ack`` is passed on with the readings, or called at once
@@ -652,13 +684,15 @@ class MqttCollector:
             payload: its payload.
             received: when it arrived (UTC).
             ack: acknowledges the message to the broker.
+            retained: the broker's retained message, sent because of a subscription:
+                a payload without its own time is dead-lettered, its time unknown.
 
         Returns:
             The readings emitted.
         """
         self.received += 1
         try:
-            readings = self._readings(topic, payload, received)
+            readings = self._readings(topic, payload, received, retained)
         except Exception as exc:  # no payload may stop the collector (#10)
             try:
                 self._reject(topic, payload, f"decoder error {type(exc).__name__}: {str(exc)[:200]}")
@@ -673,7 +707,7 @@ class MqttCollector:
             ack()
         return readings
 
-    def _readings(self, topic: str, payload: bytes, received: datetime) -> list[Reading]:
+    def _readings(self, topic: str, payload: bytes, received: datetime, retained: bool = False) -> list[Reading]:
         points = list(self.bindings.get(topic, ()))
         for pattern, matched in self.patterns.items():
             if mqtt.topic_matches_sub(pattern, topic):
@@ -695,6 +729,11 @@ class MqttCollector:
                 value, ts = _decode(point.mqtt, payload, point.quantity)
             except DecodeError as exc:
                 self._reject(topic, payload, f"point {point.id}: {exc}")
+                continue
+            if ts is None and retained:
+                self.retained_without_time += 1
+                reason = "retained message without a time of its own: when it was measured is unknown"
+                self._reject(topic, payload, f"point {point.id}: {reason}")
                 continue
             if ts is None:
                 ts = self._stamp(point.id, received)

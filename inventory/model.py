@@ -544,6 +544,10 @@ class PayloadFormat(str, Enum):
     TTN_V3 = "ttn_v3"
 
 
+_MAX_TOPIC_BYTES = 65_535
+"""Longest MQTT topic, in UTF-8 bytes (a two-byte length prefix)."""
+
+
 class MqttBinding(_Frozen):
     """Which MQTT topic carries a point, and how to decode it."""
 
@@ -557,6 +561,14 @@ class MqttBinding(_Frozen):
     def _field_for_json(self) -> MqttBinding:
         if self.format is not PayloadFormat.PLAIN and not self.field:
             msg = f"format '{self.format.value}' needs 'field', the path of the value (e.g. 'temperature')"
+            raise ValueError(msg)
+        if "\0" in self.topic:
+            # MQTT 3.1.1 §1.5.3: the broker drops the connection at the SUBSCRIBE, every topic of the broker with it.
+            msg = f"topic {self.topic[:80]!r} holds a NUL character, which MQTT forbids"
+            raise ValueError(msg)
+        size = len(self.topic.encode("utf-8", "surrogatepass"))
+        if size > _MAX_TOPIC_BYTES:
+            msg = f"topic {self.topic[:40]!r}... is {size} bytes long, more than MQTT's {_MAX_TOPIC_BYTES}"
             raise ValueError(msg)
         levels = self.topic.split("/")
         if "#" in self.topic and (levels[-1] != "#" or self.topic.count("#") > 1):

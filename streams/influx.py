@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import gzip
+import json
 import logging
 import math
 import ssl
@@ -315,6 +316,27 @@ class RefusedWriteError(SinkError):
 _SPLITTABLE = frozenset({400, 413})
 
 
+def _refuses_lines(status: int, body: str) -> bool:
+    """Whether a 400 or 413 refuses lines of the batch, so that bisecting it finds them.
+
+    InfluxDB's 400 is a JSON error (``{"error": ...}`` in 1.x and 3.x, ``{"code", "message"}``
+    in 2.x). A 400 of another body comes from something else on the way (a proxy; plain HTTP
+    sent to an HTTPS port): it refuses every request, and bisecting would dead-letter every
+    line. A 413 (too large) is the batch's size whoever says it.
+    """
+    if status == 413:
+        return True
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(answer, dict) and any(isinstance(answer.get(key), str) for key in ("error", "message"))
+
+
+def _not_influxdb(msg: str) -> str:
+    return f"{msg} (not an InfluxDB error: a proxy, or plain HTTP sent to an HTTPS port?); the readings are kept"
+
+
 async def write_splitting(writer: InfluxWriter, lines: list[str], *, raw: bool = False) -> list[tuple[str, str]]:
     """Write ``lines``; where InfluxDB refuses the batch, bisect it to find the lines it refuses.
 
@@ -436,13 +458,20 @@ class InfluxV1Writer:
 
 
 def _check_status(response: httpx.Response, url: str, count: int) -> None:
-    if response.status_code in (200, 204):
+    page = "text/html" in response.headers.get("content-type", "")
+    if response.status_code == 204 or (response.status_code == 200 and not page):
         return
     detail = response.text[:300]
+    if page and response.status_code == 200:
+        # InfluxDB answers a write 204, never with a page: a login page or a web app took the request.
+        msg = f"InfluxDB {url} answered 200 with an HTML page to a write of {count} points: {detail}"
+        raise RetryableSinkError(_not_influxdb(msg))
     msg = f"InfluxDB {url} answered {response.status_code} to a write of {count} points: {detail}"
     if response.status_code == 429 or response.status_code >= 500:
         raise RetryableSinkError(msg)
     if response.status_code in _SPLITTABLE:
+        if not _refuses_lines(response.status_code, response.text):
+            raise RetryableSinkError(_not_influxdb(msg))
         raise RefusedWriteError(msg, response.status_code)
     # 401, 403, 404...: the request was refused, not its lines (a rotated password, a
     # missing database or permission). The readings stay in the delivery log, with
@@ -529,7 +558,7 @@ class InfluxV2Writer:
     def __init__(self, config: InfluxConfig) -> None:
         # Imported here: influxdb-client takes half a second to import, and only v2 writes need it.
         from influxdb_client.client.influxdb_client import InfluxDBClient
-        from influxdb_client.client.write_api import SYNCHRONOUS
+        from influxdb_client.service.write_service import WriteService
 
         self.config = config
         _warn_insecure(config)
@@ -542,7 +571,7 @@ class InfluxV2Writer:
             verify_ssl=not config.tls_insecure,
             ssl_context=config.ssl_context(),
         )
-        self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
+        self._write_service = WriteService(self._client.api_client)  # type: ignore[no-untyped-call]  # influxdb-client is untyped
 
     async def write(self, lines: list[str], *, raw: bool = False) -> None:
         """Write one batch in a worker thread; raw readings to ``raw_bucket`` when set."""
@@ -556,11 +585,14 @@ class InfluxV2Writer:
         from urllib3.exceptions import HTTPError as Urllib3Error
 
         try:
-            self._write_api.write(
-                bucket=bucket,
+            # The write service rather than write_api.write: it gives the answer's status and headers.
+            _, status, headers = self._write_service.post_write_with_http_info(  # type: ignore[no-untyped-call]  # untyped
                 org=self.config.org or "",
-                record=lines,
-                write_precision=WritePrecision.MS,  # type: ignore[arg-type]  # the constant is typed as a plain str
+                bucket=bucket,
+                body="\n".join(lines).encode(),
+                precision=WritePrecision.MS,
+                content_type="text/plain; charset=utf-8",
+                _return_http_data_only=False,
             )
         except ApiException as exc:
             if not exc.status:
@@ -570,11 +602,17 @@ class InfluxV2Writer:
             if exc.status is None or exc.status == 429 or exc.status >= 500:
                 raise RetryableSinkError(msg) from exc
             if exc.status in _SPLITTABLE:
-                body = str(exc.body or "")[:300]
-                raise RefusedWriteError(f"{msg} {body}".rstrip(), exc.status) from exc
+                body = str(exc.body or "")
+                if not _refuses_lines(exc.status, body):
+                    raise RetryableSinkError(_not_influxdb(f"{msg} {body[:300]}".rstrip())) from exc
+                raise RefusedWriteError(f"{msg} {body[:300]}".rstrip(), exc.status) from exc
             raise RetryableSinkError(msg) from exc  # refused request (401, 403, 404): keep the readings
         except (Urllib3Error, OSError) as exc:
             raise RetryableSinkError(_unreachable(self.config.safe_url, exc)) from exc
+        if status != 204 and "text/html" in str(dict(headers or {}).get("Content-Type", "")):
+            # InfluxDB answers a write 204, never with a page: a login page or a web app took the request.
+            msg = f"InfluxDB {self.config.safe_url} answered {status} with an HTML page to a write of {len(lines)} points"
+            raise RetryableSinkError(_not_influxdb(msg))
 
     async def close(self) -> None:
         """Close the client."""
@@ -654,6 +692,50 @@ def make_writer(config: InfluxConfig) -> InfluxV1Writer | InfluxV2Writer:
     return InfluxV1Writer(config) if config.api == "v1" else InfluxV2Writer(config)
 
 
+def _series_of(payload: Any, url: str, statement: str) -> list[dict[str, Any]]:
+    """The series of an InfluxQL answer, each a dict with ``columns`` and ``values`` (rows as long as ``columns``).
+
+    Raises:
+        SinkError: an InfluxQL error, or an answer of another shape (a server that is not InfluxDB).
+    """
+    results = payload.get("results", []) if isinstance(payload, dict) else None
+    series: list[dict[str, Any]] = []
+    problem = None if isinstance(results, list) else f"JSON {str(payload)[:80]}"
+    for result in results or []:
+        if not isinstance(result, dict):
+            problem = f"a result {str(result)[:80]}"
+            break
+        if "error" in result:
+            msg = f"InfluxQL error in {statement!r}: {result['error']}"
+            raise SinkError(msg)
+        found = result.get("series", [])
+        problem = None if isinstance(found, list) else f"series {str(found)[:80]}"
+        for one in found if problem is None else []:
+            problem = _series_problem(one)
+            if problem is not None:
+                break
+            series.append(one)
+        if problem is not None:
+            break
+    if problem is not None:
+        msg = f"InfluxDB {url} answered {statement!r} with {problem}, not an InfluxQL answer"
+        raise SinkError(msg)
+    return series
+
+
+def _series_problem(one: Any) -> str | None:
+    """What makes ``one`` no InfluxQL series; None when it is one (``values`` then set, ``[]`` when absent)."""
+    if not isinstance(one, dict) or not isinstance(one.get("columns"), list):
+        return f"a series without columns {str(one)[:80]}"
+    if not isinstance(one.get("tags", {}), dict):
+        return f"tags {str(one['tags'])[:80]}"
+    values = one.setdefault("values", [])
+    width = len(one["columns"])
+    if not isinstance(values, list) or not all(isinstance(row, list) and len(row) == width for row in values):
+        return f"rows that do not match the columns {str(one['columns'])[:80]}"
+    return None
+
+
 class InfluxQLClient:
     """Runs InfluxQL queries (``GET /query``) on InfluxDB 1.x, 2.x or 3.x."""
 
@@ -680,14 +762,12 @@ class InfluxQLClient:
         if response.status_code != 200:
             msg = f"InfluxDB refused {statement!r}: {response.status_code} {response.text[:300]}"
             raise SinkError(msg)
-        payload = response.json()
-        series: list[dict[str, Any]] = []
-        for result in payload.get("results", []):
-            if "error" in result:
-                msg = f"InfluxQL error in {statement!r}: {result['error']}"
-                raise SinkError(msg)
-            series.extend(result.get("series", []))
-        return series
+        try:
+            payload = response.json()
+        except ValueError as exc:  # a proxy's HTML page, a body cut short
+            msg = f"InfluxDB {self.config.safe_url} answered {statement!r} with what is not JSON: {response.text[:100]!r}"
+            raise SinkError(msg) from exc
+        return _series_of(payload, self.config.safe_url, statement)
 
     async def close(self) -> None:
         """Close the HTTP client."""
@@ -749,7 +829,11 @@ class InfluxQLClient:
                            "(max-row-limit): read shorter chunks")
                     raise SinkError(msg)
                 key = str(series.get("tags", {}).get(group_by, ""))
-                column = series["columns"].index(field)
-                rows = [(int(row[0]), float(row[column])) for row in series["values"] if row[column] is not None]
+                try:
+                    column = series["columns"].index(field)
+                    rows = [(int(row[0]), float(row[column])) for row in series["values"] if row[column] is not None]
+                except (ValueError, TypeError, OverflowError) as exc:
+                    msg = f"InfluxDB {self.config.safe_url} answered {statement!r} with a row that is no time and number: {exc}"
+                    raise SinkError(msg) from exc
                 yield key, rows
             lo = hi

@@ -453,3 +453,64 @@ async def test_a_mail_refused_for_now_is_kept_and_sent_later(tmp_path: Path, inv
         assert outbox.register.pending_mails() == []
     finally:
         controller.stop()
+
+
+class _Misbehaving(_Inbox):
+    """Refuses one recipient at RCPT (550); drops the connection after the next ``drops`` DATA, before answering."""
+
+    def __init__(self, refused: str, drops: int) -> None:
+        super().__init__()
+        self.refused = refused
+        self.drops = drops
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        if address == self.refused:
+            return f"550 5.1.1 <{address}>: recipient address rejected: user unknown"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.drops:
+            self.drops -= 1
+            assert server.transport is not None
+            server.transport.close()  # the reply to the DATA never comes
+            return "421 gone"
+        return await super().handle_DATA(server, session, envelope)
+
+
+async def test_a_connection_dropped_mid_data_keeps_the_mail_and_a_recipient_refused_at_rcpt_fails_it(
+    tmp_path: Path, inventory: Inventory, caplog: pytest.LogCaptureFixture
+) -> None:
+    handler = _Misbehaving(refused="nobody@valmont.example", drops=1)
+    port = _free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        outbox = _outbox(tmp_path, inventory, port)
+        outbox.queue([_event(AlertState.OPEN)], T0)
+        with caplog.at_level(logging.WARNING, logger="anomalies.notify"):
+            assert await outbox.flush(T0) == 0  # logged, not raised
+        [pending] = outbox.register.pending_mails()
+        assert pending.attempts == 1
+        assert f"127.0.0.1:{port}" in (pending.last_error or "")
+        assert await outbox.flush(T0 + timedelta(minutes=5)) == 1
+        assert len(handler.messages) == 1  # sent once, not lost
+        assert handler.messages[0]["To"] == ADVISOR
+
+        handler.refused = ADVISOR  # the advisor's mailbox is closed
+        outbox.queue([_event(AlertState.OPEN, kind="water_leak", usage="water")], T0 + timedelta(hours=1))
+        with caplog.at_level(logging.WARNING, logger="anomalies.notify"):
+            assert await outbox.flush(T0 + timedelta(hours=1)) == 0
+        [failed] = outbox.register.failed_mails()
+        assert failed.recipient == ADVISOR
+        assert "550" in (failed.last_error or "")
+        assert "user unknown" in (failed.last_error or "")
+        assert outbox.register.pending_mails() == []
+        refused = [r.getMessage() for r in caplog.records if "refused for good" in r.getMessage()]
+        [line] = refused
+        assert ADVISOR in line
+        assert f"127.0.0.1:{port}" in line
+    finally:
+        controller.stop()

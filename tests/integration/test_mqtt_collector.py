@@ -402,3 +402,55 @@ async def test_a_successor_connecting_at_once_gets_no_acknowledged_message(mqtt_
     inv = _inventory(mqtt_server.host, mqtt_server.port, unique_name)
     for _ in range(5):
         assert await _ack_all_then_successor(inv, mqtt_server, f"{unique_name}/b/level") == [99.0]
+
+
+def _publish_retained(host: str, port: int, messages: list[tuple[str, bytes]]) -> None:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="")
+    client.connect(host, port)
+    client.loop_start()
+    try:
+        for info in [client.publish(topic, payload, qos=1, retain=True) for topic, payload in messages]:
+            info.wait_for_publish(5)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+async def test_a_retained_message_without_its_own_time_is_not_stamped_with_the_time_it_is_received(
+    mqtt_server, unique_name: str
+) -> None:
+    """The broker sends retained messages at every subscription: at each start and reconnect.
+
+    A payload without a time of its own would be stamped with the receive time: an old value
+    (of a sensor maybe dead for a week) stored as a fresh reading at every restart. It is
+    dead-lettered instead, naming the point; a retained payload that carries its time is a reading.
+    """
+    inv = _inventory(mqtt_server.host, mqtt_server.port, unique_name)
+    retained = [
+        (f"{unique_name}/b/level", b"17.5"),
+        (f"{unique_name}/b/climate", b'{"temperature": 20.5, "co2": 640, "time": "2026-01-05T08:00:00Z"}'),
+    ]
+    await asyncio.to_thread(_publish_retained, mqtt_server.host, mqtt_server.port, retained)
+    got: list[Reading] = []
+    dead = DeadLetterStore()
+    try:
+        for start in range(2):  # a first start, then a restart under the same client id (persistent session)
+            collector = MqttCollector(inv, inv.broker("default"), SystemClock(), dead)
+            await collector.start(lambda readings, ack: (got.extend(readings), ack and ack()))
+            try:
+                await _wait(lambda c=collector: c.received == 2)  # type: ignore[misc]
+                if start == 1:
+                    # A live message on the same topic is a reading, stamped when received.
+                    await asyncio.to_thread(_publish, mqtt_server.host, mqtt_server.port, [(f"{unique_name}/b/level", b"18")])
+                    await _wait(lambda c=collector: c.received == 3)  # type: ignore[misc]
+            finally:
+                await collector.stop()
+    finally:
+        await asyncio.to_thread(_publish_retained, mqtt_server.host, mqtt_server.port, [(t, b"") for t, _ in retained])
+    assert sorted((r.point_id, r.value) for r in got) == [("co2", 640.0), ("co2", 640.0), ("level", 18.0),
+                                                          ("temp", 20.5), ("temp", 20.5)]
+    assert {r.ts.isoformat() for r in got if r.point_id != "level"} == {"2026-01-05T08:00:00+00:00"}
+    assert dead.count == 2
+    assert {(letter.key, letter.payload) for letter in dead.recent} == {(f"{unique_name}/b/level", "17.5")}
+    assert all(letter.reason.startswith("point level: retained message without a time of its own")
+               for letter in dead.recent)

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -82,3 +82,22 @@ def test_ttn_v3_uplink_nested_field() -> None:
     assert ts == datetime(2026, 1, 5, 7, 56, 0, 987654, tzinfo=UTC)
     with pytest.raises(DecodeError, match=r"uplink_message\.decoded_payload\.gas"):
         decode_payload(binding.model_copy(update={"field": "gas"}), TTN, NOW)
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    [b"1767600000", b"1767600000.25", b"1767600000250", b"1767600000250000", b"1767600000250000000",
+     b'"1767600000.25"', b'"1767600000250"', b'"1767600000250000000"'],
+)
+def test_epoch_time_in_seconds_milliseconds_microseconds_or_nanoseconds_numbers_or_strings(stamp: bytes) -> None:
+    """Devices and gateways send epoch times of each precision, some as strings: all are times, none a dead letter."""
+    _, ts = decode_payload(JSON, b'{"sensor": {"temperature": 3}, "time": ' + stamp + b"}", NOW)
+    expected = datetime(2026, 1, 5, 8, 0, tzinfo=UTC) + (timedelta(0) if stamp == b"1767600000" else timedelta(milliseconds=250))
+    assert ts == expected
+
+
+@pytest.mark.parametrize(("stamp", "reason"), [(b'"17676e"', "not ISO 8601"), (b"1e30", "out of range"),
+                                               (b'"99999999999999999999999"', "out of range"), (b"-1e20", "out of range")])
+def test_epoch_time_out_of_every_range_is_refused(stamp: bytes, reason: str) -> None:
+    with pytest.raises(DecodeError, match=reason):
+        decode_payload(JSON, b'{"sensor": {"temperature": 3}, "time": ' + stamp + b"}", NOW)

@@ -111,6 +111,8 @@ def test_unknown_gateway_and_profile_field() -> None:
         ("mqtt: {topic: t/b1/temp}", "mqtt: {topic: t/#/temp}", "may only be the last level"),
         ("mqtt: {topic: t/b1/temp}", "mqtt: {topic: t/b+/temp}", "must fill a whole level"),
         ("mqtt: {topic: t/b1/temp}", "mqtt: {topic: t/b1/temp, format: ttn_v3}", "needs 'field'"),
+        ("mqtt: {topic: t/b1/temp}", 'mqtt: {topic: "t/b1\\0/temp"}', "holds a NUL character"),
+        ("mqtt: {topic: t/b1/temp}", "mqtt: {topic: t/" + "é" * 32_767 + "}", "is 65536 bytes long, more than MQTT's 65535"),
         ("port: 1502}", "port: 1502, timeout: 3}", "duration 3 has no unit"),
     ],
 )
