@@ -216,7 +216,7 @@ class ReadingSource:
             self._told_unknown = True
             more = f" and {len(unknown) - _NAMED} more" if len(unknown) > _NAMED else ""
             typer.echo(f"warning: {self.where}: {len(unknown)} point id(s) not in the inventory, ignored: "
-                       f"{', '.join(unknown[:_NAMED])}{more}", err=True)
+                       f"{', '.join(p if p.isprintable() else repr(p) for p in unknown[:_NAMED])}{more}", err=True)
         return {p: s for p, s in data.items() if p in known}
 
     def unread(self, inventory: Inventory, data: dict[str, PointSeries]) -> list[str]:
@@ -232,6 +232,9 @@ class ReadingSource:
                 self._csv = read_readings_csv(path)
             except TelemetryError as exc:
                 raise _fail(str(exc), EXIT_DATA) from exc
+            except OSError as exc:  # a folder, a file without read permission
+                msg = f"{path}: cannot be read: {exc.strerror or exc}"
+                raise _fail(msg, EXIT_DATA) from exc
         return self._csv
 
     def _read_influx(

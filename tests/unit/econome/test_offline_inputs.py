@@ -89,6 +89,31 @@ def test_a_malformed_row_exits_3_naming_the_line(simulated: Path, tmp_path: Path
         assert f"{path}:11: {error}" in stderr
 
 
+def test_a_hostile_readings_file_exits_3_in_one_line(simulated: Path, tmp_path: Path) -> None:
+    # Hostile-input round: each gave a Python traceback (exit 1) or ran for ever.
+    lines = simulated.read_text().splitlines()
+    for bad, error in (("0001-01-01T00:00:00+01:00,mairie-elec-energy,3.0", "is outside 2000-01-01 .. 2100-01-01"),
+                       ("1970-01-01T00:00:00+00:00,mairie-elec-energy,3.0", "is outside 2000-01-01 .. 2100-01-01"),
+                       ("2025-01-06T00:00:00+00:00,mairie-elec-energy," + "9" * 300_000, "line longer than 65,536")):
+        path = tmp_path / "bad.csv"
+        path.write_text("\n".join([*lines[:10], bad, *lines[10:]]) + "\n")
+        code, _, stderr, _ = _detect(path, tmp_path / "e.jsonl")
+        assert (code, stderr.count("\n")) == (3, 1), stderr
+        assert stderr.startswith(f"error: {path}:11: ")
+        assert error in stderr
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes("\n".join([*lines[:10], "2025-01-06T00:00:00+00:00,salle-f\xeates,3.0", *lines[10:]]).encode("latin-1"))
+    code, _, stderr, _ = _detect(latin1, tmp_path / "e.jsonl")
+    assert (code, stderr) == (3, f"error: {latin1}:11: not UTF-8 text (invalid continuation byte): save the file as CSV UTF-8\n")
+    code, _, stderr, _ = _detect(tmp_path, tmp_path / "e.jsonl")  # a folder
+    assert (code, stderr) == (3, f"error: {tmp_path}: cannot be read: Is a directory\n")
+    nul = tmp_path / "nul.csv"
+    nul.write_text("\n".join([*lines, "2025-01-06T00:00:00+00:00,mairie\x00x,3.0"]) + "\n")
+    code, _, stderr, _ = _detect(nul, tmp_path / "e.jsonl")
+    assert code == 0, stderr
+    assert "1 point id(s) not in the inventory, ignored: 'mairie\\x00x'" in stderr
+
+
 def test_a_file_saved_by_excel_with_a_bom_is_read(simulated: Path, tmp_path: Path) -> None:
     # Review round 2: Excel's "CSV UTF-8" (and our OPERAT export) starts with a BOM, which was refused.
     plain, bom = tmp_path / "plain.jsonl", tmp_path / "bom.jsonl"
