@@ -63,7 +63,7 @@ import io
 import itertools
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from pathlib import Path
@@ -284,6 +284,15 @@ def _conversion(account: InvoiceAccount, unit: str) -> tuple[float, bool]:
     return DEFAULT_KWH_PER_UNIT[account.energy], True
 
 
+def _rows(reader: Iterator[list[str]]) -> Iterator[list[str]]:
+    """The rows of ``reader``; the error of a quoted cell running on past csv's field size limit names its line."""
+    try:
+        yield from reader
+    except csv.Error as exc:
+        msg = f"line {getattr(reader, 'line_num', '?')}: {exc} (a quote '\"' opened and never closed?)"
+        raise DecodeError(msg) from exc
+
+
 def parse_invoices(text: str, inventory: Inventory) -> InvoiceFile:
     """Read an invoice CSV (the format of the module docstring).
 
@@ -301,7 +310,7 @@ def parse_invoices(text: str, inventory: Inventory) -> InvoiceFile:
     text = text.removeprefix("\ufeff")
     first = next((line for line in text.splitlines() if line.strip()), "")
     delimiter = ";" if ";" in first else ","
-    rows = csv.reader(io.StringIO(text), delimiter=delimiter)
+    rows = _rows(csv.reader(io.StringIO(text), delimiter=delimiter))
     header: list[str] = []
     out = InvoiceFile()
     starts: dict[tuple[str, date], int | None] = {}

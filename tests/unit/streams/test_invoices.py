@@ -114,6 +114,15 @@ def test_a_bad_header_refuses_the_file(inventory: Inventory, header: str, messag
         parse_invoices(header + "\n", inventory)
 
 
+def test_a_quote_never_closed_refuses_the_file_naming_the_line(inventory: Inventory, tmp_path: Path) -> None:
+    # Hostile-input round: csv's field size limit gave a traceback in `econome import invoices`.
+    path = tmp_path / "bills.csv"
+    path.write_text('account;start;end;consumption;unit;amount_eur\nelec;2024-01-01;2024-01-31;"' + "1" * 140_000,
+                    encoding="utf-8")
+    with pytest.raises(DecodeError, match=r"bills\.csv: line 2: field larger than field limit .*never closed"):
+        read_invoice_file(path, inventory)
+
+
 def test_overlaps_gaps_and_a_default_coefficient_are_warned_by_line(inventory: Inventory, tmp_path: Path) -> None:
     text = (
         "account;start;end;consumption;unit;amount_eur;reference\n"
