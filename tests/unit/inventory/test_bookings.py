@@ -242,6 +242,7 @@ def test_a_url_is_fetched_again_only_after_the_refresh_period(
 @pytest.mark.parametrize(("event", "message"), [
     # Hostile-input round: these three ran for minutes (and gigabytes) before any answer.
     ("RRULE:FREQ=SECONDLY", r"RRULE FREQ=SECONDLY repeats 86,400 times a day: a booking recurs at most 96 times a day"),
+    ("RRULE:FREQ=MINUTELY;INTERVAL=5", r"RRULE FREQ=MINUTELY;INTERVAL=5 repeats 288 times a day"),
     ("RRULE:FREQ=HOURLY;BYMINUTE=" + ",".join(map(str, range(60))), r"RRULE FREQ=HOURLY;BYMINUTE=0,1,.* repeats 1,440 times"),
     ("RRULE:FREQ=DAILY;INTERVAL=0", r"RRULE INTERVAL=0: must be a whole number from 1"),
     # A traceback (OverflowError), and ends before starts read as a booking of the hours between.
