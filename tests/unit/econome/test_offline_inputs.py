@@ -136,3 +136,28 @@ def test_the_live_path_still_reports_a_sensor_that_never_published(simulated: Pa
     result = advance(load_inventory(CONFIG), read_readings_csv(simulated), DetectorState.fresh(config), config=config)
     silent = {e.point for e in result.events if e.kind == "missing_data"}
     assert SENSOR in silent
+
+
+def test_a_date_option_in_year_1_or_9999_exits_2_naming_it(simulated: Path, tmp_path: Path) -> None:
+    # Hostile-input round: each was an OverflowError or "year 10000 is out of range" traceback (exit 1).
+    readings = ["--readings", str(simulated)]
+    for command, error in (
+        (["detect", "--inventory", str(CONFIG), *readings, "--out", str(tmp_path / "e.jsonl"), "--from", "0001-01-01"],
+         "date 0001-01-01 is outside 1990-01-01 .. 2099-12-31"),
+        (["detect", "--inventory", str(CONFIG), "--from-influx", "--out", str(tmp_path / "e.jsonl"), "--since", "0001-01-01"],
+         "date 0001-01-01 is outside"),
+        (["mv", "--config", str(CONFIG), *readings, "--point", "mairie-elec-energy", "--baseline", "0001-01-01/2025-01-01",
+          "--reporting", "2025-01-01/9999-12-31"], "period 0001-01-01 is outside"),
+        (["report", "building", "--config", str(CONFIG), *readings, "--building", "mairie", "--month", "9999-12",
+          "--out", str(tmp_path / "r.html")], "--month 9999-12-01 is outside"),
+        (["export", "--config", str(CONFIG), "--since", "0001-01-01", "--until", "2025-01-01", "--out", str(tmp_path / "x.csv")],
+         "--since 0001-01-01 is outside"),
+        (["report", "operat", "--config", str(CONFIG), *readings, "--year", "9999", "--out", str(tmp_path / "o.csv")],
+         "less than or equal to 2099"),
+        (["report", "portfolio", "--config", str(CONFIG), *readings, "--year", "2025", "--reference-year", "9999",
+          "--out", str(tmp_path / "p.html")], "less than or equal to 2099"),
+    ):
+        result = CliRunner().invoke(app, command)
+        assert result.exit_code == 2, (command, result.output)
+        assert error in " ".join(result.output.replace("│", " ").split()), (command, result.output)
+        assert not isinstance(result.exception, (OverflowError, ValueError)), command
