@@ -263,6 +263,10 @@ def _number(text: str, dot_decimal: bool = False) -> float:
     return value
 
 
+_FIRST_DAY, _LAST_DAY = date(1990, 1, 1), date(2099, 12, 31)
+"""The days a bill may cover (as the utility files' rows)."""
+
+
 def _date(text: str) -> date:
     text = text.strip()
     if "/" in text:
@@ -386,6 +390,9 @@ def _row(
         return None
     if end < start:
         reject(f"the period ends ({end}) before it starts ({start})")
+        return None
+    if start < _FIRST_DAY or end > _LAST_DAY:  # year 1 or 9999: every day of the bill was prorated, one by one
+        reject(f"the period {start} .. {end} is not within {_FIRST_DAY} .. {_LAST_DAY}")
         return None
     try:
         consumption = _number(cells["consumption"], dot_decimal)
