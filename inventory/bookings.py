@@ -248,6 +248,12 @@ def _parse(source: str, data: bytes) -> icalendar.Calendar:
         problem = _rule_problem(event) or _span_problem(event)
         if problem:
             raise BookingsError(source, f"{_describe(event)}: {problem}")
+        for prop in ("DTSTART", "DTEND"):
+            value = event.get(prop)
+            zone = value.params.get("TZID") if value is not None else None
+            if zone and isinstance(value.dt, datetime) and value.dt.tzinfo is None:
+                logger.warning("booking calendar %s: %s: %s TZID %r is no time zone known (nor a VTIMEZONE of the "
+                               "file): read as the organisation's time", source, _describe(event), prop, zone)
     return cal
 
 

@@ -266,3 +266,17 @@ def test_a_booking_every_quarter_hour_is_still_read(inventory_dir: Path) -> None
     assert [(s.isoformat(), e.isoformat()) for s, e in spans][:2] == [
         ("2026-04-01T16:00:00+00:00", "2026-04-01T16:05:00+00:00"), ("2026-04-01T16:15:00+00:00", "2026-04-01T16:20:00+00:00")]
     assert len(spans) == 8
+
+
+def test_an_unknown_time_zone_is_read_as_the_organisations_and_said(
+    inventory_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Hostile-input round: TZID=Mars/Olympus was read as the organisation's time without a word.
+    mars = ("BEGIN:VEVENT\nUID:mars\nSUMMARY:Mars\nDTSTART;TZID=Mars/Olympus:20260401T180000\n"
+            "DTEND;TZID=Mars/Olympus:20260401T200000\nEND:VEVENT\nEND:VCALENDAR")
+    (inventory_dir / "calendars" / "hall.ics").write_text(CALENDAR.replace("END:VCALENDAR", mars))
+    with caplog.at_level(logging.WARNING, logger="inventory.bookings"):
+        spans = BookingLoader(inventory_dir).intervals("calendars/hall.ics", PARIS, _utc(2026, 4, 1), _utc(2026, 4, 2))
+    assert spans == [(_utc(2026, 4, 1, 16), _utc(2026, 4, 1, 18))]  # 18:00-20:00 CEST
+    warned = [r.getMessage() for r in caplog.records]
+    assert any("event UID mars 'Mars': DTSTART TZID 'Mars/Olympus' is no time zone known" in m for m in warned), warned
