@@ -226,10 +226,11 @@ def _csv_moment(path: Path, line_no: int, stamp: str, earliest: float, latest: f
 
 def _bounded_lines(handle: TextIO, path: Path) -> Iterator[str]:
     """The lines of ``handle``, refusing one longer than :data:`CSV_MAX_LINE` before it is read whole."""
+    readline, limit = handle.readline, CSV_MAX_LINE + 1
     line_no = 0
-    while line := handle.readline(CSV_MAX_LINE + 1):
+    while line := readline(limit):
         line_no += 1
-        if len(line) > CSV_MAX_LINE:
+        if len(line) == limit:
             msg = (f"{path}:{line_no}: line longer than {CSV_MAX_LINE:,} characters, not a "
                    "timestamp,point,value row")
             raise DecodeError(msg)
