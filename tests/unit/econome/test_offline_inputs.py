@@ -161,3 +161,19 @@ def test_a_date_option_in_year_1_or_9999_exits_2_naming_it(simulated: Path, tmp_
         assert result.exit_code == 2, (command, result.output)
         assert error in " ".join(result.output.replace("│", " ").split()), (command, result.output)
         assert not isinstance(result.exception, (OverflowError, ValueError)), command
+
+
+def test_a_point_silent_for_years_between_two_rows_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Hostile-input round: one row of 2001 in a 2025 file made `econome detect` run 68 s instead of 2, silently.
+    from datetime import UTC, datetime
+
+    from econome._readings import ReadingSource
+
+    path = tmp_path / "stray.csv"
+    path.write_text("timestamp,point,value\n2001-06-01T00:00:00+00:00,a,1\n2025-01-01T00:00:00+00:00,a,2\n"
+                    "2025-01-01T01:00:00+00:00,a,3\n2025-01-01T00:00:00+00:00,b,1\n2025-03-01T00:00:00+00:00,b,2\n")
+    t = datetime(2025, 1, 1, tzinfo=UTC)
+    data = ReadingSource(path, from_influx=False).load(None, t, t)
+    assert data["a"].values.tolist() == [1.0, 2.0, 3.0]  # named, not dropped
+    assert capsys.readouterr().err == (f"warning: {path}: 1 point(s) without a row for more than a year: a (2001-06-01 to "
+                                       "2025-01-01); a stray row makes the commands cover every hour between\n")
