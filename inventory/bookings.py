@@ -282,7 +282,10 @@ def _rule_problem(event: Any) -> str | None:
 
 
 def _span_problem(event: Any) -> str | None:
-    """Why the event's end is not after its start, or None."""
+    """Why the event's start, end or duration cannot be read, or its end is not after its start; or None."""
+    for prop in ("DTSTART", "DTEND", "DURATION"):
+        if isinstance(event.get(prop), list):  # RFC 5545: at most once
+            return f"{prop} given {len(event[prop])} times"
     start = event["DTSTART"].dt
     if "DURATION" in event and isinstance(event["DURATION"].dt, timedelta) and event["DURATION"].dt < timedelta(0):
         return f"DURATION {event['DURATION'].to_ical().decode()} is negative"

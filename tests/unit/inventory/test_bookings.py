@@ -249,6 +249,7 @@ def test_a_url_is_fetched_again_only_after_the_refresh_period(
     ("DURATION:P99999999D", r"date value out of range"),
     ("DTEND;TZID=Europe/Paris:20260401T090000", r"DTEND 2026-04-01T09:00:00\+02:00 is before DTSTART 2026-04-01T18:00:00"),
     ("DURATION:-PT2H", r"DURATION -PT2H is negative"),
+    ("DTEND;TZID=Europe/Paris:20260401T200000\nDTEND;TZID=Europe/Paris:20260401T210000", r"DTEND given 2 times"),
 ])
 def test_a_hostile_event_names_the_event_and_answers_at_once(inventory_dir: Path, event: str, message: str) -> None:
     hostile = ("BEGIN:VEVENT\nUID:hostile\nSUMMARY:Bomb\nDTSTART;TZID=Europe/Paris:20260401T180000\n"
