@@ -6,6 +6,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date
 from pathlib import Path
 
 import typer
@@ -14,6 +15,18 @@ from inventory import Inventory, InventoryError, load_inventory
 
 EXIT_CONFIG = 2
 """Exit code of a command given a configuration it cannot use."""
+FIRST_DAY = date(1990, 1, 1)
+"""Earliest day a date option takes (as the utility files' rows): year 1 crashed the commands' time arithmetic."""
+LAST_DAY = date(2099, 12, 31)
+"""Latest day a date option takes: 9999-12-31 crashed a day or a year later."""
+
+
+def plausible_day(day: date, option: str) -> date:
+    """``day``, or a ``typer.BadParameter`` (exit 2) naming ``option`` when it is outside 1990..2099."""
+    if not FIRST_DAY <= day <= LAST_DAY:
+        msg = f"{option} {day.isoformat()} is outside {FIRST_DAY.isoformat()} .. {LAST_DAY.isoformat()}"
+        raise typer.BadParameter(msg)
+    return day
 
 
 def load_or_exit(path: Path) -> Inventory:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import typer
 from pydantic import ValidationError
 
@@ -126,6 +127,29 @@ def _fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code=code)
 
 
+_STRAY_GAP_S = 366 * 86_400.0
+"""A point silent longer than this between two of its rows is named: a stray row (a meter's clock set to 2001)
+stretches every hourly grid over the years between, and detection over them took minutes (68 s for 24 years)."""
+
+
+def _warn_stray_rows(path: Path, data: dict[str, PointSeries]) -> None:
+    """Name on stderr, once, the points of a CSV with more than a year between two consecutive rows."""
+    gaps: list[tuple[str, float, float]] = []
+    for point, series in data.items():
+        if series.times_s.size > 1:
+            steps = np.diff(series.times_s)
+            i = int(np.argmax(steps))
+            if steps[i] > _STRAY_GAP_S:
+                gaps.append((point, float(series.times_s[i]), float(series.times_s[i + 1])))
+    if not gaps:
+        return
+    named = ", ".join(f"{p} ({datetime.fromtimestamp(a, UTC).date()} to {datetime.fromtimestamp(b, UTC).date()})"
+                      for p, a, b in sorted(gaps)[:_NAMED])
+    more = f" and {len(gaps) - _NAMED} more" if len(gaps) > _NAMED else ""
+    typer.echo(f"warning: {path}: {len(gaps)} point(s) without a row for more than a year: {named}{more}; "
+               "a stray row makes the commands cover every hour between", err=True)
+
+
 class ReadingSource:
     """The readings of an offline command: a CSV file (read once, whole) or InfluxDB (read per range).
 
@@ -216,7 +240,7 @@ class ReadingSource:
             self._told_unknown = True
             more = f" and {len(unknown) - _NAMED} more" if len(unknown) > _NAMED else ""
             typer.echo(f"warning: {self.where}: {len(unknown)} point id(s) not in the inventory, ignored: "
-                       f"{', '.join(unknown[:_NAMED])}{more}", err=True)
+                       f"{', '.join(p if p.isprintable() else repr(p) for p in unknown[:_NAMED])}{more}", err=True)
         return {p: s for p, s in data.items() if p in known}
 
     def unread(self, inventory: Inventory, data: dict[str, PointSeries]) -> list[str]:
@@ -232,6 +256,10 @@ class ReadingSource:
                 self._csv = read_readings_csv(path)
             except TelemetryError as exc:
                 raise _fail(str(exc), EXIT_DATA) from exc
+            except OSError as exc:  # a folder, a file without read permission
+                msg = f"{path}: cannot be read: {exc.strerror or exc}"
+                raise _fail(msg, EXIT_DATA) from exc
+            _warn_stray_rows(path, self._csv)
         return self._csv
 
     def _read_influx(

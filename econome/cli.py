@@ -374,6 +374,7 @@ def run(
     if password_problem is not None:
         typer.echo(f"error: {password_problem}", err=True)
         raise typer.Exit(code=2)
+    _data_dir_or_exit(settings.data_dir)
     lock, lock_error = _detection_lock_or_exit(settings.data_dir) if settings.detect_enabled else (None, None)
     _utilities_credentials_or_exit(inv, settings)
 
@@ -452,6 +453,7 @@ def worker(
     port = metrics_port if metrics_port is not None else settings.worker_metrics_port
     host = metrics_host if metrics_host is not None else settings.worker_metrics_host
     web = web_port if web_port is not None else settings.worker_web_port
+    _data_dir_or_exit(settings.data_dir)
     faust_dir = settings.data_dir / "faust"
     try:
         faust_dir.mkdir(parents=True, exist_ok=True)
@@ -572,6 +574,15 @@ def epoch_clock(start: datetime, speed: float, epoch: float | None = None) -> Sc
     if epoch is None:
         return ScaledClock(start, speed)
     return ScaledClock(start + timedelta(seconds=(time.time() - epoch) * speed), speed)
+
+
+def _data_dir_or_exit(data_dir: Path) -> None:
+    """Make ``ECONOME_DATA_DIR`` (delivery log, dead letters): a file there, or a folder that cannot be made, exits 2."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        typer.echo(f"error: ECONOME_DATA_DIR {data_dir} cannot be used as a folder: {exc.strerror or exc}", err=True)
+        raise typer.Exit(code=2) from None
 
 
 def _detection_lock_or_exit(data_dir: Path) -> tuple[DetectionLock | None, TelemetryError | None]:

@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo
 
 import typer
 
-from econome._common import EXIT_CONFIG
+from econome._common import EXIT_CONFIG, FIRST_DAY, LAST_DAY
 from econome._common import load_or_exit as _load
 from econome.settings import load_settings
 from streams.errors import TelemetryError
@@ -202,11 +202,17 @@ def _until(text: str, tz: ZoneInfo) -> datetime:
     except ValueError:
         pass
     else:
+        if not FIRST_DAY <= day <= LAST_DAY:  # 9999-12-31 + 1 day overflowed
+            msg = f"--until {text!r} is outside {FIRST_DAY} .. {LAST_DAY}"
+            raise _fail(msg) from None
         return datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz).astimezone(UTC)
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
         msg = f"--until {text!r} is neither a date (2026-02-01) nor a date and time (2026-02-01 18:00)"
+        raise _fail(msg) from None
+    if not FIRST_DAY <= moment.date() <= LAST_DAY:
+        msg = f"--until {text!r} is outside {FIRST_DAY} .. {LAST_DAY}"
         raise _fail(msg) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=tz)

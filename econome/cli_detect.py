@@ -56,7 +56,7 @@ from zoneinfo import ZoneInfo
 
 import typer
 
-from econome._common import atomic_path, writable_or_exit
+from econome._common import atomic_path, plausible_day, writable_or_exit
 from econome._common import load_or_exit as _load
 from econome._progress import progress
 from econome._readings import ReadingSource, influx_config
@@ -98,6 +98,7 @@ def _day(text: str | None, tz: object) -> datetime | None:
     except ValueError as exc:
         msg = f"{text!r} is not a date (YYYY-MM-DD)"
         raise typer.BadParameter(msg) from exc
+    plausible_day(day, "date")
     return datetime(day.year, day.month, day.day, tzinfo=tz).astimezone(UTC)  # type: ignore[arg-type]  # a ZoneInfo
 
 

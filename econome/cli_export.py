@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from econome._common import EXIT_CONFIG, writable_or_exit
+from econome._common import EXIT_CONFIG, plausible_day, writable_or_exit
 from econome._common import load_or_exit as _load
 from econome._readings import EXIT_DATA, EXIT_INFLUX, influx_config, retention_note
 from inventory import Quantity, Usage
@@ -69,12 +69,11 @@ def register(app: typer.Typer) -> None:
 def _moment(text: str, option: str, tz: ZoneInfo) -> datetime:
     """An ISO 8601 date or time; local to ``tz`` without an offset."""
     try:
-        if len(text) == 10:
-            return datetime.combine(date.fromisoformat(text), time(0), tz).astimezone(UTC)
-        moment = datetime.fromisoformat(text)
+        moment = datetime.combine(date.fromisoformat(text), time(0)) if len(text) == 10 else datetime.fromisoformat(text)
     except ValueError as exc:
         msg = f"{option} {text!r} is not an ISO 8601 date or time (e.g. 2025-01-01 or 2025-01-01T06:00:00+01:00)"
         raise typer.BadParameter(msg) from exc
+    plausible_day(moment.date(), option)  # year 1 or 9999 overflows in the conversion to UTC
     return (moment if moment.tzinfo is not None else moment.replace(tzinfo=tz)).astimezone(UTC)
 
 

@@ -80,7 +80,7 @@ from dashboards.reports import (
     portfolio_report,
     renovation_report,
 )
-from econome._common import atomic_path, writable_or_exit
+from econome._common import FIRST_DAY, LAST_DAY, atomic_path, plausible_day, writable_or_exit
 from econome._common import load_or_exit as _load
 from econome._progress import current, with_progress
 from econome._readings import ReadingSource, load_invoices, local_range
@@ -145,7 +145,7 @@ def _period(text: str) -> tuple[date, date]:
     if end <= start:
         msg = f"period {text!r} ends before it starts"
         raise typer.BadParameter(msg)
-    return start, end
+    return plausible_day(start, "period"), plausible_day(end, "period")
 
 
 
@@ -500,6 +500,7 @@ def report_building(
     except ValueError as exc:
         msg = f"month {month!r} must be YYYY-MM"
         raise typer.BadParameter(msg) from exc
+    plausible_day(first, "--month")
     outdoor = _outdoor(inv, temperature_point, temperatures, station, inv.organisation.tz)
     # The month and, for the comparison, the same month a year before.
     span = local_range(inv.organisation.tz, date(year - 1, mon, 1), (first + timedelta(days=31)).replace(day=1))
@@ -656,7 +657,7 @@ def _all_metered(inv: Inventory) -> list[str]:
 @with_progress("report portfolio")
 def report_portfolio(
     config: ConfigOpt,
-    year: Annotated[int, typer.Option(help="Year reported.")],
+    year: Annotated[int, typer.Option(min=FIRST_DAY.year, max=LAST_DAY.year, help="Year reported.")],
     out: OutOpt,
     readings: ReadingsOpt = None,
     from_influx: FromInfluxOpt = False,
@@ -666,7 +667,7 @@ def report_portfolio(
     station: StationOpt = None,
     price_escalation: Annotated[float, typer.Option(help="Yearly price rise for the cost of inaction.")] = 0.04,
     reference_year: Annotated[int | None, typer.Option(
-        min=FIRST_REFERENCE_YEAR,
+        min=FIRST_REFERENCE_YEAR, max=LAST_DAY.year,
         help="Reference year of the cost of inaction (Décret tertiaire, 2010 or later) for the buildings without "
              "operat_reference_year; default: the complete year 2010-2019 of their invoices with the highest "
              f"consumption per m², else the earliest year from {FIRST_REFERENCE_YEAR} on that the subject "
@@ -868,10 +869,10 @@ def _adjustment(
 @with_progress("report operat")
 def report_operat(
     config: ConfigOpt,
-    year: Annotated[int, typer.Option(help="Year declared.")],
+    year: Annotated[int, typer.Option(min=FIRST_DAY.year, max=LAST_DAY.year, help="Year declared.")],
     out: Annotated[Path, typer.Option(help="CSV file to write (a name ending in .csv): the OPERAT import format.")],
     reference_year: Annotated[int | None, typer.Option(
-        min=FIRST_REFERENCE_YEAR,
+        min=FIRST_REFERENCE_YEAR, max=LAST_DAY.year,
         help="Reference year of the buildings without operat_reference_year in the inventory (2010 or later); default: "
              "the complete year 2010-2019 of their invoices with the highest consumption per m².")] = None,
     readings: ReadingsOpt = None,

@@ -156,7 +156,7 @@ class BookingLoader:
         hi = end.astimezone(tz).replace(tzinfo=None) + timedelta(days=1)
         try:
             occurrences = recurring_ical_events.of(cal).between(lo, hi)
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as exc:
             raise BookingsError(self._where(source), _name_culprit(cal, lo, hi) or f"cannot expand the events: {exc}") from exc
         spans: list[tuple[datetime, datetime]] = []
         for event in occurrences:
@@ -245,7 +245,60 @@ def _parse(source: str, data: bytes) -> icalendar.Calendar:
             raise BookingsError(source, f"{_describe(event)}: {prop}: {message}")
         if "DTSTART" not in event:
             raise BookingsError(source, f"{_describe(event)} has no DTSTART")
+        problem = _rule_problem(event) or _span_problem(event)
+        if problem:
+            raise BookingsError(source, f"{_describe(event)}: {problem}")
+        for prop in ("DTSTART", "DTEND"):
+            value = event.get(prop)
+            zone = value.params.get("TZID") if value is not None else None
+            if zone and isinstance(value.dt, datetime) and value.dt.tzinfo is None:
+                logger.warning("booking calendar %s: %s: %s TZID %r is no time zone known (nor a VTIMEZONE of the "
+                               "file): read as the organisation's time", source, _describe(event), prop, zone)
     return cal
+
+
+MAX_PER_DAY = 96
+"""Most occurrences a day one RRULE may give (every 15 minutes): more is no booking, and expanded over
+months (``FREQ=SECONDLY``, or ``FREQ=HOURLY;BYMINUTE=0,…,59;BYSECOND=0,…,59``) it took minutes and gigabytes."""
+_PER_DAY = {"SECONDLY": 86_400, "MINUTELY": 1_440, "HOURLY": 24}
+
+
+def _rule_problem(event: Any) -> str | None:
+    """Why the event's RRULE cannot be expanded in bounded time, or None."""
+    rules = event.get("RRULE")
+    for rule in rules if isinstance(rules, list) else [rules] if rules is not None else []:
+        intervals = rule.get("INTERVAL", [1])
+        if any(not isinstance(i, int) or i < 1 for i in intervals):
+            return f"RRULE INTERVAL={intervals[0]}: must be a whole number from 1 (RFC 5545)"
+        freq = str((rule.get("FREQ") or ["DAILY"])[0]).upper()
+        per_day = _PER_DAY.get(freq, 1) / intervals[0]
+        for part in ("BYSECOND", "BYMINUTE", "BYHOUR"):
+            if part in rule and (part != "BYHOUR" or freq not in _PER_DAY):
+                per_day *= max(len(rule[part]), 1)
+        if per_day > MAX_PER_DAY:
+            return (f"RRULE {rule.to_ical().decode(errors='replace')[:80]} repeats {per_day:,.0f} times a day: "
+                    f"a booking recurs at most {MAX_PER_DAY} times a day")
+    return None
+
+
+def _span_problem(event: Any) -> str | None:
+    """Why the event's start, end or duration cannot be read, or its end is not after its start; or None."""
+    for prop in ("DTSTART", "DTEND", "DURATION"):
+        if isinstance(event.get(prop), list):  # RFC 5545: at most once
+            return f"{prop} given {len(event[prop])} times"
+    start = event["DTSTART"].dt
+    if "DURATION" in event and isinstance(event["DURATION"].dt, timedelta) and event["DURATION"].dt < timedelta(0):
+        return f"DURATION {event['DURATION'].to_ical().decode()} is negative"
+    if "DTEND" not in event:
+        return None
+    end = event["DTEND"].dt
+    if type(start) is not type(end):
+        return None  # a date beside a date-time: recurring-ical-events reads it
+    try:
+        before = end < start
+    except TypeError:  # a floating time beside a zoned one
+        return None
+    return f"DTEND {end.isoformat()} is before DTSTART {start.isoformat()}" if before else None
 
 
 def _name_culprit(cal: icalendar.Calendar, lo: datetime, hi: datetime) -> str | None:
@@ -255,7 +308,7 @@ def _name_culprit(cal: icalendar.Calendar, lo: datetime, hi: datetime) -> str | 
         single.add_component(event)
         try:
             recurring_ical_events.of(single).between(lo, hi)
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as exc:
             return f"{_describe(event)}: {exc}"
     return None
 

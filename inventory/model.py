@@ -62,6 +62,9 @@ from inventory.profiles import DeviceProfile, RegisterSpec, RegisterType, load_p
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 """Ids are lowercase slugs: they become InfluxDB tags and Grafana variables."""
+ID_MAX_LENGTH = 100
+"""Longest id: InfluxDB refuses a series key (measurement and tags) over 64 KiB, so a point id of 100,000
+characters passed `econome check` and then had every reading refused."""
 GRAFANA_PREFIX_PATTERN = r"^[a-z0-9][a-z0-9-]{0,23}$"
 """A Grafana uid prefix: lowercase letters, digits and dashes, at most 24 characters."""
 
@@ -461,7 +464,7 @@ class Zone(_Frozen):
     crèche wing in a school. Its fields left out take the building's.
     """
 
-    id: str = Field(pattern=ID_PATTERN)
+    id: str = Field(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH)
     name: str
     heated_area_m2: float | None = Field(default=None, gt=0)
     usage: BuildingUsage | None = None
@@ -641,7 +644,7 @@ class VirtualMeter(_Frozen):
     Example: heating = boiler gas - domestic hot water.
     """
 
-    id: str = Field(pattern=ID_PATTERN)
+    id: str = Field(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH)
     name: str = ""
     usage: Usage
     energy: Energy | None = None
@@ -652,7 +655,7 @@ class VirtualMeter(_Frozen):
 class Point(_Frozen):
     """A measured point: a meter register or a sensor value."""
 
-    id: str = Field(pattern=ID_PATTERN)
+    id: str = Field(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH)
     name: str = ""
     zone: str | None = None
     quantity: Quantity
@@ -770,7 +773,7 @@ class InvoiceAccount(_Frozen):
     no meter recorded: they feed the yearly follow-up and the OPERAT reference year.
     """
 
-    id: str = Field(pattern=ID_PATTERN)
+    id: str = Field(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH)
     """The account's id, the ``account`` column of the invoice file."""
     energy: Energy
     name: str = ""
@@ -783,7 +786,7 @@ class InvoiceAccount(_Frozen):
 class Building(_Frozen):
     """A building with its schedule, renovations, zones and points."""
 
-    id: str = Field(pattern=ID_PATTERN)
+    id: str = Field(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH)
     name: str
     usage: BuildingUsage
     floor_area_m2: float = Field(gt=0)
@@ -876,7 +879,7 @@ class Building(_Frozen):
 class Site(_Frozen):
     """A group of buildings at one address."""
 
-    id: str = Field(pattern=ID_PATTERN)
+    id: str = Field(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH)
     name: str
     address: str = ""
     buildings: list[Building] = Field(default_factory=list)
@@ -991,7 +994,7 @@ class ModbusWorkarounds(_Frozen):
 class ModbusGateway(_Frozen):
     """A Modbus TCP endpoint (a meter or an RS-485 gateway)."""
 
-    id: str = Field(pattern=ID_PATTERN)
+    id: str = Field(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH)
     host: str
     port: int = Field(default=502, ge=1, le=65535)
     timeout: Timeout = timedelta(seconds=1)
@@ -1020,7 +1023,7 @@ class MqttBroker(_Frozen):
     directory.
     """
 
-    id: str = Field(default="default", pattern=ID_PATTERN)
+    id: str = Field(default="default", pattern=ID_PATTERN, max_length=ID_MAX_LENGTH)
     host: str
     port: int = Field(default=1883, ge=1, le=65535)
     username: str | None = None

@@ -278,7 +278,7 @@ def fit_stats(observed: FloatArray, predicted: FloatArray, p: int, resolution: R
     sse = float(resid @ resid)
     sst = float(((observed - mean) ** 2).sum())
     autocorr = 0.0
-    if n > 2 and resid.std() > 0:
+    if n > 2 and resid[:-1].std() > 0 and resid[1:].std() > 0:  # one constant side: no correlation (NaN before)
         autocorr = float(np.corrcoef(resid[:-1], resid[1:])[0, 1])
     return FitStats(
         n=n,

@@ -50,7 +50,7 @@ import csv
 import gzip
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from pathlib import Path
@@ -80,6 +80,12 @@ DJU_BASE_C = 18.0
 _TN_START = timedelta(hours=-6)  # 18:00 UTC the day before
 _TX_START = timedelta(hours=6)  # 06:00 UTC
 _WINDOW = timedelta(hours=24)
+_EARLIEST = date(1800, 1, 1)
+"""No temperature before this in a file (Météo-France's oldest series start in the 19th century)."""
+_LATEST = date(2100, 1, 1)
+"""No temperature from this on in a file."""
+_COLDEST_C, _HOTTEST_C = -90.0, 60.0
+"""The outdoor temperatures a file may hold (°C): beyond, the column is in another unit (tenths) or garbled."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +141,11 @@ def parse_timestamp(text: str) -> datetime:
         raise DecodeError(msg) from exc
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError as exc:  # year 1 at a positive offset is before year 1 in UTC
+        msg = f"timestamp {text!r} is out of range"
+        raise DecodeError(msg) from exc
 
 
 def read_series_csv(path: Path) -> tuple[list[datetime], list[float]]:
@@ -152,23 +162,58 @@ def read_series_csv(path: Path) -> tuple[list[datetime], list[float]]:
     """
     stamps: list[datetime] = []
     values: list[float] = []
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        if reader.fieldnames is None or not {"timestamp", "value"} <= set(reader.fieldnames):
-            msg = f"{path}: expected columns 'timestamp,value', got {reader.fieldnames}"
-            raise DecodeError(msg)
-        for line, row in enumerate(reader, start=2):
-            raw = (row["value"] or "").strip()
-            if not raw:
-                continue
-            try:
-                value = float(raw)
-            except ValueError as exc:
-                msg = f"{path}:{line}: value {raw!r} is not a number"
-                raise DecodeError(msg) from exc
-            stamps.append(parse_timestamp(row["timestamp"]))
-            values.append(value)
+    reader = csv.DictReader(io.StringIO(_text(path), newline=""))
+    if reader.fieldnames is None or not {"timestamp", "value"} <= set(reader.fieldnames):
+        msg = f"{path}: expected columns 'timestamp,value', got {reader.fieldnames}"
+        raise DecodeError(msg)
+    for line, row in _rows(path, reader):
+        raw = (row["value"] or "").strip()
+        if not raw:
+            continue
+        try:
+            value = float(raw)
+        except ValueError as exc:
+            msg = f"{path}:{line}: value {raw!r} is not a number"
+            raise DecodeError(msg) from exc
+        try:
+            moment = parse_timestamp(row["timestamp"] or "")
+        except DecodeError as exc:
+            msg = f"{path}:{line}: {exc}"
+            raise DecodeError(msg) from exc
+        _check_day(path, line, moment.date())
+        if not math.isnan(value):  # a NaN sample is no sample (daily_temperatures ignores it)
+            _check_temperature(path, line, "value", value)
+        stamps.append(moment)
+        values.append(value)
     return stamps, values
+
+
+def _rows(path: Path, reader: csv.DictReader[str]) -> Iterator[tuple[int, dict[str, str]]]:
+    """The rows of ``reader`` with their line; a row short of a column, or csv's own error, names the line."""
+    try:
+        for row in reader:
+            line = reader.line_num
+            if None in row.values():  # more cells than the header are ignored, as before
+                given = sum(value is not None for key, value in row.items() if key is not None)
+                msg = f"{path}:{line}: {given} column(s) where the header has {len(reader.fieldnames or [])}"
+                raise DecodeError(msg)
+            yield line, row
+    except csv.Error as exc:
+        msg = f"{path}:{reader.reader.line_num}: {exc} (a quote '\"' opened and never closed?)"
+        raise DecodeError(msg) from exc
+
+
+def _check_day(path: Path, line: int, day: date) -> None:
+    if not _EARLIEST <= day < _LATEST:
+        msg = f"{path}:{line}: day {day.isoformat()} is outside {_EARLIEST.isoformat()} .. {_LATEST.isoformat()}"
+        raise DecodeError(msg)
+
+
+def _check_temperature(path: Path, line: int, name: str, value: float) -> None:
+    if not _COLDEST_C <= value <= _HOTTEST_C:
+        msg = (f"{path}:{line}: {name} {value:g} is not an outdoor temperature in °C "
+               f"({_COLDEST_C:g} .. {_HOTTEST_C:g}; a column in tenths of a degree?)")
+        raise DecodeError(msg)
 
 
 def read_temperature_csv(
@@ -276,7 +321,7 @@ def _read_meteo_france(path: Path, text: str, station: str | None) -> list[Daily
     reader = csv.DictReader(io.StringIO(text), delimiter=";")
     names: dict[str, str] = {}
     rows: dict[date, tuple[float, float]] = {}
-    for line, row in enumerate(reader, start=2):
+    for line, row in _rows(path, reader):
         number = (row.get("NUM_POSTE") or "").strip()
         if not number:
             continue
@@ -290,6 +335,7 @@ def _read_meteo_france(path: Path, text: str, station: str | None) -> list[Daily
         except (ValueError, AttributeError) as exc:
             msg = f"{path}:{line}: cannot read AAAAMMJJ {row.get('AAAAMMJJ')!r}, TN {row.get('TN')!r}, TX {row.get('TX')!r}"
             raise DecodeError(msg) from exc
+        _check_day_temperatures(path, line, day, tmin, tmax, ("TN", "TX"))
         rows[day] = (tmin, tmax)
     listed = ", ".join(f"{n} {name}" for n, name in sorted(names.items()))
     if station is None and len(names) > 1:
@@ -303,17 +349,28 @@ def _read_meteo_france(path: Path, text: str, station: str | None) -> list[Daily
 
 def _read_daily_csv(path: Path) -> list[DailyTemperature]:
     rows: dict[date, tuple[float, float]] = {}
-    with path.open(newline="", encoding="utf-8") as handle:
-        for line, row in enumerate(csv.DictReader(handle), start=2):
-            try:
-                day = date.fromisoformat(row["date"].strip())
-                tmin = float(row["tmin"]) if row["tmin"].strip() else math.nan
-                tmax = float(row["tmax"]) if row["tmax"].strip() else math.nan
-            except ValueError as exc:
-                msg = f"{path}:{line}: cannot read {row}"
-                raise DecodeError(msg) from exc
-            rows[day] = (tmin, tmax)
+    for line, row in _rows(path, csv.DictReader(io.StringIO(_text(path), newline=""))):
+        try:
+            day = date.fromisoformat(row["date"].strip())
+            tmin = float(row["tmin"]) if row["tmin"].strip() else math.nan
+            tmax = float(row["tmax"]) if row["tmax"].strip() else math.nan
+        except ValueError as exc:
+            msg = f"{path}:{line}: cannot read {row}"
+            raise DecodeError(msg) from exc
+        _check_day_temperatures(path, line, day, tmin, tmax, ("tmin", "tmax"))
+        rows[day] = (tmin, tmax)
     return _days_from(rows)
+
+
+def _check_day_temperatures(path: Path, line: int, day: date, tmin: float, tmax: float, names: tuple[str, str]) -> None:
+    """A day in range, its Tn and Tx outdoor temperatures (NaN a gap), Tn not above Tx."""
+    _check_day(path, line, day)
+    for name, value in zip(names, (tmin, tmax), strict=True):
+        if not math.isnan(value):
+            _check_temperature(path, line, name, value)
+    if tmin > tmax:
+        msg = f"{path}:{line}: {names[0]} {tmin:g} is above {names[1]} {tmax:g} (columns swapped?)"
+        raise DecodeError(msg)
 
 
 def _days_from(rows: dict[date, tuple[float, float]]) -> list[DailyTemperature]:

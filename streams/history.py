@@ -52,11 +52,12 @@ unexplained gaps over ``max_spread`` not spread) and the local hour windows of
 
 from __future__ import annotations
 
+import codecs
 import csv
 import logging
 import math
 from collections import defaultdict
-from collections.abc import AsyncIterator, Collection, Iterable, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -90,6 +91,12 @@ logger = logging.getLogger(__name__)
 
 CSV_HEADER = ("timestamp", "point", "value")
 """The columns of the one readings CSV format."""
+CSV_MAX_LINE = 1 << 16
+"""Longest line read from a readings CSV, in characters (a row is under 200)."""
+CSV_EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+"""No reading before this in a readings CSV (as the live path's :class:`streams.validate.EventTimeConfig`)."""
+CSV_LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+"""No reading from this on in a readings CSV."""
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -111,63 +118,137 @@ class PointSeries:
 def read_readings_csv(path: Path) -> dict[str, PointSeries]:
     """Read a ``timestamp,point,value`` CSV (ISO 8601 timestamps with an offset).
 
-    Rows may come in any order; blank lines are skipped.
+    Rows may come in any order; blank lines are skipped. A row repeated (same
+    point, time and value, e.g. two overlapping exports put end to end) is kept
+    once.
 
     Raises:
-        DecodeError: a row without exactly three columns, an empty value, a
-            timestamp without offset or a value that is not a number, naming the
-            file and line.
+        DecodeError: naming the file and line: bytes that are not UTF-8, a line
+            longer than :data:`CSV_MAX_LINE` characters, a row without exactly
+            three columns, an empty point or value, a timestamp without offset or
+            outside :data:`CSV_EARLIEST` .. :data:`CSV_LATEST` (a device clock
+            never set gives 1970; a stray year stretches every hourly grid
+            over it), a value that is not a finite number, or two rows of one
+            point at the same time with different values (both lines named).
     """
     times: dict[str, list[float]] = defaultdict(list)
     values: dict[str, list[float]] = defaultdict(list)
+    lines: dict[str, list[int]] = defaultdict(list)
     parsed: dict[str, float] = {}
-    with path.open(newline="", encoding="utf-8-sig") as handle:  # Excel's "CSV UTF-8" starts with a BOM
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None or tuple(h.strip() for h in header[:3]) != CSV_HEADER:
-            msg = f"{path}: the header must be 'timestamp,point,value', got {header}"
-            raise DecodeError(msg)
-        for line_no, row in enumerate(reader, start=2):
-            if not row:
-                continue  # a blank line
-            if len(row) != 3:
-                msg = (f"{path}:{line_no}: {len(row)} column(s), expected 3 separated by commas "
-                       f"(timestamp,point,value): {','.join(row)[:80]!r}")
+    earliest, latest = CSV_EARLIEST.timestamp(), CSV_LATEST.timestamp()
+    # Excel's "CSV UTF-8" starts with a BOM; newline="" lets csv see CRLF, LF and the CR of old Mac exports.
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(_bounded_lines(handle, path))
+        try:
+            header = next(reader, None)
+            if header is None or tuple(h.strip() for h in header[:3]) != CSV_HEADER:
+                msg = f"{path}: the header must be 'timestamp,point,value', got {header}"
                 raise DecodeError(msg)
-            stamp, point, text = row[0], row[1], row[2]
-            if not text.strip():
-                msg = (f"{path}:{line_no}: {point} has an empty value (a point that gave no reading has no row; "
-                       "leave the line out)")
-                raise DecodeError(msg)
-            moment = parsed.get(stamp)
-            if moment is None:
-                try:
-                    when = datetime.fromisoformat(stamp)
-                except ValueError as exc:
-                    msg = f"{path}:{line_no}: bad timestamp {stamp!r}"
-                    raise DecodeError(msg) from exc
-                if when.tzinfo is None:
-                    msg = f"{path}:{line_no}: timestamp {stamp!r} has no UTC offset"
+            for row in reader:
+                line_no = reader.line_num
+                if not row:
+                    continue  # a blank line
+                if len(row) != 3:
+                    msg = (f"{path}:{line_no}: {len(row)} column(s), expected 3 separated by commas "
+                           f"(timestamp,point,value): {','.join(row)[:80]!r}")
                     raise DecodeError(msg)
-                moment = when.timestamp()
-                parsed[stamp] = moment
-            try:
-                value = float(text)
-            except ValueError as exc:
-                msg = f"{path}:{line_no}: value {text!r} of {point} is not a number"
-                raise DecodeError(msg) from exc
-            if not math.isfinite(value):
-                msg = f"{path}:{line_no}: value {text!r} of {point} is not a finite number"
-                raise DecodeError(msg)
-            times[point].append(moment)
-            values[point].append(value)
+                stamp, point, text = row[0], row[1], row[2]
+                if not point.strip():
+                    msg = f"{path}:{line_no}: the row has no point id"
+                    raise DecodeError(msg)
+                if not text.strip():
+                    msg = (f"{path}:{line_no}: {point} has an empty value (a point that gave no reading has no row; "
+                           "leave the line out)")
+                    raise DecodeError(msg)
+                moment = parsed.get(stamp)
+                if moment is None:
+                    moment = _csv_moment(path, line_no, stamp, earliest, latest)
+                    parsed[stamp] = moment
+                try:
+                    value = float(text)
+                except ValueError as exc:
+                    msg = f"{path}:{line_no}: value {text!r} of {point} is not a number"
+                    raise DecodeError(msg) from exc
+                if not math.isfinite(value):
+                    msg = f"{path}:{line_no}: value {text!r} of {point} is not a finite number"
+                    raise DecodeError(msg)
+                times[point].append(moment)
+                values[point].append(value)
+                lines[point].append(line_no)
+        except csv.Error as exc:  # a quoted field running on past the field size limit
+            msg = f"{path}:{reader.line_num}: {exc}"
+            raise DecodeError(msg) from exc
+        except UnicodeDecodeError as exc:
+            msg = f"{path}:{_undecodable_line(path)}: not UTF-8 text ({exc.reason}): save the file as CSV UTF-8"
+            raise DecodeError(msg) from exc
     out: dict[str, PointSeries] = {}
     for point, stamps in times.items():
         t = np.asarray(stamps, dtype=np.float64)
         v = np.asarray(values[point], dtype=np.float64)
         order = np.argsort(t, kind="stable")
-        out[point] = PointSeries(times_s=t[order], values=v[order])
+        t, v = t[order], v[order]
+        same = t[1:] == t[:-1]
+        if same.any():
+            clash = np.flatnonzero(same & (v[1:] != v[:-1]))
+            if clash.size:
+                i = int(clash[0])
+                first, second = (lines[point][int(order[j])] for j in (i, i + 1))
+                when = datetime.fromtimestamp(float(t[i]), UTC).isoformat()
+                msg = (f"{path}:{second}: {point} at {when} is {v[i + 1]:g}, but line {first} gives it "
+                       f"{v[i]:g} at the same time: keep one of the two rows")
+                raise DecodeError(msg)
+            keep = np.concatenate(([True], ~same))
+            t, v = t[keep], v[keep]
+        out[point] = PointSeries(times_s=t, values=v)
     return out
+
+
+def _csv_moment(path: Path, line_no: int, stamp: str, earliest: float, latest: float) -> float:
+    """The epoch seconds of a CSV timestamp, or a :class:`DecodeError` naming the line."""
+    try:
+        when = datetime.fromisoformat(stamp)
+    except ValueError as exc:
+        msg = f"{path}:{line_no}: bad timestamp {stamp!r}"
+        raise DecodeError(msg) from exc
+    if when.tzinfo is None:
+        msg = f"{path}:{line_no}: timestamp {stamp!r} has no UTC offset"
+        raise DecodeError(msg)
+    try:
+        moment = when.timestamp()
+    except (OverflowError, ValueError):  # year 1 at a positive offset is before year 1 in UTC
+        moment = -math.inf
+    if not earliest <= moment < latest:
+        msg = (f"{path}:{line_no}: timestamp {stamp!r} is outside {CSV_EARLIEST.date().isoformat()} .. "
+               f"{CSV_LATEST.date().isoformat()} (a device clock never set gives 1970)")
+        raise DecodeError(msg)
+    return moment
+
+
+def _bounded_lines(handle: TextIO, path: Path) -> Iterator[str]:
+    """The lines of ``handle``, refusing one longer than :data:`CSV_MAX_LINE` before it is read whole."""
+    readline, limit = handle.readline, CSV_MAX_LINE + 1
+    line_no = 0
+    while line := readline(limit):
+        line_no += 1
+        if len(line) == limit:
+            msg = (f"{path}:{line_no}: line longer than {CSV_MAX_LINE:,} characters, not a "
+                   "timestamp,point,value row")
+            raise DecodeError(msg)
+        yield line
+
+
+def _undecodable_line(path: Path) -> int:
+    """The number of the first line of ``path`` that is not UTF-8 (read as bytes, in bounded pieces)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line_no = 1
+    with path.open("rb") as handle:
+        while raw := handle.readline(CSV_MAX_LINE + 1):
+            try:
+                decoder.decode(raw)
+            except UnicodeDecodeError:
+                return line_no
+            line_no += raw.endswith(b"\n")
+    return line_no
 
 
 def write_readings_csv(path: Path, chunks: Iterable[Iterable[tuple[datetime, str, float]]]) -> int:

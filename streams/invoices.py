@@ -63,7 +63,7 @@ import io
 import itertools
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from pathlib import Path
@@ -263,6 +263,10 @@ def _number(text: str, dot_decimal: bool = False) -> float:
     return value
 
 
+_FIRST_DAY, _LAST_DAY = date(1990, 1, 1), date(2099, 12, 31)
+"""The days a bill may cover (as the utility files' rows)."""
+
+
 def _date(text: str) -> date:
     text = text.strip()
     if "/" in text:
@@ -284,6 +288,15 @@ def _conversion(account: InvoiceAccount, unit: str) -> tuple[float, bool]:
     return DEFAULT_KWH_PER_UNIT[account.energy], True
 
 
+def _rows(reader: Iterator[list[str]]) -> Iterator[list[str]]:
+    """The rows of ``reader``; the error of a quoted cell running on past csv's field size limit names its line."""
+    try:
+        yield from reader
+    except csv.Error as exc:
+        msg = f"line {getattr(reader, 'line_num', '?')}: {exc} (a quote '\"' opened and never closed?)"
+        raise DecodeError(msg) from exc
+
+
 def parse_invoices(text: str, inventory: Inventory) -> InvoiceFile:
     """Read an invoice CSV (the format of the module docstring).
 
@@ -301,7 +314,7 @@ def parse_invoices(text: str, inventory: Inventory) -> InvoiceFile:
     text = text.removeprefix("\ufeff")
     first = next((line for line in text.splitlines() if line.strip()), "")
     delimiter = ";" if ";" in first else ","
-    rows = csv.reader(io.StringIO(text), delimiter=delimiter)
+    rows = _rows(csv.reader(io.StringIO(text), delimiter=delimiter))
     header: list[str] = []
     out = InvoiceFile()
     starts: dict[tuple[str, date], int | None] = {}
@@ -377,6 +390,9 @@ def _row(
         return None
     if end < start:
         reject(f"the period ends ({end}) before it starts ({start})")
+        return None
+    if start < _FIRST_DAY or end > _LAST_DAY:  # year 1 or 9999: every day of the bill was prorated, one by one
+        reject(f"the period {start} .. {end} is not within {_FIRST_DAY} .. {_LAST_DAY}")
         return None
     try:
         consumption = _number(cells["consumption"], dot_decimal)

@@ -265,15 +265,19 @@ def _read_rows(
     header: list[str] | None = None
     rows: list[tuple[int, list[str]]] = []
     preamble: list[list[str]] = []
-    for number, row in enumerate(reader, start=1):
-        if header is None:
-            if is_header([cell.strip() for cell in row]):
-                header = [cell.strip() for cell in row]
-            else:
-                preamble.append([cell.strip() for cell in row])
-            continue
-        if any(cell.strip() for cell in row):
-            rows.append((number, [cell.strip() for cell in row]))
+    try:
+        for number, row in enumerate(reader, start=1):
+            if header is None:
+                if is_header([cell.strip() for cell in row]):
+                    header = [cell.strip() for cell in row]
+                else:
+                    preamble.append([cell.strip() for cell in row])
+                continue
+            if any(cell.strip() for cell in row):
+                rows.append((number, [cell.strip() for cell in row]))
+    except csv.Error as exc:
+        msg = f"{path}:{reader.line_num}: {exc} (a quote '\"' opened and never closed?)"
+        raise DecodeError(msg) from exc
     if header is None:
         msg = f"{path}: no header line found (is it the right kind of file, ';'-separated?)"
         raise DecodeError(msg)

@@ -171,7 +171,10 @@ def test_the_climate_corrected_change_divides_the_same_days(tmp_path: Path) -> N
 
     paris = ZoneInfo("Europe/Paris")
     start, end = datetime(2024, 12, 1, tzinfo=paris), datetime(2026, 1, 1, tzinfo=paris)
-    hours = [start + timedelta(hours=h) for h in range(int((end - start) / timedelta(hours=1)) + 1)]
+    # Hours counted in UTC: wall-clock arithmetic gave 02:00+01:00 and 03:00+02:00 on 2025-03-30, one instant with
+    # two gas indexes, which the readings file now refuses (hostile-input round).
+    first, last = start.astimezone(UTC), end.astimezone(UTC)
+    hours = [(first + timedelta(hours=h)).astimezone(paris) for h in range(int((last - first) / timedelta(hours=1)) + 1)]
     rng = np.random.default_rng(13)
     day_temp = {d: float(6 + 4 * np.sin(i / 5) + rng.normal(0, 2)) for i, d in enumerate(sorted({h.date() for h in hours}))}
     day_kwh = {d: 200 + 60 * max(0.0, 15 - t) for d, t in day_temp.items()}

@@ -77,6 +77,9 @@ def test_mute_then_unmute(data_dir: Path) -> None:
         (["gymnase-batum", "--until", "2099-01-01", "--kind", "fire"], "unknown kind of alert 'fire'"),
         (["gymnase-batum", "--until", "someday"], "--until 'someday' is neither a date"),
         (["gymnase-batum", "--until", "2001-01-01"], "--until 2001-01-01 is already past"),
+        # Hostile-input round: an OverflowError traceback (exit 1).
+        (["gymnase-batum", "--until", "9999-12-31"], "--until '9999-12-31' is outside 1990-01-01 .. 2099-12-31"),
+        (["gymnase-batum", "--until", "9999-12-31T23:30"], "--until '9999-12-31T23:30' is outside"),
     ],
 )
 def test_mute_refuses_what_it_cannot_use(data_dir: Path, args: list[str], named: str) -> None:

@@ -78,6 +78,15 @@ def test_an_invalid_setting_is_one_clean_line_naming_its_variable(
     assert "tok-secret-9" not in result.stderr  # values are never echoed: they may be secrets
 
 
+def test_a_data_dir_that_is_a_file_is_one_clean_line(tmp_path: Path) -> None:
+    # Hostile-input round: ECONOME_DATA_DIR naming a file gave a FileExistsError traceback (exit 1).
+    afile = tmp_path / "not-a-folder"
+    afile.write_text("x")
+    result = _run(tmp_path, {"ECONOME_DATA_DIR": str(afile)}, "--duration", "0.1")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == f"error: ECONOME_DATA_DIR {afile} cannot be used as a folder: File exists\n"
+
+
 class _Influx(BaseHTTPRequestHandler):
     """A broken (``mode`` 503) or locked-down (``mode`` 403: no database, no admin rights) InfluxDB 1.x."""
 

@@ -89,6 +89,31 @@ def test_a_malformed_row_exits_3_naming_the_line(simulated: Path, tmp_path: Path
         assert f"{path}:11: {error}" in stderr
 
 
+def test_a_hostile_readings_file_exits_3_in_one_line(simulated: Path, tmp_path: Path) -> None:
+    # Hostile-input round: each gave a Python traceback (exit 1) or ran for ever.
+    lines = simulated.read_text().splitlines()
+    for bad, error in (("0001-01-01T00:00:00+01:00,mairie-elec-energy,3.0", "is outside 2000-01-01 .. 2100-01-01"),
+                       ("1970-01-01T00:00:00+00:00,mairie-elec-energy,3.0", "is outside 2000-01-01 .. 2100-01-01"),
+                       ("2025-01-06T00:00:00+00:00,mairie-elec-energy," + "9" * 300_000, "line longer than 65,536")):
+        path = tmp_path / "bad.csv"
+        path.write_text("\n".join([*lines[:10], bad, *lines[10:]]) + "\n")
+        code, _, stderr, _ = _detect(path, tmp_path / "e.jsonl")
+        assert (code, stderr.count("\n")) == (3, 1), stderr
+        assert stderr.startswith(f"error: {path}:11: ")
+        assert error in stderr
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes("\n".join([*lines[:10], "2025-01-06T00:00:00+00:00,salle-f\xeates,3.0", *lines[10:]]).encode("latin-1"))
+    code, _, stderr, _ = _detect(latin1, tmp_path / "e.jsonl")
+    assert (code, stderr) == (3, f"error: {latin1}:11: not UTF-8 text (invalid continuation byte): save the file as CSV UTF-8\n")
+    code, _, stderr, _ = _detect(tmp_path, tmp_path / "e.jsonl")  # a folder
+    assert (code, stderr) == (3, f"error: {tmp_path}: cannot be read: Is a directory\n")
+    nul = tmp_path / "nul.csv"
+    nul.write_text("\n".join([*lines, "2025-01-06T00:00:00+00:00,mairie\x00x,3.0"]) + "\n")
+    code, _, stderr, _ = _detect(nul, tmp_path / "e.jsonl")
+    assert code == 0, stderr
+    assert "1 point id(s) not in the inventory, ignored: 'mairie\\x00x'" in stderr
+
+
 def test_a_file_saved_by_excel_with_a_bom_is_read(simulated: Path, tmp_path: Path) -> None:
     # Review round 2: Excel's "CSV UTF-8" (and our OPERAT export) starts with a BOM, which was refused.
     plain, bom = tmp_path / "plain.jsonl", tmp_path / "bom.jsonl"
@@ -111,3 +136,44 @@ def test_the_live_path_still_reports_a_sensor_that_never_published(simulated: Pa
     result = advance(load_inventory(CONFIG), read_readings_csv(simulated), DetectorState.fresh(config), config=config)
     silent = {e.point for e in result.events if e.kind == "missing_data"}
     assert SENSOR in silent
+
+
+def test_a_date_option_in_year_1_or_9999_exits_2_naming_it(simulated: Path, tmp_path: Path) -> None:
+    # Hostile-input round: each was an OverflowError or "year 10000 is out of range" traceback (exit 1).
+    readings = ["--readings", str(simulated)]
+    for command, error in (
+        (["detect", "--inventory", str(CONFIG), *readings, "--out", str(tmp_path / "e.jsonl"), "--from", "0001-01-01"],
+         "date 0001-01-01 is outside 1990-01-01 .. 2099-12-31"),
+        (["detect", "--inventory", str(CONFIG), "--from-influx", "--out", str(tmp_path / "e.jsonl"), "--since", "0001-01-01"],
+         "date 0001-01-01 is outside"),
+        (["mv", "--config", str(CONFIG), *readings, "--point", "mairie-elec-energy", "--baseline", "0001-01-01/2025-01-01",
+          "--reporting", "2025-01-01/9999-12-31"], "period 0001-01-01 is outside"),
+        (["report", "building", "--config", str(CONFIG), *readings, "--building", "mairie", "--month", "9999-12",
+          "--out", str(tmp_path / "r.html")], "--month 9999-12-01 is outside"),
+        (["export", "--config", str(CONFIG), "--since", "0001-01-01", "--until", "2025-01-01", "--out", str(tmp_path / "x.csv")],
+         "--since 0001-01-01 is outside"),
+        (["report", "operat", "--config", str(CONFIG), *readings, "--year", "9999", "--out", str(tmp_path / "o.csv")],
+         "less than or equal to 2099"),
+        (["report", "portfolio", "--config", str(CONFIG), *readings, "--year", "2025", "--reference-year", "9999",
+          "--out", str(tmp_path / "p.html")], "less than or equal to 2099"),
+    ):
+        result = CliRunner().invoke(app, command)
+        assert result.exit_code == 2, (command, result.output)
+        assert error in " ".join(result.output.replace("│", " ").split()), (command, result.output)
+        assert not isinstance(result.exception, (OverflowError, ValueError)), command
+
+
+def test_a_point_silent_for_years_between_two_rows_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Hostile-input round: one row of 2001 in a 2025 file made `econome detect` run 68 s instead of 2, silently.
+    from datetime import UTC, datetime
+
+    from econome._readings import ReadingSource
+
+    path = tmp_path / "stray.csv"
+    path.write_text("timestamp,point,value\n2001-06-01T00:00:00+00:00,a,1\n2025-01-01T00:00:00+00:00,a,2\n"
+                    "2025-01-01T01:00:00+00:00,a,3\n2025-01-01T00:00:00+00:00,b,1\n2025-03-01T00:00:00+00:00,b,2\n")
+    t = datetime(2025, 1, 1, tzinfo=UTC)
+    data = ReadingSource(path, from_influx=False).load(None, t, t)
+    assert data["a"].values.tolist() == [1.0, 2.0, 3.0]  # named, not dropped
+    assert capsys.readouterr().err == (f"warning: {path}: 1 point(s) without a row for more than a year: a (2001-06-01 to "
+                                       "2025-01-01); a stray row makes the commands cover every hour between\n")

@@ -237,3 +237,47 @@ def test_a_url_is_fetched_again_only_after_the_refresh_period(
     assert len(loader.intervals(url, PARIS, _utc(2026, 3, 1), _utc(2026, 5, 1))) == len(EXPECTED)
     now[0] += timedelta(minutes=2)
     assert len(loader.intervals(url, PARIS, _utc(2026, 3, 1), _utc(2026, 5, 1))) == len(EXPECTED) - 2
+
+
+@pytest.mark.parametrize(("event", "message"), [
+    # Hostile-input round: these three ran for minutes (and gigabytes) before any answer.
+    ("RRULE:FREQ=SECONDLY", r"RRULE FREQ=SECONDLY repeats 86,400 times a day: a booking recurs at most 96 times a day"),
+    ("RRULE:FREQ=MINUTELY;INTERVAL=5", r"RRULE FREQ=MINUTELY;INTERVAL=5 repeats 288 times a day"),
+    ("RRULE:FREQ=HOURLY;BYMINUTE=" + ",".join(map(str, range(60))), r"RRULE FREQ=HOURLY;BYMINUTE=0,1,.* repeats 1,440 times"),
+    ("RRULE:FREQ=DAILY;INTERVAL=0", r"RRULE INTERVAL=0: must be a whole number from 1"),
+    # A traceback (OverflowError), and ends before starts read as a booking of the hours between.
+    ("DURATION:P99999999D", r"date value out of range"),
+    ("DTEND;TZID=Europe/Paris:20260401T090000", r"DTEND 2026-04-01T09:00:00\+02:00 is before DTSTART 2026-04-01T18:00:00"),
+    ("DURATION:-PT2H", r"DURATION -PT2H is negative"),
+    ("DTEND;TZID=Europe/Paris:20260401T200000\nDTEND;TZID=Europe/Paris:20260401T210000", r"DTEND given 2 times"),
+])
+def test_a_hostile_event_names_the_event_and_answers_at_once(inventory_dir: Path, event: str, message: str) -> None:
+    hostile = ("BEGIN:VEVENT\nUID:hostile\nSUMMARY:Bomb\nDTSTART;TZID=Europe/Paris:20260401T180000\n"
+               f"{event}\nEND:VEVENT\nEND:VCALENDAR")
+    (inventory_dir / "calendars" / "hall.ics").write_text(CALENDAR.replace("END:VCALENDAR", hostile))
+    with pytest.raises(BookingsError, match=r"hall\.ics: event UID hostile 'Bomb': " + message):
+        BookingLoader(inventory_dir).intervals("calendars/hall.ics", PARIS, _utc(2026, 1, 1), _utc(2027, 1, 1))
+
+
+def test_a_booking_every_quarter_hour_is_still_read(inventory_dir: Path) -> None:
+    quarter = ("BEGIN:VEVENT\nUID:q\nDTSTART;TZID=Europe/Paris:20260401T180000\nDURATION:PT5M\n"
+               "RRULE:FREQ=HOURLY;BYMINUTE=0,15,30,45;COUNT=8\nEND:VEVENT\nEND:VCALENDAR")
+    (inventory_dir / "calendars" / "hall.ics").write_text(CALENDAR.replace("END:VCALENDAR", quarter))
+    spans = BookingLoader(inventory_dir).intervals("calendars/hall.ics", PARIS, _utc(2026, 4, 1), _utc(2026, 4, 2))
+    assert [(s.isoformat(), e.isoformat()) for s, e in spans][:2] == [
+        ("2026-04-01T16:00:00+00:00", "2026-04-01T16:05:00+00:00"), ("2026-04-01T16:15:00+00:00", "2026-04-01T16:20:00+00:00")]
+    assert len(spans) == 8
+
+
+def test_an_unknown_time_zone_is_read_as_the_organisations_and_said(
+    inventory_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Hostile-input round: TZID=Mars/Olympus was read as the organisation's time without a word.
+    mars = ("BEGIN:VEVENT\nUID:mars\nSUMMARY:Mars\nDTSTART;TZID=Mars/Olympus:20260401T180000\n"
+            "DTEND;TZID=Mars/Olympus:20260401T200000\nEND:VEVENT\nEND:VCALENDAR")
+    (inventory_dir / "calendars" / "hall.ics").write_text(CALENDAR.replace("END:VCALENDAR", mars))
+    with caplog.at_level(logging.WARNING, logger="inventory.bookings"):
+        spans = BookingLoader(inventory_dir).intervals("calendars/hall.ics", PARIS, _utc(2026, 4, 1), _utc(2026, 4, 2))
+    assert spans == [(_utc(2026, 4, 1, 16), _utc(2026, 4, 1, 18))]  # 18:00-20:00 CEST
+    warned = [r.getMessage() for r in caplog.records]
+    assert any("event UID mars 'Mars': DTSTART TZID 'Mars/Olympus' is no time zone known" in m for m in warned), warned

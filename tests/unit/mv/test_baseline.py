@@ -150,3 +150,12 @@ def test_towt_learns_weekly_profile() -> None:
     assert model.stats.r2 > 0.9
     pred = model.predict(obs)
     assert np.nanmean(np.abs(pred - energy)) < 0.5
+
+
+def test_residuals_constant_but_for_one_end_have_no_autocorrelation() -> None:
+    # Hostile-input round: a flat meter that moved once made numpy divide by a zero spread (a RuntimeWarning
+    # on `econome detect`'s stderr) and gave a NaN autocorrelation, which reaches the savings uncertainty.
+    for observed in ([5.0, 5.0, 5.0, 9.0], [9.0, 5.0, 5.0, 5.0]):
+        s = fit_stats(np.array(observed), np.zeros(4), 1, Resolution.DAILY)
+        assert s.autocorr == 0.0
+    assert fit_stats(np.array([1.0, 3.0, 2.0, 4.0]), np.zeros(4), 1, Resolution.DAILY).autocorr == pytest.approx(-0.5)

@@ -121,3 +121,36 @@ def test_meteo_france_departement_file_by_station(tmp_path: Path) -> None:
     one = tmp_path / "mf.csv"
     one.write_text(header + rows[3], encoding="utf-8")
     assert [d.tmax_c for d in read_temperature_csv(one)] == [2.0]
+
+
+def test_a_hostile_temperature_file_is_one_error_naming_the_line(tmp_path: Path) -> None:
+    """Hostile-input round: each of these was a traceback (year 1 or 9999 after 12 s of looping, a short row,
+    a BOM, Windows-1252 bytes) or taken silently (inf, 1e308, Tn above Tx) by ``econome mv --temperatures``."""
+    path = tmp_path / "t.csv"
+    hourly = "timestamp,value\n2025-01-01T00:00:00+00:00,1.5\n"
+    daily = "date,tmin,tmax\n2025-01-01,1,8\n"
+    meteo = ("NUM_POSTE;NOM_USUEL;AAAAMMJJ;TN;TX\n41097001;BLOIS;20250101;1,5;8,2\n")
+    for text, error in (
+        (hourly + "0001-01-01T00:00:00+01:00,2\n", r"t\.csv:3: timestamp '0001-01-01T00:00:00\+01:00' is out of range"),
+        (hourly + "9999-12-31T23:00:00+00:00,2\n", r"t\.csv:3: day 9999-12-31 is outside 1800-01-01 \.\. 2100-01-01"),
+        (hourly + "2025-01-01T01:00:00+00:00,inf\n", r"t\.csv:3: value inf is not an outdoor temperature in °C"),
+        (hourly + "2025-01-01T01:00:00+00:00\n", r"t\.csv:3: 1 column\(s\) where the header has 2"),
+        (hourly + '2025-01-01T01:00:00+00:00,"' + "1" * 140_000, r"t\.csv:3: field larger than field limit"),
+        (daily + "2025-01-02,1\n", r"t\.csv:3: 2 column\(s\) where the header has 3"),
+        (daily + "2025-01-02,1,1e308\n", r"t\.csv:3: tmax 1e\+308 is not an outdoor temperature"),
+        (daily + "2025-01-02,20,1\n", r"t\.csv:3: tmin 20 is above tmax 1"),
+        (daily + "9999-12-31,1,2\n", r"t\.csv:3: day 9999-12-31 is outside"),
+        (meteo + "41097001;BLOIS;00010101;1;2\n", r"t\.csv:3: day 0001-01-01 is outside"),
+        (meteo + "41097001;BLOIS;20250102;82;95\n", r"t\.csv:3: TN 82 is not an outdoor temperature in °C .*tenths"),
+    ):
+        path.write_text(text, encoding="utf-8")
+        with pytest.raises(DecodeError, match=error):
+            read_temperature_csv(path)
+    # Excel's BOM and Windows-1252 (a station name with an accent) are read.
+    path.write_bytes(b"\xef\xbb\xbf" + daily.encode())
+    assert [(d.tmin_c, d.tmax_c) for d in read_temperature_csv(path)] == [(1.0, 8.0)]
+    path.write_bytes("NUM_POSTE;NOM_USUEL;AAAAMMJJ;TN;TX\n41097001;ORLÉANS;20250101;-1,5;4\n".encode("cp1252"))
+    assert [(d.tmin_c, d.tmax_c) for d in read_temperature_csv(path)] == [(-1.5, 4.0)]
+    path.write_bytes((hourly + "2025-01-01T01:00:00+00:00,é\n").encode("cp1252"))
+    with pytest.raises(DecodeError, match=r"t\.csv:3: value 'é' is not a number"):
+        read_temperature_csv(path)

@@ -134,3 +134,35 @@ def test_csv_round_trip_and_errors_name_the_line(tmp_path: Path) -> None:
     path.write_text("timestamp,value\n2026-01-05T00:00:00+00:00,1\n")
     with pytest.raises(DecodeError, match="header must be 'timestamp,point,value'"):
         read_readings_csv(path)
+
+
+def test_hostile_readings_csv_is_one_error_naming_the_line(tmp_path: Path) -> None:
+    """Hostile-input round: each of these raised a traceback, hung ``econome detect`` or was taken silently."""
+    path = tmp_path / "r.csv"
+    good = "timestamp,point,value\n2026-01-05T00:00:00+00:00,a,1\n"
+    cases = (
+        # year 1 at +01:00 is year 0 in UTC: ValueError deep in detection
+        ("0001-01-01T00:00:00+01:00,a,2\n", r"r\.csv:3: timestamp .* is outside 2000-01-01 \.\. 2100-01-01"),
+        # 1970 or 9999 beside 2026 stretched the hourly grid over millennia: detect never ended
+        ("1970-01-01T00:00:00+00:00,a,2\n", r"r\.csv:3: timestamp .* is outside"),
+        ("9999-12-31T23:00:00+00:00,a,2\n", r"r\.csv:3: timestamp .* is outside"),
+        # one point at one time with two values was kept twice
+        ("2026-01-05T01:00:00+01:00,a,7\n", r"r\.csv:3: a at 2026-01-05T00:00:00\+00:00 is 7, but line 2 gives it 1"),
+        (",,2\n", r"r\.csv:3: the row has no point id"),
+        ("2026-01-05T00:15:00+00:00,a," + "1" * 200_000 + "\n", r"r\.csv:3: line longer than 65,536 characters"),
+        ('2026-01-05T00:15:00+00:00,a,"' + "1\n" * 70_000, r"r\.csv:\d+: field larger than field limit"),
+    )
+    for body, error in cases:
+        path.write_text(good + body, encoding="utf-8")
+        with pytest.raises(DecodeError, match=error):
+            read_readings_csv(path)
+    latin1 = "2026-01-05T00:30:00+00:00,é,3\n".encode("latin-1")
+    path.write_bytes((good + "\n" * 3 + "2026-01-05T00:15:00+00:00,a,2\n").encode() + latin1)
+    with pytest.raises(DecodeError, match=r"r\.csv:7: not UTF-8 text \(invalid continuation byte\)"):
+        read_readings_csv(path)
+    # The same row twice (two exports end to end) is one reading; CRLF and a BOM are read.
+    text = good + "2026-01-05T00:00:00+00:00,a,1\n2026-01-05T00:15:00Z,a,2\n"
+    path.write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode())
+    back = read_readings_csv(path)["a"]
+    assert back.values.tolist() == [1.0, 2.0]
+    assert back.times_s.tolist() == [1767571200.0, 1767572100.0]

@@ -114,6 +114,15 @@ def test_a_bad_header_refuses_the_file(inventory: Inventory, header: str, messag
         parse_invoices(header + "\n", inventory)
 
 
+def test_a_quote_never_closed_refuses_the_file_naming_the_line(inventory: Inventory, tmp_path: Path) -> None:
+    # Hostile-input round: csv's field size limit gave a traceback in `econome import invoices`.
+    path = tmp_path / "bills.csv"
+    path.write_text('account;start;end;consumption;unit;amount_eur\nelec;2024-01-01;2024-01-31;"' + "1" * 140_000,
+                    encoding="utf-8")
+    with pytest.raises(DecodeError, match=r"bills\.csv: line 2: field larger than field limit .*never closed"):
+        read_invoice_file(path, inventory)
+
+
 def test_overlaps_gaps_and_a_default_coefficient_are_warned_by_line(inventory: Inventory, tmp_path: Path) -> None:
     text = (
         "account;start;end;consumption;unit;amount_eur;reference\n"
@@ -263,3 +272,15 @@ def test_stored_bills_are_named_by_period_number_and_file() -> None:
         "account elec: the stored bill 2023-01-20 to 2023-02-28 overlaps the stored bill 2023-01-01 to 2023-01-31 "
         "(F-001, imported from factures-2023.csv) on 12 day(s) (2023-01-20 to 2023-01-31): counted twice"]
     assert len(coverage_problems([first, second, third])) == 2
+
+
+def test_a_bill_in_year_1_or_9999_is_rejected_by_line(inventory: Inventory) -> None:
+    # Hostile-input round: these were kept; the yearly totals then listed the 2.9 million days of the second
+    # and, after 5 s, raised "year 10000 is out of range".
+    text = ("account;start;end;consumption;unit;amount_eur\nelec;0001-01-01;2024-01-31;100;kWh;10\n"
+            "elec;2024-01-01;9999-12-31;100;kWh;10\nelec;2024-02-01;2024-02-29;100;kWh;10\n")
+    parsed = parse_invoices(text, inventory)
+    assert [i.line for i in parsed.invoices] == [4]
+    assert [str(r) for r in parsed.rejected] == [
+        "line 2: the period 0001-01-01 .. 2024-01-31 is not within 1990-01-01 .. 2099-12-31",
+        "line 3: the period 2024-01-01 .. 9999-12-31 is not within 1990-01-01 .. 2099-12-31"]

@@ -126,6 +126,17 @@ def test_unknown_prm_and_missing_header_name_the_file(inventory: Inventory, tmp_
         parse_enedis(empty, inventory)
 
 
+def test_a_quote_never_closed_is_an_error_naming_the_line(inventory: Inventory, tmp_path: Path) -> None:
+    # Hostile-input round: csv's field size limit raised its own error, which the CLI reported without a line.
+    path = tmp_path / "quote.csv"
+    row = ["12345678901234", "", "", "PA", "CONS", "BRUT", "W", "2026-01-05 08:00:00", '"1000', "B", "PT30M", "", ""]
+    path.write_text(";".join(ENEDIS_HEADER) + "\n" + ";".join(row) + "\n" + "99\n" * 70_000, encoding="utf-8")
+    with pytest.raises(DecodeError, match=r"quote\.csv:\d+: field larger than field limit .*a quote '\"' opened and never"):
+        parse_enedis(path, inventory)
+    with pytest.raises(DecodeError, match=r"quote\.csv:\d+: field larger than field limit"):
+        parse_grdf(path, inventory)
+
+
 def test_the_writer_round_trips_through_the_reader(inventory: Inventory, tmp_path: Path) -> None:
     path = tmp_path / "written.csv"
     start = datetime(2026, 10, 25, tzinfo=PARIS).astimezone(UTC)
