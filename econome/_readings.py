@@ -132,6 +132,32 @@ _STRAY_GAP_S = 366 * 86_400.0
 stretches every hourly grid over the years between, and detection over them took minutes (68 s for 24 years)."""
 
 
+def _refuse_edge_rows(path: Path, data: dict[str, PointSeries]) -> None:
+    """Refuse (exit 3) a row that stretches the file's span by over a year beyond every other point's rows.
+
+    A point's first or last row more than a year from its own next (previous) row and from every other point's
+    first (last) row is a stray (a meter's clock set to 2001 or 2090), not a history: every command would walk
+    the hourly grid over the years it adds (``econome detect`` ran for minutes, then longer than 5, on one row of
+    2090 beside a year of 2026), and the date options do not bound that walk. With a single point, nothing tells
+    a stray from the point's own history: the warning of :func:`_warn_stray_rows` only.
+    """
+    held = {p: s.times_s for p, s in data.items() if s.times_s.size}
+    if len(held) < 2:
+        return
+    for edge, pick, own, beyond in (("last", -1, -2, lambda a, b: a - b), ("first", 0, 1, lambda a, b: b - a)):
+        ends = {p: float(t[pick]) for p, t in held.items()}
+        for point, times in held.items():
+            others = [t for q, t in ends.items() if q != point]
+            nearest = max(others) if edge == "last" else min(others)
+            neighbour = float(times[own]) if times.size > 1 else nearest
+            if beyond(ends[point], nearest) > _STRAY_GAP_S and beyond(ends[point], neighbour) > _STRAY_GAP_S:
+                when = datetime.fromtimestamp(ends[point], UTC).isoformat()
+                msg = (f"{path}: the {edge} row of {point}, at {when}, is more than a year from the point's other "
+                       f"rows and from every other point's {edge} row: a stray row (a device's clock?); every "
+                       "hour between would be processed: remove or correct it")
+                raise _fail(msg, EXIT_DATA)
+
+
 def _warn_stray_rows(path: Path, data: dict[str, PointSeries]) -> None:
     """Name on stderr, once, the points of a CSV with more than a year between two consecutive rows."""
     gaps: list[tuple[str, float, float]] = []
@@ -253,13 +279,15 @@ class ReadingSource:
                 msg = f"{path}: no such file"
                 raise _fail(msg, EXIT_DATA)
             try:
-                self._csv = read_readings_csv(path)
+                data = read_readings_csv(path)
             except TelemetryError as exc:
                 raise _fail(str(exc), EXIT_DATA) from exc
             except OSError as exc:  # a folder, a file without read permission
                 msg = f"{path}: cannot be read: {exc.strerror or exc}"
                 raise _fail(msg, EXIT_DATA) from exc
-            _warn_stray_rows(path, self._csv)
+            _refuse_edge_rows(path, data)
+            _warn_stray_rows(path, data)
+            self._csv = data
         return self._csv
 
     def _read_influx(

@@ -165,15 +165,43 @@ def test_a_date_option_in_year_1_or_9999_exits_2_naming_it(simulated: Path, tmp_
 
 def test_a_point_silent_for_years_between_two_rows_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # Hostile-input round: one row of 2001 in a 2025 file made `econome detect` run 68 s instead of 2, silently.
+    # Here the other point's rows span the gap: a history with a long silence, named, not refused.
     from datetime import UTC, datetime
 
     from econome._readings import ReadingSource
 
     path = tmp_path / "stray.csv"
     path.write_text("timestamp,point,value\n2001-06-01T00:00:00+00:00,a,1\n2025-01-01T00:00:00+00:00,a,2\n"
-                    "2025-01-01T01:00:00+00:00,a,3\n2025-01-01T00:00:00+00:00,b,1\n2025-03-01T00:00:00+00:00,b,2\n")
+                    "2025-01-01T01:00:00+00:00,a,3\n2001-05-01T00:00:00+00:00,b,1\n2025-03-01T00:00:00+00:00,b,2\n")
     t = datetime(2025, 1, 1, tzinfo=UTC)
     data = ReadingSource(path, from_influx=False).load(None, t, t)
     assert data["a"].values.tolist() == [1.0, 2.0, 3.0]  # named, not dropped
-    assert capsys.readouterr().err == (f"warning: {path}: 1 point(s) without a row for more than a year: a (2001-06-01 to "
-                                       "2025-01-01); a stray row makes the commands cover every hour between\n")
+    assert capsys.readouterr().err == (f"warning: {path}: 2 point(s) without a row for more than a year: a (2001-06-01 to "
+                                       "2025-01-01), b (2001-05-01 to 2025-03-01); a stray row makes the commands cover "
+                                       "every hour between\n")
+
+
+@pytest.mark.parametrize(("stray", "edge"), [("2090-01-01T00:00:00+00:00", "last"), ("2001-06-01T00:00:00+00:00", "first")])
+def test_a_stray_row_stretching_the_file_by_years_is_refused_naming_it(tmp_path: Path, stray: str, edge: str) -> None:
+    """One row of 2090 (or 2001) beside two points' year of 2025: `econome detect` walked every hour to it (one of
+    2090 beside a year: longer than 5 minutes). A point that starts years before the others, row after row, is
+    a history and is read."""
+    rows = [f"2025-01-{d:02d}T{h:02d}:00:00+00:00,{p},{d * 24 + h}" for p in ("a", "b") for d in range(1, 8)
+            for h in range(24)]
+    path = tmp_path / "stray.csv"
+    path.write_text("timestamp,point,value\n" + "\n".join([*rows, f"{stray},a,1"]) + "\n")
+    result = CliRunner().invoke(app, ["detect", "--inventory", str(CONFIG), "--readings", str(path),
+                                      "--out", str(tmp_path / "e.jsonl")])
+    assert result.exit_code == 3, result.output
+    assert f"the {edge} row of a, at {stray}" in result.output
+    assert "Traceback" not in result.output
+    history = tmp_path / "history.csv"
+    early = [f"2022-{m:02d}-01T00:00:00+00:00,a,{m}" for m in range(1, 13)] + [f"2023-{m:02d}-01T00:00:00+00:00,a,{m}"
+                                                                             for m in range(1, 13)]
+    history.write_text("timestamp,point,value\n" + "\n".join([*early, *rows]) + "\n")
+    from datetime import UTC, datetime
+
+    from econome._readings import ReadingSource
+
+    t = datetime(2025, 1, 1, tzinfo=UTC)
+    assert ReadingSource(history, from_influx=False).load(None, t, t)["a"].times_s.size == 24 + 7 * 24
