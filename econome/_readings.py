@@ -144,13 +144,13 @@ def _refuse_edge_rows(path: Path, data: dict[str, PointSeries]) -> None:
     held = {p: s.times_s for p, s in data.items() if s.times_s.size}
     if len(held) < 2:
         return
-    for edge, pick, own, beyond in (("last", -1, -2, lambda a, b: a - b), ("first", 0, 1, lambda a, b: b - a)):
+    for edge, pick, own, sign in (("last", -1, -2, 1.0), ("first", 0, 1, -1.0)):
         ends = {p: float(t[pick]) for p, t in held.items()}
         for point, times in held.items():
             others = [t for q, t in ends.items() if q != point]
             nearest = max(others) if edge == "last" else min(others)
             neighbour = float(times[own]) if times.size > 1 else nearest
-            if beyond(ends[point], nearest) > _STRAY_GAP_S and beyond(ends[point], neighbour) > _STRAY_GAP_S:
+            if min(sign * (ends[point] - nearest), sign * (ends[point] - neighbour)) > _STRAY_GAP_S:
                 when = datetime.fromtimestamp(ends[point], UTC).isoformat()
                 msg = (f"{path}: the {edge} row of {point}, at {when}, is more than a year from the point's other "
                        f"rows and from every other point's {edge} row: a stray row (a device's clock?); every "
