@@ -146,16 +146,17 @@ def _refuse_edge_rows(path: Path, data: dict[str, PointSeries]) -> None:
         return
     for edge, pick, own, sign in (("last", -1, -2, 1.0), ("first", 0, 1, -1.0)):
         ends = {p: float(t[pick]) for p, t in held.items()}
-        for point, times in held.items():
-            others = [t for q, t in ends.items() if q != point]
-            nearest = max(others) if edge == "last" else min(others)
-            neighbour = float(times[own]) if times.size > 1 else nearest
-            if min(sign * (ends[point] - nearest), sign * (ends[point] - neighbour)) > _STRAY_GAP_S:
-                when = datetime.fromtimestamp(ends[point], UTC).isoformat()
-                msg = (f"{path}: the {edge} row of {point}, at {when}, is more than a year from the point's other "
-                       f"rows and from every other point's {edge} row: a stray row (a device's clock?); every "
-                       "hour between would be processed: remove or correct it")
-                raise _fail(msg, EXIT_DATA)
+        # Only the outermost point may stray beyond every other: the next outermost end is its nearest.
+        ranked = sorted(ends, key=ends.__getitem__)
+        point, second = (ranked[-1], ranked[-2]) if edge == "last" else (ranked[0], ranked[1])
+        times, nearest = held[point], ends[second]
+        neighbour = float(times[own]) if times.size > 1 else nearest
+        if min(sign * (ends[point] - nearest), sign * (ends[point] - neighbour)) > _STRAY_GAP_S:
+            when = datetime.fromtimestamp(ends[point], UTC).isoformat()
+            msg = (f"{path}: the {edge} row of {point}, at {when}, is more than a year from the point's other "
+                   f"rows and from every other point's {edge} row: a stray row (a device's clock?); every "
+                   "hour between would be processed: remove or correct it")
+            raise _fail(msg, EXIT_DATA)
 
 
 def _warn_stray_rows(path: Path, data: dict[str, PointSeries]) -> None:
