@@ -41,9 +41,8 @@ one InfluxDB point, so the second is stamped one millisecond after the first
 broker sends the retained message of each topic at every subscription (every
 start and reconnect), and its value may be days old (a sensor gone silent).
 Stamped with its receive time it would be an old value stored as a fresh
-reading at each restart; it is dead-lettered instead, naming the point (counted
-in ``MqttCollector.retained_without_time``). A retained payload that carries its
-own time is a reading like any other.
+reading at each restart; it is dead-lettered instead, naming the point. A
+retained payload that carries its own time is a reading like any other.
 
 Connection failures (refused, closed port, TLS certificate, bad password, lost
 connection) are logged at ERROR once when the broker goes down, with its
@@ -61,6 +60,7 @@ Sample binding and broker (in the inventory)::
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
@@ -383,8 +383,6 @@ class MqttCollector:
         connect_failures: failed connection attempts and lost connections.
         redelivered: messages the broker sent again after a reconnect, already
             emitted: acknowledged without emitting them twice.
-        retained_without_time: retained messages (sent at a subscription) that
-            had no time of their own for a point: dead-lettered, their time unknown.
     """
 
     kind = "mqtt"
@@ -413,7 +411,6 @@ class MqttCollector:
         self.nudged = 0
         self.connect_failures = 0
         self.redelivered = 0
-        self.retained_without_time = 0
         self.subscribed = asyncio.Event()
         self._client: _Client | None = None
         self._emit: Emit | None = None
@@ -612,7 +609,8 @@ class MqttCollector:
             ack = self._track(client, message, topic, payload)
             if ack is None:
                 return  # a redelivery of a message already emitted
-            loop.call_soon_threadsafe(self._handle_message, topic, payload, self.clock.now(), ack, bool(message.retain))
+            loop.call_soon_threadsafe(functools.partial(self.handle, topic, payload, self.clock.now(), ack,
+                                                        retained=bool(message.retain)))
         except RuntimeError:
             logger.debug("MQTT broker %s: message on %s after the event loop closed, left unacknowledged", self.where, topic)
 
@@ -665,9 +663,6 @@ class MqttCollector:
         self._recent[delivery.mid] = delivery
         if len(self._recent) > _RECENT_ACKS:
             del self._recent[next(iter(self._recent))]
-
-    def _handle_message(self, topic: str, payload: bytes, received: datetime, ack: Ack | None, retained: bool) -> None:
-        self.handle(topic, payload, received, ack, retained=retained)
 
     def handle(
         self, topic: str, payload: bytes, received: datetime, ack: Ack | None = None, *, retained: bool = False
@@ -731,7 +726,6 @@ class MqttCollector:
                 self._reject(topic, payload, f"point {point.id}: {exc}")
                 continue
             if ts is None and retained:
-                self.retained_without_time += 1
                 reason = "retained message without a time of its own: when it was measured is unknown"
                 self._reject(topic, payload, f"point {point.id}: {reason}")
                 continue

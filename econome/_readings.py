@@ -133,29 +133,35 @@ stretches every hourly grid over the years between, and detection over them took
 
 
 def _refuse_edge_rows(path: Path, data: dict[str, PointSeries]) -> None:
-    """Refuse (exit 3) a row that stretches the file's span by over a year beyond every other point's rows.
+    """Refuse (exit 3) the rows that stretch the file's span by over a year beyond the rest of it.
 
-    A point's first or last row more than a year from its own next (previous) row and from every other point's
-    first (last) row is a stray (a meter's clock set to 2001 or 2090), not a history: every command would walk
-    the hourly grid over the years it adds (``econome detect`` ran for minutes, then longer than 5, on one row of
-    2090 beside a year of 2026), and the date options do not bound that walk. With a single point, nothing tells
-    a stray from the point's own history: the warning of :func:`_warn_stray_rows` only.
+    A point's first or last row more than a year from its own next (previous) row is isolated; isolated rows
+    more than a year beyond every other row of that edge (the points' rows once the isolated ones are left
+    out) are strays (a device's clock set to 2001 or 2090, for one point or for all of a gateway's), not a
+    history: every command would walk the hourly grid over the years they add (``econome detect`` ran for
+    minutes, then longer than 5, on one row of 2090 beside a year of 2026), and the date options do not bound
+    that walk. A file of one point has nothing to tell a stray from its own history by: the warning of
+    :func:`_warn_stray_rows` only.
     """
     held = {p: s.times_s for p, s in data.items() if s.times_s.size}
     if len(held) < 2:
         return
     for edge, pick, own, sign in (("last", -1, -2, 1.0), ("first", 0, 1, -1.0)):
-        ends = {p: float(t[pick]) for p, t in held.items()}
-        # Only the outermost point may stray beyond every other: the next outermost end is its nearest.
-        ranked = sorted(ends, key=ends.__getitem__)
-        point, second = (ranked[-1], ranked[-2]) if edge == "last" else (ranked[0], ranked[1])
-        times, nearest = held[point], ends[second]
-        neighbour = float(times[own]) if times.size > 1 else nearest
-        if min(sign * (ends[point] - nearest), sign * (ends[point] - neighbour)) > _STRAY_GAP_S:
-            when = datetime.fromtimestamp(ends[point], UTC).isoformat()
-            msg = (f"{path}: the {edge} row of {point}, at {when}, is more than a year from the point's other "
-                   f"rows and from every other point's {edge} row: a stray row (a device's clock?); every "
-                   "hour between would be processed: remove or correct it")
+        isolated = {p: float(t[pick]) for p, t in held.items()
+                    if t.size == 1 or sign * float(t[pick] - t[own]) > _STRAY_GAP_S}
+        # Where the file's rows end (start) without the isolated rows.
+        body = [float(t[pick]) if p not in isolated else float(t[own]) for p, t in held.items()
+                if p not in isolated or t.size > 1]
+        if not body or not isolated:
+            continue
+        bulk = max(body) if edge == "last" else min(body)
+        strays = sorted(p for p, when in isolated.items() if sign * (when - bulk) > _STRAY_GAP_S)
+        if strays:
+            when = datetime.fromtimestamp(isolated[strays[0]], UTC).isoformat()
+            more = f" (and the {edge} row of {len(strays) - 1} more point(s))" if len(strays) > 1 else ""
+            msg = (f"{path}: the {edge} row of {strays[0]}, at {when}{more}, is more than a year from the point's "
+                   f"other rows and from every other point's rows: a stray row (a device's clock?); every hour "
+                   "between would be processed: remove or correct it")
             raise _fail(msg, EXIT_DATA)
 
 

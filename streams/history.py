@@ -133,7 +133,6 @@ def read_readings_csv(path: Path) -> dict[str, PointSeries]:
     """
     times: dict[str, list[float]] = defaultdict(list)
     values: dict[str, list[float]] = defaultdict(list)
-    lines: dict[str, list[int]] = defaultdict(list)
     parsed: dict[str, float] = {}
     earliest, latest = CSV_EARLIEST.timestamp(), CSV_LATEST.timestamp()
     # Excel's "CSV UTF-8" starts with a BOM; newline="" lets csv see CRLF, LF and the CR of old Mac exports.
@@ -174,7 +173,6 @@ def read_readings_csv(path: Path) -> dict[str, PointSeries]:
                     raise DecodeError(msg)
                 times[point].append(moment)
                 values[point].append(value)
-                lines[point].append(line_no)
         except csv.Error as exc:  # a quoted field running on past the field size limit
             msg = f"{path}:{reader.line_num}: {exc}"
             raise DecodeError(msg) from exc
@@ -192,7 +190,8 @@ def read_readings_csv(path: Path) -> dict[str, PointSeries]:
             clash = np.flatnonzero(same & (v[1:] != v[:-1]))
             if clash.size:
                 i = int(clash[0])
-                first, second = (lines[point][int(order[j])] for j in (i, i + 1))
+                k = i - int(np.searchsorted(t, t[i]))  # rows at that time before it, in file order (a stable sort)
+                first, second = _lines_at(path, point, float(t[i]), parsed)[k : k + 2]
                 when = datetime.fromtimestamp(float(t[i]), UTC).isoformat()
                 msg = (f"{path}:{second}: {point} at {when} is {v[i + 1]:g}, but line {first} gives it "
                        f"{v[i]:g} at the same time: keep one of the two rows")
@@ -201,6 +200,17 @@ def read_readings_csv(path: Path) -> dict[str, PointSeries]:
             t, v = t[keep], v[keep]
         out[point] = PointSeries(times_s=t, values=v)
     return out
+
+
+def _lines_at(path: Path, point: str, moment: float, parsed: dict[str, float]) -> list[int]:
+    """The lines of ``path`` (already read whole: its timestamps in ``parsed``) holding ``point`` at ``moment``.
+
+    Read again for an error only, rather than keeping a line number per row of every file read.
+    """
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle)
+        return [reader.line_num for row in reader
+                if len(row) == 3 and row[1] == point and parsed.get(row[0]) == moment]
 
 
 def _csv_moment(path: Path, line_no: int, stamp: str, earliest: float, latest: float) -> float:
@@ -230,7 +240,7 @@ def _bounded_lines(handle: TextIO, path: Path) -> Iterator[str]:
     line_no = 0
     while line := readline(limit):
         line_no += 1
-        if len(line) == limit:
+        if len(line) == limit and not line.endswith(("\n", "\r")):
             msg = (f"{path}:{line_no}: line longer than {CSV_MAX_LINE:,} characters, not a "
                    "timestamp,point,value row")
             raise DecodeError(msg)

@@ -171,13 +171,14 @@ def test_a_point_silent_for_years_between_two_rows_is_named(tmp_path: Path, caps
     from econome._readings import ReadingSource
 
     path = tmp_path / "stray.csv"
-    path.write_text("timestamp,point,value\n2001-06-01T00:00:00+00:00,a,1\n2025-01-01T00:00:00+00:00,a,2\n"
-                    "2025-01-01T01:00:00+00:00,a,3\n2001-05-01T00:00:00+00:00,b,1\n2025-03-01T00:00:00+00:00,b,2\n")
+    path.write_text("timestamp,point,value\n2023-01-01T00:00:00+00:00,a,1\n2023-01-01T01:00:00+00:00,a,2\n"
+                    "2025-01-01T00:00:00+00:00,a,3\n2025-01-01T01:00:00+00:00,a,4\n2023-01-01T00:00:00+00:00,b,1\n"
+                    "2024-06-01T00:00:00+00:00,b,2\n2025-03-01T00:00:00+00:00,b,3\n")
     t = datetime(2025, 1, 1, tzinfo=UTC)
     data = ReadingSource(path, from_influx=False).load(None, t, t)
-    assert data["a"].values.tolist() == [1.0, 2.0, 3.0]  # named, not dropped
-    assert capsys.readouterr().err == (f"warning: {path}: 2 point(s) without a row for more than a year: a (2001-06-01 to "
-                                       "2025-01-01), b (2001-05-01 to 2025-03-01); a stray row makes the commands cover "
+    assert data["a"].values.tolist() == [1.0, 2.0, 3.0, 4.0]  # named, not dropped
+    assert capsys.readouterr().err == (f"warning: {path}: 2 point(s) without a row for more than a year: a (2023-01-01 to "
+                                       "2025-01-01), b (2023-01-01 to 2024-06-01); a stray row makes the commands cover "
                                        "every hour between\n")
 
 
@@ -189,12 +190,13 @@ def test_a_stray_row_stretching_the_file_by_years_is_refused_naming_it(tmp_path:
     rows = [f"2025-01-{d:02d}T{h:02d}:00:00+00:00,{p},{d * 24 + h}" for p in ("a", "b") for d in range(1, 8)
             for h in range(24)]
     path = tmp_path / "stray.csv"
-    path.write_text("timestamp,point,value\n" + "\n".join([*rows, f"{stray},a,1"]) + "\n")
-    result = CliRunner().invoke(app, ["detect", "--inventory", str(CONFIG), "--readings", str(path),
-                                      "--out", str(tmp_path / "e.jsonl")])
-    assert result.exit_code == 3, result.output
-    assert f"the {edge} row of a, at {stray}" in result.output
-    assert "Traceback" not in result.output
+    for strays in ([f"{stray},a,1"], [f"{stray},a,1", f"{stray},b,1"]):  # one point's clock, or a gateway's
+        path.write_text("timestamp,point,value\n" + "\n".join([*rows, *strays]) + "\n")
+        result = CliRunner().invoke(app, ["detect", "--inventory", str(CONFIG), "--readings", str(path),
+                                          "--out", str(tmp_path / "e.jsonl")])
+        assert result.exit_code == 3, result.output
+        assert f"the {edge} row of a, at {stray}" in result.output
+        assert "Traceback" not in result.output
     history = tmp_path / "history.csv"
     early = [f"2022-{m:02d}-01T00:00:00+00:00,a,{m}" for m in range(1, 13)] + [f"2023-{m:02d}-01T00:00:00+00:00,a,{m}"
                                                                              for m in range(1, 13)]

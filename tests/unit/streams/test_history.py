@@ -148,6 +148,9 @@ def test_hostile_readings_csv_is_one_error_naming_the_line(tmp_path: Path) -> No
         ("9999-12-31T23:00:00+00:00,a,2\n", r"r\.csv:3: timestamp .* is outside"),
         # one point at one time with two values was kept twice
         ("2026-01-05T01:00:00+01:00,a,7\n", r"r\.csv:3: a at 2026-01-05T00:00:00\+00:00 is 7, but line 2 gives it 1"),
+        # ... named by the two lines that differ, after a row repeated whole
+        ("2026-01-05T00:00:00+00:00,b,1\n2026-01-05T00:00:00Z,a,1\n2026-01-05T01:00:00+01:00,a,7\n",
+         r"r\.csv:5: a at 2026-01-05T00:00:00\+00:00 is 7, but line 4 gives it 1"),
         (",,2\n", r"r\.csv:3: the row has no point id"),
         ("2026-01-05T00:15:00+00:00,a," + "1" * 200_000 + "\n", r"r\.csv:3: line longer than 65,536 characters"),
         ('2026-01-05T00:15:00+00:00,a,"' + "1\n" * 70_000, r"r\.csv:\d+: field larger than field limit"),
