@@ -111,6 +111,8 @@ _FIT_FORMAT = 1  # of ExpectedFit.to_dict
 _NO_WEATHER_C = 10.0  # stands in for a missing outdoor temperature: a constant gives no weather term
 _UNKNOWN_WEATHER_DAYS = 28  # a silent station's hours are expected at the coldest day of the 4 weeks before it
 _UNKNOWN_WEATHER_MAX_DAYS = 14  # ... for two weeks at most: past that, those weeks say little of the season
+_MIN_SEEN_DAYS = 3  # days a type × weekday had an hour open (or closed) before the model judges such an hour
+_SEEN_SLOTS = len(_TYPES) * 7 * 24 * 2  # type × weekday × local hour × open state
 _DAY_KNOWN_H = 20  # of a day's 24 hourly temperatures, to take its mean for that day's
 
 
@@ -290,6 +292,8 @@ class ExpectedFit:
             msg = f"unknown expected-model format_version {data.get('format_version')!r} (this version reads {_FIT_FORMAT})"
             raise ModelError(msg)
         shape = data["profile"]
+        if shape is not None and "seen" not in shape:  # written before the hours seen were counted: all were
+            shape = {**shape, "seen": [float(_MIN_SEEN_DAYS)] * _SEEN_SLOTS}
         return cls(
             last=None if data["last"] is None else DailyChangePointBaseline.from_dict(data["last"]),
             profile=None if shape is None else _Shape(**{k: np.asarray(v, dtype=np.float64) for k, v in shape.items()}),
@@ -314,6 +318,8 @@ class ExpectedConsumption:
         local_hour: local wall-clock hour, 0-23.
         day: local day number of each hour.
         config: start, refit cadence, search ranges.
+        open_hour: whether each hour is open, for the hours each type × weekday has had open or closed
+            (:meth:`beyond_fit`); ``None``: ``open_frac > 0``.
     """
 
     def __init__(
@@ -325,10 +331,12 @@ class ExpectedConsumption:
         local_hour: IntArray,
         day: IntArray,
         config: ExpectedConfig,
+        open_hour: BoolArray | None = None,
     ) -> None:
         self.y = y
         self.outdoor_c = outdoor_c if np.isfinite(outdoor_c).any() else np.full(y.size, _NO_WEATHER_C)
         self.types = day_types_of_hours(open_frac, school_holiday, day)
+        self.open_hour = open_frac > 0.0 if open_hour is None else open_hour
         self.type_idx = np.array([_TYPE_INDEX[t] for t in self.types], dtype=np.int64)
         self.local_hour = local_hour
         self.day = day
@@ -372,7 +380,8 @@ class ExpectedConsumption:
         # week to week: between searches only the coefficients follow the latest weeks.
         like = self.last if at - self._searched_at < int(self.config.structure_every / _HOUR) else None
         fitted = _fit(y, outdoor_c, self.types[lo:at], excluded[lo:at], days, self.config,
-                      like, self._searched_days + self._searched_days // 4)
+                      like, self._searched_days + self._searched_days // 4,
+                      seen_of=(self.type_idx[lo:at], self.open_hour[lo:at], local_hour, day))
         if fitted is None:
             return False
         self.last, self._profile, self.coldest_c = fitted
@@ -423,27 +432,38 @@ class ExpectedConsumption:
         return result
 
     def beyond_fit(self, start: int, stop: int, margin_c: float) -> BoolArray:
-        """Hours whose last 24 hours were colder than any fitted day of their day type, by more than ``margin_c``.
+        """Hours the last fit knows no day like: too cold for their day type, or of a weekday it has not learnt.
 
-        Only for a model with a heating term: there the expected value is an
-        extrapolation of the degree-day line into weather it was never fitted
-        on (the first frost after a mild autumn, a day type never seen cold,
-        where a setback or frost protection starts to run). A day type without
-        enough fitted days of its own is beyond the fit whenever the model is
-        weather-dependent. Without a fit, every hour is. An hour whose 24 hours
-        the station was silent for is judged at its bounded weather
-        (:meth:`predict_bounded`).
+        * Colder: the last 24 hours were colder than any fitted day of their
+          day type, by more than ``margin_c``. Only for a model with a heating
+          term: there the expected value is an extrapolation of the degree-day
+          line into weather it was never fitted on (the first frost after a
+          mild autumn, a day type never seen cold, where a setback or frost
+          protection starts to run). A day type without enough fitted days of
+          its own is beyond the fit whenever the model is weather-dependent.
+          An hour whose 24 hours the station was silent for is judged at its
+          bounded weather (:meth:`predict_bounded`).
+        * An hour its type and weekday had open (or closed) on fewer than
+          :data:`_MIN_SEEN_DAYS` days before the fit, whatever the weather:
+          the profile that spreads its day's energy was learnt on days unlike
+          it (an event hall's first Saturday evening booking after weeks of
+          weekday afternoons; any weekday in the first three weeks).
+
+        Without a fit, every hour is.
         """
-        if self.last is None:
+        if self.last is None or self._profile is None:
             return np.ones(max(0, stop - start), dtype=np.bool_)
+        key = self.type_idx[start:stop] * 7 + _weekday(self.day[start:stop])
+        slot = key * 48 + self.local_hour[start:stop] * 2 + self.open_hour[start:stop]
+        borrowed: BoolArray = ~(self._profile.seen[slot] >= _MIN_SEEN_DAYS)
         if self.last.params.heating_balance_c is None:
-            return np.zeros(max(0, stop - start), dtype=np.bool_)
+            return borrowed
         rows = self.rows[start:stop]
         known = np.isfinite(rows).sum(axis=1)
         mean_c = np.where(known > 0, np.nansum(rows, axis=1) / np.maximum(known, 1), np.nan)
         mean_c = np.where(known > 0, mean_c, self.weather_bound_c[start:stop])  # the station silent: its bound
         edge = self.coldest_c[self.type_idx[start:stop]]
-        result: BoolArray = ~(mean_c >= edge - margin_c)  # nan edge or nan temperature: beyond
+        result: BoolArray = ~(mean_c >= edge - margin_c) | borrowed  # nan edge or nan temperature: beyond
         return result
 
 
@@ -555,11 +575,15 @@ def _fit(
     config: ExpectedConfig,
     like: DailyChangePointBaseline | None = None,
     like_max_days: int = 0,
+    seen_of: tuple[IntArray, BoolArray, IntArray, IntArray] | None = None,
 ) -> tuple[DailyChangePointBaseline, _Shape, FloatArray] | None:
     """Fit the daily model and the hourly profile on complete, unflagged local days (``days``: the table of ``y``'s).
 
     ``like``'s structure is refitted (see :meth:`mv.baseline.DailyChangePointBaseline.fit`) while the usable
     days are at most ``like_max_days``; beyond, or without ``like``, the structure is searched.
+    ``seen_of`` (per hour: day type index, open or not, local hour, local day) counts the hours the building
+    has had of each type × weekday × local hour × open state (:attr:`_Shape.seen`); without it, every one
+    counts as seen.
     """
     if y.size == 0:
         return None
@@ -596,7 +620,20 @@ def _fit(
         of_type = [c for c, t in zip(daily_c.tolist(), kept_types, strict=True) if t is day_type]
         if len(of_type) >= config.min_days_per_type:
             coldest[i] = min(of_type)
-    shape = _profile(days.hourly[kept], days.hourly_energy[kept], kept_days, kept_types, model, modelled, hdd)
+    # The hours of each key, clock hour and open state the building has had on complete, known days, flagged
+    # or not: a weekday whose days were all left out of the fits (an alert, the forest's flags) is still one
+    # it has had, while an event hall's first Saturday evening booking is not.
+    seen_counts = np.full(_SEEN_SLOTS, float(_MIN_SEEN_DAYS))
+    if seen_of is not None:
+        type_idx, open_hour, local_hour, day = seen_of
+        missing = np.concatenate([[0], np.cumsum(~(np.isfinite(y) & np.isfinite(outdoor_c)))])
+        complete = (days.count >= 23) & (missing[days.start + days.count] == missing[days.start])
+        of_day = np.repeat(complete, days.count)
+        if of_day.size == y.size and of_day.any():
+            slot = (type_idx * 7 + _weekday(day)) * 48 + local_hour * 2 + open_hour
+            seen_counts = np.bincount(slot[of_day], minlength=_SEEN_SLOTS).astype(np.float64)
+    shape = _profile(days.hourly[kept], days.hourly_energy[kept], kept_days, kept_types, model, modelled, hdd,
+                     seen_counts)
     return model, shape, coldest
 
 
@@ -613,6 +650,9 @@ class _Shape:
         floor: per key, the median energy of its fitted days without heating degree days (0 without
             enough of them): where the degree-day line falls to zero, what such a day still consumes
             (the hot water or the morning warm-up a heating meter still counts in mild weather).
+        seen: per key × local hour × open state (``(key * 24 + hour) * 2 + open``), how many hours of
+            it the building had on complete days before the fit, flagged or not (an hour of a type and
+            weekday open at an hour it never was open: an event hall's first Saturday evening booking).
     """
 
     factor: FloatArray
@@ -620,6 +660,7 @@ class _Shape:
     mean_energy: FloatArray
     slope: FloatArray
     floor: FloatArray
+    seen: FloatArray
 
 
 def _weekday(day: IntArray) -> IntArray:
@@ -630,7 +671,7 @@ def _weekday(day: IntArray) -> IntArray:
 
 def _profile(
     matrix: FloatArray, energy: FloatArray, kept_days: IntArray, types: list[DayType],
-    model: DailyChangePointBaseline, modelled: FloatArray, hdd: FloatArray,
+    model: DailyChangePointBaseline, modelled: FloatArray, hdd: FloatArray, seen_counts: FloatArray,
 ) -> _Shape:
     """The hourly shape of each day type and weekday, and its daily factor, from the fitted days.
 
@@ -697,7 +738,8 @@ def _profile(
             of_key = warm & (type_of == k // 7)
         if of_key.sum() >= min_days:
             floor[k] = float(np.median(energy[of_key]))
-    return _Shape(factor=factor, share=share, mean_energy=mean_energy, slope=slope, floor=floor)
+    return _Shape(factor=factor, share=share, mean_energy=mean_energy, slope=slope, floor=floor,
+                  seen=seen_counts)
 
 
 def _predict(

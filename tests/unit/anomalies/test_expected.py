@@ -276,3 +276,42 @@ def test_a_constant_closed_day_load_keeps_its_flat_profile() -> None:
     hours_of = np.array([expected[d * 24 : (d + 1) * 24] for d in closed_days])
     # A closed day's hours are expected alike (the level may follow the weather, the hours not apart).
     assert (hours_of.max(axis=1) / hours_of.min(axis=1)).max() < 1.5, hours_of.round(1)
+
+
+def test_an_hour_open_where_its_weekday_never_was_is_beyond_the_fit() -> None:
+    """An event hall open on Tuesday afternoons and Saturdays just after midnight, then booked on a Saturday evening.
+
+    The hall's Saturdays were open from midnight to one (Friday parties running late): the model knows
+    no Saturday evening open, so those hours are beyond the fit (no model alert there; issue 11, family
+    B's event hall); the same Saturday's closed afternoon, a Tuesday afternoon, seen four times, and the
+    closed Sundays are not. From the old format (no ``seen``), every hour counts as seen.
+    """
+    from anomalies.expected import ExpectedFit
+
+    days = 42
+    day = np.repeat(np.arange(700_000, 700_000 + days), 24)
+    hour = np.tile(np.arange(24), days)
+    weekday = (day - 1) % 7
+    booked_saturday = day == np.min(day[(weekday == 5) & (day >= day[0] + 28)])
+    late = (weekday == 5) & (day < day[0] + 28) & (hour == 0)
+    open_frac = (((weekday == 1) & (hour >= 14) & (hour < 18)) | late | (booked_saturday & (hour >= 18))).astype(float)
+    y = 0.5 + 10.0 * open_frac + np.random.default_rng(3).normal(0, 0.05, day.size)
+    outdoor = np.full(day.size, 12.0)
+    model = ExpectedConsumption(y, outdoor, open_frac, np.zeros(day.size, dtype=bool), hour, day, ExpectedConfig())
+    at = 28 * 24
+    assert not booked_saturday[:at].any()
+    assert model.refit(at, np.zeros(at, dtype=bool))
+    beyond = model.beyond_fit(at, day.size, margin_c=2.0)
+    tuesday = (weekday[at:] == 1) & (hour[at:] == 15)
+    assert tuesday.any()
+    assert not beyond[tuesday].any()
+    assert beyond[booked_saturday[at:] & (hour[at:] >= 18)].all()
+    assert not beyond[booked_saturday[at:] & (hour[at:] > 0) & (hour[at:] < 18)].any()
+    sunday = weekday[at:] == 6
+    assert sunday.sum() >= 24
+    assert not beyond[sunday].any()
+    fit = model.snapshot().to_dict()
+    assert fit["profile"] is not None
+    del fit["profile"]["seen"]
+    model.restore(ExpectedFit.from_dict(fit))
+    assert not model.beyond_fit(at, day.size, margin_c=2.0).any()
