@@ -544,7 +544,7 @@ def run_models(
         y = series.values
         # Day types from the whole local day's schedule: an hour's expected value does not depend on where the frame ends.
         model = ExpectedConsumption(y, hours.outdoor_c, hours.day_open.astype(np.float64), hours.school_holiday, hours.local_hour,
-                                    hours.local_day, config.expected)
+                                    hours.local_day, config.expected, open_hour=hours.open_frac > 0.0)
         # The hours whose 24 hours the weather station was silent for are expected at a bounded weather, for an
         # excess only (issue 11: a workshop's +35 % week, 4 days of it silent): the forest scores them on rows
         # of their own (_bounded_rows) but no model is fitted on them, no later hour's features read them and
@@ -883,6 +883,7 @@ def debounce(
     scores: dict[Usage, FloatArray] | None = None,
     typical: dict[Usage, FloatArray] | None = None,
     materiality: MaterialityConfig | None = None,
+    flagged: dict[Usage, FloatArray] | None = None,
 ) -> list[AnomalyEvent]:
     """Feed hours ``first_hour`` … of a building's findings to the alert lifecycle; return what changed.
 
@@ -914,6 +915,8 @@ def debounce(
         typical: per usage, its typical hourly consumption as known at each hour
             (:func:`typical_consumption`), for materiality.
         materiality: hold consumption alerts pending until material (``None``: never).
+        flagged: per usage, the hours its forest flagged (1), did not (0) or did not score (``nan``):
+            the witness a :data:`CORROBORATED_KINDS` alert waits for.
 
     Returns:
         One event per alert that opened, was extended or resolved in these hours,
@@ -938,6 +941,8 @@ def debounce(
         gate = _materiality_gate(finding, frame, typical, materiality)
         if is_model:
             gate = _both(gate, _defer_to_rule_gate(finding, frame, findings))
+        elif finding.kind in CORROBORATED_KINDS and flagged is not None:
+            gate = _both(gate, _corroborated_gate(frame, flagged.get(finding.usage)))
         changed = False
         i = 0
         while i < known.size:
@@ -1020,6 +1025,40 @@ def _defer_to_rule_gate(finding: Finding, frame: HourlyFrame, findings: Sequence
         return not (0 <= h < recent.size and bool(recent[h]))
 
     return clear_of_rules
+
+
+CORROBORATED_KINDS = frozenset({EventKind.CONSUMPTION_UNOCCUPIED})
+"""Rule kinds whose alert opens only once the usage's forest flagged one of its hours too (when it scored them).
+
+``consumption_unoccupied`` judges a main meter's closures against earlier closures, with no indoor
+temperature to say whether the heating held a comfort setpoint: a cold weekend at a 14 °C setback, the
+morning boost before a Monday, the first days of a holiday draw close to an occupied day and look like a
+heater left on. The forest judges the same hours against the expected model (weather, day type, the
+weekday's own hours): where it finds them ordinary, the rule alone is not enough to e-mail an advisor.
+Until the forest has scored any hour of the episode (its first 14 days), the rule decides alone."""
+
+
+def _corroborated_gate(frame: HourlyFrame, flagged: FloatArray | None) -> Gate | None:
+    """A :data:`CORROBORATED_KINDS` alert may open once the forest flagged an hour of its episode so far.
+
+    Causal: the hours from the alert's first active one up to the hour asked. An episode none of whose
+    hours the forest scored (no forest yet, a usage without a model) opens on the rule alone.
+    """
+    if flagged is None:
+        return None
+    hits = np.concatenate([[0], np.cumsum(flagged == 1.0)])
+    scored = np.concatenate([[0], np.cumsum(np.isfinite(flagged))])
+
+    def corroborated(track: Track, at: datetime) -> bool:
+        h = int((at.timestamp() - frame.start_s) // 3600)
+        if not 0 <= h < flagged.size:
+            return True
+        a = min(h, max(0, int((track.first.timestamp() - frame.start_s) // 3600)))
+        if scored[h + 1] == scored[a]:
+            return True
+        return bool(hits[h + 1] > hits[a])
+
+    return corroborated
 
 
 def _both(first: Gate | None, second: Gate | None) -> Gate | None:
@@ -1125,6 +1164,7 @@ def events_from_findings(
     scores: dict[Usage, FloatArray] | None = None,
     typical: dict[Usage, FloatArray] | None = None,
     materiality: MaterialityConfig | None = None,
+    flagged: dict[Usage, FloatArray] | None = None,
 ) -> list[AnomalyEvent]:
     """Debounce findings through the alert lifecycle into events, in one pass over every hour.
 
@@ -1136,13 +1176,14 @@ def events_from_findings(
         scores: per usage, model scores used as the events' score (1.0 without).
         typical: per usage, typical hourly consumption per hour (:func:`typical_consumption`).
         materiality: hold consumption alerts pending until material (``None``: never).
+        flagged: per usage, the hours its forest flagged (1), did not (0), did not score (``nan``).
 
     Returns:
         The events, resolved, open or ongoing.
     """
     life = AlertLifecycle(mutes={building.id: building.mute}, timezone=inventory.organisation.tz)
     return debounce(inventory, building, frame, findings, first_hour=0, life=life, memory={}, spans=[], scores=scores,
-                    typical=typical, materiality=materiality)
+                    typical=typical, materiality=materiality, flagged=flagged)
 
 
 def _event(
@@ -1227,6 +1268,7 @@ class BuildingFindings:
         scores: per usage, the model scores.
         expected: per usage with a model, observed against expected over the frame.
         typical: per usage, its typical hourly consumption as known at each hour (for materiality).
+        flagged: per usage with a model, the hours its forest flagged (1), did not (0), did not score (``nan``).
     """
 
     building: Building
@@ -1235,6 +1277,7 @@ class BuildingFindings:
     scores: dict[Usage, FloatArray]
     expected: list[ExpectedSeries]
     typical: dict[Usage, FloatArray] = field(default_factory=dict)
+    flagged: dict[Usage, FloatArray] = field(default_factory=dict)
 
 
 def building_findings(
@@ -1319,6 +1362,7 @@ def building_findings(
     for rule in BUILDING_RULES:
         findings.extend(rule.evaluate(hours, config.rules, findings, memo=memo))
     scores: dict[Usage, FloatArray] = {}
+    flagged: dict[Usage, FloatArray] = {}
     model_findings: list[Finding] = []
     expected: list[ExpectedSeries] = []
     if config.models:
@@ -1327,6 +1371,7 @@ def building_findings(
             excluded |= finding.active
         runs = run_models(hours, excluded, config, models)
         scores = {run.usage: run.scores for run in runs}
+        flagged = {run.usage: run.flagged for run in runs}
         for run in runs:  # expected against observed, for Grafana (anomalies.expected_sink)
             used = hours.usages[run.usage]
             observed = used.values if run.observed is None else run.observed  # with the whole of a shared meter
@@ -1335,7 +1380,7 @@ def building_findings(
             alerting = [run for run in runs if has_own_meter(building, hours.usages[run.usage])]
             model_findings = _model_findings(alerting, hours, config)
     typical = {u: typical_consumption(s.values, config.materiality.min_history) for u, s in hours.usages.items()}
-    return BuildingFindings(building, [*quality, *findings], model_findings, scores, expected, typical)
+    return BuildingFindings(building, [*quality, *findings], model_findings, scores, expected, typical, flagged)
 
 
 def has_own_meter(building: Building, series: UsageSeries) -> bool:

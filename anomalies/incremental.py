@@ -1219,7 +1219,7 @@ def advance(
             rules = found.rules if config.rule_events else []
             for event in debounce(inventory, building, frame, [*rules, *found.models], first_hour=first_hour,
                                   life=life, memory=state.memory, spans=state.spans, scores=found.scores,
-                                  typical=found.typical, materiality=config.materiality):
+                                  typical=found.typical, materiality=config.materiality, flagged=found.flagged):
                 latest[((event.building, event.usage, event.kind, event.point or ""), event.start)] = event
             group_s = stop_s
         if progress is not None:

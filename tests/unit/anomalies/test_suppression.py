@@ -102,3 +102,33 @@ def test_a_rule_blip_only_delays_the_model_alert(inventory: Inventory, building:
     water = replace(blip, usage=Usage.WATER, unit="m3", excess_unit="m3")
     events = events_from_findings(inventory, building, frame, [water, model])
     assert ("unusual_consumption", START + timedelta(hours=13)) in [(e.kind, e.detected_at) for e in events]
+
+
+def _closed_heating(inventory: Inventory, building: Building, flagged: np.ndarray | None) -> list[tuple[str, str]]:
+    rule = _finding(EventKind.CONSUMPTION_UNOCCUPIED, Usage.HEATING, 10, 30)
+    frame = HourlyFrame.build({}, counters=set(), start_s=START.timestamp(), hours=N)
+    events = events_from_findings(inventory, building, frame, [rule],
+                                  flagged=None if flagged is None else {Usage.HEATING: flagged})
+    return [(e.kind, e.start.isoformat()) for e in events]
+
+
+def test_a_main_meter_s_closure_alert_waits_for_the_forest_to_find_its_hours_unusual_too(
+    inventory: Inventory, building: Building,
+) -> None:
+    """``consumption_unoccupied`` (a main meter's closures, no indoor temperature) opens only with the forest.
+
+    The forest scored the episode's hours and flagged none: a cold weekend at its setback, not a heater
+    left on (issue 11, family B: the maternelle's weekends); no alert. One flagged hour of the episode
+    (up to the hour asked: causal) and it opens, from its first active hour. No forest score at all (its
+    first 14 days, or models off): the rule decides alone.
+    """
+    quiet = np.zeros(N)
+    assert _closed_heating(inventory, building, quiet) == []
+    witnessed = quiet.copy()
+    witnessed[20] = 1.0
+    opened = [("consumption_unoccupied", (START + timedelta(hours=10)).isoformat())]
+    assert _closed_heating(inventory, building, witnessed) == opened
+    after = quiet.copy()
+    after[40] = 1.0  # after the episode: no witness of it
+    assert _closed_heating(inventory, building, after) == []
+    assert _closed_heating(inventory, building, np.full(N, np.nan)) == _closed_heating(inventory, building, None) != []
