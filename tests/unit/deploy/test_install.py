@@ -87,7 +87,7 @@ def test_the_image_installs_the_pdf_packages() -> None:
     # The Dockerfile's own extraction, run on the list, gives every package.
     done = subprocess.run(["awk", awk.group(1), str(PACKAGES)], capture_output=True, text=True, timeout=10, check=True)
     assert done.stdout.split() == _listed()
-    assert dockerfile.index("debian-packages.txt") < dockerfile.index("pip install .")
+    assert dockerfile.index("debian-packages.txt") < dockerfile.index("pip install -c deploy/constraints.txt .")
     assert 'PDF_PACKAGES="$ROOT/deploy/debian-packages.txt"' in INSTALL.read_text(encoding="utf-8")
 
 
@@ -123,3 +123,27 @@ def test_the_list_has_what_weasyprint_loads() -> None:
 def test_the_script_is_bash_that_parses() -> None:
     done = subprocess.run(["bash", "-n", str(INSTALL)], capture_output=True, text=True, timeout=10, check=False)
     assert done.returncode == 0, done.stderr
+
+
+def _pins() -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / "deploy" / "constraints.txt").read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            pins[re.sub(r"[-_.]+", "-", name).lower()] = version.strip()
+    return pins
+
+
+def test_the_python_dependencies_are_those_the_figures_were_measured_with() -> None:
+    """scripts/install and the image install at deploy/constraints.txt's versions; this environment has them.
+
+    Detection's events move with numpy, scipy and scikit-learn (a fresh install that took newer ones gave
+    other figures than the README's): an install that ignored the pins fails here.
+    """
+    from importlib.metadata import version
+
+    pins = _pins()
+    for name in ("numpy", "scipy", "scikit-learn", "holidays", "vacances-scolaires-france", "icalendar"):
+        assert version(name) == pins[name], name
+    assert '-m pip install -q -c deploy/constraints.txt -e ".[dev]"' in INSTALL.read_text(encoding="utf-8")
+    assert "pip install -c deploy/constraints.txt ." in (ROOT / "deploy" / "Dockerfile").read_text(encoding="utf-8")
