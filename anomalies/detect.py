@@ -1322,12 +1322,12 @@ def building_findings(
     booked = building_bookings(inventory, building, around)
     tz = inventory.organisation.tz
 
-    def schedule(hours: int) -> dict[str, npt.NDArray[Any]]:
-        times = around.start_s + 3600.0 * np.arange(hours, dtype=np.float64)
+    def schedule(first_s: float, hours: int) -> dict[str, npt.NDArray[Any]]:
+        times = first_s + 3600.0 * np.arange(hours, dtype=np.float64)
         return {"open": schedule_masks(building, calendar, tz, times, config.features.preheat, booked=booked)[0]}
 
     if clock is None:
-        open_around = schedule(around.hours)["open"]
+        open_around = schedule(around.start_s, around.hours)["open"]
     else:
         open_around = clock.get(building, "around", around.start_s, around.hours,
                                 (str(tz), calendar.zone, config.features.preheat, tuple(booked)), schedule)["open"]

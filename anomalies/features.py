@@ -361,12 +361,12 @@ class BuildingHours:
             booked = building_bookings(inventory, building, frame)
         booked_now = booked
 
-        def clock(hours: int) -> dict[str, npt.NDArray[Any]]:
-            return _clock_columns(building, calendar, tz, frame.start_s + _HOUR_S * np.arange(hours, dtype=np.float64),
+        def clock(first_s: float, hours: int) -> dict[str, npt.NDArray[Any]]:
+            return _clock_columns(building, calendar, tz, first_s + _HOUR_S * np.arange(hours, dtype=np.float64),
                                   config, booked_now)
 
         if calendars is None:
-            at = clock(frame.hours)
+            at = clock(frame.start_s, frame.hours)
         else:
             at = calendars.get(building, "hours", frame.start_s, frame.hours,
                                (str(tz), calendar.zone, config, tuple(booked)), clock)
@@ -465,9 +465,10 @@ class ClockCache:
     setpoints, the open days and the sun depend on each hour and the building's schedule and bookings, never
     on where the frame ends (each of those functions reads the schedule past both ends). A live pass on a
     frame one hour longer than the last would compute them again for 400 days; the cache computes them
-    :data:`CLOCK_AHEAD_H` hours past the frame's end and gives the first hours of what it holds while the
-    frame start, the building object and the key (timezone, holiday zone, settings, bookings) are the same: the
-    columns equal those computed on the frame itself
+    :data:`CLOCK_AHEAD_H` hours past the frame's end and gives the hours of what it holds while the building
+    object and the key (timezone, holiday zone, settings, bookings) are the same and the frame starts on its
+    hours; the hours past its end (a frame longer by more than the week ahead, a history rolled forward) are
+    computed from there. The columns equal those computed on the frame itself
     (``tests/unit/anomalies/test_clock_cache.py``). One entry per building and use.
 
     :meth:`to_arrays` and :meth:`from_arrays` save it with the detection state (a live service that loads
@@ -480,7 +481,9 @@ class ClockCache:
         """An empty cache."""
         self._entries: dict[tuple[str, str], _ClockEntry] = {}
         self.computed = 0
-        """How many times columns were computed (not taken from the cache)."""
+        """How many times columns were computed whole (not taken from the cache)."""
+        self.extended = 0
+        """How many times an entry was extended by the hours past its end."""
 
     def get(
         self,
@@ -489,9 +492,14 @@ class ClockCache:
         start_s: float,
         hours: int,
         key: tuple[object, ...],
-        compute: Callable[[int], dict[str, npt.NDArray[Any]]],
+        compute: Callable[[float, int], dict[str, npt.NDArray[Any]]],
     ) -> dict[str, npt.NDArray[Any]]:
-        """The columns of ``hours`` hours from ``start_s``: copies of the cached ones, computed when missing.
+        """The columns of ``hours`` hours from ``start_s``: copies of the cached ones, computed where missing.
+
+        An entry of the same building and key that starts at or before ``start_s``, on its hour grid, gives
+        the hours it holds; the hours past its end are computed from there (with :data:`CLOCK_AHEAD_H` more)
+        and the entry then starts at ``start_s``: a frame a week longer, or the history rolled forward
+        (:mod:`anomalies.incremental`), computes its new hours only, not 400 days again.
 
         Args:
             building: the building; another object (an inventory read again) computes them again, even
@@ -501,7 +509,7 @@ class ClockCache:
             start_s: the first hour (UTC seconds).
             hours: how many hours.
             key: what else the columns depend on; another key computes them again.
-            compute: the columns of the first ``n`` hours from ``start_s``.
+            compute: the columns of the ``n`` hours from a given first hour (UTC seconds), ``compute(first_s, n)``.
 
         Returns:
             Per column, its first ``hours`` values (a copy: the caller may change it).
@@ -513,13 +521,27 @@ class ClockCache:
                 entry.building, entry.key = building, key
             else:
                 entry = None
-        if (entry is None or entry.building is not building or entry.start_s != start_s or entry.hours < hours
-                or entry.key != key):
+        first = -1
+        if entry is not None and entry.building is building and entry.key == key:
+            offset_h = (start_s - entry.start_s) / _HOUR_S
+            if offset_h.is_integer() and 0 <= offset_h <= entry.hours:
+                first = int(offset_h)
+        if entry is None or first < 0:
             total = hours + CLOCK_AHEAD_H
-            entry = _ClockEntry(building, key, start_s, total, compute(total))
+            entry = _ClockEntry(building, key, start_s, total, compute(start_s, total))
             self._entries[(building.id, use)] = entry
             self.computed += 1
-        return {name: column[:hours].copy() for name, column in entry.columns.items()}
+            first = 0
+        elif first + hours > entry.hours:
+            # An hour's columns depend on the hour alone: the hours past the entry's end are computed from there.
+            more = first + hours + CLOCK_AHEAD_H - entry.hours
+            tail = compute(entry.start_s + entry.hours * _HOUR_S, more)
+            columns = {name: np.concatenate([column[first:], tail[name]]) for name, column in entry.columns.items()}
+            entry = _ClockEntry(building, key, start_s, entry.hours - first + more, columns, entry.digest)
+            self._entries[(building.id, use)] = entry
+            self.extended += 1
+            first = 0
+        return {name: column[first : first + hours].copy() for name, column in entry.columns.items()}
 
     def to_arrays(self) -> dict[str, npt.NDArray[Any]]:
         """The cache as named arrays (no pickle): a JSON ``clock_meta`` and each entry's columns (``clock<i>_<name>``)."""

@@ -200,23 +200,34 @@ def _grow_direct(data: FloatArray, n_estimators: int, max_samples: int, random_s
     # One generator re-seeded per draw: the same states as a fresh RandomState(seed) each time (which
     # scikit-learn builds), without drawing OS entropy for every one, most of the fitting time.
     draws = np.random.RandomState(random_state)
+    # One splitter and builder for every tree: the splitter takes its state from ``draws`` and the rows when
+    # each build starts, the builder holds its settings only.
+    splitter = RandomSplitter(MSE(1, max_samples), 1, 1, 0.0, draws, None)
+    builder = DepthFirstTreeBuilder(splitter, 2, 1, 0.0, max_depth, 0.0)
+    # sample_without_replacement(n_features, n_features) is every column in order, drawing nothing; its
+    # rows, for a share strictly between 1 % and 99 %, are the first of ``permutation`` (its "auto" method).
+    every_column = np.arange(n_features, dtype=np.int64)
+    permuted = 0.01 < max_samples / n_rows < 0.99
     grown = []
     drawn = []
     for seed in seeds.tolist():
         draws.seed(seed)
         tree_seed = draws.randint(_MAX_INT)
         draws.seed(seed)
-        features = sample_without_replacement(n_features, n_features, random_state=draws)
-        indices = np.sort(sample_without_replacement(n_rows, max_samples, random_state=draws))
+        if permuted:
+            chosen = draws.permutation(n_rows)[:max_samples]
+        else:
+            sample_without_replacement(n_features, n_features, random_state=draws)
+            chosen = sample_without_replacement(n_rows, max_samples, random_state=draws)
+        indices = np.sort(chosen)
         # scikit-learn passes every row with a weight of 1 (drawn) or 0, and its splitter keeps the rows of
         # non-zero weight in row order: the drawn rows alone, in that order and unweighted, give the same
         # tree, without the builder walking (and the criterion sized for) all the rows at every tree.
         draws.seed(tree_seed)  # the splitter draws its own seed from it when the build starts
-        splitter = RandomSplitter(MSE(1, max_samples), 1, 1, 0.0, draws, None)
         tree = Tree(n_features, one_output, 1)
-        DepthFirstTreeBuilder(splitter, 2, 1, 0.0, max_depth, 0.0).build(tree, x[indices], y[indices], None, None)
+        builder.build(tree, x[indices], y[indices], None, None)
         grown.append(tree)
-        drawn.append(features)
+        drawn.append(every_column)
     return _trees(grown, drawn)
 
 

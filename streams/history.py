@@ -61,7 +61,7 @@ from collections.abc import AsyncIterator, Collection, Iterable, Iterator, Seque
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, NoReturn, TextIO
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -131,10 +131,11 @@ def read_readings_csv(path: Path) -> dict[str, PointSeries]:
             over it), a value that is not a finite number, or two rows of one
             point at the same time with different values (both lines named).
     """
-    times: dict[str, list[float]] = defaultdict(list)
-    values: dict[str, list[float]] = defaultdict(list)
+    # Per point, its times and values, as the rows come (a dict lookup a row, not two).
+    columns: dict[str, tuple[list[float], list[float]]] = {}
     parsed: dict[str, float] = {}
     earliest, latest = CSV_EARLIEST.timestamp(), CSV_LATEST.timestamp()
+    isfinite = math.isfinite
     # Excel's "CSV UTF-8" starts with a BOM; newline="" lets csv see CRLF, LF and the CR of old Mac exports.
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(_bounded_lines(handle, path))
@@ -144,35 +145,33 @@ def read_readings_csv(path: Path) -> dict[str, PointSeries]:
                 msg = f"{path}: the header must be 'timestamp,point,value', got {header}"
                 raise DecodeError(msg)
             for row in reader:
-                line_no = reader.line_num
-                if not row:
-                    continue  # a blank line
                 if len(row) != 3:
-                    msg = (f"{path}:{line_no}: {len(row)} column(s), expected 3 separated by commas "
+                    if not row:
+                        continue  # a blank line
+                    msg = (f"{path}:{reader.line_num}: {len(row)} column(s), expected 3 separated by commas "
                            f"(timestamp,point,value): {','.join(row)[:80]!r}")
                     raise DecodeError(msg)
-                stamp, point, text = row[0], row[1], row[2]
-                if not point.strip():
-                    msg = f"{path}:{line_no}: the row has no point id"
-                    raise DecodeError(msg)
-                if not text.strip():
-                    msg = (f"{path}:{line_no}: {point} has an empty value (a point that gave no reading has no row; "
-                           "leave the line out)")
-                    raise DecodeError(msg)
-                moment = parsed.get(stamp)
-                if moment is None:
-                    moment = _csv_moment(path, line_no, stamp, earliest, latest)
-                    parsed[stamp] = moment
+                stamp, point, text = row
+                held = columns.get(point)
+                if held is None:  # a point's first row: its id checked once
+                    if not point.strip():
+                        msg = f"{path}:{reader.line_num}: the row has no point id"
+                        raise DecodeError(msg)
+                    held = columns[point] = ([], [])
                 try:
                     value = float(text)
                 except ValueError as exc:
-                    msg = f"{path}:{line_no}: value {text!r} of {point} is not a number"
-                    raise DecodeError(msg) from exc
-                if not math.isfinite(value):
-                    msg = f"{path}:{line_no}: value {text!r} of {point} is not a finite number"
+                    # The checks in the order every row gets them: an empty value, the timestamp, then the number.
+                    _refuse_value(path, reader.line_num, stamp, point, text, parsed, exc)
+                moment = parsed.get(stamp)
+                if moment is None:
+                    moment = _csv_moment(path, reader.line_num, stamp, earliest, latest)
+                    parsed[stamp] = moment
+                if not isfinite(value):
+                    msg = f"{path}:{reader.line_num}: value {text!r} of {point} is not a finite number"
                     raise DecodeError(msg)
-                times[point].append(moment)
-                values[point].append(value)
+                held[0].append(moment)
+                held[1].append(value)
         except csv.Error as exc:  # a quoted field running on past the field size limit
             msg = f"{path}:{reader.line_num}: {exc}"
             raise DecodeError(msg) from exc
@@ -180,9 +179,9 @@ def read_readings_csv(path: Path) -> dict[str, PointSeries]:
             msg = f"{path}:{_undecodable_line(path)}: not UTF-8 text ({exc.reason}): save the file as CSV UTF-8"
             raise DecodeError(msg) from exc
     out: dict[str, PointSeries] = {}
-    for point, stamps in times.items():
+    for point, (stamps, readings) in columns.items():
         t = np.asarray(stamps, dtype=np.float64)
-        v = np.asarray(values[point], dtype=np.float64)
+        v = np.asarray(readings, dtype=np.float64)
         order = np.argsort(t, kind="stable")
         t, v = t[order], v[order]
         same = t[1:] == t[:-1]
@@ -200,6 +199,19 @@ def read_readings_csv(path: Path) -> dict[str, PointSeries]:
             t, v = t[keep], v[keep]
         out[point] = PointSeries(times_s=t, values=v)
     return out
+
+
+def _refuse_value(path: Path, line_no: int, stamp: str, point: str, text: str, parsed: dict[str, float],
+                  exc: ValueError) -> NoReturn:
+    """The error of a row whose value is no number: an empty value, else a bad timestamp, else the value."""
+    if not text.strip():
+        msg = (f"{path}:{line_no}: {point} has an empty value (a point that gave no reading has no row; "
+               "leave the line out)")
+        raise DecodeError(msg) from exc
+    if stamp not in parsed:
+        _csv_moment(path, line_no, stamp, CSV_EARLIEST.timestamp(), CSV_LATEST.timestamp())
+    msg = f"{path}:{line_no}: value {text!r} of {point} is not a number"
+    raise DecodeError(msg) from exc
 
 
 def _lines_at(path: Path, point: str, moment: float, parsed: dict[str, float]) -> list[int]:

@@ -42,17 +42,23 @@ def test_clock_columns_kept_between_passes_are_those_of_the_frame(example: str) 
     cache = ClockCache()
     booked_seen = False
     for _, building in inventory.buildings():
-        # Hour by hour past the first frame, then past the week computed ahead, then a frame starting a day later.
+        # Hour by hour past the first frame, then past the week computed ahead, then a frame starting a day later
+        # (a history rolled forward) and one past what the cache holds, then one off the cache's hours.
         for start_s, hours in [(START_S, HOURS), (START_S, HOURS + 1), (START_S, HOURS + 2),
-                               (START_S, HOURS + CLOCK_AHEAD_H + 5), (START_S + 86400.0, HOURS)]:
+                               (START_S, HOURS + CLOCK_AHEAD_H + 5), (START_S + 86400.0, HOURS),
+                               (START_S + 86400.0, HOURS + 2 * CLOCK_AHEAD_H), (START_S + 1800.0, HOURS)]:
             frame = HourlyFrame(start_s, hours, {}, {})
             booked = building_bookings(inventory, building, frame)
             booked_seen |= bool(booked)
             kept = BuildingHours.build(inventory, building, frame, calendar, booked=booked, calendars=cache)
             fresh = BuildingHours.build(inventory, building, frame, calendar, booked=booked)
             _same(kept, fresh)
-    # Per building: the first frame, past the week ahead, the other start; the two frames an hour longer reused.
-    assert cache.computed == 3 * sum(1 for _ in inventory.buildings())
+    # Per building: the first frame and the half hour off its hours computed whole; past the week ahead and past
+    # what the later start held, the new hours only; the later start and the frames an hour longer reused.
+    # A building with bookings has other bookings in another frame: computed whole.
+    booking = sum(1 for _, b in inventory.buildings() if b.schedule.bookings is not None)
+    assert cache.computed == 2 * sum(1 for _ in inventory.buildings()) + 3 * booking
+    assert cache.extended == 2 * (sum(1 for _ in inventory.buildings()) - booking)
     assert booked_seen == (example == "family_b.yaml")
 
 
@@ -120,8 +126,9 @@ def test_clock_columns_read_back_from_a_state_file_stand_for_the_same_building_a
     building = load_inventory(EXAMPLES / "commune.yaml").building("mairie")
     key = ("Europe/Paris", "C", 1.5)
 
-    def compute(n: int) -> dict[str, np.ndarray]:
-        return {"x": np.arange(n, dtype=np.float64), "b": np.arange(n) % 2 == 0}
+    def compute(first_s: float, n: int) -> dict[str, np.ndarray]:
+        first = round(first_s / 3600.0)
+        return {"x": np.arange(first, first + n, dtype=np.float64), "b": np.arange(first, first + n) % 2 == 0}
 
     cache = ClockCache()
     first = cache.get(building, "hours", 3600.0, 10, key, compute)
@@ -130,7 +137,7 @@ def test_clock_columns_read_back_from_a_state_file_stand_for_the_same_building_a
     got = back.get(building.model_copy(), "hours", 3600.0, 12, key, compute)  # the inventory read again
     assert back.computed == 0
     np.testing.assert_array_equal(got["x"][:10], first["x"])
-    np.testing.assert_array_equal(got["b"], compute(12)["b"])
+    np.testing.assert_array_equal(got["b"], compute(3600.0, 12)["b"])
     for other_building, other_key in [(building.model_copy(update={"name": "Autre"}), key), (building, (*key, 2))]:
         fresh = ClockCache.from_arrays(arrays)
         fresh.get(other_building, "hours", 3600.0, 10, other_key, compute)

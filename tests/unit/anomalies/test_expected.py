@@ -5,8 +5,15 @@ from __future__ import annotations
 from datetime import timedelta
 
 import numpy as np
+import pytest
 
-from anomalies.expected import ExpectedConfig, ExpectedConsumption, day_types_of_hours, refit_hours
+from anomalies.expected import (
+    ExpectedConfig,
+    ExpectedConsumption,
+    _row_nanmedian,
+    day_types_of_hours,
+    refit_hours,
+)
 from mv.baseline import DayType
 
 DAYS = 60
@@ -315,3 +322,20 @@ def test_an_hour_open_where_its_weekday_never_was_is_beyond_the_fit() -> None:
     del fit["profile"]["seen"]
     model.restore(ExpectedFit.from_dict(fit))
     assert not model.beyond_fit(at, day.size, margin_c=2.0).any()
+
+
+@pytest.mark.filterwarnings("ignore:All-NaN slice encountered:RuntimeWarning")
+def test_row_medians_are_numpys_bit_for_bit() -> None:
+    """The day bound's medians (one sort a row) are ``np.nanmedian``'s: odd and even counts of numbers, ties,
+    NaN anywhere, large magnitudes, and what numpy is left to compute (infinities, negative zeros, a row
+    without a number)."""
+    rng = np.random.default_rng(7)
+    for trial in range(400):
+        shape = (int(rng.integers(1, 30)), int(rng.integers(1, 60)))
+        values = [rng.normal(size=shape), rng.integers(-3, 4, size=shape).astype(np.float64),
+                  np.round(rng.normal(size=shape), 1) * 1e300][trial % 3]
+        values[rng.random(shape) < rng.random()] = np.nan
+        if trial % 5 == 0:
+            values[0, 0] = [-0.0, np.inf, -np.inf, np.nan][trial // 5 % 4]
+        got, numpy = _row_nanmedian(values), np.nanmedian(values, axis=1)
+        assert got.tobytes() == numpy.tobytes(), trial

@@ -97,6 +97,32 @@ def test_round_trip_to_dict() -> None:
     assert again.stats == model.stats
 
 
+def test_monthly_stats_computed_when_asked_are_those_of_the_usable_days_monthly_sums() -> None:
+    """The monthly statistics are computed when first read (the expected model never reads them), from the fit's
+    usable days: the months with 90 % of their days usable, their sums of energy and of the fit's predictions."""
+    days = _days(400)
+    temp = _climate(400, seed=3)
+    energy = 30 + 4 * np.maximum(0, 14 - temp) + np.random.default_rng(5).normal(0, 2, 400)
+    energy[40:47] = np.nan  # February loses a week: not a full month
+    energy[200] = np.nan  # one day of July: still one
+    obs = DailyObservations.build(days, energy, temp)
+    model = DailyChangePointBaseline(BaselineConfig(min_span=timedelta(days=300))).fit(obs)
+    ok = obs.usable()
+    predicted = model.predict(obs)
+    sums: dict[tuple[int, int], list[float]] = {}
+    for day, y, yhat in zip(days, energy, predicted, strict=True):
+        if np.isfinite(y):
+            acc = sums.setdefault((day.year, day.month), [0.0, 0.0, 0.0])
+            acc[0], acc[1], acc[2] = acc[0] + y, acc[1] + yhat, acc[2] + 1
+    full = [(y, yhat) for (year, month), (y, yhat, n) in sorted(sums.items())
+            if n >= 0.9 * ((date(year + (month == 12), month % 12 + 1, 1) - date(year, month, 1)).days)]
+    assert int(ok.sum()) == 392
+    assert len(full) == 12
+    want = fit_stats(np.array([f[0] for f in full]), np.array([f[1] for f in full]), model.stats.p, Resolution.MONTHLY)
+    assert model.monthly_stats == want
+    assert DailyChangePointBaseline.from_dict(model.to_dict()).monthly_stats == want
+
+
 def test_g14_limits_and_monthly_fallback() -> None:
     noisy = FitStats(365, 4, 100.0, 0.31, 0.0, 0.9, 0.0, Resolution.DAILY)
     assert noisy.failures()

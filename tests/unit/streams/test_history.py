@@ -169,3 +169,23 @@ def test_hostile_readings_csv_is_one_error_naming_the_line(tmp_path: Path) -> No
     back = read_readings_csv(path)["a"]
     assert back.values.tolist() == [1.0, 2.0]
     assert back.times_s.tolist() == [1767571200.0, 1767572100.0]
+
+
+def test_a_row_with_several_faults_is_named_by_the_first_check(tmp_path: Path) -> None:
+    """The reader parses the value before the timestamp (the value's errors are checked after the fact): a row
+    with several faults still gets the error of the first check, in the order point, empty value, timestamp,
+    number, finite."""
+    path = tmp_path / "r.csv"
+    good = "timestamp,point,value\n2026-01-05T00:00:00+00:00,a,1\n"
+    for body, error in (
+        ("2026-01-05T00:15:00,,x\n", r"r\.csv:3: the row has no point id"),
+        ("2026-01-05T00:15:00, , \n", r"r\.csv:3: the row has no point id"),
+        ("2026-01-05T00:15:00,a, \n", r"r\.csv:3: a has an empty value"),
+        ("2026-01-05T00:15:00,a,x\n", r"r\.csv:3: timestamp .* has no UTC offset"),
+        ("2026-01-05T00:15:00,b,inf\n", r"r\.csv:3: timestamp .* has no UTC offset"),
+        ("2026-01-05T00:00:00+00:00,b,x\n", r"r\.csv:3: value 'x' of b is not a number"),
+        ("2026-01-05T00:00:00+00:00,b,inf\n", r"r\.csv:3: value 'inf' of b is not a finite number"),
+    ):
+        path.write_text(good + body, encoding="utf-8")
+        with pytest.raises(DecodeError, match=error):
+            read_readings_csv(path)
