@@ -321,6 +321,16 @@ class _NightDays:
     whole: bytes = b""  # one digest of the inputs of all those days but the last (:func:`_unit_digests`)
 
 
+@dataclass(eq=False, slots=True)
+class _LeakNights:
+    """What :class:`WaterLeakRule` judged of a building's nights (see :class:`RuleMemo`)."""
+
+    key: tuple[float, float, float]  # frame start, reference nights, minimum flow
+    digests: list[bytes]  # per night, a digest of its inputs (day, hours, flows)
+    table: FloatArray  # per night: level, usual, flagged, and the reference and whether a leak is open after it
+    whole: bytes = b""  # one digest of the inputs of all those nights but the last (:func:`_unit_digests`)
+
+
 class RuleMemo:
     """What the causal rules computed on earlier passes, reused while the hours they depend on are unchanged.
 
@@ -340,7 +350,8 @@ class RuleMemo:
     the energy rules (a heater's floor, a year's top): a day's percentile
     depends on the days before it only, kept while their values are unchanged
     (per day, a digest of them); and ``baseload_creep``'s nights, each judged
-    against the nights before it, those it flagged left out. It lives in memory, with the
+    against the nights before it, those it flagged left out; and ``water_leak``'s nights (each night's level, its
+    median flow, against the nights before it, the leak nights left out). It lives in memory, with the
     detection state, which saves it (:meth:`to_arrays` and :meth:`from_arrays`: arrays, no pickle).
 
     Each entry also holds one digest of the inputs of all its days but the last: an hourly pass checks
@@ -352,7 +363,7 @@ class RuleMemo:
     Attributes:
         recomputed_days: days judged anew by the quality rules since the memo was made (what it did not spare).
         recomputed_percentile_days: likewise, days whose causal percentiles were computed anew.
-        recomputed_nights: likewise, nights ``baseload_creep`` judged anew.
+        recomputed_nights: likewise, nights ``baseload_creep`` and ``water_leak`` judged anew.
     """
 
     def __init__(self) -> None:
@@ -361,13 +372,14 @@ class RuleMemo:
         self._cycle: dict[str, _CycleDays] = {}
         self._pct: dict[tuple[str, ...], _PctDays] = {}
         self._nights: dict[tuple[str, ...], _NightDays] = {}
+        self._leak: dict[str, _LeakNights] = {}
         self.recomputed_days = 0
         self.recomputed_percentile_days = 0
         self.recomputed_nights = 0
 
     def __len__(self) -> int:
         """Points with an entry."""
-        return len(self._drift) + len(self._cycle) + len(self._pct) + len(self._nights)
+        return len(self._drift) + len(self._cycle) + len(self._pct) + len(self._nights) + len(self._leak)
 
     def to_arrays(self) -> dict[str, npt.NDArray[Any]]:
         """The memo as named arrays, for ``np.savez`` (no pickle): a JSON ``memo_meta`` and each entry's arrays.
@@ -382,6 +394,7 @@ class RuleMemo:
             ("cycle", self._cycle, ("ref", "kept")),
             ("pct", self._pct, ("per_day",)),
             ("nights", self._nights, ("ratio", "fast", "predicted", "flagged", "slope")),
+            ("leak", self._leak, ("table",)),
         ]
         for kind, table, fields in tables:
             for name, entry in table.items():
@@ -434,6 +447,8 @@ class RuleMemo:
                 elif e["kind"] == "nights":
                     night_arrays = tuple(field_(f) for f in ("ratio", "fast", "predicted", "flagged", "slope"))
                     memo._nights[tuple(e["name"])] = _NightDays(key, digests, night_arrays, whole)
+                elif e["kind"] == "leak":
+                    memo._leak[str(e["name"])] = _LeakNights(key, digests, field_("table").astype(np.float64), whole)
                 else:
                     msg = f"unknown rule memo entry kind {e['kind']!r}"
                     raise DecodeError(msg)
@@ -1541,45 +1556,75 @@ class WaterLeakRule:
         n = hours.frame.hours
         night = np.isin(hours.local_hour, config.night_hours) & (hours.open_frac == 0.0)
         days = np.unique(hours.local_day[night])
-        usual = np.full(days.size, np.nan)
-        level = np.full(days.size, np.nan)
-        flagged = np.zeros(days.size, dtype=np.bool_)
-        state = _nan(n)
-        expected = _nan(n)
-        flow = _nan(n)
-        # The pre-leak reference, frozen while a leak is open: an unrepaired leak never becomes
-        # the usual flow (issue 11: it was silently resolved after about 11 nights).
-        reference = math.nan
-        leak_open = False
         # Each night's hours, and the nights each reference covers, found once: local days never go back, so
         # a night's hours are a run of the night hours and a reference's nights a run of ``days`` (the loop
         # used to scan every hour of the frame per night).
         night_idx = np.flatnonzero(night)
         night_day = hours.local_day[night_idx]
-        bounds = np.searchsorted(night_day, np.append(days, days[-1] + 1 if days.size else 0)).tolist()
+        bounds = np.searchsorted(night_day, np.append(days, days[-1] + 1 if days.size else 0))
+        of_night = np.repeat(np.arange(days.size), np.diff(bounds))  # per night hour, its night
+        night_flow = water.values[night_idx]
+        # A night's judgement depends on its own hours and flows and on the nights before it (which of them were
+        # leak nights, the reference the last left): a memo holds the nights up to the first whose inputs changed
+        # since the last pass, and what the loop carried after each of them.
+        width = int(np.diff(bounds).max()) if days.size else 0
+        slot = np.arange(night_idx.size) - bounds[of_night]
+        inputs = np.full((days.size, 2 + 2 * width), np.nan)
+        inputs[:, 0] = days
+        inputs[:, 1] = np.diff(bounds)
+        inputs[of_night, 2 + slot] = night_idx
+        inputs[of_night, 2 + width + slot] = night_flow
+        key = (hours.frame.start_s, float(config.leak_reference_nights), float(config.leak_min_flow_m3_h))
+        done = memo._leak.get(hours.building.id) if memo is not None else None
+        if done is not None and done.key != key:
+            done = None
+        digests, first, digest_all = _unit_digests(_Units.of(inputs), *((done.digests, done.whole) if done else (None,)))
+        table = np.full((days.size, 5), np.nan)  # level, usual, flagged, reference and leak open after the night
+        table[:, 2] = 0.0
+        if done is not None and first:
+            table[:first] = done.table[:first]
+        level, usual = table[:, 0], table[:, 1]
+        # The pre-leak reference, frozen while a leak is open: an unrepaired leak never becomes
+        # the usual flow (issue 11: it was silently resolved after about 11 nights).
+        reference = float(table[first - 1, 3]) if first else math.nan
+        leak_open = bool(table[first - 1, 4]) if first else False
+        flagged = np.zeros(days.size, dtype=np.bool_)
+        flagged[:first] = table[:first, 2] == 1.0
+        bounds_l = bounds.tolist()
         ref_from = np.searchsorted(days, days - config.leak_reference_nights).tolist()
-        for i in range(days.size):
-            idx = night_idx[bounds[i] : bounds[i + 1]]
-            values = water.values[idx]
-            finite = np.isfinite(values)
-            if finite.any():
+        for i in range(first, days.size):
+            values = night_flow[bounds_l[i] : bounds_l[i + 1]]
+            if np.isfinite(values).any():
                 level[i] = float(np.nanmedian(values))
             lo = ref_from[i]
             ref = np.isfinite(level[lo:i]) & ~flagged[lo:i]
             if not leak_open and ref.sum() >= 3:
                 reference = float(np.median(level[lo:i][ref]))
-            if not math.isfinite(reference):
-                continue
             # After a long leak the window holds only leak nights: the reference before it serves until
             # three ordinary nights are known again.
-            usual[i] = reference
-            threshold = usual[i] + max(config.leak_min_flow_m3_h, 0.1 * usual[i])
-            state[idx[finite]] = (values[finite] > threshold).astype(np.float64)
-            expected[idx] = usual[i]
-            flow[idx] = values - usual[i]
-            flagged[i] = bool(np.isfinite(level[i]) and level[i] > threshold)
-            if np.isfinite(level[i]):
-                leak_open = flagged[i]  # a night without data neither opens nor closes the leak
+            if math.isfinite(reference):
+                usual[i] = reference
+                threshold = usual[i] + max(config.leak_min_flow_m3_h, 0.1 * usual[i])
+                flagged[i] = bool(np.isfinite(level[i]) and level[i] > threshold)
+                if np.isfinite(level[i]):
+                    leak_open = flagged[i]  # a night without data neither opens nor closes the leak
+            table[i, 2:] = (float(flagged[i]), reference, float(leak_open))
+        if memo is not None:
+            memo.recomputed_nights += days.size - first
+            memo._leak[hours.building.id] = _LeakNights(key, digests, table.copy(), digest_all)
+        # Each night hour against its night's usual flow, all nights at once (the values the loop wrote night
+        # by night: the same threshold, ``max`` taking the minimum flow unless a tenth of the usual is above it).
+        usual_h = usual[of_night]
+        tenth = 0.1 * usual_h
+        threshold_h = usual_h + np.where(tenth > config.leak_min_flow_m3_h, tenth, config.leak_min_flow_m3_h)
+        judged = np.isfinite(usual_h)
+        state = _nan(n)
+        expected = _nan(n)
+        flow = _nan(n)
+        read = judged & np.isfinite(night_flow)
+        state[night_idx[read]] = (night_flow[read] > threshold_h[read]).astype(np.float64)
+        expected[night_idx[judged]] = usual_h[judged]
+        flow[night_idx[judged]] = night_flow[judged] - usual_h[judged]
         # The leak runs day and night: carry the last night's excess flow forward over the next day.
         # Each hour takes the excess of the last night hour with a known flow at or before it (0 before any).
         setter = night & np.isfinite(flow)
