@@ -41,7 +41,7 @@ buildings of about 50 points, on one core. ``--profile`` runs the passes once
 more, the steady-state one under cProfile (CPU time), and prints where its time
 goes (docs/anomalies.md "Live pass at scale" has the figures)::
 
-    .venv/bin/python bench/live.py [--buildings 4] [--points 50] [--history 400] [--profile]
+    .venv/bin/python bench/live.py [--buildings 4] [--points 50] [--history 400] [--profile [--profile-out FILE]]
 
 The last line printed is one JSON object with every measure.
 """
@@ -234,6 +234,7 @@ def main() -> None:
     parser.add_argument("--step", type=int, default=15, help="minutes between two readings of a point")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--profile", action="store_true", help="also run the pass under cProfile")
+    parser.add_argument("--profile-out", type=Path, help="with --profile, also write the pass's pstats file here")
     parser.add_argument("--held", type=int, default=0,
                         help="LiveConfig.held: 0 (a large portfolio) loads and saves each building's state per pass")
     parser.add_argument("--child", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
@@ -321,7 +322,8 @@ def main() -> None:
             if args.profile:
                 shutil.rmtree(state_path.with_suffix(""))  # the pass above saved the states one hour on
                 shutil.copytree(saved, state_path.with_suffix(""))
-                profile = _measure([me, "--child", "profile", *common])
+                dump = [str(args.profile_out.resolve())] if args.profile_out else []
+                profile = _measure([me, "--child", "profile", *common, *dump])
     per_building = {
         "pass_wall_s": round(live["wall_s"] / args.buildings, 3),
         "pass_cpu_s": round(live["cpu_s"] / args.buildings, 3),
@@ -360,14 +362,14 @@ def main() -> None:
 
 
 def _child(argv: list[str]) -> None:
-    """``--child read|pass|profile INVENTORY URL DATABASE STATE NOW``: one measure, a JSON last line."""
-    what, inventory_path, url, database, state_path, when, held = argv
+    """``--child read|pass|profile INVENTORY URL DATABASE STATE NOW HELD [PSTATS]``: one measure, a JSON last line."""
+    what, inventory_path, url, database, state_path, when, held, *dump = argv
     now = datetime.fromisoformat(when)
     if what == "read":
         asyncio.run(_child_read(Path(inventory_path), url, database, Path(state_path), now))
     else:
         asyncio.run(_child_pass(Path(inventory_path), url, database, Path(state_path), now, int(held),
-                                profile=what == "profile"))
+                                profile=what == "profile", dump=Path(dump[0]) if dump else None))
 
 
 def _timed() -> tuple[float, float]:
@@ -401,7 +403,7 @@ async def _child_read(inventory_path: Path, url: str, database: str, state_path:
 
 
 async def _child_pass(inventory_path: Path, url: str, database: str, state_path: Path, now: datetime, held: int, *,
-                      profile: bool) -> None:
+                      profile: bool, dump: Path | None = None) -> None:
     import cProfile
     import io
     import pstats
@@ -452,6 +454,8 @@ async def _child_pass(inventory_path: Path, url: str, database: str, state_path:
     figures["written_mb_per_pass"] = round(
         sum(size for name, (size, stamp) in after.items() if files.get(name) != (size, stamp)) / 1e6, 3)
     if profiler is not None:
+        if dump is not None:
+            profiler.dump_stats(dump)
         text = io.StringIO()
         pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(45)
         # The models' and the state's own steps, whatever their rank (the rules fill the list above).
