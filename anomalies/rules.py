@@ -725,16 +725,16 @@ def _runs(mask: BoolArray) -> tuple[IntArray, IntArray]:
     n = mask.size
     since = np.zeros(n, dtype=np.int64)
     length = np.zeros(n, dtype=np.int64)
-    h = 0
-    while h < n:
-        if not mask[h]:
-            h += 1
-            continue
-        start = h
-        while h < n and mask[h]:
-            h += 1
-        since[start:h] = np.arange(h - start)
-        length[start:h] = h - start
+    on = np.asarray(mask, dtype=np.bool_)
+    if not on.any():
+        return since, length
+    # The runs' starts and ends found at once (this walked the frame hour by hour in Python, 16 times a pass).
+    edges = np.diff(np.concatenate([[0], on.astype(np.int8), [0]]))
+    starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    inside = np.flatnonzero(on)
+    run = np.repeat(np.arange(starts.size), stops - starts)
+    since[inside] = inside - starts[run]
+    length[inside] = (stops - starts)[run]
     return since, length
 
 

@@ -23,7 +23,15 @@ import pytest
 
 from anomalies.features import HourlyFrame, PointSeries, _counter_hours, schedule_masks
 from anomalies.incremental import _Members, _merge
-from anomalies.rules import LostDailyCycleRule, RuleMemo, RulesConfig, SensorDriftRule, _per_building, _rolling_uncached
+from anomalies.rules import (
+    LostDailyCycleRule,
+    RuleMemo,
+    RulesConfig,
+    SensorDriftRule,
+    _per_building,
+    _rolling_uncached,
+    _runs,
+)
 from inventory import FrenchCalendar, Inventory, parse_inventory
 
 from .one_building import OUTDOOR, one_building_yaml
@@ -258,3 +266,30 @@ def test_a_building_s_shared_columns_are_kept_for_equal_inputs_and_read_only() -
     changed[7] = -0.0 if changed[7] == 0.0 else 0.0
     _per_building("test-shared", (start, 500, changed), compute)
     assert len(computed) == 2
+
+
+def _runs_plain(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``rules._runs`` as it was: the frame walked hour by hour."""
+    since, length = np.zeros(mask.size, dtype=np.int64), np.zeros(mask.size, dtype=np.int64)
+    h = 0
+    while h < mask.size:
+        if not mask[h]:
+            h += 1
+            continue
+        start = h
+        while h < mask.size and mask[h]:
+            h += 1
+        since[start:h] = np.arange(h - start)
+        length[start:h] = h - start
+    return since, length
+
+
+@pytest.mark.parametrize("share", [0.0, 0.3, 0.9, 1.0])
+def test_runs_of_hours_found_at_once_are_those_walked_hour_by_hour(share: float) -> None:
+    """Hours since a run began and the run's length, for masks of every density, runs at both ends included."""
+    rng = np.random.default_rng(int(share * 10))
+    for size in (0, 1, 2, 500):
+        mask = rng.random(size) < share
+        for got, expected in zip(_runs(mask), _runs_plain(mask), strict=True):
+            assert got.dtype == expected.dtype
+            np.testing.assert_array_equal(got, expected)
