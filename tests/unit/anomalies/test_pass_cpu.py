@@ -28,7 +28,9 @@ from anomalies.rules import (
     RuleMemo,
     RulesConfig,
     SensorDriftRule,
+    _long_runs,
     _per_building,
+    _quantisation_step,
     _rolling_uncached,
     _runs,
 )
@@ -293,3 +295,32 @@ def test_runs_of_hours_found_at_once_are_those_walked_hour_by_hour(share: float)
         for got, expected in zip(_runs(mask), _runs_plain(mask), strict=True):
             assert got.dtype == expected.dtype
             np.testing.assert_array_equal(got, expected)
+
+
+def _quantisation_step_plain(values: np.ndarray, *, rising: bool = False) -> np.ndarray:
+    """``rules._quantisation_step`` as it was (new arrays at each step)."""
+    change = np.diff(values) if rising else np.abs(np.diff(values))
+    change = np.where(np.isfinite(change) & (change > 1e-9), change, np.inf)
+    return np.concatenate([[np.inf], np.minimum.accumulate(change)]) if change.size else np.array([np.inf])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_frozen_sensor_s_steps_and_long_runs_are_those_of_every_run(seed: int) -> None:
+    """``frozen_sensor``'s per-reading work done in place and from the repeated readings alone gives, bit for bit,
+    the steps of the plain computation (NaN, infinities, resets of a counter) and the runs of two readings or more
+    among every run's start and end."""
+    rng = np.random.default_rng(seed)
+    for size in (1, 2, 3, 1000):
+        values = np.round(rng.normal(20.0, 0.3, size), 1)
+        values[rng.random(size) < 0.3] = values[0]  # repeats, runs
+        values[rng.random(size) < 0.02] = rng.choice([np.nan, np.inf, -np.inf], size=1)
+        for rising in (False, True):
+            got, plain = _quantisation_step(values, rising=rising), _quantisation_step_plain(values, rising=rising)
+            assert got.tobytes() == plain.tobytes()
+        change = np.concatenate([[True], values[1:] != values[:-1]])
+        starts = np.flatnonzero(change)
+        ends = np.concatenate([starts[1:], [size]]) - 1
+        long = ends > starts
+        first, last = _long_runs(change)
+        np.testing.assert_array_equal(first, starts[long])
+        np.testing.assert_array_equal(last, ends[long])
