@@ -60,8 +60,9 @@ def _windows_plain(values: np.ndarray, window: int, how: str) -> np.ndarray:
 @pytest.mark.parametrize("seed", range(8))
 def test_rolling_means_and_ranges_are_numpy_s_bit_for_bit(seed: int) -> None:
     """Random series with gaps (up to half of them), infinite values, zeros (signed in half of them: the ranges
-    are then taken on the windows' rows), repeated values, magnitudes from 1e-3 to 1e3: every window's mean and
-    range has the bits numpy's nanmean and nanmax - nanmin give it."""
+    are then taken on the windows' rows), repeated values, magnitudes from 1e-3 to 1e3 (and spread from 1e-9 to 1e9
+    within a series: the means of 8 to 128 values are summed along the series in numpy's order for a row): every
+    window's mean and range has the bits numpy's nanmean and nanmax - nanmin give it."""
     rng = np.random.default_rng(seed)
     n = int(rng.integers(100, 3000))
     values = np.round(rng.normal(15.0, 5.0, n), int(rng.integers(0, 3))) * 10.0 ** int(rng.integers(-3, 4))
@@ -69,7 +70,10 @@ def test_rolling_means_and_ranges_are_numpy_s_bit_for_bit(seed: int) -> None:
     values[rng.random(n) < 0.02] = -0.0 if seed % 2 else 0.0
     values[int(rng.integers(n))] = np.inf
     values[int(rng.integers(n))] = -np.inf
-    for window in (1, 3, 24, 25, 72):
+    if seed >= 4:
+        # Magnitudes spread per value (1e-6 to 1e6): a sum in another order than numpy's would not keep its bits.
+        values *= 10.0 ** rng.integers(-6, 7, n)
+    for window in (1, 3, 8, 24, 25, 72, 128, 129):
         for how in ("mean", "range"):
             got = _rolling_uncached(values, window, how)
             assert got.tobytes() == _windows_plain(values, window, how).tobytes(), (window, how)
