@@ -1864,20 +1864,27 @@ class FrozenSensorRule:
         held = _Thermostat.of(building, point, frame, out24, change_at, to_open) if _indoor_sensor(point) else None
         args = _FrozenArgs(t, v, step, limit, binary, flips, out24, peers, held, frame.start_s, n)
         band_args = replace(args, band=True)
-        exact = np.concatenate([[True], v[1:] != v[:-1]])
-        self._runs(exact, args, config, state, origin, value_at, usual_at)
+        # Per reading after the first, whether it continues the run of the one before: the same value.
+        self._runs(v[1:] == v[:-1], args, config, state, origin, value_at, usual_at)
         if not binary and limit is not None:
             # A dead probe reads a constant plus its converter's noise: quantised, it dithers between two adjacent
             # steps and no single value lasts (issue 11: a church sensor at 6.0/6.5 °C for two weeks). Runs within
             # one step are found on two grids of two-step cells offset by one step: two adjacent steps share a
-            # cell of one of them.
-            level = np.round(np.where(np.isfinite(step), v / np.where(np.isfinite(step), step, 1.0), np.nan))
+            # cell of one of them. The step is infinite until the first change, finite after (a running minimum):
+            # the levels are computed from there on, in place.
+            known = int(np.argmax(np.isfinite(step))) if math.isfinite(step[-1]) else step.size
+            level = _nan(v.size)
+            np.round(v[known:] / step[known:], out=level[known:])
             # A gap ends such a run: hours not read are no hours read within one step (a gap is missing_data's).
-            breaks = (step[1:] != step[:-1]) | (np.diff(t) > _BAND_GAP_S)
+            unbroken = (step[1:] == step[:-1]) & ((t[1:] - t[:-1]) <= _BAND_GAP_S)
             for offset in (0.5, -0.5):
-                cell = np.floor((level + offset) / 2.0)
-                band = np.concatenate([[True], (cell[1:] != cell[:-1]) | ~np.isfinite(cell[1:]) | breaks])
-                self._runs(band, band_args, config, state, origin, value_at, usual_at)
+                cell = level + offset
+                cell /= 2.0
+                np.floor(cell, out=cell)
+                within = cell[1:] == cell[:-1]
+                within &= np.isfinite(cell[1:])
+                within &= unbroken
+                self._runs(within, band_args, config, state, origin, value_at, usual_at)
         hours = np.where(state == 1.0, (times + 3600.0 - (frame.start_s + 3600.0 * origin)) / 3600.0, np.nan)
         facts = {"hours": hours, "value": value_at}
         if np.isfinite(usual_at).any():
@@ -1886,16 +1893,19 @@ class FrozenSensorRule:
 
     @classmethod
     def _runs(
-        cls, change: BoolArray, a: _FrozenArgs, config: RulesConfig, state: FloatArray, origin: IntArray,
+        cls, within: BoolArray, a: _FrozenArgs, config: RulesConfig, state: FloatArray, origin: IntArray,
         value_at: FloatArray, usual_at: FloatArray,
     ) -> None:
-        """Flag, in place, the runs (a new one at each ``change``) that last too long while they should move."""
+        """Flag, in place, the runs that last too long while they should move.
+
+        ``within`` says, for each reading after the first, whether it continues the run of the one before.
+        """
         t, v, n = a.t, a.v, a.n
         ref_s = 86_400.0 * config.frozen_reference_days
         # Only runs of two readings or more within the frame, and for an analog sensor only those longer than
         # the quantity's limit, can be frozen: the others (nearly all the runs of a noisy sensor) are left out
         # at once rather than one by one, so the loop's cost follows the long runs, not the readings.
-        long_starts, long_ends = _long_runs(change)
+        long_starts, long_ends = _long_runs(within)
         if long_starts.size == 0:
             return
         first_t, last_t = t[long_starts], t[long_ends]
@@ -1913,7 +1923,7 @@ class FrozenSensorRule:
             candidate[inside] = a.flips[hi_h[inside]] - a.flips[lo_h[inside]] >= config.frozen_transitions
         if not candidate.any():
             return  # nearly always: the run lengths below are for the candidates' usual run
-        starts = np.flatnonzero(change)
+        starts = np.flatnonzero(np.concatenate([[True], ~within]))
         ends = np.concatenate([starts[1:], [t.size]]) - 1
         chosen = np.searchsorted(starts, long_starts[candidate]).tolist()
         # A run lasts until the first reading of the next value; the last run is still going on.
@@ -2073,13 +2083,13 @@ class _Thermostat:
         return _Held(heated & (near_open or near_closed), ~already, self.change_at[lo: hi + 1])
 
 
-def _long_runs(change: BoolArray) -> tuple[IntArray, IntArray]:
-    """The first and last reading of each run of two readings or more (a new run at each ``change``; the first is one).
+def _long_runs(within: BoolArray) -> tuple[IntArray, IntArray]:
+    """The first and last reading of each run of two readings or more (``within[k]``: reading k + 1 continues k's run).
 
     Found from the readings that continue the one before alone (a noisy sensor has few), rather than from every
     run's start and end (:meth:`FrozenSensorRule._runs` did so for every reading of every sensor, each pass).
     """
-    held = np.flatnonzero(~change[1:])  # reading k + 1 continues reading k's run
+    held = np.flatnonzero(within)
     if held.size == 0:
         return held, held
     cut = np.flatnonzero(np.diff(held) > 1)

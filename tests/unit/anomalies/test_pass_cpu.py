@@ -332,6 +332,6 @@ def test_frozen_sensor_s_steps_and_long_runs_are_those_of_every_run(seed: int) -
         starts = np.flatnonzero(change)
         ends = np.concatenate([starts[1:], [size]]) - 1
         long = ends > starts
-        first, last = _long_runs(change)
+        first, last = _long_runs(values[1:] == values[:-1])
         np.testing.assert_array_equal(first, starts[long])
         np.testing.assert_array_equal(last, ends[long])
