@@ -527,7 +527,7 @@ class DetectorState:
             file = folder / str(e["file"])
             try:
                 with np.load(file, allow_pickle=False) as blob:
-                    prefix = _Members(blob, views=True)["a"]  # joined to the head's rows by copy
+                    prefix = _Members(blob)["a"]
             except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError, MemoryError) as exc:
                 msg = f"{file}: not a readable detection state prefix ({type(exc).__name__}: {exc})"
                 raise DecodeError(msg) from exc
@@ -684,15 +684,7 @@ class _Members(_Archive):
     reading them). The headers numpy writes (a plain dtype, C order) are read with a pattern instead; any
     other member is read by numpy. The arrays are the same (values, dtype, shape, writable); the archive's
     CRC is checked as numpy checks it.
-
-    With ``views``, those arrays are read-only views of the member's bytes rather than a copy of them: for the
-    segment and prefix files, whose arrays a load only copies into the state's (a building's 14 MB of segments
-    were copied twice more on the way).
     """
-
-    def __init__(self, data: Any, *, views: bool = False) -> None:
-        super().__init__(data)
-        self._views = views
 
     def __getitem__(self, name: str) -> Any:
         if name not in self.files:
@@ -701,15 +693,12 @@ class _Members(_Archive):
             raw = self._data.zip.read(f"{name}.npy")
         except KeyError:
             return self._data[name]  # a member not named as numpy names arrays: numpy reads it
-        quick = _quick_array(raw, view=self._views)
+        quick = _quick_array(raw)
         return quick if quick is not None else self._data[name]
 
 
-def _quick_array(raw: bytes, *, view: bool = False) -> np.ndarray[Any, Any] | None:
-    """The array of an ``.npy`` file's bytes whose header numpy wrote for a plain dtype in C order, else None.
-
-    A copy, writable; with ``view``, a read-only view of ``raw``.
-    """
+def _quick_array(raw: bytes) -> np.ndarray[Any, Any] | None:
+    """The array of an ``.npy`` file's bytes whose header numpy wrote for a plain dtype in C order, else None."""
     if raw[:6] != b"\x93NUMPY" or len(raw) < 10:
         return None
     if raw[6] == 1:
@@ -733,8 +722,6 @@ def _quick_array(raw: bytes, *, view: bool = False) -> np.ndarray[Any, Any] | No
         # Not handed to numpy: a header claiming 2**40 rows would have it allocate them (MemoryError).
         msg = f"array of shape {shape} holds {len(raw) - start - size} bytes, not {count * dtype.itemsize}"
         raise ValueError(msg)
-    if view:
-        return np.frombuffer(raw, dtype=dtype, count=count, offset=start + size).reshape(shape)
     return np.frombuffer(bytearray(raw[start + size :]), dtype=dtype, count=count).reshape(shape)
 
 
@@ -861,7 +848,7 @@ def _read_segment(file: Path, start_s: float, end_s: float) -> dict[str, tuple[F
     """
     try:
         with np.load(file, allow_pickle=False) as archive:
-            data = _Members(archive, views=True)  # the load copies the readings into the state's
+            data = _Members(archive)
             meta = json.loads(str(data["meta"]))
             if not isinstance(meta, dict) or meta.get("segment_format") != _SEGMENT_FORMAT:
                 msg = f"{file}: unknown detection state segment format {meta.get('segment_format')!r}"

@@ -148,13 +148,6 @@ def test_the_state_s_quick_array_reading_gives_numpy_s_arrays(tmp_path: Path) ->
             assert mine.flags.writeable
         with pytest.raises(KeyError):
             members["absent"]
-        # The segment and prefix files' arrays, read as views of the member's bytes: the same, read-only.
-        views = _Members(data, views=True)
-        for name in arrays:
-            mine, numpy_s = views[name], data[name]
-            assert (mine.dtype, mine.shape) == (numpy_s.dtype, numpy_s.shape), name
-            assert mine.tobytes() == numpy_s.tobytes(), name
-            assert not mine.flags.writeable or name in {"big", "fortran", "meta"}, name  # those numpy reads
 
 
 def test_a_corrupt_member_is_refused_as_numpy_refuses_it(tmp_path: Path) -> None:
