@@ -23,7 +23,17 @@ import pytest
 
 from anomalies.features import HourlyFrame, PointSeries, _counter_hours, schedule_masks
 from anomalies.incremental import _Members, _merge
-from anomalies.rules import LostDailyCycleRule, RuleMemo, RulesConfig, SensorDriftRule, _per_building, _rolling_uncached
+from anomalies.rules import (
+    LostDailyCycleRule,
+    RuleMemo,
+    RulesConfig,
+    SensorDriftRule,
+    _long_runs,
+    _per_building,
+    _quantisation_step,
+    _rolling_uncached,
+    _runs,
+)
 from inventory import FrenchCalendar, Inventory, parse_inventory
 
 from .one_building import OUTDOOR, one_building_yaml
@@ -50,8 +60,9 @@ def _windows_plain(values: np.ndarray, window: int, how: str) -> np.ndarray:
 @pytest.mark.parametrize("seed", range(8))
 def test_rolling_means_and_ranges_are_numpy_s_bit_for_bit(seed: int) -> None:
     """Random series with gaps (up to half of them), infinite values, zeros (signed in half of them: the ranges
-    are then taken on the windows' rows), repeated values, magnitudes from 1e-3 to 1e3: every window's mean and
-    range has the bits numpy's nanmean and nanmax - nanmin give it."""
+    are then taken on the windows' rows), repeated values, magnitudes from 1e-3 to 1e3 (and spread from 1e-9 to 1e9
+    within a series: the means of 8 to 128 values are summed along the series in numpy's order for a row): every
+    window's mean and range has the bits numpy's nanmean and nanmax - nanmin give it."""
     rng = np.random.default_rng(seed)
     n = int(rng.integers(100, 3000))
     values = np.round(rng.normal(15.0, 5.0, n), int(rng.integers(0, 3))) * 10.0 ** int(rng.integers(-3, 4))
@@ -59,7 +70,10 @@ def test_rolling_means_and_ranges_are_numpy_s_bit_for_bit(seed: int) -> None:
     values[rng.random(n) < 0.02] = -0.0 if seed % 2 else 0.0
     values[int(rng.integers(n))] = np.inf
     values[int(rng.integers(n))] = -np.inf
-    for window in (1, 3, 24, 25, 72):
+    if seed >= 4:
+        # Magnitudes spread per value (1e-6 to 1e6): a sum in another order than numpy's would not keep its bits.
+        values *= 10.0 ** rng.integers(-6, 7, n)
+    for window in (1, 3, 8, 24, 25, 72, 128, 129):
         for how in ("mean", "range"):
             got = _rolling_uncached(values, window, how)
             assert got.tobytes() == _windows_plain(values, window, how).tobytes(), (window, how)
@@ -258,3 +272,59 @@ def test_a_building_s_shared_columns_are_kept_for_equal_inputs_and_read_only() -
     changed[7] = -0.0 if changed[7] == 0.0 else 0.0
     _per_building("test-shared", (start, 500, changed), compute)
     assert len(computed) == 2
+
+
+def _runs_plain(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``rules._runs`` as it was: the frame walked hour by hour."""
+    since, length = np.zeros(mask.size, dtype=np.int64), np.zeros(mask.size, dtype=np.int64)
+    h = 0
+    while h < mask.size:
+        if not mask[h]:
+            h += 1
+            continue
+        start = h
+        while h < mask.size and mask[h]:
+            h += 1
+        since[start:h] = np.arange(h - start)
+        length[start:h] = h - start
+    return since, length
+
+
+@pytest.mark.parametrize("share", [0.0, 0.3, 0.9, 1.0])
+def test_runs_of_hours_found_at_once_are_those_walked_hour_by_hour(share: float) -> None:
+    """Hours since a run began and the run's length, for masks of every density, runs at both ends included."""
+    rng = np.random.default_rng(int(share * 10))
+    for size in (0, 1, 2, 500):
+        mask = rng.random(size) < share
+        for got, expected in zip(_runs(mask), _runs_plain(mask), strict=True):
+            assert got.dtype == expected.dtype
+            np.testing.assert_array_equal(got, expected)
+
+
+def _quantisation_step_plain(values: np.ndarray, *, rising: bool = False) -> np.ndarray:
+    """``rules._quantisation_step`` as it was (new arrays at each step)."""
+    change = np.diff(values) if rising else np.abs(np.diff(values))
+    change = np.where(np.isfinite(change) & (change > 1e-9), change, np.inf)
+    return np.concatenate([[np.inf], np.minimum.accumulate(change)]) if change.size else np.array([np.inf])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_frozen_sensor_s_steps_and_long_runs_are_those_of_every_run(seed: int) -> None:
+    """``frozen_sensor``'s per-reading work done in place and from the repeated readings alone gives, bit for bit,
+    the steps of the plain computation (NaN, infinities, resets of a counter) and the runs of two readings or more
+    among every run's start and end."""
+    rng = np.random.default_rng(seed)
+    for size in (1, 2, 3, 1000):
+        values = np.round(rng.normal(20.0, 0.3, size), 1)
+        values[rng.random(size) < 0.3] = values[0]  # repeats, runs
+        values[rng.random(size) < 0.02] = rng.choice([np.nan, np.inf, -np.inf], size=1)
+        for rising in (False, True):
+            got, plain = _quantisation_step(values, rising=rising), _quantisation_step_plain(values, rising=rising)
+            assert got.tobytes() == plain.tobytes()
+        change = np.concatenate([[True], values[1:] != values[:-1]])
+        starts = np.flatnonzero(change)
+        ends = np.concatenate([starts[1:], [size]]) - 1
+        long = ends > starts
+        first, last = _long_runs(values[1:] == values[:-1])
+        np.testing.assert_array_equal(first, starts[long])
+        np.testing.assert_array_equal(last, ends[long])

@@ -13,6 +13,7 @@ references, so a day's judgement depends on every day before it).
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,12 +21,22 @@ import numpy as np
 import pytest
 
 from anomalies.detect import DetectConfig, building_findings
-from anomalies.features import HourlyFrame, PointSeries, schedule_masks
-from anomalies.rules import MEMO_FORMAT_VERSION, Finding, LostDailyCycleRule, RuleMemo, RulesConfig, SensorDriftRule
-from inventory import FrenchCalendar, Inventory, parse_inventory
+from anomalies.features import BuildingHours, HourlyFrame, PointSeries, schedule_masks
+from anomalies.rules import (
+    MEMO_FORMAT_VERSION,
+    Finding,
+    LostDailyCycleRule,
+    RuleMemo,
+    RulesConfig,
+    SensorDriftRule,
+    WaterLeakRule,
+)
+from inventory import FrenchCalendar, Inventory, Usage, parse_inventory
 from streams.errors import DecodeError
 
 from .one_building import OUTDOOR, one_building_yaml
+from .test_rules import INVENTORY as LEAK_INVENTORY
+from .test_rules import START as LEAK_START
 from .test_rules_drift import DRIFT_FROM, EVERY_DAY, HALL, HOUR_S, START, _autumn_progress, _outdoor, _times
 from .test_rules_instrumentation import INDOOR, _indoor, _open
 from .test_rules_instrumentation import _outdoor as _school_outdoor
@@ -354,3 +365,111 @@ def test_a_memo_of_the_previous_release_is_read_and_spares_the_same_days(tmp_pat
             setattr(old, c, 0)
     again = json.loads(str(old.to_arrays()["memo_meta"]))
     assert all(bytes.fromhex(e["whole"]) for e in again["entries"])
+
+
+def _leak_plain(hours: BuildingHours, config: RulesConfig) -> dict[str, np.ndarray]:
+    """``water_leak`` as it was before its memo (night by night over the whole frame): state, expected, flow."""
+    water = hours.usages[Usage.WATER]
+    n = hours.frame.hours
+    night = np.isin(hours.local_hour, config.night_hours) & (hours.open_frac == 0.0)
+    days = np.unique(hours.local_day[night])
+    level = np.full(days.size, np.nan)
+    flagged = np.zeros(days.size, dtype=np.bool_)
+    state, expected, flow = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
+    reference, leak_open = math.nan, False
+    for i, day in enumerate(days):
+        idx = np.flatnonzero(night & (hours.local_day == day))
+        values = water.values[idx]
+        finite = np.isfinite(values)
+        if finite.any():
+            level[i] = float(np.nanmedian(values))
+        window = (days >= day - config.leak_reference_nights) & (np.arange(days.size) < i)
+        ref = window & np.isfinite(level) & ~flagged
+        if not leak_open and ref.sum() >= 3:
+            reference = float(np.median(level[ref]))
+        if not math.isfinite(reference):
+            continue
+        threshold = reference + max(config.leak_min_flow_m3_h, 0.1 * reference)
+        state[idx[finite]] = (values[finite] > threshold).astype(np.float64)
+        expected[idx] = reference
+        flow[idx] = values - reference
+        flagged[i] = bool(np.isfinite(level[i]) and level[i] > threshold)
+        if np.isfinite(level[i]):
+            leak_open = flagged[i]
+    return {"state": state, "expected": np.where(night, expected, np.nan), "flow": flow}
+
+
+def _same_bits(mine: np.ndarray, theirs: np.ndarray) -> bool:
+    return mine.dtype == theirs.dtype and mine.shape == theirs.shape and mine.tobytes() == theirs.tobytes()
+
+
+def test_water_leak_judging_only_the_new_nights_gives_the_findings_over_the_whole_history() -> None:
+    """A town hall's water meter with two leaks (one repaired after five nights, one still open) and a night
+    without data: ``water_leak`` with the memo of its earlier passes (kept in memory, or saved and read back)
+    gives, bit for bit, its finding without a memo and the night-by-night loop of before, hour after hour
+    across a night, judging only the new hour's night; a late reading of a past night judges that night and
+    the nights after it again."""
+    inventory = parse_inventory(LEAK_INVENTORY)
+    building = next(b for _, b in inventory.buildings())
+    calendar = FrenchCalendar(inventory.organisation.school_holiday_zone)
+    days = 50
+    times = LEAK_START.timestamp() + HOUR_S * np.arange(24 * days + 1, dtype=np.float64)
+    local_hour = ((times[:-1] / HOUR_S) + 2) % 24
+    rng = np.random.default_rng(12)
+    water = np.where((local_hour >= 7) & (local_hour < 20), 0.1 + 0.2 * rng.random(times.size - 1),
+                     0.01 + 0.01 * rng.random(times.size - 1))
+    water[20 * 24 + 18 : 25 * 24 + 10] += 0.12  # repaired after five nights
+    water[44 * 24 + 18 :] += 0.08  # still open
+    index = np.concatenate([[1000.0], 1000.0 + np.cumsum(water)])
+    unread = (times > LEAK_START.timestamp() + HOUR_S * (30 * 24 + 22)) & (
+        times < LEAK_START.timestamp() + HOUR_S * (31 * 24 + 6))  # one night without data
+    readings = {"b1-water": PointSeries(times[~unread], index[~unread]),
+                "b1-outdoor": PointSeries(times, 12.0 + 4.0 * np.cos(2.0 * np.pi * (times / HOUR_S - 13.0) / 24.0))}
+    config = RulesConfig()
+
+    def judged(hours_n: int, memo: RuleMemo | None) -> tuple[Finding, dict[str, np.ndarray]]:
+        end_s = LEAK_START.timestamp() + hours_n * HOUR_S
+        cut = {pid: PointSeries(s.times_s[s.times_s <= end_s], s.values[s.times_s <= end_s])
+               for pid, s in readings.items()}
+        frame = HourlyFrame.build(cut, counters={"b1-water"}, start_s=LEAK_START.timestamp(), hours=hours_n)
+        hours = BuildingHours.build(inventory, building, frame, calendar)
+        (finding,) = WaterLeakRule().evaluate(hours, config, [], memo=memo)
+        return finding, _leak_plain(hours, config)
+
+    def check(hours_n: int, memo: RuleMemo) -> None:
+        mine, plain = judged(hours_n, memo)
+        alone, _ = judged(hours_n, None)
+        for name in ("state", "observed", "expected", "excess"):
+            assert _same_bits(getattr(mine, name), getattr(alone, name)), (hours_n, name)
+        assert _same_bits(mine.facts["flow_m3_h"], alone.facts["flow_m3_h"])
+        assert _same_bits(mine.state, plain["state"])
+        assert _same_bits(mine.facts["flow_m3_h"], plain["flow"])
+        night = mine.chart_hours
+        assert night is not None
+        assert _same_bits(np.where(night, mine.expected, np.nan), plain["expected"])
+
+    memo = RuleMemo()
+    first = 47 * 24 - 4  # 4 hours before midnight UTC, through the night
+    check(first, memo)
+    full = memo.recomputed_nights
+    assert full > 40  # the first pass judges every night
+    for hours_n in range(first + 1, first + 8):
+        before = memo.recomputed_nights
+        check(hours_n, memo)
+        assert memo.recomputed_nights - before <= 1, hours_n  # the new hour's night, if it is a night hour
+    mine, _ = judged(first + 7, None)
+    assert (mine.state == 1.0)[-3 * 24 :].any()  # the leak still open, and the one repaired
+    assert (mine.state == 1.0)[20 * 24 : 26 * 24].any()
+    # Saved and read back (no pickle): the next pass spares the same nights.
+    path_arrays = memo.to_arrays()
+    read = RuleMemo.from_arrays(path_arrays)
+    check(first + 8, read)
+    assert read.recomputed_nights <= 1
+    # A late reading of a past night (day 10): that night and every later one are judged again.
+    late = readings["b1-water"]
+    moved = late.values.copy()
+    moved[(late.times_s > LEAK_START.timestamp() + HOUR_S * (10 * 24 + 23))] += 0.05
+    readings["b1-water"] = PointSeries(late.times_s, moved)
+    before = read.recomputed_nights
+    check(first + 9, read)
+    assert read.recomputed_nights - before >= 35
