@@ -987,8 +987,9 @@ async def import_utility_files(inv: Inventory, config: InfluxConfig, files: Util
             raise DecodeError(msg)
         for point_id, items in sorted(parsed.series.items()):
             report = await deliver_consumption(inv, config, point_id, items, data_dir=data_dir, source=str(path))
-            if report.refused or report.waiting or report.too_old:
-                msg = f"{path}: {point_id}: {report.refused} lines refused, {report.waiting} waiting, {report.too_old} too old"
+            if report.refused or report.waiting or report.too_old or report.in_future:
+                msg = (f"{path}: {point_id}: {report.refused} lines refused, {report.waiting} waiting, {report.too_old} too old, "
+                       f"{report.in_future} in the future")
                 raise SinkError(msg)
             out.append(f"{path.name}: {point_id}, {report.intervals} intervals, {report.amount:.1f} {report.unit}, "
                        f"{report.readings} readings")

@@ -158,6 +158,11 @@ def _import_checked(file: Path, inv: Inventory, config: InfluxConfig, data_dir: 
                        "not imported: InfluxDB's retention policies do not keep them "
                        "(econome influx setup: raw readings 90 days, hourly rows and aggregates --long-days)", err=True)
             code = max(code, EXIT_DATA)
+        if report.in_future:
+            lines = f" (lines {', '.join(map(str, report.future_lines))})" if report.future_lines else ""
+            typer.echo(f"error: {file}: {report.point_id}: {report.in_future} intervals from "
+                       f"{_local(report.future_from, tz)} end after now{lines}: not imported (a wrong date?)", err=True)
+            code = max(code, EXIT_DATA)
         if report.refused:
             typer.echo(f"error: {file}: {report.point_id}: InfluxDB refused {report.refused} lines "
                        f"({' '.join(report.refused_reason.split())[:200]}); they are in the dead letters of {data_dir}", err=True)

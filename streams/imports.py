@@ -103,12 +103,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import re
 import time
 from bisect import bisect_right
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -137,11 +138,15 @@ from streams.record import Reading
 from streams.status import RawHistory, raw_history
 from streams.windows import WindowSize, window_bounds
 
+logger = logging.getLogger(__name__)
+
 __all__ = ["IMPORT_LOG", "Consumption", "ImportReport", "deliver_consumption", "deliver_pending"]
 
 IMPORT_LOG = "imports.sqlite"
 """The delivery log of imports, in ``data_dir``."""
 _MS = timedelta(milliseconds=1)
+_FUTURE_SKEW = timedelta(hours=1)
+"""How far after now an imported interval may end (clock skew): later, its date is wrong."""
 _LONGEST = timedelta(days=28)
 """The longest time between two readings an import writes (under the processor's ``max_spread``, 31 days)."""
 _CHUNK = timedelta(days=20)
@@ -187,6 +192,10 @@ class ImportReport:
         too_old: intervals not imported because they start before what the raw readings'
             retention policy keeps (InfluxDB would refuse them, and the index would lose its anchor).
         kept_from: the first instant the raw policy keeps, when intervals were too old.
+        in_future: intervals not imported because they end after now (more than
+            :data:`_FUTURE_SKEW`): a utility publishes what was measured, so the date is wrong
+            (a year typed 2062, a clock set wrong); ``future_from`` is the first one's start,
+            ``future_lines`` the file lines of the first five.
         refused: lines InfluxDB refused (kept in ``data_dir/dead-letters.jsonl``), with ``refused_reason``.
         hourly: hourly rows written to ``long.reading_1h`` (after ``econome influx setup``).
         hourly_only: intervals older than the raw retention: kept as hourly rows only.
@@ -210,6 +219,9 @@ class ImportReport:
     log_path: Path | None = None
     too_old: int = 0
     kept_from: datetime | None = None
+    in_future: int = 0
+    future_from: datetime | None = None
+    future_lines: list[int] = field(default_factory=list)
     refused: int = 0
     refused_reason: str = ""
     hourly: int = 0
@@ -838,6 +850,15 @@ async def deliver_consumption(
         # Older than the raw policy, intervals go to the hourly rows of the long policy as the continuous query
         # would have written them; older than that (or without a long policy), they are set aside here, so the
         # index keeps its anchor and nothing claims to be written.
+        latest = now + _FUTURE_SKEW
+        future = [item for item in items if item.end > latest]
+        if future:
+            report.in_future, report.future_from = len(future), future[0].start
+            report.future_lines = [item.line for item in future if item.line is not None][:5]
+            logger.warning("%s: point %s: %d intervals end after now (%s), from %s: not imported (a wrong date?)",
+                           source, point.id, len(future), now.isoformat(timespec="seconds"),
+                           future[0].start.isoformat())
+            items = [item for item in items if item.end <= latest]
         oldest = cut if not hourly else None if long_kept is None else now - long_kept + timedelta(days=1)
         if oldest is not None:
             report.too_old = sum(1 for item in items if item.start < oldest)

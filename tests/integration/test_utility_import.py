@@ -430,6 +430,16 @@ def test_a_file_with_a_missing_day_leaves_that_days_data_alone(
     assert result.exit_code == 0, result.output
     assert "salle-fetes-gazpar (PCE 21987654321098): 2026-01-05 06:00 -> 2026-01-07 06:00 (Europe/Paris), 2 intervals, 7.000 m3" \
         in result.output
+    # Two rows whose year was typed 2062: the file's other rows are imported, those are named, not written.
+    future = tmp_path / "future.csv"
+    later = datetime(2062, 1, 5, tzinfo=PARIS).astimezone(UTC)
+    write_enedis_load_curve(future, "12345678901234", [*rows[:4], (later, 30, 1000.0), (later + timedelta(minutes=30), 30, 1000.0)])
+    result = runner.invoke(app, ["import", "enedis", str(future), "--inventory", str(INVENTORY)])
+    assert result.exit_code == 3, result.output
+    assert re.search(rf"{LINKY}: 2 intervals from 2062-01-04 23:30 end after now \(lines \d+, \d+\): not imported", result.output), (
+        result.output)
+    assert _index(influx, LINKY)
+    assert max(_index(influx, LINKY)) < int(datetime(2030, 1, 1, tzinfo=UTC).timestamp() * 1000)
     unreadable = tmp_path / "dir.csv"
     unreadable.mkdir()
     result = runner.invoke(app, ["import", "enedis", str(unreadable), "--inventory", str(INVENTORY)])
