@@ -433,11 +433,12 @@ def test_a_file_with_a_missing_day_leaves_that_days_data_alone(
     # Two rows whose year was typed 2062: the file's other rows are imported, those are named, not written.
     future = tmp_path / "future.csv"
     later = datetime(2062, 1, 5, tzinfo=PARIS).astimezone(UTC)
-    write_enedis_load_curve(future, "12345678901234", [*rows[:4], (later, 30, 1000.0), (later + timedelta(minutes=30), 30, 1000.0)])
+    typed = [(later, 30, 1000.0), (later + timedelta(minutes=30), 30, 1000.0)]
+    write_enedis_load_curve(future, "12345678901234", [*rows[:4], *typed])
     result = runner.invoke(app, ["import", "enedis", str(future), "--inventory", str(INVENTORY)])
     assert result.exit_code == 3, result.output
-    assert re.search(rf"{LINKY}: 2 intervals from 2062-01-04 23:30 end after now \(lines \d+, \d+\): not imported", result.output), (
-        result.output)
+    named = rf"{LINKY}: 2 intervals from 2062-01-04 23:30 end after now \(lines \d+, \d+\): not imported"
+    assert re.search(named, result.output), result.output
     assert _index(influx, LINKY)
     assert max(_index(influx, LINKY)) < int(datetime(2030, 1, 1, tzinfo=UTC).timestamp() * 1000)
     unreadable = tmp_path / "dir.csv"
