@@ -263,6 +263,11 @@ def _number(text: str, dot_decimal: bool = False) -> float:
     return value
 
 
+_MAX_PER_DAY = {False: 2.4e6, True: 1e5}
+"""The most a bill may give a day, kWh (a 100 MW average: as the utility files' rows) or m3 of water (a town's
+whole supply): more is a broken value (1e308, a consumption typed in Wh), which would swamp every total."""
+_MAX_EUR_PER_DAY = 1e6
+"""The most a bill's amount may give a day, in euros (a 100 MW average at 0.40 €/kWh)."""
 _FIRST_DAY, _LAST_DAY = date(1990, 1, 1), date(2099, 12, 31)
 """The days a bill may cover (as the utility files' rows)."""
 
@@ -435,6 +440,17 @@ def _row(
             reject(f"conversion given for a bill in {unit}: it converts m3, L or t to kWh")
             return None
         per_unit, default = bill_conversion, False
+    days = (end - start).days + 1
+    amount = consumption * per_unit
+    if amount / days > _MAX_PER_DAY[account.energy is Energy.WATER]:
+        report_unit = "m3" if account.energy is Energy.WATER else "kWh"
+        reject(f"consumption {consumption:g} {unit} ({amount:g} {report_unit} over {days} days) is not plausible "
+               f"for a building (above {_MAX_PER_DAY[account.energy is Energy.WATER]:g} {report_unit} a day)")
+        return None
+    if amount_eur is not None and abs(amount_eur) / days > _MAX_EUR_PER_DAY:
+        reject(f"amount_eur {amount_eur:g} over {days} days is not plausible for a building's bill "
+               f"(above {_MAX_EUR_PER_DAY:g} € a day)")
+        return None
     if default:
         defaulted.add(account.id)
     # A reference typed on two lines in the spreadsheet is kept on one: InfluxDB stores it so.

@@ -284,3 +284,15 @@ def test_a_bill_in_year_1_or_9999_is_rejected_by_line(inventory: Inventory) -> N
     assert [str(r) for r in parsed.rejected] == [
         "line 2: the period 0001-01-01 .. 2024-01-31 is not within 1990-01-01 .. 2099-12-31",
         "line 3: the period 2024-01-01 .. 9999-12-31 is not within 1990-01-01 .. 2099-12-31"]
+
+
+def test_a_bill_of_1e308_kwh_or_euros_is_rejected_by_line(inventory: Inventory) -> None:
+    # Hostile-input round: 1e308 kWh was kept, and every yearly total, report and Grafana sum became 1e308 or inf.
+    text = ("account;start;end;consumption;unit;amount_eur\nelec;2024-01-01;2024-01-31;1e308;kWh;10\n"
+            "elec;2024-02-01;2024-02-29;100;kWh;1e308\nelec;2024-03-01;2024-03-31;74400000;kWh;10\n"
+            "elec;2024-04-01;2024-04-30;100;kWh;10\n")
+    parsed = parse_invoices(text, inventory)
+    assert [i.line for i in parsed.invoices] == [4, 5]
+    assert [str(r) for r in parsed.rejected] == [
+        "line 2: consumption 1e+308 kWh (1e+308 kWh over 31 days) is not plausible for a building (above 2.4e+06 kWh a day)",
+        "line 3: amount_eur 1e+308 over 29 days is not plausible for a building's bill (above 1e+06 € a day)"]
