@@ -81,6 +81,7 @@ from streams.influx import (
     retention_policies,
     to_ms,
 )
+from streams.utility_files import read_limited
 
 __all__ = [
     "COLUMNS",
@@ -263,6 +264,8 @@ def _number(text: str, dot_decimal: bool = False) -> float:
     return value
 
 
+MAX_INVOICE_FILE_BYTES = 64 * 1024 * 1024
+"""The largest invoice file read (64 MB: about a million bills)."""
 _MAX_PER_DAY = {False: 2.4e6, True: 1e5}
 """The most a bill may give a day, kWh (a 100 MW average: as the utility files' rows) or m3 of water (a town's
 whole supply): more is a broken value (1e308, a consumption typed in Wh), which would swamp every total."""
@@ -465,11 +468,7 @@ def read_invoice_file(path: Path, inventory: Inventory) -> InvoiceFile:
     Raises:
         DecodeError: unreadable, or a bad header; the message names the file.
     """
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        msg = f"{path}: {exc.strerror or exc}"
-        raise DecodeError(msg) from exc
+    raw = read_limited(path, MAX_INVOICE_FILE_BYTES)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:

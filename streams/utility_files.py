@@ -243,6 +243,33 @@ class ParsedFile:
 # -- shared helpers ----------------------------------------------------------------------
 
 
+MAX_UTILITY_FILE_BYTES = 256 * 1024 * 1024
+"""The largest utility file read (256 MB: a hundred meters' three years of 10-minute load curve). A file is read
+whole, then held as rows several times its size: a larger one is refused rather than exhausting the memory."""
+
+
+def read_limited(path: Path, limit: int) -> bytes:
+    """The bytes of a file of at most ``limit`` bytes, checked before reading a byte (and while reading).
+
+    Raises:
+        DecodeError: the file cannot be read, or is larger (naming it, its size and the limit).
+    """
+    try:
+        size = path.stat().st_size
+        data = b""
+        if size <= limit:
+            with path.open("rb") as handle:
+                data = handle.read(limit + 1)  # a file growing (or a device) between the stat and the read
+    except OSError as exc:
+        msg = f"{path}: cannot be read: {exc.strerror or exc}"
+        raise DecodeError(msg) from exc
+    if size > limit or len(data) > limit:
+        msg = (f"{path}: {max(size, len(data)) / 1e6:.1f} MB, above the {limit / 1e6:.1f} MB read at once: "
+               "split it (by year or by meter) and import the parts")
+        raise DecodeError(msg)
+    return data
+
+
 def _read_rows(
     path: Path, is_header: Callable[[list[str]], bool]
 ) -> tuple[list[str], list[tuple[int, list[str]]], list[list[str]]]:
@@ -251,11 +278,7 @@ def _read_rows(
     Raises:
         DecodeError: the file cannot be read or has no header.
     """
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        msg = f"{path}: cannot be read: {exc.strerror or exc}"
-        raise DecodeError(msg) from exc
+    raw = read_limited(path, MAX_UTILITY_FILE_BYTES)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:

@@ -399,3 +399,35 @@ def test_grdf_reading_periods_over_several_gas_days(inventory: Inventory, tmp_pa
     assert messages == {4: "no date: the gas day (journeeGaziere, Date de relevé) is empty, and no reading period",
                         5: "dateFinReleve is empty (the reading period needs both dates)"}
     assert any("one interval from the first gas day's 06:00" in note for note in parsed.notes)
+
+
+def test_a_file_larger_than_the_limit_is_refused_before_it_is_read(
+    tmp_path: Path, inventory: Inventory, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A 2 GB export would be read whole and held as rows several times its size: refused, naming its size.
+
+    The Enedis and GRDF files are read at most 256 MB, the invoice files 64 MB (the limits lowered here to
+    try a small file through the parsers themselves).
+    """
+    import streams.invoices
+    import streams.utility_files
+    from streams.utility_files import read_limited
+
+    assert streams.utility_files.MAX_UTILITY_FILE_BYTES == 256 * 1024 * 1024
+    assert streams.invoices.MAX_INVOICE_FILE_BYTES == 64 * 1024 * 1024
+    monkeypatch.setattr(streams.utility_files, "MAX_UTILITY_FILE_BYTES", 1000)
+    monkeypatch.setattr(streams.invoices, "MAX_INVOICE_FILE_BYTES", 10)
+    with pytest.raises(DecodeError, match=r"load-curve-autumn\.csv: .* MB, above the 0\.0 MB read at once"):
+        parse_enedis(CASES / "enedis" / "load-curve-autumn.csv", inventory)
+    bills = tmp_path / "bills.csv"
+    bills.write_text("account;start;end;consumption;unit;amount_eur\n", encoding="utf-8")
+    with pytest.raises(DecodeError, match=r"bills\.csv: .* MB, above the 0\.0 MB read at once"):
+        streams.invoices.read_invoice_file(bills, inventory)
+
+    path = tmp_path / "huge.csv"
+    path.write_bytes(b"x" * 2_600_000)
+    with pytest.raises(DecodeError, match=r"huge\.csv: 2\.6 MB, above the 2\.5 MB read at once: split it"):
+        read_limited(path, 2_500_000)
+    assert read_limited(path, 2_600_000) == b"x" * 2_600_000
+    with pytest.raises(DecodeError, match="cannot be read"):
+        read_limited(tmp_path / "absent.csv", 2_500_000)
