@@ -315,3 +315,35 @@ def test_an_hour_open_where_its_weekday_never_was_is_beyond_the_fit() -> None:
     del fit["profile"]["seen"]
     model.restore(ExpectedFit.from_dict(fit))
     assert not model.beyond_fit(at, day.size, margin_c=2.0).any()
+
+
+def test_the_hour_a_dst_day_repeats_counts_one_day_seen_not_two() -> None:
+    """A Sunday open at 2 o'clock on two days, one of them the autumn's 25-hour Sunday (2 o'clock twice).
+
+    Seen on 2 days, fewer than 3: that Sunday hour booked again after the fit is beyond the fit (it was
+    counted 3 times, one per hour, and judged).
+    """
+    d0, day_l, hour_l, dst = 700_000, [], [], 0
+    for d in range(d0, d0 + 42):
+        hrs = list(range(24))
+        if (d - 1) % 7 == 6 and not dst and d >= d0 + 7:
+            dst, hrs = d, [0, 1, 2, 2, *range(3, 24)]
+        day_l += [d] * len(hrs)
+        hour_l += hrs
+    day, hour = np.array(day_l), np.array(hour_l)
+    weekday = (day - 1) % 7
+    sundays = sorted(set(day[weekday == 6].tolist()))
+    other = next(s for s in sundays if s != dst)
+    booked = next(s for s in sundays if s >= d0 + 28)
+    assert dst < d0 + 28
+    assert other < d0 + 28
+    open_frac = (((weekday == 1) & (hour >= 14) & (hour < 18))
+                 | (np.isin(day, [dst, other, booked]) & (hour == 2))).astype(float)
+    y = 0.5 + 10.0 * open_frac + np.random.default_rng(3).normal(0, 0.05, day.size)
+    model = ExpectedConsumption(y, np.full(day.size, 12.0), open_frac, np.zeros(day.size, dtype=bool), hour, day,
+                                ExpectedConfig())
+    at = int(np.searchsorted(day, d0 + 28))
+    assert model.refit(at, np.zeros(at, dtype=bool))
+    beyond = model.beyond_fit(at, day.size, margin_c=2.0)
+    assert beyond[(day[at:] == booked) & (hour[at:] == 2)].all()
+    assert not beyond[(weekday[at:] == 1) & (hour[at:] == 15)].any()
