@@ -347,3 +347,21 @@ def test_the_hour_a_dst_day_repeats_counts_one_day_seen_not_two() -> None:
     beyond = model.beyond_fit(at, day.size, margin_c=2.0)
     assert beyond[(day[at:] == booked) & (hour[at:] == 2)].all()
     assert not beyond[(weekday[at:] == 1) & (hour[at:] == 15)].any()
+
+
+def test_a_new_building_s_hours_are_judged_from_the_refit_after_its_third_week() -> None:
+    """The first fit (14 days) has seen each weekday twice: every hour is beyond it, the third week whole.
+
+    The weekly refit at 21 days has seen each weekday three times: the fourth week is judged
+    (docs/anomalies.md, "where the expected value can be trusted").
+    """
+    s = _series()
+    n = s["y"].size
+    model = ExpectedConsumption(s["y"], s["outdoor"], s["open_frac"], np.zeros(n, dtype=bool), s["hour"], s["day"],
+                                ExpectedConfig())
+    first, second = refit_hours(n, ExpectedConfig())[:2]
+    assert (first, second) == (14 * 24, 21 * 24)
+    assert model.refit(first, np.zeros(first, dtype=bool))
+    assert model.beyond_fit(first, second, margin_c=50.0).all()
+    assert model.refit(second, np.zeros(second, dtype=bool))
+    assert not model.beyond_fit(second, second + 7 * 24, margin_c=50.0).any()
