@@ -330,7 +330,8 @@ class ModelRun:
         residual: per hour, observed − expected (the bounded expected value where the weather is unknown).
         ratio: per hour, the residual ratio (the ``residual_ratio`` feature).
         expected_fits: how many times the expected-consumption model was fitted.
-        beyond_fit: per hour, its weather is colder than the expected model was fitted on
+        beyond_fit: per hour, its weather is colder than the expected model was fitted on, or its type,
+            weekday, clock hour and open state were seen on too few days
             (:meth:`~anomalies.expected.ExpectedConsumption.beyond_fit`); no model alert there.
         day_residual: per hour, the residual summed over the 24 hours up to it
             (:func:`~anomalies.expected.trailing_day_residual`).

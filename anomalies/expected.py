@@ -630,8 +630,10 @@ def _fit(
         complete = (days.count >= 23) & (missing[days.start + days.count] == missing[days.start])
         of_day = np.repeat(complete, days.count)
         if of_day.size == y.size and of_day.any():
+            # A day counts once per clock hour: the hour a DST day repeats (25 h) is one day's, not two.
+            again = np.concatenate([[False], (day[1:] == day[:-1]) & (local_hour[1:] == local_hour[:-1])])
             slot = (type_idx * 7 + _weekday(day)) * 48 + local_hour * 2 + open_hour
-            seen_counts = np.bincount(slot[of_day], minlength=_SEEN_SLOTS).astype(np.float64)
+            seen_counts = np.bincount(slot[of_day & ~again], minlength=_SEEN_SLOTS).astype(np.float64)
     shape = _profile(days.hourly[kept], days.hourly_energy[kept], kept_days, kept_types, model, modelled, hdd,
                      seen_counts)
     return model, shape, coldest
@@ -650,8 +652,8 @@ class _Shape:
         floor: per key, the median energy of its fitted days without heating degree days (0 without
             enough of them): where the degree-day line falls to zero, what such a day still consumes
             (the hot water or the morning warm-up a heating meter still counts in mild weather).
-        seen: per key × local hour × open state (``(key * 24 + hour) * 2 + open``), how many hours of
-            it the building had on complete days before the fit, flagged or not (an hour of a type and
+        seen: per key × local hour × open state (``(key * 24 + hour) * 2 + open``), on how many complete
+            days before the fit the building had that hour, flagged or not (a DST day's repeated hour once) (an hour of a type and
             weekday open at an hour it never was open: an event hall's first Saturday evening booking).
     """
 

@@ -339,3 +339,53 @@ def test_row_medians_are_numpys_bit_for_bit() -> None:
             values[0, 0] = [-0.0, np.inf, -np.inf, np.nan][trial // 5 % 4]
         got, numpy = _row_nanmedian(values), np.nanmedian(values, axis=1)
         assert got.tobytes() == numpy.tobytes(), trial
+
+
+def test_the_hour_a_dst_day_repeats_counts_one_day_seen_not_two() -> None:
+    """A Sunday open at 2 o'clock on two days, one of them the autumn's 25-hour Sunday (2 o'clock twice).
+
+    Seen on 2 days, fewer than 3: that Sunday hour booked again after the fit is beyond the fit (it was
+    counted 3 times, one per hour, and judged).
+    """
+    d0, day_l, hour_l, dst = 700_000, [], [], 0
+    for d in range(d0, d0 + 42):
+        hrs = list(range(24))
+        if (d - 1) % 7 == 6 and not dst and d >= d0 + 7:
+            dst, hrs = d, [0, 1, 2, 2, *range(3, 24)]
+        day_l += [d] * len(hrs)
+        hour_l += hrs
+    day, hour = np.array(day_l), np.array(hour_l)
+    weekday = (day - 1) % 7
+    sundays = sorted(set(day[weekday == 6].tolist()))
+    other = next(s for s in sundays if s != dst)
+    booked = next(s for s in sundays if s >= d0 + 28)
+    assert dst < d0 + 28
+    assert other < d0 + 28
+    open_frac = (((weekday == 1) & (hour >= 14) & (hour < 18))
+                 | (np.isin(day, [dst, other, booked]) & (hour == 2))).astype(float)
+    y = 0.5 + 10.0 * open_frac + np.random.default_rng(3).normal(0, 0.05, day.size)
+    model = ExpectedConsumption(y, np.full(day.size, 12.0), open_frac, np.zeros(day.size, dtype=bool), hour, day,
+                                ExpectedConfig())
+    at = int(np.searchsorted(day, d0 + 28))
+    assert model.refit(at, np.zeros(at, dtype=bool))
+    beyond = model.beyond_fit(at, day.size, margin_c=2.0)
+    assert beyond[(day[at:] == booked) & (hour[at:] == 2)].all()
+    assert not beyond[(weekday[at:] == 1) & (hour[at:] == 15)].any()
+
+
+def test_a_new_building_s_hours_are_judged_from_the_refit_after_its_third_week() -> None:
+    """The first fit (14 days) has seen each weekday twice: every hour is beyond it, the third week whole.
+
+    The weekly refit at 21 days has seen each weekday three times: the fourth week is judged
+    (docs/anomalies.md, "where the expected value can be trusted").
+    """
+    s = _series()
+    n = s["y"].size
+    model = ExpectedConsumption(s["y"], s["outdoor"], s["open_frac"], np.zeros(n, dtype=bool), s["hour"], s["day"],
+                                ExpectedConfig())
+    first, second = refit_hours(n, ExpectedConfig())[:2]
+    assert (first, second) == (14 * 24, 21 * 24)
+    assert model.refit(first, np.zeros(first, dtype=bool))
+    assert model.beyond_fit(first, second, margin_c=50.0).all()
+    assert model.refit(second, np.zeros(second, dtype=bool))
+    assert not model.beyond_fit(second, second + 7 * 24, margin_c=50.0).any()

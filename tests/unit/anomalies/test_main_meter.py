@@ -259,3 +259,22 @@ def test_expected_model_and_forest_are_causal(inventory: Inventory, readings: di
         assert np.isfinite(run.expected).any(), usage
         for name in ("expected", "scores", "flagged", "residual", "ratio", "beyond_fit"):
             assert np.array_equal(getattr(run, name), getattr(full, name)[:cut], equal_nan=name != "beyond_fit"), name
+
+
+def test_without_model_events_the_forest_still_runs_and_feeds_the_closure_gate(
+    inventory: Inventory, readings: dict[str, PointSeries],
+) -> None:
+    """``--no-model-events`` still fits the forest, whose flags ``consumption_unoccupied`` waits for; ``--no-models`` not.
+
+    So "rules alone" in the bench (``--no-model-events``) is rules corroborated by the forest (README, "Anomalies").
+    """
+    days = 30
+    cut = START.astimezone(UTC).timestamp() + days * 86_400.0
+    short = {k: PointSeries(s.times_s[s.times_s <= cut], s.values[s.times_s <= cut]) for k, s in readings.items()}
+    frame = HourlyFrame.build(short, counters={"gaz"}, start_s=START.astimezone(UTC).timestamp(), hours=days * 24)
+    building = next(b for _, b in inventory.buildings())
+    quiet = building_findings(inventory, building, short, frame, FrenchCalendar("B"), DetectConfig(model_events=False))
+    assert quiet.models == []
+    assert any(np.isfinite(f).any() for f in quiet.flagged.values())
+    off = building_findings(inventory, building, short, frame, FrenchCalendar("B"), DetectConfig(models=False))
+    assert off.flagged == {}

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pytest
 
-from anomalies.detect import events_from_findings
+from anomalies.detect import AlertMemory, debounce, events_from_findings
 from anomalies.events import EventKind
 from anomalies.features import HourlyFrame
+from anomalies.lifecycle import AlertLifecycle
 from anomalies.rules import Finding
 from inventory import Building, Inventory, Usage, parse_inventory
 
@@ -132,3 +134,29 @@ def test_a_main_meter_s_closure_alert_waits_for_the_forest_to_find_its_hours_unu
     after[40] = 1.0  # after the episode: no witness of it
     assert _closed_heating(inventory, building, after) == []
     assert _closed_heating(inventory, building, np.full(N, np.nan)) == _closed_heating(inventory, building, None) != []
+
+
+@pytest.mark.parametrize("witness", [12, 20, 29, 40])
+def test_the_closure_gate_hour_by_hour_gives_one_pass_s_events(inventory: Inventory, building: Building,
+                                                               witness: int) -> None:
+    """Fed an hour at a time (findings and forest flags known up to it), the gate opens as in one pass.
+
+    The forest's one flag before the rule's minimum duration, inside the episode, at its last hour, or in
+    its quiet time after it (no active hour left to open at: no alert).
+    """
+    rule = _finding(EventKind.CONSUMPTION_UNOCCUPIED, Usage.HEATING, 10, 30)
+    flagged = np.zeros(N)
+    flagged[witness] = 1.0
+    frame = HourlyFrame.build({}, counters=set(), start_s=START.timestamp(), hours=N)
+    whole = events_from_findings(inventory, building, frame, [rule], flagged={Usage.HEATING: flagged})
+    life = AlertLifecycle(mutes={building.id: building.mute}, timezone=inventory.organisation.tz)
+    memory: dict[Any, AlertMemory] = {}
+    latest = {}
+    for h in range(N):
+        known = np.arange(N) <= h
+        cut = replace(rule, state=np.where(known, rule.state, np.nan))
+        for event in debounce(inventory, building, frame, [cut], first_hour=h, life=life, memory=memory, spans=[],
+                              flagged={Usage.HEATING: np.where(known, flagged, np.nan)}):
+            latest[event.start] = (event.state, event.detected_at)
+    assert latest == {e.start: (e.state, e.detected_at) for e in whole}
+    assert bool(whole) is (witness < 30)
