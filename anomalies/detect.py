@@ -1039,6 +1039,19 @@ weekday's own hours): where it finds them ordinary, the rule alone is not enough
 Until the forest has scored any hour of the episode (its first 14 days), the rule decides alone."""
 
 
+def _witness(run: ModelRun) -> FloatArray:
+    """The hours a forest flagged *above* expected (1), the others it scored (0), the unscored (``nan``).
+
+    What corroborates an excess (:data:`CORROBORATED_KINDS`): an hour flagged below its expected value says
+    the building drew less than usual, and an hour whose weather was unknown (expected at a bounded weather)
+    is no evidence either (as for the references, :func:`run_models`).
+    """
+    silent = np.isfinite(run.bounded) if run.bounded is not None else np.zeros(run.flagged.size, dtype=np.bool_)
+    above = (run.flagged == 1.0) & (run.residual > 0) & ~silent
+    result: FloatArray = np.where(np.isfinite(run.flagged), above.astype(np.float64), np.nan)
+    return result
+
+
 def _corroborated_gate(frame: HourlyFrame, flagged: FloatArray | None) -> Gate | None:
     """A :data:`CORROBORATED_KINDS` alert may open once the forest flagged an hour of its episode so far.
 
@@ -1269,7 +1282,8 @@ class BuildingFindings:
         scores: per usage, the model scores.
         expected: per usage with a model, observed against expected over the frame.
         typical: per usage, its typical hourly consumption as known at each hour (for materiality).
-        flagged: per usage with a model, the hours its forest flagged (1), did not (0), did not score (``nan``).
+        flagged: per usage with a model, the hours its forest flagged above expected (1), did not (0, or
+            below expected, or at a bounded weather), did not score (``nan``): :func:`_witness`.
     """
 
     building: Building
@@ -1372,7 +1386,7 @@ def building_findings(
             excluded |= finding.active
         runs = run_models(hours, excluded, config, models)
         scores = {run.usage: run.scores for run in runs}
-        flagged = {run.usage: run.flagged for run in runs}
+        flagged = {run.usage: _witness(run) for run in runs}
         for run in runs:  # expected against observed, for Grafana (anomalies.expected_sink)
             used = hours.usages[run.usage]
             observed = used.values if run.observed is None else run.observed  # with the whole of a shared meter

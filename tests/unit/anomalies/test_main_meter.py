@@ -278,3 +278,15 @@ def test_without_model_events_the_forest_still_runs_and_feeds_the_closure_gate(
     assert any(np.isfinite(f).any() for f in quiet.flagged.values())
     off = building_findings(inventory, building, short, frame, FrenchCalendar("B"), DetectConfig(models=False))
     assert off.flagged == {}
+    # The witness is an hour flagged *above* expected: an hour the building drew less than usual is none,
+    # though the forest flags such hours too.
+    runs = run_models(BuildingHours.build(inventory, building, frame, FrenchCalendar("B"), DetectConfig().features),
+                      np.zeros(frame.hours, dtype=bool), DetectConfig())
+    assert any(((run.flagged == 1.0) & (run.residual < 0)).any() for run in runs)
+    witnessed = 0
+    for series in quiet.expected:
+        witness = quiet.flagged[series.usage]
+        above = series.observed > series.expected  # False where the expected value is unknown (nan)
+        assert not ((witness == 1.0) & ~above).any()
+        witnessed += int((witness == 1.0).sum())
+    assert witnessed > 0
