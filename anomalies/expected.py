@@ -107,7 +107,7 @@ _TYPES = (DayType.OCCUPIED, DayType.UNOCCUPIED, DayType.SCHOOL_HOLIDAY)
 _TYPE_INDEX = {t: i for i, t in enumerate(_TYPES)}  # per hour of 400 days, a dict beats tuple.index
 _WARM_HDD = 0.5  # K·day: a day this close to no heating degree day is a warm day (its energy: the floor)
 _MIN_ENERGY_SPREAD = 0.01  # the fitted days' energies of a type must differ by this share of their mean (RMS)
-_FIT_FORMAT = 1  # of ExpectedFit.to_dict
+_FIT_FORMAT = 2  # of ExpectedFit.to_dict (2: the profile's ``seen``; 1 is read by _fit_from_format_1)
 _NO_WEATHER_C = 10.0  # stands in for a missing outdoor temperature: a constant gives no weather term
 _UNKNOWN_WEATHER_DAYS = 28  # a silent station's hours are expected at the coldest day of the 4 weeks before it
 _UNKNOWN_WEATHER_MAX_DAYS = 14  # ... for two weeks at most: past that, those weeks say little of the season
@@ -288,12 +288,13 @@ class ExpectedFit:
         Raises:
             ModelError: an unknown format version.
         """
+        if data.get("format_version") == 1:
+            data = _fit_from_format_1(data)
         if data.get("format_version") != _FIT_FORMAT:
-            msg = f"unknown expected-model format_version {data.get('format_version')!r} (this version reads {_FIT_FORMAT})"
+            msg = (f"unknown expected-model format_version {data.get('format_version')!r} "
+                   f"(this version reads 1 and {_FIT_FORMAT})")
             raise ModelError(msg)
         shape = data["profile"]
-        if shape is not None and "seen" not in shape:  # written before the hours seen were counted: all were
-            shape = {**shape, "seen": [float(_MIN_SEEN_DAYS)] * _SEEN_SLOTS}
         return cls(
             last=None if data["last"] is None else DailyChangePointBaseline.from_dict(data["last"]),
             profile=None if shape is None else _Shape(**{k: np.asarray(v, dtype=np.float64) for k, v in shape.items()}),
@@ -663,6 +664,17 @@ class _Shape:
     slope: FloatArray
     floor: FloatArray
     seen: FloatArray
+
+
+def _fit_from_format_1(data: dict[str, Any]) -> dict[str, Any]:
+    """A format-1 fit (before the hours seen were counted) as format 2: every hour counts as seen.
+
+    Its model then judges every hour, as it did, until its next refit counts them.
+    """
+    shape = data["profile"]
+    if shape is not None:
+        shape = {**shape, "seen": [float(_MIN_SEEN_DAYS)] * _SEEN_SLOTS}
+    return {**data, "profile": shape, "format_version": 2}
 
 
 def _weekday(day: IntArray) -> IntArray:
