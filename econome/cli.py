@@ -685,7 +685,7 @@ def _start_utilities(
     async def deliver(point_id: str, intervals: Sequence[Consumption], source: str) -> object:
         # The run's own status loop writes these points' point_status (with their publication delay).
         report = await deliver_consumption(inv, settings.influx(), point_id, intervals,
-                                           data_dir=settings.data_dir, source=source, status=False)
+                                           data_dir=settings.data_dir, source=source, status=False, now=clock.now())
         if quality is not None and report.last is not None:
             quality.delivered(point_id, report.last)
         return report

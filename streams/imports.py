@@ -794,6 +794,7 @@ async def deliver_consumption(
     source: str,
     timeout: timedelta = timedelta(minutes=5),
     status: bool = True,
+    now: datetime | None = None,
 ) -> ImportReport:
     """Write one point's intervals as its cumulative index, with the aggregates they change (see the module).
 
@@ -807,6 +808,8 @@ async def deliver_consumption(
         timeout: the longest the writes may take.
         status: write ``point_status`` rows over the span (:func:`_status_lines`); False where
             ``econome run``'s own status loop already writes the point's (its daily fetch).
+        now: the pipeline's time (``econome run``'s clock, accelerated in a demo), after which an interval
+            may not end (``in_future``); the system's time when None.
 
     Returns:
         What was written, and what waits in the log if InfluxDB went down.
@@ -826,6 +829,7 @@ async def deliver_consumption(
         msg = f"point {point_id} is not a cumulative counter: consumption cannot be imported into it"
         raise ConfigError(msg)
     items = _checked(point, consumptions)
+    clock_now = now
     if influx_config.api == "v1":
         setup = InfluxV1Writer(influx_config)
         try:
@@ -850,13 +854,13 @@ async def deliver_consumption(
         # Older than the raw policy, intervals go to the hourly rows of the long policy as the continuous query
         # would have written them; older than that (or without a long policy), they are set aside here, so the
         # index keeps its anchor and nothing claims to be written.
-        latest = now + _FUTURE_SKEW
+        latest = (clock_now if clock_now is not None else now) + _FUTURE_SKEW
         future = [item for item in items if item.end > latest]
         if future:
             report.in_future, report.future_from = len(future), future[0].start
             report.future_lines = [item.line for item in future if item.line is not None][:5]
             logger.warning("%s: point %s: %d intervals end after now (%s), from %s: not imported (a wrong date?)",
-                           source, point.id, len(future), now.isoformat(timespec="seconds"),
+                           source, point.id, len(future), (latest - _FUTURE_SKEW).isoformat(timespec="seconds"),
                            future[0].start.isoformat())
             items = [item for item in items if item.end <= latest]
         oldest = cut if not hourly else None if long_kept is None else now - long_kept + timedelta(days=1)

@@ -39,7 +39,9 @@ async def test_a_day_published_in_part_then_whole_gets_the_whole_day_once(
     runner, url = await fk.serve(fake)
 
     async def deliver(point_id: str, intervals: Sequence[Consumption], source: str) -> object:
-        return await deliver_consumption(inv, config, point_id, intervals, data_dir=tmp_path / "var", source=source)
+        # As econome run's fetch delivers: the run's clock is "now" (an interval may not end after it).
+        return await deliver_consumption(inv, config, point_id, intervals, data_dir=tmp_path / "var", source=source,
+                                         now=clock.now())
 
     async def rows() -> list[tuple[datetime, float]]:
         client = InfluxQLClient(config)
