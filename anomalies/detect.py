@@ -916,8 +916,8 @@ def debounce(
         typical: per usage, its typical hourly consumption as known at each hour
             (:func:`typical_consumption`), for materiality.
         materiality: hold consumption alerts pending until material (``None``: never).
-        flagged: per usage, the hours its forest flagged (1), did not (0) or did not score (``nan``):
-            the witness a :data:`CORROBORATED_KINDS` alert waits for.
+        flagged: per usage, the hours its forest flagged above expected (1), did not (0) or did not score
+            (``nan``): the witness a :data:`CORROBORATED_KINDS` alert waits for (:func:`_witness`).
 
     Returns:
         One event per alert that opened, was extended or resolved in these hours,
@@ -1190,7 +1190,8 @@ def events_from_findings(
         scores: per usage, model scores used as the events' score (1.0 without).
         typical: per usage, typical hourly consumption per hour (:func:`typical_consumption`).
         materiality: hold consumption alerts pending until material (``None``: never).
-        flagged: per usage, the hours its forest flagged (1), did not (0), did not score (``nan``).
+        flagged: per usage, the hours its forest flagged above expected (1), did not (0), did not score
+            (``nan``): :func:`_witness`.
 
     Returns:
         The events, resolved, open or ongoing.
