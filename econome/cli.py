@@ -826,7 +826,7 @@ def demo(
         # Published before the start: the live service never sees a Linky/Gazpar reading (none at the start itself).
         files = write_utility_files(local, base / "utility-files", history_start, sim_start - timedelta(minutes=1),
                                     faults=injected, seed=0, bill_years=years)
-        for line in asyncio.run(import_utility_files(local, settings.influx(), files, base)):
+        for line in asyncio.run(import_utility_files(local, settings.influx(), files, base, now=sim_start)):
             typer.echo(f"imported       {line}")
         typer.echo(f"simulated time starts {sim_start.isoformat()} at x{speed:g}; running {duration:g} s")
         asyncio.run(_demo(local, settings, sim_start, speed, duration, ports, (broker.host, broker.port), injected,
@@ -962,8 +962,12 @@ async def seed_history(
     return len(lines)
 
 
-async def import_utility_files(inv: Inventory, config: InfluxConfig, files: UtilityFiles, data_dir: Path) -> list[str]:
+async def import_utility_files(inv: Inventory, config: InfluxConfig, files: UtilityFiles, data_dir: Path,
+                               now: datetime | None = None) -> list[str]:
     """Import the simulated downloads as ``econome import enedis|grdf|invoices`` does; one line per file and point.
+
+    ``now`` is the demo's clock at its start, after which no interval may end (a ``--start`` after today:
+    its files are dated after the system's now); the system's time when None.
 
     The load curves and gas days are read by :func:`streams.utility_files.parse_enedis` and
     :func:`~streams.utility_files.parse_grdf` and written as each point's index through the import's
@@ -986,7 +990,8 @@ async def import_utility_files(inv: Inventory, config: InfluxConfig, files: Util
             msg = f"{path}: {len(parsed.problems)} rows set aside, meters of no point {sorted(parsed.unknown)}"
             raise DecodeError(msg)
         for point_id, items in sorted(parsed.series.items()):
-            report = await deliver_consumption(inv, config, point_id, items, data_dir=data_dir, source=str(path))
+            report = await deliver_consumption(inv, config, point_id, items, data_dir=data_dir, source=str(path),
+                                               now=now)
             if report.refused or report.waiting or report.too_old or report.in_future:
                 msg = (f"{path}: {point_id}: {report.refused} lines refused, {report.waiting} waiting, {report.too_old} too old, "
                        f"{report.in_future} in the future")

@@ -159,9 +159,7 @@ def _import_checked(file: Path, inv: Inventory, config: InfluxConfig, data_dir: 
                        "(econome influx setup: raw readings 90 days, hourly rows and aggregates --long-days)", err=True)
             code = max(code, EXIT_DATA)
         if report.in_future:
-            lines = f" (lines {', '.join(map(str, report.future_lines))})" if report.future_lines else ""
-            typer.echo(f"error: {file}: {report.point_id}: {report.in_future} intervals from "
-                       f"{_local(report.future_from, tz)} end after now{lines}: not imported (a wrong date?)", err=True)
+            typer.echo(_future_error(file, report, tz), err=True)
             code = max(code, EXIT_DATA)
         if report.refused:
             typer.echo(f"error: {file}: {report.point_id}: InfluxDB refused {report.refused} lines "
@@ -181,6 +179,26 @@ async def _deliver_all(inv: Inventory, config: InfluxConfig, parsed: ParsedFile,
         await deliver_consumption(inv, config, point_id, items, data_dir=data_dir, source=str(parsed.path))
         for point_id, items in sorted(parsed.series.items()) if items
     ]
+
+
+def _future_error(file: Path, report: ImportReport, tz: ZoneInfo) -> str:
+    """The error of the intervals dated after now, naming the file, the point and the lines (the first five, saying so).
+
+    >>> from datetime import UTC
+    >>> from zoneinfo import ZoneInfo
+    >>> report = ImportReport("linky", "f.csv", "kWh", in_future=7, future_lines=[12, 13, 14, 15, 16],
+    ...                       future_from=datetime(2062, 1, 4, 23, 30, tzinfo=UTC))
+    >>> message = _future_error(Path("f.csv"), report, ZoneInfo("UTC"))
+    >>> message[:message.index(" end")]
+    'error: f.csv: linky: 7 intervals from 2062-01-04 23:30'
+    >>> message[message.index("(lines"):]
+    '(lines 12, 13, 14, 15, 16 and 2 more): not imported (a wrong date?)'
+    """
+    more = report.in_future - len(report.future_lines)
+    lines = ", ".join(map(str, report.future_lines)) + (f" and {more} more" if report.future_lines and more > 0 else "")
+    where = f" (lines {lines})" if report.future_lines else ""
+    return (f"error: {file}: {report.point_id}: {report.in_future} intervals from "
+            f"{_local(report.future_from, tz)} end after now{where}: not imported (a wrong date?)")
 
 
 def _local(moment: datetime | None, tz: ZoneInfo) -> str:

@@ -510,7 +510,7 @@ async def _in_daemon_thread(fun: Callable[..., _Result], *args: Any) -> _Result:
 
 
 def _warn_insecure(config: InfluxConfig) -> None:
-    if config.tls_insecure and config.url.startswith("https:"):
+    if config.tls_insecure and _https(config.url):
         logger.warning("InfluxDB %s: TLS verification is off (tls_insecure); credentials can be intercepted", config.safe_url)
 
 

@@ -264,7 +264,7 @@ def _number(text: str, dot_decimal: bool = False) -> float:
     return value
 
 
-MAX_INVOICE_FILE_BYTES = 64 * 1024 * 1024
+MAX_INVOICE_FILE_BYTES = 64_000_000
 """The largest invoice file read (64 MB: about a million bills)."""
 _MAX_PER_DAY = {False: 2.4e6, True: 1e5}
 """The most a bill may give a day, kWh (a 100 MW average: as the utility files' rows) or m3 of water (a town's

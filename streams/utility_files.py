@@ -243,7 +243,7 @@ class ParsedFile:
 # -- shared helpers ----------------------------------------------------------------------
 
 
-MAX_UTILITY_FILE_BYTES = 256 * 1024 * 1024
+MAX_UTILITY_FILE_BYTES = 256_000_000
 """The largest utility file read (256 MB: a hundred meters' three years of 10-minute load curve). A file is read
 whole, then held as rows several times its size: a larger one is refused rather than exhausting the memory."""
 

@@ -39,3 +39,15 @@ def test_plain_http_clients_load_no_certificates(monkeypatch: pytest.MonkeyPatch
     assert calls == []
     with pytest.raises(ConfigError, match=r"missing-ca\.pem"):
         asyncio.run(make("HTTPS://127.0.0.1:8086"))
+
+
+@pytest.mark.parametrize("url", ["https://influx:8086", "HTTPS://influx:8086", "Https://u:p@influx:8086"])
+def test_an_insecure_https_client_warns_whatever_the_case_of_its_scheme(url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """``tls_insecure`` on an HTTPS URL (its scheme in any case, as ``_https`` reads it) logs its warning."""
+
+    async def make() -> None:
+        await InfluxQLClient(InfluxConfig(url=url, tls_insecure=True)).close()
+
+    with caplog.at_level("WARNING", logger="streams.influx"):
+        asyncio.run(make())
+    assert [r.getMessage() for r in caplog.records if "TLS verification is off" in r.getMessage()]

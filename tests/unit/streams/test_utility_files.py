@@ -6,6 +6,7 @@ powers per day, so each day's energy is power × hours, written out below.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
@@ -413,8 +414,8 @@ def test_a_file_larger_than_the_limit_is_refused_before_it_is_read(
     import streams.utility_files
     from streams.utility_files import read_limited
 
-    assert streams.utility_files.MAX_UTILITY_FILE_BYTES == 256 * 1024 * 1024
-    assert streams.invoices.MAX_INVOICE_FILE_BYTES == 64 * 1024 * 1024
+    assert streams.utility_files.MAX_UTILITY_FILE_BYTES == 256_000_000
+    assert streams.invoices.MAX_INVOICE_FILE_BYTES == 64_000_000
     monkeypatch.setattr(streams.utility_files, "MAX_UTILITY_FILE_BYTES", 1000)
     monkeypatch.setattr(streams.invoices, "MAX_INVOICE_FILE_BYTES", 10)
     with pytest.raises(DecodeError, match=r"load-curve-autumn\.csv: .* MB, above the 0\.0 MB read at once"):
@@ -431,3 +432,20 @@ def test_a_file_larger_than_the_limit_is_refused_before_it_is_read(
     assert read_limited(path, 2_600_000) == b"x" * 2_600_000
     with pytest.raises(DecodeError, match="cannot be read"):
         read_limited(tmp_path / "absent.csv", 2_500_000)
+
+
+def test_the_size_limits_are_the_256_and_64_mb_the_readme_names(tmp_path: Path) -> None:
+    """A file a little above 256 MB (Enedis, GRDF) or 64 MB (invoices) is refused, the message naming those limits.
+
+    The limits were 256 and 64 MiB: a 260 MB file was read, and the message named a limit of 268.4 MB.
+    """
+    import streams.invoices
+    from streams.utility_files import MAX_UTILITY_FILE_BYTES, read_limited
+
+    for limit, size, said in ((MAX_UTILITY_FILE_BYTES, 260_000_000, "260.0 MB, above the 256.0 MB"),
+                              (streams.invoices.MAX_INVOICE_FILE_BYTES, 65_000_000, "65.0 MB, above the 64.0 MB")):
+        path = tmp_path / f"{size}.csv"
+        with path.open("wb") as handle:
+            handle.truncate(size)  # sparse: refused on its size, never read
+        with pytest.raises(DecodeError, match=rf"{size}\.csv: {re.escape(said)} read at once"):
+            read_limited(path, limit)
