@@ -111,6 +111,7 @@ from __future__ import annotations
 
 import csv
 import re
+import stat
 import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -249,13 +250,20 @@ whole, then held as rows several times its size: a larger one is refused rather 
 
 
 def read_limited(path: Path, limit: int) -> bytes:
-    """The bytes of a file of at most ``limit`` bytes, checked before reading a byte (and while reading).
+    """The bytes of a regular file of at most ``limit`` bytes, checked before reading a byte (and while reading).
 
     Raises:
         DecodeError: the file cannot be read, or is larger (naming it, its size and the limit).
     """
     try:
-        size = path.stat().st_size
+        info = path.stat()
+        if stat.S_ISDIR(info.st_mode):
+            msg = f"{path}: cannot be read: Is a directory"
+            raise DecodeError(msg)
+        if not stat.S_ISREG(info.st_mode):  # a pipe without a writer would block, /dev/zero fill the limit
+            msg = f"{path}: not a regular file (a pipe or a device): save the export to a file and import that"
+            raise DecodeError(msg)
+        size = info.st_size
         data = b""
         if size <= limit:
             with path.open("rb") as handle:

@@ -432,6 +432,15 @@ def test_a_file_larger_than_the_limit_is_refused_before_it_is_read(
     assert read_limited(path, 2_600_000) == b"x" * 2_600_000
     with pytest.raises(DecodeError, match="cannot be read"):
         read_limited(tmp_path / "absent.csv", 2_500_000)
+    # A pipe nobody writes to would block the import for ever; a device fills the limit: both refused at once.
+    import os
+
+    fifo = tmp_path / "pipe.csv"
+    os.mkfifo(fifo)
+    with pytest.raises(DecodeError, match=r"pipe\.csv: not a regular file"):
+        read_limited(fifo, 2_500_000)
+    with pytest.raises(DecodeError, match=r"/dev/zero: not a regular file"):
+        read_limited(Path("/dev/zero"), 2_500_000)
 
 
 def test_the_size_limits_are_the_256_and_64_mb_the_readme_names(tmp_path: Path) -> None:
