@@ -574,17 +574,16 @@ def _fit(
     excluded: BoolArray,
     days: _DayTable,
     config: ExpectedConfig,
-    like: DailyChangePointBaseline | None = None,
-    like_max_days: int = 0,
-    seen_of: tuple[IntArray, BoolArray, IntArray, IntArray] | None = None,
+    like: DailyChangePointBaseline | None,
+    like_max_days: int,
+    seen_of: tuple[IntArray, BoolArray, IntArray, IntArray],
 ) -> tuple[DailyChangePointBaseline, _Shape, FloatArray] | None:
     """Fit the daily model and the hourly profile on complete, unflagged local days (``days``: the table of ``y``'s).
 
     ``like``'s structure is refitted (see :meth:`mv.baseline.DailyChangePointBaseline.fit`) while the usable
     days are at most ``like_max_days``; beyond, or without ``like``, the structure is searched.
     ``seen_of`` (per hour: day type index, open or not, local hour, local day) counts the hours the building
-    has had of each type × weekday × local hour × open state (:attr:`_Shape.seen`); without it, every one
-    counts as seen.
+    has had of each type × weekday × local hour × open state (:attr:`_Shape.seen`).
     """
     if y.size == 0:
         return None
@@ -624,17 +623,14 @@ def _fit(
     # The hours of each key, clock hour and open state the building has had on complete, known days, flagged
     # or not: a weekday whose days were all left out of the fits (an alert, the forest's flags) is still one
     # it has had, while an event hall's first Saturday evening booking is not.
-    seen_counts = np.full(_SEEN_SLOTS, float(_MIN_SEEN_DAYS))
-    if seen_of is not None:
-        type_idx, open_hour, local_hour, day = seen_of
-        missing = np.concatenate([[0], np.cumsum(~(np.isfinite(y) & np.isfinite(outdoor_c)))])
-        complete = (days.count >= 23) & (missing[days.start + days.count] == missing[days.start])
-        of_day = np.repeat(complete, days.count)
-        if of_day.size == y.size and of_day.any():
-            # A day counts once per clock hour: the hour a DST day repeats (25 h) is one day's, not two.
-            again = np.concatenate([[False], (day[1:] == day[:-1]) & (local_hour[1:] == local_hour[:-1])])
-            slot = (type_idx * 7 + _weekday(day)) * 48 + local_hour * 2 + open_hour
-            seen_counts = np.bincount(slot[of_day & ~again], minlength=_SEEN_SLOTS).astype(np.float64)
+    type_idx, open_hour, local_hour, day = seen_of
+    missing = np.concatenate([[0], np.cumsum(~(np.isfinite(y) & np.isfinite(outdoor_c)))])
+    complete = (days.count >= 23) & (missing[days.start + days.count] == missing[days.start])
+    of_day = np.repeat(complete, days.count)  # the days are runs of the hours, in order
+    # A day counts once per clock hour: the hour a DST day repeats (25 h) is one day's, not two.
+    again = np.concatenate([[False], (day[1:] == day[:-1]) & (local_hour[1:] == local_hour[:-1])])
+    slot = (type_idx * 7 + _weekday(day)) * 48 + local_hour * 2 + open_hour
+    seen_counts = np.bincount(slot[of_day & ~again], minlength=_SEEN_SLOTS).astype(np.float64)
     shape = _profile(days.hourly[kept], days.hourly_energy[kept], kept_days, kept_types, model, modelled, hdd,
                      seen_counts)
     return model, shape, coldest
