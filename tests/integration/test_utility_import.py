@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 from dashboards.grafana import generate_dashboards, interpolate, iter_queries
 from econome.cli import app
 from inventory import load_inventory
-from streams.influx import InfluxConfig, InfluxQLClient
+from streams.influx import InfluxConfig, InfluxQLClient, to_ms
 from streams.utility_files import write_enedis_load_curve, write_grdf_daily
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -355,6 +355,32 @@ async def test_a_two_month_interval_is_spread_over_its_days(influxdb_server, uni
     assert len(days) == 61
     assert sum(days) == pytest.approx(6100.0)
     assert days == pytest.approx([100.0] * 61, rel=0.05)  # 100 kWh a day, pro rata of the hours (DST aside)
+
+
+async def test_intervals_after_the_fetch_s_clock_are_logged_and_not_written(
+    influxdb_server, unique_name: str, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The daily fetch delivers with its own clock as now: what ends past it is named in the log, not written."""
+    import logging
+
+    from inventory import load_inventory
+    from streams.imports import Consumption, deliver_consumption
+
+    inventory = load_inventory(INVENTORY)
+    config = InfluxConfig(url=influxdb_server.url, database=unique_name)
+    day = datetime(2026, 1, 5, tzinfo=PARIS)
+    days = [Consumption(day + timedelta(days=k), day + timedelta(days=k + 1), 10.0) for k in range(3)]
+    with caplog.at_level(logging.WARNING, logger="streams.imports"):
+        report = await deliver_consumption(inventory, config, LINKY, days, data_dir=tmp_path, source="enedis-api",
+                                           status=False, now=day + timedelta(days=2, hours=6))
+    assert (report.intervals, report.in_future, report.future_from) == (2, 1, days[2].start)
+    assert f"enedis-api: point {LINKY}: 1 intervals end after now" in caplog.text
+    client = InfluxQLClient(config)
+    try:
+        series = await client.query(f"SELECT last(\"value\") FROM reading WHERE point = '{LINKY}'")  # noqa: S608
+    finally:
+        await client.close()
+    assert series[0]["values"][0][0] == to_ms(days[1].end)  # the last reading: the second day's end
 
 
 async def test_a_finer_file_inside_a_coarser_interval_keeps_the_indexes(
