@@ -235,9 +235,10 @@ class DetectConfig(BaseModel):
     this share of the usage's typical hourly consumption (the mean of its hours so far): a heating meter's
     summer hot water, a few kWh above an expected zero, is not an anomaly worth an alert."""
     model_fit_margin_c: float = Field(default=2.0, ge=0)
-    """A weather-dependent expected model raises no alert on hours whose last 24 hours were colder, by
-    more than this, than any day of their day type it was fitted on: its expected value there is an
-    extrapolation (the first frost after a mild autumn), not a reference."""
+    """A weather-dependent expected model raises no alert on hours whose last 24 hours were colder, or
+    warmer, by more than this, than any day of their day type it was fitted on: its expected value there is
+    an extrapolation (the first frost after a mild autumn, the first warm weeks after a winter), not a
+    reference (:meth:`~anomalies.expected.ExpectedConsumption.beyond_fit`)."""
     model_day_spread: float | None = Field(default=3.0, gt=0)
     """A flagged hour counts for an event only when the residual of the 24 hours up to it stands out of the
     expected model's own uncertainty: above the median of the same residual on the reference days before

@@ -72,6 +72,7 @@ flagged hours) is :func:`anomalies.detect.run_models`'s.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, fields, replace
 from datetime import date, timedelta
 from typing import Any
@@ -107,7 +108,7 @@ _TYPES = (DayType.OCCUPIED, DayType.UNOCCUPIED, DayType.SCHOOL_HOLIDAY)
 _TYPE_INDEX = {t: i for i, t in enumerate(_TYPES)}  # per hour of 400 days, a dict beats tuple.index
 _WARM_HDD = 0.5  # K·day: a day this close to no heating degree day is a warm day (its energy: the floor)
 _MIN_ENERGY_SPREAD = 0.01  # the fitted days' energies of a type must differ by this share of their mean (RMS)
-_FIT_FORMAT = 2  # of ExpectedFit.to_dict (2: the profile's ``seen``; 1 is read by _fit_from_format_1)
+_FIT_FORMAT = 3  # of ExpectedFit.to_dict (3: the warmest fitted days; 2: the profile's ``seen``; 1 and 2 are read)
 _NO_WEATHER_C = 10.0  # stands in for a missing outdoor temperature: a constant gives no weather term
 _UNKNOWN_WEATHER_DAYS = 28  # a silent station's hours are expected at the coldest day of the 4 weeks before it
 _UNKNOWN_WEATHER_MAX_DAYS = 14  # ... for two weeks at most: past that, those weeks say little of the season
@@ -260,6 +261,7 @@ class ExpectedFit:
     last: DailyChangePointBaseline | None
     profile: _Shape | None
     coldest_c: FloatArray
+    warmest_c: FloatArray
     fits: int
     searches: int
     searched_at: int
@@ -277,6 +279,7 @@ class ExpectedFit:
             "last": None if self.last is None else self.last.to_dict(),
             "profile": None if shape is None else {f.name: getattr(shape, f.name).tolist() for f in fields(shape)},
             "coldest_c": self.coldest_c.tolist(),
+            "warmest_c": self.warmest_c.tolist(),
             "fits": self.fits, "searches": self.searches,
             "searched_at": self.searched_at, "searched_days": self.searched_days,
         }
@@ -290,15 +293,18 @@ class ExpectedFit:
         """
         if data.get("format_version") == 1:
             data = _fit_from_format_1(data)
+        if data.get("format_version") == 2:
+            data = _fit_from_format_2(data)
         if data.get("format_version") != _FIT_FORMAT:
             msg = (f"unknown expected-model format_version {data.get('format_version')!r} "
-                   f"(this version reads 1 and {_FIT_FORMAT})")
+                   f"(this version reads 1 to {_FIT_FORMAT})")
             raise ModelError(msg)
         shape = data["profile"]
         return cls(
             last=None if data["last"] is None else DailyChangePointBaseline.from_dict(data["last"]),
             profile=None if shape is None else _Shape(**{k: np.asarray(v, dtype=np.float64) for k, v in shape.items()}),
             coldest_c=np.asarray(data["coldest_c"], dtype=np.float64),
+            warmest_c=np.asarray(data["warmest_c"], dtype=np.float64),
             fits=int(data["fits"]), searches=int(data["searches"]),
             searched_at=int(data["searched_at"]), searched_days=int(data["searched_days"]),
         )
@@ -357,6 +363,8 @@ class ExpectedConsumption:
         self._profile: _Shape | None = None
         self.coldest_c = np.full(len(_TYPES), np.nan)
         """Per day type, the lowest daily mean outdoor temperature of the last fit's days (``nan``: none)."""
+        self.warmest_c = np.full(len(_TYPES), np.nan)
+        """Per day type, the highest daily mean outdoor temperature of the last fit's days (``nan``: none)."""
 
     @property
     def fitted(self) -> bool:
@@ -385,7 +393,7 @@ class ExpectedConsumption:
                       seen_of=(self.type_idx[lo:at], self.open_hour[lo:at], local_hour, day))
         if fitted is None:
             return False
-        self.last, self._profile, self.coldest_c = fitted
+        self.last, self._profile, self.coldest_c, self.warmest_c = fitted
         self.fits += 1
         if self.last.searched:
             self.searches += 1
@@ -394,12 +402,14 @@ class ExpectedConsumption:
 
     def snapshot(self) -> ExpectedFit:
         """What the model has learnt so far (its fits), to :meth:`restore` on a model of more hours."""
-        return ExpectedFit(self.last, self._profile, self.coldest_c.copy(), self.fits, self.searches,
+        return ExpectedFit(self.last, self._profile, self.coldest_c.copy(), self.warmest_c.copy(), self.fits,
+                           self.searches,
                            self._searched_at, self._searched_days)
 
     def restore(self, fit: ExpectedFit) -> None:
         """Continue from a :meth:`snapshot` taken on the same hours (this frame may hold more of them after)."""
         self.last, self._profile, self.coldest_c = fit.last, fit.profile, fit.coldest_c.copy()
+        self.warmest_c = fit.warmest_c.copy()
         self.fits, self.searches = fit.fits, fit.searches
         self._searched_at, self._searched_days = fit.searched_at, fit.searched_days
 
@@ -442,6 +452,14 @@ class ExpectedConsumption:
           mild autumn, a day type never seen cold, where a setback or frost
           protection starts to run). A day type without enough fitted days of
           its own is beyond the fit whenever the model is weather-dependent.
+        * Warmer: the last 24 hours were warmer than any fitted day of their
+          day type, by more than ``margin_c`` (a model with a heating term
+          too). Fitted on a winter, the line's fall to its balance point and
+          the level it stops at were never seen: a building's first warm
+          weeks were expected below its base load (a workshop's convector
+          meter expected at 0 through its first summer nights). Once a refit
+          has fitted such days, they are judged; a fit read from a file of
+          the format before (no warmest days) judges them, as it did.
           An hour whose 24 hours the station was silent for is judged at its
           bounded weather (:meth:`predict_bounded`).
         * An hour its type and weekday had open (or closed) on fewer than
@@ -465,6 +483,8 @@ class ExpectedConsumption:
         mean_c = np.where(known > 0, mean_c, self.weather_bound_c[start:stop])  # the station silent: its bound
         edge = self.coldest_c[self.type_idx[start:stop]]
         result: BoolArray = ~(mean_c >= edge - margin_c) | borrowed  # nan edge or nan temperature: beyond
+        # Warmer than any fitted day: unknown warmest (a fit read from an older file) judges as before.
+        result |= mean_c > self.warmest_c[self.type_idx[start:stop]] + margin_c
         return result
 
 
@@ -577,7 +597,7 @@ def _fit(
     like: DailyChangePointBaseline | None,
     like_max_days: int,
     seen_of: tuple[IntArray, BoolArray, IntArray, IntArray],
-) -> tuple[DailyChangePointBaseline, _Shape, FloatArray] | None:
+) -> tuple[DailyChangePointBaseline, _Shape, FloatArray, FloatArray] | None:
     """Fit the daily model and the hourly profile on complete, unflagged local days (``days``: the table of ``y``'s).
 
     ``like``'s structure is refitted (see :meth:`mv.baseline.DailyChangePointBaseline.fit`) while the usable
@@ -615,11 +635,13 @@ def _fit(
     hdd = (np.nanmean(np.maximum(balance - stacked, 0.0), axis=1) if balance is not None
            else np.full(len(energy), np.inf))
     coldest = np.full(len(_TYPES), np.nan)
+    warmest = np.full(len(_TYPES), np.nan)
     daily_c = np.nanmean(stacked, axis=1)
     for i, day_type in enumerate(_TYPES):
         of_type = [c for c, t in zip(daily_c.tolist(), kept_types, strict=True) if t is day_type]
         if len(of_type) >= config.min_days_per_type:
             coldest[i] = min(of_type)
+            warmest[i] = max(of_type)
     # The hours of each key, clock hour and open state the building has had on complete, known days, flagged
     # or not: a weekday whose days were all left out of the fits (an alert, the forest's flags) is still one
     # it has had, while an event hall's first Saturday evening booking is not.
@@ -633,7 +655,7 @@ def _fit(
     seen_counts = np.bincount(slot[of_day & ~again], minlength=_SEEN_SLOTS).astype(np.float64)
     shape = _profile(days.hourly[kept], days.hourly_energy[kept], kept_days, kept_types, model, modelled, hdd,
                      seen_counts)
-    return model, shape, coldest
+    return model, shape, coldest, warmest
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -671,6 +693,14 @@ def _fit_from_format_1(data: dict[str, Any]) -> dict[str, Any]:
     if shape is not None:
         shape = {**shape, "seen": [float(_MIN_SEEN_DAYS)] * _SEEN_SLOTS}
     return {**data, "profile": shape, "format_version": 2}
+
+
+def _fit_from_format_2(data: dict[str, Any]) -> dict[str, Any]:
+    """A format-2 fit (before the warmest fitted days were kept) as format 3: the warmest unknown.
+
+    Its model then judges warm hours as it did, until its next refit keeps them.
+    """
+    return {**data, "warmest_c": [math.nan] * len(data["coldest_c"]), "format_version": 3}
 
 
 def _weekday(day: IntArray) -> IntArray:

@@ -169,6 +169,32 @@ def test_hours_colder_than_the_fitted_days_are_beyond_the_fit() -> None:
     assert not beyond[20 * 24 : 34 * 24].any()
 
 
+def test_hours_warmer_than_the_fitted_days_are_beyond_the_fit_until_a_refit_has_seen_such_days() -> None:
+    """Fitted on a winter (2 to 8 °C), a first warm week at 20 °C is an extrapolation too: the degree-day line's
+    fall and the level it stops at were never seen (issue 11, family B: a workshop's convector meter expected at 0
+    through its first summer nights, 3 kWh/h of base load read as an excess). A refit that has fitted such days
+    judges them again; a fit of the format before (no warmest days kept) judges them, as it did."""
+    from anomalies.expected import ExpectedFit
+
+    days = 56
+    daily_c = np.where(np.arange(days) < 35, 5.0 + 3.0 * np.sin(np.arange(days) / 2.0), 20.0)
+    s = _heating_meter(days, daily_c, seed=7)
+    n = s["y"].size
+    model = ExpectedConsumption(s["y"], s["outdoor"], s["open_frac"], np.zeros(n, dtype=bool), s["hour"], s["day"],
+                                ExpectedConfig())
+    assert model.refit(35 * 24, np.zeros(35 * 24, dtype=bool))
+    beyond = model.beyond_fit(0, n, margin_c=2.0)
+    assert beyond[37 * 24 : 42 * 24].all()
+    assert not beyond[20 * 24 : 34 * 24].any()
+    fit = model.snapshot().to_dict()
+    assert fit["format_version"] == 3
+    old = {k: v for k, v in fit.items() if k != "warmest_c"}
+    model.restore(ExpectedFit.from_dict({**old, "format_version": 2}))
+    assert not model.beyond_fit(37 * 24, 42 * 24, margin_c=2.0).any()
+    assert model.refit(49 * 24, np.zeros(49 * 24, dtype=bool))
+    assert not model.beyond_fit(49 * 24, n, margin_c=2.0).any()
+
+
 def _dst_series() -> dict[str, np.ndarray]:
     """Hourly UTC series from a Paris afternoon across the spring and autumn DST changes, with gaps."""
     from datetime import UTC, datetime, timedelta
@@ -319,7 +345,7 @@ def test_an_hour_open_where_its_weekday_never_was_is_beyond_the_fit() -> None:
     assert not beyond[sunday].any()
     fit = model.snapshot().to_dict()
     assert fit["profile"] is not None
-    assert fit["format_version"] == 2
+    assert fit["format_version"] == 3
     del fit["profile"]["seen"]
     model.restore(ExpectedFit.from_dict({**fit, "format_version": 1}))
     assert not model.beyond_fit(at, day.size, margin_c=2.0).any()
