@@ -1079,7 +1079,9 @@ class HeatingUnoccupiedRule:
     holiday is one episode, not one per night. The expected heat is the heat
     needed to hold the closure's setpoint instead. Days out of the building's
     declared heating season (``heating_season``) are not judged: the heating
-    is off, and a shared meter counts hot water.
+    is off, and a shared meter counts hot water; nor are hours after 24 h
+    above the building's balance point (as :class:`OverheatingRule`): a
+    heater left on has nothing to do there.
 
     Lookback: a year for the heater's scale, 28 days for its floor, three
     weeks of closings for the cool-down, 72 h of memory.
@@ -1107,6 +1109,10 @@ class HeatingUnoccupiedRule:
         # weather's doing, and what the meter counts is hot water (a tank reheating on a summer weekend).
         # Heating really run out of season is excess consumption, for the model (issue 11).
         closed &= hours.heating_in_season
+        # Nor, season or not, in heating-free weather (as OverheatingRule): a closed room at comfort after 24 h
+        # above the building's balance point is warm from the weather, and a heater left on there has nothing
+        # to do (a crèche on a 23 °C Sunday of May, its shared meter counting the hot water's standby).
+        closed &= _heating_weather(hours, config)
         condition = closed & heater & at_comfort & _held(indoor) & ~memory
         known = closed & np.isfinite(indoor) & np.isfinite(heat.values) & np.isfinite(floor) & (heater | ~at_comfort)
         target = np.where(np.isfinite(setpoint), setpoint, comfort.setback_c)

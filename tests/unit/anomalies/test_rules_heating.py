@@ -367,6 +367,15 @@ def test_a_warm_creche_in_summer_weather_is_not_overheating_without_a_declared_s
     assert events == [], [(e.start, e.end, e.excess_kwh) for e in events]
 
 
+def test_a_closed_creche_at_comfort_in_summer_weather_is_not_heated_unoccupied_without_a_declared_season() -> None:
+    """Nor ``heating_unoccupied``, as ``overheating``: after 24 h above the balance point a closed room at
+    comfort is warm from the weather, and a heater left on has nothing to do, whatever the hot-water tank
+    draws (family B 2026/59: a crèche on a 23 °C Sunday of May, a day its declared season still ran)."""
+    no_season = CRECHE_SEASON.split("        heating_season:")[0]
+    events = _creche_into_summer(no_season, kind="heating_unoccupied", weekend_reheat=True)
+    assert events == [], [(e.start, e.end, e.excess_kwh) for e in events]
+
+
 def _creche_thermostat(raised_c: float, spread_c: float = 0.0) -> tuple[float, list[AnomalyEvent]]:
     """A crèche declared at 21 °C (no declared limit, outside R241-26) held at 21 °C for eight weeks, then at ``raised_c``.
 
