@@ -261,6 +261,11 @@ class DetectConfig(BaseModel):
     its reference days exactly (a constant base load, MAD 0) or kept under them (a negative median) would
     otherwise take a rounding of the counter for an excess beyond its uncertainty. 5 % is well inside the
     accuracy of any daily consumption model (ASHRAE Guideline 14 accepts a 25 % CV(RMSE) for daily models)."""
+    model_water_open_hours: bool = False
+    """Whether a water meter's open hours count for a model alert. They do not by default: what occupants
+    draw while the building is open (a cleaning day, a canteen's busy week) is no fault, and a fault (a leak,
+    a running cistern, a valve left open) draws while it is closed too; its open hours neither extend nor end
+    an episode."""
     model_min_duration: timedelta = timedelta(hours=6)
     """Flagged time before a model event opens: a model event needs persistence."""
     model_clear_after: timedelta = timedelta(hours=48)
@@ -819,6 +824,12 @@ def _model_findings(runs: Sequence[ModelRun], hours: BuildingHours, config: Dete
         if run.beyond_fit is not None:
             above &= ~run.beyond_fit
         state = np.where(np.isfinite(run.flagged), ((run.flagged == 1.0) & above).astype(np.float64), np.nan)
+        if run.usage is Usage.WATER and not config.model_water_open_hours:
+            # Water drawn while the building is open is its occupants' (a cleaning day, a canteen's busy
+            # week): no model tells that use from a fault hour by hour. A fault (a leak, a running cistern,
+            # a valve left open) draws while it is closed too: only its closed hours count, and the open
+            # hours neither extend nor end an episode.
+            state[hours.open_frac > 0.0] = np.nan
         excess = np.where(state == 1.0, np.maximum(0.0, run.residual), 0.0)
         facts = {"closed_share": closed, "outdoor_c": hours.outdoor_c}
         if silent.any() and run.weather_bound_c is not None and run.silent_h is not None:
