@@ -130,13 +130,13 @@ class EmailConfig(EmailSettings):
         """The SMTP password, read from ``password_env``.
 
         Raises:
-            ConfigError: ``password_env`` names a variable that is not set.
+            ConfigError: ``password_env`` names a variable that is not set, or empty (no password).
         """
         if self.password_env is None:
             return None
         value = os.environ.get(self.password_env)
-        if value is None:
-            msg = f"SMTP password variable {self.password_env} is not set"
+        if not value:
+            msg = f"SMTP password variable {self.password_env} is {'not set' if value is None else 'empty'}"
             raise ConfigError(msg)
         return value
 
