@@ -29,7 +29,8 @@ Each building has a state file of its own (:func:`building_state_path`:
 5. puts the chunk's saved states in place (atomic renames) and deletes the segment files their
    heads no longer name;
 
-and then ``await notifier.flush(now)``.
+and then ``await notifier.flush(now)``, also after a pass that failed (InfluxDB down), so that the
+mails queued before and the digest at its hour do not wait for the database.
 
 Buildings read only through a utility's meters (a Linky, a Gazpar), whose data
 reach InfluxDB a day or more late, are judged that late: :func:`building_lag`
@@ -476,7 +477,13 @@ class LiveDetector:
                 buildings that failed (and of those after it) have not moved.
             TelemetryError: another failure of the pass; likewise.
         """
-        reports = [await self._group_pass(group, now) for group in self.groups]
+        try:
+            reports = [await self._group_pass(group, now) for group in self.groups]
+        except Exception:
+            # What earlier passes (and groups) queued, and the digest at its hour, do not wait for InfluxDB:
+            # a day of it down would otherwise hold back every mail, the digest that says so included.
+            await self._flush_after_failure(now)
+            raise
         await self.notifier.flush(now)
         if len(reports) == 1:
             return reports[0]
@@ -487,6 +494,13 @@ class LiveDetector:
             notified=[e for r in reports for e in r.notified], expected_points=sum(r.expected_points for r in reports),
             last_hour=first.last_hour, lag=first.lag, groups=tuple(reports),
         )
+
+    async def _flush_after_failure(self, now: datetime) -> None:
+        """Flush after a failed pass; a failure of the flush is logged, not raised over the pass's own error."""
+        try:
+            await self.notifier.flush(now)
+        except Exception as exc:  # the pass's error is the one raised; the flush is tried again at the next pass
+            logger.error("flushing the alert mails after a failed pass failed too: %s: %s", type(exc).__name__, exc)
 
     async def _group_pass(self, group: _Group, now: datetime) -> PassReport:
         """The group's buildings, a chunk at a time (those reading from the same time together)."""

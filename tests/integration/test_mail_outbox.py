@@ -214,6 +214,26 @@ async def test_digest_once_at_its_local_hour_with_costs_and_resolved(
     assert "fuite d'eau" not in server.inbox.messages[-1].get_body(("plain",)).get_content().replace("\r\n", "\n")  # type: ignore[union-attr]
 
 
+async def test_influxdb_down_at_the_digest_hour_holds_back_no_mail(tmp_path: Path, inventory: Inventory) -> None:
+    """A failed detection pass (InfluxDB down) still sends what earlier passes queued, and the digest at its hour."""
+    from anomalies.live import LiveDetector
+    from streams.influx import InfluxConfig
+
+    smtp = _Server()  # down at 05:00, when a pass queues the alert
+    outbox = _outbox(tmp_path, inventory, smtp.port, digest_hour=7)
+    outbox.queue([_event(AlertState.OPEN)], T0)
+    assert await outbox.flush(T0) == 0
+    smtp.start()
+    try:
+        influx_down = InfluxConfig(url=f"http://127.0.0.1:{_free_port()}", database="econome")
+        detector = LiveDetector(inventory, influx_down, tmp_path / "detect" / "state.npz", outbox)
+        assert await detector.tick(datetime(2026, 1, 12, 6, 5, tzinfo=UTC)) is None  # 07:05 local: the pass fails
+    finally:
+        smtp.stop()
+    assert [s.split("\u00a0:")[0] for s in smtp.inbox.subjects()] == ["[Econome] Alerte", "[Econome] Synthèse du 12/01/2026"]
+    assert not outbox.register.pending_mails()
+
+
 async def test_digest_in_english_for_an_english_recipient(tmp_path: Path, inventory: Inventory, server: _Server) -> None:
     outbox = _outbox(tmp_path, inventory, server.port, languages={ADVISOR: "en"})
     outbox.queue([_event(AlertState.OPEN, excess_eur=1234.5)], T0)
