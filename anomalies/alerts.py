@@ -535,8 +535,15 @@ class EmailAlerter:
         return utility_action(point, language) if point is not None and point.is_utility else None
 
     def language(self, recipient: str) -> Language:
-        """The language of one recipient."""
-        return self.config.languages.get(recipient, self.config.language)
+        """The language of one recipient: ``languages`` names it in any case (``Jean.Dupont@…`` is ``jean.dupont@…``).
+
+        Addresses are written by hand in two places (a building's ``advisors``, ``languages``); one mailbox.
+        """
+        if recipient in self.config.languages:
+            return self.config.languages[recipient]
+        wanted = recipient.casefold()
+        return next((lang for address, lang in self.config.languages.items() if address.casefold() == wanted),
+                    self.config.language)
 
     def render(self, events: Sequence[AnomalyEvent], recipient: str, *, digest: bool = False) -> EmailMessage:
         r"""The e-mail for one recipient: plain text, HTML and one inline chart per event.
