@@ -111,6 +111,7 @@ if TYPE_CHECKING:
     from streams.clock import Clock
 
 __all__ = [
+    "DigestNotifier",
     "EventNotifier",
     "LiveConfig",
     "LiveDetector",
@@ -181,6 +182,15 @@ class ResettableNotifier(Protocol):
 
     def reset(self, now: datetime, *, everything: bool, buildings: Collection[str] | None = None) -> int:
         """Close the open alerts of every building (``everything``; of ``buildings`` when given), or of buildings gone."""
+        ...
+
+
+@runtime_checkable
+class DigestNotifier(Protocol):
+    """A notifier with daily digests (``anomalies.notify.MailOutbox``): it says when they next fall due."""
+
+    def next_digest(self, now: datetime) -> datetime | None:
+        """The next time the digests fall due after ``now``; None: never."""
         ...
 
 
@@ -482,7 +492,7 @@ class LiveDetector:
         except Exception:
             # What earlier passes (and groups) queued, and the digest at its hour, do not wait for InfluxDB:
             # a day of it down would otherwise hold back every mail, the digest that says so included.
-            await self._flush_after_failure(now)
+            await self._flush_quietly(now)
             raise
         await self.notifier.flush(now)
         if len(reports) == 1:
@@ -495,8 +505,8 @@ class LiveDetector:
             last_hour=first.last_hour, lag=first.lag, groups=tuple(reports),
         )
 
-    async def _flush_after_failure(self, now: datetime) -> None:
-        """Flush after a failed pass; a failure of the flush is logged, not raised over the pass's own error."""
+    async def _flush_quietly(self, now: datetime) -> None:
+        """Flush after a failed pass (or at the digest hour between passes); a failure is logged, never raised."""
         try:
             await self.notifier.flush(now)
         except Exception as exc:  # the pass's error is the one raised; the flush is tried again at the next pass
@@ -685,5 +695,13 @@ class LiveDetector:
         await self.tick(clock.now())
         while True:
             now = clock.now()
-            await clock.sleep(next_run(now, self.live) - now)
+            wake = next_run(now, self.live)
+            digest = self.notifier.next_digest(now) if isinstance(self.notifier, DigestNotifier) else None
+            if digest is not None and wake - digest > _HOUR:
+                # Passes far apart (ECONOME_DETECT_EVERY=1d runs at 00:05 UTC): the digest would never be due at a
+                # pass, or hours late; flush at its hour. With hourly passes, the pass after it sends it.
+                await clock.sleep(digest - now)
+                await self._flush_quietly(clock.now())
+                continue
+            await clock.sleep(wake - now)
             await self.tick(clock.now())

@@ -73,7 +73,7 @@ import sqlite3
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, fields
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, Protocol
@@ -554,6 +554,32 @@ class MailOutbox:
             logger.warning("alert register %s: %d open alerts closed as reset (%s): no resolution mail, "
                            "a line in the next digest", self.register.path, len(ids), why)
         return len(ids)
+
+    def next_digest(self, now: datetime) -> datetime | None:
+        """When the digests next fall due: the first ``digest_hour`` o'clock, local time, after ``now``.
+
+        ``None`` without an ``email:`` section. Live detection flushes then when no pass comes within the hour
+        (:meth:`anomalies.live.LiveDetector.serve`: a pass a day at 00:05 UTC would never reach 07:00 local).
+
+        >>> import tempfile
+        >>> from inventory import load_inventory
+        >>> from streams.clock import ManualClock
+        >>> config = EmailConfig(host="127.0.0.1", security="none", sender="econome@valmont.example", digest_hour=7)
+        >>> now = datetime(2026, 3, 28, 7, tzinfo=UTC)  # 08:00 in Valmont; tomorrow is the spring-forward day
+        >>> outbox = MailOutbox(Path(tempfile.mkdtemp()) / "alerts.sqlite", config,
+        ...                     load_inventory(Path("examples/commune.yaml")), ManualClock(now))
+        >>> outbox.next_digest(now).isoformat()
+        '2026-03-29T05:00:00+00:00'
+        """
+        if self.config is None:
+            return None
+        tz = self.inventory.organisation.tz
+        day = now.astimezone(tz).date()
+        for ahead in range(3):
+            at = datetime.combine(day + timedelta(days=ahead), time(self.config.digest_hour), tzinfo=tz).astimezone(UTC)
+            if at > now:
+                return at
+        return None  # pragma: no cover - the digest hour of the day after tomorrow is always ahead
 
     async def flush(self, now: datetime) -> int:
         """Send the pending mails and the digests due; returns how many the server accepted.

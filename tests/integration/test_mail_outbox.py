@@ -5,6 +5,7 @@ Time is given to ``queue`` and ``flush`` (a stepped clock), never waited for.
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import logging
@@ -232,6 +233,42 @@ async def test_influxdb_down_at_the_digest_hour_holds_back_no_mail(tmp_path: Pat
         smtp.stop()
     assert [s.split("\u00a0:")[0] for s in smtp.inbox.subjects()] == ["[Econome] Alerte", "[Econome] Synthèse du 12/01/2026"]
     assert not outbox.register.pending_mails()
+
+
+async def test_a_daily_detection_pass_still_sends_the_digest_at_its_hour(
+    tmp_path: Path, inventory: Inventory, server: _Server
+) -> None:
+    """``ECONOME_DETECT_EVERY=1d``: passes at 00:05 UTC (01:05 in Valmont), the digest of 07:00 goes at 07:00."""
+    from anomalies.live import LiveConfig, LiveDetector
+    from streams.influx import InfluxConfig
+
+    start = datetime(2026, 1, 12, 0, 5, tzinfo=UTC)
+    outbox = _outbox(tmp_path, inventory, server.port, digest_hour=7)
+    outbox.queue([_event(AlertState.OPEN)], start)
+    clock = ManualClock(start)
+    passes: asyncio.Queue[datetime] = asyncio.Queue()
+    influx_down = InfluxConfig(url=f"http://127.0.0.1:{_free_port()}", database="econome")  # passes fail fast
+    detector = LiveDetector(inventory, influx_down, tmp_path / "detect" / "state.npz", outbox,
+                            live=LiveConfig(every=timedelta(days=1)), on_pass=lambda _: passes.put_nowait(clock.now()))
+    task = asyncio.create_task(detector.serve(clock), name="live-detection")
+
+    async def mails(count: int) -> list[str]:
+        while len(server.inbox.messages) < count:  # the SMTP server's own thread receives them
+            await asyncio.sleep(0.02)
+        return [s.split("\u00a0:")[0] for s in server.inbox.subjects()]
+
+    try:
+        await asyncio.wait_for(passes.get(), timeout=60)  # the pass at start
+        assert await asyncio.wait_for(mails(1), timeout=30) == ["[Econome] Alerte"]
+        clock.advance(timedelta(hours=5, minutes=55))  # 07:00 in Valmont; the next pass is at 01:05 tomorrow
+        assert await asyncio.wait_for(mails(2), timeout=30) == ["[Econome] Alerte", "[Econome] Synthèse du 12/01/2026"]
+        clock.advance(timedelta(hours=18, minutes=5))  # the next pass
+        assert await asyncio.wait_for(passes.get(), timeout=60) == datetime(2026, 1, 13, 0, 5, tzinfo=UTC)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert len(server.inbox.messages) == 2
 
 
 async def test_digest_in_english_for_an_english_recipient(tmp_path: Path, inventory: Inventory, server: _Server) -> None:
