@@ -702,6 +702,8 @@ class LiveDetector:
                 # pass, or hours late; flush at its hour. With hourly passes, the pass after it sends it.
                 await clock.sleep(digest - now)
                 await self._flush_quietly(clock.now())
-                continue
-            await clock.sleep(wake - now)
+                now = clock.now()
+                if now < wake:
+                    continue
+            await clock.sleep(wake - now)  # a pass overdue once the digest is flushed (a clock that jumped): at once
             await self.tick(clock.now())
