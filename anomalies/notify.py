@@ -30,11 +30,13 @@ while the mute runs (the alert is registered and marked ``muted``, held); an
 alert still open when the mute ends (or is lifted) gets its opening mail then,
 and its digest line; one that resolved meanwhile is dropped (its mails marked
 ``muted``, no resolution notice of an alert nobody was told of).
-A server down, a refused login, a missing password or a mail refused for now
+A server down, a refused login, our sender refused (any answer to ``MAIL
+FROM`` but a 552, the mail's size: the relay's account or policy, the same for
+every mail), a missing password or a mail refused for now
 (a 4xx answer: greylisting, a full mailbox) leave the mails queued,
 ``attempts`` counted and the error kept (naming the server, never the
 password), for the next flush: flush logs, it never raises. A mail the server
-refuses for good (a 5xx answer to its sender, a recipient or its content: an
+refuses for good (a 5xx answer to a recipient, its content or its size: an
 unknown mailbox, a policy) is marked ``failed`` with the server's answer and
 never sent again (``econome status`` counts it, ``econome alerts list --all``
 shows it); a digest so refused is not tried again that day.

@@ -571,3 +571,42 @@ async def test_a_connection_dropped_mid_data_keeps_the_mail_and_a_recipient_refu
         assert f"127.0.0.1:{port}" in line
     finally:
         controller.stop()
+
+
+class _RefusingSender(_Inbox):
+    """Refuses our sender at MAIL FROM with a 5xx (a relay whose account or policy changed) until told otherwise."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answer: str | None = "553 5.7.1 <econome@valmont.example>: Sender address rejected: not owned by user"
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
+    ) -> str:
+        if self.answer is not None:
+            return self.answer
+        envelope.mail_from = address
+        return "250 OK"
+
+
+async def test_our_sender_refused_for_good_keeps_every_mail_for_when_the_relay_is_fixed(
+    tmp_path: Path, inventory: Inventory
+) -> None:
+    """A 5xx to the sender refuses every mail alike: it is the relay's settings, like a refused login, not the mail."""
+    handler = _RefusingSender()
+    port = _free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        outbox = _outbox(tmp_path, inventory, port)
+        outbox.queue([_event(AlertState.OPEN), _event(AlertState.OPEN, kind="water_leak", usage="water")], T0)
+        assert await outbox.flush(T0) == 0
+        assert outbox.register.failed_mails() == []
+        pending = outbox.register.pending_mails()
+        assert [m.attempts for m in pending] == [1, 1]
+        assert all("553" in (m.last_error or "") and f"127.0.0.1:{port}" in (m.last_error or "") for m in pending)
+        handler.answer = None  # the relay is fixed
+        assert await outbox.flush(T0 + timedelta(hours=1)) == 2
+        assert outbox.register.pending_mails() == []
+    finally:
+        controller.stop()
