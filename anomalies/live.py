@@ -367,6 +367,7 @@ class LiveDetector:
         self.incremental = incremental or IncrementalConfig()
         self.on_pass = on_pass
         self.failures = 0
+        self._flush_failures = 0  # flushes failed in a row outside a pass (after a failed pass, at the digest hour)
         self._weather = [p.id for _, p in inventory.points() if p.usage is Usage.WEATHER]
         self.groups = self._make_groups()
         self._reset_checked = False  # whether the alerts of buildings left out of the inventory were closed
@@ -510,7 +511,11 @@ class LiveDetector:
         try:
             await self.notifier.flush(now)
         except Exception as exc:  # the pass's error is the one raised; the flush is tried again at the next pass
-            logger.error("flushing the alert mails after a failed pass failed too: %s: %s", type(exc).__name__, exc)
+            self._flush_failures += 1
+            level = logging.ERROR if self._flush_failures == 1 else logging.DEBUG  # a register down: once, not hourly
+            logger.log(level, "flushing the alert mails failed: %s: %s", type(exc).__name__, exc)
+        else:
+            self._flush_failures = 0
 
     async def _group_pass(self, group: _Group, now: datetime) -> PassReport:
         """The group's buildings, a chunk at a time (those reading from the same time together)."""
