@@ -171,7 +171,7 @@ def mute_command(
     if not path.exists():
         # Most likely a shell without the service's ECONOME_DATA_DIR: a register made here would be read by nobody.
         msg = (f"no alert register {path}: set ECONOME_DATA_DIR to the service's data directory "
-               "(the service makes the register at its first detection pass)")
+               "(econome run makes it when it starts, with live detection on)")
         raise _fail(msg)
     mute = AlertRegister(path).mute(building, kind, end, _operator(by), why, now)
     what = f"{kind} alerts" if kind else "alerts"
