@@ -69,6 +69,8 @@ frozen sensors). A recipient with nothing to read gets no digest.
 from __future__ import annotations
 
 import asyncio
+import email.utils
+import hashlib
 import json
 import logging
 import sqlite3
@@ -611,6 +613,7 @@ class MailOutbox:
                 logger.error("%s; marked failed", reason)
                 self._mark_dead(outbox_id, reason)
                 continue
+            _stamp(message, f"{mail}|{alert.id}|{_iso(alert.first_seen)}|{recipient}", now)
             outgoing.append(_Outgoing(message, outbox_id=outbox_id))
         for recipient, day, digest in digests:
             try:
@@ -618,6 +621,7 @@ class MailOutbox:
             except Exception as exc:  # nor one digest
                 logger.error("cannot write the digest of %s to %r: %s", day, recipient, exc)
                 continue
+            _stamp(message, f"digest|{day}|{recipient}", now)
             outgoing.append(_Outgoing(message, digest=(recipient, day)))
         if not outgoing:
             return 0
@@ -762,6 +766,26 @@ class MailOutbox:
         if rows:
             with self.register.transaction() as db:
                 db.executemany("UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE id = ?", rows)
+
+
+def _stamp(message: EmailMessage, key: str, now: datetime) -> None:
+    """Give a mail its ``Date`` (now) and a ``Message-ID`` made from what it is, not when it is sent.
+
+    RFC 5322 requires the Date; large mail services refuse, or file as spam, a mail without Message-ID (and
+    a relay adds none to a mail from another host). The same mail sent again (the crash window: accepted by
+    the server, not yet marked sent) has the same Message-ID, so the reader's service can drop the copy.
+
+    >>> message = EmailMessage()
+    >>> message["From"] = "econome@valmont.example"
+    >>> _stamp(message, "opened|1|2026-01-12T04:00:00.000000+00:00|cep@valmont.example", datetime(2026, 1, 12, 4, tzinfo=UTC))
+    >>> message["Message-ID"], message["Date"]
+    ('<econome.2e405987efe01eb7cf8c891f@valmont.example>', 'Mon, 12 Jan 2026 04:00:00 +0000')
+    """
+    domain = str(message["From"]).rpartition("@")[2] or "econome"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:24]
+    del message["Message-ID"], message["Date"]
+    message["Message-ID"] = f"<econome.{digest}@{domain}>"
+    message["Date"] = email.utils.format_datetime(now.astimezone(UTC))
 
 
 def _is_permanent(code: int) -> bool:

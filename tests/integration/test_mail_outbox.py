@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import email.utils
 import logging
 import socket
 from collections.abc import Iterator
@@ -610,3 +611,29 @@ async def test_our_sender_refused_for_good_keeps_every_mail_for_when_the_relay_i
         assert outbox.register.pending_mails() == []
     finally:
         controller.stop()
+
+
+async def test_every_mail_has_a_date_and_a_message_id_kept_when_sent_again(
+    tmp_path: Path, inventory: Inventory, server: _Server
+) -> None:
+    """RFC 5322 requires a Date, and large mail services refuse or file as spam a mail without Message-ID.
+
+    A mail sent again after a crash (accepted by the server, not yet marked sent) keeps its Message-ID,
+    so that the reader's mail service can drop the copy.
+    """
+    outbox = _outbox(tmp_path, inventory, server.port)
+    outbox.queue([_event(AlertState.OPEN)], T0)
+    assert await outbox.flush(T0) == 1
+    with outbox.register.transaction() as db:  # the crash between the server's answer and the record
+        db.execute("UPDATE outbox SET status = 'pending'")
+    assert await outbox.flush(T0 + timedelta(minutes=5)) == 1
+    assert await outbox.flush(datetime(2026, 1, 12, 6, tzinfo=UTC)) == 1  # the digest
+    first, again, digest = server.inbox.messages
+    assert first["Message-ID"] is not None
+    assert again["Message-ID"] == first["Message-ID"]
+    assert digest["Message-ID"] is not None
+    assert digest["Message-ID"] != first["Message-ID"]
+    assert str(first["Message-ID"]).endswith("@valmont.example>")
+    assert email.utils.parsedate_to_datetime(str(first["Date"])) == T0
+    assert email.utils.parsedate_to_datetime(str(again["Date"])) == T0 + timedelta(minutes=5)
+    assert email.utils.parsedate_to_datetime(str(digest["Date"])) == datetime(2026, 1, 12, 6, tzinfo=UTC)
