@@ -130,13 +130,13 @@ class EmailConfig(EmailSettings):
         """The SMTP password, read from ``password_env``.
 
         Raises:
-            ConfigError: ``password_env`` names a variable that is not set.
+            ConfigError: ``password_env`` names a variable that is not set, or empty (no password).
         """
         if self.password_env is None:
             return None
         value = os.environ.get(self.password_env)
-        if value is None:
-            msg = f"SMTP password variable {self.password_env} is not set"
+        if not value:
+            msg = f"SMTP password variable {self.password_env} is {'not set' if value is None else 'empty'}"
             raise ConfigError(msg)
         return value
 
@@ -535,8 +535,15 @@ class EmailAlerter:
         return utility_action(point, language) if point is not None and point.is_utility else None
 
     def language(self, recipient: str) -> Language:
-        """The language of one recipient."""
-        return self.config.languages.get(recipient, self.config.language)
+        """The language of one recipient: ``languages`` names it in any case (``Jean.Dupont@…`` is ``jean.dupont@…``).
+
+        Addresses are written by hand in two places (a building's ``advisors``, ``languages``); one mailbox.
+        """
+        if recipient in self.config.languages:
+            return self.config.languages[recipient]
+        wanted = recipient.casefold()
+        return next((lang for address, lang in self.config.languages.items() if address.casefold() == wanted),
+                    self.config.language)
 
     def render(self, events: Sequence[AnomalyEvent], recipient: str, *, digest: bool = False) -> EmailMessage:
         r"""The e-mail for one recipient: plain text, HTML and one inline chart per event.
@@ -630,12 +637,12 @@ class EmailAlerter:
             messages: the mails, in order.
             on_sent: called with a message's index as soon as the server accepted it.
             on_refused: called with a message's index, the server's SMTP reply code (4xx: try again later,
-                5xx: refused for good) and its answer when the server refused that message alone (its sender,
-                a recipient or its content); the others are still sent.
+                5xx: refused for good) and its answer when the server refused that message alone (a recipient,
+                its content, its size); the others are still sent.
                 Without it, such a refusal raises.
 
         Raises:
-            SinkError: the server could not be reached, refused the login or the TLS handshake
+            SinkError: the server could not be reached, refused the login, our sender or the TLS handshake
                 (the message names the server, never the password).
         """
         cfg = self.config
@@ -657,7 +664,7 @@ class EmailAlerter:
                     try:
                         smtp.send_message(message)
                     except (smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError, smtplib.SMTPSenderRefused) as exc:
-                        if on_refused is None:
+                        if on_refused is None or _refuses_every_mail(exc):
                             raise
                         answer = _redact(f"SMTP {cfg.host}:{cfg.port} refused the mail: {exc}", password)
                         on_refused(index, _refusal_code(exc), answer)
@@ -672,6 +679,11 @@ class EmailAlerter:
             )
             logger.error("%s", msg)
             raise SinkError(msg) from None
+        except smtplib.SMTPSenderRefused as exc:
+            # Our sender refused (the relay's account or policy changed): every mail alike, kept for when it is fixed.
+            msg = (f"SMTP {cfg.host}:{cfg.port} refused the sender {cfg.sender}: {exc.smtp_code} "
+                   f"{_text_of(exc.smtp_error)}; check the relay's account and the email.sender")
+            raise SinkError(_redact(msg, password)) from None
         except smtplib.SMTPAuthenticationError as exc:
             # The server's answer only; never the credentials, nor the exception chain that holds them.
             msg = f"SMTP {cfg.host}:{cfg.port} refused the login of {cfg.username}: {exc.smtp_code} {_text_of(exc.smtp_error)}"
@@ -681,6 +693,26 @@ class EmailAlerter:
             if isinstance(exc, ssl.SSLError):
                 logger.error("%s", msg)
             raise SinkError(_redact(msg, password)) from exc
+
+
+_SIZE_EXCEEDED = 552
+"""The answer to ``MAIL FROM:<…> SIZE=n`` of a mail too large for the server: that mail's refusal alone."""
+
+
+def _refuses_every_mail(exc: smtplib.SMTPException) -> bool:
+    """Whether a refusal is of our sender, so of every mail alike, rather than of one mail.
+
+    A ``MAIL FROM`` refusal is about the sender (a relay's account or policy), not the mail, but for a 552
+    (the ``SIZE`` the command declares).
+
+    >>> _refuses_every_mail(smtplib.SMTPSenderRefused(553, b"not owned by user", "econome@valmont.example"))
+    True
+    >>> _refuses_every_mail(smtplib.SMTPSenderRefused(552, b"too big", "econome@valmont.example"))
+    False
+    >>> _refuses_every_mail(smtplib.SMTPDataError(554, b"spam"))
+    False
+    """
+    return isinstance(exc, smtplib.SMTPSenderRefused) and exc.smtp_code != _SIZE_EXCEEDED
 
 
 def _refusal_code(exc: smtplib.SMTPException) -> int:

@@ -16,7 +16,10 @@ observations into few transitions:
   without any active observation, so an anomaly that comes and goes stays one
   alert; a pending one is forgotten after the same quiet time;
 * **muting**: observations inside a building's mute windows (works, known
-  events, from ``mute:`` in the inventory) are ignored.
+  events, from ``mute:`` in the inventory) are ignored, and an open alert's
+  quiet time leaves them out: a fault open before the works and still there
+  after them stays one alert (no resolution at their end, no second opening);
+  one that stopped during them resolves ``clear_after`` after their end.
 
 Observations may be unknown (``None``): no data says nothing either way.
 
@@ -41,7 +44,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict
@@ -184,7 +187,7 @@ class AlertLifecycle:
         if not active:
             if track is None or active is None:
                 return None
-            if at - track.last_active < config.quiet_limit(track.state is not None):
+            if not self._ended(key, track, at, config):
                 return None
             del self._tracks[key]
             if track.state is None:
@@ -195,7 +198,7 @@ class AlertLifecycle:
         if track is None:
             track = Track(first=at, last_active=end, active=timedelta())
             self._tracks[key] = track
-        elif at - track.last_active >= config.quiet_limit(track.state is not None):
+        elif self._ended(key, track, at, config):
             # Quiet for long enough: the previous episode is over and a new one starts.
             previous = track
             self._tracks[key] = Track(first=at, last_active=end, active=config.step)
@@ -211,6 +214,31 @@ class AlertLifecycle:
             track.state = AlertState.ONGOING
             return Transition(key, AlertState.ONGOING, at, track.first, track.last_active)
         return None
+
+    def _ended(self, key: AlertKey, track: Track, at: datetime, config: LifecycleConfig) -> bool:
+        """Whether a track has been quiet long enough at ``at`` to end; an open alert's mute windows are not quiet."""
+        quiet = at - track.last_active
+        if track.state is not None:
+            quiet -= self._muted_time(key[0], track.last_active, at)
+        return quiet >= config.quiet_limit(track.state is not None)
+
+    def _muted_time(self, building: str, since: datetime, until: datetime) -> timedelta:
+        """How much of ``since`` .. ``until`` a building's mute windows cover (local days, overlaps counted once)."""
+        windows = self.mutes.get(building)
+        if not windows or until <= since:
+            return timedelta(0)
+        spans = sorted(
+            (datetime.combine(w.start, time(0), tzinfo=self.timezone),
+             datetime.combine(w.end + timedelta(days=1), time(0), tzinfo=self.timezone))
+            for w in windows
+        )  # fmt: skip
+        total, reached = timedelta(0), since
+        for lo, hi in spans:
+            lo, hi = max(lo, reached), min(hi, until)
+            if hi > lo:
+                total += hi - lo
+                reached = hi
+        return total
 
     def _maybe_open(
         self, key: AlertKey, track: Track, at: datetime, config: LifecycleConfig, gate: Gate | None
@@ -255,7 +283,7 @@ class AlertLifecycle:
         """
         out: list[Transition] = []
         for key, track in list(self._tracks.items()):
-            if at - track.last_active >= self._config(key).quiet_limit(track.state is not None):
+            if self._ended(key, track, at, self._config(key)):
                 del self._tracks[key]
                 if track.state is not None:
                     out.append(Transition(key, AlertState.RESOLVED, at, track.first, track.last_active))

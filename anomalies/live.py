@@ -29,7 +29,8 @@ Each building has a state file of its own (:func:`building_state_path`:
 5. puts the chunk's saved states in place (atomic renames) and deletes the segment files their
    heads no longer name;
 
-and then ``await notifier.flush(now)``.
+and then ``await notifier.flush(now)``, also after a pass that failed (InfluxDB down), so that the
+mails queued before and the digest at its hour do not wait for the database.
 
 Buildings read only through a utility's meters (a Linky, a Gazpar), whose data
 reach InfluxDB a day or more late, are judged that late: :func:`building_lag`
@@ -110,6 +111,7 @@ if TYPE_CHECKING:
     from streams.clock import Clock
 
 __all__ = [
+    "DigestNotifier",
     "EventNotifier",
     "LiveConfig",
     "LiveDetector",
@@ -180,6 +182,15 @@ class ResettableNotifier(Protocol):
 
     def reset(self, now: datetime, *, everything: bool, buildings: Collection[str] | None = None) -> int:
         """Close the open alerts of every building (``everything``; of ``buildings`` when given), or of buildings gone."""
+        ...
+
+
+@runtime_checkable
+class DigestNotifier(Protocol):
+    """A notifier with daily digests (``anomalies.notify.MailOutbox``): it says when they next fall due."""
+
+    def next_digest(self, now: datetime) -> datetime | None:
+        """The next time the digests fall due after ``now``; None: never."""
         ...
 
 
@@ -356,6 +367,7 @@ class LiveDetector:
         self.incremental = incremental or IncrementalConfig()
         self.on_pass = on_pass
         self.failures = 0
+        self._flush_failures = 0  # flushes failed in a row outside a pass (after a failed pass, at the digest hour)
         self._weather = [p.id for _, p in inventory.points() if p.usage is Usage.WEATHER]
         self.groups = self._make_groups()
         self._reset_checked = False  # whether the alerts of buildings left out of the inventory were closed
@@ -476,7 +488,13 @@ class LiveDetector:
                 buildings that failed (and of those after it) have not moved.
             TelemetryError: another failure of the pass; likewise.
         """
-        reports = [await self._group_pass(group, now) for group in self.groups]
+        try:
+            reports = [await self._group_pass(group, now) for group in self.groups]
+        except Exception:
+            # What earlier passes (and groups) queued, and the digest at its hour, do not wait for InfluxDB:
+            # a day of it down would otherwise hold back every mail, the digest that says so included.
+            await self._flush_quietly(now)
+            raise
         await self.notifier.flush(now)
         if len(reports) == 1:
             return reports[0]
@@ -487,6 +505,17 @@ class LiveDetector:
             notified=[e for r in reports for e in r.notified], expected_points=sum(r.expected_points for r in reports),
             last_hour=first.last_hour, lag=first.lag, groups=tuple(reports),
         )
+
+    async def _flush_quietly(self, now: datetime) -> None:
+        """Flush after a failed pass (or at the digest hour between passes); a failure is logged, never raised."""
+        try:
+            await self.notifier.flush(now)
+        except Exception as exc:  # the pass's error is the one raised; the flush is tried again at the next pass
+            self._flush_failures += 1
+            level = logging.ERROR if self._flush_failures == 1 else logging.DEBUG  # a register down: once, not hourly
+            logger.log(level, "flushing the alert mails failed: %s: %s", type(exc).__name__, exc)
+        else:
+            self._flush_failures = 0
 
     async def _group_pass(self, group: _Group, now: datetime) -> PassReport:
         """The group's buildings, a chunk at a time (those reading from the same time together)."""
@@ -671,5 +700,15 @@ class LiveDetector:
         await self.tick(clock.now())
         while True:
             now = clock.now()
-            await clock.sleep(next_run(now, self.live) - now)
+            wake = next_run(now, self.live)
+            digest = self.notifier.next_digest(now) if isinstance(self.notifier, DigestNotifier) else None
+            if digest is not None and wake - digest > _HOUR:
+                # Passes far apart (ECONOME_DETECT_EVERY=1d runs at 00:05 UTC): the digest would never be due at a
+                # pass, or hours late; flush at its hour. With hourly passes, the pass after it sends it.
+                await clock.sleep(digest - now)
+                await self._flush_quietly(clock.now())
+                now = clock.now()
+                if now < wake:
+                    continue
+            await clock.sleep(wake - now)  # a pass overdue once the digest is flushed (a clock that jumped): at once
             await self.tick(clock.now())

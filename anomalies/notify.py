@@ -30,11 +30,13 @@ while the mute runs (the alert is registered and marked ``muted``, held); an
 alert still open when the mute ends (or is lifted) gets its opening mail then,
 and its digest line; one that resolved meanwhile is dropped (its mails marked
 ``muted``, no resolution notice of an alert nobody was told of).
-A server down, a refused login, a missing password or a mail refused for now
+A server down, a refused login, our sender refused (any answer to ``MAIL
+FROM`` but a 552, the mail's size: the relay's account or policy, the same for
+every mail), a missing password or a mail refused for now
 (a 4xx answer: greylisting, a full mailbox) leave the mails queued,
 ``attempts`` counted and the error kept (naming the server, never the
 password), for the next flush: flush logs, it never raises. A mail the server
-refuses for good (a 5xx answer to its sender, a recipient or its content: an
+refuses for good (a 5xx answer to a recipient, its content or its size: an
 unknown mailbox, a policy) is marked ``failed`` with the server's answer and
 never sent again (``econome status`` counts it, ``econome alerts list --all``
 shows it); a digest so refused is not tried again that day.
@@ -67,13 +69,15 @@ frozen sensors). A recipient with nothing to read gets no digest.
 from __future__ import annotations
 
 import asyncio
+import email.utils
+import hashlib
 import json
 import logging
 import sqlite3
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, fields
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, Protocol
@@ -555,6 +559,32 @@ class MailOutbox:
                            "a line in the next digest", self.register.path, len(ids), why)
         return len(ids)
 
+    def next_digest(self, now: datetime) -> datetime | None:
+        """When the digests next fall due: the first ``digest_hour`` o'clock, local time, after ``now``.
+
+        ``None`` without an ``email:`` section. Live detection flushes then when no pass comes within the hour
+        (:meth:`anomalies.live.LiveDetector.serve`: a pass a day at 00:05 UTC would never reach 07:00 local).
+
+        >>> import tempfile
+        >>> from inventory import load_inventory
+        >>> from streams.clock import ManualClock
+        >>> config = EmailConfig(host="127.0.0.1", security="none", sender="econome@valmont.example", digest_hour=7)
+        >>> now = datetime(2026, 3, 28, 7, tzinfo=UTC)  # 08:00 in Valmont; tomorrow is the spring-forward day
+        >>> outbox = MailOutbox(Path(tempfile.mkdtemp()) / "alerts.sqlite", config,
+        ...                     load_inventory(Path("examples/commune.yaml")), ManualClock(now))
+        >>> outbox.next_digest(now).isoformat()
+        '2026-03-29T05:00:00+00:00'
+        """
+        if self.config is None:
+            return None
+        tz = self.inventory.organisation.tz
+        day = now.astimezone(tz).date()
+        for ahead in range(3):
+            at = datetime.combine(day + timedelta(days=ahead), time(self.config.digest_hour), tzinfo=tz).astimezone(UTC)
+            if at > now:
+                return at
+        return None  # pragma: no cover - the digest hour of the day after tomorrow is always ahead
+
     async def flush(self, now: datetime) -> int:
         """Send the pending mails and the digests due; returns how many the server accepted.
 
@@ -583,6 +613,7 @@ class MailOutbox:
                 logger.error("%s; marked failed", reason)
                 self._mark_dead(outbox_id, reason)
                 continue
+            _stamp(message, f"{mail}|{alert.id}|{_iso(alert.first_seen)}|{recipient}", now)
             outgoing.append(_Outgoing(message, outbox_id=outbox_id))
         for recipient, day, digest in digests:
             try:
@@ -590,6 +621,7 @@ class MailOutbox:
             except Exception as exc:  # nor one digest
                 logger.error("cannot write the digest of %s to %r: %s", day, recipient, exc)
                 continue
+            _stamp(message, f"digest|{day}|{recipient}", now)
             outgoing.append(_Outgoing(message, digest=(recipient, day)))
         if not outgoing:
             return 0
@@ -734,6 +766,26 @@ class MailOutbox:
         if rows:
             with self.register.transaction() as db:
                 db.executemany("UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE id = ?", rows)
+
+
+def _stamp(message: EmailMessage, key: str, now: datetime) -> None:
+    """Give a mail its ``Date`` (now) and a ``Message-ID`` made from what it is, not when it is sent.
+
+    RFC 5322 requires the Date; large mail services refuse, or file as spam, a mail without Message-ID (and
+    a relay adds none to a mail from another host). The same mail sent again (the crash window: accepted by
+    the server, not yet marked sent) has the same Message-ID, so the reader's service can drop the copy.
+
+    >>> message = EmailMessage()
+    >>> message["From"] = "econome@valmont.example"
+    >>> _stamp(message, "opened|1|2026-01-12T04:00:00.000000+00:00|cep@valmont.example", datetime(2026, 1, 12, 4, tzinfo=UTC))
+    >>> message["Message-ID"], message["Date"]
+    ('<econome.2e405987efe01eb7cf8c891f@valmont.example>', 'Mon, 12 Jan 2026 04:00:00 +0000')
+    """
+    domain = str(message["From"]).rpartition("@")[2] or "econome"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:24]
+    del message["Message-ID"], message["Date"]
+    message["Message-ID"] = f"<econome.{digest}@{domain}>"
+    message["Date"] = email.utils.format_datetime(now.astimezone(UTC))
 
 
 def _is_permanent(code: int) -> bool:

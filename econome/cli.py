@@ -210,14 +210,17 @@ def _school_calendar_problem(inv: Inventory, today: date) -> str | None:
 
 
 def _smtp_password_problem(inv: Inventory) -> str | None:
-    """Why no mail could be sent for want of the SMTP password (``email.password_env`` unset), or None.
+    """Why no mail could be sent for want of the SMTP password (``email.password_env`` unset or empty), or None.
 
     Checked at start (``econome run`` exits 2, ``econome check`` warns), not weeks later at the first mail.
+    An empty variable is no password: the compose stack's ``secrets/smtp_password`` is an empty file until
+    the operator writes it, and the entrypoint exports it as it is.
     """
-    if inv.email is None or inv.email.password_env is None or inv.email.password_env in os.environ:
+    if inv.email is None or inv.email.password_env is None or os.environ.get(inv.email.password_env):
         return None
     name = inv.email.password_env
-    return (f"email.password_env: the SMTP password variable {name} is not set, so no alert mail could be sent "
+    state = "is empty" if name in os.environ else "is not set"
+    return (f"email.password_env: the SMTP password variable {name} {state}, so no alert mail could be sent "
             f"to {inv.email.host}; set {name} in the service's environment")
 
 

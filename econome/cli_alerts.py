@@ -16,7 +16,8 @@ running service sees it at its next flush. ``--until DATE`` mutes through the
 end of that local day; ``--until DATETIME`` without an offset is local time
 of the organisation. Operator mutes add to the inventory's ``mute:`` windows
 (which keep detection itself quiet). An unknown building, kind or alert id is a
-one-line error naming it, exit 2.
+one-line error naming it, exit 2; so is a mute when the register does not exist
+(a shell without the service's ``ECONOME_DATA_DIR``: nobody would read it).
 
 :func:`register` adds the sub-app to the main app.
 """
@@ -137,7 +138,7 @@ def ack_command(
         raise _fail(msg)
     try:
         alert = AlertRegister(path).ack(alert_id, _operator(by), datetime.now(UTC))
-    except KeyError:
+    except (KeyError, OverflowError):  # OverflowError: past SQLite's 64-bit integers, no alert either
         msg = f"no alert {alert_id} in {path}"
         raise _fail(msg) from None
     typer.echo(f"alert {alert.id} ({alert.building}, {alert.kind}) acknowledged by {alert.acked_by}")
@@ -166,7 +167,13 @@ def mute_command(
     if end <= now:
         msg = f"--until {until} is already past"
         raise _fail(msg)
-    mute = AlertRegister(_register_path()).mute(building, kind, end, _operator(by), why, now)
+    path = _register_path()
+    if not path.exists():
+        # Most likely a shell without the service's ECONOME_DATA_DIR: a register made here would be read by nobody.
+        msg = (f"no alert register {path}: set ECONOME_DATA_DIR to the service's data directory "
+               "(econome run makes it when it starts, with live detection on)")
+        raise _fail(msg)
+    mute = AlertRegister(path).mute(building, kind, end, _operator(by), why, now)
     what = f"{kind} alerts" if kind else "alerts"
     local = mute.until.astimezone(inv.organisation.tz)
     typer.echo(f"{what} of {building} muted until {local:%Y-%m-%d %H:%M %Z} by {mute.by}")

@@ -5,8 +5,10 @@ Time is given to ``queue`` and ``flush`` (a stepped clock), never waited for.
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
+import email.utils
 import logging
 import socket
 from collections.abc import Iterator
@@ -212,6 +214,62 @@ async def test_digest_once_at_its_local_hour_with_costs_and_resolved(
     assert "fuite d'eau probable" not in text.split("Résolues")[0]
     assert await outbox.flush(datetime(2026, 1, 14, 6, 5, tzinfo=UTC)) == 1
     assert "fuite d'eau" not in server.inbox.messages[-1].get_body(("plain",)).get_content().replace("\r\n", "\n")  # type: ignore[union-attr]
+
+
+async def test_influxdb_down_at_the_digest_hour_holds_back_no_mail(tmp_path: Path, inventory: Inventory) -> None:
+    """A failed detection pass (InfluxDB down) still sends what earlier passes queued, and the digest at its hour."""
+    from anomalies.live import LiveDetector
+    from streams.influx import InfluxConfig
+
+    smtp = _Server()  # down at 05:00, when a pass queues the alert
+    outbox = _outbox(tmp_path, inventory, smtp.port, digest_hour=7)
+    outbox.queue([_event(AlertState.OPEN)], T0)
+    assert await outbox.flush(T0) == 0
+    smtp.start()
+    try:
+        influx_down = InfluxConfig(url=f"http://127.0.0.1:{_free_port()}", database="econome")
+        detector = LiveDetector(inventory, influx_down, tmp_path / "detect" / "state.npz", outbox)
+        assert await detector.tick(datetime(2026, 1, 12, 6, 5, tzinfo=UTC)) is None  # 07:05 local: the pass fails
+    finally:
+        smtp.stop()
+    assert [s.split("\u00a0:")[0] for s in smtp.inbox.subjects()] == ["[Econome] Alerte", "[Econome] Synthèse du 12/01/2026"]
+    assert not outbox.register.pending_mails()
+
+
+async def test_a_daily_detection_pass_still_sends_the_digest_at_its_hour(
+    tmp_path: Path, inventory: Inventory, server: _Server
+) -> None:
+    """``ECONOME_DETECT_EVERY=1d``: passes at 00:05 UTC (01:05 in Valmont), the digest of 07:00 goes at 07:00."""
+    from anomalies.live import LiveConfig, LiveDetector
+    from streams.influx import InfluxConfig
+
+    start = datetime(2026, 1, 12, 0, 5, tzinfo=UTC)
+    outbox = _outbox(tmp_path, inventory, server.port, digest_hour=7)
+    outbox.queue([_event(AlertState.OPEN)], start)
+    clock = ManualClock(start)
+    passes: asyncio.Queue[datetime] = asyncio.Queue()
+    influx_down = InfluxConfig(url=f"http://127.0.0.1:{_free_port()}", database="econome")  # passes fail fast
+    detector = LiveDetector(inventory, influx_down, tmp_path / "detect" / "state.npz", outbox,
+                            live=LiveConfig(every=timedelta(days=1)), on_pass=lambda _: passes.put_nowait(clock.now()))
+    task = asyncio.create_task(detector.serve(clock), name="live-detection")
+
+    async def mails(count: int) -> list[str]:
+        while len(server.inbox.messages) < count:  # the SMTP server's own thread receives them
+            await asyncio.sleep(0.02)
+        return [s.split("\u00a0:")[0] for s in server.inbox.subjects()]
+
+    try:
+        await asyncio.wait_for(passes.get(), timeout=60)  # the pass at start
+        assert await asyncio.wait_for(mails(1), timeout=30) == ["[Econome] Alerte"]
+        clock.advance(timedelta(hours=5, minutes=55))  # 07:00 in Valmont; the next pass is at 01:05 tomorrow
+        assert await asyncio.wait_for(mails(2), timeout=30) == ["[Econome] Alerte", "[Econome] Synthèse du 12/01/2026"]
+        clock.advance(timedelta(hours=18, minutes=5))  # the next pass
+        assert await asyncio.wait_for(passes.get(), timeout=60) == datetime(2026, 1, 13, 0, 5, tzinfo=UTC)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert len(server.inbox.messages) == 2
 
 
 async def test_digest_in_english_for_an_english_recipient(tmp_path: Path, inventory: Inventory, server: _Server) -> None:
@@ -514,3 +572,68 @@ async def test_a_connection_dropped_mid_data_keeps_the_mail_and_a_recipient_refu
         assert f"127.0.0.1:{port}" in line
     finally:
         controller.stop()
+
+
+class _RefusingSender(_Inbox):
+    """Refuses our sender at MAIL FROM with a 5xx (a relay whose account or policy changed) until told otherwise."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answer: str | None = "553 5.7.1 <econome@valmont.example>: Sender address rejected: not owned by user"
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
+    ) -> str:
+        if self.answer is not None:
+            return self.answer
+        envelope.mail_from = address
+        return "250 OK"
+
+
+async def test_our_sender_refused_for_good_keeps_every_mail_for_when_the_relay_is_fixed(
+    tmp_path: Path, inventory: Inventory
+) -> None:
+    """A 5xx to the sender refuses every mail alike: it is the relay's settings, like a refused login, not the mail."""
+    handler = _RefusingSender()
+    port = _free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        outbox = _outbox(tmp_path, inventory, port)
+        outbox.queue([_event(AlertState.OPEN), _event(AlertState.OPEN, kind="water_leak", usage="water")], T0)
+        assert await outbox.flush(T0) == 0
+        assert outbox.register.failed_mails() == []
+        pending = outbox.register.pending_mails()
+        assert [m.attempts for m in pending] == [1, 1]
+        assert all("553" in (m.last_error or "") and f"127.0.0.1:{port}" in (m.last_error or "") for m in pending)
+        handler.answer = None  # the relay is fixed
+        assert await outbox.flush(T0 + timedelta(hours=1)) == 2
+        assert outbox.register.pending_mails() == []
+    finally:
+        controller.stop()
+
+
+async def test_every_mail_has_a_date_and_a_message_id_kept_when_sent_again(
+    tmp_path: Path, inventory: Inventory, server: _Server
+) -> None:
+    """RFC 5322 requires a Date, and large mail services refuse or file as spam a mail without Message-ID.
+
+    A mail sent again after a crash (accepted by the server, not yet marked sent) keeps its Message-ID,
+    so that the reader's mail service can drop the copy.
+    """
+    outbox = _outbox(tmp_path, inventory, server.port)
+    outbox.queue([_event(AlertState.OPEN)], T0)
+    assert await outbox.flush(T0) == 1
+    with outbox.register.transaction() as db:  # the crash between the server's answer and the record
+        db.execute("UPDATE outbox SET status = 'pending'")
+    assert await outbox.flush(T0 + timedelta(minutes=5)) == 1
+    assert await outbox.flush(datetime(2026, 1, 12, 6, tzinfo=UTC)) == 1  # the digest
+    first, again, digest = server.inbox.messages
+    assert first["Message-ID"] is not None
+    assert again["Message-ID"] == first["Message-ID"]
+    assert digest["Message-ID"] is not None
+    assert digest["Message-ID"] != first["Message-ID"]
+    assert str(first["Message-ID"]).endswith("@valmont.example>")
+    assert email.utils.parsedate_to_datetime(str(first["Date"])) == T0
+    assert email.utils.parsedate_to_datetime(str(again["Date"])) == T0 + timedelta(minutes=5)
+    assert email.utils.parsedate_to_datetime(str(digest["Date"])) == datetime(2026, 1, 12, 6, tzinfo=UTC)

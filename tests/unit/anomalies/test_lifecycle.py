@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from anomalies.events import AlertState
 from anomalies.lifecycle import AlertLifecycle, LifecycleConfig
@@ -61,3 +62,20 @@ def test_pending_blips_days_apart_are_forgotten_but_an_open_alert_outlasts_a_wee
     # Open on Friday, quiet through the weekend (62 h), active again on Monday: one alert.
     week: list[bool | None] = [True] * 10 + [False] * 62 + [True] * 10 + [False] * 73
     assert _run(AlertLifecycle(config), week) == [(AlertState.OPEN, 3), (AlertState.ONGOING, 4), (AlertState.RESOLVED, 154)]
+
+
+def test_an_open_alert_outlasting_a_mute_window_stays_one_alert() -> None:
+    """Works muted two days (``mute:``) while an open fault goes on: no resolution at their end, no second alert.
+
+    The muted hours are not quiet hours: a fault that stopped during the works resolves ``clear_after``
+    after their end.
+    """
+    mutes = {"mairie": [MuteWindow(start=date(2026, 3, 3), end=date(2026, 3, 4), reason="travaux chaufferie")]}
+    config = LifecycleConfig(min_duration=timedelta(hours=3), clear_after=timedelta(hours=24))
+    life = AlertLifecycle(config, mutes=mutes, timezone=ZoneInfo("UTC"))  # muted hours 24 to 71
+    goes_on: list[bool | None] = [True] * 96 + [False] * 30
+    assert _run(life, goes_on) == [(AlertState.OPEN, 2), (AlertState.ONGOING, 3), (AlertState.RESOLVED, 120)]
+    life = AlertLifecycle(config, mutes=mutes, timezone=ZoneInfo("UTC"))
+    stops_in_the_works: list[bool | None] = [True] * 30 + [False] * 70
+    assert _run(life, stops_in_the_works) == [(AlertState.OPEN, 2), (AlertState.ONGOING, 3), (AlertState.RESOLVED, 96)]
+    assert life.close(T0 + timedelta(hours=100)) == []

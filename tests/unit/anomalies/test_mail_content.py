@@ -175,3 +175,12 @@ def test_the_checks_catch_what_issue_13_saw() -> None:
     raw = "anomalies.rules.water_leak Score 1.00 usage town_hall 18.5 °C 2.4 m3 -0 %"
     assert len(problems(raw)) >= 6
     assert leak.excess_m3 > leak.observed  # what the test above refuses
+
+
+def test_a_recipient_s_language_is_found_whatever_the_case_of_its_address(inventory: Inventory) -> None:
+    """``languages: {energy.consultant@example.org: en}`` and an advisor written ``Energy.Consultant@Example.org``."""
+    config = EmailConfig(host="127.0.0.1", security="none", sender="econome@valmont.example",
+                         languages={"energy.consultant@example.org": "en"})
+    message = EmailAlerter(config, inventory).render([_sample_event()], "Energy.Consultant@Example.org")
+    assert str(message["Subject"]).startswith("[Econome] Alert: Gymnase Batum")
+    assert message["To"] == "Energy.Consultant@Example.org"

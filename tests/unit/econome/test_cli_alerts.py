@@ -100,3 +100,20 @@ def test_list_shows_a_mail_failed_for_good(data_dir: Path) -> None:
     assert listed.exit_code == 0, listed.output
     [row] = [line for line in listed.output.splitlines() if "gymnase-batum" in line]
     assert f"mail failed to {mail.recipient}" in row
+
+
+def test_mute_without_the_service_s_register_is_refused_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An operator's shell without the service's ECONOME_DATA_DIR: the mute would land in a register nobody reads."""
+    monkeypatch.setenv("ECONOME_DATA_DIR", str(tmp_path / "not-the-service-s"))
+    result = runner.invoke(app, ["alerts", "mute", "gymnase-batum", "--inventory", INVENTORY, "--until", "2099-01-01"])
+    assert result.exit_code == 2, result.output
+    [line] = result.output.strip().splitlines()
+    assert line.startswith(f"error: no alert register {alerts_path(tmp_path / 'not-the-service-s')}")
+    assert "ECONOME_DATA_DIR" in line
+    assert not alerts_path(tmp_path / "not-the-service-s").exists()
+
+
+def test_an_alert_id_out_of_range_is_one_line_exit_2(data_dir: Path) -> None:
+    result = runner.invoke(app, ["alerts", "ack", "99999999999999999999"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [f"error: no alert 99999999999999999999 in {alerts_path(data_dir)}"]

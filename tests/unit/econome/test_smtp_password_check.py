@@ -52,3 +52,15 @@ def test_check_warns_naming_the_variable_and_passes_once_it_is_set(tmp_path: Pat
     set_ = _econome(tmp_path, "check", str(inventory), password="s3cret")  # noqa: S106
     assert set_.returncode == 0, set_.stdout + set_.stderr
     assert "warning:" not in set_.stderr
+
+
+def test_run_refuses_to_start_with_an_empty_smtp_password(tmp_path: Path, inventory: Path) -> None:
+    # The compose stack's secrets/smtp_password is an empty file until the operator writes it; the entrypoint
+    # exports it as an empty variable: every mail would fail at the login, for weeks, unnoticed.
+    result = _econome(tmp_path, "run", str(inventory), "--duration", "1", password="")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"error: email.password_env: the SMTP password variable {VARIABLE} is empty" in result.stderr
+    assert "stopped:" not in result.stdout
+    check = _econome(tmp_path, "check", str(inventory), password="")
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert f"warning: email.password_env: the SMTP password variable {VARIABLE} is empty" in check.stderr
