@@ -896,6 +896,26 @@ def _occupied_limit(hours: BuildingHours, comfort: ComfortTargets, config: Rules
     return min(comfort.limit_c, comfort.setpoint_c + config.setpoint_margin_c)
 
 
+_WARMED_H = 12
+"""Hours a room keeps the heat it took in from outdoor air at least as warm as itself (an afternoon's, through the
+evening and the first half of the night): one time constant of a light building, well under a heavy one's."""
+
+
+def _warmed_by_weather(indoor: FloatArray, outdoor: FloatArray | None, window: int = _WARMED_H) -> BoolArray:
+    """Hours whose indoor temperature the outdoor air reached or passed within the last ``window`` hours.
+
+    >>> _warmed_by_weather(np.array([18.0, 18.0, 18.0, 18.0]), np.array([19.0, 12.0, 12.0, 12.0]), window=2).tolist()
+    [True, True, False, False]
+    """
+    if outdoor is None:
+        return np.zeros(indoor.size, dtype=np.bool_)
+    peak = outdoor.copy()
+    for k in range(1, min(window, outdoor.size)):
+        np.fmax(peak[k:], outdoor[:-k], out=peak[k:])
+    result: BoolArray = peak >= indoor  # nan on either side compares False: not warmed
+    return result
+
+
 def _recent(mask: BoolArray, window: int) -> BoolArray:
     """Hours that have ``mask`` true within the last ``window`` hours (included)."""
     counts = np.convolve(mask.astype(np.float64), np.ones(window))[: mask.size]
@@ -1004,7 +1024,9 @@ class OverheatingRule:
     Hours where the heater is idle above the limit say nothing (sun, people):
     they neither extend nor end an episode; nor do the days out of the
     building's declared heating season (``heating_season``), when a warm room
-    is the weather's doing and what the heating meter counts is hot water.
+    is the weather's doing and what the heating meter counts is hot water,
+    nor the hours after outdoor air as warm as the room within the last
+    :data:`_WARMED_H` hours (the mass gives the afternoon's heat back).
 
     Lookback: a year for the heater's scale, 28 days for its floor, three
     weeks of closings for the cool-down, 72 h of memory.
@@ -1047,7 +1069,13 @@ class OverheatingRule:
         # the building's balance point needs no heat, so what keeps it warm is the weather (a summer
         # afternoon at 27 °C is no heater's doing), whatever a meter also counting hot water shows.
         known &= heating_weather
-        condition = (occ_over | unocc_over) & hours.heating_in_season & heating_weather
+        # Nor when the outdoor air was as warm as the room within the last hours: the envelope and the mass
+        # took in the afternoon's heat and give it back for hours, and no heater is needed to hold the room
+        # there (a crèche at 18.6 °C on a May Saturday whose afternoon reached 20 °C, its weekend setpoint 17 °C,
+        # a shared meter's hot-water standby read as the heater running).
+        warmed = _warmed_by_weather(indoor, outdoor)
+        known &= ~warmed
+        condition = (occ_over | unocc_over) & hours.heating_in_season & heating_weather & ~warmed
         expected = np.where(condition, _heat_at(heat.values, np.nan_to_num(floor), indoor, outdoor, limit), np.nan)
         excess = np.where(condition, np.maximum(0.0, heat.values - expected), 0.0)
         return [
