@@ -265,7 +265,8 @@ class DetectConfig(BaseModel):
     """Whether a water meter's open hours count for a model alert. They do not by default: what occupants
     draw while the building is open (a cleaning day, a canteen's busy week) is no fault, and a fault (a leak,
     a running cistern, a valve left open) draws while it is closed too; its open hours neither extend nor end
-    an episode."""
+    an episode. A building with no closed hour in the week before (open around the clock) has all its hours
+    judged."""
     model_min_duration: timedelta = timedelta(hours=6)
     """Flagged time before a model event opens: a model event needs persistence."""
     model_clear_after: timedelta = timedelta(hours=48)
@@ -787,6 +788,9 @@ def schedule_recurrence(
     return result
 
 
+_WEEK_H = 168
+
+
 def _model_findings(runs: Sequence[ModelRun], hours: BuildingHours, config: DetectConfig) -> list[Finding]:
     """A forest's hours become an event's hours when flagged with consumption above the expected one.
 
@@ -828,8 +832,10 @@ def _model_findings(runs: Sequence[ModelRun], hours: BuildingHours, config: Dete
             # Water drawn while the building is open is its occupants' (a cleaning day, a canteen's busy
             # week): no model tells that use from a fault hour by hour. A fault (a leak, a running cistern,
             # a valve left open) draws while it is closed too: only its closed hours count, and the open
-            # hours neither extend nor end an episode.
-            state[hours.open_frac > 0.0] = np.nan
+            # hours neither extend nor end an episode. A building open around the clock (a care home, a
+            # fire station: no closed hour in the week before) has no such hours: all of its hours count.
+            closes = np.convolve((hours.open_frac == 0.0).astype(np.float64), np.ones(_WEEK_H))[: state.size] > 0.0
+            state[(hours.open_frac > 0.0) & closes] = np.nan
         excess = np.where(state == 1.0, np.maximum(0.0, run.residual), 0.0)
         facts = {"closed_share": closed, "outdoor_c": hours.outdoor_c}
         if silent.any() and run.weather_bound_c is not None and run.silent_h is not None:

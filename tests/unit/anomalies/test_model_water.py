@@ -66,7 +66,8 @@ def inventory() -> Inventory:
     return parse_inventory(INVENTORY)
 
 
-def _generate(busy: float = 1.0, leak_m3_h: float = 0.0, seed: int = 5) -> dict[str, PointSeries]:
+def _generate(busy: float = 1.0, leak_m3_h: float = 0.0, seed: int = 5, *, always_open: bool = False,
+              ) -> dict[str, PointSeries]:
     """Hourly water index and outdoor temperature; from the last week on, the open hours' use times ``busy``
     and a leak of ``leak_m3_h`` every hour."""
     rng = np.random.default_rng(seed)
@@ -76,6 +77,8 @@ def _generate(busy: float = 1.0, leak_m3_h: float = 0.0, seed: int = 5) -> dict[
     local = [datetime.fromtimestamp(t, TZ) for t in times]
     hod = np.array([m.hour for m in local])
     is_open = np.array([m.weekday() < 5 for m in local]) & (hod >= 8) & (hod < 17)
+    if always_open:  # a care home: residents draw water around the clock, more by day
+        is_open = (hod >= 7) & (hod < 21)
     use = np.where(is_open, 0.4 + 0.6 * (hod == 12), 0.01) * (1 + rng.normal(0, 0.15, n)).clip(0.2)
     last = np.arange(n) >= LAST_WEEK
     use = np.where(last & is_open, busy * use, use) + np.where(last, leak_m3_h, 0.0)
@@ -106,4 +109,17 @@ def test_a_busy_week_of_the_occupants_is_no_water_alert(inventory: Inventory) ->
 def test_a_leak_running_day_and_night_is_a_water_alert(inventory: Inventory) -> None:
     """A leak of 0.1 m3 an hour, ten times the night's trickle: its closed hours are the model's evidence."""
     found = _last_week(detect(inventory, _generate(leak_m3_h=0.1), DetectConfig(rule_events=False)))
+    assert len(found) == 1, [(e.start, e.end) for e in found]
+
+
+def test_a_leak_in_a_building_open_around_the_clock_is_a_water_alert() -> None:
+    """A care home open every hour of the week has no closed hour: all of its hours are judged, and a leak of
+    0.1 m3 an hour is found (with closed hours alone it could never be)."""
+    text = INVENTORY
+    for day in ("mon", "tue", "wed", "thu", "fri"):
+        text = text.replace(f"        {day}: ['08:00-17:00']", f"        {day}: ['00:00-00:00']")
+    text = text.replace("        fri: ['00:00-00:00']", "        fri: ['00:00-00:00']\n        sat: ['00:00-00:00']\n"
+                        "        sun: ['00:00-00:00']")
+    care_home = parse_inventory(text.replace("usage: school", "usage: other"))
+    found = _last_week(detect(care_home, _generate(leak_m3_h=0.1, always_open=True), DetectConfig(rule_events=False)))
     assert len(found) == 1, [(e.start, e.end) for e in found]
