@@ -106,7 +106,7 @@ from mv.savings import HourlyFallback, SavingsReport, avoided_consumption, avoid
 from streams.aggregate import counter_tracker
 from streams.counters import CounterTracker
 from streams.errors import ConfigError, InsufficientData, TelemetryError
-from streams.history import PointSeries, hourly_consumption
+from streams.history import PointSeries, hourly_consumption, unmeasured_days
 from streams.invoices import YearTotal, yearly_totals
 
 __all__ = ["register"]
@@ -424,6 +424,11 @@ def _point_series(inv: Inventory, data: dict[str, PointSeries], point: Point) ->
         return None
     tz = inv.organisation.tz
     days, energy = daily_energy(*_consumption(series, counter_tracker(inv, point), tz, _to_report_unit(point)), tz=tz)
+    # A day its readings leave uncovered is not measured, whatever the gap's spread puts there: a Linky's day
+    # missing from its file read as a measured day of almost nothing (a false saving in the monthly report).
+    holes = unmeasured_days(series, tz)
+    if holes:
+        energy = np.where(np.array([day in holes for day in days], dtype=bool), np.nan, energy)
     return days, energy
 
 
