@@ -620,6 +620,9 @@ _JUDGEMENTS_TOLD = 5
 UNMEASURED_SHARE = 0.1
 """The share of a local day a counter's reading gaps may cover before :func:`unmeasured_days` names it
 (the complement of :func:`mv.baseline.daily_energy`'s ``min_coverage``)."""
+_GAP_FACTOR = 1.5
+"""An interval between readings over this many times the counter's median interval is a gap: a Gazpar's missing gas
+day makes a 48-hour interval of its 24-hour step (at twice the step it was none)."""
 _GAP_FLOOR_S = 3600.0
 """An interval between readings is never a gap under an hour, whatever the counter's usual step."""
 
@@ -631,7 +634,7 @@ def unmeasured_days(series: PointSeries, tz: ZoneInfo, share: float = UNMEASURED
     pipeline does: right for a live meter whose index kept counting, but an imported Linky or
     Gazpar has no energy at all for a day its file misses (the next index continues without
     it), and spread over that day it read as a measured day of almost nothing. A gap is an
-    interval between successive readings longer than twice the counter's median interval
+    interval between successive readings longer than 1.5 times the counter's median interval
     (and than an hour), so a meter read once a week is not full of gaps; the days it covers
     for more than ``share`` of their length (23 or 25 hours at the clock changes) are named.
 
@@ -655,7 +658,7 @@ def unmeasured_days(series: PointSeries, tz: ZoneInfo, share: float = UNMEASURED
     if times.size < 3:  # two intervals at least, to tell a usual step from a gap
         return set()
     steps = np.diff(times)
-    limit = max(2.0 * float(np.median(steps)), _GAP_FLOOR_S)
+    limit = max(_GAP_FACTOR * float(np.median(steps)), _GAP_FLOOR_S)
     uncovered: dict[date, float] = defaultdict(float)
     for i in np.flatnonzero(steps > limit).tolist():
         lo, hi = float(times[i]), float(times[i + 1])
