@@ -333,8 +333,12 @@ def _spreadsheet_mangled(meter: str) -> str | None:
 
 
 def _number(text: str) -> float:
-    """A number with a decimal point or comma (``1234,5``), spaces as thousands separators."""
-    cleaned = text.replace("\u00a0", "").replace(" ", "").replace(",", ".")
+    """A number with a decimal point or comma (``1234,5``), spaces as thousands separators.
+
+    The spaces a French spreadsheet writes are no-break ones: U+00A0, and U+202F (narrow) in a
+    "CSV UTF-8" of a recent Excel.
+    """
+    cleaned = text.replace("\u00a0", "").replace("\u202f", "").replace(" ", "").replace(",", ".")
     if not cleaned:
         msg = "no value"
         raise ValueError(msg)

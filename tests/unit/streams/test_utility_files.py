@@ -458,3 +458,34 @@ def test_the_size_limits_are_the_256_and_64_mb_the_readme_names(tmp_path: Path) 
             handle.truncate(size)  # sparse: refused on its size, never read
         with pytest.raises(DecodeError, match=rf"{size}\.csv: {re.escape(said)} read at once"):
             read_limited(path, limit)
+
+
+_EXCEL_GRDF = [
+    ";Données de consommation GRDF",
+    ";PCE;21987654321098",
+    ";",
+    ";Date de relevé;Index de début (m³);Index de fin (m³);Volume consommé (m³);Energie consommée (kWh);"
+    "Coefficient de conversion;Température locale (°C);Type de relevé",
+    ";05/01/2026;10{s}020;10{s}120;100;1{s}122,5;11,225;2;Définitive",
+    ";06/01/2026;10{s}120;10{s}220,5;100,5;1{s}128,1;11,225;1;Définitive",
+]
+
+
+@pytest.mark.parametrize(("encoding", "bom", "separator"), [
+    ("cp1252", "", "\u00a0"),  # "CSV (séparateur: point-virgule)" of an older Excel
+    ("utf-8", "\ufeff", "\u202f"),  # "CSV UTF-8" of a French Windows 10+ Excel: narrow no-break thousands
+])
+def test_a_grdf_export_saved_by_excel_is_read_to_the_kwh(
+    inventory: Inventory, tmp_path: Path, encoding: str, bom: str, separator: str
+) -> None:
+    # wp-reports review: the GRDF export as Excel saves it: column A empty, title rows, CRLF, decimal commas and
+    # the thousands separator of the French locale; U+202F made every row "not a number" (the invoices read it).
+    path = tmp_path / "grdf.csv"
+    path.write_bytes((bom + "\r\n".join(row.format(s=separator) for row in _EXCEL_GRDF) + "\r\n").encode(encoding))
+    parsed = parse_grdf(path, inventory)
+    assert not parsed.problems
+    (start, end), = [(s[0].start, s[-1].end) for s in parsed.series.values()]
+    assert start == datetime(2026, 1, 5, 5, tzinfo=UTC)  # 06:00 in Paris
+    assert end == datetime(2026, 1, 7, 5, tzinfo=UTC)
+    assert [c.amount for c in parsed.series["salle-fetes-gazpar"]] == [100.0, 100.5]  # m3
+    assert parsed.published_kwh["salle-fetes-gazpar"] == pytest.approx(1122.5 + 1128.1)
