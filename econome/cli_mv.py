@@ -435,16 +435,19 @@ def _point_series(inv: Inventory, data: dict[str, PointSeries], point: Point) ->
 def _building_series(inv: Inventory, building: Building, data: dict[str, PointSeries]) -> list[EnergySeries]:
     out: list[EnergySeries] = []
     for energy, points in _energy_points(building).items():
-        total: dict[date, float] = {}
-        for point in points:
-            loaded = _point_series(inv, data, point)
-            if loaded is None:
-                continue
-            for day, value in zip(loaded[0], loaded[1].tolist(), strict=True):
-                total[day] = total.get(day, 0.0) + value
-        if total:
-            days = sorted(total)
-            out.append(EnergySeries(energy, tuple(days), np.array([total[d] for d in days])))
+        loaded = [series for point in points if (series := _point_series(inv, data, point)) is not None]
+        if not loaded:
+            continue
+        days = sorted({day for point_days, _ in loaded for day in point_days})
+        where = {day: i for i, day in enumerate(days)}
+        total = np.zeros(len(days))
+        for point_days, values in loaded:
+            # A day one of the energy's meters read gives no figure (NaN): a second Linky whose file starts
+            # mid-month left the first one alone counted as the whole building, every day "measured".
+            known = np.full(len(days), np.nan)
+            known[[where[day] for day in point_days]] = values
+            total += known
+        out.append(EnergySeries(energy, tuple(days), total))
     return out
 
 

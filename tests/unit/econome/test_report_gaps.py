@@ -125,3 +125,30 @@ def test_operat_refuses_a_reference_year_whose_linky_misses_a_day(app: typer.Typ
     assert result.exit_code == 3, result.output
     assert "ecole 1 days without data" in result.stderr
     assert not out.exists()
+
+
+def test_a_day_one_of_two_linkys_lacks_is_not_measured(app: typer.Typer, tmp_path: Path) -> None:
+    # A school with two supply points (two Linkys): the second one's file starts on 15 March. The month counted
+    # 31/31 days measured with the first Linky alone until then, half the school's electricity missing.
+    config = tmp_path / "commune.yaml"
+    config.write_text(INVENTORY + """\
+    - {id: ecole-linky-2, name: Linky cantine, quantity: active_energy, unit: kWh, usage: general, cumulative: true,
+       energy: electricity, enedis: {prm: '12345678901235'}}
+""", encoding="utf-8")
+    readings, temps, out = tmp_path / "readings.csv", tmp_path / "temps.csv", tmp_path / "m.html"
+    _linky(readings, None)
+    second = datetime(2026, 3, 15, tzinfo=PARIS).astimezone(UTC)
+    lines = [f"{(second + timedelta(hours=h)).isoformat()},ecole-linky-2,{2.0 * h:.1f}\n" for h in range(17 * 24)]
+    readings.write_text(readings.read_text(encoding="utf-8") + "".join(lines), encoding="utf-8")
+    days = [date(2026, 2, 27) + timedelta(days=i) for i in range(36)]
+    temps.write_text("date,tmin,tmax\n" + "".join(f"{d.isoformat()},2,10\n" for d in days), encoding="utf-8")
+    result = CliRunner().invoke(app, ["report", "building", "--config", str(config), "--readings", str(readings),
+                                      "--temperatures", str(temps), "--building", "ecole", "--month", "2026-03",
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    page = out.read_text(encoding="utf-8")
+    row = page[page.index("<td>Électricité</td>"):]
+    row = row[:row.index("</tr>")]
+    # 15 to 31 March, both meters: 17 days × 24 h × (1 + 2) kW, less the hour lost on the 29th (3 kWh): 1,221 kWh.
+    assert "<td>17/31</td>" in row
+    assert "1\u202f221\u00a0kWh" in row or "1\u00a0221\u00a0kWh" in row or "1 221\u00a0kWh" in row
