@@ -546,8 +546,13 @@ def parse_enedis(path: Path, inventory: Inventory, point_id: str | None = None) 
         DecodeError: the file cannot be read, has no Enedis header, or names no PRM of the inventory
             (the message names the file and the PRMs).
     """
-    header, rows, preamble = _read_rows(path, lambda cells: {"horodate", "valeur"} <= {_norm(c) for c in cells})
+    header, rows, preamble = _read_rows(path, _enedis_header)
     col = {_norm(name): i for i, name in enumerate(header)}
+    if "valeur" not in col:  # the customer area's daily indexes: one per cadran, and their total
+        col["valeur"] = col[_TOTAL_INDEX]
+    # The index download ends with a legend of the supplier's calendar ("Periode;Identifiant calendrier..."): no data.
+    legend = next((i for i, (_, cells) in enumerate(rows) if cells and _norm(cells[0]) == "periode"), len(rows))
+    rows = rows[:legend]
     meta = _preamble_meta(preamble)
     missing = [name for name, key in (("Identifiant PRM", "identifiant prm"), ("Unité", "unite"))
                if key not in col and key not in meta]
@@ -651,6 +656,16 @@ def parse_enedis(path: Path, inventory: Inventory, point_id: str | None = None) 
         parsed.meters[point.id] = point.enedis.prm if point.enedis is not None else "?"
         _settle(point.id, raw, parsed, point.unit, tz)
     return parsed
+
+
+_TOTAL_INDEX = "eas t"
+"""The column of the customer area's daily index download that totals its cadrans (``EAS F1``... ``EAS D4``), Wh."""
+
+
+def _enedis_header(cells: list[str]) -> bool:
+    """``Horodate`` with ``Valeur``, or with ``EAS T`` (the daily index download, one column per cadran)."""
+    names = {_norm(c) for c in cells}
+    return "horodate" in names and bool({"valeur", _TOTAL_INDEX} & names)
 
 
 _DAY_STEPS = {"p1d", "p1j", "pt24h", "1440"}

@@ -489,3 +489,30 @@ def test_a_grdf_export_saved_by_excel_is_read_to_the_kwh(
     assert end == datetime(2026, 1, 7, 5, tzinfo=UTC)
     assert [c.amount for c in parsed.series["salle-fetes-gazpar"]] == [100.0, 100.5]  # m3
     assert parsed.published_kwh["salle-fetes-gazpar"] == pytest.approx(1122.5 + 1128.1)
+
+
+def test_the_customer_area_daily_index_export_is_read_from_its_total_column(inventory: Inventory, tmp_path: Path) -> None:
+    # wp-reports review: the "Index" download of "Mes mesures" has no Valeur column but one index per cadran of the
+    # supplier's (EAS F1..F10) and the distributor's (EAS D1..D4) grids and their total EAS T, in Wh, then a
+    # legend of the calendar ("Periode;..."). It was refused "no header line found", while the README lists it.
+    path = tmp_path / "index.csv"
+    head = "Horodate;Type de releve;" + ";".join(f"EAS F{i}" for i in range(1, 11)) + ";EAS D1;EAS D2;EAS D3;EAS D4;EAS T"
+
+    def row(day: int, hp: int, hc: int) -> str:
+        return (f"2026-01-{day:02d}T00:00:00+01:00;Arrêté quotidien;{hp};{hc};;;;;;;;;{hp};{hc};;;{hp + hc}")
+
+    path.write_text("\n".join([
+        "Identifiant PRM;Type de donnees;Date de debut;Date de fin;Grandeur physique;Grandeur metier;Etape metier;Unite",
+        "12345678901234;Index;05/01/2026;08/01/2026;Energie active;Consommation;Comptage Brut;Wh",
+        head,
+        row(5, 3_000_000, 1_000_000),
+        row(6, 3_020_000, 1_010_000),  # 30 kWh on the 5th
+        row(7, 3_020_000, 1_035_500),  # 25.5 kWh on the 6th, all in off-peak hours
+        "Periode;Identifiant calendrier fournisseur;Libelle calendrier fournisseur;Identifiant classe temporelle 1;"
+        "Libelle classe temporelle 1;Cadran classe temporelle 1",
+        "Du 2026-01-05T00:00:00+01:00 au;AA000000;Option Heures Creuses;HP;Heures Pleines;EAS F1",
+    ]) + "\n", encoding="utf-8")
+    parsed = parse_enedis(path, inventory)
+    assert not parsed.problems
+    series = parsed.series[LINKY]
+    assert [(c.start.astimezone(PARIS).day, c.amount) for c in series] == [(5, 30.0), (6, 25.5)]  # kWh
