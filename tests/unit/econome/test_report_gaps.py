@@ -152,3 +152,28 @@ def test_a_day_one_of_two_linkys_lacks_is_not_measured(app: typer.Typer, tmp_pat
     # 15 to 31 March, both meters: 17 days × 24 h × (1 + 2) kW, less the hour lost on the 29th (3 kWh): 1,221 kWh.
     assert "<td>17/31</td>" in row
     assert "1\u202f221\u00a0kWh" in row or "1\u00a0221\u00a0kWh" in row or "1 221\u00a0kWh" in row
+
+
+def test_an_energy_known_only_from_bills_is_named_as_left_out_of_the_month(app: typer.Typer, tmp_path: Path) -> None:
+    # The École maternelle des Aulnes of the demo: a Linky, heated by fuel oil known from its bills. Its month said
+    # "énergie finale du mois" and kWh/m² of electricity alone, nothing telling the heating was not in them.
+    inventory = INVENTORY.replace("    points:\n", "    invoices:\n    - {id: ecole-fioul, energy: fuel_oil}\n    points:\n")
+    # And a Gazpar whose file is not imported for the month: the gas was left out as silently.
+    inventory += """\
+    - {id: ecole-gazpar, name: Gazpar, quantity: heat_energy, unit: kWh, usage: heating, cumulative: true,
+       energy: natural_gas, grdf: {pce: '21987654321098'}}
+"""
+    assert "ecole-fioul" in inventory
+    config = tmp_path / "commune.yaml"
+    config.write_text(inventory, encoding="utf-8")
+    readings, temps, out = tmp_path / "readings.csv", tmp_path / "temps.csv", tmp_path / "m.html"
+    _linky(readings, None)
+    days = [date(2026, 2, 27) + timedelta(days=i) for i in range(36)]
+    temps.write_text("date,tmin,tmax\n" + "".join(f"{d.isoformat()},2,10\n" for d in days), encoding="utf-8")
+    result = CliRunner().invoke(app, ["report", "building", "--config", str(config), "--readings", str(readings),
+                                      "--temperatures", str(temps), "--building", "ecole", "--month", "2026-03",
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    page = out.read_text(encoding="utf-8")
+    assert "Hors de ce rapport\u00a0: gaz naturel (aucune donnée de compteur ce mois), fioul (connu par les factures " \
+           "seulement)" in page
