@@ -45,6 +45,7 @@ import dataclasses
 import json
 import math
 import sys
+from collections.abc import Collection
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Annotated, Any
@@ -178,13 +179,19 @@ def _consumption(series: PointSeries, tracker: CounterTracker, tz: ZoneInfo, per
     return hours, (amounts * per_unit).tolist()
 
 
-def _daily_observations(consumption: Series, temperature: Series, tz: tzinfo, types: Any) -> DailyObservations:
+def _daily_observations(
+    consumption: Series, temperature: Series, tz: tzinfo, types: Any, unmeasured: Collection[date] = ()
+) -> DailyObservations:
     days, energy = daily_energy(*consumption, tz=tz)
+    if unmeasured:  # see _point_series: a missing Linky day was a day of savings
+        energy = np.where(np.array([day in unmeasured for day in days], dtype=bool), np.nan, energy)
     matrix = hourly_temperature_matrix(*temperature, days, tz=tz)
     return DailyObservations.build(days, energy, matrix, types(days))
 
 
-def _hourly_observations(consumption: Series, temperature: Series, tz: tzinfo) -> HourlyObservations:
+def _hourly_observations(
+    consumption: Series, temperature: Series, tz: tzinfo, unmeasured: Collection[date] = ()
+) -> HourlyObservations:
     def by_hour(stamps: list[datetime], values: list[float], mean: bool) -> dict[datetime, float]:
         sums: dict[datetime, float] = {}
         counts: dict[datetime, int] = {}
@@ -203,7 +210,7 @@ def _hourly_observations(consumption: Series, temperature: Series, tz: tzinfo) -
     hours = [first + timedelta(hours=i) for i in range(int((last - first) / timedelta(hours=1)) + 1)]
     return HourlyObservations(
         tuple(hours),
-        np.array([energy.get(h, math.nan) for h in hours]),
+        np.array([math.nan if h.astimezone(tz).date() in unmeasured else energy.get(h, math.nan) for h in hours]),
         np.array([temps.get(h, math.nan) for h in hours]),
         tz=tz,
     )
@@ -348,16 +355,17 @@ def mv(
         msg = f"no reading of {point} in {source.where}"
         raise _fail(msg)
     series = _consumption(data[point], tracker, tz, per_unit)
+    holes = unmeasured_days(data[point], tz)
     temps = outdoor.series(data, source)
     fallback: HourlyFallback | None = None
     try:
         if model == "towt":
-            hourly = _hourly_observations(series, temps, tz)
+            hourly = _hourly_observations(series, temps, tz, holes)
             towt = TowtBaseline().fit(hourly.select(_at(base_start, tz), _at(base_end, tz)))
             hourly_rep = hourly.select(_at(rep_start, tz), _at(rep_end, tz))
             if towt.g14_failures():
                 # The daily model on the same data, used when it alone passes Guideline 14 (issue 13).
-                obs = _daily_observations(series, temps, tz, _day_types(inv, bld))
+                obs = _daily_observations(series, temps, tz, _day_types(inv, bld), holes)
                 daily = DailyChangePointBaseline().fit(obs.select(base_start, base_end))
                 report, fallback = avoided_consumption_hourly_or_daily(
                     towt, hourly_rep, daily, obs.select(rep_start, rep_end), confidence=confidence
@@ -365,7 +373,7 @@ def mv(
             else:
                 report = avoided_consumption(towt, hourly_rep, confidence=confidence)
         elif model == "daily":
-            obs = _daily_observations(series, temps, tz, _day_types(inv, bld))
+            obs = _daily_observations(series, temps, tz, _day_types(inv, bld), holes)
             daily = DailyChangePointBaseline().fit(obs.select(base_start, base_end))
             report = avoided_consumption(daily, obs.select(rep_start, rep_end), confidence=confidence)
         else:
