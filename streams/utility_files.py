@@ -550,6 +550,12 @@ def parse_enedis(path: Path, inventory: Inventory, point_id: str | None = None) 
     col = {_norm(name): i for i, name in enumerate(header)}
     if "valeur" not in col:  # the customer area's daily indexes: one per cadran, and their total
         col["valeur"] = col[_TOTAL_INDEX]
+    if {"cadran", "identifiant classe temporelle"} & col.keys():
+        # An SGE R64 export: each Horodate has one row per cadran (HP, HC...) of each grid, none the total.
+        msg = (f"{path}: one index per cadran and grid (an R64 export), no total index: refused rather than summed "
+               "by guess; download the customer area's daily indexes (their EAS T), the daily consumption or the "
+               "load curve")
+        raise DecodeError(msg)
     # The index download ends with a legend of the supplier's calendar ("Periode;Identifiant calendrier..."): no data.
     legend = next((i for i, (_, cells) in enumerate(rows) if cells and _norm(cells[0]) == "periode"), len(rows))
     rows = rows[:legend]

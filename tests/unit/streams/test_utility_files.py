@@ -516,3 +516,19 @@ def test_the_customer_area_daily_index_export_is_read_from_its_total_column(inve
     assert not parsed.problems
     series = parsed.series[LINKY]
     assert [(c.start.astimezone(PARIS).day, c.amount) for c in series] == [(5, 30.0), (6, 25.5)]  # kWh
+
+
+def test_an_index_per_cadran_file_is_refused_naming_the_cadrans(inventory: Inventory, tmp_path: Path) -> None:
+    # wp-reports review: an SGE R64 export gives each day one index per cadran (HP, HC...) of each grid in rows of
+    # their own; read as one index a row it was refused as "not daily indexes; daily consumptions need their step".
+    head = ("Identifiant PRM;Date de début;Date de fin;Grandeur physique;Grandeur metier;Etape metier;Unite;Horodate;"
+            "Contexte de relève;Type de releve;Motif de relève;Grille;Identifiant calendrier;Libellé calendrier;"
+            "Identifiant classe temporelle;Libellé classe temporelle;Cadran;Valeur;Indice de vraisemblance")
+    rows = [head] + [f"12345678901234;2026-01-05;2026-01-07;EA;CONS;BRUT;Wh;2026-01-0{d}T00:00:00+01:00;COLLECTE;"
+                     f"ARRETE;;DISTRIBUTEUR;DI000002;Cal;{c};{c};;{v + 1000 * d};"
+                     for d in (5, 6, 7) for c, v in (("HP", 3_000_000), ("HC", 1_000_000))]
+    path = tmp_path / "r64.csv"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    with pytest.raises(DecodeError, match="one index per cadran") as info:
+        parse_enedis(path, inventory)
+    assert "EAS T" in str(info.value)
