@@ -635,7 +635,9 @@ def unmeasured_days(series: PointSeries, tz: ZoneInfo, share: float = UNMEASURED
     Gazpar has no energy at all for a day its file misses (the next index continues without
     it), and spread over that day it read as a measured day of almost nothing. A gap is an
     interval between successive readings longer than 1.5 times the counter's median interval
-    (and than an hour), so a meter read once a week is not full of gaps; the days it covers
+    (and than an hour), so a meter read once a week is not full of gaps, and than 1.5 times the
+    shorter of the intervals beside it, so a Linky moved from its curve to daily values is not
+    either; the days it covers
     for more than ``share`` of their length (23 or 25 hours at the clock changes) are named.
 
     Args:
@@ -659,8 +661,11 @@ def unmeasured_days(series: PointSeries, tz: ZoneInfo, share: float = UNMEASURED
         return set()
     steps = np.diff(times)
     limit = max(_GAP_FACTOR * float(np.median(steps)), _GAP_FLOOR_S)
+    # And longer than 1.5 times the shorter of its neighbours: a Linky moved from its curve to daily consumption
+    # (the daily fetch, a meter without curve) has daily steps among daily steps, not gaps among half hours.
+    nearest = np.minimum(np.r_[np.inf, steps[:-1]], np.r_[steps[1:], np.inf])
     uncovered: dict[date, float] = defaultdict(float)
-    for i in np.flatnonzero(steps > limit).tolist():
+    for i in np.flatnonzero((steps > limit) & (steps > _GAP_FACTOR * nearest)).tolist():
         lo, hi = float(times[i]), float(times[i + 1])
         day = datetime.fromtimestamp(lo, UTC).astimezone(tz).date()
         while (day_start := datetime(day.year, day.month, day.day, tzinfo=tz).timestamp()) < hi:

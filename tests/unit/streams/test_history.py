@@ -209,3 +209,25 @@ def test_a_gas_day_missing_from_a_gazpar_file_leaves_the_days_it_smears_unmeasur
 def test_a_meter_read_once_a_week_has_no_unmeasured_day() -> None:
     weekly = [datetime(2026, 1, 5, 9, tzinfo=UTC).timestamp() + 7 * 86_400 * i for i in range(10)]
     assert unmeasured_days(PointSeries(np.array(weekly), np.arange(10, dtype=np.float64)), ZoneInfo("Europe/Paris")) == set()
+
+
+def test_a_linky_moved_from_its_curve_to_daily_consumption_has_only_that_day_unmeasured() -> None:
+    # The daily fetch reads a Linky known to have no curve any more by its daily consumption: 20 days of half
+    # hours then daily readings. Against the median of the whole series (30 minutes), every daily interval was
+    # a gap, each of those days "not measured". Only the day of the change is (a daily step after half hours,
+    # as a missing day between two half hours would be): the price of seeing two missing days a half hour apart.
+    paris = ZoneInfo("Europe/Paris")
+    start = datetime(2026, 1, 1, tzinfo=paris).timestamp()
+    times = [start + 1800 * i for i in range(20 * 48 + 1)] + [start + 86_400 * d for d in range(21, 31)]
+    series = PointSeries(np.array(times), np.arange(len(times), dtype=np.float64))
+    assert unmeasured_days(series, paris) == {date(2026, 1, 21)}
+
+
+def test_two_missing_days_a_lone_reading_apart_are_both_unmeasured() -> None:
+    # Half hours on 9 and 12 March; of the 10th and 11th, only the reading of 11 March 00:30.
+    paris = ZoneInfo("Europe/Paris")
+    start = datetime(2026, 3, 9, tzinfo=paris).timestamp()
+    halves = [start + 1800 * i for i in range(4 * 48 + 1)]
+    times = [t for t in halves if not start + 86_400 < t < start + 3 * 86_400] + [start + 2 * 86_400 + 1800]
+    series = PointSeries(np.array(sorted(times)), np.arange(len(times), dtype=np.float64))
+    assert sorted(unmeasured_days(series, paris)) == [date(2026, 3, 10), date(2026, 3, 11)]
