@@ -436,9 +436,20 @@ def building_month_report(
     if corrected_days:
         gap_note += (" Écart corrigé calculé sur les seuls jours ayant consommation et DJU les deux années\u00a0: "
                      + ", ".join(corrected_days) + ".")
+    # An energy of the building that no meter gives this month is out of the totals: say so, or "énergie
+    # finale du mois" reads as the building's (a school heated by fuel oil known from its bills only).
+    counted = {s.energy for s in covered}
+    metered = {p.energy for p in building.points if p.energy is not None and p.cumulative}
+    billed = {account.energy for account in building.invoices}
+    absent = [f"{ENERGY_LABELS[e].lower()} ("
+              + ("aucune donnée de compteur ce mois" if e in metered else "connu par les factures seulement") + ")"
+              for e in Energy if e in (metered | billed) - counted]
     coverage = ""
+    if absent:
+        coverage += ('<div class="verdict warn">Hors de ce rapport\u00a0: ' + html.escape(", ".join(absent))
+                     + ".</div>")
     if partial:
-        coverage = (
+        coverage += (
             '<div class="verdict warn">Données incomplètes\u00a0: les totaux ne comptent que les jours mesurés ('
             + html.escape("\u202f; ".join(partial))
             + ")\u00a0; l'écart à l'année précédente n'est pas calculé sur un mois partiel.</div>"

@@ -38,7 +38,7 @@ from econome._common import load_or_exit as _load
 from econome._logging import RedactingFilter, env_secrets, setup_logging
 from econome._memory import long_lived_frozen, tune_malloc
 from econome._progress import progress
-from inventory import Inventory
+from inventory import Inventory, Point
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -184,6 +184,37 @@ def check(config: Annotated[Path, typer.Argument(help="Inventory YAML file.")]) 
     problem = _school_calendar_problem(inv, datetime.now(inv.organisation.tz).date())
     if problem is not None:
         typer.echo(f"warning: {problem}", err=True)
+    for problem in _summed_utility_problems(inv):
+        typer.echo(f"warning: {problem}", err=True)
+
+
+def _summed_utility_problems(inv: Inventory) -> list[str]:
+    """Buildings whose reports sum a Linky or Gazpar with a meter of ours of the same energy (one may be behind the other).
+
+    The reports count an energy as the sum of its general meters (of all its meters when none is
+    general): a Linky added to a building already metered by Modbus doubled its electricity.
+
+    >>> from inventory import load_inventory
+    >>> _summed_utility_problems(load_inventory(Path("examples/commune.yaml")))
+    []
+    """
+    from inventory import Usage
+
+    out: list[str] = []
+    for _, building in inv.buildings():
+        by_energy: dict[str, list[Point]] = {}
+        for point in building.points:
+            if point.energy is not None and point.cumulative:
+                by_energy.setdefault(point.energy.value, []).append(point)
+        for energy, points in by_energy.items():
+            summed = [p for p in points if p.usage in (Usage.GENERAL, Usage.WATER)] or points
+            utility = [p for p in summed if p.is_utility]
+            if utility and len(utility) < len(summed):
+                named = " and ".join(f"{p.id} ({p.protocol})" if p.is_utility else p.id for p in summed)
+                out.append(f"building {building.id}: its {energy.replace('_', ' ')} is the sum of {named}: if one "
+                           "meter is behind the other, the reports count it twice (give the one not to count "
+                           "another usage than general, e.g. other)")
+    return out
 
 
 def _school_calendar_problem(inv: Inventory, today: date) -> str | None:

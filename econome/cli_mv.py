@@ -45,6 +45,7 @@ import dataclasses
 import json
 import math
 import sys
+from collections.abc import Collection
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Annotated, Any
@@ -106,7 +107,7 @@ from mv.savings import HourlyFallback, SavingsReport, avoided_consumption, avoid
 from streams.aggregate import counter_tracker
 from streams.counters import CounterTracker
 from streams.errors import ConfigError, InsufficientData, TelemetryError
-from streams.history import PointSeries, hourly_consumption
+from streams.history import PointSeries, hourly_consumption, unmeasured_days
 from streams.invoices import YearTotal, yearly_totals
 
 __all__ = ["register"]
@@ -178,13 +179,19 @@ def _consumption(series: PointSeries, tracker: CounterTracker, tz: ZoneInfo, per
     return hours, (amounts * per_unit).tolist()
 
 
-def _daily_observations(consumption: Series, temperature: Series, tz: tzinfo, types: Any) -> DailyObservations:
+def _daily_observations(
+    consumption: Series, temperature: Series, tz: tzinfo, types: Any, unmeasured: Collection[date] = ()
+) -> DailyObservations:
     days, energy = daily_energy(*consumption, tz=tz)
+    if unmeasured:  # see _point_series: a missing Linky day was a day of savings
+        energy = np.where(np.array([day in unmeasured for day in days], dtype=bool), np.nan, energy)
     matrix = hourly_temperature_matrix(*temperature, days, tz=tz)
     return DailyObservations.build(days, energy, matrix, types(days))
 
 
-def _hourly_observations(consumption: Series, temperature: Series, tz: tzinfo) -> HourlyObservations:
+def _hourly_observations(
+    consumption: Series, temperature: Series, tz: tzinfo, unmeasured: Collection[date] = ()
+) -> HourlyObservations:
     def by_hour(stamps: list[datetime], values: list[float], mean: bool) -> dict[datetime, float]:
         sums: dict[datetime, float] = {}
         counts: dict[datetime, int] = {}
@@ -203,7 +210,7 @@ def _hourly_observations(consumption: Series, temperature: Series, tz: tzinfo) -
     hours = [first + timedelta(hours=i) for i in range(int((last - first) / timedelta(hours=1)) + 1)]
     return HourlyObservations(
         tuple(hours),
-        np.array([energy.get(h, math.nan) for h in hours]),
+        np.array([math.nan if h.astimezone(tz).date() in unmeasured else energy.get(h, math.nan) for h in hours]),
         np.array([temps.get(h, math.nan) for h in hours]),
         tz=tz,
     )
@@ -348,16 +355,17 @@ def mv(
         msg = f"no reading of {point} in {source.where}"
         raise _fail(msg)
     series = _consumption(data[point], tracker, tz, per_unit)
+    holes = unmeasured_days(data[point], tz)
     temps = outdoor.series(data, source)
     fallback: HourlyFallback | None = None
     try:
         if model == "towt":
-            hourly = _hourly_observations(series, temps, tz)
+            hourly = _hourly_observations(series, temps, tz, holes)
             towt = TowtBaseline().fit(hourly.select(_at(base_start, tz), _at(base_end, tz)))
             hourly_rep = hourly.select(_at(rep_start, tz), _at(rep_end, tz))
             if towt.g14_failures():
                 # The daily model on the same data, used when it alone passes Guideline 14 (issue 13).
-                obs = _daily_observations(series, temps, tz, _day_types(inv, bld))
+                obs = _daily_observations(series, temps, tz, _day_types(inv, bld), holes)
                 daily = DailyChangePointBaseline().fit(obs.select(base_start, base_end))
                 report, fallback = avoided_consumption_hourly_or_daily(
                     towt, hourly_rep, daily, obs.select(rep_start, rep_end), confidence=confidence
@@ -365,7 +373,7 @@ def mv(
             else:
                 report = avoided_consumption(towt, hourly_rep, confidence=confidence)
         elif model == "daily":
-            obs = _daily_observations(series, temps, tz, _day_types(inv, bld))
+            obs = _daily_observations(series, temps, tz, _day_types(inv, bld), holes)
             daily = DailyChangePointBaseline().fit(obs.select(base_start, base_end))
             report = avoided_consumption(daily, obs.select(rep_start, rep_end), confidence=confidence)
         else:
@@ -424,22 +432,30 @@ def _point_series(inv: Inventory, data: dict[str, PointSeries], point: Point) ->
         return None
     tz = inv.organisation.tz
     days, energy = daily_energy(*_consumption(series, counter_tracker(inv, point), tz, _to_report_unit(point)), tz=tz)
+    # A day its readings leave uncovered is not measured, whatever the gap's spread puts there: a Linky's day
+    # missing from its file read as a measured day of almost nothing (a false saving in the monthly report).
+    holes = unmeasured_days(series, tz)
+    if holes:
+        energy = np.where(np.array([day in holes for day in days], dtype=bool), np.nan, energy)
     return days, energy
 
 
 def _building_series(inv: Inventory, building: Building, data: dict[str, PointSeries]) -> list[EnergySeries]:
     out: list[EnergySeries] = []
     for energy, points in _energy_points(building).items():
-        total: dict[date, float] = {}
-        for point in points:
-            loaded = _point_series(inv, data, point)
-            if loaded is None:
-                continue
-            for day, value in zip(loaded[0], loaded[1].tolist(), strict=True):
-                total[day] = total.get(day, 0.0) + value
-        if total:
-            days = sorted(total)
-            out.append(EnergySeries(energy, tuple(days), np.array([total[d] for d in days])))
+        loaded = [series for point in points if (series := _point_series(inv, data, point)) is not None]
+        if not loaded:
+            continue
+        days = sorted({day for point_days, _ in loaded for day in point_days})
+        where = {day: i for i, day in enumerate(days)}
+        total = np.zeros(len(days))
+        for point_days, values in loaded:
+            # A day one of the energy's meters read gives no figure (NaN): a second Linky whose file starts
+            # mid-month left the first one alone counted as the whole building, every day "measured".
+            known = np.full(len(days), np.nan)
+            known[[where[day] for day in point_days]] = values
+            total += known
+        out.append(EnergySeries(energy, tuple(days), total))
     return out
 
 

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class EnergyTariff(BaseModel):
-    """Price and emission factor of one energy, per unit (kWh, or m3 of water)."""
+    """Price and emission factor of one energy, per unit: kWh of final energy, or m3 of water (the inventory refuses another)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 

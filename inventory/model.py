@@ -1188,7 +1188,11 @@ class Inventory(_Frozen):
     @field_validator("energies")
     @classmethod
     def _complete_energies(cls, value: dict[Energy, EnergyTariff]) -> dict[Energy, EnergyTariff]:
-        return {**DEFAULT_TARIFFS, **value}
+        # A tariff without `unit` is per the energy's own unit (water's m3, not the model's kWh default).
+        given = {energy: tariff if "unit" in tariff.model_fields_set
+                 else tariff.model_copy(update={"unit": DEFAULT_TARIFFS[energy].unit})
+                 for energy, tariff in value.items()}
+        return {**DEFAULT_TARIFFS, **given}
 
     @model_validator(mode="after")
     def _cross_check(self) -> Inventory:
@@ -1289,6 +1293,14 @@ def _cross_references(inv: Inventory) -> list[tuple[Loc, str]]:
                 )
             )
         endpoints.setdefault((gw.host, gw.port), gw.id)
+    for energy, tariff in inv.energies.items():
+        # The reports multiply kWh (water: m3) by the price and the factor: a gas price per m3 cost 11 times too much.
+        expected = DEFAULT_TARIFFS[energy].unit
+        if tariff.unit.replace("³", "3") != expected:
+            problems.append((("energies", energy.value, "unit"),
+                             f"unit {tariff.unit!r}: the price and emission factor of {energy.value} are per {expected}, "
+                             f"as the reports count it (a gas price per m3 is divided by the kWh per m3 of the bills, "
+                             f"about 11)"))
     _unique(inv.sites, ("sites",), problems, "site")
     building_ids: set[str] = set()
     operat_ids: dict[str, str] = {}

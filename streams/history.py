@@ -59,7 +59,7 @@ import math
 from collections import defaultdict
 from collections.abc import AsyncIterator, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TextIO
 from zoneinfo import ZoneInfo
@@ -83,6 +83,7 @@ __all__ = [
     "influx_rows",
     "read_readings",
     "read_readings_csv",
+    "unmeasured_days",
     "write_readings_csv",
     "write_rows",
 ]
@@ -614,6 +615,72 @@ def hourly_consumption(series: PointSeries, tracker: CounterTracker, tz: ZoneInf
 _HOUR_MS = 3_600_000
 _JUDGEMENTS_TOLD = 5
 """Held counter readings judged (glitches, re-bases...) told one by one per point; the rest are counted."""
+
+
+UNMEASURED_SHARE = 0.1
+"""The share of a local day a counter's reading gaps may cover before :func:`unmeasured_days` names it
+(the complement of :func:`mv.baseline.daily_energy`'s ``min_coverage``)."""
+_GAP_FACTOR = 1.5
+"""An interval between readings over this many times the counter's median interval is a gap: a Gazpar's missing gas
+day makes a 48-hour interval of its 24-hour step (at twice the step it was none)."""
+_GAP_FLOOR_S = 3600.0
+"""An interval between readings is never a gap under an hour, whatever the counter's usual step."""
+
+
+def unmeasured_days(series: PointSeries, tz: ZoneInfo, share: float = UNMEASURED_SHARE) -> set[date]:
+    """The local days a counter's readings leave more than ``share`` of uncovered: not measured, whatever is spread there.
+
+    :func:`hourly_consumption` spreads the consumption across a gap over its hours, as the
+    pipeline does: right for a live meter whose index kept counting, but an imported Linky or
+    Gazpar has no energy at all for a day its file misses (the next index continues without
+    it), and spread over that day it read as a measured day of almost nothing. A gap is an
+    interval between successive readings longer than 1.5 times the counter's median interval
+    (and than an hour), so a meter read once a week is not full of gaps, and than 1.5 times the
+    shorter of the intervals beside it, so a Linky moved from its curve to daily values is not
+    either; the days it covers
+    for more than ``share`` of their length (23 or 25 hours at the clock changes) are named.
+
+    Args:
+        series: the counter's readings, sorted by time.
+        tz: the timezone of the local days.
+        share: the part of a day gaps may cover and the day still count as measured.
+
+    Returns:
+        The days not measured.
+
+    >>> from zoneinfo import ZoneInfo
+    >>> start = datetime(2026, 3, 9, tzinfo=UTC).timestamp()
+    >>> times = [start + 1800 * i for i in range(49)] + [start + 1800 * i for i in range(96, 145)]
+    >>> series = PointSeries(np.array(times), np.arange(98, dtype=np.float64))
+    >>> sorted(d.isoformat() for d in unmeasured_days(series, ZoneInfo("UTC")))
+    ['2026-03-10']
+    """
+    finite = np.isfinite(series.values)
+    times = series.times_s[finite]
+    if times.size < 3:  # two intervals at least, to tell a usual step from a gap
+        return set()
+    steps = np.diff(times)
+    limit = max(_GAP_FACTOR * float(np.median(steps)), _GAP_FLOOR_S)
+    # And longer than 1.5 times the shorter of its neighbours: a Linky moved from its curve to daily consumption
+    # (the daily fetch, a meter without curve) has daily steps among daily steps, not gaps among half hours.
+    nearest = np.minimum(np.r_[np.inf, steps[:-1]], np.r_[steps[1:], np.inf])
+    uncovered: dict[date, float] = defaultdict(float)
+    for i in np.flatnonzero((steps > limit) & (steps > _GAP_FACTOR * nearest)).tolist():
+        lo, hi = float(times[i]), float(times[i + 1])
+        day = datetime.fromtimestamp(lo, UTC).astimezone(tz).date()
+        while (day_start := datetime(day.year, day.month, day.day, tzinfo=tz).timestamp()) < hi:
+            after = day + timedelta(days=1)
+            day_end = datetime(after.year, after.month, after.day, tzinfo=tz).timestamp()
+            uncovered[day] += max(0.0, min(hi, day_end) - max(lo, day_start))
+            day = after
+    out: set[date] = set()
+    for day, seconds in uncovered.items():
+        after = day + timedelta(days=1)
+        length = (datetime(after.year, after.month, after.day, tzinfo=tz).timestamp()
+                  - datetime(day.year, day.month, day.day, tzinfo=tz).timestamp())
+        if seconds > share * length:
+            out.add(day)
+    return out
 
 
 def _whole_hour_offsets(tz: ZoneInfo, start_ms: int, end_ms: int) -> bool:

@@ -333,8 +333,12 @@ def _spreadsheet_mangled(meter: str) -> str | None:
 
 
 def _number(text: str) -> float:
-    """A number with a decimal point or comma (``1234,5``), spaces as thousands separators."""
-    cleaned = text.replace("\u00a0", "").replace(" ", "").replace(",", ".")
+    """A number with a decimal point or comma (``1234,5``), spaces as thousands separators.
+
+    The spaces a French spreadsheet writes are no-break ones: U+00A0, and U+202F (narrow) in a
+    "CSV UTF-8" of a recent Excel.
+    """
+    cleaned = text.replace("\u00a0", "").replace("\u202f", "").replace(" ", "").replace(",", ".")
     if not cleaned:
         msg = "no value"
         raise ValueError(msg)
@@ -542,8 +546,19 @@ def parse_enedis(path: Path, inventory: Inventory, point_id: str | None = None) 
         DecodeError: the file cannot be read, has no Enedis header, or names no PRM of the inventory
             (the message names the file and the PRMs).
     """
-    header, rows, preamble = _read_rows(path, lambda cells: {"horodate", "valeur"} <= {_norm(c) for c in cells})
+    header, rows, preamble = _read_rows(path, _enedis_header)
     col = {_norm(name): i for i, name in enumerate(header)}
+    if "valeur" not in col:  # the customer area's daily indexes: one per cadran, and their total
+        col["valeur"] = col[_TOTAL_INDEX]
+    if {"cadran", "identifiant classe temporelle"} & col.keys():
+        # An SGE R64 export: each Horodate has one row per cadran (HP, HC...) of each grid, none the total.
+        msg = (f"{path}: one index per cadran and grid (an R64 export), no total index: refused rather than summed "
+               "by guess; download the customer area's daily indexes (their EAS T), the daily consumption or the "
+               "load curve")
+        raise DecodeError(msg)
+    # The index download ends with a legend of the supplier's calendar ("Periode;Identifiant calendrier..."): no data.
+    legend = next((i for i, (_, cells) in enumerate(rows) if cells and _norm(cells[0]) == "periode"), len(rows))
+    rows = rows[:legend]
     meta = _preamble_meta(preamble)
     missing = [name for name, key in (("Identifiant PRM", "identifiant prm"), ("Unité", "unite"))
                if key not in col and key not in meta]
@@ -647,6 +662,16 @@ def parse_enedis(path: Path, inventory: Inventory, point_id: str | None = None) 
         parsed.meters[point.id] = point.enedis.prm if point.enedis is not None else "?"
         _settle(point.id, raw, parsed, point.unit, tz)
     return parsed
+
+
+_TOTAL_INDEX = "eas t"
+"""The column of the customer area's daily index download that totals its cadrans (``EAS F1``... ``EAS D4``), Wh."""
+
+
+def _enedis_header(cells: list[str]) -> bool:
+    """``Horodate`` with ``Valeur``, or with ``EAS T`` (the daily index download, one column per cadran)."""
+    names = {_norm(c) for c in cells}
+    return "horodate" in names and bool({"valeur", _TOTAL_INDEX} & names)
 
 
 _DAY_STEPS = {"p1d", "p1j", "pt24h", "1440"}

@@ -32,3 +32,20 @@ def test_check_missing_file(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["check", str(tmp_path / "nope.yaml")])
     assert result.exit_code == 2
     assert "cannot read" in result.output
+
+
+def test_check_warns_of_a_linky_summed_with_a_meter_of_ours(tmp_path: Path) -> None:
+    # wp-reports review: a Linky added to the town hall, whose Modbus meter is behind it, joined the reports "like
+    # any other" meter: both general, the hall's electricity was their sum, twice its consumption, nothing said.
+    text = EXAMPLE.read_text(encoding="utf-8")
+    anchor = "    - id: mairie-elec-energy\n"
+    assert anchor in text
+    linky = ("    - id: mairie-linky\n      quantity: active_energy\n      unit: kWh\n      usage: general\n"
+             "      cumulative: true\n      energy: electricity\n      enedis: {prm: '30009999999999'}\n")
+    path = tmp_path / "commune.yaml"
+    path.write_text(text.replace(anchor, linky + anchor, 1), encoding="utf-8")
+    result = CliRunner().invoke(app, ["check", str(path)])
+    assert result.exit_code == 0, result.output
+    assert ("warning: building mairie: its electricity is the sum of mairie-linky (enedis) and mairie-elec-energy: "
+            "if one meter is behind the other, the reports count it twice") in result.stderr
+    assert "warning: building" not in CliRunner().invoke(app, ["check", str(EXAMPLE)]).stderr

@@ -127,3 +127,22 @@ def test_not_yaml_and_missing_file(tmp_path: Path) -> None:
     assert "not valid YAML" in str(err)
     with pytest.raises(InventoryError, match="cannot read"):
         load_inventory(tmp_path / "missing.yaml")
+
+
+def test_a_tariff_per_m3_of_gas_is_refused_naming_the_energy() -> None:
+    # wp-reports review: `unit: m3` on a gas price (1.2 €/m3, as a bill gives it) loaded, and the reports
+    # multiplied each kWh by it: the month's gas cost 11 times too much, the emissions too.
+    err = _error("energies:\n  natural_gas: {price_eur_per_unit: 1.2, emission_kgco2e_per_unit: 2.5, unit: m3}\n" + MINIMAL)
+    assert len(err.lines()) == 1
+    line = err.lines()[0]
+    assert line.startswith("commune.yaml:2 energies.natural_gas")
+    assert "per kWh" in line
+    assert "'m3'" in line
+    # Water is priced per m3, whether the file says so or not; a gas tariff per kWh loads.
+    inv = parse_inventory("energies:\n  water: {price_eur_per_unit: 4.1, emission_kgco2e_per_unit: 0.1}\n"
+                          "  natural_gas: {price_eur_per_unit: 0.1, emission_kgco2e_per_unit: 0.2, unit: kWh}\n" + MINIMAL)
+    from inventory import Energy
+    assert inv.tariff(Energy.WATER).unit == "m3"
+    assert inv.tariff(Energy.NATURAL_GAS).price_eur_per_unit == 0.1
+    err = _error("energies:\n  water: {price_eur_per_unit: 4.1, emission_kgco2e_per_unit: 0.1, unit: L}\n" + MINIMAL)
+    assert "per m3" in err.lines()[0]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 from inventory import Inventory, load_inventory
 from streams.aggregate import StreamProcessor, StreamSettings, counter_tracker
 from streams.errors import DecodeError
-from streams.history import PointSeries, hourly_consumption, read_readings_csv, write_readings_csv
+from streams.history import PointSeries, hourly_consumption, read_readings_csv, unmeasured_days, write_readings_csv
 from streams.record import Reading
 from streams.windows import WindowSize
 
@@ -189,3 +190,44 @@ def test_a_row_with_several_faults_is_named_by_the_first_check(tmp_path: Path) -
         path.write_text(good + body, encoding="utf-8")
         with pytest.raises(DecodeError, match=error):
             read_readings_csv(path)
+
+
+def test_a_gas_day_missing_from_a_gazpar_file_leaves_the_days_it_smears_unmeasured() -> None:
+    # wp-reports review: a Gazpar's file without the gas day of 10 March gives readings at 06:00 on the 10th and the
+    # 12th, the 11th's gas spread over both days; at twice the median step (48 h) the 48 h were no gap, and the
+    # month counted every day measured with the 10th's gas missing.
+    paris = ZoneInfo("Europe/Paris")
+    days = [date(2026, 3, 1) + timedelta(days=i) for i in range(31) if i != 10]
+    times = [datetime(d.year, d.month, d.day, 6, tzinfo=paris).timestamp() for d in days]
+    series = PointSeries(np.array(times), np.arange(len(times), dtype=np.float64) * 30.0)
+    assert sorted(unmeasured_days(series, paris)) == [date(2026, 3, 10), date(2026, 3, 11), date(2026, 3, 12)]
+    # Every gas day there, 23 h on 29 March included: none.
+    whole = [datetime(2026, 3, 1 + i, 6, tzinfo=paris).timestamp() for i in range(31)]
+    assert unmeasured_days(PointSeries(np.array(whole), np.arange(31, dtype=np.float64)), paris) == set()
+
+
+def test_a_meter_read_once_a_week_has_no_unmeasured_day() -> None:
+    weekly = [datetime(2026, 1, 5, 9, tzinfo=UTC).timestamp() + 7 * 86_400 * i for i in range(10)]
+    assert unmeasured_days(PointSeries(np.array(weekly), np.arange(10, dtype=np.float64)), ZoneInfo("Europe/Paris")) == set()
+
+
+def test_a_linky_moved_from_its_curve_to_daily_consumption_has_only_that_day_unmeasured() -> None:
+    # The daily fetch reads a Linky known to have no curve any more by its daily consumption: 20 days of half
+    # hours then daily readings. Against the median of the whole series (30 minutes), every daily interval was
+    # a gap, each of those days "not measured". Only the day of the change is (a daily step after half hours,
+    # as a missing day between two half hours would be): the price of seeing two missing days a half hour apart.
+    paris = ZoneInfo("Europe/Paris")
+    start = datetime(2026, 1, 1, tzinfo=paris).timestamp()
+    times = [start + 1800 * i for i in range(20 * 48 + 1)] + [start + 86_400 * d for d in range(21, 31)]
+    series = PointSeries(np.array(times), np.arange(len(times), dtype=np.float64))
+    assert unmeasured_days(series, paris) == {date(2026, 1, 21)}
+
+
+def test_two_missing_days_a_lone_reading_apart_are_both_unmeasured() -> None:
+    # Half hours on 9 and 12 March; of the 10th and 11th, only the reading of 11 March 00:30.
+    paris = ZoneInfo("Europe/Paris")
+    start = datetime(2026, 3, 9, tzinfo=paris).timestamp()
+    halves = [start + 1800 * i for i in range(4 * 48 + 1)]
+    times = [t for t in halves if not start + 86_400 < t < start + 3 * 86_400] + [start + 2 * 86_400 + 1800]
+    series = PointSeries(np.array(sorted(times)), np.arange(len(times), dtype=np.float64))
+    assert sorted(unmeasured_days(series, paris)) == [date(2026, 3, 10), date(2026, 3, 11)]

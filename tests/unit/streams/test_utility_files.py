@@ -458,3 +458,77 @@ def test_the_size_limits_are_the_256_and_64_mb_the_readme_names(tmp_path: Path) 
             handle.truncate(size)  # sparse: refused on its size, never read
         with pytest.raises(DecodeError, match=rf"{size}\.csv: {re.escape(said)} read at once"):
             read_limited(path, limit)
+
+
+_EXCEL_GRDF = [
+    ";Données de consommation GRDF",
+    ";PCE;21987654321098",
+    ";",
+    ";Date de relevé;Index de début (m³);Index de fin (m³);Volume consommé (m³);Energie consommée (kWh);"
+    "Coefficient de conversion;Température locale (°C);Type de relevé",
+    ";05/01/2026;10{s}020;10{s}120;100;1{s}122,5;11,225;2;Définitive",
+    ";06/01/2026;10{s}120;10{s}220,5;100,5;1{s}128,1;11,225;1;Définitive",
+]
+
+
+@pytest.mark.parametrize(("encoding", "bom", "separator"), [
+    ("cp1252", "", "\u00a0"),  # "CSV (séparateur: point-virgule)" of an older Excel
+    ("utf-8", "\ufeff", "\u202f"),  # "CSV UTF-8" of a French Windows 10+ Excel: narrow no-break thousands
+])
+def test_a_grdf_export_saved_by_excel_is_read_to_the_kwh(
+    inventory: Inventory, tmp_path: Path, encoding: str, bom: str, separator: str
+) -> None:
+    # wp-reports review: the GRDF export as Excel saves it: column A empty, title rows, CRLF, decimal commas and
+    # the thousands separator of the French locale; U+202F made every row "not a number" (the invoices read it).
+    path = tmp_path / "grdf.csv"
+    path.write_bytes((bom + "\r\n".join(row.format(s=separator) for row in _EXCEL_GRDF) + "\r\n").encode(encoding))
+    parsed = parse_grdf(path, inventory)
+    assert not parsed.problems
+    (start, end), = [(s[0].start, s[-1].end) for s in parsed.series.values()]
+    assert start == datetime(2026, 1, 5, 5, tzinfo=UTC)  # 06:00 in Paris
+    assert end == datetime(2026, 1, 7, 5, tzinfo=UTC)
+    assert [c.amount for c in parsed.series["salle-fetes-gazpar"]] == [100.0, 100.5]  # m3
+    assert parsed.published_kwh["salle-fetes-gazpar"] == pytest.approx(1122.5 + 1128.1)
+
+
+def test_the_customer_area_daily_index_export_is_read_from_its_total_column(inventory: Inventory, tmp_path: Path) -> None:
+    # wp-reports review: the "Index" download of "Mes mesures" has no Valeur column but one index per cadran of the
+    # supplier's (EAS F1..F10) and the distributor's (EAS D1..D4) grids and their total EAS T, in Wh, then a
+    # legend of the calendar ("Periode;..."). It was refused "no header line found", while the README lists it.
+    path = tmp_path / "index.csv"
+    head = "Horodate;Type de releve;" + ";".join(f"EAS F{i}" for i in range(1, 11)) + ";EAS D1;EAS D2;EAS D3;EAS D4;EAS T"
+
+    def row(day: int, hp: int, hc: int) -> str:
+        return (f"2026-01-{day:02d}T00:00:00+01:00;Arrêté quotidien;{hp};{hc};;;;;;;;;{hp};{hc};;;{hp + hc}")
+
+    path.write_text("\n".join([
+        "Identifiant PRM;Type de donnees;Date de debut;Date de fin;Grandeur physique;Grandeur metier;Etape metier;Unite",
+        "12345678901234;Index;05/01/2026;08/01/2026;Energie active;Consommation;Comptage Brut;Wh",
+        head,
+        row(5, 3_000_000, 1_000_000),
+        row(6, 3_020_000, 1_010_000),  # 30 kWh on the 5th
+        row(7, 3_020_000, 1_035_500),  # 25.5 kWh on the 6th, all in off-peak hours
+        "Periode;Identifiant calendrier fournisseur;Libelle calendrier fournisseur;Identifiant classe temporelle 1;"
+        "Libelle classe temporelle 1;Cadran classe temporelle 1",
+        "Du 2026-01-05T00:00:00+01:00 au;AA000000;Option Heures Creuses;HP;Heures Pleines;EAS F1",
+    ]) + "\n", encoding="utf-8")
+    parsed = parse_enedis(path, inventory)
+    assert not parsed.problems
+    series = parsed.series[LINKY]
+    assert [(c.start.astimezone(PARIS).day, c.amount) for c in series] == [(5, 30.0), (6, 25.5)]  # kWh
+
+
+def test_an_index_per_cadran_file_is_refused_naming_the_cadrans(inventory: Inventory, tmp_path: Path) -> None:
+    # wp-reports review: an SGE R64 export gives each day one index per cadran (HP, HC...) of each grid in rows of
+    # their own; read as one index a row it was refused as "not daily indexes; daily consumptions need their step".
+    head = ("Identifiant PRM;Date de début;Date de fin;Grandeur physique;Grandeur metier;Etape metier;Unite;Horodate;"
+            "Contexte de relève;Type de releve;Motif de relève;Grille;Identifiant calendrier;Libellé calendrier;"
+            "Identifiant classe temporelle;Libellé classe temporelle;Cadran;Valeur;Indice de vraisemblance")
+    rows = [head] + [f"12345678901234;2026-01-05;2026-01-07;EA;CONS;BRUT;Wh;2026-01-0{d}T00:00:00+01:00;COLLECTE;"
+                     f"ARRETE;;DISTRIBUTEUR;DI000002;Cal;{c};{c};;{v + 1000 * d};"
+                     for d in (5, 6, 7) for c, v in (("HP", 3_000_000), ("HC", 1_000_000))]
+    path = tmp_path / "r64.csv"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    with pytest.raises(DecodeError, match="one index per cadran") as info:
+        parse_enedis(path, inventory)
+    assert "EAS T" in str(info.value)
