@@ -10,6 +10,13 @@ of the arrêté du 31 mars 2021 relatif au diagnostic de performance énergétiq
 ADEME Base Empreinte values for the same energies. Water is the ADEME Base
 Empreinte factor for drinking water distributed in France.
 
+Natural gas is counted in kWh PCS (higher heating value: what GRDF and the bills
+give, ``conversion_kwh_per_unit`` of a gas meter), while the DPE's factor is per kWh
+PCI (lower heating value, about 1.11 times fewer kWh): applied to kWh PCS, it counts
+about 11 % more emissions than a PCS factor would. That is the cautious convention of
+French carbon accounting (every boiler taken as non-condensing); a commune reporting with
+a PCS factor sets its own in ``energies``.
+
 Prices are indicative all-taxes-included averages for a small commune in 2025:
 electricity from the CRE "Tarif Bleu" for communes (≤ 10 employees, ≤ 36 kVA),
 natural gas from the CRE "prix repère" of the gas supply, heating networks from
