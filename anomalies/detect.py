@@ -603,7 +603,6 @@ def run_models(
                 if last is not None and last_th is not None:
                     _score_block(last, last_th, rows, start, stop, scores, flagged, model_flag)
                     model_flag[start:stop] &= ~silent[start:stop]  # a bounded hour's flag is no evidence for a reference
-                    model_flag[start:stop] &= ~model.warmer_than_fit(start, stop, config.model_fit_margin_c)
                 continue
             usual = schedule_recurrence(model_flag[:at], model.type_idx[:at], hours.local_hour[:at],
                                         hours.local_day[:at])
@@ -642,9 +641,6 @@ def run_models(
                 continue
             _score_block(last, last_th, rows, at, stop, scores, flagged, model_flag)
             model_flag[at:stop] &= ~silent[at:stop]
-            # Nor is the flag of an hour warmer than the fit knows: off a winter's line is what the first warm
-            # weeks are, and left out of the refits they stayed beyond the fit for good (no model alert all summer).
-            model_flag[at:stop] &= ~model.warmer_than_fit(at, stop, config.model_fit_margin_c)
         residual = y - expected
         ratio = rows[:, _RATIO_COLUMN]
         day_residual = trailing_day_residual(residual)

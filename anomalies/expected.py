@@ -483,26 +483,8 @@ class ExpectedConsumption:
         mean_c = np.where(known > 0, mean_c, self.weather_bound_c[start:stop])  # the station silent: its bound
         edge = self.coldest_c[self.type_idx[start:stop]]
         result: BoolArray = ~(mean_c >= edge - margin_c) | borrowed  # nan edge or nan temperature: beyond
-        result |= self._warmer(mean_c, start, stop, margin_c)
-        return result
-
-    def warmer_than_fit(self, start: int, stop: int, margin_c: float) -> BoolArray:
-        """Hours whose last 24 hours were warmer than any day of their type the last fit has, by ``margin_c``.
-
-        Part of :meth:`beyond_fit` (nothing without a heating term). The forest's flags there are no evidence
-        against them as references (:func:`anomalies.detect.run_models`): else the first warm weeks after a
-        winter, flagged for being off the winter's line, were left out of every refit and stayed beyond it.
-        """
-        if self.last is None or self._profile is None or self.last.params.heating_balance_c is None:
-            return np.zeros(max(0, stop - start), dtype=np.bool_)
-        rows = self.rows[start:stop]
-        known = np.isfinite(rows).sum(axis=1)
-        mean_c = np.where(known > 0, np.nansum(rows, axis=1) / np.maximum(known, 1), self.weather_bound_c[start:stop])
-        return self._warmer(mean_c, start, stop, margin_c)
-
-    def _warmer(self, mean_c: FloatArray, start: int, stop: int, margin_c: float) -> BoolArray:
-        # Unknown warmest (a fit read from an older file) judges as before: nan compares False.
-        result: BoolArray = mean_c > self.warmest_c[self.type_idx[start:stop]] + margin_c
+        # Warmer than any fitted day: unknown warmest (a fit read from an older file) judges as before.
+        result |= mean_c > self.warmest_c[self.type_idx[start:stop]] + margin_c
         return result
 
 
