@@ -265,8 +265,8 @@ class DetectConfig(BaseModel):
     """Whether a water meter's open hours count for a model alert. They do not by default: what occupants
     draw while the building is open (a cleaning day, a canteen's busy week) is no fault, and a fault (a leak,
     a running cistern, a valve left open) draws while it is closed too; its open hours neither extend nor end
-    an episode. A building with no closed hour in the week before (open around the clock) has all its hours
-    judged."""
+    an episode. An open hour with no closed hour in the day before (a building open around the clock, every day
+    or on weekdays) is judged."""
     model_min_duration: timedelta = timedelta(hours=6)
     """Flagged time before a model event opens: a model event needs persistence."""
     model_clear_after: timedelta = timedelta(hours=48)
@@ -788,7 +788,8 @@ def schedule_recurrence(
     return result
 
 
-_WEEK_H = 168
+_OPEN_AROUND_H = 24
+"""Hours before a water meter's open hour without a closed one after which it counts: open around the clock."""
 
 
 def _model_findings(runs: Sequence[ModelRun], hours: BuildingHours, config: DetectConfig) -> list[Finding]:
@@ -833,8 +834,9 @@ def _model_findings(runs: Sequence[ModelRun], hours: BuildingHours, config: Dete
             # week): no model tells that use from a fault hour by hour. A fault (a leak, a running cistern,
             # a valve left open) draws while it is closed too: only its closed hours count, and the open
             # hours neither extend nor end an episode. A building open around the clock (a care home, a
-            # fire station: no closed hour in the week before) has no such hours: all of its hours count.
-            closes = np.convolve((hours.open_frac == 0.0).astype(np.float64), np.ones(_WEEK_H))[: state.size] > 0.0
+            # fire station; a workshop on shifts from Monday to Friday: no closed hour in the day before) has
+            # no such hours: those count. Over the week, the workshop's leak of a Monday waited for Saturday.
+            closes = np.convolve((hours.open_frac == 0.0).astype(np.float64), np.ones(_OPEN_AROUND_H))[: state.size] > 0.0
             state[(hours.open_frac > 0.0) & closes] = np.nan
         excess = np.where(state == 1.0, np.maximum(0.0, run.residual), 0.0)
         facts = {"closed_share": closed, "outdoor_c": hours.outdoor_c}

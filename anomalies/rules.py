@@ -1109,7 +1109,8 @@ class HeatingUnoccupiedRule:
     declared heating season (``heating_season``) are not judged: the heating
     is off, and a shared meter counts hot water; nor are hours after 24 h
     above the building's balance point (as :class:`OverheatingRule`): a
-    heater left on has nothing to do there.
+    heater left on has nothing to do there, but where the last 6 h were
+    clearly below it (a warm spring day's cold night needs heat).
 
     Lookback: a year for the heater's scale, 28 days for its floor, three
     weeks of closings for the cool-down, 72 h of memory.
@@ -1139,8 +1140,10 @@ class HeatingUnoccupiedRule:
         closed &= hours.heating_in_season
         # Nor, season or not, in heating-free weather (as OverheatingRule): a closed room at comfort after 24 h
         # above the building's balance point is warm from the weather, and a heater left on there has nothing
-        # to do (a crèche on a 23 °C Sunday of May, its shared meter counting the hot water's standby).
-        closed &= _heating_weather(hours, config)
+        # to do (a crèche on a 23 °C Sunday of May, its shared meter counting the hot water's standby). Unless
+        # the last hours were cold: a warm Easter's nights at 9 °C need heat, and a heater left on at comfort
+        # through them was a fault judged as an 11-hour event of a fortnight's holidays.
+        closed &= _heating_weather(hours, config) | _cold_hours(hours, config)
         condition = closed & heater & at_comfort & _held(indoor) & ~memory
         known = closed & np.isfinite(indoor) & np.isfinite(heat.values) & np.isfinite(floor) & (heater | ~at_comfort)
         target = np.where(np.isfinite(setpoint), setpoint, comfort.setback_c)
@@ -2229,9 +2232,27 @@ def _heating_weather(hours: BuildingHours, config: RulesConfig) -> BoolArray:
     n = hours.frame.hours
     if outdoor is None or not np.isfinite(outdoor).any():
         return np.ones(n, dtype=np.bool_)
-    balance = config.heating_off_above_c + max(0.0, hours.building.heating_setpoint_occupied_c - _REFERENCE_SETPOINT_C)
-    warm: BoolArray = _trailing_mean(outdoor, 24) >= balance  # nan (unknown weather) compares False
+    warm: BoolArray = _trailing_mean(outdoor, 24) >= _balance_point_c(hours, config)  # nan compares False
     return ~warm
+
+
+def _balance_point_c(hours: BuildingHours, config: RulesConfig) -> float:
+    """The outdoor temperature (°C) above which the building held at its occupied setpoint needs no heat."""
+    return config.heating_off_above_c + max(0.0, hours.building.heating_setpoint_occupied_c - _REFERENCE_SETPOINT_C)
+
+
+def _cold_hours(hours: BuildingHours, config: RulesConfig) -> BoolArray:
+    """Hours whose last 6 h were clearly below the building's balance point (by ``heating_restart_margin_c``).
+
+    A warm day's mean says nothing of its night: after a 23 °C afternoon, a night at 9 °C needs heat to hold
+    a room at 19 °C. Unknown weather: none.
+    """
+    outdoor = hours.outdoor_c
+    if outdoor is None:
+        return np.zeros(hours.frame.hours, dtype=np.bool_)
+    below = _balance_point_c(hours, config) - config.heating_restart_margin_c
+    result: BoolArray = _trailing_mean(outdoor, _THERMOSTAT_H) < below  # nan compares False
+    return result
 
 
 def _heat_demand(

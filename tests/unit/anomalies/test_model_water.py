@@ -123,3 +123,17 @@ def test_a_leak_in_a_building_open_around_the_clock_is_a_water_alert() -> None:
     care_home = parse_inventory(text.replace("usage: school", "usage: other"))
     found = _last_week(detect(care_home, _generate(leak_m3_h=0.1, always_open=True), DetectConfig(rule_events=False)))
     assert len(found) == 1, [(e.start, e.end) for e in found]
+
+
+def test_a_leak_in_a_building_open_around_the_clock_on_weekdays_is_found_before_the_weekend() -> None:
+    """Open day and night from Monday to Friday, closed at weekends (a workshop on shifts): its weekday hours have
+    closed hours in the week before them, but none in the day before. A leak of 0.1 m3 an hour from Monday is found
+    on Tuesday; with the week as the test, it waited for the weekend's closed hours (Saturday, four days later)."""
+    text = INVENTORY
+    for day in ("mon", "tue", "wed", "thu", "fri"):
+        text = text.replace(f"        {day}: ['08:00-17:00']", f"        {day}: ['00:00-00:00']")
+    shifts = parse_inventory(text.replace("usage: school", "usage: other"))
+    found = _last_week(detect(shifts, _generate(leak_m3_h=0.1, always_open=True), DetectConfig(rule_events=False)))
+    assert len(found) == 1, [(e.start, e.end) for e in found]
+    wednesday = START.astimezone(UTC).timestamp() + (LAST_WEEK + 48) * 3600.0
+    assert found[0].detected_at.timestamp() < wednesday, found[0].detected_at

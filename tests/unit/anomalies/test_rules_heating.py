@@ -478,3 +478,32 @@ def test_optimum_start_leading_further_on_a_cold_morning_is_not_overheating() ->
     optimum-start controller leads, so a cold morning's longer lead is not heating a closed building."""
     events = _school_with_optimum_start(-6.0)
     assert events == [], [(e.start, e.end) for e in events]
+
+
+EASTER_HOLIDAYS = (date(2026, 4, 4), date(2026, 4, 20))
+"""Zone A's spring school holidays of 2026 (Saturday 4 to Sunday 19 April included)."""
+
+
+def test_heating_kept_on_through_a_warm_easter_with_cold_nights_is_one_event() -> None:
+    """A school heated at comfort day and night through a warm Easter (the days' means 15-18 °C, its balance
+    point 15 °C; 22-25 °C afternoons, 8-11 °C nights): the heater holds 19 °C through every night, about 1,900 kWh
+    before dawn. Heating-free weather (the last 24 h above the balance point) is no reason to leave those nights
+    unjudged: judged on the 24 h alone, the holidays were an 11-hour event of 35 kWh."""
+    inventory = _inventory("school", WEEKDAYS)
+    times = _times(datetime(2026, 1, 5, tzinfo=UTC), 110)
+    rng = np.random.default_rng(7)
+    days = (times - times[0]) / 86_400.0
+    hour = (times / HOUR_S) % 24
+    outdoor = (4.0 + 12.5 * np.clip(days / 85.0, 0.0, 1.0) + 1.5 * np.sin(days / 4.0)
+               + 7.0 * np.cos(2.0 * np.pi * (hour - 15.0) / 24.0) + rng.normal(0, 0.3, times.size))
+    target = np.where(_open(inventory, times), 19.0, 16.0)
+    first, end = EASTER_HOLIDAYS
+    kept_on = (times >= _local(first) - HOUR_S) & (times < _local(end) - HOUR_S)  # CEST: Paris midnight is 22 h UTC
+    target[kept_on] = 19.0
+    indoor_c, heat = _thermal(target, outdoor, rng)
+    found = [e for e in _events(inventory, _readings(times, outdoor, indoor_c, heat)) if e.kind == "heating_unoccupied"]
+    assert len(found) == 1, [(e.start, e.end) for e in found]
+    event = found[0]
+    assert _local(first) - 2 * HOUR_S <= event.start.timestamp() <= _local(first + timedelta(days=2))
+    assert _local(end - timedelta(days=2)) <= event.end.timestamp() <= _local(end + timedelta(days=2))
+    assert event.excess_kwh > 500.0
