@@ -302,10 +302,16 @@ class AlertRegister:
 
     Args:
         path: the file (created with its folder when missing).
+        read_only: only read an existing file: nothing is created, migrated or locked for writing, so a
+            reader (``econome status``) never waits behind the service's writes (a write raises
+            :class:`sqlite3.OperationalError`).
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
         self.path = path
+        self.read_only = read_only
+        if read_only:
+            return
         path.parent.mkdir(parents=True, exist_ok=True)
         with closing(sqlite3.connect(self.path, timeout=30.0, isolation_level=None)) as db:
             db.execute("PRAGMA journal_mode=WAL")
@@ -314,7 +320,14 @@ class AlertRegister:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """A connection in an immediate transaction, committed (and fsync'd) on success, rolled back on error."""
+        """A connection in an immediate transaction, committed (and fsync'd) on success, rolled back on error.
+
+        Read-only, a connection that reads (WAL: it sees the last commit, whatever a writer holds).
+        """
+        if self.read_only:
+            with closing(sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30.0)) as db:
+                yield db
+            return
         with closing(sqlite3.connect(self.path, timeout=30.0, isolation_level=None)) as db:
             db.execute("PRAGMA journal_mode=WAL")
             # FULL: a commit is on disk when it returns, so a power cut cannot lose a queued mail.

@@ -258,7 +258,7 @@ def _alerts(path: Path) -> tuple[str, dict[str, Any], dict[str, tuple[int, str]]
         return (f"alerts         live detection has not run yet (no {path})",
                 {"path": str(path), "exists": False}, {})  # fmt: skip
     try:
-        alerts = AlertRegister(path).alerts()
+        alerts = AlertRegister(path, read_only=True).alerts()
     except sqlite3.Error as exc:
         message = f"{path}: not readable ({exc})"
         return f"alerts         {message}", {"path": str(path), "exists": True, "error": message}, {}

@@ -117,3 +117,26 @@ def test_an_alert_id_out_of_range_is_one_line_exit_2(data_dir: Path) -> None:
     result = runner.invoke(app, ["alerts", "ack", "99999999999999999999"])
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [f"error: no alert 99999999999999999999 in {alerts_path(data_dir)}"]
+
+
+def test_status_reads_the_register_while_the_service_holds_its_write_lock(data_dir: Path) -> None:
+    """``econome status`` opens the register read-only: nothing created, migrated or locked, so it answers at once
+    while ``econome run`` writes (it waited up to 30 s behind a write, then called the file not readable)."""
+    import sqlite3
+    from contextlib import closing
+
+    from econome.cli_status import _alerts
+
+    path = alerts_path(data_dir)
+    before = path.read_bytes()
+    with closing(sqlite3.connect(path, isolation_level=None)) as writer:
+        writer.execute("BEGIN IMMEDIATE")  # the service in the middle of a write
+        line, data, per_building = _alerts(path)
+        writer.execute("ROLLBACK")
+    assert "1 open in 1 building" in line, line
+    assert data["open"] == 1
+    assert per_building == {"gymnase-batum": (1, "heating_unoccupied")}
+    assert path.read_bytes() == before
+    with pytest.raises(sqlite3.OperationalError):
+        with AlertRegister(path, read_only=True).transaction() as db:
+            db.execute("DELETE FROM alerts")
