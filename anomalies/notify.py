@@ -134,6 +134,10 @@ CREATE TABLE IF NOT EXISTS mutes (
 CREATE TABLE IF NOT EXISTS digests (
     recipient TEXT NOT NULL, local_date TEXT NOT NULL, sent_at TEXT NOT NULL, PRIMARY KEY (recipient, local_date)
 );
+CREATE TABLE IF NOT EXISTS digest_failures (
+    recipient TEXT NOT NULL, local_date TEXT NOT NULL, at TEXT NOT NULL, error TEXT NOT NULL,
+    PRIMARY KEY (recipient, local_date)
+);
 """
 
 
@@ -660,7 +664,7 @@ class MailOutbox:
         except (SinkError, ConfigError) as exc:
             error = str(exc)
         failed = {i: refused.get(i, error or "") for i in range(len(outgoing)) if i not in done}
-        self._mark_failed(outgoing, failed)
+        self._mark_failed(outgoing, failed, now)
         accepted = len(done) - len(dead)
         where = f"{self.config.host}:{self.config.port}"
         if error is not None:
@@ -774,11 +778,19 @@ class MailOutbox:
                     (*outgoing.digest, _iso(now)),
                 )
 
-    def _mark_failed(self, outgoing: Sequence[_Outgoing], failed: dict[int, str]) -> None:
+    def _mark_failed(self, outgoing: Sequence[_Outgoing], failed: dict[int, str], now: datetime) -> None:
+        """Mails and digests the server did not take this time: kept for the next flush, with the error.
+
+        A digest is rebuilt at each flush, so its failure is recorded apart (``digest_failures``), for
+        ``econome status`` to tell a digest not delivered until it is sent.
+        """
         rows = [(error, outgoing[i].outbox_id) for i, error in failed.items() if outgoing[i].outbox_id is not None]
-        if rows:
+        digests = [(*d, _iso(now), error) for i, error in failed.items() if (d := outgoing[i].digest) is not None]
+        if rows or digests:
             with self.register.transaction() as db:
                 db.executemany("UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE id = ?", rows)
+                db.executemany("INSERT OR REPLACE INTO digest_failures (recipient, local_date, at, error)"
+                               " VALUES (?, ?, ?, ?)", digests)
 
 
 def _stamp(message: EmailMessage, key: str, now: datetime) -> None:

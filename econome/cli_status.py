@@ -23,7 +23,8 @@ It reads the settings of ``econome run`` (``ECONOME_INFLUX_*``,
   ECONOME_DETECT_DELAY``, with detection enabled);
 - the mail outbox (``data_dir/detect/alerts.sqlite``): mails pending, the
   oldest, the last error, mails failed for good; a problem when a pending
-  mail has an error (the server refuses or is down) or a mail failed.
+  mail has an error (the server refuses or is down) or a mail failed, or a
+  daily digest the server did not take was not sent since.
 
 Local files are only read, never written, so the command is safe beside a
 running ``econome run``. InfluxDB answers three InfluxQL queries whatever the
@@ -229,6 +230,7 @@ def _outbox(path: Path, now: datetime, tz: ZoneInfo) -> tuple[str, dict[str, Any
             failed = db.execute("SELECT COUNT(*) FROM outbox WHERE status = 'failed'").fetchone()[0]
             row = db.execute("SELECT last_error FROM outbox WHERE status IN ('pending', 'failed')"
                              " AND last_error IS NOT NULL ORDER BY id DESC LIMIT 1").fetchone()
+            digests = _digests_not_delivered(db)
     except sqlite3.Error as exc:
         message = f"{path}: not readable ({exc})"
         return f"outbox         PROBLEM {message}", {"path": str(path), "error": message, "problem": message}
@@ -238,6 +240,9 @@ def _outbox(path: Path, now: datetime, tz: ZoneInfo) -> tuple[str, dict[str, Any
         problems.append(f"{failed} failed for good")
     if pending and error:
         problems.append("mails not delivered")
+    if digests:
+        problems.append(f"{len(digests)} digest{'' if len(digests) == 1 else 's'} not delivered")
+        error = error or digests[0][1]
     problem = ", ".join(problems) or None
     since = "" if oldest is None else f", oldest {_when(datetime.fromisoformat(oldest), now, tz)}"
     line = f"outbox         {pending} pending{since}, {failed} failed"
@@ -246,8 +251,23 @@ def _outbox(path: Path, now: datetime, tz: ZoneInfo) -> tuple[str, dict[str, Any
     if problem:
         line += f"  PROBLEM {problem}"
     data = {"path": str(path), "pending": pending, "oldest": oldest, "failed": failed, "last_error": error,
-            "problem": problem}
+            "digests_not_delivered": len(digests), "problem": problem}
     return f"{line}  [{path}]", data
+
+
+def _digests_not_delivered(db: sqlite3.Connection) -> list[tuple[str, str]]:
+    """(recipient, error) of each daily digest the server did not take and that was not sent since, newest first.
+
+    A register written before digest failures were recorded has no such table: none known.
+    """
+    try:
+        rows = db.execute(
+            "SELECT f.recipient, f.error FROM digest_failures f LEFT JOIN digests d"
+            " ON d.recipient = f.recipient AND d.local_date = f.local_date WHERE d.recipient IS NULL ORDER BY f.at DESC"
+        ).fetchall()
+    except sqlite3.OperationalError:
+        return []
+    return [(str(r), str(e)) for r, e in rows]
 
 
 def _alerts(path: Path) -> tuple[str, dict[str, Any], dict[str, tuple[int, str]]]:

@@ -140,3 +140,33 @@ def test_status_reads_the_register_while_the_service_holds_its_write_lock(data_d
     with pytest.raises(sqlite3.OperationalError):
         with AlertRegister(path, read_only=True).transaction() as db:
             db.execute("DELETE FROM alerts")
+
+
+def test_status_names_a_daily_digest_the_mail_server_did_not_take(data_dir: Path) -> None:
+    """A digest is rebuilt at each flush, so its failure left no trace: with every alert mail sent, a relay down at
+    the digest hour showed an outbox with nothing wrong. It is recorded now, and ``econome status`` names it (a
+    problem: exit 1) until the digest goes."""
+    import sqlite3
+    from contextlib import closing
+    from zoneinfo import ZoneInfo
+
+    from econome.cli_status import _outbox
+    from econome.localservers import free_port
+
+    path = alerts_path(data_dir)
+    with closing(sqlite3.connect(path, isolation_level=None)) as db:
+        db.execute("UPDATE outbox SET status = 'sent'")  # the opening mail went out
+    tz = ZoneInfo("Europe/Paris")
+    now = datetime(2026, 1, 12, 7, 30, tzinfo=UTC)  # 08:30 in Paris, past the digest hour (7)
+    assert _outbox(path, now, tz)[1]["problem"] is None
+    down = EmailConfig(host="127.0.0.1", port=free_port(), security="none", sender="econome@valmont.example")
+    outbox = MailOutbox(path, down, load_inventory(Path(INVENTORY)), ManualClock(now))
+    assert outbox._flush(now) == 0  # nobody listens there
+    line, data = _outbox(path, now, tz)
+    assert data["problem"] == "1 digest not delivered", line
+    assert data["digests_not_delivered"] == 1
+    assert "PROBLEM" in line
+    with closing(sqlite3.connect(path, isolation_level=None)) as db:  # sent at a later flush (MailOutbox._mark_sent)
+        db.execute("INSERT INTO digests (recipient, local_date, sent_at) SELECT recipient, local_date, at"
+                   " FROM digest_failures")
+    assert _outbox(path, now, tz)[1]["problem"] is None
