@@ -836,7 +836,7 @@ def _model_findings(runs: Sequence[ModelRun], hours: BuildingHours, config: Dete
             # hours neither extend nor end an episode. A building open around the clock (a care home, a
             # fire station; a workshop on shifts from Monday to Friday: no closed hour in the day before) has
             # no such hours: those count. Over the week, the workshop's leak of a Monday waited for Saturday.
-            closes = np.convolve((hours.open_frac == 0.0).astype(np.float64), np.ones(_OPEN_AROUND_H))[: state.size] > 0.0
+            closes = np.convolve(closed, np.ones(_OPEN_AROUND_H))[: state.size] > 0.0
             state[(hours.open_frac > 0.0) & closes] = np.nan
         excess = np.where(state == 1.0, np.maximum(0.0, run.residual), 0.0)
         facts = {"closed_share": closed, "outdoor_c": hours.outdoor_c}
