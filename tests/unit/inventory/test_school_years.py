@@ -32,3 +32,16 @@ def test_the_years_a_span_of_days_reaches_beyond_the_known_ones() -> None:
     last = FrenchCalendar("A").school_years.stop - 1
     assert unknown_school_days("A", date(last, 12, 1), 120) == [last + 1]
     assert unknown_school_days("A", date(last, 1, 1), 120) == []
+
+
+def test_the_dates_read_quickly_are_the_package_s_own() -> None:
+    """The package's CSV read with ``date.fromisoformat`` (0.4 s less per command) gives its own dict and years."""
+    from vacances_scolaires_france import SchoolHolidayDates
+
+    from inventory.calendar import _school_dates
+
+    theirs, ours = SchoolHolidayDates(), _school_dates()
+    assert ours.data == theirs.data
+    assert len(ours.data) > 3000
+    assert (ours.min_year, ours.max_year) == (theirs.min_year, theirs.max_year)
+    assert ours.is_holiday_for_zone(date(2026, 8, 3), "B")
