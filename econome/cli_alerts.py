@@ -95,10 +95,17 @@ def list_command(
     if not path.exists():
         typer.echo(f"no alert yet ({path} does not exist: the service has not run)")
         return
-    reg = AlertRegister(path)
+    reg = AlertRegister(path, read_only=True)  # a reader: never waits behind the service's writes
     now = datetime.now(UTC)
     mutes = reg.mutes(now)
     alerts = reg.alerts(include_resolved=all_, building=building)
+    if building is not None and inventory is None and not reg.alerts(include_resolved=True, building=building):
+        # A typo lists nothing, as a building without alerts does: say which it may be.
+        known = sorted({a.building for a in reg.alerts(include_resolved=True)})
+        typer.echo(f"note: no alert of building {building!r} was ever registered"
+                   + (f" (buildings with alerts: {', '.join(known[:10])}{', ...' if len(known) > 10 else ''})"
+                      if known else "")
+                   + "; --inventory checks the id", err=True)
     failed: dict[int, list[str]] = {}
     for mail in reg.failed_mails():
         failed.setdefault(mail.alert_id, []).append(mail.recipient)

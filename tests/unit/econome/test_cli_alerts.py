@@ -170,3 +170,18 @@ def test_status_names_a_daily_digest_the_mail_server_did_not_take(data_dir: Path
         db.execute("INSERT INTO digests (recipient, local_date, sent_at) SELECT recipient, local_date, at"
                    " FROM digest_failures")
     assert _outbox(path, now, tz)[1]["problem"] is None
+
+
+def test_list_of_a_building_never_alerted_names_the_buildings_that_were(data_dir: Path) -> None:
+    """A typo in --building lists nothing, as a quiet building does: a note on stderr tells them apart."""
+    typo = runner.invoke(app, ["alerts", "list", "--building", "gymnase-batun"])
+    assert typo.exit_code == 0, typo.output
+    assert "0 alerts" in typo.stdout
+    assert "no alert of building 'gymnase-batun' was ever registered" in typo.stderr
+    assert "buildings with alerts: gymnase-batum" in typo.stderr
+    known = runner.invoke(app, ["alerts", "list", "--building", "gymnase-batum"])
+    assert "1 alerts" in known.stdout
+    assert "note:" not in known.stderr
+    checked = runner.invoke(app, ["alerts", "list", "--building", "gymnase-batun", "--inventory", INVENTORY])
+    assert checked.exit_code == 2
+    assert "unknown building 'gymnase-batun'" in checked.stderr
