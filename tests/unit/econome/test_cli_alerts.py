@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -185,3 +186,22 @@ def test_list_of_a_building_never_alerted_names_the_buildings_that_were(data_dir
     checked = runner.invoke(app, ["alerts", "list", "--building", "gymnase-batun", "--inventory", INVENTORY])
     assert checked.exit_code == 2
     assert "unknown building 'gymnase-batun'" in checked.stderr
+
+
+def test_list_reads_the_register_while_the_service_holds_its_write_lock(data_dir: Path) -> None:
+    """``econome alerts list`` opens the register read-only, as ``status``: it answers while the service writes."""
+    import sqlite3
+    from contextlib import closing
+
+    path = alerts_path(data_dir)
+    before = path.read_bytes()
+    with closing(sqlite3.connect(path, isolation_level=None, timeout=0.1)) as writer:
+        writer.execute("BEGIN IMMEDIATE")  # the service in the middle of a write
+        t0 = time.monotonic()
+        listed = runner.invoke(app, ["alerts", "list"])
+        waited = time.monotonic() - t0
+        writer.execute("ROLLBACK")
+    assert listed.exit_code == 0, listed.output
+    assert "1 alerts" in listed.stdout
+    assert waited < 10, waited  # a writer would wait for the lock (30 s) first
+    assert path.read_bytes() == before
