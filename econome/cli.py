@@ -1268,8 +1268,32 @@ def _echo_utility_files(files: UtilityFiles) -> None:
         typer.echo(f"wrote {files.bills} invoices to {files.invoices}")
 
 
+_BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+"""Environment variables by which an operator sets the BLAS threads; one set is left to rule."""
+
+
+def one_blas_thread() -> None:
+    """Run numpy's BLAS on one thread, unless the environment sets its threads.
+
+    Detection and the baselines solve small least-squares problems (a few hundred rows, a dozen columns),
+    thousands of times: BLAS threads only wait for each other. On the 2-core machine, ``econome detect`` on
+    one building-year spent 7.4 s of CPU in 5.3 s with them, 5.3 s in 5.3 s without, and 0.7 s more wall
+    time with them while another process ran (``bench/detect_speed.py``). The live service's one core per
+    pass is then one core.
+    """
+    import os
+
+    if any(os.environ.get(name) for name in _BLAS_THREAD_VARIABLES):
+        return
+    # scikit-learn's dependency too, pinned in deploy/constraints.txt; it ships no type hints.
+    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+
+    threadpool_limits(limits=1, user_api="blas")
+
+
 def main() -> None:
     """Entry point of the ``econome`` console script."""
+    one_blas_thread()
     app()
 
 
