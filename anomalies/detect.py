@@ -66,7 +66,7 @@ import logging
 import math
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -1221,6 +1221,20 @@ def events_from_findings(
                     typical=typical, materiality=materiality, flagged=flagged)
 
 
+def _muted_hours(building: Building, inventory: Inventory, frame: HourlyFrame, a: int, b: int) -> BoolArray:
+    """Which of the frame's hours ``a`` .. ``b`` fall in the building's mute windows (local dates, both included)."""
+    muted = np.zeros(max(0, b - a), dtype=np.bool_)
+    tz = inventory.organisation.tz
+    for window in building.mute:
+        lo = datetime.combine(window.start, time(0), tzinfo=tz).timestamp()
+        hi = datetime.combine(window.end + timedelta(days=1), time(0), tzinfo=tz).timestamp()
+        first = max(a, math.ceil((lo - frame.start_s) / 3600))  # hours starting inside the window
+        last = min(b, math.ceil((hi - frame.start_s) / 3600))
+        if last > first:
+            muted[first - a : last - a] = True
+    return muted
+
+
 def _event(
     inventory: Inventory,
     building: Building,
@@ -1236,16 +1250,19 @@ def _event(
     # Indexes into this run's frame; an alert older than the kept history is clipped to it.
     a = max(0, int((start.timestamp() - frame.start_s) // 3600))
     b = max(a, round((end.timestamp() - frame.start_s) / 3600))
-    active = finding.active[a:b]
+    # The hours of the building's mute windows (works, a known event) are not the fault's: an alert open across
+    # one neither counts their excess nor their facts (the lifecycle already ignores them).
+    heard = ~_muted_hours(building, inventory, frame, a, b)
+    active = finding.active[a:b] & heard
     if finding.origin is not None and a < frame.hours and finding.origin[a] >= 0:
         a0 = min(a, int(finding.origin[a]))
         start = min(start, frame.time(a0))
     # Observed and expected over the hours the excess is counted in, so that the excess is part of the
     # observed (issue 13): a leak's excess runs day and night while it is flagged at night only.
-    counted = active | (np.nan_to_num(finding.excess[a:b]) > 0)
+    counted = (active | (np.nan_to_num(finding.excess[a:b]) > 0)) & heard
     observed = float(np.nansum(finding.observed[a:b][counted]))
     expected = float(np.nansum(finding.expected[a:b][counted]))
-    amount = float(np.nansum(finding.excess[a:b]))
+    amount = float(np.nansum(finding.excess[a:b][heard]))
     cost = excess_cost(inventory, finding.energy, finding.excess_unit, amount)
     facts: dict[str, Any] = dict(finding.constant_facts)
     for name, values in finding.facts.items():

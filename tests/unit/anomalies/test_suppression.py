@@ -160,3 +160,22 @@ def test_the_closure_gate_hour_by_hour_gives_one_pass_s_events(inventory: Invent
             latest[event.start] = (event.state, event.detected_at)
     assert latest == {e.start: (e.state, e.detected_at) for e in whole}
     assert bool(whole) is (witness < 30)
+
+
+def test_an_alert_open_across_a_mute_window_counts_no_excess_of_its_days(inventory: Inventory,
+                                                                        building: Building) -> None:
+    """Works muted for a day (``mute:``) in a leak's episode: the event's excess, observed and expected leave out
+    the day's 24 hours (the lifecycle ignores them; the figures counted them, so the mail's cost did)."""
+    from datetime import date
+
+    from inventory import MuteWindow
+
+    leak = _finding(EventKind.WATER_LEAK, Usage.WATER, 0, 60)
+    frame = HourlyFrame.build({}, counters=set(), start_s=START.timestamp(), hours=N)
+    [plain] = events_from_findings(inventory, building, frame, [leak])
+    works = building.model_copy(update={"mute": [MuteWindow(start=date(2025, 1, 7), end=date(2025, 1, 7))]})
+    [muted] = events_from_findings(inventory, works, frame, [leak])
+    assert (plain.excess_m3, plain.observed, plain.expected) == (60 * 20.0, 60 * 30.0, 60 * 10.0)
+    # 7 January in Paris is 6 January 23:00 to 7 January 23:00 UTC: hours 23 to 46 of the frame.
+    assert (muted.excess_m3, muted.observed, muted.expected) == (36 * 20.0, 36 * 30.0, 36 * 10.0)
+    assert muted.start == plain.start
