@@ -63,6 +63,7 @@ def _run(tmp_path: Path, env: dict[str, str], *args: str, timeout: float = 60) -
         ({"ECONOME_DETECT_DELAY": "2h"}, "ECONOME_DETECT_DELAY"),
         ({"ECONOME_DETECT_BOOTSTRAP": "10min"}, "ECONOME_DETECT_BOOTSTRAP"),
         ({"ECONOME_DETECT_ENABLED": "maybe"}, "ECONOME_DETECT_ENABLED"),
+        ({"ECONOME_DATA_DIR": ""}, "ECONOME_DATA_DIR"),  # claims review: it ran in the current folder
     ],
 )
 def test_an_invalid_setting_is_one_clean_line_naming_its_variable(
