@@ -103,6 +103,7 @@ from anomalies.expected_sink import write_expected
 from anomalies.features import PointSeries
 from anomalies.incremental import DetectorState, IncrementalConfig, advance, segment_dir
 from inventory import Duration, Inventory, Usage
+from inventory.bookings import BookingsError
 from streams.errors import ConfigError, DecodeError, SinkError, TelemetryError
 from streams.history import read_readings
 from streams.influx import RAW_RP, InfluxConfig, InfluxQLClient, influxql_ident, make_writer
@@ -371,6 +372,7 @@ class LiveDetector:
         self._weather = [p.id for _, p in inventory.points() if p.usage is Usage.WEATHER]
         self.groups = self._make_groups()
         self._reset_checked = False  # whether the alerts of buildings left out of the inventory were closed
+        self._calendar_down: set[str] = set()  # buildings whose booking calendar failed their last pass
         # A small portfolio keeps its buildings' states in memory between passes (with the caches they carry:
         # the clock columns, the models' bounds); a large one loads and saves each building's at each pass.
         self._holds = sum(len(g.buildings) for g in self.groups) <= self.live.held
@@ -587,10 +589,25 @@ class LiveDetector:
                     back = _floor_hour(now - group.lag - self.live.bootstrap)
                     got.update(await self._read(client, back, now, unseen))
                 mine_expected: list[ExpectedSeries] = []
-                result = await asyncio.to_thread(
-                    advance, self.inventory, got, state, until, config=self.config, incremental=self.incremental,
-                    on_expected=mine_expected.append, judged=frozenset({building_id}), unjudged=unjudged,
-                )
+                try:
+                    result = await asyncio.to_thread(
+                        advance, self.inventory, got, state, until, config=self.config, incremental=self.incremental,
+                        on_expected=mine_expected.append, judged=frozenset({building_id}), unjudged=unjudged,
+                    )
+                except BookingsError as exc:
+                    # Its calendar (a URL down with no copy kept yet, a hostile event) holds back this building
+                    # alone: its saved state stays where it was, replayed once the calendar reads again; the others
+                    # are judged (one calendar failed the passes of every building before).
+                    if building_id not in self._calendar_down:
+                        logger.error("live detection of building %s held back: booking calendar %s", building_id, exc)
+                        self._calendar_down.add(building_id)
+                    else:
+                        logger.debug("live detection of building %s still held back: %s", building_id, exc)
+                    del got, state
+                    continue
+                if building_id in self._calendar_down:
+                    logger.info("booking calendar of building %s reads again: detection catches up", building_id)
+                    self._calendar_down.discard(building_id)
                 del got
                 expected += mine_expected
                 events += result.events

@@ -726,11 +726,15 @@ class MailOutbox:
         with self.register.transaction() as db:
             sent_today = {r[0] for r in db.execute("SELECT recipient FROM digests WHERE local_date = ?", (day,))}
             last = dict(db.execute("SELECT recipient, MAX(sent_at) FROM digests GROUP BY recipient").fetchall())
+            # A mute held their mails, but their opening went out (before the mute, or once it was lifted).
+            announced = {r[0] for r in db.execute("SELECT DISTINCT alert_id FROM outbox WHERE mail = 'opened'"
+                                                  " AND status = 'sent'")}
         # The oldest "since" of any recipient (its last digest, or a day back): no earlier resolution can show.
         oldest = min([_time(t) for t in last.values()] + [now - timedelta(days=1)])
         alerts = [
             a for a in self.register.alerts(include_resolved=True, resolved_since=oldest)
-            if not any(m.covers(a.building, a.kind, now) for m in mutes) and (a.is_open or not a.muted)
+            if not any(m.covers(a.building, a.kind, now) for m in mutes)
+            and (a.is_open or not a.muted or a.id in announced)  # a muted one resolved unannounced: never said
         ]  # fmt: skip
         by_recipient: dict[str, list[AlertRecord]] = {}
         for alert in alerts:

@@ -158,6 +158,11 @@ def _inventory_secrets(inv: Inventory) -> list[str]:
 def check(config: Annotated[Path, typer.Argument(help="Inventory YAML file.")]) -> None:
     """Validate an inventory file and print a summary of the portfolio."""
     inv = _load(config)
+    broken = _booking_file_problems(inv)
+    if broken:
+        for line in broken:
+            typer.echo(f"error: {config}: {line}", err=True)
+        raise typer.Exit(code=EXIT_CONFIG)
     buildings = [b for _, b in inv.buildings()]
     protocols = Counter(point.protocol for _, point in inv.points())
     quantities = Counter(point.quantity.value for _, point in inv.points())
@@ -186,6 +191,28 @@ def check(config: Annotated[Path, typer.Argument(help="Inventory YAML file.")]) 
         typer.echo(f"warning: {problem}", err=True)
     for problem in _summed_utility_problems(inv):
         typer.echo(f"warning: {problem}", err=True)
+
+
+def _booking_file_problems(inv: Inventory) -> list[str]:
+    """Booking calendars given as files that cannot be read or parsed, one line each naming building and file.
+
+    Detection reads them at every pass: a missing file failed every pass of the whole portfolio (``econome run``)
+    and stopped ``econome detect`` with a traceback, while ``econome check`` said OK. A URL is not fetched here
+    (it may be reachable only from the service; a failing one keeps its last copy).
+    """
+    from inventory.bookings import BookingLoader, BookingsError
+
+    loader = BookingLoader(inv.source_dir)
+    problems = []
+    for _, building in inv.buildings():
+        bookings = building.schedule.bookings
+        if bookings is None or bookings.ical.startswith(("http://", "https://")):
+            continue
+        try:
+            loader.calendar(bookings.ical)
+        except BookingsError as exc:
+            problems.append(f"building {building.id}: schedule.bookings.ical: {exc}")
+    return problems
 
 
 def _summed_utility_problems(inv: Inventory) -> list[str]:
@@ -404,6 +431,11 @@ def run(
     clock = _run_clock(speed, start, epoch)
     if settings.detect_enabled and settings.detect_config is not None:
         _detect_config_or_exit(settings.detect_config)
+    broken = _booking_file_problems(inv) if settings.detect_enabled else []
+    if broken:
+        # Every detection pass reads them: one missing file failed every pass, for every building.
+        typer.echo("".join(f"error: {config}: {line}\n" for line in broken), err=True, nl=False)
+        raise typer.Exit(code=EXIT_CONFIG)
     password_problem = _smtp_password_problem(inv) if settings.detect_enabled else None
     if password_problem is not None:
         typer.echo(f"error: {password_problem}", err=True)

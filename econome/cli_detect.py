@@ -56,7 +56,7 @@ from zoneinfo import ZoneInfo
 
 import typer
 
-from econome._common import atomic_path, plausible_day, writable_or_exit
+from econome._common import EXIT_CONFIG, atomic_path, plausible_day, writable_or_exit
 from econome._common import load_or_exit as _load
 from econome._progress import progress
 from econome._readings import ReadingSource, influx_config
@@ -160,6 +160,7 @@ def detect_command(
     """Detect anomalies in a history of readings and write them as JSON lines."""
     # Imported here: scikit-learn costs a second at start-up, and only this command needs it.
     from anomalies.detect import DetectConfig, detect, write_events_jsonl
+    from inventory.bookings import BookingsError
 
     if language not in ("fr", "en"):
         msg = "--language must be fr or en"
@@ -186,14 +187,19 @@ def detect_command(
     config = DetectConfig(models=models, rule_events=rule_events, model_events=model_events)
     expected: list[ExpectedSeries] = []
     hook = expected.append if sink is not None else None
-    with progress("detect") as report:
-        if state is None:
-            events = detect(inv, data, config, start=_day(since, tz), end=_day(until, tz), on_expected=hook,
-                            progress=report, unjudged=frozenset(unread))
-        else:
-            events = _advance_state(inv, data, config, state, reset=reset_state, since=_day(since, tz),
-                                    until=_day(until, tz), on_expected=hook, on_progress=report,
-                                    unjudged=frozenset(unread))
+    try:
+        with progress("detect") as report:
+            if state is None:
+                events = detect(inv, data, config, start=_day(since, tz), end=_day(until, tz), on_expected=hook,
+                                progress=report, unjudged=frozenset(unread))
+            else:
+                events = _advance_state(inv, data, config, state, reset=reset_state, since=_day(since, tz),
+                                        until=_day(until, tz), on_expected=hook, on_progress=report,
+                                        unjudged=frozenset(unread))
+    except BookingsError as exc:
+        # A booking calendar the inventory names, missing or hostile: one line, as the inventory's own errors.
+        typer.echo(f"error: {inventory}: booking calendar {exc}", err=True)
+        raise typer.Exit(code=EXIT_CONFIG) from None
     lang: Language = "en" if language == "en" else "fr"
     with atomic_path(out) as part:
         count = write_events_jsonl(events, part, lang)

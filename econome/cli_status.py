@@ -23,8 +23,10 @@ It reads the settings of ``econome run`` (``ECONOME_INFLUX_*``,
   ECONOME_DETECT_DELAY``, with detection enabled);
 - the mail outbox (``data_dir/detect/alerts.sqlite``): mails pending, the
   oldest, the last error, mails failed for good; a problem when a pending
-  mail has an error (the server refuses or is down) or a mail failed, or a
-  daily digest the server did not take was not sent since.
+  mail has an error (the server refuses or is down), or a mail failed to an
+  address still a recipient of the inventory, about an alert not acknowledged
+  (``econome alerts ack`` or fixing the address ends the problem), or a daily
+  digest the server did not take was not sent since.
 
 Local files are only read, never written, so the command is safe beside a
 running ``econome run``. InfluxDB answers three InfluxQL queries whatever the
@@ -63,6 +65,7 @@ from streams.quality import StalenessLimits
 from streams.status import BuildingStatus, PointCounts, building_statuses, raw_retention_policy, read_point_counts, worst_first
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
     from zoneinfo import ZoneInfo
 
     from inventory import Inventory
@@ -217,10 +220,12 @@ def _detection(
     return lines, data
 
 
-def _outbox(path: Path, now: datetime, tz: ZoneInfo) -> tuple[str, dict[str, Any]]:
+def _outbox(path: Path, now: datetime, tz: ZoneInfo, recipients: Collection[str]) -> tuple[str, dict[str, Any]]:
     """The outbox line and JSON: pending mails, the oldest, the last error, failed mails.
 
-    ``problem`` is set when mails are failing (a pending mail with an error) or failed for good.
+    ``problem`` is set when mails are failing (a pending mail with an error) or failed for good to one of
+    ``recipients`` (the inventory's addresses) about an alert nobody acknowledged: a failed mail is never
+    sent again, so it kept the exit code at 1 for ever, the address fixed and the alert seen.
     """
     if not path.exists():
         return f"outbox         no mail yet (no {path})", {"path": str(path), "pending": 0, "failed": 0, "problem": None}
@@ -228,6 +233,10 @@ def _outbox(path: Path, now: datetime, tz: ZoneInfo) -> tuple[str, dict[str, Any
         with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30.0)) as db:
             pending, oldest = db.execute("SELECT COUNT(*), MIN(created) FROM outbox WHERE status = 'pending'").fetchone()
             failed = db.execute("SELECT COUNT(*) FROM outbox WHERE status = 'failed'").fetchone()[0]
+            wanted = {r.casefold() for r in recipients}
+            unfixed = [r for (r,) in db.execute("SELECT o.recipient FROM outbox o JOIN alerts a ON a.id = o.alert_id"
+                                                " WHERE o.status = 'failed' AND a.acked_by IS NULL")
+                       if r.casefold() in wanted]
             row = db.execute("SELECT last_error FROM outbox WHERE status IN ('pending', 'failed')"
                              " AND last_error IS NOT NULL ORDER BY id DESC LIMIT 1").fetchone()
             digests = _digests_not_delivered(db)
@@ -236,8 +245,8 @@ def _outbox(path: Path, now: datetime, tz: ZoneInfo) -> tuple[str, dict[str, Any
         return f"outbox         PROBLEM {message}", {"path": str(path), "error": message, "problem": message}
     error = row[0] if row else None
     problems = []
-    if failed:
-        problems.append(f"{failed} failed for good")
+    if unfixed:
+        problems.append(f"{len(unfixed)} failed for good (to {', '.join(sorted(set(unfixed))[:3])})")
     if pending and error:
         problems.append("mails not delivered")
     if digests:
@@ -376,7 +385,9 @@ def status_command(
     detection_lines, detection = _detection(data_dir / "detect", now, tz, late_after if settings.detect_enabled else None,
                                             inv)
     alerts_line, alerts, per_building = _alerts(alerts_path(data_dir))
-    outbox_line, outbox = _outbox(alerts_path(data_dir), now, tz)
+    recipients = set() if inv.email is None else {
+        *inv.email.default_recipients, *(a for _, b in inv.buildings() for a in b.advisors)}
+    outbox_line, outbox = _outbox(alerts_path(data_dir), now, tz, recipients)
     service_problems = [f"detection: {d['problem']}" for d in detection if d.get("problem")]
     if outbox.get("problem"):
         service_problems.append(f"outbox: {outbox['problem']}")

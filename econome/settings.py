@@ -216,6 +216,16 @@ class EconomeSettings(BaseSettings):
             return None
         return value
 
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _named_folder(cls, value: object) -> object:
+        # Path("") is ".": a variable left empty put the delivery log, the detection state, the alert register and
+        # its lock in whatever folder the service started in, a second start elsewhere with none of them.
+        if isinstance(value, str) and not value.strip():
+            msg = "is empty: name the service's data folder (unset, it is ./var)"
+            raise ValueError(msg)
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _level(cls, level: str) -> str:

@@ -162,6 +162,11 @@ def read_readings_csv(path: Path) -> dict[str, PointSeries]:
                 try:
                     value = float(text)
                 except ValueError as exc:
+                    if tuple(h.strip().lstrip("\ufeff") for h in row) == CSV_HEADER:
+                        # The header of a second export put after the first (cat a.csv b.csv), its BOM too.
+                        if not held[0]:
+                            del columns[point]  # "point", the column's name, taken above for a point's first row
+                        continue
                     # The checks in the order every row gets them: an empty value, the timestamp, then the number.
                     _refuse_value(path, reader.line_num, stamp, point, text, parsed, exc)
                 moment = parsed.get(stamp)

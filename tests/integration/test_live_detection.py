@@ -262,6 +262,39 @@ async def test_influxdb_down_fails_the_pass_naming_it_and_the_next_one_catches_u
     assert _ids(notifier.queued[0]) == _ids(report.events)
 
 
+async def test_a_building_whose_booking_calendar_fails_holds_back_itself_alone(
+    influxdb_server: Any, unique_name: str, readings: dict[str, PointSeries], tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Claims review: the library's calendar missing (a URL down before any copy was kept is the same error) failed
+    # every pass, so the town hall's leak was never queued.
+    data = yaml.safe_load((ROOT / "examples" / "commune.yaml").read_text(encoding="utf-8"))
+    data["sites"] = [data["sites"][0]]
+    buildings = {b["id"]: b for b in data["sites"][0]["buildings"]}
+    buildings["bibliotheque"]["schedule"]["bookings"] = {"ical": "library.ics"}
+    data["sites"][0]["buildings"] = [buildings["bibliotheque"], buildings["mairie"]]  # the library judged first
+    path = tmp_path / "two.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    inv = load_inventory(path)
+    config = InfluxConfig(url=influxdb_server.url, database=unique_name)
+    await _fill(inv, readings, config)
+    state_path = tmp_path / "detect" / "state.npz"
+    notifier = RecordingNotifier()
+    detector = LiveDetector(inv, config, state_path, notifier, config=CONFIG, live=LIVE)
+    with caplog.at_level(logging.INFO, logger="anomalies.live"):
+        first = await detector.tick(_at(9, 3))
+        assert first is not None
+        assert [(e.building, e.kind, e.state) for e in notifier.queued[0]] == [("mairie", "water_leak", AlertState.OPEN)]
+        assert not building_state_path(state_path, "bibliotheque").exists()
+        [held] = [r for r in caplog.records if r.levelno == logging.ERROR]
+        assert "building bibliotheque held back: booking calendar" in held.getMessage()
+        assert "library.ics" in held.getMessage()
+        (tmp_path / "library.ics").write_text("BEGIN:VCALENDAR\nVERSION:2.0\nPRODID:-//t//t//EN\nEND:VCALENDAR\n")
+        assert await detector.tick(_at(9, 4)) is not None
+    assert building_state_path(state_path, "bibliotheque").exists()
+    assert "booking calendar of building bibliotheque reads again" in caplog.text
+
+
 def _env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ECONOME_")}
     return {**env, **extra}

@@ -381,6 +381,24 @@ async def test_unmute_releases_the_alerts_it_held(tmp_path: Path, inventory: Inv
     assert len(server.inbox.messages) == 2
 
 
+async def test_an_announced_alert_resolved_under_a_mute_is_in_the_next_digest(
+    tmp_path: Path, inventory: Inventory, server: _Server
+) -> None:
+    # Claims review: an alert mailed before a mute, resolved under it, had its resolution notice sent when the
+    # mute ended but was left out of the next digest's resolved alerts (the mute's mark read as "never announced").
+    outbox = _outbox(tmp_path, inventory, server.port)
+    start = T0 - timedelta(hours=5)
+    outbox.queue([_event(AlertState.OPEN, start=start)], T0)
+    assert await outbox.flush(T0) == 1
+    outbox.register.mute("gymnase-batum", None, T0 + timedelta(minutes=30), "Durand", "", T0)
+    outbox.queue([_event(AlertState.RESOLVED, start=start)], T0 + timedelta(minutes=10))
+    assert await outbox.flush(T0 + timedelta(minutes=10)) == 0  # the resolution held by the mute
+    assert await outbox.flush(T0 + timedelta(hours=1)) == 1  # and sent once it ends
+    assert await outbox.flush(datetime(2026, 1, 12, 6, tzinfo=UTC)) == 1  # 07:00 local: the digest
+    text = server.inbox.messages[-1].get_body(("plain",)).get_content().replace("\r\n", "\n")  # type: ignore[union-attr]
+    assert "chauffage en inoccupation" in text.split("Résolues depuis la dernière synthèse\u00a0:")[1]
+
+
 async def test_a_mail_that_cannot_be_written_is_failed_and_the_others_sent(
     tmp_path: Path, inventory: Inventory, server: _Server
 ) -> None:

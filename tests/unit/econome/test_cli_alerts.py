@@ -159,18 +159,18 @@ def test_status_names_a_daily_digest_the_mail_server_did_not_take(data_dir: Path
         db.execute("UPDATE outbox SET status = 'sent'")  # the opening mail went out
     tz = ZoneInfo("Europe/Paris")
     now = datetime(2026, 1, 12, 7, 30, tzinfo=UTC)  # 08:30 in Paris, past the digest hour (7)
-    assert _outbox(path, now, tz)[1]["problem"] is None
+    assert _outbox(path, now, tz, ())[1]["problem"] is None
     down = EmailConfig(host="127.0.0.1", port=free_port(), security="none", sender="econome@valmont.example")
     outbox = MailOutbox(path, down, load_inventory(Path(INVENTORY)), ManualClock(now))
     assert outbox._flush(now) == 0  # nobody listens there
-    line, data = _outbox(path, now, tz)
+    line, data = _outbox(path, now, tz, ())
     assert data["problem"] == "1 digest not delivered", line
     assert data["digests_not_delivered"] == 1
     assert "PROBLEM" in line
     with closing(sqlite3.connect(path, isolation_level=None)) as db:  # sent at a later flush (MailOutbox._mark_sent)
         db.execute("INSERT INTO digests (recipient, local_date, sent_at) SELECT recipient, local_date, at"
                    " FROM digest_failures")
-    assert _outbox(path, now, tz)[1]["problem"] is None
+    assert _outbox(path, now, tz, ())[1]["problem"] is None
 
 
 def test_list_of_a_building_never_alerted_names_the_buildings_that_were(data_dir: Path) -> None:

@@ -63,6 +63,7 @@ def _run(tmp_path: Path, env: dict[str, str], *args: str, timeout: float = 60) -
         ({"ECONOME_DETECT_DELAY": "2h"}, "ECONOME_DETECT_DELAY"),
         ({"ECONOME_DETECT_BOOTSTRAP": "10min"}, "ECONOME_DETECT_BOOTSTRAP"),
         ({"ECONOME_DETECT_ENABLED": "maybe"}, "ECONOME_DETECT_ENABLED"),
+        ({"ECONOME_DATA_DIR": ""}, "ECONOME_DATA_DIR"),  # claims review: it ran in the current folder
     ],
 )
 def test_an_invalid_setting_is_one_clean_line_naming_its_variable(
@@ -85,6 +86,23 @@ def test_a_data_dir_that_is_a_file_is_one_clean_line(tmp_path: Path) -> None:
     result = _run(tmp_path, {"ECONOME_DATA_DIR": str(afile)}, "--duration", "0.1")
     assert (result.returncode, result.stdout) == (2, "")
     assert result.stderr == f"error: ECONOME_DATA_DIR {afile} cannot be used as a folder: File exists\n"
+
+
+def test_run_refuses_to_start_on_a_booking_calendar_file_it_cannot_read(tmp_path: Path) -> None:
+    # Claims review: a live pass reads every building's calendar, so one missing file failed every pass (no alert of
+    # any building); `econome run` started all the same.
+    inventory = tmp_path / "commune.yaml"
+    inventory.write_text(CONFIG.read_text(encoding="utf-8").replace(
+        "    advisors: [cep@valmont.example]\n    schedule:\n      weekly:",
+        "    advisors: [cep@valmont.example]\n    schedule:\n      bookings: {ical: hall.ics}\n      weekly:", 1),
+        encoding="utf-8")
+    full = {k: v for k, v in os.environ.items() if not k.startswith("ECONOME_")}
+    full.update({"ECONOME_DATA_DIR": str(tmp_path / "var"), "PYTHONPATH": str(ROOT)})
+    result = subprocess.run([sys.executable, "-m", "econome.cli", "run", str(inventory), "--duration", "0.1"],
+                            cwd=tmp_path, env=full, capture_output=True, text=True, timeout=60, check=False)
+    assert (result.returncode, result.stdout) == (2, ""), result.stderr
+    assert result.stderr == (f"error: {inventory}: building mairie: schedule.bookings.ical: {tmp_path / 'hall.ics'}: "
+                             "cannot read the booking calendar: No such file or directory\n")
 
 
 class _Influx(BaseHTTPRequestHandler):

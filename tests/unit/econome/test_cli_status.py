@@ -112,3 +112,54 @@ def test_a_bad_inventory_exits_2(data_dir: Path, tmp_path: Path) -> None:
     broken.write_text("organisation: {name: x}\nsites: 3\n", encoding="utf-8")
     result = runner.invoke(app, ["status", str(broken)])
     assert result.exit_code == 2
+
+
+def _with_email(tmp_path: Path, advisor: str) -> str:
+    text = (ROOT / "examples" / "commune.yaml").read_text(encoding="utf-8").replace("cep@valmont.example", advisor)
+    path = tmp_path / f"commune-{advisor.split('@')[0]}.yaml"
+    path.write_text(text + "email: {host: 127.0.0.1, security: none, sender: econome@valmont.example}\n",
+                    encoding="utf-8")
+    return str(path)
+
+
+def test_a_mail_failed_for_good_is_a_problem_until_its_alert_is_acked_or_its_address_fixed(data_dir: Path) -> None:
+    # Claims review: a mail refused for good (5xx) is never sent again, and status counted it as a problem
+    # (exit 1) for ever: after the advisor's address was fixed, after the alert was acknowledged.
+    import asyncio
+    from dataclasses import replace
+
+    from aiosmtpd.controller import Controller
+
+    from anomalies.alerts import EmailConfig
+    from anomalies.events import _sample_event
+    from anomalies.notify import MailOutbox, alerts_path
+    from inventory import load_inventory
+    from streams.clock import ManualClock
+
+    class _Refusing:
+        async def handle_DATA(self, *args: object) -> str:
+            return "550 5.1.1 mailbox unknown"
+
+    inventory = _with_email(data_dir, "cep@valmont.example")
+    port = _free_port()
+    controller = Controller(_Refusing(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        now = datetime.now(UTC)
+        config = EmailConfig(host="127.0.0.1", port=port, security="none", sender="econome@valmont.example")
+        outbox = MailOutbox(alerts_path(data_dir), config, load_inventory(Path(inventory)), ManualClock(now))
+        outbox.queue([replace(_sample_event(), start=now - timedelta(hours=3))], now)
+        assert asyncio.run(outbox.flush(now)) == 0
+    finally:
+        controller.stop()
+    [failed] = outbox.register.failed_mails()
+
+    def problem(inventory: str) -> object:
+        result = runner.invoke(app, ["status", inventory, "--json"])
+        assert result.exit_code == 4, result.output  # InfluxDB unreachable here: the JSON tells the rest
+        return json.loads(result.stdout)["outbox"]["problem"]
+
+    assert problem(inventory) == "1 failed for good (to cep@valmont.example)"
+    assert problem(_with_email(data_dir, "energie@valmont.example")) is None  # the address fixed
+    outbox.register.ack(failed.alert_id, "M. Durand", now)
+    assert problem(inventory) is None

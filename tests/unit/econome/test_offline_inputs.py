@@ -207,3 +207,36 @@ def test_a_stray_row_stretching_the_file_by_years_is_refused_naming_it(tmp_path:
 
     t = datetime(2025, 1, 1, tzinfo=UTC)
     assert ReadingSource(history, from_influx=False).load(None, t, t)["a"].times_s.size == 24 + 7 * 24
+
+
+@pytest.mark.parametrize(("calendar", "error"), [
+    (None, "hall.ics: cannot read the booking calendar: No such file or directory"),
+    ("RRULE:FREQ=SECONDLY", "hall.ics: event UID bomb 'Bomb': RRULE FREQ=SECONDLY repeats 86,400 times a day: "
+                            "a booking recurs at most 96 times a day"),
+])
+def test_a_missing_or_hostile_booking_calendar_is_one_error_of_check_and_detect(
+    tmp_path: Path, calendar: str | None, error: str
+) -> None:
+    # Claims review: `econome check` said OK, and `econome detect` stopped with a traceback of 128 lines (exit 1).
+    text = CONFIG.read_text(encoding="utf-8").replace(
+        "    advisors: [cep@valmont.example]\n    schedule:\n      weekly:",
+        "    advisors: [cep@valmont.example]\n    schedule:\n      bookings: {ical: hall.ics}\n      weekly:", 1)
+    inventory = tmp_path / "commune.yaml"
+    inventory.write_text(text, encoding="utf-8")
+    if calendar is not None:
+        (tmp_path / "hall.ics").write_text(
+            "BEGIN:VCALENDAR\nVERSION:2.0\nPRODID:-//t//t//EN\nBEGIN:VEVENT\nUID:bomb\nSUMMARY:Bomb\n"
+            f"DTSTART:20250106T080000Z\nDTEND:20250106T090000Z\n{calendar}\nEND:VEVENT\nEND:VCALENDAR\n")
+    readings = tmp_path / "r.csv"
+    readings.write_text("timestamp,point,value\n" + "".join(
+        f"2025-01-06T{h:02d}:00:00+00:00,mairie-elec-energy,{h}\n" for h in range(6)))
+    check = CliRunner().invoke(app, ["check", str(inventory)])
+    assert check.exit_code == 2, check.output
+    assert check.stderr.splitlines() == [
+        f"error: {inventory}: building mairie: schedule.bookings.ical: {tmp_path / error.split(': ', 1)[0]}: "
+        + error.split(": ", 1)[1]]
+    detect = CliRunner().invoke(app, ["detect", "--inventory", str(inventory), "--readings", str(readings),
+                                      "--out", str(tmp_path / "e.jsonl"), "--no-models"])
+    assert detect.exit_code == 2, detect.output
+    assert detect.stderr.splitlines()[-1].startswith(f"error: {inventory}: booking calendar {tmp_path / 'hall.ics'}: ")
+    assert error.split(": ", 1)[1] in detect.stderr

@@ -172,6 +172,20 @@ def test_hostile_readings_csv_is_one_error_naming_the_line(tmp_path: Path) -> No
     assert back.times_s.tolist() == [1767571200.0, 1767572100.0]
 
 
+def test_two_exports_put_end_to_end_with_cat_are_read_as_one(tmp_path: Path) -> None:
+    # Claims review: "two exports put end to end" with cat keep the second file's header (and BOM, from
+    # Excel): the file was refused at it ("bad timestamp 'timestamp'"). The overlapping row counts once.
+    first = "timestamp,point,value\n2026-01-05T00:00:00+00:00,a,1\n2026-01-05T00:15:00+00:00,a,2\n"
+    second = "timestamp,point,value\r\n2026-01-05T00:15:00+00:00,a,2\r\n2026-01-05T00:30:00+00:00,a,3\r\n"
+    path = tmp_path / "both.csv"
+    path.write_bytes(first.encode() + b"\xef\xbb\xbf" + second.encode())
+    assert list(read_readings_csv(path)) == ["a"]
+    assert read_readings_csv(path)["a"].values.tolist() == [1.0, 2.0, 3.0]
+    # A point whose id is "point" keeps its rows around such a header.
+    path.write_text(first.replace(",a,", ",point,") + second.replace(",a,", ",point,"), encoding="utf-8")
+    assert read_readings_csv(path)["point"].values.tolist() == [1.0, 2.0, 3.0]
+
+
 def test_a_row_with_several_faults_is_named_by_the_first_check(tmp_path: Path) -> None:
     """The reader parses the value before the timestamp (the value's errors are checked after the fact): a row
     with several faults still gets the error of the first check, in the order point, empty value, timestamp,
