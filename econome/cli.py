@@ -431,11 +431,6 @@ def run(
     clock = _run_clock(speed, start, epoch)
     if settings.detect_enabled and settings.detect_config is not None:
         _detect_config_or_exit(settings.detect_config)
-    broken = _booking_file_problems(inv) if settings.detect_enabled else []
-    if broken:
-        # Every detection pass reads them: one missing file failed every pass, for every building.
-        typer.echo("".join(f"error: {config}: {line}\n" for line in broken), err=True, nl=False)
-        raise typer.Exit(code=EXIT_CONFIG)
     password_problem = _smtp_password_problem(inv) if settings.detect_enabled else None
     if password_problem is not None:
         typer.echo(f"error: {password_problem}", err=True)
