@@ -260,16 +260,16 @@ def _read_plain_csv(path: Path) -> tuple[dict[str, tuple[FloatArray, FloatArray]
     """
     moments: dict[str, float] = {}
     codes: dict[str, int] = {}  # point -> its number, in the order of first appearance (the rows' dict order)
-    times: list[list[FloatArray]] = []
-    values: list[list[FloatArray]] = []
+    blocks: list[tuple[npt.NDArray[np.int32], FloatArray, FloatArray]] = []  # each block's points, times, values
     with path.open("rb") as handle:
         data = handle.read(_PLAIN_BLOCK).removeprefix(codecs.BOM_UTF8)
         end = data.find(b"\n") + 1
         if not end:
             raise _NotPlain
-        # The header's first line, not the first line left after blank lines: "" if it is blank.
-        header = _plain_text(_plain_lines(data[:end])).removesuffix("\n")
-        if tuple(h.strip() for h in header.split(",")[:3]) != CSV_HEADER:
+        line = data[:end].removesuffix(b"\n").removesuffix(b"\r")  # "" if the first line is blank: no header
+        if b'"' in line or b"\r" in line:  # csv unquotes (a quote left open takes the rows in), a CR ends the line
+            raise _NotPlain
+        if tuple(h.strip() for h in _plain_text(line).split(",")[:3]) != CSV_HEADER:
             raise _NotPlain
         carry = data[end:]
         while True:
@@ -281,21 +281,25 @@ def _read_plain_csv(path: Path) -> tuple[dict[str, tuple[FloatArray, FloatArray]
             block, carry = data[:end], data[end:]
             if len(carry) > _PLAIN_BLOCK:
                 raise _NotPlain
-            _plain_rows(block, moments, codes, times, values)
+            if rows := _plain_rows(block, moments, codes):
+                blocks.append(rows)
             if not chunk:
                 break
-    columns = {point: (np.concatenate(times[code]), np.concatenate(values[code])) for point, code in codes.items()}
-    return columns, moments
+    if not blocks:
+        return {}, moments
+    # Each point's rows together, in file order: one stable sort of the file's rows by point (a block holds
+    # a few rows of each of a portfolio's hundred points: sorted block by block, they were 0.2 s of pieces).
+    code, t, v = (np.concatenate(column) for column in zip(*blocks, strict=True))
+    order = np.argsort(code, kind="stable")
+    t, v = t[order], v[order]
+    ends = np.cumsum(np.bincount(code, minlength=len(codes))).tolist()
+    starts = [0, *ends[:-1]]
+    return {point: (t[starts[n]:ends[n]], v[starts[n]:ends[n]]) for point, n in codes.items()}, moments
 
 
 def _plain_lines(block: bytes) -> bytes:
-    """Whole lines of a plain file, with LF line ends and no blank line (:class:`_NotPlain` if not plain)."""
-    if b'"' in block:
-        raise _NotPlain
-    if b"\r" in block:
-        if block.count(b"\r") != block.count(b"\r\n"):  # a CR alone ends a line for csv
-            raise _NotPlain
-        block = block.replace(b"\r\n", b"\n")
+    """``block`` (whole lines) with LF line ends for CRLF and no blank line."""
+    block = block.replace(b"\r\n", b"\n")
     if block.startswith(b"\n") or b"\n\n" in block:
         block = block.lstrip(b"\n")
         while b"\n\n" in block:
@@ -311,18 +315,18 @@ def _plain_text(block: bytes) -> str:
         raise _NotPlain from None
 
 
-def _plain_rows(block: bytes, moments: dict[str, float], codes: dict[str, int], times: list[list[FloatArray]],
-                values: list[list[FloatArray]]) -> None:
-    """Add the rows of ``block`` (whole lines) to each point's ``times`` and ``values``, in file order."""
-    # Rows of exactly two commas, no quote, CR nor blank line: the separators alone are ",,\n" again and again.
+def _plain_rows(block: bytes, moments: dict[str, float],
+                codes: dict[str, int]) -> tuple[npt.NDArray[np.int32], FloatArray, FloatArray] | None:
+    """The rows of ``block`` (whole lines): their points' numbers (new points numbered), times and values."""
+    # Rows of exactly two commas, no quote, no CR: the separators alone are ",,\n" again and again.
     separators = block.translate(None, _NOT_SEPARATORS)
     if separators != b",,\n" * (len(separators) // 3):
-        block = _plain_lines(block)  # CRLF line ends, blank lines?
+        block = _plain_lines(block)  # CRLF line ends, blank lines
         separators = block.translate(None, _NOT_SEPARATORS)
-        if separators != b",,\n" * (len(separators) // 3):
+        if separators != b",,\n" * (len(separators) // 3):  # a quote, a CR alone, a row not of three fields
             raise _NotPlain
     if not block:
-        return
+        return None
     fields = _plain_text(block).replace("\n", ",").split(",")
     stamps, points, texts = fields[0:-1:3], fields[1::3], fields[2::3]
     rows = len(stamps)
@@ -336,24 +340,15 @@ def _plain_rows(block: bytes, moments: dict[str, float], codes: dict[str, int], 
     if not np.isfinite(v).all():
         raise _NotPlain
     try:
-        code = np.fromiter(map(codes.__getitem__, points), np.intp, rows)
+        code = np.fromiter(map(codes.__getitem__, points), np.int32, rows)
     except KeyError:  # a point's first rows
         for point in dict.fromkeys(points):
             if point not in codes:
                 if not point.strip():
                     raise _NotPlain from None
                 codes[point] = len(codes)
-                times.append([])
-                values.append([])
-        code = np.fromiter(map(codes.__getitem__, points), np.intp, rows)
-    order = np.argsort(code, kind="stable")  # each point's rows together, in file order
-    t, v = t[order], v[order]
-    start = 0
-    for number, stop in enumerate(np.cumsum(np.bincount(code, minlength=len(codes))).tolist()):
-        if stop > start:
-            times[number].append(t[start:stop])
-            values[number].append(v[start:stop])
-        start = stop
+        code = np.fromiter(map(codes.__getitem__, points), np.int32, rows)
+    return code, t, v
 
 
 def _plain_moment(stamp: str) -> float:

@@ -178,6 +178,7 @@ def test_what_the_block_reading_cannot_vouch_for_gets_the_row_readers_error(
         (b"\ntimestamp,point,value\n2026-01-05T00:00:00+00:00,a,1\n", r"r\.csv: the header must be"),
         (b"\r\n" + GOOD.encode(), r"r\.csv: the header must be"),
         (b"timestamp;point;value\n", r"r\.csv: the header must be"),
+        (b"timestamp,point,value\rx\n2026-01-05T00:00:00+00:00,a,1\n", r"r\.csv:2: 1 column\(s\)"),  # a CR alone
         (GOOD.encode() + "2026-01-05T00:15:00+00:00,\u00e9,2\n".encode("latin-1"), r"r\.csv:3: not UTF-8 text"),
         (b"\xef\xbb\xbf\xef\xbb\xbf" + GOOD.encode(), r"r\.csv: the header must be"),  # one BOM is taken, not two
     ],
@@ -201,6 +202,7 @@ def test_a_header_or_bytes_the_block_reading_refuses_get_the_row_readers_error(
         GOOD.replace("\n", "\r") + "2026-01-05T00:15:00+00:00,a,2\r",  # an old Mac export: CR alone
         "timestamp,point,value," + "u" * 40_000 + "\n" + GOOD.split("\n", 1)[1],  # a header over a block
         "timestamp,point,value",  # a header alone, no line end
+        'timestamp,point,value,"\n' + GOOD.split("\n", 1)[1],  # a quote left open: the rows are the header's
     ],
 )
 def test_a_valid_file_the_block_reading_refuses_is_read_row_by_row(tmp_path: Path, raw: str) -> None:
