@@ -32,7 +32,7 @@ from streams.history import (
 
 PARIS = ZoneInfo("Europe/Paris")
 GOOD = "timestamp,point,value\n2026-01-05T00:00:00+00:00,a,1\n"
-# Every notation float() takes (no hex: float refuses it), each a different number.
+# Notations float() takes: exponents, blanks around, signs, -0, underscores, an Arabic-Indic digit (not hex: float refuses it).
 NOTATIONS = ("1e3", " 12.5 ", "-0", "0", "1_000.5", "+5", "1E-3", ".5", "5.", "\t7", "\u0663", "0.1",
              "1.7976931348623157e308", "4.9e-324", "123456789012345678901234567890", "-2.5e-3", "00012", "1_0.0_1",
              "-1.5E+2", "3.14159265358979323846264338327950288")
