@@ -36,7 +36,13 @@ the day bound's medians by one sort, the clock columns kept across the roll, a l
 and the round alternated at load 5-6: 14.76 / 15.46 s wall, 9.59 / 10.26 s CPU, 281 MB -> 14.13 / 14.86 s wall,
 9.10 / 9.89 s CPU, 268 MB; at load 3-4: 12.02 / 9.22 s wall, 7.87 / 7.91 s CPU -> 11.64 / 12.61 s wall, 7.62 /
 8.31 s CPU (within the noise), 281 -> 268-270 MB. ``no_models`` (imports, CSV, rules) is 5.4-5.5 s wall at load
-3-4 (4.4 s at load 2): no setting of the models reaches 5 s. The goal is met for memory, not for time::
+3-4 (4.4 s at load 2): no setting of the models reaches 5 s. Twelfth round (exact: the readings CSV read in
+32 KB blocks with str methods, csv kept for any file that reading cannot vouch for; the same arrays bit for bit,
+the events byte-identical on the commune's 42 faulty days of tests/unit/anomalies/test_detect.py), f053074 and
+the round alternated at load 2-3: ``read_readings_csv`` alone (in-process, best of 3-7) 0.33-0.35 -> 0.15-0.16 s
+(a commune's 45 days, 108 points, 458,000 rows: 0.39-0.40 -> 0.18 s); baseline 1.07 / 1.11 -> 0.79 / 0.74 s of
+CPU, 121 MB either way; ``detect`` 7.9-9.2 s wall, 7.8-9.0 s CPU -> 7.5-11.1 s, 7.4-8.2 s, 271 MB either way
+(within the noise at that load). The goal is met for memory, not for time::
 
     .venv/bin/python bench/detect_speed.py [--building gymnase-batum] [--years 1]
 

@@ -57,7 +57,7 @@ import csv
 import logging
 import math
 from collections import defaultdict
-from collections.abc import AsyncIterator, Collection, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -123,6 +123,14 @@ def read_readings_csv(path: Path) -> dict[str, PointSeries]:
     point, time and value, e.g. two overlapping exports put end to end) is kept
     once.
 
+    A plain file (no quote, LF or CRLF line ends, three fields a row, finite
+    values: what ``econome simulate`` and ``econome export`` write) is read in
+    blocks with str methods, each distinct timestamp parsed once: twice as
+    fast as csv row by row on a building-year (issue 11). A file that reading
+    cannot vouch for is read again from its start row by row, the reference,
+    which names the line of each fault; the two give the same arrays, bit for
+    bit.
+
     Raises:
         DecodeError: naming the file and line: bytes that are not UTF-8, a line
             longer than :data:`CSV_MAX_LINE` characters, a row without exactly
@@ -131,6 +139,18 @@ def read_readings_csv(path: Path) -> dict[str, PointSeries]:
             never set gives 1970; a stray year stretches every hourly grid
             over it), a value that is not a finite number, or two rows of one
             point at the same time with different values (both lines named).
+    """
+    try:
+        return _point_series(path, *_read_plain_csv(path))
+    except _NotPlain:
+        return _point_series(path, *_read_csv_rows(path))
+
+
+def _read_csv_rows(path: Path) -> tuple[dict[str, tuple[list[float], list[float]]], dict[str, float]]:
+    """Per point, its times and values in file order, and each timestamp's epoch seconds, row by row (csv).
+
+    The reference: whatever the plain reading (:func:`_read_plain_csv`) cannot vouch for is read here,
+    which names the line of each fault.
     """
     # Per point, its times and values, as the rows come (a dict lookup a row, not two).
     columns: dict[str, tuple[list[float], list[float]]] = {}
@@ -184,6 +204,16 @@ def read_readings_csv(path: Path) -> dict[str, PointSeries]:
         except UnicodeDecodeError as exc:
             msg = f"{path}:{_undecodable_line(path)}: not UTF-8 text ({exc.reason}): save the file as CSV UTF-8"
             raise DecodeError(msg) from exc
+    return columns, parsed
+
+
+def _point_series(path: Path, columns: Mapping[str, tuple[npt.ArrayLike, npt.ArrayLike]],
+                  parsed: dict[str, float]) -> dict[str, PointSeries]:
+    """Each point's readings (in file order in ``columns``) sorted by time, a repeated row kept once.
+
+    Raises:
+        DecodeError: two rows of one point at the same time with different values, both lines named.
+    """
     out: dict[str, PointSeries] = {}
     for point, (stamps, readings) in columns.items():
         t = np.asarray(stamps, dtype=np.float64)
@@ -205,6 +235,142 @@ def read_readings_csv(path: Path) -> dict[str, PointSeries]:
             t, v = t[keep], v[keep]
         out[point] = PointSeries(times_s=t, values=v)
     return out
+
+
+class _NotPlain(Exception):
+    """The plain reading cannot vouch for the file: the row by row reader reads it again from the start."""
+
+
+_PLAIN_BLOCK = CSV_MAX_LINE // 2
+"""Bytes read at a time by the plain reading (about 500 rows: larger blocks are no faster, and at 1 MiB, their
+strings out of the CPU's caches, twice as slow). The part line a block leaves for the next is refused over this
+length, so a block, and every line in it, is within :data:`CSV_MAX_LINE`: none the row by row reader refuses."""
+_NOT_SEPARATORS = bytes(sorted(set(range(256)) - set(b',\n\r"')))
+_EARLIEST_S, _LATEST_S = CSV_EARLIEST.timestamp(), CSV_LATEST.timestamp()
+
+
+def _read_plain_csv(path: Path) -> tuple[dict[str, tuple[FloatArray, FloatArray]], dict[str, float]]:
+    """What :func:`_read_csv_rows` gives, for a plain file, read in blocks with str methods.
+
+    Plain: UTF-8 (a BOM at the start), no ``"``, LF or CRLF line ends (no CR
+    alone), the header :func:`_read_csv_rows` takes, then rows of exactly two
+    commas (blank lines left out) with a point id not blank, a timestamp
+    :func:`_csv_moment` takes and a finite value ``float`` takes. csv reads
+    such a line as ``line.split(",")``, so these are the rows of
+    :func:`_read_csv_rows`, in the same order, each value the same
+    ``float(text)`` and each time the same ``datetime.timestamp()``.
+
+    Raises:
+        _NotPlain: the file is not plain (why is left to the row by row reader).
+    """
+    moments: dict[str, float] = {}
+    codes: dict[str, int] = {}  # point -> its number, in the order of first appearance (the rows' dict order)
+    blocks: list[tuple[npt.NDArray[np.int32], FloatArray, FloatArray]] = []  # each block's points, times, values
+    with path.open("rb") as handle:
+        data = handle.read(_PLAIN_BLOCK).removeprefix(codecs.BOM_UTF8)
+        end = data.find(b"\n") + 1
+        if not end:
+            raise _NotPlain
+        line = data[:end].removesuffix(b"\n").removesuffix(b"\r")  # "" if the first line is blank: no header
+        if b'"' in line or b"\r" in line:  # csv unquotes (a quote left open takes the rows in), a CR ends the line
+            raise _NotPlain
+        if tuple(h.strip() for h in _plain_text(line).split(",")[:3]) != CSV_HEADER:
+            raise _NotPlain
+        carry = data[end:]
+        while True:
+            chunk = handle.read(_PLAIN_BLOCK)
+            data = carry + chunk
+            if not chunk and data:
+                data += b"\n"  # the last line, without its line end
+            end = data.rfind(b"\n") + 1
+            block, carry = data[:end], data[end:]
+            if len(carry) > _PLAIN_BLOCK:
+                raise _NotPlain
+            if rows := _plain_rows(block, moments, codes):
+                blocks.append(rows)
+            if not chunk:
+                break
+    if not blocks:
+        return {}, moments
+    # Each point's rows together, in file order: one stable sort of the file's rows by point (a block holds
+    # a few rows of each of a portfolio's hundred points: sorted block by block, they were 0.2 s of pieces).
+    code, t, v = (np.concatenate(column) for column in zip(*blocks, strict=True))
+    order = np.argsort(code, kind="stable")
+    t, v = t[order], v[order]
+    ends = np.cumsum(np.bincount(code, minlength=len(codes))).tolist()
+    starts = [0, *ends[:-1]]
+    return {point: (t[starts[n]:ends[n]], v[starts[n]:ends[n]]) for point, n in codes.items()}, moments
+
+
+def _plain_lines(block: bytes) -> bytes:
+    """``block`` (whole lines) with LF line ends for CRLF and no blank line."""
+    block = block.replace(b"\r\n", b"\n")
+    if block.startswith(b"\n") or b"\n\n" in block:
+        block = block.lstrip(b"\n")
+        while b"\n\n" in block:
+            block = block.replace(b"\n\n", b"\n")
+    return block
+
+
+def _plain_text(block: bytes) -> str:
+    """``block`` decoded (:class:`_NotPlain` if it is not UTF-8)."""
+    try:
+        return block.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _NotPlain from None
+
+
+def _plain_rows(block: bytes, moments: dict[str, float],
+                codes: dict[str, int]) -> tuple[npt.NDArray[np.int32], FloatArray, FloatArray] | None:
+    """The rows of ``block`` (whole lines): their points' numbers (new points numbered), times and values."""
+    # Rows of exactly two commas, no quote, no CR: the separators alone are ",,\n" again and again.
+    separators = block.translate(None, _NOT_SEPARATORS)
+    if separators != b",,\n" * (len(separators) // 3):
+        block = _plain_lines(block)  # CRLF line ends, blank lines
+        separators = block.translate(None, _NOT_SEPARATORS)
+        if separators != b",,\n" * (len(separators) // 3):  # a quote, a CR alone, a row not of three fields
+            raise _NotPlain
+    if not block:
+        return None
+    fields = _plain_text(block).replace("\n", ",").split(",")
+    stamps, points, texts = fields[0:-1:3], fields[1::3], fields[2::3]
+    rows = len(stamps)
+    for stamp in set(stamps).difference(moments):
+        moments[stamp] = _plain_moment(stamp)
+    t = np.fromiter(map(moments.__getitem__, stamps), np.float64, rows)
+    try:
+        v = np.fromiter(map(float, texts), np.float64, rows)
+    except ValueError:
+        raise _NotPlain from None
+    if not np.isfinite(v).all():
+        raise _NotPlain
+    try:
+        code = np.fromiter(map(codes.__getitem__, points), np.int32, rows)
+    except KeyError:  # a point's first rows
+        for point in dict.fromkeys(points):
+            if point not in codes:
+                if not point.strip():
+                    raise _NotPlain from None
+                codes[point] = len(codes)
+        code = np.fromiter(map(codes.__getitem__, points), np.int32, rows)
+    return code, t, v
+
+
+def _plain_moment(stamp: str) -> float:
+    """The epoch seconds of a timestamp :func:`_csv_moment` takes: its checks, without its messages."""
+    try:
+        when = datetime.fromisoformat(stamp)
+    except ValueError:
+        raise _NotPlain from None
+    if when.tzinfo is None:
+        raise _NotPlain
+    try:
+        moment = when.timestamp()
+    except (OverflowError, ValueError):
+        raise _NotPlain from None
+    if not _EARLIEST_S <= moment < _LATEST_S:
+        raise _NotPlain
+    return moment
 
 
 def _refuse_value(path: Path, line_no: int, stamp: str, point: str, text: str, parsed: dict[str, float],
