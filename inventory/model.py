@@ -306,7 +306,9 @@ class TimeRange(_Frozen):
             if len(parts) != 2:
                 msg = f"opening hours {data!r} must look like '08:00-18:00'"
                 raise ValueError(msg)
-            return {"start": parts[0].strip(), "end": parts[1].strip()}
+            end = parts[1].strip()
+            # "24:00", as a timetable writes the end of the day (a hall open until midnight): 00:00 here.
+            return {"start": parts[0].strip(), "end": "00:00" if end in ("24:00", "24:00:00") else end}
         return data
 
     @model_validator(mode="after")
