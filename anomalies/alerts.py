@@ -518,7 +518,12 @@ class EmailAlerter:
             advisors = list(self.inventory.building(building).advisors)
         except KeyError:
             advisors = []
-        return advisors or list(self.config.default_recipients)
+        # One mailbox written twice in two cases (``Jean.Dupont@…``, ``jean.dupont@…``) gets one mail, to the
+        # first spelling.
+        first: dict[str, str] = {}
+        for address in advisors or self.config.default_recipients:
+            first.setdefault(address.casefold(), address)
+        return list(first.values())
 
     def _late_note(self, building_id: str, language: Language) -> str | None:
         try:

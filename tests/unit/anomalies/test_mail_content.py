@@ -184,3 +184,16 @@ def test_a_recipient_s_language_is_found_whatever_the_case_of_its_address(invent
     message = EmailAlerter(config, inventory).render([_sample_event()], "Energy.Consultant@Example.org")
     assert str(message["Subject"]).startswith("[Econome] Alert: Gymnase Batum")
     assert message["To"] == "Energy.Consultant@Example.org"
+
+
+def test_an_advisor_written_in_two_cases_gets_one_mail(inventory: Inventory) -> None:
+    """``advisors: [Jean.Dupont@…, jean.dupont@…]`` is one mailbox: one recipient, the first spelling, in order."""
+    config = EmailConfig(host="127.0.0.1", security="none", sender="econome@valmont.example")
+    gym = inventory.building("gymnase-batum")
+    twice = gym.model_copy(update={"advisors": ["Jean.Dupont@valmont.example", "cep@valmont.example",
+                                               "jean.dupont@Valmont.example"]})
+    changed = inventory.model_copy(update={"sites": [
+        site.model_copy(update={"buildings": [twice if b.id == gym.id else b for b in site.buildings]})
+        for site in inventory.sites]})
+    assert EmailAlerter(config, changed).recipients_of("gymnase-batum") == [
+        "Jean.Dupont@valmont.example", "cep@valmont.example"]
