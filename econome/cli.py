@@ -274,10 +274,11 @@ def _smtp_password_problem(inv: Inventory) -> str | None:
     An empty variable is no password: the compose stack's ``secrets/smtp_password`` is an empty file until
     the operator writes it, and the entrypoint exports it as it is.
     """
-    if inv.email is None or inv.email.password_env is None or os.environ.get(inv.email.password_env):
+    if inv.email is None or inv.email.password_env is None or os.environ.get(inv.email.password_env, "").strip():
         return None
     name = inv.email.password_env
-    state = "is empty" if name in os.environ else "is not set"
+    # Blanks alone are no password either: a secret file holding a newline, an editor's space.
+    state = ("is empty" if not os.environ[name] else "holds only blanks") if name in os.environ else "is not set"
     return (f"email.password_env: the SMTP password variable {name} {state}, so no alert mail could be sent "
             f"to {inv.email.host}; set {name} in the service's environment")
 

@@ -64,3 +64,11 @@ def test_run_refuses_to_start_with_an_empty_smtp_password(tmp_path: Path, invent
     check = _econome(tmp_path, "check", str(inventory), password="")
     assert check.returncode == 0, check.stdout + check.stderr
     assert f"warning: email.password_env: the SMTP password variable {VARIABLE} is empty" in check.stderr
+
+
+def test_run_refuses_to_start_with_a_smtp_password_of_blanks_only(tmp_path: Path, inventory: Path) -> None:
+    # A secret file holding a newline (an editor saving an "empty" file) is no password either.
+    result = _econome(tmp_path, "run", str(inventory), "--duration", "1", password="\n")  # noqa: S106
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"error: email.password_env: the SMTP password variable {VARIABLE} holds only blanks" in result.stderr
+    assert "stopped:" not in result.stdout
