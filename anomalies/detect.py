@@ -22,6 +22,10 @@ The steps, for the whole portfolio:
    flap suppression, the buildings' mute windows) into
    :class:`~anomalies.events.AnomalyEvent` records, priced with the inventory's tariffs.
 
+A forest flags an hour by its score, or when the mean residual ratio of the
+24 hours up to it is more than twice the largest among the hours it was
+fitted on (``model_beyond_reference``: the score saturates at the reference's
+extremes).
 A forest's flagged hour counts for an event only when the consumption is
 above the expected one (by ``model_min_ratio``); a model event needs
 ``model_min_duration`` of such hours. A model event that overlaps a rule
@@ -39,6 +43,7 @@ Sample config (``DetectConfig``)::
       model_events: true
       model_day_spread: 3.0
       model_day_history: 56d
+      model_beyond_reference: 2.0
       model_min_duration: 6h
       model_clear_after: 48h
       materiality: {min_ratio: 0.1, min_day_share: 0.03}
@@ -143,6 +148,7 @@ BoolArray = npt.NDArray[np.bool_]
 _HOUR = timedelta(hours=1)
 _RATIO_COLUMN = FEATURE_NAMES.index("residual_ratio")
 _OUTDOOR_COLUMN = FEATURE_NAMES.index("outdoor_c")
+_DAY_RATIO_COLUMN = FEATURE_NAMES.index("residual_ratio_24h")
 _MIN_CALIBRATION = 48  # held-out scores at the first fit: a quarter of 14 days, minus unknown rows
 _LONGEST_FACTS = frozenset({"hours", "weather_unknown_h"})  # an event's fact is their longest over its hours, not the mean
 
@@ -267,6 +273,13 @@ class DetectConfig(BaseModel):
     a running cistern, a valve left open) draws while it is closed too; its open hours neither extend nor end
     an episode. An open hour with no closed hour in the day before (a building open around the clock, every day
     or on weekdays) is judged."""
+    model_beyond_reference: float | None = Field(default=2.0, gt=1)
+    """An hour whose 24-hour mean residual ratio is more than this many times the largest among the rows its forest
+    was fitted on is flagged, whatever its score: a whole day further above the expected consumption, relative to
+    it, than any day of the reference, by as much again. The forest cannot say it: its trees split a column between
+    the values of their sample only, so its score saturates at the reference's extremes
+    (:meth:`~anomalies.iforest.IsolationForestDetector.beyond`). Such an hour is not left out of the refits
+    (:func:`_score_block`). None: the score alone."""
     model_min_duration: timedelta = timedelta(hours=6)
     """Flagged time before a model event opens: a model event needs persistence."""
     model_clear_after: timedelta = timedelta(hours=48)
@@ -601,7 +614,7 @@ def run_models(
                 _bounded_rows(judged, usage, expected[:stop], silent, model.weather_bound_c, rows, start, config)
                 done = stop
                 if last is not None and last_th is not None:
-                    _score_block(last, last_th, rows, start, stop, scores, flagged, model_flag)
+                    _score_block(last, last_th, rows, start, stop, scores, flagged, model_flag, config.model_beyond_reference)
                     model_flag[start:stop] &= ~silent[start:stop]  # a bounded hour's flag is no evidence for a reference
                 continue
             usual = schedule_recurrence(model_flag[:at], model.type_idx[:at], hours.local_hour[:at],
@@ -639,7 +652,7 @@ def run_models(
                     last, last_th, last_fit_at = detector, threshold, at
             if last is None or last_th is None:
                 continue
-            _score_block(last, last_th, rows, at, stop, scores, flagged, model_flag)
+            _score_block(last, last_th, rows, at, stop, scores, flagged, model_flag, config.model_beyond_reference)
             model_flag[at:stop] &= ~silent[at:stop]
         residual = y - expected
         ratio = rows[:, _RATIO_COLUMN]
@@ -678,13 +691,27 @@ def run_models(
 
 
 def _score_block(forest: IsolationForestDetector, threshold: QuantileThreshold, rows: FloatArray, start: int,
-                 stop: int, scores: FloatArray, flagged: FloatArray, model_flag: BoolArray) -> None:
-    """Score rows ``start`` to ``stop`` and flag them by the threshold, in place."""
+                 stop: int, scores: FloatArray, flagged: FloatArray, model_flag: BoolArray,
+                 beyond_reference: float | None) -> None:
+    """Score rows ``start`` to ``stop`` and flag them by the threshold, in place.
+
+    A row whose day is beyond ``beyond_reference`` times the reference's largest excess
+    (``DetectConfig.model_beyond_reference``) is flagged too
+    (``flagged``, what alerts are made of): the forest's score saturates at its reference's extremes, and a
+    building's calm reference (the hours a rule or the forest flagged are left out of it) makes a high threshold
+    of its busiest hours, which a fault far above every reference day did not pass (issue 11: an event hall
+    lit through three closed days). Such a row is not left out of the refits (``model_flag``: the forest's own
+    flags only): a lasting change of use (a new tenant, longer hours) is beyond the reference every day, never
+    recurs as a schedule does (:func:`schedule_recurrence`), and left out it would never become the reference,
+    an alert for ever; fitted on, it is one alert, until the models have learnt it.
+    """
     block = forest.score_many(rows[start:stop])
     scores[start:stop] = block
     known = np.isfinite(block)
     hit = threshold.flag_many(block)
-    flagged[start:stop][known] = hit[known]
+    beyond = hit if beyond_reference is None else known & forest.beyond(rows[start:stop], _DAY_RATIO_COLUMN,
+                                                                         beyond_reference)
+    flagged[start:stop][known] = (hit | beyond)[known]
     model_flag[start:stop][known] = hit[known]
 
 

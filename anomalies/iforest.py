@@ -15,6 +15,12 @@ either). Deciding is a thresholder's job
 (:mod:`anomalies.thresholds`); hours it flags are left out of the next refit
 by the caller (:mod:`anomalies.detect`).
 
+``fit`` also keeps the largest value of each column among the rows fitted
+on (:meth:`IsolationForestDetector.beyond`): a tree splits a column only
+between the values of its sample, so a row far above every reference row
+isolates no faster than the most extreme reference row, and its score
+saturates there, however far beyond it lies.
+
 The trees are those of scikit-learn's ``IsolationForest`` with the same
 seed, node for node, grown through its tree builder without the per-tree
 estimator overhead (see ``_grow``). They are exported to plain arrays
@@ -62,7 +68,7 @@ FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.int64]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the fitted rows' column maxima (``upper``); 1 is read without them
 _MAX_INT = int(np.iinfo(np.int32).max)
 
 logger = logging.getLogger(__name__)
@@ -263,6 +269,7 @@ class IsolationForestDetector:
         self._stacked: _Forest | None = None
         self._denominator = 1.0
         self._n_features = 0
+        self._upper: FloatArray | None = None
 
     def check_sufficiency(self, rows: FloatArray, exclude: BoolArray | None = None) -> list[str]:
         """Reasons the rows cannot make a reference period (empty when they can).
@@ -311,6 +318,7 @@ class IsolationForestDetector:
         self._trees = trees
         self._stacked = None
         self._n_features = data.shape[1]
+        self._upper = data.max(axis=0)
         self._denominator = len(trees) * float(_average_path_length(np.array([float(max_samples)]))[0])
         return self
 
@@ -342,6 +350,34 @@ class IsolationForestDetector:
                 depths += lengths
             out[ok] = 2.0 ** (-depths / self._denominator) if self._denominator > 0 else 1.0
         return out
+
+    def beyond(self, rows: FloatArray, column: int, factor: float) -> BoolArray:
+        """Rows whose ``column`` is above ``factor`` times its largest value among the rows fitted on.
+
+        What the score cannot say: the trees split a column between the values
+        of their sample only, so a row beyond every fitted row scores like the
+        most extreme of them (issue 11: an event hall lit for three closed days,
+        24-hour ratios of 4 against a reference's largest of 1, scored under the
+        threshold). Only a positive largest value is scaled; otherwise (and for a
+        model loaded from format 1, which does not know it) no row is beyond.
+
+        Args:
+            rows: feature rows (``nan`` never beyond).
+            column: the column judged.
+            factor: how many times the fitted rows' largest value a row must exceed.
+
+        Returns:
+            Per row, beyond.
+
+        >>> det = IsolationForestDetector(random_state=0).fit(np.linspace([0.0, 0.0], [1.0, 0.5], 24 * 14))
+        >>> det.beyond(np.array([[0.0, 0.9], [0.0, 1.1], [np.nan, np.nan]]), 1, 2.0).tolist()
+        [False, True, False]
+        """
+        if self._upper is None or not self._upper[column] > 0.0:
+            return np.zeros(rows.shape[0], dtype=np.bool_)
+        with np.errstate(invalid="ignore"):
+            result: BoolArray = np.asarray(rows[:, column] > factor * self._upper[column], dtype=np.bool_)
+        return result
 
     def _forest(self) -> _Forest:
         if self._stacked is None:
@@ -406,13 +442,14 @@ class IsolationForestDetector:
         Raises:
             ModelError: an unknown format version.
         """
-        if meta.get("format_version") != FORMAT_VERSION:
+        if meta.get("format_version") not in (1, FORMAT_VERSION):
             msg = (f"unknown IsolationForestDetector format_version {meta.get('format_version')!r} "
                    f"(this version reads {FORMAT_VERSION})")
             raise ModelError(msg)
         det = cls(IsolationForestConfig.model_validate(meta["config"]), random_state=meta["random_state"])
         det._n_features = int(meta["n_features"])
         det._denominator = float(meta["denominator"])
+        det._upper = _upper_from(meta)
         nodes = np.cumsum(arrays["nodes"])[:-1]
         columns = np.cumsum(arrays["columns"])[:-1]
         split = {name: np.split(np.asarray(arrays[name]), nodes) for name in ("left", "right", "feature", "threshold", "path")}
@@ -434,6 +471,7 @@ class IsolationForestDetector:
             "random_state": self.random_state,
             "n_features": self._n_features,
             "denominator": self._denominator,
+            "upper": None if self._upper is None else self._upper.tolist(),
         }
 
     @classmethod
@@ -446,11 +484,20 @@ class IsolationForestDetector:
         version = data.get("format_version")
         if version == 1:
             return cls._load_v1(data)
+        if version == FORMAT_VERSION:
+            return cls._load_v2(data)
         msg = f"unknown IsolationForestDetector format_version {version!r} (this version reads {FORMAT_VERSION})"
         raise ModelError(msg)
 
     @classmethod
+    def _load_v2(cls, data: dict[str, Any]) -> IsolationForestDetector:
+        det = cls._load_v1(data)
+        det._upper = _upper_from(data)
+        return det
+
+    @classmethod
     def _load_v1(cls, data: dict[str, Any]) -> IsolationForestDetector:
+        # Format 1 has no column maxima: nothing is beyond the fitted rows until the next fit.
         det = cls(IsolationForestConfig.model_validate(data["config"]), random_state=data["random_state"])
         det._n_features = int(data["n_features"])
         det._denominator = float(data["denominator"])
@@ -466,3 +513,9 @@ class IsolationForestDetector:
             for t in data["trees"]
         ]
         return det
+
+
+def _upper_from(data: Mapping[str, Any]) -> FloatArray | None:
+    """The fitted rows' column maxima of a saved model (``None``: a format-1 model, which does not hold them)."""
+    upper = data.get("upper")
+    return None if upper is None else np.asarray(upper, dtype=np.float64)

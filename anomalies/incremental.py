@@ -997,7 +997,7 @@ def _akey(parts: list[str]) -> AlertKey:
     return (b, u, k, p)
 
 
-_ADDED_SETTINGS = ("model_water_open_hours",)
+_ADDED_SETTINGS = ("model_water_open_hours", "model_beyond_reference")
 """Detection settings added since states were first written, left out of the digest while at their default: a
 state written by the release before one of them still loads (they act on each pass's findings, not on what the
 state holds). Counted in, an upgrade moved every building's state aside and closed its open alerts as reset."""

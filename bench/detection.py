@@ -43,7 +43,8 @@ summer shutdown, buildings with only a main meter, a lone indoor sensor), its ow
 generator and the quirks of real data. It is never used for tuning; it is reported on
 year 2026, seed 251 (:data:`simulator.family_b.EVALUATION_YEAR`, ``EVALUATION_SEED``).
 The earlier runs (2026/seed 7 … 2028/seed 137, 2026/seeds 59, 149 and 181, 2027/seeds 157, 193 and 211,
-2028/seed 61, 2025/seed 241) are no longer clean: what they showed guided generic fixes (see ``EVALUATION_YEAR``).
+2028/seed 61, 2025/seed 241) are no longer clean: what they showed guided generic fixes (see ``EVALUATION_YEAR``);
+2029/seed 307 was the twelfth round's fresh year, run once before and once after its change.
 On it the bench runs ``econome detect`` three times: the rules without model alerts
 (``--no-model-events``; the forest still runs and ``consumption_unoccupied`` waits for its
 flags), the forest alone (``--no-rule-events --model-events``) and

@@ -42,10 +42,11 @@ def test_refuses_short_or_patchy_reference_with_reasons() -> None:
 def test_round_trip_through_json_scores_the_same() -> None:
     det = IsolationForestDetector(IsolationForestConfig(n_estimators=20), random_state=1).fit(_rows())
     data = json.loads(json.dumps(det.to_dict()))
-    assert data["format_version"] == 1
+    assert data["format_version"] == 2
     loaded = IsolationForestDetector.from_dict(data)
     probe = _rows(50, seed=3)
     assert np.array_equal(loaded.score_many(probe), det.score_many(probe))
+    assert np.array_equal(loaded.beyond(probe * 3.0, 0, 1.0), det.beyond(probe * 3.0, 0, 1.0))
     with pytest.raises(ModelError):
         IsolationForestDetector.from_dict({**data, "format_version": 99})
 
@@ -113,3 +114,36 @@ def test_importing_detection_does_not_load_scikit_learn() -> None:
     root = Path(__file__).resolve().parents[3]
     done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_a_row_far_beyond_the_reference_scores_no_higher_than_one_just_beyond_it_and_is_beyond() -> None:
+    """Issue 11: the trees split a column between their sample's values only, so the score saturates.
+
+    A row four times above every fitted row's largest value of one column scores like a row just above
+    it; :meth:`beyond` tells them apart, and reads the same after a round trip through a state file's
+    arrays. A format-1 model (saved before the maxima were) has no row beyond until its next fit.
+    """
+    rows = _rows()
+    rows[:, 2] = np.abs(rows[:, 2])
+    det = IsolationForestDetector(random_state=0).fit(rows)
+    top = float(rows[:, 2].max())
+    just, far = np.zeros((1, 4)), np.zeros((1, 4))
+    just[0, 2], far[0, 2] = top * 1.01, top * 4.0
+    assert det.score_many(far)[0] == det.score_many(just)[0]
+    assert det.beyond(np.vstack([just, far]), 2, 2.0).tolist() == [False, True]
+    meta, arrays = det.to_arrays()
+    assert meta["format_version"] == 2
+    assert IsolationForestDetector.from_arrays(meta, arrays).beyond(far, 2, 2.0).tolist() == [True]
+    old = {k: v for k, v in meta.items() if k != "upper"} | {"format_version": 1}
+    assert IsolationForestDetector.from_arrays(old, arrays).beyond(far, 2, 2.0).tolist() == [False]
+    legacy = {k: v for k, v in det.to_dict().items() if k != "upper"} | {"format_version": 1}
+    assert IsolationForestDetector.from_dict(legacy).beyond(far, 2, 2.0).tolist() == [False]
+
+
+def test_no_row_is_beyond_a_column_whose_fitted_rows_never_went_above_zero() -> None:
+    rows = _rows()
+    rows[:, 1] = -np.abs(rows[:, 1])
+    det = IsolationForestDetector(random_state=0).fit(rows)
+    probe = np.zeros((2, 4))
+    probe[:, 1] = [0.5, 50.0]
+    assert not det.beyond(probe, 1, 2.0).any()

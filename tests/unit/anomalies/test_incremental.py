@@ -737,7 +737,9 @@ def test_a_state_split_per_building_resumes_as_the_whole_one(tmp_path: Path, inv
 def test_a_state_of_the_release_before_a_new_setting_loads_with_it_at_its_default() -> None:
     """The digest of the default settings is the one the release before ``model_water_open_hours`` (173848d)
     wrote in every state file: with it counted in, the upgrade moved every building's state aside and closed
-    its open alerts as reset. Set otherwise, the setting is another setting."""
+    its open alerts as reset; so does ``model_beyond_reference`` (twelfth round). Set otherwise, the setting is
+    another setting."""
     assert DetectorState.fresh(DetectConfig()).config_digest == "161602139bbef699"
-    counted = DetectorState.fresh(DetectConfig(model_water_open_hours=True)).config_digest
-    assert counted != DetectorState.fresh(DetectConfig()).config_digest
+    for counted in (DetectConfig(model_water_open_hours=True), DetectConfig(model_beyond_reference=3.0),
+                    DetectConfig(model_beyond_reference=None)):
+        assert DetectorState.fresh(counted).config_digest != DetectorState.fresh(DetectConfig()).config_digest
