@@ -97,7 +97,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from anomalies.alerts import building_lag, write_events
-from anomalies.detect import DetectConfig, ExpectedSeries
+from anomalies.detect import DetectConfig, ExpectedSeries, refit_phase
 from anomalies.events import AlertState, AnomalyEvent, Language
 from anomalies.expected_sink import write_expected
 from anomalies.features import PointSeries
@@ -122,6 +122,7 @@ __all__ = [
     "building_lag",
     "building_state_path",
     "lag_groups",
+    "lagged_due",
     "lagged_state_path",
     "next_run",
     "read_readings",
@@ -132,6 +133,7 @@ logger = logging.getLogger(__name__)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _HOUR = timedelta(hours=1)
+_DAY = timedelta(days=1)
 _LAG_NAME = re.compile(r"\.lag-(\d+)h\.npz$")
 
 
@@ -156,6 +158,11 @@ class LiveConfig(BaseModel):
     held: int = Field(default=30, ge=0)
     """A portfolio of at most this many buildings keeps their states in memory between passes (faster passes);
     a larger one loads and saves each building's state at each pass, so a pass's memory is one building's."""
+    lagged_every: Duration = Field(default=timedelta(days=1), ge=timedelta(0), le=timedelta(days=7))
+    """A building judged a day or more late (its data from a Linky or a Gazpar, published once a day) is advanced
+    once per this period, at its own hour (:func:`lagged_due`), not at every pass: a pass advances about 1/24 of
+    such buildings, a building's advance costing as much for one hour as for a day. Its alerts come up to this
+    period later. 0 (``0s``; or at most ``every``): at every pass."""
 
     @model_validator(mode="after")
     def _delay_within(self) -> LiveConfig:
@@ -163,6 +170,25 @@ class LiveConfig(BaseModel):
             msg = f"detection delay ({self.delay}) must be shorter than its period ({self.every})"
             raise ConfigError(msg)
         return self
+
+
+def lagged_due(building_id: str, last_hour: datetime | None, until: datetime, step: timedelta) -> bool:
+    """Whether a building judged late is advanced up to ``until`` by this pass (``LiveConfig.lagged_every``).
+
+    Due on a first start, once ``step`` or more is waiting (a restart after a downtime, a first day), and at its
+    own hour of the ``step`` (:func:`~anomalies.detect.refit_phase`, UTC), so that a portfolio's buildings are
+    spread over the hours, not all advanced in one pass. An advance of a day gives what 24 hourly advances give
+    (``tests/unit/anomalies/test_incremental.py``): only the alerts' time moves.
+
+    >>> from datetime import UTC, datetime
+    >>> t = datetime(2026, 1, 5, 10, tzinfo=UTC)
+    >>> [lagged_due("mairie", last, t, timedelta(days=1)) for last in (None, t - timedelta(days=1), t - _HOUR)]
+    [True, True, False]
+    """
+    if last_hour is None or until - last_hour >= step:
+        return True
+    hours = max(1, int(step / _HOUR))
+    return (int(until.timestamp() // 3600) - refit_phase(building_id)) % hours == 0 and until > last_hour
 
 
 class EventNotifier(Protocol):
@@ -454,15 +480,18 @@ class LiveDetector:
         return last_hour - self._margin()
 
     def _peek_since(self, building_id: str, group: _Group, now: datetime) -> datetime:
+        return self._since(self._peek_last(building_id), group, now)
+
+    def _peek_last(self, building_id: str) -> datetime | None:
+        """A building's last hour processed, from its held state or its file's head alone (None: a first start)."""
         held = self._held.get(building_id)
         if held is not None:
-            return self._since(held.last_hour, group, now)
+            return held.last_hour
         path = building_state_path(self.state_path, building_id)
         try:
-            last = DetectorState.peek_last_hour(path) if path.exists() else None
+            return DetectorState.peek_last_hour(path) if path.exists() else None
         except DecodeError:
-            last = None  # moved aside when loaded
-        return self._since(last, group, now)
+            return None  # moved aside when loaded
 
     # --- a pass -----------------------------------------------------------------------------
 
@@ -520,12 +549,19 @@ class LiveDetector:
             self._flush_failures = 0
 
     async def _group_pass(self, group: _Group, now: datetime) -> PassReport:
-        """The group's buildings, a chunk at a time (those reading from the same time together)."""
+        """The group's buildings, a chunk at a time (those reading from the same time together).
+
+        A group judged a day or more late advances only the buildings due (:func:`lagged_due`).
+        """
         self._split_legacy(group, now)
         until = _floor_hour(now - group.lag)
         by_since: dict[datetime, list[str]] = {}
+        step = self.live.lagged_every if group.lag >= _DAY and self.live.lagged_every > self.live.every else None
         for building_id in group.buildings:
-            by_since.setdefault(self._peek_since(building_id, group, now), []).append(building_id)
+            last = self._peek_last(building_id)
+            if step is not None and not lagged_due(building_id, last, until, step):
+                continue
+            by_since.setdefault(self._since(last, group, now), []).append(building_id)
         total = _Tally()
         for since, ids in sorted(by_since.items()):
             for i in range(0, len(ids), self.live.chunk):

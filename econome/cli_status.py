@@ -157,9 +157,12 @@ def _dead_letters(path: Path) -> tuple[str, dict[str, Any]]:
 
 def _detection(
     folder: Path, now: datetime, tz: ZoneInfo, late_after: timedelta | None = None,
-    inventory: Inventory | None = None,
+    inventory: Inventory | None = None, lagged_every: timedelta = timedelta(0),
 ) -> tuple[list[str], list[dict[str, Any]]]:
     """The detection lines and JSON; a state whose last hour is more than ``late_after`` (+ its lag) old is a problem.
+
+    A building judged a day or more late is advanced once per ``lagged_every`` (``ECONOME_DETECT_LAGGED_EVERY``):
+    it may be behind by that much more.
 
     The live service keeps one state per building (``detect/state/<building>.npz``):
     one line sums them up (the oldest last hour, the buildings behind; each building's lag from ``inventory``,
@@ -190,6 +193,8 @@ def _detection(
             continue
         # A state of buildings judged late (a Linky, a Gazpar: anomalies.live.lag_groups) is behind by its lag more.
         lag = lags.get(path.stem, timedelta(0)) if path.parent != folder else state_lag(path)
+        if lag >= timedelta(days=1):
+            lag += lagged_every  # advanced once a day, at its own hour
         late = late_after is not None and last is not None and now - last > late_after + lag
         because = "2 periods + delay" + (f" + the utilities' {_age(lag)}" if lag else "")
         problem = f"behind: more than {_age(late_after + lag)} ({because})" if late and late_after else None
@@ -382,8 +387,9 @@ def status_command(
     delivery_line, delivery = _delivery(data_dir / "delivery.sqlite", now)
     letters_line, letters = _dead_letters(data_dir / "dead-letters.jsonl")
     late_after = 2 * settings.detect_every + settings.detect_delay
+    lagged = settings.detect_lagged_every if settings.detect_lagged_every > settings.detect_every else timedelta(0)
     detection_lines, detection = _detection(data_dir / "detect", now, tz, late_after if settings.detect_enabled else None,
-                                            inv)
+                                            inv, lagged)
     alerts_line, alerts, per_building = _alerts(alerts_path(data_dir))
     recipients = set() if inv.email is None else {
         *inv.email.default_recipients, *(a for _, b in inv.buildings() for a in b.advisors)}

@@ -145,6 +145,9 @@ class EconomeSettings(BaseSettings):
     detect_held: int = Field(default=30, ge=0)
     """A portfolio of at most this many buildings keeps its detection states in memory between passes (faster);
     a larger one loads and saves each building's state at each pass, so a pass's memory is one building's."""
+    detect_lagged_every: Duration = Field(default=timedelta(days=1), ge=timedelta(0), le=timedelta(days=7))
+    """A building judged a day or more late (only a Linky's or a Gazpar's data) is advanced once per this period,
+    at its own hour, e.g. ``1d``; ``0s``: at every pass (``anomalies.live.LiveConfig.lagged_every``)."""
     detect_config: Path | None = None
     """A YAML file of detection settings (:class:`anomalies.detect.DetectConfig`: ``rules:``, ``models:``,
     ``expected:``, ``materiality:``...), e.g. ``/etc/econome/detect.yaml``; the defaults when unset. A broken

@@ -126,6 +126,6 @@ def build_live_detector(
                 "to InfluxDB, but no mail is sent (see docs/alerts.md)"
             )
     live = LiveConfig(every=settings.detect_every, delay=settings.detect_delay, bootstrap=settings.detect_bootstrap,
-                      chunk=settings.detect_chunk, held=settings.detect_held)
+                      chunk=settings.detect_chunk, held=settings.detect_held, lagged_every=settings.detect_lagged_every)
     return LiveDetector(inventory, settings.influx(), settings.detect_state_path, notifier, config=config, live=live,
                         on_pass=on_pass)

@@ -228,3 +228,62 @@ async def test_a_fresh_lag_group_closes_the_open_alerts_of_its_buildings_only(
     kept = now.replace(minute=0) - timedelta(hours=1) if lag0_state else None  # nothing to read: not advanced
     assert DetectorState.peek_last_hour(building_state_path(state_path, "mairie")) == kept
     assert len(list(state_path.parent.glob("state.npz.split-*"))) == int(lag0_state)
+
+
+async def test_a_building_judged_late_is_advanced_once_a_day_at_its_hour_with_the_events_of_hourly_advances(
+    influxdb_server: Any, unique_name: str, hamlet: Inventory, tmp_path: Path,
+) -> None:
+    """Hourly passes: the Linky-only school (2 days late) is advanced once a day, at its own hour, not 24 times.
+
+    Its data come once a day; a pass over 3,000 such buildings advances about 1/24 of them
+    (``LiveConfig.lagged_every``). Run beside a detector advancing it at every pass (``lagged_every=0``), from the
+    same readings: at the school's hour both stand at the same last hour with the same alerts (kind, start, state);
+    the town hall (no utility meter) is advanced at every pass either way.
+    """
+    from anomalies.detect import refit_phase
+    from anomalies.live import LoggingNotifier
+
+    [fault] = [f for f in default_fault_plan(hamlet, 2025, 1) if f.building == SCHOOL]
+    first = datetime.combine((fault.start + timedelta(days=3)).date(), datetime.min.time(), UTC) + timedelta(minutes=5)
+    # The last pass falls on the school's own hour (UTC), 26 to 49 passes after the first.
+    hour = (refit_phase(SCHOOL) - int(first.timestamp() // 3600)) % 24
+    last = first + timedelta(hours=24 + hour)
+    csv = tmp_path / "readings.csv"
+    write_readings_csv(hamlet, csv, HISTORY_START, last, step=timedelta(hours=1), seed=1, faults=[fault],
+                       energy_only=True)
+    readings = read_readings_csv(csv)
+    config = InfluxConfig(url=influxdb_server.url, database=unique_name)
+    writer = InfluxV1Writer(config)
+    await writer.ensure_database()
+    try:
+        await writer.write(_lines(hamlet, readings, dict.fromkeys(readings, (-np.inf, np.inf))), raw=True)
+    finally:
+        await writer.close()
+    runs: dict[str, tuple[list[datetime | None], dict[tuple[str, datetime], AlertState], list[datetime | None]]] = {}
+    for name, every in (("daily", timedelta(days=1)), ("hourly", timedelta(0))):
+        state_path = tmp_path / name / "state.npz"
+        detector = LiveDetector(hamlet, config, state_path, LoggingNotifier(), config=DetectConfig(),
+                                live=LiveConfig(bootstrap=first - HISTORY_START, held=0, lagged_every=every))
+        school_last: list[datetime | None] = []
+        town_hall_last: list[datetime | None] = []
+        alerts: dict[tuple[str, datetime], AlertState] = {}
+        now = first
+        while now <= last:
+            report = await detector.run_pass(now)
+            alerts.update({(e.kind, e.start): e.state for e in report.events if e.building == SCHOOL})
+            school_last.append(DetectorState.peek_last_hour(building_state_path(state_path, SCHOOL)))
+            town_hall_last.append(DetectorState.peek_last_hour(building_state_path(state_path, "mairie")))
+            now += timedelta(hours=1)
+        runs[name] = (school_last, alerts, town_hall_last)
+    daily, hourly = runs["daily"], runs["hourly"]
+    # Every pass advances the hourly run's school; the daily run's at its first start and at its hour alone.
+    assert len(set(hourly[0])) == len(hourly[0])
+    moves = [i for i in range(1, len(daily[0])) if daily[0][i] != daily[0][i - 1]]
+    assert len(moves) == 2, daily[0]  # a day apart: passes 24 + hour - 24 and 24 + hour
+    assert [(daily[0][i].hour - refit_phase(SCHOOL)) % 24 for i in moves] == [0, 0]  # type: ignore[union-attr]
+    assert daily[0][-1] == hourly[0][-1] == last.replace(minute=0) - timedelta(days=2)
+    assert daily[1] == hourly[1]
+    assert ("consumption_unoccupied", AlertState.RESOLVED) not in {(k, s) for (k, _), s in daily[1].items()}
+    assert any(kind == "consumption_unoccupied" for kind, _ in daily[1]), daily[1]
+    assert daily[2] == hourly[2]
+    assert len(set(daily[2])) == len(daily[2])  # the town hall, judged at once, advanced at every pass

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -197,6 +198,9 @@ def test_detect_chunk_and_held_reach_the_live_detector(monkeypatch: pytest.Monke
     inventory = load_inventory(Path(__file__).resolve().parents[3] / "examples" / "commune.yaml")
     detector = build_live_detector(inventory, load_settings(), SystemClock())
     assert (detector.live.chunk, detector.live.held) == (7, 0)
+    assert detector.live.lagged_every == timedelta(days=1)
+    monkeypatch.setenv("ECONOME_DETECT_LAGGED_EVERY", "0s")
+    assert build_live_detector(inventory, load_settings(), SystemClock()).live.lagged_every == timedelta(0)
     monkeypatch.setenv("ECONOME_DETECT_CHUNK", "0")
     with pytest.raises(ConfigError, match="ECONOME_DETECT_CHUNK"):
         load_settings()

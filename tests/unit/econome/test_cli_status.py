@@ -89,6 +89,23 @@ def test_status_sums_up_the_buildings_states_each_behind_by_its_own_lag(data_dir
     assert "PROBLEM 1 behind (mairie)" in line
 
 
+@pytest.mark.parametrize(("lagged_every", "behind"), [("1d", False), ("0s", True)])
+def test_a_building_judged_late_may_be_behind_by_its_daily_advance_more(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch, lagged_every: str, behind: bool,
+) -> None:
+    """A Linky-only school advanced once a day (``ECONOME_DETECT_LAGGED_EVERY``, 1d) 2 days 20 hours back is
+    not behind; advanced at every pass, it is."""
+    monkeypatch.setenv("ECONOME_DETECT_LAGGED_EVERY", lagged_every)
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    folder = data_dir / "detect" / "state"
+    folder.mkdir(parents=True)
+    state = DetectorState.fresh()
+    state.last_hour = hour - timedelta(days=2, hours=20)
+    state.save(folder / "maternelle-aulnes.npz")
+    report = json.loads(runner.invoke(app, ["status", INVENTORY, "--json"]).stdout)
+    assert bool(report["service_problems"]) is behind, report["service_problems"]
+
+
 def test_status_json_is_one_object_with_the_local_part(data_dir: Path) -> None:
     result = runner.invoke(app, ["status", INVENTORY, "--json", "--building", "mairie"])
     assert result.exit_code == 4
