@@ -77,7 +77,7 @@ class DetectionLock:
         except OSError:
             holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
             os.close(fd)
-            msg = (f"another econome process (PID {holder}) already runs live detection on data directory "
+            msg = (f"another econome process (PID {holder}) already runs on data directory "
                    f"{self.data_dir} (lock {self.path}); stop it, or give this one its own ECONOME_DATA_DIR")
             raise LockHeld(msg) from None
         os.ftruncate(fd, 0)

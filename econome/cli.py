@@ -437,7 +437,9 @@ def run(
         typer.echo(f"error: {password_problem}", err=True)
         raise typer.Exit(code=2)
     _data_dir_or_exit(settings.data_dir)
-    lock, lock_error = _detection_lock_or_exit(settings.data_dir) if settings.detect_enabled else (None, None)
+    # Taken with detection off too: two runs on one data directory would share its delivery log and the
+    # processors' state (each poll's readings delivered twice, counters' last values overwritten).
+    lock, lock_error = _detection_lock_or_exit(settings.data_dir)
     _utilities_credentials_or_exit(inv, settings)
 
     async def main() -> None:

@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from anomalies.lock import DetectionLock
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,8 +25,11 @@ _HOLDER = (
 )
 
 
-def test_a_second_run_on_one_data_dir_exits_2_naming_it_and_the_pid(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "ECONOME_DATA_DIR": str(tmp_path)}
+@pytest.mark.parametrize("detection", ["true", "false"])
+def test_a_second_run_on_one_data_dir_exits_2_naming_it_and_the_pid(tmp_path: Path, detection: str) -> None:
+    """With detection off too (``ECONOME_DETECT_ENABLED=false``): two runs would share the delivery log and the
+    processors' state of the data directory."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "ECONOME_DATA_DIR": str(tmp_path), "ECONOME_DETECT_ENABLED": detection}
     holder = subprocess.Popen(
         [sys.executable, "-c", _HOLDER, str(tmp_path)],
         cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
