@@ -150,8 +150,11 @@ def _setup_logging(level: str, settings: EconomeSettings | None = None) -> Redac
 
 
 def _inventory_secrets(inv: Inventory) -> list[str]:
-    """The MQTT passwords the inventory's brokers read from the environment."""
-    return env_secrets(b.password_env for b in inv.mqtt_brokers if b.password_env)
+    """The passwords the inventory reads from the environment: its MQTT brokers' and its SMTP server's."""
+    names = [b.password_env for b in inv.mqtt_brokers if b.password_env]
+    if inv.email is not None and inv.email.password_env:
+        names.append(inv.email.password_env)  # any name, e.g. SMTP_PASS, not only ECONOME_*PASSWORD*
+    return env_secrets(names)
 
 
 @app.command()

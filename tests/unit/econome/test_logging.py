@@ -62,3 +62,18 @@ def test_env_secrets_take_named_and_secret_looking_variables(monkeypatch: pytest
     assert "mqtt-secret" in found
     assert "/run/secrets/token" not in found
     assert "DEBUG" not in found
+
+
+def test_the_inventory_s_smtp_password_variable_is_a_secret_whatever_its_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``email.password_env: SMTP_PASS`` (not an ``ECONOME_*PASSWORD*`` name): its value is redacted from the logs."""
+    from pathlib import Path
+
+    from econome.cli import _inventory_secrets
+    from inventory import parse_inventory
+
+    root = Path(__file__).resolve().parents[3]
+    text = (root / "examples" / "commune.yaml").read_text(encoding="utf-8") + (
+        "email:\n  host: smtp.valmont.example\n  security: starttls\n  sender: econome@valmont.example\n"
+        "  username: econome\n  password_env: SMTP_PASS\n")
+    monkeypatch.setenv("SMTP_PASS", "hunter2-smtp")
+    assert "hunter2-smtp" in _inventory_secrets(parse_inventory(text))
