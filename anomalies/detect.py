@@ -615,7 +615,8 @@ def run_models(
                 _bounded_rows(judged, usage, expected[:stop], silent, model.weather_bound_c, rows, start, config)
                 done = stop
                 if last is not None and last_th is not None:
-                    _score_block(last, last_th, rows, start, stop, scores, flagged, model_flag, config.model_beyond_reference,
+                    _score_block(last, last_th, rows, start, stop, scores, flagged, model_flag,
+                                 _beyond_reference(config, last_fit_at, in_sample),
                                  unseen_day=_day_beyond_fit(beyond, start, stop))
                     model_flag[start:stop] &= ~silent[start:stop]  # a bounded hour's flag is no evidence for a reference
                 continue
@@ -654,8 +655,8 @@ def run_models(
                     last, last_th, last_fit_at = detector, threshold, at
             if last is None or last_th is None:
                 continue
-            _score_block(last, last_th, rows, at, stop, scores, flagged, model_flag, config.model_beyond_reference,
-                         unseen_day=_day_beyond_fit(beyond, at, stop))
+            _score_block(last, last_th, rows, at, stop, scores, flagged, model_flag,
+                         _beyond_reference(config, last_fit_at, in_sample), unseen_day=_day_beyond_fit(beyond, at, stop))
             model_flag[at:stop] &= ~silent[at:stop]
         residual = y - expected
         ratio = rows[:, _RATIO_COLUMN]
@@ -691,6 +692,18 @@ def run_models(
                              last_th, residual, ratio, model.fits, beyond, day_residual, day_bound, y,
                              np.where(silent, expected, np.nan), model.weather_bound_c, model.silent_h))
     return runs
+
+
+def _beyond_reference(config: DetectConfig, fit_at: int, in_sample: int) -> float | None:
+    """``config.model_beyond_reference`` for a forest fitted at hour ``fit_at``; ``None`` when all its rows were in-sample.
+
+    The expected values of the hours before ``in_sample`` come from the model fitted on those very hours: their
+    ratios are its fit's residuals, optimistic (as for the day bound, :func:`day_residual_bound`'s reference). A
+    forest fitted on them alone (a building's first, at its first expected fit) knows no out-of-sample day, and
+    twice its largest day is within the ordinary error of the weeks after (a building whose consumption the
+    model follows poorly was alerted through its third week). Its score alone judges until the next fit.
+    """
+    return config.model_beyond_reference if fit_at > in_sample else None
 
 
 def _day_beyond_fit(beyond_fit: BoolArray, start: int, stop: int) -> BoolArray:
