@@ -149,6 +149,7 @@ _HOUR = timedelta(hours=1)
 _RATIO_COLUMN = FEATURE_NAMES.index("residual_ratio")
 _OUTDOOR_COLUMN = FEATURE_NAMES.index("outdoor_c")
 _DAY_RATIO_COLUMN = FEATURE_NAMES.index("residual_ratio_24h")
+_DAY_H = 24  # the hours residual_ratio_24h averages, the hour itself included
 _MIN_CALIBRATION = 48  # held-out scores at the first fit: a quarter of 14 days, minus unknown rows
 _LONGEST_FACTS = frozenset({"hours", "weather_unknown_h"})  # an event's fact is their longest over its hours, not the mean
 
@@ -614,7 +615,9 @@ def run_models(
                 _bounded_rows(judged, usage, expected[:stop], silent, model.weather_bound_c, rows, start, config)
                 done = stop
                 if last is not None and last_th is not None:
-                    _score_block(last, last_th, rows, start, stop, scores, flagged, model_flag, config.model_beyond_reference)
+                    _score_block(last, last_th, rows, start, stop, scores, flagged, model_flag,
+                                 _beyond_reference(config, last_fit_at, in_sample),
+                                 unseen_day=_day_beyond_fit(beyond, start, stop))
                     model_flag[start:stop] &= ~silent[start:stop]  # a bounded hour's flag is no evidence for a reference
                 continue
             usual = schedule_recurrence(model_flag[:at], model.type_idx[:at], hours.local_hour[:at],
@@ -652,7 +655,8 @@ def run_models(
                     last, last_th, last_fit_at = detector, threshold, at
             if last is None or last_th is None:
                 continue
-            _score_block(last, last_th, rows, at, stop, scores, flagged, model_flag, config.model_beyond_reference)
+            _score_block(last, last_th, rows, at, stop, scores, flagged, model_flag,
+                         _beyond_reference(config, last_fit_at, in_sample), unseen_day=_day_beyond_fit(beyond, at, stop))
             model_flag[at:stop] &= ~silent[at:stop]
         residual = y - expected
         ratio = rows[:, _RATIO_COLUMN]
@@ -690,9 +694,29 @@ def run_models(
     return runs
 
 
+def _beyond_reference(config: DetectConfig, fit_at: int, in_sample: int) -> float | None:
+    """``config.model_beyond_reference`` for a forest fitted at hour ``fit_at``; ``None`` when all its rows were in-sample.
+
+    The expected values of the hours before ``in_sample`` come from the model fitted on those very hours: their
+    ratios are its fit's residuals, optimistic (as for the day bound, :func:`day_residual_bound`'s reference). A
+    forest fitted on them alone (a building's first, at its first expected fit) knows no out-of-sample day, and
+    twice its largest day is within the ordinary error of the weeks after (a building whose consumption the
+    model follows poorly was alerted through its third week). Its score alone judges until the next fit.
+    """
+    return config.model_beyond_reference if fit_at > in_sample else None
+
+
+def _day_beyond_fit(beyond_fit: BoolArray, start: int, stop: int) -> BoolArray:
+    """Per hour ``start`` to ``stop``: one of the 24 hours up to it (those of ``residual_ratio_24h``) is beyond the fit."""
+    lo = max(0, start - (_DAY_H - 1))
+    counts = np.convolve(beyond_fit[lo:stop].astype(np.float64), np.ones(_DAY_H))[: stop - lo]
+    result: BoolArray = counts[start - lo :] > 0.0
+    return result
+
+
 def _score_block(forest: IsolationForestDetector, threshold: QuantileThreshold, rows: FloatArray, start: int,
                  stop: int, scores: FloatArray, flagged: FloatArray, model_flag: BoolArray,
-                 beyond_reference: float | None) -> None:
+                 beyond_reference: float | None, *, unseen_day: BoolArray) -> None:
     """Score rows ``start`` to ``stop`` and flag them by the threshold, in place.
 
     A row whose day is beyond ``beyond_reference`` times the reference's largest excess
@@ -704,13 +728,20 @@ def _score_block(forest: IsolationForestDetector, threshold: QuantileThreshold, 
     flags only): a lasting change of use (a new tenant, longer hours) is beyond the reference every day, never
     recurs as a schedule does (:func:`schedule_recurrence`), and left out it would never become the reference,
     an alert for ever; fitted on, it is one alert, until the models have learnt it.
+
+    A row whose 24 hours hold an hour beyond the expected model's fit (``unseen_day``,
+    :meth:`~anomalies.expected.ExpectedConsumption.beyond_fit`: a day type it never learnt, a colder day than
+    it was fitted on) is judged by its score alone: that hour's ratio measures what the model does not know,
+    not the building, and the day's mean carries it (a school metered since its summer holidays: the
+    Saturday after the first open week, an ordinary closed day, read Friday's open hours, ratios of 5 to 8
+    against a closed day's expected value, and was alerted). The hour itself is no model alert anyway.
     """
     block = forest.score_many(rows[start:stop])
     scores[start:stop] = block
     known = np.isfinite(block)
     hit = threshold.flag_many(block)
-    beyond = hit if beyond_reference is None else known & forest.beyond(rows[start:stop], _DAY_RATIO_COLUMN,
-                                                                         beyond_reference)
+    beyond = hit if beyond_reference is None else known & ~unseen_day & forest.beyond(
+        rows[start:stop], _DAY_RATIO_COLUMN, beyond_reference)
     flagged[start:stop][known] = (hit | beyond)[known]
     model_flag[start:stop][known] = hit[known]
 
