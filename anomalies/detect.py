@@ -727,7 +727,8 @@ def _score_block(forest: IsolationForestDetector, threshold: QuantileThreshold, 
     lit through three closed days). Such a row is not left out of the refits (``model_flag``: the forest's own
     flags only): a lasting change of use (a new tenant, longer hours) is beyond the reference every day, never
     recurs as a schedule does (:func:`schedule_recurrence`), and left out it would never become the reference,
-    an alert for ever; fitted on, it is one alert, until the models have learnt it.
+    an alert for ever; fitted on, it can become the reference once the refits have taken it in (not shown: a
+    Saturday tenant from April, tried in review, had every summer Saturday alerted, with this setting or without).
 
     A row whose 24 hours hold an hour beyond the expected model's fit (``unseen_day``,
     :meth:`~anomalies.expected.ExpectedConsumption.beyond_fit`: a day type it never learnt, a colder day than
