@@ -479,9 +479,6 @@ class LiveDetector:
             return _floor_hour(now - group.lag - self.live.bootstrap)
         return last_hour - self._margin()
 
-    def _peek_since(self, building_id: str, group: _Group, now: datetime) -> datetime:
-        return self._since(self._peek_last(building_id), group, now)
-
     def _peek_last(self, building_id: str) -> datetime | None:
         """A building's last hour processed, from its held state or its file's head alone (None: a first start)."""
         held = self._held.get(building_id)
