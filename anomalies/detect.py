@@ -71,7 +71,7 @@ import logging
 import math
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -1285,10 +1285,9 @@ def _muted_hours(building: Building, inventory: Inventory, frame: HourlyFrame, a
     muted = np.zeros(max(0, b - a), dtype=np.bool_)
     tz = inventory.organisation.tz
     for window in building.mute:
-        lo = datetime.combine(window.start, time(0), tzinfo=tz).timestamp()
-        hi = datetime.combine(window.end + timedelta(days=1), time(0), tzinfo=tz).timestamp()
-        first = max(a, math.ceil((lo - frame.start_s) / 3600))  # hours starting inside the window
-        last = min(b, math.ceil((hi - frame.start_s) / 3600))
+        lo, hi = window.span(tz)
+        first = max(a, math.ceil((lo.timestamp() - frame.start_s) / 3600))  # hours starting inside the window
+        last = min(b, math.ceil((hi.timestamp() - frame.start_s) / 3600))
         if last > first:
             muted[first - a : last - a] = True
     return muted

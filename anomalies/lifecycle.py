@@ -44,7 +44,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict
@@ -227,11 +227,7 @@ class AlertLifecycle:
         windows = self.mutes.get(building)
         if not windows or until <= since:
             return timedelta(0)
-        spans = sorted(
-            (datetime.combine(w.start, time(0), tzinfo=self.timezone),
-             datetime.combine(w.end + timedelta(days=1), time(0), tzinfo=self.timezone))
-            for w in windows
-        )  # fmt: skip
+        spans = sorted(w.span(self.timezone) for w in windows)
         total, reached = timedelta(0), since
         for lo, hi in spans:
             lo, hi = max(lo, reached), min(hi, until)

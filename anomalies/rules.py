@@ -3469,49 +3469,11 @@ def _trending_away(deviations: FloatArray, floor_k: float) -> bool:
     known = np.isfinite(deviations)
     if not math.isfinite(last) or abs(last) < floor_k or int(known.sum()) < 5:
         return False
-    ranked = deviations[known]
-    p = _kendall_exact_p(ranked, greater=last > 0)
-    if p is None:  # tied deviations: Kendall's test with ties (scipy's normal approximation)
-        # scipy.stats takes most of a second to import: only for ties, which a float's deviations seldom have.
-        from scipy.stats import kendalltau  # type: ignore[import-untyped]  # scipy ships no stubs (as in mv/savings.py)
+    # scipy.stats takes half a second to import: only when a trend is tested, not whenever rules are imported.
+    from scipy.stats import kendalltau  # type: ignore[import-untyped]  # scipy ships no stubs (as in mv/savings.py)
 
-        p = float(kendalltau(np.flatnonzero(known), ranked, alternative="greater" if last > 0 else "less").pvalue)
-    return p < _TREND_P
-
-
-def _kendall_exact_p(y: FloatArray, *, greater: bool) -> float | None:
-    """The one-sided exact p-value of Kendall's tau of ``y`` against its order, or None if ``y`` has ties.
-
-    What ``scipy.stats.kendalltau(range(n), y, alternative=...)`` gives for a few values without ties (its
-    exact method, ``n`` up to 33), computed here from the count of permutations with at most as many
-    inversions (Mahonian numbers, in integers) so that importing scipy.stats (most of a second) is not
-    needed: the p-value is that count over ``n!`` divided once, as scipy's float division rounds it.
-
-    >>> _kendall_exact_p(np.array([0.1, 0.3, 0.2, 0.5, 0.9]), greater=True)
-    0.041666666666666664
-    """
-    n = int(y.size)
-    upper = np.triu_indices(n, 1)
-    step = (y[None, :] - y[:, None])[upper]  # y[j] - y[i] for every pair i < j
-    if n > 33 or n < 3 or not bool(np.all(step != 0)):
-        return None
-    pairs = n * (n - 1) // 2
-    concordant = int(np.count_nonzero(step > 0))
-    tail = min(concordant, pairs - concordant)
-    # Permutations of n with k inversions, k up to the tail: the product of (1 + x + ... + x^(j-1)), cut.
-    counts = [1] + [0] * tail
-    for j in range(2, n + 1):
-        running, out = 0, []
-        for k in range(tail + 1):
-            running += counts[k] - (counts[k - j] if k >= j else 0)
-            out.append(running)
-        counts = out
-    in_tail = sum(counts)
-    total = math.factorial(n)
-    if (concordant >= pairs - concordant) == greater:  # the trend is on the side the alternative names
-        return min(in_tail / total, 1.0)
-    # The other side: 1 minus the tail beyond, plus the mass at the count itself (scipy's complement).
-    return min(1.0 - in_tail / total + counts[tail] / total, 1.0)
+    result = kendalltau(np.flatnonzero(known), deviations[known], alternative="less" if last < 0 else "greater")
+    return bool(result.pvalue < _TREND_P)
 
 
 _PAST_WEEKEND_H = 72

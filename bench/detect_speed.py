@@ -43,7 +43,7 @@ the round alternated at load 2-3: ``read_readings_csv`` alone (in-process, best 
 (a commune's 45 days, 108 points, 458,000 rows: 0.39-0.40 -> 0.18 s); baseline 1.07 / 1.11 -> 0.79 / 0.74 s of
 CPU, 121 MB either way; ``detect`` 7.9-9.2 s wall, 7.8-9.0 s CPU -> 7.5-11.1 s, 7.4-8.2 s, 271 MB either way
 (within the noise at that load). Thirteenth round (exact: BLAS on one thread, the school holidays read with
-``date.fromisoformat``, Kendall's exact p-value without scipy.stats, this script's ``--repeat`` and bytecode),
+``date.fromisoformat``, this script's ``--repeat`` and bytecode),
 36e96ec and main alternated with this script, quiet: 6.09 / 6.32 s wall, 8.0 / 8.3 s CPU -> 5.06 / 5.92 s wall,
 5.2 / 6.1 s CPU, 263-267 MB; single runs of main 4.66-7.04 s as the machine's speed moved. The goal is met for
 memory, and for time on a quiet moment of this machine only::

@@ -653,7 +653,7 @@ def _data_dir_or_exit(data_dir: Path) -> None:
 
 
 def _detection_lock_or_exit(data_dir: Path) -> tuple[DetectionLock | None, TelemetryError | None]:
-    """Take the data directory's live detection lock: a second ``econome run`` on it exits 2 naming the first's PID.
+    """Take the data directory's lock, detection on or off: a second ``econome run`` on it exits 2 naming a PID.
 
     A lock file that cannot be made (its folder is not writable) is returned as the error that live
     detection dies of at its start (logged, exit 1), as any broken start of detection.

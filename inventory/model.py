@@ -38,7 +38,7 @@ import re
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, time, timedelta
+from datetime import date, datetime, time, timedelta
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -353,6 +353,15 @@ class MuteWindow(_Frozen):
             msg = f"mute window ends {self.end} before it starts {self.start}"
             raise ValueError(msg)
         return self
+
+    def span(self, tz: ZoneInfo) -> tuple[datetime, datetime]:
+        """The window's instants: local midnight of its first day to local midnight after its last.
+
+        >>> MuteWindow(start=date(2026, 3, 28), end=date(2026, 3, 29)).span(ZoneInfo("Europe/Paris"))[1].isoformat()
+        '2026-03-30T00:00:00+02:00'
+        """
+        return (datetime.combine(self.start, time(0), tzinfo=tz),
+                datetime.combine(self.end + timedelta(days=1), time(0), tzinfo=tz))
 
 
 class Bookings(_Frozen):

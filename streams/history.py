@@ -247,6 +247,7 @@ strings out of the CPU's caches, twice as slow). The part line a block leaves fo
 length, so a block, and every line in it, is within :data:`CSV_MAX_LINE`: none the row by row reader refuses."""
 _NOT_SEPARATORS = bytes(sorted(set(range(256)) - set(b',\n\r"')))
 _EARLIEST_S, _LATEST_S = CSV_EARLIEST.timestamp(), CSV_LATEST.timestamp()
+_NO_PATH = Path()  # the row by row reader names the file and line of a refused timestamp
 
 
 def _read_plain_csv(path: Path) -> tuple[dict[str, tuple[FloatArray, FloatArray]], dict[str, float]]:
@@ -357,20 +358,11 @@ def _plain_rows(block: bytes, moments: dict[str, float],
 
 
 def _plain_moment(stamp: str) -> float:
-    """The epoch seconds of a timestamp :func:`_csv_moment` takes: its checks, without its messages."""
+    """The epoch seconds of a timestamp :func:`_csv_moment` takes (:class:`_NotPlain` for one it refuses)."""
     try:
-        when = datetime.fromisoformat(stamp)
-    except ValueError:
+        return _csv_moment(_NO_PATH, 0, stamp, _EARLIEST_S, _LATEST_S)
+    except DecodeError:
         raise _NotPlain from None
-    if when.tzinfo is None:
-        raise _NotPlain
-    try:
-        moment = when.timestamp()
-    except (OverflowError, ValueError):
-        raise _NotPlain from None
-    if not _EARLIEST_S <= moment < _LATEST_S:
-        raise _NotPlain
-    return moment
 
 
 def _refuse_value(path: Path, line_no: int, stamp: str, point: str, text: str, parsed: dict[str, float],

@@ -14,8 +14,6 @@ unchanged days and ``sensor_drift``'s kept fits are in ``test_rule_memo.py``.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import zipfile
 from datetime import timedelta
 from pathlib import Path
@@ -30,7 +28,6 @@ from anomalies.rules import (
     RuleMemo,
     RulesConfig,
     SensorDriftRule,
-    _kendall_exact_p,
     _long_runs,
     _per_building,
     _quantisation_step,
@@ -331,36 +328,3 @@ def test_frozen_sensor_s_steps_and_long_runs_are_those_of_every_run(seed: int) -
         first, last = _long_runs(values[1:] == values[:-1])
         np.testing.assert_array_equal(first, starts[long])
         np.testing.assert_array_equal(last, ends[long])
-
-
-def test_kendall_s_exact_p_value_is_scipy_s_without_importing_it() -> None:
-    """``sensor_drift``'s trend test: scipy's exact one-sided p-value, bit for bit, and no scipy.stats import.
-
-    Importing scipy.stats was most of a second of ``econome detect``'s 5 s on one building-year
-    (``bench/detect_speed.py``); untied deviations now get the same p-value from integer counts.
-    """
-    from scipy.stats import kendalltau  # the reference, in this test only
-
-    rng = np.random.default_rng(12)
-    tied = 0
-    for _ in range(3000):
-        n = int(rng.integers(5, 11))
-        y = rng.normal(size=n) + rng.normal() * np.arange(n)
-        if rng.random() < 0.1:
-            y = np.round(y)  # some ties
-        for greater in (True, False):
-            p = _kendall_exact_p(y, greater=greater)
-            reference = kendalltau(np.arange(n), y, alternative="greater" if greater else "less").pvalue
-            if p is None:
-                tied += 1
-                assert len(set(y.tolist())) < n
-                continue
-            assert p == reference, (y, greater)
-    assert 0 < tied < 1000
-    # A drift's first days, the rule's own path: judged without scipy.stats in the process.
-    code = ("import sys, numpy as np\n"
-            "from anomalies.rules import _trending_away\n"
-            "assert _trending_away(np.array([0.1, 0.4, np.nan, 0.9, 1.2, 1.6, 2.0, 2.1]), 0.5)\n"
-            "assert not _trending_away(np.array([0.1, -0.4, 0.9, 0.2, -1.2, 1.6]), 0.5)\n"
-            "assert 'scipy.stats' not in sys.modules\n")
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[3])
